@@ -1,0 +1,41 @@
+"""The one exception every stage raises to ask for a non-content reply.
+
+A stage that cannot go on (a malformed request, a missing file, a refused host) raises
+:class:`HTTPError` with the status it wants sent.  The connection loop is the single place
+that turns it into a rendered page, so every error and redirect looks and is escaped alike.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Sequence, Tuple
+
+HeaderList = Sequence[Tuple[str, str]]
+
+# RFC 9110 renamed a few reason phrases; older Pythons still carry the RFC 7231 ones.
+_RFC9110_REASONS = {413: "Content Too Large", 416: "Range Not Satisfiable",
+                    422: "Unprocessable Content"}
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC 9110 reason phrase for ``status``."""
+    return _RFC9110_REASONS.get(status) or HTTPStatus(status).phrase
+
+
+class HTTPError(Exception):
+    """A reply other than content: ``status`` plus a human ``detail`` for the page.
+
+    ``headers`` are extra response headers (``Allow``, ``Location``, ``Retry-After``,
+    ``Content-Range``).  ``close`` asks the connection to close after the reply, which the
+    connection loop also does on its own for statuses that leave the framing in doubt.
+    The detail is shown to the client, so it never carries internals such as paths on disk.
+    """
+
+    def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
+                 close: bool = False) -> None:
+        self.status = status
+        self.reason = reason_phrase(status)
+        self.detail = detail or self.reason
+        self.headers = tuple(headers)
+        self.close = close
+        super().__init__(f"{status} {self.reason}: {self.detail}")
