@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, List, NamedTuple, Optional, Sequence, Tuple, Union
+from email.utils import formatdate
+from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from nex import SERVER_SOFTWARE
+from nex.errors import reason_phrase
+
+_UNSAFE_IN_HEADER = re.compile(r"[\r\n\x00]")
 
 
 class FileSlice(NamedTuple):
@@ -38,3 +48,95 @@ class Response:
         """The number of body bytes GET would carry."""
         return sum(piece.count if isinstance(piece, FileSlice) else len(piece)
                    for piece in self.body)
+
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+_SMALL_BODY = 64 * 1024
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+class _DateCache:
+    """The IMF-fixdate of the current second, formatted once per second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            # Two threads may race here; both write the same correct value.
+            self._text = formatdate(second, usegmt=True)
+            self._second = second
+        return self._text
+
+
+http_date_now = _DateCache().now
+
+
+def _has_content_length(status: int) -> bool:
+    return status >= 200 and status not in _NO_BODY_STATUSES
+
+
+def serialize_head(response: Response, *, keep_alive: bool) -> bytes:
+    """The status line and header section of ``response``, ending in the blank line.
+
+    Raises ``ValueError`` when a header would carry CR, LF or NUL: such a value could split
+    the response, so it is a fault of the server, never something to send.
+    """
+    status = response.status
+    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+             f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"]
+    for name, value in response.headers:
+        if _UNSAFE_IN_HEADER.search(value) or _UNSAFE_IN_HEADER.search(name):
+            raise ValueError(f"unsafe characters in response header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    if _has_content_length(status):
+        lines.append(f"Content-Length: {response.content_length}\r\n")
+    lines.append("Connection: keep-alive\r\n\r\n" if keep_alive else "Connection: close\r\n\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def write_response(sock: socket.socket, response: Response, *, head_only: bool,
+                   keep_alive: bool) -> int:
+    """Send ``response`` on ``sock``; return the number of body bytes sent.
+
+    Small bodies go out with the head in one write; larger file slices through
+    ``socket.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
+    the same segment as the first body bytes.  The response's file is closed in every case.
+    """
+    try:
+        head = serialize_head(response, keep_alive=keep_alive)
+        if head_only or not _has_content_length(response.status) or not response.body:
+            sock.sendall(head)
+            return 0
+        total = response.content_length
+        if total <= _SMALL_BODY:
+            sock.sendall(head + b"".join(_read_pieces(response)))
+            return total
+        sock.sendall(head, _MSG_MORE)
+        last = len(response.body) - 1
+        for index, piece in enumerate(response.body):
+            if isinstance(piece, FileSlice):
+                sent = sock.sendfile(response.file, piece.offset, piece.count)
+                if sent != piece.count:
+                    raise OSError(f"file shrank while being sent ({sent} of {piece.count} bytes)")
+            else:
+                sock.sendall(piece, _MSG_MORE if index < last else 0)
+        return total
+    finally:
+        if response.file is not None:
+            response.file.close()
+
+
+def _read_pieces(response: Response) -> Iterator[bytes]:
+    for piece in response.body:
+        if isinstance(piece, FileSlice):
+            data = os.pread(response.file.fileno(), piece.count, piece.offset)
+            if len(data) != piece.count:
+                raise OSError(f"file shrank while being sent ({len(data)} of {piece.count} bytes)")
+            yield data
+        else:
+            yield piece

@@ -1,0 +1,237 @@
+"""The listener: binds the socket, accepts clients and runs one worker thread per connection.
+
+A cap on live connections (and on connections per client address) keeps the thread count
+bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
+a thread.  SIGINT and SIGTERM stop accepting, wake idle keep-alive connections, give
+in-flight responses ``shutdown_grace`` seconds to finish, and exit with status 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Dict, Optional, Set, Tuple
+
+from nex import SERVER_SOFTWARE
+from nex.config import Config
+from nex.connection import Connection
+from nex.dispatch import Site
+from nex.errors import HTTPError
+from nex.hosts import HostValidator
+from nex.log import Logger
+from nex.response import Response, serialize_head
+from nex.templates import TemplateError, TemplateSet
+
+_RETRY_AFTER_SECONDS = "5"
+#: Thread names number clients by address; the table restarts past this many addresses.
+_MAX_NUMBERED_CLIENTS = 65536
+
+
+class _Stop(Exception):
+    """Raised in the main thread by the signal handler to end the accept loop."""
+
+
+class Server:
+    """One listening socket and the worker threads of its connections."""
+
+    def __init__(self, config: Config, templates: TemplateSet, logger: Logger) -> None:
+        self.config = config
+        self._logger = logger
+        self._templates = templates
+        self.listener = _bind(config)
+        self.port = self.listener.getsockname()[1]
+        self.site = Site(config, templates, HostValidator(config.allowed_hosts),
+                         f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}")
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._live: Set[Connection] = set()
+        self._per_client: Dict[str, int] = {}
+        self._client_numbers: Dict[str, int] = {}
+        self._workers: Set[threading.Thread] = set()
+        self._busy_pages = {
+            status: self._refusal(status, detail)
+            for status, detail in ((503, "The server is at its connection limit; try again shortly."),
+                                   (429, "Too many connections from your address; "
+                                         "close some and try again."))}
+
+    @property
+    def url(self) -> str:
+        """The URL that reaches this server."""
+        host = self.listener.getsockname()[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    def serve_forever(self) -> None:
+        """Accept clients until a signal (or :meth:`stop`) ends the loop."""
+        try:
+            while not self.stopping.is_set():
+                try:
+                    sock, address = self.listener.accept()
+                except OSError:
+                    if self.stopping.is_set():
+                        break
+                    continue  # e.g. EMFILE or a reset before accept: keep serving the rest
+                self._start_worker(sock, address)
+        except _Stop:
+            pass
+        finally:
+            self._shut_down()
+
+    def handle_signal(self, signum: int, frame: Optional[object]) -> None:
+        """SIGINT/SIGTERM: end the accept loop once; later signals wait for the shutdown."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            raise _Stop()
+
+    def stop(self) -> None:
+        """Ask the accept loop to end (safe from any thread)."""
+        self.stopping.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
+        client = address[0]
+        with self._lock:
+            if len(self._live) >= self.config.max_connections:
+                refusal = self._busy_pages[503]
+            elif self._per_client.get(client, 0) >= self.config.max_connections_per_client:
+                refusal = self._busy_pages[429]
+            else:
+                refusal = None
+                self._per_client[client] = self._per_client.get(client, 0) + 1
+                if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
+                    self._client_numbers.clear()
+                number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
+        if refusal is not None:
+            status, reply = refusal
+            _refuse(sock, reply)
+            self._logger.access(client, "-", status, len(reply), None, None)
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = Connection(sock, client, self.site, self._logger, self.stopping)
+        name = f"Client-{number} {_format_address(address)}"
+        thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
+        with self._lock:
+            self._live.add(connection)
+            self._workers.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            self._logger.warning("could not start a worker thread; refusing the client")
+            self._release(connection, thread)
+            _refuse(sock, self._busy_pages[503][1])
+
+    def _run(self, connection: Connection) -> None:
+        try:
+            connection.serve()
+        finally:
+            self._release(connection, threading.current_thread())
+
+    def _release(self, connection: Connection, thread: threading.Thread) -> None:
+        with self._lock:
+            self._live.discard(connection)
+            self._workers.discard(thread)
+            left = self._per_client.get(connection.client, 1) - 1
+            if left:
+                self._per_client[connection.client] = left
+            else:
+                self._per_client.pop(connection.client, None)
+
+    def _shut_down(self) -> None:
+        self.stopping.set()
+        self.listener.close()
+        with self._lock:
+            connections = list(self._live)
+        for connection in connections:
+            connection.wake()
+        deadline = time.monotonic() + self.config.shutdown_grace
+        while True:
+            with self._lock:
+                workers = list(self._workers)
+            if not workers:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._logger.warning(f"{len(workers)} connection(s) still busy after the "
+                                     "shutdown grace period; closing them")
+                break
+            workers[0].join(remaining)
+            for connection in connections:
+                connection.wake()
+
+    def _refusal(self, status: int, detail: str) -> Tuple[int, bytes]:
+        error = HTTPError(status, detail)
+        page = self._templates.render_error(error, self.site.signature)
+        response = Response(status, [("Content-Type", "text/html; charset=utf-8"),
+                                     ("Retry-After", _RETRY_AFTER_SECONDS)], (page,), close=True)
+        return status, serialize_head(response, keep_alive=False) + page
+
+
+def _refuse(sock: socket.socket, reply: bytes) -> None:
+    """Send a ready-made refusal without blocking the accept loop, then close."""
+    try:
+        sock.setblocking(False)
+        sock.send(reply)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _format_address(address: Tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind(config: Config) -> socket.socket:
+    host = "127.0.0.1" if config.bind == "localhost" else config.bind
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind((host, config.port))
+        listener.listen(config.backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def serve(config: Config) -> int:
+    """Run Nex with ``config`` until SIGINT or SIGTERM; return the process exit status."""
+    try:
+        templates = TemplateSet.load(config.error_pages, config.templates)
+    except TemplateError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
+    if config.thread_stack_size:
+        threading.stack_size(config.thread_stack_size)
+    logger = Logger.from_config(config)
+    try:
+        server = Server(config, templates, logger)
+    except OSError as error:
+        print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
+              file=sys.stderr)
+        logger.close()
+        return 2
+    previous = {sig: signal.signal(sig, server.handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"{SERVER_SOFTWARE} serving {config.document_root} at {server.url} (Ctrl+C stops)",
+          flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        logger.message(f"{SERVER_SOFTWARE} stopped")
+        logger.close()
+    return 0
