@@ -1,0 +1,29 @@
+"""Packaging for Nex: ``pip install .`` gives the ``nex`` command.
+
+The error pages and listing template live at the top of the checkout (``error_pages/``,
+``other_templates/``) so that ``python server.py`` finds them; the package ships them inside
+``nex/`` so that an installed ``nex`` finds them too.
+"""
+
+from setuptools import setup
+
+from nex import __version__
+
+setup(
+    name="nex",
+    version=__version__,
+    description="A multi-threaded HTTP/1.1 file server in pure Python",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=["nex", "nex.error_pages", "nex.other_templates"],
+    package_dir={"nex.error_pages": "error_pages", "nex.other_templates": "other_templates"},
+    package_data={"nex.error_pages": ["*.html"], "nex.other_templates": ["*.html"]},
+    entry_points={"console_scripts": ["nex = nex.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Internet :: WWW/HTTP :: HTTP Servers",
+        "Environment :: Console",
+    ],
+)
