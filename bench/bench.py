@@ -1,0 +1,173 @@
+"""Nex against the standard library's http.server, on the same machine in the same run.
+
+Serves one folder with both servers on loopback and measures, with ``wrk``:
+
+* requests/s for a 1 KiB file over keep-alive connections,
+* requests/s for the same file with a new connection per request,
+* MB/s for a 16 MiB file,
+* with ``--many``: 1,000 concurrent keep-alive connections on the 1 KiB file against Nex,
+  reporting requests/s, errors and Nex's peak resident memory.
+
+Usage: ``python bench/bench.py [--duration 10] [--many]``.  Needs ``wrk`` (Debian: ``apt-get
+install wrk``).  The standard library server runs as HTTP/1.1 with ``TCP_NODELAY`` on its
+sockets, so Nagle's algorithm does not make it look slower than it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_STDLIB_SERVER = r"""
+import functools, http.server, socket, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Handler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print("http://127.0.0.1:%d/" % server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def start(args: list, env=None) -> tuple:
+    """Start a server process and return it with the URL it prints first."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=REPO, env=env)
+    line = process.stdout.readline()
+    match = re.search(r"http://[^ ]+/", line)
+    if not match:
+        process.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return process, match.group(0)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wrk(url: str, duration: int, connections: int, threads: int = 2, close: bool = False) -> dict:
+    """Run wrk and return requests/s, transfer MB/s, total requests and error count."""
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    if close:
+        args += ["-H", "Connection: close"]
+    output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)]
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", output)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    return {"rps": rps, "mbps": float(transfer.group(1)) * scale, "requests": total,
+            "errors": errors}
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set size of ``pid`` in MB (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_root() -> str:
+    root = tempfile.mkdtemp(prefix="nex-bench-")
+    with open(os.path.join(root, "1k.bin"), "wb") as f:
+        f.write(os.urandom(1024))
+    with open(os.path.join(root, "16m.bin"), "wb") as f:
+        f.write(os.urandom(16 * 1024 * 1024))
+    return root
+
+
+def nex_args(root: str, settings: str) -> list:
+    return [sys.executable, os.path.join(REPO, "server.py"), "--config", settings,
+            "--port", "0", "--root", root]
+
+
+def write_settings(folder: str, access_log: str, extra: str = "") -> str:
+    path = os.path.join(folder, "settings.conf")
+    with open(path, "w") as f:
+        f.write(f"[server]\nerror_pages = {REPO}/error_pages\ntemplates = {REPO}/other_templates\n"
+                f"{extra}\n[logging]\naccess_log = {access_log}\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--many", action="store_true",
+                        help="also run 1,000 concurrent keep-alive connections against Nex")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    root = make_root()
+    workdir = tempfile.mkdtemp(prefix="nex-bench-conf-")
+    try:
+        settings = write_settings(workdir, os.path.join(workdir, "access.log"))
+        servers = {
+            "nex": nex_args(root, settings),
+            "http.server": [sys.executable, "-c", _STDLIB_SERVER, root],
+        }
+        cases = [("1 KiB keep-alive, req/s", "1k.bin", 50, False, "rps"),
+                 ("1 KiB new connection each, req/s", "1k.bin", 50, True, "rps"),
+                 ("16 MiB file, MB/s", "16m.bin", 4, False, "mbps")]
+        results = {}
+        for name, args in servers.items():
+            process, url = start(args)
+            try:
+                for label, path, connections, close, key in cases:
+                    result = wrk(url + path, options.duration, connections, close=close)
+                    results[(name, label)] = result[key]
+            finally:
+                stop(process)
+        print(f"{'case':36} {'nex':>12} {'http.server':>12} {'ratio':>7}")
+        for label, *_ in cases:
+            nex, stdlib = results[("nex", label)], results[("http.server", label)]
+            print(f"{label:36} {nex:12.1f} {stdlib:12.1f} {nex / stdlib:6.2f}x")
+        if options.many:
+            many_settings = write_settings(workdir, os.path.join(workdir, "many.log"),
+                                           "max_connections = 2048\n"
+                                           "max_connections_per_client = 2048\nbacklog = 1024")
+            process, url = start(nex_args(root, many_settings))
+            try:
+                result = wrk(url + "1k.bin", options.duration, 1000, threads=2)
+                rss = peak_rss_mb(process.pid)
+            finally:
+                stop(process)
+            print(f"1,000 keep-alive connections: {result['rps']:.1f} req/s, "
+                  f"{result['requests']} requests, {result['errors']} errors, "
+                  f"peak RSS {rss:.1f} MB")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
