@@ -1,9 +1,30 @@
-"""The resolver: a request's URL path to a safe filesystem :class:`Target`, or an error."""
+"""The resolver: a request's URL path to a safe filesystem :class:`Target`, or an error.
+
+The order of the steps is the point:
+
+1. check the path as sent (ASCII, no control characters, no backslash, well-formed escapes,
+   no escaped ``/`` or ``\\``), then percent-decode it exactly once, as UTF-8, refusing NUL;
+2. split it into segments and drop ``.``, ``..`` and empty ones *on the text*, so no
+   request can name anything above the document root however it is spelled;
+3. refuse dotfiles (any segment starting with ``.``) unless ``dotfiles`` is on;
+4. only then look at the disk, under the ``symlinks`` policy;
+5. directories: redirect to the slash form, serve an index file, list, or refuse.
+
+Refusals that would tell whether something exists (dotfiles, symlinks the policy forbids,
+paths that leave the root) are all ``404``, the same answer a missing file gets.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+from urllib.parse import quote, unquote_to_bytes
+
+from nex.errors import HTTPError
 
 
 @dataclass(frozen=True)
@@ -20,3 +41,152 @@ class Target:
     fs_path: str
     url_path: str
     stat: os.stat_result
+
+
+# Printable ASCII but backslash: anything else in a request path is malformed (RFC 3986 §2),
+# and a backslash is a separator to some file systems and proxies.
+_RAW_PATH = re.compile(r"[!-\[\]-~]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Escapes that would change the segments once decoded: "/" and "\".
+_SEPARATOR_ESCAPE = re.compile(r"%(?:2[Ff]|5[Cc])")
+# Characters left as they are in a redirect's path: RFC 3986 pchar without "%" (quote()
+# always keeps the unreserved ones).  Everything else, CR and LF among it, is escaped.
+_PATH_SAFE = "!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "/?%"
+# Lookups that fail this way mean "nothing servable here".
+_NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
+                        errno.EINVAL})
+_NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
+
+
+def resolve(path: str, query: str, config) -> Target:
+    """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
+
+    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
+    ``HTTPError`` 400 for a malformed or dangerous path, 404 for anything missing or hidden
+    (dotfiles, symlinks the policy refuses), 403 when listings are off or the file system
+    denies access, and 301 with a path-only ``Location`` for a directory asked for without its
+    trailing slash.
+    """
+    segments, trailing_slash = split_path(path)
+    if not config.dotfiles and any(segment.startswith(".") for segment in segments):
+        raise HTTPError(404, "The requested resource was not found.")
+    fs_path, st = lookup(config.document_root, segments, config.symlinks)
+    url_path = "/" + "/".join(segments)
+    if stat.S_ISREG(st.st_mode):
+        if trailing_slash:
+            raise HTTPError(404, "The requested resource was not found.")
+        return Target("file", fs_path, url_path, st)
+    if not stat.S_ISDIR(st.st_mode):
+        raise HTTPError(404, "The requested resource was not found.")
+    if segments and not trailing_slash:
+        raise HTTPError(301, "The folder's address ends with a slash.",
+                        headers=[("Location", redirect_location(segments, query))])
+    if segments:
+        url_path += "/"
+    for name in config.index_files:
+        try:
+            index_path, index_st = lookup(config.document_root, segments + [name],
+                                          config.symlinks)
+        except HTTPError:
+            continue
+        if stat.S_ISREG(index_st.st_mode):
+            return Target("file", index_path, url_path, index_st)
+    if not config.listing:
+        raise HTTPError(403, "Folder listings are turned off.")
+    return Target("directory", fs_path, url_path, st)
+
+
+def split_path(path: str) -> Tuple[List[str], bool]:
+    """The decoded, normalised segments of a request path, and whether it names a folder.
+
+    Decodes percent-escapes exactly once (so ``%252e`` is the name ``%2e``) and resolves
+    ``.`` and ``..`` the way RFC 3986 §5.2.4 does, never climbing above ``/``; empty segments
+    (``//``) are dropped.  The second value is True when the path ends in ``/`` or in a dot
+    segment (``/a/b/..`` is ``/a/``).  Raises ``HTTPError(400)`` for a path that is not
+    origin-form ASCII, contains a backslash, a malformed escape, an escaped ``/`` or ``\\``,
+    NUL, or bytes that are not UTF-8 (overlong forms such as ``%C0%AE`` among them).
+    """
+    if not path.startswith("/") or not _RAW_PATH.fullmatch(path):
+        raise HTTPError(400, "The request path contains characters that must be escaped.")
+    if _BAD_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains a malformed percent-escape.")
+    if _SEPARATOR_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains an escaped slash or backslash.")
+    raw = unquote_to_bytes(path)
+    if b"\0" in raw:
+        raise HTTPError(400, "The request path contains a NUL byte.")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "The request path is not valid UTF-8.") from None
+    segments: List[str] = []
+    parts = decoded.split("/")
+    for part in parts:
+        if part == "..":
+            if segments:
+                segments.pop()
+        elif part and part != ".":
+            segments.append(part)
+    return segments, parts[-1] in ("", ".", "..")
+
+
+def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.stat_result]:
+    """The path to open for ``segments`` under ``root`` and its ``os.stat``, per ``policy``.
+
+    ``"always"`` follows symlinks anywhere: a single ``os.stat``.  ``"never"`` and
+    ``"inside"`` ``lstat`` each component below the root (the root itself may be a link):
+    with no link on the way the path is inside the root by construction, and the last
+    ``lstat`` is the ``stat``.  On the first link ``"never"`` refuses; ``"inside"`` resolves
+    the whole path with ``realpath`` and refuses it unless it stays within the root's real
+    path, then returns that real path so the file opened is the one that was checked.
+    Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
+    """
+    fs_path = os.path.join(root, *segments)
+    try:
+        if policy == "always":
+            return fs_path, os.stat(fs_path)
+        if not segments:
+            return fs_path, os.stat(root)
+        current = root
+        for segment in segments:
+            current = os.path.join(current, segment)
+            st = os.lstat(current)
+            if stat.S_ISLNK(st.st_mode):
+                if policy == "never":
+                    raise HTTPError(404, "The requested resource was not found.")
+                return _inside(root, fs_path)
+        return fs_path, st
+    except OSError as exc:
+        raise _os_error(exc) from None
+
+
+def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
+    """``fs_path`` resolved through its links, and its stat, when it stays under ``root``."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(fs_path)
+    if real != real_root and not real.startswith(os.path.join(real_root, "")):
+        raise HTTPError(404, "The requested resource was not found.")
+    return real, os.stat(real)
+
+
+def _os_error(exc: OSError) -> Exception:
+    """The HTTPError a failed lookup stands for; unexpected failures go up unchanged."""
+    if exc.errno in _NOT_FOUND:
+        return HTTPError(404, "The requested resource was not found.")
+    if exc.errno in _NO_ACCESS:
+        return HTTPError(403, "Access to the requested resource is denied.")
+    return exc
+
+
+def redirect_location(segments: Sequence[str], query: str) -> str:
+    """The path-only ``Location`` of the folder ``segments`` with its trailing slash.
+
+    Every segment is percent-encoded again (as UTF-8) so nothing from the request — CR, LF,
+    spaces, non-ASCII — reaches the header raw.  The segments are non-empty, so the result
+    starts with exactly one ``/`` and cannot be read as a protocol-relative ``//host`` URL.
+    """
+    location = "/" + "/".join(quote(segment, safe=_PATH_SAFE) for segment in segments) + "/"
+    if query:
+        location += "?" + quote(query, safe=_QUERY_SAFE)
+    return location
