@@ -1,0 +1,423 @@
+"""The parser: find_head and parse_head against RFC 9112 and RFC 9110, table-driven."""
+
+from __future__ import annotations
+
+import unittest
+
+from nex.config import Config
+from nex.errors import HTTPError
+from nex.request import Headers, Limits, find_head, parse_head
+
+LIMITS = Limits(request_line=64, header_block=256, header_count=4)
+HOST = b"Host: example.com\r\n"
+
+# name, head, expected Request attributes
+VALID = [
+    ("origin-form", b"GET /a/b.txt HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(method="GET", target="/a/b.txt", path="/a/b.txt", query="", version="HTTP/1.1",
+          host="example.com", keep_alive=True, body_length=0, chunked=False)),
+    ("query split at the first ?", b"GET /s?q=a?b&c=%20 HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(path="/s", query="q=a?b&c=%20")),
+    ("empty query", b"GET /s? HTTP/1.1\r\n" + HOST + b"\r\n", dict(path="/s", query="")),
+    ("percent-encoding kept", b"GET /a%2Fb%00 HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(path="/a%2Fb%00")),
+    ("lower-case method is a different method", b"get / HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(method="get")),
+    ("extension method", b"M-SEARCH / HTTP/1.1\r\n" + HOST + b"\r\n", dict(method="M-SEARCH")),
+    ("absolute-form sets host", b"GET http://Other.example:81/x?y HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(target="http://Other.example:81/x?y", path="/x", query="y", host="Other.example:81")),
+    ("absolute-form https, upper-case scheme", b"GET HTTPS://h/ HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(path="/", host="h")),
+    ("absolute-form without path", b"GET http://h HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(path="/", query="", host="h")),
+    ("absolute-form query without path", b"GET http://h?a/b HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(path="/", query="a/b", host="h")),
+    ("absolute-form IPv6", b"GET http://[::1]:8080/ HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(host="[::1]:8080")),
+    ("asterisk-form", b"OPTIONS * HTTP/1.1\r\n" + HOST + b"\r\n",
+     dict(method="OPTIONS", target="*", path="", query="")),
+    ("authority-form", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+     dict(method="CONNECT", target="example.com:443", path="", host="example.com:443")),
+    ("HTTP/1.0 without Host", b"GET / HTTP/1.0\r\n\r\n",
+     dict(version="HTTP/1.0", host="", keep_alive=False)),
+    ("HTTP/1.0 keep-alive", b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+     dict(keep_alive=True)),
+    ("HTTP/1.0 keep-alive and close", b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+     dict(keep_alive=False)),
+    ("HTTP/1.1 close", b"GET / HTTP/1.1\r\n" + HOST + b"Connection: upgrade,  CLOSE\r\n\r\n",
+     dict(keep_alive=False)),
+    ("HTTP/1.1 close in a second field",
+     b"GET / HTTP/1.1\r\n" + HOST + b"Connection: te\r\nConnection: close\r\n\r\n",
+     dict(keep_alive=False)),
+    ("HTTP/1.1 empty Connection list elements", b"GET / HTTP/1.1\r\n" + HOST
+     + b"Connection: , ,keep-alive,\r\n\r\n", dict(keep_alive=True)),
+    ("Host with port", b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+     dict(host="127.0.0.1:8080")),
+    ("Host with empty port", b"GET / HTTP/1.1\r\nHost: a.b:\r\n\r\n", dict(host="a.b:")),
+    ("Host IPv6 literal", b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n",
+     dict(host="[2001:db8::1]:80")),
+    ("Host empty (allowed by RFC 9112 3.2)", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", dict(host="")),
+    ("Host is case-insensitive", b"GET / HTTP/1.1\r\nhOST: x\r\n\r\n", dict(host="x")),
+    ("Host percent-encoded reg-name", b"GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n",
+     dict(host="a%41b")),
+    ("HTTP/1.0 with Host", b"GET / HTTP/1.0\r\n" + HOST + b"\r\n",
+     dict(version="HTTP/1.0", host="example.com")),
+    ("Content-Length", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 12\r\n\r\n",
+     dict(body_length=12, chunked=False)),
+    ("Content-Length zero", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 0\r\n\r\n",
+     dict(body_length=0)),
+    ("Content-Length leading zeros", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 007\r\n\r\n", dict(body_length=7)),
+    ("Content-Length identical list", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 5 ,5\r\n\r\n", dict(body_length=5)),
+    ("Content-Length identical repeats", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n", dict(body_length=5)),
+    ("Content-Length 18 digits", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 999999999999999999\r\n\r\n", dict(body_length=999999999999999999)),
+    ("chunked", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n",
+     dict(body_length=0, chunked=True)),
+    ("chunked case-insensitive with OWS", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: \t ChUnKeD \t\r\n\r\n", dict(chunked=True)),
+    ("chunked with empty list elements", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: ,chunked,\r\n\r\n", dict(chunked=True)),
+    ("OWS around values is dropped", b"GET / HTTP/1.1\r\nHost:\t example.com \t\r\n\r\n",
+     dict(host="example.com")),
+    ("obs-text and inner whitespace in a value", b"GET / HTTP/1.1\r\n" + HOST
+     + b"X-Name: caf\xe9  au\tlait\r\n\r\n", dict(method="GET")),
+]
+
+# name, head, status; every one of them must also ask the connection to close
+MALFORMED = [
+    # request line
+    ("empty request line", b"\r\n\r\n", 400),
+    ("HTTP/0.9 request", b"GET /\r\n\r\n", 400),
+    ("double space", b"GET  / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("trailing space", b"GET / HTTP/1.1 \r\n" + HOST + b"\r\n", 400),
+    ("leading space", b" GET / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("tab as separator", b"GET\t/ HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("method with a slash", b"GE/T / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("method with a colon", b"GET: / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("method with NUL", b"G\x00T / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("method with obs-text", b"G\xc9T / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("method with a bracket", b"[GET] / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("version HTTP/1", b"GET / HTTP/1\r\n" + HOST + b"\r\n", 400),
+    ("version lower case", b"GET / http/1.1\r\n" + HOST + b"\r\n", 400),
+    ("version HTTP/1.1.1", b"GET / HTTP/1.1.1\r\n" + HOST + b"\r\n", 400),
+    ("version HTTP/11", b"GET / HTTP/11\r\n" + HOST + b"\r\n", 400),
+    ("version with non-ASCII digit", "GET / HTTP/1.\u0661\r\n".encode("utf-8") + HOST + b"\r\n",
+     400),
+    ("version HTTP/2.0", b"GET / HTTP/2.0\r\n" + HOST + b"\r\n", 505),
+    ("version HTTP/0.9", b"GET / HTTP/0.9\r\n\r\n", 505),
+    ("version HTTP/1.2", b"GET / HTTP/1.2\r\n" + HOST + b"\r\n", 505),
+    ("version HTTP/3.0", b"GET / HTTP/3.0\r\n" + HOST + b"\r\n", 505),
+    # request-target
+    ("target with NUL", b"GET /a\x00b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("target with DEL", b"GET /a\x7fb HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("target with obs-text", b"GET /caf\xe9 HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("target with fragment", b"GET /a#b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("relative target", b"GET a/b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("asterisk for GET", b"GET * HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("authority-form for GET", b"GET example.com:80 HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("origin-form for CONNECT", b"CONNECT / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("CONNECT without port", b"CONNECT example.com HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("CONNECT without host", b"CONNECT :443 HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("absolute-form other scheme", b"GET ftp://h/ HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("absolute-form empty host", b"GET http:///x HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("absolute-form userinfo", b"GET http://u:p@h/ HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    ("absolute-form bad port", b"GET http://h:8x/ HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    # line endings
+    ("bare LF ending the head", b"GET / HTTP/1.1\r\n" + HOST + b"\n", 400),
+    ("bare LF after the request line", b"GET / HTTP/1.1\n" + HOST + b"\r\n", 400),
+    ("bare LF inside a value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\nb\r\n\r\n", 400),
+    ("bare CR inside a value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\rb\r\n\r\n", 400),
+    ("bare CR ending a line", b"GET / HTTP/1.1\r" + HOST + b"\r\n", 400),
+    ("head without blank line", b"GET / HTTP/1.1\r\n" + HOST, 400),
+    # field lines
+    ("NUL in a value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\x00b\r\n\r\n", 400),
+    ("vertical tab in a value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\x0bb\r\n\r\n", 400),
+    ("DEL in a value", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\x7f\r\n\r\n", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n b\r\n\r\n", 400),
+    ("obs-fold with tab", b"GET / HTTP/1.1\r\n" + HOST + b"X: a\r\n\tb\r\n\r\n", 400),
+    ("whitespace before the first field", b"GET / HTTP/1.1\r\n " + HOST + b"\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost : example.com\r\n\r\n", 400),
+    ("tab before colon", b"GET / HTTP/1.1\r\n" + HOST + b"X\t: 1\r\n\r\n", 400),
+    ("line without colon", b"GET / HTTP/1.1\r\n" + HOST + b"garbage\r\n\r\n", 400),
+    ("empty field name", b"GET / HTTP/1.1\r\n" + HOST + b": value\r\n\r\n", 400),
+    ("field name with obs-text", b"GET / HTTP/1.1\r\n" + HOST + b"X\xe9: 1\r\n\r\n", 400),
+    ("field name with a slash", b"GET / HTTP/1.1\r\n" + HOST + b"X/Y: 1\r\n\r\n", 400),
+    # Host
+    ("HTTP/1.1 without Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("absolute-form without Host", b"GET http://h/ HTTP/1.1\r\n\r\n", 400),
+    ("two Host fields", b"GET / HTTP/1.1\r\n" + HOST + HOST + b"\r\n", 400),
+    ("two Host fields in HTTP/1.0", b"GET / HTTP/1.0\r\n" + HOST + HOST + b"\r\n", 400),
+    ("Host list", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
+    ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", 400),
+    ("Host with path", b"GET / HTTP/1.1\r\nHost: h/x\r\n\r\n", 400),
+    ("Host with space", b"GET / HTTP/1.1\r\nHost: h x\r\n\r\n", 400),
+    ("Host port not digits", b"GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n", 400),
+    ("Host two ports", b"GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n", 400),
+    ("Host bad IPv6", b"GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n", 400),
+    ("Host unbracketed IPv6", b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n", 400),
+    ("Host bad percent-encoding", b"GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", 400),
+    # framing
+    ("Content-Length and Transfer-Encoding", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    ("Transfer-Encoding and Content-Length", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", 400),
+    ("chunked, identity", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked, identity\r\n\r\n", 400),
+    ("chunked then gzip fields", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ("chunked twice", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
+    ("empty Transfer-Encoding", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: \r\n\r\n", 400),
+    ("Transfer-Encoding separated by space", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: gzip chunked\r\n\r\n", 400),
+    ("Transfer-Encoding with a bare parameter", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked;x\r\n\r\n", 400),
+    ("space before the Transfer-Encoding name", b"POST / HTTP/1.1\r\n" + HOST
+     + b" Transfer-Encoding: chunked\r\n\r\n", 400),
+    ("space before the Transfer-Encoding colon", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding : chunked\r\n\r\n", 400),
+    ("vertical tab in Transfer-Encoding", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: \x0bchunked\r\n\r\n", 400),
+    ("Transfer-Encoding in HTTP/1.0", b"POST / HTTP/1.0\r\n"
+     + b"Transfer-Encoding: chunked\r\n\r\n", 400),
+    ("gzip", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    ("identity", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: identity\r\n\r\n", 501),
+    ("unknown coding", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: x-foo\r\n\r\n", 501),
+    ("xchunked", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: xchunked\r\n\r\n", 501),
+    ("gzip, chunked", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    ("chunked with a parameter", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: chunked;q=\"1\"\r\n\r\n", 501),
+    ("Content-Length: 1, 2", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 1, 2\r\n\r\n",
+     400),
+    ("differing Content-Length fields", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    ("negative Content-Length", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: -1\r\n\r\n", 400),
+    ("empty Content-Length", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length:\r\n\r\n", 400),
+    ("Content-Length +5", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: +5\r\n\r\n", 400),
+    ("Content-Length 0x10", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 0x10\r\n\r\n",
+     400),
+    ("Content-Length with underscore", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 1_0\r\n\r\n", 400),
+    ("Content-Length with inner space", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 1 0\r\n\r\n", 400),
+    ("Content-Length trailing comma", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 5,\r\n\r\n", 400),
+    ("Content-Length non-ASCII digits", b"POST / HTTP/1.1\r\n" + HOST
+     + "Content-Length: \u0665\r\n\r\n".encode("utf-8"), 400),
+    ("Content-Length 19 digits", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Content-Length: 1000000000000000000\r\n\r\n", 400),
+    ("malformed Connection", b"GET / HTTP/1.1\r\n" + HOST + b"Connection: a b\r\n\r\n", 400),
+    # limits
+    ("request line too long", b"GET /" + b"a" * 60 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
+    ("head too large", b"GET / HTTP/1.1\r\n" + HOST + b"X: " + b"a" * 250 + b"\r\n\r\n", 431),
+    ("too many fields", b"GET / HTTP/1.1\r\n" + HOST + b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+     431),
+]
+
+
+class ParseHeadTest(unittest.TestCase):
+    """parse_head on whole heads, valid and malformed."""
+
+    def test_valid_requests(self) -> None:
+        for name, head, expected in VALID:
+            with self.subTest(name):
+                request = parse_head(head, LIMITS)
+                for attribute, value in expected.items():
+                    self.assertEqual(getattr(request, attribute), value, attribute)
+
+    def test_malformed_requests(self) -> None:
+        self.assertGreaterEqual(len(MALFORMED), 40)
+        for name, head, status in MALFORMED:
+            with self.subTest(name):
+                with self.assertRaises(HTTPError) as caught:
+                    parse_head(head, LIMITS)
+                self.assertEqual(caught.exception.status, status)
+                self.assertTrue(caught.exception.close)
+
+    def test_headers_keep_names_and_order(self) -> None:
+        request = parse_head(b"GET / HTTP/1.1\r\nhost: h\r\nAccept:  */* \r\nX-A: 1\r\n"
+                             b"x-a: 2\r\n\r\n", LIMITS)
+        self.assertIsInstance(request.headers, Headers)
+        self.assertEqual(request.headers.items(),
+                         [("host", "h"), ("Accept", "*/*"), ("X-A", "1"), ("x-a", "2")])
+        self.assertEqual(request.headers.get("X-a"), "1, 2")
+        self.assertEqual(request.request_line, "GET / HTTP/1.1")
+
+    def test_value_decoded_as_latin1(self) -> None:
+        request = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nX: \xe9\xff\r\n\r\n", LIMITS)
+        self.assertEqual(request.headers.get("x"), "\xe9\xff")
+
+    def test_has_body(self) -> None:
+        def has_body(fields: bytes) -> bool:
+            return parse_head(b"POST / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n",
+                              LIMITS).has_body
+        self.assertFalse(has_body(b""))
+        self.assertFalse(has_body(b"Content-Length: 0\r\n"))
+        self.assertTrue(has_body(b"Content-Length: 1\r\n"))
+        self.assertTrue(has_body(b"Transfer-Encoding: chunked\r\n"))
+
+    def test_limits_are_inclusive(self) -> None:
+        line = b"GET /" + b"a" * (64 - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+        self.assertEqual(len(line), 64)
+        parse_head(line + b"\r\nHost: h\r\n\r\n", LIMITS)
+        head = b"GET / HTTP/1.1\r\nHost: h\r\nX: "
+        head += b"a" * (256 - len(head) - 4) + b"\r\n\r\n"
+        self.assertEqual(len(head), 256)
+        parse_head(head, LIMITS)
+        parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", LIMITS)
+
+    def test_absolute_form_host_wins_over_host_field(self) -> None:
+        # RFC 9112 §3.2.2: the target's authority is the request's host.
+        request = parse_head(b"GET http://a.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n",
+                             LIMITS)
+        self.assertEqual(request.host, "a.example")
+        self.assertEqual(request.headers.get("Host"), "b.example")
+
+    def test_request_smuggling_cl_te_refused(self) -> None:
+        for fields in (b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                       b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+                       b"Content-Length: 4\r\nTransfer-Encoding: gzip\r\n"):
+            with self.subTest(fields), self.assertRaises(HTTPError) as caught:
+                parse_head(b"POST / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n", LIMITS)
+            self.assertEqual((caught.exception.status, caught.exception.close), (400, True))
+
+    def test_request_smuggling_hidden_transfer_encoding_refused(self) -> None:
+        # A field some parsers would read as Transfer-Encoding and others would not.
+        for field in (b" Transfer-Encoding: chunked", b"Transfer-Encoding : chunked",
+                      b"Transfer-Encoding:\x0bchunked", b"X: y\r\n Transfer-Encoding: chunked",
+                      b"Transfer-Encoding: chunked, identity"):
+            with self.subTest(field), self.assertRaises(HTTPError) as caught:
+                parse_head(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n" + field
+                           + b"\r\n\r\n", LIMITS)
+            self.assertEqual(caught.exception.status, 400)
+
+    def test_header_injection_through_bare_lf_refused(self) -> None:
+        with self.assertRaises(HTTPError):
+            parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\nContent-Length: 5\r\n\r\n", LIMITS)
+
+    def test_bytearray_head(self) -> None:
+        request = parse_head(bytearray(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"), LIMITS)
+        self.assertEqual(request.host, "h")
+
+
+# name, buffer, expected (start, end) or None for "need more bytes"
+FIND = [
+    ("empty buffer", b"", None),
+    ("partial request line", b"GET / HT", None),
+    ("request line ending in CR", b"GET / HTTP/1.1\r", None),
+    ("no blank line yet", b"GET / HTTP/1.1\r\nHost: h\r\n", None),
+    ("blank line half there", b"GET / HTTP/1.1\r\nHost: h\r\n\r", None),
+    ("only empty lines", b"\r\n\r\n\r\n", None),
+    ("only empty lines and a CR", b"\r\n\r", None),
+    ("whole head", b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", (0, 27)),
+    ("head without fields", b"GET / HTTP/1.0\r\n\r\n", (0, 18)),
+    ("leading empty lines", b"\r\n\r\nGET / HTTP/1.0\r\n\r\n", (4, 22)),
+    ("pipelined heads", b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+     (0, 28)),
+    ("head followed by a body", b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n\r\n\r\n",
+     (0, 38)),
+    ("bare-LF blank line", b"GET / HTTP/1.1\nHost: h\n\nrest", (0, 24)),
+    ("bare-LF blank line after CRLF", b"GET / HTTP/1.1\r\nHost: h\r\n\nrest", (0, 26)),
+    ("CRLF blank line after bare LF", b"GET / HTTP/1.1\nHost: h\n\r\nrest", (0, 25)),
+    ("bare LF right after the request line", b"GET / HTTP/1.1\n\n", (0, 16)),
+    ("leading bare LF", b"\n\nGET", (0, 2)),
+    ("request line at the limit", b"GET /" + b"a" * 50 + b" HTTP/1.1\r\n\r\n", (0, 68)),
+    ("unfinished request line at the limit", b"G" * 64, None),
+    ("unfinished request line at the limit and CR", b"G" * 64 + b"\r", None),
+]
+
+# name, buffer, status
+FIND_ERRORS = [
+    ("request line too long", b"GET /" + b"a" * 60 + b" HTTP/1.1\r\n\r\n", 414),
+    ("unfinished request line too long", b"G" * 65, 414),
+    ("unfinished request line too long and CR", b"G" * 65 + b"\r", 414),
+    ("request line too long after empty lines", b"\r\n" * 3 + b"G" * 65, 414),
+    ("head too large", b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 50, 431),
+    ("head too large with its blank line", b"GET / HTTP/1.1\r\nX: " + b"a" * 235 + b"\r\n\r\n",
+     431),
+    ("endless empty lines", b"\r\n" * 40, 400),
+]
+
+
+class FindHeadTest(unittest.TestCase):
+    """find_head on buffers as the connection loop holds them."""
+
+    def test_cases(self) -> None:
+        for name, buffer, expected in FIND:
+            with self.subTest(name):
+                self.assertEqual(find_head(buffer, LIMITS), expected)
+                self.assertEqual(find_head(bytearray(buffer), LIMITS), expected)
+
+    def test_errors(self) -> None:
+        for name, buffer, status in FIND_ERRORS:
+            with self.subTest(name), self.assertRaises(HTTPError) as caught:
+                find_head(buffer, LIMITS)
+            self.assertEqual((caught.exception.status, caught.exception.close), (status, True))
+
+    def test_head_at_the_block_limit(self) -> None:
+        head = b"GET / HTTP/1.1\r\nX: " + b"a" * 233 + b"\r\n\r\n"
+        self.assertEqual(len(head), 256)
+        self.assertEqual(find_head(head + b"GET", LIMITS), (0, 256))
+        self.assertIsNone(find_head(head[:-1], LIMITS))
+
+    def test_pipelined_heads_one_after_another(self) -> None:
+        buffer = b"\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET"
+        paths = []
+        while True:
+            found = find_head(buffer, LIMITS)
+            if found is None:
+                break
+            start, end = found
+            paths.append(parse_head(buffer[start:end], LIMITS).path)
+            buffer = buffer[end:]
+        self.assertEqual(paths, ["/a", "/b"])
+        self.assertEqual(buffer, b"GET")
+
+    def test_head_fed_byte_by_byte(self) -> None:
+        stream = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\nnext"
+        buffer = bytearray()
+        for index, byte in enumerate(stream):
+            buffer.append(byte)
+            found = find_head(buffer, LIMITS)
+            if found is not None:
+                self.assertEqual(found, (2, 29))
+                self.assertEqual(index, 28)
+                return
+        self.fail("head never found")
+
+    def test_slowloris_head_refused_at_the_limit(self) -> None:
+        # A head that never ends must be refused once it crosses the limit, not buffered on.
+        buffer = bytearray(b"GET / HTTP/1.1\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            while True:
+                buffer += b"X-A: b\r\n"
+                find_head(buffer, LIMITS)
+        self.assertEqual(caught.exception.status, 431)
+        self.assertLessEqual(len(buffer), LIMITS.header_block + 8)
+
+    def test_find_and_parse_agree_on_limits(self) -> None:
+        for name, buffer, status in FIND_ERRORS[:2]:
+            with self.subTest(name), self.assertRaises(HTTPError) as caught:
+                parse_head(buffer + b"\r\n\r\n", LIMITS)
+            self.assertEqual(caught.exception.status, status)
+
+
+class LimitsTest(unittest.TestCase):
+    """Limits built from the configuration."""
+
+    def test_from_config(self) -> None:
+        config = Config(max_request_line=100, max_header_block=2000, max_header_count=7)
+        self.assertEqual(Limits.from_config(config), Limits(100, 2000, 7))
+
+    def test_defaults_match_config(self) -> None:
+        self.assertEqual(Limits.from_config(Config()), Limits())
+
+
+if __name__ == "__main__":
+    unittest.main()
