@@ -1,0 +1,270 @@
+"""The static handler: one regular file as a 200, 206 or 304 response.
+
+:func:`serve_file` picks the representation (the file, a precompressed ``.br``/``.gz``
+sidecar, or the file gzipped on the fly), derives its validators, evaluates the request's
+preconditions (:mod:`nex.conditional`) and Range (:mod:`nex.ranges`), and only then opens
+the one file the body comes from.  The writer adds Content-Length, Date, Server and
+Connection; this module sets representation and caching fields only.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import mimetypes
+import os
+import re
+import stat as stat_module
+import time
+from typing import Dict, NamedTuple, Optional, Tuple
+
+from nex.conditional import format_http_date, if_range_holds, make_etag, not_modified
+from nex.config import Config
+from nex.errors import HTTPError
+from nex.ranges import content_range, multipart_body, select_ranges
+from nex.request import Request
+from nex.resolver import Target
+from nex.response import FileSlice, Response
+
+DEFAULT_TYPE = "application/octet-stream"
+#: Files larger than this are never compressed on the fly: the gzip body is held in memory.
+MAX_GZIP_SIZE = 16 * 1024 * 1024
+_GZIP_LEVEL = 6
+
+# Types the stdlib's built-in table lacks or names differently across Python versions.
+_WEB_TYPES = {
+    ".js": "text/javascript", ".mjs": "text/javascript", ".cjs": "text/javascript",
+    ".json": "application/json", ".map": "application/json",
+    ".jsonld": "application/ld+json", ".webmanifest": "application/manifest+json",
+    ".md": "text/markdown", ".wasm": "application/wasm",
+    ".webp": "image/webp", ".avif": "image/avif", ".ico": "image/vnd.microsoft.icon",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
+    ".gz": "application/gzip", ".bz2": "application/x-bzip2", ".xz": "application/x-xz",
+    ".zst": "application/zstd",
+}
+_SCRIPT_TYPES = frozenset({"text/javascript", "application/javascript",
+                           "application/x-javascript", "application/ecmascript",
+                           "application/json"})
+_XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+# Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
+# weighs them equally.
+_SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# RFC 9110 §12.4.2 and §12.5.3: codings [ OWS ";" OWS "q=" qvalue ].
+_ACCEPT_ELEMENT = re.compile(
+    r"(" + _TOKEN + r")(?:[ \t]*;[ \t]*[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?))?")
+_LIST_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
+
+
+@functools.lru_cache(maxsize=256)
+def describe_type(media_type: str) -> Tuple[str, bool]:
+    """``(Content-Type value, compressible)`` for a media type.
+
+    ``; charset=utf-8`` is added to text, JavaScript and JSON types unless the type already
+    has parameters; compressible means text, JavaScript, JSON or XML (SVG included).
+    """
+    essence = media_type.partition(";")[0].strip(" \t").lower()
+    textual = (essence.startswith("text/") or essence in _SCRIPT_TYPES
+               or essence.endswith("+json"))
+    compressible = textual or essence in _XML_TYPES or essence.endswith("+xml")
+    if textual and ";" not in media_type:
+        media_type += "; charset=utf-8"
+    return media_type, compressible
+
+
+def _builtin_types() -> Dict[str, Tuple[str, bool]]:
+    # MimeTypes() starts from the interpreter's built-in table and reads no system files,
+    # so the result does not depend on the host's /etc/mime.types.
+    table = mimetypes.MimeTypes()
+    types = dict(table.types_map[False])
+    types.update(table.types_map[True])
+    types.update(_WEB_TYPES)
+    return {extension: describe_type(media_type) for extension, media_type in types.items()}
+
+
+_TYPES = _builtin_types()
+
+
+def content_type(extension: str, config: Config) -> Tuple[str, bool]:
+    """``(Content-Type value, compressible)`` for a lower-case extension like ``".css"``.
+
+    ``config.mime_types`` wins over the built-in table; its keys are lower-case already.
+    """
+    override = config.mime_types.get(extension)
+    if override is not None:
+        return describe_type(override)
+    return _TYPES.get(extension) or describe_type(DEFAULT_TYPE)
+
+
+def cache_control(extension: str, config: Config) -> str:
+    """``max-age=N`` when ``config.max_age`` names the extension, else ``config.cache_control``."""
+    max_age = config.max_age.get(extension)
+    return config.cache_control if max_age is None else f"max-age={max_age}"
+
+
+@functools.lru_cache(maxsize=128)
+def accepted_codings(value: str) -> Tuple[str, ...]:
+    """The sidecar codings (``br``, ``gzip``) ``Accept-Encoding: value`` allows, best first.
+
+    Weights are read exactly; ``q=0`` refuses a coding, ``*`` stands for codings not
+    listed, ``x-gzip`` means ``gzip``.  Equal weights prefer ``br``.  A coding loses to
+    ``identity`` only when identity (named or through ``*``) has a strictly higher weight.
+    A malformed field allows nothing, so the file goes out unencoded.  Cached: clients
+    send few distinct values.
+    """
+    weights: Dict[str, int] = {}
+    for element in _LIST_SEPARATOR.split(value):
+        if not element:
+            continue
+        match = _ACCEPT_ELEMENT.fullmatch(element)
+        if not match:
+            return ()
+        coding, qvalue = match.group(1).lower(), match.group(2)
+        if qvalue is None:
+            weight = 1000
+        else:
+            whole, _, fraction = qvalue.partition(".")
+            weight = 1000 * int(whole) + int(fraction.ljust(3, "0"))
+        weights.setdefault("gzip" if coding == "x-gzip" else coding, weight)
+    star = weights.get("*")
+    identity = weights.get("identity", star)
+    ranked = []
+    for coding in _SIDECARS:
+        weight = weights.get(coding, star)
+        if weight and (identity is None or weight >= identity):
+            ranked.append((-weight, coding))
+    ranked.sort(key=lambda item: item[0])
+    return tuple(coding for _, coding in ranked)
+
+
+def _regular_file(path: str) -> Optional[os.stat_result]:
+    # lstat: a sidecar symlink could point outside the document root, which the resolver
+    # only checked for the file itself, so only plain regular files qualify.
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return status if stat_module.S_ISREG(status.st_mode) else None
+
+
+def _find_sidecar(fs_path: str, codings: Tuple[str, ...]
+                  ) -> Tuple[Optional[Tuple[str, str, os.stat_result]], bool]:
+    """The best acceptable sidecar as ``(coding, path, stat)``, and whether to Vary.
+
+    Costs no system call when the client accepts no sidecar coding; the response then
+    carries ``Vary: Accept-Encoding`` anyway, since a sidecar might exist.
+    """
+    if not codings:
+        return None, True
+    for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
+        path = fs_path + _SIDECARS[coding][0]
+        status = _regular_file(path)
+        if status is not None:
+            return ((coding, path, status) if coding in codings else None), True
+    return None, False
+
+
+def _open_error(error: OSError) -> HTTPError:
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return HTTPError(404)
+    return HTTPError(403)
+
+
+class _Representation(NamedTuple):
+    """The bytes a response is about: where they live and how they are coded."""
+
+    path: str
+    status: os.stat_result
+    encoding: Optional[str]
+    etag_suffix: str
+    on_the_fly: bool
+    vary: bool
+
+
+def _choose(request: Request, target: Target, config: Config,
+            compressible: bool) -> _Representation:
+    """The file itself, an acceptable sidecar, or the file gzipped on the fly.
+
+    ``vary`` is set whenever the choice could depend on Accept-Encoding, so caches keep
+    the variants apart, on every response including 304 and 206.
+    """
+    size = target.stat.st_size
+    gzippable = (config.gzip and compressible
+                 and config.gzip_min_size <= size <= MAX_GZIP_SIZE)
+    accept = request.headers.get("Accept-Encoding")
+    codings = (accepted_codings(accept)
+               if accept is not None and (config.precompressed or gzippable) else ())
+    vary = gzippable
+    if config.precompressed:
+        sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings)
+        if sidecar is not None:
+            coding, path, status = sidecar
+            return _Representation(path, status, coding, _SIDECARS[coding][1], False, True)
+        vary = vary or sidecar_vary
+    # Never a range of a body compressed on the fly: a Range request gets the file itself.
+    if gzippable and "gzip" in codings and "Range" not in request.headers:
+        return _Representation(target.fs_path, target.stat, "gzip", "-gzip", True, True)
+    return _Representation(target.fs_path, target.stat, None, "", False, vary)
+
+
+def serve_file(request: Request, target: Target, config: Config) -> Response:
+    """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
+
+    Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
+    when the file cannot be opened.  HEAD gets exactly GET's response; the writer drops the
+    body.  Representation choice: an acceptable ``.br``/``.gz`` sidecar when
+    ``config.precompressed``; else an in-memory gzip when ``config.gzip``, the type is
+    compressible, the size is within bounds and the request has no Range; else the file.
+    Ranges of a sidecar are ranges of its coded bytes.
+    """
+    headers = request.headers
+    extension = os.path.splitext(target.fs_path)[1].lower()
+    media_type, compressible = content_type(extension, config)
+    chosen = _choose(request, target, config, compressible)
+    status = chosen.status
+    now = time.time()
+    # RFC 9110 §8.8.2.1: a modification time in the future is replaced by the present.
+    last_modified = min(status.st_mtime_ns // 1_000_000_000, int(now))
+    etag = make_etag(status.st_size, status.st_mtime_ns, chosen.etag_suffix)
+    vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
+    validators = [("Last-Modified", format_http_date(last_modified)), ("ETag", etag)]
+    cache = cache_control(extension, config)
+    policy = ([("Cache-Control", cache)] if cache else []) + vary
+    if not_modified(headers, request.method, etag, last_modified, vary):
+        return Response(304, validators + policy)
+
+    size = status.st_size
+    ranges = None
+    range_value = headers.get("Range")
+    if range_value is not None and request.method in ("GET", "HEAD"):
+        if_range = headers.get("If-Range")
+        if if_range is None or if_range_holds(if_range, etag, last_modified, now):
+            ranges = select_ranges(range_value, size, config.max_ranges)
+            if ranges == []:
+                raise HTTPError(416, headers=[("Content-Range", f"bytes */{size}")] + vary)
+            # A multipart body of a content-coded file has no agreed meaning; send it whole.
+            if ranges and len(ranges) > 1 and chosen.encoding is not None:
+                ranges = None
+
+    try:
+        file = open(chosen.path, "rb")
+    except OSError as error:
+        raise _open_error(error) from None
+    fields = [("Content-Type", media_type)]
+    if chosen.encoding is not None:
+        fields.append(("Content-Encoding", chosen.encoding))
+    tail = validators + [("Accept-Ranges", "bytes")] + policy
+    if chosen.on_the_fly:
+        with file:
+            data = file.read(size)
+        body = gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
+        return Response(200, fields + tail, [body])
+    if ranges is None:
+        return Response(200, fields + tail, [FileSlice(0, size)] if size else [], file)
+    if len(ranges) == 1:
+        first, last = ranges[0]
+        fields.append(("Content-Range", content_range(first, last, size)))
+        return Response(206, fields + tail, [FileSlice(first, last - first + 1)], file)
+    multipart_type, body = multipart_body(ranges, size, media_type)
+    return Response(206, [("Content-Type", multipart_type)] + tail, body, file)

@@ -1,0 +1,582 @@
+"""The static handler without sockets: types, validators, caching, sidecars and gzip.
+
+The helpers at the top are shared with the range and precondition tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import stat
+import tempfile
+import unittest
+from unittest import mock
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from hypothesis import given, settings, strategies as st
+
+from nex.config import Config
+from nex.errors import HTTPError
+from nex.request import Headers, Request
+from nex.resolver import Target
+from nex.response import FileSlice, Response
+from nex.static import accepted_codings, cache_control, content_type, serve_file
+
+#: A fixed modification time (Sun, 13 Sep 2020 12:26:40 GMT) so validators are predictable.
+MTIME = 1_600_000_000
+MTIME_DATE = "Sun, 13 Sep 2020 12:26:40 GMT"
+ALLOWED_FIELDS = {"content-type", "last-modified", "etag", "accept-ranges", "cache-control",
+                  "vary", "content-encoding", "content-range"}
+
+
+def make_request(headers: Iterable[Tuple[str, str]] = (), method: str = "GET") -> Request:
+    """A parsed request for ``/f`` with the given header fields."""
+    return Request(method, "/f", "/f", "", "HTTP/1.1", Headers(list(headers)), "localhost",
+                   True)
+
+
+class TempFiles(unittest.TestCase):
+    """A temporary folder per test, with a helper that writes a file and returns its Target."""
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder, True)
+
+    def write(self, name: str, data: bytes, mtime: float = MTIME) -> str:
+        path = os.path.join(self.folder, name)
+        with open(path, "wb") as out:
+            out.write(data)
+        os.utime(path, (mtime, mtime))
+        return path
+
+    def target(self, name: str, data: bytes, mtime: float = MTIME) -> Target:
+        path = self.write(name, data, mtime)
+        return Target("file", path, "/" + name, os.stat(path))
+
+    def serve(self, target: Target, headers: Iterable[Tuple[str, str]] = (),
+              method: str = "GET", **settings) -> Response:
+        response = serve_file(make_request(headers, method), target, Config(**settings))
+        self.addCleanup(close, response)
+        return response
+
+
+def close(response: Response) -> None:
+    """Close the response's file, as the writer would."""
+    if response.file is not None:
+        response.file.close()
+
+
+def fields(response: Response) -> Dict[str, str]:
+    """The response's header fields by lower-case name (each name is set at most once)."""
+    names = [name.lower() for name, _ in response.headers]
+    assert len(names) == len(set(names)), response.headers
+    return {name.lower(): value for name, value in response.headers}
+
+
+def body_bytes(response: Response) -> bytes:
+    """The bytes the response's body pieces describe, read from its file."""
+    out = []
+    for piece in response.body:
+        if isinstance(piece, FileSlice):
+            response.file.seek(piece.offset)
+            data = response.file.read(piece.count)
+            assert len(data) == piece.count, piece
+            out.append(data)
+        else:
+            out.append(bytes(piece))
+    return b"".join(out)
+
+
+def parse_multipart(body: bytes, content_type_value: str
+                    ) -> List[Tuple[Dict[str, str], bytes]]:
+    """The parts of a multipart/byteranges body as ``(fields, data)``, strictly framed."""
+    prefix = "multipart/byteranges; boundary="
+    assert content_type_value.startswith(prefix), content_type_value
+    boundary = content_type_value[len(prefix):].encode("ascii")
+    opening, closing = b"--" + boundary + b"\r\n", b"\r\n--" + boundary + b"--\r\n"
+    assert body.startswith(opening) and body.endswith(closing), body[:100]
+    parts = []
+    for part in body[len(opening):-len(closing)].split(b"\r\n--" + boundary + b"\r\n"):
+        head, blank, data = part.partition(b"\r\n\r\n")
+        assert blank, part[:100]
+        part_fields = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            name, colon, value = line.partition(": ")
+            assert colon, line
+            part_fields[name.lower()] = value
+        parts.append((part_fields, data))
+    return parts
+
+
+class ContentTypeTest(unittest.TestCase):
+    """Content-Type from the built-in table, overrides, and the charset rule."""
+
+    CASES = [
+        (".html", "text/html; charset=utf-8"),
+        (".css", "text/css; charset=utf-8"),
+        (".txt", "text/plain; charset=utf-8"),
+        (".js", "text/javascript; charset=utf-8"),
+        (".mjs", "text/javascript; charset=utf-8"),
+        (".json", "application/json; charset=utf-8"),
+        (".webmanifest", "application/manifest+json; charset=utf-8"),
+        (".svg", "image/svg+xml"),
+        (".png", "image/png"),
+        (".jpg", "image/jpeg"),
+        (".pdf", "application/pdf"),
+        (".wasm", "application/wasm"),
+        (".woff2", "font/woff2"),
+        (".gz", "application/gzip"),
+        (".unknownext", "application/octet-stream"),
+        ("", "application/octet-stream"),
+    ]
+
+    def test_table(self) -> None:
+        for extension, expected in self.CASES:
+            with self.subTest(extension=extension):
+                self.assertEqual(content_type(extension, Config())[0], expected)
+
+    def test_overrides_win(self) -> None:
+        config = Config(mime_types={".mjs": "application/javascript", ".data": "text/csv",
+                                    ".bin": "text/plain; charset=latin-1"})
+        self.assertEqual(content_type(".mjs", config)[0],
+                         "application/javascript; charset=utf-8")
+        self.assertEqual(content_type(".data", config)[0], "text/csv; charset=utf-8")
+        self.assertEqual(content_type(".bin", config)[0], "text/plain; charset=latin-1")
+
+    def test_compressible_types(self) -> None:
+        for extension in (".html", ".css", ".js", ".json", ".svg", ".xml", ".txt"):
+            with self.subTest(extension=extension):
+                self.assertTrue(content_type(extension, Config())[1])
+        for extension in (".png", ".jpg", ".gz", ".woff2", ".mp4", ".unknownext"):
+            with self.subTest(extension=extension):
+                self.assertFalse(content_type(extension, Config())[1])
+
+    def test_host_mime_types_file_does_not_change_results(self) -> None:
+        # The table is built once from the interpreter's own data; /etc/mime.types (which
+        # might map .js to something else) is never read into it.
+        import mimetypes
+        mimetypes.add_type("application/x-host-specific", ".css")
+        self.addCleanup(mimetypes.add_type, "text/css", ".css")
+        self.assertEqual(content_type(".css", Config())[0], "text/css; charset=utf-8")
+
+
+class CacheControlTest(unittest.TestCase):
+    """Cache-Control: the global policy, or max-age per extension."""
+
+    def test_default_policy(self) -> None:
+        self.assertEqual(cache_control(".html", Config()), "no-cache")
+
+    def test_max_age_per_extension(self) -> None:
+        config = Config(max_age={".css": 3600, ".png": 60})
+        self.assertEqual(cache_control(".css", config), "max-age=3600")
+        self.assertEqual(cache_control(".png", config), "max-age=60")
+        self.assertEqual(cache_control(".html", config), "no-cache")
+
+
+class PlainFileTest(TempFiles):
+    """A 200 for the whole file, its validators and the fields it may carry."""
+
+    def test_whole_file(self) -> None:
+        target = self.target("page.html", b"<h1>hi</h1>")
+        response = self.serve(target)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(body_bytes(response), b"<h1>hi</h1>")
+        self.assertEqual(response.content_length, 11)
+        got = fields(response)
+        self.assertEqual(got["content-type"], "text/html; charset=utf-8")
+        self.assertEqual(got["last-modified"], MTIME_DATE)
+        self.assertEqual(got["etag"], f'"b-{MTIME * 10**9:x}"')
+        self.assertEqual(got["accept-ranges"], "bytes")
+        self.assertEqual(got["cache-control"], "no-cache")
+
+    def test_extension_case_does_not_matter(self) -> None:
+        response = self.serve(self.target("PHOTO.JPG", b"\xff\xd8"), max_age={".jpg": 9})
+        self.assertEqual(fields(response)["content-type"], "image/jpeg")
+        self.assertEqual(fields(response)["cache-control"], "max-age=9")
+
+    def test_only_representation_fields_are_set(self) -> None:
+        target = self.target("a.txt", b"x" * 5000)
+        cases = [
+            ([], {}),
+            ([("Range", "bytes=0-1")], {}),
+            ([("Range", "bytes=0-1,10-20")], {}),
+            ([("Accept-Encoding", "gzip")], {"gzip": True, "gzip_min_size": 10}),
+            ([("If-None-Match", "*")], {}),
+        ]
+        for request_fields, settings in cases:
+            with self.subTest(request_fields=request_fields):
+                response = self.serve(target, request_fields, **settings)
+                self.assertLessEqual(set(fields(response)), ALLOWED_FIELDS)
+
+    def test_empty_file(self) -> None:
+        response = self.serve(self.target("empty.txt", b""))
+        self.assertEqual(response.status, 200)
+        self.assertEqual(body_bytes(response), b"")
+        self.assertEqual(fields(response)["etag"], f'"0-{MTIME * 10**9:x}"')
+
+    def test_head_gets_the_get_response(self) -> None:
+        target = self.target("a.css", b"body{}")
+        get, head = self.serve(target), self.serve(target, method="HEAD")
+        self.assertEqual(get.status, head.status)
+        self.assertEqual(get.headers, head.headers)
+        self.assertEqual(get.content_length, head.content_length)
+
+    def test_file_is_opened_once_and_handed_to_the_writer(self) -> None:
+        response = self.serve(self.target("a.bin", b"\x00\x01"))
+        self.assertFalse(response.file.closed)
+        self.assertEqual(response.file.name, os.path.join(self.folder, "a.bin"))
+
+    def test_etag_changes_with_size_and_mtime_but_not_with_inode(self) -> None:
+        first = fields(self.serve(self.target("a.txt", b"one")))["etag"]
+        os.remove(os.path.join(self.folder, "a.txt"))
+        self.write("other", b"padding to move the inode")
+        same = fields(self.serve(self.target("a.txt", b"one")))["etag"]
+        self.assertEqual(first, same)
+        newer = fields(self.serve(self.target("a.txt", b"one", MTIME + 1)))["etag"]
+        longer = fields(self.serve(self.target("a.txt", b"one!")))["etag"]
+        self.assertEqual(len({first, newer, longer}), 3)
+
+    def test_etag_uses_nanoseconds(self) -> None:
+        path = self.write("a.txt", b"x")
+        os.utime(path, ns=(MTIME * 10**9 + 5, MTIME * 10**9 + 5))
+        target = Target("file", path, "/a.txt", os.stat(path))
+        if target.stat.st_mtime_ns % 10**9 == 0:
+            self.skipTest("file system keeps whole seconds only")
+        self.assertEqual(fields(self.serve(target))["etag"], f'"1-{MTIME * 10**9 + 5:x}"')
+
+    def test_future_mtime_is_not_advertised(self) -> None:
+        # RFC 9110 §8.8.2.1: Last-Modified never lies in the future.
+        target = self.target("a.txt", b"x", mtime=4_000_000_000)
+        self.assertNotIn("2096", fields(self.serve(target))["last-modified"])
+
+    def test_unreadable_file_is_403(self) -> None:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            self.skipTest("root reads every file")
+        target = self.target("secret.txt", b"x")
+        os.chmod(target.fs_path, 0)
+        self.addCleanup(os.chmod, target.fs_path, stat.S_IRUSR | stat.S_IWUSR)
+        with self.assertRaises(HTTPError) as caught:
+            self.serve(target)
+        self.assertEqual(caught.exception.status, 403)
+
+    def test_permission_error_on_open_is_403(self) -> None:
+        target = self.target("secret.txt", b"x")
+        with mock.patch("nex.static.open", create=True, side_effect=PermissionError(13, "no")):
+            with self.assertRaises(HTTPError) as caught:
+                self.serve(target)
+        self.assertEqual(caught.exception.status, 403)
+
+    def test_vanished_file_is_404_without_the_path(self) -> None:
+        target = self.target("gone.txt", b"x")
+        os.remove(target.fs_path)
+        with self.assertRaises(HTTPError) as caught:
+            self.serve(target)
+        self.assertEqual(caught.exception.status, 404)
+        self.assertNotIn(self.folder, caught.exception.detail)
+
+    def test_empty_cache_policy_sends_no_field(self) -> None:
+        response = self.serve(self.target("a.html", b"<p>"), cache_control="")
+        self.assertNotIn("cache-control", fields(response))
+
+    def test_max_age_setting_reaches_the_response(self) -> None:
+        response = self.serve(self.target("a.css", b"x"), max_age={".css": 600})
+        self.assertEqual(fields(response)["cache-control"], "max-age=600")
+
+
+class HeaderFuzzTest(TempFiles):
+    """Arbitrary request field values give a response, a 412 or a 416, never a crash."""
+
+    NAMES = ["Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
+             "If-Unmodified-Since", "Accept-Encoding"]
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(NAMES), st.text(max_size=30)), max_size=5))
+    def test_no_crash(self, request_fields) -> None:
+        target = self.target("page.html", b"<p>" * 500)
+        self.write("page.html.gz", b"GZ")
+        try:
+            response = self.serve(target, request_fields, gzip=True)
+        except HTTPError as error:
+            self.assertIn(error.status, (412, 416))
+            return
+        self.assertIn(response.status, (200, 206, 304))
+        self.assertLessEqual(set(fields(response)), ALLOWED_FIELDS)
+        body_bytes(response)
+        close(response)
+
+
+class AcceptEncodingTest(unittest.TestCase):
+    """Which sidecar codings an Accept-Encoding value allows, best first."""
+
+    CASES = [
+        ("gzip, deflate, br, zstd", ["br", "gzip"]),
+        ("gzip, br", ["br", "gzip"]),
+        ("gzip;q=1.0, br;q=0.9", ["gzip", "br"]),
+        ("br;q=0.5, gzip;q=0.8", ["gzip", "br"]),
+        ("br;q=0, gzip", ["gzip"]),
+        ("br;q=0.000, gzip;q=0.001", ["gzip"]),
+        ("gzip", ["gzip"]),
+        ("x-gzip", ["gzip"]),
+        ("GZIP, BR", ["br", "gzip"]),
+        ("br ; Q=1", ["br"]),
+        ("*", ["br", "gzip"]),
+        ("*;q=0.5, br;q=0", ["gzip"]),
+        ("*;q=0", []),
+        ("identity", []),
+        ("identity;q=1, br;q=0.5", []),
+        ("identity;q=0.5, br;q=0.5", ["br"]),
+        ("gzip;q=1.0, identity; q=0.5, *;q=0", ["gzip"]),
+        ("deflate", []),
+        ("", []),
+        (",, gzip ,", ["gzip"]),
+        # Malformed values allow nothing: the file goes out unencoded.
+        ("gzip;q=1.5", []),
+        ("gzip;q=2", []),
+        ("gzip;q=0.1234", []),
+        ("gzip;q=-1", []),
+        ("gzip;q= 1", []),
+        ("gzip;level=9", []),
+        ("gzip br", []),
+        ("gz\u00efp", []),
+    ]
+
+    def test_table(self) -> None:
+        for value, expected in self.CASES:
+            with self.subTest(value=value):
+                self.assertEqual(accepted_codings(value), tuple(expected))
+
+
+class SidecarTest(TempFiles):
+    """Precompressed .br/.gz files beside the original."""
+
+    ORIGINAL = b"console.log('hello');\n" * 20
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.original = self.target("app.js", self.ORIGINAL)
+        self.br = self.write("app.js.br", b"BROTLI-BYTES", MTIME + 10)
+        self.gz = self.write("app.js.gz", gzip.compress(self.ORIGINAL, mtime=0), MTIME + 20)
+
+    def test_selection_by_accept_encoding(self) -> None:
+        cases = [
+            (None, None),
+            ("gzip, deflate, br", "br"),
+            ("gzip", "gzip"),
+            ("br", "br"),
+            ("br;q=0.5, gzip", "gzip"),
+            ("br;q=0, gzip;q=0", None),
+            ("*", "br"),
+            ("identity", None),
+            ("identity, br;q=0.1", None),
+            ("deflate", None),
+            ("gzip;q=7", None),
+        ]
+        for accept, expected in cases:
+            with self.subTest(accept=accept):
+                request_fields = [] if accept is None else [("Accept-Encoding", accept)]
+                response = self.serve(self.original, request_fields)
+                got = fields(response)
+                self.assertEqual(got.get("content-encoding"), expected)
+                self.assertEqual(got["content-type"], "text/javascript; charset=utf-8")
+                self.assertEqual(got["vary"], "Accept-Encoding")
+                expected_body = {None: self.ORIGINAL, "br": b"BROTLI-BYTES",
+                                 "gzip": gzip.compress(self.ORIGINAL, mtime=0)}[expected]
+                self.assertEqual(body_bytes(response), expected_body)
+
+    def test_sidecar_has_its_own_validators(self) -> None:
+        plain = fields(self.serve(self.original))
+        br = fields(self.serve(self.original, [("Accept-Encoding", "br")]))
+        gz = fields(self.serve(self.original, [("Accept-Encoding", "gzip")]))
+        self.assertEqual(len({plain["etag"], br["etag"], gz["etag"]}), 3)
+        self.assertTrue(br["etag"].endswith('-br"'))
+        self.assertTrue(gz["etag"].endswith('-gz"'))
+        self.assertEqual(plain["last-modified"], MTIME_DATE)
+        self.assertEqual(br["last-modified"], "Sun, 13 Sep 2020 12:26:50 GMT")
+
+    def test_gzip_sidecar_only(self) -> None:
+        os.remove(self.br)
+        response = self.serve(self.original, [("Accept-Encoding", "br, gzip")])
+        self.assertEqual(fields(response)["content-encoding"], "gzip")
+        self.assertEqual(gzip.decompress(body_bytes(response)), self.ORIGINAL)
+
+    def test_precompressed_off_ignores_sidecars(self) -> None:
+        response = self.serve(self.original, [("Accept-Encoding", "br, gzip")],
+                              precompressed=False)
+        got = fields(response)
+        self.assertNotIn("content-encoding", got)
+        self.assertNotIn("vary", got)
+        self.assertEqual(body_bytes(response), self.ORIGINAL)
+
+    def test_no_sidecar_no_vary_when_probed(self) -> None:
+        target = self.target("plain.js", b"x")
+        self.assertNotIn("vary", fields(self.serve(target, [("Accept-Encoding", "br, gzip")])))
+
+    def test_vary_kept_when_sidecars_were_not_probed(self) -> None:
+        # A client that accepts no sidecar coding costs no stat, so whether a sidecar
+        # exists is unknown: Vary stays, which is always safe for caches.
+        target = self.target("plain.js", b"x")
+        for request_fields in ([], [("Accept-Encoding", "identity")]):
+            with self.subTest(request_fields=request_fields):
+                response = self.serve(target, request_fields)
+                self.assertEqual(fields(response)["vary"], "Accept-Encoding")
+
+    def test_sidecar_that_is_a_directory_is_ignored(self) -> None:
+        os.remove(self.br)
+        os.mkdir(self.br)
+        response = self.serve(self.original, [("Accept-Encoding", "br")])
+        self.assertNotIn("content-encoding", fields(response))
+        self.assertEqual(fields(response)["vary"], "Accept-Encoding")
+
+    @unittest.skipUnless(hasattr(os, "symlink"), "needs symlinks")
+    def test_symlinked_sidecar_cannot_leak_a_file_outside_the_root(self) -> None:
+        outside = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, outside, True)
+        secret = os.path.join(outside, "secret")
+        with open(secret, "wb") as out:
+            out.write(b"TOP SECRET")
+        os.remove(self.br)
+        os.symlink(secret, self.br)
+        response = self.serve(self.original, [("Accept-Encoding", "br")])
+        self.assertNotIn(b"SECRET", body_bytes(response))
+        self.assertNotIn("content-encoding", fields(response))
+
+    def test_vary_on_304_and_206(self) -> None:
+        etag = fields(self.serve(self.original, [("Accept-Encoding", "br")]))["etag"]
+        not_modified = self.serve(self.original, [("Accept-Encoding", "br"),
+                                                  ("If-None-Match", etag)])
+        self.assertEqual(not_modified.status, 304)
+        self.assertEqual(fields(not_modified)["vary"], "Accept-Encoding")
+        self.assertEqual(fields(not_modified)["etag"], etag)
+        partial = self.serve(self.original, [("Range", "bytes=0-1")])
+        self.assertEqual(partial.status, 206)
+        self.assertEqual(fields(partial)["vary"], "Accept-Encoding")
+
+    def test_identity_etag_does_not_revalidate_the_sidecar(self) -> None:
+        plain_etag = fields(self.serve(self.original))["etag"]
+        response = self.serve(self.original, [("Accept-Encoding", "br"),
+                                              ("If-None-Match", plain_etag)])
+        self.assertEqual(response.status, 200)
+        self.assertEqual(body_bytes(response), b"BROTLI-BYTES")
+
+    def test_range_applies_to_sidecar_bytes(self) -> None:
+        response = self.serve(self.original, [("Accept-Encoding", "br"),
+                                              ("Range", "bytes=0-5")])
+        got = fields(response)
+        self.assertEqual(response.status, 206)
+        self.assertEqual(got["content-encoding"], "br")
+        self.assertEqual(got["content-range"], "bytes 0-5/12")
+        self.assertEqual(body_bytes(response), b"BROTLI")
+
+    def test_several_ranges_of_a_sidecar_send_it_whole(self) -> None:
+        response = self.serve(self.original, [("Accept-Encoding", "br"),
+                                              ("Range", "bytes=0-1,5-6")])
+        self.assertEqual(response.status, 200)
+        self.assertEqual(body_bytes(response), b"BROTLI-BYTES")
+
+    def test_unsatisfiable_range_of_sidecar_names_its_size(self) -> None:
+        with self.assertRaises(HTTPError) as caught:
+            self.serve(self.original, [("Accept-Encoding", "br"), ("Range", "bytes=12-")])
+        self.assertEqual(caught.exception.status, 416)
+        self.assertIn(("Content-Range", "bytes */12"), caught.exception.headers)
+        self.assertIn(("Vary", "Accept-Encoding"), caught.exception.headers)
+
+
+class GzipOnTheFlyTest(TempFiles):
+    """Optional in-memory gzip for compressible files."""
+
+    DATA = b"<p>" + b"compress me please " * 200 + b"</p>"
+
+    def gzip_settings(self, **extra) -> dict:
+        settings = {"gzip": True, "gzip_min_size": 100, "precompressed": False}
+        settings.update(extra)
+        return settings
+
+    def test_round_trip(self) -> None:
+        target = self.target("page.html", self.DATA)
+        response = self.serve(target, [("Accept-Encoding", "gzip")], **self.gzip_settings())
+        got = fields(response)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(got["content-encoding"], "gzip")
+        self.assertEqual(got["vary"], "Accept-Encoding")
+        self.assertEqual(got["content-type"], "text/html; charset=utf-8")
+        self.assertTrue(got["etag"].endswith('-gzip"'))
+        self.assertIsNone(response.file)
+        self.assertEqual(gzip.decompress(body_bytes(response)), self.DATA)
+        self.assertLess(response.content_length, len(self.DATA))
+
+    def test_output_is_deterministic(self) -> None:
+        target = self.target("page.html", self.DATA)
+        bodies = {body_bytes(self.serve(target, [("Accept-Encoding", "gzip")],
+                                        **self.gzip_settings())) for _ in range(2)}
+        self.assertEqual(len(bodies), 1)
+
+    def test_not_applied(self) -> None:
+        cases = [
+            ("client does not accept gzip", "page.html", self.DATA, "br", {}),
+            ("client refuses gzip", "page.html", self.DATA, "gzip;q=0", {}),
+            ("no Accept-Encoding", "page.html", self.DATA, None, {}),
+            ("gzip off", "page.html", self.DATA, "gzip", {"gzip": False}),
+            ("too small", "page.html", b"<p>tiny</p>", "gzip", {}),
+            ("not compressible", "photo.png", self.DATA, "gzip", {}),
+        ]
+        for label, name, data, accept, extra in cases:
+            with self.subTest(label):
+                target = self.target(name, data)
+                request_fields = [] if accept is None else [("Accept-Encoding", accept)]
+                response = self.serve(target, request_fields, **self.gzip_settings(**extra))
+                self.assertNotIn("content-encoding", fields(response))
+                self.assertEqual(body_bytes(response), data)
+
+    def test_vary_whenever_eligible(self) -> None:
+        target = self.target("page.html", self.DATA)
+        response = self.serve(target, **self.gzip_settings())
+        self.assertEqual(fields(response)["vary"], "Accept-Encoding")
+        small = self.target("small.html", b"<p>")
+        self.assertNotIn("vary", fields(self.serve(small, **self.gzip_settings())))
+
+    def test_range_request_gets_identity_ranges(self) -> None:
+        target = self.target("page.html", self.DATA)
+        response = self.serve(target, [("Accept-Encoding", "gzip"), ("Range", "bytes=3-10")],
+                              **self.gzip_settings())
+        got = fields(response)
+        self.assertEqual(response.status, 206)
+        self.assertNotIn("content-encoding", got)
+        self.assertEqual(got["vary"], "Accept-Encoding")
+        self.assertEqual(body_bytes(response), self.DATA[3:11])
+
+    def test_range_ignored_by_if_range_still_gets_identity(self) -> None:
+        target = self.target("page.html", self.DATA)
+        response = self.serve(target, [("Accept-Encoding", "gzip"), ("Range", "bytes=3-10"),
+                                       ("If-Range", '"stale"')], **self.gzip_settings())
+        self.assertEqual(response.status, 200)
+        self.assertNotIn("content-encoding", fields(response))
+        self.assertEqual(body_bytes(response), self.DATA)
+
+    def test_revalidation_with_the_gzip_etag(self) -> None:
+        target = self.target("page.html", self.DATA)
+        accept = [("Accept-Encoding", "gzip")]
+        etag = fields(self.serve(target, accept, **self.gzip_settings()))["etag"]
+        response = self.serve(target, accept + [("If-None-Match", etag)],
+                              **self.gzip_settings())
+        self.assertEqual(response.status, 304)
+        self.assertEqual(fields(response)["vary"], "Accept-Encoding")
+
+    def test_precompressed_sidecar_wins_over_on_the_fly(self) -> None:
+        target = self.target("page.html", self.DATA)
+        self.write("page.html.gz", b"SIDECAR")
+        response = self.serve(target, [("Accept-Encoding", "gzip")],
+                              **self.gzip_settings(precompressed=True))
+        self.assertEqual(body_bytes(response), b"SIDECAR")
+        self.assertTrue(fields(response)["etag"].endswith('-gz"'))
+
+    def test_on_the_fly_when_only_an_unaccepted_sidecar_exists(self) -> None:
+        target = self.target("page.html", self.DATA)
+        self.write("page.html.br", b"BR")
+        response = self.serve(target, [("Accept-Encoding", "gzip")],
+                              **self.gzip_settings(precompressed=True))
+        self.assertEqual(gzip.decompress(body_bytes(response)), self.DATA)
+
+
+if __name__ == "__main__":
+    unittest.main()
