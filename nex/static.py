@@ -196,7 +196,8 @@ def _choose(request: Request, target: Target, config: Config,
     codings = (accepted_codings(accept)
                if accept is not None and (config.precompressed or gzippable) else ())
     vary = gzippable
-    if config.precompressed:
+    # Media and archives are already compressed: no sidecar lookups, no Vary for them.
+    if config.precompressed and compressible:
         sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings)
         if sidecar is not None:
             coding, path, status = sidecar
