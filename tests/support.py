@@ -109,6 +109,15 @@ class NexServer:
         except FileNotFoundError:
             return ""
 
+    def wait_for_access_log(self, predicate, timeout: float = START_TIMEOUT) -> str:
+        """The access log once ``predicate(text)`` holds (lines are written in batches)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.access_log()
+            if predicate(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def error_log(self) -> str:
         try:
             with open(self.error_log_path, encoding="utf-8") as f:

@@ -153,9 +153,9 @@ class ConnectionTest(unittest.TestCase):
     def test_access_log_has_combined_format_lines(self):
         self.request(b"GET /hello.txt?q=1 HTTP/1.1\r\nHost: a\r\nReferer: http://r/\r\n"
                      b"User-Agent: tester/1.0\r\n\r\n")
-        lines = self.server.access_log().splitlines()
-        self.assertTrue(any(line.endswith('"GET /hello.txt?q=1 HTTP/1.1" 200 13 '
-                                          '"http://r/" "tester/1.0"') for line in lines), lines)
+        expected = '"GET /hello.txt?q=1 HTTP/1.1" 200 13 "http://r/" "tester/1.0"'
+        lines = self.server.wait_for_access_log(lambda text: expected in text).splitlines()
+        self.assertTrue(any(line.endswith(expected) for line in lines), lines)
 
 
 if __name__ == "__main__":
