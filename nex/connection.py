@@ -9,6 +9,7 @@ whole head within ``request_head_timeout``, however it dribbles it).
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from typing import Optional, Union
@@ -25,6 +26,14 @@ _RECV_SIZE = 64 * 1024
 _CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
+#: A client that accepts no response bytes for this long is dropped.
+SEND_TIMEOUT = 30.0
+
+
+def timeval(seconds: float) -> bytes:
+    """``seconds`` as the ``struct timeval`` that SO_RCVTIMEO and SO_SNDTIMEO take."""
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
 class Connection:
@@ -44,6 +53,8 @@ class Connection:
         self._unparsed: Union[bytes, bytearray] = b""
         #: True while the loop waits for the first byte of a request; shutdown wakes such waits.
         self.idle = False
+        self._receive_timeout = -1.0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(SEND_TIMEOUT))
 
     def serve(self) -> None:
         """Run the loop until the client leaves, a time limit passes, or the server stops."""
@@ -145,13 +156,23 @@ class Connection:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 return None
-        self.sock.settimeout(timeout)
+        self._set_receive_timeout(timeout)
         try:
             return self.sock.recv(_RECV_SIZE)
-        except socket.timeout:
+        except BlockingIOError:  # SO_RCVTIMEO ran out
             return None
         finally:
             self.idle = False
+
+    def _set_receive_timeout(self, seconds: float) -> None:
+        """Bound the next ``recv`` in the kernel (SO_RCVTIMEO).
+
+        A Python-level socket timeout would ``poll`` before every ``recv`` and ``send``; the
+        kernel's own time-outs cost no extra system call, and a changed value costs one.
+        """
+        if seconds != self._receive_timeout:
+            self._receive_timeout = seconds
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
 
     def _discard_body(self, request: Request) -> None:
         """Read the request's body and drop it, leaving any pipelined bytes in the buffer."""
@@ -210,7 +231,7 @@ class Connection:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     return
-                self.sock.settimeout(timeout)
+                self._set_receive_timeout(timeout)
                 chunk = self.sock.recv(_RECV_SIZE)
                 if not chunk:
                     return

@@ -8,9 +8,11 @@ render.  It never sees the socket.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from nex.config import Config
 from nex.errors import HTTPError
+from nex.filecache import SmallFileCache
 from nex.hosts import HostValidator
 from nex.listing import render_listing
 from nex.request import Request
@@ -28,12 +30,13 @@ _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"
 
 @dataclass(frozen=True)
 class Site:
-    """What every worker shares: the settings, loaded templates, host rules and signature."""
+    """What every worker shares: settings, templates, host rules, signature, file cache."""
 
     config: Config
     templates: TemplateSet
     hosts: HostValidator
     signature: str
+    file_cache: Optional[SmallFileCache] = None
 
 
 def respond(request: Request, site: Site) -> Response:
@@ -52,4 +55,4 @@ def respond(request: Request, site: Site) -> Response:
     if target.kind == "directory":
         return render_listing(target, request, site.templates, site.signature,
                               show_dotfiles=site.config.dotfiles)
-    return serve_file(request, target, site.config)
+    return serve_file(request, target, site.config, site.file_cache)

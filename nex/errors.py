@@ -17,9 +17,13 @@ _RFC9110_REASONS = {413: "Content Too Large", 416: "Range Not Satisfiable",
                     422: "Unprocessable Content"}
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+_REASONS.update(_RFC9110_REASONS)
+
+
 def reason_phrase(status: int) -> str:
     """The RFC 9110 reason phrase for ``status``."""
-    return _RFC9110_REASONS.get(status) or HTTPStatus(status).phrase
+    return _REASONS[status]
 
 
 class HTTPError(Exception):

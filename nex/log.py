@@ -29,6 +29,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def escape_log_text(text: str) -> str:
     """``text`` with quotes and backslashes escaped and control characters as ``\\xHH``."""
+    if _UNSAFE_LOG_TEXT.search(text) is None:
+        return text
     return _UNSAFE_LOG_TEXT.sub(_escape_char, text)
 
 
@@ -43,6 +45,26 @@ def _clf_time(seconds: float) -> str:
     tm = time.gmtime(seconds)
     return (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year}:"
             f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} +0000")
+
+
+class _ClockText:
+    """The Common Log Format time of the current second, formatted once per second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._text = _clf_time(second)  # a racing thread writes the same value
+            self._second = second
+        return self._text
+
+
+_clf_now = _ClockText().now
 
 
 class Logger:
@@ -79,7 +101,7 @@ class Logger:
         status_text = str(status)
         if self._colour:
             status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
-        line = (f'{client} - - [{_clf_time(time.time())}] "{escape_log_text(request_line)}" '
+        line = (f'{client} - - [{_clf_now()}] "{escape_log_text(request_line)}" '
                 f'{status_text} {size if size else "-"} '
                 f'"{escape_log_text(referer) if referer else "-"}" '
                 f'"{escape_log_text(user_agent) if user_agent else "-"}"\n')

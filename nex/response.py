@@ -53,6 +53,7 @@ class Response:
 _NO_BODY_STATUSES = frozenset({204, 304})
 _SMALL_BODY = 64 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_SENDFILE_BLOCK = 1 << 30
 
 
 class _DateCache:
@@ -104,7 +105,7 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
     Small bodies go out with the head in one write; larger file slices through
-    ``socket.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
+    ``os.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
     the same segment as the first body bytes.  The response's file is closed in every case.
     """
     try:
@@ -120,15 +121,33 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
         last = len(response.body) - 1
         for index, piece in enumerate(response.body):
             if isinstance(piece, FileSlice):
-                sent = sock.sendfile(response.file, piece.offset, piece.count)
-                if sent != piece.count:
-                    raise OSError(f"file shrank while being sent ({sent} of {piece.count} bytes)")
+                _send_file_slice(sock, response.file.fileno(), piece)
             else:
                 sock.sendall(piece, _MSG_MORE if index < last else 0)
         return total
     finally:
         if response.file is not None:
             response.file.close()
+
+
+def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice) -> None:
+    """``os.sendfile`` the slice; the socket's SO_SNDTIMEO bounds each call.
+
+    ``socket.sendfile`` is not used: on a blocking socket it waits forever for a client
+    that stopped reading, and with a Python time-out it polls before every call.
+    """
+    offset, remaining = piece.offset, piece.count
+    out = sock.fileno()
+    while remaining:
+        try:
+            sent = os.sendfile(out, file_descriptor, offset, min(remaining, _SENDFILE_BLOCK))
+        except BlockingIOError:
+            raise TimeoutError("the client stopped reading") from None
+        if sent == 0:
+            raise OSError(f"file shrank while being sent ({piece.count - remaining} of "
+                          f"{piece.count} bytes)")
+        offset += sent
+        remaining -= sent
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:

@@ -21,12 +21,14 @@ from nex.config import Config
 from nex.connection import Connection
 from nex.dispatch import Site
 from nex.errors import HTTPError
+from nex.filecache import SmallFileCache
 from nex.hosts import HostValidator
 from nex.log import Logger
 from nex.response import Response, serialize_head
 from nex.templates import TemplateError, TemplateSet
 
 _RETRY_AFTER_SECONDS = "5"
+_FILE_CACHE_BYTES = 32 * 1024 * 1024
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
 
@@ -45,7 +47,8 @@ class Server:
         self.listener = _bind(config)
         self.port = self.listener.getsockname()[1]
         self.site = Site(config, templates, HostValidator(config.allowed_hosts),
-                         f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}")
+                         f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}",
+                         SmallFileCache(_FILE_CACHE_BYTES))
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._live: Set[Connection] = set()

@@ -21,6 +21,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 from nex.conditional import format_http_date, if_range_holds, make_etag, not_modified
 from nex.config import Config
 from nex.errors import HTTPError
+from nex.filecache import SmallFileCache
 from nex.ranges import content_range, multipart_body, select_ranges
 from nex.request import Request
 from nex.resolver import Target
@@ -209,7 +210,8 @@ def _choose(request: Request, target: Target, config: Config,
     return _Representation(target.fs_path, target.stat, None, "", False, vary)
 
 
-def serve_file(request: Request, target: Target, config: Config) -> Response:
+def serve_file(request: Request, target: Target, config: Config,
+               file_cache: Optional[SmallFileCache] = None) -> Response:
     """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
 
     Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
@@ -217,7 +219,8 @@ def serve_file(request: Request, target: Target, config: Config) -> Response:
     body.  Representation choice: an acceptable ``.br``/``.gz`` sidecar when
     ``config.precompressed``; else an in-memory gzip when ``config.gzip``, the type is
     compressible, the size is within bounds and the request has no Range; else the file.
-    Ranges of a sidecar are ranges of its coded bytes.
+    Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
+    when one is given, as bytes instead of an open file.
     """
     headers = request.headers
     extension = os.path.splitext(target.fs_path)[1].lower()
@@ -249,7 +252,10 @@ def serve_file(request: Request, target: Target, config: Config) -> Response:
                 ranges = None
 
     try:
-        file = open(chosen.path, "rb")
+        cached = None
+        if file_cache is not None and not chosen.on_the_fly:
+            cached = file_cache.read(chosen.path, status)
+        file = None if cached is not None else open(chosen.path, "rb")
     except OSError as error:
         raise _open_error(error) from None
     fields = [("Content-Type", media_type)]
@@ -262,10 +268,15 @@ def serve_file(request: Request, target: Target, config: Config) -> Response:
         body = gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
         return Response(200, fields + tail, [body])
     if ranges is None:
-        return Response(200, fields + tail, [FileSlice(0, size)] if size else [], file)
-    if len(ranges) == 1:
+        response = Response(200, fields + tail, [FileSlice(0, size)] if size else [], file)
+    elif len(ranges) == 1:
         first, last = ranges[0]
         fields.append(("Content-Range", content_range(first, last, size)))
-        return Response(206, fields + tail, [FileSlice(first, last - first + 1)], file)
-    multipart_type, body = multipart_body(ranges, size, media_type)
-    return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+        response = Response(206, fields + tail, [FileSlice(first, last - first + 1)], file)
+    else:
+        multipart_type, body = multipart_body(ranges, size, media_type)
+        response = Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+    if cached is not None:
+        response.body = [cached[piece.offset:piece.offset + piece.count]
+                         if isinstance(piece, FileSlice) else piece for piece in response.body]
+    return response

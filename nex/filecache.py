@@ -1,0 +1,66 @@
+"""Contents of small files kept in memory, so that serving them costs no file system calls.
+
+An entry is used only while the file's ``stat`` (which the resolver makes anyway) still
+shows the same size, modification time, change time and inode; any change reads the file
+anew.  The total size is bounded: when a new entry would pass it, the cache starts over.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Tuple
+
+#: Files up to this size are cached; larger ones go out through sendfile.
+MAX_FILE_SIZE = 64 * 1024
+
+_Key = Tuple[int, int, int, int]
+
+
+class SmallFileCache:
+    """Maps a path to its bytes, checked against a fresh ``os.stat_result`` on every use.
+
+    Reads and writes are single dictionary operations, which the interpreter makes atomic,
+    so workers share the cache without a lock; two workers may read the same file at once,
+    which is harmless.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._entries: Dict[str, Tuple[_Key, bytes]] = {}
+        self._bytes = 0
+
+    def read(self, path: str, status: os.stat_result) -> Optional[bytes]:
+        """The file's bytes if it is small enough to cache, else None.
+
+        Raises ``OSError`` when the file cannot be read, and ``FileChangedError`` when it no
+        longer has the size ``status`` gave it.
+        """
+        size = status.st_size
+        if size > MAX_FILE_SIZE or size > self._max_bytes:
+            return None
+        key = (size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
+        entry = self._entries.get(path)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        data = _read_exactly(path, size)
+        if self._bytes + size > self._max_bytes:
+            self._entries = {}
+            self._bytes = 0
+        self._entries[path] = (key, data)
+        self._bytes += size
+        return data
+
+
+class FileChangedError(OSError):
+    """The file's size changed between its ``stat`` and its reading."""
+
+
+def _read_exactly(path: str, size: int) -> bytes:
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.pread(descriptor, size + 1, 0)
+    finally:
+        os.close(descriptor)
+    if len(data) != size:
+        raise FileChangedError(f"{path} changed size while being read")
+    return data
