@@ -1,9 +1,25 @@
-"""Settings: ``settings.conf`` plus the command line, validated once into a frozen Config."""
+"""Settings: ``settings.conf`` plus the command line, validated once into a frozen Config.
+
+:func:`load_config` reads the INI file, lays the command-line overrides on top, checks every
+value against an exact grammar and every folder on disk, and returns a :class:`Config` whose
+paths are absolute.  Anything wrong raises :class:`ConfigError` with a one-line message that
+names where the value came from, e.g.
+``settings.conf [server] port = 99999: must be an integer from 0 to 65535``.
+"""
 
 from __future__ import annotations
 
+import configparser
+import difflib
+import ipaddress
+import os
+import re
 from dataclasses import dataclass, field
-from typing import Mapping, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import nex
+from nex.hosts import HostValidator
 
 
 @dataclass(frozen=True)
@@ -50,3 +66,463 @@ class Config:
     log_colour: str = "auto"
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
+
+
+class ConfigError(Exception):
+    """A setting is unknown, malformed or out of range; the message says where and why."""
+
+
+class _Invalid(Exception):
+    """Why one value was refused; the loader adds where the value came from."""
+
+
+# --- value grammars ------------------------------------------------------------------------
+
+_MAX_COUNT = 2 ** 31 - 1  # counts end up in C ints (listen backlog, thread limits)
+_MAX_SIZE = 2 ** 31  # "2G"; request bodies are only read to be discarded
+_MAX_SECONDS = 86400.0  # socket time-outs overflow the C timeval long before "forever"
+_MAX_AGE = 2 ** 31  # RFC 9111 §1.2.2: caches cap delta-seconds at 2^31
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_SIZE = re.compile(r"([0-9]{1,12})(?:([KMG])(?:iB)?)?")
+_SIZE_UNITS = {None: 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+_BOOLEANS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_EXTENSION = re.compile(r"\.[a-z0-9_+-]{1,32}")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 §5.6.2
+_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")  # one header line: no CR, LF or other controls
+_EXTENSION_PAIR = re.compile(r"([^=]*)=([^=]*)")
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    """A parser for a decimal integer from ``low`` to ``high``."""
+    def parse(text: str, base: str) -> int:
+        if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
+            raise _Invalid(f"must be an integer from {low} to {high}")
+        return int(text)
+    return parse
+
+
+def _bytes(text: str) -> int:
+    """Digits with an optional binary unit: ``65536``, ``64K``, ``64KiB``, ``1M``, ``2G``."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise _Invalid("must be a number of bytes such as 65536, 64K or 1M"
+                       " (K, M, G or KiB, MiB, GiB: powers of 1024)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def _size(low: int) -> Callable[[str, str], int]:
+    """A parser for a byte size from ``low`` up to 2G."""
+    def parse(text: str, base: str) -> int:
+        size = _bytes(text)
+        if not low <= size <= _MAX_SIZE:
+            raise _Invalid(f"must be from {low} to {_MAX_SIZE} bytes (2G)")
+        return size
+    return parse
+
+
+def _stack_size(text: str, base: str) -> int:
+    """0 for the platform default, else whole 4K pages from 64K up (threading.stack_size)."""
+    size = _bytes(text)
+    if size != 0 and not (64 * 1024 <= size <= _MAX_SIZE and size % 4096 == 0):
+        raise _Invalid("must be 0 (the platform default) or a multiple of 4K from 64K to 2G")
+    return size
+
+
+def _seconds(text: str, base: str) -> float:
+    """A duration in seconds, decimals allowed, above 0 and at most a day."""
+    if not _SECONDS.fullmatch(text) or not 0 < float(text) <= _MAX_SECONDS:
+        raise _Invalid("must be a number of seconds above 0 and at most 86400, such as 10 or 2.5")
+    return float(text)
+
+
+def _boolean(text: str, base: str) -> bool:
+    """yes/no, true/false or on/off, in any letter case."""
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise _Invalid("must be yes, no, true, false, on or off") from None
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    """A parser for one word out of ``options``, in any letter case."""
+    def parse(text: str, base: str) -> str:
+        if text.lower() not in options:
+            raise _Invalid(f"must be one of {', '.join(options)}")
+        return text.lower()
+    return parse
+
+
+def _is_ip(text: str) -> bool:
+    """True for an IPv4 or IPv6 literal (no brackets)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host_name(text: str) -> bool:
+    """True for a DNS name such as ``example.com`` or ``localhost`` (lower case).
+
+    A name whose last label is all digits would read as a malformed IPv4 address, so it is not
+    one; ``_is_ip`` judges those.
+    """
+    return (len(text) <= 253 and bool(_HOST_NAME.fullmatch(text))
+            and not text.rsplit(".", 1)[-1].isdigit())
+
+
+def _bind(text: str, base: str) -> str:
+    """The address to listen on: an IP literal or ``localhost``."""
+    if text != "localhost" and not _is_ip(text):
+        raise _Invalid("must be an IPv4 or IPv6 address (without brackets) or localhost")
+    return text
+
+
+def _server_name(text: str, base: str) -> str:
+    """The name shown on generated pages: a host name or an IP literal."""
+    if not (_is_host_name(text.lower()) or _is_ip(text)):
+        raise _Invalid("must be a host name or an IP address")
+    return text
+
+
+def _split(text: str) -> List[str]:
+    """Comma-separated items, blanks around commas ignored; an empty text is no items."""
+    if not text:
+        return []
+    items = [item.strip(" \t") for item in text.split(",")]
+    if "" in items:
+        raise _Invalid("has an empty item between commas")
+    return items
+
+
+def _file_names(text: str, base: str) -> Tuple[str, ...]:
+    """Index file names: plain names, never a path that could leave the folder."""
+    names = _split(text)
+    for name in names:
+        if name in (".", "..") or not name.isprintable() or "/" in name or "\\" in name:
+            raise _Invalid(f"{name!r} is not a plain file name (no /, \\ or ..)")
+    return tuple(names)
+
+
+def _host_patterns(text: str, base: str) -> Tuple[str, ...]:
+    """Allowed Host patterns in the grammar HostValidator documents; at least one."""
+    patterns = tuple(_split(text))
+    if not patterns:
+        raise _Invalid("must list at least one host pattern (* allows any host)")
+    for pattern in patterns:
+        try:
+            HostValidator([pattern])
+        except ValueError:
+            raise _Invalid(f"{pattern!r} is not *, *.example.com, a host name or an IP address"
+                           " (each optionally with :PORT)") from None
+    return patterns
+
+
+def _header_value(text: str, base: str) -> str:
+    """A value sent as one response header line; empty sends no header."""
+    if not _FIELD_VALUE.fullmatch(text):
+        raise _Invalid("must be printable ASCII on one line")
+    return text
+
+
+def _extension(text: str) -> str:
+    """A file extension with its dot, lower-cased: ``.css``."""
+    if not _EXTENSION.fullmatch(text.lower()):
+        raise _Invalid(f"{text!r} is not a file extension such as .css")
+    return text.lower()
+
+
+def _media_type(text: str) -> str:
+    """``type/subtype`` without parameters (Nex adds ``charset=utf-8`` to text types)."""
+    if not _MEDIA_TYPE.fullmatch(text):
+        raise _Invalid(f"{text!r} is not a media type such as text/javascript")
+    return text
+
+
+def _extension_map(value: Callable[[str], Any]) -> Callable[[str, str], Dict[str, Any]]:
+    """A parser for ``.ext=value, .ext=value`` lists; ``value`` checks the right-hand side."""
+    def parse(text: str, base: str) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        for item in _split(text):
+            match = _EXTENSION_PAIR.fullmatch(item)
+            if not match:
+                raise _Invalid(f"{item!r} is not .extension=value")
+            extension = _extension(match.group(1).strip(" \t"))
+            if extension in result:
+                raise _Invalid(f"lists {extension} twice")
+            result[extension] = value(match.group(2).strip(" \t"))
+        return result
+    return parse
+
+
+def _max_age(text: str) -> int:
+    """Seconds a client may cache a file, 0 to 2^31."""
+    if not _DIGITS.fullmatch(text) or int(text) > _MAX_AGE:
+        raise _Invalid(f"{text!r} is not a number of seconds from 0 to {_MAX_AGE}")
+    return int(text)
+
+
+def _resolve(text: str, base: str) -> str:
+    """``text`` as an absolute path, relative ones taken from ``base``."""
+    if not text or not text.isprintable():
+        raise _Invalid("must be a path")
+    return os.path.realpath(os.path.join(base, text))
+
+
+def _folder(required: Optional[str]) -> Callable[[str, str], str]:
+    """A parser for a readable folder that holds the file ``required`` (when given)."""
+    def parse(text: str, base: str) -> str:
+        path = _resolve(text, base)
+        if not os.path.exists(path):
+            raise _Invalid(f"folder {path} does not exist")
+        if not os.path.isdir(path):
+            raise _Invalid(f"{path} is not a folder")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise _Invalid(f"folder {path} is not readable")
+        if required is not None:
+            needed = os.path.join(path, required)
+            if not os.path.isfile(needed) or not os.access(needed, os.R_OK):
+                raise _Invalid(f"required template {needed} is missing or unreadable")
+        return path
+    return parse
+
+
+def _log_target(text: str, base: str) -> str:
+    """``-`` for the standard stream, else a file Nex can append to or create."""
+    if text == "-":
+        return text
+    path = _resolve(text, base)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise _Invalid(f"{path} is a folder, not a file")
+    if not os.path.isdir(folder):
+        raise _Invalid(f"folder {folder} does not exist")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise _Invalid(f"file {path} is not writable")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise _Invalid(f"cannot create {path}: folder {folder} is not writable")
+    return path
+
+
+# --- the settings table --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Setting:
+    """One key of settings.conf: where it lives, which Config field it fills, how it parses."""
+
+    section: str
+    key: str
+    field: str
+    parse: Callable[[str, str], Any]
+    on_disk: bool  # the check looks at the file system, not just the text
+
+
+def _setting(section: str, key: str, parse: Callable[[str, str], Any],
+             field_name: Optional[str] = None, on_disk: bool = False) -> _Setting:
+    """A table row; ``field_name`` defaults to ``key``."""
+    return _Setting(section, key, field_name or key, parse, on_disk)
+
+
+_SETTINGS = (
+    _setting("server", "bind", _bind),
+    _setting("server", "port", _integer(0, 65535)),
+    _setting("server", "server_name", _server_name),
+    _setting("server", "document_root", _folder(None), on_disk=True),
+    _setting("server", "error_pages", _folder("error.html"), on_disk=True),
+    _setting("server", "templates", _folder("dir.html"), on_disk=True),
+    _setting("server", "index_files", _file_names),
+    _setting("server", "allowed_hosts", _host_patterns),
+    _setting("server", "max_connections", _integer(1, _MAX_COUNT)),
+    _setting("server", "max_connections_per_client", _integer(1, _MAX_COUNT)),
+    _setting("server", "backlog", _integer(1, _MAX_COUNT)),
+    _setting("server", "thread_stack_size", _stack_size),
+    _setting("timeouts", "request_head", _seconds, "request_head_timeout"),
+    _setting("timeouts", "keep_alive", _seconds, "keep_alive_timeout"),
+    _setting("timeouts", "shutdown_grace", _seconds),
+    _setting("limits", "max_request_line", _size(1)),
+    _setting("limits", "max_header_block", _size(1)),
+    _setting("limits", "max_header_count", _integer(1, _MAX_COUNT)),
+    _setting("limits", "max_request_body", _size(1)),
+    _setting("limits", "max_ranges", _integer(1, _MAX_COUNT)),
+    _setting("files", "listing", _boolean),
+    _setting("files", "dotfiles", _boolean),
+    _setting("files", "symlinks", _choice("never", "inside", "always")),
+    _setting("caching", "cache_control", _header_value),
+    _setting("caching", "max_age", _extension_map(_max_age)),
+    _setting("compression", "precompressed", _boolean),
+    _setting("compression", "gzip", _boolean),
+    _setting("compression", "gzip_min_size", _size(0)),
+    _setting("logging", "access_log", _log_target, on_disk=True),
+    _setting("logging", "error_log", _log_target, on_disk=True),
+    _setting("logging", "log_colour", _choice("auto", "always", "never")),
+    # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
+    _setting("mime", "*", _extension_map(_media_type), "mime_types"),
+)
+_BY_FIELD = {setting.field: setting for setting in _SETTINGS}
+_SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
+
+# Command-line flags whose name is not the field's name with dashes.
+_FLAGS = {"document_root": "--root"}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def load_config(path: Union[str, os.PathLike, None],
+                overrides: Optional[Mapping[str, Any]] = None) -> Config:
+    """Read ``path`` (None: built-in defaults), apply ``overrides``, validate, build a Config.
+
+    ``overrides`` maps Config field names to values from the command line, as text or already
+    typed; they win over the file, which must still be well-formed, and relative paths among
+    them resolve against the current directory.  Relative paths in the file resolve against
+    the file's folder.  A key the file leaves out keeps its built-in default; the built-in
+    document root is the current directory and the error pages and templates are the folders
+    shipped with Nex.
+    """
+    overrides = dict(overrides or {})
+    for name in overrides:
+        if name not in _BY_FIELD:
+            raise ConfigError(f"unknown setting {name!r}")
+    sections: Dict[str, Dict[str, str]] = {}
+    shown_path = ""
+    base = os.getcwd()
+    if path is not None:
+        shown_path = _show(os.fspath(path))
+        sections = _read(os.fspath(path), shown_path)
+        base = os.path.dirname(os.path.abspath(path))
+    builtin = {"document_root": os.getcwd(), "error_pages": _shipped("error_pages"),
+               "templates": _shipped("other_templates")}
+    values: Dict[str, Any] = {}
+    for setting in _SETTINGS:
+        replaced = setting.field in overrides
+        if setting.section == "mime" and "mime" in sections:
+            values[setting.field] = _mime_section(sections["mime"], shown_path)
+        elif setting.key in sections.get(setting.section, {}):
+            # A flag replaces a file value, yet the file must still be well-formed; only a
+            # path the flag leaves unused is not looked for on disk.
+            parse = _resolve if replaced and setting.on_disk else setting.parse
+            text = sections[setting.section][setting.key]
+            label = f"{shown_path} [{setting.section}] {setting.key} = {_show(text)}"
+            values[setting.field] = _parse(parse, text, base, label)
+        if replaced:
+            label = _flag(setting.field)
+            text = _override_text(overrides[setting.field], label)
+            values[setting.field] = _parse(setting.parse, text, os.getcwd(),
+                                           f"{label} {_show(text)}")
+        elif setting.field not in values and setting.field in builtin:
+            text = builtin[setting.field]
+            label = f"[{setting.section}] {setting.key} = {_show(text)} (built-in default)"
+            values[setting.field] = _parse(setting.parse, text, base, label)
+    return Config(**values)
+
+
+def _read(path: str, shown: str) -> Dict[str, Dict[str, str]]:
+    """The sections of the INI file at ``path``, checked for unknown sections and keys."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="")
+    parser.optionxform = str  # type: ignore[assignment]  # keys are case-sensitive
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: settings file does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"{shown}: cannot read settings file ({error.strerror})") from None
+    try:
+        parser.read_string(data.decode("utf-8-sig"), source=path)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{shown} line {line}: not UTF-8 text") from None
+    except configparser.Error as error:
+        raise ConfigError(_parse_failure(error, shown)) from None
+    sections = {name: dict(parser.items(name)) for name in parser.sections()}
+    for section, keys in sections.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{shown} [{_show(section)}]: unknown section"
+                              f" (sections: {', '.join(_SECTIONS)})")
+        if section == "mime":
+            continue
+        known = [setting.key for setting in _SETTINGS if setting.section == section]
+        for key, text in keys.items():
+            if key not in known:
+                guess = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {guess[0]}?)" if guess else ""
+                raise ConfigError(f"{shown} [{section}] {_show(key)} = {_show(text)}:"
+                                  f" unknown setting{hint}")
+    return sections
+
+
+def _parse_failure(error: configparser.Error, shown: str) -> str:
+    """A one-line message for an INI syntax error."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"{shown} line {error.lineno}: expected a [section] header first"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"{shown} line {error.lineno}: section [{error.section}] appears twice"
+    if isinstance(error, configparser.DuplicateOptionError):
+        return f"{shown} line {error.lineno}: [{error.section}] {error.option} is set twice"
+    if isinstance(error, configparser.ParsingError):
+        return f"{shown} line {error.errors[0][0]}: expected key = value or a [section] header"
+    return f"{shown}: {error.message.splitlines()[0]}"
+
+
+def _mime_section(entries: Mapping[str, str], shown: str) -> Dict[str, str]:
+    """The [mime] section: each key an extension, each value a media type."""
+    result: Dict[str, str] = {}
+    for key, text in entries.items():
+        label = f"{shown} [mime] {_show(key)} = {_show(text)}"
+        try:
+            extension = _extension(key)
+            if extension in result:
+                raise _Invalid(f"{extension} is set twice")
+            result[extension] = _media_type(text)
+        except _Invalid as error:
+            raise ConfigError(f"{label}: {error}") from None
+    return result
+
+
+def _parse(parse: Callable[[str, str], Any], text: str, base: str, label: str) -> Any:
+    """``parse(text, base)``, turning a refusal into a ConfigError that starts with ``label``."""
+    try:
+        return parse(text, base)
+    except _Invalid as error:
+        raise ConfigError(f"{label}: {error}") from None
+
+
+def _override_text(value: Any, label: str) -> str:
+    """The settings-file spelling of an override, so it passes the very same checks."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format(value, "f").rstrip("0").rstrip(".")
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}={item}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    raise ConfigError(f"{label} {value!r}: unsupported value type {type(value).__name__}")
+
+
+def _flag(name: str) -> str:
+    """The command-line flag that sets the field ``name``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _show(text: str) -> str:
+    """``text`` as written, or quoted when empty or holding control characters."""
+    return text if text and text.isprintable() else repr(text)
+
+
+def _shipped(name: str) -> str:
+    """The folder ``name`` shipped with Nex: inside the package, else beside it in a checkout."""
+    package = Path(nex.__file__).resolve().parent
+    for candidate in (package / name, package.parent / name):
+        if candidate.is_dir():
+            return str(candidate)
+    return str(package.parent / name)

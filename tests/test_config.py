@@ -1,0 +1,802 @@
+"""Tests for nex.config: the settings.conf grammar, overrides, paths and built-in defaults."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import shutil
+import tempfile
+import unittest
+from pathlib import Path
+from typing import Dict, Mapping, Tuple
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nex
+from nex.config import Config, ConfigError, load_config
+
+SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.conf"
+
+# The keys of settings.conf, section by section, and the Config field each one fills.
+SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
+    "server": {name: name for name in (
+        "bind", "port", "server_name", "document_root", "error_pages", "templates",
+        "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
+        "backlog", "thread_stack_size")},
+    "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
+                 "shutdown_grace": "shutdown_grace"},
+    "limits": {name: name for name in (
+        "max_request_line", "max_header_block", "max_header_count", "max_request_body",
+        "max_ranges")},
+    "files": {name: name for name in ("listing", "dotfiles", "symlinks")},
+    "caching": {name: name for name in ("cache_control", "max_age")},
+    "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
+    "logging": {name: name for name in ("access_log", "error_log", "log_colour")},
+}
+
+INTEGER_0_65535 = "must be an integer from 0 to 65535"
+COUNT = "must be an integer from 1 to 2147483647"
+SIZE_GRAMMAR = ("must be a number of bytes such as 65536, 64K or 1M"
+                " (K, M, G or KiB, MiB, GiB: powers of 1024)")
+SIZE_FROM_1 = "must be from 1 to 2147483648 bytes (2G)"
+SECONDS = "must be a number of seconds above 0 and at most 86400, such as 10 or 2.5"
+BOOLEAN = "must be yes, no, true, false, on or off"
+BIND = "must be an IPv4 or IPv6 address (without brackets) or localhost"
+STACK = "must be 0 (the platform default) or a multiple of 4K from 64K to 2G"
+
+
+def host_pattern(pattern: str) -> str:
+    return (f"{pattern!r} is not *, *.example.com, a host name or an IP address"
+            " (each optionally with :PORT)")
+
+
+# (section, key, value as written, why it is refused): every one must stop start-up.
+BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
+    ("server", "bind", "example.com", BIND),
+    ("server", "bind", "[::1]", BIND),
+    ("server", "bind", "127.0.0.256", BIND),
+    ("server", "bind", "", BIND),
+    ("server", "port", "99999", INTEGER_0_65535),
+    ("server", "port", "65536", INTEGER_0_65535),
+    ("server", "port", "-1", INTEGER_0_65535),
+    ("server", "port", "+80", INTEGER_0_65535),
+    ("server", "port", "8_080", INTEGER_0_65535),
+    ("server", "port", "80.0", INTEGER_0_65535),
+    ("server", "port", "0x50", INTEGER_0_65535),
+    ("server", "port", "\u0668\u0660", INTEGER_0_65535),  # Arabic-Indic "80"
+    ("server", "port", "", INTEGER_0_65535),
+    ("server", "server_name", "exa mple.com", "must be a host name or an IP address"),
+    ("server", "server_name", "-example.com", "must be a host name or an IP address"),
+    ("server", "server_name", "1.2.3.999", "must be a host name or an IP address"),
+    ("server", "index_files", "../secret.html",
+     "'../secret.html' is not a plain file name (no /, \\ or ..)"),
+    ("server", "index_files", "index.html, ..",
+     "'..' is not a plain file name (no /, \\ or ..)"),
+    ("server", "index_files", "index.html,,index.htm", "has an empty item between commas"),
+    ("server", "index_files", "index.html,", "has an empty item between commas"),
+    ("server", "allowed_hosts", "", "must list at least one host pattern (* allows any host)"),
+    ("server", "allowed_hosts", "localhost, exa mple.com", host_pattern("exa mple.com")),
+    ("server", "allowed_hosts", "example.com:http", host_pattern("example.com:http")),
+    ("server", "allowed_hosts", "*.[::1]", host_pattern("*.[::1]")),
+    ("server", "max_connections", "0", COUNT),
+    ("server", "max_connections", "2147483648", COUNT),
+    ("server", "max_connections_per_client", "-5", COUNT),
+    ("server", "backlog", "0", COUNT),
+    ("server", "thread_stack_size", "32K", STACK),
+    ("server", "thread_stack_size", "65537", STACK),
+    ("server", "thread_stack_size", "4G", STACK),
+    ("server", "thread_stack_size", "big", SIZE_GRAMMAR),
+    ("timeouts", "request_head", "0", SECONDS),
+    ("timeouts", "request_head", "0.0", SECONDS),
+    ("timeouts", "keep_alive", "-1", SECONDS),
+    ("timeouts", "keep_alive", "86401", SECONDS),
+    ("timeouts", "keep_alive", ".5", SECONDS),
+    ("timeouts", "keep_alive", "5s", SECONDS),
+    ("timeouts", "shutdown_grace", "1e3", SECONDS),
+    ("timeouts", "shutdown_grace", "nan", SECONDS),
+    ("timeouts", "shutdown_grace", "inf", SECONDS),
+    ("limits", "max_request_line", "0", SIZE_FROM_1),
+    ("limits", "max_header_block", "64KB", SIZE_GRAMMAR),
+    ("limits", "max_header_block", "64 K", SIZE_GRAMMAR),
+    ("limits", "max_header_block", "64k", SIZE_GRAMMAR),
+    ("limits", "max_header_block", "-64K", SIZE_GRAMMAR),
+    ("limits", "max_header_block", "1.5M", SIZE_GRAMMAR),
+    ("limits", "max_request_body", "3G", SIZE_FROM_1),
+    ("limits", "max_header_count", "0", COUNT),
+    ("limits", "max_ranges", "0", COUNT),
+    ("files", "listing", "maybe", BOOLEAN),
+    ("files", "dotfiles", "1", BOOLEAN),
+    ("files", "symlinks", "sometimes", "must be one of never, inside, always"),
+    ("files", "symlinks", "", "must be one of never, inside, always"),
+    ("caching", "cache_control", "max-age=60, \u00e9", "must be printable ASCII on one line"),
+    ("caching", "max_age", ".css", "'.css' is not .extension=value"),
+    ("caching", "max_age", ".css=60=70", "'.css=60=70' is not .extension=value"),
+    ("caching", "max_age", ".css=soon",
+     "'soon' is not a number of seconds from 0 to 2147483648"),
+    ("caching", "max_age", ".css=2147483649",
+     "'2147483649' is not a number of seconds from 0 to 2147483648"),
+    ("caching", "max_age", "css=60", "'css' is not a file extension such as .css"),
+    ("caching", "max_age", ".css=1, .CSS=2", "lists .css twice"),
+    ("compression", "precompressed", "sometimes", BOOLEAN),
+    ("compression", "gzip", "", BOOLEAN),
+    ("compression", "gzip_min_size", "-1", SIZE_GRAMMAR),
+    ("logging", "log_colour", "rainbow", "must be one of auto, always, never"),
+    ("logging", "access_log", "", "must be a path"),
+    ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
+     " caching, compression, logging, mime)"),
+    ("server", "prot", "8080", "unknown setting (did you mean port?)"),
+    ("server", "Port", "8080", "unknown setting (did you mean port?)"),
+    ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
+    ("limits", "workers", "4", "unknown setting"),
+)
+
+
+def make_site(test: unittest.TestCase) -> Path:
+    """A temporary folder with public_html/, error_pages/error.html, other_templates/dir.html."""
+    folder = Path(tempfile.mkdtemp(prefix="nex-config-")).resolve()
+    test.addCleanup(shutil.rmtree, folder)
+    (folder / "public_html").mkdir()
+    (folder / "error_pages").mkdir()
+    (folder / "error_pages" / "error.html").write_text("{{-STATUS-}}\n")
+    (folder / "other_templates").mkdir()
+    (folder / "other_templates" / "dir.html").write_text("{{-ENTRIES-}}\n")
+    return folder
+
+
+def settings_text(values: Mapping[Tuple[str, str], str] = {}) -> str:
+    """INI text naming the site's folders, plus ``values`` keyed by (section, key)."""
+    sections: Dict[str, Dict[str, str]] = {"server": {
+        "document_root": "public_html", "error_pages": "error_pages",
+        "templates": "other_templates"}}
+    for (section, key), value in values.items():
+        sections.setdefault(section, {})[key] = value
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value}" for key, value in keys.items())
+    return "\n".join(lines) + "\n"
+
+
+def write_settings(folder: Path, values: Mapping[Tuple[str, str], str] = {},
+                   name: str = "settings.conf") -> Path:
+    """Write settings_text(values) into ``folder`` and return the file's path."""
+    path = folder / name
+    path.write_text(settings_text(values), encoding="utf-8")
+    return path
+
+
+def bad_value_message(path: Path, section: str, key: str, value: str, reason: str) -> str:
+    """The whole ConfigError message BAD_VALUES promises for one entry."""
+    shown = value if value and value.isprintable() else repr(value)
+    if reason.startswith("unknown section"):
+        return f"{path} [{section}]: {reason}"
+    return f"{path} [{section}] {key} = {shown}: {reason}"
+
+
+class WorkingDirectory:
+    """Run a block with ``folder`` as the current directory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __enter__(self) -> None:
+        self.previous = os.getcwd()
+        os.chdir(self.folder)
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.chdir(self.previous)
+
+
+def shipped_folders(test: unittest.TestCase, layout: str) -> Path:
+    """Point ``nex.__file__`` at a fake install whose shipped folders sit per ``layout``.
+
+    ``package``: nex/error_pages and nex/other_templates; ``checkout``: beside nex/.
+    Returns the folder that holds them.
+    """
+    root = make_site(test)
+    package = root / "nex"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    if layout == "package":
+        for name in ("error_pages", "other_templates"):
+            shutil.move(str(root / name), str(package / name))
+    patcher = mock.patch.object(nex, "__file__", str(package / "__init__.py"))
+    patcher.start()
+    test.addCleanup(patcher.stop)
+    return package if layout == "package" else root
+
+
+class BadSettingTests(unittest.TestCase):
+    """Every refused value names the file, section, key and value, and says why."""
+
+    def test_each_bad_value_is_refused_with_its_message(self) -> None:
+        folder = make_site(self)
+        for section, key, value, reason in BAD_VALUES:
+            with self.subTest(section=section, key=key, value=value):
+                path = write_settings(folder, {(section, key): value})
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(str(path))
+                self.assertEqual(str(caught.exception),
+                                 bad_value_message(path, section, key, value, reason))
+
+    def test_message_matches_documented_example(self) -> None:
+        folder = make_site(self)
+        write_settings(folder, {("server", "port"): "99999"})
+        with WorkingDirectory(folder), self.assertRaises(ConfigError) as caught:
+            load_config("settings.conf")
+        self.assertEqual(str(caught.exception),
+                         "settings.conf [server] port = 99999: must be an integer from 0 to 65535")
+
+    def test_default_section_is_not_special(self) -> None:
+        # configparser would copy [DEFAULT] keys into every section; here it is just unknown.
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("[DEFAULT]\nport = 1\n" + settings_text())
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertTrue(str(caught.exception).startswith(f"{path} [DEFAULT]: unknown section"))
+
+    def test_inline_comment_is_part_of_the_value(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("server", "port"): "8080 # the usual"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception),
+                         f"{path} [server] port = 8080 # the usual: {INTEGER_0_65535}")
+
+    def test_continuation_line_is_refused_and_quoted(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text(settings_text() + "[limits]\nmax_ranges = 16\n  17\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception),
+                         f"{path} [limits] max_ranges = '16\\n17': {COUNT}")
+
+    def test_mime_key_must_be_an_extension(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("mime", "mjs"): "text/javascript"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), f"{path} [mime] mjs = text/javascript:"
+                                                " 'mjs' is not a file extension such as .css")
+
+    def test_mime_value_must_be_a_bare_media_type(self) -> None:
+        folder = make_site(self)
+        for value in ("javascript", "text/javascript; charset=utf-8", "text /javascript", ""):
+            with self.subTest(value=value):
+                path = write_settings(folder, {("mime", ".mjs"): value})
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(str(path))
+                shown = value or "''"
+                self.assertEqual(str(caught.exception),
+                                 f"{path} [mime] .mjs = {shown}: {value!r} is not a media type"
+                                 " such as text/javascript")
+
+    def test_mime_extension_twice_in_different_case(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text(settings_text() + "[mime]\n.mjs = text/javascript\n.MJS = text/plain\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception),
+                         f"{path} [mime] .MJS = text/plain: .mjs is set twice")
+
+    def test_cache_control_rejects_header_injection(self) -> None:
+        # A CR or LF in a header value would let the settings add arbitrary response headers.
+        path = write_settings(make_site(self))
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"cache_control": "no-cache\r\nSet-Cookie: a=b"})
+        self.assertEqual(str(caught.exception), "--cache-control 'no-cache\\r\\nSet-Cookie: a=b':"
+                                                " must be printable ASCII on one line")
+
+    def test_mime_type_rejects_header_injection(self) -> None:
+        path = write_settings(make_site(self))
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"mime_types": {".x": "text/plain\r\nX-Evil: 1"}})
+        self.assertIn("is not a media type", str(caught.exception))
+
+    def test_index_file_cannot_leave_the_folder(self) -> None:
+        path = write_settings(make_site(self))
+        for name in ("../etc/passwd", "/etc/passwd", "sub/index.html", "..\\x", ".", "a\x00b"):
+            with self.subTest(name=name), self.assertRaises(ConfigError) as caught:
+                load_config(str(path), {"index_files": name})
+            self.assertIn("is not a plain file name", str(caught.exception))
+
+
+class SettingsFileTests(unittest.TestCase):
+    """A settings file that is missing, unreadable or not INI stops start-up clearly."""
+
+    def assert_refused(self, path: Path, message: str) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), message)
+
+    def test_missing_file(self) -> None:
+        folder = make_site(self)
+        self.assert_refused(folder / "nope.conf",
+                            f"{folder / 'nope.conf'}: settings file does not exist")
+
+    def test_folder_instead_of_file(self) -> None:
+        folder = make_site(self)
+        self.assert_refused(folder / "public_html", f"{folder / 'public_html'}:"
+                                                    " cannot read settings file (Is a directory)")
+
+    def test_not_utf8(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_bytes(b"[server]\nserver_name = caf\xe9\n")
+        self.assert_refused(path, f"{path} line 2: not UTF-8 text")
+
+    def test_utf8_byte_order_mark_is_accepted(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_bytes(b"\xef\xbb\xbf" + settings_text().encode())
+        self.assertEqual(load_config(str(path)).port, 8080)
+
+    def test_key_before_any_section(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("port = 8080\n" + settings_text())
+        self.assert_refused(path, f"{path} line 1: expected a [section] header first")
+
+    def test_line_without_equals(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("[server]\nport 8080\n")
+        self.assert_refused(path, f"{path} line 2: expected key = value or a [section] header")
+
+    def test_key_set_twice(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("[server]\nport = 1\nport = 2\n")
+        self.assert_refused(path, f"{path} line 3: [server] port is set twice")
+
+    def test_section_twice(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("[files]\n[files]\n")
+        self.assert_refused(path, f"{path} line 2: section [files] appears twice")
+
+
+class PathTests(unittest.TestCase):
+    """Folders and log files: resolved against the right folder and checked on disk."""
+
+    def test_relative_paths_resolve_against_the_settings_folder(self) -> None:
+        folder = make_site(self)
+        (folder / "logs").mkdir()
+        path = write_settings(folder, {("logging", "access_log"): "logs/access.log",
+                                       ("logging", "error_log"): "logs/../logs/error.log"})
+        elsewhere = make_site(self)
+        with WorkingDirectory(elsewhere):
+            config = load_config(str(path))
+        self.assertEqual(config.document_root, str(folder / "public_html"))
+        self.assertEqual(config.error_pages, str(folder / "error_pages"))
+        self.assertEqual(config.templates, str(folder / "other_templates"))
+        self.assertEqual(config.access_log, str(folder / "logs" / "access.log"))
+        self.assertEqual(config.error_log, str(folder / "logs" / "error.log"))
+
+    def test_relative_settings_path_resolves_against_the_current_folder(self) -> None:
+        folder = make_site(self)
+        (folder / "conf").mkdir()
+        for name in ("public_html", "error_pages", "other_templates"):
+            shutil.move(str(folder / name), str(folder / "conf" / name))
+        write_settings(folder / "conf")
+        with WorkingDirectory(folder):
+            config = load_config(os.path.join("conf", "settings.conf"))
+        self.assertEqual(config.document_root, str(folder / "conf" / "public_html"))
+
+    def test_absolute_paths_are_kept(self) -> None:
+        folder = make_site(self)
+        other = make_site(self)
+        path = write_settings(folder, {("server", "document_root"): str(other / "public_html")})
+        self.assertEqual(load_config(str(path)).document_root, str(other / "public_html"))
+
+    def test_document_root_follows_symlinks_to_its_real_path(self) -> None:
+        folder = make_site(self)
+        (folder / "www").symlink_to(folder / "public_html")
+        path = write_settings(folder, {("server", "document_root"): "www"})
+        self.assertEqual(load_config(str(path)).document_root, str(folder / "public_html"))
+
+    def test_missing_document_root(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("server", "document_root"): "htdocs"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), f"{path} [server] document_root = htdocs:"
+                                                f" folder {folder / 'htdocs'} does not exist")
+
+    def test_document_root_that_is_a_file(self) -> None:
+        folder = make_site(self)
+        (folder / "page.html").write_text("hi")
+        path = write_settings(folder, {("server", "document_root"): "page.html"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), f"{path} [server] document_root = page.html:"
+                                                f" {folder / 'page.html'} is not a folder")
+
+    @unittest.skipIf(hasattr(os, "geteuid") and os.geteuid() == 0, "root reads every folder")
+    def test_unreadable_document_root(self) -> None:
+        folder = make_site(self)
+        (folder / "public_html").chmod(0)
+        self.addCleanup((folder / "public_html").chmod, 0o755)
+        path = write_settings(folder)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        root = folder / "public_html"
+        self.assertEqual(str(caught.exception), f"{path} [server] document_root = public_html:"
+                                                f" folder {root} is not readable")
+
+    def test_error_pages_without_error_html(self) -> None:
+        folder = make_site(self)
+        (folder / "error_pages" / "error.html").unlink()
+        path = write_settings(folder)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        needed = folder / "error_pages" / "error.html"
+        self.assertEqual(str(caught.exception), f"{path} [server] error_pages = error_pages:"
+                                                f" required template {needed} is missing or"
+                                                " unreadable")
+
+    def test_templates_without_dir_html(self) -> None:
+        folder = make_site(self)
+        (folder / "other_templates" / "dir.html").unlink()
+        (folder / "other_templates" / "dir.html").mkdir()
+        path = write_settings(folder)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        needed = folder / "other_templates" / "dir.html"
+        self.assertEqual(str(caught.exception), f"{path} [server] templates = other_templates:"
+                                                f" required template {needed} is missing or"
+                                                " unreadable")
+
+    def test_log_in_a_missing_folder(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("logging", "access_log"): "logs/access.log"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), f"{path} [logging] access_log = logs/access.log:"
+                                                f" folder {folder / 'logs'} does not exist")
+
+    def test_log_that_is_a_folder(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("logging", "error_log"): "public_html"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        root = folder / "public_html"
+        self.assertEqual(str(caught.exception), f"{path} [logging] error_log = public_html:"
+                                                f" {root} is a folder, not a file")
+
+    @unittest.skipIf(hasattr(os, "geteuid") and os.geteuid() == 0, "root writes every file")
+    def test_log_that_is_not_writable(self) -> None:
+        folder = make_site(self)
+        (folder / "access.log").write_text("")
+        (folder / "access.log").chmod(0o444)
+        path = write_settings(folder, {("logging", "access_log"): "access.log"})
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), f"{path} [logging] access_log = access.log:"
+                                                f" file {folder / 'access.log'} is not writable")
+
+    def test_existing_log_file_is_accepted_and_not_changed(self) -> None:
+        folder = make_site(self)
+        (folder / "access.log").write_text("old line\n")
+        path = write_settings(folder, {("logging", "access_log"): "access.log"})
+        self.assertEqual(load_config(str(path)).access_log, str(folder / "access.log"))
+        self.assertEqual((folder / "access.log").read_text(), "old line\n")
+
+    def test_checking_a_log_path_creates_nothing(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("logging", "access_log"): "new.log"})
+        load_config(str(path))
+        self.assertFalse((folder / "new.log").exists())
+
+
+class GoodValueTests(unittest.TestCase):
+    """Every documented spelling of a value parses to the intended setting."""
+
+    def load(self, values: Mapping[Tuple[str, str], str]) -> Config:
+        return load_config(str(write_settings(make_site(self), values)))
+
+    def assert_parses(self, section: str, key: str, cases: Mapping[str, object]) -> None:
+        field = SETTINGS_KEYS.get(section, {}).get(key, key)
+        for text, expected in cases.items():
+            with self.subTest(key=key, text=text):
+                self.assertEqual(getattr(self.load({(section, key): text}), field), expected)
+
+    def test_sizes(self) -> None:
+        self.assert_parses("limits", "max_header_block", {
+            "65536": 65536, "64K": 65536, "64KiB": 65536, "1M": 1048576, "1MiB": 1048576,
+            "2G": 2 ** 31, "1GiB": 2 ** 30, "0001": 1, "1": 1})
+        self.assert_parses("compression", "gzip_min_size", {"0": 0, "0K": 0, "1K": 1024})
+
+    def test_thread_stack_size(self) -> None:
+        self.assert_parses("server", "thread_stack_size", {
+            "0": 0, "64K": 65536, "68K": 69632, "1M": 1048576, "65536": 65536})
+
+    def test_booleans(self) -> None:
+        for text, expected in {"yes": True, "no": False, "true": True, "false": False,
+                               "on": True, "off": False, "YES": True, "False": False,
+                               "On": True}.items():
+            with self.subTest(text=text):
+                config = self.load({("files", "listing"): text, ("files", "dotfiles"): text,
+                                    ("compression", "precompressed"): text,
+                                    ("compression", "gzip"): text})
+                self.assertEqual((config.listing, config.dotfiles, config.precompressed,
+                                  config.gzip), (expected,) * 4)
+
+    def test_durations(self) -> None:
+        for key in ("request_head", "keep_alive", "shutdown_grace"):
+            self.assert_parses("timeouts", key, {"1": 1.0, "2.5": 2.5, "0.001": 0.001,
+                                                 "86400": 86400.0, "007": 7.0})
+
+    def test_choices(self) -> None:
+        self.assert_parses("files", "symlinks", {"never": "never", "inside": "inside",
+                                                 "always": "always", "Inside": "inside"})
+        self.assert_parses("logging", "log_colour", {"auto": "auto", "always": "always",
+                                                     "never": "never", "NEVER": "never"})
+
+    def test_bind_addresses(self) -> None:
+        self.assert_parses("server", "bind", {
+            "127.0.0.1": "127.0.0.1", "0.0.0.0": "0.0.0.0", "::": "::", "::1": "::1",
+            "localhost": "localhost", "2001:db8::1": "2001:db8::1"})
+
+    def test_ports(self) -> None:
+        self.assert_parses("server", "port", {"0": 0, "80": 80, "65535": 65535, "08080": 8080})
+
+    def test_counts(self) -> None:
+        for key in ("max_connections", "max_connections_per_client", "backlog"):
+            self.assert_parses("server", key, {"1": 1, "2147483647": 2147483647})
+        for key in ("max_header_count", "max_ranges"):
+            self.assert_parses("limits", key, {"1": 1, "500": 500})
+
+    def test_server_names(self) -> None:
+        self.assert_parses("server", "server_name", {
+            "example.com": "example.com", "Files.Example.com": "Files.Example.com",
+            "192.0.2.1": "192.0.2.1", "::1": "::1", "localhost": "localhost"})
+
+    def test_lists(self) -> None:
+        self.assert_parses("server", "index_files", {
+            "index.html": ("index.html",), "a.html,b.html": ("a.html", "b.html"),
+            " a.html ,\tb.html ": ("a.html", "b.html"), "": (), ".index.html": (".index.html",)})
+        self.assert_parses("server", "allowed_hosts", {
+            "*": ("*",),
+            "localhost, *.example.com, [::1]:8080, 127.0.0.1, ::1, example.com:80":
+                ("localhost", "*.example.com", "[::1]:8080", "127.0.0.1", "::1",
+                 "example.com:80")})
+
+    def test_cache_control(self) -> None:
+        self.assert_parses("caching", "cache_control", {
+            "no-cache": "no-cache", "": "", "public, max-age=60": "public, max-age=60"})
+
+    def test_max_age(self) -> None:
+        self.assert_parses("caching", "max_age", {
+            "": {}, ".css=3600, .js=3600": {".css": 3600, ".js": 3600},
+            ".CSS = 60,.woff2=0": {".css": 60, ".woff2": 0},
+            ".html=2147483648": {".html": 2147483648}})
+
+    def test_mime_section(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text(settings_text() + "[mime]\n.mjs = text/javascript\n"
+                        ".WebManifest = application/manifest+json\n; a comment\n"
+                        ".wasm=application/wasm\n")
+        self.assertEqual(load_config(str(path)).mime_types, {
+            ".mjs": "text/javascript", ".webmanifest": "application/manifest+json",
+            ".wasm": "application/wasm"})
+
+    def test_empty_sections_and_missing_keys_keep_defaults(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text(settings_text() + "[timeouts]\n[mime]\n")
+        config = load_config(str(path))
+        self.assertEqual(config.keep_alive_timeout, Config.keep_alive_timeout)
+        self.assertEqual(config.mime_types, {})
+
+    def test_comments_and_blank_lines(self) -> None:
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("# top\n\n; other\n" + settings_text({("server", "port"): "81"}))
+        self.assertEqual(load_config(str(path)).port, 81)
+
+
+class OverrideTests(unittest.TestCase):
+    """Command-line values win over the file and pass the very same checks."""
+
+    def setUp(self) -> None:
+        self.folder = make_site(self)
+        self.path = str(write_settings(self.folder, {("server", "port"): "8000",
+                                                     ("server", "bind"): "0.0.0.0"}))
+
+    def test_overrides_win_over_the_file(self) -> None:
+        config = load_config(self.path, {"port": "9000", "bind": "::1"})
+        self.assertEqual((config.port, config.bind), (9000, "::1"))
+
+    def test_file_values_stay_without_overrides(self) -> None:
+        config = load_config(self.path, {})
+        self.assertEqual((config.port, config.bind), (8000, "0.0.0.0"))
+
+    def test_typed_overrides(self) -> None:
+        config = load_config(self.path, {
+            "port": 0, "listing": False, "keep_alive_timeout": 0.25, "shutdown_grace": 3,
+            "index_files": ("home.html",), "max_age": {".css": 60},
+            "mime_types": {".mjs": "text/javascript"}, "allowed_hosts": ["localhost"]})
+        self.assertEqual(config.port, 0)
+        self.assertIs(config.listing, False)
+        self.assertEqual(config.keep_alive_timeout, 0.25)
+        self.assertEqual(config.shutdown_grace, 3.0)
+        self.assertEqual(config.index_files, ("home.html",))
+        self.assertEqual(config.max_age, {".css": 60})
+        self.assertEqual(config.mime_types, {".mjs": "text/javascript"})
+        self.assertEqual(config.allowed_hosts, ("localhost",))
+
+    def test_small_float_override(self) -> None:
+        config = load_config(self.path, {"request_head_timeout": 1e-05})
+        self.assertEqual(config.request_head_timeout, 1e-05)
+
+    def test_bad_override_names_the_flag(self) -> None:
+        for overrides, message in (
+                ({"port": "70000"}, "--port 70000: must be an integer from 0 to 65535"),
+                ({"port": 70000}, "--port 70000: must be an integer from 0 to 65535"),
+                ({"port": "http"}, "--port http: must be an integer from 0 to 65535"),
+                ({"port": True}, "--port yes: must be an integer from 0 to 65535"),
+                ({"port": 80.5}, "--port 80.5: must be an integer from 0 to 65535"),
+                ({"bind": "example.com"}, f"--bind example.com: {BIND}"),
+                ({"keep_alive_timeout": 0}, f"--keep-alive-timeout 0: {SECONDS}"),
+                ({"keep_alive_timeout": float("inf")}, f"--keep-alive-timeout inf: {SECONDS}"),
+                ({"max_ranges": -1}, f"--max-ranges -1: {COUNT}")):
+            with self.subTest(overrides=overrides):
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(self.path, overrides)
+                self.assertEqual(str(caught.exception), message)
+
+    def test_bad_override_wins_over_a_good_file_value(self) -> None:
+        with self.assertRaises(ConfigError):
+            load_config(self.path, {"port": "-1"})
+
+    def test_good_override_does_not_hide_a_bad_file_value(self) -> None:
+        path = write_settings(self.folder, {("server", "port"): "99999"}, name="bad.conf")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"port": "81"})
+        self.assertEqual(str(caught.exception), f"{path} [server] port = 99999: {INTEGER_0_65535}")
+
+    def test_root_override_replaces_a_missing_file_root(self) -> None:
+        # --root is how one serves elsewhere: the file's unused folder need not exist.
+        path = write_settings(self.folder, {("server", "document_root"): "gone"}, name="r.conf")
+        config = load_config(str(path), {"document_root": str(self.folder)})
+        self.assertEqual(config.document_root, str(self.folder))
+
+    def test_root_override_does_not_hide_a_malformed_file_root(self) -> None:
+        path = write_settings(self.folder, {("server", "document_root"): "a\tb"}, name="r.conf")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"document_root": str(self.folder)})
+        self.assertEqual(str(caught.exception),
+                         f"{path} [server] document_root = 'a\\tb': must be a path")
+
+    def test_relative_root_override_resolves_against_the_current_folder(self) -> None:
+        elsewhere = make_site(self)
+        with WorkingDirectory(elsewhere):
+            config = load_config(self.path, {"document_root": "public_html"})
+        self.assertEqual(config.document_root, str(elsewhere / "public_html"))
+        self.assertEqual(config.templates, str(self.folder / "other_templates"))
+
+    def test_missing_root_override_names_the_flag(self) -> None:
+        with WorkingDirectory(self.folder), self.assertRaises(ConfigError) as caught:
+            load_config(self.path, {"document_root": "htdocs"})
+        self.assertEqual(str(caught.exception),
+                         f"--root htdocs: folder {self.folder / 'htdocs'} does not exist")
+
+    def test_unknown_override(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            load_config(self.path, {"prot": 1})
+        self.assertEqual(str(caught.exception), "unknown setting 'prot'")
+
+    def test_unsupported_override_type(self) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            load_config(self.path, {"port": None})
+        self.assertEqual(str(caught.exception),
+                         "--port None: unsupported value type NoneType")
+
+    @settings(max_examples=300, deadline=None)
+    @given(field=st.sampled_from([f.name for f in dataclasses.fields(Config)]),
+           text=st.text(max_size=40))
+    def test_any_text_is_a_value_or_a_config_error(self, field: str, text: str) -> None:
+        overrides = {"document_root": "/", "error_pages": str(self.folder / "error_pages"),
+                     "templates": str(self.folder / "other_templates"), field: text}
+        try:
+            load_config(None, overrides)
+        except ConfigError as error:
+            self.assertNotIn("\n", str(error))
+
+
+class DefaultTests(unittest.TestCase):
+    """Without a settings file: built-in values, the current folder and the shipped folders."""
+
+    def test_no_file_gives_builtin_defaults(self) -> None:
+        shipped = shipped_folders(self, "checkout")
+        here = make_site(self)
+        with WorkingDirectory(here):
+            config = load_config(None, {})
+        self.assertEqual(config.document_root, str(here))
+        self.assertEqual(config.error_pages, str(shipped / "error_pages"))
+        self.assertEqual(config.templates, str(shipped / "other_templates"))
+        paths = {"document_root", "error_pages", "templates"}
+        for item in dataclasses.fields(Config):
+            if item.name not in paths:
+                self.assertEqual(getattr(config, item.name), getattr(Config(), item.name),
+                                 item.name)
+
+    def test_folders_inside_the_installed_package_come_first(self) -> None:
+        package = shipped_folders(self, "package")
+        (package.parent / "error_pages").mkdir()  # a stray checkout-style folder loses
+        config = load_config(None)
+        self.assertEqual(config.error_pages, str(package / "error_pages"))
+        self.assertEqual(config.templates, str(package / "other_templates"))
+
+    def test_missing_shipped_templates(self) -> None:
+        shipped = shipped_folders(self, "checkout")
+        shutil.rmtree(shipped / "other_templates")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(None)
+        folder = shipped / "other_templates"
+        self.assertEqual(str(caught.exception), f"[server] templates = {folder} (built-in"
+                                                f" default): folder {folder} does not exist")
+
+    def test_file_without_a_key_keeps_its_builtin_default(self) -> None:
+        shipped = shipped_folders(self, "checkout")
+        folder = make_site(self)
+        path = folder / "settings.conf"
+        path.write_text("[server]\nport = 81\n")
+        with WorkingDirectory(folder / "public_html"):
+            config = load_config(str(path))
+        self.assertEqual(config.port, 81)
+        self.assertEqual(config.document_root, str(folder / "public_html"))
+        self.assertEqual(config.templates, str(shipped / "other_templates"))
+
+
+class ShippedSettingsTests(unittest.TestCase):
+    """The settings.conf that ships with Nex: complete, commented, equal to the defaults."""
+
+    def read_shipped(self) -> configparser.ConfigParser:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment]
+        parser.read(SHIPPED_SETTINGS, encoding="utf-8")
+        return parser
+
+    def test_every_key_is_present(self) -> None:
+        parser = self.read_shipped()
+        self.assertEqual(parser.sections(), list(SETTINGS_KEYS) + ["mime"])
+        for section, keys in SETTINGS_KEYS.items():
+            self.assertEqual(list(parser[section]), list(keys), section)
+        fields = {field for keys in SETTINGS_KEYS.values() for field in keys.values()}
+        self.assertEqual(fields | {"mime_types"},
+                         {item.name for item in dataclasses.fields(Config)})
+
+    def test_every_key_has_a_comment_above_it(self) -> None:
+        previous = ""
+        for line in SHIPPED_SETTINGS.read_text(encoding="utf-8").splitlines():
+            if line and not line.startswith(("#", ";", "[")):
+                self.assertTrue(previous.startswith("#"), f"no comment above {line!r}")
+            if line:
+                previous = line
+
+    def test_values_equal_the_builtin_defaults(self) -> None:
+        folder = make_site(self)
+        shutil.copy(SHIPPED_SETTINGS, folder / "settings.conf")
+        config = load_config(str(folder / "settings.conf"))
+        self.assertEqual(config.document_root, str(folder / "public_html"))
+        self.assertEqual(config.error_pages, str(folder / "error_pages"))
+        self.assertEqual(config.templates, str(folder / "other_templates"))
+        self.assertEqual(config.mime_types, {".mjs": "text/javascript",
+                                             ".webmanifest": "application/manifest+json"})
+        for item in dataclasses.fields(Config):
+            if item.name not in {"document_root", "error_pages", "templates", "mime_types"}:
+                self.assertEqual(getattr(config, item.name), getattr(Config(), item.name),
+                                 item.name)
+
+
+if __name__ == "__main__":
+    unittest.main()
