@@ -43,6 +43,7 @@ class Config:
     request_head_timeout: float = 10.0
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0
+    send_timeout: float = 30.0
     # [limits], bytes or counts
     max_request_line: int = 8192
     max_header_block: int = 65536
@@ -53,6 +54,7 @@ class Config:
     listing: bool = True
     dotfiles: bool = False
     symlinks: str = "inside"
+    file_cache_size: int = 32 * 1024 * 1024
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -345,6 +347,7 @@ _SETTINGS = (
     _setting("timeouts", "request_head", _seconds, "request_head_timeout"),
     _setting("timeouts", "keep_alive", _seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", _seconds),
+    _setting("timeouts", "send", _seconds, "send_timeout"),
     _setting("limits", "max_request_line", _size(1)),
     _setting("limits", "max_header_block", _size(1)),
     _setting("limits", "max_header_count", _integer(1, _MAX_COUNT)),
@@ -353,6 +356,7 @@ _SETTINGS = (
     _setting("files", "listing", _boolean),
     _setting("files", "dotfiles", _boolean),
     _setting("files", "symlinks", _choice("never", "inside", "always")),
+    _setting("files", "file_cache_size", _size(0)),
     _setting("caching", "cache_control", _header_value),
     _setting("caching", "max_age", _extension_map(_max_age)),
     _setting("compression", "precompressed", _boolean),

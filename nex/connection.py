@@ -26,8 +26,6 @@ _RECV_SIZE = 64 * 1024
 _CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
-#: A client that accepts no response bytes for this long is dropped.
-SEND_TIMEOUT = 30.0
 
 
 def timeval(seconds: float) -> bytes:
@@ -54,7 +52,8 @@ class Connection:
         #: True while the loop waits for the first byte of a request; shutdown wakes such waits.
         self.idle = False
         self._receive_timeout = -1.0
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(SEND_TIMEOUT))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        timeval(site.config.send_timeout))
 
     def serve(self) -> None:
         """Run the loop until the client leaves, a time limit passes, or the server stops."""

@@ -8,6 +8,7 @@ in-flight responses ``shutdown_grace`` seconds to finish, and exit with status 0
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
 import socket
@@ -28,7 +29,9 @@ from nex.response import Response, serialize_head
 from nex.templates import TemplateError, TemplateSet
 
 _RETRY_AFTER_SECONDS = "5"
-_FILE_CACHE_BYTES = 32 * 1024 * 1024
+#: accept() errors that last until a connection ends (descriptors or kernel memory exhausted).
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_RETRY_SECONDS = 0.05
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
 
@@ -48,7 +51,8 @@ class Server:
         self.port = self.listener.getsockname()[1]
         self.site = Site(config, templates, HostValidator(config.allowed_hosts),
                          f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}",
-                         SmallFileCache(_FILE_CACHE_BYTES))
+                         SmallFileCache(config.file_cache_size)
+                         if config.file_cache_size else None)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._live: Set[Connection] = set()
@@ -75,10 +79,14 @@ class Server:
             while not self.stopping.is_set():
                 try:
                     sock, address = self.listener.accept()
-                except OSError:
+                except OSError as error:
                     if self.stopping.is_set():
                         break
-                    continue  # e.g. EMFILE or a reset before accept: keep serving the rest
+                    if error.errno in _OUT_OF_RESOURCES:
+                        # The waiting client stays queued and accept() fails at once until
+                        # a connection ends: retrying without a pause would spin a core.
+                        time.sleep(_ACCEPT_RETRY_SECONDS)
+                    continue  # e.g. a reset before accept: keep serving the rest
                 self._start_worker(sock, address)
         except _Stop:
             pass

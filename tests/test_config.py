@@ -27,11 +27,11 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
         "backlog", "thread_stack_size")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
-                 "shutdown_grace": "shutdown_grace"},
+                 "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges")},
-    "files": {name: name for name in ("listing", "dotfiles", "symlinks")},
+    "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour")},
@@ -529,7 +529,7 @@ class GoodValueTests(unittest.TestCase):
                                   config.gzip), (expected,) * 4)
 
     def test_durations(self) -> None:
-        for key in ("request_head", "keep_alive", "shutdown_grace"):
+        for key in ("request_head", "keep_alive", "shutdown_grace", "send"):
             self.assert_parses("timeouts", key, {"1": 1.0, "2.5": 2.5, "0.001": 0.001,
                                                  "86400": 86400.0, "007": 7.0})
 
