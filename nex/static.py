@@ -42,6 +42,9 @@ _WEB_TYPES = {
     ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
     ".gz": "application/gzip", ".bz2": "application/x-bzip2", ".xz": "application/x-xz",
     ".zst": "application/zstd",
+    ".ogg": "audio/ogg", ".oga": "audio/ogg", ".ogv": "video/ogg", ".opus": "audio/ogg",
+    ".weba": "audio/webm", ".webm": "video/webm", ".flac": "audio/flac",
+    ".m4a": "audio/mp4", ".mkv": "video/x-matroska",
 }
 _SCRIPT_TYPES = frozenset({"text/javascript", "application/javascript",
                            "application/x-javascript", "application/ecmascript",

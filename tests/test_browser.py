@@ -1,0 +1,203 @@
+"""A real browser against the real server: media seeking through ranges, and the listing.
+
+Headless Chromium driven by Selenium loads the shipped demo site from ``public_html``.
+The tests need the ``selenium`` package and Debian's ``chromium`` and ``chromium-driver``
+(``tests/run.sh`` installs them); without them they skip and say so on stderr.  Selenium is
+given the driver's path, so it never looks for or downloads a driver itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+from unittest import mock
+from urllib.parse import quote
+
+from tests.support import REPO, NexServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PUBLIC_HTML = os.path.join(REPO, "public_html")
+SAMPLES = os.path.join(PUBLIC_HTML, "samples")
+#: Seconds to wait for anything the browser does; generous for slow machines.
+WAIT = 30
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+)
+
+# Waits for the media element's metadata, seeks to the middle and reports once 'seeked'
+# fires; a failed load reports the media error instead of running into the time-out.
+SEEK_TO_MIDDLE = """
+const done = arguments[arguments.length - 1];
+const media = document.getElementById(arguments[0]);
+const fail = () => done({error: media.error ? media.error.code + ": " + media.error.message
+                                            : "the media source failed to load"});
+media.addEventListener("error", fail, {once: true});
+for (const source of media.querySelectorAll("source")) {
+  source.addEventListener("error", fail, {once: true});
+}
+const seek = () => {
+  media.addEventListener("seeked", () => done({duration: media.duration,
+                                               currentTime: media.currentTime}), {once: true});
+  media.currentTime = media.duration / 2;
+};
+if (media.readyState >= 1) { seek(); } else { media.addEventListener("loadedmetadata", seek,
+                                                                     {once: true}); }
+"""
+
+# Fetches each URL from the page's own origin and reports its status and body length.
+FETCH_ALL = """
+const done = arguments[arguments.length - 1];
+Promise.all(arguments[0].map(async (url) => {
+  const response = await fetch(url, {cache: "no-store"});
+  const body = await response.arrayBuffer();
+  return {url: url, status: response.status, length: body.byteLength};
+})).then(done, (error) => done([{error: String(error)}]));
+"""
+
+
+def missing_requirements() -> str:
+    """Why the browser tests cannot run here, or an empty string when they can."""
+    reasons = []
+    if importlib.util.find_spec("selenium") is None:
+        reasons.append("the selenium package is missing (pip install -r tests/requirements.txt)")
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            reasons.append(f"{path} is missing (apt-get install {package})")
+    return "; ".join(reasons)
+
+
+class BrowserTest(unittest.TestCase):
+    """One server on the demo site per class; one fresh browser profile per test."""
+
+    @classmethod
+    def setUpClass(cls):
+        reason = missing_requirements()
+        if reason:
+            print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr, flush=True)
+            raise unittest.SkipTest(reason)
+        # Selenium Manager is never needed with an explicit driver path; should anything
+        # still call it, it must neither report usage nor go to the network.
+        cls.environment = mock.patch.dict(os.environ, {"SE_AVOID_STATS": "true",
+                                                       "SE_OFFLINE": "true"})
+        cls.environment.start()
+        cls.server = NexServer(PUBLIC_HTML).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.environment.stop()
+
+    def setUp(self):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+
+        self.log_start = len(self.server.access_log())
+        self.profile = tempfile.mkdtemp(prefix="nex-chromium-")
+        self.addCleanup(shutil.rmtree, self.profile, ignore_errors=True)
+        options = Options()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self.profile}")
+        self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
+                                       options=options)
+        self.driver.set_page_load_timeout(WAIT)
+        self.driver.set_script_timeout(WAIT)
+
+    def tearDown(self):
+        self.driver.quit()
+
+    def new_log_lines(self, wanted: str) -> str:
+        """The access log written since this test began, once it contains ``wanted``."""
+        start = self.log_start
+        return self.server.wait_for_access_log(lambda text: wanted in text[start:])[start:]
+
+    def wait_until(self, condition, message: str):
+        """What ``condition(driver)`` returns once it is truthy, waiting up to WAIT seconds."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, WAIT).until(condition, message)
+
+    def wait_for_media(self, element_id: str, predicate, message: str) -> dict:
+        """The media element's readyState, currentTime and duration (None while not finite),
+        once ``predicate`` holds for them."""
+        script = ("const m = document.getElementById(arguments[0]);"
+                  "return {readyState: m.readyState, currentTime: m.currentTime,"
+                  "        duration: isFinite(m.duration) ? m.duration : null};")
+
+        def ready(driver):
+            state = driver.execute_script(script, element_id)
+            return state if predicate(state) else None
+        return self.wait_until(ready, message)
+
+    def test_video_seeks_to_the_middle_through_range_requests(self):
+        from selenium.webdriver.common.by import By
+
+        self.driver.get(self.server.url)
+        self.wait_until(lambda d: d.find_elements(By.ID, "demo-video"), "no #demo-video")
+        result = self.driver.execute_async_script(SEEK_TO_MIDDLE, "demo-video")
+        self.assertNotIn("error", result, result)
+        duration = result["duration"]
+        self.assertAlmostEqual(duration, 10.0, delta=0.5)
+        state = self.wait_for_media("demo-video", lambda s: s["readyState"] >= 2,
+                                    "the video never had data at the seek position")
+        self.assertGreaterEqual(state["readyState"], 2)
+        self.assertAlmostEqual(state["currentTime"], duration / 2, delta=0.5)
+        ranged = '"GET /samples/clip.webm HTTP/1.1" 206 '
+        self.assertIn(ranged, self.new_log_lines(ranged))
+
+    def test_ogg_audio_reports_its_duration(self):
+        from selenium.webdriver.common.by import By
+
+        self.driver.get(self.server.url)
+        self.wait_until(lambda d: d.find_elements(By.ID, "demo-audio"), "no #demo-audio")
+        state = self.wait_for_media("demo-audio", lambda s: s["duration"],
+                                    "the audio never reported a finite duration")
+        self.assertAlmostEqual(state["duration"], 4.0, delta=0.5)
+        ranged = '"GET /samples/tone.ogg HTTP/1.1" 206 '
+        self.assertIn(ranged, self.new_log_lines(ranged))
+
+    def test_listing_links_every_sample_to_its_url(self):
+        from selenium.webdriver.common.by import By
+
+        self.driver.get(self.server.url)
+        self.wait_until(lambda d: d.find_elements(By.CSS_SELECTOR, 'a[href="samples/"]'),
+                        "the landing page has no link to samples/")
+        self.driver.find_element(By.CSS_SELECTOR, 'a[href="samples/"]').click()
+        self.wait_until(lambda d: d.title == "Index of /samples/",
+                        "the listing of /samples/ did not open")
+        self.assertEqual(self.driver.current_url, self.server.url + "samples/")
+
+        links = {link.text: link.get_attribute("href") for link in
+                 self.driver.find_elements(By.CSS_SELECTOR, "tbody td.name a")}
+        names = sorted(name for name in os.listdir(SAMPLES) if not name.startswith("."))
+        expected = {name: self.server.url + "samples/" + quote(name) for name in names}
+        expected["../"] = self.server.url
+        self.assertEqual(links, expected)
+
+        fetched = self.driver.execute_async_script(FETCH_ALL, [expected[name] for name in names])
+        self.assertEqual([(item.get("url"), item.get("status"), item.get("length"))
+                          for item in fetched],
+                         [(expected[name], 200, os.path.getsize(os.path.join(SAMPLES, name)))
+                          for name in names])
+
+        self.driver.find_element(By.LINK_TEXT, "readme.txt").click()
+        self.wait_until(lambda d: d.current_url == expected["readme.txt"],
+                        "the readme.txt link did not open")
+        shown = self.wait_until(lambda d: d.find_element(By.TAG_NAME, "body").text,
+                                "readme.txt rendered empty")
+        with open(os.path.join(SAMPLES, "readme.txt"), encoding="utf-8") as f:
+            self.assertEqual(shown.split(), f.read().split())
+
+
+if __name__ == "__main__":
+    unittest.main()
