@@ -1,0 +1,215 @@
+"""Start-up, shutdown and many clients at once, against the real server process."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+from nex.config import load_config
+from nex.log import Logger
+from nex.server import Server
+from nex.templates import TemplateSet
+from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
+
+#: A Combined Log Format line as Nex writes it.
+COMBINED_LOG_LINE = re.compile(
+    r'(?P<client>[0-9a-f.:]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
+    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
+    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"')
+
+
+def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(REPO, "server.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          stdin=subprocess.DEVNULL)
+
+
+class StartUpTest(unittest.TestCase):
+    def setUp(self):
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+
+    def test_bad_setting_stops_start_up_with_one_line_and_status_2(self):
+        path = os.path.join(self.folder, "bad.conf")
+        write_settings(path, {"server": {"port": "99999"}})
+        result = run_server("--config", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+        self.assertIn("[server] port = 99999", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_missing_document_root_is_named(self):
+        result = run_server("--root", os.path.join(self.folder, "absent"), "--port", "0")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("absent", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_port_in_use_is_a_clear_error(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = str(taken.getsockname()[1])
+            result = run_server("--port", port, "--root", self.folder)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(f"cannot listen on 127.0.0.1 port {port}", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_help_explains_every_flag(self):
+        result = run_server("--help")
+        self.assertEqual(result.returncode, 0)
+        for flag in ("--port", "--bind", "--root", "--config"):
+            self.assertIn(flag, result.stdout)
+
+    def test_ipv6_loopback(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6 on this machine")
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1 on this machine")
+        with open(os.path.join(self.folder, "x.txt"), "wb") as f:
+            f.write(b"six")
+        with NexServer(self.folder, bind="::1") as server:
+            self.assertIn("http://[::1]:", server.stdout())
+            with server.connect() as sock:
+                sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+                self.assertEqual(ResponseReader(sock).read()[2], b"six")
+
+
+class ShutdownTest(unittest.TestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+        self.data = os.urandom(64 * 1024 * 1024)
+        with open(os.path.join(self.root, "large.bin"), "wb") as f:
+            f.write(self.data)
+
+    def test_sigterm_lets_a_large_transfer_finish_and_exits_0(self):
+        server = NexServer(self.root).start()
+        self.addCleanup(server.stop)
+        with server.connect() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+            first = sock.recv(65536)  # the response has started
+            self.assertTrue(first.startswith(b"HTTP/1.1 200 "))
+            server.signal(signal.SIGTERM)
+            rest = read_all(sock)
+        # read_all returned: the server closed the connection once the response was complete.
+        head, body = (first + rest).split(b"\r\n\r\n", 1)
+        self.assertEqual(hashlib.sha256(body).digest(), hashlib.sha256(self.data).digest())
+        self.assertEqual(server.wait(), 0)
+        self.assertNotIn("Traceback", server.stderr())
+
+    def test_sigint_closes_idle_keep_alive_connections_and_exits_0(self):
+        with open(os.path.join(self.root, "a.txt"), "wb") as f:
+            f.write(b"a")
+        server = NexServer(self.root, settings={"timeouts": {"keep_alive": "60"}}).start()
+        self.addCleanup(server.stop)
+        with server.connect() as sock:
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            reader = ResponseReader(sock)
+            self.assertEqual(reader.read()[2], b"a")
+            server.signal(signal.SIGINT)
+            self.assertEqual(server.wait(), 0)  # without waiting out the 60 s keep-alive
+            self.assertEqual(read_all(sock), b"")
+        self.assertNotIn("Traceback", server.stderr())
+
+
+class ManyClientsTest(unittest.TestCase):
+    CLIENTS = 200
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root)
+        self.files = {}
+        for n in range(8):
+            data = os.urandom(1024 * (1 << n))  # 1 KiB to 128 KiB: memory and sendfile paths
+            self.files[f"/f{n}.bin"] = data
+            with open(os.path.join(self.root, f"f{n}.bin"), "wb") as f:
+                f.write(data)
+
+    def test_200_concurrent_clients_are_all_served_byte_exact(self):
+        server = NexServer(self.root, settings={"server": {"backlog": "512", "max_connections_per_client": "512"}}).start()
+        self.addCleanup(server.stop)
+        failures = []
+        start = threading.Barrier(self.CLIENTS)
+
+        def client(number: int) -> None:
+            try:
+                with server.connect() as sock:
+                    start.wait(60)
+                    reader = ResponseReader(sock)
+                    for k in range(3):
+                        path = f"/f{(number + k) % 8}.bin"
+                        agent = f"client-{number}"
+                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
+                                     f"User-Agent: {agent}\r\n\r\n".encode())
+                        status, _, body = reader.read()
+                        if status != 200 or body != self.files[path]:
+                            failures.append((number, path, status, len(body)))
+            except Exception as error:  # reported below with the client's number
+                failures.append((number, repr(error)))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(self.CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        self.assertEqual(failures, [])
+        expected = self.CLIENTS * 3
+        log = server.wait_for_access_log(lambda text: text.count("\n") >= expected)
+        lines = log.splitlines()
+        self.assertEqual(len(lines), expected)
+        for line in lines:
+            match = COMBINED_LOG_LINE.fullmatch(line)
+            self.assertIsNotNone(match, line)
+            self.assertEqual(match.group("status"), "200")
+            self.assertEqual(int(match.group("size")), len(self.files[match.group("request")
+                                                                        .split(" ")[1]]))
+        self.assertNotIn("Traceback", server.error_log())
+
+
+class WorkerThreadTest(unittest.TestCase):
+    """The listener in-process, to see its worker threads."""
+
+    def test_worker_threads_are_named_after_their_client(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        config = load_config(None, {"document_root": root, "port": 0,
+                                    "error_pages": os.path.join(REPO, "error_pages"),
+                                    "templates": os.path.join(REPO, "other_templates")})
+        logs = io.StringIO()
+        logger = Logger(logs, logs)
+        server = Server(config, TemplateSet.load(config.error_pages, config.templates), logger)
+        listener = threading.Thread(target=server.serve_forever)
+        listener.start()
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as first, \
+                    socket.create_connection(("127.0.0.1", server.port), timeout=30) as second:
+                for sock in (first, second):
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                    ResponseReader(sock).read()
+                names = {thread.name for thread in threading.enumerate()}
+                for sock in (first, second):
+                    port = sock.getsockname()[1]
+                    self.assertIn(f"Client-1 127.0.0.1:{port}", names)
+        finally:
+            server.stop()
+            listener.join(30)
+            logger.close()
+        self.assertFalse(listener.is_alive())
+
+
+if __name__ == "__main__":
+    unittest.main()
