@@ -76,16 +76,19 @@ class Connection:
 
     def _serve_requests(self) -> None:
         idle_timeout = self._config.request_head_timeout
+        # A new connection's first head is timed from the connection's start, so waiting
+        # before the first byte cannot buy a slow client a second full time-out.
+        started: Optional[float] = time.monotonic()
         while True:
             try:
-                request = self._read_request(idle_timeout)
+                request = self._read_request(idle_timeout, started)
             except HTTPError as error:
                 self._send(self._error_response(error), None, head_only=False, keep_alive=False)
                 self._linger()
                 return
             if request is None:
                 return
-            idle_timeout = self._config.keep_alive_timeout
+            idle_timeout, started = self._config.keep_alive_timeout, None
             if not self._answer(request):
                 return
 
@@ -120,8 +123,12 @@ class Connection:
             return False
         return True
 
-    def _read_request(self, idle_timeout: float) -> Optional[Request]:
-        """The next request head, or None when the client closed or idled out."""
+    def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
+        """The next request head, or None when the client closed or idled out.
+
+        The head must be complete ``request_head_timeout`` after ``started``, or, when that is
+        None, after its first byte arrived.
+        """
         buffer = self._unparsed = self._buffer
         deadline = None
         while True:
@@ -134,7 +141,8 @@ class Connection:
                     self._unparsed = head
                     return parse_head(head, self._limits)
                 if deadline is None:
-                    deadline = time.monotonic() + self._config.request_head_timeout
+                    deadline = ((time.monotonic() if started is None else started)
+                                + self._config.request_head_timeout)
             chunk = self._receive(deadline, idle_timeout)
             if chunk is None:
                 if deadline is None:
