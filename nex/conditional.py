@@ -45,6 +45,7 @@ EntityTags = Union[str, List[Tuple[bool, str]]]
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)  # files keep their dates: most calls repeat
 def format_http_date(seconds: int) -> str:
     """``seconds`` since the epoch as an IMF-fixdate: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
     t = time.gmtime(seconds)

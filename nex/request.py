@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from nex.errors import HTTPError
 
@@ -68,6 +68,12 @@ CHUNK_LINE = re.compile(
     rf"(?:{_OWS}={_OWS}(?:{_TCHAR}+|{_QUOTED_STRING}))?)*)")
 
 # RFC 9112 §2.2: empty lines (CRLF) before a request line may be ignored.
+#: A whole field section (RFC 9112 §5) of valid field lines, each ending in CRLF: one pass
+#: over the bytes validates every line at once; :func:`parse_field_line` says which is bad.
+_FIELD_SECTION = re.compile(
+    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*"
+    rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+    rb"[ \t]*\r\n)*")
 _EMPTY_LINES = re.compile(rb"(?:\r\n)*")
 # RFC 9110 §5.6.1: list separators and empty list elements, which a recipient ignores.
 _LIST_GAP = re.compile(r"[ \t,]*")
@@ -124,8 +130,7 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One parsed request head.
 
     ``target`` is the request-target as sent; ``path`` its path part, still
@@ -360,6 +365,8 @@ def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
 
 def _keep_alive(headers: Headers, version: str) -> bool:
     """Whether the connection persists after this request (RFC 9112 §9.3)."""
+    if "Connection" not in headers:
+        return version == "HTTP/1.1"
     elements = _list_elements(", ".join(headers.get_all("Connection")), TOKEN)
     if elements is None:
         raise _bad("malformed Connection field")
@@ -393,7 +400,11 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
         raise _bad("too many header fields", 431)
     method, target, version = _parse_request_line(lines[0])
     path, query, authority = _split_target(method, target)
-    headers = Headers([parse_field_line(line) for line in lines[1:]])
+    if _FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        headers = Headers([(name, value.strip(" \t")) for name, _, value in
+                           (line.partition(":") for line in lines[1:])])
+    else:  # find the offending line, for the error's detail
+        headers = Headers([parse_field_line(line) for line in lines[1:]])
     host = _host(headers, version)
     body_length, chunked = _framing(headers, version)
     return Request(method=method, target=target, path=path, query=query, version=version,

@@ -20,15 +20,13 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
 from nex.errors import HTTPError
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """What a URL path names on disk.
 
     ``kind`` is ``"file"`` or ``"directory"`` (a directory reaches the handler only when it has
@@ -109,17 +107,7 @@ def split_path(path: str) -> Tuple[List[str], bool]:
     """
     if not path.startswith("/") or not _RAW_PATH.fullmatch(path):
         raise HTTPError(400, "The request path contains characters that must be escaped.")
-    if _BAD_ESCAPE.search(path):
-        raise HTTPError(400, "The request path contains a malformed percent-escape.")
-    if _SEPARATOR_ESCAPE.search(path):
-        raise HTTPError(400, "The request path contains an escaped slash or backslash.")
-    raw = unquote_to_bytes(path)
-    if b"\0" in raw:
-        raise HTTPError(400, "The request path contains a NUL byte.")
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise HTTPError(400, "The request path is not valid UTF-8.") from None
+    decoded = _percent_decode(path) if "%" in path else path
     segments: List[str] = []
     parts = decoded.split("/")
     for part in parts:
@@ -129,6 +117,21 @@ def split_path(path: str) -> Tuple[List[str], bool]:
         elif part and part != ".":
             segments.append(part)
     return segments, parts[-1] in ("", ".", "..")
+
+
+def _percent_decode(path: str) -> str:
+    """``path`` with its percent-escapes decoded once, as UTF-8, refusing dangerous bytes."""
+    if _BAD_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains a malformed percent-escape.")
+    if _SEPARATOR_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains an escaped slash or backslash.")
+    raw = unquote_to_bytes(path)
+    if b"\0" in raw:
+        raise HTTPError(400, "The request path contains a NUL byte.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "The request path is not valid UTF-8.") from None
 
 
 def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.stat_result]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -13,7 +12,8 @@ from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tup
 from nex import SERVER_SOFTWARE
 from nex.errors import reason_phrase
 
-_UNSAFE_IN_HEADER = re.compile(r"[\r\n\x00]")
+_KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
+_CLOSE = "Connection: close\r\n\r\n"
 
 
 class FileSlice(NamedTuple):
@@ -88,16 +88,16 @@ def serialize_head(response: Response, *, keep_alive: bool) -> bytes:
     the response, so it is a fault of the server, never something to send.
     """
     status = response.status
-    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
-             f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"]
-    for name, value in response.headers:
-        if _UNSAFE_IN_HEADER.search(value) or _UNSAFE_IN_HEADER.search(name):
-            raise ValueError(f"unsafe characters in response header {name!r}")
-        lines.append(f"{name}: {value}\r\n")
-    if _has_content_length(status):
-        lines.append(f"Content-Length: {response.content_length}\r\n")
-    lines.append("Connection: keep-alive\r\n\r\n" if keep_alive else "Connection: close\r\n\r\n")
-    return "".join(lines).encode("latin-1")
+    fields = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
+    # Each field line must end in the one CRLF put there above, and hold no NUL.
+    if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
+            response.headers) or "\0" in fields:
+        raise ValueError(f"unsafe characters in response headers {response.headers!r}")
+    length = (f"Content-Length: {response.content_length}\r\n"
+              if _has_content_length(status) else "")
+    return (f"HTTP/1.1 {status} {reason_phrase(status)}\r\nDate: {http_date_now()}\r\n"
+            f"Server: {SERVER_SOFTWARE}\r\n{fields}{length}"
+            f"{_KEEP_ALIVE if keep_alive else _CLOSE}").encode("latin-1")
 
 
 def write_response(sock: socket.socket, response: Response, *, head_only: bool,
