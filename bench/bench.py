@@ -65,7 +65,7 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wrk(url: str, duration: int, connections: int, threads: int = 2, close: bool = False) -> dict:
+def wrk(url: str, duration: int, connections: int, threads: int = 1, close: bool = False) -> dict:
     """Run wrk and return requests/s, transfer MB/s, total requests and error count."""
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
     if close:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from nex.errors import HTTPError
 
@@ -108,6 +108,10 @@ class Headers:
         if values is None:
             return default
         return values[0] if len(values) == 1 else ", ".join(values)
+
+    def has_any(self, lowercase_names: FrozenSet[str]) -> bool:
+        """Whether any of ``lowercase_names`` was sent (a quick test before several gets)."""
+        return not lowercase_names.isdisjoint(self._index)
 
     def get_all(self, name: str) -> List[str]:
         """Every value sent for ``name``, in order; empty when absent."""

@@ -81,11 +81,13 @@ def _has_content_length(status: int) -> bool:
     return status >= 200 and status not in _NO_BODY_STATUSES
 
 
-def serialize_head(response: Response, *, keep_alive: bool) -> bytes:
+def serialize_head(response: Response, *, keep_alive: bool,
+                   content_length: Optional[int] = None) -> bytes:
     """The status line and header section of ``response``, ending in the blank line.
 
     Raises ``ValueError`` when a header would carry CR, LF or NUL: such a value could split
     the response, so it is a fault of the server, never something to send.
+    ``content_length`` saves recounting the body when the caller knows its size.
     """
     status = response.status
     fields = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
@@ -93,8 +95,12 @@ def serialize_head(response: Response, *, keep_alive: bool) -> bytes:
     if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
             response.headers) or "\0" in fields:
         raise ValueError(f"unsafe characters in response headers {response.headers!r}")
-    length = (f"Content-Length: {response.content_length}\r\n"
-              if _has_content_length(status) else "")
+    if not _has_content_length(status):
+        length = ""
+    else:
+        if content_length is None:
+            content_length = response.content_length
+        length = f"Content-Length: {content_length}\r\n"
     return (f"HTTP/1.1 {status} {reason_phrase(status)}\r\nDate: {http_date_now()}\r\n"
             f"Server: {SERVER_SOFTWARE}\r\n{fields}{length}"
             f"{_KEEP_ALIVE if keep_alive else _CLOSE}").encode("latin-1")
@@ -109,13 +115,17 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     the same segment as the first body bytes.  The response's file is closed in every case.
     """
     try:
-        head = serialize_head(response, keep_alive=keep_alive)
-        if head_only or not _has_content_length(response.status) or not response.body:
+        body = response.body
+        total = response.content_length
+        head = serialize_head(response, keep_alive=keep_alive, content_length=total)
+        if head_only or not body or not _has_content_length(response.status):
             sock.sendall(head)
             return 0
-        total = response.content_length
         if total <= _SMALL_BODY:
-            sock.sendall(head + b"".join(_read_pieces(response)))
+            if len(body) == 1 and not isinstance(body[0], FileSlice):
+                sock.sendall(head + body[0])
+            else:
+                sock.sendall(head + b"".join(_read_pieces(response)))
             return total
         sock.sendall(head, _MSG_MORE)
         last = len(response.body) - 1

@@ -53,6 +53,8 @@ _XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
 # weighs them equally.
+_PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
+                            "if-modified-since"})
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 # RFC 9110 §12.4.2 and §12.5.3: codings [ OWS ";" OWS "q=" qvalue ].
@@ -238,7 +240,8 @@ def serve_file(request: Request, target: Target, config: Config,
     validators = [("Last-Modified", format_http_date(last_modified)), ("ETag", etag)]
     cache = cache_control(extension, config)
     policy = ([("Cache-Control", cache)] if cache else []) + vary
-    if not_modified(headers, request.method, etag, last_modified, vary):
+    if (headers.has_any(_PRECONDITIONS)
+            and not_modified(headers, request.method, etag, last_modified, vary)):
         return Response(304, validators + policy)
 
     size = status.st_size
