@@ -118,7 +118,8 @@ class Connection:
                     response, keep_alive = self._error_response(error), False
         self._send(response, request, head_only=request.method == "HEAD", keep_alive=keep_alive)
         if not keep_alive:
-            if request.has_body or response.status >= 400:
+            # Unread input (a body, pipelined requests) would turn the close into a reset.
+            if request.has_body or response.status >= 400 or self._buffer:
                 self._linger()
             return False
         return True

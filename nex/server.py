@@ -125,8 +125,14 @@ class Server:
             _refuse(sock, reply)
             self._logger.access(client, "-", status, len(reply), None, None)
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(sock, client, self.site, self._logger, self.stopping)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = Connection(sock, client, self.site, self._logger, self.stopping)
+        except OSError:  # some systems refuse options on a socket the client already reset
+            with self._lock:
+                self._forget_client(client)
+            sock.close()
+            return
         name = f"Client-{number} {_format_address(address)}"
         thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
         with self._lock:
@@ -149,11 +155,15 @@ class Server:
         with self._lock:
             self._live.discard(connection)
             self._workers.discard(thread)
-            left = self._per_client.get(connection.client, 1) - 1
-            if left:
-                self._per_client[connection.client] = left
-            else:
-                self._per_client.pop(connection.client, None)
+            self._forget_client(connection.client)
+
+    def _forget_client(self, client: str) -> None:
+        """Count one connection of ``client`` less (with the lock held)."""
+        left = self._per_client.get(client, 1) - 1
+        if left:
+            self._per_client[client] = left
+        else:
+            self._per_client.pop(client, None)
 
     def _shut_down(self) -> None:
         self.stopping.set()

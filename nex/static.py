@@ -9,6 +9,7 @@ Connection; this module sets representation and caching fields only.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import mimetypes
@@ -21,7 +22,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 from nex.conditional import format_http_date, if_range_holds, make_etag, not_modified
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.filecache import SmallFileCache
+from nex.filecache import FileChangedError, SmallFileCache
 from nex.ranges import content_range, multipart_body, select_ranges
 from nex.request import Request
 from nex.resolver import Target
@@ -53,6 +54,8 @@ _XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
 # weighs them equally.
+# Running out of descriptors or memory passes; the client may simply try again.
+_TEMPORARY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
                             "if-modified-since"})
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
@@ -171,10 +174,19 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...]
     return None, False
 
 
-def _open_error(error: OSError) -> HTTPError:
+def _open_error(error: OSError) -> Exception:
+    """The reply for a file that could not be opened; unexpected faults go up as they are."""
     if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return HTTPError(404)
-    return HTTPError(403)
+    if isinstance(error, PermissionError):
+        return HTTPError(403)
+    if isinstance(error, FileChangedError):
+        return HTTPError(503, "The file changed while it was being read; try again.",
+                         headers=[("Retry-After", "1")])
+    if error.errno in _TEMPORARY_ERRORS:
+        return HTTPError(503, "The server is short of resources; try again shortly.",
+                         headers=[("Retry-After", "5")])
+    return error
 
 
 class _Representation(NamedTuple):

@@ -6,6 +6,7 @@ The helpers at the top are shared with the range and precondition tests.
 from __future__ import annotations
 
 import gzip
+import errno
 import os
 import shutil
 import stat
@@ -259,6 +260,25 @@ class PlainFileTest(TempFiles):
         with self.assertRaises(HTTPError) as caught:
             self.serve(target)
         self.assertEqual(caught.exception.status, 403)
+
+    def test_running_out_of_descriptors_is_503_not_a_permanent_403(self) -> None:
+        path = self.write("a.txt", b"alpha")
+        target = Target("file", path, "/a.txt", os.stat(path))
+        with mock.patch("nex.static.open", create=True,
+                        side_effect=OSError(errno.EMFILE, "Too many open files")):
+            with self.assertRaises(HTTPError) as caught:
+                self.serve(target)
+        self.assertEqual(caught.exception.status, 503)
+        self.assertIn(("Retry-After", "5"), caught.exception.headers)
+
+    def test_unexpected_open_failure_is_not_disguised_as_403(self) -> None:
+        path = self.write("a.txt", b"alpha")
+        target = Target("file", path, "/a.txt", os.stat(path))
+        with mock.patch("nex.static.open", create=True,
+                        side_effect=OSError(errno.EIO, "Input/output error")):
+            with self.assertRaises(OSError) as caught:
+                self.serve(target)
+        self.assertNotIsInstance(caught.exception, HTTPError)
 
     def test_permission_error_on_open_is_403(self) -> None:
         target = self.target("secret.txt", b"x")
