@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import List, Optional, TextIO
 
+from nex.clock import SecondText
 from nex.config import Config
 
 _UNSAFE_LOG_TEXT = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
@@ -47,24 +48,7 @@ def _clf_time(seconds: float) -> str:
             f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} +0000")
 
 
-class _ClockText:
-    """The Common Log Format time of the current second, formatted once per second."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._text = _clf_time(second)  # a racing thread writes the same value
-            self._second = second
-        return self._text
-
-
-_clf_now = _ClockText().now
+_clf_now = SecondText(_clf_time).now
 
 
 class Logger:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex import SERVER_SOFTWARE
+from nex.clock import SecondText
 from nex.errors import reason_phrase
 
 _KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
@@ -56,25 +56,7 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _SENDFILE_BLOCK = 1 << 30
 
 
-class _DateCache:
-    """The IMF-fixdate of the current second, formatted once per second."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            # Two threads may race here; both write the same correct value.
-            self._text = formatdate(second, usegmt=True)
-            self._second = second
-        return self._text
-
-
-http_date_now = _DateCache().now
+http_date_now = SecondText(lambda second: formatdate(second, usegmt=True)).now
 
 
 def _has_content_length(status: int) -> bool:
