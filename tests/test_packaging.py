@@ -1,0 +1,99 @@
+"""``pip install .`` gives a ``nex`` that works outside the checkout."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import zipfile
+
+from tests.support import REPO, ResponseReader
+
+
+class WheelTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="nex-wheel-")
+        source = os.path.join(cls.work, "source")
+        # Build from a copy: building in place would leave build/ and *.egg-info behind.
+        for folder in ("nex", "error_pages", "other_templates"):
+            shutil.copytree(os.path.join(REPO, folder), os.path.join(source, folder),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("setup.py", "README.md"):
+            shutil.copy2(os.path.join(REPO, name), source)
+        out = os.path.join(cls.work, "dist")
+        build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                                "--no-build-isolation", "--wheel-dir", out, source],
+                               capture_output=True, text=True, timeout=300)
+        if build.returncode != 0:
+            raise AssertionError(f"building the wheel failed:\n{build.stdout}{build.stderr}")
+        cls.wheel = glob.glob(os.path.join(out, "nex-*.whl"))[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def test_wheel_ships_templates_error_pages_and_the_console_script(self):
+        with zipfile.ZipFile(self.wheel) as wheel:
+            names = set(wheel.namelist())
+            entry_points = next(wheel.read(name).decode() for name in names
+                                if name.endswith(".dist-info/entry_points.txt"))
+        for page in os.listdir(os.path.join(REPO, "error_pages")):
+            self.assertIn(f"nex/error_pages/{page}", names)
+        self.assertIn("nex/other_templates/dir.html", names)
+        self.assertIn("nex = nex.cli:main", entry_points)
+
+    def test_installed_nex_serves_a_folder_outside_the_checkout(self):
+        site = os.path.join(self.work, "site-packages")
+        with zipfile.ZipFile(self.wheel) as wheel:
+            wheel.extractall(site)
+        served = os.path.join(self.work, "somewhere")
+        os.makedirs(served)
+        with open(os.path.join(served, "hello.txt"), "wb") as f:
+            f.write(b"from anywhere")
+        log = os.path.join(self.work, "nex.out")
+        env = {**os.environ, "PYTHONPATH": site}
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from nex.cli import main; sys.exit(main())",
+                 "--root", served, "--port", "0"],
+                cwd=self.work, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        try:
+            port = self.wait_for_port(log, process)
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                reader = ResponseReader(sock)
+                sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(reader.read()[2], b"from anywhere")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
+                status, _, page = reader.read()
+                self.assertEqual(status, 404)
+                self.assertIn(b"Nex/0.1 Server at localhost Port", page)
+        finally:
+            process.terminate()
+            self.assertEqual(process.wait(30), 0)
+
+    @staticmethod
+    def wait_for_port(log: str, process: subprocess.Popen) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                match = re.search(r"http://127\.0\.0\.1:(\d+)/", f.read())
+            if match:
+                return int(match.group(1))
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        with open(log, encoding="utf-8", errors="replace") as f:
+            raise AssertionError(f"nex did not start: {f.read()}")
+
+
+if __name__ == "__main__":
+    unittest.main()
