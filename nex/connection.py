@@ -98,7 +98,7 @@ class Connection:
             if request.has_body and request.body_length > self._config.max_request_body:
                 raise HTTPError(413, "The request body is larger than this server accepts.",
                                 close=True)
-            response: Union[Response, None] = respond(request, self._site)
+            response = respond(request, self._site)
         except HTTPError as error:
             response = self._error_response(error)
         except Exception:
