@@ -145,15 +145,14 @@ def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.sta
     path, then returns that real path so the file opened is the one that was checked.
     Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
     """
-    fs_path = os.path.join(root, *segments)
+    # Segments hold no "/" and the root is absolute, so plain joins are exact.
+    fs_path = root.rstrip("/") + "".join("/" + segment for segment in segments) or "/"
     try:
-        if policy == "always":
+        if policy == "always" or not segments:
             return fs_path, os.stat(fs_path)
-        if not segments:
-            return fs_path, os.stat(root)
-        current = root
+        current = root.rstrip("/")
         for segment in segments:
-            current = os.path.join(current, segment)
+            current += "/" + segment
             st = os.lstat(current)
             if stat.S_ISLNK(st.st_mode):
                 if policy == "never":
