@@ -352,9 +352,12 @@ def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
         names = [match.group("name").lower() for match in elements]
         if not names:
             raise _bad("empty Transfer-Encoding")
-        if "chunked" in names[:-1]:
+        # RFC 9112 §6.3: unless chunked is the final coding, the body's length cannot be
+        # known, and the server MUST answer 400 and close.  With chunked last, a coding we do
+        # not implement (gzip, chunked) is 501 (§6.1).
+        if names[-1] != "chunked" or "chunked" in names[:-1]:
             raise _bad("chunked is not the final transfer coding")
-        if names != ["chunked"] or elements[0].group("params"):
+        if names != ["chunked"] or elements[-1].group("params"):
             raise _bad("transfer coding not implemented", 501)
         return 0, True
     if lengths:

@@ -265,8 +265,8 @@ class FramingTest(LiveServerTest):
                               (b'Transfer-Encoding: "chunked"', 400),
                               (b"Transfer-Encoding: chunked\x00", 400),
                               (b"Transfer-Encoding: \x0bchunked", 400),
-                              (b"Transfer-Encoding: chunk", 501),
-                              (b"Transfer-Encoding: xchunked", 501),
+                              (b"Transfer-Encoding: chunk", 400),
+                              (b"Transfer-Encoding: xchunked", 400),
                               (b"Transfer-Encoding: chunked;q=1", 501)):
             with self.subTest(field=field):
                 data = send_and_read(self.server, head(field, b"X: y") + body)
@@ -296,11 +296,17 @@ class FramingTest(LiveServerTest):
         self.assertEqual([reply.status for reply in replies], [200, 200])
         self.assertEqual(replies[1].body, HELLO)
 
-    def test_unknown_transfer_coding_is_501(self):
-        for coding in (b"gzip", b"gzip, chunked", b"deflate, chunked", b"compress"):
+    def test_unknown_transfer_coding_before_chunked_is_501(self):
+        for coding in (b"gzip, chunked", b"deflate, chunked"):
             with self.subTest(coding=coding):
                 self.assertRefused(head(b"Transfer-Encoding: " + coding)
                                    + b"0\r\n\r\n" + SMUGGLED, 501)
+
+    def test_body_without_final_chunked_coding_cannot_be_framed_so_is_400(self):
+        for coding in (b"gzip", b"compress", b"identity"):
+            with self.subTest(coding=coding):
+                self.assertRefused(head(b"Transfer-Encoding: " + coding)
+                                   + b"0\r\n\r\n" + SMUGGLED, 400)
 
     def test_malformed_chunked_body_is_400(self):
         for body in (b"zz\r\nhello\r\n0\r\n\r\n",

@@ -184,10 +184,13 @@ MALFORMED = [
      + b"Transfer-Encoding: \x0bchunked\r\n\r\n", 400),
     ("Transfer-Encoding in HTTP/1.0", b"POST / HTTP/1.0\r\n"
      + b"Transfer-Encoding: chunked\r\n\r\n", 400),
-    ("gzip", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n", 501),
-    ("identity", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: identity\r\n\r\n", 501),
-    ("unknown coding", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: x-foo\r\n\r\n", 501),
-    ("xchunked", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: xchunked\r\n\r\n", 501),
+    # RFC 9112 §6.3: without chunked as the final coding the body cannot be framed: 400.
+    ("gzip", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n", 400),
+    ("identity", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: identity\r\n\r\n", 400),
+    ("unknown coding", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: x-foo\r\n\r\n", 400),
+    ("xchunked", b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: xchunked\r\n\r\n", 400),
+    ("deflate, chunked", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Transfer-Encoding: deflate, chunked\r\n\r\n", 501),
     ("gzip, chunked", b"POST / HTTP/1.1\r\n" + HOST
      + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
     ("chunked with a parameter", b"POST / HTTP/1.1\r\n" + HOST
