@@ -50,6 +50,7 @@ class Config:
     max_header_count: int = 100
     max_request_body: int = 1024 * 1024
     max_ranges: int = 16
+    min_send_rate: int = 1024
     # [files]
     listing: bool = True
     dotfiles: bool = False
@@ -353,6 +354,7 @@ _SETTINGS = (
     _setting("limits", "max_header_count", _integer(1, _MAX_COUNT)),
     _setting("limits", "max_request_body", _size(1)),
     _setting("limits", "max_ranges", _integer(1, _MAX_COUNT)),
+    _setting("limits", "min_send_rate", _size(0)),
     _setting("files", "listing", _boolean),
     _setting("files", "dotfiles", _boolean),
     _setting("files", "symlinks", _choice("never", "inside", "always")),

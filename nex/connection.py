@@ -215,7 +215,9 @@ class Connection:
               keep_alive: bool) -> None:
         sent = 0
         try:
-            sent = write_response(self.sock, response, head_only=head_only, keep_alive=keep_alive)
+            sent = write_response(self.sock, response, head_only=head_only,
+                                  keep_alive=keep_alive, min_rate=self._config.min_send_rate,
+                                  grace=self._config.send_timeout)
         finally:
             if request is None:
                 request_line, referer, agent = _first_line(self._unparsed), None, None

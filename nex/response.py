@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -89,41 +90,84 @@ def serialize_head(response: Response, *, keep_alive: bool,
 
 
 def write_response(sock: socket.socket, response: Response, *, head_only: bool,
-                   keep_alive: bool) -> int:
+                   keep_alive: bool, min_rate: int = 0, grace: float = 0.0) -> int:
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
     Small bodies go out with the head in one write; larger file slices through
     ``os.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
-    the same segment as the first body bytes.  The response's file is closed in every case.
+    the same segment as the first body bytes.  The socket's SO_SNDTIMEO bounds each call;
+    beyond ``grace`` seconds a client that has read less than ``min_rate`` bytes per second
+    on average is dropped (``TimeoutError``), so trickling reads cannot hold a worker.
+    The response's file is closed in every case.
     """
+    pace = _Pace(min_rate, grace)
     try:
         body = response.body
         total = response.content_length
         head = serialize_head(response, keep_alive=keep_alive, content_length=total)
         if head_only or not body or not _has_content_length(response.status):
-            sock.sendall(head)
+            _send_all(sock, head, 0, pace)
             return 0
         if total <= _SMALL_BODY:
             if len(body) == 1 and not isinstance(body[0], FileSlice):
-                sock.sendall(head + body[0])
+                _send_all(sock, head + body[0], 0, pace)
             else:
-                sock.sendall(head + b"".join(_read_pieces(response)))
+                _send_all(sock, head + b"".join(_read_pieces(response)), 0, pace)
             return total
-        sock.sendall(head, _MSG_MORE)
-        last = len(response.body) - 1
-        for index, piece in enumerate(response.body):
+        _send_all(sock, head, _MSG_MORE, pace)
+        last = len(body) - 1
+        for index, piece in enumerate(body):
             if isinstance(piece, FileSlice):
-                _send_file_slice(sock, response.file.fileno(), piece)
+                _send_file_slice(sock, response.file.fileno(), piece, pace)
             else:
-                sock.sendall(piece, _MSG_MORE if index < last else 0)
+                _send_all(sock, piece, _MSG_MORE if index < last else 0, pace)
         return total
     finally:
         if response.file is not None:
             response.file.close()
 
 
-def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice) -> None:
-    """``os.sendfile`` the slice; the socket's SO_SNDTIMEO bounds each call.
+class _Pace:
+    """Bytes sent so far in one response, checked against a minimum average rate."""
+
+    __slots__ = ("_min_rate", "_grace", "_started", "sent")
+
+    def __init__(self, min_rate: int, grace: float) -> None:
+        self._min_rate = min_rate
+        self._grace = grace
+        self._started = time.monotonic()
+        self.sent = 0
+
+    def add(self, count: int) -> None:
+        """Count ``count`` more bytes sent; raise ``TimeoutError`` if the client lags."""
+        self.sent += count
+        if self._min_rate:
+            elapsed = time.monotonic() - self._started
+            if elapsed > self._grace and self.sent < self._min_rate * elapsed:
+                raise TimeoutError("the client reads slower than the minimum send rate")
+
+
+def _send_all(sock: socket.socket, data: bytes, flags: int, pace: _Pace) -> None:
+    """``sock.sendall`` that keeps ``pace``; one ``send`` when the buffer has room."""
+    try:
+        sent = sock.send(data, flags)
+        if sent == len(data):
+            pace.sent += sent
+            return
+        view = memoryview(data)
+        while True:
+            pace.add(sent)
+            view = view[sent:]
+            if not view:
+                return
+            sent = sock.send(view, flags)
+    except BlockingIOError:
+        raise TimeoutError("the client stopped reading") from None
+
+
+def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice,
+                     pace: _Pace) -> None:
+    """``os.sendfile`` the slice, keeping ``pace``.
 
     ``socket.sendfile`` is not used: on a blocking socket it waits forever for a client
     that stopped reading, and with a Python time-out it polls before every call.
@@ -140,6 +184,7 @@ def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice
                           f"{piece.count} bytes)")
         offset += sent
         remaining -= sent
+        pace.add(sent)
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:

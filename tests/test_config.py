@@ -30,7 +30,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
                  "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
-        "max_ranges")},
+        "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},

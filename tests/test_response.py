@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
+from nex.connection import timeval
 from nex.response import FileSlice, Response, serialize_head, write_response
 
 #: RFC 9110 §5.6.7: IMF-fixdate = day-name "," SP date1 SP time-of-day SP GMT.
@@ -82,15 +83,15 @@ class Peer:
 
 
 class RecordingSocket:
-    """A socket that records every ``sendall`` and passes it on."""
+    """A socket that records every ``send`` and passes it on."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.writes: List[bytes] = []
 
-    def sendall(self, data: bytes, flags: int = 0) -> None:
+    def send(self, data: bytes, flags: int = 0) -> int:
         self.writes.append(bytes(data))
-        self.sock.sendall(data, flags)
+        return self.sock.send(data, flags)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -381,3 +382,42 @@ class WriteResponseTest(WriterTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SlowReaderTest(WriterTestCase):
+    """The minimum send rate: trickling reads cannot hold a worker for ever."""
+
+    def trickle(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.reader.recv(1024):
+                    return
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def test_a_client_trickling_reads_is_dropped_below_the_minimum_rate(self) -> None:
+        self.writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(0.2))
+        self.writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        path, _ = self.data_file(8 * 1024 * 1024)
+        stop = threading.Event()
+        reader = threading.Thread(target=self.trickle, args=(stop,))
+        reader.start()
+        self.addCleanup(reader.join, 30)
+        self.addCleanup(stop.set)
+        response = Response(200, [], [FileSlice(0, 8 * 1024 * 1024)], open(path, "rb"))
+        with self.assertRaises(TimeoutError):
+            write_response(self.writer, response, head_only=False, keep_alive=True,
+                           min_rate=1024 * 1024, grace=0.5)
+        self.assertTrue(response.file.closed)
+
+    def test_a_reader_keeping_up_is_served_whole_with_the_check_on(self) -> None:
+        path, data = self.data_file(3 * 1024 * 1024)
+        response = Response(200, [], [FileSlice(0, len(data))], open(path, "rb"))
+        peer = Peer(self.reader)
+        try:
+            write_response(self.writer, response, head_only=False, keep_alive=True,
+                           min_rate=1024, grace=30.0)
+        finally:
+            self.writer.shutdown(socket.SHUT_WR)
+        self.assertEqual(split_message(peer.received())[1], data)
