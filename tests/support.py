@@ -38,7 +38,7 @@ class NexServer:
     """
 
     def __init__(self, root: str, settings: Optional[Mapping[str, Mapping[str, object]]] = None,
-                 bind: str = "127.0.0.1", extra_args=()) -> None:
+                 bind: str = "127.0.0.1") -> None:
         self.root = root
         self.workdir = tempfile.mkdtemp(prefix="nex-test-")
         self.access_log_path = os.path.join(self.workdir, "access.log")
@@ -54,8 +54,7 @@ class NexServer:
         self.settings_path = os.path.join(self.workdir, "settings.conf")
         write_settings(self.settings_path, merged)
         self.args = [sys.executable, os.path.join(REPO, "server.py"), "--config",
-                     self.settings_path, "--port", "0", "--root", root, "--bind", bind,
-                     *extra_args]
+                     self.settings_path, "--port", "0", "--root", root, "--bind", bind]
         self.process: Optional[subprocess.Popen] = None
         self.host = ""
         self.port = 0

@@ -13,7 +13,7 @@ import stat
 import tempfile
 import unittest
 from unittest import mock
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 from hypothesis import given, settings, strategies as st
 
@@ -205,9 +205,9 @@ class PlainFileTest(TempFiles):
             ([("Accept-Encoding", "gzip")], {"gzip": True, "gzip_min_size": 10}),
             ([("If-None-Match", "*")], {}),
         ]
-        for request_fields, settings in cases:
+        for request_fields, overrides in cases:
             with self.subTest(request_fields=request_fields):
-                response = self.serve(target, request_fields, **settings)
+                response = self.serve(target, request_fields, **overrides)
                 self.assertLessEqual(set(fields(response)), ALLOWED_FIELDS)
 
     def test_empty_file(self) -> None:
