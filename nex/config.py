@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
+from nex.forwarded import parse_networks
 from nex.hosts import HostValidator
 
 
@@ -67,6 +68,7 @@ class Config:
     access_log: str = "-"
     error_log: str = "-"
     log_colour: str = "auto"
+    trusted_proxies: Tuple[str, ...] = ()
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -226,6 +228,17 @@ def _host_patterns(text: str, base: str) -> Tuple[str, ...]:
     return patterns
 
 
+def _networks(text: str, base: str) -> Tuple[str, ...]:
+    """IP addresses or CIDR blocks (10.0.0.0/8, ::1); may be empty."""
+    specs = tuple(_split(text))
+    for spec in specs:
+        try:
+            parse_networks([spec])
+        except ValueError:
+            raise _Invalid(f"{spec!r} is not an IP address or network (10.0.0.0/8)") from None
+    return specs
+
+
 def _header_value(text: str, base: str) -> str:
     """A value sent as one response header line; empty sends no header."""
     if not _FIELD_VALUE.fullmatch(text):
@@ -367,6 +380,7 @@ _SETTINGS = (
     _setting("logging", "access_log", _log_target, on_disk=True),
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
+    _setting("logging", "trusted_proxies", _networks),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )

@@ -219,13 +219,17 @@ class Connection:
                                   keep_alive=keep_alive, min_rate=self._config.min_send_rate,
                                   grace=self._config.send_timeout)
         finally:
+            client = self.client
             if request is None:
                 request_line, referer, agent = _first_line(self._unparsed), None, None
             else:
                 request_line = request.request_line
                 referer = request.headers.get("Referer")
                 agent = request.headers.get("User-Agent")
-            self._logger.access(self.client, request_line, response.status, sent, referer, agent)
+                if self._site.forwarded is not None:
+                    client = self._site.forwarded.client(
+                        client, request.headers.get("X-Forwarded-For"))
+            self._logger.access(client, request_line, response.status, sent, referer, agent)
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.

@@ -13,6 +13,7 @@ from typing import Optional
 from nex.config import Config
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
+from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
 from nex.listing import render_listing
 from nex.request import Request
@@ -30,13 +31,15 @@ _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"
 
 @dataclass(frozen=True)
 class Site:
-    """What every worker shares: settings, templates, host rules, signature, file cache."""
+    """What every worker shares: settings, templates, host rules, signature, file cache, and
+    the trusted proxies whose X-Forwarded-For names the client."""
 
     config: Config
     templates: TemplateSet
     hosts: HostValidator
     signature: str
     file_cache: Optional[SmallFileCache] = None
+    forwarded: Optional[ForwardedFor] = None
 
 
 def respond(request: Request, site: Site) -> Response:

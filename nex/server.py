@@ -23,6 +23,7 @@ from nex.connection import Connection
 from nex.dispatch import Site
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
+from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
 from nex.log import Logger
 from nex.response import Response, serialize_head
@@ -52,7 +53,8 @@ class Server:
         self.site = Site(config, templates, HostValidator(config.allowed_hosts),
                          f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}",
                          SmallFileCache(config.file_cache_size)
-                         if config.file_cache_size else None)
+                         if config.file_cache_size else None,
+                         ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._live: Set[Connection] = set()

@@ -34,7 +34,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
-    "logging": {name: name for name in ("access_log", "error_log", "log_colour")},
+    "logging": {name: name for name in ("access_log", "error_log", "log_colour",
+                                        "trusted_proxies")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -124,6 +125,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("compression", "gzip", "", BOOLEAN),
     ("compression", "gzip_min_size", "-1", SIZE_GRAMMAR),
     ("logging", "log_colour", "rainbow", "must be one of auto, always, never"),
+    ("logging", "trusted_proxies", "10.0.0.0/8, proxy.local",
+     "'proxy.local' is not an IP address or network (10.0.0.0/8)"),
+    ("logging", "trusted_proxies", "10.0.0.0/33",
+     "'10.0.0.0/33' is not an IP address or network (10.0.0.0/8)"),
     ("logging", "access_log", "", "must be a path"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
      " caching, compression, logging, mime)"),
@@ -512,6 +517,10 @@ class GoodValueTests(unittest.TestCase):
             "65536": 65536, "64K": 65536, "64KiB": 65536, "1M": 1048576, "1MiB": 1048576,
             "2G": 2 ** 31, "1GiB": 2 ** 30, "0001": 1, "1": 1})
         self.assert_parses("compression", "gzip_min_size", {"0": 0, "0K": 0, "1K": 1024})
+
+    def test_trusted_proxies(self) -> None:
+        self.assert_parses("logging", "trusted_proxies", {
+            "": (), "10.0.0.0/8": ("10.0.0.0/8",), "127.0.0.1, ::1": ("127.0.0.1", "::1")})
 
     def test_thread_stack_size(self) -> None:
         self.assert_parses("server", "thread_stack_size", {

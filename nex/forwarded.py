@@ -1,0 +1,47 @@
+"""Which client a request came from when Nex sits behind trusted proxies or load balancers.
+
+A proxy in ``trusted_proxies`` appends the address it received the request from to
+``X-Forwarded-For``.  Reading that list from the right and skipping trusted hops gives the
+first address nobody trusted vouches for: the client.  Addresses sent by anyone else are
+ignored, since a client can write any ``X-Forwarded-For`` it likes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Optional, Union
+
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def parse_networks(specs: Iterable[str]) -> tuple:
+    """IP networks from addresses or CIDR blocks (``10.0.0.0/8``); ``ValueError`` if invalid."""
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+class ForwardedFor:
+    """Resolves the client address of a request through ``X-Forwarded-For``."""
+
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self._trusted = parse_networks(trusted)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    def client(self, peer: str, forwarded_for: Optional[str]) -> str:
+        """The client's address: ``peer`` unless a trusted proxy forwarded the request."""
+        if not self._trusted or forwarded_for is None or not self._is_trusted(peer):
+            return peer
+        for hop in reversed(forwarded_for.split(",")):
+            address = hop.strip(" \t")
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                return peer  # a malformed list proves nothing about the client
+            if not self._is_trusted(address):
+                return address
+        return peer
