@@ -110,7 +110,7 @@ class Server:
             pass
 
     def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
-        client = address[0]
+        client = _plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = self._busy_pages[503]
@@ -207,6 +207,17 @@ def _refuse(sock: socket.socket, reply: bytes) -> None:
         pass
     finally:
         sock.close()
+
+
+def _plain_address(host: str) -> str:
+    """``host`` with an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) written as IPv4.
+
+    A dual-stack listener sees IPv4 clients in that form; logs and per-client limits should
+    know them by the address they really have.
+    """
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
 
 
 def _format_address(address: Tuple) -> str:

@@ -87,6 +87,22 @@ class StartUpTest(unittest.TestCase):
                 self.assertEqual(ResponseReader(sock).read()[2], b"six")
 
 
+    def test_dual_stack_listener_logs_ipv4_clients_as_ipv4(self):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::", 0))
+        except OSError:
+            self.skipTest("no IPv6 on this machine")
+        with open(os.path.join(self.folder, "x.txt"), "wb") as f:
+            f.write(b"four")
+        with NexServer(self.folder, bind="::") as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+                sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(ResponseReader(sock).read()[2], b"four")
+            log = server.wait_for_access_log(lambda text: "GET /x.txt" in text)
+        self.assertTrue(log.startswith("127.0.0.1 - - ["), log)
+
+
 class ShutdownTest(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp()
