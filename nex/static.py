@@ -95,6 +95,13 @@ def _builtin_types() -> Dict[str, Tuple[str, bool]]:
 _TYPES = _builtin_types()
 
 
+def _extension(path: str) -> str:
+    """The lower-case extension of ``path``'s last component, as ``os.path.splitext`` finds it."""
+    stem = path.rpartition("/")[2].lstrip(".")  # leading dots start no extension
+    dot = stem.rfind(".")
+    return stem[dot:].lower() if dot > 0 else ""
+
+
 def content_type(extension: str, config: Config) -> Tuple[str, bool]:
     """``(Content-Type value, compressible)`` for a lower-case extension like ``".css"``.
 
@@ -207,6 +214,8 @@ def _choose(request: Request, target: Target, config: Config,
     ``vary`` is set whenever the choice could depend on Accept-Encoding, so caches keep
     the variants apart, on every response including 304 and 206.
     """
+    if not compressible:  # media and archives: one representation, no Vary
+        return _Representation(target.fs_path, target.stat, None, "", False, False)
     size = target.stat.st_size
     gzippable = (config.gzip and compressible
                  and config.gzip_min_size <= size <= MAX_GZIP_SIZE)
@@ -214,8 +223,7 @@ def _choose(request: Request, target: Target, config: Config,
     codings = (accepted_codings(accept)
                if accept is not None and (config.precompressed or gzippable) else ())
     vary = gzippable
-    # Media and archives are already compressed: no sidecar lookups, no Vary for them.
-    if config.precompressed and compressible:
+    if config.precompressed:
         sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings)
         if sidecar is not None:
             coding, path, status = sidecar
@@ -240,7 +248,7 @@ def serve_file(request: Request, target: Target, config: Config,
     when one is given, as bytes instead of an open file.
     """
     headers = request.headers
-    extension = os.path.splitext(target.fs_path)[1].lower()
+    extension = _extension(target.fs_path)
     media_type, compressible = content_type(extension, config)
     chosen = _choose(request, target, config, compressible)
     status = chosen.status
