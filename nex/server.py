@@ -47,7 +47,6 @@ class Server:
     def __init__(self, config: Config, templates: TemplateSet, logger: Logger) -> None:
         self.config = config
         self._logger = logger
-        self._templates = templates
         self.listener = _bind(config)
         self.port = self.listener.getsockname()[1]
         self.site = Site(config, templates, HostValidator(config.allowed_hosts),
@@ -61,8 +60,8 @@ class Server:
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
         self._workers: Set[threading.Thread] = set()
-        self._busy_pages = {
-            status: self._refusal(status, detail)
+        self._refusal_pages = {
+            status: templates.render_error(HTTPError(status, detail), self.site.signature)
             for status, detail in ((503, "The server is at its connection limit; try again shortly."),
                                    (429, "Too many connections from your address; "
                                          "close some and try again."))}
@@ -113,19 +112,17 @@ class Server:
         client = _plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
-                refusal = self._busy_pages[503]
+                refusal = 503
             elif self._per_client.get(client, 0) >= self.config.max_connections_per_client:
-                refusal = self._busy_pages[429]
+                refusal = 429
             else:
-                refusal = None
+                refusal = 0
                 self._per_client[client] = self._per_client.get(client, 0) + 1
                 if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
-        if refusal is not None:
-            status, reply = refusal
-            _refuse(sock, reply)
-            self._logger.access(client, "-", status, len(reply), None, None)
+        if refusal:
+            self._refuse(sock, client, refusal)
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -145,7 +142,7 @@ class Server:
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
             self._release(connection, thread)
-            _refuse(sock, self._busy_pages[503][1])
+            self._refuse(sock, client, 503)
 
     def _run(self, connection: Connection) -> None:
         try:
@@ -189,24 +186,21 @@ class Server:
             for connection in connections:
                 connection.wake()
 
-    def _refusal(self, status: int, detail: str) -> Tuple[int, bytes]:
-        error = HTTPError(status, detail)
-        page = self._templates.render_error(error, self.site.signature)
+    def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
+        """Answer ``status`` with its ready-rendered page without blocking the accept loop,
+        then close; the head is made now so that its Date is current."""
+        page = self._refusal_pages[status]
         response = Response(status, [("Content-Type", "text/html; charset=utf-8"),
                                      ("Retry-After", _RETRY_AFTER_SECONDS)], (page,), close=True)
-        return status, serialize_head(response, keep_alive=False) + page
-
-
-def _refuse(sock: socket.socket, reply: bytes) -> None:
-    """Send a ready-made refusal without blocking the accept loop, then close."""
-    try:
-        sock.setblocking(False)
-        sock.send(reply)
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+        try:
+            sock.setblocking(False)
+            sock.send(serialize_head(response, keep_alive=False) + page)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        self._logger.access(client, "-", status, len(page), None, None)
 
 
 def _plain_address(host: str) -> str:

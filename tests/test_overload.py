@@ -7,6 +7,7 @@ under a slow-loris crowd, memory with many idle connections) are printed.
 
 from __future__ import annotations
 
+import email.utils
 import os
 import resource
 import select
@@ -98,6 +99,16 @@ class ConnectionCapTest(LiveServerTest):
         wait_until_served(self)
         self.assertIn('"-" 503 ', wait_for_access_log(self, '"-" 503 '))
         self.assertEqual(wait_for_resources(self.server.pid, self.baseline), self.baseline)
+
+    def test_refusal_carries_the_date_it_was_sent_not_the_start_up_date(self):
+        held = held_connections(self, 20)
+        self.addCleanup(close_all, held)
+        time.sleep(2.1)  # the server started at least two seconds ago
+        before = int(time.time())
+        with self.server.connect() as sock:
+            reply = parse_replies(read_until_closed(sock))[0]
+        sent = email.utils.parsedate_to_datetime(reply.headers["date"]).timestamp()
+        self.assertGreaterEqual(sent, before)
 
     def test_flood_past_the_cap_starts_no_threads(self):
         held = held_connections(self, 20)
