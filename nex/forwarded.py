@@ -9,12 +9,12 @@ ignored, since a client can write any ``X-Forwarded-For`` it likes.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Tuple, Union
 
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-def parse_networks(specs: Iterable[str]) -> tuple:
+def parse_networks(specs: Iterable[str]) -> Tuple[_Network, ...]:
     """IP networks from addresses or CIDR blocks (``10.0.0.0/8``); ``ValueError`` if invalid."""
     return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
 
