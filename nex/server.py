@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.config import Config
@@ -56,10 +56,10 @@ class Server:
                          ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._live: Set[Connection] = set()
+        #: Each live connection and the worker thread serving it.
+        self._live: Dict[Connection, threading.Thread] = {}
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
-        self._workers: Set[threading.Thread] = set()
         self._refusal_pages = {
             status: templates.render_error(HTTPError(status, detail), self.site.signature)
             for status, detail in ((503, "The server is at its connection limit; try again shortly."),
@@ -135,25 +135,23 @@ class Server:
         name = f"Client-{number} {_format_address(address)}"
         thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
         with self._lock:
-            self._live.add(connection)
-            self._workers.add(thread)
+            self._live[connection] = thread
         try:
             thread.start()
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
-            self._release(connection, thread)
+            self._release(connection)
             self._refuse(sock, client, 503)
 
     def _run(self, connection: Connection) -> None:
         try:
             connection.serve()
         finally:
-            self._release(connection, threading.current_thread())
+            self._release(connection)
 
-    def _release(self, connection: Connection, thread: threading.Thread) -> None:
+    def _release(self, connection: Connection) -> None:
         with self._lock:
-            self._live.discard(connection)
-            self._workers.discard(thread)
+            del self._live[connection]
             self._forget_client(connection.client)
 
     def _forget_client(self, client: str) -> None:
@@ -174,7 +172,7 @@ class Server:
         deadline = time.monotonic() + self.config.shutdown_grace
         while True:
             with self._lock:
-                workers = list(self._workers)
+                workers = list(self._live.values())
             if not workers:
                 break
             remaining = deadline - time.monotonic()
