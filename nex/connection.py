@@ -137,7 +137,8 @@ class Connection:
                 bounds = find_head(buffer, self._limits)
                 if bounds is not None:
                     start, end = bounds
-                    head = bytes(buffer[start:end])
+                    with memoryview(buffer) as view:
+                        head = bytes(view[start:end])  # one copy, not slice then bytes
                     del buffer[:end]
                     self._unparsed = head
                     return parse_head(head, self._limits)
