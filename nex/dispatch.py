@@ -50,11 +50,11 @@ def respond(request: Request, site: Site) -> Response:
         if method in _KNOWN_METHODS:
             raise HTTPError(405, f"{method} is not supported here.", headers=[("Allow", _ALLOW)])
         raise HTTPError(501, "The request method is not implemented by this server.")
-    if method == "OPTIONS" and request.target == "*":
+    if method == "OPTIONS":
+        if request.target != "*":
+            resolve(request.path, request.query, site.config)  # a missing path is still 404
         return Response(204, [("Allow", _ALLOW)])
     target = resolve(request.path, request.query, site.config)
-    if method == "OPTIONS":
-        return Response(204, [("Allow", _ALLOW)])
     if target.kind == "directory":
         return render_listing(target, request, site.templates, site.signature,
                               show_dotfiles=site.config.dotfiles)
