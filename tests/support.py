@@ -94,19 +94,13 @@ class NexServer:
         return socket.create_connection((self.host, self.port), timeout=timeout)
 
     def stdout(self) -> str:
-        with open(self.stdout_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return _read_text(self.stdout_path)
 
     def stderr(self) -> str:
-        with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return _read_text(self.stderr_path)
 
     def access_log(self) -> str:
-        try:
-            with open(self.access_log_path, encoding="utf-8") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return _read_text(self.access_log_path)
 
     def wait_for_access_log(self, predicate, timeout: float = START_TIMEOUT) -> str:
         """The access log once ``predicate(text)`` holds (lines are written in batches)."""
@@ -118,11 +112,7 @@ class NexServer:
             time.sleep(0.05)
 
     def error_log(self) -> str:
-        try:
-            with open(self.error_log_path, encoding="utf-8") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return _read_text(self.error_log_path)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
@@ -150,6 +140,15 @@ class NexServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _read_text(path: str) -> str:
+    """The file's text so far; empty while the server has not created it."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def exchange(sock: socket.socket, data: bytes) -> bytes:
