@@ -1,20 +1,25 @@
-"""The receiver: request bodies counted and discarded, so the next request starts cleanly.
+"""The receiver: a request body, pulled in bounded pieces by whoever needs it.
 
-Nex serves files and never needs a request's body, but a persistent connection can only go
-on once the body's last byte has been read.  The decoders here are fed whatever the
-connection has buffered, in pieces of any size, and say how much of it belonged to the
-body; bytes after the body's end are left for the next request.
+A persistent connection can only go on once the body's last byte has been read, so the body
+is either read by a handler (the proxy streams it to an origin, an upload to disk) or
+discarded.  :class:`BodyReader` is the one way to do either.  Underneath, the decoders are
+fed whatever the connection has buffered, in pieces of any size, hand the body's data to a
+sink and say how much of the input belonged to the body; bytes after the body's end are left
+for the next request.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Union
+import time
+from typing import Callable, List, Optional, Union
 
 from nex.errors import HTTPError
-from nex.request import CHUNK_LINE, Limits, parse_field_line
+from nex.request import CHUNK_LINE, Limits, Request, parse_field_line
 
 Data = Union[bytes, bytearray, memoryview]
+#: Receives the body's data as the decoders find it; None drops it.
+Sink = Optional[Callable[[memoryview], None]]
 
 _NEWLINE = re.compile(rb"\n")
 _CR, _LF = 13, 10
@@ -40,9 +45,12 @@ class FixedLengthBody:
         """Whether every byte of the body has been fed."""
         return self.received >= self.length
 
-    def feed(self, data: Data) -> int:
-        """Count the body bytes at the start of ``data``; returns how many were taken."""
+    def feed(self, data: Data, sink: Sink = None) -> int:
+        """Take the body bytes at the start of ``data`` into ``sink``; returns how many."""
         taken = min(len(data), self.length - self.received)
+        if sink is not None and taken:
+            with memoryview(data) as view:
+                sink(view[:taken])
         self.received += taken
         return taken
 
@@ -74,13 +82,16 @@ class ChunkedBody:
         """Whether the last chunk, the trailer section and its blank line have been fed."""
         return self._state == _DONE
 
-    def feed(self, data: Data) -> int:
-        """Parse as much of ``data`` as belongs to the body; returns how many bytes that was."""
+    def feed(self, data: Data, sink: Sink = None) -> int:
+        """Parse as much of ``data`` as belongs to the body, handing chunk data to ``sink``;
+        returns how many bytes of ``data`` that was."""
         with memoryview(data) as view:
             pos, end = 0, len(view)
             while pos < end and self._state != _DONE:
                 if self._state == _DATA:
                     taken = min(end - pos, self._left)
+                    if sink is not None:
+                        sink(view[pos:pos + taken])
                     pos += taken
                     self._left -= taken
                     self.received += taken
@@ -148,3 +159,96 @@ class ChunkedBody:
         if self._trailer_fields > self.limits.header_count:
             raise _bad("too many trailer fields")
         parse_field_line(text)
+
+
+class BodyReader:
+    """The body of one request, read from the connection in bounded pieces.
+
+    ``receive(deadline)`` returns the next bytes from the client (b"" when it closed) or
+    raises the ``HTTPError`` for a ``time.monotonic()`` deadline that passed.  Each
+    :meth:`read` may wait ``timeout`` seconds for its bytes; :meth:`discard` that long for the
+    whole rest of the body, since nobody needs it.  ``buffer`` is the connection's buffer, where bytes past the
+    body stay for the next request.  ``limit`` bounds the body (413 beyond it, before the
+    excess is read); a handler that accepts more raises it before reading.  When the client
+    sent ``Expect: 100-continue``, ``send_continue`` is called once, before the first wait
+    for body bytes (RFC 9110 §10.1.1), so a client that waits for it gets it only when Nex
+    really reads the body.
+    """
+
+    def __init__(self, request: Request, buffer: bytearray,
+                 receive: Callable[[float], bytes], timeout: float, limit: int, limits: Limits,
+                 send_continue: Optional[Callable[[], None]] = None) -> None:
+        self.length: Optional[int] = None if request.chunked else request.body_length
+        self.limit = limit
+        self._decoder: Union[ChunkedBody, FixedLengthBody] = (
+            ChunkedBody(limit, limits) if request.chunked else FixedLengthBody(request.body_length))
+        self._buffer = buffer
+        self._receive = receive
+        self._timeout = timeout
+        self._send_continue = send_continue
+
+    @property
+    def done(self) -> bool:
+        """Whether the whole body has been read."""
+        return self._decoder.done
+
+    @property
+    def awaiting_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue`` that nobody has asked to send:
+        nothing read the body, so it may never come."""
+        return self._send_continue is not None
+
+    @property
+    def received(self) -> int:
+        """Body bytes read so far (chunk data only, for a chunked body)."""
+        return self._decoder.received
+
+    def read(self) -> bytes:
+        """The next piece of the body, at most what one receive brings; b"" at its end.
+
+        Raises ``HTTPError`` 400 for broken framing or a client that closed inside the body,
+        408 for one too slow, 413 past ``limit``; each asks the connection to close.
+        """
+        pieces: List[bytes] = []
+        deadline = time.monotonic() + self._timeout
+        while not pieces and not self.done:
+            self._take(lambda view: pieces.append(bytes(view)), deadline)
+        return b"".join(pieces)
+
+    def discard(self) -> None:
+        """Read the rest of the body and drop it."""
+        deadline = time.monotonic() + self._timeout
+        while not self.done:
+            self._take(None, deadline)
+
+    def __iter__(self):
+        """The body's remaining pieces, in order."""
+        while True:
+            piece = self.read()
+            if not piece:
+                return
+            yield piece
+
+    def _take(self, sink: Sink, deadline: float) -> None:
+        """Feed the buffered bytes to the decoder, receiving more when it has none."""
+        decoder = self._decoder
+        if isinstance(decoder, FixedLengthBody):
+            if decoder.length > self.limit:
+                raise HTTPError(413, "The request body is larger than this server accepts.",
+                                close=True)
+        else:
+            decoder.max_body = self.limit
+        buffer = self._buffer
+        if buffer:
+            with memoryview(buffer) as view:
+                consumed = decoder.feed(view, sink)
+            del buffer[:consumed]
+            if consumed or decoder.done:
+                return
+        if self._send_continue is not None:
+            send_continue, self._send_continue = self._send_continue, None
+            send_continue()
+        chunk = self._receive(deadline)
+        if not chunk:
+            raise HTTPError(400, "The connection closed inside the request body.", close=True)
+        buffer += chunk

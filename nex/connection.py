@@ -1,31 +1,85 @@
-"""The connection loop: one client's requests, in order, over one socket.
+"""The connection: one client's requests, in order, over one socket.
 
-Each pass goes read head → parse → route → read or discard the body → write → log, then
-either waits for the next request (keep-alive, pipelining) or closes.  Time limits apply to
-waiting for a request (idle keep-alive) and to receiving one (a slow client must deliver its
-whole head within ``request_head_timeout``, however it dribbles it).
+A connection moves through the states of :class:`State`; :meth:`Connection._enter` is the
+only place the state changes, and it refuses a transition the table does not allow::
+
+    IDLE ──first byte──▶ READING_HEAD ──head──▶ ANSWERING ──▶ SENDING ──▶ IDLE (keep-alive)
+      │                      │ (bad head, time-out)              │ ├──▶ TUNNEL (CONNECT) ──▶ CLOSED
+      └──client left──▶ CLOSED └────────────────▶ SENDING        │ └──▶ CLOSING ──▶ CLOSED
+                                                                  └──▶ CLOSED
+
+:func:`stays_open` is the one decision whether the connection goes back to IDLE.  Time
+limits apply to waiting for a request (idle keep-alive) and to receiving one (a slow client
+must deliver its whole head within ``request_head_timeout`` of its first byte, or for a new
+connection of its start, however it dribbles it).  Every response is logged exactly once,
+with the body bytes actually sent.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import socket
 import struct
 import threading
 import time
 from typing import Optional, Union
 
-from nex.body import ChunkedBody, FixedLengthBody
-from nex.dispatch import Site, respond
+from nex.body import BodyReader
+from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
 from nex.log import Logger
 from nex.request import Limits, Request, find_head, parse_head
-from nex.response import Response, write_response
+from nex.response import BodyFault, Progress, Response, framing_for, Framing, write_interim, \
+    write_response
 
 _RECV_SIZE = 64 * 1024
 #: Statuses after which the rest of the byte stream cannot be trusted to be framed right.
 _CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
+#: Errors that mean the client went away or stopped reading: nobody is left to tell.
+_CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
+                          errno.ESHUTDOWN, errno.ETIMEDOUT})
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    IDLE = "waiting for the first byte of a request"
+    READING_HEAD = "receiving a request head"
+    ANSWERING = "handling a request; its body is read, streamed or discarded"
+    SENDING = "sending a response"
+    TUNNEL = "relaying bytes both ways after CONNECT"
+    CLOSING = "half-closed, draining what the client still sends"
+    CLOSED = "closed"
+
+
+_TRANSITIONS = {
+    State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
+    State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
+    State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
+    State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
+    State.TUNNEL: frozenset({State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+def stays_open(request: Optional[Request], response: Response, body: Optional[BodyReader],
+               stopping: bool) -> bool:
+    """Whether the connection waits for another request after ``response`` (RFC 9112 §9).
+
+    It does only when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
+    ``keep-alive``; ``Connection: close`` either way), the response neither asks to close
+    nor has a status that leaves the byte stream's framing in doubt, the request body was
+    read to its end, the response's own end is marked by its framing rather than by closing,
+    no tunnel takes the connection over, and the server is not stopping.
+    """
+    return (request is not None and request.keep_alive and not stopping
+            and not response.close and response.status not in _CLOSING_STATUSES
+            and response.tunnel is None and (body is None or body.done)
+            and framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE)
 
 
 def timeval(seconds: float) -> bytes:
@@ -34,26 +88,37 @@ def timeval(seconds: float) -> bytes:
     return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
+def _expects_continue(request: Request) -> bool:
+    """Whether an HTTP/1.1 client waits for ``100 Continue`` before sending its body."""
+    expect = request.headers.get("Expect")
+    return (expect is not None and request.version == "HTTP/1.1"
+            and expect.strip(" \t").lower() == "100-continue")
+
+
 class Connection:
     """Serves the requests that arrive on one accepted socket."""
 
-    def __init__(self, sock: socket.socket, client: str, site: Site, logger: Logger,
-                 stopping: threading.Event) -> None:
+    def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
+                 logger: Logger, stopping: threading.Event) -> None:
         self.sock = sock
         self.client = client
-        self._site = site
-        self._config = site.config
-        self._limits = Limits.from_config(site.config)
+        self.state = State.IDLE
+        self._dispatcher = dispatcher
+        self._config = dispatcher.config
+        self._limits = Limits.from_config(dispatcher.config)
         self._logger = logger
         self._stopping = stopping
         self._buffer = bytearray()
-        #: The head being parsed, kept so that a request refused as malformed can be logged.
-        self._unparsed: Union[bytes, bytearray] = b""
-        #: True while the loop waits for the first byte of a request; shutdown wakes such waits.
-        self.idle = False
+        #: The bytes of the head being parsed, so a request refused as malformed is logged.
+        self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                        timeval(site.config.send_timeout))
+                        timeval(dispatcher.config.send_timeout))
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being answered (a stopping server waits for these)."""
+        return self.state in (State.ANSWERING, State.SENDING, State.TUNNEL)
 
     def serve(self) -> None:
         """Run the loop until the client leaves, a time limit passes, or the server stops."""
@@ -64,15 +129,28 @@ class Connection:
         except Exception:
             self._logger.exception(f"unexpected fault on the connection from {self.client}")
         finally:
+            self.state = State.CLOSED
             self.sock.close()
 
     def wake(self) -> None:
         """Wake the loop if it is idle, so that a stopping server need not wait for it."""
-        if self.idle:
+        if self.state is State.IDLE:
             try:
                 self.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
+
+    def abort(self) -> None:
+        """End a transfer the server will not wait for: its write fails and is logged."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _enter(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
+        self.state = state
 
     def _serve_requests(self) -> None:
         idle_timeout = self._config.request_head_timeout
@@ -83,7 +161,8 @@ class Connection:
             try:
                 request = self._read_request(idle_timeout, started)
             except HTTPError as error:
-                self._send(self._error_response(error), None, head_only=False, keep_alive=False)
+                self._enter(State.SENDING)
+                self._send(self._dispatcher.error_response(error), None, keep_alive=False)
                 self._linger()
                 return
             if request is None:
@@ -94,35 +173,46 @@ class Connection:
 
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
+        self._enter(State.ANSWERING)
+        body = None
+        if request.has_body:
+            body = BodyReader(request, self._buffer, self._receive_body,
+                              self._config.request_head_timeout, self._config.max_request_body,
+                              self._limits,
+                              self._send_continue if _expects_continue(request) else None)
         try:
-            if request.has_body and request.body_length > self._config.max_request_body:
-                raise HTTPError(413, "The request body is larger than this server accepts.",
-                                close=True)
-            response = respond(request, self._site)
+            response = self._dispatcher.respond(request, body)
         except HTTPError as error:
-            response = self._error_response(error)
+            response = self._dispatcher.error_response(error)
         except Exception:
             self._logger.exception(f"fault while answering {request.request_line!r}")
-            response = self._error_response(HTTPError(500, close=True))
-        keep_alive = (request.keep_alive and not response.close
-                      and not self._stopping.is_set())
-        if request.has_body:
-            if response.status >= 400:
-                keep_alive = False  # answer now; the unread body is drained on close
-            else:
-                try:
-                    self._discard_body(request)
-                except HTTPError as error:
-                    if response.file is not None:
-                        response.file.close()
-                    response, keep_alive = self._error_response(error), False
-        self._send(response, request, head_only=request.method == "HEAD", keep_alive=keep_alive)
-        if not keep_alive:
-            # Unread input (a body, pipelined requests) would turn the close into a reset.
-            if request.has_body or response.status >= 400 or self._buffer:
-                self._linger()
+            response = self._dispatcher.error_response(HTTPError(500, close=True))
+        # A body nobody read is discarded so the next request can be found; not after an
+        # error (the connection closes instead), nor while the client still waits for
+        # 100 Continue (it may never send the body: close and let it be).
+        if (body is not None and not body.done and response.status < 400
+                and not body.awaiting_continue):
+            try:
+                body.discard()
+            except HTTPError as error:
+                response.release()
+                response = self._dispatcher.error_response(error)
+        keep_alive = stays_open(request, response, body, self._stopping.is_set())
+        self._enter(State.SENDING)
+        self._send(response, request, keep_alive=keep_alive)
+        if keep_alive:
+            self._enter(State.IDLE)
+            return True
+        if response.tunnel is not None:
+            self._enter(State.TUNNEL)
+            pending = bytes(self._buffer)
+            self._buffer.clear()
+            response.tunnel(self.sock, pending)
             return False
-        return True
+        # Unread input (a body, pipelined requests) would turn the close into a reset.
+        if (body is not None and not body.done) or response.status >= 400 or self._buffer:
+            self._linger()
+        return False
 
     def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
         """The next request head, or None when the client closed or idled out.
@@ -130,17 +220,19 @@ class Connection:
         The head must be complete ``request_head_timeout`` after ``started``, or, when that is
         None, after its first byte arrived.
         """
-        buffer = self._unparsed = self._buffer
+        buffer = self._head_bytes = self._buffer
         deadline = None
         while True:
             if buffer:
+                if self.state is State.IDLE:
+                    self._enter(State.READING_HEAD)
                 bounds = find_head(buffer, self._limits)
                 if bounds is not None:
                     start, end = bounds
                     with memoryview(buffer) as view:
                         head = bytes(view[start:end])  # one copy, not slice then bytes
                     del buffer[:end]
-                    self._unparsed = head
+                    self._head_bytes = head
                     return parse_head(head, self._limits)
                 if deadline is None:
                     deadline = ((time.monotonic() if started is None else started)
@@ -155,9 +247,12 @@ class Connection:
             buffer += chunk
 
     def _receive(self, deadline: Optional[float], idle_timeout: float) -> Optional[bytes]:
-        """Bytes from the client; b"" when it closed; None when the wait timed out."""
+        """Bytes from the client; b"" when it closed; None when the wait timed out.
+
+        Without a ``deadline`` the connection is idle: it waits ``idle_timeout`` and a
+        stopping server ends the wait.
+        """
         if deadline is None:
-            self.idle = True
             if self._stopping.is_set():
                 return b""
             timeout = idle_timeout
@@ -170,8 +265,16 @@ class Connection:
             return self.sock.recv(_RECV_SIZE)
         except BlockingIOError:  # SO_RCVTIMEO ran out
             return None
-        finally:
-            self.idle = False
+
+    def _receive_body(self, deadline: float) -> bytes:
+        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader)."""
+        chunk = self._receive(deadline, 0)
+        if chunk is None:
+            raise HTTPError(408, "The request body did not arrive in time.", close=True)
+        return chunk
+
+    def _send_continue(self) -> None:
+        write_interim(self.sock, 100)
 
     def _set_receive_timeout(self, seconds: float) -> None:
         """Bound the next ``recv`` in the kernel (SO_RCVTIMEO).
@@ -183,54 +286,43 @@ class Connection:
             self._receive_timeout = seconds
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
 
-    def _discard_body(self, request: Request) -> None:
-        """Read the request's body and drop it, leaving any pipelined bytes in the buffer."""
-        if request.chunked:
-            decoder: Union[ChunkedBody, FixedLengthBody] = ChunkedBody(
-                self._config.max_request_body, self._limits)
-        else:
-            decoder = FixedLengthBody(request.body_length)
-        deadline = time.monotonic() + self._config.request_head_timeout
-        buffer = self._buffer
-        while True:
-            with memoryview(buffer) as view:
-                consumed = decoder.feed(view)
-            del buffer[:consumed]
-            if decoder.done:
-                return
-            chunk = self._receive(deadline, 0)
-            if chunk is None:
-                raise HTTPError(408, "The request body did not arrive in time.", close=True)
-            if not chunk:
-                raise HTTPError(400, "The connection closed inside the request body.",
-                                close=True)
-            buffer += chunk
-
-    def _error_response(self, error: HTTPError) -> Response:
-        page = self._site.templates.render_error(error, self._site.signature)
-        headers = [("Content-Type", "text/html; charset=utf-8"), *error.headers]
-        return Response(error.status, headers, (page,),
-                        close=error.close or error.status in _CLOSING_STATUSES)
-
-    def _send(self, response: Response, request: Optional[Request], *, head_only: bool,
+    def _send(self, response: Response, request: Optional[Request], *,
               keep_alive: bool) -> None:
-        sent = 0
+        """Write ``response`` and log it, once, with the body bytes that went out.
+
+        A client that went away is not an error worth a line; a body the server could not
+        produce whole is, without a traceback.  Either way the connection then closes.
+        """
+        progress = Progress()
         try:
-            sent = write_response(self.sock, response, head_only=head_only,
-                                  keep_alive=keep_alive, min_rate=self._config.min_send_rate,
-                                  grace=self._config.send_timeout)
+            write_response(self.sock, response,
+                           head_only=request is not None and request.method == "HEAD",
+                           keep_alive=keep_alive, min_rate=self._config.min_send_rate,
+                           grace=self._config.send_timeout,
+                           chunked_allowed=request is not None and request.version == "HTTP/1.1",
+                           progress=progress)
+        except BodyFault as fault:
+            self._logger.warning(f"response to {self.client} cut short: {fault}")
+            raise
+        except OSError as error:
+            if not isinstance(error, TimeoutError) and error.errno not in _CLIENT_GONE:
+                self._logger.warning(f"sending to {self.client} failed: {error}")
+            raise
         finally:
-            client = self.client
-            if request is None:
-                request_line, referer, agent = _first_line(self._unparsed), None, None
-            else:
-                request_line = request.request_line
-                referer = request.headers.get("Referer")
-                agent = request.headers.get("User-Agent")
-                if self._site.forwarded is not None:
-                    client = self._site.forwarded.client(
-                        client, request.headers.get("X-Forwarded-For"))
-            self._logger.access(client, request_line, response.status, sent, referer, agent)
+            self._log(request, response.status, progress.body_sent)
+
+    def _log(self, request: Optional[Request], status: int, sent: int) -> None:
+        client = self.client
+        if request is None:
+            request_line, referer, agent = _first_line(self._head_bytes), None, None
+        else:
+            request_line = request.request_line
+            referer = request.headers.get("Referer")
+            agent = request.headers.get("User-Agent")
+            forwarded = self._dispatcher.forwarded
+            if forwarded is not None:
+                client = forwarded.client(client, request.headers.get("X-Forwarded-For"))
+        self._logger.access(client, request_line, status, sent, referer, agent)
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.
@@ -238,6 +330,7 @@ class Connection:
         Closing a socket with unread input makes the kernel send a reset, which can destroy
         the response before the client has read it (RFC 9112 §9.6).
         """
+        self._enter(State.CLOSING)
         try:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + _LINGER_SECONDS

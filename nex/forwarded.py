@@ -25,7 +25,8 @@ class ForwardedFor:
     def __init__(self, trusted: Iterable[str]) -> None:
         self._trusted = parse_networks(trusted)
 
-    def _is_trusted(self, address: str) -> bool:
+    def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` (an IP address as text) is one of the trusted proxies."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -34,7 +35,7 @@ class ForwardedFor:
 
     def client(self, peer: str, forwarded_for: Optional[str]) -> str:
         """The client's address: ``peer`` unless a trusted proxy forwarded the request."""
-        if not self._trusted or forwarded_for is None or not self._is_trusted(peer):
+        if not self._trusted or forwarded_for is None or not self.is_trusted(peer):
             return peer
         for hop in reversed(forwarded_for.split(",")):
             address = hop.strip(" \t")
@@ -42,6 +43,6 @@ class ForwardedFor:
                 ipaddress.ip_address(address)
             except ValueError:
                 return peer  # a malformed list proves nothing about the client
-            if not self._is_trusted(address):
+            if not self.is_trusted(address):
                 return address
         return peer

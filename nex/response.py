@@ -1,4 +1,11 @@
-"""The writer: a :class:`Response` onto a socket, file bodies through ``socket.sendfile``."""
+"""The writer: the one place bytes go out to a client.
+
+A :class:`Response` is a plain value that handlers build; :func:`write_response` puts it on
+the socket: the head, then the body from bytes, slices of an open file (``os.sendfile``,
+zero-copy), or a stream produced while sending (a proxied body) framed by Content-Length,
+chunked, or the end of the connection.  A response owns what its body comes from and
+:meth:`Response.release` frees it, whatever path the exchange took.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (BinaryIO, Callable, Iterable, Iterator, List, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 from nex import SERVER_SOFTWARE
 from nex.clock import SecondText
@@ -15,6 +23,8 @@ from nex.errors import reason_phrase
 
 _KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
 _CLOSE = "Connection: close\r\n\r\n"
+
+http_date_now = SecondText(lambda second: formatdate(second, usegmt=True)).now
 
 
 class FileSlice(NamedTuple):
@@ -25,17 +35,34 @@ class FileSlice(NamedTuple):
 
 
 BodyPiece = Union[bytes, FileSlice]
+#: Runs a CONNECT tunnel over the client's socket once the 2xx head is out; it gets the
+#: bytes the client already sent past the request head and returns the bytes relayed
+#: ``(client to origin, origin to client)``.
+Tunnel = Callable[[socket.socket, bytes], Tuple[int, int]]
+
+
+class BodyFault(OSError):
+    """The server could not produce the body it announced (a file that shrank, a disk read
+    error, an origin that broke off): the response is cut short and the connection closed."""
 
 
 @dataclass
 class Response:
     """A reply ready to write.
 
-    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``,
-    ``Content-Length`` (computed from ``body``) and ``Connection``.  ``body`` is a sequence of
-    pieces: bytes, or :class:`FileSlice` ranges of ``file``, an open binary file that the
-    writer closes when done.  A handler answers HEAD with the very response it gives GET; the
-    writer leaves the body out.  ``close`` asks for the connection to close afterwards.
+    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``, the framing
+    (``Content-Length`` computed from ``body``, or ``Transfer-Encoding``) and
+    ``Connection``.  The body is one of:
+
+    - ``body``: a sequence of pieces, bytes or :class:`FileSlice` ranges of ``file``;
+    - ``stream``: bytes produced while sending, ``stream_length`` long when that is known;
+      otherwise chunked for an HTTP/1.1 client, else delimited by closing the connection.
+
+    ``forwarded`` marks headers relayed from an origin: the writer then adds no ``Server``
+    and a ``Date`` only when the origin sent none.  ``tunnel`` (CONNECT) takes the
+    connection over after the head.  ``close`` asks for the connection to close afterwards.
+    ``resources`` are closed by :meth:`release` with ``file`` and ``stream``.  A handler
+    answers HEAD with the very response it gives GET; the writer leaves the body out.
     """
 
     status: int
@@ -43,12 +70,27 @@ class Response:
     body: Sequence[BodyPiece] = ()
     file: Optional[BinaryIO] = None
     close: bool = False
+    stream: Optional[Iterable[bytes]] = None
+    stream_length: Optional[int] = None
+    forwarded: bool = False
+    tunnel: Optional[Tunnel] = None
+    user: Optional[str] = None
 
     @property
-    def content_length(self) -> int:
-        """The number of body bytes GET would carry."""
+    def content_length(self) -> Optional[int]:
+        """The number of body bytes GET would carry, or None when not known in advance."""
+        if self.stream is not None:
+            return self.stream_length
         return sum(piece.count if isinstance(piece, FileSlice) else len(piece)
                    for piece in self.body)
+
+    def release(self) -> None:
+        """Close the file and stream the body comes from; safe to call more than once."""
+        if self.file is not None:
+            self.file.close()
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
 
 
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -57,15 +99,27 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _SENDFILE_BLOCK = 1 << 30
 
 
-http_date_now = SecondText(lambda second: formatdate(second, usegmt=True)).now
-
-
-def _has_content_length(status: int) -> bool:
+def has_body(status: int) -> bool:
+    """Whether a response with ``status`` carries content (RFC 9110 §6.4.1)."""
     return status >= 200 and status not in _NO_BODY_STATUSES
 
 
+class Framing:
+    """How the writer delimits a body: by length, by chunks, or by closing."""
+
+    LENGTH, CHUNKED, CLOSE = "length", "chunked", "close"
+
+
+def framing_for(response: Response, chunked_allowed: bool) -> str:
+    """The :class:`Framing` of ``response``'s body for a client that may take chunked."""
+    if response.content_length is not None or not has_body(response.status):
+        return Framing.LENGTH
+    return Framing.CHUNKED if chunked_allowed else Framing.CLOSE
+
+
 def serialize_head(response: Response, *, keep_alive: bool,
-                   content_length: Optional[int] = None) -> bytes:
+                   content_length: Optional[int] = None, framing: str = Framing.LENGTH
+                   ) -> bytes:
     """The status line and header section of ``response``, ending in the blank line.
 
     Raises ``ValueError`` when a header would carry CR, LF or NUL: such a value could split
@@ -78,19 +132,39 @@ def serialize_head(response: Response, *, keep_alive: bool,
     if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
             response.headers) or "\0" in fields:
         raise ValueError(f"unsafe characters in response headers {response.headers!r}")
-    if not _has_content_length(status):
+    if not has_body(status) or response.tunnel is not None:
+        length = ""
+    elif framing == Framing.CHUNKED:
+        length = "Transfer-Encoding: chunked\r\n"
+    elif framing == Framing.CLOSE:
         length = ""
     else:
         if content_length is None:
             content_length = response.content_length
         length = f"Content-Length: {content_length}\r\n"
-    return (f"HTTP/1.1 {status} {reason_phrase(status)}\r\nDate: {http_date_now()}\r\n"
-            f"Server: {SERVER_SOFTWARE}\r\n{fields}{length}"
-            f"{_KEEP_ALIVE if keep_alive else _CLOSE}").encode("latin-1")
+    if response.forwarded:
+        origin_dated = any(name.lower() == "date" for name, _ in response.headers)
+        stamp = "" if origin_dated else f"Date: {http_date_now()}\r\n"
+    else:
+        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+    connection = "\r\n" if response.tunnel is not None else (
+        _KEEP_ALIVE if keep_alive else _CLOSE)
+    return (f"HTTP/1.1 {status} {reason_phrase(status)}\r\n{stamp}{fields}{length}"
+            f"{connection}").encode("latin-1")
+
+
+class Progress:
+    """What a write has put on the wire so far: ``body_sent`` bytes of content."""
+
+    __slots__ = ("body_sent",)
+
+    def __init__(self) -> None:
+        self.body_sent = 0
 
 
 def write_response(sock: socket.socket, response: Response, *, head_only: bool,
-                   keep_alive: bool, min_rate: int = 0, grace: float = 0.0) -> int:
+                   keep_alive: bool, min_rate: int = 0, grace: float = 0.0,
+                   chunked_allowed: bool = True, progress: Optional[Progress] = None) -> int:
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
     Small bodies go out with the head in one write; larger file slices through
@@ -98,23 +172,32 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     the same segment as the first body bytes.  The socket's SO_SNDTIMEO bounds each call;
     beyond ``grace`` seconds a client that has read less than ``min_rate`` bytes per second
     on average is dropped (``TimeoutError``), so trickling reads cannot hold a worker.
-    The response's file is closed in every case.
+    ``progress`` counts the body bytes sent, also when the write fails part way.  A body
+    that cannot be produced whole raises :class:`BodyFault`.  The response is released in
+    every case.
     """
-    pace = _Pace(min_rate, grace)
+    pace = _Pace(min_rate, grace, progress or Progress())
     try:
-        body = response.body
+        framing = framing_for(response, chunked_allowed)
         total = response.content_length
-        head = serialize_head(response, keep_alive=keep_alive, content_length=total)
-        if head_only or not body or not _has_content_length(response.status):
-            _send_all(sock, head, 0, pace)
+        head = serialize_head(response, keep_alive=keep_alive, content_length=total,
+                              framing=framing)
+        if head_only or not has_body(response.status) or response.tunnel is not None:
+            _send_all(sock, head, 0, None)
+            return 0
+        if response.stream is not None:
+            _send_stream(sock, head, response.stream, total, framing, pace)
+            return pace.progress.body_sent
+        body = response.body
+        if not body:
+            _send_all(sock, head, 0, None)
             return 0
         if total <= _SMALL_BODY:
-            if len(body) == 1 and not isinstance(body[0], FileSlice):
-                _send_all(sock, head + body[0], 0, pace)
-            else:
-                _send_all(sock, head + b"".join(_read_pieces(response)), 0, pace)
+            data = body[0] if len(body) == 1 and not isinstance(body[0], FileSlice) else \
+                b"".join(_read_pieces(response))
+            _send_all(sock, head + data, 0, pace, len(head))
             return total
-        _send_all(sock, head, _MSG_MORE, pace)
+        _send_all(sock, head, _MSG_MORE, None)
         last = len(body) - 1
         for index, piece in enumerate(body):
             if isinstance(piece, FileSlice):
@@ -123,40 +206,45 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
                 _send_all(sock, piece, _MSG_MORE if index < last else 0, pace)
         return total
     finally:
-        if response.file is not None:
-            response.file.close()
+        response.release()
 
 
 class _Pace:
-    """Bytes sent so far in one response, checked against a minimum average rate."""
+    """Body bytes sent so far in one response, checked against a minimum average rate."""
 
-    __slots__ = ("_min_rate", "_grace", "_started", "sent")
+    __slots__ = ("_min_rate", "_grace", "_started", "progress")
 
-    def __init__(self, min_rate: int, grace: float) -> None:
+    def __init__(self, min_rate: int, grace: float, progress: Progress) -> None:
         self._min_rate = min_rate
         self._grace = grace
         self._started = time.monotonic()
-        self.sent = 0
+        self.progress = progress
 
     def add(self, count: int) -> None:
         """Count ``count`` more bytes sent; raise ``TimeoutError`` if the client lags."""
-        self.sent += count
+        self.progress.body_sent += count
         if self._min_rate:
             elapsed = time.monotonic() - self._started
-            if elapsed > self._grace and self.sent < self._min_rate * elapsed:
+            if elapsed > self._grace and self.progress.body_sent < self._min_rate * elapsed:
                 raise TimeoutError("the client reads slower than the minimum send rate")
 
 
-def _send_all(sock: socket.socket, data: bytes, flags: int, pace: _Pace) -> None:
-    """``sock.sendall`` that keeps ``pace``; one ``send`` when the buffer has room."""
+def _send_all(sock: socket.socket, data: bytes, flags: int, pace: Optional[_Pace],
+              skip: int = 0) -> None:
+    """``sock.sendall`` that keeps ``pace``, counting bytes past the first ``skip`` (a head
+    sent with its body) as body bytes; one ``send`` when the buffer has room."""
     try:
         sent = sock.send(data, flags)
         if sent == len(data):
-            pace.sent += sent
+            if pace is not None:
+                pace.progress.body_sent += sent - skip
             return
         view = memoryview(data)
         while True:
-            pace.add(sent)
+            if pace is not None:
+                counted = max(0, sent - skip)
+                skip = max(0, skip - sent)
+                pace.add(counted)
             view = view[sent:]
             if not view:
                 return
@@ -180,19 +268,53 @@ def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice
         except BlockingIOError:
             raise TimeoutError("the client stopped reading") from None
         if sent == 0:
-            raise OSError(f"file shrank while being sent ({piece.count - remaining} of "
-                          f"{piece.count} bytes)")
+            raise BodyFault(f"the file shrank while being sent ({piece.count - remaining} of "
+                            f"{piece.count} bytes)")
         offset += sent
         remaining -= sent
         pace.add(sent)
 
 
+def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
+                 length: Optional[int], framing: str, pace: _Pace) -> None:
+    """Send ``head``, then each piece of ``stream`` as it comes, framed per ``framing``."""
+    _send_all(sock, head, _MSG_MORE, None)
+    produced = 0
+    for piece in stream:
+        if not piece:
+            continue
+        produced += len(piece)
+        if length is not None and produced > length:
+            raise BodyFault(f"the body ran past its announced length of {length} bytes")
+        if framing == Framing.CHUNKED:
+            _send_all(sock, b"%x\r\n" % len(piece), _MSG_MORE, None)
+            _send_all(sock, piece, _MSG_MORE, pace)
+            _send_all(sock, b"\r\n", _MSG_MORE, None)
+        else:
+            _send_all(sock, piece, _MSG_MORE, pace)
+    if length is not None and produced != length:
+        raise BodyFault(f"the body ended after {produced} of {length} bytes")
+    _send_all(sock, b"0\r\n\r\n" if framing == Framing.CHUNKED else b"", 0, None)
+
+
 def _read_pieces(response: Response) -> Iterator[bytes]:
     for piece in response.body:
         if isinstance(piece, FileSlice):
-            data = os.pread(response.file.fileno(), piece.count, piece.offset)
+            try:
+                data = os.pread(response.file.fileno(), piece.count, piece.offset)
+            except OSError as error:
+                raise BodyFault(f"the file could not be read: {error.strerror}") from None
             if len(data) != piece.count:
-                raise OSError(f"file shrank while being sent ({len(data)} of {piece.count} bytes)")
+                raise BodyFault(f"the file shrank while being sent ({len(data)} of "
+                                f"{piece.count} bytes)")
             yield data
         else:
             yield piece
+
+
+def write_interim(sock: socket.socket, status: int) -> None:
+    """Send a ``1xx`` interim response, such as ``100 Continue`` (RFC 9110 §15.2)."""
+    try:
+        sock.sendall(f"HTTP/1.1 {status} {reason_phrase(status)}\r\n\r\n".encode("latin-1"))
+    except BlockingIOError:
+        raise TimeoutError("the client stopped reading") from None

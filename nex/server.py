@@ -15,21 +15,25 @@ import socket
 import sys
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
+from nex.assembly import assemble
 from nex.config import Config
 from nex.connection import Connection
-from nex.dispatch import Site
+from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
-from nex.filecache import SmallFileCache
-from nex.forwarded import ForwardedFor
-from nex.hosts import HostValidator
+from nex.interfaces import local_addresses
 from nex.log import Logger
-from nex.response import Response, serialize_head
-from nex.templates import TemplateError, TemplateSet
+from nex.response import write_response
+from nex.templates import TemplateError
 
 _RETRY_AFTER_SECONDS = "5"
+_REFUSALS = {503: "The server is at its connection limit; try again shortly.",
+             429: "Too many connections from your address; close some and try again."}
+#: How long cut transfers get to log their lines after the grace period.
+_ABORT_WAIT_SECONDS = 2.0
+_WAKE_INTERVAL_SECONDS = 0.5
 #: accept() errors that last until a connection ends (descriptors or kernel memory exhausted).
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_RETRY_SECONDS = 0.05
@@ -41,38 +45,46 @@ class _Stop(Exception):
     """Raised in the main thread by the signal handler to end the accept loop."""
 
 
-class Server:
-    """One listening socket and the worker threads of its connections."""
+class _ForceStop(Exception):
+    """Raised in the main thread by a second SIGINT: stop without waiting for transfers."""
 
-    def __init__(self, config: Config, templates: TemplateSet, logger: Logger) -> None:
+
+class Server:
+    """One listening socket and the worker threads of its connections.
+
+    ``dispatcher`` answers the requests; it is built once the port is known (page footers
+    name it) by ``make_dispatcher(port)``.
+    """
+
+    def __init__(self, config: Config, make_dispatcher, logger: Logger) -> None:
         self.config = config
         self._logger = logger
         self.listener = _bind(config)
         self.port = self.listener.getsockname()[1]
-        self.site = Site(config, templates, HostValidator(config.allowed_hosts),
-                         f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}",
-                         SmallFileCache(config.file_cache_size)
-                         if config.file_cache_size else None,
-                         ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None)
+        try:
+            self.dispatcher: Dispatcher = make_dispatcher(self.port)
+        except BaseException:
+            self.listener.close()
+            raise
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
         self._live: Dict[Connection, threading.Thread] = {}
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
-        self._refusal_pages = {
-            status: templates.render_error(HTTPError(status, detail), self.site.signature)
-            for status, detail in ((503, "The server is at its connection limit; try again shortly."),
-                                   (429, "Too many connections from your address; "
-                                         "close some and try again."))}
 
-    @property
-    def url(self) -> str:
-        """The URL that reaches this server."""
+    def urls(self) -> List[str]:
+        """URLs that reach this server, the most local first.
+
+        A wildcard address (``0.0.0.0``, ``::``) is no place to browse to: it stands for
+        loopback and for each address of the machine's interfaces, which are listed.
+        """
         host = self.listener.getsockname()[0]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        hosts = [host]
+        if host in ("0.0.0.0", "::"):
+            hosts = local_addresses(ipv6=host == "::")
+        return [f"http://[{name}]:{self.port}/" if ":" in name else
+                f"http://{name}:{self.port}/" for name in hosts]
 
     def serve_forever(self) -> None:
         """Accept clients until a signal (or :meth:`stop`) ends the loop."""
@@ -95,10 +107,12 @@ class Server:
             self._shut_down()
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM: end the accept loop once; later signals wait for the shutdown."""
+        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
         if not self.stopping.is_set():
             self.stopping.set()
             raise _Stop()
+        if signum == signal.SIGINT:
+            raise _ForceStop()
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -113,7 +127,8 @@ class Server:
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
-            elif self._per_client.get(client, 0) >= self.config.max_connections_per_client:
+            elif (self._per_client.get(client, 0) >= self.config.max_connections_per_client
+                  and not self._is_trusted_proxy(client)):
                 refusal = 429
             else:
                 refusal = 0
@@ -126,7 +141,7 @@ class Server:
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection(sock, client, self.site, self._logger, self.stopping)
+            connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping)
         except OSError:  # some systems refuse options on a socket the client already reset
             with self._lock:
                 self._forget_client(client)
@@ -162,43 +177,69 @@ class Server:
         else:
             self._per_client.pop(client, None)
 
+    def _is_trusted_proxy(self, client: str) -> bool:
+        """Whether ``client`` is a configured proxy or load balancer: one address that
+        carries many clients' connections, so the per-client cap does not apply to it."""
+        forwarded = self.dispatcher.forwarded
+        return forwarded is not None and forwarded.is_trusted(client)
+
     def _shut_down(self) -> None:
+        """Stop accepting, let busy connections finish within the grace period, then cut
+        what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
         self.listener.close()
         with self._lock:
             connections = list(self._live)
         for connection in connections:
             connection.wake()
+        busy = [connection for connection in connections if connection.busy]
+        if busy:
+            grace = self.config.shutdown_grace
+            print(f"waiting up to {grace:g} s for {len(busy)} transfer"
+                  f"{'' if len(busy) == 1 else 's'}; Ctrl+C again to stop now",
+                  file=sys.stderr, flush=True)
         deadline = time.monotonic() + self.config.shutdown_grace
-        while True:
+        while self._wait_for_workers(deadline):
             with self._lock:
-                workers = list(self._live.values())
-            if not workers:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._logger.warning(f"{len(workers)} connection(s) still busy after the "
-                                     "shutdown grace period; closing them")
-                break
-            workers[0].join(remaining)
+                connections = list(self._live)
             for connection in connections:
                 connection.wake()
+        with self._lock:
+            left = list(self._live)
+        if left:
+            self._logger.warning(f"{len(left)} connection(s) still busy after the "
+                                 "shutdown grace period; closing them")
+            for connection in left:
+                connection.abort()
+            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+
+    def _wait_for_workers(self, deadline: float) -> bool:
+        """Wait for one worker to end before ``deadline``; False once none are left or the
+        deadline has passed."""
+        with self._lock:
+            workers = list(self._live.values())
+        remaining = deadline - time.monotonic()
+        if not workers or remaining <= 0:
+            return False
+        workers[0].join(min(remaining, _WAKE_INTERVAL_SECONDS))
+        return True
 
     def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
-        """Answer ``status`` with its ready-rendered page without blocking the accept loop,
-        then close; the head is made now so that its Date is current."""
-        page = self._refusal_pages[status]
-        response = Response(status, [("Content-Type", "text/html; charset=utf-8"),
-                                     ("Retry-After", _RETRY_AFTER_SECONDS)], (page,), close=True)
+        """Answer ``status`` with its page without blocking the accept loop, then close."""
+        detail = _REFUSALS[status]
+        response = self.dispatcher.error_response(
+            HTTPError(status, detail, headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
+                      close=True))
+        sent = 0
         try:
             sock.setblocking(False)
-            sock.send(serialize_head(response, keep_alive=False) + page)
+            sent = write_response(sock, response, head_only=False, keep_alive=False)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         finally:
             sock.close()
-        self._logger.access(client, "-", status, len(page), None, None)
+        self._logger.access(client, "-", status, sent, None, None)
 
 
 def _plain_address(host: str) -> str:
@@ -234,30 +275,38 @@ def _bind(config: Config) -> socket.socket:
 
 
 def serve(config: Config) -> int:
-    """Run Nex with ``config`` until SIGINT or SIGTERM; return the process exit status."""
-    try:
-        templates = TemplateSet.load(config.error_pages, config.templates)
-    except TemplateError as error:
-        print(f"nex: {error}", file=sys.stderr)
-        return 2
+    """Run Nex with ``config`` until SIGINT or SIGTERM; return the process exit status:
+    0 after a graceful stop, 130 when a second SIGINT cut it short, 2 when it cannot start."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
     logger = Logger.from_config(config)
     try:
-        server = Server(config, templates, logger)
+        server = Server(config, lambda port: assemble(config, port), logger)
+    except TemplateError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        logger.close()
+        return 2
     except OSError as error:
         print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
               file=sys.stderr)
         logger.close()
         return 2
-    previous = {sig: signal.signal(sig, server.handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"{SERVER_SOFTWARE} serving {config.document_root} at {server.url} (Ctrl+C stops)",
+    previous = {sig: signal.signal(sig, server.handle_signal)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    urls = server.urls()
+    print(f"{SERVER_SOFTWARE} serving {config.document_root} at {urls[0]} (Ctrl+C stops)",
           flush=True)
+    for url in urls[1:]:
+        print(f"  also at {url}", flush=True)
+    status = 0
     try:
         server.serve_forever()
+    except _ForceStop:
+        print("stopping now", file=sys.stderr, flush=True)
+        status = 130
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
-    return 0
+    return status

@@ -1,4 +1,4 @@
-"""Routing without sockets: a Request through a real Site to a Response or an HTTPError."""
+"""Routing without sockets: a Request through a real Dispatcher to a Response or an HTTPError."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterable, Optional, Tuple
 from unittest import mock
 
 from nex.config import load_config
-from nex.dispatch import SERVED_METHODS, Site, respond
+from nex.dispatch import SERVED_METHODS, Dispatcher
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
 from nex.hosts import HostValidator
@@ -38,7 +38,7 @@ def fields(response: Response) -> dict:
 
 
 class DispatchTestCase(unittest.TestCase):
-    """A document root with a file and a folder, and a Site serving it."""
+    """A document root with a file and a folder, and a Dispatcher serving it."""
 
     def setUp(self) -> None:
         self.root = tempfile.mkdtemp()
@@ -60,18 +60,19 @@ class DispatchTestCase(unittest.TestCase):
         return path
 
     def site(self, hosts: Iterable[str] = ("localhost", "127.0.0.1"),
-             file_cache: Optional[SmallFileCache] = None) -> Site:
-        return Site(self.config, self.templates, HostValidator(hosts), SIGNATURE, file_cache)
+             file_cache: Optional[SmallFileCache] = None) -> Dispatcher:
+        return Dispatcher(self.config, self.templates, HostValidator(hosts), SIGNATURE,
+                          file_cache)
 
     def respond(self, method: str, target: str, host: str = "localhost",
-                site: Optional[Site] = None) -> Response:
-        response = respond(make_request(method, target, host), site or self.site())
+                site: Optional[Dispatcher] = None) -> Response:
+        response = (site or self.site()).respond(make_request(method, target, host), None)
         if response.file is not None:
             self.addCleanup(response.file.close)
         return response
 
     def refusal(self, method: str, target: str, host: str = "localhost",
-                site: Optional[Site] = None) -> HTTPError:
+                site: Optional[Dispatcher] = None) -> HTTPError:
         with self.assertRaises(HTTPError) as caught:
             self.respond(method, target, host, site)
         return caught.exception
@@ -211,7 +212,7 @@ class HostTest(DispatchTestCase):
 
 
 class FileCacheTest(DispatchTestCase):
-    """With a small-file cache in the Site, small files come back as bytes, never stale."""
+    """With a small-file cache in the Dispatcher, small files come back as bytes, never stale."""
 
     def test_small_files_come_back_as_bytes(self) -> None:
         site = self.site(file_cache=SmallFileCache(1 << 20))
@@ -246,7 +247,7 @@ class FileCacheTest(DispatchTestCase):
     def test_range_of_a_cached_file(self) -> None:
         site = self.site(file_cache=SmallFileCache(1 << 20))
         request = make_request("GET", "/hello.txt", headers=[("Range", "bytes=0-4")])
-        response = respond(request, site)
+        response = site.respond(request, None)
         self.assertEqual(response.status, 206)
         self.assertIsNone(response.file)
         self.assertEqual(body_bytes(response), b"hello")

@@ -23,7 +23,7 @@ from unittest import mock
 
 from nex.config import Config
 from nex.connection import Connection
-from nex.dispatch import Site
+from nex.dispatch import Dispatcher
 from nex.hosts import HostValidator
 from nex.log import Logger
 from nex.templates import TemplateSet
@@ -763,7 +763,7 @@ class UnexpectedFaultTest(unittest.TestCase):
         config = Config(document_root=root, error_pages=os.path.join(REPO, "error_pages"),
                         templates=os.path.join(REPO, "other_templates"))
         templates = TemplateSet.load(config.error_pages, config.templates)
-        self.site = Site(config, templates, HostValidator(("*",)),
+        self.site = Dispatcher(config, templates, HostValidator(("*",)),
                          "Nex/0.1 Server at localhost Port 0")
         self.access, self.errors = io.StringIO(), io.StringIO()
         self.logger = Logger(self.access, self.errors)
@@ -786,7 +786,7 @@ class UnexpectedFaultTest(unittest.TestCase):
 
     def test_handler_fault_gives_a_500_page_without_internals(self):
         fault = RuntimeError("internal detail /srv/private/state.db")
-        with mock.patch("nex.connection.respond", side_effect=fault):
+        with mock.patch.object(Dispatcher, "respond", side_effect=fault):
             data = self.serve(REQUEST * 3)
         replies = parse_replies(data)
         self.assertEqual(len(replies), 1, "the connection must close after a 500")
@@ -802,7 +802,7 @@ class UnexpectedFaultTest(unittest.TestCase):
         self.assertIn("RuntimeError: internal detail", errors)
 
     def test_handler_fault_on_a_head_request_sends_no_body(self):
-        with mock.patch("nex.connection.respond", side_effect=ValueError("x")):
+        with mock.patch.object(Dispatcher, "respond", side_effect=ValueError("x")):
             data = self.serve(b"HEAD /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
         replies = parse_replies(data, head_only=True)
         self.assertEqual([reply.status for reply in replies], [500])

@@ -17,8 +17,8 @@ import unittest
 
 from nex.config import load_config
 from nex.log import Logger
+from nex.assembly import assemble
 from nex.server import Server
-from nex.templates import TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
 
 #: A Combined Log Format line as Nex writes it.
@@ -207,7 +207,7 @@ class WorkerThreadTest(unittest.TestCase):
                                     "templates": os.path.join(REPO, "other_templates")})
         logs = io.StringIO()
         logger = Logger(logs, logs)
-        server = Server(config, TemplateSet.load(config.error_pages, config.templates), logger)
+        server = Server(config, lambda port: assemble(config, port), logger)
         listener = threading.Thread(target=server.serve_forever)
         listener.start()
         try:

@@ -1,0 +1,31 @@
+"""Assembly: one :class:`Dispatcher` built from the settings, before the listener starts.
+
+The listener only listens; everything the workers share (templates, Host rules, the
+small-file cache, trusted proxies) is put together here, once per process.
+"""
+
+from __future__ import annotations
+
+from nex import SERVER_SOFTWARE
+from nex.config import Config
+from nex.dispatch import Dispatcher
+from nex.filecache import SmallFileCache
+from nex.forwarded import ForwardedFor
+from nex.hosts import HostValidator
+from nex.templates import TemplateSet
+
+
+def assemble(config: Config, port: int) -> Dispatcher:
+    """The dispatcher for ``config``, serving on ``port`` (shown in page footers).
+
+    Raises ``TemplateError`` when a page template cannot be loaded.
+    """
+    templates = TemplateSet.load(config.error_pages, config.templates)
+    return Dispatcher(
+        config=config,
+        templates=templates,
+        hosts=HostValidator(config.allowed_hosts),
+        signature=f"{SERVER_SOFTWARE} Server at {config.server_name} Port {port}",
+        file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
+        forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
+    )
