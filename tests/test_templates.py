@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
 from nex import SERVER_SOFTWARE
 from nex.errors import HTTPError
 from nex.templates import Template, TemplateError, TemplateSet
-from tests.support import NexServer, ResponseReader
+from tests.support import REPO, NexServer, ResponseReader, write_settings
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
@@ -499,6 +501,26 @@ class LivePagesTest(unittest.TestCase):
                 status, page = self.get(target)
                 self.assertEqual(status, expected)
                 self.assertIn(ICON_LINK, page)
+
+
+class BrokenLayoutStartUpTest(unittest.TestCase):
+    def test_layout_loop_stops_start_up_with_one_line_and_status_2(self):
+        base = tempfile.mkdtemp(prefix="nex-broken-layout-")
+        self.addCleanup(shutil.rmtree, base)
+        pages = os.path.join(base, "error_pages")
+        shutil.copytree(ERROR_PAGES, pages)
+        with open(os.path.join(pages, "layout.html"), "w", encoding="utf-8") as file:
+            file.write("{{-EXTENDS layout.html-}}\n")
+        settings = os.path.join(base, "settings.conf")
+        write_settings(settings, {"server": {"error_pages": pages, "templates": TEMPLATES}})
+        result = subprocess.run([sys.executable, os.path.join(REPO, "server.py"), "--config",
+                                 settings, "--root", base, "--port", "0"],
+                                capture_output=True, text=True, timeout=60, cwd=REPO,
+                                stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        layout = os.path.join(pages, "layout.html")
+        self.assertRegex(result.stderr, r"\Anex: templates extend each other in a loop: "
+                                        rf".*{re.escape(f'{layout} -> {layout}')}\n\Z")
 
 
 if __name__ == "__main__":
