@@ -11,7 +11,8 @@ The order of the steps is the point:
 5. directories: redirect to the slash form, serve an index file, list, or refuse.
 
 Refusals that would tell whether something exists (dotfiles, symlinks the policy forbids,
-paths that leave the root) are all ``404``, the same answer a missing file gets.
+paths that leave the root) are all ``404``, the same answer a missing file gets: one detail
+naming the decoded path that was asked for, whatever the reason.
 """
 
 from __future__ import annotations
@@ -67,16 +68,22 @@ def resolve(path: str, query: str, config) -> Target:
     trailing slash.
     """
     segments, trailing_slash = split_path(path)
-    if not config.dotfiles and any(segment.startswith(".") for segment in segments):
-        raise HTTPError(404, "The requested resource was not found.")
-    fs_path, st = lookup(config.document_root, segments, config.symlinks)
     url_path = "/" + "/".join(segments)
+    asked_for = url_path + "/" if segments and trailing_slash else url_path
+    if not config.dotfiles and any(segment.startswith(".") for segment in segments):
+        raise _not_found(asked_for)
+    try:
+        fs_path, st = lookup(config.document_root, segments, config.symlinks)
+    except HTTPError as error:
+        if error.status != 404:
+            raise
+        raise _not_found(asked_for) from None
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
-            raise HTTPError(404, "The requested resource was not found.")
+            raise _not_found(asked_for)
         return Target("file", fs_path, url_path, st)
     if not stat.S_ISDIR(st.st_mode):
-        raise HTTPError(404, "The requested resource was not found.")
+        raise _not_found(asked_for)
     if segments and not trailing_slash:
         raise HTTPError(301, "The folder's address ends with a slash.",
                         headers=[("Location", redirect_location(segments, query))])
@@ -93,6 +100,11 @@ def resolve(path: str, query: str, config) -> Target:
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
     return Target("directory", fs_path, url_path, st)
+
+
+def _not_found(url_path: str) -> HTTPError:
+    """The one 404 for a path that is missing or refused; the page escapes ``url_path``."""
+    return HTTPError(404, f"The requested path {url_path} was not found.")
 
 
 def split_path(path: str) -> Tuple[List[str], bool]:

@@ -308,6 +308,37 @@ class DirectoryTest(ResolverTestCase):
                 self.resolve("/file.txt", symlinks="always")
 
 
+class NotFoundDetailTest(ResolverTestCase):
+    """Every 404 names the decoded path asked for, in one shape whatever the reason."""
+
+    def setUp(self):
+        super().setUp()
+        self.link(os.path.join(self.outside, "secret.txt"), "out.txt")
+        self.link("missing", "broken")
+
+    def assertNotFound(self, path, named, **settings):
+        error = self.assertStatus(404, path, **settings)
+        self.assertEqual(error.detail, f"The requested path {named} was not found.")
+
+    def test_missing_paths_are_named_decoded_and_normalised(self):
+        for path, named in (("/nope", "/nope"), ("/nope/", "/nope/"),
+                            ("/a%20b/n%C3%A9", "/a b/né"), ("/docs/../nope/./x", "/nope/x"),
+                            ("/%3Cscript%3E%22%27", "/<script>\"'")):
+            with self.subTest(path=path):
+                self.assertNotFound(path, named)
+
+    def test_refusals_look_like_missing_files(self):
+        for path, named in (("/.secret", "/.secret"), ("/.git/config", "/.git/config"),
+                            ("/%2esecret", "/.secret"), ("/out.txt", "/out.txt"),
+                            ("/broken", "/broken"), ("/file.txt/", "/file.txt/")):
+            with self.subTest(path=path):
+                self.assertNotFound(path, named)
+
+    def test_symlink_refused_by_never_looks_like_a_missing_file(self):
+        self.link("file.txt", "in.txt")
+        self.assertNotFound("/in.txt", "/in.txt", symlinks="never")
+
+
 class RedirectTest(ResolverTestCase):
     def test_folder_without_slash_redirects(self):
         self.assertEqual(self.location("/docs"), "/docs/")
