@@ -12,7 +12,8 @@ import re
 from typing import Union
 
 from nex.errors import HTTPError
-from nex.request import CHUNK_LINE, Limits, parse_field_line
+from nex.grammar import CHUNK_LINE
+from nex.request import Limits, parse_field_line
 
 Data = Union[bytes, bytearray, memoryview]
 
