@@ -6,11 +6,10 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import BinaryIO, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex import SERVER_SOFTWARE
-from nex.clock import SecondText
+from nex.clock import http_date_now
 from nex.errors import reason_phrase
 
 _KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
@@ -55,9 +54,6 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _SMALL_BODY = 64 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _SENDFILE_BLOCK = 1 << 30
-
-
-http_date_now = SecondText(lambda second: formatdate(second, usegmt=True)).now
 
 
 def _has_content_length(status: int) -> bool:

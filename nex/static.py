@@ -19,7 +19,8 @@ import stat as stat_module
 import time
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from nex.conditional import format_http_date, if_range_holds, make_etag, not_modified
+from nex.clock import format_http_date
+from nex.conditional import if_range_holds, make_etag, not_modified
 from nex.config import Config
 from nex.errors import HTTPError
 from nex.filecache import FileChangedError, SmallFileCache
