@@ -57,5 +57,6 @@ def respond(request: Request, site: Site) -> Response:
     target = resolve(request.path, request.query, site.config)
     if target.kind == "directory":
         return render_listing(target, request, site.templates, site.signature,
-                              show_dotfiles=site.config.dotfiles)
+                              show_dotfiles=site.config.dotfiles,
+                              mime_types=site.config.mime_types)
     return serve_file(request, target, site.config, site.file_cache)
