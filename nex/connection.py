@@ -18,7 +18,7 @@ from nex.body import ChunkedBody, FixedLengthBody
 from nex.dispatch import Site, respond
 from nex.errors import HTTPError
 from nex.log import Logger
-from nex.request import Limits, Request, find_head, parse_head
+from nex.request import HeadScanner, Limits, Request, parse_head
 from nex.response import Response, write_response
 
 _RECV_SIZE = 64 * 1024
@@ -44,6 +44,7 @@ class Connection:
         self._site = site
         self._config = site.config
         self._limits = Limits.from_config(site.config)
+        self._head_scanner = HeadScanner(self._limits)
         self._logger = logger
         self._stopping = stopping
         self._buffer = bytearray()
@@ -134,12 +135,13 @@ class Connection:
         deadline = None
         while True:
             if buffer:
-                bounds = find_head(buffer, self._limits)
+                bounds = self._head_scanner.scan(buffer)
                 if bounds is not None:
                     start, end = bounds
                     with memoryview(buffer) as view:
                         head = bytes(view[start:end])  # one copy, not slice then bytes
                     del buffer[:end]
+                    self._head_scanner.reset()
                     self._unparsed = head
                     return parse_head(head, self._limits)
                 if deadline is None:
