@@ -5,8 +5,9 @@ Each rule stands beside the ABNF it implements.  Rules are regular expressions o
 ``fullmatch``, or for an anchored ``match`` inside :func:`parse_list`; the field section is
 also compiled over bytes for the head parser.  No pattern nests ambiguous repetition, so
 matching is linear in the length of the text.  The few helpers here only apply a rule:
-:func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host` and
-:func:`split_host` (RFC 9110 §7.2 Host), :func:`is_hostname` (RFC 1123 names).
+:func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host`,
+:func:`split_host` and :func:`ipv6_address` (RFC 9110 §7.2 Host), :func:`is_hostname`
+(RFC 1123 names).
 
 What a value means — which version is served, which coding wins — is decided by the
 modules that use these rules, not here.
