@@ -15,7 +15,8 @@ import time
 from typing import Callable, List, Optional, Union
 
 from nex.errors import HTTPError
-from nex.request import CHUNK_LINE, Limits, Request, parse_field_line
+from nex.grammar import CHUNK_LINE
+from nex.request import Limits, Request, parse_field_line
 
 Data = Union[bytes, bytearray, memoryview]
 #: Receives the body's data as the decoders find it; None drops it.

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
 from nex.forwarded import parse_networks
+from nex.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
 from nex.hosts import HostValidator
 
 
@@ -93,12 +94,7 @@ _SIZE = re.compile(r"([0-9]{1,12})(?:([KMG])(?:iB)?)?")
 _SIZE_UNITS = {None: 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 _SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
 _BOOLEANS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _EXTENSION = re.compile(r"\.[a-z0-9_+-]{1,32}")
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 §5.6.2
-_MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")  # one header line: no CR, LF or other controls
 _EXTENSION_PAIR = re.compile(r"([^=]*)=([^=]*)")
 
 
@@ -171,16 +167,6 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _is_host_name(text: str) -> bool:
-    """True for a DNS name such as ``example.com`` or ``localhost`` (lower case).
-
-    A name whose last label is all digits would read as a malformed IPv4 address, so it is not
-    one; ``_is_ip`` judges those.
-    """
-    return (len(text) <= 253 and bool(_HOST_NAME.fullmatch(text))
-            and not text.rsplit(".", 1)[-1].isdigit())
-
-
 def _bind(text: str, base: str) -> str:
     """The address to listen on: an IP literal or ``localhost``."""
     if text != "localhost" and not _is_ip(text):
@@ -190,7 +176,7 @@ def _bind(text: str, base: str) -> str:
 
 def _server_name(text: str, base: str) -> str:
     """The name shown on generated pages: a host name or an IP literal."""
-    if not (_is_host_name(text.lower()) or _is_ip(text)):
+    if not (is_hostname(text.lower()) or _is_ip(text)):
         raise _Invalid("must be a host name or an IP address")
     return text
 
@@ -241,7 +227,8 @@ def _networks(text: str, base: str) -> Tuple[str, ...]:
 
 def _header_value(text: str, base: str) -> str:
     """A value sent as one response header line; empty sends no header."""
-    if not _FIELD_VALUE.fullmatch(text):
+    # A field value (no CR, LF or other controls) in ASCII; blanks around it are allowed.
+    if not (text.isascii() and FIELD_VALUE.fullmatch(text.strip(" \t"))):
         raise _Invalid("must be printable ASCII on one line")
     return text
 
@@ -255,7 +242,8 @@ def _extension(text: str) -> str:
 
 def _media_type(text: str) -> str:
     """``type/subtype`` without parameters (Nex adds ``charset=utf-8`` to text types)."""
-    if not _MEDIA_TYPE.fullmatch(text):
+    match = MEDIA_TYPE.fullmatch(text)
+    if match is None or match.group("parameters"):
         raise _Invalid(f"{text!r} is not a media type such as text/javascript")
     return text
 

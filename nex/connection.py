@@ -29,7 +29,7 @@ from nex.body import BodyReader
 from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
 from nex.log import Logger
-from nex.request import Limits, Request, find_head, parse_head
+from nex.request import HeadScanner, Limits, Request, parse_head
 from nex.response import BodyFault, Progress, Response, framing_for, Framing, write_interim, \
     write_response
 
@@ -106,6 +106,7 @@ class Connection:
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = Limits.from_config(dispatcher.config)
+        self._head_scanner = HeadScanner(self._limits)
         self._logger = logger
         self._stopping = stopping
         self._buffer = bytearray()
@@ -226,12 +227,13 @@ class Connection:
             if buffer:
                 if self.state is State.IDLE:
                     self._enter(State.READING_HEAD)
-                bounds = find_head(buffer, self._limits)
+                bounds = self._head_scanner.scan(buffer)
                 if bounds is not None:
                     start, end = bounds
                     with memoryview(buffer) as view:
                         head = bytes(view[start:end])  # one copy, not slice then bytes
                     del buffer[:end]
+                    self._head_scanner.reset()
                     self._head_bytes = head
                     return parse_head(head, self._limits)
                 if deadline is None:

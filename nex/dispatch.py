@@ -69,7 +69,7 @@ class Dispatcher:
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
             return render_listing(target, request, self.templates, self.signature,
-                                  show_dotfiles=config.dotfiles)
+                                  show_dotfiles=config.dotfiles, mime_types=config.mime_types)
         return serve_file(request, target, config, self.file_cache)
 
     def error_response(self, error: HTTPError) -> Response:

@@ -20,63 +20,21 @@ fully-qualified spelling of ``example.com``).
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from nex.errors import HTTPError
-
-_PORT = re.compile(r"[0-9]{1,5}")
-# A DNS-style name: non-empty labels joined by dots (IPv4 literals fit it too).
-_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+from nex.grammar import ipv6_address, split_host
 
 
-def _split_host(value: str) -> Optional[Tuple[str, Optional[int]]]:
-    """``(host, port)`` of a Host value or pattern, the host lowercased and canonical.
+def _split(value: str) -> Optional[Tuple[str, Optional[int]]]:
+    """``(host, port)`` of a Host value or pattern, as :func:`nex.grammar.split_host` gives it.
 
-    ``port`` is None when there is none (an empty port, ``example.com:``, counts as none, as
-    RFC 3986 allows).  IPv6 literals come back in their compressed form without brackets.
-    Returns None when ``value`` is not a well-formed host.
+    Several colons without brackets are an IPv6 literal as patterns may spell it, no port.
     """
-    value = value.lower()
-    port_text = ""
-    if value.startswith("["):
-        close = value.find("]")
-        if close < 0:
-            return None
-        host, rest = value[1:close], value[close + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                return None
-            port_text = rest[1:]
-        ipv6 = _ipv6(host)
-        if ipv6 is None:
-            return None
-        host = ipv6
-    elif value.count(":") > 1:
-        # Several colons without brackets: an IPv6 literal as patterns may spell it, no port.
-        host = _ipv6(value)
-        if host is None:
-            return None
-    else:
-        host, _, port_text = value.partition(":")
-        if host.endswith("."):
-            host = host[:-1]
-        if not _NAME.fullmatch(host):
-            return None
-    if not port_text:
-        return host, None
-    if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
-        return None
-    return host, int(port_text)
-
-
-def _ipv6(text: str) -> Optional[str]:
-    """The compressed form of an IPv6 literal, or None when ``text`` is not one."""
-    try:
-        return ipaddress.IPv6Address(text).compressed
-    except ValueError:
-        return None
+    if value.count(":") > 1 and not value.startswith("["):
+        host = ipv6_address(value)
+        return None if host is None else (host, None)
+    return split_host(value)
 
 
 class HostValidator:
@@ -96,7 +54,7 @@ class HostValidator:
                 self._any = True
                 continue
             wildcard = pattern.startswith("*.")
-            parsed = _split_host(pattern[2:] if wildcard else pattern)
+            parsed = _split(pattern[2:] if wildcard else pattern)
             if parsed is None or (wildcard and parsed[0].count(":")):
                 raise ValueError(f"malformed host pattern {pattern!r}")
             host, port = parsed
@@ -111,7 +69,7 @@ class HostValidator:
             return True
         if not host:
             return False
-        parsed = _split_host(host)
+        parsed = _split(host)
         if parsed is None:
             return False
         name, port = parsed

@@ -3,43 +3,44 @@
 Every name is HTML-escaped and every link percent-encoded with nothing left as is, so a file
 called ``<script>``, ``a"b``, ``#1`` or ``x:y`` is shown and linked as itself and nothing
 else.  Links are relative to the folder's URL, which the resolver guarantees ends in ``/``.
-The page comes from the ``dir.html`` template with the variables ``PATH`` (the folder's
-decoded URL path), ``ROWS`` (the table rows, raw HTML), ``SUMMARY`` (``"2 folders, 3
-files"``), ``SIGNATURE`` and ``SERVER_SOFTWARE``.
+A file's type is the media type a GET of it is sent with (:mod:`nex.mediatypes`, ``[mime]``
+settings included).  The page comes from the ``dir.html`` template with the variables
+``PATH`` (the folder's decoded URL path), ``ROWS`` (the table rows, raw HTML), ``SUMMARY``
+(``"2 folders, 3 files"``), ``SIGNATURE`` and ``SERVER_SOFTWARE``.
 """
 
 from __future__ import annotations
 
 import html
-import mimetypes
 import os
 import stat
 import time
-from typing import List, Tuple
+from types import MappingProxyType
+from typing import List, Mapping, Tuple
 from urllib.parse import quote
 
 from nex import SERVER_SOFTWARE
 from nex.errors import HTTPError
+from nex.mediatypes import file_extension, media_type
 from nex.request import Request
 from nex.resolver import Target
 from nex.response import Response
 from nex.templates import TemplateSet
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
-# mimetypes reports compressed files as an encoding of the inner type (a .tar.gz is
-# "application/x-tar" + gzip); a listing should say what the file itself is.
-_ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
-                   "xz": "application/x-xz", "br": "application/x-brotli",
-                   "compress": "application/x-compress"}
+_NO_OVERRIDES: Mapping[str, str] = MappingProxyType({})
 
 Entry = Tuple[str, bool, os.stat_result]
 
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
-                   show_dotfiles: bool = False) -> Response:
+                   show_dotfiles: bool = False,
+                   mime_types: Mapping[str, str] = _NO_OVERRIDES) -> Response:
     """The ``200`` listing page of the folder ``target``.
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
+    ``mime_types`` are the ``[mime]`` settings (``config.mime_types``), so that each file's
+    type is the one it is served with.
 
     Names starting with ``.`` are left out unless ``show_dotfiles``.  Entries that cannot be
     served — broken links, devices, sockets, names that are not UTF-8, entries that vanish
@@ -48,7 +49,7 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
     """
     entries = read_folder(target.fs_path, show_dotfiles)
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
-    rows.extend(_row(name, is_dir, st) for name, is_dir, st in entries)
+    rows.extend(_row(name, is_dir, st, mime_types) for name, is_dir, st in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
     values = {
         "PATH": target.url_path,
@@ -98,17 +99,7 @@ def human_size(size: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def media_type(name: str) -> str:
-    """The type shown for a file: its media type by extension, else ``"file"``."""
-    # Only the extension is looked at: guess_type() parses its argument as a URL, and a
-    # name such as "data:,x" would be taken for a data URL.
-    media, encoding = mimetypes.guess_type("f" + os.path.splitext(name)[1].lower())
-    if encoding:
-        return _ENCODING_TYPES.get(encoding, "file")
-    return media or "file"
-
-
-def _row(name: str, is_dir: bool, st: os.stat_result) -> str:
+def _row(name: str, is_dir: bool, st: os.stat_result, mime_types: Mapping[str, str]) -> str:
     """One table row; every value escaped here, as the row goes into the page raw."""
     href = quote(name, safe="") + ("/" if is_dir else "")
     shown = name + ("/" if is_dir else "")
@@ -118,7 +109,7 @@ def _row(name: str, is_dir: bool, st: os.stat_result) -> str:
     else:
         size = (f'<td class="size" title="{st.st_size} bytes">'
                 f'{html.escape(human_size(st.st_size))}</td>')
-        kind = media_type(name)
+        kind = media_type(file_extension(name), mime_types)
     return (f'<tr><td class="name"><a href="{html.escape(href)}">{html.escape(shown)}</a></td>'
             f"{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')

@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import List, Optional, TextIO
 
-from nex.clock import SecondText
+from nex.clock import clf_time_now, format_clf_time
 from nex.config import Config
 
 _UNSAFE_LOG_TEXT = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
@@ -25,7 +25,6 @@ _STATUS_COLOURS = {2: "32", 3: "36", 4: "33", 5: "31"}
 #: The longest an access line waits in memory before it is written.
 FLUSH_INTERVAL = 0.5
 _BATCH_LINES = 512
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def escape_log_text(text: str) -> str:
@@ -40,15 +39,6 @@ def _escape_char(match: "re.Match[str]") -> str:
     if char in '"\\':
         return "\\" + char
     return f"\\x{ord(char):02x}"
-
-
-def _clf_time(seconds: float) -> str:
-    tm = time.gmtime(seconds)
-    return (f"{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year}:"
-            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} +0000")
-
-
-_clf_now = SecondText(_clf_time).now
 
 
 class Logger:
@@ -85,7 +75,7 @@ class Logger:
         status_text = str(status)
         if self._colour:
             status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
-        line = (f'{client} - - [{_clf_now()}] "{escape_log_text(request_line)}" '
+        line = (f'{client} - - [{clf_time_now()}] "{escape_log_text(request_line)}" '
                 f'{status_text} {size if size else "-"} '
                 f'"{escape_log_text(referer) if referer else "-"}" '
                 f'"{escape_log_text(user_agent) if user_agent else "-"}"\n')
@@ -103,12 +93,12 @@ class Logger:
 
     def warning(self, text: str) -> None:
         """Write a timestamped warning to the error log."""
-        self._write(self._errors, f"[{_clf_time(time.time())}] warning: {text}\n")
+        self._write(self._errors, f"[{format_clf_time(time.time())}] warning: {text}\n")
 
     def exception(self, text: str) -> None:
         """Write ``text`` and the traceback of the exception being handled to the error log."""
         trace = traceback.format_exc()
-        self._write(self._errors, f"[{_clf_time(time.time())}] error: {text}\n{trace}")
+        self._write(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}")
 
     def flush(self) -> None:
         """Write out every access line gathered so far."""

@@ -7,16 +7,12 @@ attempt), nothing satisfiable (416), or a list of disjoint ranges in ascending o
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import List, Optional, Tuple
 
+from nex.grammar import RANGE_SPEC, RANGES_SPECIFIER, parse_list
 from nex.response import BodyPiece, FileSlice
 
-# RFC 9110 §14.1.1: int-range = first-pos "-" [ last-pos ]; suffix-range = "-" suffix-length.
-_RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
-# §5.6.1: list elements are separated by OWS "," OWS; empty elements are allowed.
-_LIST_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
 # A position with more digits than this is past the end of any file; it is capped rather
 # than converted, so a header full of digits costs nothing.
 _MAX_DIGITS = 19
@@ -48,18 +44,15 @@ def parse_range(value: str, max_ranges: int) -> Optional[List[RangeSpec]]:
     error, an invalid int-range (last-pos before first-pos) or more than ``max_ranges``
     ranges.  Numbers are read with an exact digit grammar: no signs, spaces or underscores.
     """
-    unit, equals, range_set = value.partition("=")
-    if not equals or not unit.isascii() or unit.lower() != "bytes":
+    specifier = RANGES_SPECIFIER.fullmatch(value)
+    if specifier is None or specifier.group("unit").lower() != "bytes":
         return None
-    elements = [element for element in _LIST_SEPARATOR.split(range_set) if element]
+    elements = parse_list(specifier.group("set"), RANGE_SPEC)
     if not elements or len(elements) > max_ranges:
         return None
     specs: List[RangeSpec] = []
-    for element in elements:
-        match = _RANGE_SPEC.fullmatch(element)
-        if not match:
-            return None
-        first, last, suffix = match.groups()
+    for match in elements:
+        first, last, suffix = match.group("first", "last", "suffix")
         if suffix is not None:
             specs.append((None, _position(suffix)))
         elif not last:

@@ -1,9 +1,9 @@
 """The parser: bytes of a request head in, a :class:`Request` out, or an ``HTTPError``.
 
-Nothing here touches a socket; the connection loop feeds it what it has read.
-:func:`find_head` says where the next head lies in the connection's buffer and
-:func:`parse_head` turns those bytes into a :class:`Request`.  The grammar (RFC 9112 and
-RFC 9110) is written once below; the chunked body decoder in :mod:`nex.body` shares it.
+Nothing here touches a socket; the connection loop feeds it what it has read.  A
+:class:`HeadScanner` says where the next head lies in the connection's buffer, resuming
+where it stopped as bytes arrive, and :func:`parse_head` turns those bytes into a
+:class:`Request`.  The rules come from :mod:`nex.grammar` (RFC 9112 and RFC 9110).
 
 Every error raised here asks the connection to close: once a head is rejected, nothing
 says where its body ends, so the bytes after it cannot be trusted to start a request.
@@ -11,75 +11,18 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
 from nex.errors import HTTPError
+from nex.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, CONTENT_LENGTH, FIELD_NAME,
+                         FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
+                         REQUEST_TARGET, TCHAR_BYTES, TOKEN, TRANSFER_CODING, parse_host,
+                         parse_list)
 
 if TYPE_CHECKING:
     from nex.config import Config
 
-# --- Grammar -------------------------------------------------------------------------------
-# Every pattern is used with fullmatch (or anchored match inside a list scanner) and is free
-# of nested ambiguous repetition, so matching is linear in the length of the text.
-
-_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-_OWS = r"[ \t]*"
-# RFC 9110 §5.6.4: quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
-_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-# RFC 3986 §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims )
-_REG_NAME = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*"
-
-#: RFC 9110 §5.6.2: token = 1*tchar.
-TOKEN = re.compile(_TCHAR + "+")
-#: RFC 9112 §2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT; HTTP-name is case-sensitive.
-HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
-#: RFC 9112 §3.2: a request-target is visible ASCII; RFC 9110 §7.1: a fragment ("#") is
-#: never sent.
-REQUEST_TARGET = re.compile(r"[\x21\x22\x24-\x7e]+")
-#: RFC 9112 §3.2.2 absolute-form for the http and https schemes (RFC 9110 §4.2.1-4.2.2):
-#: scheme "://" authority path-abempty [ "?" query ], the scheme case-insensitive.
-ABSOLUTE_FORM = re.compile(
-    r"(?i:https?)://(?P<authority>[^/?]*)(?P<path>/[^?]*)?(?:\?(?P<query>.*))?")
-#: RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2-3.2.3: uri-host is an
-#: IP-literal (IPv6 only here), an IPv4address or a reg-name (which covers IPv4address),
-#: port = *DIGIT.
-HOST = re.compile(
-    rf"(?P<host>\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|{_REG_NAME})(?::(?P<port>[0-9]*))?")
-#: RFC 9110 §5.5: field-value = *field-content;
-#: field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ].
-FIELD_VALUE = re.compile(
-    r"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
-#: RFC 9112 §6.3: Content-Length = 1*DIGIT, accepted as a list of identical values; more
-#: than 18 digits could not be a body anyone sends.
-CONTENT_LENGTH = re.compile(r"[0-9]{1,18}(?:[ \t]*,[ \t]*[0-9]{1,18})*")
-#: RFC 9112 §7: transfer-coding = token *( OWS ";" OWS transfer-parameter );
-#: transfer-parameter = token BWS "=" BWS ( token / quoted-string ).
-TRANSFER_CODING = re.compile(
-    rf"(?P<name>{_TCHAR}+)(?P<params>(?:{_OWS};{_OWS}{_TCHAR}+{_OWS}={_OWS}"
-    rf"(?:{_TCHAR}+|{_QUOTED_STRING}))*)")
-#: RFC 9112 §7.1: chunk-size [ chunk-ext ] (the line before its CRLF), chunk-size = 1*HEXDIG
-#: bounded to 16 digits; chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
-#: chunk-ext-val ] ), chunk-ext-val = token / quoted-string.
-CHUNK_LINE = re.compile(
-    rf"(?P<size>[0-9A-Fa-f]{{1,16}})(?P<ext>(?:{_OWS};{_OWS}{_TCHAR}+"
-    rf"(?:{_OWS}={_OWS}(?:{_TCHAR}+|{_QUOTED_STRING}))?)*)")
-
-# RFC 9112 §2.2: empty lines (CRLF) before a request line may be ignored.
-#: A whole field section (RFC 9112 §5) of valid field lines, each ending in CRLF: one pass
-#: over the bytes validates every line at once; :func:`parse_field_line` says which is bad.
-_FIELD_SECTION = re.compile(
-    rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*"
-    rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
-    rb"[ \t]*\r\n)*")
-_EMPTY_LINES = re.compile(rb"(?:\r\n)*")
-# RFC 9110 §5.6.1: list separators and empty list elements, which a recipient ignores.
-_LIST_GAP = re.compile(r"[ \t,]*")
-_OWS_RE = re.compile(_OWS)
-
-_SUPPORTED_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 _CR, _LF = 13, 10
 
 
@@ -186,38 +129,91 @@ def _line_length(buffer: Union[bytes, bytearray], start: int, lf: int) -> int:
     return lf - start - (lf > start and buffer[lf - 1] == _CR)
 
 
-def find_head(buffer: Union[bytes, bytearray], limits: Limits) -> Optional[Tuple[int, int]]:
-    """Where the next request head lies in ``buffer``: ``(start, end)``, or None for "read more".
+_EMPTY_LINES, _REQUEST_LINE, _FIELD_LINES = range(3)
+# A head ends in a blank line: CRLF, or a bare LF, which parse_head refuses.
+_HEAD_ENDS = (b"\n\r\n", b"\n\n")
 
-    ``start`` skips the empty lines RFC 9112 §2.2 lets a server ignore before a request
-    line; ``end`` is just past the blank line that ends the head.  Lines are split at LF so
-    that a head ending in a bare-LF blank line is returned (and refused by
-    :func:`parse_head`) instead of waited on.  Raises 414 or 431 as soon as the bytes at hand
-    prove the request line or the head longer than ``limits`` allow.  The search never
-    looks further than the limits, so calling it again on a growing buffer stays cheap.
+
+class HeadScanner:
+    """Finds where the next request head lies in a connection's buffer as its bytes arrive.
+
+    :meth:`scan` is called after each read with the whole buffer; it resumes where the
+    previous call stopped, so a head dribbled in byte by byte costs work in proportion to
+    its length, not its square.  The buffer may only grow at its end between calls; once
+    the head found has been removed from its front, :meth:`reset` starts over at 0.
+
+    Lines are split at LF, so that a head ending in a bare-LF blank line is returned (and
+    refused by :func:`parse_head`) instead of waited on.  Limits are enforced as soon as the
+    bytes at hand prove them crossed, and the search never looks past them.
     """
-    start = _EMPTY_LINES.match(buffer, 0, limits.request_line + 2).end()
-    if start > limits.request_line:
-        raise _bad("too many empty lines before the request line")
-    size = len(buffer) - start
-    lf = buffer.find(b"\n", start, start + limits.request_line + 2)
-    if lf == -1:
-        # Without its LF yet, the line holds every byte seen but a final CR.
-        if size - (buffer[-1:] == b"\r") > limits.request_line:
-            raise _bad("request line too long", 414)
-        if size > limits.header_block:
+
+    __slots__ = ("_limits", "_phase", "_start", "_position", "_blank_from")
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the buffer: the next :meth:`scan` starts at its position 0."""
+        self._phase = _EMPTY_LINES
+        self._start = 0  # where the request line starts, past any empty lines
+        self._position = 0  # where the search for the request line's LF resumes
+        self._blank_from = [0, 0]  # where the search for each of _HEAD_ENDS resumes
+
+    def scan(self, buffer: Union[bytes, bytearray]) -> Optional[Tuple[int, int]]:
+        """Where the next head lies in ``buffer``: ``(start, end)``, or None for "read more".
+
+        ``start`` skips the empty lines RFC 9112 §2.2 lets a server ignore before a request
+        line; ``end`` is just past the blank line that ends the head.  Raises 400 for a
+        first byte that cannot start a request line (RFC 9112 §3: method = token; a TLS
+        handshake starts with 0x16) or too many empty lines, 414 for a request line longer
+        than ``limits.request_line`` and 431 for a head longer than ``limits.header_block``.
+        """
+        limits = self._limits
+        size = len(buffer)
+        if self._phase == _EMPTY_LINES:
+            start = self._start
+            while start + 1 < size and buffer[start] == _CR and buffer[start + 1] == _LF:
+                start += 2
+                if start > limits.request_line:
+                    raise _bad("too many empty lines before the request line")
+            self._start = self._position = start
+            if start == size or (start + 1 == size and buffer[start] == _CR):
+                return None
+            if buffer[start] not in TCHAR_BYTES:
+                raise _bad("the request does not start with a method")
+            self._phase = _REQUEST_LINE
+        start = self._start
+        if self._phase == _REQUEST_LINE:
+            stop = min(size, start + limits.request_line + 2)
+            lf = buffer.find(b"\n", self._position, stop)
+            if lf == -1:
+                self._position = stop
+                # Without its LF yet, the line holds every byte seen but a final CR.
+                if size - start - (buffer[size - 1] == _CR) > limits.request_line:
+                    raise _bad("request line too long", 414)
+                if size - start > limits.header_block:
+                    raise _bad("request head too large", 431)
+                return None
+            if _line_length(buffer, start, lf) > limits.request_line:
+                raise _bad("request line too long", 414)
+            self._phase, self._blank_from = _FIELD_LINES, [lf, lf]
+        # The head ends at the first LF followed by CRLF or LF, the request line's included.
+        stop = min(size, start + limits.header_block)
+        ends = []
+        for index, blank in enumerate(_HEAD_ENDS):
+            at = buffer.find(blank, self._blank_from[index], stop)
+            if at == -1:
+                # Next time, look again only where one cut off by the buffer's end may start.
+                self._blank_from[index] = max(self._blank_from[index], stop - len(blank) + 1)
+            else:
+                self._blank_from[index] = at
+                ends.append(at + len(blank))
+        if ends:
+            return start, min(ends)
+        if size - start > limits.header_block:
             raise _bad("request head too large", 431)
         return None
-    if _line_length(buffer, start, lf) > limits.request_line:
-        raise _bad("request line too long", 414)
-    stop = start + limits.header_block
-    ends = [at + len(blank) for blank in (b"\n\r\n", b"\n\n")
-            for at in (buffer.find(blank, lf, stop),) if at != -1]
-    if ends:
-        return start, min(ends)
-    if size > limits.header_block:
-        raise _bad("request head too large", 431)
-    return None
 
 
 def parse_field_line(line: str) -> Tuple[str, str]:
@@ -232,7 +228,7 @@ def parse_field_line(line: str) -> Tuple[str, str]:
     name, colon, rest = line.partition(":")
     if not colon:
         raise _bad("field line without a colon")
-    if not TOKEN.fullmatch(name):
+    if not FIELD_NAME.fullmatch(name):
         raise _bad("malformed field name")
     value = rest.strip(" \t")  # exactly the OWS around the value; anything else stays
     if not FIELD_VALUE.fullmatch(value):
@@ -240,37 +236,11 @@ def parse_field_line(line: str) -> Tuple[str, str]:
     return name, value
 
 
-def _list_elements(value: str, element: re.Pattern[str]) -> Optional[List[re.Match[str]]]:
-    """The elements of a comma-separated list field value (RFC 9110 §5.6.1), or None.
-
-    Empty elements are skipped as the RFC asks; None means the value is not such a list.
-    """
-    found = []
-    pos = _LIST_GAP.match(value).end()
-    while pos < len(value):
-        match = element.match(value, pos)
-        if match is None:
-            return None
-        found.append(match)
-        pos = _OWS_RE.match(value, match.end()).end()
-        if pos < len(value) and value[pos] != ",":
-            return None
-        pos = _LIST_GAP.match(value, pos).end()
-    return found
-
-
 def _valid_host(value: str, *, need_host: bool = False, need_port: bool = False) -> bool:
     """Whether ``value`` is uri-host [ ":" port ], with the parts asked for not empty."""
-    match = HOST.fullmatch(value)
-    if (match is None or (need_host and not match.group("host"))
-            or (need_port and not match.group("port"))):
-        return False
-    if match.group("ipv6") is not None:
-        try:
-            ipaddress.IPv6Address(match.group("ipv6"))
-        except ValueError:
-            return False
-    return True
+    match = parse_host(value)
+    return (match is not None and (not need_host or bool(match.group("host")))
+            and (not need_port or bool(match.group("port"))))
 
 
 def _split_target(method: str, target: str) -> Tuple[str, str, Optional[str]]:
@@ -285,10 +255,10 @@ def _split_target(method: str, target: str) -> Tuple[str, str, Optional[str]]:
         if not _valid_host(target, need_host=True, need_port=True):
             raise _bad("CONNECT needs a host:port target")
         return "", "", None
-    if target.startswith("/"):
-        path, _, query = target.partition("?")
-        return path, query, None
-    if target == "*":
+    origin = ORIGIN_FORM.fullmatch(target)
+    if origin is not None:
+        return origin.group("path"), origin.group("query") or "", None
+    if target == ASTERISK_FORM:
         if method != "OPTIONS":
             raise _bad("the * target is for OPTIONS only")
         return "", "", None
@@ -303,18 +273,24 @@ def _split_target(method: str, target: str) -> Tuple[str, str, Optional[str]]:
 
 
 def _parse_request_line(line: str) -> Tuple[str, str, str]:
-    """``(method, target, version)`` of ``METHOD SP request-target SP HTTP-version``."""
+    """``(method, target, version)`` of ``METHOD SP request-target SP HTTP-version``.
+
+    ``version`` is the one the request is handled as: ``HTTP/1.0``, or ``HTTP/1.1`` for
+    any ``HTTP/1.x`` with x > 0, as RFC 9110 §6.2 asks of a recipient of a later minor
+    version than it implements (RFC 9112 §2.3).  Any other major version is 505.
+    """
     parts = line.split(" ")
     if len(parts) != 3:
         raise _bad("malformed request line")
     method, target, version = parts
-    if not TOKEN.fullmatch(method):
+    if not METHOD.fullmatch(method):
         raise _bad("malformed method")
-    if not HTTP_VERSION.fullmatch(version):
+    match = HTTP_VERSION.fullmatch(version)
+    if match is None:
         raise _bad("malformed HTTP version")
-    if version not in _SUPPORTED_VERSIONS:
+    if match.group("major") != "1":
         raise _bad("HTTP version not supported", 505)
-    return method, target, version
+    return method, target, "HTTP/1.0" if match.group("minor") == "0" else "HTTP/1.1"
 
 
 def _host(headers: Headers, version: str) -> str:
@@ -340,7 +316,7 @@ def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
     if codings:
         if version == "HTTP/1.0":
             raise _bad("Transfer-Encoding in an HTTP/1.0 request")
-        elements = _list_elements(", ".join(codings), TRANSFER_CODING)
+        elements = parse_list(", ".join(codings), TRANSFER_CODING)
         if elements is None:
             raise _bad("malformed Transfer-Encoding")
         names = [match.group("name").lower() for match in elements]
@@ -368,7 +344,7 @@ def _keep_alive(headers: Headers, version: str) -> bool:
     """Whether the connection persists after this request (RFC 9112 §9.3)."""
     if "Connection" not in headers:
         return version == "HTTP/1.1"
-    elements = _list_elements(", ".join(headers.get_all("Connection")), TOKEN)
+    elements = parse_list(", ".join(headers.get_all("Connection")), TOKEN)
     if elements is None:
         raise _bad("malformed Connection field")
     options = {match.group(0).lower() for match in elements}
@@ -380,9 +356,9 @@ def _keep_alive(headers: Headers, version: str) -> bool:
 def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
     """The :class:`Request` in ``head``: a request line, field lines and the blank line.
 
-    ``head`` is what :func:`find_head` delimits.  Raises ``HTTPError`` (always asking the
-    connection to close) with 414 for a long request line, 431 for a large head or too many
-    fields, 505 for an HTTP version other than 1.0 and 1.1, 501 for a transfer coding other
+    ``head`` is what :meth:`HeadScanner.scan` delimits.  Raises ``HTTPError`` (always asking
+    the connection to close) with 414 for a long request line, 431 for a large head or too
+    many fields, 505 for an HTTP version other than 1.x, 501 for a transfer coding other
     than chunked, and 400 for anything else RFC 9112 or RFC 9110 does not allow: bare CR or
     LF, obs-fold, whitespace before a colon, a missing or repeated Host, conflicting framing.
     """
@@ -401,7 +377,7 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
         raise _bad("too many header fields", 431)
     method, target, version = _parse_request_line(lines[0])
     path, query, authority = _split_target(method, target)
-    if _FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
         headers = Headers([(name, value.strip(" \t")) for name, _, value in
                            (line.partition(":") for line in lines[1:])])
     else:  # find the offending line, for the error's detail

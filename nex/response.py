@@ -13,18 +13,15 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import (BinaryIO, Callable, Iterable, Iterator, List, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
 from nex import SERVER_SOFTWARE
-from nex.clock import SecondText
+from nex.clock import http_date_now
 from nex.errors import reason_phrase
 
 _KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
 _CLOSE = "Connection: close\r\n\r\n"
-
-http_date_now = SecondText(lambda second: formatdate(second, usegmt=True)).now
 
 
 class FileSlice(NamedTuple):

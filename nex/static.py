@@ -12,105 +12,34 @@ from __future__ import annotations
 import errno
 import functools
 import gzip
-import mimetypes
 import os
-import re
 import stat as stat_module
 import time
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from nex.conditional import format_http_date, if_range_holds, make_etag, not_modified
+from nex.clock import format_http_date
+from nex.conditional import if_range_holds, make_etag, not_modified
 from nex.config import Config
 from nex.errors import HTTPError
 from nex.filecache import FileChangedError, SmallFileCache
+from nex.grammar import WEIGHTED_CODING, parse_list
+from nex.mediatypes import content_type, file_extension
 from nex.ranges import content_range, multipart_body, select_ranges
 from nex.request import Request
 from nex.resolver import Target
 from nex.response import FileSlice, Response
 
-DEFAULT_TYPE = "application/octet-stream"
 #: Files larger than this are never compressed on the fly: the gzip body is held in memory.
 MAX_GZIP_SIZE = 16 * 1024 * 1024
 _GZIP_LEVEL = 6
 
-# Types the stdlib's built-in table lacks or names differently across Python versions.
-_WEB_TYPES = {
-    ".js": "text/javascript", ".mjs": "text/javascript", ".cjs": "text/javascript",
-    ".json": "application/json", ".map": "application/json",
-    ".jsonld": "application/ld+json", ".webmanifest": "application/manifest+json",
-    ".md": "text/markdown", ".wasm": "application/wasm",
-    ".webp": "image/webp", ".avif": "image/avif", ".ico": "image/vnd.microsoft.icon",
-    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
-    ".gz": "application/gzip", ".bz2": "application/x-bzip2", ".xz": "application/x-xz",
-    ".zst": "application/zstd",
-    ".ogg": "audio/ogg", ".oga": "audio/ogg", ".ogv": "video/ogg", ".opus": "audio/ogg",
-    ".weba": "audio/webm", ".webm": "video/webm", ".flac": "audio/flac",
-    ".m4a": "audio/mp4", ".mkv": "video/x-matroska",
-}
-_SCRIPT_TYPES = frozenset({"text/javascript", "application/javascript",
-                           "application/x-javascript", "application/ecmascript",
-                           "application/json"})
-_XML_TYPES = frozenset({"application/xml", "text/xml"})
-
-# Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
-# weighs them equally.
 # Running out of descriptors or memory passes; the client may simply try again.
 _TEMPORARY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
                             "if-modified-since"})
+# Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
+# weighs them equally.
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-# RFC 9110 §12.4.2 and §12.5.3: codings [ OWS ";" OWS "q=" qvalue ].
-_ACCEPT_ELEMENT = re.compile(
-    r"(" + _TOKEN + r")(?:[ \t]*;[ \t]*[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?))?")
-_LIST_SEPARATOR = re.compile(r"[ \t]*,[ \t]*")
-
-
-@functools.lru_cache(maxsize=256)
-def describe_type(media_type: str) -> Tuple[str, bool]:
-    """``(Content-Type value, compressible)`` for a media type.
-
-    ``; charset=utf-8`` is added to text, JavaScript and JSON types unless the type already
-    has parameters; compressible means text, JavaScript, JSON or XML (SVG included).
-    """
-    essence = media_type.partition(";")[0].strip(" \t").lower()
-    textual = (essence.startswith("text/") or essence in _SCRIPT_TYPES
-               or essence.endswith("+json"))
-    compressible = textual or essence in _XML_TYPES or essence.endswith("+xml")
-    if textual and ";" not in media_type:
-        media_type += "; charset=utf-8"
-    return media_type, compressible
-
-
-def _builtin_types() -> Dict[str, Tuple[str, bool]]:
-    # MimeTypes() starts from the interpreter's built-in table and reads no system files,
-    # so the result does not depend on the host's /etc/mime.types.
-    table = mimetypes.MimeTypes()
-    types = dict(table.types_map[False])
-    types.update(table.types_map[True])
-    types.update(_WEB_TYPES)
-    return {extension: describe_type(media_type) for extension, media_type in types.items()}
-
-
-_TYPES = _builtin_types()
-
-
-def _extension(path: str) -> str:
-    """The lower-case extension of ``path``'s last component, as ``os.path.splitext`` finds it."""
-    stem = path.rpartition("/")[2].lstrip(".")  # leading dots start no extension
-    dot = stem.rfind(".")
-    return stem[dot:].lower() if dot > 0 else ""
-
-
-def content_type(extension: str, config: Config) -> Tuple[str, bool]:
-    """``(Content-Type value, compressible)`` for a lower-case extension like ``".css"``.
-
-    ``config.mime_types`` wins over the built-in table; its keys are lower-case already.
-    """
-    override = config.mime_types.get(extension)
-    if override is not None:
-        return describe_type(override)
-    return _TYPES.get(extension) or describe_type(DEFAULT_TYPE)
 
 
 def cache_control(extension: str, config: Config) -> str:
@@ -129,14 +58,12 @@ def accepted_codings(value: str) -> Tuple[str, ...]:
     A malformed field allows nothing, so the file goes out unencoded.  Cached: clients
     send few distinct values.
     """
+    elements = parse_list(value, WEIGHTED_CODING)
+    if elements is None:
+        return ()
     weights: Dict[str, int] = {}
-    for element in _LIST_SEPARATOR.split(value):
-        if not element:
-            continue
-        match = _ACCEPT_ELEMENT.fullmatch(element)
-        if not match:
-            return ()
-        coding, qvalue = match.group(1).lower(), match.group(2)
+    for match in elements:
+        coding, qvalue = match.group("coding").lower(), match.group("qvalue")
         if qvalue is None:
             weight = 1000
         else:
@@ -248,8 +175,8 @@ def serve_file(request: Request, target: Target, config: Config,
     when one is given, as bytes instead of an open file.
     """
     headers = request.headers
-    extension = _extension(target.fs_path)
-    media_type, compressible = content_type(extension, config)
+    extension = file_extension(target.fs_path)
+    media_type, compressible = content_type(extension, config.mime_types)
     chosen = _choose(request, target, config, compressible)
     status = chosen.status
     now = time.time()

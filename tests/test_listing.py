@@ -12,7 +12,7 @@ from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.errors import HTTPError
-from nex.listing import human_size, media_type, read_folder, render_listing
+from nex.listing import human_size, read_folder, render_listing
 from nex.request import Headers, Request
 from nex.resolver import Target
 from nex.templates import Template, TemplateSet
@@ -20,6 +20,7 @@ from nex.templates import Template, TemplateSet
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
 ROW_LINK = re.compile(r'<td class="name"><a href="([^"]*)">([^<]*)</a></td>')
+ROW_TYPE = re.compile(r'<a href="[^"]*">([^<]*)</a></td>.*?<td class="type">([^<]*)</td>')
 
 
 def request_for(path):
@@ -45,10 +46,11 @@ class ListingTestCase(unittest.TestCase):
     def folder(self, name):
         os.makedirs(os.path.join(self.root, name))
 
-    def render(self, url_path="/sub/", show_dotfiles=False, templates=None):
+    def render(self, url_path="/sub/", show_dotfiles=False, templates=None, mime_types=None):
         target = Target("directory", self.root, url_path, os.stat(self.root))
+        options = {} if mime_types is None else {"mime_types": mime_types}
         response = render_listing(target, request_for(url_path), templates or self.templates,
-                                  SIGNATURE, show_dotfiles=show_dotfiles)
+                                  SIGNATURE, show_dotfiles=show_dotfiles, **options)
         self.assertEqual(response.status, 200)
         self.assertEqual(response.headers, [("Content-Type", "text/html; charset=utf-8")])
         self.assertEqual(len(response.body), 1)
@@ -207,13 +209,22 @@ class CellTest(ListingTestCase):
                       self.render())
 
     def test_types(self):
-        self.assertEqual(media_type("a.html"), "text/html")
-        self.assertEqual(media_type("A.PNG"), "image/png")
-        self.assertEqual(media_type("x.tar.gz"), "application/gzip")
-        self.assertEqual(media_type("README"), "file")
-        self.assertEqual(media_type("data:,hello"), "file")
+        # The type a GET sends, without the charset Nex adds to text.
+        expected = {"a.html": "text/html", "A.PNG": "image/png", "x.tar.gz": "application/gzip",
+                    "README": "application/octet-stream",
+                    "data:,hello": "application/octet-stream"}
+        for name in expected:
+            self.write(name)
         self.folder("d")
-        self.assertIn('<td class="type">folder</td>', self.render())
+        shown = dict(ROW_TYPE.findall(self.render()))
+        self.assertEqual(shown, {**expected, "../": "parent folder", "d/": "folder"})
+
+    def test_types_follow_mime_settings(self):
+        self.write("a.html")
+        self.write("b.data")
+        page = self.render(mime_types={".html": "text/plain", ".data": "text/csv"})
+        shown = dict(ROW_TYPE.findall(page))
+        self.assertEqual((shown["a.html"], shown["b.data"]), ("text/plain", "text/csv"))
 
 
 class ShippedTemplateTest(ListingTestCase):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from nex.body import ChunkedBody
 from nex.errors import HTTPError
-from nex.request import Limits, Request, find_head, parse_head
+from nex.request import HeadScanner, Limits, Request, parse_head
 
 SMALL = Limits(request_line=200, header_block=1000, header_count=20)
 LARGE = Limits(request_line=200_000, header_block=400_000, header_count=100_000)
@@ -39,8 +39,8 @@ SLOW_HYPOTHESIS = settings(deadline=None, max_examples=25,
 
 
 def parse_buffer(buffer: bytes, limits: Limits) -> Optional[Request]:
-    """find_head then parse_head, as the connection loop does; HTTPError propagates."""
-    found = find_head(buffer, limits)
+    """HeadScanner then parse_head, as the connection loop does; HTTPError propagates."""
+    found = HeadScanner(limits).scan(buffer)
     if found is None:
         return None
     start, end = found
@@ -100,7 +100,7 @@ PATHS = st.text(alphabet="abcxyz0123456789-._~!$&'()*+,;=:@/%", max_size=30).map
 
 
 class HeadFuzzTest(unittest.TestCase):
-    """find_head and parse_head never fail in any way but HTTPError."""
+    """HeadScanner and parse_head never fail in any way but HTTPError."""
 
     @HYPOTHESIS
     @given(st.binary(max_size=1200))
@@ -133,9 +133,12 @@ class HeadFuzzTest(unittest.TestCase):
         lines = [f"{method} {path} {version}", "Host: example.com"]
         lines += [f"{name}: {value}" for name, value in fields]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        growing = HeadScanner(LARGE)
         for cut in range(len(head)):
-            self.assertIsNone(find_head(head[:cut], LARGE))
-        self.assertEqual(find_head(head + rest, LARGE), (0, len(head)))
+            self.assertIsNone(HeadScanner(LARGE).scan(head[:cut]))
+            self.assertIsNone(growing.scan(head[:cut]))
+        self.assertEqual(HeadScanner(LARGE).scan(head + rest), (0, len(head)))
+        self.assertEqual(growing.scan(head + rest), (0, len(head)))
         request = parse_head(head, LARGE)
         self.assertEqual((request.method, request.path, request.version),
                          (method, path.partition("?")[0], version))
@@ -146,7 +149,7 @@ class HeadFuzzTest(unittest.TestCase):
     def test_found_head_never_overruns(self, data: bytes, extra: int) -> None:
         buffer = data + b"\r\n\r\n" + b"x" * extra
         try:
-            found = find_head(buffer, SMALL)
+            found = HeadScanner(SMALL).scan(buffer)
         except HTTPError:
             return
         if found is None:  # only empty lines, which swallow the blank line too

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unittest
 
-from nex.conditional import format_http_date
+from nex.clock import format_http_date
 from nex.errors import HTTPError
 from nex.ranges import coalesce, multipart_body, parse_range, satisfiable, select_ranges
 from nex.response import FileSlice

@@ -1,4 +1,4 @@
-"""The parser: find_head and parse_head against RFC 9112 and RFC 9110, table-driven."""
+"""The parser: HeadScanner and parse_head against RFC 9112 and RFC 9110, table-driven."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import unittest
 
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.request import Headers, Limits, find_head, parse_head
+from nex.request import HeadScanner, Headers, Limits, parse_head
 
 LIMITS = Limits(request_line=64, header_block=256, header_count=4)
 HOST = b"Host: example.com\r\n"
@@ -62,6 +62,17 @@ VALID = [
      dict(host="a%41b")),
     ("HTTP/1.0 with Host", b"GET / HTTP/1.0\r\n" + HOST + b"\r\n",
      dict(version="HTTP/1.0", host="example.com")),
+    # RFC 9112 §2.3, RFC 9110 §6.2: a later HTTP/1.x is handled as HTTP/1.1.
+    ("HTTP/1.2 is handled as HTTP/1.1", b"GET / HTTP/1.2\r\n" + HOST + b"\r\n",
+     dict(version="HTTP/1.1", keep_alive=True, host="example.com")),
+    ("HTTP/1.9 is handled as HTTP/1.1", b"GET / HTTP/1.9\r\n" + HOST + b"\r\n",
+     dict(version="HTTP/1.1", keep_alive=True)),
+    ("HTTP/1.2 with close", b"GET / HTTP/1.2\r\n" + HOST + b"Connection: close\r\n\r\n",
+     dict(version="HTTP/1.1", keep_alive=False)),
+    ("HTTP/1.2 keeps the target as sent", b"GET /a?b HTTP/1.2\r\n" + HOST + b"\r\n",
+     dict(target="/a?b", path="/a", query="b")),
+    ("HTTP/1.2 may send a chunked body", b"POST / HTTP/1.2\r\n" + HOST
+     + b"Transfer-Encoding: chunked\r\n\r\n", dict(chunked=True)),
     ("Content-Length", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 12\r\n\r\n",
      dict(body_length=12, chunked=False)),
     ("Content-Length zero", b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 0\r\n\r\n",
@@ -108,8 +119,13 @@ MALFORMED = [
      400),
     ("version HTTP/2.0", b"GET / HTTP/2.0\r\n" + HOST + b"\r\n", 505),
     ("version HTTP/0.9", b"GET / HTTP/0.9\r\n\r\n", 505),
-    ("version HTTP/1.2", b"GET / HTTP/1.2\r\n" + HOST + b"\r\n", 505),
+    ("version HTTP/2.1", b"GET / HTTP/2.1\r\n" + HOST + b"\r\n", 505),
     ("version HTTP/3.0", b"GET / HTTP/3.0\r\n" + HOST + b"\r\n", 505),
+    ("version HTTP/9.9", b"GET / HTTP/9.9\r\n" + HOST + b"\r\n", 505),
+    ("version HTTP/0.0", b"GET / HTTP/0.0\r\n" + HOST + b"\r\n", 505),
+    ("HTTP/1.2 without Host", b"GET / HTTP/1.2\r\n\r\n", 400),
+    ("Transfer-Encoding in HTTP/1.2 still needs chunked last", b"POST / HTTP/1.2\r\n" + HOST
+     + b"Transfer-Encoding: gzip\r\n\r\n", 400),
     # request-target
     ("target with NUL", b"GET /a\x00b HTTP/1.1\r\n" + HOST + b"\r\n", 400),
     ("target with DEL", b"GET /a\x7fb HTTP/1.1\r\n" + HOST + b"\r\n", 400),
@@ -318,6 +334,7 @@ FIND = [
     ("blank line half there", b"GET / HTTP/1.1\r\nHost: h\r\n\r", None),
     ("only empty lines", b"\r\n\r\n\r\n", None),
     ("only empty lines and a CR", b"\r\n\r", None),
+    ("a lone CR", b"\r", None),
     ("whole head", b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", (0, 27)),
     ("head without fields", b"GET / HTTP/1.0\r\n\r\n", (0, 18)),
     ("leading empty lines", b"\r\n\r\nGET / HTTP/1.0\r\n\r\n", (4, 22)),
@@ -329,10 +346,11 @@ FIND = [
     ("bare-LF blank line after CRLF", b"GET / HTTP/1.1\r\nHost: h\r\n\nrest", (0, 26)),
     ("CRLF blank line after bare LF", b"GET / HTTP/1.1\nHost: h\n\r\nrest", (0, 25)),
     ("bare LF right after the request line", b"GET / HTTP/1.1\n\n", (0, 16)),
-    ("leading bare LF", b"\n\nGET", (0, 2)),
+    ("LF CR and more is no blank line", b"GET / HTTP/1.1\n\rX: 1\r\n\r\n", (0, 24)),
     ("request line at the limit", b"GET /" + b"a" * 50 + b" HTTP/1.1\r\n\r\n", (0, 68)),
     ("unfinished request line at the limit", b"G" * 64, None),
     ("unfinished request line at the limit and CR", b"G" * 64 + b"\r", None),
+    ("any tchar may start a method", b"~", None),
 ]
 
 # name, buffer, status
@@ -345,49 +363,140 @@ FIND_ERRORS = [
     ("head too large with its blank line", b"GET / HTTP/1.1\r\nX: " + b"a" * 235 + b"\r\n\r\n",
      431),
     ("endless empty lines", b"\r\n" * 40, 400),
+    # RFC 9112 §3: a request line starts with a method, a token; nothing else is waited on.
+    ("TLS ClientHello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+    ("TLS record type alone", b"\x16", 400),
+    ("leading bare LF", b"\n\nGET", 400),
+    ("leading space", b" GET / HTTP/1.1\r\n", 400),
+    ("leading tab", b"\tGET", 400),
+    ("CR not followed by LF", b"\r\r\n", 400),
+    ("CR then a letter", b"\rGET", 400),
+    ("junk after empty lines", b"\r\n\r\n\x00", 400),
+    ("NUL", b"\x00", 400),
+    ("obs-text", b"\xffGET", 400),
+    ("separator", b"(GET) / HTTP/1.1\r\n", 400),
 ]
 
 
-class FindHeadTest(unittest.TestCase):
-    """find_head on buffers as the connection loop holds them."""
+def scan(buffer: bytes):
+    """A fresh scanner's answer for ``buffer``."""
+    return HeadScanner(LIMITS).scan(buffer)
+
+
+def scan_growing(buffer: bytes):
+    """One scanner's answer after ``buffer`` arrived a byte at a time (or its first error)."""
+    scanner = HeadScanner(LIMITS)
+    grown = bytearray()
+    found = scanner.scan(grown)
+    for byte in buffer:
+        if found is not None:
+            break
+        grown.append(byte)
+        found = scanner.scan(grown)
+    return found
+
+
+class HeadScannerTest(unittest.TestCase):
+    """HeadScanner on buffers as the connection loop holds them, whole or growing."""
 
     def test_cases(self) -> None:
         for name, buffer, expected in FIND:
             with self.subTest(name):
-                self.assertEqual(find_head(buffer, LIMITS), expected)
-                self.assertEqual(find_head(bytearray(buffer), LIMITS), expected)
+                self.assertEqual(scan(buffer), expected)
+                self.assertEqual(scan(bytearray(buffer)), expected)
+                self.assertEqual(scan_growing(buffer), expected)
 
     def test_errors(self) -> None:
         for name, buffer, status in FIND_ERRORS:
-            with self.subTest(name), self.assertRaises(HTTPError) as caught:
-                find_head(buffer, LIMITS)
-            self.assertEqual((caught.exception.status, caught.exception.close), (status, True))
+            for scanning in (scan, scan_growing):
+                with self.subTest(name, scanning=scanning.__name__):
+                    with self.assertRaises(HTTPError) as caught:
+                        scanning(buffer)
+                    self.assertEqual((caught.exception.status, caught.exception.close),
+                                     (status, True))
+
+    def test_a_first_byte_that_starts_no_method_is_refused_at_once(self) -> None:
+        for first in range(256):
+            scanner = HeadScanner(LIMITS)
+            with self.subTest(first=first):
+                if bytes([first]) in b"!#$%&'*+-.^_`|~" or bytes([first]).isalnum():
+                    self.assertIsNone(scanner.scan(bytes([first])))
+                elif first == 13:
+                    self.assertIsNone(scanner.scan(b"\r"))  # it may start an empty line
+                else:
+                    with self.assertRaises(HTTPError) as caught:
+                        scanner.scan(bytes([first]))
+                    self.assertEqual(caught.exception.status, 400)
+
+    def test_the_http2_preface_reaches_the_parser(self) -> None:
+        # PRI is a token: the head is delimited, and parse_head answers 505.
+        buffer = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        start, end = scan(buffer)
+        with self.assertRaises(HTTPError) as caught:
+            parse_head(buffer[start:end], LIMITS)
+        self.assertEqual(caught.exception.status, 505)
+
+    def test_every_prefix_agrees_with_a_fresh_scan(self) -> None:
+        # However a stream is cut, the scanner that saw every piece answers as a new one
+        # would for all the bytes at once.
+        streams = [buffer for _, buffer, _ in FIND] + [
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\r\nrest",
+            b"GET / HTTP/1.1\nA: 1\n\r\n", b"GET / HTTP/1.1\r\n\n"]
+        for stream in streams:
+            for step in (1, 2, 3, 7):
+                with self.subTest(stream=stream, step=step):
+                    scanner = HeadScanner(LIMITS)
+                    for cut in range(0, len(stream) + 1, step):
+                        try:
+                            expected = scan(stream[:cut])
+                        except HTTPError as error:
+                            with self.assertRaises(HTTPError) as caught:
+                                scanner.scan(stream[:cut])
+                            self.assertEqual(caught.exception.status, error.status)
+                            break
+                        self.assertEqual(scanner.scan(stream[:cut]), expected)
+                        if expected is not None:
+                            break
+
+    def test_scan_again_gives_the_same_head(self) -> None:
+        scanner = HeadScanner(LIMITS)
+        buffer = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET"
+        self.assertEqual(scanner.scan(buffer), (0, 27))
+        self.assertEqual(scanner.scan(buffer), (0, 27))
 
     def test_head_at_the_block_limit(self) -> None:
         head = b"GET / HTTP/1.1\r\nX: " + b"a" * 233 + b"\r\n\r\n"
         self.assertEqual(len(head), 256)
-        self.assertEqual(find_head(head + b"GET", LIMITS), (0, 256))
-        self.assertIsNone(find_head(head[:-1], LIMITS))
+        self.assertEqual(scan(head + b"GET"), (0, 256))
+        self.assertIsNone(scan(head[:-1]))
+        self.assertEqual(scan_growing(head + b"GET"), (0, 256))
 
     def test_pipelined_heads_one_after_another(self) -> None:
-        buffer = b"\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET"
+        # As the connection does it: delete each head from the buffer's front, then reset.
+        buffer = bytearray(b"\r\nGET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                           b"GET /b HTTP/1.1\r\nHost: h\r\n\r\nGET")
+        scanner = HeadScanner(LIMITS)
         paths = []
         while True:
-            found = find_head(buffer, LIMITS)
+            found = scanner.scan(buffer)
             if found is None:
                 break
             start, end = found
             paths.append(parse_head(buffer[start:end], LIMITS).path)
-            buffer = buffer[end:]
+            del buffer[:end]
+            scanner.reset()
         self.assertEqual(paths, ["/a", "/b"])
         self.assertEqual(buffer, b"GET")
+        buffer += b" /c HTTP/1.1\r\nHost: h\r\n\r\n"
+        self.assertEqual(scanner.scan(buffer), (0, len(buffer)))
 
     def test_head_fed_byte_by_byte(self) -> None:
         stream = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\nnext"
         buffer = bytearray()
+        scanner = HeadScanner(LIMITS)
         for index, byte in enumerate(stream):
             buffer.append(byte)
-            found = find_head(buffer, LIMITS)
+            found = scanner.scan(buffer)
             if found is not None:
                 self.assertEqual(found, (2, 29))
                 self.assertEqual(index, 28)
@@ -397,10 +506,11 @@ class FindHeadTest(unittest.TestCase):
     def test_slowloris_head_refused_at_the_limit(self) -> None:
         # A head that never ends must be refused once it crosses the limit, not buffered on.
         buffer = bytearray(b"GET / HTTP/1.1\r\n")
+        scanner = HeadScanner(LIMITS)
         with self.assertRaises(HTTPError) as caught:
             while True:
                 buffer += b"X-A: b\r\n"
-                find_head(buffer, LIMITS)
+                scanner.scan(buffer)
         self.assertEqual(caught.exception.status, 431)
         self.assertLessEqual(len(buffer), LIMITS.header_block + 8)
 

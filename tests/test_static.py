@@ -22,7 +22,7 @@ from nex.errors import HTTPError
 from nex.request import Headers, Request
 from nex.resolver import Target
 from nex.response import FileSlice, Response
-from nex.static import accepted_codings, cache_control, content_type, serve_file
+from nex.static import accepted_codings, cache_control, serve_file
 
 #: A fixed modification time (Sun, 13 Sep 2020 12:26:40 GMT) so validators are predictable.
 MTIME = 1_600_000_000
@@ -108,58 +108,6 @@ def parse_multipart(body: bytes, content_type_value: str
             part_fields[name.lower()] = value
         parts.append((part_fields, data))
     return parts
-
-
-class ContentTypeTest(unittest.TestCase):
-    """Content-Type from the built-in table, overrides, and the charset rule."""
-
-    CASES = [
-        (".html", "text/html; charset=utf-8"),
-        (".css", "text/css; charset=utf-8"),
-        (".txt", "text/plain; charset=utf-8"),
-        (".js", "text/javascript; charset=utf-8"),
-        (".mjs", "text/javascript; charset=utf-8"),
-        (".json", "application/json; charset=utf-8"),
-        (".webmanifest", "application/manifest+json; charset=utf-8"),
-        (".svg", "image/svg+xml"),
-        (".png", "image/png"),
-        (".jpg", "image/jpeg"),
-        (".pdf", "application/pdf"),
-        (".wasm", "application/wasm"),
-        (".woff2", "font/woff2"),
-        (".gz", "application/gzip"),
-        (".unknownext", "application/octet-stream"),
-        ("", "application/octet-stream"),
-    ]
-
-    def test_table(self) -> None:
-        for extension, expected in self.CASES:
-            with self.subTest(extension=extension):
-                self.assertEqual(content_type(extension, Config())[0], expected)
-
-    def test_overrides_win(self) -> None:
-        config = Config(mime_types={".mjs": "application/javascript", ".data": "text/csv",
-                                    ".bin": "text/plain; charset=latin-1"})
-        self.assertEqual(content_type(".mjs", config)[0],
-                         "application/javascript; charset=utf-8")
-        self.assertEqual(content_type(".data", config)[0], "text/csv; charset=utf-8")
-        self.assertEqual(content_type(".bin", config)[0], "text/plain; charset=latin-1")
-
-    def test_compressible_types(self) -> None:
-        for extension in (".html", ".css", ".js", ".json", ".svg", ".xml", ".txt"):
-            with self.subTest(extension=extension):
-                self.assertTrue(content_type(extension, Config())[1])
-        for extension in (".png", ".jpg", ".gz", ".woff2", ".mp4", ".unknownext"):
-            with self.subTest(extension=extension):
-                self.assertFalse(content_type(extension, Config())[1])
-
-    def test_host_mime_types_file_does_not_change_results(self) -> None:
-        # The table is built once from the interpreter's own data; /etc/mime.types (which
-        # might map .js to something else) is never read into it.
-        import mimetypes
-        mimetypes.add_type("application/x-host-specific", ".css")
-        self.addCleanup(mimetypes.add_type, "text/css", ".css")
-        self.assertEqual(content_type(".css", Config())[0], "text/css; charset=utf-8")
 
 
 class CacheControlTest(unittest.TestCase):
