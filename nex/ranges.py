@@ -8,7 +8,7 @@ attempt), nothing satisfiable (416), or a list of disjoint ranges in ascending o
 from __future__ import annotations
 
 import secrets
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from nex.grammar import RANGE_SPEC, RANGES_SPECIFIER, parse_list
 from nex.response import BodyPiece, FileSlice
@@ -128,13 +128,15 @@ def content_range(first: int, last: int, size: int) -> str:
     return f"bytes {first}-{last}/{size}"
 
 
-def multipart_body(ranges: List[ByteRange], size: int,
-                   content_type: str) -> Tuple[str, List[BodyPiece]]:
+def multipart_body(ranges: List[ByteRange], size: int, content_type: str,
+                   piece: Callable[[int, int], BodyPiece] = FileSlice
+                   ) -> Tuple[str, List[BodyPiece]]:
     """A ``multipart/byteranges`` body (§14.6): its Content-Type and its pieces.
 
     Each part carries the representation's Content-Type and its own Content-Range; the
-    data are :class:`FileSlice` pieces between the byte strings of the part heads.  The
-    boundary is random, so file contents cannot forge a part.
+    data are ``piece(offset, count)`` (by default a :class:`FileSlice`) between the byte
+    strings of the part heads.  The boundary is random, so file contents cannot forge a
+    part.
     """
     boundary = secrets.token_hex(16)
     pieces: List[BodyPiece] = []
@@ -143,7 +145,7 @@ def multipart_body(ranges: List[ByteRange], size: int,
         pieces.append((f"{delimiter}Content-Type: {content_type}\r\n"
                        f"Content-Range: {content_range(first, last, size)}\r\n\r\n"
                        ).encode("latin-1"))
-        pieces.append(FileSlice(first, last - first + 1))
+        pieces.append(piece(first, last - first + 1))
         delimiter = f"\r\n--{boundary}\r\n"
     pieces.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return f"multipart/byteranges; boundary={boundary}", pieces

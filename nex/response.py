@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import (BinaryIO, Callable, Iterable, Iterator, List, NamedTuple, Optional,
+from typing import (Callable, Iterable, Iterator, List, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
 from nex import SERVER_SOFTWARE
@@ -32,6 +32,34 @@ class FileSlice(NamedTuple):
 
 
 BodyPiece = Union[bytes, FileSlice]
+
+
+class OpenFile:
+    """A file descriptor a response body is read from, closed once.
+
+    Lighter than a Python file object, whose creation costs system calls (``fstat``,
+    ``ioctl``, ``lseek``) that ``os.sendfile`` and ``os.pread`` never need.
+    """
+
+    __slots__ = ("_descriptor",)
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+
+    def fileno(self) -> int:
+        """The descriptor."""
+        return self._descriptor
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._descriptor < 0
+
+    def close(self) -> None:
+        """Close the descriptor; later calls do nothing."""
+        if self._descriptor >= 0:
+            descriptor, self._descriptor = self._descriptor, -1
+            os.close(descriptor)
 #: Runs a CONNECT tunnel over the client's socket once the 2xx head is out; it gets the
 #: bytes the client already sent past the request head and returns the bytes relayed
 #: ``(client to origin, origin to client)``.
@@ -51,7 +79,8 @@ class Response:
     (``Content-Length`` computed from ``body``, or ``Transfer-Encoding``) and
     ``Connection``.  The body is one of:
 
-    - ``body``: a sequence of pieces, bytes or :class:`FileSlice` ranges of ``file``;
+    - ``body``: a sequence of pieces, bytes or :class:`FileSlice` ranges of ``file`` (an
+      :class:`OpenFile`, or anything with ``fileno()`` and ``close()``);
     - ``stream``: bytes produced while sending, ``stream_length`` long when that is known;
       otherwise chunked for an HTTP/1.1 client, else delimited by closing the connection.
 
@@ -65,7 +94,7 @@ class Response:
     status: int
     headers: List[Tuple[str, str]] = field(default_factory=list)
     body: Sequence[BodyPiece] = ()
-    file: Optional[BinaryIO] = None
+    file: Optional[OpenFile] = None
     close: bool = False
     stream: Optional[Iterable[bytes]] = None
     stream_length: Optional[int] = None

@@ -15,7 +15,7 @@ import gzip
 import os
 import stat as stat_module
 import time
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from nex.clock import format_http_date
 from nex.conditional import if_range_holds, make_etag, not_modified
@@ -24,10 +24,10 @@ from nex.errors import HTTPError
 from nex.filecache import FileChangedError, SmallFileCache
 from nex.grammar import WEIGHTED_CODING, parse_list
 from nex.mediatypes import content_type, file_extension
-from nex.ranges import content_range, multipart_body, select_ranges
+from nex.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.request import Request
 from nex.resolver import Target
-from nex.response import FileSlice, Response
+from nex.response import BodyPiece, FileSlice, OpenFile, Response
 
 #: Files larger than this are never compressed on the fly: the gzip body is held in memory.
 MAX_GZIP_SIZE = 16 * 1024 * 1024
@@ -85,10 +85,10 @@ def _regular_file(path: str) -> Optional[os.stat_result]:
     # lstat: a sidecar symlink could point outside the document root, which the resolver
     # only checked for the file itself, so only plain regular files qualify.
     try:
-        status = os.lstat(path)
+        info = os.lstat(path)
     except OSError:
         return None
-    return status if stat_module.S_ISREG(status.st_mode) else None
+    return info if stat_module.S_ISREG(info.st_mode) else None
 
 
 def _find_sidecar(fs_path: str, codings: Tuple[str, ...]
@@ -102,9 +102,9 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...]
         return None, True
     for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
         path = fs_path + _SIDECARS[coding][0]
-        status = _regular_file(path)
-        if status is not None:
-            return ((coding, path, status) if coding in codings else None), True
+        info = _regular_file(path)
+        if info is not None:
+            return ((coding, path, info) if coding in codings else None), True
     return None, False
 
 
@@ -127,7 +127,7 @@ class _Representation(NamedTuple):
     """The bytes a response is about: where they live and how they are coded."""
 
     path: str
-    status: os.stat_result
+    file_stat: os.stat_result
     encoding: Optional[str]
     etag_suffix: str
     on_the_fly: bool
@@ -153,8 +153,8 @@ def _choose(request: Request, target: Target, config: Config,
     if config.precompressed:
         sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings)
         if sidecar is not None:
-            coding, path, status = sidecar
-            return _Representation(path, status, coding, _SIDECARS[coding][1], False, True)
+            coding, path, info = sidecar
+            return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
         vary = vary or sidecar_vary
     # Never a range of a body compressed on the fly: a Range request gets the file itself.
     if gzippable and "gzip" in codings and "Range" not in request.headers:
@@ -174,62 +174,92 @@ def serve_file(request: Request, target: Target, config: Config,
     Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
     when one is given, as bytes instead of an open file.
     """
-    headers = request.headers
     extension = file_extension(target.fs_path)
     media_type, compressible = content_type(extension, config.mime_types)
     chosen = _choose(request, target, config, compressible)
-    status = chosen.status
+    file_stat = chosen.file_stat
     now = time.time()
     # RFC 9110 §8.8.2.1: a modification time in the future is replaced by the present.
-    last_modified = min(status.st_mtime_ns // 1_000_000_000, int(now))
-    etag = make_etag(status.st_size, status.st_mtime_ns, chosen.etag_suffix)
+    last_modified = min(file_stat.st_mtime_ns // 1_000_000_000, int(now))
+    etag = make_etag(file_stat.st_size, file_stat.st_mtime_ns, chosen.etag_suffix)
     vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
     validators = [("Last-Modified", format_http_date(last_modified)), ("ETag", etag)]
     cache = cache_control(extension, config)
     policy = ([("Cache-Control", cache)] if cache else []) + vary
-    if (headers.has_any(_PRECONDITIONS)
-            and not_modified(headers, request.method, etag, last_modified, vary)):
+    if (request.headers.has_any(_PRECONDITIONS)
+            and not_modified(request.headers, request.method, etag, last_modified, vary)):
         return Response(304, validators + policy)
-
-    size = status.st_size
-    ranges = None
-    range_value = headers.get("Range")
-    if range_value is not None and request.method in ("GET", "HEAD"):
-        if_range = headers.get("If-Range")
-        if if_range is None or if_range_holds(if_range, etag, last_modified, now):
-            ranges = select_ranges(range_value, size, config.max_ranges)
-            if ranges == []:
-                raise HTTPError(416, headers=[("Content-Range", f"bytes */{size}")] + vary)
-            # A multipart body of a content-coded file has no agreed meaning; send it whole.
-            if ranges and len(ranges) > 1 and chosen.encoding is not None:
-                ranges = None
-
-    try:
-        cached = None
-        if file_cache is not None and not chosen.on_the_fly:
-            cached = file_cache.read(chosen.path, status)
-        file = None if cached is not None else open(chosen.path, "rb")
-    except OSError as error:
-        raise _open_error(error) from None
+    ranges = _requested_ranges(request, chosen, etag, last_modified, now, config.max_ranges)
     fields = [("Content-Type", media_type)]
     if chosen.encoding is not None:
         fields.append(("Content-Encoding", chosen.encoding))
     tail = validators + [("Accept-Ranges", "bytes")] + policy
     if chosen.on_the_fly:
-        with file:
-            data = file.read(size)
-        body = gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
-        return Response(200, fields + tail, [body])
+        return Response(200, fields + tail, [_gzipped(chosen)])
+    cached = None if file_cache is None else _cached(file_cache, chosen)
+    file = None if cached is not None else _open(chosen.path)
+    size = file_stat.st_size
+    if cached is not None:
+        def piece(offset: int, count: int) -> BodyPiece:
+            return cached[offset:offset + count]
+    else:
+        piece = FileSlice
     if ranges is None:
-        response = Response(200, fields + tail, [FileSlice(0, size)] if size else [], file)
-    elif len(ranges) == 1:
+        return Response(200, fields + tail, [piece(0, size)] if size else [], file)
+    if len(ranges) == 1:
         first, last = ranges[0]
         fields.append(("Content-Range", content_range(first, last, size)))
-        response = Response(206, fields + tail, [FileSlice(first, last - first + 1)], file)
-    else:
-        multipart_type, body = multipart_body(ranges, size, media_type)
-        response = Response(206, [("Content-Type", multipart_type)] + tail, body, file)
-    if cached is not None:
-        response.body = [cached[piece.offset:piece.offset + piece.count]
-                         if isinstance(piece, FileSlice) else piece for piece in response.body]
-    return response
+        return Response(206, fields + tail, [piece(first, last - first + 1)], file)
+    multipart_type, body = multipart_body(ranges, size, media_type, piece)
+    return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+
+
+def _requested_ranges(request: Request, chosen: _Representation, etag: str,
+                      last_modified: int, now: float, max_ranges: int
+                      ) -> Optional[List[ByteRange]]:
+    """The byte ranges to send, or None for the whole representation (RFC 9110 §14).
+
+    A Range that If-Range voids, or several ranges of a content-coded representation (a
+    multipart body of coded bytes has no agreed meaning), gets the whole; no satisfiable
+    range raises 416 with ``Content-Range: bytes */size``.
+    """
+    headers = request.headers
+    range_value = headers.get("Range")
+    if range_value is None or request.method not in ("GET", "HEAD"):
+        return None
+    if_range = headers.get("If-Range")
+    if if_range is not None and not if_range_holds(if_range, etag, last_modified, now):
+        return None
+    size = chosen.file_stat.st_size
+    ranges = select_ranges(range_value, size, max_ranges)
+    if ranges == []:
+        vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
+        raise HTTPError(416, headers=[("Content-Range", f"bytes */{size}")] + vary)
+    if ranges and len(ranges) > 1 and chosen.encoding is not None:
+        return None
+    return ranges
+
+
+def _cached(file_cache: SmallFileCache, chosen: _Representation) -> Optional[bytes]:
+    try:
+        return file_cache.read(chosen.path, chosen.file_stat)
+    except OSError as error:
+        raise _open_error(error) from None
+
+
+def _open(path: str) -> OpenFile:
+    """The file at ``path`` opened for reading: one ``open`` system call, no buffering."""
+    try:
+        return OpenFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as error:
+        raise _open_error(error) from None
+
+
+def _gzipped(chosen: _Representation) -> bytes:
+    """The whole file compressed with gzip (its size is at most :data:`MAX_GZIP_SIZE`)."""
+    file = _open(chosen.path)
+    try:
+        data = os.pread(file.fileno(), chosen.file_stat.st_size, 0)
+    finally:
+        file.close()
+    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
