@@ -10,7 +10,8 @@ challenge asks clients to send them.
 
 :class:`UsersFile` checks the credentials of an ``Authorization`` or ``Proxy-Authorization``
 value and re-reads the file when it changes; :class:`FailureLimiter` says when a client has
-failed too often and must wait (429).
+failed too often and must wait (429).  :class:`SiteAuth` puts them in front of the files under
+the ``[auth] protect`` prefixes (:class:`ProtectedPaths`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ import re
 import threading
 import time
 import unicodedata
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import (TYPE_CHECKING, Callable, Dict, Iterable, NamedTuple, Optional, Sequence,
+                    Tuple)
+from urllib.parse import quote
 
+from nex.errors import HTTPError
+from nex.resolver import split_path
 from nex.watchedfile import WatchedFile
+
+if TYPE_CHECKING:
+    from nex.config import Config
 
 #: scrypt cost written by :func:`hash_password`: 16 MiB of memory, about 50 ms per check.
 DEFAULT_N, DEFAULT_R, DEFAULT_P = 2 ** 14, 8, 1
@@ -336,3 +344,137 @@ def _client_key(client: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+# --- the file server's login ---------------------------------------------------------------
+
+# What a protected prefix may hold as written: printable ASCII (escapes included) stays, the
+# rest is percent-encoded as UTF-8 first, so "/café/" and "/caf%C3%A9/" are one prefix.
+_PREFIX_AS_WRITTEN = "".join(chr(code) for code in range(0x21, 0x7f) if chr(code) != "\\")
+
+
+def _segment_key(segment: str) -> str:
+    """What a path segment is compared as: its canonical caseless form (Unicode D145).
+
+    A case-insensitive file system (vfat, exFAT, ext4 casefold folders) serves
+    ``/PRIVATE/x`` from the same file as ``/private/x``, so protection cannot depend on case.
+    """
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", segment).casefold())
+
+
+def parse_path_prefix(text: str) -> Tuple[str, ...]:
+    """The segments a protected URL-path prefix such as ``/private/`` stands for.
+
+    The prefix is read as a request path is (:func:`nex.resolver.split_path`): escapes
+    decoded once, dot segments resolved, empty segments dropped, so ``/`` is no segment (the
+    whole site) and ``/private`` means what ``/private/`` does.  Characters outside ASCII may
+    be written as they are.  ``ValueError`` when ``text`` is not such a path.
+    """
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not a URL path such as /private/")
+    try:
+        segments, _ = split_path(quote(text, safe=_PREFIX_AS_WRITTEN))
+    except HTTPError:
+        raise ValueError(f"{text!r} is not a URL path such as /private/") from None
+    return tuple(_segment_key(segment) for segment in segments)
+
+
+class ProtectedPaths:
+    """URL-path prefixes under which a login is needed, compared on whole segments.
+
+    ``/private/`` covers ``/private``, ``/private/`` and ``/private/x``, not ``/privateer``;
+    ``/`` covers every path.  Segments compare without regard to letter case or Unicode
+    normal form.  ``ValueError`` for a prefix :func:`parse_path_prefix` refuses.
+    """
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        self._prefixes = tuple(parse_path_prefix(prefix) for prefix in prefixes)
+        self._longest = max((len(prefix) for prefix in self._prefixes), default=0)
+
+    def covers(self, segments: Sequence[str]) -> bool:
+        """Whether the decoded, normalised path ``segments`` lie under a prefix."""
+        keys = tuple(_segment_key(segment) for segment in segments[:self._longest])
+        return any(keys[:len(prefix)] == prefix for prefix in self._prefixes
+                   if len(prefix) <= len(keys))
+
+
+class SiteAuth:
+    """Basic authentication (RFC 7617) for the files under the protected prefixes.
+
+    ``users`` holds the accounts, ``protected`` the prefixes, ``realm`` names the protection
+    space in the ``WWW-Authenticate`` challenge; ``failures`` counts failed logins per client
+    (None: no limit).  Requests for paths outside the prefixes need no login.
+    """
+
+    def __init__(self, users: UsersFile, protected: ProtectedPaths, realm: str,
+                 failures: Optional[FailureLimiter]) -> None:
+        self._users = users
+        self._protected = protected
+        self._challenge = (("WWW-Authenticate", challenge(realm)),)
+        self._failures = failures
+
+    @classmethod
+    def from_config(cls, config: "Config", *,
+                    on_error: Callable[[str], None]) -> Optional["SiteAuth"]:
+        """The ``[auth]`` settings' authentication, or None when ``users_file`` is empty.
+
+        ``on_error`` receives one line when the users file changes into something that
+        cannot be used.  ``ValueError`` when the file has turned bad since the settings
+        were checked.
+        """
+        if not config.auth_users_file:
+            return None
+        per_minute = config.auth_max_failures_per_minute
+        return cls(UsersFile.load(config.auth_users_file, on_error=on_error),
+                   ProtectedPaths(config.auth_protect), config.auth_realm,
+                   FailureLimiter(per_minute) if per_minute else None)
+
+    def protects(self, path: str) -> bool:
+        """Whether the request path ``path`` (as sent) needs a login.
+
+        The path is split exactly as the resolver splits it, so no spelling (escapes, dot
+        segments, doubled slashes) reaches a protected file without matching its prefix.
+        Raises the resolver's ``HTTPError(400)`` for a path it would refuse.
+        """
+        segments, _ = split_path(path)
+        return self._protected.covers(segments)
+
+    def login(self, authorization: Optional[str], client: str) -> str:
+        """The user name ``authorization`` (the ``Authorization`` value) proves.
+
+        A ``client`` that failed too often gets ``429`` with ``Retry-After`` before its
+        credentials are looked at, so guessing passwords gains nothing by going fast, not
+        even their timing.  Missing or wrong credentials get ``401`` with the challenge;
+        wrong ones (any ``Authorization`` that does not prove a user) count as a failure.
+        """
+        if self._failures is not None:
+            wait = self._failures.retry_after(client)
+            if wait:
+                raise HTTPError(429, f"Too many failed logins from your address; try again in"
+                                     f" {wait} s.", headers=[("Retry-After", str(wait))])
+        user = self._users.check(authorization)
+        if user is not None:
+            return user
+        if authorization is None:
+            raise HTTPError(401, "This part of the site needs a user name and password.",
+                            headers=self._challenge)
+        if self._failures is not None:
+            self._failures.record_failure(client)
+        raise HTTPError(401, "The user name or password was not accepted.",
+                        headers=self._challenge)
+
+
+def cleartext_warning(config: "Config") -> Optional[str]:
+    """A warning when Basic passwords would cross a network unencrypted, else None.
+
+    That is when a users file is set, no TLS certificate is, and Nex listens on an address
+    other than loopback.  Behind a TLS-terminating proxy on the same machine, bind to
+    loopback and the warning goes away.
+    """
+    if not config.auth_users_file or getattr(config, "tls_certificate", ""):
+        return None
+    if config.bind == "localhost" or ipaddress.ip_address(config.bind).is_loopback:
+        return None
+    return (f"Basic authentication is on without TLS while listening on {config.bind}:"
+            " passwords cross the network readable by anyone on the way; use TLS, or"
+            " bind to loopback behind a TLS-terminating proxy")

@@ -7,13 +7,18 @@ import hashlib
 import os
 import shutil
 import tempfile
+import types
 import unittest
 from typing import List
 from unittest import mock
 
-from nex.auth import (DEFAULT_N, DEFAULT_P, DEFAULT_R, FailureLimiter, UsersFile,
-                      basic_credentials, challenge, check_user_name, hash_password, parse_hash,
+from nex.auth import (DEFAULT_N, DEFAULT_P, DEFAULT_R, FailureLimiter, ProtectedPaths,
+                      SiteAuth, UsersFile, basic_credentials, challenge, check_user_name,
+                      cleartext_warning, hash_password, parse_hash, parse_path_prefix,
                       parse_users)
+from nex.config import Config
+from nex.errors import HTTPError
+from nex.resolver import split_path
 
 # Cheap scrypt parameters, so the tests do not spend seconds deriving keys.
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -322,6 +327,195 @@ class FailureLimiterTest(unittest.TestCase):
     def test_at_least_one_per_minute(self) -> None:
         with self.assertRaises(ValueError):
             FailureLimiter(0)
+
+
+class PathPrefixTest(unittest.TestCase):
+    def test_prefixes_read_like_request_paths(self) -> None:
+        for text, segments in (("/", ()),
+                               ("/private/", ("private",)),
+                               ("/private", ("private",)),
+                               ("//private//", ("private",)),
+                               ("/docs/internal/", ("docs", "internal")),
+                               ("/%70rivate/", ("private",)),
+                               ("/a/../private/./", ("private",)),
+                               ("/Private/", ("private",)),
+                               ("/my files/", ("my files",)),
+                               ("/caf\u00e9/", ("cafe\u0301",)),
+                               ("/caf%C3%A9/", ("cafe\u0301",))):
+            with self.subTest(text=text):
+                self.assertEqual(parse_path_prefix(text), segments)
+
+    def test_refused_prefixes(self) -> None:
+        for text in ("private/", "", "*", "http://example.com/", "/a%2Fb/", "/a%5cb/",
+                     "/a\\b/", "/a%00/", "/a%zz/", "/%C0%AE/"):
+            with self.subTest(text=text), self.assertRaises(ValueError) as caught:
+                parse_path_prefix(text)
+            self.assertEqual(str(caught.exception), f"{text!r} is not a URL path such as /private/")
+
+
+class ProtectedPathsTest(unittest.TestCase):
+    """Whole segments after the resolver's decoding and normalisation; no spelling escapes."""
+
+    def test_table(self) -> None:
+        for prefixes, path, covered in (
+                (["/private/"], "/private", True),
+                (["/private/"], "/private/", True),
+                (["/private/"], "/private/x", True),
+                (["/private/"], "/private/x/y.txt", True),
+                (["/private"], "/private/x", True),
+                (["/private/"], "/privateer", False),
+                (["/private/"], "/privateer/x", False),
+                (["/private/"], "/", False),
+                (["/private/"], "/public/private/x", False),
+                (["/private/"], "/priv", False),
+                (["/"], "/", True),
+                (["/"], "/anything/at/all", True),
+                (["/private/", "/admin/"], "/admin/users", True),
+                (["/private/", "/admin/"], "/administrator", False),
+                (["/docs/internal/"], "/docs/internal/a", True),
+                (["/docs/internal/"], "/docs/a", False),
+                (["/docs/internal/"], "/docs/", False),
+                (["/docs/internal/"], "/docs/internalx/a", False),
+                # Spellings that reach the same file must meet the same prefix.
+                (["/private/"], "/%70rivate/x", True),
+                (["/private/"], "/%70%72%69%76%61%74%65/x", True),
+                (["/private/"], "/private/../private/x", True),
+                (["/private/"], "/x/../private/x", True),
+                (["/private/"], "/./private/x", True),
+                (["/private/"], "//private//x", True),
+                (["/private/"], "/../../private/x", True),
+                (["/private/"], "/PRIVATE/x", True),
+                (["/private/"], "/Private/x", True),
+                (["/private/"], "/private/x/..", True),
+                (["/private/"], "/private/..", False),
+                (["/private/"], "/%252e%252e/private/x", False),  # a folder named "%2e%2e"
+                (["/caf\u00e9/"], "/caf%C3%A9/x", True),
+                (["/caf\u00e9/"], "/cafe%CC%81/x", True),  # the decomposed spelling
+                (["/caf\u00e9/"], "/CAF%C3%89/x", True),
+                (["/caf\u00e9/"], "/cafe/x", False)):
+            with self.subTest(prefixes=prefixes, path=path):
+                segments, _ = split_path(path)
+                self.assertIs(ProtectedPaths(prefixes).covers(segments), covered)
+
+    def test_bad_prefix(self) -> None:
+        with self.assertRaises(ValueError):
+            ProtectedPaths(["/ok/", "not-a-path"])
+
+
+class SiteAuthTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="nex-site-auth-")
+        self.addCleanup(shutil.rmtree, self.folder)
+        self.path = os.path.join(self.folder, "users")
+        rewrite(self.path, f"alice:{hash_password('wonderland', **FAST)}\n")
+        self.users = UsersFile.load(self.path)
+        self.clock = FakeClock()
+
+    def site_auth(self, per_minute: int = 3, realm: str = "Nex") -> SiteAuth:
+        failures = FailureLimiter(per_minute, clock=self.clock) if per_minute else None
+        return SiteAuth(self.users, ProtectedPaths(["/private/"]), realm, failures)
+
+    def refusal(self, auth: SiteAuth, value, client: str = "192.0.2.1") -> HTTPError:
+        with self.assertRaises(HTTPError) as caught:
+            auth.login(value, client)
+        return caught.exception
+
+    def test_protects_splits_like_the_resolver(self) -> None:
+        auth = self.site_auth()
+        self.assertTrue(auth.protects("/%70rivate/x"))
+        self.assertFalse(auth.protects("/privateer"))
+        with self.assertRaises(HTTPError) as caught:
+            auth.protects("/private%2Fx")
+        self.assertEqual(caught.exception.status, 400)
+
+    def test_right_credentials_name_the_user(self) -> None:
+        self.assertEqual(self.site_auth().login(basic("alice:wonderland"), "192.0.2.1"), "alice")
+
+    def test_missing_credentials_are_challenged_and_not_counted(self) -> None:
+        auth = self.site_auth(per_minute=1)
+        for _ in range(3):
+            error = self.refusal(auth, None)
+            self.assertEqual(error.status, 401)
+            self.assertEqual(error.headers,
+                             (("WWW-Authenticate", 'Basic realm="Nex", charset="UTF-8"'),))
+        self.assertEqual(auth.login(basic("alice:wonderland"), "192.0.2.1"), "alice")
+
+    def test_wrong_credentials_are_challenged(self) -> None:
+        auth = self.site_auth(per_minute=100, realm='Staff "only"')
+        for value in (basic("alice:guess"), basic("mallory:wonderland"), "Bearer abc", "",
+                      basic("alice:wonderland") + ", " + basic("alice:wonderland")):
+            with self.subTest(value=value):
+                error = self.refusal(auth, value)
+                self.assertEqual(error.status, 401)
+                self.assertEqual(dict(error.headers)["WWW-Authenticate"],
+                                 'Basic realm="Staff \\"only\\"", charset="UTF-8"')
+
+    def test_too_many_failures_get_429_without_a_password_check(self) -> None:
+        auth = self.site_auth(per_minute=3)
+        for _ in range(3):
+            self.assertEqual(self.refusal(auth, basic("alice:guess")).status, 401)
+        with mock.patch.object(UsersFile, "check") as check:
+            error = self.refusal(auth, basic("alice:wonderland"))
+            self.assertEqual(self.refusal(auth, None).status, 429)
+        check.assert_not_called()
+        self.assertEqual(error.status, 429)
+        self.assertEqual(error.headers, (("Retry-After", "20"),))  # 60 s / 3 failures
+        self.assertIn("20 s", error.detail)
+        # Another client is not held up; the first may try again once the wait is over.
+        self.assertEqual(auth.login(basic("alice:wonderland"), "192.0.2.2"), "alice")
+        self.clock.now += 20
+        self.assertEqual(auth.login(basic("alice:wonderland"), "192.0.2.1"), "alice")
+
+    def test_no_limit(self) -> None:
+        auth = self.site_auth(per_minute=0)
+        for _ in range(5):
+            self.assertEqual(self.refusal(auth, basic("alice:guess")).status, 401)
+        self.assertEqual(auth.login(basic("alice:wonderland"), "192.0.2.1"), "alice")
+
+    def test_from_config(self) -> None:
+        self.assertIsNone(SiteAuth.from_config(Config(), on_error=self.fail))
+        config = Config(auth_users_file=self.path, auth_protect=("/a/", "/b/"),
+                        auth_realm="Team", auth_max_failures_per_minute=1)
+        auth = SiteAuth.from_config(config, on_error=self.fail)
+        self.assertTrue(auth.protects("/b/x"))
+        self.assertFalse(auth.protects("/c/x"))
+        self.assertEqual(auth.login(basic("alice:wonderland"), "192.0.2.1"), "alice")
+        error = self.refusal(auth, basic("alice:guess"))
+        self.assertEqual(dict(error.headers)["WWW-Authenticate"],
+                         'Basic realm="Team", charset="UTF-8"')
+        self.assertEqual(self.refusal(auth, basic("alice:guess")).status, 429)
+
+    def test_from_config_with_a_file_turned_bad(self) -> None:
+        rewrite(self.path, "alice\n")
+        with self.assertRaises(ValueError) as caught:
+            SiteAuth.from_config(Config(auth_users_file=self.path), on_error=self.fail)
+        self.assertEqual(str(caught.exception), f"{self.path} line 1: expected user:hash")
+
+
+class CleartextWarningTest(unittest.TestCase):
+    def test_table(self) -> None:
+        for users_file, bind, certificate, warned in (
+                ("", "0.0.0.0", "", False),
+                ("/users", "127.0.0.1", "", False),
+                ("/users", "127.0.0.2", "", False),
+                ("/users", "::1", "", False),
+                ("/users", "localhost", "", False),
+                ("/users", "0.0.0.0", "", True),
+                ("/users", "::", "", True),
+                ("/users", "192.0.2.7", "", True),
+                ("/users", "0.0.0.0", "/etc/nex/cert.pem", False)):
+            with self.subTest(users_file=users_file, bind=bind, certificate=certificate):
+                config = types.SimpleNamespace(auth_users_file=users_file, bind=bind,
+                                               tls_certificate=certificate)
+                warning = cleartext_warning(config)
+                self.assertIs(warning is not None, warned)
+                if warned:
+                    self.assertIn(f"without TLS while listening on {bind}", warning)
+                    self.assertNotIn("\n", warning)
+
+    def test_settings_without_tls(self) -> None:
+        self.assertIsNone(cleartext_warning(Config(auth_users_file="/users")))
+        self.assertIsNotNone(cleartext_warning(Config(auth_users_file="/users", bind="::")))
 
 
 if __name__ == "__main__":
