@@ -1,13 +1,17 @@
 """Assembly: one :class:`Dispatcher` built from the settings, before the listener starts.
 
 The listener only listens; everything the workers share (templates, Host rules, the
-small-file cache, trusted proxies) is put together here, once per process.
+small-file cache, trusted proxies, the login for protected paths) is put together here, once
+per process.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from nex import SERVER_SOFTWARE
-from nex.config import Config
+from nex.auth import SiteAuth
+from nex.config import Config, ConfigError
 from nex.dispatch import Dispatcher
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
@@ -15,11 +19,18 @@ from nex.hosts import HostValidator
 from nex.templates import TemplateSet
 
 
-def assemble(config: Config, port: int) -> Dispatcher:
+def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
     """The dispatcher for ``config``, serving on ``port`` (shown in page footers).
 
-    Raises ``TemplateError`` when a page template cannot be loaded.
+    ``on_error`` receives one line when a file Nex re-reads while running (the users file)
+    changes into something it cannot use.  Raises ``TemplateError`` when a page template
+    cannot be loaded, ``ConfigError`` when the users file turned bad after the settings were
+    checked.
     """
+    try:
+        auth = SiteAuth.from_config(config, on_error=on_error)
+    except ValueError as error:
+        raise ConfigError(f"[auth] users_file: {error}") from None
     templates = TemplateSet.load(config.error_pages, config.templates)
     return Dispatcher(
         config=config,
@@ -28,4 +39,5 @@ def assemble(config: Config, port: int) -> Dispatcher:
         signature=f"{SERVER_SOFTWARE} Server at {config.server_name} Port {port}",
         file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
         forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
+        auth=auth,
     )

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
+from nex.auth import ProtectedPaths, challenge, parse_users
 from nex.forwarded import parse_networks
 from nex.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
 from nex.hosts import HostValidator
+from nex.watchedfile import load
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class Config:
     error_log: str = "-"
     log_colour: str = "auto"
     trusted_proxies: Tuple[str, ...] = ()
+    # [auth]
+    auth_users_file: str = ""
+    auth_protect: Tuple[str, ...] = ("/",)
+    auth_realm: str = "Nex"
+    auth_max_failures_per_minute: int = 10
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -225,6 +232,41 @@ def _networks(text: str, base: str) -> Tuple[str, ...]:
     return specs
 
 
+def _checked_file(parse: Callable[[bytes], Any]) -> Callable[[str, str], str]:
+    """A parser for an optional path (empty: none) to a file whose contents ``parse`` takes."""
+    def check(text: str, base: str) -> str:
+        if not text:
+            return ""
+        path = _resolve(text, base)
+        try:
+            load(path, parse)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+        return path
+    return check
+
+
+def _path_prefixes(text: str, base: str) -> Tuple[str, ...]:
+    """URL-path prefixes such as ``/private/``, as ProtectedPaths reads them; at least one."""
+    prefixes = tuple(_split(text))
+    if not prefixes:
+        raise _Invalid("must list at least one URL path (/ protects the whole site)")
+    try:
+        ProtectedPaths(prefixes)
+    except ValueError as error:
+        raise _Invalid(str(error)) from None
+    return prefixes
+
+
+def _realm(text: str, base: str) -> str:
+    """The protection space named in the WWW-Authenticate challenge: printable ASCII."""
+    try:
+        challenge(text)
+    except ValueError:
+        raise _Invalid("must be printable ASCII") from None
+    return text
+
+
 def _header_value(text: str, base: str) -> str:
     """A value sent as one response header line; empty sends no header."""
     # A field value (no CR, LF or other controls) in ASCII; blanks around it are allowed.
@@ -369,6 +411,11 @@ _SETTINGS = (
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
     _setting("logging", "trusted_proxies", _networks),
+    _setting("auth", "users_file", _checked_file(parse_users), "auth_users_file", on_disk=True),
+    _setting("auth", "protect", _path_prefixes, "auth_protect"),
+    _setting("auth", "realm", _realm, "auth_realm"),
+    _setting("auth", "max_failures_per_minute", _integer(0, _MAX_COUNT),
+             "auth_max_failures_per_minute"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -376,7 +423,7 @@ _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
 _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 
 # Command-line flags whose name is not the field's name with dashes.
-_FLAGS = {"document_root": "--root"}
+_FLAGS = {"document_root": "--root", "auth_users_file": "--auth-file"}
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -413,8 +460,8 @@ def load_config(path: Union[str, os.PathLike, None],
         elif setting.key in sections.get(setting.section, {}):
             # A flag replaces a file value, yet the file must still be well-formed; only a
             # path the flag leaves unused is not looked for on disk.
-            parse = _resolve if replaced and setting.on_disk else setting.parse
             text = sections[setting.section][setting.key]
+            parse = _resolve if replaced and setting.on_disk and text else setting.parse
             label = f"{shown_path} [{setting.section}] {setting.key} = {_show(text)}"
             values[setting.field] = _parse(parse, text, base, label)
         if replaced:

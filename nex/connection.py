@@ -182,7 +182,7 @@ class Connection:
                               self._limits,
                               self._send_continue if _expects_continue(request) else None)
         try:
-            response = self._dispatcher.respond(request, body)
+            response = self._dispatcher.respond(request, body, self._client_of(request))
         except HTTPError as error:
             response = self._dispatcher.error_response(error)
         except Exception:
@@ -311,20 +311,25 @@ class Connection:
                 self._logger.warning(f"sending to {self.client} failed: {error}")
             raise
         finally:
-            self._log(request, response.status, progress.body_sent)
+            self._log(request, response, progress.body_sent)
 
-    def _log(self, request: Optional[Request], status: int, sent: int) -> None:
-        client = self.client
+    def _client_of(self, request: Request) -> str:
+        """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
+        forwarded = self._dispatcher.forwarded
+        if forwarded is None:
+            return self.client
+        return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
+
+    def _log(self, request: Optional[Request], response: Response, sent: int) -> None:
         if request is None:
-            request_line, referer, agent = _first_line(self._head_bytes), None, None
+            client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
+                                                    None, None)
         else:
-            request_line = request.request_line
+            client, request_line = self._client_of(request), request.request_line
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
-            forwarded = self._dispatcher.forwarded
-            if forwarded is not None:
-                client = forwarded.client(client, request.headers.get("X-Forwarded-For"))
-        self._logger.access(client, request_line, status, sent, referer, agent)
+        self._logger.access(client, request_line, response.status, sent, referer, agent,
+                            user=response.user)
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.

@@ -1,16 +1,19 @@
-"""Routing: a parsed request through the host validator and resolver to its handler.
+"""Routing: a parsed request through the host check, the login and the resolver to its handler.
 
 This is the part of a worker's path that works on plain values only: a :class:`Request`
 (and the :class:`BodyReader` of its body) comes in, a :class:`Response` goes out, or an
 ``HTTPError`` rises, which :meth:`Dispatcher.error_response` turns into the rendered error
-page.  It never sees the socket.
+page.  It never sees the socket.  The checks run in this order: Host (``403``), login for a
+protected path (``429``, ``401``), method (``405``, ``501``), then the resolver and handler.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Tuple
 
+from nex.auth import SiteAuth
 from nex.body import BodyReader
 from nex.config import Config
 from nex.errors import HTTPError
@@ -30,6 +33,52 @@ _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
 _HTML = ("Content-Type", "text/html; charset=utf-8")
+# RFC 9111 §5.2: cache-directive = token [ "=" ( token / quoted-string ) ], in a #list.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_CACHE_DIRECTIVE = re.compile(rf'{_TOKEN}(?:=(?:{_TOKEN}|"(?:[\t !#-\[\]-~]|\\[\t -~])*"))?')
+_CACHE_DIRECTIVES = re.compile(rf"[ \t]*{_CACHE_DIRECTIVE.pattern}"
+                               rf"(?:[ \t]*,[ \t]*{_CACHE_DIRECTIVE.pattern})*[ \t]*")
+#: Directives that would let a shared cache give one user's response to another
+#: (RFC 9111 §3.5).
+_SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
+
+
+def private_cache_control(value: Optional[str]) -> str:
+    """The ``Cache-Control`` for a response that needed a login, from the one it had.
+
+    RFC 9111 §3.5 lets a shared cache reuse a response to a request with ``Authorization``
+    for other requests when the response says ``public`` or ``s-maxage``.  Those go, and an
+    unqualified ``private`` (§5.2.2.7: no shared cache may store it) comes first, unless the
+    response already says ``private`` or ``no-store``, which keeps it out of every cache.
+    The rest of the policy (``no-cache``, ``max-age``) stays for the browser's own cache.
+    A value that is not a directive list becomes ``private, no-cache``.
+    """
+    if value is None or not value.strip(" \t"):
+        return "private"
+    if not _CACHE_DIRECTIVES.fullmatch(value):
+        return "private, no-cache"
+    kept = [match.group() for match in _CACHE_DIRECTIVE.finditer(value)
+            if match.group().partition("=")[0].lower() not in _SHARED_CACHE_GRANTS]
+    if not any(directive.lower() in ("private", "no-store") for directive in kept):
+        kept.insert(0, "private")
+    return ", ".join(kept)
+
+
+def _private(headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """``headers`` with their Cache-Control fields made one private one, in the first's place."""
+    values = [value for name, value in headers if name.lower() == "cache-control"]
+    field = ("Cache-Control", private_cache_control(", ".join(values) if values else None))
+    result: List[Tuple[str, str]] = []
+    placed = False
+    for name, value in headers:
+        if name.lower() != "cache-control":
+            result.append((name, value))
+        elif not placed:
+            result.append(field)
+            placed = True
+    if not placed:
+        result.append(field)
+    return result
 
 
 @dataclass(frozen=True)
@@ -37,8 +86,8 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, and the trusted proxies whose
-    X-Forwarded-For names the client in the log.
+    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    X-Forwarded-For names the client, and the login for protected paths (None: no login).
     """
 
     config: Config
@@ -47,14 +96,38 @@ class Dispatcher:
     signature: str
     file_cache: Optional[SmallFileCache] = None
     forwarded: Optional[ForwardedFor] = None
+    auth: Optional[SiteAuth] = None
 
-    def respond(self, request: Request, body: Optional[BodyReader]) -> Response:
+    def respond(self, request: Request, body: Optional[BodyReader], client: str) -> Response:
         """The response to ``request``, or an ``HTTPError`` describing the refusal.
 
         ``body`` reads the request's body, None when it has none; a handler that does not
-        read it leaves the connection to discard it.
+        read it leaves the connection to discard it.  ``client`` is the address the request
+        comes from (behind trusted proxies, the one they forwarded for): failed logins count
+        per client.  The response, or the refusal, names the user who logged in, if any;
+        a response for a logged-in user is marked private for caches.
         """
         self.hosts.check(request.host)
+        auth = self.auth
+        # The asterisk-form and the authority-form have no path to protect.
+        protected = auth is not None and request.path != "" and auth.protects(request.path)
+        user = None
+        # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
+        # answered without a login; under a protected prefix it does not look at the disk.
+        if protected and request.method != "OPTIONS":
+            user = auth.login(request.headers.get("Authorization"), client)
+        try:
+            response = self._serve(request, protected)
+        except HTTPError as error:
+            error.user = user
+            raise
+        if user is not None:
+            response.user = user
+            response.headers = _private(response.headers)
+        return response
+
+    def _serve(self, request: Request, protected: bool) -> Response:
+        """The answer of the method's handler once the request may be served."""
         method = request.method
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS:
@@ -63,7 +136,7 @@ class Dispatcher:
             raise HTTPError(501, "The request method is not implemented by this server.")
         config = self.config
         if method == "OPTIONS":
-            if request.target != "*":
+            if request.target != "*" and not protected:
                 resolve(request.path, request.query, config)  # a missing path is still 404
             return Response(204, [("Allow", _ALLOW)])
         target = resolve(request.path, request.query, config)
@@ -75,4 +148,5 @@ class Dispatcher:
     def error_response(self, error: HTTPError) -> Response:
         """The page for ``error``: the one way every error reply is made."""
         page = self.templates.render_error(error, self.signature)
-        return Response(error.status, [_HTML, *error.headers], (page,), close=error.close)
+        return Response(error.status, [_HTML, *error.headers], (page,), close=error.close,
+                        user=error.user)

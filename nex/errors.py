@@ -8,7 +8,7 @@ that turns it into a rendered page, so every error and redirect looks and is esc
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 HeaderList = Sequence[Tuple[str, str]]
 
@@ -33,6 +33,7 @@ class HTTPError(Exception):
     ``Content-Range``).  ``close`` asks the connection to close after the reply, which the
     connection loop also does on its own for statuses that leave the framing in doubt.
     The detail is shown to the client, so it never carries internals such as paths on disk.
+    ``user`` is the user who logged in for the request refused (None for none), for the log.
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
@@ -42,4 +43,5 @@ class HTTPError(Exception):
         self.detail = detail or self.reason
         self.headers = tuple(headers)
         self.close = close
+        self.user: Optional[str] = None
         super().__init__(f"{status} {self.reason}: {self.detail}")

@@ -70,12 +70,18 @@ class Logger:
         return cls(access, errors, colour=colour)
 
     def access(self, client: str, request_line: str, status: int, size: int,
-               referer: Optional[str], user_agent: Optional[str]) -> None:
-        """Write one Combined Log Format line for a response that was sent."""
+               referer: Optional[str], user_agent: Optional[str],
+               user: Optional[str] = None) -> None:
+        """Write one Combined Log Format line for a response that was sent.
+
+        ``user`` is the user who logged in (the third field; ``-`` for none), escaped like
+        the other client text and with its blanks as ``\\x20``, so it stays one field.
+        """
         status_text = str(status)
         if self._colour:
             status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
-        line = (f'{client} - - [{clf_time_now()}] "{escape_log_text(request_line)}" '
+        user_text = escape_log_text(user).replace(" ", "\\x20") if user else "-"
+        line = (f'{client} - {user_text} [{clf_time_now()}] "{escape_log_text(request_line)}" '
                 f'{status_text} {size if size else "-"} '
                 f'"{escape_log_text(referer) if referer else "-"}" '
                 f'"{escape_log_text(user_agent) if user_agent else "-"}"\n')

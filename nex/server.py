@@ -19,7 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.assembly import assemble
-from nex.config import Config
+from nex.auth import cleartext_warning
+from nex.config import Config, ConfigError
 from nex.connection import Connection
 from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
@@ -281,8 +282,9 @@ def serve(config: Config) -> int:
         threading.stack_size(config.thread_stack_size)
     logger = Logger.from_config(config)
     try:
-        server = Server(config, lambda port: assemble(config, port), logger)
-    except TemplateError as error:
+        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                        logger)
+    except (TemplateError, ConfigError) as error:
         print(f"nex: {error}", file=sys.stderr)
         logger.close()
         return 2
@@ -291,6 +293,9 @@ def serve(config: Config) -> int:
               file=sys.stderr)
         logger.close()
         return 2
+    warning = cleartext_warning(config)
+    if warning is not None:
+        logger.warning(warning)
     previous = {sig: signal.signal(sig, server.handle_signal)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     urls = server.urls()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
 import types
 import unittest
@@ -13,8 +14,10 @@ from typing import Iterator, List, Optional, Tuple
 from unittest import mock
 
 from nex import __version__
+from nex.auth import hash_password, parse_hash, parse_users
 from nex.cli import main
 from nex.config import Config
+from tests.support import REPO, START_TIMEOUT
 from tests.test_config import (BAD_VALUES, WorkingDirectory, bad_value_message, make_site,
                                shipped_folders, write_settings)
 
@@ -174,6 +177,115 @@ class GoodRunTests(unittest.TestCase):
         self.assertEqual(config.bind, "localhost")
 
 
+class AuthFileFlagTests(unittest.TestCase):
+    """--auth-file names the users file; a bad one stops Nex with one line."""
+
+    def setUp(self) -> None:
+        self.folder = make_site(self)
+        self.users = self.folder / "users"
+
+    def test_flag_reaches_the_config_and_protects_the_whole_site(self) -> None:
+        self.users.write_text(f"alice:{hash_password('x', n=1024, r=1, p=1)}\n")
+        path = write_settings(self.folder)
+        config = run(["--config", str(path), "--auth-file", str(self.users)])[3]
+        assert config is not None
+        self.assertEqual((config.auth_users_file, config.auth_protect),
+                         (str(self.users), ("/",)))
+
+    def test_bad_line_stops_start_up_with_one_line(self) -> None:
+        self.users.write_text(f"alice:{hash_password('x', n=1024, r=1, p=1)}\nbob:\n")
+        path = write_settings(self.folder)
+        status, out, err, config = run(["--config", str(path), "--auth-file", str(self.users)])
+        self.assertEqual((status, out, config), (2, "", None))
+        self.assertEqual(err, f"nex: --auth-file {self.users}: {self.users} line 2: the hash is"
+                              " not scrypt$<n>$<r>$<p>$<salt>$<key> (use nex --hash-password"
+                              " USER)\n")
+
+
+class FakeStdin(io.StringIO):
+    """Standard input that is, or is not, a terminal."""
+
+    def __init__(self, text: str, tty: bool) -> None:
+        super().__init__(text)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+class HashPasswordTests(unittest.TestCase):
+    """--hash-password USER prints a users-file line and never starts the server."""
+
+    def hash(self, user: str, stdin: str = "", tty: bool = False,
+             typed: Tuple[str, ...] = ()) -> Tuple[int, str, str]:
+        with mock.patch("sys.stdin", FakeStdin(stdin, tty)), \
+                mock.patch("getpass.getpass", side_effect=list(typed)) as asked, \
+                mock.patch("nex.cli.hash_password",
+                           side_effect=lambda password: hash_password(password, n=1024, r=1)):
+            status, out, err, config = run(["--hash-password", user, "--port", "99999"])
+        self.assertIsNone(config)
+        self.assertEqual(asked.call_count, len(typed))
+        return status, out, err
+
+    def assert_line_for(self, out: str, user: str, password: str) -> None:
+        self.assertTrue(out.endswith("\n"))
+        name, stored = out[:-1].split(":", 1)
+        self.assertEqual(name, user)
+        self.assertTrue(parse_hash(stored).verify(password))
+        self.assertEqual(list(parse_users(out.encode("utf-8"))), [user])
+
+    def test_password_from_a_pipe(self) -> None:
+        for stdin in ("s3cret\n", "s3cret", "s3cret\r\n", "s3cret\nignored\n"):
+            with self.subTest(stdin=stdin):
+                status, out, err = self.hash("alice", stdin)
+                self.assertEqual((status, err), (0, ""))
+                self.assert_line_for(out, "alice", "s3cret")
+
+    def test_password_keeps_its_blanks(self) -> None:
+        status, out, _ = self.hash("alice", " two words \n")
+        self.assertEqual(status, 0)
+        self.assert_line_for(out, "alice", " two words ")
+
+    def test_unicode_user_and_password(self) -> None:
+        status, out, _ = self.hash("j\u00fcrgen", "gr\u00fcn\n")
+        self.assertEqual(status, 0)
+        self.assert_line_for(out, "j\u00fcrgen", "gr\u00fcn")
+
+    def test_terminal_asks_twice(self) -> None:
+        status, out, err = self.hash("alice", tty=True, typed=("s3cret", "s3cret"))
+        self.assertEqual((status, err), (0, ""))
+        self.assert_line_for(out, "alice", "s3cret")
+
+    def test_terminal_passwords_that_differ(self) -> None:
+        self.assertEqual(self.hash("alice", tty=True, typed=("s3cret", "s3cre7")),
+                         (1, "", "nex: the two passwords differ\n"))
+
+    def test_empty_password(self) -> None:
+        for stdin in ("", "\n"):
+            with self.subTest(stdin=stdin):
+                self.assertEqual(self.hash("alice", stdin),
+                                 (1, "", "nex: the password is empty\n"))
+
+    def test_password_with_control_characters(self) -> None:
+        self.assertEqual(self.hash("alice", "a\tb\n"),
+                         (1, "", "nex: a password cannot hold control characters\n"))
+
+    def test_server_py_reads_a_piped_password(self) -> None:
+        result = subprocess.run([sys.executable, os.path.join(REPO, "server.py"),
+                                 "--hash-password", "alice"], input="s3cret\n",
+                                capture_output=True, text=True, timeout=START_TIMEOUT)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assert_line_for(result.stdout, "alice", "s3cret")
+
+    def test_bad_user_names(self) -> None:
+        for user, reason in (("a:b", "a user name cannot hold ':'"),
+                             ("#root", "a user name cannot start with '#'"),
+                             ("", "a user name cannot be empty")):
+            with self.subTest(user=user):
+                self.assertEqual(self.hash(user, "pw\n"),
+                                 (2, "", f"nex: --hash-password {user!r}: {reason}\n"))
+
+
 class UsageTests(unittest.TestCase):
     """--help, --version and usage errors answer without loading settings or serving."""
 
@@ -188,6 +300,7 @@ class UsageTests(unittest.TestCase):
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
         for text in ("--port", "--bind", "--root", "--config", "--version", "settings.conf",
+                     "--auth-file FILE", "--hash-password USER", "USER:hash line",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nex
+from nex.auth import hash_password
 from nex.config import Config, ConfigError, load_config
 
 SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.conf"
@@ -36,6 +37,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
                                         "trusted_proxies")},
+    "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
+                                               "max_failures_per_minute")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -130,8 +133,18 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("logging", "trusted_proxies", "10.0.0.0/33",
      "'10.0.0.0/33' is not an IP address or network (10.0.0.0/8)"),
     ("logging", "access_log", "", "must be a path"),
+    ("auth", "protect", "", "must list at least one URL path (/ protects the whole site)"),
+    ("auth", "protect", "private/", "'private/' is not a URL path such as /private/"),
+    ("auth", "protect", "/private/, /a%2Fb/", "'/a%2Fb/' is not a URL path such as /private/"),
+    ("auth", "protect", "/a/%zz/", "'/a/%zz/' is not a URL path such as /private/"),
+    ("auth", "protect", "/a/,,/b/", "has an empty item between commas"),
+    ("auth", "realm", "caf\u00e9", "must be printable ASCII"),
+    ("auth", "realm", "a\tb", "must be printable ASCII"),
+    ("auth", "max_failures_per_minute", "-1", "must be an integer from 0 to 2147483647"),
+    ("auth", "max_failures_per_minute", "ten", "must be an integer from 0 to 2147483647"),
+    ("auth", "user_file", "users", "unknown setting (did you mean users_file?)"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, mime)"),
+     " caching, compression, logging, auth, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
@@ -610,6 +623,67 @@ class GoodValueTests(unittest.TestCase):
         path = folder / "settings.conf"
         path.write_text("# top\n\n; other\n" + settings_text({("server", "port"): "81"}))
         self.assertEqual(load_config(str(path)).port, 81)
+
+
+class AuthSettingsTests(unittest.TestCase):
+    """The [auth] section: the users file must load at start-up, naming a bad line."""
+
+    def setUp(self) -> None:
+        self.folder = make_site(self)
+        self.users = self.folder / "users"
+        self.users.write_text(f"# staff\nalice:{hash_password('x', n=1024, r=1, p=1)}\n")
+
+    def refusal(self, values: Mapping[Tuple[str, str], str],
+                overrides: Mapping[str, object] = {}) -> str:
+        path = write_settings(self.folder, values)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), overrides)
+        return str(caught.exception)
+
+    def test_defaults_are_off(self) -> None:
+        config = load_config(str(write_settings(self.folder)))
+        self.assertEqual((config.auth_users_file, config.auth_protect, config.auth_realm,
+                          config.auth_max_failures_per_minute), ("", ("/",), "Nex", 10))
+
+    def test_values(self) -> None:
+        config = load_config(str(write_settings(self.folder, {
+            ("auth", "users_file"): "users", ("auth", "protect"): "/private/, /admin/",
+            ("auth", "realm"): 'Staff "only"', ("auth", "max_failures_per_minute"): "0"})))
+        self.assertEqual(config.auth_users_file, str(self.users))
+        self.assertEqual(config.auth_protect, ("/private/", "/admin/"))
+        self.assertEqual(config.auth_realm, 'Staff "only"')
+        self.assertEqual(config.auth_max_failures_per_minute, 0)
+
+    def test_bad_line_names_the_file_and_line(self) -> None:
+        self.users.write_text("# staff\nalice\n")
+        self.assertEqual(self.refusal({("auth", "users_file"): "users"}),
+                         f"{self.folder / 'settings.conf'} [auth] users_file = users:"
+                         f" {self.users} line 2: expected user:hash")
+
+    def test_missing_or_unreadable_users_file(self) -> None:
+        settings = self.folder / "settings.conf"
+        self.assertEqual(self.refusal({("auth", "users_file"): "nobody"}),
+                         f"{settings} [auth] users_file = nobody:"
+                         f" {self.folder / 'nobody'} does not exist")
+        self.assertEqual(self.refusal({("auth", "users_file"): "public_html"}),
+                         f"{settings} [auth] users_file = public_html:"
+                         f" {self.folder / 'public_html'} is not a regular file")
+
+    def test_auth_file_flag(self) -> None:
+        path = write_settings(self.folder, {("auth", "users_file"): "",
+                                            ("auth", "protect"): "/private/"})
+        with WorkingDirectory(self.folder):
+            config = load_config(str(path), {"auth_users_file": "users"})
+        self.assertEqual((config.auth_users_file, config.auth_protect),
+                         (str(self.users), ("/private/",)))
+
+    def test_auth_file_flag_names_itself_for_a_bad_file(self) -> None:
+        self.users.write_text("alice:secret\n")
+        with WorkingDirectory(self.folder):
+            message = self.refusal({}, {"auth_users_file": "users"})
+        self.assertEqual(message, f"--auth-file users: {self.users} line 1: the hash is not"
+                                  " scrypt$<n>$<r>$<p>$<salt>$<key> (use nex --hash-password"
+                                  " USER)")
 
 
 class OverrideTests(unittest.TestCase):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -9,8 +11,9 @@ import unittest
 from typing import Iterable, Optional, Tuple
 from unittest import mock
 
+from nex.auth import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.config import load_config
-from nex.dispatch import SERVED_METHODS, Dispatcher
+from nex.dispatch import SERVED_METHODS, Dispatcher, private_cache_control
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
 from nex.hosts import HostValidator
@@ -20,6 +23,7 @@ from nex.templates import TemplateSet
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
+CLIENT = "192.0.2.10"
 ALLOW = "GET, HEAD, OPTIONS"
 #: Methods RFC 9110 defines that a file server does not serve: 405, not 501.
 KNOWN_UNSERVED = ("POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT")
@@ -66,7 +70,8 @@ class DispatchTestCase(unittest.TestCase):
 
     def respond(self, method: str, target: str, host: str = "localhost",
                 site: Optional[Dispatcher] = None) -> Response:
-        response = (site or self.site()).respond(make_request(method, target, host), None)
+        response = (site or self.site()).respond(make_request(method, target, host), None,
+                                                 CLIENT)
         if response.file is not None:
             self.addCleanup(response.file.close)
         return response
@@ -247,7 +252,7 @@ class FileCacheTest(DispatchTestCase):
     def test_range_of_a_cached_file(self) -> None:
         site = self.site(file_cache=SmallFileCache(1 << 20))
         request = make_request("GET", "/hello.txt", headers=[("Range", "bytes=0-4")])
-        response = site.respond(request, None)
+        response = site.respond(request, None, CLIENT)
         self.assertEqual(response.status, 206)
         self.assertIsNone(response.file)
         self.assertEqual(body_bytes(response), b"hello")
@@ -262,6 +267,182 @@ class FileCacheTest(DispatchTestCase):
         response = self.respond("GET", "/hello.txt")
         self.assertIsNotNone(response.file)
         self.assertEqual(response.body, [FileSlice(0, 13)])
+
+
+def basic(user_password: str) -> str:
+    """An Authorization value with Basic credentials (RFC 7617)."""
+    return "Basic " + base64.b64encode(user_password.encode("utf-8")).decode("ascii")
+
+
+ALICE = basic("alice:wonderland")
+
+
+class AuthTest(DispatchTestCase):
+    """Host check, then the login for protected paths, then the files."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        os.mkdir(os.path.join(self.root, "private"))
+        self.write("private/secret.txt", b"the secret\n")
+        os.mkdir(os.path.join(self.root, "privateer"))
+        self.write("privateer/open.txt", b"open\n")
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        users = os.path.join(folder, "users")
+        with open(users, "w", encoding="utf-8") as out:
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
+        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(["/private/"]), "Nex",
+                             FailureLimiter(3))
+
+    def auth_site(self, **settings: object) -> Dispatcher:
+        config = dataclasses.replace(self.config, **settings)
+        return Dispatcher(config, self.templates, HostValidator(("localhost",)), SIGNATURE,
+                          auth=self.auth)
+
+    def get(self, target: str, authorization: Optional[str] = None, method: str = "GET",
+            site: Optional[Dispatcher] = None, client: str = CLIENT,
+            headers: Iterable[Tuple[str, str]] = ()) -> Response:
+        sent = [*headers] + ([("Authorization", authorization)] if authorization else [])
+        response = (site or self.auth_site()).respond(
+            make_request(method, target, headers=sent), None, client)
+        if response.file is not None:
+            self.addCleanup(response.file.close)
+        return response
+
+    def refused(self, target: str, authorization: Optional[str] = None, method: str = "GET",
+                site: Optional[Dispatcher] = None, client: str = CLIENT,
+                host: str = "localhost") -> HTTPError:
+        sent = [("Authorization", authorization)] if authorization else []
+        with self.assertRaises(HTTPError) as caught:
+            (site or self.auth_site()).respond(make_request(method, target, host, sent), None,
+                                               client)
+        return caught.exception
+
+    def test_unprotected_paths_need_no_login(self) -> None:
+        for target in ("/hello.txt", "/", "/privateer/open.txt", "/privateer/"):
+            with self.subTest(target=target):
+                response = self.get(target)
+                self.assertEqual(response.status, 200)
+                self.assertIsNone(response.user)
+
+    def test_protected_paths_are_challenged_before_the_disk_is_looked_at(self) -> None:
+        # A 404, 301 or listing for a stranger would tell what the protected folder holds.
+        with mock.patch("nex.dispatch.resolve") as resolve:
+            for target in ("/private/secret.txt", "/private/missing.txt", "/private",
+                           "/private/", "/%70rivate/secret.txt", "/x/../private/secret.txt",
+                           "/PRIVATE/secret.txt"):
+                with self.subTest(target=target):
+                    error = self.refused(target)
+                    self.assertEqual(error.status, 401)
+                    self.assertEqual(error.headers, (
+                        ("WWW-Authenticate", 'Basic realm="Nex", charset="UTF-8"'),))
+                    self.assertIsNone(error.user)
+        resolve.assert_not_called()
+
+    def test_right_credentials_serve_and_name_the_user(self) -> None:
+        response = self.get("/private/secret.txt", ALICE)
+        self.assertEqual((response.status, response.user), (200, "alice"))
+        self.assertEqual(body_bytes(response), b"the secret\n")
+        listing = self.get("/private/", ALICE)
+        self.assertEqual((listing.status, listing.user), (200, "alice"))
+        self.assertIn("secret.txt", body_bytes(listing).decode("utf-8"))
+
+    def test_credentials_sent_for_an_open_path_are_not_checked(self) -> None:
+        with mock.patch.object(UsersFile, "check") as check:
+            response = self.get("/hello.txt", basic("alice:guess"))
+        check.assert_not_called()
+        self.assertEqual((response.status, response.user), (200, None))
+        self.assertNotIn("private", fields(response).get("cache-control", ""))
+
+    def test_refusal_after_login_names_the_user(self) -> None:
+        error = self.refused("/private/missing.txt", ALICE)
+        self.assertEqual((error.status, error.user), (404, "alice"))
+        self.assertEqual(self.auth_site().error_response(error).user, "alice")
+        redirect = self.refused("/private", ALICE)
+        self.assertEqual((redirect.status, redirect.user), (301, "alice"))
+
+    def test_wrong_credentials_are_401(self) -> None:
+        for value in (basic("alice:guess"), basic("bob:wonderland"), "Bearer token"):
+            with self.subTest(value=value):
+                self.assertEqual(self.refused("/private/secret.txt", value).status, 401)
+
+    def test_host_is_checked_before_the_login(self) -> None:
+        error = self.refused("/private/secret.txt", host="attacker.example")
+        self.assertEqual(error.status, 403)
+
+    def test_login_comes_before_the_method(self) -> None:
+        self.assertEqual(self.refused("/private/secret.txt", method="POST").status, 401)
+        self.assertEqual(self.refused("/private/secret.txt", ALICE, method="POST").status, 405)
+        self.assertEqual(self.refused("/hello.txt", method="POST").status, 405)
+
+    def test_options_needs_no_login_and_tells_nothing(self) -> None:
+        with mock.patch("nex.dispatch.resolve") as resolve:
+            for target in ("/private/secret.txt", "/private/missing.txt"):
+                with self.subTest(target=target):
+                    response = self.get(target, method="OPTIONS")
+                    self.assertEqual((response.status, response.user), (204, None))
+                    self.assertEqual(response.headers, [("Allow", ALLOW)])
+        resolve.assert_not_called()
+        self.assertEqual(self.refused("/missing.txt", method="OPTIONS").status, 404)
+        self.assertEqual(self.get("*", method="OPTIONS").status, 204)
+
+    def test_failures_past_the_limit_get_429_even_with_the_right_password(self) -> None:
+        for _ in range(3):
+            self.assertEqual(self.refused("/private/secret.txt", basic("alice:guess")).status,
+                             401)
+        error = self.refused("/private/secret.txt", ALICE)
+        self.assertEqual(error.status, 429)
+        self.assertTrue(dict(error.headers)["Retry-After"].isdigit())
+        self.assertEqual(self.get("/hello.txt").status, 200)  # open paths stay open
+        self.assertEqual(self.get("/private/secret.txt", ALICE, client="192.0.2.99").user,
+                         "alice")
+
+    def test_authenticated_responses_are_private(self) -> None:
+        for settings, expected in (({}, "private, no-cache"),
+                                   ({"cache_control": ""}, "private"),
+                                   ({"cache_control": "public, max-age=600"},
+                                    "private, max-age=600"),
+                                   ({"cache_control": "no-store"}, "no-store"),
+                                   ({"max_age": {".txt": 60}}, "private, max-age=60")):
+            with self.subTest(settings=settings):
+                response = self.get("/private/secret.txt", ALICE, site=self.auth_site(**settings))
+                self.assertEqual([value for name, value in response.headers
+                                  if name == "Cache-Control"], [expected])
+
+    def test_not_modified_and_listings_are_private_too(self) -> None:
+        etag = fields(self.get("/private/secret.txt", ALICE))["etag"]
+        not_modified = self.get("/private/secret.txt", ALICE, headers=[("If-None-Match", etag)])
+        self.assertEqual(not_modified.status, 304)
+        self.assertEqual(fields(not_modified)["cache-control"], "private, no-cache")
+        self.assertEqual(fields(self.get("/private/", ALICE))["cache-control"], "private")
+
+
+class PrivateCacheControlTest(unittest.TestCase):
+    """What a response for a logged-in user may tell caches (RFC 9111 §3.5, §5.2.2.7)."""
+
+    def test_table(self) -> None:
+        for value, expected in (
+                (None, "private"),
+                ("", "private"),
+                ("no-cache", "private, no-cache"),
+                ("max-age=3600", "private, max-age=3600"),
+                ("public, max-age=60", "private, max-age=60"),
+                ("Public, S-MaxAge=60, max-age=5", "private, max-age=5"),
+                ("must-revalidate, public, max-age=0", "private, must-revalidate, max-age=0"),
+                ("no-store", "no-store"),
+                ("no-store, public", "no-store"),
+                ("private", "private"),
+                ("PRIVATE, max-age=5", "PRIVATE, max-age=5"),
+                # A private naming fields restricts only those: the whole must be private.
+                ('private="Set-Cookie", max-age=5', 'private, private="Set-Cookie", max-age=5'),
+                ('no-cache="a, public", public', 'private, no-cache="a, public"'),
+                ('x="a\\"b", public', 'private, x="a\\"b"'),
+                (" max-age=1 ,\tno-cache ", "private, max-age=1, no-cache"),
+                ("max-age=60;public", "private, no-cache"),
+                ("public,", "private, no-cache"),
+                ('x="open', "private, no-cache")):
+            with self.subTest(value=value):
+                self.assertEqual(private_cache_control(value), expected)
 
 
 if __name__ == "__main__":

@@ -207,7 +207,8 @@ class WorkerThreadTest(unittest.TestCase):
                                     "templates": os.path.join(REPO, "other_templates")})
         logs = io.StringIO()
         logger = Logger(logs, logs)
-        server = Server(config, lambda port: assemble(config, port), logger)
+        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                        logger)
         listener = threading.Thread(target=server.serve_forever)
         listener.start()
         try:

@@ -109,6 +109,27 @@ class AccessLineTest(LoggerTestCase):
         logger.access("127.0.0.1", "-", 400, 321, None, None)
         self.assertIn('"-" 400 321 "-" "-"\n', self.logged(logger))
 
+    def test_user_is_the_third_field(self) -> None:
+        logger = self.logger()
+        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+            logger.access("192.0.2.7", "GET /private/ HTTP/1.1", 200, 5, None, None,
+                          user="alice")
+            logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=None)
+        self.assertEqual(self.logged(logger).splitlines(), [
+            f'192.0.2.7 - alice [{FIXED_TEXT}] "GET /private/ HTTP/1.1" 200 5 "-" "-"',
+            f'192.0.2.7 - - [{FIXED_TEXT}] "GET / HTTP/1.1" 200 5 "-" "-"'])
+
+    def test_user_stays_one_escaped_field(self) -> None:
+        logger = self.logger()
+        for user, shown in (("j\u00fcrgen", "j\u00fcrgen"),
+                            ("mary ann", "mary\\x20ann"),
+                            ('a"b\\c', 'a\\"b\\\\c'),
+                            ("x\x1b[31m\ny", "x\\x1b[31m\\x0ay")):
+            with self.subTest(user=user):
+                logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=user)
+                line = self.logged(logger).splitlines()[-1]
+                self.assertEqual(line.split(" ")[:3], ["192.0.2.7", "-", shown])
+
 
 class EscapeTest(LoggerTestCase):
     """Client text in the log: control characters as \\xHH, quotes and backslashes escaped."""

@@ -136,7 +136,7 @@ class ListingAgreesWithGetTest(unittest.TestCase):
     def get(self, path: str):
         request = Request("GET", path, path, "", "HTTP/1.1", Headers([("Host", "h")]), "h",
                           True)
-        return self.site.respond(request, None)
+        return self.site.respond(request, None, "127.0.0.1")
 
     def test_listing_and_get_agree(self) -> None:
         listing = self.get("/")

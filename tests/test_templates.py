@@ -19,8 +19,8 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
 TEMPLATES = os.path.join(PROJECT, "other_templates")
 #: Every status Nex sends with a page.
-SENT_STATUSES = (301, 400, 403, 404, 405, 408, 412, 413, 414, 416, 429, 431, 500, 501, 503,
-                 505)
+SENT_STATUSES = (301, 400, 401, 403, 404, 405, 408, 412, 413, 414, 416, 429, 431, 500, 501,
+                 503, 505)
 HOSTILE = '<script>alert("x")</script> & \'quoted\''
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
 ICON_LINK = ('<link rel="icon" href="data:image/svg+xml,'
