@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.config import Config
@@ -44,10 +44,12 @@ class _Stop(Exception):
 class Server:
     """One listening socket and the worker threads of its connections."""
 
-    def __init__(self, config: Config, templates: TemplateSet, logger: Logger) -> None:
+    def __init__(self, config: Config, templates: TemplateSet, logger: Logger,
+                 listener: Optional[socket.socket] = None) -> None:
+        """Serve on ``listener`` (a listening socket), or on a new one bound per ``config``."""
         self.config = config
         self._logger = logger
-        self.listener = _bind(config)
+        self.listener = listener if listener is not None else bind_listener(config)
         self.port = self.listener.getsockname()[1]
         self.site = Site(config, templates, HostValidator(config.allowed_hosts),
                          f"{SERVER_SOFTWARE} Server at {config.server_name} Port {self.port}",
@@ -69,10 +71,21 @@ class Server:
     @property
     def url(self) -> str:
         """The URL that reaches this server."""
-        host = self.listener.getsockname()[0]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return listener_url(self.listener)
+
+    def run(self, ready: Callable[[], None]) -> None:
+        """:meth:`serve_forever` with SIGINT and SIGTERM as its stop, from the main thread.
+
+        ``ready`` is called once those signals would stop the server, before it accepts.
+        """
+        previous = {sig: signal.signal(sig, self.handle_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            ready()
+            self.serve_forever()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def serve_forever(self) -> None:
         """Accept clients until a signal (or :meth:`stop`) ends the loop."""
@@ -217,16 +230,33 @@ def _format_address(address: Tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind(config: Config) -> socket.socket:
+def listener_url(listener: socket.socket) -> str:
+    """The URL that reaches the socket ``listener`` is bound to."""
+    host, port = listener.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def bind_listener(config: Config, *, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A socket bound to the configured address, listening unless ``listen`` is False.
+
+    ``reuse_port`` sets ``SO_REUSEPORT``, so that listeners of several processes share the
+    port and the kernel spreads new connections over them.
+    """
     host = "127.0.0.1" if config.bind == "localhost" else config.bind
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host == "::":
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         listener.bind((host, config.port))
-        listener.listen(config.backlog)
+        if listen:
+            listener.listen(config.backlog)
     except OSError:
         listener.close()
         raise
@@ -250,14 +280,10 @@ def serve(config: Config) -> int:
               file=sys.stderr)
         logger.close()
         return 2
-    previous = {sig: signal.signal(sig, server.handle_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"{SERVER_SOFTWARE} serving {config.document_root} at {server.url} (Ctrl+C stops)",
-          flush=True)
     try:
-        server.serve_forever()
+        server.run(lambda: print(f"{SERVER_SOFTWARE} serving {config.document_root} at "
+                                 f"{server.url} (Ctrl+C stops)", flush=True))
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
     return 0
