@@ -12,19 +12,21 @@ safe because the supervisor runs no thread of its own (which is why it writes it
 itself rather than through :class:`nex.log.Logger`, whose flusher is a thread): a child
 starts with no lock held by a thread that does not exist in it.  A fresh child closes the
 supervisor's descriptors at once — its signal pipe, its log file, its end of the lifeline
-pipe and, on Linux, the socket that holds the port — so a worker holds its own listener, the
+pipe and the listeners of the other workers — so a worker holds its own listener, the
 connections it accepted and its log files, and nothing of the other workers.
 
-**One port.**  On Linux every worker binds a listener of its own with ``SO_REUSEPORT``, and
-the kernel spreads new connections over the listeners by a hash of the addresses.  Before the
-first worker starts, the supervisor binds a socket to the address just as a lone Nex would
-(``SO_REUSEADDR`` only), so a port that any other socket uses fails at once, and port 0 picks
-the port every worker then binds.  It never listens on that socket, so it is never given a
-connection; it turns ``SO_REUSEADDR`` off, so that no other program can take the port while
-no worker listens (Linux lets two ``SO_REUSEADDR`` sockets share a port while neither
-listens), and ``SO_REUSEPORT`` on, so that the workers' listeners may join it.  Elsewhere
-``SO_REUSEPORT`` does not spread connections, so the supervisor listens once and every worker
-accepts on that inherited socket (:data:`REUSE_PORT` chooses).
+**One port.**  On Linux each worker accepts on a listener of its own, and ``SO_REUSEPORT``
+lets the kernel spread new connections over the listeners by a hash of the addresses.  The
+supervisor creates those listeners, one per worker slot, and keeps them: a worker inherits
+its slot's listener, and the worker that replaces it (after a crash or on SIGHUP) inherits the
+same one.  So the connections waiting in a listener's queue are never lost with a worker; a
+listener the kernel closes drops its queue with resets, which is why no worker's exit closes
+one.  The first listener is bound as a lone Nex binds (``SO_REUSEADDR``, without
+``SO_REUSEPORT``), so that a port any other socket uses, even one that shares its port, fails
+at once with exit status 2; port 0 picks the port there, and ``SO_REUSEPORT`` is set before it
+listens so that the others, bound to that same port, join it.  Elsewhere ``SO_REUSEPORT``
+does not spread connections, so the supervisor listens once and every worker accepts on that
+one inherited socket (:data:`REUSE_PORT` chooses).
 
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
@@ -126,7 +128,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     try:
-        held = _hold_port(config)
+        first = _first_listener(config)
     except OSError as error:
         print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
               file=sys.stderr)
@@ -135,19 +137,23 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         log = SupervisorLog(config.error_log)
     except OSError as error:
         print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
-        held.close()
+        first.close()
         return 2
-    return Supervisor(config, templates, load, held, log).run()
+    return Supervisor(config, templates, load, first, log).run()
 
 
-def _hold_port(config: Config) -> socket.socket:
-    """The socket that holds the port for the workers (see the module's documentation)."""
+def _first_listener(config: Config) -> socket.socket:
+    """The first listener: it alone decides whether the port is free, and picks port 0."""
     if not REUSE_PORT:
         return bind_listener(config)
-    held = bind_listener(config, listen=False)
-    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
-    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    return held
+    listener = bind_listener(config, listen=False)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.listen(config.backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 class SupervisorLog:
@@ -202,11 +208,13 @@ class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
     def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 held: socket.socket, log: SupervisorLog) -> None:
+                 first: socket.socket, log: SupervisorLog) -> None:
         self._config = config
         self._templates = templates
         self._load = load
-        self._held = held
+        #: The listener of each slot in turn (slot 1 first); one shared by all without
+        #: SO_REUSEPORT.
+        self._listeners = [first]
         self._log = log
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
@@ -228,7 +236,8 @@ class Supervisor:
                     self._wait_for_every_worker()
                     return 2
             print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at "
-                  f"{listener_url(self._held)} with {len(self._slots)} workers (Ctrl+C stops)",
+                  f"{listener_url(self._listeners[0])} with {len(self._slots)} workers "
+                  "(Ctrl+C stops)",
                   flush=True)
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
@@ -240,7 +249,8 @@ class Supervisor:
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
                        self._lifeline_write):
                 os.close(fd)
-            self._held.close()
+            for listener in self._listeners:
+                listener.close()
             self._log.close()
 
     # --- the loop ------------------------------------------------------------------------
@@ -378,20 +388,23 @@ class Supervisor:
             self._log.warning("settings not reloaded, the workers keep theirs: bind and port "
                               "change only when Nex restarts")
             return
-        if config.error_log != self._log.destination:
-            try:
-                log = SupervisorLog(config.error_log)
-            except OSError as error:
-                self._log.warning(f"settings not reloaded, the workers keep theirs: cannot "
-                                  f"open {config.error_log}: {error.strerror}")
-                return
-            self._log.close()
-            self._log = log
+        try:  # opened again even under the same name, so that a rotated log is let go
+            log = SupervisorLog(config.error_log)
+        except OSError as error:
+            self._log.warning(f"settings not reloaded, the workers keep theirs: cannot "
+                              f"open {config.error_log}: {error.strerror}")
+            return
+        self._log.close()
+        self._log = log
         self._config, self._templates = config, templates
         while len(self._slots) > config.workers:
             slot = self._slots.pop()
             if slot.pid:
                 self._retire(slot)
+            if REUSE_PORT and len(self._listeners) > len(self._slots):
+                self._listeners.pop().close()
+        for listener in self._listeners:
+            listener.listen(config.backlog)
         for slot in self._slots:
             if not slot.pid:
                 failure = self._fill(slot, config)
@@ -420,7 +433,12 @@ class Supervisor:
         slot.pid = 0
 
     def _spawn(self, config: Config, number: int) -> Tuple[int, str]:
-        """Fork worker ``number`` and wait until it listens: ``(pid, "")``, or ``(0, why not)``."""
+        """Fork worker ``number`` and wait until it serves: ``(pid, "")``, or ``(0, why not)``."""
+        try:
+            listener = self._listener(number, config)
+        except OSError as error:
+            return 0, f"could not start: cannot listen on {config.bind} port " \
+                      f"{self._listeners[0].getsockname()[1]}: {error.strerror}"
         report_read, report_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -436,10 +454,7 @@ class Supervisor:
             return 0, f"could not start: {error.strerror}"
         if pid == 0:
             os.close(report_read)
-            # With port 0 in the settings, every worker listens on the port held for them.
-            port = self._held.getsockname()[1]
-            self._become_worker(dataclasses.replace(worker_config(config), port=port),
-                                report_write, blocked)
+            self._become_worker(worker_config(config), listener, report_write, blocked)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(report_write)
         try:
@@ -458,7 +473,18 @@ class Supervisor:
             return 0, f"did not start within {START_TIMEOUT:g} s"
         return 0, f"{describe_exit(status)} before it was ready"
 
-    def _become_worker(self, config: Config, report: int, blocked: object) -> NoReturn:
+    def _listener(self, number: int, config: Config) -> socket.socket:
+        """The listener of slot ``number``, bound now for a slot that is new."""
+        if not REUSE_PORT:
+            return self._listeners[0]
+        port = self._listeners[0].getsockname()[1]
+        while len(self._listeners) < number:
+            self._listeners.append(
+                bind_listener(dataclasses.replace(config, port=port), reuse_port=True))
+        return self._listeners[number - 1]
+
+    def _become_worker(self, config: Config, listener: socket.socket, report: int,
+                       blocked: object) -> NoReturn:
         """In the new child: drop the supervisor's part, serve, and exit with the status."""
         status = 1
         try:
@@ -469,8 +495,11 @@ class Supervisor:
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_write):
                 os.close(fd)
             self._log.close()
+            for other in self._listeners:
+                if other is not listener:
+                    other.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
-            status = _serve_as_worker(config, self._templates, self._held, report,
+            status = _serve_as_worker(config, self._templates, listener, report,
                                       self._lifeline_read)
         except BaseException:
             traceback.print_exc()
@@ -482,19 +511,9 @@ class Supervisor:
                 os._exit(status)
 
 
-def _serve_as_worker(config: Config, templates: TemplateSet, held: socket.socket,
+def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
                      report: int, lifeline: int) -> int:
-    """One worker's life: listen, report ready on ``report``, serve until told to stop."""
-    if REUSE_PORT:
-        held.close()
-        try:
-            listener = bind_listener(config, reuse_port=True)
-        except OSError as error:
-            _report(report, f"cannot listen on {config.bind} port {config.port}: "
-                            f"{error.strerror}".encode())
-            return 2
-    else:
-        listener = held
+    """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
     try:

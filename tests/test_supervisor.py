@@ -219,7 +219,8 @@ class WorkersTest(unittest.TestCase):
         sockets = [listeners_of(pid, server.port) for pid in pids]
         self.assertTrue(all(len(held) == 1 for held in sockets), sockets)
         self.assertEqual(len(set.union(*sockets)), 3)  # no worker holds another's listener
-        self.assertEqual(listeners_of(server.pid, server.port), set())
+        # The supervisor keeps every listener, for the worker that will replace its holder.
+        self.assertEqual(listeners_of(server.pid, server.port), set.union(*sockets))
         self.assertEqual(get(server)[2], b"alpha")
 
     def test_connections_spread_over_more_than_one_worker(self):
@@ -290,14 +291,38 @@ class WorkersTest(unittest.TestCase):
         server = self.start(workers=2)
         pids = self.workers(server, 2)
         victim = min(pids)
+        listener = listeners_of(victim, server.port)
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: f"(pid {victim}) was killed by signal SIGKILL; restarting it"
                    in server.error_log(), "the restart line")
         now = self.workers(server, 2)
         self.assertNotIn(victim, now)
         self.assertIn(max(pids), now)
+        (successor,) = now - pids
+        self.assertEqual(listeners_of(successor, server.port), listener)
         for _ in range(10):
             self.assertEqual(get(server)[2], b"alpha")
+
+    def test_connections_waiting_for_a_dead_worker_are_served_by_its_successor(self):
+        server = self.start(workers=2)
+        pids = self.workers(server, 2)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # no worker accepts: connections wait in the queues
+        wait_until(lambda: all(_stat(pid)[0] == "T" for pid in pids), "the workers to stop")
+        clients = []
+        try:
+            for _ in range(10):
+                sock = server.connect()
+                clients.append(sock)
+                sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            for sock in clients:
+                self.assertEqual(ResponseReader(sock).read()[:3:2], (200, b"alpha"))
+        finally:
+            for sock in clients:
+                sock.close()
+        self.assertFalse(self.workers(server, 2) & pids)
 
     def test_sigterm_lets_a_large_download_finish_and_every_process_exits(self):
         data = os.urandom(64 * 1024 * 1024)
@@ -341,7 +366,9 @@ class WorkersTest(unittest.TestCase):
             # The old workers stop accepting; until they exit they finish what they hold.
             wait_until(lambda: not any(listeners_of(pid, server.port) for pid in old),
                        "the old workers to close their listeners")
-            self.workers(server, 2, besides=old)
+            new = self.workers(server, 2, besides=old)
+            self.assertEqual({inode for pid in new for inode in listeners_of(pid, server.port)},
+                             listeners_of(server.pid, server.port))
             for _ in range(10):
                 status, headers, body = get(server)
                 self.assertEqual((status, headers["cache-control"], body),
