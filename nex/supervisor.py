@@ -34,8 +34,11 @@ waits for all of them and exits 0.  A worker that exits otherwise is restarted a
 line in the error log; one that keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is
 restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the
 settings again (the same file and command-line overrides) and replaces the workers one by
-one: a new worker starts and is listening before an old one is told to stop, and the old one
-finishes the responses it has in flight.  Settings that fail their checks, or that change
+one: a new worker starts and is serving before an old one is told to stop, and the old one
+stops as on SIGTERM, so it finishes the responses it has in flight but closes idle
+keep-alive connections, and a connection it accepted whose request has not arrived yet.
+Fewer workers than before close the surplus listeners, resetting connections that wait in
+them.  Settings that fail their checks, or that change
 ``bind`` or ``port``, leave the running workers alone and are reported in one log line.  A
 worker whose supervisor has gone away (even by SIGKILL) stops by itself: it watches a pipe
 whose other end only the supervisor holds.
@@ -64,7 +67,7 @@ from nex.log import Logger
 from nex.server import Server, bind_listener, listener_url
 from nex.templates import TemplateError, TemplateSet
 
-#: Each worker binds its own SO_REUSEPORT listener (Linux); else all share the supervisor's.
+#: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 #: A worker that exits sooner than this after its start counts as failing to run.
 QUICK_EXIT_SECONDS = 10.0
@@ -215,6 +218,8 @@ class Supervisor:
         #: The listener of each slot in turn (slot 1 first); one shared by all without
         #: SO_REUSEPORT.
         self._listeners = [first]
+        #: The port every listener binds: the configured one, or the one port 0 picked.
+        self._port: int = first.getsockname()[1]
         self._log = log
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
@@ -437,8 +442,8 @@ class Supervisor:
         try:
             listener = self._listener(number, config)
         except OSError as error:
-            return 0, f"could not start: cannot listen on {config.bind} port " \
-                      f"{self._listeners[0].getsockname()[1]}: {error.strerror}"
+            return 0, (f"could not start: cannot listen on {config.bind} port "
+                       f"{self._port}: {error.strerror}")
         report_read, report_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -477,10 +482,9 @@ class Supervisor:
         """The listener of slot ``number``, bound now for a slot that is new."""
         if not REUSE_PORT:
             return self._listeners[0]
-        port = self._listeners[0].getsockname()[1]
         while len(self._listeners) < number:
             self._listeners.append(
-                bind_listener(dataclasses.replace(config, port=port), reuse_port=True))
+                bind_listener(dataclasses.replace(config, port=self._port), reuse_port=True))
         return self._listeners[number - 1]
 
     def _become_worker(self, config: Config, listener: socket.socket, report: int,

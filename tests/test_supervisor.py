@@ -381,6 +381,26 @@ class WorkersTest(unittest.TestCase):
         wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
         self.assertNotIn("warning", server.error_log())
 
+    def test_sighup_can_change_the_number_of_workers(self):
+        server = self.start(workers=2)
+        first = self.workers(server, 2)
+        for count, line in ((3, "workers = 2"), (1, "workers = 3")):
+            with open(server.settings_path) as f:
+                text = f.read()
+            with open(server.settings_path, "w") as f:
+                f.write(text.replace(line, f"workers = {count}"))
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: f"settings reloaded: {count} workers" in server.error_log(),
+                       f"the reload to {count} workers")
+            pids = wait_until(lambda: children(server.pid) - first
+                              if len(children(server.pid) - first) == count else None,
+                              f"{count} new workers")
+            first |= pids
+            wait_until(lambda: children(server.pid) == pids, "the replaced workers to exit")
+            self.assertEqual(len(listeners_of(server.pid, server.port)), count)
+            for _ in range(5):
+                self.assertEqual(get(server)[2], b"alpha")
+
     def test_sighup_with_broken_settings_keeps_the_workers_and_logs_one_line(self):
         server = self.start(workers=2)
         pids = self.workers(server, 2)
