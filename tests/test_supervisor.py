@@ -213,6 +213,15 @@ class WorkersTest(unittest.TestCase):
                 listeners_of(pid, server.port) for pid in pids) else None
         return wait_until(listening, f"{count} listening workers")  # type: ignore[return-value]
 
+    def test_one_worker_is_one_process_without_a_supervisor(self):
+        server = NexServer(self.root, settings={"server": {"workers": 1}})
+        self.addCleanup(server.stop)
+        server.start()
+        self.assertNotIn("workers", server.stdout())
+        self.assertEqual(len(listeners_of(server.pid, server.port)), 1)
+        self.assertEqual(children(server.pid), set())
+        self.assertEqual(get(server)[2], b"alpha")
+
     def test_each_worker_listens_on_the_port_with_its_own_socket(self):
         server = self.start(workers=3)
         pids = self.workers(server, 3)
