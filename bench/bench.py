@@ -12,8 +12,8 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
   runs on the same machine, so the servers and the load generator share the cores.
 
 Usage: ``python bench/bench.py [--duration 10] [--many] [--workers]``.  Needs ``wrk``
-(Debian: ``apt-get install wrk``).  The standard library server runs as HTTP/1.1 with ``TCP_NODELAY`` on its
-sockets, so Nagle's algorithm does not make it look slower than it is.
+(Debian: ``apt-get install wrk``).  The standard library server runs as HTTP/1.1 with
+``TCP_NODELAY`` on its sockets, so Nagle's algorithm does not make it look slower than it is.
 """
 
 from __future__ import annotations
