@@ -6,11 +6,14 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
 * requests/s for the same file with a new connection per request,
 * MB/s for a 16 MiB file,
 * with ``--many``: 1,000 concurrent keep-alive connections on the 1 KiB file against Nex,
-  reporting requests/s, errors and Nex's peak resident memory.
+  reporting requests/s, errors and Nex's peak resident memory,
+* with ``--workers``: requests/s for the 1 KiB file over keep-alive connections with
+  ``--workers 1`` and ``--workers 2``, and their ratio.  Nothing is pinned to a core, and wrk
+  runs on the same machine, so the servers and the load generator share the cores.
 
-Usage: ``python bench/bench.py [--duration 10] [--many]``.  Needs ``wrk`` (Debian: ``apt-get
-install wrk``).  The standard library server runs as HTTP/1.1 with ``TCP_NODELAY`` on its
-sockets, so Nagle's algorithm does not make it look slower than it is.
+Usage: ``python bench/bench.py [--duration 10] [--many] [--workers]``.  Needs ``wrk``
+(Debian: ``apt-get install wrk``).  The standard library server runs as HTTP/1.1 with
+``TCP_NODELAY`` on its sockets, so Nagle's algorithm does not make it look slower than it is.
 """
 
 from __future__ import annotations
@@ -103,9 +106,9 @@ def make_root() -> str:
     return root
 
 
-def nex_args(root: str, settings: str) -> list:
+def nex_args(root: str, settings: str, workers: int = 1) -> list:
     return [sys.executable, os.path.join(REPO, "server.py"), "--config", settings,
-            "--port", "0", "--root", root]
+            "--port", "0", "--root", root, "--workers", str(workers)]
 
 
 def write_settings(folder: str, access_log: str, extra: str = "") -> str:
@@ -121,6 +124,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--many", action="store_true",
                         help="also run 1,000 concurrent keep-alive connections against Nex")
+    parser.add_argument("--workers", action="store_true",
+                        help="also compare Nex with --workers 1 and --workers 2 (1 KiB, "
+                             "keep-alive)")
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -164,10 +170,28 @@ def main() -> int:
             print(f"1,000 keep-alive connections: {result['rps']:.1f} req/s, "
                   f"{result['requests']} requests, {result['errors']} errors, "
                   f"peak RSS {rss:.1f} MB")
+        if options.workers:
+            compare_workers(root, settings, options.duration)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def compare_workers(root: str, settings: str, duration: int) -> None:
+    """Print 1 KiB keep-alive requests/s with one and with two worker processes."""
+    rates = {}
+    errors = {}
+    for workers in (1, 2):
+        process, url = start(nex_args(root, settings, workers))
+        try:
+            result = wrk(url + "1k.bin", duration, 50, 1)
+        finally:
+            stop(process)
+        rates[workers], errors[workers] = result["rps"], result["errors"]
+    print(f"1 KiB keep-alive, 50 connections: --workers 1 {rates[1]:.1f} req/s, "
+          f"--workers 2 {rates[2]:.1f} req/s ({errors[1]} and {errors[2]} errors), "
+          f"ratio {rates[2] / rates[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         help="address to listen on: an IPv4 or IPv6 address (::1, 0.0.0.0, ::) or localhost"
              " (default: [server] bind, else 127.0.0.1)")
     parser.add_argument(
+        "--workers", metavar="N",
+        help="processes serving the port, 1 to 256, or auto for one per CPU; above 1 a"
+             " supervisor runs them, restarts one that dies and reloads the settings on"
+             " SIGHUP (default: [server] workers, else 1)")
+    parser.add_argument(
         "--root", metavar="DIR",
         help="folder to serve; a relative path starts at the current folder"
              " (default: [server] document_root, else the current folder)")
@@ -62,6 +67,9 @@ def main(argv: Optional[List[str]] = None,
          default_config: Union[str, "os.PathLike[str]", None] = None) -> int:
     """Parse ``argv``, load the settings and run the server; return the exit status.
 
+    With more than one worker the supervisor runs the server processes, and reads the
+    settings again the same way (same file, same flags) on SIGHUP.
+
     ``default_config`` is the settings file read when --config is not given and the file
     exists.  A bad setting prints ``nex: <message>`` to standard error and returns 2.
     """
@@ -77,7 +85,8 @@ def main(argv: Optional[List[str]] = None,
         config_path = default
     overrides: Dict[str, Any] = {}
     for name, value in (("port", args.port), ("bind", args.bind),
-                        ("document_root", args.root), ("auth_users_file", args.auth_file)):
+                        ("document_root", args.root), ("auth_users_file", args.auth_file),
+                        ("workers", args.workers)):
         if value is not None:
             overrides[name] = value
     try:
@@ -85,7 +94,11 @@ def main(argv: Optional[List[str]] = None,
     except ConfigError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
-    from nex.server import serve  # only now: checking settings needs no server
+    # Only now: checking settings needs no server.
+    if config.workers > 1:
+        from nex.supervisor import supervise
+        return supervise(config, lambda: load_config(config_path, overrides))
+    from nex.server import serve
     return serve(config)
 
 

@@ -43,6 +43,7 @@ class Config:
     max_connections_per_client: int = 128
     backlog: int = 128
     thread_stack_size: int = 512 * 1024
+    workers: int = 1
     # [timeouts], seconds
     request_head_timeout: float = 10.0
     keep_alive_timeout: float = 15.0
@@ -95,6 +96,7 @@ _MAX_COUNT = 2 ** 31 - 1  # counts end up in C ints (listen backlog, thread limi
 _MAX_SIZE = 2 ** 31  # "2G"; request bodies are only read to be discarded
 _MAX_SECONDS = 86400.0  # socket time-outs overflow the C timeval long before "forever"
 _MAX_AGE = 2 ** 31  # RFC 9111 §1.2.2: caches cap delta-seconds at 2^31
+_MAX_WORKERS = 256
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _SIZE = re.compile(r"([0-9]{1,12})(?:([KMG])(?:iB)?)?")
@@ -139,6 +141,22 @@ def _stack_size(text: str, base: str) -> int:
     if size != 0 and not (64 * 1024 <= size <= _MAX_SIZE and size % 4096 == 0):
         raise _Invalid("must be 0 (the platform default) or a multiple of 4K from 64K to 2G")
     return size
+
+
+def _workers(text: str, base: str) -> int:
+    """1 to 256 worker processes, or ``auto``: one per CPU this process may run on."""
+    if text.lower() == "auto":
+        return min(_MAX_WORKERS, _cpu_count())
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= _MAX_WORKERS:
+        raise _Invalid(f"must be auto or an integer from 1 to {_MAX_WORKERS}")
+    return int(text)
+
+
+def _cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _seconds(text: str, base: str) -> float:
@@ -388,6 +406,7 @@ _SETTINGS = (
     _setting("server", "max_connections_per_client", _integer(1, _MAX_COUNT)),
     _setting("server", "backlog", _integer(1, _MAX_COUNT)),
     _setting("server", "thread_stack_size", _stack_size),
+    _setting("server", "workers", _workers),
     _setting("timeouts", "request_head", _seconds, "request_head_timeout"),
     _setting("timeouts", "keep_alive", _seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", _seconds),

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.assembly import assemble
@@ -46,7 +46,7 @@ class _Stop(Exception):
     """Raised in the main thread by the signal handler to end the accept loop."""
 
 
-class _ForceStop(Exception):
+class ForceStop(Exception):
     """Raised in the main thread by a second SIGINT: stop without waiting for transfers."""
 
 
@@ -54,13 +54,15 @@ class Server:
     """One listening socket and the worker threads of its connections.
 
     ``dispatcher`` answers the requests; it is built once the port is known (page footers
-    name it) by ``make_dispatcher(port)``.
+    name it) by ``make_dispatcher(port)``.  The server listens on ``listener`` when one is
+    given (a worker process of several), else on a new socket bound per ``config``.
     """
 
-    def __init__(self, config: Config, make_dispatcher, logger: Logger) -> None:
+    def __init__(self, config: Config, make_dispatcher: Callable[[int], Dispatcher],
+                 logger: Logger, listener: Optional[socket.socket] = None) -> None:
         self.config = config
         self._logger = logger
-        self.listener = _bind(config)
+        self.listener = listener if listener is not None else bind_listener(config)
         self.port = self.listener.getsockname()[1]
         try:
             self.dispatcher: Dispatcher = make_dispatcher(self.port)
@@ -86,6 +88,21 @@ class Server:
             hosts = local_addresses(ipv6=host == "::")
         return [f"http://[{name}]:{self.port}/" if ":" in name else
                 f"http://{name}:{self.port}/" for name in hosts]
+
+    def run(self, ready: Callable[[], None]) -> None:
+        """:meth:`serve_forever` with SIGINT and SIGTERM as its stop, from the main thread.
+
+        ``ready`` is called once those signals would stop the server, before it accepts.
+        A second SIGINT while stopping raises :class:`ForceStop`.
+        """
+        previous = {sig: signal.signal(sig, self.handle_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            ready()
+            self.serve_forever()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def serve_forever(self) -> None:
         """Accept clients until a signal (or :meth:`stop`) ends the loop."""
@@ -113,7 +130,7 @@ class Server:
             self.stopping.set()
             raise _Stop()
         if signum == signal.SIGINT:
-            raise _ForceStop()
+            raise ForceStop()
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -259,16 +276,33 @@ def _format_address(address: Tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind(config: Config) -> socket.socket:
+def listener_url(listener: socket.socket) -> str:
+    """The URL that reaches the socket ``listener`` is bound to."""
+    host, port = listener.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def bind_listener(config: Config, *, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A socket bound to the configured address, listening unless ``listen`` is False.
+
+    ``reuse_port`` sets ``SO_REUSEPORT``, so that listeners of several processes share the
+    port and the kernel spreads new connections over them.
+    """
     host = "127.0.0.1" if config.bind == "localhost" else config.bind
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host == "::":
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         listener.bind((host, config.port))
-        listener.listen(config.backlog)
+        if listen:
+            listener.listen(config.backlog)
     except OSError:
         listener.close()
         raise
@@ -296,22 +330,22 @@ def serve(config: Config) -> int:
     warning = cleartext_warning(config)
     if warning is not None:
         logger.warning(warning)
-    previous = {sig: signal.signal(sig, server.handle_signal)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    urls = server.urls()
-    print(f"{SERVER_SOFTWARE} serving {config.document_root} at {urls[0]} (Ctrl+C stops)",
-          flush=True)
-    for url in urls[1:]:
-        print(f"  also at {url}", flush=True)
     status = 0
     try:
-        server.serve_forever()
-    except _ForceStop:
+        server.run(lambda: print_start_line(server))
+    except ForceStop:
         print("stopping now", file=sys.stderr, flush=True)
         status = 130
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
     return status
+
+
+def print_start_line(server: Server) -> None:
+    """Tell the user where Nex serves what: the first URL, then any other addresses."""
+    urls = server.urls()
+    print(f"{SERVER_SOFTWARE} serving {server.config.document_root} at {urls[0]} "
+          "(Ctrl+C stops)", flush=True)
+    for url in urls[1:]:
+        print(f"  also at {url}", flush=True)

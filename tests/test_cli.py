@@ -31,6 +31,15 @@ def fake_server(result: int = 0) -> Iterator[mock.Mock]:
         yield module.serve  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def fake_supervisor(result: int = 0) -> Iterator[mock.Mock]:
+    """Stand in for nex.supervisor so main() stops at supervise(config, load)."""
+    module = types.ModuleType("nex.supervisor")
+    module.supervise = mock.Mock(return_value=result)  # type: ignore[attr-defined]
+    with mock.patch.dict(sys.modules, {"nex.supervisor": module}):
+        yield module.supervise  # type: ignore[attr-defined]
+
+
 def run(argv: List[str], default_config: Optional[Path] = None,
         result: int = 0) -> Tuple[int, str, str, Optional[Config]]:
     """main(argv): exit status, stdout, stderr and the Config serve() got (None: not called)."""
@@ -286,6 +295,55 @@ class HashPasswordTests(unittest.TestCase):
                                  (2, "", f"nex: --hash-password {user!r}: {reason}\n"))
 
 
+class WorkersTests(unittest.TestCase):
+    """--workers: one worker is the plain server; more go to the supervisor."""
+
+    def test_one_worker_runs_the_server_in_this_process(self) -> None:
+        path = write_settings(make_site(self))
+        with fake_supervisor() as supervise:
+            config = run(["--config", str(path), "--workers", "1"])[3]
+        assert config is not None
+        self.assertEqual(config.workers, 1)
+        supervise.assert_not_called()
+
+    def test_several_workers_go_to_the_supervisor_and_its_status_is_returned(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("server", "workers"): "2"})
+        with fake_supervisor(result=5) as supervise, fake_server() as serve:
+            status = main(["--config", str(path), "--workers", "3", "--port", "0"])
+        self.assertEqual(status, 5)
+        serve.assert_not_called()
+        config, load = supervise.call_args[0]
+        self.assertEqual((config.workers, config.port), (3, 0))
+        # A reload reads the file again with the same flags on top.
+        write_settings(folder, {("server", "workers"): "2", ("server", "port"): "81",
+                                ("caching", "cache_control"): "max-age=60"})
+        reloaded = load()
+        self.assertEqual((reloaded.workers, reloaded.port, reloaded.cache_control),
+                         (3, 0, "max-age=60"))
+
+    def test_workers_from_the_file(self) -> None:
+        path = write_settings(make_site(self), {("server", "workers"): "4"})
+        with fake_supervisor() as supervise:
+            run(["--config", str(path)])
+        self.assertEqual(supervise.call_args[0][0].workers, 4)
+
+    def test_auto_is_one_per_cpu(self) -> None:
+        path = write_settings(make_site(self))
+        with fake_supervisor() as supervise, mock.patch("nex.config._cpu_count", return_value=6):
+            run(["--config", str(path), "--workers", "auto"])
+        self.assertEqual(supervise.call_args[0][0].workers, 6)
+
+    def test_bad_worker_counts_are_refused(self) -> None:
+        path = write_settings(make_site(self))
+        for value in ("0", "257", "two", "-1"):
+            with self.subTest(value=value):
+                status, out, err, config = run(["--config", str(path), f"--workers={value}"])
+                self.assertEqual((status, out, config), (2, "", None))
+                self.assertEqual(err, f"nex: --workers {value}: must be auto or an integer"
+                                      " from 1 to 256\n")
+
+
 class UsageTests(unittest.TestCase):
     """--help, --version and usage errors answer without loading settings or serving."""
 
@@ -299,7 +357,8 @@ class UsageTests(unittest.TestCase):
                                          default_config=Path("/srv/nex/settings.conf"))
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
-        for text in ("--port", "--bind", "--root", "--config", "--version", "settings.conf",
+        for text in ("--port", "--bind", "--root", "--config", "--workers", "auto",
+                     "--version", "settings.conf",
                      "--auth-file FILE", "--hash-password USER", "USER:hash line",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)

@@ -26,7 +26,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "server": {name: name for name in (
         "bind", "port", "server_name", "document_root", "error_pages", "templates",
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
-        "backlog", "thread_stack_size")},
+        "backlog", "thread_stack_size", "workers")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
                  "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
     "limits": {name: name for name in (
@@ -50,6 +50,7 @@ SECONDS = "must be a number of seconds above 0 and at most 86400, such as 10 or 
 BOOLEAN = "must be yes, no, true, false, on or off"
 BIND = "must be an IPv4 or IPv6 address (without brackets) or localhost"
 STACK = "must be 0 (the platform default) or a multiple of 4K from 64K to 2G"
+WORKERS = "must be auto or an integer from 1 to 256"
 
 
 def host_pattern(pattern: str) -> str:
@@ -93,6 +94,12 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("server", "thread_stack_size", "65537", STACK),
     ("server", "thread_stack_size", "4G", STACK),
     ("server", "thread_stack_size", "big", SIZE_GRAMMAR),
+    ("server", "workers", "0", WORKERS),
+    ("server", "workers", "257", WORKERS),
+    ("server", "workers", "+4", WORKERS),
+    ("server", "workers", "4.0", WORKERS),
+    ("server", "workers", "", WORKERS),
+    ("server", "workers", "all", WORKERS),
     ("timeouts", "request_head", "0", SECONDS),
     ("timeouts", "request_head", "0.0", SECONDS),
     ("timeouts", "keep_alive", "-1", SECONDS),
@@ -538,6 +545,15 @@ class GoodValueTests(unittest.TestCase):
     def test_thread_stack_size(self) -> None:
         self.assert_parses("server", "thread_stack_size", {
             "0": 0, "64K": 65536, "68K": 69632, "1M": 1048576, "65536": 65536})
+
+    def test_workers(self) -> None:
+        self.assert_parses("server", "workers", {"1": 1, "4": 4, "256": 256, "004": 4})
+
+    def test_auto_workers_is_the_usable_cpu_count_up_to_256(self) -> None:
+        for cpus, expected in ((1, 1), (6, 6), (300, 256)):
+            with self.subTest(cpus=cpus), \
+                    mock.patch("nex.config._cpu_count", return_value=cpus):
+                self.assert_parses("server", "workers", {"auto": expected, "AUTO": expected})
 
     def test_booleans(self) -> None:
         for text, expected in {"yes": True, "no": False, "true": True, "false": False,
