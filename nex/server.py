@@ -70,6 +70,7 @@ class Server:
             self.listener.close()
             raise
         self.stopping = threading.Event()
+        self._in_accept = False
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
         self._live: Dict[Connection, threading.Thread] = {}
@@ -107,10 +108,17 @@ class Server:
     def serve_forever(self) -> None:
         """Accept clients until a signal (or :meth:`stop`) ends the loop."""
         try:
-            while not self.stopping.is_set():
+            while True:
+                # A signal raises _Stop only while this flag is up, so it cannot strike
+                # between accepting a socket and handing it to a worker.
+                self._in_accept = True
+                if self.stopping.is_set():
+                    break
                 try:
                     sock, address = self.listener.accept()
+                    self._in_accept = False
                 except OSError as error:
+                    self._in_accept = False
                     if self.stopping.is_set():
                         break
                     if error.errno in _OUT_OF_RESOURCES:
@@ -128,7 +136,9 @@ class Server:
         """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
         if not self.stopping.is_set():
             self.stopping.set()
-            raise _Stop()
+            if self._in_accept:
+                raise _Stop()
+            return
         if signum == signal.SIGINT:
             raise ForceStop()
 
