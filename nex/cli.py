@@ -13,11 +13,12 @@ from nex.config import ConfigError, load_config
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
 _EPILOG = """\
-Every other setting (time-outs, limits, listings, symlinks, caching, compression, logging,
-media types) lives in settings.conf, an INI file whose comments explain each key.  Without
---config Nex reads settings.conf next to server.py when it exists, else it runs on built-in
-defaults and serves the current folder.  Flags win over the file.  A bad setting stops Nex
-before it listens, with a message naming the file, section, key and value, and exit status 2.
+Every other setting (time-outs, limits, listings, folder downloads, symlinks, caching,
+compression, CORS origins, logging, media types) lives in settings.conf, an INI file whose
+comments explain each key.  Without --config Nex reads settings.conf next to server.py when
+it exists, else it runs on built-in defaults and serves the current folder.  Flags win over
+the file.  A bad setting stops Nex before it listens, with a message naming the file,
+section, key and value, and exit status 2.
 """
 
 
@@ -38,6 +39,14 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--root", metavar="DIR",
         help="folder to serve; a relative path starts at the current folder"
              " (default: [server] document_root, else the current folder)")
+    parser.add_argument(
+        "--cors", action="store_true",
+        help="let web pages on any origin read what Nex serves: [cors] allow_origins = *"
+             " (default: the settings file, else off)")
+    parser.add_argument(
+        "--zip", action="store_true",
+        help="offer each listed folder as a zip download (?download=zip):"
+             " [files] zip_download = yes (default: the settings file, else off)")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -66,6 +75,10 @@ def main(argv: Optional[List[str]] = None,
                         ("document_root", args.root)):
         if value is not None:
             overrides[name] = value
+    if args.cors:
+        overrides["cors_allow_origins"] = "*"
+    if args.zip:
+        overrides["zip_download"] = True
     try:
         config = load_config(config_path, overrides)
     except ConfigError as error:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
+from nex.cors import normalise_origin
 from nex.forwarded import parse_networks
 from nex.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
 from nex.hosts import HostValidator
@@ -58,6 +59,8 @@ class Config:
     dotfiles: bool = False
     symlinks: str = "inside"
     file_cache_size: int = 32 * 1024 * 1024
+    zip_download: bool = False
+    max_zip_size: int = 1024 ** 3
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -70,6 +73,8 @@ class Config:
     error_log: str = "-"
     log_colour: str = "auto"
     trusted_proxies: Tuple[str, ...] = ()
+    # [cors]
+    cors_allow_origins: Tuple[str, ...] = ()
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -86,6 +91,7 @@ class _Invalid(Exception):
 
 _MAX_COUNT = 2 ** 31 - 1  # counts end up in C ints (listen backlog, thread limits)
 _MAX_SIZE = 2 ** 31  # "2G"; request bodies are only read to be discarded
+_MAX_ZIP_SIZE = 2 ** 40  # "1024G": a folder download is streamed, never held
 _MAX_SECONDS = 86400.0  # socket time-outs overflow the C timeval long before "forever"
 _MAX_AGE = 2 ** 31  # RFC 9111 §1.2.2: caches cap delta-seconds at 2^31
 
@@ -116,12 +122,12 @@ def _bytes(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
-def _size(low: int) -> Callable[[str, str], int]:
-    """A parser for a byte size from ``low`` up to 2G."""
+def _size(low: int, high: int = _MAX_SIZE) -> Callable[[str, str], int]:
+    """A parser for a byte size from ``low`` up to ``high`` (a whole number of G)."""
     def parse(text: str, base: str) -> int:
         size = _bytes(text)
-        if not low <= size <= _MAX_SIZE:
-            raise _Invalid(f"must be from {low} to {_MAX_SIZE} bytes (2G)")
+        if not low <= size <= high:
+            raise _Invalid(f"must be from {low} to {high} bytes ({high // 1024 ** 3}G)")
         return size
     return parse
 
@@ -231,6 +237,24 @@ def _header_value(text: str, base: str) -> str:
     if not (text.isascii() and FIELD_VALUE.fullmatch(text.strip(" \t"))):
         raise _Invalid("must be printable ASCII on one line")
     return text
+
+
+def _origins(text: str, base: str) -> Tuple[str, ...]:
+    """Empty (no CORS), ``*``, or origins such as ``https://app.example`` (see nex.cors)."""
+    items = _split(text)
+    if "*" in items:
+        if len(items) > 1:
+            raise _Invalid("* allows every origin; list origins without it")
+        return ("*",)
+    origins: List[str] = []
+    for item in items:
+        try:
+            origin = normalise_origin(item)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def _extension(text: str) -> str:
@@ -360,6 +384,8 @@ _SETTINGS = (
     _setting("files", "dotfiles", _boolean),
     _setting("files", "symlinks", _choice("never", "inside", "always")),
     _setting("files", "file_cache_size", _size(0)),
+    _setting("files", "zip_download", _boolean),
+    _setting("files", "max_zip_size", _size(1, _MAX_ZIP_SIZE)),
     _setting("caching", "cache_control", _header_value),
     _setting("caching", "max_age", _extension_map(_max_age)),
     _setting("compression", "precompressed", _boolean),
@@ -369,6 +395,7 @@ _SETTINGS = (
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
     _setting("logging", "trusted_proxies", _networks),
+    _setting("cors", "allow_origins", _origins, "cors_allow_origins"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -376,7 +403,8 @@ _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
 _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 
 # Command-line flags whose name is not the field's name with dashes.
-_FLAGS = {"document_root": "--root"}
+_FLAGS = {"document_root": "--root", "cors_allow_origins": "--cors",
+          "zip_download": "--zip"}
 
 
 # --- loading -------------------------------------------------------------------------------
