@@ -68,8 +68,7 @@ class Dispatcher:
             return Response(204, [("Allow", _ALLOW)])
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
-            return render_listing(target, request, self.templates, self.signature,
-                                  show_dotfiles=config.dotfiles, mime_types=config.mime_types)
+            return render_listing(target, request, self.templates, self.signature, config)
         return serve_file(request, target, config, self.file_cache)
 
     def error_response(self, error: HTTPError) -> Response:
