@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from nex.archive import folder_archive, wants_archive
 from nex.body import BodyReader
 from nex.config import Config
 from nex.errors import HTTPError
@@ -68,6 +69,8 @@ class Dispatcher:
             return Response(204, [("Allow", _ALLOW)])
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
+            if wants_archive(request.query):
+                return folder_archive(target, config)
             return render_listing(target, request, self.templates, self.signature, config)
         return serve_file(request, target, config, self.file_cache)
 
