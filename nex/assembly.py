@@ -1,14 +1,15 @@
 """Assembly: one :class:`Dispatcher` built from the settings, before the listener starts.
 
 The listener only listens; everything the workers share (templates, Host rules, the
-small-file cache, trusted proxies) is put together here, once per process.
+small-file cache, trusted proxies, the CORS policy) is put together here, once per process.
 """
 
 from __future__ import annotations
 
 from nex import SERVER_SOFTWARE
 from nex.config import Config
-from nex.dispatch import Dispatcher
+from nex.cors import CorsPolicy
+from nex.dispatch import SERVED_METHODS, Dispatcher
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
@@ -28,4 +29,6 @@ def assemble(config: Config, port: int) -> Dispatcher:
         signature=f"{SERVER_SOFTWARE} Server at {config.server_name} Port {port}",
         file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
         forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
+        cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
+              if config.cors_allow_origins else None),
     )

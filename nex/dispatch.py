@@ -4,6 +4,10 @@ This is the part of a worker's path that works on plain values only: a :class:`R
 (and the :class:`BodyReader` of its body) comes in, a :class:`Response` goes out, or an
 ``HTTPError`` rises, which :meth:`Dispatcher.error_response` turns into the rendered error
 page.  It never sees the socket.
+
+Cross-origin rules (:mod:`nex.cors`) are applied here, in :meth:`Dispatcher.respond`, to
+every answer of the file server: content, redirects and errors alike, so a web page on an
+allowed origin can read a 404 as well as a file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Optional
 from nex.archive import folder_archive, wants_archive
 from nex.body import BodyReader
 from nex.config import Config
+from nex.cors import CorsPolicy
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
@@ -38,8 +43,8 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, and the trusted proxies whose
-    X-Forwarded-For names the client in the log.
+    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    X-Forwarded-For names the client in the log, and the CORS policy (None: no CORS).
     """
 
     config: Config
@@ -48,14 +53,34 @@ class Dispatcher:
     signature: str
     file_cache: Optional[SmallFileCache] = None
     forwarded: Optional[ForwardedFor] = None
+    cors: Optional[CorsPolicy] = None
 
     def respond(self, request: Request, body: Optional[BodyReader]) -> Response:
         """The response to ``request``, or an ``HTTPError`` describing the refusal.
 
         ``body`` reads the request's body, None when it has none; a handler that does not
-        read it leaves the connection to discard it.
+        read it leaves the connection to discard it.  With a CORS policy, a preflight from
+        an allowed origin is answered ``204`` for any path (the request it announces gets
+        the real status), and every response and refusal carries the policy's fields.
         """
-        self.hosts.check(request.host)
+        cors = self.cors
+        try:
+            self.hosts.check(request.host)
+            if cors is not None:
+                preflight = cors.preflight(request)
+                if preflight is not None:
+                    return Response(204, [("Allow", _ALLOW), *preflight])
+            response = self._route(request)
+        except HTTPError as error:
+            if cors is not None:
+                error.headers = tuple(cors.add_headers(request, error.headers))
+            raise
+        if cors is not None:
+            response.headers = cors.add_headers(request, response.headers)
+        return response
+
+    def _route(self, request: Request) -> Response:
+        """The handler's response to ``request`` for an allowed host."""
         method = request.method
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS:
