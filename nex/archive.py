@@ -8,7 +8,8 @@ so links that loop cannot make an archive without end.
 Nothing is written to disk and the archive is never held whole: the stdlib's ``zipfile``
 writes into a sink that the response's body stream empties as it goes, files are read in
 pieces, and the writer sends the pieces chunked to an HTTP/1.1 client, or ends the body by
-closing the connection for HTTP/1.0.  Before anything is sent, the folder is walked once
+closing the connection for HTTP/1.0.  Memory grows with the number of entries (the plan, and
+the central directory ``zipfile`` writes last), never with the size of the files.  Before anything is sent, the folder is walked once
 and refused with ``413`` when its files add up to more than ``max_zip_size``.  Text and
 other compressible types are deflated, everything else stored as it is; ``zipfile`` turns
 to zip64 records where a size or an offset needs them.
@@ -16,7 +17,6 @@ to zip64 records where a size or an offset needs them.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import zipfile

@@ -7,8 +7,8 @@ import unittest
 from nex.grammar import (ABSOLUTE_FORM, ASCTIME_DATE, CHUNK_LINE, CONTENT_LENGTH, DAY_NAMES,
                          ENTITY_TAG, FIELD_NAME, FIELD_SECTION, FIELD_VALUE, HOST, HOST_LABELS,
                          HOSTNAME, HTTP_DATE_FORMS, HTTP_VERSION, IMF_FIXDATE, LONG_DAY_NAMES,
-                         MEDIA_RANGE, MEDIA_TYPE, METHOD, MONTHS, ORIGIN_FORM, QUOTED_STRING, QVALUE,
-                         RANGE_SPEC, RANGES_SPECIFIER, REQUEST_TARGET, RFC850_DATE,
+                         MEDIA_RANGE, MEDIA_TYPE, METHOD, MONTHS, ORIGIN_FORM, QUOTED_STRING,
+                         QVALUE, RANGE_SPEC, RANGES_SPECIFIER, REQUEST_TARGET, RFC850_DATE,
                          TCHAR_BYTES, TOKEN, TRANSFER_CODING, WEIGHTED_CODING, ipv6_address,
                          is_hostname, parse_host, parse_list, split_host)
 
