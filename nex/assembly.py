@@ -1,8 +1,8 @@
 """Assembly: one :class:`Dispatcher` built from the settings, before the listener starts.
 
 The listener only listens; everything the workers share (templates, Host rules, the
-small-file cache, trusted proxies, the login for protected paths) is put together here, once
-per process.
+small-file cache, trusted proxies, the login for protected paths, the CORS policy) is put
+together here, once per process.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Callable
 from nex import SERVER_SOFTWARE
 from nex.auth import SiteAuth
 from nex.config import Config, ConfigError
-from nex.dispatch import Dispatcher
+from nex.cors import CorsPolicy
+from nex.dispatch import SERVED_METHODS, Dispatcher
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
@@ -40,4 +41,6 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
         forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
         auth=auth,
+        cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
+              if config.cors_allow_origins else None),
     )

@@ -15,12 +15,12 @@ from nex.config import ConfigError, load_config
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
 _EPILOG = """\
-Every other setting (time-outs, limits, listings, symlinks, caching, compression, logging,
-which paths need a login, media types) lives in settings.conf, an INI file whose comments
-explain each key.  Without --config Nex reads settings.conf next to server.py when it exists,
-else it runs on built-in defaults and serves the current folder.  Flags win over the file.  A
-bad setting stops Nex before it listens, with a message naming the file, section, key and
-value, and exit status 2.
+Every other setting (time-outs, limits, listings, folder downloads, symlinks, caching,
+compression, CORS origins, which paths need a login, logging, media types) lives in
+settings.conf, an INI file whose comments explain each key.  Without --config Nex reads
+settings.conf next to server.py when it exists, else it runs on built-in defaults and serves
+the current folder.  Flags win over the file.  A bad setting stops Nex before it listens,
+with a message naming the file, section, key and value, and exit status 2.
 """
 
 
@@ -55,6 +55,14 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--hash-password", metavar="USER",
         help="read a password from standard input (asked twice on a terminal), print a"
              " USER:hash line for a users file, and exit")
+    parser.add_argument(
+        "--cors", action="store_true",
+        help="let web pages on any origin read what Nex serves: [cors] allow_origins = *"
+             " (default: the settings file, else off)")
+    parser.add_argument(
+        "--zip", action="store_true",
+        help="offer each listed folder as a zip download (?download=zip):"
+             " [files] zip_download = yes (default: the settings file, else off)")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -89,6 +97,10 @@ def main(argv: Optional[List[str]] = None,
                         ("workers", args.workers)):
         if value is not None:
             overrides[name] = value
+    if args.cors:
+        overrides["cors_allow_origins"] = "*"
+    if args.zip:
+        overrides["zip_download"] = True
     try:
         config = load_config(config_path, overrides)
     except ConfigError as error:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
 from nex.auth import ProtectedPaths, challenge, parse_users
+from nex.cors import normalise_origin
 from nex.forwarded import parse_networks
 from nex.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
 from nex.hosts import HostValidator
@@ -61,6 +62,8 @@ class Config:
     dotfiles: bool = False
     symlinks: str = "inside"
     file_cache_size: int = 32 * 1024 * 1024
+    zip_download: bool = False
+    max_zip_size: int = 1024 ** 3
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -78,6 +81,8 @@ class Config:
     auth_protect: Tuple[str, ...] = ("/",)
     auth_realm: str = "Nex"
     auth_max_failures_per_minute: int = 10
+    # [cors]
+    cors_allow_origins: Tuple[str, ...] = ()
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -94,6 +99,7 @@ class _Invalid(Exception):
 
 _MAX_COUNT = 2 ** 31 - 1  # counts end up in C ints (listen backlog, thread limits)
 _MAX_SIZE = 2 ** 31  # "2G"; request bodies are only read to be discarded
+_MAX_ZIP_SIZE = 2 ** 40  # "1024G": a folder download is streamed, never held
 _MAX_SECONDS = 86400.0  # socket time-outs overflow the C timeval long before "forever"
 _MAX_AGE = 2 ** 31  # RFC 9111 §1.2.2: caches cap delta-seconds at 2^31
 _MAX_WORKERS = 256
@@ -125,12 +131,12 @@ def _bytes(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
-def _size(low: int) -> Callable[[str, str], int]:
-    """A parser for a byte size from ``low`` up to 2G."""
+def _size(low: int, high: int = _MAX_SIZE) -> Callable[[str, str], int]:
+    """A parser for a byte size from ``low`` up to ``high`` (a whole number of G)."""
     def parse(text: str, base: str) -> int:
         size = _bytes(text)
-        if not low <= size <= _MAX_SIZE:
-            raise _Invalid(f"must be from {low} to {_MAX_SIZE} bytes (2G)")
+        if not low <= size <= high:
+            raise _Invalid(f"must be from {low} to {high} bytes ({high // 1024 ** 3}G)")
         return size
     return parse
 
@@ -293,6 +299,24 @@ def _header_value(text: str, base: str) -> str:
     return text
 
 
+def _origins(text: str, base: str) -> Tuple[str, ...]:
+    """Empty (no CORS), ``*``, or origins such as ``https://app.example`` (see nex.cors)."""
+    items = _split(text)
+    if "*" in items:
+        if len(items) > 1:
+            raise _Invalid("* allows every origin; list origins without it")
+        return ("*",)
+    origins: List[str] = []
+    for item in items:
+        try:
+            origin = normalise_origin(item)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
+
+
 def _extension(text: str) -> str:
     """A file extension with its dot, lower-cased: ``.css``."""
     if not _EXTENSION.fullmatch(text.lower()):
@@ -421,6 +445,8 @@ _SETTINGS = (
     _setting("files", "dotfiles", _boolean),
     _setting("files", "symlinks", _choice("never", "inside", "always")),
     _setting("files", "file_cache_size", _size(0)),
+    _setting("files", "zip_download", _boolean),
+    _setting("files", "max_zip_size", _size(1, _MAX_ZIP_SIZE)),
     _setting("caching", "cache_control", _header_value),
     _setting("caching", "max_age", _extension_map(_max_age)),
     _setting("compression", "precompressed", _boolean),
@@ -435,6 +461,7 @@ _SETTINGS = (
     _setting("auth", "realm", _realm, "auth_realm"),
     _setting("auth", "max_failures_per_minute", _integer(0, _MAX_COUNT),
              "auth_max_failures_per_minute"),
+    _setting("cors", "allow_origins", _origins, "cors_allow_origins"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -442,7 +469,8 @@ _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
 _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 
 # Command-line flags whose name is not the field's name with dashes.
-_FLAGS = {"document_root": "--root", "auth_users_file": "--auth-file"}
+_FLAGS = {"document_root": "--root", "auth_users_file": "--auth-file",
+          "cors_allow_origins": "--cors", "zip_download": "--zip"}
 
 
 # --- loading -------------------------------------------------------------------------------

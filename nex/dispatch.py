@@ -3,8 +3,13 @@
 This is the part of a worker's path that works on plain values only: a :class:`Request`
 (and the :class:`BodyReader` of its body) comes in, a :class:`Response` goes out, or an
 ``HTTPError`` rises, which :meth:`Dispatcher.error_response` turns into the rendered error
-page.  It never sees the socket.  The checks run in this order: Host (``403``), login for a
-protected path (``429``, ``401``), method (``405``, ``501``), then the resolver and handler.
+page.  It never sees the socket.  The checks run in this order: Host (``403``), a CORS
+preflight (``204``), login for a protected path (``429``, ``401``), method (``405``, ``501``),
+then the resolver and handler.
+
+Cross-origin rules (:mod:`nex.cors`) are applied here, in :meth:`Dispatcher.respond`, to
+every answer of the file server: content, redirects and errors alike, so a web page on an
+allowed origin can read a 404 as well as a file.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from nex.auth import SiteAuth
+from nex.archive import folder_archive, wants_archive
 from nex.body import BodyReader
 from nex.config import Config
+from nex.cors import CorsPolicy
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
@@ -87,7 +94,8 @@ class Dispatcher:
 
     It holds what answering needs: the settings, the page templates and the ``signature``
     line they show, the Host rules, the small-file cache, the trusted proxies whose
-    X-Forwarded-For names the client, and the login for protected paths (None: no login).
+    X-Forwarded-For names the client in the log, the login for protected paths (None: no
+    login) and the CORS policy (None: no CORS).
     """
 
     config: Config
@@ -97,6 +105,7 @@ class Dispatcher:
     file_cache: Optional[SmallFileCache] = None
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
+    cors: Optional[CorsPolicy] = None
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str) -> Response:
         """The response to ``request``, or an ``HTTPError`` describing the refusal.
@@ -105,25 +114,38 @@ class Dispatcher:
         read it leaves the connection to discard it.  ``client`` is the address the request
         comes from (behind trusted proxies, the one they forwarded for): failed logins count
         per client.  The response, or the refusal, names the user who logged in, if any;
-        a response for a logged-in user is marked private for caches.
+        a response for a logged-in user is marked private for caches.  With a CORS policy, a
+        preflight from an allowed origin is answered ``204`` for any path (the request it
+        announces gets the real status), and every response and refusal carries the policy's
+        fields.
         """
-        self.hosts.check(request.host)
-        auth = self.auth
-        # The asterisk-form and the authority-form have no path to protect.
-        protected = auth is not None and request.path != "" and auth.protects(request.path)
+        cors = self.cors
         user = None
-        # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
-        # answered without a login; under a protected prefix it does not look at the disk.
-        if protected and request.method != "OPTIONS":
-            user = auth.login(request.headers.get("Authorization"), client)
         try:
+            self.hosts.check(request.host)
+            if cors is not None:
+                preflight = cors.preflight(request)
+                if preflight is not None:
+                    return Response(204, [("Allow", _ALLOW), *preflight])
+            auth = self.auth
+            # The asterisk-form and the authority-form have no path to protect.
+            protected = (auth is not None and request.path != ""
+                         and auth.protects(request.path))
+            # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
+            # answered without a login; under a protected prefix it does not look at the disk.
+            if protected and request.method != "OPTIONS":
+                user = auth.login(request.headers.get("Authorization"), client)
             response = self._serve(request, protected)
         except HTTPError as error:
             error.user = user
+            if cors is not None:
+                error.headers = tuple(cors.add_headers(request, error.headers))
             raise
         if user is not None:
             response.user = user
             response.headers = _private(response.headers)
+        if cors is not None:
+            response.headers = cors.add_headers(request, response.headers)
         return response
 
     def _serve(self, request: Request, protected: bool) -> Response:
@@ -141,8 +163,9 @@ class Dispatcher:
             return Response(204, [("Allow", _ALLOW)])
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
-            return render_listing(target, request, self.templates, self.signature,
-                                  show_dotfiles=config.dotfiles, mime_types=config.mime_types)
+            if wants_archive(request.query):
+                return folder_archive(target, config)
+            return render_listing(target, request, self.templates, self.signature, config)
         return serve_file(request, target, config, self.file_cache)
 
     def error_response(self, error: HTTPError) -> Response:

@@ -230,6 +230,15 @@ QVALUE = re.compile(_QVALUE)
 #: codings = content-coding / "identity" / "*" (all tokens) and
 #: weight = OWS ";" OWS "q=" qvalue ("q" case-insensitive, as ABNF strings are).
 WEIGHTED_CODING = re.compile(rf"(?P<coding>{_TOKEN})(?:{_OWS};{_OWS}[qQ]=(?P<qvalue>{_QVALUE}))?")
+#: RFC 9110 §12.5.1: an Accept element, media-range [ weight ], where
+#: media-range = ( "*/*" / ( type "/*" ) / ( type "/" subtype ) ) parameters and the weight
+#: is the parameter named "q", which comes last.  ``*`` is a tchar, so this also lets
+#: ``*/subtype`` through, which the caller refuses.  A parameter's white space is taken
+#: after its ";" only when a parameter follows, so no text splits two ways.
+MEDIA_RANGE = re.compile(
+    rf"(?P<type>{_TOKEN})/(?P<subtype>{_TOKEN})"
+    rf"(?:{_OWS};(?!{_OWS}[qQ]=)(?:{_OWS}{_TOKEN}=(?:{_TOKEN}|{_QUOTED_STRING}))?)*"
+    rf"(?:{_OWS};{_OWS}[qQ]=(?P<qvalue>{_QVALUE}))?")
 
 # --- RFC 9110 §8.8.3: entity-tags -------------------------------------------------------------
 

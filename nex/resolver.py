@@ -13,6 +13,9 @@ The order of the steps is the point:
 Refusals that would tell whether something exists (dotfiles, symlinks the policy forbids,
 paths that leave the root) are all ``404``, the same answer a missing file gets: one detail
 naming the decoded path that was asked for, whatever the reason.
+
+:func:`servable_entry` applies the same rules to one entry of a listed folder, so listings
+and folder downloads hold exactly the entries a GET of their links would serve.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import errno
 import os
 import re
 import stat
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
 from nex.errors import HTTPError
@@ -100,6 +103,41 @@ def resolve(path: str, query: str, config) -> Target:
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
     return Target("directory", fs_path, url_path, st)
+
+
+def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result]:
+    """The ``os.stat`` of the entry ``name`` of ``folder`` when GET would serve it, else None.
+
+    ``folder`` is a directory :func:`resolve` returned under ``config``.  The entry is
+    servable when its link (the name percent-encoded whole) decodes back to exactly ``name``
+    (a name holding a backslash, or that is not UTF-8, cannot be asked for), the dotfile rule
+    allows it, and it is a regular file or a folder under the symlink policy: ``never``
+    refuses a link, ``inside`` follows one only when its target stays inside the root, and
+    ``always`` follows any.  These are the checks :func:`resolve` makes, started from the
+    folder already resolved; listings and folder downloads show exactly these entries.
+    """
+    try:
+        if split_path("/" + quote(name, safe=""))[0] != [name]:
+            return None
+    except (HTTPError, UnicodeEncodeError):
+        return None
+    if name.startswith(".") and not config.dotfiles:
+        return None
+    path = folder.fs_path.rstrip("/") + "/" + name
+    try:
+        if config.symlinks == "always":
+            st = os.stat(path)
+        else:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if config.symlinks == "never":
+                    return None
+                st = _inside(config.document_root, path)[1]
+    except (HTTPError, OSError):
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return st
+    return None
 
 
 def _not_found(url_path: str) -> HTTPError:

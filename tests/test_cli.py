@@ -170,6 +170,23 @@ class GoodRunTests(unittest.TestCase):
                          (0, "::1", str(other / "public_html")))
         self.assertEqual(config.templates, str(folder / "other_templates"))
 
+    def test_cors_and_zip_flags(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("cors", "allow_origins"): "https://app.example",
+                                       ("files", "zip_download"): "no"})
+        config = run(["--config", str(path)])[3]
+        assert config is not None
+        self.assertEqual((config.cors_allow_origins, config.zip_download),
+                         (("https://app.example",), False))
+        config = run(["--config", str(path), "--cors", "--zip"])[3]
+        assert config is not None
+        self.assertEqual((config.cors_allow_origins, config.zip_download), (("*",), True))
+
+    def test_cors_and_zip_are_off_by_default(self) -> None:
+        config = run(["--config", str(write_settings(make_site(self)))])[3]
+        assert config is not None
+        self.assertEqual((config.cors_allow_origins, config.zip_download), ((), False))
+
     def test_relative_root_resolves_against_the_current_folder(self) -> None:
         folder = make_site(self)
         here = make_site(self)
@@ -358,7 +375,8 @@ class UsageTests(unittest.TestCase):
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
         for text in ("--port", "--bind", "--root", "--config", "--workers", "auto",
-                     "--version", "settings.conf",
+                     "--version", "settings.conf", "--cors", "--zip",
+                     "allow_origins = *", "zip_download = yes",
                      "--auth-file FILE", "--hash-password USER", "USER:hash line",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)

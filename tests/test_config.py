@@ -32,13 +32,15 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
-    "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size")},
+    "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
+                                      "zip_download", "max_zip_size")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
                                         "trusted_proxies")},
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
+    "cors": {"allow_origins": "cors_allow_origins"},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -51,6 +53,11 @@ BOOLEAN = "must be yes, no, true, false, on or off"
 BIND = "must be an IPv4 or IPv6 address (without brackets) or localhost"
 STACK = "must be 0 (the platform default) or a multiple of 4K from 64K to 2G"
 WORKERS = "must be auto or an integer from 1 to 256"
+
+
+def origin(text: str) -> str:
+    return (f"{text!r} is not an origin such as https://app.example or http://localhost:3000"
+            " (scheme://host[:port], nothing after)")
 
 
 def host_pattern(pattern: str) -> str:
@@ -122,6 +129,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "dotfiles", "1", BOOLEAN),
     ("files", "symlinks", "sometimes", "must be one of never, inside, always"),
     ("files", "symlinks", "", "must be one of never, inside, always"),
+    ("files", "zip_download", "sometimes", BOOLEAN),
+    ("files", "max_zip_size", "0", "must be from 1 to 1099511627776 bytes (1024G)"),
+    ("files", "max_zip_size", "1025G", "must be from 1 to 1099511627776 bytes (1024G)"),
+    ("files", "max_zip_size", "1T", SIZE_GRAMMAR),
     ("caching", "cache_control", "max-age=60, \u00e9", "must be printable ASCII on one line"),
     ("caching", "max_age", ".css", "'.css' is not .extension=value"),
     ("caching", "max_age", ".css=60=70", "'.css=60=70' is not .extension=value"),
@@ -150,8 +161,23 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("auth", "max_failures_per_minute", "-1", "must be an integer from 0 to 2147483647"),
     ("auth", "max_failures_per_minute", "ten", "must be an integer from 0 to 2147483647"),
     ("auth", "user_file", "users", "unknown setting (did you mean users_file?)"),
+    ("cors", "allow_origins", "*, https://app.example",
+     "* allows every origin; list origins without it"),
+    ("cors", "allow_origins", "https://app.example/", origin("https://app.example/")),
+    ("cors", "allow_origins", "https://app.example/path", origin("https://app.example/path")),
+    ("cors", "allow_origins", "app.example", origin("app.example")),
+    ("cors", "allow_origins", "null", origin("null")),
+    ("cors", "allow_origins", "https://user@app.example", origin("https://user@app.example")),
+    ("cors", "allow_origins", "https://app.example,", "has an empty item between commas"),
+    ("cors", "allow_origins", "https://app_1.example",
+     "'https://app_1.example' has a malformed host name or IPv4 address"),
+    ("cors", "allow_origins", "http://1.2.3.999",
+     "'http://1.2.3.999' has a malformed host name or IPv4 address"),
+    ("cors", "allow_origins", "http://[::1::2]", "'http://[::1::2]' has a malformed IPv6 address"),
+    ("cors", "allow_origins", "http://localhost:65536",
+     "'http://localhost:65536' has a port outside 1 to 65535"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, auth, mime)"),
+     " caching, compression, logging, auth, cors, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
@@ -538,6 +564,23 @@ class GoodValueTests(unittest.TestCase):
             "2G": 2 ** 31, "1GiB": 2 ** 30, "0001": 1, "1": 1})
         self.assert_parses("compression", "gzip_min_size", {"0": 0, "0K": 0, "1K": 1024})
 
+    def test_zip_sizes(self) -> None:
+        self.assert_parses("files", "max_zip_size", {
+            "1": 1, "1G": 2 ** 30, "16G": 2 ** 34, "1024G": 2 ** 40})
+
+    def test_cors_origins(self) -> None:
+        # Written the way browsers send Origin: lower case, no default port, IPv6 compressed.
+        self.assert_parses("cors", "allow_origins", {
+            "": (), "*": ("*",),
+            "https://app.example": ("https://app.example",),
+            "HTTPS://App.Example:443": ("https://app.example",),
+            "http://localhost:80, http://localhost:3000": ("http://localhost",
+                                                          "http://localhost:3000"),
+            "https://a.example:80": ("https://a.example:80",),
+            "http://[0:0::1]:8080": ("http://[::1]:8080",),
+            "http://127.0.0.1:8000, http://127.0.0.1:8000": ("http://127.0.0.1:8000",),
+            "https://xn--bcher-kva.example": ("https://xn--bcher-kva.example",)})
+
     def test_trusted_proxies(self) -> None:
         self.assert_parses("logging", "trusted_proxies", {
             "": (), "10.0.0.0/8": ("10.0.0.0/8",), "127.0.0.1, ::1": ("127.0.0.1", "::1")})
@@ -562,9 +605,10 @@ class GoodValueTests(unittest.TestCase):
             with self.subTest(text=text):
                 config = self.load({("files", "listing"): text, ("files", "dotfiles"): text,
                                     ("compression", "precompressed"): text,
-                                    ("compression", "gzip"): text})
+                                    ("compression", "gzip"): text,
+                                    ("files", "zip_download"): text})
                 self.assertEqual((config.listing, config.dotfiles, config.precompressed,
-                                  config.gzip), (expected,) * 4)
+                                  config.gzip, config.zip_download), (expected,) * 5)
 
     def test_durations(self) -> None:
         for key in ("request_head", "keep_alive", "shutdown_grace", "send"):

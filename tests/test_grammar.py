@@ -7,8 +7,8 @@ import unittest
 from nex.grammar import (ABSOLUTE_FORM, ASCTIME_DATE, CHUNK_LINE, CONTENT_LENGTH, DAY_NAMES,
                          ENTITY_TAG, FIELD_NAME, FIELD_SECTION, FIELD_VALUE, HOST, HOST_LABELS,
                          HOSTNAME, HTTP_DATE_FORMS, HTTP_VERSION, IMF_FIXDATE, LONG_DAY_NAMES,
-                         MEDIA_TYPE, METHOD, MONTHS, ORIGIN_FORM, QUOTED_STRING, QVALUE,
-                         RANGE_SPEC, RANGES_SPECIFIER, REQUEST_TARGET, RFC850_DATE,
+                         MEDIA_RANGE, MEDIA_TYPE, METHOD, MONTHS, ORIGIN_FORM, QUOTED_STRING,
+                         QVALUE, RANGE_SPEC, RANGES_SPECIFIER, REQUEST_TARGET, RFC850_DATE,
                          TCHAR_BYTES, TOKEN, TRANSFER_CODING, WEIGHTED_CODING, ipv6_address,
                          is_hostname, parse_host, parse_list, split_host)
 
@@ -59,6 +59,11 @@ RULES = [
     ("Accept-Encoding element", WEIGHTED_CODING,
      ["gzip", "*", "br;q=0.5", "br ; Q=1", "identity;q=0"],
      ["gzip;q=2", "gzip;q= 1", "gzip;level=9", "gzip br", "gzip;q=0.1234"]),
+    ("Accept element", MEDIA_RANGE,
+     ["*/*", "text/*", "text/html", "text/html;q=0.5", "text/html ; Q=1.000",
+      "text/html;level=1;q=0", 'a/b;x="y;q=1"', "a/b;", "a/b;;q=0.1", "*/html"],
+     ["", "text", "text/", "text/html;q=2", "text/html;q=0.5;level=1", "text/html;q",
+      "text/html; level", "a b/c", "text/html;q=.5"]),
     ("entity-tag", ENTITY_TAG, ['""', '"a"', 'W/"a"', '"a,b"', '"caf\xe9"'],
      ['a', 'W/a', 'w/"a"', '"a" ', '"a b"', '"a"b"', 'W/ "a"']),
     ("ranges-specifier", RANGES_SPECIFIER, ["bytes=0-1", "x=", "bytes=,", "bytes=0-1\r\n"],
@@ -110,6 +115,10 @@ class RuleTest(unittest.TestCase):
                          ("a", "b", "; c=d"))
         self.assertEqual(WEIGHTED_CODING.fullmatch("br;q=0.5").group("coding", "qvalue"),
                          ("br", "0.5"))
+        self.assertEqual(MEDIA_RANGE.fullmatch("a/b; c=d ;q=0.7").group("type", "subtype",
+                                                                          "qvalue"),
+                         ("a", "b", "0.7"))
+        self.assertIsNone(MEDIA_RANGE.fullmatch("a/b;c=d").group("qvalue"))
         self.assertEqual(ENTITY_TAG.fullmatch('W/"x"').group("weak", "tag"), ("W/", '"x"'))
         self.assertEqual(RANGE_SPEC.fullmatch("-5").group("first", "last", "suffix"),
                          (None, None, "5"))
@@ -179,6 +188,10 @@ LISTS = [
     ("0-1,-5, 7-", RANGE_SPEC, ["0-1", "-5", "7-"]),
     ("0-1x", RANGE_SPEC, None),
     ("1-2-3", RANGE_SPEC, None),
+    ("text/html,application/xml;q=0.9,*/*;q=0.8", MEDIA_RANGE,
+     ["text/html", "application/xml;q=0.9", "*/*;q=0.8"]),
+    ('a/b;x="1,2";q=0.1 , c/d', MEDIA_RANGE, ['a/b;x="1,2";q=0.1', "c/d"]),
+    ("a/b;q=0.5;x=y, c/d", MEDIA_RANGE, None),
 ]
 
 
@@ -204,9 +217,10 @@ class ParseListTest(unittest.TestCase):
 
     def test_long_malformed_lists_end(self) -> None:
         for value in ("a" * 100_000 + " b", "a," * 50_000 + "(", '"' + "a" * 100_000,
-                      "0" * 100_000 + "-" + "1" * 100_000 + " x"):
+                      "0" * 100_000 + "-" + "1" * 100_000 + " x",
+                      "a/b" + ";  " * 30_000 + "x", "a/b" + "; x=y " * 20_000 + "!"):
             with self.subTest(length=len(value)):
-                for element in (TOKEN, ENTITY_TAG, RANGE_SPEC, TRANSFER_CODING):
+                for element in (TOKEN, ENTITY_TAG, RANGE_SPEC, TRANSFER_CODING, MEDIA_RANGE):
                     self.assertIsNone(parse_list(value, element))
 
 

@@ -1,8 +1,10 @@
-"""Folder listings: escaping, links, order, sizes, and entries that cannot be served."""
+"""Folder listings: escaping, links, order, sizes, entries that cannot be served, JSON,
+content negotiation, sorting and breadcrumbs."""
 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -11,21 +13,37 @@ import unittest
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
+from nex.config import Config
 from nex.errors import HTTPError
-from nex.listing import human_size, read_folder, render_listing
+from nex.listing import (breadcrumbs, human_size, listing_view, prefers_json, read_folder,
+                         render_listing)
 from nex.request import Headers, Request
 from nex.resolver import Target
 from nex.templates import Template, TemplateSet
+from tests.support import NexServer, ResponseReader
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
 ROW_LINK = re.compile(r'<td class="name"><a href="([^"]*)">([^<]*)</a></td>')
 ROW_TYPE = re.compile(r'<a href="[^"]*">([^<]*)</a></td>.*?<td class="type">([^<]*)</td>')
+#: A whole row of the shipped page: link, shown name, size cell, time, type.
+ROW = re.compile(r'<tr><td class="name"><a href="([^"]*)">([^<]*)</a></td>'
+                 r'<td class="size"(?: title="(\d+) bytes")?>[^<]*</td>'
+                 r'<td class="mtime">(?:<time datetime="([^"]*)">[^<]*</time>)?</td>'
+                 r'<td class="type">([^<]*)</td></tr>')
+HTML_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Vary", "Accept")]
+JSON_HEADERS = [("Content-Type", "application/json"), ("Vary", "Accept")]
 
 
-def request_for(path):
-    return Request("GET", path, path, "", "HTTP/1.1", Headers([("Host", "localhost")]),
-                   "localhost", True)
+def request_for(path, query="", accept=None):
+    headers = [("Host", "localhost")] + ([("Accept", accept)] if accept is not None else [])
+    target = path + ("?" + query if query else "")
+    return Request("GET", target, path, query, "HTTP/1.1", Headers(headers), "localhost", True)
+
+
+def shipped_templates():
+    return TemplateSet.load(os.path.join(PROJECT, "error_pages"),
+                            os.path.join(PROJECT, "other_templates"))
 
 
 class ListingTestCase(unittest.TestCase):
@@ -46,15 +64,29 @@ class ListingTestCase(unittest.TestCase):
     def folder(self, name):
         os.makedirs(os.path.join(self.root, name))
 
-    def render(self, url_path="/sub/", show_dotfiles=False, templates=None, mime_types=None):
+    def config(self, **settings):
+        return Config(document_root=self.root, **settings)
+
+    def respond(self, url_path="/sub/", query="", accept=None, templates=None, **settings):
         target = Target("directory", self.root, url_path, os.stat(self.root))
-        options = {} if mime_types is None else {"mime_types": mime_types}
-        response = render_listing(target, request_for(url_path), templates or self.templates,
-                                  SIGNATURE, show_dotfiles=show_dotfiles, **options)
+        response = render_listing(target, request_for(url_path, query, accept),
+                                  templates or self.templates, SIGNATURE,
+                                  self.config(**settings))
         self.assertEqual(response.status, 200)
-        self.assertEqual(response.headers, [("Content-Type", "text/html; charset=utf-8")])
         self.assertEqual(len(response.body), 1)
+        return response
+
+    def render(self, url_path="/sub/", show_dotfiles=False, templates=None, mime_types=None,
+               query="", **settings):
+        response = self.respond(url_path, query, None, templates, dotfiles=show_dotfiles,
+                                mime_types=mime_types or {}, **settings)
+        self.assertEqual(response.headers, HTML_HEADERS)
         return response.body[0].decode("utf-8")
+
+    def json_entries(self, url_path="/sub/", query="format=json", accept=None, **settings):
+        response = self.respond(url_path, query, accept, **settings)
+        self.assertEqual(response.headers, JSON_HEADERS)
+        return json.loads(response.body[0].decode("utf-8"))
 
     def links(self, page):
         """``(href, shown name)`` of each row, parent link included, names unescaped."""
@@ -171,8 +203,9 @@ class EntriesTest(ListingTestCase):
             os.remove(os.path.join(self.root, "goes"))
             return iterator
 
+        folder = Target("directory", self.root, "/", os.stat(self.root))
         with mock.patch("os.scandir", scandir):
-            entries = read_folder(self.root)
+            entries = read_folder(folder, self.config())
         self.assertEqual([name for name, _, _ in entries], ["stays"])
 
     def test_unreadable_folder_is_403(self):
@@ -185,7 +218,8 @@ class EntriesTest(ListingTestCase):
         target = Target("directory", os.path.join(self.root, "gone"), "/gone/",
                         os.stat(self.root))
         with self.assertRaises(HTTPError) as caught:
-            render_listing(target, request_for("/gone/"), self.templates, SIGNATURE)
+            render_listing(target, request_for("/gone/"), self.templates, SIGNATURE,
+                           self.config())
         self.assertEqual(caught.exception.status, 404)
 
 
@@ -229,8 +263,7 @@ class CellTest(ListingTestCase):
 
 class ShippedTemplateTest(ListingTestCase):
     def test_shipped_listing_page(self):
-        templates = TemplateSet.load(os.path.join(PROJECT, "error_pages"),
-                                     os.path.join(PROJECT, "other_templates"))
+        templates = shipped_templates()
         self.write("<a>.txt", size=10)
         page = self.render("/x & y/", templates=templates)
         self.assertTrue(page.startswith("<!DOCTYPE html>"))
@@ -239,6 +272,341 @@ class ShippedTemplateTest(ListingTestCase):
         self.assertIn('<a href="../">../</a>', page)
         self.assertIn(SIGNATURE, page)
         self.assertNotIn("{{-", page)
+
+
+class SymlinkPolicyTest(ListingTestCase):
+    """A listing shows a link exactly when a GET of it would be served."""
+
+    def setUp(self):
+        super().setUp()
+        self.outside = tempfile.mkdtemp(prefix="nex-outside-")
+        self.addCleanup(shutil.rmtree, self.outside)
+        with open(os.path.join(self.outside, "secret.txt"), "wb") as file:
+            file.write(b"secret")
+        self.write("inside.txt")
+        self.folder("real")
+        os.symlink(os.path.join(self.outside, "secret.txt"), os.path.join(self.root, "out.txt"))
+        os.symlink(self.outside, os.path.join(self.root, "outdir"))
+        os.symlink("inside.txt", os.path.join(self.root, "alias.txt"))
+        os.symlink("real", os.path.join(self.root, "realalias"))
+
+    def names(self, policy):
+        return [name for _, name in self.links(self.render("/", symlinks=policy))]
+
+    def test_each_policy(self):
+        cases = {
+            "never": ["real/", "inside.txt"],
+            "inside": ["real/", "realalias/", "alias.txt", "inside.txt"],
+            "always": ["outdir/", "real/", "realalias/", "alias.txt", "inside.txt", "out.txt"],
+        }
+        for policy, expected in cases.items():
+            with self.subTest(policy=policy):
+                self.assertEqual(self.names(policy), expected)
+
+    def test_name_with_a_backslash_cannot_be_asked_for(self):
+        self.write("a\\b")
+        self.assertNotIn("a\\b", self.names("inside"))
+
+
+class JsonTest(ListingTestCase):
+    HOSTILE = ["<script>alert(1)", 'a"b', "a&b", "50%", "ü.txt", "x:y", "#1", "sp ace.html"]
+
+    def populate(self):
+        for index, name in enumerate(self.HOSTILE):
+            os.utime(self.write(name, size=index * 700), (0, 1795483800 + index * 60))
+        self.folder("<dir> & co")
+        os.utime(os.path.join(self.root, "<dir> & co"), (0, 1795483800))
+
+    def test_json_and_html_show_the_same_entries(self):
+        self.populate()
+        for query in ("", "sort=size&order=desc", "sort=time"):
+            with self.subTest(query=query):
+                page = self.render(templates=shipped_templates(), query=query)
+                rows = [(href, html.unescape(shown).rstrip("/"),
+                         int(size) if size else None, stamp or None, html.unescape(kind))
+                        for href, shown, size, stamp, kind in ROW.findall(page)]
+                entries = self.json_entries(query="format=json&" + query)
+                as_rows = [(entry["href"], entry["name"], entry["size"], entry["mtime"],
+                            "folder" if entry["type"] == "directory" else entry["type"])
+                           for entry in entries]
+                self.assertEqual(as_rows, rows)
+                self.assertEqual(len(rows), len(self.HOSTILE) + 1)
+
+    def test_fields(self):
+        os.utime(self.write("notes.txt", size=12), (0, 1795483800))
+        self.folder("d")
+        os.utime(os.path.join(self.root, "d"), (0, 1795483860))
+        self.assertEqual(self.json_entries(), [
+            {"name": "d", "type": "directory", "size": None, "mtime": "2026-11-24T01:31:00Z",
+             "href": "d/"},
+            {"name": "notes.txt", "type": "text/plain", "size": 12,
+             "mtime": "2026-11-24T01:30:00Z", "href": "notes.txt"}])
+
+    def test_names_and_links_are_exact(self):
+        self.write("a b?#%.txt")
+        self.folder("ü")
+        self.assertEqual([(entry["name"], entry["href"]) for entry in self.json_entries()],
+                         [("ü", "%C3%BC/"), ("a b?#%.txt", "a%20b%3F%23%25.txt")])
+
+    def test_empty_folder_is_an_empty_array(self):
+        self.assertEqual(self.json_entries(), [])
+
+    def test_dotfiles_follow_the_setting(self):
+        self.write(".env")
+        self.write("visible")
+        self.assertEqual([entry["name"] for entry in self.json_entries()], ["visible"])
+        self.assertEqual([entry["name"] for entry in self.json_entries(dotfiles=True)],
+                         [".env", "visible"])
+
+    def test_accept_json_gets_json(self):
+        self.write("f")
+        self.assertEqual(len(self.json_entries(query="", accept="application/json")), 1)
+
+    def test_format_wins_over_accept(self):
+        self.write("f")
+        response = self.respond(query="format=html", accept="application/json")
+        self.assertEqual(response.headers, HTML_HEADERS)
+        self.assertEqual(len(self.json_entries(query="format=json", accept="text/html")), 1)
+
+    def test_unknown_format_falls_back_to_negotiation(self):
+        self.assertEqual(self.respond(query="format=xml").headers, HTML_HEADERS)
+        self.assertEqual(self.respond(query="format=xml", accept="application/json").headers,
+                         JSON_HEADERS)
+
+
+class NegotiationTest(unittest.TestCase):
+    """Accept against text/html and application/json (RFC 9110 §12.5.1)."""
+
+    CASES = [
+        (None, False),
+        ("", False),
+        ("application/json", True),
+        ("text/html", False),
+        ("*/*", False),
+        ("application/*", True),
+        ("text/*", False),
+        # A browser's Accept.
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+        # Script clients that name JSON and take anything else as a fallback.
+        ("application/json, text/plain, */*", True),
+        ("application/json;q=0.9, */*;q=0.8", True),
+        ("application/json;q=0.5, text/html;q=0.6", False),
+        ("application/json;q=0.6, text/html;q=0.5", True),
+        ("application/json, text/html", False),  # a tie: the page
+        ("text/html;q=0, application/json;q=0.1", True),
+        ("application/json;q=0", False),
+        ("application/json;q=0, */*", False),
+        ("text/html;q=0, application/json;q=0", False),
+        ("application/json;q=0.000, text/html;q=0.001", False),
+        ("*/*;q=0.5, application/json", True),
+        ("Application/JSON", True),
+        ("application/json; charset=utf-8; q=1.0", True),
+        ('application/json;profile="a,b";q=0.9, text/html;q=0.8', True),
+        ("application/json;Q=0.7, text/html;q=0.6", True),
+        ("text/html;level=1;q=0.2, application/json;q=0.3", True),
+        # Malformed fields are ignored: the page.
+        ("application/json;q=2", False),
+        ("application/json;q=0.5;level=1", False),
+        ("application/json garbage", False),
+        ("*/json", False),
+        ("application", False),
+    ]
+
+    def test_table(self):
+        for accept, expected in self.CASES:
+            with self.subTest(accept=accept):
+                self.assertIs(prefers_json(accept), expected)
+
+
+class SortTest(ListingTestCase):
+    def populate(self):
+        # name, size, modification time: three orders that all differ.
+        for name, size, mtime in [("b.txt", 300, 1795483800), ("A.txt", 100, 1795483900),
+                                  ("c.txt", 200, 1795483700), ("d.txt", 200, 1795483600)]:
+            os.utime(self.write(name, size), (0, mtime))
+        for name, mtime in [("zdir", 1795483500), ("Bdir", 1795483950)]:
+            self.folder(name)
+            os.utime(os.path.join(self.root, name), (0, mtime))
+
+    def names(self, query):
+        return [name for _, name in self.links(self.render("/", query=query))]
+
+    def test_orders(self):
+        self.populate()
+        cases = {
+            "": ["Bdir/", "zdir/", "A.txt", "b.txt", "c.txt", "d.txt"],
+            "sort=name": ["Bdir/", "zdir/", "A.txt", "b.txt", "c.txt", "d.txt"],
+            "sort=name&order=asc": ["Bdir/", "zdir/", "A.txt", "b.txt", "c.txt", "d.txt"],
+            "sort=name&order=desc": ["zdir/", "Bdir/", "d.txt", "c.txt", "b.txt", "A.txt"],
+            # Folders have no size: they keep name order; equal sizes keep name order too.
+            "sort=size": ["Bdir/", "zdir/", "A.txt", "c.txt", "d.txt", "b.txt"],
+            "sort=size&order=desc": ["Bdir/", "zdir/", "b.txt", "c.txt", "d.txt", "A.txt"],
+            "sort=time": ["zdir/", "Bdir/", "d.txt", "c.txt", "b.txt", "A.txt"],
+            "sort=time&order=desc": ["Bdir/", "zdir/", "A.txt", "b.txt", "c.txt", "d.txt"],
+        }
+        for query, expected in cases.items():
+            with self.subTest(query=query):
+                self.assertEqual(self.names(query), expected)
+                json_names = [entry["name"] + ("/" if entry["type"] == "directory" else "")
+                              for entry in self.json_entries("/", "format=json&" + query)]
+                self.assertEqual(json_names, expected)
+
+    def test_unknown_values_fall_back_to_the_default(self):
+        self.populate()
+        default = self.names("")
+        for query in ("sort=owner", "sort=", "order=sideways", "sort=SIZE", "sort=size%00",
+                      "sort=name&order=", "sort", "&&=&", "sort=%ZZ"):
+            with self.subTest(query=query):
+                self.assertEqual(self.names(query), default)
+        self.assertEqual(self.names("sort=owner&order=desc"), self.names("order=desc"))
+        self.assertEqual(self.names("sort=size&sort=time"), self.names("sort=size"))
+
+    def test_view_of_a_request(self):
+        cases = {"": ("name", False), "sort=size&order=desc": ("size", True),
+                 "order=desc&sort=time": ("time", True), "sort=bogus&order=asc": ("name", False)}
+        for query, expected in cases.items():
+            with self.subTest(query=query):
+                view = listing_view(request_for("/", query))
+                self.assertEqual((view.sort, view.descending, view.json), expected + (False,))
+
+    def test_column_links(self):
+        templates = TemplateSet({}, Template("", "error.html"),
+                                Template("{{-SORT-}} {{-ORDER-}}|{{-COLUMNS-}}", "dir.html"))
+        page = self.render(templates=templates)
+        self.assertEqual(page, (
+            'name asc|<th class="name" aria-sort="ascending">'
+            '<a href="?sort=name&amp;order=desc">Name</a> <span aria-hidden="true">&#9650;'
+            '</span></th><th class="size"><a href="?sort=size&amp;order=desc">Size</a></th>'
+            '<th class="mtime"><a href="?sort=time&amp;order=desc">Modified (UTC)</a></th>'
+            '<th class="type">Type</th>'))
+        page = self.render(templates=templates, query="sort=size&order=desc")
+        self.assertTrue(page.startswith("size desc|"))
+        self.assertIn('<a href="?sort=name&amp;order=asc">Name</a></th>', page)
+        self.assertIn('<th class="size" aria-sort="descending"><a href="?sort=size&amp;'
+                      'order=asc">Size</a> <span aria-hidden="true">&#9660;</span></th>', page)
+
+
+class BreadcrumbTest(ListingTestCase):
+    def test_each_segment_links_to_its_folder(self):
+        self.assertEqual(breadcrumbs("/"), '<a href="./" aria-current="page">/</a>')
+        self.assertEqual(breadcrumbs("/a/b c/"),
+                         '<a href="../../">/</a><a href="../">a/</a>'
+                         '<a href="./" aria-current="page">b c/</a>')
+
+    def test_hostile_folder_name_is_escaped(self):
+        crumbs = breadcrumbs('/<b>&"/x/')
+        self.assertEqual(crumbs, '<a href="../../">/</a><a href="../">&lt;b&gt;&amp;&quot;/</a>'
+                                 '<a href="./" aria-current="page">x/</a>')
+
+    def test_shipped_page_with_a_hostile_folder_name(self):
+        self.write("<i>.txt")
+        page = self.render('/<b>&"/', templates=shipped_templates())
+        self.assertNotIn("<b>", page)
+        self.assertNotIn("<i>", page)
+        self.assertIn("<title>Index of /&lt;b&gt;&amp;&quot;/</title>", page)
+        self.assertIn('<h1>Index of <a href="../">/</a><a href="./" aria-current="page">'
+                      '&lt;b&gt;&amp;&quot;/</a></h1>', page)
+        assert_well_formed(self, page)
+
+
+class TemplateVariablesTest(ListingTestCase):
+    #: dir.html as shipped before breadcrumbs, sorting and downloads: it must keep working.
+    OLD_TEMPLATE = ("<h1>Index of {{-PATH-}}</h1><p>{{-SUMMARY-}}</p><table><thead><tr>"
+                    '<th class="name">Name</th></tr></thead><tbody>\n{{-ROWS-}}\n</tbody>'
+                    "</table><address>{{-SIGNATURE-}}</address>")
+
+    def test_a_template_written_before_the_new_variables(self):
+        self.write("f.txt")
+        templates = TemplateSet({}, Template("", "error.html"),
+                                Template(self.OLD_TEMPLATE, "dir.html"))
+        page = self.render("/d/", templates=templates, zip_download=True)
+        self.assertTrue(page.startswith("<h1>Index of /d/</h1><p>0 folders, 1 file</p>"))
+        self.assertIn('<a href="f.txt">f.txt</a>', page)
+        self.assertNotIn("download", page)
+        self.assertNotIn("{{-", page)
+
+    def test_download_link_only_when_downloads_are_on(self):
+        templates = TemplateSet({}, Template("", "error.html"),
+                                Template("[{{-DOWNLOAD-}}]", "dir.html"))
+        self.assertEqual(self.render(templates=templates), "[]")
+        self.assertEqual(self.render(templates=templates, zip_download=True),
+                         '[<a class="download" href="?download=zip" download>'
+                         "Download as zip</a>]")
+
+    def test_shipped_page_is_well_formed(self):
+        self.write("a.txt")
+        self.folder("d")
+        page = self.render("/x/", templates=shipped_templates(), zip_download=True,
+                           query="sort=time&order=desc")
+        assert_well_formed(self, page)
+        self.assertIn('href="?download=zip"', page)
+        self.assertIn('aria-sort="descending"', page)
+
+
+class ListingOnTheWireTest(unittest.TestCase):
+    """The real server: one folder as a page and as JSON, negotiated, over one connection."""
+
+    def test_html_and_json(self):
+        root = tempfile.mkdtemp(prefix="nex-listing-wire-")
+        self.addCleanup(shutil.rmtree, root)
+        os.makedirs(os.path.join(root, '<b>&"'))
+        with open(os.path.join(root, '<b>&"', "a b.txt"), "wb") as file:
+            file.write(b"12345")
+        folder = "/%3Cb%3E%26%22/"
+        with NexServer(root) as server, server.connect() as sock:
+            requests = [("GET", "", ""), ("GET", "Accept: application/json\r\n", ""),
+                        ("HEAD", "Accept: application/json\r\n", ""),
+                        ("GET", "Accept: application/json\r\n", "?format=html&sort=size")]
+            sock.sendall(b"".join(
+                f"{method} {folder}{query} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n"
+                .encode("ascii") for method, extra, query in requests))
+            reader = ResponseReader(sock)
+            status, fields, page = reader.read()
+            self.assertEqual((status, fields["content-type"], fields["vary"]),
+                             (200, "text/html; charset=utf-8", "Accept"))
+            text = page.decode("utf-8")
+            self.assertIn('<a href="./" aria-current="page">&lt;b&gt;&amp;&quot;/</a>', text)
+            self.assertIn('<a href="a%20b.txt">a b.txt</a>', text)
+            assert_well_formed(self, text)
+            status, fields, body = reader.read()
+            self.assertEqual((status, fields["content-type"], fields["vary"]),
+                             (200, "application/json", "Accept"))
+            entries = json.loads(body)
+            self.assertEqual([(entry["name"], entry["href"], entry["size"], entry["type"])
+                              for entry in entries], [("a b.txt", "a%20b.txt", 5, "text/plain")])
+            status, head_fields, body = reader.read(head_only=True)
+            self.assertEqual((status, body), (200, b""))
+            self.assertEqual(head_fields["content-length"], fields["content-length"])
+            status, fields, page = reader.read()
+            self.assertEqual(fields["content-type"], "text/html; charset=utf-8")
+            self.assertIn(b'aria-sort="ascending"><a href="?sort=size&amp;order=desc">', page)
+
+
+_VOID_ELEMENTS = frozenset({"meta", "link", "br", "img", "input", "hr"})
+
+
+def assert_well_formed(test, page):
+    """Every element ``page`` opens is closed, in order; no stray text outside <html>."""
+    from html.parser import HTMLParser
+
+    class Checker(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.open = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in _VOID_ELEMENTS:
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            test.assertTrue(self.open, f"</{tag}> closes nothing")
+            test.assertEqual(self.open.pop(), tag)
+
+    checker = Checker()
+    checker.feed(page)
+    checker.close()
+    test.assertEqual(checker.open, [])
+    test.assertTrue(page.startswith("<!DOCTYPE html>"))
 
 
 if __name__ == "__main__":

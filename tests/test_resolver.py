@@ -9,12 +9,13 @@ import tempfile
 import unittest
 from dataclasses import replace
 from unittest import mock
+from urllib.parse import quote
 
 from hypothesis import given, settings, strategies as st
 
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.resolver import redirect_location, resolve, split_path
+from nex.resolver import redirect_location, resolve, servable_entry, split_path
 
 
 class ResolverTestCase(unittest.TestCase):
@@ -242,6 +243,39 @@ class SymlinkTest(ResolverTestCase):
         self.assertStatus(403, "/empty/", listing=False)
         target = self.resolve("/empty/", symlinks="always")
         self.assertEqual(target.kind, "file")
+
+
+class ServableEntryTest(ResolverTestCase):
+    """One entry of a listed folder is servable exactly when GET of its link is served."""
+
+    def test_entries_agree_with_resolve(self):
+        self.link(os.path.join(self.outside, "secret.txt"), "out.txt")
+        self.link(os.path.join(self.outside, "dir"), "outdir")
+        self.link("file.txt", "in.txt")
+        self.link("docs", "indocs")
+        self.link("missing", "broken")
+        self.write(self.root, "back\\slash")
+        if hasattr(os, "mkfifo"):
+            os.mkfifo(os.path.join(self.root, "pipe"))
+        names = sorted(os.listdir(self.root))
+        for policy in ("never", "inside", "always"):
+            for dotfiles in (False, True):
+                settings = {"symlinks": policy, "dotfiles": dotfiles}
+                config = replace(self.config, **settings)
+                folder = resolve("/", "", config)
+                for name in names:
+                    with self.subTest(name=name, **settings):
+                        entry = servable_entry(folder, name, config)
+                        link = "/" + quote(name, safe="") + (
+                            "/" if os.path.isdir(os.path.join(self.root, name)) else "")
+                        try:
+                            served = resolve(link, "", config)
+                        except HTTPError:
+                            served = None
+                        self.assertEqual(entry is not None, served is not None)
+                        if entry is not None and not os.path.isdir(
+                                os.path.join(self.root, name)):  # a folder may serve its index
+                            self.assertEqual(entry.st_ino, served.stat.st_ino)
 
 
 class DirectoryTest(ResolverTestCase):
