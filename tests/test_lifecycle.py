@@ -15,9 +15,11 @@ import tempfile
 import threading
 import unittest
 
-from nex.config import load_config
+from unittest import mock
+
+from nex.config import Config, load_config
 from nex.log import Logger
-from nex.server import Server
+from nex.server import Server, _bind
 from nex.templates import TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
 
@@ -194,6 +196,35 @@ class ManyClientsTest(unittest.TestCase):
             self.assertEqual(int(match.group("size")), len(self.files[match.group("request")
                                                                         .split(" ")[1]]))
         self.assertNotIn("Traceback", server.error_log())
+
+
+class ListenBacklogTest(unittest.TestCase):
+    """The listen queue: [server] backlog, capped by the kernel's somaxconn when readable."""
+
+    def listened_with(self, backlog: int, somaxconn) -> int:
+        """The backlog _bind passes to listen() when reading somaxconn gives ``somaxconn``
+        (bytes, or an exception to raise)."""
+        if isinstance(somaxconn, Exception):
+            kernel = mock.Mock(side_effect=somaxconn)
+        else:
+            kernel = mock.mock_open(read_data=somaxconn)
+        with mock.patch("nex.server.open", kernel, create=True), \
+                mock.patch.object(socket.socket, "listen") as listen:
+            _bind(Config(port=0, backlog=backlog)).close()
+        kernel.assert_called_once_with("/proc/sys/net/core/somaxconn", "rb")
+        return listen.call_args[0][0]
+
+    def test_default_is_1024(self):
+        self.assertEqual(Config().backlog, 1024)
+
+    def test_kernel_limit_caps_the_backlog(self):
+        cases = [(1024, b"4096\n", 1024), (1024, b"128\n", 128), (5, b"128\n", 5),
+                 (1024, b"", 1024), (1024, b"-1\n", 1024), (1024, b"0\n", 1024),
+                 (1024, b"lots\n", 1024), (1024, FileNotFoundError(2, "absent"), 1024),
+                 (1024, PermissionError(13, "denied"), 1024)]
+        for backlog, somaxconn, expected in cases:
+            with self.subTest(backlog=backlog, somaxconn=somaxconn):
+                self.assertEqual(self.listened_with(backlog, somaxconn), expected)
 
 
 class WorkerThreadTest(unittest.TestCase):
