@@ -8,7 +8,7 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
 * with ``--many``: 1,000 concurrent keep-alive connections on the 1 KiB file against Nex,
   reporting requests/s, errors and Nex's peak resident memory.
 
-Usage: ``python bench/bench.py [--duration 10] [--many]``.  Needs ``wrk`` (Debian: ``apt-get
+Usage: ``python3 bench/bench.py [--duration 10] [--many]``.  Needs ``wrk`` (Debian: ``apt-get
 install wrk``).  The standard library server runs as HTTP/1.1 with ``TCP_NODELAY`` on its
 sockets, so Nagle's algorithm does not make it look slower than it is.
 """

@@ -766,6 +766,61 @@ class DefaultTests(unittest.TestCase):
         self.assertEqual(config.templates, str(shipped / "other_templates"))
 
 
+class CopiedSettingsTests(unittest.TestCase):
+    """The shipped settings.conf copied away from the checkout (to /etc/nex, say)."""
+
+    def copy_shipped(self) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="nex-etc-")).resolve()
+        self.addCleanup(shutil.rmtree, folder)
+        shutil.copy(SHIPPED_SETTINGS, folder / "settings.conf")
+        return folder / "settings.conf"
+
+    def test_shipped_folder_names_mean_the_shipped_folders_when_absent_beside_it(self) -> None:
+        for layout in ("package", "checkout"):
+            with self.subTest(layout=layout):
+                shipped = shipped_folders(self, layout)
+                path = self.copy_shipped()
+                config = load_config(str(path), {"document_root": str(path.parent)})
+                self.assertEqual(config.error_pages, str(shipped / "error_pages"))
+                self.assertEqual(config.templates, str(shipped / "other_templates"))
+
+    def test_copy_must_still_name_a_document_root_that_exists(self) -> None:
+        shipped_folders(self, "package")
+        path = self.copy_shipped()
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        folder = path.parent / "public_html"
+        self.assertEqual(str(caught.exception), f"{path} [server] document_root = public_html:"
+                                                f" folder {folder} does not exist")
+
+    def test_any_other_missing_folder_is_an_error(self) -> None:
+        shipped_folders(self, "package")
+        folder = make_site(self)
+        for key, value in (("error_pages", "pages"), ("error_pages", "./error_pages"),
+                           ("templates", "templates"), ("templates", "other_templates/"),
+                           ("templates", "/nonexistent.invalid/other_templates")):
+            with self.subTest(key=key, value=value):
+                path = folder / "elsewhere" / "settings.conf"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(f"[server]\ndocument_root = ..\n{key} = {value}\n")
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(str(path))
+                missing = os.path.realpath(path.parent / value)
+                self.assertEqual(str(caught.exception), f"{path} [server] {key} = {value}:"
+                                                        f" folder {missing} does not exist")
+
+    def test_a_folder_of_the_shipped_name_beside_the_file_is_used_and_checked(self) -> None:
+        shipped_folders(self, "package")
+        path = self.copy_shipped()
+        (path.parent / "error_pages").mkdir()
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"document_root": str(path.parent)})
+        needed = path.parent / "error_pages" / "error.html"
+        self.assertEqual(str(caught.exception),
+                         f"{path} [server] error_pages = error_pages: required template"
+                         f" {needed} is missing or unreadable")
+
+
 class ShippedSettingsTests(unittest.TestCase):
     """The settings.conf that ships with Nex: complete, commented, equal to the defaults."""
 
