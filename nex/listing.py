@@ -10,20 +10,24 @@ files"``), ``SIGNATURE`` and ``SERVER_SOFTWARE``.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import mimetypes
 import os
 import stat
 import time
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 from urllib.parse import quote
 
 from nex import SERVER_SOFTWARE
 from nex.errors import HTTPError
 from nex.request import Request
-from nex.resolver import Target
+from nex.resolver import Target, servable_entry
 from nex.response import Response
 from nex.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from nex.config import Config
 
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 # mimetypes reports compressed files as an encoding of the inner type (a .tar.gz is
@@ -36,17 +40,22 @@ Entry = Tuple[str, bool, os.stat_result]
 
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
-                   show_dotfiles: bool = False) -> Response:
-    """The ``200`` listing page of the folder ``target``.
+                   show_dotfiles: Optional[bool] = None) -> Response:
+    """The ``200`` listing page of the folder ``target``, which :func:`resolve` returned.
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
 
-    Names starting with ``.`` are left out unless ``show_dotfiles``.  Entries that cannot be
-    served — broken links, devices, sockets, names that are not UTF-8, entries that vanish
-    while the folder is read — are left out too.  Raises ``HTTPError`` 403 when the folder
-    cannot be read, 404 when it has gone.
+    The page shows exactly the entries a GET of their links would serve under the settings
+    ``target`` was resolved with (see :func:`read_folder`); ``show_dotfiles``, when given,
+    replaces their dotfile rule.  Raises ``HTTPError`` 403 when the folder cannot be read,
+    404 when it has gone.
     """
-    entries = read_folder(target.fs_path, show_dotfiles)
+    config = target.config
+    if config is None:
+        raise ValueError("a folder to list must come from resolve(), which sets its config")
+    if show_dotfiles is not None and show_dotfiles != config.dotfiles:
+        config = dataclasses.replace(config, dotfiles=show_dotfiles)
+    entries = read_folder(target, config)
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
     rows.extend(_row(name, is_dir, st) for name, is_dir, st in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
@@ -61,23 +70,22 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
                     body=(page.encode("utf-8"),))
 
 
-def read_folder(fs_path: str, show_dotfiles: bool = False) -> List[Entry]:
-    """``(name, is_folder, stat)`` for each servable entry: folders first, then files, each
-    sorted by name without regard to case."""
+def read_folder(folder: Target, config: "Config") -> List[Entry]:
+    """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
+    ``config``: folders first, then files, each sorted by name without regard to case.
+
+    Whether an entry is servable is the resolver's decision (:func:`servable_entry`): links
+    the symlink policy refuses, broken links, dotfiles, devices, sockets, names that cannot
+    be asked for and entries that vanish while the folder is read are all left out, and a
+    link's row shows what it leads to.
+    """
     entries: List[Entry] = []
     try:
-        with os.scandir(fs_path) as scan:
+        with os.scandir(folder.fs_path) as scan:
             for entry in scan:
-                name = entry.name
-                if name.startswith(".") and not show_dotfiles:
-                    continue
-                try:
-                    name.encode("utf-8")
-                    st = entry.stat()  # follows links: a broken one raises and is skipped
-                except (OSError, UnicodeEncodeError):
-                    continue
-                if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
-                    entries.append((name, stat.S_ISDIR(st.st_mode), st))
+                st = servable_entry(folder, entry.name, config)
+                if st is not None:
+                    entries.append((entry.name, stat.S_ISDIR(st.st_mode), st))
     except FileNotFoundError:
         raise HTTPError(404, "The requested resource was not found.") from None
     except OSError:

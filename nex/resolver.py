@@ -12,6 +12,9 @@ The order of the steps is the point:
 
 Refusals that would tell whether something exists (dotfiles, symlinks the policy forbids,
 paths that leave the root) are all ``404``, the same answer a missing file gets.
+
+:func:`servable_entry` applies the same rules to one entry of a listed folder, so a listing
+shows exactly the entries a GET of their links would serve.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import errno
 import os
 import re
 import stat
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
 from nex.errors import HTTPError
+
+if TYPE_CHECKING:
+    from nex.config import Config
 
 
 class Target(NamedTuple):
@@ -32,13 +38,16 @@ class Target(NamedTuple):
     ``kind`` is ``"file"`` or ``"directory"`` (a directory reaches the handler only when it has
     no index file and listings are on).  ``fs_path`` is the absolute path to open,
     ``url_path`` the decoded, normalised URL path (``"/media/a b.mp4"``, directories end in
-    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.
+    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.  ``config`` holds the settings
+    it was resolved under (set by :func:`resolve`): a listing judges the folder's entries by
+    the same root, symlink policy and dotfile rule.
     """
 
     kind: str
     fs_path: str
     url_path: str
     stat: os.stat_result
+    config: Optional["Config"] = None
 
 
 # Printable ASCII but backslash: anything else in a request path is malformed (RFC 3986 §2),
@@ -57,7 +66,7 @@ _NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.E
 _NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
 
 
-def resolve(path: str, query: str, config) -> Target:
+def resolve(path: str, query: str, config: "Config") -> Target:
     """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
 
     ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
@@ -67,14 +76,14 @@ def resolve(path: str, query: str, config) -> Target:
     trailing slash.
     """
     segments, trailing_slash = split_path(path)
-    if not config.dotfiles and any(segment.startswith(".") for segment in segments):
+    if _hidden(segments, config):
         raise HTTPError(404, "The requested resource was not found.")
     fs_path, st = lookup(config.document_root, segments, config.symlinks)
     url_path = "/" + "/".join(segments)
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
             raise HTTPError(404, "The requested resource was not found.")
-        return Target("file", fs_path, url_path, st)
+        return Target("file", fs_path, url_path, st, config)
     if not stat.S_ISDIR(st.st_mode):
         raise HTTPError(404, "The requested resource was not found.")
     if segments and not trailing_slash:
@@ -89,10 +98,41 @@ def resolve(path: str, query: str, config) -> Target:
         except HTTPError:
             continue
         if stat.S_ISREG(index_st.st_mode):
-            return Target("file", index_path, url_path, index_st)
+            return Target("file", index_path, url_path, index_st, config)
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
-    return Target("directory", fs_path, url_path, st)
+    return Target("directory", fs_path, url_path, st, config)
+
+
+def servable_entry(folder: Target, name: str, config: "Config") -> Optional[os.stat_result]:
+    """The ``os.stat`` of the entry ``name`` of ``folder`` when GET would serve it, else None.
+
+    ``folder`` is a directory :func:`resolve` returned under ``config``.  The entry's link is
+    its name percent-encoded whole; it is servable when that link decodes back to exactly
+    ``name`` (a name holding a backslash, or that is not UTF-8, cannot be asked for), the
+    dotfile rule allows it, and the lookup under the symlink policy finds a regular file or a
+    folder — the checks :func:`resolve` makes, started from the folder already resolved.
+    """
+    try:
+        if split_path("/" + quote(name, safe=""))[0] != [name]:
+            return None
+    except (HTTPError, UnicodeEncodeError):
+        return None
+    if _hidden([name], config):
+        return None
+    try:
+        _, st = _lookup_below(config.document_root, folder.fs_path.rstrip("/"), [name],
+                              config.symlinks)
+    except (HTTPError, OSError):
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return st
+    return None
+
+
+def _hidden(segments: Sequence[str], config: "Config") -> bool:
+    """True when a segment is a dotfile and the settings hide dotfiles."""
+    return not config.dotfiles and any(segment.startswith(".") for segment in segments)
 
 
 def split_path(path: str) -> Tuple[List[str], bool]:
@@ -145,12 +185,19 @@ def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.sta
     path, then returns that real path so the file opened is the one that was checked.
     Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
     """
-    # Segments hold no "/" and the root is absolute, so plain joins are exact.
-    fs_path = root.rstrip("/") + "".join("/" + segment for segment in segments) or "/"
+    return _lookup_below(root, root.rstrip("/"), segments, policy)
+
+
+def _lookup_below(root: str, folder: str, segments: Sequence[str],
+                  policy: str) -> Tuple[str, os.stat_result]:
+    """:func:`lookup` of ``segments`` starting at ``folder``: the root without its trailing
+    ``/``, or a folder path that a lookup under ``root`` and ``policy`` returned."""
+    # Segments hold no "/" and the folder is absolute, so plain joins are exact.
+    fs_path = folder + "".join("/" + segment for segment in segments) or "/"
     try:
         if policy == "always" or not segments:
             return fs_path, os.stat(fs_path)
-        current = root.rstrip("/")
+        current = folder
         for segment in segments:
             current += "/" + segment
             st = os.lstat(current)

@@ -168,6 +168,8 @@ def make_site(base: str) -> str:
     os.symlink(os.path.join(base, "secret.txt"), os.path.join(root, "out-link.txt"))
     os.symlink(outside, os.path.join(root, "outdir"))
     os.symlink("hello.txt", os.path.join(root, "in-link.txt"))
+    os.symlink("/etc/passwd", os.path.join(root, "passwd-link"))
+    os.symlink(os.path.join(root, "missing"), os.path.join(root, "broken-link"))
     os.makedirs(os.path.join(root, "evil.com"))
     os.makedirs(os.path.join(root, "a\r\nSet-Cookie: injected=1"))
     return root
@@ -552,6 +554,19 @@ class PathChecks:
                    for target in (b"/in-link.txt", b"/out-link.txt", b"/outdir/secret.txt")]
         self.assertEqual(tuple(reply.status for reply in replies), expected)
         self.assertEqual(replies[0].body if replies[0].status == 200 else HELLO, HELLO)
+
+    def test_listing_shows_exactly_what_get_serves(self):
+        listing = self.get(b"/")
+        self.assertEqual(listing.status, 200)
+        listed = {href.rstrip(b"/") for href in re.findall(rb'<a href="([^"]+)">', listing.body)}
+        for name in (b"hello.txt", b"docs", b"in-link.txt", b"out-link.txt", b"outdir",
+                     b"passwd-link", b"broken-link", b".hidden"):
+            with self.subTest(name=name):
+                reply = self.get(b"/" + name, method=b"HEAD")  # HEAD: no body to leak
+                self.assertEqual(name in listed, reply.status in (200, 301), reply.head)
+        self.assertEqual(b"passwd-link" in listed, self.policy == "always")
+        self.assertEqual(b"in-link.txt" in listed, self.policy != "never")
+        self.assertNotIn(b"broken-link", listed)
 
     def test_dotfiles_are_refused_by_default(self):
         for target in (b"/.hidden", b"/docs/.env", b"/%2ehidden", b"/docs/%2Eenv",
