@@ -69,6 +69,7 @@ class Config:
     error_log: str = "-"
     log_colour: str = "auto"
     trusted_proxies: Tuple[str, ...] = ()
+    log_buffer: int = 1024 * 1024
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -399,6 +400,7 @@ _SETTINGS = (
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
     _setting("logging", "trusted_proxies", _networks),
+    _setting("logging", "log_buffer", _size(4096)),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )

@@ -35,7 +35,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
-                                        "trusted_proxies")},
+                                        "trusted_proxies", "log_buffer")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -130,6 +130,8 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("logging", "trusted_proxies", "10.0.0.0/33",
      "'10.0.0.0/33' is not an IP address or network (10.0.0.0/8)"),
     ("logging", "access_log", "", "must be a path"),
+    ("logging", "log_buffer", "4095", "must be from 4096 to 2147483648 bytes (2G)"),
+    ("logging", "log_buffer", "1 M", SIZE_GRAMMAR),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
      " caching, compression, logging, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
@@ -517,6 +519,7 @@ class GoodValueTests(unittest.TestCase):
             "65536": 65536, "64K": 65536, "64KiB": 65536, "1M": 1048576, "1MiB": 1048576,
             "2G": 2 ** 31, "1GiB": 2 ** 30, "0001": 1, "1": 1})
         self.assert_parses("compression", "gzip_min_size", {"0": 0, "0K": 0, "1K": 1024})
+        self.assert_parses("logging", "log_buffer", {"4K": 4096, "4096": 4096, "1M": 2 ** 20})
 
     def test_trusted_proxies(self) -> None:
         self.assert_parses("logging", "trusted_proxies", {

@@ -6,7 +6,6 @@ checks, when it ends, that nothing a client did wrote a traceback to the error l
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import re
@@ -780,9 +779,16 @@ class UnexpectedFaultTest(unittest.TestCase):
         templates = TemplateSet.load(config.error_pages, config.templates)
         self.site = Site(config, templates, HostValidator(("*",)),
                          "Nex/0.1 Server at localhost Port 0")
-        self.access, self.errors = io.StringIO(), io.StringIO()
-        self.logger = Logger(self.access, self.errors)
+        self.access_log, self.errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self.addCleanup(self.access_log.close)
+        self.addCleanup(self.errors.close)
+        self.logger = Logger(self.access_log.fileno(), self.errors.fileno())
         self.addCleanup(self.logger.close)
+
+    def error_log(self) -> str:
+        """Everything the logger has written to the error log so far."""
+        self.logger.flush()
+        return os.pread(self.errors.fileno(), 1 << 20, 0).decode("utf-8")
 
     def serve(self, data: bytes) -> bytes:
         """Run one Connection over a socket pair with ``data`` sent; all the client reads."""
@@ -812,7 +818,7 @@ class UnexpectedFaultTest(unittest.TestCase):
         self.assertEqual(reply.headers["connection"], "close")
         for internal in (b"RuntimeError", b"/srv/private", b"Traceback", b"connection.py"):
             self.assertNotIn(internal, data)
-        errors = self.errors.getvalue()
+        errors = self.error_log()
         self.assertEqual(errors.count("Traceback"), 1, errors)
         self.assertIn("RuntimeError: internal detail", errors)
 
@@ -822,13 +828,13 @@ class UnexpectedFaultTest(unittest.TestCase):
         replies = parse_replies(data, head_only=True)
         self.assertEqual([reply.status for reply in replies], [500])
         self.assertTrue(data.endswith(b"\r\n\r\n"))
-        self.assertEqual(self.errors.getvalue().count("Traceback"), 1)
+        self.assertEqual(self.error_log().count("Traceback"), 1)
 
     def test_client_errors_log_no_traceback(self):
         data = self.serve(b"GET /../secret.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
                           b"BREW / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         self.assertEqual([reply.status for reply in parse_replies(data)], [404, 501])
-        self.assertEqual(self.errors.getvalue(), "")
+        self.assertEqual(self.error_log(), "")
 
 
 if __name__ == "__main__":

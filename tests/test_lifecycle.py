@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -236,8 +235,8 @@ class WorkerThreadTest(unittest.TestCase):
         config = load_config(None, {"document_root": root, "port": 0,
                                     "error_pages": os.path.join(REPO, "error_pages"),
                                     "templates": os.path.join(REPO, "other_templates")})
-        logs = io.StringIO()
-        logger = Logger(logs, logs)
+        logs = os.open(os.devnull, os.O_WRONLY)
+        logger = Logger(logs, logs, owned=(logs,))
         server = Server(config, TemplateSet.load(config.error_pages, config.templates), logger)
         listener = threading.Thread(target=server.serve_forever)
         listener.start()
