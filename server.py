@@ -1,4 +1,4 @@
-"""Start Nex from a checkout: ``python server.py`` serves public_html/ per settings.conf."""
+"""Start Nex from a checkout: ``python3 server.py`` serves public_html/ per settings.conf."""
 
 import sys
 from pathlib import Path

@@ -1,13 +1,26 @@
 """Packaging for Nex: ``pip install .`` gives the ``nex`` command.
 
-The error pages and listing template live at the top of the checkout (``error_pages/``,
-``other_templates/``) so that ``python server.py`` finds them; the package ships them inside
-``nex/`` so that an installed ``nex`` finds them too.
+The error pages, the listing template and settings.conf live at the top of the checkout
+(``error_pages/``, ``other_templates/``, ``settings.conf``) so that ``python3 server.py`` finds
+them; the package ships them inside ``nex/`` so that an installed ``nex`` finds them too
+(``nex --write-config`` copies the shipped settings.conf).
 """
 
+import os
+
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 from nex import __version__
+
+
+class BuildWithSettings(build_py):
+    """build_py that also copies the checkout's settings.conf into the built package."""
+
+    def run(self):
+        super().run()
+        self.copy_file("settings.conf", os.path.join(self.build_lib, "nex", "settings.conf"))
+
 
 setup(
     name="nex",
@@ -20,6 +33,7 @@ setup(
     packages=["nex", "nex.error_pages", "nex.other_templates"],
     package_dir={"nex.error_pages": "error_pages", "nex.other_templates": "other_templates"},
     package_data={"nex.error_pages": ["*.html"], "nex.other_templates": ["*.html"]},
+    cmdclass={"build_py": BuildWithSettings},
     entry_points={"console_scripts": ["nex = nex.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3 :: Only",

@@ -11,7 +11,7 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
   ``--workers 1`` and ``--workers 2``, and their ratio.  Nothing is pinned to a core, and wrk
   runs on the same machine, so the servers and the load generator share the cores.
 
-Usage: ``python bench/bench.py [--duration 10] [--many] [--workers]``.  Needs ``wrk``
+Usage: ``python3 bench/bench.py [--duration 10] [--many] [--workers]``.  Needs ``wrk``
 (Debian: ``apt-get install wrk``).  The standard library server runs as HTTP/1.1 with
 ``TCP_NODELAY`` on its sockets, so Nagle's algorithm does not make it look slower than it is.
 """

@@ -6,28 +6,37 @@ import argparse
 import getpass
 import os
 import sys
+import textwrap
 from typing import Any, Dict, List, Optional, TextIO, Union
 
 from nex import __version__
 from nex.auth import check_password, check_user_name, hash_password
-from nex.config import ConfigError, load_config
+from nex.config import ConfigError, load_config, shipped_settings
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
-_EPILOG = """\
-Every other setting (time-outs, limits, listings, folder downloads, symlinks, caching,
-compression, CORS origins, which paths need a login, logging, media types) lives in
-settings.conf, an INI file whose comments explain each key.  Without --config Nex reads
-settings.conf next to server.py when it exists, else it runs on built-in defaults and serves
-the current folder.  Flags win over the file.  A bad setting stops Nex before it listens,
-with a message naming the file, section, key and value, and exit status 2.
-"""
+
+def _epilog(default_config: Optional[str]) -> str:
+    """The text after the flags: where settings come from, for a checkout or an install."""
+    if default_config:
+        source = (f"Without --config Nex reads {default_config} when it exists, else it runs"
+                  " on built-in defaults and serves the current folder.")
+    else:
+        source = "Without --config Nex runs on built-in defaults and serves the current folder."
+    return textwrap.fill(
+        "Every other setting (time-outs, limits, listings, folder downloads, symlinks,"
+        " caching, compression, CORS origins, which paths need a login, logging, media types)"
+        " lives in a settings file, an INI file whose comments explain each key:"
+        " --write-config FILE writes one with every key at its default, to edit and pass to"
+        f" --config.  {source}  Flags win over the file.  A bad setting stops Nex before it"
+        " listens, with a message naming the file, section, key and value, and exit status 2.",
+        width=90)
 
 
 def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
     """The argument parser; ``default_config`` is named in the help of --config."""
     parser = argparse.ArgumentParser(
-        description=_DESCRIPTION, epilog=_EPILOG,
+        description=_DESCRIPTION, epilog=_epilog(default_config),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--port", metavar="N",
@@ -67,6 +76,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", metavar="FILE",
         help=f"settings file to read (default: {default_help})")
+    parser.add_argument(
+        "--write-config", metavar="FILE",
+        help="write the documented settings file, every key at its default, to FILE and exit;"
+             " an existing FILE is never overwritten")
     parser.add_argument("--version", action="version", version=f"Nex {__version__}")
     return parser
 
@@ -88,6 +101,8 @@ def main(argv: Optional[List[str]] = None,
         return int(stop.code or 0)
     if args.hash_password is not None:
         return _print_user_line(args.hash_password, sys.stdin)
+    if args.write_config is not None:
+        return write_config(args.write_config)
     config_path = args.config
     if config_path is None and default is not None and os.path.exists(default):
         config_path = default
@@ -143,4 +158,31 @@ def _print_user_line(user: str, stdin: TextIO) -> int:
         print(f"nex: {error}", file=sys.stderr)
         return 1
     print(f"{user}:{hash_password(password)}")
+    return 0
+
+
+def write_config(path: str) -> int:
+    """Write the settings.conf shipped with Nex to ``path``, which must not exist yet.
+
+    Returns 0, or 2 after printing ``nex: <message>`` when ``path`` exists or cannot be written.
+    """
+    try:
+        with open(shipped_settings(), "rb") as shipped:
+            text = shipped.read()
+    except OSError as error:
+        print(f"nex: cannot read the shipped settings file {error.filename}: {error.strerror}",
+              file=sys.stderr)
+        return 2
+    try:
+        with open(path, "xb") as out:
+            out.write(text)
+    except FileExistsError:
+        print(f"nex: {path} already exists; Nex does not overwrite it (remove it or name"
+              " another file)", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"nex: cannot write {path}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path}.  Set document_root in it (or pass --root), then start Nex with"
+          f" --config {path}")
     return 0

@@ -42,7 +42,7 @@ class Config:
     allowed_hosts: Tuple[str, ...] = ("*",)
     max_connections: int = 1024
     max_connections_per_client: int = 128
-    backlog: int = 128
+    backlog: int = 1024
     thread_stack_size: int = 512 * 1024
     workers: int = 1
     # [timeouts], seconds
@@ -76,6 +76,7 @@ class Config:
     error_log: str = "-"
     log_colour: str = "auto"
     trusted_proxies: Tuple[str, ...] = ()
+    log_buffer: int = 1024 * 1024
     # [auth]
     auth_users_file: str = ""
     auth_protect: Tuple[str, ...] = ("/",)
@@ -380,6 +381,22 @@ def _folder(required: Optional[str]) -> Callable[[str, str], str]:
     return parse
 
 
+def _template_folder(required: str, shipped: str) -> Callable[[str, str], str]:
+    """A parser for a template folder (see :func:`_folder`) that the file may leave shipped.
+
+    ``shipped`` is the value the shipped settings.conf gives: when no folder of that name sits
+    beside the settings file, it names the folder shipped with Nex, so a copy of the file
+    works wherever it is put.  Any other value must name a folder that exists.
+    """
+    check = _folder(required)
+
+    def parse(text: str, base: str) -> str:
+        if text == shipped and not os.path.exists(_resolve(text, base)):
+            text = _shipped(shipped)
+        return check(text, base)
+    return parse
+
+
 def _log_target(text: str, base: str) -> str:
     """``-`` for the standard stream, else a file Nex can append to or create."""
     if text == "-":
@@ -422,8 +439,10 @@ _SETTINGS = (
     _setting("server", "port", _integer(0, 65535)),
     _setting("server", "server_name", _server_name),
     _setting("server", "document_root", _folder(None), on_disk=True),
-    _setting("server", "error_pages", _folder("error.html"), on_disk=True),
-    _setting("server", "templates", _folder("dir.html"), on_disk=True),
+    _setting("server", "error_pages", _template_folder("error.html", "error_pages"),
+             on_disk=True),
+    _setting("server", "templates", _template_folder("dir.html", "other_templates"),
+             on_disk=True),
     _setting("server", "index_files", _file_names),
     _setting("server", "allowed_hosts", _host_patterns),
     _setting("server", "max_connections", _integer(1, _MAX_COUNT)),
@@ -456,6 +475,7 @@ _SETTINGS = (
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
     _setting("logging", "trusted_proxies", _networks),
+    _setting("logging", "log_buffer", _size(4096)),
     _setting("auth", "users_file", _checked_file(parse_users), "auth_users_file", on_disk=True),
     _setting("auth", "protect", _path_prefixes, "auth_protect"),
     _setting("auth", "realm", _realm, "auth_realm"),
@@ -484,7 +504,8 @@ def load_config(path: Union[str, os.PathLike, None],
     them resolve against the current directory.  Relative paths in the file resolve against
     the file's folder.  A key the file leaves out keeps its built-in default; the built-in
     document root is the current directory and the error pages and templates are the folders
-    shipped with Nex.
+    shipped with Nex.  The shipped file's own values for those folders (``error_pages``,
+    ``other_templates``) also mean the shipped folders when the file's folder lacks them.
     """
     overrides = dict(overrides or {})
     for name in overrides:
@@ -621,10 +642,16 @@ def _show(text: str) -> str:
     return text if text and text.isprintable() else repr(text)
 
 
+def shipped_settings() -> str:
+    """The path of the settings.conf shipped with Nex: every key, its default, its comment."""
+    return _shipped("settings.conf")
+
+
 def _shipped(name: str) -> str:
-    """The folder ``name`` shipped with Nex: inside the package, else beside it in a checkout."""
+    """The file or folder ``name`` shipped with Nex: inside the package, else beside it in a
+    checkout."""
     package = Path(nex.__file__).resolve().parent
     for candidate in (package / name, package.parent / name):
-        if candidate.is_dir():
+        if candidate.exists():
             return str(candidate)
     return str(package.parent / name)

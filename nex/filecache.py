@@ -8,6 +8,7 @@ anew.  The total size is bounded: when a new entry would pass it, the cache star
 from __future__ import annotations
 
 import os
+import threading
 from typing import Dict, Optional, Tuple
 
 #: Files up to this size are cached; larger ones go out through sendfile.
@@ -19,15 +20,17 @@ _Key = Tuple[int, int, int, int]
 class SmallFileCache:
     """Maps a path to its bytes, checked against a fresh ``os.stat_result`` on every use.
 
-    Reads and writes are single dictionary operations, which the interpreter makes atomic,
-    so workers share the cache without a lock; two workers may read the same file at once,
-    which is harmless.
+    Workers share one cache.  A hit is a single dictionary read; storing an entry, and the
+    byte count that bounds the cache, change together under a lock, so the count is always
+    the sum of the cached sizes.  The file itself is read outside the lock: two workers may
+    read the same file at once, which is harmless.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._entries: Dict[str, Tuple[_Key, bytes]] = {}
         self._bytes = 0
+        self._lock = threading.Lock()
 
     def read(self, path: str, status: os.stat_result) -> Optional[bytes]:
         """The file's bytes if it is small enough to cache, else None.
@@ -43,12 +46,20 @@ class SmallFileCache:
         if entry is not None and entry[0] == key:
             return entry[1]
         data = _read_exactly(path, size)
-        if self._bytes + size > self._max_bytes:
-            self._entries = {}
-            self._bytes = 0
-        self._entries[path] = (key, data)
-        self._bytes += size
+        self._store(path, key, data)
         return data
+
+    def _store(self, path: str, key: _Key, data: bytes) -> None:
+        """Cache ``data`` for ``path`` in place of any older entry, within the byte bound."""
+        with self._lock:
+            replaced = self._entries.pop(path, None)
+            if replaced is not None:
+                self._bytes -= len(replaced[1])
+            if self._bytes + len(data) > self._max_bytes:
+                self._entries.clear()
+                self._bytes = 0
+            self._entries[path] = (key, data)
+            self._bytes += len(data)
 
 
 class FileChangedError(OSError):

@@ -312,11 +312,21 @@ def bind_listener(config: Config, *, reuse_port: bool = False,
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         listener.bind((host, config.port))
         if listen:
-            listener.listen(config.backlog)
+            listener.listen(_capped_backlog(config.backlog))
     except OSError:
         listener.close()
         raise
     return listener
+
+
+def _capped_backlog(backlog: int) -> int:
+    """``backlog`` capped by the kernel's limit on listen queues (Linux's somaxconn) if known."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", "rb") as limit:
+            text = limit.read().strip()
+    except OSError:
+        return backlog
+    return min(backlog, int(text)) if text.isdigit() and int(text) > 0 else backlog
 
 
 def serve(config: Config) -> int:

@@ -1,27 +1,67 @@
 #!/usr/bin/env bash
 # Install what the Nex test suite needs, then run all of it with nose2.
 #
-# Python test dependencies come from tests/requirements.txt.  The browser tests need Debian's
-# chromium and chromium-driver; they are installed here when apt-get is available and we are
-# root (or have sudo).  Without them the browser tests skip and say why.
+# The Python test dependencies (tests/requirements.txt) never go into the system Python: they
+# go into the virtual environment this runs in, else into .venv/ in the checkout, created here
+# with `python3 -m venv` (Debian and Ubuntu need the python3-venv package for that; it is
+# installed when apt-get is available and we are root or have sudo).  The browser tests need
+# Debian's chromium and chromium-driver, installed the same way; without them the browser
+# tests skip and say why.  apt-get waits at most 10 minutes for another apt or dpkg to finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo -n"
+
+can_apt() {
+  command -v apt-get >/dev/null 2>&1 && $sudo true 2>/dev/null
+}
+
+apt_get() {
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
+venv_works() {
+  [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1
+}
+
+if python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+  python=python3  # already inside a virtual environment
+else
+  if ! venv_works; then
+    rm -rf .venv
+    if ! python3 -m venv .venv >/dev/null 2>&1; then
+      rm -rf .venv
+      if can_apt; then
+        echo "Installing python3-venv to create the test environment in .venv/..."
+        apt_get update -qq >/dev/null || true
+        apt_get install -y -qq python3-venv >/dev/null \
+          || echo "WARNING: could not install python3-venv."
+      fi
+      if ! python3 -m venv .venv; then
+        rm -rf .venv
+        echo "ERROR: cannot create .venv/; install python3-venv (Debian, Ubuntu) and run" \
+          "this again." >&2
+        exit 1
+      fi
+    fi
+  fi
+  python=.venv/bin/python
+fi
+
+"$python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo -n"
-    if $sudo true 2>/dev/null; then
+    if can_apt; then
       echo "Installing chromium and chromium-driver for the browser tests..."
-      $sudo apt-get update -qq >/dev/null || true
-      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver \
-        >/dev/null || echo "WARNING: could not install chromium; browser tests will skip."
+      apt_get update -qq >/dev/null || true
+      apt_get install -y -qq chromium chromium-driver >/dev/null \
+        || echo "WARNING: could not install chromium; browser tests will skip."
     else
       echo "WARNING: no root or sudo to install chromium; browser tests will skip."
     fi
   fi
 fi
 
-exec python3 -m nose2 --verbose --start-dir . --top-level-directory . "$@"
+exec "$python" -m nose2 --verbose --start-dir . --top-level-directory . "$@"

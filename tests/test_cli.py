@@ -5,21 +5,27 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import types
 import unittest
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 from unittest import mock
 
-from nex import __version__
+from nex import SERVER_SOFTWARE, __version__
 from nex.auth import hash_password, parse_hash, parse_users
 from nex.cli import main
-from nex.config import Config
-from tests.support import REPO, START_TIMEOUT
-from tests.test_config import (BAD_VALUES, WorkingDirectory, bad_value_message, make_site,
-                               shipped_folders, write_settings)
+from nex.config import Config, load_config
+from tests.support import REPO, START_TIMEOUT, ResponseReader
+from tests.test_config import (BAD_VALUES, SHIPPED_SETTINGS, WorkingDirectory,
+                               bad_value_message, make_site, shipped_folders, write_settings)
 
 
 @contextlib.contextmanager
@@ -381,6 +387,16 @@ class UsageTests(unittest.TestCase):
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)
 
+    def test_help_of_an_installed_nex_points_to_write_config(self) -> None:
+        with mock.patch.dict(os.environ, {"COLUMNS": "100"}):
+            status, out, _, _ = run(["--help"])
+        self.assertEqual(status, 0)
+        words = " ".join(out.split())
+        self.assertIn("--write-config FILE writes one with every key at its default", words)
+        self.assertIn("Without --config Nex runs on built-in defaults and serves the current"
+                      " folder.", words)
+        self.assertNotIn("server.py", words)
+
     def test_unknown_flag_is_a_usage_error(self) -> None:
         status, _, err, config = run(["--prot", "80"])
         self.assertEqual((status, config), (2, None))
@@ -390,6 +406,107 @@ class UsageTests(unittest.TestCase):
         status, _, err, config = run(["--port"])
         self.assertEqual((status, config), (2, None))
         self.assertIn("expected one argument", err)
+
+
+class VersionTests(unittest.TestCase):
+    """One version, written once in nex/__init__.py."""
+
+    def test_server_software_is_derived_from_the_version(self) -> None:
+        self.assertRegex(__version__, r"\A[0-9]+\.[0-9]+\.[0-9]+\Z")
+        self.assertEqual(SERVER_SOFTWARE, f"Nex/{__version__}")
+        self.assertEqual(run(["--version"])[1], f"Nex {__version__}\n")
+
+    def test_setup_py_reads_the_same_version(self) -> None:
+        result = subprocess.run([sys.executable, "setup.py", "--version"], cwd=REPO,
+                                capture_output=True, text=True, timeout=120,
+                                stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.splitlines()[-1], __version__)
+
+
+class WriteConfigTests(unittest.TestCase):
+    """--write-config FILE writes the shipped settings.conf and stops."""
+
+    def setUp(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="nex-write-")).resolve()
+        self.addCleanup(shutil.rmtree, self.folder)
+
+    def test_writes_the_shipped_settings_file(self) -> None:
+        path = self.folder / "settings.conf"
+        status, out, err, config = run(["--write-config", str(path)])
+        self.assertEqual((status, err, config), (0, "", None))
+        self.assertIn(str(path), out)
+        self.assertEqual(path.read_bytes(), SHIPPED_SETTINGS.read_bytes())
+        written = load_config(str(path), {"document_root": str(self.folder)})
+        self.assertEqual(written.port, Config.port)
+
+    def test_an_existing_file_is_never_overwritten(self) -> None:
+        path = self.folder / "settings.conf"
+        path.write_text("[server]\nport = 81\n")
+        status, out, err, config = run(["--write-config", str(path)])
+        self.assertEqual((status, out, config), (2, "", None))
+        self.assertEqual(err, f"nex: {path} already exists; Nex does not overwrite it (remove"
+                              " it or name another file)\n")
+        self.assertEqual(path.read_text(), "[server]\nport = 81\n")
+
+    def test_a_file_that_cannot_be_created_is_an_error(self) -> None:
+        path = self.folder / "missing" / "settings.conf"
+        status, out, err, config = run(["--write-config", str(path)])
+        self.assertEqual((status, out, config), (2, "", None))
+        self.assertEqual(err, f"nex: cannot write {path}: No such file or directory\n")
+
+
+class MovedSettingsFileTest(unittest.TestCase):
+    """The README's example: the shipped settings.conf copied to /etc/nex and named there."""
+
+    def test_readme_example_starts_and_serves(self) -> None:
+        readme = (Path(REPO) / "README.md").read_text(encoding="utf-8")
+        example = "python3 server.py --root /srv/share --config /etc/nex/settings.conf"
+        self.assertTrue(example in readme, f"README.md no longer shows {example!r}")
+        base = Path(tempfile.mkdtemp(prefix="nex-moved-")).resolve()
+        self.addCleanup(shutil.rmtree, base)
+        etc, share = base / "etc" / "nex", base / "srv" / "share"
+        etc.mkdir(parents=True)
+        share.mkdir(parents=True)
+        shutil.copy(SHIPPED_SETTINGS, etc / "settings.conf")
+        (share / "hello.txt").write_bytes(b"hello from /srv/share\n")
+        out_path = base / "stdout"
+        with open(out_path, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, os.path.join(REPO, "server.py"), "--root", str(share),
+                 "--config", str(etc / "settings.conf"), "--port", "0"],
+                cwd=base, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            port = wait_for_banner(out_path, process, share)
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                reader = ResponseReader(sock)
+                sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                status, headers, body = reader.read()
+                self.assertEqual((status, body), (200, b"hello from /srv/share\n"))
+                self.assertEqual(headers["server"], f"Nex/{__version__}")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                status, _, page = reader.read()
+                self.assertEqual(status, 404)
+                self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port {port}".encode(),
+                              page)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            self.assertEqual(process.wait(START_TIMEOUT), 0)
+
+
+def wait_for_banner(out_path: Path, process: subprocess.Popen, root: Path) -> int:
+    """The port from the start-up line ``Nex/VERSION serving ROOT at URL``."""
+    banner = re.compile(rf"{re.escape(SERVER_SOFTWARE)} serving {re.escape(str(root))}"
+                        r" at http://127\.0\.0\.1:([0-9]+)/ ")
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = banner.search(out_path.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            return int(match.group(1))
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"Nex did not start: {out_path.read_text(errors='replace')!r}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
-                                        "trusted_proxies")},
+                                        "trusted_proxies", "log_buffer")},
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
@@ -176,6 +176,8 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("cors", "allow_origins", "http://[::1::2]", "'http://[::1::2]' has a malformed IPv6 address"),
     ("cors", "allow_origins", "http://localhost:65536",
      "'http://localhost:65536' has a port outside 1 to 65535"),
+    ("logging", "log_buffer", "4095", "must be from 4096 to 2147483648 bytes (2G)"),
+    ("logging", "log_buffer", "1 M", SIZE_GRAMMAR),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
      " caching, compression, logging, auth, cors, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
@@ -563,6 +565,7 @@ class GoodValueTests(unittest.TestCase):
             "65536": 65536, "64K": 65536, "64KiB": 65536, "1M": 1048576, "1MiB": 1048576,
             "2G": 2 ** 31, "1GiB": 2 ** 30, "0001": 1, "1": 1})
         self.assert_parses("compression", "gzip_min_size", {"0": 0, "0K": 0, "1K": 1024})
+        self.assert_parses("logging", "log_buffer", {"4K": 4096, "4096": 4096, "1M": 2 ** 20})
 
     def test_zip_sizes(self) -> None:
         self.assert_parses("files", "max_zip_size", {
@@ -898,6 +901,61 @@ class DefaultTests(unittest.TestCase):
         self.assertEqual(config.port, 81)
         self.assertEqual(config.document_root, str(folder / "public_html"))
         self.assertEqual(config.templates, str(shipped / "other_templates"))
+
+
+class CopiedSettingsTests(unittest.TestCase):
+    """The shipped settings.conf copied away from the checkout (to /etc/nex, say)."""
+
+    def copy_shipped(self) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="nex-etc-")).resolve()
+        self.addCleanup(shutil.rmtree, folder)
+        shutil.copy(SHIPPED_SETTINGS, folder / "settings.conf")
+        return folder / "settings.conf"
+
+    def test_shipped_folder_names_mean_the_shipped_folders_when_absent_beside_it(self) -> None:
+        for layout in ("package", "checkout"):
+            with self.subTest(layout=layout):
+                shipped = shipped_folders(self, layout)
+                path = self.copy_shipped()
+                config = load_config(str(path), {"document_root": str(path.parent)})
+                self.assertEqual(config.error_pages, str(shipped / "error_pages"))
+                self.assertEqual(config.templates, str(shipped / "other_templates"))
+
+    def test_copy_must_still_name_a_document_root_that_exists(self) -> None:
+        shipped_folders(self, "package")
+        path = self.copy_shipped()
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        folder = path.parent / "public_html"
+        self.assertEqual(str(caught.exception), f"{path} [server] document_root = public_html:"
+                                                f" folder {folder} does not exist")
+
+    def test_any_other_missing_folder_is_an_error(self) -> None:
+        shipped_folders(self, "package")
+        folder = make_site(self)
+        for key, value in (("error_pages", "pages"), ("error_pages", "./error_pages"),
+                           ("templates", "templates"), ("templates", "other_templates/"),
+                           ("templates", "/nonexistent.invalid/other_templates")):
+            with self.subTest(key=key, value=value):
+                path = folder / "elsewhere" / "settings.conf"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(f"[server]\ndocument_root = ..\n{key} = {value}\n")
+                with self.assertRaises(ConfigError) as caught:
+                    load_config(str(path))
+                missing = os.path.realpath(path.parent / value)
+                self.assertEqual(str(caught.exception), f"{path} [server] {key} = {value}:"
+                                                        f" folder {missing} does not exist")
+
+    def test_a_folder_of_the_shipped_name_beside_the_file_is_used_and_checked(self) -> None:
+        shipped_folders(self, "package")
+        path = self.copy_shipped()
+        (path.parent / "error_pages").mkdir()
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path), {"document_root": str(path.parent)})
+        needed = path.parent / "error_pages" / "error.html"
+        self.assertEqual(str(caught.exception),
+                         f"{path} [server] error_pages = error_pages: required template"
+                         f" {needed} is missing or unreadable")
 
 
 class ShippedSettingsTests(unittest.TestCase):

@@ -6,7 +6,6 @@ receive), over a socket pair where the connection loop itself is the subject.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
@@ -230,9 +229,16 @@ class LoopTest(unittest.TestCase):
         self.dispatcher = Dispatcher(config, TemplateSet.load(config.error_pages,
                                                               config.templates),
                                      HostValidator(("*",)), "Nex test")
-        self.access, self.errors = io.StringIO(), io.StringIO()
-        self.logger = Logger(self.access, self.errors)
+        self.access, self.errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self.addCleanup(self.access.close)
+        self.addCleanup(self.errors.close)
+        self.logger = Logger(self.access.fileno(), self.errors.fileno())
         self.addCleanup(self.logger.close)
+
+    def access_lines(self):
+        """The access log's lines so far."""
+        self.logger.flush()
+        return os.pread(self.access.fileno(), 1 << 20, 0).decode("utf-8").splitlines()
 
     def serve(self, data: bytes, *, keep_open: bool = False) -> bytes:
         server_end, client_end = socket.socketpair()
@@ -269,8 +275,7 @@ class LoopTest(unittest.TestCase):
     def test_every_response_is_logged_once(self):
         self.serve(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n"
                    b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\nBAD\r\n\r\n")
-        self.logger.flush()
-        lines = self.access.getvalue().splitlines()
+        lines = self.access_lines()
         self.assertEqual(len(lines), 3, lines)
         self.assertIn('"GET /hello.txt HTTP/1.1" 200 6 ', lines[0])
         self.assertIn(" 404 ", lines[1])

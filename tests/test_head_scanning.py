@@ -8,7 +8,6 @@ server over loopback.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
@@ -80,7 +79,8 @@ class DribbledHeadWorkTest(unittest.TestCase):
                         request_head_timeout=3600.0)
         templates = TemplateSet.load(config.error_pages, config.templates)
         self.site = Dispatcher(config, templates, HostValidator(("*",)), "Nex")
-        self.logger = Logger(io.StringIO(), io.StringIO())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        self.logger = Logger(devnull, devnull, owned=(devnull,))
         self.addCleanup(self.logger.close)
 
     def serve_dribbled(self, head: bytes) -> Tuple[int, int, bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -15,10 +14,12 @@ import tempfile
 import threading
 import unittest
 
-from nex.config import load_config
+from unittest import mock
+
+from nex.config import Config, load_config
 from nex.log import Logger
 from nex.assembly import assemble
-from nex.server import Server
+from nex.server import Server, bind_listener
 from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
 
 #: A Combined Log Format line as Nex writes it.
@@ -196,6 +197,35 @@ class ManyClientsTest(unittest.TestCase):
         self.assertNotIn("Traceback", server.error_log())
 
 
+class ListenBacklogTest(unittest.TestCase):
+    """The listen queue: [server] backlog, capped by the kernel's somaxconn when readable."""
+
+    def listened_with(self, backlog: int, somaxconn) -> int:
+        """The backlog bind_listener passes to listen() when reading somaxconn gives ``somaxconn``
+        (bytes, or an exception to raise)."""
+        if isinstance(somaxconn, Exception):
+            kernel = mock.Mock(side_effect=somaxconn)
+        else:
+            kernel = mock.mock_open(read_data=somaxconn)
+        with mock.patch("nex.server.open", kernel, create=True), \
+                mock.patch.object(socket.socket, "listen") as listen:
+            bind_listener(Config(port=0, backlog=backlog)).close()
+        kernel.assert_called_once_with("/proc/sys/net/core/somaxconn", "rb")
+        return listen.call_args[0][0]
+
+    def test_default_is_1024(self):
+        self.assertEqual(Config().backlog, 1024)
+
+    def test_kernel_limit_caps_the_backlog(self):
+        cases = [(1024, b"4096\n", 1024), (1024, b"128\n", 128), (5, b"128\n", 5),
+                 (1024, b"", 1024), (1024, b"-1\n", 1024), (1024, b"0\n", 1024),
+                 (1024, b"lots\n", 1024), (1024, FileNotFoundError(2, "absent"), 1024),
+                 (1024, PermissionError(13, "denied"), 1024)]
+        for backlog, somaxconn, expected in cases:
+            with self.subTest(backlog=backlog, somaxconn=somaxconn):
+                self.assertEqual(self.listened_with(backlog, somaxconn), expected)
+
+
 class WorkerThreadTest(unittest.TestCase):
     """The listener in-process, to see its worker threads."""
 
@@ -205,8 +235,8 @@ class WorkerThreadTest(unittest.TestCase):
         config = load_config(None, {"document_root": root, "port": 0,
                                     "error_pages": os.path.join(REPO, "error_pages"),
                                     "templates": os.path.join(REPO, "other_templates")})
-        logs = io.StringIO()
-        logger = Logger(logs, logs)
+        logs = os.open(os.devnull, os.O_WRONLY)
+        logger = Logger(logs, logs, owned=(logs,))
         server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                         logger)
         listener = threading.Thread(target=server.serve_forever)

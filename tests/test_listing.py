@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import unittest
 from unittest import mock
+from urllib.parse import quote
 
 from nex import SERVER_SOFTWARE
 from nex.config import Config
@@ -18,7 +19,7 @@ from nex.errors import HTTPError
 from nex.listing import (breadcrumbs, human_size, listing_view, prefers_json, read_folder,
                          render_listing)
 from nex.request import Headers, Request
-from nex.resolver import Target
+from nex.resolver import Target, resolve
 from nex.templates import Template, TemplateSet
 from tests.support import NexServer, ResponseReader
 
@@ -67,8 +68,12 @@ class ListingTestCase(unittest.TestCase):
     def config(self, **settings):
         return Config(document_root=self.root, **settings)
 
+    def target(self, url_path="/", fs_path=None):
+        """A folder Target as resolve() gives it, for ``fs_path`` (the root by default)."""
+        return Target("directory", fs_path or self.root, url_path, os.stat(self.root))
+
     def respond(self, url_path="/sub/", query="", accept=None, templates=None, **settings):
-        target = Target("directory", self.root, url_path, os.stat(self.root))
+        target = self.target(url_path)
         response = render_listing(target, request_for(url_path, query, accept),
                                   templates or self.templates, SIGNATURE,
                                   self.config(**settings))
@@ -178,6 +183,12 @@ class EntriesTest(ListingTestCase):
         os.symlink("real", os.path.join(self.root, "alias"))
         self.assertEqual([n for _, n in self.links(self.render("/"))], ["alias/", "real/"])
 
+    def test_name_with_a_backslash_is_skipped(self):
+        # Its link would be %5C, which the resolver refuses: GET could never serve it.
+        self.write("back\\slash.txt")
+        self.write("plain.txt")
+        self.assertEqual([n for _, n in self.links(self.render("/"))], ["plain.txt"])
+
     def test_special_files_are_skipped(self):
         if not hasattr(os, "mkfifo"):
             self.skipTest("no FIFOs here")
@@ -215,12 +226,106 @@ class EntriesTest(ListingTestCase):
         self.assertEqual(caught.exception.status, 403)
 
     def test_vanished_folder_is_404(self):
-        target = Target("directory", os.path.join(self.root, "gone"), "/gone/",
-                        os.stat(self.root))
+        target = self.target("/gone/", os.path.join(self.root, "gone"))
         with self.assertRaises(HTTPError) as caught:
             render_listing(target, request_for("/gone/"), self.templates, SIGNATURE,
                            self.config())
         self.assertEqual(caught.exception.status, 404)
+
+
+class ServableEntriesTest(ListingTestCase):
+    """A listing shows exactly the entries GET would serve, under every symlink policy."""
+
+    # name: listed under (never, inside, always), with dotfiles off.
+    EXPECTED = {
+        "plain.txt": (True, True, True),
+        "folder": (True, True, True),
+        "link-inside.txt": (False, True, True),
+        "link-to-folder-inside": (False, True, True),
+        "link-outside.txt": (False, False, True),
+        "link-to-folder-outside": (False, False, True),
+        "link-to-etc-passwd": (False, False, True),
+        "broken-link": (False, False, False),
+        "looping-link": (False, False, False),
+        ".dotfile": (False, False, False),
+        "link-inside-to-dotfile": (False, True, True),
+    }
+    POLICIES = ("never", "inside", "always")
+
+    def setUp(self):
+        super().setUp()
+        self.outside = tempfile.mkdtemp(prefix="nex-outside-")
+        self.addCleanup(shutil.rmtree, self.outside)
+        with open(os.path.join(self.outside, "secret.txt"), "wb") as file:
+            file.write(b"secret")
+        os.makedirs(os.path.join(self.outside, "dir"))
+        self.write("plain.txt", size=3)
+        self.folder("folder")
+        self.write(".dotfile")
+        links = {"link-inside.txt": "plain.txt", "link-to-folder-inside": "folder",
+                 "link-outside.txt": os.path.join(self.outside, "secret.txt"),
+                 "link-to-folder-outside": os.path.join(self.outside, "dir"),
+                 "link-to-etc-passwd": "/etc/passwd",
+                 "broken-link": os.path.join(self.root, "missing"),
+                 "looping-link": "looping-link", "link-inside-to-dotfile": ".dotfile"}
+        for name, target in links.items():
+            os.symlink(target, os.path.join(self.root, name))
+
+    def listed(self, **settings):
+        config = Config(document_root=self.root, **settings)
+        target = resolve("/", "", config)
+        response = render_listing(target, request_for("/"), self.templates, SIGNATURE, config)
+        page = response.body[0].decode("utf-8")
+        return {name.rstrip("/") for _, name in self.links(page)}
+
+    def served_by_get(self, name, **settings):
+        """True when GET of the entry's link answers with the file or a folder redirect."""
+        try:
+            resolve("/" + quote(name, safe=""), "", Config(document_root=self.root, **settings))
+        except HTTPError as error:
+            return error.status == 301
+        return True
+
+    def test_table_of_entries_by_policy(self):
+        if not os.path.exists("/etc/passwd"):
+            self.skipTest("no /etc/passwd to link to")
+        for index, policy in enumerate(self.POLICIES):
+            with self.subTest(policy=policy):
+                expected = {name for name, listed in self.EXPECTED.items() if listed[index]}
+                self.assertEqual(self.listed(symlinks=policy), expected)
+
+    def test_listed_exactly_when_get_serves(self):
+        for policy in self.POLICIES:
+            for dotfiles in (False, True):
+                listed = self.listed(symlinks=policy, dotfiles=dotfiles)
+                for name in os.listdir(self.root):
+                    with self.subTest(policy=policy, dotfiles=dotfiles, name=name):
+                        self.assertEqual(name in listed,
+                                         self.served_by_get(name, symlinks=policy,
+                                                            dotfiles=dotfiles))
+
+    def test_dotfiles_listed_when_allowed(self):
+        self.assertIn(".dotfile", self.listed(dotfiles=True))
+
+    def test_link_row_shows_what_the_link_leads_to(self):
+        config = Config(document_root=self.root, symlinks="inside")
+        page = render_listing(resolve("/", "", config), request_for("/"), self.templates,
+                              SIGNATURE, config).body[0].decode("utf-8")
+        self.assertIn('<a href="link-to-folder-inside/">link-to-folder-inside/</a>', page)
+        self.assertRegex(page, r'<a href="link-inside.txt">link-inside.txt</a></td>'
+                               r'<td class="size" title="3 bytes">')
+
+    def test_entries_of_a_folder_reached_through_a_link(self):
+        # Under "inside" the folder's Target holds its real path; entries are judged from it.
+        os.symlink(os.path.join(self.outside, "secret.txt"),
+                   os.path.join(self.root, "folder", "escape.txt"))
+        self.write("folder/kept.txt")
+        for path in ("/folder/", "/link-to-folder-inside/"):
+            with self.subTest(path=path):
+                config = Config(document_root=self.root, symlinks="inside")
+                target = resolve(path, "", config)
+                names = [name for name, _, _ in read_folder(target, config)]
+                self.assertEqual(names, ["kept.txt"])
 
 
 class CellTest(ListingTestCase):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import io
+import os
 import re
+import select
+import tempfile
 import threading
 import time
 import unittest
-from typing import Optional
+from typing import List, Optional
 from unittest import mock
 
 import nex.log
@@ -26,35 +28,77 @@ FIXED_TIME = 1_609_837_387
 FIXED_TEXT = "05/Jan/2021:09:03:07 +0000"
 
 
-class KeptStream(io.StringIO):
-    """A text stream whose contents stay readable after the logger closes it."""
+#: Generous bound on waits for the writer thread; never reached unless something is stuck.
+DEADLINE = 30.0
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.was_closed = False
 
-    def close(self) -> None:
-        self.was_closed = True
+def read_all(fd: int) -> str:
+    """Everything written so far to the file behind ``fd``."""
+    chunks = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8")
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def wait_for(predicate) -> None:
+    """Poll ``predicate()`` until it holds or DEADLINE passes."""
+    deadline = time.monotonic() + DEADLINE
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+class PipeReader(threading.Thread):
+    """Reads a pipe to its end in the background, once started."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.chunks: List[bytes] = []
+
+    def run(self) -> None:
+        while True:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return
+            self.chunks.append(chunk)
+
+    def text(self) -> str:
+        self.join(DEADLINE)
+        assert not self.is_alive(), "the pipe never reached its end"
+        return b"".join(self.chunks).decode("utf-8")
 
 
 class LoggerTestCase(unittest.TestCase):
-    """Loggers whose periodic flush never fires on its own unless a test asks for it."""
+    """Loggers on temporary files whose timed batches never fire unless a test asks."""
+
+    def temporary_fd(self) -> int:
+        file = tempfile.TemporaryFile()
+        self.addCleanup(file.close)
+        return file.fileno()
 
     def logger(self, *, colour: bool = False, interval: float = 3600.0,
-               errors: Optional[KeptStream] = None) -> Logger:
-        self.access_stream = KeptStream()
-        self.error_stream = errors if errors is not None else KeptStream()
-        # The flusher reads the interval each time it waits: keep it patched till closed.
+               access: Optional[int] = None, errors: Optional[int] = None,
+               **options) -> Logger:
+        self.access_fd = self.temporary_fd() if access is None else access
+        self.errors_fd = self.temporary_fd() if errors is None else errors
+        # The writer reads the interval each time it waits: keep it patched till closed.
         patcher = mock.patch.object(nex.log, "FLUSH_INTERVAL", interval)
         patcher.start()
         self.addCleanup(patcher.stop)
-        logger = Logger(self.access_stream, self.error_stream, colour=colour)
+        logger = Logger(self.access_fd, self.errors_fd, colour=colour, **options)
         self.addCleanup(logger.close)
         return logger
 
     def logged(self, logger: Logger) -> str:
         logger.flush()
-        return self.access_stream.getvalue()
+        return read_all(self.access_fd)
+
+    def errors(self) -> str:
+        return read_all(self.errors_fd)
 
 
 class AccessLineTest(LoggerTestCase):
@@ -208,47 +252,58 @@ class ColourTest(LoggerTestCase):
 
 
 class BatchingTest(LoggerTestCase):
-    """Access lines wait in memory; warnings and tracebacks are written at once."""
+    """Access lines wait in memory; warnings, tracebacks and messages are written at once."""
 
     LINE = ("127.0.0.1", "GET / HTTP/1.1", 200, 1, None, None)
 
     def test_line_appears_on_flush(self) -> None:
         logger = self.logger()
         logger.access(*self.LINE)
-        self.assertEqual(self.access_stream.getvalue(), "")
+        self.assertEqual(read_all(self.access_fd), "")
         logger.flush()
-        self.assertIsNotNone(ACCESS_LINE.fullmatch(self.access_stream.getvalue()))
+        self.assertIsNotNone(ACCESS_LINE.fullmatch(read_all(self.access_fd)))
 
-    def test_line_appears_on_close_and_streams_are_closed(self) -> None:
-        logger = self.logger()
+    def test_close_writes_everything_and_closes_the_owned_descriptors(self) -> None:
+        folder = tempfile.mkdtemp()
+        self.addCleanup(lambda: [os.remove(os.path.join(folder, name))
+                                 for name in os.listdir(folder)] and os.rmdir(folder))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        access = os.open(os.path.join(folder, "access.log"), flags)
+        errors = os.open(os.path.join(folder, "error.log"), flags)
+        logger = Logger(access, errors, owned=(access, errors))
         logger.access(*self.LINE)
-        self.assertEqual(self.access_stream.getvalue(), "")
+        logger.warning("last words")
         logger.close()
-        self.assertIsNotNone(ACCESS_LINE.fullmatch(self.access_stream.getvalue()))
-        self.assertTrue(self.access_stream.was_closed)
-        self.assertTrue(self.error_stream.was_closed)
+        for fd in (access, errors):
+            with self.assertRaises(OSError):
+                os.fstat(fd)
+        with open(os.path.join(folder, "access.log"), encoding="utf-8") as log:
+            self.assertIsNotNone(ACCESS_LINE.fullmatch(log.read()))
+        with open(os.path.join(folder, "error.log"), encoding="utf-8") as log:
+            self.assertTrue(log.read().endswith("warning: last words\n"))
 
     def test_line_appears_after_the_flush_interval(self) -> None:
         logger = self.logger(interval=0.01)
         logger.access(*self.LINE)
-        deadline = time.monotonic() + 5
-        while not self.access_stream.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self.assertIsNotNone(ACCESS_LINE.fullmatch(self.access_stream.getvalue()))
+        wait_for(lambda: read_all(self.access_fd))
+        self.assertIsNotNone(ACCESS_LINE.fullmatch(read_all(self.access_fd)))
 
     def test_a_full_batch_is_written_without_waiting(self) -> None:
         logger = self.logger()
-        for _ in range(nex.log._BATCH_LINES):
+        count = nex.log._BATCH_BYTES // 40
+        for _ in range(count):
             logger.access(*self.LINE)
-        self.assertEqual(self.access_stream.getvalue().count("\n"), nex.log._BATCH_LINES)
+        wait_for(lambda: read_all(self.access_fd))
+        self.assertTrue(read_all(self.access_fd), "a full batch waited for the interval")
 
     def test_warning_is_written_at_once(self) -> None:
         logger = self.logger()
         with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
             logger.warning("could not start a worker thread")
-        self.assertEqual(self.error_stream.getvalue(),
+        wait_for(self.errors)
+        self.assertEqual(self.errors(),
                          f"[{FIXED_TEXT}] warning: could not start a worker thread\n")
-        self.assertEqual(self.access_stream.getvalue(), "")
+        self.assertEqual(read_all(self.access_fd), "")
 
     def test_exception_is_written_at_once_with_its_traceback(self) -> None:
         logger = self.logger()
@@ -256,47 +311,217 @@ class BatchingTest(LoggerTestCase):
             raise RuntimeError("disk on fire")
         except RuntimeError:
             logger.exception("fault while answering 'GET / HTTP/1.1'")
-        text = self.error_stream.getvalue()
+        wait_for(self.errors)
+        text = self.errors()
         first, _, trace = text.partition("\n")
         self.assertRegex(first, r"^\[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "
                                 r"error: fault while answering 'GET / HTTP/1.1'$")
         self.assertTrue(trace.startswith("Traceback (most recent call last):\n"), trace)
         self.assertIn("test_exception_is_written_at_once_with_its_traceback", trace)
         self.assertTrue(trace.endswith("RuntimeError: disk on fire\n"), trace)
-        self.assertEqual(self.access_stream.getvalue(), "")
+        self.assertEqual(read_all(self.access_fd), "")
 
     def test_pending_access_lines_precede_a_message(self) -> None:
         logger = self.logger()
         logger.access(*self.LINE)
         logger.message("Nex stopped")
-        lines = self.access_stream.getvalue().splitlines(keepends=True)
+        wait_for(lambda: "Nex stopped" in read_all(self.access_fd))
+        lines = read_all(self.access_fd).splitlines(keepends=True)
         self.assertEqual(len(lines), 2)
         self.assertIsNotNone(ACCESS_LINE.fullmatch(lines[0]))
         self.assertEqual(lines[1], "Nex stopped\n")
 
 
-class SlowStream(KeptStream):
-    """A stream that lets other threads run in the middle of each write, as a file might."""
+#: The warning the writer adds once it catches up after dropping lines.
+DROPPED = re.compile(r"\[[^]]+\] warning: (?P<count>[0-9]+) log lines? dropped: the log was"
+                     r" not written as fast as lines came\n")
 
-    def write(self, text: str) -> int:
-        half = len(text) // 2
-        super().write(text[:half])
-        time.sleep(0)
-        super().write(text[half:])
-        return len(text)
+
+class StalledDestinationTest(LoggerTestCase):
+    """A destination that stops draining never holds up a worker."""
+
+    CALLS = 10_000
+
+    def log_from_a_worker(self, logger: Logger, calls: int, read_end: int) -> None:
+        """``calls`` access lines from one worker thread, which must finish while nobody
+        reads ``read_end``."""
+        def work() -> None:
+            for index in range(calls):
+                logger.access("192.0.2.1", f"GET /{index} HTTP/1.1", 200, index + 1, None,
+                              "a user agent of a typical length, Mozilla/5.0 (X11; Linux)")
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(120)  # generous: 10,000 calls take well under a second when nothing blocks
+        if worker.is_alive():
+            PipeReader(read_end).start()  # unblock it, so that the test can end
+            self.fail("access() blocked on a stalled log")
+
+    def test_pipe_nobody_reads_lets_every_call_return_and_counts_the_drops(self) -> None:
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        logger = self.logger(access=write_end, errors=write_end, interval=0.01,
+                             buffer_bytes=64 * 1024, owned=(write_end,))
+        self.log_from_a_worker(logger, self.CALLS, read_end)
+        reader = PipeReader(read_end)
+        reader.start()
+        logger.close()
+        text = reader.text()
+        access_lines = 0
+        dropped = 0
+        for line in text.splitlines(keepends=True):
+            if ACCESS_LINE.fullmatch(line):
+                access_lines += 1
+            else:
+                match = DROPPED.fullmatch(line)
+                self.assertIsNotNone(match, line)
+                dropped += int(match["count"])
+        self.assertGreater(dropped, 0)
+        self.assertEqual(access_lines + dropped, self.CALLS)
+
+    def test_drop_count_goes_to_the_error_log(self) -> None:
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        logger = self.logger(access=write_end, interval=0.01, buffer_bytes=16 * 1024,
+                             owned=(write_end,))
+        self.log_from_a_worker(logger, 2000, read_end)
+        reader = PipeReader(read_end)
+        reader.start()
+        logger.close()
+        written = len(reader.text().splitlines())
+        notices = [DROPPED.fullmatch(line) for line in self.errors().splitlines(keepends=True)]
+        self.assertTrue(notices and all(notices), self.errors())
+        self.assertEqual(written + sum(int(match["count"]) for match in notices), 2000)
+
+    def test_a_worker_never_waits_while_the_writer_is_blocked(self) -> None:
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        logger = self.logger(access=write_end, interval=0.01, owned=(write_end,))
+        blocked, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)  # runs before the logger's close
+        real_write = os.write
+
+        def stalled_write(fd: int, data) -> int:
+            if fd == write_end:
+                blocked.set()
+                release.wait()  # the destination takes nothing until the test is done
+            return real_write(fd, data)
+
+        with mock.patch("nex.log.os.write", stalled_write):
+            logger.access(*BatchingTest.LINE)
+            self.assertTrue(blocked.wait(DEADLINE))
+            self.log_from_a_worker(logger, 100, read_end)
+            logger.warning("still answering")
+            release.set()
+            logger.close()
+        self.assertEqual(len(read_all_pipe(read_end).splitlines()), 101)
+
+
+def read_all_pipe(fd: int) -> str:
+    """What a pipe holds, once every writer has closed it."""
+    reader = PipeReader(fd)
+    reader.start()
+    return reader.text()
+
+
+class WholeLinesTest(LoggerTestCase):
+    """Each write(2) holds whole lines; to a pipe, at most PIPE_BUF bytes."""
+
+    def record_writes(self, recorded_fd: int) -> List[bytes]:
+        """Record what each os.write to ``recorded_fd`` carries."""
+        writes: List[bytes] = []
+        real_write = os.write
+
+        def recording_write(fd: int, data) -> int:
+            if fd == recorded_fd:
+                writes.append(bytes(data))
+            return real_write(fd, data)
+
+        patcher = mock.patch("nex.log.os.write", recording_write)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        return writes
+
+    def test_writes_to_a_pipe_are_whole_lines_of_at_most_pipe_buf(self) -> None:
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        reader = PipeReader(read_end)
+        reader.start()
+        writes = self.record_writes(write_end)
+        logger = self.logger(access=write_end, owned=(write_end,))
+        sizes = [10, 700, 1500, 3000, select.PIPE_BUF - 120, select.PIPE_BUF + 500, 40]
+        for index in range(300):
+            size = sizes[index % len(sizes)]
+            logger.access("10.0.0.1", f"GET /{index}/{'x' * size} HTTP/1.1", 200, 1, None, None)
+        logger.close()
+        self.assertEqual(len(reader.text().splitlines()), 300)
+        self.assertGreater(len(writes), 1)
+        for data in writes:
+            self.assertTrue(data.endswith(b"\n"))
+            if len(data) > select.PIPE_BUF:  # only a single line longer than PIPE_BUF
+                self.assertEqual(data.count(b"\n"), 1, len(data))
+
+    def test_a_long_traceback_is_cut_between_its_lines(self) -> None:
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        reader = PipeReader(read_end)
+        reader.start()
+        writes = self.record_writes(write_end)
+        logger = self.logger(errors=write_end, owned=(write_end,))
+        try:
+            raise RuntimeError("\n".join("detail " * 20 for _ in range(100)))
+        except RuntimeError:
+            logger.exception("fault")
+        logger.close()
+        self.assertIn("RuntimeError: detail", reader.text())
+        self.assertGreater(len(writes), 1)
+        for data in writes:
+            self.assertTrue(data.endswith(b"\n"))
+            self.assertLessEqual(len(data), select.PIPE_BUF)
+
+    def test_two_writers_on_one_pipe_never_interleave_within_a_line(self) -> None:
+        # Two loggers stand for two worker processes sharing one log pipe.
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        reader = PipeReader(read_end)
+        reader.start()
+        other_end = os.dup(write_end)
+        loggers = [self.logger(access=fd, interval=0.001, buffer_bytes=16 * 1024 * 1024,
+                               owned=(fd,)) for fd in (write_end, other_end)]
+
+        def work(number: int) -> None:
+            for index in range(1500):
+                loggers[number].access(f"10.0.0.{number}", f"GET /{number}/{index}/"
+                                       f"{str(number) * 900} HTTP/1.1", 200, 1, None, None)
+
+        threads = [threading.Thread(target=work, args=(number,)) for number in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+            self.assertFalse(thread.is_alive())
+        for logger in loggers:
+            logger.close()
+        seen = set()
+        for line in reader.text().splitlines(keepends=True):
+            match = ACCESS_LINE.fullmatch(line)
+            self.assertIsNotNone(match, line[:120])
+            number, index, filler = re.fullmatch(r'"GET /([01])/([0-9]+)/([01]+) HTTP/1.1"',
+                                                 match["request"]).groups()
+            self.assertEqual(filler, number * 900)
+            seen.add((number, index))
+        self.assertEqual(len(seen), 3000)
 
 
 class ConcurrencyTest(LoggerTestCase):
-    """Lines from many threads at once, on one shared stream, each whole."""
+    """Lines from many threads at once, on one shared file, each whole."""
 
     THREADS = 20
     LINES = 150
 
     def test_lines_from_concurrent_threads_never_interleave(self) -> None:
-        shared = SlowStream()
-        with mock.patch.object(nex.log, "FLUSH_INTERVAL", 0.001):
-            logger = Logger(shared, shared)
-            self.addCleanup(logger.close)
+        shared = self.temporary_fd()
+        logger = self.logger(access=shared, errors=shared, interval=0.001)
         start = threading.Barrier(self.THREADS)
 
         def work(number: int) -> None:
@@ -319,7 +544,7 @@ class ConcurrencyTest(LoggerTestCase):
         logger.close()
         seen = set()
         warnings = 0
-        for line in shared.getvalue().splitlines(keepends=True):
+        for line in read_all(shared).splitlines(keepends=True):
             match = ACCESS_LINE.fullmatch(line)
             if match is None:
                 self.assertRegex(line, r"^\[[^]]+\] warning: thread [0-9]+ at [0-9]+\n$")

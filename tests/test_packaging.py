@@ -14,6 +14,7 @@ import time
 import unittest
 import zipfile
 
+from nex import SERVER_SOFTWARE
 from tests.support import REPO, ResponseReader
 
 
@@ -26,7 +27,7 @@ class WheelTest(unittest.TestCase):
         for folder in ("nex", "error_pages", "other_templates"):
             shutil.copytree(os.path.join(REPO, folder), os.path.join(source, folder),
                             ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("setup.py", "README.md"):
+        for name in ("setup.py", "README.md", "MANIFEST.in", "settings.conf"):
             shutil.copy2(os.path.join(REPO, name), source)
         out = os.path.join(cls.work, "dist")
         build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -48,6 +49,10 @@ class WheelTest(unittest.TestCase):
         for page in os.listdir(os.path.join(REPO, "error_pages")):
             self.assertIn(f"nex/error_pages/{page}", names)
         self.assertIn("nex/other_templates/dir.html", names)
+        with zipfile.ZipFile(self.wheel) as wheel:
+            shipped = wheel.read("nex/settings.conf")
+        with open(os.path.join(REPO, "settings.conf"), "rb") as checkout:
+            self.assertEqual(shipped, checkout.read())
         self.assertIn("nex = nex.cli:main", entry_points)
 
     def test_installed_nex_serves_a_folder_outside_the_checkout(self):
@@ -75,10 +80,25 @@ class WheelTest(unittest.TestCase):
                 sock.sendall(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
                 status, _, page = reader.read()
                 self.assertEqual(status, 404)
-                self.assertIn(b"Nex/0.1 Server at localhost Port", page)
+                self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port".encode(), page)
         finally:
             process.terminate()
             self.assertEqual(process.wait(30), 0)
+
+    def test_installed_nex_writes_the_shipped_settings_file(self):
+        site = os.path.join(self.work, "site-packages-write")
+        with zipfile.ZipFile(self.wheel) as wheel:
+            wheel.extractall(site)
+        written = os.path.join(self.work, "written.conf")
+        result = subprocess.run(
+            [sys.executable, "-c", "import sys; from nex.cli import main; sys.exit(main())",
+             "--write-config", written],
+            cwd=self.work, env={**os.environ, "PYTHONPATH": site}, capture_output=True,
+            text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(written, "rb") as copy, \
+                open(os.path.join(REPO, "settings.conf"), "rb") as shipped:
+            self.assertEqual(copy.read(), shipped.read())
 
     @staticmethod
     def wait_for_port(log: str, process: subprocess.Popen) -> int:

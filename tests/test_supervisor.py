@@ -21,6 +21,7 @@ import time
 import unittest
 from typing import Callable, Dict, List, Set, Tuple
 
+from nex import SERVER_SOFTWARE
 from nex.config import Config
 from nex.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
                             describe_exit, restart_delay, worker_config)
@@ -351,7 +352,7 @@ class WorkersTest(unittest.TestCase):
         self.assertEqual(server.wait(), 0)
         self.assertFalse([pid for pid in pids if running(pid)])
         errors = server.error_log()
-        self.assertIn("info: Nex/0.1 stopped", errors)
+        self.assertIn(f"info: {SERVER_SOFTWARE} stopped", errors)
         self.assertNotIn("warning", errors)
         self.assertNotIn("Traceback", server.stderr())
 
