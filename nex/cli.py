@@ -13,11 +13,12 @@ from nex.config import ConfigError, load_config
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
 _EPILOG = """\
-Every other setting (time-outs, limits, listings, symlinks, caching, compression, logging,
-media types) lives in settings.conf, an INI file whose comments explain each key.  Without
---config Nex reads settings.conf next to server.py when it exists, else it runs on built-in
-defaults and serves the current folder.  Flags win over the file.  A bad setting stops Nex
-before it listens, with a message naming the file, section, key and value, and exit status 2.
+Every other setting (time-outs, limits, listings, symlinks, upload limits, caching,
+compression, logging, media types) lives in settings.conf, an INI file whose comments
+explain each key.  Without --config Nex reads settings.conf next to server.py when it
+exists, else it runs on built-in defaults and serves the current folder.  Flags win over
+the file.  A bad setting stops Nex before it listens, with a message naming the file,
+section, key and value, and exit status 2.
 """
 
 
@@ -38,6 +39,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--root", metavar="DIR",
         help="folder to serve; a relative path starts at the current folder"
              " (default: [server] document_root, else the current folder)")
+    parser.add_argument(
+        "--upload", action=argparse.BooleanOptionalAction, default=None,
+        help="accept uploads: PUT writes a file, a form POST to a folder stores its files;"
+             " --no-upload refuses them with 405 (default: [files] upload, else no)")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -63,7 +68,7 @@ def main(argv: Optional[List[str]] = None,
         config_path = default
     overrides: Dict[str, Any] = {}
     for name, value in (("port", args.port), ("bind", args.bind),
-                        ("document_root", args.root)):
+                        ("document_root", args.root), ("upload", args.upload)):
         if value is not None:
             overrides[name] = value
     try:

@@ -167,6 +167,17 @@ class GoodRunTests(unittest.TestCase):
         assert config is not None
         self.assertEqual(config.document_root, str(here / "public_html"))
 
+    def test_upload_flag_wins_over_the_file(self) -> None:
+        folder = make_site(self)
+        off = write_settings(folder)
+        on = write_settings(folder, {("files", "upload"): "yes"}, name="on.conf")
+        for argv, expected in (([], False), (["--upload"], True), (["--no-upload"], False)):
+            for path, file_value in ((off, False), (on, True)):
+                with self.subTest(argv=argv, file_value=file_value):
+                    config = run(["--config", str(path)] + argv)[3]
+                    assert config is not None
+                    self.assertEqual(config.upload, file_value if not argv else expected)
+
     def test_bind_localhost(self) -> None:
         path = write_settings(make_site(self))
         config = run(["--config", str(path), "--bind", "localhost"])[3]
@@ -187,7 +198,8 @@ class UsageTests(unittest.TestCase):
                                          default_config=Path("/srv/nex/settings.conf"))
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
-        for text in ("--port", "--bind", "--root", "--config", "--version", "settings.conf",
+        for text in ("--port", "--bind", "--root", "--upload", "--no-upload", "--config",
+                     "--version", "settings.conf",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)
 
