@@ -5,7 +5,8 @@ called ``<script>``, ``a"b``, ``#1`` or ``x:y`` is shown and linked as itself an
 else.  Links are relative to the folder's URL, which the resolver guarantees ends in ``/``.
 The page comes from the ``dir.html`` template with the variables ``PATH`` (the folder's
 decoded URL path), ``ROWS`` (the table rows, raw HTML), ``SUMMARY`` (``"2 folders, 3
-files"``), ``SIGNATURE`` and ``SERVER_SOFTWARE``.
+files"``), ``UPLOAD_FORM`` (raw HTML, empty unless uploads are on), ``SIGNATURE`` and
+``SERVER_SOFTWARE``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import quote
 from nex import SERVER_SOFTWARE
 from nex.errors import HTTPError
 from nex.request import Request
-from nex.resolver import Target
+from nex.resolver import Target, hidden
 from nex.response import Response
 from nex.templates import TemplateSet
 
@@ -36,12 +37,13 @@ Entry = Tuple[str, bool, os.stat_result]
 
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
-                   show_dotfiles: bool = False) -> Response:
+                   show_dotfiles: bool = False, upload_form: str = "") -> Response:
     """The ``200`` listing page of the folder ``target``.
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
 
-    Names starting with ``.`` are left out unless ``show_dotfiles``.  Entries that cannot be
+    Names starting with ``.`` are left out unless ``show_dotfiles``; ``upload_form`` is the
+    HTML of the upload form, put in the page as it is.  Entries that cannot be
     served — broken links, devices, sockets, names that are not UTF-8, entries that vanish
     while the folder is read — are left out too.  Raises ``HTTPError`` 403 when the folder
     cannot be read, 404 when it has gone.
@@ -56,7 +58,8 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
         "SIGNATURE": signature,
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
     }
-    page = templates.listing.render(values, raw={"ROWS": "\n".join(rows)})
+    page = templates.listing.render(values, raw={"ROWS": "\n".join(rows),
+                                                 "UPLOAD_FORM": upload_form})
     return Response(200, [("Content-Type", "text/html; charset=utf-8")],
                     body=(page.encode("utf-8"),))
 
@@ -69,7 +72,7 @@ def read_folder(fs_path: str, show_dotfiles: bool = False) -> List[Entry]:
         with os.scandir(fs_path) as scan:
             for entry in scan:
                 name = entry.name
-                if name.startswith(".") and not show_dotfiles:
+                if hidden(name, show_dotfiles):
                     continue
                 try:
                     name.encode("utf-8")
