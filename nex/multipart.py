@@ -13,15 +13,16 @@ The body follows RFC 2046 §5.1.1, read strictly::
                       *( CRLF dash-boundary transport-padding CRLF body-part )
                       CRLF dash-boundary "--" transport-padding [CRLF epilogue]
 
-A delimiter (CRLF ``--`` boundary) is looked for everywhere, so content holding one is
-malformed, as the RFC says it must not occur.  The body is read as if it started with CRLF,
-so the first delimiter needs no line before it.  Limits come from the request-head limits:
-a preamble and a part's header section at most ``header_block`` bytes, at most
-``header_count`` header fields per part, the rest of a delimiter line at most
-``request_line`` bytes.  A body must hold at least one part.  Each part's header section is a field section as in a request head
-(RFC 9112 §5, CRLF only, no obs-fold) and must hold one ``Content-Disposition: form-data``
-with a ``name`` (RFC 7578 §4.2).  Anything else — a missing delimiter, text after the final
-one, a body that ends early — raises ``HTTPError(400)``.
+A delimiter (CRLF ``--`` boundary) ends a part wherever it occurs: the RFC says content
+never holds one, and what follows must then be a delimiter's end.  The body is read as if
+it started with CRLF, so the first delimiter needs no line before it; it must hold at least
+one part.  Limits come from the request-head limits: a preamble and a part's header section
+at most ``header_block`` bytes, at most ``header_count`` header fields per part, the rest of
+a delimiter line at most ``request_line`` bytes.  Each part's header section is a field
+section as in a request head (RFC 9112 §5, CRLF only, no obs-fold) and must hold one
+``Content-Disposition: form-data`` with a ``name`` (RFC 7578 §4.2).  Anything else — a
+missing delimiter, text after the final one, a body that ends early — raises
+``HTTPError(400)``.
 """
 
 from __future__ import annotations

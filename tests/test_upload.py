@@ -12,7 +12,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 from unittest import mock
 
 from nex.body import BodyReader
-from nex.config import Config, load_config
+from nex.config import load_config
 from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
