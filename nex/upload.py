@@ -296,7 +296,6 @@ class _PendingFile:
         self.temp_name = temp_name
         #: Whether a file of this name existed when it was checked.
         self.replaced = False
-        self.committed = False
         self.size = 0
         self.mtime_ns = 0
         self._identity: Tuple[int, int] = (0, 0)
@@ -343,11 +342,13 @@ class _PendingFile:
                 # Without hard links, claim the name with a file of our own, then move the
                 # upload onto the claim: a name taken meanwhile still fails, as above.
                 os.close(os.open(self.name, _CREATE, 0o666, dir_fd=folder))
-                os.rename(self.temp_name, self.name, src_dir_fd=folder, dst_dir_fd=folder)
+                try:
+                    os.rename(self.temp_name, self.name, src_dir_fd=folder, dst_dir_fd=folder)
+                except OSError:
+                    os.unlink(self.name, dir_fd=folder)
+                    raise
             else:
-                self.committed = True
                 os.unlink(self.temp_name, dir_fd=folder)
-        self.committed = True
         self._temp_exists = False
 
     def withdraw(self) -> None:

@@ -387,6 +387,13 @@ class RaceTest(UploadTestCase):
         self.assertEqual(self.read("dir/r.txt"), b"someone else's")
         self.assertNoTemporaryFiles()
 
+    def test_failed_move_onto_a_claim_removes_the_claim(self) -> None:
+        with mock.patch("os.link", side_effect=OSError(errno.EPERM, "no links")), \
+                mock.patch("os.rename", side_effect=OSError(errno.EIO, "disk error")):
+            with self.assertRaises(OSError):
+                self.request("PUT", "/dir/a.txt", b"x")
+        self.assertEqual(self.names("dir"), [])
+
     def test_other_link_failures_are_not_hidden(self) -> None:
         with mock.patch("os.link", side_effect=OSError(errno.EIO, "disk error")):
             with self.assertRaises(OSError):
