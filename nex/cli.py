@@ -25,12 +25,12 @@ def _epilog(default_config: Optional[str]) -> str:
         source = "Without --config Nex runs on built-in defaults and serves the current folder."
     return textwrap.fill(
         "Every other setting (time-outs, limits, listings, folder downloads, symlinks,"
-        " caching, compression, CORS origins, which paths need a login, logging, media types)"
+        " upload limits, caching, compression, CORS origins, which paths need a login, logging, media types)"
         " lives in a settings file, an INI file whose comments explain each key:"
         " --write-config FILE writes one with every key at its default, to edit and pass to"
         f" --config.  {source}  Flags win over the file.  A bad setting stops Nex before it"
         " listens, with a message naming the file, section, key and value, and exit status 2.",
-        width=90)
+        width=90, break_on_hyphens=False)
 
 
 def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
@@ -72,6 +72,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--zip", action="store_true",
         help="offer each listed folder as a zip download (?download=zip):"
              " [files] zip_download = yes (default: the settings file, else off)")
+    parser.add_argument(
+        "--upload", action=argparse.BooleanOptionalAction, default=None,
+        help="accept uploads: PUT writes a file, a form POST to a folder stores its files;"
+             " --no-upload refuses them with 405 (default: [files] upload, else no)")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -109,7 +113,7 @@ def main(argv: Optional[List[str]] = None,
     overrides: Dict[str, Any] = {}
     for name, value in (("port", args.port), ("bind", args.bind),
                         ("document_root", args.root), ("auth_users_file", args.auth_file),
-                        ("workers", args.workers)):
+                        ("workers", args.workers), ("upload", args.upload)):
         if value is not None:
             overrides[name] = value
     if args.cors:

@@ -64,6 +64,10 @@ class Config:
     file_cache_size: int = 32 * 1024 * 1024
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
+    upload: bool = False
+    max_upload_size: int = 100 * 1024 * 1024
+    max_upload_files: int = 100
+    upload_overwrite: bool = False
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -99,7 +103,7 @@ class _Invalid(Exception):
 # --- value grammars ------------------------------------------------------------------------
 
 _MAX_COUNT = 2 ** 31 - 1  # counts end up in C ints (listen backlog, thread limits)
-_MAX_SIZE = 2 ** 31  # "2G"; request bodies are only read to be discarded
+_MAX_SIZE = 2 ** 31  # "2G", also the largest request body or upload Nex takes
 _MAX_ZIP_SIZE = 2 ** 40  # "1024G": a folder download is streamed, never held
 _MAX_SECONDS = 86400.0  # socket time-outs overflow the C timeval long before "forever"
 _MAX_AGE = 2 ** 31  # RFC 9111 §1.2.2: caches cap delta-seconds at 2^31
@@ -466,6 +470,10 @@ _SETTINGS = (
     _setting("files", "file_cache_size", _size(0)),
     _setting("files", "zip_download", _boolean),
     _setting("files", "max_zip_size", _size(1, _MAX_ZIP_SIZE)),
+    _setting("files", "upload", _boolean),
+    _setting("files", "max_upload_size", _size(1)),
+    _setting("files", "max_upload_files", _integer(1, _MAX_COUNT)),
+    _setting("files", "upload_overwrite", _boolean),
     _setting("caching", "cache_control", _header_value),
     _setting("caching", "max_age", _extension_map(_max_age)),
     _setting("compression", "precompressed", _boolean),

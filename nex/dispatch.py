@@ -33,8 +33,9 @@ from nex.resolver import resolve
 from nex.response import Response
 from nex.static import serve_file
 from nex.templates import TemplateSet
+from nex.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 
-#: The methods Nex serves for files and folders.
+#: The methods Nex serves for files and folders; with uploads on, PUT and POST too.
 SERVED_METHODS = ("GET", "HEAD", "OPTIONS")
 _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
@@ -135,7 +136,7 @@ class Dispatcher:
             # answered without a login; under a protected prefix it does not look at the disk.
             if protected and request.method != "OPTIONS":
                 user = auth.login(request.headers.get("Authorization"), client)
-            response = self._serve(request, protected)
+            response = self._serve(request, body, protected)
         except HTTPError as error:
             error.user = user
             if cors is not None:
@@ -148,25 +149,36 @@ class Dispatcher:
             response.headers = cors.add_headers(request, response.headers)
         return response
 
-    def _serve(self, request: Request, protected: bool) -> Response:
+    def _serve(self, request: Request, body: Optional[BodyReader],
+               protected: bool) -> Response:
         """The answer of the method's handler once the request may be served."""
         method = request.method
+        config = self.config
+        if config.upload and method == "PUT":
+            return put_file(request, body, config)
+        if config.upload and method == "POST":
+            return post_form(request, body, config)
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS:
                 raise HTTPError(405, f"{method} is not supported here.",
-                                headers=[("Allow", _ALLOW)])
+                                headers=[("Allow", self._allow(request.path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
-        config = self.config
         if method == "OPTIONS":
             if request.target != "*" and not protected:
                 resolve(request.path, request.query, config)  # a missing path is still 404
-            return Response(204, [("Allow", _ALLOW)])
+            return Response(204, [("Allow", self._allow(request.path))])
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
-            return render_listing(target, request, self.templates, self.signature, config)
+            return render_listing(target, request, self.templates, self.signature, config,
+                                  upload_form=UPLOAD_FORM if config.upload else "")
         return serve_file(request, target, config, self.file_cache)
+
+    def _allow(self, path: str) -> str:
+        """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
+        methods, and with uploads on PUT for a file's address, POST for a folder's."""
+        return ", ".join(allowed_methods(path)) if self.config.upload else _ALLOW
 
     def error_response(self, error: HTTPError) -> Response:
         """The page for ``error``: the one way every error reply is made."""

@@ -22,7 +22,8 @@ URL path), ``BREADCRUMBS`` (a link for each segment of the path, raw HTML), ``CO
 table's header cells with their sorting links, raw HTML), ``ROWS`` (the table rows, raw
 HTML), ``SUMMARY`` (``"2 folders, 3 files"``), ``SORT`` and ``ORDER`` (the order shown,
 e.g. ``size`` and ``desc``), ``DOWNLOAD`` (a link to the folder as a zip when folder
-downloads are on, else empty; raw HTML), ``SIGNATURE`` and ``SERVER_SOFTWARE``.  A template
+downloads are on, else empty; raw HTML), ``UPLOAD_FORM`` (the upload form when uploads
+are on, else empty; raw HTML), ``SIGNATURE`` and ``SERVER_SOFTWARE``.  A template
 uses the variables it wants; a customised ``dir.html`` written before some of them existed
 keeps working.
 """
@@ -150,13 +151,14 @@ def _rank(ranges: List[Tuple[str, str, int]], kind: str, subtype: str) -> Tuple[
 
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
-                   config: Config) -> Response:
+                   config: Config, upload_form: str = "") -> Response:
     """The ``200`` listing of the folder ``target``, as HTML or JSON (see the module).
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
     ``config`` gives the serving rules the entries are judged by (dotfiles, symlinks, the
-    root), the ``[mime]`` types and whether folder downloads are offered.  Raises
-    ``HTTPError`` 403 when the folder cannot be read, 404 when it has gone.
+    root), the ``[mime]`` types and whether folder downloads are offered; ``upload_form``
+    is the HTML of the upload form, put in the page as it is.  Raises ``HTTPError`` 403 when
+    the folder cannot be read, 404 when it has gone.
     """
     view = listing_view(request)
     entries = sort_entries(read_folder(target, config), view.sort, view.descending)
@@ -181,6 +183,7 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
         "BREADCRUMBS": breadcrumbs(target.url_path),
         "COLUMNS": _column_headers(view),
         "DOWNLOAD": _DOWNLOAD_LINK if config.zip_download else "",
+        "UPLOAD_FORM": upload_form,
     }
     page = templates.listing.render(values, raw=raw)
     return Response(200, [("Content-Type", _HTML_TYPE), ("Vary", "Accept")],

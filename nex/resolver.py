@@ -6,7 +6,8 @@ The order of the steps is the point:
    no escaped ``/`` or ``\\``), then percent-decode it exactly once, as UTF-8, refusing NUL;
 2. split it into segments and drop ``.``, ``..`` and empty ones *on the text*, so no
    request can name anything above the document root however it is spelled;
-3. refuse dotfiles (any segment starting with ``.``) unless ``dotfiles`` is on;
+3. refuse hidden names (:func:`hidden`): dotfiles unless ``dotfiles`` is on, and the
+   temporary files of uploads in progress always;
 4. only then look at the disk, under the ``symlinks`` policy;
 5. directories: redirect to the slash form, serve an index file, list, or refuse.
 
@@ -55,6 +56,9 @@ _SEPARATOR_ESCAPE = re.compile(r"%(?:2[Ff]|5[Cc])")
 # always keeps the unreserved ones).  Everything else, CR and LF among it, is escaped.
 _PATH_SAFE = "!$&'()*+,;=:@"
 _QUERY_SAFE = _PATH_SAFE + "/?%"
+#: The name start of an upload's temporary file (:mod:`nex.upload`): never served or listed,
+#: so a half-written upload is never seen.
+UPLOAD_TEMP_PREFIX = ".nex-upload-"
 # Lookups that fail this way mean "nothing servable here".
 _NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
                         errno.EINVAL})
@@ -73,20 +77,20 @@ def resolve(path: str, query: str, config) -> Target:
     segments, trailing_slash = split_path(path)
     url_path = "/" + "/".join(segments)
     asked_for = url_path + "/" if segments and trailing_slash else url_path
-    if not config.dotfiles and any(segment.startswith(".") for segment in segments):
-        raise _not_found(asked_for)
+    if any(hidden(segment, config.dotfiles) for segment in segments):
+        raise not_found(asked_for)
     try:
         fs_path, st = lookup(config.document_root, segments, config.symlinks)
     except HTTPError as error:
         if error.status != 404:
             raise
-        raise _not_found(asked_for) from None
+        raise not_found(asked_for) from None
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
-            raise _not_found(asked_for)
+            raise not_found(asked_for)
         return Target("file", fs_path, url_path, st)
     if not stat.S_ISDIR(st.st_mode):
-        raise _not_found(asked_for)
+        raise not_found(asked_for)
     if segments and not trailing_slash:
         raise HTTPError(301, "The folder's address ends with a slash.",
                         headers=[("Location", redirect_location(segments, query))])
@@ -121,7 +125,7 @@ def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result
             return None
     except (HTTPError, UnicodeEncodeError):
         return None
-    if name.startswith(".") and not config.dotfiles:
+    if hidden(name, config.dotfiles):
         return None
     path = folder.fs_path.rstrip("/") + "/" + name
     try:
@@ -140,7 +144,13 @@ def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result
     return None
 
 
-def _not_found(url_path: str) -> HTTPError:
+def hidden(name: str, dotfiles: bool) -> bool:
+    """Whether ``name`` is never served or listed: a dotfile unless ``dotfiles`` is on, and
+    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always."""
+    return name.startswith(".") and (not dotfiles or name.startswith(UPLOAD_TEMP_PREFIX))
+
+
+def not_found(url_path: str) -> HTTPError:
     """The one 404 for a path that is missing or refused; the page escapes ``url_path``."""
     return HTTPError(404, f"The requested path {url_path} was not found.")
 
@@ -231,14 +241,21 @@ def _os_error(exc: OSError) -> Exception:
     return exc
 
 
-def redirect_location(segments: Sequence[str], query: str) -> str:
-    """The path-only ``Location`` of the folder ``segments`` with its trailing slash.
+def encode_path(segments: Sequence[str], folder: bool = False) -> str:
+    """The URL path of ``segments``, a folder's ending in ``/``, for a ``Location`` header.
 
     Every segment is percent-encoded again (as UTF-8) so nothing from the request — CR, LF,
-    spaces, non-ASCII — reaches the header raw.  The segments are non-empty, so the result
-    starts with exactly one ``/`` and cannot be read as a protocol-relative ``//host`` URL.
+    spaces, non-ASCII — reaches the header raw.  The result starts with exactly one ``/``
+    (the root is ``/``), so it cannot be read as a protocol-relative ``//host`` URL.
     """
-    location = "/" + "/".join(quote(segment, safe=_PATH_SAFE) for segment in segments) + "/"
+    path = "/" + "/".join(quote(segment, safe=_PATH_SAFE) for segment in segments)
+    return path + "/" if folder and segments else path
+
+
+def redirect_location(segments: Sequence[str], query: str) -> str:
+    """The path-only ``Location`` of the folder ``segments`` with its trailing slash, and
+    ``query`` (percent-encoded the same way) when there is one."""
+    location = encode_path(segments, folder=True)
     if query:
         location += "?" + quote(query, safe=_QUERY_SAFE)
     return location

@@ -202,6 +202,17 @@ class GoodRunTests(unittest.TestCase):
         assert config is not None
         self.assertEqual(config.document_root, str(here / "public_html"))
 
+    def test_upload_flag_wins_over_the_file(self) -> None:
+        folder = make_site(self)
+        off = write_settings(folder)
+        on = write_settings(folder, {("files", "upload"): "yes"}, name="on.conf")
+        for argv, expected in (([], False), (["--upload"], True), (["--no-upload"], False)):
+            for path, file_value in ((off, False), (on, True)):
+                with self.subTest(argv=argv, file_value=file_value):
+                    config = run(["--config", str(path)] + argv)[3]
+                    assert config is not None
+                    self.assertEqual(config.upload, file_value if not argv else expected)
+
     def test_bind_localhost(self) -> None:
         path = write_settings(make_site(self))
         config = run(["--config", str(path), "--bind", "localhost"])[3]
@@ -381,7 +392,7 @@ class UsageTests(unittest.TestCase):
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
         for text in ("--port", "--bind", "--root", "--config", "--workers", "auto",
-                     "--version", "settings.conf", "--cors", "--zip",
+                     "--version", "settings.conf", "--cors", "--zip", "--upload", "--no-upload",
                      "allow_origins = *", "zip_download = yes",
                      "--auth-file FILE", "--hash-password USER", "USER:hash line",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):

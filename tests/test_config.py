@@ -33,7 +33,9 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
-                                      "zip_download", "max_zip_size")},
+                                      "zip_download", "max_zip_size", "upload",
+                                      "max_upload_size", "max_upload_files",
+                                      "upload_overwrite")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
@@ -133,6 +135,12 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "max_zip_size", "0", "must be from 1 to 1099511627776 bytes (1024G)"),
     ("files", "max_zip_size", "1025G", "must be from 1 to 1099511627776 bytes (1024G)"),
     ("files", "max_zip_size", "1T", SIZE_GRAMMAR),
+    ("files", "upload", "sometimes", BOOLEAN),
+    ("files", "max_upload_size", "0", SIZE_FROM_1),
+    ("files", "max_upload_size", "3G", SIZE_FROM_1),
+    ("files", "max_upload_size", "100MB", SIZE_GRAMMAR),
+    ("files", "max_upload_files", "0", COUNT),
+    ("files", "upload_overwrite", "", BOOLEAN),
     ("caching", "cache_control", "max-age=60, \u00e9", "must be printable ASCII on one line"),
     ("caching", "max_age", ".css", "'.css' is not .extension=value"),
     ("caching", "max_age", ".css=60=70", "'.css=60=70' is not .extension=value"),
@@ -583,6 +591,13 @@ class GoodValueTests(unittest.TestCase):
             "http://[0:0::1]:8080": ("http://[::1]:8080",),
             "http://127.0.0.1:8000, http://127.0.0.1:8000": ("http://127.0.0.1:8000",),
             "https://xn--bcher-kva.example": ("https://xn--bcher-kva.example",)})
+
+    def test_upload_settings(self) -> None:
+        self.assert_parses("files", "upload", {"yes": True, "no": False, "On": True})
+        self.assert_parses("files", "upload_overwrite", {"yes": True, "off": False})
+        self.assert_parses("files", "max_upload_size", {"100M": 100 * 2 ** 20, "2G": 2 ** 31,
+                                                        "1": 1})
+        self.assert_parses("files", "max_upload_files", {"1": 1, "100": 100})
 
     def test_trusted_proxies(self) -> None:
         self.assert_parses("logging", "trusted_proxies", {

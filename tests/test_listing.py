@@ -173,6 +173,12 @@ class EntriesTest(ListingTestCase):
         self.assertEqual([n for _, n in self.links(self.render("/", show_dotfiles=True))],
                          [".git/", ".env", "visible"])
 
+    def test_upload_temporary_files_are_never_listed(self):
+        self.write(".nex-upload-0123456789abcdef")
+        self.write(".env")
+        self.assertEqual([n for _, n in self.links(self.render("/", show_dotfiles=True))],
+                         [".env"])
+
     def test_broken_symlink_is_skipped(self):
         os.symlink(os.path.join(self.root, "missing"), os.path.join(self.root, "broken"))
         self.write("real")
@@ -377,6 +383,16 @@ class ShippedTemplateTest(ListingTestCase):
         self.assertIn('<a href="../">../</a>', page)
         self.assertIn(SIGNATURE, page)
         self.assertNotIn("{{-", page)
+        self.assertNotIn("<form", page)
+
+    def test_shipped_listing_page_shows_the_upload_form_it_is_given(self):
+        templates = TemplateSet.load(os.path.join(PROJECT, "error_pages"),
+                                     os.path.join(PROJECT, "other_templates"))
+        target = Target("directory", self.root, "/", os.stat(self.root))
+        form = '<form method="post"><b>raw</b></form>'
+        page = render_listing(target, request_for("/"), templates, SIGNATURE, self.config(),
+                              upload_form=form).body[0].decode("utf-8")
+        self.assertIn("</table>" + form + "\n", page)
 
 
 class SymlinkPolicyTest(ListingTestCase):

@@ -15,7 +15,8 @@ from hypothesis import given, settings, strategies as st
 
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.resolver import redirect_location, resolve, servable_entry, split_path
+from nex.resolver import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
+                          servable_entry, split_path)
 
 
 class ResolverTestCase(unittest.TestCase):
@@ -170,6 +171,23 @@ class DotfileTest(ResolverTestCase):
     def test_dotfiles_served_when_allowed(self):
         self.assertEqual(self.resolve("/.secret", dotfiles=True).kind, "file")
         self.assertEqual(self.resolve("/docs/.hidden/x.txt", dotfiles=True).kind, "file")
+
+    def test_upload_temporary_files_are_hidden_even_with_dotfiles_allowed(self):
+        name = UPLOAD_TEMP_PREFIX + "0123456789abcdef"
+        self.write(self.root, name, b"half an upload")
+        self.write(self.root, "docs/" + name, b"half an upload")
+        for path in ["/" + name, "/docs/" + name, "/docs/%2enex-upload-0123456789abcdef"]:
+            with self.subTest(path=path):
+                self.assertStatus(404, path, dotfiles=True)
+                self.assertStatus(404, path)
+
+    def test_hidden_names(self):
+        for name, dotfiles, expected in [
+                (".env", False, True), (".env", True, False), ("a.txt", False, False),
+                (UPLOAD_TEMP_PREFIX + "x", True, True), (UPLOAD_TEMP_PREFIX + "x", False, True),
+                ("nex-upload-x", False, False), ("..", False, True)]:
+            with self.subTest(name=name, dotfiles=dotfiles):
+                self.assertIs(hidden(name, dotfiles), expected)
 
     def test_dotfile_check_does_not_touch_the_disk(self):
         with mock.patch("os.lstat") as lstat, mock.patch("os.stat") as stat:
@@ -405,6 +423,13 @@ class RedirectTest(ResolverTestCase):
     def test_redirect_location_escapes_everything_outside_pchar(self):
         location = redirect_location(["<x>", '"q"', "50%", "a?b#c", "\\"], "")
         self.assertEqual(location, "/%3Cx%3E/%22q%22/50%25/a%3Fb%23c/%5C/")
+
+    def test_encode_path_of_files_folders_and_the_root(self):
+        self.assertEqual(encode_path([]), "/")
+        self.assertEqual(encode_path([], folder=True), "/")
+        self.assertEqual(encode_path(["a b", "c\r\nd.txt"]), "/a%20b/c%0D%0Ad.txt")
+        self.assertEqual(encode_path(["a b"], folder=True), "/a%20b/")
+        self.assertEqual(redirect_location([], "x=1"), "/?x=1")
 
     def test_no_redirect_without_a_folder(self):
         self.assertStatus(404, "/nope")

@@ -19,8 +19,10 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
 TEMPLATES = os.path.join(PROJECT, "other_templates")
 #: Every status Nex sends with a page.
-SENT_STATUSES = (301, 400, 401, 403, 404, 405, 408, 412, 413, 414, 416, 429, 431, 500, 501,
-                 503, 505)
+SENT_STATUSES = (301, 303, 308, 400, 401, 403, 404, 405, 408, 409, 412, 413, 414, 415, 416, 429,
+                 431, 500, 501, 503, 505, 507)
+#: A status Nex never sends: its page is the fallback, error.html.
+UNSENT_STATUS = 422
 HOSTILE = '<script>alert("x")</script> & \'quoted\''
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
 ICON_LINK = ('<link rel="icon" href="data:image/svg+xml,'
@@ -353,7 +355,7 @@ class ErrorPagesTest(unittest.TestCase):
         self.assertEqual(set(self.templates.error_pages), set(SENT_STATUSES))
 
     def test_every_page_shows_status_reason_detail_and_signature(self):
-        for status in SENT_STATUSES + (409,):
+        for status in SENT_STATUSES + (UNSENT_STATUS,):
             with self.subTest(status=status):
                 error = HTTPError(status, "the detail")
                 page = self.templates.render_error(error, SIGNATURE).decode("utf-8")
@@ -366,7 +368,7 @@ class ErrorPagesTest(unittest.TestCase):
                 self.assertNotIn("{{-", page)
 
     def test_every_variable_is_escaped_in_error_pages(self):
-        for status in SENT_STATUSES + (409,):
+        for status in SENT_STATUSES + (UNSENT_STATUS,):
             with self.subTest(status=status):
                 error = HTTPError(status, HOSTILE, headers=[("Location", '/"><script>/')])
                 page = self.templates.render_error(error, HOSTILE).decode("utf-8")
@@ -403,7 +405,7 @@ class ErrorPagesTest(unittest.TestCase):
         self.assertIn("prefers-color-scheme", stylesheet)
         self.assertIn(ICON_LINK, layout)
         pages = {status: self.templates.render_error(HTTPError(status), SIGNATURE).decode()
-                 for status in SENT_STATUSES + (409,)}
+                 for status in SENT_STATUSES + (UNSENT_STATUS,)}
         pages["listing"] = self.templates.listing.render({"PATH": "/", "SIGNATURE": SIGNATURE},
                                                          raw={"ROWS": ""})
         for page_name, page in pages.items():
@@ -429,9 +431,12 @@ class ErrorPagesTest(unittest.TestCase):
         self.assertNotIn("robots", listing)
 
     def test_redirect_page_links_to_location(self):
-        error = HTTPError(301, headers=[("Location", "/a%20b/?q=1&r=2")])
-        page = self.templates.render_error(error, SIGNATURE).decode("utf-8")
-        self.assertIn('<a href="/a%20b/?q=1&amp;r=2">/a%20b/?q=1&amp;r=2</a>', page)
+        for status in (301, 303, 308):
+            with self.subTest(status=status):
+                error = HTTPError(status, headers=[("Location", "/a%20b/?q=1&r=2")])
+                page = self.templates.render_error(error, SIGNATURE).decode("utf-8")
+                self.assertIn('<a href="/a%20b/?q=1&amp;r=2">/a%20b/?q=1&amp;r=2</a>', page)
+                self.assertIn(f'<p class="code">{status}</p>', page)
 
     def test_detail_equal_to_reason_is_not_repeated(self):
         page = self.templates.render_error(HTTPError(404), SIGNATURE).decode("utf-8")
