@@ -36,6 +36,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
                                         "trusted_proxies")},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -131,7 +132,7 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
      "'10.0.0.0/33' is not an IP address or network (10.0.0.0/8)"),
     ("logging", "access_log", "", "must be a path"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, mime)"),
+     " caching, compression, logging, tls, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
