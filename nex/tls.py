@@ -206,6 +206,7 @@ def make_self_signed(folder: str) -> Tuple[str, str]:
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
         raise TLSError(f"openssl could not make a self-signed certificate: {lines[-1]}")
+    os.chmod(key, 0o600)  # older openssl versions create it as the umask allows
     return certificate, key
 
 
