@@ -53,7 +53,7 @@ _CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, err
 #: The same for a TLS connection: the client closed the connection, with or without its
 #: closure alert.
 _TLS_CLIENT_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
-PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
+_PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
                      "Use an https:// address instead of http://.")
 
 
@@ -200,7 +200,7 @@ class Connection:
             pending = self._receive(deadline, 0)
             self._buffer += pending or b""
             self._head_bytes = self._buffer  # so the log shows the request line
-            self._refuse(HTTPError(400, PLAIN_HTTP_DETAIL, close=True))
+            self._refuse(HTTPError(400, _PLAIN_HTTP_DETAIL, close=True))
             return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
