@@ -688,12 +688,21 @@ class HTTPSServerTest(unittest.TestCase):
 
 
 def closed_by_server(sock: socket.socket) -> bool:
-    """Whether the server closes ``sock`` before the client's own time-out: it sends
-    nothing, then the end of the stream (or a reset)."""
+    """Whether the server closes ``sock`` before the client's own time-out: it sends no
+    more than a TLS alert for a handshake it gave up on, then the end of the stream (or a
+    reset)."""
+    received = b""
     try:
-        return sock.recv(1024) == b""
+        while True:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            received += chunk
     except ConnectionResetError:
-        return True
+        pass
+    # An alert record: type 21, version, length 2, level, description (RFC 8446 §6).
+    return received == b"" or (len(received) == 7 and received.startswith(b"\x15\x03")
+                                and received[3:5] == b"\x00\x02")
 
 
 @requires_openssl
@@ -756,10 +765,13 @@ class HandshakeInWorkerTest(unittest.TestCase):
         self.root = tempfile.mkdtemp(prefix="nex-root-")
         self.addCleanup(shutil.rmtree, self.root, True)
         Path(self.root, "hello.txt").write_bytes(HELLO)
+
+    def start(self, max_connections: int) -> None:
         # A long head time-out: a handshake in the accept loop would hold the next client
         # past its socket time-out.
         self.server = NexServer(self.root, tls=True, settings={
-            "timeouts": {"request_head": "120"}, "server": {"max_connections": "2"}}).start()
+            "timeouts": {"request_head": "120", "shutdown_grace": "120"},
+            "server": {"max_connections": str(max_connections)}}).start()
         self.addCleanup(self.server.stop)
 
     def get_hello(self) -> bytes:
@@ -768,6 +780,7 @@ class HandshakeInWorkerTest(unittest.TestCase):
             return ResponseReader(sock).read()[2]
 
     def test_stalled_handshakes_count_against_the_cap_and_block_no_one(self) -> None:
+        self.start(max_connections=2)
         first, second = self.server.connect(), self.server.connect()
         self.addCleanup(first.close)
         with second:
@@ -783,6 +796,19 @@ class HandshakeInWorkerTest(unittest.TestCase):
             except (ssl.SSLError, ConnectionError):
                 if time.monotonic() > deadline:
                     raise
+
+
+    def test_sigterm_wakes_stalled_handshakes_instead_of_waiting_the_grace_period(self) -> None:
+        self.start(max_connections=3)
+        silent, halfway = self.server.connect(), self.server.connect()
+        with silent, halfway:
+            halfway.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello
+            self.assertEqual(self.get_hello(), HELLO)  # both are in their workers by now
+            self.server.signal(signal.SIGTERM)
+            # Waiting for the 120 s grace period would outlast this wait.
+            self.assertEqual(self.server.wait(SOCKET_TIMEOUT), 0)
+            self.assertTrue(closed_by_server(silent))
+            self.assertTrue(closed_by_server(halfway))
 
 
 @requires_openssl
