@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from typing import Any, Dict, List, Optional, TextIO, Union
 
 from nex import __version__
 from nex.auth import check_password, check_user_name, hash_password
 from nex.config import ConfigError, load_config, shipped_settings
+from nex.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
@@ -76,6 +79,17 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--upload", action=argparse.BooleanOptionalAction, default=None,
         help="accept uploads: PUT writes a file, a form POST to a folder stores its files;"
              " --no-upload refuses them with 405 (default: [files] upload, else no)")
+    parser.add_argument(
+        "--tls-cert", metavar="FILE",
+        help="serve HTTPS with this PEM certificate (the chain after it); needs --tls-key"
+             " (default: [tls] certificate, else plain HTTP)")
+    parser.add_argument(
+        "--tls-key", metavar="FILE",
+        help="the PEM private key of --tls-cert, without a passphrase (default: [tls] key)")
+    parser.add_argument(
+        "--tls-self-signed", action="store_true",
+        help="serve HTTPS with a throw-away self-signed certificate for localhost,"
+             " 127.0.0.1 and ::1, made at start-up (for local testing)")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -113,18 +127,46 @@ def main(argv: Optional[List[str]] = None,
     overrides: Dict[str, Any] = {}
     for name, value in (("port", args.port), ("bind", args.bind),
                         ("document_root", args.root), ("auth_users_file", args.auth_file),
-                        ("workers", args.workers), ("upload", args.upload)):
+                        ("workers", args.workers), ("upload", args.upload),
+                        ("tls_certificate", args.tls_cert), ("tls_key", args.tls_key)):
         if value is not None:
             overrides[name] = value
     if args.cors:
         overrides["cors_allow_origins"] = "*"
     if args.zip:
         overrides["zip_download"] = True
+    if not args.tls_self_signed:
+        return _load_and_serve(config_path, overrides)
+    if args.tls_cert is not None or args.tls_key is not None:
+        print("nex: --tls-self-signed makes its own certificate and key; leave out --tls-cert"
+              " and --tls-key", file=sys.stderr)
+        return 2
+    folder = tempfile.mkdtemp(prefix="nex-tls-")
+    try:
+        try:
+            certificate, key = make_self_signed(folder)
+        except TLSError as error:
+            print(f"nex: {error}", file=sys.stderr)
+            return 2
+        overrides.update(tls_certificate=certificate, tls_key=key)
+        notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
+                  f" only): {certificate}\n  SHA-256 fingerprint "
+                  f"{certificate_fingerprint(certificate)}")
+        return _load_and_serve(config_path, overrides, notice)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
+                    notice: str = "") -> int:
+    """Load the settings with ``overrides``, print ``notice`` and serve; 2 on a bad setting."""
     try:
         config = load_config(config_path, overrides)
     except ConfigError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
+    if notice:
+        print(notice, flush=True)
     # Only now: checking settings needs no server.
     if config.workers > 1:
         from nex.supervisor import supervise

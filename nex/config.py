@@ -88,6 +88,9 @@ class Config:
     auth_max_failures_per_minute: int = 10
     # [cors]
     cors_allow_origins: Tuple[str, ...] = ()
+    # [tls]: both paths, or neither (plain HTTP)
+    tls_certificate: str = ""
+    tls_key: str = ""
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -401,6 +404,30 @@ def _template_folder(required: str, shipped: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _optional_path(text: str, base: str) -> str:
+    """An absolute path, or empty for none.  Symbolic links are kept, not resolved."""
+    if not text:
+        return ""
+    if not text.isprintable():
+        raise _Invalid("must be a path")
+    return os.path.abspath(os.path.join(base, text))
+
+
+def _tls_file(text: str, base: str) -> str:
+    """A readable file, or empty for none.  Symbolic links are kept, not resolved, so a
+    reload follows a link that renewal pointed at a new file."""
+    path = _optional_path(text, base)
+    if not path:
+        return ""
+    if not os.path.exists(path):
+        raise _Invalid(f"file {path} does not exist")
+    if not os.path.isfile(path):
+        raise _Invalid(f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise _Invalid(f"file {path} is not readable")
+    return path
+
+
 def _log_target(text: str, base: str) -> str:
     """``-`` for the standard stream, else a file Nex can append to or create."""
     if text == "-":
@@ -429,13 +456,19 @@ class _Setting:
     key: str
     field: str
     parse: Callable[[str, str], Any]
-    on_disk: bool  # the check looks at the file system, not just the text
+    #: The check of the text alone, for a file value a flag replaces: a parse that looks at
+    #: the file system must not look for a path the flag leaves unused.
+    shape: Callable[[str, str], Any]
 
 
 def _setting(section: str, key: str, parse: Callable[[str, str], Any],
-             field_name: Optional[str] = None, on_disk: bool = False) -> _Setting:
-    """A table row; ``field_name`` defaults to ``key``."""
-    return _Setting(section, key, field_name or key, parse, on_disk)
+             field_name: Optional[str] = None, on_disk: bool = False,
+             shape: Optional[Callable[[str, str], Any]] = None) -> _Setting:
+    """A table row; ``field_name`` defaults to ``key``.  ``on_disk`` marks a parse that looks
+    at the file system; ``shape`` then checks the text alone (default: a path)."""
+    if shape is None:
+        shape = _resolve if on_disk else parse
+    return _Setting(section, key, field_name or key, parse, shape)
 
 
 _SETTINGS = (
@@ -490,6 +523,8 @@ _SETTINGS = (
     _setting("auth", "max_failures_per_minute", _integer(0, _MAX_COUNT),
              "auth_max_failures_per_minute"),
     _setting("cors", "allow_origins", _origins, "cors_allow_origins"),
+    _setting("tls", "certificate", _tls_file, "tls_certificate", shape=_optional_path),
+    _setting("tls", "key", _tls_file, "tls_key", shape=_optional_path),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -498,7 +533,8 @@ _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 
 # Command-line flags whose name is not the field's name with dashes.
 _FLAGS = {"document_root": "--root", "auth_users_file": "--auth-file",
-          "cors_allow_origins": "--cors", "zip_download": "--zip"}
+          "cors_allow_origins": "--cors", "zip_download": "--zip",
+          "tls_certificate": "--tls-cert", "tls_key": "--tls-key"}
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -537,7 +573,7 @@ def load_config(path: Union[str, os.PathLike, None],
             # A flag replaces a file value, yet the file must still be well-formed; only a
             # path the flag leaves unused is not looked for on disk.
             text = sections[setting.section][setting.key]
-            parse = _resolve if replaced and setting.on_disk and text else setting.parse
+            parse = setting.shape if replaced and text else setting.parse
             label = f"{shown_path} [{setting.section}] {setting.key} = {_show(text)}"
             values[setting.field] = _parse(parse, text, base, label)
         if replaced:
@@ -549,6 +585,11 @@ def load_config(path: Union[str, os.PathLike, None],
             text = builtin[setting.field]
             label = f"[{setting.section}] {setting.key} = {_show(text)} (built-in default)"
             values[setting.field] = _parse(setting.parse, text, base, label)
+    if bool(values.get("tls_certificate")) != bool(values.get("tls_key")):
+        given, missing = (("certificate", "key") if values.get("tls_certificate")
+                          else ("key", "certificate"))
+        raise ConfigError(f"[tls] {given} is set but {missing} is not: HTTPS needs both"
+                          " (in settings.conf, or --tls-cert and --tls-key)")
     return Config(**values)
 
 

@@ -3,16 +3,23 @@
 A connection moves through the states of :class:`State`; :meth:`Connection._enter` is the
 only place the state changes, and it refuses a transition the table does not allow::
 
+    HANDSHAKING (TLS) ──TLS up──▶ IDLE; ──plain HTTP──▶ SENDING (400); ──failed──▶ CLOSED
     IDLE ──first byte──▶ READING_HEAD ──head──▶ ANSWERING ──▶ SENDING ──▶ IDLE (keep-alive)
       │                      │ (bad head, time-out)              │ ├──▶ TUNNEL (CONNECT) ──▶ CLOSED
       └──client left──▶ CLOSED └────────────────▶ SENDING        │ └──▶ CLOSING ──▶ CLOSED
                                                                   └──▶ CLOSED
 
-:func:`stays_open` is the one decision whether the connection goes back to IDLE.  Time
-limits apply to waiting for a request (idle keep-alive) and to receiving one (a slow client
-must deliver its whole head within ``request_head_timeout`` of its first byte, or for a new
-connection of its start, however it dribbles it).  Every response is logged exactly once,
-with the body bytes actually sent.
+A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open` is the one
+decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
+request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
+within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
+however it dribbles it; the TLS handshake counts against that same limit).  Every response
+is logged exactly once, with the body bytes actually sent.
+
+On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
+blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
+ever.  Such a connection uses the socket's Python time-out instead, one value for both
+directions, set before each receive and each response.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import enum
 import errno
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -30,8 +38,9 @@ from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
 from nex.log import Logger
 from nex.request import HeadScanner, Limits, Request, parse_head
-from nex.response import BodyFault, Progress, Response, framing_for, Framing, write_interim, \
-    write_response
+from nex.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
+    write_interim, write_response
+from nex.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
 #: Statuses after which the rest of the byte stream cannot be trusted to be framed right.
@@ -41,11 +50,17 @@ _LINGER_BYTES = 256 * 1024
 #: Errors that mean the client went away or stopped reading: nobody is left to tell.
 _CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
                           errno.ESHUTDOWN, errno.ETIMEDOUT})
+#: The same for a TLS connection: the client closed the connection, with or without its
+#: closure alert.
+_TLS_CLIENT_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+_PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
+                     "Use an https:// address instead of http://.")
 
 
 class State(enum.Enum):
     """Where a connection is in its life."""
 
+    HANDSHAKING = "looking at the first bytes, then completing the TLS handshake"
     IDLE = "waiting for the first byte of a request"
     READING_HEAD = "receiving a request head"
     ANSWERING = "handling a request; its body is read, streamed or discarded"
@@ -56,6 +71,7 @@ class State(enum.Enum):
 
 
 _TRANSITIONS = {
+    State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
     State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
     State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
     State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
@@ -96,13 +112,23 @@ def _expects_continue(request: Request) -> bool:
 
 
 class Connection:
-    """Serves the requests that arrive on one accepted socket."""
+    """Serves the requests that arrive on one accepted socket.
+
+    With ``tls`` the client must first complete a TLS handshake with its context; a client
+    that sends plain HTTP instead gets a ``400`` page in plain text.
+    """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
-                 logger: Logger, stopping: threading.Event) -> None:
+                 logger: Logger, stopping: threading.Event,
+                 tls: Optional[ServerTLS] = None) -> None:
         self.sock = sock
         self.client = client
-        self.state = State.IDLE
+        self.state = State.IDLE if tls is None else State.HANDSHAKING
+        #: Whether TLS is up: the socket is then an ``ssl.SSLSocket`` with a Python time-out.
+        self.encrypted = False
+        self._tls = tls
+        self._owes_close_notify = False
+        self._accepted = time.monotonic()
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = Limits.from_config(dispatcher.config)
@@ -124,27 +150,34 @@ class Connection:
     def serve(self) -> None:
         """Run the loop until the client leaves, a time limit passes, or the server stops."""
         try:
-            self._serve_requests()
+            if self._tls is None or self._start_tls():
+                self._serve_requests()
         except OSError:
-            pass  # the client went away or stopped reading: nobody is left to answer
+            pass  # the client went away, stopped reading or failed the handshake
         except Exception:
             self._logger.exception(f"unexpected fault on the connection from {self.client}")
         finally:
             self.state = State.CLOSED
+            self._close_notify()
             self.sock.close()
 
     def wake(self) -> None:
         """Wake the loop if it is idle, so that a stopping server need not wait for it."""
-        if self.state is State.IDLE:
-            try:
-                self.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        if self.state in (State.IDLE, State.HANDSHAKING):
+            self._shut_down_transport(socket.SHUT_RD)
 
     def abort(self) -> None:
         """End a transfer the server will not wait for: its write fails and is logged."""
+        self._shut_down_transport(socket.SHUT_RDWR)
+
+    def _shut_down_transport(self, how: int) -> None:
+        """Shut the TCP connection down from another thread.
+
+        ``SSLSocket.shutdown`` would also drop the TLS layer under the worker, which could
+        then read ciphertext as if it were a request: the plain socket's method leaves it.
+        """
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(self.sock, how)
         except OSError:
             pass
 
@@ -153,24 +186,57 @@ class Connection:
             raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
         self.state = state
 
+    def _start_tls(self) -> bool:
+        """Complete the TLS handshake before the first head's deadline; return whether
+        requests can follow.
+
+        The first byte is peeked at first: a plain HTTP request gets the 400 page that says
+        this port speaks HTTPS, in plain text, instead of a failed handshake.
+        """
+        deadline = self._accepted + self._config.request_head_timeout
+        first = self._receive(deadline, 0, 1, socket.MSG_PEEK)
+        if not first:
+            return False  # closed or timed out before sending anything
+        if is_plain_http(first):
+            pending = self._receive(deadline, 0)
+            self._buffer += pending or b""
+            self._head_bytes = self._buffer  # so the log shows the request line
+            self._refuse(HTTPError(400, _PLAIN_HTTP_DETAIL, close=True))
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock = self._tls.wrap(self.sock)
+        self.encrypted = True
+        self._receive_timeout = -1.0  # from now on the socket's Python time-out counts
+        self._set_receive_timeout(remaining)
+        self.sock.do_handshake()
+        self._owes_close_notify = True
+        self._enter(State.IDLE)
+        return True
+
     def _serve_requests(self) -> None:
-        idle_timeout = self._config.request_head_timeout
-        # A new connection's first head is timed from the connection's start, so waiting
-        # before the first byte cannot buy a slow client a second full time-out.
-        started: Optional[float] = time.monotonic()
+        # A new connection's first request is timed from the accept, so waiting before the
+        # first byte (or in the handshake) cannot buy a slow client a second full time-out.
+        started: Optional[float] = self._accepted
+        idle_timeout = started + self._config.request_head_timeout - time.monotonic()
         while True:
             try:
                 request = self._read_request(idle_timeout, started)
             except HTTPError as error:
-                self._enter(State.SENDING)
-                self._send(self._dispatcher.error_response(error), None, keep_alive=False)
-                self._linger()
+                self._refuse(error)
                 return
             if request is None:
                 return
             idle_timeout, started = self._config.keep_alive_timeout, None
             if not self._answer(request):
                 return
+
+    def _refuse(self, error: HTTPError) -> None:
+        """Answer a request that could not be read with ``error``'s page, then close."""
+        self._enter(State.SENDING)
+        self._send(self._dispatcher.error_response(error), None, keep_alive=False)
+        self._linger()
 
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
@@ -248,11 +314,13 @@ class Connection:
                 return None
             buffer += chunk
 
-    def _receive(self, deadline: Optional[float], idle_timeout: float) -> Optional[bytes]:
-        """Bytes from the client; b"" when it closed; None when the wait timed out.
+    def _receive(self, deadline: Optional[float], idle_timeout: float,
+                 size: int = _RECV_SIZE, flags: int = 0) -> Optional[bytes]:
+        """Up to ``size`` bytes from the client; b"" when it closed; None when the wait
+        timed out.
 
         Without a ``deadline`` the connection is idle: it waits ``idle_timeout`` and a
-        stopping server ends the wait.
+        stopping server ends the wait.  ``flags`` go to ``recv`` (MSG_PEEK before TLS).
         """
         if deadline is None:
             if self._stopping.is_set():
@@ -260,12 +328,12 @@ class Connection:
             timeout = idle_timeout
         else:
             timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return None
+        if timeout <= 0:
+            return None
         self._set_receive_timeout(timeout)
         try:
-            return self.sock.recv(_RECV_SIZE)
-        except BlockingIOError:  # SO_RCVTIMEO ran out
+            return self.sock.recv(size, flags)
+        except TIMED_OUT:  # SO_RCVTIMEO, or a TLS socket's own time-out, ran out
             return None
 
     def _receive_body(self, deadline: float) -> bytes:
@@ -276,17 +344,29 @@ class Connection:
         return chunk
 
     def _send_continue(self) -> None:
+        self._set_send_timeout()
         write_interim(self.sock, 100)
 
     def _set_receive_timeout(self, seconds: float) -> None:
-        """Bound the next ``recv`` in the kernel (SO_RCVTIMEO).
+        """Bound the next ``recv`` in the kernel (SO_RCVTIMEO), or on a TLS connection with
+        the socket's Python time-out.
 
         A Python-level socket timeout would ``poll`` before every ``recv`` and ``send``; the
         kernel's own time-outs cost no extra system call, and a changed value costs one.
         """
         if seconds != self._receive_timeout:
             self._receive_timeout = seconds
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+            if self.encrypted:
+                self.sock.settimeout(seconds)
+            else:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+
+    def _set_send_timeout(self) -> None:
+        """On a TLS connection, turn the socket's one time-out to the send time-out (a plain
+        socket keeps SO_SNDTIMEO from the start)."""
+        if self.encrypted:
+            self.sock.settimeout(self._config.send_timeout)
+            self._receive_timeout = -1.0
 
     def _send(self, response: Response, request: Optional[Request], *,
               keep_alive: bool) -> None:
@@ -297,17 +377,18 @@ class Connection:
         """
         progress = Progress()
         try:
+            self._set_send_timeout()
             write_response(self.sock, response,
                            head_only=request is not None and request.method == "HEAD",
                            keep_alive=keep_alive, min_rate=self._config.min_send_rate,
                            grace=self._config.send_timeout,
                            chunked_allowed=request is not None and request.version == "HTTP/1.1",
-                           progress=progress)
+                           progress=progress, encrypted=self.encrypted)
         except BodyFault as fault:
             self._logger.warning(f"response to {self.client} cut short: {fault}")
             raise
         except OSError as error:
-            if not isinstance(error, TimeoutError) and error.errno not in _CLIENT_GONE:
+            if not _client_gone(error):
                 self._logger.warning(f"sending to {self.client} failed: {error}")
             raise
         finally:
@@ -335,10 +416,13 @@ class Connection:
         """Half-close, then drain what the client still sends, so it can read our answer.
 
         Closing a socket with unread input makes the kernel send a reset, which can destroy
-        the response before the client has read it (RFC 9112 §9.6).
+        the response before the client has read it (RFC 9112 §9.6).  A TLS connection sends
+        its closure alert first; ``SSLSocket.shutdown`` then leaves TLS, so the rest is
+        drained without decrypting it.
         """
         self._enter(State.CLOSING)
         try:
+            self._close_notify()
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + _LINGER_SECONDS
             drained = 0
@@ -353,6 +437,22 @@ class Connection:
                 drained += len(chunk)
         except OSError:
             pass
+
+    def _close_notify(self) -> None:
+        """Send TLS's closure alert once the handshake is done, at most once (RFC 9112
+        §9.8: a TLS connection is closed with an exchange of closure alerts)."""
+        if self._owes_close_notify:
+            self._owes_close_notify = False
+            self._receive_timeout = -1.0
+            send_close_notify(self.sock)
+
+
+def _client_gone(error: OSError) -> bool:
+    """Whether a failed send means the client went away or stopped reading, which is not
+    worth a line in the error log."""
+    if isinstance(error, (TimeoutError,) + _TLS_CLIENT_GONE):
+        return True
+    return not isinstance(error, ssl.SSLError) and error.errno in _CLIENT_GONE
 
 
 def _first_line(data: Union[bytes, bytearray]) -> str:

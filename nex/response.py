@@ -2,9 +2,10 @@
 
 A :class:`Response` is a plain value that handlers build; :func:`write_response` puts it on
 the socket: the head, then the body from bytes, slices of an open file (``os.sendfile``,
-zero-copy), or a stream produced while sending (a proxied body) framed by Content-Length,
-chunked, or the end of the connection.  A response owns what its body comes from and
-:meth:`Response.release` frees it, whatever path the exchange took.
+zero-copy; read in bounded pieces and encrypted on a TLS socket), or a stream produced while
+sending (a proxied body) framed by Content-Length, chunked, or the end of the connection.  A
+response owns what its body comes from and :meth:`Response.release` frees it, whatever path
+the exchange took.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import (Callable, Iterable, Iterator, List, NamedTuple, Optional,
 from nex import SERVER_SOFTWARE
 from nex.clock import http_date_now
 from nex.errors import reason_phrase
+from nex.tls import RECORD_SIZE
 
 _KEEP_ALIVE = "Connection: keep-alive\r\n\r\n"
 _CLOSE = "Connection: close\r\n\r\n"
@@ -123,6 +125,12 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _SMALL_BODY = 64 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _SENDFILE_BLOCK = 1 << 30
+#: How much of a file one read takes on its way to a TLS socket, which has no sendfile.
+_READ_BLOCK = 256 * 1024
+#: What a send raises when its time-out runs out: a plain socket's SO_SNDTIMEO makes the
+#: kernel answer EAGAIN (BlockingIOError); a TLS socket has a Python time-out instead
+#: (socket.timeout), since a blocking SSLSocket retries past SO_SNDTIMEO for ever.
+TIMED_OUT = (BlockingIOError, socket.timeout)
 
 
 def has_body(status: int) -> bool:
@@ -190,7 +198,8 @@ class Progress:
 
 def write_response(sock: socket.socket, response: Response, *, head_only: bool,
                    keep_alive: bool, min_rate: int = 0, grace: float = 0.0,
-                   chunked_allowed: bool = True, progress: Optional[Progress] = None) -> int:
+                   chunked_allowed: bool = True, progress: Optional[Progress] = None,
+                   encrypted: bool = False) -> int:
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
     Small bodies go out with the head in one write; larger file slices through
@@ -201,35 +210,45 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     ``progress`` counts the body bytes sent, also when the write fails part way.  A body
     that cannot be produced whole raises :class:`BodyFault`.  The response is released in
     every case.
+
+    ``encrypted`` says ``sock`` is an ``ssl.SSLSocket``: bytes must pass through it, so file
+    slices are read in pieces of 256 KiB instead of sent with ``os.sendfile``, no send
+    flags are given, and each send carries at most one TLS record, because its time-out
+    (the socket's own, set by the caller) covers the whole call, not each byte moved.
     """
     pace = _Pace(min_rate, grace, progress or Progress())
+    more = 0 if encrypted else _MSG_MORE
+    most = RECORD_SIZE if encrypted else None
     try:
         framing = framing_for(response, chunked_allowed)
         total = response.content_length
         head = serialize_head(response, keep_alive=keep_alive, content_length=total,
                               framing=framing)
         if head_only or not has_body(response.status) or response.tunnel is not None:
-            _send_all(sock, head, 0, None)
+            _send_all(sock, head, 0, None, most=most)
             return 0
         if response.stream is not None:
-            _send_stream(sock, head, response.stream, total, framing, pace)
+            _send_stream(sock, head, response.stream, total, framing, pace, more, most)
             return pace.progress.body_sent
         body = response.body
         if not body:
-            _send_all(sock, head, 0, None)
+            _send_all(sock, head, 0, None, most=most)
             return 0
         if total <= _SMALL_BODY:
             data = body[0] if len(body) == 1 and not isinstance(body[0], FileSlice) else \
                 b"".join(_read_pieces(response))
-            _send_all(sock, head + data, 0, pace, len(head))
+            _send_all(sock, head + data, 0, pace, len(head), most)
             return total
-        _send_all(sock, head, _MSG_MORE, None)
+        _send_all(sock, head, more, None, most=most)
         last = len(body) - 1
         for index, piece in enumerate(body):
             if isinstance(piece, FileSlice):
-                _send_file_slice(sock, response.file.fileno(), piece, pace)
+                if encrypted:
+                    _copy_file_slice(sock, response.file.fileno(), piece, pace)
+                else:
+                    _send_file_slice(sock, response.file.fileno(), piece, pace)
             else:
-                _send_all(sock, piece, _MSG_MORE if index < last else 0, pace)
+                _send_all(sock, piece, more if index < last else 0, pace, most=most)
         return total
     finally:
         response.release()
@@ -256,11 +275,12 @@ class _Pace:
 
 
 def _send_all(sock: socket.socket, data: bytes, flags: int, pace: Optional[_Pace],
-              skip: int = 0) -> None:
+              skip: int = 0, most: Optional[int] = None) -> None:
     """``sock.sendall`` that keeps ``pace``, counting bytes past the first ``skip`` (a head
-    sent with its body) as body bytes; one ``send`` when the buffer has room."""
+    sent with its body) as body bytes; one ``send`` when the buffer has room.  ``most``
+    caps the bytes one ``send`` is given (None: no cap)."""
     try:
-        sent = sock.send(data, flags)
+        sent = sock.send(data if most is None else memoryview(data)[:most], flags)
         if sent == len(data):
             if pace is not None:
                 pace.progress.body_sent += sent - skip
@@ -274,8 +294,8 @@ def _send_all(sock: socket.socket, data: bytes, flags: int, pace: Optional[_Pace
             view = view[sent:]
             if not view:
                 return
-            sent = sock.send(view, flags)
-    except BlockingIOError:
+            sent = sock.send(view if most is None else view[:most], flags)
+    except TIMED_OUT:
         raise TimeoutError("the client stopped reading") from None
 
 
@@ -301,10 +321,31 @@ def _send_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice
         pace.add(sent)
 
 
+def _copy_file_slice(sock: socket.socket, file_descriptor: int, piece: FileSlice,
+                     pace: _Pace) -> None:
+    """Send the slice through a TLS socket, keeping ``pace``: read in pieces of
+    ``_READ_BLOCK`` bytes (memory stays bounded however large the file), each sent one TLS
+    record at a time."""
+    offset, remaining = piece.offset, piece.count
+    while remaining:
+        try:
+            data = os.pread(file_descriptor, min(remaining, _READ_BLOCK), offset)
+        except OSError as error:
+            raise BodyFault(f"the file could not be read: {error.strerror}") from None
+        if not data:
+            raise BodyFault(f"the file shrank while being sent ({piece.count - remaining} of "
+                            f"{piece.count} bytes)")
+        _send_all(sock, data, 0, pace, most=RECORD_SIZE)
+        offset += len(data)
+        remaining -= len(data)
+
+
 def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
-                 length: Optional[int], framing: str, pace: _Pace) -> None:
-    """Send ``head``, then each piece of ``stream`` as it comes, framed per ``framing``."""
-    _send_all(sock, head, _MSG_MORE, None)
+                 length: Optional[int], framing: str, pace: _Pace, more: int,
+                 most: Optional[int]) -> None:
+    """Send ``head``, then each piece of ``stream`` as it comes, framed per ``framing``;
+    ``more`` is the flag for sends that more bytes follow, ``most`` caps one send."""
+    _send_all(sock, head, more, None, most=most)
     produced = 0
     for piece in stream:
         if not piece:
@@ -313,14 +354,14 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
         if length is not None and produced > length:
             raise BodyFault(f"the body ran past its announced length of {length} bytes")
         if framing == Framing.CHUNKED:
-            _send_all(sock, b"%x\r\n" % len(piece), _MSG_MORE, None)
-            _send_all(sock, piece, _MSG_MORE, pace)
-            _send_all(sock, b"\r\n", _MSG_MORE, None)
+            _send_all(sock, b"%x\r\n" % len(piece), more, None, most=most)
+            _send_all(sock, piece, more, pace, most=most)
+            _send_all(sock, b"\r\n", more, None, most=most)
         else:
-            _send_all(sock, piece, _MSG_MORE, pace)
+            _send_all(sock, piece, more, pace, most=most)
     if length is not None and produced != length:
         raise BodyFault(f"the body ended after {produced} of {length} bytes")
-    _send_all(sock, b"0\r\n\r\n" if framing == Framing.CHUNKED else b"", 0, None)
+    _send_all(sock, b"0\r\n\r\n" if framing == Framing.CHUNKED else b"", 0, None, most=most)
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:
@@ -342,5 +383,5 @@ def write_interim(sock: socket.socket, status: int) -> None:
     """Send a ``1xx`` interim response, such as ``100 Continue`` (RFC 9110 §15.2)."""
     try:
         sock.sendall(f"HTTP/1.1 {status} {reason_phrase(status)}\r\n\r\n".encode("latin-1"))
-    except BlockingIOError:
+    except TIMED_OUT:
         raise TimeoutError("the client stopped reading") from None

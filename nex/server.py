@@ -2,14 +2,17 @@
 
 A cap on live connections (and on connections per client address) keeps the thread count
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
-a thread.  SIGINT and SIGTERM stop accepting, wake idle keep-alive connections, give
-in-flight responses ``shutdown_grace`` seconds to finish, and exit with status 0.
+a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
+and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
+``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
+the certificate and key for new connections.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import queue
 import signal
 import socket
 import sys
@@ -28,6 +31,7 @@ from nex.interfaces import local_addresses
 from nex.log import Logger
 from nex.response import write_response
 from nex.templates import TemplateError
+from nex.tls import ServerTLS, TLSError
 
 _RETRY_AFTER_SECONDS = "5"
 _REFUSALS = {503: "The server is at its connection limit; try again shortly.",
@@ -55,12 +59,15 @@ class Server:
 
     ``dispatcher`` answers the requests; it is built once the port is known (page footers
     name it) by ``make_dispatcher(port)``.  The server listens on ``listener`` when one is
-    given (a worker process of several), else on a new socket bound per ``config``.
+    given (a worker process of several), else on a new socket bound per ``config``.  With
+    ``tls`` every connection speaks HTTPS.
     """
 
     def __init__(self, config: Config, make_dispatcher: Callable[[int], Dispatcher],
-                 logger: Logger, listener: Optional[socket.socket] = None) -> None:
+                 logger: Logger, listener: Optional[socket.socket] = None,
+                 tls: Optional[ServerTLS] = None) -> None:
         self.config = config
+        self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
         self.port = self.listener.getsockname()[1]
@@ -87,8 +94,9 @@ class Server:
         hosts = [host]
         if host in ("0.0.0.0", "::"):
             hosts = local_addresses(ipv6=host == "::")
-        return [f"http://[{name}]:{self.port}/" if ":" in name else
-                f"http://{name}:{self.port}/" for name in hosts]
+        scheme = "http" if self.tls is None else "https"
+        return [f"{scheme}://[{name}]:{self.port}/" if ":" in name else
+                f"{scheme}://{name}:{self.port}/" for name in hosts]
 
     def run(self, ready: Callable[[], None]) -> None:
         """:meth:`serve_forever` with SIGINT and SIGTERM as its stop, from the main thread.
@@ -142,6 +150,25 @@ class Server:
         if signum == signal.SIGINT:
             raise ForceStop()
 
+    def reload_tls(self) -> bool:
+        """Read the TLS certificate and key again for the connections accepted from now on;
+        return whether the new pair is in use.
+
+        A pair that does not load leaves the previous one serving.  Either way one line is
+        logged.  Any thread may call this, but not a signal handler: logging takes a lock
+        the interrupted thread may hold.
+        """
+        if self.tls is None:
+            return False
+        try:
+            self.tls.reload()
+        except TLSError as error:
+            self._logger.warning(f"TLS certificate not reloaded; the previous one stays: {error}")
+            return False
+        self._logger.message(f"TLS certificate reloaded from {self.tls.certificate} "
+                             f"(SHA-256 {self.tls.fingerprint})")
+        return True
+
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
         self.stopping.set()
@@ -169,7 +196,8 @@ class Server:
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping)
+            connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
+                                    self.tls)
         except OSError:  # some systems refuse options on a socket the client already reset
             with self._lock:
                 self._forget_client(client)
@@ -253,7 +281,15 @@ class Server:
         return True
 
     def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
-        """Answer ``status`` with its page without blocking the accept loop, then close."""
+        """Answer ``status`` with its page without blocking the accept loop, then close.
+
+        A TLS client is closed without the page: it would need a handshake, and handshakes
+        happen only in worker threads.
+        """
+        if self.tls is not None:
+            sock.close()
+            self._logger.access(client, "-", status, 0, None, None)
+            return
         detail = _REFUSALS[status]
         response = self.dispatcher.error_response(
             HTTPError(status, detail, headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
@@ -268,6 +304,12 @@ class Server:
         finally:
             sock.close()
         self._logger.access(client, "-", status, sent, None, None)
+
+
+def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
+    """Reload the server's TLS certificate for each True queued, until a False."""
+    while reloads.get():
+        server.reload_tls()
 
 
 def _plain_address(host: str) -> str:
@@ -286,12 +328,12 @@ def _format_address(address: Tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def listener_url(listener: socket.socket) -> str:
+def listener_url(listener: socket.socket, https: bool = False) -> str:
     """The URL that reaches the socket ``listener`` is bound to."""
     host, port = listener.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    return f"{'https' if https else 'http'}://{host}:{port}/"
 
 
 def bind_listener(config: Config, *, reuse_port: bool = False,
@@ -334,10 +376,17 @@ def serve(config: Config) -> int:
     0 after a graceful stop, 130 when a second SIGINT cut it short, 2 when it cannot start."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
+    tls = None
+    if config.tls_certificate:
+        try:
+            tls = ServerTLS(config.tls_certificate, config.tls_key)
+        except TLSError as error:
+            print(f"nex: {error}", file=sys.stderr)
+            return 2
     logger = Logger.from_config(config)
     try:
         server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger)
+                        logger, tls=tls)
     except (TemplateError, ConfigError) as error:
         print(f"nex: {error}", file=sys.stderr)
         logger.close()
@@ -350,6 +399,16 @@ def serve(config: Config) -> int:
     warning = cleartext_warning(config)
     if warning is not None:
         logger.warning(warning)
+    reloads: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
+    reloader = None
+    previous_hup = None
+    if tls is not None:
+        # The handler only queues the request (SimpleQueue.put is safe in a signal
+        # handler); a thread does the reload, which logs and so takes a lock.
+        previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
+        reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
+                                    name="tls-reload", daemon=True)
+        reloader.start()
     status = 0
     try:
         server.run(lambda: print_start_line(server))
@@ -357,6 +416,10 @@ def serve(config: Config) -> int:
         print("stopping now", file=sys.stderr, flush=True)
         status = 130
     finally:
+        if reloader is not None:
+            signal.signal(signal.SIGHUP, previous_hup)
+            reloads.put(False)
+            reloader.join()
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
     return status

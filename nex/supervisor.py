@@ -67,6 +67,7 @@ from nex.assembly import assemble
 from nex.log import Logger
 from nex.server import Server, bind_listener, listener_url
 from nex.templates import TemplateError, TemplateSet
+from nex.tls import ServerTLS
 
 #: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
@@ -241,10 +242,9 @@ class Supervisor:
                     self._stop()
                     self._wait_for_every_worker()
                     return 2
-            print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at "
-                  f"{listener_url(self._listeners[0])} with {len(self._slots)} workers "
-                  "(Ctrl+C stops)",
-                  flush=True)
+            url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
+            print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
+                  f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
             return 0
@@ -526,8 +526,9 @@ def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.so
     except OSError as error:
         _report(report, f"cannot open a log file: {error.strerror}".encode())
         return 2
+    tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
     server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                    logger, listener)
+                    logger, listener, tls)
 
     def ready() -> None:
         threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,

@@ -7,17 +7,60 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, Mapping, Optional
+import unittest
+from typing import Dict, Mapping, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Generous: CI machines under load can be slow to start a Python process.
 START_TIMEOUT = 30.0
 SOCKET_TIMEOUT = 30.0
-_URL = re.compile(r"http://(\[[^\]]+\]|[^:/]+):(\d+)/")
+_URL = re.compile(r"(https?)://(\[[^\]]+\]|[^:/]+):(\d+)/")
+#: The openssl command, which makes the certificates of the HTTPS tests.
+OPENSSL = shutil.which("openssl")
+requires_openssl = unittest.skipIf(OPENSSL is None,
+                                   "the openssl command, which makes test certificates, "
+                                   "is not installed")
+_CERTIFICATE_CONFIG = """\
+[req]
+distinguished_name = name
+x509_extensions = leaf
+prompt = no
+[name]
+CN = localhost
+[leaf]
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+"""
+
+
+def make_certificate(folder: str, name: str = "server") -> Tuple[str, str]:
+    """A new self-signed certificate for localhost, 127.0.0.1 and ::1 and its key, made by
+    the openssl command as ``folder/NAME.crt`` and ``folder/NAME.key``."""
+    config = os.path.join(folder, f"{name}.cnf")
+    with open(config, "w", encoding="ascii") as out:
+        out.write(_CERTIFICATE_CONFIG)
+    certificate = os.path.join(folder, f"{name}.crt")
+    key = os.path.join(folder, f"{name}.key")
+    subprocess.run([OPENSSL, "req", "-x509", "-config", config, "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                    "-out", certificate, "-days", "2"],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    return certificate, key
+
+
+def client_context(certificate: str) -> ssl.SSLContext:
+    """A client context that trusts only ``certificate`` and offers ALPN h2 and http/1.1,
+    as browsers do."""
+    context = ssl.create_default_context(cafile=certificate)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    return context
 
 
 def write_settings(path: str, settings: Mapping[str, Mapping[str, object]]) -> None:
@@ -34,11 +77,12 @@ class NexServer:
     """Start ``server.py`` on port 0 with a settings file built for the test, and stop it.
 
     ``settings`` overrides per section; logs go to files in a private folder whose paths are
-    ``access_log_path`` and ``error_log_path``.
+    ``access_log_path`` and ``error_log_path``.  With ``tls`` the server speaks HTTPS with a
+    certificate made for it (``certificate_path``, ``key_path``; needs the openssl command).
     """
 
     def __init__(self, root: str, settings: Optional[Mapping[str, Mapping[str, object]]] = None,
-                 bind: str = "127.0.0.1") -> None:
+                 bind: str = "127.0.0.1", tls: bool = False) -> None:
         self.root = root
         self.workdir = tempfile.mkdtemp(prefix="nex-test-")
         self.access_log_path = os.path.join(self.workdir, "access.log")
@@ -55,7 +99,11 @@ class NexServer:
         write_settings(self.settings_path, merged)
         self.args = [sys.executable, os.path.join(REPO, "server.py"), "--config",
                      self.settings_path, "--port", "0", "--root", root, "--bind", bind]
+        if tls:
+            self.certificate_path, self.key_path = make_certificate(self.workdir)
+            self.args += ["--tls-cert", self.certificate_path, "--tls-key", self.key_path]
         self.process: Optional[subprocess.Popen] = None
+        self.scheme = ""
         self.host = ""
         self.port = 0
 
@@ -70,8 +118,9 @@ class NexServer:
         while time.monotonic() < deadline:
             match = _URL.search(self.stdout())
             if match:
-                self.host = match.group(1).strip("[]")
-                self.port = int(match.group(2))
+                self.scheme = match.group(1)
+                self.host = match.group(2).strip("[]")
+                self.port = int(match.group(3))
                 return self
             if self.process.poll() is not None:
                 break
@@ -83,7 +132,7 @@ class NexServer:
     def url(self) -> str:
         """The base URL, ending in ``/``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{self.scheme}://{host}:{self.port}/"
 
     @property
     def pid(self) -> int:
@@ -92,6 +141,18 @@ class NexServer:
     def connect(self, timeout: float = SOCKET_TIMEOUT) -> socket.socket:
         """A new client socket connected to the server."""
         return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def connect_tls(self, context: Optional[ssl.SSLContext] = None,
+                    timeout: float = SOCKET_TIMEOUT) -> ssl.SSLSocket:
+        """A new client connection to an HTTPS server, its handshake done; by default it
+        trusts the server's certificate and offers ALPN h2 and http/1.1."""
+        context = context or client_context(self.certificate_path)
+        sock = self.connect(timeout)
+        try:
+            return context.wrap_socket(sock, server_hostname="localhost")
+        except BaseException:
+            sock.close()
+            raise
 
     def stdout(self) -> str:
         return _read_text(self.stdout_path)

@@ -43,6 +43,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -187,7 +188,7 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("logging", "log_buffer", "4095", "must be from 4096 to 2147483648 bytes (2G)"),
     ("logging", "log_buffer", "1 M", SIZE_GRAMMAR),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, auth, cors, mime)"),
+     " caching, compression, logging, auth, cors, tls, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
