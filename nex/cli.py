@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, TextIO, Union
 
 from nex import __version__
+from nex.auth import check_password, check_user_name, hash_password
 from nex.config import ConfigError, load_config
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
 _EPILOG = """\
 Every other setting (time-outs, limits, listings, symlinks, caching, compression, logging,
-media types) lives in settings.conf, an INI file whose comments explain each key.  Without
---config Nex reads settings.conf next to server.py when it exists, else it runs on built-in
-defaults and serves the current folder.  Flags win over the file.  A bad setting stops Nex
-before it listens, with a message naming the file, section, key and value, and exit status 2.
+media types, the proxy's rules) lives in settings.conf, an INI file whose comments explain
+each key.  Without --config Nex reads settings.conf next to server.py when it exists, else it
+runs on built-in defaults and serves the current folder.  Flags win over the file.  A bad
+setting stops Nex before it listens, with a message naming the file, section, key and value,
+and exit status 2.
 """
 
 
@@ -38,6 +41,14 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--root", metavar="DIR",
         help="folder to serve; a relative path starts at the current folder"
              " (default: [server] document_root, else the current folder)")
+    parser.add_argument(
+        "--proxy", action="store_true", default=None,
+        help="turn on forward-proxy mode ([proxy] enabled); being built: its settings are"
+             " checked, requests are not forwarded yet")
+    parser.add_argument(
+        "--hash-password", metavar="USER",
+        help="read a password from standard input (asked twice on a terminal), print a"
+             " USER:hash line for a users file, and exit")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -58,12 +69,14 @@ def main(argv: Optional[List[str]] = None,
         args = _parser(default).parse_args(argv)
     except SystemExit as stop:  # --help, --version or a usage error, already printed
         return int(stop.code or 0)
+    if args.hash_password is not None:
+        return _print_user_line(args.hash_password, sys.stdin)
     config_path = args.config
     if config_path is None and default is not None and os.path.exists(default):
         config_path = default
     overrides: Dict[str, Any] = {}
     for name, value in (("port", args.port), ("bind", args.bind),
-                        ("document_root", args.root)):
+                        ("document_root", args.root), ("proxy_enabled", args.proxy)):
         if value is not None:
             overrides[name] = value
     try:
@@ -73,3 +86,35 @@ def main(argv: Optional[List[str]] = None,
         return 2
     from nex.server import serve  # only now: checking settings needs no server
     return serve(config)
+
+
+def _print_user_line(user: str, stdin: TextIO) -> int:
+    """--hash-password USER: print ``USER:hash`` for a password read from ``stdin``.
+
+    On a terminal the password is asked for twice without echo; otherwise the first line of
+    standard input is the password.  Returns 2 for a user name a users file cannot hold, 1
+    for an empty or unusable password or two different ones.
+    """
+    try:
+        user = check_user_name(user)
+    except ValueError as error:
+        print(f"nex: --hash-password {user!r}: {error}", file=sys.stderr)
+        return 2
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            print("nex: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    try:
+        if not password:
+            raise ValueError("the password is empty")
+        password = check_password(password)
+    except ValueError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 1
+    print(f"{user}:{hash_password(password)}")
+    return 0

@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
+from nex.auth import parse_users
+from nex.blacklist import parse_entry, parse_file
 from nex.forwarded import parse_networks
 from nex.hosts import HostValidator
+from nex.watchedfile import load
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,20 @@ class Config:
     error_log: str = "-"
     log_colour: str = "auto"
     trusted_proxies: Tuple[str, ...] = ()
+    # [proxy]
+    proxy_enabled: bool = False
+    proxy_allowed_clients: Tuple[str, ...] = ("127.0.0.1", "::1")
+    proxy_blacklist: Tuple[str, ...] = ()
+    proxy_blacklist_file: str = ""
+    proxy_denied_destinations: Tuple[str, ...] = (
+        "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
+    proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_connect_timeout: float = 10.0
+    proxy_upstream_timeout: float = 60.0
+    proxy_tunnel_idle: float = 300.0
+    proxy_auth: str = ""
+    proxy_auth_failures_per_minute: int = 10
+    proxy_via: bool = True
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -239,6 +256,41 @@ def _networks(text: str, base: str) -> Tuple[str, ...]:
     return specs
 
 
+def _blacklist_entries(text: str, base: str) -> Tuple[str, ...]:
+    """Domain names, IP addresses and networks the proxy refuses; may be empty."""
+    entries = tuple(_split(text))
+    for entry in entries:
+        try:
+            parse_entry(entry)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+    return entries
+
+
+def _ports(text: str, base: str) -> Tuple[int, ...]:
+    """TCP ports from 1 to 65535; may be empty."""
+    ports = []
+    for item in _split(text):
+        if not _DIGITS.fullmatch(item) or not 1 <= int(item) <= 65535:
+            raise _Invalid(f"{item!r} is not a port from 1 to 65535")
+        ports.append(int(item))
+    return tuple(ports)
+
+
+def _checked_file(parse: Callable[[bytes], Any]) -> Callable[[str, str], str]:
+    """A parser for an optional path (empty: none) to a file whose contents ``parse`` takes."""
+    def check(text: str, base: str) -> str:
+        if not text:
+            return ""
+        path = _resolve(text, base)
+        try:
+            load(path, parse)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+        return path
+    return check
+
+
 def _header_value(text: str, base: str) -> str:
     """A value sent as one response header line; empty sends no header."""
     if not _FIELD_VALUE.fullmatch(text):
@@ -381,6 +433,20 @@ _SETTINGS = (
     _setting("logging", "error_log", _log_target, on_disk=True),
     _setting("logging", "log_colour", _choice("auto", "always", "never")),
     _setting("logging", "trusted_proxies", _networks),
+    _setting("proxy", "enabled", _boolean, "proxy_enabled"),
+    _setting("proxy", "allowed_clients", _networks, "proxy_allowed_clients"),
+    _setting("proxy", "blacklist", _blacklist_entries, "proxy_blacklist"),
+    _setting("proxy", "blacklist_file", _checked_file(parse_file), "proxy_blacklist_file",
+             on_disk=True),
+    _setting("proxy", "denied_destinations", _networks, "proxy_denied_destinations"),
+    _setting("proxy", "connect_ports", _ports, "proxy_connect_ports"),
+    _setting("proxy", "connect_timeout", _seconds, "proxy_connect_timeout"),
+    _setting("proxy", "upstream_timeout", _seconds, "proxy_upstream_timeout"),
+    _setting("proxy", "tunnel_idle", _seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "auth", _checked_file(parse_users), "proxy_auth", on_disk=True),
+    _setting("proxy", "auth_failures_per_minute", _integer(0, _MAX_COUNT),
+             "proxy_auth_failures_per_minute"),
+    _setting("proxy", "via", _boolean, "proxy_via"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -388,7 +454,7 @@ _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
 _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 
 # Command-line flags whose name is not the field's name with dashes.
-_FLAGS = {"document_root": "--root"}
+_FLAGS = {"document_root": "--root", "proxy_enabled": "--proxy"}
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -425,8 +491,8 @@ def load_config(path: Union[str, os.PathLike, None],
         elif setting.key in sections.get(setting.section, {}):
             # A flag replaces a file value, yet the file must still be well-formed; only a
             # path the flag leaves unused is not looked for on disk.
-            parse = _resolve if replaced and setting.on_disk else setting.parse
             text = sections[setting.section][setting.key]
+            parse = _resolve if replaced and setting.on_disk and text else setting.parse
             label = f"{shown_path} [{setting.section}] {setting.key} = {_show(text)}"
             values[setting.field] = _parse(parse, text, base, label)
         if replaced:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
 import sys
 import types
 import unittest
@@ -13,8 +14,10 @@ from typing import Iterator, List, Optional, Tuple
 from unittest import mock
 
 from nex import __version__
+from nex.auth import hash_password, parse_hash
 from nex.cli import main
 from nex.config import Config
+from tests.support import REPO, START_TIMEOUT
 from tests.test_config import (BAD_VALUES, WorkingDirectory, bad_value_message, make_site,
                                shipped_folders, write_settings)
 
@@ -174,6 +177,115 @@ class GoodRunTests(unittest.TestCase):
         self.assertEqual(config.bind, "localhost")
 
 
+class ProxyFlagTests(unittest.TestCase):
+    """--proxy turns the forward proxy on, over whatever the file says."""
+
+    def test_flag_sets_enabled(self) -> None:
+        path = write_settings(make_site(self), {("proxy", "enabled"): "no"})
+        config = run(["--config", str(path), "--proxy"])[3]
+        assert config is not None
+        self.assertTrue(config.proxy_enabled)
+
+    def test_without_the_flag_the_file_decides(self) -> None:
+        folder = make_site(self)
+        for text, expected in (("yes", True), ("no", False)):
+            with self.subTest(text=text):
+                path = write_settings(folder, {("proxy", "enabled"): text})
+                config = run(["--config", str(path)])[3]
+                assert config is not None
+                self.assertIs(config.proxy_enabled, expected)
+
+    def test_flag_does_not_hide_a_bad_file_value(self) -> None:
+        path = write_settings(make_site(self), {("proxy", "enabled"): "maybe"})
+        status, _, err, config = run(["--config", str(path), "--proxy"])
+        self.assertEqual((status, config), (2, None))
+        self.assertEqual(err, f"nex: {path} [proxy] enabled = maybe: must be yes, no, true,"
+                              " false, on or off\n")
+
+
+class FakeStdin(io.StringIO):
+    """Standard input that is, or is not, a terminal."""
+
+    def __init__(self, text: str, tty: bool) -> None:
+        super().__init__(text)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+class HashPasswordTests(unittest.TestCase):
+    """--hash-password USER prints a users-file line and never starts the server."""
+
+    def hash(self, user: str, stdin: str = "", tty: bool = False,
+             typed: Tuple[str, ...] = ()) -> Tuple[int, str, str]:
+        with mock.patch("sys.stdin", FakeStdin(stdin, tty)), \
+                mock.patch("getpass.getpass", side_effect=list(typed)) as asked, \
+                mock.patch("nex.cli.hash_password",
+                           side_effect=lambda password: hash_password(password, n=1024, r=1)):
+            status, out, err, config = run(["--hash-password", user, "--port", "99999"])
+        self.assertIsNone(config)
+        self.assertEqual(asked.call_count, len(typed))
+        return status, out, err
+
+    def assert_line_for(self, out: str, user: str, password: str) -> None:
+        self.assertTrue(out.endswith("\n"))
+        name, stored = out[:-1].split(":", 1)
+        self.assertEqual(name, user)
+        self.assertTrue(parse_hash(stored).verify(password))
+
+    def test_password_from_a_pipe(self) -> None:
+        for stdin in ("s3cret\n", "s3cret", "s3cret\r\n", "s3cret\nignored\n"):
+            with self.subTest(stdin=stdin):
+                status, out, err = self.hash("alice", stdin)
+                self.assertEqual((status, err), (0, ""))
+                self.assert_line_for(out, "alice", "s3cret")
+
+    def test_password_keeps_its_blanks(self) -> None:
+        status, out, _ = self.hash("alice", " two words \n")
+        self.assertEqual(status, 0)
+        self.assert_line_for(out, "alice", " two words ")
+
+    def test_unicode_user_and_password(self) -> None:
+        status, out, _ = self.hash("j\u00fcrgen", "gr\u00fcn\n")
+        self.assertEqual(status, 0)
+        self.assert_line_for(out, "j\u00fcrgen", "gr\u00fcn")
+
+    def test_terminal_asks_twice(self) -> None:
+        status, out, err = self.hash("alice", tty=True, typed=("s3cret", "s3cret"))
+        self.assertEqual((status, err), (0, ""))
+        self.assert_line_for(out, "alice", "s3cret")
+
+    def test_terminal_passwords_that_differ(self) -> None:
+        self.assertEqual(self.hash("alice", tty=True, typed=("s3cret", "s3cre7")),
+                         (1, "", "nex: the two passwords differ\n"))
+
+    def test_empty_password(self) -> None:
+        for stdin in ("", "\n"):
+            with self.subTest(stdin=stdin):
+                self.assertEqual(self.hash("alice", stdin),
+                                 (1, "", "nex: the password is empty\n"))
+
+    def test_password_with_control_characters(self) -> None:
+        self.assertEqual(self.hash("alice", "a\tb\n"),
+                         (1, "", "nex: a password cannot hold control characters\n"))
+
+    def test_server_py_reads_a_piped_password(self) -> None:
+        result = subprocess.run([sys.executable, os.path.join(REPO, "server.py"),
+                                 "--hash-password", "alice"], input="s3cret\n",
+                                capture_output=True, text=True, timeout=START_TIMEOUT)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assert_line_for(result.stdout, "alice", "s3cret")
+
+    def test_bad_user_names(self) -> None:
+        for user, reason in (("a:b", "a user name cannot hold ':'"),
+                             ("#root", "a user name cannot start with '#'"),
+                             ("", "a user name cannot be empty")):
+            with self.subTest(user=user):
+                self.assertEqual(self.hash(user, "pw\n"),
+                                 (2, "", f"nex: --hash-password {user!r}: {reason}\n"))
+
+
 class UsageTests(unittest.TestCase):
     """--help, --version and usage errors answer without loading settings or serving."""
 
@@ -188,6 +300,7 @@ class UsageTests(unittest.TestCase):
         self.assertEqual((status, config), (0, None))
         words = " ".join(out.split())
         for text in ("--port", "--bind", "--root", "--config", "--version", "settings.conf",
+                     "--proxy", "--hash-password USER", "USER:hash line",
                      "0 picks any free port", "current folder", "/srv/nex/settings.conf"):
             self.assertIn(text, words)
 
