@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Callable, FrozenSet, Iterable, List, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 from nex.auth import FailureLimiter, UsersFile, challenge
-from nex.blacklist import Address, DomainList, address_forms, canonical_host
+from nex.blacklist import Address, DomainList, address_forms, canonical_host, in_networks
 from nex.errors import HTTPError
 from nex.forwarded import parse_networks
 from nex.forwarding import via_carries
@@ -69,6 +70,15 @@ def resolve_host(host: str, port: int) -> List[SocketAddress]:
     return found
 
 
+def _bound_addresses(bind: str) -> FrozenSet[Address]:
+    """The addresses a listener bound to ``bind`` owns; none listed for a wildcard."""
+    if bind in _WILDCARDS:
+        return frozenset()
+    if bind == "localhost":
+        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
+    return frozenset({ipaddress.ip_address(bind)})
+
+
 def _address(sockaddr: tuple) -> Address:
     """The IP address of a ``sockaddr``, without an IPv6 zone index."""
     return ipaddress.ip_address(sockaddr[0].partition("%")[0])
@@ -97,13 +107,10 @@ class Admission:
         self._connect_ports = frozenset(connect_ports)
         self._listen_port = listen_port
         self._any_local = bind in _WILDCARDS
-        self._listen_addresses = frozenset(
-            ipaddress.ip_address(address) for address in
-            (("127.0.0.1", "::1") if bind == "localhost" else () if self._any_local
-             else (bind,)))
+        self._listen_addresses = _bound_addresses(bind)
         self._users = users
         self._failures = failures
-        self._challenge = [("Proxy-Authenticate", challenge(realm))]
+        self._challenge = (("Proxy-Authenticate", challenge(realm)),)
         self._pseudonym = pseudonym
         self._resolver = resolver
 
@@ -134,8 +141,9 @@ class Admission:
               local_address: Optional[str] = None) -> Destination:
         """Run the checks for one request, or raise the ``HTTPError`` of the first refusal.
 
-        ``client`` is the peer's address; ``host`` and ``port`` the destination as the
-        request names it (``nex.forwarding.parse_absolute_target`` or, for CONNECT,
+        ``client`` is the connection's peer address (never one from X-Forwarded-For);
+        ``host`` and ``port`` the destination as the request names it
+        (``nex.forwarding.parse_absolute_target`` or, for CONNECT,
         ``split_authority(target, None)``); ``proxy_authorization`` and ``via`` the request's
         fields (None when absent); ``local_address`` the address of Nex the client
         connected to, which is one of Nex's own.
@@ -154,12 +162,12 @@ class Admission:
         local = (address_forms(ipaddress.ip_address(local_address.partition("%")[0]))
                  if local_address is not None else ())
         for _, sockaddr in addresses:
-            forms = address_forms(_address(sockaddr))
-            if port == self._listen_port and any(self._is_own(form, local) for form in forms):
+            address = _address(sockaddr)
+            if port == self._listen_port and any(self._is_own(form, local)
+                                                 for form in address_forms(address)):
                 raise HTTPError(508, "The request is aimed at this proxy itself.")
-            if self._blacklist.matches_address(forms[0]) or any(
-                    form in network for form in forms for network in self._denied
-                    if form.version == network.version):
+            if (in_networks(address, self._denied)
+                    or self._blacklist.matches_address(address)):
                 raise HTTPError(403, "This proxy does not connect to that destination.")
         if method == "CONNECT" and port not in self._connect_ports:
             raise HTTPError(403, f"This proxy does not tunnel to port {port}.")
@@ -167,11 +175,10 @@ class Admission:
 
     def _check_client(self, client: str) -> None:
         try:
-            forms = address_forms(ipaddress.ip_address(client))
+            allowed = in_networks(ipaddress.ip_address(client), self._allowed_clients)
         except ValueError:
-            forms = ()
-        if not any(form in network for form in forms for network in self._allowed_clients
-                   if form.version == network.version):
+            allowed = False
+        if not allowed:
             raise HTTPError(403, "This proxy does not serve your address.")
 
     def _authenticate(self, client: str, proxy_authorization: Optional[str]) -> Optional[str]:
