@@ -160,6 +160,19 @@ class OriginRequestHeadTest(unittest.TestCase):
                 self.assertEqual(head, b"PUT / HTTP/1.1\r\nHost: a.example\r\n" + expected
                                  + b"\r\n")
 
+    def test_request_smuggling_content_length_and_chunked_never_both_sent(self) -> None:
+        # tinyproxy forwarded both framing fields, letting the origin and the proxy disagree
+        # on where a request ends.
+        fields = [("Content-Length", "4"), ("Transfer-Encoding", "chunked"), ("X", "1")]
+        for framing in (CHUNKED, 4, None):
+            with self.subTest(framing=framing):
+                head = origin_request_head("POST", "/", "a", fields, framing, None)
+                framing_lines = [line for line in head.split(b"\r\n")
+                                 if line.lower().startswith((b"content-length:",
+                                                             b"transfer-encoding:"))]
+                self.assertLessEqual(len(framing_lines), 1)
+                self.assertEqual(len(framing_lines), 0 if framing is None else 1)
+
     def test_connection_naming_host_does_not_lose_host(self) -> None:
         head = origin_request_head("GET", "/", "a.example", [("Connection", "Host"),
                                                              ("Host", "b.example")], None, None)
