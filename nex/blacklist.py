@@ -94,6 +94,13 @@ def address_forms(address: Address) -> Tuple[Address, ...]:
     return (address,)
 
 
+def in_networks(address: Address, networks: Iterable[Network]) -> bool:
+    """Whether ``address``, in either of its :func:`address_forms`, lies in one of ``networks``."""
+    forms = address_forms(address)
+    return any(form in network for network in networks for form in forms
+               if form.version == network.version)
+
+
 class Entries(NamedTuple):
     """Parsed blacklist entries: canonical domain names and networks."""
 
@@ -199,7 +206,4 @@ class DomainList:
 
     def matches_address(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed address or network (IPv4-mapped: either form)."""
-        forms = address_forms(address)
-        return any(form in network for entries in self._lists()
-                   for network in entries.networks for form in forms
-                   if form.version == network.version)
+        return any(in_networks(address, entries.networks) for entries in self._lists())

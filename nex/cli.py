@@ -28,7 +28,8 @@ def _epilog(default_config: Optional[str]) -> str:
         source = "Without --config Nex runs on built-in defaults and serves the current folder."
     return textwrap.fill(
         "Every other setting (time-outs, limits, listings, folder downloads, symlinks,"
-        " upload limits, caching, compression, CORS origins, which paths need a login, logging, media types)"
+        " upload limits, caching, compression, CORS origins, which paths need a login,"
+        " logging, media types, the proxy's rules)"
         " lives in a settings file, an INI file whose comments explain each key:"
         " --write-config FILE writes one with every key at its default, to edit and pass to"
         f" --config.  {source}  Flags win over the file.  A bad setting stops Nex before it"
@@ -63,6 +64,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         help="users file of USER:hash lines (see --hash-password); the paths in [auth]"
              " protect, by default the whole site, then need a user name and password"
              " (default: [auth] users_file, else no login)")
+    parser.add_argument(
+        "--proxy", action="store_true", default=None,
+        help="turn on forward-proxy mode ([proxy] enabled); being built: its settings are"
+             " checked, requests are not forwarded yet")
     parser.add_argument(
         "--hash-password", metavar="USER",
         help="read a password from standard input (asked twice on a terminal), print a"
@@ -128,7 +133,8 @@ def main(argv: Optional[List[str]] = None,
     for name, value in (("port", args.port), ("bind", args.bind),
                         ("document_root", args.root), ("auth_users_file", args.auth_file),
                         ("workers", args.workers), ("upload", args.upload),
-                        ("tls_certificate", args.tls_cert), ("tls_key", args.tls_key)):
+                        ("tls_certificate", args.tls_cert), ("tls_key", args.tls_key),
+                        ("proxy_enabled", args.proxy)):
         if value is not None:
             overrides[name] = value
     if args.cors:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import nex
 from nex.auth import ProtectedPaths, challenge, parse_users
+from nex.blacklist import parse_entry, parse_file
 from nex.cors import normalise_origin
 from nex.forwarded import parse_networks
 from nex.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
@@ -91,6 +92,20 @@ class Config:
     # [tls]: both paths, or neither (plain HTTP)
     tls_certificate: str = ""
     tls_key: str = ""
+    # [proxy]
+    proxy_enabled: bool = False
+    proxy_allowed_clients: Tuple[str, ...] = ("127.0.0.1", "::1")
+    proxy_blacklist: Tuple[str, ...] = ()
+    proxy_blacklist_file: str = ""
+    proxy_denied_destinations: Tuple[str, ...] = (
+        "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
+    proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_connect_timeout: float = 10.0
+    proxy_upstream_timeout: float = 60.0
+    proxy_tunnel_idle: float = 300.0
+    proxy_auth: str = ""
+    proxy_auth_failures_per_minute: int = 10
+    proxy_via: bool = True
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -262,6 +277,27 @@ def _networks(text: str, base: str) -> Tuple[str, ...]:
         except ValueError:
             raise _Invalid(f"{spec!r} is not an IP address or network (10.0.0.0/8)") from None
     return specs
+
+
+def _blacklist_entries(text: str, base: str) -> Tuple[str, ...]:
+    """Domain names, IP addresses and networks the proxy refuses; may be empty."""
+    entries = tuple(_split(text))
+    for entry in entries:
+        try:
+            parse_entry(entry)
+        except ValueError as error:
+            raise _Invalid(str(error)) from None
+    return entries
+
+
+def _ports(text: str, base: str) -> Tuple[int, ...]:
+    """TCP ports from 1 to 65535; may be empty."""
+    ports = []
+    for item in _split(text):
+        if not _DIGITS.fullmatch(item) or not 1 <= int(item) <= 65535:
+            raise _Invalid(f"{item!r} is not a port from 1 to 65535")
+        ports.append(int(item))
+    return tuple(ports)
 
 
 def _checked_file(parse: Callable[[bytes], Any]) -> Callable[[str, str], str]:
@@ -525,6 +561,20 @@ _SETTINGS = (
     _setting("cors", "allow_origins", _origins, "cors_allow_origins"),
     _setting("tls", "certificate", _tls_file, "tls_certificate", shape=_optional_path),
     _setting("tls", "key", _tls_file, "tls_key", shape=_optional_path),
+    _setting("proxy", "enabled", _boolean, "proxy_enabled"),
+    _setting("proxy", "allowed_clients", _networks, "proxy_allowed_clients"),
+    _setting("proxy", "blacklist", _blacklist_entries, "proxy_blacklist"),
+    _setting("proxy", "blacklist_file", _checked_file(parse_file), "proxy_blacklist_file",
+             on_disk=True),
+    _setting("proxy", "denied_destinations", _networks, "proxy_denied_destinations"),
+    _setting("proxy", "connect_ports", _ports, "proxy_connect_ports"),
+    _setting("proxy", "connect_timeout", _seconds, "proxy_connect_timeout"),
+    _setting("proxy", "upstream_timeout", _seconds, "proxy_upstream_timeout"),
+    _setting("proxy", "tunnel_idle", _seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "auth", _checked_file(parse_users), "proxy_auth", on_disk=True),
+    _setting("proxy", "auth_failures_per_minute", _integer(0, _MAX_COUNT),
+             "proxy_auth_failures_per_minute"),
+    _setting("proxy", "via", _boolean, "proxy_via"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", _extension_map(_media_type), "mime_types"),
 )
@@ -534,7 +584,7 @@ _SECTIONS = tuple(dict.fromkeys(setting.section for setting in _SETTINGS))
 # Command-line flags whose name is not the field's name with dashes.
 _FLAGS = {"document_root": "--root", "auth_users_file": "--auth-file",
           "cors_allow_origins": "--cors", "zip_download": "--zip",
-          "tls_certificate": "--tls-cert", "tls_key": "--tls-key"}
+          "tls_certificate": "--tls-cert", "tls_key": "--tls-key", "proxy_enabled": "--proxy"}
 
 
 # --- loading -------------------------------------------------------------------------------

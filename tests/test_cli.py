@@ -245,6 +245,32 @@ class AuthFileFlagTests(unittest.TestCase):
                               " USER)\n")
 
 
+class ProxyFlagTests(unittest.TestCase):
+    """--proxy turns the forward proxy on, over whatever the file says."""
+
+    def test_flag_sets_enabled(self) -> None:
+        path = write_settings(make_site(self), {("proxy", "enabled"): "no"})
+        config = run(["--config", str(path), "--proxy"])[3]
+        assert config is not None
+        self.assertTrue(config.proxy_enabled)
+
+    def test_without_the_flag_the_file_decides(self) -> None:
+        folder = make_site(self)
+        for text, expected in (("yes", True), ("no", False)):
+            with self.subTest(text=text):
+                path = write_settings(folder, {("proxy", "enabled"): text})
+                config = run(["--config", str(path)])[3]
+                assert config is not None
+                self.assertIs(config.proxy_enabled, expected)
+
+    def test_flag_does_not_hide_a_bad_file_value(self) -> None:
+        path = write_settings(make_site(self), {("proxy", "enabled"): "maybe"})
+        status, _, err, config = run(["--config", str(path), "--proxy"])
+        self.assertEqual((status, config), (2, None))
+        self.assertEqual(err, f"nex: {path} [proxy] enabled = maybe: must be yes, no, true,"
+                              " false, on or off\n")
+
+
 class FakeStdin(io.StringIO):
     """Standard input that is, or is not, a terminal."""
 

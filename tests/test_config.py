@@ -44,6 +44,10 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
     "tls": {"certificate": "tls_certificate", "key": "tls_key"},
+    "proxy": {name: "proxy_" + name for name in (
+        "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
+        "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
+        "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -187,8 +191,34 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
      "'http://localhost:65536' has a port outside 1 to 65535"),
     ("logging", "log_buffer", "4095", "must be from 4096 to 2147483648 bytes (2G)"),
     ("logging", "log_buffer", "1 M", SIZE_GRAMMAR),
+    ("proxy", "enabled", "maybe", BOOLEAN),
+    ("proxy", "allowed_clients", "127.0.0.1, localhost",
+     "'localhost' is not an IP address or network (10.0.0.0/8)"),
+    ("proxy", "blacklist", "ads.example, exa mple.com",
+     "'exa mple.com' is not a domain name, IP address or network"),
+    ("proxy", "blacklist", "*.example.com",
+     "'*.example.com' is not a domain name, IP address or network"),
+    ("proxy", "blacklist", "127.1", "'127.1' is not a domain name, IP address or network"),
+    ("proxy", "blacklist", "10.0.0.0/33",
+     "'10.0.0.0/33' is not a domain name, IP address or network"),
+    ("proxy", "blacklist", "a.example,,b.example", "has an empty item between commas"),
+    ("proxy", "denied_destinations", "fe80::/129",
+     "'fe80::/129' is not an IP address or network (10.0.0.0/8)"),
+    ("proxy", "connect_ports", "https", "'https' is not a port from 1 to 65535"),
+    ("proxy", "connect_ports", "443, 0", "'0' is not a port from 1 to 65535"),
+    ("proxy", "connect_ports", "65536", "'65536' is not a port from 1 to 65535"),
+    ("proxy", "connect_ports", "+443", "'+443' is not a port from 1 to 65535"),
+    ("proxy", "connect_ports", "443-445", "'443-445' is not a port from 1 to 65535"),
+    ("proxy", "connect_timeout", "0", SECONDS),
+    ("proxy", "upstream_timeout", "1m", SECONDS),
+    ("proxy", "tunnel_idle", "86401", SECONDS),
+    ("proxy", "auth_failures_per_minute", "-1", "must be an integer from 0 to 2147483647"),
+    ("proxy", "auth_failures_per_minute", "ten", "must be an integer from 0 to 2147483647"),
+    ("proxy", "via", "sometimes", BOOLEAN),
+    ("proxy", "proxy", "yes", "unknown setting"),
+    ("proxy", "connect_port", "443", "unknown setting (did you mean connect_ports?)"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, auth, cors, tls, mime)"),
+     " caching, compression, logging, auth, cors, tls, proxy, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
@@ -763,6 +793,107 @@ class AuthSettingsTests(unittest.TestCase):
         self.assertEqual(message, f"--auth-file users: {self.users} line 1: the hash is not"
                                   " scrypt$<n>$<r>$<p>$<salt>$<key> (use nex --hash-password"
                                   " USER)")
+
+
+class ProxySettingsTests(unittest.TestCase):
+    """The [proxy] section: lists, ports, and the users and blacklist files it names."""
+
+    def setUp(self) -> None:
+        self.folder = make_site(self)
+
+    def load(self, values: Mapping[Tuple[str, str], str]) -> Config:
+        return load_config(str(write_settings(self.folder, values)))
+
+    def assert_refused(self, values: Mapping[Tuple[str, str], str], message: str) -> None:
+        path = write_settings(self.folder, values)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(str(path))
+        self.assertEqual(str(caught.exception), message.format(path=path, folder=self.folder))
+
+    def test_defaults(self) -> None:
+        config = load_config(None, {"document_root": str(self.folder)})
+        self.assertEqual((config.proxy_enabled, config.proxy_allowed_clients,
+                          config.proxy_blacklist, config.proxy_blacklist_file,
+                          config.proxy_connect_ports, config.proxy_connect_timeout,
+                          config.proxy_upstream_timeout, config.proxy_tunnel_idle,
+                          config.proxy_auth, config.proxy_auth_failures_per_minute,
+                          config.proxy_via),
+                         (False, ("127.0.0.1", "::1"), (), "", (443,), 10.0, 60.0, 300.0, "",
+                          10, True))
+        self.assertEqual(config.proxy_denied_destinations, (
+            "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::"))
+
+    def test_lists(self) -> None:
+        config = self.load({("proxy", "allowed_clients"): "10.0.0.0/8, 2001:db8::/32",
+                            ("proxy", "blacklist"): "ads.example, B\u00fccher.example., "
+                                                    "192.0.2.1, [2001:db8::1], 10.0.0.0/8",
+                            ("proxy", "denied_destinations"): "",
+                            ("proxy", "connect_ports"): "443, 8443 ,563"})
+        self.assertEqual(config.proxy_allowed_clients, ("10.0.0.0/8", "2001:db8::/32"))
+        self.assertEqual(config.proxy_blacklist, ("ads.example", "B\u00fccher.example.",
+                                                  "192.0.2.1", "[2001:db8::1]", "10.0.0.0/8"))
+        self.assertEqual(config.proxy_denied_destinations, ())
+        self.assertEqual(config.proxy_connect_ports, (443, 8443, 563))
+        self.assertEqual(self.load({("proxy", "connect_ports"): ""}).proxy_connect_ports, ())
+
+    def test_switches_and_durations(self) -> None:
+        config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",
+                            ("proxy", "connect_timeout"): "2.5",
+                            ("proxy", "upstream_timeout"): "120",
+                            ("proxy", "tunnel_idle"): "3600",
+                            ("proxy", "auth_failures_per_minute"): "0"})
+        self.assertEqual((config.proxy_enabled, config.proxy_via, config.proxy_connect_timeout,
+                          config.proxy_upstream_timeout, config.proxy_tunnel_idle,
+                          config.proxy_auth_failures_per_minute),
+                         (True, False, 2.5, 120.0, 3600.0, 0))
+
+    def test_files_resolve_against_the_settings_folder(self) -> None:
+        (self.folder / "users").write_text(f"alice:{hash_password('x', n=1024, r=1)}\n")
+        (self.folder / "blocked.txt").write_text("# none yet\n")
+        config = self.load({("proxy", "auth"): "users", ("proxy", "blacklist_file"): "blocked.txt"})
+        self.assertEqual(config.proxy_auth, str(self.folder / "users"))
+        self.assertEqual(config.proxy_blacklist_file, str(self.folder / "blocked.txt"))
+
+    def test_empty_file_settings_mean_none(self) -> None:
+        config = self.load({("proxy", "auth"): "", ("proxy", "blacklist_file"): ""})
+        self.assertEqual((config.proxy_auth, config.proxy_blacklist_file), ("", ""))
+
+    def test_missing_files(self) -> None:
+        for key in ("auth", "blacklist_file"):
+            with self.subTest(key=key):
+                self.assert_refused({("proxy", key): "absent"},
+                                    f"{{path}} [proxy] {key} = absent: {{folder}}/absent"
+                                    " does not exist")
+
+    def test_folder_instead_of_a_file(self) -> None:
+        self.assert_refused({("proxy", "auth"): "public_html"},
+                            "{path} [proxy] auth = public_html: {folder}/public_html is not a"
+                            " regular file")
+
+    def test_bad_users_file_names_its_line(self) -> None:
+        (self.folder / "users").write_text("# users\nalice:plain-text-password\n")
+        self.assert_refused({("proxy", "auth"): "users"},
+                            "{path} [proxy] auth = users: {folder}/users line 2: the hash is not"
+                            " scrypt$<n>$<r>$<p>$<salt>$<key> (use nex --hash-password USER)")
+
+    def test_bad_blacklist_file_names_its_line(self) -> None:
+        (self.folder / "blocked.txt").write_text("ok.example\nnot ok\n")
+        self.assert_refused({("proxy", "blacklist_file"): "blocked.txt"},
+                            "{path} [proxy] blacklist_file = blocked.txt: {folder}/blocked.txt"
+                            " line 2: 'not ok' is not a domain name, IP address or network")
+
+    def test_enabled_override_is_the_proxy_flag(self) -> None:
+        path = str(write_settings(self.folder, {("proxy", "enabled"): "no"}))
+        self.assertTrue(load_config(path, {"proxy_enabled": True}).proxy_enabled)
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path, {"proxy_enabled": "maybe"})
+        self.assertEqual(str(caught.exception), f"--proxy maybe: {BOOLEAN}")
+
+    def test_file_override_over_an_empty_file_value(self) -> None:
+        (self.folder / "users").write_text("")
+        path = str(write_settings(self.folder, {("proxy", "auth"): ""}))
+        config = load_config(path, {"proxy_auth": str(self.folder / "users")})
+        self.assertEqual(config.proxy_auth, str(self.folder / "users"))
 
 
 class OverrideTests(unittest.TestCase):

@@ -1,0 +1,267 @@
+"""Forwarding: hop-by-hop removal, the origin request head, the client response fields."""
+
+from __future__ import annotations
+
+import unittest
+from typing import List, Tuple
+
+from nex.errors import HTTPError
+from nex.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_response_fields,
+                            connection_options, end_to_end_fields, new_pseudonym,
+                            origin_request_head, parse_absolute_target, split_authority,
+                            via_carries, via_element)
+from nex.request import Limits, parse_head
+
+Fields = List[Tuple[str, str]]
+
+# (case, fields received, fields passed on)
+HOP_BY_HOP_CASES: Tuple[Tuple[str, Fields, Fields], ...] = (
+    ("nothing to remove", [("Accept", "*/*"), ("X-A", "1")], [("Accept", "*/*"), ("X-A", "1")]),
+    ("the fixed list", [(name.title(), "x") for name in sorted(HOP_BY_HOP)] + [("A", "1")],
+     [("A", "1")]),
+    ("names compare in any case", [("CONNECTION", "x-a"), ("x-A", "1"), ("KEEP-ALIVE", "5"),
+                                   ("te", "trailers"), ("B", "2")], [("B", "2")]),
+    ("Connection names a field", [("Connection", "X-Secret"), ("X-Secret", "1"), ("A", "2")],
+     [("A", "2")]),
+    ("every field of that name goes", [("Connection", "x-a"), ("X-A", "1"), ("X-A", "2")], []),
+    ("several Connection fields", [("Connection", "x-a"), ("Connection", "x-b, close"),
+                                   ("X-A", "1"), ("X-B", "2"), ("X-C", "3")], [("X-C", "3")]),
+    ("list gaps and blanks", [("Connection", " , x-a ,,\tx-b , "), ("X-A", "1"), ("X-B", "2"),
+                              ("X-C", "3")], [("X-C", "3")]),
+    ("Connection naming Connection (CVE-2023-49606)",
+     [("Connection", "Connection"), ("Connection", "connection, Connection"), ("A", "1")],
+     [("A", "1")]),
+    ("Connection naming Host", [("Host", "a.example"), ("Connection", "Host"), ("A", "1")],
+     [("A", "1")]),
+    ("Connection naming Content-Length",
+     [("Content-Length", "5"), ("Connection", "Content-Length"), ("A", "1")], [("A", "1")]),
+    ("Connection naming Transfer-Encoding",
+     [("Transfer-Encoding", "chunked"), ("Connection", "transfer-encoding")], []),
+    ("options that are not tokens name nothing",
+     [("Connection", "x a, \"x-b\", x-c"), ("X A", "1"), ("\"x-b\"", "2"), ("X-C", "3"),
+      ("X-B", "4")], [("X A", "1"), ("\"x-b\"", "2"), ("X-B", "4")]),
+    ("an empty Connection", [("Connection", ""), ("A", "1")], [("A", "1")]),
+    ("Proxy-Authorization never reaches the origin",
+     [("Proxy-Authorization", "Basic YTpi"), ("Authorization", "Basic YzpkZA==")],
+     [("Authorization", "Basic YzpkZA==")]),
+)
+
+
+def parse_sent_head(head: bytes):
+    """The request Nex would send, parsed by Nex's own strict request parser."""
+    return parse_head(head, Limits())
+
+
+class EndToEndTest(unittest.TestCase):
+    def test_table(self) -> None:
+        for case, fields, expected in HOP_BY_HOP_CASES:
+            with self.subTest(case=case):
+                self.assertEqual(end_to_end_fields(fields), expected)
+
+    def test_accepts_any_iterable_once(self) -> None:
+        fields = iter([("Connection", "x-a"), ("X-A", "1"), ("B", "2")])
+        self.assertEqual(end_to_end_fields(fields), [("B", "2")])
+
+    def test_connection_options(self) -> None:
+        self.assertEqual(connection_options([("connection", "Keep-Alive, X-A"),
+                                             ("Connection", "close")]),
+                         frozenset({"keep-alive", "x-a", "close"}))
+
+    def test_many_connection_options_stay_linear(self) -> None:
+        names = [f"x-{index}" for index in range(5000)]
+        fields = [("Connection", ", ".join(names))] + [(name, "v") for name in names]
+        self.assertEqual(end_to_end_fields(fields + [("Kept", "1")]), [("Kept", "1")])
+
+
+class TargetTest(unittest.TestCase):
+    def test_absolute_targets(self) -> None:
+        for method, target, expected in (
+                ("GET", "http://example.com/a/b?c=d", ("http", "example.com", "example.com", 80,
+                                                       "/a/b?c=d")),
+                ("GET", "HTTP://Example.COM:8080", ("http", "Example.COM:8080", "Example.COM",
+                                                    8080, "/")),
+                ("GET", "http://example.com:/x", ("http", "example.com:", "example.com", 80,
+                                                  "/x")),
+                ("GET", "http://example.com?q", ("http", "example.com", "example.com", 80,
+                                                 "/?q")),
+                ("GET", "http://example.com/?", ("http", "example.com", "example.com", 80,
+                                                 "/?")),
+                ("GET", "https://example.com/", ("https", "example.com", "example.com", 443,
+                                                 "/")),
+                ("GET", "http://[::1]:81/", ("http", "[::1]:81", "::1", 81, "/")),
+                ("OPTIONS", "http://example.com", ("http", "example.com", "example.com", 80,
+                                                   "*")),
+                ("OPTIONS", "http://example.com/", ("http", "example.com", "example.com", 80,
+                                                    "/")),
+                ("OPTIONS", "http://example.com?x", ("http", "example.com", "example.com", 80,
+                                                     "/?x"))):
+            with self.subTest(target=target, method=method):
+                self.assertEqual(tuple(parse_absolute_target(method, target)), expected)
+
+    def test_bad_targets(self) -> None:
+        for target in ("/path", "ftp://example.com/", "http://example.com:0/",
+                       "http://example.com:65536/", "http://example.com:123456/",
+                       "http://example.com:8o/", "http:///path", "http://[::1/"):
+            with self.subTest(target=target), self.assertRaises(HTTPError) as caught:
+                parse_absolute_target("GET", target)
+            self.assertEqual(caught.exception.status, 400)
+
+    def test_split_authority(self) -> None:
+        self.assertEqual(split_authority("example.com:443", None), ("example.com", 443))
+        self.assertEqual(split_authority("[2001:db8::1]:8443", None), ("2001:db8::1", 8443))
+        self.assertEqual(split_authority("example.com", 80), ("example.com", 80))
+        for authority in ("example.com", "example.com:", "[::1]", ":443", "[::1]x:443"):
+            with self.subTest(authority=authority), self.assertRaises(HTTPError):
+                split_authority(authority, None)
+
+
+class MaxForwardsTest(unittest.TestCase):
+    def test_answered_locally(self) -> None:
+        for method, fields, expected in (
+                ("OPTIONS", [("Max-Forwards", "0")], True),
+                ("TRACE", [("max-forwards", "0")], True),
+                ("TRACE", [("Max-Forwards", "00")], True),
+                ("OPTIONS", [("Max-Forwards", "1")], False),
+                ("OPTIONS", [], False),
+                ("GET", [("Max-Forwards", "0")], False),
+                ("GET", [("Max-Forwards", "junk")], False)):
+            with self.subTest(method=method, fields=fields):
+                self.assertIs(answers_locally(method, fields), expected)
+
+    def test_malformed_on_options_and_trace(self) -> None:
+        for value in ("-1", "+1", "1.0", " ", "1, 2", "0x1", "9" * 19, "\u0661"):
+            with self.subTest(value=value), self.assertRaises(HTTPError) as caught:
+                answers_locally("TRACE", [("Max-Forwards", value)])
+            self.assertEqual(caught.exception.status, 400)
+        with self.assertRaises(HTTPError):
+            answers_locally("OPTIONS", [("Max-Forwards", "1"), ("Max-Forwards", "1")])
+
+
+class OriginRequestHeadTest(unittest.TestCase):
+    def test_whole_head(self) -> None:
+        head = origin_request_head(
+            "POST", "/submit?x=1", "example.com:8080",
+            [("Host", "evil.example"), ("User-Agent", "t"), ("Connection", "keep-alive, X-Hop"),
+             ("X-Hop", "1"), ("Proxy-Authorization", "Basic YTpi"), ("Content-Length", "5"),
+             ("Via", "1.0 upstream"), ("Accept", "*/*")],
+            5, "1.1 nex-0123456789abcdef")
+        self.assertEqual(head, b"POST /submit?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"
+                               b"User-Agent: t\r\nVia: 1.0 upstream\r\nAccept: */*\r\n"
+                               b"Via: 1.1 nex-0123456789abcdef\r\nContent-Length: 5\r\n\r\n")
+
+    def test_framing_comes_from_the_caller_only(self) -> None:
+        fields = [("Content-Length", "99"), ("Transfer-Encoding", "chunked"),
+                  ("Connection", "Content-Length, Transfer-Encoding, Host, Connection")]
+        for framing, expected in ((None, b""), (0, b"Content-Length: 0\r\n"),
+                                  (12, b"Content-Length: 12\r\n"),
+                                  (CHUNKED, b"Transfer-Encoding: chunked\r\n")):
+            with self.subTest(framing=framing):
+                head = origin_request_head("PUT", "/", "a.example", fields, framing, None)
+                self.assertEqual(head, b"PUT / HTTP/1.1\r\nHost: a.example\r\n" + expected
+                                 + b"\r\n")
+
+    def test_request_smuggling_content_length_and_chunked_never_both_sent(self) -> None:
+        # tinyproxy forwarded both framing fields, letting the origin and the proxy disagree
+        # on where a request ends.
+        fields = [("Content-Length", "4"), ("Transfer-Encoding", "chunked"), ("X", "1")]
+        for framing in (CHUNKED, 4, None):
+            with self.subTest(framing=framing):
+                head = origin_request_head("POST", "/", "a", fields, framing, None)
+                framing_lines = [line for line in head.split(b"\r\n")
+                                 if line.lower().startswith((b"content-length:",
+                                                             b"transfer-encoding:"))]
+                self.assertLessEqual(len(framing_lines), 1)
+                self.assertEqual(len(framing_lines), 0 if framing is None else 1)
+
+    def test_connection_naming_host_does_not_lose_host(self) -> None:
+        head = origin_request_head("GET", "/", "a.example", [("Connection", "Host"),
+                                                             ("Host", "b.example")], None, None)
+        request = parse_sent_head(head)
+        self.assertEqual(request.host, "a.example")
+
+    def test_sent_head_passes_nex_own_parser(self) -> None:
+        head = origin_request_head("GET", "/p?q", "[::1]:8080", [("Accept", "text/html"),
+                                                                 ("X-Latin", "caf\xe9")],
+                                   CHUNKED, "1.0 nex-x")
+        request = parse_sent_head(head)
+        self.assertEqual((request.method, request.target, request.host, request.chunked),
+                         ("GET", "/p?q", "[::1]:8080", True))
+        self.assertEqual(request.headers.get("X-Latin"), "caf\xe9")
+        self.assertEqual(request.headers.get("Via"), "1.0 nex-x")
+
+    def test_max_forwards_is_decremented_for_options_and_trace(self) -> None:
+        for method, sent, expected in (("OPTIONS", "3", b"Max-Forwards: 2\r\n"),
+                                       ("TRACE", "1", b"Max-Forwards: 0\r\n"),
+                                       ("GET", "3", b"Max-Forwards: 3\r\n")):
+            with self.subTest(method=method):
+                head = origin_request_head(method, "/", "a", [("Max-Forwards", sent)], None,
+                                           None)
+                self.assertIn(expected, head)
+                self.assertEqual(head.count(b"Max-Forwards"), 1)
+
+    def test_max_forwards_zero_is_never_forwarded(self) -> None:
+        with self.assertRaises(ValueError):
+            origin_request_head("TRACE", "/", "a", [("Max-Forwards", "0")], None, None)
+
+    def test_expect_100_continue_is_dropped(self) -> None:
+        head = origin_request_head("PUT", "/", "a", [("Expect", "100-Continue"),
+                                                     ("X", "1")], 3, None)
+        self.assertNotIn(b"Expect", head)
+        head = origin_request_head("PUT", "/", "a", [("Expect", "something-else")], 3, None)
+        self.assertIn(b"Expect: something-else\r\n", head)
+
+    def test_options_asterisk(self) -> None:
+        head = origin_request_head("OPTIONS", "*", "a", [], None, None)
+        self.assertTrue(head.startswith(b"OPTIONS * HTTP/1.1\r\n"))
+
+    def test_unsendable_values_are_refused(self) -> None:
+        for args in (("GET", "/", "a\r\nX: 1", [], None, None),
+                     ("GET", "/", "", [], None, None),
+                     ("GET", "/", "a", [], None, "1.1 x\r\nX: 1"),
+                     ("GET", "/a b", "a", [], None, None),
+                     ("GET", "http://a/", "a", [], None, None),
+                     ("G T", "/", "a", [], None, None),
+                     ("GET", "/", "a", [], -1, None),
+                     ("GET", "/", "a", [], "gzip", None)):
+            with self.subTest(args=args), self.assertRaises(ValueError):
+                origin_request_head(*args)
+
+
+class ClientResponseFieldsTest(unittest.TestCase):
+    def test_hop_by_hop_and_length_removed_via_added(self) -> None:
+        fields = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
+                  ("Connection", "close, X-Hop"), ("X-Hop", "1"), ("Keep-Alive", "timeout=5"),
+                  ("Transfer-Encoding", "chunked"), ("Content-Length", "10"),
+                  ("Proxy-Authenticate", "Basic realm=\"x\""), ("Via", "1.1 cache"),
+                  ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+        self.assertEqual(client_response_fields(fields, "1.1 nex-abc"), [
+            ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
+            ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
+            ("Via", "1.1 nex-abc")])
+
+    def test_without_via(self) -> None:
+        self.assertEqual(client_response_fields([("A", "1")], None), [("A", "1")])
+
+
+class ViaTest(unittest.TestCase):
+    def test_element(self) -> None:
+        self.assertEqual(via_element("HTTP/1.1", "nex-ab"), "1.1 nex-ab")
+        self.assertEqual(via_element("HTTP/1.0", "nex-ab"), "1.0 nex-ab")
+
+    def test_pseudonyms_differ_and_are_tokens(self) -> None:
+        first, second = new_pseudonym(), new_pseudonym()
+        self.assertNotEqual(first, second)
+        self.assertRegex(first, r"\Anex-[0-9a-f]{16}\Z")
+
+    def test_carries(self) -> None:
+        for via, expected in (
+                (None, False), ("", False), ("1.1 nex-ab", True), ("1.0 a, 1.1 nex-ab", True),
+                ("1.1 NEX-AB", True), ("1.1 nex-ab (Nex/0.1)", True),
+                ("1.1 nex-ab,1.1 b", True), ("HTTP/1.1 nex-ab", True),
+                ("1.1 nex-abc", False), ("1.1 xnex-ab", False), ("1.1 nex-a", False)):
+            with self.subTest(via=via):
+                self.assertIs(via_carries(via, "nex-ab"), expected)
+
+
+if __name__ == "__main__":
+    unittest.main()
