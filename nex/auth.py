@@ -33,6 +33,7 @@ from typing import (TYPE_CHECKING, Callable, Dict, Iterable, NamedTuple, Optiona
 from urllib.parse import quote
 
 from nex.errors import HTTPError
+from nex.grammar import CREDENTIALS
 from nex.resolver import split_path
 from nex.watchedfile import WatchedFile
 
@@ -52,9 +53,6 @@ _MAX_USER_NAME = 256
 
 _B64 = r"[A-Za-z0-9+/]+={0,2}"
 _HASH = re.compile(rf"scrypt\$([0-9]{{1,7}})\$([0-9]{{1,2}})\$([0-9]{{1,2}})\$({_B64})\$({_B64})")
-# RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ];
-# token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
-_CREDENTIALS = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +([A-Za-z0-9._~+/-]+=*)")
 # RFC 7617 §2: neither user-id nor password may hold control characters (C0, DEL; C1 too).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CACHE_SIZE = 1024
@@ -199,7 +197,7 @@ def basic_credentials(value: Optional[str]) -> Optional[Tuple[str, str]]:
     """
     if value is None:
         return None
-    match = _CREDENTIALS.fullmatch(value)
+    match = CREDENTIALS.fullmatch(value)
     if match is None or match.group(1).lower() != "basic":
         return None
     try:

@@ -222,6 +222,10 @@ CHUNK_LINE = re.compile(
 MEDIA_TYPE = re.compile(
     rf"(?P<type>{_TOKEN})/(?P<subtype>{_TOKEN})(?P<parameters>(?:{_OWS};{_OWS}"
     rf"(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED_STRING}))?)*)")
+#: RFC 9110 §5.6.6: one element of parameters, OWS ";" OWS [ parameter ], with the
+#: parameter-name and parameter-value (token / quoted-string) as groups.
+PARAMETER = re.compile(
+    rf"{_OWS};{_OWS}(?:(?P<name>{_TOKEN})=(?P<value>{_TOKEN}|{_QUOTED_STRING}))?")
 #   qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
 _QVALUE = r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)"
 #: RFC 9110 §12.4.2: qvalue.
@@ -288,3 +292,20 @@ ASCTIME_DATE = re.compile(
 #: HTTP-date = IMF-fixdate / obs-date;  obs-date = rfc850-date / asctime-date.  Recipients
 #: must accept all three; senders use IMF-fixdate only.
 HTTP_DATE_FORMS = (IMF_FIXDATE, RFC850_DATE, ASCTIME_DATE)
+
+
+# --- RFC 9110 §11: authentication; RFC 9111 §5.2: Cache-Control ------------------------------
+
+#: RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ], for the
+#: token68 form (the one Basic uses); token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+#: "+" / "/" ) *"=".
+CREDENTIALS = re.compile(rf"(?P<scheme>{_TOKEN}) +(?P<token68>[A-Za-z0-9._~+/-]+=*)")
+#: RFC 9111 §5.2: cache-directive = token [ "=" ( token / quoted-string ) ].
+CACHE_DIRECTIVE = re.compile(rf"{_TOKEN}(?:=(?:{_TOKEN}|{_QUOTED_STRING}))?")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unquote(quoted: str) -> str:
+    """The text a quoted-string stands for: without its DQUOTEs, each quoted-pair replaced by
+    the character it quotes (RFC 9110 §5.6.4)."""
+    return _QUOTED_PAIR.sub(r"\1", quoted[1:-1])

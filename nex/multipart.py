@@ -31,18 +31,10 @@ import re
 from typing import Dict, NamedTuple, Optional, Protocol
 
 from nex.errors import HTTPError
-from nex.request import TOKEN, Limits, parse_field_line
+from nex.grammar import MEDIA_TYPE, PARAMETER, TOKEN, unquote
+from nex.request import Limits, parse_field_line
 
-_OWS = "[ \t]*"
-# RFC 9110 §5.6.4: quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE.
-_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-# RFC 9110 §5.6.6: parameters = *( OWS ";" OWS [ parameter ] );
-# parameter = parameter-name "=" parameter-value; parameter-value = ( token / quoted-string ).
-_PARAMETER = re.compile(
-    rf"{_OWS};{_OWS}(?:({TOKEN.pattern})=({TOKEN.pattern}|{_QUOTED_STRING}))?")
 # RFC 2046 §5.1.1: boundary := 0*69<bchars> bcharsnospace.
-_MEDIA_TYPE = re.compile(rf"{TOKEN.pattern}/{TOKEN.pattern}")
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _FORM_DATA = "multipart/form-data"
 # RFC 7578 §4.7: the only Content-Transfer-Encoding values that leave the data as it is.
@@ -93,7 +85,7 @@ def _parameters(text: str, start: int, what: str) -> Dict[str, str]:
     found: Dict[str, str] = {}
     position = start
     while position < len(text):
-        match = _PARAMETER.match(text, position)
+        match = PARAMETER.match(text, position)
         if match is None:
             raise _bad(f"The {what} has malformed parameters.")
         position = match.end()
@@ -103,7 +95,7 @@ def _parameters(text: str, start: int, what: str) -> Dict[str, str]:
         name = name.lower()
         if name in found:
             raise _bad(f"The {what} gives the parameter {name} twice.")
-        found[name] = _QUOTED_PAIR.sub(r"\1", value[1:-1]) if value.startswith('"') else value
+        found[name] = unquote(value) if value.startswith('"') else value
     return found
 
 
@@ -115,10 +107,12 @@ def form_boundary(content_type: Optional[str]) -> bytes:
     """
     if content_type is None:
         raise HTTPError(415, "A form upload is sent as multipart/form-data.")
-    essence = _MEDIA_TYPE.match(content_type)
-    if essence is None or essence.group(0).lower() != _FORM_DATA:
+    media_type = MEDIA_TYPE.match(content_type)
+    if (media_type is None
+            or f"{media_type['type']}/{media_type['subtype']}".lower() != _FORM_DATA):
         raise HTTPError(415, "A form upload is sent as multipart/form-data.")
-    boundary = _parameters(content_type, essence.end(), "Content-Type").get("boundary")
+    boundary = _parameters(content_type, media_type.start("parameters"),
+                           "Content-Type").get("boundary")
     if boundary is None or not _BOUNDARY.fullmatch(boundary):
         raise _bad("The form's Content-Type has no valid boundary.")
     return boundary.encode("ascii")

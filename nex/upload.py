@@ -53,6 +53,7 @@ from typing import List, Optional, Sequence, Set, Tuple
 from nex.body import BodyReader
 from nex.conditional import ANY, make_etag, not_modified, parse_etag_list
 from nex.config import Config
+from nex.cors import normalise_origin
 from nex.errors import HTTPError
 from nex.multipart import MultipartParser, Part, form_boundary
 from nex.request import Headers, Limits, Request
@@ -76,9 +77,6 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SEPARATORS = re.compile(r"[/\\]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# RFC 6454 §7: Origin = scheme "://" host [ ":" port ], or "null".
-_ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]+)")
-_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 #: link(2) fails this way on file systems without hard links.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 _READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
@@ -464,23 +462,18 @@ def _preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None
 
 def _check_origin(request: Request) -> None:
     """Refuse an upload whose ``Origin`` (RFC 6454 §7) is not this server: browsers name
-    the page that made them send a request, so a page elsewhere cannot post files here."""
+    the page that made them send a request, so a page elsewhere cannot post files here.
+    ``null`` (a sandboxed page, a local file) is another site too."""
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    match = _ORIGIN.fullmatch(origin)
-    if match is None:  # "null": a sandboxed page, a local file
+    try:
+        origin = normalise_origin(origin)
+        same_site = origin == normalise_origin(f"{origin.partition(':')[0]}://{request.host}")
+    except ValueError:
+        same_site = False
+    if not same_site:
         raise HTTPError(403, "Uploads from pages of other sites are refused.")
-    default_port = _DEFAULT_PORTS.get(match.group("scheme").lower(), "")
-    if (_authority(match.group("authority"), default_port)
-            != _authority(request.host, default_port)):
-        raise HTTPError(403, "Uploads from pages of other sites are refused.")
-
-
-def _authority(text: str, default_port: str) -> str:
-    """``host[:port]`` in lower case, without the scheme's default port."""
-    text = text.lower()
-    return text[:-len(default_port)] if default_port and text.endswith(default_port) else text
 
 
 def _wants_html(accept: Optional[str]) -> bool:
