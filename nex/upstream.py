@@ -23,8 +23,9 @@ import threading
 import time
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from nex.body import NO_LIMIT, ChunkedBody
 from nex.errors import HTTPError
-from nex.grammar import CHUNK_LINE, CONTENT_LENGTH, TOKEN
+from nex.grammar import CONTENT_LENGTH, TOKEN
 from nex.request import Headers, Limits, parse_field_line
 
 #: The most body bytes handed out at once.
@@ -42,10 +43,6 @@ Data = Union[bytes, bytearray, memoryview]
 # 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
 _STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
-_MAX_SIZE_DIGITS = 16
-_NEWLINE = re.compile(rb"\n")
-_CR, _LF = 13, 10
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
 class OriginBodyError(Exception):
@@ -160,90 +157,6 @@ def _content_length(headers: Headers) -> Optional[int]:
     if len(lengths) != 1:
         raise _bad_gateway("conflicting Content-Length values")
     return lengths.pop()
-
-
-class ChunkedDecoder:
-    """A chunked body (RFC 9112 §7.1) decoded strictly, handing out the chunk data.
-
-    The same rules as :class:`nex.body.ChunkedBody`, which only counts the data: at most 16
-    hex digits of chunk size, chunk extensions within ``limits.request_line`` bytes, a
-    trailer section within ``limits.header_block`` bytes and ``limits.header_count`` valid
-    field lines (read and dropped), CRLF everywhere.  Violations raise
-    :class:`OriginBodyError`.
-    """
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self._state = _SIZE
-        self._line = bytearray()
-        self._left = 0  # data bytes of the current chunk, or bytes of the CRLF after it
-        self._trailer_size = 0
-        self._trailer_fields = 0
-
-    @property
-    def done(self) -> bool:
-        """Whether the last chunk and the trailer section have been fed."""
-        return self._state == _DONE
-
-    def feed(self, data: Data) -> Tuple[int, List[bytes]]:
-        """Decode what ``data`` holds of the body: ``(bytes consumed, chunk data pieces)``."""
-        pieces: List[bytes] = []
-        with memoryview(data) as view:
-            pos, end = 0, len(view)
-            while pos < end and self._state != _DONE:
-                if self._state == _DATA:
-                    taken = min(end - pos, self._left)
-                    pieces.append(bytes(view[pos:pos + taken]))
-                    pos += taken
-                    self._left -= taken
-                    if not self._left:
-                        self._state, self._left = _DATA_END, 2
-                elif self._state == _DATA_END:
-                    if view[pos] != (_CR if self._left == 2 else _LF):
-                        raise OriginBodyError("chunk data not followed by CRLF")
-                    pos += 1
-                    self._left -= 1
-                    if not self._left:
-                        self._state = _SIZE
-                else:
-                    pos = self._read_line(view, pos, end)
-        return pos, pieces
-
-    def _read_line(self, view: memoryview, pos: int, end: int) -> int:
-        if self._state == _SIZE:
-            room = _MAX_SIZE_DIGITS + self.limits.request_line + 2 - len(self._line)
-        else:
-            room = self.limits.header_block - self._trailer_size - len(self._line)
-        found = _NEWLINE.search(view, pos, min(end, pos + room))
-        if found is None:
-            if end - pos >= room:
-                raise OriginBodyError("chunk-size line or trailer section too long")
-            self._line += view[pos:end]
-            return end
-        self._line += view[pos:found.end()]
-        line = bytes(self._line)
-        self._line.clear()
-        if line[-2:] != b"\r\n":
-            raise OriginBodyError("bare LF in chunked framing")
-        text = line[:-2].decode("latin-1")
-        if self._state == _SIZE:
-            match = CHUNK_LINE.fullmatch(text)
-            if match is None or len(match.group("ext")) > self.limits.request_line:
-                raise OriginBodyError("malformed chunk-size line")
-            size = int(match.group("size"), 16)
-            self._state, self._left = (_DATA, size) if size else (_TRAILER, 0)
-        elif not text:
-            self._state = _DONE
-        else:
-            self._trailer_size += len(line)
-            self._trailer_fields += 1
-            if self._trailer_fields > self.limits.header_count:
-                raise OriginBodyError("too many trailer fields")
-            try:
-                parse_field_line(text)
-            except HTTPError:
-                raise OriginBodyError("malformed trailer field") from None
-        return found.end()
 
 
 def _pieces(data: Data) -> Iterator[bytes]:
@@ -385,11 +298,16 @@ class Origin:
             yield chunk
 
     def _chunked_body(self) -> Iterator[bytes]:
-        decoder = ChunkedDecoder(self.limits)
+        decoder = ChunkedBody(NO_LIMIT, self.limits)
+        pieces: List[bytes] = []
         while True:
-            consumed, pieces = decoder.feed(self._buffer)
+            try:
+                consumed = decoder.feed(self._buffer, lambda data: pieces.append(bytes(data)))
+            except HTTPError as error:
+                raise OriginBodyError(f"bad chunked framing: {error.detail}") from None
             del self._buffer[:consumed]
-            yield from (piece for piece in pieces if piece)
+            yield from pieces
+            pieces.clear()
             if decoder.done:
                 return
             chunk = self._receive_body()
