@@ -73,6 +73,14 @@ class StaysOpenTest(unittest.TestCase):
              Response(200, stream=iter([b"x"])), None, False, False),
             ("stream of unknown length to HTTP/1.1 is chunked", request(HOST),
              Response(200, stream=iter([b"x"])), None, False, True),
+            ("HEAD has no body to end by closing",
+             request("Connection: keep-alive", line="HEAD / HTTP/1.0"),
+             Response(200, stream=iter([b"x"])), None, False, True),
+            ("an origin's 500 says nothing of this connection", request(HOST),
+             Response(500, stream=iter([b"x"]), stream_length=1, forwarded=True), None, False,
+             True),
+            ("a 500 of Nex's own closes", request(HOST), Response(500, [], [b"x"]), None,
+             False, False),
         ]
         for label, req, response, body, stopping, expected in cases:
             with self.subTest(label):
