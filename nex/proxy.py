@@ -76,9 +76,8 @@ class ForwardProxy:
         self._limits = Limits.from_config(config)
         self._own_names = frozenset({"localhost", _canonical_or_lower(config.server_name)})
         self._own_addresses = _own_addresses(config.bind)
-        # Bound to loopback or to every address: each loopback address reaches Nex.
-        self._loopback_is_own = (config.bind in _WILDCARDS or config.bind == "localhost"
-                                 or ipaddress.ip_address(config.bind).is_loopback)
+        # Bound to every address: each loopback address reaches Nex too.
+        self._loopback_is_own = config.bind in _WILDCARDS
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -117,8 +116,9 @@ class ForwardProxy:
     def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
         """Whether an absolute URL's ``authority`` is Nex itself: the port Nex listens on
         (the scheme's own when none is given) with ``server_name``, ``localhost``, the bound
-        address, the address the client reached (``local_address``), or, when Nex is bound
-        to loopback or to every address, any loopback address."""
+        address (``127.0.0.1`` and ``::1`` for ``localhost``), the address the client
+        reached (``local_address``), or, when Nex is bound to every address, any loopback
+        address."""
         try:
             host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
             name = canonical_host(host)
@@ -323,8 +323,10 @@ def _canonical_or_lower(name: str) -> str:
 
 def _own_addresses(bind: str) -> FrozenSet[Address]:
     """The addresses a listener bound to ``bind`` owns by name; none for a wildcard."""
-    if bind in _WILDCARDS or bind == "localhost":
+    if bind in _WILDCARDS:
         return frozenset()
+    if bind == "localhost":
+        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
     return frozenset(address_forms(ipaddress.ip_address(bind)))
 
 
