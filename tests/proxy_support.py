@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import selectors
 import shutil
 import socket
 import ssl
+import time
 import tempfile
 import threading
 import unittest
@@ -209,6 +211,54 @@ class RawOrigin:
                 pass
         for thread in self._threads:
             thread.join(SOCKET_TIMEOUT)
+
+
+def duplex(sock: socket.socket, outgoing: bytes, incoming: int) -> bytes:
+    """Send ``outgoing`` on ``sock`` while receiving ``incoming`` bytes from it, in one thread.
+
+    An ``SSLSocket`` must not be read and written from two threads at once (OpenSSL's
+    objects are not thread-safe), so both directions share one loop.  Fails when the peer
+    closes early or nothing moves for ``SOCKET_TIMEOUT`` seconds.
+    """
+    sock.setblocking(False)
+    view = memoryview(outgoing)
+    received = bytearray()
+    deadline = time.monotonic() + SOCKET_TIMEOUT
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        while view or len(received) < incoming:
+            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if view else 0)
+            selector.modify(sock, wanted)
+            held = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            ready = 0
+            for _, mask in selector.select(0 if held else deadline - time.monotonic()):
+                ready |= mask
+            if not ready and not held:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"stalled after {len(received)} bytes")
+                continue
+            moved = False
+            if (ready & selectors.EVENT_READ or held) and len(received) < incoming:
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    data = None
+                if data == b"":
+                    raise AssertionError(f"closed after {len(received)} of {incoming} bytes")
+                if data:
+                    received += data
+                    moved = True
+            if ready & selectors.EVENT_WRITE and view:
+                try:  # one record at a time, offered again unchanged after a retry
+                    view = view[sock.send(view[:16 * 1024]):]
+                    moved = True
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+            if moved:
+                deadline = time.monotonic() + SOCKET_TIMEOUT
+    sock.setblocking(True)
+    sock.settimeout(SOCKET_TIMEOUT)
+    return bytes(received)
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ proxy's place before every check of the file server in Dispatcher.respond."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import unittest
 from typing import List, Optional, Tuple

@@ -17,7 +17,7 @@ import urllib.request
 from unittest import mock
 
 from nex.auth import hash_password
-from tests.proxy_support import Exchange, ProxyTestCase, ok, proxy_settings
+from tests.proxy_support import ProxyTestCase, ok, proxy_settings
 from tests.support import SOCKET_TIMEOUT
 from tests.test_hardening import parse_replies
 
@@ -108,7 +108,7 @@ class ProxyLoginTest(ProxyTestCase):
         origin = self.origin(lambda exchange: ok(b"behind the login"))
         proxies = urllib.request.ProxyHandler({"http": self.server.url})
         login = urllib.request.ProxyBasicAuthHandler()
-        login.add_password(f"Nex proxy at localhost", self.server.url, "alice", "wonderland")
+        login.add_password("Nex proxy at localhost", self.server.url, "alice", "wonderland")
         with mock.patch.dict(os.environ, {"no_proxy": "", "NO_PROXY": ""}):
             with self.assertRaises(urllib.error.HTTPError) as caught:
                 urllib.request.build_opener(proxies).open(origin.url("/a"),
@@ -123,7 +123,7 @@ class ProxyLoginTest(ProxyTestCase):
         exchange, = origin.received
         self.assertEqual(exchange.values("Proxy-Authorization"), [])  # hop-by-hop
         log = self.log_has(f'"GET {origin.url("/b")} HTTP/1.1" 200 ')
-        self.assertIn(f'127.0.0.1 - alice [', log)
+        self.assertIn("127.0.0.1 - alice [", log)
         self.assertIn(f'"GET {origin.url("/a")} HTTP/1.1" 407 ', log)
 
     def test_wrong_password_is_407(self) -> None:

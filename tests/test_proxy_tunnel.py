@@ -13,12 +13,12 @@ import subprocess
 import tempfile
 import threading
 import unittest
-from typing import List, Optional
+from typing import List
 
-from tests.proxy_support import RawOrigin, free_port, make_root, ok, proxy_settings
+from tests.proxy_support import (RawOrigin, duplex, free_port, make_root, ok,
+                                 proxy_settings)
 from tests.support import (SOCKET_TIMEOUT, NexServer, client_context, make_certificate,
                            requires_openssl)
-from tests.test_hardening import parse_replies
 
 CURL = shutil.which("curl")
 
@@ -154,10 +154,7 @@ class SharedTunnelTests:
         data = os.urandom(1024 * 1024)
         sock = self.open_tunnel(self.echo.port, early=b"early")
         self.assertEqual(receive_exactly(sock, 5), b"early")
-        sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
-        sender.start()
-        self.assertEqual(receive_exactly(sock, len(data)), data)
-        sender.join(SOCKET_TIMEOUT)
+        self.assertEqual(duplex(sock, data, len(data)), data)
         sock.close()
         match = self.tunnel_line(f"127.0.0.1:{self.echo.port}")
         size = len(data) + 5

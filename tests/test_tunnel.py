@@ -15,6 +15,7 @@ import unittest
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex.tunnel import BUFFER_SIZE, relay
+from tests.proxy_support import duplex
 from tests.support import client_context, make_certificate, requires_openssl
 
 SOCKET_TIMEOUT = 30.0
@@ -285,13 +286,21 @@ class TLSClientTest(RelayTestCase):
         upward, downward = os.urandom(SIZE), os.urandom(SIZE)
         tunnel = self.tls_tunnel(pending=b"early bytes")
 
+        received = threading.Event()
+
+        def receive_up() -> bytes:
+            data = receive_exactly(tunnel.origin, SIZE + len(b"early bytes"))
+            received.set()
+            return data
+
         def send_down() -> None:
             tunnel.origin.sendall(downward)
+            # The origin's EOF ends a tunnel to a TLS client: it comes after the upload.
+            received.wait(SOCKET_TIMEOUT)
             tunnel.origin.shutdown(socket.SHUT_WR)
-        _, _, at_origin, at_client = self.run_parallel(
-            lambda: tunnel.client.sendall(upward), send_down,
-            lambda: receive_exactly(tunnel.origin, SIZE + len(b"early bytes")),
-            lambda: receive_exactly(tunnel.client, SIZE))
+        # The client's TLS socket is used by one thread only: OpenSSL's are not thread-safe.
+        _, at_origin, at_client = self.run_parallel(
+            send_down, receive_up, lambda: duplex(tunnel.client, upward, SIZE))
         self.assertEqual(hashlib.sha256(at_origin).digest(),
                          hashlib.sha256(b"early bytes" + upward).digest())
         self.assertEqual(hashlib.sha256(at_client).digest(), hashlib.sha256(downward).digest())
