@@ -28,7 +28,6 @@ import enum
 import errno
 import socket
 import ssl
-import struct
 import threading
 import time
 from typing import Optional, Union
@@ -39,7 +38,7 @@ from nex.errors import HTTPError
 from nex.log import Logger
 from nex.request import HeadScanner, Limits, Request, parse_head
 from nex.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
-    write_interim, write_response
+    timeval, write_interim, write_response
 from nex.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -100,12 +99,6 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and response.tunnel is None and (body is None or body.done)
             and (request.method == "HEAD"
                  or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
-
-
-def timeval(seconds: float) -> bytes:
-    """``seconds`` as the ``struct timeval`` that SO_RCVTIMEO and SO_SNDTIMEO take."""
-    whole = int(seconds)
-    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
 def _expects_continue(request: Request) -> bool:

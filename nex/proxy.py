@@ -121,10 +121,10 @@ class ForwardProxy:
         address."""
         try:
             host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+            if port != self._listen_port:
+                return False
             name = canonical_host(host)
         except (HTTPError, ValueError):
-            return False
-        if port != self._listen_port:
             return False
         if name in self._own_names:
             return True
@@ -195,19 +195,22 @@ class ForwardProxy:
         if body is not None:
             body.limit = NO_LIMIT  # streamed to the origin, never held
         origin, response_head = self._exchange(destination, head, body, request.method)
-        if response_head.status == 204:
-            length = None
-        elif response_head.framing in (LENGTH, NO_BODY):
-            length = response_head.content_length  # also for HEAD and 304 (RFC 9110 §8.6)
-        else:
-            length = None
         via = (via_element(response_head.version, self._pseudonym)
                if self._pseudonym is not None else None)
-        return Response(response_head.status,
-                        client_response_fields(response_head.headers.items(), via),
-                        stream=_OriginBody(self._pool, origin, response_head),
-                        stream_length=length, forwarded=True, user=destination.user,
-                        reason=response_head.reason)
+        response = Response(response_head.status,
+                            client_response_fields(response_head.headers.items(), via),
+                            forwarded=True, user=destination.user, reason=response_head.reason)
+        length = response_head.content_length
+        if response_head.framing == LENGTH and length is not None and length <= origin.buffered:
+            # The whole body came with the head: it goes out with the head in one write,
+            # and the connection back to the pool at once.
+            response.body = (b"".join(origin.read_body(response_head)),)
+            self._pool.release(origin)
+            return response
+        response.stream = _OriginBody(self._pool, origin, response_head)
+        if response_head.status != 204 and response_head.framing in (LENGTH, NO_BODY):
+            response.stream_length = length  # also for HEAD and 304 (RFC 9110 §8.6)
+        return response
 
     def _exchange(self, destination: Destination, head: bytes, body: Optional[BodyReader],
                   method: str) -> Tuple[Origin, ResponseHead]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import (Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence,
@@ -146,6 +147,16 @@ _READ_BLOCK = 256 * 1024
 #: kernel answer EAGAIN (BlockingIOError); a TLS socket has a Python time-out instead
 #: (socket.timeout), since a blocking SSLSocket retries past SO_SNDTIMEO for ever.
 TIMED_OUT = (BlockingIOError, socket.timeout)
+
+
+def timeval(seconds: float) -> bytes:
+    """``seconds`` as the ``struct timeval`` that SO_RCVTIMEO and SO_SNDTIMEO take.
+
+    Those kernel time-outs cost no system call per send or receive, where a socket's Python
+    time-out polls before each one.
+    """
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
 def has_body(status: int) -> bool:
