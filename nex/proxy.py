@@ -195,20 +195,26 @@ class ForwardProxy:
         if body is not None:
             body.limit = NO_LIMIT  # streamed to the origin, never held
         origin, response_head = self._exchange(destination, head, body, request.method)
-        via = (via_element(response_head.version, self._pseudonym)
-               if self._pseudonym is not None else None)
-        response = Response(response_head.status,
-                            client_response_fields(response_head.headers.items(), via),
-                            forwarded=True, user=destination.user, reason=response_head.reason)
-        length = response_head.content_length
-        if response_head.framing == LENGTH and length is not None and length <= origin.buffered:
+        try:
+            return self._relay(origin, response_head, destination.user)
+        except BaseException:
+            origin.close()
+            raise
+
+    def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
+        """The client's response to the origin's ``head``, its body to come from ``origin``."""
+        via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
+        response = Response(head.status, client_response_fields(head.headers.items(), via),
+                            forwarded=True, user=user, reason=head.reason)
+        length = head.content_length
+        if head.framing == LENGTH and length is not None and length <= origin.buffered:
             # The whole body came with the head: it goes out with the head in one write,
             # and the connection back to the pool at once.
-            response.body = (b"".join(origin.read_body(response_head)),)
+            response.body = (b"".join(origin.read_body(head)),)
             self._pool.release(origin)
             return response
-        response.stream = _OriginBody(self._pool, origin, response_head)
-        if response_head.status != 204 and response_head.framing in (LENGTH, NO_BODY):
+        response.stream = _OriginBody(self._pool, origin, head)
+        if head.status != 204 and head.framing in (LENGTH, NO_BODY):
             response.stream_length = length  # also for HEAD and 304 (RFC 9110 §8.6)
         return response
 
