@@ -22,6 +22,7 @@ Refusals are ``HTTPError``s for the connection to render; an admitted request yi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import (TYPE_CHECKING, Callable, FrozenSet, Iterable, List, NamedTuple, Optional,
@@ -57,11 +58,27 @@ class Destination(NamedTuple):
     user: Optional[str]
 
 
+@functools.lru_cache(maxsize=4096)  # addresses repeat: clients, Nex's own, origins
+def _parse_address(text: str) -> Address:
+    """The IP address ``text`` spells, without an IPv6 zone index; ``ValueError`` if none."""
+    return ipaddress.ip_address(text.partition("%")[0])
+
+
 def resolve_host(host: str, port: int) -> List[SocketAddress]:
     """The TCP addresses of ``host`` through ``getaddrinfo``, IPv4 and IPv6, duplicates gone.
 
-    Raises ``OSError`` (``socket.gaierror``) when the name does not resolve.
+    An IP address is its own answer, as ``getaddrinfo`` would give it.  Raises ``OSError``
+    (``socket.gaierror``) when the name does not resolve.
     """
+    if "%" not in host:
+        try:
+            literal = _parse_address(host)
+        except ValueError:
+            pass
+        else:
+            if literal.version == 4:
+                return [(socket.AF_INET, (host, port))]
+            return [(socket.AF_INET6, (host, port, 0, 0))]
     found: List[SocketAddress] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                         proto=socket.IPPROTO_TCP):
@@ -81,7 +98,7 @@ def _bound_addresses(bind: str) -> FrozenSet[Address]:
 
 def _address(sockaddr: tuple) -> Address:
     """The IP address of a ``sockaddr``, without an IPv6 zone index."""
-    return ipaddress.ip_address(sockaddr[0].partition("%")[0])
+    return _parse_address(sockaddr[0])
 
 
 class Admission:
@@ -159,8 +176,7 @@ class Admission:
         if self._blacklist.matches(name):
             raise HTTPError(403, "This proxy does not connect to that destination.")
         addresses = self._resolve(name, port)
-        local = (address_forms(ipaddress.ip_address(local_address.partition("%")[0]))
-                 if local_address is not None else ())
+        local = address_forms(_parse_address(local_address)) if local_address is not None else ()
         for _, sockaddr in addresses:
             address = _address(sockaddr)
             if port == self._listen_port and any(self._is_own(form, local)
@@ -175,7 +191,7 @@ class Admission:
 
     def _check_client(self, client: str) -> None:
         try:
-            allowed = in_networks(ipaddress.ip_address(client), self._allowed_clients)
+            allowed = in_networks(_parse_address(client), self._allowed_clients)
         except ValueError:
             allowed = False
         if not allowed:

@@ -1,8 +1,8 @@
 """Assembly: one :class:`Dispatcher` built from the settings, before the listener starts.
 
 The listener only listens; everything the workers share (templates, Host rules, the
-small-file cache, trusted proxies, the login for protected paths, the CORS policy) is put
-together here, once per process.
+small-file cache, trusted proxies, the login for protected paths, the CORS policy, the
+forward proxy with its pool of origin connections) is put together here, once per process.
 """
 
 from __future__ import annotations
@@ -17,21 +17,27 @@ from nex.dispatch import SERVED_METHODS, Dispatcher
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
+from nex.proxy import ForwardProxy
 from nex.templates import TemplateSet
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
     """The dispatcher for ``config``, serving on ``port`` (shown in page footers).
 
-    ``on_error`` receives one line when a file Nex re-reads while running (the users file)
-    changes into something it cannot use.  Raises ``TemplateError`` when a page template
-    cannot be loaded, ``ConfigError`` when the users file turned bad after the settings were
-    checked.
+    ``on_error`` receives one line when a file Nex re-reads while running (a users file, the
+    proxy's blacklist file) changes into something it cannot use.  Raises ``TemplateError``
+    when a page template cannot be loaded, ``ConfigError`` when such a file turned bad after
+    the settings were checked.
     """
     try:
         auth = SiteAuth.from_config(config, on_error=on_error)
     except ValueError as error:
         raise ConfigError(f"[auth] users_file: {error}") from None
+    try:
+        proxy = (ForwardProxy.from_config(config, listen_port=port, on_error=on_error)
+                 if config.proxy_enabled else None)
+    except ValueError as error:
+        raise ConfigError(f"[proxy]: {error}") from None
     templates = TemplateSet.load(config.error_pages, config.templates)
     return Dispatcher(
         config=config,
@@ -43,4 +49,5 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         auth=auth,
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
+        proxy=proxy,
     )

@@ -17,6 +17,7 @@ the resolver and the log all use, so what is checked is exactly what is looked u
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -35,6 +36,7 @@ _MAX_NAME = 253
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function; IDNA is slow, and names repeat
 def canonical_host(host: str) -> str:
     """The one spelling of ``host`` that every check and the DNS look-up use.
 
@@ -66,6 +68,7 @@ def canonical_host(host: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(text: str) -> Optional[Address]:
     """The address ``text`` spells (an IPv6 one with or without brackets), else None.
 

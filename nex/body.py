@@ -21,6 +21,8 @@ from nex.request import Limits, Request, parse_field_line
 Data = Union[bytes, bytearray, memoryview]
 #: Receives the body's data as the decoders find it; None drops it.
 Sink = Optional[Callable[[memoryview], None]]
+#: A bound no real body reaches (16 EiB): for bodies that are passed on, never held.
+NO_LIMIT = 1 << 64
 
 _NEWLINE = re.compile(rb"\n")
 _CR, _LF = 13, 10
@@ -58,6 +60,9 @@ class FixedLengthBody:
 
 class ChunkedBody:
     """A body framed by the chunked transfer coding (RFC 9112 §7.1), parsed strictly.
+
+    The one chunked decoder: request bodies use it, and so do origin responses the proxy
+    relays (:mod:`nex.upstream`), which turns its refusals into a broken-off body.
 
     Chunk sizes have at most 16 hex digits, a chunk-size line's extensions at most
     ``limits.request_line`` bytes, and the trailer section at most ``limits.header_block``

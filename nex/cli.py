@@ -66,8 +66,8 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
              " (default: [auth] users_file, else no login)")
     parser.add_argument(
         "--proxy", action="store_true", default=None,
-        help="turn on forward-proxy mode ([proxy] enabled); being built: its settings are"
-             " checked, requests are not forwarded yet")
+        help="act as a forward proxy too ([proxy] enabled): absolute URLs for other hosts"
+             " are forwarded, CONNECT opens tunnels; see the [proxy] settings")
     parser.add_argument(
         "--hash-password", metavar="USER",
         help="read a password from standard input (asked twice on a terminal), print a"

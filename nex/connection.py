@@ -28,7 +28,6 @@ import enum
 import errno
 import socket
 import ssl
-import struct
 import threading
 import time
 from typing import Optional, Union
@@ -39,7 +38,7 @@ from nex.errors import HTTPError
 from nex.log import Logger
 from nex.request import HeadScanner, Limits, Request, parse_head
 from nex.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
-    write_interim, write_response
+    timeval, write_interim, write_response
 from nex.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -88,20 +87,18 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
 
     It does only when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
     ``keep-alive``; ``Connection: close`` either way), the response neither asks to close
-    nor has a status that leaves the byte stream's framing in doubt, the request body was
-    read to its end, the response's own end is marked by its framing rather than by closing,
-    no tunnel takes the connection over, and the server is not stopping.
+    nor has a status that leaves the byte stream's framing in doubt (a status relayed from
+    an origin says nothing about this connection), the request body was read to its end,
+    the response's own end is marked by its framing rather than by closing (a response to
+    HEAD has no body to end), no tunnel takes the connection over, and the server is not
+    stopping.
     """
     return (request is not None and request.keep_alive and not stopping
-            and not response.close and response.status not in _CLOSING_STATUSES
+            and not response.close
+            and (response.forwarded or response.status not in _CLOSING_STATUSES)
             and response.tunnel is None and (body is None or body.done)
-            and framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE)
-
-
-def timeval(seconds: float) -> bytes:
-    """``seconds`` as the ``struct timeval`` that SO_RCVTIMEO and SO_SNDTIMEO take."""
-    whole = int(seconds)
-    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
+            and (request.method == "HEAD"
+                 or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
 
 
 def _expects_continue(request: Request) -> bool:
@@ -139,6 +136,9 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: The address of Nex the client reached, which the proxy's checks need.
+        self._local_address: Optional[str] = (
+            sock.getsockname()[0] if dispatcher.proxy is not None else None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                         timeval(dispatcher.config.send_timeout))
 
@@ -248,7 +248,9 @@ class Connection:
                               self._limits,
                               self._send_continue if _expects_continue(request) else None)
         try:
-            response = self._dispatcher.respond(request, body, self._client_of(request))
+            response = self._dispatcher.respond(request, body, self._client_of(request),
+                                                peer=self.client,
+                                                local_address=self._local_address)
         except HTTPError as error:
             response = self._dispatcher.error_response(error)
         except Exception:
@@ -266,20 +268,39 @@ class Connection:
                 response = self._dispatcher.error_response(error)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
+        if response.tunnel is not None:
+            self._run_tunnel(request, response)
+            return False
         self._send(response, request, keep_alive=keep_alive)
         if keep_alive:
             self._enter(State.IDLE)
             return True
-        if response.tunnel is not None:
-            self._enter(State.TUNNEL)
-            pending = bytes(self._buffer)
-            self._buffer.clear()
-            response.tunnel(self.sock, pending)
-            return False
         # Unread input (a body, pipelined requests) would turn the close into a reset.
         if (body is not None and not body.done) or response.status >= 400 or self._buffer:
             self._linger()
         return False
+
+    def _run_tunnel(self, request: Request, response: Response) -> None:
+        """Send a CONNECT's ``2xx`` head, then relay until the tunnel ends.
+
+        The response is logged once, when the tunnel has ended: its size is the bytes
+        relayed to the client, and ``up=N down=N`` at the end of the line counts both ways.
+        A head that cannot be sent closes the tunnel unrun and is logged as it failed.
+        """
+        tunnel = response.tunnel
+        try:
+            self._send(response, request, keep_alive=False, tunnel_follows=True)
+        except BaseException:
+            tunnel.close()
+            raise
+        self._enter(State.TUNNEL)
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        up = down = 0
+        try:
+            up, down = tunnel(self.sock, pending)
+        finally:
+            self._log(request, response, down, f" up={up} down={down}")
 
     def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
         """The next request head, or None when the client closed or idled out.
@@ -369,13 +390,15 @@ class Connection:
             self._receive_timeout = -1.0
 
     def _send(self, response: Response, request: Optional[Request], *,
-              keep_alive: bool) -> None:
+              keep_alive: bool, tunnel_follows: bool = False) -> None:
         """Write ``response`` and log it, once, with the body bytes that went out.
 
         A client that went away is not an error worth a line; a body the server could not
         produce whole is, without a traceback.  Either way the connection then closes.
+        With ``tunnel_follows`` a response written whole is left for the tunnel to log.
         """
         progress = Progress()
+        written = False
         try:
             self._set_send_timeout()
             write_response(self.sock, response,
@@ -384,6 +407,7 @@ class Connection:
                            grace=self._config.send_timeout,
                            chunked_allowed=request is not None and request.version == "HTTP/1.1",
                            progress=progress, encrypted=self.encrypted)
+            written = True
         except BodyFault as fault:
             self._logger.warning(f"response to {self.client} cut short: {fault}")
             raise
@@ -392,7 +416,8 @@ class Connection:
                 self._logger.warning(f"sending to {self.client} failed: {error}")
             raise
         finally:
-            self._log(request, response, progress.body_sent)
+            if not (written and tunnel_follows):
+                self._log(request, response, progress.body_sent)
 
     def _client_of(self, request: Request) -> str:
         """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
@@ -401,7 +426,8 @@ class Connection:
             return self.client
         return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
 
-    def _log(self, request: Optional[Request], response: Response, sent: int) -> None:
+    def _log(self, request: Optional[Request], response: Response, sent: int,
+             suffix: str = "") -> None:
         if request is None:
             client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
                                                     None, None)
@@ -410,7 +436,7 @@ class Connection:
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
         self._logger.access(client, request_line, response.status, sent, referer, agent,
-                            user=response.user)
+                            user=response.user, suffix=suffix)
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.

@@ -3,9 +3,11 @@
 This is the part of a worker's path that works on plain values only: a :class:`Request`
 (and the :class:`BodyReader` of its body) comes in, a :class:`Response` goes out, or an
 ``HTTPError`` rises, which :meth:`Dispatcher.error_response` turns into the rendered error
-page.  It never sees the socket.  The checks run in this order: Host (``403``), a CORS
-preflight (``204``), login for a protected path (``429``, ``401``), method (``405``, ``501``),
-then the resolver and handler.
+page.  It never sees the socket.  With the forward proxy on, requests meant for it (CONNECT,
+absolute-form for another host; see :meth:`nex.proxy.ForwardProxy.claims`) go to it first,
+before any of the file server's checks.  The others run in this order: Host (``403``), a
+CORS preflight (``204``), login for a protected path (``429``, ``401``), method (``405``,
+``501``), then the resolver and handler.
 
 Cross-origin rules (:mod:`nex.cors`) are applied here, in :meth:`Dispatcher.respond`, to
 every answer of the file server: content, redirects and errors alike, so a web page on an
@@ -28,6 +30,7 @@ from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
 from nex.hosts import HostValidator
 from nex.listing import render_listing
+from nex.proxy import ForwardProxy
 from nex.request import Request
 from nex.resolver import resolve
 from nex.response import Response
@@ -96,7 +99,7 @@ class Dispatcher:
     It holds what answering needs: the settings, the page templates and the ``signature``
     line they show, the Host rules, the small-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
-    login) and the CORS policy (None: no CORS).
+    login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
     """
 
     config: Config
@@ -107,8 +110,10 @@ class Dispatcher:
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
+    proxy: Optional[ForwardProxy] = None
 
-    def respond(self, request: Request, body: Optional[BodyReader], client: str) -> Response:
+    def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
+                peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
         """The response to ``request``, or an ``HTTPError`` describing the refusal.
 
         ``body`` reads the request's body, None when it has none; a handler that does not
@@ -119,7 +124,15 @@ class Dispatcher:
         preflight from an allowed origin is answered ``204`` for any path (the request it
         announces gets the real status), and every response and refusal carries the policy's
         fields.
+
+        A request for the proxy is answered by it alone, its admission checks judging the
+        connection's ``peer`` (``client`` when None) and ``local_address``, the address of
+        Nex the client reached.
         """
+        proxy = self.proxy
+        if proxy is not None and proxy.claims(request, local_address):
+            return proxy.respond(request, body, client if peer is None else peer,
+                                 local_address)
         cors = self.cors
         user = None
         try:

@@ -101,11 +101,13 @@ class Logger:
 
     def access(self, client: str, request_line: str, status: int, size: int,
                referer: Optional[str], user_agent: Optional[str],
-               user: Optional[str] = None) -> None:
+               user: Optional[str] = None, suffix: str = "") -> None:
         """Log one Combined Log Format line for a response that was sent.
 
         ``user`` is the user who logged in (the third field; ``-`` for none), escaped like
         the other client text and with its blanks as ``\\x20``, so it stays one field.
+        ``suffix`` is text of Nex's own put after the last field (a CONNECT tunnel's
+        `` up=N down=N``), never text from the client.
         """
         status_text = str(status)
         if self._colour:
@@ -114,7 +116,7 @@ class Logger:
         line = (f'{client} - {user_text} [{clf_time_now()}] "{escape_log_text(request_line)}" '
                 f'{status_text} {size if size else "-"} '
                 f'"{escape_log_text(referer) if referer else "-"}" '
-                f'"{escape_log_text(user_agent) if user_agent else "-"}"\n')
+                f'"{escape_log_text(user_agent) if user_agent else "-"}"{suffix}\n')
         self._append(self._access, line, urgent=self._immediate)
 
     def message(self, text: str) -> None:

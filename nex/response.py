@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
-from typing import (Callable, Iterable, Iterator, List, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence,
+                    Tuple, Union)
 
 from nex import SERVER_SOFTWARE
 from nex.clock import http_date_now
@@ -62,10 +63,18 @@ class OpenFile:
         if self._descriptor >= 0:
             descriptor, self._descriptor = self._descriptor, -1
             os.close(descriptor)
-#: Runs a CONNECT tunnel over the client's socket once the 2xx head is out; it gets the
-#: bytes the client already sent past the request head and returns the bytes relayed
-#: ``(client to origin, origin to client)``.
-Tunnel = Callable[[socket.socket, bytes], Tuple[int, int]]
+
+
+class Tunnel(Protocol):
+    """A CONNECT tunnel, run over the client's socket once the 2xx head is out."""
+
+    def __call__(self, client_sock: socket.socket, pending: bytes) -> Tuple[int, int]:
+        """Relay until the tunnel ends; ``pending`` is what the client already sent past
+        the request head.  Returns the bytes relayed ``(client to origin, origin to
+        client)`` and leaves nothing of its own open."""
+
+    def close(self) -> None:
+        """Free what the tunnel holds without running it (the head could not be sent)."""
 
 
 class BodyFault(OSError):
@@ -87,10 +96,13 @@ class Response:
       otherwise chunked for an HTTP/1.1 client, else delimited by closing the connection.
 
     ``forwarded`` marks headers relayed from an origin: the writer then adds no ``Server``
-    and a ``Date`` only when the origin sent none.  ``tunnel`` (CONNECT) takes the
-    connection over after the head.  ``close`` asks for the connection to close afterwards.
-    ``resources`` are closed by :meth:`release` with ``file`` and ``stream``.  A handler
-    answers HEAD with the very response it gives GET; the writer leaves the body out.
+    and a ``Date`` only when the origin sent none, and ``reason`` is the origin's reason
+    phrase (None: the RFC 9110 one for ``status``).  A relayed ``304`` whose ``stream_length``
+    is known carries it as ``Content-Length``: it describes the representation (RFC 9110
+    §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
+    runs it, or closes it when the head could not be sent.  ``close`` asks for the
+    connection to close afterwards.  A handler answers HEAD with the very response it gives
+    GET; the writer leaves the body out.
     """
 
     status: int
@@ -103,6 +115,7 @@ class Response:
     forwarded: bool = False
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
+    reason: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:
@@ -113,7 +126,10 @@ class Response:
                    for piece in self.body)
 
     def release(self) -> None:
-        """Close the file and stream the body comes from; safe to call more than once."""
+        """Close the file and stream the body comes from; safe to call more than once.
+
+        A stream is closed by its ``close()``, if it has one (a relayed body returns its
+        origin connection to the pool there)."""
         if self.file is not None:
             self.file.close()
         close = getattr(self.stream, "close", None)
@@ -131,6 +147,16 @@ _READ_BLOCK = 256 * 1024
 #: kernel answer EAGAIN (BlockingIOError); a TLS socket has a Python time-out instead
 #: (socket.timeout), since a blocking SSLSocket retries past SO_SNDTIMEO for ever.
 TIMED_OUT = (BlockingIOError, socket.timeout)
+
+
+def timeval(seconds: float) -> bytes:
+    """``seconds`` as the ``struct timeval`` that SO_RCVTIMEO and SO_SNDTIMEO take.
+
+    Those kernel time-outs cost no system call per send or receive, where a socket's Python
+    time-out polls before each one.
+    """
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
 def has_body(status: int) -> bool:
@@ -156,9 +182,9 @@ def serialize_head(response: Response, *, keep_alive: bool,
                    ) -> bytes:
     """The status line and header section of ``response``, ending in the blank line.
 
-    Raises ``ValueError`` when a header would carry CR, LF or NUL: such a value could split
-    the response, so it is a fault of the server, never something to send.
-    ``content_length`` saves recounting the body when the caller knows its size.
+    Raises ``ValueError`` when a header or the reason would carry CR, LF or NUL: such a
+    value could split the response, so it is a fault of the server, never something to
+    send.  ``content_length`` saves recounting the body when the caller knows its size.
     """
     status = response.status
     fields = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
@@ -166,8 +192,15 @@ def serialize_head(response: Response, *, keep_alive: bool,
     if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
             response.headers) or "\0" in fields:
         raise ValueError(f"unsafe characters in response headers {response.headers!r}")
-    if not has_body(status) or response.tunnel is not None:
+    reason = reason_phrase(status) if response.reason is None else response.reason
+    if any(char in reason for char in "\r\n\0"):
+        raise ValueError(f"unsafe characters in the reason phrase {reason!r}")
+    if response.tunnel is not None:
         length = ""
+    elif not has_body(status):
+        length = (f"Content-Length: {response.stream_length}\r\n"
+                  if status == 304 and response.stream is not None
+                  and response.stream_length is not None else "")
     elif framing == Framing.CHUNKED:
         length = "Transfer-Encoding: chunked\r\n"
     elif framing == Framing.CLOSE:
@@ -183,7 +216,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
-    return (f"HTTP/1.1 {status} {reason_phrase(status)}\r\n{stamp}{fields}{length}"
+    return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{fields}{length}"
             f"{connection}").encode("latin-1")
 
 
@@ -344,8 +377,12 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
                  length: Optional[int], framing: str, pace: _Pace, more: int,
                  most: Optional[int]) -> None:
     """Send ``head``, then each piece of ``stream`` as it comes, framed per ``framing``;
-    ``more`` is the flag for sends that more bytes follow, ``most`` caps one send."""
-    _send_all(sock, head, more, None, most=most)
+    ``more`` is the flag for sends that more bytes follow, ``most`` caps one send.
+
+    The send that completes a body of known length goes without ``more``: nothing follows
+    it to push the held-back bytes out, and the kernel would sit on them for 200 ms.
+    """
+    _send_all(sock, head, 0 if length == 0 else more, None, most=most)
     produced = 0
     for piece in stream:
         if not piece:
@@ -358,10 +395,11 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
             _send_all(sock, piece, more, pace, most=most)
             _send_all(sock, b"\r\n", more, None, most=most)
         else:
-            _send_all(sock, piece, more, pace, most=most)
+            _send_all(sock, piece, 0 if produced == length else more, pace, most=most)
     if length is not None and produced != length:
         raise BodyFault(f"the body ended after {produced} of {length} bytes")
-    _send_all(sock, b"0\r\n\r\n" if framing == Framing.CHUNKED else b"", 0, None, most=most)
+    if framing == Framing.CHUNKED:
+        _send_all(sock, b"0\r\n\r\n", 0, None, most=most)
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:

@@ -268,6 +268,8 @@ class Server:
             for connection in left:
                 connection.abort()
             self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+        if self.dispatcher.proxy is not None:
+            self.dispatcher.proxy.close()
 
     def _wait_for_workers(self, deadline: float) -> bool:
         """Wait for one worker to end before ``deadline``; False once none are left or the

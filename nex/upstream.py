@@ -16,6 +16,7 @@ closes the client's connection so that the client sees a cut-off response.
 from __future__ import annotations
 
 import collections
+import math
 import re
 import select
 import socket
@@ -23,9 +24,11 @@ import threading
 import time
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from nex.body import NO_LIMIT, ChunkedBody
 from nex.errors import HTTPError
-from nex.grammar import CHUNK_LINE, CONTENT_LENGTH, TOKEN
-from nex.request import Headers, Limits, parse_field_line
+from nex.grammar import CONTENT_LENGTH, FIELD_SECTION, TOKEN
+from nex.request import Headers, Limits
+from nex.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
 MAX_PIECE = 64 * 1024
@@ -42,10 +45,6 @@ Data = Union[bytes, bytearray, memoryview]
 # 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
 _STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
-_MAX_SIZE_DIGITS = 16
-_NEWLINE = re.compile(rb"\n")
-_CR, _LF = 13, 10
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
 class OriginBodyError(Exception):
@@ -119,10 +118,11 @@ def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> R
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if status_line is None:
         raise _bad_gateway("a malformed status line")
-    try:
-        headers = Headers([parse_field_line(line) for line in lines[1:]])
-    except HTTPError:
-        raise _bad_gateway("a malformed header field") from None
+    # One pass checks every field line at once; only a bad head is taken line by line.
+    if not FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        raise _bad_gateway("a malformed header field")
+    headers = Headers([(name, value.strip(" \t")) for name, _, value in
+                       (line.partition(":") for line in lines[1:])])
     version = f"HTTP/1.{status_line.group(1)}"
     status = int(status_line.group(2))
     content_length = _content_length(headers)
@@ -162,90 +162,6 @@ def _content_length(headers: Headers) -> Optional[int]:
     return lengths.pop()
 
 
-class ChunkedDecoder:
-    """A chunked body (RFC 9112 §7.1) decoded strictly, handing out the chunk data.
-
-    The same rules as :class:`nex.body.ChunkedBody`, which only counts the data: at most 16
-    hex digits of chunk size, chunk extensions within ``limits.request_line`` bytes, a
-    trailer section within ``limits.header_block`` bytes and ``limits.header_count`` valid
-    field lines (read and dropped), CRLF everywhere.  Violations raise
-    :class:`OriginBodyError`.
-    """
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self._state = _SIZE
-        self._line = bytearray()
-        self._left = 0  # data bytes of the current chunk, or bytes of the CRLF after it
-        self._trailer_size = 0
-        self._trailer_fields = 0
-
-    @property
-    def done(self) -> bool:
-        """Whether the last chunk and the trailer section have been fed."""
-        return self._state == _DONE
-
-    def feed(self, data: Data) -> Tuple[int, List[bytes]]:
-        """Decode what ``data`` holds of the body: ``(bytes consumed, chunk data pieces)``."""
-        pieces: List[bytes] = []
-        with memoryview(data) as view:
-            pos, end = 0, len(view)
-            while pos < end and self._state != _DONE:
-                if self._state == _DATA:
-                    taken = min(end - pos, self._left)
-                    pieces.append(bytes(view[pos:pos + taken]))
-                    pos += taken
-                    self._left -= taken
-                    if not self._left:
-                        self._state, self._left = _DATA_END, 2
-                elif self._state == _DATA_END:
-                    if view[pos] != (_CR if self._left == 2 else _LF):
-                        raise OriginBodyError("chunk data not followed by CRLF")
-                    pos += 1
-                    self._left -= 1
-                    if not self._left:
-                        self._state = _SIZE
-                else:
-                    pos = self._read_line(view, pos, end)
-        return pos, pieces
-
-    def _read_line(self, view: memoryview, pos: int, end: int) -> int:
-        if self._state == _SIZE:
-            room = _MAX_SIZE_DIGITS + self.limits.request_line + 2 - len(self._line)
-        else:
-            room = self.limits.header_block - self._trailer_size - len(self._line)
-        found = _NEWLINE.search(view, pos, min(end, pos + room))
-        if found is None:
-            if end - pos >= room:
-                raise OriginBodyError("chunk-size line or trailer section too long")
-            self._line += view[pos:end]
-            return end
-        self._line += view[pos:found.end()]
-        line = bytes(self._line)
-        self._line.clear()
-        if line[-2:] != b"\r\n":
-            raise OriginBodyError("bare LF in chunked framing")
-        text = line[:-2].decode("latin-1")
-        if self._state == _SIZE:
-            match = CHUNK_LINE.fullmatch(text)
-            if match is None or len(match.group("ext")) > self.limits.request_line:
-                raise OriginBodyError("malformed chunk-size line")
-            size = int(match.group("size"), 16)
-            self._state, self._left = (_DATA, size) if size else (_TRAILER, 0)
-        elif not text:
-            self._state = _DONE
-        else:
-            self._trailer_size += len(line)
-            self._trailer_fields += 1
-            if self._trailer_fields > self.limits.header_count:
-                raise OriginBodyError("too many trailer fields")
-            try:
-                parse_field_line(text)
-            except HTTPError:
-                raise OriginBodyError("malformed trailer field") from None
-        return found.end()
-
-
 def _pieces(data: Data) -> Iterator[bytes]:
     """``data`` in pieces of at most MAX_PIECE bytes."""
     for start in range(0, len(data), MAX_PIECE):
@@ -258,7 +174,9 @@ class Origin:
     Use: :meth:`send` the head and body, :meth:`read_head`, then iterate :meth:`read_body`
     to its end; then :attr:`reusable` says whether :meth:`OriginPool.release` may keep it.
     ``timeout`` (``upstream_timeout``) bounds the wait for a head and each read or write.
-    ``reused`` is True for a connection that came out of a pool.
+    ``reused`` is True for a connection that came out of a pool.  The socket is blocking,
+    its waits bounded by the kernel (SO_RCVTIMEO, SO_SNDTIMEO), which costs no system call
+    per send or receive as a Python time-out's poll would.
     """
 
     def __init__(self, sock: socket.socket, key: Key, timeout: float,
@@ -271,6 +189,19 @@ class Origin:
         self._buffer = bytearray()
         self._answered = False  # a byte of the current response has arrived
         self._reusable = False
+        self._waits = {socket.SO_RCVTIMEO: -1.0, socket.SO_SNDTIMEO: -1.0}
+        sock.settimeout(None)
+
+    def _wait_at_most(self, option: int, seconds: float) -> None:
+        """Bound the next receives (SO_RCVTIMEO) or sends (SO_SNDTIMEO) to ``seconds``."""
+        if self._waits[option] != seconds:
+            self._waits[option] = seconds
+            self.sock.setsockopt(socket.SOL_SOCKET, option, timeval(seconds))
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received past the response head that have not been handed out yet."""
+        return len(self._buffer)
 
     @property
     def reusable(self) -> bool:
@@ -281,10 +212,10 @@ class Origin:
         """Send request bytes: ``502`` on failure (:class:`StaleConnection` for a reused
         connection the origin had closed), ``504`` when the origin stops reading."""
         self._reusable = False
-        self.sock.settimeout(self.timeout)
+        self._wait_at_most(socket.SO_SNDTIMEO, self.timeout)
         try:
             self.sock.sendall(data)
-        except socket.timeout:
+        except TIMED_OUT:
             raise HTTPError(504, "The origin server stopped reading the request.") from None
         except OSError:
             if self.reused and not self._answered:
@@ -325,10 +256,12 @@ class Origin:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HTTPError(504, "The origin server did not answer in time.")
-            self.sock.settimeout(min(remaining, self.timeout))
+            # Rounded up to whole milliseconds, so that the time-out changes rarely.
+            self._wait_at_most(socket.SO_RCVTIMEO,
+                               min(math.ceil(remaining * 1000) / 1000, self.timeout))
             try:
                 chunk = self.sock.recv(MAX_PIECE)
-            except socket.timeout:
+            except TIMED_OUT:
                 raise HTTPError(504, "The origin server did not answer in time.") from None
             except OSError:
                 chunk = b""
@@ -361,10 +294,10 @@ class Origin:
         self._reusable = head.keep_alive and not self._buffer
 
     def _receive_body(self, size: int = MAX_PIECE) -> bytes:
-        self.sock.settimeout(self.timeout)
+        self._wait_at_most(socket.SO_RCVTIMEO, self.timeout)
         try:
             return self.sock.recv(size)
-        except socket.timeout:
+        except TIMED_OUT:
             raise OriginBodyError("the origin server stalled inside the body") from None
         except OSError as error:
             raise OriginBodyError(f"the origin connection failed ({error})") from None
@@ -385,11 +318,16 @@ class Origin:
             yield chunk
 
     def _chunked_body(self) -> Iterator[bytes]:
-        decoder = ChunkedDecoder(self.limits)
+        decoder = ChunkedBody(NO_LIMIT, self.limits)
+        pieces: List[bytes] = []
         while True:
-            consumed, pieces = decoder.feed(self._buffer)
+            try:
+                consumed = decoder.feed(self._buffer, lambda data: pieces.append(bytes(data)))
+            except HTTPError as error:
+                raise OriginBodyError(f"bad chunked framing: {error.detail}") from None
             del self._buffer[:consumed]
-            yield from (piece for piece in pieces if piece)
+            yield from pieces
+            pieces.clear()
             if decoder.done:
                 return
             chunk = self._receive_body()

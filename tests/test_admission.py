@@ -354,6 +354,16 @@ class ResolveHostTest(unittest.TestCase):
         family, sockaddr = resolve_host("::1", 82)[0]
         self.assertEqual((family, sockaddr[:2]), (socket.AF_INET6, ("::1", 82)))
 
+    def test_literals_are_answered_as_getaddrinfo_would_without_calling_it(self) -> None:
+        for host in ("127.0.0.1", "::1", "::ffff:192.0.2.1", "2001:db8::5"):
+            with self.subTest(host=host):
+                expected = [(family, sockaddr) for family, _, _, _, sockaddr in
+                            socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM,
+                                               proto=socket.IPPROTO_TCP)]
+                with mock.patch("socket.getaddrinfo") as lookup:
+                    self.assertEqual(resolve_host(host, 443), expected)
+                lookup.assert_not_called()
+
     def test_failure_is_an_os_error(self) -> None:
         with self.assertRaises(OSError):
             resolve_host("nowhere.invalid", 80)

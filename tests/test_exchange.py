@@ -21,7 +21,7 @@ from nex.errors import HTTPError
 from nex.hosts import HostValidator
 from nex.log import Logger
 from nex.request import Limits, parse_head
-from nex.response import Response, write_response
+from nex.response import Response, serialize_head, write_response
 from nex.templates import TemplateSet
 from tests.support import REPO, SOCKET_TIMEOUT, read_all
 
@@ -73,6 +73,14 @@ class StaysOpenTest(unittest.TestCase):
              Response(200, stream=iter([b"x"])), None, False, False),
             ("stream of unknown length to HTTP/1.1 is chunked", request(HOST),
              Response(200, stream=iter([b"x"])), None, False, True),
+            ("HEAD has no body to end by closing",
+             request("Connection: keep-alive", line="HEAD / HTTP/1.0"),
+             Response(200, stream=iter([b"x"])), None, False, True),
+            ("an origin's 500 says nothing of this connection", request(HOST),
+             Response(500, stream=iter([b"x"]), stream_length=1, forwarded=True), None, False,
+             True),
+            ("a 500 of Nex's own closes", request(HOST), Response(500, [], [b"x"]), None,
+             False, False),
         ]
         for label, req, response, body, stopping, expected in cases:
             with self.subTest(label):
@@ -159,12 +167,13 @@ class BodyReaderTest(unittest.TestCase):
 class StreamedResponseTest(unittest.TestCase):
     """The writer's framings for a body produced while sending."""
 
-    def send(self, response: Response, chunked_allowed: bool = True) -> bytes:
+    def send(self, response: Response, chunked_allowed: bool = True,
+             head_only: bool = False, wrap=lambda sock: sock) -> bytes:
         ours, theirs = socket.socketpair()
         with ours, theirs:
             theirs.settimeout(SOCKET_TIMEOUT)
             try:
-                write_response(ours, response, head_only=False, keep_alive=True,
+                write_response(wrap(ours), response, head_only=head_only, keep_alive=True,
                                chunked_allowed=chunked_allowed)
             finally:
                 ours.shutdown(socket.SHUT_WR)
@@ -200,6 +209,56 @@ class StreamedResponseTest(unittest.TestCase):
         self.assertEqual(head.count(b"Date:"), 1)
         self.assertIn(b"Server: origin", head)
         self.assertNotIn(b"Nex/", head)
+
+    def test_relayed_304_keeps_the_origin_length_and_sends_no_body(self):
+        data = self.send(Response(304, [("ETag", '"a"')], stream=iter(()), stream_length=1234,
+                                  forwarded=True))
+        self.assertIn(b"\r\nContent-Length: 1234\r\n", data)
+        self.assertTrue(data.endswith(b"\r\n\r\n"))
+        self.assertNotIn(b"Transfer-Encoding", data)
+
+    def test_204_never_carries_a_length(self):
+        data = self.send(Response(204, [], stream=iter(()), stream_length=5, forwarded=True))
+        self.assertNotIn(b"Content-Length", data)
+
+    def test_head_keeps_the_stream_length_and_sends_no_body(self):
+        data = self.send(Response(200, [], stream=iter([b"never sent"]), stream_length=10),
+                         head_only=True)
+        self.assertIn(b"\r\nContent-Length: 10\r\n", data)
+        self.assertTrue(data.endswith(b"\r\n\r\n"))
+
+    def test_the_send_completing_a_known_length_is_not_held_back(self):
+        # With MSG_MORE on the last send, the kernel holds the body's end for 200 ms.
+        for pieces, length in (([b"ab", b"cd"], 4), ([], 0)):
+            with self.subTest(length=length):
+                recording = []
+
+                class Recording:
+                    def __init__(self, sock):
+                        self.sock = sock
+
+                    def send(self, data, flags=0):
+                        recording.append((bytes(data), flags))
+                        return self.sock.send(data, flags)
+
+                data = self.send(Response(200, [], stream=iter(pieces), stream_length=length),
+                                 wrap=Recording)
+                self.assertTrue(data.endswith(b"\r\n\r\n" + b"".join(pieces)))
+                last_data = [flags for sent, flags in recording if sent][-1]
+                self.assertEqual(last_data, 0)
+
+    def test_origin_reason_phrase_and_unregistered_status_pass_through(self):
+        data = self.send(Response(599, [], stream=iter([b"x"]), stream_length=1,
+                                  forwarded=True, reason="Network Read Timeout"))
+        self.assertTrue(data.startswith(b"HTTP/1.1 599 Network Read Timeout\r\n"))
+        data = self.send(Response(299, [], stream=iter(()), stream_length=0, forwarded=True,
+                                  reason=""))
+        self.assertTrue(data.startswith(b"HTTP/1.1 299 \r\n"))
+
+    def test_a_reason_that_would_split_the_response_is_refused(self):
+        for reason in ("OK\r\nSet-Cookie: a=b", "OK\n", "O\0K"):
+            with self.subTest(reason=reason), self.assertRaises(ValueError):
+                serialize_head(Response(200, reason=reason), keep_alive=True)
 
     def test_release_closes_the_stream(self):
         closed = []

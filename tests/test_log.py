@@ -163,6 +163,15 @@ class AccessLineTest(LoggerTestCase):
             f'192.0.2.7 - alice [{FIXED_TEXT}] "GET /private/ HTTP/1.1" 200 5 "-" "-"',
             f'192.0.2.7 - - [{FIXED_TEXT}] "GET / HTTP/1.1" 200 5 "-" "-"'])
 
+    def test_a_tunnel_line_ends_with_its_byte_counts(self) -> None:
+        logger = self.logger()
+        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+            logger.access("127.0.0.1", "CONNECT example.org:443 HTTP/1.1", 200, 5120, None,
+                          "curl/8.5.0", user="alice", suffix=" up=817 down=5120")
+        self.assertEqual(self.logged(logger),
+                         f'127.0.0.1 - alice [{FIXED_TEXT}] "CONNECT example.org:443 HTTP/1.1" '
+                         '200 5120 "-" "curl/8.5.0" up=817 down=5120\n')
+
     def test_user_stays_one_escaped_field(self) -> None:
         logger = self.logger()
         for user, shown in (("j\u00fcrgen", "j\u00fcrgen"),

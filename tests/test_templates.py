@@ -19,8 +19,8 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
 TEMPLATES = os.path.join(PROJECT, "other_templates")
 #: Every status Nex sends with a page.
-SENT_STATUSES = (301, 303, 308, 400, 401, 403, 404, 405, 408, 409, 412, 413, 414, 415, 416, 429,
-                 431, 500, 501, 503, 505, 507)
+SENT_STATUSES = (301, 303, 308, 400, 401, 403, 404, 405, 407, 408, 409, 412, 413, 414, 415, 416,
+                 429, 431, 500, 501, 502, 503, 504, 505, 507, 508)
 #: A status Nex never sends: its page is the fallback, error.html.
 UNSENT_STATUS = 422
 HOSTILE = '<script>alert("x")</script> & \'quoted\''

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import ssl
 import struct
+import tempfile
 import threading
 import time
 import unittest
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from nex.tunnel import relay
+from nex.tunnel import BUFFER_SIZE, relay
+from tests.proxy_support import duplex
+from tests.support import client_context, make_certificate, requires_openssl
 
 SOCKET_TIMEOUT = 30.0
 SIZE = 10 * 1024 * 1024
@@ -36,21 +41,64 @@ def receive_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
+def receive_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``; fails if it ends first."""
+    sock.settimeout(SOCKET_TIMEOUT)
+    chunks, received = [], 0
+    while received < size:
+        chunk = sock.recv(min(256 * 1024, size - received))
+        if not chunk:
+            raise AssertionError(f"the tunnel ended after {received} of {size} bytes")
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
+
+
+class TLSPairs:
+    """Connected TCP pairs on loopback whose client end speaks TLS to a server end, as a
+    client of Nex over HTTPS does: ``make()`` returns ``(client, server)`` with the
+    handshake done."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="nex-tunnel-")
+        certificate, key = make_certificate(self.folder)
+        self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_context.load_cert_chain(certificate, key)
+        self.client_context = client_context(certificate)
+
+    def make(self) -> Tuple[socket.socket, socket.socket]:
+        near, far = tcp_pair()
+        accepted: Dict[str, ssl.SSLSocket] = {}
+        server = threading.Thread(target=lambda: accepted.setdefault(
+            "sock", self.server_context.wrap_socket(far, server_side=True)), daemon=True)
+        server.start()
+        client = self.client_context.wrap_socket(near, server_hostname="localhost")
+        server.join(SOCKET_TIMEOUT)
+        return client, accepted["sock"]
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class Tunnel:
     """``relay`` running in a thread between a client pair and an origin pair.
 
     ``client`` and ``origin`` are the far ends a test talks through; the relay owns the
-    other ends.
+    other ends.  ``client_pair`` makes the client's pair when it differs (TLS); ``before``
+    runs once the pairs exist, before the relay starts.
     """
 
     def __init__(self, make_pair: Callable[[], Tuple[socket.socket, socket.socket]],
-                 idle_timeout: float = SOCKET_TIMEOUT, pending: bytes = b"") -> None:
-        self.client, relay_client = make_pair()
+                 idle_timeout: float = SOCKET_TIMEOUT, pending: bytes = b"",
+                 client_pair: Optional[Callable[[], Tuple[socket.socket, socket.socket]]]
+                 = None, before: Callable[["Tunnel"], None] = lambda tunnel: None) -> None:
+        self.client, relay_client = (client_pair or make_pair)()
         relay_origin, self.origin = make_pair()
         for sock in (self.client, self.origin):
             sock.settimeout(SOCKET_TIMEOUT)
         self.sockets = (self.client, relay_client, relay_origin, self.origin)
         self.result: Dict[str, Tuple[int, int]] = {}
+        before(self)
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        args=(relay_client, relay_origin, idle_timeout, pending))
         self.thread.start()
@@ -217,6 +265,74 @@ class EndingTest(RelayTestCase):
         self.assertEqual(receive_all(tunnel.client), b"")
         tunnel.client.shutdown(socket.SHUT_WR)
         self.assertEqual(tunnel.wait(), (0, 0))
+
+
+@requires_openssl
+class TLSClientTest(RelayTestCase):
+    """The client's end is TLS, as on a Nex serving HTTPS: the tunnel runs inside it."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.pairs = TLSPairs()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.pairs.close()
+
+    def tls_tunnel(self, **options) -> Tunnel:
+        return self.tunnel(client_pair=self.pairs.make, **options)
+
+    def test_ten_megabytes_both_ways(self) -> None:
+        upward, downward = os.urandom(SIZE), os.urandom(SIZE)
+        tunnel = self.tls_tunnel(pending=b"early bytes")
+
+        received = threading.Event()
+
+        def receive_up() -> bytes:
+            data = receive_exactly(tunnel.origin, SIZE + len(b"early bytes"))
+            received.set()
+            return data
+
+        def send_down() -> None:
+            tunnel.origin.sendall(downward)
+            # The origin's EOF ends a tunnel to a TLS client: it comes after the upload.
+            received.wait(SOCKET_TIMEOUT)
+            tunnel.origin.shutdown(socket.SHUT_WR)
+        # The client's TLS socket is used by one thread only: OpenSSL's are not thread-safe.
+        _, at_origin, at_client = self.run_parallel(
+            send_down, receive_up, lambda: duplex(tunnel.client, upward, SIZE))
+        self.assertEqual(hashlib.sha256(at_origin).digest(),
+                         hashlib.sha256(b"early bytes" + upward).digest())
+        self.assertEqual(hashlib.sha256(at_client).digest(), hashlib.sha256(downward).digest())
+        self.assertEqual(tunnel.wait(), (SIZE + len(b"early bytes"), SIZE))
+
+    def test_bytes_held_decrypted_in_the_ssl_object_are_relayed(self) -> None:
+        # The relay's buffer starts 100 bytes short of full, so its first read takes 100
+        # bytes of the client's one 16 KiB record; the rest waits inside the SSL object,
+        # where no readiness event announces it.
+        pending = os.urandom(BUFFER_SIZE - 100)
+        record = os.urandom(16 * 1024)
+        tunnel = self.tls_tunnel(pending=pending,
+                                 before=lambda tunnel: tunnel.client.sendall(record))
+        self.assertEqual(receive_exactly(tunnel.origin, len(pending) + len(record)),
+                         pending + record)
+
+    def test_origin_eof_ends_the_tunnel_after_its_bytes(self) -> None:
+        tunnel = self.tls_tunnel()
+        tunnel.origin.sendall(b"last words")
+        tunnel.origin.shutdown(socket.SHUT_WR)
+        self.assertEqual(tunnel.wait(), (0, 10))
+        self.assertEqual(tunnel.client.recv(100), b"last words")
+
+    def test_client_eof_reaches_the_origin(self) -> None:
+        # Under TLS an EOF without the closure alert is an error that ends the session,
+        # so nothing goes back; the origin still learns that the client has finished.
+        tunnel = self.tls_tunnel()
+        tunnel.client.sendall(b"request")
+        socket.socket.shutdown(tunnel.client, socket.SHUT_WR)
+        self.assertEqual(receive_all(tunnel.origin), b"request")
+        tunnel.origin.shutdown(socket.SHUT_WR)
+        self.assertEqual(tunnel.wait(), (7, 0))
 
 
 if __name__ == "__main__":

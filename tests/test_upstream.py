@@ -9,10 +9,11 @@ import threading
 import unittest
 from typing import Callable, List, Optional, Tuple
 
+from nex.body import NO_LIMIT, ChunkedBody
 from nex.errors import HTTPError
 from nex.request import Limits
-from nex.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, ChunkedDecoder,
-                          Origin, OriginBodyError, OriginPool, StaleConnection, connect,
+from nex.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
+                          OriginBodyError, OriginPool, StaleConnection, connect,
                           parse_response_head)
 
 SOCKET_TIMEOUT = 30.0
@@ -217,22 +218,33 @@ CHUNKED_BODY = (b"5\r\nhello\r\n1;name=value\r\n \r\n6 ; q=\"a b\"\r\nworld!\r\n
                 b"0\r\nX-Trailer: yes\r\n\r\n")
 
 
-class ChunkedDecoderTest(unittest.TestCase):
+#: Chunked framings an origin may not send, each cut short of a valid body.
+BAD_CHUNKED = (b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n",
+               b"5\r\nhello\r0\r\n\r\n", b"g\r\n", b"-1\r\n", b" 5\r\nhello\r\n",
+               b"12345678901234567\r\n", b"5;" + b"e" * 40 + b"\r\n",
+               b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", b"0\r\nbad trailer\r\n\r\n",
+               b"0\r\nX: " + b"y" * 100 + b"\r\n\r\n", b"0\r\n\n")
+SMALL_LIMITS = Limits(request_line=16, header_block=64, header_count=2)
+
+
+class ChunkedDataTest(unittest.TestCase):
+    """The shared chunked decoder as the origin side uses it: chunk data handed to a sink."""
+
     def decode(self, stream: bytes, cuts: List[int], limits: Limits = Limits()) -> Tuple[
             bytes, int]:
-        decoder = ChunkedDecoder(limits)
-        data, consumed, buffered, offset = b"", 0, b"", 0
+        decoder = ChunkedBody(NO_LIMIT, limits)
+        pieces: List[bytes] = []
+        consumed, buffered, offset = 0, bytearray(), 0
         for size in cuts + [len(stream)]:
             buffered += stream[offset:offset + size]
             offset += size
-            taken, pieces = decoder.feed(buffered)
-            data += b"".join(pieces)
+            taken = decoder.feed(buffered, lambda data: pieces.append(bytes(data)))
             consumed += taken
-            buffered = buffered[taken:]
+            del buffered[:taken]
             if decoder.done:
                 break
         self.assertTrue(decoder.done)
-        return data, consumed
+        return b"".join(pieces), consumed
 
     def test_data_in_any_cuts(self) -> None:
         stream = CHUNKED_BODY + b"NEXT"
@@ -250,15 +262,9 @@ class ChunkedDecoderTest(unittest.TestCase):
         self.assertEqual(self.decode(stream, [MAX_PIECE] * 5)[0], payload)
 
     def test_violations(self) -> None:
-        small = Limits(request_line=16, header_block=64, header_count=2)
-        for stream in (b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n",
-                       b"5\r\nhello\r0\r\n\r\n", b"g\r\n", b"-1\r\n", b" 5\r\nhello\r\n",
-                       b"12345678901234567\r\n", b"5;" + b"e" * 40 + b"\r\n",
-                       b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", b"0\r\nbad trailer\r\n\r\n",
-                       b"0\r\nX: " + b"y" * 100 + b"\r\n\r\n", b"0\r\n\n"):
-            with self.subTest(stream=stream[:40]), self.assertRaises(OriginBodyError):
-                decoder = ChunkedDecoder(small)
-                decoder.feed(stream)
+        for stream in BAD_CHUNKED:
+            with self.subTest(stream=stream[:40]), self.assertRaises(HTTPError):
+                ChunkedBody(NO_LIMIT, SMALL_LIMITS).feed(stream, lambda data: None)
 
 
 class ResponseOverSocketTest(UpstreamTestCase):
@@ -366,6 +372,20 @@ class ResponseOverSocketTest(UpstreamTestCase):
                          b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"):
             with self.subTest(response=response):
                 origin = self.open(self.serve(answer_once(response)))
+                origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                head = origin.read_head("GET")
+                with self.assertRaises(OriginBodyError):
+                    b"".join(origin.read_body(head))
+                self.assertFalse(origin.reusable)
+
+    def test_bad_chunked_framing_breaks_the_body_off(self) -> None:
+        for framing in BAD_CHUNKED:
+            with self.subTest(framing=framing[:40]):
+                server = self.serve(answer_once(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framing))
+                origin = connect(("origin.test", server.port), server.addresses,
+                                 SOCKET_TIMEOUT, SOCKET_TIMEOUT, SMALL_LIMITS)
+                self.addCleanup(origin.close)
                 origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                 head = origin.read_head("GET")
                 with self.assertRaises(OriginBodyError):
