@@ -204,6 +204,7 @@ class Result(NamedTuple):
     non_success: int
     listen_drops: int = 0
     peak_rss_mib: float = float("nan")
+    cpu_us: float = float("nan")
 
 
 # --- the served folder ------------------------------------------------------------------------
@@ -343,16 +344,35 @@ def listen_drops() -> int:
     return int(values[names.index("ListenDrops")])
 
 
-def peak_rss_mib(pid: int) -> float:
-    """The largest peak resident set (VmHWM) of ``pid`` and its child processes, in MiB."""
+def family(pid: int) -> List[int]:
+    """``pid`` and its child processes (nginx's worker, Nex's worker processes)."""
     pids = [pid]
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as children:
             pids += [int(child) for child in children.read().split()]
     except OSError:
         pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its child processes, all threads, so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in family(pid):
+        try:
+            with open(f"/proc/{each}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The largest peak resident set (VmHWM) of ``pid`` and its child processes, in MiB."""
     peak = float("nan")
-    for each in pids:
+    for each in family(pid):
         try:
             with open(f"/proc/{each}/status") as status:
                 for line in status:
@@ -421,11 +441,12 @@ def measure(name: str, start, scenarios: List[Scenario], duration: int, work: st
             if scenario.key == "ranges" and not answers_ranges(running.url):
                 results[scenario.key] = None
                 continue
-            drops = listen_drops()
+            drops, cpu = listen_drops(), cpu_seconds(running.process.pid)
             result = wrk(running.url, scenario, duration, work, CLIENT_CPU if pin else None)
-            results[scenario.key] = result._replace(
+            result = results[scenario.key] = result._replace(
                 listen_drops=listen_drops() - drops,
-                peak_rss_mib=peak_rss_mib(running.process.pid))
+                peak_rss_mib=peak_rss_mib(running.process.pid),
+                cpu_us=(cpu_seconds(running.process.pid) - cpu) / max(result.requests, 1) * 1e6)
             print(f"  {name:12} {scenario.key:8} {describe(scenario, result)}", flush=True)
     finally:
         stop(running.process)
@@ -434,9 +455,12 @@ def measure(name: str, start, scenarios: List[Scenario], duration: int, work: st
 
 # --- reporting ------------------------------------------------------------------------------
 
-def describe(scenario: Scenario, result: Result) -> str:
-    """One measurement as text."""
+def describe(scenario: Scenario, result: Result, cpu: bool = True) -> str:
+    """One measurement as text, with any errors; ``cpu`` adds the server's CPU time per
+    request."""
     text = f"{result.rate:,.1f} {scenario.unit}"
+    if cpu:
+        text += f", {result.cpu_us:,.0f} µs CPU/request"
     problems = []
     if result.socket_errors:
         problems.append(f"{result.socket_errors} socket errors")
@@ -447,12 +471,13 @@ def describe(scenario: Scenario, result: Result) -> str:
     return text + (f" ({', '.join(problems)})" if problems else "")
 
 
-def cell(scenario: Scenario, results: Dict[str, Dict[str, Optional[Result]]], name: str) -> str:
+def cell(scenario: Scenario, results: Dict[str, Dict[str, Optional[Result]]], name: str,
+         cpu: bool = True) -> str:
     """The table cell of server ``name``: its figure and Nex's ratio to it."""
     result = results[name].get(scenario.key)
     if result is None:
         return "no ranges" if scenario.key == "ranges" else "–"
-    text = describe(scenario, result)
+    text = describe(scenario, result, cpu)
     nex = results["nex"].get(scenario.key)
     if name != "nex" and nex is not None and result.rate:
         text += f" ({nex.rate / result.rate:.2f}×)"
@@ -502,7 +527,8 @@ def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Resu
         print("| --- |" + " --- |" * len(names))
         for scenario in scenarios:
             print(f"| {scenario.label} ({scenario.unit}) | "
-                  + " | ".join(cell(scenario, results, name) for name in names) + " |")
+                  + " | ".join(cell(scenario, results, name, cpu=False) for name in names)
+                  + " |")
         many = results["nex"].get("many")
         if many is not None:
             print(f"\nNex with 1,000 connections: {many.listen_drops} listen-queue drops, "
