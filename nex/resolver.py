@@ -38,13 +38,16 @@ class Target(NamedTuple):
     ``kind`` is ``"file"`` or ``"directory"`` (a directory reaches the handler only when it has
     no index file and listings are on).  ``fs_path`` is the absolute path to open,
     ``url_path`` the decoded, normalised URL path (``"/media/a b.mp4"``, directories end in
-    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.
+    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.  ``folder`` is the ``os.lstat``
+    of the folder holding ``fs_path`` when the resolver took it on its way there (None
+    otherwise), so that a handler can tell whether that folder changed without asking again.
     """
 
     kind: str
     fs_path: str
     url_path: str
     stat: os.stat_result
+    folder: Optional[os.stat_result] = None
 
 
 # Printable ASCII but backslash: anything else in a request path is malformed (RFC 3986 §2),
@@ -82,7 +85,7 @@ def resolve(path: str, query: str, config) -> Target:
         if segment[0] == "." and hidden(segment, dotfiles):
             raise not_found(_asked_for(url_path, segments, trailing_slash))
     try:
-        fs_path, st = _walk(config.document_root, segments, config.symlinks)
+        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
         if error.errno in _NOT_FOUND:
             raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
@@ -93,7 +96,7 @@ def resolve(path: str, query: str, config) -> Target:
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
             raise not_found(asked_for)
-        return Target("file", fs_path, url_path, st)
+        return Target("file", fs_path, url_path, st, folder)
     if not stat.S_ISDIR(st.st_mode):
         raise not_found(asked_for)
     if segments and not trailing_slash:
@@ -108,10 +111,12 @@ def resolve(path: str, query: str, config) -> Target:
         except HTTPError:
             continue
         if stat.S_ISREG(index_st.st_mode):
-            return Target("file", index_path, url_path, index_st)
+            # Unless a link led elsewhere, the index file's folder is the one just looked at.
+            same_folder = index_path == fs_path.rstrip("/") + "/" + name
+            return Target("file", index_path, url_path, index_st, st if same_folder else None)
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
-    return Target("directory", fs_path, url_path, st)
+    return Target("directory", fs_path, url_path, st, folder)
 
 
 def _asked_for(url_path: str, segments: Sequence[str], trailing_slash: bool) -> str:
@@ -216,27 +221,32 @@ def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.sta
     Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
     """
     try:
-        return _walk(root, segments, policy)
+        fs_path, st, _ = _walk(root, segments, policy)
     except OSError as exc:
         raise _os_error(exc) from None
+    return fs_path, st
 
 
-def _walk(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.stat_result]:
-    """:func:`lookup`, but a failed system call raises its ``OSError`` as it is."""
+def _walk(root: str, segments: Sequence[str], policy: str
+          ) -> Tuple[str, os.stat_result, Optional[os.stat_result]]:
+    """:func:`lookup`, with the ``os.lstat`` of the folder holding the path when it took
+    one (None otherwise); a failed system call raises its ``OSError`` as it is."""
     # Segments hold no "/" and the root is absolute, so plain joins are exact.
     base = root.rstrip("/")
     if policy == "always" or not segments:
         fs_path = base + "".join(["/" + segment for segment in segments]) or "/"
-        return fs_path, os.stat(fs_path)
+        return fs_path, os.stat(fs_path), None
     current = base
+    folder = st = None
     for segment in segments:
         current += "/" + segment
-        st = os.lstat(current)
+        folder, st = st, os.lstat(current)
         if stat.S_ISLNK(st.st_mode):
             if policy == "never":
                 raise HTTPError(404, "The requested resource was not found.")
-            return _inside(root, base + "".join(["/" + segment for segment in segments]))
-    return current, st
+            return _inside(root, base + "".join(["/" + segment for segment in segments])) + (
+                None,)
+    return current, st, folder
 
 
 @functools.lru_cache(maxsize=16)
