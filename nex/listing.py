@@ -17,6 +17,10 @@ Order: ``?sort=name|size|time`` and ``?order=asc|desc`` (default: name, ascendin
 always come first.  A value Nex does not know is ignored and its default used, so an old or
 mistyped link still shows the folder.  By size, folders (which have none) keep name order.
 
+A rendered listing is kept (:class:`ListingCache`) and reused while its folder is unchanged:
+an entry added, removed or renamed shows at once, a file changed in place (its size or time)
+within :data:`LISTING_MAX_AGE`, one second.
+
 The page comes from the ``dir.html`` template.  Its variables: ``PATH`` (the folder's decoded
 URL path), ``BREADCRUMBS`` (a link for each segment of the path, raw HTML), ``COLUMNS`` (the
 table's header cells with their sorting links, raw HTML), ``ROWS`` (the table rows, raw
