@@ -112,6 +112,21 @@ def run_case(port: int, make: Callable[[], bytes], count: int) -> Tuple[float, f
             (system_after - system_before) / count * 1e6)
 
 
+def by_place(stats: pstats.Stats) -> List[Tuple[str, float]]:
+    """Own time summed by Nex module, by other Python file, and by built-in (system calls
+    and C functions), largest first; waiting for the next request (``recv``) apart."""
+    places: Dict[str, float] = {}
+    for (filename, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore
+        if filename == "~":
+            place = "built-in " + name.strip("<>{}").replace("built-in method ", "")
+        elif os.path.join(REPO, "nex") in filename:
+            place = "nex/" + os.path.basename(filename)
+        else:
+            place = "Python library " + os.path.basename(filename)
+        places[place] = places.get(place, 0.0) + own
+    return sorted(places.items(), key=lambda item: -item[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
@@ -159,9 +174,12 @@ def main() -> int:
                     time.sleep(0.01)
                 out = io.StringIO()
                 stats = pstats.Stats(profiles[0], stream=out)
-                total_calls = stats.total_calls
-                print(f"         {total_calls / (options.requests + 50):.0f} Python function "
-                      "calls per request in the worker thread")
+                served = options.requests + 50
+                print(f"         {stats.total_calls / served:.0f} function calls per request "
+                      "in the worker thread; its time (under the profiler) by where it is "
+                      "spent, µs per request:")
+                for place, seconds in by_place(stats):
+                    print(f"         {seconds / served * 1e6:8.1f}  {place}")
                 stats.sort_stats("tottime").print_stats(options.top)
                 print("\n".join(out.getvalue().splitlines()[6:]))
         server.stop()
