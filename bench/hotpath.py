@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -43,9 +43,6 @@ from nex.assembly import assemble  # noqa: E402
 from nex.config import load_config  # noqa: E402
 from nex.log import Logger  # noqa: E402
 from nex.server import Server  # noqa: E402
-
-Case = Tuple[str, Callable[[], bytes]]
-
 
 def request(path: str, *headers: str) -> bytes:
     """A GET for ``path`` with ``headers``."""
@@ -167,7 +164,7 @@ def main() -> int:
                   f"({user:.1f} user, {system:.1f} system)")
             if profiles:
                 deadline = time.monotonic() + 30
-                while server.dispatcher and time.monotonic() < deadline:
+                while time.monotonic() < deadline:  # the profile is whole once the worker ends
                     with server._lock:
                         if not server._live:
                             break

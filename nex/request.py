@@ -329,6 +329,7 @@ def _cached_request_line(line: str) -> Tuple[str, str, str, str, str, Optional[s
 
 
 def _parse_request_target(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """The request line's parts, then its target's (see :func:`_request_line`)."""
     method, target, version = _parse_request_line(line)
     return (method, target, version) + _split_target(method, target)
 

@@ -216,10 +216,11 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
     Small bodies (up to 64 KiB, with no file slice over 16 KiB) go out with the head in one
-    write; larger file slices through ``os.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
-    the same segment as the first body bytes.  The socket's SO_SNDTIMEO bounds each call;
-    beyond ``grace`` seconds a client that has read less than ``min_rate`` bytes per second
-    on average is dropped (``TimeoutError``), so trickling reads cannot hold a worker.
+    write; larger file slices through ``os.sendfile`` (zero-copy), the head flagged
+    ``MSG_MORE`` so the kernel can put it in the same segment as the first body bytes.  The
+    socket's SO_SNDTIMEO bounds each call; beyond ``grace`` seconds a client that has read
+    less than ``min_rate`` bytes per second on average is dropped (``TimeoutError``), so
+    trickling reads cannot hold a worker.
     ``progress`` counts the body bytes sent, also when the write fails part way.  A body
     that cannot be produced whole raises :class:`BodyFault`.  The response is released in
     every case.
