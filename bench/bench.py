@@ -1,34 +1,62 @@
-"""Nex against the standard library's http.server, on the same machine in the same run.
+"""Nex side by side with other file servers, on one core each, in the same run.
 
-Serves one folder with both servers on loopback and measures, with ``wrk``:
+Serves one generated folder on loopback with Nex and with each peer that is installed:
 
-* requests/s for a 1 KiB file over keep-alive connections,
-* requests/s for the same file with a new connection per request,
-* MB/s for a 16 MiB file,
-* with ``--many``: 1,000 concurrent keep-alive connections on the 1 KiB file against Nex,
-  reporting requests/s, errors and Nex's peak resident memory,
-* with ``--workers``: requests/s for the 1 KiB file over keep-alive connections with
-  ``--workers 1`` and ``--workers 2``, and their ratio.  Nothing is pinned to a core, and wrk
-  runs on the same machine, so the servers and the load generator share the cores.
-* with ``--proxy``: requests/s for the 1 KiB file fetched through a forward proxy over
-  keep-alive connections (wrk sends absolute-form request lines from a Lua script), for Nex
-  with ``--proxy``, tinyproxy and proxy.py in turn, against the same origin (nginx when
-  installed, else a second Nex), and Nex's ratio to each.  With two or more CPUs the proxy
-  runs alone on CPU 1 and wrk and the origin on CPU 0 (``taskset``), so each proxy has one
-  core.  Each proxy logs as it does by default, to a file.
+* ``http.server``: the standard library's ``ThreadingHTTPServer`` with
+  ``SimpleHTTPRequestHandler``, set to HTTP/1.1, ``TCP_NODELAY`` on its sockets and a listen
+  backlog of 1024, so neither Nagle's algorithm nor a queue of 5 makes it look slower than
+  it is;
+* ``twisted``: ``twisted.web.static.File`` on the default reactor, ``TCP_NODELAY`` set;
+* ``aiohttp``: ``web.static`` with ``show_index=True`` (aiohttp sets ``TCP_NODELAY``);
+* ``nginx``: a generated configuration on a loopback port: one worker process,
+  ``sendfile on``, ``tcp_nopush off``, ``tcp_nodelay on``, ``autoindex on``,
+  ``keepalive_requests 1000000`` (Nex sets no cap either), ``worker_connections 4096``.
 
-Usage: ``python3 bench/bench.py [--duration 10] [--many] [--workers] [--proxy]``.  Needs
-``wrk`` (Debian: ``apt-get install wrk``); ``--proxy`` compares with ``tinyproxy`` (Debian:
-``apt-get install tinyproxy``, run here in the foreground with a generated configuration)
-and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual environment; give its
-``proxy`` command with ``--proxy-py``), leaving out those not installed.  The standard
-library server runs as HTTP/1.1 with ``TCP_NODELAY`` on its sockets, so Nagle's algorithm
-does not make it look slower than it is.
+Every server writes its access log to a file in a temporary folder (Nex, nginx, twisted
+and aiohttp with their own loggers, ``http.server`` through ``log_message``).  Each server
+runs pinned to CPU 0 with ``taskset``, and ``wrk`` (one thread) to CPU 1, so each server
+has exactly one core and the load generator another.  The scenarios, with ``wrk``:
+
+* ``1k``: a 1 KiB file, 50 keep-alive connections (requests/s);
+* ``1k-new``: the same with ``Connection: close``, a new connection per request;
+* ``html``: a 10 KiB HTML page, 50 keep-alive connections, sent with a browser's
+  ``Accept-Encoding: gzip, deflate, br`` (no precompressed sidecar exists);
+* ``404``: a missing file, 50 keep-alive connections;
+* ``listing``: the listing of a folder of 500 files, 50 keep-alive connections;
+* ``ranges``: a random 64 KiB range (at any byte offset, picked by a wrk Lua script) of a
+  32 MiB file, 50 keep-alive connections (MB/s of response bytes; a server that answers a
+  Range with the whole file is left out);
+* ``many``: the 1 KiB file over 1,000 keep-alive connections from one host (Nex with its
+  per-client cap raised to 2,048), reporting socket errors and time-outs, the listen-queue
+  drops the kernel counted meanwhile (``TcpExtListenDrops`` in ``/proc/net/netstat``, for
+  the whole machine) and the server's peak resident memory (VmHWM of it and its children).
+
+Printed: each figure with the server's CPU time per request (user and system time of the
+server's processes during the run, divided by the requests served: steadier than the rate
+on a machine others share), its ratio to Nex's (Nex / peer: 2.00x means Nex served twice as
+much) and the goals per scenario, met or missed.  ``--rounds N`` measures every server N
+times in turn and keeps each figure's best round (other work on the machine only ever slows
+a run), with the errors, time-outs and drops of all rounds.  ``--markdown`` prints the table
+for README.md as well.  ``--workers`` adds the old comparison of Nex with ``--workers 1``
+and ``--workers 2`` (not pinned, since two workers need two cores).
+
+Usage::
+
+    python3 bench/bench.py [--duration 5] [--rounds 1] [--servers nex,nginx]
+                           [--scenarios 1k,404] [--peer-python /path/to/python]
+                           [--markdown] [--workers]
+
+Needs ``wrk`` and ``taskset`` (Debian: ``apt-get install wrk util-linux``); the peers are
+optional (``apt-get install nginx-light``; ``pip install twisted aiohttp`` into the
+interpreter given as ``--peer-python``, for instance a throwaway virtual environment: they
+are never Nex's dependencies).  With the default 5 seconds per measurement and one round the
+whole run takes about four minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shutil
@@ -38,8 +66,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+BIG_FILE_SIZE = 32 * 1024 * 1024
+RANGE_SIZE = 64 * 1024
+LISTED_FILES = 500
+BROWSER_ENCODINGS = "gzip, deflate, br"
 
 _STDLIB_SERVER = r"""
 import functools, http.server, socket, sys
@@ -48,28 +83,213 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def log_message(self, *args):
-        pass
+    def log_message(self, format, *args):
+        log.write("%s - - [%s] %s\n" % (self.address_string(), self.log_date_time_string(),
+                                         format % args))
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024
+log = open(sys.argv[2], "a", buffering=1)
 handler = functools.partial(Handler, directory=sys.argv[1])
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+server = Server(("127.0.0.1", 0), handler)
 print("http://127.0.0.1:%d/" % server.server_address[1], flush=True)
 server.serve_forever()
 """
 
+_TWISTED_SERVER = r"""
+import sys
+from twisted.internet import reactor
+from twisted.web import http, server, static
+class Channel(http.HTTPChannel):
+    def connectionMade(self):
+        super().connectionMade()
+        self.transport.setTcpNoDelay(True)
+site = server.Site(static.File(sys.argv[1]), logPath=sys.argv[2])
+site.protocol = Channel
+port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
+print("http://127.0.0.1:%d/" % port.getHost().port, flush=True)
+reactor.run()
+"""
 
-def start(args: list, env=None) -> tuple:
-    """Start a server process and return it with the URL it prints first."""
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, cwd=REPO, env=env)
+_AIOHTTP_SERVER = r"""
+import asyncio, logging, sys
+from aiohttp import web
+access = logging.getLogger("aiohttp.access")
+access.setLevel(logging.INFO)
+access.addHandler(logging.FileHandler(sys.argv[2]))
+access.propagate = False
+async def main():
+    app = web.Application()
+    app.router.add_static("/", sys.argv[1], show_index=True)
+    runner = web.AppRunner(app, access_log=access)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    print("http://127.0.0.1:%d/" % port, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+_NGINX_CONFIG = """\
+{user}worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {work}/nginx-access.log;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+        root {root};
+        autoindex on;
+    }}
+}}
+"""
+
+_RANGE_SCRIPT = """\
+math.randomseed(os.time())
+request = function()
+    local first = math.random(0, {last_start})
+    return wrk.format("GET", "{path}",
+                      {{["Range"] = "bytes=" .. first .. "-" .. (first + {size} - 1)}})
+end
+"""
+
+
+class Scenario(NamedTuple):
+    """One measurement: what wrk asks for, and which of its figures counts."""
+
+    key: str
+    label: str
+    path: str
+    connections: int
+    headers: Tuple[str, ...] = ()
+    script: bool = False
+    unit: str = "req/s"
+
+
+SCENARIOS = (
+    Scenario("1k", "1 KiB, keep-alive, 50 connections", "1k.bin", 50),
+    Scenario("1k-new", "1 KiB, new connection per request", "1k.bin", 50,
+             ("Connection: close",)),
+    Scenario("html", "10 KiB HTML, keep-alive, Accept-Encoding: gzip, deflate, br",
+             "page.html", 50, (f"Accept-Encoding: {BROWSER_ENCODINGS}",)),
+    Scenario("404", "404, keep-alive", "missing.html", 50),
+    Scenario("listing", "listing of 500 files, keep-alive", "folder/", 50),
+    Scenario("ranges", "random 64 KiB ranges of 32 MiB, keep-alive", "big.bin", 50,
+             script=True, unit="MB/s"),
+    Scenario("many", "1 KiB, 1,000 keep-alive connections", "1k.bin", 1000),
+)
+SERVERS = ("nex", "http.server", "twisted", "aiohttp", "nginx")
+#: (scenario, peer, least Nex / peer ratio) to reach on one core.
+GOALS = (("1k", "http.server", 3.0), ("1k", "nginx", 0.3), ("1k-new", "nginx", 0.3),
+         ("404", "nginx", 0.3), ("listing", "nginx", 1.0), ("ranges", "nginx", 0.6))
+MAX_PEAK_RSS_MIB = 150
+HTML_WITHIN = 0.10
+
+
+class Result(NamedTuple):
+    """What one wrk run measured."""
+
+    rate: float
+    requests: int
+    socket_errors: int
+    timeouts: int
+    non_success: int
+    listen_drops: int = 0
+    peak_rss_mib: float = float("nan")
+    cpu_us: float = float("nan")
+
+
+# --- the served folder ------------------------------------------------------------------------
+
+def make_root() -> str:
+    """A folder holding every file the scenarios ask for."""
+    root = tempfile.mkdtemp(prefix="nex-bench-")
+    with open(os.path.join(root, "1k.bin"), "wb") as f:
+        f.write(os.urandom(1024))
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(os.urandom(BIG_FILE_SIZE))
+    paragraph = ("<p>Nex serves files over HTTP/1.1: keep-alive, ranges, validators and "
+                 "listings, one thread per connection.</p>\n")
+    body = paragraph * (10 * 1024 // len(paragraph))
+    page = f"<!DOCTYPE html>\n<html><head><title>Page</title></head><body>\n{body}"
+    page = page[:10 * 1024 - len("</body></html>\n")] + "</body></html>\n"
+    with open(os.path.join(root, "page.html"), "w") as f:
+        f.write(page)
+    folder = os.path.join(root, "folder")
+    os.mkdir(folder)
+    for number in range(LISTED_FILES):
+        with open(os.path.join(folder, f"file-{number:03d}.txt"), "w") as f:
+            f.write("x" * number)
+    os.chmod(root, 0o755)
+    return root
+
+
+# --- servers --------------------------------------------------------------------------------
+
+class Running(NamedTuple):
+    """A server started for the run: its process and the URL it serves on."""
+
+    process: subprocess.Popen
+    url: str
+
+
+def pinned(args: List[str], cpu: Optional[str]) -> List[str]:
+    """``args`` run on ``cpu`` only (None: anywhere)."""
+    return args if cpu is None else ["taskset", "-c", cpu] + args
+
+
+def start_printing(args: List[str], cpu: Optional[str]) -> Running:
+    """Start a server that prints its URL first; return it once it has."""
+    process = subprocess.Popen(pinned(args, cpu), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     line = process.stdout.readline()
     match = re.search(r"http://[^ ]+/", line)
     if not match:
         process.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return process, match.group(0)
+        raise SystemExit(f"{args[0]} did not start: {line!r}")
+    return Running(process, match.group(0))
+
+
+def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
+    """Start nginx with a generated configuration on a free loopback port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = os.path.join(work, "nginx.conf")
+    with open(config, "w") as f:
+        # As root, the worker would otherwise run as nobody and could not read the folder.
+        f.write(_NGINX_CONFIG.format(user="user root;\n" if os.geteuid() == 0 else "",
+                                     work=work, port=port, root=root))
+    process = subprocess.Popen(pinned(["nginx", "-c", config, "-p", work], cpu),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return Running(process, f"http://127.0.0.1:{port}/")
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"nginx did not start; see {work}/nginx-error.log")
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the server has not ended within 15 seconds."""
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(15)
@@ -78,59 +298,13 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wrk(url: str, duration: int, connections: int, threads: int, close: bool = False,
-        script: str = "", prefix: tuple = ()) -> dict:
-    """Run wrk and return requests/s, transfer MB/s, total requests and error count.
-
-    ``script`` is a Lua file for wrk; ``prefix`` goes before the command (``taskset``)."""
-    args = [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-            "--timeout", "10s"]
-    if close:
-        args += ["-H", "Connection: close"]
-    if script:
-        args += ["-s", script]
-    output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
-    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)]
-    total = int(re.search(r"(\d+) requests in", output).group(1))
-    errors = closed = 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", output)
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-        closed = int(socket_errors.group(2))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    return {"rps": rps, "mbps": float(transfer.group(1)) * scale, "requests": total,
-            "errors": errors, "closed": closed}
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The peak resident set size of ``pid`` in MB (VmHWM)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def make_root() -> str:
-    root = tempfile.mkdtemp(prefix="nex-bench-")
-    with open(os.path.join(root, "1k.bin"), "wb") as f:
-        f.write(os.urandom(1024))
-    with open(os.path.join(root, "16m.bin"), "wb") as f:
-        f.write(os.urandom(16 * 1024 * 1024))
-    return root
-
-
-def nex_args(root: str, settings: str, workers: int = 1) -> list:
-    return [sys.executable, os.path.join(REPO, "server.py"), "--config", settings,
-            "--port", "0", "--root", root, "--workers", str(workers)]
+def has_module(python: str, module: str) -> bool:
+    """Whether ``python`` can import ``module``."""
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
 def write_settings(folder: str, access_log: str, extra: str = "") -> str:
+    """A Nex settings file with the shipped pages and ``access_log``."""
     path = os.path.join(folder, "settings.conf")
     with open(path, "w") as f:
         f.write(f"[server]\nerror_pages = {REPO}/error_pages\ntemplates = {REPO}/other_templates\n"
@@ -138,218 +312,318 @@ def write_settings(folder: str, access_log: str, extra: str = "") -> str:
     return path
 
 
+def nex_args(root: str, settings: str, workers: int = 1) -> List[str]:
+    """The command that starts Nex on a free port."""
+    return [sys.executable, os.path.join(REPO, "server.py"), "--config", settings,
+            "--port", "0", "--root", root, "--workers", str(workers)]
+
+
+def launcher(name: str, root: str, work: str, peer_python: str):
+    """A function that starts server ``name`` pinned as asked, or None when not installed."""
+    log = os.path.join(work, f"{name}-access.log")
+    if name == "nex":
+        settings = write_settings(work, log, "max_connections = 2048\n"
+                                             "max_connections_per_client = 2048\nbacklog = 1024")
+        return lambda cpu: start_printing(nex_args(root, settings), cpu)
+    if name == "http.server":
+        return lambda cpu: start_printing([sys.executable, "-c", _STDLIB_SERVER, root, log], cpu)
+    if name in ("twisted", "aiohttp"):
+        if not has_module(peer_python, name):
+            return None
+        script = _TWISTED_SERVER if name == "twisted" else _AIOHTTP_SERVER
+        return lambda cpu: start_printing([peer_python, "-c", script, root, log], cpu)
+    if name != "nginx":
+        raise SystemExit(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
+    if shutil.which("nginx") is None:
+        return None
+    return lambda cpu: start_nginx(root, work, cpu)
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+def listen_drops() -> int:
+    """The kernel's count of connections dropped at a full listen queue (whole machine)."""
+    with open("/proc/net/netstat") as netstat:
+        lines = [line.split() for line in netstat if line.startswith("TcpExt:")]
+    names, values = lines[0], lines[1]
+    return int(values[names.index("ListenDrops")])
+
+
+def family(pid: int) -> List[int]:
+    """``pid`` and its child processes (nginx's worker, Nex's worker processes)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            pids += [int(child) for child in children.read().split()]
+    except OSError:
+        pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its child processes, all threads, so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in family(pid):
+        try:
+            with open(f"/proc/{each}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The largest peak resident set (VmHWM) of ``pid`` and its child processes, in MiB."""
+    peak = float("nan")
+    for each in family(pid):
+        try:
+            with open(f"/proc/{each}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        kib = int(line.split()[1])
+                        peak = kib / 1024 if peak != peak else max(peak, kib / 1024)
+        except OSError:
+            pass
+    return peak
+
+
+def answers_ranges(url: str) -> bool:
+    """Whether the server answers a Range request for the big file with 206."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", "/big.bin", headers={"Range": "bytes=0-1"})
+        response = connection.getresponse()
+        response.read()
+        return response.status == 206
+    finally:
+        connection.close()
+
+
+def wrk(url: str, scenario: Scenario, duration: int, work: str, cpu: Optional[str]) -> Result:
+    """Run wrk for ``scenario`` against ``url`` and return what it measured."""
+    args = ["wrk", "-t1", f"-c{scenario.connections}", f"-d{duration}s", "--timeout", "10s"]
+    for header in scenario.headers:
+        args += ["-H", header]
+    if scenario.script:
+        script = os.path.join(work, "ranges.lua")
+        with open(script, "w") as f:
+            f.write(_RANGE_SCRIPT.format(last_start=BIG_FILE_SIZE - RANGE_SIZE,
+                                         path="/" + scenario.path, size=RANGE_SIZE))
+        args += ["-s", script]
+    completed = subprocess.run(pinned(args + [url + scenario.path], cpu), capture_output=True,
+                               text=True)
+    output = completed.stdout
+    if completed.returncode != 0 or "Requests/sec" not in output:
+        raise SystemExit(f"wrk failed: {completed.stderr or output}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    mbps = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[
+        transfer.group(2)]
+    socket_errors = timeouts = non_success = 0
+    counts = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       output)
+    if counts:
+        connect, read, write, timeouts = (int(n) for n in counts.groups())
+        socket_errors = connect + read + write
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        non_success = int(non2xx.group(1))
+    return Result(mbps if scenario.unit == "MB/s" else rps,
+                  int(re.search(r"(\d+) requests in", output).group(1)),
+                  socket_errors, timeouts, non_success)
+
+
+def measure(name: str, start, scenarios: List[Scenario], duration: int, work: str,
+            pin: bool) -> Dict[str, Optional[Result]]:
+    """Start server ``name`` once and run every scenario against it."""
+    results: Dict[str, Optional[Result]] = {}
+    running = start(SERVER_CPU if pin else None)
+    try:
+        for scenario in scenarios:
+            if scenario.key == "ranges" and not answers_ranges(running.url):
+                results[scenario.key] = None
+                continue
+            drops, cpu = listen_drops(), cpu_seconds(running.process.pid)
+            result = wrk(running.url, scenario, duration, work, CLIENT_CPU if pin else None)
+            result = results[scenario.key] = result._replace(
+                listen_drops=listen_drops() - drops,
+                peak_rss_mib=peak_rss_mib(running.process.pid),
+                cpu_us=(cpu_seconds(running.process.pid) - cpu) / max(result.requests, 1) * 1e6)
+            print(f"  {name:12} {scenario.key:8} {describe(scenario, result)}", flush=True)
+    finally:
+        stop(running.process)
+    return results
+
+
+def merge(earlier: Optional[Result], later: Optional[Result]) -> Optional[Result]:
+    """Two rounds of one measurement as one: the higher rate and the lower CPU time per
+    request (work of others on the machine only ever lowers the one and raises the other),
+    but every error, time-out and listen-queue drop of both, and the higher peak memory."""
+    if earlier is None or later is None:
+        return later if earlier is None else earlier
+    best = later if later.rate > earlier.rate else earlier
+    return best._replace(socket_errors=earlier.socket_errors + later.socket_errors,
+                         timeouts=earlier.timeouts + later.timeouts,
+                         non_success=earlier.non_success + later.non_success,
+                         listen_drops=earlier.listen_drops + later.listen_drops,
+                         peak_rss_mib=max(earlier.peak_rss_mib, later.peak_rss_mib),
+                         cpu_us=min(earlier.cpu_us, later.cpu_us))
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+def describe(scenario: Scenario, result: Result, cpu: bool = True) -> str:
+    """One measurement as text, with any errors; ``cpu`` adds the server's CPU time per
+    request."""
+    text = f"{result.rate:,.1f} {scenario.unit}"
+    if cpu:
+        text += f", {result.cpu_us:,.0f} µs CPU/request"
+    problems = []
+    if result.socket_errors:
+        problems.append(f"{result.socket_errors} socket errors")
+    if result.timeouts:
+        problems.append(f"{result.timeouts} time-outs")
+    if result.non_success and scenario.key != "404":
+        problems.append(f"{result.non_success} non-2xx/3xx")
+    return text + (f" ({', '.join(problems)})" if problems else "")
+
+
+def cell(scenario: Scenario, results: Dict[str, Dict[str, Optional[Result]]], name: str,
+         cpu: bool = True) -> str:
+    """The table cell of server ``name``: its figure and Nex's ratio to it."""
+    result = results[name].get(scenario.key)
+    if result is None:
+        return "no ranges" if scenario.key == "ranges" else "–"
+    text = describe(scenario, result, cpu)
+    nex = results["nex"].get(scenario.key)
+    if name != "nex" and nex is not None and result.rate:
+        text += f" ({nex.rate / result.rate:.2f}×)"
+    return text
+
+
+def goals(results: Dict[str, Dict[str, Optional[Result]]]) -> List[str]:
+    """Each goal as one line: what was asked, what was measured, met or missed."""
+    lines = []
+    nex = results["nex"]
+    for key, peer, least in GOALS:
+        if key not in nex or peer not in results or results[peer].get(key) is None:
+            continue
+        ratio = nex[key].rate / results[peer][key].rate
+        lines.append(f"{key}: Nex / {peer} = {ratio:.2f}× (goal ≥ {least:g}×) "
+                     f"{'met' if ratio >= least else 'MISSED'}")
+    if "html" in nex and "1k" in nex:
+        share = nex["html"].rate / nex["1k"].rate
+        lines.append(f"html: {share:.2f} of Nex's 1 KiB rate (goal ≥ {1 - HTML_WITHIN:.2f}) "
+                     f"{'met' if share >= 1 - HTML_WITHIN else 'MISSED'}")
+    if "many" in nex:
+        many = nex["many"]
+        met = (many.timeouts == 0 and many.listen_drops == 0
+               and many.peak_rss_mib <= MAX_PEAK_RSS_MIB)
+        lines.append(f"many: {many.timeouts} time-outs, {many.socket_errors} socket errors, "
+                     f"{many.listen_drops} listen-queue drops, peak RSS "
+                     f"{many.peak_rss_mib:.0f} MiB (goal 0, 0, ≤ {MAX_PEAK_RSS_MIB} MiB) "
+                     f"{'met' if met else 'MISSED'}")
+    return lines
+
+
+def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Result]]],
+           markdown: bool) -> None:
+    """Print the table (plain, and as Markdown when asked) and the goals."""
+    names = [name for name in SERVERS if name in results]
+    print()
+    for scenario in scenarios:
+        print(scenario.label)
+        for name in names:
+            print(f"    {name:12} {cell(scenario, results, name)}")
+    print()
+    for line in goals(results):
+        print(line)
+    if markdown:
+        print()
+        print("| scenario | " + " | ".join(names) + " |")
+        print("| --- |" + " --- |" * len(names))
+        for scenario in scenarios:
+            print(f"| {scenario.label} ({scenario.unit}) | "
+                  + " | ".join(cell(scenario, results, name, cpu=False) for name in names)
+                  + " |")
+        many = results["nex"].get("many")
+        if many is not None:
+            print(f"\nNex with 1,000 connections: {many.listen_drops} listen-queue drops, "
+                  f"peak RSS {many.peak_rss_mib:.0f} MiB")
+
+
+def compare_workers(root: str, work: str, duration: int) -> None:
+    """Print 1 KiB keep-alive requests/s with one and with two worker processes (unpinned)."""
+    settings = write_settings(work, os.path.join(work, "workers.log"))
+    rates = {}
+    for workers in (1, 2):
+        running = start_printing(nex_args(root, settings, workers), None)
+        try:
+            rates[workers] = wrk(running.url, SCENARIOS[0], duration, work, None)
+        finally:
+            stop(running.process)
+    print(f"1 KiB keep-alive, 50 connections, not pinned: --workers 1 {rates[1].rate:,.1f} "
+          f"req/s, --workers 2 {rates[2].rate:,.1f} req/s, ratio "
+          f"{rates[2].rate / rates[1].rate:.2f}×")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
-    parser.add_argument("--many", action="store_true",
-                        help="also run 1,000 concurrent keep-alive connections against Nex")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of every server and scenario; each figure is the best "
+                             "round's, errors and drops are those of all rounds")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="comma-separated servers to run (those not installed are skipped)")
+    parser.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS),
+                        help="comma-separated scenarios to run")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="the interpreter with twisted and aiohttp installed")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin servers to CPU 0 and wrk to CPU 1")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--workers", action="store_true",
-                        help="also compare Nex with --workers 1 and --workers 2 (1 KiB, "
-                             "keep-alive)")
-    parser.add_argument("--proxy", action="store_true",
-                        help="also compare Nex --proxy with tinyproxy and proxy.py (1 KiB "
-                             "through the proxy, keep-alive)")
-    parser.add_argument("--tinyproxy", default=shutil.which("tinyproxy"),
-                        help="the tinyproxy command (default: tinyproxy on PATH)")
-    parser.add_argument("--proxy-py", default=shutil.which("proxy"),
-                        help="proxy.py's proxy command (default: proxy on PATH)")
+                        help="also compare Nex with --workers 1 and --workers 2 (unpinned)")
     options = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    needed = ["wrk"] + ([] if options.no_pin else ["taskset"])
+    for command in needed:
+        if shutil.which(command) is None:
+            raise SystemExit(f"{command} is needed")
+    if not options.no_pin and (os.cpu_count() or 1) < 2:
+        raise SystemExit("pinning needs two CPUs; use --no-pin")
+    wanted = options.scenarios.split(",")
+    scenarios = [scenario for scenario in SCENARIOS if scenario.key in wanted]
     root = make_root()
-    workdir = tempfile.mkdtemp(prefix="nex-bench-conf-")
+    work = tempfile.mkdtemp(prefix="nex-bench-work-")
+    os.chmod(work, 0o755)
     try:
-        settings = write_settings(workdir, os.path.join(workdir, "access.log"))
-        servers = {
-            "nex": nex_args(root, settings),
-            "http.server": [sys.executable, "-c", _STDLIB_SERVER, root],
-        }
-        # One wrk thread leaves the server a core of its own for the small-file cases; the
-        # large file needs two, since a single wrk thread cannot read as fast as either
-        # server sends.
-        cases = [("1 KiB keep-alive, req/s", "1k.bin", 50, 1, False, "rps"),
-                 ("1 KiB new connection each, req/s", "1k.bin", 50, 1, True, "rps"),
-                 ("16 MiB file, MB/s", "16m.bin", 4, 2, False, "mbps")]
-        results = {}
-        for name, args in servers.items():
-            process, url = start(args)
-            try:
-                for label, path, connections, threads, close, key in cases:
-                    result = wrk(url + path, options.duration, connections, threads, close)
-                    results[(name, label)] = result[key]
-            finally:
-                stop(process)
-        print(f"{'case':36} {'nex':>12} {'http.server':>12} {'ratio':>7}")
-        for label, *_ in cases:
-            nex, stdlib = results[("nex", label)], results[("http.server", label)]
-            print(f"{label:36} {nex:12.1f} {stdlib:12.1f} {nex / stdlib:6.2f}x")
-        if options.many:
-            many_settings = write_settings(workdir, os.path.join(workdir, "many.log"),
-                                           "max_connections = 2048\n"
-                                           "max_connections_per_client = 2048\nbacklog = 1024")
-            process, url = start(nex_args(root, many_settings))
-            try:
-                result = wrk(url + "1k.bin", options.duration, 1000, 1)
-                rss = peak_rss_mb(process.pid)
-            finally:
-                stop(process)
-            print(f"1,000 keep-alive connections: {result['rps']:.1f} req/s, "
-                  f"{result['requests']} requests, {result['errors']} errors, "
-                  f"peak RSS {rss:.1f} MB")
+        results: Dict[str, Dict[str, Optional[Result]]] = {}
+        starts = {}
+        for name in ["nex"] + [n for n in options.servers.split(",") if n != "nex"]:
+            start = launcher(name, root, work, options.peer_python)
+            if start is None:
+                print(f"  {name}: not installed, skipped", flush=True)
+            else:
+                starts[name] = start
+        for round_number in range(1, options.rounds + 1):
+            if options.rounds > 1:
+                print(f"round {round_number} of {options.rounds}", flush=True)
+            for name, start in starts.items():
+                measured = measure(name, start, scenarios, options.duration, work,
+                                   not options.no_pin)
+                earlier = results.setdefault(name, {})
+                for key, result in measured.items():
+                    earlier[key] = merge(earlier.get(key), result)
+        report(scenarios, results, options.markdown)
         if options.workers:
-            compare_workers(root, settings, options.duration)
-        if options.proxy:
-            compare_proxies(root, workdir, options)
+            compare_workers(root, work, options.duration)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def compare_workers(root: str, settings: str, duration: int) -> None:
-    """Print 1 KiB keep-alive requests/s with one and with two worker processes."""
-    rates = {}
-    errors = {}
-    for workers in (1, 2):
-        process, url = start(nex_args(root, settings, workers))
-        try:
-            result = wrk(url + "1k.bin", duration, 50, 1)
-        finally:
-            stop(process)
-        rates[workers], errors[workers] = result["rps"], result["errors"]
-    print(f"1 KiB keep-alive, 50 connections: --workers 1 {rates[1]:.1f} req/s, "
-          f"--workers 2 {rates[2]:.1f} req/s ({errors[1]} and {errors[2]} errors), "
-          f"ratio {rates[2] / rates[1]:.2f}x")
-
-
-_NGINX_CONFIG = """\
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/nginx-body;
-    proxy_temp_path {folder}/nginx-proxy;
-    fastcgi_temp_path {folder}/nginx-fastcgi;
-    uwsgi_temp_path {folder}/nginx-uwsgi;
-    scgi_temp_path {folder}/nginx-scgi;
-    keepalive_requests 1000000;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-"""
-_TINYPROXY_CONFIG = """\
-Port {port}
-Listen 127.0.0.1
-Timeout 600
-MaxClients 1024
-Allow 127.0.0.1
-LogFile "{folder}/tinyproxy.log"
-LogLevel Info
-"""
-#: wrk sends every request in absolute-form, as a client of a forward proxy does.
-_ABSOLUTE_FORM = """\
-wrk.path = "http://127.0.0.1:{port}/1k.bin"
-wrk.headers["Host"] = "127.0.0.1:{port}"
-"""
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_on(args: list, port: int, log: str) -> subprocess.Popen:
-    """Start a server that listens on ``port`` and wait until it accepts connections."""
-    with open(log, "ab") as output:
-        process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=REPO)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{args[0]} exited at once; see {log}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    stop(process)
-    raise SystemExit(f"{args[0]} did not listen on port {port}; see {log}")
-
-
-def pinned(cpu: int) -> tuple:
-    """A command prefix running the command on ``cpu`` alone, when the machine has two CPUs
-    and taskset; else nothing."""
-    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
-        return ("taskset", "-c", str(cpu))
-    return ()
-
-
-def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> None:
-    """Print 1 KiB keep-alive requests/s through Nex --proxy, tinyproxy and proxy.py, each
-    on one core, to the same origin."""
-    os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
-    origin_port = free_port()
-    if shutil.which("nginx"):
-        config = os.path.join(workdir, "nginx.conf")
-        with open(config, "w") as f:
-            f.write(_NGINX_CONFIG.format(folder=workdir, port=origin_port, root=root))
-        origin_name, origin_args = "nginx", ["nginx", "-c", config, "-p", workdir]
-    else:
-        origin_settings = write_settings(workdir, os.path.join(workdir, "origin.log"))
-        origin_name = "Nex"
-        origin_args = nex_args(root, origin_settings)
-        origin_args[origin_args.index("--port") + 1] = str(origin_port)
-    script = os.path.join(workdir, "absolute-form.lua")
-    with open(script, "w") as f:
-        f.write(_ABSOLUTE_FORM.format(port=origin_port))
-    proxies = {}
-    nex_settings = write_settings(workdir, os.path.join(workdir, "proxy-access.log"),
-                                  "[proxy]\nenabled = yes\ndenied_destinations =\n")
-    nex_port = free_port()
-    nex = nex_args(root, nex_settings)
-    nex[nex.index("--port") + 1] = str(nex_port)
-    proxies["nex"] = (nex, nex_port)
-    if options.tinyproxy:
-        port = free_port()
-        config = os.path.join(workdir, "tinyproxy.conf")
-        with open(config, "w") as f:
-            f.write(_TINYPROXY_CONFIG.format(port=port, folder=workdir))
-        proxies["tinyproxy"] = ([options.tinyproxy, "-d", "-c", config], port)
-    if options.proxy_py:
-        port = free_port()
-        proxies["proxy.py"] = ([options.proxy_py, "--hostname", "127.0.0.1", "--port", str(port),
-                                "--num-workers", "1", "--num-acceptors", "1",
-                                "--log-file", os.path.join(workdir, "proxy-py.log")], port)
-    origin = start_on([*pinned(0), *origin_args], origin_port,
-                      os.path.join(workdir, "origin.out"))
-    results = {}
-    try:
-        for name, (args, port) in proxies.items():
-            process = start_on([*pinned(1), *args], port, os.path.join(workdir, f"{name}.out"))
-            try:
-                results[name] = wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
-                                    script=script, prefix=pinned(0))
-            finally:
-                stop(process)
-    finally:
-        stop(origin)
-    cores = "one core each" if pinned(1) else "cores not pinned"
-    print(f"1 KiB through the proxy, keep-alive, 50 connections, origin {origin_name} "
-          f"({cores}):")
-    for name, result in results.items():
-        # A read error is wrk finding the connection closed: a proxy that closes after
-        # every response (no keep-alive) makes one per request.
-        print(f"  {name:10} {result['rps']:10.1f} req/s  ({result['errors']} errors, "
-              f"{result['closed']} of them connections closed after a response)")
-    for name in ("tinyproxy", "proxy.py"):
-        if name in results:
-            print(f"  nex / {name}: {results['nex']['rps'] / results[name]['rps']:.2f}x")
-        else:
-            print(f"  {name} not installed: left out")
 
 
 if __name__ == "__main__":

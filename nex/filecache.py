@@ -3,13 +3,38 @@
 An entry is used only while the file's ``stat`` (which the resolver makes anyway) still
 shows the same size, modification time, change time and inode; any change reads the file
 anew.  The total size is bounded: when a new entry would pass it, the cache starts over.
+
+Other caches key what they remember about a folder's entries (which sidecars it lacks, a
+rendered listing) by the folder's :func:`folder_identity`, and trust it only once the folder
+has :func:`settled`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Dict, Optional, Tuple
+
+#: What a folder's ``stat`` says about its entries: device, inode, mtime_ns, ctime_ns.
+FolderIdentity = Tuple[int, int, int, int]
+#: How long after its last change a folder's identity is trusted to change with its
+#: entries.  Adding, removing or renaming an entry sets the folder's mtime and ctime, but
+#: only as finely as the file system keeps them (a clock tick; two seconds on FAT): a second
+#: change within the same tick leaves them as they were.  Nothing but the kernel sets a
+#: ctime, so ``touch`` or an archive restoring an old mtime cannot hide a change either.
+SETTLED_NS = 2_000_000_000
+
+
+def folder_identity(status: os.stat_result) -> FolderIdentity:
+    """The identity of the folder whose ``stat`` is ``status``."""
+    return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_ctime_ns
+
+
+def settled(identity: FolderIdentity) -> bool:
+    """Whether the folder's last change is old enough (:data:`SETTLED_NS`) that any later
+    change of its entries will show in its identity."""
+    return time.time_ns() - identity[3] > SETTLED_NS
 
 #: Files up to this size are cached; larger ones go out through sendfile.
 MAX_FILE_SIZE = 64 * 1024

@@ -17,6 +17,10 @@ Order: ``?sort=name|size|time`` and ``?order=asc|desc`` (default: name, ascendin
 always come first.  A value Nex does not know is ignored and its default used, so an old or
 mistyped link still shows the folder.  By size, folders (which have none) keep name order.
 
+A rendered listing is kept (:class:`ListingCache`) and reused while its folder is unchanged:
+an entry added, removed or renamed shows at once, a file changed in place (its size or time)
+within :data:`LISTING_MAX_AGE`, one second.
+
 The page comes from the ``dir.html`` template.  Its variables: ``PATH`` (the folder's decoded
 URL path), ``BREADCRUMBS`` (a link for each segment of the path, raw HTML), ``COLUMNS`` (the
 table's header cells with their sorting links, raw HTML), ``ROWS`` (the table rows, raw
@@ -35,13 +39,15 @@ import html
 import json
 import os
 import stat
+import threading
 import time
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
 from nex import SERVER_SOFTWARE
 from nex.config import Config
 from nex.errors import HTTPError
+from nex.filecache import FolderIdentity, folder_identity, settled
 from nex.grammar import MEDIA_RANGE, parse_list
 from nex.mediatypes import file_extension, media_type
 from nex.request import Request
@@ -60,6 +66,7 @@ _COLUMNS = (("name", "name", "Name"), ("size", "size", "Size"),
             ("time", "mtime", "Modified (UTC)"))
 _HTML_TYPE = "text/html; charset=utf-8"
 _JSON_TYPE = "application/json"
+_VARY = ("Vary", "Accept")
 
 Entry = Tuple[str, bool, os.stat_result]
 
@@ -150,23 +157,133 @@ def _rank(ranges: List[Tuple[str, str, int]], kind: str, subtype: str) -> Tuple[
     return best
 
 
+class _Rendered(NamedTuple):
+    """A rendered listing and what it was rendered from."""
+
+    folder: FolderIdentity
+    made: float
+    #: Held so that their ids, part of the key, are not reused while the entry lives.
+    config: Config
+    templates: TemplateSet
+    content_type: str
+    body: bytes
+
+
+class ListingCache:
+    """Rendered listings, so that a folder asked for again is not read and rendered again.
+
+    An entry is keyed by the folder's path and URL path, the view (order, HTML or JSON) and
+    everything else the page is made from (settings, templates, signature, upload form).
+    It is used only while both hold:
+
+    * the folder's identity (:func:`nex.filecache.folder_identity`, from the ``stat`` the
+      resolver takes on every request) is the one it was rendered with: an entry added,
+      removed or renamed shows at once.  A folder that changed in the last two seconds
+      (:data:`nex.filecache.SETTLED_NS`) is not cached at all, since a second change
+      within its timestamps' granularity could leave its identity as it was;
+    * it is younger than ``max_age`` seconds (:data:`LISTING_MAX_AGE`, one second): a file
+      changed in place (its size, time, type, or a link's target) leaves its folder's
+      identity alone, and shows once the entry has expired.
+
+    At most ``max_bytes`` of pages are kept (larger ones are not cached); past that the
+    cache starts over.  Threads that miss the same entry at once render it once: they
+    share one of a fixed set of locks, picked by the key.
+    """
+
+    def __init__(self, max_age: float = 1.0, max_bytes: int = 8 * 1024 * 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age = max_age
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._entries: Dict[Tuple, _Rendered] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._render_locks = tuple(threading.Lock() for _ in range(_RENDER_LOCKS))
+
+    def get(self, key: Tuple, folder: FolderIdentity, config: Config,
+            templates: TemplateSet) -> Optional[_Rendered]:
+        """The entry for ``key`` if it is still valid for a folder now at ``folder``."""
+        entry = self._entries.get(key)
+        if (entry is not None and entry.folder == folder and entry.config is config
+                and entry.templates is templates
+                and self._clock() - entry.made < self._max_age):
+            return entry
+        return None
+
+    def render_lock(self, key: Tuple) -> threading.Lock:
+        """The lock that threads rendering ``key`` share."""
+        return self._render_locks[hash(key) % _RENDER_LOCKS]
+
+    def store(self, key: Tuple, folder: FolderIdentity, made: float, config: Config,
+              templates: TemplateSet, content_type: str, body: bytes) -> None:
+        """Keep the listing ``body`` for ``key``, rendered at ``made`` (by :meth:`now`)
+        from a folder at ``folder``, unless the folder has not settled or it is too large."""
+        if len(body) > self._max_bytes or not settled(folder):
+            return
+        entry = _Rendered(folder, made, config, templates, content_type, body)
+        with self._lock:
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self._bytes -= len(replaced.body)
+            if self._bytes + len(body) > self._max_bytes:
+                self._entries.clear()
+                self._bytes = 0
+            self._entries[key] = entry
+            self._bytes += len(body)
+
+    def now(self) -> float:
+        """The time on the clock entries' ages are measured with."""
+        return self._clock()
+
+
+#: How old a cached listing may be, in seconds, before it is read and rendered again.
+LISTING_MAX_AGE = 1.0
+_RENDER_LOCKS = 64
+#: The listings every worker thread shares.
+LISTINGS = ListingCache(LISTING_MAX_AGE)
+
+
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
-                   config: Config, upload_form: str = "") -> Response:
+                   config: Config, upload_form: str = "",
+                   cache: Optional[ListingCache] = LISTINGS) -> Response:
     """The ``200`` listing of the folder ``target``, as HTML or JSON (see the module).
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
     ``config`` gives the serving rules the entries are judged by (dotfiles, symlinks, the
     root), the ``[mime]`` types and whether folder downloads are offered; ``upload_form``
     is the HTML of the upload form, put in the page as it is.  Raises ``HTTPError`` 403 when
-    the folder cannot be read, 404 when it has gone.
+    the folder cannot be read, 404 when it has gone.  A listing rendered less than a second
+    ago for a folder that has not changed since comes from ``cache`` (see
+    :class:`ListingCache`; None renders every time).
     """
     view = listing_view(request)
+    if cache is None:
+        content_type, body = _render(target, view, templates, signature, config, upload_form)
+        return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
+    folder = folder_identity(target.stat)
+    key = (target.fs_path, target.url_path, view, id(config), id(templates), signature,
+           upload_form)
+    entry = cache.get(key, folder, config, templates)
+    if entry is None:
+        with cache.render_lock(key):
+            entry = cache.get(key, folder, config, templates)  # another thread's, meanwhile
+            if entry is None:
+                made = cache.now()
+                content_type, body = _render(target, view, templates, signature, config,
+                                             upload_form)
+                cache.store(key, folder, made, config, templates, content_type, body)
+                return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
+    return Response(200, [("Content-Type", entry.content_type), _VARY], body=(entry.body,))
+
+
+def _render(target: Target, view: ListingView, templates: TemplateSet, signature: str,
+            config: Config, upload_form: str) -> Tuple[str, bytes]:
+    """``(Content-Type, body)`` of the listing of ``target`` shown as ``view``."""
     entries = sort_entries(read_folder(target, config), view.sort, view.descending)
     if view.json:
         body = json.dumps([_json_entry(entry, config) for entry in entries],
                           ensure_ascii=False, separators=(",", ":"))
-        return Response(200, [("Content-Type", _JSON_TYPE), ("Vary", "Accept")],
-                        body=(body.encode("utf-8"),))
+        return _JSON_TYPE, body.encode("utf-8")
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
     rows.extend(_row(entry, config) for entry in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
@@ -186,8 +303,7 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
         "UPLOAD_FORM": upload_form,
     }
     page = templates.listing.render(values, raw=raw)
-    return Response(200, [("Content-Type", _HTML_TYPE), ("Vary", "Accept")],
-                    body=(page.encode("utf-8"),))
+    return _HTML_TYPE, page.encode("utf-8")
 
 
 def read_folder(folder: Target, config: Config) -> List[Entry]:

@@ -11,6 +11,7 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
@@ -41,9 +42,15 @@ class Headers:
 
     def __init__(self, items: List[Tuple[str, str]]) -> None:
         self._items = items
-        self._index: Dict[str, List[str]] = {}
+        index: Dict[str, List[str]] = {}
         for name, value in items:
-            self._index.setdefault(name.lower(), []).append(value)
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The field's value (repeats joined by ``", "``), or ``default`` when absent."""
@@ -171,6 +178,22 @@ class HeadScanner:
         """
         limits = self._limits
         size = len(buffer)
+        if self._phase == _EMPTY_LINES and self._start == 0 and size:
+            # The usual case: a whole head from the buffer's first byte, found in one pass.
+            # Anything else (empty lines first, a head not complete yet, a limit crossed)
+            # is left to the step by step search below, which starts from scratch.
+            if buffer[0] in TCHAR_BYTES:
+                lf = buffer.find(b"\n", 0, min(size, limits.request_line + 2))
+                if lf != -1 and _line_length(buffer, 0, lf) <= limits.request_line:
+                    stop = min(size, limits.header_block)
+                    end = buffer.find(b"\n\r\n", lf, stop)
+                    bare = buffer.find(b"\n\n", lf, stop if end == -1 else end + 2)
+                    if bare != -1:
+                        self._phase = _FIELD_LINES  # reset() is due once the head is taken
+                        return 0, bare + 2
+                    if end != -1:
+                        self._phase = _FIELD_LINES
+                        return 0, end + 3
         if self._phase == _EMPTY_LINES:
             start = self._start
             while start + 1 < size and buffer[start] == _CR and buffer[start + 1] == _LF:
@@ -293,6 +316,38 @@ def _parse_request_line(line: str) -> Tuple[str, str, str]:
     return method, target, "HTTP/1.0" if match.group("minor") == "0" else "HTTP/1.1"
 
 
+#: Request lines longer than this are parsed each time rather than remembered.
+_CACHED_LINE_LENGTH = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_request_line(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """:func:`_request_line`, remembered: the same lines recur (every client asks for the
+    same few addresses), and the result depends on nothing but the line.  Refusals are
+    raised each time, never remembered."""
+    return _parse_request_target(line)
+
+
+def _parse_request_target(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """The request line's parts, then its target's (see :func:`_request_line`)."""
+    method, target, version = _parse_request_line(line)
+    return (method, target, version) + _split_target(method, target)
+
+
+def _request_line(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """``(method, target, version, path, query, authority)`` of a request line."""
+    if len(line) <= _CACHED_LINE_LENGTH:
+        return _cached_request_line(line)
+    return _parse_request_target(line)
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_host_field(value: str) -> bool:
+    """:func:`_valid_host` for a Host field value, remembered (clients send few values;
+    the answer depends on nothing but the value)."""
+    return _valid_host(value)
+
+
 def _host(headers: Headers, version: str) -> str:
     """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2."""
     values = headers.get_all("Host")
@@ -302,13 +357,20 @@ def _host(headers: Headers, version: str) -> str:
         if version == "HTTP/1.1":
             raise _bad("missing Host field")
         return ""
-    if not _valid_host(values[0]):
+    value = values[0]
+    if not (_valid_host_field(value) if len(value) <= _CACHED_LINE_LENGTH
+            else _valid_host(value)):
         raise _bad("malformed Host field")
     return values[0]
 
 
+_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+
+
 def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
     """``(body_length, chunked)`` from the framing fields, per RFC 9112 §6."""
+    if not headers.has_any(_FRAMING_FIELDS):
+        return 0, False
     codings = headers.get_all("Transfer-Encoding")
     lengths = headers.get_all("Content-Length")
     if codings and lengths:
@@ -342,15 +404,31 @@ def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
 
 def _keep_alive(headers: Headers, version: str) -> bool:
     """Whether the connection persists after this request (RFC 9112 §9.3)."""
-    if "Connection" not in headers:
+    value = headers.get("Connection")
+    if value is None:
         return version == "HTTP/1.1"
-    elements = parse_list(", ".join(headers.get_all("Connection")), TOKEN)
+    close, keep_alive = (_cached_connection_options(value) if len(value) <= _CACHED_LINE_LENGTH
+                         else _connection_options(value))
+    if close:
+        return False
+    return version == "HTTP/1.1" or keep_alive
+
+
+def _connection_options(value: str) -> Tuple[bool, bool]:
+    """Whether the Connection field ``value`` (repeats joined) names ``close`` and
+    ``keep-alive``; 400 when it is not a list of tokens."""
+    elements = parse_list(value, TOKEN)
     if elements is None:
         raise _bad("malformed Connection field")
     options = {match.group(0).lower() for match in elements}
-    if "close" in options:
-        return False
-    return version == "HTTP/1.1" or "keep-alive" in options
+    return "close" in options, "keep-alive" in options
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_connection_options(value: str) -> Tuple[bool, bool]:
+    """:func:`_connection_options`, remembered: clients send few values, and the answer
+    depends on nothing but the value."""
+    return _connection_options(value)
 
 
 def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
@@ -375,16 +453,15 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
     lines = head[:-4].decode("latin-1").split("\r\n")
     if len(lines) - 1 > limits.header_count:
         raise _bad("too many header fields", 431)
-    method, target, version = _parse_request_line(lines[0])
-    path, query, authority = _split_target(method, target)
+    method, target, version, path, query, authority = _request_line(lines[0])
     if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        del lines[0]
         headers = Headers([(name, value.strip(" \t")) for name, _, value in
-                           (line.partition(":") for line in lines[1:])])
+                           [line.partition(":") for line in lines]])
     else:  # find the offending line, for the error's detail
         headers = Headers([parse_field_line(line) for line in lines[1:]])
     host = _host(headers, version)
     body_length, chunked = _framing(headers, version)
-    return Request(method=method, target=target, path=path, query=query, version=version,
-                   headers=headers, host=authority if authority is not None else host,
-                   keep_alive=_keep_alive(headers, version), body_length=body_length,
-                   chunked=chunked)
+    return Request(method, target, path, query, version, headers,
+                   authority if authority is not None else host, _keep_alive(headers, version),
+                   body_length, chunked)

@@ -22,6 +22,7 @@ and folder downloads hold exactly the entries a GET of their links would serve.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
@@ -37,13 +38,16 @@ class Target(NamedTuple):
     ``kind`` is ``"file"`` or ``"directory"`` (a directory reaches the handler only when it has
     no index file and listings are on).  ``fs_path`` is the absolute path to open,
     ``url_path`` the decoded, normalised URL path (``"/media/a b.mp4"``, directories end in
-    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.
+    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.  ``folder`` is the ``os.lstat``
+    of the folder holding ``fs_path`` when the resolver took it on its way there (None
+    otherwise), so that a handler can tell whether that folder changed without asking again.
     """
 
     kind: str
     fs_path: str
     url_path: str
     stat: os.stat_result
+    folder: Optional[os.stat_result] = None
 
 
 # Printable ASCII but backslash: anything else in a request path is malformed (RFC 3986 §2),
@@ -76,19 +80,23 @@ def resolve(path: str, query: str, config) -> Target:
     """
     segments, trailing_slash = split_path(path)
     url_path = "/" + "/".join(segments)
-    asked_for = url_path + "/" if segments and trailing_slash else url_path
-    if any(hidden(segment, config.dotfiles) for segment in segments):
-        raise not_found(asked_for)
+    dotfiles = config.dotfiles
+    for segment in segments:
+        if segment[0] == "." and hidden(segment, dotfiles):
+            raise not_found(_asked_for(url_path, segments, trailing_slash))
     try:
-        fs_path, st = lookup(config.document_root, segments, config.symlinks)
-    except HTTPError as error:
-        if error.status != 404:
-            raise
-        raise not_found(asked_for) from None
+        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
+    except OSError as error:
+        if error.errno in _NOT_FOUND:
+            raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+        raise _os_error(error) from None
+    except HTTPError:  # a link the policy refuses
+        raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+    asked_for = _asked_for(url_path, segments, trailing_slash)
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
             raise not_found(asked_for)
-        return Target("file", fs_path, url_path, st)
+        return Target("file", fs_path, url_path, st, folder)
     if not stat.S_ISDIR(st.st_mode):
         raise not_found(asked_for)
     if segments and not trailing_slash:
@@ -103,10 +111,17 @@ def resolve(path: str, query: str, config) -> Target:
         except HTTPError:
             continue
         if stat.S_ISREG(index_st.st_mode):
-            return Target("file", index_path, url_path, index_st)
+            # Unless a link led elsewhere, the index file's folder is the one just looked at.
+            same_folder = index_path == fs_path.rstrip("/") + "/" + name
+            return Target("file", index_path, url_path, index_st, st if same_folder else None)
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
-    return Target("directory", fs_path, url_path, st)
+    return Target("directory", fs_path, url_path, st, folder)
+
+
+def _asked_for(url_path: str, segments: Sequence[str], trailing_slash: bool) -> str:
+    """The decoded path that was asked for, as a 404 names it: a folder's with its slash."""
+    return url_path + "/" if segments and trailing_slash else url_path
 
 
 def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result]:
@@ -205,27 +220,47 @@ def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.sta
     path, then returns that real path so the file opened is the one that was checked.
     Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
     """
-    # Segments hold no "/" and the root is absolute, so plain joins are exact.
-    fs_path = root.rstrip("/") + "".join("/" + segment for segment in segments) or "/"
     try:
-        if policy == "always" or not segments:
-            return fs_path, os.stat(fs_path)
-        current = root.rstrip("/")
-        for segment in segments:
-            current += "/" + segment
-            st = os.lstat(current)
-            if stat.S_ISLNK(st.st_mode):
-                if policy == "never":
-                    raise HTTPError(404, "The requested resource was not found.")
-                return _inside(root, fs_path)
-        return fs_path, st
+        fs_path, st, _ = _walk(root, segments, policy)
     except OSError as exc:
         raise _os_error(exc) from None
+    return fs_path, st
+
+
+def _walk(root: str, segments: Sequence[str], policy: str
+          ) -> Tuple[str, os.stat_result, Optional[os.stat_result]]:
+    """:func:`lookup`, with the ``os.lstat`` of the folder holding the path when it took
+    one (None otherwise); a failed system call raises its ``OSError`` as it is."""
+    # Segments hold no "/" and the root is absolute, so plain joins are exact.
+    base = root.rstrip("/")
+    if policy == "always" or not segments:
+        fs_path = base + "".join(["/" + segment for segment in segments]) or "/"
+        return fs_path, os.stat(fs_path), None
+    current = base
+    folder = st = None
+    for segment in segments:
+        current += "/" + segment
+        folder, st = st, os.lstat(current)
+        if stat.S_ISLNK(st.st_mode):
+            if policy == "never":
+                raise HTTPError(404, "The requested resource was not found.")
+            return _inside(root, base + "".join(["/" + segment for segment in segments])) + (
+                None,)
+    return current, st, folder
+
+
+@functools.lru_cache(maxsize=16)
+def _real_root(root: str) -> str:
+    """The real path of the document root, resolved once per root rather than on every
+    request that meets a link.  The settings already hold the root's real path, so this is
+    that path; should a root given as a link be pointed elsewhere while Nex runs, links are
+    judged against the folder it led to at first, which refuses more, never less."""
+    return os.path.realpath(root)
 
 
 def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
     """``fs_path`` resolved through its links, and its stat, when it stays under ``root``."""
-    real_root = os.path.realpath(root)
+    real_root = _real_root(root)
     real = os.path.realpath(fs_path)
     if real != real_root and not real.startswith(os.path.join(real_root, "")):
         raise HTTPError(404, "The requested resource was not found.")

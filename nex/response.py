@@ -122,8 +122,12 @@ class Response:
         """The number of body bytes GET would carry, or None when not known in advance."""
         if self.stream is not None:
             return self.stream_length
-        return sum(piece.count if isinstance(piece, FileSlice) else len(piece)
-                   for piece in self.body)
+        body = self.body
+        if len(body) == 1:  # most bodies: one piece, counted without a generator
+            piece = body[0]
+            return piece.count if isinstance(piece, FileSlice) else len(piece)
+        return sum([piece.count if isinstance(piece, FileSlice) else len(piece)
+                    for piece in body])
 
     def release(self) -> None:
         """Close the file and stream the body comes from; safe to call more than once.
@@ -139,6 +143,10 @@ class Response:
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _SMALL_BODY = 64 * 1024
+#: A file slice larger than this goes out through ``os.sendfile`` even in a small body:
+#: reading it into memory and writing it again copies it twice, which costs more than the
+#: second system call the head then needs.
+_COPY_LIMIT = 16 * 1024
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _SENDFILE_BLOCK = 1 << 30
 #: How much of a file one read takes on its way to a TLS socket, which has no sendfile.
@@ -172,7 +180,12 @@ class Framing:
 
 def framing_for(response: Response, chunked_allowed: bool) -> str:
     """The :class:`Framing` of ``response``'s body for a client that may take chunked."""
-    if response.content_length is not None or not has_body(response.status):
+    return _framing(response.content_length, response.status, chunked_allowed)
+
+
+def _framing(content_length: Optional[int], status: int, chunked_allowed: bool) -> str:
+    """:func:`framing_for` a response whose ``content_length`` is known to the caller."""
+    if content_length is not None or not has_body(status):
         return Framing.LENGTH
     return Framing.CHUNKED if chunked_allowed else Framing.CLOSE
 
@@ -235,11 +248,12 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
                    encrypted: bool = False) -> int:
     """Send ``response`` on ``sock``; return the number of body bytes sent.
 
-    Small bodies go out with the head in one write; larger file slices through
-    ``os.sendfile`` (zero-copy), the head flagged ``MSG_MORE`` so the kernel can put it in
-    the same segment as the first body bytes.  The socket's SO_SNDTIMEO bounds each call;
-    beyond ``grace`` seconds a client that has read less than ``min_rate`` bytes per second
-    on average is dropped (``TimeoutError``), so trickling reads cannot hold a worker.
+    Small bodies (up to 64 KiB, with no file slice over 16 KiB) go out with the head in one
+    write; larger file slices through ``os.sendfile`` (zero-copy), the head flagged
+    ``MSG_MORE`` so the kernel can put it in the same segment as the first body bytes.  The
+    socket's SO_SNDTIMEO bounds each call; beyond ``grace`` seconds a client that has read
+    less than ``min_rate`` bytes per second on average is dropped (``TimeoutError``), so
+    trickling reads cannot hold a worker.
     ``progress`` counts the body bytes sent, also when the write fails part way.  A body
     that cannot be produced whole raises :class:`BodyFault`.  The response is released in
     every case.
@@ -253,8 +267,8 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     more = 0 if encrypted else _MSG_MORE
     most = RECORD_SIZE if encrypted else None
     try:
-        framing = framing_for(response, chunked_allowed)
         total = response.content_length
+        framing = _framing(total, response.status, chunked_allowed)
         head = serialize_head(response, keep_alive=keep_alive, content_length=total,
                               framing=framing)
         if head_only or not has_body(response.status) or response.tunnel is not None:
@@ -267,7 +281,7 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
         if not body:
             _send_all(sock, head, 0, None, most=most)
             return 0
-        if total <= _SMALL_BODY:
+        if total <= _SMALL_BODY and (encrypted or not _has_large_slice(body)):
             data = body[0] if len(body) == 1 and not isinstance(body[0], FileSlice) else \
                 b"".join(_read_pieces(response))
             _send_all(sock, head + data, 0, pace, len(head), most)
@@ -400,6 +414,12 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
         raise BodyFault(f"the body ended after {produced} of {length} bytes")
     if framing == Framing.CHUNKED:
         _send_all(sock, b"0\r\n\r\n", 0, None, most=most)
+
+
+def _has_large_slice(body: Sequence[BodyPiece]) -> bool:
+    """Whether ``body`` holds a file slice worth sending with ``os.sendfile`` even though
+    the whole body is small enough to go out with the head in one write."""
+    return any(isinstance(piece, FileSlice) and piece.count > _COPY_LIMIT for piece in body)
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:

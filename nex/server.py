@@ -10,9 +10,11 @@ the certificate and key for new connections.
 
 from __future__ import annotations
 
+import collections
 import errno
 import ipaddress
 import queue
+import select
 import signal
 import socket
 import sys
@@ -70,6 +72,12 @@ class Server:
         self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
+        #: Whether no other process accepts on the listener: a lone server's own, or a
+        #: worker's on Linux, where each worker has one (SO_REUSEPORT).
+        self._own_listener = listener is None or sys.platform.startswith("linux")
+        #: Says whether clients wait in the listen queue.
+        self._queued = select.poll()
+        self._queued.register(self.listener, select.POLLIN)
         self.port = self.listener.getsockname()[1]
         try:
             self.dispatcher: Dispatcher = make_dispatcher(self.port)
@@ -134,11 +142,31 @@ class Server:
                         # a connection ends: retrying without a pause would spin a core.
                         time.sleep(_ACCEPT_RETRY_SECONDS)
                     continue  # e.g. a reset before accept: keep serving the rest
-                self._start_worker(sock, address)
+                self._hand_out(sock, address)
         except _Stop:
             pass
         finally:
             self._shut_down()
+
+    def _hand_out(self, sock: socket.socket, address: Tuple) -> None:
+        """Start a worker for ``sock``, and for each client that queued meanwhile.
+
+        Starting a worker thread waits until the new thread runs, which can take a while
+        when hundreds of busy threads want the interpreter.  Between starts, clients the
+        kernel has already queued are taken off its listen queue without waiting, so that
+        the queue (``backlog``) never overflows and drops a connection.  Every client taken
+        gets its worker, also once the server is stopping.
+        """
+        waiting = collections.deque([(sock, address)])
+        while waiting:
+            self._start_worker(*waiting.popleft())
+            # A client the poll reports is still there to accept, unless another process
+            # accepts on the same listener: then the next accept waits, so none is tried.
+            while self._own_listener and not self.stopping.is_set() and self._queued.poll(0):
+                try:
+                    waiting.append(self.listener.accept())
+                except OSError:  # reset before accept, or out of descriptors: later
+                    break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
         """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""

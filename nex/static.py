@@ -21,7 +21,8 @@ from nex.clock import format_http_date
 from nex.conditional import if_range_holds, make_etag, not_modified
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.filecache import FileChangedError, SmallFileCache
+from nex.filecache import (FileChangedError, FolderIdentity, SmallFileCache, folder_identity,
+                           settled)
 from nex.grammar import WEIGHTED_CODING, parse_list
 from nex.mediatypes import content_type, file_extension
 from nex.ranges import ByteRange, content_range, multipart_body, select_ranges
@@ -40,6 +41,7 @@ _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
 # weighs them equally.
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
+_ACCEPT_RANGES = ("Accept-Ranges", "bytes")
 
 
 def cache_control(extension: str, config: Config) -> str:
@@ -91,20 +93,52 @@ def _regular_file(path: str) -> Optional[os.stat_result]:
     return info if stat_module.S_ISREG(info.st_mode) else None
 
 
-def _find_sidecar(fs_path: str, codings: Tuple[str, ...]
+#: Files whose folder was seen to hold no sidecar of them: the file's path → the folder's
+#: identity then (:func:`nex.filecache.folder_identity`).  While the folder keeps that
+#: identity no entry was added, removed or renamed in it, so no sidecar can have appeared.
+#: Only absence is remembered: a sidecar that exists is looked at on every request.
+_NO_SIDECARS: Dict[str, FolderIdentity] = {}
+#: Past this many files the table starts over, which bounds its memory.
+_NO_SIDECARS_LIMIT = 4096
+
+
+def _folder_of(fs_path: str, folder: Optional[os.stat_result]) -> Optional[FolderIdentity]:
+    """The identity of the folder holding ``fs_path``: from ``folder``, the resolver's
+    ``lstat`` of it, when given, else from one ``stat``; None when it cannot be had."""
+    if folder is None:
+        try:
+            folder = os.stat(fs_path.rpartition("/")[0] or "/")
+        except OSError:
+            return None
+    return folder_identity(folder)
+
+
+def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
+                  folder: Optional[os.stat_result] = None
                   ) -> Tuple[Optional[Tuple[str, str, os.stat_result]], bool]:
     """The best acceptable sidecar as ``(coding, path, stat)``, and whether to Vary.
 
     Costs no system call when the client accepts no sidecar coding; the response then
-    carries ``Vary: Accept-Encoding`` anyway, since a sidecar might exist.
+    carries ``Vary: Accept-Encoding`` anyway, since a sidecar might exist.  ``folder`` is
+    the ``lstat`` of the file's folder if the caller has it: while that folder has not
+    changed since it was seen to hold no sidecar of the file (:data:`_NO_SIDECARS`), the
+    answer comes without looking again.
     """
     if not codings:
         return None, True
+    identity = _folder_of(fs_path, folder)
+    if identity is not None and _NO_SIDECARS.get(fs_path) == identity:
+        return None, False
     for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
         path = fs_path + _SIDECARS[coding][0]
         info = _regular_file(path)
         if info is not None:
             return ((coding, path, info) if coding in codings else None), True
+    # The identity was taken before looking: a sidecar made since changed it.
+    if identity is not None and settled(identity):
+        if len(_NO_SIDECARS) >= _NO_SIDECARS_LIMIT:
+            _NO_SIDECARS.clear()
+        _NO_SIDECARS[fs_path] = identity
     return None, False
 
 
@@ -151,7 +185,7 @@ def _choose(request: Request, target: Target, config: Config,
                if accept is not None and (config.precompressed or gzippable) else ())
     vary = gzippable
     if config.precompressed:
-        sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings)
+        sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings, target.folder)
         if sidecar is not None:
             coding, path, info = sidecar
             return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
@@ -179,21 +213,25 @@ def serve_file(request: Request, target: Target, config: Config,
     chosen = _choose(request, target, config, compressible)
     file_stat = chosen.file_stat
     now = time.time()
-    # RFC 9110 §8.8.2.1: a modification time in the future is replaced by the present.
-    last_modified = min(file_stat.st_mtime_ns // 1_000_000_000, int(now))
-    etag = make_etag(file_stat.st_size, file_stat.st_mtime_ns, chosen.etag_suffix)
+    mtime_ns = file_stat.st_mtime_ns
+    if mtime_ns // 1_000_000_000 <= now:
+        etag, last_modified, validators = _validators(file_stat.st_size, mtime_ns,
+                                                      chosen.etag_suffix)
+    else:  # RFC 9110 §8.8.2.1: a modification time in the future is replaced by the present
+        last_modified = int(now)
+        etag = make_etag(file_stat.st_size, mtime_ns, chosen.etag_suffix)
+        validators = (("Last-Modified", format_http_date(last_modified)), ("ETag", etag))
     vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
-    validators = [("Last-Modified", format_http_date(last_modified)), ("ETag", etag)]
     cache = cache_control(extension, config)
     policy = ([("Cache-Control", cache)] if cache else []) + vary
     if (request.headers.has_any(_PRECONDITIONS)
             and not_modified(request.headers, request.method, etag, last_modified, vary)):
-        return Response(304, validators + policy)
+        return Response(304, [*validators, *policy])
     ranges = _requested_ranges(request, chosen, etag, last_modified, now, config.max_ranges)
     fields = [("Content-Type", media_type)]
     if chosen.encoding is not None:
         fields.append(("Content-Encoding", chosen.encoding))
-    tail = validators + [("Accept-Ranges", "bytes")] + policy
+    tail = [*validators, _ACCEPT_RANGES, *policy]
     if chosen.on_the_fly:
         return Response(200, fields + tail, [_gzipped(chosen)])
     cached = None if file_cache is None else _cached(file_cache, chosen)
@@ -212,6 +250,21 @@ def serve_file(request: Request, target: Target, config: Config,
         return Response(206, fields + tail, [piece(first, last - first + 1)], file)
     multipart_type, body = multipart_body(ranges, size, media_type, piece)
     return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validators(size: int, mtime_ns: int, etag_suffix: str
+                ) -> Tuple[str, int, Tuple[Tuple[str, str], ...]]:
+    """``(etag, last_modified, fields)`` of a representation modified in the past: its
+    strong entity-tag, its Last-Modified in whole seconds, and both as response fields.
+
+    They follow from the arguments alone (a modification time in the past stays in the
+    past), so they are remembered: a file served again costs a dictionary look-up.
+    """
+    last_modified = mtime_ns // 1_000_000_000
+    etag = make_etag(size, mtime_ns, etag_suffix)
+    return etag, last_modified, (("Last-Modified", format_http_date(last_modified)),
+                                 ("ETag", etag))
 
 
 def _requested_ranges(request: Request, chosen: _Representation, etag: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import unittest
-
+from typing import List
 from unittest import mock
 
 from nex.config import Config, load_config
@@ -256,6 +257,71 @@ class WorkerThreadTest(unittest.TestCase):
             listener.join(30)
             logger.close()
         self.assertFalse(listener.is_alive())
+
+
+class ListenQueueTest(unittest.TestCase):
+    """Clients that queue while a worker thread starts are taken off the listen queue
+    before the next worker starts, so a queue that fills faster than threads start never
+    overflows."""
+
+    def setUp(self):
+        root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, root)
+        self.config = load_config(None, {"document_root": root, "port": 0,
+                                         "error_pages": os.path.join(REPO, "error_pages"),
+                                         "templates": os.path.join(REPO, "other_templates")})
+        logs = os.open(os.devnull, os.O_WRONLY)
+        self.logger = Logger(logs, logs, owned=(logs,))
+        self.addCleanup(self.logger.close)
+
+    def serve_queued_clients(self, server: Server, count: int) -> List[bool]:
+        """Connect ``count`` clients before ``server`` accepts, serve them all, and return
+        whether clients still waited in the listen queue at each worker's start."""
+        clients = [socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                   for _ in range(count)]
+        for client in clients:
+            self.addCleanup(client.close)
+        still_queued = []
+        start_worker = server._start_worker
+
+        def counting_start(sock, address):
+            still_queued.append(queued(server.listener))
+            start_worker(sock, address)
+
+        server._start_worker = counting_start
+        listener = threading.Thread(target=server.serve_forever)
+        listener.start()
+        try:
+            for client in clients:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                self.assertEqual(ResponseReader(client).read()[0], 200)
+        finally:
+            server.stop()
+            listener.join(30)
+        self.assertEqual(len(still_queued), count)
+        return still_queued
+
+    def test_clients_queued_meanwhile_are_accepted_before_the_next_worker_starts(self):
+        server = Server(self.config,
+                        lambda port: assemble(self.config, port, on_error=self.logger.warning),
+                        self.logger)
+        still_queued = self.serve_queued_clients(server, 20)
+        self.assertEqual(still_queued, [True] + [False] * 19)
+
+    def test_a_listener_shared_with_other_processes_is_not_drained(self):
+        # Another process could take the client a poll reported, and the accept would wait.
+        listener = bind_listener(self.config)
+        with mock.patch("nex.server.sys.platform", "darwin"):
+            server = Server(self.config, lambda port: assemble(self.config, port,
+                                                               on_error=self.logger.warning),
+                            self.logger, listener=listener)
+        still_queued = self.serve_queued_clients(server, 5)
+        self.assertEqual(still_queued, [True] * 4 + [False])
+
+
+def queued(listener: socket.socket) -> bool:
+    """Whether a connection waits in ``listener``'s accept queue."""
+    return bool(select.select([listener], [], [], 0)[0])
 
 
 if __name__ == "__main__":

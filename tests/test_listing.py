@@ -16,8 +16,8 @@ from urllib.parse import quote
 from nex import SERVER_SOFTWARE
 from nex.config import Config
 from nex.errors import HTTPError
-from nex.listing import (breadcrumbs, human_size, listing_view, prefers_json, read_folder,
-                         render_listing)
+from nex.listing import (ListingCache, breadcrumbs, human_size, listing_view, prefers_json,
+                         read_folder, render_listing)
 from nex.request import Headers, Request
 from nex.resolver import Target, resolve
 from nex.templates import Template, TemplateSet
@@ -662,6 +662,128 @@ class TemplateVariablesTest(ListingTestCase):
         assert_well_formed(self, page)
         self.assertIn('href="?download=zip"', page)
         self.assertIn('aria-sort="descending"', page)
+
+
+class FakeClock:
+    """A clock for listing ages that moves only when told."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class ListingCacheTest(ListingTestCase):
+    """Rendered listings are reused while the folder is unchanged and younger than their
+    maximum age; an entry added, removed or renamed shows at once, a file changed in place
+    once the listing has expired."""
+
+    def setUp(self):
+        super().setUp()
+        self.clock = FakeClock()
+        self.cache = ListingCache(max_age=1.0, clock=self.clock)
+        self.config_used = self.config()
+        # Every folder counts as settled, as one untouched for a while would.
+        patcher = mock.patch("nex.filecache.SETTLED_NS", -(1 << 62))
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.write("a.txt", 1)
+
+    def names(self, query="", cache=None):
+        """The names the root's listing shows now, the root's stat taken afresh."""
+        target = Target("directory", self.root, "/", os.stat(self.root))
+        response = render_listing(target, request_for("/", query), self.templates, SIGNATURE,
+                                  self.config_used, cache=cache or self.cache)
+        self.assertEqual(response.headers, HTML_HEADERS)
+        return [name for _, name in self.links(response.body[0].decode("utf-8"))]
+
+    def sizes(self):
+        """``{name: size}`` from the root's JSON listing."""
+        target = Target("directory", self.root, "/", os.stat(self.root))
+        response = render_listing(target, request_for("/", "format=json"), self.templates,
+                                  SIGNATURE, self.config_used, cache=self.cache)
+        return {entry["name"]: entry["size"] for entry in json.loads(response.body[0])}
+
+    def test_a_listing_asked_for_again_is_not_read_again(self):
+        self.assertEqual(self.names(), ["a.txt"])
+        with mock.patch("nex.listing.read_folder") as read:
+            self.assertEqual(self.names(), ["a.txt"])
+        read.assert_not_called()
+
+    def test_an_entry_added_shows_at_once(self):
+        self.names()
+        self.write("b.txt")
+        self.assertEqual(self.names(), ["a.txt", "b.txt"])
+
+    def test_an_entry_removed_shows_at_once(self):
+        self.write("b.txt")
+        self.names()
+        os.remove(os.path.join(self.root, "a.txt"))
+        self.assertEqual(self.names(), ["b.txt"])
+
+    def test_an_entry_renamed_shows_at_once(self):
+        self.names()
+        os.rename(os.path.join(self.root, "a.txt"), os.path.join(self.root, "c.txt"))
+        self.assertEqual(self.names(), ["c.txt"])
+
+    def test_a_file_changed_in_place_shows_once_the_listing_expired(self):
+        self.assertEqual(self.sizes(), {"a.txt": 1})
+        with open(os.path.join(self.root, "a.txt"), "ab") as file:
+            file.write(b"more")
+        self.clock.now += 0.5
+        self.assertEqual(self.sizes(), {"a.txt": 1})  # the folder itself did not change
+        self.clock.now += 0.5
+        self.assertEqual(self.sizes(), {"a.txt": 5})
+
+    def test_a_folder_changed_lately_is_read_every_time(self):
+        with mock.patch("nex.filecache.SETTLED_NS", 1 << 62):
+            self.names()
+            with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+                self.names()
+        read.assert_called_once()
+
+    def test_each_view_is_kept_apart(self):
+        self.write("b.txt", 5)
+        self.assertEqual(self.names(), ["a.txt", "b.txt"])
+        self.assertEqual(self.names("sort=size&order=desc"), ["b.txt", "a.txt"])
+        self.assertEqual(self.names("order=desc"), ["b.txt", "a.txt"])
+        self.assertEqual(self.sizes(), {"a.txt": 1, "b.txt": 5})
+        self.assertEqual(self.names(), ["a.txt", "b.txt"])
+
+    def test_other_settings_render_anew(self):
+        self.write(".hidden")
+        self.assertEqual(self.names(), ["a.txt"])
+        self.config_used = self.config(dotfiles=True)
+        self.assertEqual(self.names(), [".hidden", "a.txt"])
+
+    def test_pages_past_the_byte_bound_are_not_kept(self):
+        small = ListingCache(max_bytes=10, clock=self.clock)
+        self.names(cache=small)
+        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+            self.names(cache=small)
+        read.assert_called_once()
+
+    def test_the_cache_starts_over_when_full(self):
+        page = len(render_listing(Target("directory", self.root, "/", os.stat(self.root)),
+                                  request_for("/"), self.templates, SIGNATURE,
+                                  self.config_used, cache=None).body[0])
+        cache = ListingCache(max_bytes=page + page // 2, clock=self.clock)
+        self.names(cache=cache)
+        self.names("order=desc", cache=cache)  # replaces the first: both do not fit
+        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+            self.names("order=desc", cache=cache)
+            read.assert_not_called()
+            self.names(cache=cache)
+            read.assert_called_once()
+
+    def test_without_a_cache_every_listing_is_read(self):
+        target = Target("directory", self.root, "/", os.stat(self.root))
+        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+            for _ in range(2):
+                render_listing(target, request_for("/"), self.templates, SIGNATURE,
+                               self.config_used, cache=None)
+        self.assertEqual(read.call_count, 2)
 
 
 class ListingOnTheWireTest(unittest.TestCase):

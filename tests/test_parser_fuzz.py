@@ -48,6 +48,24 @@ def parse_buffer(buffer: bytes, limits: Limits) -> Optional[Request]:
     return parse_head(buffer[start:end], limits)
 
 
+def scan_outcome(data: bytes, cuts: List[int]) -> object:
+    """What one scanner says once ``data`` has arrived in pieces of the sizes ``cuts``
+    (the rest in one last piece): where the head lies, None, or the error's status."""
+    scanner = HeadScanner(SMALL)
+    buffer = bytearray()
+    offset = 0
+    try:
+        for size in cuts + [len(data)]:
+            buffer += data[offset:offset + size]
+            offset += size
+            found = scanner.scan(buffer)
+            if found is not None:
+                return found
+        return None
+    except HTTPError as error:
+        return error.status
+
+
 def survives(call: Callable[[], object]) -> None:
     """Run ``call``; an HTTPError is a fine outcome, any other exception a failure."""
     try:
@@ -107,6 +125,16 @@ class HeadFuzzTest(unittest.TestCase):
     def test_arbitrary_bytes(self, data: bytes) -> None:
         survives(lambda: parse_buffer(data, SMALL))
         survives(lambda: parse_head(data, SMALL))
+
+    @HYPOTHESIS
+    @given(st.one_of(mutated(VALID_HEAD), st.lists(st.sampled_from(SPECIAL + [b"GET /a "]),
+                                                   max_size=60).map(b"".join)),
+           st.lists(st.integers(min_value=1, max_value=40), max_size=10))
+    def test_a_whole_buffer_is_scanned_as_its_pieces_would_be(self, data: bytes,
+                                                              cuts: List[int]) -> None:
+        # A head that is all there at once takes a shorter way through the scanner than
+        # one that arrives in pieces; both must find the same head or the same error.
+        self.assertEqual(scan_outcome(data, [len(data)]), scan_outcome(data, cuts))
 
     @HYPOTHESIS
     @given(st.lists(st.sampled_from(SPECIAL), max_size=60).map(b"".join))

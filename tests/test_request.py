@@ -521,6 +521,49 @@ class HeadScannerTest(unittest.TestCase):
             self.assertEqual(caught.exception.status, status)
 
 
+class RememberedPartsTest(unittest.TestCase):
+    """Request lines, Host and Connection values are remembered once parsed; refusals never
+    are, and long values are parsed each time with the same outcome."""
+
+    def test_a_refused_request_line_is_refused_every_time(self) -> None:
+        for head, status in ((b"GET /a HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+                             (b"GET  /a HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+                             (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400)):
+            for _ in range(3):
+                with self.subTest(head=head), self.assertRaises(HTTPError) as caught:
+                    parse_head(head, LIMITS)
+                self.assertEqual(caught.exception.status, status)
+
+    def test_a_refused_host_or_connection_is_refused_every_time(self) -> None:
+        for head in (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+                     b"GET / HTTP/1.1\r\nHost: h\r\nConnection: a b\r\n\r\n"):
+            for _ in range(3):
+                with self.subTest(head=head), self.assertRaises(HTTPError) as caught:
+                    parse_head(head, LIMITS)
+                self.assertEqual(caught.exception.status, 400)
+
+    def test_the_same_line_gives_the_same_request_each_time(self) -> None:
+        head = b"GET /a%20b?x=1 HTTP/1.0\r\nHost: h:1\r\nConnection: Keep-Alive\r\n\r\n"
+        requests = [parse_head(head, LIMITS) for _ in range(3)]
+        self.assertEqual(requests[0][:5], ("GET", "/a%20b?x=1", "/a%20b", "x=1", "HTTP/1.0"))
+        self.assertTrue(requests[0].keep_alive)
+        for request in requests[1:]:
+            self.assertEqual(request[:5], requests[0][:5])
+            self.assertEqual((request.host, request.keep_alive), ("h:1", True))
+
+    def test_long_values_are_parsed_alike(self) -> None:
+        path = "/" + "a" * 2000
+        host = "h" * 600
+        head = (f"GET {path}?q HTTP/1.1\r\nHost: {host}\r\n"
+                f"Connection: {'x, ' * 200}close\r\n\r\n").encode("ascii")
+        for _ in range(2):
+            request = parse_head(head, Limits())
+            self.assertEqual((request.path, request.query, request.host, request.keep_alive),
+                             (path, "q", host, False))
+        with self.assertRaises(HTTPError):
+            parse_head(f"GET {path} HTTP/3.0\r\nHost: h\r\n\r\n".encode("ascii"), Limits())
+
+
 class LimitsTest(unittest.TestCase):
     """Limits built from the configuration."""
 

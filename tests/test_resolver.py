@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from nex.config import Config
 from nex.errors import HTTPError
+from nex import resolver as resolver_module
 from nex.resolver import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
                           servable_entry, split_path)
 
@@ -261,6 +262,40 @@ class SymlinkTest(ResolverTestCase):
         self.assertStatus(403, "/empty/", listing=False)
         target = self.resolve("/empty/", symlinks="always")
         self.assertEqual(target.kind, "file")
+
+
+class FolderStatTest(ResolverTestCase):
+    """The lstat of a file's folder, taken on the way to the file, travels with its Target."""
+
+    def assertSameStat(self, got, path):
+        expected = os.lstat(path)
+        self.assertIsNotNone(got)
+        self.assertEqual((got.st_ino, got.st_mtime_ns, got.st_ctime_ns),
+                         (expected.st_ino, expected.st_mtime_ns, expected.st_ctime_ns))
+
+    def test_a_nested_file_carries_its_folder(self):
+        self.assertSameStat(self.resolve("/docs/a.txt").folder, os.path.join(self.root, "docs"))
+        self.assertSameStat(self.resolve("/a%20b/c%20d.txt").folder,
+                            os.path.join(self.root, "a b"))
+
+    def test_an_index_file_carries_the_folder_asked_for(self):
+        self.assertSameStat(self.resolve("/site/").folder, os.path.join(self.root, "site"))
+
+    def test_no_folder_where_none_was_looked_at(self):
+        self.assertIsNone(self.resolve("/file.txt").folder)  # the root is never looked at
+        self.assertIsNone(self.resolve("/docs/a.txt", symlinks="always").folder)
+        self.link("docs", "docs-link")
+        self.assertIsNone(self.resolve("/docs-link/a.txt").folder)  # resolved through a link
+
+    def test_the_root_is_resolved_once_however_many_links_are_met(self):
+        self.link("docs", "docs-link")
+        resolver_module._real_root.cache_clear()
+        with mock.patch("nex.resolver.os.path.realpath",
+                        wraps=os.path.realpath) as realpath:
+            for _ in range(3):
+                self.assertEqual(self.resolve("/docs-link/a.txt").fs_path,
+                                 os.path.join(self.root, "docs", "a.txt"))
+        self.assertEqual([call.args[0] for call in realpath.call_args_list].count(self.root), 1)
 
 
 class ServableEntryTest(ResolverTestCase):

@@ -22,6 +22,7 @@ from nex.errors import HTTPError
 from nex.request import Headers, Request
 from nex.resolver import Target
 from nex.response import FileSlice, Response
+from nex import static as static_module
 from nex.static import accepted_codings, cache_control, serve_file
 
 #: A fixed modification time (Sun, 13 Sep 2020 12:26:40 GMT) so validators are predictable.
@@ -448,6 +449,99 @@ class SidecarTest(TempFiles):
         self.assertEqual(caught.exception.status, 416)
         self.assertIn(("Content-Range", "bytes */12"), caught.exception.headers)
         self.assertIn(("Vary", "Accept-Encoding"), caught.exception.headers)
+
+
+class SidecarAbsenceTest(TempFiles):
+    """The remembered absence of sidecars: used while the folder is unchanged, dropped at
+    once when an entry of the folder is added, removed or renamed."""
+
+    ORIGINAL = b"<p>hello</p>\n" * 20
+    BROWSER = [("Accept-Encoding", "gzip, deflate, br")]
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.write("page.html", self.ORIGINAL)
+        # Every folder counts as settled, as one untouched for a while would.
+        patcher = mock.patch("nex.filecache.SETTLED_NS", -(1 << 62))
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        static_module._NO_SIDECARS.clear()
+        self.addCleanup(static_module._NO_SIDECARS.clear)
+
+    def current(self) -> Target:
+        """The file's Target as the resolver gives it now, with its folder's lstat."""
+        return Target("file", self.path, "/page.html", os.stat(self.path),
+                      os.lstat(self.folder))
+
+    def serve_counting(self) -> Tuple[Response, int]:
+        """The response to a browser's GET, and how many sidecars were looked for."""
+        with mock.patch("nex.static._regular_file",
+                        wraps=static_module._regular_file) as looked_for:
+            response = self.serve(self.current(), self.BROWSER)
+        return response, looked_for.call_count
+
+    def test_absence_is_remembered_while_the_folder_is_unchanged(self) -> None:
+        first, looks = self.serve_counting()
+        self.assertEqual(looks, 2)
+        second, looks = self.serve_counting()
+        self.assertEqual(looks, 0)
+        for response in (first, second):
+            self.assertNotIn("content-encoding", fields(response))
+            self.assertNotIn("vary", fields(response))
+            self.assertEqual(body_bytes(response), self.ORIGINAL)
+
+    def test_a_sidecar_created_is_served_at_once(self) -> None:
+        self.serve_counting()
+        for name, coding in (("page.html.gz", "gzip"), ("page.html.br", "br")):
+            with self.subTest(sidecar=name):
+                self.write(name, b"CODED-" + coding.encode("ascii"))
+                response, _ = self.serve_counting()
+                self.assertEqual(fields(response).get("content-encoding"), coding)
+                self.assertEqual(fields(response)["vary"], "Accept-Encoding")
+                self.assertEqual(body_bytes(response), b"CODED-" + coding.encode("ascii"))
+
+    def test_a_sidecar_renamed_into_place_is_served_at_once(self) -> None:
+        self.serve_counting()
+        staged = self.write("staged.tmp", b"CODED-br")
+        os.rename(staged, self.path + ".br")
+        response, _ = self.serve_counting()
+        self.assertEqual(fields(response).get("content-encoding"), "br")
+
+    def test_a_sidecar_removed_is_no_longer_served(self) -> None:
+        self.write("page.html.br", b"CODED-br")
+        response, _ = self.serve_counting()
+        self.assertEqual(fields(response).get("content-encoding"), "br")
+        os.remove(self.path + ".br")
+        response, looks = self.serve_counting()
+        self.assertNotIn("content-encoding", fields(response))
+        self.assertEqual(looks, 2)  # a sidecar that exists is never remembered
+        response, looks = self.serve_counting()
+        self.assertEqual(looks, 0)
+
+    def test_another_entry_of_the_folder_makes_it_look_again(self) -> None:
+        self.serve_counting()
+        self.write("other.txt", b"x")
+        _, looks = self.serve_counting()
+        self.assertEqual(looks, 2)
+
+    def test_a_folder_changed_lately_is_not_trusted(self) -> None:
+        with mock.patch("nex.filecache.SETTLED_NS", 1 << 62):
+            self.serve_counting()
+            _, looks = self.serve_counting()
+        self.assertEqual(looks, 2)
+
+    def test_without_the_folder_from_the_resolver_it_is_stat_once(self) -> None:
+        target = Target("file", self.path, "/page.html", os.stat(self.path))
+        self.serve(target, self.BROWSER)
+        with mock.patch("nex.static.os.stat", wraps=os.stat) as stat_call, \
+                mock.patch("nex.static._regular_file") as looked_for:
+            response = self.serve(target, self.BROWSER)
+        stat_call.assert_called_once_with(self.folder)
+        looked_for.assert_not_called()
+        self.assertNotIn("content-encoding", fields(response))
+        self.write("page.html.gz", b"CODED-gzip")
+        self.assertEqual(fields(self.serve(target, self.BROWSER)).get("content-encoding"),
+                         "gzip")
 
 
 class GzipOnTheFlyTest(TempFiles):

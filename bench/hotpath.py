@@ -1,0 +1,192 @@
+"""The cost of one request on Nex's hot path, measured inside one process.
+
+Runs Nex's real listener and connection code in this process on a loopback port, sends
+requests one after another over a single keep-alive connection from this process's main
+thread, and reports for each case:
+
+* the server's CPU time per request (user and system time of the whole process, less the
+  client thread's own), in microseconds;
+* with ``--profile``, the Python function calls per request in the worker thread and the
+  functions that take most of its time (``cProfile``).
+
+Cases: a cached 1 KiB file; a 10 KiB HTML page asked for with a browser's
+``Accept-Encoding``; a 404; the listing of a folder of 500 files; a random 64 KiB range of
+a 32 MiB file.  The access log goes to a file, as in production.
+
+Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile] [--cases 1k,404]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import random
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+from bench import BROWSER_ENCODINGS, BIG_FILE_SIZE, RANGE_SIZE, make_root  # noqa: E402
+from nex import connection as connection_module  # noqa: E402
+from nex.assembly import assemble  # noqa: E402
+from nex.config import load_config  # noqa: E402
+from nex.log import Logger  # noqa: E402
+from nex.server import Server  # noqa: E402
+
+def request(path: str, *headers: str) -> bytes:
+    """A GET for ``path`` with ``headers``."""
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "User-Agent: hotpath", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def random_range() -> bytes:
+    """A GET for a random 64 KiB range of the big file."""
+    first = random.randrange(BIG_FILE_SIZE - RANGE_SIZE)
+    return request("/big.bin", f"Range: bytes={first}-{first + RANGE_SIZE - 1}")
+
+
+CASES: Dict[str, Callable[[], bytes]] = {
+    "1k": lambda: request("/1k.bin"),
+    "html": lambda: request("/page.html", f"Accept-Encoding: {BROWSER_ENCODINGS}"),
+    "404": lambda: request("/missing.html"),
+    "listing": lambda: request("/folder/"),
+    "ranges": random_range,
+}
+
+
+def read_response(sock: socket.socket, pending: bytearray) -> None:
+    """Read one response with a Content-Length body from ``sock``."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(262144)
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        pending += chunk
+    end = pending.index(b"\r\n\r\n") + 4
+    head = bytes(pending[:end]).lower()
+    at = head.index(b"content-length: ") + len(b"content-length: ")
+    length = int(head[at:head.index(b"\r\n", at)])
+    while len(pending) < end + length:
+        chunk = sock.recv(262144)
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        pending += chunk
+    del pending[:end + length]
+
+
+def _cpu() -> Tuple[float, float]:
+    """``(user, system)`` seconds of this process less those of the calling thread."""
+    process = resource.getrusage(resource.RUSAGE_SELF)
+    thread = resource.getrusage(resource.RUSAGE_THREAD)
+    return process.ru_utime - thread.ru_utime, process.ru_stime - thread.ru_stime
+
+
+def run_case(port: int, make: Callable[[], bytes], count: int) -> Tuple[float, float]:
+    """Send ``count`` requests over one connection; return the server's user and system
+    CPU µs per request."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        pending = bytearray()
+        for _ in range(50):  # warm caches, the connection and its worker thread
+            sock.sendall(make())
+            read_response(sock, pending)
+        requests = [make() for _ in range(count)]
+        user_before, system_before = _cpu()
+        for data in requests:
+            sock.sendall(data)
+            read_response(sock, pending)
+        user_after, system_after = _cpu()
+    return ((user_after - user_before) / count * 1e6,
+            (system_after - system_before) / count * 1e6)
+
+
+def by_place(stats: pstats.Stats) -> List[Tuple[str, float]]:
+    """Own time summed by Nex module, by other Python file, and by built-in (system calls
+    and C functions), largest first; waiting for the next request (``recv``) apart."""
+    places: Dict[str, float] = {}
+    for (filename, _, name), (_, _, own, _, _) in stats.stats.items():  # type: ignore
+        if filename == "~":
+            place = "built-in " + name.strip("<>{}").replace("built-in method ", "")
+        elif os.path.join(REPO, "nex") in filename:
+            place = "nex/" + os.path.basename(filename)
+        else:
+            place = "Python library " + os.path.basename(filename)
+        places[place] = places.get(place, 0.0) + own
+    return sorted(places.items(), key=lambda item: -item[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per case; the cheapest is reported, since other work "
+                             "on the machine only ever adds time")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the worker thread with cProfile")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
+    parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    options = parser.parse_args()
+    root = make_root()
+    work = tempfile.mkdtemp(prefix="nex-hotpath-")
+    profiles: List[cProfile.Profile] = []
+    if options.profile:
+        serve = connection_module.Connection.serve
+
+        def profiled_serve(self) -> None:
+            profile = cProfile.Profile()
+            profiles.append(profile)
+            profile.runcall(serve, self)
+
+        connection_module.Connection.serve = profiled_serve
+    try:
+        config = load_config(None, {"document_root": root, "port": 0,
+                                    "access_log": os.path.join(work, "access.log")})
+        logger = Logger.from_config(config)
+        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                        logger)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        for name in options.cases.split(","):
+            profiles.clear()
+            rounds = 1 if options.profile else options.rounds
+            user, system = min((run_case(server.port, CASES[name], options.requests)
+                                for _ in range(rounds)), key=sum)
+            print(f"{name:8} {user + system:8.1f} µs of server CPU per request "
+                  f"({user:.1f} user, {system:.1f} system)")
+            if profiles:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:  # the profile is whole once the worker ends
+                    with server._lock:
+                        if not server._live:
+                            break
+                    time.sleep(0.01)
+                out = io.StringIO()
+                stats = pstats.Stats(profiles[0], stream=out)
+                served = options.requests + 50
+                print(f"         {stats.total_calls / served:.0f} function calls per request "
+                      "in the worker thread; its time (under the profiler) by where it is "
+                      "spent, µs per request:")
+                for place, seconds in by_place(stats):
+                    print(f"         {seconds / served * 1e6:8.1f}  {place}")
+                stats.sort_stats("tottime").print_stats(options.top)
+                print("\n".join(out.getvalue().splitlines()[6:]))
+        server.stop()
+        thread.join(30)
+        logger.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

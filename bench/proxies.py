@@ -1,0 +1,220 @@
+"""Forward-proxy benchmark: 1 KiB through Nex --proxy, tinyproxy and proxy.py, same origin.
+
+wrk sends absolute-form request lines (a Lua script) over 50 keep-alive connections to each
+proxy in turn, every proxy relaying to the same origin (nginx when installed, else a second
+Nex).  With two or more CPUs the proxy runs alone on CPU 1 and wrk and the origin on CPU 0
+(``taskset``), so each proxy has one core.  Each proxy logs as it does by default, to a file.
+The proxies take turns for several rounds, and each one's median round is reported, with
+Nex's ratio to the others.
+
+Usage: ``python3 bench/proxies.py [--duration 10]``.  Needs ``wrk``; compares with
+``tinyproxy`` (Debian: ``apt-get install tinyproxy``, run here in the foreground with a
+generated configuration) and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual
+environment; give its ``proxy`` command with ``--proxy-py``), leaving out those not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import REPO, make_root, nex_args, stop, write_settings  # noqa: E402
+
+_NGINX_CONFIG = """\
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/nginx-body;
+    proxy_temp_path {folder}/nginx-proxy;
+    fastcgi_temp_path {folder}/nginx-fastcgi;
+    uwsgi_temp_path {folder}/nginx-uwsgi;
+    scgi_temp_path {folder}/nginx-scgi;
+    keepalive_requests 1000000;
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+_TINYPROXY_CONFIG = """\
+Port {port}
+Listen 127.0.0.1
+Timeout 600
+MaxClients 1024
+Allow 127.0.0.1
+LogFile "{folder}/tinyproxy.log"
+LogLevel Info
+"""
+#: How many times each proxy is measured.
+_PROXY_ROUNDS = 3
+#: wrk sends every request in absolute-form, as a client of a forward proxy does.
+_ABSOLUTE_FORM = """\
+wrk.path = "http://127.0.0.1:{port}/1k.bin"
+wrk.headers["Host"] = "127.0.0.1:{port}"
+"""
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_on(args: list, port: int, log: str) -> subprocess.Popen:
+    """Start a server that listens on ``port`` and wait until it accepts connections."""
+    with open(log, "ab") as output:
+        process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{args[0]} exited at once; see {log}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    stop(process)
+    raise SystemExit(f"{args[0]} did not listen on port {port}; see {log}")
+
+
+def pinned(cpu: int) -> tuple:
+    """A command prefix running the command on ``cpu`` alone, when the machine has two CPUs
+    and taskset; else nothing."""
+    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
+        return ("taskset", "-c", str(cpu))
+    return ()
+
+
+def wrk(url: str, duration: int, connections: int, threads: int, close: bool = False,
+        script: str = "", prefix: tuple = ()) -> dict:
+    """Run wrk and return requests/s, transfer MB/s, total requests and error count.
+
+    ``script`` is a Lua file for wrk; ``prefix`` goes before the command (``taskset``)."""
+    args = [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+            "--timeout", "10s"]
+    if close:
+        args += ["-H", "Connection: close"]
+    if script:
+        args += ["-s", script]
+    output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)]
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = closed = 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", output)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+        closed = int(socket_errors.group(2))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    return {"rps": rps, "mbps": float(transfer.group(1)) * scale, "requests": total,
+            "errors": errors, "closed": closed}
+
+
+
+def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> None:
+    """Print 1 KiB keep-alive requests/s through Nex --proxy, tinyproxy and proxy.py, each
+    on one core, to the same origin."""
+    os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
+    origin_port = free_port()
+    if shutil.which("nginx"):
+        config = os.path.join(workdir, "nginx.conf")
+        with open(config, "w") as f:
+            f.write(_NGINX_CONFIG.format(folder=workdir, port=origin_port, root=root))
+        origin_name, origin_args = "nginx", ["nginx", "-c", config, "-p", workdir]
+    else:
+        origin_settings = write_settings(workdir, os.path.join(workdir, "origin.log"))
+        origin_name = "Nex"
+        origin_args = nex_args(root, origin_settings)
+        origin_args[origin_args.index("--port") + 1] = str(origin_port)
+    script = os.path.join(workdir, "absolute-form.lua")
+    with open(script, "w") as f:
+        f.write(_ABSOLUTE_FORM.format(port=origin_port))
+    proxies = {}
+    nex_settings = write_settings(workdir, os.path.join(workdir, "proxy-access.log"),
+                                  "[proxy]\nenabled = yes\ndenied_destinations =\n")
+    nex_port = free_port()
+    nex = nex_args(root, nex_settings)
+    nex[nex.index("--port") + 1] = str(nex_port)
+    proxies["nex"] = (nex, nex_port)
+    if options.tinyproxy:
+        port = free_port()
+        config = os.path.join(workdir, "tinyproxy.conf")
+        with open(config, "w") as f:
+            f.write(_TINYPROXY_CONFIG.format(port=port, folder=workdir))
+        proxies["tinyproxy"] = ([options.tinyproxy, "-d", "-c", config], port)
+    if options.proxy_py:
+        port = free_port()
+        proxies["proxy.py"] = ([options.proxy_py, "--hostname", "127.0.0.1", "--port", str(port),
+                                "--num-workers", "1", "--num-acceptors", "1",
+                                "--log-file", os.path.join(workdir, "proxy-py.log")], port)
+    origin = start_on([*pinned(0), *origin_args], origin_port,
+                      os.path.join(workdir, "origin.out"))
+    runs: dict = {name: [] for name in proxies}
+    try:
+        # Rounds in turn, so that a burst of load elsewhere on the machine does not fall on
+        # one proxy only; each proxy's median round is reported.
+        for _ in range(_PROXY_ROUNDS):
+            for name, (args, port) in proxies.items():
+                process = start_on([*pinned(1), *args], port,
+                                   os.path.join(workdir, f"{name}.out"))
+                try:
+                    runs[name].append(wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
+                                          script=script, prefix=pinned(0)))
+                finally:
+                    stop(process)
+    finally:
+        stop(origin)
+    results = {name: sorted(rounds, key=lambda result: result["rps"])[len(rounds) // 2]
+               for name, rounds in runs.items()}
+    cores = "one core each" if pinned(1) else "cores not pinned"
+    print(f"1 KiB through the proxy, keep-alive, 50 connections, origin {origin_name} "
+          f"({cores}), median of {_PROXY_ROUNDS} rounds:")
+    for name, result in results.items():
+        # A read error is wrk finding the connection closed: a proxy that closes after
+        # every response (no keep-alive) makes one per request.
+        print(f"  {name:10} {result['rps']:10.1f} req/s  ({result['errors']} errors, "
+              f"{result['closed']} of them connections closed after a response)")
+    for name in ("tinyproxy", "proxy.py"):
+        if name in results:
+            print(f"  nex / {name}: {results['nex']['rps'] / results[name]['rps']:.2f}x")
+        else:
+            print(f"  {name} not installed: left out")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--tinyproxy", default=shutil.which("tinyproxy"),
+                        help="the tinyproxy command (default: tinyproxy on PATH)")
+    parser.add_argument("--proxy-py", default=shutil.which("proxy"),
+                        help="proxy.py's proxy command (default: proxy on PATH)")
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    root = make_root()
+    workdir = tempfile.mkdtemp(prefix="nex-bench-proxy-")
+    try:
+        compare_proxies(root, workdir, options)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
