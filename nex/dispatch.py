@@ -16,7 +16,6 @@ allowed origin can read a 404 as well as a file.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -28,6 +27,7 @@ from nex.cors import CorsPolicy
 from nex.errors import HTTPError
 from nex.filecache import SmallFileCache
 from nex.forwarded import ForwardedFor
+from nex.grammar import CACHE_DIRECTIVE, parse_list
 from nex.hosts import HostValidator
 from nex.listing import render_listing
 from nex.proxy import ForwardProxy
@@ -44,11 +44,6 @@ _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
 _HTML = ("Content-Type", "text/html; charset=utf-8")
-# RFC 9111 §5.2: cache-directive = token [ "=" ( token / quoted-string ) ], in a #list.
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_CACHE_DIRECTIVE = re.compile(rf'{_TOKEN}(?:=(?:{_TOKEN}|"(?:[\t !#-\[\]-~]|\\[\t -~])*"))?')
-_CACHE_DIRECTIVES = re.compile(rf"[ \t]*{_CACHE_DIRECTIVE.pattern}"
-                               rf"(?:[ \t]*,[ \t]*{_CACHE_DIRECTIVE.pattern})*[ \t]*")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
@@ -66,9 +61,10 @@ def private_cache_control(value: Optional[str]) -> str:
     """
     if value is None or not value.strip(" \t"):
         return "private"
-    if not _CACHE_DIRECTIVES.fullmatch(value):
+    directives = parse_list(value.strip(" \t"), CACHE_DIRECTIVE)
+    if directives is None:
         return "private, no-cache"
-    kept = [match.group() for match in _CACHE_DIRECTIVE.finditer(value)
+    kept = [match.group() for match in directives
             if match.group().partition("=")[0].lower() not in _SHARED_CACHE_GRANTS]
     if not any(directive.lower() in ("private", "no-store") for directive in kept):
         kept.insert(0, "private")

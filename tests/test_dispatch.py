@@ -439,7 +439,9 @@ class PrivateCacheControlTest(unittest.TestCase):
                 ('x="a\\"b", public', 'private, x="a\\"b"'),
                 (" max-age=1 ,\tno-cache ", "private, max-age=1, no-cache"),
                 ("max-age=60;public", "private, no-cache"),
-                ("public,", "private, no-cache"),
+                # RFC 9110 §5.6.1: empty list elements are ignored.
+                ("public,", "private"),
+                (", max-age=5,,", "private, max-age=5"),
                 ('x="open', "private, no-cache")):
             with self.subTest(value=value):
                 self.assertEqual(private_cache_control(value), expected)
