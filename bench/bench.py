@@ -15,7 +15,8 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
   with ``--proxy``, tinyproxy and proxy.py in turn, against the same origin (nginx when
   installed, else a second Nex), and Nex's ratio to each.  With two or more CPUs the proxy
   runs alone on CPU 1 and wrk and the origin on CPU 0 (``taskset``), so each proxy has one
-  core.  Each proxy logs as it does by default, to a file.
+  core.  Each proxy logs as it does by default, to a file.  The proxies take turns for
+  three rounds, and each one's median round is reported.
 
 Usage: ``python3 bench/bench.py [--duration 10] [--many] [--workers] [--proxy]``.  Needs
 ``wrk`` (Debian: ``apt-get install wrk``); ``--proxy`` compares with ``tinyproxy`` (Debian:
@@ -248,6 +249,8 @@ Allow 127.0.0.1
 LogFile "{folder}/tinyproxy.log"
 LogLevel Info
 """
+#: How many times each proxy is measured.
+_PROXY_ROUNDS = 3
 #: wrk sends every request in absolute-form, as a client of a forward proxy does.
 _ABSOLUTE_FORM = """\
 wrk.path = "http://127.0.0.1:{port}/1k.bin"
@@ -326,20 +329,26 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
                                 "--log-file", os.path.join(workdir, "proxy-py.log")], port)
     origin = start_on([*pinned(0), *origin_args], origin_port,
                       os.path.join(workdir, "origin.out"))
-    results = {}
+    runs: dict = {name: [] for name in proxies}
     try:
-        for name, (args, port) in proxies.items():
-            process = start_on([*pinned(1), *args], port, os.path.join(workdir, f"{name}.out"))
-            try:
-                results[name] = wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
-                                    script=script, prefix=pinned(0))
-            finally:
-                stop(process)
+        # Rounds in turn, so that a burst of load elsewhere on the machine does not fall on
+        # one proxy only; each proxy's median round is reported.
+        for _ in range(_PROXY_ROUNDS):
+            for name, (args, port) in proxies.items():
+                process = start_on([*pinned(1), *args], port,
+                                   os.path.join(workdir, f"{name}.out"))
+                try:
+                    runs[name].append(wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
+                                          script=script, prefix=pinned(0)))
+                finally:
+                    stop(process)
     finally:
         stop(origin)
+    results = {name: sorted(rounds, key=lambda result: result["rps"])[len(rounds) // 2]
+               for name, rounds in runs.items()}
     cores = "one core each" if pinned(1) else "cores not pinned"
     print(f"1 KiB through the proxy, keep-alive, 50 connections, origin {origin_name} "
-          f"({cores}):")
+          f"({cores}), median of {_PROXY_ROUNDS} rounds:")
     for name, result in results.items():
         # A read error is wrk finding the connection closed: a proxy that closes after
         # every response (no keep-alive) makes one per request.
