@@ -16,7 +16,9 @@ Serves one folder with both servers on loopback and measures, with ``wrk``:
   installed, else a second Nex), and Nex's ratio to each.  With two or more CPUs the proxy
   runs alone on CPU 1 and wrk and the origin on CPU 0 (``taskset``), so each proxy has one
   core.  Each proxy logs as it does by default, to a file.  The proxies take turns for
-  three rounds, and each one's median round is reported.
+  three rounds, and each one's median round is reported, with the requests it served per
+  second of processor time (its own and its child processes'), which other load on the
+  machine disturbs less than requests/s.
 
 Usage: ``python3 bench/bench.py [--duration 10] [--many] [--workers] [--proxy]``.  Needs
 ``wrk`` (Debian: ``apt-get install wrk``); ``--proxy`` compares with ``tinyproxy`` (Debian:
@@ -283,6 +285,29 @@ def start_on(args: list, port: int, log: str) -> subprocess.Popen:
     raise SystemExit(f"{args[0]} did not listen on port {port}; see {log}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The processor time (user and system) used so far by ``pid`` and the processes it
+    started (proxy.py runs its workers as child processes)."""
+    parents = {}
+    times = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    family, grown = {pid}, True
+    while grown:
+        children = {child for child, parent in parents.items() if parent in family}
+        grown = not children <= family
+        family |= children
+    return sum(times.get(member, 0) for member in family) / os.sysconf("SC_CLK_TCK")
+
+
 def pinned(cpu: int) -> tuple:
     """A command prefix running the command on ``cpu`` alone, when the machine has two CPUs
     and taskset; else nothing."""
@@ -338,8 +363,12 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
                 process = start_on([*pinned(1), *args], port,
                                    os.path.join(workdir, f"{name}.out"))
                 try:
-                    runs[name].append(wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
-                                          script=script, prefix=pinned(0)))
+                    before = cpu_seconds(process.pid)
+                    result = wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
+                                 script=script, prefix=pinned(0))
+                    result["per_cpu"] = result["requests"] / max(
+                        cpu_seconds(process.pid) - before, 0.01)
+                    runs[name].append(result)
                 finally:
                     stop(process)
     finally:
@@ -352,11 +381,14 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     for name, result in results.items():
         # A read error is wrk finding the connection closed: a proxy that closes after
         # every response (no keep-alive) makes one per request.
-        print(f"  {name:10} {result['rps']:10.1f} req/s  ({result['errors']} errors, "
-              f"{result['closed']} of them connections closed after a response)")
+        print(f"  {name:10} {result['rps']:10.1f} req/s  {result['per_cpu']:10.1f} req per "
+              f"CPU-second  ({result['errors']} errors, {result['closed']} of them "
+              f"connections closed after a response)")
+    nex = results["nex"]
     for name in ("tinyproxy", "proxy.py"):
         if name in results:
-            print(f"  nex / {name}: {results['nex']['rps'] / results[name]['rps']:.2f}x")
+            print(f"  nex / {name}: {nex['rps'] / results[name]['rps']:.2f}x req/s, "
+                  f"{nex['per_cpu'] / results[name]['per_cpu']:.2f}x req per CPU-second")
         else:
             print(f"  {name} not installed: left out")
 
