@@ -4,8 +4,9 @@ wrk sends absolute-form request lines (a Lua script) over 50 keep-alive connecti
 proxy in turn, every proxy relaying to the same origin (nginx when installed, else a second
 Nex).  With two or more CPUs the proxy runs alone on CPU 1 and wrk and the origin on CPU 0
 (``taskset``), so each proxy has one core.  Each proxy logs as it does by default, to a file.
-The proxies take turns for several rounds, and each one's median round is reported, with
-Nex's ratio to the others.
+The proxies take turns for three rounds, and each one's median round is reported, with the
+requests it served per second of processor time (its own and its child processes'), which
+other load on the machine disturbs less than requests/s, and Nex's ratio to the others.
 
 Usage: ``python3 bench/proxies.py [--duration 10]``.  Needs ``wrk``; compares with
 ``tinyproxy`` (Debian: ``apt-get install tinyproxy``, run here in the foreground with a
@@ -26,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, make_root, nex_args, stop, write_settings  # noqa: E402
+from bench import REPO, cpu_seconds, make_root, nex_args, stop, write_settings  # noqa: E402
 
 _NGINX_CONFIG = """\
 worker_processes 1;
@@ -173,8 +174,12 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
                 process = start_on([*pinned(1), *args], port,
                                    os.path.join(workdir, f"{name}.out"))
                 try:
-                    runs[name].append(wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
-                                          script=script, prefix=pinned(0)))
+                    before = cpu_seconds(process.pid)
+                    result = wrk(f"http://127.0.0.1:{port}/", options.duration, 50, 1,
+                                 script=script, prefix=pinned(0))
+                    result["per_cpu"] = result["requests"] / max(
+                        cpu_seconds(process.pid) - before, 0.01)
+                    runs[name].append(result)
                 finally:
                     stop(process)
     finally:
@@ -187,13 +192,17 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     for name, result in results.items():
         # A read error is wrk finding the connection closed: a proxy that closes after
         # every response (no keep-alive) makes one per request.
-        print(f"  {name:10} {result['rps']:10.1f} req/s  ({result['errors']} errors, "
-              f"{result['closed']} of them connections closed after a response)")
+        print(f"  {name:10} {result['rps']:10.1f} req/s  {result['per_cpu']:10.1f} req per "
+              f"CPU-second  ({result['errors']} errors, {result['closed']} of them "
+              f"connections closed after a response)")
+    nex = results["nex"]
     for name in ("tinyproxy", "proxy.py"):
         if name in results:
-            print(f"  nex / {name}: {results['nex']['rps'] / results[name]['rps']:.2f}x")
+            print(f"  nex / {name}: {nex['rps'] / results[name]['rps']:.2f}x req/s, "
+                  f"{nex['per_cpu'] / results[name]['per_cpu']:.2f}x req per CPU-second")
         else:
             print(f"  {name} not installed: left out")
+
 
 
 def main() -> int:
