@@ -74,8 +74,12 @@ def missing_requirements() -> str:
     return "; ".join(reasons)
 
 
-class BrowserTest(unittest.TestCase):
-    """One server on the demo site per class; one fresh browser profile per test."""
+class ChromiumTestCase(unittest.TestCase):
+    """Skips the class without Chromium; starts a fresh headless browser profile per test.
+
+    Subclasses start their servers in :meth:`start_servers` and stop them in
+    :meth:`stop_servers`; ``self.driver`` is the browser.
+    """
 
     @classmethod
     def setUpClass(cls):
@@ -88,19 +92,30 @@ class BrowserTest(unittest.TestCase):
         cls.environment = mock.patch.dict(os.environ, {"SE_AVOID_STATS": "true",
                                                        "SE_OFFLINE": "true"})
         cls.environment.start()
-        cls.server = NexServer(PUBLIC_HTML).start()
+        try:
+            cls.start_servers()
+        except BaseException:
+            cls.environment.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.stop()
+        cls.stop_servers()
         cls.environment.stop()
+
+    @classmethod
+    def start_servers(cls):
+        """Start what the class's tests browse."""
+
+    @classmethod
+    def stop_servers(cls):
+        """Stop what :meth:`start_servers` started."""
 
     def setUp(self):
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
 
-        self.log_start = len(self.server.access_log())
         self.profile = tempfile.mkdtemp(prefix="nex-chromium-")
         self.addCleanup(shutil.rmtree, self.profile, ignore_errors=True)
         options = Options()
@@ -110,11 +125,25 @@ class BrowserTest(unittest.TestCase):
         options.add_argument(f"--user-data-dir={self.profile}")
         self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
                                        options=options)
+        self.addCleanup(self.driver.quit)
         self.driver.set_page_load_timeout(WAIT)
         self.driver.set_script_timeout(WAIT)
 
-    def tearDown(self):
-        self.driver.quit()
+
+class BrowserTest(ChromiumTestCase):
+    """One server on the demo site per class; one fresh browser profile per test."""
+
+    @classmethod
+    def start_servers(cls):
+        cls.server = NexServer(PUBLIC_HTML).start()
+
+    @classmethod
+    def stop_servers(cls):
+        cls.server.stop()
+
+    def setUp(self):
+        self.log_start = len(self.server.access_log())
+        super().setUp()
 
     def new_log_lines(self, wanted: str) -> str:
         """The access log written since this test began, once it contains ``wanted``."""

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import unittest
-from unittest import mock
 
 from tests.support import NexServer
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, WAIT, missing_requirements
+from tests.test_browser import ChromiumTestCase
 
 #: The script the app page runs: the status, body text and exposed fields of a fetch with
 #: the given request fields, or the error a refused fetch gives.
@@ -27,19 +25,12 @@ fetch(url, {headers: fields})
 """
 
 
-class CrossOriginListingBrowserTest(unittest.TestCase):
+class CrossOriginListingBrowserTest(ChromiumTestCase):
     """An app page on one Nex fetches a folder listing from another Nex (another port, so
     another origin); the files server allows exactly the app's origin."""
 
     @classmethod
-    def setUpClass(cls):
-        reason = missing_requirements()
-        if reason:
-            print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr, flush=True)
-            raise unittest.SkipTest(reason)
-        cls.environment = mock.patch.dict(os.environ, {"SE_AVOID_STATS": "true",
-                                                       "SE_OFFLINE": "true"})
-        cls.environment.start()
+    def start_servers(cls):
         cls.base = tempfile.mkdtemp(prefix="nex-cors-browser-")
         app_root = os.path.join(cls.base, "app")
         cls.files_root = os.path.join(cls.base, "files")
@@ -57,29 +48,13 @@ class CrossOriginListingBrowserTest(unittest.TestCase):
         cls.closed = NexServer(cls.files_root).start()
 
     @classmethod
-    def tearDownClass(cls):
+    def stop_servers(cls):
         for server in (cls.app, cls.files, cls.closed):
             server.stop()
-        cls.environment.stop()
         shutil.rmtree(cls.base, ignore_errors=True)
 
     def setUp(self):
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-
-        profile = tempfile.mkdtemp(prefix="nex-chromium-")
-        self.addCleanup(shutil.rmtree, profile, ignore_errors=True)
-        options = Options()
-        options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={profile}")
-        self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
-                                       options=options)
-        self.addCleanup(self.driver.quit)
-        self.driver.set_page_load_timeout(WAIT)
-        self.driver.set_script_timeout(WAIT)
+        super().setUp()
         self.driver.get(self.app.url)
 
     def fetch(self, url: str, **fields: str) -> dict:

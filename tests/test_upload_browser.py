@@ -5,54 +5,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import unittest
-from unittest import mock
 
 from tests.support import NexServer
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, WAIT, missing_requirements
+from tests.test_browser import WAIT, ChromiumTestCase
 
 
-class UploadFormBrowserTest(unittest.TestCase):
+class UploadFormBrowserTest(ChromiumTestCase):
     """Headless Chromium posts the upload form of a listing served with uploads on."""
 
     @classmethod
-    def setUpClass(cls):
-        reason = missing_requirements()
-        if reason:
-            print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr, flush=True)
-            raise unittest.SkipTest(reason)
-        cls.environment = mock.patch.dict(os.environ, {"SE_AVOID_STATS": "true",
-                                                       "SE_OFFLINE": "true"})
-        cls.environment.start()
+    def start_servers(cls):
         cls.base = tempfile.mkdtemp(prefix="nex-upload-browser-")
         cls.root = os.path.join(cls.base, "root")
         os.makedirs(os.path.join(cls.root, "inbox"))
         cls.server = NexServer(cls.root, settings={"files": {"upload": "yes"}}).start()
 
     @classmethod
-    def tearDownClass(cls):
+    def stop_servers(cls):
         cls.server.stop()
-        cls.environment.stop()
         shutil.rmtree(cls.base, ignore_errors=True)
-
-    def setUp(self):
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-
-        profile = tempfile.mkdtemp(prefix="nex-chromium-")
-        self.addCleanup(shutil.rmtree, profile, ignore_errors=True)
-        options = Options()
-        options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={profile}")
-        self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
-                                       options=options)
-        self.addCleanup(self.driver.quit)
-        self.driver.set_page_load_timeout(WAIT)
 
     def test_form_uploads_files_and_returns_to_the_listing(self):
         from selenium.webdriver.common.by import By
