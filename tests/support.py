@@ -257,3 +257,44 @@ class ResponseReader:
             self._fill()
         body, self.buffer = self.buffer[:length], self.buffer[length:]
         return status, headers, body
+
+
+def capture_log(test) -> "CapturedLog":
+    """A Logger for ``test`` writing to temporary files, closed when the test ends."""
+    return CapturedLog(test)
+
+
+class CapturedLog:
+    """A :class:`nex.log.Logger` over two temporary files; ``access()`` and ``errors()`` read
+    back what it wrote (after writing out what it still holds)."""
+
+    def __init__(self, test) -> None:
+        from nex.log import Logger
+        self._access, self._errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        test.addCleanup(self._access.close)
+        test.addCleanup(self._errors.close)
+        self.logger = Logger(self._access.fileno(), self._errors.fileno())
+        test.addCleanup(self.logger.close)
+
+    def access(self) -> str:
+        """The access log so far."""
+        self.logger.flush()
+        return os.pread(self._access.fileno(), 1 << 20, 0).decode("utf-8")
+
+    def errors(self) -> str:
+        """The error log so far."""
+        self.logger.flush()
+        return os.pread(self._errors.fileno(), 1 << 20, 0).decode("utf-8")
+
+
+def socketpair_dispatcher(root: str):
+    """A Dispatcher serving ``root`` with the shipped templates and any Host, for tests that
+    run a Connection over a socket pair."""
+    from nex.config import Config
+    from nex.dispatch import Dispatcher
+    from nex.hosts import HostValidator
+    from nex.templates import TemplateSet
+    config = Config(document_root=root, error_pages=os.path.join(REPO, "error_pages"),
+                    templates=os.path.join(REPO, "other_templates"))
+    return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
+                      HostValidator(("*",)), "Nex test")

@@ -14,16 +14,11 @@ import threading
 import unittest
 
 from nex.body import BodyReader
-from nex.config import Config
 from nex.connection import Connection, State, _TRANSITIONS, stays_open
-from nex.dispatch import Dispatcher
 from nex.errors import HTTPError
-from nex.hosts import HostValidator
-from nex.log import Logger
 from nex.request import Limits, parse_head
 from nex.response import Response, serialize_head, write_response
-from nex.templates import TemplateSet
-from tests.support import REPO, SOCKET_TIMEOUT, read_all
+from tests.support import SOCKET_TIMEOUT, capture_log, read_all, socketpair_dispatcher
 
 
 def request(*fields: str, line: str = "GET / HTTP/1.1"):
@@ -282,22 +277,13 @@ class LoopTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
         with open(os.path.join(self.root, "hello.txt"), "wb") as out:
             out.write(b"hello\n")
-        config = Config(document_root=self.root,
-                        error_pages=os.path.join(REPO, "error_pages"),
-                        templates=os.path.join(REPO, "other_templates"))
-        self.dispatcher = Dispatcher(config, TemplateSet.load(config.error_pages,
-                                                              config.templates),
-                                     HostValidator(("*",)), "Nex test")
-        self.access, self.errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        self.addCleanup(self.access.close)
-        self.addCleanup(self.errors.close)
-        self.logger = Logger(self.access.fileno(), self.errors.fileno())
-        self.addCleanup(self.logger.close)
+        self.dispatcher = socketpair_dispatcher(self.root)
+        self.log = capture_log(self)
+        self.logger = self.log.logger
 
     def access_lines(self):
         """The access log's lines so far."""
-        self.logger.flush()
-        return os.pread(self.access.fileno(), 1 << 20, 0).decode("utf-8").splitlines()
+        return self.log.access().splitlines()
 
     def serve(self, data: bytes, *, keep_open: bool = False) -> bytes:
         server_end, client_end = socket.socketpair()

@@ -23,10 +23,8 @@ from unittest import mock
 from nex.config import Config
 from nex.connection import Connection
 from nex.dispatch import Dispatcher
-from nex.hosts import HostValidator
-from nex.log import Logger
-from nex.templates import TemplateSet
-from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader
+from tests.support import (SOCKET_TIMEOUT, NexServer, ResponseReader, capture_log,
+                           socketpair_dispatcher)
 
 #: How long a test waits for something the server should do on its own (close an idle
 #: connection, let a thread end) before calling it a failure.
@@ -786,21 +784,13 @@ class UnexpectedFaultTest(unittest.TestCase):
         self.base = tempfile.mkdtemp(prefix="nex-fault-")
         self.addCleanup(shutil.rmtree, self.base, ignore_errors=True)
         root = make_site(self.base)
-        config = Config(document_root=root, error_pages=os.path.join(REPO, "error_pages"),
-                        templates=os.path.join(REPO, "other_templates"))
-        templates = TemplateSet.load(config.error_pages, config.templates)
-        self.site = Dispatcher(config, templates, HostValidator(("*",)),
-                         "Nex/0.1 Server at localhost Port 0")
-        self.access_log, self.errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        self.addCleanup(self.access_log.close)
-        self.addCleanup(self.errors.close)
-        self.logger = Logger(self.access_log.fileno(), self.errors.fileno())
-        self.addCleanup(self.logger.close)
+        self.site = socketpair_dispatcher(root)
+        self.log = capture_log(self)
+        self.logger = self.log.logger
 
     def error_log(self) -> str:
         """Everything the logger has written to the error log so far."""
-        self.logger.flush()
-        return os.pread(self.errors.fileno(), 1 << 20, 0).decode("utf-8")
+        return self.log.errors()
 
     def serve(self, data: bytes) -> bytes:
         """Run one Connection over a socket pair with ``data`` sent; all the client reads."""

@@ -29,16 +29,13 @@ from unittest import mock
 
 from nex.config import Config, ConfigError, load_config
 from nex.connection import Connection, State
-from nex.dispatch import Dispatcher
-from nex.hosts import HostValidator
-from nex.log import Logger
 from nex.response import FileSlice, Response, write_response
-from nex.templates import TemplateSet
 from nex.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, RECORD_SIZE, ServerTLS, TLSError,
                      certificate_fingerprint, create_context, is_plain_http, make_self_signed,
                      send_close_notify)
 from tests.support import (OPENSSL, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
-                           client_context, make_certificate, read_all, requires_openssl)
+                           capture_log, client_context, make_certificate, read_all,
+                           requires_openssl, socketpair_dispatcher)
 from tests.test_cli import run as run_cli
 
 MIB = 1024 * 1024
@@ -454,21 +451,13 @@ class ConnectionOverSocketPairTest(unittest.TestCase):
         shutil.rmtree(cls.folder, ignore_errors=True)
 
     def setUp(self) -> None:
-        config = Config(document_root=self.folder, error_pages=os.path.join(REPO, "error_pages"),
-                        templates=os.path.join(REPO, "other_templates"))
-        self.dispatcher = Dispatcher(config, TemplateSet.load(config.error_pages,
-                                                              config.templates),
-                                     HostValidator(("*",)), "Nex test")
-        self.access, self.errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        self.addCleanup(self.access.close)
-        self.addCleanup(self.errors.close)
-        self.logger = Logger(self.access.fileno(), self.errors.fileno())
-        self.addCleanup(self.logger.close)
+        self.dispatcher = socketpair_dispatcher(self.folder)
+        self.log = capture_log(self)
+        self.logger = self.log.logger
 
     def access_log(self) -> str:
         """The access log so far."""
-        self.logger.flush()
-        return os.pread(self.access.fileno(), 1 << 20, 0).decode("utf-8")
+        return self.log.access()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Tuple[Connection, socket.socket]]:
