@@ -79,14 +79,21 @@ class EarlyEndTest(unittest.TestCase):
             self.assertNotIn("Traceback", errors)
             self.assertLess(received, LARGE)
 
-    def test_a_transfer_cut_by_shutdown_is_logged(self):
-        server = NexServer(self.root, settings={"timeouts": {"shutdown_grace": "1"}}).start()
+    def start_download(self, shutdown_grace: str) -> NexServer:
+        """A server with ``shutdown_grace``, sending the large file to a client that reads
+        its first piece and then nothing more."""
+        server = NexServer(self.root, settings={"timeouts": {"shutdown_grace": shutdown_grace}})
+        server.start()
         self.addCleanup(server.stop)
         sock = server.connect()
         self.addCleanup(sock.close)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
+        return server
+
+    def test_a_transfer_cut_by_shutdown_is_logged(self):
+        server = self.start_download("1")
         server.signal(signal.SIGTERM)  # and the client never reads on
         self.assertEqual(server.wait(), 0)
         lines = [line for line in server.access_log().splitlines() if "GET /large.bin" in line]
@@ -97,13 +104,7 @@ class EarlyEndTest(unittest.TestCase):
                       server.stderr())
 
     def test_a_second_ctrl_c_stops_at_once_with_status_130(self):
-        server = NexServer(self.root, settings={"timeouts": {"shutdown_grace": "600"}}).start()
-        self.addCleanup(server.stop)
-        sock = server.connect()
-        self.addCleanup(sock.close)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
+        server = self.start_download("600")
         server.signal(signal.SIGINT)
         self.assertTrue(wait_for(lambda: "Ctrl+C again" in server.stderr()))
         server.signal(signal.SIGINT)
