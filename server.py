@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from nex.cli import main
+from nex.process.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(default_config=Path(__file__).with_name("settings.conf")))

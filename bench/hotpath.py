@@ -38,12 +38,12 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from bench import BROWSER_ENCODINGS, BIG_FILE_SIZE, RANGE_SIZE, make_root  # noqa: E402
-from nex import connection as connection_module  # noqa: E402
-from nex.assembly import assemble  # noqa: E402
-from nex.config import load_config  # noqa: E402
-from nex.filecache import SETTLED_NS  # noqa: E402
-from nex.log import Logger  # noqa: E402
-from nex.server import Server  # noqa: E402
+from nex.process import connection as connection_module  # noqa: E402
+from nex.process.assembly import assemble  # noqa: E402
+from nex.process.config import load_config  # noqa: E402
+from nex.files.filecache import SETTLED_NS  # noqa: E402
+from nex.process.log import Logger  # noqa: E402
+from nex.process.listener import Server  # noqa: E402
 
 def request(path: str, *headers: str) -> bytes:
     """A GET for ``path`` with ``headers``."""

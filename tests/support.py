@@ -265,11 +265,11 @@ def capture_log(test) -> "CapturedLog":
 
 
 class CapturedLog:
-    """A :class:`nex.log.Logger` over two temporary files; ``access()`` and ``errors()`` read
+    """A :class:`nex.process.log.Logger` over two temporary files; ``access()`` and ``errors()`` read
     back what it wrote (after writing out what it still holds)."""
 
     def __init__(self, test) -> None:
-        from nex.log import Logger
+        from nex.process.log import Logger
         self._access, self._errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         test.addCleanup(self._access.close)
         test.addCleanup(self._errors.close)
@@ -290,10 +290,10 @@ class CapturedLog:
 def socketpair_dispatcher(root: str):
     """A Dispatcher serving ``root`` with the shipped templates and any Host, for tests that
     run a Connection over a socket pair."""
-    from nex.config import Config
-    from nex.dispatch import Dispatcher
-    from nex.hosts import HostValidator
-    from nex.templates import TemplateSet
+    from nex.process.config import Config
+    from nex.site.routing import Dispatcher
+    from nex.site.hosts import HostValidator
+    from nex.files.templates import TemplateSet
     config = Config(document_root=root, error_pages=os.path.join(REPO, "error_pages"),
                     templates=os.path.join(REPO, "other_templates"))
     return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),

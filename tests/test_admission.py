@@ -11,11 +11,11 @@ import unittest
 from typing import Dict, List, Optional, Sequence, Tuple
 from unittest import mock
 
-from nex.admission import Admission, Destination, resolve_host
-from nex.auth import FailureLimiter, UsersFile, hash_password
-from nex.blacklist import DomainList
-from nex.config import Config
-from nex.errors import HTTPError
+from nex.proxy.admission import Admission, Destination, resolve_host
+from nex.site.login import FailureLimiter, UsersFile, hash_password
+from nex.proxy.blacklist import DomainList
+from nex.process.config import Config
+from nex.http.errors import HTTPError
 
 DEFAULT_DENIED = Config().proxy_denied_destinations
 PSEUDONYM = "nex-00112233aabbccdd"

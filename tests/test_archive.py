@@ -12,12 +12,12 @@ import zipfile
 from typing import Callable, Dict, List, Tuple
 from unittest import mock
 
-from nex.archive import (PIECE_SIZE, archive_name, content_disposition, folder_archive,
+from nex.files.archive import (PIECE_SIZE, archive_name, content_disposition, folder_archive,
                          plan_archive, stream_archive, wants_archive)
-from nex.config import Config
-from nex.errors import HTTPError
-from nex.resolver import Target
-from nex.response import BodyFault
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.files.paths import Target
+from nex.http.response import BodyFault
 from tests.support import NexServer, ResponseReader, exchange
 
 TEXT = b"The quick brown fox jumps over the lazy dog.\n" * 2000

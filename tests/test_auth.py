@@ -12,13 +12,13 @@ import unittest
 from typing import List
 from unittest import mock
 
-from nex.auth import (DEFAULT_N, DEFAULT_P, DEFAULT_R, FailureLimiter, ProtectedPaths,
+from nex.site.login import (DEFAULT_N, DEFAULT_P, DEFAULT_R, FailureLimiter, ProtectedPaths,
                       SiteAuth, UsersFile, basic_credentials, challenge, check_user_name,
                       cleartext_warning, hash_password, parse_hash, parse_path_prefix,
                       parse_users)
-from nex.config import Config
-from nex.errors import HTTPError
-from nex.resolver import split_path
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.files.paths import split_path
 
 # Cheap scrypt parameters, so the tests do not spend seconds deriving keys.
 FAST = {"n": 1024, "r": 1, "p": 1}

@@ -13,7 +13,7 @@ import time
 import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
-from nex.auth import hash_password
+from nex.site.login import hash_password
 from tests.support import REPO, START_TIMEOUT, NexServer, ResponseReader, write_settings
 
 # Cheap scrypt parameters, so that starting and checking take no noticeable time.

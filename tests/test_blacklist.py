@@ -9,7 +9,7 @@ import tempfile
 import unittest
 from typing import List
 
-from nex.blacklist import DomainList, canonical_host, parse_entry, parse_file
+from nex.proxy.blacklist import DomainList, canonical_host, parse_entry, parse_file
 
 
 def rewrite(path: str, text: str) -> None:

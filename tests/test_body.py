@@ -6,9 +6,9 @@ import random
 import unittest
 from typing import List, Union
 
-from nex.body import ChunkedBody, FixedLengthBody
-from nex.errors import HTTPError
-from nex.request import Limits
+from nex.http.body import ChunkedBody, FixedLengthBody
+from nex.http.errors import HTTPError
+from nex.http.request import Limits
 
 LIMITS = Limits(request_line=32, header_block=64, header_count=3)
 NEXT = b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"

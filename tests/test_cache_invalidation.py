@@ -2,11 +2,11 @@
 
 Nex keeps small files' contents, the absence of precompressed sidecars and rendered listings
 in memory.  Each folder here has settled (its last change is older than
-:data:`nex.filecache.SETTLED_NS`) before the first request, so the server does remember;
+:data:`nex.files.filecache.SETTLED_NS`) before the first request, so the server does remember;
 then a test changes the folder or a file in it and asks again on the same connection.  An
 entry added, removed or renamed, a sidecar made or deleted and a file rewritten show at once;
 a file changed in place shows in its folder's listing once the listing has expired (within
-:data:`nex.listing.LISTING_MAX_AGE`, polled for here with a generous deadline).
+:data:`nex.files.listing.LISTING_MAX_AGE`, polled for here with a generous deadline).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 import unittest
 from typing import Dict, List, Tuple
 
-from nex.filecache import SETTLED_NS
+from nex.files.filecache import SETTLED_NS
 from tests.support import NexServer, ResponseReader
 
 #: The folders each test works in, all made (and settled) before the server starts.

@@ -1,4 +1,4 @@
-"""Tests for nex.cli: flags, the default settings file, and exit status 2 on a bad setting."""
+"""Tests for nex.process.cli: flags, the default settings file, and exit status 2 on a bad setting."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from typing import Iterator, List, Optional, Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE, __version__
-from nex.auth import hash_password, parse_hash, parse_users
-from nex.cli import main
-from nex.config import Config, load_config
+from nex.site.login import hash_password, parse_hash, parse_users
+from nex.process.cli import main
+from nex.process.config import Config, load_config
 from tests.support import REPO, START_TIMEOUT, ResponseReader
 from tests.test_config import (BAD_VALUES, SHIPPED_SETTINGS, WorkingDirectory,
                                bad_value_message, make_site, shipped_folders, write_settings)
@@ -30,19 +30,19 @@ from tests.test_config import (BAD_VALUES, SHIPPED_SETTINGS, WorkingDirectory,
 
 @contextlib.contextmanager
 def fake_server(result: int = 0) -> Iterator[mock.Mock]:
-    """Stand in for nex.server so main() stops at serve(config) instead of listening."""
-    module = types.ModuleType("nex.server")
+    """Stand in for nex.process.listener so main() stops at serve(config) instead of listening."""
+    module = types.ModuleType("nex.process.listener")
     module.serve = mock.Mock(return_value=result)  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"nex.server": module}):
+    with mock.patch.dict(sys.modules, {"nex.process.listener": module}):
         yield module.serve  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
 def fake_supervisor(result: int = 0) -> Iterator[mock.Mock]:
-    """Stand in for nex.supervisor so main() stops at supervise(config, load)."""
-    module = types.ModuleType("nex.supervisor")
+    """Stand in for nex.process.supervisor so main() stops at supervise(config, load)."""
+    module = types.ModuleType("nex.process.supervisor")
     module.supervise = mock.Mock(return_value=result)  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"nex.supervisor": module}):
+    with mock.patch.dict(sys.modules, {"nex.process.supervisor": module}):
         yield module.supervise  # type: ignore[attr-defined]
 
 
@@ -289,7 +289,7 @@ class HashPasswordTests(unittest.TestCase):
              typed: Tuple[str, ...] = ()) -> Tuple[int, str, str]:
         with mock.patch("sys.stdin", FakeStdin(stdin, tty)), \
                 mock.patch("getpass.getpass", side_effect=list(typed)) as asked, \
-                mock.patch("nex.cli.hash_password",
+                mock.patch("nex.process.cli.hash_password",
                            side_effect=lambda password: hash_password(password, n=1024, r=1)):
             status, out, err, config = run(["--hash-password", user, "--port", "99999"])
         self.assertIsNone(config)
@@ -390,7 +390,7 @@ class WorkersTests(unittest.TestCase):
 
     def test_auto_is_one_per_cpu(self) -> None:
         path = write_settings(make_site(self))
-        with fake_supervisor() as supervise, mock.patch("nex.config._cpu_count", return_value=6):
+        with fake_supervisor() as supervise, mock.patch("nex.process.values.cpu_count", return_value=6):
             run(["--config", str(path), "--workers", "auto"])
         self.assertEqual(supervise.call_args[0][0].workers, 6)
 

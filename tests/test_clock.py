@@ -9,7 +9,7 @@ import time
 import unittest
 from unittest import mock
 
-from nex.clock import (SecondText, clf_time_now, format_clf_time, format_http_date,
+from nex.http.dates import (SecondText, clf_time_now, format_clf_time, format_http_date,
                        http_date_now, parse_http_date)
 
 NOV_1994 = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT, the RFC's own example
@@ -21,13 +21,13 @@ class SecondTextTest(unittest.TestCase):
     def test_formats_once_per_second(self):
         calls = []
         text = SecondText(lambda second: calls.append(second) or f"t{second}")
-        with mock.patch("nex.clock.time.time", side_effect=[100.1, 100.9, 101.0, 101.5]):
+        with mock.patch("nex.http.dates.time.time", side_effect=[100.1, 100.9, 101.0, 101.5]):
             self.assertEqual([text.now() for _ in range(4)], ["t100", "t100", "t101", "t101"])
         self.assertEqual(calls, [100, 101])
 
     def test_a_clock_set_back_is_followed(self):
         text = SecondText(str)
-        with mock.patch("nex.clock.time.time", side_effect=[200.0, 150.0]):
+        with mock.patch("nex.http.dates.time.time", side_effect=[200.0, 150.0]):
             self.assertEqual([text.now(), text.now()], ["200", "150"])
 
     def test_threads_never_get_another_seconds_text(self):
@@ -58,7 +58,7 @@ class SecondTextTest(unittest.TestCase):
                     wrong.append((second, got))
             sys.settrace(None)
 
-        with mock.patch("nex.clock.time.time", new=lambda: own_second.value + 0.5):
+        with mock.patch("nex.http.dates.time.time", new=lambda: own_second.value + 0.5):
             threads = [threading.Thread(target=reader, args=(100 + index % 2,))
                        for index in range(6)]
             for thread in threads:
@@ -77,7 +77,7 @@ class ClockTextTest(unittest.TestCase):
         self.assertEqual(format_clf_time(0), "01/Jan/1970:00:00:00 +0000")
 
     def test_now_texts_are_the_current_second(self):
-        with mock.patch("nex.clock.time.time", return_value=NOV_1994 + 0.5):
+        with mock.patch("nex.http.dates.time.time", return_value=NOV_1994 + 0.5):
             self.assertEqual(http_date_now(), "Sun, 06 Nov 1994 08:49:37 GMT")
             self.assertEqual(clf_time_now(), "06/Nov/1994:08:49:37 +0000")
 

@@ -6,10 +6,10 @@ import unittest
 
 from hypothesis import given, settings, strategies as st
 
-from nex.clock import format_http_date, parse_http_date
-from nex.conditional import ANY, if_range_holds, make_etag, not_modified, parse_etag_list
-from nex.errors import HTTPError
-from nex.request import Headers
+from nex.http.dates import format_http_date, parse_http_date
+from nex.http.conditional import ANY, if_range_holds, make_etag, not_modified, parse_etag_list
+from nex.http.errors import HTTPError
+from nex.http.request import Headers
 from tests.test_static import MTIME, MTIME_DATE, TempFiles, fields
 
 NOW_2024 = 1_718_000_000.0

@@ -1,4 +1,4 @@
-"""Tests for nex.config: the settings.conf grammar, overrides, paths and built-in defaults."""
+"""Tests for nex.process.config: the settings.conf grammar, overrides, paths and built-in defaults."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nex
-from nex.auth import hash_password
-from nex.config import Config, ConfigError, load_config
+from nex.site.login import hash_password
+from nex.process.config import Config, ConfigError, load_config
 
 SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.conf"
 
@@ -644,7 +644,7 @@ class GoodValueTests(unittest.TestCase):
     def test_auto_workers_is_the_usable_cpu_count_up_to_256(self) -> None:
         for cpus, expected in ((1, 1), (6, 6), (300, 256)):
             with self.subTest(cpus=cpus), \
-                    mock.patch("nex.config._cpu_count", return_value=cpus):
+                    mock.patch("nex.process.values.cpu_count", return_value=cpus):
                 self.assert_parses("server", "workers", {"auto": expected, "AUTO": expected})
 
     def test_booleans(self) -> None:

@@ -9,13 +9,14 @@ import tempfile
 import unittest
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from nex.config import load_config
-from nex.cors import EXPOSED_HEADERS, PREFLIGHT_MAX_AGE, CorsPolicy, normalise_origin
-from nex.dispatch import SERVED_METHODS, Dispatcher
-from nex.errors import HTTPError
-from nex.hosts import HostValidator
-from nex.request import Headers, Request
-from nex.templates import TemplateSet
+from nex.process.config import load_config
+from nex.http.origin import normalise_origin
+from nex.site.cors import EXPOSED_HEADERS, PREFLIGHT_MAX_AGE, CorsPolicy
+from nex.site.routing import SERVED_METHODS, Dispatcher
+from nex.http.errors import HTTPError
+from nex.site.hosts import HostValidator
+from nex.http.request import Headers, Request
+from nex.files.templates import TemplateSet
 from tests.support import REPO, NexServer, exchange
 
 APP = "https://app.example"

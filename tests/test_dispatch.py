@@ -11,15 +11,15 @@ import unittest
 from typing import Iterable, Optional, Tuple
 from unittest import mock
 
-from nex.auth import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
-from nex.config import load_config
-from nex.dispatch import SERVED_METHODS, Dispatcher, private_cache_control
-from nex.errors import HTTPError
-from nex.filecache import SmallFileCache
-from nex.hosts import HostValidator
-from nex.request import Headers, Request
-from nex.response import FileSlice, Response
-from nex.templates import TemplateSet
+from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
+from nex.process.config import load_config
+from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
+from nex.http.errors import HTTPError
+from nex.files.filecache import SmallFileCache
+from nex.site.hosts import HostValidator
+from nex.http.request import Headers, Request
+from nex.http.response import FileSlice, Response
+from nex.files.templates import TemplateSet
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -172,7 +172,7 @@ class RefusedMethodsTest(DispatchTestCase):
                 self.assertNotIn("Allow", dict(error.headers))
 
     def test_refused_methods_never_touch_the_file_system(self) -> None:
-        with mock.patch("nex.dispatch.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve") as resolve:
             for method in ("POST", "BREW"):
                 with self.subTest(method=method):
                     self.refusal(method, "/hello.txt")
@@ -198,9 +198,9 @@ class HostTest(DispatchTestCase):
         cases = [("GET", "/hello.txt"), ("GET", "/"), ("GET", "/nothing.txt"),
                  ("GET", "/../../etc/passwd"), ("OPTIONS", "*"), ("OPTIONS", "/"),
                  ("POST", "/hello.txt"), ("BREW", "/")]
-        with mock.patch("nex.dispatch.resolve") as resolve, \
-                mock.patch("nex.dispatch.serve_file") as serve_file, \
-                mock.patch("nex.dispatch.render_listing") as render_listing:
+        with mock.patch("nex.site.routing.resolve") as resolve, \
+                mock.patch("nex.site.routing.serve_file") as serve_file, \
+                mock.patch("nex.site.routing.render_listing") as render_listing:
             for method, target in cases:
                 with self.subTest(method=method, target=target):
                     self.assertEqual(self.refusal(method, target, "attacker.example").status,
@@ -327,7 +327,7 @@ class AuthTest(DispatchTestCase):
 
     def test_protected_paths_are_challenged_before_the_disk_is_looked_at(self) -> None:
         # A 404, 301 or listing for a stranger would tell what the protected folder holds.
-        with mock.patch("nex.dispatch.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt", "/private",
                            "/private/", "/%70rivate/secret.txt", "/x/../private/secret.txt",
                            "/PRIVATE/secret.txt"):
@@ -376,7 +376,7 @@ class AuthTest(DispatchTestCase):
         self.assertEqual(self.refused("/hello.txt", method="POST").status, 405)
 
     def test_options_needs_no_login_and_tells_nothing(self) -> None:
-        with mock.patch("nex.dispatch.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt"):
                 with self.subTest(target=target):
                     response = self.get(target, method="OPTIONS")

@@ -13,11 +13,11 @@ import tempfile
 import threading
 import unittest
 
-from nex.body import BodyReader
-from nex.connection import Connection, State, _TRANSITIONS, stays_open
-from nex.errors import HTTPError
-from nex.request import Limits, parse_head
-from nex.response import Response, serialize_head, write_response
+from nex.http.body import BodyReader
+from nex.process.connection import Connection, State, _TRANSITIONS, stays_open
+from nex.http.errors import HTTPError
+from nex.http.request import Limits, parse_head
+from nex.http.response import Response, serialize_head, write_response
 from tests.support import SOCKET_TIMEOUT, capture_log, read_all, socketpair_dispatcher
 
 
@@ -193,7 +193,7 @@ class StreamedResponseTest(unittest.TestCase):
         self.assertTrue(data.endswith(b"\r\n\r\nab"))
 
     def test_a_stream_shorter_than_announced_is_a_fault(self):
-        from nex.response import BodyFault
+        from nex.http.response import BodyFault
         with self.assertRaises(BodyFault):
             self.send(Response(200, [], stream=iter([b"ab"]), stream_length=4))
 

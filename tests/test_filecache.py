@@ -11,7 +11,7 @@ import threading
 import types
 import unittest
 
-from nex.filecache import MAX_FILE_SIZE, FileChangedError, SmallFileCache
+from nex.files.filecache import MAX_FILE_SIZE, FileChangedError, SmallFileCache
 
 
 class SmallFileCacheTest(unittest.TestCase):

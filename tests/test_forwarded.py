@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import unittest
 
-from nex.forwarded import ForwardedFor
+from nex.site.clients import ForwardedFor
 from tests.support import NexServer, ResponseReader
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import unittest
 from typing import List, Tuple
 
-from nex.errors import HTTPError
-from nex.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_response_fields,
+from nex.http.errors import HTTPError
+from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_response_fields,
                             connection_options, end_to_end_fields, new_pseudonym,
                             origin_request_head, parse_absolute_target, split_authority,
                             via_carries, via_element)
-from nex.request import Limits, parse_head
+from nex.http.request import Limits, parse_head
 
 Fields = List[Tuple[str, str]]
 

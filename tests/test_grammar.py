@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unittest
 
-from nex.grammar import (ABSOLUTE_FORM, ASCTIME_DATE, CHUNK_LINE, CONTENT_LENGTH, DAY_NAMES,
+from nex.http.grammar import (ABSOLUTE_FORM, ASCTIME_DATE, CHUNK_LINE, CONTENT_LENGTH, DAY_NAMES,
                          ENTITY_TAG, FIELD_NAME, FIELD_SECTION, FIELD_VALUE, HOST, HOST_LABELS,
                          HOSTNAME, HTTP_DATE_FORMS, HTTP_VERSION, IMF_FIXDATE, LONG_DAY_NAMES,
                          MEDIA_RANGE, MEDIA_TYPE, METHOD, MONTHS, ORIGIN_FORM, QUOTED_STRING,

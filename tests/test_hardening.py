@@ -20,9 +20,9 @@ import uuid
 from typing import Dict, List, NamedTuple, Optional
 from unittest import mock
 
-from nex.config import Config
-from nex.connection import Connection
-from nex.dispatch import Dispatcher
+from nex.process.config import Config
+from nex.process.connection import Connection
+from nex.site.routing import Dispatcher
 from tests.support import (SOCKET_TIMEOUT, NexServer, ResponseReader, capture_log,
                            socketpair_dispatcher)
 

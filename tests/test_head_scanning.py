@@ -17,12 +17,12 @@ import threading
 import unittest
 from typing import Callable, Optional, Tuple
 
-from nex.config import Config
-from nex.connection import Connection
-from nex.dispatch import Dispatcher
-from nex.hosts import HostValidator
-from nex.log import Logger
-from nex.templates import TemplateSet
+from nex.process.config import Config
+from nex.process.connection import Connection
+from nex.site.routing import Dispatcher
+from nex.site.hosts import HostValidator
+from nex.process.log import Logger
+from nex.files.templates import TemplateSet
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
 
 NEX_FOLDER = os.path.join(REPO, "nex") + os.sep

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import unittest
 
-from nex.errors import HTTPError
-from nex.hosts import HostValidator
+from nex.http.errors import HTTPError
+from nex.site.hosts import HostValidator
 
 # (patterns, host, allowed)
 CASES = [

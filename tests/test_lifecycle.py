@@ -17,10 +17,10 @@ import unittest
 from typing import List
 from unittest import mock
 
-from nex.config import Config, load_config
-from nex.log import Logger
-from nex.assembly import assemble
-from nex.server import Server, bind_listener
+from nex.process.config import Config, load_config
+from nex.process.log import Logger
+from nex.process.assembly import assemble
+from nex.process.listener import Server, bind_listener
 from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
 
 #: A Combined Log Format line as Nex writes it.
@@ -208,7 +208,7 @@ class ListenBacklogTest(unittest.TestCase):
             kernel = mock.Mock(side_effect=somaxconn)
         else:
             kernel = mock.mock_open(read_data=somaxconn)
-        with mock.patch("nex.server.open", kernel, create=True), \
+        with mock.patch("nex.process.listener.open", kernel, create=True), \
                 mock.patch.object(socket.socket, "listen") as listen:
             bind_listener(Config(port=0, backlog=backlog)).close()
         kernel.assert_called_once_with("/proc/sys/net/core/somaxconn", "rb")
@@ -311,7 +311,7 @@ class ListenQueueTest(unittest.TestCase):
     def test_a_listener_shared_with_other_processes_is_not_drained(self):
         # Another process could take the client a poll reported, and the accept would wait.
         listener = bind_listener(self.config)
-        with mock.patch("nex.server.sys.platform", "darwin"):
+        with mock.patch("nex.process.listener.sys.platform", "darwin"):
             server = Server(self.config, lambda port: assemble(self.config, port,
                                                                on_error=self.logger.warning),
                             self.logger, listener=listener)

@@ -14,13 +14,13 @@ from unittest import mock
 from urllib.parse import quote
 
 from nex import SERVER_SOFTWARE
-from nex.config import Config
-from nex.errors import HTTPError
-from nex.listing import (ListingCache, breadcrumbs, human_size, listing_view, prefers_json,
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.files.listing import (ListingCache, breadcrumbs, human_size, listing_view, prefers_json,
                          read_folder, render_listing)
-from nex.request import Headers, Request
-from nex.resolver import Target, resolve
-from nex.templates import Template, TemplateSet
+from nex.http.request import Headers, Request
+from nex.files.paths import Target, resolve
+from nex.files.templates import Template, TemplateSet
 from tests.support import NexServer, ResponseReader
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -685,7 +685,7 @@ class ListingCacheTest(ListingTestCase):
         self.cache = ListingCache(max_age=1.0, clock=self.clock)
         self.config_used = self.config()
         # Every folder counts as settled, as one untouched for a while would.
-        patcher = mock.patch("nex.filecache.SETTLED_NS", -(1 << 62))
+        patcher = mock.patch("nex.files.filecache.SETTLED_NS", -(1 << 62))
         patcher.start()
         self.addCleanup(patcher.stop)
         self.write("a.txt", 1)
@@ -707,7 +707,7 @@ class ListingCacheTest(ListingTestCase):
 
     def test_a_listing_asked_for_again_is_not_read_again(self):
         self.assertEqual(self.names(), ["a.txt"])
-        with mock.patch("nex.listing.read_folder") as read:
+        with mock.patch("nex.files.listing.read_folder") as read:
             self.assertEqual(self.names(), ["a.txt"])
         read.assert_not_called()
 
@@ -737,9 +737,9 @@ class ListingCacheTest(ListingTestCase):
         self.assertEqual(self.sizes(), {"a.txt": 5})
 
     def test_a_folder_changed_lately_is_read_every_time(self):
-        with mock.patch("nex.filecache.SETTLED_NS", 1 << 62):
+        with mock.patch("nex.files.filecache.SETTLED_NS", 1 << 62):
             self.names()
-            with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+            with mock.patch("nex.files.listing.read_folder", wraps=read_folder) as read:
                 self.names()
         read.assert_called_once()
 
@@ -760,7 +760,7 @@ class ListingCacheTest(ListingTestCase):
     def test_pages_past_the_byte_bound_are_not_kept(self):
         small = ListingCache(max_bytes=10, clock=self.clock)
         self.names(cache=small)
-        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+        with mock.patch("nex.files.listing.read_folder", wraps=read_folder) as read:
             self.names(cache=small)
         read.assert_called_once()
 
@@ -771,7 +771,7 @@ class ListingCacheTest(ListingTestCase):
         cache = ListingCache(max_bytes=page + page // 2, clock=self.clock)
         self.names(cache=cache)
         self.names("order=desc", cache=cache)  # replaces the first: both do not fit
-        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+        with mock.patch("nex.files.listing.read_folder", wraps=read_folder) as read:
             self.names("order=desc", cache=cache)
             read.assert_not_called()
             self.names(cache=cache)
@@ -779,7 +779,7 @@ class ListingCacheTest(ListingTestCase):
 
     def test_without_a_cache_every_listing_is_read(self):
         target = Target("directory", self.root, "/", os.stat(self.root))
-        with mock.patch("nex.listing.read_folder", wraps=read_folder) as read:
+        with mock.patch("nex.files.listing.read_folder", wraps=read_folder) as read:
             for _ in range(2):
                 render_listing(target, request_for("/"), self.templates, SIGNATURE,
                                self.config_used, cache=None)

@@ -13,8 +13,8 @@ import unittest
 from typing import List, Optional
 from unittest import mock
 
-import nex.log
-from nex.log import Logger, escape_log_text
+import nex.process.log
+from nex.process.log import Logger, escape_log_text
 
 #: Text between the quotes of a log field: escaped quotes and backslashes, no control bytes.
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\["\\]|\\x[0-9a-f]{2})*"'
@@ -86,7 +86,7 @@ class LoggerTestCase(unittest.TestCase):
         self.access_fd = self.temporary_fd() if access is None else access
         self.errors_fd = self.temporary_fd() if errors is None else errors
         # The writer reads the interval each time it waits: keep it patched till closed.
-        patcher = mock.patch.object(nex.log, "FLUSH_INTERVAL", interval)
+        patcher = mock.patch.object(nex.process.log, "FLUSH_INTERVAL", interval)
         patcher.start()
         self.addCleanup(patcher.stop)
         logger = Logger(self.access_fd, self.errors_fd, colour=colour, **options)
@@ -106,7 +106,7 @@ class AccessLineTest(LoggerTestCase):
 
     def test_combined_log_format(self) -> None:
         logger = self.logger()
-        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+        with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.access("192.0.2.7", "GET /a.txt HTTP/1.1", 200, 1234,
                           "http://example.com/", "curl/8.0")
         self.assertEqual(self.logged(logger),
@@ -155,7 +155,7 @@ class AccessLineTest(LoggerTestCase):
 
     def test_user_is_the_third_field(self) -> None:
         logger = self.logger()
-        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+        with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.access("192.0.2.7", "GET /private/ HTTP/1.1", 200, 5, None, None,
                           user="alice")
             logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=None)
@@ -165,7 +165,7 @@ class AccessLineTest(LoggerTestCase):
 
     def test_a_tunnel_line_ends_with_its_byte_counts(self) -> None:
         logger = self.logger()
-        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+        with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.access("127.0.0.1", "CONNECT example.org:443 HTTP/1.1", 200, 5120, None,
                           "curl/8.5.0", user="alice", suffix=" up=817 down=5120")
         self.assertEqual(self.logged(logger),
@@ -299,7 +299,7 @@ class BatchingTest(LoggerTestCase):
 
     def test_a_full_batch_is_written_without_waiting(self) -> None:
         logger = self.logger()
-        count = nex.log._BATCH_BYTES // 40
+        count = nex.process.log._BATCH_BYTES // 40
         for _ in range(count):
             logger.access(*self.LINE)
         wait_for(lambda: read_all(self.access_fd))
@@ -307,7 +307,7 @@ class BatchingTest(LoggerTestCase):
 
     def test_warning_is_written_at_once(self) -> None:
         logger = self.logger()
-        with mock.patch("nex.log.time.time", return_value=FIXED_TIME):
+        with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.warning("could not start a worker thread")
         wait_for(self.errors)
         self.assertEqual(self.errors(),
@@ -416,7 +416,7 @@ class StalledDestinationTest(LoggerTestCase):
                 release.wait()  # the destination takes nothing until the test is done
             return real_write(fd, data)
 
-        with mock.patch("nex.log.os.write", stalled_write):
+        with mock.patch("nex.process.log.os.write", stalled_write):
             logger.access(*BatchingTest.LINE)
             self.assertTrue(blocked.wait(DEADLINE))
             self.log_from_a_worker(logger, 100, read_end)
@@ -446,7 +446,7 @@ class WholeLinesTest(LoggerTestCase):
                 writes.append(bytes(data))
             return real_write(fd, data)
 
-        patcher = mock.patch("nex.log.os.write", recording_write)
+        patcher = mock.patch("nex.process.log.os.write", recording_write)
         patcher.start()
         self.addCleanup(patcher.stop)
         return writes

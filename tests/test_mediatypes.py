@@ -9,12 +9,12 @@ import shutil
 import tempfile
 import unittest
 
-from nex.config import Config
-from nex.dispatch import Dispatcher
-from nex.hosts import HostValidator
-from nex.mediatypes import DEFAULT_TYPE, content_type, file_extension, media_type
-from nex.request import Headers, Request
-from nex.templates import TemplateSet
+from nex.process.config import Config
+from nex.site.routing import Dispatcher
+from nex.site.hosts import HostValidator
+from nex.files.mediatypes import DEFAULT_TYPE, content_type, file_extension, media_type
+from nex.http.request import Headers, Request
+from nex.files.templates import TemplateSet
 from tests.support import REPO, NexServer, ResponseReader
 
 #: The type column of each listing row: ``(linked name, type)``.

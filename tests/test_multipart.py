@@ -8,9 +8,9 @@ from typing import List, Optional, Sequence, Tuple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nex.errors import HTTPError
-from nex.multipart import MultipartParser, Part, form_boundary
-from nex.request import Limits
+from nex.http.errors import HTTPError
+from nex.http.multipart import MultipartParser, Part, form_boundary
+from nex.http.request import Limits
 
 LIMITS = Limits(request_line=64, header_block=512, header_count=8)
 BOUNDARY = b"----NexBoundary7MA4YWxk"

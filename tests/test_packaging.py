@@ -53,7 +53,7 @@ class WheelTest(unittest.TestCase):
             shipped = wheel.read("nex/settings.conf")
         with open(os.path.join(REPO, "settings.conf"), "rb") as checkout:
             self.assertEqual(shipped, checkout.read())
-        self.assertIn("nex = nex.cli:main", entry_points)
+        self.assertIn("nex = nex.process.cli:main", entry_points)
 
     def test_installed_nex_serves_a_folder_outside_the_checkout(self):
         site = os.path.join(self.work, "site-packages")
@@ -67,7 +67,7 @@ class WheelTest(unittest.TestCase):
         env = {**os.environ, "PYTHONPATH": site}
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from nex.cli import main; sys.exit(main())",
+                [sys.executable, "-c", "import sys; from nex.process.cli import main; sys.exit(main())",
                  "--root", served, "--port", "0"],
                 cwd=self.work, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
@@ -91,7 +91,7 @@ class WheelTest(unittest.TestCase):
             wheel.extractall(site)
         written = os.path.join(self.work, "written.conf")
         result = subprocess.run(
-            [sys.executable, "-c", "import sys; from nex.cli import main; sys.exit(main())",
+            [sys.executable, "-c", "import sys; from nex.process.cli import main; sys.exit(main())",
              "--write-config", written],
             cwd=self.work, env={**os.environ, "PYTHONPATH": site}, capture_output=True,
             text=True, timeout=60, stdin=subprocess.DEVNULL)

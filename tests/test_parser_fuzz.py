@@ -15,9 +15,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nex.body import ChunkedBody
-from nex.errors import HTTPError
-from nex.request import HeadScanner, Limits, Request, parse_head
+from nex.http.body import ChunkedBody
+from nex.http.errors import HTTPError
+from nex.http.request import HeadScanner, Limits, Request, parse_head
 
 SMALL = Limits(request_line=200, header_block=1000, header_count=20)
 LARGE = Limits(request_line=200_000, header_block=400_000, header_count=100_000)

@@ -7,14 +7,14 @@ import os
 import unittest
 from typing import List, Optional, Tuple
 
-from nex.config import Config
-from nex.cors import CorsPolicy
-from nex.dispatch import SERVED_METHODS, Dispatcher
-from nex.hosts import HostValidator
-from nex.proxy import ForwardProxy
-from nex.request import Headers, Request
-from nex.response import Response
-from nex.templates import TemplateSet
+from nex.process.config import Config
+from nex.site.cors import CorsPolicy
+from nex.site.routing import SERVED_METHODS, Dispatcher
+from nex.site.hosts import HostValidator
+from nex.proxy.handler import ForwardProxy
+from nex.http.request import Headers, Request
+from nex.http.response import Response
+from nex.files.templates import TemplateSet
 from tests.support import REPO
 
 PORT = 8080
@@ -150,7 +150,7 @@ class DispatchOrderTest(unittest.TestCase):
         self.assertEqual(self.proxy.calls[0][2], "127.0.0.1")
 
     def test_other_requests_still_meet_the_host_check(self) -> None:
-        from nex.errors import HTTPError
+        from nex.http.errors import HTTPError
         with self.assertRaises(HTTPError) as caught:
             self.dispatcher.respond(request("GET", "/", "other.example"), None, "127.0.0.1")
         self.assertEqual(caught.exception.status, 403)

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from unittest import mock
 
-from nex.auth import hash_password
+from nex.site.login import hash_password
 from tests.proxy_support import ProxyTestCase, ok, proxy_settings
 from tests.support import SOCKET_TIMEOUT
 from tests.test_hardening import parse_replies

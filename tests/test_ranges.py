@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import unittest
 
-from nex.clock import format_http_date
-from nex.errors import HTTPError
-from nex.ranges import coalesce, multipart_body, parse_range, satisfiable, select_ranges
-from nex.response import FileSlice
+from nex.http.dates import format_http_date
+from nex.http.errors import HTTPError
+from nex.http.ranges import coalesce, multipart_body, parse_range, satisfiable, select_ranges
+from nex.http.response import FileSlice
 from tests.test_static import MTIME, MTIME_DATE, TempFiles, body_bytes, fields, parse_multipart
 
 HUGE = "9" * 40

@@ -1,6 +1,6 @@
 """Property tests: whatever the Range field says, the body is exactly the right bytes.
 
-A reference reading of RFC 9110 §14, written independently of nex.ranges, predicts for
+A reference reading of RFC 9110 §14, written independently of nex.http.ranges, predicts for
 random file contents and random (valid and junk) Range values whether the answer is the
 whole file, 416, or 206 with a given set of byte positions; the response must agree, and
 its body pieces must describe exactly those slices of the file.
@@ -15,8 +15,8 @@ from typing import List, Optional, Set, Tuple
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nex.errors import HTTPError
-from nex.resolver import Target
+from nex.http.errors import HTTPError
+from nex.files.paths import Target
 from tests.test_static import TempFiles, body_bytes, close, fields, parse_multipart
 
 _SPEC = r"(?:[0-9]+-[0-9]*|-[0-9]+)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import unittest
 
-from nex.config import Config
-from nex.errors import HTTPError
-from nex.request import HeadScanner, Headers, Limits, parse_head
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.http.request import HeadScanner, Headers, Limits, parse_head
 
 LIMITS = Limits(request_line=64, header_block=256, header_count=4)
 HOST = b"Host: example.com\r\n"

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 from hypothesis import given, settings, strategies as st
 
-from nex.config import Config
-from nex.errors import HTTPError
-from nex import resolver as resolver_module
-from nex.resolver import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.files import paths as resolver_module
+from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
                           servable_entry, split_path)
 
 
@@ -290,7 +290,7 @@ class FolderStatTest(ResolverTestCase):
     def test_the_root_is_resolved_once_however_many_links_are_met(self):
         self.link("docs", "docs-link")
         resolver_module._real_root.cache_clear()
-        with mock.patch("nex.resolver.os.path.realpath",
+        with mock.patch("nex.files.paths.os.path.realpath",
                         wraps=os.path.realpath) as realpath:
             for _ in range(3):
                 self.assertEqual(self.resolve("/docs-link/a.txt").fs_path,

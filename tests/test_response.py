@@ -19,8 +19,8 @@ from typing import List, Optional, Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
-from nex.connection import timeval
-from nex.response import FileSlice, Response, serialize_head, write_response
+from nex.process.connection import timeval
+from nex.http.response import FileSlice, Response, serialize_head, write_response
 
 #: RFC 9110 §5.6.7: IMF-fixdate = day-name "," SP date1 SP time-of-day SP GMT.
 IMF_FIXDATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
@@ -266,7 +266,7 @@ class WriteResponseTest(WriterTestCase):
             with self.subTest(offset=offset, count=count):
                 self.new_pair()
                 file = open(path, "rb")
-                with mock.patch("nex.response.os.sendfile", wraps=os.sendfile) as sendfile:
+                with mock.patch("nex.http.response.os.sendfile", wraps=os.sendfile) as sendfile:
                     sent, received = self.send(Response(200, [], [FileSlice(offset, count)],
                                                         file))
                 self.assertTrue(sendfile.called)

@@ -17,13 +17,13 @@ from typing import Dict, Iterable, List, Tuple
 
 from hypothesis import given, settings, strategies as st
 
-from nex.config import Config
-from nex.errors import HTTPError
-from nex.request import Headers, Request
-from nex.resolver import Target
-from nex.response import FileSlice, Response
-from nex import static as static_module
-from nex.static import accepted_codings, cache_control, serve_file
+from nex.process.config import Config
+from nex.http.errors import HTTPError
+from nex.http.request import Headers, Request
+from nex.files.paths import Target
+from nex.http.response import FileSlice, Response
+from nex.files import static as static_module
+from nex.files.static import accepted_codings, cache_control, serve_file
 
 #: A fixed modification time (Sun, 13 Sep 2020 12:26:40 GMT) so validators are predictable.
 MTIME = 1_600_000_000
@@ -213,7 +213,7 @@ class PlainFileTest(TempFiles):
     def test_running_out_of_descriptors_is_503_not_a_permanent_403(self) -> None:
         path = self.write("a.txt", b"alpha")
         target = Target("file", path, "/a.txt", os.stat(path))
-        with mock.patch("nex.static.os.open",
+        with mock.patch("nex.files.static.os.open",
                         side_effect=OSError(errno.EMFILE, "Too many open files")):
             with self.assertRaises(HTTPError) as caught:
                 self.serve(target)
@@ -223,7 +223,7 @@ class PlainFileTest(TempFiles):
     def test_unexpected_open_failure_is_not_disguised_as_403(self) -> None:
         path = self.write("a.txt", b"alpha")
         target = Target("file", path, "/a.txt", os.stat(path))
-        with mock.patch("nex.static.os.open",
+        with mock.patch("nex.files.static.os.open",
                         side_effect=OSError(errno.EIO, "Input/output error")):
             with self.assertRaises(OSError) as caught:
                 self.serve(target)
@@ -231,7 +231,7 @@ class PlainFileTest(TempFiles):
 
     def test_permission_error_on_open_is_403(self) -> None:
         target = self.target("secret.txt", b"x")
-        with mock.patch("nex.static.os.open", side_effect=PermissionError(13, "no")):
+        with mock.patch("nex.files.static.os.open", side_effect=PermissionError(13, "no")):
             with self.assertRaises(HTTPError) as caught:
                 self.serve(target)
         self.assertEqual(caught.exception.status, 403)
@@ -462,7 +462,7 @@ class SidecarAbsenceTest(TempFiles):
         super().setUp()
         self.path = self.write("page.html", self.ORIGINAL)
         # Every folder counts as settled, as one untouched for a while would.
-        patcher = mock.patch("nex.filecache.SETTLED_NS", -(1 << 62))
+        patcher = mock.patch("nex.files.filecache.SETTLED_NS", -(1 << 62))
         patcher.start()
         self.addCleanup(patcher.stop)
         static_module._NO_SIDECARS.clear()
@@ -475,7 +475,7 @@ class SidecarAbsenceTest(TempFiles):
 
     def serve_counting(self) -> Tuple[Response, int]:
         """The response to a browser's GET, and how many sidecars were looked for."""
-        with mock.patch("nex.static._regular_file",
+        with mock.patch("nex.files.static._regular_file",
                         wraps=static_module._regular_file) as looked_for:
             response = self.serve(self.current(), self.BROWSER)
         return response, looked_for.call_count
@@ -525,7 +525,7 @@ class SidecarAbsenceTest(TempFiles):
         self.assertEqual(looks, 2)
 
     def test_a_folder_changed_lately_is_not_trusted(self) -> None:
-        with mock.patch("nex.filecache.SETTLED_NS", 1 << 62):
+        with mock.patch("nex.files.filecache.SETTLED_NS", 1 << 62):
             self.serve_counting()
             _, looks = self.serve_counting()
         self.assertEqual(looks, 2)
@@ -533,8 +533,8 @@ class SidecarAbsenceTest(TempFiles):
     def test_without_the_folder_from_the_resolver_it_is_stat_once(self) -> None:
         target = Target("file", self.path, "/page.html", os.stat(self.path))
         self.serve(target, self.BROWSER)
-        with mock.patch("nex.static.os.stat", wraps=os.stat) as stat_call, \
-                mock.patch("nex.static._regular_file") as looked_for:
+        with mock.patch("nex.files.static.os.stat", wraps=os.stat) as stat_call, \
+                mock.patch("nex.files.static._regular_file") as looked_for:
             response = self.serve(target, self.BROWSER)
         stat_call.assert_called_once_with(self.folder)
         looked_for.assert_not_called()

@@ -22,8 +22,8 @@ import unittest
 from typing import Callable, Dict, List, Set, Tuple
 
 from nex import SERVER_SOFTWARE
-from nex.config import Config
-from nex.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
+from nex.process.config import Config
+from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
                             describe_exit, restart_delay, worker_config)
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, read_all,
                            write_settings)
@@ -32,8 +32,8 @@ from tests.test_lifecycle import COMBINED_LOG_LINE
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
 #: Starts Nex with every worker accepting on the supervisor's one listener (no SO_REUSEPORT).
-_SHARED_LISTENER = ("import sys, nex.supervisor; nex.supervisor.REUSE_PORT = False; "
-                    "from nex.cli import main; sys.exit(main(sys.argv[1:]))")
+_SHARED_LISTENER = ("import sys, nex.process.supervisor; nex.process.supervisor.REUSE_PORT = False; "
+                    "from nex.process.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 # --- the rules, without processes ------------------------------------------------------------

@@ -11,8 +11,8 @@ import tempfile
 import unittest
 
 from nex import SERVER_SOFTWARE
-from nex.errors import HTTPError
-from nex.templates import Template, TemplateError, TemplateSet
+from nex.http.errors import HTTPError
+from nex.files.templates import Template, TemplateError, TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, write_settings
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

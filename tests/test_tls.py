@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 from unittest import mock
 
-from nex.config import Config, ConfigError, load_config
-from nex.connection import Connection, State
-from nex.response import FileSlice, Response, write_response
-from nex.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, RECORD_SIZE, ServerTLS, TLSError,
+from nex.process.config import Config, ConfigError, load_config
+from nex.process.connection import Connection, State
+from nex.http.response import RECORD_SIZE, FileSlice, Response, write_response
+from nex.process.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, ServerTLS, TLSError,
                      certificate_fingerprint, create_context, is_plain_http, make_self_signed,
                      send_close_notify)
 from tests.support import (OPENSSL, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
@@ -230,7 +230,7 @@ class SelfSignedTest(unittest.TestCase):
     def test_with_the_cryptography_package(self) -> None:
         if importlib.util.find_spec("cryptography") is None:
             self.skipTest("the cryptography package is not installed")
-        with mock.patch("nex.tls.subprocess.run", side_effect=AssertionError("openssl ran")):
+        with mock.patch("nex.process.tls.subprocess.run", side_effect=AssertionError("openssl ran")):
             certificate, key = make_self_signed(self.folder)
         self.assert_usable(certificate, key)
 
@@ -243,7 +243,7 @@ class SelfSignedTest(unittest.TestCase):
 
     def test_neither_is_one_clear_line(self) -> None:
         with mock.patch.dict(sys.modules, {"cryptography": None}), \
-                mock.patch("nex.tls.shutil.which", return_value=None):
+                mock.patch("nex.process.tls.shutil.which", return_value=None):
             with self.assertRaises(TLSError) as caught:
                 make_self_signed(self.folder)
         self.assertEqual(str(caught.exception),
@@ -287,8 +287,8 @@ class EncryptedWriterTest(unittest.TestCase):
         body = [b"--sep\r\n", FileSlice(0, 10), b"\r\n", FileSlice(777, 2 * MIB + 5),
                 b"--sep--"]
         response = Response(206, [], body, open(self.path, "rb"))
-        with mock.patch("nex.response.os.sendfile", side_effect=AssertionError("sendfile")), \
-                mock.patch("nex.response.os.pread", wraps=os.pread) as pread:
+        with mock.patch("nex.http.response.os.sendfile", side_effect=AssertionError("sendfile")), \
+                mock.patch("nex.http.response.os.pread", wraps=os.pread) as pread:
             sent = write_response(sock, response, head_only=False, keep_alive=True,
                                   encrypted=True)
         expected = b"--sep\r\n" + self.data[:10] + b"\r\n" + self.data[777:777 + 2 * MIB + 5] \
@@ -418,7 +418,7 @@ class TLSSettingsTest(unittest.TestCase):
             seen["mode"] = stat.S_IMODE(os.stat(folder).st_mode)
             return real_make(folder)
 
-        with mock.patch("nex.cli.make_self_signed", side_effect=make):
+        with mock.patch("nex.process.cli.make_self_signed", side_effect=make):
             status, out, err, config = run_cli(["--root", self.folder, "--tls-self-signed"])
         self.assertEqual((status, err), (0, ""))
         self.assertEqual(seen["mode"], 0o700)
@@ -429,7 +429,7 @@ class TLSSettingsTest(unittest.TestCase):
 
     def test_self_signed_without_tools_stops_with_one_line(self) -> None:
         with mock.patch.dict(sys.modules, {"cryptography": None}), \
-                mock.patch("nex.tls.shutil.which", return_value=None):
+                mock.patch("nex.process.tls.shutil.which", return_value=None):
             status, out, err, config = run_cli(["--root", self.folder, "--tls-self-signed"])
         self.assertEqual((status, out, config), (2, "", None))
         self.assertEqual(err.count("\n"), 1)

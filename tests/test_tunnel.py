@@ -14,7 +14,7 @@ import time
 import unittest
 from typing import Callable, Dict, List, Optional, Tuple
 
-from nex.tunnel import BUFFER_SIZE, relay
+from nex.proxy.tunnel import BUFFER_SIZE, relay
 from tests.proxy_support import duplex
 from tests.support import client_context, make_certificate, requires_openssl
 

@@ -11,16 +11,16 @@ import unittest
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 from unittest import mock
 
-from nex.body import BodyReader
-from nex.config import load_config
-from nex.dispatch import Dispatcher
-from nex.errors import HTTPError
-from nex.filecache import SmallFileCache
-from nex.hosts import HostValidator
-from nex.request import Headers, Limits, Request
-from nex.response import Response
-from nex.templates import TemplateSet
-from nex.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
+from nex.http.body import BodyReader
+from nex.process.config import load_config
+from nex.site.routing import Dispatcher
+from nex.http.errors import HTTPError
+from nex.files.filecache import SmallFileCache
+from nex.site.hosts import HostValidator
+from nex.http.request import Headers, Limits, Request
+from nex.http.response import Response
+from nex.files.templates import TemplateSet
+from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
 from tests.test_dispatch import body_bytes, fields
 from tests.test_multipart import form, part
 

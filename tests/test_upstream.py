@@ -9,10 +9,10 @@ import threading
 import unittest
 from typing import Callable, List, Optional, Tuple
 
-from nex.body import NO_LIMIT, ChunkedBody
-from nex.errors import HTTPError
-from nex.request import Limits
-from nex.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
+from nex.http.body import NO_LIMIT, ChunkedBody
+from nex.http.errors import HTTPError
+from nex.http.request import Limits
+from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect,
                           parse_response_head)
 

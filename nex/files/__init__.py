@@ -1,0 +1,1 @@
+"""The file server's handlers: paths, static files, listings, archives, uploads, templates."""

@@ -1,0 +1,296 @@
+"""The resolver: a request's URL path to a safe filesystem :class:`Target`, or an error.
+
+The order of the steps is the point:
+
+1. check the path as sent (ASCII, no control characters, no backslash, well-formed escapes,
+   no escaped ``/`` or ``\\``), then percent-decode it exactly once, as UTF-8, refusing NUL;
+2. split it into segments and drop ``.``, ``..`` and empty ones *on the text*, so no
+   request can name anything above the document root however it is spelled;
+3. refuse hidden names (:func:`hidden`): dotfiles unless ``dotfiles`` is on, and the
+   temporary files of uploads in progress always;
+4. only then look at the disk, under the ``symlinks`` policy;
+5. directories: redirect to the slash form, serve an index file, list, or refuse.
+
+Refusals that would tell whether something exists (dotfiles, symlinks the policy forbids,
+paths that leave the root) are all ``404``, the same answer a missing file gets: one detail
+naming the decoded path that was asked for, whatever the reason.
+
+:func:`servable_entry` applies the same rules to one entry of a listed folder, so listings
+and folder downloads hold exactly the entries a GET of their links would serve.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import re
+import stat
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+from urllib.parse import quote, unquote_to_bytes
+
+from nex.http.errors import HTTPError
+
+
+class Target(NamedTuple):
+    """What a URL path names on disk.
+
+    ``kind`` is ``"file"`` or ``"directory"`` (a directory reaches the handler only when it has
+    no index file and listings are on).  ``fs_path`` is the absolute path to open,
+    ``url_path`` the decoded, normalised URL path (``"/media/a b.mp4"``, directories end in
+    ``/``), and ``stat`` the ``os.stat`` result of ``fs_path``.  ``folder`` is the ``os.lstat``
+    of the folder holding ``fs_path`` when the resolver took it on its way there (None
+    otherwise), so that a handler can tell whether that folder changed without asking again.
+    """
+
+    kind: str
+    fs_path: str
+    url_path: str
+    stat: os.stat_result
+    folder: Optional[os.stat_result] = None
+
+
+# Printable ASCII but backslash: anything else in a request path is malformed (RFC 3986 §2),
+# and a backslash is a separator to some file systems and proxies.
+_RAW_PATH = re.compile(r"[!-\[\]-~]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Escapes that would change the segments once decoded: "/" and "\".
+_SEPARATOR_ESCAPE = re.compile(r"%(?:2[Ff]|5[Cc])")
+# Characters left as they are in a redirect's path: RFC 3986 pchar without "%" (quote()
+# always keeps the unreserved ones).  Everything else, CR and LF among it, is escaped.
+_PATH_SAFE = "!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "/?%"
+#: The name start of an upload's temporary file (:mod:`nex.files.upload`): never served or listed,
+#: so a half-written upload is never seen.
+UPLOAD_TEMP_PREFIX = ".nex-upload-"
+# Lookups that fail this way mean "nothing servable here".
+_NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
+                        errno.EINVAL})
+_NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
+
+
+def resolve(path: str, query: str, config) -> Target:
+    """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
+
+    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
+    ``HTTPError`` 400 for a malformed or dangerous path, 404 for anything missing or hidden
+    (dotfiles, symlinks the policy refuses), 403 when listings are off or the file system
+    denies access, and 301 with a path-only ``Location`` for a directory asked for without its
+    trailing slash.
+    """
+    segments, trailing_slash = split_path(path)
+    url_path = "/" + "/".join(segments)
+    dotfiles = config.dotfiles
+    for segment in segments:
+        if segment[0] == "." and hidden(segment, dotfiles):
+            raise not_found(_asked_for(url_path, segments, trailing_slash))
+    try:
+        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
+    except OSError as error:
+        if error.errno in _NOT_FOUND:
+            raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+        raise _os_error(error) from None
+    except HTTPError:  # a link the policy refuses
+        raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+    asked_for = _asked_for(url_path, segments, trailing_slash)
+    if stat.S_ISREG(st.st_mode):
+        if trailing_slash:
+            raise not_found(asked_for)
+        return Target("file", fs_path, url_path, st, folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise not_found(asked_for)
+    if segments and not trailing_slash:
+        raise HTTPError(301, "The folder's address ends with a slash.",
+                        headers=[("Location", redirect_location(segments, query))])
+    if segments:
+        url_path += "/"
+    for name in config.index_files:
+        try:
+            index_path, index_st = lookup(config.document_root, segments + [name],
+                                          config.symlinks)
+        except HTTPError:
+            continue
+        if stat.S_ISREG(index_st.st_mode):
+            # Unless a link led elsewhere, the index file's folder is the one just looked at.
+            same_folder = index_path == fs_path.rstrip("/") + "/" + name
+            return Target("file", index_path, url_path, index_st, st if same_folder else None)
+    if not config.listing:
+        raise HTTPError(403, "Folder listings are turned off.")
+    return Target("directory", fs_path, url_path, st, folder)
+
+
+def _asked_for(url_path: str, segments: Sequence[str], trailing_slash: bool) -> str:
+    """The decoded path that was asked for, as a 404 names it: a folder's with its slash."""
+    return url_path + "/" if segments and trailing_slash else url_path
+
+
+def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result]:
+    """The ``os.stat`` of the entry ``name`` of ``folder`` when GET would serve it, else None.
+
+    ``folder`` is a directory :func:`resolve` returned under ``config``.  The entry is
+    servable when its link (the name percent-encoded whole) decodes back to exactly ``name``
+    (a name holding a backslash, or that is not UTF-8, cannot be asked for), the dotfile rule
+    allows it, and it is a regular file or a folder under the symlink policy: ``never``
+    refuses a link, ``inside`` follows one only when its target stays inside the root, and
+    ``always`` follows any.  These are the checks :func:`resolve` makes, started from the
+    folder already resolved; listings and folder downloads show exactly these entries.
+    """
+    try:
+        if split_path("/" + quote(name, safe=""))[0] != [name]:
+            return None
+    except (HTTPError, UnicodeEncodeError):
+        return None
+    if hidden(name, config.dotfiles):
+        return None
+    path = folder.fs_path.rstrip("/") + "/" + name
+    try:
+        if config.symlinks == "always":
+            st = os.stat(path)
+        else:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                if config.symlinks == "never":
+                    return None
+                st = _inside(config.document_root, path)[1]
+    except (HTTPError, OSError):
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return st
+    return None
+
+
+def hidden(name: str, dotfiles: bool) -> bool:
+    """Whether ``name`` is never served or listed: a dotfile unless ``dotfiles`` is on, and
+    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always."""
+    return name.startswith(".") and (not dotfiles or name.startswith(UPLOAD_TEMP_PREFIX))
+
+
+def not_found(url_path: str) -> HTTPError:
+    """The one 404 for a path that is missing or refused; the page escapes ``url_path``."""
+    return HTTPError(404, f"The requested path {url_path} was not found.")
+
+
+def split_path(path: str) -> Tuple[List[str], bool]:
+    """The decoded, normalised segments of a request path, and whether it names a folder.
+
+    Decodes percent-escapes exactly once (so ``%252e`` is the name ``%2e``) and resolves
+    ``.`` and ``..`` the way RFC 3986 §5.2.4 does, never climbing above ``/``; empty segments
+    (``//``) are dropped.  The second value is True when the path ends in ``/`` or in a dot
+    segment (``/a/b/..`` is ``/a/``).  Raises ``HTTPError(400)`` for a path that is not
+    origin-form ASCII, contains a backslash, a malformed escape, an escaped ``/`` or ``\\``,
+    NUL, or bytes that are not UTF-8 (overlong forms such as ``%C0%AE`` among them).
+    """
+    if not path.startswith("/") or not _RAW_PATH.fullmatch(path):
+        raise HTTPError(400, "The request path contains characters that must be escaped.")
+    decoded = _percent_decode(path) if "%" in path else path
+    segments: List[str] = []
+    parts = decoded.split("/")
+    for part in parts:
+        if part == "..":
+            if segments:
+                segments.pop()
+        elif part and part != ".":
+            segments.append(part)
+    return segments, parts[-1] in ("", ".", "..")
+
+
+def _percent_decode(path: str) -> str:
+    """``path`` with its percent-escapes decoded once, as UTF-8, refusing dangerous bytes."""
+    if _BAD_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains a malformed percent-escape.")
+    if _SEPARATOR_ESCAPE.search(path):
+        raise HTTPError(400, "The request path contains an escaped slash or backslash.")
+    raw = unquote_to_bytes(path)
+    if b"\0" in raw:
+        raise HTTPError(400, "The request path contains a NUL byte.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "The request path is not valid UTF-8.") from None
+
+
+def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.stat_result]:
+    """The path to open for ``segments`` under ``root`` and its ``os.stat``, per ``policy``.
+
+    ``"always"`` follows symlinks anywhere: a single ``os.stat``.  ``"never"`` and
+    ``"inside"`` ``lstat`` each component below the root (the root itself may be a link):
+    with no link on the way the path is inside the root by construction, and the last
+    ``lstat`` is the ``stat``.  On the first link ``"never"`` refuses; ``"inside"`` resolves
+    the whole path with ``realpath`` and refuses it unless it stays within the root's real
+    path, then returns that real path so the file opened is the one that was checked.
+    Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
+    """
+    try:
+        fs_path, st, _ = _walk(root, segments, policy)
+    except OSError as exc:
+        raise _os_error(exc) from None
+    return fs_path, st
+
+
+def _walk(root: str, segments: Sequence[str], policy: str
+          ) -> Tuple[str, os.stat_result, Optional[os.stat_result]]:
+    """:func:`lookup`, with the ``os.lstat`` of the folder holding the path when it took
+    one (None otherwise); a failed system call raises its ``OSError`` as it is."""
+    # Segments hold no "/" and the root is absolute, so plain joins are exact.
+    base = root.rstrip("/")
+    if policy == "always" or not segments:
+        fs_path = base + "".join(["/" + segment for segment in segments]) or "/"
+        return fs_path, os.stat(fs_path), None
+    current = base
+    folder = st = None
+    for segment in segments:
+        current += "/" + segment
+        folder, st = st, os.lstat(current)
+        if stat.S_ISLNK(st.st_mode):
+            if policy == "never":
+                raise HTTPError(404, "The requested resource was not found.")
+            return _inside(root, base + "".join(["/" + segment for segment in segments])) + (
+                None,)
+    return current, st, folder
+
+
+@functools.lru_cache(maxsize=16)
+def _real_root(root: str) -> str:
+    """The real path of the document root, resolved once per root rather than on every
+    request that meets a link.  The settings already hold the root's real path, so this is
+    that path; should a root given as a link be pointed elsewhere while Nex runs, links are
+    judged against the folder it led to at first, which refuses more, never less."""
+    return os.path.realpath(root)
+
+
+def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
+    """``fs_path`` resolved through its links, and its stat, when it stays under ``root``."""
+    real_root = _real_root(root)
+    real = os.path.realpath(fs_path)
+    if real != real_root and not real.startswith(os.path.join(real_root, "")):
+        raise HTTPError(404, "The requested resource was not found.")
+    return real, os.stat(real)
+
+
+def _os_error(exc: OSError) -> Exception:
+    """The HTTPError a failed lookup stands for; unexpected failures go up unchanged."""
+    if exc.errno in _NOT_FOUND:
+        return HTTPError(404, "The requested resource was not found.")
+    if exc.errno in _NO_ACCESS:
+        return HTTPError(403, "Access to the requested resource is denied.")
+    return exc
+
+
+def encode_path(segments: Sequence[str], folder: bool = False) -> str:
+    """The URL path of ``segments``, a folder's ending in ``/``, for a ``Location`` header.
+
+    Every segment is percent-encoded again (as UTF-8) so nothing from the request — CR, LF,
+    spaces, non-ASCII — reaches the header raw.  The result starts with exactly one ``/``
+    (the root is ``/``), so it cannot be read as a protocol-relative ``//host`` URL.
+    """
+    path = "/" + "/".join(quote(segment, safe=_PATH_SAFE) for segment in segments)
+    return path + "/" if folder and segments else path
+
+
+def redirect_location(segments: Sequence[str], query: str) -> str:
+    """The path-only ``Location`` of the folder ``segments`` with its trailing slash, and
+    ``query`` (percent-encoded the same way) when there is one."""
+    location = encode_path(segments, folder=True)
+    if query:
+        location += "?" + quote(query, safe=_QUERY_SAFE)
+    return location

@@ -1,0 +1,320 @@
+"""The static handler: one regular file as a 200, 206 or 304 response.
+
+:func:`serve_file` picks the representation (the file, a precompressed ``.br``/``.gz``
+sidecar, or the file gzipped on the fly), derives its validators, evaluates the request's
+preconditions (:mod:`nex.http.conditional`) and Range (:mod:`nex.http.ranges`), and only then opens
+the one file the body comes from.  The writer adds Content-Length, Date, Server and
+Connection; this module sets representation and caching fields only.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import gzip
+import os
+import stat as stat_module
+import time
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
+
+from nex.http.dates import format_http_date
+from nex.http.conditional import if_range_holds, make_etag, not_modified
+from nex.http.errors import HTTPError
+from nex.files.filecache import (FileChangedError, FolderIdentity, SmallFileCache, folder_identity,
+                           settled)
+from nex.http.grammar import WEIGHTED_CODING, parse_list
+from nex.files.mediatypes import content_type, file_extension
+from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
+from nex.http.request import Request
+from nex.files.paths import Target
+from nex.http.response import BodyPiece, FileSlice, OpenFile, Response
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+#: Files larger than this are never compressed on the fly: the gzip body is held in memory.
+MAX_GZIP_SIZE = 16 * 1024 * 1024
+_GZIP_LEVEL = 6
+
+# Running out of descriptors or memory passes; the client may simply try again.
+_TEMPORARY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+_PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
+                            "if-modified-since"})
+# Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
+# weighs them equally.
+_SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
+_ACCEPT_RANGES = ("Accept-Ranges", "bytes")
+
+
+def cache_control(extension: str, config: Config) -> str:
+    """``max-age=N`` when ``config.max_age`` names the extension, else ``config.cache_control``."""
+    max_age = config.max_age.get(extension)
+    return config.cache_control if max_age is None else f"max-age={max_age}"
+
+
+@functools.lru_cache(maxsize=128)
+def accepted_codings(value: str) -> Tuple[str, ...]:
+    """The sidecar codings (``br``, ``gzip``) ``Accept-Encoding: value`` allows, best first.
+
+    Weights are read exactly; ``q=0`` refuses a coding, ``*`` stands for codings not
+    listed, ``x-gzip`` means ``gzip``.  Equal weights prefer ``br``.  A coding loses to
+    ``identity`` only when identity (named or through ``*``) has a strictly higher weight.
+    A malformed field allows nothing, so the file goes out unencoded.  Cached: clients
+    send few distinct values.
+    """
+    elements = parse_list(value, WEIGHTED_CODING)
+    if elements is None:
+        return ()
+    weights: Dict[str, int] = {}
+    for match in elements:
+        coding, qvalue = match.group("coding").lower(), match.group("qvalue")
+        if qvalue is None:
+            weight = 1000
+        else:
+            whole, _, fraction = qvalue.partition(".")
+            weight = 1000 * int(whole) + int(fraction.ljust(3, "0"))
+        weights.setdefault("gzip" if coding == "x-gzip" else coding, weight)
+    star = weights.get("*")
+    identity = weights.get("identity", star)
+    ranked = []
+    for coding in _SIDECARS:
+        weight = weights.get(coding, star)
+        if weight and (identity is None or weight >= identity):
+            ranked.append((-weight, coding))
+    ranked.sort(key=lambda item: item[0])
+    return tuple(coding for _, coding in ranked)
+
+
+def _regular_file(path: str) -> Optional[os.stat_result]:
+    # lstat: a sidecar symlink could point outside the document root, which the resolver
+    # only checked for the file itself, so only plain regular files qualify.
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info if stat_module.S_ISREG(info.st_mode) else None
+
+
+#: Files whose folder was seen to hold no sidecar of them: the file's path → the folder's
+#: identity then (:func:`nex.files.filecache.folder_identity`).  While the folder keeps that
+#: identity no entry was added, removed or renamed in it, so no sidecar can have appeared.
+#: Only absence is remembered: a sidecar that exists is looked at on every request.
+_NO_SIDECARS: Dict[str, FolderIdentity] = {}
+#: Past this many files the table starts over, which bounds its memory.
+_NO_SIDECARS_LIMIT = 4096
+
+
+def _folder_of(fs_path: str, folder: Optional[os.stat_result]) -> Optional[FolderIdentity]:
+    """The identity of the folder holding ``fs_path``: from ``folder``, the resolver's
+    ``lstat`` of it, when given, else from one ``stat``; None when it cannot be had."""
+    if folder is None:
+        try:
+            folder = os.stat(fs_path.rpartition("/")[0] or "/")
+        except OSError:
+            return None
+    return folder_identity(folder)
+
+
+def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
+                  folder: Optional[os.stat_result] = None
+                  ) -> Tuple[Optional[Tuple[str, str, os.stat_result]], bool]:
+    """The best acceptable sidecar as ``(coding, path, stat)``, and whether to Vary.
+
+    Costs no system call when the client accepts no sidecar coding; the response then
+    carries ``Vary: Accept-Encoding`` anyway, since a sidecar might exist.  ``folder`` is
+    the ``lstat`` of the file's folder if the caller has it: while that folder has not
+    changed since it was seen to hold no sidecar of the file (:data:`_NO_SIDECARS`), the
+    answer comes without looking again.
+    """
+    if not codings:
+        return None, True
+    identity = _folder_of(fs_path, folder)
+    if identity is not None and _NO_SIDECARS.get(fs_path) == identity:
+        return None, False
+    for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
+        path = fs_path + _SIDECARS[coding][0]
+        info = _regular_file(path)
+        if info is not None:
+            return ((coding, path, info) if coding in codings else None), True
+    # The identity was taken before looking: a sidecar made since changed it.
+    if identity is not None and settled(identity):
+        if len(_NO_SIDECARS) >= _NO_SIDECARS_LIMIT:
+            _NO_SIDECARS.clear()
+        _NO_SIDECARS[fs_path] = identity
+    return None, False
+
+
+def _open_error(error: OSError) -> Exception:
+    """The reply for a file that could not be opened; unexpected faults go up as they are."""
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return HTTPError(404)
+    if isinstance(error, PermissionError):
+        return HTTPError(403)
+    if isinstance(error, FileChangedError):
+        return HTTPError(503, "The file changed while it was being read; try again.",
+                         headers=[("Retry-After", "1")])
+    if error.errno in _TEMPORARY_ERRORS:
+        return HTTPError(503, "The server is short of resources; try again shortly.",
+                         headers=[("Retry-After", "5")])
+    return error
+
+
+class _Representation(NamedTuple):
+    """The bytes a response is about: where they live and how they are coded."""
+
+    path: str
+    file_stat: os.stat_result
+    encoding: Optional[str]
+    etag_suffix: str
+    on_the_fly: bool
+    vary: bool
+
+
+def _choose(request: Request, target: Target, config: Config,
+            compressible: bool) -> _Representation:
+    """The file itself, an acceptable sidecar, or the file gzipped on the fly.
+
+    ``vary`` is set whenever the choice could depend on Accept-Encoding, so caches keep
+    the variants apart, on every response including 304 and 206.
+    """
+    if not compressible:  # media and archives: one representation, no Vary
+        return _Representation(target.fs_path, target.stat, None, "", False, False)
+    size = target.stat.st_size
+    gzippable = (config.gzip and compressible
+                 and config.gzip_min_size <= size <= MAX_GZIP_SIZE)
+    accept = request.headers.get("Accept-Encoding")
+    codings = (accepted_codings(accept)
+               if accept is not None and (config.precompressed or gzippable) else ())
+    vary = gzippable
+    if config.precompressed:
+        sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings, target.folder)
+        if sidecar is not None:
+            coding, path, info = sidecar
+            return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
+        vary = vary or sidecar_vary
+    # Never a range of a body compressed on the fly: a Range request gets the file itself.
+    if gzippable and "gzip" in codings and "Range" not in request.headers:
+        return _Representation(target.fs_path, target.stat, "gzip", "-gzip", True, True)
+    return _Representation(target.fs_path, target.stat, None, "", False, vary)
+
+
+def serve_file(request: Request, target: Target, config: Config,
+               file_cache: Optional[SmallFileCache] = None) -> Response:
+    """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
+
+    Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
+    when the file cannot be opened.  HEAD gets exactly GET's response; the writer drops the
+    body.  Representation choice: an acceptable ``.br``/``.gz`` sidecar when
+    ``config.precompressed``; else an in-memory gzip when ``config.gzip``, the type is
+    compressible, the size is within bounds and the request has no Range; else the file.
+    Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
+    when one is given, as bytes instead of an open file.
+    """
+    extension = file_extension(target.fs_path)
+    media_type, compressible = content_type(extension, config.mime_types)
+    chosen = _choose(request, target, config, compressible)
+    file_stat = chosen.file_stat
+    now = time.time()
+    mtime_ns = file_stat.st_mtime_ns
+    if mtime_ns // 1_000_000_000 <= now:
+        etag, last_modified, validators = _validators(file_stat.st_size, mtime_ns,
+                                                      chosen.etag_suffix)
+    else:  # RFC 9110 §8.8.2.1: a modification time in the future is replaced by the present
+        last_modified = int(now)
+        etag = make_etag(file_stat.st_size, mtime_ns, chosen.etag_suffix)
+        validators = (("Last-Modified", format_http_date(last_modified)), ("ETag", etag))
+    vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
+    cache = cache_control(extension, config)
+    policy = ([("Cache-Control", cache)] if cache else []) + vary
+    if (request.headers.has_any(_PRECONDITIONS)
+            and not_modified(request.headers, request.method, etag, last_modified, vary)):
+        return Response(304, [*validators, *policy])
+    ranges = _requested_ranges(request, chosen, etag, last_modified, now, config.max_ranges)
+    fields = [("Content-Type", media_type)]
+    if chosen.encoding is not None:
+        fields.append(("Content-Encoding", chosen.encoding))
+    tail = [*validators, _ACCEPT_RANGES, *policy]
+    if chosen.on_the_fly:
+        return Response(200, fields + tail, [_gzipped(chosen)])
+    cached = None if file_cache is None else _cached(file_cache, chosen)
+    file = None if cached is not None else _open(chosen.path)
+    size = file_stat.st_size
+    if cached is not None:
+        def piece(offset: int, count: int) -> BodyPiece:
+            return cached[offset:offset + count]
+    else:
+        piece = FileSlice
+    if ranges is None:
+        return Response(200, fields + tail, [piece(0, size)] if size else [], file)
+    if len(ranges) == 1:
+        first, last = ranges[0]
+        fields.append(("Content-Range", content_range(first, last, size)))
+        return Response(206, fields + tail, [piece(first, last - first + 1)], file)
+    multipart_type, body = multipart_body(ranges, size, media_type, piece)
+    return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validators(size: int, mtime_ns: int, etag_suffix: str
+                ) -> Tuple[str, int, Tuple[Tuple[str, str], ...]]:
+    """``(etag, last_modified, fields)`` of a representation modified in the past: its
+    strong entity-tag, its Last-Modified in whole seconds, and both as response fields.
+
+    They follow from the arguments alone (a modification time in the past stays in the
+    past), so they are remembered: a file served again costs a dictionary look-up.
+    """
+    last_modified = mtime_ns // 1_000_000_000
+    etag = make_etag(size, mtime_ns, etag_suffix)
+    return etag, last_modified, (("Last-Modified", format_http_date(last_modified)),
+                                 ("ETag", etag))
+
+
+def _requested_ranges(request: Request, chosen: _Representation, etag: str,
+                      last_modified: int, now: float, max_ranges: int
+                      ) -> Optional[List[ByteRange]]:
+    """The byte ranges to send, or None for the whole representation (RFC 9110 §14).
+
+    A Range that If-Range voids, or several ranges of a content-coded representation (a
+    multipart body of coded bytes has no agreed meaning), gets the whole; no satisfiable
+    range raises 416 with ``Content-Range: bytes */size``.
+    """
+    headers = request.headers
+    range_value = headers.get("Range")
+    if range_value is None or request.method not in ("GET", "HEAD"):
+        return None
+    if_range = headers.get("If-Range")
+    if if_range is not None and not if_range_holds(if_range, etag, last_modified, now):
+        return None
+    size = chosen.file_stat.st_size
+    ranges = select_ranges(range_value, size, max_ranges)
+    if ranges == []:
+        vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
+        raise HTTPError(416, headers=[("Content-Range", f"bytes */{size}")] + vary)
+    if ranges and len(ranges) > 1 and chosen.encoding is not None:
+        return None
+    return ranges
+
+
+def _cached(file_cache: SmallFileCache, chosen: _Representation) -> Optional[bytes]:
+    try:
+        return file_cache.read(chosen.path, chosen.file_stat)
+    except OSError as error:
+        raise _open_error(error) from None
+
+
+def _open(path: str) -> OpenFile:
+    """The file at ``path`` opened for reading: one ``open`` system call, no buffering."""
+    try:
+        return OpenFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as error:
+        raise _open_error(error) from None
+
+
+def _gzipped(chosen: _Representation) -> bytes:
+    """The whole file compressed with gzip (its size is at most :data:`MAX_GZIP_SIZE`)."""
+    file = _open(chosen.path)
+    try:
+        data = os.pread(file.fileno(), chosen.file_stat.st_size, 0)
+    finally:
+        file.close()
+    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)

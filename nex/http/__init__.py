@@ -1,0 +1,1 @@
+"""HTTP messages without sockets: grammar, heads, framing, bodies, dates, conditions, ranges, forms."""

@@ -1,0 +1,467 @@
+"""The parser: bytes of a request head in, a :class:`Request` out, or an ``HTTPError``.
+
+Nothing here touches a socket; the connection loop feeds it what it has read.  A
+:class:`HeadScanner` says where the next head lies in the connection's buffer, resuming
+where it stopped as bytes arrive, and :func:`parse_head` turns those bytes into a
+:class:`Request`.  The rules come from :mod:`nex.http.grammar` (RFC 9112 and RFC 9110).
+
+Every error raised here asks the connection to close: once a head is rejected, nothing
+says where its body ends, so the bytes after it cannot be trusted to start a request.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
+
+from nex.http.errors import HTTPError
+from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, CONTENT_LENGTH, FIELD_NAME,
+                         FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
+                         REQUEST_TARGET, TCHAR_BYTES, TOKEN, TRANSFER_CODING, parse_host,
+                         parse_list)
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+_CR, _LF = 13, 10
+
+
+def _bad(detail: str, status: int = 400) -> HTTPError:
+    return HTTPError(status, detail, close=True)
+
+
+class Headers:
+    """Case-insensitive, order-keeping multimap of the request's field lines.
+
+    Names keep the spelling the client sent; lookups ignore case.  ``get`` joins repeated
+    fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: List[Tuple[str, str]]) -> None:
+        self._items = items
+        index: Dict[str, List[str]] = {}
+        for name, value in items:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._index = index
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The field's value (repeats joined by ``", "``), or ``default`` when absent."""
+        values = self._index.get(name.lower())
+        if values is None:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def has_any(self, lowercase_names: FrozenSet[str]) -> bool:
+        """Whether any of ``lowercase_names`` was sent (a quick test before several gets)."""
+        return not lowercase_names.isdisjoint(self._index)
+
+    def get_all(self, name: str) -> List[str]:
+        """Every value sent for ``name``, in order; empty when absent."""
+        return list(self._index.get(name.lower(), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def items(self) -> List[Tuple[str, str]]:
+        """The field lines as sent: ``(name, value)`` pairs."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Request(NamedTuple):
+    """One parsed request head.
+
+    ``target`` is the request-target as sent; ``path`` its path part, still
+    percent-encoded (for absolute-form targets, the path of the URL); ``query`` the part
+    after ``?`` without it.  ``host`` is the authority the request is for: the Host field,
+    or the authority of an absolute-form target, which RFC 9112 §3.2.2 says wins.
+    ``body_length`` is the Content-Length (0 when absent); ``chunked`` says the body is
+    framed by the chunked transfer coding instead.
+    """
+
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: Headers
+    host: str
+    keep_alive: bool
+    body_length: int = 0
+    chunked: bool = False
+
+    @property
+    def request_line(self) -> str:
+        """The request line as logged: ``METHOD target HTTP/x.y``."""
+        return f"{self.method} {self.target} {self.version}"
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a message body follows the head."""
+        return self.chunked or self.body_length > 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits on a request head, in bytes (``header_count`` in field lines).
+
+    ``request_line`` bounds the request line without its CRLF (over it: 414);
+    ``header_block`` the whole head from the request line to the blank line that ends it,
+    and ``header_count`` its field lines (over either: 431).  The chunked decoder reuses
+    them: chunk extensions are bounded like a request line, trailers like a head.
+    """
+
+    request_line: int = 8192
+    header_block: int = 65536
+    header_count: int = 100
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """The limits set in ``config``'s ``[limits]`` section."""
+        return cls(config.max_request_line, config.max_header_block, config.max_header_count)
+
+
+def _line_length(buffer: Union[bytes, bytearray], start: int, lf: int) -> int:
+    """Length of the line at ``start`` ending at the LF at ``lf``, without CR LF."""
+    return lf - start - (lf > start and buffer[lf - 1] == _CR)
+
+
+_EMPTY_LINES, _REQUEST_LINE, _FIELD_LINES = range(3)
+# A head ends in a blank line: CRLF, or a bare LF, which parse_head refuses.
+_HEAD_ENDS = (b"\n\r\n", b"\n\n")
+
+
+class HeadScanner:
+    """Finds where the next request head lies in a connection's buffer as its bytes arrive.
+
+    :meth:`scan` is called after each read with the whole buffer; it resumes where the
+    previous call stopped, so a head dribbled in byte by byte costs work in proportion to
+    its length, not its square.  The buffer may only grow at its end between calls; once
+    the head found has been removed from its front, :meth:`reset` starts over at 0.
+
+    Lines are split at LF, so that a head ending in a bare-LF blank line is returned (and
+    refused by :func:`parse_head`) instead of waited on.  Limits are enforced as soon as the
+    bytes at hand prove them crossed, and the search never looks past them.
+    """
+
+    __slots__ = ("_limits", "_phase", "_start", "_position", "_blank_from")
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the buffer: the next :meth:`scan` starts at its position 0."""
+        self._phase = _EMPTY_LINES
+        self._start = 0  # where the request line starts, past any empty lines
+        self._position = 0  # where the search for the request line's LF resumes
+        self._blank_from = [0, 0]  # where the search for each of _HEAD_ENDS resumes
+
+    def scan(self, buffer: Union[bytes, bytearray]) -> Optional[Tuple[int, int]]:
+        """Where the next head lies in ``buffer``: ``(start, end)``, or None for "read more".
+
+        ``start`` skips the empty lines RFC 9112 §2.2 lets a server ignore before a request
+        line; ``end`` is just past the blank line that ends the head.  Raises 400 for a
+        first byte that cannot start a request line (RFC 9112 §3: method = token; a TLS
+        handshake starts with 0x16) or too many empty lines, 414 for a request line longer
+        than ``limits.request_line`` and 431 for a head longer than ``limits.header_block``.
+        """
+        limits = self._limits
+        size = len(buffer)
+        if self._phase == _EMPTY_LINES and self._start == 0 and size:
+            # The usual case: a whole head from the buffer's first byte, found in one pass.
+            # Anything else (empty lines first, a head not complete yet, a limit crossed)
+            # is left to the step by step search below, which starts from scratch.
+            if buffer[0] in TCHAR_BYTES:
+                lf = buffer.find(b"\n", 0, min(size, limits.request_line + 2))
+                if lf != -1 and _line_length(buffer, 0, lf) <= limits.request_line:
+                    stop = min(size, limits.header_block)
+                    end = buffer.find(b"\n\r\n", lf, stop)
+                    bare = buffer.find(b"\n\n", lf, stop if end == -1 else end + 2)
+                    if bare != -1:
+                        self._phase = _FIELD_LINES  # reset() is due once the head is taken
+                        return 0, bare + 2
+                    if end != -1:
+                        self._phase = _FIELD_LINES
+                        return 0, end + 3
+        if self._phase == _EMPTY_LINES:
+            start = self._start
+            while start + 1 < size and buffer[start] == _CR and buffer[start + 1] == _LF:
+                start += 2
+                if start > limits.request_line:
+                    raise _bad("too many empty lines before the request line")
+            self._start = self._position = start
+            if start == size or (start + 1 == size and buffer[start] == _CR):
+                return None
+            if buffer[start] not in TCHAR_BYTES:
+                raise _bad("the request does not start with a method")
+            self._phase = _REQUEST_LINE
+        start = self._start
+        if self._phase == _REQUEST_LINE:
+            stop = min(size, start + limits.request_line + 2)
+            lf = buffer.find(b"\n", self._position, stop)
+            if lf == -1:
+                self._position = stop
+                # Without its LF yet, the line holds every byte seen but a final CR.
+                if size - start - (buffer[size - 1] == _CR) > limits.request_line:
+                    raise _bad("request line too long", 414)
+                if size - start > limits.header_block:
+                    raise _bad("request head too large", 431)
+                return None
+            if _line_length(buffer, start, lf) > limits.request_line:
+                raise _bad("request line too long", 414)
+            self._phase, self._blank_from = _FIELD_LINES, [lf, lf]
+        # The head ends at the first LF followed by CRLF or LF, the request line's included.
+        stop = min(size, start + limits.header_block)
+        ends = []
+        for index, blank in enumerate(_HEAD_ENDS):
+            at = buffer.find(blank, self._blank_from[index], stop)
+            if at == -1:
+                # Next time, look again only where one cut off by the buffer's end may start.
+                self._blank_from[index] = max(self._blank_from[index], stop - len(blank) + 1)
+            else:
+                self._blank_from[index] = at
+                ends.append(at + len(blank))
+        if ends:
+            return start, min(ends)
+        if size - start > limits.header_block:
+            raise _bad("request head too large", 431)
+        return None
+
+
+def parse_field_line(line: str) -> Tuple[str, str]:
+    """``(name, value)`` of one field line (RFC 9112 §5), its CRLF already removed.
+
+    field-line = field-name ":" OWS field-value OWS.  A line starting with whitespace
+    (obs-fold, or whitespace before the first field), whitespace before the colon, a name
+    that is not a token and a value holding control characters are all refused with 400.
+    """
+    if line[:1] in (" ", "\t"):
+        raise _bad("folded or indented field line")
+    name, colon, rest = line.partition(":")
+    if not colon:
+        raise _bad("field line without a colon")
+    if not FIELD_NAME.fullmatch(name):
+        raise _bad("malformed field name")
+    value = rest.strip(" \t")  # exactly the OWS around the value; anything else stays
+    if not FIELD_VALUE.fullmatch(value):
+        raise _bad("control character in a field value")
+    return name, value
+
+
+def _valid_host(value: str, *, need_host: bool = False, need_port: bool = False) -> bool:
+    """Whether ``value`` is uri-host [ ":" port ], with the parts asked for not empty."""
+    match = parse_host(value)
+    return (match is not None and (not need_host or bool(match.group("host")))
+            and (not need_port or bool(match.group("port"))))
+
+
+def _split_target(method: str, target: str) -> Tuple[str, str, Optional[str]]:
+    """``(path, query, authority)`` of a request-target in one of RFC 9112 §3.2's forms.
+
+    ``authority`` is set for the absolute-form only.  The asterisk-form (OPTIONS only) and
+    the authority-form (CONNECT only) have no path or query.
+    """
+    if not REQUEST_TARGET.fullmatch(target):
+        raise _bad("malformed request target")
+    if method == "CONNECT":
+        if not _valid_host(target, need_host=True, need_port=True):
+            raise _bad("CONNECT needs a host:port target")
+        return "", "", None
+    origin = ORIGIN_FORM.fullmatch(target)
+    if origin is not None:
+        return origin.group("path"), origin.group("query") or "", None
+    if target == ASTERISK_FORM:
+        if method != "OPTIONS":
+            raise _bad("the * target is for OPTIONS only")
+        return "", "", None
+    absolute = ABSOLUTE_FORM.fullmatch(target)
+    if absolute is None:
+        raise _bad("malformed request target")
+    authority = absolute.group("authority")
+    # RFC 9110 §4.2.1 and §4.2.4: an http(s) URI with an empty host or a userinfo is invalid.
+    if not _valid_host(authority, need_host=True):
+        raise _bad("malformed authority in request target")
+    return absolute.group("path") or "/", absolute.group("query") or "", authority
+
+
+def _parse_request_line(line: str) -> Tuple[str, str, str]:
+    """``(method, target, version)`` of ``METHOD SP request-target SP HTTP-version``.
+
+    ``version`` is the one the request is handled as: ``HTTP/1.0``, or ``HTTP/1.1`` for
+    any ``HTTP/1.x`` with x > 0, as RFC 9110 §6.2 asks of a recipient of a later minor
+    version than it implements (RFC 9112 §2.3).  Any other major version is 505.
+    """
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise _bad("malformed request line")
+    method, target, version = parts
+    if not METHOD.fullmatch(method):
+        raise _bad("malformed method")
+    match = HTTP_VERSION.fullmatch(version)
+    if match is None:
+        raise _bad("malformed HTTP version")
+    if match.group("major") != "1":
+        raise _bad("HTTP version not supported", 505)
+    return method, target, "HTTP/1.0" if match.group("minor") == "0" else "HTTP/1.1"
+
+
+#: Request lines longer than this are parsed each time rather than remembered.
+_CACHED_LINE_LENGTH = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_request_line(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """:func:`_request_line`, remembered: the same lines recur (every client asks for the
+    same few addresses), and the result depends on nothing but the line.  Refusals are
+    raised each time, never remembered."""
+    return _parse_request_target(line)
+
+
+def _parse_request_target(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """The request line's parts, then its target's (see :func:`_request_line`)."""
+    method, target, version = _parse_request_line(line)
+    return (method, target, version) + _split_target(method, target)
+
+
+def _request_line(line: str) -> Tuple[str, str, str, str, str, Optional[str]]:
+    """``(method, target, version, path, query, authority)`` of a request line."""
+    if len(line) <= _CACHED_LINE_LENGTH:
+        return _cached_request_line(line)
+    return _parse_request_target(line)
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_host_field(value: str) -> bool:
+    """:func:`_valid_host` for a Host field value, remembered (clients send few values;
+    the answer depends on nothing but the value)."""
+    return _valid_host(value)
+
+
+def _host(headers: Headers, version: str) -> str:
+    """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2."""
+    values = headers.get_all("Host")
+    if len(values) > 1:
+        raise _bad("more than one Host field")
+    if not values:
+        if version == "HTTP/1.1":
+            raise _bad("missing Host field")
+        return ""
+    value = values[0]
+    if not (_valid_host_field(value) if len(value) <= _CACHED_LINE_LENGTH
+            else _valid_host(value)):
+        raise _bad("malformed Host field")
+    return values[0]
+
+
+_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+
+
+def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
+    """``(body_length, chunked)`` from the framing fields, per RFC 9112 §6."""
+    if not headers.has_any(_FRAMING_FIELDS):
+        return 0, False
+    codings = headers.get_all("Transfer-Encoding")
+    lengths = headers.get_all("Content-Length")
+    if codings and lengths:
+        raise _bad("both Transfer-Encoding and Content-Length")
+    if codings:
+        if version == "HTTP/1.0":
+            raise _bad("Transfer-Encoding in an HTTP/1.0 request")
+        elements = parse_list(", ".join(codings), TRANSFER_CODING)
+        if elements is None:
+            raise _bad("malformed Transfer-Encoding")
+        names = [match.group("name").lower() for match in elements]
+        if not names:
+            raise _bad("empty Transfer-Encoding")
+        # RFC 9112 §6.3: unless chunked is the final coding, the body's length cannot be
+        # known, and the server MUST answer 400 and close.  With chunked last, a coding we do
+        # not implement (gzip, chunked) is 501 (§6.1).
+        if names[-1] != "chunked" or "chunked" in names[:-1]:
+            raise _bad("chunked is not the final transfer coding")
+        if names != ["chunked"] or elements[-1].group("params"):
+            raise _bad("transfer coding not implemented", 501)
+        return 0, True
+    if lengths:
+        if not all(CONTENT_LENGTH.fullmatch(value) for value in lengths):
+            raise _bad("malformed Content-Length")
+        values = {int(digits.strip(" \t")) for value in lengths for digits in value.split(",")}
+        if len(values) != 1:
+            raise _bad("conflicting Content-Length values")
+        return values.pop(), False
+    return 0, False
+
+
+def _keep_alive(headers: Headers, version: str) -> bool:
+    """Whether the connection persists after this request (RFC 9112 §9.3)."""
+    value = headers.get("Connection")
+    if value is None:
+        return version == "HTTP/1.1"
+    close, keep_alive = (_cached_connection_options(value) if len(value) <= _CACHED_LINE_LENGTH
+                         else _connection_options(value))
+    if close:
+        return False
+    return version == "HTTP/1.1" or keep_alive
+
+
+def _connection_options(value: str) -> Tuple[bool, bool]:
+    """Whether the Connection field ``value`` (repeats joined) names ``close`` and
+    ``keep-alive``; 400 when it is not a list of tokens."""
+    elements = parse_list(value, TOKEN)
+    if elements is None:
+        raise _bad("malformed Connection field")
+    options = {match.group(0).lower() for match in elements}
+    return "close" in options, "keep-alive" in options
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_connection_options(value: str) -> Tuple[bool, bool]:
+    """:func:`_connection_options`, remembered: clients send few values, and the answer
+    depends on nothing but the value."""
+    return _connection_options(value)
+
+
+def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
+    """The :class:`Request` in ``head``: a request line, field lines and the blank line.
+
+    ``head`` is what :meth:`HeadScanner.scan` delimits.  Raises ``HTTPError`` (always asking
+    the connection to close) with 414 for a long request line, 431 for a large head or too
+    many fields, 505 for an HTTP version other than 1.x, 501 for a transfer coding other
+    than chunked, and 400 for anything else RFC 9112 or RFC 9110 does not allow: bare CR or
+    LF, obs-fold, whitespace before a colon, a missing or repeated Host, conflicting framing.
+    """
+    lf = head.find(b"\n")
+    if _line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
+        raise _bad("request line too long", 414)
+    if len(head) > limits.header_block:
+        raise _bad("request head too large", 431)
+    # Each CR must start a CRLF and each LF end one (RFC 9112 §2.2).
+    if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
+        raise _bad("bare CR or LF in request head")
+    if not head.endswith(b"\r\n\r\n"):
+        raise _bad("incomplete request head")
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    if len(lines) - 1 > limits.header_count:
+        raise _bad("too many header fields", 431)
+    method, target, version, path, query, authority = _request_line(lines[0])
+    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        del lines[0]
+        headers = Headers([(name, value.strip(" \t")) for name, _, value in
+                           [line.partition(":") for line in lines]])
+    else:  # find the offending line, for the error's detail
+        headers = Headers([parse_field_line(line) for line in lines[1:]])
+    host = _host(headers, version)
+    body_length, chunked = _framing(headers, version)
+    return Request(method, target, path, query, version, headers,
+                   authority if authority is not None else host, _keep_alive(headers, version),
+                   body_length, chunked)

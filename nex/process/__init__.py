@@ -1,0 +1,1 @@
+"""Running Nex: command line, settings, assembly, listener, connections, workers, TLS, log."""

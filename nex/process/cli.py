@@ -1,0 +1,240 @@
+"""The command line: flags and settings file in, a validated Config to the server out."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+from typing import Any, Dict, List, Optional, TextIO, Union
+
+from nex import __version__
+from nex.site.login import check_password, check_user_name, hash_password
+from nex.process.config import ConfigError, load_config, shipped_settings
+from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
+
+_DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
+
+
+def _epilog(default_config: Optional[str]) -> str:
+    """The text after the flags: where settings come from, for a checkout or an install."""
+    if default_config:
+        source = (f"Without --config Nex reads {default_config} when it exists, else it runs"
+                  " on built-in defaults and serves the current folder.")
+    else:
+        source = "Without --config Nex runs on built-in defaults and serves the current folder."
+    return textwrap.fill(
+        "Every other setting (time-outs, limits, listings, folder downloads, symlinks,"
+        " upload limits, caching, compression, CORS origins, which paths need a login,"
+        " logging, media types, the proxy's rules)"
+        " lives in a settings file, an INI file whose comments explain each key:"
+        " --write-config FILE writes one with every key at its default, to edit and pass to"
+        f" --config.  {source}  Flags win over the file.  A bad setting stops Nex before it"
+        " listens, with a message naming the file, section, key and value, and exit status 2.",
+        width=90, break_on_hyphens=False)
+
+
+def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
+    """The argument parser; ``default_config`` is named in the help of --config."""
+    parser = argparse.ArgumentParser(
+        description=_DESCRIPTION, epilog=_epilog(default_config),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--port", metavar="N",
+        help="TCP port to listen on, 0 to 65535; 0 picks any free port, which Nex prints at"
+             " start-up (default: [server] port, else 8080)")
+    parser.add_argument(
+        "--bind", metavar="ADDR",
+        help="address to listen on: an IPv4 or IPv6 address (::1, 0.0.0.0, ::) or localhost"
+             " (default: [server] bind, else 127.0.0.1)")
+    parser.add_argument(
+        "--workers", metavar="N",
+        help="processes serving the port, 1 to 256, or auto for one per CPU; above 1 a"
+             " supervisor runs them, restarts one that dies and reloads the settings on"
+             " SIGHUP (default: [server] workers, else 1)")
+    parser.add_argument(
+        "--root", metavar="DIR",
+        help="folder to serve; a relative path starts at the current folder"
+             " (default: [server] document_root, else the current folder)")
+    parser.add_argument(
+        "--auth-file", metavar="FILE",
+        help="users file of USER:hash lines (see --hash-password); the paths in [auth]"
+             " protect, by default the whole site, then need a user name and password"
+             " (default: [auth] users_file, else no login)")
+    parser.add_argument(
+        "--proxy", action="store_true", default=None,
+        help="act as a forward proxy too ([proxy] enabled): absolute URLs for other hosts"
+             " are forwarded, CONNECT opens tunnels; see the [proxy] settings")
+    parser.add_argument(
+        "--hash-password", metavar="USER",
+        help="read a password from standard input (asked twice on a terminal), print a"
+             " USER:hash line for a users file, and exit")
+    parser.add_argument(
+        "--cors", action="store_true",
+        help="let web pages on any origin read what Nex serves: [cors] allow_origins = *"
+             " (default: the settings file, else off)")
+    parser.add_argument(
+        "--zip", action="store_true",
+        help="offer each listed folder as a zip download (?download=zip):"
+             " [files] zip_download = yes (default: the settings file, else off)")
+    parser.add_argument(
+        "--upload", action=argparse.BooleanOptionalAction, default=None,
+        help="accept uploads: PUT writes a file, a form POST to a folder stores its files;"
+             " --no-upload refuses them with 405 (default: [files] upload, else no)")
+    parser.add_argument(
+        "--tls-cert", metavar="FILE",
+        help="serve HTTPS with this PEM certificate (the chain after it); needs --tls-key"
+             " (default: [tls] certificate, else plain HTTP)")
+    parser.add_argument(
+        "--tls-key", metavar="FILE",
+        help="the PEM private key of --tls-cert, without a passphrase (default: [tls] key)")
+    parser.add_argument(
+        "--tls-self-signed", action="store_true",
+        help="serve HTTPS with a throw-away self-signed certificate for localhost,"
+             " 127.0.0.1 and ::1, made at start-up (for local testing)")
+    default_help = f"{default_config} when it exists" if default_config else "none"
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help=f"settings file to read (default: {default_help})")
+    parser.add_argument(
+        "--write-config", metavar="FILE",
+        help="write the documented settings file, every key at its default, to FILE and exit;"
+             " an existing FILE is never overwritten")
+    parser.add_argument("--version", action="version", version=f"Nex {__version__}")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None,
+         default_config: Union[str, "os.PathLike[str]", None] = None) -> int:
+    """Parse ``argv``, load the settings and run the server; return the exit status.
+
+    With more than one worker the supervisor runs the server processes, and reads the
+    settings again the same way (same file, same flags) on SIGHUP.
+
+    ``default_config`` is the settings file read when --config is not given and the file
+    exists.  A bad setting prints ``nex: <message>`` to standard error and returns 2.
+    """
+    default = os.fspath(default_config) if default_config is not None else None
+    try:
+        args = _parser(default).parse_args(argv)
+    except SystemExit as stop:  # --help, --version or a usage error, already printed
+        return int(stop.code or 0)
+    if args.hash_password is not None:
+        return _print_user_line(args.hash_password, sys.stdin)
+    if args.write_config is not None:
+        return write_config(args.write_config)
+    config_path = args.config
+    if config_path is None and default is not None and os.path.exists(default):
+        config_path = default
+    overrides: Dict[str, Any] = {}
+    for name, value in (("port", args.port), ("bind", args.bind),
+                        ("document_root", args.root), ("auth_users_file", args.auth_file),
+                        ("workers", args.workers), ("upload", args.upload),
+                        ("tls_certificate", args.tls_cert), ("tls_key", args.tls_key),
+                        ("proxy_enabled", args.proxy)):
+        if value is not None:
+            overrides[name] = value
+    if args.cors:
+        overrides["cors_allow_origins"] = "*"
+    if args.zip:
+        overrides["zip_download"] = True
+    if not args.tls_self_signed:
+        return _load_and_serve(config_path, overrides)
+    if args.tls_cert is not None or args.tls_key is not None:
+        print("nex: --tls-self-signed makes its own certificate and key; leave out --tls-cert"
+              " and --tls-key", file=sys.stderr)
+        return 2
+    folder = tempfile.mkdtemp(prefix="nex-tls-")
+    try:
+        try:
+            certificate, key = make_self_signed(folder)
+        except TLSError as error:
+            print(f"nex: {error}", file=sys.stderr)
+            return 2
+        overrides.update(tls_certificate=certificate, tls_key=key)
+        notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
+                  f" only): {certificate}\n  SHA-256 fingerprint "
+                  f"{certificate_fingerprint(certificate)}")
+        return _load_and_serve(config_path, overrides, notice)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
+                    notice: str = "") -> int:
+    """Load the settings with ``overrides``, print ``notice`` and serve; 2 on a bad setting."""
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
+    if notice:
+        print(notice, flush=True)
+    # Only now: checking settings needs no server.
+    if config.workers > 1:
+        from nex.process.supervisor import supervise
+        return supervise(config, lambda: load_config(config_path, overrides))
+    from nex.process.listener import serve
+    return serve(config)
+
+
+def _print_user_line(user: str, stdin: TextIO) -> int:
+    """--hash-password USER: print ``USER:hash`` for a password read from ``stdin``.
+
+    On a terminal the password is asked for twice without echo; otherwise the first line of
+    standard input is the password.  Returns 2 for a user name a users file cannot hold, 1
+    for an empty or unusable password or two different ones.
+    """
+    try:
+        user = check_user_name(user)
+    except ValueError as error:
+        print(f"nex: --hash-password {user!r}: {error}", file=sys.stderr)
+        return 2
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            print("nex: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    try:
+        if not password:
+            raise ValueError("the password is empty")
+        password = check_password(password)
+    except ValueError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 1
+    print(f"{user}:{hash_password(password)}")
+    return 0
+
+
+def write_config(path: str) -> int:
+    """Write the settings.conf shipped with Nex to ``path``, which must not exist yet.
+
+    Returns 0, or 2 after printing ``nex: <message>`` when ``path`` exists or cannot be written.
+    """
+    try:
+        with open(shipped_settings(), "rb") as shipped:
+            text = shipped.read()
+    except OSError as error:
+        print(f"nex: cannot read the shipped settings file {error.filename}: {error.strerror}",
+              file=sys.stderr)
+        return 2
+    try:
+        with open(path, "xb") as out:
+            out.write(text)
+    except FileExistsError:
+        print(f"nex: {path} already exists; Nex does not overwrite it (remove it or name"
+              " another file)", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"nex: cannot write {path}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(f"Wrote {path}.  Set document_root in it (or pass --root), then start Nex with"
+          f" --config {path}")
+    return 0

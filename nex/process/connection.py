@@ -1,0 +1,487 @@
+"""The connection: one client's requests, in order, over one socket.
+
+A connection moves through the states of :class:`State`; :meth:`Connection._enter` is the
+only place the state changes, and it refuses a transition the table does not allow::
+
+    HANDSHAKING (TLS) ──TLS up──▶ IDLE; ──plain HTTP──▶ SENDING (400); ──failed──▶ CLOSED
+    IDLE ──first byte──▶ READING_HEAD ──head──▶ ANSWERING ──▶ SENDING ──▶ IDLE (keep-alive)
+      │                      │ (bad head, time-out)              │ ├──▶ TUNNEL (CONNECT) ──▶ CLOSED
+      └──client left──▶ CLOSED └────────────────▶ SENDING        │ └──▶ CLOSING ──▶ CLOSED
+                                                                  └──▶ CLOSED
+
+A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open` is the one
+decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
+request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
+within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
+however it dribbles it; the TLS handshake counts against that same limit).  Every response
+is logged exactly once, with the body bytes actually sent.
+
+On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
+blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
+ever.  Such a connection uses the socket's Python time-out instead, one value for both
+directions, set before each receive and each response.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+import ssl
+import threading
+import time
+from typing import Optional, Union
+
+from nex.http.body import BodyReader
+from nex.site.routing import Dispatcher
+from nex.http.errors import HTTPError
+from nex.process.log import Logger
+from nex.http.request import HeadScanner, Limits, Request, parse_head
+from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
+    timeval, write_interim, write_response
+from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
+
+_RECV_SIZE = 64 * 1024
+#: Statuses after which the rest of the byte stream cannot be trusted to be framed right.
+_CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 256 * 1024
+#: Errors that mean the client went away or stopped reading: nobody is left to tell.
+_CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
+                          errno.ESHUTDOWN, errno.ETIMEDOUT})
+#: The same for a TLS connection: the client closed the connection, with or without its
+#: closure alert.
+_TLS_CLIENT_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+_PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
+                     "Use an https:// address instead of http://.")
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    HANDSHAKING = "looking at the first bytes, then completing the TLS handshake"
+    IDLE = "waiting for the first byte of a request"
+    READING_HEAD = "receiving a request head"
+    ANSWERING = "handling a request; its body is read, streamed or discarded"
+    SENDING = "sending a response"
+    TUNNEL = "relaying bytes both ways after CONNECT"
+    CLOSING = "half-closed, draining what the client still sends"
+    CLOSED = "closed"
+
+
+_TRANSITIONS = {
+    State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
+    State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
+    State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
+    State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
+    State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
+    State.TUNNEL: frozenset({State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+def stays_open(request: Optional[Request], response: Response, body: Optional[BodyReader],
+               stopping: bool) -> bool:
+    """Whether the connection waits for another request after ``response`` (RFC 9112 §9).
+
+    It does only when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
+    ``keep-alive``; ``Connection: close`` either way), the response neither asks to close
+    nor has a status that leaves the byte stream's framing in doubt (a status relayed from
+    an origin says nothing about this connection), the request body was read to its end,
+    the response's own end is marked by its framing rather than by closing (a response to
+    HEAD has no body to end), no tunnel takes the connection over, and the server is not
+    stopping.
+    """
+    return (request is not None and request.keep_alive and not stopping
+            and not response.close
+            and (response.forwarded or response.status not in _CLOSING_STATUSES)
+            and response.tunnel is None and (body is None or body.done)
+            and (request.method == "HEAD"
+                 or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
+
+
+def _expects_continue(request: Request) -> bool:
+    """Whether an HTTP/1.1 client waits for ``100 Continue`` before sending its body."""
+    expect = request.headers.get("Expect")
+    return (expect is not None and request.version == "HTTP/1.1"
+            and expect.strip(" \t").lower() == "100-continue")
+
+
+class Connection:
+    """Serves the requests that arrive on one accepted socket.
+
+    With ``tls`` the client must first complete a TLS handshake with its context; a client
+    that sends plain HTTP instead gets a ``400`` page in plain text.
+    """
+
+    def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
+                 logger: Logger, stopping: threading.Event,
+                 tls: Optional[ServerTLS] = None) -> None:
+        self.sock = sock
+        self.client = client
+        self.state = State.IDLE if tls is None else State.HANDSHAKING
+        #: Whether TLS is up: the socket is then an ``ssl.SSLSocket`` with a Python time-out.
+        self.encrypted = False
+        self._tls = tls
+        self._owes_close_notify = False
+        self._accepted = time.monotonic()
+        self._dispatcher = dispatcher
+        self._config = dispatcher.config
+        self._limits = Limits.from_config(dispatcher.config)
+        self._head_scanner = HeadScanner(self._limits)
+        self._logger = logger
+        self._stopping = stopping
+        self._buffer = bytearray()
+        #: The bytes of the head being parsed, so a request refused as malformed is logged.
+        self._head_bytes: Union[bytes, bytearray] = b""
+        self._receive_timeout = -1.0
+        #: The address of Nex the client reached, which the proxy's checks need.
+        self._local_address: Optional[str] = (
+            sock.getsockname()[0] if dispatcher.proxy is not None else None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        timeval(dispatcher.config.send_timeout))
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being answered (a stopping server waits for these)."""
+        return self.state in (State.ANSWERING, State.SENDING, State.TUNNEL)
+
+    def serve(self) -> None:
+        """Run the loop until the client leaves, a time limit passes, or the server stops."""
+        try:
+            if self._tls is None or self._start_tls():
+                self._serve_requests()
+        except OSError:
+            pass  # the client went away, stopped reading or failed the handshake
+        except Exception:
+            self._logger.exception(f"unexpected fault on the connection from {self.client}")
+        finally:
+            self.state = State.CLOSED
+            self._close_notify()
+            self.sock.close()
+
+    def wake(self) -> None:
+        """Wake the loop if it is idle, so that a stopping server need not wait for it."""
+        if self.state in (State.IDLE, State.HANDSHAKING):
+            self._shut_down_transport(socket.SHUT_RD)
+
+    def abort(self) -> None:
+        """End a transfer the server will not wait for: its write fails and is logged."""
+        self._shut_down_transport(socket.SHUT_RDWR)
+
+    def _shut_down_transport(self, how: int) -> None:
+        """Shut the TCP connection down from another thread.
+
+        ``SSLSocket.shutdown`` would also drop the TLS layer under the worker, which could
+        then read ciphertext as if it were a request: the plain socket's method leaves it.
+        """
+        try:
+            socket.socket.shutdown(self.sock, how)
+        except OSError:
+            pass
+
+    def _enter(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
+        self.state = state
+
+    def _start_tls(self) -> bool:
+        """Complete the TLS handshake before the first head's deadline; return whether
+        requests can follow.
+
+        The first byte is peeked at first: a plain HTTP request gets the 400 page that says
+        this port speaks HTTPS, in plain text, instead of a failed handshake.
+        """
+        deadline = self._accepted + self._config.request_head_timeout
+        first = self._receive(deadline, 0, 1, socket.MSG_PEEK)
+        if not first:
+            return False  # closed or timed out before sending anything
+        if is_plain_http(first):
+            pending = self._receive(deadline, 0)
+            self._buffer += pending or b""
+            self._head_bytes = self._buffer  # so the log shows the request line
+            self._refuse(HTTPError(400, _PLAIN_HTTP_DETAIL, close=True))
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock = self._tls.wrap(self.sock)
+        self.encrypted = True
+        self._receive_timeout = -1.0  # from now on the socket's Python time-out counts
+        self._set_receive_timeout(remaining)
+        self.sock.do_handshake()
+        self._owes_close_notify = True
+        self._enter(State.IDLE)
+        return True
+
+    def _serve_requests(self) -> None:
+        # A new connection's first request is timed from the accept, so waiting before the
+        # first byte (or in the handshake) cannot buy a slow client a second full time-out.
+        started: Optional[float] = self._accepted
+        idle_timeout = started + self._config.request_head_timeout - time.monotonic()
+        while True:
+            try:
+                request = self._read_request(idle_timeout, started)
+            except HTTPError as error:
+                self._refuse(error)
+                return
+            if request is None:
+                return
+            idle_timeout, started = self._config.keep_alive_timeout, None
+            if not self._answer(request):
+                return
+
+    def _refuse(self, error: HTTPError) -> None:
+        """Answer a request that could not be read with ``error``'s page, then close."""
+        self._enter(State.SENDING)
+        self._send(self._dispatcher.error_response(error), None, keep_alive=False)
+        self._linger()
+
+    def _answer(self, request: Request) -> bool:
+        """Respond to ``request``; return whether the connection stays open."""
+        self._enter(State.ANSWERING)
+        body = None
+        if request.has_body:
+            body = BodyReader(request, self._buffer, self._receive_body,
+                              self._config.request_head_timeout, self._config.max_request_body,
+                              self._limits,
+                              self._send_continue if _expects_continue(request) else None)
+        try:
+            response = self._dispatcher.respond(request, body, self._client_of(request),
+                                                peer=self.client,
+                                                local_address=self._local_address)
+        except HTTPError as error:
+            response = self._dispatcher.error_response(error)
+        except Exception:
+            self._logger.exception(f"fault while answering {request.request_line!r}")
+            response = self._dispatcher.error_response(HTTPError(500, close=True))
+        # A body nobody read is discarded so the next request can be found; not after an
+        # error (the connection closes instead), nor while the client still waits for
+        # 100 Continue (it may never send the body: close and let it be).
+        if (body is not None and not body.done and response.status < 400
+                and not body.awaiting_continue):
+            try:
+                body.discard()
+            except HTTPError as error:
+                response.release()
+                response = self._dispatcher.error_response(error)
+        keep_alive = stays_open(request, response, body, self._stopping.is_set())
+        self._enter(State.SENDING)
+        if response.tunnel is not None:
+            self._run_tunnel(request, response)
+            return False
+        self._send(response, request, keep_alive=keep_alive)
+        if keep_alive:
+            self._enter(State.IDLE)
+            return True
+        # Unread input (a body, pipelined requests) would turn the close into a reset.
+        if (body is not None and not body.done) or response.status >= 400 or self._buffer:
+            self._linger()
+        return False
+
+    def _run_tunnel(self, request: Request, response: Response) -> None:
+        """Send a CONNECT's ``2xx`` head, then relay until the tunnel ends.
+
+        The response is logged once, when the tunnel has ended: its size is the bytes
+        relayed to the client, and ``up=N down=N`` at the end of the line counts both ways.
+        A head that cannot be sent closes the tunnel unrun and is logged as it failed.
+        """
+        tunnel = response.tunnel
+        try:
+            self._send(response, request, keep_alive=False, tunnel_follows=True)
+        except BaseException:
+            tunnel.close()
+            raise
+        self._enter(State.TUNNEL)
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        up = down = 0
+        try:
+            up, down = tunnel(self.sock, pending)
+        finally:
+            self._log(request, response, down, f" up={up} down={down}")
+
+    def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
+        """The next request head, or None when the client closed or idled out.
+
+        The head must be complete ``request_head_timeout`` after ``started``, or, when that is
+        None, after its first byte arrived.
+        """
+        buffer = self._head_bytes = self._buffer
+        deadline = None
+        while True:
+            if buffer:
+                if self.state is State.IDLE:
+                    self._enter(State.READING_HEAD)
+                bounds = self._head_scanner.scan(buffer)
+                if bounds is not None:
+                    start, end = bounds
+                    with memoryview(buffer) as view:
+                        head = bytes(view[start:end])  # one copy, not slice then bytes
+                    del buffer[:end]
+                    self._head_scanner.reset()
+                    self._head_bytes = head
+                    return parse_head(head, self._limits)
+                if deadline is None:
+                    deadline = ((time.monotonic() if started is None else started)
+                                + self._config.request_head_timeout)
+            chunk = self._receive(deadline, idle_timeout)
+            if chunk is None:
+                if deadline is None:
+                    return None
+                raise HTTPError(408, "The request head did not arrive in time.", close=True)
+            if not chunk:
+                return None
+            buffer += chunk
+
+    def _receive(self, deadline: Optional[float], idle_timeout: float,
+                 size: int = _RECV_SIZE, flags: int = 0) -> Optional[bytes]:
+        """Up to ``size`` bytes from the client; b"" when it closed; None when the wait
+        timed out.
+
+        Without a ``deadline`` the connection is idle: it waits ``idle_timeout`` and a
+        stopping server ends the wait.  ``flags`` go to ``recv`` (MSG_PEEK before TLS).
+        """
+        if deadline is None:
+            if self._stopping.is_set():
+                return b""
+            timeout = idle_timeout
+        else:
+            timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return None
+        self._set_receive_timeout(timeout)
+        try:
+            return self.sock.recv(size, flags)
+        except TIMED_OUT:  # SO_RCVTIMEO, or a TLS socket's own time-out, ran out
+            return None
+
+    def _receive_body(self, deadline: float) -> bytes:
+        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader)."""
+        chunk = self._receive(deadline, 0)
+        if chunk is None:
+            raise HTTPError(408, "The request body did not arrive in time.", close=True)
+        return chunk
+
+    def _send_continue(self) -> None:
+        self._set_send_timeout()
+        write_interim(self.sock, 100)
+
+    def _set_receive_timeout(self, seconds: float) -> None:
+        """Bound the next ``recv`` in the kernel (SO_RCVTIMEO), or on a TLS connection with
+        the socket's Python time-out.
+
+        A Python-level socket timeout would ``poll`` before every ``recv`` and ``send``; the
+        kernel's own time-outs cost no extra system call, and a changed value costs one.
+        """
+        if seconds != self._receive_timeout:
+            self._receive_timeout = seconds
+            if self.encrypted:
+                self.sock.settimeout(seconds)
+            else:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+
+    def _set_send_timeout(self) -> None:
+        """On a TLS connection, turn the socket's one time-out to the send time-out (a plain
+        socket keeps SO_SNDTIMEO from the start)."""
+        if self.encrypted:
+            self.sock.settimeout(self._config.send_timeout)
+            self._receive_timeout = -1.0
+
+    def _send(self, response: Response, request: Optional[Request], *,
+              keep_alive: bool, tunnel_follows: bool = False) -> None:
+        """Write ``response`` and log it, once, with the body bytes that went out.
+
+        A client that went away is not an error worth a line; a body the server could not
+        produce whole is, without a traceback.  Either way the connection then closes.
+        With ``tunnel_follows`` a response written whole is left for the tunnel to log.
+        """
+        progress = Progress()
+        written = False
+        try:
+            self._set_send_timeout()
+            write_response(self.sock, response,
+                           head_only=request is not None and request.method == "HEAD",
+                           keep_alive=keep_alive, min_rate=self._config.min_send_rate,
+                           grace=self._config.send_timeout,
+                           chunked_allowed=request is not None and request.version == "HTTP/1.1",
+                           progress=progress, encrypted=self.encrypted)
+            written = True
+        except BodyFault as fault:
+            self._logger.warning(f"response to {self.client} cut short: {fault}")
+            raise
+        except OSError as error:
+            if not _client_gone(error):
+                self._logger.warning(f"sending to {self.client} failed: {error}")
+            raise
+        finally:
+            if not (written and tunnel_follows):
+                self._log(request, response, progress.body_sent)
+
+    def _client_of(self, request: Request) -> str:
+        """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
+        forwarded = self._dispatcher.forwarded
+        if forwarded is None:
+            return self.client
+        return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
+
+    def _log(self, request: Optional[Request], response: Response, sent: int,
+             suffix: str = "") -> None:
+        if request is None:
+            client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
+                                                    None, None)
+        else:
+            client, request_line = self._client_of(request), request.request_line
+            referer = request.headers.get("Referer")
+            agent = request.headers.get("User-Agent")
+        self._logger.access(client, request_line, response.status, sent, referer, agent,
+                            user=response.user, suffix=suffix)
+
+    def _linger(self) -> None:
+        """Half-close, then drain what the client still sends, so it can read our answer.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        the response before the client has read it (RFC 9112 §9.6).  A TLS connection sends
+        its closure alert first; ``SSLSocket.shutdown`` then leaves TLS, so the rest is
+        drained without decrypting it.
+        """
+        self._enter(State.CLOSING)
+        try:
+            self._close_notify()
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + _LINGER_SECONDS
+            drained = 0
+            while drained < _LINGER_BYTES:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
+                self._set_receive_timeout(timeout)
+                chunk = self.sock.recv(_RECV_SIZE)
+                if not chunk:
+                    return
+                drained += len(chunk)
+        except OSError:
+            pass
+
+    def _close_notify(self) -> None:
+        """Send TLS's closure alert once the handshake is done, at most once (RFC 9112
+        §9.8: a TLS connection is closed with an exchange of closure alerts)."""
+        if self._owes_close_notify:
+            self._owes_close_notify = False
+            self._receive_timeout = -1.0
+            send_close_notify(self.sock)
+
+
+def _client_gone(error: OSError) -> bool:
+    """Whether a failed send means the client went away or stopped reading, which is not
+    worth a line in the error log."""
+    if isinstance(error, (TimeoutError,) + _TLS_CLIENT_GONE):
+        return True
+    return not isinstance(error, ssl.SSLError) and error.errno in _CLIENT_GONE
+
+
+def _first_line(data: Union[bytes, bytearray]) -> str:
+    """The start of ``data``'s first line, for logging a request that could not be parsed."""
+    end = data.find(b"\r\n", 0, 1024)
+    return data[:end if end >= 0 else 1024].lstrip(b"\r\n").decode("latin-1")

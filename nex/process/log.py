@@ -1,0 +1,255 @@
+"""The logger: one Combined Log Format line per response, warnings and tracebacks apart.
+
+Workers never wait for the log.  :meth:`Logger.access` and the other writers only format the
+text and append it to a bounded buffer in memory, under a lock that is never held during
+I/O; one writer thread drains the buffer.  When the buffer is full (the destination stopped
+draining: a stalled pipe, a full disk, a paused terminal) new lines are dropped and counted,
+and once the writer has caught up it writes one warning to the error log saying how many.
+
+Access lines wait in the buffer up to :data:`FLUSH_INTERVAL` seconds so that they go out in
+batches; on a terminal, and for warnings, tracebacks and messages, the writer starts at once.
+Every write is one ``os.write`` of whole lines on the destination's descriptor: a log file is
+opened with ``O_APPEND`` and a write to a pipe holds at most ``PIPE_BUF`` bytes, which POSIX
+makes atomic, so several processes sharing one log never interleave within a line.
+
+Text that comes from the client is escaped (control bytes as ``\\xHH``) so a request cannot
+forge log lines or send escape sequences to a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import stat
+import threading
+import time
+import traceback
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+from nex.http.dates import clf_time_now, format_clf_time
+from nex.process.config import Config
+
+_UNSAFE_LOG_TEXT = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+_STATUS_COLOURS = {2: "32", 3: "36", 4: "33", 5: "31"}
+#: The longest an access line waits in memory before the writer starts on it.
+FLUSH_INTERVAL = 0.5
+#: Buffered bytes past which the writer starts without waiting for FLUSH_INTERVAL.
+_BATCH_BYTES = 64 * 1024
+#: Largest single write to a destination that is not a pipe.
+_FILE_WRITE_BYTES = 64 * 1024
+_STDOUT, _STDERR = 1, 2
+
+
+def escape_log_text(text: str) -> str:
+    """``text`` with quotes and backslashes escaped and control characters as ``\\xHH``."""
+    if _UNSAFE_LOG_TEXT.search(text) is None:
+        return text
+    return _UNSAFE_LOG_TEXT.sub(_escape_char, text)
+
+
+def _escape_char(match: "re.Match[str]") -> str:
+    char = match.group()
+    if char in '"\\':
+        return "\\" + char
+    return f"\\x{ord(char):02x}"
+
+
+
+class Logger:
+    """The access and error logs, written by one thread from a bounded buffer.
+
+    ``access`` and ``errors`` are file descriptors open for writing (they may be the same);
+    ``owned`` lists those :meth:`close` closes.  ``buffer_bytes`` bounds the text waiting to
+    be written.
+    """
+
+    def __init__(self, access: int, errors: int, *, colour: bool = False,
+                 buffer_bytes: int = 1024 * 1024, owned: Sequence[int] = ()) -> None:
+        self._access = access
+        self._errors = errors
+        self._colour = colour
+        self._owned = tuple(owned)
+        self._capacity = buffer_bytes
+        self._write_limits = {fd: _write_limit(fd) for fd in (access, errors)}
+        self._immediate = os.isatty(access)
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the writer waits here for lines
+        self._progress = threading.Condition(self._lock)  # flush() waits here for the writer
+        self._entries: List[Tuple[int, bytes]] = []
+        self._buffered = 0
+        self._dropped = 0
+        self._queued = 0  # entries accepted so far
+        self._written = 0  # entries the writer has finished with
+        self._urgent = False
+        self._closing = False
+        self._writer = threading.Thread(target=self._write_forever, name="log-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Logger":
+        """Open the destinations the settings name (``-``: stdout for access, stderr for errors)."""
+        owned: List[int] = []
+        access = _open_destination(config.access_log, _STDOUT, owned)
+        errors = _open_destination(config.error_log, _STDERR, owned)
+        if config.log_colour == "auto":
+            colour = os.isatty(access)
+        else:
+            colour = config.log_colour == "always"
+        return cls(access, errors, colour=colour, buffer_bytes=config.log_buffer, owned=owned)
+
+    def access(self, client: str, request_line: str, status: int, size: int,
+               referer: Optional[str], user_agent: Optional[str],
+               user: Optional[str] = None, suffix: str = "") -> None:
+        """Log one Combined Log Format line for a response that was sent.
+
+        ``user`` is the user who logged in (the third field; ``-`` for none), escaped like
+        the other client text and with its blanks as ``\\x20``, so it stays one field.
+        ``suffix`` is text of Nex's own put after the last field (a CONNECT tunnel's
+        `` up=N down=N``), never text from the client.
+        """
+        status_text = str(status)
+        if self._colour:
+            status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
+        user_text = escape_log_text(user).replace(" ", "\\x20") if user else "-"
+        line = (f'{client} - {user_text} [{clf_time_now()}] "{escape_log_text(request_line)}" '
+                f'{status_text} {size if size else "-"} '
+                f'"{escape_log_text(referer) if referer else "-"}" '
+                f'"{escape_log_text(user_agent) if user_agent else "-"}"{suffix}\n')
+        self._append(self._access, line, urgent=self._immediate)
+
+    def message(self, text: str) -> None:
+        """Log an informational line (start-up, shutdown) to the access stream."""
+        self._append(self._access, text + "\n", urgent=True)
+
+    def warning(self, text: str) -> None:
+        """Log a timestamped warning to the error log."""
+        self._append(self._errors, f"[{format_clf_time(time.time())}] warning: {text}\n", urgent=True)
+
+    def exception(self, text: str) -> None:
+        """Log ``text`` and the traceback of the exception being handled to the error log."""
+        trace = traceback.format_exc()
+        self._append(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}",
+                     urgent=True)
+
+    def flush(self) -> None:
+        """Wait until everything logged so far has been written (or dropped)."""
+        with self._lock:
+            target = self._queued
+            self._urgent = True
+            self._work.notify()
+            while self._written < target and self._writer.is_alive():
+                self._progress.wait(FLUSH_INTERVAL)
+
+    def close(self) -> None:
+        """Write out everything logged so far, stop the writer and close the owned logs."""
+        with self._lock:
+            self._closing = True
+            self._work.notify()
+        self._writer.join()
+        owned, self._owned = self._owned, ()
+        for fd in owned:
+            os.close(fd)
+
+    def _append(self, fd: int, text: str, *, urgent: bool) -> None:
+        """Put ``text`` (whole lines) in the buffer for ``fd``, or count it as dropped."""
+        data = text.encode("utf-8", "backslashreplace")
+        with self._lock:
+            if self._buffered + len(data) > self._capacity:
+                self._dropped += 1
+                return
+            self._entries.append((fd, data))
+            self._buffered += len(data)
+            self._queued += 1
+            if urgent:
+                self._urgent = True
+            if urgent or len(self._entries) == 1 or self._buffered >= _BATCH_BYTES:
+                self._work.notify()
+
+    def _write_forever(self) -> None:
+        """The writer thread: take what is buffered, write it, until closed and empty."""
+        while True:
+            with self._lock:
+                while not (self._entries or self._dropped or self._closing):
+                    self._work.wait()
+                if not (self._urgent or self._closing or self._buffered >= _BATCH_BYTES):
+                    self._work.wait(FLUSH_INTERVAL)  # gather a batch; urgent lines cut it short
+                batch, self._entries = self._entries, []
+                dropped, self._dropped = self._dropped, 0
+                queued = self._queued
+                self._buffered = 0
+                self._urgent = False
+                done = self._closing and not batch and not dropped
+            if done:
+                return
+            self._write_batch(batch)
+            if dropped:
+                notice = (f"[{format_clf_time(time.time())}] warning: {dropped} log line"
+                          f"{'' if dropped == 1 else 's'} dropped: the log was not written as"
+                          " fast as lines came\n")
+                self._write_batch([(self._errors, notice.encode("ascii"))])
+            with self._lock:
+                self._written = queued
+                self._progress.notify_all()
+
+    def _write_batch(self, batch: Sequence[Tuple[int, bytes]]) -> None:
+        """Write ``batch`` in order, each run of entries for one destination in whole lines."""
+        index = 0
+        while index < len(batch):
+            fd = batch[index][0]
+            end = index
+            while end < len(batch) and batch[end][0] == fd:
+                end += 1
+            for chunk in _whole_lines(batch[index:end], self._write_limits[fd]):
+                _write_fully(fd, chunk)
+            index = end
+
+
+def _whole_lines(entries: Sequence[Tuple[int, bytes]], limit: int) -> Iterator[bytes]:
+    """The entries' bytes cut into pieces of whole lines, each at most ``limit`` bytes unless
+    a single line is longer (that line is a piece of its own)."""
+    pending: List[bytes] = []
+    size = 0
+    for _, data in entries:
+        parts = [data] if len(data) <= limit else data.splitlines(keepends=True)
+        for part in parts:
+            if pending and size + len(part) > limit:
+                yield b"".join(pending)
+                pending, size = [], 0
+            pending.append(part)
+            size += len(part)
+    if pending:
+        yield b"".join(pending)
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    """``os.write`` all of ``data`` to ``fd``; a destination that fails loses the rest."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:  # a non-blocking descriptor (a terminal shared with others)
+            select.select([], [fd], [])
+            continue
+        except OSError:  # closed pipe, full disk: nothing better to do with the lines
+            return
+        view = view[written:]
+
+
+def _write_limit(fd: int) -> int:
+    """The largest write to ``fd`` that keeps lines whole: ``PIPE_BUF`` for a pipe."""
+    try:
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        is_pipe = False
+    return select.PIPE_BUF if is_pipe else _FILE_WRITE_BYTES
+
+
+def _open_destination(destination: str, default: int, owned: List[int]) -> int:
+    """The descriptor to write a log to: ``default`` for ``-``, else the file, appended to."""
+    if destination == "-":
+        return default
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    owned.append(fd)
+    return fd

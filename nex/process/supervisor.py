@@ -1,0 +1,584 @@
+"""The supervisor: ``workers = N`` processes serving one port, kept running and reloaded.
+
+One Python process runs one thread at a time, so with ``workers`` above 1 Nex runs that many
+worker processes, each a whole :class:`nex.process.listener.Server` with its own connection threads,
+under this supervisor, which serves no request itself.
+
+**Fork, not exec.**  Workers are ``os.fork`` children of the supervisor.  The supervisor has
+validated the settings and loaded the templates, so a worker starts from exactly that
+:class:`Config` and those templates: nothing is parsed twice, a SIGHUP reload hands the new
+workers exactly the settings it checked, and a restart costs no interpreter start.  Forking is
+safe because the supervisor runs no thread of its own (which is why it writes its log lines
+itself rather than through :class:`nex.process.log.Logger`, whose flusher is a thread): a child
+starts with no lock held by a thread that does not exist in it.  A fresh child closes the
+supervisor's descriptors at once — its signal pipe, its log file, its end of the lifeline
+pipe and the listeners of the other workers — so a worker holds its own listener, the
+connections it accepted and its log files, and nothing of the other workers.
+
+**One port.**  On Linux each worker accepts on a listener of its own, and ``SO_REUSEPORT``
+lets the kernel spread new connections over the listeners by a hash of the addresses.  The
+supervisor creates those listeners, one per worker slot, and keeps them: a worker inherits
+its slot's listener, and the worker that replaces it (after a crash or on SIGHUP) inherits the
+same one.  So the connections waiting in a listener's queue are never lost with a worker; a
+listener the kernel closes drops its queue with resets, which is why no worker's exit closes
+one.  The first listener is bound as a lone Nex binds (``SO_REUSEADDR``, without
+``SO_REUSEPORT``), so that a port any other socket uses, even one that shares its port, fails
+at once with exit status 2; port 0 picks the port there, and ``SO_REUSEPORT`` is set before it
+listens so that the others, bound to that same port, join it.  Elsewhere ``SO_REUSEPORT``
+does not spread connections, so the supervisor listens once and every worker accepts on that
+one inherited socket (:data:`REUSE_PORT` chooses).
+
+**Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
+(stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
+waits for all of them and exits 0.  A worker that exits otherwise is restarted at once, with a
+line in the error log; one that keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is
+restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the
+settings again (the same file and command-line overrides) and replaces the workers one by
+one: a new worker starts and is serving before an old one is told to stop, and the old one
+stops as on SIGTERM, so it finishes the responses it has in flight but closes idle
+keep-alive connections, and a connection it accepted whose request has not arrived yet.
+Fewer workers than before close the surplus listeners, resetting connections that wait in
+them.  Settings that fail their checks, or that change
+``bind`` or ``port``, leave the running workers alone and are reported in one log line.  A
+worker whose supervisor has gone away (even by SIGKILL) stops by itself: it watches a pipe
+whose other end only the supervisor holds.
+
+**Caps.**  ``max_connections`` and ``max_connections_per_client`` are totals: each worker
+admits its share (:func:`worker_config`).  With ``SO_REUSEPORT`` the kernel does not look at
+how busy a worker is, so a worker may reach its share while another has room.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Callable, Dict, List, NoReturn, Optional, Tuple
+
+from nex import SERVER_SOFTWARE
+from nex.process.config import Config, ConfigError
+from nex.process.assembly import assemble
+from nex.process.log import Logger
+from nex.process.listener import Server, bind_listener, listener_url
+from nex.files.templates import TemplateError, TemplateSet
+from nex.process.tls import ServerTLS
+
+#: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+#: A worker that exits sooner than this after its start counts as failing to run.
+QUICK_EXIT_SECONDS = 10.0
+#: The pause before the second quick restart in a row; it doubles with each further one.
+FIRST_RESTART_DELAY = 0.5
+#: The longest pause between restarts of a worker that keeps failing.
+MAX_RESTART_DELAY = 30.0
+#: The longest a new worker may take to report that it listens.
+START_TIMEOUT = 60.0
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+#: What a new worker writes to the supervisor once it is ready; else it writes why it failed.
+_READY = b"ready"
+
+
+def worker_config(config: Config) -> Config:
+    """The settings one of ``config.workers`` workers runs with: its share of each cap.
+
+    Each worker admits ``max_connections / workers`` connections, and
+    ``max_connections_per_client / workers`` from one address, rounded down, at least 1.
+    """
+    return dataclasses.replace(
+        config,
+        max_connections=max(1, config.max_connections // config.workers),
+        max_connections_per_client=max(1, config.max_connections_per_client // config.workers))
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Seconds to wait before restarting a worker that failed ``quick_exits`` times in a row.
+
+    The first restart is at once; from the second, the pause doubles from
+    :data:`FIRST_RESTART_DELAY` up to :data:`MAX_RESTART_DELAY`.
+    """
+    if quick_exits <= 1:
+        return 0.0
+    return min(MAX_RESTART_DELAY, FIRST_RESTART_DELAY * 2.0 ** min(quick_exits - 2, 32))
+
+
+def describe_exit(status: int) -> str:
+    """How a process ended, from its ``waitpid`` status: ``exited with status 1``."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = str(-code)
+    return f"was killed by signal {name}"
+
+
+def supervise(config: Config, load: Callable[[], Config]) -> int:
+    """Run ``config.workers`` workers until SIGINT or SIGTERM; return the exit status.
+
+    ``load`` reads the settings again, as the command line did, and is called on SIGHUP.  A
+    problem found before serving (templates, the port, the log) prints one ``nex:`` line and
+    returns 2.
+    """
+    try:
+        templates = TemplateSet.load(config.error_pages, config.templates)
+    except TemplateError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
+    try:
+        first = _first_listener(config)
+    except OSError as error:
+        print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
+              file=sys.stderr)
+        return 2
+    try:
+        log = SupervisorLog(config.error_log)
+    except OSError as error:
+        print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
+        first.close()
+        return 2
+    return Supervisor(config, templates, load, first, log).run()
+
+
+def _first_listener(config: Config) -> socket.socket:
+    """The first listener: it alone decides whether the port is free, and picks port 0."""
+    if not REUSE_PORT:
+        return bind_listener(config)
+    listener = bind_listener(config, listen=False)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.listen(config.backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+class SupervisorLog:
+    """The supervisor's own lines in the error log: workers started and ended, reloads.
+
+    Each line is one ``write(2)``, on an ``O_APPEND`` descriptor for a file, so it stays whole
+    among the workers' lines.  The format is the error log's: ``[time] level: text``.
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        if destination == "-":
+            self.fd = sys.stderr.fileno()
+        else:
+            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                              0o666)
+
+    def info(self, text: str) -> None:
+        """Write an informational line."""
+        self._write("info", text)
+
+    def warning(self, text: str) -> None:
+        """Write a warning."""
+        self._write("warning", text)
+
+    def close(self) -> None:
+        """Close the log file (never standard error)."""
+        if self.destination != "-":
+            os.close(self.fd)
+
+    def _write(self, level: str, text: str) -> None:
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        sys.stderr.flush()  # a "nex:" line printed before keeps its place
+        try:
+            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # a full disk or a closed stream must not stop the supervisor
+
+
+@dataclasses.dataclass
+class _Slot:
+    """One of the N places a worker runs in, and the worker in it now."""
+
+    number: int
+    pid: int = 0  # 0: no worker runs in this slot now
+    started: float = 0.0
+    quick_exits: int = 0
+    restart_at: Optional[float] = None
+
+
+class Supervisor:
+    """Starts, watches, restarts and replaces the worker processes (see the module)."""
+
+    def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
+                 first: socket.socket, log: SupervisorLog) -> None:
+        self._config = config
+        self._templates = templates
+        self._load = load
+        #: The listener of each slot in turn (slot 1 first); one shared by all without
+        #: SO_REUSEPORT.
+        self._listeners = [first]
+        #: The port every listener binds: the configured one, or the one port 0 picked.
+        self._port: int = first.getsockname()[1]
+        self._log = log
+        self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
+        #: Workers told to stop after a reload, by pid, with their slot number.
+        self._retiring: Dict[int, int] = {}
+        self._stopping = False
+        self._wakeup_read, self._wakeup_write = os.pipe()
+        #: Only the supervisor holds the write end: workers see end-of-file once it is gone.
+        self._lifeline_read, self._lifeline_write = os.pipe()
+
+    def run(self) -> int:
+        """Start the workers, print the start-up line, supervise until stopped; exit status."""
+        previous = self._catch_signals()
+        try:
+            for slot in self._slots:
+                failure = self._fill(slot, self._config)
+                if failure:
+                    print(f"nex: worker {slot.number} {failure}", file=sys.stderr, flush=True)
+                    self._stop()
+                    self._wait_for_every_worker()
+                    return 2
+            url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
+            print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
+                  f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
+            self._supervise()
+            self._log.info(f"{SERVER_SOFTWARE} stopped")
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(-1)
+            for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
+                       self._lifeline_write):
+                os.close(fd)
+            for listener in self._listeners:
+                listener.close()
+            self._log.close()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _catch_signals(self) -> Dict[int, object]:
+        """Route the signals into the wake-up pipe; return the handlers they had."""
+        os.set_blocking(self._wakeup_read, False)
+        os.set_blocking(self._wakeup_write, False)
+        signal.set_wakeup_fd(self._wakeup_write)
+        return {sig: signal.signal(sig, _note_signal) for sig in _SIGNALS}
+
+    def _supervise(self) -> None:
+        """Act on signals and due restarts until stopped and every worker has exited."""
+        while not (self._stopping and not self._worker_pids()):
+            timeout = self._next_restart()
+            select.select([self._wakeup_read], [], [], timeout)
+            signals = self._take_signals()
+            self._reap()
+            if signal.SIGINT in signals or signal.SIGTERM in signals:
+                self._stop()
+            elif signal.SIGHUP in signals and not self._stopping:
+                self._reload()
+            self._restart_due()
+
+    def _take_signals(self) -> frozenset:
+        """The signals that arrived since the last call (their numbers fill the pipe)."""
+        received = bytearray()
+        while True:
+            try:
+                chunk = os.read(self._wakeup_read, 512)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return frozenset(received)
+
+    def _next_restart(self) -> Optional[float]:
+        """Seconds until the next restart is due; None when none is waiting."""
+        due = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
+        if not due or self._stopping:
+            return None
+        return max(0.0, min(due) - time.monotonic())
+
+    def _worker_pids(self) -> List[int]:
+        return [slot.pid for slot in self._slots if slot.pid] + list(self._retiring)
+
+    def _reap(self) -> None:
+        """Collect every worker that exited, and plan the restart of those that should run."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._exited(pid, status)
+
+    def _exited(self, pid: int, status: int) -> None:
+        if pid in self._retiring:
+            number = self._retiring.pop(pid)
+            if os.waitstatus_to_exitcode(status) != 0:
+                self._log.warning(f"replaced worker {number} (pid {pid}) "
+                                  f"{describe_exit(status)}")
+            return
+        slot = next((slot for slot in self._slots if slot.pid == pid), None)
+        if slot is None:
+            return
+        slot.pid = 0
+        if self._stopping:
+            if os.waitstatus_to_exitcode(status) != 0:
+                self._log.warning(f"worker {slot.number} (pid {pid}) {describe_exit(status)} "
+                                  "while stopping")
+            return
+        self._plan_restart(slot, f"worker {slot.number} (pid {pid}) {describe_exit(status)}")
+
+    def _plan_restart(self, slot: _Slot, what: str) -> None:
+        """Log ``what`` happened to the slot's worker and when a new one starts."""
+        now = time.monotonic()
+        if slot.started and now - slot.started >= QUICK_EXIT_SECONDS:
+            slot.quick_exits = 0
+        slot.quick_exits += 1
+        delay = restart_delay(slot.quick_exits)
+        slot.restart_at = now + delay
+        when = f"in {delay:g} s" if delay else "now"
+        self._log.warning(f"{what}; restarting it {when}")
+
+    def _restart_due(self) -> None:
+        if self._stopping:
+            return
+        for slot in self._slots:
+            if slot.restart_at is not None and slot.restart_at <= time.monotonic():
+                failure = self._fill(slot, self._config)
+                if failure:
+                    self._plan_restart(slot, f"worker {slot.number} {failure}")
+
+    def _stop(self) -> None:
+        """Tell every worker to stop; no more restarts."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for slot in self._slots:
+            slot.restart_at = None
+        for pid in self._worker_pids():
+            _signal(pid, signal.SIGTERM)
+
+    def _wait_for_every_worker(self) -> None:
+        while self._worker_pids():
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            self._exited(pid, status)
+
+    # --- starting and replacing workers --------------------------------------------------
+
+    def _fill(self, slot: _Slot, config: Config) -> str:
+        """Start a worker in the empty ``slot``; return why it failed, or "" once it listens.
+
+        A failed start counts as a quick exit, so repeated failures back off.
+        """
+        slot.restart_at, slot.started = None, time.monotonic()
+        slot.pid, failure = self._spawn(config, slot.number)
+        return failure
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the settings and replace the workers one by one."""
+        try:
+            config = self._load()
+            templates = TemplateSet.load(config.error_pages, config.templates)
+        except (ConfigError, TemplateError) as error:
+            self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
+            return
+        if (config.bind, config.port) != (self._config.bind, self._config.port):
+            self._log.warning("settings not reloaded, the workers keep theirs: bind and port "
+                              "change only when Nex restarts")
+            return
+        try:  # opened again even under the same name, so that a rotated log is let go
+            log = SupervisorLog(config.error_log)
+        except OSError as error:
+            self._log.warning(f"settings not reloaded, the workers keep theirs: cannot "
+                              f"open {config.error_log}: {error.strerror}")
+            return
+        self._log.close()
+        self._log = log
+        self._config, self._templates = config, templates
+        while len(self._slots) > config.workers:
+            slot = self._slots.pop()
+            if slot.pid:
+                self._retire(slot)
+            if REUSE_PORT and len(self._listeners) > len(self._slots):
+                self._listeners.pop().close()
+        for listener in self._listeners:
+            listener.listen(config.backlog)
+        for slot in self._slots:
+            if not slot.pid:
+                failure = self._fill(slot, config)
+                if failure:
+                    self._plan_restart(slot, f"worker {slot.number} {failure}")
+                continue
+            pid, failure = self._spawn(config, slot.number)
+            if not pid:
+                self._log.warning(f"worker {slot.number} (pid {slot.pid}) keeps the settings "
+                                  f"it has: its replacement {failure}")
+                continue
+            self._retire(slot)
+            slot.pid, slot.started = pid, time.monotonic()
+        while len(self._slots) < config.workers:
+            slot = _Slot(len(self._slots) + 1)
+            self._slots.append(slot)
+            failure = self._fill(slot, config)
+            if failure:
+                self._plan_restart(slot, f"worker {slot.number} {failure}")
+        self._log.info(f"settings reloaded: {config.workers} workers")
+
+    def _retire(self, slot: _Slot) -> None:
+        """Let the slot's worker finish its responses and exit, with nothing to replace it."""
+        self._retiring[slot.pid] = slot.number
+        _signal(slot.pid, signal.SIGTERM)
+        slot.pid = 0
+
+    def _spawn(self, config: Config, number: int) -> Tuple[int, str]:
+        """Fork worker ``number`` and wait until it serves: ``(pid, "")``, or ``(0, why not)``."""
+        try:
+            listener = self._listener(number, config)
+        except OSError as error:
+            return 0, (f"could not start: cannot listen on {config.bind} port "
+                       f"{self._port}: {error.strerror}")
+        report_read, report_write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Signals wait until the child has its own handlers: a signal meant for a worker must
+        # not run the supervisor's handler in it and land in the supervisor's pipe.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            os.close(report_read)
+            os.close(report_write)
+            return 0, f"could not start: {error.strerror}"
+        if pid == 0:
+            os.close(report_read)
+            self._become_worker(worker_config(config), listener, report_write, blocked)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(report_write)
+        try:
+            report = _read_report(report_read, START_TIMEOUT)
+        finally:
+            os.close(report_read)
+        if report == _READY:
+            self._log.info(f"worker {number} started (pid {pid})")
+            return pid, ""
+        if report is None:
+            _signal(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if report:
+            return 0, f"could not start: {report.decode('utf-8', 'replace')}"
+        if report is None:
+            return 0, f"did not start within {START_TIMEOUT:g} s"
+        return 0, f"{describe_exit(status)} before it was ready"
+
+    def _listener(self, number: int, config: Config) -> socket.socket:
+        """The listener of slot ``number``, bound now for a slot that is new."""
+        if not REUSE_PORT:
+            return self._listeners[0]
+        while len(self._listeners) < number:
+            self._listeners.append(
+                bind_listener(dataclasses.replace(config, port=self._port), reuse_port=True))
+        return self._listeners[number - 1]
+
+    def _become_worker(self, config: Config, listener: socket.socket, report: int,
+                       blocked: object) -> NoReturn:
+        """In the new child: drop the supervisor's part, serve, and exit with the status."""
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_write):
+                os.close(fd)
+            self._log.close()
+            for other in self._listeners:
+                if other is not listener:
+                    other.close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
+            status = _serve_as_worker(config, self._templates, listener, report,
+                                      self._lifeline_read)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+
+
+def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
+                     report: int, lifeline: int) -> int:
+    """One worker's life: report ready on ``report`` once serving, serve until stopped."""
+    if config.thread_stack_size:
+        threading.stack_size(config.thread_stack_size)
+    try:
+        logger = Logger.from_config(config)
+    except OSError as error:
+        _report(report, f"cannot open a log file: {error.strerror}".encode())
+        return 2
+    tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
+    server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                    logger, listener, tls)
+
+    def ready() -> None:
+        threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,
+                         name="supervisor-watch").start()
+        _report(report, _READY)
+
+    try:
+        server.run(ready)
+    finally:
+        logger.close()
+    return 0
+
+
+def _report(fd: int, message: bytes) -> None:
+    """Tell the supervisor ``message`` and close the pipe."""
+    try:
+        os.write(fd, message)
+    finally:
+        os.close(fd)
+
+
+def _stop_when_orphaned(lifeline: int) -> None:
+    """Wait for end-of-file on the lifeline pipe (the supervisor is gone), then stop."""
+    while os.read(lifeline, 1):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _read_report(fd: int, timeout: float) -> Optional[bytes]:
+    """All a new worker wrote before it closed the pipe; None if it took over ``timeout``."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # already exited; the loop reaps it
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    """The handler of the supervisor's signals: their numbers reach the loop by the pipe."""

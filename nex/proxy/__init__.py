@@ -1,0 +1,1 @@
+"""The forward proxy: admission, blacklist, forwarding, origin connections and tunnels."""

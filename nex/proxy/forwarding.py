@@ -1,0 +1,252 @@
+"""What a forward proxy changes in the messages it passes on; pure functions, no sockets.
+
+RFC 9110 §7.6.1 splits fields into end-to-end ones, passed on, and hop-by-hop ones, which
+describe one connection and must not be: ``Connection`` and every field it names, plus the
+fixed list in :data:`HOP_BY_HOP`.  This is where proxies break (tinyproxy freed memory twice
+on ``Connection: Connection``, CVE-2023-49606, and forwarded both ``Content-Length`` and
+``Transfer-Encoding``), so the removal is written once, in :func:`end_to_end_fields`.
+
+Framing is never copied from received fields.  The builders here drop ``Content-Length``
+(and ``Transfer-Encoding``, which is hop-by-hop anyway) and the request's ``Host``; the
+request head gets ``Host`` from the target URI and its framing from the ``body_framing``
+the caller computed from the body it actually relays, and the caller frames a response
+itself (see :func:`client_response_fields`).  So whatever a ``Connection`` field names —
+``Connection``, ``Host``, ``Content-Length`` — the message sent on is framed exactly by the
+body that goes with it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+
+from nex.http.errors import HTTPError
+from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
+
+Fields = Iterable[Tuple[str, str]]
+
+#: RFC 9110 §7.6.1 (and §11.7.1-2, §10.1.4, §7.8, RFC 9112 §6.1, §7.1): fields that hold
+#: for one connection only, in lower case.  Proxy-Connection and Keep-Alive are not
+#: standard but are sent as hop-by-hop by older clients.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization",
+                        "proxy-authenticate", "te", "trailer", "upgrade", "transfer-encoding"})
+#: ``body_framing`` for a request body relayed with the chunked transfer coding.
+CHUNKED = "chunked"
+BodyFraming = Union[None, int, str]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PORT = re.compile(r"[0-9]{1,5}")
+# RFC 9110 §7.6.2: Max-Forwards = 1*DIGIT; 18 digits is more hops than any chain has.
+_MAX_FORWARDS = re.compile(r"[0-9]{1,18}")
+_MAX_FORWARDS_METHODS = frozenset({"OPTIONS", "TRACE"})
+#: Fields the request head builder writes itself rather than copying.
+_REPLACED_IN_REQUEST = frozenset({"host", "content-length", "max-forwards"})
+
+
+def connection_options(fields: Fields) -> FrozenSet[str]:
+    """The lower-case names listed in every ``Connection`` field of ``fields``.
+
+    Elements that are not tokens cannot name a field and are skipped, as are empty ones.
+    """
+    options = set()
+    for name, value in fields:
+        if name.lower() == "connection":
+            for element in value.split(","):
+                option = element.strip(" \t")
+                if TOKEN.fullmatch(option):
+                    options.add(option.lower())
+    return frozenset(options)
+
+
+def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
+    """``fields`` without the hop-by-hop ones, in their order and spelling (RFC 9110 §7.6.1).
+
+    Removed: every name in :data:`HOP_BY_HOP` and every field a ``Connection`` field names.
+    The names are gathered before anything is removed, so a ``Connection`` that names
+    ``Connection`` (or itself twice) is just one more name in a set.
+    """
+    fields = list(fields)
+    dropped = HOP_BY_HOP | connection_options(fields)
+    return [(name, value) for name, value in fields if name.lower() not in dropped]
+
+
+class ProxyTarget(NamedTuple):
+    """An absolute-form request-target (RFC 9112 §3.2.2) taken apart.
+
+    ``scheme`` is lower case; ``authority`` is as sent (the origin's ``Host``); ``host`` and
+    ``port`` come from it (the scheme's port when it has none; IPv6 without brackets);
+    ``origin_form`` is what the request line to the origin carries.
+    """
+
+    scheme: str
+    authority: str
+    host: str
+    port: int
+    origin_form: str
+
+
+def split_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
+    """``(host, port)`` of ``uri-host [":" port]``; an empty or absent port is ``default_port``.
+
+    IPv6 literals lose their brackets.  ``HTTPError(400)`` when there is no host, the port
+    is missing but needed (``default_port`` None, as for CONNECT) or outside 1-65535.
+    """
+    if authority.startswith("["):
+        close = authority.find("]")
+        rest = authority[close + 1:]
+        if close < 0 or (rest and not rest.startswith(":")):
+            raise HTTPError(400, "The request target has a malformed host.")
+        host, port_text = authority[1:close], rest[1:]
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host:
+        raise HTTPError(400, "The request target has no host.")
+    if not port_text:
+        if default_port is None:
+            raise HTTPError(400, "The request target needs a port.")
+        return host, default_port
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise HTTPError(400, "The request target's port is not from 1 to 65535.")
+    return host, int(port_text)
+
+
+def parse_absolute_target(method: str, target: str) -> ProxyTarget:
+    """The parts of an absolute-form ``target`` such as ``http://example.com:8080/a?b``.
+
+    An empty path is sent as ``/``, or as ``*`` for OPTIONS without a query (RFC 9112
+    §3.2.4).  ``HTTPError(400)`` when ``target`` is not absolute-form or its authority is bad.
+    """
+    match = ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise HTTPError(400, "A proxy request needs an absolute URL as its target.")
+    scheme = target[:target.index(":")].lower()
+    authority = match.group("authority")
+    host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+    path, query = match.group("path"), match.group("query")
+    if path is None:
+        path = "*" if method == "OPTIONS" and query is None else "/"
+    origin_form = path if query is None else f"{path}?{query}"
+    return ProxyTarget(scheme, authority, host, port, origin_form)
+
+
+def remaining_forwards(method: str, fields: Fields) -> Optional[int]:
+    """The ``Max-Forwards`` of an OPTIONS or TRACE request (RFC 9110 §7.6.2), else None.
+
+    Other methods ignore the field.  ``HTTPError(400)`` when it is not one decimal number.
+    """
+    if method not in _MAX_FORWARDS_METHODS:
+        return None
+    values = [value for name, value in fields if name.lower() == "max-forwards"]
+    if not values:
+        return None
+    if len(values) > 1 or not _MAX_FORWARDS.fullmatch(values[0]):
+        raise HTTPError(400, "Max-Forwards must be one decimal number.")
+    return int(values[0])
+
+
+def answers_locally(method: str, fields: Fields) -> bool:
+    """Whether Nex must answer the request itself: OPTIONS or TRACE with ``Max-Forwards: 0``.
+
+    RFC 9110 §7.6.2: such a request is not forwarded; the recipient responds as its final
+    recipient.  ``HTTPError(400)`` for a malformed Max-Forwards.
+    """
+    return remaining_forwards(method, fields) == 0
+
+
+def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
+                        body_framing: BodyFraming, via: Optional[str]) -> bytes:
+    """The head Nex sends to the origin for a request received in absolute-form.
+
+    * The request line is ``method path_and_query HTTP/1.1`` (origin-form, or ``*``; RFC
+      9110 §6.2: a proxy sends its own version).
+    * ``Host: host_header`` comes first: the target URI's authority, whatever Host the client
+      sent (RFC 9112 §3.2.2).
+    * The end-to-end ``fields`` follow in order, without ``Host`` and ``Content-Length``, and
+      without ``Expect: 100-continue``: Nex streams the body at once and skips interim
+      responses, so an origin waiting for its own go-ahead would only add a delay.
+    * ``Max-Forwards`` of OPTIONS and TRACE goes on one lower; the caller answers the request
+      itself instead when it is 0 (:func:`answers_locally`), and this raises ``ValueError``.
+    * ``via``, when given, is appended as the last ``Via`` (RFC 9110 §7.6.3), e.g.
+      ``via_element(request.version, pseudonym)``.
+    * Framing from ``body_framing``: None for a request without a body (no framing field),
+      an int for ``Content-Length``, or :data:`CHUNKED` for ``Transfer-Encoding: chunked``.
+
+    No ``Connection`` field is sent: the connection to the origin persists by default.
+    ``ValueError`` for a method, target, Host or Via that could not be sent as they are.
+    """
+    fields = list(fields)
+    forwards = remaining_forwards(method, fields)
+    if forwards == 0:
+        raise ValueError("Max-Forwards is 0: the request is answered, not forwarded")
+    if not TOKEN.fullmatch(method):
+        raise ValueError(f"method {method!r} is not a token")
+    if not REQUEST_TARGET.fullmatch(path_and_query) or (
+            path_and_query != "*" and not path_and_query.startswith("/")):
+        raise ValueError(f"{path_and_query!r} is not an origin-form target or *")
+    lines = [f"{method} {path_and_query} HTTP/1.1", f"Host: {_field_value(host_header)}"]
+    replaced = _REPLACED_IN_REQUEST if forwards is not None else _REPLACED_IN_REQUEST - {
+        "max-forwards"}
+    for name, value in end_to_end_fields(fields):
+        lower = name.lower()
+        if lower in replaced or (lower == "expect" and value.lower() == "100-continue"):
+            continue
+        lines.append(f"{name}: {value}")
+    if forwards is not None:
+        lines.append(f"Max-Forwards: {forwards - 1}")
+    if via:
+        lines.append(f"Via: {_field_value(via)}")
+    if body_framing == CHUNKED:
+        lines.append("Transfer-Encoding: chunked")
+    elif isinstance(body_framing, int) and body_framing >= 0:
+        lines.append(f"Content-Length: {body_framing}")
+    elif body_framing is not None:
+        raise ValueError(f"body_framing {body_framing!r} is not None, a length or CHUNKED")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def client_response_fields(origin_fields: Fields, via: Optional[str]) -> List[Tuple[str, str]]:
+    """The origin response's fields as Nex passes them to the client.
+
+    Hop-by-hop fields and ``Content-Length`` are removed and ``via`` (e.g.
+    ``via_element(head.version, pseudonym)``) is appended as the last ``Via``.  The caller
+    frames the body it relays: ``Content-Length: head.content_length`` when the origin gave
+    one (this also keeps it on HEAD and 304 responses, where it describes the
+    representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
+    Date, Server and the rest pass unchanged; a writer must not add its own.
+    """
+    fields = [(name, value) for name, value in end_to_end_fields(origin_fields)
+              if name.lower() != "content-length"]
+    if via:
+        fields.append(("Via", _field_value(via)))
+    return fields
+
+
+def new_pseudonym() -> str:
+    """A received-by name for ``Via`` unique to this process: ``nex-`` and 16 hex digits.
+
+    Nex refuses requests whose ``Via`` already carries it (a loop), so it must not collide
+    with another proxy's; two Nex instances with the same server name still differ.
+    """
+    return f"nex-{secrets.token_hex(8)}"
+
+
+def via_element(http_version: str, pseudonym: str) -> str:
+    """One ``Via`` element: ``1.1 nex-…`` for a message received as ``HTTP/1.1``."""
+    return f"{http_version[len('HTTP/'):]} {pseudonym}"
+
+
+def via_carries(via: Optional[str], pseudonym: str) -> bool:
+    """Whether the ``Via`` value ``via`` carries ``pseudonym`` as a received-by (any case)."""
+    if not via:
+        return False
+    return re.search(rf"(?<![^ \t,(]){re.escape(pseudonym)}(?![^ \t,)])", via,
+                     re.IGNORECASE) is not None
+
+
+def _field_value(value: str) -> str:
+    """``value`` if it can be sent as one field line's value, else ``ValueError``."""
+    if not value or not FIELD_VALUE.fullmatch(value):
+        raise ValueError(f"{value!r} cannot be sent as a field value")
+    return value

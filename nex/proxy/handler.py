@@ -1,0 +1,350 @@
+"""The forward proxy: requests for other hosts passed on to them, and CONNECT tunnels.
+
+With ``[proxy] enabled``, :meth:`ForwardProxy.claims` picks the requests that are meant
+for the proxy rather than for the files: every CONNECT, and every absolute-form request
+(``GET http://example.com/ HTTP/1.1``) except those that name Nex itself, which RFC 9112
+§3.2.2 has an origin server serve as its own.  For each, in this order:
+
+1. an ``https://`` absolute-form target is ``400``: such requests go through a tunnel;
+2. the admission checks (:mod:`nex.proxy.admission`: client network, loop, proxy login,
+   blacklist, DNS, denied destinations, CONNECT port), the first refusal winning;
+3. OPTIONS and TRACE with ``Max-Forwards: 0`` are answered here (RFC 9110 §7.6.2);
+4. the request goes to the origin over a pooled connection (:mod:`nex.proxy.upstream`):
+   origin-form, hop-by-hop fields removed and ``Via`` added (:mod:`nex.proxy.forwarding`), the
+   body streamed from the client as it arrives; the response comes back the same way, its
+   body streamed to the client while the origin sends it;
+5. CONNECT opens a connection to the origin and, after ``200``, relays bytes both ways
+   (:mod:`nex.proxy.tunnel`) until both sides have finished.
+
+Origin failures before the response head are ``502`` (refused, unreachable, unresolvable,
+malformed) or ``504`` (too slow); after it, the client's connection is closed, since the
+response cannot be completed.  Nothing here touches the client's socket except the tunnel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import TYPE_CHECKING, Callable, FrozenSet, Iterator, Optional, Tuple
+
+from nex.proxy.admission import Admission, Destination
+from nex.proxy.blacklist import Address, address_forms, canonical_host
+from nex.http.body import NO_LIMIT, BodyReader
+from nex.http.errors import HTTPError
+from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, client_response_fields,
+                            new_pseudonym, origin_request_head, parse_absolute_target,
+                            split_authority, via_carries, via_element)
+from nex.http.request import Limits, Request
+from nex.http.response import BodyFault, Response
+from nex.proxy.tunnel import relay
+from nex.proxy.upstream import (LENGTH, NO_BODY, Origin, OriginBodyError, OriginPool, ResponseHead,
+                          StaleConnection, connect)
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+#: Idle origin connections kept for reuse: per origin, in all, and for how long.  Enough
+#: for a busy client's parallel connections to one origin to find theirs again.
+POOL_PER_HOST = 64
+POOL_TOTAL = 256
+POOL_IDLE_SECONDS = 30.0
+#: What an OPTIONS answered by the proxy itself says it passes on for an http:// target.
+FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
+#: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
+_UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+_USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
+                "host:443 and speak TLS inside it, as browsers and curl do.")
+
+
+class ForwardProxy:
+    """The proxy of one Nex process: its admission checks, its pool of origin connections.
+
+    Built once per process (each worker has its own pool and pseudonym) by
+    :meth:`from_config`; every worker thread shares it.  ``pseudonym`` is the received-by
+    name in ``Via`` (None with ``via = no``); ``listen_port`` is the port Nex serves.
+    """
+
+    def __init__(self, config: Config, admission: Admission, pool: OriginPool,
+                 pseudonym: Optional[str], listen_port: int) -> None:
+        self._config = config
+        self._admission = admission
+        self._pool = pool
+        self._pseudonym = pseudonym
+        self._listen_port = listen_port
+        self._limits = Limits.from_config(config)
+        self._own_names = frozenset({"localhost", _canonical_or_lower(config.server_name)})
+        self._own_addresses = _own_addresses(config.bind)
+        # Bound to every address: each loopback address reaches Nex too.
+        self._loopback_is_own = config.bind in _WILDCARDS
+
+    @classmethod
+    def from_config(cls, config: Config, *, listen_port: int,
+                    on_error: Callable[[str], None]) -> "ForwardProxy":
+        """The proxy the ``[proxy]`` settings describe, for a server on ``listen_port``.
+
+        ``on_error`` receives one line when the users or blacklist file turns bad while
+        Nex runs; ``ValueError`` when one is bad already.
+        """
+        pseudonym = new_pseudonym()
+        admission = Admission.from_config(config, listen_port=listen_port,
+                                          pseudonym=pseudonym, on_error=on_error)
+        pool = OriginPool(per_host=POOL_PER_HOST, total=POOL_TOTAL,
+                          idle_timeout=POOL_IDLE_SECONDS)
+        return cls(config, admission, pool, pseudonym if config.proxy_via else None,
+                   listen_port)
+
+    def claims(self, request: Request, local_address: Optional[str]) -> bool:
+        """Whether ``request`` is for the proxy rather than for the files.
+
+        CONNECT always is; an origin-form or ``*`` target never.  An absolute-form one is,
+        unless it names Nex itself (:meth:`names_nex`); a request whose ``Via`` shows it
+        already passed through this Nex is claimed either way, so that it gets ``508``.
+        """
+        if request.method == "CONNECT":
+            return True
+        target = request.target
+        if target.startswith("/") or target == "*":
+            return False
+        if self._pseudonym is not None and via_carries(request.headers.get("Via"),
+                                                       self._pseudonym):
+            return True
+        return not self.names_nex(target[:target.index(":")].lower(), request.host,
+                                  local_address)
+
+    def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
+        """Whether an absolute URL's ``authority`` is Nex itself: the port Nex listens on
+        (the scheme's own when none is given) with ``server_name``, ``localhost``, the bound
+        address (``127.0.0.1`` and ``::1`` for ``localhost``), the address the client
+        reached (``local_address``), or, when Nex is bound to every address, any loopback
+        address."""
+        try:
+            host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+            if port != self._listen_port:
+                return False
+            name = canonical_host(host)
+        except (HTTPError, ValueError):
+            return False
+        if name in self._own_names:
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        reached = _address_or_none(local_address)
+        return any(form in self._own_addresses or form == reached
+                   or (form.is_loopback and self._loopback_is_own)
+                   for form in address_forms(address))
+
+    def respond(self, request: Request, body: Optional[BodyReader], peer: str,
+                local_address: Optional[str]) -> Response:
+        """The response to a request :meth:`claims`, or the ``HTTPError`` refusing it.
+
+        ``peer`` is the address of the client's connection (never one a header names);
+        ``local_address`` the address of Nex it reached.
+        """
+        if request.method == "CONNECT":
+            return self._tunnel(request, peer, local_address)
+        return self._forward(request, body, peer, local_address)
+
+    def close(self) -> None:
+        """Close the idle origin connections (at shutdown)."""
+        self._pool.close()
+
+    def _admit(self, request: Request, peer: str, local_address: Optional[str], host: str,
+               port: int) -> Destination:
+        return self._admission.admit(
+            client=peer, method=request.method, host=host, port=port,
+            proxy_authorization=request.headers.get("Proxy-Authorization"),
+            via=request.headers.get("Via"), local_address=local_address)
+
+    def _tunnel(self, request: Request, peer: str, local_address: Optional[str]) -> Response:
+        """Admit a CONNECT and connect to its destination: ``200`` with the tunnel."""
+        host, port = split_authority(request.target, None)
+        destination = self._admit(request, peer, local_address, host, port)
+        config = self._config
+        origin = connect((destination.host, destination.port), destination.addresses,
+                         config.proxy_connect_timeout, config.proxy_upstream_timeout,
+                         self._limits)
+        return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle),
+                        user=destination.user)
+
+    def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
+                 local_address: Optional[str]) -> Response:
+        """Pass an absolute-form request on to its origin; the origin's response."""
+        target = parse_absolute_target(request.method, request.target)
+        if target.scheme != "http":
+            raise HTTPError(400, _USE_CONNECT)
+        destination = self._admit(request, peer, local_address, target.host, target.port)
+        fields = request.headers.items()
+        if answers_locally(request.method, fields):
+            return _answer_locally(request, destination.user)
+        framing: BodyFraming = None
+        if request.chunked:
+            framing = CHUNKED
+        elif "Content-Length" in request.headers:
+            framing = request.body_length
+        via = (via_element(request.version, self._pseudonym)
+               if self._pseudonym is not None else None)
+        try:
+            head = origin_request_head(request.method, target.origin_form, target.authority,
+                                       fields, framing, via)
+        except ValueError:
+            raise HTTPError(400, "The request cannot be passed on as it is.") from None
+        if body is not None:
+            body.limit = NO_LIMIT  # streamed to the origin, never held
+        origin, response_head = self._exchange(destination, head, body, request.method)
+        try:
+            return self._relay(origin, response_head, destination.user)
+        except BaseException:
+            origin.close()
+            raise
+
+    def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
+        """The client's response to the origin's ``head``, its body to come from ``origin``."""
+        via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
+        response = Response(head.status, client_response_fields(head.headers.items(), via),
+                            forwarded=True, user=user, reason=head.reason)
+        length = head.content_length
+        if head.framing == LENGTH and length is not None and length <= origin.buffered:
+            # The whole body came with the head: it goes out with the head in one write,
+            # and the connection back to the pool at once.
+            response.body = (b"".join(origin.read_body(head)),)
+            self._pool.release(origin)
+            return response
+        response.stream = _OriginBody(self._pool, origin, head)
+        if head.status != 204 and head.framing in (LENGTH, NO_BODY):
+            response.stream_length = length  # also for HEAD and 304 (RFC 9110 §8.6)
+        return response
+
+    def _exchange(self, destination: Destination, head: bytes, body: Optional[BodyReader],
+                  method: str) -> Tuple[Origin, ResponseHead]:
+        """Send the request over a pooled connection and read the response head.
+
+        A pooled connection the origin had closed fails before any byte of the response
+        (:class:`StaleConnection`); the request goes once more over a new connection when
+        none of its body has been read yet, since only then can it be sent again whole.
+        """
+        config = self._config
+        origin = self._pool.connect(destination.host, destination.port, destination.addresses,
+                                    connect_timeout=config.proxy_connect_timeout,
+                                    upstream_timeout=config.proxy_upstream_timeout,
+                                    limits=self._limits)
+        while True:
+            try:
+                _send_request(origin, head, body)
+                return origin, origin.read_head(method)
+            except StaleConnection:
+                origin.close()
+                if body is not None and body.received:
+                    raise
+                origin = connect((destination.host, destination.port), destination.addresses,
+                                 config.proxy_connect_timeout, config.proxy_upstream_timeout,
+                                 self._limits)
+            except BaseException:
+                origin.close()
+                raise
+
+
+def _send_request(origin: Origin, head: bytes, body: Optional[BodyReader]) -> None:
+    """Send ``head`` and the body as it arrives from the client, chunked again if it came
+    chunked (its chunk extensions and trailer fields are not passed on)."""
+    origin.send(head)
+    if body is None:
+        return
+    chunked = body.length is None
+    for piece in body:
+        origin.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+    if chunked:
+        origin.send(b"0\r\n\r\n")
+
+
+def _answer_locally(request: Request, user: Optional[str]) -> Response:
+    """The proxy's own answer to OPTIONS or TRACE with ``Max-Forwards: 0`` (RFC 9110 §7.6.2):
+    OPTIONS lists what it passes on; TRACE echoes the request head as it arrived
+    (§9.3.8), without credentials."""
+    if request.method == "OPTIONS":
+        return Response(200, [("Allow", FORWARDED_METHODS)], user=user)
+    lines = [request.request_line] + [f"{name}: {value}"
+                                      for name, value in request.headers.items()
+                                      if name.lower() not in _UNECHOED]
+    echo = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return Response(200, [("Content-Type", "message/http")], [echo], user=user)
+
+
+class _OriginBody:
+    """An origin's response body, as the writer streams it to the client.
+
+    Iterating reads the body from the origin; a body that breaks off is a
+    :class:`BodyFault`, which closes the client's connection.  :meth:`close` (the
+    response's ``release()``) returns the connection to the pool when it carried a whole
+    response and may carry another, and closes it otherwise.
+    """
+
+    def __init__(self, pool: OriginPool, origin: Origin, head: ResponseHead) -> None:
+        self._pool = pool
+        self._origin: Optional[Origin] = origin
+        self._pieces = origin.read_body(head)
+        if head.framing == NO_BODY:
+            for _ in self._pieces:  # nothing to read; marks the connection reusable
+                pass
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._pieces
+        except OriginBodyError as error:
+            raise BodyFault(f"the origin's response broke off: {error}") from None
+
+    def close(self) -> None:
+        """Give the origin connection back, or close it; later calls do nothing."""
+        if self._origin is not None:
+            origin, self._origin = self._origin, None
+            self._pieces.close()
+            self._pool.release(origin)
+
+
+class _Tunnel:
+    """A CONNECT tunnel to the origin connected on ``origin_sock``."""
+
+    def __init__(self, origin_sock: socket.socket, idle_timeout: float) -> None:
+        self._origin_sock = origin_sock
+        self._idle_timeout = idle_timeout
+
+    def __call__(self, client_sock: socket.socket, pending: bytes) -> Tuple[int, int]:
+        """Relay until the tunnel ends, then close the origin connection."""
+        try:
+            return relay(client_sock, self._origin_sock, self._idle_timeout, pending)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the origin connection."""
+        self._origin_sock.close()
+
+
+def _canonical_or_lower(name: str) -> str:
+    try:
+        return canonical_host(name)
+    except ValueError:
+        return name.lower()
+
+
+def _own_addresses(bind: str) -> FrozenSet[Address]:
+    """The addresses a listener bound to ``bind`` owns by name; none for a wildcard."""
+    if bind in _WILDCARDS:
+        return frozenset()
+    if bind == "localhost":
+        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
+    return frozenset(address_forms(ipaddress.ip_address(bind)))
+
+
+def _address_or_none(text: Optional[str]) -> Optional[Address]:
+    """The IP address ``text`` spells (zone index dropped, IPv4-mapped as IPv4), else None."""
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    return address_forms(address)[-1]

@@ -1,0 +1,470 @@
+"""The origin side of the proxy: connecting, reading responses strictly, pooling connections.
+
+:func:`connect` opens a connection to the first admitted address that answers.
+:class:`Origin` sends a request head and body and reads the response: the head is parsed as
+strictly as the request parser parses requests (:func:`parse_response_head`), the body is
+framed by RFC 9112 §6.3 and handed out decoded, in pieces of at most :data:`MAX_PIECE`
+bytes.  :class:`OriginPool` keeps idle keep-alive connections for reuse.
+
+Failures before the response head map to statuses for the client: an origin that refuses,
+cannot be reached, closes early or sends a malformed head is ``502``; one that does not
+answer within its time is ``504``.  Once the head has been passed on, nothing can be said to
+the client any more: a body that breaks off raises :class:`OriginBodyError`, and the caller
+closes the client's connection so that the client sees a cut-off response.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+import select
+import socket
+import threading
+import time
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from nex.http.body import NO_LIMIT, ChunkedBody
+from nex.http.errors import HTTPError
+from nex.http.grammar import CONTENT_LENGTH, FIELD_SECTION, TOKEN
+from nex.http.request import Headers, Limits
+from nex.http.response import TIMED_OUT, timeval
+
+#: The most body bytes handed out at once.
+MAX_PIECE = 64 * 1024
+
+#: Response framing (RFC 9112 §6.3): no body; Content-Length; chunked; until the origin closes.
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = "none", "length", "chunked", "close"
+
+Key = Tuple[str, int]
+SocketAddress = Tuple[int, tuple]
+Data = Union[bytes, bytearray, memoryview]
+
+# RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ], with
+# reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).  RFC 9110 §15: codes run from 100 to
+# 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
+_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+
+
+class OriginBodyError(Exception):
+    """The origin's body broke off (closed early, stalled, misframed) after its head.
+
+    The response to the client cannot be completed: close the client's connection.
+    """
+
+
+class StaleConnection(HTTPError):
+    """A reused connection failed before any byte of the response: the origin had closed it.
+
+    A ``502`` for callers that do not look closer; one that can send the request again (no
+    body, or a body it still holds) may retry once on a new connection.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(502, "The origin server closed the connection.")
+
+
+def _bad_gateway(detail: str) -> HTTPError:
+    return HTTPError(502, f"The origin server sent {detail}.")
+
+
+class ResponseHead(NamedTuple):
+    """A parsed response head.
+
+    ``framing`` is :data:`NO_BODY`, :data:`LENGTH`, :data:`CHUNKED` or :data:`UNTIL_CLOSE`;
+    ``content_length`` the validated ``Content-Length`` when one was sent (also on HEAD and
+    304 responses, where it describes the representation, not a body that follows);
+    ``keep_alive`` whether the origin lets the connection carry another request afterwards.
+    """
+
+    version: str
+    status: int
+    reason: str
+    headers: Headers
+    framing: str
+    content_length: Optional[int]
+    keep_alive: bool
+
+
+def _list(values: Sequence[str]) -> List[str]:
+    """The non-empty elements of comma-separated list fields (RFC 9110 §5.6.1)."""
+    return [element.strip(" \t") for value in values for element in value.split(",")
+            if element.strip(" \t")]
+
+
+def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> ResponseHead:
+    """The :class:`ResponseHead` in ``head`` (status line to blank line) to a ``method`` request.
+
+    Refused with ``HTTPError(502)``: a status line other than ``HTTP/1.x NNN [reason]``; bare
+    CR or LF; a field line the request parser would refuse; more than ``limits`` allow (the
+    status line is held to ``limits.request_line``); ``Content-Length`` with
+    ``Transfer-Encoding``, differing or malformed lengths; a transfer coding other than
+    exactly ``chunked``, or any in an HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for
+    HEAD and for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
+    """
+    head = bytes(head)
+    if len(head) > limits.header_block:
+        raise _bad_gateway("a response head that is too large")
+    if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
+        raise _bad_gateway("a bare CR or LF in its response head")
+    if not head.endswith(b"\r\n\r\n"):
+        raise _bad_gateway("an incomplete response head")
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    if len(lines[0]) > limits.request_line:
+        raise _bad_gateway("a status line that is too long")
+    if len(lines) - 1 > limits.header_count:
+        raise _bad_gateway("too many header fields")
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
+        raise _bad_gateway("a malformed status line")
+    # One pass checks every field line at once; only a bad head is taken line by line.
+    if not FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        raise _bad_gateway("a malformed header field")
+    headers = Headers([(name, value.strip(" \t")) for name, _, value in
+                       (line.partition(":") for line in lines[1:])])
+    version = f"HTTP/1.{status_line.group(1)}"
+    status = int(status_line.group(2))
+    content_length = _content_length(headers)
+    codings = headers.get_all("Transfer-Encoding")
+    if codings and content_length is not None:
+        raise _bad_gateway("both Transfer-Encoding and Content-Length")
+    if codings and version == "HTTP/1.0":
+        raise _bad_gateway("Transfer-Encoding in an HTTP/1.0 response")
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        framing = NO_BODY
+    elif codings:
+        if [name.lower() for name in _list(codings)] != ["chunked"]:
+            raise _bad_gateway("a transfer coding other than chunked")
+        framing = CHUNKED
+    elif content_length is not None:
+        framing = LENGTH
+    else:
+        framing = UNTIL_CLOSE
+    options = {option.lower() for option in _list(headers.get_all("Connection"))
+               if TOKEN.fullmatch(option)}
+    keep_alive = (framing != UNTIL_CLOSE and "close" not in options
+                  and (version != "HTTP/1.0" or "keep-alive" in options))
+    return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
+                        content_length, keep_alive)
+
+
+def _content_length(headers: Headers) -> Optional[int]:
+    """The one Content-Length the fields agree on (a list of equal values is one), or None."""
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    if not all(CONTENT_LENGTH.fullmatch(value) for value in values):
+        raise _bad_gateway("a malformed Content-Length")
+    lengths = {int(digits.strip(" \t")) for value in values for digits in value.split(",")}
+    if len(lengths) != 1:
+        raise _bad_gateway("conflicting Content-Length values")
+    return lengths.pop()
+
+
+def _pieces(data: Data) -> Iterator[bytes]:
+    """``data`` in pieces of at most MAX_PIECE bytes."""
+    for start in range(0, len(data), MAX_PIECE):
+        yield bytes(data[start:start + MAX_PIECE])
+
+
+class Origin:
+    """One connection to an origin server, carrying one request at a time.
+
+    Use: :meth:`send` the head and body, :meth:`read_head`, then iterate :meth:`read_body`
+    to its end; then :attr:`reusable` says whether :meth:`OriginPool.release` may keep it.
+    ``timeout`` (``upstream_timeout``) bounds the wait for a head and each read or write.
+    ``reused`` is True for a connection that came out of a pool.  The socket is blocking,
+    its waits bounded by the kernel (SO_RCVTIMEO, SO_SNDTIMEO), which costs no system call
+    per send or receive as a Python time-out's poll would.
+    """
+
+    def __init__(self, sock: socket.socket, key: Key, timeout: float,
+                 limits: Limits = Limits()) -> None:
+        self.sock = sock
+        self.key = key
+        self.timeout = timeout
+        self.limits = limits
+        self.reused = False
+        self._buffer = bytearray()
+        self._answered = False  # a byte of the current response has arrived
+        self._reusable = False
+        self._waits = {socket.SO_RCVTIMEO: -1.0, socket.SO_SNDTIMEO: -1.0}
+        sock.settimeout(None)
+
+    def _wait_at_most(self, option: int, seconds: float) -> None:
+        """Bound the next receives (SO_RCVTIMEO) or sends (SO_SNDTIMEO) to ``seconds``."""
+        if self._waits[option] != seconds:
+            self._waits[option] = seconds
+            self.sock.setsockopt(socket.SOL_SOCKET, option, timeval(seconds))
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received past the response head that have not been handed out yet."""
+        return len(self._buffer)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the last response was read to its end and the origin allows another."""
+        return self._reusable
+
+    def send(self, data: Data) -> None:
+        """Send request bytes: ``502`` on failure (:class:`StaleConnection` for a reused
+        connection the origin had closed), ``504`` when the origin stops reading."""
+        self._reusable = False
+        self._wait_at_most(socket.SO_SNDTIMEO, self.timeout)
+        try:
+            self.sock.sendall(data)
+        except TIMED_OUT:
+            raise HTTPError(504, "The origin server stopped reading the request.") from None
+        except OSError:
+            if self.reused and not self._answered:
+                raise StaleConnection() from None
+            raise HTTPError(502, "The connection to the origin server failed.") from None
+
+    def read_head(self, method: str) -> ResponseHead:
+        """The response head to a ``method`` request; interim 1xx responses are skipped.
+
+        The whole head must arrive within ``timeout`` seconds (``504`` otherwise); a
+        malformed head or a connection closed before it is ``502`` (a reused connection
+        closed before any byte: :class:`StaleConnection`).  A ``101`` is ``502`` too: Nex
+        never asks an origin to switch protocols.
+        """
+        self._reusable = False
+        self._answered = False
+        deadline = time.monotonic() + self.timeout
+        while True:
+            head = parse_response_head(self._receive_head(deadline), method, self.limits)
+            if head.status == 101:
+                raise _bad_gateway("a protocol switch nobody asked for")
+            if head.status >= 200:
+                return head
+
+    def _receive_head(self, deadline: float) -> bytes:
+        scanned = 0
+        while True:
+            ends = [found + len(end) for end in _HEAD_ENDS
+                    for found in (self._buffer.find(end, scanned),) if found != -1]
+            if ends:
+                stop = min(ends)
+                head = bytes(self._buffer[:stop])
+                del self._buffer[:stop]
+                return head
+            if len(self._buffer) > self.limits.header_block:
+                raise _bad_gateway("a response head that is too large")
+            scanned = max(0, len(self._buffer) - 3)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HTTPError(504, "The origin server did not answer in time.")
+            # Rounded up to whole milliseconds, so that the time-out changes rarely.
+            self._wait_at_most(socket.SO_RCVTIMEO,
+                               min(math.ceil(remaining * 1000) / 1000, self.timeout))
+            try:
+                chunk = self.sock.recv(MAX_PIECE)
+            except TIMED_OUT:
+                raise HTTPError(504, "The origin server did not answer in time.") from None
+            except OSError:
+                chunk = b""
+            if not chunk:
+                if self.reused and not self._answered and not self._buffer:
+                    raise StaleConnection()
+                raise _bad_gateway("no complete response head before closing")
+            self._answered = True
+            self._buffer += chunk
+
+    def read_body(self, head: ResponseHead) -> Iterator[bytes]:
+        """The decoded body of the response ``head`` came with, in pieces of <= MAX_PIECE.
+
+        Each read waits at most ``timeout`` seconds.  A body cut off by the origin, a stall or
+        bad chunked framing raises :class:`OriginBodyError`.  After the last piece,
+        :attr:`reusable` tells whether the connection can carry another request.
+        """
+        if head.framing == LENGTH:
+            yield from self._length_body(head.content_length or 0)
+        elif head.framing == CHUNKED:
+            yield from self._chunked_body()
+        elif head.framing == UNTIL_CLOSE:
+            yield from _pieces(self._buffer)
+            self._buffer.clear()
+            while True:
+                chunk = self._receive_body()
+                if not chunk:
+                    return
+                yield chunk
+        self._reusable = head.keep_alive and not self._buffer
+
+    def _receive_body(self, size: int = MAX_PIECE) -> bytes:
+        self._wait_at_most(socket.SO_RCVTIMEO, self.timeout)
+        try:
+            return self.sock.recv(size)
+        except TIMED_OUT:
+            raise OriginBodyError("the origin server stalled inside the body") from None
+        except OSError as error:
+            raise OriginBodyError(f"the origin connection failed ({error})") from None
+
+    def _length_body(self, length: int) -> Iterator[bytes]:
+        left = length
+        if self._buffer:
+            taken = min(left, len(self._buffer))
+            yield from _pieces(self._buffer[:taken])
+            del self._buffer[:taken]
+            left -= taken
+        while left:
+            chunk = self._receive_body(min(left, MAX_PIECE))
+            if not chunk:
+                raise OriginBodyError(f"the origin closed after {length - left} of {length}"
+                                      " body bytes")
+            left -= len(chunk)
+            yield chunk
+
+    def _chunked_body(self) -> Iterator[bytes]:
+        decoder = ChunkedBody(NO_LIMIT, self.limits)
+        pieces: List[bytes] = []
+        while True:
+            try:
+                consumed = decoder.feed(self._buffer, lambda data: pieces.append(bytes(data)))
+            except HTTPError as error:
+                raise OriginBodyError(f"bad chunked framing: {error.detail}") from None
+            del self._buffer[:consumed]
+            yield from pieces
+            pieces.clear()
+            if decoder.done:
+                return
+            chunk = self._receive_body()
+            if not chunk:
+                raise OriginBodyError("the origin closed inside a chunked body")
+            self._buffer += chunk
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._reusable = False
+        self.sock.close()
+
+
+def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
+            upstream_timeout: float, limits: Limits = Limits()) -> Origin:
+    """A new :class:`Origin` for ``key``: the first of ``addresses`` that accepts.
+
+    Each address gets ``connect_timeout`` seconds.  When none accepts: ``504`` if every
+    attempt timed out, else ``502`` (refused, unreachable).
+    """
+    timed_out = 0
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except socket.timeout:
+            timed_out += 1
+            sock.close()
+            continue
+        except OSError:
+            sock.close()
+            continue
+        return Origin(sock, key, upstream_timeout, limits)
+    if addresses and timed_out == len(addresses):
+        raise HTTPError(504, "The origin server did not accept a connection in time.")
+    raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
+
+
+def _still_idle(sock: socket.socket) -> bool:
+    """Whether an idle connection is still quiet: no EOF, no stray bytes, no error."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
+
+
+class OriginPool:
+    """Idle keep-alive connections to origins, reused per ``(host, port)``; thread-safe.
+
+    At most ``per_host`` idle connections per key and ``total`` in all (the least recently
+    used goes first when full); one idle longer than ``idle_timeout`` seconds is closed.
+    Connections in use are not counted: the connection cap bounds them.  A pooled
+    connection is checked for an EOF or stray bytes before it is handed out again, and it
+    is newest-first, since the newest is the least likely to have been closed by the origin.
+    """
+
+    def __init__(self, *, per_host: int = 8, total: int = 64, idle_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_host = per_host
+        self.total = total
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: Idle connections, least recently released first, with the time of release.
+        self._idle: "collections.OrderedDict[Origin, float]" = collections.OrderedDict()
+
+    def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
+                connect_timeout: float, upstream_timeout: float,
+                limits: Limits = Limits()) -> Origin:
+        """An idle connection to ``(host, port)`` if one is pooled, else a new one.
+
+        ``host`` and ``port`` are the admitted destination's; ``addresses`` are used only
+        for a new connection (see :func:`connect`, whose errors this raises).
+        """
+        key = (host, port)
+        while True:
+            origin = self._take(key)
+            if origin is None:
+                return connect(key, addresses, connect_timeout, upstream_timeout, limits)
+            if _still_idle(origin.sock):
+                origin.reused = True
+                origin.timeout = upstream_timeout
+                origin.limits = limits
+                return origin
+            origin.close()
+
+    def _take(self, key: Key) -> Optional[Origin]:
+        with self._lock:
+            closing = self._expire()
+            found = next((origin for origin in reversed(self._idle) if origin.key == key),
+                         None)
+            if found is not None:
+                del self._idle[found]
+        for origin in closing:
+            origin.close()
+        return found
+
+    def release(self, origin: Origin) -> None:
+        """Give back ``origin``: kept when :attr:`Origin.reusable` and the caps allow, else
+        closed."""
+        if not origin.reusable:
+            origin.close()
+            return
+        with self._lock:
+            closing = self._expire()
+            same_key = [idle for idle in self._idle if idle.key == origin.key]
+            if len(same_key) >= self.per_host:
+                closing.append(origin)
+            else:
+                if len(self._idle) >= self.total:
+                    closing.append(self._idle.popitem(last=False)[0])
+                self._idle[origin] = self._clock()
+        for idle in closing:
+            idle.close()
+
+    def _expire(self) -> List[Origin]:
+        """Take out the connections idle too long (the lock is held); the caller closes them."""
+        expired = []
+        oldest = self._clock() - self.idle_timeout
+        while self._idle:
+            origin, since = next(iter(self._idle.items()))
+            if since > oldest:
+                break
+            del self._idle[origin]
+            expired.append(origin)
+        return expired
+
+    def idle_count(self, key: Optional[Key] = None) -> int:
+        """How many idle connections the pool holds (for ``key`` only, when given)."""
+        with self._lock:
+            return sum(1 for origin in self._idle if key is None or origin.key == key)
+
+    def close(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        with self._lock:
+            idle = list(self._idle)
+            self._idle.clear()
+        for origin in idle:
+            origin.close()

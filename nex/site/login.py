@@ -1,0 +1,478 @@
+"""Basic authentication (RFC 7617) against a users file; shared by the proxy and the files.
+
+The users file holds one ``user:hash`` line per user; blank lines and lines starting with
+``#`` are ignored.  A hash is ``scrypt$<n>$<r>$<p>$<salt>$<key>`` — scrypt's cost parameters,
+a random salt and the derived key, both in standard base64 — as :func:`hash_password` (and
+``nex --hash-password USER``) writes it.  User names are what RFC 7617 allows in a user-id
+(no ``:``, no control characters), without blanks at either end and not starting with ``#``.
+Names and passwords compare in Unicode Normalization Form C, as the ``charset="UTF-8"``
+challenge asks clients to send them.
+
+:class:`UsersFile` checks the credentials of an ``Authorization`` or ``Proxy-Authorization``
+value and re-reads the file when it changes; :class:`FailureLimiter` says when a client has
+failed too often and must wait (429).  :class:`SiteAuth` puts them in front of the files under
+the ``[auth] protect`` prefixes (:class:`ProtectedPaths`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import hmac
+import ipaddress
+import math
+import os
+import re
+import threading
+import time
+import unicodedata
+from typing import (TYPE_CHECKING, Callable, Dict, Iterable, NamedTuple, Optional, Sequence,
+                    Tuple)
+from urllib.parse import quote
+
+from nex.http.errors import HTTPError
+from nex.http.grammar import CREDENTIALS
+from nex.files.paths import split_path
+from nex.watchedfile import WatchedFile
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+#: scrypt cost written by :func:`hash_password`: 16 MiB of memory, about 50 ms per check.
+DEFAULT_N, DEFAULT_R, DEFAULT_P = 2 ** 14, 8, 1
+_SALT_BYTES = 16
+_KEY_BYTES = 32
+# Bounds on parameters read from a file, so that a typo cannot make each check take
+# gigabytes or minutes: n a power of two, 128 * n * r bytes of memory at most 128 MiB.
+_MIN_N, _MAX_N = 2 ** 10, 2 ** 20
+_MAX_R, _MAX_P = 32, 16
+_MAX_MEMORY = 128 * 1024 * 1024
+_MAX_USER_NAME = 256
+
+_B64 = r"[A-Za-z0-9+/]+={0,2}"
+_HASH = re.compile(rf"scrypt\$([0-9]{{1,7}})\$([0-9]{{1,2}})\$([0-9]{{1,2}})\$({_B64})\$({_B64})")
+# RFC 7617 §2: neither user-id nor password may hold control characters (C0, DEL; C1 too).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CACHE_SIZE = 1024
+
+
+def _strict_b64decode(text: str) -> bytes:
+    """Standard base64 with padding, in its one canonical spelling; ``ValueError`` else."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ValueError("not base64") from None
+    if base64.b64encode(data).decode("ascii") != text:
+        raise ValueError("not canonical base64")
+    return data
+
+
+def check_user_name(name: str) -> str:
+    """``name`` in Normalization Form C if it can be a user name, else ``ValueError`` why."""
+    name = unicodedata.normalize("NFC", name)
+    if not name:
+        raise ValueError("a user name cannot be empty")
+    if ":" in name:
+        raise ValueError("a user name cannot hold ':'")
+    if _CONTROL.search(name):
+        raise ValueError("a user name cannot hold control characters")
+    if name != name.strip():
+        raise ValueError("a user name cannot start or end with a blank")
+    if name.startswith("#"):
+        raise ValueError("a user name cannot start with '#'")
+    if len(name) > _MAX_USER_NAME:
+        raise ValueError(f"a user name has at most {_MAX_USER_NAME} characters")
+    return name
+
+
+def check_password(password: str) -> str:
+    """``password`` in Normalization Form C if it can be sent as Basic credentials."""
+    if _CONTROL.search(password):
+        raise ValueError("a password cannot hold control characters")
+    return unicodedata.normalize("NFC", password)
+
+
+class PasswordHash(NamedTuple):
+    """One stored password: scrypt's parameters, the salt and the derived key."""
+
+    n: int
+    r: int
+    p: int
+    salt: bytes
+    key: bytes
+
+    def verify(self, password: str) -> bool:
+        """Whether ``password`` (already in NFC) derives this key; constant-time comparison."""
+        derived = hashlib.scrypt(password.encode("utf-8"), salt=self.salt, n=self.n, r=self.r,
+                                 p=self.p, maxmem=_maxmem(self.n, self.r, self.p),
+                                 dklen=len(self.key))
+        return hmac.compare_digest(derived, self.key)
+
+    def __str__(self) -> str:
+        salt = base64.b64encode(self.salt).decode("ascii")
+        key = base64.b64encode(self.key).decode("ascii")
+        return f"scrypt${self.n}${self.r}${self.p}${salt}${key}"
+
+
+def _maxmem(n: int, r: int, p: int) -> int:
+    """The memory OpenSSL's scrypt needs for these parameters, with room to spare."""
+    return 128 * r * (n + p + 2) + 1024 * 1024
+
+
+def hash_password(password: str, *, n: int = DEFAULT_N, r: int = DEFAULT_R,
+                  p: int = DEFAULT_P) -> str:
+    """The stored form of ``password``: ``scrypt$n$r$p$salt$key`` with a fresh 16-byte salt.
+
+    The password is taken in Normalization Form C; ``ValueError`` if it holds control
+    characters or the parameters are out of the bounds a users file accepts.
+    """
+    _check_parameters(n, r, p)
+    password = check_password(password)
+    salt = os.urandom(_SALT_BYTES)
+    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                         maxmem=_maxmem(n, r, p), dklen=_KEY_BYTES)
+    return str(PasswordHash(n, r, p, salt, key))
+
+
+def _check_parameters(n: int, r: int, p: int) -> None:
+    if not (_MIN_N <= n <= _MAX_N and n & (n - 1) == 0):
+        raise ValueError(f"scrypt n must be a power of two from {_MIN_N} to {_MAX_N}")
+    if not (1 <= r <= _MAX_R and 1 <= p <= _MAX_P):
+        raise ValueError(f"scrypt r must be from 1 to {_MAX_R} and p from 1 to {_MAX_P}")
+    if 128 * n * r > _MAX_MEMORY:
+        raise ValueError("scrypt n and r would need more than 128 MiB (128 * n * r bytes)")
+
+
+def parse_hash(text: str) -> PasswordHash:
+    """The :class:`PasswordHash` spelled ``text``; ``ValueError`` saying what is wrong."""
+    match = _HASH.fullmatch(text)
+    if match is None:
+        raise ValueError("the hash is not scrypt$<n>$<r>$<p>$<salt>$<key>"
+                         " (use nex --hash-password USER)")
+    n, r, p = (int(match.group(index)) for index in (1, 2, 3))
+    _check_parameters(n, r, p)
+    try:
+        salt = _strict_b64decode(match.group(4))
+        key = _strict_b64decode(match.group(5))
+    except ValueError as error:
+        raise ValueError(f"the salt or key is {error}") from None
+    if len(salt) < 8 or not 16 <= len(key) <= 64:
+        raise ValueError("the salt needs at least 8 bytes and the key 16 to 64")
+    return PasswordHash(n, r, p, salt, key)
+
+
+def parse_users(data: bytes) -> Dict[str, PasswordHash]:
+    """The users of a users file's bytes, by name (NFC); ``ValueError("line N: ...")``."""
+    users: Dict[str, PasswordHash] = {}
+    lines: Dict[str, int] = {}
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip(" \t\r")
+        except UnicodeDecodeError:
+            raise ValueError(f"line {number}: not UTF-8 text") from None
+        if not line.strip(" \t") or line.lstrip(" \t").startswith("#"):
+            continue
+        name, colon, stored = line.partition(":")
+        try:
+            if not colon:
+                raise ValueError("expected user:hash")
+            name = check_user_name(name)
+            if name in users:
+                raise ValueError(f"user {name!r} is already on line {lines[name]}")
+            users[name] = parse_hash(stored)
+        except ValueError as error:
+            raise ValueError(f"line {number}: {error}") from None
+        lines[name] = number
+    return users
+
+
+def basic_credentials(value: Optional[str]) -> Optional[Tuple[str, str]]:
+    """``(user, password)`` from an ``Authorization``/``Proxy-Authorization`` value, else None.
+
+    The value must be ``Basic`` (any letter case), spaces, and the canonical standard base64
+    of UTF-8 ``user:password`` (RFC 7617 §2); neither part may hold control characters.
+    Both come back in Normalization Form C.  Anything else, another scheme included, is None.
+    """
+    if value is None:
+        return None
+    match = CREDENTIALS.fullmatch(value)
+    if match is None or match.group(1).lower() != "basic":
+        return None
+    try:
+        text = _strict_b64decode(match.group(2)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user, colon, password = text.partition(":")
+    if not colon or _CONTROL.search(text):
+        return None
+    return unicodedata.normalize("NFC", user), unicodedata.normalize("NFC", password)
+
+
+def challenge(realm: str) -> str:
+    """The ``WWW-Authenticate``/``Proxy-Authenticate`` value asking for Basic credentials.
+
+    ``realm`` is sent as a quoted-string (RFC 9110 §5.6.4); ``ValueError`` if it holds
+    control characters or non-ASCII text, which no header may carry safely.
+    """
+    if not re.fullmatch(r"[\x20-\x7e]*", realm):
+        raise ValueError("a realm is printable ASCII")
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return f'Basic realm="{quoted}", charset="UTF-8"'
+
+
+def _ignore(message: str) -> None:
+    """The default ``on_error``: no log."""
+
+
+class UsersFile:
+    """The users of a users file, checked against Basic credentials; see the module text.
+
+    Build it with :meth:`load`.  The file is re-read when it changes (looked at no more than
+    once per ``check_interval`` seconds); a new version that cannot be read or parsed is
+    reported through ``on_error`` and the previous users stay in force.
+    """
+
+    def __init__(self, users: WatchedFile[Dict[str, PasswordHash]]) -> None:
+        self._users = users
+        # scrypt costs tens of milliseconds; a client sends the same credentials with every
+        # request, so a bounded table remembers which values passed.  It is keyed by an HMAC
+        # under a per-process secret, so it holds no password and a lookup's timing says
+        # nothing about any stored value.
+        self._secret = os.urandom(32)
+        self._passed: "collections.OrderedDict[bytes, str]" = collections.OrderedDict()
+        self._passed_for: Dict[str, PasswordHash] = {}
+        self._lock = threading.Lock()
+        self._unknown_user = PasswordHash(DEFAULT_N, DEFAULT_R, DEFAULT_P,
+                                          os.urandom(_SALT_BYTES), os.urandom(_KEY_BYTES))
+
+    @classmethod
+    def load(cls, path: str, *, on_error: Callable[[str], None] = _ignore,
+             check_interval: float = 1.0) -> "UsersFile":
+        """The users file at ``path``; ``ValueError("<path> line N: ...")`` if it is bad."""
+        return cls(WatchedFile(path, parse_users, on_error, check_interval=check_interval))
+
+    def check(self, authorization: Optional[str]) -> Optional[str]:
+        """The user name when ``authorization`` carries a listed user's password, else None.
+
+        ``authorization`` is the value of ``Authorization`` or ``Proxy-Authorization`` (None
+        when the request has none).  An unknown user costs the same scrypt work as a known
+        one, so timing does not tell which names exist.
+        """
+        credentials = basic_credentials(authorization)
+        if credentials is None:
+            return None
+        users = self._users.value
+        digest = hmac.new(self._secret, authorization.encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).digest()
+        with self._lock:
+            if self._passed_for is not users:
+                self._passed.clear()
+                self._passed_for = users
+            user = self._passed.get(digest)
+            if user is not None:
+                self._passed.move_to_end(digest)
+                return user
+        name, password = credentials
+        stored = users.get(name)
+        matched = (stored or self._unknown_user).verify(password)
+        if stored is None or not matched:
+            return None
+        with self._lock:
+            if self._passed_for is users:
+                self._passed[digest] = name
+                if len(self._passed) > _CACHE_SIZE:
+                    self._passed.popitem(last=False)
+        return name
+
+
+class FailureLimiter:
+    """Counts failed logins per client and says when a client must wait (429).
+
+    A client may fail ``per_minute`` times in a burst, then once every ``60 / per_minute``
+    seconds (a token bucket).  IPv6 clients count per /64 network, since one host usually
+    holds a whole /64.  The table keeps at most ``max_clients`` clients, forgetting the one
+    that failed least recently.  Thread-safe.
+    """
+
+    def __init__(self, per_minute: int, *, max_clients: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._max_clients = max_clients
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: client key → (tokens left, when they were counted)
+        self._buckets: "collections.OrderedDict[str, Tuple[float, float]]" = (
+            collections.OrderedDict())
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, since = self._buckets.get(key, (self._capacity, now))
+        return min(self._capacity, tokens + (now - since) * self._rate)
+
+    def retry_after(self, client: str) -> int:
+        """0 when ``client`` may try again now, else the whole seconds it must wait."""
+        key = _client_key(client)
+        with self._lock:
+            tokens = self._tokens(key, self._clock())
+        if tokens >= 1.0:
+            return 0
+        return max(1, math.ceil((1.0 - tokens) / self._rate))
+
+    def record_failure(self, client: str) -> None:
+        """Count one failed attempt by ``client``."""
+        key = _client_key(client)
+        with self._lock:
+            now = self._clock()
+            self._buckets[key] = (max(0.0, self._tokens(key, now) - 1.0), now)
+            self._buckets.move_to_end(key)
+            if len(self._buckets) > self._max_clients:
+                self._buckets.popitem(last=False)
+
+
+def _client_key(client: str) -> str:
+    """The bucket a client address counts in: the address, or its /64 for IPv6."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+# --- the file server's login ---------------------------------------------------------------
+
+# What a protected prefix may hold as written: printable ASCII (escapes included) stays, the
+# rest is percent-encoded as UTF-8 first, so "/café/" and "/caf%C3%A9/" are one prefix.
+_PREFIX_AS_WRITTEN = "".join(chr(code) for code in range(0x21, 0x7f) if chr(code) != "\\")
+
+
+def _segment_key(segment: str) -> str:
+    """What a path segment is compared as: its canonical caseless form (Unicode D145).
+
+    A case-insensitive file system (vfat, exFAT, ext4 casefold folders) serves
+    ``/PRIVATE/x`` from the same file as ``/private/x``, so protection cannot depend on case.
+    """
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", segment).casefold())
+
+
+def parse_path_prefix(text: str) -> Tuple[str, ...]:
+    """The segments a protected URL-path prefix such as ``/private/`` stands for.
+
+    The prefix is read as a request path is (:func:`nex.files.paths.split_path`): escapes
+    decoded once, dot segments resolved, empty segments dropped, so ``/`` is no segment (the
+    whole site) and ``/private`` means what ``/private/`` does.  Characters outside ASCII may
+    be written as they are.  ``ValueError`` when ``text`` is not such a path.
+    """
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not a URL path such as /private/")
+    try:
+        segments, _ = split_path(quote(text, safe=_PREFIX_AS_WRITTEN))
+    except HTTPError:
+        raise ValueError(f"{text!r} is not a URL path such as /private/") from None
+    return tuple(_segment_key(segment) for segment in segments)
+
+
+class ProtectedPaths:
+    """URL-path prefixes under which a login is needed, compared on whole segments.
+
+    ``/private/`` covers ``/private``, ``/private/`` and ``/private/x``, not ``/privateer``;
+    ``/`` covers every path.  Segments compare without regard to letter case or Unicode
+    normal form.  ``ValueError`` for a prefix :func:`parse_path_prefix` refuses.
+    """
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        self._prefixes = tuple(parse_path_prefix(prefix) for prefix in prefixes)
+        self._longest = max((len(prefix) for prefix in self._prefixes), default=0)
+
+    def covers(self, segments: Sequence[str]) -> bool:
+        """Whether the decoded, normalised path ``segments`` lie under a prefix."""
+        keys = tuple(_segment_key(segment) for segment in segments[:self._longest])
+        return any(keys[:len(prefix)] == prefix for prefix in self._prefixes
+                   if len(prefix) <= len(keys))
+
+
+class SiteAuth:
+    """Basic authentication (RFC 7617) for the files under the protected prefixes.
+
+    ``users`` holds the accounts, ``protected`` the prefixes, ``realm`` names the protection
+    space in the ``WWW-Authenticate`` challenge; ``failures`` counts failed logins per client
+    (None: no limit).  Requests for paths outside the prefixes need no login.
+    """
+
+    def __init__(self, users: UsersFile, protected: ProtectedPaths, realm: str,
+                 failures: Optional[FailureLimiter]) -> None:
+        self._users = users
+        self._protected = protected
+        self._challenge = (("WWW-Authenticate", challenge(realm)),)
+        self._failures = failures
+
+    @classmethod
+    def from_config(cls, config: "Config", *,
+                    on_error: Callable[[str], None]) -> Optional["SiteAuth"]:
+        """The ``[auth]`` settings' authentication, or None when ``users_file`` is empty.
+
+        ``on_error`` receives one line when the users file changes into something that
+        cannot be used.  ``ValueError`` when the file has turned bad since the settings
+        were checked.
+        """
+        if not config.auth_users_file:
+            return None
+        per_minute = config.auth_max_failures_per_minute
+        return cls(UsersFile.load(config.auth_users_file, on_error=on_error),
+                   ProtectedPaths(config.auth_protect), config.auth_realm,
+                   FailureLimiter(per_minute) if per_minute else None)
+
+    def protects(self, path: str) -> bool:
+        """Whether the request path ``path`` (as sent) needs a login.
+
+        The path is split exactly as the resolver splits it, so no spelling (escapes, dot
+        segments, doubled slashes) reaches a protected file without matching its prefix.
+        Raises the resolver's ``HTTPError(400)`` for a path it would refuse.
+        """
+        segments, _ = split_path(path)
+        return self._protected.covers(segments)
+
+    def login(self, authorization: Optional[str], client: str) -> str:
+        """The user name ``authorization`` (the ``Authorization`` value) proves.
+
+        A ``client`` that failed too often gets ``429`` with ``Retry-After`` before its
+        credentials are looked at, so guessing passwords gains nothing by going fast, not
+        even their timing.  Missing or wrong credentials get ``401`` with the challenge;
+        wrong ones (any ``Authorization`` that does not prove a user) count as a failure.
+        """
+        if self._failures is not None:
+            wait = self._failures.retry_after(client)
+            if wait:
+                raise HTTPError(429, f"Too many failed logins from your address; try again in"
+                                     f" {wait} s.", headers=[("Retry-After", str(wait))])
+        user = self._users.check(authorization)
+        if user is not None:
+            return user
+        if authorization is None:
+            raise HTTPError(401, "This part of the site needs a user name and password.",
+                            headers=self._challenge)
+        if self._failures is not None:
+            self._failures.record_failure(client)
+        raise HTTPError(401, "The user name or password was not accepted.",
+                        headers=self._challenge)
+
+
+def cleartext_warning(config: "Config") -> Optional[str]:
+    """A warning when Basic passwords would cross a network unencrypted, else None.
+
+    That is when a users file is set, no TLS certificate is, and Nex listens on an address
+    other than loopback.  Behind a TLS-terminating proxy on the same machine, bind to
+    loopback and the warning goes away.
+    """
+    if not config.auth_users_file or getattr(config, "tls_certificate", ""):
+        return None
+    if config.bind == "localhost" or ipaddress.ip_address(config.bind).is_loopback:
+        return None
+    return (f"Basic authentication is on without TLS while listening on {config.bind}:"
+            " passwords cross the network readable by anyone on the way; use TLS, or"
+            " bind to loopback behind a TLS-terminating proxy")
