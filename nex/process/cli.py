@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional, TextIO, Union
 from nex import __version__
 from nex.site.login import check_password, check_user_name, hash_password
 from nex.process.config import ConfigError, load_config, shipped_settings
-from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
+from nex.files.templates import TemplateError, TemplateSet
+from nex.process.tls import SELF_SIGNED_NAMES, ServerTLS, TLSError, certificate_fingerprint, \
+    make_self_signed
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
 
@@ -103,6 +105,11 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--write-config", metavar="FILE",
         help="write the documented settings file, every key at its default, to FILE and exit;"
              " an existing FILE is never overwritten")
+    parser.add_argument(
+        "--check-config", action="store_true",
+        help="check the settings (the file and these flags), the users files, the TLS"
+             " certificate and key and the page templates without serving; print ok, or the"
+             " one line that says what is wrong, and exit 0 or 2 (run it before a reload)")
     parser.add_argument("--version", action="version", version=f"Nex {__version__}")
     return parser
 
@@ -141,6 +148,8 @@ def main(argv: Optional[List[str]] = None,
         overrides["cors_allow_origins"] = "*"
     if args.zip:
         overrides["zip_download"] = True
+    if args.check_config:
+        return check_config(config_path, overrides)
     if not args.tls_self_signed:
         return _load_and_serve(config_path, overrides)
     if args.tls_cert is not None or args.tls_key is not None:
@@ -179,6 +188,25 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         return supervise(config, lambda: load_config(config_path, overrides))
     from nex.process.listener import serve
     return serve(config)
+
+
+def check_config(config_path: Optional[str], overrides: Dict[str, Any]) -> int:
+    """--check-config: everything Nex checks before it listens, without listening.
+
+    The settings (with the users files and blacklist file they name), the TLS certificate
+    and key, and the page templates are loaded as a start would load them.  Prints ``ok``
+    and returns 0, or prints the one ``nex: <message>`` line and returns 2.
+    """
+    try:
+        config = load_config(config_path, overrides)
+        if config.tls_certificate:
+            ServerTLS(config.tls_certificate, config.tls_key)
+        TemplateSet.load(config.error_pages, config.templates)
+    except (ConfigError, TLSError, TemplateError) as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
+    print("ok")
+    return 0
 
 
 def _print_user_line(user: str, stdin: TextIO) -> int:
