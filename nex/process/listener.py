@@ -31,6 +31,7 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
+from nex.process import systemd
 from nex.http.response import write_response
 from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
@@ -61,20 +62,21 @@ class Server:
 
     ``dispatcher`` answers the requests; it is built once the port is known (page footers
     name it) by ``make_dispatcher(port)``.  The server listens on ``listener`` when one is
-    given (a worker process of several), else on a new socket bound per ``config``.  With
-    ``tls`` every connection speaks HTTPS.
+    given (a worker process of several, or a socket systemd passed), else on a new socket
+    bound per ``config``; ``shared`` says that other processes accept on ``listener`` too.
+    With ``tls`` every connection speaks HTTPS.
     """
 
     def __init__(self, config: Config, make_dispatcher: Callable[[int], Dispatcher],
                  logger: Logger, listener: Optional[socket.socket] = None,
-                 tls: Optional[ServerTLS] = None) -> None:
+                 tls: Optional[ServerTLS] = None, *, shared: bool = False) -> None:
         self.config = config
         self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
         #: Whether no other process accepts on the listener: a lone server's own, or a
         #: worker's on Linux, where each worker has one (SO_REUSEPORT).
-        self._own_listener = listener is None or sys.platform.startswith("linux")
+        self._own_listener = not shared
         #: Says whether clients wait in the listen queue.
         self._queued = select.poll()
         self._queued.register(self.listener, select.POLLIN)
@@ -271,6 +273,7 @@ class Server:
         """Stop accepting, let busy connections finish within the grace period, then cut
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
+        systemd.notify("STOPPING=1", "STATUS=stopping: finishing the responses in flight")
         self.listener.close()
         with self._lock:
             connections = list(self._live)
@@ -339,7 +342,9 @@ class Server:
 def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
     """Reload the server's TLS certificate for each True queued, until a False."""
     while reloads.get():
+        systemd.notify(*systemd.reloading_lines("reloading the TLS certificate"))
         server.reload_tls()
+        systemd.notify("READY=1", f"STATUS=serving at {server.urls()[0]}")
 
 
 def _plain_address(host: str) -> str:
@@ -413,10 +418,15 @@ def serve(config: Config) -> int:
         except TLSError as error:
             print(f"nex: {error}", file=sys.stderr)
             return 2
+    try:
+        activated = systemd.activated_listener()
+    except systemd.ActivationError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
     logger = Logger.from_config(config)
     try:
         server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger, tls=tls)
+                        logger, activated, tls=tls)
     except (TemplateError, ConfigError) as error:
         print(f"nex: {error}", file=sys.stderr)
         logger.close()
@@ -430,29 +440,32 @@ def serve(config: Config) -> int:
     if warning is not None:
         logger.warning(warning)
     reloads: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
-    reloader = None
-    previous_hup = None
-    if tls is not None:
-        # The handler only queues the request (SimpleQueue.put is safe in a signal
-        # handler); a thread does the reload, which logs and so takes a lock.
-        previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
-        reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
-                                    name="tls-reload", daemon=True)
-        reloader.start()
+    # The handler only queues the request (SimpleQueue.put is safe in a signal handler); a
+    # thread does the reload, which logs and so takes a lock.  Without TLS a SIGHUP (such as
+    # systemd's ExecReload) has nothing to reload, but must not end the server.
+    previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
+    reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
+                                name="tls-reload", daemon=True)
+    reloader.start()
     status = 0
     try:
-        server.run(lambda: print_start_line(server))
+        server.run(lambda: _started(server))
     except ForceStop:
         print("stopping now", file=sys.stderr, flush=True)
         status = 130
     finally:
-        if reloader is not None:
-            signal.signal(signal.SIGHUP, previous_hup)
-            reloads.put(False)
-            reloader.join()
+        signal.signal(signal.SIGHUP, previous_hup)
+        reloads.put(False)
+        reloader.join()
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
     return status
+
+
+def _started(server: Server) -> None:
+    """Say where Nex serves, to the user and to systemd."""
+    print_start_line(server)
+    systemd.notify("READY=1", f"STATUS=serving at {server.urls()[0]}")
 
 
 def print_start_line(server: Server) -> None:

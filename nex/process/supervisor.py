@@ -68,6 +68,7 @@ from nex.process.log import Logger
 from nex.process.listener import Server, bind_listener, listener_url
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
+from nex.process import systemd
 
 #: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
@@ -133,7 +134,12 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     try:
-        first = _first_listener(config)
+        activated = systemd.activated_listener()
+    except systemd.ActivationError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        return 2
+    try:
+        first = activated if activated is not None else _first_listener(config)
     except OSError as error:
         print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
               file=sys.stderr)
@@ -144,7 +150,8 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
         first.close()
         return 2
-    return Supervisor(config, templates, load, first, log).run()
+    return Supervisor(config, templates, load, first, log,
+                      activated=activated is not None).run()
 
 
 def _first_listener(config: Config) -> socket.socket:
@@ -213,8 +220,9 @@ class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
     def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 first: socket.socket, log: SupervisorLog) -> None:
+                 first: socket.socket, log: SupervisorLog, *, activated: bool = False) -> None:
         self._config = config
+        self._activated = activated  # first came from systemd: every worker accepts on it
         self._templates = templates
         self._load = load
         #: The listener of each slot in turn (slot 1 first); one shared by all without
@@ -245,6 +253,7 @@ class Supervisor:
             url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
             print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
                   f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
+            systemd.notify("READY=1", f"STATUS=serving with {len(self._slots)} workers")
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
             return 0
@@ -278,7 +287,9 @@ class Supervisor:
             if signal.SIGINT in signals or signal.SIGTERM in signals:
                 self._stop()
             elif signal.SIGHUP in signals and not self._stopping:
+                systemd.notify(*systemd.reloading_lines("reloading the settings"))
                 self._reload()
+                systemd.notify("READY=1", f"STATUS=serving with {len(self._slots)} workers")
             self._restart_due()
 
     def _take_signals(self) -> frozenset:
@@ -358,6 +369,7 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", "STATUS=stopping: the workers finish the responses in flight")
         for slot in self._slots:
             slot.restart_at = None
         for pid in self._worker_pids():
@@ -481,7 +493,7 @@ class Supervisor:
 
     def _listener(self, number: int, config: Config) -> socket.socket:
         """The listener of slot ``number``, bound now for a slot that is new."""
-        if not REUSE_PORT:
+        if not REUSE_PORT or self._activated:
             return self._listeners[0]
         while len(self._listeners) < number:
             self._listeners.append(
@@ -497,6 +509,7 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor speaks to systemd
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_write):
                 os.close(fd)
             self._log.close()
@@ -505,7 +518,8 @@ class Supervisor:
                     other.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
             status = _serve_as_worker(config, self._templates, listener, report,
-                                      self._lifeline_read)
+                                      self._lifeline_read,
+                                      shared=self._activated or not REUSE_PORT)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -517,7 +531,7 @@ class Supervisor:
 
 
 def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
-                     report: int, lifeline: int) -> int:
+                     report: int, lifeline: int, *, shared: bool) -> int:
     """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
@@ -528,7 +542,7 @@ def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.so
         return 2
     tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
     server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                    logger, listener, tls)
+                    logger, listener, tls, shared=shared)
 
     def ready() -> None:
         threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,
