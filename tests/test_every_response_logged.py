@@ -19,7 +19,7 @@ from tests.support import NexServer, ResponseReader, read_all
 
 LARGE = 64 * 1024 * 1024
 ACCESS_LINE = re.compile(r'(?P<client>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" '
-                         r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*"')
+                         r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*" \d+')
 
 
 def wait_for(predicate, timeout: float = 30.0) -> bool:

@@ -27,7 +27,7 @@ from tests.support import REPO, NexServer, ResponseReader, read_all, write_setti
 COMBINED_LOG_LINE = re.compile(
     r'(?P<client>[0-9a-f.:]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
-    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"')
+    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" \d+')
 
 
 def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -311,10 +311,9 @@ class ListenQueueTest(unittest.TestCase):
     def test_a_listener_shared_with_other_processes_is_not_drained(self):
         # Another process could take the client a poll reported, and the accept would wait.
         listener = bind_listener(self.config)
-        with mock.patch("nex.process.listener.sys.platform", "darwin"):
-            server = Server(self.config, lambda port: assemble(self.config, port,
-                                                               on_error=self.logger.warning),
-                            self.logger, listener=listener)
+        server = Server(self.config, lambda port: assemble(self.config, port,
+                                                           on_error=self.logger.warning),
+                        self.logger, listener=listener, shared=True)
         still_queued = self.serve_queued_clients(server, 5)
         self.assertEqual(still_queued, [True] * 4 + [False])
 

@@ -18,11 +18,11 @@ from nex.process.log import Logger, escape_log_text
 
 #: Text between the quotes of a log field: escaped quotes and backslashes, no control bytes.
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\["\\]|\\x[0-9a-f]{2})*"'
-#: One Combined Log Format line as Nex writes it, without colour.
+#: One Combined Log Format line as Nex writes it, without colour, then the duration.
 ACCESS_LINE = re.compile(
     r"(?P<client>\S+) - - \[(?P<time>[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2}"
     rf" \+0000)\] (?P<request>{_QUOTED}) (?P<status>[0-9]{{3}}) (?P<size>[1-9][0-9]*|-) "
-    rf"(?P<referer>{_QUOTED}) (?P<agent>{_QUOTED})\n")
+    rf"(?P<referer>{_QUOTED}) (?P<agent>{_QUOTED}) (?P<duration>0|[1-9][0-9]*)\n")
 #: 2021-01-05 09:03:07 UTC: a single-digit day and hour to check the zero padding.
 FIXED_TIME = 1_609_837_387
 FIXED_TEXT = "05/Jan/2021:09:03:07 +0000"
@@ -108,10 +108,10 @@ class AccessLineTest(LoggerTestCase):
         logger = self.logger()
         with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.access("192.0.2.7", "GET /a.txt HTTP/1.1", 200, 1234,
-                          "http://example.com/", "curl/8.0")
+                          "http://example.com/", "curl/8.0", duration_us=1500)
         self.assertEqual(self.logged(logger),
                          f'192.0.2.7 - - [{FIXED_TEXT}] "GET /a.txt HTTP/1.1" 200 1234 '
-                         '"http://example.com/" "curl/8.0"\n')
+                         '"http://example.com/" "curl/8.0" 1500\n')
 
     def test_every_line_parses(self) -> None:
         logger = self.logger()
@@ -151,7 +151,7 @@ class AccessLineTest(LoggerTestCase):
     def test_unparsed_request_is_logged_as_a_dash(self) -> None:
         logger = self.logger()
         logger.access("127.0.0.1", "-", 400, 321, None, None)
-        self.assertIn('"-" 400 321 "-" "-"\n', self.logged(logger))
+        self.assertIn('"-" 400 321 "-" "-" 0\n', self.logged(logger))
 
     def test_user_is_the_third_field(self) -> None:
         logger = self.logger()
@@ -160,17 +160,18 @@ class AccessLineTest(LoggerTestCase):
                           user="alice")
             logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=None)
         self.assertEqual(self.logged(logger).splitlines(), [
-            f'192.0.2.7 - alice [{FIXED_TEXT}] "GET /private/ HTTP/1.1" 200 5 "-" "-"',
-            f'192.0.2.7 - - [{FIXED_TEXT}] "GET / HTTP/1.1" 200 5 "-" "-"'])
+            f'192.0.2.7 - alice [{FIXED_TEXT}] "GET /private/ HTTP/1.1" 200 5 "-" "-" 0',
+            f'192.0.2.7 - - [{FIXED_TEXT}] "GET / HTTP/1.1" 200 5 "-" "-" 0'])
 
     def test_a_tunnel_line_ends_with_its_byte_counts(self) -> None:
         logger = self.logger()
         with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.access("127.0.0.1", "CONNECT example.org:443 HTTP/1.1", 200, 5120, None,
-                          "curl/8.5.0", user="alice", suffix=" up=817 down=5120")
+                          "curl/8.5.0", user="alice", suffix=" up=817 down=5120",
+                          duration_us=2000000)
         self.assertEqual(self.logged(logger),
                          f'127.0.0.1 - alice [{FIXED_TEXT}] "CONNECT example.org:443 HTTP/1.1" '
-                         '200 5120 "-" "curl/8.5.0" up=817 down=5120\n')
+                         '200 5120 "-" "curl/8.5.0" 2000000 up=817 down=5120\n')
 
     def test_user_stays_one_escaped_field(self) -> None:
         logger = self.logger()

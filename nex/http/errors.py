@@ -34,6 +34,8 @@ class HTTPError(Exception):
     connection loop also does on its own for statuses that leave the framing in doubt.
     The detail is shown to the client, so it never carries internals such as paths on disk.
     ``user`` is the user who logged in for the request refused (None for none), for the log.
+    ``refusal`` is a short token naming which of Nex's own rules refused the request
+    (``blacklist``, ``port``, ``auth``...), for the log; None for other errors.
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
@@ -44,4 +46,5 @@ class HTTPError(Exception):
         self.headers = tuple(headers)
         self.close = close
         self.user: Optional[str] = None
+        self.refusal: Optional[str] = None
         super().__init__(f"{status} {self.reason}: {self.detail}")

@@ -104,7 +104,9 @@ class Response:
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
     connection to close afterwards.  A handler answers HEAD with the very response it gives
-    GET; the writer leaves the body out.
+    GET; the writer leaves the body out.  ``user``, ``refusal`` (the token of the rule that
+    refused the request, see :class:`HTTPError`) and ``upstream`` (the origin a proxied
+    request went to) are for the access log.
     """
 
     status: int
@@ -118,6 +120,8 @@ class Response:
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
     reason: Optional[str] = None
+    refusal: Optional[str] = None
+    upstream: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:

@@ -72,6 +72,7 @@ class Config:
     access_log: str = "-"
     error_log: str = "-"
     log_colour: str = "auto"
+    log_format: str = "combined"
     trusted_proxies: Tuple[str, ...] = ()
     log_buffer: int = 1024 * 1024
     # [auth]
@@ -175,6 +176,7 @@ _SETTINGS = (
     _setting("logging", "access_log", values.log_target, on_disk=True),
     _setting("logging", "error_log", values.log_target, on_disk=True),
     _setting("logging", "log_colour", values.choice("auto", "always", "never")),
+    _setting("logging", "format", values.choice("combined", "json"), "log_format"),
     _setting("logging", "trusted_proxies", values.networks),
     _setting("logging", "log_buffer", values.size(4096)),
     _setting("auth", "users_file", values.checked_file(parse_users), "auth_users_file", on_disk=True),

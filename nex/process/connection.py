@@ -126,6 +126,10 @@ class Connection:
         self._tls = tls
         self._owes_close_notify = False
         self._accepted = time.monotonic()
+        #: When the request being answered began to arrive (its duration is logged).
+        self._request_started = self._accepted
+        #: Bytes of the request being answered that came in (head, body, tunnel).
+        self._received = 0
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = Limits.from_config(dispatcher.config)
@@ -136,6 +140,8 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: The body reader of the request being answered, for the bytes it took in.
+        self._body: Optional[BodyReader] = None
         #: The address of Nex the client reached, which the proxy's checks need.
         self._local_address: Optional[str] = (
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
@@ -241,9 +247,9 @@ class Connection:
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
         self._enter(State.ANSWERING)
-        body = None
+        body = self._body = None
         if request.has_body:
-            body = BodyReader(request, self._buffer, self._receive_body,
+            body = self._body = BodyReader(request, self._buffer, self._receive_body,
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
                               self._send_continue if _expects_continue(request) else None)
@@ -300,7 +306,7 @@ class Connection:
         try:
             up, down = tunnel(self.sock, pending)
         finally:
-            self._log(request, response, down, f" up={up} down={down}")
+            self._log(request, response, down, f" up={up} down={down}", up)
 
     def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
         """The next request head, or None when the client closed or idled out.
@@ -314,6 +320,7 @@ class Connection:
             if buffer:
                 if self.state is State.IDLE:
                     self._enter(State.READING_HEAD)
+                    self._request_started = time.monotonic()
                 bounds = self._head_scanner.scan(buffer)
                 if bounds is not None:
                     start, end = bounds
@@ -427,7 +434,12 @@ class Connection:
         return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
 
     def _log(self, request: Optional[Request], response: Response, sent: int,
-             suffix: str = "") -> None:
+             suffix: str = "", relayed: int = 0) -> None:
+        """Log ``response`` with ``sent`` body bytes; ``relayed``: bytes a tunnel took in."""
+        received = len(self._head_bytes) + relayed
+        if self._body is not None:
+            received += self._body.received
+            self._body = None
         if request is None:
             client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
                                                     None, None)
@@ -436,7 +448,10 @@ class Connection:
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
         self._logger.access(client, request_line, response.status, sent, referer, agent,
-                            user=response.user, suffix=suffix)
+                            user=response.user, suffix=suffix,
+                            duration_us=int((time.monotonic() - self._request_started) * 1e6),
+                            received=received, upstream=response.upstream,
+                            refusal=response.refusal)
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.

@@ -5,7 +5,7 @@ bounded: a client past a cap gets a short ``503``/``429`` page at once and is cl
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
 and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
 ``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
-the certificate and key for new connections.
+the certificate and key for new connections.  SIGUSR1 reopens the log files.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from nex.process.tls import ServerTLS, TLSError
 _RETRY_AFTER_SECONDS = "5"
 _REFUSALS = {503: "The server is at its connection limit; try again shortly.",
              429: "Too many connections from your address; close some and try again."}
+#: The reason each refusal is logged with: the setting whose cap was reached.
+_REFUSAL_TOKENS = {503: "max_connections", 429: "max_connections_per_client"}
 #: How long cut transfers get to log their lines after the grace period.
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5
@@ -321,7 +323,8 @@ class Server:
         """
         if self.tls is not None:
             sock.close()
-            self._logger.access(client, "-", status, 0, None, None)
+            self._logger.access(client, "-", status, 0, None, None,
+                                refusal=_REFUSAL_TOKENS[status])
             return
         detail = _REFUSALS[status]
         response = self.dispatcher.error_response(
@@ -336,7 +339,8 @@ class Server:
             pass
         finally:
             sock.close()
-        self._logger.access(client, "-", status, sent, None, None)
+        self._logger.access(client, "-", status, sent, None, None,
+                            refusal=_REFUSAL_TOKENS[status])
 
 
 def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
@@ -444,6 +448,7 @@ def serve(config: Config) -> int:
     # thread does the reload, which logs and so takes a lock.  Without TLS a SIGHUP (such as
     # systemd's ExecReload) has nothing to reload, but must not end the server.
     previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
+    previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: logger.reopen())
     reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
                                 name="tls-reload", daemon=True)
     reloader.start()
@@ -455,6 +460,7 @@ def serve(config: Config) -> int:
         status = 130
     finally:
         signal.signal(signal.SIGHUP, previous_hup)
+        signal.signal(signal.SIGUSR1, previous_usr1)
         reloads.put(False)
         reloader.join()
         logger.message(f"{SERVER_SOFTWARE} stopped")

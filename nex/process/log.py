@@ -1,4 +1,9 @@
-"""The logger: one Combined Log Format line per response, warnings and tracebacks apart.
+"""The logger: one access line per response, warnings and tracebacks apart.
+
+An access line is Combined Log Format followed by the time taken in microseconds (then, for
+Nex's own refusals, ``reason=TOKEN``), or with ``[logging] format = json`` one JSON object
+per line.  SIGUSR1 makes :meth:`Logger.reopen` open the log files again under their names,
+for log rotation.
 
 Workers never wait for the log.  :meth:`Logger.access` and the other writers only format the
 text and append it to a bounded buffer in memory, under a lock that is never held during
@@ -18,14 +23,16 @@ forge log lines or send escape sequences to a terminal.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
 import stat
+import sys
 import threading
 import time
 import traceback
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nex.http.dates import clf_time_now, format_clf_time
 from nex.process.config import Config
@@ -60,16 +67,20 @@ class Logger:
     """The access and error logs, written by one thread from a bounded buffer.
 
     ``access`` and ``errors`` are file descriptors open for writing (they may be the same);
-    ``owned`` lists those :meth:`close` closes.  ``buffer_bytes`` bounds the text waiting to
-    be written.
+    ``owned`` lists those :meth:`close` closes, and ``paths`` names the file of each
+    descriptor :meth:`reopen` opens again.  ``buffer_bytes`` bounds the text waiting to be
+    written.  With ``json_format`` access lines are JSON objects.
     """
 
     def __init__(self, access: int, errors: int, *, colour: bool = False,
-                 buffer_bytes: int = 1024 * 1024, owned: Sequence[int] = ()) -> None:
+                 buffer_bytes: int = 1024 * 1024, owned: Sequence[int] = (),
+                 paths: Optional[Mapping[int, str]] = None, json_format: bool = False) -> None:
         self._access = access
         self._errors = errors
-        self._colour = colour
+        self._colour = colour and not json_format
+        self._json = json_format
         self._owned = tuple(owned)
+        self._paths: Dict[int, str] = dict(paths or {})
         self._capacity = buffer_bytes
         self._write_limits = {fd: _write_limit(fd) for fd in (access, errors)}
         self._immediate = os.isatty(access)
@@ -97,18 +108,31 @@ class Logger:
             colour = os.isatty(access)
         else:
             colour = config.log_colour == "always"
-        return cls(access, errors, colour=colour, buffer_bytes=config.log_buffer, owned=owned)
+        paths = {fd: path for fd, path in ((access, config.access_log),
+                                           (errors, config.error_log)) if fd in owned}
+        return cls(access, errors, colour=colour, buffer_bytes=config.log_buffer, owned=owned,
+                   paths=paths, json_format=config.log_format == "json")
 
     def access(self, client: str, request_line: str, status: int, size: int,
                referer: Optional[str], user_agent: Optional[str],
-               user: Optional[str] = None, suffix: str = "") -> None:
-        """Log one Combined Log Format line for a response that was sent.
+               user: Optional[str] = None, suffix: str = "", *, duration_us: int = 0,
+               received: int = 0, upstream: Optional[str] = None,
+               refusal: Optional[str] = None) -> None:
+        """Log one access line for a response that was sent.
 
-        ``user`` is the user who logged in (the third field; ``-`` for none), escaped like
-        the other client text and with its blanks as ``\\x20``, so it stays one field.
-        ``suffix`` is text of Nex's own put after the last field (a CONNECT tunnel's
-        `` up=N down=N``), never text from the client.
+        ``size`` is the body bytes sent, ``received`` every byte taken from the client,
+        ``duration_us`` the microseconds from the request's first byte to the end of the
+        response.  ``user`` is the user who logged in (the third field; ``-`` for none),
+        escaped like the other client text and with its blanks as ``\\x20``, so it stays one
+        field.  ``suffix`` is text of Nex's own put after the duration (a CONNECT tunnel's
+        `` up=N down=N``), never text from the client; ``refusal`` the token of the rule
+        that refused the request, ``upstream`` the origin a proxied request went to.
         """
+        if self._json:
+            line = _json_line(client, request_line, status, size, referer, user_agent, user,
+                              duration_us, received, upstream, refusal)
+            self._append(self._access, line, urgent=self._immediate)
+            return
         status_text = str(status)
         if self._colour:
             status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
@@ -116,8 +140,20 @@ class Logger:
         line = (f'{client} - {user_text} [{clf_time_now()}] "{escape_log_text(request_line)}" '
                 f'{status_text} {size if size else "-"} '
                 f'"{escape_log_text(referer) if referer else "-"}" '
-                f'"{escape_log_text(user_agent) if user_agent else "-"}"{suffix}\n')
+                f'"{escape_log_text(user_agent) if user_agent else "-"}" {duration_us}{suffix}'
+                f'{" reason=" + refusal if refusal else ""}\n')
         self._append(self._access, line, urgent=self._immediate)
+
+    def reopen(self) -> None:
+        """Open the log files again under their names (after logrotate moved them).
+
+        Each new file takes the old descriptor's number (``dup2``), so a line is written
+        whole to the old file or to the new one, and none is lost.  This takes no lock and
+        may run in a signal handler.  A file that cannot be opened leaves the old one in
+        use, with a warning written to the error log.
+        """
+        for fd, path in self._paths.items():
+            _reopen(fd, path, self._errors)
 
     def message(self, text: str) -> None:
         """Log an informational line (start-up, shutdown) to the access stream."""
@@ -206,6 +242,28 @@ class Logger:
             index = end
 
 
+def _json_line(client: str, request_line: str, status: int, size: int, referer: Optional[str],
+               user_agent: Optional[str], user: Optional[str], duration_us: int,
+               received: int, upstream: Optional[str], refusal: Optional[str]) -> str:
+    """One access line as a JSON object (ASCII, so control characters come escaped)."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    record: Dict[str, object] = {"time": f"{stamp}.{int(now % 1 * 1000):03d}Z",
+                                 "client": client, "user": user}
+    parts = request_line.split(" ")
+    if len(parts) == 3:
+        record.update(method=parts[0], target=parts[1], protocol=parts[2])
+    else:  # not a request line that parsed: the text as it came
+        record.update(method=None, target=None, request=request_line)
+    record.update(status=status, bytes_in=received, bytes_out=size, duration_us=duration_us,
+                  referer=referer, user_agent=user_agent)
+    if upstream is not None:
+        record["upstream"] = upstream
+    if refusal is not None:
+        record["reason"] = refusal
+    return json.dumps(record, separators=(",", ":")) + "\n"
+
+
 def _whole_lines(entries: Sequence[Tuple[int, bytes]], limit: int) -> Iterator[bytes]:
     """The entries' bytes cut into pieces of whole lines, each at most ``limit`` bytes unless
     a single line is longer (that line is a piece of its own)."""
@@ -253,3 +311,62 @@ def _open_destination(destination: str, default: int, owned: List[int]) -> int:
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
     owned.append(fd)
     return fd
+
+
+class SupervisorLog:
+    """The supervisor's own lines in the error log: workers started and ended, reloads.
+
+    Each line is one ``write(2)``, on an ``O_APPEND`` descriptor for a file, so it stays whole
+    among the workers' lines.  The format is the error log's: ``[time] level: text``.
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        if destination == "-":
+            self.fd = sys.stderr.fileno()
+        else:
+            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                              0o666)
+
+    def info(self, text: str) -> None:
+        """Write an informational line."""
+        self._write("info", text)
+
+    def warning(self, text: str) -> None:
+        """Write a warning."""
+        self._write("warning", text)
+
+    def reopen(self) -> None:
+        """Open the log file again under its name, in the same descriptor (see
+        :meth:`Logger.reopen`)."""
+        if self.destination != "-":
+            _reopen(self.fd, self.destination, self.fd)
+
+    def close(self) -> None:
+        """Close the log file (never standard error)."""
+        if self.destination != "-":
+            os.close(self.fd)
+
+    def _write(self, level: str, text: str) -> None:
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        sys.stderr.flush()  # a "nex:" line printed before keeps its place
+        try:
+            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # a full disk or a closed stream must not stop the supervisor
+
+
+def _reopen(fd: int, path: str, errors: int) -> None:
+    """Open ``path`` again as descriptor ``fd``; on failure keep the old file and say so on
+    ``errors`` in one write."""
+    try:
+        new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        notice = (f"[{format_clf_time(time.time())}] warning: cannot reopen {path}, "
+                  f"the old file stays in use: {error.strerror}\n")
+        _write_fully(errors, notice.encode("utf-8", "backslashreplace"))
+        return
+    try:
+        os.dup2(new, fd, inheritable=False)
+    finally:
+        os.close(new)

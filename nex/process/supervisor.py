@@ -64,7 +64,7 @@ from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
-from nex.process.log import Logger
+from nex.process.log import Logger, SupervisorLog
 from nex.process.listener import Server, bind_listener, listener_url
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
@@ -81,7 +81,7 @@ MAX_RESTART_DELAY = 30.0
 #: The longest a new worker may take to report that it listens.
 START_TIMEOUT = 60.0
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 #: What a new worker writes to the supervisor once it is ready; else it writes why it failed.
 _READY = b"ready"
 
@@ -168,43 +168,6 @@ def _first_listener(config: Config) -> socket.socket:
     return listener
 
 
-class SupervisorLog:
-    """The supervisor's own lines in the error log: workers started and ended, reloads.
-
-    Each line is one ``write(2)``, on an ``O_APPEND`` descriptor for a file, so it stays whole
-    among the workers' lines.  The format is the error log's: ``[time] level: text``.
-    """
-
-    def __init__(self, destination: str) -> None:
-        self.destination = destination
-        if destination == "-":
-            self.fd = sys.stderr.fileno()
-        else:
-            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                              0o666)
-
-    def info(self, text: str) -> None:
-        """Write an informational line."""
-        self._write("info", text)
-
-    def warning(self, text: str) -> None:
-        """Write a warning."""
-        self._write("warning", text)
-
-    def close(self) -> None:
-        """Close the log file (never standard error)."""
-        if self.destination != "-":
-            os.close(self.fd)
-
-    def _write(self, level: str, text: str) -> None:
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
-        sys.stderr.flush()  # a "nex:" line printed before keeps its place
-        try:
-            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
-        except OSError:
-            pass  # a full disk or a closed stream must not stop the supervisor
-
-
 @dataclasses.dataclass
 class _Slot:
     """One of the N places a worker runs in, and the worker in it now."""
@@ -284,6 +247,10 @@ class Supervisor:
             select.select([self._wakeup_read], [], [], timeout)
             signals = self._take_signals()
             self._reap()
+            if signal.SIGUSR1 in signals:  # the logs were rotated: every process reopens
+                self._log.reopen()
+                for pid in self._worker_pids():
+                    _signal(pid, signal.SIGUSR1)
             if signal.SIGINT in signals or signal.SIGTERM in signals:
                 self._stop()
             elif signal.SIGHUP in signals and not self._stopping:
@@ -509,6 +476,7 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the worker's logger is up
             os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor speaks to systemd
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_write):
                 os.close(fd)
@@ -543,6 +511,8 @@ def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.so
     tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
     server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                     logger, listener, tls, shared=shared)
+
+    signal.signal(signal.SIGUSR1, lambda signum, frame: logger.reopen())
 
     def ready() -> None:
         threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,

@@ -168,7 +168,7 @@ class ForwardProxy:
                          config.proxy_connect_timeout, config.proxy_upstream_timeout,
                          self._limits)
         return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle),
-                        user=destination.user)
+                        user=destination.user, upstream=_upstream(destination))
 
     def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
                  local_address: Optional[str]) -> Response:
@@ -196,10 +196,12 @@ class ForwardProxy:
             body.limit = NO_LIMIT  # streamed to the origin, never held
         origin, response_head = self._exchange(destination, head, body, request.method)
         try:
-            return self._relay(origin, response_head, destination.user)
+            response = self._relay(origin, response_head, destination.user)
         except BaseException:
             origin.close()
             raise
+        response.upstream = _upstream(destination)
+        return response
 
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
@@ -348,3 +350,9 @@ def _address_or_none(text: Optional[str]) -> Optional[Address]:
     except ValueError:
         return None
     return address_forms(address)[-1]
+
+
+def _upstream(destination: Destination) -> str:
+    """The origin a request went to, ``host:port``, as the access log names it."""
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    return f"{host}:{destination.port}"
