@@ -26,7 +26,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "server": {name: name for name in (
         "bind", "port", "server_name", "document_root", "error_pages", "templates",
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
-        "backlog", "thread_stack_size", "workers")},
+        "backlog", "thread_stack_size", "workers", "proxy_protocol")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
                  "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
     "limits": {name: name for name in (

@@ -38,6 +38,7 @@ class Config:
     backlog: int = 1024
     thread_stack_size: int = 512 * 1024
     workers: int = 1
+    proxy_protocol: str = "no"
     # [timeouts], seconds
     request_head_timeout: float = 10.0
     keep_alive_timeout: float = 15.0
@@ -148,6 +149,7 @@ _SETTINGS = (
     _setting("server", "backlog", values.integer(1, values.MAX_COUNT)),
     _setting("server", "thread_stack_size", values.stack_size),
     _setting("server", "workers", values.workers),
+    _setting("server", "proxy_protocol", values.choice("no", "v1", "v2", "any")),
     _setting("timeouts", "request_head", values.seconds, "request_head_timeout"),
     _setting("timeouts", "keep_alive", values.seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", values.seconds),
@@ -266,6 +268,9 @@ def load_config(path: Union[str, os.PathLike, None],
                           else ("key", "certificate"))
         raise ConfigError(f"[tls] {given} is set but {missing} is not: HTTPS needs both"
                           " (in settings.conf, or --tls-cert and --tls-key)")
+    if typed.get("proxy_protocol", "no") != "no" and not typed.get("trusted_proxies"):
+        raise ConfigError(f"[server] proxy_protocol = {typed['proxy_protocol']} needs [logging]"
+                          " trusted_proxies: the addresses of the load balancers that send it")
     return Config(**typed)
 
 

@@ -9,7 +9,8 @@ only place the state changes, and it refuses a transition the table does not all
       └──client left──▶ CLOSED └────────────────▶ SENDING        │ └──▶ CLOSING ──▶ CLOSED
                                                                   └──▶ CLOSED
 
-A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open` is the one
+A plain connection starts in IDLE, a TLS one in HANDSHAKING; with ``proxy_protocol`` both
+start in PROXY_HEADER, which leads to either (or to SENDING a 400).  :func:`stays_open` is the one
 decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
 request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
@@ -30,7 +31,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
@@ -39,6 +40,7 @@ from nex.process.log import Logger
 from nex.http.request import HeadScanner, Limits, Request, parse_head
 from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
     timeval, write_interim, write_response
+from nex.process.proxy_intake import take_proxy_header
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -59,6 +61,7 @@ _PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
 class State(enum.Enum):
     """Where a connection is in its life."""
 
+    PROXY_HEADER = "receiving the PROXY protocol header from a load balancer"
     HANDSHAKING = "looking at the first bytes, then completing the TLS handshake"
     IDLE = "waiting for the first byte of a request"
     READING_HEAD = "receiving a request head"
@@ -70,6 +73,7 @@ class State(enum.Enum):
 
 
 _TRANSITIONS = {
+    State.PROXY_HEADER: frozenset({State.IDLE, State.HANDSHAKING, State.SENDING, State.CLOSED}),
     State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
     State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
     State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
@@ -112,15 +116,23 @@ class Connection:
     """Serves the requests that arrive on one accepted socket.
 
     With ``tls`` the client must first complete a TLS handshake with its context; a client
-    that sends plain HTTP instead gets a ``400`` page in plain text.
+    that sends plain HTTP instead gets a ``400`` page in plain text.  With ``proxy_protocol``
+    the client a trusted proxy's header names becomes :attr:`client`; ``readmit(self,
+    client)`` then counts the connection as that client's, or says it is at its cap.
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
-                 tls: Optional[ServerTLS] = None) -> None:
+                 tls: Optional[ServerTLS] = None,
+                 readmit: Optional[Callable[["Connection", str], bool]] = None) -> None:
         self.sock = sock
         self.client = client
+        #: The address the listener counts this connection under (its caps).
+        self.counted_as = client
+        self._readmit = readmit
         self.state = State.IDLE if tls is None else State.HANDSHAKING
+        if dispatcher.config.proxy_protocol != "no":
+            self.state = State.PROXY_HEADER
         #: Whether TLS is up: the socket is then an ``ssl.SSLSocket`` with a Python time-out.
         self.encrypted = False
         self._tls = tls
@@ -156,6 +168,8 @@ class Connection:
     def serve(self) -> None:
         """Run the loop until the client leaves, a time limit passes, or the server stops."""
         try:
+            if self.state is State.PROXY_HEADER and not self._take_proxy_header():
+                return
             if self._tls is None or self._start_tls():
                 self._serve_requests()
         except OSError:
@@ -169,7 +183,7 @@ class Connection:
 
     def wake(self) -> None:
         """Wake the loop if it is idle, so that a stopping server need not wait for it."""
-        if self.state in (State.IDLE, State.HANDSHAKING):
+        if self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER):
             self._shut_down_transport(socket.SHUT_RD)
 
     def abort(self) -> None:
@@ -191,6 +205,34 @@ class Connection:
         if state not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
         self.state = state
+
+    def _take_proxy_header(self) -> bool:
+        """Take the PROXY header off the connection (see :mod:`nex.process.proxy_intake`)
+        and serve the client it names; return whether requests can follow."""
+        deadline = self._accepted + self._config.request_head_timeout
+        forwarded = self._dispatcher.forwarded
+        try:
+            go_on, client, seen = take_proxy_header(
+                lambda size, flags: self._receive(deadline, 0, size, flags),
+                self._config.proxy_protocol,
+                forwarded is not None and forwarded.is_trusted(self.client))
+        except HTTPError as error:
+            self._refuse(error)
+            return False
+        self._head_bytes = seen
+        if not go_on:
+            return False
+        if client is not None:
+            admitted = self._readmit is None or self._readmit(self, client)
+            self.client = client
+            if not admitted:
+                error = HTTPError(429, "Too many connections from your address; close some "
+                                       "and try again.", close=True)
+                error.refusal = "max_connections_per_client"
+                self._refuse(error)
+                return False
+        self._enter(State.IDLE if self._tls is None else State.HANDSHAKING)
+        return True
 
     def _start_tls(self) -> bool:
         """Complete the TLS handshake before the first head's deadline; return whether

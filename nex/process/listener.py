@@ -229,7 +229,7 @@ class Server:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
-                                    self.tls)
+                                    self.tls, self._readmit)
         except OSError:  # some systems refuse options on a socket the client already reset
             with self._lock:
                 self._forget_client(client)
@@ -255,7 +255,19 @@ class Server:
     def _release(self, connection: Connection) -> None:
         with self._lock:
             del self._live[connection]
-            self._forget_client(connection.client)
+            self._forget_client(connection.counted_as)
+
+    def _readmit(self, connection: Connection, client: str) -> bool:
+        """Count ``connection`` as one of ``client``'s, the address a PROXY header carried;
+        False, leaving it counted as before, when ``client`` is at its cap."""
+        with self._lock:
+            if (self._per_client.get(client, 0) >= self.config.max_connections_per_client
+                    and not self._is_trusted_proxy(client)):
+                return False
+            self._forget_client(connection.counted_as)
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            connection.counted_as = client
+        return True
 
     def _forget_client(self, client: str) -> None:
         """Count one connection of ``client`` less (with the lock held)."""
