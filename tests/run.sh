@@ -51,16 +51,20 @@ fi
 
 "$python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
-# Debian packages some tests drive: a browser, and the openssl and curl commands (test
-# certificates, a real HTTPS client).
+# Debian packages some tests drive: a browser, the openssl and curl commands (test
+# certificates, a real HTTPS client), and for the production tests haproxy, logrotate and
+# systemd (systemd-socket-activate, systemd-analyze).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
+command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if can_apt; then
-    echo "Installing ${missing[*]} for the browser, TLS and client tests..."
+    echo "Installing ${missing[*]} for the browser, TLS, client and production tests..."
     apt_get update -qq >/dev/null || true
     apt_get install -y -qq "${missing[@]}" >/dev/null \
       || echo "WARNING: could not install ${missing[*]}; the tests needing them will skip."
