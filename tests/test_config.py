@@ -49,6 +49,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
         "auth_failures_per_minute", "via")},
+    "metrics": {name: "metrics_" + name for name in ("enabled", "path", "allowed_clients")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -219,7 +220,7 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "proxy", "yes", "unknown setting"),
     ("proxy", "connect_port", "443", "unknown setting (did you mean connect_ports?)"),
     ("http", "port", "8080", "unknown section (sections: server, timeouts, limits, files,"
-     " caching, compression, logging, auth, cors, tls, proxy, mime)"),
+     " caching, compression, logging, auth, cors, tls, proxy, metrics, mime)"),
     ("server", "prot", "8080", "unknown setting (did you mean port?)"),
     ("server", "Port", "8080", "unknown setting (did you mean port?)"),
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),

@@ -100,6 +100,10 @@ class Config:
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
+    # [metrics]
+    metrics_enabled: bool = False
+    metrics_path: str = "/.nex/metrics"
+    metrics_allowed_clients: Tuple[str, ...] = ("127.0.0.0/8", "::1")
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -203,6 +207,9 @@ _SETTINGS = (
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),
     _setting("proxy", "via", values.boolean, "proxy_via"),
+    _setting("metrics", "enabled", values.boolean, "metrics_enabled"),
+    _setting("metrics", "path", values.url_path, "metrics_path"),
+    _setting("metrics", "allowed_clients", values.networks, "metrics_allowed_clients"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", values.extension_map(values.media_type), "mime_types"),
 )

@@ -40,6 +40,7 @@ from nex.process.log import Logger
 from nex.http.request import HeadScanner, Limits, Request, parse_head
 from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
     timeval, write_interim, write_response
+from nex.process.metrics import Metrics
 from nex.process.proxy_intake import take_proxy_header
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
@@ -119,17 +120,20 @@ class Connection:
     that sends plain HTTP instead gets a ``400`` page in plain text.  With ``proxy_protocol``
     the client a trusted proxy's header names becomes :attr:`client`; ``readmit(self,
     client)`` then counts the connection as that client's, or says it is at its cap.
+    ``metrics`` counts the responses and tunnels, and may answer a request itself.
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
                  tls: Optional[ServerTLS] = None,
-                 readmit: Optional[Callable[["Connection", str], bool]] = None) -> None:
+                 readmit: Optional[Callable[["Connection", str], bool]] = None,
+                 metrics: Optional[Metrics] = None) -> None:
         self.sock = sock
         self.client = client
         #: The address the listener counts this connection under (its caps).
         self.counted_as = client
         self._readmit = readmit
+        self._metrics = metrics
         self.state = State.IDLE if tls is None else State.HANDSHAKING
         if dispatcher.config.proxy_protocol != "no":
             self.state = State.PROXY_HEADER
@@ -229,6 +233,8 @@ class Connection:
                 error = HTTPError(429, "Too many connections from your address; close some "
                                        "and try again.", close=True)
                 error.refusal = "max_connections_per_client"
+                if self._metrics is not None:
+                    self._metrics.refused(error.refusal)
                 self._refuse(error)
                 return False
         self._enter(State.IDLE if self._tls is None else State.HANDSHAKING)
@@ -296,9 +302,11 @@ class Connection:
                               self._limits,
                               self._send_continue if _expects_continue(request) else None)
         try:
-            response = self._dispatcher.respond(request, body, self._client_of(request),
-                                                peer=self.client,
-                                                local_address=self._local_address)
+            client = self._client_of(request)
+            response = None if self._metrics is None else self._metrics.answer(request, client)
+            if response is None:
+                response = self._dispatcher.respond(request, body, client, peer=self.client,
+                                                    local_address=self._local_address)
         except HTTPError as error:
             response = self._dispatcher.error_response(error)
         except Exception:
@@ -345,9 +353,13 @@ class Connection:
         pending = bytes(self._buffer)
         self._buffer.clear()
         up = down = 0
+        if self._metrics is not None:
+            self._metrics.tunnel_opened()
         try:
             up, down = tunnel(self.sock, pending)
         finally:
+            if self._metrics is not None:
+                self._metrics.tunnel_closed()
             self._log(request, response, down, f" up={up} down={down}", up)
 
     def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
@@ -482,6 +494,8 @@ class Connection:
         if self._body is not None:
             received += self._body.received
             self._body = None
+        if self._metrics is not None:
+            self._metrics.request_done(request, response, sent, received)
         if request is None:
             client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
                                                     None, None)

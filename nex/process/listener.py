@@ -31,6 +31,7 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
+from nex.process.metrics import Metrics, MetricsTable, process_metrics
 from nex.process import systemd
 from nex.http.response import write_response
 from nex.files.templates import TemplateError
@@ -66,13 +67,15 @@ class Server:
     name it) by ``make_dispatcher(port)``.  The server listens on ``listener`` when one is
     given (a worker process of several, or a socket systemd passed), else on a new socket
     bound per ``config``; ``shared`` says that other processes accept on ``listener`` too.
-    With ``tls`` every connection speaks HTTPS.
+    With ``tls`` every connection speaks HTTPS.  ``metrics`` counts connections and requests.
     """
 
     def __init__(self, config: Config, make_dispatcher: Callable[[int], Dispatcher],
                  logger: Logger, listener: Optional[socket.socket] = None,
-                 tls: Optional[ServerTLS] = None, *, shared: bool = False) -> None:
+                 tls: Optional[ServerTLS] = None, *, shared: bool = False,
+                 metrics: Optional[Metrics] = None) -> None:
         self.config = config
+        self._metrics = metrics
         self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
@@ -229,7 +232,7 @@ class Server:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
-                                    self.tls, self._readmit)
+                                    self.tls, self._readmit, self._metrics)
         except OSError:  # some systems refuse options on a socket the client already reset
             with self._lock:
                 self._forget_client(client)
@@ -239,6 +242,8 @@ class Server:
         thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
         with self._lock:
             self._live[connection] = thread
+        if self._metrics is not None:
+            self._metrics.connection_opened()
         try:
             thread.start()
         except RuntimeError:
@@ -256,6 +261,8 @@ class Server:
         with self._lock:
             del self._live[connection]
             self._forget_client(connection.counted_as)
+        if self._metrics is not None:
+            self._metrics.connection_closed()
 
     def _readmit(self, connection: Connection, client: str) -> bool:
         """Count ``connection`` as one of ``client``'s, the address a PROXY header carried;
@@ -333,6 +340,8 @@ class Server:
         A TLS client is closed without the page: it would need a handshake, and handshakes
         happen only in worker threads.
         """
+        if self._metrics is not None:
+            self._metrics.refused(_REFUSAL_TOKENS[status])
         if self.tls is not None:
             sock.close()
             self._logger.access(client, "-", status, 0, None, None,
@@ -440,9 +449,12 @@ def serve(config: Config) -> int:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     logger = Logger.from_config(config)
+    metrics = process_metrics(config, MetricsTable(1), 1)
+    if metrics is not None:
+        logger.on_drop = metrics.log_line_dropped
     try:
         server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger, activated, tls=tls)
+                        logger, activated, tls=tls, metrics=metrics)
     except (TemplateError, ConfigError) as error:
         print(f"nex: {error}", file=sys.stderr)
         logger.close()

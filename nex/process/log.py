@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from nex.http.dates import clf_time_now, format_clf_time
 from nex.process.config import Config
@@ -81,6 +81,8 @@ class Logger:
         self._json = json_format
         self._owned = tuple(owned)
         self._paths: Dict[int, str] = dict(paths or {})
+        #: Called (with the buffer's lock held) for each line dropped, for the metrics.
+        self.on_drop: Optional[Callable[[], None]] = None
         self._capacity = buffer_bytes
         self._write_limits = {fd: _write_limit(fd) for fd in (access, errors)}
         self._immediate = os.isatty(access)
@@ -194,6 +196,8 @@ class Logger:
         with self._lock:
             if self._buffered + len(data) > self._capacity:
                 self._dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop()
                 return
             self._entries.append((fd, data))
             self._buffered += len(data)

@@ -65,6 +65,7 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
 from nex.process.log import Logger, SupervisorLog
+from nex.process.metrics import Metrics, MetricsTable, process_metrics
 from nex.process.listener import Server, bind_listener, listener_url
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
@@ -194,6 +195,8 @@ class Supervisor:
         #: The port every listener binds: the configured one, or the one port 0 picked.
         self._port: int = first.getsockname()[1]
         self._log = log
+        #: Every worker's counters, each in the row of its slot (see nex.process.metrics).
+        self._metrics = MetricsTable()
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
         self._retiring: Dict[int, int] = {}
@@ -317,6 +320,7 @@ class Supervisor:
         if slot.started and now - slot.started >= QUICK_EXIT_SECONDS:
             slot.quick_exits = 0
         slot.quick_exits += 1
+        self._metrics.count_restart()
         delay = restart_delay(slot.quick_exits)
         slot.restart_at = now + delay
         when = f"in {delay:g} s" if delay else "now"
@@ -439,7 +443,7 @@ class Supervisor:
             return 0, f"could not start: {error.strerror}"
         if pid == 0:
             os.close(report_read)
-            self._become_worker(worker_config(config), listener, report_write, blocked)
+            self._become_worker(worker_config(config), listener, report_write, blocked, number)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(report_write)
         try:
@@ -468,7 +472,7 @@ class Supervisor:
         return self._listeners[number - 1]
 
     def _become_worker(self, config: Config, listener: socket.socket, report: int,
-                       blocked: object) -> NoReturn:
+                       blocked: object, number: int) -> NoReturn:
         """In the new child: drop the supervisor's part, serve, and exit with the status."""
         status = 1
         try:
@@ -487,7 +491,8 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
             status = _serve_as_worker(config, self._templates, listener, report,
                                       self._lifeline_read,
-                                      shared=self._activated or not REUSE_PORT)
+                                      shared=self._activated or not REUSE_PORT,
+                                      metrics=process_metrics(config, self._metrics, number))
         except BaseException:
             traceback.print_exc()
         finally:
@@ -499,7 +504,8 @@ class Supervisor:
 
 
 def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
-                     report: int, lifeline: int, *, shared: bool) -> int:
+                     report: int, lifeline: int, *, shared: bool,
+                     metrics: Optional[Metrics]) -> int:
     """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
@@ -508,9 +514,11 @@ def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.so
     except OSError as error:
         _report(report, f"cannot open a log file: {error.strerror}".encode())
         return 2
+    if metrics is not None:
+        logger.on_drop = metrics.log_line_dropped
     tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
     server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                    logger, listener, tls, shared=shared)
+                    logger, listener, tls, shared=shared, metrics=metrics)
 
     signal.signal(signal.SIGUSR1, lambda signum, frame: logger.reopen())
 

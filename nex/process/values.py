@@ -18,7 +18,7 @@ from nex.site.login import ProtectedPaths, challenge
 from nex.proxy.blacklist import parse_entry
 from nex.http.origin import normalise_origin
 from nex.site.clients import parse_networks
-from nex.http.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
+from nex.http.grammar import FIELD_VALUE, MEDIA_TYPE, REQUEST_TARGET, is_hostname
 from nex.site.hosts import HostValidator
 from nex.watchedfile import load
 
@@ -231,6 +231,15 @@ def path_prefixes(text: str, base: str) -> Tuple[str, ...]:
     except ValueError as error:
         raise Invalid(str(error)) from None
     return prefixes
+
+
+def url_path(text: str, base: str) -> str:
+    """An absolute URL path such as ``/.nex/metrics``, matched as the request sends it:
+    printable ASCII, no query, fragment or percent-encoding."""
+    if not (text.startswith("/") and REQUEST_TARGET.fullmatch(text)) or any(
+            char in text for char in "?#%"):
+        raise Invalid("must be a URL path starting with /, without ?, # or %")
+    return text
 
 
 def realm(text: str, base: str) -> str:

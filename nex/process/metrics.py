@@ -1,0 +1,270 @@
+"""Metrics: counters every process keeps in shared memory, served in Prometheus' text format.
+
+Each process that serves (the lone server, or each worker) counts in a *slot* of its own: a
+row of 64-bit integers in an anonymous shared ``mmap``.  The supervisor maps the table
+before it forks, so every worker writes its own row and any worker answering a scrape sums
+all rows: the figures cover every worker without asking anyone.  A worker that replaces
+another (a restart, a reload) takes over its slot; counters carry on, and the gauges that
+described the old worker's live connections start again from zero.  Row 0 is the
+supervisor's (worker restarts).  Within a process a lock guards the row, so no figure relies
+on the GIL.
+
+With ``[metrics] enabled`` the path ``[metrics] path`` (default ``/.nex/metrics``) answers
+GET and HEAD from the ``[metrics] allowed_clients`` networks; anyone else gets the site's
+ordinary answer for that path.  Every name is in the ``nex_`` namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import mmap
+import re
+import ssl
+import threading
+from datetime import datetime, timezone
+from typing import Iterable, List, Optional, Tuple
+
+from nex.files.archive import wants_archive
+from nex.http.request import Request
+from nex.http.response import Response
+from nex.site.clients import parse_networks
+from nex.process.config import Config
+
+HANDLERS = ("file", "listing", "zip", "upload", "proxy", "tunnel", "other")
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+CAPS = ("max_connections", "max_connections_per_client")
+#: Worker slots besides the supervisor's row 0; as many as workers may be.
+MAX_SLOTS = 256
+_REQUESTS = {(handler, status_class): index
+             for index, (handler, status_class) in enumerate(
+                 (h, c) for h in HANDLERS for c in STATUS_CLASSES)}
+_BYTES_IN = len(_REQUESTS)
+_BYTES_OUT = _BYTES_IN + 1
+_CONNECTIONS_OPEN = _BYTES_IN + 2
+_REFUSED = {cap: _BYTES_IN + 3 + index for index, cap in enumerate(CAPS)}
+_TUNNELS_OPEN = _BYTES_IN + 3 + len(CAPS)
+_LOG_DROPPED = _TUNNELS_OPEN + 1
+_WORKER_RESTARTS = _LOG_DROPPED + 1
+_FIELDS = _WORKER_RESTARTS + 1
+_GAUGES = (_CONNECTIONS_OPEN, _TUNNELS_OPEN)
+_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+
+
+class MetricsTable:
+    """The shared table of rows: ``slots`` worker rows plus the supervisor's row 0."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self.slots = slots
+        self._memory = mmap.mmap(-1, (slots + 1) * _FIELDS * 8,
+                                 flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self.values = memoryview(self._memory).cast("Q")
+
+    def total(self, field: int) -> int:
+        """``field`` summed over every row."""
+        values = self.values
+        return sum(values[row * _FIELDS + field] for row in range(self.slots + 1))
+
+    def count_restart(self) -> None:
+        """One worker restarted (the supervisor's own figure)."""
+        self.values[_WORKER_RESTARTS] += 1
+
+
+class Metrics:
+    """One process's counters, in row ``slot`` of ``table``, and the page that shows all.
+
+    ``certificate`` is the TLS certificate file whose expiry is shown (empty: none).
+    """
+
+    def __init__(self, table: MetricsTable, slot: int, *, path: str = "/.nex/metrics",
+                 allowed_clients: Iterable[str] = ("127.0.0.0/8", "::1"),
+                 certificate: str = "") -> None:
+        self.table = table
+        self.path = path
+        self._base = slot * _FIELDS
+        self._allowed = parse_networks(allowed_clients)
+        self._certificate = certificate
+        self._lock = threading.Lock()
+        for field in _GAUGES:  # the previous worker of this slot and its connections are gone
+            table.values[self._base + field] = 0
+
+    def _add(self, field: int, amount: int = 1) -> None:
+        with self._lock:
+            self.table.values[self._base + field] += amount
+
+    def _subtract(self, field: int) -> None:
+        with self._lock:
+            self.table.values[self._base + field] -= 1
+
+    def request_done(self, request: Optional[Request], response: Response, sent: int,
+                     received: int) -> None:
+        """Count one logged response with ``sent`` body bytes out and ``received`` in; a
+        scrape of the metrics path counts as ``other``."""
+        if request is not None and request.path == self.path:
+            handler = "other"
+        else:
+            handler = handler_of(request, response)
+        status_class = STATUS_CLASSES[min(max(response.status // 100, 1), 5) - 1]
+        index = self._base + _REQUESTS[handler, status_class]
+        values = self.table.values
+        with self._lock:
+            values[index] += 1
+            values[self._base + _BYTES_IN] += received
+            values[self._base + _BYTES_OUT] += sent
+
+    def connection_opened(self) -> None:
+        """A connection was admitted."""
+        self._add(_CONNECTIONS_OPEN)
+
+    def connection_closed(self) -> None:
+        """An admitted connection ended."""
+        self._subtract(_CONNECTIONS_OPEN)
+
+    def refused(self, cap: str) -> None:
+        """A connection was refused because ``cap`` (one of :data:`CAPS`) was reached."""
+        self._add(_REFUSED[cap])
+
+    def tunnel_opened(self) -> None:
+        """A CONNECT tunnel started relaying."""
+        self._add(_TUNNELS_OPEN)
+
+    def tunnel_closed(self) -> None:
+        """A CONNECT tunnel ended."""
+        self._subtract(_TUNNELS_OPEN)
+
+    def log_line_dropped(self) -> None:
+        """The logger dropped a line (its buffer was full)."""
+        self._add(_LOG_DROPPED)
+
+    def answer(self, request: Request, client: str) -> Optional[Response]:
+        """The metrics page when ``request`` asks for it from an allowed ``client``; None
+        when the request is for the site."""
+        if request.path != self.path or request.method not in ("GET", "HEAD"):
+            return None
+        try:
+            if not any(ipaddress.ip_address(client) in network for network in self._allowed):
+                return None
+        except ValueError:
+            return None
+        body = self.render().encode("utf-8")
+        return Response(200, [("Content-Type", _CONTENT_TYPE), ("Cache-Control", "no-store")],
+                        (body,))
+
+    def render(self) -> str:
+        """Every figure, summed over the processes, in the Prometheus text format."""
+        total = self.table.total
+        lines: List[str] = []
+        family(lines, "nex_requests_total", "counter", "Responses sent, by handler and status "
+               "class.", [(f'handler="{handler}",status_class="{status_class}"', total(index))
+                          for (handler, status_class), index in _REQUESTS.items()])
+        family(lines, "nex_received_bytes_total", "counter",
+               "Bytes received from clients: heads, bodies, tunnels.", [("", total(_BYTES_IN))])
+        family(lines, "nex_sent_bytes_total", "counter",
+               "Body bytes sent to clients.", [("", total(_BYTES_OUT))])
+        family(lines, "nex_connections_open", "gauge", "Client connections open.",
+               [("", total(_CONNECTIONS_OPEN))])
+        family(lines, "nex_connections_refused_total", "counter",
+               "Connections refused at a cap, by the setting of the cap.",
+               [(f'cap="{cap}"', total(index)) for cap, index in _REFUSED.items()])
+        family(lines, "nex_tunnels_open", "gauge", "CONNECT tunnels relaying.",
+               [("", total(_TUNNELS_OPEN))])
+        family(lines, "nex_log_lines_dropped_total", "counter",
+               "Log lines dropped because the log could not keep up.",
+               [("", total(_LOG_DROPPED))])
+        family(lines, "nex_worker_restarts_total", "counter",
+               "Workers restarted after they ended unasked.", [("", total(_WORKER_RESTARTS))])
+        expiry = certificate_expiry(self._certificate) if self._certificate else None
+        if expiry is not None:
+            family(lines, "nex_tls_certificate_expiry_timestamp_seconds", "gauge",
+                   "When the TLS certificate expires, in seconds since the epoch.",
+                   [("", int(expiry))])
+        return "\n".join(lines) + "\n"
+
+
+def process_metrics(config: Config, table: MetricsTable, slot: int) -> Optional[Metrics]:
+    """The counters of the process serving in ``slot`` of ``table``, when ``config`` has
+    metrics enabled; else None."""
+    if not config.metrics_enabled:
+        return None
+    return Metrics(table, slot, path=config.metrics_path,
+                   allowed_clients=config.metrics_allowed_clients,
+                   certificate=config.tls_certificate)
+
+
+def family(lines: List[str], name: str, kind: str, text: str,
+           samples: List[Tuple[str, int]]) -> None:
+    """Append one metric family (HELP, TYPE and its samples) to ``lines``."""
+    lines.append(f"# HELP {name} {text}")
+    lines.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
+
+
+def handler_of(request: Optional[Request], response: Response) -> str:
+    """Which kind of work a response was: one of :data:`HANDLERS`."""
+    if response.tunnel is not None or (request is not None and request.method == "CONNECT"):
+        return "tunnel"
+    if request is None:
+        return "other"
+    if response.forwarded or response.upstream is not None or not request.target.startswith(
+            ("/", "*")):
+        return "proxy"
+    if request.method in ("PUT", "POST"):
+        return "upload"
+    if request.method not in ("GET", "HEAD"):
+        return "other"
+    if request.path.endswith("/"):
+        return "zip" if wants_archive(request.query) else "listing"
+    return "file"
+
+
+def certificate_expiry(path: str) -> Optional[float]:
+    """When the first certificate in the PEM file ``path`` expires (seconds since the
+    epoch), from its DER encoding; None when the file cannot be read or parsed."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as pem:
+            match = _PEM_CERTIFICATE.search(pem.read())
+        if match is None:
+            return None
+        der = ssl.PEM_cert_to_DER_cert(match.group())
+        return _not_after(der)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _not_after(der: bytes) -> float:
+    """The notAfter time of a DER X.509 certificate (RFC 5280 §4.1)."""
+    _, certificate, _ = _element(der, 0)      # Certificate ::= SEQUENCE { tbsCertificate, ...
+    _, position, _ = _element(der, certificate)
+    if der[position] == 0xA0:                  # [0] EXPLICIT version, when not v1
+        position = _element(der, position)[2]
+    for _ in range(3):                         # serialNumber, signature, issuer
+        position = _element(der, position)[2]
+    _, validity, _ = _element(der, position)   # validity ::= SEQUENCE { notBefore, notAfter }
+    tag, value, value_end = _element(der, _element(der, validity)[2])
+    text = der[value:value_end].decode("ascii")
+    if tag == 0x17:    # UTCTime YYMMDDHHMMSSZ; years 50-99 are 19xx (RFC 5280 §4.1.2.5.1)
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise ValueError("notAfter is not a time")
+    moment = datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _element(der: bytes, position: int) -> Tuple[int, int, int]:
+    """The DER element at ``position``: (tag, where its value starts, where it ends)."""
+    tag = der[position]
+    first = der[position + 1]
+    if first < 0x80:
+        length, start = first, position + 2
+    else:
+        count = first & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("DER length out of range")
+        length = int.from_bytes(der[position + 2:position + 2 + count], "big")
+        start = position + 2 + count
+    if start + length > len(der):
+        raise ValueError("DER element runs past the end")
+    return tag, start, start + length
