@@ -1,13 +1,13 @@
 """Metrics: counters every process keeps in shared memory, served in Prometheus' text format.
 
-Each process that serves (the lone server, or each worker) counts in a *slot* of its own: a
-row of 64-bit integers in an anonymous shared ``mmap``.  The supervisor maps the table
-before it forks, so every worker writes its own row and any worker answering a scrape sums
-all rows: the figures cover every worker without asking anyone.  A worker that replaces
-another (a restart, a reload) takes over its slot; counters carry on, and the gauges that
-described the old worker's live connections start again from zero.  Row 0 is the
-supervisor's (worker restarts).  Within a process a lock guards the row, so no figure relies
-on the GIL.
+Each process that serves (the lone server, or each worker) counts in a *row* of its own of
+64-bit integers in an anonymous shared ``mmap``.  The supervisor maps the table before it
+forks and gives each new worker a free row, so every worker writes only its own row and any
+worker answering a scrape sums all rows: the figures cover every worker without asking
+anyone.  When a worker has exited, the supervisor adds its counters to row 0 (which also
+holds the worker restarts) and clears the row for the next worker: counters carry on across
+restarts and reloads, and the gauges of a worker that died with connections open do not
+linger.  Within a process a lock guards the row, so no figure relies on the GIL.
 
 With ``[metrics] enabled`` the path ``[metrics] path`` (default ``/.nex/metrics``) answers
 GET and HEAD from the ``[metrics] allowed_clients`` networks; anyone else gets the site's
@@ -33,8 +33,8 @@ from nex.process.config import Config
 HANDLERS = ("file", "listing", "zip", "upload", "proxy", "tunnel", "other")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CAPS = ("max_connections", "max_connections_per_client")
-#: Worker slots besides the supervisor's row 0; as many as workers may be.
-MAX_SLOTS = 256
+#: Rows besides the supervisor's row 0: a worker and its replacement may run side by side.
+MAX_ROWS = 2 * 256
 _REQUESTS = {(handler, status_class): index
              for index, (handler, status_class) in enumerate(
                  (h, c) for h in HANDLERS for c in STATUS_CLASSES)}
@@ -53,18 +53,34 @@ _PEM_CERTIFICATE = re.compile(
 
 
 class MetricsTable:
-    """The shared table of rows: ``slots`` worker rows plus the supervisor's row 0."""
+    """The shared table: ``rows`` rows for serving processes plus the supervisor's row 0."""
 
-    def __init__(self, slots: int = MAX_SLOTS) -> None:
-        self.slots = slots
-        self._memory = mmap.mmap(-1, (slots + 1) * _FIELDS * 8,
+    def __init__(self, rows: int = MAX_ROWS) -> None:
+        self.rows = rows
+        self._memory = mmap.mmap(-1, (rows + 1) * _FIELDS * 8,
                                  flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
-        self.values = memoryview(self._memory).cast("Q")
+        self.values = memoryview(self._memory).cast("q")
+        self._free = list(range(rows, 0, -1))
 
     def total(self, field: int) -> int:
         """``field`` summed over every row."""
         values = self.values
-        return sum(values[row * _FIELDS + field] for row in range(self.slots + 1))
+        return sum(values[row * _FIELDS + field] for row in range(self.rows + 1))
+
+    def take_row(self) -> int:
+        """A free row for a new worker (the supervisor's row 0 when none is left)."""
+        return self._free.pop() if self._free else 0
+
+    def give_back(self, row: int) -> None:
+        """The worker of ``row`` has exited: keep its counters in row 0, free the row."""
+        if row == 0:
+            return
+        values, base = self.values, row * _FIELDS
+        for field in range(_FIELDS):
+            if field not in _GAUGES:
+                values[field] += values[base + field]
+            values[base + field] = 0
+        self._free.append(row)
 
     def count_restart(self) -> None:
         """One worker restarted (the supervisor's own figure)."""
@@ -72,22 +88,20 @@ class MetricsTable:
 
 
 class Metrics:
-    """One process's counters, in row ``slot`` of ``table``, and the page that shows all.
+    """One process's counters, in row ``row`` of ``table``, and the page that shows all.
 
     ``certificate`` is the TLS certificate file whose expiry is shown (empty: none).
     """
 
-    def __init__(self, table: MetricsTable, slot: int, *, path: str = "/.nex/metrics",
+    def __init__(self, table: MetricsTable, row: int, *, path: str = "/.nex/metrics",
                  allowed_clients: Iterable[str] = ("127.0.0.0/8", "::1"),
                  certificate: str = "") -> None:
         self.table = table
         self.path = path
-        self._base = slot * _FIELDS
+        self._base = row * _FIELDS
         self._allowed = parse_networks(allowed_clients)
         self._certificate = certificate
         self._lock = threading.Lock()
-        for field in _GAUGES:  # the previous worker of this slot and its connections are gone
-            table.values[self._base + field] = 0
 
     def _add(self, field: int, amount: int = 1) -> None:
         with self._lock:
@@ -182,12 +196,12 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def process_metrics(config: Config, table: MetricsTable, slot: int) -> Optional[Metrics]:
-    """The counters of the process serving in ``slot`` of ``table``, when ``config`` has
+def process_metrics(config: Config, table: MetricsTable, row: int) -> Optional[Metrics]:
+    """The counters of the process serving with ``row`` of ``table``, when ``config`` has
     metrics enabled; else None."""
     if not config.metrics_enabled:
         return None
-    return Metrics(table, slot, path=config.metrics_path,
+    return Metrics(table, row, path=config.metrics_path,
                    allowed_clients=config.metrics_allowed_clients,
                    certificate=config.tls_certificate)
 

@@ -195,8 +195,9 @@ class Supervisor:
         #: The port every listener binds: the configured one, or the one port 0 picked.
         self._port: int = first.getsockname()[1]
         self._log = log
-        #: Every worker's counters, each in the row of its slot (see nex.process.metrics).
+        #: Every worker's counters, and the row of each worker by pid (nex.process.metrics).
         self._metrics = MetricsTable()
+        self._rows: Dict[int, int] = {}
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
         self._retiring: Dict[int, int] = {}
@@ -297,6 +298,7 @@ class Supervisor:
             self._exited(pid, status)
 
     def _exited(self, pid: int, status: int) -> None:
+        self._metrics.give_back(self._rows.pop(pid, 0))
         if pid in self._retiring:
             number = self._retiring.pop(pid)
             if os.waitstatus_to_exitcode(status) != 0:
@@ -434,16 +436,19 @@ class Supervisor:
         # Signals wait until the child has its own handlers: a signal meant for a worker must
         # not run the supervisor's handler in it and land in the supervisor's pipe.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        row = self._metrics.take_row()
         try:
             pid = os.fork()
         except OSError as error:
+            self._metrics.give_back(row)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(report_read)
             os.close(report_write)
             return 0, f"could not start: {error.strerror}"
         if pid == 0:
             os.close(report_read)
-            self._become_worker(worker_config(config), listener, report_write, blocked, number)
+            self._become_worker(worker_config(config), listener, report_write, blocked, row)
+        self._rows[pid] = row
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(report_write)
         try:
@@ -456,6 +461,7 @@ class Supervisor:
         if report is None:
             _signal(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+        self._metrics.give_back(self._rows.pop(pid))
         if report:
             return 0, f"could not start: {report.decode('utf-8', 'replace')}"
         if report is None:
@@ -472,7 +478,7 @@ class Supervisor:
         return self._listeners[number - 1]
 
     def _become_worker(self, config: Config, listener: socket.socket, report: int,
-                       blocked: object, number: int) -> NoReturn:
+                       blocked: object, row: int) -> NoReturn:
         """In the new child: drop the supervisor's part, serve, and exit with the status."""
         status = 1
         try:
@@ -492,7 +498,7 @@ class Supervisor:
             status = _serve_as_worker(config, self._templates, listener, report,
                                       self._lifeline_read,
                                       shared=self._activated or not REUSE_PORT,
-                                      metrics=process_metrics(config, self._metrics, number))
+                                      metrics=process_metrics(config, self._metrics, row))
         except BaseException:
             traceback.print_exc()
         finally:
