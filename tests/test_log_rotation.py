@@ -7,18 +7,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
-
-from nex.process.log import Logger, SupervisorLog
-from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange
-from tests.test_log import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
 from unittest import mock
+
+from nex.http.errors import HTTPError
+from nex.process.log import SupervisorLog
+from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange, \
+    socketpair_dispatcher
+from tests.test_log import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
 
 LOGROTATE = shutil.which("logrotate")
 SHIPPED = os.path.join(REPO, "contrib", "logrotate", "nex")
@@ -121,6 +122,19 @@ class CombinedReasonTest(LoggerTestCase):
             f'10.0.0.9 - - [{FIXED_TEXT}] "CONNECT a.example:25 HTTP/1.1" 403 10 "-" "-" 42 '
             'reason=port',
             f'10.0.0.9 - - [{FIXED_TEXT}] "GET / HTTP/1.1" 200 10 "-" "-" 7'])
+
+
+class RefusalCarryTest(unittest.TestCase):
+    """An HTTPError's refusal token reaches the response the logger reads, as its user does."""
+
+    def test_error_page_carries_the_refusal(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-refusal-")
+        self.addCleanup(shutil.rmtree, root, True)
+        error = HTTPError(403, "This proxy does not tunnel to port 25.")
+        error.refusal = "port"
+        response = socketpair_dispatcher(root).error_response(error)
+        self.assertEqual((response.status, response.refusal), (403, "port"))
+        self.assertIsNone(socketpair_dispatcher(root).error_response(HTTPError(404)).refusal)
 
 
 def request(port: int, path: str, extra: bytes = b"") -> bytes:

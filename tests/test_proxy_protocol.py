@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import tempfile
 import unittest
 
@@ -83,7 +82,8 @@ class TrustedProxyTest(ProxyProtocolServerTest):
 
     def test_keep_alive_requests_all_belong_to_the_carried_client(self) -> None:
         with self.server.connect() as sock:
-            sock.sendall(v1_for("198.51.100.77") + b"GET /hello.txt?ka1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(v1_for("198.51.100.77")
+                         + b"GET /hello.txt?ka1 HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(ResponseReader(sock).read()[0], 200)
             sock.sendall(b"GET /hello.txt?ka2 HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(ResponseReader(sock).read()[0], 200)
@@ -155,7 +155,8 @@ class PerClientCapTest(ProxyProtocolServerTest):
             self.assertTrue(second.startswith(b"HTTP/1.1 429 "), second[:40])
             other = self.send(v1_for("192.0.2.51") + GET)
             self.assertTrue(other.startswith(b"HTTP/1.1 200 "), other[:40])
-        self.assertRegex(self.logged(" 429 "), r"^192\.0\.2\.50 .* reason=max_connections_per_client$")
+        self.assertRegex(self.logged(" 429 "),
+                         r"^192\.0\.2\.50 .* reason=max_connections_per_client$")
 
 
 class LoginLimitTest(ProxyProtocolServerTest):

@@ -10,8 +10,8 @@ only place the state changes, and it refuses a transition the table does not all
                                                                   └──▶ CLOSED
 
 A plain connection starts in IDLE, a TLS one in HANDSHAKING; with ``proxy_protocol`` both
-start in PROXY_HEADER, which leads to either (or to SENDING a 400).  :func:`stays_open` is the one
-decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
+start in PROXY_HEADER, which leads to either (or to SENDING a 400).  :func:`stays_open` is
+the one decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
 request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
 however it dribbles it; the TLS handshake counts against that same limit).  Every response
@@ -144,8 +144,6 @@ class Connection:
         self._accepted = time.monotonic()
         #: When the request being answered began to arrive (its duration is logged).
         self._request_started = self._accepted
-        #: Bytes of the request being answered that came in (head, body, tunnel).
-        self._received = 0
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = Limits.from_config(dispatcher.config)
@@ -297,10 +295,10 @@ class Connection:
         self._enter(State.ANSWERING)
         body = self._body = None
         if request.has_body:
-            body = self._body = BodyReader(request, self._buffer, self._receive_body,
-                              self._config.request_head_timeout, self._config.max_request_body,
-                              self._limits,
-                              self._send_continue if _expects_continue(request) else None)
+            body = self._body = BodyReader(
+                request, self._buffer, self._receive_body, self._config.request_head_timeout,
+                self._config.max_request_body, self._limits,
+                self._send_continue if _expects_continue(request) else None)
         try:
             client = self._client_of(request)
             response = None if self._metrics is None else self._metrics.answer(request, client)

@@ -367,7 +367,7 @@ class Server:
 def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
     """Reload the server's TLS certificate for each True queued, until a False."""
     while reloads.get():
-        systemd.notify(*systemd.reloading_lines("reloading the TLS certificate"))
+        systemd.notify(*systemd.reloading_lines("reloading the TLS certificate and key"))
         server.reload_tls()
         systemd.notify("READY=1", f"STATUS=serving at {server.urls()[0]}")
 
