@@ -49,7 +49,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
         "auth_failures_per_minute", "via")},
-    "metrics": {name: "metrics_" + name for name in ("enabled", "path", "allowed_clients")},
+    "metrics": {name: "metrics_" + name for name in ("enabled", "path", "allowed_clients",
+                                                     "bind", "port")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"

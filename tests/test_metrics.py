@@ -4,8 +4,10 @@ counters move with the traffic, summed over workers, and shown only to allowed c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import tempfile
 import time
 import unittest
@@ -17,7 +19,7 @@ from nex.http.request import Limits, parse_head
 from nex.http.response import Response
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of
-from tests.support import START_TIMEOUT, NexServer, ResponseReader, exchange, \
+from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
     make_certificate, requires_openssl
 from tests.test_supervisor import children, wait_until
 
@@ -232,6 +234,35 @@ class ServedMetricsTest(unittest.TestCase):
             answer = self.get(server, "/.nex/metrics")
         self.assertTrue(answer.startswith(b"HTTP/1.1 404 "), answer[:40])
         self.assertNotIn(b"nex_requests_total", answer)
+
+    def metrics_port(self, server: NexServer) -> int:
+        match = re.search(r"metrics at http://127\.0\.0\.1:(\d+)/\.nex/metrics$",
+                          server.stdout(), re.MULTILINE)
+        self.assertIsNotNone(match, server.stdout())
+        return int(match.group(1))
+
+    def check_separate_port(self, settings) -> None:
+        with NexServer(self.root, settings) as server:
+            port = self.metrics_port(server)
+            self.assertNotEqual(port, server.port)
+            for _ in range(4):
+                self.assertTrue(self.get(server, "/hello.txt").startswith(b"HTTP/1.1 200 "))
+            self.assertTrue(self.get(server, "/.nex/metrics").startswith(b"HTTP/1.1 404 "))
+            with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as sock:
+                answer = exchange(sock, b"GET /.nex/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertEqual(requests_of(parse(body.decode()), "file", "2xx"), 4)
+            with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as sock:
+                other = exchange(sock, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(other.startswith(b"HTTP/1.1 404 "), other[:40])
+
+    def test_separate_port_single_process(self) -> None:
+        self.check_separate_port({"metrics": {"enabled": "yes", "port": 0}})
+
+    def test_separate_port_with_workers(self) -> None:
+        self.check_separate_port({"metrics": {"enabled": "yes", "port": 0},
+                                  "server": {"workers": 2}})
 
     def test_off_by_default(self) -> None:
         with NexServer(self.root) as server:

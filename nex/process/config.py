@@ -104,6 +104,8 @@ class Config:
     metrics_enabled: bool = False
     metrics_path: str = "/.nex/metrics"
     metrics_allowed_clients: Tuple[str, ...] = ("127.0.0.0/8", "::1")
+    metrics_bind: str = "127.0.0.1"
+    metrics_port: Optional[int] = None
     # [mime]
     mime_types: Mapping[str, str] = field(default_factory=dict)
 
@@ -210,6 +212,8 @@ _SETTINGS = (
     _setting("metrics", "enabled", values.boolean, "metrics_enabled"),
     _setting("metrics", "path", values.url_path, "metrics_path"),
     _setting("metrics", "allowed_clients", values.networks, "metrics_allowed_clients"),
+    _setting("metrics", "bind", values.bind, "metrics_bind"),
+    _setting("metrics", "port", values.optional(values.integer(0, 65535)), "metrics_port"),
     # [mime] has one key per extension; the command line gives ".ext=type, ..." instead.
     _setting("mime", "*", values.extension_map(values.media_type), "mime_types"),
 )

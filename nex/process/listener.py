@@ -11,6 +11,7 @@ the certificate and key for new connections.  SIGUSR1 reopens the log files.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import ipaddress
 import queue
@@ -31,7 +32,7 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
-from nex.process.metrics import Metrics, MetricsTable, process_metrics
+from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
 from nex.process import systemd
 from nex.http.response import write_response
 from nex.files.templates import TemplateError
@@ -464,6 +465,14 @@ def serve(config: Config) -> int:
               file=sys.stderr)
         logger.close()
         return 2
+    try:
+        scrapes = bind_metrics_listener(config)
+    except OSError as error:
+        print(f"nex: cannot listen for metrics on {config.metrics_bind} port "
+              f"{config.metrics_port}: {error.strerror}", file=sys.stderr)
+        server.listener.close()
+        logger.close()
+        return 2
     warning = cleartext_warning(config)
     if warning is not None:
         logger.warning(warning)
@@ -477,8 +486,9 @@ def serve(config: Config) -> int:
                                 name="tls-reload", daemon=True)
     reloader.start()
     status = 0
+    scraper = start_scrape_server(scrapes, metrics, server.stopping)
     try:
-        server.run(lambda: _started(server))
+        server.run(lambda: _started(server, scrapes))
     except ForceStop:
         print("stopping now", file=sys.stderr, flush=True)
         status = 130
@@ -487,15 +497,33 @@ def serve(config: Config) -> int:
         signal.signal(signal.SIGUSR1, previous_usr1)
         reloads.put(False)
         reloader.join()
+        if scraper is not None:
+            scraper.join()
+            scrapes.close()
         logger.message(f"{SERVER_SOFTWARE} stopped")
         logger.close()
     return status
 
 
-def _started(server: Server) -> None:
+def _started(server: Server, scrapes: Optional[socket.socket]) -> None:
     """Say where Nex serves, to the user and to systemd."""
     print_start_line(server)
+    print_metrics_line(scrapes, server.config)
     systemd.notify("READY=1", f"STATUS=serving at {server.urls()[0]}")
+
+
+def bind_metrics_listener(config: Config) -> Optional[socket.socket]:
+    """The listener of the separate metrics port, when metrics are on and have one."""
+    if not config.metrics_enabled or config.metrics_port is None:
+        return None
+    return bind_listener(dataclasses.replace(config, bind=config.metrics_bind,
+                                             port=config.metrics_port))
+
+
+def print_metrics_line(scrapes: Optional[socket.socket], config: Config) -> None:
+    """Tell the user where the separate metrics port serves the metrics."""
+    if scrapes is not None:
+        print(f"  metrics at {listener_url(scrapes)}{config.metrics_path[1:]}", flush=True)
 
 
 def print_start_line(server: Server) -> None:

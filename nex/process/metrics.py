@@ -11,7 +11,9 @@ linger.  Within a process a lock guards the row, so no figure relies on the GIL.
 
 With ``[metrics] enabled`` the path ``[metrics] path`` (default ``/.nex/metrics``) answers
 GET and HEAD from the ``[metrics] allowed_clients`` networks; anyone else gets the site's
-ordinary answer for that path.  Every name is in the ``nex_`` namespace.
+ordinary answer for that path.  With ``[metrics] port`` the path is answered on that port
+instead (:func:`serve_scrapes`, a thread in each serving process, all accepting on one
+socket), and nothing else is.  Every name is in the ``nex_`` namespace.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import ipaddress
 import mmap
 import re
+import socket
 import ssl
 import threading
 from datetime import datetime, timezone
 from typing import Iterable, List, Optional, Tuple
 
 from nex.files.archive import wants_archive
-from nex.http.request import Request
-from nex.http.response import Response
+from nex.http.errors import HTTPError
+from nex.http.request import Limits, Request, parse_head
+from nex.http.response import Response, write_response
 from nex.site.clients import parse_networks
 from nex.process.config import Config
 
@@ -48,6 +52,10 @@ _WORKER_RESTARTS = _LOG_DROPPED + 1
 _FIELDS = _WORKER_RESTARTS + 1
 _GAUGES = (_CONNECTIONS_OPEN, _TUNNELS_OPEN)
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds a scrape on the metrics port may take to send its request and read the answer.
+SCRAPE_TIMEOUT = 5.0
+_SCRAPE_HEAD_LIMIT = 16 * 1024
+_ACCEPT_POLL_SECONDS = 0.5
 _PEM_CERTIFICATE = re.compile(
     r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
@@ -95,9 +103,10 @@ class Metrics:
 
     def __init__(self, table: MetricsTable, row: int, *, path: str = "/.nex/metrics",
                  allowed_clients: Iterable[str] = ("127.0.0.0/8", "::1"),
-                 certificate: str = "") -> None:
+                 certificate: str = "", separate_port: bool = False) -> None:
         self.table = table
         self.path = path
+        self._separate_port = separate_port
         self._base = row * _FIELDS
         self._allowed = parse_networks(allowed_clients)
         self._certificate = certificate
@@ -152,14 +161,21 @@ class Metrics:
         self._add(_LOG_DROPPED)
 
     def answer(self, request: Request, client: str) -> Optional[Response]:
-        """The metrics page when ``request`` asks for it from an allowed ``client``; None
-        when the request is for the site."""
+        """The metrics page when ``request`` to the site's port asks for it from an allowed
+        ``client``; None when the request is for the site."""
+        return None if self._separate_port else self.page(request, client)
+
+    def page(self, request: Request, client: str) -> Optional[Response]:
+        """The metrics page when ``request`` asks for it from an allowed ``client``."""
         if request.path != self.path or request.method not in ("GET", "HEAD"):
             return None
         try:
-            if not any(ipaddress.ip_address(client) in network for network in self._allowed):
-                return None
+            address = ipaddress.ip_address(client)
         except ValueError:
+            return None
+        # A dual-stack metrics port sees IPv4 scrapers as ::ffff:a.b.c.d.
+        address = getattr(address, "ipv4_mapped", None) or address
+        if not any(address in network for network in self._allowed):
             return None
         body = self.render().encode("utf-8")
         return Response(200, [("Content-Type", _CONTENT_TYPE), ("Cache-Control", "no-store")],
@@ -203,7 +219,60 @@ def process_metrics(config: Config, table: MetricsTable, row: int) -> Optional[M
         return None
     return Metrics(table, row, path=config.metrics_path,
                    allowed_clients=config.metrics_allowed_clients,
-                   certificate=config.tls_certificate)
+                   certificate=config.tls_certificate,
+                   separate_port=config.metrics_port is not None)
+
+
+def start_scrape_server(listener: Optional[socket.socket], metrics: Optional[Metrics],
+                        stopping: threading.Event) -> Optional[threading.Thread]:
+    """Start :func:`serve_scrapes` in a thread when there is a metrics port."""
+    if listener is None or metrics is None:
+        return None
+    thread = threading.Thread(target=serve_scrapes, args=(listener, metrics, stopping),
+                              name="metrics", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve_scrapes(listener: socket.socket, metrics: Metrics, stopping: threading.Event) -> None:
+    """Answer scrapes on the metrics port, one at a time, until ``stopping`` is set.
+
+    The listener may be shared with other processes: it waits for clients with a time-out
+    (a poll), so that ``stopping`` is seen and no process blocks in ``accept``.  Each scrape
+    gets :data:`SCRAPE_TIMEOUT` seconds, one response and the connection closed.
+    """
+    listener.settimeout(_ACCEPT_POLL_SECONDS)
+    while not stopping.is_set():
+        try:
+            sock, address = listener.accept()
+        except OSError:  # the poll timed out, another worker took the client, a reset
+            continue
+        with sock:
+            try:
+                _answer_scrape(sock, address[0], metrics)
+            except OSError:
+                pass  # the scraper went away or was too slow
+
+
+def _answer_scrape(sock: socket.socket, client: str, metrics: Metrics) -> None:
+    sock.settimeout(SCRAPE_TIMEOUT)
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk or len(head) > _SCRAPE_HEAD_LIMIT:
+            return
+        head += chunk
+    request = None
+    try:
+        request = parse_head(bytes(head[:head.index(b"\r\n\r\n") + 4]), Limits())
+        response = metrics.page(request, client) or Response(
+            404, [("Content-Type", "text/plain; charset=utf-8")], (b"Not Found\n",))
+    except HTTPError as error:
+        response = Response(error.status, [("Content-Type", "text/plain; charset=utf-8")],
+                            (error.detail.encode("utf-8") + b"\n",))
+    write_response(sock, response, head_only=request is not None and request.method == "HEAD",
+                   keep_alive=False)
+
 
 
 def family(lines: List[str], name: str, kind: str, text: str,

@@ -65,8 +65,9 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
 from nex.process.log import Logger, SupervisorLog
-from nex.process.metrics import Metrics, MetricsTable, process_metrics
-from nex.process.listener import Server, bind_listener, listener_url
+from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
+from nex.process.listener import Server, bind_listener, bind_metrics_listener, listener_url, \
+    print_metrics_line
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
 from nex.process import systemd
@@ -146,13 +147,15 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
               file=sys.stderr)
         return 2
     try:
+        scrapes = bind_metrics_listener(config)
         log = SupervisorLog(config.error_log)
     except OSError as error:
-        print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
+        print(f"nex: cannot listen for metrics or open {config.error_log}: {error.strerror}",
+              file=sys.stderr)
         first.close()
         return 2
-    return Supervisor(config, templates, load, first, log,
-                      activated=activated is not None).run()
+    return Supervisor(config, templates, load, first, log, activated=activated is not None,
+                      scrapes=scrapes).run()
 
 
 def _first_listener(config: Config) -> socket.socket:
@@ -184,9 +187,11 @@ class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
     def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 first: socket.socket, log: SupervisorLog, *, activated: bool = False) -> None:
+                 first: socket.socket, log: SupervisorLog, *, activated: bool = False,
+                 scrapes: Optional[socket.socket] = None) -> None:
         self._config = config
         self._activated = activated  # first came from systemd: every worker accepts on it
+        self._scrapes = scrapes  # the metrics port, if any: every worker accepts on it
         self._templates = templates
         self._load = load
         #: The listener of each slot in turn (slot 1 first); one shared by all without
@@ -220,6 +225,7 @@ class Supervisor:
             url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
             print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
                   f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
+            print_metrics_line(self._scrapes, self._config)
             systemd.notify("READY=1", f"STATUS=serving with {len(self._slots)} workers")
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
@@ -231,7 +237,7 @@ class Supervisor:
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
                        self._lifeline_write):
                 os.close(fd)
-            for listener in self._listeners:
+            for listener in self._listeners + ([self._scrapes] if self._scrapes else []):
                 listener.close()
             self._log.close()
 
@@ -498,7 +504,8 @@ class Supervisor:
             status = _serve_as_worker(config, self._templates, listener, report,
                                       self._lifeline_read,
                                       shared=self._activated or not REUSE_PORT,
-                                      metrics=process_metrics(config, self._metrics, row))
+                                      metrics=process_metrics(config, self._metrics, row),
+                                      scrapes=self._scrapes)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -511,7 +518,7 @@ class Supervisor:
 
 def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
                      report: int, lifeline: int, *, shared: bool,
-                     metrics: Optional[Metrics]) -> int:
+                     metrics: Optional[Metrics], scrapes: Optional[socket.socket]) -> int:
     """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
@@ -533,9 +540,12 @@ def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.so
                          name="supervisor-watch").start()
         _report(report, _READY)
 
+    scraper = start_scrape_server(scrapes, metrics, server.stopping)
     try:
         server.run(ready)
     finally:
+        if scraper is not None:
+            scraper.join()
         logger.close()
     return 0
 

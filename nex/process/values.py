@@ -233,6 +233,13 @@ def path_prefixes(text: str, base: str) -> Tuple[str, ...]:
     return prefixes
 
 
+def optional(parse: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+    """``parse``, or None for an empty value."""
+    def parse_optional(text: str, base: str) -> Any:
+        return parse(text, base) if text else None
+    return parse_optional
+
+
 def url_path(text: str, base: str) -> str:
     """An absolute URL path such as ``/.nex/metrics``, matched as the request sends it:
     printable ASCII, no query, fragment or percent-encoding."""
