@@ -228,7 +228,7 @@ class ServedMetricsTest(unittest.TestCase):
         self.assertEqual(requests_of(after, "file", "2xx"), requests_of(before, "file", "2xx"))
         self.assertGreaterEqual(requests_of(after, "file", "2xx"), 10)
 
-    def test_other_clients_do_not_see_the_metrics(self) -> None:
+    def test_metrics_are_not_disclosed_to_clients_outside_allowed_clients(self) -> None:
         with NexServer(self.root, {"metrics": {"enabled": "yes",
                                                "allowed_clients": "10.0.0.0/8"}}) as server:
             answer = self.get(server, "/.nex/metrics")
