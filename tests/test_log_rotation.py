@@ -19,6 +19,7 @@ from nex.http.errors import HTTPError
 from nex.process.log import SupervisorLog
 from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange, \
     socketpair_dispatcher
+from tests.proxy_support import ProxyTestCase, ok, proxy_settings
 from tests.test_log import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
 
 LOGROTATE = shutil.which("logrotate")
@@ -276,3 +277,19 @@ class LogrotateTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ProxiedJsonLineTest(ProxyTestCase):
+    """A proxied request's JSON line names its upstream."""
+
+    settings = {**proxy_settings(), "logging": {"format": "json"}}
+
+    def test_upstream_is_the_origin(self) -> None:
+        origin = self.origin(lambda exchange: ok(b"from the origin"))
+        response, body = self.fetch("GET", origin.url("/up?json"))
+        self.assertEqual((response.status, body), (200, b"from the origin"))
+        log = self.server.wait_for_access_log(lambda text: "/up?json" in text)
+        record = json.loads(next(line for line in log.splitlines() if "/up?json" in line))
+        self.assertEqual(record["upstream"], f"127.0.0.1:{origin.port}")
+        self.assertEqual((record["method"], record["target"], record["bytes_out"]),
+                         ("GET", origin.url("/up?json"), len(b"from the origin")))
