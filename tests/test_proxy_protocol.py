@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import ssl
 import tempfile
 import unittest
 
@@ -230,3 +231,28 @@ class SettingTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@requires_openssl
+class PerClientCapTlsTest(ProxyProtocolServerTest):
+    """Over TLS a carried client at its cap is closed without a page, as at accept."""
+
+    settings = {"server": {"proxy_protocol": "v2", "max_connections_per_client": 1},
+                "logging": {"trusted_proxies": "127.0.0.1"}}
+    server_options = {"tls": True}
+
+    def test_carried_client_at_its_cap_is_closed_and_logged(self) -> None:
+        context = client_context(self.server.certificate_path)
+        held = self.server.connect()
+        self.addCleanup(held.close)
+        held.sendall(v2(addresses=ipv4("192.0.2.70")))
+        with context.wrap_socket(held, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(ResponseReader(tls).read()[0], 200)
+            second = self.server.connect()
+            self.addCleanup(second.close)
+            second.sendall(v2(addresses=ipv4("192.0.2.70")))
+            with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+                context.wrap_socket(second, server_hostname="localhost")
+        self.assertRegex(self.logged(" 429 "),
+                         r"^192\.0\.2\.70 .* reason=max_connections_per_client$")

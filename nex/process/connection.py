@@ -233,7 +233,10 @@ class Connection:
                 error.refusal = "max_connections_per_client"
                 if self._metrics is not None:
                     self._metrics.refused(error.refusal)
-                self._refuse(error)
+                if self._tls is not None:  # the page would need a handshake, as at accept
+                    self._log(None, self._dispatcher.error_response(error), 0)
+                else:
+                    self._refuse(error)
                 return False
         self._enter(State.IDLE if self._tls is None else State.HANDSHAKING)
         return True
