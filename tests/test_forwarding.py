@@ -10,7 +10,8 @@ from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_r
                             connection_options, end_to_end_fields, new_pseudonym,
                             origin_request_head, parse_absolute_target, split_authority,
                             via_carries, via_element)
-from nex.http.request import Limits, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import parse_head
 
 Fields = List[Tuple[str, str]]
 
@@ -49,7 +50,7 @@ HOP_BY_HOP_CASES: Tuple[Tuple[str, Fields, Fields], ...] = (
 
 def parse_sent_head(head: bytes):
     """The request Nex would send, parsed by Nex's own strict request parser."""
-    return parse_head(head, Limits())
+    return parse_head(head, HeadLimits())
 
 
 class EndToEndTest(unittest.TestCase):

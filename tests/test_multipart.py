@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from nex.http.errors import HTTPError
 from nex.http.multipart import MultipartParser, Part, form_boundary
-from nex.http.request import Limits
+from nex.http.framing import HeadLimits
 
-LIMITS = Limits(request_line=64, header_block=512, header_count=8)
+LIMITS = HeadLimits(request_line=64, header_block=512, header_count=8)
 BOUNDARY = b"----NexBoundary7MA4YWxk"
 #: The RFC 2046 §5.1.1 bchars, space aside (it may not end a boundary).
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=?"
@@ -39,13 +39,13 @@ class Collector:
         self.events.append(("end", None))
 
 
-def bound(boundary: bytes, limits: Limits = LIMITS) -> int:
+def bound(boundary: bytes, limits: HeadLimits = LIMITS) -> int:
     """The most the parser may hold between two pieces."""
     return max(limits.header_block, limits.request_line + 2, len(boundary) + 4)
 
 
 def parse(body: bytes, pieces: Sequence[int] = (), boundary: bytes = BOUNDARY,
-          limits: Limits = LIMITS, test: Optional[unittest.TestCase] = None) -> List[Event]:
+          limits: HeadLimits = LIMITS, test: Optional[unittest.TestCase] = None) -> List[Event]:
     """Feed ``body`` cut after each size in ``pieces`` (the rest in one piece), then finish;
     the events reported.  With ``test``, check the memory bound after every piece."""
     handler = Collector()
@@ -351,7 +351,7 @@ class FuzzTest(unittest.TestCase):
     @given(good_forms(), st.lists(st.integers(0, 40), max_size=40))
     def test_good_forms_split_anywhere(self, generated, pieces) -> None:
         boundary, body, expected = generated
-        limits = Limits(request_line=64, header_block=512, header_count=8)
+        limits = HeadLimits(request_line=64, header_block=512, header_count=8)
         self.assertEqual(parse(body, pieces, boundary, limits, test=self), expected)
 
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,8 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.hosts import HostValidator
-from nex.http.request import Headers, Limits, Request
+from nex.http.framing import HeadLimits
+from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
@@ -132,7 +133,7 @@ class UploadTestCase(unittest.TestCase):
         if request.has_body:
             expects = any(name == "Expect" for name, _ in fields_sent)
             reader = BodyReader(request, bytearray(), self.exchange.receive, 30.0,
-                                self.config.max_request_body, Limits(),
+                                self.config.max_request_body, HeadLimits(),
                                 self.exchange.send_continue if expects else None)
         site = site or self.site(**settings)
         return site.respond(request, reader, "127.0.0.1")

@@ -11,8 +11,9 @@ from typing import Callable, List, Optional, Tuple
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.request import Limits
-from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
+from nex.http.framing import HeadLimits
+from nex.http.framing import NO_BODY
+from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect,
                           parse_response_head)
 
@@ -134,7 +135,7 @@ class UpstreamTestCase(unittest.TestCase):
         return origin, head, b"".join(origin.read_body(head))
 
 
-def head_of(text: bytes, method: str = "GET", limits: Limits = Limits()):
+def head_of(text: bytes, method: str = "GET", limits: HeadLimits = HeadLimits()):
     return parse_response_head(text, method, limits)
 
 
@@ -224,13 +225,13 @@ BAD_CHUNKED = (b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n",
                b"12345678901234567\r\n", b"5;" + b"e" * 40 + b"\r\n",
                b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", b"0\r\nbad trailer\r\n\r\n",
                b"0\r\nX: " + b"y" * 100 + b"\r\n\r\n", b"0\r\n\n")
-SMALL_LIMITS = Limits(request_line=16, header_block=64, header_count=2)
+SMALL_LIMITS = HeadLimits(request_line=16, header_block=64, header_count=2)
 
 
 class ChunkedDataTest(unittest.TestCase):
     """The shared chunked decoder as the origin side uses it: chunk data handed to a sink."""
 
-    def decode(self, stream: bytes, cuts: List[int], limits: Limits = Limits()) -> Tuple[
+    def decode(self, stream: bytes, cuts: List[int], limits: HeadLimits = HeadLimits()) -> Tuple[
             bytes, int]:
         decoder = ChunkedBody(NO_LIMIT, limits)
         pieces: List[bytes] = []

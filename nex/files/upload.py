@@ -55,7 +55,8 @@ from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
 from nex.http.origin import normalise_origin
 from nex.http.errors import HTTPError
 from nex.http.multipart import MultipartParser, Part, form_boundary
-from nex.http.request import Headers, Limits, Request
+from nex.http.framing import HeadLimits
+from nex.http.request import Headers, Request
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, lookup, not_found,
                           redirect_location, resolve, split_path)
 from nex.http.response import Response
@@ -170,7 +171,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found(shown)
     folder = _Folder(segments, config, shown)
-    form = _FormFiles(folder, Limits.from_config(config), config.max_upload_files)
+    form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
         if body is not None:
@@ -382,7 +383,7 @@ class _FormFiles:
     :meth:`discard` removes whatever was not named.
     """
 
-    def __init__(self, folder: _Folder, limits: Limits, max_files: int) -> None:
+    def __init__(self, folder: _Folder, limits: HeadLimits, max_files: int) -> None:
         self.folder = folder
         self.limits = limits
         self.max_files = max_files

@@ -1,8 +1,10 @@
 """The one exception every stage raises to ask for a non-content reply.
 
 A stage that cannot go on (a malformed request, a missing file, a refused host) raises
-:class:`HTTPError` with the status it wants sent.  The connection loop is the single place
-that turns it into a rendered page, so every error and redirect looks and is escaped alike.
+:class:`HTTPError` with the status it wants sent.  The dispatcher renders every such page
+(``Dispatcher.error_response``) and the connection writes it through the one writer, so
+every error and redirect looks and is escaped alike.  :func:`protocol_error` is the error for
+a message that breaks the protocol.
 """
 
 from __future__ import annotations
@@ -45,3 +47,12 @@ class HTTPError(Exception):
         self.close = close
         self.user: Optional[str] = None
         super().__init__(f"{status} {self.reason}: {self.detail}")
+
+
+def protocol_error(detail: str, status: int = 400) -> HTTPError:
+    """The error for a message that breaks the protocol (``status`` 400 unless given).
+
+    It asks the connection to close: once a message is refused as malformed, nothing says
+    where it ends, so the bytes after it cannot be trusted to start the next one.
+    """
+    return HTTPError(status, detail, close=True)

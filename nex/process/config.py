@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
+from nex.http.framing import HeadLimits
 from nex.site.login import parse_users
 from nex.proxy.blacklist import parse_file
 from nex.process import values
@@ -44,9 +45,9 @@ class Config:
     shutdown_grace: float = 10.0
     send_timeout: float = 30.0
     # [limits], bytes or counts
-    max_request_line: int = 8192
-    max_header_block: int = 65536
-    max_header_count: int = 100
+    max_request_line: int = HeadLimits.request_line
+    max_header_block: int = HeadLimits.header_block
+    max_header_count: int = HeadLimits.header_count
     max_request_body: int = 1024 * 1024
     max_ranges: int = 16
     min_send_rate: int = 1024

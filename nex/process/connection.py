@@ -36,9 +36,10 @@ from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.log import Logger
-from nex.http.request import HeadScanner, Limits, Request, parse_head
-from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
-    timeval, write_interim, write_response
+from nex.http.framing import UNTIL_CLOSE, HeadLimits, outgoing_framing
+from nex.http.request import HeadScanner, Request, parse_head
+from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
+    write_response
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -98,7 +99,8 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and (response.forwarded or response.status not in _CLOSING_STATUSES)
             and response.tunnel is None and (body is None or body.done)
             and (request.method == "HEAD"
-                 or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
+                 or outgoing_framing(response.content_length, response.status,
+                                     request.version == "HTTP/1.1") != UNTIL_CLOSE))
 
 
 def _expects_continue(request: Request) -> bool:
@@ -128,7 +130,7 @@ class Connection:
         self._accepted = time.monotonic()
         self._dispatcher = dispatcher
         self._config = dispatcher.config
-        self._limits = Limits.from_config(dispatcher.config)
+        self._limits = HeadLimits.from_config(dispatcher.config)
         self._head_scanner = HeadScanner(self._limits)
         self._logger = logger
         self._stopping = stopping

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
 from nex.http.errors import HTTPError
-from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
+from nex.http.framing import CHUNKED
+from nex.http.framing import connection_options as parse_connection
+from nex.http.grammar import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
 
 Fields = Iterable[Tuple[str, str]]
 
@@ -31,8 +33,8 @@ Fields = Iterable[Tuple[str, str]]
 #: standard but are sent as hop-by-hop by older clients.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization",
                         "proxy-authenticate", "te", "trailer", "upgrade", "transfer-encoding"})
-#: ``body_framing`` for a request body relayed with the chunked transfer coding.
-CHUNKED = "chunked"
+#: A request body's framing towards the origin: None (no body), a Content-Length, or
+#: :data:`~nex.http.framing.CHUNKED`.
 BodyFraming = Union[None, int, str]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -49,13 +51,10 @@ def connection_options(fields: Fields) -> FrozenSet[str]:
 
     Elements that are not tokens cannot name a field and are skipped, as are empty ones.
     """
-    options = set()
+    options: Set[str] = set()
     for name, value in fields:
         if name.lower() == "connection":
-            for element in value.split(","):
-                option = element.strip(" \t")
-                if TOKEN.fullmatch(option):
-                    options.add(option.lower())
+            options.update(parse_connection(value)[0])
     return frozenset(options)
 
 

@@ -34,20 +34,16 @@ from nex.http.errors import HTTPError
 from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, client_response_fields,
                             new_pseudonym, origin_request_head, parse_absolute_target,
                             split_authority, via_carries, via_element)
-from nex.http.request import Limits, Request
+from nex.http.framing import CHUNK_END, LAST_CHUNK, LENGTH, NO_BODY, HeadLimits, chunk_size_line
+from nex.http.request import Request
 from nex.http.response import BodyFault, Response
 from nex.proxy.tunnel import relay
-from nex.proxy.upstream import (LENGTH, NO_BODY, Origin, OriginBodyError, OriginPool, ResponseHead,
-                          StaleConnection, connect)
+from nex.proxy.upstream import (Origin, OriginBodyError, OriginPool, ResponseHead,
+                          StaleConnection, connect, open_connection)
 
 if TYPE_CHECKING:
     from nex.process.config import Config
 
-#: Idle origin connections kept for reuse: per origin, in all, and for how long.  Enough
-#: for a busy client's parallel connections to one origin to find theirs again.
-POOL_PER_HOST = 64
-POOL_TOTAL = 256
-POOL_IDLE_SECONDS = 30.0
 #: What an OPTIONS answered by the proxy itself says it passes on for an http:// target.
 FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 #: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
@@ -73,7 +69,7 @@ class ForwardProxy:
         self._pool = pool
         self._pseudonym = pseudonym
         self._listen_port = listen_port
-        self._limits = Limits.from_config(config)
+        self._limits = HeadLimits.from_config(config)
         self._own_names = frozenset({"localhost", _canonical_or_lower(config.server_name)})
         self._own_addresses = _own_addresses(config.bind)
         # Bound to every address: each loopback address reaches Nex too.
@@ -90,9 +86,7 @@ class ForwardProxy:
         pseudonym = new_pseudonym()
         admission = Admission.from_config(config, listen_port=listen_port,
                                           pseudonym=pseudonym, on_error=on_error)
-        pool = OriginPool(per_host=POOL_PER_HOST, total=POOL_TOTAL,
-                          idle_timeout=POOL_IDLE_SECONDS)
-        return cls(config, admission, pool, pseudonym if config.proxy_via else None,
+        return cls(config, admission, OriginPool(), pseudonym if config.proxy_via else None,
                    listen_port)
 
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
@@ -164,10 +158,8 @@ class ForwardProxy:
         host, port = split_authority(request.target, None)
         destination = self._admit(request, peer, local_address, host, port)
         config = self._config
-        origin = connect((destination.host, destination.port), destination.addresses,
-                         config.proxy_connect_timeout, config.proxy_upstream_timeout,
-                         self._limits)
-        return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle),
+        origin_sock = open_connection(destination.addresses, config.proxy_connect_timeout)
+        return Response(200, tunnel=_Tunnel(origin_sock, config.proxy_tunnel_idle),
                         user=destination.user)
 
     def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
@@ -255,9 +247,10 @@ def _send_request(origin: Origin, head: bytes, body: Optional[BodyReader]) -> No
         return
     chunked = body.length is None
     for piece in body:
-        origin.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        origin.send(b"".join((chunk_size_line(len(piece)), piece, CHUNK_END)) if chunked
+                    else piece)
     if chunked:
-        origin.send(b"0\r\n\r\n")
+        origin.send(LAST_CHUNK)
 
 
 def _answer_locally(request: Request, user: Optional[str]) -> Response:

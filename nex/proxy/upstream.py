@@ -26,15 +26,14 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.grammar import CONTENT_LENGTH, FIELD_SECTION, TOKEN
-from nex.http.request import Headers, Limits
+from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_framing,
+                              connection_options, find_head_end, has_content, head_lines,
+                              persists)
+from nex.http.request import Headers, parse_fields
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
 MAX_PIECE = 64 * 1024
-
-#: Response framing (RFC 9112 §6.3): no body; Content-Length; chunked; until the origin closes.
-NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = "none", "length", "chunked", "close"
 
 Key = Tuple[str, int]
 SocketAddress = Tuple[int, tuple]
@@ -44,7 +43,6 @@ Data = Union[bytes, bytearray, memoryview]
 # reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).  RFC 9110 §15: codes run from 100 to
 # 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
 _STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
-_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
 class OriginBodyError(Exception):
@@ -87,79 +85,38 @@ class ResponseHead(NamedTuple):
     keep_alive: bool
 
 
-def _list(values: Sequence[str]) -> List[str]:
-    """The non-empty elements of comma-separated list fields (RFC 9110 §5.6.1)."""
-    return [element.strip(" \t") for value in values for element in value.split(",")
-            if element.strip(" \t")]
-
-
-def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> ResponseHead:
+def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits()
+                        ) -> ResponseHead:
     """The :class:`ResponseHead` in ``head`` (status line to blank line) to a ``method`` request.
 
-    Refused with ``HTTPError(502)``: a status line other than ``HTTP/1.x NNN [reason]``; bare
-    CR or LF; a field line the request parser would refuse; more than ``limits`` allow (the
-    status line is held to ``limits.request_line``); ``Content-Length`` with
-    ``Transfer-Encoding``, differing or malformed lengths; a transfer coding other than
-    exactly ``chunked``, or any in an HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for
-    HEAD and for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
+    Refused with ``HTTPError(502)``: a status line other than ``HTTP/1.x NNN [reason]``, and
+    whatever :mod:`nex.http.framing` and the field-line parser refuse in a request head: bare
+    CR or LF; a bad field line; more than ``limits`` allow (the status line is held to
+    ``limits.request_line``); ``Content-Length`` with ``Transfer-Encoding``, differing or
+    malformed lengths; a transfer coding other than exactly ``chunked``, or any in an
+    HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for HEAD and for 1xx, 204 and 304;
+    else chunked, else Content-Length, else until close.
     """
     head = bytes(head)
-    if len(head) > limits.header_block:
-        raise _bad_gateway("a response head that is too large")
-    if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
-        raise _bad_gateway("a bare CR or LF in its response head")
-    if not head.endswith(b"\r\n\r\n"):
-        raise _bad_gateway("an incomplete response head")
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    if len(lines[0]) > limits.request_line:
-        raise _bad_gateway("a status line that is too long")
-    if len(lines) - 1 > limits.header_count:
-        raise _bad_gateway("too many header fields")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise _bad_gateway("a malformed status line")
-    # One pass checks every field line at once; only a bad head is taken line by line.
-    if not FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
-        raise _bad_gateway("a malformed header field")
-    headers = Headers([(name, value.strip(" \t")) for name, _, value in
-                       (line.partition(":") for line in lines[1:])])
-    version = f"HTTP/1.{status_line.group(1)}"
-    status = int(status_line.group(2))
-    content_length = _content_length(headers)
-    codings = headers.get_all("Transfer-Encoding")
-    if codings and content_length is not None:
-        raise _bad_gateway("both Transfer-Encoding and Content-Length")
-    if codings and version == "HTTP/1.0":
-        raise _bad_gateway("Transfer-Encoding in an HTTP/1.0 response")
-    if method == "HEAD" or status < 200 or status in (204, 304):
-        framing = NO_BODY
-    elif codings:
-        if [name.lower() for name in _list(codings)] != ["chunked"]:
-            raise _bad_gateway("a transfer coding other than chunked")
-        framing = CHUNKED
-    elif content_length is not None:
-        framing = LENGTH
-    else:
-        framing = UNTIL_CLOSE
-    options = {option.lower() for option in _list(headers.get_all("Connection"))
-               if TOKEN.fullmatch(option)}
-    keep_alive = (framing != UNTIL_CLOSE and "close" not in options
-                  and (version != "HTTP/1.0" or "keep-alive" in options))
+    try:
+        lines = head_lines(head, limits, request=False)
+        status_line = _STATUS_LINE.fullmatch(lines[0])
+        if status_line is None:
+            raise _bad_gateway("a malformed status line")
+        headers = parse_fields(head, lines)
+        version = f"HTTP/1.{status_line.group(1)}"
+        status = int(status_line.group(2))
+        framing, content_length = body_framing(
+            version, headers.get_all("Content-Length"), headers.get_all("Transfer-Encoding"),
+            request=False, no_body=method == "HEAD" or not has_content(status))
+    except HTTPError as error:
+        if error.status == 502:
+            raise
+        raise _bad_gateway(f"a malformed response head ({error.detail})") from None
+    options, _ = connection_options(headers.get("Connection"))
+    keep_alive = framing != UNTIL_CLOSE and persists(version, options)
     return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
                         content_length, keep_alive)
-
-
-def _content_length(headers: Headers) -> Optional[int]:
-    """The one Content-Length the fields agree on (a list of equal values is one), or None."""
-    values = headers.get_all("Content-Length")
-    if not values:
-        return None
-    if not all(CONTENT_LENGTH.fullmatch(value) for value in values):
-        raise _bad_gateway("a malformed Content-Length")
-    lengths = {int(digits.strip(" \t")) for value in values for digits in value.split(",")}
-    if len(lengths) != 1:
-        raise _bad_gateway("conflicting Content-Length values")
-    return lengths.pop()
 
 
 def _pieces(data: Data) -> Iterator[bytes]:
@@ -180,7 +137,7 @@ class Origin:
     """
 
     def __init__(self, sock: socket.socket, key: Key, timeout: float,
-                 limits: Limits = Limits()) -> None:
+                 limits: HeadLimits = HeadLimits()) -> None:
         self.sock = sock
         self.key = key
         self.timeout = timeout
@@ -243,16 +200,14 @@ class Origin:
     def _receive_head(self, deadline: float) -> bytes:
         scanned = 0
         while True:
-            ends = [found + len(end) for end in _HEAD_ENDS
-                    for found in (self._buffer.find(end, scanned),) if found != -1]
-            if ends:
-                stop = min(ends)
+            stop = find_head_end(self._buffer, scanned)
+            if stop != -1:
                 head = bytes(self._buffer[:stop])
                 del self._buffer[:stop]
                 return head
             if len(self._buffer) > self.limits.header_block:
                 raise _bad_gateway("a response head that is too large")
-            scanned = max(0, len(self._buffer) - 3)
+            scanned = max(0, len(self._buffer) - 2)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HTTPError(504, "The origin server did not answer in time.")
@@ -342,8 +297,15 @@ class Origin:
 
 
 def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
-            upstream_timeout: float, limits: Limits = Limits()) -> Origin:
-    """A new :class:`Origin` for ``key``: the first of ``addresses`` that accepts.
+            upstream_timeout: float, limits: HeadLimits = HeadLimits()) -> Origin:
+    """A new :class:`Origin` for ``key`` over :func:`open_connection`'s socket, with
+    ``upstream_timeout`` and ``limits`` for its exchanges."""
+    return Origin(open_connection(addresses, connect_timeout), key, upstream_timeout, limits)
+
+
+def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float
+                    ) -> socket.socket:
+    """A socket connected to the first of ``addresses`` that accepts (TCP_NODELAY set).
 
     Each address gets ``connect_timeout`` seconds.  When none accepts: ``504`` if every
     attempt timed out, else ``502`` (refused, unreachable).
@@ -362,7 +324,7 @@ def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float
         except OSError:
             sock.close()
             continue
-        return Origin(sock, key, upstream_timeout, limits)
+        return sock
     if addresses and timed_out == len(addresses):
         raise HTTPError(504, "The origin server did not accept a connection in time.")
     raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
@@ -380,12 +342,14 @@ class OriginPool:
 
     At most ``per_host`` idle connections per key and ``total`` in all (the least recently
     used goes first when full); one idle longer than ``idle_timeout`` seconds is closed.
+    The defaults are the proxy's: enough for a busy client's parallel connections to one
+    origin to find theirs again.
     Connections in use are not counted: the connection cap bounds them.  A pooled
     connection is checked for an EOF or stray bytes before it is handed out again, and it
     is newest-first, since the newest is the least likely to have been closed by the origin.
     """
 
-    def __init__(self, *, per_host: int = 8, total: int = 64, idle_timeout: float = 30.0,
+    def __init__(self, *, per_host: int = 64, total: int = 256, idle_timeout: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.per_host = per_host
         self.total = total
@@ -397,7 +361,7 @@ class OriginPool:
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
                 connect_timeout: float, upstream_timeout: float,
-                limits: Limits = Limits()) -> Origin:
+                limits: HeadLimits = HeadLimits()) -> Origin:
         """An idle connection to ``(host, port)`` if one is pooled, else a new one.
 
         ``host`` and ``port`` are the admitted destination's; ``addresses`` are used only
