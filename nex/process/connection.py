@@ -72,7 +72,7 @@ class State(enum.Enum):
 
 _TRANSITIONS = {
     State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
-    State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
+    State.IDLE: frozenset({State.READING_HEAD, State.SENDING, State.CLOSED}),
     State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
     State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
     State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
@@ -239,6 +239,27 @@ class Connection:
         self._enter(State.SENDING)
         self._send(self._dispatcher.error_response(error), None, keep_alive=False)
         self._linger()
+
+    def turn_away(self, error: HTTPError) -> None:
+        """Answer a client Nex will not serve (a connection cap is reached) with ``error``'s
+        page, then close, never waiting on the client: the accept loop calls this, so the
+        page goes out only as far as the socket's buffer takes it at once, and nothing the
+        client sends is read.  A TLS client is closed without the page: it would need a
+        handshake, and handshakes happen only in worker threads.
+        """
+        try:
+            if self._tls is None:
+                self.sock.setblocking(False)
+                self._enter(State.SENDING)
+                self._send(self._dispatcher.error_response(error), None, keep_alive=False)
+                self.sock.shutdown(socket.SHUT_WR)
+            else:
+                self._logger.access(self.client, "-", error.status, 0, None, None)
+        except OSError:
+            pass
+        finally:
+            self.state = State.CLOSED
+            self.sock.close()
 
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
@@ -431,8 +452,8 @@ class Connection:
     def _log(self, request: Optional[Request], response: Response, sent: int,
              suffix: str = "") -> None:
         if request is None:
-            client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
-                                                    None, None)
+            client, referer, agent = self.client, None, None
+            request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
             client, request_line = self._client_of(request), request.request_line
             referer = request.headers.get("Referer")

@@ -31,7 +31,6 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
-from nex.http.response import write_response
 from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
 
@@ -219,17 +218,19 @@ class Server:
                 if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
-        if refusal:
-            self._refuse(sock, client, refusal)
-            return
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not refusal:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
                                     self.tls)
         except OSError:  # some systems refuse options on a socket the client already reset
-            with self._lock:
-                self._forget_client(client)
+            if not refusal:
+                with self._lock:
+                    self._forget_client(client)
             sock.close()
+            return
+        if refusal:
+            connection.turn_away(_refusal(refusal))
             return
         name = f"Client-{number} {_format_address(address)}"
         thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
@@ -240,7 +241,7 @@ class Server:
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
             self._release(connection)
-            self._refuse(sock, client, 503)
+            connection.turn_away(_refusal(503))
 
     def _run(self, connection: Connection) -> None:
         try:
@@ -310,30 +311,11 @@ class Server:
         workers[0].join(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
 
-    def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
-        """Answer ``status`` with its page without blocking the accept loop, then close.
 
-        A TLS client is closed without the page: it would need a handshake, and handshakes
-        happen only in worker threads.
-        """
-        if self.tls is not None:
-            sock.close()
-            self._logger.access(client, "-", status, 0, None, None)
-            return
-        detail = _REFUSALS[status]
-        response = self.dispatcher.error_response(
-            HTTPError(status, detail, headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
-                      close=True))
-        sent = 0
-        try:
-            sock.setblocking(False)
-            sent = write_response(sock, response, head_only=False, keep_alive=False)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            sock.close()
-        self._logger.access(client, "-", status, sent, None, None)
+def _refusal(status: int) -> HTTPError:
+    """The error a client over a connection cap is turned away with (503 or 429)."""
+    return HTTPError(status, _REFUSALS[status], headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
+                     close=True)
 
 
 def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
