@@ -41,14 +41,14 @@ import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.filecache import FolderIdentity, folder_identity, settled
-from nex.http.grammar import MEDIA_RANGE, parse_list
 from nex.files.mediatypes import file_extension, media_type
+from nex.http.negotiation import MediaRange, media_ranges
 from nex.http.request import Request
 from nex.files.paths import Target, servable_entry
 from nex.http.response import Response
@@ -118,30 +118,14 @@ def prefers_json(accept: Optional[str]) -> bool:
     JSON); otherwise, and when ``Accept`` is absent, malformed or refuses both (``q=0``),
     the HTML page is sent.  Cached: clients send few distinct values.
     """
-    if accept is None:
-        return False
-    ranges = parse_list(accept, MEDIA_RANGE)
+    ranges = media_ranges(accept) if accept is not None else None
     if ranges is None:
         return False
-    parsed = []
-    for match in ranges:
-        kind, subtype = match.group("type").lower(), match.group("subtype").lower()
-        if kind == "*" and subtype != "*":
-            return False  # "*/subtype" is no media range
-        parsed.append((kind, subtype, _weight(match.group("qvalue"))))
-    json_rank = _rank(parsed, "application", "json")
-    return json_rank[0] > 0 and json_rank > _rank(parsed, "text", "html")
+    json_rank = _rank(ranges, "application", "json")
+    return json_rank[0] > 0 and json_rank > _rank(ranges, "text", "html")
 
 
-def _weight(qvalue: Optional[str]) -> int:
-    """A qvalue in thousandths: ``"0.5"`` is 500, no qvalue is 1000."""
-    if qvalue is None:
-        return 1000
-    whole, _, fraction = qvalue.partition(".")
-    return 1000 * int(whole) + int(fraction.ljust(3, "0"))
-
-
-def _rank(ranges: List[Tuple[str, str, int]], kind: str, subtype: str) -> Tuple[int, int]:
+def _rank(ranges: Sequence[MediaRange], kind: str, subtype: str) -> Tuple[int, int]:
     """``(weight, specificity)`` the most specific of ``ranges`` gives ``kind/subtype``;
     ``(0, -1)`` when none matches.  The first of equally specific ranges counts."""
     best = (0, -1)

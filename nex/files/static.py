@@ -23,6 +23,7 @@ from nex.http.errors import HTTPError
 from nex.files.filecache import (FileChangedError, FolderIdentity, SmallFileCache, folder_identity,
                            settled)
 from nex.http.grammar import WEIGHTED_CODING, parse_list
+from nex.http.negotiation import weight
 from nex.files.mediatypes import content_type, file_extension
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
@@ -67,20 +68,16 @@ def accepted_codings(value: str) -> Tuple[str, ...]:
         return ()
     weights: Dict[str, int] = {}
     for match in elements:
-        coding, qvalue = match.group("coding").lower(), match.group("qvalue")
-        if qvalue is None:
-            weight = 1000
-        else:
-            whole, _, fraction = qvalue.partition(".")
-            weight = 1000 * int(whole) + int(fraction.ljust(3, "0"))
-        weights.setdefault("gzip" if coding == "x-gzip" else coding, weight)
+        coding = match.group("coding").lower()
+        weights.setdefault("gzip" if coding == "x-gzip" else coding,
+                           weight(match.group("qvalue")))
     star = weights.get("*")
     identity = weights.get("identity", star)
     ranked = []
     for coding in _SIDECARS:
-        weight = weights.get(coding, star)
-        if weight and (identity is None or weight >= identity):
-            ranked.append((-weight, coding))
+        given = weights.get(coding, star)
+        if given and (identity is None or given >= identity):
+            ranked.append((-given, coding))
     ranked.sort(key=lambda item: item[0])
     return tuple(coding for _, coding in ranked)
 

@@ -55,6 +55,7 @@ from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
 from nex.http.origin import normalise_origin
 from nex.http.errors import HTTPError
 from nex.http.multipart import MultipartParser, Part, form_boundary
+from nex.http.negotiation import media_ranges
 from nex.http.framing import HeadLimits
 from nex.http.request import Headers, Request
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, lookup, not_found,
@@ -481,8 +482,9 @@ def _check_origin(request: Request) -> None:
 
 def _wants_html(accept: Optional[str]) -> bool:
     """Whether the ``Accept`` field lists ``text/html``, as a browser's form submission does."""
-    return accept is not None and any(
-        item.partition(";")[0].strip(" \t").lower() == "text/html" for item in accept.split(","))
+    ranges = media_ranges(accept) if accept is not None else None
+    return ranges is not None and any(
+        (media.kind, media.subtype) == ("text", "html") for media in ranges)
 
 
 def _exists(shown: str) -> HTTPError:

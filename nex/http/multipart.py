@@ -169,7 +169,7 @@ class MultipartParser:
     Call :meth:`feed` with each piece of the body as it arrives and :meth:`finish` at its
     end; both raise ``HTTPError(400)`` for a malformed body, and pass on whatever the
     ``handler`` raises.  Between calls it holds at most ``max(limits.header_block,
-    limits.request_line + 2, len(boundary) + 4)`` bytes (:attr:`buffered`).
+    limits.request_line + 2, len(boundary) + 4)`` bytes.
     """
 
     def __init__(self, boundary: bytes, handler: PartHandler, limits: HeadLimits) -> None:
@@ -185,16 +185,6 @@ class MultipartParser:
         self._parts = 0
         self._steps = {_PREAMBLE: self._preamble, _DELIMITER_LINE: self._delimiter_line,
                        _HEADERS: self._headers, _DATA: self._data, _CLOSE: self._close}
-
-    @property
-    def done(self) -> bool:
-        """Whether the final delimiter has been read."""
-        return self._state in (_CLOSE, _EPILOGUE)
-
-    @property
-    def buffered(self) -> int:
-        """How many bytes of the body the parser holds."""
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> None:
         """Parse the next piece of the body, reporting what it completes to the handler."""

@@ -420,11 +420,6 @@ class OriginPool:
             expired.append(origin)
         return expired
 
-    def idle_count(self, key: Optional[Key] = None) -> int:
-        """How many idle connections the pool holds (for ``key`` only, when given)."""
-        with self._lock:
-            return sum(1 for origin in self._idle if key is None or origin.key == key)
-
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""
         with self._lock:
