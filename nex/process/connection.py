@@ -11,10 +11,14 @@ only place the state changes, and it refuses a transition the table does not all
 
 A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open` is the one
 decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
-request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
+request (idle keep-alive), to receiving its head (a slow client must deliver the whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
-however it dribbles it; the TLS handshake counts against that same limit).  Every response
-is logged exactly once, with the body bytes actually sent.
+however it dribbles it; the TLS handshake counts against that same limit), to each wait for
+request body bytes (``request_head_timeout`` again) and to sending (``send_timeout``, and
+``min_send_rate`` on average).  Every response, also the page that turns away a client over
+a connection cap (:meth:`Connection.turn_away`), is written by :meth:`Connection._send` and
+logged exactly once (a CONNECT tunnel's when the tunnel ends), with the body bytes actually
+sent.
 
 On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
 blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for

@@ -5,9 +5,10 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor.  The supervisor has
-validated the settings and loaded the templates, so a worker starts from exactly that
-:class:`Config` and those templates: nothing is parsed twice, a SIGHUP reload hands the new
-workers exactly the settings it checked, and a restart costs no interpreter start.  Forking is
+validated the settings and checked that the templates load, so a worker starts from exactly
+that :class:`Config`: the settings are not parsed again, a SIGHUP reload hands the new
+workers exactly the settings it checked, and a restart costs no interpreter start.  Each
+worker loads the templates itself, as a lone Nex does, from the files just checked.  Forking is
 safe because the supervisor runs no thread of its own (which is why it writes its log lines
 itself rather than through :class:`nex.process.log.Logger`, whose flusher is a thread): a child
 starts with no lock held by a thread that does not exist in it.  A fresh child closes the
@@ -128,7 +129,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
     returns 2.
     """
     try:
-        templates = TemplateSet.load(config.error_pages, config.templates)
+        TemplateSet.load(config.error_pages, config.templates)
     except TemplateError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
@@ -144,7 +145,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
         first.close()
         return 2
-    return Supervisor(config, templates, load, first, log).run()
+    return Supervisor(config, load, first, log).run()
 
 
 def _first_listener(config: Config) -> socket.socket:
@@ -212,10 +213,9 @@ class _Slot:
 class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
-    def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 first: socket.socket, log: SupervisorLog) -> None:
+    def __init__(self, config: Config, load: Callable[[], Config], first: socket.socket,
+                 log: SupervisorLog) -> None:
         self._config = config
-        self._templates = templates
         self._load = load
         #: The listener of each slot in turn (slot 1 first); one shared by all without
         #: SO_REUSEPORT.
@@ -386,7 +386,7 @@ class Supervisor:
         """SIGHUP: re-read the settings and replace the workers one by one."""
         try:
             config = self._load()
-            templates = TemplateSet.load(config.error_pages, config.templates)
+            TemplateSet.load(config.error_pages, config.templates)
         except (ConfigError, TemplateError) as error:
             self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
             return
@@ -402,7 +402,7 @@ class Supervisor:
             return
         self._log.close()
         self._log = log
-        self._config, self._templates = config, templates
+        self._config = config
         while len(self._slots) > config.workers:
             slot = self._slots.pop()
             if slot.pid:
@@ -504,8 +504,7 @@ class Supervisor:
                 if other is not listener:
                     other.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
-            status = _serve_as_worker(config, self._templates, listener, report,
-                                      self._lifeline_read)
+            status = _serve_as_worker(config, listener, report, self._lifeline_read)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -516,8 +515,8 @@ class Supervisor:
                 os._exit(status)
 
 
-def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
-                     report: int, lifeline: int) -> int:
+def _serve_as_worker(config: Config, listener: socket.socket, report: int,
+                     lifeline: int) -> int:
     """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)

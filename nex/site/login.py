@@ -469,7 +469,7 @@ def cleartext_warning(config: "Config") -> Optional[str]:
     other than loopback.  Behind a TLS-terminating proxy on the same machine, bind to
     loopback and the warning goes away.
     """
-    if not config.auth_users_file or getattr(config, "tls_certificate", ""):
+    if not config.auth_users_file or config.tls_certificate:
         return None
     if config.bind == "localhost" or ipaddress.ip_address(config.bind).is_loopback:
         return None
