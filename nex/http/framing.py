@@ -36,6 +36,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 _NO_CONTENT_STATUSES = frozenset({204, 304})
 #: Field values longer than this are parsed each time rather than remembered.
 _CACHED_VALUE_LENGTH = 512
+_NO_OPTIONS: Tuple[FrozenSet[str], bool] = (frozenset(), True)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def connection_options(value: Optional[str]) -> Tuple[FrozenSet[str], bool]:
     §7.6.1), which a request must send.  An absent field lists nothing.
     """
     if value is None:
-        return frozenset(), True
+        return _NO_OPTIONS
     if len(value) <= _CACHED_VALUE_LENGTH:
         return _cached_connection_options(value)
     return _connection_options(value)
