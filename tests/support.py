@@ -265,8 +265,8 @@ def capture_log(test) -> "CapturedLog":
 
 
 class CapturedLog:
-    """A :class:`nex.process.log.Logger` over two temporary files; ``access()`` and ``errors()`` read
-    back what it wrote (after writing out what it still holds)."""
+    """A :class:`nex.process.log.Logger` over two temporary files; ``access()`` and ``errors()``
+    close it and read back what it wrote, so they come after the last line a test logs."""
 
     def __init__(self, test) -> None:
         from nex.process.log import Logger
@@ -277,13 +277,13 @@ class CapturedLog:
         test.addCleanup(self.logger.close)
 
     def access(self) -> str:
-        """The access log so far."""
-        self.logger.flush()
+        """The access log: the logger is closed first, so that it has written everything."""
+        self.logger.close()
         return os.pread(self._access.fileno(), 1 << 20, 0).decode("utf-8")
 
     def errors(self) -> str:
-        """The error log so far."""
-        self.logger.flush()
+        """The error log: the logger is closed first, so that it has written everything."""
+        self.logger.close()
         return os.pread(self._errors.fileno(), 1 << 20, 0).decode("utf-8")
 
 
