@@ -48,7 +48,7 @@ import re
 import secrets
 import stat
 import time
-from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
@@ -121,10 +121,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
         exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
         pending = folder.create(name)
         try:
-            if body is not None:
-                body.limit = config.max_upload_size
-                for piece in body:
-                    pending.write(piece)
+            _take_body(body, config.max_upload_size, pending.write)
             pending.finish()
             try:
                 pending.commit(replace=config.upload_overwrite and not exclusive)
@@ -175,10 +172,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
     form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
-        if body is not None:
-            body.limit = config.max_upload_size
-            for piece in body:
-                parser.feed(piece)
+        _take_body(body, config.max_upload_size, parser.feed)
         parser.finish()
         if not form.files:
             raise HTTPError(400, "The form holds no file.")
@@ -478,6 +472,16 @@ def _check_origin(request: Request) -> None:
         same_site = False
     if not same_site:
         raise HTTPError(403, "Uploads from pages of other sites are refused.")
+
+
+def _take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
+               ) -> None:
+    """Hand each piece of the request ``body`` (None: no body) to ``consume`` as it arrives,
+    refusing with 413 a body over ``limit`` bytes."""
+    if body is not None:
+        body.limit = limit
+        for piece in body:
+            consume(piece)
 
 
 def _wants_html(accept: Optional[str]) -> bool:
