@@ -273,11 +273,7 @@ class Server:
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
         self.listener.close()
-        with self._lock:
-            connections = list(self._live)
-        for connection in connections:
-            connection.wake()
-        busy = [connection for connection in connections if connection.busy]
+        busy = [connection for connection in self._wake_all() if connection.busy]
         if busy:
             grace = self.config.shutdown_grace
             print(f"waiting up to {grace:g} s for {len(busy)} transfer"
@@ -285,10 +281,7 @@ class Server:
                   file=sys.stderr, flush=True)
         deadline = time.monotonic() + self.config.shutdown_grace
         while self._wait_for_workers(deadline):
-            with self._lock:
-                connections = list(self._live)
-            for connection in connections:
-                connection.wake()
+            self._wake_all()
         with self._lock:
             left = list(self._live)
         if left:
@@ -299,6 +292,15 @@ class Server:
             self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
+
+    def _wake_all(self) -> List[Connection]:
+        """Wake every live connection that is idle (see :meth:`Connection.wake`); the live
+        connections."""
+        with self._lock:
+            connections = list(self._live)
+        for connection in connections:
+            connection.wake()
+        return connections
 
     def _wait_for_workers(self, deadline: float) -> bool:
         """Wait for one worker to end before ``deadline``; False once none are left or the
