@@ -181,7 +181,8 @@ def generated(etag: str, last_modified: str) -> List[bytes]:
                            body=b"0\r\n\r\n"))
     for raw in [b"GET / HTTP/1.1\nHost: x\n\n", b"GET / HTTP/1.1\r\nHost: x\n\r\n",
                 b"GET / HTTP/1.1\r\nHost: x\r\n X: folded\r\n\r\n",
-                b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
                 b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/2.0\r\n\r\n",
                 b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n",
                 b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / http/1.1\r\nHost: x\r\n\r\n",
