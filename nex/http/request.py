@@ -27,7 +27,8 @@ _CR, _LF = 13, 10
 
 
 class Headers:
-    """Case-insensitive, order-keeping multimap of the request's field lines.
+    """Case-insensitive, order-keeping multimap of a message's field lines (a request's, or
+    an origin response's for the proxy).
 
     Names keep the spelling the client sent; lookups ignore case.  ``get`` joins repeated
     fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.
