@@ -30,7 +30,7 @@ class Headers:
     """Case-insensitive, order-keeping multimap of a message's field lines (a request's, or
     an origin response's for the proxy).
 
-    Names keep the spelling the client sent; lookups ignore case.  ``get`` joins repeated
+    Names keep the spelling the sender used; lookups ignore case.  ``get`` joins repeated
     fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.
     """
 
