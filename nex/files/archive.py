@@ -18,6 +18,7 @@ to zip64 records where a size or an offset needs them.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import zipfile
 from typing import TYPE_CHECKING, Iterator, List, NamedTuple, Optional
@@ -26,7 +27,7 @@ from urllib.parse import quote
 from nex.http.errors import HTTPError
 from nex.files.listing import human_size, query_values, read_folder
 from nex.files.mediatypes import content_type, file_extension
-from nex.files.paths import Target
+from nex.files.paths import Checker, Target
 from nex.http.response import BodyFault, Response
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ _LATEST = (2107, 12, 31, 23, 59, 58)
 # RFC 8187 §3.2.1 attr-char, beyond what quote() always keeps (letters, digits, "_.-~").
 _ATTR_CHARS = "!#$&+^`|"
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+# Seconds a client is asked to wait when every archive slot is taken.
+_RETRY_AFTER = 5
 
 
 class Member(NamedTuple):
@@ -88,25 +91,75 @@ def content_disposition(filename: str) -> str:
     return value
 
 
-def folder_archive(target: Target, config: Config) -> Response:
+class ZipSlots:
+    """How many archives may be made at once (``[files] max_concurrent_zips``): each holds
+    a worker and memory for as long as it streams.  Shared by every worker thread."""
+
+    def __init__(self, count: int) -> None:
+        self._slots = threading.BoundedSemaphore(count)
+
+    def take(self) -> None:
+        """Take a slot, or raise ``HTTPError(503)`` with ``Retry-After`` when none is free."""
+        if not self._slots.acquire(blocking=False):
+            raise HTTPError(503, "Too many folder downloads are being made; try again shortly.",
+                            headers=[("Retry-After", str(_RETRY_AFTER))])
+
+    def give_back(self) -> None:
+        """Free a slot taken with :meth:`take`."""
+        self._slots.release()
+
+
+class _SlotStream:
+    """The body stream of an archive, which gives its slot back once it ends or is closed."""
+
+    def __init__(self, pieces: Iterator[bytes], slots: ZipSlots) -> None:
+        self._pieces = pieces
+        self._slots: Optional[ZipSlots] = slots
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def close(self) -> None:
+        """End the archive (if it was cut short) and free its slot; safe to call again."""
+        self._pieces.close()  # type: ignore[attr-defined]
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.give_back()
+
+
+def folder_archive(target: Target, config: Config, may: Optional[Checker] = None,
+                   slots: Optional[ZipSlots] = None) -> Response:
     """The ``200`` zip of the folder ``target`` (a directory :func:`resolve` returned).
 
-    Raises ``HTTPError`` 404 when folder downloads are off (``zip_download``), 413 when the
-    folder's files add up to more than ``max_zip_size``, and 403/404 when the folder itself
-    cannot be read.  The body is a stream of unknown length (see the module).
+    ``may`` is the access checker: only entries it lets be read go in, each checked as the
+    folder is walked.  ``slots`` bounds how many archives are made at once.  Raises
+    ``HTTPError`` 404 when folder downloads are off (``zip_download``), 503 when no slot is
+    free, 413 when the folder's files add up to more than ``max_zip_size``, and 403/404
+    when the folder itself cannot be read.  The body is a stream of unknown length (see
+    the module).
     """
     if not config.zip_download:
         raise HTTPError(404, f"No download is offered for {target.url_path}.")
     name = archive_name(target.url_path, config.server_name)
-    members = plan_archive(target, config, name)
+    if slots is not None:
+        slots.take()
+    try:
+        members = plan_archive(target, config, name, may)
+    except BaseException:
+        if slots is not None:
+            slots.give_back()
+        raise
     headers = [("Content-Type", "application/zip"),
                ("Content-Disposition", content_disposition(name + ".zip"))]
-    return Response(200, headers, stream=stream_archive(members), stream_length=None)
+    stream = stream_archive(members)
+    return Response(200, headers, stream=stream if slots is None else _SlotStream(stream, slots),
+                    stream_length=None)
 
 
-def plan_archive(folder: Target, config: Config, top: str) -> List[Member]:
-    """Every entry of the archive of ``folder``, folders before what they hold, under the
-    top folder ``top``.
+def plan_archive(folder: Target, config: Config, top: str,
+                 may: Optional[Checker] = None) -> List[Member]:
+    """Every entry of the archive of ``folder`` that ``may`` (the access checker) lets be
+    read, folders before what they hold, under the top folder ``top``.
 
     Raises ``HTTPError`` 413 as soon as the files add up to more than
     ``config.max_zip_size``, and the 403/404 of :func:`read_folder` for ``folder`` itself;
@@ -115,7 +168,7 @@ def plan_archive(folder: Target, config: Config, top: str) -> List[Member]:
     members = [Member(top + "/", None, 0, folder.stat.st_mtime, False)]
     seen = {(folder.stat.st_dev, folder.stat.st_ino)}
     total = 0
-    pending = [(folder, top + "/", iter(read_folder(folder, config)))]
+    pending = [(folder, top + "/", iter(read_folder(folder, config, may)))]
     while pending:
         current, prefix, entries = pending[-1]
         entry = next(entries, None)
@@ -138,7 +191,7 @@ def plan_archive(folder: Target, config: Config, top: str) -> List[Member]:
         seen.add((st.st_dev, st.st_ino))
         below = Target("directory", fs_path, current.url_path + name + "/", st)
         try:
-            inside = read_folder(below, config)
+            inside = read_folder(below, config, may)
         except HTTPError:
             continue
         members.append(Member(prefix + name + "/", None, 0, st.st_mtime, False))

@@ -50,7 +50,7 @@ from nex.files.filecache import FolderIdentity, folder_identity, settled
 from nex.http.grammar import MEDIA_RANGE, parse_list
 from nex.files.mediatypes import file_extension, media_type
 from nex.http.request import Request
-from nex.files.paths import Target, servable_entry
+from nex.files.paths import Checker, Target, real_path, servable_entry, shown_name
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
 
@@ -189,7 +189,8 @@ class ListingCache:
 
     At most ``max_bytes`` of pages are kept (larger ones are not cached); past that the
     cache starts over.  Threads that miss the same entry at once render it once: they
-    share one of a fixed set of locks, picked by the key.
+    share one of a fixed set of locks, picked by the key.  Every worker thread shares one
+    cache; a lock guards every look and change of its table, so it is safe without the GIL.
     """
 
     def __init__(self, max_age: float = 1.0, max_bytes: int = 8 * 1024 * 1024,
@@ -205,7 +206,8 @@ class ListingCache:
     def get(self, key: Tuple, folder: FolderIdentity, config: Config,
             templates: TemplateSet) -> Optional[_Rendered]:
         """The entry for ``key`` if it is still valid for a folder now at ``folder``."""
-        entry = self._entries.get(key)
+        with self._lock:
+            entry = self._entries.get(key)
         if (entry is not None and entry.folder == folder and entry.config is config
                 and entry.templates is templates
                 and self._clock() - entry.made < self._max_age):
@@ -247,7 +249,8 @@ LISTINGS = ListingCache(LISTING_MAX_AGE)
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
                    config: Config, upload_form: str = "",
-                   cache: Optional[ListingCache] = LISTINGS) -> Response:
+                   cache: Optional[ListingCache] = LISTINGS, may: Optional[Checker] = None,
+                   viewer: Optional[str] = None) -> Response:
     """The ``200`` listing of the folder ``target``, as HTML or JSON (see the module).
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
@@ -256,15 +259,18 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
     is the HTML of the upload form, put in the page as it is.  Raises ``HTTPError`` 403 when
     the folder cannot be read, 404 when it has gone.  A listing rendered less than a second
     ago for a folder that has not changed since comes from ``cache`` (see
-    :class:`ListingCache`; None renders every time).
+    :class:`ListingCache`; None renders every time).  ``may`` is the access checker of
+    ``viewer`` (the user, None: anonymous): entries it does not let be read are left out,
+    and listings are cached per viewer.
     """
     view = listing_view(request)
     if cache is None:
-        content_type, body = _render(target, view, templates, signature, config, upload_form)
+        content_type, body = _render(target, view, templates, signature, config, upload_form,
+                                     may)
         return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
     folder = folder_identity(target.stat)
     key = (target.fs_path, target.url_path, view, id(config), id(templates), signature,
-           upload_form)
+           upload_form, viewer)
     entry = cache.get(key, folder, config, templates)
     if entry is None:
         with cache.render_lock(key):
@@ -272,16 +278,17 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
             if entry is None:
                 made = cache.now()
                 content_type, body = _render(target, view, templates, signature, config,
-                                             upload_form)
+                                             upload_form, may)
                 cache.store(key, folder, made, config, templates, content_type, body)
                 return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
     return Response(200, [("Content-Type", entry.content_type), _VARY], body=(entry.body,))
 
 
 def _render(target: Target, view: ListingView, templates: TemplateSet, signature: str,
-            config: Config, upload_form: str) -> Tuple[str, bytes]:
+            config: Config, upload_form: str,
+            may: Optional[Checker] = None) -> Tuple[str, bytes]:
     """``(Content-Type, body)`` of the listing of ``target`` shown as ``view``."""
-    entries = sort_entries(read_folder(target, config), view.sort, view.descending)
+    entries = sort_entries(read_folder(target, config, may), view.sort, view.descending)
     if view.json:
         body = json.dumps([_json_entry(entry, config) for entry in entries],
                           ensure_ascii=False, separators=(",", ":"))
@@ -308,9 +315,10 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
     return _HTML_TYPE, page.encode("utf-8")
 
 
-def read_folder(folder: Target, config: Config) -> List[Entry]:
+def read_folder(folder: Target, config: Config, may: Optional[Checker] = None) -> List[Entry]:
     """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
-    ``config``: folders first, then files, each sorted by name without regard to case.
+    ``config`` and the access checker ``may`` lets be read: folders first, then files,
+    each sorted by name without regard to case.
 
     Whether an entry is servable is the resolver's decision (:func:`servable_entry`): links
     the symlink policy refuses, broken links, dotfiles, devices, sockets, names that cannot
@@ -319,12 +327,22 @@ def read_folder(folder: Target, config: Config) -> List[Entry]:
     403 when it cannot be read.
     """
     entries: List[Entry] = []
+    real_folder = real_path(folder.fs_path, config).rstrip("/") + "/" if may else ""
     try:
         with os.scandir(folder.fs_path) as scan:
             for entry in scan:
                 st = servable_entry(folder, entry.name, config)
-                if st is not None:
-                    entries.append((entry.name, stat.S_ISDIR(st.st_mode), st))
+                if st is None:
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if may is not None:
+                    # A link is judged where it leads, as a GET through it would be.
+                    real = (os.path.realpath(entry.path) if entry.is_symlink()
+                            else real_folder + entry.name)
+                    if not may("read", folder.url_path + entry.name + ("/" if is_dir else ""),
+                               real):
+                        continue
+                entries.append((entry.name, is_dir, st))
     except FileNotFoundError:
         raise HTTPError(404, "The requested resource was not found.") from None
     except OSError:
@@ -412,7 +430,7 @@ def _row(entry: Entry, config: Config) -> str:
                 f'{html.escape(human_size(st.st_size))}</td>')
         kind = media_type(file_extension(name), config.mime_types)
     return (f'<tr><td class="name"><a href="{html.escape(_href(name, is_dir))}">'
-            f"{html.escape(shown)}</a></td>{size}{_mtime_cell(st.st_mtime)}"
+            f"{html.escape(shown_name(shown))}</a></td>{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')
 
 
