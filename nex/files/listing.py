@@ -41,7 +41,7 @@ import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
 from nex import SERVER_SOFTWARE
@@ -317,38 +317,64 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
 
 def read_folder(folder: Target, config: Config, may: Optional[Checker] = None) -> List[Entry]:
     """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
-    ``config`` and the access checker ``may`` lets be read: folders first, then files,
-    each sorted by name without regard to case.
+    ``config`` and the access checker ``may`` lets be read (:func:`scan_folder`): folders
+    first, then files, each sorted by name without regard to case.  Raises ``HTTPError``
+    404 when the folder has gone, 403 when it cannot be read.
+    """
+    entries = list(scan_folder(folder, config, may))
+    entries.sort(key=lambda e: entry_order(e[0], e[1]))
+    return entries
+
+
+def entry_order(name: str, is_folder: bool) -> Tuple[bool, str, str]:
+    """The sort key that puts folders first, then names without regard to case."""
+    return not is_folder, name.casefold(), name
+
+
+def scan_folder(folder: Target, config: Config,
+                may: Optional[Checker] = None) -> Iterator[Entry]:
+    """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
+    ``config`` and ``may`` lets be read, in the order the file system gives them.
 
     Whether an entry is servable is the resolver's decision (:func:`servable_entry`): links
     the symlink policy refuses, broken links, dotfiles, devices, sockets, names that cannot
     be asked for and entries that vanish while the folder is read are all left out, and a
-    link's entry shows what it leads to.  Raises ``HTTPError`` 404 when the folder has gone,
-    403 when it cannot be read.
+    link's entry shows what it leads to.  A link is judged by ``may`` where it leads, as a
+    GET through it would be.  Raises ``HTTPError`` 404 when the folder has gone, 403 when
+    it cannot be read.
     """
-    entries: List[Entry] = []
     real_folder = real_path(folder.fs_path, config).rstrip("/") + "/" if may else ""
     try:
-        with os.scandir(folder.fs_path) as scan:
-            for entry in scan:
-                st = servable_entry(folder, entry.name, config)
-                if st is None:
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if may is not None:
-                    # A link is judged where it leads, as a GET through it would be.
-                    real = (os.path.realpath(entry.path) if entry.is_symlink()
-                            else real_folder + entry.name)
-                    if not may("read", folder.url_path + entry.name + ("/" if is_dir else ""),
-                               real):
-                        continue
-                entries.append((entry.name, is_dir, st))
+        scan = os.scandir(folder.fs_path)
     except FileNotFoundError:
         raise HTTPError(404, "The requested resource was not found.") from None
     except OSError:
         raise HTTPError(403, "This folder cannot be listed.") from None
-    entries.sort(key=lambda e: (not e[1], e[0].casefold(), e[0]))
-    return entries
+    with scan:
+        while True:
+            try:
+                entry = next(scan, None)
+            except OSError:
+                raise HTTPError(403, "This folder cannot be listed.") from None
+            if entry is None:
+                return
+            st = servable_entry(folder, entry.name, config)
+            if st is None:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if may is not None and not readable(may, folder, real_folder, entry.name, is_dir,
+                                                entry.is_symlink()):
+                continue
+            yield entry.name, is_dir, st
+
+
+def readable(may: Checker, folder: Target, real_folder: str, name: str, is_folder: bool,
+             link: bool) -> bool:
+    """Whether ``may`` lets the entry ``name`` of ``folder`` be read: judged on its URL
+    path and on its real path, which for a ``link`` is where it leads (``real_folder`` is
+    the folder's real path, ending in ``/``)."""
+    real = os.path.realpath(real_folder + name) if link else real_folder + name
+    return may("read", folder.url_path + name + ("/" if is_folder else ""), real)
 
 
 def sort_entries(entries: List[Entry], sort: str, descending: bool) -> List[Entry]:
