@@ -48,6 +48,7 @@ from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.filecache import FolderIdentity, folder_identity, settled
 from nex.http.grammar import MEDIA_RANGE, parse_list
+from nex.files.oserrors import reply_for
 from nex.files.mediatypes import file_extension, media_type
 from nex.http.request import Request
 from nex.files.paths import Checker, Target, real_path, servable_entry, shown_name
@@ -346,16 +347,14 @@ def scan_folder(folder: Target, config: Config,
     real_folder = real_path(folder.fs_path, config).rstrip("/") + "/" if may else ""
     try:
         scan = os.scandir(folder.fs_path)
-    except FileNotFoundError:
-        raise HTTPError(404, "The requested resource was not found.") from None
-    except OSError:
-        raise HTTPError(403, "This folder cannot be listed.") from None
+    except OSError as error:
+        raise _listing_error(error) from None
     with scan:
         while True:
             try:
                 entry = next(scan, None)
-            except OSError:
-                raise HTTPError(403, "This folder cannot be listed.") from None
+            except OSError as error:
+                raise _listing_error(error) from None
             if entry is None:
                 return
             st = servable_entry(folder, entry.name, config)
@@ -366,6 +365,15 @@ def scan_folder(folder: Target, config: Config,
                                                 entry.is_symlink()):
                 continue
             yield entry.name, is_dir, st
+
+
+def _listing_error(error: OSError) -> HTTPError:
+    """The reply for a folder that cannot be read: gone (404), short of resources (503),
+    or anything else that keeps it from being listed (403)."""
+    reply = reply_for(error)
+    if reply is not None and reply.status != 403:
+        return reply
+    return HTTPError(403, "This folder cannot be listed.")
 
 
 def readable(may: Checker, folder: Target, real_folder: str, name: str, is_folder: bool,

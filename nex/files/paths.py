@@ -21,7 +21,6 @@ and folder downloads hold exactly the entries a GET of their links would serve.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import re
@@ -29,6 +28,7 @@ import stat
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
+from nex.files.oserrors import NOT_FOUND, reply_for
 from nex.http.errors import HTTPError
 
 
@@ -64,9 +64,6 @@ _QUERY_SAFE = _PATH_SAFE + "/?%"
 #: so a half-written upload is never seen.
 UPLOAD_TEMP_PREFIX = ".nex-upload-"
 # Lookups that fail this way mean "nothing servable here".
-_NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
-                        errno.EINVAL})
-_NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
 # Characters that disguise a name: C0 and C1 controls, DEL, and the Unicode format
 # characters (general category Cf: bidi controls, zero-width characters, the soft hyphen).
 _DISGUISING = re.compile(
@@ -108,7 +105,7 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     try:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
-        if error.errno in _NOT_FOUND:
+        if error.errno in NOT_FOUND:
             raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
@@ -324,11 +321,7 @@ def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
 
 def _os_error(exc: OSError) -> Exception:
     """The HTTPError a failed lookup stands for; unexpected failures go up unchanged."""
-    if exc.errno in _NOT_FOUND:
-        return HTTPError(404, "The requested resource was not found.")
-    if exc.errno in _NO_ACCESS:
-        return HTTPError(403, "Access to the requested resource is denied.")
-    return exc
+    return reply_for(exc) or exc
 
 
 def encode_path(segments: Sequence[str], folder: bool = False) -> str:

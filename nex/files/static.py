@@ -9,7 +9,6 @@ Connection; this module sets representation and caching fields only.
 
 from __future__ import annotations
 
-import errno
 import functools
 import gzip
 import os
@@ -24,6 +23,7 @@ from nex.http.errors import HTTPError
 from nex.files.filecache import (FileChangedError, FolderIdentity, SmallFileCache, folder_identity,
                            settled)
 from nex.http.grammar import WEIGHTED_CODING, parse_list
+from nex.files.oserrors import reply_for
 from nex.files.mediatypes import content_type, file_extension
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 MAX_GZIP_SIZE = 16 * 1024 * 1024
 _GZIP_LEVEL = 6
 
-# Running out of descriptors or memory passes; the client may simply try again.
-_TEMPORARY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
                             "if-modified-since"})
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
@@ -174,17 +172,10 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
 
 def _open_error(error: OSError) -> Exception:
     """The reply for a file that could not be opened; unexpected faults go up as they are."""
-    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
-        return HTTPError(404)
-    if isinstance(error, PermissionError):
-        return HTTPError(403)
     if isinstance(error, FileChangedError):
         return HTTPError(503, "The file changed while it was being read; try again.",
                          headers=[("Retry-After", "1")])
-    if error.errno in _TEMPORARY_ERRORS:
-        return HTTPError(503, "The server is short of resources; try again shortly.",
-                         headers=[("Retry-After", "5")])
-    return error
+    return reply_for(error) or error
 
 
 class _Representation(NamedTuple):

@@ -58,6 +58,7 @@ from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
 from nex.http.errors import HTTPError
 from nex.http.multipart import MultipartParser, Part, form_boundary
 from nex.http.request import Headers, Limits, Request
+from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
                              hidden, lookup, not_found, real_path, redirect_location,
                              resolve_segments, shown_name, split_path)
@@ -84,8 +85,6 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SEPARATORS = re.compile(r"[/\\]")
 #: link(2) fails this way on file systems without hard links.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
-_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def allowed_methods(path: str) -> Tuple[str, ...]:
@@ -527,10 +526,4 @@ def _is_folder(shown: str) -> HTTPError:
 
 def _storage_error(error: OSError) -> Exception:
     """The reply for a folder that cannot take a file; unexpected faults go up unchanged."""
-    if error.errno in _READ_ONLY:
-        return HTTPError(403, "This folder does not accept files.")
-    if error.errno in _FULL:
-        return HTTPError(507, "There is no room left for the file.")
-    if error.errno == errno.EFBIG:
-        return HTTPError(413, "The file is larger than this folder's file system allows.")
-    return error
+    return reply_for(error, writing=True) or error
