@@ -22,19 +22,23 @@ import unittest
 import unicodedata
 import zipfile
 from typing import Dict, List, Optional, Tuple
+from unittest import mock
 
 from nex.files import static as static_module
 from nex.files.filecache import folder_identity
 from nex.files.leftovers import remove_stale_uploads, stale_after
 from nex.files.listing import ListingCache
-from nex.files.paths import UPLOAD_TEMP_PREFIX, disguised, shown_name
+from nex.files.paths import UPLOAD_TEMP_PREFIX, disguised, shown_name, split_path
+from nex.files.templates import TemplateSet
 from nex.http.errors import HTTPError
 from nex.http.request import Headers, Request
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
-from nex.site.login import ProtectedPaths, hash_password
+from nex.site.hosts import HostValidator
+from nex.site.login import ProtectedPaths, SiteAuth, hash_password
+from nex.site.routing import Dispatcher
 from nex.site.sameorigin import WriteGuard
-from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, http_request
+from tests.support import REPO, START_TIMEOUT, NexServer, http_request
 
 SECRET = b"the secret\n"
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -165,6 +169,45 @@ class WriteGuardTest(unittest.TestCase):
         guard.check(make_request("PUT", "/a", {}, "a.example:8080"))
         with self.assertRaises(HTTPError):
             guard.check(make_request("PUT", "/a", {}, "c.b.example"))
+
+
+class DecodeOnceTest(unittest.TestCase):
+    """The request path is decoded once, by routing, and the result carried to the login,
+    the policy, the resolver and the handlers."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-decode-once-")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        write(self.root, "private/a.txt", b"a")
+        write(self.root, "open/b.txt", b"b")
+        users_folder = tempfile.mkdtemp(prefix="nex-decode-once-users-")
+        self.addCleanup(shutil.rmtree, users_folder, ignore_errors=True)
+        users = make_users(users_folder)
+        config = Config(document_root=self.root, upload=True, auth_users_file=users,
+                        auth_protect=("/private/",),
+                        error_pages=os.path.join(REPO, "error_pages"),
+                        templates=os.path.join(REPO, "other_templates"))
+        self.site = Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
+                               HostValidator(("*",)), "sig",
+                               auth=SiteAuth.from_config(config, on_error=print))
+
+    def test_each_request_decodes_its_path_once(self) -> None:
+        for method, target, credentials in (("GET", "/private/a.txt", RIGHT),
+                                            ("GET", "/open/", ANONYMOUS),
+                                            ("PUT", "/open/c.txt", ANONYMOUS),
+                                            ("OPTIONS", "/open/b.txt", ANONYMOUS)):
+            with self.subTest(method=method, target=target), \
+                    mock.patch("nex.site.routing.split_path", wraps=split_path) as decode, \
+                    mock.patch("nex.files.paths.split_path", wraps=split_path) as paths, \
+                    mock.patch("nex.files.upload.split_path", wraps=split_path) as upload, \
+                    mock.patch("nex.site.login.split_path", wraps=split_path) as login:
+                response = self.site.respond(make_request(method, target, credentials),
+                                             None, "127.0.0.1")
+                response.release()
+                self.assertLess(response.status, 300)
+                decode.assert_called_once_with(target)
+                for other in (paths, upload, login):  # (listings decode entry names)
+                    self.assertNotIn(mock.call(target), other.call_args_list)
 
 
 class NamesTest(unittest.TestCase):

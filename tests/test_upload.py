@@ -20,6 +20,7 @@ from nex.site.hosts import HostValidator
 from nex.http.request import Headers, Limits, Request
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
+from nex.files.paths import split_path
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
 from tests.test_dispatch import body_bytes, fields
 from tests.test_multipart import form, part
@@ -605,10 +606,10 @@ class DispatchTest(UploadTestCase):
     """Methods and Allow with uploads on; the listing's form."""
 
     def test_allowed_methods(self) -> None:
-        self.assertEqual(allowed_methods(""), UPLOAD_METHODS)
-        self.assertEqual(allowed_methods("/"), FOLDER_METHODS)
-        self.assertEqual(allowed_methods("/a/b/.."), FOLDER_METHODS)
-        self.assertEqual(allowed_methods("/a"), FILE_METHODS)
+        self.assertEqual(allowed_methods(None), UPLOAD_METHODS)
+        self.assertEqual(allowed_methods(split_path("/")[1]), FOLDER_METHODS)
+        self.assertEqual(allowed_methods(split_path("/a/b/..")[1]), FOLDER_METHODS)
+        self.assertEqual(allowed_methods(split_path("/a")[1]), FILE_METHODS)
 
     def test_options_and_405_list_the_upload_methods(self) -> None:
         site = self.site()

@@ -87,12 +87,13 @@ _SEPARATORS = re.compile(r"[/\\]")
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
-def allowed_methods(path: str) -> Tuple[str, ...]:
-    """The methods the address ``path`` (as sent; empty for ``*``) takes with uploads on:
-    PUT for a file's address, POST for a folder's (RFC 9110 §10.2.1 ``Allow``)."""
-    if not path:
+def allowed_methods(is_folder: Optional[bool]) -> Tuple[str, ...]:
+    """The methods an address takes with uploads on (RFC 9110 §10.2.1 ``Allow``): PUT for
+    a file's, POST for a folder's (``is_folder``, the second value of :func:`split_path`),
+    both for ``*`` (None)."""
+    if is_folder is None:
         return UPLOAD_METHODS
-    return FOLDER_METHODS if split_path(path)[1] else FILE_METHODS
+    return FOLDER_METHODS if is_folder else FILE_METHODS
 
 
 def put_file(request: Request, body: Optional[BodyReader], config: Config,

@@ -210,13 +210,13 @@ class Dispatcher:
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS:
                 raise HTTPError(405, f"{method} is not supported here.",
-                                headers=[("Allow", self._allow(request.path))])
+                                headers=[("Allow", self._allow(path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
                 resolve_segments(path[0], path[1], request.query, config)
-            return Response(204, [("Allow", self._allow(request.path))])
+            return Response(204, [("Allow", self._allow(path))])
         target = resolve_segments(path[0], path[1], request.query, config, may)
         if target.kind == "directory":
             archive = wants_archive(request.query)
@@ -230,10 +230,12 @@ class Dispatcher:
                                   viewer=user)
         return serve_file(request, target, config, self.file_cache, may)
 
-    def _allow(self, path: str) -> str:
-        """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
+    def _allow(self, path: Optional[Tuple[List[str], bool]]) -> str:
+        """The ``Allow`` value for the decoded address ``path`` (None for ``*``): the served
         methods, and with uploads on PUT for a file's address, POST for a folder's."""
-        return ", ".join(allowed_methods(path)) if self.config.upload else _ALLOW
+        if not self.config.upload:
+            return _ALLOW
+        return ", ".join(allowed_methods(None if path is None else path[1]))
 
     def error_response(self, error: HTTPError) -> Response:
         """The page for ``error``: the one way every error reply is made."""
