@@ -34,7 +34,7 @@ from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
 from nex.http.request import Request
 from nex.files.paths import Refused, real_path, resolve_segments, split_path
-from nex.site.access import AccessPolicy
+from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
 from nex.files.static import serve_file
@@ -124,6 +124,7 @@ class Dispatcher:
     access: AccessPolicy = field(init=False)
     writes: WriteGuard = field(init=False)
     zip_slots: ZipSlots = field(init=False)
+    _anonymous: Checker = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from the settings and the login, so every way of making a Dispatcher has
@@ -134,6 +135,8 @@ class Dispatcher:
             config.upload))
         object.__setattr__(self, "writes", WriteGuard.from_config(config))
         object.__setattr__(self, "zip_slots", ZipSlots(config.max_concurrent_zips))
+        # Most requests are anonymous: their checker is made once.
+        object.__setattr__(self, "_anonymous", self.access.checker(None))
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -202,7 +205,7 @@ class Dispatcher:
         the request path decoded (None for ``*``), ``user`` who logged in (None: nobody)."""
         method = request.method
         config = self.config
-        may = self.access.checker(user)
+        may = self._anonymous if user is None else self.access.checker(user)
         if config.upload and method == "PUT":
             return put_file(request, body, config, may, path)
         if config.upload and method == "POST":
