@@ -264,6 +264,20 @@ class PlanAndStreamTest(unittest.TestCase):
         with self.assertRaises(StopIteration):
             next(stream)
 
+    def test_packed_central_directory_writes_what_zipfile_would(self) -> None:
+        packed = self.archive()
+        with mock.patch("nex.files.archive._CentralDirectory", list), \
+                mock.patch("nex.files.archive._NoNames", dict):
+            plain = self.archive()
+        self.assertEqual(packed, plain)
+        with mock.patch.object(zipfile, "ZIP64_LIMIT", 1000), \
+                mock.patch.object(zipfile, "ZIP_FILECOUNT_LIMIT", 3):
+            packed = self.archive()
+            with mock.patch("nex.files.archive._CentralDirectory", list), \
+                    mock.patch("nex.files.archive._NoNames", dict):
+                plain = self.archive()
+        self.assertEqual(packed, plain)
+
     def test_zip64_records_where_sizes_need_them(self) -> None:
         # The real limits are 4 GiB and 65535 entries; lowered, every record takes its
         # zip64 form, and the archive must still read back whole.
