@@ -481,9 +481,13 @@ class UploadSafetyTest(ServerTestCase):
 
     def test_disguised_names_on_disk_are_shown_escaped(self) -> None:
         write(self.root, "shown/invoice\u202etxt.exe", b"x")
+        write(self.root, "shown/folder\u2067gpj/a.txt", b"x")
         page = self.request("GET", "/shown/", {})[2].decode("utf-8")
         self.assertIn("invoice\\u202Etxt.exe", page)
         self.assertNotIn("\u202e", page)
+        page = self.request("GET", "/shown/folder%E2%81%A7gpj/", {})[2].decode("utf-8")
+        self.assertIn("folder\\u2067gpj", page)
+        self.assertNotIn("\u2067", page)
 
     def test_uploaded_active_content_is_sandboxed(self) -> None:
         self.assertEqual(self.put("/evil.svg", b"<svg xmlns='http://www.w3.org/2000/svg'>"

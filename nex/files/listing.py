@@ -1,14 +1,15 @@
 """The listing handler: a folder without an index file as an HTML page or as JSON.
 
 Both forms come from the same entries, in the same order: exactly the entries a GET of their
-links would serve (:func:`read_folder`).  JSON is sent for ``?format=json``, or when the
-request's ``Accept`` ranks ``application/json`` above ``text/html`` (:func:`prefers_json`);
+links would serve and the client may read (:func:`read_folder`).  JSON is sent for
+``?format=json``, or when the request's ``Accept`` ranks ``application/json`` above ``text/html`` (:func:`prefers_json`);
 ``?format=html`` asks for the page whatever ``Accept`` says.  Either way the response carries
 ``Vary: Accept``.
 
-Every name is HTML-escaped and every link percent-encoded with nothing left as is, so a file
-called ``<script>``, ``a"b``, ``#1`` or ``x:y`` is shown and linked as itself and nothing
-else.  Links are relative to the folder's URL, which the resolver guarantees ends in ``/``,
+Every name is HTML-escaped, with control and format characters (bidi controls, zero-width
+characters) shown as ``\\uXXXX`` so that no name passes for another, and every link
+percent-encoded with nothing left as is, so a file called ``<script>``, ``a"b``, ``#1`` or
+``x:y`` is shown and linked as itself and nothing else.  Links are relative to the folder's URL, which the resolver guarantees ends in ``/``,
 so a listing works unchanged behind a proxy that serves Nex under a path prefix.  A file's
 type is the media type a GET of it is sent with (:mod:`nex.files.mediatypes`, ``[mime]`` settings
 included).
@@ -298,7 +299,7 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
     rows.extend(_row(entry, config) for entry in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
     values = {
-        "PATH": target.url_path,
+        "PATH": shown_name(target.url_path),
         "SUMMARY": f"{_count(folders, 'folder')}, {_count(len(entries) - folders, 'file')}",
         "SORT": view.sort,
         "ORDER": "desc" if view.descending else "asc",
@@ -408,7 +409,8 @@ def breadcrumbs(url_path: str) -> str:
     """A link for the root and for each segment of the folder ``url_path``, as HTML.
 
     ``/a/b/`` gives ``/`` linking to ``../../``, ``a`` to ``../`` and ``b`` to ``./``,
-    each followed by ``/``: the text reads as the path.  Names are escaped; the links are
+    each followed by ``/``: the text reads as the path.  Names are escaped (control and
+    format characters shown as ``\\uXXXX``, :func:`shown_name`); the links are
     relative and hold no name, so nothing in them needs encoding.
     """
     segments = [segment for segment in url_path.split("/") if segment]
@@ -416,7 +418,7 @@ def breadcrumbs(url_path: str) -> str:
     for depth, segment in enumerate([""] + segments):
         up = len(segments) - depth
         current = ' aria-current="page"' if up == 0 else ""
-        shown = f"{html.escape(segment)}/" if segment else "/"
+        shown = f"{html.escape(shown_name(segment))}/" if segment else "/"
         crumbs.append(f'<a href="{"../" * up or "./"}"{current}>{shown}</a>')
     return "".join(crumbs)
 
