@@ -1,17 +1,17 @@
 """The listing handler: a folder without an index file as an HTML page or as JSON.
 
 Both forms come from the same entries, in the same order: exactly the entries a GET of their
-links would serve and the client may read (:func:`read_folder`). JSON is sent for
+links would serve and the client may read (:func:`read_folder`).  JSON is sent for
 ``?format=json``, or when the request's ``Accept`` ranks ``application/json`` above
 ``text/html`` (:func:`prefers_json`); ``?format=html`` asks for the page whatever ``Accept``
-says. Either way the response carries ``Vary: Accept``.
+says.  Either way the response carries ``Vary: Accept``.
 
 Every name is HTML-escaped, with control and format characters (bidi controls, zero-width
 characters) shown as ``\\uXXXX`` so that no name passes for another, and every link
 percent-encoded with nothing left as is, so a file called ``<script>``, ``a"b``, ``#1`` or
-``x:y`` is shown and linked as itself and nothing else. Links are relative to the folder's URL,
+``x:y`` is shown and linked as itself and nothing else.  Links are relative to the folder's URL,
 which the resolver guarantees ends in ``/``, so a listing works unchanged behind a proxy that
-serves Nex under a path prefix. A file's type is the media type a GET of it is sent with
+serves Nex under a path prefix.  A file's type is the media type a GET of it is sent with
 (:mod:`nex.files.mediatypes`, ``[mime]`` settings included).
 
 Order: ``?sort=name|size|time`` and ``?order=asc|desc`` (default: name, ascending); folders
