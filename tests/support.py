@@ -298,3 +298,20 @@ def socketpair_dispatcher(root: str):
                     templates=os.path.join(REPO, "other_templates"))
     return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
                       HostValidator(("*",)), "Nex test")
+
+
+def http_request(server: "NexServer", method: str, target: str, body: Optional[bytes] = None,
+                 headers: Optional[Mapping[str, str]] = None
+                 ) -> Tuple[int, Dict[str, str], bytes]:
+    """One request to ``server`` on a fresh connection, the target sent exactly as given;
+    ``(status, headers with lower-case names, body)``, a chunked body decoded."""
+    import http.client
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=SOCKET_TIMEOUT)
+    try:
+        connection.request(method, target, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        data = response.read()
+        return (response.status, {name.lower(): value for name, value in response.getheaders()},
+                data)
+    finally:
+        connection.close()

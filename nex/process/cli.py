@@ -12,6 +12,7 @@ import textwrap
 from typing import Any, Dict, List, Optional, TextIO, Union
 
 from nex import __version__
+from nex.files.leftovers import remove_stale_uploads
 from nex.site.login import check_password, check_user_name, hash_password
 from nex.process.config import ConfigError, load_config, shipped_settings
 from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
@@ -173,6 +174,11 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         return 2
     if notice:
         print(notice, flush=True)
+    if config.upload:
+        removed = remove_stale_uploads(config)
+        if removed:
+            print(f"removed {removed} unfinished upload{'s' if removed > 1 else ''} left by"
+                  " an earlier run", flush=True)
     # Only now: checking settings needs no server.
     if config.workers > 1:
         from nex.process.supervisor import supervise

@@ -58,10 +58,12 @@ class Config:
     file_cache_size: int = 32 * 1024 * 1024
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
+    max_concurrent_zips: int = 4
     upload: bool = False
     max_upload_size: int = 100 * 1024 * 1024
     max_upload_files: int = 100
     upload_overwrite: bool = False
+    active_content: str = "auto"
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -164,10 +166,12 @@ _SETTINGS = (
     _setting("files", "file_cache_size", values.size(0)),
     _setting("files", "zip_download", values.boolean),
     _setting("files", "max_zip_size", values.size(1, values.MAX_ZIP_SIZE)),
+    _setting("files", "max_concurrent_zips", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload", values.boolean),
     _setting("files", "max_upload_size", values.size(1)),
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
+    _setting("files", "active_content", values.choice("auto", "sandbox")),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -11,7 +11,6 @@ the certificate and key for new connections.
 from __future__ import annotations
 
 import collections
-import errno
 import ipaddress
 import queue
 import select
@@ -31,6 +30,7 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
+from nex.files.oserrors import OUT_OF_RESOURCES
 from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
 
@@ -40,8 +40,6 @@ _REFUSALS = {503: "The server is at its connection limit; try again shortly.",
 #: How long cut transfers get to log their lines after the grace period.
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5
-#: accept() errors that last until a connection ends (descriptors or kernel memory exhausted).
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_RETRY_SECONDS = 0.05
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
@@ -136,7 +134,8 @@ class Server:
                     self._in_accept = False
                     if self.stopping.is_set():
                         break
-                    if error.errno in _OUT_OF_RESOURCES:
+                    # Out of descriptors or kernel memory: lasts until a connection ends.
+                    if error.errno in OUT_OF_RESOURCES:
                         # The waiting client stays queued and accept() fails at once until
                         # a connection ends: retrying without a pause would spin a core.
                         time.sleep(_ACCEPT_RETRY_SECONDS)

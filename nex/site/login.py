@@ -427,6 +427,11 @@ class SiteAuth:
                    ProtectedPaths(config.auth_protect), config.auth_realm,
                    FailureLimiter(per_minute) if per_minute else None)
 
+    @property
+    def protected(self) -> ProtectedPaths:
+        """The prefixes under which a login is needed."""
+        return self._protected
+
     def protects(self, path: str) -> bool:
         """Whether the request path ``path`` (as sent) needs a login.
 
@@ -434,7 +439,10 @@ class SiteAuth:
         segments, doubled slashes) reaches a protected file without matching its prefix.
         Raises the resolver's ``HTTPError(400)`` for a path it would refuse.
         """
-        segments, _ = split_path(path)
+        return self.covers(split_path(path)[0])
+
+    def covers(self, segments: Sequence[str]) -> bool:
+        """Whether the decoded path ``segments`` (:func:`split_path`'s) need a login."""
         return self._protected.covers(segments)
 
     def login(self, authorization: Optional[str], client: str) -> str:
@@ -445,21 +453,54 @@ class SiteAuth:
         even their timing.  Missing or wrong credentials get ``401`` with the challenge;
         wrong ones (any ``Authorization`` that does not prove a user) count as a failure.
         """
+        self._check_limit(client)
+        user = self._users.check(authorization)
+        if user is not None:
+            return user
+        if authorization is not None and self._failures is not None:
+            self._failures.record_failure(client)
+        raise self._challenge_error(authorization)
+
+    def identify(self, authorization: str, client: str) -> Optional[str]:
+        """The user ``authorization`` proves on a path that needs no login, else None.
+
+        Wrong credentials are not refused there (the request goes on as anonymous), but
+        they count as a failure, and a ``client`` that failed too often is not even
+        checked, so a public page cannot serve to guess passwords faster than a login.
+        """
+        failures = self._failures
+        if failures is not None and failures.retry_after(client):
+            return None
+        user = self._users.check(authorization)
+        if user is None and failures is not None:
+            failures.record_failure(client)
+        return user
+
+    def refusal(self, authorization: Optional[str], client: str) -> HTTPError:
+        """What an anonymous request for an entry that needs a login gets, after
+        :meth:`identify` had its say: ``429`` for a client that failed too often, else
+        ``401`` with the challenge."""
+        try:
+            self._check_limit(client)
+        except HTTPError as error:
+            return error
+        return self._challenge_error(authorization)
+
+    def _check_limit(self, client: str) -> None:
+        """Raise ``429`` with ``Retry-After`` when ``client`` failed too often."""
         if self._failures is not None:
             wait = self._failures.retry_after(client)
             if wait:
                 raise HTTPError(429, f"Too many failed logins from your address; try again in"
                                      f" {wait} s.", headers=[("Retry-After", str(wait))])
-        user = self._users.check(authorization)
-        if user is not None:
-            return user
+
+    def _challenge_error(self, authorization: Optional[str]) -> HTTPError:
+        """The ``401`` with the challenge, saying whether credentials were sent."""
         if authorization is None:
-            raise HTTPError(401, "This part of the site needs a user name and password.",
-                            headers=self._challenge)
-        if self._failures is not None:
-            self._failures.record_failure(client)
-        raise HTTPError(401, "The user name or password was not accepted.",
-                        headers=self._challenge)
+            return HTTPError(401, "This part of the site needs a user name and password.",
+                             headers=self._challenge)
+        return HTTPError(401, "The user name or password was not accepted.",
+                         headers=self._challenge)
 
 
 def cleartext_warning(config: "Config") -> Optional[str]:
