@@ -46,8 +46,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "tls": {"certificate": "tls_certificate", "key": "tls_key"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
-        "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
-        "auth_failures_per_minute", "via")},
+        "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
+        "upstream_timeout", "tunnel_idle", "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -209,6 +209,16 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "connect_ports", "65536", "'65536' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "+443", "'+443' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "443-445", "'443-445' is not a port from 1 to 65535"),
+    ("proxy", "http_ports", "80, 0", "'0' is not a port or range (such as 1025-65535) within"
+                                     " 1 to 65535"),
+    ("proxy", "http_ports", "2000-1025", "'2000-1025' is not a port or range (such as"
+                                         " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "1025-65536", "'1025-65536' is not a port or range (such as"
+                                          " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "80-", "'80-' is not a port or range (such as 1025-65535) within"
+                                   " 1 to 65535"),
+    ("proxy", "allowed_destinations", "exa mple.com",
+     "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),
     ("proxy", "upstream_timeout", "1m", SECONDS),
     ("proxy", "tunnel_idle", "86401", SECONDS),
@@ -835,6 +845,15 @@ class ProxySettingsTests(unittest.TestCase):
         self.assertEqual(config.proxy_denied_destinations, ())
         self.assertEqual(config.proxy_connect_ports, (443, 8443, 563))
         self.assertEqual(self.load({("proxy", "connect_ports"): ""}).proxy_connect_ports, ())
+
+    def test_http_ports_and_allowed_destinations(self) -> None:
+        self.assertEqual(Config().proxy_http_ports, ((80, 80), (443, 443), (1025, 65535)))
+        self.assertEqual(Config().proxy_allowed_destinations, ())
+        config = self.load({("proxy", "http_ports"): "80, 8000-8999",
+                            ("proxy", "allowed_destinations"): "example.com, 10.0.0.0/8"})
+        self.assertEqual(config.proxy_http_ports, ((80, 80), (8000, 8999)))
+        self.assertEqual(config.proxy_allowed_destinations, ("example.com", "10.0.0.0/8"))
+        self.assertEqual(self.load({("proxy", "http_ports"): ""}).proxy_http_ports, ())
 
     def test_switches_and_durations(self) -> None:
         config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",

@@ -70,6 +70,42 @@ class DefaultDestinationsTest(ProxyTestCase):
         self.assertEqual(reply.status, 403)
 
 
+class HttpPortsTest(ProxyTestCase):
+    """The shipped ``http_ports`` keep forwarded requests away from mail and other servers."""
+
+    settings = {"proxy": {"enabled": "yes"}}
+
+    def test_plain_forwarding_to_the_smtp_port_is_refused_before_dns(self) -> None:
+        # Issue: http://host:25/ carried a request body into an SMTP server.
+        for url in ("http://mail.invalid:25/", "http://192.0.2.1:22/"):
+            with self.subTest(url=url):
+                response, body = self.fetch("POST", url, body=b"MAIL FROM:<x@example>\r\n")
+                self.assertEqual(response.status, 403)  # a .invalid look-up would be 502
+                self.assertIn(b"does not forward requests to port", body)
+
+    def test_connect_to_a_refused_port_is_403_before_dns(self) -> None:
+        # Issue: CONNECT x.invalid:25 made a DNS query and then answered 502.
+        reply, = parse_replies(self.raw(b"CONNECT x.invalid:25 HTTP/1.1\r\n"
+                                        b"Host: x.invalid:25\r\n" + CLOSE + b"\r\n"))
+        self.assertEqual(reply.status, 403)
+
+
+class AllowListTest(ProxyTestCase):
+    settings = proxy_settings(allowed_destinations="127.0.0.1, allowed.invalid")
+
+    def test_only_listed_destinations_are_reached(self) -> None:
+        origin = self.origin(lambda exchange: ok(b"listed"))
+        response, body = self.fetch("GET", origin.url("/"))
+        self.assertEqual((response.status, body), (200, b"listed"))
+        for url in ("http://192.0.2.1/", f"http://[::1]:{origin.port}/"):
+            with self.subTest(url=url):
+                response, body = self.fetch("GET", url)
+                self.assertEqual(response.status, 403)
+                self.assertIn(b"allow-list", body)
+        # A listed name still has to resolve.
+        self.assertEqual(self.fetch("GET", "http://allowed.invalid/")[0].status, 502)
+
+
 class AllowedClientsTest(ProxyTestCase):
     settings = proxy_settings(allowed_clients="192.0.2.0/24")
 

@@ -51,6 +51,15 @@ class WorkerConfigTest(unittest.TestCase):
                                       max_connections_per_client=1))
         self.assertEqual((config.max_connections, config.max_connections_per_client), (1, 1))
 
+    def test_login_failure_budgets_are_divided_not_multiplied(self):
+        # Issue: each worker counted failures on its own, so N workers gave N times the guesses.
+        config = worker_config(Config(workers=4, auth_max_failures_per_minute=10,
+                                      proxy_auth_failures_per_minute=0))
+        self.assertEqual((config.auth_max_failures_per_minute,
+                          config.proxy_auth_failures_per_minute), (2, 0))
+        config = worker_config(Config(workers=8, proxy_auth_failures_per_minute=3))
+        self.assertEqual(config.proxy_auth_failures_per_minute, 1)
+
     def test_one_worker_keeps_the_caps(self):
         config = Config(workers=1, max_connections=10, max_connections_per_client=5)
         self.assertEqual(worker_config(config), config)

@@ -137,6 +137,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _IPV6_CHARACTERS = re.compile(_IPV6)
 _PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+#: The port a URI of each scheme names when it gives none (RFC 9110 §4.2.1-2).
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_host(value: str) -> Optional[re.Match[str]]:

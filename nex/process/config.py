@@ -92,6 +92,8 @@ class Config:
     proxy_denied_destinations: Tuple[str, ...] = (
         "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
     proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_http_ports: Tuple[Tuple[int, int], ...] = ((80, 80), (443, 443), (1025, 65535))
+    proxy_allowed_destinations: Tuple[str, ...] = ()
     proxy_connect_timeout: float = 10.0
     proxy_upstream_timeout: float = 60.0
     proxy_tunnel_idle: float = 300.0
@@ -192,6 +194,9 @@ _SETTINGS = (
              on_disk=True),
     _setting("proxy", "denied_destinations", values.networks, "proxy_denied_destinations"),
     _setting("proxy", "connect_ports", values.ports, "proxy_connect_ports"),
+    _setting("proxy", "http_ports", values.port_ranges, "proxy_http_ports"),
+    _setting("proxy", "allowed_destinations", values.blacklist_entries,
+             "proxy_allowed_destinations"),
     _setting("proxy", "connect_timeout", values.seconds, "proxy_connect_timeout"),
     _setting("proxy", "upstream_timeout", values.seconds, "proxy_upstream_timeout"),
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),

@@ -23,6 +23,7 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
+from nex.addresses import plain_address
 from nex.process.assembly import assemble
 from nex.site.login import cleartext_warning
 from nex.process.config import Config, ConfigError
@@ -206,7 +207,7 @@ class Server:
             pass
 
     def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
-        client = _plain_address(address[0])
+        client = plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
@@ -340,17 +341,6 @@ def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> No
     """Reload the server's TLS certificate for each True queued, until a False."""
     while reloads.get():
         server.reload_tls()
-
-
-def _plain_address(host: str) -> str:
-    """``host`` with an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) written as IPv4.
-
-    A dual-stack listener sees IPv4 clients in that form; logs and per-client limits should
-    know them by the address they really have.
-    """
-    if host.startswith("::ffff:") and "." in host:
-        return host[7:]
-    return host
 
 
 def _format_address(address: Tuple) -> str:

@@ -89,12 +89,21 @@ def worker_config(config: Config) -> Config:
     """The settings one of ``config.workers`` workers runs with: its share of each cap.
 
     Each worker admits ``max_connections / workers`` connections, and
-    ``max_connections_per_client / workers`` from one address, rounded down, at least 1.
+    ``max_connections_per_client / workers`` from one address, rounded down, at least 1; the
+    failed-login budgets (site and proxy) are divided the same way, so that a client trying
+    every worker gets no more guesses than one process would give it (0, no limit, stays).
     """
+    def share(count: int) -> int:
+        return max(1, count // config.workers)
+
     return dataclasses.replace(
         config,
-        max_connections=max(1, config.max_connections // config.workers),
-        max_connections_per_client=max(1, config.max_connections_per_client // config.workers))
+        max_connections=share(config.max_connections),
+        max_connections_per_client=share(config.max_connections_per_client),
+        auth_max_failures_per_minute=(share(config.auth_max_failures_per_minute)
+                                      if config.auth_max_failures_per_minute else 0),
+        proxy_auth_failures_per_minute=(share(config.proxy_auth_failures_per_minute)
+                                        if config.proxy_auth_failures_per_minute else 0))
 
 
 def restart_delay(quick_exits: int) -> float:

@@ -207,6 +207,26 @@ def ports(text: str, base: str) -> Tuple[int, ...]:
     return tuple(ports)
 
 
+_PORT_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+
+
+def port_ranges(text: str, base: str) -> Tuple[Tuple[int, int], ...]:
+    """TCP ports and ranges such as ``80, 443, 1025-65535``, as (first, last) pairs; may be
+    empty."""
+    ranges = []
+    for item in split_items(text):
+        match = _PORT_RANGE.fullmatch(item)
+        first = last = 0
+        if match is not None:
+            first = int(match.group(1))
+            last = int(match.group(2) or match.group(1))
+        if not 1 <= first <= last <= 65535:
+            raise Invalid(f"{item!r} is not a port or range (such as 1025-65535) within"
+                          " 1 to 65535")
+        ranges.append((first, last))
+    return tuple(ranges)
+
+
 def checked_file(parse: Callable[[bytes], Any]) -> Callable[[str, str], str]:
     """A parser for an optional path (empty: none) to a file whose contents ``parse`` takes."""
     def check(text: str, base: str) -> str:

@@ -6,15 +6,21 @@ nothing is looked up in DNS before the names Nex refuses outright have been refu
 
 1. client network — the client's address in ``allowed_clients``, else ``403``;
 2. loop — the request's ``Via`` already carries Nex's own pseudonym: ``508``;
-3. proxy authentication (when ``auth`` names a users file) — a client that failed too often
-   gets ``429`` with ``Retry-After``; missing or wrong ``Proxy-Authorization`` gets ``407``
-   with ``Proxy-Authenticate: Basic realm="...", charset="UTF-8"``;
-4. blacklist — a malformed host ``400``; a listed name or address ``403``, without DNS;
-5. resolve — the canonical host through the resolver (``getaddrinfo``); failure ``502``;
-6. every resolved address — Nex's own listening address and port ``508``; an address in
-   ``denied_destinations`` or in a blacklisted network ``403``.  One bad address refuses the
-   whole request, so a name cannot mix a public address with a private one;
-7. CONNECT port — a CONNECT to a port outside ``connect_ports``: ``403``.
+3. proxy authentication (when ``auth`` names a users file; :class:`nex.site.login.Login`) —
+   a user name that failed too often from the client's address gets ``429`` with
+   ``Retry-After``; missing or wrong ``Proxy-Authorization`` gets ``407`` with
+   ``Proxy-Authenticate: Basic realm="...", charset="UTF-8"``;
+4. host and port — a malformed host ``400``; a port outside ``connect_ports`` (CONNECT) or
+   ``http_ports`` (forwarded requests) ``403``, so no name is looked up for a port Nex
+   would refuse anyway;
+5. blacklist — a listed name or address ``403``, without DNS; with an allow-list
+   (``allowed_destinations``), a name it does not list when it lists no networks ``403``;
+6. resolve — the canonical host through the resolver, once; failure ``502``;
+7. every resolved address — Nex's own listening address and port ``508``; an address in a
+   blacklisted network or in ``denied_destinations`` ``403``; with an allow-list, an
+   address outside its networks, unless the name itself is listed, ``403``.  One bad address
+   refuses the whole request, so a name cannot mix a public address with a private one, and
+   only the addresses checked here are ever connected to.
 
 Refusals are ``HTTPError``s for the connection to render; an admitted request yields a
 :class:`Destination` to connect to.
@@ -22,17 +28,16 @@ Refusals are ``HTTPError``s for the connection to render; an admitted request yi
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import socket
-from typing import (TYPE_CHECKING, Callable, FrozenSet, Iterable, List, NamedTuple, Optional,
-                    Sequence, Tuple)
+from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from nex.site.login import FailureLimiter, UsersFile, challenge
-from nex.proxy.blacklist import Address, DomainList, address_forms, canonical_host, in_networks
+from nex.addresses import in_networks, parse_address
+from nex.site.login import FailureLimiter, Login, UsersFile
+from nex.proxy.blacklist import DomainList, canonical_host
 from nex.http.errors import HTTPError
 from nex.site.clients import parse_networks
 from nex.proxy.forwarding import via_carries
+from nex.proxy.itself import Itself
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -40,8 +45,6 @@ if TYPE_CHECKING:
 #: One address to connect to: ``(family, sockaddr)`` as ``getaddrinfo`` gives them.
 SocketAddress = Tuple[int, tuple]
 Resolver = Callable[[str, int], Sequence[SocketAddress]]
-
-_WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
 class Destination(NamedTuple):
@@ -58,12 +61,6 @@ class Destination(NamedTuple):
     user: Optional[str]
 
 
-@functools.lru_cache(maxsize=4096)  # addresses repeat: clients, Nex's own, origins
-def _parse_address(text: str) -> Address:
-    """The IP address ``text`` spells, without an IPv6 zone index; ``ValueError`` if none."""
-    return ipaddress.ip_address(text.partition("%")[0])
-
-
 def resolve_host(host: str, port: int) -> List[SocketAddress]:
     """The TCP addresses of ``host`` through ``getaddrinfo``, IPv4 and IPv6, duplicates gone.
 
@@ -72,7 +69,7 @@ def resolve_host(host: str, port: int) -> List[SocketAddress]:
     """
     if "%" not in host:
         try:
-            literal = _parse_address(host)
+            literal = parse_address(host)
         except ValueError:
             pass
         else:
@@ -87,53 +84,55 @@ def resolve_host(host: str, port: int) -> List[SocketAddress]:
     return found
 
 
-def _bound_addresses(bind: str) -> FrozenSet[Address]:
-    """The addresses a listener bound to ``bind`` owns; none listed for a wildcard."""
-    if bind in _WILDCARDS:
-        return frozenset()
-    if bind == "localhost":
-        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
-    return frozenset({ipaddress.ip_address(bind)})
-
-
-def _address(sockaddr: tuple) -> Address:
-    """The IP address of a ``sockaddr``, without an IPv6 zone index."""
-    return _parse_address(sockaddr[0])
+def refused(status: int, detail: str, refusal: str, **options: object) -> HTTPError:
+    """An ``HTTPError`` for one of Nex's own refusals, its ``refusal`` token set for the log
+    (``blacklist``, ``denied_destination``, ``port``...), so that it is never mixed up with
+    an origin's answer of the same status."""
+    error = HTTPError(status, detail, **options)  # type: ignore[arg-type]
+    error.refusal = refusal
+    return error
 
 
 class Admission:
     """The proxy's admission checks; see the module text for their order.
 
     ``allowed_clients`` and ``denied_destinations`` are addresses or CIDR networks;
-    ``users`` the proxy's users (None: no login asked); ``failures`` counts failed logins
-    (None: no limit); ``pseudonym`` is the received-by name Nex puts in ``Via`` (None: Nex
-    adds no Via, and only the address check catches loops).  Nex listens on
-    ``listen_port`` at ``bind`` (a wildcard such as ``0.0.0.0`` means every local address);
-    ``resolver(host, port)`` returns ``(family, sockaddr)`` pairs or raises ``OSError``.
+    ``allowed`` the allow-list (None: every destination not refused otherwise);
+    ``connect_ports`` the ports CONNECT may reach and ``http_ports`` the (first, last) port
+    ranges forwarded requests may; ``users`` the proxy's users (None: no login asked);
+    ``failures`` counts failed logins (None: no limit); ``pseudonym`` is the received-by
+    name Nex puts in ``Via`` (None: Nex adds no Via, and only the address check catches
+    loops).  Nex listens on ``listen_port`` at ``bind`` (a wildcard such as ``0.0.0.0``
+    means every local address) and is called ``server_name``; ``resolver(host, port)``
+    returns ``(family, sockaddr)`` pairs or raises ``OSError`` (or the ``HTTPError`` it
+    wants sent).
     """
 
     def __init__(self, *, allowed_clients: Iterable[str], blacklist: DomainList,
                  denied_destinations: Iterable[str], connect_ports: Iterable[int],
-                 listen_port: int, bind: str = "127.0.0.1",
+                 listen_port: int, bind: str = "127.0.0.1", server_name: str = "localhost",
+                 http_ports: Iterable[Tuple[int, int]] = ((1, 65535),),
+                 allowed: Optional[DomainList] = None,
                  users: Optional[UsersFile] = None,
                  failures: Optional[FailureLimiter] = None, realm: str = "Nex proxy",
                  pseudonym: Optional[str] = None, resolver: Resolver = resolve_host) -> None:
         self._allowed_clients = parse_networks(allowed_clients)
         self._blacklist = blacklist
+        self._allowed = allowed
         self._denied = parse_networks(denied_destinations)
         self._connect_ports = frozenset(connect_ports)
-        self._listen_port = listen_port
-        self._any_local = bind in _WILDCARDS
-        self._listen_addresses = _bound_addresses(bind)
-        self._users = users
-        self._failures = failures
-        self._challenge = (("Proxy-Authenticate", challenge(realm)),)
+        self._http_ports = tuple(http_ports)
+        #: This Nex as a destination, for the loop check and for targets naming it.
+        self.itself = Itself(listen_port, bind, server_name)
+        self._login = (Login(users, failures, realm, proxy=True) if users is not None
+                       else None)
         self._pseudonym = pseudonym
         self._resolver = resolver
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int, pseudonym: str,
-                    on_error: Callable[[str], None]) -> "Admission":
+                    on_error: Callable[[str], None],
+                    resolver: Resolver = resolve_host) -> "Admission":
         """The checks the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``pseudonym`` is used only with ``via = yes``; ``on_error`` receives one line when a
@@ -146,12 +145,16 @@ class Admission:
                     if users is not None and config.proxy_auth_failures_per_minute else None)
         blacklist = DomainList(config.proxy_blacklist, config.proxy_blacklist_file or None,
                                on_error=on_error)
+        allowed = (DomainList(config.proxy_allowed_destinations)
+                   if config.proxy_allowed_destinations else None)
         return cls(allowed_clients=config.proxy_allowed_clients, blacklist=blacklist,
                    denied_destinations=config.proxy_denied_destinations,
-                   connect_ports=config.proxy_connect_ports, listen_port=listen_port,
-                   bind=config.bind, users=users, failures=failures,
+                   connect_ports=config.proxy_connect_ports,
+                   http_ports=config.proxy_http_ports, allowed=allowed,
+                   listen_port=listen_port, bind=config.bind,
+                   server_name=config.server_name, users=users, failures=failures,
                    realm=f"Nex proxy at {config.server_name}",
-                   pseudonym=pseudonym if config.proxy_via else None)
+                   pseudonym=pseudonym if config.proxy_via else None, resolver=resolver)
 
     def admit(self, *, client: str, method: str, host: str, port: int,
               proxy_authorization: Optional[str], via: Optional[str],
@@ -163,56 +166,55 @@ class Admission:
         (``nex.proxy.forwarding.parse_absolute_target`` or, for CONNECT,
         ``split_authority(target, None)``); ``proxy_authorization`` and ``via`` the request's
         fields (None when absent); ``local_address`` the address of Nex the client
-        connected to, which is one of Nex's own.
+        connected to, which is one of Nex's own.  The name is resolved once, and the
+        :class:`Destination` holds exactly the addresses that were checked.
         """
         self._check_client(client)
         if self._pseudonym is not None and via_carries(via, self._pseudonym):
-            raise HTTPError(508, "This request has already passed through this proxy.")
-        user = self._authenticate(client, proxy_authorization)
+            raise refused(508, "This request has already passed through this proxy.", "loop")
+        user = (self._login.verify(proxy_authorization, client) if self._login is not None
+                else None)
         try:
             name = canonical_host(host)
         except ValueError:
             raise HTTPError(400, "The request names a malformed host.") from None
+        self._check_port(method, port)
         if self._blacklist.matches(name):
-            raise HTTPError(403, "This proxy does not connect to that destination.")
+            raise refused(403, "This proxy does not connect to that destination.", "blacklist")
+        # An allow-listed domain admits its name; otherwise every address must be listed.
+        named = self._allowed is None or self._allowed.matches_name(name)
+        if not named and not self._allowed.has_networks:
+            raise _not_allowed()
         addresses = self._resolve(name, port)
-        local = address_forms(_parse_address(local_address)) if local_address is not None else ()
         for _, sockaddr in addresses:
-            address = _address(sockaddr)
-            if port == self._listen_port and any(self._is_own(form, local)
-                                                 for form in address_forms(address)):
-                raise HTTPError(508, "The request is aimed at this proxy itself.")
-            if (in_networks(address, self._denied)
-                    or self._blacklist.matches_address(address)):
-                raise HTTPError(403, "This proxy does not connect to that destination.")
-        if method == "CONNECT" and port not in self._connect_ports:
-            raise HTTPError(403, f"This proxy does not tunnel to port {port}.")
+            address = parse_address(sockaddr[0])
+            if self.itself.is_address(address, port, local_address):
+                raise refused(508, "The request is aimed at this proxy itself.", "loop")
+            if self._blacklist.matches_address(address):
+                raise refused(403, "This proxy does not connect to that destination.",
+                              "blacklist")
+            if in_networks(address, self._denied):
+                raise refused(403, "This proxy does not connect to that destination.",
+                              "denied_destination")
+            if not named and not self._allowed.matches_address(address):
+                raise _not_allowed()
         return Destination(name, port, tuple(addresses), user)
 
     def _check_client(self, client: str) -> None:
         try:
-            allowed = in_networks(_parse_address(client), self._allowed_clients)
+            allowed = in_networks(parse_address(client), self._allowed_clients)
         except ValueError:
             allowed = False
         if not allowed:
-            raise HTTPError(403, "This proxy does not serve your address.")
+            raise refused(403, "This proxy does not serve your address.", "client")
 
-    def _authenticate(self, client: str, proxy_authorization: Optional[str]) -> Optional[str]:
-        """The proxy user, or None when no login is asked; 429 or 407 otherwise."""
-        if self._users is None:
-            return None
-        if self._failures is not None:
-            wait = self._failures.retry_after(client)
-            if wait:
-                raise HTTPError(429, "Too many failed proxy logins; try again later.",
-                                headers=[("Retry-After", str(wait))])
-        user = self._users.check(proxy_authorization)
-        if user is None:
-            if proxy_authorization is not None and self._failures is not None:
-                self._failures.record_failure(client)
-            raise HTTPError(407, "This proxy needs a user name and password.",
-                            headers=self._challenge)
-        return user
+    def _check_port(self, method: str, port: int) -> None:
+        """A port outside ``connect_ports`` (CONNECT) or ``http_ports`` (the rest): 403."""
+        if method == "CONNECT":
+            if port not in self._connect_ports:
+                raise refused(403, f"This proxy does not tunnel to port {port}.", "port")
+        elif not any(first <= port <= last for first, last in self._http_ports):
+            raise refused(403, f"This proxy does not forward requests to port {port}.", "port")
 
     def _resolve(self, name: str, port: int) -> Sequence[SocketAddress]:
         try:
@@ -223,7 +225,7 @@ class Admission:
             raise HTTPError(502, "The destination's name could not be resolved.")
         return addresses
 
-    def _is_own(self, address: Address, local: Tuple[Address, ...]) -> bool:
-        """Whether ``address`` (with the listening port) reaches this very Nex."""
-        return (address in self._listen_addresses or address in local
-                or (self._any_local and (address.is_loopback or address.is_unspecified)))
+
+def _not_allowed() -> HTTPError:
+    return refused(403, "This proxy reaches only the destinations on its allow-list.",
+                   "not_allowed")

@@ -22,6 +22,7 @@ import secrets
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
+from nex.http.grammar import DEFAULT_PORTS
 from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
 
 Fields = Iterable[Tuple[str, str]]
@@ -35,7 +36,6 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-a
 CHUNKED = "chunked"
 BodyFraming = Union[None, int, str]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _PORT = re.compile(r"[0-9]{1,5}")
 # RFC 9110 §7.6.2: Max-Forwards = 1*DIGIT; 18 digits is more hops than any chain has.
 _MAX_FORWARDS = re.compile(r"[0-9]{1,18}")
@@ -122,7 +122,7 @@ def parse_absolute_target(method: str, target: str) -> ProxyTarget:
         raise HTTPError(400, "A proxy request needs an absolute URL as its target.")
     scheme = target[:target.index(":")].lower()
     authority = match.group("authority")
-    host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+    host, port = split_authority(authority, DEFAULT_PORTS[scheme])
     path, query = match.group("path"), match.group("query")
     if path is None:
         path = "*" if method == "OPTIONS" and query is None else "/"

@@ -23,14 +23,14 @@ response cannot be completed.  Nothing here touches the client's socket except t
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-from typing import TYPE_CHECKING, Callable, FrozenSet, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 
 from nex.proxy.admission import Admission, Destination
-from nex.proxy.blacklist import Address, address_forms, canonical_host
+from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.errors import HTTPError
+from nex.http.grammar import DEFAULT_PORTS
 from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, client_response_fields,
                             new_pseudonym, origin_request_head, parse_absolute_target,
                             split_authority, via_carries, via_element)
@@ -52,8 +52,6 @@ POOL_IDLE_SECONDS = 30.0
 FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 #: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
 _UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_WILDCARDS = frozenset({"0.0.0.0", "::"})
 _USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
                 "host:443 and speak TLS inside it, as browsers and curl do.")
 
@@ -63,21 +61,16 @@ class ForwardProxy:
 
     Built once per process (each worker has its own pool and pseudonym) by
     :meth:`from_config`; every worker thread shares it.  ``pseudonym`` is the received-by
-    name in ``Via`` (None with ``via = no``); ``listen_port`` is the port Nex serves.
+    name in ``Via`` (None with ``via = no``).
     """
 
     def __init__(self, config: Config, admission: Admission, pool: OriginPool,
-                 pseudonym: Optional[str], listen_port: int) -> None:
+                 pseudonym: Optional[str]) -> None:
         self._config = config
         self._admission = admission
         self._pool = pool
         self._pseudonym = pseudonym
-        self._listen_port = listen_port
         self._limits = Limits.from_config(config)
-        self._own_names = frozenset({"localhost", _canonical_or_lower(config.server_name)})
-        self._own_addresses = _own_addresses(config.bind)
-        # Bound to every address: each loopback address reaches Nex too.
-        self._loopback_is_own = config.bind in _WILDCARDS
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -92,8 +85,7 @@ class ForwardProxy:
                                           pseudonym=pseudonym, on_error=on_error)
         pool = OriginPool(per_host=POOL_PER_HOST, total=POOL_TOTAL,
                           idle_timeout=POOL_IDLE_SECONDS)
-        return cls(config, admission, pool, pseudonym if config.proxy_via else None,
-                   listen_port)
+        return cls(config, admission, pool, pseudonym if config.proxy_via else None)
 
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
         """Whether ``request`` is for the proxy rather than for the files.
@@ -114,28 +106,15 @@ class ForwardProxy:
                                   local_address)
 
     def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
-        """Whether an absolute URL's ``authority`` is Nex itself: the port Nex listens on
-        (the scheme's own when none is given) with ``server_name``, ``localhost``, the bound
-        address (``127.0.0.1`` and ``::1`` for ``localhost``), the address the client
-        reached (``local_address``), or, when Nex is bound to every address, any loopback
-        address."""
+        """Whether an absolute URL's ``authority`` is Nex itself (the scheme's port when it
+        gives none; see :class:`nex.proxy.itself.Itself`); ``local_address`` is the address
+        of Nex the client reached."""
         try:
-            host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
-            if port != self._listen_port:
-                return False
+            host, port = split_authority(authority, DEFAULT_PORTS[scheme])
             name = canonical_host(host)
         except (HTTPError, ValueError):
             return False
-        if name in self._own_names:
-            return True
-        try:
-            address = ipaddress.ip_address(name)
-        except ValueError:
-            return False
-        reached = _address_or_none(local_address)
-        return any(form in self._own_addresses or form == reached
-                   or (form.is_loopback and self._loopback_is_own)
-                   for form in address_forms(address))
+        return self._admission.itself.is_host(name, port, local_address)
 
     def respond(self, request: Request, body: Optional[BodyReader], peer: str,
                 local_address: Optional[str]) -> Response:
@@ -321,30 +300,3 @@ class _Tunnel:
     def close(self) -> None:
         """Close the origin connection."""
         self._origin_sock.close()
-
-
-def _canonical_or_lower(name: str) -> str:
-    try:
-        return canonical_host(name)
-    except ValueError:
-        return name.lower()
-
-
-def _own_addresses(bind: str) -> FrozenSet[Address]:
-    """The addresses a listener bound to ``bind`` owns by name; none for a wildcard."""
-    if bind in _WILDCARDS:
-        return frozenset()
-    if bind == "localhost":
-        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
-    return frozenset(address_forms(ipaddress.ip_address(bind)))
-
-
-def _address_or_none(text: Optional[str]) -> Optional[Address]:
-    """The IP address ``text`` spells (zone index dropped, IPv4-mapped as IPv4), else None."""
-    if text is None:
-        return None
-    try:
-        address = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return None
-    return address_forms(address)[-1]
