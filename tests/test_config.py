@@ -47,7 +47,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
-        "upstream_timeout", "tunnel_idle", "auth", "auth_failures_per_minute", "via")},
+        "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "auth",
+        "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -217,6 +218,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
                                           " 1025-65535) within 1 to 65535"),
     ("proxy", "http_ports", "80-", "'80-' is not a port or range (such as 1025-65535) within"
                                    " 1 to 65535"),
+    ("proxy", "dns_cache_ttl", "-1", "must be 0 (off) or a number of seconds above 0 and at"
+                                     " most 86400, such as 30 or 2.5"),
+    ("proxy", "dns_timeout", "0", "must be a number of seconds above 0 and at most 86400,"
+                                  " such as 10 or 2.5"),
     ("proxy", "allowed_destinations", "exa mple.com",
      "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),
@@ -854,6 +859,12 @@ class ProxySettingsTests(unittest.TestCase):
         self.assertEqual(config.proxy_http_ports, ((80, 80), (8000, 8999)))
         self.assertEqual(config.proxy_allowed_destinations, ("example.com", "10.0.0.0/8"))
         self.assertEqual(self.load({("proxy", "http_ports"): ""}).proxy_http_ports, ())
+
+    def test_dns_settings(self) -> None:
+        self.assertEqual((Config().proxy_dns_cache_ttl, Config().proxy_dns_timeout),
+                         (30.0, 5.0))
+        config = self.load({("proxy", "dns_cache_ttl"): "0", ("proxy", "dns_timeout"): "0.5"})
+        self.assertEqual((config.proxy_dns_cache_ttl, config.proxy_dns_timeout), (0.0, 0.5))
 
     def test_switches_and_durations(self) -> None:
         config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",

@@ -97,6 +97,8 @@ class Config:
     proxy_connect_timeout: float = 10.0
     proxy_upstream_timeout: float = 60.0
     proxy_tunnel_idle: float = 300.0
+    proxy_dns_cache_ttl: float = 30.0
+    proxy_dns_timeout: float = 5.0
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -200,6 +202,8 @@ _SETTINGS = (
     _setting("proxy", "connect_timeout", values.seconds, "proxy_connect_timeout"),
     _setting("proxy", "upstream_timeout", values.seconds, "proxy_upstream_timeout"),
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "dns_cache_ttl", values.seconds_or_off, "proxy_dns_cache_ttl"),
+    _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

@@ -102,6 +102,17 @@ def seconds(text: str, base: str) -> float:
     return float(text)
 
 
+def seconds_or_off(text: str, base: str) -> float:
+    """A duration in seconds as :func:`seconds` reads it, or ``0`` for off."""
+    if text == "0":
+        return 0.0
+    try:
+        return seconds(text, base)
+    except Invalid:
+        raise Invalid("must be 0 (off) or a number of seconds above 0 and at most 86400,"
+                      " such as 30 or 2.5") from None
+
+
 def boolean(text: str, base: str) -> bool:
     """yes/no, true/false or on/off, in any letter case."""
     try:

@@ -15,7 +15,8 @@ nothing is looked up in DNS before the names Nex refuses outright have been refu
    would refuse anyway;
 5. blacklist — a listed name or address ``403``, without DNS; with an allow-list
    (``allowed_destinations``), a name it does not list when it lists no networks ``403``;
-6. resolve — the canonical host through the resolver, once; failure ``502``;
+6. resolve — the canonical host through the resolver (:mod:`nex.proxy.dns`: cached, and
+   bounded in time), once; failure ``502``, a look-up that takes too long ``504``;
 7. every resolved address — Nex's own listening address and port ``508``; an address in a
    blacklisted network or in ``denied_destinations`` ``403``; with an allow-list, an
    address outside its networks, unless the name itself is listed, ``403``.  One bad address
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional
 from nex.addresses import in_networks, parse_address
 from nex.site.login import FailureLimiter, Login, UsersFile
 from nex.proxy.blacklist import DomainList, canonical_host
+from nex.proxy.dns import CachingResolver
 from nex.http.errors import HTTPError
 from nex.site.clients import parse_networks
 from nex.proxy.forwarding import via_carries
@@ -131,8 +133,7 @@ class Admission:
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int, pseudonym: str,
-                    on_error: Callable[[str], None],
-                    resolver: Resolver = resolve_host) -> "Admission":
+                    on_error: Callable[[str], None]) -> "Admission":
         """The checks the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``pseudonym`` is used only with ``via = yes``; ``on_error`` receives one line when a
@@ -154,7 +155,9 @@ class Admission:
                    listen_port=listen_port, bind=config.bind,
                    server_name=config.server_name, users=users, failures=failures,
                    realm=f"Nex proxy at {config.server_name}",
-                   pseudonym=pseudonym if config.proxy_via else None, resolver=resolver)
+                   pseudonym=pseudonym if config.proxy_via else None,
+                   resolver=CachingResolver(resolve_host, ttl=config.proxy_dns_cache_ttl,
+                                            timeout=config.proxy_dns_timeout))
 
     def admit(self, *, client: str, method: str, host: str, port: int,
               proxy_authorization: Optional[str], via: Optional[str],
