@@ -6,10 +6,11 @@ import unittest
 from typing import List, Tuple
 
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_response_fields,
-                            connection_options, end_to_end_fields, new_pseudonym,
-                            origin_request_head, parse_absolute_target, split_authority,
-                            via_carries, via_element)
+from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, asks_for_websocket,
+                                  client_response_fields, connection_options,
+                                  end_to_end_fields, new_pseudonym, origin_request_head,
+                                  parse_absolute_target, split_authority, via_carries,
+                                  via_element)
 from nex.http.request import Limits, parse_head
 
 Fields = List[Tuple[str, str]]
@@ -225,6 +226,32 @@ class OriginRequestHeadTest(unittest.TestCase):
                      ("GET", "/", "a", [], "gzip", None)):
             with self.subTest(args=args), self.assertRaises(ValueError):
                 origin_request_head(*args)
+
+
+class WebSocketUpgradeTest(unittest.TestCase):
+    CASES = [
+        ("GET", "HTTP/1.1", [("Upgrade", "websocket"), ("Connection", "Upgrade")], True),
+        ("GET", "HTTP/1.1", [("Upgrade", "h2c, WebSocket/13"),
+                             ("Connection", "keep-alive, upgrade")], True),
+        ("GET", "HTTP/1.1", [("Upgrade", "websocket")], False),  # Connection must name it
+        ("GET", "HTTP/1.1", [("Upgrade", "h2c"), ("Connection", "Upgrade")], False),
+        ("GET", "HTTP/1.1", [("Upgrade", "web socket"), ("Connection", "Upgrade")], False),
+        ("POST", "HTTP/1.1", [("Upgrade", "websocket"), ("Connection", "Upgrade")], False),
+        ("GET", "HTTP/1.0", [("Upgrade", "websocket"), ("Connection", "Upgrade")], False),
+    ]
+
+    def test_which_requests_ask_for_websocket(self) -> None:
+        for method, version, fields, expected in self.CASES:
+            with self.subTest(method=method, version=version, fields=fields):
+                self.assertIs(asks_for_websocket(method, version, fields), expected)
+
+    def test_the_origin_head_asks_to_switch_and_drops_other_tokens(self) -> None:
+        head = origin_request_head("GET", "/chat", "a.example",
+                                   [("Upgrade", "h2c, websocket"), ("Connection", "Upgrade"),
+                                    ("Sec-WebSocket-Key", "abc")], None, None, True)
+        self.assertEqual(head, b"GET /chat HTTP/1.1\r\nHost: a.example\r\n"
+                               b"Sec-WebSocket-Key: abc\r\nConnection: Upgrade\r\n"
+                               b"Upgrade: websocket\r\n\r\n")
 
 
 class ClientResponseFieldsTest(unittest.TestCase):

@@ -321,6 +321,28 @@ class ResponseOverSocketTest(UpstreamTestCase):
             origin.read_head("GET")
         self.assertEqual(caught.exception.status, 502)
 
+    def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
+            self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: WebSocket\r\n\r\n\x81\x02hi")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = origin.read_head("GET", upgrade=True)
+        self.assertEqual(head.status, 101)
+        sock, pending = origin.detach()
+        self.assertIs(sock, origin.sock)
+        while len(pending) < 4:
+            pending += sock.recv(4 - len(pending))
+        self.assertEqual(pending, b"\x81\x02hi")
+        self.assertFalse(origin.reusable)
+
+    def test_switching_to_another_protocol_is_502_even_when_websocket_was_asked(self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: h2c\r\n\r\n")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            origin.read_head("GET", upgrade=True)
+        self.assertEqual(caught.exception.status, 502)
+
     def test_malformed_head_is_502(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
                          b"\r\n\r\nhello", b"HTTP/1.1 200 OK\nX: 1\n\n", b"ICY 200 OK\r\n\r\n",

@@ -39,6 +39,8 @@ _QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-
 
 #: RFC 9110 §5.6.2: token = 1*tchar.
 TOKEN = re.compile(_TOKEN)
+# RFC 9110 §7.8: Upgrade = #protocol; protocol = protocol-name ["/" protocol-version]
+PROTOCOL = re.compile(rf"(?P<name>{_TOKEN})(?:/{_TOKEN})?")
 #: RFC 9110 §5.6.4: quoted-string.
 QUOTED_STRING = re.compile(_QUOTED_STRING)
 

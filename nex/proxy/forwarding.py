@@ -22,7 +22,7 @@ import secrets
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
-from nex.http.grammar import DEFAULT_PORTS
+from nex.http.grammar import DEFAULT_PORTS, PROTOCOL, parse_list
 from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
 
 Fields = Iterable[Tuple[str, str]]
@@ -69,6 +69,27 @@ def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
     fields = list(fields)
     dropped = HOP_BY_HOP | connection_options(fields)
     return [(name, value) for name, value in fields if name.lower() not in dropped]
+
+
+def asks_for_websocket(method: str, version: str, fields: Fields) -> bool:
+    """Whether a request asks to switch its connection to WebSocket (RFC 6455 §4.1): a GET
+    over HTTP/1.1 whose ``Upgrade`` lists ``websocket`` and whose ``Connection`` lists
+    ``upgrade`` (RFC 9110 §7.8).  Other protocols in Upgrade are not passed on."""
+    if method != "GET" or version != "HTTP/1.1":
+        return False
+    fields = list(fields)
+    return "upgrade" in connection_options(fields) and names_websocket(
+        value for name, value in fields if name.lower() == "upgrade")
+
+
+def names_websocket(upgrade_values: Iterable[str]) -> bool:
+    """Whether the ``Upgrade`` field values list the ``websocket`` protocol (any case)."""
+    for value in upgrade_values:
+        protocols = parse_list(value, PROTOCOL)
+        if protocols and any(protocol.group("name").lower() == "websocket"
+                             for protocol in protocols):
+            return True
+    return False
 
 
 class ProxyTarget(NamedTuple):
@@ -155,7 +176,8 @@ def answers_locally(method: str, fields: Fields) -> bool:
 
 
 def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
-                        body_framing: BodyFraming, via: Optional[str]) -> bytes:
+                        body_framing: BodyFraming, via: Optional[str],
+                        websocket: bool = False) -> bytes:
     """The head Nex sends to the origin for a request received in absolute-form.
 
     * The request line is ``method path_and_query HTTP/1.1`` (origin-form, or ``*``; RFC
@@ -172,7 +194,9 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     * Framing from ``body_framing``: None for a request without a body (no framing field),
       an int for ``Content-Length``, or :data:`CHUNKED` for ``Transfer-Encoding: chunked``.
 
-    No ``Connection`` field is sent: the connection to the origin persists by default.
+    No ``Connection`` field is sent: the connection to the origin persists by default;
+    with ``websocket`` (see :func:`asks_for_websocket`) the head asks the origin to switch
+    with ``Connection: Upgrade`` and ``Upgrade: websocket``.
     ``ValueError`` for a method, target, Host or Via that could not be sent as they are.
     """
     fields = list(fields)
@@ -196,6 +220,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
         lines.append(f"Max-Forwards: {forwards - 1}")
     if via:
         lines.append(f"Via: {_field_value(via)}")
+    if websocket:
+        lines += ["Connection: Upgrade", "Upgrade: websocket"]
     if body_framing == CHUNKED:
         lines.append("Transfer-Encoding: chunked")
     elif isinstance(body_framing, int) and body_framing >= 0:

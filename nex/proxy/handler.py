@@ -14,7 +14,8 @@ for the proxy rather than for the files: every CONNECT, and every absolute-form 
    body streamed from the client as it arrives; the response comes back the same way, its
    body streamed to the client while the origin sends it;
 5. CONNECT opens a connection to the origin and, after ``200``, relays bytes both ways
-   (:mod:`nex.proxy.tunnel`) until both sides have finished.
+   (:mod:`nex.proxy.tunnel`) until both sides have finished; so does a WebSocket upgrade
+   (``GET`` with ``Upgrade: websocket``), passed on to the origin, once it answers ``101``.
 
 Origin failures before the response head are ``502`` (refused, unreachable, unresolvable,
 malformed) or ``504`` (too slow); after it, the client's connection is closed, since the
@@ -31,9 +32,10 @@ from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.errors import HTTPError
 from nex.http.grammar import DEFAULT_PORTS
-from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, client_response_fields,
-                            new_pseudonym, origin_request_head, parse_absolute_target,
-                            split_authority, via_carries, via_element)
+from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
+                                  client_response_fields, new_pseudonym, origin_request_head,
+                                  parse_absolute_target, split_authority, via_carries,
+                                  via_element)
 from nex.http.request import Limits, Request
 from nex.http.response import BodyFault, Response
 from nex.proxy.tunnel import relay
@@ -166,19 +168,32 @@ class ForwardProxy:
             framing = request.body_length
         via = (via_element(request.version, self._pseudonym)
                if self._pseudonym is not None else None)
+        websocket = asks_for_websocket(request.method, request.version, fields)
         try:
             head = origin_request_head(request.method, target.origin_form, target.authority,
-                                       fields, framing, via)
+                                       fields, framing, via, websocket)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
             body.limit = NO_LIMIT  # streamed to the origin, never held
-        origin, response_head = self._exchange(destination, head, body, request.method)
+        origin, response_head = self._exchange(destination, head, body, request.method,
+                                               websocket)
         try:
+            if response_head.status == 101:
+                return self._switch(origin, response_head, destination.user)
             return self._relay(origin, response_head, destination.user)
         except BaseException:
             origin.close()
             raise
+
+    def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
+        """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
+        via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
+        fields = client_response_fields(head.headers.items(), via)
+        fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        sock, pending = origin.detach()
+        return Response(101, fields, forwarded=True, user=user, reason=head.reason,
+                        tunnel=_Tunnel(sock, self._config.proxy_tunnel_idle, pending))
 
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
@@ -198,7 +213,7 @@ class ForwardProxy:
         return response
 
     def _exchange(self, destination: Destination, head: bytes, body: Optional[BodyReader],
-                  method: str) -> Tuple[Origin, ResponseHead]:
+                  method: str, upgrade: bool = False) -> Tuple[Origin, ResponseHead]:
         """Send the request over a pooled connection and read the response head.
 
         A pooled connection the origin had closed fails before any byte of the response
@@ -213,7 +228,7 @@ class ForwardProxy:
         while True:
             try:
                 _send_request(origin, head, body)
-                return origin, origin.read_head(method)
+                return origin, origin.read_head(method, upgrade)
             except StaleConnection:
                 origin.close()
                 if body is not None and body.received:
@@ -284,16 +299,20 @@ class _OriginBody:
 
 
 class _Tunnel:
-    """A CONNECT tunnel to the origin connected on ``origin_sock``."""
+    """A tunnel (CONNECT, or WebSocket after ``101``) to the origin connected on
+    ``origin_sock``, which already sent ``origin_pending``."""
 
-    def __init__(self, origin_sock: socket.socket, idle_timeout: float) -> None:
+    def __init__(self, origin_sock: socket.socket, idle_timeout: float,
+                 origin_pending: bytes = b"") -> None:
         self._origin_sock = origin_sock
         self._idle_timeout = idle_timeout
+        self._origin_pending = origin_pending
 
     def __call__(self, client_sock: socket.socket, pending: bytes) -> Tuple[int, int]:
         """Relay until the tunnel ends, then close the origin connection."""
         try:
-            return relay(client_sock, self._origin_sock, self._idle_timeout, pending)
+            return relay(client_sock, self._origin_sock, self._idle_timeout, pending,
+                         origin_pending=self._origin_pending)
         finally:
             self.close()
 

@@ -1,6 +1,7 @@
-"""The CONNECT tunnel: bytes copied both ways between a client and an origin, in one thread.
+"""The tunnel: bytes copied both ways between a client and an origin, in one thread.
 
-After ``200`` to a CONNECT, Nex knows nothing of what flows (usually TLS) and copies it.
+After ``200`` to a CONNECT, or an origin's ``101`` to a WebSocket upgrade, Nex knows nothing
+of what flows (TLS, WebSocket frames) and copies it.
 :func:`relay` waits on both sockets with a selector, so one worker thread serves both
 directions; each direction holds at most :data:`BUFFER_SIZE` bytes that the other side has
 not taken yet, and stops reading while its buffer is full, so a slow reader slows the sender
@@ -102,11 +103,13 @@ class _Direction:
 
 
 def relay(client_sock: socket.socket, origin_sock: socket.socket, idle_timeout: float,
-          client_pending: bytes = b"", linger: float = LINGER_SECONDS) -> Tuple[int, int]:
+          client_pending: bytes = b"", linger: float = LINGER_SECONDS,
+          origin_pending: bytes = b"") -> Tuple[int, int]:
     """Copy bytes both ways until both sides have ended, one fails, or the tunnel idles.
 
-    ``client_pending`` is what the client sent after its CONNECT head before the tunnel
-    opened; it goes to the origin first.  Returns ``(bytes client to origin, bytes origin
+    ``client_pending`` is what the client sent after its CONNECT (or Upgrade) head before
+    the tunnel opened; it goes to the origin first, as ``origin_pending`` (what an origin
+    sent after its ``101`` head) goes to the client first.  Returns ``(bytes client to origin, bytes origin
     to client)`` actually delivered.  Ends when each side has sent EOF and it has been passed
     on (for a TLS client: as soon as the origin's EOF has been), on the first socket error
     (a reset, say), after ``idle_timeout`` seconds in which no byte moved either way, or,
@@ -114,7 +117,7 @@ def relay(client_sock: socket.socket, origin_sock: socket.socket, idle_timeout: 
     left non-blocking; the caller closes them.
     """
     upstream = _Direction(client_sock, origin_sock, client_pending)
-    downstream = _Direction(origin_sock, client_sock, b"")
+    downstream = _Direction(origin_sock, client_sock, origin_pending)
     directions = (upstream, downstream)
     client_sock.setblocking(False)
     origin_sock.setblocking(False)

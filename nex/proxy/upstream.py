@@ -28,6 +28,7 @@ from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
 from nex.http.grammar import CONTENT_LENGTH, FIELD_SECTION, TOKEN
 from nex.http.request import Headers, Limits
+from nex.proxy.forwarding import names_websocket
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
@@ -222,13 +223,14 @@ class Origin:
                 raise StaleConnection() from None
             raise HTTPError(502, "The connection to the origin server failed.") from None
 
-    def read_head(self, method: str) -> ResponseHead:
+    def read_head(self, method: str, upgrade: bool = False) -> ResponseHead:
         """The response head to a ``method`` request; interim 1xx responses are skipped.
 
         The whole head must arrive within ``timeout`` seconds (``504`` otherwise); a
         malformed head or a connection closed before it is ``502`` (a reused connection
-        closed before any byte: :class:`StaleConnection`).  A ``101`` is ``502`` too: Nex
-        never asks an origin to switch protocols.
+        closed before any byte: :class:`StaleConnection`).  A ``101`` is returned when the
+        request asked to switch to WebSocket (``upgrade``) and the origin's ``Upgrade``
+        names it; any other ``101`` is ``502``.
         """
         self._reusable = False
         self._answered = False
@@ -236,9 +238,19 @@ class Origin:
         while True:
             head = parse_response_head(self._receive_head(deadline), method, self.limits)
             if head.status == 101:
+                if upgrade and names_websocket(head.headers.get_all("Upgrade")):
+                    return head
                 raise _bad_gateway("a protocol switch nobody asked for")
             if head.status >= 200:
                 return head
+
+    def detach(self) -> Tuple[socket.socket, bytes]:
+        """Hand the socket over (to a tunnel after ``101``), with the bytes the origin sent
+        past the response head; the :class:`Origin` is of no further use."""
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        self._reusable = False
+        return self.sock, pending
 
     def _receive_head(self, deadline: float) -> bytes:
         scanned = 0
