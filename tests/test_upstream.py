@@ -13,7 +13,7 @@ from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
 from nex.http.request import Limits
 from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
-                          OriginBodyError, OriginPool, StaleConnection, connect,
+                          OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 
 SOCKET_TIMEOUT = 30.0
@@ -492,6 +492,28 @@ class ConnectTest(UpstreamTestCase):
                                (socket.AF_INET, ("127.0.0.1", self.free_port()))], SHORT,
                     SOCKET_TIMEOUT)
         self.assertEqual(caught.exception.status, 502)
+
+
+    def test_a_silent_first_address_does_not_hold_up_the_next(self) -> None:
+        # Issue: a dead IPv6 address cost a whole connect_timeout before IPv4 was tried.
+        server = self.serve(answer_once(ok(), False))
+        silent = (socket.AF_INET, ("127.0.0.1", self.full_listener()))
+        result: List[object] = []
+        racing = threading.Thread(target=lambda: result.append(connect(
+            ("a", server.port), [silent] + server.addresses, 3600.0, SOCKET_TIMEOUT)),
+            daemon=True)
+        racing.start()
+        racing.join(SOCKET_TIMEOUT)
+        self.assertFalse(racing.is_alive(), "the second address was not tried in time")
+        origin, = result
+        self.addCleanup(origin.close)
+        self.assertEqual(origin.sock.getpeername(), ("127.0.0.1", server.port))
+
+    def test_families_take_turns_ipv6_first(self) -> None:
+        v4a, v4b = (socket.AF_INET, ("192.0.2.1", 80)), (socket.AF_INET, ("192.0.2.2", 80))
+        v6a = (socket.AF_INET6, ("2001:db8::1", 80, 0, 0))
+        self.assertEqual(interleave([v4a, v4b, v6a]), [v6a, v4a, v4b])
+        self.assertEqual(interleave([v4a, v4b]), [v4a, v4b])
 
 
 class FakeClock:

@@ -109,9 +109,10 @@ def relay(client_sock: socket.socket, origin_sock: socket.socket, idle_timeout: 
 
     ``client_pending`` is what the client sent after its CONNECT (or Upgrade) head before
     the tunnel opened; it goes to the origin first, as ``origin_pending`` (what an origin
-    sent after its ``101`` head) goes to the client first.  Returns ``(bytes client to origin, bytes origin
-    to client)`` actually delivered.  Ends when each side has sent EOF and it has been passed
-    on (for a TLS client: as soon as the origin's EOF has been), on the first socket error
+    sent after its ``101`` head) goes to the client first.  Returns ``(bytes client to
+    origin, bytes origin to client)`` actually delivered.  Ends when each side has sent EOF
+    and it has been passed on (for a TLS client: as soon as the origin's EOF has been), on
+    the first socket error
     (a reset, say), after ``idle_timeout`` seconds in which no byte moved either way, or,
     once one side has ended, after ``linger`` seconds without traffic.  Both sockets are
     left non-blocking; the caller closes them.

@@ -1,6 +1,7 @@
 """The origin side of the proxy: connecting, reading responses strictly, pooling connections.
 
-:func:`connect` opens a connection to the first admitted address that answers.
+:func:`connect` opens a connection to the first admitted address that answers, racing
+them (happy eyeballs).
 :class:`Origin` sends a request head and body and reads the response: the head is parsed as
 strictly as the request parser parses requests (:func:`parse_response_head`), the body is
 framed by RFC 9112 §6.3 and handed out decoded, in pieces of at most :data:`MAX_PIECE`
@@ -16,13 +17,15 @@ closes the client's connection so that the client sees a cut-off response.
 from __future__ import annotations
 
 import collections
+import errno
 import math
 import re
 import select
+import selectors
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
@@ -33,6 +36,8 @@ from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
 MAX_PIECE = 64 * 1024
+#: Seconds between the starts of two connection attempts (RFC 8305 §5 recommends 250 ms).
+ATTEMPT_DELAY = 0.25
 
 #: Response framing (RFC 9112 §6.3): no body; Content-Length; chunked; until the origin closes.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = "none", "length", "chunked", "close"
@@ -353,29 +358,77 @@ class Origin:
         self.sock.close()
 
 
-def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
-            upstream_timeout: float, limits: Limits = Limits()) -> Origin:
-    """A new :class:`Origin` for ``key``: the first of ``addresses`` that accepts.
+def interleave(addresses: Sequence[SocketAddress]) -> List[SocketAddress]:
+    """``addresses`` in the order RFC 8305 §4 tries them: families taking turns, IPv6 first,
+    each family in the resolver's order."""
+    ipv6 = [address for address in addresses if address[0] == socket.AF_INET6]
+    others = [address for address in addresses if address[0] != socket.AF_INET6]
+    ordered: List[SocketAddress] = []
+    for index in range(max(len(ipv6), len(others))):
+        ordered += ipv6[index:index + 1] + others[index:index + 1]
+    return ordered
 
-    Each address gets ``connect_timeout`` seconds.  When none accepts: ``504`` if every
-    attempt timed out, else ``502`` (refused, unreachable).
+
+def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
+            upstream_timeout: float, limits: Limits = Limits(),
+            attempt_delay: float = ATTEMPT_DELAY) -> Origin:
+    """A new :class:`Origin` for ``key``: the first of ``addresses`` to accept (happy
+    eyeballs, RFC 8305).
+
+    The addresses are tried in :func:`interleave` order; the next attempt starts
+    ``attempt_delay`` seconds after the last one, or at once when one fails, while the
+    earlier ones go on.  The first connection made wins and the others are closed, so a dead
+    IPv6 address costs a quarter of a second, not a whole ``connect_timeout`` (which bounds
+    each attempt).  When none accepts: ``504`` if every attempt timed out, else ``502``
+    (refused, unreachable).
     """
-    timed_out = 0
-    for family, sockaddr in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(connect_timeout)
-        try:
-            sock.connect(sockaddr)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except socket.timeout:
-            timed_out += 1
+    waiting = interleave(addresses)
+    attempts: Dict[socket.socket, float] = {}  # each attempt's deadline
+    selector = selectors.DefaultSelector()
+    failed = timed_out = 0
+    next_start = time.monotonic()
+    try:
+        while waiting or attempts:
+            now = time.monotonic()
+            if waiting and (now >= next_start or not attempts):
+                family, sockaddr = waiting.pop(0)
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                error = sock.connect_ex(sockaddr)
+                if error not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    failed += 1
+                    continue
+                attempts[sock] = now + connect_timeout
+                selector.register(sock, selectors.EVENT_WRITE)
+                next_start = now + attempt_delay
+                continue
+            wake = min(attempts.values())
+            if waiting:
+                wake = min(wake, next_start)
+            for key_event, _ in selector.select(max(0.0, wake - now)):
+                sock = key_event.fileobj
+                selector.unregister(sock)
+                del attempts[sock]
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    sock.setblocking(True)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return Origin(sock, key, upstream_timeout, limits)
+                sock.close()
+                failed += 1
+                next_start = time.monotonic()  # a failure starts the next attempt at once
+            now = time.monotonic()
+            for sock, deadline in list(attempts.items()):
+                if deadline <= now:
+                    selector.unregister(sock)
+                    del attempts[sock]
+                    sock.close()
+                    timed_out += 1
+    finally:
+        for sock in attempts:
             sock.close()
-            continue
-        except OSError:
-            sock.close()
-            continue
-        return Origin(sock, key, upstream_timeout, limits)
-    if addresses and timed_out == len(addresses):
+        selector.close()
+    if timed_out and not failed:
         raise HTTPError(504, "The origin server did not accept a connection in time.")
     raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
 
