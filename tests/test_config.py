@@ -47,8 +47,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
-        "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "auth",
-        "auth_failures_per_minute", "via")},
+        "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "forwarded_for",
+        "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -222,6 +222,7 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
                                      " most 86400, such as 30 or 2.5"),
     ("proxy", "dns_timeout", "0", "must be a number of seconds above 0 and at most 86400,"
                                   " such as 10 or 2.5"),
+    ("proxy", "forwarded_for", "append", "must be one of no, yes, delete"),
     ("proxy", "allowed_destinations", "exa mple.com",
      "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),
@@ -865,6 +866,13 @@ class ProxySettingsTests(unittest.TestCase):
                          (30.0, 5.0))
         config = self.load({("proxy", "dns_cache_ttl"): "0", ("proxy", "dns_timeout"): "0.5"})
         self.assertEqual((config.proxy_dns_cache_ttl, config.proxy_dns_timeout), (0.0, 0.5))
+
+    def test_forwarded_for(self) -> None:
+        self.assertEqual(Config().proxy_forwarded_for, "no")
+        for text in ("no", "YES", "delete"):
+            with self.subTest(text=text):
+                self.assertEqual(self.load({("proxy", "forwarded_for"): text})
+                                 .proxy_forwarded_for, text.lower())
 
     def test_switches_and_durations(self) -> None:
         config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",

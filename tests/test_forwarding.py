@@ -8,7 +8,8 @@ from typing import List, Tuple
 from nex.http.errors import HTTPError
 from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, asks_for_websocket,
                                   client_response_fields, connection_options,
-                                  end_to_end_fields, new_pseudonym, origin_request_head,
+                                  end_to_end_fields, forwarded_for, new_pseudonym,
+                                  origin_request_head,
                                   parse_absolute_target, split_authority, via_carries,
                                   via_element)
 from nex.http.request import Limits, parse_head
@@ -252,6 +253,23 @@ class WebSocketUpgradeTest(unittest.TestCase):
         self.assertEqual(head, b"GET /chat HTTP/1.1\r\nHost: a.example\r\n"
                                b"Sec-WebSocket-Key: abc\r\nConnection: Upgrade\r\n"
                                b"Upgrade: websocket\r\n\r\n")
+
+
+class ForwardedForTest(unittest.TestCase):
+    FIELDS = [("Accept", "*/*"), ("X-Forwarded-For", "10.0.0.1"),
+              ("forwarded", "for=10.0.0.1")]
+
+    def test_no_passes_the_fields_as_they_are(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "no", "192.0.2.7"), self.FIELDS)
+
+    def test_yes_appends_the_client(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "yes", "192.0.2.7"), self.FIELDS + [
+            ("X-Forwarded-For", "192.0.2.7"), ("Forwarded", "for=192.0.2.7")])
+        self.assertEqual(forwarded_for([], "yes", "2001:db8::7"), [
+            ("X-Forwarded-For", "2001:db8::7"), ("Forwarded", 'for="[2001:db8::7]"')])
+
+    def test_delete_removes_what_the_client_sent(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "delete", "192.0.2.7"), [("Accept", "*/*")])
 
 
 class ClientResponseFieldsTest(unittest.TestCase):

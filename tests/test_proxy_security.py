@@ -106,6 +106,29 @@ class AllowListTest(ProxyTestCase):
         self.assertEqual(self.fetch("GET", "http://allowed.invalid/")[0].status, 502)
 
 
+class ForwardedForYesTest(ProxyTestCase):
+    settings = proxy_settings(forwarded_for="yes")
+
+    def test_the_client_address_is_added_after_what_it_sent(self) -> None:
+        origin = self.origin(lambda exchange: ok())
+        self.fetch("GET", origin.url("/"), headers={"X-Forwarded-For": "10.9.9.9"})
+        exchange, = origin.received
+        self.assertEqual(exchange.values("X-Forwarded-For"), ["10.9.9.9", "127.0.0.1"])
+        self.assertEqual(exchange.values("Forwarded"), ["for=127.0.0.1"])
+
+
+class ForwardedForDeleteTest(ProxyTestCase):
+    settings = proxy_settings(forwarded_for="delete")
+
+    def test_what_the_client_sent_is_removed(self) -> None:
+        origin = self.origin(lambda exchange: ok())
+        self.fetch("GET", origin.url("/"), headers={"X-Forwarded-For": "10.9.9.9",
+                                                    "Forwarded": "for=10.9.9.9"})
+        exchange, = origin.received
+        self.assertEqual((exchange.values("X-Forwarded-For"), exchange.values("Forwarded")),
+                         ([], []))
+
+
 class AllowedClientsTest(ProxyTestCase):
     settings = proxy_settings(allowed_clients="192.0.2.0/24")
 

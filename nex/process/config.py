@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from nex.site.login import parse_users
 from nex.proxy.blacklist import parse_file
+from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values
 
 
@@ -99,6 +100,7 @@ class Config:
     proxy_tunnel_idle: float = 300.0
     proxy_dns_cache_ttl: float = 30.0
     proxy_dns_timeout: float = 5.0
+    proxy_forwarded_for: str = "no"
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -204,6 +206,8 @@ _SETTINGS = (
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),
     _setting("proxy", "dns_cache_ttl", values.seconds_or_off, "proxy_dns_cache_ttl"),
     _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
+    _setting("proxy", "forwarded_for", values.choice(*FORWARDED_FOR_MODES),
+             "proxy_forwarded_for"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

@@ -71,6 +71,27 @@ def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
     return [(name, value) for name, value in fields if name.lower() not in dropped]
 
 
+#: ``[proxy] forwarded_for`` modes: pass the client's fields as they are, add the client's
+#: address, or remove what the client sent.
+FORWARDED_FOR_MODES = ("no", "yes", "delete")
+_FORWARDING_FIELDS = frozenset({"x-forwarded-for", "forwarded"})
+
+
+def forwarded_for(fields: Fields, mode: str, client: str) -> Fields:
+    """``fields`` as ``[proxy] forwarded_for = mode`` passes them on for ``client`` (an IP
+    address): ``no`` unchanged; ``delete`` without ``X-Forwarded-For`` and ``Forwarded``;
+    ``yes`` with ``X-Forwarded-For: client`` and ``Forwarded: for=client`` (RFC 7239 §5.2,
+    an IPv6 address quoted in brackets) appended, which continue any list the client sent."""
+    if mode == "no":
+        return fields
+    kept = [(name, value) for name, value in fields if name.lower() not in _FORWARDING_FIELDS
+            ] if mode == "delete" else list(fields)
+    if mode == "yes":
+        node = f'"[{client}]"' if ":" in client else client
+        kept += [("X-Forwarded-For", client), ("Forwarded", f"for={node}")]
+    return kept
+
+
 def asks_for_websocket(method: str, version: str, fields: Fields) -> bool:
     """Whether a request asks to switch its connection to WebSocket (RFC 6455 §4.1): a GET
     over HTTP/1.1 whose ``Upgrade`` lists ``websocket`` and whose ``Connection`` lists

@@ -33,7 +33,8 @@ from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.errors import HTTPError
 from nex.http.grammar import DEFAULT_PORTS
 from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
-                                  client_response_fields, new_pseudonym, origin_request_head,
+                                  client_response_fields, forwarded_for, new_pseudonym,
+                                  origin_request_head,
                                   parse_absolute_target, split_authority, via_carries,
                                   via_element)
 from nex.http.request import Limits, Request
@@ -169,9 +170,10 @@ class ForwardProxy:
         via = (via_element(request.version, self._pseudonym)
                if self._pseudonym is not None else None)
         websocket = asks_for_websocket(request.method, request.version, fields)
+        sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
         try:
             head = origin_request_head(request.method, target.origin_form, target.authority,
-                                       fields, framing, via, websocket)
+                                       sent, framing, via, websocket)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
