@@ -48,7 +48,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
         "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "forwarded_for",
-        "auth", "auth_failures_per_minute", "via")},
+        "parent", "parent_bypass", "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -223,6 +223,14 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "dns_timeout", "0", "must be a number of seconds above 0 and at most 86400,"
                                   " such as 10 or 2.5"),
     ("proxy", "forwarded_for", "append", "must be one of no, yes, delete"),
+    ("proxy", "parent", "proxy.example:3128", "'proxy.example:3128' is not a proxy address"
+     " such as http://proxy.example:3128 or http://user:password@proxy.example:3128"),
+    ("proxy", "parent", "http://proxy.example", "'http://proxy.example' needs a host and a"
+                                                " port from 1 to 65535"),
+    ("proxy", "parent", "http://exa mple:3128", "'http://exa mple:3128' names a malformed"
+                                                " host"),
+    ("proxy", "parent_bypass", "intra net", "'intra net' is not a domain name, IP address or"
+                                            " network"),
     ("proxy", "allowed_destinations", "exa mple.com",
      "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),

@@ -255,6 +255,16 @@ class WebSocketUpgradeTest(unittest.TestCase):
                                b"Upgrade: websocket\r\n\r\n")
 
 
+class ParentHeadTest(unittest.TestCase):
+    def test_absolute_form_with_the_parent_login_and_not_the_client_one(self) -> None:
+        head = origin_request_head("GET", "http://a.example:8080/x?y", "a.example:8080",
+                                   [("Proxy-Authorization", "Basic Y2xpZW50OnB3")], None, None,
+                                   to_parent=True, parent_authorization="Basic bmV4OnB3")
+        self.assertEqual(head, b"GET http://a.example:8080/x?y HTTP/1.1\r\n"
+                               b"Host: a.example:8080\r\n"
+                               b"Proxy-Authorization: Basic bmV4OnB3\r\n\r\n")
+
+
 class ForwardedForTest(unittest.TestCase):
     FIELDS = [("Accept", "*/*"), ("X-Forwarded-For", "10.0.0.1"),
               ("forwarded", "for=10.0.0.1")]

@@ -101,6 +101,8 @@ class Config:
     proxy_dns_cache_ttl: float = 30.0
     proxy_dns_timeout: float = 5.0
     proxy_forwarded_for: str = "no"
+    proxy_parent: str = ""
+    proxy_parent_bypass: Tuple[str, ...] = ()
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -208,6 +210,8 @@ _SETTINGS = (
     _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
     _setting("proxy", "forwarded_for", values.choice(*FORWARDED_FOR_MODES),
              "proxy_forwarded_for"),
+    _setting("proxy", "parent", values.parent_proxy, "proxy_parent"),
+    _setting("proxy", "parent_bypass", values.blacklist_entries, "proxy_parent_bypass"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

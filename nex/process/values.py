@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import nex
 from nex.site.login import ProtectedPaths, challenge
 from nex.proxy.blacklist import parse_entry
+from nex.proxy.parent import parse_parent
 from nex.http.origin import normalise_origin
 from nex.site.clients import parse_networks
 from nex.http.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
@@ -111,6 +112,16 @@ def seconds_or_off(text: str, base: str) -> float:
     except Invalid:
         raise Invalid("must be 0 (off) or a number of seconds above 0 and at most 86400,"
                       " such as 30 or 2.5") from None
+
+
+def parent_proxy(text: str, base: str) -> str:
+    """A parent proxy's address, ``http://[user:password@]host:port``, or empty for none."""
+    if text:
+        try:
+            parse_parent(text)
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+    return text
 
 
 def boolean(text: str, base: str) -> bool:

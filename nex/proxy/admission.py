@@ -23,6 +23,11 @@ nothing is looked up in DNS before the names Nex refuses outright have been refu
    refuses the whole request, so a name cannot mix a public address with a private one, and
    only the addresses checked here are ever connected to.
 
+With a ``parent`` proxy, a destination that ``parent_bypass`` does not list is not looked
+up: the parent resolves it.  Steps 6 and 7 then apply to an IP address written in the
+request only, an allow-list admits listed names only, and the parent's own name is what
+Nex resolves.
+
 Refusals are ``HTTPError``s for the connection to render; an admitted request yields a
 :class:`Destination` to connect to.
 """
@@ -40,6 +45,7 @@ from nex.http.errors import HTTPError
 from nex.site.clients import parse_networks
 from nex.proxy.forwarding import via_carries
 from nex.proxy.itself import Itself
+from nex.proxy.parent import Parent, parse_parent
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -55,12 +61,15 @@ class Destination(NamedTuple):
     ``host`` is canonical (see :func:`nex.proxy.blacklist.canonical_host`), ``addresses`` every
     resolved address in the resolver's order of preference, each of them checked;
     ``user`` is the proxy user name for the log, None when the proxy asks for no login.
+    With ``parent`` the request goes through that parent proxy, and ``addresses`` are the
+    parent's.
     """
 
     host: str
     port: int
     addresses: Tuple[SocketAddress, ...]
     user: Optional[str]
+    parent: Optional[Parent] = None
 
 
 def resolve_host(host: str, port: int) -> List[SocketAddress]:
@@ -107,7 +116,8 @@ class Admission:
     loops).  Nex listens on ``listen_port`` at ``bind`` (a wildcard such as ``0.0.0.0``
     means every local address) and is called ``server_name``; ``resolver(host, port)``
     returns ``(family, sockaddr)`` pairs or raises ``OSError`` (or the ``HTTPError`` it
-    wants sent).
+    wants sent).  With a ``parent`` proxy, requests go through it except for destinations
+    ``parent_bypass`` lists.
     """
 
     def __init__(self, *, allowed_clients: Iterable[str], blacklist: DomainList,
@@ -117,7 +127,9 @@ class Admission:
                  allowed: Optional[DomainList] = None,
                  users: Optional[UsersFile] = None,
                  failures: Optional[FailureLimiter] = None, realm: str = "Nex proxy",
-                 pseudonym: Optional[str] = None, resolver: Resolver = resolve_host) -> None:
+                 pseudonym: Optional[str] = None, resolver: Resolver = resolve_host,
+                 parent: Optional[Parent] = None,
+                 parent_bypass: Optional[DomainList] = None) -> None:
         self._allowed_clients = parse_networks(allowed_clients)
         self._blacklist = blacklist
         self._allowed = allowed
@@ -130,6 +142,8 @@ class Admission:
                        else None)
         self._pseudonym = pseudonym
         self._resolver = resolver
+        self._parent = parent
+        self._bypass = parent_bypass or DomainList()
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int, pseudonym: str,
@@ -157,7 +171,9 @@ class Admission:
                    realm=f"Nex proxy at {config.server_name}",
                    pseudonym=pseudonym if config.proxy_via else None,
                    resolver=CachingResolver(resolve_host, ttl=config.proxy_dns_cache_ttl,
-                                            timeout=config.proxy_dns_timeout))
+                                            timeout=config.proxy_dns_timeout),
+                   parent=parse_parent(config.proxy_parent) if config.proxy_parent else None,
+                   parent_bypass=DomainList(config.proxy_parent_bypass))
 
     def admit(self, *, client: str, method: str, host: str, port: int,
               proxy_authorization: Optional[str], via: Optional[str],
@@ -186,9 +202,26 @@ class Admission:
             raise refused(403, "This proxy does not connect to that destination.", "blacklist")
         # An allow-listed domain admits its name; otherwise every address must be listed.
         named = self._allowed is None or self._allowed.matches_name(name)
-        if not named and not self._allowed.has_networks:
-            raise _not_allowed()
-        addresses = self._resolve(name, port)
+        parent = self._parent
+        if parent is not None and self._bypass.matches(name):
+            parent = None
+        if not named and (parent is not None or not self._allowed.has_networks):
+            if _literal(name) is None:
+                raise _not_allowed()
+        if parent is not None:
+            # The parent resolves names; only an address written in the request is checked.
+            literal = _literal(name)
+            if literal is not None:
+                self._check_addresses([literal], port, local_address, named)
+            addresses = self._resolve(parent.host, parent.port, "parent proxy's")
+            return Destination(name, port, tuple(addresses), user, parent)
+        addresses = self._resolve(name, port, "destination's")
+        self._check_addresses(addresses, port, local_address, named)
+        return Destination(name, port, tuple(addresses), user)
+
+    def _check_addresses(self, addresses: Iterable[SocketAddress], port: int,
+                         local_address: Optional[str], named: bool) -> None:
+        """Refuse the request unless every one of ``addresses`` may be reached."""
         for _, sockaddr in addresses:
             address = parse_address(sockaddr[0])
             if self.itself.is_address(address, port, local_address):
@@ -201,7 +234,6 @@ class Admission:
                               "denied_destination")
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
-        return Destination(name, port, tuple(addresses), user)
 
     def _check_client(self, client: str) -> None:
         try:
@@ -219,14 +251,24 @@ class Admission:
         elif not any(first <= port <= last for first, last in self._http_ports):
             raise refused(403, f"This proxy does not forward requests to port {port}.", "port")
 
-    def _resolve(self, name: str, port: int) -> Sequence[SocketAddress]:
+    def _resolve(self, name: str, port: int, whose: str) -> Sequence[SocketAddress]:
         try:
             addresses = self._resolver(name, port)
         except (OSError, UnicodeError):
             addresses = ()
         if not addresses:
-            raise HTTPError(502, "The destination's name could not be resolved.")
+            raise HTTPError(502, f"The {whose} name could not be resolved.")
         return addresses
+
+
+def _literal(name: str) -> Optional[SocketAddress]:
+    """The address a canonical host that is an IP literal stands for, else None."""
+    try:
+        address = parse_address(name)
+    except ValueError:
+        return None
+    return ((socket.AF_INET6, (name, 0, 0, 0)) if address.version == 6
+            else (socket.AF_INET, (name, 0)))
 
 
 def _not_allowed() -> HTTPError:

@@ -121,6 +121,12 @@ class ProxyTarget(NamedTuple):
     ``origin_form`` is what the request line to the origin carries.
     """
 
+    @property
+    def absolute_form(self) -> str:
+        """The target as the request line to a parent proxy carries it (RFC 9112 §3.2.2)."""
+        path = "" if self.origin_form == "*" else self.origin_form
+        return f"{self.scheme}://{self.authority}{path}"
+
     scheme: str
     authority: str
     host: str
@@ -198,11 +204,14 @@ def answers_locally(method: str, fields: Fields) -> bool:
 
 def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
                         body_framing: BodyFraming, via: Optional[str],
-                        websocket: bool = False) -> bytes:
+                        websocket: bool = False, to_parent: bool = False,
+                        parent_authorization: Optional[str] = None) -> bytes:
     """The head Nex sends to the origin for a request received in absolute-form.
 
     * The request line is ``method path_and_query HTTP/1.1`` (origin-form, or ``*``; RFC
-      9110 §6.2: a proxy sends its own version).
+      9110 §6.2: a proxy sends its own version).  ``to_parent`` a parent proxy, it is
+      absolute-form instead, with ``parent_authorization`` (when given) as
+      ``Proxy-Authorization``.
     * ``Host: host_header`` comes first: the target URI's authority, whatever Host the client
       sent (RFC 9112 §3.2.2).
     * The end-to-end ``fields`` follow in order, without ``Host`` and ``Content-Length``, and
@@ -227,9 +236,12 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     if not TOKEN.fullmatch(method):
         raise ValueError(f"method {method!r} is not a token")
     if not REQUEST_TARGET.fullmatch(path_and_query) or (
-            path_and_query != "*" and not path_and_query.startswith("/")):
-        raise ValueError(f"{path_and_query!r} is not an origin-form target or *")
+            path_and_query != "*" and not path_and_query.startswith("/")
+            and not (to_parent and ABSOLUTE_FORM.fullmatch(path_and_query))):
+        raise ValueError(f"{path_and_query!r} is not a target Nex can send as it is")
     lines = [f"{method} {path_and_query} HTTP/1.1", f"Host: {_field_value(host_header)}"]
+    if parent_authorization is not None:
+        lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
     replaced = _REPLACED_IN_REQUEST if forwards is not None else _REPLACED_IN_REQUEST - {
         "max-forwards"}
     for name, value in end_to_end_fields(fields):

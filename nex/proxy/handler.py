@@ -146,10 +146,17 @@ class ForwardProxy:
         host, port = split_authority(request.target, None)
         destination = self._admit(request, peer, local_address, host, port)
         config = self._config
-        origin = connect((destination.host, destination.port), destination.addresses,
+        origin = connect(_connection_key(destination), destination.addresses,
                          config.proxy_connect_timeout, config.proxy_upstream_timeout,
                          self._limits)
-        return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle),
+        pending = b""
+        if destination.parent is not None:
+            try:
+                pending = _parent_tunnel(origin, destination)
+            except BaseException:
+                origin.close()
+                raise
+        return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle, pending),
                         user=destination.user)
 
     def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
@@ -171,9 +178,15 @@ class ForwardProxy:
                if self._pseudonym is not None else None)
         websocket = asks_for_websocket(request.method, request.version, fields)
         sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
+        parent = destination.parent
         try:
-            head = origin_request_head(request.method, target.origin_form, target.authority,
-                                       sent, framing, via, websocket)
+            if parent is None:
+                head = origin_request_head(request.method, target.origin_form,
+                                           target.authority, sent, framing, via, websocket)
+            else:
+                head = origin_request_head(request.method, target.absolute_form,
+                                           target.authority, sent, framing, via, websocket,
+                                           True, parent.authorization)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
@@ -181,6 +194,8 @@ class ForwardProxy:
         origin, response_head = self._exchange(destination, head, body, request.method,
                                                websocket)
         try:
+            if parent is not None and response_head.status == 407:
+                raise HTTPError(502, "The parent proxy did not accept Nex's login.")
             if response_head.status == 101:
                 return self._switch(origin, response_head, destination.user)
             return self._relay(origin, response_head, destination.user)
@@ -223,7 +238,7 @@ class ForwardProxy:
         none of its body has been read yet, since only then can it be sent again whole.
         """
         config = self._config
-        origin = self._pool.connect(destination.host, destination.port, destination.addresses,
+        origin = self._pool.connect(*_connection_key(destination), destination.addresses,
                                     connect_timeout=config.proxy_connect_timeout,
                                     upstream_timeout=config.proxy_upstream_timeout,
                                     limits=self._limits)
@@ -235,12 +250,31 @@ class ForwardProxy:
                 origin.close()
                 if body is not None and body.received:
                     raise
-                origin = connect((destination.host, destination.port), destination.addresses,
+                origin = connect(_connection_key(destination), destination.addresses,
                                  config.proxy_connect_timeout, config.proxy_upstream_timeout,
                                  self._limits)
             except BaseException:
                 origin.close()
                 raise
+
+
+def _connection_key(destination: Destination) -> Tuple[str, int]:
+    """Where a destination's connection goes: its parent proxy, or the origin itself."""
+    parent = destination.parent
+    return (destination.host, destination.port) if parent is None else (parent.host,
+                                                                         parent.port)
+
+
+def _parent_tunnel(origin: Origin, destination: Destination) -> bytes:
+    """Ask the parent proxy on ``origin`` for a tunnel to the destination; the bytes that
+    came after its ``2xx`` head.  ``502`` naming the parent's status when it refuses."""
+    host = destination.host
+    authority = f"[{host}]:{destination.port}" if ":" in host else f"{host}:{destination.port}"
+    origin.send(destination.parent.connect_head(authority))
+    head = origin.read_head("CONNECT")
+    if not 200 <= head.status < 300:
+        raise HTTPError(502, f"The parent proxy refused the tunnel with {head.status}.")
+    return origin.detach()[1]
 
 
 def _send_request(origin: Origin, head: bytes, body: Optional[BodyReader]) -> None:

@@ -107,7 +107,8 @@ def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> R
     status line is held to ``limits.request_line``); ``Content-Length`` with
     ``Transfer-Encoding``, differing or malformed lengths; a transfer coding other than
     exactly ``chunked``, or any in an HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for
-    HEAD and for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
+    HEAD, for a 2xx to CONNECT and for 1xx, 204 and 304; else chunked, else Content-Length,
+    else until close.
     """
     head = bytes(head)
     if len(head) > limits.header_block:
@@ -137,7 +138,8 @@ def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> R
         raise _bad_gateway("both Transfer-Encoding and Content-Length")
     if codings and version == "HTTP/1.0":
         raise _bad_gateway("Transfer-Encoding in an HTTP/1.0 response")
-    if method == "HEAD" or status < 200 or status in (204, 304):
+    if (method == "HEAD" or status < 200 or status in (204, 304)
+            or (method == "CONNECT" and status < 300)):
         framing = NO_BODY
     elif codings:
         if [name.lower() for name in _list(codings)] != ["chunked"]:
