@@ -135,7 +135,7 @@ class ResolveOnceOverSocketsTest(unittest.TestCase):
         admission = Admission(allowed_clients=["127.0.0.1"], blacklist=DomainList(),
                               denied_destinations=config.proxy_denied_destinations,
                               connect_ports=[443], listen_port=8080, resolver=lookup)
-        proxy = ForwardProxy(config, admission, OriginPool(), None)
+        proxy = ForwardProxy(config, admission, OriginPool(), None, print)
         self.addCleanup(proxy.close)
         head = (b"GET http://rebind.example:%d/ HTTP/1.1\r\nHost: rebind.example\r\n\r\n"
                 % origin.port)

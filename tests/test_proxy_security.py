@@ -11,13 +11,14 @@ import base64
 import os
 import shutil
 import tempfile
+import threading
 import unittest
 import urllib.error
 import urllib.request
 from unittest import mock
 
 from nex.site.login import hash_password
-from tests.proxy_support import ProxyTestCase, ok, proxy_settings
+from tests.proxy_support import ProxyTestCase, free_port, ok, proxy_settings
 from tests.support import SOCKET_TIMEOUT
 from tests.test_hardening import parse_replies
 
@@ -127,6 +128,19 @@ class ForwardedForDeleteTest(ProxyTestCase):
         exchange, = origin.received
         self.assertEqual((exchange.values("X-Forwarded-For"), exchange.values("Forwarded")),
                          ([], []))
+
+
+class UpstreamFailureLogTest(ProxyTestCase):
+    def test_each_502_writes_one_error_line_saying_what_failed(self) -> None:
+        url = f"http://127.0.0.1:{free_port()}/gone"
+        self.assertEqual(self.fetch("GET", url)[0].status, 502)
+        line = (f"proxy GET {url} for 127.0.0.1: 502 The origin server refused the"
+                f" connection.")
+        for _ in range(int(SOCKET_TIMEOUT / 0.05)):
+            if line in self.server.error_log():
+                break
+            threading.Event().wait(0.05)
+        self.assertEqual(self.server.error_log().count(line), 1)
 
 
 class AllowedClientsTest(ProxyTestCase):

@@ -68,8 +68,9 @@ class ForwardProxy:
     """
 
     def __init__(self, config: Config, admission: Admission, pool: OriginPool,
-                 pseudonym: Optional[str]) -> None:
+                 pseudonym: Optional[str], on_error: Callable[[str], None]) -> None:
         self._config = config
+        self._on_error = on_error
         self._admission = admission
         self._pool = pool
         self._pseudonym = pseudonym
@@ -81,14 +82,16 @@ class ForwardProxy:
         """The proxy the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``on_error`` receives one line when the users or blacklist file turns bad while
-        Nex runs; ``ValueError`` when one is bad already.
+        Nex runs, and one per ``502`` or ``504`` saying what failed; ``ValueError`` when one
+        of those files is bad already.
         """
         pseudonym = new_pseudonym()
         admission = Admission.from_config(config, listen_port=listen_port,
                                           pseudonym=pseudonym, on_error=on_error)
         pool = OriginPool(per_host=POOL_PER_HOST, total=POOL_TOTAL,
                           idle_timeout=POOL_IDLE_SECONDS)
-        return cls(config, admission, pool, pseudonym if config.proxy_via else None)
+        return cls(config, admission, pool, pseudonym if config.proxy_via else None,
+                   on_error)
 
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
         """Whether ``request`` is for the proxy rather than for the files.
@@ -124,11 +127,18 @@ class ForwardProxy:
         """The response to a request :meth:`claims`, or the ``HTTPError`` refusing it.
 
         ``peer`` is the address of the client's connection (never one a header names);
-        ``local_address`` the address of Nex it reached.
+        ``local_address`` the address of Nex it reached.  A ``502`` or ``504`` (the origin,
+        the parent or DNS failed) is also reported in one line to ``on_error``.
         """
-        if request.method == "CONNECT":
-            return self._tunnel(request, peer, local_address)
-        return self._forward(request, body, peer, local_address)
+        try:
+            if request.method == "CONNECT":
+                return self._tunnel(request, peer, local_address)
+            return self._forward(request, body, peer, local_address)
+        except HTTPError as error:
+            if error.status in (502, 504):
+                self._on_error(f"proxy {request.method} {request.target} for {peer}:"
+                               f" {error.status} {error.detail}")
+            raise
 
     def close(self) -> None:
         """Close the idle origin connections (at shutdown)."""

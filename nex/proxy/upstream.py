@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import errno
 import math
+import os
 import re
 import select
 import selectors
@@ -388,6 +389,7 @@ def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float
     attempts: Dict[socket.socket, float] = {}  # each attempt's deadline
     selector = selectors.DefaultSelector()
     failed = timed_out = 0
+    last_error = 0
     next_start = time.monotonic()
     try:
         while waiting or attempts:
@@ -399,7 +401,7 @@ def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float
                 error = sock.connect_ex(sockaddr)
                 if error not in (0, errno.EINPROGRESS):
                     sock.close()
-                    failed += 1
+                    failed, last_error = failed + 1, error
                     continue
                 attempts[sock] = now + connect_timeout
                 selector.register(sock, selectors.EVENT_WRITE)
@@ -412,12 +414,13 @@ def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float
                 sock = key_event.fileobj
                 selector.unregister(sock)
                 del attempts[sock]
-                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error == 0:
                     sock.setblocking(True)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     return Origin(sock, key, upstream_timeout, limits)
                 sock.close()
-                failed += 1
+                failed, last_error = failed + 1, error
                 next_start = time.monotonic()  # a failure starts the next attempt at once
             now = time.monotonic()
             for sock, deadline in list(attempts.items()):
@@ -432,7 +435,10 @@ def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float
         selector.close()
     if timed_out and not failed:
         raise HTTPError(504, "The origin server did not accept a connection in time.")
-    raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
+    if last_error == errno.ECONNREFUSED:
+        raise HTTPError(502, "The origin server refused the connection.")
+    reason = f" ({os.strerror(last_error)})" if last_error else ""
+    raise HTTPError(502, f"The origin server cannot be reached{reason}.")
 
 
 def _still_idle(sock: socket.socket) -> bool:
