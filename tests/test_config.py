@@ -48,7 +48,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
         "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "forwarded_for",
-        "parent", "parent_bypass", "auth", "auth_failures_per_minute", "via")},
+        "parent", "parent_bypass", "pac", "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"

@@ -103,6 +103,7 @@ class Config:
     proxy_forwarded_for: str = "no"
     proxy_parent: str = ""
     proxy_parent_bypass: Tuple[str, ...] = ()
+    proxy_pac: bool = False
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -212,6 +213,7 @@ _SETTINGS = (
              "proxy_forwarded_for"),
     _setting("proxy", "parent", values.parent_proxy, "proxy_parent"),
     _setting("proxy", "parent_bypass", values.blacklist_entries, "proxy_parent_bypass"),
+    _setting("proxy", "pac", values.boolean, "proxy_pac"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

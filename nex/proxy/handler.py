@@ -39,6 +39,7 @@ from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_fo
                                   via_element)
 from nex.http.request import Limits, Request
 from nex.http.response import BodyFault, Response
+from nex.proxy.pac import PAC_PATH, PAC_TYPE, pac_script, proxy_address
 from nex.proxy.tunnel import relay
 from nex.proxy.upstream import (LENGTH, NO_BODY, Origin, OriginBodyError, OriginPool, ResponseHead,
                           StaleConnection, connect)
@@ -96,15 +97,16 @@ class ForwardProxy:
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
         """Whether ``request`` is for the proxy rather than for the files.
 
-        CONNECT always is; an origin-form or ``*`` target never.  An absolute-form one is,
-        unless it names Nex itself (:meth:`names_nex`); a request whose ``Via`` shows it
-        already passed through this Nex is claimed either way, so that it gets ``508``.
+        CONNECT always is; an origin-form or ``*`` target never, but for ``/proxy.pac``
+        with ``pac = yes``.  An absolute-form one is, unless it names Nex itself
+        (:meth:`names_nex`); a request whose ``Via`` shows it already passed through this
+        Nex is claimed either way, so that it gets ``508``.
         """
         if request.method == "CONNECT":
             return True
         target = request.target
         if target.startswith("/") or target == "*":
-            return False
+            return self._config.proxy_pac and request.path == PAC_PATH
         if self._pseudonym is not None and via_carries(request.headers.get("Via"),
                                                        self._pseudonym):
             return True
@@ -130,6 +132,8 @@ class ForwardProxy:
         ``local_address`` the address of Nex it reached.  A ``502`` or ``504`` (the origin,
         the parent or DNS failed) is also reported in one line to ``on_error``.
         """
+        if request.target.startswith("/"):
+            return self._pac(request, local_address)
         try:
             if request.method == "CONNECT":
                 return self._tunnel(request, peer, local_address)
@@ -139,6 +143,15 @@ class ForwardProxy:
                 self._on_error(f"proxy {request.method} {request.target} for {peer}:"
                                f" {error.status} {error.detail}")
             raise
+
+    def _pac(self, request: Request, local_address: Optional[str]) -> Response:
+        """``/proxy.pac`` (GET or HEAD): the proxy auto-config file naming this Nex."""
+        if request.method not in ("GET", "HEAD"):
+            raise HTTPError(405, headers=[("Allow", "GET, HEAD")])
+        address = proxy_address(request.host, local_address or self._config.server_name,
+                                self._admission.itself.listen_port)
+        return Response(200, [("Content-Type", PAC_TYPE), ("Cache-Control", "no-cache")],
+                        [pac_script(address)])
 
     def close(self) -> None:
         """Close the idle origin connections (at shutdown)."""
