@@ -4,8 +4,11 @@ A cap on live connections (and on connections per client address) keeps the thre
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
 and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
-``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
-the certificate and key for new connections.
+``shutdown_grace`` seconds to finish, and exit with status 0.  :data:`RETIRE_SIGNAL`
+(SIGUSR2, which the supervisor sends a worker it replaces on reload) stops it the same way,
+except that CONNECT tunnels and WebSockets are left to drain on the old settings until they
+end or reach ``tunnel_idle``, as squid's reconfigure leaves them; a SIGTERM then cuts them.
+With HTTPS, SIGHUP re-reads the certificate and key for new connections.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 _ACCEPT_RETRY_SECONDS = 0.05
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
+#: Stop accepting, finish requests within the grace period, let tunnels drain.
+RETIRE_SIGNAL = signal.SIGUSR2
 
 
 class _Stop(Exception):
@@ -86,6 +91,8 @@ class Server:
             self.listener.close()
             raise
         self.stopping = threading.Event()
+        #: Whether the stop leaves tunnels to end on their own (RETIRE_SIGNAL).
+        self._drain_tunnels = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
@@ -114,7 +121,7 @@ class Server:
         A second SIGINT while stopping raises :class:`ForceStop`.
         """
         previous = {sig: signal.signal(sig, self.handle_signal)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+                    for sig in (signal.SIGINT, signal.SIGTERM, RETIRE_SIGNAL)}
         try:
             ready()
             self.serve_forever()
@@ -170,12 +177,16 @@ class Server:
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
+        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once; a second SIGINT stops at
+        once; a SIGINT or SIGTERM after RETIRE_SIGNAL cuts the draining tunnels too."""
         if not self.stopping.is_set():
+            self._drain_tunnels = signum == RETIRE_SIGNAL
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
             return
+        if signum != RETIRE_SIGNAL:
+            self._drain_tunnels = False
         if signum == signal.SIGINT:
             raise ForceStop()
 
@@ -287,18 +298,34 @@ class Server:
         while self._wait_for_workers(deadline):
             with self._lock:
                 connections = list(self._live)
+            if self._drain_tunnels and all(connection.tunnelling for connection in connections):
+                break  # only tunnels are left, and they may take their time
             for connection in connections:
                 connection.wake()
         with self._lock:
             left = list(self._live)
-        if left:
-            self._logger.warning(f"{len(left)} connection(s) still busy after the "
-                                 "shutdown grace period; closing them")
-            for connection in left:
-                connection.abort()
-            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+        tunnels = [connection for connection in left
+                   if self._drain_tunnels and connection.tunnelling]
+        self._cut([connection for connection in left if connection not in tunnels])
+        if tunnels:
+            self._logger.warning(f"{len(tunnels)} tunnel(s) left to drain on the old settings")
+            while self._drain_tunnels and self._wait_for_workers(
+                    time.monotonic() + _WAKE_INTERVAL_SECONDS):
+                pass
+            with self._lock:
+                left = list(self._live)
+            self._cut(left)
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
+
+    def _cut(self, connections: List[Connection]) -> None:
+        """Abort ``connections``, still busy after the grace period, and let them log."""
+        if connections:
+            self._logger.warning(f"{len(connections)} connection(s) still busy after the "
+                                 "shutdown grace period; closing them")
+            for connection in connections:
+                connection.abort()
+            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
 
     def _wait_for_workers(self, deadline: float) -> bool:
         """Wait for one worker to end before ``deadline``; False once none are left or the
