@@ -22,7 +22,7 @@ import secrets
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
-from nex.http.grammar import DEFAULT_PORTS, PROTOCOL, parse_list
+from nex.http.grammar import DEFAULT_PORTS, PROTOCOL, parse_host, parse_list
 from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
 
 Fields = Iterable[Tuple[str, str]]
@@ -137,17 +137,16 @@ class ProxyTarget(NamedTuple):
 def split_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
     """``(host, port)`` of ``uri-host [":" port]``; an empty or absent port is ``default_port``.
 
-    IPv6 literals lose their brackets.  ``HTTPError(400)`` when there is no host, the port
-    is missing but needed (``default_port`` None, as for CONNECT) or outside 1-65535.
+    The authority is read by the grammar's Host rule (:func:`nex.http.grammar.parse_host`);
+    IPv6 literals lose their brackets.  ``HTTPError(400)`` when it does not match, there is
+    no host, the port is missing but needed (``default_port`` None, as for CONNECT) or
+    outside 1-65535.
     """
-    if authority.startswith("["):
-        close = authority.find("]")
-        rest = authority[close + 1:]
-        if close < 0 or (rest and not rest.startswith(":")):
-            raise HTTPError(400, "The request target has a malformed host.")
-        host, port_text = authority[1:close], rest[1:]
-    else:
-        host, _, port_text = authority.partition(":")
+    match = parse_host(authority)
+    if match is None:
+        raise HTTPError(400, "The request target has a malformed host.")
+    host = match.group("ipv6") or match.group("host")
+    port_text = match.group("port")
     if not host:
         raise HTTPError(400, "The request target has no host.")
     if not port_text:
