@@ -225,10 +225,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "forwarded_for", "append", "must be one of no, yes, delete"),
     ("proxy", "parent", "proxy.example:3128", "'proxy.example:3128' is not a proxy address"
      " such as http://proxy.example:3128 or http://user:password@proxy.example:3128"),
-    ("proxy", "parent", "http://proxy.example", "'http://proxy.example' needs a host and a"
-                                                " port from 1 to 65535"),
-    ("proxy", "parent", "http://exa mple:3128", "'http://exa mple:3128' names a malformed"
-                                                " host"),
+    ("proxy", "parent", "http://proxy.example", "'http://proxy.example' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
+    ("proxy", "parent", "http://exa mple:3128", "'http://exa mple:3128' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
     ("proxy", "parent_bypass", "intra net", "'intra net' is not a domain name, IP address or"
                                             " network"),
     ("proxy", "allowed_destinations", "exa mple.com",

@@ -49,12 +49,10 @@ def parse_parent(text: str) -> Parent:
                          " or http://user:password@proxy.example:3128")
     try:
         host, port = split_authority(match.group("authority"), None)
-    except HTTPError:
-        raise ValueError(f"{text!r} needs a host and a port from 1 to 65535") from None
-    try:
         host = canonical_host(host)
-    except ValueError:
-        raise ValueError(f"{text!r} names a malformed host") from None
+    except (HTTPError, ValueError):
+        raise ValueError(f"{text!r} does not name a host and a port from 1 to 65535, such"
+                         " as proxy.example:3128") from None
     authorization = None
     if match.group("user") is not None:
         try:
