@@ -199,7 +199,8 @@ class ForwardProxy:
             framing = request.body_length
         via = (via_element(request.version, self._pseudonym)
                if self._pseudonym is not None else None)
-        websocket = asks_for_websocket(request.method, request.version, fields)
+        websocket = ("Upgrade" in request.headers
+                     and asks_for_websocket(request.method, request.version, fields))
         sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
         parent = destination.parent
         try:
