@@ -212,6 +212,38 @@ class ProxyLoginTest(ProxyTestCase):
         self.assertEqual((response.status, body), (200, b"hello, world\n"))
 
 
+class ProxyLockoutTest(ProxyTestCase):
+    """``auth_failures_per_minute = 2``: every client of a loopback proxy shares one address."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.private = tempfile.mkdtemp(prefix="nex-proxy-users-")
+        users = os.path.join(cls.private, "users")
+        with open(users, "w", encoding="utf-8") as out:
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n"
+                      f"bob:{hash_password('builder', n=1024, r=1)}\n")
+        cls.settings = proxy_settings(auth=users, auth_failures_per_minute=2)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        super().tearDownClass()
+        shutil.rmtree(cls.private, ignore_errors=True)
+
+    def as_user(self, url: str, user: str, password: str) -> int:
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return self.fetch("GET", url, headers={"Proxy-Authorization": f"Basic {credentials}"}
+                          )[0].status
+
+    def test_a_guesser_on_the_same_address_does_not_lock_out_another_user(self) -> None:
+        # Issue: failures counted per address locked every local program out of the proxy.
+        origin = self.origin(lambda exchange: ok(b"still open"))
+        statuses = [self.as_user(origin.url(), "alice", "guess") for _ in range(3)]
+        self.assertEqual(statuses, [407, 407, 429])
+        self.assertEqual(self.as_user(origin.url(), "bob", "builder"), 200)
+        self.assertEqual(self.as_user(origin.url(), "alice", "wonderland"), 429)
+
+
 class LoopTest(ProxyTestCase):
     def pseudonym(self) -> str:
         """This Nex's received-by name, as an origin sees it in Via."""
