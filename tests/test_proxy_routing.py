@@ -168,7 +168,7 @@ class RefusalTokenTest(unittest.TestCase):
                         templates=os.path.join(REPO, "other_templates"))
         dispatcher = Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
                                 HostValidator(("*",)), "Nex test")
-        error = HTTPError(403, "This proxy does not forward requests to port 25.")
-        error.refusal = "port"
+        error = HTTPError(403, "This proxy does not forward requests to port 25.",
+                          refusal="port")
         self.assertEqual(dispatcher.error_response(error).refusal, "port")
         self.assertIsNone(dispatcher.error_response(HTTPError(403)).refusal)

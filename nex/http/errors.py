@@ -39,12 +39,12 @@ class HTTPError(Exception):
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
-                 close: bool = False) -> None:
+                 close: bool = False, refusal: Optional[str] = None) -> None:
         self.status = status
         self.reason = reason_phrase(status)
         self.detail = detail or self.reason
         self.headers = tuple(headers)
         self.close = close
         self.user: Optional[str] = None
-        self.refusal: Optional[str] = None
+        self.refusal = refusal
         super().__init__(f"{status} {self.reason}: {self.detail}")

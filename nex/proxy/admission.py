@@ -95,15 +95,6 @@ def resolve_host(host: str, port: int) -> List[SocketAddress]:
     return found
 
 
-def refused(status: int, detail: str, refusal: str, **options: object) -> HTTPError:
-    """An ``HTTPError`` for one of Nex's own refusals, its ``refusal`` token set for the log
-    (``blacklist``, ``denied_destination``, ``port``...), so that it is never mixed up with
-    an origin's answer of the same status."""
-    error = HTTPError(status, detail, **options)  # type: ignore[arg-type]
-    error.refusal = refusal
-    return error
-
-
 class Admission:
     """The proxy's admission checks; see the module text for their order.
 
@@ -190,7 +181,8 @@ class Admission:
         """
         self._check_client(client)
         if self._pseudonym is not None and via_carries(via, self._pseudonym):
-            raise refused(508, "This request has already passed through this proxy.", "loop")
+            raise HTTPError(508, "This request has already passed through this proxy.",
+                            refusal="loop")
         user = (self._login.verify(proxy_authorization, client) if self._login is not None
                 else None)
         try:
@@ -199,7 +191,8 @@ class Admission:
             raise HTTPError(400, "The request names a malformed host.") from None
         self._check_port(method, port)
         if self._blacklist.matches(name):
-            raise refused(403, "This proxy does not connect to that destination.", "blacklist")
+            raise HTTPError(403, "This proxy does not connect to that destination.",
+                            refusal="blacklist")
         # An allow-listed domain admits its name; otherwise every address must be listed.
         named = self._allowed is None or self._allowed.matches_name(name)
         parent = self._parent
@@ -225,13 +218,13 @@ class Admission:
         for _, sockaddr in addresses:
             address = parse_address(sockaddr[0])
             if self.itself.is_address(address, port, local_address):
-                raise refused(508, "The request is aimed at this proxy itself.", "loop")
+                raise HTTPError(508, "The request is aimed at this proxy itself.", refusal="loop")
             if self._blacklist.matches_address(address):
-                raise refused(403, "This proxy does not connect to that destination.",
-                              "blacklist")
+                raise HTTPError(403, "This proxy does not connect to that destination.",
+                                refusal="blacklist")
             if in_networks(address, self._denied):
-                raise refused(403, "This proxy does not connect to that destination.",
-                              "denied_destination")
+                raise HTTPError(403, "This proxy does not connect to that destination.",
+                                refusal="denied_destination")
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
 
@@ -241,15 +234,16 @@ class Admission:
         except ValueError:
             allowed = False
         if not allowed:
-            raise refused(403, "This proxy does not serve your address.", "client")
+            raise HTTPError(403, "This proxy does not serve your address.", refusal="client")
 
     def _check_port(self, method: str, port: int) -> None:
         """A port outside ``connect_ports`` (CONNECT) or ``http_ports`` (the rest): 403."""
         if method == "CONNECT":
             if port not in self._connect_ports:
-                raise refused(403, f"This proxy does not tunnel to port {port}.", "port")
+                raise HTTPError(403, f"This proxy does not tunnel to port {port}.", refusal="port")
         elif not any(first <= port <= last for first, last in self._http_ports):
-            raise refused(403, f"This proxy does not forward requests to port {port}.", "port")
+            raise HTTPError(403, f"This proxy does not forward requests to port {port}.",
+                            refusal="port")
 
     def _resolve(self, name: str, port: int, whose: str) -> Sequence[SocketAddress]:
         try:
@@ -272,5 +266,5 @@ def _literal(name: str) -> Optional[SocketAddress]:
 
 
 def _not_allowed() -> HTTPError:
-    return refused(403, "This proxy reaches only the destinations on its allow-list.",
-                   "not_allowed")
+    return HTTPError(403, "This proxy reaches only the destinations on its allow-list.",
+                     refusal="not_allowed")

@@ -416,24 +416,18 @@ class Login:
             name = credentials[0] if credentials is not None else ""
             wait = failures.retry_after(client, name)
             if wait:
-                raise _refused(429, f"Too many failed logins; try again in {wait} s.",
-                               (("Retry-After", str(wait)),))
+                raise HTTPError(429, f"Too many failed logins; try again in {wait} s.",
+                                headers=[("Retry-After", str(wait))], refusal="auth")
         user = self._users.check(authorization)
         if user is not None:
             return user
         if authorization is None:
-            raise _refused(self._status, self._asked, self._challenge)
+            raise HTTPError(self._status, self._asked, headers=self._challenge,
+                            refusal="auth")
         if failures is not None:
             failures.record_failure(client, name)
-        raise _refused(self._status, "The user name or password was not accepted.",
-                       self._challenge)
-
-
-def _refused(status: int, detail: str, headers: Tuple[Tuple[str, str], ...]) -> HTTPError:
-    """A login's refusal, marked ``auth`` for the log."""
-    error = HTTPError(status, detail, headers=headers)
-    error.refusal = "auth"
-    return error
+        raise HTTPError(self._status, "The user name or password was not accepted.",
+                        headers=self._challenge, refusal="auth")
 
 
 # --- the file server's login ---------------------------------------------------------------
