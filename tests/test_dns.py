@@ -71,6 +71,11 @@ class CacheTest(unittest.TestCase):
             resolver("nowhere.invalid", 80)
         self.assertEqual(len(self.lookup.calls), 2)
 
+    def test_ip_literals_go_straight_to_the_lookup(self) -> None:
+        resolver = CachingResolver(self.lookup, ttl=30.0, timeout=0.0, clock=self.clock)
+        self.assertEqual(resolver("192.0.2.7", 80), [(socket.AF_INET, ("192.0.2.1", 80))])
+        self.assertEqual(self.lookup.calls, [("192.0.2.7", 80)])
+
     def test_ttl_0_turns_the_cache_off(self) -> None:
         resolver = self.resolver(ttl=0)
         resolver("example.com", 80)

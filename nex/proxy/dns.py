@@ -18,6 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
+from nex.addresses import parse_address
 from nex.http.errors import HTTPError
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class CachingResolver:
         self._slots = threading.BoundedSemaphore(MAX_LOOKUPS)
 
     def __call__(self, host: str, port: int) -> Sequence["SocketAddress"]:
+        try:
+            parse_address(host)
+        except ValueError:
+            pass
+        else:
+            return self._lookup(host, port)  # an IP literal needs no DNS, thread or cache
         key = (host, port)
         if self._ttl:
             with self._lock:
