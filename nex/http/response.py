@@ -108,7 +108,8 @@ class Response:
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
     connection to close afterwards.  A handler answers HEAD with the very response it gives
-    GET; the writer leaves the body out.
+    GET; the writer leaves the body out.  ``refusal`` is the token of the rule of Nex's that
+    refused the request (see :class:`nex.http.errors.HTTPError`), for the log.
     """
 
     status: int
@@ -122,6 +123,7 @@ class Response:
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
     reason: Optional[str] = None
+    refusal: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from nex.http.framing import HeadLimits
 from nex.site.login import parse_users
 from nex.proxy.blacklist import parse_file
+from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values
 
 
@@ -95,9 +96,17 @@ class Config:
     proxy_denied_destinations: Tuple[str, ...] = (
         "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
     proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_http_ports: Tuple[Tuple[int, int], ...] = ((80, 80), (443, 443), (1025, 65535))
+    proxy_allowed_destinations: Tuple[str, ...] = ()
     proxy_connect_timeout: float = 10.0
     proxy_upstream_timeout: float = 60.0
     proxy_tunnel_idle: float = 300.0
+    proxy_dns_cache_ttl: float = 30.0
+    proxy_dns_timeout: float = 5.0
+    proxy_forwarded_for: str = "no"
+    proxy_parent: str = ""
+    proxy_parent_bypass: Tuple[str, ...] = ()
+    proxy_pac: bool = False
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -197,9 +206,19 @@ _SETTINGS = (
              on_disk=True),
     _setting("proxy", "denied_destinations", values.networks, "proxy_denied_destinations"),
     _setting("proxy", "connect_ports", values.ports, "proxy_connect_ports"),
+    _setting("proxy", "http_ports", values.port_ranges, "proxy_http_ports"),
+    _setting("proxy", "allowed_destinations", values.blacklist_entries,
+             "proxy_allowed_destinations"),
     _setting("proxy", "connect_timeout", values.seconds, "proxy_connect_timeout"),
     _setting("proxy", "upstream_timeout", values.seconds, "proxy_upstream_timeout"),
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "dns_cache_ttl", values.seconds_or_off, "proxy_dns_cache_ttl"),
+    _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
+    _setting("proxy", "forwarded_for", values.choice(*FORWARDED_FOR_MODES),
+             "proxy_forwarded_for"),
+    _setting("proxy", "parent", values.parent_proxy, "proxy_parent"),
+    _setting("proxy", "parent_bypass", values.blacklist_entries, "proxy_parent_bypass"),
+    _setting("proxy", "pac", values.boolean, "proxy_pac"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

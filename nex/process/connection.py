@@ -149,6 +149,11 @@ class Connection:
                         timeval(dispatcher.config.send_timeout))
 
     @property
+    def tunnelling(self) -> bool:
+        """Whether the connection relays a tunnel (CONNECT, WebSocket)."""
+        return self.state is State.TUNNEL
+
+    @property
     def busy(self) -> bool:
         """Whether a request is being answered (a stopping server waits for these)."""
         return self.state in (State.ANSWERING, State.SENDING, State.TUNNEL)

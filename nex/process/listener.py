@@ -4,8 +4,11 @@ A cap on live connections (and on connections per client address) keeps the thre
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
 and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
-``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
-the certificate and key for new connections.
+``shutdown_grace`` seconds to finish, and exit with status 0.  :data:`RETIRE_SIGNAL`
+(SIGUSR2, which the supervisor sends a worker it replaces on reload) stops it the same way,
+except that CONNECT tunnels and WebSockets are left to drain on the old settings until they
+end or reach ``tunnel_idle``, as squid's reconfigure leaves them; a SIGTERM then cuts them.
+With HTTPS, SIGHUP re-reads the certificate and key for new connections.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
+from nex.addresses import plain_address
 from nex.process.assembly import assemble
 from nex.site.login import cleartext_warning
 from nex.process.config import Config, ConfigError
@@ -43,6 +47,8 @@ _WAKE_INTERVAL_SECONDS = 0.5
 _ACCEPT_RETRY_SECONDS = 0.05
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
+#: Stop accepting, finish requests within the grace period, let tunnels drain.
+RETIRE_SIGNAL = signal.SIGUSR2
 
 
 class _Stop(Exception):
@@ -82,6 +88,8 @@ class Server:
             self.listener.close()
             raise
         self.stopping = threading.Event()
+        #: Whether the stop leaves tunnels to end on their own (RETIRE_SIGNAL).
+        self._drain_tunnels = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
@@ -110,7 +118,7 @@ class Server:
         A second SIGINT while stopping raises :class:`ForceStop`.
         """
         previous = {sig: signal.signal(sig, self.handle_signal)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+                    for sig in (signal.SIGINT, signal.SIGTERM, RETIRE_SIGNAL)}
         try:
             ready()
             self.serve_forever()
@@ -167,12 +175,16 @@ class Server:
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
+        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once; a second SIGINT stops at
+        once; a SIGINT or SIGTERM after RETIRE_SIGNAL cuts the draining tunnels too."""
         if not self.stopping.is_set():
+            self._drain_tunnels = signum == RETIRE_SIGNAL
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
             return
+        if signum != RETIRE_SIGNAL:
+            self._drain_tunnels = False
         if signum == signal.SIGINT:
             raise ForceStop()
 
@@ -204,7 +216,7 @@ class Server:
             pass
 
     def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
-        client = _plain_address(address[0])
+        client = plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
@@ -280,15 +292,22 @@ class Server:
                   file=sys.stderr, flush=True)
         deadline = time.monotonic() + self.config.shutdown_grace
         while self._wait_for_workers(deadline):
-            self._wake_all()
+            connections = self._wake_all()
+            if self._drain_tunnels and all(connection.tunnelling for connection in connections):
+                break  # only tunnels are left, and they may take their time
         with self._lock:
             left = list(self._live)
-        if left:
-            self._logger.warning(f"{len(left)} connection(s) still busy after the "
-                                 "shutdown grace period; closing them")
-            for connection in left:
-                connection.abort()
-            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+        tunnels = [connection for connection in left
+                   if self._drain_tunnels and connection.tunnelling]
+        self._cut([connection for connection in left if connection not in tunnels])
+        if tunnels:
+            self._logger.warning(f"{len(tunnels)} tunnel(s) left to drain on the old settings")
+            while self._drain_tunnels and self._wait_for_workers(
+                    time.monotonic() + _WAKE_INTERVAL_SECONDS):
+                pass
+            with self._lock:
+                left = list(self._live)
+            self._cut(left)
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
 
@@ -300,6 +319,15 @@ class Server:
         for connection in connections:
             connection.wake()
         return connections
+
+    def _cut(self, connections: List[Connection]) -> None:
+        """Abort ``connections``, still busy after the grace period, and let them log."""
+        if connections:
+            self._logger.warning(f"{len(connections)} connection(s) still busy after the "
+                                 "shutdown grace period; closing them")
+            for connection in connections:
+                connection.abort()
+            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
 
     def _wait_for_workers(self, deadline: float) -> bool:
         """Wait for one worker to end before ``deadline``; False once none are left or the
@@ -323,17 +351,6 @@ def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> No
     """Reload the server's TLS certificate for each True queued, until a False."""
     while reloads.get():
         server.reload_tls()
-
-
-def _plain_address(host: str) -> str:
-    """``host`` with an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) written as IPv4.
-
-    A dual-stack listener sees IPv4 clients in that form; logs and per-client limits should
-    know them by the address they really have.
-    """
-    if host.startswith("::ffff:") and "." in host:
-        return host[7:]
-    return host
 
 
 def _format_address(address: Tuple) -> str:

@@ -37,7 +37,9 @@ restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP re
 settings again (the same file and command-line overrides) and replaces the workers one by
 one: a new worker starts and is serving before an old one is told to stop, and the old one
 stops as on SIGTERM, so it finishes the responses it has in flight but closes idle
-keep-alive connections, and a connection it accepted whose request has not arrived yet.
+keep-alive connections, and a connection it accepted whose request has not arrived yet; its
+CONNECT tunnels and WebSockets, though, drain on the old settings until they end or reach
+``tunnel_idle`` (it is told with :data:`~nex.process.listener.RETIRE_SIGNAL`).
 Fewer workers than before close the surplus listeners, resetting connections that wait in
 them.  Settings that fail their checks, or that change
 ``bind`` or ``port``, leave the running workers alone and are reported in one log line.  A
@@ -66,7 +68,7 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
 from nex.process.log import Logger
-from nex.process.listener import Server, bind_listener, listener_url
+from nex.process.listener import RETIRE_SIGNAL, Server, bind_listener, listener_url
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
 
@@ -90,12 +92,21 @@ def worker_config(config: Config) -> Config:
     """The settings one of ``config.workers`` workers runs with: its share of each cap.
 
     Each worker admits ``max_connections / workers`` connections, and
-    ``max_connections_per_client / workers`` from one address, rounded down, at least 1.
+    ``max_connections_per_client / workers`` from one address, rounded down, at least 1; the
+    failed-login budgets (site and proxy) are divided the same way, so that a client trying
+    every worker gets no more guesses than one process would give it (0, no limit, stays).
     """
+    def share(count: int) -> int:
+        return max(1, count // config.workers)
+
     return dataclasses.replace(
         config,
-        max_connections=max(1, config.max_connections // config.workers),
-        max_connections_per_client=max(1, config.max_connections_per_client // config.workers))
+        max_connections=share(config.max_connections),
+        max_connections_per_client=share(config.max_connections_per_client),
+        auth_max_failures_per_minute=(share(config.auth_max_failures_per_minute)
+                                      if config.auth_max_failures_per_minute else 0),
+        proxy_auth_failures_per_minute=(share(config.proxy_auth_failures_per_minute)
+                                        if config.proxy_auth_failures_per_minute else 0))
 
 
 def restart_delay(quick_exits: int) -> float:
@@ -433,9 +444,10 @@ class Supervisor:
         self._log.info(f"settings reloaded: {config.workers} workers")
 
     def _retire(self, slot: _Slot) -> None:
-        """Let the slot's worker finish its responses and exit, with nothing to replace it."""
+        """Let the slot's worker finish its responses and its tunnels and exit, with nothing
+        to replace it (RETIRE_SIGNAL; stopping Nex then cuts the tunnels with SIGTERM)."""
         self._retiring[slot.pid] = slot.number
-        _signal(slot.pid, signal.SIGTERM)
+        _signal(slot.pid, RETIRE_SIGNAL)
         slot.pid = 0
 
     def _spawn(self, config: Config, number: int) -> Tuple[int, str]:

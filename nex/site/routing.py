@@ -244,4 +244,4 @@ class Dispatcher:
         """The page for ``error``: the one way every error reply is made."""
         page = self.templates.render_error(error, self.signature)
         return Response(error.status, [_HTML, *error.headers], (page,), close=error.close,
-                        user=error.user)
+                        user=error.user, refusal=error.refusal)
