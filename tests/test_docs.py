@@ -6,8 +6,8 @@ is checked too:
 - Every line of a ``sh`` code block that starts Nex (``python3 server.py …`` or ``nex …``) runs
   in a private folder, with HOME there and paths under /etc/ and /srv/ moved inside it.  What a
   line names is made first (a folder for --root, the shipped settings for --config, a
-  certificate for --tls-cert, a users file for --auth-file), and the line always gets
-  ``--port 0 --bind 127.0.0.1`` last, so it listens on a free loopback port.  A line that serves
+  certificate for --tls-cert, a users file for --auth-file), and its port becomes 0 and its
+  address 127.0.0.1, so it listens on a free loopback port.  A line that serves
   must print its address, answer a request and stop with status 0 on SIGTERM; a line that does
   one thing and exits (--hash-password, --write-config, --version, --help) must exit with 0.
 - Every documented setting (a row of a Markdown table whose first column is ``key``, under a
@@ -36,6 +36,9 @@ from typing import Dict, Iterator, List, Set, Tuple
 from nex.site.login import hash_password
 from tests.support import REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_certificate
 
+#: Flags that take no value.
+SWITCHES = {"--proxy", "--cors", "--zip", "--upload", "--no-upload", "--tls-self-signed",
+            "--version", "--help", "-h"}
 #: Flags after which Nex does one thing and exits.
 ONE_SHOT = {"--hash-password", "--write-config", "--version", "--help", "-h"}
 _SERVING = re.compile(r"serving .* at (https?)://127\.0\.0\.1:(\d+)/")
@@ -128,6 +131,36 @@ def flag_values(arguments: List[str]) -> Dict[str, str]:
     return values
 
 
+#: The sandbox's ``python3``: runs server.py (or nex-cli.py, the installed ``nex``) with the port made 0 and the address 127.0.0.1, else Python as asked.
+_PYTHON3 = f"""#!{sys.executable}
+import os, sys
+arguments = sys.argv[1:]
+if arguments and os.path.basename(arguments[0]) in ("server.py", "nex-cli.py"):
+    start = 1
+    switches = {{{", ".join(repr(flag) for flag in sorted(SWITCHES))}}}
+    rest, port, bind, index = [], False, False, start
+    while index < len(arguments):
+        word = arguments[index]
+        if word in ("--port", "-b", "--bind") and index + 1 < len(arguments):
+            port, bind = port or word == "--port", bind or word != "--port"
+            rest += [word, "0" if word == "--port" else "127.0.0.1"]
+            index += 2
+        elif word.startswith("-") and word not in switches and index + 1 < len(arguments):
+            rest += arguments[index:index + 2]
+            index += 2
+        elif word.isdigit():
+            rest.append("0")
+            port = True
+            index += 1
+        else:
+            rest.append(word)
+            index += 1
+    arguments = arguments[:start] + rest + ([] if port else ["--port", "0"]) + (
+        [] if bind else ["--bind", "127.0.0.1"])
+os.execv(sys.executable, [sys.executable] + arguments)
+"""
+
+
 class Sandbox:
     """A private folder holding a copy of server.py and settings.conf, a HOME, and
     ``python3`` and ``nex`` commands that run this checkout's Nex on a free loopback port."""
@@ -142,21 +175,21 @@ class Sandbox:
         os.makedirs(os.path.join(self.root, "public_html"))
         binaries = os.path.join(self.root, "bin")
         os.makedirs(binaries)
-        loopback = '--port 0 --bind 127.0.0.1'
-        self._command(os.path.join(binaries, "python3"),
-                      f'if [ "$1" = server.py ]; then exec {sys.executable} "$@" {loopback}; fi\n'
-                      f'exec {sys.executable} "$@"\n')
-        nex = (f'exec {sys.executable} -c "import sys; from nex.process.cli import main;'
-               f' sys.exit(main())" "$@" {loopback}\n')
-        self._command(os.path.join(binaries, "nex"), nex)
-        self._command(os.path.join(self.home, "nex-env", "bin", "nex"), nex)
+        python3 = os.path.join(binaries, "python3")
+        self._command(python3, _PYTHON3)
+        with open(os.path.join(binaries, "nex-cli.py"), "w", encoding="utf-8") as out:
+            out.write("import sys\nfrom nex.process.cli import main\nsys.exit(main())\n")
+        nex = f"#!/bin/sh\nexec {python3} {binaries}/nex-cli.py \"$@\"\n"
+        for path in (os.path.join(binaries, "nex"),
+                     os.path.join(self.home, "nex-env", "bin", "nex")):
+            self._command(path, nex)
         self.env = {**os.environ, "HOME": self.home, "PYTHONPATH": REPO,
                     "PATH": binaries + os.pathsep + os.environ.get("PATH", "")}
 
     @staticmethod
-    def _command(path: str, body: str) -> None:
+    def _command(path: str, text: str) -> None:
         with open(path, "w", encoding="utf-8") as out:
-            out.write("#!/bin/sh\n" + body)
+            out.write(text)
         os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
 
     def localise(self, line: str) -> str:

@@ -174,7 +174,8 @@ class Admission:
         except ValueError:
             raise HTTPError(400, "The request names a malformed host.") from None
         if self._blacklist.matches(name):
-            raise HTTPError(403, "This proxy does not connect to that destination.")
+            raise HTTPError(403, f"This proxy does not connect to {name}: the proxy's"
+                                 " blacklist ([proxy] blacklist, blacklist_file) lists it.")
         addresses = self._resolve(name, port)
         local = address_forms(_parse_address(local_address)) if local_address is not None else ()
         for _, sockaddr in addresses:
@@ -182,11 +183,15 @@ class Admission:
             if port == self._listen_port and any(self._is_own(form, local)
                                                  for form in address_forms(address)):
                 raise HTTPError(508, "The request is aimed at this proxy itself.")
-            if (in_networks(address, self._denied)
-                    or self._blacklist.matches_address(address)):
-                raise HTTPError(403, "This proxy does not connect to that destination.")
+            if in_networks(address, self._denied):
+                raise HTTPError(403, f"This proxy does not connect to {address}: the setting"
+                                     " [proxy] denied_destinations covers it.")
+            if self._blacklist.matches_address(address):
+                raise HTTPError(403, f"This proxy does not connect to {address}: the proxy's"
+                                     " blacklist ([proxy] blacklist, blacklist_file) lists it.")
         if method == "CONNECT" and port not in self._connect_ports:
-            raise HTTPError(403, f"This proxy does not tunnel to port {port}.")
+            raise HTTPError(403, f"This proxy does not tunnel to port {port}: the setting"
+                                 " [proxy] connect_ports does not list it.")
         return Destination(name, port, tuple(addresses), user)
 
     def _check_client(self, client: str) -> None:
@@ -195,7 +200,8 @@ class Admission:
         except ValueError:
             allowed = False
         if not allowed:
-            raise HTTPError(403, "This proxy does not serve your address.")
+            raise HTTPError(403, "This proxy does not serve your address: the setting"
+                                 " [proxy] allowed_clients does not list it.")
 
     def _authenticate(self, client: str, proxy_authorization: Optional[str]) -> Optional[str]:
         """The proxy user, or None when no login is asked; 429 or 407 otherwise."""
