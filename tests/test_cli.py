@@ -524,7 +524,8 @@ class MovedSettingsFileTest(unittest.TestCase):
                 status, headers, body = reader.read()
                 self.assertEqual((status, body), (200, b"hello from /srv/share\n"))
                 self.assertEqual(headers["server"], f"Nex/{__version__}")
-                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Accept: text/html\r\n\r\n")
                 status, _, page = reader.read()
                 self.assertEqual(status, 404)
                 self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port {port}".encode(),

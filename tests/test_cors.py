@@ -317,7 +317,7 @@ class ListedOriginsOnTheWireTest(SiteTestCase):
         status, fields = head_of(self.server, get("/nothing-here", f"Origin: {APP}"))
         self.assertEqual(status, "HTTP/1.1 404 Not Found")
         self.assertEqual(field(fields, ACAO), APP)
-        self.assertEqual(field(fields, "Vary"), "Origin")
+        self.assertEqual(field(fields, "Vary"), "Origin, Accept")
 
     def test_preflight(self) -> None:
         status, fields = head_of(self.server, get(
@@ -374,17 +374,18 @@ class EverythingOffTest(SiteTestCase):
          ["Date", "Server", "Content-Type", "Content-Range", "Last-Modified", "ETag",
           "Accept-Ranges", "Cache-Control", "Vary", "Content-Length", "Connection"]),
         ("404", get("/missing", f"Origin: {APP}"),
-         ["Date", "Server", "Content-Type", "Content-Length", "Connection"]),
+         ["Date", "Server", "Content-Type", "Vary", "Content-Length", "Connection"]),
         ("301", get("/folder", f"Origin: {APP}"),
-         ["Date", "Server", "Content-Type", "Location", "Content-Length", "Connection"]),
+         ["Date", "Server", "Content-Type", "Vary", "Location", "Content-Length",
+          "Connection"]),
         ("OPTIONS", get("/data.txt", f"Origin: {APP}", "Access-Control-Request-Method: GET",
                         method="OPTIONS"),
          ["Date", "Server", "Allow", "Connection"]),
         ("OPTIONS missing", get("/missing", f"Origin: {APP}",
                                 "Access-Control-Request-Method: GET", method="OPTIONS"),
-         ["Date", "Server", "Content-Type", "Content-Length", "Connection"]),
+         ["Date", "Server", "Content-Type", "Vary", "Content-Length", "Connection"]),
         ("405", get("/data.txt", f"Origin: {APP}", method="PUT"),
-         ["Date", "Server", "Content-Type", "Allow", "Content-Length", "Connection"]),
+         ["Date", "Server", "Content-Type", "Vary", "Allow", "Content-Length", "Connection"]),
         ("HTTP/1.0", get("/data.txt", version="HTTP/1.0"),
          ["Date", "Server", "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
           "Cache-Control", "Vary", "Content-Length", "Connection"]),

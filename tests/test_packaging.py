@@ -93,7 +93,8 @@ class WheelTest(unittest.TestCase):
                 reader = ResponseReader(sock)
                 sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
                 self.assertEqual(reader.read()[2], b"from anywhere")
-                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Accept: text/html\r\n\r\n")
                 status, _, page = reader.read()
                 self.assertEqual(status, 404)
                 self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port".encode(), page)

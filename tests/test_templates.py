@@ -475,7 +475,8 @@ class LivePagesTest(unittest.TestCase):
     def get(self, target):
         """``(status, body text)`` of a GET for ``target`` (as sent, percent-encoded)."""
         with self.server.connect() as sock:
-            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode("ascii"))
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\n\r\n"
+                         .encode("ascii"))
             status, headers, body = ResponseReader(sock).read()
         self.assertTrue(headers["content-type"].startswith("text/html"), headers)
         return status, body.decode("utf-8")

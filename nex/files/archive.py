@@ -23,7 +23,7 @@ import zipfile
 from typing import TYPE_CHECKING, Iterator, List, NamedTuple, Optional
 from urllib.parse import quote
 
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.files.listing import human_size, query_values, read_folder
 from nex.files.mediatypes import content_type, file_extension
 from nex.files.paths import Target
@@ -129,7 +129,8 @@ def plan_archive(folder: Target, config: Config, top: str) -> List[Member]:
             if total > config.max_zip_size:
                 limit = human_size(config.max_zip_size)
                 raise HTTPError(413, f"The folder holds more than {limit}, the most a "
-                                     "download may hold.")
+                                     "download may hold ("
+                                     f"{size_limit('max_zip_size', config.max_zip_size)}).")
             members.append(Member(prefix + name, fs_path, st.st_size, st.st_mtime,
                                   content_type(file_extension(name), config.mime_types)[1]))
             continue

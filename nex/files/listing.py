@@ -34,7 +34,6 @@ keeps working.
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import os
@@ -47,8 +46,8 @@ from urllib.parse import parse_qsl, quote
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.filecache import FolderIdentity, folder_identity, settled
-from nex.http.grammar import MEDIA_RANGE, parse_list
 from nex.files.mediatypes import file_extension, media_type
+from nex.http.negotiation import prefers
 from nex.http.request import Request
 from nex.files.paths import Target, servable_entry
 from nex.http.response import Response
@@ -107,56 +106,10 @@ def listing_view(request: Request) -> ListingView:
                        wants_json)
 
 
-@functools.lru_cache(maxsize=128)
 def prefers_json(accept: Optional[str]) -> bool:
-    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``.
-
-    Each type takes the weight of the most specific range that matches it (RFC 9110
-    §12.5.1: ``application/json`` before ``application/*`` before ``*/*``); media type
-    parameters other than the weight are not compared.  JSON wins with a higher weight, or
-    with an equal weight from a more specific range (``application/json, */*`` asks for
-    JSON); otherwise, and when ``Accept`` is absent, malformed or refuses both (``q=0``),
-    the HTML page is sent.  Cached: clients send few distinct values.
-    """
-    if accept is None:
-        return False
-    ranges = parse_list(accept, MEDIA_RANGE)
-    if ranges is None:
-        return False
-    parsed = []
-    for match in ranges:
-        kind, subtype = match.group("type").lower(), match.group("subtype").lower()
-        if kind == "*" and subtype != "*":
-            return False  # "*/subtype" is no media range
-        parsed.append((kind, subtype, _weight(match.group("qvalue"))))
-    json_rank = _rank(parsed, "application", "json")
-    return json_rank[0] > 0 and json_rank > _rank(parsed, "text", "html")
-
-
-def _weight(qvalue: Optional[str]) -> int:
-    """A qvalue in thousandths: ``"0.5"`` is 500, no qvalue is 1000."""
-    if qvalue is None:
-        return 1000
-    whole, _, fraction = qvalue.partition(".")
-    return 1000 * int(whole) + int(fraction.ljust(3, "0"))
-
-
-def _rank(ranges: List[Tuple[str, str, int]], kind: str, subtype: str) -> Tuple[int, int]:
-    """``(weight, specificity)`` the most specific of ``ranges`` gives ``kind/subtype``;
-    ``(0, -1)`` when none matches.  The first of equally specific ranges counts."""
-    best = (0, -1)
-    for range_kind, range_subtype, weight in ranges:
-        if range_kind == kind and range_subtype == subtype:
-            specificity = 2
-        elif range_kind == kind and range_subtype == "*":
-            specificity = 1
-        elif range_kind == "*":
-            specificity = 0
-        else:
-            continue
-        if specificity > best[1]:
-            best = (weight, specificity)
-    return best
+    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``
+    (:func:`nex.http.negotiation.prefers`): JSON is then sent, else the page."""
+    return prefers(accept, "application/json", "text/html")
 
 
 class _Rendered(NamedTuple):

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
 from nex.http.origin import normalise_origin
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.http.multipart import MultipartParser, Part, form_boundary
 from nex.http.request import Headers, Limits, Request
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, lookup, not_found,
@@ -121,6 +121,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
         try:
             if body is not None:
                 body.limit = config.max_upload_size
+                body.limit_setting = "max_upload_size"
                 for piece in body:
                     pending.write(piece)
             pending.finish()
@@ -175,6 +176,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
         parser = MultipartParser(boundary, form, form.limits)
         if body is not None:
             body.limit = config.max_upload_size
+            body.limit_setting = "max_upload_size"
             for piece in body:
                 parser.feed(piece)
         parser.finish()
@@ -399,7 +401,8 @@ class _FormFiles:
             self._fields += 1
             self._field_size = 0
             if self._fields > self.limits.header_count:
-                raise HTTPError(413, "The form has too many fields.")
+                raise HTTPError(413, "The form has too many fields (max_header_count ="
+                                     f" {self.limits.header_count}).")
             return
         # Some senders give a whole path: only its last component names the file.
         name = _SEPARATORS.split(part.filename)[-1]
@@ -407,7 +410,8 @@ class _FormFiles:
         if name in self._names:
             raise HTTPError(409, f"The form holds two files named {shown}.")
         if len(self.files) >= self.max_files:
-            raise HTTPError(413, f"A form may upload at most {self.max_files} files.")
+            raise HTTPError(413, f"A form may upload at most {self.max_files} files"
+                                 f" (max_upload_files = {self.max_files}).")
         existing = self.folder.check(name)
         pending = self.folder.create(name)
         pending.replaced = existing is not None
@@ -422,7 +426,8 @@ class _FormFiles:
             return
         self._field_size += len(data)
         if self._field_size > self.limits.header_block:
-            raise HTTPError(413, "A form field is too large.")
+            raise HTTPError(413, "A form field is too large ("
+                                 f"{size_limit('max_header_block', self.limits.header_block)}).")
 
     def end_part(self) -> None:
         """Finish a file part."""
@@ -485,8 +490,8 @@ def _wants_html(accept: Optional[str]) -> bool:
 
 
 def _exists(shown: str) -> HTTPError:
-    return HTTPError(409, f"A file {shown} exists already, and uploads do not replace files "
-                          "here.")
+    return HTTPError(409, f"{shown} exists; uploads do not replace files here"
+                          " (upload_overwrite = no).")
 
 
 def _is_folder(shown: str) -> HTTPError:

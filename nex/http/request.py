@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, CONTENT_LENGTH, FIELD_NAME,
                          FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
                          REQUEST_TARGET, TCHAR_BYTES, TOKEN, TRANSFER_CODING, parse_host,
@@ -29,6 +29,16 @@ _CR, _LF = 13, 10
 
 def _bad(detail: str, status: int = 400) -> HTTPError:
     return HTTPError(status, detail, close=True)
+
+
+def _too_long(limits: Limits) -> HTTPError:
+    return _bad(f"request line too long ({size_limit('max_request_line', limits.request_line)})",
+                414)
+
+
+def _too_large(limits: Limits) -> HTTPError:
+    return _bad(f"request head too large ({size_limit('max_header_block', limits.header_block)})",
+                431)
 
 
 class Headers:
@@ -214,12 +224,12 @@ class HeadScanner:
                 self._position = stop
                 # Without its LF yet, the line holds every byte seen but a final CR.
                 if size - start - (buffer[size - 1] == _CR) > limits.request_line:
-                    raise _bad("request line too long", 414)
+                    raise _too_long(limits)
                 if size - start > limits.header_block:
-                    raise _bad("request head too large", 431)
+                    raise _too_large(limits)
                 return None
             if _line_length(buffer, start, lf) > limits.request_line:
-                raise _bad("request line too long", 414)
+                raise _too_long(limits)
             self._phase, self._blank_from = _FIELD_LINES, [lf, lf]
         # The head ends at the first LF followed by CRLF or LF, the request line's included.
         stop = min(size, start + limits.header_block)
@@ -235,7 +245,7 @@ class HeadScanner:
         if ends:
             return start, min(ends)
         if size - start > limits.header_block:
-            raise _bad("request head too large", 431)
+            raise _too_large(limits)
         return None
 
 
@@ -442,9 +452,9 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
     """
     lf = head.find(b"\n")
     if _line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
-        raise _bad("request line too long", 414)
+        raise _too_long(limits)
     if len(head) > limits.header_block:
-        raise _bad("request head too large", 431)
+        raise _too_large(limits)
     # Each CR must start a CRLF and each LF end one (RFC 9112 §2.2).
     if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
         raise _bad("bare CR or LF in request head")
@@ -452,7 +462,7 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
         raise _bad("incomplete request head")
     lines = head[:-4].decode("latin-1").split("\r\n")
     if len(lines) - 1 > limits.header_count:
-        raise _bad("too many header fields", 431)
+        raise _bad(f"too many header fields (max_header_count = {limits.header_count})", 431)
     method, target, version, path, query, authority = _request_line(lines[0])
     if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
         del lines[0]

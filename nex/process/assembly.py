@@ -50,4 +50,5 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
+        port=port,
     )

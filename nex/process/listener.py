@@ -36,8 +36,10 @@ from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
 
 _RETRY_AFTER_SECONDS = "5"
-_REFUSALS = {503: "The server is at its connection limit; try again shortly.",
-             429: "Too many connections from your address; close some and try again."}
+_REFUSALS = {503: "The server is at its connection limit (max_connections); try again"
+                  " shortly.",
+             429: "Too many connections from your address (max_connections_per_client);"
+                  " close some and try again."}
 #: How long cut transfers get to log their lines after the grace period.
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5

@@ -26,9 +26,11 @@ from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.clients import ForwardedFor
-from nex.http.grammar import CACHE_DIRECTIVE, parse_list
+from nex import SERVER_SOFTWARE
+from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
 from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
+from nex.http.negotiation import error_form
 from nex.http.request import Request
 from nex.files.paths import resolve
 from nex.http.response import Response
@@ -45,7 +47,11 @@ SERVED_METHODS = ("GET", "HEAD", "OPTIONS")
 _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
-_HTML = ("Content-Type", "text/html; charset=utf-8")
+#: The Content-Type of each form an error reply takes (see error_form).
+_ERROR_TYPES = {"html": ("Content-Type", "text/html; charset=utf-8"),
+                "json": ("Content-Type", "application/json"),
+                "text": ("Content-Type", "text/plain; charset=utf-8")}
+_VARY_ACCEPT = ("Vary", "Accept")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
@@ -95,7 +101,7 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    line they show (``port``: the port in it), the Host rules, the small-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
     login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
     """
@@ -109,6 +115,8 @@ class Dispatcher:
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
+    #: The port Nex listens on, shown in a footer when the Host names none.
+    port: int = 0
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -182,7 +190,8 @@ class Dispatcher:
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
-            return render_listing(target, request, self.templates, self.signature, config,
+            return render_listing(target, request, self.templates,
+                                  self.signature_for(request), config,
                                   upload_form=UPLOAD_FORM if config.upload else "")
         return serve_file(request, target, config, self.file_cache)
 
@@ -191,8 +200,40 @@ class Dispatcher:
         methods, and with uploads on PUT for a file's address, POST for a folder's."""
         return ", ".join(allowed_methods(path)) if self.config.upload else _ALLOW
 
-    def error_response(self, error: HTTPError) -> Response:
-        """The page for ``error``: the one way every error reply is made."""
-        page = self.templates.render_error(error, self.signature)
-        return Response(error.status, [_HTML, *error.headers], (page,), close=error.close,
-                        user=error.user)
+    def signature_for(self, request: Optional[Request]) -> str:
+        """The footer line of a page answering ``request``: the host and port the client
+        used, when its Host is one this site serves; else the configured server name (also
+        for absolute-form and CONNECT targets, whose authority may be another server's)."""
+        if (request is None or not request.target.startswith("/") or not request.host
+                or not self.hosts.allows(request.host)):
+            return self.signature
+        parsed = split_host(request.host)
+        if parsed is None:
+            return self.signature
+        name, port = parsed
+        if port is None:
+            port = self.port or self.config.port
+        shown = f"[{name}]" if ":" in name else name
+        return f"{SERVER_SOFTWARE} Server at {shown} Port {port}"
+
+    def error_response(self, error: HTTPError, request: Optional[Request] = None) -> Response:
+        """The reply for ``error``: the one way every error reply is made.
+
+        Suited to the client of ``request`` (None: a request that could not be read, which
+        gets the page): the page for browsers, JSON when asked for, else one line of text.
+        """
+        if request is None:
+            page = self.templates.render_error(error, self.signature)
+            return Response(error.status, [_ERROR_TYPES["html"], *error.headers], (page,),
+                            close=error.close, user=error.user)
+        form = error_form(request.headers.get("Accept"), request.query)
+        body = self.templates.render_error_as(form, error, self.signature_for(request))
+        headers = [_ERROR_TYPES[form]]
+        varied = False
+        for name, value in error.headers:
+            if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
+                value, varied = f"{value}, Accept", True
+            headers.append((name, value))
+        if not varied:
+            headers.insert(1, _VARY_ACCEPT)
+        return Response(error.status, headers, (body,), close=error.close, user=error.user)
