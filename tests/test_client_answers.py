@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -16,7 +17,7 @@ from nex.http.errors import HTTPError, size_limit
 from nex.http.negotiation import error_form
 from nex.process.config import load_config
 from nex.site.hosts import HostValidator
-from nex.site.routing import Dispatcher
+from nex.site.routing import ROBOTS_TXT, Dispatcher
 from tests.support import REPO, NexServer, ResponseReader
 from tests.test_dispatch import make_request
 
@@ -234,6 +235,52 @@ class LiveAnswersTest(unittest.TestCase):
         status, _, body = self.get("/big/?download=zip")
         self.assertEqual(status, 413)
         self.assertIn(b"(max_zip_size = 2K)", body)
+
+
+
+class RobotsTest(unittest.TestCase):
+    """``wget -r`` and crawlers: a default robots.txt keeps them off ``?`` URLs, a site's own
+    wins, and the listing's sort and zip links say ``rel="nofollow"``."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-robots-")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+
+    def test_default_robots_txt_disallows_queries(self) -> None:
+        with NexServer(self.root) as server:
+            status, headers, body = exchange(server, "GET /robots.txt HTTP/1.1\r\n"
+                                                     "Host: 127.0.0.1\r\nConnection: close"
+                                                     "\r\n\r\n")
+        self.assertEqual((status, body), (200, ROBOTS_TXT))
+        self.assertEqual(headers["content-type"], "text/plain; charset=utf-8")
+        self.assertEqual(ROBOTS_TXT, b"User-agent: *\nDisallow: /*?\n")
+
+    def test_the_sites_own_robots_txt_wins(self) -> None:
+        with open(os.path.join(self.root, "robots.txt"), "wb") as out:
+            out.write(b"User-agent: *\nDisallow: /\n")
+        with NexServer(self.root) as server:
+            status, _, body = exchange(server, "GET /robots.txt HTTP/1.1\r\nHost: 127.0.0.1"
+                                               "\r\nConnection: close\r\n\r\n")
+        self.assertEqual((status, body), (200, b"User-agent: *\nDisallow: /\n"))
+
+    def test_only_the_top_robots_txt_has_a_default(self) -> None:
+        os.mkdir(os.path.join(self.root, "sub"))
+        with NexServer(self.root) as server:
+            status, _, _ = exchange(server, "GET /sub/robots.txt HTTP/1.1\r\nHost: 127.0.0.1"
+                                            "\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 404)
+
+    def test_sort_and_zip_links_are_nofollow(self) -> None:
+        with open(os.path.join(self.root, "a.txt"), "wb") as out:
+            out.write(b"a")
+        with NexServer(self.root, {"files": {"zip_download": "yes"}}) as server:
+            status, _, page = exchange(server, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                               "Connection: close\r\n\r\n")
+        self.assertEqual(status, 200)
+        links = re.findall(rb'<a [^>]*href="\?[^"]*"[^>]*>', page)
+        self.assertEqual(len(links), 4, links)  # three sort columns and the zip
+        for link in links:
+            self.assertIn(b'rel="nofollow"', link)
 
 
 if __name__ == "__main__":

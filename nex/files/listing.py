@@ -379,11 +379,11 @@ def _column_headers(view: ListingView) -> str:
             state = "descending" if view.descending else "ascending"
             marker = "&#9660;" if view.descending else "&#9650;"
             cells.append(f'<th class="{cell_class}" aria-sort="{state}">'
-                         f'<a href="?sort={key}&amp;order={order}">{label}</a> '
+                         f'<a href="?sort={key}&amp;order={order}" rel="nofollow">{label}</a> '
                          f'<span aria-hidden="true">{marker}</span></th>')
         else:
             cells.append(f'<th class="{cell_class}"><a href="?sort={key}&amp;'
-                         f'order={_FIRST_ORDER[key]}">{label}</a></th>')
+                         f'order={_FIRST_ORDER[key]}" rel="nofollow">{label}</a></th>')
     cells.append('<th class="type">Type</th>')
     return "".join(cells)
 
@@ -419,4 +419,5 @@ def _count(number: int, noun: str) -> str:
 _PARENT_ROW = ('<tr class="parent"><td class="name"><a href="../">../</a></td>'
                '<td class="size"></td><td class="mtime"></td><td class="type">parent folder</td>'
                "</tr>")
-_DOWNLOAD_LINK = '<a class="download" href="?download=zip" download>Download as zip</a>'
+_DOWNLOAD_LINK = ('<a class="download" href="?download=zip" rel="nofollow" download>'
+                  'Download as zip</a>')

@@ -47,6 +47,11 @@ SERVED_METHODS = ("GET", "HEAD", "OPTIONS")
 _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
+#: The robots.txt served where the document root has none: crawlers may fetch every page
+#: but none with a query (RFC 9309 §2.2.3), so that mirrors skip the listings' sorted copies
+#: and folder downloads.
+ROBOTS_TXT = b"User-agent: *\nDisallow: /*?\n"
+_ROBOTS_TYPE = ("Content-Type", "text/plain; charset=utf-8")
 #: The Content-Type of each form an error reply takes (see error_form).
 _ERROR_TYPES = {"html": ("Content-Type", "text/html; charset=utf-8"),
                 "json": ("Content-Type", "application/json"),
@@ -186,7 +191,12 @@ class Dispatcher:
             if request.target != "*" and not protected:
                 resolve(request.path, request.query, config)  # a missing path is still 404
             return Response(204, [("Allow", self._allow(request.path))])
-        target = resolve(request.path, request.query, config)
+        try:
+            target = resolve(request.path, request.query, config)
+        except HTTPError as error:
+            if error.status == 404 and request.path == "/robots.txt":
+                return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
+            raise
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
