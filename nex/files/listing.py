@@ -359,14 +359,25 @@ def _row(entry: Entry, config: Config) -> str:
     shown = name + ("/" if is_dir else "")
     if is_dir:
         size = '<td class="size">&#8212;</td>'
-        kind = "folder"
+        kind = icon = "folder"
     else:
         size = (f'<td class="size" title="{st.st_size} bytes">'
                 f'{html.escape(human_size(st.st_size))}</td>')
         kind = media_type(file_extension(name), config.mime_types)
-    return (f'<tr><td class="name"><a href="{html.escape(_href(name, is_dir))}">'
+        icon = file_kind(kind)
+    return (f'<tr data-kind="{icon}"><td class="name">{_ICON.format(icon)}'
+            f'<a href="{html.escape(_href(name, is_dir))}">'
             f"{html.escape(shown)}</a></td>{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')
+
+
+def file_kind(media: str) -> str:
+    """What a file of the media type ``media`` is to the listing, which picks its icon and
+    preview by it: image, video, audio, text, archive, pdf or file."""
+    major = media.partition("/")[0]
+    if major in ("image", "video", "audio", "text"):
+        return major
+    return _KINDS.get(media, "file")
 
 
 def _column_headers(view: ListingView) -> str:
@@ -416,7 +427,16 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-_PARENT_ROW = ('<tr class="parent"><td class="name"><a href="../">../</a></td>'
+#: The kinds of files that are not told by their media type's major part.
+_KINDS = {"application/json": "text", "application/xml": "text",
+          "application/javascript": "text", "application/pdf": "pdf",
+          "application/zip": "archive", "application/gzip": "archive",
+          "application/x-tar": "archive", "application/x-7z-compressed": "archive",
+          "application/x-bzip2": "archive", "application/x-xz": "archive"}
+#: A row's icon: a symbol of the sprite in dir.html.
+_ICON = '<svg class="icon" aria-hidden="true"><use href="#i-{}"></use></svg>'
+_PARENT_ROW = ('<tr class="parent" data-kind="up"><td class="name">'
+               + _ICON.format("up") + '<a href="../">../</a></td>'
                '<td class="size"></td><td class="mtime"></td><td class="type">parent folder</td>'
                "</tr>")
 _DOWNLOAD_LINK = ('<a class="download" href="?download=zip" rel="nofollow" download>'

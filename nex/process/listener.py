@@ -22,14 +22,14 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from nex import SERVER_SOFTWARE
+from nex import SERVER_SOFTWARE, qrcode
 from nex.process.assembly import assemble
 from nex.site.login import cleartext_warning
 from nex.process.config import Config, ConfigError
 from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
-from nex.process.interfaces import local_addresses
+from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
 from nex.http.response import write_response
 from nex.files.templates import TemplateError
@@ -458,9 +458,14 @@ def serve(config: Config) -> int:
 
 
 def print_start_line(server: Server) -> None:
-    """Tell the user where Nex serves what: the first URL, then any other addresses."""
+    """Tell the user where Nex serves what: the first URL, then any other addresses; on a
+    terminal, with a wildcard bind, the QR code of the first address other devices can use."""
     urls = server.urls()
     print(f"{SERVER_SOFTWARE} serving {server.config.document_root} at {urls[0]} "
           "(Ctrl+C stops)", flush=True)
     for url in urls[1:]:
         print(f"  also at {url}", flush=True)
+    address = lan_address(server.listener.getsockname()[0])
+    if address and sys.stdout.isatty():
+        lan = next(url for url in urls if address in url)
+        print(f"Scan to open {lan} on a phone:\n{qrcode.terminal(lan)}", flush=True)

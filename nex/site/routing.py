@@ -26,7 +26,7 @@ from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.clients import ForwardedFor
-from nex import SERVER_SOFTWARE
+from nex import SERVER_SOFTWARE, qrcode
 from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
 from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
@@ -122,6 +122,9 @@ class Dispatcher:
     proxy: Optional[ForwardProxy] = None
     #: The port Nex listens on, shown in a footer when the Host names none.
     port: int = 0
+    #: With a wildcard bind, an address of this machine other devices can reach: the QR
+    #: code of a page reached on loopback shows it instead.
+    lan_address: str = ""
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -200,10 +203,29 @@ class Dispatcher:
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
+            if request.query == "qr":
+                return self._qr_code(request)
             return render_listing(target, request, self.templates,
                                   self.signature_for(request), config,
                                   upload_form=UPLOAD_FORM if config.upload else "")
         return serve_file(request, target, config, self.file_cache)
+
+    def _qr_code(self, request: Request) -> Response:
+        """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
+        of its address on the LAN when there is one.  501 without segno."""
+        port = self.port or self.config.port
+        authority = request.host or f"{self.config.server_name}:{port}"
+        parsed = split_host(authority)
+        if self.lan_address and parsed is not None and (
+                parsed[0] == "localhost" or parsed[0] in ("127.0.0.1", "::1")):
+            lan = self.lan_address
+            authority = f"[{lan}]:{port}" if ":" in lan else f"{lan}:{port}"
+        scheme = "https" if self.config.tls_certificate else "http"
+        image = qrcode.svg(f"{scheme}://{authority}{request.path}")
+        if image is None:
+            raise HTTPError(501, f"{qrcode.INSTALL_HINT}.")
+        return Response(200, [("Content-Type", "image/svg+xml"), ("Cache-Control", "no-store")],
+                        (image,))
 
     def _allow(self, path: str) -> str:
         """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
