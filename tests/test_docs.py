@@ -340,13 +340,17 @@ class SettingsReferenceTests(unittest.TestCase):
         shipped = shipped_settings()
         for (section, key), where in documented_settings().items():
             with self.subTest(setting=f"[{section}] {key}", where=where):
-                self.assertIn((section, key), shipped)
+                self.assertTrue((section, key) in shipped,
+                                f"{where} documents [{section}] {key}, which settings.conf"
+                                " does not have")
 
     def test_every_key_of_settings_conf_is_documented(self) -> None:
         documented = documented_settings()
         for section, key in sorted(shipped_settings()):
             with self.subTest(setting=f"[{section}] {key}"):
-                self.assertIn((section, key), documented)
+                self.assertTrue((section, key) in documented,
+                                f"settings.conf has [{section}] {key}, which no table row in"
+                                " README.md or docs/ documents")
 
 
 if __name__ == "__main__":

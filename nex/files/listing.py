@@ -236,11 +236,11 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
     """``(Content-Type, body)`` of the listing of ``target`` shown as ``view``."""
     entries = sort_entries(read_folder(target, config), view.sort, view.descending)
     if view.json:
-        body = json.dumps([_json_entry(entry, config) for entry in entries],
+        body = json.dumps([entry_json(entry, config) for entry in entries],
                           ensure_ascii=False, separators=(",", ":"))
         return _JSON_TYPE, body.encode("utf-8")
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
-    rows.extend(_row(entry, config) for entry in entries)
+    rows.extend(entry_row(entry, config) for entry in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
     values = {
         "PATH": target.url_path,
@@ -339,24 +339,31 @@ def _href(name: str, is_dir: bool) -> str:
     return quote(name, safe="") + ("/" if is_dir else "")
 
 
-def _json_entry(entry: Entry, config: Config) -> Dict[str, object]:
+def entry_json(entry: Entry, config: Config, prefix: str = "") -> Dict[str, object]:
     """One entry as JSON: ``name``, ``type`` (``"directory"`` or the media type), ``size``
-    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``."""
+    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``;
+    for an entry in the folder ``prefix`` below (a search hit), also ``path``."""
     name, is_dir, st = entry
+    fields: Dict[str, object] = {"path": prefix + name} if prefix else {}
     return {
+        **fields,
         "name": name,
         "type": "directory" if is_dir else media_type(file_extension(name),
                                                       config.mime_types),
         "size": None if is_dir else st.st_size,
         "mtime": _iso_time(st.st_mtime),
-        "href": _href(name, is_dir),
+        "href": quote(prefix) + _href(name, is_dir),
     }
 
 
-def _row(entry: Entry, config: Config) -> str:
-    """One table row; every value escaped here, as the row goes into the page raw."""
+def entry_row(entry: Entry, config: Config, prefix: str = "") -> str:
+    """One table row; every value escaped here, as the row goes into the page raw.
+
+    ``prefix`` is the folder below the listed one that holds the entry (a search hit), as
+    decoded segments each ending in ``/``; the row shows and links the path from there.
+    """
     name, is_dir, st = entry
-    shown = name + ("/" if is_dir else "")
+    shown = prefix + name + ("/" if is_dir else "")
     if is_dir:
         size = '<td class="size">&#8212;</td>'
         kind = icon = "folder"
@@ -366,7 +373,7 @@ def _row(entry: Entry, config: Config) -> str:
         kind = media_type(file_extension(name), config.mime_types)
         icon = file_kind(kind)
     return (f'<tr data-kind="{icon}"><td class="name">{_ICON.format(icon)}'
-            f'<a href="{html.escape(_href(name, is_dir))}">'
+            f'<a href="{html.escape(quote(prefix) + _href(name, is_dir))}">'
             f"{html.escape(shown)}</a></td>{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')
 

@@ -34,6 +34,7 @@ from nex.http.negotiation import error_form
 from nex.http.request import Request
 from nex.files.paths import resolve
 from nex.http.response import Response
+from nex.files.search import search_folder, search_term
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
@@ -205,6 +206,10 @@ class Dispatcher:
                 return folder_archive(target, config)
             if request.query == "qr":
                 return self._qr_code(request)
+            term = search_term(request.query)
+            if term is not None:
+                return search_folder(target, request, term, self.templates,
+                                     self.signature_for(request), config)
             return render_listing(target, request, self.templates,
                                   self.signature_for(request), config,
                                   upload_form=UPLOAD_FORM if config.upload else "")
