@@ -98,19 +98,28 @@ class StartUpQrTest(unittest.TestCase):
         address = lan_address("0.0.0.0")
         if not address:
             self.skipTest("this machine has no address other than loopback")
+        for extra in ([], ["--workers", "2"]):
+            with self.subTest(extra=extra):
+                text = self.start_on_a_terminal(extra)
+                match = re.search(r"Scan to open (http://\S+) on a phone:\r?\n", text)
+                self.assertIsNotNone(match, text)
+                self.assertIn(address, match.group(1))
+                self.assertIn(qrcode.terminal(match.group(1)).replace("\n", "\r\n"), text)
+
+    def start_on_a_terminal(self, extra) -> str:
+        """What Nex bound to 0.0.0.0 writes to a terminal until its QR code is complete."""
         root = tempfile.mkdtemp(prefix="nex-qr-")
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)
         leader, follower = pty.openpty()
-        self.addCleanup(os.close, leader)
         process = subprocess.Popen(
             [sys.executable, os.path.join(REPO, "server.py"), "--root", root, "--port", "0",
-             "--bind", "0.0.0.0"], stdout=follower, stderr=subprocess.DEVNULL,
+             "--bind", "0.0.0.0", *extra], stdout=follower, stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL, cwd=root)
         os.close(follower)
         output = b""
         deadline = time.monotonic() + START_TIMEOUT
         try:
-            while time.monotonic() < deadline and output.count(b"\xe2\x96\x80") < 10:
+            while time.monotonic() < deadline and output.count("\u2580".encode()) < 10:
                 ready, _, _ = select.select([leader], [], [], 0.5)
                 if ready:
                     try:
@@ -120,12 +129,8 @@ class StartUpQrTest(unittest.TestCase):
         finally:
             process.terminate()
             process.wait(START_TIMEOUT)
-        text = output.decode("utf-8", "replace")
-        match = re.search(r"Scan to open (http://\S+) on a phone:\r?\n", text)
-        self.assertIsNotNone(match, text)
-        self.assertIn(address, match.group(1))
-        self.assertIn(qrcode.terminal(match.group(1)).replace("\n", "\r\n"), text)
-
+            os.close(leader)
+        return output.decode("utf-8", "replace")
 
 if __name__ == "__main__":
     unittest.main()

@@ -465,7 +465,15 @@ def print_start_line(server: Server) -> None:
           "(Ctrl+C stops)", flush=True)
     for url in urls[1:]:
         print(f"  also at {url}", flush=True)
-    address = lan_address(server.listener.getsockname()[0])
+    print_lan_code(server.listener, https=server.tls is not None)
+
+
+def print_lan_code(listener: socket.socket, https: bool) -> None:
+    """On a terminal, when ``listener`` is bound to a wildcard address, print the QR code of
+    the first of the machine's addresses that other devices can reach (or how to get one)."""
+    host, port = listener.getsockname()[:2]
+    address = lan_address(host)
     if address and sys.stdout.isatty():
-        lan = next(url for url in urls if address in url)
-        print(f"Scan to open {lan} on a phone:\n{qrcode.terminal(lan)}", flush=True)
+        shown = f"[{address}]" if ":" in address else address
+        url = f"{'https' if https else 'http'}://{shown}:{port}/"
+        print(f"Scan to open {url} on a phone:\n{qrcode.terminal(url)}", flush=True)
