@@ -114,7 +114,8 @@ class ClientNetworkTest(AdmissionTestCase):
                     self.admit(admission, "example.com", client=client)
                 else:
                     error = self.assert_refused(403, admission, "example.com", client=client)
-                    self.assertEqual(error.detail, "This proxy does not serve your address.")
+                    self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
+                         " [proxy] allowed_clients does not list it."))
 
     def test_no_allowed_clients_refuses_everyone(self) -> None:
         self.assert_refused(403, self.make(allowed_clients=[]), "example.com")
@@ -125,14 +126,16 @@ class ClientNetworkTest(AdmissionTestCase):
             with self.subTest(host=host):
                 error = self.assert_refused(403, admission, host, client="192.0.2.1",
                                             via=f"1.1 {PSEUDONYM}")
-                self.assertEqual(error.detail, "This proxy does not serve your address.")
+                self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
+                         " [proxy] allowed_clients does not list it."))
         self.assertEqual(self.resolver.calls, [])
 
 
 class BlacklistOrderTest(AdmissionTestCase):
     def test_blacklisted_name_that_does_not_resolve_is_403_without_dns(self) -> None:
         error = self.assert_refused(403, self.make(), "blocked.invalid")
-        self.assertEqual(error.detail, "This proxy does not connect to that destination.")
+        self.assertEqual(error.detail, "This proxy does not connect to blocked.invalid: the"
+                         " proxy's blacklist ([proxy] blacklist, blacklist_file) lists it.")
         self.assertEqual(self.resolver.calls, [])
 
     def test_subdomain_of_a_blacklisted_name(self) -> None:
@@ -166,8 +169,8 @@ class DeniedDestinationsTest(AdmissionTestCase):
                      "mapped.example", "metadata.example", "unspecified.example"):
             with self.subTest(host=host):
                 error = self.assert_refused(403, admission, host, 9999)
-                self.assertEqual(error.detail, "This proxy does not connect to that"
-                                               " destination.")
+                self.assertRegex(error.detail, r"^This proxy does not connect to \S+: the"
+                                 r" setting \[proxy\] denied_destinations covers it\.$")
 
     def test_every_resolved_address_is_checked(self) -> None:
         # One good address among bad ones must not carry the request through.
@@ -187,7 +190,8 @@ class DeniedDestinationsTest(AdmissionTestCase):
 class ConnectPortTest(AdmissionTestCase):
     def test_port_outside_the_list(self) -> None:
         error = self.assert_refused(403, self.make(), "example.com", 22, method="CONNECT")
-        self.assertEqual(error.detail, "This proxy does not tunnel to port 22.")
+        self.assertEqual(error.detail, ("This proxy does not tunnel to port 22: the setting"
+                         " [proxy] connect_ports does not list it."))
 
     def test_ports_apply_to_connect_only(self) -> None:
         self.assertEqual(self.admit(self.make(), "example.com", 22).port, 22)
@@ -214,7 +218,8 @@ class HttpPortTest(AdmissionTestCase):
             with self.subTest(port=port):
                 error = self.assert_refused(403, admission, "nowhere.invalid", port)
                 self.assertEqual(error.detail,
-                                 f"This proxy does not forward requests to port {port}.")
+                                 f"This proxy does not forward requests to port {port}: the"
+                                 " setting [proxy] http_ports does not list it.")
                 self.assertEqual(error.refusal, "port")
         self.assertEqual(self.resolver.calls, [])
 

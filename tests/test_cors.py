@@ -317,7 +317,7 @@ class ListedOriginsOnTheWireTest(SiteTestCase):
         status, fields = head_of(self.server, get("/nothing-here", f"Origin: {APP}"))
         self.assertEqual(status, "HTTP/1.1 404 Not Found")
         self.assertEqual(field(fields, ACAO), APP)
-        self.assertEqual(field(fields, "Vary"), "Origin")
+        self.assertEqual(field(fields, "Vary"), "Origin, Accept")
 
     def test_preflight(self) -> None:
         status, fields = head_of(self.server, get(
@@ -378,20 +378,20 @@ class EverythingOffTest(SiteTestCase):
           "Accept-Ranges", "Cache-Control", "Vary", "Content-Length", "Connection"]),
         ("404", get("/missing", f"Origin: {APP}"),
          ["Date", "Server", "X-Content-Type-Options",
-          "Content-Type", "Content-Length", "Connection"]),
+          "Content-Type", "Vary", "Content-Length", "Connection"]),
         ("301", get("/folder", f"Origin: {APP}"),
          ["Date", "Server", "X-Content-Type-Options",
-          "Content-Type", "Location", "Content-Length", "Connection"]),
+          "Content-Type", "Vary", "Location", "Content-Length", "Connection"]),
         ("OPTIONS", get("/data.txt", f"Origin: {APP}", "Access-Control-Request-Method: GET",
                         method="OPTIONS"),
          ["Date", "Server", "X-Content-Type-Options", "Allow", "Connection"]),
         ("OPTIONS missing", get("/missing", f"Origin: {APP}",
                                 "Access-Control-Request-Method: GET", method="OPTIONS"),
          ["Date", "Server", "X-Content-Type-Options",
-          "Content-Type", "Content-Length", "Connection"]),
+          "Content-Type", "Vary", "Content-Length", "Connection"]),
         ("405", get("/data.txt", method="PUT"),
          ["Date", "Server", "X-Content-Type-Options",
-          "Content-Type", "Allow", "Content-Length", "Connection"]),
+          "Content-Type", "Vary", "Allow", "Content-Length", "Connection"]),
         ("HTTP/1.0", get("/data.txt", version="HTTP/1.0"),
          ["Date", "Server", "X-Content-Type-Options",
           "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",

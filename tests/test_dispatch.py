@@ -11,6 +11,7 @@ import unittest
 from typing import Iterable, Optional, Tuple
 from unittest import mock
 
+from nex import SERVER_SOFTWARE
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.process.config import load_config
 from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
@@ -119,7 +120,7 @@ class ServedMethodsTest(DispatchTestCase):
                 self.assertEqual(fields(response)["content-type"], "text/html; charset=utf-8")
                 page = body_bytes(response).decode("utf-8")
                 self.assertIn(f"<title>Index of {target}</title>", page)
-                self.assertIn(SIGNATURE, page)
+                self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port 8080", page)
         self.assertIn('href="hello.txt"', body_bytes(self.respond("GET", "/")).decode())
         self.assertIn('href="guide.html"', body_bytes(self.respond("GET", "/docs/")).decode())
 

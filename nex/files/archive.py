@@ -32,7 +32,7 @@ import zipfile
 from typing import TYPE_CHECKING, Iterable, Iterator, List, NamedTuple, Optional
 from urllib.parse import quote
 
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.files.listing import (entry_order, human_size, query_values, readable,
                                scan_folder)
 from nex.files.mediatypes import content_type, file_extension
@@ -182,7 +182,7 @@ def plan_archive(folder: Target, config: Config, top: str,
         total += member.size
         if total > limit:
             raise HTTPError(413, f"The folder holds more than {human_size(limit)}, the most "
-                                 "a download may hold.")
+                                 f"a download may hold ({size_limit('max_zip_size', limit)}).")
     return _within_limit(_walk(folder, config, top, may), limit)
 
 

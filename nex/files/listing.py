@@ -35,14 +35,13 @@ keeps working.
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
 from nex import SERVER_SOFTWARE
@@ -50,7 +49,7 @@ from nex.http.errors import HTTPError
 from nex.files.filecache import FolderIdentity, folder_identity, settled
 from nex.files.oserrors import reply_for
 from nex.files.mediatypes import file_extension, media_type
-from nex.http.negotiation import MediaRange, media_ranges
+from nex.http.negotiation import prefers
 from nex.http.request import Request
 from nex.files.paths import Checker, Target, real_path, servable_entry, shown_name
 from nex.http.response import Response
@@ -109,40 +108,10 @@ def listing_view(request: Request) -> ListingView:
                        wants_json)
 
 
-@functools.lru_cache(maxsize=128)
 def prefers_json(accept: Optional[str]) -> bool:
-    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``.
-
-    Each type takes the weight of the most specific range that matches it (RFC 9110
-    §12.5.1: ``application/json`` before ``application/*`` before ``*/*``); media type
-    parameters other than the weight are not compared.  JSON wins with a higher weight, or
-    with an equal weight from a more specific range (``application/json, */*`` asks for
-    JSON); otherwise, and when ``Accept`` is absent, malformed or refuses both (``q=0``),
-    the HTML page is sent.  Cached: clients send few distinct values.
-    """
-    ranges = media_ranges(accept) if accept is not None else None
-    if ranges is None:
-        return False
-    json_rank = _rank(ranges, "application", "json")
-    return json_rank[0] > 0 and json_rank > _rank(ranges, "text", "html")
-
-
-def _rank(ranges: Sequence[MediaRange], kind: str, subtype: str) -> Tuple[int, int]:
-    """``(weight, specificity)`` the most specific of ``ranges`` gives ``kind/subtype``;
-    ``(0, -1)`` when none matches.  The first of equally specific ranges counts."""
-    best = (0, -1)
-    for range_kind, range_subtype, weight in ranges:
-        if range_kind == kind and range_subtype == subtype:
-            specificity = 2
-        elif range_kind == kind and range_subtype == "*":
-            specificity = 1
-        elif range_kind == "*":
-            specificity = 0
-        else:
-            continue
-        if specificity > best[1]:
-            best = (weight, specificity)
-    return best
+    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``
+    (:func:`nex.http.negotiation.prefers`): JSON is then sent, else the page."""
+    return prefers(accept, "application/json", "text/html")
 
 
 class _Rendered(NamedTuple):
@@ -276,11 +245,11 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
     """``(Content-Type, body)`` of the listing of ``target`` shown as ``view``."""
     entries = sort_entries(read_folder(target, config, may), view.sort, view.descending)
     if view.json:
-        body = json.dumps([_json_entry(entry, config) for entry in entries],
+        body = json.dumps([entry_json(entry, config) for entry in entries],
                           ensure_ascii=False, separators=(",", ":"))
         return _JSON_TYPE, body.encode("utf-8")
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
-    rows.extend(_row(entry, config) for entry in entries)
+    rows.extend(entry_row(entry, config) for entry in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
     values = {
         "PATH": shown_name(target.url_path),
@@ -424,34 +393,52 @@ def _href(name: str, is_dir: bool) -> str:
     return quote(name, safe="") + ("/" if is_dir else "")
 
 
-def _json_entry(entry: Entry, config: Config) -> Dict[str, object]:
+def entry_json(entry: Entry, config: Config, prefix: str = "") -> Dict[str, object]:
     """One entry as JSON: ``name``, ``type`` (``"directory"`` or the media type), ``size``
-    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``."""
+    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``;
+    for an entry in the folder ``prefix`` below (a search hit), also ``path``."""
     name, is_dir, st = entry
+    fields: Dict[str, object] = {"path": prefix + name} if prefix else {}
     return {
+        **fields,
         "name": name,
         "type": "directory" if is_dir else media_type(file_extension(name),
                                                       config.mime_types),
         "size": None if is_dir else st.st_size,
         "mtime": _iso_time(st.st_mtime),
-        "href": _href(name, is_dir),
+        "href": quote(prefix) + _href(name, is_dir),
     }
 
 
-def _row(entry: Entry, config: Config) -> str:
-    """One table row; every value escaped here, as the row goes into the page raw."""
+def entry_row(entry: Entry, config: Config, prefix: str = "") -> str:
+    """One table row; every value escaped here, as the row goes into the page raw.
+
+    ``prefix`` is the folder below the listed one that holds the entry (a search hit), as
+    decoded segments each ending in ``/``; the row shows and links the path from there.
+    """
     name, is_dir, st = entry
-    shown = name + ("/" if is_dir else "")
+    shown = prefix + name + ("/" if is_dir else "")
     if is_dir:
         size = '<td class="size">&#8212;</td>'
-        kind = "folder"
+        kind = icon = "folder"
     else:
         size = (f'<td class="size" title="{st.st_size} bytes">'
                 f'{html.escape(human_size(st.st_size))}</td>')
         kind = media_type(file_extension(name), config.mime_types)
-    return (f'<tr><td class="name"><a href="{html.escape(_href(name, is_dir))}">'
+        icon = file_kind(kind)
+    return (f'<tr data-kind="{icon}"><td class="name">{_ICON.format(icon)}'
+            f'<a href="{html.escape(quote(prefix) + _href(name, is_dir))}">'
             f"{html.escape(shown_name(shown))}</a></td>{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')
+
+
+def file_kind(media: str) -> str:
+    """What a file of the media type ``media`` is to the listing, which picks its icon and
+    preview by it: image, video, audio, text, archive, pdf or file."""
+    major = media.partition("/")[0]
+    if major in ("image", "video", "audio", "text"):
+        return major
+    return _KINDS.get(media, "file")
 
 
 def _column_headers(view: ListingView) -> str:
@@ -464,11 +451,11 @@ def _column_headers(view: ListingView) -> str:
             state = "descending" if view.descending else "ascending"
             marker = "&#9660;" if view.descending else "&#9650;"
             cells.append(f'<th class="{cell_class}" aria-sort="{state}">'
-                         f'<a href="?sort={key}&amp;order={order}">{label}</a> '
+                         f'<a href="?sort={key}&amp;order={order}" rel="nofollow">{label}</a> '
                          f'<span aria-hidden="true">{marker}</span></th>')
         else:
             cells.append(f'<th class="{cell_class}"><a href="?sort={key}&amp;'
-                         f'order={_FIRST_ORDER[key]}">{label}</a></th>')
+                         f'order={_FIRST_ORDER[key]}" rel="nofollow">{label}</a></th>')
     cells.append('<th class="type">Type</th>')
     return "".join(cells)
 
@@ -501,7 +488,17 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-_PARENT_ROW = ('<tr class="parent"><td class="name"><a href="../">../</a></td>'
+#: The kinds of files that are not told by their media type's major part.
+_KINDS = {"application/json": "text", "application/xml": "text",
+          "application/javascript": "text", "application/pdf": "pdf",
+          "application/zip": "archive", "application/gzip": "archive",
+          "application/x-tar": "archive", "application/x-7z-compressed": "archive",
+          "application/x-bzip2": "archive", "application/x-xz": "archive"}
+#: A row's icon: a symbol of the sprite in dir.html.
+_ICON = '<svg class="icon" aria-hidden="true"><use href="#i-{}"></use></svg>'
+_PARENT_ROW = ('<tr class="parent" data-kind="up"><td class="name">'
+               + _ICON.format("up") + '<a href="../">../</a></td>'
                '<td class="size"></td><td class="mtime"></td><td class="type">parent folder</td>'
                "</tr>")
-_DOWNLOAD_LINK = '<a class="download" href="?download=zip" download>Download as zip</a>'
+_DOWNLOAD_LINK = ('<a class="download" href="?download=zip" rel="nofollow" download>'
+                  'Download as zip</a>')

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.http.multipart import MultipartParser, Part, form_boundary
 from nex.http.negotiation import media_ranges
 from nex.http.framing import HeadLimits
@@ -443,7 +443,8 @@ class _FormFiles:
             self._fields += 1
             self._field_size = 0
             if self._fields > self.limits.header_count:
-                raise HTTPError(413, "The form has too many fields.")
+                raise HTTPError(413, "The form has too many fields (max_header_count ="
+                                     f" {self.limits.header_count}).")
             return
         # Some senders give a whole path: only its last component names the file.
         name = _SEPARATORS.split(part.filename)[-1]
@@ -451,7 +452,8 @@ class _FormFiles:
         if name in self._names:
             raise HTTPError(409, f"The form holds two files named {shown}.")
         if len(self.files) >= self.max_files:
-            raise HTTPError(413, f"A form may upload at most {self.max_files} files.")
+            raise HTTPError(413, f"A form may upload at most {self.max_files} files"
+                                 f" (max_upload_files = {self.max_files}).")
         existing = self.folder.check(name)
         pending = self.folder.create(name)
         pending.replaced = existing is not None
@@ -466,7 +468,8 @@ class _FormFiles:
             return
         self._field_size += len(data)
         if self._field_size > self.limits.header_block:
-            raise HTTPError(413, "A form field is too large.")
+            raise HTTPError(413, "A form field is too large ("
+                                 f"{size_limit('max_header_block', self.limits.header_block)}).")
 
     def end_part(self) -> None:
         """Finish a file part."""
@@ -509,9 +512,10 @@ def _preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None
 def _take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
                ) -> None:
     """Hand each piece of the request ``body`` (None: no body) to ``consume`` as it arrives,
-    refusing with 413 a body over ``limit`` bytes."""
+    refusing with 413 (naming ``max_upload_size``) a body over ``limit`` bytes."""
     if body is not None:
         body.limit = limit
+        body.limit_setting = "max_upload_size"
         for piece in body:
             consume(piece)
 
@@ -524,8 +528,8 @@ def _wants_html(accept: Optional[str]) -> bool:
 
 
 def _exists(shown: str, why: str = "") -> HTTPError:
-    what = f"A file {shown} exists already" if not why else f"{shown} cannot be uploaded: {why}"
-    return HTTPError(409, f"{what}, and uploads do not replace files here.")
+    what = f"{shown} exists" if not why else f"{shown} cannot be uploaded: {why}"
+    return HTTPError(409, f"{what}; uploads do not replace files here (upload_overwrite = no).")
 
 
 def _is_folder(shown: str) -> HTTPError:

@@ -14,7 +14,7 @@ import re
 import time
 from typing import Callable, List, Optional, Union
 
-from nex.http.errors import HTTPError, protocol_error
+from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.framing import HeadLimits
 from nex.http.grammar import CHUNK_LINE
 from nex.http.request import Request, parse_field_line
@@ -72,6 +72,8 @@ class ChunkedBody:
 
     def __init__(self, max_body: int, limits: HeadLimits) -> None:
         self.max_body = max_body
+        #: The setting ``max_body`` comes from, named by the 413.
+        self.limit_setting = "max_request_body"
         self.limits = limits
         self.received = 0
         self._state = _SIZE
@@ -147,7 +149,9 @@ class ChunkedBody:
             raise protocol_error("chunk extension too long")
         size = int(match.group("size"), 16)
         if self.received + size > self.max_body:
-            raise HTTPError(413, "request body too large", close=True)
+            raise HTTPError(413, "The request body is larger than this server accepts ("
+                                 f"{size_limit(self.limit_setting, self.max_body)}).",
+                            close=True)
         if size:
             self._state, self._left = _DATA, size
         else:
@@ -184,6 +188,9 @@ class BodyReader:
                  send_continue: Optional[Callable[[], None]] = None) -> None:
         self.length: Optional[int] = None if request.chunked else request.body_length
         self.limit = limit
+        #: The setting ``limit`` comes from, named by the 413; a handler that changes
+        #: ``limit`` names its own.
+        self.limit_setting = "max_request_body"
         self._decoder: Union[ChunkedBody, FixedLengthBody] = (
             ChunkedBody(limit, limits) if request.chunked else FixedLengthBody(request.body_length))
         self._buffer = buffer
@@ -238,10 +245,12 @@ class BodyReader:
         decoder = self._decoder
         if isinstance(decoder, FixedLengthBody):
             if decoder.length > self.limit:
-                raise HTTPError(413, "The request body is larger than this server accepts.",
+                raise HTTPError(413, "The request body is larger than this server accepts ("
+                                     f"{size_limit(self.limit_setting, self.limit)}).",
                                 close=True)
         else:
             decoder.max_body = self.limit
+            decoder.limit_setting = self.limit_setting
         buffer = self._buffer
         if buffer:
             with memoryview(buffer) as view:

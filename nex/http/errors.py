@@ -28,6 +28,15 @@ def reason_phrase(status: int) -> str:
     return _REASONS[status]
 
 
+def size_limit(setting: str, size: int) -> str:
+    """``setting = SIZE`` as settings.conf spells the size (``max_upload_size = 100M``), for
+    the detail of a refusal that a setting's limit caused, so the client learns what to raise."""
+    for unit, factor in (("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        if size and size % factor == 0:
+            return f"{setting} = {size // factor}{unit}"
+    return f"{setting} = {size}"
+
+
 class HTTPError(Exception):
     """A reply other than content: ``status`` plus a human ``detail`` for the page.
 

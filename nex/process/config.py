@@ -65,6 +65,8 @@ class Config:
     max_upload_files: int = 100
     upload_overwrite: bool = False
     active_content: str = "auto"
+    max_search_entries: int = 10000
+    search_timeout: float = 2.0
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -181,6 +183,8 @@ _SETTINGS = (
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
     _setting("files", "active_content", values.choice("auto", "sandbox")),
+    _setting("files", "max_search_entries", values.integer(0, values.MAX_COUNT)),
+    _setting("files", "search_timeout", values.seconds),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -284,10 +284,10 @@ class Connection:
                                                 peer=self.client,
                                                 local_address=self._local_address)
         except HTTPError as error:
-            response = self._dispatcher.error_response(error)
+            response = self._dispatcher.error_response(error, request)
         except Exception:
             self._logger.exception(f"fault while answering {request.request_line!r}")
-            response = self._dispatcher.error_response(HTTPError(500, close=True))
+            response = self._dispatcher.error_response(HTTPError(500, close=True), request)
         # A body nobody read is discarded so the next request can be found; not after an
         # error (the connection closes instead), nor while the client still waits for
         # 100 Continue (it may never send the body: close and let it be).
@@ -297,7 +297,7 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
-                response = self._dispatcher.error_response(error)
+                response = self._dispatcher.error_response(error, request)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
         if response.tunnel is not None:

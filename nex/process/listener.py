@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from nex import SERVER_SOFTWARE
+from nex import SERVER_SOFTWARE, qrcode
 from nex.addresses import plain_address
 from nex.process.assembly import assemble
 from nex.site.login import cleartext_warning
@@ -32,15 +32,17 @@ from nex.process.config import Config, ConfigError
 from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
-from nex.process.interfaces import local_addresses
+from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
 from nex.files.oserrors import OUT_OF_RESOURCES
 from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
 
 _RETRY_AFTER_SECONDS = "5"
-_REFUSALS = {503: "The server is at its connection limit; try again shortly.",
-             429: "Too many connections from your address; close some and try again."}
+_REFUSALS = {503: "The server is at its connection limit (max_connections); try again"
+                  " shortly.",
+             429: "Too many connections from your address (max_connections_per_client);"
+                  " close some and try again."}
 #: How long cut transfers get to log their lines after the grace period.
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5
@@ -456,9 +458,22 @@ def serve(config: Config) -> int:
 
 
 def print_start_line(server: Server) -> None:
-    """Tell the user where Nex serves what: the first URL, then any other addresses."""
+    """Tell the user where Nex serves what: the first URL, then any other addresses; on a
+    terminal, with a wildcard bind, the QR code of the first address other devices can use."""
     urls = server.urls()
     print(f"{SERVER_SOFTWARE} serving {server.config.document_root} at {urls[0]} "
           "(Ctrl+C stops)", flush=True)
     for url in urls[1:]:
         print(f"  also at {url}", flush=True)
+    print_lan_code(server.listener, https=server.tls is not None)
+
+
+def print_lan_code(listener: socket.socket, https: bool) -> None:
+    """On a terminal, when ``listener`` is bound to a wildcard address, print the QR code of
+    the first of the machine's addresses that other devices can reach (or how to get one)."""
+    host, port = listener.getsockname()[:2]
+    address = lan_address(host)
+    if address and sys.stdout.isatty():
+        shown = f"[{address}]" if ":" in address else address
+        url = f"{'https' if https else 'http'}://{shown}:{port}/"
+        print(f"Scan to open {url} on a phone:\n{qrcode.terminal(url)}", flush=True)

@@ -68,7 +68,8 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
 from nex.process.log import Logger
-from nex.process.listener import RETIRE_SIGNAL, Server, bind_listener, listener_url
+from nex.process.listener import (RETIRE_SIGNAL, Server, bind_listener, listener_url,
+                                  print_lan_code)
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
 
@@ -256,6 +257,7 @@ class Supervisor:
             url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
             print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
                   f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
+            print_lan_code(self._listeners[0], https=bool(self._config.tls_certificate))
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
             return 0

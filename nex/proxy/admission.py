@@ -191,7 +191,8 @@ class Admission:
             raise HTTPError(400, "The request names a malformed host.") from None
         self._check_port(method, port)
         if self._blacklist.matches(name):
-            raise HTTPError(403, "This proxy does not connect to that destination.",
+            raise HTTPError(403, f"This proxy does not connect to {name}: the proxy's blacklist"
+                                 " ([proxy] blacklist, blacklist_file) lists it.",
                             refusal="blacklist")
         # An allow-listed domain admits its name; otherwise every address must be listed.
         named = self._allowed is None or self._allowed.matches_name(name)
@@ -220,10 +221,12 @@ class Admission:
             if self.itself.is_address(address, port, local_address):
                 raise HTTPError(508, "The request is aimed at this proxy itself.", refusal="loop")
             if self._blacklist.matches_address(address):
-                raise HTTPError(403, "This proxy does not connect to that destination.",
+                raise HTTPError(403, f"This proxy does not connect to {address}: the proxy's"
+                                     " blacklist ([proxy] blacklist, blacklist_file) lists it.",
                                 refusal="blacklist")
             if in_networks(address, self._denied):
-                raise HTTPError(403, "This proxy does not connect to that destination.",
+                raise HTTPError(403, f"This proxy does not connect to {address}: the setting"
+                                     " [proxy] denied_destinations covers it.",
                                 refusal="denied_destination")
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
@@ -234,16 +237,18 @@ class Admission:
         except ValueError:
             allowed = False
         if not allowed:
-            raise HTTPError(403, "This proxy does not serve your address.", refusal="client")
+            raise HTTPError(403, "This proxy does not serve your address: the setting"
+                                 " [proxy] allowed_clients does not list it.", refusal="client")
 
     def _check_port(self, method: str, port: int) -> None:
         """A port outside ``connect_ports`` (CONNECT) or ``http_ports`` (the rest): 403."""
         if method == "CONNECT":
             if port not in self._connect_ports:
-                raise HTTPError(403, f"This proxy does not tunnel to port {port}.", refusal="port")
+                raise HTTPError(403, f"This proxy does not tunnel to port {port}: the setting"
+                                     " [proxy] connect_ports does not list it.", refusal="port")
         elif not any(first <= port <= last for first, last in self._http_ports):
-            raise HTTPError(403, f"This proxy does not forward requests to port {port}.",
-                            refusal="port")
+            raise HTTPError(403, f"This proxy does not forward requests to port {port}: the"
+                                 " setting [proxy] http_ports does not list it.", refusal="port")
 
     def _resolve(self, name: str, port: int, whose: str) -> Sequence[SocketAddress]:
         try:

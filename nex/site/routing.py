@@ -29,14 +29,17 @@ from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.clients import ForwardedFor
-from nex.http.grammar import CACHE_DIRECTIVE, parse_list
+from nex import SERVER_SOFTWARE, qrcode
+from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
 from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
+from nex.http.negotiation import error_form
 from nex.http.request import Request
 from nex.files.paths import Refused, real_path, resolve_segments, split_path
 from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
+from nex.files.search import search_folder, search_term
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
@@ -54,7 +57,16 @@ WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE", "MKCOL", "COPY", "M
                            "PROPPATCH", "LOCK", "UNLOCK"})
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
-_HTML = ("Content-Type", "text/html; charset=utf-8")
+#: The robots.txt served where the document root has none: crawlers may fetch every page
+#: but none with a query (RFC 9309 §2.2.3), so that mirrors skip the listings' sorted copies
+#: and folder downloads.
+ROBOTS_TXT = b"User-agent: *\nDisallow: /*?\n"
+_ROBOTS_TYPE = ("Content-Type", "text/plain; charset=utf-8")
+#: The Content-Type of each form an error reply takes (see error_form).
+_ERROR_TYPES = {"html": ("Content-Type", "text/html; charset=utf-8"),
+                "json": ("Content-Type", "application/json"),
+                "text": ("Content-Type", "text/plain; charset=utf-8")}
+_VARY_ACCEPT = ("Vary", "Accept")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
@@ -104,7 +116,7 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    line they show (``port``: the port in it), the Host rules, the small-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
     login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
     From these it makes the access policy every handler asks (:mod:`nex.site.access`), the
@@ -121,6 +133,11 @@ class Dispatcher:
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
+    #: The port Nex listens on, shown in a footer when the Host names none.
+    port: int = 0
+    #: With a wildcard bind, an address of this machine other devices can reach: the QR
+    #: code of a page reached on loopback shows it instead.
+    lan_address: str = ""
     access: AccessPolicy = field(init=False)
     writes: WriteGuard = field(init=False)
     zip_slots: ZipSlots = field(init=False)
@@ -220,7 +237,12 @@ class Dispatcher:
                 # A missing path is still 404.
                 resolve_segments(path[0], path[1], request.query, config)
             return Response(204, [("Allow", self._allow(path))])
-        target = resolve_segments(path[0], path[1], request.query, config, may)
+        try:
+            target = resolve_segments(path[0], path[1], request.query, config, may)
+        except HTTPError as error:
+            if error.status == 404 and request.path == "/robots.txt":
+                return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
+            raise
         if target.kind == "directory":
             archive = wants_archive(request.query)
             if not may("archive" if archive else "list", target.url_path,
@@ -228,10 +250,34 @@ class Dispatcher:
                 raise Refused()
             if archive:
                 return folder_archive(target, config, may, self.zip_slots)
-            return render_listing(target, request, self.templates, self.signature, config,
+            if request.query == "qr":
+                return self._qr_code(request)
+            signature = self.signature_for(request)
+            term = search_term(request.query)
+            if term is not None:
+                return search_folder(target, request, term, self.templates, signature, config,
+                                     may)
+            return render_listing(target, request, self.templates, signature, config,
                                   upload_form=UPLOAD_FORM if config.upload else "", may=may,
                                   viewer=user)
         return serve_file(request, target, config, self.file_cache, may)
+
+    def _qr_code(self, request: Request) -> Response:
+        """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
+        of its address on the LAN when there is one.  501 without segno."""
+        port = self.port or self.config.port
+        authority = request.host or f"{self.config.server_name}:{port}"
+        parsed = split_host(authority)
+        if self.lan_address and parsed is not None and (
+                parsed[0] == "localhost" or parsed[0] in ("127.0.0.1", "::1")):
+            lan = self.lan_address
+            authority = f"[{lan}]:{port}" if ":" in lan else f"{lan}:{port}"
+        scheme = "https" if self.config.tls_certificate else "http"
+        image = qrcode.svg(f"{scheme}://{authority}{request.path}")
+        if image is None:
+            raise HTTPError(501, f"{qrcode.INSTALL_HINT}.")
+        return Response(200, [("Content-Type", "image/svg+xml"), ("Cache-Control", "no-store")],
+                        (image,))
 
     def _allow(self, path: Optional[Tuple[List[str], bool]]) -> str:
         """The ``Allow`` value for the decoded address ``path`` (None for ``*``): the served
@@ -240,8 +286,41 @@ class Dispatcher:
             return _ALLOW
         return ", ".join(allowed_methods(None if path is None else path[1]))
 
-    def error_response(self, error: HTTPError) -> Response:
-        """The page for ``error``: the one way every error reply is made."""
-        page = self.templates.render_error(error, self.signature)
-        return Response(error.status, [_HTML, *error.headers], (page,), close=error.close,
-                        user=error.user, refusal=error.refusal)
+    def signature_for(self, request: Optional[Request]) -> str:
+        """The footer line of a page answering ``request``: the host and port the client
+        used, when its Host is one this site serves; else the configured server name (also
+        for absolute-form and CONNECT targets, whose authority may be another server's)."""
+        if (request is None or not request.target.startswith("/") or not request.host
+                or not self.hosts.allows(request.host)):
+            return self.signature
+        parsed = split_host(request.host)
+        if parsed is None:
+            return self.signature
+        name, port = parsed
+        if port is None:
+            port = self.port or self.config.port
+        shown = f"[{name}]" if ":" in name else name
+        return f"{SERVER_SOFTWARE} Server at {shown} Port {port}"
+
+    def error_response(self, error: HTTPError, request: Optional[Request] = None) -> Response:
+        """The reply for ``error``: the one way every error reply is made.
+
+        Suited to the client of ``request`` (None: a request that could not be read, which
+        gets the page): the page for browsers, JSON when asked for, else one line of text.
+        """
+        if request is None:
+            page = self.templates.render_error(error, self.signature)
+            return Response(error.status, [_ERROR_TYPES["html"], *error.headers], (page,),
+                            close=error.close, user=error.user, refusal=error.refusal)
+        form = error_form(request.headers.get("Accept"), request.query)
+        body = self.templates.render_error_as(form, error, self.signature_for(request))
+        headers = [_ERROR_TYPES[form]]
+        varied = False
+        for name, value in error.headers:
+            if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
+                value, varied = f"{value}, Accept", True
+            headers.append((name, value))
+        if not varied:
+            headers.insert(1, _VARY_ACCEPT)
+        return Response(error.status, headers, (body,), close=error.close, user=error.user,
+                        refusal=error.refusal)
