@@ -284,9 +284,9 @@ class ListenQueueTest(unittest.TestCase):
         still_queued = []
         start_worker = server._start_worker
 
-        def counting_start(sock, address):
+        def counting_start(sock, address, accepted):
             still_queued.append(queued(server.listener))
-            start_worker(sock, address)
+            start_worker(sock, address, accepted)
 
         server._start_worker = counting_start
         listener = threading.Thread(target=server.serve_forever)

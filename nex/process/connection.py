@@ -112,12 +112,13 @@ class Connection:
     """Serves the requests that arrive on one accepted socket.
 
     With ``tls`` the client must first complete a TLS handshake with its context; a client
-    that sends plain HTTP instead gets a ``400`` page in plain text.
+    that sends plain HTTP instead gets a ``400`` page in plain text.  ``accepted`` is when
+    the listener accepted the socket (default: now).
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
-                 tls: Optional[ServerTLS] = None) -> None:
+                 tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None) -> None:
         self.sock = sock
         self.client = client
         self.state = State.IDLE if tls is None else State.HANDSHAKING
@@ -125,7 +126,9 @@ class Connection:
         self.encrypted = False
         self._tls = tls
         self._owes_close_notify = False
-        self._accepted = time.monotonic()
+        #: When the socket was accepted (``time.monotonic()``): the first head's deadline
+        #: counts from here.
+        self._accepted = time.monotonic() if accepted is None else accepted
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = Limits.from_config(dispatcher.config)

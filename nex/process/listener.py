@@ -132,6 +132,7 @@ class Server:
                     break
                 try:
                     sock, address = self.listener.accept()
+                    accepted = time.monotonic()
                     self._in_accept = False
                 except OSError as error:
                     self._in_accept = False
@@ -142,29 +143,31 @@ class Server:
                         # a connection ends: retrying without a pause would spin a core.
                         time.sleep(_ACCEPT_RETRY_SECONDS)
                     continue  # e.g. a reset before accept: keep serving the rest
-                self._hand_out(sock, address)
+                self._hand_out(sock, address, accepted)
         except _Stop:
             pass
         finally:
             self._shut_down()
 
-    def _hand_out(self, sock: socket.socket, address: Tuple) -> None:
-        """Start a worker for ``sock``, and for each client that queued meanwhile.
+    def _hand_out(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
+        """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
+        for each client that queued meanwhile.
 
         Starting a worker thread waits until the new thread runs, which can take a while
         when hundreds of busy threads want the interpreter.  Between starts, clients the
         kernel has already queued are taken off its listen queue without waiting, so that
         the queue (``backlog``) never overflows and drops a connection.  Every client taken
-        gets its worker, also once the server is stopping.
+        gets its worker, also once the server is stopping.  Each connection's head time-out
+        counts from its accept, however long its worker takes to start.
         """
-        waiting = collections.deque([(sock, address)])
+        waiting = collections.deque([(sock, address, accepted)])
         while waiting:
             self._start_worker(*waiting.popleft())
             # A client the poll reports is still there to accept, unless another process
             # accepts on the same listener: then the next accept waits, so none is tried.
             while self._own_listener and not self.stopping.is_set() and self._queued.poll(0):
                 try:
-                    waiting.append(self.listener.accept())
+                    waiting.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # reset before accept, or out of descriptors: later
                     break
 
@@ -205,7 +208,7 @@ class Server:
         except OSError:
             pass
 
-    def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
+    def _start_worker(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
         client = _plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
@@ -225,7 +228,7 @@ class Server:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
-                                    self.tls)
+                                    self.tls, accepted=accepted)
         except OSError:  # some systems refuse options on a socket the client already reset
             with self._lock:
                 self._forget_client(client)
