@@ -387,11 +387,17 @@ def bind_listener(config: Config, *, reuse_port: bool = False,
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         listener.bind((host, config.port))
         if listen:
-            listener.listen(_capped_backlog(config.backlog))
+            start_listening(listener, config.backlog)
     except OSError:
         listener.close()
         raise
     return listener
+
+
+def start_listening(listener: socket.socket, backlog: int) -> None:
+    """``listen()`` on ``listener`` with a queue of ``backlog`` clients, capped by the kernel;
+    called again, it changes the queue's length."""
+    listener.listen(_capped_backlog(backlog))
 
 
 def _capped_backlog(backlog: int) -> int:

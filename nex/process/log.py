@@ -41,6 +41,14 @@ _FILE_WRITE_BYTES = 64 * 1024
 _STDOUT, _STDERR = 1, 2
 
 
+def error_line(level: str, text: str) -> str:
+    """A line of the error log: ``[10/Oct/2000:13:55:36 +0000] level: text`` and a newline.
+
+    The one format of the error log's lines, for the logger and the supervisor alike.
+    """
+    return f"[{format_clf_time(time.time())}] {level}: {text}\n"
+
+
 def escape_log_text(text: str) -> str:
     """``text`` with quotes and backslashes escaped and control characters as ``\\xHH``."""
     if _UNSAFE_LOG_TEXT.search(text) is None:
@@ -125,13 +133,12 @@ class Logger:
 
     def warning(self, text: str) -> None:
         """Log a timestamped warning to the error log."""
-        self._append(self._errors, f"[{format_clf_time(time.time())}] warning: {text}\n", urgent=True)
+        self._append(self._errors, error_line("warning", text), urgent=True)
 
     def exception(self, text: str) -> None:
         """Log ``text`` and the traceback of the exception being handled to the error log."""
         trace = traceback.format_exc()
-        self._append(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}",
-                     urgent=True)
+        self._append(self._errors, error_line("error", text) + trace, urgent=True)
 
     def flush(self) -> None:
         """Wait until everything logged so far has been written (or dropped)."""
@@ -185,9 +192,9 @@ class Logger:
                 return
             self._write_batch(batch)
             if dropped:
-                notice = (f"[{format_clf_time(time.time())}] warning: {dropped} log line"
-                          f"{'' if dropped == 1 else 's'} dropped: the log was not written as"
-                          " fast as lines came\n")
+                notice = error_line("warning", f"{dropped} log line"
+                                    f"{'' if dropped == 1 else 's'} dropped: the log was not"
+                                    " written as fast as lines came")
                 self._write_batch([(self._errors, notice.encode("ascii"))])
             with self._lock:
                 self._written = queued

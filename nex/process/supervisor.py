@@ -64,8 +64,8 @@ from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
-from nex.process.log import Logger
-from nex.process.listener import Server, bind_listener, listener_url
+from nex.process.log import Logger, error_line
+from nex.process.listener import Server, bind_listener, listener_url, start_listening
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
 
@@ -154,7 +154,7 @@ def _first_listener(config: Config) -> socket.socket:
     listener = bind_listener(config, listen=False)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.listen(config.backlog)
+        start_listening(listener, config.backlog)
     except OSError:
         listener.close()
         raise
@@ -190,10 +190,9 @@ class SupervisorLog:
             os.close(self.fd)
 
     def _write(self, level: str, text: str) -> None:
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
         sys.stderr.flush()  # a "nex:" line printed before keeps its place
         try:
-            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
+            os.write(self.fd, error_line(level, text).encode("utf-8", "backslashreplace"))
         except OSError:
             pass  # a full disk or a closed stream must not stop the supervisor
 
@@ -410,7 +409,7 @@ class Supervisor:
             if REUSE_PORT and len(self._listeners) > len(self._slots):
                 self._listeners.pop().close()
         for listener in self._listeners:
-            listener.listen(config.backlog)
+            start_listening(listener, config.backlog)
         for slot in self._slots:
             if not slot.pid:
                 failure = self._fill(slot, config)
