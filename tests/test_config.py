@@ -43,7 +43,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
-    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key", "hsts": "tls_hsts"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",

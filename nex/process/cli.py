@@ -154,7 +154,8 @@ def main(argv: Optional[List[str]] = None,
         except TLSError as error:
             print(f"nex: {error}", file=sys.stderr)
             return 2
-        overrides.update(tls_certificate=certificate, tls_key=key)
+        # A throw-away certificate must not pin browsers to HTTPS for localhost.
+        overrides.update(tls_certificate=certificate, tls_key=key, tls_hsts=0)
         notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
                   f" only): {certificate}\n  SHA-256 fingerprint "
                   f"{certificate_fingerprint(certificate)}")

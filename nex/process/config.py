@@ -84,6 +84,7 @@ class Config:
     # [tls]: both paths, or neither (plain HTTP)
     tls_certificate: str = ""
     tls_key: str = ""
+    tls_hsts: int = 0
     # [proxy]
     proxy_enabled: bool = False
     proxy_allowed_clients: Tuple[str, ...] = ("127.0.0.1", "::1")
@@ -185,6 +186,7 @@ _SETTINGS = (
     _setting("cors", "allow_origins", values.origins, "cors_allow_origins"),
     _setting("tls", "certificate", values.tls_file, "tls_certificate", shape=values.optional_path),
     _setting("tls", "key", values.tls_file, "tls_key", shape=values.optional_path),
+    _setting("tls", "hsts", values.integer(0, values.MAX_AGE), "tls_hsts"),
     _setting("proxy", "enabled", values.boolean, "proxy_enabled"),
     _setting("proxy", "allowed_clients", values.networks, "proxy_allowed_clients"),
     _setting("proxy", "blacklist", values.blacklist_entries, "proxy_blacklist"),

@@ -139,6 +139,10 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
+        #: over plain HTTP); None when it is not sent.
+        self._hsts = (("Strict-Transport-Security", f"max-age={self._config.tls_hsts}")
+                      if tls is not None and self._config.tls_hsts else None)
         #: The address of Nex the client reached, which the proxy's checks need.
         self._local_address: Optional[str] = (
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
@@ -402,6 +406,8 @@ class Connection:
         """
         progress = Progress()
         written = False
+        if self._hsts is not None and self.encrypted and not response.forwarded:
+            response.headers = [*response.headers, self._hsts]
         try:
             self._set_send_timeout()
             write_response(self.sock, response,
