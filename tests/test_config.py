@@ -28,7 +28,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
         "backlog", "thread_stack_size", "workers")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
-                 "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
+                 "shutdown_grace": "shutdown_grace", "send": "send_timeout",
+                 "body_min_rate": "body_min_rate", "body_grace": "body_grace"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},

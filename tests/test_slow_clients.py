@@ -53,3 +53,116 @@ class HeadTimeOutFromAcceptTest(unittest.TestCase):
         # that a fresh time-out would end in.
         self.assertEqual(response, b"")
         self.assertFalse(worker.is_alive())
+
+
+class FakeClient:
+    """A client behind a fake clock: each receive waits ``seconds`` and brings ``data``,
+    unless the deadline comes first (then 408, as the connection raises it)."""
+
+    def __init__(self, data: bytes, seconds: float) -> None:
+        self.now = 0.0
+        self.data = data
+        self.seconds = seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def receive(self, deadline: float) -> bytes:
+        if self.now + self.seconds > deadline:
+            self.now = max(self.now, deadline)
+            raise HTTPError(408, "The request body did not arrive in time.", close=True)
+        self.now += self.seconds
+        return self.data
+
+
+def body_of(length: int, client: FakeClient, **rate) -> BodyReader:
+    request = parse_head(f"PUT /f HTTP/1.1\r\nHost: a\r\nContent-Length: {length}\r\n\r\n"
+                         .encode(), Limits())
+    # Each wait may last 100 s: only the rate limits these bodies.
+    return BodyReader(request, bytearray(), client.receive, 100.0, 1 << 30, Limits(), **rate)
+
+
+class BodyMinimumRateTest(unittest.TestCase):
+    """[timeouts] body_min_rate and body_grace: a body dribbled slower than the minimum
+    gets 408 once the grace is over, however short each gap between its bytes."""
+
+    def read_all(self, length: int, client: FakeClient, sink=None, **rate) -> int:
+        """Read the body to its end, passing each piece to ``sink``; the bytes read."""
+        with mock.patch("nex.http.body.time.monotonic", client.monotonic):
+            reader = body_of(length, client, **rate)
+            for piece in reader:
+                if sink is not None:
+                    sink(piece)
+            return reader.received
+
+    def test_a_body_dribbled_a_byte_a_second_gets_408_after_the_grace(self) -> None:
+        client = FakeClient(b"x", 1.0)
+        with self.assertRaises(HTTPError) as caught:
+            self.read_all(100000, client, min_rate=500, grace=10.0)
+        self.assertEqual((caught.exception.status, caught.exception.close), (408, True))
+        self.assertEqual(client.now, 10.0)
+
+    def test_without_a_minimum_only_each_gap_is_bounded(self) -> None:
+        client = FakeClient(b"x", 1.0)
+        self.assertEqual(self.read_all(100, client, min_rate=0, grace=10.0), 100)
+        self.assertEqual(client.now, 100.0)
+
+    def test_a_body_above_the_minimum_rate_is_read_whole(self) -> None:
+        client = FakeClient(b"x" * 600, 1.0)
+        self.assertEqual(self.read_all(50000, client, min_rate=500, grace=10.0), 50000)
+
+    def test_a_fast_start_buys_no_stall_longer_than_its_bytes_allow(self) -> None:
+        # 20,000 bytes in the first second cover 40 s at 500 B/s, and no more.
+        client = FakeClient(b"x" * 20000, 1.0)
+        with mock.patch("nex.http.body.time.monotonic", client.monotonic):
+            reader = body_of(100000, client, min_rate=500, grace=10.0)
+            reader.read()
+            client.seconds = 60.0
+            with self.assertRaises(HTTPError) as caught:
+                reader.read()
+        self.assertEqual(caught.exception.status, 408)
+        self.assertEqual(client.now, 40.0)
+
+    def test_time_the_handler_spends_elsewhere_does_not_count_against_the_client(self) -> None:
+        client = FakeClient(b"x" * 1000, 1.0)
+
+        def slow_disk(piece: bytes) -> None:
+            client.now += 100.0
+
+        self.assertEqual(self.read_all(10000, client, slow_disk, min_rate=500, grace=1.0),
+                         10000)
+
+
+class SlowBodyServerTest(unittest.TestCase):
+    """The real server: a body that stalls after its first bytes gets 408 once the grace is
+    over, long before the gap time-out (here 60 s) would end it."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.root = tempfile.mkdtemp(prefix="nex-root-")
+        with open(os.path.join(cls.root, "hello.txt"), "wb") as out:
+            out.write(b"hello\n")
+        cls.server = NexServer(cls.root, settings={
+            "timeouts": {"request_head": 60, "body_min_rate": "1K", "body_grace": 1},
+            "files": {"upload": "yes"}}).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def stalled(self, method: str, path: str) -> bytes:
+        """The response to a body of which only the first 10 of 100,000 bytes come."""
+        with self.server.connect() as sock:
+            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: a\r\n"
+                         f"Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
+            return read_all(sock)
+
+    def test_a_stalled_upload_gets_408_and_leaves_nothing(self) -> None:
+        response = self.stalled("PUT", "/slow.txt")
+        self.assertTrue(response.startswith(b"HTTP/1.1 408 "), response[:80])
+        self.assertEqual(sorted(os.listdir(self.root)), ["hello.txt"])
+
+    def test_a_stalled_body_nobody_reads_gets_408(self) -> None:
+        response = self.stalled("GET", "/hello.txt")
+        self.assertTrue(response.startswith(b"HTTP/1.1 408 "), response[:80])

@@ -43,6 +43,8 @@ class Config:
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0
     send_timeout: float = 30.0
+    body_min_rate: int = 500
+    body_grace: float = 10.0
     # [limits], bytes or counts
     max_request_line: int = 8192
     max_header_block: int = 65536
@@ -152,6 +154,8 @@ _SETTINGS = (
     _setting("timeouts", "keep_alive", values.seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", values.seconds),
     _setting("timeouts", "send", values.seconds, "send_timeout"),
+    _setting("timeouts", "body_min_rate", values.size(0)),
+    _setting("timeouts", "body_grace", values.seconds),
     _setting("limits", "max_request_line", values.size(1)),
     _setting("limits", "max_header_block", values.size(1)),
     _setting("limits", "max_header_count", values.integer(1, values.MAX_COUNT)),

@@ -253,7 +253,9 @@ class Connection:
             body = BodyReader(request, self._buffer, self._receive_body,
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
-                              self._send_continue if _expects_continue(request) else None)
+                              self._send_continue if _expects_continue(request) else None,
+                              min_rate=self._config.body_min_rate,
+                              grace=self._config.body_grace)
         try:
             response = self._dispatcher.respond(request, body, self._client_of(request),
                                                 peer=self.client,
