@@ -166,3 +166,73 @@ class SlowBodyServerTest(unittest.TestCase):
     def test_a_stalled_body_nobody_reads_gets_408(self) -> None:
         response = self.stalled("GET", "/hello.txt")
         self.assertTrue(response.startswith(b"HTTP/1.1 408 "), response[:80])
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST) instead of an orderly close."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_until(condition, what: str, timeout: float = SOCKET_TIMEOUT):
+    """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class ClientResetInsideBodyTest(unittest.TestCase):
+    """A client that resets inside a request body is not a server fault: no 500, no
+    traceback, no temporary file left, every descriptor released, and one access line that
+    says what was received."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        with open(os.path.join(self.root, "big.bin"), "wb") as out:
+            out.write(os.urandom(8 * 1024 * 1024))  # past the small-file cache: a descriptor
+        self.server = NexServer(self.root, settings={"files": {"upload": "yes"}})
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    def descriptors(self) -> int:
+        return len(os.listdir(f"/proc/{self.server.pid}/fd"))
+
+    def assert_one_quiet_line_per_reset(self, request_line: str, count: int) -> None:
+        log = self.server.wait_for_access_log(lambda text: text.count(request_line) >= count)
+        lines = [line for line in log.splitlines() if request_line in line]
+        self.assertEqual(len(lines), count, log)
+        for line in lines:
+            self.assertIn(f'"{request_line}" 400 - ', line)
+            self.assertTrue(line.endswith(" received=10"), line)
+        errors = self.server.error_log()
+        self.assertNotIn("Traceback", errors)
+        self.assertNotIn("fault", errors)
+
+    def test_upload_reset_leaves_no_temporary_file(self) -> None:
+        sock = self.server.connect()
+        sock.sendall(b"PUT /new.bin HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
+                     + b"x" * 10)
+        # The upload's temporary file appears once the body is being read.
+        wait_until(lambda: len(os.listdir(self.root)) == 2, "the temporary file")
+        reset(sock)
+        self.assert_one_quiet_line_per_reset("PUT /new.bin HTTP/1.1", 1)
+        wait_until(lambda: os.listdir(self.root) == ["big.bin"], "the temporary file's removal")
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "counts descriptors through /proc")
+    def test_resets_while_a_body_is_discarded_release_every_descriptor(self) -> None:
+        baseline = self.descriptors()
+        for _ in range(5):
+            sock = self.server.connect()
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"
+                         + b"x" * 10)
+            # The connection's socket, and the file its response will send.
+            wait_until(lambda: self.descriptors() >= baseline + 2, "the response's file")
+            reset(sock)
+            wait_until(lambda: self.descriptors() <= baseline, "every descriptor's release")
+        self.assert_one_quiet_line_per_reset("GET /big.bin HTTP/1.1", 5)

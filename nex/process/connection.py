@@ -13,8 +13,11 @@ A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open`
 decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
 request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
-however it dribbles it; the TLS handshake counts against that same limit).  Every response
-is logged exactly once, with the body bytes actually sent.
+however it dribbles it; the TLS handshake counts against that same limit), and a request
+body's average rate has a minimum (``body_min_rate``).  Every response is logged exactly
+once, with the body bytes actually sent.  A client that resets the connection inside a
+request body is no server fault: the handler lets go of what it holds, nothing is sent, and
+one access line says ``400`` with the body bytes received (`` received=N``).
 
 On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
 blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
@@ -260,6 +263,9 @@ class Connection:
             response = self._dispatcher.respond(request, body, self._client_of(request),
                                                 peer=self.client,
                                                 local_address=self._local_address)
+        except _ClientGone as gone:
+            self._log_gone(request, body, gone)
+            return False
         except HTTPError as error:
             response = self._dispatcher.error_response(error)
         except Exception:
@@ -274,6 +280,9 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
+                if isinstance(error, _ClientGone):
+                    self._log_gone(request, body, error)
+                    return False
                 response = self._dispatcher.error_response(error)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
@@ -367,8 +376,17 @@ class Connection:
             return None
 
     def _receive_body(self, deadline: float) -> bytes:
-        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader)."""
-        chunk = self._receive(deadline, 0)
+        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
+
+        A client that resets the connection raises :class:`_ClientGone`, which handlers
+        treat as any refusal of the body (an upload removes its temporary file).
+        """
+        try:
+            chunk = self._receive(deadline, 0)
+        except OSError as error:
+            if _client_gone(error):
+                raise _ClientGone() from None
+            raise
         if chunk is None:
             raise HTTPError(408, "The request body did not arrive in time.", close=True)
         return chunk
@@ -449,6 +467,12 @@ class Connection:
         self._logger.access(client, request_line, response.status, sent, referer, agent,
                             user=response.user, suffix=suffix)
 
+    def _log_gone(self, request: Request, body: BodyReader, gone: "_ClientGone") -> None:
+        """Log a request whose client reset the connection inside its body: nothing can be
+        sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
+        response = Response(gone.status, user=gone.user)
+        self._log(request, response, 0, f" received={body.received}")
+
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.
 
@@ -482,6 +506,15 @@ class Connection:
             self._owes_close_notify = False
             self._receive_timeout = -1.0
             send_close_notify(self.sock)
+
+
+class _ClientGone(HTTPError):
+    """The client reset the connection inside a request body: it is not a server fault, and
+    no answer can reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "The client reset the connection inside the request body.",
+                         close=True)
 
 
 def _client_gone(error: OSError) -> bool:
