@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import shutil
@@ -13,7 +14,7 @@ from typing import Any, Dict, List, Optional, TextIO, Union
 
 from nex import __version__
 from nex.site.login import check_password, check_user_name, hash_password
-from nex.process.config import ConfigError, load_config, shipped_settings
+from nex.process.config import Config, ConfigError, load_config, shipped_settings
 from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
@@ -95,6 +96,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--tls-self-signed", action="store_true",
         help="serve HTTPS with a throw-away self-signed certificate for localhost,"
              " 127.0.0.1 and ::1, made at start-up (for local testing)")
+    parser.add_argument(
+        "--pid-file", metavar="FILE",
+        help="write Nex's process id (with workers, the supervisor's) to FILE while it"
+             " runs, removed at exit; kill -HUP $(cat FILE) then reloads the settings")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -142,7 +147,7 @@ def main(argv: Optional[List[str]] = None,
     if args.zip:
         overrides["zip_download"] = True
     if not args.tls_self_signed:
-        return _load_and_serve(config_path, overrides)
+        return _load_and_serve(config_path, overrides, pid_file=args.pid_file)
     if args.tls_cert is not None or args.tls_key is not None:
         print("nex: --tls-self-signed makes its own certificate and key; leave out --tls-cert"
               " and --tls-key", file=sys.stderr)
@@ -159,14 +164,15 @@ def main(argv: Optional[List[str]] = None,
         notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
                   f" only): {certificate}\n  SHA-256 fingerprint "
                   f"{certificate_fingerprint(certificate)}")
-        return _load_and_serve(config_path, overrides, notice)
+        return _load_and_serve(config_path, overrides, notice, pid_file=args.pid_file)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
-                    notice: str = "") -> int:
-    """Load the settings with ``overrides``, print ``notice`` and serve; 2 on a bad setting."""
+                    notice: str = "", pid_file: Optional[str] = None) -> int:
+    """Load the settings with ``overrides``, print ``notice`` and serve, with this process's
+    id in ``pid_file`` meanwhile; 2 on a bad setting or a pid file that cannot be written."""
     try:
         config = load_config(config_path, overrides)
     except ConfigError as error:
@@ -174,12 +180,52 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         return 2
     if notice:
         print(notice, flush=True)
-    # Only now: checking settings needs no server.
+    if pid_file is None:
+        return _serve(config, config_path, overrides)
+    pid = os.getpid()
+    try:
+        _write_pid_file(pid_file, pid)
+    except OSError as error:
+        print(f"nex: --pid-file {pid_file}: cannot write it: {error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        return _serve(config, config_path, overrides)
+    finally:
+        _remove_pid_file(pid_file, pid)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """Write ``pid`` and a newline to ``path`` whole: a reader never sees half of it."""
+    temporary = f"{path}.{pid}.tmp"
+    try:
+        with open(temporary, "w", encoding="ascii") as out:
+            out.write(f"{pid}\n")
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def _remove_pid_file(path: str, pid: int) -> None:
+    """Remove the pid file, unless another process has written its own id there since."""
+    with contextlib.suppress(OSError):
+        with open(path, encoding="ascii") as written:
+            if written.read() != f"{pid}\n":
+                return
+        os.remove(path)
+
+
+def _serve(config: Config, config_path: Optional[str], overrides: Dict[str, Any]) -> int:
+    """Run the server, or the supervisor of its workers, with the loaded ``config``."""
+    # Imported only now: checking settings needs no server.
     if config.workers > 1:
         from nex.process.supervisor import supervise
         return supervise(config, lambda: load_config(config_path, overrides))
-    from nex.process.listener import serve
-    return serve(config)
+    from nex.process.listener import print_start_line
+    from nex.process.run import run_server
+    return run_server(config, ready=print_start_line,
+                      load=lambda: load_config(config_path, overrides))
 
 
 def _print_user_line(user: str, stdin: TextIO) -> int:

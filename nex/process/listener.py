@@ -3,9 +3,10 @@
 A cap on live connections (and on connections per client address) keeps the thread count
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
-and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
-``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
-the certificate and key for new connections.
+and SIGTERM stop accepting, wake idle keep-alive connections and give in-flight responses
+``shutdown_grace`` seconds to finish; a second SIGINT cuts them short.  A reload (SIGHUP)
+ends the accept loop without stopping, so that :func:`nex.process.run.run_server` can hand
+the listener to a new server and :meth:`Server.retire` this one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import collections
 import errno
 import ipaddress
-import queue
+import os
 import select
 import signal
 import socket
@@ -23,17 +24,14 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
-from nex.process.assembly import assemble
-from nex.site.login import cleartext_warning
-from nex.process.config import Config, ConfigError
+from nex.process.config import Config
 from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
 from nex.http.response import write_response
-from nex.files.templates import TemplateError
-from nex.process.tls import ServerTLS, TLSError
+from nex.process.tls import ServerTLS
 
 _RETRY_AFTER_SECONDS = "5"
 _REFUSALS = {503: "The server is at its connection limit; try again shortly.",
@@ -44,6 +42,9 @@ _WAKE_INTERVAL_SECONDS = 0.5
 #: accept() errors that last until a connection ends (descriptors or kernel memory exhausted).
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_RETRY_SECONDS = 0.05
+#: Whether accepted sockets share the (non-blocking) listener's O_NONBLOCK: BSDs and macOS,
+#: not Linux.
+_ACCEPTED_INHERIT_NONBLOCKING = not sys.platform.startswith("linux")
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
 
@@ -75,6 +76,9 @@ class Server:
         #: Whether no other process accepts on the listener: a lone server's own, or a
         #: worker's on Linux, where each worker has one (SO_REUSEPORT).
         self._own_listener = listener is None or sys.platform.startswith("linux")
+        # Clients are accepted once the poll reports one, without blocking: a blocking
+        # accept() could wait on a listener other processes share.
+        self.listener.setblocking(False)
         #: Says whether clients wait in the listen queue.
         self._queued = select.poll()
         self._queued.register(self.listener, select.POLLIN)
@@ -85,12 +89,20 @@ class Server:
             self.listener.close()
             raise
         self.stopping = threading.Event()
+        #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.
+        self.reload_requested = False
+        self._forced = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
         self._live: Dict[Connection, threading.Thread] = {}
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
+
+    @property
+    def logger(self) -> Logger:
+        """The logger of this server's connections."""
+        return self._logger
 
     def urls(self) -> List[str]:
         """URLs that reach this server, the most local first.
@@ -106,36 +118,36 @@ class Server:
         return [f"{scheme}://[{name}]:{self.port}/" if ":" in name else
                 f"{scheme}://{name}:{self.port}/" for name in hosts]
 
-    def run(self, ready: Callable[[], None]) -> None:
-        """:meth:`serve_forever` with SIGINT and SIGTERM as its stop, from the main thread.
+    def serve_forever(self, wakeup: Optional[int] = None) -> None:
+        """Accept clients until a signal (or :meth:`stop`) ends the loop, then stop; after
+        :meth:`request_reload` return instead, still serving the connections it has.
 
-        ``ready`` is called once those signals would stop the server, before it accepts.
-        A second SIGINT while stopping raises :class:`ForceStop`.
+        ``wakeup`` is the read end of the pipe ``signal.set_wakeup_fd`` writes to: a signal
+        that reaches another thread, or comes just before the wait starts, would otherwise
+        leave the wait asleep until the next client.
         """
-        previous = {sig: signal.signal(sig, self.handle_signal)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            ready()
-            self.serve_forever()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def serve_forever(self) -> None:
-        """Accept clients until a signal (or :meth:`stop`) ends the loop."""
+        waiting = select.poll()
+        waiting.register(self.listener, select.POLLIN)
+        if wakeup is not None:
+            waiting.register(wakeup, select.POLLIN)
         try:
             while True:
-                # A signal raises _Stop only while this flag is up, so it cannot strike
-                # between accepting a socket and handing it to a worker.
+                # A signal raises _Stop only while this flag is up: while waiting for a
+                # client, never once accept() has taken one (its socket would be lost).
                 self._in_accept = True
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self.reload_requested:
                     break
+                events = waiting.poll()
+                self._in_accept = False
+                if wakeup is not None and any(fd == wakeup for fd, _ in events):
+                    _drain(wakeup)
+                    continue  # the signal's handler has run, or runs now
                 try:
                     sock, address = self.listener.accept()
                     accepted = time.monotonic()
-                    self._in_accept = False
+                except BlockingIOError:
+                    continue  # another process sharing the listener took the client
                 except OSError as error:
-                    self._in_accept = False
                     if self.stopping.is_set():
                         break
                     if error.errno in _OUT_OF_RESOURCES:
@@ -147,7 +159,9 @@ class Server:
         except _Stop:
             pass
         finally:
-            self._shut_down()
+            self._in_accept = False
+            if self.stopping.is_set() or not self.reload_requested:
+                self._shut_down()
 
     def _hand_out(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
         """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
@@ -172,33 +186,28 @@ class Server:
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
+        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT raises
+        :class:`ForceStop`, once: any later signal changes nothing."""
         if not self.stopping.is_set():
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
             return
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and not self._forced:
+            self._forced = True
             raise ForceStop()
 
-    def reload_tls(self) -> bool:
-        """Read the TLS certificate and key again for the connections accepted from now on;
-        return whether the new pair is in use.
+    def request_reload(self) -> None:
+        """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
+        if not self.stopping.is_set():
+            self.reload_requested = True
+            if self._in_accept:
+                raise _Stop()
 
-        A pair that does not load leaves the previous one serving.  Either way one line is
-        logged.  Any thread may call this, but not a signal handler: logging takes a lock
-        the interrupted thread may hold.
-        """
-        if self.tls is None:
-            return False
-        try:
-            self.tls.reload()
-        except TLSError as error:
-            self._logger.warning(f"TLS certificate not reloaded; the previous one stays: {error}")
-            return False
-        self._logger.message(f"TLS certificate reloaded from {self.tls.certificate} "
-                             f"(SHA-256 {self.tls.fingerprint})")
-        return True
+    def retire(self) -> None:
+        """Stop as on SIGTERM after a reload, leaving the listener open for the server that
+        took it over: idle connections close, in-flight responses get ``shutdown_grace``."""
+        self._shut_down(close_listener=False)
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -226,6 +235,8 @@ class Server:
             self._refuse(sock, client, refusal)
             return
         try:
+            if _ACCEPTED_INHERIT_NONBLOCKING:
+                sock.setblocking(True)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
                                     self.tls, accepted=accepted)
@@ -270,11 +281,12 @@ class Server:
         forwarded = self.dispatcher.forwarded
         return forwarded is not None and forwarded.is_trusted(client)
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, close_listener: bool = True) -> None:
         """Stop accepting, let busy connections finish within the grace period, then cut
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
-        self.listener.close()
+        if close_listener:
+            self.listener.close()
         with self._lock:
             connections = list(self._live)
         for connection in connections:
@@ -339,10 +351,13 @@ class Server:
         self._logger.access(client, "-", status, sent, None, None)
 
 
-def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
-    """Reload the server's TLS certificate for each True queued, until a False."""
-    while reloads.get():
-        server.reload_tls()
+def _drain(fd: int) -> None:
+    """Read whatever waits in the non-blocking pipe ``fd``."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _plain_address(host: str) -> str:
@@ -408,60 +423,6 @@ def _capped_backlog(backlog: int) -> int:
     except OSError:
         return backlog
     return min(backlog, int(text)) if text.isdigit() and int(text) > 0 else backlog
-
-
-def serve(config: Config) -> int:
-    """Run Nex with ``config`` until SIGINT or SIGTERM; return the process exit status:
-    0 after a graceful stop, 130 when a second SIGINT cut it short, 2 when it cannot start."""
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
-    tls = None
-    if config.tls_certificate:
-        try:
-            tls = ServerTLS(config.tls_certificate, config.tls_key)
-        except TLSError as error:
-            print(f"nex: {error}", file=sys.stderr)
-            return 2
-    logger = Logger.from_config(config)
-    try:
-        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger, tls=tls)
-    except (TemplateError, ConfigError) as error:
-        print(f"nex: {error}", file=sys.stderr)
-        logger.close()
-        return 2
-    except OSError as error:
-        print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
-              file=sys.stderr)
-        logger.close()
-        return 2
-    warning = cleartext_warning(config)
-    if warning is not None:
-        logger.warning(warning)
-    reloads: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
-    reloader = None
-    previous_hup = None
-    if tls is not None:
-        # The handler only queues the request (SimpleQueue.put is safe in a signal
-        # handler); a thread does the reload, which logs and so takes a lock.
-        previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
-        reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
-                                    name="tls-reload", daemon=True)
-        reloader.start()
-    status = 0
-    try:
-        server.run(lambda: print_start_line(server))
-    except ForceStop:
-        print("stopping now", file=sys.stderr, flush=True)
-        status = 130
-    finally:
-        if reloader is not None:
-            signal.signal(signal.SIGHUP, previous_hup)
-            reloads.put(False)
-            reloader.join()
-        logger.message(f"{SERVER_SOFTWARE} stopped")
-        logger.close()
-    return status
 
 
 def print_start_line(server: Server) -> None:

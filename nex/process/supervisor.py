@@ -5,9 +5,10 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor.  The supervisor has
-validated the settings and loaded the templates, so a worker starts from exactly that
-:class:`Config` and those templates: nothing is parsed twice, a SIGHUP reload hands the new
-workers exactly the settings it checked, and a restart costs no interpreter start.  Forking is
+validated the settings and checked the templates, so a worker starts from exactly that
+:class:`Config`: nothing is parsed twice, a SIGHUP reload hands the new workers exactly the
+settings it checked, and a restart costs no interpreter start.  Each worker then runs
+:func:`nex.process.run.run_server`, the start path of a lone Nex.  Forking is
 safe because the supervisor runs no thread of its own (which is why it writes its log lines
 itself rather than through :class:`nex.process.log.Logger`, whose flusher is a thread): a child
 starts with no lock held by a thread that does not exist in it.  A fresh child closes the
@@ -30,7 +31,8 @@ one inherited socket (:data:`REUSE_PORT` chooses).
 
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
-waits for all of them and exits 0.  A worker that exits otherwise is restarted at once, with a
+waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on as SIGINT,
+which cuts the workers' transfers short as it does a lone Nex's, and the exit status is 130.  A worker that exits otherwise is restarted at once, with a
 line in the error log; one that keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is
 restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the
 settings again (the same file and command-line overrides) and replaces the workers one by
@@ -63,11 +65,10 @@ from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
-from nex.process.assembly import assemble
-from nex.process.log import Logger, error_line
+from nex.process.log import error_line
 from nex.process.listener import Server, bind_listener, listener_url, start_listening
+from nex.process.run import FORCED_EXIT, run_server
 from nex.files.templates import TemplateError, TemplateSet
-from nex.process.tls import ServerTLS
 
 #: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
@@ -127,8 +128,8 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
     problem found before serving (templates, the port, the log) prints one ``nex:`` line and
     returns 2.
     """
-    try:
-        templates = TemplateSet.load(config.error_pages, config.templates)
+    try:  # checked once here, so that a bad template stops Nex before any worker starts
+        TemplateSet.load(config.error_pages, config.templates)
     except TemplateError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
@@ -144,7 +145,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
         first.close()
         return 2
-    return Supervisor(config, templates, load, first, log).run()
+    return Supervisor(config, load, first, log).run()
 
 
 def _first_listener(config: Config) -> socket.socket:
@@ -211,10 +212,9 @@ class _Slot:
 class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
-    def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 first: socket.socket, log: SupervisorLog) -> None:
+    def __init__(self, config: Config, load: Callable[[], Config], first: socket.socket,
+                 log: SupervisorLog) -> None:
         self._config = config
-        self._templates = templates
         self._load = load
         #: The listener of each slot in turn (slot 1 first); one shared by all without
         #: SO_REUSEPORT.
@@ -226,6 +226,10 @@ class Supervisor:
         #: Workers told to stop after a reload, by pid, with their slot number.
         self._retiring: Dict[int, int] = {}
         self._stopping = False
+        #: A second SIGINT came (to this process, or to a worker that exited 130).
+        self._forced = False
+        #: The workers were told to stop at once (SIGINT passed on).
+        self._cut_short = False
         self._wakeup_read, self._wakeup_write = os.pipe()
         #: Only the supervisor holds the write end: workers see end-of-file once it is gone.
         self._lifeline_read, self._lifeline_write = os.pipe()
@@ -246,10 +250,11 @@ class Supervisor:
                   f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
-            return 0
+            return FORCED_EXIT if self._forced else 0
         finally:
+            # Nex is on its way out: a late Ctrl+C must not raise in what is left.
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, handler if sig == signal.SIGCHLD else signal.SIG_IGN)
             signal.set_wakeup_fd(-1)
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
                        self._lifeline_write):
@@ -273,15 +278,24 @@ class Supervisor:
             timeout = self._next_restart()
             select.select([self._wakeup_read], [], [], timeout)
             signals = self._take_signals()
-            self._reap()
-            if signal.SIGINT in signals or signal.SIGTERM in signals:
+            interrupts = signals.count(signal.SIGINT)
+            if interrupts and (self._stopping or interrupts > 1) and not self._cut_short:
+                self._forced = self._cut_short = True
                 self._stop()
-            elif signal.SIGHUP in signals and not self._stopping:
+                for pid in self._worker_pids():
+                    _signal(pid, signal.SIGINT)
+            elif interrupts or signal.SIGTERM in signals:
+                self._stop()
+            # Reaped only now: a worker that a terminal's Ctrl+C stopped before this
+            # process saw its own is not restarted.
+            self._reap()
+            if signal.SIGHUP in signals and not self._stopping:
                 self._reload()
             self._restart_due()
 
-    def _take_signals(self) -> frozenset:
-        """The signals that arrived since the last call (their numbers fill the pipe)."""
+    def _take_signals(self) -> bytes:
+        """The signals that arrived since the last call, in order (their numbers fill the
+        pipe)."""
         received = bytearray()
         while True:
             try:
@@ -291,7 +305,7 @@ class Supervisor:
             if not chunk:
                 break
             received += chunk
-        return frozenset(received)
+        return bytes(received)
 
     def _next_restart(self) -> Optional[float]:
         """Seconds until the next restart is due; None when none is waiting."""
@@ -317,7 +331,9 @@ class Supervisor:
     def _exited(self, pid: int, status: int) -> None:
         if pid in self._retiring:
             number = self._retiring.pop(pid)
-            if os.waitstatus_to_exitcode(status) != 0:
+            if os.waitstatus_to_exitcode(status) == FORCED_EXIT and self._stopping:
+                self._forced = True
+            elif os.waitstatus_to_exitcode(status) != 0:
                 self._log.warning(f"replaced worker {number} (pid {pid}) "
                                   f"{describe_exit(status)}")
             return
@@ -326,7 +342,9 @@ class Supervisor:
             return
         slot.pid = 0
         if self._stopping:
-            if os.waitstatus_to_exitcode(status) != 0:
+            if os.waitstatus_to_exitcode(status) == FORCED_EXIT:
+                self._forced = True  # a second Ctrl+C reached the worker first
+            elif os.waitstatus_to_exitcode(status) != 0:
                 self._log.warning(f"worker {slot.number} (pid {pid}) {describe_exit(status)} "
                                   "while stopping")
             return
@@ -385,7 +403,7 @@ class Supervisor:
         """SIGHUP: re-read the settings and replace the workers one by one."""
         try:
             config = self._load()
-            templates = TemplateSet.load(config.error_pages, config.templates)
+            TemplateSet.load(config.error_pages, config.templates)
         except (ConfigError, TemplateError) as error:
             self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
             return
@@ -401,7 +419,7 @@ class Supervisor:
             return
         self._log.close()
         self._log = log
-        self._config, self._templates = config, templates
+        self._config = config
         while len(self._slots) > config.workers:
             slot = self._slots.pop()
             if slot.pid:
@@ -503,8 +521,7 @@ class Supervisor:
                 if other is not listener:
                     other.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
-            status = _serve_as_worker(config, self._templates, listener, report,
-                                      self._lifeline_read)
+            status = _serve_as_worker(config, listener, report, self._lifeline_read)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -515,30 +532,19 @@ class Supervisor:
                 os._exit(status)
 
 
-def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
-                     report: int, lifeline: int) -> int:
-    """One worker's life: report ready on ``report`` once serving, serve until stopped."""
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
-    try:
-        logger = Logger.from_config(config)
-    except OSError as error:
-        _report(report, f"cannot open a log file: {error.strerror}".encode())
-        return 2
-    tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
-    server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                    logger, listener, tls)
-
-    def ready() -> None:
+def _serve_as_worker(config: Config, listener: socket.socket, report: int,
+                     lifeline: int) -> int:
+    """One worker's life: serve as a lone Nex does, on ``listener``; report ready (or why
+    not) on ``report``; stop when the supervisor is gone."""
+    def ready(server: Server) -> None:
         threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,
                          name="supervisor-watch").start()
         _report(report, _READY)
 
-    try:
-        server.run(ready)
-    finally:
-        logger.close()
-    return 0
+    def fail(line: str) -> None:
+        _report(report, line.encode("utf-8", "replace"))
+
+    return run_server(config, listener=listener, ready=ready, fail=fail)
 
 
 def _report(fd: int, message: bytes) -> None:
