@@ -22,6 +22,7 @@ from nex.http.body import BodyReader
 from nex.http.errors import HTTPError
 from nex.http.request import Limits, parse_head
 from nex.process.connection import Connection
+from tests.proxy_support import ProxyTestCase, ok
 from tests.support import (SOCKET_TIMEOUT, NexServer, ResponseReader, capture_log, read_all,
                            socketpair_dispatcher)
 
@@ -236,3 +237,25 @@ class ClientResetInsideBodyTest(unittest.TestCase):
             reset(sock)
             wait_until(lambda: self.descriptors() <= baseline, "every descriptor's release")
         self.assert_one_quiet_line_per_reset("GET /big.bin HTTP/1.1", 5)
+
+
+class ProxiedBodyResetTest(ProxyTestCase):
+    """The same for a body the forward proxy is passing on to an origin."""
+
+    def test_reset_while_proxying_a_body_is_one_quiet_line(self) -> None:
+        origin = self.origin(lambda exchange: ok())
+        sock = self.server.connect()
+        url = origin.url("/form")
+        sock.sendall(f"POST {url} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
+        # The head and the first bytes have reached the origin.
+        wait_until(lambda: origin.raw and origin.raw[0].endswith(b"x" * 10),
+                   "the body's first bytes at the origin")
+        reset(sock)
+        line = f'"POST {url} HTTP/1.1" 400 - '
+        log = self.log_has(line)
+        [entry] = [text for text in log.splitlines() if line in text]
+        self.assertTrue(entry.endswith(" received=10"), entry)
+        errors = self.server.error_log()
+        self.assertNotIn("Traceback", errors)
+        self.assertNotIn("fault", errors)
