@@ -13,7 +13,7 @@ import unittest
 from typing import List
 
 from nex.site.login import hash_password
-from tests.support import NexServer, ResponseReader, read_all
+from tests.support import REPO, NexServer, ResponseReader, read_all
 from tests.test_lifecycle import run_server as run_nex
 from tests.test_supervisor import children, get, running, wait_until
 
@@ -79,6 +79,20 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertIn("warning: settings not reloaded, Nex keeps the running ones: ", lines[0])
         self.assertIn("[files] listing = maybe: must be yes, no", lines[0])
         self.assertEqual(get(server)[1]["cache-control"], "no-cache")
+
+    def test_a_template_that_fails_to_load_keeps_the_listener_serving(self) -> None:
+        server = self.server
+        templates = os.path.join(self.root, "..", os.path.basename(self.root) + "-templates")
+        shutil.copytree(os.path.join(REPO, "other_templates"), templates)
+        self.addCleanup(shutil.rmtree, templates, True)
+        with open(os.path.join(templates, "dir.html"), "wb") as out:
+            out.write(b"\xff\xfe not UTF-8")
+        rewrite(server, os.path.join(REPO, "other_templates"), templates)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        self.assertIn("dir.html", server.error_log())
+        for _ in range(3):
+            self.assertEqual(get(server)[2], b"alpha")
 
     def test_more_workers_wait_for_a_restart(self) -> None:
         # A lone process cannot become a supervisor; bind and port are flags here.

@@ -86,7 +86,8 @@ class Server:
         try:
             self.dispatcher: Dispatcher = make_dispatcher(self.port)
         except BaseException:
-            self.listener.close()
+            if listener is None:  # a listener handed over stays its owner's
+                self.listener.close()
             raise
         self.stopping = threading.Event()
         #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.

@@ -168,9 +168,6 @@ def _reloaded(old: Server, load: Callable[[], Config],
     start_listening(new.listener, config.backlog)
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
-    if tls is not None and tls is not old.tls:
-        logger.message(f"TLS certificate reloaded from {tls.certificate} "
-                       f"(SHA-256 {tls.fingerprint})")
     logger.message("settings reloaded")
     new.reload_requested = old.reload_requested  # another SIGHUP came meanwhile
     thread = threading.Thread(target=_retire, args=(old,), name="retiring-server", daemon=True)
@@ -180,12 +177,23 @@ def _reloaded(old: Server, load: Callable[[], Config],
 
 
 def _reloaded_tls(old: Server, config: Config) -> Optional[ServerTLS]:
-    """The TLS pair for ``config`` read again; the running one when it does not load."""
+    """The TLS pair for ``config`` read again (the running one re-reads its files when they
+    are the same); the running one, unchanged, when the new pair does not load."""
+    if not config.tls_certificate:
+        return None
+    tls = old.tls
     try:
-        return _load_tls(config)
+        if tls is not None and (tls.certificate, tls.key) == (config.tls_certificate,
+                                                              config.tls_key):
+            tls.reload()
+        else:
+            tls = ServerTLS(config.tls_certificate, config.tls_key)
     except TLSError as error:
         old.logger.warning(f"TLS certificate not reloaded; the previous one stays: {error}")
         return old.tls
+    old.logger.message(f"TLS certificate reloaded from {tls.certificate} "
+                       f"(SHA-256 {tls.fingerprint})")
+    return tls
 
 
 def _retire(server: Server) -> None:
