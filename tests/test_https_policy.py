@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 from pathlib import Path
+from typing import List
 from unittest import mock
 
 from nex.process.config import ConfigError, load_config
 from nex.process.tls import ServerTLS, TLSError, create_context
-from tests.support import (OPENSSL, NexServer, ResponseReader, client_context,
+from tests.support import (OPENSSL, SOCKET_TIMEOUT, NexServer, ResponseReader, client_context,
                            make_certificate, read_all, requires_openssl)
 from tests.test_cli import run as run_cli
 from tests.test_tls import tls_pair
@@ -47,8 +50,26 @@ class CipherPolicyTest(unittest.TestCase):
         client.maximum_version = ssl.TLSVersion.TLSv1_2
         client.set_ciphers("ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA256:"
                            "AES256-SHA256:AES128-SHA256")
-        with self.assertRaises(ssl.SSLError):
-            tls_pair(ServerTLS(self.certificate, self.key), client)
+        server_end, client_end = socket.socketpair()
+        with server_end, client_end:
+            server_end.settimeout(SOCKET_TIMEOUT)
+            client_end.settimeout(SOCKET_TIMEOUT)
+            server = ServerTLS(self.certificate, self.key).wrap(server_end)
+            refused: List[BaseException] = []
+
+            def offer() -> None:
+                try:
+                    client.wrap_socket(client_end, server_hostname="localhost")
+                except ssl.SSLError as error:
+                    refused.append(error)
+
+            helper = threading.Thread(target=offer)
+            helper.start()
+            with self.assertRaises(ssl.SSLError) as caught:
+                server.do_handshake()
+            helper.join(SOCKET_TIMEOUT)
+        self.assertEqual(caught.exception.reason, "NO_SHARED_CIPHER")
+        self.assertEqual(len(refused), 1)
 
     def test_a_tls12_aead_client_is_served(self) -> None:
         client = client_context(self.certificate)
