@@ -1,5 +1,8 @@
 """The listener: binds the socket, accepts clients and runs one worker thread per connection.
 
+A connection is handed to a parked thread of the server's :class:`ThreadPool` when one
+waits, so that no thread is started per connection under load.
+
 A cap on live connections (and on connections per client address) keeps the thread count
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
@@ -21,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config
@@ -30,6 +33,7 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import local_addresses
 from nex.process.log import Logger
+from nex.process.pool import ThreadPool
 from nex.http.response import write_response
 from nex.process.tls import ServerTLS
 
@@ -95,8 +99,11 @@ class Server:
         self._forced = False
         self._in_accept = False
         self._lock = threading.Lock()
-        #: Each live connection and the worker thread serving it.
-        self._live: Dict[Connection, threading.Thread] = {}
+        #: Notified each time a connection ends.
+        self._ended = threading.Condition(self._lock)
+        #: Each live connection; a thread of the pool serves it.
+        self._live: Set[Connection] = set()
+        self._pool = ThreadPool()
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
 
@@ -168,8 +175,9 @@ class Server:
         """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
         for each client that queued meanwhile.
 
-        Starting a worker thread waits until the new thread runs, which can take a while
-        when hundreds of busy threads want the interpreter.  Between starts, clients the
+        Starting a worker thread (when none of the pool is parked) waits until the new
+        thread runs, which can take a while when hundreds of busy threads want the
+        interpreter.  Between starts, clients the
         kernel has already queued are taken off its listen queue without waiting, so that
         the queue (``backlog``) never overflows and drops a connection.  Every client taken
         gets its worker, also once the server is stopping.  Each connection's head time-out
@@ -246,12 +254,11 @@ class Server:
                 self._forget_client(client)
             sock.close()
             return
-        name = f"Client-{number} {_format_address(address)}"
-        thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
         with self._lock:
-            self._live[connection] = thread
+            self._live.add(connection)
         try:
-            thread.start()
+            self._pool.run(connection, self._run,
+                           f"Client-{number} {_format_address(address)}")
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
             self._release(connection)
@@ -265,8 +272,9 @@ class Server:
 
     def _release(self, connection: Connection) -> None:
         with self._lock:
-            del self._live[connection]
+            self._live.discard(connection)
             self._forget_client(connection.client)
+            self._ended.notify_all()
 
     def _forget_client(self, client: str) -> None:
         """Count one connection of ``client`` less (with the lock held)."""
@@ -312,18 +320,18 @@ class Server:
             for connection in left:
                 connection.abort()
             self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+        self._pool.close()
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
 
     def _wait_for_workers(self, deadline: float) -> bool:
-        """Wait for one worker to end before ``deadline``; False once none are left or the
-        deadline has passed."""
+        """Wait for a connection to end before ``deadline``, at most a wake interval; False
+        once none are left or the deadline has passed."""
         with self._lock:
-            workers = list(self._live.values())
-        remaining = deadline - time.monotonic()
-        if not workers or remaining <= 0:
-            return False
-        workers[0].join(min(remaining, _WAKE_INTERVAL_SECONDS))
+            remaining = deadline - time.monotonic()
+            if not self._live or remaining <= 0:
+                return False
+            self._ended.wait(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
 
     def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
