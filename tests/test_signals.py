@@ -9,11 +9,17 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import unittest
 from typing import List
 
+from nex.process import run
+from nex.process.assembly import assemble
+from nex.process.config import load_config
+from nex.process.listener import Server
+from nex.process.log import Logger
 from nex.site.login import hash_password
-from tests.support import REPO, NexServer, ResponseReader, read_all
+from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
 from tests.test_lifecycle import run_server as run_nex
 from tests.test_supervisor import children, get, running, wait_until
 
@@ -234,3 +240,28 @@ class CleartextWarningTest(unittest.TestCase):
                 server.start()
                 wait_until(lambda: "without TLS" in server.error_log(), "the warning")
                 server.stop()
+
+
+class ReloadRaceTest(unittest.TestCase):
+    """A stop that arrives while a reload builds the new server stops the new one too."""
+
+    def test_a_stop_during_the_reload_is_not_lost(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, root, True)
+        config = load_config(None, {"document_root": root, "port": 0,
+                                    "access_log": os.devnull, "error_log": os.devnull,
+                                    "error_pages": os.path.join(REPO, "error_pages"),
+                                    "templates": os.path.join(REPO, "other_templates")})
+        logger = Logger.from_config(config)
+        old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                     logger)
+        self.addCleanup(old.listener.close)
+        retiring: List[threading.Thread] = []
+        old.stopping.set()  # SIGTERM reached the old server while the settings were read
+        new = run._reloaded(old, lambda: config, retiring)
+        for thread in retiring:
+            thread.join(SOCKET_TIMEOUT)
+        self.assertIsNot(new, old)
+        self.assertTrue(new.stopping.is_set())
+        new.serve_forever()  # returns at once, stopping
+        new.logger.close()
