@@ -107,3 +107,24 @@ class ReuseOverSocketsTest(unittest.TestCase):
         # A thread per connection would show 20 new thread ids; a connection that comes
         # before the last one's thread has parked may start one more.
         self.assertLessEqual(len(seen), before + 5, sorted(seen))
+
+
+class ParkedThreadReferenceTest(unittest.TestCase):
+    def test_a_parked_thread_lets_its_last_work_go(self) -> None:
+        import gc
+        import weakref
+
+        class Work:
+            pass
+
+        pool = ThreadPool(idle_seconds=SOCKET_TIMEOUT)
+        self.addCleanup(pool.close)
+        done = threading.Event()
+        work = Work()
+        gone = weakref.ref(work)
+        pool.run(work, lambda item: done.set(), "once")
+        self.assertTrue(done.wait(SOCKET_TIMEOUT))
+        del work
+        wait_until(lambda: pool._parked, "the thread to park")
+        gc.collect()
+        self.assertIsNone(gone())

@@ -55,8 +55,9 @@ class ThreadPool:
             parked.work = (item, call, name)
             parked.wake.release()
             return
-        threading.Thread(target=self._serve, args=(item, call, name), name=name,
-                         daemon=True).start()
+        parked = _Parked()
+        parked.work = (item, call, name)  # not in the thread's arguments, kept for its life
+        threading.Thread(target=self._serve, args=(parked,), name=name, daemon=True).start()
 
     def close(self) -> None:
         """End the parked threads; a thread that finishes its work then ends instead of
@@ -67,13 +68,14 @@ class ThreadPool:
         for thread in parked:
             thread.wake.release()  # with no work: it ends
 
-    def _serve(self, item: Any, call: Callable[[Any], None], name: str) -> None:
+    def _serve(self, parked: _Parked) -> None:
         """A pool thread's life: do the work, parking in between, until idle or closed."""
-        parked = _Parked()
         current = threading.current_thread()
-        while True:
+        while parked.work is not None:
+            (item, call, name), parked.work = parked.work, None
             current.name = name
             call(item)
+            item = None  # a parked thread keeps nothing of its last connection alive
             with self._lock:
                 if self._closed:
                     return
@@ -84,6 +86,3 @@ class ThreadPool:
                         self._parked.remove(parked)
                         return
                 parked.wake.acquire()  # work is being handed over right now
-            if parked.work is None:
-                return
-            (item, call, name), parked.work = parked.work, None
