@@ -30,11 +30,12 @@ from tests.test_config import (BAD_VALUES, SHIPPED_SETTINGS, WorkingDirectory,
 
 @contextlib.contextmanager
 def fake_server(result: int = 0) -> Iterator[mock.Mock]:
-    """Stand in for nex.process.listener so main() stops at serve(config) instead of listening."""
-    module = types.ModuleType("nex.process.listener")
-    module.serve = mock.Mock(return_value=result)  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"nex.process.listener": module}):
-        yield module.serve  # type: ignore[attr-defined]
+    """Stand in for nex.process.run so main() stops at run_server(config, ...) instead of
+    listening."""
+    module = types.ModuleType("nex.process.run")
+    module.run_server = mock.Mock(return_value=result)  # type: ignore[attr-defined]
+    with mock.patch.dict(sys.modules, {"nex.process.run": module}):
+        yield module.run_server  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

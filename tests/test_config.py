@@ -28,7 +28,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
         "backlog", "thread_stack_size", "workers")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
-                 "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
+                 "shutdown_grace": "shutdown_grace", "send": "send_timeout",
+                 "body_min_rate": "body_min_rate", "body_grace": "body_grace"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
@@ -45,7 +46,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
-    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key", "hsts": "tls_hsts"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",

@@ -20,11 +20,14 @@ import threading
 import time
 import unittest
 from typing import Callable, Dict, List, Set, Tuple
+from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config
-from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
-                            describe_exit, restart_delay, worker_config)
+from nex.process.log import error_line
+from nex.process.log import SupervisorLog
+from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
+                                    restart_delay, worker_config)
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, read_all,
                            write_settings)
 from tests.proxy_support import duplex
@@ -104,6 +107,20 @@ class SupervisorLogTest(unittest.TestCase):
         self.assertRegex(lines[1], stamp + r"info: worker 1 started \(pid 7\)\Z")
         self.assertRegex(lines[2], stamp + r"warning: worker 1 \(pid 7\) exited with status 1;"
                                            r" restarting it now\Z")
+
+    def test_the_time_stamp_is_the_loggers_own(self):
+        # A format of its own (strftime's %b follows the locale) could drift from the
+        # workers' lines in the same file.
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        log = SupervisorLog(os.path.join(folder, "error.log"))
+        with mock.patch("time.time", return_value=86400.0 * 365):
+            log.warning("w")
+            expected = error_line("warning", "w")
+        log.close()
+        with open(os.path.join(folder, "error.log")) as written:
+            self.assertEqual(written.read(), expected)
+        self.assertEqual(expected, "[01/Jan/1971:00:00:00 +0000] warning: w\n")
 
 
 # --- what /proc shows ------------------------------------------------------------------------

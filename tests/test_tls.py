@@ -843,8 +843,9 @@ class StartUpTest(unittest.TestCase):
 
 @requires_openssl
 class RotationTest(unittest.TestCase):
-    """SIGHUP re-reads the certificate and key: new connections get the new pair, open
-    connections go on, and a broken pair keeps the old one with one line in the log."""
+    """SIGHUP re-reads the certificate and key: new connections get the new pair, a request
+    in flight on an open connection is answered, and a broken pair keeps the old one with
+    one line in the log."""
 
     def setUp(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="nex-rotate-")
@@ -881,13 +882,15 @@ class RotationTest(unittest.TestCase):
         before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertEqual(reader.read()[2], HELLO)
 
+        before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n")  # in flight: not complete
+
         self.point(self.pairs["b"])
         self.server.signal(signal.SIGHUP)
         reloaded = f"TLS certificate reloaded from {self.cert_link} " \
                    f"(SHA-256 {certificate_fingerprint(cert_b)})"
         self.assertIn(reloaded, self.server.wait_for_access_log(lambda t: reloaded in t))
         self.assertEqual(self.served(), der(cert_b))
-        before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")  # still on a's session
+        before.sendall(b"\r\n")  # answered on a's session
         self.assertEqual(reader.read()[2], HELLO)
 
         self.point(self.pairs["c"], key=self.pairs["a"][1])  # c's certificate, a's key
