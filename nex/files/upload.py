@@ -63,7 +63,7 @@ from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
                              hidden, lookup, not_found, real_path, redirect_location,
-                             resolve_segments, shown_name, split_path)
+                             refuse_missing, resolve_segments, shown_name, split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -169,7 +169,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
         try:
-            resolve_segments(segments, is_folder, request.query, config)
+            resolve_segments(segments, is_folder, request.query, config, may)
         except HTTPError as error:
             if error.status == 301:
                 raise HTTPError(308, error.detail, headers=error.headers) from None
@@ -222,6 +222,7 @@ class _Folder:
         except HTTPError as error:
             if error.status != 404:
                 raise
+            refuse_missing(segments, shown, config, may, "write")
             raise not_found(shown) from None
         if not stat.S_ISDIR(checked.st_mode):
             raise not_found(shown)

@@ -1,0 +1,92 @@
+"""Attacks on the access policy from outside, over real sockets: each test is named after
+the hole it keeps closed.
+
+The server is :class:`tests.test_access.ServerTestCase`'s: ``/private/`` is protected and
+``public/link`` leads into it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+import unittest
+from typing import Dict
+
+from nex.files.paths import Refused, refuse_missing
+from nex.process.config import Config
+from nex.site.access import AccessPolicy
+from nex.site.login import ProtectedPaths
+from tests.test_access import ANONYMOUS, RIGHT, SECRET, ServerTestCase, write
+
+
+class RefuseMissingTest(unittest.TestCase):
+    """A missing path is judged by where it would lie, links on the way resolved."""
+
+    def setUp(self) -> None:
+        self.root = os.path.realpath(tempfile.mkdtemp(prefix="nex-refuse-missing-"))
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        os.makedirs(os.path.join(self.root, "private"))
+        os.makedirs(os.path.join(self.root, "public"))
+        os.symlink("../private", os.path.join(self.root, "public", "link"))
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), self.root, upload=True)
+        self.anonymous = policy.checker(None)
+        self.alice = policy.checker("alice")
+
+    def test_protected_names_existence_leaks_through_symlink_404(self) -> None:
+        config = Config(document_root=self.root, symlinks="inside")
+        with self.assertRaises(Refused):
+            refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                           self.anonymous, "read")
+        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                       self.alice, "read")
+        refuse_missing(["public", "gone.txt"], "/public/gone.txt", config, self.anonymous,
+                       "write")
+
+    def test_links_not_followed_leave_nothing_to_judge(self) -> None:
+        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt",
+                       Config(document_root=self.root, symlinks="never"), self.anonymous,
+                       "read")
+
+
+class ExistenceOracleTest(ServerTestCase):
+    """An anonymous client learns nothing about which names exist in a protected folder by
+    going through a link into it: a name that exists and one that does not get the same
+    answer, the login challenge, whatever the method or the spelling."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "private/folder/inner.txt", SECRET)
+        os.symlink("../private/secret.txt", os.path.join(cls.root, "public", "file-link"))
+
+    def assert_same_answer(self, method: str, present: str, absent: str,
+                           body: bytes = None, headers: Dict[str, str] = None) -> None:
+        answers = [self.request(method, target, {**ANONYMOUS, **(headers or {})}, body)[0]
+                   for target in (present, absent)]
+        self.assertEqual(answers, [401, 401], (present, absent))
+
+    def test_protected_names_existence_leaks_through_symlink_404(self) -> None:
+        self.assert_same_answer("GET", "/public/link/secret.txt", "/public/link/nothing.txt")
+        self.assert_same_answer("HEAD", "/public/link/secret.txt", "/public/link/nothing.txt")
+        self.assert_same_answer("GET", "/public/link/folder/", "/public/link/nothing/")
+        self.assert_same_answer("GET", "/public/file-link", "/public/file-link/nothing")
+
+    def test_protected_folder_existence_leaks_through_symlink_redirect(self) -> None:
+        self.assert_same_answer("GET", "/public/link/folder", "/public/link/nothing")
+
+    def test_protected_names_existence_leaks_through_symlink_options(self) -> None:
+        self.assert_same_answer("OPTIONS", "/public/link/secret.txt",
+                                "/public/link/nothing.txt")
+
+    def test_protected_folder_existence_leaks_through_symlink_upload(self) -> None:
+        self.assert_same_answer("PUT", "/public/link/folder/new.txt",
+                                "/public/link/nothing/new.txt", b"x")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "private", "folder",
+                                                     "new.txt")))
+
+    def test_login_still_answers_what_exists(self) -> None:
+        self.assertEqual(self.request("GET", "/public/link/nothing.txt", RIGHT)[0], 404)
+        self.assertEqual(self.request("GET", "/public/link/folder", RIGHT)[0], 301)
+        self.assertEqual(self.request("GET", "/public/nothing.txt", ANONYMOUS)[0], 404)
