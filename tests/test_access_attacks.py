@@ -90,3 +90,24 @@ class ExistenceOracleTest(ServerTestCase):
         self.assertEqual(self.request("GET", "/public/link/nothing.txt", RIGHT)[0], 404)
         self.assertEqual(self.request("GET", "/public/link/folder", RIGHT)[0], 301)
         self.assertEqual(self.request("GET", "/public/nothing.txt", ANONYMOUS)[0], 404)
+
+
+class PrePlacedUploadTest(ServerTestCase):
+    """With ``upload_overwrite = no``, an upload cannot decide what a later upload's address,
+    or an existing folder's address, serves."""
+
+    def put(self, target: str, body: bytes) -> int:
+        return self.request("PUT", target, ANONYMOUS, body)[0]
+
+    def test_pre_placed_sidecar_hijacks_a_later_upload(self) -> None:
+        self.assertEqual(self.put("/public/report.txt.gz", gzip.compress(b"ATTACKER\n")), 201)
+        self.assertEqual(self.put("/public/report.txt", b"victim\n"), 409)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "report.txt")))
+
+    def test_uploaded_index_file_replaces_a_folder_listing(self) -> None:
+        for name in ("index.html", "index.htm"):
+            with self.subTest(name=name):
+                self.assertEqual(self.put(f"/public/{name}", b"<h1>defaced</h1>"), 409)
+        status, _, page = self.request("GET", "/public/", ANONYMOUS)
+        self.assertEqual(status, 200)
+        self.assertIn(b"plain.txt", page)

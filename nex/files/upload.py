@@ -293,16 +293,20 @@ class _Folder:
             raise Refused()
 
     def _check_shadowing(self, name: str, shown: str) -> None:
-        """Refuse (``409``) a new file that would change what an existing address serves:
-        a ``.gz``/``.br`` sidecar of an existing file, or an index file of a folder already
-        served by one."""
+        """Refuse (``409``) a new file that would change what an existing address serves,
+        or whose own address another file already answers: a ``.gz``/``.br`` sidecar of an
+        existing file, a file whose sidecar is already there (it would be sent in the
+        upload's place), or an index file (its folder's address already serves a listing or
+        another index file)."""
         base, _, suffix = name.rpartition(".")
         if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
             raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
+        for extension in SIDECAR_EXTENSIONS:
+            if self._is_file(name + extension):
+                raise _exists(shown, f"{self.shown(name + extension)} would be sent in its "
+                                     "place")
         if name in self.config.index_files:
-            for index in self.config.index_files:
-                if index != name and self._is_file(index):
-                    raise _exists(shown, f"it would change what {self.shown('')} serves")
+            raise _exists(shown, f"it would change what {self.shown('')} serves")
 
     def _is_file(self, name: str) -> bool:
         """Whether the entry ``name`` here is a file (through a link, too)."""
