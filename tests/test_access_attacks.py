@@ -14,10 +14,12 @@ import tempfile
 import unittest
 from typing import Dict
 
-from nex.files.paths import Refused, refuse_missing
+from nex.files.paths import Refused, disguised, not_found, refuse_missing
+from nex.files.templates import TemplateSet
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.login import ProtectedPaths
+from tests.support import REPO
 from tests.test_access import ANONYMOUS, RIGHT, SECRET, ServerTestCase, write
 
 
@@ -111,3 +113,25 @@ class PrePlacedUploadTest(ServerTestCase):
         status, _, page = self.request("GET", "/public/", ANONYMOUS)
         self.assertEqual(status, 200)
         self.assertIn(b"plain.txt", page)
+
+
+class DisguisedNamesTest(ServerTestCase):
+    """A name holding control or format characters never reaches a page raw."""
+
+    def test_error_page_shows_disguising_characters_of_the_asked_path_raw(self) -> None:
+        for target, shown in (("/invoice%E2%80%AEtxt.exe", "invoice\\u202Etxt.exe"),
+                              ("/a%1B%5B31mred", "a\\u001B[31mred"),
+                              ("/c%C2%85d", "c\\u0085d")):
+            with self.subTest(target=target):
+                status, _, page = self.request("GET", target, ANONYMOUS)
+                self.assertEqual(status, 404)
+                text = page.decode("utf-8")
+                self.assertIn(shown, text)
+                self.assertFalse(disguised(text.replace("\n", "")), text)
+
+    def test_error_page_detail_is_rendered_with_escapes(self) -> None:
+        templates = TemplateSet.load(os.path.join(REPO, "error_pages"),
+                                     os.path.join(REPO, "other_templates"))
+        page = templates.render_error(not_found("/a\u202etxt.exe"), "sig").decode("utf-8")
+        self.assertIn("/a\\u202Etxt.exe", page)
+        self.assertNotIn("\u202e", page)
