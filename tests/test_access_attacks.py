@@ -14,13 +14,14 @@ import tempfile
 import unittest
 from typing import Dict
 
-from nex.files.paths import Refused, disguised, not_found, refuse_missing
+from nex.files.archive import plan_archive
+from nex.files.paths import Refused, disguised, not_found, refuse_missing, resolve
 from nex.files.templates import TemplateSet
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.login import ProtectedPaths
 from tests.support import REPO
-from tests.test_access import ANONYMOUS, RIGHT, SECRET, ServerTestCase, write
+from tests.test_access import ANONYMOUS, RIGHT, SECRET, ServerTestCase, write, zip_names
 
 
 class RefuseMissingTest(unittest.TestCase):
@@ -135,3 +136,44 @@ class DisguisedNamesTest(ServerTestCase):
         page = templates.render_error(not_found("/a\u202etxt.exe"), "sig").decode("utf-8")
         self.assertIn("/a\\u202Etxt.exe", page)
         self.assertNotIn("\u202e", page)
+
+
+class LinkToParentTest(ServerTestCase):
+    """A link to a folder above a protected one, inside a zipped folder."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(cls.root, "zipped", "up"))
+
+    def test_zip_through_link_to_parent_ships_protected_folder(self) -> None:
+        status, _, data = self.request("GET", "/zipped/?download=zip", ANONYMOUS)
+        self.assertEqual(status, 200)
+        names = zip_names(data)
+        self.assertIn("zipped/plain.txt", names)
+        self.assertIn("zipped/up/public/plain.txt", names)
+        self.assertFalse([name for name in names if "private" in name or "secret" in name],
+                         names)
+        self.assertIn("zipped/up/private/secret.txt",
+                      zip_names(self.request("GET", "/zipped/?download=zip", RIGHT)[2]))
+
+
+class PlanThroughLinkTest(unittest.TestCase):
+    """The archive's plan, without sockets, through a link to a parent folder."""
+
+    def test_zip_through_link_to_parent_ships_protected_folder(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-plan-link-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "private/secret.txt", SECRET)
+        write(root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(root, "zipped", "up"))
+        config = Config(document_root=root, symlinks="inside")
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), root, upload=False)
+        folder = resolve("/zipped/", "", config)
+        names = [member.name for member in plan_archive(folder, config, "zipped",
+                                                         policy.checker(None))]
+        self.assertNotIn("zipped/up/private/secret.txt", names)
+        names = [member.name for member in plan_archive(folder, config, "zipped",
+                                                         policy.checker("alice"))]
+        self.assertIn("zipped/up/private/secret.txt", names)
