@@ -177,3 +177,38 @@ class PlanThroughLinkTest(unittest.TestCase):
         names = [member.name for member in plan_archive(folder, config, "zipped",
                                                          policy.checker("alice"))]
         self.assertIn("zipped/up/private/secret.txt", names)
+
+
+class ProtectedFileSidecarTest(ServerTestCase):
+    """A file protected by name has its precompressed sidecars protected too."""
+
+    settings = {"auth": {"protect": "/private/, /public/report.txt"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "public/report.txt", SECRET)
+        write(cls.root, "public/report.txt.gz", gzip.compress(SECRET))
+        write(cls.root, "public/report.txt.br", SECRET)
+
+    def test_protected_file_leaks_through_its_sidecar_address(self) -> None:
+        for target in ("/public/report.txt", "/public/report.txt.gz", "/public/report.txt.br",
+                       "/public/REPORT.TXT.GZ"):
+            with self.subTest(target=target):
+                self.assertEqual(self.request("GET", target, ANONYMOUS)[0], 401)
+        self.assertEqual(self.request("GET", "/public/report.txt.gz", RIGHT)[0], 200)
+        names = zip_names(self.request("GET", "/public/?download=zip", ANONYMOUS)[2])
+        self.assertFalse([name for name in names if "report" in name], names)
+
+    def test_sidecar_of_protected_file_is_judged_as_the_file(self) -> None:
+        policy = AccessPolicy(ProtectedPaths(["/a/report.txt"]), "/srv", upload=True)
+        for path in ("/a/report.txt.gz", "/a/report.txt.br", "/a/report.txt.GZ"):
+            with self.subTest(path=path):
+                self.assertFalse(policy.may(None, "read", path, "/srv" + path))
+        self.assertFalse(policy.may(None, "read", "/b/alias.gz", "/srv/a/report.txt.gz"))
+        self.assertTrue(policy.may(None, "read", "/a/report.txt.zip", "/srv/a/report.txt.zip"))
+        self.assertTrue(policy.may(None, "read", "/a/.gz", "/srv/a/.gz"))
+        paths = ProtectedPaths(["/a/report.txt", "/deep/er/folder/"])
+        self.assertTrue(paths.covers(["a", "report.txt.gz"]))
+        self.assertFalse(paths.covers(["a", "report.txt.gz", "x"]))
+        self.assertFalse(paths.covers(["a", "b", "c", "d", "report.txt.gz"]))

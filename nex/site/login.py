@@ -35,6 +35,7 @@ from urllib.parse import quote
 from nex.http.errors import HTTPError
 from nex.http.grammar import CREDENTIALS
 from nex.files.paths import split_path
+from nex.files.static import SIDECAR_EXTENSIONS
 from nex.watchedfile import WatchedFile
 
 if TYPE_CHECKING:
@@ -390,8 +391,25 @@ class ProtectedPaths:
         self._longest = max((len(prefix) for prefix in self._prefixes), default=0)
 
     def covers(self, segments: Sequence[str]) -> bool:
-        """Whether the decoded, normalised path ``segments`` lie under a prefix."""
+        """Whether the decoded, normalised path ``segments`` lie under a prefix.
+
+        A precompressed sidecar (``report.txt.gz``, ``.br``) holds its file's bytes, so it
+        lies under every prefix its file does.
+        """
         keys = tuple(_segment_key(segment) for segment in segments[:self._longest])
+        if self._under(keys):
+            return True
+        if not keys or len(segments) > self._longest:
+            return False
+        last = keys[-1]
+        for extension in SIDECAR_EXTENSIONS:
+            # Keys are casefolded, so ".GZ" compares as ".gz".
+            if len(last) > len(extension) and last.endswith(extension):
+                return self._under(keys[:-1] + (last[:-len(extension)],))
+        return False
+
+    def _under(self, keys: Tuple[str, ...]) -> bool:
+        """Whether the segment ``keys`` (:func:`_segment_key`'s) begin with a prefix."""
         return any(keys[:len(prefix)] == prefix for prefix in self._prefixes
                    if len(prefix) <= len(keys))
 
