@@ -17,6 +17,8 @@ from typing import Dict
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, not_found, refuse_missing, resolve
 from nex.files.templates import TemplateSet
+from nex.files.upload import _Folder
+from nex.http.errors import HTTPError
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.login import ProtectedPaths
@@ -212,3 +214,30 @@ class ProtectedFileSidecarTest(ServerTestCase):
         self.assertTrue(paths.covers(["a", "report.txt.gz"]))
         self.assertFalse(paths.covers(["a", "report.txt.gz", "x"]))
         self.assertFalse(paths.covers(["a", "b", "c", "d", "report.txt.gz"]))
+
+
+class LookalikeUploadTest(ServerTestCase):
+    """With ``upload_overwrite = no``, an upload cannot pass for an existing file."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "public/caf\u00e9.txt", b"original\n")
+
+    def test_other_normal_form_of_existing_name_passes_for_it(self) -> None:
+        self.assertEqual(self.request("PUT", "/public/cafe%CC%81.txt", ANONYMOUS, b"fake")[0],
+                         409)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "cafe\u0301.txt")))
+        self.assertEqual(self.request("PUT", "/public/na%C3%AFve.txt", ANONYMOUS, b"new")[0],
+                         201)
+
+    def test_folder_check_refuses_the_other_normal_form(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-lookalike-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "cafe\u0301.txt", b"decomposed\n")
+        folder = _Folder([], Config(document_root=root, upload=True), "/")
+        self.addCleanup(folder.close)
+        with self.assertRaises(HTTPError) as caught:
+            folder.check("caf\u00e9.txt")
+        self.assertEqual(caught.exception.status, 409)
+        self.assertIsNone(folder.check("other.txt"))

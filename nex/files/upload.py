@@ -51,6 +51,7 @@ import re
 import secrets
 import stat
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
@@ -296,8 +297,9 @@ class _Folder:
         """Refuse (``409``) a new file that would change what an existing address serves,
         or whose own address another file already answers: a ``.gz``/``.br`` sidecar of an
         existing file, a file whose sidecar is already there (it would be sent in the
-        upload's place), or an index file (its folder's address already serves a listing or
-        another index file)."""
+        upload's place), an index file (its folder's address already serves a listing or
+        another index file), or a name spelt in another Unicode normal form than one that
+        is here."""
         base, _, suffix = name.rpartition(".")
         if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
             raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
@@ -307,6 +309,21 @@ class _Folder:
                                      "place")
         if name in self.config.index_files:
             raise _exists(shown, f"it would change what {self.shown('')} serves")
+        if not name.isascii():
+            # Canonically equivalent names look the same everywhere they are shown, so a
+            # second spelling of an existing name would pass for it.
+            for form in ("NFC", "NFD"):
+                other = unicodedata.normalize(form, name)
+                if other != name and self._holds(other):
+                    raise _exists(shown, f"it would look the same as {self.shown(other)}")
+
+    def _holds(self, name: str) -> bool:
+        """Whether an entry ``name`` of any kind is here."""
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
 
     def _is_file(self, name: str) -> bool:
         """Whether the entry ``name`` here is a file (through a link, too)."""
