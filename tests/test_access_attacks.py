@@ -15,7 +15,7 @@ import unittest
 from typing import Dict
 
 from nex.files.archive import plan_archive
-from nex.files.paths import Refused, disguised, not_found, refuse_missing, resolve
+from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
 from nex.files.templates import TemplateSet
 from nex.files.upload import _Folder
 from nex.http.errors import HTTPError
@@ -241,3 +241,14 @@ class LookalikeUploadTest(ServerTestCase):
             folder.check("caf\u00e9.txt")
         self.assertEqual(caught.exception.status, 409)
         self.assertIsNone(folder.check("other.txt"))
+
+
+class UploadTempNameTest(unittest.TestCase):
+    """An upload's temporary file stays hidden however its name is spelt."""
+
+    def test_case_variant_of_upload_temp_name_is_served_on_case_insensitive_disks(self) -> None:
+        for name in (".nex-upload-0123", ".NEX-UPLOAD-0123", ".Nex-Upload-0123"):
+            with self.subTest(name=name):
+                self.assertTrue(hidden(name, dotfiles=True))
+        self.assertFalse(hidden(".nex-uploads", dotfiles=True))
+        self.assertTrue(hidden(".anything", dotfiles=False))

@@ -237,8 +237,10 @@ def shown_name(name: str) -> str:
 
 def hidden(name: str, dotfiles: bool) -> bool:
     """Whether ``name`` is never served or listed: a dotfile unless ``dotfiles`` is on, and
-    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always."""
-    return name.startswith(".") and (not dotfiles or name.startswith(UPLOAD_TEMP_PREFIX))
+    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always, in any letter case,
+    since a case-insensitive file system opens it by any."""
+    return name.startswith(".") and (
+        not dotfiles or name[:len(UPLOAD_TEMP_PREFIX)].lower() == UPLOAD_TEMP_PREFIX)
 
 
 def not_found(url_path: str) -> HTTPError:
