@@ -22,8 +22,9 @@ from nex.http.errors import HTTPError
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.login import ProtectedPaths
-from tests.support import REPO
-from tests.test_access import ANONYMOUS, RIGHT, SECRET, ServerTestCase, write, zip_names
+from tests.support import REPO, NexServer, http_request
+from tests.test_access import (ANONYMOUS, RIGHT, SECRET, ServerTestCase, make_users, write,
+                               zip_names)
 
 
 class RefuseMissingTest(unittest.TestCase):
@@ -252,3 +253,40 @@ class UploadTempNameTest(unittest.TestCase):
                 self.assertTrue(hidden(name, dotfiles=True))
         self.assertFalse(hidden(".nex-uploads", dotfiles=True))
         self.assertTrue(hidden(".anything", dotfiles=False))
+
+
+
+class ProtectedLinkTest(unittest.TestCase):
+    """A protected prefix that is a link protects the folder it leads to."""
+
+    def test_protected_link_leaves_its_target_folder_open(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-protected-link-")
+        users = tempfile.mkdtemp(prefix="nex-protected-link-users-")
+        for folder in (root, users):
+            self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        write(root, "papers/report.txt", SECRET)
+        os.symlink("papers", os.path.join(root, "docs"))
+        settings = {"auth": {"users_file": make_users(users), "protect": "/docs/"}}
+        with NexServer(root, settings).start() as server:
+            def get(target: str, headers: Dict[str, str]):
+                return http_request(server, "GET", target, None,
+                                    {"Host": f"127.0.0.1:{server.port}", **headers})
+            for target in ("/docs/report.txt", "/papers/report.txt", "/papers/nothing.txt",
+                           "/papers/?format=json", "/papers/?download=zip"):
+                with self.subTest(target=target):
+                    status, _, data = get(target, ANONYMOUS)
+                    self.assertEqual(status, 401)
+                    self.assertNotIn(SECRET, data)
+            self.assertNotIn(b"papers", get("/?format=json", ANONYMOUS)[2])
+            self.assertEqual(get("/papers/report.txt", RIGHT)[0], 200)
+
+    def test_linked_prefixes_are_where_the_links_lead(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-linked-prefixes-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        os.makedirs(os.path.join(root, "a", "Real"))
+        os.symlink("a/Real", os.path.join(root, "alias"))
+        os.symlink("/", os.path.join(root, "out"))
+        linked = ProtectedPaths(["/alias/", "/out/", "/a/", "/missing/"]).linked(root)
+        self.assertTrue(linked.covers(["a", "real", "x.txt"]))
+        self.assertFalse(linked.covers(["a", "other"]))
+        self.assertFalse(linked.covers(["alias"]))
