@@ -51,6 +51,7 @@ import re
 import secrets
 import stat
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
@@ -63,7 +64,7 @@ from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
                              hidden, lookup, not_found, real_path, redirect_location,
-                             resolve_segments, shown_name, split_path)
+                             refuse_missing, resolve_segments, shown_name, split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -169,7 +170,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
         try:
-            resolve_segments(segments, is_folder, request.query, config)
+            resolve_segments(segments, is_folder, request.query, config, may)
         except HTTPError as error:
             if error.status == 301:
                 raise HTTPError(308, error.detail, headers=error.headers) from None
@@ -222,6 +223,7 @@ class _Folder:
         except HTTPError as error:
             if error.status != 404:
                 raise
+            refuse_missing(segments, shown, config, may, "write")
             raise not_found(shown) from None
         if not stat.S_ISDIR(checked.st_mode):
             raise not_found(shown)
@@ -292,16 +294,36 @@ class _Folder:
             raise Refused()
 
     def _check_shadowing(self, name: str, shown: str) -> None:
-        """Refuse (``409``) a new file that would change what an existing address serves:
-        a ``.gz``/``.br`` sidecar of an existing file, or an index file of a folder already
-        served by one."""
+        """Refuse (``409``) a new file that would change what an existing address serves,
+        or whose own address another file already answers: a ``.gz``/``.br`` sidecar of an
+        existing file, a file whose sidecar is already there (it would be sent in the
+        upload's place), an index file (its folder's address already serves a listing or
+        another index file), or a name spelt in another Unicode normal form than one that
+        is here."""
         base, _, suffix = name.rpartition(".")
         if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
             raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
+        for extension in SIDECAR_EXTENSIONS:
+            if self._is_file(name + extension):
+                raise _exists(shown, f"{self.shown(name + extension)} would be sent in its "
+                                     "place")
         if name in self.config.index_files:
-            for index in self.config.index_files:
-                if index != name and self._is_file(index):
-                    raise _exists(shown, f"it would change what {self.shown('')} serves")
+            raise _exists(shown, f"it would change what {self.shown('')} serves")
+        if not name.isascii():
+            # Canonically equivalent names look the same everywhere they are shown, so a
+            # second spelling of an existing name would pass for it.
+            for form in ("NFC", "NFD"):
+                other = unicodedata.normalize(form, name)
+                if other != name and self._holds(other):
+                    raise _exists(shown, f"it would look the same as {self.shown(other)}")
+
+    def _holds(self, name: str) -> bool:
+        """Whether an entry ``name`` of any kind is here."""
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
 
     def _is_file(self, name: str) -> bool:
         """Whether the entry ``name`` here is a file (through a link, too)."""

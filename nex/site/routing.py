@@ -235,7 +235,7 @@ class Dispatcher:
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
-                resolve_segments(path[0], path[1], request.query, config)
+                resolve_segments(path[0], path[1], request.query, config, may)
             return Response(204, [("Allow", self._allow(path))])
         try:
             target = resolve_segments(path[0], path[1], request.query, config, may)
@@ -244,11 +244,10 @@ class Dispatcher:
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
             raise
         if target.kind == "directory":
-            archive = wants_archive(request.query)
-            if not may("archive" if archive else "list", target.url_path,
-                       real_path(target.fs_path, config)):
-                raise Refused()
-            if archive:
+            # The resolver asked whether the folder may be listed.
+            if wants_archive(request.query):
+                if not may("archive", target.url_path, real_path(target.fs_path, config)):
+                    raise Refused()
                 return folder_archive(target, config, may, self.zip_slots)
             if request.query == "qr":
                 return self._qr_code(request)
