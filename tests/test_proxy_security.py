@@ -17,9 +17,7 @@ import urllib.request
 from unittest import mock
 
 from nex.site.login import hash_password
-from tests.proxy_support import ProxyTestCase, ok, proxy_settings
-from tests.support import SOCKET_TIMEOUT
-from tests.test_hardening import parse_replies
+from tests.support import SOCKET_TIMEOUT, ProxyTestCase, ok, parse_replies, proxy_settings
 
 CLOSE = b"Connection: close\r\n"
 
