@@ -477,11 +477,12 @@ class ConnectionOverSocketPairTest(unittest.TestCase):
 
     def test_requests_over_tls_then_a_clean_close(self) -> None:
         with self.connection() as (connection, client_end):
-            client = client_context(self.certificate).wrap_socket(
-                client_end, server_hostname="localhost", suppress_ragged_eofs=False)
-            client.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n"
-                           b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            data = read_all(client)  # raises SSLEOFError without the closure alert
+            # The SSLSocket takes over client_end's descriptor: it is the one to close.
+            with client_context(self.certificate).wrap_socket(
+                    client_end, server_hostname="localhost", suppress_ragged_eofs=False) as client:
+                client.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+                               b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                data = read_all(client)  # raises SSLEOFError without the closure alert
             self.assertTrue(connection.encrypted)
         self.assertEqual(data.count(b"HTTP/1.1 200 OK\r\n"), 2)
         self.assertTrue(data.endswith(HELLO))

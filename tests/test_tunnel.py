@@ -113,6 +113,10 @@ class Tunnel:
         return self.result["counts"]
 
     def close(self) -> None:
+        """Close the test's ends, let the relay see them go and end, then close its ends."""
+        self.client.close()
+        self.origin.close()
+        self.thread.join(SOCKET_TIMEOUT)
         for sock in self.sockets:
             sock.close()
 
