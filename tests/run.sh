@@ -88,8 +88,8 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
       names+=("tests.$module")
     done
   fi
-  while read -r other; do
-    [ -n "$other" ] || continue
+  mapfile -t others < <("$python" -m tests.support.interpreters)
+  for other in "${others[@]}"; do
     version=$("$other" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     echo
     echo "=== The suite on Python $version ($other) ==="
@@ -103,6 +103,6 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
     fi
     "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . "${names[@]}" \
       || status=$?
-  done < <("$python" -m tests.support.interpreters)
+  done
 fi
 exit $status
