@@ -1,9 +1,10 @@
 """The one home of the test suite's helpers; test modules import them from here, never from
 each other.
 
-Each submodule holds one kind of helper; the names of all but :mod:`tests.support.settings`
-(whose ``make_site`` and ``write_settings`` differ from these) are importable from
-``tests.support`` itself.
+Each submodule holds one kind of helper.  The names of ``server``, ``live``, ``proxy``,
+``responses``, ``forms`` and ``browser`` are importable from ``tests.support`` itself; those
+of ``settings`` (whose ``make_site`` and ``write_settings`` differ from these), ``heads``,
+``interpreters`` and ``descriptors`` from their modules.
 """
 
 from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DEADLINE,

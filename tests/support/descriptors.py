@@ -30,8 +30,8 @@ _lock = threading.Lock()
 _resource_warnings: List[str] = []
 
 
-def open_descriptors() -> Dict[int, str]:
-    """The process's open descriptors and what each refers to (``socket:[inode]``, a path)."""
+def own_descriptors() -> Dict[int, str]:
+    """This process's open descriptors and what each refers to (``socket:[inode]``, a path)."""
     found = {}
     for name in os.listdir(_FD_FOLDER):
         try:
@@ -51,7 +51,7 @@ class DescriptorCheck(unittest.TestCase):
         before = self.suite.descriptors
 
         def left_open() -> Dict[int, str]:
-            now = open_descriptors()
+            now = own_descriptors()
             return {fd: target for fd, target in now.items() if before.get(fd) != target}
         wait_until(lambda: not left_open(), GRACE_SECONDS, 0.05)
         leaked = left_open()
@@ -76,7 +76,7 @@ class CheckedModule(unittest.TestSuite):
         self.addTest(check("test_module_left_nothing_open"))
 
     def run(self, result, debug=False):
-        self.descriptors = open_descriptors()
+        self.descriptors = own_descriptors()
         with _lock:
             self.first_warning = len(_resource_warnings)
         return super().run(result, debug)
