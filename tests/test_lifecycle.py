@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import select
 import shutil
 import signal
@@ -22,13 +21,8 @@ from nex.process.log import Logger
 from nex.process.assembly import assemble
 from nex.process import supervisor
 from nex.process.listener import Server, bind_listener
-from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
-
-#: A Combined Log Format line as Nex writes it.
-COMBINED_LOG_LINE = re.compile(
-    r'(?P<client>[0-9a-f.:]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
-    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
-    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"')
+from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader, read_all,
+                           write_settings)
 
 
 def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
 from nex.process.connection import Connection
-from tests.proxy_support import ProxyTestCase, ok
+from tests.support import ProxyTestCase, ok
 from tests.support import (SOCKET_TIMEOUT, NexServer, capture_log, read_all,
                            socketpair_dispatcher)
 
