@@ -9,8 +9,7 @@ import unittest
 
 from tests.support import REPO, START_TIMEOUT, make_certificate, requires_openssl, \
     write_settings
-from tests.test_cli import run
-from tests.test_config import make_site
+from tests.support.settings import make_site, run
 
 
 class CheckConfigTests(unittest.TestCase):

@@ -15,6 +15,8 @@ from unittest import mock
 
 import nex.process.log
 from nex.process.log import Logger, escape_log_text
+from tests.support import wait_until
+from tests.support.logs import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
 
 #: Text between the quotes of a log field: escaped quotes and backslashes, no control bytes.
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\["\\]|\\x[0-9a-f]{2})*"'
@@ -23,32 +25,8 @@ ACCESS_LINE = re.compile(
     r"(?P<client>\S+) - - \[(?P<time>[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2}"
     rf" \+0000)\] (?P<request>{_QUOTED}) (?P<status>[0-9]{{3}}) (?P<size>[1-9][0-9]*|-) "
     rf"(?P<referer>{_QUOTED}) (?P<agent>{_QUOTED}) (?P<duration>0|[1-9][0-9]*)\n")
-#: 2021-01-05 09:03:07 UTC: a single-digit day and hour to check the zero padding.
-FIXED_TIME = 1_609_837_387
-FIXED_TEXT = "05/Jan/2021:09:03:07 +0000"
-
-
 #: Generous bound on waits for the writer thread; never reached unless something is stuck.
 DEADLINE = 30.0
-
-
-def read_all(fd: int) -> str:
-    """Everything written so far to the file behind ``fd``."""
-    chunks = []
-    offset = 0
-    while True:
-        chunk = os.pread(fd, 65536, offset)
-        if not chunk:
-            return b"".join(chunks).decode("utf-8")
-        chunks.append(chunk)
-        offset += len(chunk)
-
-
-def wait_for(predicate) -> None:
-    """Poll ``predicate()`` until it holds or DEADLINE passes."""
-    deadline = time.monotonic() + DEADLINE
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.005)
 
 
 class PipeReader(threading.Thread):
@@ -68,37 +46,9 @@ class PipeReader(threading.Thread):
 
     def text(self) -> str:
         self.join(DEADLINE)
-        assert not self.is_alive(), "the pipe never reached its end"
+        if self.is_alive():
+            raise AssertionError("the pipe never reached its end")
         return b"".join(self.chunks).decode("utf-8")
-
-
-class LoggerTestCase(unittest.TestCase):
-    """Loggers on temporary files whose timed batches never fire unless a test asks."""
-
-    def temporary_fd(self) -> int:
-        file = tempfile.TemporaryFile()
-        self.addCleanup(file.close)
-        return file.fileno()
-
-    def logger(self, *, colour: bool = False, interval: float = 3600.0,
-               access: Optional[int] = None, errors: Optional[int] = None,
-               **options) -> Logger:
-        self.access_fd = self.temporary_fd() if access is None else access
-        self.errors_fd = self.temporary_fd() if errors is None else errors
-        # The writer reads the interval each time it waits: keep it patched till closed.
-        patcher = mock.patch.object(nex.process.log, "FLUSH_INTERVAL", interval)
-        patcher.start()
-        self.addCleanup(patcher.stop)
-        logger = Logger(self.access_fd, self.errors_fd, colour=colour, **options)
-        self.addCleanup(logger.close)
-        return logger
-
-    def logged(self, logger: Logger) -> str:
-        logger.flush()
-        return read_all(self.access_fd)
-
-    def errors(self) -> str:
-        return read_all(self.errors_fd)
 
 
 class AccessLineTest(LoggerTestCase):
@@ -175,13 +125,12 @@ class AccessLineTest(LoggerTestCase):
 
     def test_user_stays_one_escaped_field(self) -> None:
         logger = self.logger()
-        for user, shown in (("j\u00fcrgen", "j\u00fcrgen"),
-                            ("mary ann", "mary\\x20ann"),
-                            ('a"b\\c', 'a\\"b\\\\c'),
-                            ("x\x1b[31m\ny", "x\\x1b[31m\\x0ay")):
+        cases = (("j\u00fcrgen", "j\u00fcrgen"), ("mary ann", "mary\\x20ann"),
+                 ('a"b\\c', 'a\\"b\\\\c'), ("x\x1b[31m\ny", "x\\x1b[31m\\x0ay"))
+        for user, _ in cases:
+            logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=user)
+        for (user, shown), line in zip(cases, self.logged(logger).splitlines(), strict=True):
             with self.subTest(user=user):
-                logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=user)
-                line = self.logged(logger).splitlines()[-1]
                 self.assertEqual(line.split(" ")[:3], ["192.0.2.7", "-", shown])
 
 
@@ -266,11 +215,11 @@ class BatchingTest(LoggerTestCase):
 
     LINE = ("127.0.0.1", "GET / HTTP/1.1", 200, 1, None, None)
 
-    def test_line_appears_on_flush(self) -> None:
+    def test_line_waits_in_memory_until_close(self) -> None:
         logger = self.logger()
         logger.access(*self.LINE)
         self.assertEqual(read_all(self.access_fd), "")
-        logger.flush()
+        logger.close()
         self.assertIsNotNone(ACCESS_LINE.fullmatch(read_all(self.access_fd)))
 
     def test_close_writes_everything_and_closes_the_owned_descriptors(self) -> None:
@@ -295,7 +244,7 @@ class BatchingTest(LoggerTestCase):
     def test_line_appears_after_the_flush_interval(self) -> None:
         logger = self.logger(interval=0.01)
         logger.access(*self.LINE)
-        wait_for(lambda: read_all(self.access_fd))
+        wait_until(lambda: read_all(self.access_fd))
         self.assertIsNotNone(ACCESS_LINE.fullmatch(read_all(self.access_fd)))
 
     def test_a_full_batch_is_written_without_waiting(self) -> None:
@@ -303,14 +252,14 @@ class BatchingTest(LoggerTestCase):
         count = nex.process.log._BATCH_BYTES // 40
         for _ in range(count):
             logger.access(*self.LINE)
-        wait_for(lambda: read_all(self.access_fd))
+        wait_until(lambda: read_all(self.access_fd))
         self.assertTrue(read_all(self.access_fd), "a full batch waited for the interval")
 
     def test_warning_is_written_at_once(self) -> None:
         logger = self.logger()
         with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.warning("could not start a worker thread")
-        wait_for(self.errors)
+        wait_until(self.errors)
         self.assertEqual(self.errors(),
                          f"[{FIXED_TEXT}] warning: could not start a worker thread\n")
         self.assertEqual(read_all(self.access_fd), "")
@@ -321,7 +270,7 @@ class BatchingTest(LoggerTestCase):
             raise RuntimeError("disk on fire")
         except RuntimeError:
             logger.exception("fault while answering 'GET / HTTP/1.1'")
-        wait_for(self.errors)
+        wait_until(self.errors)
         text = self.errors()
         first, _, trace = text.partition("\n")
         self.assertRegex(first, r"^\[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "
@@ -335,7 +284,7 @@ class BatchingTest(LoggerTestCase):
         logger = self.logger()
         logger.access(*self.LINE)
         logger.message("Nex stopped")
-        wait_for(lambda: "Nex stopped" in read_all(self.access_fd))
+        wait_until(lambda: "Nex stopped" in read_all(self.access_fd))
         lines = read_all(self.access_fd).splitlines(keepends=True)
         self.assertEqual(len(lines), 2)
         self.assertIsNotNone(ACCESS_LINE.fullmatch(lines[0]))
@@ -541,8 +490,6 @@ class ConcurrencyTest(LoggerTestCase):
                               index + 1, f"http://r/{number}", f"agent {number}")
                 if index % 50 == 0:
                     logger.warning(f"thread {number} at {index}")
-                if index % 30 == 0:
-                    logger.flush()
 
         threads = [threading.Thread(target=work, args=(number,))
                    for number in range(self.THREADS)]

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,10 +18,9 @@ from unittest import mock
 
 from nex.http.errors import HTTPError
 from nex.process.log import SupervisorLog
-from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange, \
-    socketpair_dispatcher
-from tests.proxy_support import ProxyTestCase, ok, proxy_settings
-from tests.test_log import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
+from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ProxyTestCase, \
+    exchange, ok, proxy_settings, socketpair_dispatcher, wait_until
+from tests.support.logs import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
 
 LOGROTATE = shutil.which("logrotate")
 SHIPPED = os.path.join(REPO, "contrib", "logrotate", "nex")
@@ -38,22 +38,23 @@ class ReopenTest(LoggerTestCase):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         logger = self.logger(access=fd, owned=[fd], paths={fd: self.path})
         logger.message("before")
-        logger.flush()
+        self.assertEqual(wait_until(lambda: _text(self.path)), "before\n")
         os.rename(self.path, self.path + ".1")
         logger.reopen()
         logger.message("after")
-        logger.flush()
+        logger.close()  # writes out what is left
         with open(self.path + ".1") as old, open(self.path) as new:
             self.assertEqual((old.read(), new.read()), ("before\n", "after\n"))
 
     def test_a_file_that_cannot_be_opened_keeps_the_old_one_and_says_so(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        self.addCleanup(os.close, fd)
         logger = self.logger(access=fd, paths={fd: self.path})
         os.rename(self.path, os.path.join(self.folder, "moved.log"))
         shutil.rmtree(self.folder)  # the folder is gone: the name cannot be opened again
         logger.reopen()
         logger.message("still logged")
-        logger.flush()
+        logger.close()  # writes out what is left
         self.assertEqual(read_all(fd), "still logged\n")
         self.assertRegex(self.errors(), r"warning: cannot reopen .*access\.log, the old file "
                                         r"stays in use: No such file or directory\n$")
@@ -156,7 +157,7 @@ class ServedLinesTest(unittest.TestCase):
     def test_json_line_counts_the_bytes_both_ways(self) -> None:
         with NexServer(self.root, {"logging": {"format": "json"},
                                    "files": {"upload": "yes"}}) as server:
-            head = (b"PUT /up.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            head = (b"PUT /up.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
                     b"Connection: close\r\n\r\n")
             with server.connect() as sock:
                 self.assertIn(b" 201 ", exchange(sock, head + b"12345"))
@@ -235,8 +236,11 @@ class LogrotateTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=START_TIMEOUT)
         self.assertEqual(done.returncode, 0, done.stderr)
 
-    def check_rotation(self, settings) -> None:
+    def check_rotation(self, settings, reload_first: bool = False) -> None:
         with NexServer(self.root, settings) as server:
+            if reload_first:  # a lone Nex then serves and logs through a new server
+                server.signal(signal.SIGHUP)
+                server.wait_for_access_log(lambda text: "settings reloaded" in text)
             stop, sent, failures = threading.Event(), [], []
             load = threading.Thread(target=run_load, args=(server.port, stop, sent, failures))
             load.start()
@@ -271,6 +275,9 @@ class LogrotateTest(unittest.TestCase):
     def test_single_process(self) -> None:
         self.check_rotation({})
 
+    def test_single_process_after_a_reload(self) -> None:
+        self.check_rotation({}, reload_first=True)
+
     def test_workers(self) -> None:
         self.check_rotation({"server": {"workers": 2}})
 
@@ -293,3 +300,9 @@ class ProxiedJsonLineTest(ProxyTestCase):
         self.assertEqual(record["upstream"], f"127.0.0.1:{origin.port}")
         self.assertEqual((record["method"], record["target"], record["bytes_out"]),
                          ("GET", origin.url("/up?json"), len(b"from the origin")))
+
+
+def _text(path: str) -> str:
+    """What the file at ``path`` holds."""
+    with open(path, encoding="utf-8") as file:
+        return file.read()

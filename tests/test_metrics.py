@@ -15,13 +15,14 @@ from typing import Dict, Tuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from nex.http.request import Limits, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import parse_head
 from nex.http.response import Response
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of
 from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
-    make_certificate, requires_openssl
-from tests.test_supervisor import children, wait_until
+    make_certificate, requires_openssl, wait_until
+from tests.support.processes import children
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
@@ -40,7 +41,7 @@ def requests_of(samples: Samples, handler: str, status_class: str) -> float:
 
 
 def request(text: str):
-    return parse_head(text.encode("latin-1") + b"\r\n", Limits())
+    return parse_head(text.encode("latin-1") + b"\r\n", HeadLimits())
 
 
 class HandlerTests(unittest.TestCase):
@@ -179,6 +180,17 @@ class ServedMetricsTest(unittest.TestCase):
         with NexServer(self.root, {"metrics": {"enabled": "yes"}}) as server:
             self.check_counters_move(server)
 
+    def test_single_process_counts_on_after_a_reload(self) -> None:
+        with NexServer(self.root, {"metrics": {"enabled": "yes"}}) as server:
+            for _ in range(3):
+                self.assertTrue(self.get(server, "/hello.txt").startswith(b"HTTP/1.1 200 "))
+            server.signal(signal.SIGHUP)
+            server.wait_for_access_log(lambda text: "settings reloaded" in text)
+            for _ in range(2):
+                self.assertTrue(self.get(server, "/hello.txt").startswith(b"HTTP/1.1 200 "))
+            samples = self.scrape(server)
+        self.assertEqual(requests_of(samples, "file", "2xx"), 5)
+
     def test_refusals_at_a_cap_are_counted(self) -> None:
         with NexServer(self.root, {"metrics": {"enabled": "yes"},
                                    "server": {"max_connections_per_client": 1}}) as server:
@@ -220,8 +232,8 @@ class ServedMetricsTest(unittest.TestCase):
             before = self.scrape(server)
             victim = sorted(children(server.pid))[0]
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: len(children(server.pid) - {victim}) == 2,
-                       "the killed worker to be replaced")
+            self.assertTrue(wait_until(lambda: len(children(server.pid) - {victim}) == 2),
+                            "the killed worker was not replaced")
             after = self.scrape(server)
         self.assertEqual(after["nex_worker_restarts_total", ()], 1)
         # Nothing the killed worker counted is lost (the scrape before it counts as other).

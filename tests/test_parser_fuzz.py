@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from nex.http.body import ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.request import HeadScanner, Limits, Request, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import HeadScanner, Request, parse_head
 
-SMALL = Limits(request_line=200, header_block=1000, header_count=20)
-LARGE = Limits(request_line=200_000, header_block=400_000, header_count=100_000)
+SMALL = HeadLimits(request_line=200, header_block=1000, header_count=20)
+LARGE = HeadLimits(request_line=200_000, header_block=400_000, header_count=100_000)
 PATHOLOGICAL_SIZE = 50_000
 
 VALID_HEAD = (b"POST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"
@@ -38,13 +39,14 @@ SLOW_HYPOTHESIS = settings(deadline=None, max_examples=25,
                            suppress_health_check=[HealthCheck.too_slow])
 
 
-def parse_buffer(buffer: bytes, limits: Limits) -> Optional[Request]:
+def parse_buffer(buffer: bytes, limits: HeadLimits) -> Optional[Request]:
     """HeadScanner then parse_head, as the connection loop does; HTTPError propagates."""
     found = HeadScanner(limits).scan(buffer)
     if found is None:
         return None
     start, end = found
-    assert 0 <= start < end <= len(buffer), (start, end, len(buffer))
+    if not (0 <= start < end <= len(buffer)):
+        raise AssertionError((start, end, len(buffer)))
     return parse_head(buffer[start:end], limits)
 
 
@@ -71,8 +73,10 @@ def survives(call: Callable[[], object]) -> None:
     try:
         call()
     except HTTPError as error:
-        assert error.status in (400, 413, 414, 431, 501, 505), error.status
-        assert error.close
+        if error.status not in (400, 413, 414, 431, 501, 505):
+            raise AssertionError(f"unexpected status {error.status}")
+        if not error.close:
+            raise AssertionError(f"a {error.status} that keeps the connection open")
 
 
 def feed_all(decoder: ChunkedBody, data: bytes, cuts: List[int]) -> int:
@@ -82,11 +86,13 @@ def feed_all(decoder: ChunkedBody, data: bytes, cuts: List[int]) -> int:
         buffered += data[offset:offset + size]
         offset += size
         taken = decoder.feed(buffered)
-        assert 0 <= taken <= len(buffered)
+        if not (0 <= taken <= len(buffered)):
+            raise AssertionError(f"took {taken} of {len(buffered)} bytes")
         consumed += taken
         buffered = buffered[taken:]
         if decoder.done:
-            assert decoder.feed(buffered) == 0
+            if decoder.feed(buffered) != 0:
+                raise AssertionError("took bytes after the last chunk")
             break
     return consumed
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from nex.http.errors import HTTPError
 from nex.process.proxy_intake import take_proxy_header
-from tests.test_proxy_header import ipv4, v2
+from tests.support.proxy_headers import ipv4, v2
 
 V1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\n"
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -11,11 +11,18 @@ only place the state changes, and it refuses a transition the table does not all
 
 A plain connection starts in IDLE, a TLS one in HANDSHAKING; with ``proxy_protocol`` both
 start in PROXY_HEADER, which leads to either (or to SENDING a 400).  :func:`stays_open` is
-the one decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
-request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
+the one decision whether the connection goes back to IDLE.  Time limits apply to waiting for
+a request (idle keep-alive), to receiving its head (a slow client must deliver the whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
-however it dribbles it; the TLS handshake counts against that same limit).  Every response
-is logged exactly once, with the body bytes actually sent.
+however it dribbles it; the TLS handshake counts against that same limit), to each wait for
+request body bytes (``request_head_timeout`` again), to a request body's average rate (at
+least ``body_min_rate``) and to sending (``send_timeout``, and ``min_send_rate`` on
+average).  Every response, also the page that turns away a client over a connection cap
+(:meth:`Connection.turn_away`), is written by :meth:`Connection._send` and logged exactly
+once (a CONNECT tunnel's when the tunnel ends), with the body bytes actually sent.  A client
+that resets the connection inside a request body is no server fault: the handler lets go of
+what it holds, nothing is sent, and one access line says ``400`` with the body bytes
+received (`` received=N``).
 
 On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
 blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
@@ -25,7 +32,6 @@ directions, set before each receive and each response.
 
 from __future__ import annotations
 
-import enum
 import errno
 import socket
 import ssl
@@ -37,16 +43,16 @@ from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.log import Logger
-from nex.http.request import HeadScanner, Limits, Request, parse_head
-from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
-    timeval, write_interim, write_response
+from nex.http.framing import HeadLimits
+from nex.http.request import HeadScanner, Request, parse_head
+from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
+    write_response
 from nex.process.metrics import Metrics
 from nex.process.proxy_intake import take_proxy_header
+from nex.process.states import TRANSITIONS, State, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
-#: Statuses after which the rest of the byte stream cannot be trusted to be framed right.
-_CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
 #: Errors that mean the client went away or stopped reading: nobody is left to tell.
@@ -57,53 +63,6 @@ _CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, err
 _TLS_CLIENT_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 _PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
                      "Use an https:// address instead of http://.")
-
-
-class State(enum.Enum):
-    """Where a connection is in its life."""
-
-    PROXY_HEADER = "receiving the PROXY protocol header from a load balancer"
-    HANDSHAKING = "looking at the first bytes, then completing the TLS handshake"
-    IDLE = "waiting for the first byte of a request"
-    READING_HEAD = "receiving a request head"
-    ANSWERING = "handling a request; its body is read, streamed or discarded"
-    SENDING = "sending a response"
-    TUNNEL = "relaying bytes both ways after CONNECT"
-    CLOSING = "half-closed, draining what the client still sends"
-    CLOSED = "closed"
-
-
-_TRANSITIONS = {
-    State.PROXY_HEADER: frozenset({State.IDLE, State.HANDSHAKING, State.SENDING, State.CLOSED}),
-    State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
-    State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
-    State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
-    State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
-    State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
-    State.TUNNEL: frozenset({State.CLOSED}),
-    State.CLOSING: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset(),
-}
-
-
-def stays_open(request: Optional[Request], response: Response, body: Optional[BodyReader],
-               stopping: bool) -> bool:
-    """Whether the connection waits for another request after ``response`` (RFC 9112 §9).
-
-    It does only when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
-    ``keep-alive``; ``Connection: close`` either way), the response neither asks to close
-    nor has a status that leaves the byte stream's framing in doubt (a status relayed from
-    an origin says nothing about this connection), the request body was read to its end,
-    the response's own end is marked by its framing rather than by closing (a response to
-    HEAD has no body to end), no tunnel takes the connection over, and the server is not
-    stopping.
-    """
-    return (request is not None and request.keep_alive and not stopping
-            and not response.close
-            and (response.forwarded or response.status not in _CLOSING_STATUSES)
-            and response.tunnel is None and (body is None or body.done)
-            and (request.method == "HEAD"
-                 or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
 
 
 def _expects_continue(request: Request) -> bool:
@@ -117,15 +76,16 @@ class Connection:
     """Serves the requests that arrive on one accepted socket.
 
     With ``tls`` the client must first complete a TLS handshake with its context; a client
-    that sends plain HTTP instead gets a ``400`` page in plain text.  With ``proxy_protocol``
-    the client a trusted proxy's header names becomes :attr:`client`; ``readmit(self,
-    client)`` then counts the connection as that client's, or says it is at its cap.
-    ``metrics`` counts the responses and tunnels, and may answer a request itself.
+    that sends plain HTTP instead gets a ``400`` page in plain text.  ``accepted`` is when
+    the listener accepted the socket (default: now).  With ``proxy_protocol`` the client a
+    trusted proxy's header names becomes :attr:`client`; ``readmit(self, client)`` then
+    counts the connection as that client's, or says it is at its cap.  ``metrics`` counts
+    the responses and tunnels, and may answer a request itself.
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
-                 tls: Optional[ServerTLS] = None,
+                 tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None,
                  readmit: Optional[Callable[["Connection", str], bool]] = None,
                  metrics: Optional[Metrics] = None) -> None:
         self.sock = sock
@@ -141,12 +101,14 @@ class Connection:
         self.encrypted = False
         self._tls = tls
         self._owes_close_notify = False
-        self._accepted = time.monotonic()
+        #: When the socket was accepted (``time.monotonic()``): the first head's deadline
+        #: counts from here.
+        self._accepted = time.monotonic() if accepted is None else accepted
         #: When the request being answered began to arrive (its duration is logged).
         self._request_started = self._accepted
         self._dispatcher = dispatcher
         self._config = dispatcher.config
-        self._limits = Limits.from_config(dispatcher.config)
+        self._limits = HeadLimits.from_config(dispatcher.config)
         self._head_scanner = HeadScanner(self._limits)
         self._logger = logger
         self._stopping = stopping
@@ -156,11 +118,20 @@ class Connection:
         self._receive_timeout = -1.0
         #: The body reader of the request being answered, for the bytes it took in.
         self._body: Optional[BodyReader] = None
+        #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
+        #: over plain HTTP); None when it is not sent.
+        self._hsts = (("Strict-Transport-Security", f"max-age={self._config.tls_hsts}")
+                      if tls is not None and self._config.tls_hsts else None)
         #: The address of Nex the client reached, which the proxy's checks need.
         self._local_address: Optional[str] = (
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                         timeval(dispatcher.config.send_timeout))
+
+    @property
+    def tunnelling(self) -> bool:
+        """Whether the connection relays a tunnel (CONNECT, WebSocket)."""
+        return self.state is State.TUNNEL
 
     @property
     def busy(self) -> bool:
@@ -204,7 +175,7 @@ class Connection:
             pass
 
     def _enter(self, state: State) -> None:
-        if state not in _TRANSITIONS[self.state]:
+        if state not in TRANSITIONS[self.state]:
             raise RuntimeError(f"connection cannot go from {self.state.name} to {state.name}")
         self.state = state
 
@@ -228,9 +199,9 @@ class Connection:
             admitted = self._readmit is None or self._readmit(self, client)
             self.client = client
             if not admitted:
-                error = HTTPError(429, "Too many connections from your address; close some "
-                                       "and try again.", close=True)
-                error.refusal = "max_connections_per_client"
+                error = HTTPError(429, "Too many connections from your address "
+                                       "(max_connections_per_client); close some and try "
+                                       "again.", close=True, refusal="max_connections_per_client")
                 if self._metrics is not None:
                     self._metrics.refused(error.refusal)
                 if self._tls is not None:  # the page would need a handshake, as at accept
@@ -293,6 +264,28 @@ class Connection:
         self._send(self._dispatcher.error_response(error), None, keep_alive=False)
         self._linger()
 
+    def turn_away(self, error: HTTPError) -> None:
+        """Answer a client Nex will not serve (a connection cap is reached) with ``error``'s
+        page, then close, never waiting on the client: the accept loop calls this, so the
+        page goes out only as far as the socket's buffer takes it at once, and nothing the
+        client sends is read.  A TLS client is closed without the page: it would need a
+        handshake, and handshakes happen only in worker threads.
+        """
+        try:
+            if self._tls is None:
+                self.sock.setblocking(False)
+                self._enter(State.SENDING)
+                self._send(self._dispatcher.error_response(error), None, keep_alive=False)
+                self.sock.shutdown(socket.SHUT_WR)
+            else:
+                self._logger.access(self.client, "-", error.status, 0, None, None,
+                                    refusal=error.refusal)
+        except OSError:
+            pass
+        finally:
+            self.state = State.CLOSED
+            self.sock.close()
+
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
         self._enter(State.ANSWERING)
@@ -301,18 +294,22 @@ class Connection:
             body = self._body = BodyReader(
                 request, self._buffer, self._receive_body, self._config.request_head_timeout,
                 self._config.max_request_body, self._limits,
-                self._send_continue if _expects_continue(request) else None)
+                self._send_continue if _expects_continue(request) else None,
+                min_rate=self._config.body_min_rate, grace=self._config.body_grace)
         try:
             client = self._client_of(request)
             response = None if self._metrics is None else self._metrics.answer(request, client)
             if response is None:
                 response = self._dispatcher.respond(request, body, client, peer=self.client,
                                                     local_address=self._local_address)
+        except _ClientGone as gone:
+            self._log_gone(request, body, gone)
+            return False
         except HTTPError as error:
-            response = self._dispatcher.error_response(error)
+            response = self._dispatcher.error_response(error, request)
         except Exception:
             self._logger.exception(f"fault while answering {request.request_line!r}")
-            response = self._dispatcher.error_response(HTTPError(500, close=True))
+            response = self._dispatcher.error_response(HTTPError(500, close=True), request)
         # A body nobody read is discarded so the next request can be found; not after an
         # error (the connection closes instead), nor while the client still waits for
         # 100 Continue (it may never send the body: close and let it be).
@@ -322,7 +319,10 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
-                response = self._dispatcher.error_response(error)
+                if isinstance(error, _ClientGone):
+                    self._log_gone(request, body, error)
+                    return False
+                response = self._dispatcher.error_response(error, request)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
         if response.tunnel is not None:
@@ -420,8 +420,17 @@ class Connection:
             return None
 
     def _receive_body(self, deadline: float) -> bytes:
-        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader)."""
-        chunk = self._receive(deadline, 0)
+        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
+
+        A client that resets the connection raises :class:`_ClientGone`, which handlers
+        treat as any refusal of the body (an upload removes its temporary file).
+        """
+        try:
+            chunk = self._receive(deadline, 0)
+        except OSError as error:
+            if _client_gone(error):
+                raise _ClientGone() from None
+            raise
         if chunk is None:
             raise HTTPError(408, "The request body did not arrive in time.", close=True)
         return chunk
@@ -461,6 +470,8 @@ class Connection:
         """
         progress = Progress()
         written = False
+        if self._hsts is not None and self.encrypted and not response.forwarded:
+            response.headers = [*response.headers, self._hsts]
         try:
             self._set_send_timeout()
             write_response(self.sock, response,
@@ -498,8 +509,8 @@ class Connection:
         if self._metrics is not None:
             self._metrics.request_done(request, response, sent, received)
         if request is None:
-            client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
-                                                    None, None)
+            client, referer, agent = self.client, None, None
+            request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
             client, request_line = self._client_of(request), request.request_line
             referer = request.headers.get("Referer")
@@ -509,6 +520,12 @@ class Connection:
                             duration_us=int((time.monotonic() - self._request_started) * 1e6),
                             received=received, upstream=response.upstream,
                             refusal=response.refusal)
+
+    def _log_gone(self, request: Request, body: BodyReader, gone: "_ClientGone") -> None:
+        """Log a request whose client reset the connection inside its body: nothing can be
+        sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
+        response = Response(gone.status, user=gone.user)
+        self._log(request, response, 0, f" received={body.received}")
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.
@@ -543,6 +560,15 @@ class Connection:
             self._owes_close_notify = False
             self._receive_timeout = -1.0
             send_close_notify(self.sock)
+
+
+class _ClientGone(HTTPError):
+    """The client reset the connection inside a request body: it is not a server fault, and
+    no answer can reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "The client reset the connection inside the request body.",
+                         close=True)
 
 
 def _client_gone(error: OSError) -> bool:

@@ -48,6 +48,14 @@ _FILE_WRITE_BYTES = 64 * 1024
 _STDOUT, _STDERR = 1, 2
 
 
+def error_line(level: str, text: str) -> str:
+    """A line of the error log: ``[10/Oct/2000:13:55:36 +0000] level: text`` and a newline.
+
+    The one format of the error log's lines, for the logger and the supervisor alike.
+    """
+    return f"[{format_clf_time(time.time())}] {level}: {text}\n"
+
+
 def escape_log_text(text: str) -> str:
     """``text`` with quotes and backslashes escaped and control characters as ``\\xHH``."""
     if _UNSAFE_LOG_TEXT.search(text) is None:
@@ -88,12 +96,9 @@ class Logger:
         self._immediate = os.isatty(access)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the writer waits here for lines
-        self._progress = threading.Condition(self._lock)  # flush() waits here for the writer
         self._entries: List[Tuple[int, bytes]] = []
         self._buffered = 0
         self._dropped = 0
-        self._queued = 0  # entries accepted so far
-        self._written = 0  # entries the writer has finished with
         self._urgent = False
         self._closing = False
         self._writer = threading.Thread(target=self._write_forever, name="log-writer",
@@ -163,22 +168,12 @@ class Logger:
 
     def warning(self, text: str) -> None:
         """Log a timestamped warning to the error log."""
-        self._append(self._errors, f"[{format_clf_time(time.time())}] warning: {text}\n", urgent=True)
+        self._append(self._errors, error_line("warning", text), urgent=True)
 
     def exception(self, text: str) -> None:
         """Log ``text`` and the traceback of the exception being handled to the error log."""
         trace = traceback.format_exc()
-        self._append(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}",
-                     urgent=True)
-
-    def flush(self) -> None:
-        """Wait until everything logged so far has been written (or dropped)."""
-        with self._lock:
-            target = self._queued
-            self._urgent = True
-            self._work.notify()
-            while self._written < target and self._writer.is_alive():
-                self._progress.wait(FLUSH_INTERVAL)
+        self._append(self._errors, error_line("error", text) + trace, urgent=True)
 
     def close(self) -> None:
         """Write out everything logged so far, stop the writer and close the owned logs."""
@@ -201,7 +196,6 @@ class Logger:
                 return
             self._entries.append((fd, data))
             self._buffered += len(data)
-            self._queued += 1
             if urgent:
                 self._urgent = True
             if urgent or len(self._entries) == 1 or self._buffered >= _BATCH_BYTES:
@@ -217,7 +211,6 @@ class Logger:
                     self._work.wait(FLUSH_INTERVAL)  # gather a batch; urgent lines cut it short
                 batch, self._entries = self._entries, []
                 dropped, self._dropped = self._dropped, 0
-                queued = self._queued
                 self._buffered = 0
                 self._urgent = False
                 done = self._closing and not batch and not dropped
@@ -225,13 +218,10 @@ class Logger:
                 return
             self._write_batch(batch)
             if dropped:
-                notice = (f"[{format_clf_time(time.time())}] warning: {dropped} log line"
-                          f"{'' if dropped == 1 else 's'} dropped: the log was not written as"
-                          " fast as lines came\n")
+                notice = error_line("warning", f"{dropped} log line"
+                                    f"{'' if dropped == 1 else 's'} dropped: the log was not"
+                                    " written as fast as lines came")
                 self._write_batch([(self._errors, notice.encode("ascii"))])
-            with self._lock:
-                self._written = queued
-                self._progress.notify_all()
 
     def _write_batch(self, batch: Sequence[Tuple[int, bytes]]) -> None:
         """Write ``batch`` in order, each run of entries for one destination in whole lines."""
@@ -352,10 +342,9 @@ class SupervisorLog:
             os.close(self.fd)
 
     def _write(self, level: str, text: str) -> None:
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
         sys.stderr.flush()  # a "nex:" line printed before keeps its place
         try:
-            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
+            os.write(self.fd, error_line(level, text).encode("utf-8", "backslashreplace"))
         except OSError:
             pass  # a full disk or a closed stream must not stop the supervisor
 
@@ -366,8 +355,8 @@ def _reopen(fd: int, path: str, errors: int) -> None:
     try:
         new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
     except OSError as error:
-        notice = (f"[{format_clf_time(time.time())}] warning: cannot reopen {path}, "
-                  f"the old file stays in use: {error.strerror}\n")
+        notice = error_line("warning", f"cannot reopen {path}, the old file stays in use: "
+                                       f"{error.strerror}")
         _write_fully(errors, notice.encode("utf-8", "backslashreplace"))
         return
     try:

@@ -29,7 +29,8 @@ from typing import Iterable, List, Optional, Tuple
 
 from nex.files.archive import wants_archive
 from nex.http.errors import HTTPError
-from nex.http.request import Limits, Request, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import Request, parse_head
 from nex.http.response import Response, write_response
 from nex.site.clients import parse_networks
 from nex.process.config import Config
@@ -264,7 +265,7 @@ def _answer_scrape(sock: socket.socket, client: str, metrics: Metrics) -> None:
         head += chunk
     request = None
     try:
-        request = parse_head(bytes(head[:head.index(b"\r\n\r\n") + 4]), Limits())
+        request = parse_head(bytes(head[:head.index(b"\r\n\r\n") + 4]), HeadLimits())
         response = metrics.page(request, client) or Response(
             404, [("Content-Type", "text/plain; charset=utf-8")], (b"Not Found\n",))
     except HTTPError as error:

@@ -1,0 +1,69 @@
+"""The states of a connection, the moves between them, and whether it stays open.
+
+:class:`nex.process.connection.Connection` goes from state to state only along
+:data:`TRANSITIONS`; :func:`stays_open` is the one decision whether it goes back to IDLE
+after a response.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Optional
+
+from nex.http.framing import UNTIL_CLOSE, outgoing_framing
+
+if TYPE_CHECKING:
+    from nex.http.body import BodyReader
+    from nex.http.request import Request
+    from nex.http.response import Response
+
+#: Statuses after which the rest of the byte stream cannot be trusted to be framed right.
+_CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    PROXY_HEADER = "receiving the PROXY protocol header from a load balancer"
+    HANDSHAKING = "looking at the first bytes, then completing the TLS handshake"
+    IDLE = "waiting for the first byte of a request"
+    READING_HEAD = "receiving a request head"
+    ANSWERING = "handling a request; its body is read, streamed or discarded"
+    SENDING = "sending a response"
+    TUNNEL = "relaying bytes both ways after CONNECT"
+    CLOSING = "half-closed, draining what the client still sends"
+    CLOSED = "closed"
+
+
+TRANSITIONS = {
+    State.PROXY_HEADER: frozenset({State.IDLE, State.HANDSHAKING, State.SENDING, State.CLOSED}),
+    State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
+    State.IDLE: frozenset({State.READING_HEAD, State.SENDING, State.CLOSED}),
+    State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
+    State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
+    State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
+    State.TUNNEL: frozenset({State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+def stays_open(request: Optional[Request], response: Response, body: Optional[BodyReader],
+               stopping: bool) -> bool:
+    """Whether the connection waits for another request after ``response`` (RFC 9112 §9).
+
+    It does only when the request asked for it (HTTP/1.1 by default, HTTP/1.0 with
+    ``keep-alive``; ``Connection: close`` either way), the response neither asks to close
+    nor has a status that leaves the byte stream's framing in doubt (a status relayed from
+    an origin says nothing about this connection), the request body was read to its end,
+    the response's own end is marked by its framing rather than by closing (a response to
+    HEAD has no body to end), no tunnel takes the connection over, and the server is not
+    stopping.
+    """
+    return (request is not None and request.keep_alive and not stopping
+            and not response.close
+            and (response.forwarded or response.status not in _CLOSING_STATUSES)
+            and response.tunnel is None and (body is None or body.done)
+            and (request.method == "HEAD"
+                 or outgoing_framing(response.content_length, response.status,
+                                     request.version == "HTTP/1.1") != UNTIL_CLOSE))
