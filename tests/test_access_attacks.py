@@ -267,7 +267,7 @@ class ProtectedLinkTest(unittest.TestCase):
         write(root, "papers/report.txt", SECRET)
         os.symlink("papers", os.path.join(root, "docs"))
         settings = {"auth": {"users_file": make_users(users), "protect": "/docs/"}}
-        with NexServer(root, settings).start() as server:
+        with NexServer(root, settings) as server:
             def get(target: str, headers: Dict[str, str]):
                 return http_request(server, "GET", target, None,
                                     {"Host": f"127.0.0.1:{server.port}", **headers})
