@@ -33,6 +33,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
+                                      "open_file_cache", "open_file_cache_idle",
                                       "zip_download", "max_zip_size", "upload",
                                       "max_upload_size", "max_upload_files",
                                       "upload_overwrite")},

@@ -25,6 +25,7 @@ from nex.http.body import BodyReader
 from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
+from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex.http.grammar import CACHE_DIRECTIVE, parse_list
 from nex.site.hosts import HostValidator
@@ -95,7 +96,7 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    line they show, the Host rules, the small-file cache, the open-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
     login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
     """
@@ -105,6 +106,7 @@ class Dispatcher:
     hosts: HostValidator
     signature: str
     file_cache: Optional[SmallFileCache] = None
+    open_files: Optional[OpenFileCache] = None
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
@@ -184,7 +186,7 @@ class Dispatcher:
                 return folder_archive(target, config)
             return render_listing(target, request, self.templates, self.signature, config,
                                   upload_form=UPLOAD_FORM if config.upload else "")
-        return serve_file(request, target, config, self.file_cache)
+        return serve_file(request, target, config, self.file_cache, self.open_files)
 
     def _allow(self, path: str) -> str:
         """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
