@@ -29,6 +29,7 @@ import stat
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
+from nex.files.misses import MissCache
 from nex.http.errors import HTTPError
 
 
@@ -69,15 +70,21 @@ _NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.E
 _NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
 
 
-def resolve(path: str, query: str, config) -> Target:
+def resolve(path: str, query: str, config, misses: Optional[MissCache] = None) -> Target:
     """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
 
-    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
+    ``query`` (as sent, without ``?``) is only carried into a redirect.  ``misses``, when
+    given, remembers paths found missing and answers them again while the folder lacking
+    them is unchanged (:mod:`nex.files.misses`).  Raises
     ``HTTPError`` 400 for a malformed or dangerous path, 404 for anything missing or hidden
     (dotfiles, symlinks the policy refuses), 403 when listings are off or the file system
     denies access, and 301 with a path-only ``Location`` for a directory asked for without its
     trailing slash.
     """
+    if misses is not None:
+        missing = misses.missing(path)
+        if missing is not None:
+            raise not_found(missing)
     segments, trailing_slash = split_path(path)
     url_path = "/" + "/".join(segments)
     dotfiles = config.dotfiles
@@ -88,7 +95,11 @@ def resolve(path: str, query: str, config) -> Target:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
         if error.errno in _NOT_FOUND:
-            raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+            asked_for = _asked_for(url_path, segments, trailing_slash)
+            if misses is not None and error.errno == errno.ENOENT:
+                misses.record(path, config.document_root.rstrip("/") + url_path,
+                              config.document_root, asked_for)
+            raise not_found(asked_for) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
         raise not_found(_asked_for(url_path, segments, trailing_slash)) from None

@@ -31,6 +31,7 @@ from nex.http.grammar import CACHE_DIRECTIVE, parse_list
 from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
 from nex.http.request import Request
+from nex.files.misses import MissCache
 from nex.files.paths import resolve
 from nex.http.response import Response
 from nex.files.static import serve_file
@@ -96,9 +97,10 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, the open-file cache, the trusted proxies whose
-    X-Forwarded-For names the client in the log, the login for protected paths (None: no
-    login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
+    line they show, the Host rules, the small-file cache, the open-file cache, the paths
+    recently found missing, the trusted proxies whose X-Forwarded-For names the client in
+    the log, the login for protected paths (None: no login), the CORS policy (None: no
+    CORS) and the forward proxy (None: proxy mode off).
     """
 
     config: Config
@@ -107,6 +109,7 @@ class Dispatcher:
     signature: str
     file_cache: Optional[SmallFileCache] = None
     open_files: Optional[OpenFileCache] = None
+    misses: Optional[MissCache] = None
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
@@ -178,9 +181,9 @@ class Dispatcher:
             raise HTTPError(501, "The request method is not implemented by this server.")
         if method == "OPTIONS":
             if request.target != "*" and not protected:
-                resolve(request.path, request.query, config)  # a missing path is still 404
+                resolve(request.path, request.query, config, self.misses)  # missing: 404
             return Response(204, [("Allow", self._allow(request.path))])
-        target = resolve(request.path, request.query, config)
+        target = resolve(request.path, request.query, config, self.misses)
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
