@@ -73,6 +73,10 @@ class State(enum.Enum):
     CLOSING = "half-closed, draining what the client still sends"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hashing them by identity too (in C)
+    # spares each transition's table look-ups the Python-level ``Enum.__hash__``.
+    __hash__ = object.__hash__
+
 
 _TRANSITIONS = {
     State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
@@ -142,6 +146,9 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: Counts the body bytes of the response being sent; one per connection, reset per
+        #: response.
+        self._progress = Progress()
         #: The address of Nex the client reached, which the proxy's checks need.
         self._local_address: Optional[str] = (
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
@@ -274,9 +281,9 @@ class Connection:
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
                               self._send_continue if _expects_continue(request) else None)
+        client = self._client_of(request)
         try:
-            response = self._dispatcher.respond(request, body, self._client_of(request),
-                                                peer=self.client,
+            response = self._dispatcher.respond(request, body, client, peer=self.client,
                                                 local_address=self._local_address)
         except HTTPError as error:
             response = self._dispatcher.error_response(error)
@@ -298,7 +305,7 @@ class Connection:
         if response.tunnel is not None:
             self._run_tunnel(request, response)
             return False
-        self._send(response, request, keep_alive=keep_alive)
+        self._send(response, request, keep_alive=keep_alive, client=client)
         if keep_alive:
             self._enter(State.IDLE)
             return True
@@ -417,14 +424,17 @@ class Connection:
             self._receive_timeout = -1.0
 
     def _send(self, response: Response, request: Optional[Request], *,
-              keep_alive: bool, tunnel_follows: bool = False) -> None:
+              keep_alive: bool, tunnel_follows: bool = False,
+              client: Optional[str] = None) -> None:
         """Write ``response`` and log it, once, with the body bytes that went out.
 
         A client that went away is not an error worth a line; a body the server could not
         produce whole is, without a traceback.  Either way the connection then closes.
         With ``tunnel_follows`` a response written whole is left for the tunnel to log.
+        ``client`` is :meth:`_client_of` the request when the caller has it already.
         """
-        progress = Progress()
+        progress = self._progress
+        progress.body_sent = 0
         written = False
         try:
             self._set_send_timeout()
@@ -444,7 +454,7 @@ class Connection:
             raise
         finally:
             if not (written and tunnel_follows):
-                self._log(request, response, progress.body_sent)
+                self._log(request, response, progress.body_sent, client=client)
 
     def _client_of(self, request: Request) -> str:
         """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
@@ -454,12 +464,13 @@ class Connection:
         return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
 
     def _log(self, request: Optional[Request], response: Response, sent: int,
-             suffix: str = "") -> None:
+             suffix: str = "", client: Optional[str] = None) -> None:
         if request is None:
             client, referer, agent = self.client, None, None
             request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
-            client, request_line = self._client_of(request), request.request_line
+            client = client or self._client_of(request)
+            request_line = request.request_line
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
         self._logger.access(client, request_line, response.status, sent, referer, agent,
