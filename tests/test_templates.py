@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 from nex import SERVER_SOFTWARE
@@ -121,6 +122,25 @@ class LoadTest(unittest.TestCase):
             self.assertEqual(templates.render_error(HTTPError(404, f"n{n}"), SIGNATURE),
                              f"missing n{n}".encode())
             self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
+
+    def test_hammered_from_many_threads_each_page_is_right_and_the_table_bounded(self):
+        templates = self.load()
+        failures = []
+
+        def hammer(seed):
+            for round_ in range(300):
+                n = (seed * 11 + round_) % (RENDERED_PAGES_LIMIT + 50)
+                if templates.render_error(HTTPError(404, f"n{n}"), SIGNATURE) != \
+                        f"missing n{n}".encode():
+                    failures.append(n)
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(failures, [])
+        self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
 
     def test_changed_templates_loaded_again_give_the_new_page(self):
         self.assertEqual(self.load().render_error(HTTPError(404, "x"), SIGNATURE), b"missing x")

@@ -14,6 +14,7 @@ import functools
 import gzip
 import os
 import stat as stat_module
+import threading
 import time
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -97,7 +98,10 @@ def _regular_file(path: str) -> Optional[os.stat_result]:
 #: identity then (:func:`nex.files.filecache.folder_identity`).  While the folder keeps that
 #: identity no entry was added, removed or renamed in it, so no sidecar can have appeared.
 #: Only absence is remembered: a sidecar that exists is looked at on every request.
+#: Worker threads read it without a lock (one dictionary read, atomic with or without the
+#: GIL); storing, with the clearing that bounds it, happens under :data:`_NO_SIDECARS_LOCK`.
 _NO_SIDECARS: Dict[str, FolderIdentity] = {}
+_NO_SIDECARS_LOCK = threading.Lock()
 #: Past this many files the table starts over, which bounds its memory.
 _NO_SIDECARS_LIMIT = 4096
 
@@ -136,9 +140,10 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
             return ((coding, path, info) if coding in codings else None), True
     # The identity was taken before looking: a sidecar made since changed it.
     if identity is not None and settled(identity):
-        if len(_NO_SIDECARS) >= _NO_SIDECARS_LIMIT:
-            _NO_SIDECARS.clear()
-        _NO_SIDECARS[fs_path] = identity
+        with _NO_SIDECARS_LOCK:
+            if len(_NO_SIDECARS) >= _NO_SIDECARS_LIMIT:
+                _NO_SIDECARS.clear()
+            _NO_SIDECARS[fs_path] = identity
     return None, False
 
 
