@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -184,6 +186,22 @@ class ServedThroughTheOpenFileCacheTest(unittest.TestCase):
         self.assertEqual(self.get_range("big.bin"), b"a" * 100)
         self.put(self.path, b"b")
         self.assertEqual(self.get_range("big.bin"), b"b" * 100)
+        self.assertEqual(self.held(), [self.path])
+
+    def test_a_reset_mid_response_gives_the_descriptor_back(self):
+        for _ in range(3):
+            with socket.create_connection((self.server.host, self.server.port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+                sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                sock.recv(1000)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.put(self.path, b"b")  # the old descriptor closes once no response reads it
+        deadline = time.monotonic() + POLL_SECONDS
+        while True:
+            self.assertEqual(self.get_range("big.bin"), b"b" * 100)
+            if self.held() == [self.path] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertEqual(self.held(), [self.path])
 
     def test_a_deleted_file_is_not_served_and_its_descriptor_is_released(self):
