@@ -25,6 +25,8 @@ import time
 from collections import OrderedDict
 from typing import Optional, Tuple
 
+from nex.http.response import OpenFile
+
 #: The identity a descriptor is valid for: st_dev, st_ino, st_size, st_mtime_ns.
 Identity = Tuple[int, int, int, int]
 
@@ -46,19 +48,15 @@ class _Entry:
         self.evicted = False
 
 
-class CachedFile:
+class CachedFile(OpenFile):
     """A response's hold on a cached descriptor; :meth:`close` gives it back, once."""
 
-    __slots__ = ("_cache", "_entry", "_descriptor")
+    __slots__ = ("_cache", "_entry")
 
     def __init__(self, cache: "OpenFileCache", entry: _Entry) -> None:
+        super().__init__(entry.descriptor)
         self._cache = cache
         self._entry: Optional[_Entry] = entry
-        self._descriptor = entry.descriptor
-
-    def fileno(self) -> int:
-        """The descriptor."""
-        return self._descriptor
 
     @property
     def closed(self) -> bool:

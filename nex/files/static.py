@@ -16,7 +16,7 @@ import os
 import stat as stat_module
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
 from nex.http.dates import format_http_date
 from nex.http.conditional import if_range_holds, make_etag, not_modified
@@ -26,7 +26,7 @@ from nex.files.filecache import (FileChangedError, FolderIdentity, SmallFileCach
 from nex.http.grammar import WEIGHTED_CODING, parse_list
 from nex.http.negotiation import weight
 from nex.files.mediatypes import content_type, file_extension
-from nex.files.opencache import CachedFile, FileReplacedError, OpenFileCache
+from nex.files.opencache import FileReplacedError, OpenFileCache
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
 from nex.files.paths import Target
@@ -315,8 +315,7 @@ def _open(path: str) -> OpenFile:
         raise _open_error(error) from None
 
 
-def _open_cached(open_files: Optional[OpenFileCache], chosen: _Representation
-                 ) -> Union[OpenFile, CachedFile]:
+def _open_cached(open_files: Optional[OpenFileCache], chosen: _Representation) -> OpenFile:
     """The representation's file from ``open_files`` if there is one, else opened now.
 
     A file replaced since the resolver's ``stat`` is opened as it is now, as it would be
