@@ -15,11 +15,11 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nex
 from nex.site.login import hash_password
 from nex.process.config import Config, ConfigError, load_config
-
-SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.conf"
+from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
+                                    bad_value_message, make_site, settings_text,
+                                    shipped_folders, write_settings)
 
 # The keys of settings.conf, section by section, and the Config field each one fills.
 SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
@@ -28,15 +28,18 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
         "backlog", "thread_stack_size", "workers")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
-                 "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
+                 "shutdown_grace": "shutdown_grace", "send": "send_timeout",
+                 "body_min_rate": "body_min_rate", "body_grace": "body_grace"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
                                       "open_file_cache", "open_file_cache_idle",
-                                      "zip_download", "max_zip_size", "upload",
+                                      "zip_download", "max_zip_size",
+                                      "max_concurrent_zips", "upload",
                                       "max_upload_size", "max_upload_files",
-                                      "upload_overwrite")},
+                                      "upload_overwrite", "active_content", "max_search_entries",
+                                      "search_timeout")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
@@ -44,11 +47,12 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
-    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key", "hsts": "tls_hsts"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
-        "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
-        "auth_failures_per_minute", "via")},
+        "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
+        "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "forwarded_for",
+        "parent", "parent_bypass", "pac", "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -147,6 +151,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "max_upload_size", "100MB", SIZE_GRAMMAR),
     ("files", "max_upload_files", "0", COUNT),
     ("files", "upload_overwrite", "", BOOLEAN),
+    ("files", "max_concurrent_zips", "0", COUNT),
+    ("files", "active_content", "inline", "must be one of auto, sandbox"),
+    ("files", "max_search_entries", "-1", "must be an integer from 0 to 2147483647"),
+    ("files", "search_timeout", "0", SECONDS),
     ("caching", "cache_control", "max-age=60, \u00e9", "must be printable ASCII on one line"),
     ("caching", "max_age", ".css", "'.css' is not .extension=value"),
     ("caching", "max_age", ".css=60=70", "'.css=60=70' is not .extension=value"),
@@ -210,6 +218,29 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "connect_ports", "65536", "'65536' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "+443", "'+443' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "443-445", "'443-445' is not a port from 1 to 65535"),
+    ("proxy", "http_ports", "80, 0", "'0' is not a port or range (such as 1025-65535) within"
+                                     " 1 to 65535"),
+    ("proxy", "http_ports", "2000-1025", "'2000-1025' is not a port or range (such as"
+                                         " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "1025-65536", "'1025-65536' is not a port or range (such as"
+                                          " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "80-", "'80-' is not a port or range (such as 1025-65535) within"
+                                   " 1 to 65535"),
+    ("proxy", "dns_cache_ttl", "-1", "must be 0 (off) or a number of seconds above 0 and at"
+                                     " most 86400, such as 30 or 2.5"),
+    ("proxy", "dns_timeout", "0", "must be a number of seconds above 0 and at most 86400,"
+                                  " such as 10 or 2.5"),
+    ("proxy", "forwarded_for", "append", "must be one of no, yes, delete"),
+    ("proxy", "parent", "proxy.example:3128", "'proxy.example:3128' is not a proxy address"
+     " such as http://proxy.example:3128 or http://user:password@proxy.example:3128"),
+    ("proxy", "parent", "http://proxy.example", "'http://proxy.example' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
+    ("proxy", "parent", "http://exa mple:3128", "'http://exa mple:3128' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
+    ("proxy", "parent_bypass", "intra net", "'intra net' is not a domain name, IP address or"
+                                            " network"),
+    ("proxy", "allowed_destinations", "exa mple.com",
+     "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),
     ("proxy", "upstream_timeout", "1m", SECONDS),
     ("proxy", "tunnel_idle", "86401", SECONDS),
@@ -225,81 +256,6 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("timeouts", "request_head_timeout", "10", "unknown setting (did you mean request_head?)"),
     ("limits", "workers", "4", "unknown setting"),
 )
-
-
-def make_site(test: unittest.TestCase) -> Path:
-    """A temporary folder with public_html/, error_pages/error.html, other_templates/dir.html."""
-    folder = Path(tempfile.mkdtemp(prefix="nex-config-")).resolve()
-    test.addCleanup(shutil.rmtree, folder)
-    (folder / "public_html").mkdir()
-    (folder / "error_pages").mkdir()
-    (folder / "error_pages" / "error.html").write_text("{{-STATUS-}}\n")
-    (folder / "other_templates").mkdir()
-    (folder / "other_templates" / "dir.html").write_text("{{-ENTRIES-}}\n")
-    return folder
-
-
-def settings_text(values: Mapping[Tuple[str, str], str] = {}) -> str:
-    """INI text naming the site's folders, plus ``values`` keyed by (section, key)."""
-    sections: Dict[str, Dict[str, str]] = {"server": {
-        "document_root": "public_html", "error_pages": "error_pages",
-        "templates": "other_templates"}}
-    for (section, key), value in values.items():
-        sections.setdefault(section, {})[key] = value
-    lines = []
-    for section, keys in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {value}" for key, value in keys.items())
-    return "\n".join(lines) + "\n"
-
-
-def write_settings(folder: Path, values: Mapping[Tuple[str, str], str] = {},
-                   name: str = "settings.conf") -> Path:
-    """Write settings_text(values) into ``folder`` and return the file's path."""
-    path = folder / name
-    path.write_text(settings_text(values), encoding="utf-8")
-    return path
-
-
-def bad_value_message(path: Path, section: str, key: str, value: str, reason: str) -> str:
-    """The whole ConfigError message BAD_VALUES promises for one entry."""
-    shown = value if value and value.isprintable() else repr(value)
-    if reason.startswith("unknown section"):
-        return f"{path} [{section}]: {reason}"
-    return f"{path} [{section}] {key} = {shown}: {reason}"
-
-
-class WorkingDirectory:
-    """Run a block with ``folder`` as the current directory."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __enter__(self) -> None:
-        self.previous = os.getcwd()
-        os.chdir(self.folder)
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.chdir(self.previous)
-
-
-def shipped_folders(test: unittest.TestCase, layout: str) -> Path:
-    """Point ``nex.__file__`` at a fake install whose shipped folders sit per ``layout``.
-
-    ``package``: nex/error_pages and nex/other_templates; ``checkout``: beside nex/.
-    Returns the folder that holds them.
-    """
-    root = make_site(test)
-    package = root / "nex"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    if layout == "package":
-        for name in ("error_pages", "other_templates"):
-            shutil.move(str(root / name), str(package / name))
-    patcher = mock.patch.object(nex, "__file__", str(package / "__init__.py"))
-    patcher.start()
-    test.addCleanup(patcher.stop)
-    return package if layout == "package" else root
 
 
 class BadSettingTests(unittest.TestCase):
@@ -398,6 +354,26 @@ class BadSettingTests(unittest.TestCase):
             with self.subTest(name=name), self.assertRaises(ConfigError) as caught:
                 load_config(str(path), {"index_files": name})
             self.assertIn("is not a plain file name", str(caught.exception))
+
+
+class CommandLineBadValueTests(CommandLineCase):
+    """main() refuses every bad value with the one-line message, exit 2, and never serves."""
+
+    def test_each_bad_value_in_the_file(self) -> None:
+        folder = make_site(self)
+        for section, key, value, reason in BAD_VALUES:
+            with self.subTest(section=section, key=key, value=value):
+                path = write_settings(folder, {(section, key): value})
+                self.assert_refused(["--config", str(path)],
+                                    bad_value_message(path, section, key, value, reason))
+
+    def test_each_bad_value_in_the_default_file(self) -> None:
+        folder = make_site(self)
+        for section, key, value, reason in BAD_VALUES[:5]:
+            with self.subTest(section=section, key=key, value=value):
+                path = write_settings(folder, {(section, key): value})
+                self.assert_refused([], bad_value_message(path, section, key, value, reason),
+                                    default_config=path)
 
 
 class SettingsFileTests(unittest.TestCase):
@@ -836,6 +812,28 @@ class ProxySettingsTests(unittest.TestCase):
         self.assertEqual(config.proxy_denied_destinations, ())
         self.assertEqual(config.proxy_connect_ports, (443, 8443, 563))
         self.assertEqual(self.load({("proxy", "connect_ports"): ""}).proxy_connect_ports, ())
+
+    def test_http_ports_and_allowed_destinations(self) -> None:
+        self.assertEqual(Config().proxy_http_ports, ((80, 80), (443, 443), (1025, 65535)))
+        self.assertEqual(Config().proxy_allowed_destinations, ())
+        config = self.load({("proxy", "http_ports"): "80, 8000-8999",
+                            ("proxy", "allowed_destinations"): "example.com, 10.0.0.0/8"})
+        self.assertEqual(config.proxy_http_ports, ((80, 80), (8000, 8999)))
+        self.assertEqual(config.proxy_allowed_destinations, ("example.com", "10.0.0.0/8"))
+        self.assertEqual(self.load({("proxy", "http_ports"): ""}).proxy_http_ports, ())
+
+    def test_dns_settings(self) -> None:
+        self.assertEqual((Config().proxy_dns_cache_ttl, Config().proxy_dns_timeout),
+                         (30.0, 5.0))
+        config = self.load({("proxy", "dns_cache_ttl"): "0", ("proxy", "dns_timeout"): "0.5"})
+        self.assertEqual((config.proxy_dns_cache_ttl, config.proxy_dns_timeout), (0.0, 0.5))
+
+    def test_forwarded_for(self) -> None:
+        self.assertEqual(Config().proxy_forwarded_for, "no")
+        for text in ("no", "YES", "delete"):
+            with self.subTest(text=text):
+                self.assertEqual(self.load({("proxy", "forwarded_for"): text})
+                                 .proxy_forwarded_for, text.lower())
 
     def test_switches_and_durations(self) -> None:
         config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",

@@ -11,6 +11,7 @@ import unittest
 from typing import Iterable, Optional, Tuple
 from unittest import mock
 
+from nex import SERVER_SOFTWARE
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.process.config import load_config
 from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
@@ -20,6 +21,7 @@ from nex.site.hosts import HostValidator
 from nex.http.request import Headers, Request
 from nex.http.response import FileSlice, Response
 from nex.files.templates import TemplateSet
+from tests.support import body_bytes, fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -35,10 +37,6 @@ def make_request(method: str, target: str, host: str = "localhost",
     path, _, query = target.partition("?")
     return Request(method, target, path if target != "*" else "", query, "HTTP/1.1",
                    Headers([("Host", host), *headers]), host, True)
-
-
-def fields(response: Response) -> dict:
-    return {name.lower(): value for name, value in response.headers}
 
 
 class DispatchTestCase(unittest.TestCase):
@@ -83,16 +81,6 @@ class DispatchTestCase(unittest.TestCase):
         return caught.exception
 
 
-def body_bytes(response: Response) -> bytes:
-    out = []
-    for piece in response.body:
-        if isinstance(piece, FileSlice):
-            out.append(os.pread(response.file.fileno(), piece.count, piece.offset))
-        else:
-            out.append(bytes(piece))
-    return b"".join(out)
-
-
 class ServedMethodsTest(DispatchTestCase):
     """GET, HEAD and OPTIONS reach the file, the listing or the Allow answer."""
 
@@ -119,7 +107,7 @@ class ServedMethodsTest(DispatchTestCase):
                 self.assertEqual(fields(response)["content-type"], "text/html; charset=utf-8")
                 page = body_bytes(response).decode("utf-8")
                 self.assertIn(f"<title>Index of {target}</title>", page)
-                self.assertIn(SIGNATURE, page)
+                self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port 8080", page)
         self.assertIn('href="hello.txt"', body_bytes(self.respond("GET", "/")).decode())
         self.assertIn('href="guide.html"', body_bytes(self.respond("GET", "/docs/")).decode())
 
@@ -172,7 +160,7 @@ class RefusedMethodsTest(DispatchTestCase):
                 self.assertNotIn("Allow", dict(error.headers))
 
     def test_refused_methods_never_touch_the_file_system(self) -> None:
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for method in ("POST", "BREW"):
                 with self.subTest(method=method):
                     self.refusal(method, "/hello.txt")
@@ -198,7 +186,7 @@ class HostTest(DispatchTestCase):
         cases = [("GET", "/hello.txt"), ("GET", "/"), ("GET", "/nothing.txt"),
                  ("GET", "/../../etc/passwd"), ("OPTIONS", "*"), ("OPTIONS", "/"),
                  ("POST", "/hello.txt"), ("BREW", "/")]
-        with mock.patch("nex.site.routing.resolve") as resolve, \
+        with mock.patch("nex.site.routing.resolve_segments") as resolve, \
                 mock.patch("nex.site.routing.serve_file") as serve_file, \
                 mock.patch("nex.site.routing.render_listing") as render_listing:
             for method, target in cases:
@@ -327,7 +315,7 @@ class AuthTest(DispatchTestCase):
 
     def test_protected_paths_are_challenged_before_the_disk_is_looked_at(self) -> None:
         # A 404, 301 or listing for a stranger would tell what the protected folder holds.
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt", "/private",
                            "/private/", "/%70rivate/secret.txt", "/x/../private/secret.txt",
                            "/PRIVATE/secret.txt"):
@@ -347,12 +335,16 @@ class AuthTest(DispatchTestCase):
         self.assertEqual((listing.status, listing.user), (200, "alice"))
         self.assertIn("secret.txt", body_bytes(listing).decode("utf-8"))
 
-    def test_credentials_sent_for_an_open_path_are_not_checked(self) -> None:
-        with mock.patch.object(UsersFile, "check") as check:
-            response = self.get("/hello.txt", basic("alice:guess"))
-        check.assert_not_called()
+    def test_wrong_credentials_for_an_open_path_serve_it_anonymously(self) -> None:
+        response = self.get("/hello.txt", basic("alice:guess"))
         self.assertEqual((response.status, response.user), (200, None))
         self.assertNotIn("private", fields(response).get("cache-control", ""))
+
+    def test_right_credentials_for_an_open_path_name_the_user(self) -> None:
+        # They decide what a listing of an open folder shows (its protected entries).
+        response = self.get("/hello.txt", ALICE)
+        self.assertEqual((response.status, response.user), (200, "alice"))
+        self.assertIn("private", fields(response)["cache-control"])
 
     def test_refusal_after_login_names_the_user(self) -> None:
         error = self.refused("/private/missing.txt", ALICE)
@@ -376,7 +368,7 @@ class AuthTest(DispatchTestCase):
         self.assertEqual(self.refused("/hello.txt", method="POST").status, 405)
 
     def test_options_needs_no_login_and_tells_nothing(self) -> None:
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt"):
                 with self.subTest(target=target):
                     response = self.get(target, method="OPTIONS")

@@ -17,17 +17,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 from typing import Callable, Dict, List, Set, Tuple
+from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config
-from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
-                            describe_exit, restart_delay, worker_config)
-from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, read_all,
-                           write_settings)
-from tests.test_lifecycle import COMBINED_LOG_LINE
+from nex.process.log import SupervisorLog, error_line
+from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
+                                    restart_delay, worker_config)
+from tests import support
+from tests.support import (COMBINED_LOG_LINE, REPO, START_TIMEOUT, NexServer, ResponseReader,
+                           duplex, read_all, write_settings)
+from tests.test_proxy_tunnel import EchoOrigin, read_head
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -50,6 +52,15 @@ class WorkerConfigTest(unittest.TestCase):
         config = worker_config(Config(workers=8, max_connections=3,
                                       max_connections_per_client=1))
         self.assertEqual((config.max_connections, config.max_connections_per_client), (1, 1))
+
+    def test_login_failure_budgets_are_divided_not_multiplied(self):
+        # Issue: each worker counted failures on its own, so N workers gave N times the guesses.
+        config = worker_config(Config(workers=4, auth_max_failures_per_minute=10,
+                                      proxy_auth_failures_per_minute=0))
+        self.assertEqual((config.auth_max_failures_per_minute,
+                          config.proxy_auth_failures_per_minute), (2, 0))
+        config = worker_config(Config(workers=8, proxy_auth_failures_per_minute=3))
+        self.assertEqual(config.proxy_auth_failures_per_minute, 1)
 
     def test_one_worker_keeps_the_caps(self):
         config = Config(workers=1, max_connections=10, max_connections_per_client=5)
@@ -93,6 +104,20 @@ class SupervisorLogTest(unittest.TestCase):
         self.assertRegex(lines[1], stamp + r"info: worker 1 started \(pid 7\)\Z")
         self.assertRegex(lines[2], stamp + r"warning: worker 1 \(pid 7\) exited with status 1;"
                                            r" restarting it now\Z")
+
+    def test_the_time_stamp_is_the_loggers_own(self):
+        # A format of its own (strftime's %b follows the locale) could drift from the
+        # workers' lines in the same file.
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        log = SupervisorLog(os.path.join(folder, "error.log"))
+        with mock.patch("time.time", return_value=86400.0 * 365):
+            log.warning("w")
+            expected = error_line("warning", "w")
+        log.close()
+        with open(os.path.join(folder, "error.log")) as written:
+            self.assertEqual(written.read(), expected)
+        self.assertEqual(expected, "[01/Jan/1971:00:00:00 +0000] warning: w\n")
 
 
 # --- what /proc shows ------------------------------------------------------------------------
@@ -164,14 +189,10 @@ def listeners_of(pid: int, port: int) -> Set[int]:
 def wait_until(condition: Callable[[], object], what: str,
                timeout: float = START_TIMEOUT) -> object:
     """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    value = support.wait_until(condition, timeout, 0.05)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
@@ -390,6 +411,42 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(read_all(kept), b"")
         wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
         self.assertNotIn("warning", server.error_log())
+
+    def test_sighup_leaves_open_tunnels_to_drain_on_the_old_settings(self):
+        # Issue: a reload cut every CONNECT tunnel and WebSocket after shutdown_grace.
+        echo = EchoOrigin()
+        self.addCleanup(echo.close)
+        server = self.start(workers=2, settings={
+            "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
+            "timeouts": {"shutdown_grace": 1}})
+        old = self.workers(server, 2)
+        with server.connect() as tunnel:
+            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            self.assertEqual(duplex(tunnel, b"before", 6), b"before")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
+                       "the old worker to leave its tunnel open")
+            self.workers(server, 2, besides=old)
+            self.assertEqual(duplex(tunnel, b"after the reload", 16), b"after the reload")
+        wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
+        self.assertNotIn("closing them", server.error_log())
+
+    def test_stopping_nex_cuts_the_draining_tunnels(self):
+        echo = EchoOrigin()
+        self.addCleanup(echo.close)
+        server = self.start(workers=2, settings={
+            "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
+            "timeouts": {"shutdown_grace": 1}})
+        with server.connect() as tunnel:
+            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
+                       "the old worker to leave its tunnel open")
+            server.signal(signal.SIGTERM)
+            self.assertEqual(server.wait(), 0)
+            self.assertEqual(read_all(tunnel), b"")
 
     def test_sighup_can_change_the_number_of_workers(self):
         server = self.start(workers=2)

@@ -11,10 +11,9 @@ from typing import Callable, List, Optional, Tuple
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.framing import HeadLimits
-from nex.http.framing import NO_BODY
+from nex.http.framing import NO_BODY, HeadLimits
 from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
-                          OriginBodyError, OriginPool, StaleConnection, connect,
+                          OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 
 SOCKET_TIMEOUT = 30.0
@@ -322,6 +321,28 @@ class ResponseOverSocketTest(UpstreamTestCase):
             origin.read_head("GET")
         self.assertEqual(caught.exception.status, 502)
 
+    def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
+            self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: WebSocket\r\n\r\n\x81\x02hi")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = origin.read_head("GET", upgrade=True)
+        self.assertEqual(head.status, 101)
+        sock, pending = origin.detach()
+        self.assertIs(sock, origin.sock)
+        while len(pending) < 4:
+            pending += sock.recv(4 - len(pending))
+        self.assertEqual(pending, b"\x81\x02hi")
+        self.assertFalse(origin.reusable)
+
+    def test_switching_to_another_protocol_is_502_even_when_websocket_was_asked(self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: h2c\r\n\r\n")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            origin.read_head("GET", upgrade=True)
+        self.assertEqual(caught.exception.status, 502)
+
     def test_malformed_head_is_502(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
                          b"\r\n\r\nhello", b"HTTP/1.1 200 OK\nX: 1\n\n", b"ICY 200 OK\r\n\r\n",
@@ -473,6 +494,28 @@ class ConnectTest(UpstreamTestCase):
         self.assertEqual(caught.exception.status, 502)
 
 
+    def test_a_silent_first_address_does_not_hold_up_the_next(self) -> None:
+        # Issue: a dead IPv6 address cost a whole connect_timeout before IPv4 was tried.
+        server = self.serve(answer_once(ok(), False))
+        silent = (socket.AF_INET, ("127.0.0.1", self.full_listener()))
+        result: List[object] = []
+        racing = threading.Thread(target=lambda: result.append(connect(
+            ("a", server.port), [silent] + server.addresses, 3600.0, SOCKET_TIMEOUT)),
+            daemon=True)
+        racing.start()
+        racing.join(SOCKET_TIMEOUT)
+        self.assertFalse(racing.is_alive(), "the second address was not tried in time")
+        origin, = result
+        self.addCleanup(origin.close)
+        self.assertEqual(origin.sock.getpeername(), ("127.0.0.1", server.port))
+
+    def test_families_take_turns_ipv6_first(self) -> None:
+        v4a, v4b = (socket.AF_INET, ("192.0.2.1", 80)), (socket.AF_INET, ("192.0.2.2", 80))
+        v6a = (socket.AF_INET6, ("2001:db8::1", 80, 0, 0))
+        self.assertEqual(interleave([v4a, v4b, v6a]), [v6a, v4a, v4b])
+        self.assertEqual(interleave([v4a, v4b]), [v4a, v4b])
+
+
 def open_(origin: Origin) -> bool:
     """Whether ``origin``'s connection is open: the pool closes each one it does not keep."""
     return origin.sock.fileno() != -1
@@ -491,9 +534,13 @@ class PoolTest(UpstreamTestCase):
                 method: str = "GET") -> Tuple[Origin, bytes]:
         origin = pool.connect(host, server.port, server.addresses,
                               connect_timeout=SOCKET_TIMEOUT, upstream_timeout=SOCKET_TIMEOUT)
-        origin.send(f"{method} / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        head = origin.read_head(method)
-        body = b"".join(origin.read_body(head))
+        try:
+            origin.send(f"{method} / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = origin.read_head(method)
+            body = b"".join(origin.read_body(head))
+        except BaseException:
+            origin.close()  # as the proxy does with a connection that failed
+            raise
         pool.release(origin)
         return origin, body
 

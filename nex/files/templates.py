@@ -32,6 +32,7 @@ than its reason phrase), ``LOCATION`` (the redirect target, empty for other erro
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import threading
@@ -40,6 +41,7 @@ from typing import (Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequen
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
+from nex.files.paths import shown_name
 
 _VARIABLE = re.compile(r"\{\{-([A-Z0-9_]+)-\}\}")
 _ERROR_PAGE = re.compile(r"([1-5][0-9][0-9])\.html")
@@ -302,10 +304,28 @@ class TemplateSet:
         listing = loader.load(os.path.join(templates_dir, LISTING_PAGE))
         return cls(pages, fallback, listing)
 
+    def render_error_as(self, form: str, error: HTTPError, signature: str) -> bytes:
+        """The body for ``error`` in the ``form`` :func:`nex.http.negotiation.error_form`
+        chose: the page (``"html"``), a JSON object with ``status``, ``reason``, ``detail``
+        and for a redirect ``location`` (``"json"``), or one line ``STATUS REASON: DETAIL``,
+        where a redirect's detail is its target (``"text"``)."""
+        if form == "html":
+            return self.render_error(error, signature)
+        location = _location(error)
+        detail = "" if error.detail == error.reason else error.detail
+        if form == "json":
+            fields = {"status": error.status, "reason": error.reason, "detail": detail}
+            if location:
+                fields["location"] = location
+            return json.dumps(fields).encode("utf-8") + b"\n"
+        detail = location or detail
+        line = f"{error.status} {error.reason}: {detail}" if detail else \
+            f"{error.status} {error.reason}"
+        return line.encode("utf-8") + b"\n"
+
     def render_error(self, error: HTTPError, signature: str) -> bytes:
         """The UTF-8 page for ``error``: its status's own page, else the fallback."""
-        location = next((value for name, value in error.headers
-                         if name.lower() == "location"), "") if error.headers else ""
+        location = _location(error)
         key = (error.status, error.reason, error.detail, location, signature)
         page = self._rendered.get(key)
         if page is not None:
@@ -314,7 +334,9 @@ class TemplateSet:
         values = {
             "STATUS_CODE": error.status,
             "REASON": error.reason,
-            "DETAIL": "" if error.detail == error.reason else error.detail,
+            # The detail may name a path the client sent: its disguising characters are
+            # shown as escapes, as listings show names.
+            "DETAIL": "" if error.detail == error.reason else shown_name(error.detail),
             "LOCATION": location,
             "SIGNATURE": signature,
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
@@ -325,3 +347,8 @@ class TemplateSet:
                 self._rendered.clear()
             self._rendered[key] = page
         return page
+
+
+def _location(error: HTTPError) -> str:
+    """The ``Location`` of a redirect, else ""."""
+    return next((value for name, value in error.headers if name.lower() == "location"), "")

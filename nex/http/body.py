@@ -14,7 +14,7 @@ import re
 import time
 from typing import Callable, List, Optional, Union
 
-from nex.http.errors import HTTPError, protocol_error
+from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.framing import HeadLimits
 from nex.http.grammar import CHUNK_LINE
 from nex.http.request import Request, parse_field_line
@@ -72,6 +72,8 @@ class ChunkedBody:
 
     def __init__(self, max_body: int, limits: HeadLimits) -> None:
         self.max_body = max_body
+        #: The setting ``max_body`` comes from, named by the 413.
+        self.limit_setting = "max_request_body"
         self.limits = limits
         self.received = 0
         self._state = _SIZE
@@ -147,7 +149,9 @@ class ChunkedBody:
             raise protocol_error("chunk extension too long")
         size = int(match.group("size"), 16)
         if self.received + size > self.max_body:
-            raise HTTPError(413, "request body too large", close=True)
+            raise HTTPError(413, "The request body is larger than this server accepts ("
+                                 f"{size_limit(self.limit_setting, self.max_body)}).",
+                            close=True)
         if size:
             self._state, self._left = _DATA, size
         else:
@@ -176,20 +180,35 @@ class BodyReader:
     sent ``Expect: 100-continue``, ``send_continue`` is called once, before the first wait
     for body bytes (RFC 9110 §10.1.1), so a client that waits for it gets it only when Nex
     really reads the body.
+
+    ``min_rate`` (bytes per second, 0 for none) bounds the body's average rate: once Nex has
+    waited ``grace`` seconds for it in all, a body whose bytes (framing included) arrive
+    slower than that on average gets 408, so a client dribbling a byte now and then cannot
+    hold a worker for ever.  Only time spent waiting for the client counts, never time the
+    handler spends elsewhere (writing to disk, waiting for an origin).
     """
 
     def __init__(self, request: Request, buffer: bytearray,
                  receive: Callable[[float], bytes], timeout: float, limit: int,
                  limits: HeadLimits,
-                 send_continue: Optional[Callable[[], None]] = None) -> None:
+                 send_continue: Optional[Callable[[], None]] = None, *, min_rate: int = 0,
+                 grace: float = 0.0) -> None:
         self.length: Optional[int] = None if request.chunked else request.body_length
         self.limit = limit
+        #: The setting ``limit`` comes from, named by the 413; a handler that changes
+        #: ``limit`` names its own.
+        self.limit_setting = "max_request_body"
         self._decoder: Union[ChunkedBody, FixedLengthBody] = (
             ChunkedBody(limit, limits) if request.chunked else FixedLengthBody(request.body_length))
         self._buffer = buffer
         self._receive = receive
         self._timeout = timeout
         self._send_continue = send_continue
+        self._min_rate = min_rate
+        self._grace = grace
+        #: Seconds spent waiting for the client's bytes, and the bytes that arrived.
+        self._waited = 0.0
+        self._arrived = 0
 
     @property
     def done(self) -> bool:
@@ -238,10 +257,12 @@ class BodyReader:
         decoder = self._decoder
         if isinstance(decoder, FixedLengthBody):
             if decoder.length > self.limit:
-                raise HTTPError(413, "The request body is larger than this server accepts.",
+                raise HTTPError(413, "The request body is larger than this server accepts ("
+                                     f"{size_limit(self.limit_setting, self.limit)}).",
                                 close=True)
         else:
             decoder.max_body = self.limit
+            decoder.limit_setting = self.limit_setting
         buffer = self._buffer
         if buffer:
             with memoryview(buffer) as view:
@@ -252,7 +273,17 @@ class BodyReader:
         if self._send_continue is not None:
             send_continue, self._send_continue = self._send_continue, None
             send_continue()
-        chunk = self._receive(deadline)
+        started = time.monotonic()
+        if self._min_rate:
+            # The moment the average would fall below the minimum if nothing more came.
+            allowed = max(self._grace, self._arrived / self._min_rate) - self._waited
+            if started + allowed < deadline:
+                deadline = started + allowed
+        try:
+            chunk = self._receive(deadline)
+        finally:
+            self._waited += time.monotonic() - started
         if not chunk:
             raise HTTPError(400, "The connection closed inside the request body.", close=True)
+        self._arrived += len(chunk)
         buffer += chunk

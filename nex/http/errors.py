@@ -28,6 +28,15 @@ def reason_phrase(status: int) -> str:
     return _REASONS[status]
 
 
+def size_limit(setting: str, size: int) -> str:
+    """``setting = SIZE`` as settings.conf spells the size (``max_upload_size = 100M``), for
+    the detail of a refusal that a setting's limit caused, so the client learns what to raise."""
+    for unit, factor in (("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        if size and size % factor == 0:
+            return f"{setting} = {size // factor}{unit}"
+    return f"{setting} = {size}"
+
+
 class HTTPError(Exception):
     """A reply other than content: ``status`` plus a human ``detail`` for the page.
 
@@ -35,17 +44,20 @@ class HTTPError(Exception):
     ``Content-Range``).  ``close`` asks the connection to close after the reply, which the
     connection loop also does on its own for statuses that leave the framing in doubt.
     The detail is shown to the client, so it never carries internals such as paths on disk.
-    ``user`` is the user who logged in for the request refused (None for none), for the log.
+    ``user`` is the user who logged in for the request refused (None for none), for the log;
+    ``refusal`` a short token naming which of Nex's own rules refused it (``blacklist``,
+    ``port``, ``auth``...; None when no rule did), for the log too.
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
-                 close: bool = False) -> None:
+                 close: bool = False, refusal: Optional[str] = None) -> None:
         self.status = status
         self.reason = reason_phrase(status)
         self.detail = detail or self.reason
         self.headers = tuple(headers)
         self.close = close
         self.user: Optional[str] = None
+        self.refusal = refusal
         super().__init__(f"{status} {self.reason}: {self.detail}")
 
 

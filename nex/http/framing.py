@@ -16,7 +16,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, FrozenSet, List, Optional, Sequence, Tuple, Union
 
-from nex.http.errors import protocol_error
+from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.grammar import CONTENT_LENGTH, TOKEN, TRANSFER_CODING, parse_list
 
 if TYPE_CHECKING:
@@ -87,17 +87,30 @@ def head_lines(head: Union[bytes, bytearray], limits: HeadLimits, *,
     what = "request" if request else "response"
     lf = head.find(b"\n")
     if line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
-        raise protocol_error(f"{what if request else 'status'} line too long", 414)
+        raise line_too_long(limits, "request" if request else "status")
     if len(head) > limits.header_block:
-        raise protocol_error(f"{what} head too large", 431)
+        raise head_too_large(limits, what)
     if not has_only_crlf(head):
         raise protocol_error(f"bare CR or LF in {what} head")
     if not head.endswith(b"\r\n\r\n"):
         raise protocol_error(f"incomplete {what} head")
     lines = head[:-4].decode("latin-1").split("\r\n")
     if len(lines) - 1 > limits.header_count:
-        raise protocol_error("too many header fields", 431)
+        raise protocol_error(f"too many header fields (max_header_count = {limits.header_count})",
+                             431)
     return lines
+
+
+def line_too_long(limits: HeadLimits, what: str = "request") -> HTTPError:
+    """The ``414`` for a start line over ``limits.request_line``, naming the setting."""
+    return protocol_error(
+        f"{what} line too long ({size_limit('max_request_line', limits.request_line)})", 414)
+
+
+def head_too_large(limits: HeadLimits, what: str = "request") -> HTTPError:
+    """The ``431`` for a head over ``limits.header_block``, naming the setting."""
+    return protocol_error(
+        f"{what} head too large ({size_limit('max_header_block', limits.header_block)})", 431)
 
 
 def has_only_crlf(data: Union[bytes, bytearray]) -> bool:

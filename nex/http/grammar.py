@@ -39,6 +39,8 @@ _QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-
 
 #: RFC 9110 §5.6.2: token = 1*tchar.
 TOKEN = re.compile(_TOKEN)
+# RFC 9110 §7.8: Upgrade = #protocol; protocol = protocol-name ["/" protocol-version]
+PROTOCOL = re.compile(rf"(?P<name>{_TOKEN})(?:/{_TOKEN})?")
 
 # --- RFC 9110 §5.5 and RFC 9112 §5: fields ----------------------------------------------------
 
@@ -140,6 +142,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _IPV6_CHARACTERS = re.compile(_IPV6)
 _PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+#: The port a URI of each scheme names when it gives none (RFC 9110 §4.2.1-2).
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_host(value: str) -> Optional[re.Match[str]]:
@@ -152,13 +156,20 @@ def parse_host(value: str) -> Optional[re.Match[str]]:
 
 
 def ipv6_address(text: str) -> Optional[str]:
-    """The compressed form of the IPv6address ``text`` (RFC 3986 §3.2.2), or None."""
+    """The canonical form of the IPv6address ``text`` (RFC 3986 §3.2.2), or None.
+
+    That is RFC 5952's compressed lower-case text, with an IPv4-mapped address ending in
+    its dotted IPv4 address as §5 recommends (``::ffff:192.0.2.1``) on every Python version:
+    the ``ipaddress`` module writes those in hexadecimal before 3.13.
+    """
     if not _IPV6_CHARACTERS.fullmatch(text):
         return None
     try:
-        return ipaddress.IPv6Address(text).compressed
+        address = ipaddress.IPv6Address(text)
     except ValueError:
         return None
+    mapped = address.ipv4_mapped
+    return address.compressed if mapped is None else f"::ffff:{mapped}"
 
 
 def split_host(value: str) -> Optional[Tuple[str, Optional[int]]]:

@@ -18,7 +18,7 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
-                              head_lines, line_length, persists)
+                              head_lines, head_too_large, line_length, line_too_long, persists)
 from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_SECTION,
                               FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM, REQUEST_TARGET,
                               TCHAR_BYTES, parse_host)
@@ -183,12 +183,12 @@ class HeadScanner:
                 self._position = stop
                 # Without its LF yet, the line holds every byte seen but a final CR.
                 if size - start - (buffer[size - 1] == _CR) > limits.request_line:
-                    raise protocol_error("request line too long", 414)
+                    raise line_too_long(limits)
                 if size - start > limits.header_block:
-                    raise protocol_error("request head too large", 431)
+                    raise head_too_large(limits)
                 return None
             if line_length(buffer, start, lf) > limits.request_line:
-                raise protocol_error("request line too long", 414)
+                raise line_too_long(limits)
             self._phase, self._blank_from = _FIELD_LINES, [lf, lf]
         # The head ends at the first LF followed by CRLF or LF, the request line's included.
         stop = min(size, start + limits.header_block)
@@ -204,7 +204,7 @@ class HeadScanner:
         if ends:
             return start, min(ends)
         if size - start > limits.header_block:
-            raise protocol_error("request head too large", 431)
+            raise head_too_large(limits)
         return None
 
 

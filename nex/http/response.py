@@ -90,7 +90,9 @@ class BodyFault(OSError):
 class Response:
     """A reply ready to write.
 
-    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``, the framing
+    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``,
+    ``X-Content-Type-Options: nosniff`` (browsers take the ``Content-Type`` as sent, so a
+    file is never run as a script or page it was not sent as), the framing
     (``Content-Length`` computed from ``body``, or ``Transfer-Encoding``) and
     ``Connection``.  The body is one of:
 
@@ -106,7 +108,8 @@ class Response:
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
     connection to close afterwards.  A handler answers HEAD with the very response it gives
-    GET; the writer leaves the body out.
+    GET; the writer leaves the body out.  ``refusal`` is the token of the rule of Nex's that
+    refused the request (see :class:`nex.http.errors.HTTPError`), for the log.
     """
 
     status: int
@@ -120,6 +123,7 @@ class Response:
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
     reason: Optional[str] = None
+    refusal: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:
@@ -145,6 +149,7 @@ class Response:
             close()
 
 
+_NOSNIFF = "X-Content-Type-Options: nosniff\r\n"
 _SMALL_BODY = 64 * 1024
 #: A file slice larger than this goes out through ``os.sendfile`` even in a small body:
 #: reading it into memory and writing it again copies it twice, which costs more than the
@@ -205,7 +210,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         origin_dated = any(name.lower() == "date" for name, _ in response.headers)
         stamp = "" if origin_dated else f"Date: {http_date_now()}\r\n"
     else:
-        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n{_NOSNIFF}"
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
     return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{fields}{length}"

@@ -21,6 +21,7 @@ from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
+from nex.process.interfaces import lan_address
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
@@ -55,4 +56,6 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
+        port=port,
+        lan_address=lan_address(config.bind),
     )

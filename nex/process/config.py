@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from nex.http.framing import HeadLimits
 from nex.site.login import parse_users
 from nex.proxy.blacklist import parse_file
+from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values
 
 
@@ -44,6 +45,8 @@ class Config:
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0
     send_timeout: float = 30.0
+    body_min_rate: int = 500
+    body_grace: float = 10.0
     # [limits], bytes or counts
     max_request_line: int = HeadLimits.request_line
     max_header_block: int = HeadLimits.header_block
@@ -60,10 +63,14 @@ class Config:
     open_file_cache_idle: float = 20.0
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
+    max_concurrent_zips: int = 4
     upload: bool = False
     max_upload_size: int = 100 * 1024 * 1024
     max_upload_files: int = 100
     upload_overwrite: bool = False
+    active_content: str = "auto"
+    max_search_entries: int = 10000
+    search_timeout: float = 2.0
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -87,6 +94,7 @@ class Config:
     # [tls]: both paths, or neither (plain HTTP)
     tls_certificate: str = ""
     tls_key: str = ""
+    tls_hsts: int = 0
     # [proxy]
     proxy_enabled: bool = False
     proxy_allowed_clients: Tuple[str, ...] = ("127.0.0.1", "::1")
@@ -95,9 +103,17 @@ class Config:
     proxy_denied_destinations: Tuple[str, ...] = (
         "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
     proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_http_ports: Tuple[Tuple[int, int], ...] = ((80, 80), (443, 443), (1025, 65535))
+    proxy_allowed_destinations: Tuple[str, ...] = ()
     proxy_connect_timeout: float = 10.0
     proxy_upstream_timeout: float = 60.0
     proxy_tunnel_idle: float = 300.0
+    proxy_dns_cache_ttl: float = 30.0
+    proxy_dns_timeout: float = 5.0
+    proxy_forwarded_for: str = "no"
+    proxy_parent: str = ""
+    proxy_parent_bypass: Tuple[str, ...] = ()
+    proxy_pac: bool = False
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -154,6 +170,8 @@ _SETTINGS = (
     _setting("timeouts", "keep_alive", values.seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", values.seconds),
     _setting("timeouts", "send", values.seconds, "send_timeout"),
+    _setting("timeouts", "body_min_rate", values.size(0)),
+    _setting("timeouts", "body_grace", values.seconds),
     _setting("limits", "max_request_line", values.size(1)),
     _setting("limits", "max_header_block", values.size(1)),
     _setting("limits", "max_header_count", values.integer(1, values.MAX_COUNT)),
@@ -168,10 +186,14 @@ _SETTINGS = (
     _setting("files", "open_file_cache_idle", values.seconds),
     _setting("files", "zip_download", values.boolean),
     _setting("files", "max_zip_size", values.size(1, values.MAX_ZIP_SIZE)),
+    _setting("files", "max_concurrent_zips", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload", values.boolean),
     _setting("files", "max_upload_size", values.size(1)),
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
+    _setting("files", "active_content", values.choice("auto", "sandbox")),
+    _setting("files", "max_search_entries", values.integer(0, values.MAX_COUNT)),
+    _setting("files", "search_timeout", values.seconds),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),
@@ -190,6 +212,7 @@ _SETTINGS = (
     _setting("cors", "allow_origins", values.origins, "cors_allow_origins"),
     _setting("tls", "certificate", values.tls_file, "tls_certificate", shape=values.optional_path),
     _setting("tls", "key", values.tls_file, "tls_key", shape=values.optional_path),
+    _setting("tls", "hsts", values.integer(0, values.MAX_AGE), "tls_hsts"),
     _setting("proxy", "enabled", values.boolean, "proxy_enabled"),
     _setting("proxy", "allowed_clients", values.networks, "proxy_allowed_clients"),
     _setting("proxy", "blacklist", values.blacklist_entries, "proxy_blacklist"),
@@ -197,9 +220,19 @@ _SETTINGS = (
              on_disk=True),
     _setting("proxy", "denied_destinations", values.networks, "proxy_denied_destinations"),
     _setting("proxy", "connect_ports", values.ports, "proxy_connect_ports"),
+    _setting("proxy", "http_ports", values.port_ranges, "proxy_http_ports"),
+    _setting("proxy", "allowed_destinations", values.blacklist_entries,
+             "proxy_allowed_destinations"),
     _setting("proxy", "connect_timeout", values.seconds, "proxy_connect_timeout"),
     _setting("proxy", "upstream_timeout", values.seconds, "proxy_upstream_timeout"),
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "dns_cache_ttl", values.seconds_or_off, "proxy_dns_cache_ttl"),
+    _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
+    _setting("proxy", "forwarded_for", values.choice(*FORWARDED_FOR_MODES),
+             "proxy_forwarded_for"),
+    _setting("proxy", "parent", values.parent_proxy, "proxy_parent"),
+    _setting("proxy", "parent_bypass", values.blacklist_entries, "proxy_parent_bypass"),
+    _setting("proxy", "pac", values.boolean, "proxy_pac"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

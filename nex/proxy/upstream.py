@@ -1,6 +1,7 @@
 """The origin side of the proxy: connecting, reading responses strictly, pooling connections.
 
-:func:`connect` opens a connection to the first admitted address that answers.
+:func:`connect` opens a connection to the first admitted address that answers, racing
+them (happy eyeballs).
 :class:`Origin` sends a request head and body and reads the response: the head is parsed as
 strictly as the request parser parses requests (:func:`parse_response_head`), the body is
 framed by RFC 9112 §6.3 and handed out decoded, in pieces of at most :data:`MAX_PIECE`
@@ -16,13 +17,16 @@ closes the client's connection so that the client sees a cut-off response.
 from __future__ import annotations
 
 import collections
+import errno
 import math
+import os
 import re
 import select
+import selectors
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
@@ -30,10 +34,13 @@ from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_fra
                               connection_options, find_head_end, has_content, head_lines,
                               persists)
 from nex.http.request import Headers, parse_fields
+from nex.proxy.forwarding import names_websocket
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
 MAX_PIECE = 64 * 1024
+#: Seconds between the starts of two connection attempts (RFC 8305 §5 recommends 250 ms).
+ATTEMPT_DELAY = 0.25
 
 Key = Tuple[str, int]
 SocketAddress = Tuple[int, tuple]
@@ -94,8 +101,8 @@ def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits
     CR or LF; a bad field line; more than ``limits`` allow (the status line is held to
     ``limits.request_line``); ``Content-Length`` with ``Transfer-Encoding``, differing or
     malformed lengths; a transfer coding other than exactly ``chunked``, or any in an
-    HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for HEAD and for 1xx, 204 and 304;
-    else chunked, else Content-Length, else until close.
+    HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for HEAD, for a 2xx to CONNECT and
+    for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
     """
     head = bytes(head)
     try:
@@ -108,7 +115,8 @@ def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits
         status = int(status_line.group(2))
         framing, content_length = body_framing(
             version, headers.get_all("Content-Length"), headers.get_all("Transfer-Encoding"),
-            request=False, no_body=method == "HEAD" or not has_content(status))
+            request=False, no_body=(method == "HEAD" or not has_content(status)
+                                     or (method == "CONNECT" and status < 300)))
     except HTTPError as error:
         if error.status == 502:
             raise
@@ -179,13 +187,14 @@ class Origin:
                 raise StaleConnection() from None
             raise HTTPError(502, "The connection to the origin server failed.") from None
 
-    def read_head(self, method: str) -> ResponseHead:
+    def read_head(self, method: str, upgrade: bool = False) -> ResponseHead:
         """The response head to a ``method`` request; interim 1xx responses are skipped.
 
         The whole head must arrive within ``timeout`` seconds (``504`` otherwise); a
         malformed head or a connection closed before it is ``502`` (a reused connection
-        closed before any byte: :class:`StaleConnection`).  A ``101`` is ``502`` too: Nex
-        never asks an origin to switch protocols.
+        closed before any byte: :class:`StaleConnection`).  A ``101`` is returned when the
+        request asked to switch to WebSocket (``upgrade``) and the origin's ``Upgrade``
+        names it; any other ``101`` is ``502``.
         """
         self._reusable = False
         self._answered = False
@@ -193,9 +202,19 @@ class Origin:
         while True:
             head = parse_response_head(self._receive_head(deadline), method, self.limits)
             if head.status == 101:
+                if upgrade and names_websocket(head.headers.get_all("Upgrade")):
+                    return head
                 raise _bad_gateway("a protocol switch nobody asked for")
             if head.status >= 200:
                 return head
+
+    def detach(self) -> Tuple[socket.socket, bytes]:
+        """Hand the socket over (to a tunnel after ``101``), with the bytes the origin sent
+        past the response head; the :class:`Origin` is of no further use."""
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        self._reusable = False
+        return self.sock, pending
 
     def _receive_head(self, deadline: float) -> bytes:
         scanned = 0
@@ -296,38 +315,92 @@ class Origin:
         self.sock.close()
 
 
+def interleave(addresses: Sequence[SocketAddress]) -> List[SocketAddress]:
+    """``addresses`` in the order RFC 8305 §4 tries them: families taking turns, IPv6 first,
+    each family in the resolver's order."""
+    ipv6 = [address for address in addresses if address[0] == socket.AF_INET6]
+    others = [address for address in addresses if address[0] != socket.AF_INET6]
+    ordered: List[SocketAddress] = []
+    for index in range(max(len(ipv6), len(others))):
+        ordered += ipv6[index:index + 1] + others[index:index + 1]
+    return ordered
+
+
 def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
-            upstream_timeout: float, limits: HeadLimits = HeadLimits()) -> Origin:
+            upstream_timeout: float, limits: HeadLimits = HeadLimits(),
+            attempt_delay: float = ATTEMPT_DELAY) -> Origin:
     """A new :class:`Origin` for ``key`` over :func:`open_connection`'s socket, with
     ``upstream_timeout`` and ``limits`` for its exchanges."""
-    return Origin(open_connection(addresses, connect_timeout), key, upstream_timeout, limits)
+    return Origin(open_connection(addresses, connect_timeout, attempt_delay), key,
+                  upstream_timeout, limits)
 
 
-def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float
-                    ) -> socket.socket:
-    """A socket connected to the first of ``addresses`` that accepts (TCP_NODELAY set).
+def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float,
+                    attempt_delay: float = ATTEMPT_DELAY) -> socket.socket:
+    """A socket connected to the first of ``addresses`` to accept, TCP_NODELAY set (happy
+    eyeballs, RFC 8305).
 
-    Each address gets ``connect_timeout`` seconds.  When none accepts: ``504`` if every
-    attempt timed out, else ``502`` (refused, unreachable).
+    The addresses are tried in :func:`interleave` order; the next attempt starts
+    ``attempt_delay`` seconds after the last one, or at once when one fails, while the
+    earlier ones go on.  The first connection made wins and the others are closed, so a dead
+    IPv6 address costs a quarter of a second, not a whole ``connect_timeout`` (which bounds
+    each attempt).  When none accepts: ``504`` if every attempt timed out, else ``502``
+    (refused, unreachable).
     """
-    timed_out = 0
-    for family, sockaddr in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(connect_timeout)
-        try:
-            sock.connect(sockaddr)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except socket.timeout:
-            timed_out += 1
+    waiting = interleave(addresses)
+    attempts: Dict[socket.socket, float] = {}  # each attempt's deadline
+    selector = selectors.DefaultSelector()
+    failed = timed_out = 0
+    last_error = 0
+    next_start = time.monotonic()
+    try:
+        while waiting or attempts:
+            now = time.monotonic()
+            if waiting and (now >= next_start or not attempts):
+                family, sockaddr = waiting.pop(0)
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                error = sock.connect_ex(sockaddr)
+                if error not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    failed, last_error = failed + 1, error
+                    continue
+                attempts[sock] = now + connect_timeout
+                selector.register(sock, selectors.EVENT_WRITE)
+                next_start = now + attempt_delay
+                continue
+            wake = min(attempts.values())
+            if waiting:
+                wake = min(wake, next_start)
+            for key_event, _ in selector.select(max(0.0, wake - now)):
+                sock = key_event.fileobj
+                selector.unregister(sock)
+                del attempts[sock]
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error == 0:
+                    sock.setblocking(True)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return sock
+                sock.close()
+                failed, last_error = failed + 1, error
+                next_start = time.monotonic()  # a failure starts the next attempt at once
+            now = time.monotonic()
+            for sock, deadline in list(attempts.items()):
+                if deadline <= now:
+                    selector.unregister(sock)
+                    del attempts[sock]
+                    sock.close()
+                    timed_out += 1
+    finally:
+        for sock in attempts:
             sock.close()
-            continue
-        except OSError:
-            sock.close()
-            continue
-        return sock
-    if addresses and timed_out == len(addresses):
+        selector.close()
+    if timed_out and not failed:
         raise HTTPError(504, "The origin server did not accept a connection in time.")
-    raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
+    if last_error == errno.ECONNREFUSED:
+        raise HTTPError(502, "The origin server refused the connection.")
+    reason = f" ({os.strerror(last_error)})" if last_error else ""
+    raise HTTPError(502, f"The origin server cannot be reached{reason}.")
 
 
 def _still_idle(sock: socket.socket) -> bool:
