@@ -12,7 +12,7 @@ import tempfile
 import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, wait_until,
                            write_settings)
 

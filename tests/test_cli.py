@@ -17,7 +17,7 @@ from typing import Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE, __version__
-from nex.site.login import hash_password, parse_hash, parse_users
+from nex.site.passwords import hash_password, parse_hash, parse_users
 from nex.process.cli import main
 from nex.process.config import Config, load_config
 from tests.support import REPO, START_TIMEOUT, ResponseReader, wait_for_line

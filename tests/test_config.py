@@ -15,7 +15,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from nex.process.config import Config, ConfigError, load_config
 from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
                                     bad_value_message, make_site, settings_text,

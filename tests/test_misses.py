@@ -29,7 +29,7 @@ class MissCacheTest(unittest.TestCase):
 
     def status(self, path: str, misses: MissCache) -> tuple:
         try:
-            target = resolve(path, "", self.config, misses)
+            target = resolve(path, "", self.config, misses=misses)
         except HTTPError as error:
             return error.status, error.detail
         return 200, target.fs_path

@@ -399,29 +399,6 @@ class SidecarAbsenceTest(TempFiles):
             response = self.serve(self.current(), self.BROWSER)
         return response, looked_for.call_count
 
-    def test_hammered_from_many_threads_the_table_stays_bounded_and_right(self) -> None:
-        names = [f"page-{n}.html" for n in range(32)]
-        for name in names[::2]:
-            self.write(name + ".gz", b"CODED")
-        paths = [os.path.join(self.folder, name) for name in names]
-        failures: List[str] = []
-
-        def hammer(seed: int) -> None:
-            for round_ in range(200):
-                n = (seed * 5 + round_) % len(paths)
-                sidecar, _ = static_module._find_sidecar(paths[n], ("gzip",))
-                if (sidecar is not None) != (n % 2 == 0):
-                    failures.append(names[n])
-
-        with mock.patch("nex.files.static._NO_SIDECARS_LIMIT", 8):
-            threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        self.assertEqual(failures, [])
-        self.assertLessEqual(len(static_module._NO_SIDECARS), 8)
-
     def test_absence_is_remembered_while_the_folder_is_unchanged(self) -> None:
         first, looks = self.serve_counting()
         self.assertEqual(looks, 2)

@@ -312,7 +312,9 @@ class TemplateSet:
         if form == "html":
             return self.render_error(error, signature)
         location = _location(error)
-        detail = "" if error.detail == error.reason else error.detail
+        # The detail may name a path the client sent: shown escaped, as on the page, so a
+        # terminal never runs its control sequences nor shows a disguised name.
+        detail = "" if error.detail == error.reason else shown_name(error.detail)
         if form == "json":
             fields = {"status": error.status, "reason": error.reason, "detail": detail}
             if location:

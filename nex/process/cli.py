@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, Union
 
 from nex import __version__
 from nex.files.leftovers import remove_stale_uploads
-from nex.site.login import check_password, check_user_name, hash_password
+from nex.site.passwords import check_password, check_user_name, hash_password
 from nex.process import values
 from nex.process.config import Config, ConfigError, load_config, shipped_settings
 from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed

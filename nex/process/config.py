@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from nex.http.framing import HeadLimits
-from nex.site.login import parse_users
+from nex.site.passwords import parse_users
 from nex.proxy.blacklist import parse_file
 from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nex
-from nex.site.login import ProtectedPaths, challenge
+from nex.site.login import ProtectedPaths
+from nex.site.passwords import challenge
 from nex.proxy.blacklist import parse_entry
 from nex.proxy.parent import parse_parent
 from nex.http.origin import normalise_origin
