@@ -8,9 +8,8 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
 import unittest
-from typing import List, Tuple
+from typing import Tuple
 from unittest import mock
 
 from hypothesis import given, settings, strategies as st
