@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 

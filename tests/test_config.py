@@ -15,7 +15,6 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nex
 from nex.site.passwords import hash_password
 from nex.process.config import Config, ConfigError, load_config
 from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
@@ -35,6 +34,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
+                                      "open_file_cache", "open_file_cache_idle",
                                       "zip_download", "max_zip_size",
                                       "max_concurrent_zips", "upload",
                                       "max_upload_size", "max_upload_files",

@@ -23,8 +23,7 @@ from nex.http.response import Response
 from nex.files.templates import TemplateSet
 from nex.files.paths import split_path
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
-from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form,
-                           form_body, part)
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body, part)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,6 +15,8 @@ from nex.process.config import Config, ConfigError
 from nex.site.cors import CorsPolicy
 from nex.site.routing import SERVED_METHODS, Dispatcher
 from nex.files.filecache import SmallFileCache
+from nex.files.misses import MissCache
+from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
@@ -46,6 +48,9 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         hosts=HostValidator(config.allowed_hosts),
         signature=f"{SERVER_SOFTWARE} Server at {config.server_name} Port {port}",
         file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
+        open_files=(OpenFileCache(config.open_file_cache, config.open_file_cache_idle)
+                    if config.open_file_cache else None),
+        misses=MissCache(),
         forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
         auth=auth,
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)

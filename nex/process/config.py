@@ -59,6 +59,8 @@ class Config:
     dotfiles: bool = False
     symlinks: str = "inside"
     file_cache_size: int = 32 * 1024 * 1024
+    open_file_cache: int = 64
+    open_file_cache_idle: float = 20.0
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
     max_concurrent_zips: int = 4
@@ -180,6 +182,8 @@ _SETTINGS = (
     _setting("files", "dotfiles", values.boolean),
     _setting("files", "symlinks", values.choice("never", "inside", "always")),
     _setting("files", "file_cache_size", values.size(0)),
+    _setting("files", "open_file_cache", values.integer(0, 65536)),
+    _setting("files", "open_file_cache_idle", values.seconds),
     _setting("files", "zip_download", values.boolean),
     _setting("files", "max_zip_size", values.size(1, values.MAX_ZIP_SIZE)),
     _setting("files", "max_concurrent_zips", values.integer(1, values.MAX_COUNT)),

@@ -76,6 +76,10 @@ class State(enum.Enum):
     CLOSING = "half-closed, draining what the client still sends"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hashing them by identity too (in C)
+    # spares each transition's table look-ups the Python-level ``Enum.__hash__``.
+    __hash__ = object.__hash__
+
 
 _TRANSITIONS = {
     State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
@@ -148,6 +152,9 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: Counts the body bytes of the response being sent; one per connection, reset per
+        #: response.
+        self._progress = Progress()
         #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
         #: over plain HTTP); None when it is not sent.
         self._hsts = (("Strict-Transport-Security", f"max-age={self._config.tls_hsts}")
@@ -291,9 +298,9 @@ class Connection:
                               self._send_continue if _expects_continue(request) else None,
                               min_rate=self._config.body_min_rate,
                               grace=self._config.body_grace)
+        client = self._client_of(request)
         try:
-            response = self._dispatcher.respond(request, body, self._client_of(request),
-                                                peer=self.client,
+            response = self._dispatcher.respond(request, body, client, peer=self.client,
                                                 local_address=self._local_address)
         except _ClientGone as gone:
             self._log_gone(request, body, gone)
@@ -321,7 +328,7 @@ class Connection:
         if response.tunnel is not None:
             self._run_tunnel(request, response)
             return False
-        self._send(response, request, keep_alive=keep_alive)
+        self._send(response, request, keep_alive=keep_alive, client=client)
         if keep_alive:
             self._enter(State.IDLE)
             return True
@@ -449,14 +456,17 @@ class Connection:
             self._receive_timeout = -1.0
 
     def _send(self, response: Response, request: Optional[Request], *,
-              keep_alive: bool, tunnel_follows: bool = False) -> None:
+              keep_alive: bool, tunnel_follows: bool = False,
+              client: Optional[str] = None) -> None:
         """Write ``response`` and log it, once, with the body bytes that went out.
 
         A client that went away is not an error worth a line; a body the server could not
         produce whole is, without a traceback.  Either way the connection then closes.
         With ``tunnel_follows`` a response written whole is left for the tunnel to log.
+        ``client`` is :meth:`_client_of` the request when the caller has it already.
         """
-        progress = Progress()
+        progress = self._progress
+        progress.body_sent = 0
         written = False
         if self._hsts is not None and self.encrypted and not response.forwarded:
             response.headers = [*response.headers, self._hsts]
@@ -478,7 +488,7 @@ class Connection:
             raise
         finally:
             if not (written and tunnel_follows):
-                self._log(request, response, progress.body_sent)
+                self._log(request, response, progress.body_sent, client=client)
 
     def _client_of(self, request: Request) -> str:
         """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
@@ -488,12 +498,13 @@ class Connection:
         return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
 
     def _log(self, request: Optional[Request], response: Response, sent: int,
-             suffix: str = "") -> None:
+             suffix: str = "", client: Optional[str] = None) -> None:
         if request is None:
             client, referer, agent = self.client, None, None
             request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
-            client, request_line = self._client_of(request), request.request_line
+            client = client or self._client_of(request)
+            request_line = request.request_line
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
         self._logger.access(client, request_line, response.status, sent, referer, agent,

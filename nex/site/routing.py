@@ -28,6 +28,7 @@ from nex.http.body import BodyReader
 from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
+from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex import SERVER_SOFTWARE, qrcode
 from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
@@ -35,6 +36,7 @@ from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
 from nex.http.negotiation import error_form
 from nex.http.request import Request
+from nex.files.misses import MissCache
 from nex.files.paths import Refused, real_path, resolve_segments, split_path
 from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
@@ -116,7 +118,8 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show (``port``: the port in it), the Host rules, the small-file cache, the trusted proxies whose
+    line they show (``port``: the port in it), the Host rules, the small-file cache, the
+    open-file cache, the paths recently found missing, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
     login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
     From these it makes the access policy every handler asks (:mod:`nex.site.access`), the
@@ -129,6 +132,8 @@ class Dispatcher:
     hosts: HostValidator
     signature: str
     file_cache: Optional[SmallFileCache] = None
+    open_files: Optional[OpenFileCache] = None
+    misses: Optional[MissCache] = None
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
@@ -235,10 +240,11 @@ class Dispatcher:
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
-                resolve_segments(path[0], path[1], request.query, config, may)
+                resolve_segments(path[0], path[1], request.query, config, may, self.misses)
             return Response(204, [("Allow", self._allow(path))])
         try:
-            target = resolve_segments(path[0], path[1], request.query, config, may)
+            target = resolve_segments(path[0], path[1], request.query, config, may,
+                                      self.misses)
         except HTTPError as error:
             if error.status == 404 and request.path == "/robots.txt":
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
@@ -259,7 +265,7 @@ class Dispatcher:
             return render_listing(target, request, self.templates, signature, config,
                                   upload_form=UPLOAD_FORM if config.upload else "", may=may,
                                   viewer=user)
-        return serve_file(request, target, config, self.file_cache, may)
+        return serve_file(request, target, config, self.file_cache, may, self.open_files)
 
     def _qr_code(self, request: Request) -> Response:
         """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
