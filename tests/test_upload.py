@@ -53,6 +53,7 @@ class Exchange:
         self.pieces = list(pieces)
         self.received = 0
         self.continues = 0
+        self.interims: List[Tuple[int, List[Tuple[str, str]]]] = []
         self.before_piece = before_piece
 
     def receive(self, deadline: float) -> bytes:
@@ -65,6 +66,9 @@ class Exchange:
 
     def send_continue(self) -> None:
         self.continues += 1
+
+    def send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        self.interims.append((status, list(headers)))
 
 
 def chunked(data: bytes, size: int = 5) -> bytes:
@@ -133,7 +137,8 @@ class UploadTestCase(unittest.TestCase):
             expects = any(name == "Expect" for name, _ in fields_sent)
             reader = BodyReader(request, bytearray(), self.exchange.receive, 30.0,
                                 self.config.max_request_body, Limits(),
-                                self.exchange.send_continue if expects else None)
+                                self.exchange.send_continue if expects else None,
+                                self.exchange.send_interim)
         site = site or self.site(**settings)
         return site.respond(request, reader, "127.0.0.1")
 

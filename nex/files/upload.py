@@ -102,7 +102,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
     failed precondition), 413 (over ``max_upload_size``), 507 (the disk is full), or the
     body reader's 400 and 408; nothing is left behind by any of them.
     """
-    _check_origin(request)
+    check_origin(request)
     segments, is_folder = split_path(request.path)
     if is_folder:
         raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
@@ -110,11 +110,11 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
     shown = "/" + "/".join(segments)
     if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
         raise not_found(shown)
-    folder = _Folder(segments[:-1], config, shown)
+    folder = UploadFolder(segments[:-1], config, shown)
     try:
         name = segments[-1]
         existing = folder.check(name)
-        _preconditions(request.headers, existing)
+        put_preconditions(request.headers, existing)
         # If-None-Match: * asks for a new file even where overwriting is allowed.
         exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
         pending = folder.create(name)
@@ -123,24 +123,43 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
                 body.limit = config.max_upload_size
                 for piece in body:
                     pending.write(piece)
-            pending.finish()
-            try:
-                pending.commit(replace=config.upload_overwrite and not exclusive)
-            except FileExistsError:
-                if config.upload_overwrite:
-                    raise HTTPError(412, f"A file {shown} was made meanwhile.") from None
-                raise _exists(shown) from None
-            except IsADirectoryError:
-                raise _is_folder(shown) from None
-            folder.sync()
+            store(pending, exclusive)
         finally:
             pending.discard()
     finally:
         folder.close()
+    return stored(pending, existing is not None)
+
+
+def store(pending: PendingFile, exclusive: bool = False) -> None:
+    """Give the complete upload ``pending`` its name as PUT does: replacing a file only with
+    ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``), else 409 (412 where
+    overwriting was allowed); 409 when a folder has the name, 404 when its temporary file
+    is gone (a cancelled resumable upload).  The folder is synced after."""
+    folder = pending.folder
+    config = folder.config
+    shown = folder.shown(pending.name)
+    pending.finish()
+    try:
+        pending.commit(replace=config.upload_overwrite and not exclusive)
+    except FileExistsError:
+        if config.upload_overwrite:
+            raise HTTPError(412, f"A file {shown} was made meanwhile.") from None
+        raise _exists(shown) from None
+    except IsADirectoryError:
+        raise _is_folder(shown) from None
+    except FileNotFoundError:
+        raise HTTPError(404, "The upload was cancelled.") from None
+    folder.sync()
+
+
+def stored(pending: PendingFile, replaced: bool) -> Response:
+    """PUT's answer for the file ``pending`` was stored as: ``204`` with its ETag when it
+    ``replaced`` one, else ``201`` with its ``Location`` as well."""
     etag = make_etag(pending.size, pending.mtime_ns)
-    if existing is not None:
+    if replaced:
         return Response(204, [("ETag", etag)])
-    location = encode_path(segments)
+    location = encode_path(pending.folder.segments + [pending.name])
     return Response(201, [("Location", location), ("ETag", etag), _TEXT],
                     body=(f"{location}\n".encode("ascii"),))
 
@@ -154,7 +173,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
     form naming one file twice, and 413 for more files than ``max_upload_files`` or more or
     larger plain fields than the request-head limits allow.
     """
-    _check_origin(request)
+    check_origin(request)
     segments, is_folder = split_path(request.path)
     if not is_folder:
         try:
@@ -169,7 +188,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
     shown = "/" + "".join(segment + "/" for segment in segments)
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found(shown)
-    folder = _Folder(segments, config, shown)
+    folder = UploadFolder(segments, config, shown)
     form = _FormFiles(folder, Limits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
@@ -196,7 +215,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
                     body=("".join(path + "\n" for path in paths).encode("ascii"),))
 
 
-class _Folder:
+class UploadFolder:
     """The folder uploads go to, inside the document root, held open by a descriptor.
 
     ``segments`` are its decoded URL path's segments, ``shown`` the path named in a 404.
@@ -223,6 +242,8 @@ class _Folder:
             os.close(self.fd)  # replaced between the check and the opening
             raise not_found(shown)
         self.name_max = os.fpathconf(self.fd, "PC_NAME_MAX")
+        #: The folder's path on disk, as the access checker is given it.
+        self.real_path = fs_path
 
     def close(self) -> None:
         """Let go of the folder."""
@@ -266,17 +287,18 @@ class _Folder:
             raise _exists(shown)
         return found
 
-    def create(self, name: str) -> _PendingFile:
-        """A new temporary file here that will become ``name``."""
+    def create(self, name: str, suffix: str = "") -> PendingFile:
+        """A new temporary file here that will become ``name``, its own name random and
+        ending in ``suffix``."""
         while True:
-            temp_name = UPLOAD_TEMP_PREFIX + secrets.token_hex(8)
+            temp_name = UPLOAD_TEMP_PREFIX + secrets.token_hex(16) + suffix
             try:
                 descriptor = os.open(temp_name, _CREATE, 0o666, dir_fd=self.fd)
             except FileExistsError:
                 continue  # that random name is in use: draw another
             except OSError as error:
                 raise _storage_error(error) from None
-            return _PendingFile(self, name, temp_name, descriptor)
+            return PendingFile(self, name, temp_name, descriptor)
 
     def sync(self) -> None:
         """Make the names given here durable (fsync of the folder)."""
@@ -287,10 +309,10 @@ class _Folder:
                 raise
 
 
-class _PendingFile:
+class PendingFile:
     """One uploaded file on its way: a temporary file in its folder until :meth:`commit`."""
 
-    def __init__(self, folder: _Folder, name: str, temp_name: str, descriptor: int) -> None:
+    def __init__(self, folder: UploadFolder, name: str, temp_name: str, descriptor: int) -> None:
         self.folder = folder
         self.name = name
         self.temp_name = temp_name
@@ -301,6 +323,10 @@ class _PendingFile:
         self._identity: Tuple[int, int] = (0, 0)
         self._descriptor: Optional[int] = descriptor
         self._temp_exists = True
+
+    def fileno(self) -> int:
+        """The descriptor of the temporary file, until it is finished or kept."""
+        return self._descriptor
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (bytes or a view) to the file."""
@@ -360,6 +386,13 @@ class _PendingFile:
         except FileNotFoundError:
             pass
 
+    def keep(self) -> None:
+        """Close the temporary file and leave it there: a resumable upload's partial data."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+        self._temp_exists = False
+
     def discard(self) -> None:
         """Close and remove the temporary file, if it is still there."""
         if self._descriptor is not None:
@@ -382,13 +415,13 @@ class _FormFiles:
     :meth:`discard` removes whatever was not named.
     """
 
-    def __init__(self, folder: _Folder, limits: Limits, max_files: int) -> None:
+    def __init__(self, folder: UploadFolder, limits: Limits, max_files: int) -> None:
         self.folder = folder
         self.limits = limits
         self.max_files = max_files
-        self.files: List[_PendingFile] = []
+        self.files: List[PendingFile] = []
         self._names: Set[str] = set()
-        self._current: Optional[_PendingFile] = None
+        self._current: Optional[PendingFile] = None
         self._fields = 0
         self._field_size = 0
 
@@ -451,7 +484,7 @@ class _FormFiles:
             pending.discard()
 
 
-def _preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
+def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
     """Evaluate If-Match, If-Unmodified-Since and If-None-Match for a PUT (RFC 9110 §13.2.2)
     against the file it would replace, ``existing`` (None: no file)."""
     if existing is not None:
@@ -462,7 +495,7 @@ def _preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None
         raise HTTPError(412, "There is no file here for If-Match to match.")
 
 
-def _check_origin(request: Request) -> None:
+def check_origin(request: Request) -> None:
     """Refuse an upload whose ``Origin`` (RFC 6454 §7) is not this server: browsers name
     the page that made them send a request, so a page elsewhere cannot post files here.
     ``null`` (a sandboxed page, a local file) is another site too."""

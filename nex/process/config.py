@@ -61,6 +61,7 @@ class Config:
     max_upload_size: int = 100 * 1024 * 1024
     max_upload_files: int = 100
     upload_overwrite: bool = False
+    upload_expiry: int = 24 * 3600
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -167,6 +168,7 @@ _SETTINGS = (
     _setting("files", "max_upload_size", values.size(1)),
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
+    _setting("files", "upload_expiry", values.lifetime),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -30,7 +30,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Optional, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
@@ -246,7 +246,8 @@ class Connection:
             body = BodyReader(request, self._buffer, self._receive_body,
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
-                              self._send_continue if _expects_continue(request) else None)
+                              self._send_continue if _expects_continue(request) else None,
+                              self._send_interim if request.version == "HTTP/1.1" else None)
         try:
             response = self._dispatcher.respond(request, body, self._client_of(request),
                                                 peer=self.client,
@@ -358,8 +359,14 @@ class Connection:
             return None
 
     def _receive_body(self, deadline: float) -> bytes:
-        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader)."""
-        chunk = self._receive(deadline, 0)
+        """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
+
+        A client that resets inside its body has closed it, as far as the handler goes:
+        an upload keeps what arrived, and nothing is logged as a fault."""
+        try:
+            chunk = self._receive(deadline, 0)
+        except ConnectionError:
+            return b""
         if chunk is None:
             raise HTTPError(408, "The request body did not arrive in time.", close=True)
         return chunk
@@ -367,6 +374,16 @@ class Connection:
     def _send_continue(self) -> None:
         self._set_send_timeout()
         write_interim(self.sock, 100)
+
+    def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        """Send an interim response for a handler; a client gone meanwhile ends the request
+        as one that closed inside its body does, without a fault."""
+        self._set_send_timeout()
+        try:
+            write_interim(self.sock, status, headers)
+        except OSError:
+            raise HTTPError(400, "The client went away during an interim response.",
+                            close=True) from None
 
     def _set_receive_timeout(self, seconds: float) -> None:
         """Bound the next ``recv`` in the kernel (SO_RCVTIMEO), or on a TLS connection with

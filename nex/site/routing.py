@@ -35,6 +35,7 @@ from nex.http.response import Response
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
+from nex.files.resumable import is_resumable, resumable_upload
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -165,6 +166,8 @@ class Dispatcher:
         """The answer of the method's handler once the request may be served."""
         method = request.method
         config = self.config
+        if config.upload and is_resumable(request):
+            return resumable_upload(request, body, config, self._may)
         if config.upload and method == "PUT":
             return put_file(request, body, config)
         if config.upload and method == "POST":
@@ -185,6 +188,15 @@ class Dispatcher:
             return render_listing(target, request, self.templates, self.signature, config,
                                   upload_form=UPLOAD_FORM if config.upload else "")
         return serve_file(request, target, config, self.file_cache)
+
+    def _may(self, action: str, url_path: str, real_path: str) -> bool:
+        """The access checker handlers are given: whether ``action`` (read, list, archive,
+        write) is allowed on ``url_path`` (``real_path`` on disk).  Today's rules are the same
+        for every path and user: reading what the resolver serves, listing with ``[files]
+        listing``, archives with ``zip_download``, writing with ``upload``."""
+        config = self.config
+        return {"read": True, "list": config.listing, "archive": config.zip_download,
+                "write": config.upload}[action]
 
     def _allow(self, path: str) -> str:
         """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
