@@ -35,7 +35,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
                                       "zip_download", "max_zip_size", "upload",
                                       "max_upload_size", "max_upload_files",
-                                      "upload_overwrite", "upload_expiry")},
+                                      "upload_overwrite", "upload_expiry",
+                                      "allow_delete", "allow_rename", "webdav")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
@@ -147,6 +148,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "max_upload_size", "100MB", SIZE_GRAMMAR),
     ("files", "max_upload_files", "0", COUNT),
     ("files", "upload_overwrite", "", BOOLEAN),
+    ("files", "allow_delete", "maybe", BOOLEAN),
+    ("files", "allow_rename", "", BOOLEAN),
+    ("files", "webdav", "yes", "must be one of no, read, write"),
+    ("files", "webdav", "", "must be one of no, read, write"),
     ("files", "upload_expiry", "59", LIFETIME),
     ("files", "upload_expiry", "0", LIFETIME),
     ("files", "upload_expiry", "366d", LIFETIME),
@@ -638,6 +643,9 @@ class GoodValueTests(unittest.TestCase):
         self.assert_parses("files", "max_upload_size", {"100M": 100 * 2 ** 20, "2G": 2 ** 31,
                                                         "1": 1})
         self.assert_parses("files", "max_upload_files", {"1": 1, "100": 100})
+        self.assert_parses("files", "webdav", {"no": "no", "Read": "read", "WRITE": "write"})
+        self.assert_parses("files", "allow_delete", {"yes": True, "no": False})
+        self.assert_parses("files", "allow_rename", {"on": True, "off": False})
         self.assert_parses("files", "upload_expiry", {"60": 60, "30m": 1800, "24h": 86400,
                                                       "365d": 365 * 86400, "90s": 90})
 

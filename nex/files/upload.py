@@ -236,7 +236,7 @@ class UploadFolder:
         try:
             self.fd = os.open(fs_path, _FOLDER)
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         opened = os.fstat(self.fd)
         if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
             os.close(self.fd)  # replaced between the check and the opening
@@ -269,7 +269,7 @@ class UploadFolder:
         except FileNotFoundError:
             return None
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         if stat.S_ISLNK(found.st_mode):
             # A link may be replaced only where GET would follow it.
             try:
@@ -297,7 +297,7 @@ class UploadFolder:
             except FileExistsError:
                 continue  # that random name is in use: draw another
             except OSError as error:
-                raise _storage_error(error) from None
+                raise storage_error(error) from None
             return PendingFile(self, name, temp_name, descriptor)
 
     def sync(self) -> None:
@@ -335,7 +335,7 @@ class PendingFile:
             while view:
                 view = view[os.write(self._descriptor, view):]
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
 
     def finish(self) -> None:
         """The content is complete: sync it to disk and close it."""
@@ -344,7 +344,7 @@ class PendingFile:
             os.fsync(descriptor)
             status = os.fstat(descriptor)
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         finally:
             os.close(descriptor)
         self.size, self.mtime_ns = status.st_size, status.st_mtime_ns
@@ -526,7 +526,7 @@ def _is_folder(shown: str) -> HTTPError:
     return HTTPError(409, f"{shown} is a folder.")
 
 
-def _storage_error(error: OSError) -> Exception:
+def storage_error(error: OSError) -> Exception:
     """The reply for a folder that cannot take a file; unexpected faults go up unchanged."""
     if error.errno in _READ_ONLY:
         return HTTPError(403, "This folder does not accept files.")

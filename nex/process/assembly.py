@@ -19,6 +19,7 @@ from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
+from nex.files.webdav import WebDav
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
@@ -50,4 +51,5 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
+        dav=WebDav(config) if config.webdav != "no" else None,
     )

@@ -62,6 +62,9 @@ class Config:
     max_upload_files: int = 100
     upload_overwrite: bool = False
     upload_expiry: int = 24 * 3600
+    allow_delete: bool = False
+    allow_rename: bool = False
+    webdav: str = "no"
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -169,6 +172,9 @@ _SETTINGS = (
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
     _setting("files", "upload_expiry", values.lifetime),
+    _setting("files", "allow_delete", values.boolean),
+    _setting("files", "allow_rename", values.boolean),
+    _setting("files", "webdav", values.choice("no", "read", "write")),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -36,6 +36,7 @@ from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
+from nex.files.webdav import WRITE_METHODS as DAV_WRITE_METHODS, WebDav
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -110,6 +111,7 @@ class Dispatcher:
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
+    dav: Optional[WebDav] = None
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -168,19 +170,25 @@ class Dispatcher:
         config = self.config
         if config.upload and is_resumable(request):
             return resumable_upload(request, body, config, self._may)
+        dav = self.dav
+        if dav is not None and method in dav.methods:
+            return dav.respond(request, body, self._may)
         if config.upload and method == "PUT":
+            if dav is not None and dav.writable:
+                dav.guard_put(request)
             return put_file(request, body, config)
         if config.upload and method == "POST":
             return post_form(request, body, config)
         if method not in SERVED_METHODS:
-            if method in _KNOWN_METHODS:
+            if method in _KNOWN_METHODS or (dav is not None and method in DAV_WRITE_METHODS):
                 raise HTTPError(405, f"{method} is not supported here.",
                                 headers=[("Allow", self._allow(request.path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
         if method == "OPTIONS":
             if request.target != "*" and not protected:
                 resolve(request.path, request.query, config)  # a missing path is still 404
-            return Response(204, [("Allow", self._allow(request.path))])
+            dav_fields = self.dav.options_headers() if self.dav is not None else []
+            return Response(204, [("Allow", self._allow(request.path)), *dav_fields])
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
             if wants_archive(request.query):
@@ -201,7 +209,8 @@ class Dispatcher:
     def _allow(self, path: str) -> str:
         """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
         methods, and with uploads on PUT for a file's address, POST for a folder's."""
-        return ", ".join(allowed_methods(path)) if self.config.upload else _ALLOW
+        methods = allowed_methods(path) if self.config.upload else SERVED_METHODS
+        return ", ".join(methods + (self.dav.methods if self.dav is not None else ()))
 
     def error_response(self, error: HTTPError) -> Response:
         """The page for ``error``: the one way every error reply is made."""

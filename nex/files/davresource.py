@@ -1,0 +1,132 @@
+"""What a WebDAV request names: a URL path to a :class:`Resource` under GET's rules.
+
+WebDAV names folders with or without their slash and never serves index files, so it does
+not use :func:`nex.files.paths.resolve`; it takes the same steps with the resolver's own
+pieces: :func:`split_path` (one decoding, dot segments, no escaped slashes), :func:`hidden`
+(dotfiles and upload temporary files are 404), :func:`lookup` (the symlink policy), and
+:func:`servable_entry` for the members of a folder.  A name the policy refuses is 404, the
+answer a missing one gets.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+
+from nex.files.paths import (Target, encode_path, hidden, lookup, not_found, servable_entry,
+                             split_path)
+from nex.files.upload import UploadFolder
+from nex.http.conditional import make_etag
+from nex.http.errors import HTTPError
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+#: ``may(action, url_path, real_path)``: the access checker routing hands a handler.
+Checker = Callable[[str, str, str], bool]
+
+
+@dataclass
+class Resource:
+    """A URL path's ``segments`` and, when it is mapped, its path on disk and ``os.stat``."""
+
+    segments: List[str]
+    fs_path: Optional[str] = None
+    stat: Optional[os.stat_result] = None
+
+    @property
+    def path(self) -> Tuple[str, ...]:
+        """The segments as a tuple, as locks name paths."""
+        return tuple(self.segments)
+
+    @property
+    def exists(self) -> bool:
+        return self.stat is not None
+
+    @property
+    def collection(self) -> bool:
+        return self.stat is not None and stat.S_ISDIR(self.stat.st_mode)
+
+    @property
+    def url_path(self) -> str:
+        """The decoded URL path, a folder's ending in ``/``, as the access checker and
+        messages name it."""
+        path = "/" + "/".join(self.segments)
+        return path + "/" if self.collection and self.segments else path
+
+    @property
+    def href(self) -> str:
+        """The percent-encoded path a ``207`` body names it by."""
+        return encode_path(self.segments, folder=self.collection)
+
+    @property
+    def etag(self) -> Optional[str]:
+        """A file's strong ETag, as GET gives it; None for a folder or nothing."""
+        if self.stat is None or self.collection:
+            return None
+        return make_etag(self.stat.st_size, self.stat.st_mtime_ns)
+
+    def real_path(self) -> str:
+        """The path on disk after symlinks, for the access checker."""
+        return os.path.realpath(self.fs_path) if self.fs_path else ""
+
+
+def find(path: str, config: Config) -> Resource:
+    """The resource the URL path ``path`` (as sent) names; unmapped when missing or when the
+    symlink policy refuses it, 404 when a segment is hidden, 400 for a malformed path."""
+    segments = split_path(path)[0]
+    return find_segments(segments, config)
+
+
+def find_segments(segments: List[str], config: Config) -> Resource:
+    """:func:`find` for decoded ``segments``."""
+    if any(hidden(segment, config.dotfiles) for segment in segments):
+        raise not_found("/" + "/".join(segments))
+    try:
+        fs_path, found = lookup(config.document_root, segments, config.symlinks)
+    except HTTPError as error:
+        if error.status != 404:
+            raise
+        return Resource(segments)
+    if not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
+        return Resource(segments)
+    return Resource(segments, fs_path, found)
+
+
+def members(folder: Resource, config: Config, may: Checker) -> Iterator[Resource]:
+    """The members of ``folder`` GET would serve and the checker lets be read, by name."""
+    target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
+    try:
+        names = sorted(os.listdir(folder.fs_path))
+    except OSError:
+        return
+    for name in names:
+        found = servable_entry(target, name, config)
+        if found is None:
+            continue
+        member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
+        if may("read", member.url_path, member.real_path()):
+            yield member
+
+
+def parent_folder(resource: Resource, config: Config) -> UploadFolder:
+    """The open folder that holds ``resource``; 409 when it is missing (RFC 4918 §9.3.1,
+    §9.7.1: intermediate collections are never made), 403 for the root itself."""
+    if not resource.segments:
+        raise HTTPError(403, "The root folder cannot be replaced, moved or removed.")
+    shown = "/" + "/".join(resource.segments[:-1])
+    try:
+        return UploadFolder(resource.segments[:-1], config, shown)
+    except HTTPError as error:
+        if error.status != 404:
+            raise
+        raise HTTPError(409, f"The folder {shown} does not exist.") from None
+
+
+def must_exist(resource: Resource) -> Resource:
+    """``resource``, or its 404 when it is unmapped."""
+    if not resource.exists:
+        raise not_found(resource.url_path)
+    return resource
