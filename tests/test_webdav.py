@@ -58,7 +58,7 @@ class DavCase(UploadTestCase):
 
     def site(self, file_cache: Optional[SmallFileCache] = None, **settings) -> Dispatcher:
         config = dataclasses.replace(self.config, **settings)
-        dav = WebDav(config) if config.webdav != "no" else None
+        dav = WebDav.for_site(config)
         if dav is not None:
             dav.locks = self.locks
         site = Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
@@ -128,7 +128,18 @@ class PropfindTest(DavCase):
         self.assertEqual(len(self.propfind("/", "1", webdav="read")), 3)
         for method in ("MKCOL", "DELETE", "LOCK", "PROPPATCH", "COPY", "MOVE", "UNLOCK"):
             with self.subTest(method=method):
-                self.refusal(405, method, "/dir/new", webdav="read")
+                self.refusal(405, method, "/dir/new", webdav="read", upload=False)
+
+    def test_without_webdav_uploads_bring_the_listings_file_management(self) -> None:
+        self.assertEqual(self.dav("MKCOL", "/dir/made", webdav="no").status, 201)
+        self.assertEqual(self.dav("DELETE", "/dir/made", webdav="no").status, 204)
+        self.refusal(405, "DELETE", "/hello.txt", webdav="no", allow_delete=False)
+        for method in ("PROPFIND", "LOCK", "COPY", "MOVE"):
+            with self.subTest(method=method):
+                self.refusal(501, method, "/hello.txt", webdav="no", allow_rename=False,
+                             headers=[("Destination", "/x.txt")])
+        self.assertNotIn("DAV", dict(self.request("OPTIONS", "/", length=0,
+                                                  webdav="no").headers))
 
     def test_webdav_off_is_501(self) -> None:
         self.refusal(501, "PROPFIND", "/", headers=[("Depth", "0")], webdav="no")

@@ -50,21 +50,43 @@ _LOCK_KINDS = ("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktyp
 
 
 class WebDav:
-    """The WebDAV methods of one site: its settings and its locks, shared by every worker."""
+    """The WebDAV methods of one site: its settings and its locks, shared by every worker.
+
+    It also serves the methods the listing's upload panel uses with uploads on, WebDAV or
+    not (:attr:`methods`)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.writable = config.webdav == "write"
         self.locks = LockTable()
 
+    @classmethod
+    def for_site(cls, config: Config) -> Optional[WebDav]:
+        """The WebDAV methods a site with ``config`` serves, None for none."""
+        return cls(config) if config.webdav != "no" or config.upload else None
+
     @property
     def methods(self) -> Tuple[str, ...]:
-        """The WebDAV methods served."""
-        return READ_METHODS + WRITE_METHODS if self.writable else READ_METHODS
+        """The WebDAV methods served: by ``webdav``, and with ``webdav = no`` but uploads on,
+        those the listing's file management uses (MKCOL; DELETE and MOVE where allowed)."""
+        config = self.config
+        if self.writable:
+            return READ_METHODS + WRITE_METHODS
+        page = ("MKCOL",) + (("DELETE",) if config.allow_delete else ()) + (
+            ("MOVE",) if config.allow_rename else ()) if config.upload else ()
+        return (READ_METHODS if config.webdav == "read" else ()) + page
+
+    @property
+    def known_methods(self) -> Tuple[str, ...]:
+        """The WebDAV methods a request gets ``405`` for rather than ``501`` when they are not
+        in :attr:`methods`: all of them with WebDAV on."""
+        return READ_METHODS + WRITE_METHODS if self.config.webdav != "no" else self.methods
 
     def options_headers(self) -> List[Tuple[str, str]]:
-        """The fields an OPTIONS answer adds: the compliance classes (RFC 4918 §10.1), and
-        the one Windows' WebDAV client looks for before it mounts."""
+        """The fields an OPTIONS answer adds with WebDAV on: the compliance classes (RFC 4918
+        §10.1), and the one Windows' WebDAV client looks for before it mounts."""
+        if self.config.webdav == "no":
+            return []
         return [("DAV", "1, 2" if self.writable else "1"), ("MS-Author-Via", "DAV")]
 
     def respond(self, request: Request, body: Optional[BodyReader], may: Checker) -> Response:

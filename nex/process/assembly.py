@@ -20,6 +20,8 @@ from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
 from nex.files.webdav import WebDav
+from nex.files.uploadpage import UploadPage
+from nex.process.values import shipped_path
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
@@ -51,5 +53,7 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
-        dav=WebDav(config) if config.webdav != "no" else None,
+        dav=WebDav.for_site(config),
+        upload_page=(UploadPage.load(config.templates, shipped_path("other_templates"))
+                     if config.upload else None),
     )

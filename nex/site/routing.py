@@ -36,7 +36,8 @@ from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
-from nex.files.webdav import WRITE_METHODS as DAV_WRITE_METHODS, WebDav
+from nex.files.uploadpage import UploadPage
+from nex.files.webdav import WebDav
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -99,7 +100,9 @@ class Dispatcher:
     It holds what answering needs: the settings, the page templates and the ``signature``
     line they show, the Host rules, the small-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
-    login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
+    login), the CORS policy (None: no CORS), the forward proxy (None: proxy mode off),
+    WebDAV with the listing's file management (None: off), and the upload panel's script
+    (None: listings show the plain form alone).
     """
 
     config: Config
@@ -112,6 +115,7 @@ class Dispatcher:
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
     dav: Optional[WebDav] = None
+    upload_page: Optional[UploadPage] = None
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -180,7 +184,7 @@ class Dispatcher:
         if config.upload and method == "POST":
             return post_form(request, body, config)
         if method not in SERVED_METHODS:
-            if method in _KNOWN_METHODS or (dav is not None and method in DAV_WRITE_METHODS):
+            if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
                                 headers=[("Allow", self._allow(request.path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
@@ -189,12 +193,17 @@ class Dispatcher:
                 resolve(request.path, request.query, config)  # a missing path is still 404
             dav_fields = self.dav.options_headers() if self.dav is not None else []
             return Response(204, [("Allow", self._allow(request.path)), *dav_fields])
+        page = self.upload_page
+        if page is not None and page.claims(request):
+            return page.serve(request)
         target = resolve(request.path, request.query, config)
         if target.kind == "directory":
             if wants_archive(request.query):
                 return folder_archive(target, config)
+            form = "" if not config.upload else (
+                UPLOAD_FORM if page is None else page.form(config))
             return render_listing(target, request, self.templates, self.signature, config,
-                                  upload_form=UPLOAD_FORM if config.upload else "")
+                                  upload_form=form)
         return serve_file(request, target, config, self.file_cache)
 
     def _may(self, action: str, url_path: str, real_path: str) -> bool:
