@@ -268,6 +268,22 @@ class WriteMethodsTest(DavCase):
                                   upload_overwrite=True).status, 204)
         self.assertEqual(self.read("b.txt"), b"c")
 
+    def test_moving_a_folder_checks_every_entry_with_the_policy(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "m", "keep"))
+        self.denied = "/dir/m/keep"
+        self.refusal(403, "MOVE", "/dir/m/", headers=[("Destination", "/moved/")])
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "dir", "m", "keep")))
+
+    def test_replacing_a_folder_needs_deleting_allowed(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "full"))
+        self.write("dir/full/f.txt", b"f")
+        self.refusal(403, "COPY", "/hello.txt", headers=[("Destination", "/dir/full")],
+                     upload_overwrite=True, allow_delete=False)
+        self.assertEqual(self.read("dir/full/f.txt"), b"f")
+        self.assertEqual(self.dav("COPY", "/hello.txt", b"", ("Destination", "/dir/full"),
+                                  upload_overwrite=True).status, 204)
+        self.assertEqual(self.read("dir/full"), b"hello, world\n")
+
     def test_move_of_a_folder(self) -> None:
         os.makedirs(os.path.join(self.root, "dir", "m"))
         self.write("dir/m/f.txt", b"f")
@@ -348,6 +364,14 @@ class LockTest(DavCase):
                                 headers=[("If", f"({token})")])
         self.assertEqual(response.status, 204)
         self.assertEqual(self.read("hello.txt"), b"new")
+
+    def test_a_locked_file_takes_no_resumable_upload_without_its_token(self) -> None:
+        token = self.lock("/hello.txt")
+        self.refusal(423, "PUT", "/hello.txt", b"new", upload_overwrite=True,
+                     headers=[("Upload-Complete", "?1")])
+        response = self.request("PUT", "/hello.txt", b"new", upload_overwrite=True,
+                                headers=[("Upload-Complete", "?1"), ("If", f"({token})")])
+        self.assertEqual(response.status, 204)
 
     def test_a_folder_lock_covers_what_is_below(self) -> None:
         token = self.lock("/dir/")

@@ -100,6 +100,8 @@ def copy_or_move(request: Request, config: Config, locks: LockTable, may: Checke
     if not may("write" if move else "read", source.url_path, source.real_path()):
         raise HTTPError(403, f"{'Moving' if move else 'Copying'} {source.url_path} is not "
                              "allowed.")
+    if move and source.collection and list(_refused_below(source, config, may)):
+        raise HTTPError(403, f"{source.url_path} holds entries that may not be moved.")
     changed = [(destination.path, True), (destination.path[:-1], False)]
     if move:
         changed += [(source.path, True), (source.path[:-1], False)]
@@ -113,6 +115,9 @@ def copy_or_move(request: Request, config: Config, locks: LockTable, may: Checke
         if destination.exists and (destination.collection or source.collection):
             if not config.upload_overwrite:
                 folder.check(name)  # the overwrite rule's own 409
+            if destination.collection and not config.allow_delete:
+                raise HTTPError(403, f"Replacing the folder {destination.url_path} would "
+                                     "delete it, and deleting is turned off here.")
             if list(_refused_below(destination, config, may)):
                 raise HTTPError(403, f"{destination.url_path} holds entries that may not "
                                      "be replaced.")

@@ -109,7 +109,8 @@ class WebDav:
         return self._unlock(request, may)
 
     def guard_put(self, request: Request) -> None:
-        """Let a PUT through the ``If`` header and the locks on its file and folder."""
+        """Let an upload (PUT, or a resumable upload's creation or append) through the
+        ``If`` header and the locks on its file and folder."""
         target = find(request.path, self.config)
         if target.segments:
             check(request, self.locks, self.config, target,

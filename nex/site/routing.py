@@ -172,9 +172,11 @@ class Dispatcher:
         """The answer of the method's handler once the request may be served."""
         method = request.method
         config = self.config
-        if config.upload and is_resumable(request):
-            return resumable_upload(request, body, config, self._may)
         dav = self.dav
+        if config.upload and is_resumable(request):
+            if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
+                dav.guard_put(request)
+            return resumable_upload(request, body, config, self._may)
         if dav is not None and method in dav.methods:
             return dav.respond(request, body, self._may)
         if config.upload and method == "PUT":
