@@ -33,7 +33,7 @@ setup(
     packages=["nex", "nex.http", "nex.files", "nex.site", "nex.proxy", "nex.process",
               "nex.error_pages", "nex.other_templates"],
     package_dir={"nex.error_pages": "error_pages", "nex.other_templates": "other_templates"},
-    package_data={"nex.error_pages": ["*.html"], "nex.other_templates": ["*.html"]},
+    package_data={"nex.error_pages": ["*.html"], "nex.other_templates": ["*.html", "*.js"]},
     cmdclass={"build_py": BuildWithSettings},
     entry_points={"console_scripts": ["nex = nex.process.cli:main"]},
     classifiers=[

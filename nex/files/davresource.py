@@ -13,20 +13,16 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
-from nex.files.paths import (Target, encode_path, hidden, lookup, not_found, servable_entry,
-                             split_path)
+from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
+                             servable_entry, split_path)
 from nex.files.upload import UploadFolder
 from nex.http.conditional import make_etag
 from nex.http.errors import HTTPError
 
 if TYPE_CHECKING:
     from nex.process.config import Config
-
-#: ``may(action, url_path, real_path)``: the access checker routing hands a handler.
-Checker = Callable[[str, str, str], bool]
-
 
 @dataclass
 class Resource:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import LockTable, Path
-from nex.files.davresource import (Checker, Resource, find, find_segments, members,
-                                   must_exist, parent_folder)
+from nex.files.davresource import (Resource, find, find_segments, members, must_exist,
+                                   parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
-from nex.files.paths import Target, servable_entry, split_path
+from nex.files.paths import Checker, Target, servable_entry, split_path
 from nex.files.upload import UploadFolder, store, storage_error
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, reason_phrase

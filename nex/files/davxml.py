@@ -97,7 +97,7 @@ def parse_xml(data: bytes) -> Element:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as error:
-        raise HTTPError(400, f"The XML body is malformed: {expat.errors.messages.get(error.code, 'error')}."
+        raise HTTPError(400, f"The XML body is malformed ({expat.ErrorString(error.code)})."
                         ) from None
     return roots[0]
 

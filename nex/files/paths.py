@@ -26,10 +26,15 @@ import functools
 import os
 import re
 import stat
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
 from nex.http.errors import HTTPError
+
+
+#: The access checker routing hands a handler, the user already bound:
+#: ``may(action, url_path, real_path)`` for the actions read, list, archive and write.
+Checker = Callable[[str, str, str], bool]
 
 
 class Target(NamedTuple):

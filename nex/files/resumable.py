@@ -36,10 +36,11 @@ import os
 import re
 import stat
 import time
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
-from nex.files.paths import UPLOAD_TEMP_PREFIX, encode_path, hidden, not_found, split_path
+from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, encode_path, hidden, not_found,
+                             split_path)
 from nex.files.upload import (FILE_METHODS, PendingFile, UploadFolder, check_origin,
                               put_preconditions, store, stored)
 from nex.http.body import BodyReader
@@ -51,9 +52,6 @@ from nex.http.response import Response
 
 if TYPE_CHECKING:
     from nex.process.config import Config
-
-#: ``may(action, url_path, real_path)``: the access checker routing hands a handler.
-Checker = Callable[[str, str, str], bool]
 
 #: The query parameter that names an upload resource: ``/folder/name?upload=TOKEN``.
 UPLOAD_QUERY = "upload"

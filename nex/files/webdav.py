@@ -23,12 +23,12 @@ from xml.sax.saxutils import escape
 
 from nex.files.davlocks import (Lock, LockConflict, LockTable, parse_if, parse_lock_token,
                                 parse_timeout)
-from nex.files.davresource import Checker, Resource, find, members, must_exist, parent_folder
+from nex.files.davresource import Resource, find, members, must_exist, parent_folder
 from nex.files.davwrite import check, copy_or_move, delete, may_write, mkcol
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
 from nex.files.mediatypes import content_type, file_extension
-from nex.files.paths import encode_path
+from nex.files.paths import Checker, encode_path
 from nex.files.upload import check_origin, store
 from nex.http.body import BodyReader
 from nex.http.dates import format_http_date
