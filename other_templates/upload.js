@@ -246,8 +246,12 @@
           localStorage.removeItem(this.key());
           throw new Error("the server lost this upload; drop the file again");
         }
-        if (answer.status >= 400 && answer.status < 500 && answer.status !== 409 &&
-            answer.status !== 408) {
+        // 409 with Upload-Offset: a wrong offset; with Retry-After: another request still
+        // writes (one cut off a moment ago).  Any other 4xx will not go away by retrying.
+        const resumable = answer.status === 409 && (
+          answer.getResponseHeader("Upload-Offset") !== null ||
+          answer.getResponseHeader("Retry-After") !== null);
+        if (answer.status >= 400 && answer.status < 500 && answer.status !== 408 && !resumable) {
           throw new Error(`${answer.status} ${answer.statusText}`);
         }
         // The connection broke, the server restarted or another request still writes:

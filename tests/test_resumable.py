@@ -193,8 +193,9 @@ class AppendTest(ResumableCase):
         [partial] = self.partials()
         with open(os.path.join(self.root, "dir", partial), "rb") as held:
             fcntl.flock(held, fcntl.LOCK_EX)
-            self.refusal(409, "PATCH", resource, b"c", headers=[
+            error = self.refusal(409, "PATCH", resource, b"c", headers=[
                 PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?0")])
+            self.assertIn(("Retry-After", "1"), error.headers)
         self.append(resource, 2, b"c")
 
     def test_an_append_while_the_creation_still_writes_is_409_not_interleaved(self) -> None:

@@ -72,7 +72,7 @@ def is_resumable(request: Request) -> bool:
     (``?upload=``) or creates one (``Upload-Complete`` on a PUT or POST)."""
     if request.method in ("PUT", "POST") and request.headers.get("Upload-Complete") is not None:
         return True
-    return UPLOAD_QUERY in query_values(request.query)
+    return UPLOAD_QUERY in request.query and UPLOAD_QUERY in query_values(request.query)
 
 
 def resumable_upload(request: Request, body: Optional[BodyReader], config: Config,
@@ -222,11 +222,12 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
 
 def _lock(pending: PendingFile) -> None:
     """Hold the upload's lock for this request (released when its descriptor closes); 409
-    while another request writes to it."""
+    with ``Retry-After`` while another request writes to it."""
     try:
         fcntl.flock(pending.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise HTTPError(409, "Another request is appending to this upload.") from None
+        raise HTTPError(409, "Another request is appending to this upload.",
+                        headers=[("Retry-After", "1")]) from None
 
 
 def _target(request: Request, config: Config,
