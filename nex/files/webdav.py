@@ -59,28 +59,24 @@ class WebDav:
         self.config = config
         self.writable = config.webdav == "write"
         self.locks = LockTable()
+        if self.writable:
+            methods = READ_METHODS + WRITE_METHODS
+        else:
+            page = ("MKCOL",) + (("DELETE",) if config.allow_delete else ()) + (
+                ("MOVE",) if config.allow_rename else ()) if config.upload else ()
+            methods = (READ_METHODS if config.webdav == "read" else ()) + page
+        #: The methods served: by ``webdav``, and with uploads on (WebDAV or not) those the
+        #: listing's file management uses: MKCOL, and DELETE and MOVE where allowed.
+        self.methods: Tuple[str, ...] = methods
+        #: The methods that get ``405`` rather than ``501`` when not in :attr:`methods`:
+        #: every WebDAV method with WebDAV on.
+        self.known_methods: Tuple[str, ...] = (
+            READ_METHODS + WRITE_METHODS if config.webdav != "no" else methods)
 
     @classmethod
     def for_site(cls, config: Config) -> Optional[WebDav]:
         """The WebDAV methods a site with ``config`` serves, None for none."""
         return cls(config) if config.webdav != "no" or config.upload else None
-
-    @property
-    def methods(self) -> Tuple[str, ...]:
-        """The WebDAV methods served: by ``webdav``, and with ``webdav = no`` but uploads on,
-        those the listing's file management uses (MKCOL; DELETE and MOVE where allowed)."""
-        config = self.config
-        if self.writable:
-            return READ_METHODS + WRITE_METHODS
-        page = ("MKCOL",) + (("DELETE",) if config.allow_delete else ()) + (
-            ("MOVE",) if config.allow_rename else ()) if config.upload else ()
-        return (READ_METHODS if config.webdav == "read" else ()) + page
-
-    @property
-    def known_methods(self) -> Tuple[str, ...]:
-        """The WebDAV methods a request gets ``405`` for rather than ``501`` when they are not
-        in :attr:`methods`: all of them with WebDAV on."""
-        return READ_METHODS + WRITE_METHODS if self.config.webdav != "no" else self.methods
 
     def options_headers(self) -> List[Tuple[str, str]]:
         """The fields an OPTIONS answer adds with WebDAV on: the compliance classes (RFC 4918
