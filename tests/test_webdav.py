@@ -3,6 +3,7 @@ access rules of PROPFIND, locks and the If header, and the safe XML parser."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import xml.etree.ElementTree as ElementTree
@@ -15,6 +16,7 @@ from nex.files.webdav import WebDav
 from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
+from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.site.routing import Dispatcher
 from tests.test_upload import UploadTestCase
 
@@ -55,6 +57,7 @@ class DavCase(UploadTestCase):
         super().setUp()
         self.locks = LockTable()
         self.denied: Optional[str] = None
+        self.auth: Optional[SiteAuth] = None
 
     def site(self, file_cache: Optional[SmallFileCache] = None, **settings) -> Dispatcher:
         config = dataclasses.replace(self.config, **settings)
@@ -62,7 +65,7 @@ class DavCase(UploadTestCase):
         if dav is not None:
             dav.locks = self.locks
         site = Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
-                          dav=dav)
+                          auth=self.auth, dav=dav)
         if self.denied is not None:
             denied = self.denied
             object.__setattr__(site, "_may", lambda action, url, real: not (
@@ -457,3 +460,32 @@ class IfHeaderTest(DavCase):
         self.assertEqual(parse_timeout("Second-99999999"), 3600)
         self.assertEqual(parse_timeout(None), 600)
         self.assertEqual(parse_timeout("soon"), 600)
+
+
+class ProtectedDestinationTest(DavCase):
+    """A login protects ``/dir/``: writing there by COPY or MOVE needs it too."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        users = os.path.join(self.base, "users")
+        with open(users, "w", encoding="utf-8") as out:
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
+        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(["/dir/"]), "Nex",
+                             FailureLimiter(100))
+
+    def test_copy_or_move_into_a_protected_folder_needs_a_login(self) -> None:
+        for method in ("COPY", "MOVE"):
+            for destination in ("/dir/stolen.txt", "http://localhost/dir/stolen.txt",
+                                "/other/../dir/stolen.txt", "/%64ir/stolen.txt"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(401, method, "/hello.txt",
+                                 headers=[("Destination", destination)])
+        self.assertEqual(os.listdir(os.path.join(self.root, "dir")), [])
+        login = "Basic " + base64.b64encode(b"alice:wonderland").decode()
+        response = self.request("COPY", "/hello.txt", headers=[
+            ("Destination", "/dir/copied.txt"), ("Authorization", login)])
+        self.assertEqual((response.status, response.user), (201, "alice"))
+
+    def test_copy_out_of_the_protected_folder_needs_a_login_as_ever(self) -> None:
+        self.write("dir/secret.txt", b"s")
+        self.refusal(401, "COPY", "/dir/secret.txt", headers=[("Destination", "/leak.txt")])

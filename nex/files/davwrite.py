@@ -264,6 +264,18 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.close()
 
 
+def destination_path(request: Request) -> Optional[str]:
+    """The path (as sent) of a COPY or MOVE's ``Destination`` header, None without one or
+    when it is not a URL (the handler then says why)."""
+    value = request.headers.get("Destination")
+    if value is None or request.method not in ("COPY", "MOVE"):
+        return None
+    try:
+        return urlsplit(value).path
+    except ValueError:
+        return None
+
+
 def _destination(request: Request, config: Config) -> Resource:
     """The resource the ``Destination`` header names (RFC 4918 §10.3); 400 when missing or
     malformed, 502 when it names another server."""

@@ -37,6 +37,7 @@ from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
 from nex.files.uploadpage import UploadPage
+from nex.files.davwrite import destination_path
 from nex.files.webdav import WebDav
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class Dispatcher:
             auth = self.auth
             # The asterisk-form and the authority-form have no path to protect.
             protected = (auth is not None and request.path != ""
-                         and auth.protects(request.path))
+                         and (auth.protects(request.path) or self._writes_protected(request)))
             # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
             # answered without a login; under a protected prefix it does not look at the disk.
             if protected and request.method != "OPTIONS":
@@ -207,6 +208,14 @@ class Dispatcher:
             return render_listing(target, request, self.templates, self.signature, config,
                                   upload_form=form)
         return serve_file(request, target, config, self.file_cache)
+
+    def _writes_protected(self, request: Request) -> bool:
+        """Whether a COPY or MOVE writes under a protected prefix: its Destination needs
+        the login that its own path would."""
+        if self.dav is None or request.method not in self.dav.methods:
+            return False
+        destination = destination_path(request)
+        return destination is not None and self.auth.protects(destination)
 
     def _may(self, action: str, url_path: str, real_path: str) -> bool:
         """The access checker handlers are given: whether ``action`` (read, list, archive,
