@@ -265,8 +265,8 @@ def capture_log(test) -> "CapturedLog":
 
 
 class CapturedLog:
-    """A :class:`nex.process.log.Logger` over two temporary files; ``access()`` and ``errors()`` read
-    back what it wrote (after writing out what it still holds)."""
+    """A :class:`nex.process.log.Logger` over two temporary files; ``access()`` and ``errors()``
+    close it and read back what it wrote, so they come after the last line a test logs."""
 
     def __init__(self, test) -> None:
         from nex.process.log import Logger
@@ -277,13 +277,13 @@ class CapturedLog:
         test.addCleanup(self.logger.close)
 
     def access(self) -> str:
-        """The access log so far."""
-        self.logger.flush()
+        """The access log: the logger is closed first, so that it has written everything."""
+        self.logger.close()
         return os.pread(self._access.fileno(), 1 << 20, 0).decode("utf-8")
 
     def errors(self) -> str:
-        """The error log so far."""
-        self.logger.flush()
+        """The error log: the logger is closed first, so that it has written everything."""
+        self.logger.close()
         return os.pread(self._errors.fileno(), 1 << 20, 0).decode("utf-8")
 
 
@@ -298,3 +298,20 @@ def socketpair_dispatcher(root: str):
                     templates=os.path.join(REPO, "other_templates"))
     return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
                       HostValidator(("*",)), "Nex test")
+
+
+def http_request(server: "NexServer", method: str, target: str, body: Optional[bytes] = None,
+                 headers: Optional[Mapping[str, str]] = None
+                 ) -> Tuple[int, Dict[str, str], bytes]:
+    """One request to ``server`` on a fresh connection, the target sent exactly as given;
+    ``(status, headers with lower-case names, body)``, a chunked body decoded."""
+    import http.client
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=SOCKET_TIMEOUT)
+    try:
+        connection.request(method, target, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        data = response.read()
+        return (response.status, {name.lower(): value for name, value in response.getheaders()},
+                data)
+    finally:
+        connection.close()

@@ -114,7 +114,8 @@ class ClientNetworkTest(AdmissionTestCase):
                     self.admit(admission, "example.com", client=client)
                 else:
                     error = self.assert_refused(403, admission, "example.com", client=client)
-                    self.assertEqual(error.detail, "This proxy does not serve your address.")
+                    self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
+                         " [proxy] allowed_clients does not list it."))
 
     def test_no_allowed_clients_refuses_everyone(self) -> None:
         self.assert_refused(403, self.make(allowed_clients=[]), "example.com")
@@ -125,14 +126,16 @@ class ClientNetworkTest(AdmissionTestCase):
             with self.subTest(host=host):
                 error = self.assert_refused(403, admission, host, client="192.0.2.1",
                                             via=f"1.1 {PSEUDONYM}")
-                self.assertEqual(error.detail, "This proxy does not serve your address.")
+                self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
+                         " [proxy] allowed_clients does not list it."))
         self.assertEqual(self.resolver.calls, [])
 
 
 class BlacklistOrderTest(AdmissionTestCase):
     def test_blacklisted_name_that_does_not_resolve_is_403_without_dns(self) -> None:
         error = self.assert_refused(403, self.make(), "blocked.invalid")
-        self.assertEqual(error.detail, "This proxy does not connect to that destination.")
+        self.assertEqual(error.detail, "This proxy does not connect to blocked.invalid: the"
+                         " proxy's blacklist ([proxy] blacklist, blacklist_file) lists it.")
         self.assertEqual(self.resolver.calls, [])
 
     def test_subdomain_of_a_blacklisted_name(self) -> None:
@@ -166,8 +169,8 @@ class DeniedDestinationsTest(AdmissionTestCase):
                      "mapped.example", "metadata.example", "unspecified.example"):
             with self.subTest(host=host):
                 error = self.assert_refused(403, admission, host, 9999)
-                self.assertEqual(error.detail, "This proxy does not connect to that"
-                                               " destination.")
+                self.assertRegex(error.detail, r"^This proxy does not connect to \S+: the"
+                                 r" setting \[proxy\] denied_destinations covers it\.$")
 
     def test_every_resolved_address_is_checked(self) -> None:
         # One good address among bad ones must not carry the request through.
@@ -187,7 +190,8 @@ class DeniedDestinationsTest(AdmissionTestCase):
 class ConnectPortTest(AdmissionTestCase):
     def test_port_outside_the_list(self) -> None:
         error = self.assert_refused(403, self.make(), "example.com", 22, method="CONNECT")
-        self.assertEqual(error.detail, "This proxy does not tunnel to port 22.")
+        self.assertEqual(error.detail, ("This proxy does not tunnel to port 22: the setting"
+                         " [proxy] connect_ports does not list it."))
 
     def test_ports_apply_to_connect_only(self) -> None:
         self.assertEqual(self.admit(self.make(), "example.com", 22).port, 22)
@@ -196,10 +200,102 @@ class ConnectPortTest(AdmissionTestCase):
         self.assert_refused(403, self.make(connect_ports=[]), "example.com", 443,
                             method="CONNECT")
 
-    def test_port_is_checked_after_the_destination(self) -> None:
-        self.assert_refused(502, self.make(), "nowhere.invalid", 22, method="CONNECT")
-        error = self.assert_refused(403, self.make(), "127.0.0.1", 22, method="CONNECT")
-        self.assertEqual(error.detail, "This proxy does not connect to that destination.")
+    def test_connect_port_is_checked_before_dns(self) -> None:
+        # Issue: CONNECT x.invalid:25 made a DNS query before answering 502.
+        error = self.assert_refused(403, self.make(), "nowhere.invalid", 25, method="CONNECT")
+        self.assertEqual(error.refusal, "port")
+        self.assertEqual(self.resolver.calls, [])
+
+
+class HttpPortTest(AdmissionTestCase):
+    """Forwarded requests reach only ``http_ports`` (squid's Safe_ports)."""
+
+    SAFE = ((80, 80), (443, 443), (1025, 65535))
+
+    def test_plain_forwarding_to_an_smtp_port_is_refused_before_dns(self) -> None:
+        admission = self.make(http_ports=self.SAFE)
+        for port in (25, 22, 1024):
+            with self.subTest(port=port):
+                error = self.assert_refused(403, admission, "nowhere.invalid", port)
+                self.assertEqual(error.detail,
+                                 f"This proxy does not forward requests to port {port}: the"
+                                 " setting [proxy] http_ports does not list it.")
+                self.assertEqual(error.refusal, "port")
+        self.assertEqual(self.resolver.calls, [])
+
+    def test_ports_in_the_ranges_are_forwarded(self) -> None:
+        admission = self.make(http_ports=self.SAFE)
+        for port in (80, 443, 1025, 8080, 65535):
+            with self.subTest(port=port):
+                self.assertEqual(self.admit(admission, "example.com", port).port, port)
+
+    def test_http_ports_do_not_apply_to_connect(self) -> None:
+        admission = self.make(http_ports=((80, 80),), connect_ports=[443])
+        self.assertEqual(self.admit(admission, "example.com", 443, method="CONNECT").port, 443)
+
+
+class ChangingResolver:
+    """A resolver whose answer changes with every look-up, as a rebinding attacker's does."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> List[Tuple[int, tuple]]:
+        address = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return [(socket.AF_INET, (address, port))]
+
+
+class ResolveOnceTest(AdmissionTestCase):
+    def test_destination_holds_the_addresses_that_were_checked(self) -> None:
+        resolver = ChangingResolver("203.0.113.5", "127.0.0.1")
+        destination = self.admit(self.make(resolver=resolver), "rebind.example")
+        self.assertEqual(resolver.calls, 1)
+        self.assertEqual(destination.addresses, ((socket.AF_INET, ("203.0.113.5", 80)),))
+
+    def test_second_answer_is_checked_on_its_own(self) -> None:
+        resolver = ChangingResolver("203.0.113.5", "127.0.0.1")
+        admission = self.make(resolver=resolver)
+        self.admit(admission, "rebind.example")
+        error = self.assert_refused(403, admission, "rebind.example")
+        self.assertEqual(error.refusal, "denied_destination")
+        self.assertEqual(resolver.calls, 2)
+
+
+class AllowListTest(AdmissionTestCase):
+    def allow(self, *entries: str) -> Admission:
+        return self.make(allowed=DomainList(entries), denied_destinations=[])
+
+    def test_listed_domains_and_names_below_them(self) -> None:
+        admission = self.allow("example.com")
+        self.assertEqual(self.admit(admission, "example.com").host, "example.com")
+        resolver = FakeResolver({"www.example.com": ["203.0.113.7"]})
+        self.admit(self.make(allowed=DomainList(["example.com"]), resolver=resolver),
+                   "www.example.com")
+
+    def test_other_names_are_refused_without_dns(self) -> None:
+        error = self.assert_refused(403, self.allow("example.com"), "mixed.example")
+        self.assertEqual(error.refusal, "not_allowed")
+        self.assertEqual(self.resolver.calls, [])
+
+    def test_listed_networks_admit_names_whose_addresses_all_lie_inside(self) -> None:
+        admission = self.allow("203.0.113.0/24")
+        self.admit(admission, "xn--bcher-kva.example")
+        error = self.assert_refused(403, admission, "mixed.example")  # 127.0.0.1 is outside
+        self.assertEqual(error.refusal, "not_allowed")
+        self.assert_refused(403, admission, "10.0.0.1")
+        self.admit(self.allow("10.0.0.0/8"), "10.0.0.1")
+
+    def test_denied_destinations_still_apply_to_allowed_names(self) -> None:
+        admission = self.make(allowed=DomainList(["localhost"]))
+        error = self.assert_refused(403, admission, "localhost")
+        self.assertEqual(error.refusal, "denied_destination")
+
+    def test_blacklist_wins_over_the_allow_list(self) -> None:
+        admission = self.make(allowed=DomainList(["example"]))
+        error = self.assert_refused(403, admission, "blocked.example")
+        self.assertEqual(error.refusal, "blacklist")
 
 
 class LoopTest(AdmissionTestCase):
@@ -247,7 +343,8 @@ class ProxyAuthTest(AdmissionTestCase):
         self.addCleanup(shutil.rmtree, folder)
         path = os.path.join(folder, "users")
         with open(path, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n")
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n"
+                      f"bob:{hash_password('builder', n=1024, r=1)}\n")
         self.users = UsersFile.load(path)
 
     def test_user_name_is_returned(self) -> None:
@@ -284,15 +381,26 @@ class ProxyAuthTest(AdmissionTestCase):
         for _ in range(3):
             self.assert_refused(407, admission, "example.com")  # no credentials: no count
         for _ in range(2):
-            self.assert_refused(407, admission, "example.com",
-                                authorization=basic("alice", "guess"))
+            error = self.assert_refused(407, admission, "example.com",
+                                        authorization=basic("alice", "guess"))
+            self.assertEqual(error.refusal, "auth")
         with mock.patch("hashlib.scrypt") as scrypt:
             error = self.assert_refused(429, admission, "example.com",
                                         authorization=basic("alice", "wonderland"))
         scrypt.assert_not_called()
         self.assertEqual(error.headers, (("Retry-After", "30"),))
+        self.assertEqual(error.refusal, "auth")
         self.admit(admission, "example.com", client="::1",
                    authorization=basic("alice", "wonderland"))
+
+    def test_lockout_of_one_user_does_not_lock_out_another_on_the_same_address(self) -> None:
+        # Issue: failures counted per address let anyone sharing it lock every user out.
+        admission = self.make(users=self.users, failures=FailureLimiter(2, clock=lambda: 0.0))
+        for status in (407, 407, 429, 429):
+            self.assert_refused(status, admission, "example.com",
+                                authorization=basic("alice", "guess"))
+        self.assertEqual(self.admit(admission, "example.com",
+                                    authorization=basic("bob", "builder")).user, "bob")
 
 
 class FromConfigTest(unittest.TestCase):
@@ -344,8 +452,8 @@ class FromConfigTest(unittest.TestCase):
     def test_via_off_drops_the_loop_check(self) -> None:
         admission = self.build(proxy_via=False, proxy_denied_destinations=(),
                                proxy_allowed_clients=("127.0.0.1",))
-        self.assertEqual(self.admit(admission, "127.0.0.1", port=9,
-                                    via=f"1.1 {PSEUDONYM}").port, 9)
+        self.assertEqual(self.admit(admission, "127.0.0.1", port=9000,
+                                    via=f"1.1 {PSEUDONYM}").port, 9000)
 
 
 class ResolveHostTest(unittest.TestCase):

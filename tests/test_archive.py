@@ -206,7 +206,8 @@ class PlanAndStreamTest(unittest.TestCase):
         files, _, _ = unzip(b"".join(pieces))
         self.assertEqual((files["top/big.bin"], files["top/big.txt"]), (big, TEXT * 40))
 
-    def test_files_that_change_after_the_plan(self) -> None:
+    def test_files_that_change_after_the_size_check(self) -> None:
+        # The entries are read as the archive is written: it holds the folder as it is then.
         members = plan_archive(target_of(self.tree.root, "/docs/"), self.config, "top")
         os.remove(os.path.join(self.tree.root, "docs", "readme.md"))
         self.tree.write("docs/deep/deeper/leaf.html", b"<p>")  # shrank
@@ -214,7 +215,28 @@ class PlanAndStreamTest(unittest.TestCase):
         files, _, _ = unzip(b"".join(stream_archive(members)))
         self.assertNotIn("top/readme.md", files)
         self.assertEqual(files["top/deep/deeper/leaf.html"], b"<p>")
-        self.assertEqual(files["top/ünï cødé.txt"], b"grown")  # cut to its planned 5 bytes
+        self.assertEqual(files["top/ünï cødé.txt"], b"grown much longer than it was")
+
+    def test_a_file_that_grows_while_it_is_read_is_cut_to_its_size(self) -> None:
+        path = os.path.join(self.tree.root, "docs", "ünï cødé.txt")
+        with open(path, "rb") as source:
+            before = source.read()
+        walked = [member for member in plan_archive(target_of(self.tree.root, "/docs/"),
+                                                    self.config, "top")
+                  if member.fs_path == path]
+        with open(path, "ab") as out:
+            out.write(b" and then some")
+        files, _, _ = unzip(b"".join(stream_archive(walked)))
+        self.assertEqual(files[walked[0].name], before)
+
+    def test_a_folder_grown_past_the_limit_after_the_check_cuts_the_body_short(self) -> None:
+        total = sum(len(data) for data in self.tree.expected().values())
+        config = Config(document_root=self.tree.root, max_zip_size=total)
+        members = plan_archive(target_of(self.tree.root), config, "top")
+        self.tree.write("late.bin", b"x")
+        with self.assertRaises(BodyFault):
+            for _ in stream_archive(members):
+                pass
 
     def test_a_read_error_cuts_the_body_short(self) -> None:
         members = plan_archive(target_of(self.tree.root), self.config, "top")
@@ -241,6 +263,20 @@ class PlanAndStreamTest(unittest.TestCase):
         stream.close()
         with self.assertRaises(StopIteration):
             next(stream)
+
+    def test_packed_central_directory_writes_what_zipfile_would(self) -> None:
+        packed = self.archive()
+        with mock.patch("nex.files.archive._CentralDirectory", list), \
+                mock.patch("nex.files.archive._NoNames", dict):
+            plain = self.archive()
+        self.assertEqual(packed, plain)
+        with mock.patch.object(zipfile, "ZIP64_LIMIT", 1000), \
+                mock.patch.object(zipfile, "ZIP_FILECOUNT_LIMIT", 3):
+            packed = self.archive()
+            with mock.patch("nex.files.archive._CentralDirectory", list), \
+                    mock.patch("nex.files.archive._NoNames", dict):
+                plain = self.archive()
+        self.assertEqual(packed, plain)
 
     def test_zip64_records_where_sizes_need_them(self) -> None:
         # The real limits are 4 GiB and 65535 entries; lowered, every record takes its

@@ -8,9 +8,9 @@ from typing import List, Union
 
 from nex.http.body import ChunkedBody, FixedLengthBody
 from nex.http.errors import HTTPError
-from nex.http.request import Limits
+from nex.http.framing import HeadLimits
 
-LIMITS = Limits(request_line=32, header_block=64, header_count=3)
+LIMITS = HeadLimits(request_line=32, header_block=64, header_count=3)
 NEXT = b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
 
 Decoder = Union[FixedLengthBody, ChunkedBody]

@@ -219,13 +219,19 @@ class BrowserTest(ChromiumTestCase):
                          [(expected[name], 200, os.path.getsize(os.path.join(SAMPLES, name)))
                           for name in names])
 
+        # A text file opens in place, in the listing's viewer; its Open link leads to it.
         self.driver.find_element(By.LINK_TEXT, "readme.txt").click()
+        with open(os.path.join(SAMPLES, "readme.txt"), encoding="utf-8") as f:
+            text = f.read().split()
+        self.wait_until(lambda d: d.find_element(By.CSS_SELECTOR, "#viewer pre").text.split()
+                        == text, "readme.txt did not show in the viewer")
+        self.assertEqual(self.driver.current_url, self.server.url + "samples/")
+        self.driver.find_element(By.CSS_SELECTOR, "#viewer a.open").click()
         self.wait_until(lambda d: d.current_url == expected["readme.txt"],
-                        "the readme.txt link did not open")
+                        "the viewer's Open link did not open readme.txt")
         shown = self.wait_until(lambda d: d.find_element(By.TAG_NAME, "body").text,
                                 "readme.txt rendered empty")
-        with open(os.path.join(SAMPLES, "readme.txt"), encoding="utf-8") as f:
-            self.assertEqual(shown.split(), f.read().split())
+        self.assertEqual(shown.split(), text)
 
 
 if __name__ == "__main__":

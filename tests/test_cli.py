@@ -338,9 +338,11 @@ class HashPasswordTests(unittest.TestCase):
         self.assertEqual((status, err), (0, ""))
         self.assert_line_for(out, "alice", "s3cret")
 
-    def test_terminal_passwords_that_differ(self) -> None:
-        self.assertEqual(self.hash("alice", tty=True, typed=("s3cret", "s3cre7")),
-                         (1, "", "nex: the two passwords differ\n"))
+    def test_terminal_asks_again_when_the_passwords_differ(self) -> None:
+        status, out, err = self.hash("alice", tty=True,
+                                     typed=("s3cret", "s3cre7", "n3w", "n3w"))
+        self.assertEqual((status, err), (0, "The two passwords differ; type them again.\n"))
+        self.assert_line_for(out, "alice", "n3w")
 
     def test_empty_password(self) -> None:
         for stdin in ("", "\n"):
@@ -507,12 +509,13 @@ class WriteConfigTests(unittest.TestCase):
 
 
 class MovedSettingsFileTest(unittest.TestCase):
-    """The README's example: the shipped settings.conf copied to /etc/nex and named there."""
+    """The settings guide's example: the shipped settings.conf copied to /etc/nex and named
+    there."""
 
-    def test_readme_example_starts_and_serves(self) -> None:
-        readme = (Path(REPO) / "README.md").read_text(encoding="utf-8")
+    def test_documented_example_starts_and_serves(self) -> None:
+        guide = (Path(REPO) / "docs" / "settings.md").read_text(encoding="utf-8")
         example = "python3 server.py --root /srv/share --config /etc/nex/settings.conf"
-        self.assertTrue(example in readme, f"README.md no longer shows {example!r}")
+        self.assertTrue(example in guide, f"docs/settings.md no longer shows {example!r}")
         base = Path(tempfile.mkdtemp(prefix="nex-moved-")).resolve()
         self.addCleanup(shutil.rmtree, base)
         etc, share = base / "etc" / "nex", base / "srv" / "share"
@@ -534,7 +537,8 @@ class MovedSettingsFileTest(unittest.TestCase):
                 status, headers, body = reader.read()
                 self.assertEqual((status, body), (200, b"hello from /srv/share\n"))
                 self.assertEqual(headers["server"], f"Nex/{__version__}")
-                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Accept: text/html\r\n\r\n")
                 status, _, page = reader.read()
                 self.assertEqual(status, 404)
                 self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port {port}".encode(),

@@ -33,10 +33,13 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
-                                      "zip_download", "max_zip_size", "upload",
+                                      "zip_download", "max_zip_size",
+                                      "max_concurrent_zips", "upload",
                                       "max_upload_size", "max_upload_files",
-                                      "upload_overwrite", "upload_expiry",
-                                      "allow_delete", "allow_rename", "webdav")},
+                                      "upload_overwrite", "active_content",
+                                      "max_search_entries", "search_timeout",
+                                      "upload_expiry", "allow_delete", "allow_rename",
+                                      "webdav")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {name: name for name in ("access_log", "error_log", "log_colour",
@@ -47,8 +50,9 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "tls": {"certificate": "tls_certificate", "key": "tls_key"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
-        "connect_ports", "connect_timeout", "upstream_timeout", "tunnel_idle", "auth",
-        "auth_failures_per_minute", "via")},
+        "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
+        "upstream_timeout", "tunnel_idle", "dns_cache_ttl", "dns_timeout", "forwarded_for",
+        "parent", "parent_bypass", "pac", "auth", "auth_failures_per_minute", "via")},
 }
 
 INTEGER_0_65535 = "must be an integer from 0 to 65535"
@@ -160,6 +164,10 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "upload_expiry", "1w", LIFETIME),
     ("files", "upload_expiry", "-1h", LIFETIME),
     ("files", "upload_expiry", "", LIFETIME),
+    ("files", "max_concurrent_zips", "0", COUNT),
+    ("files", "active_content", "inline", "must be one of auto, sandbox"),
+    ("files", "max_search_entries", "-1", "must be an integer from 0 to 2147483647"),
+    ("files", "search_timeout", "0", SECONDS),
     ("caching", "cache_control", "max-age=60, \u00e9", "must be printable ASCII on one line"),
     ("caching", "max_age", ".css", "'.css' is not .extension=value"),
     ("caching", "max_age", ".css=60=70", "'.css=60=70' is not .extension=value"),
@@ -223,6 +231,29 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("proxy", "connect_ports", "65536", "'65536' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "+443", "'+443' is not a port from 1 to 65535"),
     ("proxy", "connect_ports", "443-445", "'443-445' is not a port from 1 to 65535"),
+    ("proxy", "http_ports", "80, 0", "'0' is not a port or range (such as 1025-65535) within"
+                                     " 1 to 65535"),
+    ("proxy", "http_ports", "2000-1025", "'2000-1025' is not a port or range (such as"
+                                         " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "1025-65536", "'1025-65536' is not a port or range (such as"
+                                          " 1025-65535) within 1 to 65535"),
+    ("proxy", "http_ports", "80-", "'80-' is not a port or range (such as 1025-65535) within"
+                                   " 1 to 65535"),
+    ("proxy", "dns_cache_ttl", "-1", "must be 0 (off) or a number of seconds above 0 and at"
+                                     " most 86400, such as 30 or 2.5"),
+    ("proxy", "dns_timeout", "0", "must be a number of seconds above 0 and at most 86400,"
+                                  " such as 10 or 2.5"),
+    ("proxy", "forwarded_for", "append", "must be one of no, yes, delete"),
+    ("proxy", "parent", "proxy.example:3128", "'proxy.example:3128' is not a proxy address"
+     " such as http://proxy.example:3128 or http://user:password@proxy.example:3128"),
+    ("proxy", "parent", "http://proxy.example", "'http://proxy.example' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
+    ("proxy", "parent", "http://exa mple:3128", "'http://exa mple:3128' does not name a host"
+     " and a port from 1 to 65535, such as proxy.example:3128"),
+    ("proxy", "parent_bypass", "intra net", "'intra net' is not a domain name, IP address or"
+                                            " network"),
+    ("proxy", "allowed_destinations", "exa mple.com",
+     "'exa mple.com' is not a domain name, IP address or network"),
     ("proxy", "connect_timeout", "0", SECONDS),
     ("proxy", "upstream_timeout", "1m", SECONDS),
     ("proxy", "tunnel_idle", "86401", SECONDS),
@@ -854,6 +885,28 @@ class ProxySettingsTests(unittest.TestCase):
         self.assertEqual(config.proxy_denied_destinations, ())
         self.assertEqual(config.proxy_connect_ports, (443, 8443, 563))
         self.assertEqual(self.load({("proxy", "connect_ports"): ""}).proxy_connect_ports, ())
+
+    def test_http_ports_and_allowed_destinations(self) -> None:
+        self.assertEqual(Config().proxy_http_ports, ((80, 80), (443, 443), (1025, 65535)))
+        self.assertEqual(Config().proxy_allowed_destinations, ())
+        config = self.load({("proxy", "http_ports"): "80, 8000-8999",
+                            ("proxy", "allowed_destinations"): "example.com, 10.0.0.0/8"})
+        self.assertEqual(config.proxy_http_ports, ((80, 80), (8000, 8999)))
+        self.assertEqual(config.proxy_allowed_destinations, ("example.com", "10.0.0.0/8"))
+        self.assertEqual(self.load({("proxy", "http_ports"): ""}).proxy_http_ports, ())
+
+    def test_dns_settings(self) -> None:
+        self.assertEqual((Config().proxy_dns_cache_ttl, Config().proxy_dns_timeout),
+                         (30.0, 5.0))
+        config = self.load({("proxy", "dns_cache_ttl"): "0", ("proxy", "dns_timeout"): "0.5"})
+        self.assertEqual((config.proxy_dns_cache_ttl, config.proxy_dns_timeout), (0.0, 0.5))
+
+    def test_forwarded_for(self) -> None:
+        self.assertEqual(Config().proxy_forwarded_for, "no")
+        for text in ("no", "YES", "delete"):
+            with self.subTest(text=text):
+                self.assertEqual(self.load({("proxy", "forwarded_for"): text})
+                                 .proxy_forwarded_for, text.lower())
 
     def test_switches_and_durations(self) -> None:
         config = self.load({("proxy", "enabled"): "yes", ("proxy", "via"): "off",

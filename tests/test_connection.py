@@ -121,7 +121,7 @@ class ConnectionTest(unittest.TestCase):
 
     def test_post_is_refused_with_allow_and_closes(self):
         with self.server.connect() as sock:
-            data = exchange(sock, b"POST /hello.txt HTTP/1.1\r\nHost: a\r\n"
+            data = exchange(sock, b"POST /hello.txt HTTP/1.1\r\nHost: localhost\r\n"
                                   b"Content-Length: 5\r\n\r\nhello")
         self.assertTrue(data.startswith(b"HTTP/1.1 405 "))
         self.assertIn(b"Allow: GET, HEAD, OPTIONS\r\n", data)
@@ -136,7 +136,7 @@ class ConnectionTest(unittest.TestCase):
         status, headers, body = self.request(b"GET /docs?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertEqual(status, 301)
         self.assertEqual(headers["location"], "/docs/?x=1")
-        self.assertIn(b"/docs/", body)
+        self.assertEqual(body, b"301 Moved Permanently: /docs/?x=1\n")
 
     def test_http_client_peer(self):
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=30)

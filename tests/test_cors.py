@@ -207,7 +207,7 @@ class DispatchedCorsTest(unittest.TestCase):
         origin = [("Origin", APP)]
         for method, target, status in [("GET", "/f.txt", 200), ("HEAD", "/f.txt", 200),
                                        ("GET", "/missing", 404), ("GET", "/.hidden", 404),
-                                       ("DELETE", "/f.txt", 405), ("BREW", "/f.txt", 501),
+                                       ("DELETE", "/f.txt", 403), ("BREW", "/f.txt", 501),
                                        ("OPTIONS", "/f.txt", 204), ("GET", "/", 200),
                                        ("GET", "/?download=zip", 404)]:
             with self.subTest(method=method, target=target):
@@ -317,7 +317,7 @@ class ListedOriginsOnTheWireTest(SiteTestCase):
         status, fields = head_of(self.server, get("/nothing-here", f"Origin: {APP}"))
         self.assertEqual(status, "HTTP/1.1 404 Not Found")
         self.assertEqual(field(fields, ACAO), APP)
-        self.assertEqual(field(fields, "Vary"), "Origin")
+        self.assertEqual(field(fields, "Vary"), "Origin, Accept")
 
     def test_preflight(self) -> None:
         status, fields = head_of(self.server, get(
@@ -365,28 +365,36 @@ class EverythingOffTest(SiteTestCase):
 
     REQUESTS = [
         ("GET file", get("/data.txt", f"Origin: {APP}"),
-         ["Date", "Server", "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
           "Cache-Control", "Vary", "Content-Length", "Connection"]),
         ("HEAD file", get("/data.txt", f"Origin: {APP}", method="HEAD"),
-         ["Date", "Server", "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
           "Cache-Control", "Vary", "Content-Length", "Connection"]),
         ("range", get("/data.txt", "Origin: null", "Range: bytes=0-9"),
-         ["Date", "Server", "Content-Type", "Content-Range", "Last-Modified", "ETag",
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Content-Range", "Last-Modified", "ETag",
           "Accept-Ranges", "Cache-Control", "Vary", "Content-Length", "Connection"]),
         ("404", get("/missing", f"Origin: {APP}"),
-         ["Date", "Server", "Content-Type", "Content-Length", "Connection"]),
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Vary", "Content-Length", "Connection"]),
         ("301", get("/folder", f"Origin: {APP}"),
-         ["Date", "Server", "Content-Type", "Location", "Content-Length", "Connection"]),
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Vary", "Location", "Content-Length", "Connection"]),
         ("OPTIONS", get("/data.txt", f"Origin: {APP}", "Access-Control-Request-Method: GET",
                         method="OPTIONS"),
-         ["Date", "Server", "Allow", "Connection"]),
+         ["Date", "Server", "X-Content-Type-Options", "Allow", "Connection"]),
         ("OPTIONS missing", get("/missing", f"Origin: {APP}",
                                 "Access-Control-Request-Method: GET", method="OPTIONS"),
-         ["Date", "Server", "Content-Type", "Content-Length", "Connection"]),
-        ("405", get("/data.txt", f"Origin: {APP}", method="PUT"),
-         ["Date", "Server", "Content-Type", "Allow", "Content-Length", "Connection"]),
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Vary", "Content-Length", "Connection"]),
+        ("405", get("/data.txt", method="PUT"),
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Vary", "Allow", "Content-Length", "Connection"]),
         ("HTTP/1.0", get("/data.txt", version="HTTP/1.0"),
-         ["Date", "Server", "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
+         ["Date", "Server", "X-Content-Type-Options",
+          "Content-Type", "Last-Modified", "ETag", "Accept-Ranges",
           "Cache-Control", "Vary", "Content-Length", "Connection"]),
     ]
 

@@ -11,6 +11,7 @@ import unittest
 from typing import Iterable, Optional, Tuple
 from unittest import mock
 
+from nex import SERVER_SOFTWARE
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.process.config import load_config
 from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
@@ -119,7 +120,7 @@ class ServedMethodsTest(DispatchTestCase):
                 self.assertEqual(fields(response)["content-type"], "text/html; charset=utf-8")
                 page = body_bytes(response).decode("utf-8")
                 self.assertIn(f"<title>Index of {target}</title>", page)
-                self.assertIn(SIGNATURE, page)
+                self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port 8080", page)
         self.assertIn('href="hello.txt"', body_bytes(self.respond("GET", "/")).decode())
         self.assertIn('href="guide.html"', body_bytes(self.respond("GET", "/docs/")).decode())
 
@@ -172,7 +173,7 @@ class RefusedMethodsTest(DispatchTestCase):
                 self.assertNotIn("Allow", dict(error.headers))
 
     def test_refused_methods_never_touch_the_file_system(self) -> None:
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for method in ("POST", "BREW"):
                 with self.subTest(method=method):
                     self.refusal(method, "/hello.txt")
@@ -198,7 +199,7 @@ class HostTest(DispatchTestCase):
         cases = [("GET", "/hello.txt"), ("GET", "/"), ("GET", "/nothing.txt"),
                  ("GET", "/../../etc/passwd"), ("OPTIONS", "*"), ("OPTIONS", "/"),
                  ("POST", "/hello.txt"), ("BREW", "/")]
-        with mock.patch("nex.site.routing.resolve") as resolve, \
+        with mock.patch("nex.site.routing.resolve_segments") as resolve, \
                 mock.patch("nex.site.routing.serve_file") as serve_file, \
                 mock.patch("nex.site.routing.render_listing") as render_listing:
             for method, target in cases:
@@ -327,7 +328,7 @@ class AuthTest(DispatchTestCase):
 
     def test_protected_paths_are_challenged_before_the_disk_is_looked_at(self) -> None:
         # A 404, 301 or listing for a stranger would tell what the protected folder holds.
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt", "/private",
                            "/private/", "/%70rivate/secret.txt", "/x/../private/secret.txt",
                            "/PRIVATE/secret.txt"):
@@ -347,12 +348,16 @@ class AuthTest(DispatchTestCase):
         self.assertEqual((listing.status, listing.user), (200, "alice"))
         self.assertIn("secret.txt", body_bytes(listing).decode("utf-8"))
 
-    def test_credentials_sent_for_an_open_path_are_not_checked(self) -> None:
-        with mock.patch.object(UsersFile, "check") as check:
-            response = self.get("/hello.txt", basic("alice:guess"))
-        check.assert_not_called()
+    def test_wrong_credentials_for_an_open_path_serve_it_anonymously(self) -> None:
+        response = self.get("/hello.txt", basic("alice:guess"))
         self.assertEqual((response.status, response.user), (200, None))
         self.assertNotIn("private", fields(response).get("cache-control", ""))
+
+    def test_right_credentials_for_an_open_path_name_the_user(self) -> None:
+        # They decide what a listing of an open folder shows (its protected entries).
+        response = self.get("/hello.txt", ALICE)
+        self.assertEqual((response.status, response.user), (200, "alice"))
+        self.assertIn("private", fields(response)["cache-control"])
 
     def test_refusal_after_login_names_the_user(self) -> None:
         error = self.refused("/private/missing.txt", ALICE)
@@ -376,7 +381,7 @@ class AuthTest(DispatchTestCase):
         self.assertEqual(self.refused("/hello.txt", method="POST").status, 405)
 
     def test_options_needs_no_login_and_tells_nothing(self) -> None:
-        with mock.patch("nex.site.routing.resolve") as resolve:
+        with mock.patch("nex.site.routing.resolve_segments") as resolve:
             for target in ("/private/secret.txt", "/private/missing.txt"):
                 with self.subTest(target=target):
                     response = self.get(target, method="OPTIONS")

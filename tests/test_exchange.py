@@ -16,7 +16,8 @@ import unittest
 from nex.http.body import BodyReader
 from nex.process.connection import Connection, State, _TRANSITIONS, stays_open
 from nex.http.errors import HTTPError
-from nex.http.request import Limits, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import parse_head
 from nex.http.response import Response, serialize_head, write_response
 from tests.support import SOCKET_TIMEOUT, capture_log, read_all, socketpair_dispatcher
 
@@ -24,7 +25,7 @@ from tests.support import SOCKET_TIMEOUT, capture_log, read_all, socketpair_disp
 def request(*fields: str, line: str = "GET / HTTP/1.1"):
     """A parsed request head with ``fields`` (``"Name: value"``)."""
     head = "\r\n".join((line,) + fields) + "\r\n\r\n"
-    return parse_head(head.encode("latin-1"), Limits())
+    return parse_head(head.encode("latin-1"), HeadLimits())
 
 
 class Script:
@@ -83,9 +84,9 @@ class StaysOpenTest(unittest.TestCase):
 
     def test_unread_body_closes(self):
         req = request(HOST, "Content-Length: 3", line="POST / HTTP/1.1")
-        body = BodyReader(req, bytearray(), Script(), 10, 100, Limits())
+        body = BodyReader(req, bytearray(), Script(), 10, 100, HeadLimits())
         self.assertFalse(stays_open(req, Response(200), body, False))
-        body = BodyReader(req, bytearray(b"abc"), Script(), 10, 100, Limits())
+        body = BodyReader(req, bytearray(b"abc"), Script(), 10, 100, HeadLimits())
         body.discard()
         self.assertTrue(stays_open(req, Response(200), body, False))
 
@@ -107,7 +108,7 @@ class BodyReaderTest(unittest.TestCase):
         req = request(HOST, "Content-Length: 10", line="POST / HTTP/1.1")
         buffer = bytearray(b"abcd")
         script = Script(b"efgh", b"ijNEXT")
-        body = BodyReader(req, buffer, script, 10, 100, Limits())
+        body = BodyReader(req, buffer, script, 10, 100, HeadLimits())
         self.assertEqual(body.length, 10)
         self.assertEqual(list(body), [b"abcd", b"efgh", b"ij"])
         self.assertTrue(body.done)
@@ -118,7 +119,7 @@ class BodyReaderTest(unittest.TestCase):
         req = request(HOST, "Transfer-Encoding: chunked", line="POST / HTTP/1.1")
         buffer = bytearray(b"3\r\nabc\r\n")
         body = BodyReader(req, buffer, Script(b"2;x=y\r\nde\r\n0\r\nT: v\r\n\r\nREST"), 10, 100,
-                          Limits())
+                          HeadLimits())
         self.assertIsNone(body.length)
         self.assertEqual(b"".join(body), b"abcde")
         self.assertEqual(bytes(buffer), b"REST")
@@ -126,7 +127,7 @@ class BodyReaderTest(unittest.TestCase):
     def test_limit_refuses_before_reading(self):
         req = request(HOST, "Content-Length: 101", line="POST / HTTP/1.1")
         script = Script(b"x" * 101)
-        body = BodyReader(req, bytearray(), script, 10, 100, Limits())
+        body = BodyReader(req, bytearray(), script, 10, 100, HeadLimits())
         with self.assertRaises(HTTPError) as caught:
             body.read()
         self.assertEqual(caught.exception.status, 413)
@@ -135,13 +136,13 @@ class BodyReaderTest(unittest.TestCase):
     def test_a_handler_may_raise_the_limit(self):
         req = request(HOST, "Transfer-Encoding: chunked", line="POST / HTTP/1.1")
         body = BodyReader(req, bytearray(b"80\r\n" + b"x" * 128 + b"\r\n0\r\n\r\n"), Script(),
-                          10, 100, Limits())
+                          10, 100, HeadLimits())
         body.limit = 1000
         self.assertEqual(len(b"".join(body)), 128)
 
     def test_client_closing_inside_the_body_is_400(self):
         req = request(HOST, "Content-Length: 10", line="POST / HTTP/1.1")
-        body = BodyReader(req, bytearray(b"abc"), Script(), 10, 100, Limits())
+        body = BodyReader(req, bytearray(b"abc"), Script(), 10, 100, HeadLimits())
         body.read()
         with self.assertRaises(HTTPError) as caught:
             body.read()
@@ -151,7 +152,7 @@ class BodyReaderTest(unittest.TestCase):
         req = request(HOST, "Content-Length: 4", "Expect: 100-continue",
                       line="POST / HTTP/1.1")
         script = Script(b"ab", b"cd")
-        body = BodyReader(req, bytearray(), script, 10, 100, Limits(),
+        body = BodyReader(req, bytearray(), script, 10, 100, HeadLimits(),
                           lambda: script.events.append("continue"))
         self.assertTrue(body.awaiting_continue)
         self.assertEqual(b"".join(body), b"abcd")

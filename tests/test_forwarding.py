@@ -6,11 +6,14 @@ import unittest
 from typing import List, Tuple
 
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, client_response_fields,
-                            connection_options, end_to_end_fields, new_pseudonym,
-                            origin_request_head, parse_absolute_target, split_authority,
-                            via_carries, via_element)
-from nex.http.request import Limits, parse_head
+from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, asks_for_websocket,
+                                  client_response_fields, connection_options,
+                                  end_to_end_fields, forwarded_for, new_pseudonym,
+                                  origin_request_head,
+                                  parse_absolute_target, split_authority, via_carries,
+                                  via_element)
+from nex.http.framing import HeadLimits
+from nex.http.request import parse_head
 
 Fields = List[Tuple[str, str]]
 
@@ -49,7 +52,7 @@ HOP_BY_HOP_CASES: Tuple[Tuple[str, Fields, Fields], ...] = (
 
 def parse_sent_head(head: bytes):
     """The request Nex would send, parsed by Nex's own strict request parser."""
-    return parse_head(head, Limits())
+    return parse_head(head, HeadLimits())
 
 
 class EndToEndTest(unittest.TestCase):
@@ -225,6 +228,59 @@ class OriginRequestHeadTest(unittest.TestCase):
                      ("GET", "/", "a", [], "gzip", None)):
             with self.subTest(args=args), self.assertRaises(ValueError):
                 origin_request_head(*args)
+
+
+class WebSocketUpgradeTest(unittest.TestCase):
+    CASES = [
+        ("GET", "HTTP/1.1", [("Upgrade", "websocket"), ("Connection", "Upgrade")], True),
+        ("GET", "HTTP/1.1", [("Upgrade", "h2c, WebSocket/13"),
+                             ("Connection", "keep-alive, upgrade")], True),
+        ("GET", "HTTP/1.1", [("Upgrade", "websocket")], False),  # Connection must name it
+        ("GET", "HTTP/1.1", [("Upgrade", "h2c"), ("Connection", "Upgrade")], False),
+        ("GET", "HTTP/1.1", [("Upgrade", "web socket"), ("Connection", "Upgrade")], False),
+        ("POST", "HTTP/1.1", [("Upgrade", "websocket"), ("Connection", "Upgrade")], False),
+        ("GET", "HTTP/1.0", [("Upgrade", "websocket"), ("Connection", "Upgrade")], False),
+    ]
+
+    def test_which_requests_ask_for_websocket(self) -> None:
+        for method, version, fields, expected in self.CASES:
+            with self.subTest(method=method, version=version, fields=fields):
+                self.assertIs(asks_for_websocket(method, version, fields), expected)
+
+    def test_the_origin_head_asks_to_switch_and_drops_other_tokens(self) -> None:
+        head = origin_request_head("GET", "/chat", "a.example",
+                                   [("Upgrade", "h2c, websocket"), ("Connection", "Upgrade"),
+                                    ("Sec-WebSocket-Key", "abc")], None, None, True)
+        self.assertEqual(head, b"GET /chat HTTP/1.1\r\nHost: a.example\r\n"
+                               b"Sec-WebSocket-Key: abc\r\nConnection: Upgrade\r\n"
+                               b"Upgrade: websocket\r\n\r\n")
+
+
+class ParentHeadTest(unittest.TestCase):
+    def test_absolute_form_with_the_parent_login_and_not_the_client_one(self) -> None:
+        head = origin_request_head("GET", "http://a.example:8080/x?y", "a.example:8080",
+                                   [("Proxy-Authorization", "Basic Y2xpZW50OnB3")], None, None,
+                                   to_parent=True, parent_authorization="Basic bmV4OnB3")
+        self.assertEqual(head, b"GET http://a.example:8080/x?y HTTP/1.1\r\n"
+                               b"Host: a.example:8080\r\n"
+                               b"Proxy-Authorization: Basic bmV4OnB3\r\n\r\n")
+
+
+class ForwardedForTest(unittest.TestCase):
+    FIELDS = [("Accept", "*/*"), ("X-Forwarded-For", "10.0.0.1"),
+              ("forwarded", "for=10.0.0.1")]
+
+    def test_no_passes_the_fields_as_they_are(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "no", "192.0.2.7"), self.FIELDS)
+
+    def test_yes_appends_the_client(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "yes", "192.0.2.7"), self.FIELDS + [
+            ("X-Forwarded-For", "192.0.2.7"), ("Forwarded", "for=192.0.2.7")])
+        self.assertEqual(forwarded_for([], "yes", "2001:db8::7"), [
+            ("X-Forwarded-For", "2001:db8::7"), ("Forwarded", 'for="[2001:db8::7]"')])
+
+    def test_delete_removes_what_the_client_sent(self) -> None:
+        self.assertEqual(forwarded_for(self.FIELDS, "delete", "192.0.2.7"), [("Accept", "*/*")])
 
 
 class ClientResponseFieldsTest(unittest.TestCase):

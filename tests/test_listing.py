@@ -25,10 +25,12 @@ from tests.support import NexServer, ResponseReader
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
-ROW_LINK = re.compile(r'<td class="name"><a href="([^"]*)">([^<]*)</a></td>')
+ICON = r'<svg class="icon" aria-hidden="true"><use href="#i-[a-z]+"></use></svg>'
+ROW_LINK = re.compile(r'<td class="name">' + ICON + r'<a href="([^"]*)">([^<]*)</a></td>')
 ROW_TYPE = re.compile(r'<a href="[^"]*">([^<]*)</a></td>.*?<td class="type">([^<]*)</td>')
 #: A whole row of the shipped page: link, shown name, size cell, time, type.
-ROW = re.compile(r'<tr><td class="name"><a href="([^"]*)">([^<]*)</a></td>'
+ROW = re.compile(r'<tr data-kind="[a-z]+"><td class="name">' + ICON +
+                 r'<a href="([^"]*)">([^<]*)</a></td>'
                  r'<td class="size"(?: title="(\d+) bytes")?>[^<]*</td>'
                  r'<td class="mtime">(?:<time datetime="([^"]*)">[^<]*</time>)?</td>'
                  r'<td class="type">([^<]*)</td></tr>')
@@ -383,7 +385,7 @@ class ShippedTemplateTest(ListingTestCase):
         self.assertIn('<a href="../">../</a>', page)
         self.assertIn(SIGNATURE, page)
         self.assertNotIn("{{-", page)
-        self.assertNotIn("<form", page)
+        self.assertNotIn('enctype="multipart/form-data"', page)
 
     def test_shipped_listing_page_shows_the_upload_form_it_is_given(self):
         templates = TemplateSet.load(os.path.join(PROJECT, "error_pages"),
@@ -596,15 +598,17 @@ class SortTest(ListingTestCase):
         page = self.render(templates=templates)
         self.assertEqual(page, (
             'name asc|<th class="name" aria-sort="ascending">'
-            '<a href="?sort=name&amp;order=desc">Name</a> <span aria-hidden="true">&#9650;'
-            '</span></th><th class="size"><a href="?sort=size&amp;order=desc">Size</a></th>'
-            '<th class="mtime"><a href="?sort=time&amp;order=desc">Modified (UTC)</a></th>'
+            '<a href="?sort=name&amp;order=desc" rel="nofollow">Name</a> <span aria-hidden="true">'
+            '&#9650;</span></th><th class="size"><a href="?sort=size&amp;order=desc"'
+            ' rel="nofollow">Size</a></th><th class="mtime"><a href="?sort=time&amp;order=desc"'
+            ' rel="nofollow">Modified (UTC)</a></th>'
             '<th class="type">Type</th>'))
         page = self.render(templates=templates, query="sort=size&order=desc")
         self.assertTrue(page.startswith("size desc|"))
-        self.assertIn('<a href="?sort=name&amp;order=asc">Name</a></th>', page)
+        self.assertIn('<a href="?sort=name&amp;order=asc" rel="nofollow">Name</a></th>', page)
         self.assertIn('<th class="size" aria-sort="descending"><a href="?sort=size&amp;'
-                      'order=asc">Size</a> <span aria-hidden="true">&#9660;</span></th>', page)
+                      'order=asc" rel="nofollow">Size</a> <span aria-hidden="true">&#9660;'
+                      '</span></th>', page)
 
 
 class BreadcrumbTest(ListingTestCase):
@@ -651,7 +655,7 @@ class TemplateVariablesTest(ListingTestCase):
                                 Template("[{{-DOWNLOAD-}}]", "dir.html"))
         self.assertEqual(self.render(templates=templates), "[]")
         self.assertEqual(self.render(templates=templates, zip_download=True),
-                         '[<a class="download" href="?download=zip" download>'
+                         '[<a class="download" href="?download=zip" rel="nofollow" download>'
                          "Download as zip</a>]")
 
     def test_shipped_page_is_well_formed(self):
@@ -822,7 +826,8 @@ class ListingOnTheWireTest(unittest.TestCase):
             self.assertEqual(head_fields["content-length"], fields["content-length"])
             status, fields, page = reader.read()
             self.assertEqual(fields["content-type"], "text/html; charset=utf-8")
-            self.assertIn(b'aria-sort="ascending"><a href="?sort=size&amp;order=desc">', page)
+            self.assertIn(b'aria-sort="ascending"><a href="?sort=size&amp;order=desc"'
+                          b' rel="nofollow">', page)
 
 
 _VOID_ELEMENTS = frozenset({"meta", "link", "br", "img", "input", "hr"})

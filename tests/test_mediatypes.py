@@ -43,6 +43,7 @@ class ContentTypeTest(unittest.TestCase):
         (".wasm", "application/wasm"),
         (".woff2", "font/woff2"),
         (".gz", "application/gzip"),
+        (".pac", "application/x-ns-proxy-autoconfig"),
         (".unknownext", "application/octet-stream"),
         ("", "application/octet-stream"),
     ]

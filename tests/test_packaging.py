@@ -14,7 +14,7 @@ import time
 import unittest
 import zipfile
 
-from nex import SERVER_SOFTWARE
+from nex import SERVER_SOFTWARE, __version__
 from tests.support import REPO, ResponseReader
 
 
@@ -27,7 +27,7 @@ class WheelTest(unittest.TestCase):
         for folder in ("nex", "error_pages", "other_templates"):
             shutil.copytree(os.path.join(REPO, folder), os.path.join(source, folder),
                             ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("setup.py", "README.md", "MANIFEST.in", "settings.conf"):
+        for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "settings.conf"):
             shutil.copy2(os.path.join(REPO, name), source)
         out = os.path.join(cls.work, "dist")
         build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -56,6 +56,22 @@ class WheelTest(unittest.TestCase):
             self.assertEqual(shipped, checkout.read())
         self.assertIn("nex = nex.process.cli:main", entry_points)
 
+    def test_metadata_comes_from_pyproject(self):
+        with zipfile.ZipFile(self.wheel) as wheel:
+            metadata = next(wheel.read(name).decode() for name in wheel.namelist()
+                            if name.endswith(".dist-info/METADATA"))
+        self.assertIn(f"Version: {__version__}\n", metadata)
+        self.assertIn("Requires-Python: >=3.9\n", metadata)
+        self.assertIn("Provides-Extra: qr\n", metadata)
+        self.assertRegex(metadata, r"Requires-Dist: segno[^\n]*; extra == .qr.")
+        self.assertNotRegex(metadata, r"Requires-Dist: (?!segno)")
+
+    def test_setup_py_is_only_a_shim(self):
+        with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as source:
+            text = source.read()
+        self.assertIn("setup(cmdclass=", text)
+        self.assertNotIn("name=", text)
+
     def test_installed_nex_serves_a_folder_outside_the_checkout(self):
         site = os.path.join(self.work, "site-packages")
         with zipfile.ZipFile(self.wheel) as wheel:
@@ -78,7 +94,8 @@ class WheelTest(unittest.TestCase):
                 reader = ResponseReader(sock)
                 sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
                 self.assertEqual(reader.read()[2], b"from anywhere")
-                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n")
+                sock.sendall(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n"
+                             b"Accept: text/html\r\n\r\n")
                 status, _, page = reader.read()
                 self.assertEqual(status, 404)
                 self.assertIn(f"{SERVER_SOFTWARE} Server at localhost Port".encode(), page)

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from nex.http.body import ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.request import HeadScanner, Limits, Request, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import HeadScanner, Request, parse_head
 
-SMALL = Limits(request_line=200, header_block=1000, header_count=20)
-LARGE = Limits(request_line=200_000, header_block=400_000, header_count=100_000)
+SMALL = HeadLimits(request_line=200, header_block=1000, header_count=20)
+LARGE = HeadLimits(request_line=200_000, header_block=400_000, header_count=100_000)
 PATHOLOGICAL_SIZE = 50_000
 
 VALID_HEAD = (b"POST /upload?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"
@@ -38,7 +39,7 @@ SLOW_HYPOTHESIS = settings(deadline=None, max_examples=25,
                            suppress_health_check=[HealthCheck.too_slow])
 
 
-def parse_buffer(buffer: bytes, limits: Limits) -> Optional[Request]:
+def parse_buffer(buffer: bytes, limits: HeadLimits) -> Optional[Request]:
     """HeadScanner then parse_head, as the connection loop does; HTTPError propagates."""
     found = HeadScanner(limits).scan(buffer)
     if found is None:

@@ -7,6 +7,7 @@ import os
 import unittest
 from typing import List, Optional, Tuple
 
+from nex.http.errors import HTTPError
 from nex.process.config import Config
 from nex.site.cors import CorsPolicy
 from nex.site.routing import SERVED_METHODS, Dispatcher
@@ -159,3 +160,15 @@ class DispatchOrderTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RefusalTokenTest(unittest.TestCase):
+    def test_the_error_page_carries_the_refusal_for_the_log(self) -> None:
+        config = Config(error_pages=os.path.join(REPO, "error_pages"),
+                        templates=os.path.join(REPO, "other_templates"))
+        dispatcher = Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
+                                HostValidator(("*",)), "Nex test")
+        error = HTTPError(403, "This proxy does not forward requests to port 25.",
+                          refusal="port")
+        self.assertEqual(dispatcher.error_response(error).refusal, "port")
+        self.assertIsNone(dispatcher.error_response(HTTPError(403)).refusal)

@@ -11,13 +11,14 @@ import base64
 import os
 import shutil
 import tempfile
+import threading
 import unittest
 import urllib.error
 import urllib.request
 from unittest import mock
 
 from nex.site.login import hash_password
-from tests.proxy_support import ProxyTestCase, ok, proxy_settings
+from tests.proxy_support import ProxyTestCase, free_port, ok, proxy_settings
 from tests.support import SOCKET_TIMEOUT
 from tests.test_hardening import parse_replies
 
@@ -68,6 +69,78 @@ class DefaultDestinationsTest(ProxyTestCase):
         reply, = parse_replies(self.raw(b"CONNECT 192.0.2.1:22 HTTP/1.1\r\n"
                                         b"Host: 192.0.2.1:22\r\n" + CLOSE + b"\r\n"))
         self.assertEqual(reply.status, 403)
+
+
+class HttpPortsTest(ProxyTestCase):
+    """The shipped ``http_ports`` keep forwarded requests away from mail and other servers."""
+
+    settings = {"proxy": {"enabled": "yes"}}
+
+    def test_plain_forwarding_to_the_smtp_port_is_refused_before_dns(self) -> None:
+        # Issue: http://host:25/ carried a request body into an SMTP server.
+        for url in ("http://mail.invalid:25/", "http://192.0.2.1:22/"):
+            with self.subTest(url=url):
+                response, body = self.fetch("POST", url, body=b"MAIL FROM:<x@example>\r\n")
+                self.assertEqual(response.status, 403)  # a .invalid look-up would be 502
+                self.assertIn(b"does not forward requests to port", body)
+
+    def test_connect_to_a_refused_port_is_403_before_dns(self) -> None:
+        # Issue: CONNECT x.invalid:25 made a DNS query and then answered 502.
+        reply, = parse_replies(self.raw(b"CONNECT x.invalid:25 HTTP/1.1\r\n"
+                                        b"Host: x.invalid:25\r\n" + CLOSE + b"\r\n"))
+        self.assertEqual(reply.status, 403)
+
+
+class AllowListTest(ProxyTestCase):
+    settings = proxy_settings(allowed_destinations="127.0.0.1, allowed.invalid")
+
+    def test_only_listed_destinations_are_reached(self) -> None:
+        origin = self.origin(lambda exchange: ok(b"listed"))
+        response, body = self.fetch("GET", origin.url("/"))
+        self.assertEqual((response.status, body), (200, b"listed"))
+        for url in ("http://192.0.2.1/", f"http://[::1]:{origin.port}/"):
+            with self.subTest(url=url):
+                response, body = self.fetch("GET", url)
+                self.assertEqual(response.status, 403)
+                self.assertIn(b"allow-list", body)
+        # A listed name still has to resolve.
+        self.assertEqual(self.fetch("GET", "http://allowed.invalid/")[0].status, 502)
+
+
+class ForwardedForYesTest(ProxyTestCase):
+    settings = proxy_settings(forwarded_for="yes")
+
+    def test_the_client_address_is_added_after_what_it_sent(self) -> None:
+        origin = self.origin(lambda exchange: ok())
+        self.fetch("GET", origin.url("/"), headers={"X-Forwarded-For": "10.9.9.9"})
+        exchange, = origin.received
+        self.assertEqual(exchange.values("X-Forwarded-For"), ["10.9.9.9", "127.0.0.1"])
+        self.assertEqual(exchange.values("Forwarded"), ["for=127.0.0.1"])
+
+
+class ForwardedForDeleteTest(ProxyTestCase):
+    settings = proxy_settings(forwarded_for="delete")
+
+    def test_what_the_client_sent_is_removed(self) -> None:
+        origin = self.origin(lambda exchange: ok())
+        self.fetch("GET", origin.url("/"), headers={"X-Forwarded-For": "10.9.9.9",
+                                                    "Forwarded": "for=10.9.9.9"})
+        exchange, = origin.received
+        self.assertEqual((exchange.values("X-Forwarded-For"), exchange.values("Forwarded")),
+                         ([], []))
+
+
+class UpstreamFailureLogTest(ProxyTestCase):
+    def test_each_502_writes_one_error_line_saying_what_failed(self) -> None:
+        url = f"http://127.0.0.1:{free_port()}/gone"
+        self.assertEqual(self.fetch("GET", url)[0].status, 502)
+        line = (f"proxy GET {url} for 127.0.0.1: 502 The origin server refused the"
+                f" connection.")
+        for _ in range(int(SOCKET_TIMEOUT / 0.05)):
+            if line in self.server.error_log():
+                break
+            threading.Event().wait(0.05)
+        self.assertEqual(self.server.error_log().count(line), 1)
 
 
 class AllowedClientsTest(ProxyTestCase):
@@ -137,6 +210,38 @@ class ProxyLoginTest(ProxyTestCase):
     def test_files_need_no_proxy_login(self) -> None:
         response, body = self.fetch("GET", "/hello.txt", headers={"Host": "localhost"})
         self.assertEqual((response.status, body), (200, b"hello, world\n"))
+
+
+class ProxyLockoutTest(ProxyTestCase):
+    """``auth_failures_per_minute = 2``: every client of a loopback proxy shares one address."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.private = tempfile.mkdtemp(prefix="nex-proxy-users-")
+        users = os.path.join(cls.private, "users")
+        with open(users, "w", encoding="utf-8") as out:
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n"
+                      f"bob:{hash_password('builder', n=1024, r=1)}\n")
+        cls.settings = proxy_settings(auth=users, auth_failures_per_minute=2)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        super().tearDownClass()
+        shutil.rmtree(cls.private, ignore_errors=True)
+
+    def as_user(self, url: str, user: str, password: str) -> int:
+        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return self.fetch("GET", url, headers={"Proxy-Authorization": f"Basic {credentials}"}
+                          )[0].status
+
+    def test_a_guesser_on_the_same_address_does_not_lock_out_another_user(self) -> None:
+        # Issue: failures counted per address locked every local program out of the proxy.
+        origin = self.origin(lambda exchange: ok(b"still open"))
+        statuses = [self.as_user(origin.url(), "alice", "guess") for _ in range(3)]
+        self.assertEqual(statuses, [407, 407, 429])
+        self.assertEqual(self.as_user(origin.url(), "bob", "builder"), 200)
+        self.assertEqual(self.as_user(origin.url(), "alice", "wonderland"), 429)
 
 
 class LoopTest(ProxyTestCase):

@@ -104,7 +104,11 @@ class TunnelTestCase(unittest.TestCase):
         cls.tls_origin = RawOrigin(lambda exchange: ok(b"secret over TLS"), context)
         cls.echo = EchoOrigin()
         cls.closed_port = free_port()
-        ports = f"{cls.tls_origin.port}, {cls.echo.port}, {cls.closed_port}"
+        # Never accepts: the kernel completes each connection, and nothing ever answers.
+        cls.silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+        cls.silent_port = cls.silent.getsockname()[1]
+        ports = (f"{cls.tls_origin.port}, {cls.echo.port}, {cls.closed_port},"
+                 f" {cls.silent_port}")
         cls.server = NexServer(cls.root, proxy_settings(connect_ports=ports), tls=cls.tls)
         try:
             cls.server.start()
@@ -117,6 +121,7 @@ class TunnelTestCase(unittest.TestCase):
         cls.server.stop()
         cls.tls_origin.close()
         cls.echo.close()
+        cls.silent.close()
         shutil.rmtree(cls.folder, ignore_errors=True)
         shutil.rmtree(cls.root, ignore_errors=True)
 
@@ -159,6 +164,14 @@ class SharedTunnelTests:
         match = self.tunnel_line(f"127.0.0.1:{self.echo.port}")
         size = len(data) + 5
         self.assertEqual(match.groups(), (str(size), str(size), str(size)))
+
+    def test_closed_tunnel_to_a_silent_origin_ends_within_seconds(self) -> None:
+        # Issue: the tunnel, its thread and the client's slot lived on until tunnel_idle.
+        sock = self.open_tunnel(self.silent_port)
+        sock.close()
+        line = f'"CONNECT 127.0.0.1:{self.silent_port} HTTP/1.1" 200 - '
+        log = self.server.wait_for_access_log(lambda text: line in text)
+        self.assertRegex(log, "(?m)" + re.escape(line) + ".* up=0 down=0$")
 
     def test_refused_destination_is_502_and_logged(self) -> None:
         sock = self.connect()

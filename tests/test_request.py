@@ -6,9 +6,10 @@ import unittest
 
 from nex.process.config import Config
 from nex.http.errors import HTTPError
-from nex.http.request import HeadScanner, Headers, Limits, parse_head
+from nex.http.framing import HeadLimits
+from nex.http.request import HeadScanner, Headers, parse_head
 
-LIMITS = Limits(request_line=64, header_block=256, header_count=4)
+LIMITS = HeadLimits(request_line=64, header_block=256, header_count=4)
 HOST = b"Host: example.com\r\n"
 
 # name, head, expected Request attributes
@@ -557,11 +558,11 @@ class RememberedPartsTest(unittest.TestCase):
         head = (f"GET {path}?q HTTP/1.1\r\nHost: {host}\r\n"
                 f"Connection: {'x, ' * 200}close\r\n\r\n").encode("ascii")
         for _ in range(2):
-            request = parse_head(head, Limits())
+            request = parse_head(head, HeadLimits())
             self.assertEqual((request.path, request.query, request.host, request.keep_alive),
                              (path, "q", host, False))
         with self.assertRaises(HTTPError):
-            parse_head(f"GET {path} HTTP/3.0\r\nHost: h\r\n\r\n".encode("ascii"), Limits())
+            parse_head(f"GET {path} HTTP/3.0\r\nHost: h\r\n\r\n".encode("ascii"), HeadLimits())
 
 
 class LimitsTest(unittest.TestCase):
@@ -569,10 +570,10 @@ class LimitsTest(unittest.TestCase):
 
     def test_from_config(self) -> None:
         config = Config(max_request_line=100, max_header_block=2000, max_header_count=7)
-        self.assertEqual(Limits.from_config(config), Limits(100, 2000, 7))
+        self.assertEqual(HeadLimits.from_config(config), HeadLimits(100, 2000, 7))
 
     def test_defaults_match_config(self) -> None:
-        self.assertEqual(Limits.from_config(Config()), Limits())
+        self.assertEqual(HeadLimits.from_config(Config()), HeadLimits())
 
 
 if __name__ == "__main__":

@@ -135,8 +135,8 @@ class SerializeHeadTest(unittest.TestCase):
                ("Cache-Control", "no-cache"), ("Vary", "Accept-Encoding"),
                ("X-Repeated", "one"), ("X-Repeated", "two")]
         head = serialize_head(Response(200, own, [b"hello"]), keep_alive=False)
-        self.assertEqual(head_fields(head)[2:], own + [("Content-Length", "5"),
-                                                       ("Connection", "close")])
+        self.assertEqual(head_fields(head)[2:], [("X-Content-Type-Options", "nosniff")] + own
+                         + [("Content-Length", "5"), ("Connection", "close")])
 
     def test_content_length_counts_bytes_and_file_slices(self) -> None:
         cases = [

@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
+import unittest
 from typing import Dict, Optional, Tuple
 
-from tests.support import ResponseReader
+from tests.support import NexServer, ResponseReader
 from tests.test_upload_live import LiveUploadCase
 
 SIZE = 50 * 1024 * 1024
@@ -178,3 +181,59 @@ class ResumableLiveTest(LiveUploadCase):
                                  b"Connection: close\r\n\r\n")
         self.assertEqual(status, 200)
         self.assertNotIn("gone.bin", self.names())
+
+
+class RestartTest(unittest.TestCase):
+    """A resumable upload outlives a restart of Nex: the start-up clean-up of crash
+    leftovers spares its partial data."""
+
+    def setUp(self) -> None:
+        self.root = os.path.realpath(tempfile.mkdtemp(prefix="nex-resume-restart-"))
+        self.addCleanup(shutil.rmtree, self.root, True)
+
+    def start(self) -> NexServer:
+        server = NexServer(self.root, settings={"files": {"upload": "yes"}}).start()
+        self.addCleanup(server.stop)
+        return server
+
+    def send(self, server: NexServer, data: bytes) -> Tuple[int, Dict[str, str]]:
+        """Send ``data`` on a new connection; the final reply's status and fields."""
+        with server.connect() as sock:
+            sock.sendall(data)
+            reader = ResponseReader(sock)
+            while True:
+                status, headers, _ = reader.read(head_only=data.startswith(b"HEAD"))
+                if status >= 200:
+                    return status, headers
+
+    def test_an_upload_resumes_after_a_restart(self) -> None:
+        server = self.start()
+        status, headers = self.send(server, b"PUT /big.bin HTTP/1.1\r\nHost: localhost\r\n"
+                                            b"Upload-Complete: ?0\r\nContent-Length: 5\r\n"
+                                            b"Connection: close\r\n\r\nfirst")
+        self.assertEqual(status, 201)
+        resource = headers["location"]
+        [partial] = [name for name in os.listdir(self.root) if name.startswith(".nex-upload-")]
+        crash = os.path.join(self.root, f".nex-upload-{'0' * 32}")
+        with open(crash, "wb") as out:
+            out.write(b"left by a crash")
+        server.signal()
+        self.assertEqual(server.wait(), 0)
+        # Both left alone long past what an upload in progress may be.
+        past = time.time() - 2 * 3600
+        for path in (os.path.join(self.root, partial), crash):
+            os.utime(path, (past, past))
+        server = self.start()
+        self.assertIn("removed 1 unfinished upload left by an earlier run", server.stdout())
+        self.assertFalse(os.path.exists(crash))
+        status, headers = self.send(server, f"HEAD {resource} HTTP/1.1\r\nHost: localhost\r\n"
+                                            "Connection: close\r\n\r\n".encode())
+        self.assertEqual((status, headers["upload-offset"]), (204, "5"))
+        status, _ = self.send(server, f"PATCH {resource} HTTP/1.1\r\nHost: localhost\r\n"
+                                      "Content-Type: application/partial-upload\r\n"
+                                      "Upload-Offset: 5\r\nUpload-Complete: ?1\r\n"
+                                      "Content-Length: 9\r\nConnection: close\r\n\r\n"
+                                      " and last".encode())
+        self.assertEqual(status, 201)
+        with open(os.path.join(self.root, "big.bin"), "rb") as stored:
+            self.assertEqual(stored.read(), b"first and last")

@@ -465,8 +465,10 @@ class SidecarAbsenceTest(TempFiles):
         patcher = mock.patch("nex.files.filecache.SETTLED_NS", -(1 << 62))
         patcher.start()
         self.addCleanup(patcher.stop)
-        static_module._NO_SIDECARS.clear()
-        self.addCleanup(static_module._NO_SIDECARS.clear)
+        patcher = mock.patch.object(static_module, "_NO_SIDECARS",
+                                    static_module.AbsentSidecars())
+        patcher.start()
+        self.addCleanup(patcher.stop)
 
     def current(self) -> Target:
         """The file's Target as the resolver gives it now, with its folder's lstat."""

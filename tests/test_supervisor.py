@@ -27,7 +27,9 @@ from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, Supe
                             describe_exit, restart_delay, worker_config)
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, read_all,
                            write_settings)
+from tests.proxy_support import duplex
 from tests.test_lifecycle import COMBINED_LOG_LINE
+from tests.test_proxy_tunnel import EchoOrigin, read_head
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -50,6 +52,15 @@ class WorkerConfigTest(unittest.TestCase):
         config = worker_config(Config(workers=8, max_connections=3,
                                       max_connections_per_client=1))
         self.assertEqual((config.max_connections, config.max_connections_per_client), (1, 1))
+
+    def test_login_failure_budgets_are_divided_not_multiplied(self):
+        # Issue: each worker counted failures on its own, so N workers gave N times the guesses.
+        config = worker_config(Config(workers=4, auth_max_failures_per_minute=10,
+                                      proxy_auth_failures_per_minute=0))
+        self.assertEqual((config.auth_max_failures_per_minute,
+                          config.proxy_auth_failures_per_minute), (2, 0))
+        config = worker_config(Config(workers=8, proxy_auth_failures_per_minute=3))
+        self.assertEqual(config.proxy_auth_failures_per_minute, 1)
 
     def test_one_worker_keeps_the_caps(self):
         config = Config(workers=1, max_connections=10, max_connections_per_client=5)
@@ -390,6 +401,42 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(read_all(kept), b"")
         wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
         self.assertNotIn("warning", server.error_log())
+
+    def test_sighup_leaves_open_tunnels_to_drain_on_the_old_settings(self):
+        # Issue: a reload cut every CONNECT tunnel and WebSocket after shutdown_grace.
+        echo = EchoOrigin()
+        self.addCleanup(echo.close)
+        server = self.start(workers=2, settings={
+            "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
+            "timeouts": {"shutdown_grace": 1}})
+        old = self.workers(server, 2)
+        with server.connect() as tunnel:
+            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            self.assertEqual(duplex(tunnel, b"before", 6), b"before")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
+                       "the old worker to leave its tunnel open")
+            self.workers(server, 2, besides=old)
+            self.assertEqual(duplex(tunnel, b"after the reload", 16), b"after the reload")
+        wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
+        self.assertNotIn("closing them", server.error_log())
+
+    def test_stopping_nex_cuts_the_draining_tunnels(self):
+        echo = EchoOrigin()
+        self.addCleanup(echo.close)
+        server = self.start(workers=2, settings={
+            "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
+            "timeouts": {"shutdown_grace": 1}})
+        with server.connect() as tunnel:
+            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
+            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
+                       "the old worker to leave its tunnel open")
+            server.signal(signal.SIGTERM)
+            self.assertEqual(server.wait(), 0)
+            self.assertEqual(read_all(tunnel), b"")
 
     def test_sighup_can_change_the_number_of_workers(self):
         server = self.start(workers=2)

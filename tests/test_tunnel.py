@@ -91,7 +91,8 @@ class Tunnel:
     def __init__(self, make_pair: Callable[[], Tuple[socket.socket, socket.socket]],
                  idle_timeout: float = SOCKET_TIMEOUT, pending: bytes = b"",
                  client_pair: Optional[Callable[[], Tuple[socket.socket, socket.socket]]]
-                 = None, before: Callable[["Tunnel"], None] = lambda tunnel: None) -> None:
+                 = None, before: Callable[["Tunnel"], None] = lambda tunnel: None,
+                 linger: float = SOCKET_TIMEOUT) -> None:
         self.client, relay_client = (client_pair or make_pair)()
         relay_origin, self.origin = make_pair()
         for sock in (self.client, self.origin):
@@ -100,12 +101,14 @@ class Tunnel:
         self.result: Dict[str, Tuple[int, int]] = {}
         before(self)
         self.thread = threading.Thread(target=self._run, daemon=True,
-                                       args=(relay_client, relay_origin, idle_timeout, pending))
+                                       args=(relay_client, relay_origin, idle_timeout, pending,
+                                             linger))
         self.thread.start()
 
     def _run(self, relay_client: socket.socket, relay_origin: socket.socket,
-             idle_timeout: float, pending: bytes) -> None:
-        self.result["counts"] = relay(relay_client, relay_origin, idle_timeout, pending)
+             idle_timeout: float, pending: bytes, linger: float) -> None:
+        self.result["counts"] = relay(relay_client, relay_origin, idle_timeout, pending,
+                                      linger)
 
     def wait(self) -> Tuple[int, int]:
         self.thread.join(SOCKET_TIMEOUT)
@@ -258,6 +261,25 @@ class EndingTest(RelayTestCase):
         tunnel.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         tunnel.client.close()
         self.assertEqual(tunnel.wait(), (0, 7))
+
+    def test_tunnel_to_a_silent_origin_outlives_its_client_only_by_the_linger(self) -> None:
+        # Issue: a client that closed its tunnel left the thread, both sockets and its slot
+        # to a silent origin until the whole idle time-out (300 s) had passed.
+        tunnel = self.tunnel(idle_timeout=3600.0, linger=0.3)
+        tunnel.client.close()
+        self.assertEqual(receive_all(tunnel.origin), b"")  # the half-close was passed on
+        self.assertEqual(tunnel.wait(), (0, 0))
+
+    def test_traffic_after_a_half_close_keeps_the_tunnel_open(self) -> None:
+        tunnel = self.tunnel(idle_timeout=3600.0, linger=1.0)
+        tunnel.client.shutdown(socket.SHUT_WR)
+        self.assertEqual(receive_all(tunnel.origin), b"")
+        for index in range(8):  # 1.6 s of answers in 0.2 s gaps: longer than the linger
+            tunnel.origin.sendall(b"%d" % index)
+            self.assertEqual(tunnel.client.recv(1), b"%d" % index)
+            time.sleep(0.2)
+        self.assertTrue(tunnel.thread.is_alive())
+        self.assertEqual(tunnel.wait(), (0, 8))  # then it ends within the linger
 
     def test_full_close_of_one_side_half_closes_the_other(self) -> None:
         tunnel = self.tunnel()

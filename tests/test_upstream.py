@@ -11,9 +11,9 @@ from typing import Callable, List, Optional, Tuple
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.request import Limits
-from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, NO_BODY, UNTIL_CLOSE, Origin,
-                          OriginBodyError, OriginPool, StaleConnection, connect,
+from nex.http.framing import NO_BODY, HeadLimits
+from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
+                          OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 
 SOCKET_TIMEOUT = 30.0
@@ -134,7 +134,7 @@ class UpstreamTestCase(unittest.TestCase):
         return origin, head, b"".join(origin.read_body(head))
 
 
-def head_of(text: bytes, method: str = "GET", limits: Limits = Limits()):
+def head_of(text: bytes, method: str = "GET", limits: HeadLimits = HeadLimits()):
     return parse_response_head(text, method, limits)
 
 
@@ -224,13 +224,13 @@ BAD_CHUNKED = (b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n",
                b"12345678901234567\r\n", b"5;" + b"e" * 40 + b"\r\n",
                b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", b"0\r\nbad trailer\r\n\r\n",
                b"0\r\nX: " + b"y" * 100 + b"\r\n\r\n", b"0\r\n\n")
-SMALL_LIMITS = Limits(request_line=16, header_block=64, header_count=2)
+SMALL_LIMITS = HeadLimits(request_line=16, header_block=64, header_count=2)
 
 
 class ChunkedDataTest(unittest.TestCase):
     """The shared chunked decoder as the origin side uses it: chunk data handed to a sink."""
 
-    def decode(self, stream: bytes, cuts: List[int], limits: Limits = Limits()) -> Tuple[
+    def decode(self, stream: bytes, cuts: List[int], limits: HeadLimits = HeadLimits()) -> Tuple[
             bytes, int]:
         decoder = ChunkedBody(NO_LIMIT, limits)
         pieces: List[bytes] = []
@@ -319,6 +319,28 @@ class ResponseOverSocketTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         with self.assertRaises(HTTPError) as caught:
             origin.read_head("GET")
+        self.assertEqual(caught.exception.status, 502)
+
+    def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
+            self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: WebSocket\r\n\r\n\x81\x02hi")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = origin.read_head("GET", upgrade=True)
+        self.assertEqual(head.status, 101)
+        sock, pending = origin.detach()
+        self.assertIs(sock, origin.sock)
+        while len(pending) < 4:
+            pending += sock.recv(4 - len(pending))
+        self.assertEqual(pending, b"\x81\x02hi")
+        self.assertFalse(origin.reusable)
+
+    def test_switching_to_another_protocol_is_502_even_when_websocket_was_asked(self) -> None:
+        origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                                  b"Upgrade: h2c\r\n\r\n")))
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            origin.read_head("GET", upgrade=True)
         self.assertEqual(caught.exception.status, 502)
 
     def test_malformed_head_is_502(self) -> None:
@@ -472,6 +494,33 @@ class ConnectTest(UpstreamTestCase):
         self.assertEqual(caught.exception.status, 502)
 
 
+    def test_a_silent_first_address_does_not_hold_up_the_next(self) -> None:
+        # Issue: a dead IPv6 address cost a whole connect_timeout before IPv4 was tried.
+        server = self.serve(answer_once(ok(), False))
+        silent = (socket.AF_INET, ("127.0.0.1", self.full_listener()))
+        result: List[object] = []
+        racing = threading.Thread(target=lambda: result.append(connect(
+            ("a", server.port), [silent] + server.addresses, 3600.0, SOCKET_TIMEOUT)),
+            daemon=True)
+        racing.start()
+        racing.join(SOCKET_TIMEOUT)
+        self.assertFalse(racing.is_alive(), "the second address was not tried in time")
+        origin, = result
+        self.addCleanup(origin.close)
+        self.assertEqual(origin.sock.getpeername(), ("127.0.0.1", server.port))
+
+    def test_families_take_turns_ipv6_first(self) -> None:
+        v4a, v4b = (socket.AF_INET, ("192.0.2.1", 80)), (socket.AF_INET, ("192.0.2.2", 80))
+        v6a = (socket.AF_INET6, ("2001:db8::1", 80, 0, 0))
+        self.assertEqual(interleave([v4a, v4b, v6a]), [v6a, v4a, v4b])
+        self.assertEqual(interleave([v4a, v4b]), [v4a, v4b])
+
+
+def open_(origin: Origin) -> bool:
+    """Whether ``origin``'s connection is open: the pool closes each one it does not keep."""
+    return origin.sock.fileno() != -1
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -510,10 +559,11 @@ class PoolTest(UpstreamTestCase):
     def test_hosts_do_not_share_connections(self) -> None:
         server = self.serve(keep_alive(lambda head: ok()))
         pool = self.pool()
-        self.request(pool, server, host="a.test")
-        self.request(pool, server, host="b.test")
+        first, _ = self.request(pool, server, host="a.test")
+        second, _ = self.request(pool, server, host="b.test")
         self.assertEqual(server.accepted, 2)
-        self.assertEqual((pool.idle_count(("a.test", server.port)), pool.idle_count()), (1, 2))
+        self.assertEqual([open_(first), open_(second)], [True, True])  # both kept
+        self.assertIs(self.request(pool, server, host="a.test")[0], first)
 
     def test_connections_that_cannot_persist_are_closed(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
@@ -523,8 +573,7 @@ class PoolTest(UpstreamTestCase):
                 server = self.serve(answer_once(response))
                 pool = self.pool()
                 origin, _ = self.request(pool, server)
-                self.assertEqual(pool.idle_count(), 0)
-                self.assertEqual(origin.sock.fileno(), -1)
+                self.assertFalse(open_(origin))
 
     def test_unfinished_response_is_not_pooled(self) -> None:
         server = self.serve(keep_alive(lambda head: ok(b"x" * 200_000)))
@@ -534,7 +583,7 @@ class PoolTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         next(origin.read_body(origin.read_head("GET")))
         pool.release(origin)
-        self.assertEqual(pool.idle_count(), 0)
+        self.assertFalse(open_(origin))
 
     def test_per_host_cap(self) -> None:
         server = self.serve(keep_alive(lambda head: ok()))
@@ -546,18 +595,14 @@ class PoolTest(UpstreamTestCase):
             origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             b"".join(origin.read_body(origin.read_head("GET")))
             pool.release(origin)
-        self.assertEqual(pool.idle_count(), 2)
-        self.assertEqual(origins[2].sock.fileno(), -1)
+        self.assertEqual([open_(origin) for origin in origins], [True, True, False])
 
     def test_total_cap_drops_the_least_recently_used(self) -> None:
         server = self.serve(keep_alive(lambda head: ok()))
         pool = self.pool(total=2)
-        first, _ = self.request(pool, server, host="a.test")
-        self.request(pool, server, host="b.test")
-        self.request(pool, server, host="c.test")
-        self.assertEqual(pool.idle_count(), 2)
-        self.assertEqual(pool.idle_count(("a.test", server.port)), 0)
-        self.assertEqual(first.sock.fileno(), -1)
+        origins = [self.request(pool, server, host=host)[0]
+                   for host in ("a.test", "b.test", "c.test")]
+        self.assertEqual([open_(origin) for origin in origins], [False, True, True])
 
     def test_idle_time_out(self) -> None:
         clock = FakeClock()
@@ -600,6 +645,7 @@ class PoolTest(UpstreamTestCase):
         server = self.serve(keep_alive(lambda head: ok(head.split(b" ")[1])))
         pool = self.pool(per_host=4)
         failures: List[BaseException] = []
+        used: List[Origin] = []
 
         def work(index: int) -> None:
             try:
@@ -608,6 +654,7 @@ class PoolTest(UpstreamTestCase):
                     origin = pool.connect("a", server.port, server.addresses,
                                           connect_timeout=SOCKET_TIMEOUT,
                                           upstream_timeout=SOCKET_TIMEOUT)
+                    used.append(origin)
                     origin.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
                     body = b"".join(origin.read_body(origin.read_head("GET")))
                     if body != path.encode():
@@ -621,7 +668,7 @@ class PoolTest(UpstreamTestCase):
         for thread in threads:
             thread.join(SOCKET_TIMEOUT)
         self.assertEqual(failures, [])
-        self.assertLessEqual(pool.idle_count(), 4)
+        self.assertLessEqual(len({origin for origin in used if open_(origin)}), 4)
         self.assertLessEqual(server.accepted, 6 + 20 * 6)
 
     def test_close_empties_the_pool(self) -> None:
@@ -629,7 +676,7 @@ class PoolTest(UpstreamTestCase):
         pool = self.pool()
         origin, _ = self.request(pool, server)
         pool.close()
-        self.assertEqual((pool.idle_count(), origin.sock.fileno()), (0, -1))
+        self.assertFalse(open_(origin))
 
 
 if __name__ == "__main__":

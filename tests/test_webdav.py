@@ -3,7 +3,6 @@ access rules of PROPFIND, locks and the If header, and the safe XML parser."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import xml.etree.ElementTree as ElementTree
@@ -16,9 +15,8 @@ from nex.files.webdav import WebDav
 from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
-from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
 from nex.site.routing import Dispatcher
-from tests.test_upload import UploadTestCase
+from tests.test_upload import ALICE, UploadTestCase
 
 XML = ("Content-Type", "application/xml")
 PROPNAME = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>'
@@ -56,21 +54,14 @@ class DavCase(UploadTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.locks = LockTable()
-        self.denied: Optional[str] = None
-        self.auth: Optional[SiteAuth] = None
 
     def site(self, file_cache: Optional[SmallFileCache] = None, **settings) -> Dispatcher:
         config = dataclasses.replace(self.config, **settings)
         dav = WebDav.for_site(config)
         if dav is not None:
             dav.locks = self.locks
-        site = Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
+        return Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
                           auth=self.auth, dav=dav)
-        if self.denied is not None:
-            denied = self.denied
-            object.__setattr__(site, "_may", lambda action, url, real: not (
-                url.startswith(denied) or real.startswith(os.path.join(self.root, denied[1:]))))
-        return site
 
     def dav(self, method: str, target: str, body: bytes = b"", *headers: Tuple[str, str],
             **settings) -> Response:
@@ -94,11 +85,12 @@ class PropfindTest(DavCase):
                      "getcontenttype", "creationdate", "supportedlock", "lockdiscovery"):
             self.assertEqual(props.get(name), "200", name)
 
-    def test_depth_1_lists_the_members(self) -> None:
+    def test_depth_1_lists_the_members_in_the_listings_order(self) -> None:
         os.mkdir(os.path.join(self.root, "dir", "sub"))
         self.write("dir/a b.txt", b"x")
+        self.write("dir/B.txt", b"x")
         hrefs = [href for href, _ in self.propfind("/dir/")]
-        self.assertEqual(hrefs, ["/dir/", "/dir/a%20b.txt", "/dir/sub/"])
+        self.assertEqual(hrefs, ["/dir/", "/dir/sub/", "/dir/a%20b.txt", "/dir/B.txt"])
 
     def test_a_folder_without_its_slash_is_answered_too(self) -> None:
         [(href, props)] = self.propfind("/dir", "0")
@@ -171,9 +163,26 @@ class PropfindSecurityTest(DavCase):
 
     def test_propfind_shows_no_protected_folder(self) -> None:
         os.mkdir(os.path.join(self.root, "dir", "private"))
-        self.denied = "/dir/private"
+        self.protect("/dir/private/")
         self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
-        self.refusal(404, "PROPFIND", "/dir/private/", headers=[("Depth", "0")])
+        self.refusal(401, "PROPFIND", "/dir/private/", headers=[("Depth", "0")])
+        response = self.dav("PROPFIND", "/dir/", b"", ("Depth", "1"), ALICE)
+        self.assertEqual([href for href, _ in multistatus(response)],
+                         ["/dir/", "/dir/private/"])
+
+    def test_propfind_hides_a_link_into_a_protected_folder(self) -> None:
+        os.mkdir(os.path.join(self.root, "private"))
+        self.write("private/secret.txt", b"s")
+        os.symlink("../private", os.path.join(self.root, "dir", "door"))
+        os.symlink("../private/secret.txt", os.path.join(self.root, "dir", "key.txt"))
+        self.protect("/private/")
+        self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
+        for target in ("/dir/door/", "/dir/key.txt"):
+            with self.subTest(target=target):
+                self.refusal(401, "PROPFIND", target, headers=[("Depth", "0")])
+        response = self.dav("PROPFIND", "/dir/", b"", ("Depth", "1"), ALICE)
+        self.assertEqual([href for href, _ in multistatus(response)],
+                         ["/dir/", "/dir/door/", "/dir/key.txt"])
 
     def test_propfind_depth_1_needs_listings(self) -> None:
         self.refusal(403, "PROPFIND", "/dir/", headers=[("Depth", "1")], listing=False)
@@ -199,7 +208,11 @@ class XmlSafetyTest(DavCase):
     def test_deep_and_large_bodies_are_refused(self) -> None:
         deep = b"<a>" * (MAX_DEPTH + 1) + b"</a>" * (MAX_DEPTH + 1)
         self.refusal(400, "PROPFIND", "/", deep, headers=[("Depth", "0")])
-        self.refusal(413, "PROPPATCH", "/hello.txt", b" " * (1024 * 1024 + 1))
+        error = self.refusal(413, "PROPPATCH", "/hello.txt", b" " * (1024 * 1024 + 1))
+        self.assertIn("(max_request_body = 1M)", error.detail)
+        self.config = dataclasses.replace(self.config, max_request_body=4 * 1024 * 1024)
+        error = self.refusal(413, "PROPPATCH", "/hello.txt", b" " * (1024 * 1024 + 1))
+        self.assertEqual(error.detail, "A WebDAV request's XML body is at most 1024 KiB.")
 
     def test_malformed_xml_is_400(self) -> None:
         self.refusal(400, "PROPFIND", "/", b"<D:propfind xmlns:D='DAV:'>", headers=[
@@ -252,8 +265,9 @@ class WriteMethodsTest(DavCase):
                      headers=[("Destination", "http://elsewhere.example/x.txt")])
 
     def test_copy_larger_than_max_upload_size_is_413(self) -> None:
-        self.refusal(413, "COPY", "/hello.txt", headers=[("Destination", "/big.txt")],
-                     max_upload_size=4)
+        error = self.refusal(413, "COPY", "/hello.txt", headers=[("Destination", "/big.txt")],
+                             max_upload_size=4)
+        self.assertIn("(max_upload_size = 4)", error.detail)
         self.assertNoTemporaryFiles()
 
     def test_destination_cannot_climb_out_of_the_root(self) -> None:
@@ -273,7 +287,7 @@ class WriteMethodsTest(DavCase):
 
     def test_moving_a_folder_checks_every_entry_with_the_policy(self) -> None:
         os.makedirs(os.path.join(self.root, "dir", "m", "keep"))
-        self.denied = "/dir/m/keep"
+        self.protect("/dir/m/keep/")
         self.refusal(403, "MOVE", "/dir/m/", headers=[("Destination", "/moved/")])
         self.assertTrue(os.path.isdir(os.path.join(self.root, "dir", "m", "keep")))
 
@@ -320,7 +334,7 @@ class WriteMethodsTest(DavCase):
         os.makedirs(os.path.join(self.root, "dir", "t", "keep"))
         self.write("dir/t/keep/f.txt", b"f")
         self.write("dir/t/other.txt", b"o")
-        self.denied = "/dir/t/keep"
+        self.protect("/dir/t/keep/")
         self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
                          [("/dir/t/keep/", {"status": "403"})])
         self.assertEqual(self.read("dir/t/other.txt"), b"o")
@@ -341,10 +355,32 @@ class WriteMethodsTest(DavCase):
         self.refusal(403, "DELETE", "/hello.txt", headers=[("Origin", "http://evil.example")])
         self.refusal(403, "MKCOL", "/dir/x", headers=[("Origin", "http://evil.example")])
 
-    def test_a_denied_write_is_403(self) -> None:
-        self.denied = "/dir"
-        self.refusal(403, "MKCOL", "/dir/x")
-        self.refusal(403, "COPY", "/hello.txt", headers=[("Destination", "/dir/x.txt")])
+    def test_writes_need_uploads_on(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/dir/x", []), ("DELETE", "/hello.txt", []),
+                ("PROPPATCH", "/hello.txt", []), ("LOCK", "/dir/x.txt", []),
+                ("COPY", "/hello.txt", [("Destination", "/dir/x.txt")]),
+                ("MOVE", "/hello.txt", [("Destination", "/dir/x.txt")])):
+            with self.subTest(method=method):
+                self.refusal(403, method, target, LOCKINFO if method == "LOCK" else b"",
+                             headers=headers, upload=False)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+
+    def test_a_link_into_a_protected_folder_takes_no_anonymous_write(self) -> None:
+        os.mkdir(os.path.join(self.root, "private"))
+        self.write("private/secret.txt", b"s")
+        os.symlink("../private", os.path.join(self.root, "dir", "door"))
+        self.protect("/private/")
+        for method, target, headers in (
+                ("MKCOL", "/dir/door/new", []), ("DELETE", "/dir/door/secret.txt", []),
+                ("COPY", "/hello.txt", [("Destination", "/dir/door/copy.txt")]),
+                ("MOVE", "/dir/door/secret.txt", [("Destination", "/moved.txt")]),
+                ("COPY", "/dir/door/secret.txt", [("Destination", "/leak.txt")])):
+            with self.subTest(method=method, target=target):
+                self.refusal(401, method, target, headers=headers)
+        self.assertEqual(self.names("private"), ["secret.txt"])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "leak.txt")))
 
     def test_proppatch_is_207_refusing_each_property(self) -> None:
         body = (b'<D:propertyupdate xmlns:D="DAV:" xmlns:z="urn:z"><D:set><D:prop>'
@@ -467,11 +503,7 @@ class ProtectedDestinationTest(DavCase):
 
     def setUp(self) -> None:
         super().setUp()
-        users = os.path.join(self.base, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
-        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(["/dir/"]), "Nex",
-                             FailureLimiter(100))
+        self.protect("/dir/")
 
     def test_copy_or_move_into_a_protected_folder_needs_a_login(self) -> None:
         for method in ("COPY", "MOVE"):
@@ -481,9 +513,8 @@ class ProtectedDestinationTest(DavCase):
                     self.refusal(401, method, "/hello.txt",
                                  headers=[("Destination", destination)])
         self.assertEqual(os.listdir(os.path.join(self.root, "dir")), [])
-        login = "Basic " + base64.b64encode(b"alice:wonderland").decode()
         response = self.request("COPY", "/hello.txt", headers=[
-            ("Destination", "/dir/copied.txt"), ("Authorization", login)])
+            ("Destination", "/dir/copied.txt"), ALICE])
         self.assertEqual((response.status, response.user), (201, "alice"))
 
     def test_copy_out_of_the_protected_folder_needs_a_login_as_ever(self) -> None:

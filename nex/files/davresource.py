@@ -2,10 +2,11 @@
 
 WebDAV names folders with or without their slash and never serves index files, so it does
 not use :func:`nex.files.paths.resolve`; it takes the same steps with the resolver's own
-pieces: :func:`split_path` (one decoding, dot segments, no escaped slashes), :func:`hidden`
-(dotfiles and upload temporary files are 404), :func:`lookup` (the symlink policy), and
-:func:`servable_entry` for the members of a folder.  A name the policy refuses is 404, the
-answer a missing one gets.
+pieces on the path routing decoded once (:func:`split_path`: dot segments, no escaped
+slashes): :func:`hidden` (dotfiles and upload temporary files are 404), :func:`lookup` (the
+symlink policy), and for the members of a folder what a listing shows
+(:func:`nex.files.listing.read_folder`: the entries GET would serve and the access checker
+lets be read).  A name the symlink policy refuses is 404, the answer a missing one gets.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
-from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
-                             servable_entry, split_path)
+from nex.files.listing import read_folder
+from nex.files.paths import Checker, Target, encode_path, hidden, lookup, not_found
 from nex.files.upload import UploadFolder
 from nex.http.conditional import make_etag
 from nex.http.errors import HTTPError
@@ -69,15 +70,9 @@ class Resource:
         return os.path.realpath(self.fs_path) if self.fs_path else ""
 
 
-def find(path: str, config: Config) -> Resource:
-    """The resource the URL path ``path`` (as sent) names; unmapped when missing or when the
-    symlink policy refuses it, 404 when a segment is hidden, 400 for a malformed path."""
-    segments = split_path(path)[0]
-    return find_segments(segments, config)
-
-
 def find_segments(segments: List[str], config: Config) -> Resource:
-    """:func:`find` for decoded ``segments``."""
+    """The resource the decoded URL path ``segments`` name; unmapped when missing or when
+    the symlink policy refuses it, 404 when a segment is hidden."""
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found("/" + "/".join(segments))
     try:
@@ -91,20 +86,14 @@ def find_segments(segments: List[str], config: Config) -> Resource:
     return Resource(segments, fs_path, found)
 
 
-def members(folder: Resource, config: Config, may: Checker) -> Iterator[Resource]:
-    """The members of ``folder`` GET would serve and the checker lets be read, by name."""
+def members(folder: Resource, config: Config,
+            may: Optional[Checker] = None) -> Iterator[Resource]:
+    """The members of ``folder`` its listing shows, in its order: those GET would serve
+    and ``may`` (None: anything) lets be read.  403 when the folder cannot be read, 404 when
+    it has gone."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
-    try:
-        names = sorted(os.listdir(folder.fs_path))
-    except OSError:
-        return
-    for name in names:
-        found = servable_entry(target, name, config)
-        if found is None:
-            continue
-        member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
-        if may("read", member.url_path, member.real_path()):
-            yield member
+    for name, _, found in read_folder(target, config, may):
+        yield Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
 
 
 def parent_folder(resource: Resource, config: Config) -> UploadFolder:

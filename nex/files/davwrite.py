@@ -4,7 +4,10 @@ DELETE, COPY and MOVE.
 Each takes the steps a PUT takes (:mod:`nex.files.upload`): names GET would serve, the
 target's folder opened and worked in by descriptor, a file that exists replaced only with
 ``upload_overwrite``, ``max_upload_size`` bounding what a COPY writes, and the access
-checker asked for every entry touched.  DELETE needs ``[files] allow_delete`` and MOVE
+checker asked for every entry touched: ``write`` for the target, a COPY or MOVE's
+Destination and each entry a DELETE, MOVE or replacement removes, ``read`` for what a COPY
+reads.  A refused target or Destination is :class:`nex.files.paths.Refused` (routing asks
+an anonymous client to log in).  DELETE needs ``[files] allow_delete`` and MOVE
 ``[files] allow_rename``.  A folder is deleted (or replaced) only when every entry below it
 may be: a folder holding entries the checker refuses, or hidden ones (which a client cannot
 see, so cannot mean to delete), is answered ``207`` naming each refusal, and nothing goes.
@@ -19,13 +22,13 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import LockTable, Path
-from nex.files.davresource import (Resource, find, find_segments, members, must_exist,
+from nex.files.davresource import (Resource, find_segments, members, must_exist,
                                    parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
-from nex.files.paths import Checker, Target, servable_entry, split_path
+from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
 from nex.files.upload import UploadFolder, store, storage_error
 from nex.http.body import BodyReader
-from nex.http.errors import HTTPError, reason_phrase
+from nex.http.errors import HTTPError, reason_phrase, size_limit
 from nex.http.request import Request
 from nex.http.response import Response
 
@@ -35,13 +38,12 @@ if TYPE_CHECKING:
 _COPY_PIECE = 1024 * 1024
 
 
-def mkcol(request: Request, body: Optional[BodyReader], config: Config, locks: LockTable,
-          may: Checker) -> Response:
-    """MKCOL: make one folder; 201, 405 where something exists, 409 without its parent,
-    415 for a body (Nex knows no MKCOL body)."""
+def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config: Config,
+          locks: LockTable, may: Checker) -> Response:
+    """MKCOL ``target``: make one folder; 201, 405 where something exists, 409 without its
+    parent, 415 for a body (Nex knows no MKCOL body)."""
     if body is not None and (body.length is None or body.length > 0):
         raise HTTPError(415, "MKCOL takes no body here.")
-    target = find(request.path, config)
     if target.exists:
         raise HTTPError(405, f"{target.url_path} exists already.",
                         headers=[("Allow", "OPTIONS, PROPFIND, DELETE, COPY, MOVE")])
@@ -63,13 +65,13 @@ def mkcol(request: Request, body: Optional[BodyReader], config: Config, locks: L
     return Response(201, [("Location", target.href + "/")])
 
 
-def delete(request: Request, config: Config, locks: LockTable, may: Checker) -> Response:
-    """DELETE a file, or a folder with everything below it: 204, or 207 naming what may not
-    go (and then nothing went)."""
+def delete(request: Request, target: Resource, config: Config, locks: LockTable,
+           may: Checker) -> Response:
+    """DELETE ``target``, a file, or a folder with everything below it: 204, or 207 naming
+    what may not go (and then nothing went)."""
     if not config.allow_delete:
         raise HTTPError(403, "Deleting is turned off here.")
-    target = must_exist(find(request.path, config))
-    may_write(target, may)
+    may_write(must_exist(target), may)
     check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
     refused = list(_refused_below(target, config, may)) if target.collection else []
     if refused:
@@ -85,21 +87,21 @@ def delete(request: Request, config: Config, locks: LockTable, may: Checker) -> 
     return Response(204)
 
 
-def copy_or_move(request: Request, config: Config, locks: LockTable, may: Checker,
-                 move: bool) -> Response:
-    """COPY or MOVE to the ``Destination``: 201 for a new name, 204 for one replaced, 412
-    when it exists and ``Overwrite: F``, 409 without its parent, 502 on another server."""
+def copy_or_move(request: Request, source: Resource, config: Config, locks: LockTable,
+                 may: Checker, move: bool) -> Response:
+    """COPY or MOVE ``source`` to the ``Destination``: 201 for a new name, 204 for one
+    replaced, 412 when it exists and ``Overwrite: F``, 409 without its parent, 502 on
+    another server."""
     if move and not config.allow_rename:
         raise HTTPError(403, "Moving and renaming are turned off here.")
-    source = must_exist(find(request.path, config))
+    must_exist(source)
     destination = _destination(request, config)
     overwrite = _overwrite(request.headers.get("Overwrite"))
     infinite = _copy_depth(request.headers.get("Depth"), move)
     if destination.segments[:len(source.segments)] == source.segments:
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
     if not may("write" if move else "read", source.url_path, source.real_path()):
-        raise HTTPError(403, f"{'Moving' if move else 'Copying'} {source.url_path} is not "
-                             "allowed.")
+        raise Refused()
     if move and source.collection and list(_refused_below(source, config, may)):
         raise HTTPError(403, f"{source.url_path} holds entries that may not be moved.")
     changed = [(destination.path, True), (destination.path[:-1], False)]
@@ -149,12 +151,12 @@ def check(request: Request, locks: LockTable, config: Config, target: Resource,
 
 def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = None
                ) -> None:
-    """403 unless the checker lets ``target`` be written (an unmapped one: by the real
-    path it would have in ``folder``)."""
+    """:class:`Refused` unless the checker lets ``target`` be written (an unmapped one: by
+    the real path it would have in ``folder``)."""
     real = (target.real_path() if target.exists
             else os.path.join(folder.real_path, target.segments[-1]))
     if not may("write", target.url_path, real):
-        raise HTTPError(403, f"Writing to {target.url_path} is not allowed.")
+        raise Refused()
 
 
 def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[str]:
@@ -169,7 +171,7 @@ def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[s
     if any(servable_entry(target, name, config) is None for name in names):
         yield folder.href
         return
-    for member in members(folder, config, lambda *_: True):
+    for member in members(folder, config):
         if not may("write", member.url_path, member.real_path()):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
@@ -221,7 +223,8 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
     store it; ``budget`` (bytes left of ``max_upload_size``) bounds what a COPY writes."""
     budget[0] -= source.stat.st_size
     if budget[0] < 0:
-        raise HTTPError(413, "The copy is larger than one upload may be.")
+        raise HTTPError(413, "The copy is larger than one upload may be ("
+                             f"{size_limit('max_upload_size', config.max_upload_size)}).")
     pending = folder.create(name)
     try:
         try:
@@ -262,18 +265,6 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.sync()
     finally:
         copy.close()
-
-
-def destination_path(request: Request) -> Optional[str]:
-    """The path (as sent) of a COPY or MOVE's ``Destination`` header, None without one or
-    when it is not a URL (the handler then says why)."""
-    value = request.headers.get("Destination")
-    if value is None or request.method not in ("COPY", "MOVE"):
-        return None
-    try:
-        return urlsplit(value).path
-    except ValueError:
-        return None
 
 
 def _destination(request: Request, config: Config) -> Resource:

@@ -50,11 +50,20 @@ class Element:
 
 def read_xml(body: Optional[BodyReader]) -> Optional[Element]:
     """The root element of the request body, None for an empty body; 400 for anything but
-    a well-formed document without a DTD within the bounds, 413 past :data:`MAX_XML_BYTES`."""
+    a well-formed document without a DTD within the bounds, 413 past :data:`MAX_XML_BYTES`
+    (or a smaller ``max_request_body``)."""
     if body is None:
         return None
-    body.limit = MAX_XML_BYTES
-    data = b"".join(body)
+    capped = body.limit > MAX_XML_BYTES
+    if capped:
+        body.limit = MAX_XML_BYTES
+    try:
+        data = b"".join(body)
+    except HTTPError as error:
+        if error.status != 413 or not capped:
+            raise  # the body reader's 413 names max_request_body, the smaller cap
+        raise HTTPError(413, "A WebDAV request's XML body is at most "
+                             f"{MAX_XML_BYTES // 1024} KiB.", close=True) from None
     if not data.strip(b" \t\r\n"):
         return None
     return parse_xml(data)

@@ -1,17 +1,18 @@
 """The listing handler: a folder without an index file as an HTML page or as JSON.
 
 Both forms come from the same entries, in the same order: exactly the entries a GET of their
-links would serve (:func:`read_folder`).  JSON is sent for ``?format=json``, or when the
-request's ``Accept`` ranks ``application/json`` above ``text/html`` (:func:`prefers_json`);
-``?format=html`` asks for the page whatever ``Accept`` says.  Either way the response carries
-``Vary: Accept``.
+links would serve and the client may read (:func:`read_folder`).  JSON is sent for
+``?format=json``, or when the request's ``Accept`` ranks ``application/json`` above
+``text/html`` (:func:`prefers_json`); ``?format=html`` asks for the page whatever ``Accept``
+says.  Either way the response carries ``Vary: Accept``.
 
-Every name is HTML-escaped and every link percent-encoded with nothing left as is, so a file
-called ``<script>``, ``a"b``, ``#1`` or ``x:y`` is shown and linked as itself and nothing
-else.  Links are relative to the folder's URL, which the resolver guarantees ends in ``/``,
-so a listing works unchanged behind a proxy that serves Nex under a path prefix.  A file's
-type is the media type a GET of it is sent with (:mod:`nex.files.mediatypes`, ``[mime]`` settings
-included).
+Every name is HTML-escaped, with control and format characters (bidi controls, zero-width
+characters) shown as ``\\uXXXX`` so that no name passes for another, and every link
+percent-encoded with nothing left as is, so a file called ``<script>``, ``a"b``, ``#1`` or
+``x:y`` is shown and linked as itself and nothing else.  Links are relative to the folder's URL,
+which the resolver guarantees ends in ``/``, so a listing works unchanged behind a proxy that
+serves Nex under a path prefix.  A file's type is the media type a GET of it is sent with
+(:mod:`nex.files.mediatypes`, ``[mime]`` settings included).
 
 Order: ``?sort=name|size|time`` and ``?order=asc|desc`` (default: name, ascending); folders
 always come first.  A value Nex does not know is ignored and its default used, so an old or
@@ -34,23 +35,23 @@ keeps working.
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import os
 import stat
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.filecache import FolderIdentity, folder_identity, settled
-from nex.http.grammar import MEDIA_RANGE, parse_list
+from nex.files.oserrors import reply_for
 from nex.files.mediatypes import file_extension, media_type
+from nex.http.negotiation import prefers
 from nex.http.request import Request
-from nex.files.paths import Target, servable_entry
+from nex.files.paths import Checker, Target, real_path, servable_entry, shown_name
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
 
@@ -107,56 +108,10 @@ def listing_view(request: Request) -> ListingView:
                        wants_json)
 
 
-@functools.lru_cache(maxsize=128)
 def prefers_json(accept: Optional[str]) -> bool:
-    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``.
-
-    Each type takes the weight of the most specific range that matches it (RFC 9110
-    §12.5.1: ``application/json`` before ``application/*`` before ``*/*``); media type
-    parameters other than the weight are not compared.  JSON wins with a higher weight, or
-    with an equal weight from a more specific range (``application/json, */*`` asks for
-    JSON); otherwise, and when ``Accept`` is absent, malformed or refuses both (``q=0``),
-    the HTML page is sent.  Cached: clients send few distinct values.
-    """
-    if accept is None:
-        return False
-    ranges = parse_list(accept, MEDIA_RANGE)
-    if ranges is None:
-        return False
-    parsed = []
-    for match in ranges:
-        kind, subtype = match.group("type").lower(), match.group("subtype").lower()
-        if kind == "*" and subtype != "*":
-            return False  # "*/subtype" is no media range
-        parsed.append((kind, subtype, _weight(match.group("qvalue"))))
-    json_rank = _rank(parsed, "application", "json")
-    return json_rank[0] > 0 and json_rank > _rank(parsed, "text", "html")
-
-
-def _weight(qvalue: Optional[str]) -> int:
-    """A qvalue in thousandths: ``"0.5"`` is 500, no qvalue is 1000."""
-    if qvalue is None:
-        return 1000
-    whole, _, fraction = qvalue.partition(".")
-    return 1000 * int(whole) + int(fraction.ljust(3, "0"))
-
-
-def _rank(ranges: List[Tuple[str, str, int]], kind: str, subtype: str) -> Tuple[int, int]:
-    """``(weight, specificity)`` the most specific of ``ranges`` gives ``kind/subtype``;
-    ``(0, -1)`` when none matches.  The first of equally specific ranges counts."""
-    best = (0, -1)
-    for range_kind, range_subtype, weight in ranges:
-        if range_kind == kind and range_subtype == subtype:
-            specificity = 2
-        elif range_kind == kind and range_subtype == "*":
-            specificity = 1
-        elif range_kind == "*":
-            specificity = 0
-        else:
-            continue
-        if specificity > best[1]:
-            best = (weight, specificity)
-    return best
+    """Whether ``Accept: accept`` ranks ``application/json`` above ``text/html``
+    (:func:`nex.http.negotiation.prefers`): JSON is then sent, else the page."""
+    return prefers(accept, "application/json", "text/html")
 
 
 class _Rendered(NamedTuple):
@@ -189,7 +144,8 @@ class ListingCache:
 
     At most ``max_bytes`` of pages are kept (larger ones are not cached); past that the
     cache starts over.  Threads that miss the same entry at once render it once: they
-    share one of a fixed set of locks, picked by the key.
+    share one of a fixed set of locks, picked by the key.  Every worker thread shares one
+    cache; a lock guards every look and change of its table, so it is safe without the GIL.
     """
 
     def __init__(self, max_age: float = 1.0, max_bytes: int = 8 * 1024 * 1024,
@@ -205,7 +161,8 @@ class ListingCache:
     def get(self, key: Tuple, folder: FolderIdentity, config: Config,
             templates: TemplateSet) -> Optional[_Rendered]:
         """The entry for ``key`` if it is still valid for a folder now at ``folder``."""
-        entry = self._entries.get(key)
+        with self._lock:
+            entry = self._entries.get(key)
         if (entry is not None and entry.folder == folder and entry.config is config
                 and entry.templates is templates
                 and self._clock() - entry.made < self._max_age):
@@ -247,7 +204,8 @@ LISTINGS = ListingCache(LISTING_MAX_AGE)
 
 def render_listing(target: Target, request: Request, templates: TemplateSet, signature: str,
                    config: Config, upload_form: str = "",
-                   cache: Optional[ListingCache] = LISTINGS) -> Response:
+                   cache: Optional[ListingCache] = LISTINGS, may: Optional[Checker] = None,
+                   viewer: Optional[str] = None) -> Response:
     """The ``200`` listing of the folder ``target``, as HTML or JSON (see the module).
 
     ``request`` is every handler's argument; a listing is the same for GET and HEAD.
@@ -256,15 +214,18 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
     is the HTML of the upload form, put in the page as it is.  Raises ``HTTPError`` 403 when
     the folder cannot be read, 404 when it has gone.  A listing rendered less than a second
     ago for a folder that has not changed since comes from ``cache`` (see
-    :class:`ListingCache`; None renders every time).
+    :class:`ListingCache`; None renders every time).  ``may`` is the access checker of
+    ``viewer`` (the user, None: anonymous): entries it does not let be read are left out,
+    and listings are cached per viewer.
     """
     view = listing_view(request)
     if cache is None:
-        content_type, body = _render(target, view, templates, signature, config, upload_form)
+        content_type, body = _render(target, view, templates, signature, config, upload_form,
+                                     may)
         return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
     folder = folder_identity(target.stat)
     key = (target.fs_path, target.url_path, view, id(config), id(templates), signature,
-           upload_form)
+           upload_form, viewer)
     entry = cache.get(key, folder, config, templates)
     if entry is None:
         with cache.render_lock(key):
@@ -272,25 +233,26 @@ def render_listing(target: Target, request: Request, templates: TemplateSet, sig
             if entry is None:
                 made = cache.now()
                 content_type, body = _render(target, view, templates, signature, config,
-                                             upload_form)
+                                             upload_form, may)
                 cache.store(key, folder, made, config, templates, content_type, body)
                 return Response(200, [("Content-Type", content_type), _VARY], body=(body,))
     return Response(200, [("Content-Type", entry.content_type), _VARY], body=(entry.body,))
 
 
 def _render(target: Target, view: ListingView, templates: TemplateSet, signature: str,
-            config: Config, upload_form: str) -> Tuple[str, bytes]:
+            config: Config, upload_form: str,
+            may: Optional[Checker] = None) -> Tuple[str, bytes]:
     """``(Content-Type, body)`` of the listing of ``target`` shown as ``view``."""
-    entries = sort_entries(read_folder(target, config), view.sort, view.descending)
+    entries = sort_entries(read_folder(target, config, may), view.sort, view.descending)
     if view.json:
-        body = json.dumps([_json_entry(entry, config) for entry in entries],
+        body = json.dumps([entry_json(entry, config) for entry in entries],
                           ensure_ascii=False, separators=(",", ":"))
         return _JSON_TYPE, body.encode("utf-8")
     rows = [] if target.url_path == "/" else [_PARENT_ROW]
-    rows.extend(_row(entry, config) for entry in entries)
+    rows.extend(entry_row(entry, config) for entry in entries)
     folders = sum(1 for _, is_dir, _ in entries if is_dir)
     values = {
-        "PATH": target.url_path,
+        "PATH": shown_name(target.url_path),
         "SUMMARY": f"{_count(folders, 'folder')}, {_count(len(entries) - folders, 'file')}",
         "SORT": view.sort,
         "ORDER": "desc" if view.descending else "asc",
@@ -308,29 +270,73 @@ def _render(target: Target, view: ListingView, templates: TemplateSet, signature
     return _HTML_TYPE, page.encode("utf-8")
 
 
-def read_folder(folder: Target, config: Config) -> List[Entry]:
+def read_folder(folder: Target, config: Config, may: Optional[Checker] = None) -> List[Entry]:
     """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
-    ``config``: folders first, then files, each sorted by name without regard to case.
+    ``config`` and the access checker ``may`` lets be read (:func:`scan_folder`): folders
+    first, then files, each sorted by name without regard to case.  Raises ``HTTPError``
+    404 when the folder has gone, 403 when it cannot be read.
+    """
+    entries = list(scan_folder(folder, config, may))
+    entries.sort(key=lambda e: entry_order(e[0], e[1]))
+    return entries
+
+
+def entry_order(name: str, is_folder: bool) -> Tuple[bool, str, str]:
+    """The sort key that puts folders first, then names without regard to case."""
+    return not is_folder, name.casefold(), name
+
+
+def scan_folder(folder: Target, config: Config,
+                may: Optional[Checker] = None) -> Iterator[Entry]:
+    """``(name, is_folder, stat)`` for each entry of ``folder`` that GET would serve under
+    ``config`` and ``may`` lets be read, in the order the file system gives them.
 
     Whether an entry is servable is the resolver's decision (:func:`servable_entry`): links
     the symlink policy refuses, broken links, dotfiles, devices, sockets, names that cannot
     be asked for and entries that vanish while the folder is read are all left out, and a
-    link's entry shows what it leads to.  Raises ``HTTPError`` 404 when the folder has gone,
-    403 when it cannot be read.
+    link's entry shows what it leads to.  A link is judged by ``may`` where it leads, as a
+    GET through it would be.  Raises ``HTTPError`` 404 when the folder has gone, 403 when
+    it cannot be read.
     """
-    entries: List[Entry] = []
+    real_folder = real_path(folder.fs_path, config).rstrip("/") + "/" if may else ""
     try:
-        with os.scandir(folder.fs_path) as scan:
-            for entry in scan:
-                st = servable_entry(folder, entry.name, config)
-                if st is not None:
-                    entries.append((entry.name, stat.S_ISDIR(st.st_mode), st))
-    except FileNotFoundError:
-        raise HTTPError(404, "The requested resource was not found.") from None
-    except OSError:
-        raise HTTPError(403, "This folder cannot be listed.") from None
-    entries.sort(key=lambda e: (not e[1], e[0].casefold(), e[0]))
-    return entries
+        scan = os.scandir(folder.fs_path)
+    except OSError as error:
+        raise _listing_error(error) from None
+    with scan:
+        while True:
+            try:
+                entry = next(scan, None)
+            except OSError as error:
+                raise _listing_error(error) from None
+            if entry is None:
+                return
+            st = servable_entry(folder, entry.name, config)
+            if st is None:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if may is not None and not readable(may, folder, real_folder, entry.name, is_dir,
+                                                entry.is_symlink()):
+                continue
+            yield entry.name, is_dir, st
+
+
+def _listing_error(error: OSError) -> HTTPError:
+    """The reply for a folder that cannot be read: gone (404), short of resources (503),
+    or anything else that keeps it from being listed (403)."""
+    reply = reply_for(error)
+    if reply is not None and reply.status != 403:
+        return reply
+    return HTTPError(403, "This folder cannot be listed.")
+
+
+def readable(may: Checker, folder: Target, real_folder: str, name: str, is_folder: bool,
+             link: bool) -> bool:
+    """Whether ``may`` lets the entry ``name`` of ``folder`` be read: judged on its URL
+    path and on its real path, which for a ``link`` is where it leads (``real_folder`` is
+    the folder's real path, ending in ``/``)."""
+    real = os.path.realpath(real_folder + name) if link else real_folder + name
+    return may("read", folder.url_path + name + ("/" if is_folder else ""), real)
 
 
 def sort_entries(entries: List[Entry], sort: str, descending: bool) -> List[Entry]:
@@ -356,7 +362,8 @@ def breadcrumbs(url_path: str) -> str:
     """A link for the root and for each segment of the folder ``url_path``, as HTML.
 
     ``/a/b/`` gives ``/`` linking to ``../../``, ``a`` to ``../`` and ``b`` to ``./``,
-    each followed by ``/``: the text reads as the path.  Names are escaped; the links are
+    each followed by ``/``: the text reads as the path.  Names are escaped (control and
+    format characters shown as ``\\uXXXX``, :func:`shown_name`); the links are
     relative and hold no name, so nothing in them needs encoding.
     """
     segments = [segment for segment in url_path.split("/") if segment]
@@ -364,7 +371,7 @@ def breadcrumbs(url_path: str) -> str:
     for depth, segment in enumerate([""] + segments):
         up = len(segments) - depth
         current = ' aria-current="page"' if up == 0 else ""
-        shown = f"{html.escape(segment)}/" if segment else "/"
+        shown = f"{html.escape(shown_name(segment))}/" if segment else "/"
         crumbs.append(f'<a href="{"../" * up or "./"}"{current}>{shown}</a>')
     return "".join(crumbs)
 
@@ -386,34 +393,52 @@ def _href(name: str, is_dir: bool) -> str:
     return quote(name, safe="") + ("/" if is_dir else "")
 
 
-def _json_entry(entry: Entry, config: Config) -> Dict[str, object]:
+def entry_json(entry: Entry, config: Config, prefix: str = "") -> Dict[str, object]:
     """One entry as JSON: ``name``, ``type`` (``"directory"`` or the media type), ``size``
-    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``."""
+    (bytes; null for a folder), ``mtime`` (ISO 8601 UTC, null when out of range), ``href``;
+    for an entry in the folder ``prefix`` below (a search hit), also ``path``."""
     name, is_dir, st = entry
+    fields: Dict[str, object] = {"path": prefix + name} if prefix else {}
     return {
+        **fields,
         "name": name,
         "type": "directory" if is_dir else media_type(file_extension(name),
                                                       config.mime_types),
         "size": None if is_dir else st.st_size,
         "mtime": _iso_time(st.st_mtime),
-        "href": _href(name, is_dir),
+        "href": quote(prefix) + _href(name, is_dir),
     }
 
 
-def _row(entry: Entry, config: Config) -> str:
-    """One table row; every value escaped here, as the row goes into the page raw."""
+def entry_row(entry: Entry, config: Config, prefix: str = "") -> str:
+    """One table row; every value escaped here, as the row goes into the page raw.
+
+    ``prefix`` is the folder below the listed one that holds the entry (a search hit), as
+    decoded segments each ending in ``/``; the row shows and links the path from there.
+    """
     name, is_dir, st = entry
-    shown = name + ("/" if is_dir else "")
+    shown = prefix + name + ("/" if is_dir else "")
     if is_dir:
         size = '<td class="size">&#8212;</td>'
-        kind = "folder"
+        kind = icon = "folder"
     else:
         size = (f'<td class="size" title="{st.st_size} bytes">'
                 f'{html.escape(human_size(st.st_size))}</td>')
         kind = media_type(file_extension(name), config.mime_types)
-    return (f'<tr><td class="name"><a href="{html.escape(_href(name, is_dir))}">'
-            f"{html.escape(shown)}</a></td>{size}{_mtime_cell(st.st_mtime)}"
+        icon = file_kind(kind)
+    return (f'<tr data-kind="{icon}"><td class="name">{_ICON.format(icon)}'
+            f'<a href="{html.escape(quote(prefix) + _href(name, is_dir))}">'
+            f"{html.escape(shown_name(shown))}</a></td>{size}{_mtime_cell(st.st_mtime)}"
             f'<td class="type">{html.escape(kind)}</td></tr>')
+
+
+def file_kind(media: str) -> str:
+    """What a file of the media type ``media`` is to the listing, which picks its icon and
+    preview by it: image, video, audio, text, archive, pdf or file."""
+    major = media.partition("/")[0]
+    if major in ("image", "video", "audio", "text"):
+        return major
+    return _KINDS.get(media, "file")
 
 
 def _column_headers(view: ListingView) -> str:
@@ -426,11 +451,11 @@ def _column_headers(view: ListingView) -> str:
             state = "descending" if view.descending else "ascending"
             marker = "&#9660;" if view.descending else "&#9650;"
             cells.append(f'<th class="{cell_class}" aria-sort="{state}">'
-                         f'<a href="?sort={key}&amp;order={order}">{label}</a> '
+                         f'<a href="?sort={key}&amp;order={order}" rel="nofollow">{label}</a> '
                          f'<span aria-hidden="true">{marker}</span></th>')
         else:
             cells.append(f'<th class="{cell_class}"><a href="?sort={key}&amp;'
-                         f'order={_FIRST_ORDER[key]}">{label}</a></th>')
+                         f'order={_FIRST_ORDER[key]}" rel="nofollow">{label}</a></th>')
     cells.append('<th class="type">Type</th>')
     return "".join(cells)
 
@@ -463,7 +488,17 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-_PARENT_ROW = ('<tr class="parent"><td class="name"><a href="../">../</a></td>'
+#: The kinds of files that are not told by their media type's major part.
+_KINDS = {"application/json": "text", "application/xml": "text",
+          "application/javascript": "text", "application/pdf": "pdf",
+          "application/zip": "archive", "application/gzip": "archive",
+          "application/x-tar": "archive", "application/x-7z-compressed": "archive",
+          "application/x-bzip2": "archive", "application/x-xz": "archive"}
+#: A row's icon: a symbol of the sprite in dir.html.
+_ICON = '<svg class="icon" aria-hidden="true"><use href="#i-{}"></use></svg>'
+_PARENT_ROW = ('<tr class="parent" data-kind="up"><td class="name">'
+               + _ICON.format("up") + '<a href="../">../</a></td>'
                '<td class="size"></td><td class="mtime"></td><td class="type">parent folder</td>'
                "</tr>")
-_DOWNLOAD_LINK = '<a class="download" href="?download=zip" download>Download as zip</a>'
+_DOWNLOAD_LINK = ('<a class="download" href="?download=zip" rel="nofollow" download>'
+                  'Download as zip</a>')

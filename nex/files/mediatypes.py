@@ -28,6 +28,7 @@ _WEB_TYPES = {
     ".ogg": "audio/ogg", ".oga": "audio/ogg", ".ogv": "video/ogg", ".opus": "audio/ogg",
     ".weba": "audio/webm", ".webm": "video/webm", ".flac": "audio/flac",
     ".m4a": "audio/mp4", ".mkv": "video/x-matroska",
+    ".pac": "application/x-ns-proxy-autoconfig",
 }
 _SCRIPT_TYPES = frozenset({"text/javascript", "application/javascript",
                            "application/x-javascript", "application/ecmascript",

@@ -21,7 +21,6 @@ and folder downloads hold exactly the entries a GET of their links would serve.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import re
@@ -29,12 +28,8 @@ import stat
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
+from nex.files.oserrors import NOT_FOUND, reply_for
 from nex.http.errors import HTTPError
-
-
-#: The access checker routing hands a handler, the user already bound:
-#: ``may(action, url_path, real_path)`` for the actions read, list, archive and write.
-Checker = Callable[[str, str, str], bool]
 
 
 class Target(NamedTuple):
@@ -69,21 +64,39 @@ _QUERY_SAFE = _PATH_SAFE + "/?%"
 #: so a half-written upload is never seen.
 UPLOAD_TEMP_PREFIX = ".nex-upload-"
 # Lookups that fail this way mean "nothing servable here".
-_NOT_FOUND = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
-                        errno.EINVAL})
-_NO_ACCESS = frozenset({errno.EACCES, errno.EPERM})
+# Characters that disguise a name: C0 and C1 controls, DEL, and the Unicode format
+# characters (general category Cf: bidi controls, zero-width characters, the soft hyphen).
+_DISGUISING = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
+#: The access checker routing gives handlers (:meth:`nex.site.access.AccessPolicy.checker`):
+#: ``may(action, url_path, real_path) -> bool``.
+Checker = Callable[[str, str, str], bool]
 
 
-def resolve(path: str, query: str, config) -> Target:
+def resolve(path: str, query: str, config, may: Optional[Checker] = None) -> Target:
     """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
 
-    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
-    ``HTTPError`` 400 for a malformed or dangerous path, 404 for anything missing or hidden
-    (dotfiles, symlinks the policy refuses), 403 when listings are off or the file system
-    denies access, and 301 with a path-only ``Location`` for a directory asked for without its
-    trailing slash.
+    ``path`` is decoded with :func:`split_path`; the rest is :func:`resolve_segments`.
     """
     segments, trailing_slash = split_path(path)
+    return resolve_segments(segments, trailing_slash, query, config, may)
+
+
+def resolve_segments(segments: List[str], trailing_slash: bool, query: str, config,
+                     may: Optional[Checker] = None) -> Target:
+    """The file or directory that the decoded path ``segments`` (from :func:`split_path`,
+    with ``trailing_slash``) names under the root.
+
+    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
+    ``HTTPError`` 404 for anything missing or hidden (dotfiles, symlinks the policy refuses),
+    403 when listings are off or the file system denies access, and 301 with a path-only
+    ``Location`` for a directory asked for without its trailing slash.  With ``may`` (the
+    access checker), a file, or the index file a folder is served by, that may not be read
+    raises :class:`Refused`.
+    """
     url_path = "/" + "/".join(segments)
     dotfiles = config.dotfiles
     for segment in segments:
@@ -92,7 +105,7 @@ def resolve(path: str, query: str, config) -> Target:
     try:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
-        if error.errno in _NOT_FOUND:
+        if error.errno in NOT_FOUND:
             raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
@@ -101,6 +114,8 @@ def resolve(path: str, query: str, config) -> Target:
     if stat.S_ISREG(st.st_mode):
         if trailing_slash:
             raise not_found(asked_for)
+        if may is not None and not may("read", url_path, real_path(fs_path, config)):
+            raise Refused()
         return Target("file", fs_path, url_path, st, folder)
     if not stat.S_ISDIR(st.st_mode):
         raise not_found(asked_for)
@@ -116,12 +131,33 @@ def resolve(path: str, query: str, config) -> Target:
         except HTTPError:
             continue
         if stat.S_ISREG(index_st.st_mode):
+            if may is not None and not may("read", url_path + name,
+                                           real_path(index_path, config)):
+                raise Refused()
             # Unless a link led elsewhere, the index file's folder is the one just looked at.
             same_folder = index_path == fs_path.rstrip("/") + "/" + name
             return Target("file", index_path, url_path, index_st, st if same_folder else None)
     if not config.listing:
         raise HTTPError(403, "Folder listings are turned off.")
     return Target("directory", fs_path, url_path, st, folder)
+
+
+class Refused(HTTPError):
+    """The access policy refuses the request's own target (``403``; routing asks an
+    anonymous client to log in instead)."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "You may not access this address.")
+
+
+def real_path(fs_path: str, config) -> str:
+    """``fs_path`` (from :func:`resolve` or :func:`lookup`) with every symlink resolved.
+
+    Under ``symlinks = never`` or ``inside`` the resolver already returns a real path (the
+    root is a real path, and a followed link is resolved whole), so this costs nothing;
+    under ``always`` it asks the file system.
+    """
+    return os.path.realpath(fs_path) if config.symlinks == "always" else fs_path
 
 
 def _asked_for(url_path: str, segments: Sequence[str], trailing_slash: bool) -> str:
@@ -162,6 +198,17 @@ def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result
     if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         return st
     return None
+
+
+def disguised(name: str) -> bool:
+    """Whether ``name`` holds a control or format character (C0, DEL, C1, bidi controls,
+    zero-width characters): such a name can pass for another, so uploads refuse it."""
+    return _DISGUISING.search(name) is not None
+
+
+def shown_name(name: str) -> str:
+    """``name`` as pages show it: each control or format character as ``\\uXXXX``."""
+    return _DISGUISING.sub(lambda match: f"\\u{ord(match.group()):04X}", name)
 
 
 def hidden(name: str, dotfiles: bool) -> bool:
@@ -274,11 +321,7 @@ def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
 
 def _os_error(exc: OSError) -> Exception:
     """The HTTPError a failed lookup stands for; unexpected failures go up unchanged."""
-    if exc.errno in _NOT_FOUND:
-        return HTTPError(404, "The requested resource was not found.")
-    if exc.errno in _NO_ACCESS:
-        return HTTPError(403, "Access to the requested resource is denied.")
-    return exc
+    return reply_for(exc) or exc
 
 
 def encode_path(segments: Sequence[str], folder: bool = False) -> str:

@@ -24,8 +24,13 @@ restart of Nex.  On completion it is named exactly as a PUT names its file (same
 rule, atomic rename).  An upload that received nothing for ``[files] upload_expiry``
 seconds is removed when next asked for (``404``).  The target's name, the folder, the
 preconditions and ``max_upload_size`` are checked at creation as for PUT, and the naming
-rules again at completion; each request asks the access checker ``may("write", ...)``.
+rules again at completion; each request asks the access policy whether the file may be
+written (a refusal is :class:`nex.files.paths.Refused`: routing asks an anonymous client to
+log in), and those that write pass routing's same-origin and Host checks first.
 Concurrent appends to one upload are refused with ``409``: one ``flock`` per upload.
+
+Nex's start-up clean-up (:mod:`nex.files.leftovers`) spares the partial data of uploads
+younger than ``upload_expiry``, so an upload resumes after a restart.
 """
 
 from __future__ import annotations
@@ -39,13 +44,12 @@ import time
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
-from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, encode_path, hidden, not_found,
-                             split_path)
-from nex.files.upload import (FILE_METHODS, PendingFile, UploadFolder, check_origin,
-                              put_preconditions, store, stored)
+from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path, hidden, not_found
+from nex.files.upload import (FILE_METHODS, PendingFile, UploadFolder, put_preconditions,
+                              store, stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.http.grammar import MEDIA_TYPE, SF_BOOLEAN, SF_COUNT
 from nex.http.request import Headers, Request
 from nex.http.response import Response
@@ -61,7 +65,7 @@ RESOURCE_METHODS = ("HEAD", "OPTIONS", "PATCH", "DELETE")
 PARTIAL_UPLOAD = "application/partial-upload"
 
 #: A token: the random part of the temporary file's name, ``r``, the declared length if any.
-_TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?")
+TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_STORE = ("Cache-Control", "no-store")
@@ -76,21 +80,20 @@ def is_resumable(request: Request) -> bool:
 
 
 def resumable_upload(request: Request, body: Optional[BodyReader], config: Config,
-                     may: Checker) -> Response:
+                     may: Checker, path: Tuple[List[str], bool]) -> Response:
     """Answer a request :func:`is_resumable` claims: creation, offset retrieval, append or
-    cancellation, by method and whether an upload resource is named."""
+    cancellation, by method and whether an upload resource is named.  ``path`` is the
+    request path as routing decoded it, ``may`` the access checker."""
     token = query_values(request.query).get(UPLOAD_QUERY)
     if token is None:
-        return _create(request, body, config, may)
+        return _create(request, body, config, may, path)
     allow = ("Allow", ", ".join(RESOURCE_METHODS))
     if request.method == "OPTIONS":
         return Response(204, [allow])
     if request.method not in RESOURCE_METHODS:
         raise HTTPError(405, f"An upload resource takes {allow[1]}.", headers=[allow])
-    if request.method != "HEAD":
-        check_origin(request)
-    match = _TOKEN.fullmatch(token)
-    folder, name = _target(request, config, may)
+    match = TOKEN.fullmatch(token)
+    folder, name = _target(path, config, may)
     try:
         if match is None:
             raise _no_upload()
@@ -117,9 +120,8 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
 
 
 def _create(request: Request, body: Optional[BodyReader], config: Config,
-            may: Checker) -> Response:
+            may: Checker, path: Tuple[List[str], bool]) -> Response:
     """Upload creation (draft §4.1), with PUT's checks before the body is read."""
-    check_origin(request)
     headers = request.headers
     complete = _complete(headers)
     length = _count(headers, "Upload-Length")
@@ -128,8 +130,8 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
             raise HTTPError(400, "Upload-Length differs from the complete body's length.")
         length = request.body_length
     if length is not None and length > config.max_upload_size:
-        raise HTTPError(413, "The upload is larger than this server accepts.")
-    folder, name = _target(request, config, may)
+        raise _too_large(config)
+    folder, name = _target(path, config, may)
     try:
         existing = folder.check(name)
         put_preconditions(headers, existing)
@@ -181,9 +183,9 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
         if length is not None:
             if length < offset or (not request.chunked and offset + request.body_length
                                    > length):
-                raise HTTPError(400, "The append goes past the upload's length.")
+                raise _past_length()
             if length > config.max_upload_size:
-                raise HTTPError(413, "The upload is larger than this server accepts.")
+                raise _too_large(config)
         folder.check(name)  # the name may have been taken or hidden meanwhile
     except BaseException:
         pending.keep()
@@ -203,9 +205,17 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
     try:
         if body is not None:
             body.limit = (config.max_upload_size if length is None else length) - offset
-            for piece in body:
-                pending.write(piece)
-                offset += len(piece)
+            try:
+                for piece in body:
+                    pending.write(piece)
+                    offset += len(piece)
+            except HTTPError as error:
+                if error.status != 413:
+                    raise
+                # The body reader's cap is what is left: name the upload's own bound.
+                bound = _too_large(config) if length is None else _past_length()
+                bound.close = True  # the rest of the body was not read
+                raise bound from None
         if not complete:
             pending.keep()
             return Response(201 if resource else 204,
@@ -230,21 +240,23 @@ def _lock(pending: PendingFile) -> None:
                         headers=[("Retry-After", "1")]) from None
 
 
-def _target(request: Request, config: Config,
+def _target(path: Tuple[List[str], bool], config: Config,
             may: Checker) -> Tuple[UploadFolder, str]:
-    """The open folder of the file ``request`` uploads, and the file's name, found as PUT
-    finds them, after the access checker allowed writing there."""
-    segments, is_folder = split_path(request.path)
+    """The open folder of the file at the decoded request ``path``, and the file's name,
+    found as PUT finds them, after the access checker allowed writing there."""
+    segments, is_folder = path
     if is_folder:
         raise HTTPError(405, "A resumable upload names a file.",
                         headers=[("Allow", ", ".join(FILE_METHODS))])
     shown = "/" + "/".join(segments)
     if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
         raise not_found(shown)
-    folder = UploadFolder(segments[:-1], config, shown)
-    if not may("write", shown, os.path.join(folder.real_path, segments[-1])):
+    folder = UploadFolder(segments[:-1], config, shown, may)
+    try:
+        folder.check_access(segments[-1])
+    except BaseException:
         folder.close()
-        raise HTTPError(403, f"Writing to {shown} is not allowed.")
+        raise
     return folder, segments[-1]
 
 
@@ -302,6 +314,15 @@ def _count(headers: Headers, name: str) -> Optional[int]:
     if not SF_COUNT.fullmatch(value):
         raise HTTPError(400, f"{name} must be a number of bytes.")
     return int(value)
+
+
+def _too_large(config: Config) -> HTTPError:
+    return HTTPError(413, "The upload is larger than this server accepts ("
+                          f"{size_limit('max_upload_size', config.max_upload_size)}).")
+
+
+def _past_length() -> HTTPError:
+    return HTTPError(400, "The append goes past the upload's length.")
 
 
 def _no_upload() -> HTTPError:

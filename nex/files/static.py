@@ -9,11 +9,11 @@ Connection; this module sets representation and caching fields only.
 
 from __future__ import annotations
 
-import errno
 import functools
 import gzip
 import os
 import stat as stat_module
+import threading
 import time
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 
@@ -23,10 +23,12 @@ from nex.http.errors import HTTPError
 from nex.files.filecache import (FileChangedError, FolderIdentity, SmallFileCache, folder_identity,
                            settled)
 from nex.http.grammar import WEIGHTED_CODING, parse_list
+from nex.http.negotiation import weight
+from nex.files.oserrors import reply_for
 from nex.files.mediatypes import content_type, file_extension
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
-from nex.files.paths import Target
+from nex.files.paths import Checker, Target
 from nex.http.response import BodyPiece, FileSlice, OpenFile, Response
 
 if TYPE_CHECKING:
@@ -36,14 +38,17 @@ if TYPE_CHECKING:
 MAX_GZIP_SIZE = 16 * 1024 * 1024
 _GZIP_LEVEL = 6
 
-# Running out of descriptors or memory passes; the client may simply try again.
-_TEMPORARY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
                             "if-modified-since"})
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
 # weighs them equally.
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
+#: The file name endings of precompressed sidecars.
+SIDECAR_EXTENSIONS = tuple(extension for extension, _ in _SIDECARS.values())
 _ACCEPT_RANGES = ("Accept-Ranges", "bytes")
+_SANDBOX = ("Content-Security-Policy", "sandbox")
+_ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
+                           "application/xml"})
 
 
 def cache_control(extension: str, config: Config) -> str:
@@ -67,20 +72,16 @@ def accepted_codings(value: str) -> Tuple[str, ...]:
         return ()
     weights: Dict[str, int] = {}
     for match in elements:
-        coding, qvalue = match.group("coding").lower(), match.group("qvalue")
-        if qvalue is None:
-            weight = 1000
-        else:
-            whole, _, fraction = qvalue.partition(".")
-            weight = 1000 * int(whole) + int(fraction.ljust(3, "0"))
-        weights.setdefault("gzip" if coding == "x-gzip" else coding, weight)
+        coding = match.group("coding").lower()
+        weights.setdefault("gzip" if coding == "x-gzip" else coding,
+                           weight(match.group("qvalue")))
     star = weights.get("*")
     identity = weights.get("identity", star)
     ranked = []
     for coding in _SIDECARS:
-        weight = weights.get(coding, star)
-        if weight and (identity is None or weight >= identity):
-            ranked.append((-weight, coding))
+        given = weights.get(coding, star)
+        if given and (identity is None or given >= identity):
+            ranked.append((-given, coding))
     ranked.sort(key=lambda item: item[0])
     return tuple(coding for _, coding in ranked)
 
@@ -95,13 +96,37 @@ def _regular_file(path: str) -> Optional[os.stat_result]:
     return info if stat_module.S_ISREG(info.st_mode) else None
 
 
-#: Files whose folder was seen to hold no sidecar of them: the file's path → the folder's
-#: identity then (:func:`nex.files.filecache.folder_identity`).  While the folder keeps that
-#: identity no entry was added, removed or renamed in it, so no sidecar can have appeared.
-#: Only absence is remembered: a sidecar that exists is looked at on every request.
-_NO_SIDECARS: Dict[str, FolderIdentity] = {}
-#: Past this many files the table starts over, which bounds its memory.
-_NO_SIDECARS_LIMIT = 4096
+class AbsentSidecars:
+    """Files whose folder was seen to hold no sidecar of them: the file's path → the
+    folder's identity then (:func:`nex.files.filecache.folder_identity`).
+
+    While the folder keeps that identity no entry was added, removed or renamed in it, so
+    no sidecar can have appeared.  Only absence is remembered: a sidecar that exists is
+    looked at on every request.  Past ``limit`` files the table starts over, which bounds
+    its memory.  Every worker thread shares one; a lock guards each look and change, so
+    it is safe without the GIL too.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._files: Dict[str, FolderIdentity] = {}
+        self._lock = threading.Lock()
+
+    def known(self, fs_path: str, folder: FolderIdentity) -> bool:
+        """Whether ``fs_path`` was seen without sidecars in its folder at ``folder``."""
+        with self._lock:
+            return self._files.get(fs_path) == folder
+
+    def remember(self, fs_path: str, folder: FolderIdentity) -> None:
+        """Note that ``fs_path``'s folder, at ``folder``, holds no sidecar of it."""
+        with self._lock:
+            if len(self._files) >= self._limit:
+                self._files.clear()
+            self._files[fs_path] = folder
+
+
+#: The table every worker thread shares.
+_NO_SIDECARS = AbsentSidecars()
 
 
 def _folder_of(fs_path: str, folder: Optional[os.stat_result]) -> Optional[FolderIdentity]:
@@ -129,7 +154,7 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
     if not codings:
         return None, True
     identity = _folder_of(fs_path, folder)
-    if identity is not None and _NO_SIDECARS.get(fs_path) == identity:
+    if identity is not None and _NO_SIDECARS.known(fs_path, identity):
         return None, False
     for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
         path = fs_path + _SIDECARS[coding][0]
@@ -138,25 +163,16 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
             return ((coding, path, info) if coding in codings else None), True
     # The identity was taken before looking: a sidecar made since changed it.
     if identity is not None and settled(identity):
-        if len(_NO_SIDECARS) >= _NO_SIDECARS_LIMIT:
-            _NO_SIDECARS.clear()
-        _NO_SIDECARS[fs_path] = identity
+        _NO_SIDECARS.remember(fs_path, identity)
     return None, False
 
 
 def _open_error(error: OSError) -> Exception:
     """The reply for a file that could not be opened; unexpected faults go up as they are."""
-    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
-        return HTTPError(404)
-    if isinstance(error, PermissionError):
-        return HTTPError(403)
     if isinstance(error, FileChangedError):
         return HTTPError(503, "The file changed while it was being read; try again.",
                          headers=[("Retry-After", "1")])
-    if error.errno in _TEMPORARY_ERRORS:
-        return HTTPError(503, "The server is short of resources; try again shortly.",
-                         headers=[("Retry-After", "5")])
-    return error
+    return reply_for(error) or error
 
 
 class _Representation(NamedTuple):
@@ -171,7 +187,7 @@ class _Representation(NamedTuple):
 
 
 def _choose(request: Request, target: Target, config: Config,
-            compressible: bool) -> _Representation:
+            compressible: bool, may: Optional[Checker] = None) -> _Representation:
     """The file itself, an acceptable sidecar, or the file gzipped on the fly.
 
     ``vary`` is set whenever the choice could depend on Accept-Encoding, so caches keep
@@ -190,7 +206,9 @@ def _choose(request: Request, target: Target, config: Config,
         sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings, target.folder)
         if sidecar is not None:
             coding, path, info = sidecar
-            return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
+            if may is None or may("read", _sidecar_url(target, coding), path):
+                return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
+            sidecar_vary = True
         vary = vary or sidecar_vary
     # Never a range of a body compressed on the fly: a Range request gets the file itself.
     if gzippable and "gzip" in codings and "Range" not in request.headers:
@@ -198,8 +216,24 @@ def _choose(request: Request, target: Target, config: Config,
     return _Representation(target.fs_path, target.stat, None, "", False, vary)
 
 
+def _sidecar_url(target: Target, coding: str) -> str:
+    """The URL path a sidecar of ``target`` would have: an index file's is in its folder."""
+    url_path = target.url_path
+    if url_path.endswith("/"):
+        url_path += target.fs_path.rpartition("/")[2]
+    return url_path + _SIDECARS[coding][0]
+
+
+def active_content(media_type: str) -> bool:
+    """Whether a browser runs script in a response of ``media_type`` (with parameters):
+    HTML, XHTML, SVG and other XML."""
+    essence = media_type.partition(";")[0].strip(" \t").lower()
+    return essence in _ACTIVE_TYPES or essence.endswith("+xml")
+
+
 def serve_file(request: Request, target: Target, config: Config,
-               file_cache: Optional[SmallFileCache] = None) -> Response:
+               file_cache: Optional[SmallFileCache] = None,
+               may: Optional[Checker] = None) -> Response:
     """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
 
     Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
@@ -208,11 +242,15 @@ def serve_file(request: Request, target: Target, config: Config,
     ``config.precompressed``; else an in-memory gzip when ``config.gzip``, the type is
     compressible, the size is within bounds and the request has no Range; else the file.
     Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
-    when one is given, as bytes instead of an open file.
+    when one is given, as bytes instead of an open file.  ``may`` is the access checker: a
+    sidecar it refuses is never sent (the file itself goes instead).  Active content
+    (HTML, SVG, XML) carries ``Content-Security-Policy: sandbox`` where uploads are on or
+    ``active_content = sandbox`` asks for it, so a page someone uploaded runs as if from
+    an origin of its own and cannot read the site with the visitor's credentials.
     """
     extension = file_extension(target.fs_path)
     media_type, compressible = content_type(extension, config.mime_types)
-    chosen = _choose(request, target, config, compressible)
+    chosen = _choose(request, target, config, compressible, may)
     file_stat = chosen.file_stat
     now = time.time()
     mtime_ns = file_stat.st_mtime_ns
@@ -231,6 +269,8 @@ def serve_file(request: Request, target: Target, config: Config,
         return Response(304, [*validators, *policy])
     ranges = _requested_ranges(request, chosen, etag, last_modified, now, config.max_ranges)
     fields = [("Content-Type", media_type)]
+    if (config.upload or config.active_content == "sandbox") and active_content(media_type):
+        fields.append(_SANDBOX)
     if chosen.encoding is not None:
         fields.append(("Content-Encoding", chosen.encoding))
     tail = [*validators, _ACCEPT_RANGES, *policy]

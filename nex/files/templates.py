@@ -32,6 +32,7 @@ than its reason phrase), ``LOCATION`` (the redirect target, empty for other erro
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 from typing import (Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple,
@@ -289,11 +290,29 @@ class TemplateSet:
         listing = loader.load(os.path.join(templates_dir, LISTING_PAGE))
         return cls(pages, fallback, listing)
 
+    def render_error_as(self, form: str, error: HTTPError, signature: str) -> bytes:
+        """The body for ``error`` in the ``form`` :func:`nex.http.negotiation.error_form`
+        chose: the page (``"html"``), a JSON object with ``status``, ``reason``, ``detail``
+        and for a redirect ``location`` (``"json"``), or one line ``STATUS REASON: DETAIL``,
+        where a redirect's detail is its target (``"text"``)."""
+        if form == "html":
+            return self.render_error(error, signature)
+        location = _location(error)
+        detail = "" if error.detail == error.reason else error.detail
+        if form == "json":
+            fields = {"status": error.status, "reason": error.reason, "detail": detail}
+            if location:
+                fields["location"] = location
+            return json.dumps(fields).encode("utf-8") + b"\n"
+        detail = location or detail
+        line = f"{error.status} {error.reason}: {detail}" if detail else \
+            f"{error.status} {error.reason}"
+        return line.encode("utf-8") + b"\n"
+
     def render_error(self, error: HTTPError, signature: str) -> bytes:
         """The UTF-8 page for ``error``: its status's own page, else the fallback."""
         template = self.error_pages.get(error.status, self.fallback)
-        location = next((value for name, value in error.headers
-                         if name.lower() == "location"), "")
+        location = _location(error)
         values = {
             "STATUS_CODE": error.status,
             "REASON": error.reason,
@@ -303,3 +322,8 @@ class TemplateSet:
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
         }
         return template.render(values).encode("utf-8")
+
+
+def _location(error: HTTPError) -> str:
+    """The ``Location`` of a redirect, else ""."""
+    return next((value for name, value in error.headers if name.lower() == "location"), "")

@@ -9,11 +9,15 @@ that folder, named by the last component of its file name.  Every file takes the
    normalisation, hidden names and symlink policy — and opened; every later step works
    relative to that open descriptor, so the folder checked is the folder written to.  It
    must exist: no folder is made, and a missing one is GET's ``404``.
-2. The name is checked: a plain name (no ``/``, ``\\``, NUL or other control character, not
-   ``.`` or ``..``, not longer than the file system allows; else ``400``) that GET would
-   serve (a hidden name gets GET's ``404``).  Whatever has the name already must be a
+2. The name is checked: a plain name (no ``/``, ``\\``, control character or format
+   character such as a bidi control, not ``.`` or ``..``, not longer than the file system
+   allows; else ``400``) that GET would serve (a hidden name gets GET's ``404``), and that
+   the access checker lets the client write, judged on the real path (so a folder link
+   into a protected folder is protected).  Whatever has the name already must be a
    regular file GET would serve (a folder: ``409``; anything GET refuses: ``404``), and is
-   replaced only with ``upload_overwrite`` (``409`` otherwise).
+   replaced only with ``upload_overwrite``.  Without it, a new file that would change what
+   an existing address serves is refused like a replacement (``409``): a ``.gz``/``.br``
+   sidecar beside an existing file, an index file in a folder served by another.
 3. The body streams, in the bounded pieces the :class:`BodyReader` brings, into a new
    temporary file ``.nex-upload-<random>`` in that folder (``O_CREAT | O_EXCL``), a name
    the resolver and the listing never show.  ``max_upload_size`` bounds the body: ``413``
@@ -35,9 +39,8 @@ for a replaced one (RFC 9110 §9.3.4), both with the file's ``ETag``; preconditi
 A form from a browser (``Accept`` lists ``text/html``) gets ``303 See Other`` back to the
 folder's listing, so reloading the page does not post the files again; other clients get
 ``201 Created`` (``200 OK`` when every file replaced one) listing the URL path of each
-file, one per line, with ``Location`` when there is one file.  An upload whose ``Origin``
-names another site is refused with ``403``, so a page elsewhere cannot make a visitor's
-browser post files here.
+file, one per line, with ``Location`` when there is one file.  That a write comes from
+Nex's own pages is checked before, by routing (:mod:`nex.site.sameorigin`).
 """
 
 from __future__ import annotations
@@ -48,17 +51,21 @@ import re
 import secrets
 import stat
 import time
-from typing import TYPE_CHECKING, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
-from nex.http.origin import normalise_origin
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, size_limit
 from nex.http.multipart import MultipartParser, Part, form_boundary
-from nex.http.request import Headers, Limits, Request
-from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, lookup, not_found,
-                          redirect_location, resolve, split_path)
+from nex.http.negotiation import media_ranges
+from nex.http.framing import HeadLimits
+from nex.http.request import Headers, Request
+from nex.files.oserrors import reply_for
+from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
+                             hidden, lookup, not_found, real_path, redirect_location,
+                             resolve_segments, shown_name, split_path)
 from nex.http.response import Response
+from nex.files.static import SIDECAR_EXTENSIONS
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -78,39 +85,44 @@ _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SEPARATORS = re.compile(r"[/\\]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: link(2) fails this way on file systems without hard links.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
-_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def allowed_methods(path: str) -> Tuple[str, ...]:
-    """The methods the address ``path`` (as sent; empty for ``*``) takes with uploads on:
-    PUT for a file's address, POST for a folder's (RFC 9110 §10.2.1 ``Allow``)."""
-    if not path:
+def allowed_methods(is_folder: Optional[bool]) -> Tuple[str, ...]:
+    """The methods an address takes with uploads on (RFC 9110 §10.2.1 ``Allow``): PUT for
+    a file's, POST for a folder's (``is_folder``, the second value of :func:`split_path`),
+    both for ``*`` (None)."""
+    if is_folder is None:
         return UPLOAD_METHODS
-    return FOLDER_METHODS if split_path(path)[1] else FILE_METHODS
+    return FOLDER_METHODS if is_folder else FILE_METHODS
 
 
-def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Response:
+def put_file(request: Request, body: Optional[BodyReader], config: Config,
+             may: Optional[Checker] = None,
+             path: Optional[Tuple[List[str], bool]] = None) -> Response:
     """Answer ``PUT``: write the request body to the file the path names.
 
-    ``body`` is None for an empty body.  Raises ``HTTPError`` 403 (another site's page, a
-    folder that is not writable), 404 (a missing folder, a name GET refuses), 405 (a folder's
-    address), 409 (a folder has the name; a file has it and overwriting is off), 412 (a
-    failed precondition), 413 (over ``max_upload_size``), 507 (the disk is full), or the
-    body reader's 400 and 408; nothing is left behind by any of them.
+    ``body`` is None for an empty body; ``may`` is the access checker (None: anything may
+    be written), ``path`` the request path as :func:`split_path` decoded it (None: decode
+    it here).  Raises ``HTTPError`` 400 (a ``Content-Range``: RFC 9110 §14.5 forbids storing
+    a part as the whole), 403 (a folder that is not writable; :class:`Refused` where the
+    access policy says no), 404 (a missing folder, a name GET refuses), 405 (a folder's
+    address), 409 (a folder has the name; overwriting is off and the upload would change
+    what an existing address serves), 412 (a failed precondition), 413 (over
+    ``max_upload_size``), 507 (the disk is full), or the body reader's 400 and 408; nothing
+    is left behind by any of them.
     """
-    check_origin(request)
-    segments, is_folder = split_path(request.path)
+    if "Content-Range" in request.headers:
+        raise HTTPError(400, "A PUT with Content-Range would store a part as the whole file.")
+    segments, is_folder = split_path(request.path) if path is None else path
     if is_folder:
         raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
                         headers=[("Allow", ", ".join(FOLDER_METHODS))])
     shown = "/" + "/".join(segments)
     if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
         raise not_found(shown)
-    folder = UploadFolder(segments[:-1], config, shown)
+    folder = UploadFolder(segments[:-1], config, shown, may)
     try:
         name = segments[-1]
         existing = folder.check(name)
@@ -119,10 +131,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config) -> Re
         exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
         pending = folder.create(name)
         try:
-            if body is not None:
-                body.limit = config.max_upload_size
-                for piece in body:
-                    pending.write(piece)
+            take_body(body, config.max_upload_size, pending.write)
             store(pending, exclusive)
         finally:
             pending.discard()
@@ -164,20 +173,22 @@ def stored(pending: PendingFile, replaced: bool) -> Response:
                     body=(f"{location}\n".encode("ascii"),))
 
 
-def post_form(request: Request, body: Optional[BodyReader], config: Config) -> Response:
+def post_form(request: Request, body: Optional[BodyReader], config: Config,
+              may: Optional[Checker] = None,
+              path: Optional[Tuple[List[str], bool]] = None) -> Response:
     """Answer ``POST``: store the files of a ``multipart/form-data`` form in the folder.
 
-    A file's address gets 405, a folder's without its slash 308 (which keeps the method).
-    Besides :func:`put_file`'s refusals it raises 415 for another content type, 400 for a
-    malformed form, one without files, or a file name that is not a plain name, 409 for a
-    form naming one file twice, and 413 for more files than ``max_upload_files`` or more or
-    larger plain fields than the request-head limits allow.
+    ``may`` and ``path`` are as for :func:`put_file`.  A file's address gets 405, a
+    folder's without its slash 308 (which keeps the method).  Besides :func:`put_file`'s
+    refusals it raises 415 for another content type, 400 for a malformed form, one without
+    files, or a file name that is not a plain name, 409 for a form naming one file twice,
+    and 413 for more files than ``max_upload_files`` or more or larger plain fields than the
+    request-head limits allow.
     """
-    check_origin(request)
-    segments, is_folder = split_path(request.path)
+    segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
         try:
-            resolve(request.path, request.query, config)
+            resolve_segments(segments, is_folder, request.query, config)
         except HTTPError as error:
             if error.status == 301:
                 raise HTTPError(308, error.detail, headers=error.headers) from None
@@ -188,14 +199,11 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
     shown = "/" + "".join(segment + "/" for segment in segments)
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found(shown)
-    folder = UploadFolder(segments, config, shown)
-    form = _FormFiles(folder, Limits.from_config(config), config.max_upload_files)
+    folder = UploadFolder(segments, config, shown, may)
+    form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
-        if body is not None:
-            body.limit = config.max_upload_size
-            for piece in body:
-                parser.feed(piece)
+        take_body(body, config.max_upload_size, parser.feed)
         parser.finish()
         if not form.files:
             raise HTTPError(400, "The form holds no file.")
@@ -218,13 +226,16 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config) -> R
 class UploadFolder:
     """The folder uploads go to, inside the document root, held open by a descriptor.
 
-    ``segments`` are its decoded URL path's segments, ``shown`` the path named in a 404.
-    Raises GET's 404 when the folder is missing or refused, 403 when it cannot be opened.
+    ``segments`` are its decoded URL path's segments, ``shown`` the path named in a 404,
+    ``may`` the access checker (None: anything may be written).  Raises GET's 404 when the
+    folder is missing or refused, 403 when it cannot be opened.
     """
 
-    def __init__(self, segments: Sequence[str], config: Config, shown: str) -> None:
+    def __init__(self, segments: Sequence[str], config: Config, shown: str,
+                 may: Optional[Checker] = None) -> None:
         self.segments = list(segments)
         self.config = config
+        self.may = may
         try:
             fs_path, checked = lookup(config.document_root, segments, config.symlinks)
         except HTTPError as error:
@@ -242,8 +253,7 @@ class UploadFolder:
             os.close(self.fd)  # replaced between the check and the opening
             raise not_found(shown)
         self.name_max = os.fpathconf(self.fd, "PC_NAME_MAX")
-        #: The folder's path on disk, as the access checker is given it.
-        self.real_path = fs_path
+        self.real_path = real_path(fs_path, config).rstrip("/")
 
     def close(self) -> None:
         """Let go of the folder."""
@@ -258,27 +268,35 @@ class UploadFolder:
         the regular file that has it when that may be replaced; else ``HTTPError`` 400, 404
         or 409."""
         shown = self.shown(name)
-        if name in ("", ".", "..") or _SEPARATORS.search(name) or _CONTROL.search(name):
-            raise HTTPError(400, f"The file name {name!r} is not a plain name.")
+        if name in ("", ".", "..") or _SEPARATORS.search(name) or disguised(name):
+            raise HTTPError(400, f"The file name {shown_name(name)!r} is not a plain name: "
+                                 "no separators, control or format characters.")
         if hidden(name, self.config.dotfiles):
             raise not_found(shown)
         if len(os.fsencode(name)) > self.name_max:
             raise HTTPError(400, "The file name is longer than this folder allows.")
+        self.check_access(name)
         try:
             found = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
-            return None
+            found = None
         except OSError as error:
             raise storage_error(error) from None
+        if not self.config.upload_overwrite:
+            self._check_shadowing(name, shown)
+        if found is None:
+            return None
         if stat.S_ISLNK(found.st_mode):
-            # A link may be replaced only where GET would follow it.
+            # A link may be replaced only where GET would follow it, and by who may write
+            # where it leads.
             try:
-                found = lookup(self.config.document_root, self.segments + [name],
-                               self.config.symlinks)[1]
+                linked, found = lookup(self.config.document_root, self.segments + [name],
+                                       self.config.symlinks)
             except HTTPError as error:
                 if error.status != 404:
                     raise
                 raise not_found(shown) from None
+            self._check_access(shown, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):
             raise _is_folder(shown)
         if not stat.S_ISREG(found.st_mode):
@@ -286,6 +304,35 @@ class UploadFolder:
         if not self.config.upload_overwrite:
             raise _exists(shown)
         return found
+
+    def check_access(self, name: str) -> None:
+        """Raise :class:`Refused` unless the policy lets the entry ``name`` here be written
+        (judged on the path it would have; :meth:`check` also follows a link)."""
+        self._check_access(self.shown(name), self.real_path + "/" + name)
+
+    def _check_access(self, shown: str, real: str) -> None:
+        """Raise :class:`Refused` unless the policy lets ``real`` be written as ``shown``."""
+        if self.may is not None and not self.may("write", shown, real):
+            raise Refused()
+
+    def _check_shadowing(self, name: str, shown: str) -> None:
+        """Refuse (``409``) a new file that would change what an existing address serves:
+        a ``.gz``/``.br`` sidecar of an existing file, or an index file of a folder already
+        served by one."""
+        base, _, suffix = name.rpartition(".")
+        if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
+            raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
+        if name in self.config.index_files:
+            for index in self.config.index_files:
+                if index != name and self._is_file(index):
+                    raise _exists(shown, f"it would change what {self.shown('')} serves")
+
+    def _is_file(self, name: str) -> bool:
+        """Whether the entry ``name`` here is a file (through a link, too)."""
+        try:
+            return stat.S_ISREG(os.stat(name, dir_fd=self.fd).st_mode)
+        except OSError:
+            return False
 
     def create(self, name: str, suffix: str = "") -> PendingFile:
         """A new temporary file here that will become ``name``, its own name random and
@@ -415,7 +462,7 @@ class _FormFiles:
     :meth:`discard` removes whatever was not named.
     """
 
-    def __init__(self, folder: UploadFolder, limits: Limits, max_files: int) -> None:
+    def __init__(self, folder: UploadFolder, limits: HeadLimits, max_files: int) -> None:
         self.folder = folder
         self.limits = limits
         self.max_files = max_files
@@ -432,7 +479,8 @@ class _FormFiles:
             self._fields += 1
             self._field_size = 0
             if self._fields > self.limits.header_count:
-                raise HTTPError(413, "The form has too many fields.")
+                raise HTTPError(413, "The form has too many fields (max_header_count ="
+                                     f" {self.limits.header_count}).")
             return
         # Some senders give a whole path: only its last component names the file.
         name = _SEPARATORS.split(part.filename)[-1]
@@ -440,7 +488,8 @@ class _FormFiles:
         if name in self._names:
             raise HTTPError(409, f"The form holds two files named {shown}.")
         if len(self.files) >= self.max_files:
-            raise HTTPError(413, f"A form may upload at most {self.max_files} files.")
+            raise HTTPError(413, f"A form may upload at most {self.max_files} files"
+                                 f" (max_upload_files = {self.max_files}).")
         existing = self.folder.check(name)
         pending = self.folder.create(name)
         pending.replaced = existing is not None
@@ -455,7 +504,8 @@ class _FormFiles:
             return
         self._field_size += len(data)
         if self._field_size > self.limits.header_block:
-            raise HTTPError(413, "A form field is too large.")
+            raise HTTPError(413, "A form field is too large ("
+                                 f"{size_limit('max_header_block', self.limits.header_block)}).")
 
     def end_part(self) -> None:
         """Finish a file part."""
@@ -495,31 +545,27 @@ def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> N
         raise HTTPError(412, "There is no file here for If-Match to match.")
 
 
-def check_origin(request: Request) -> None:
-    """Refuse an upload whose ``Origin`` (RFC 6454 §7) is not this server: browsers name
-    the page that made them send a request, so a page elsewhere cannot post files here.
-    ``null`` (a sandboxed page, a local file) is another site too."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return
-    try:
-        origin = normalise_origin(origin)
-        same_site = origin == normalise_origin(f"{origin.partition(':')[0]}://{request.host}")
-    except ValueError:
-        same_site = False
-    if not same_site:
-        raise HTTPError(403, "Uploads from pages of other sites are refused.")
+def take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
+               ) -> None:
+    """Hand each piece of the request ``body`` (None: no body) to ``consume`` as it arrives,
+    refusing with 413 (naming ``max_upload_size``) a body over ``limit`` bytes."""
+    if body is not None:
+        body.limit = limit
+        body.limit_setting = "max_upload_size"
+        for piece in body:
+            consume(piece)
 
 
 def _wants_html(accept: Optional[str]) -> bool:
     """Whether the ``Accept`` field lists ``text/html``, as a browser's form submission does."""
-    return accept is not None and any(
-        item.partition(";")[0].strip(" \t").lower() == "text/html" for item in accept.split(","))
+    ranges = media_ranges(accept) if accept is not None else None
+    return ranges is not None and any(
+        (media.kind, media.subtype) == ("text", "html") for media in ranges)
 
 
-def _exists(shown: str) -> HTTPError:
-    return HTTPError(409, f"A file {shown} exists already, and uploads do not replace files "
-                          "here.")
+def _exists(shown: str, why: str = "") -> HTTPError:
+    what = f"{shown} exists" if not why else f"{shown} cannot be uploaded: {why}"
+    return HTTPError(409, f"{what}; uploads do not replace files here (upload_overwrite = no).")
 
 
 def _is_folder(shown: str) -> HTTPError:
@@ -528,10 +574,4 @@ def _is_folder(shown: str) -> HTTPError:
 
 def storage_error(error: OSError) -> Exception:
     """The reply for a folder that cannot take a file; unexpected faults go up unchanged."""
-    if error.errno in _READ_ONLY:
-        return HTTPError(403, "This folder does not accept files.")
-    if error.errno in _FULL:
-        return HTTPError(507, "There is no room left for the file.")
-    if error.errno == errno.EFBIG:
-        return HTTPError(413, "The file is larger than this folder's file system allows.")
-    return error
+    return reply_for(error, writing=True) or error

@@ -4,12 +4,14 @@
 ``403`` as §9.1 allows, so one request cannot walk the whole tree).  ``write`` adds
 PROPPATCH, MKCOL, COPY, MOVE, DELETE, LOCK and UNLOCK (class 2: Windows Explorer and macOS
 Finder write only to a server that locks), and PUT then honours locks.  Writing also needs
-the access checker's ``write`` (today: ``[files] upload``), and the same-site rule of uploads;
-DELETE needs ``allow_delete`` and MOVE ``allow_rename``.
+the access policy's ``write`` (``[files] upload``, and a login under a protected prefix) for
+every entry touched, the Destination of a COPY or MOVE included; DELETE needs
+``allow_delete`` and MOVE ``allow_rename``.  Like every write, the methods that change
+something pass routing's same-origin and Host checks first.
 
 A PROPFIND shows exactly what GET serves: hidden names and links the symlink policy refuses
-are missing, a folder its reader may not read is 404, and members it may not read are left
-out.  The live properties are ``resourcetype``, ``getcontentlength``, ``getcontenttype``,
+are missing (404), a target the access policy refuses is refused as GET refuses it, and
+members it may not read are left out, judged as a listing judges its entries.  The live properties are ``resourcetype``, ``getcontentlength``, ``getcontenttype``,
 ``getetag`` (GET's), ``getlastmodified``, ``creationdate`` (the modification time: file
 systems rarely keep another), and with locks ``supportedlock`` and ``lockdiscovery``.  Dead
 properties are not kept: PROPPATCH answers ``403`` for each, and changes nothing.
@@ -23,13 +25,13 @@ from xml.sax.saxutils import escape
 
 from nex.files.davlocks import (Lock, LockConflict, LockTable, parse_if, parse_lock_token,
                                 parse_timeout)
-from nex.files.davresource import Resource, find, members, must_exist, parent_folder
+from nex.files.davresource import Resource, find_segments, members, must_exist, parent_folder
 from nex.files.davwrite import check, copy_or_move, delete, may_write, mkcol
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
 from nex.files.mediatypes import content_type, file_extension
-from nex.files.paths import Checker, encode_path
-from nex.files.upload import check_origin, store
+from nex.files.paths import Checker, Refused, encode_path
+from nex.files.upload import store
 from nex.http.body import BodyReader
 from nex.http.dates import format_http_date
 from nex.http.errors import HTTPError, reason_phrase
@@ -85,34 +87,37 @@ class WebDav:
             return []
         return [("DAV", "1, 2" if self.writable else "1"), ("MS-Author-Via", "DAV")]
 
-    def respond(self, request: Request, body: Optional[BodyReader], may: Checker) -> Response:
-        """Answer one of :attr:`methods`."""
+    def respond(self, request: Request, body: Optional[BodyReader], may: Checker,
+                path: Tuple[List[str], bool]) -> Response:
+        """Answer one of :attr:`methods` for the request path ``path`` (decoded by routing,
+        as :func:`nex.files.paths.split_path` gives it), asking ``may`` (the access checker)
+        for every entry touched."""
         method = request.method
-        if method == "PROPFIND":
-            return self._propfind(request, body, may)
-        check_origin(request)
         config = self.config
+        target = find_segments(path[0], config)
+        if method == "PROPFIND":
+            return self._propfind(request, body, target, may)
         if method == "MKCOL":
-            return mkcol(request, body, config, self.locks, may)
+            return mkcol(request, body, target, config, self.locks, may)
         if method == "DELETE":
-            return delete(request, config, self.locks, may)
+            return delete(request, target, config, self.locks, may)
         if method in ("COPY", "MOVE"):
-            return copy_or_move(request, config, self.locks, may, method == "MOVE")
+            return copy_or_move(request, target, config, self.locks, may, method == "MOVE")
         if method == "PROPPATCH":
-            return self._proppatch(request, body, may)
+            return self._proppatch(request, body, target, may)
         if method == "LOCK":
-            return self._lock(request, body, may)
-        return self._unlock(request, may)
+            return self._lock(request, body, target, may)
+        return self._unlock(request, target, may)
 
-    def guard_put(self, request: Request) -> None:
-        """Let an upload (PUT, or a resumable upload's creation or append) through the
-        ``If`` header and the locks on its file and folder."""
-        target = find(request.path, self.config)
+    def guard_put(self, request: Request, segments: List[str]) -> None:
+        """Let an upload of the decoded path ``segments`` (PUT, or a resumable upload's
+        creation or append) through the ``If`` header and the locks on its file and folder."""
+        target = find_segments(segments, self.config)
         if target.segments:
             check(request, self.locks, self.config, target,
                   [(target.path, False), (target.path[:-1], False)])
 
-    def _propfind(self, request: Request, body: Optional[BodyReader],
+    def _propfind(self, request: Request, body: Optional[BodyReader], target: Resource,
                   may: Checker) -> Response:
         """PROPFIND (RFC 4918 §9.1): 207 with the properties asked for."""
         depth = request.headers.get("Depth")
@@ -121,13 +126,14 @@ class WebDav:
         if depth not in ("0", "1"):
             raise HTTPError(400, "Depth is 0, 1 or infinity.")
         kind, wanted = _propfind_request(read_xml(body))
-        target = must_exist(find(request.path, self.config))
-        if not may("read", target.url_path, target.real_path()):
-            raise HTTPError(404, f"The requested path {target.url_path} was not found.")
+        must_exist(target)
+        listed = depth == "1" and target.collection
+        if listed and not self.config.listing:
+            raise HTTPError(403, "Folder listings are turned off.")
+        if not may("list" if listed else "read", target.url_path, target.real_path()):
+            raise Refused()
         entries = [target]
-        if depth == "1" and target.collection:
-            if not may("list", target.url_path, target.real_path()):
-                raise HTTPError(403, "Folder listings are turned off.")
+        if listed:
             entries.extend(members(target, self.config, may))
         responses = []
         for entry in entries:
@@ -163,11 +169,10 @@ class WebDav:
                 _active_lock(lock) for lock in self.locks.locks_on(resource.path))
         return properties
 
-    def _proppatch(self, request: Request, body: Optional[BodyReader],
+    def _proppatch(self, request: Request, body: Optional[BodyReader], target: Resource,
                    may: Checker) -> Response:
         """PROPPATCH (RFC 4918 §9.2): dead properties are not kept, so each one is 403."""
-        target = must_exist(find(request.path, self.config))
-        may_write(target, may)
+        may_write(must_exist(target), may)
         check(request, self.locks, self.config, target, [(target.path, False)])
         root = read_xml(body)
         if root is None or root.tag != f"{{{DAV}}}propertyupdate":
@@ -181,11 +186,11 @@ class WebDav:
         return Response(207, [XML_TYPE], body=multistatus([propstat_response(
             target.href, [(403, [property_xml(tag) for tag in names])], reason_phrase)]))
 
-    def _lock(self, request: Request, body: Optional[BodyReader], may: Checker) -> Response:
+    def _lock(self, request: Request, body: Optional[BodyReader], target: Resource,
+              may: Checker) -> Response:
         """LOCK (RFC 4918 §9.10): a new lock (201 when it made an empty file at an unmapped
         URL, §7.3), or with no body a refresh of the lock the ``If`` header names."""
         timeout = parse_timeout(request.headers.get("Timeout"))
-        target = find(request.path, self.config)
         root = read_xml(body)
         if root is None:
             tokens = [condition.token for entry in parse_if(request.headers.get("If") or "")
@@ -230,10 +235,9 @@ class WebDav:
         return Response(201 if created else 200, [XML_TYPE, ("Lock-Token", f"<{lock.token}>")],
                         body=_lock_body(lock))
 
-    def _unlock(self, request: Request, may: Checker) -> Response:
+    def _unlock(self, request: Request, target: Resource, may: Checker) -> Response:
         """UNLOCK (RFC 4918 §9.11): 204, or 409 when no such lock covers the resource."""
         token = parse_lock_token(request.headers.get("Lock-Token"))
-        target = find(request.path, self.config)
         if target.exists:
             may_write(target, may)
         self.locks.release(token, target.path)

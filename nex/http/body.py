@@ -14,9 +14,10 @@ import re
 import time
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, protocol_error, size_limit
+from nex.http.framing import HeadLimits
 from nex.http.grammar import CHUNK_LINE
-from nex.http.request import Limits, Request, parse_field_line
+from nex.http.request import Request, parse_field_line
 
 Data = Union[bytes, bytearray, memoryview]
 #: Receives the body's data as the decoders find it; None drops it.
@@ -30,10 +31,6 @@ _CR, _LF = 13, 10
 _MAX_SIZE_DIGITS = 16
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-
-def _bad(detail: str) -> HTTPError:
-    return HTTPError(400, detail, close=True)
 
 
 class FixedLengthBody:
@@ -73,8 +70,10 @@ class ChunkedBody:
     ``received`` counts chunk data only, not the framing around it.
     """
 
-    def __init__(self, max_body: int, limits: Limits) -> None:
+    def __init__(self, max_body: int, limits: HeadLimits) -> None:
         self.max_body = max_body
+        #: The setting ``max_body`` comes from, named by the 413.
+        self.limit_setting = "max_request_body"
         self.limits = limits
         self.received = 0
         self._state = _SIZE
@@ -105,7 +104,7 @@ class ChunkedBody:
                         self._state, self._left = _DATA_END, 2
                 elif self._state == _DATA_END:
                     if view[pos] != (_CR if self._left == 2 else _LF):
-                        raise _bad("chunk data not followed by CRLF")
+                        raise protocol_error("chunk data not followed by CRLF")
                     pos += 1
                     self._left -= 1
                     if not self._left:
@@ -126,7 +125,7 @@ class ChunkedBody:
         found = _NEWLINE.search(view, pos, min(end, pos + room))
         if found is None:
             if end - pos >= room:
-                raise _bad("chunk-size line or trailer section too long")
+                raise protocol_error("chunk-size line or trailer section too long")
             self._line += view[pos:end]
             return end
         stop = found.end()
@@ -134,7 +133,7 @@ class ChunkedBody:
         line = bytes(self._line)
         self._line.clear()
         if line[-2:] != b"\r\n":
-            raise _bad("bare LF in chunked framing")
+            raise protocol_error("bare LF in chunked framing")
         text = line[:-2].decode("latin-1")
         if self._state == _SIZE:
             self._start_chunk(text)
@@ -145,12 +144,14 @@ class ChunkedBody:
     def _start_chunk(self, text: str) -> None:
         match = CHUNK_LINE.fullmatch(text)
         if match is None:
-            raise _bad("malformed chunk-size line")
+            raise protocol_error("malformed chunk-size line")
         if len(match.group("ext")) > self.limits.request_line:
-            raise _bad("chunk extension too long")
+            raise protocol_error("chunk extension too long")
         size = int(match.group("size"), 16)
         if self.received + size > self.max_body:
-            raise HTTPError(413, "request body too large", close=True)
+            raise HTTPError(413, "The request body is larger than this server accepts ("
+                                 f"{size_limit(self.limit_setting, self.max_body)}).",
+                            close=True)
         if size:
             self._state, self._left = _DATA, size
         else:
@@ -163,7 +164,7 @@ class ChunkedBody:
             return
         self._trailer_fields += 1
         if self._trailer_fields > self.limits.header_count:
-            raise _bad("too many trailer fields")
+            raise protocol_error("too many trailer fields")
         parse_field_line(text)
 
 
@@ -183,12 +184,16 @@ class BodyReader:
     """
 
     def __init__(self, request: Request, buffer: bytearray,
-                 receive: Callable[[float], bytes], timeout: float, limit: int, limits: Limits,
+                 receive: Callable[[float], bytes], timeout: float, limit: int,
+                 limits: HeadLimits,
                  send_continue: Optional[Callable[[], None]] = None,
                  send_interim: Optional[Callable[[int, Sequence[Tuple[str, str]]], None]] = None
                  ) -> None:
         self.length: Optional[int] = None if request.chunked else request.body_length
         self.limit = limit
+        #: The setting ``limit`` comes from, named by the 413; a handler that changes
+        #: ``limit`` names its own.
+        self.limit_setting = "max_request_body"
         self._decoder: Union[ChunkedBody, FixedLengthBody] = (
             ChunkedBody(limit, limits) if request.chunked else FixedLengthBody(request.body_length))
         self._buffer = buffer
@@ -251,10 +256,12 @@ class BodyReader:
         decoder = self._decoder
         if isinstance(decoder, FixedLengthBody):
             if decoder.length > self.limit:
-                raise HTTPError(413, "The request body is larger than this server accepts.",
+                raise HTTPError(413, "The request body is larger than this server accepts ("
+                                     f"{size_limit(self.limit_setting, self.limit)}).",
                                 close=True)
         else:
             decoder.max_body = self.limit
+            decoder.limit_setting = self.limit_setting
         buffer = self._buffer
         if buffer:
             with memoryview(buffer) as view:

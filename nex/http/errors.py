@@ -1,8 +1,10 @@
 """The one exception every stage raises to ask for a non-content reply.
 
 A stage that cannot go on (a malformed request, a missing file, a refused host) raises
-:class:`HTTPError` with the status it wants sent.  The connection loop is the single place
-that turns it into a rendered page, so every error and redirect looks and is escaped alike.
+:class:`HTTPError` with the status it wants sent.  The dispatcher renders every such page
+(``Dispatcher.error_response``) and the connection writes it through the one writer, so
+every error and redirect looks and is escaped alike.  :func:`protocol_error` is the error for
+a message that breaks the protocol.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def reason_phrase(status: int) -> str:
     return _REASONS[status]
 
 
+def size_limit(setting: str, size: int) -> str:
+    """``setting = SIZE`` as settings.conf spells the size (``max_upload_size = 100M``), for
+    the detail of a refusal that a setting's limit caused, so the client learns what to raise."""
+    for unit, factor in (("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        if size and size % factor == 0:
+            return f"{setting} = {size // factor}{unit}"
+    return f"{setting} = {size}"
+
+
 class HTTPError(Exception):
     """A reply other than content: ``status`` plus a human ``detail`` for the page.
 
@@ -36,15 +47,27 @@ class HTTPError(Exception):
     ``Content-Range``).  ``close`` asks the connection to close after the reply, which the
     connection loop also does on its own for statuses that leave the framing in doubt.
     The detail is shown to the client, so it never carries internals such as paths on disk.
-    ``user`` is the user who logged in for the request refused (None for none), for the log.
+    ``user`` is the user who logged in for the request refused (None for none), for the log;
+    ``refusal`` a short token naming which of Nex's own rules refused it (``blacklist``,
+    ``port``, ``auth``...; None when no rule did), for the log too.
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
-                 close: bool = False) -> None:
+                 close: bool = False, refusal: Optional[str] = None) -> None:
         self.status = status
         self.reason = reason_phrase(status)
         self.detail = detail or self.reason
         self.headers = tuple(headers)
         self.close = close
         self.user: Optional[str] = None
+        self.refusal = refusal
         super().__init__(f"{status} {self.reason}: {self.detail}")
+
+
+def protocol_error(detail: str, status: int = 400) -> HTTPError:
+    """The error for a message that breaks the protocol (``status`` 400 unless given).
+
+    It asks the connection to close: once a message is refused as malformed, nothing says
+    where it ends, so the bytes after it cannot be trusted to start the next one.
+    """
+    return HTTPError(status, detail, close=True)

@@ -39,8 +39,8 @@ _QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-
 
 #: RFC 9110 §5.6.2: token = 1*tchar.
 TOKEN = re.compile(_TOKEN)
-#: RFC 9110 §5.6.4: quoted-string.
-QUOTED_STRING = re.compile(_QUOTED_STRING)
+# RFC 9110 §7.8: Upgrade = #protocol; protocol = protocol-name ["/" protocol-version]
+PROTOCOL = re.compile(rf"(?P<name>{_TOKEN})(?:/{_TOKEN})?")
 
 # --- RFC 9110 §5.5 and RFC 9112 §5: fields ----------------------------------------------------
 
@@ -97,6 +97,11 @@ def parse_list(value: str, element: re.Pattern[str]) -> Optional[List[re.Match[s
         position = separator.end()
 
 
+#: X-Forwarded-For (de facto, in no RFC): a list whose elements are taken as any run of
+#: characters other than comma and white space, for ``ipaddress`` to judge.
+FORWARDED_FOR_ELEMENT = re.compile(r"[^,\s]+")
+
+
 # --- RFC 9112 §3: the request line ------------------------------------------------------------
 
 #: RFC 9110 §9.1: method = token.
@@ -137,6 +142,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _IPV6_CHARACTERS = re.compile(_IPV6)
 _PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+#: The port a URI of each scheme names when it gives none (RFC 9110 §4.2.1-2).
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_host(value: str) -> Optional[re.Match[str]]:
@@ -228,8 +235,6 @@ PARAMETER = re.compile(
     rf"{_OWS};{_OWS}(?:(?P<name>{_TOKEN})=(?P<value>{_TOKEN}|{_QUOTED_STRING}))?")
 #   qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
 _QVALUE = r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)"
-#: RFC 9110 §12.4.2: qvalue.
-QVALUE = re.compile(_QVALUE)
 #: RFC 9110 §12.5.3: an Accept-Encoding element, codings [ weight ], where
 #: codings = content-coding / "identity" / "*" (all tokens) and
 #: weight = OWS ";" OWS "q=" qvalue ("q" case-insensitive, as ABNF strings are).

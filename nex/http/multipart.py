@@ -30,9 +30,10 @@ from __future__ import annotations
 import re
 from typing import Dict, NamedTuple, Optional, Protocol
 
-from nex.http.errors import HTTPError
+from nex.http.errors import HTTPError, protocol_error
+from nex.http.framing import HeadLimits, has_only_crlf
 from nex.http.grammar import MEDIA_TYPE, PARAMETER, TOKEN, unquote
-from nex.http.request import Limits, parse_field_line
+from nex.http.request import parse_field_line
 
 # RFC 2046 §5.1.1: boundary := 0*69<bchars> bcharsnospace.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
@@ -44,10 +45,6 @@ _CRLF = b"\r\n"
 _CR, _LF = 13, 10
 
 _PREAMBLE, _DELIMITER_LINE, _HEADERS, _DATA, _CLOSE, _EPILOGUE = range(6)
-
-
-def _bad(detail: str) -> HTTPError:
-    return HTTPError(400, detail)
 
 
 class Part(NamedTuple):
@@ -87,14 +84,14 @@ def _parameters(text: str, start: int, what: str) -> Dict[str, str]:
     while position < len(text):
         match = PARAMETER.match(text, position)
         if match is None:
-            raise _bad(f"The {what} has malformed parameters.")
+            raise protocol_error(f"The {what} has malformed parameters.")
         position = match.end()
         name, value = match.groups()
         if name is None:
             continue
         name = name.lower()
         if name in found:
-            raise _bad(f"The {what} gives the parameter {name} twice.")
+            raise protocol_error(f"The {what} gives the parameter {name} twice.")
         found[name] = unquote(value) if value.startswith('"') else value
     return found
 
@@ -114,7 +111,7 @@ def form_boundary(content_type: Optional[str]) -> bytes:
     boundary = _parameters(content_type, media_type.start("parameters"),
                            "Content-Type").get("boundary")
     if boundary is None or not _BOUNDARY.fullmatch(boundary):
-        raise _bad("The form's Content-Type has no valid boundary.")
+        raise protocol_error("The form's Content-Type has no valid boundary.")
     return boundary.encode("ascii")
 
 
@@ -124,7 +121,7 @@ def _text(value: str, what: str) -> str:
     try:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
-        raise _bad(f"The form's {what} is not UTF-8.") from None
+        raise protocol_error(f"The form's {what} is not UTF-8.") from None
 
 
 def _disposition(value: str) -> Part:
@@ -135,34 +132,34 @@ def _disposition(value: str) -> Part:
     """
     kind = TOKEN.match(value)
     if kind is None or kind.group(0).lower() != "form-data":
-        raise _bad("A form part is not form-data.")
+        raise protocol_error("A form part is not form-data.")
     parameters = _parameters(value, kind.end(), "Content-Disposition")
     if "name" not in parameters:
-        raise _bad("A form part has no name.")
+        raise protocol_error("A form part has no name.")
     filename = parameters.get("filename")
     return Part(_text(parameters["name"], "field name"),
                 None if filename is None else _text(filename, "file name"))
 
 
-def _parse_part_head(head: bytes, limits: Limits) -> Part:
+def _parse_part_head(head: bytes, limits: HeadLimits) -> Part:
     """The :class:`Part` described by a header section: field lines each ending in CRLF."""
-    if not head.count(b"\r") == head.count(b"\n") == head.count(_CRLF):
-        raise _bad("A form part's header section holds a bare CR or LF.")
+    if not has_only_crlf(head):
+        raise protocol_error("A form part's header section holds a bare CR or LF.")
     lines = head[:-2].decode("latin-1").split("\r\n") if head else []
     if len(lines) > limits.header_count:
-        raise _bad("A form part has too many header fields.")
+        raise protocol_error("A form part has too many header fields.")
     disposition = None
     for line in lines:
         name, value = parse_field_line(line)
         name = name.lower()
         if name == "content-disposition":
             if disposition is not None:
-                raise _bad("A form part has two Content-Disposition fields.")
+                raise protocol_error("A form part has two Content-Disposition fields.")
             disposition = value
         elif name == "content-transfer-encoding" and value.lower() not in _IDENTITY_ENCODINGS:
-            raise _bad("A form part has a content transfer encoding.")
+            raise protocol_error("A form part has a content transfer encoding.")
     if disposition is None:
-        raise _bad("A form part has no Content-Disposition.")
+        raise protocol_error("A form part has no Content-Disposition.")
     return _disposition(disposition)
 
 
@@ -172,10 +169,10 @@ class MultipartParser:
     Call :meth:`feed` with each piece of the body as it arrives and :meth:`finish` at its
     end; both raise ``HTTPError(400)`` for a malformed body, and pass on whatever the
     ``handler`` raises.  Between calls it holds at most ``max(limits.header_block,
-    limits.request_line + 2, len(boundary) + 4)`` bytes (:attr:`buffered`).
+    limits.request_line + 2, len(boundary) + 4)`` bytes.
     """
 
-    def __init__(self, boundary: bytes, handler: PartHandler, limits: Limits) -> None:
+    def __init__(self, boundary: bytes, handler: PartHandler, limits: HeadLimits) -> None:
         self._delimiter = b"\r\n--" + boundary
         self._handler = handler
         self._limits = limits
@@ -189,16 +186,6 @@ class MultipartParser:
         self._steps = {_PREAMBLE: self._preamble, _DELIMITER_LINE: self._delimiter_line,
                        _HEADERS: self._headers, _DATA: self._data, _CLOSE: self._close}
 
-    @property
-    def done(self) -> bool:
-        """Whether the final delimiter has been read."""
-        return self._state in (_CLOSE, _EPILOGUE)
-
-    @property
-    def buffered(self) -> int:
-        """How many bytes of the body the parser holds."""
-        return len(self._buffer)
-
     def feed(self, data: bytes) -> None:
         """Parse the next piece of the body, reporting what it completes to the handler."""
         if self._state == _EPILOGUE:
@@ -211,7 +198,7 @@ class MultipartParser:
         """The body has ended: raise ``HTTPError(400)`` unless it ended after the final
         delimiter (and its transport padding, or a line break and an epilogue)."""
         if not (self._state == _EPILOGUE or (self._state == _CLOSE and not self._buffer)):
-            raise _bad("The form ended before its final boundary.")
+            raise protocol_error("The form ended before its final boundary.")
 
     def _delimiter_start(self) -> int:
         """Where a delimiter may begin that the buffer holds only the start of; its length
@@ -228,7 +215,7 @@ class MultipartParser:
         dropped = self._delimiter_start() if found < 0 else found
         self._skipped += dropped
         if self._skipped > self._limits.header_block:
-            raise _bad("The form's preamble is too long.")
+            raise protocol_error("The form's preamble is too long.")
         if found < 0:
             del buffer[:dropped]
             return False
@@ -241,7 +228,7 @@ class MultipartParser:
         buffer = self._buffer
         if buffer[:2] == b"--":
             if not self._parts:
-                raise _bad("The form has no parts.")
+                raise protocol_error("The form has no parts.")
             del buffer[:2]
             self._enter(_CLOSE)
             return True
@@ -251,11 +238,11 @@ class MultipartParser:
         end = buffer.find(_CRLF, max(0, self._scanned - 1), limit)
         if end < 0:
             if len(buffer) >= limit:
-                raise _bad("A form boundary line is too long.")
+                raise protocol_error("A form boundary line is too long.")
             self._scanned = len(buffer)
             return False
         if not _PADDING.fullmatch(buffer, 0, end):
-            raise _bad("A form boundary is followed by text.")
+            raise protocol_error("A form boundary is followed by text.")
         del buffer[:end + 2]
         self._enter(_HEADERS)
         return True
@@ -269,7 +256,7 @@ class MultipartParser:
             end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3), limit)
             if end < 0:
                 if len(buffer) >= limit:
-                    raise _bad("A form part's header section is too large.")
+                    raise protocol_error("A form part's header section is too large.")
                 self._scanned = len(buffer)
                 return False
             part = _parse_part_head(bytes(buffer[:end + 2]), self._limits)
@@ -307,7 +294,7 @@ class MultipartParser:
         if not buffer:
             return False
         if buffer[0] != _CR or (len(buffer) > 1 and buffer[1] != _LF):
-            raise _bad("The form has text after its final boundary.")
+            raise protocol_error("The form has text after its final boundary.")
         if len(buffer) > 1:
             buffer.clear()
             self._enter(_EPILOGUE)

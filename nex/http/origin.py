@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nex.http.grammar import ipv6_address, is_hostname
+from nex.http.grammar import DEFAULT_PORTS, ipv6_address, is_hostname
 
 # RFC 6454 §6.2: the serialisation of an origin is scheme "://" host [ ":" port ], scheme
 # and host in lower case and the port left out when it is the scheme's default.
@@ -12,7 +12,6 @@ _ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[0-9a-f:.]+\]|
                      r"(?::(?P<port>[0-9]{1,5}))?")
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
                    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalise_origin(text: str) -> str:
@@ -40,6 +39,6 @@ def normalise_origin(text: str) -> str:
         number = int(port)
         if not 1 <= number <= 65535:
             raise ValueError(f"{text!r} has a port outside 1 to 65535")
-        if _DEFAULT_PORTS.get(scheme) != number:
+        if DEFAULT_PORTS.get(scheme) != number:
             return f"{scheme}://{host}:{number}"
     return f"{scheme}://{host}"

@@ -3,7 +3,9 @@
 Nothing here touches a socket; the connection loop feeds it what it has read.  A
 :class:`HeadScanner` says where the next head lies in the connection's buffer, resuming
 where it stopped as bytes arrive, and :func:`parse_head` turns those bytes into a
-:class:`Request`.  The rules come from :mod:`nex.http.grammar` (RFC 9112 and RFC 9110).
+:class:`Request`.  The rules come from :mod:`nex.http.grammar` (RFC 9112 and RFC 9110);
+where the head and the body end, and whether the connection persists, from
+:mod:`nex.http.framing`, which judges the proxy's origin responses alike.
 
 Every error raised here asks the connection to close: once a head is rejected, nothing
 says where its body ends, so the bytes after it cannot be trusted to start a request.
@@ -12,29 +14,23 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
 
-from nex.http.errors import HTTPError
-from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, CONTENT_LENGTH, FIELD_NAME,
-                         FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
-                         REQUEST_TARGET, TCHAR_BYTES, TOKEN, TRANSFER_CODING, parse_host,
-                         parse_list)
-
-if TYPE_CHECKING:
-    from nex.process.config import Config
+from nex.http.errors import protocol_error
+from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
+                              head_lines, head_too_large, line_length, line_too_long, persists)
+from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_SECTION,
+                              FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM, REQUEST_TARGET,
+                              TCHAR_BYTES, parse_host)
 
 _CR, _LF = 13, 10
 
 
-def _bad(detail: str, status: int = 400) -> HTTPError:
-    return HTTPError(status, detail, close=True)
-
-
 class Headers:
-    """Case-insensitive, order-keeping multimap of the request's field lines.
+    """Case-insensitive, order-keeping multimap of a message's field lines (a request's, or
+    an origin response's for the proxy).
 
-    Names keep the spelling the client sent; lookups ignore case.  ``get`` joins repeated
+    Names keep the spelling the sender used; lookups ignore case.  ``get`` joins repeated
     fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.
     """
 
@@ -111,34 +107,7 @@ class Request(NamedTuple):
         return self.chunked or self.body_length > 0
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Size limits on a request head, in bytes (``header_count`` in field lines).
-
-    ``request_line`` bounds the request line without its CRLF (over it: 414);
-    ``header_block`` the whole head from the request line to the blank line that ends it,
-    and ``header_count`` its field lines (over either: 431).  The chunked decoder reuses
-    them: chunk extensions are bounded like a request line, trailers like a head.
-    """
-
-    request_line: int = 8192
-    header_block: int = 65536
-    header_count: int = 100
-
-    @classmethod
-    def from_config(cls, config: Config) -> Limits:
-        """The limits set in ``config``'s ``[limits]`` section."""
-        return cls(config.max_request_line, config.max_header_block, config.max_header_count)
-
-
-def _line_length(buffer: Union[bytes, bytearray], start: int, lf: int) -> int:
-    """Length of the line at ``start`` ending at the LF at ``lf``, without CR LF."""
-    return lf - start - (lf > start and buffer[lf - 1] == _CR)
-
-
 _EMPTY_LINES, _REQUEST_LINE, _FIELD_LINES = range(3)
-# A head ends in a blank line: CRLF, or a bare LF, which parse_head refuses.
-_HEAD_ENDS = (b"\n\r\n", b"\n\n")
 
 
 class HeadScanner:
@@ -156,7 +125,7 @@ class HeadScanner:
 
     __slots__ = ("_limits", "_phase", "_start", "_position", "_blank_from")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: HeadLimits) -> None:
         self._limits = limits
         self.reset()
 
@@ -165,7 +134,7 @@ class HeadScanner:
         self._phase = _EMPTY_LINES
         self._start = 0  # where the request line starts, past any empty lines
         self._position = 0  # where the search for the request line's LF resumes
-        self._blank_from = [0, 0]  # where the search for each of _HEAD_ENDS resumes
+        self._blank_from = [0, 0]  # where the search for each of HEAD_ENDS resumes
 
     def scan(self, buffer: Union[bytes, bytearray]) -> Optional[Tuple[int, int]]:
         """Where the next head lies in ``buffer``: ``(start, end)``, or None for "read more".
@@ -184,7 +153,7 @@ class HeadScanner:
             # is left to the step by step search below, which starts from scratch.
             if buffer[0] in TCHAR_BYTES:
                 lf = buffer.find(b"\n", 0, min(size, limits.request_line + 2))
-                if lf != -1 and _line_length(buffer, 0, lf) <= limits.request_line:
+                if lf != -1 and line_length(buffer, 0, lf) <= limits.request_line:
                     stop = min(size, limits.header_block)
                     end = buffer.find(b"\n\r\n", lf, stop)
                     bare = buffer.find(b"\n\n", lf, stop if end == -1 else end + 2)
@@ -199,12 +168,12 @@ class HeadScanner:
             while start + 1 < size and buffer[start] == _CR and buffer[start + 1] == _LF:
                 start += 2
                 if start > limits.request_line:
-                    raise _bad("too many empty lines before the request line")
+                    raise protocol_error("too many empty lines before the request line")
             self._start = self._position = start
             if start == size or (start + 1 == size and buffer[start] == _CR):
                 return None
             if buffer[start] not in TCHAR_BYTES:
-                raise _bad("the request does not start with a method")
+                raise protocol_error("the request does not start with a method")
             self._phase = _REQUEST_LINE
         start = self._start
         if self._phase == _REQUEST_LINE:
@@ -214,17 +183,17 @@ class HeadScanner:
                 self._position = stop
                 # Without its LF yet, the line holds every byte seen but a final CR.
                 if size - start - (buffer[size - 1] == _CR) > limits.request_line:
-                    raise _bad("request line too long", 414)
+                    raise line_too_long(limits)
                 if size - start > limits.header_block:
-                    raise _bad("request head too large", 431)
+                    raise head_too_large(limits)
                 return None
-            if _line_length(buffer, start, lf) > limits.request_line:
-                raise _bad("request line too long", 414)
+            if line_length(buffer, start, lf) > limits.request_line:
+                raise line_too_long(limits)
             self._phase, self._blank_from = _FIELD_LINES, [lf, lf]
         # The head ends at the first LF followed by CRLF or LF, the request line's included.
         stop = min(size, start + limits.header_block)
         ends = []
-        for index, blank in enumerate(_HEAD_ENDS):
+        for index, blank in enumerate(HEAD_ENDS):
             at = buffer.find(blank, self._blank_from[index], stop)
             if at == -1:
                 # Next time, look again only where one cut off by the buffer's end may start.
@@ -235,7 +204,7 @@ class HeadScanner:
         if ends:
             return start, min(ends)
         if size - start > limits.header_block:
-            raise _bad("request head too large", 431)
+            raise head_too_large(limits)
         return None
 
 
@@ -247,15 +216,15 @@ def parse_field_line(line: str) -> Tuple[str, str]:
     that is not a token and a value holding control characters are all refused with 400.
     """
     if line[:1] in (" ", "\t"):
-        raise _bad("folded or indented field line")
+        raise protocol_error("folded or indented field line")
     name, colon, rest = line.partition(":")
     if not colon:
-        raise _bad("field line without a colon")
+        raise protocol_error("field line without a colon")
     if not FIELD_NAME.fullmatch(name):
-        raise _bad("malformed field name")
+        raise protocol_error("malformed field name")
     value = rest.strip(" \t")  # exactly the OWS around the value; anything else stays
     if not FIELD_VALUE.fullmatch(value):
-        raise _bad("control character in a field value")
+        raise protocol_error("control character in a field value")
     return name, value
 
 
@@ -273,25 +242,25 @@ def _split_target(method: str, target: str) -> Tuple[str, str, Optional[str]]:
     the authority-form (CONNECT only) have no path or query.
     """
     if not REQUEST_TARGET.fullmatch(target):
-        raise _bad("malformed request target")
+        raise protocol_error("malformed request target")
     if method == "CONNECT":
         if not _valid_host(target, need_host=True, need_port=True):
-            raise _bad("CONNECT needs a host:port target")
+            raise protocol_error("CONNECT needs a host:port target")
         return "", "", None
     origin = ORIGIN_FORM.fullmatch(target)
     if origin is not None:
         return origin.group("path"), origin.group("query") or "", None
     if target == ASTERISK_FORM:
         if method != "OPTIONS":
-            raise _bad("the * target is for OPTIONS only")
+            raise protocol_error("the * target is for OPTIONS only")
         return "", "", None
     absolute = ABSOLUTE_FORM.fullmatch(target)
     if absolute is None:
-        raise _bad("malformed request target")
+        raise protocol_error("malformed request target")
     authority = absolute.group("authority")
     # RFC 9110 §4.2.1 and §4.2.4: an http(s) URI with an empty host or a userinfo is invalid.
     if not _valid_host(authority, need_host=True):
-        raise _bad("malformed authority in request target")
+        raise protocol_error("malformed authority in request target")
     return absolute.group("path") or "/", absolute.group("query") or "", authority
 
 
@@ -304,15 +273,15 @@ def _parse_request_line(line: str) -> Tuple[str, str, str]:
     """
     parts = line.split(" ")
     if len(parts) != 3:
-        raise _bad("malformed request line")
+        raise protocol_error("malformed request line")
     method, target, version = parts
     if not METHOD.fullmatch(method):
-        raise _bad("malformed method")
+        raise protocol_error("malformed method")
     match = HTTP_VERSION.fullmatch(version)
     if match is None:
-        raise _bad("malformed HTTP version")
+        raise protocol_error("malformed HTTP version")
     if match.group("major") != "1":
-        raise _bad("HTTP version not supported", 505)
+        raise protocol_error("HTTP version not supported", 505)
     return method, target, "HTTP/1.0" if match.group("minor") == "0" else "HTTP/1.1"
 
 
@@ -352,86 +321,22 @@ def _host(headers: Headers, version: str) -> str:
     """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2."""
     values = headers.get_all("Host")
     if len(values) > 1:
-        raise _bad("more than one Host field")
+        raise protocol_error("more than one Host field")
     if not values:
         if version == "HTTP/1.1":
-            raise _bad("missing Host field")
+            raise protocol_error("missing Host field")
         return ""
     value = values[0]
     if not (_valid_host_field(value) if len(value) <= _CACHED_LINE_LENGTH
             else _valid_host(value)):
-        raise _bad("malformed Host field")
+        raise protocol_error("malformed Host field")
     return values[0]
 
 
 _FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
 
 
-def _framing(headers: Headers, version: str) -> Tuple[int, bool]:
-    """``(body_length, chunked)`` from the framing fields, per RFC 9112 §6."""
-    if not headers.has_any(_FRAMING_FIELDS):
-        return 0, False
-    codings = headers.get_all("Transfer-Encoding")
-    lengths = headers.get_all("Content-Length")
-    if codings and lengths:
-        raise _bad("both Transfer-Encoding and Content-Length")
-    if codings:
-        if version == "HTTP/1.0":
-            raise _bad("Transfer-Encoding in an HTTP/1.0 request")
-        elements = parse_list(", ".join(codings), TRANSFER_CODING)
-        if elements is None:
-            raise _bad("malformed Transfer-Encoding")
-        names = [match.group("name").lower() for match in elements]
-        if not names:
-            raise _bad("empty Transfer-Encoding")
-        # RFC 9112 §6.3: unless chunked is the final coding, the body's length cannot be
-        # known, and the server MUST answer 400 and close.  With chunked last, a coding we do
-        # not implement (gzip, chunked) is 501 (§6.1).
-        if names[-1] != "chunked" or "chunked" in names[:-1]:
-            raise _bad("chunked is not the final transfer coding")
-        if names != ["chunked"] or elements[-1].group("params"):
-            raise _bad("transfer coding not implemented", 501)
-        return 0, True
-    if lengths:
-        if not all(CONTENT_LENGTH.fullmatch(value) for value in lengths):
-            raise _bad("malformed Content-Length")
-        values = {int(digits.strip(" \t")) for value in lengths for digits in value.split(",")}
-        if len(values) != 1:
-            raise _bad("conflicting Content-Length values")
-        return values.pop(), False
-    return 0, False
-
-
-def _keep_alive(headers: Headers, version: str) -> bool:
-    """Whether the connection persists after this request (RFC 9112 §9.3)."""
-    value = headers.get("Connection")
-    if value is None:
-        return version == "HTTP/1.1"
-    close, keep_alive = (_cached_connection_options(value) if len(value) <= _CACHED_LINE_LENGTH
-                         else _connection_options(value))
-    if close:
-        return False
-    return version == "HTTP/1.1" or keep_alive
-
-
-def _connection_options(value: str) -> Tuple[bool, bool]:
-    """Whether the Connection field ``value`` (repeats joined) names ``close`` and
-    ``keep-alive``; 400 when it is not a list of tokens."""
-    elements = parse_list(value, TOKEN)
-    if elements is None:
-        raise _bad("malformed Connection field")
-    options = {match.group(0).lower() for match in elements}
-    return "close" in options, "keep-alive" in options
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_connection_options(value: str) -> Tuple[bool, bool]:
-    """:func:`_connection_options`, remembered: clients send few values, and the answer
-    depends on nothing but the value."""
-    return _connection_options(value)
-
-
-def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
+def parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     """The :class:`Request` in ``head``: a request line, field lines and the blank line.
 
     ``head`` is what :meth:`HeadScanner.scan` delimits.  Raises ``HTTPError`` (always asking
@@ -440,28 +345,29 @@ def parse_head(head: Union[bytes, bytearray], limits: Limits) -> Request:
     than chunked, and 400 for anything else RFC 9112 or RFC 9110 does not allow: bare CR or
     LF, obs-fold, whitespace before a colon, a missing or repeated Host, conflicting framing.
     """
-    lf = head.find(b"\n")
-    if _line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
-        raise _bad("request line too long", 414)
-    if len(head) > limits.header_block:
-        raise _bad("request head too large", 431)
-    # Each CR must start a CRLF and each LF end one (RFC 9112 §2.2).
-    if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
-        raise _bad("bare CR or LF in request head")
-    if not head.endswith(b"\r\n\r\n"):
-        raise _bad("incomplete request head")
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    if len(lines) - 1 > limits.header_count:
-        raise _bad("too many header fields", 431)
+    lines = head_lines(head, limits)
     method, target, version, path, query, authority = _request_line(lines[0])
-    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
-        del lines[0]
-        headers = Headers([(name, value.strip(" \t")) for name, _, value in
-                           [line.partition(":") for line in lines]])
-    else:  # find the offending line, for the error's detail
-        headers = Headers([parse_field_line(line) for line in lines[1:]])
+    headers = parse_fields(head, lines)
     host = _host(headers, version)
-    body_length, chunked = _framing(headers, version)
+    body_length, chunked = 0, False
+    if headers.has_any(_FRAMING_FIELDS):
+        framing, length = body_framing(version, headers.get_all("Content-Length"),
+                                       headers.get_all("Transfer-Encoding"), request=True)
+        body_length, chunked = length or 0, framing == CHUNKED
+    options, well_formed = connection_options(headers.get("Connection"))
+    if not well_formed:
+        raise protocol_error("malformed Connection field")
     return Request(method, target, path, query, version, headers,
-                   authority if authority is not None else host, _keep_alive(headers, version),
+                   authority if authority is not None else host, persists(version, options),
                    body_length, chunked)
+
+
+def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
+    """The field lines of ``head`` (a request or a response head), split into ``lines`` by
+    :func:`~nex.http.framing.head_lines`, as :class:`Headers`; 400 for a line
+    :func:`parse_field_line` refuses."""
+    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+        return Headers([(name, value.strip(" \t")) for name, _, value in
+                        [line.partition(":") for line in lines[1:]]])
+    # Find the offending line, for the error's detail.
+    return Headers([parse_field_line(line) for line in lines[1:]])

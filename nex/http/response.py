@@ -21,6 +21,8 @@ from typing import (Iterable, Iterator, List, NamedTuple, Optional, Protocol, Se
 from nex import SERVER_SOFTWARE
 from nex.http.dates import http_date_now
 from nex.http.errors import reason_phrase
+from nex.http.framing import (CHUNK_END, CHUNKED, LAST_CHUNK, LENGTH, UNTIL_CLOSE,
+                              chunk_size_line, has_content, outgoing_framing)
 
 #: The most plaintext one TLS record carries (RFC 8446 §5.1, RFC 5246 §6.2.1): the unit in
 #: which bodies go to an encrypted socket.
@@ -88,7 +90,9 @@ class BodyFault(OSError):
 class Response:
     """A reply ready to write.
 
-    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``, the framing
+    ``headers`` are the handler's own; the writer adds ``Date``, ``Server``,
+    ``X-Content-Type-Options: nosniff`` (browsers take the ``Content-Type`` as sent, so a
+    file is never run as a script or page it was not sent as), the framing
     (``Content-Length`` computed from ``body``, or ``Transfer-Encoding``) and
     ``Connection``.  The body is one of:
 
@@ -104,7 +108,8 @@ class Response:
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
     connection to close afterwards.  A handler answers HEAD with the very response it gives
-    GET; the writer leaves the body out.
+    GET; the writer leaves the body out.  ``refusal`` is the token of the rule of Nex's that
+    refused the request (see :class:`nex.http.errors.HTTPError`), for the log.
     """
 
     status: int
@@ -118,6 +123,7 @@ class Response:
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
     reason: Optional[str] = None
+    refusal: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:
@@ -143,7 +149,7 @@ class Response:
             close()
 
 
-_NO_BODY_STATUSES = frozenset({204, 304})
+_NOSNIFF = "X-Content-Type-Options: nosniff\r\n"
 _SMALL_BODY = 64 * 1024
 #: A file slice larger than this goes out through ``os.sendfile`` even in a small body:
 #: reading it into memory and writing it again copies it twice, which costs more than the
@@ -169,32 +175,8 @@ def timeval(seconds: float) -> bytes:
     return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000) or (0 if whole else 1))
 
 
-def has_body(status: int) -> bool:
-    """Whether a response with ``status`` carries content (RFC 9110 §6.4.1)."""
-    return status >= 200 and status not in _NO_BODY_STATUSES
-
-
-class Framing:
-    """How the writer delimits a body: by length, by chunks, or by closing."""
-
-    LENGTH, CHUNKED, CLOSE = "length", "chunked", "close"
-
-
-def framing_for(response: Response, chunked_allowed: bool) -> str:
-    """The :class:`Framing` of ``response``'s body for a client that may take chunked."""
-    return _framing(response.content_length, response.status, chunked_allowed)
-
-
-def _framing(content_length: Optional[int], status: int, chunked_allowed: bool) -> str:
-    """:func:`framing_for` a response whose ``content_length`` is known to the caller."""
-    if content_length is not None or not has_body(status):
-        return Framing.LENGTH
-    return Framing.CHUNKED if chunked_allowed else Framing.CLOSE
-
-
 def serialize_head(response: Response, *, keep_alive: bool,
-                   content_length: Optional[int] = None, framing: str = Framing.LENGTH
-                   ) -> bytes:
+                   content_length: Optional[int] = None, framing: str = LENGTH) -> bytes:
     """The status line and header section of ``response``, ending in the blank line.
 
     Raises ``ValueError`` when a header or the reason would carry CR, LF or NUL: such a
@@ -212,13 +194,13 @@ def serialize_head(response: Response, *, keep_alive: bool,
         raise ValueError(f"unsafe characters in the reason phrase {reason!r}")
     if response.tunnel is not None:
         length = ""
-    elif not has_body(status):
+    elif not has_content(status):
         length = (f"Content-Length: {response.stream_length}\r\n"
                   if status == 304 and response.stream is not None
                   and response.stream_length is not None else "")
-    elif framing == Framing.CHUNKED:
+    elif framing == CHUNKED:
         length = "Transfer-Encoding: chunked\r\n"
-    elif framing == Framing.CLOSE:
+    elif framing == UNTIL_CLOSE:
         length = ""
     else:
         if content_length is None:
@@ -228,7 +210,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         origin_dated = any(name.lower() == "date" for name, _ in response.headers)
         stamp = "" if origin_dated else f"Date: {http_date_now()}\r\n"
     else:
-        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n"
+        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n{_NOSNIFF}"
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
     return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{fields}{length}"
@@ -270,10 +252,10 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
     most = RECORD_SIZE if encrypted else None
     try:
         total = response.content_length
-        framing = _framing(total, response.status, chunked_allowed)
+        framing = outgoing_framing(total, response.status, chunked_allowed)
         head = serialize_head(response, keep_alive=keep_alive, content_length=total,
                               framing=framing)
-        if head_only or not has_body(response.status) or response.tunnel is not None:
+        if head_only or not has_content(response.status) or response.tunnel is not None:
             _send_all(sock, head, 0, None, most=most)
             return 0
         if response.stream is not None:
@@ -406,16 +388,16 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
         produced += len(piece)
         if length is not None and produced > length:
             raise BodyFault(f"the body ran past its announced length of {length} bytes")
-        if framing == Framing.CHUNKED:
-            _send_all(sock, b"%x\r\n" % len(piece), more, None, most=most)
+        if framing == CHUNKED:
+            _send_all(sock, chunk_size_line(len(piece)), more, None, most=most)
             _send_all(sock, piece, more, pace, most=most)
-            _send_all(sock, b"\r\n", more, None, most=most)
+            _send_all(sock, CHUNK_END, more, None, most=most)
         else:
             _send_all(sock, piece, 0 if produced == length else more, pace, most=most)
     if length is not None and produced != length:
         raise BodyFault(f"the body ended after {produced} of {length} bytes")
-    if framing == Framing.CHUNKED:
-        _send_all(sock, b"0\r\n\r\n", 0, None, most=most)
+    if framing == CHUNKED:
+        _send_all(sock, LAST_CHUNK, 0, None, most=most)
 
 
 def _has_large_slice(body: Sequence[BodyPiece]) -> bool:

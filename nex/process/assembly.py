@@ -22,6 +22,7 @@ from nex.files.templates import TemplateSet
 from nex.files.webdav import WebDav
 from nex.files.uploadpage import UploadPage
 from nex.process.values import shipped_path
+from nex.process.interfaces import lan_address
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
@@ -56,4 +57,6 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         dav=WebDav.for_site(config),
         upload_page=(UploadPage.load(config.templates, shipped_path("other_templates"))
                      if config.upload else None),
+        port=port,
+        lan_address=lan_address(config.bind),
     )

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
+import ipaddress
 import os
 import shutil
 import sys
 import tempfile
 import textwrap
-from typing import Any, Dict, List, Optional, TextIO, Union
+from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 from nex import __version__
+from nex.files.leftovers import remove_stale_uploads
 from nex.site.login import check_password, check_user_name, hash_password
-from nex.process.config import ConfigError, load_config, shipped_settings
+from nex.process import values
+from nex.process.config import Config, ConfigError, load_config, shipped_settings
 from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, make_self_signed
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
@@ -40,14 +44,17 @@ def _epilog(default_config: Optional[str]) -> str:
 def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
     """The argument parser; ``default_config`` is named in the help of --config."""
     parser = argparse.ArgumentParser(
-        description=_DESCRIPTION, epilog=_epilog(default_config),
+        description=_DESCRIPTION, epilog=_epilog(default_config), allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "port_argument", metavar="PORT", nargs="?",
+        help="TCP port to listen on, as in python3 -m http.server 8000; the same as --port")
     parser.add_argument(
         "--port", metavar="N",
         help="TCP port to listen on, 0 to 65535; 0 picks any free port, which Nex prints at"
              " start-up (default: [server] port, else 8080)")
     parser.add_argument(
-        "--bind", metavar="ADDR",
+        "-b", "--bind", metavar="ADDR",
         help="address to listen on: an IPv4 or IPv6 address (::1, 0.0.0.0, ::) or localhost"
              " (default: [server] bind, else 127.0.0.1)")
     parser.add_argument(
@@ -56,9 +63,13 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
              " supervisor runs them, restarts one that dies and reloads the settings on"
              " SIGHUP (default: [server] workers, else 1)")
     parser.add_argument(
-        "--root", metavar="DIR",
+        "-d", "--directory", "--root", metavar="DIR", dest="root",
         help="folder to serve; a relative path starts at the current folder"
              " (default: [server] document_root, else the current folder)")
+    parser.add_argument(
+        "-p", "--protocol", metavar="VERSION",
+        help="the HTTP version, as in python3 -m http.server: Nex speaks HTTP/1.1, so only"
+             " HTTP/1.1 is accepted (HTTP/1.0 clients are still answered as HTTP/1.0)")
     parser.add_argument(
         "--auth-file", metavar="FILE",
         help="users file of USER:hash lines (see --hash-password); the paths in [auth]"
@@ -69,9 +80,14 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         help="act as a forward proxy too ([proxy] enabled): absolute URLs for other hosts"
              " are forwarded, CONNECT opens tunnels; see the [proxy] settings")
     parser.add_argument(
+        "--proxy-allow", metavar="NETWORK", action="append", default=[],
+        help="let the proxy connect to this IP address or network even though [proxy]"
+             " denied_destinations covers it, e.g. 127.0.0.1 to try the proxy against a"
+             " local server (repeatable)")
+    parser.add_argument(
         "--hash-password", metavar="USER",
-        help="read a password from standard input (asked twice on a terminal), print a"
-             " USER:hash line for a users file, and exit")
+        help="read a password from standard input (asked twice on a terminal, and again"
+             " until both agree), print a USER:hash line for a users file, and exit")
     parser.add_argument(
         "--cors", action="store_true",
         help="let web pages on any origin read what Nex serves: [cors] allow_origins = *"
@@ -131,6 +147,12 @@ def main(argv: Optional[List[str]] = None,
         return _print_user_line(args.hash_password, sys.stdin)
     if args.write_config is not None:
         return write_config(args.write_config)
+    refusal = _check_http_server_habits(args)
+    if refusal:
+        print(f"nex: {refusal}", file=sys.stderr)
+        return 2
+    if args.port_argument is not None:
+        args.port = args.port_argument
     config_path = args.config
     if config_path is None and default is not None and os.path.exists(default):
         config_path = default
@@ -147,8 +169,13 @@ def main(argv: Optional[List[str]] = None,
         overrides["cors_allow_origins"] = "*"
     if args.zip:
         overrides["zip_download"] = True
+    try:
+        allowed = values.networks(", ".join(args.proxy_allow), "")
+    except values.Invalid as error:
+        print(f"nex: --proxy-allow: {error}", file=sys.stderr)
+        return 2
     if not args.tls_self_signed:
-        return _load_and_serve(config_path, overrides)
+        return _load_and_serve(config_path, overrides, allowed)
     if args.tls_cert is not None or args.tls_key is not None:
         print("nex: --tls-self-signed makes its own certificate and key; leave out --tls-cert"
               " and --tls-key", file=sys.stderr)
@@ -164,25 +191,68 @@ def main(argv: Optional[List[str]] = None,
         notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
                   f" only): {certificate}\n  SHA-256 fingerprint "
                   f"{certificate_fingerprint(certificate)}")
-        return _load_and_serve(config_path, overrides, notice)
+        return _load_and_serve(config_path, overrides, allowed, notice)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _check_http_server_habits(args: argparse.Namespace) -> str:
+    """Why the flags that python3 -m http.server also takes cannot be followed; "" if they can."""
+    if args.port_argument is not None and args.port is not None \
+            and args.port_argument != args.port:
+        return (f"the port is given twice, as {args.port_argument} and as --port {args.port};"
+                " give it once")
+    if args.protocol is not None and args.protocol != "HTTP/1.1":
+        hint = (f"; to listen on port {args.protocol}, give it as {args.protocol} or"
+                f" --port {args.protocol}" if args.protocol.isdigit() else "")
+        return (f"-p {args.protocol}: -p names the HTTP version, as in python3 -m http.server,"
+                f" and Nex speaks HTTP/1.1 only{hint}")
+    return ""
+
+
+def allow_destinations(denied: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tuple[str, ...]:
+    """``denied`` networks without the addresses of the ``allowed`` ones (--proxy-allow)."""
+    remaining = [ipaddress.ip_network(spec, strict=False) for spec in denied]
+    for spec in allowed:
+        allow = ipaddress.ip_network(spec, strict=False)
+        kept = []
+        for network in remaining:
+            if network.version != allow.version or not network.overlaps(allow):
+                kept.append(network)
+            elif not allow.supernet_of(network):  # type: ignore[arg-type]
+                kept.extend(network.address_exclude(allow))  # type: ignore[arg-type]
+        remaining = kept
+    return tuple(str(network) for network in remaining)
+
+
 def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
-                    notice: str = "") -> int:
-    """Load the settings with ``overrides``, print ``notice`` and serve; 2 on a bad setting."""
-    try:
+                    proxy_allow: Tuple[str, ...] = (), notice: str = "") -> int:
+    """Load the settings with ``overrides``, let the proxy reach ``proxy_allow``, print
+    ``notice`` and serve; 2 on a bad setting."""
+
+    def load() -> Config:
         config = load_config(config_path, overrides)
+        if not proxy_allow:
+            return config
+        return dataclasses.replace(config, proxy_denied_destinations=allow_destinations(
+            config.proxy_denied_destinations, proxy_allow))
+
+    try:
+        config = load()
     except ConfigError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     if notice:
         print(notice, flush=True)
+    if config.upload:
+        removed = remove_stale_uploads(config)
+        if removed:
+            print(f"removed {removed} unfinished upload{'s' if removed > 1 else ''} left by"
+                  " an earlier run", flush=True)
     # Only now: checking settings needs no server.
     if config.workers > 1:
         from nex.process.supervisor import supervise
-        return supervise(config, lambda: load_config(config_path, overrides))
+        return supervise(config, load)
     from nex.process.listener import serve
     return serve(config)
 
@@ -190,9 +260,9 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
 def _print_user_line(user: str, stdin: TextIO) -> int:
     """--hash-password USER: print ``USER:hash`` for a password read from ``stdin``.
 
-    On a terminal the password is asked for twice without echo; otherwise the first line of
-    standard input is the password.  Returns 2 for a user name a users file cannot hold, 1
-    for an empty or unusable password or two different ones.
+    On a terminal the password is asked for twice without echo, and both again while the two
+    differ; otherwise the first line of standard input is the password.  Returns 2 for a user
+    name a users file cannot hold, 1 for an empty or unusable password.
     """
     try:
         user = check_user_name(user)
@@ -201,9 +271,9 @@ def _print_user_line(user: str, stdin: TextIO) -> int:
         return 2
     if stdin.isatty():
         password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
-            print("nex: the two passwords differ", file=sys.stderr)
-            return 1
+        while getpass.getpass("Repeat password: ") != password:
+            print("The two passwords differ; type them again.", file=sys.stderr)
+            password = getpass.getpass("Password: ")
     else:
         line = stdin.readline()
         password = line[:-1] if line.endswith("\n") else line

@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
+from nex.http.framing import HeadLimits
 from nex.site.login import parse_users
 from nex.proxy.blacklist import parse_file
+from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values
 
 
@@ -44,9 +46,9 @@ class Config:
     shutdown_grace: float = 10.0
     send_timeout: float = 30.0
     # [limits], bytes or counts
-    max_request_line: int = 8192
-    max_header_block: int = 65536
-    max_header_count: int = 100
+    max_request_line: int = HeadLimits.request_line
+    max_header_block: int = HeadLimits.header_block
+    max_header_count: int = HeadLimits.header_count
     max_request_body: int = 1024 * 1024
     max_ranges: int = 16
     min_send_rate: int = 1024
@@ -57,10 +59,14 @@ class Config:
     file_cache_size: int = 32 * 1024 * 1024
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
+    max_concurrent_zips: int = 4
     upload: bool = False
     max_upload_size: int = 100 * 1024 * 1024
     max_upload_files: int = 100
     upload_overwrite: bool = False
+    active_content: str = "auto"
+    max_search_entries: int = 10000
+    search_timeout: float = 2.0
     upload_expiry: int = 24 * 3600
     allow_delete: bool = False
     allow_rename: bool = False
@@ -96,9 +102,17 @@ class Config:
     proxy_denied_destinations: Tuple[str, ...] = (
         "127.0.0.0/8", "::1", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::")
     proxy_connect_ports: Tuple[int, ...] = (443,)
+    proxy_http_ports: Tuple[Tuple[int, int], ...] = ((80, 80), (443, 443), (1025, 65535))
+    proxy_allowed_destinations: Tuple[str, ...] = ()
     proxy_connect_timeout: float = 10.0
     proxy_upstream_timeout: float = 60.0
     proxy_tunnel_idle: float = 300.0
+    proxy_dns_cache_ttl: float = 30.0
+    proxy_dns_timeout: float = 5.0
+    proxy_forwarded_for: str = "no"
+    proxy_parent: str = ""
+    proxy_parent_bypass: Tuple[str, ...] = ()
+    proxy_pac: bool = False
     proxy_auth: str = ""
     proxy_auth_failures_per_minute: int = 10
     proxy_via: bool = True
@@ -167,10 +181,14 @@ _SETTINGS = (
     _setting("files", "file_cache_size", values.size(0)),
     _setting("files", "zip_download", values.boolean),
     _setting("files", "max_zip_size", values.size(1, values.MAX_ZIP_SIZE)),
+    _setting("files", "max_concurrent_zips", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload", values.boolean),
     _setting("files", "max_upload_size", values.size(1)),
     _setting("files", "max_upload_files", values.integer(1, values.MAX_COUNT)),
     _setting("files", "upload_overwrite", values.boolean),
+    _setting("files", "active_content", values.choice("auto", "sandbox")),
+    _setting("files", "max_search_entries", values.integer(0, values.MAX_COUNT)),
+    _setting("files", "search_timeout", values.seconds),
     _setting("files", "upload_expiry", values.lifetime),
     _setting("files", "allow_delete", values.boolean),
     _setting("files", "allow_rename", values.boolean),
@@ -200,9 +218,19 @@ _SETTINGS = (
              on_disk=True),
     _setting("proxy", "denied_destinations", values.networks, "proxy_denied_destinations"),
     _setting("proxy", "connect_ports", values.ports, "proxy_connect_ports"),
+    _setting("proxy", "http_ports", values.port_ranges, "proxy_http_ports"),
+    _setting("proxy", "allowed_destinations", values.blacklist_entries,
+             "proxy_allowed_destinations"),
     _setting("proxy", "connect_timeout", values.seconds, "proxy_connect_timeout"),
     _setting("proxy", "upstream_timeout", values.seconds, "proxy_upstream_timeout"),
     _setting("proxy", "tunnel_idle", values.seconds, "proxy_tunnel_idle"),
+    _setting("proxy", "dns_cache_ttl", values.seconds_or_off, "proxy_dns_cache_ttl"),
+    _setting("proxy", "dns_timeout", values.seconds, "proxy_dns_timeout"),
+    _setting("proxy", "forwarded_for", values.choice(*FORWARDED_FOR_MODES),
+             "proxy_forwarded_for"),
+    _setting("proxy", "parent", values.parent_proxy, "proxy_parent"),
+    _setting("proxy", "parent_bypass", values.blacklist_entries, "proxy_parent_bypass"),
+    _setting("proxy", "pac", values.boolean, "proxy_pac"),
     _setting("proxy", "auth", values.checked_file(parse_users), "proxy_auth", on_disk=True),
     _setting("proxy", "auth_failures_per_minute", values.integer(0, values.MAX_COUNT),
              "proxy_auth_failures_per_minute"),

@@ -11,10 +11,14 @@ only place the state changes, and it refuses a transition the table does not all
 
 A plain connection starts in IDLE, a TLS one in HANDSHAKING.  :func:`stays_open` is the one
 decision whether the connection goes back to IDLE.  Time limits apply to waiting for a
-request (idle keep-alive) and to receiving one (a slow client must deliver its whole head
+request (idle keep-alive), to receiving its head (a slow client must deliver the whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
-however it dribbles it; the TLS handshake counts against that same limit).  Every response
-is logged exactly once, with the body bytes actually sent.
+however it dribbles it; the TLS handshake counts against that same limit), to each wait for
+request body bytes (``request_head_timeout`` again) and to sending (``send_timeout``, and
+``min_send_rate`` on average).  Every response, also the page that turns away a client over
+a connection cap (:meth:`Connection.turn_away`), is written by :meth:`Connection._send` and
+logged exactly once (a CONNECT tunnel's when the tunnel ends), with the body bytes actually
+sent.
 
 On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
 blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
@@ -36,9 +40,10 @@ from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.log import Logger
-from nex.http.request import HeadScanner, Limits, Request, parse_head
-from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, framing_for, Framing, \
-    timeval, write_interim, write_response
+from nex.http.framing import UNTIL_CLOSE, HeadLimits, outgoing_framing
+from nex.http.request import HeadScanner, Request, parse_head
+from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
+    write_response
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -71,7 +76,7 @@ class State(enum.Enum):
 
 _TRANSITIONS = {
     State.HANDSHAKING: frozenset({State.IDLE, State.SENDING, State.CLOSED}),
-    State.IDLE: frozenset({State.READING_HEAD, State.CLOSED}),
+    State.IDLE: frozenset({State.READING_HEAD, State.SENDING, State.CLOSED}),
     State.READING_HEAD: frozenset({State.ANSWERING, State.SENDING, State.CLOSED}),
     State.ANSWERING: frozenset({State.SENDING, State.CLOSED}),
     State.SENDING: frozenset({State.IDLE, State.TUNNEL, State.CLOSING, State.CLOSED}),
@@ -98,7 +103,8 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and (response.forwarded or response.status not in _CLOSING_STATUSES)
             and response.tunnel is None and (body is None or body.done)
             and (request.method == "HEAD"
-                 or framing_for(response, request.version == "HTTP/1.1") != Framing.CLOSE))
+                 or outgoing_framing(response.content_length, response.status,
+                                     request.version == "HTTP/1.1") != UNTIL_CLOSE))
 
 
 def _expects_continue(request: Request) -> bool:
@@ -128,7 +134,7 @@ class Connection:
         self._accepted = time.monotonic()
         self._dispatcher = dispatcher
         self._config = dispatcher.config
-        self._limits = Limits.from_config(dispatcher.config)
+        self._limits = HeadLimits.from_config(dispatcher.config)
         self._head_scanner = HeadScanner(self._limits)
         self._logger = logger
         self._stopping = stopping
@@ -141,6 +147,11 @@ class Connection:
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                         timeval(dispatcher.config.send_timeout))
+
+    @property
+    def tunnelling(self) -> bool:
+        """Whether the connection relays a tunnel (CONNECT, WebSocket)."""
+        return self.state is State.TUNNEL
 
     @property
     def busy(self) -> bool:
@@ -238,6 +249,27 @@ class Connection:
         self._send(self._dispatcher.error_response(error), None, keep_alive=False)
         self._linger()
 
+    def turn_away(self, error: HTTPError) -> None:
+        """Answer a client Nex will not serve (a connection cap is reached) with ``error``'s
+        page, then close, never waiting on the client: the accept loop calls this, so the
+        page goes out only as far as the socket's buffer takes it at once, and nothing the
+        client sends is read.  A TLS client is closed without the page: it would need a
+        handshake, and handshakes happen only in worker threads.
+        """
+        try:
+            if self._tls is None:
+                self.sock.setblocking(False)
+                self._enter(State.SENDING)
+                self._send(self._dispatcher.error_response(error), None, keep_alive=False)
+                self.sock.shutdown(socket.SHUT_WR)
+            else:
+                self._logger.access(self.client, "-", error.status, 0, None, None)
+        except OSError:
+            pass
+        finally:
+            self.state = State.CLOSED
+            self.sock.close()
+
     def _answer(self, request: Request) -> bool:
         """Respond to ``request``; return whether the connection stays open."""
         self._enter(State.ANSWERING)
@@ -253,10 +285,10 @@ class Connection:
                                                 peer=self.client,
                                                 local_address=self._local_address)
         except HTTPError as error:
-            response = self._dispatcher.error_response(error)
+            response = self._dispatcher.error_response(error, request)
         except Exception:
             self._logger.exception(f"fault while answering {request.request_line!r}")
-            response = self._dispatcher.error_response(HTTPError(500, close=True))
+            response = self._dispatcher.error_response(HTTPError(500, close=True), request)
         # A body nobody read is discarded so the next request can be found; not after an
         # error (the connection closes instead), nor while the client still waits for
         # 100 Continue (it may never send the body: close and let it be).
@@ -266,7 +298,7 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
-                response = self._dispatcher.error_response(error)
+                response = self._dispatcher.error_response(error, request)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
         if response.tunnel is not None:
@@ -446,8 +478,8 @@ class Connection:
     def _log(self, request: Optional[Request], response: Response, sent: int,
              suffix: str = "") -> None:
         if request is None:
-            client, request_line, referer, agent = (self.client, _first_line(self._head_bytes),
-                                                    None, None)
+            client, referer, agent = self.client, None, None
+            request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
             client, request_line = self._client_of(request), request.request_line
             referer = request.headers.get("Referer")

@@ -30,6 +30,17 @@ def local_addresses(ipv6: bool) -> List[str]:
     return unique
 
 
+def lan_address(bind: str) -> str:
+    """The first address of this machine that other devices can reach, for a server bound to
+    the wildcard ``bind`` (``0.0.0.0``, ``::``); "" for any other bind or when there is none."""
+    if bind not in ("0.0.0.0", "::"):
+        return ""
+    for address in local_addresses(ipv6=bind == "::"):
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    return ""
+
+
 def _ipv4_of_interfaces() -> List[str]:
     addresses = []
     try:

@@ -4,14 +4,16 @@ A cap on live connections (and on connections per client address) keeps the thre
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
 and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
-``shutdown_grace`` seconds to finish, and exit with status 0.  With HTTPS, SIGHUP re-reads
-the certificate and key for new connections.
+``shutdown_grace`` seconds to finish, and exit with status 0.  :data:`RETIRE_SIGNAL`
+(SIGUSR2, which the supervisor sends a worker it replaces on reload) stops it the same way,
+except that CONNECT tunnels and WebSockets are left to drain on the old settings until they
+end or reach ``tunnel_idle``, as squid's reconfigure leaves them; a SIGTERM then cuts them.
+With HTTPS, SIGHUP re-reads the certificate and key for new connections.
 """
 
 from __future__ import annotations
 
 import collections
-import errno
 import ipaddress
 import queue
 import select
@@ -22,30 +24,33 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from nex import SERVER_SOFTWARE
+from nex import SERVER_SOFTWARE, qrcode
+from nex.addresses import plain_address
 from nex.process.assembly import assemble
 from nex.site.login import cleartext_warning
 from nex.process.config import Config, ConfigError
 from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
-from nex.process.interfaces import local_addresses
+from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
-from nex.http.response import write_response
+from nex.files.oserrors import OUT_OF_RESOURCES
 from nex.files.templates import TemplateError
 from nex.process.tls import ServerTLS, TLSError
 
 _RETRY_AFTER_SECONDS = "5"
-_REFUSALS = {503: "The server is at its connection limit; try again shortly.",
-             429: "Too many connections from your address; close some and try again."}
+_REFUSALS = {503: "The server is at its connection limit (max_connections); try again"
+                  " shortly.",
+             429: "Too many connections from your address (max_connections_per_client);"
+                  " close some and try again."}
 #: How long cut transfers get to log their lines after the grace period.
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5
-#: accept() errors that last until a connection ends (descriptors or kernel memory exhausted).
-_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_RETRY_SECONDS = 0.05
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
+#: Stop accepting, finish requests within the grace period, let tunnels drain.
+RETIRE_SIGNAL = signal.SIGUSR2
 
 
 class _Stop(Exception):
@@ -85,6 +90,8 @@ class Server:
             self.listener.close()
             raise
         self.stopping = threading.Event()
+        #: Whether the stop leaves tunnels to end on their own (RETIRE_SIGNAL).
+        self._drain_tunnels = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Each live connection and the worker thread serving it.
@@ -113,7 +120,7 @@ class Server:
         A second SIGINT while stopping raises :class:`ForceStop`.
         """
         previous = {sig: signal.signal(sig, self.handle_signal)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+                    for sig in (signal.SIGINT, signal.SIGTERM, RETIRE_SIGNAL)}
         try:
             ready()
             self.serve_forever()
@@ -137,7 +144,8 @@ class Server:
                     self._in_accept = False
                     if self.stopping.is_set():
                         break
-                    if error.errno in _OUT_OF_RESOURCES:
+                    # Out of descriptors or kernel memory: lasts until a connection ends.
+                    if error.errno in OUT_OF_RESOURCES:
                         # The waiting client stays queued and accept() fails at once until
                         # a connection ends: retrying without a pause would spin a core.
                         time.sleep(_ACCEPT_RETRY_SECONDS)
@@ -169,12 +177,16 @@ class Server:
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM: end the accept loop once; a second SIGINT stops at once."""
+        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once; a second SIGINT stops at
+        once; a SIGINT or SIGTERM after RETIRE_SIGNAL cuts the draining tunnels too."""
         if not self.stopping.is_set():
+            self._drain_tunnels = signum == RETIRE_SIGNAL
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
             return
+        if signum != RETIRE_SIGNAL:
+            self._drain_tunnels = False
         if signum == signal.SIGINT:
             raise ForceStop()
 
@@ -206,7 +218,7 @@ class Server:
             pass
 
     def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
-        client = _plain_address(address[0])
+        client = plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
@@ -219,17 +231,19 @@ class Server:
                 if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
-        if refusal:
-            self._refuse(sock, client, refusal)
-            return
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not refusal:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
                                     self.tls)
         except OSError:  # some systems refuse options on a socket the client already reset
-            with self._lock:
-                self._forget_client(client)
+            if not refusal:
+                with self._lock:
+                    self._forget_client(client)
             sock.close()
+            return
+        if refusal:
+            connection.turn_away(_refusal(refusal))
             return
         name = f"Client-{number} {_format_address(address)}"
         thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
@@ -240,7 +254,7 @@ class Server:
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
             self._release(connection)
-            self._refuse(sock, client, 503)
+            connection.turn_away(_refusal(503))
 
     def _run(self, connection: Connection) -> None:
         try:
@@ -272,11 +286,7 @@ class Server:
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
         self.listener.close()
-        with self._lock:
-            connections = list(self._live)
-        for connection in connections:
-            connection.wake()
-        busy = [connection for connection in connections if connection.busy]
+        busy = [connection for connection in self._wake_all() if connection.busy]
         if busy:
             grace = self.config.shutdown_grace
             print(f"waiting up to {grace:g} s for {len(busy)} transfer"
@@ -284,20 +294,42 @@ class Server:
                   file=sys.stderr, flush=True)
         deadline = time.monotonic() + self.config.shutdown_grace
         while self._wait_for_workers(deadline):
-            with self._lock:
-                connections = list(self._live)
-            for connection in connections:
-                connection.wake()
+            connections = self._wake_all()
+            if self._drain_tunnels and all(connection.tunnelling for connection in connections):
+                break  # only tunnels are left, and they may take their time
         with self._lock:
             left = list(self._live)
-        if left:
-            self._logger.warning(f"{len(left)} connection(s) still busy after the "
-                                 "shutdown grace period; closing them")
-            for connection in left:
-                connection.abort()
-            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
+        tunnels = [connection for connection in left
+                   if self._drain_tunnels and connection.tunnelling]
+        self._cut([connection for connection in left if connection not in tunnels])
+        if tunnels:
+            self._logger.warning(f"{len(tunnels)} tunnel(s) left to drain on the old settings")
+            while self._drain_tunnels and self._wait_for_workers(
+                    time.monotonic() + _WAKE_INTERVAL_SECONDS):
+                pass
+            with self._lock:
+                left = list(self._live)
+            self._cut(left)
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
+
+    def _wake_all(self) -> List[Connection]:
+        """Wake every live connection that is idle (see :meth:`Connection.wake`); the live
+        connections."""
+        with self._lock:
+            connections = list(self._live)
+        for connection in connections:
+            connection.wake()
+        return connections
+
+    def _cut(self, connections: List[Connection]) -> None:
+        """Abort ``connections``, still busy after the grace period, and let them log."""
+        if connections:
+            self._logger.warning(f"{len(connections)} connection(s) still busy after the "
+                                 "shutdown grace period; closing them")
+            for connection in connections:
+                connection.abort()
+            self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
 
     def _wait_for_workers(self, deadline: float) -> bool:
         """Wait for one worker to end before ``deadline``; False once none are left or the
@@ -310,47 +342,17 @@ class Server:
         workers[0].join(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
 
-    def _refuse(self, sock: socket.socket, client: str, status: int) -> None:
-        """Answer ``status`` with its page without blocking the accept loop, then close.
 
-        A TLS client is closed without the page: it would need a handshake, and handshakes
-        happen only in worker threads.
-        """
-        if self.tls is not None:
-            sock.close()
-            self._logger.access(client, "-", status, 0, None, None)
-            return
-        detail = _REFUSALS[status]
-        response = self.dispatcher.error_response(
-            HTTPError(status, detail, headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
-                      close=True))
-        sent = 0
-        try:
-            sock.setblocking(False)
-            sent = write_response(sock, response, head_only=False, keep_alive=False)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        finally:
-            sock.close()
-        self._logger.access(client, "-", status, sent, None, None)
+def _refusal(status: int) -> HTTPError:
+    """The error a client over a connection cap is turned away with (503 or 429)."""
+    return HTTPError(status, _REFUSALS[status], headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
+                     close=True)
 
 
 def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
     """Reload the server's TLS certificate for each True queued, until a False."""
     while reloads.get():
         server.reload_tls()
-
-
-def _plain_address(host: str) -> str:
-    """``host`` with an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) written as IPv4.
-
-    A dual-stack listener sees IPv4 clients in that form; logs and per-client limits should
-    know them by the address they really have.
-    """
-    if host.startswith("::ffff:") and "." in host:
-        return host[7:]
-    return host
 
 
 def _format_address(address: Tuple) -> str:
@@ -456,9 +458,22 @@ def serve(config: Config) -> int:
 
 
 def print_start_line(server: Server) -> None:
-    """Tell the user where Nex serves what: the first URL, then any other addresses."""
+    """Tell the user where Nex serves what: the first URL, then any other addresses; on a
+    terminal, with a wildcard bind, the QR code of the first address other devices can use."""
     urls = server.urls()
     print(f"{SERVER_SOFTWARE} serving {server.config.document_root} at {urls[0]} "
           "(Ctrl+C stops)", flush=True)
     for url in urls[1:]:
         print(f"  also at {url}", flush=True)
+    print_lan_code(server.listener, https=server.tls is not None)
+
+
+def print_lan_code(listener: socket.socket, https: bool) -> None:
+    """On a terminal, when ``listener`` is bound to a wildcard address, print the QR code of
+    the first of the machine's addresses that other devices can reach (or how to get one)."""
+    host, port = listener.getsockname()[:2]
+    address = lan_address(host)
+    if address and sys.stdout.isatty():
+        shown = f"[{address}]" if ":" in address else address
+        url = f"{'https' if https else 'http'}://{shown}:{port}/"
+        print(f"Scan to open {url} on a phone:\n{qrcode.terminal(url)}", flush=True)

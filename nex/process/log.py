@@ -75,12 +75,9 @@ class Logger:
         self._immediate = os.isatty(access)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the writer waits here for lines
-        self._progress = threading.Condition(self._lock)  # flush() waits here for the writer
         self._entries: List[Tuple[int, bytes]] = []
         self._buffered = 0
         self._dropped = 0
-        self._queued = 0  # entries accepted so far
-        self._written = 0  # entries the writer has finished with
         self._urgent = False
         self._closing = False
         self._writer = threading.Thread(target=self._write_forever, name="log-writer",
@@ -133,15 +130,6 @@ class Logger:
         self._append(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}",
                      urgent=True)
 
-    def flush(self) -> None:
-        """Wait until everything logged so far has been written (or dropped)."""
-        with self._lock:
-            target = self._queued
-            self._urgent = True
-            self._work.notify()
-            while self._written < target and self._writer.is_alive():
-                self._progress.wait(FLUSH_INTERVAL)
-
     def close(self) -> None:
         """Write out everything logged so far, stop the writer and close the owned logs."""
         with self._lock:
@@ -161,7 +149,6 @@ class Logger:
                 return
             self._entries.append((fd, data))
             self._buffered += len(data)
-            self._queued += 1
             if urgent:
                 self._urgent = True
             if urgent or len(self._entries) == 1 or self._buffered >= _BATCH_BYTES:
@@ -177,7 +164,6 @@ class Logger:
                     self._work.wait(FLUSH_INTERVAL)  # gather a batch; urgent lines cut it short
                 batch, self._entries = self._entries, []
                 dropped, self._dropped = self._dropped, 0
-                queued = self._queued
                 self._buffered = 0
                 self._urgent = False
                 done = self._closing and not batch and not dropped
@@ -189,9 +175,6 @@ class Logger:
                           f"{'' if dropped == 1 else 's'} dropped: the log was not written as"
                           " fast as lines came\n")
                 self._write_batch([(self._errors, notice.encode("ascii"))])
-            with self._lock:
-                self._written = queued
-                self._progress.notify_all()
 
     def _write_batch(self, batch: Sequence[Tuple[int, bytes]]) -> None:
         """Write ``batch`` in order, each run of entries for one destination in whole lines."""

@@ -5,9 +5,10 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor.  The supervisor has
-validated the settings and loaded the templates, so a worker starts from exactly that
-:class:`Config` and those templates: nothing is parsed twice, a SIGHUP reload hands the new
-workers exactly the settings it checked, and a restart costs no interpreter start.  Forking is
+validated the settings and checked that the templates load, so a worker starts from exactly
+that :class:`Config`: the settings are not parsed again, a SIGHUP reload hands the new
+workers exactly the settings it checked, and a restart costs no interpreter start.  Each
+worker loads the templates itself, as a lone Nex does, from the files just checked.  Forking is
 safe because the supervisor runs no thread of its own (which is why it writes its log lines
 itself rather than through :class:`nex.process.log.Logger`, whose flusher is a thread): a child
 starts with no lock held by a thread that does not exist in it.  A fresh child closes the
@@ -36,7 +37,9 @@ restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP re
 settings again (the same file and command-line overrides) and replaces the workers one by
 one: a new worker starts and is serving before an old one is told to stop, and the old one
 stops as on SIGTERM, so it finishes the responses it has in flight but closes idle
-keep-alive connections, and a connection it accepted whose request has not arrived yet.
+keep-alive connections, and a connection it accepted whose request has not arrived yet; its
+CONNECT tunnels and WebSockets, though, drain on the old settings until they end or reach
+``tunnel_idle`` (it is told with :data:`~nex.process.listener.RETIRE_SIGNAL`).
 Fewer workers than before close the surplus listeners, resetting connections that wait in
 them.  Settings that fail their checks, or that change
 ``bind`` or ``port``, leave the running workers alone and are reported in one log line.  A
@@ -65,7 +68,8 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process.assembly import assemble
 from nex.process.log import Logger
-from nex.process.listener import Server, bind_listener, listener_url
+from nex.process.listener import (RETIRE_SIGNAL, Server, bind_listener, listener_url,
+                                  print_lan_code)
 from nex.files.templates import TemplateError, TemplateSet
 from nex.process.tls import ServerTLS
 
@@ -89,12 +93,21 @@ def worker_config(config: Config) -> Config:
     """The settings one of ``config.workers`` workers runs with: its share of each cap.
 
     Each worker admits ``max_connections / workers`` connections, and
-    ``max_connections_per_client / workers`` from one address, rounded down, at least 1.
+    ``max_connections_per_client / workers`` from one address, rounded down, at least 1; the
+    failed-login budgets (site and proxy) are divided the same way, so that a client trying
+    every worker gets no more guesses than one process would give it (0, no limit, stays).
     """
+    def share(count: int) -> int:
+        return max(1, count // config.workers)
+
     return dataclasses.replace(
         config,
-        max_connections=max(1, config.max_connections // config.workers),
-        max_connections_per_client=max(1, config.max_connections_per_client // config.workers))
+        max_connections=share(config.max_connections),
+        max_connections_per_client=share(config.max_connections_per_client),
+        auth_max_failures_per_minute=(share(config.auth_max_failures_per_minute)
+                                      if config.auth_max_failures_per_minute else 0),
+        proxy_auth_failures_per_minute=(share(config.proxy_auth_failures_per_minute)
+                                        if config.proxy_auth_failures_per_minute else 0))
 
 
 def restart_delay(quick_exits: int) -> float:
@@ -128,7 +141,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
     returns 2.
     """
     try:
-        templates = TemplateSet.load(config.error_pages, config.templates)
+        TemplateSet.load(config.error_pages, config.templates)
     except TemplateError as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
@@ -144,7 +157,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
         print(f"nex: cannot open {config.error_log}: {error.strerror}", file=sys.stderr)
         first.close()
         return 2
-    return Supervisor(config, templates, load, first, log).run()
+    return Supervisor(config, load, first, log).run()
 
 
 def _first_listener(config: Config) -> socket.socket:
@@ -212,10 +225,9 @@ class _Slot:
 class Supervisor:
     """Starts, watches, restarts and replaces the worker processes (see the module)."""
 
-    def __init__(self, config: Config, templates: TemplateSet, load: Callable[[], Config],
-                 first: socket.socket, log: SupervisorLog) -> None:
+    def __init__(self, config: Config, load: Callable[[], Config], first: socket.socket,
+                 log: SupervisorLog) -> None:
         self._config = config
-        self._templates = templates
         self._load = load
         #: The listener of each slot in turn (slot 1 first); one shared by all without
         #: SO_REUSEPORT.
@@ -245,6 +257,7 @@ class Supervisor:
             url = listener_url(self._listeners[0], https=bool(self._config.tls_certificate))
             print(f"{SERVER_SOFTWARE} serving {self._config.document_root} at {url} with "
                   f"{len(self._slots)} workers (Ctrl+C stops)", flush=True)
+            print_lan_code(self._listeners[0], https=bool(self._config.tls_certificate))
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
             return 0
@@ -386,7 +399,7 @@ class Supervisor:
         """SIGHUP: re-read the settings and replace the workers one by one."""
         try:
             config = self._load()
-            templates = TemplateSet.load(config.error_pages, config.templates)
+            TemplateSet.load(config.error_pages, config.templates)
         except (ConfigError, TemplateError) as error:
             self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
             return
@@ -402,7 +415,7 @@ class Supervisor:
             return
         self._log.close()
         self._log = log
-        self._config, self._templates = config, templates
+        self._config = config
         while len(self._slots) > config.workers:
             slot = self._slots.pop()
             if slot.pid:
@@ -433,9 +446,10 @@ class Supervisor:
         self._log.info(f"settings reloaded: {config.workers} workers")
 
     def _retire(self, slot: _Slot) -> None:
-        """Let the slot's worker finish its responses and exit, with nothing to replace it."""
+        """Let the slot's worker finish its responses and its tunnels and exit, with nothing
+        to replace it (RETIRE_SIGNAL; stopping Nex then cuts the tunnels with SIGTERM)."""
         self._retiring[slot.pid] = slot.number
-        _signal(slot.pid, signal.SIGTERM)
+        _signal(slot.pid, RETIRE_SIGNAL)
         slot.pid = 0
 
     def _spawn(self, config: Config, number: int) -> Tuple[int, str]:
@@ -504,8 +518,7 @@ class Supervisor:
                 if other is not listener:
                     other.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # type: ignore[arg-type]
-            status = _serve_as_worker(config, self._templates, listener, report,
-                                      self._lifeline_read)
+            status = _serve_as_worker(config, listener, report, self._lifeline_read)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -516,8 +529,8 @@ class Supervisor:
                 os._exit(status)
 
 
-def _serve_as_worker(config: Config, templates: TemplateSet, listener: socket.socket,
-                     report: int, lifeline: int) -> int:
+def _serve_as_worker(config: Config, listener: socket.socket, report: int,
+                     lifeline: int) -> int:
     """One worker's life: report ready on ``report`` once serving, serve until stopped."""
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import nex
 from nex.site.login import ProtectedPaths, challenge
 from nex.proxy.blacklist import parse_entry
+from nex.proxy.parent import parse_parent
 from nex.http.origin import normalise_origin
 from nex.site.clients import parse_networks
 from nex.http.grammar import FIELD_VALUE, MEDIA_TYPE, is_hostname
@@ -103,6 +104,27 @@ def seconds(text: str, base: str) -> float:
     if not SECONDS.fullmatch(text) or not 0 < float(text) <= MAX_SECONDS:
         raise Invalid("must be a number of seconds above 0 and at most 86400, such as 10 or 2.5")
     return float(text)
+
+
+def seconds_or_off(text: str, base: str) -> float:
+    """A duration in seconds as :func:`seconds` reads it, or ``0`` for off."""
+    if text == "0":
+        return 0.0
+    try:
+        return seconds(text, base)
+    except Invalid:
+        raise Invalid("must be 0 (off) or a number of seconds above 0 and at most 86400,"
+                      " such as 30 or 2.5") from None
+
+
+def parent_proxy(text: str, base: str) -> str:
+    """A parent proxy's address, ``http://[user:password@]host:port``, or empty for none."""
+    if text:
+        try:
+            parse_parent(text)
+        except ValueError as error:
+            raise Invalid(str(error)) from None
+    return text
 
 
 def lifetime(text: str, base: str) -> int:
@@ -218,6 +240,26 @@ def ports(text: str, base: str) -> Tuple[int, ...]:
             raise Invalid(f"{item!r} is not a port from 1 to 65535")
         ports.append(int(item))
     return tuple(ports)
+
+
+_PORT_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+
+
+def port_ranges(text: str, base: str) -> Tuple[Tuple[int, int], ...]:
+    """TCP ports and ranges such as ``80, 443, 1025-65535``, as (first, last) pairs; may be
+    empty."""
+    ranges = []
+    for item in split_items(text):
+        match = _PORT_RANGE.fullmatch(item)
+        first = last = 0
+        if match is not None:
+            first = int(match.group(1))
+            last = int(match.group(2) or match.group(1))
+        if not 1 <= first <= last <= 65535:
+            raise Invalid(f"{item!r} is not a port or range (such as 1025-65535) within"
+                          " 1 to 65535")
+        ranges.append((first, last))
+    return tuple(ranges)
 
 
 def checked_file(parse: Callable[[bytes], Any]) -> Callable[[str, str], str]:

@@ -23,10 +23,8 @@ import re
 import urllib.parse
 from typing import Callable, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
+from nex.addresses import Address, Network, in_networks
 from nex.watchedfile import WatchedFile
-
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # A DNS label in ASCII (RFC 1035 letters, digits and hyphens; "_" occurs in real names).
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -84,24 +82,6 @@ def _ip_literal(text: str) -> Optional[Address]:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-def address_forms(address: Address) -> Tuple[Address, ...]:
-    """``address``, plus the IPv4 address it carries when it is IPv4-mapped (``::ffff:a.b.c.d``).
-
-    A dual-stack socket connecting to ``::ffff:127.0.0.1`` reaches 127.0.0.1, so a network
-    check must see both spellings.
-    """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address, address.ipv4_mapped
-    return (address,)
-
-
-def in_networks(address: Address, networks: Iterable[Network]) -> bool:
-    """Whether ``address``, in either of its :func:`address_forms`, lies in one of ``networks``."""
-    forms = address_forms(address)
-    return any(form in network for network in networks for form in forms
-               if form.version == network.version)
 
 
 class Entries(NamedTuple):
@@ -199,6 +179,13 @@ class DomainList:
         literal = _ip_literal(host)
         if literal is not None:
             return self.matches_address(literal)
+        return self.matches_name(host)
+
+    def matches_name(self, host: str) -> bool:
+        """Whether the name ``host`` is a listed domain or lies below one (IP literals and
+        malformed names: no)."""
+        if _ip_literal(host) is not None:
+            return False
         try:
             name = canonical_host(host)
         except ValueError:
@@ -206,6 +193,11 @@ class DomainList:
         labels = name.split(".")
         suffixes = {".".join(labels[start:]) for start in range(len(labels))}
         return any(not entries.domains.isdisjoint(suffixes) for entries in self._lists())
+
+    @property
+    def has_networks(self) -> bool:
+        """Whether any address or network is listed."""
+        return any(entries.networks for entries in self._lists())
 
     def matches_address(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed address or network (IPv4-mapped: either form)."""

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
 
 from nex.http.errors import HTTPError
-from nex.http.request import ABSOLUTE_FORM, FIELD_VALUE, REQUEST_TARGET, TOKEN
+from nex.http.framing import CHUNKED
+from nex.http.framing import connection_options as parse_connection
+from nex.http.grammar import (ABSOLUTE_FORM, DEFAULT_PORTS, FIELD_VALUE, PROTOCOL, REQUEST_TARGET,
+                              TOKEN, parse_host, parse_list)
 
 Fields = Iterable[Tuple[str, str]]
 
@@ -31,11 +34,10 @@ Fields = Iterable[Tuple[str, str]]
 #: standard but are sent as hop-by-hop by older clients.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization",
                         "proxy-authenticate", "te", "trailer", "upgrade", "transfer-encoding"})
-#: ``body_framing`` for a request body relayed with the chunked transfer coding.
-CHUNKED = "chunked"
+#: A request body's framing towards the origin: None (no body), a Content-Length, or
+#: :data:`~nex.http.framing.CHUNKED`.
 BodyFraming = Union[None, int, str]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _PORT = re.compile(r"[0-9]{1,5}")
 # RFC 9110 §7.6.2: Max-Forwards = 1*DIGIT; 18 digits is more hops than any chain has.
 _MAX_FORWARDS = re.compile(r"[0-9]{1,18}")
@@ -49,13 +51,10 @@ def connection_options(fields: Fields) -> FrozenSet[str]:
 
     Elements that are not tokens cannot name a field and are skipped, as are empty ones.
     """
-    options = set()
+    options: Set[str] = set()
     for name, value in fields:
         if name.lower() == "connection":
-            for element in value.split(","):
-                option = element.strip(" \t")
-                if TOKEN.fullmatch(option):
-                    options.add(option.lower())
+            options.update(parse_connection(value)[0])
     return frozenset(options)
 
 
@@ -71,6 +70,48 @@ def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
     return [(name, value) for name, value in fields if name.lower() not in dropped]
 
 
+#: ``[proxy] forwarded_for`` modes: pass the client's fields as they are, add the client's
+#: address, or remove what the client sent.
+FORWARDED_FOR_MODES = ("no", "yes", "delete")
+_FORWARDING_FIELDS = frozenset({"x-forwarded-for", "forwarded"})
+
+
+def forwarded_for(fields: Fields, mode: str, client: str) -> Fields:
+    """``fields`` as ``[proxy] forwarded_for = mode`` passes them on for ``client`` (an IP
+    address): ``no`` unchanged; ``delete`` without ``X-Forwarded-For`` and ``Forwarded``;
+    ``yes`` with ``X-Forwarded-For: client`` and ``Forwarded: for=client`` (RFC 7239 §5.2,
+    an IPv6 address quoted in brackets) appended, which continue any list the client sent."""
+    if mode == "no":
+        return fields
+    kept = [(name, value) for name, value in fields if name.lower() not in _FORWARDING_FIELDS
+            ] if mode == "delete" else list(fields)
+    if mode == "yes":
+        node = f'"[{client}]"' if ":" in client else client
+        kept += [("X-Forwarded-For", client), ("Forwarded", f"for={node}")]
+    return kept
+
+
+def asks_for_websocket(method: str, version: str, fields: Fields) -> bool:
+    """Whether a request asks to switch its connection to WebSocket (RFC 6455 §4.1): a GET
+    over HTTP/1.1 whose ``Upgrade`` lists ``websocket`` and whose ``Connection`` lists
+    ``upgrade`` (RFC 9110 §7.8).  Other protocols in Upgrade are not passed on."""
+    if method != "GET" or version != "HTTP/1.1":
+        return False
+    fields = list(fields)
+    return "upgrade" in connection_options(fields) and names_websocket(
+        value for name, value in fields if name.lower() == "upgrade")
+
+
+def names_websocket(upgrade_values: Iterable[str]) -> bool:
+    """Whether the ``Upgrade`` field values list the ``websocket`` protocol (any case)."""
+    for value in upgrade_values:
+        protocols = parse_list(value, PROTOCOL)
+        if protocols and any(protocol.group("name").lower() == "websocket"
+                             for protocol in protocols):
+            return True
+    return False
+
+
 class ProxyTarget(NamedTuple):
     """An absolute-form request-target (RFC 9112 §3.2.2) taken apart.
 
@@ -78,6 +119,12 @@ class ProxyTarget(NamedTuple):
     ``port`` come from it (the scheme's port when it has none; IPv6 without brackets);
     ``origin_form`` is what the request line to the origin carries.
     """
+
+    @property
+    def absolute_form(self) -> str:
+        """The target as the request line to a parent proxy carries it (RFC 9112 §3.2.2)."""
+        path = "" if self.origin_form == "*" else self.origin_form
+        return f"{self.scheme}://{self.authority}{path}"
 
     scheme: str
     authority: str
@@ -89,17 +136,16 @@ class ProxyTarget(NamedTuple):
 def split_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
     """``(host, port)`` of ``uri-host [":" port]``; an empty or absent port is ``default_port``.
 
-    IPv6 literals lose their brackets.  ``HTTPError(400)`` when there is no host, the port
-    is missing but needed (``default_port`` None, as for CONNECT) or outside 1-65535.
+    The authority is read by the grammar's Host rule (:func:`nex.http.grammar.parse_host`);
+    IPv6 literals lose their brackets.  ``HTTPError(400)`` when it does not match, there is
+    no host, the port is missing but needed (``default_port`` None, as for CONNECT) or
+    outside 1-65535.
     """
-    if authority.startswith("["):
-        close = authority.find("]")
-        rest = authority[close + 1:]
-        if close < 0 or (rest and not rest.startswith(":")):
-            raise HTTPError(400, "The request target has a malformed host.")
-        host, port_text = authority[1:close], rest[1:]
-    else:
-        host, _, port_text = authority.partition(":")
+    match = parse_host(authority)
+    if match is None:
+        raise HTTPError(400, "The request target has a malformed host.")
+    host = match.group("ipv6") or match.group("host")
+    port_text = match.group("port")
     if not host:
         raise HTTPError(400, "The request target has no host.")
     if not port_text:
@@ -122,7 +168,7 @@ def parse_absolute_target(method: str, target: str) -> ProxyTarget:
         raise HTTPError(400, "A proxy request needs an absolute URL as its target.")
     scheme = target[:target.index(":")].lower()
     authority = match.group("authority")
-    host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
+    host, port = split_authority(authority, DEFAULT_PORTS[scheme])
     path, query = match.group("path"), match.group("query")
     if path is None:
         path = "*" if method == "OPTIONS" and query is None else "/"
@@ -155,11 +201,15 @@ def answers_locally(method: str, fields: Fields) -> bool:
 
 
 def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
-                        body_framing: BodyFraming, via: Optional[str]) -> bytes:
+                        body_framing: BodyFraming, via: Optional[str],
+                        websocket: bool = False, to_parent: bool = False,
+                        parent_authorization: Optional[str] = None) -> bytes:
     """The head Nex sends to the origin for a request received in absolute-form.
 
     * The request line is ``method path_and_query HTTP/1.1`` (origin-form, or ``*``; RFC
-      9110 §6.2: a proxy sends its own version).
+      9110 §6.2: a proxy sends its own version).  ``to_parent`` a parent proxy, it is
+      absolute-form instead, with ``parent_authorization`` (when given) as
+      ``Proxy-Authorization``.
     * ``Host: host_header`` comes first: the target URI's authority, whatever Host the client
       sent (RFC 9112 §3.2.2).
     * The end-to-end ``fields`` follow in order, without ``Host`` and ``Content-Length``, and
@@ -172,7 +222,9 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     * Framing from ``body_framing``: None for a request without a body (no framing field),
       an int for ``Content-Length``, or :data:`CHUNKED` for ``Transfer-Encoding: chunked``.
 
-    No ``Connection`` field is sent: the connection to the origin persists by default.
+    No ``Connection`` field is sent: the connection to the origin persists by default;
+    with ``websocket`` (see :func:`asks_for_websocket`) the head asks the origin to switch
+    with ``Connection: Upgrade`` and ``Upgrade: websocket``.
     ``ValueError`` for a method, target, Host or Via that could not be sent as they are.
     """
     fields = list(fields)
@@ -182,9 +234,12 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     if not TOKEN.fullmatch(method):
         raise ValueError(f"method {method!r} is not a token")
     if not REQUEST_TARGET.fullmatch(path_and_query) or (
-            path_and_query != "*" and not path_and_query.startswith("/")):
-        raise ValueError(f"{path_and_query!r} is not an origin-form target or *")
+            path_and_query != "*" and not path_and_query.startswith("/")
+            and not (to_parent and ABSOLUTE_FORM.fullmatch(path_and_query))):
+        raise ValueError(f"{path_and_query!r} is not a target Nex can send as it is")
     lines = [f"{method} {path_and_query} HTTP/1.1", f"Host: {_field_value(host_header)}"]
+    if parent_authorization is not None:
+        lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
     replaced = _REPLACED_IN_REQUEST if forwards is not None else _REPLACED_IN_REQUEST - {
         "max-forwards"}
     for name, value in end_to_end_fields(fields):
@@ -196,6 +251,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
         lines.append(f"Max-Forwards: {forwards - 1}")
     if via:
         lines.append(f"Via: {_field_value(via)}")
+    if websocket:
+        lines += ["Connection: Upgrade", "Upgrade: websocket"]
     if body_framing == CHUNKED:
         lines.append("Transfer-Encoding: chunked")
     elif isinstance(body_framing, int) and body_framing >= 0:

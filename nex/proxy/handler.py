@@ -14,7 +14,8 @@ for the proxy rather than for the files: every CONNECT, and every absolute-form 
    body streamed from the client as it arrives; the response comes back the same way, its
    body streamed to the client while the origin sends it;
 5. CONNECT opens a connection to the origin and, after ``200``, relays bytes both ways
-   (:mod:`nex.proxy.tunnel`) until both sides have finished.
+   (:mod:`nex.proxy.tunnel`) until both sides have finished; so does a WebSocket upgrade
+   (``GET`` with ``Upgrade: websocket``), passed on to the origin, once it answers ``101``.
 
 Origin failures before the response head are ``502`` (refused, unreachable, unresolvable,
 malformed) or ``504`` (too slow); after it, the client's connection is closed, since the
@@ -23,37 +24,33 @@ response cannot be completed.  Nothing here touches the client's socket except t
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-from typing import TYPE_CHECKING, Callable, FrozenSet, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 
 from nex.proxy.admission import Admission, Destination
-from nex.proxy.blacklist import Address, address_forms, canonical_host
+from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, client_response_fields,
-                            new_pseudonym, origin_request_head, parse_absolute_target,
-                            split_authority, via_carries, via_element)
-from nex.http.request import Limits, Request
+from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
+                                  client_response_fields, forwarded_for, new_pseudonym,
+                                  origin_request_head, parse_absolute_target, split_authority,
+                                  via_carries, via_element)
+from nex.http.framing import CHUNK_END, LAST_CHUNK, LENGTH, NO_BODY, HeadLimits, chunk_size_line
+from nex.http.grammar import DEFAULT_PORTS
+from nex.http.request import Request
 from nex.http.response import BodyFault, Response
+from nex.proxy.pac import PAC_PATH, PAC_TYPE, pac_script, proxy_address
 from nex.proxy.tunnel import relay
-from nex.proxy.upstream import (LENGTH, NO_BODY, Origin, OriginBodyError, OriginPool, ResponseHead,
-                          StaleConnection, connect)
+from nex.proxy.upstream import (Origin, OriginBodyError, OriginPool, ResponseHead,
+                          StaleConnection, connect, open_connection)
 
 if TYPE_CHECKING:
     from nex.process.config import Config
 
-#: Idle origin connections kept for reuse: per origin, in all, and for how long.  Enough
-#: for a busy client's parallel connections to one origin to find theirs again.
-POOL_PER_HOST = 64
-POOL_TOTAL = 256
-POOL_IDLE_SECONDS = 30.0
 #: What an OPTIONS answered by the proxy itself says it passes on for an http:// target.
 FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 #: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
 _UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_WILDCARDS = frozenset({"0.0.0.0", "::"})
 _USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
                 "host:443 and speak TLS inside it, as browsers and curl do.")
 
@@ -63,21 +60,17 @@ class ForwardProxy:
 
     Built once per process (each worker has its own pool and pseudonym) by
     :meth:`from_config`; every worker thread shares it.  ``pseudonym`` is the received-by
-    name in ``Via`` (None with ``via = no``); ``listen_port`` is the port Nex serves.
+    name in ``Via`` (None with ``via = no``).
     """
 
     def __init__(self, config: Config, admission: Admission, pool: OriginPool,
-                 pseudonym: Optional[str], listen_port: int) -> None:
+                 pseudonym: Optional[str], on_error: Callable[[str], None]) -> None:
         self._config = config
+        self._on_error = on_error
         self._admission = admission
         self._pool = pool
         self._pseudonym = pseudonym
-        self._listen_port = listen_port
-        self._limits = Limits.from_config(config)
-        self._own_names = frozenset({"localhost", _canonical_or_lower(config.server_name)})
-        self._own_addresses = _own_addresses(config.bind)
-        # Bound to every address: each loopback address reaches Nex too.
-        self._loopback_is_own = config.bind in _WILDCARDS
+        self._limits = HeadLimits.from_config(config)
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -85,28 +78,28 @@ class ForwardProxy:
         """The proxy the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``on_error`` receives one line when the users or blacklist file turns bad while
-        Nex runs; ``ValueError`` when one is bad already.
+        Nex runs, and one per ``502`` or ``504`` saying what failed; ``ValueError`` when one
+        of those files is bad already.
         """
         pseudonym = new_pseudonym()
         admission = Admission.from_config(config, listen_port=listen_port,
                                           pseudonym=pseudonym, on_error=on_error)
-        pool = OriginPool(per_host=POOL_PER_HOST, total=POOL_TOTAL,
-                          idle_timeout=POOL_IDLE_SECONDS)
-        return cls(config, admission, pool, pseudonym if config.proxy_via else None,
-                   listen_port)
+        return cls(config, admission, OriginPool(), pseudonym if config.proxy_via else None,
+                   on_error)
 
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
         """Whether ``request`` is for the proxy rather than for the files.
 
-        CONNECT always is; an origin-form or ``*`` target never.  An absolute-form one is,
-        unless it names Nex itself (:meth:`names_nex`); a request whose ``Via`` shows it
-        already passed through this Nex is claimed either way, so that it gets ``508``.
+        CONNECT always is; an origin-form or ``*`` target never, but for ``/proxy.pac``
+        with ``pac = yes``.  An absolute-form one is, unless it names Nex itself
+        (:meth:`names_nex`); a request whose ``Via`` shows it already passed through this
+        Nex is claimed either way, so that it gets ``508``.
         """
         if request.method == "CONNECT":
             return True
         target = request.target
         if target.startswith("/") or target == "*":
-            return False
+            return self._config.proxy_pac and request.path == PAC_PATH
         if self._pseudonym is not None and via_carries(request.headers.get("Via"),
                                                        self._pseudonym):
             return True
@@ -114,39 +107,44 @@ class ForwardProxy:
                                   local_address)
 
     def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
-        """Whether an absolute URL's ``authority`` is Nex itself: the port Nex listens on
-        (the scheme's own when none is given) with ``server_name``, ``localhost``, the bound
-        address (``127.0.0.1`` and ``::1`` for ``localhost``), the address the client
-        reached (``local_address``), or, when Nex is bound to every address, any loopback
-        address."""
+        """Whether an absolute URL's ``authority`` is Nex itself (the scheme's port when it
+        gives none; see :class:`nex.proxy.itself.Itself`); ``local_address`` is the address
+        of Nex the client reached."""
         try:
-            host, port = split_authority(authority, _DEFAULT_PORTS[scheme])
-            if port != self._listen_port:
-                return False
+            host, port = split_authority(authority, DEFAULT_PORTS[scheme])
             name = canonical_host(host)
         except (HTTPError, ValueError):
             return False
-        if name in self._own_names:
-            return True
-        try:
-            address = ipaddress.ip_address(name)
-        except ValueError:
-            return False
-        reached = _address_or_none(local_address)
-        return any(form in self._own_addresses or form == reached
-                   or (form.is_loopback and self._loopback_is_own)
-                   for form in address_forms(address))
+        return self._admission.itself.is_host(name, port, local_address)
 
     def respond(self, request: Request, body: Optional[BodyReader], peer: str,
                 local_address: Optional[str]) -> Response:
         """The response to a request :meth:`claims`, or the ``HTTPError`` refusing it.
 
         ``peer`` is the address of the client's connection (never one a header names);
-        ``local_address`` the address of Nex it reached.
+        ``local_address`` the address of Nex it reached.  A ``502`` or ``504`` (the origin,
+        the parent or DNS failed) is also reported in one line to ``on_error``.
         """
-        if request.method == "CONNECT":
-            return self._tunnel(request, peer, local_address)
-        return self._forward(request, body, peer, local_address)
+        if request.target.startswith("/"):
+            return self._pac(request, local_address)
+        try:
+            if request.method == "CONNECT":
+                return self._tunnel(request, peer, local_address)
+            return self._forward(request, body, peer, local_address)
+        except HTTPError as error:
+            if error.status in (502, 504):
+                self._on_error(f"proxy {request.method} {request.target} for {peer}:"
+                               f" {error.status} {error.detail}")
+            raise
+
+    def _pac(self, request: Request, local_address: Optional[str]) -> Response:
+        """``/proxy.pac`` (GET or HEAD): the proxy auto-config file naming this Nex."""
+        if request.method not in ("GET", "HEAD"):
+            raise HTTPError(405, headers=[("Allow", "GET, HEAD")])
+        address = proxy_address(request.host, local_address or self._config.server_name,
+                                self._admission.itself.listen_port)
+        return Response(200, [("Content-Type", PAC_TYPE), ("Cache-Control", "no-cache")],
+                        [pac_script(address)])
 
     def close(self) -> None:
         """Close the idle origin connections (at shutdown)."""
@@ -164,10 +162,20 @@ class ForwardProxy:
         host, port = split_authority(request.target, None)
         destination = self._admit(request, peer, local_address, host, port)
         config = self._config
-        origin = connect((destination.host, destination.port), destination.addresses,
-                         config.proxy_connect_timeout, config.proxy_upstream_timeout,
-                         self._limits)
-        return Response(200, tunnel=_Tunnel(origin.sock, config.proxy_tunnel_idle),
+        if destination.parent is None:
+            origin_sock = open_connection(destination.addresses, config.proxy_connect_timeout)
+            pending = b""
+        else:
+            origin = connect(_connection_key(destination), destination.addresses,
+                             config.proxy_connect_timeout, config.proxy_upstream_timeout,
+                             self._limits)
+            try:
+                pending = _parent_tunnel(origin, destination)
+            except BaseException:
+                origin.close()
+                raise
+            origin_sock = origin.sock
+        return Response(200, tunnel=_Tunnel(origin_sock, config.proxy_tunnel_idle, pending),
                         user=destination.user)
 
     def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
@@ -187,19 +195,42 @@ class ForwardProxy:
             framing = request.body_length
         via = (via_element(request.version, self._pseudonym)
                if self._pseudonym is not None else None)
+        websocket = ("Upgrade" in request.headers
+                     and asks_for_websocket(request.method, request.version, fields))
+        sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
+        parent = destination.parent
         try:
-            head = origin_request_head(request.method, target.origin_form, target.authority,
-                                       fields, framing, via)
+            if parent is None:
+                head = origin_request_head(request.method, target.origin_form,
+                                           target.authority, sent, framing, via, websocket)
+            else:
+                head = origin_request_head(request.method, target.absolute_form,
+                                           target.authority, sent, framing, via, websocket,
+                                           True, parent.authorization)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
             body.limit = NO_LIMIT  # streamed to the origin, never held
-        origin, response_head = self._exchange(destination, head, body, request.method)
+        origin, response_head = self._exchange(destination, head, body, request.method,
+                                               websocket)
         try:
+            if parent is not None and response_head.status == 407:
+                raise HTTPError(502, "The parent proxy did not accept Nex's login.")
+            if response_head.status == 101:
+                return self._switch(origin, response_head, destination.user)
             return self._relay(origin, response_head, destination.user)
         except BaseException:
             origin.close()
             raise
+
+    def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
+        """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
+        via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
+        fields = client_response_fields(head.headers.items(), via)
+        fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        sock, pending = origin.detach()
+        return Response(101, fields, forwarded=True, user=user, reason=head.reason,
+                        tunnel=_Tunnel(sock, self._config.proxy_tunnel_idle, pending))
 
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
@@ -219,7 +250,7 @@ class ForwardProxy:
         return response
 
     def _exchange(self, destination: Destination, head: bytes, body: Optional[BodyReader],
-                  method: str) -> Tuple[Origin, ResponseHead]:
+                  method: str, upgrade: bool = False) -> Tuple[Origin, ResponseHead]:
         """Send the request over a pooled connection and read the response head.
 
         A pooled connection the origin had closed fails before any byte of the response
@@ -227,24 +258,43 @@ class ForwardProxy:
         none of its body has been read yet, since only then can it be sent again whole.
         """
         config = self._config
-        origin = self._pool.connect(destination.host, destination.port, destination.addresses,
+        origin = self._pool.connect(*_connection_key(destination), destination.addresses,
                                     connect_timeout=config.proxy_connect_timeout,
                                     upstream_timeout=config.proxy_upstream_timeout,
                                     limits=self._limits)
         while True:
             try:
                 _send_request(origin, head, body)
-                return origin, origin.read_head(method)
+                return origin, origin.read_head(method, upgrade)
             except StaleConnection:
                 origin.close()
                 if body is not None and body.received:
                     raise
-                origin = connect((destination.host, destination.port), destination.addresses,
+                origin = connect(_connection_key(destination), destination.addresses,
                                  config.proxy_connect_timeout, config.proxy_upstream_timeout,
                                  self._limits)
             except BaseException:
                 origin.close()
                 raise
+
+
+def _connection_key(destination: Destination) -> Tuple[str, int]:
+    """Where a destination's connection goes: its parent proxy, or the origin itself."""
+    parent = destination.parent
+    return (destination.host, destination.port) if parent is None else (parent.host,
+                                                                         parent.port)
+
+
+def _parent_tunnel(origin: Origin, destination: Destination) -> bytes:
+    """Ask the parent proxy on ``origin`` for a tunnel to the destination; the bytes that
+    came after its ``2xx`` head.  ``502`` naming the parent's status when it refuses."""
+    host = destination.host
+    authority = f"[{host}]:{destination.port}" if ":" in host else f"{host}:{destination.port}"
+    origin.send(destination.parent.connect_head(authority))
+    head = origin.read_head("CONNECT")
+    if not 200 <= head.status < 300:
+        raise HTTPError(502, f"The parent proxy refused the tunnel with {head.status}.")
+    return origin.detach()[1]
 
 
 def _send_request(origin: Origin, head: bytes, body: Optional[BodyReader]) -> None:
@@ -255,9 +305,10 @@ def _send_request(origin: Origin, head: bytes, body: Optional[BodyReader]) -> No
         return
     chunked = body.length is None
     for piece in body:
-        origin.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        origin.send(b"".join((chunk_size_line(len(piece)), piece, CHUNK_END)) if chunked
+                    else piece)
     if chunked:
-        origin.send(b"0\r\n\r\n")
+        origin.send(LAST_CHUNK)
 
 
 def _answer_locally(request: Request, user: Optional[str]) -> Response:
@@ -305,46 +356,23 @@ class _OriginBody:
 
 
 class _Tunnel:
-    """A CONNECT tunnel to the origin connected on ``origin_sock``."""
+    """A tunnel (CONNECT, or WebSocket after ``101``) to the origin connected on
+    ``origin_sock``, which already sent ``origin_pending``."""
 
-    def __init__(self, origin_sock: socket.socket, idle_timeout: float) -> None:
+    def __init__(self, origin_sock: socket.socket, idle_timeout: float,
+                 origin_pending: bytes = b"") -> None:
         self._origin_sock = origin_sock
         self._idle_timeout = idle_timeout
+        self._origin_pending = origin_pending
 
     def __call__(self, client_sock: socket.socket, pending: bytes) -> Tuple[int, int]:
         """Relay until the tunnel ends, then close the origin connection."""
         try:
-            return relay(client_sock, self._origin_sock, self._idle_timeout, pending)
+            return relay(client_sock, self._origin_sock, self._idle_timeout, pending,
+                         origin_pending=self._origin_pending)
         finally:
             self.close()
 
     def close(self) -> None:
         """Close the origin connection."""
         self._origin_sock.close()
-
-
-def _canonical_or_lower(name: str) -> str:
-    try:
-        return canonical_host(name)
-    except ValueError:
-        return name.lower()
-
-
-def _own_addresses(bind: str) -> FrozenSet[Address]:
-    """The addresses a listener bound to ``bind`` owns by name; none for a wildcard."""
-    if bind in _WILDCARDS:
-        return frozenset()
-    if bind == "localhost":
-        return frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
-    return frozenset(address_forms(ipaddress.ip_address(bind)))
-
-
-def _address_or_none(text: Optional[str]) -> Optional[Address]:
-    """The IP address ``text`` spells (zone index dropped, IPv4-mapped as IPv4), else None."""
-    if text is None:
-        return None
-    try:
-        address = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return None
-    return address_forms(address)[-1]

@@ -1,12 +1,16 @@
-"""The CONNECT tunnel: bytes copied both ways between a client and an origin, in one thread.
+"""The tunnel: bytes copied both ways between a client and an origin, in one thread.
 
-After ``200`` to a CONNECT, Nex knows nothing of what flows (usually TLS) and copies it.
+After ``200`` to a CONNECT, or an origin's ``101`` to a WebSocket upgrade, Nex knows nothing
+of what flows (TLS, WebSocket frames) and copies it.
 :func:`relay` waits on both sockets with a selector, so one worker thread serves both
 directions; each direction holds at most :data:`BUFFER_SIZE` bytes that the other side has
 not taken yet, and stops reading while its buffer is full, so a slow reader slows the sender
 instead of filling memory.  An end of stream (EOF) from one side is passed on as a
 half-close of the other (``shutdown(SHUT_WR)``) while the opposite direction goes on: TCP
-half-closes mean something to some protocols and cost nothing to keep.
+half-closes mean something to some protocols.  They are not kept for long, though: once one
+side has ended, the tunnel ends when no byte has moved for :data:`LINGER_SECONDS` (instead
+of the whole idle time-out), so a client that closed its tunnels to a silent origin frees
+the thread, both sockets and its connection slot within seconds.
 
 The client's socket may be TLS (an ``ssl.SSLSocket``, when Nex serves HTTPS): the tunnel
 then runs inside that TLS connection.  Bytes pass through the SSL object, which may hold
@@ -28,6 +32,8 @@ from nex.http.response import RECORD_SIZE
 
 #: The most bytes a direction holds that its destination has not taken yet.
 BUFFER_SIZE = 64 * 1024
+#: How long a tunnel one side has ended stays open without traffic.
+LINGER_SECONDS = 3.0
 #: What a non-blocking socket raises when it cannot move a byte now: the kernel's EAGAIN, or
 #: OpenSSL's wish to read or write first.
 _NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -97,18 +103,22 @@ class _Direction:
 
 
 def relay(client_sock: socket.socket, origin_sock: socket.socket, idle_timeout: float,
-          client_pending: bytes = b"") -> Tuple[int, int]:
+          client_pending: bytes = b"", linger: float = LINGER_SECONDS,
+          origin_pending: bytes = b"") -> Tuple[int, int]:
     """Copy bytes both ways until both sides have ended, one fails, or the tunnel idles.
 
-    ``client_pending`` is what the client sent after its CONNECT head before the tunnel
-    opened; it goes to the origin first.  Returns ``(bytes client to origin, bytes origin
-    to client)`` actually delivered.  Ends when each side has sent EOF and it has been passed
-    on (for a TLS client: as soon as the origin's EOF has been), on the first socket error
-    (a reset, say), or after ``idle_timeout`` seconds in which no byte moved either way.
-    Both sockets are left non-blocking; the caller closes them.
+    ``client_pending`` is what the client sent after its CONNECT (or Upgrade) head before
+    the tunnel opened; it goes to the origin first, as ``origin_pending`` (what an origin
+    sent after its ``101`` head) goes to the client first.  Returns ``(bytes client to
+    origin, bytes origin to client)`` actually delivered.  Ends when each side has sent EOF
+    and it has been passed on (for a TLS client: as soon as the origin's EOF has been), on
+    the first socket error
+    (a reset, say), after ``idle_timeout`` seconds in which no byte moved either way, or,
+    once one side has ended, after ``linger`` seconds without traffic.  Both sockets are
+    left non-blocking; the caller closes them.
     """
     upstream = _Direction(client_sock, origin_sock, client_pending)
-    downstream = _Direction(origin_sock, client_sock, b"")
+    downstream = _Direction(origin_sock, client_sock, origin_pending)
     directions = (upstream, downstream)
     client_sock.setblocking(False)
     origin_sock.setblocking(False)
@@ -119,7 +129,9 @@ def relay(client_sock: socket.socket, origin_sock: socket.socket, idle_timeout: 
         while not (upstream.done and downstream.done) and not (
                 downstream.done and not downstream.half_closes):
             _register(selector, registered, directions)
-            timeout = last_traffic + idle_timeout - time.monotonic()
+            quiet = (min(idle_timeout, linger) if upstream.source_done
+                     or downstream.source_done else idle_timeout)
+            timeout = last_traffic + quiet - time.monotonic()
             if timeout <= 0:
                 break
             decrypted = any(direction.wants_read and _decrypted(direction.source)

@@ -1,6 +1,7 @@
 """The origin side of the proxy: connecting, reading responses strictly, pooling connections.
 
-:func:`connect` opens a connection to the first admitted address that answers.
+:func:`connect` opens a connection to the first admitted address that answers, racing
+them (happy eyeballs).
 :class:`Origin` sends a request head and body and reads the response: the head is parsed as
 strictly as the request parser parses requests (:func:`parse_response_head`), the body is
 framed by RFC 9112 §6.3 and handed out decoded, in pieces of at most :data:`MAX_PIECE`
@@ -16,25 +17,30 @@ closes the client's connection so that the client sees a cut-off response.
 from __future__ import annotations
 
 import collections
+import errno
 import math
+import os
 import re
 import select
+import selectors
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
-from nex.http.grammar import CONTENT_LENGTH, FIELD_SECTION, TOKEN
-from nex.http.request import Headers, Limits
+from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_framing,
+                              connection_options, find_head_end, has_content, head_lines,
+                              persists)
+from nex.http.request import Headers, parse_fields
+from nex.proxy.forwarding import names_websocket
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
 MAX_PIECE = 64 * 1024
-
-#: Response framing (RFC 9112 §6.3): no body; Content-Length; chunked; until the origin closes.
-NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = "none", "length", "chunked", "close"
+#: Seconds between the starts of two connection attempts (RFC 8305 §5 recommends 250 ms).
+ATTEMPT_DELAY = 0.25
 
 Key = Tuple[str, int]
 SocketAddress = Tuple[int, tuple]
@@ -44,7 +50,6 @@ Data = Union[bytes, bytearray, memoryview]
 # reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).  RFC 9110 §15: codes run from 100 to
 # 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
 _STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
-_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
 class OriginBodyError(Exception):
@@ -87,79 +92,39 @@ class ResponseHead(NamedTuple):
     keep_alive: bool
 
 
-def _list(values: Sequence[str]) -> List[str]:
-    """The non-empty elements of comma-separated list fields (RFC 9110 §5.6.1)."""
-    return [element.strip(" \t") for value in values for element in value.split(",")
-            if element.strip(" \t")]
-
-
-def parse_response_head(head: Data, method: str, limits: Limits = Limits()) -> ResponseHead:
+def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits()
+                        ) -> ResponseHead:
     """The :class:`ResponseHead` in ``head`` (status line to blank line) to a ``method`` request.
 
-    Refused with ``HTTPError(502)``: a status line other than ``HTTP/1.x NNN [reason]``; bare
-    CR or LF; a field line the request parser would refuse; more than ``limits`` allow (the
-    status line is held to ``limits.request_line``); ``Content-Length`` with
-    ``Transfer-Encoding``, differing or malformed lengths; a transfer coding other than
-    exactly ``chunked``, or any in an HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for
-    HEAD and for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
+    Refused with ``HTTPError(502)``: a status line other than ``HTTP/1.x NNN [reason]``, and
+    whatever :mod:`nex.http.framing` and the field-line parser refuse in a request head: bare
+    CR or LF; a bad field line; more than ``limits`` allow (the status line is held to
+    ``limits.request_line``); ``Content-Length`` with ``Transfer-Encoding``, differing or
+    malformed lengths; a transfer coding other than exactly ``chunked``, or any in an
+    HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for HEAD, for a 2xx to CONNECT and
+    for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
     """
     head = bytes(head)
-    if len(head) > limits.header_block:
-        raise _bad_gateway("a response head that is too large")
-    if not head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
-        raise _bad_gateway("a bare CR or LF in its response head")
-    if not head.endswith(b"\r\n\r\n"):
-        raise _bad_gateway("an incomplete response head")
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    if len(lines[0]) > limits.request_line:
-        raise _bad_gateway("a status line that is too long")
-    if len(lines) - 1 > limits.header_count:
-        raise _bad_gateway("too many header fields")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise _bad_gateway("a malformed status line")
-    # One pass checks every field line at once; only a bad head is taken line by line.
-    if not FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
-        raise _bad_gateway("a malformed header field")
-    headers = Headers([(name, value.strip(" \t")) for name, _, value in
-                       (line.partition(":") for line in lines[1:])])
-    version = f"HTTP/1.{status_line.group(1)}"
-    status = int(status_line.group(2))
-    content_length = _content_length(headers)
-    codings = headers.get_all("Transfer-Encoding")
-    if codings and content_length is not None:
-        raise _bad_gateway("both Transfer-Encoding and Content-Length")
-    if codings and version == "HTTP/1.0":
-        raise _bad_gateway("Transfer-Encoding in an HTTP/1.0 response")
-    if method == "HEAD" or status < 200 or status in (204, 304):
-        framing = NO_BODY
-    elif codings:
-        if [name.lower() for name in _list(codings)] != ["chunked"]:
-            raise _bad_gateway("a transfer coding other than chunked")
-        framing = CHUNKED
-    elif content_length is not None:
-        framing = LENGTH
-    else:
-        framing = UNTIL_CLOSE
-    options = {option.lower() for option in _list(headers.get_all("Connection"))
-               if TOKEN.fullmatch(option)}
-    keep_alive = (framing != UNTIL_CLOSE and "close" not in options
-                  and (version != "HTTP/1.0" or "keep-alive" in options))
+    try:
+        lines = head_lines(head, limits, request=False)
+        status_line = _STATUS_LINE.fullmatch(lines[0])
+        if status_line is None:
+            raise _bad_gateway("a malformed status line")
+        headers = parse_fields(head, lines)
+        version = f"HTTP/1.{status_line.group(1)}"
+        status = int(status_line.group(2))
+        framing, content_length = body_framing(
+            version, headers.get_all("Content-Length"), headers.get_all("Transfer-Encoding"),
+            request=False, no_body=(method == "HEAD" or not has_content(status)
+                                     or (method == "CONNECT" and status < 300)))
+    except HTTPError as error:
+        if error.status == 502:
+            raise
+        raise _bad_gateway(f"a malformed response head ({error.detail})") from None
+    options, _ = connection_options(headers.get("Connection"))
+    keep_alive = framing != UNTIL_CLOSE and persists(version, options)
     return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
                         content_length, keep_alive)
-
-
-def _content_length(headers: Headers) -> Optional[int]:
-    """The one Content-Length the fields agree on (a list of equal values is one), or None."""
-    values = headers.get_all("Content-Length")
-    if not values:
-        return None
-    if not all(CONTENT_LENGTH.fullmatch(value) for value in values):
-        raise _bad_gateway("a malformed Content-Length")
-    lengths = {int(digits.strip(" \t")) for value in values for digits in value.split(",")}
-    if len(lengths) != 1:
-        raise _bad_gateway("conflicting Content-Length values")
-    return lengths.pop()
 
 
 def _pieces(data: Data) -> Iterator[bytes]:
@@ -180,7 +145,7 @@ class Origin:
     """
 
     def __init__(self, sock: socket.socket, key: Key, timeout: float,
-                 limits: Limits = Limits()) -> None:
+                 limits: HeadLimits = HeadLimits()) -> None:
         self.sock = sock
         self.key = key
         self.timeout = timeout
@@ -222,13 +187,14 @@ class Origin:
                 raise StaleConnection() from None
             raise HTTPError(502, "The connection to the origin server failed.") from None
 
-    def read_head(self, method: str) -> ResponseHead:
+    def read_head(self, method: str, upgrade: bool = False) -> ResponseHead:
         """The response head to a ``method`` request; interim 1xx responses are skipped.
 
         The whole head must arrive within ``timeout`` seconds (``504`` otherwise); a
         malformed head or a connection closed before it is ``502`` (a reused connection
-        closed before any byte: :class:`StaleConnection`).  A ``101`` is ``502`` too: Nex
-        never asks an origin to switch protocols.
+        closed before any byte: :class:`StaleConnection`).  A ``101`` is returned when the
+        request asked to switch to WebSocket (``upgrade``) and the origin's ``Upgrade``
+        names it; any other ``101`` is ``502``.
         """
         self._reusable = False
         self._answered = False
@@ -236,23 +202,31 @@ class Origin:
         while True:
             head = parse_response_head(self._receive_head(deadline), method, self.limits)
             if head.status == 101:
+                if upgrade and names_websocket(head.headers.get_all("Upgrade")):
+                    return head
                 raise _bad_gateway("a protocol switch nobody asked for")
             if head.status >= 200:
                 return head
 
+    def detach(self) -> Tuple[socket.socket, bytes]:
+        """Hand the socket over (to a tunnel after ``101``), with the bytes the origin sent
+        past the response head; the :class:`Origin` is of no further use."""
+        pending = bytes(self._buffer)
+        self._buffer.clear()
+        self._reusable = False
+        return self.sock, pending
+
     def _receive_head(self, deadline: float) -> bytes:
         scanned = 0
         while True:
-            ends = [found + len(end) for end in _HEAD_ENDS
-                    for found in (self._buffer.find(end, scanned),) if found != -1]
-            if ends:
-                stop = min(ends)
+            stop = find_head_end(self._buffer, scanned)
+            if stop != -1:
                 head = bytes(self._buffer[:stop])
                 del self._buffer[:stop]
                 return head
             if len(self._buffer) > self.limits.header_block:
                 raise _bad_gateway("a response head that is too large")
-            scanned = max(0, len(self._buffer) - 3)
+            scanned = max(0, len(self._buffer) - 2)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HTTPError(504, "The origin server did not answer in time.")
@@ -341,31 +315,92 @@ class Origin:
         self.sock.close()
 
 
-def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
-            upstream_timeout: float, limits: Limits = Limits()) -> Origin:
-    """A new :class:`Origin` for ``key``: the first of ``addresses`` that accepts.
+def interleave(addresses: Sequence[SocketAddress]) -> List[SocketAddress]:
+    """``addresses`` in the order RFC 8305 §4 tries them: families taking turns, IPv6 first,
+    each family in the resolver's order."""
+    ipv6 = [address for address in addresses if address[0] == socket.AF_INET6]
+    others = [address for address in addresses if address[0] != socket.AF_INET6]
+    ordered: List[SocketAddress] = []
+    for index in range(max(len(ipv6), len(others))):
+        ordered += ipv6[index:index + 1] + others[index:index + 1]
+    return ordered
 
-    Each address gets ``connect_timeout`` seconds.  When none accepts: ``504`` if every
-    attempt timed out, else ``502`` (refused, unreachable).
+
+def connect(key: Key, addresses: Sequence[SocketAddress], connect_timeout: float,
+            upstream_timeout: float, limits: HeadLimits = HeadLimits(),
+            attempt_delay: float = ATTEMPT_DELAY) -> Origin:
+    """A new :class:`Origin` for ``key`` over :func:`open_connection`'s socket, with
+    ``upstream_timeout`` and ``limits`` for its exchanges."""
+    return Origin(open_connection(addresses, connect_timeout, attempt_delay), key,
+                  upstream_timeout, limits)
+
+
+def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float,
+                    attempt_delay: float = ATTEMPT_DELAY) -> socket.socket:
+    """A socket connected to the first of ``addresses`` to accept, TCP_NODELAY set (happy
+    eyeballs, RFC 8305).
+
+    The addresses are tried in :func:`interleave` order; the next attempt starts
+    ``attempt_delay`` seconds after the last one, or at once when one fails, while the
+    earlier ones go on.  The first connection made wins and the others are closed, so a dead
+    IPv6 address costs a quarter of a second, not a whole ``connect_timeout`` (which bounds
+    each attempt).  When none accepts: ``504`` if every attempt timed out, else ``502``
+    (refused, unreachable).
     """
-    timed_out = 0
-    for family, sockaddr in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(connect_timeout)
-        try:
-            sock.connect(sockaddr)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except socket.timeout:
-            timed_out += 1
+    waiting = interleave(addresses)
+    attempts: Dict[socket.socket, float] = {}  # each attempt's deadline
+    selector = selectors.DefaultSelector()
+    failed = timed_out = 0
+    last_error = 0
+    next_start = time.monotonic()
+    try:
+        while waiting or attempts:
+            now = time.monotonic()
+            if waiting and (now >= next_start or not attempts):
+                family, sockaddr = waiting.pop(0)
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                error = sock.connect_ex(sockaddr)
+                if error not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    failed, last_error = failed + 1, error
+                    continue
+                attempts[sock] = now + connect_timeout
+                selector.register(sock, selectors.EVENT_WRITE)
+                next_start = now + attempt_delay
+                continue
+            wake = min(attempts.values())
+            if waiting:
+                wake = min(wake, next_start)
+            for key_event, _ in selector.select(max(0.0, wake - now)):
+                sock = key_event.fileobj
+                selector.unregister(sock)
+                del attempts[sock]
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error == 0:
+                    sock.setblocking(True)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return sock
+                sock.close()
+                failed, last_error = failed + 1, error
+                next_start = time.monotonic()  # a failure starts the next attempt at once
+            now = time.monotonic()
+            for sock, deadline in list(attempts.items()):
+                if deadline <= now:
+                    selector.unregister(sock)
+                    del attempts[sock]
+                    sock.close()
+                    timed_out += 1
+    finally:
+        for sock in attempts:
             sock.close()
-            continue
-        except OSError:
-            sock.close()
-            continue
-        return Origin(sock, key, upstream_timeout, limits)
-    if addresses and timed_out == len(addresses):
+        selector.close()
+    if timed_out and not failed:
         raise HTTPError(504, "The origin server did not accept a connection in time.")
-    raise HTTPError(502, "The origin server refused the connection or cannot be reached.")
+    if last_error == errno.ECONNREFUSED:
+        raise HTTPError(502, "The origin server refused the connection.")
+    reason = f" ({os.strerror(last_error)})" if last_error else ""
+    raise HTTPError(502, f"The origin server cannot be reached{reason}.")
 
 
 def _still_idle(sock: socket.socket) -> bool:
@@ -380,12 +415,14 @@ class OriginPool:
 
     At most ``per_host`` idle connections per key and ``total`` in all (the least recently
     used goes first when full); one idle longer than ``idle_timeout`` seconds is closed.
+    The defaults are the proxy's: enough for a busy client's parallel connections to one
+    origin to find theirs again.
     Connections in use are not counted: the connection cap bounds them.  A pooled
     connection is checked for an EOF or stray bytes before it is handed out again, and it
     is newest-first, since the newest is the least likely to have been closed by the origin.
     """
 
-    def __init__(self, *, per_host: int = 8, total: int = 64, idle_timeout: float = 30.0,
+    def __init__(self, *, per_host: int = 64, total: int = 256, idle_timeout: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.per_host = per_host
         self.total = total
@@ -397,7 +434,7 @@ class OriginPool:
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
                 connect_timeout: float, upstream_timeout: float,
-                limits: Limits = Limits()) -> Origin:
+                limits: HeadLimits = HeadLimits()) -> Origin:
         """An idle connection to ``(host, port)`` if one is pooled, else a new one.
 
         ``host`` and ``port`` are the admitted destination's; ``addresses`` are used only
@@ -455,11 +492,6 @@ class OriginPool:
             del self._idle[origin]
             expired.append(origin)
         return expired
-
-    def idle_count(self, key: Optional[Key] = None) -> int:
-        """How many idle connections the pool holds (for ``key`` only, when given)."""
-        with self._lock:
-            return sum(1 for origin in self._idle if key is None or origin.key == key)
 
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable, Optional, Tuple, Union
 
+from nex.http.grammar import FORWARDED_FOR_ELEMENT, parse_list
+
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -37,8 +39,11 @@ class ForwardedFor:
         """The client's address: ``peer`` unless a trusted proxy forwarded the request."""
         if not self._trusted or forwarded_for is None or not self.is_trusted(peer):
             return peer
-        for hop in reversed(forwarded_for.split(",")):
-            address = hop.strip(" \t")
+        hops = parse_list(forwarded_for, FORWARDED_FOR_ELEMENT)
+        if hops is None:
+            return peer  # a malformed list proves nothing about the client
+        for hop in reversed(hops):
+            address = hop.group(0)
             try:
                 ipaddress.ip_address(address)
             except ValueError:

@@ -119,7 +119,7 @@ def _add_vary(fields: HeaderList, name: str) -> None:
     """Add the field ``name`` to the ``Vary`` of ``fields``, in place, once."""
     for index, (field, value) in enumerate(fields):
         if field.lower() == "vary":
-            listed = [item.strip(" \t").lower() for item in value.split(",")]
+            listed = {match.group(0).lower() for match in parse_list(value, TOKEN) or ()}
             if name.lower() not in listed and "*" not in listed:
                 fields[index] = (field, f"{value}, {name}")
             return

@@ -9,9 +9,10 @@ Names and passwords compare in Unicode Normalization Form C, as the ``charset="U
 challenge asks clients to send them.
 
 :class:`UsersFile` checks the credentials of an ``Authorization`` or ``Proxy-Authorization``
-value and re-reads the file when it changes; :class:`FailureLimiter` says when a client has
-failed too often and must wait (429).  :class:`SiteAuth` puts them in front of the files under
-the ``[auth] protect`` prefixes (:class:`ProtectedPaths`).
+value and re-reads the file when it changes; :class:`FailureLimiter` says when a login has
+failed too often and must wait (429).  :class:`Login` puts the two together: the one login
+check that the site and the proxy both use.  :class:`SiteAuth` puts it in front of the files
+under the ``[auth] protect`` prefixes (:class:`ProtectedPaths`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import (TYPE_CHECKING, Callable, Dict, Iterable, NamedTuple, Optiona
                     Tuple)
 from urllib.parse import quote
 
+from nex.addresses import parse_address, unmapped
 from nex.http.errors import HTTPError
 from nex.http.grammar import CREDENTIALS
 from nex.files.paths import split_path
@@ -287,61 +289,178 @@ class UsersFile:
         return name
 
 
-class FailureLimiter:
-    """Counts failed logins per client and says when a client must wait (429).
+#: How many times more failures one address may have, over all user names, than one user
+#: name from that address.
+ADDRESS_CEILING = 10
 
-    A client may fail ``per_minute`` times in a burst, then once every ``60 / per_minute``
-    seconds (a token bucket).  IPv6 clients count per /64 network, since one host usually
-    holds a whole /64.  The table keeps at most ``max_clients`` clients, forgetting the one
-    that failed least recently.  Thread-safe.
+
+class FailureLimiter:
+    """Counts failed logins and says when a login must wait (429).
+
+    Failures count per (client address, user name): a user name may fail ``per_minute``
+    times in a burst, then once every ``60 / per_minute`` seconds (a token bucket).  Each
+    address also has a budget :data:`ADDRESS_CEILING` times larger over all its user names;
+    once that is spent, only user names that have not failed from the address are still
+    tried.  So many people behind one address (NAT, or every local program of a loopback
+    proxy) cannot lock each other out, while guessing many names from one address stays
+    slow.  IPv6 clients count per /64 network, since one host usually holds a whole /64.
+    Each table keeps at most ``max_clients`` entries, forgetting the one that failed least
+    recently.  Thread-safe.
     """
 
     def __init__(self, per_minute: int, *, max_clients: int = 4096,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
-        self._max_clients = max_clients
+        self._users = _Buckets(float(per_minute), max_clients)
+        self._addresses = _Buckets(float(per_minute * ADDRESS_CEILING), max_clients)
         self._clock = clock
         self._lock = threading.Lock()
-        #: client key → (tokens left, when they were counted)
-        self._buckets: "collections.OrderedDict[str, Tuple[float, float]]" = (
+
+    def retry_after(self, client: str, user: str) -> int:
+        """0 when ``user`` may try to log in from ``client`` now, else the whole seconds to
+        wait.  ``user`` is the name the credentials carry ("" for none)."""
+        address = _client_key(client)
+        with self._lock:
+            now = self._clock()
+            wait = self._users.wait((address, user), now)
+            if not wait and self._users.has_failed((address, user), now):
+                wait = self._addresses.wait(address, now)
+        return wait
+
+    def record_failure(self, client: str, user: str) -> None:
+        """Count one failed attempt by ``client`` as ``user``."""
+        address = _client_key(client)
+        with self._lock:
+            now = self._clock()
+            self._users.take((address, user), now)
+            self._addresses.take(address, now)
+
+
+class _Buckets:
+    """Token buckets of ``capacity`` tokens refilled in a minute, at most ``size`` of them;
+    the caller holds the lock."""
+
+    def __init__(self, capacity: float, size: int) -> None:
+        self._capacity = capacity
+        self._rate = capacity / 60.0
+        self._size = size
+        #: key → (tokens left, when they were counted)
+        self._table: "collections.OrderedDict[object, Tuple[float, float]]" = (
             collections.OrderedDict())
 
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, since = self._buckets.get(key, (self._capacity, now))
+    def _tokens(self, key: object, now: float) -> float:
+        tokens, since = self._table.get(key, (self._capacity, now))
         return min(self._capacity, tokens + (now - since) * self._rate)
 
-    def retry_after(self, client: str) -> int:
-        """0 when ``client`` may try again now, else the whole seconds it must wait."""
-        key = _client_key(client)
-        with self._lock:
-            tokens = self._tokens(key, self._clock())
+    def has_failed(self, key: object, now: float) -> bool:
+        """Whether ``key`` has failures not yet forgiven."""
+        return self._tokens(key, now) < self._capacity
+
+    def wait(self, key: object, now: float) -> int:
+        """0 when ``key`` has a token, else the whole seconds until it has one."""
+        tokens = self._tokens(key, now)
         if tokens >= 1.0:
             return 0
         return max(1, math.ceil((1.0 - tokens) / self._rate))
 
-    def record_failure(self, client: str) -> None:
-        """Count one failed attempt by ``client``."""
-        key = _client_key(client)
-        with self._lock:
-            now = self._clock()
-            self._buckets[key] = (max(0.0, self._tokens(key, now) - 1.0), now)
-            self._buckets.move_to_end(key)
-            if len(self._buckets) > self._max_clients:
-                self._buckets.popitem(last=False)
+    def take(self, key: object, now: float) -> None:
+        """Spend one token of ``key`` (none left: it stays empty)."""
+        self._table[key] = (max(0.0, self._tokens(key, now) - 1.0), now)
+        self._table.move_to_end(key)
+        if len(self._table) > self._size:
+            self._table.popitem(last=False)
 
 
 def _client_key(client: str) -> str:
-    """The bucket a client address counts in: the address, or its /64 for IPv6."""
+    """The bucket a client address counts in: the address (IPv4-mapped as IPv4), or its /64
+    for IPv6."""
     try:
-        address = ipaddress.ip_address(client)
+        address = unmapped(parse_address(client))
     except ValueError:
         return client
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(getattr(address, "ipv4_mapped", None) or address)
+    return str(address)
+
+
+class Login:
+    """One login check, for the site or the proxy: Basic credentials (the value of
+    ``Authorization``, or with ``proxy`` of ``Proxy-Authorization``) against ``users``,
+    behind the failure limiter ``failures`` (None: no limit).
+
+    Refusals: ``429`` with ``Retry-After`` before any password is checked, for a user name
+    that failed too often from the client's address (see :class:`FailureLimiter`); ``401``
+    with ``WWW-Authenticate`` (``407`` with ``Proxy-Authenticate`` for the proxy) for
+    missing or wrong credentials, the wrong ones (any value that proves no user) counted.
+    """
+
+    def __init__(self, users: UsersFile, failures: Optional[FailureLimiter], realm: str, *,
+                 proxy: bool = False) -> None:
+        self._users = users
+        self._failures = failures
+        self._status = 407 if proxy else 401
+        field = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        self._challenge = ((field, challenge(realm)),)
+        self._asked = ("This proxy needs a user name and password." if proxy
+                       else "This part of the site needs a user name and password.")
+
+    def verify(self, authorization: Optional[str], client: str) -> str:
+        """The user name ``authorization`` proves for a request from ``client``; else the
+        refusal (see the class text).  Guessing gains nothing by going fast, not even the
+        password check's timing."""
+        name = self._check_limit(authorization, client)
+        user = self._users.check(authorization)
+        if user is not None:
+            return user
+        if authorization is not None and self._failures is not None:
+            self._failures.record_failure(client, name)
+        raise self._challenge_error(authorization)
+
+    def identify(self, authorization: str, client: str) -> Optional[str]:
+        """The user ``authorization`` proves where no login is needed, else None.
+
+        Wrong credentials are not refused there (the request goes on as anonymous), but
+        they count as a failure, and a user name that failed too often is not even checked,
+        so an open page cannot serve to guess passwords faster than a login.
+        """
+        try:
+            name = self._check_limit(authorization, client)
+        except HTTPError:
+            return None
+        user = self._users.check(authorization)
+        if user is None and self._failures is not None:
+            self._failures.record_failure(client, name)
+        return user
+
+    def refusal(self, authorization: Optional[str], client: str) -> HTTPError:
+        """What an anonymous request for an entry that needs a login gets, after
+        :meth:`identify` had its say: ``429`` while the limiter holds, else the challenge."""
+        try:
+            self._check_limit(authorization, client)
+        except HTTPError as error:
+            return error
+        return self._challenge_error(authorization)
+
+    def _check_limit(self, authorization: Optional[str], client: str) -> str:
+        """The user name ``authorization`` tries (empty: none); ``429`` with ``Retry-After``
+        when that name failed too often from ``client``."""
+        failures = self._failures
+        if failures is None:
+            return ""
+        credentials = basic_credentials(authorization)
+        name = credentials[0] if credentials is not None else ""
+        wait = failures.retry_after(client, name)
+        if wait:
+            raise HTTPError(429, f"Too many failed logins; try again in {wait} s.",
+                            headers=[("Retry-After", str(wait))], refusal="auth")
+        return name
+
+    def _challenge_error(self, authorization: Optional[str]) -> HTTPError:
+        """The ``401`` (``407``) with the challenge, saying whether credentials were sent."""
+        message = (self._asked if authorization is None
+                   else "The user name or password was not accepted.")
+        return HTTPError(self._status, message, headers=self._challenge, refusal="auth")
 
 
 # --- the file server's login ---------------------------------------------------------------
@@ -406,10 +525,8 @@ class SiteAuth:
 
     def __init__(self, users: UsersFile, protected: ProtectedPaths, realm: str,
                  failures: Optional[FailureLimiter]) -> None:
-        self._users = users
+        self._login = Login(users, failures, realm)
         self._protected = protected
-        self._challenge = (("WWW-Authenticate", challenge(realm)),)
-        self._failures = failures
 
     @classmethod
     def from_config(cls, config: "Config", *,
@@ -427,6 +544,11 @@ class SiteAuth:
                    ProtectedPaths(config.auth_protect), config.auth_realm,
                    FailureLimiter(per_minute) if per_minute else None)
 
+    @property
+    def protected(self) -> ProtectedPaths:
+        """The prefixes under which a login is needed."""
+        return self._protected
+
     def protects(self, path: str) -> bool:
         """Whether the request path ``path`` (as sent) needs a login.
 
@@ -434,32 +556,26 @@ class SiteAuth:
         segments, doubled slashes) reaches a protected file without matching its prefix.
         Raises the resolver's ``HTTPError(400)`` for a path it would refuse.
         """
-        segments, _ = split_path(path)
+        return self.covers(split_path(path)[0])
+
+    def covers(self, segments: Sequence[str]) -> bool:
+        """Whether the decoded path ``segments`` (:func:`split_path`'s) need a login."""
         return self._protected.covers(segments)
 
     def login(self, authorization: Optional[str], client: str) -> str:
-        """The user name ``authorization`` (the ``Authorization`` value) proves.
+        """The user name ``authorization`` (the ``Authorization`` value) proves for a request
+        from ``client``; ``429`` or ``401`` otherwise (see :class:`Login`)."""
+        return self._login.verify(authorization, client)
 
-        A ``client`` that failed too often gets ``429`` with ``Retry-After`` before its
-        credentials are looked at, so guessing passwords gains nothing by going fast, not
-        even their timing.  Missing or wrong credentials get ``401`` with the challenge;
-        wrong ones (any ``Authorization`` that does not prove a user) count as a failure.
-        """
-        if self._failures is not None:
-            wait = self._failures.retry_after(client)
-            if wait:
-                raise HTTPError(429, f"Too many failed logins from your address; try again in"
-                                     f" {wait} s.", headers=[("Retry-After", str(wait))])
-        user = self._users.check(authorization)
-        if user is not None:
-            return user
-        if authorization is None:
-            raise HTTPError(401, "This part of the site needs a user name and password.",
-                            headers=self._challenge)
-        if self._failures is not None:
-            self._failures.record_failure(client)
-        raise HTTPError(401, "The user name or password was not accepted.",
-                        headers=self._challenge)
+    def identify(self, authorization: str, client: str) -> Optional[str]:
+        """The user ``authorization`` proves on a path that needs no login, else None (see
+        :meth:`Login.identify`)."""
+        return self._login.identify(authorization, client)
+
+    def refusal(self, authorization: Optional[str], client: str) -> HTTPError:
+        """What an anonymous request for an entry that needs a login gets (see
+        :meth:`Login.refusal`)."""
+        return self._login.refusal(authorization, client)
 
 
 def cleartext_warning(config: "Config") -> Optional[str]:
@@ -469,7 +585,7 @@ def cleartext_warning(config: "Config") -> Optional[str]:
     other than loopback.  Behind a TLS-terminating proxy on the same machine, bind to
     loopback and the warning goes away.
     """
-    if not config.auth_users_file or getattr(config, "tls_certificate", ""):
+    if not config.auth_users_file or config.tls_certificate:
         return None
     if config.bind == "localhost" or ipaddress.ip_address(config.bind).is_loopback:
         return None

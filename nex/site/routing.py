@@ -6,8 +6,11 @@ This is the part of a worker's path that works on plain values only: a :class:`R
 page.  It never sees the socket.  With the forward proxy on, requests meant for it (CONNECT,
 absolute-form for another host; see :meth:`nex.proxy.handler.ForwardProxy.claims`) go to it first,
 before any of the file server's checks.  The others run in this order: Host (``403``), a
-CORS preflight (``204``), login for a protected path (``429``, ``401``), method (``405``,
-``501``), then the resolver and handler.
+CORS preflight (``204``), for a method in :data:`WRITE_METHODS` the same-origin and Host
+checks (``403``), login for a protected path (``429``, ``401``), method (``405``, ``501``),
+then the resolver and handler.  The handler asks the access policy (:mod:`nex.site.access`)
+for every entry it touches, through a checker with the user bound; where the request's own
+target is refused, an anonymous client is asked to log in (``401``), others get ``403``.
 
 Cross-origin rules (:mod:`nex.site.cors`) are applied here, in :meth:`Dispatcher.respond`, to
 every answer of the file server: content, redirects and errors alike, so a web page on an
@@ -16,28 +19,32 @@ allowed origin can read a 404 as well as a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.site.login import SiteAuth
-from nex.files.archive import folder_archive, wants_archive
+from nex.files.archive import ZipSlots, folder_archive, wants_archive
 from nex.http.body import BodyReader
 from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.clients import ForwardedFor
-from nex.http.grammar import CACHE_DIRECTIVE, parse_list
+from nex import SERVER_SOFTWARE, qrcode
+from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
 from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
+from nex.http.negotiation import error_form
 from nex.http.request import Request
-from nex.files.paths import resolve
+from nex.files.paths import Refused, real_path, resolve_segments, split_path
+from nex.site.access import AccessPolicy, Checker
+from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
+from nex.files.search import search_folder, search_term
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
 from nex.files.uploadpage import UploadPage
-from nex.files.davwrite import destination_path
 from nex.files.webdav import WebDav
 
 if TYPE_CHECKING:
@@ -47,9 +54,22 @@ if TYPE_CHECKING:
 #: The methods Nex serves for files and folders; with uploads on, PUT and POST too.
 SERVED_METHODS = ("GET", "HEAD", "OPTIONS")
 _ALLOW = ", ".join(SERVED_METHODS)
+#: Methods that change what is stored: each must come from Nex's own pages, for a Host that
+#: DNS rebinding cannot forge (:class:`nex.site.sameorigin.WriteGuard`), whatever answers it.
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE", "MKCOL", "COPY", "MOVE",
+                           "PROPPATCH", "LOCK", "UNLOCK"})
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
-_HTML = ("Content-Type", "text/html; charset=utf-8")
+#: The robots.txt served where the document root has none: crawlers may fetch every page
+#: but none with a query (RFC 9309 §2.2.3), so that mirrors skip the listings' sorted copies
+#: and folder downloads.
+ROBOTS_TXT = b"User-agent: *\nDisallow: /*?\n"
+_ROBOTS_TYPE = ("Content-Type", "text/plain; charset=utf-8")
+#: The Content-Type of each form an error reply takes (see error_form).
+_ERROR_TYPES = {"html": ("Content-Type", "text/html; charset=utf-8"),
+                "json": ("Content-Type", "application/json"),
+                "text": ("Content-Type", "text/plain; charset=utf-8")}
+_VARY_ACCEPT = ("Vary", "Accept")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
@@ -99,11 +119,13 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show, the Host rules, the small-file cache, the trusted proxies whose
+    line they show (``port``: the port in it), the Host rules, the small-file cache, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
     login), the CORS policy (None: no CORS), the forward proxy (None: proxy mode off),
     WebDAV with the listing's file management (None: off), and the upload panel's script
-    (None: listings show the plain form alone).
+    (None: listings show the plain form alone).  From these it makes the access policy
+    every handler asks (:mod:`nex.site.access`), the checks of requests that write
+    (:mod:`nex.site.sameorigin`) and the folder-download slots.
     """
 
     config: Config
@@ -117,6 +139,27 @@ class Dispatcher:
     proxy: Optional[ForwardProxy] = None
     dav: Optional[WebDav] = None
     upload_page: Optional[UploadPage] = None
+    #: The port Nex listens on, shown in a footer when the Host names none.
+    port: int = 0
+    #: With a wildcard bind, an address of this machine other devices can reach: the QR
+    #: code of a page reached on loopback shows it instead.
+    lan_address: str = ""
+    access: AccessPolicy = field(init=False)
+    writes: WriteGuard = field(init=False)
+    zip_slots: ZipSlots = field(init=False)
+    _anonymous: Checker = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built from the settings and the login, so every way of making a Dispatcher has
+        # the one policy they define.
+        config = self.config
+        object.__setattr__(self, "access", AccessPolicy(
+            None if self.auth is None else self.auth.protected, config.document_root,
+            config.upload))
+        object.__setattr__(self, "writes", WriteGuard.from_config(config))
+        object.__setattr__(self, "zip_slots", ZipSlots(config.max_concurrent_zips))
+        # Most requests are anonymous: their checker is made once.
+        object.__setattr__(self, "_anonymous", self.access.checker(None))
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -147,15 +190,25 @@ class Dispatcher:
                 preflight = cors.preflight(request)
                 if preflight is not None:
                     return Response(204, [("Allow", _ALLOW), *preflight])
+            if request.method in WRITE_METHODS:
+                self.writes.check(request)
+            # The asterisk-form and the authority-form have no path: nothing to decode.
+            path = split_path(request.path) if request.path else None
             auth = self.auth
-            # The asterisk-form and the authority-form have no path to protect.
-            protected = (auth is not None and request.path != ""
-                         and (auth.protects(request.path) or self._writes_protected(request)))
             # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
             # answered without a login; under a protected prefix it does not look at the disk.
+            protected = auth is not None and path is not None and auth.covers(path[0])
+            authorization = request.headers.get("Authorization")
             if protected and request.method != "OPTIONS":
-                user = auth.login(request.headers.get("Authorization"), client)
-            response = self._serve(request, body, protected)
+                user = auth.login(authorization, client)
+            elif auth is not None and authorization is not None:
+                user = auth.identify(authorization, client)
+            try:
+                response = self._serve(request, body, path, protected, user)
+            except Refused:
+                if user is None and auth is not None:
+                    raise auth.refusal(authorization, client) from None
+                raise
         except HTTPError as error:
             error.user = user
             if cors is not None:
@@ -169,71 +222,129 @@ class Dispatcher:
         return response
 
     def _serve(self, request: Request, body: Optional[BodyReader],
-               protected: bool) -> Response:
-        """The answer of the method's handler once the request may be served."""
+               path: Optional[Tuple[List[str], bool]], protected: bool,
+               user: Optional[str]) -> Response:
+        """The answer of the method's handler once the request may be served; ``path`` is
+        the request path decoded (None for ``*``), ``user`` who logged in (None: nobody)."""
         method = request.method
         config = self.config
+        may = self._anonymous if user is None else self.access.checker(user)
         dav = self.dav
         if config.upload and is_resumable(request):
             if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
-                dav.guard_put(request)
-            return resumable_upload(request, body, config, self._may)
+                dav.guard_put(request, path[0])
+            return resumable_upload(request, body, config, may, path)
         if dav is not None and method in dav.methods:
-            return dav.respond(request, body, self._may)
+            return dav.respond(request, body, may, path)
         if config.upload and method == "PUT":
             if dav is not None and dav.writable:
-                dav.guard_put(request)
-            return put_file(request, body, config)
+                dav.guard_put(request, path[0])
+            return put_file(request, body, config, may, path)
         if config.upload and method == "POST":
-            return post_form(request, body, config)
+            return post_form(request, body, config, may, path)
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
-                                headers=[("Allow", self._allow(request.path))])
+                                headers=[("Allow", self._allow(path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
         if method == "OPTIONS":
-            if request.target != "*" and not protected:
-                resolve(request.path, request.query, config)  # a missing path is still 404
-            dav_fields = self.dav.options_headers() if self.dav is not None else []
-            return Response(204, [("Allow", self._allow(request.path)), *dav_fields])
+            if path is not None and not protected:
+                # A missing path is still 404.
+                resolve_segments(path[0], path[1], request.query, config)
+            dav_fields = dav.options_headers() if dav is not None else []
+            return Response(204, [("Allow", self._allow(path)), *dav_fields])
         page = self.upload_page
         if page is not None and page.claims(request):
             return page.serve(request)
-        target = resolve(request.path, request.query, config)
+        try:
+            target = resolve_segments(path[0], path[1], request.query, config, may)
+        except HTTPError as error:
+            if error.status == 404 and request.path == "/robots.txt":
+                return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
+            raise
         if target.kind == "directory":
-            if wants_archive(request.query):
-                return folder_archive(target, config)
+            archive = wants_archive(request.query)
+            if not may("archive" if archive else "list", target.url_path,
+                       real_path(target.fs_path, config)):
+                raise Refused()
+            if archive:
+                return folder_archive(target, config, may, self.zip_slots)
+            if request.query == "qr":
+                return self._qr_code(request)
+            signature = self.signature_for(request)
+            term = search_term(request.query)
+            if term is not None:
+                return search_folder(target, request, term, self.templates, signature, config,
+                                     may)
             form = "" if not config.upload else (
                 UPLOAD_FORM if page is None else page.form(config))
-            return render_listing(target, request, self.templates, self.signature, config,
-                                  upload_form=form)
-        return serve_file(request, target, config, self.file_cache)
+            return render_listing(target, request, self.templates, signature, config,
+                                  upload_form=form, may=may, viewer=user)
+        return serve_file(request, target, config, self.file_cache, may)
 
-    def _writes_protected(self, request: Request) -> bool:
-        """Whether a COPY or MOVE writes under a protected prefix: its Destination needs
-        the login that its own path would."""
-        if self.dav is None or request.method not in self.dav.methods:
-            return False
-        destination = destination_path(request)
-        return destination is not None and self.auth.protects(destination)
+    def _qr_code(self, request: Request) -> Response:
+        """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
+        of its address on the LAN when there is one.  501 without segno."""
+        port = self.port or self.config.port
+        authority = request.host or f"{self.config.server_name}:{port}"
+        parsed = split_host(authority)
+        if self.lan_address and parsed is not None and (
+                parsed[0] == "localhost" or parsed[0] in ("127.0.0.1", "::1")):
+            lan = self.lan_address
+            authority = f"[{lan}]:{port}" if ":" in lan else f"{lan}:{port}"
+        scheme = "https" if self.config.tls_certificate else "http"
+        image = qrcode.svg(f"{scheme}://{authority}{request.path}")
+        if image is None:
+            raise HTTPError(501, f"{qrcode.INSTALL_HINT}.")
+        return Response(200, [("Content-Type", "image/svg+xml"), ("Cache-Control", "no-store")],
+                        (image,))
 
-    def _may(self, action: str, url_path: str, real_path: str) -> bool:
-        """The access checker handlers are given: whether ``action`` (read, list, archive,
-        write) is allowed on ``url_path`` (``real_path`` on disk).  Today's rules are the same
-        for every path and user: reading what the resolver serves, listing with ``[files]
-        listing``, archives with ``zip_download``, writing with ``upload``."""
-        config = self.config
-        return {"read": True, "list": config.listing, "archive": config.zip_download,
-                "write": config.upload}[action]
+    def _allow(self, path: Optional[Tuple[List[str], bool]]) -> str:
+        """The ``Allow`` value for the decoded address ``path`` (None for ``*``): the served
+        methods, with uploads on PUT for a file's address, POST for a folder's, and the
+        WebDAV methods served."""
+        dav = self.dav
+        if not self.config.upload and dav is None:
+            return _ALLOW
+        methods = (allowed_methods(None if path is None else path[1]) if self.config.upload
+                   else SERVED_METHODS)
+        return ", ".join(methods + (dav.methods if dav is not None else ()))
 
-    def _allow(self, path: str) -> str:
-        """The ``Allow`` value for the address ``path`` (empty for ``*``): the served
-        methods, and with uploads on PUT for a file's address, POST for a folder's."""
-        methods = allowed_methods(path) if self.config.upload else SERVED_METHODS
-        return ", ".join(methods + (self.dav.methods if self.dav is not None else ()))
+    def signature_for(self, request: Optional[Request]) -> str:
+        """The footer line of a page answering ``request``: the host and port the client
+        used, when its Host is one this site serves; else the configured server name (also
+        for absolute-form and CONNECT targets, whose authority may be another server's)."""
+        if (request is None or not request.target.startswith("/") or not request.host
+                or not self.hosts.allows(request.host)):
+            return self.signature
+        parsed = split_host(request.host)
+        if parsed is None:
+            return self.signature
+        name, port = parsed
+        if port is None:
+            port = self.port or self.config.port
+        shown = f"[{name}]" if ":" in name else name
+        return f"{SERVER_SOFTWARE} Server at {shown} Port {port}"
 
-    def error_response(self, error: HTTPError) -> Response:
-        """The page for ``error``: the one way every error reply is made."""
-        page = self.templates.render_error(error, self.signature)
-        return Response(error.status, [_HTML, *error.headers], (page,), close=error.close,
-                        user=error.user)
+    def error_response(self, error: HTTPError, request: Optional[Request] = None) -> Response:
+        """The reply for ``error``: the one way every error reply is made.
+
+        Suited to the client of ``request`` (None: a request that could not be read, which
+        gets the page): the page for browsers, JSON when asked for, else one line of text.
+        """
+        if request is None:
+            page = self.templates.render_error(error, self.signature)
+            return Response(error.status, [_ERROR_TYPES["html"], *error.headers], (page,),
+                            close=error.close, user=error.user, refusal=error.refusal)
+        form = error_form(request.headers.get("Accept"), request.query)
+        body = self.templates.render_error_as(form, error, self.signature_for(request))
+        headers = [_ERROR_TYPES[form]]
+        varied = False
+        for name, value in error.headers:
+            if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
+                value, varied = f"{value}, Accept", True
+            headers.append((name, value))
+        if not varied:
+            headers.insert(1, _VARY_ACCEPT)
+        return Response(error.status, headers, (body,), close=error.close, user=error.user,
+                        refusal=error.refusal)
