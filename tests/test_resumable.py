@@ -114,6 +114,16 @@ class CreationTest(ResumableCase):
         self.refusal(403, "PUT", "/dir/a.bin", b"x", headers=[
             ("Upload-Complete", "?0"), ("Origin", "http://evil.example")])
 
+    def test_dns_rebinding_host_cannot_create_append_or_cancel(self) -> None:
+        self.refusal(403, "PUT", "/dir/a.bin", b"x", headers=[("Upload-Complete", "?0")],
+                     host="rebound.example")
+        self.assertEqual(self.partials(), [])
+        _, resource = self.create(b"ab")
+        self.refusal(403, "PATCH", resource, b"c", headers=[
+            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")], host="rebound.example")
+        self.refusal(403, "DELETE", resource, length=0, host="rebound.example")
+        self.assertEqual(self.offset(resource)["upload-offset"], "2")
+
     def test_writes_need_uploads_on_and_a_login_where_protected(self) -> None:
         self.protect("/dir/")
         self.refusal(401, "PUT", "/dir/a.bin", b"x", headers=[("Upload-Complete", "?0")])

@@ -136,10 +136,12 @@ class UploadTestCase(unittest.TestCase):
                 headers: Iterable[Tuple[str, str]] = (), pieces: Optional[List[bytes]] = None,
                 framing: str = "length", length: Optional[int] = None,
                 before_piece: Optional[Callable[[int], None]] = None,
-                site: Optional[Dispatcher] = None, **settings) -> Response:
-        """Answer ``method target`` whose body arrives as ``pieces`` (default: ``body`` in
-        one piece, chunked when ``framing`` says so); raises the HTTPError it gets."""
-        fields_sent = [("Host", "localhost"), *headers]
+                site: Optional[Dispatcher] = None, host: str = "localhost",
+                **settings) -> Response:
+        """Answer ``method target`` for ``host`` whose body arrives as ``pieces`` (default:
+        ``body`` in one piece, chunked when ``framing`` says so); raises the HTTPError it
+        gets."""
+        fields_sent = [("Host", host), *headers]
         if framing == "chunked":
             body = chunked(body)
             fields_sent.append(("Transfer-Encoding", "chunked"))
@@ -147,7 +149,7 @@ class UploadTestCase(unittest.TestCase):
             length = len(body) if length is None else length
             fields_sent.append(("Content-Length", str(length)))
         request = Request(method, target, target.partition("?")[0], target.partition("?")[2],
-                          "HTTP/1.1", Headers(fields_sent), "localhost", True,
+                          "HTTP/1.1", Headers(fields_sent), host, True,
                           body_length=length or 0, chunked=framing == "chunked")
         self.exchange = Exchange(pieces if pieces is not None else [body], before_piece)
         reader = None

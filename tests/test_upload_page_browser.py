@@ -128,38 +128,41 @@ class UploadPanelBrowserTest(ChromiumTestCase):
         with open(os.path.join(self.root, "inbox", "second.txt"), "rb") as original:
             self.assertEqual(original.read(), b"already here")
 
+    def answer_prompt(self, button, text: str, done, what: str, link: str) -> None:
+        """Click ``button``, type ``text`` into the prompt it opens, and wait until ``done()``
+        holds and the reloaded listing links ``link``."""
+        from selenium.webdriver.common.by import By
+
+        button.click()
+        prompt = self.driver.switch_to.alert
+        prompt.send_keys(text)
+        prompt.accept()
+        self.wait_for(done, f"the {what} did not happen", WAIT)
+        self.wait_for(lambda: self.driver.find_elements(By.LINK_TEXT, link),
+                      "the listing did not reload", WAIT)
+
     def test_new_folder_rename_and_delete_after_confirming(self):
         from selenium.webdriver.common.by import By
 
-        with open(os.path.join(self.root, "inbox", "old.txt"), "wb") as out:
+        inbox = os.path.join(self.root, "inbox")
+        with open(os.path.join(inbox, "old.txt"), "wb") as out:
             out.write(b"old")
         self.driver.get(self.server.url + "inbox/")
-        self.driver.find_element(By.CSS_SELECTOR, "button.new-folder").click()
-        prompt = self.driver.switch_to.alert
-        prompt.send_keys("made here")
-        prompt.accept()
-        self.wait_for(lambda: os.path.isdir(os.path.join(self.root, "inbox", "made here")),
-                      "the folder was not made", WAIT)
-        self.wait_for(lambda: self.driver.find_elements(By.LINK_TEXT, "made here/"),
-                      "the listing did not reload", WAIT)
+        self.answer_prompt(self.driver.find_element(By.CSS_SELECTOR, "button.new-folder"),
+                           "made here", lambda: os.path.isdir(os.path.join(inbox, "made here")),
+                           "new folder", "made here/")
         row = self.driver.find_element(By.XPATH, "//a[text()='old.txt']/..")
-        row.find_element(By.XPATH, "button[text()='Rename']").click()
-        prompt = self.driver.switch_to.alert
-        prompt.send_keys("new.txt")
-        prompt.accept()
-        self.wait_for(lambda: os.path.isfile(os.path.join(self.root, "inbox", "new.txt")),
-                      "the file was not renamed", WAIT)
-        self.wait_for(lambda: self.driver.find_elements(By.LINK_TEXT, "new.txt"),
-                      "the listing did not reload", WAIT)
+        self.answer_prompt(row.find_element(By.XPATH, "button[text()='Rename']"), "new.txt",
+                           lambda: os.path.isfile(os.path.join(inbox, "new.txt")), "rename",
+                           "new.txt")
         row = self.driver.find_element(By.XPATH, "//a[text()='new.txt']/..")
         row.find_element(By.XPATH, "button[text()='Delete']").click()
         self.driver.switch_to.alert.dismiss()  # changed their mind: nothing goes
-        self.assertTrue(os.path.isfile(os.path.join(self.root, "inbox", "new.txt")))
+        self.assertTrue(os.path.isfile(os.path.join(inbox, "new.txt")))
         row.find_element(By.XPATH, "button[text()='Delete']").click()
         self.driver.switch_to.alert.accept()
-        self.wait_for(lambda: not os.path.exists(os.path.join(self.root, "inbox", "new.txt")),
+        self.wait_for(lambda: not os.path.exists(os.path.join(inbox, "new.txt")),
                       "the file was not deleted", WAIT)
-
 
 if __name__ == "__main__":
     unittest.main()

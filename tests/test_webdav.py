@@ -7,10 +7,12 @@ import dataclasses
 import os
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Optional, Tuple
+from unittest import mock
 
 from nex.files.davlocks import LockTable, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
+from nex.files.paths import split_path
 from nex.files.webdav import WebDav
 from nex.http.errors import HTTPError
 from nex.http.response import Response
@@ -352,8 +354,39 @@ class WriteMethodsTest(DavCase):
         self.refusal(403, "MOVE", "/", headers=[("Destination", "/x/")])
 
     def test_writes_from_another_site_are_403(self) -> None:
-        self.refusal(403, "DELETE", "/hello.txt", headers=[("Origin", "http://evil.example")])
-        self.refusal(403, "MKCOL", "/dir/x", headers=[("Origin", "http://evil.example")])
+        for refused in (("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site"),
+                        ("Referer", "http://evil.example/page.html")):
+            with self.subTest(refused=refused):
+                self.refusal(403, "DELETE", "/hello.txt", headers=[refused])
+                self.refusal(403, "MKCOL", "/dir/x", headers=[refused])
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+
+    def test_dns_rebinding_host_cannot_write_over_webdav(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/dir/x", []), ("DELETE", "/hello.txt", []),
+                ("PROPPATCH", "/hello.txt", []), ("LOCK", "/hello.txt", []),
+                ("UNLOCK", "/hello.txt", [("Lock-Token", "<urn:uuid:x>")]),
+                ("COPY", "/hello.txt", [("Destination", "/dir/x.txt")]),
+                ("MOVE", "/hello.txt", [("Destination", "/dir/x.txt")])):
+            with self.subTest(method=method):
+                self.refusal(403, method, target, headers=headers, host="rebound.example")
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+        self.assertEqual(len(self.propfind("/", host="rebound.example")), 3)
+
+    def test_each_request_decodes_its_path_once(self) -> None:
+        os.mkdir(os.path.join(self.root, "dir", "a b"))
+        for method, target, headers in (
+                ("PROPFIND", "/dir/a%20b/", [("Depth", "1")]), ("MKCOL", "/dir/a%20b/c", []),
+                ("COPY", "/hello.txt", [("Destination", "/dir/a%20b/h.txt")]),
+                ("DELETE", "/dir/a%20b/h.txt", [])):
+            with self.subTest(method=method), \
+                    mock.patch("nex.site.routing.split_path", wraps=split_path) as decode, \
+                    mock.patch("nex.files.davwrite.split_path", wraps=split_path) as other:
+                self.assertLess(self.dav(method, target, b"", *headers).status, 300)
+                decode.assert_called_once_with(target)
+                self.assertNotIn(mock.call(target), other.call_args_list)
 
     def test_writes_need_uploads_on(self) -> None:
         for method, target, headers in (
@@ -520,3 +553,14 @@ class ProtectedDestinationTest(DavCase):
     def test_copy_out_of_the_protected_folder_needs_a_login_as_ever(self) -> None:
         self.write("dir/secret.txt", b"s")
         self.refusal(401, "COPY", "/dir/secret.txt", headers=[("Destination", "/leak.txt")])
+
+    def test_a_protected_destination_does_not_say_whether_it_exists(self) -> None:
+        self.write("dir/secret.txt", b"s")
+        for destination, overwrite in (("/dir/secret.txt", "F"), ("/dir/missing/x.txt", "T"),
+                                       ("/dir/secret.txt", "T")):
+            for method in ("COPY", "MOVE"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(401, method, "/hello.txt", headers=[
+                        ("Destination", destination), ("Overwrite", overwrite)])
+        self.assertEqual(self.read("dir/secret.txt"), b"s")
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")

@@ -1,5 +1,7 @@
 """WebDAV against the real server on port 0, driven by real clients from Debian: rclone (its
-WebDAV backend) and cadaver.  Without them the tests skip and say which package is missing."""
+WebDAV backend) and cadaver.  Without them those tests skip and say which package is missing.
+Then the access policy and the write guard over plain requests, for WebDAV and resumable
+uploads alike."""
 
 from __future__ import annotations
 
@@ -7,40 +9,24 @@ import filecmp
 import os
 import shutil
 import subprocess
-import tempfile
 import unittest
+import xml.etree.ElementTree as ElementTree
+from typing import Dict, List, Tuple
 
-from tests.support import NexServer
+from tests.test_access import ANONYMOUS, RIGHT, ServerTestCase
+from tests.test_upload_live import LiveUploadCase
 
 RCLONE = shutil.which("rclone")
 CADAVER = shutil.which("cadaver")
 CLIENT_TIMEOUT = 120
 
 
-class DavServerCase(unittest.TestCase):
-    """One server per class with WebDAV write, deleting and renaming on, over a fresh root;
-    its error log must hold no traceback when the class ends."""
+class DavServerCase(LiveUploadCase):
+    """The live upload tests' server and root, with WebDAV write, deleting, renaming and
+    overwriting on; its error log must hold no traceback when the class ends."""
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.base = os.path.realpath(tempfile.mkdtemp(prefix="nex-dav-live-"))
-        cls.root = os.path.join(cls.base, "root")
-        os.makedirs(cls.root)
-        cls.server = NexServer(cls.root, settings={"files": {
-            "upload": "yes", "webdav": "write", "allow_delete": "yes", "allow_rename": "yes",
-            "upload_overwrite": "yes"}}).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.signal()
-        try:
-            cls.server.wait()
-        finally:
-            errors = cls.server.error_log()
-            cls.server.stop()
-            shutil.rmtree(cls.base, ignore_errors=True)
-        if "Traceback" in errors:
-            raise AssertionError(f"the error log holds a traceback:\n{errors}")
+    settings = {"files": {"upload": "yes", "webdav": "write", "allow_delete": "yes",
+                          "allow_rename": "yes", "upload_overwrite": "yes"}}
 
 
 @unittest.skipUnless(RCLONE, "rclone is missing (apt-get install rclone)")
@@ -119,3 +105,64 @@ class CadaverTest(DavServerCase):
         self.assertEqual(sorted(os.listdir(os.path.join(self.root, "docs"))), ["c.txt"])
         with open(os.path.join(self.root, "docs", "c.txt")) as copied:
             self.assertEqual(copied.read(), "from cadaver\n")
+
+
+def hrefs(body: bytes) -> List[str]:
+    """The hrefs of a 207 body, in order."""
+    return [href.text for href in ElementTree.fromstring(body).iter("{DAV:}href")]
+
+
+class DavAccessLiveTest(ServerTestCase):
+    """WebDAV and resumable uploads on the wire ask the one access policy and pass the
+    write guard: ``/private/`` is protected, ``/public/link`` leads into it."""
+
+    settings = {"files": {"webdav": "write", "allow_delete": "yes", "allow_rename": "yes"}}
+
+    def propfind(self, target: str, headers: Dict[str, str]) -> Tuple[int, List[str]]:
+        status, _, body = self.request("PROPFIND", target, {"Depth": "1", **headers})
+        return status, hrefs(body) if status == 207 else []
+
+    def test_propfind_leaves_out_what_the_listing_leaves_out(self) -> None:
+        status, anonymous = self.propfind("/public/", ANONYMOUS)
+        self.assertEqual(status, 207)
+        for hidden in ("/public/link/", "/public/doc.txt.gz"):
+            self.assertNotIn(hidden, anonymous)
+        self.assertIn("/public/plain.txt", anonymous)
+        self.assertNotIn("/private/", self.propfind("/", ANONYMOUS)[1])
+        status, alice = self.propfind("/public/", RIGHT)
+        self.assertIn("/public/link/", alice)
+        self.assertIn("/public/doc.txt.gz", alice)
+        self.assertIn("/private/", self.propfind("/", RIGHT)[1])
+        for target in ("/private/", "/public/link/"):
+            with self.subTest(target=target):
+                self.assertEqual(self.propfind(target, ANONYMOUS)[0], 401)
+
+    def test_writes_through_a_link_into_a_protected_folder_need_a_login(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/public/link/made", {}),
+                ("DELETE", "/public/link/secret.txt", {}),
+                ("COPY", "/public/plain.txt", {"Destination": "/public/link/copy.txt"}),
+                ("MOVE", "/public/link/secret.txt", {"Destination": "/public/moved.txt"}),
+                ("PUT", "/public/link/a.bin", {"Upload-Complete": "?1"})):
+            with self.subTest(method=method, target=target):
+                status, _, _ = self.request(method, target, headers, b"x" if method == "PUT"
+                                            else None)
+                self.assertEqual(status, 401)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "private"))),
+                         ["secret.txt", "secret.txt.gz", "site"])
+        status, _, _ = self.request("MKCOL", "/public/link/made", RIGHT)
+        self.assertEqual(status, 201)
+        os.rmdir(os.path.join(self.root, "private", "made"))
+
+    def test_dns_rebinding_host_cannot_write_over_webdav(self) -> None:
+        rebound = {"Host": f"rebound.example:{self.server.port}"}
+        cross_site = {"Origin": "http://evil.example"}
+        for method, headers in (("MKCOL", {}), ("DELETE", {}), ("PROPPATCH", {}),
+                                ("LOCK", {}), ("MOVE", {"Destination": "/public/moved"})):
+            for refused in (rebound, cross_site):
+                with self.subTest(method=method, refused=refused):
+                    status, _, _ = self.request(method, "/public/made", {**headers, **refused})
+                    self.assertEqual(status, 403)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "made")))
+        # Reading is not a write: PROPFIND is answered for any allowed Host.
+        self.assertEqual(self.propfind("/public/", rebound)[0], 207)

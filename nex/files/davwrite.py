@@ -102,6 +102,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
     if not may("write" if move else "read", source.url_path, source.real_path()):
         raise Refused()
+    may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
     if move and source.collection and list(_refused_below(source, config, may)):
         raise HTTPError(403, f"{source.url_path} holds entries that may not be moved.")
     changed = [(destination.path, True), (destination.path[:-1], False)]
@@ -112,7 +113,8 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
     folder = parent_folder(destination, config)
     try:
-        may_write(destination, may, folder)
+        if not destination.exists:
+            may_write(destination, may, folder)
         name = destination.segments[-1]
         if destination.exists and (destination.collection or source.collection):
             if not config.upload_overwrite:
@@ -151,10 +153,13 @@ def check(request: Request, locks: LockTable, config: Config, target: Resource,
 
 def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = None
                ) -> None:
-    """:class:`Refused` unless the checker lets ``target`` be written (an unmapped one: by
-    the real path it would have in ``folder``)."""
-    real = (target.real_path() if target.exists
-            else os.path.join(folder.real_path, target.segments[-1]))
+    """:class:`Refused` unless the checker lets ``target`` be written: an unmapped one by
+    the real path it would have in ``folder``, or without ``folder`` by its URL path alone
+    (to be asked again once its folder is open)."""
+    if target.exists:
+        real = target.real_path()
+    else:
+        real = "" if folder is None else os.path.join(folder.real_path, target.segments[-1])
     if not may("write", target.url_path, real):
         raise Refused()
 

@@ -44,9 +44,9 @@ import time
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
-from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path, hidden, not_found
-from nex.files.upload import (FILE_METHODS, PendingFile, UploadFolder, put_preconditions,
-                              store, stored)
+from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path
+from nex.files.upload import (PendingFile, UploadFolder, file_folder, put_preconditions, store,
+                              stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
 from nex.http.errors import HTTPError, size_limit
@@ -244,20 +244,13 @@ def _target(path: Tuple[List[str], bool], config: Config,
             may: Checker) -> Tuple[UploadFolder, str]:
     """The open folder of the file at the decoded request ``path``, and the file's name,
     found as PUT finds them, after the access checker allowed writing there."""
-    segments, is_folder = path
-    if is_folder:
-        raise HTTPError(405, "A resumable upload names a file.",
-                        headers=[("Allow", ", ".join(FILE_METHODS))])
-    shown = "/" + "/".join(segments)
-    if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
-        raise not_found(shown)
-    folder = UploadFolder(segments[:-1], config, shown, may)
+    folder, name = file_folder(path, config, may)
     try:
-        folder.check_access(segments[-1])
+        folder.check_access(name)
     except BaseException:
         folder.close()
         raise
-    return folder, segments[-1]
+    return folder, name
 
 
 def _open(folder: UploadFolder, temp_name: str, flags: int,

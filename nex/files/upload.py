@@ -115,29 +115,37 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
     """
     if "Content-Range" in request.headers:
         raise HTTPError(400, "A PUT with Content-Range would store a part as the whole file.")
-    segments, is_folder = split_path(request.path) if path is None else path
-    if is_folder:
-        raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
-                        headers=[("Allow", ", ".join(FOLDER_METHODS))])
-    shown = "/" + "/".join(segments)
-    if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
-        raise not_found(shown)
-    folder = UploadFolder(segments[:-1], config, shown, may)
+    folder, name = file_folder(split_path(request.path) if path is None else path, config,
+                               may)
     try:
-        name = segments[-1]
         existing = folder.check(name)
         put_preconditions(request.headers, existing)
         # If-None-Match: * asks for a new file even where overwriting is allowed.
         exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
         pending = folder.create(name)
         try:
-            take_body(body, config.max_upload_size, pending.write)
+            _take_body(body, config.max_upload_size, pending.write)
             store(pending, exclusive)
         finally:
             pending.discard()
     finally:
         folder.close()
     return stored(pending, existing is not None)
+
+
+def file_folder(path: Tuple[List[str], bool], config: Config,
+                may: Optional[Checker]) -> Tuple[UploadFolder, str]:
+    """The open folder of the file the decoded request ``path`` names (as PUT writes it),
+    with the access checker ``may``, and the file's name; 405 for a folder's address, GET's
+    404 for a missing or hidden folder."""
+    segments, is_folder = path
+    if is_folder:
+        raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
+                        headers=[("Allow", ", ".join(FOLDER_METHODS))])
+    shown = "/" + "/".join(segments)
+    if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
+        raise not_found(shown)
+    return UploadFolder(segments[:-1], config, shown, may), segments[-1]
 
 
 def store(pending: PendingFile, exclusive: bool = False) -> None:
@@ -203,7 +211,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
-        take_body(body, config.max_upload_size, parser.feed)
+        _take_body(body, config.max_upload_size, parser.feed)
         parser.finish()
         if not form.files:
             raise HTTPError(400, "The form holds no file.")
@@ -545,7 +553,7 @@ def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> N
         raise HTTPError(412, "There is no file here for If-Match to match.")
 
 
-def take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
+def _take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
                ) -> None:
     """Hand each piece of the request ``body`` (None: no body) to ``consume`` as it arrives,
     refusing with 413 (naming ``max_upload_size``) a body over ``limit`` bytes."""

@@ -11,10 +11,11 @@ something pass routing's same-origin and Host checks first.
 
 A PROPFIND shows exactly what GET serves: hidden names and links the symlink policy refuses
 are missing (404), a target the access policy refuses is refused as GET refuses it, and
-members it may not read are left out, judged as a listing judges its entries.  The live properties are ``resourcetype``, ``getcontentlength``, ``getcontenttype``,
-``getetag`` (GET's), ``getlastmodified``, ``creationdate`` (the modification time: file
-systems rarely keep another), and with locks ``supportedlock`` and ``lockdiscovery``.  Dead
-properties are not kept: PROPPATCH answers ``403`` for each, and changes nothing.
+members it may not read are left out, judged as a listing judges its entries.  The live
+properties are ``resourcetype``, ``getcontentlength``, ``getcontenttype``, ``getetag``
+(GET's), ``getlastmodified``, ``creationdate`` (the modification time: file systems rarely
+keep another), and with locks ``supportedlock`` and ``lockdiscovery``.  Dead properties are
+not kept: PROPPATCH answers ``403`` for each, and changes nothing.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ checks (``403``), login for a protected path (``429``, ``401``), method (``405``
 then the resolver and handler.  The handler asks the access policy (:mod:`nex.site.access`)
 for every entry it touches, through a checker with the user bound; where the request's own
 target is refused, an anonymous client is asked to log in (``401``), others get ``403``.
+Resumable uploads (:mod:`nex.files.resumable`) and the WebDAV methods
+(:mod:`nex.files.webdav`) are handlers like the others: they get the same checker and the
+path decoded here, and those that write have passed the same-origin and Host checks.
 
 Cross-origin rules (:mod:`nex.site.cors`) are applied here, in :meth:`Dispatcher.respond`, to
 every answer of the file server: content, redirects and errors alike, so a web page on an
