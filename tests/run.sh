@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the Nex test suite needs, then run all of it with nose2.
+# Install what the Nex test suite needs, then run all of it with nose2; then run it again on
+# the oldest and the newest other Python 3.9+ on the machine (see docs/testing.md).
 #
 # The Python test dependencies (tests/requirements.txt) never go into the system Python: they
 # go into the virtual environment this runs in, else into .venv/ in the checkout, created here
@@ -72,4 +73,39 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
-exec "$python" -m nose2 --verbose --start-dir . --top-level-directory . "$@"
+status=0
+"$python" -m nose2 --verbose --start-dir . --top-level-directory . "$@" || status=$?
+
+# The same suite on the oldest and the newest other supported interpreters (pyenv's
+# versions, python3.X on PATH), each in its own .venv-3.X/ with the test requirements, so
+# that a version-specific break fails too.  Without test names, they run the suite but
+# for the browser and load tests (OTHER_PYTHONS_SKIP), which add minutes and nothing that
+# differs by Python.  NEX_OTHER_PYTHONS=no skips this part.
+OTHER_PYTHONS_SKIP="test_browser test_cors_browser test_upload_browser test_overload test_socket_fuzz"
+if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
+  names=("$@")
+  if [ ${#names[@]} -eq 0 ]; then
+    for path in tests/test_*.py; do
+      module=$(basename "$path" .py)
+      case " $OTHER_PYTHONS_SKIP " in *" $module "*) continue ;; esac
+      names+=("tests.$module")
+    done
+  fi
+  mapfile -t others < <("$python" -m tests.support.interpreters)
+  for other in "${others[@]}"; do
+    version=$("$other" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    echo
+    echo "=== The suite on Python $version ($other) ==="
+    venv=".venv-$version"
+    if ! { [ -x "$venv/bin/python" ] || "$other" -m venv "$venv"; } \
+        || ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+             -r tests/requirements.txt; then
+      echo "ERROR: cannot set up $venv for Python $version." >&2
+      status=1
+      continue
+    fi
+    "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . "${names[@]}" \
+      || status=$?
+  done
+fi
+exit $status

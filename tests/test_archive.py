@@ -108,7 +108,9 @@ def target_of(root: str, url_path: str = "/") -> Target:
 def unzip(data: bytes) -> Tuple[Dict[str, bytes], List[str], Dict[str, int]]:
     """``(files by name, folder names, compression by name)`` of a zip, checked whole."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert archive.testzip() is None
+        damaged = archive.testzip()
+        if damaged is not None:
+            raise AssertionError(f"{damaged} is damaged")
         files = {info.filename: archive.read(info) for info in archive.infolist()
                  if not info.is_dir()}
         folders = [info.filename for info in archive.infolist() if info.is_dir()]
@@ -297,10 +299,12 @@ def read_chunked(data: bytes) -> bytes:
         size = int(data[position:line_end], 16)
         position = line_end + 2
         if size == 0:
-            assert data[position:] == b"\r\n", data[position:]
+            if data[position:] != b"\r\n":
+                raise AssertionError(data[position:])
             return body
         body += data[position:position + size]
-        assert data[position + size:position + size + 2] == b"\r\n"
+        if data[position + size:position + size + 2] != b"\r\n":
+            raise AssertionError(f"no CRLF after the chunk at {position}")
         position += size + 2
 
 

@@ -14,7 +14,8 @@ import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
 from nex.site.login import hash_password
-from tests.support import REPO, START_TIMEOUT, NexServer, ResponseReader, write_settings
+from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, wait_until,
+                           write_settings)
 
 # Cheap scrypt parameters, so that starting and checking take no noticeable time.
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -248,12 +249,13 @@ class ReloadTest(AuthServerTestCase):
     settings = {"auth": {"max_failures_per_minute": 0}}
 
     def wait_for_status(self, authorization: str, status: int) -> Reply:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            reply = self.fetch("/private/secret.txt", authorization)
-            if reply.status == status or time.monotonic() > deadline:
-                return reply
-            time.sleep(0.1)
+        replies = []
+
+        def answered() -> bool:
+            replies[:] = [self.fetch("/private/secret.txt", authorization)]
+            return replies[0].status == status
+        wait_until(answered, START_TIMEOUT, 0.1)
+        return replies[0]
 
     def test_edits_take_effect_and_a_bad_edit_keeps_the_last_good_users(self) -> None:
         self.assertEqual(self.fetch("/private/secret.txt", basic("alice:wonderland")).status,
@@ -266,11 +268,12 @@ class ReloadTest(AuthServerTestCase):
 
         with open(self.users, "a", encoding="utf-8") as out:
             out.write("carol\n")
-        deadline = time.monotonic() + START_TIMEOUT
-        while "expected user:hash" not in self.server.error_log():
-            self.assertLess(time.monotonic(), deadline, "the bad version was never reported")
+
+        def reported() -> bool:
             self.fetch("/private/secret.txt", basic("bob:builder"))
-            time.sleep(0.1)
+            return "expected user:hash" in self.server.error_log()
+        self.assertTrue(wait_until(reported, START_TIMEOUT, 0.1),
+                        "the bad version was never reported")
         errors = [line for line in self.server.error_log().splitlines()
                   if "expected user:hash" in line]
         self.assertEqual(len(errors), 1, errors)

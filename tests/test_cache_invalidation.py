@@ -20,7 +20,7 @@ import unittest
 from typing import Dict, List, Tuple
 
 from nex.files.filecache import SETTLED_NS
-from tests.support import NexServer, ResponseReader
+from tests.support import NexServer, ResponseReader, wait_until
 
 #: The folders each test works in, all made (and settled) before the server starts.
 FOLDERS = ("added", "removed", "renamed", "in-place", "sidecar-made", "sidecar-gone",
@@ -39,12 +39,10 @@ class CacheInvalidationTest(unittest.TestCase):
             cls.write(folder, "page.html", b"<p>plain</p>")
         cls.write("sidecar-gone", "page.html.br", b"BROTLI")
         paths = [cls.root] + [os.path.join(cls.root, folder) for folder in FOLDERS]
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while max(os.stat(path).st_ctime_ns for path in paths) + SETTLED_NS + 100_000_000 \
-                > time.time_ns():
-            if time.monotonic() > deadline:
-                raise AssertionError("the folders did not settle")
-            time.sleep(0.1)
+        if not wait_until(lambda: max(os.stat(path).st_ctime_ns for path in paths)
+                          + SETTLED_NS + 100_000_000 <= time.time_ns(),
+                          DEADLINE_SECONDS, 0.1):
+            raise AssertionError("the folders did not settle")
         cls.server = NexServer(cls.root).start()
 
     @classmethod
@@ -100,10 +98,8 @@ class CacheInvalidationTest(unittest.TestCase):
         self.assertEqual(size(), 1)
         with open(os.path.join(self.root, "in-place", "a.txt"), "ab") as file:
             file.write(b"bcd")
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while size() != 4:
-            self.assertLess(time.monotonic(), deadline, "the new size never showed")
-            time.sleep(0.05)
+        self.assertTrue(wait_until(lambda: size() == 4, DEADLINE_SECONDS, 0.05),
+                        "the new size never showed")
 
     def test_a_sidecar_made_is_served_at_once(self):
         for _ in range(2):

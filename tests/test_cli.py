@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -12,75 +11,23 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import types
 import unittest
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE, __version__
 from nex.site.login import hash_password, parse_hash, parse_users
 from nex.process.cli import main
 from nex.process.config import Config, load_config
-from tests.support import REPO, START_TIMEOUT, ResponseReader
-from tests.test_config import (BAD_VALUES, SHIPPED_SETTINGS, WorkingDirectory,
-                               bad_value_message, make_site, shipped_folders, write_settings)
+from tests.support import REPO, START_TIMEOUT, ResponseReader, wait_for_line
+from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
+                                    fake_server, fake_supervisor, make_site, run,
+                                    shipped_folders, write_settings)
 
 
-@contextlib.contextmanager
-def fake_server(result: int = 0) -> Iterator[mock.Mock]:
-    """Stand in for nex.process.listener so main() stops at serve(config) instead of listening."""
-    module = types.ModuleType("nex.process.listener")
-    module.serve = mock.Mock(return_value=result)  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"nex.process.listener": module}):
-        yield module.serve  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def fake_supervisor(result: int = 0) -> Iterator[mock.Mock]:
-    """Stand in for nex.process.supervisor so main() stops at supervise(config, load)."""
-    module = types.ModuleType("nex.process.supervisor")
-    module.supervise = mock.Mock(return_value=result)  # type: ignore[attr-defined]
-    with mock.patch.dict(sys.modules, {"nex.process.supervisor": module}):
-        yield module.supervise  # type: ignore[attr-defined]
-
-
-def run(argv: List[str], default_config: Optional[Path] = None,
-        result: int = 0) -> Tuple[int, str, str, Optional[Config]]:
-    """main(argv): exit status, stdout, stderr and the Config serve() got (None: not called)."""
-    out, err = io.StringIO(), io.StringIO()
-    with fake_server(result) as serve, contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err):
-        status = main(argv, default_config=default_config)
-    config = serve.call_args[0][0] if serve.called else None
-    return status, out.getvalue(), err.getvalue(), config
-
-
-class BadSettingTests(unittest.TestCase):
+class BadSettingTests(CommandLineCase):
     """A bad setting prints one line, ``nex: <message>``, and exits 2 without serving."""
-
-    def assert_refused(self, argv: List[str], message: str,
-                       default_config: Optional[Path] = None) -> None:
-        status, out, err, config = run(argv, default_config)
-        self.assertEqual((status, out, err), (2, "", f"nex: {message}\n"))
-        self.assertIsNone(config)
-
-    def test_each_bad_value_in_the_file(self) -> None:
-        folder = make_site(self)
-        for section, key, value, reason in BAD_VALUES:
-            with self.subTest(section=section, key=key, value=value):
-                path = write_settings(folder, {(section, key): value})
-                self.assert_refused(["--config", str(path)],
-                                    bad_value_message(path, section, key, value, reason))
-
-    def test_each_bad_value_in_the_default_file(self) -> None:
-        folder = make_site(self)
-        for section, key, value, reason in BAD_VALUES[:5]:
-            with self.subTest(section=section, key=key, value=value):
-                path = write_settings(folder, {(section, key): value})
-                self.assert_refused([], bad_value_message(path, section, key, value, reason),
-                                    default_config=path)
 
     def test_bad_flags_are_named(self) -> None:
         path = write_settings(make_site(self))
@@ -131,7 +78,7 @@ class GoodRunTests(unittest.TestCase):
         path = write_settings(folder, {("server", "port"): "8123"})
         status, out, err, config = run(["--config", str(path)])
         self.assertEqual((status, out, err), (0, "", ""))
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.port, 8123)
         self.assertEqual(config.document_root, str(folder / "public_html"))
 
@@ -142,7 +89,7 @@ class GoodRunTests(unittest.TestCase):
     def test_default_config_is_read_when_it_exists(self) -> None:
         path = write_settings(make_site(self), {("server", "port"): "8124"})
         config = run([], default_config=path)[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.port, 8124)
 
     def test_config_flag_wins_over_the_default_file(self) -> None:
@@ -150,7 +97,7 @@ class GoodRunTests(unittest.TestCase):
         default = write_settings(folder, {("server", "port"): "99999"})
         chosen = write_settings(folder, {("server", "port"): "8125"}, name="chosen.conf")
         config = run(["--config", str(chosen)], default_config=default)[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.port, 8125)
 
     def test_missing_default_config_means_builtin_defaults(self) -> None:
@@ -159,7 +106,7 @@ class GoodRunTests(unittest.TestCase):
         with WorkingDirectory(here):
             status, _, err, config = run([], default_config=here / "absent.conf")
         self.assertEqual((status, err), (0, ""))
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.port, Config.port)
         self.assertEqual(config.document_root, str(here))
         self.assertEqual(config.templates, str(shipped / "other_templates"))
@@ -171,7 +118,7 @@ class GoodRunTests(unittest.TestCase):
                                        ("server", "bind"): "0.0.0.0"})
         config = run(["--config", str(path), "--port", "0", "--bind", "::1",
                       "--root", str(other / "public_html")])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual((config.port, config.bind, config.document_root),
                          (0, "::1", str(other / "public_html")))
         self.assertEqual(config.templates, str(folder / "other_templates"))
@@ -181,16 +128,16 @@ class GoodRunTests(unittest.TestCase):
         path = write_settings(folder, {("cors", "allow_origins"): "https://app.example",
                                        ("files", "zip_download"): "no"})
         config = run(["--config", str(path)])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual((config.cors_allow_origins, config.zip_download),
                          (("https://app.example",), False))
         config = run(["--config", str(path), "--cors", "--zip"])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual((config.cors_allow_origins, config.zip_download), (("*",), True))
 
     def test_cors_and_zip_are_off_by_default(self) -> None:
         config = run(["--config", str(write_settings(make_site(self)))])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual((config.cors_allow_origins, config.zip_download), ((), False))
 
     def test_relative_root_resolves_against_the_current_folder(self) -> None:
@@ -199,7 +146,7 @@ class GoodRunTests(unittest.TestCase):
         path = write_settings(folder)
         with WorkingDirectory(here):
             config = run(["--config", str(path), "--root", "public_html"])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.document_root, str(here / "public_html"))
 
     def test_upload_flag_wins_over_the_file(self) -> None:
@@ -210,7 +157,7 @@ class GoodRunTests(unittest.TestCase):
             for path, file_value in ((off, False), (on, True)):
                 with self.subTest(argv=argv, file_value=file_value):
                     config = run(["--config", str(path)] + argv)[3]
-                    assert config is not None
+                    self.assertIsNotNone(config)
                     self.assertEqual(config.upload, file_value if not argv else expected)
 
     def test_webdav_flag_wins_over_the_file_and_alone_means_write(self) -> None:
@@ -229,7 +176,7 @@ class GoodRunTests(unittest.TestCase):
     def test_bind_localhost(self) -> None:
         path = write_settings(make_site(self))
         config = run(["--config", str(path), "--bind", "localhost"])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.bind, "localhost")
 
 
@@ -244,7 +191,7 @@ class AuthFileFlagTests(unittest.TestCase):
         self.users.write_text(f"alice:{hash_password('x', n=1024, r=1, p=1)}\n")
         path = write_settings(self.folder)
         config = run(["--config", str(path), "--auth-file", str(self.users)])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual((config.auth_users_file, config.auth_protect),
                          (str(self.users), ("/",)))
 
@@ -264,7 +211,7 @@ class ProxyFlagTests(unittest.TestCase):
     def test_flag_sets_enabled(self) -> None:
         path = write_settings(make_site(self), {("proxy", "enabled"): "no"})
         config = run(["--config", str(path), "--proxy"])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertTrue(config.proxy_enabled)
 
     def test_without_the_flag_the_file_decides(self) -> None:
@@ -273,7 +220,7 @@ class ProxyFlagTests(unittest.TestCase):
             with self.subTest(text=text):
                 path = write_settings(folder, {("proxy", "enabled"): text})
                 config = run(["--config", str(path)])[3]
-                assert config is not None
+                self.assertIsNotNone(config)
                 self.assertIs(config.proxy_enabled, expected)
 
     def test_flag_does_not_hide_a_bad_file_value(self) -> None:
@@ -377,7 +324,7 @@ class WorkersTests(unittest.TestCase):
         path = write_settings(make_site(self))
         with fake_supervisor() as supervise:
             config = run(["--config", str(path), "--workers", "1"])[3]
-        assert config is not None
+        self.assertIsNotNone(config)
         self.assertEqual(config.workers, 1)
         supervise.assert_not_called()
 
@@ -552,14 +499,9 @@ def wait_for_banner(out_path: Path, process: subprocess.Popen, root: Path) -> in
     """The port from the start-up line ``Nex/VERSION serving ROOT at URL``."""
     banner = re.compile(rf"{re.escape(SERVER_SOFTWARE)} serving {re.escape(str(root))}"
                         r" at http://127\.0\.0\.1:([0-9]+)/ ")
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        match = banner.search(out_path.read_text(encoding="utf-8", errors="replace"))
-        if match:
-            return int(match.group(1))
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
+    match = wait_for_line(str(out_path), process, banner)
+    if match:
+        return int(match.group(1))
     raise AssertionError(f"Nex did not start: {out_path.read_text(errors='replace')!r}")
 
 

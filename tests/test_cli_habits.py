@@ -9,7 +9,7 @@ import unittest
 from typing import List
 
 from nex.process.cli import allow_destinations
-from tests.proxy_support import RawOrigin, ok
+from tests.support import RawOrigin, ok
 from tests.support import NexServer, ResponseReader
 from tests.test_cli import run
 

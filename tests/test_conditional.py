@@ -10,7 +10,7 @@ from nex.http.dates import format_http_date, parse_http_date
 from nex.http.conditional import ANY, if_range_holds, make_etag, not_modified, parse_etag_list
 from nex.http.errors import HTTPError
 from nex.http.request import Headers
-from tests.test_static import MTIME, MTIME_DATE, TempFiles, fields
+from tests.support import MTIME, MTIME_DATE, TempFiles, fields
 
 NOW_2024 = 1_718_000_000.0
 ETAG = '"e"'

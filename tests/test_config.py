@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 import nex
 from nex.site.login import hash_password
 from nex.process.config import Config, ConfigError, load_config
-
-SHIPPED_SETTINGS = Path(__file__).resolve().parent.parent / "settings.conf"
+from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
+                                    bad_value_message, make_site, settings_text,
+                                    shipped_folders, write_settings)
 
 # The keys of settings.conf, section by section, and the Config field each one fills.
 SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
@@ -28,7 +29,8 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "index_files", "allowed_hosts", "max_connections", "max_connections_per_client",
         "backlog", "thread_stack_size", "workers")},
     "timeouts": {"request_head": "request_head_timeout", "keep_alive": "keep_alive_timeout",
-                 "shutdown_grace": "shutdown_grace", "send": "send_timeout"},
+                 "shutdown_grace": "shutdown_grace", "send": "send_timeout",
+                 "body_min_rate": "body_min_rate", "body_grace": "body_grace"},
     "limits": {name: name for name in (
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
@@ -47,7 +49,7 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
     "auth": {name: "auth_" + name for name in ("users_file", "protect", "realm",
                                                "max_failures_per_minute")},
     "cors": {"allow_origins": "cors_allow_origins"},
-    "tls": {"certificate": "tls_certificate", "key": "tls_key"},
+    "tls": {"certificate": "tls_certificate", "key": "tls_key", "hsts": "tls_hsts"},
     "proxy": {name: "proxy_" + name for name in (
         "enabled", "allowed_clients", "blacklist", "blacklist_file", "denied_destinations",
         "connect_ports", "http_ports", "allowed_destinations", "connect_timeout",
@@ -271,81 +273,6 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
 )
 
 
-def make_site(test: unittest.TestCase) -> Path:
-    """A temporary folder with public_html/, error_pages/error.html, other_templates/dir.html."""
-    folder = Path(tempfile.mkdtemp(prefix="nex-config-")).resolve()
-    test.addCleanup(shutil.rmtree, folder)
-    (folder / "public_html").mkdir()
-    (folder / "error_pages").mkdir()
-    (folder / "error_pages" / "error.html").write_text("{{-STATUS-}}\n")
-    (folder / "other_templates").mkdir()
-    (folder / "other_templates" / "dir.html").write_text("{{-ENTRIES-}}\n")
-    return folder
-
-
-def settings_text(values: Mapping[Tuple[str, str], str] = {}) -> str:
-    """INI text naming the site's folders, plus ``values`` keyed by (section, key)."""
-    sections: Dict[str, Dict[str, str]] = {"server": {
-        "document_root": "public_html", "error_pages": "error_pages",
-        "templates": "other_templates"}}
-    for (section, key), value in values.items():
-        sections.setdefault(section, {})[key] = value
-    lines = []
-    for section, keys in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {value}" for key, value in keys.items())
-    return "\n".join(lines) + "\n"
-
-
-def write_settings(folder: Path, values: Mapping[Tuple[str, str], str] = {},
-                   name: str = "settings.conf") -> Path:
-    """Write settings_text(values) into ``folder`` and return the file's path."""
-    path = folder / name
-    path.write_text(settings_text(values), encoding="utf-8")
-    return path
-
-
-def bad_value_message(path: Path, section: str, key: str, value: str, reason: str) -> str:
-    """The whole ConfigError message BAD_VALUES promises for one entry."""
-    shown = value if value and value.isprintable() else repr(value)
-    if reason.startswith("unknown section"):
-        return f"{path} [{section}]: {reason}"
-    return f"{path} [{section}] {key} = {shown}: {reason}"
-
-
-class WorkingDirectory:
-    """Run a block with ``folder`` as the current directory."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def __enter__(self) -> None:
-        self.previous = os.getcwd()
-        os.chdir(self.folder)
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.chdir(self.previous)
-
-
-def shipped_folders(test: unittest.TestCase, layout: str) -> Path:
-    """Point ``nex.__file__`` at a fake install whose shipped folders sit per ``layout``.
-
-    ``package``: nex/error_pages and nex/other_templates; ``checkout``: beside nex/.
-    Returns the folder that holds them.
-    """
-    root = make_site(test)
-    package = root / "nex"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    if layout == "package":
-        for name in ("error_pages", "other_templates"):
-            shutil.move(str(root / name), str(package / name))
-    patcher = mock.patch.object(nex, "__file__", str(package / "__init__.py"))
-    patcher.start()
-    test.addCleanup(patcher.stop)
-    return package if layout == "package" else root
-
-
 class BadSettingTests(unittest.TestCase):
     """Every refused value names the file, section, key and value, and says why."""
 
@@ -442,6 +369,26 @@ class BadSettingTests(unittest.TestCase):
             with self.subTest(name=name), self.assertRaises(ConfigError) as caught:
                 load_config(str(path), {"index_files": name})
             self.assertIn("is not a plain file name", str(caught.exception))
+
+
+class CommandLineBadValueTests(CommandLineCase):
+    """main() refuses every bad value with the one-line message, exit 2, and never serves."""
+
+    def test_each_bad_value_in_the_file(self) -> None:
+        folder = make_site(self)
+        for section, key, value, reason in BAD_VALUES:
+            with self.subTest(section=section, key=key, value=value):
+                path = write_settings(folder, {(section, key): value})
+                self.assert_refused(["--config", str(path)],
+                                    bad_value_message(path, section, key, value, reason))
+
+    def test_each_bad_value_in_the_default_file(self) -> None:
+        folder = make_site(self)
+        for section, key, value, reason in BAD_VALUES[:5]:
+            with self.subTest(section=section, key=key, value=value):
+                path = write_settings(folder, {(section, key): value})
+                self.assert_refused([], bad_value_message(path, section, key, value, reason),
+                                    default_config=path)
 
 
 class SettingsFileTests(unittest.TestCase):

@@ -9,8 +9,7 @@ import shutil
 import tempfile
 import unittest
 
-from tests.support import NexServer
-from tests.test_browser import ChromiumTestCase
+from tests.support import ChromiumTestCase, NexServer
 
 #: The script the app page runs: the status, body text and exposed fields of a fetch with
 #: the given request fields, or the error a refused fetch gives.

@@ -21,6 +21,7 @@ from nex.site.hosts import HostValidator
 from nex.http.request import Headers, Request
 from nex.http.response import FileSlice, Response
 from nex.files.templates import TemplateSet
+from tests.support import body_bytes, fields
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -36,10 +37,6 @@ def make_request(method: str, target: str, host: str = "localhost",
     path, _, query = target.partition("?")
     return Request(method, target, path if target != "*" else "", query, "HTTP/1.1",
                    Headers([("Host", host), *headers]), host, True)
-
-
-def fields(response: Response) -> dict:
-    return {name.lower(): value for name, value in response.headers}
 
 
 class DispatchTestCase(unittest.TestCase):
@@ -82,16 +79,6 @@ class DispatchTestCase(unittest.TestCase):
         with self.assertRaises(HTTPError) as caught:
             self.respond(method, target, host, site)
         return caught.exception
-
-
-def body_bytes(response: Response) -> bytes:
-    out = []
-    for piece in response.body:
-        if isinstance(piece, FileSlice):
-            out.append(os.pread(response.file.fileno(), piece.count, piece.offset))
-        else:
-            out.append(bytes(piece))
-    return b"".join(out)
 
 
 class ServedMethodsTest(DispatchTestCase):

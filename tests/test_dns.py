@@ -18,7 +18,7 @@ from nex.proxy.blacklist import DomainList
 from nex.proxy.dns import CachingResolver
 from nex.proxy.handler import ForwardProxy
 from nex.proxy.upstream import OriginPool
-from tests.proxy_support import RawOrigin, ok
+from tests.support import RawOrigin, ok
 from tests.support import SOCKET_TIMEOUT
 
 

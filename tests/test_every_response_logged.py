@@ -12,24 +12,13 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 import unittest
 
-from tests.support import NexServer, ResponseReader, read_all
+from tests.support import NexServer, ResponseReader, read_all, wait_until
 
 LARGE = 64 * 1024 * 1024
 ACCESS_LINE = re.compile(r'(?P<client>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" '
                          r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*"')
-
-
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class EarlyEndTest(unittest.TestCase):
@@ -72,7 +61,7 @@ class EarlyEndTest(unittest.TestCase):
                 received = len(first) + len(read_all(sock))
             [line] = self.lines(server, "GET /large.bin")
             self.assertLess(int(line.group("size")), LARGE)
-            self.assertTrue(wait_for(lambda: "cut short" in server.error_log()))
+            self.assertTrue(wait_until(lambda: "cut short" in server.error_log()))
             errors = server.error_log()
             self.assertEqual(errors.count("cut short"), 1, errors)
             self.assertIn("shrank", errors)
@@ -106,7 +95,7 @@ class EarlyEndTest(unittest.TestCase):
     def test_a_second_ctrl_c_stops_at_once_with_status_130(self):
         server = self.start_download("600")
         server.signal(signal.SIGINT)
-        self.assertTrue(wait_for(lambda: "Ctrl+C again" in server.stderr()))
+        self.assertTrue(wait_until(lambda: "Ctrl+C again" in server.stderr()))
         server.signal(signal.SIGINT)
         self.assertEqual(server.wait(), 130)  # long before the 600 s grace
 

@@ -248,6 +248,8 @@ class HostTest(unittest.TestCase):
         ("[::1]", ("::1", None)),
         ("[0:0:0:0:0:0:0:1]:443", ("::1", 443)),
         ("[2001:DB8::1]", ("2001:db8::1", None)),
+        ("[::FFFF:7F00:1]:80", ("::ffff:127.0.0.1", 80)),
+        ("[::ffff:127.0.0.1]", ("::ffff:127.0.0.1", None)),
         ("h:65535", ("h", 65535)),
         ("my_host", ("my_host", None)),
         ("h:65536", None),
@@ -272,7 +274,18 @@ class HostTest(unittest.TestCase):
 
     def test_ipv6_address(self) -> None:
         self.assertEqual(ipv6_address("0:0::1"), "::1")
-        self.assertEqual(ipv6_address("::FFFF:1.2.3.4"), "::ffff:102:304")
+        for text in ("::FFFF:1.2.3.4", "::ffff:102:304", "0:0:0:0:0:ffff:0102:0304"):
+            with self.subTest(text=text):
+                self.assertEqual(ipv6_address(text), "::ffff:1.2.3.4")
+        self.assertEqual(ipv6_address("::ffff:0:0"), "::ffff:0.0.0.0")
+        self.assertEqual(ipv6_address("::FFFF:FFFF:FFFF"), "::ffff:255.255.255.255")
+        # Only IPv4-mapped addresses are written dotted; the rest stay hexadecimal.
+        for text, expected in (("::1.2.3.4", "::102:304"),
+                               ("64:ff9b::1.2.3.4", "64:ff9b::102:304"),
+                               ("::ffff:0:1.2.3.4", "::ffff:0:102:304"),
+                               ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1")):
+            with self.subTest(text=text):
+                self.assertEqual(ipv6_address(text), expected)
         for text in ("", "1.2.3.4", "::g", "fe80::1%eth0", "[::1]", " ::1"):
             with self.subTest(text=text):
                 self.assertIsNone(ipv6_address(text))

@@ -60,7 +60,8 @@ def head_of(size: int) -> bytes:
         head += line + b"a" * min(1000, room) + b"\r\n"
         number += 1
     head += b"\r\n"
-    assert len(head) == size, len(head)
+    if len(head) != size:
+        raise AssertionError(len(head))
     return head
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import select
 import shutil
 import signal
@@ -20,14 +19,10 @@ from unittest import mock
 from nex.process.config import Config, load_config
 from nex.process.log import Logger
 from nex.process.assembly import assemble
+from nex.process import supervisor
 from nex.process.listener import Server, bind_listener
-from tests.support import REPO, NexServer, ResponseReader, read_all, write_settings
-
-#: A Combined Log Format line as Nex writes it.
-COMBINED_LOG_LINE = re.compile(
-    r'(?P<client>[0-9a-f.:]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
-    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
-    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"')
+from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader, read_all,
+                           write_settings)
 
 
 def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -217,6 +212,14 @@ class ListenBacklogTest(unittest.TestCase):
     def test_default_is_1024(self):
         self.assertEqual(Config().backlog, 1024)
 
+    def test_the_supervisors_listeners_are_capped_too(self):
+        # The first listener is bound without listening, then listens with SO_REUSEPORT.
+        kernel = mock.mock_open(read_data=b"128\n")
+        with mock.patch("nex.process.listener.open", kernel, create=True), \
+                mock.patch.object(socket.socket, "listen") as listen:
+            supervisor._first_listener(Config(port=0, backlog=100000)).close()
+        self.assertEqual([call[0][0] for call in listen.call_args_list], [128])
+
     def test_kernel_limit_caps_the_backlog(self):
         cases = [(1024, b"4096\n", 1024), (1024, b"128\n", 128), (5, b"128\n", 5),
                  (1024, b"", 1024), (1024, b"-1\n", 1024), (1024, b"0\n", 1024),
@@ -284,9 +287,9 @@ class ListenQueueTest(unittest.TestCase):
         still_queued = []
         start_worker = server._start_worker
 
-        def counting_start(sock, address):
+        def counting_start(sock, address, accepted):
             still_queued.append(queued(server.listener))
-            start_worker(sock, address)
+            start_worker(sock, address, accepted)
 
         server._start_worker = counting_start
         listener = threading.Thread(target=server.serve_forever)

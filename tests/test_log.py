@@ -15,6 +15,7 @@ from unittest import mock
 
 import nex.process.log
 from nex.process.log import Logger, escape_log_text
+from tests.support import wait_until
 
 #: Text between the quotes of a log field: escaped quotes and backslashes, no control bytes.
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\["\\]|\\x[0-9a-f]{2})*"'
@@ -44,13 +45,6 @@ def read_all(fd: int) -> str:
         offset += len(chunk)
 
 
-def wait_for(predicate) -> None:
-    """Poll ``predicate()`` until it holds or DEADLINE passes."""
-    deadline = time.monotonic() + DEADLINE
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 class PipeReader(threading.Thread):
     """Reads a pipe to its end in the background, once started."""
 
@@ -68,7 +62,8 @@ class PipeReader(threading.Thread):
 
     def text(self) -> str:
         self.join(DEADLINE)
-        assert not self.is_alive(), "the pipe never reached its end"
+        if self.is_alive():
+            raise AssertionError("the pipe never reached its end")
         return b"".join(self.chunks).decode("utf-8")
 
 
@@ -294,7 +289,7 @@ class BatchingTest(LoggerTestCase):
     def test_line_appears_after_the_flush_interval(self) -> None:
         logger = self.logger(interval=0.01)
         logger.access(*self.LINE)
-        wait_for(lambda: read_all(self.access_fd))
+        wait_until(lambda: read_all(self.access_fd))
         self.assertIsNotNone(ACCESS_LINE.fullmatch(read_all(self.access_fd)))
 
     def test_a_full_batch_is_written_without_waiting(self) -> None:
@@ -302,14 +297,14 @@ class BatchingTest(LoggerTestCase):
         count = nex.process.log._BATCH_BYTES // 40
         for _ in range(count):
             logger.access(*self.LINE)
-        wait_for(lambda: read_all(self.access_fd))
+        wait_until(lambda: read_all(self.access_fd))
         self.assertTrue(read_all(self.access_fd), "a full batch waited for the interval")
 
     def test_warning_is_written_at_once(self) -> None:
         logger = self.logger()
         with mock.patch("nex.process.log.time.time", return_value=FIXED_TIME):
             logger.warning("could not start a worker thread")
-        wait_for(self.errors)
+        wait_until(self.errors)
         self.assertEqual(self.errors(),
                          f"[{FIXED_TEXT}] warning: could not start a worker thread\n")
         self.assertEqual(read_all(self.access_fd), "")
@@ -320,7 +315,7 @@ class BatchingTest(LoggerTestCase):
             raise RuntimeError("disk on fire")
         except RuntimeError:
             logger.exception("fault while answering 'GET / HTTP/1.1'")
-        wait_for(self.errors)
+        wait_until(self.errors)
         text = self.errors()
         first, _, trace = text.partition("\n")
         self.assertRegex(first, r"^\[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "
@@ -334,7 +329,7 @@ class BatchingTest(LoggerTestCase):
         logger = self.logger()
         logger.access(*self.LINE)
         logger.message("Nex stopped")
-        wait_for(lambda: "Nex stopped" in read_all(self.access_fd))
+        wait_until(lambda: "Nex stopped" in read_all(self.access_fd))
         lines = read_all(self.access_fd).splitlines(keepends=True)
         self.assertEqual(len(lines), 2)
         self.assertIsNotNone(ACCESS_LINE.fullmatch(lines[0]))

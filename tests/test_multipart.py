@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from nex.http.errors import HTTPError
 from nex.http.multipart import MultipartParser, Part, form_boundary
 from nex.http.framing import HeadLimits
+from tests.support import FORM_BOUNDARY, form, part
 
 LIMITS = HeadLimits(request_line=64, header_block=512, header_count=8)
-BOUNDARY = b"----NexBoundary7MA4YWxk"
+BOUNDARY = FORM_BOUNDARY
 #: The RFC 2046 §5.1.1 bchars, space aside (it may not end a boundary).
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=?"
 
@@ -66,20 +67,6 @@ def parse(body: bytes, pieces: Sequence[int] = (), boundary: bytes = BOUNDARY,
             break
     parser.finish()
     return handler.events
-
-
-def part(disposition: str, data: bytes, extra: str = "") -> bytes:
-    """One part: its header lines and data, without delimiters."""
-    return (f"Content-Disposition: {disposition}\r\n{extra}\r\n").encode("utf-8") + data
-
-
-def form(*parts: bytes, boundary: bytes = BOUNDARY, preamble: bytes = b"",
-         epilogue: bytes = b"\r\n") -> bytes:
-    """A body of ``parts`` as browsers send it."""
-    out = preamble
-    for body in parts:
-        out += b"--" + boundary + b"\r\n" + body + b"\r\n"
-    return out + b"--" + boundary + b"--" + epilogue
 
 
 def events_of(*parts: Tuple[Part, bytes]) -> List[Event]:

@@ -18,11 +18,9 @@ import time
 import unittest
 from typing import List
 
-from tests.support import ResponseReader
-from tests.test_hardening import (HELLO, REQUEST, SETTLE_DEADLINE, LiveServerTest,
-                                  connect, head, parse_replies, process_status,
-                                  read_until_closed, resources, send_and_read,
-                                  wait_for_resources)
+from tests.support import (HELLO, REQUEST, LiveServerTest, ResponseReader,
+                           connect, head, parse_replies, process_status, read_until_closed,
+                           resources, send_and_read, wait_for_resources, wait_until)
 
 #: A second loopback address, so that a test client is not counted with the crowd.
 OTHER_SOURCE = "127.0.0.2"
@@ -55,21 +53,13 @@ def reset(sock: socket.socket) -> None:
 
 def wait_until_served(test: LiveServerTest) -> None:
     """Poll until a new connection gets its file (the server has released old slots)."""
-    deadline = time.monotonic() + SETTLE_DEADLINE
-    while True:
-        replies = parse_replies(send_and_read(test.server, head(b"Connection: close")))
-        if replies[0].status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    replies = []
+
+    def served() -> bool:
+        replies[:] = parse_replies(send_and_read(test.server, head(b"Connection: close")))
+        return replies[0].status == 200
+    wait_until(served, interval=0.1)
     test.assertEqual([(reply.status, reply.body) for reply in replies], [(200, HELLO)])
-
-
-def wait_for_access_log(test: LiveServerTest, text: str) -> str:
-    """The access log once it holds ``text`` (lines are written in batches)."""
-    deadline = time.monotonic() + SETTLE_DEADLINE
-    while text not in test.server.access_log() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return test.server.access_log()
 
 
 class ConnectionCapTest(LiveServerTest):
@@ -97,7 +87,7 @@ class ConnectionCapTest(LiveServerTest):
             self.assertEqual(ResponseReader(sock).read()[2], HELLO)
         close_all(held)
         wait_until_served(self)
-        self.assertIn('"-" 503 ', wait_for_access_log(self, '"-" 503 '))
+        self.assertIn('"-" 503 ', self.server.wait_for_access_log(lambda text: '"-" 503 ' in text))
         self.assertEqual(wait_for_resources(self.server.pid, self.baseline), self.baseline)
 
     def test_refusal_carries_the_date_it_was_sent_not_the_start_up_date(self):
@@ -113,13 +103,13 @@ class ConnectionCapTest(LiveServerTest):
         # Refusals keep coming until one carries a later second than the first: a Date
         # rendered once (at start-up, or with the first refusal) never would.
         first = refusal_date()
-        deadline = time.monotonic() + SETTLE_DEADLINE
-        while True:
-            before = int(time.time())
-            sent = refusal_date()
-            if sent > first or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        times = []
+
+        def later() -> bool:
+            times[:] = [int(time.time()), refusal_date()]
+            return times[1] > first
+        wait_until(later, interval=0.1)
+        before, sent = times
         self.assertGreater(sent, first)
         self.assertGreaterEqual(sent, before)
 
@@ -183,10 +173,8 @@ class SlowLorisTest(LiveServerTest):
         dribbler = threading.Thread(target=keep_dribbling)
         dribbler.start()
         try:
-            deadline = time.monotonic() + SETTLE_DEADLINE
-            while (resources(self.server.pid)["threads"] < baseline["threads"] + 100
-                   and time.monotonic() < deadline):
-                time.sleep(0.05)
+            wait_until(lambda: resources(self.server.pid)["threads"]
+                       >= baseline["threads"] + 100, interval=0.05)
             start = time.monotonic()
             with connect(self.server, OTHER_SOURCE) as sock:
                 sock.sendall(REQUEST)
@@ -282,10 +270,8 @@ class DescriptorExhaustionTest(LiveServerTest):
         self.addCleanup(close_all, crowd)
         for _ in range(self.descriptor_limit + 20):
             crowd.append(self.server.connect())
-        deadline = time.monotonic() + SETTLE_DEADLINE
-        while (resources(self.server.pid)["descriptors"] < self.descriptor_limit
-               and time.monotonic() < deadline):
-            time.sleep(0.05)
+        wait_until(lambda: resources(self.server.pid)["descriptors"] >= self.descriptor_limit,
+                   interval=0.05)
         self.assertEqual(resources(self.server.pid)["descriptors"], self.descriptor_limit)
         # Watch the server's CPU time for 2 s, giving up early once it is plainly spinning:
         # retrying accept() without a pause burns a whole core (about 2 s here).
@@ -323,10 +309,8 @@ class IdleConnectionMemoryTest(LiveServerTest):
             else:
                 sock.sendall(REQUEST)  # waiting for the next request
                 self.assertEqual(ResponseReader(sock).read()[2], HELLO)
-        deadline = time.monotonic() + SETTLE_DEADLINE
-        while (resources(self.server.pid)["threads"] < baseline["threads"] + 200
-               and time.monotonic() < deadline):
-            time.sleep(0.05)
+        wait_until(lambda: resources(self.server.pid)["threads"] >= baseline["threads"] + 200,
+                   interval=0.05)
         self.assertGreaterEqual(resources(self.server.pid)["threads"], baseline["threads"] + 200)
         rss = process_status(self.server.pid, "VmRSS")
         print(f"server VmRSS {rss / 1024:.1f} MiB with 200 idle connections "

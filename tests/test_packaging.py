@@ -10,12 +10,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import zipfile
 
 from nex import SERVER_SOFTWARE, __version__
-from tests.support import REPO, ResponseReader
+from tests.support import REPO, ResponseReader, wait_for_line
 
 
 class WheelTest(unittest.TestCase):
@@ -120,15 +119,9 @@ class WheelTest(unittest.TestCase):
 
     @staticmethod
     def wait_for_port(log: str, process: subprocess.Popen) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with open(log, encoding="utf-8", errors="replace") as f:
-                match = re.search(r"http://127\.0\.0\.1:(\d+)/", f.read())
-            if match:
-                return int(match.group(1))
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
+        match = wait_for_line(log, process, re.compile(r"http://127\.0\.0\.1:(\d+)/"))
+        if match:
+            return int(match.group(1))
         with open(log, encoding="utf-8", errors="replace") as f:
             raise AssertionError(f"nex did not start: {f.read()}")
 

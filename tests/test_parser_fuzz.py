@@ -45,7 +45,8 @@ def parse_buffer(buffer: bytes, limits: HeadLimits) -> Optional[Request]:
     if found is None:
         return None
     start, end = found
-    assert 0 <= start < end <= len(buffer), (start, end, len(buffer))
+    if not (0 <= start < end <= len(buffer)):
+        raise AssertionError((start, end, len(buffer)))
     return parse_head(buffer[start:end], limits)
 
 
@@ -72,8 +73,10 @@ def survives(call: Callable[[], object]) -> None:
     try:
         call()
     except HTTPError as error:
-        assert error.status in (400, 413, 414, 431, 501, 505), error.status
-        assert error.close
+        if error.status not in (400, 413, 414, 431, 501, 505):
+            raise AssertionError(f"unexpected status {error.status}")
+        if not error.close:
+            raise AssertionError(f"a {error.status} that keeps the connection open")
 
 
 def feed_all(decoder: ChunkedBody, data: bytes, cuts: List[int]) -> int:
@@ -83,11 +86,13 @@ def feed_all(decoder: ChunkedBody, data: bytes, cuts: List[int]) -> int:
         buffered += data[offset:offset + size]
         offset += size
         taken = decoder.feed(buffered)
-        assert 0 <= taken <= len(buffered)
+        if not (0 <= taken <= len(buffered)):
+            raise AssertionError(f"took {taken} of {len(buffered)} bytes")
         consumed += taken
         buffered = buffered[taken:]
         if decoder.done:
-            assert decoder.feed(buffered) == 0
+            if decoder.feed(buffered) != 0:
+                raise AssertionError("took bytes after the last chunk")
             break
     return consumed
 

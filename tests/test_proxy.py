@@ -19,10 +19,9 @@ import urllib.request
 from typing import Tuple
 from unittest import mock
 
-from tests.proxy_support import (Exchange, ProxyTestCase, ThenClose, free_port, ok,
-                                 proxy_settings)
-from tests.support import SOCKET_TIMEOUT, read_all
-from tests.test_hardening import parse_replies, resources, wait_for_resources
+from tests.support import (SOCKET_TIMEOUT, Exchange, ProxyTestCase, ThenClose, free_port, ok,
+                           parse_replies, proxy_settings, read_all, resources,
+                           wait_for_resources)
 
 TEN_MB = 10 * 1024 * 1024
 
@@ -39,10 +38,12 @@ def split_chunked(body: bytes) -> Tuple[bytes, bytes]:
         size_line, _, body = body.partition(b"\r\n")
         size = int(size_line, 16)
         if size == 0:
-            assert body.startswith(b"\r\n"), body[:20]
+            if not body.startswith(b"\r\n"):
+                raise AssertionError(body[:20])
             return b"".join(data), body[2:]
         data.append(body[:size])
-        assert body[size:size + 2] == b"\r\n"
+        if body[size:size + 2] != b"\r\n":
+            raise AssertionError("no CRLF after a chunk")
         body = body[size + 2:]
 
 

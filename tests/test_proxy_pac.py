@@ -6,7 +6,7 @@ from __future__ import annotations
 import unittest
 
 from nex.proxy.pac import pac_script, proxy_address
-from tests.proxy_support import ProxyTestCase, proxy_settings
+from tests.support import ProxyTestCase, proxy_settings
 
 
 class ProxyAddressTest(unittest.TestCase):

@@ -16,10 +16,10 @@ from nex.proxy.admission import Admission, Destination
 from nex.proxy.blacklist import DomainList
 from nex.proxy.parent import Parent, parse_parent
 from nex.site.login import hash_password
-from tests.proxy_support import RawOrigin, duplex, make_root, ok, proxy_settings
+from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
 from tests.test_proxy_tunnel import EchoOrigin, read_head
-from tests.test_hardening import parse_replies
+from tests.support import parse_replies
 
 
 class ParentTest(unittest.TestCase):

@@ -18,9 +18,8 @@ import urllib.request
 from unittest import mock
 
 from nex.site.login import hash_password
-from tests.proxy_support import ProxyTestCase, free_port, ok, proxy_settings
-from tests.support import SOCKET_TIMEOUT
-from tests.test_hardening import parse_replies
+from tests.support import (SOCKET_TIMEOUT, ProxyTestCase, free_port, ok, parse_replies,
+                           proxy_settings)
 
 CLOSE = b"Connection: close\r\n"
 

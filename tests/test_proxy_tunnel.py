@@ -15,9 +15,8 @@ import threading
 import unittest
 from typing import List
 
-from tests.proxy_support import (RawOrigin, duplex, free_port, make_root, ok,
-                                 proxy_settings)
-from tests.support import (SOCKET_TIMEOUT, NexServer, client_context, make_certificate,
+from tests.support import (SOCKET_TIMEOUT, NexServer, RawOrigin, client_context, duplex,
+                           free_port, make_certificate, make_root, ok, proxy_settings,
                            requires_openssl)
 
 CURL = shutil.which("curl")

@@ -15,7 +15,7 @@ import struct
 import threading
 from typing import List, Tuple
 
-from tests.proxy_support import ProxyTestCase, ok
+from tests.support import ProxyTestCase, ok
 from tests.support import SOCKET_TIMEOUT
 from tests.test_proxy_tunnel import read_head, receive_exactly
 

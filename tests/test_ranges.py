@@ -8,7 +8,7 @@ from nex.http.dates import format_http_date
 from nex.http.errors import HTTPError
 from nex.http.ranges import coalesce, multipart_body, parse_range, satisfiable, select_ranges
 from nex.http.response import FileSlice
-from tests.test_static import MTIME, MTIME_DATE, TempFiles, body_bytes, fields, parse_multipart
+from tests.support import MTIME, MTIME_DATE, TempFiles, body_bytes, fields, parse_multipart
 
 HUGE = "9" * 40
 

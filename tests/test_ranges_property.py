@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nex.http.errors import HTTPError
 from nex.files.paths import Target
-from tests.test_static import TempFiles, body_bytes, close, fields, parse_multipart
+from tests.support import TempFiles, body_bytes, close, fields, parse_multipart
 
 _SPEC = r"(?:[0-9]+-[0-9]*|-[0-9]+)"
 _SEPARATOR = r"[ \t]*,[ \t]*"

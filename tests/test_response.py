@@ -32,9 +32,11 @@ LARGE = 200 * 1024
 
 def head_lines(head: bytes) -> List[str]:
     """The lines of a serialized head, checking it ends in exactly one blank line."""
-    assert head.endswith(b"\r\n\r\n"), head
+    if not head.endswith(b"\r\n\r\n"):
+        raise AssertionError(head)
     text = head.decode("latin-1")
-    assert text.count("\r\n\r\n") == 1, text
+    if text.count("\r\n\r\n") != 1:
+        raise AssertionError(text)
     return text[:-4].split("\r\n")
 
 
@@ -43,7 +45,8 @@ def head_fields(head: bytes) -> List[Tuple[str, str]]:
     pairs = []
     for line in head_lines(head)[1:]:
         name, colon, value = line.partition(": ")
-        assert colon, line
+        if not colon:
+            raise AssertionError(line)
         pairs.append((name, value))
     return pairs
 
@@ -56,7 +59,8 @@ def without_date(head: bytes) -> bytes:
 def split_message(data: bytes) -> Tuple[bytes, bytes]:
     """A received response as ``(head, body)``; the head keeps its blank line."""
     end = data.find(b"\r\n\r\n")
-    assert end >= 0, data[:200]
+    if end < 0:
+        raise AssertionError(data[:200])
     return data[:end + 4], data[end + 4:]
 
 
@@ -78,7 +82,8 @@ class Peer:
 
     def received(self) -> bytes:
         self.thread.join(10)
-        assert not self.thread.is_alive(), "the writer never finished"
+        if self.thread.is_alive():
+            raise AssertionError("the writer never finished")
         return b"".join(self.chunks)
 
 

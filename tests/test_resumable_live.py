@@ -15,7 +15,7 @@ import time
 import unittest
 from typing import Dict, Optional, Tuple
 
-from tests.support import NexServer, ResponseReader
+from tests.support import NexServer, ResponseReader, wait_until
 from tests.test_upload_live import LiveUploadCase
 
 SIZE = 50 * 1024 * 1024
@@ -125,7 +125,7 @@ class ResumableLiveTest(LiveUploadCase):
         with open(os.path.join(self.folder, "big.bin"), "rb") as stored:
             self.assertEqual(hashlib.sha256(stored.read()).digest(),
                              hashlib.sha256(data).digest())
-        self.assertTrue(self.poll(lambda: self.names() == ["big.bin"]), self.names())
+        self.assertTrue(wait_until(lambda: self.names() == ["big.bin"]), self.names())
 
     def test_two_parallel_uploads_both_arrive(self) -> None:
         chooser = random.Random(2)

@@ -85,9 +85,9 @@ class FindTest(unittest.TestCase):
 
         found = find(resolve("/", "", self.config), "report", self.config, may)
         self.assertNotIn("private/report.key", self.paths(found))
-        self.assertIn(("list", "/private/", os.path.join(self.root, "private")), asked)
+        self.assertIn(("read", "/private/", os.path.join(self.root, "private")), asked)
         self.assertFalse(any(url.startswith("/private/report") for _, url, _ in asked))
-        self.assertTrue(all(action == "list" for action, _, _ in asked))
+        self.assertTrue(all(action == "read" for action, _, _ in asked))
 
     def test_bounded_in_entries(self) -> None:
         config = dataclasses.replace(self.config, max_search_entries=2)

@@ -17,18 +17,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 from typing import Callable, Dict, List, Set, Tuple
+from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config
-from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, SupervisorLog,
-                            describe_exit, restart_delay, worker_config)
-from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, read_all,
-                           write_settings)
-from tests.proxy_support import duplex
-from tests.test_lifecycle import COMBINED_LOG_LINE
+from nex.process.log import SupervisorLog, error_line
+from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
+                                    restart_delay, worker_config)
+from tests import support
+from tests.support import (COMBINED_LOG_LINE, REPO, START_TIMEOUT, NexServer, ResponseReader,
+                           duplex, read_all, write_settings)
 from tests.test_proxy_tunnel import EchoOrigin, read_head
 
 ON_LINUX = sys.platform.startswith("linux")
@@ -105,6 +105,20 @@ class SupervisorLogTest(unittest.TestCase):
         self.assertRegex(lines[2], stamp + r"warning: worker 1 \(pid 7\) exited with status 1;"
                                            r" restarting it now\Z")
 
+    def test_the_time_stamp_is_the_loggers_own(self):
+        # A format of its own (strftime's %b follows the locale) could drift from the
+        # workers' lines in the same file.
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        log = SupervisorLog(os.path.join(folder, "error.log"))
+        with mock.patch("time.time", return_value=86400.0 * 365):
+            log.warning("w")
+            expected = error_line("warning", "w")
+        log.close()
+        with open(os.path.join(folder, "error.log")) as written:
+            self.assertEqual(written.read(), expected)
+        self.assertEqual(expected, "[01/Jan/1971:00:00:00 +0000] warning: w\n")
+
 
 # --- what /proc shows ------------------------------------------------------------------------
 
@@ -175,14 +189,10 @@ def listeners_of(pid: int, port: int) -> Set[int]:
 def wait_until(condition: Callable[[], object], what: str,
                timeout: float = START_TIMEOUT) -> object:
     """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    value = support.wait_until(condition, timeout, 0.05)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:

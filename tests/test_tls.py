@@ -1,7 +1,7 @@
 """HTTPS: the TLS context, reload, self-signed certificates, the writer's TLS path, settings,
 and the real server over TLS (files, ranges, keep-alive, time-outs, caps, SIGHUP).
 
-Certificates are made with the openssl command (tests/support.py); without it these tests
+Certificates are made with the openssl command (tests/support); without it these tests
 are skipped, since no certificate can be made with the standard library alone.
 """
 
@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 import warnings
 from pathlib import Path
@@ -35,8 +34,8 @@ from nex.process.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, ServerTLS, TLSErro
                      send_close_notify)
 from tests.support import (OPENSSL, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
                            capture_log, client_context, make_certificate, read_all,
-                           requires_openssl, socketpair_dispatcher)
-from tests.test_cli import run as run_cli
+                           requires_openssl, socketpair_dispatcher, wait_until)
+from tests.support.settings import run as run_cli
 
 MIB = 1024 * 1024
 BIG_SIZE = 20 * MIB
@@ -478,11 +477,12 @@ class ConnectionOverSocketPairTest(unittest.TestCase):
 
     def test_requests_over_tls_then_a_clean_close(self) -> None:
         with self.connection() as (connection, client_end):
-            client = client_context(self.certificate).wrap_socket(
-                client_end, server_hostname="localhost", suppress_ragged_eofs=False)
-            client.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n"
-                           b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            data = read_all(client)  # raises SSLEOFError without the closure alert
+            # The SSLSocket takes over client_end's descriptor: it is the one to close.
+            with client_context(self.certificate).wrap_socket(
+                    client_end, server_hostname="localhost", suppress_ragged_eofs=False) as client:
+                client.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+                               b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                data = read_all(client)  # raises SSLEOFError without the closure alert
             self.assertTrue(connection.encrypted)
         self.assertEqual(data.count(b"HTTP/1.1 200 OK\r\n"), 2)
         self.assertTrue(data.endswith(HELLO))
@@ -782,14 +782,14 @@ class HandshakeInWorkerTest(unittest.TestCase):
                 self.server.connect_tls().close()  # a third connection: past the cap
             log = self.server.wait_for_access_log(lambda text: '"-" 503 ' in text)
             self.assertIn('"-" 503 ', log)
-        deadline = time.monotonic() + SOCKET_TIMEOUT
-        while True:  # the second's slot frees once its worker has seen it close
+
+        def served() -> bool:
             try:
-                self.assertEqual(self.get_hello(), HELLO)  # while the first still stalls
-                break
+                return self.get_hello() == HELLO
             except (ssl.SSLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    raise
+                return False
+        # The second's slot frees once its worker has seen it close; the first still stalls.
+        self.assertTrue(wait_until(served, SOCKET_TIMEOUT), "no slot came free")
 
 
     def test_sigterm_wakes_stalled_handshakes_instead_of_waiting_the_grace_period(self) -> None:
@@ -843,8 +843,9 @@ class StartUpTest(unittest.TestCase):
 
 @requires_openssl
 class RotationTest(unittest.TestCase):
-    """SIGHUP re-reads the certificate and key: new connections get the new pair, open
-    connections go on, and a broken pair keeps the old one with one line in the log."""
+    """SIGHUP re-reads the certificate and key: new connections get the new pair, a request
+    in flight on an open connection is answered, and a broken pair keeps the old one with
+    one line in the log."""
 
     def setUp(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="nex-rotate-")
@@ -881,20 +882,20 @@ class RotationTest(unittest.TestCase):
         before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")
         self.assertEqual(reader.read()[2], HELLO)
 
+        before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n")  # in flight: not complete
+
         self.point(self.pairs["b"])
         self.server.signal(signal.SIGHUP)
         reloaded = f"TLS certificate reloaded from {self.cert_link} " \
                    f"(SHA-256 {certificate_fingerprint(cert_b)})"
         self.assertIn(reloaded, self.server.wait_for_access_log(lambda t: reloaded in t))
         self.assertEqual(self.served(), der(cert_b))
-        before.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\n")  # still on a's session
+        before.sendall(b"\r\n")  # answered on a's session
         self.assertEqual(reader.read()[2], HELLO)
 
         self.point(self.pairs["c"], key=self.pairs["a"][1])  # c's certificate, a's key
         self.server.signal(signal.SIGHUP)
-        deadline = time.monotonic() + SOCKET_TIMEOUT
-        while "not reloaded" not in self.server.error_log() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "not reloaded" in self.server.error_log(), SOCKET_TIMEOUT, 0.05)
         lines = [line for line in self.server.error_log().splitlines() if line]
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("warning: TLS certificate not reloaded; the previous one stays: TLS key "

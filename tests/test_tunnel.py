@@ -15,8 +15,7 @@ import unittest
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex.proxy.tunnel import BUFFER_SIZE, relay
-from tests.proxy_support import duplex
-from tests.support import client_context, make_certificate, requires_openssl
+from tests.support import client_context, duplex, make_certificate, requires_openssl
 
 SOCKET_TIMEOUT = 30.0
 SIZE = 10 * 1024 * 1024
@@ -117,6 +116,10 @@ class Tunnel:
         return self.result["counts"]
 
     def close(self) -> None:
+        """Close the test's ends, let the relay see them go and end, then close its ends."""
+        self.client.close()
+        self.origin.close()
+        self.thread.join(SOCKET_TIMEOUT)
         for sock in self.sockets:
             sock.close()
 

@@ -26,26 +26,12 @@ from nex.http.response import Response
 from nex.files.templates import TemplateSet
 from nex.files.paths import split_path
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
-from tests.test_dispatch import body_bytes, fields
-from tests.test_multipart import form, part
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form,
+                           form_body, part)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOUNDARY = "nexTestBoundary"
-FORM_TYPE = ("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
-HTML = ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
 #: The Authorization field of the user :meth:`UploadTestCase.protect` makes.
 ALICE = ("Authorization", "Basic " + base64.b64encode(b"alice:wonderland").decode("ascii"))
-
-
-def file_part(filename: str, data: bytes, name: str = "file") -> bytes:
-    """One file part of a form, its file name quoted as RFC 9110 §5.6.4 says."""
-    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
-    return part(f'form-data; name="{name}"; filename="{quoted}"', data,
-                "Content-Type: application/octet-stream\r\n")
-
-
-def form_body(*parts: bytes) -> bytes:
-    return form(*parts, boundary=BOUNDARY.encode())
 
 
 class Exchange:

@@ -8,8 +8,7 @@ import shutil
 import tempfile
 import unittest
 
-from tests.support import NexServer
-from tests.test_browser import WAIT, ChromiumTestCase
+from tests.support import WAIT, ChromiumTestCase, NexServer
 
 
 class UploadFormBrowserTest(ChromiumTestCase):

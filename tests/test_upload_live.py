@@ -6,14 +6,13 @@ import http.client
 import os
 import shutil
 import tempfile
-import time
 import unittest
 import urllib.error
 import urllib.request
-from typing import Callable, Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
-from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, read_all
-from tests.test_upload import BOUNDARY, FORM_TYPE, HTML, file_part, form_body
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, SOCKET_TIMEOUT, NexServer, ResponseReader,
+                           file_part, form_body, read_all, wait_until)
 
 MAX_UPLOAD = 64 * 1024
 HOST = b"Host: localhost\r\n"
@@ -88,15 +87,6 @@ class LiveUploadCase(unittest.TestCase):
         with self.server.connect() as sock:
             sock.sendall(data)
             return reply(read_all(sock))
-
-    def poll(self, predicate: Callable[[], bool]) -> bool:
-        """Whether ``predicate()`` comes true before a generous deadline."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while not predicate():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
 
     def wait_for_line(self, text: str) -> None:
         """Wait until the access log holds ``text`` (the server has finished that request)."""
@@ -189,7 +179,7 @@ class PutLiveTest(LiveUploadCase):
         with self.server.connect() as sock:
             sock.sendall(head(f"PUT {target} HTTP/1.1", "Content-Length: 50000") + b"x" * 20000)
             # The first bytes are on disk, in a temporary file, before the client leaves.
-            self.assertTrue(self.poll(lambda: any(
+            self.assertTrue(wait_until(lambda: any(
                 name.startswith(".nex-upload-") and os.path.getsize(
                     os.path.join(self.folder, name)) == 20000 for name in self.names())))
         self.wait_for_line(f'"PUT {target} HTTP/1.1" 400')

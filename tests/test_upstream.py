@@ -534,9 +534,13 @@ class PoolTest(UpstreamTestCase):
                 method: str = "GET") -> Tuple[Origin, bytes]:
         origin = pool.connect(host, server.port, server.addresses,
                               connect_timeout=SOCKET_TIMEOUT, upstream_timeout=SOCKET_TIMEOUT)
-        origin.send(f"{method} / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        head = origin.read_head(method)
-        body = b"".join(origin.read_body(head))
+        try:
+            origin.send(f"{method} / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = origin.read_head(method)
+            body = b"".join(origin.read_body(head))
+        except BaseException:
+            origin.close()  # as the proxy does with a connection that failed
+            raise
         pool.release(origin)
         return origin, body
 

@@ -179,7 +179,7 @@ class PropfindSecurityTest(DavCase):
         os.symlink("../private/secret.txt", os.path.join(self.root, "dir", "key.txt"))
         self.protect("/private/")
         self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
-        for target in ("/dir/door/", "/dir/key.txt"):
+        for target in ("/dir/door/", "/dir/key.txt", "/dir/door/none.txt"):
             with self.subTest(target=target):
                 self.refusal(401, "PROPFIND", target, headers=[("Depth", "0")])
         response = self.dav("PROPFIND", "/dir/", b"", ("Depth", "1"), ALICE)
@@ -407,6 +407,11 @@ class WriteMethodsTest(DavCase):
         self.protect("/private/")
         for method, target, headers in (
                 ("MKCOL", "/dir/door/new", []), ("DELETE", "/dir/door/secret.txt", []),
+                # Missing or present, a name behind the link says nothing without the login.
+                ("MKCOL", "/dir/door/secret.txt", []), ("MKCOL", "/dir/door/none/new", []),
+                ("DELETE", "/dir/door/none.txt", []), ("PROPPATCH", "/dir/door/none.txt", []),
+                ("COPY", "/dir/door/none.txt", [("Destination", "/leak.txt")]),
+                ("COPY", "/hello.txt", [("Destination", "/dir/door/none/x.txt")]),
                 ("COPY", "/hello.txt", [("Destination", "/dir/door/copy.txt")]),
                 ("MOVE", "/dir/door/secret.txt", [("Destination", "/moved.txt")]),
                 ("COPY", "/dir/door/secret.txt", [("Destination", "/leak.txt")])):

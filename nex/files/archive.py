@@ -230,9 +230,9 @@ def _walk(folder: Target, config: Config, top: str,
             continue
         is_folder = stat.S_ISDIR(st.st_mode)
         fs_path = current.fs_path.rstrip("/") + "/" + name
+        link = os.path.islink(fs_path)
         # Checked again as it is reached: it may have become a link since it was listed.
-        if may is not None and not readable(may, current, real_folder, name, is_folder,
-                                            os.path.islink(fs_path)):
+        if may is not None and not readable(may, current, real_folder, name, is_folder, link):
             continue
         if not is_folder:
             yield Member(prefix + name, fs_path, st.st_size, st.st_mtime,
@@ -241,7 +241,11 @@ def _walk(folder: Target, config: Config, top: str,
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        below = Target("directory", fs_path, current.url_path + name + "/", st)
+        # A folder reached through a link is walked at its real path, as the resolver
+        # returns it, so that what lies below is judged where it really is: a link to a
+        # parent of a protected folder must not open that folder.
+        below = Target("directory", os.path.realpath(fs_path) if link else fs_path,
+                       current.url_path + name + "/", st)
         try:
             inside = _names(below, config, may)
         except HTTPError:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 from nex.files.listing import read_folder
-from nex.files.paths import Checker, Target, encode_path, hidden, lookup, not_found
+from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
+                             refuse_missing)
 from nex.files.upload import UploadFolder
 from nex.http.conditional import make_etag
 from nex.http.errors import HTTPError
@@ -96,22 +97,26 @@ def members(folder: Resource, config: Config,
         yield Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
 
 
-def parent_folder(resource: Resource, config: Config) -> UploadFolder:
+def parent_folder(resource: Resource, config: Config,
+                  may: Optional[Checker] = None) -> UploadFolder:
     """The open folder that holds ``resource``; 409 when it is missing (RFC 4918 §9.3.1,
-    §9.7.1: intermediate collections are never made), 403 for the root itself."""
+    §9.7.1: intermediate collections are never made) and ``may`` lets it be written there
+    (else :class:`Refused`, as for an upload), 403 for the root itself."""
     if not resource.segments:
         raise HTTPError(403, "The root folder cannot be replaced, moved or removed.")
     shown = "/" + "/".join(resource.segments[:-1])
     try:
-        return UploadFolder(resource.segments[:-1], config, shown)
+        return UploadFolder(resource.segments[:-1], config, shown, may)
     except HTTPError as error:
         if error.status != 404:
             raise
         raise HTTPError(409, f"The folder {shown} does not exist.") from None
 
 
-def must_exist(resource: Resource) -> Resource:
-    """``resource``, or its 404 when it is unmapped."""
+def must_exist(resource: Resource, config: Config, may: Checker, action: str) -> Resource:
+    """``resource``, or when it is unmapped its 404, unless ``may`` refuses ``action`` where
+    it would lie (:func:`refuse_missing`: a missing name tells no more than a present one)."""
     if not resource.exists:
+        refuse_missing(resource.segments, resource.url_path, config, may, action)
         raise not_found(resource.url_path)
     return resource

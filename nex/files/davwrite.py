@@ -44,10 +44,11 @@ def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config
     parent, 415 for a body (Nex knows no MKCOL body)."""
     if body is not None and (body.length is None or body.length > 0):
         raise HTTPError(415, "MKCOL takes no body here.")
+    may_write(target, may)  # before a 405 or a 409 tells what is there
     if target.exists:
         raise HTTPError(405, f"{target.url_path} exists already.",
                         headers=[("Allow", "OPTIONS, PROPFIND, DELETE, COPY, MOVE")])
-    folder = parent_folder(target, config)
+    folder = parent_folder(target, config, may)
     try:
         may_write(target, may, folder)
         check(request, locks, config, target, [(target.path, False), (target.path[:-1], False)])
@@ -71,7 +72,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     what may not go (and then nothing went)."""
     if not config.allow_delete:
         raise HTTPError(403, "Deleting is turned off here.")
-    may_write(must_exist(target), may)
+    may_write(must_exist(target, config, may, "write"), may)
     check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
     refused = list(_refused_below(target, config, may)) if target.collection else []
     if refused:
@@ -94,7 +95,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     another server."""
     if move and not config.allow_rename:
         raise HTTPError(403, "Moving and renaming are turned off here.")
-    must_exist(source)
+    must_exist(source, config, may, "write" if move else "read")
     destination = _destination(request, config)
     overwrite = _overwrite(request.headers.get("Overwrite"))
     infinite = _copy_depth(request.headers.get("Depth"), move)
@@ -111,7 +112,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     check(request, locks, config, source, changed)
     if destination.exists and not overwrite:
         raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
-    folder = parent_folder(destination, config)
+    folder = parent_folder(destination, config, may)
     try:
         if not destination.exists:
             may_write(destination, may, folder)

@@ -94,8 +94,9 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     ``HTTPError`` 404 for anything missing or hidden (dotfiles, symlinks the policy refuses),
     403 when listings are off or the file system denies access, and 301 with a path-only
     ``Location`` for a directory asked for without its trailing slash.  With ``may`` (the
-    access checker), a file, or the index file a folder is served by, that may not be read
-    raises :class:`Refused`.
+    access checker), a file or the index file a folder is served by that may not be read,
+    a folder that may not be listed, and a missing path where the policy refuses reading
+    (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.
     """
     url_path = "/" + "/".join(segments)
     dotfiles = config.dotfiles
@@ -106,16 +107,21 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
         if error.errno in NOT_FOUND:
+            refuse_missing(segments, url_path, config, may, "read")
             raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
         raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
     asked_for = _asked_for(url_path, segments, trailing_slash)
-    if stat.S_ISREG(st.st_mode):
+    regular = stat.S_ISREG(st.st_mode)
+    # Asked before any answer that tells what is there (a 404 for a file's address with a
+    # slash, a redirect, an index file, a listing).
+    if may is not None and not may("read" if regular else "list", url_path,
+                                   real_path(fs_path, config)):
+        raise Refused()
+    if regular:
         if trailing_slash:
             raise not_found(asked_for)
-        if may is not None and not may("read", url_path, real_path(fs_path, config)):
-            raise Refused()
         return Target("file", fs_path, url_path, st, folder)
     if not stat.S_ISDIR(st.st_mode):
         raise not_found(asked_for)
@@ -148,6 +154,24 @@ class Refused(HTTPError):
 
     def __init__(self) -> None:
         super().__init__(403, "You may not access this address.")
+
+
+def refuse_missing(segments: Sequence[str], url_path: str, config,
+                   may: Optional[Checker], action: str) -> None:
+    """Raise :class:`Refused` when ``may`` refuses ``action`` where the missing path
+    ``segments`` (decoded, shown as ``url_path``) would lie.
+
+    Through a link into a protected folder, a 404 for a missing name beside a 401 for a
+    present one would tell anyone which names the folder holds; so a missing path is judged
+    by where it would be, the links that exist on the way resolved.  Under ``symlinks =
+    never`` no link is followed and there is nothing to judge.
+    """
+    if may is None or config.symlinks == "never":
+        return
+    real = os.path.realpath(config.document_root.rstrip("/")
+                            + "".join(["/" + segment for segment in segments]))
+    if not may(action, url_path, real):
+        raise Refused()
 
 
 def real_path(fs_path: str, config) -> str:
@@ -213,8 +237,10 @@ def shown_name(name: str) -> str:
 
 def hidden(name: str, dotfiles: bool) -> bool:
     """Whether ``name`` is never served or listed: a dotfile unless ``dotfiles`` is on, and
-    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always."""
-    return name.startswith(".") and (not dotfiles or name.startswith(UPLOAD_TEMP_PREFIX))
+    an upload's temporary file (:data:`UPLOAD_TEMP_PREFIX`) always, in any letter case,
+    since a case-insensitive file system opens it by any."""
+    return name.startswith(".") and (
+        not dotfiles or name[:len(UPLOAD_TEMP_PREFIX)].lower() == UPLOAD_TEMP_PREFIX)
 
 
 def not_found(url_path: str) -> HTTPError:

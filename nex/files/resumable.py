@@ -100,7 +100,7 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
         length = None if match["length"] is None else int(match["length"])
         temp_name = UPLOAD_TEMP_PREFIX + token
         if request.method == "DELETE":
-            _open(folder, temp_name, _READ, config.upload_expiry)  # 404 unless it is live
+            os.close(_open(folder, temp_name, _READ, config.upload_expiry)[0])  # 404 unless live
             try:
                 os.unlink(temp_name, dir_fd=folder.fd)
             except FileNotFoundError:

@@ -40,6 +40,7 @@ from typing import (Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequen
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
+from nex.files.paths import shown_name
 
 _VARIABLE = re.compile(r"\{\{-([A-Z0-9_]+)-\}\}")
 _ERROR_PAGE = re.compile(r"([1-5][0-9][0-9])\.html")
@@ -316,7 +317,9 @@ class TemplateSet:
         values = {
             "STATUS_CODE": error.status,
             "REASON": error.reason,
-            "DETAIL": "" if error.detail == error.reason else error.detail,
+            # The detail may name a path the client sent: its disguising characters are
+            # shown as escapes, as listings show names.
+            "DETAIL": "" if error.detail == error.reason else shown_name(error.detail),
             "LOCATION": location,
             "SIGNATURE": signature,
             "SERVER_SOFTWARE": SERVER_SOFTWARE,

@@ -51,6 +51,7 @@ import re
 import secrets
 import stat
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
 
 from nex.http.body import BodyReader
@@ -63,7 +64,7 @@ from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
                              hidden, lookup, not_found, real_path, redirect_location,
-                             resolve_segments, shown_name, split_path)
+                             refuse_missing, resolve_segments, shown_name, split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -115,8 +116,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
     """
     if "Content-Range" in request.headers:
         raise HTTPError(400, "A PUT with Content-Range would store a part as the whole file.")
-    folder, name = file_folder(split_path(request.path) if path is None else path, config,
-                               may)
+    folder, name = file_folder(split_path(request.path) if path is None else path, config, may)
     try:
         existing = folder.check(name)
         put_preconditions(request.headers, existing)
@@ -135,9 +135,8 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
 
 def file_folder(path: Tuple[List[str], bool], config: Config,
                 may: Optional[Checker]) -> Tuple[UploadFolder, str]:
-    """The open folder of the file the decoded request ``path`` names (as PUT writes it),
-    with the access checker ``may``, and the file's name; 405 for a folder's address, GET's
-    404 for a missing or hidden folder."""
+    """The open folder (asking ``may``) of the file the decoded ``path`` names, and its name;
+    405 for a folder's address, GET's 404 for a missing or hidden folder."""
     segments, is_folder = path
     if is_folder:
         raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
@@ -149,10 +148,9 @@ def file_folder(path: Tuple[List[str], bool], config: Config,
 
 
 def store(pending: PendingFile, exclusive: bool = False) -> None:
-    """Give the complete upload ``pending`` its name as PUT does: replacing a file only with
-    ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``), else 409 (412 where
-    overwriting was allowed); 409 when a folder has the name, 404 when its temporary file
-    is gone (a cancelled resumable upload).  The folder is synced after."""
+    """Name the complete upload ``pending`` as PUT does, replacing a file only with
+    ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``): else 409 (412 where
+    overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload."""
     folder = pending.folder
     config = folder.config
     shown = folder.shown(pending.name)
@@ -171,8 +169,7 @@ def store(pending: PendingFile, exclusive: bool = False) -> None:
 
 
 def stored(pending: PendingFile, replaced: bool) -> Response:
-    """PUT's answer for the file ``pending`` was stored as: ``204`` with its ETag when it
-    ``replaced`` one, else ``201`` with its ``Location`` as well."""
+    """PUT's answer for the stored ``pending``: 204 with its ETag if it ``replaced`` one."""
     etag = make_etag(pending.size, pending.mtime_ns)
     if replaced:
         return Response(204, [("ETag", etag)])
@@ -196,7 +193,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
         try:
-            resolve_segments(segments, is_folder, request.query, config)
+            resolve_segments(segments, is_folder, request.query, config, may)
         except HTTPError as error:
             if error.status == 301:
                 raise HTTPError(308, error.detail, headers=error.headers) from None
@@ -249,6 +246,7 @@ class UploadFolder:
         except HTTPError as error:
             if error.status != 404:
                 raise
+            refuse_missing(segments, shown, config, may, "write")
             raise not_found(shown) from None
         if not stat.S_ISDIR(checked.st_mode):
             raise not_found(shown)
@@ -304,7 +302,7 @@ class UploadFolder:
                 if error.status != 404:
                     raise
                 raise not_found(shown) from None
-            self._check_access(shown, real_path(linked, self.config))
+            self.check_access(name, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):
             raise _is_folder(shown)
         if not stat.S_ISREG(found.st_mode):
@@ -313,27 +311,44 @@ class UploadFolder:
             raise _exists(shown)
         return found
 
-    def check_access(self, name: str) -> None:
-        """Raise :class:`Refused` unless the policy lets the entry ``name`` here be written
-        (judged on the path it would have; :meth:`check` also follows a link)."""
-        self._check_access(self.shown(name), self.real_path + "/" + name)
-
-    def _check_access(self, shown: str, real: str) -> None:
-        """Raise :class:`Refused` unless the policy lets ``real`` be written as ``shown``."""
-        if self.may is not None and not self.may("write", shown, real):
+    def check_access(self, name: str, real: Optional[str] = None) -> None:
+        """Raise :class:`Refused` unless the policy lets the entry ``name`` here be written,
+        judged at ``real`` (a link's target; None: the path it has here)."""
+        if self.may is not None and not self.may(
+                "write", self.shown(name), real or self.real_path + "/" + name):
             raise Refused()
 
     def _check_shadowing(self, name: str, shown: str) -> None:
-        """Refuse (``409``) a new file that would change what an existing address serves:
-        a ``.gz``/``.br`` sidecar of an existing file, or an index file of a folder already
-        served by one."""
+        """Refuse (``409``) a new file that would change what an existing address serves,
+        or whose own address another file already answers: a ``.gz``/``.br`` sidecar of an
+        existing file, a file whose sidecar is already there (it would be sent in the
+        upload's place), an index file (its folder's address already serves a listing or
+        another index file), or a name spelt in another Unicode normal form than one that
+        is here."""
         base, _, suffix = name.rpartition(".")
         if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
             raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
+        for extension in SIDECAR_EXTENSIONS:
+            if self._is_file(name + extension):
+                raise _exists(shown, f"{self.shown(name + extension)} would be sent in its "
+                                     "place")
         if name in self.config.index_files:
-            for index in self.config.index_files:
-                if index != name and self._is_file(index):
-                    raise _exists(shown, f"it would change what {self.shown('')} serves")
+            raise _exists(shown, f"it would change what {self.shown('')} serves")
+        if not name.isascii():
+            # Canonically equivalent names look the same everywhere they are shown, so a
+            # second spelling of an existing name would pass for it.
+            for form in ("NFC", "NFD"):
+                other = unicodedata.normalize(form, name)
+                if other != name and self._holds(other):
+                    raise _exists(shown, f"it would look the same as {self.shown(other)}")
+
+    def _holds(self, name: str) -> bool:
+        """Whether an entry ``name`` of any kind is here."""
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
 
     def _is_file(self, name: str) -> bool:
         """Whether the entry ``name`` here is a file (through a link, too)."""

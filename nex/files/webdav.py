@@ -127,7 +127,7 @@ class WebDav:
         if depth not in ("0", "1"):
             raise HTTPError(400, "Depth is 0, 1 or infinity.")
         kind, wanted = _propfind_request(read_xml(body))
-        must_exist(target)
+        must_exist(target, self.config, may, "read")
         listed = depth == "1" and target.collection
         if listed and not self.config.listing:
             raise HTTPError(403, "Folder listings are turned off.")
@@ -173,7 +173,7 @@ class WebDav:
     def _proppatch(self, request: Request, body: Optional[BodyReader], target: Resource,
                    may: Checker) -> Response:
         """PROPPATCH (RFC 4918 §9.2): dead properties are not kept, so each one is 403."""
-        may_write(must_exist(target), may)
+        may_write(must_exist(target, self.config, may, "write"), may)
         check(request, self.locks, self.config, target, [(target.path, False)])
         root = read_xml(body)
         if root is None or root.tag != f"{{{DAV}}}propertyupdate":
@@ -205,7 +205,7 @@ class WebDav:
         if depth not in (None, "0") and depth.lower() != "infinity":
             raise HTTPError(400, "A lock's Depth is 0 or infinity.")
         created = not target.exists
-        folder = parent_folder(target, self.config) if created else None
+        folder = parent_folder(target, self.config, may) if created else None
         try:
             may_write(target, may, folder)
             if folder is not None:

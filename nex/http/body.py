@@ -181,14 +181,20 @@ class BodyReader:
     for body bytes (RFC 9110 §10.1.1), so a client that waits for it gets it only when Nex
     really reads the body.  ``send_interim`` sends another ``1xx`` response for
     :meth:`interim` (None where none may be sent: to an HTTP/1.0 client).
+
+    ``min_rate`` (bytes per second, 0 for none) bounds the body's average rate: once Nex has
+    waited ``grace`` seconds for it in all, a body whose bytes (framing included) arrive
+    slower than that on average gets 408, so a client dribbling a byte now and then cannot
+    hold a worker for ever.  Only time spent waiting for the client counts, never time the
+    handler spends elsewhere (writing to disk, waiting for an origin).
     """
 
     def __init__(self, request: Request, buffer: bytearray,
                  receive: Callable[[float], bytes], timeout: float, limit: int,
                  limits: HeadLimits,
                  send_continue: Optional[Callable[[], None]] = None,
-                 send_interim: Optional[Callable[[int, Sequence[Tuple[str, str]]], None]] = None
-                 ) -> None:
+                 send_interim: Optional[Callable[[int, Sequence[Tuple[str, str]]], None]] = None,
+                 *, min_rate: int = 0, grace: float = 0.0) -> None:
         self.length: Optional[int] = None if request.chunked else request.body_length
         self.limit = limit
         #: The setting ``limit`` comes from, named by the 413; a handler that changes
@@ -201,6 +207,11 @@ class BodyReader:
         self._timeout = timeout
         self._send_continue = send_continue
         self._send_interim = send_interim
+        self._min_rate = min_rate
+        self._grace = grace
+        #: Seconds spent waiting for the client's bytes, and the bytes that arrived.
+        self._waited = 0.0
+        self._arrived = 0
 
     @property
     def done(self) -> bool:
@@ -272,7 +283,17 @@ class BodyReader:
         if self._send_continue is not None:
             send_continue, self._send_continue = self._send_continue, None
             send_continue()
-        chunk = self._receive(deadline)
+        started = time.monotonic()
+        if self._min_rate:
+            # The moment the average would fall below the minimum if nothing more came.
+            allowed = max(self._grace, self._arrived / self._min_rate) - self._waited
+            if started + allowed < deadline:
+                deadline = started + allowed
+        try:
+            chunk = self._receive(deadline)
+        finally:
+            self._waited += time.monotonic() - started
         if not chunk:
             raise HTTPError(400, "The connection closed inside the request body.", close=True)
+        self._arrived += len(chunk)
         buffer += chunk

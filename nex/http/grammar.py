@@ -156,13 +156,20 @@ def parse_host(value: str) -> Optional[re.Match[str]]:
 
 
 def ipv6_address(text: str) -> Optional[str]:
-    """The compressed form of the IPv6address ``text`` (RFC 3986 §3.2.2), or None."""
+    """The canonical form of the IPv6address ``text`` (RFC 3986 §3.2.2), or None.
+
+    That is RFC 5952's compressed lower-case text, with an IPv4-mapped address ending in
+    its dotted IPv4 address as §5 recommends (``::ffff:192.0.2.1``) on every Python version:
+    the ``ipaddress`` module writes those in hexadecimal before 3.13.
+    """
     if not _IPV6_CHARACTERS.fullmatch(text):
         return None
     try:
-        return ipaddress.IPv6Address(text).compressed
+        address = ipaddress.IPv6Address(text)
     except ValueError:
         return None
+    mapped = address.ipv4_mapped
+    return address.compressed if mapped is None else f"::ffff:{mapped}"
 
 
 def split_host(value: str) -> Optional[Tuple[str, Optional[int]]]:

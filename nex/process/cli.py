@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import ipaddress
@@ -11,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, Union
 
 from nex import __version__
 from nex.files.leftovers import remove_stale_uploads
@@ -116,6 +117,10 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         "--tls-self-signed", action="store_true",
         help="serve HTTPS with a throw-away self-signed certificate for localhost,"
              " 127.0.0.1 and ::1, made at start-up (for local testing)")
+    parser.add_argument(
+        "--pid-file", metavar="FILE",
+        help="write Nex's process id (with workers, the supervisor's) to FILE while it"
+             " runs, removed at exit; kill -HUP $(cat FILE) then reloads the settings")
     default_help = f"{default_config} when it exists" if default_config else "none"
     parser.add_argument(
         "--config", metavar="FILE",
@@ -175,7 +180,7 @@ def main(argv: Optional[List[str]] = None,
         print(f"nex: --proxy-allow: {error}", file=sys.stderr)
         return 2
     if not args.tls_self_signed:
-        return _load_and_serve(config_path, overrides, allowed)
+        return _load_and_serve(config_path, overrides, allowed, pid_file=args.pid_file)
     if args.tls_cert is not None or args.tls_key is not None:
         print("nex: --tls-self-signed makes its own certificate and key; leave out --tls-cert"
               " and --tls-key", file=sys.stderr)
@@ -187,11 +192,12 @@ def main(argv: Optional[List[str]] = None,
         except TLSError as error:
             print(f"nex: {error}", file=sys.stderr)
             return 2
-        overrides.update(tls_certificate=certificate, tls_key=key)
+        # A throw-away certificate must not pin browsers to HTTPS for localhost.
+        overrides.update(tls_certificate=certificate, tls_key=key, tls_hsts=0)
         notice = (f"Self-signed certificate for {', '.join(SELF_SIGNED_NAMES)} (for testing"
                   f" only): {certificate}\n  SHA-256 fingerprint "
                   f"{certificate_fingerprint(certificate)}")
-        return _load_and_serve(config_path, overrides, allowed, notice)
+        return _load_and_serve(config_path, overrides, allowed, notice, pid_file=args.pid_file)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -226,9 +232,11 @@ def allow_destinations(denied: Tuple[str, ...], allowed: Tuple[str, ...]) -> Tup
 
 
 def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
-                    proxy_allow: Tuple[str, ...] = (), notice: str = "") -> int:
+                    proxy_allow: Tuple[str, ...] = (), notice: str = "",
+                    pid_file: Optional[str] = None) -> int:
     """Load the settings with ``overrides``, let the proxy reach ``proxy_allow``, print
-    ``notice`` and serve; 2 on a bad setting."""
+    ``notice`` and serve, with this process's id in ``pid_file`` meanwhile; 2 on a bad
+    setting or a pid file that cannot be written."""
 
     def load() -> Config:
         config = load_config(config_path, overrides)
@@ -249,12 +257,52 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         if removed:
             print(f"removed {removed} unfinished upload{'s' if removed > 1 else ''} left by"
                   " an earlier run", flush=True)
-    # Only now: checking settings needs no server.
+    if pid_file is None:
+        return _serve(config, load)
+    pid = os.getpid()
+    try:
+        _write_pid_file(pid_file, pid)
+    except OSError as error:
+        print(f"nex: --pid-file {pid_file}: cannot write it: {error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        return _serve(config, load)
+    finally:
+        _remove_pid_file(pid_file, pid)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """Write ``pid`` and a newline to ``path`` whole: a reader never sees half of it."""
+    temporary = f"{path}.{pid}.tmp"
+    try:
+        with open(temporary, "w", encoding="ascii") as out:
+            out.write(f"{pid}\n")
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def _remove_pid_file(path: str, pid: int) -> None:
+    """Remove the pid file, unless another process has written its own id there since."""
+    with contextlib.suppress(OSError):
+        with open(path, encoding="ascii") as written:
+            if written.read() != f"{pid}\n":
+                return
+        os.remove(path)
+
+
+def _serve(config: Config, load: Callable[[], Config]) -> int:
+    """Run the server, or the supervisor of its workers, with the loaded ``config``;
+    ``load`` reads the settings again for a reload."""
+    # Imported only now: checking settings needs no server.
     if config.workers > 1:
         from nex.process.supervisor import supervise
         return supervise(config, load)
-    from nex.process.listener import serve
-    return serve(config)
+    from nex.process.listener import print_start_line
+    from nex.process.run import run_server
+    return run_server(config, ready=print_start_line, load=load)
 
 
 def _print_user_line(user: str, stdin: TextIO) -> int:

@@ -45,6 +45,8 @@ class Config:
     keep_alive_timeout: float = 15.0
     shutdown_grace: float = 10.0
     send_timeout: float = 30.0
+    body_min_rate: int = 500
+    body_grace: float = 10.0
     # [limits], bytes or counts
     max_request_line: int = HeadLimits.request_line
     max_header_block: int = HeadLimits.header_block
@@ -94,6 +96,7 @@ class Config:
     # [tls]: both paths, or neither (plain HTTP)
     tls_certificate: str = ""
     tls_key: str = ""
+    tls_hsts: int = 0
     # [proxy]
     proxy_enabled: bool = False
     proxy_allowed_clients: Tuple[str, ...] = ("127.0.0.1", "::1")
@@ -169,6 +172,8 @@ _SETTINGS = (
     _setting("timeouts", "keep_alive", values.seconds, "keep_alive_timeout"),
     _setting("timeouts", "shutdown_grace", values.seconds),
     _setting("timeouts", "send", values.seconds, "send_timeout"),
+    _setting("timeouts", "body_min_rate", values.size(0)),
+    _setting("timeouts", "body_grace", values.seconds),
     _setting("limits", "max_request_line", values.size(1)),
     _setting("limits", "max_header_block", values.size(1)),
     _setting("limits", "max_header_count", values.integer(1, values.MAX_COUNT)),
@@ -211,6 +216,7 @@ _SETTINGS = (
     _setting("cors", "allow_origins", values.origins, "cors_allow_origins"),
     _setting("tls", "certificate", values.tls_file, "tls_certificate", shape=values.optional_path),
     _setting("tls", "key", values.tls_file, "tls_key", shape=values.optional_path),
+    _setting("tls", "hsts", values.integer(0, values.MAX_AGE), "tls_hsts"),
     _setting("proxy", "enabled", values.boolean, "proxy_enabled"),
     _setting("proxy", "allowed_clients", values.networks, "proxy_allowed_clients"),
     _setting("proxy", "blacklist", values.blacklist_entries, "proxy_blacklist"),

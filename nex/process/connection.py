@@ -14,11 +14,14 @@ decision whether the connection goes back to IDLE.  Time limits apply to waiting
 request (idle keep-alive), to receiving its head (a slow client must deliver the whole head
 within ``request_head_timeout`` of its first byte, or for a new connection of its accept,
 however it dribbles it; the TLS handshake counts against that same limit), to each wait for
-request body bytes (``request_head_timeout`` again) and to sending (``send_timeout``, and
-``min_send_rate`` on average).  Every response, also the page that turns away a client over
-a connection cap (:meth:`Connection.turn_away`), is written by :meth:`Connection._send` and
-logged exactly once (a CONNECT tunnel's when the tunnel ends), with the body bytes actually
-sent.
+request body bytes (``request_head_timeout`` again), to a request body's average rate (at
+least ``body_min_rate``) and to sending (``send_timeout``, and ``min_send_rate`` on
+average).  Every response, also the page that turns away a client over a connection cap
+(:meth:`Connection.turn_away`), is written by :meth:`Connection._send` and logged exactly
+once (a CONNECT tunnel's when the tunnel ends), with the body bytes actually sent.  A client
+that resets the connection inside a request body is no server fault: the handler lets go of
+what it holds, nothing is sent, and one access line says ``400`` with the body bytes
+received (`` received=N``).
 
 On a TLS connection the kernel's time-outs (SO_RCVTIMEO, SO_SNDTIMEO) are of no use: a
 blocking ``SSLSocket`` whose ``recv`` or ``send`` times out in the kernel retries it for
@@ -118,12 +121,13 @@ class Connection:
     """Serves the requests that arrive on one accepted socket.
 
     With ``tls`` the client must first complete a TLS handshake with its context; a client
-    that sends plain HTTP instead gets a ``400`` page in plain text.
+    that sends plain HTTP instead gets a ``400`` page in plain text.  ``accepted`` is when
+    the listener accepted the socket (default: now).
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
-                 tls: Optional[ServerTLS] = None) -> None:
+                 tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None) -> None:
         self.sock = sock
         self.client = client
         self.state = State.IDLE if tls is None else State.HANDSHAKING
@@ -131,7 +135,9 @@ class Connection:
         self.encrypted = False
         self._tls = tls
         self._owes_close_notify = False
-        self._accepted = time.monotonic()
+        #: When the socket was accepted (``time.monotonic()``): the first head's deadline
+        #: counts from here.
+        self._accepted = time.monotonic() if accepted is None else accepted
         self._dispatcher = dispatcher
         self._config = dispatcher.config
         self._limits = HeadLimits.from_config(dispatcher.config)
@@ -142,6 +148,10 @@ class Connection:
         #: The bytes of the head being parsed, so a request refused as malformed is logged.
         self._head_bytes: Union[bytes, bytearray] = b""
         self._receive_timeout = -1.0
+        #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
+        #: over plain HTTP); None when it is not sent.
+        self._hsts = (("Strict-Transport-Security", f"max-age={self._config.tls_hsts}")
+                      if tls is not None and self._config.tls_hsts else None)
         #: The address of Nex the client reached, which the proxy's checks need.
         self._local_address: Optional[str] = (
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
@@ -279,11 +289,16 @@ class Connection:
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
                               self._send_continue if _expects_continue(request) else None,
-                              self._send_interim if request.version == "HTTP/1.1" else None)
+                              self._send_interim if request.version == "HTTP/1.1" else None,
+                              min_rate=self._config.body_min_rate,
+                              grace=self._config.body_grace)
         try:
             response = self._dispatcher.respond(request, body, self._client_of(request),
                                                 peer=self.client,
                                                 local_address=self._local_address)
+        except _ClientGone as gone:
+            self._log_gone(request, body, gone)
+            return False
         except HTTPError as error:
             response = self._dispatcher.error_response(error, request)
         except Exception:
@@ -298,6 +313,9 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
+                if isinstance(error, _ClientGone):
+                    self._log_gone(request, body, error)
+                    return False
                 response = self._dispatcher.error_response(error, request)
         keep_alive = stays_open(request, response, body, self._stopping.is_set())
         self._enter(State.SENDING)
@@ -393,12 +411,15 @@ class Connection:
     def _receive_body(self, deadline: float) -> bytes:
         """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
 
-        A client that resets inside its body has closed it, as far as the handler goes:
-        an upload keeps what arrived, and nothing is logged as a fault."""
+        A client that resets the connection raises :class:`_ClientGone`, which handlers
+        treat as any refusal of the body (an upload removes its temporary file).
+        """
         try:
             chunk = self._receive(deadline, 0)
-        except ConnectionError:
-            return b""
+        except OSError as error:
+            if _client_gone(error):
+                raise _ClientGone() from None
+            raise
         if chunk is None:
             raise HTTPError(408, "The request body did not arrive in time.", close=True)
         return chunk
@@ -448,6 +469,8 @@ class Connection:
         """
         progress = Progress()
         written = False
+        if self._hsts is not None and self.encrypted and not response.forwarded:
+            response.headers = [*response.headers, self._hsts]
         try:
             self._set_send_timeout()
             write_response(self.sock, response,
@@ -487,6 +510,12 @@ class Connection:
         self._logger.access(client, request_line, response.status, sent, referer, agent,
                             user=response.user, suffix=suffix)
 
+    def _log_gone(self, request: Request, body: BodyReader, gone: "_ClientGone") -> None:
+        """Log a request whose client reset the connection inside its body: nothing can be
+        sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
+        response = Response(gone.status, user=gone.user)
+        self._log(request, response, 0, f" received={body.received}")
+
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.
 
@@ -520,6 +549,15 @@ class Connection:
             self._owes_close_notify = False
             self._receive_timeout = -1.0
             send_close_notify(self.sock)
+
+
+class _ClientGone(HTTPError):
+    """The client reset the connection inside a request body: it is not a server fault, and
+    no answer can reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "The client reset the connection inside the request body.",
+                         close=True)
 
 
 def _client_gone(error: OSError) -> bool:

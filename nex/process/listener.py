@@ -1,42 +1,45 @@
 """The listener: binds the socket, accepts clients and runs one worker thread per connection.
 
+A connection is handed to a parked thread of the server's :class:`ThreadPool` when one
+waits, so that no thread is started per connection under load.
+
 A cap on live connections (and on connections per client address) keeps the thread count
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
-and SIGTERM stop accepting, wake idle keep-alive connections, give in-flight responses
-``shutdown_grace`` seconds to finish, and exit with status 0.  :data:`RETIRE_SIGNAL`
-(SIGUSR2, which the supervisor sends a worker it replaces on reload) stops it the same way,
-except that CONNECT tunnels and WebSockets are left to drain on the old settings until they
-end or reach ``tunnel_idle``, as squid's reconfigure leaves them; a SIGTERM then cuts them.
-With HTTPS, SIGHUP re-reads the certificate and key for new connections.
+and SIGTERM stop accepting, wake idle keep-alive connections and give in-flight responses
+``shutdown_grace`` seconds to finish; a second SIGINT cuts them short.  A reload (SIGHUP)
+ends the accept loop without stopping, so that :func:`nex.process.run.run_server` can hand
+the listener to a new server and :meth:`Server.retire` this one.  A retired server (and a
+worker that gets :data:`RETIRE_SIGNAL`, SIGUSR2, which the supervisor sends a worker it
+replaces on reload) stops the same way, except that CONNECT tunnels and WebSockets are left
+to drain on the old settings until they end or reach ``tunnel_idle``, as squid's
+reconfigure leaves them; a SIGINT or SIGTERM then cuts them.
 """
 
 from __future__ import annotations
 
 import collections
 import ipaddress
-import queue
+import os
 import select
 import signal
 import socket
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from nex import SERVER_SOFTWARE, qrcode
 from nex.addresses import plain_address
-from nex.process.assembly import assemble
-from nex.site.login import cleartext_warning
-from nex.process.config import Config, ConfigError
+from nex.process.config import Config
 from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
 from nex.files.oserrors import OUT_OF_RESOURCES
-from nex.files.templates import TemplateError
-from nex.process.tls import ServerTLS, TLSError
+from nex.process.pool import ThreadPool
+from nex.process.tls import ServerTLS
 
 _RETRY_AFTER_SECONDS = "5"
 _REFUSALS = {503: "The server is at its connection limit (max_connections); try again"
@@ -47,6 +50,9 @@ _REFUSALS = {503: "The server is at its connection limit (max_connections); try 
 _ABORT_WAIT_SECONDS = 2.0
 _WAKE_INTERVAL_SECONDS = 0.5
 _ACCEPT_RETRY_SECONDS = 0.05
+#: Whether accepted sockets share the (non-blocking) listener's O_NONBLOCK: BSDs and macOS,
+#: not Linux.
+_ACCEPTED_INHERIT_NONBLOCKING = not sys.platform.startswith("linux")
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
 #: Stop accepting, finish requests within the grace period, let tunnels drain.
@@ -80,6 +86,9 @@ class Server:
         #: Whether no other process accepts on the listener: a lone server's own, or a
         #: worker's on Linux, where each worker has one (SO_REUSEPORT).
         self._own_listener = listener is None or sys.platform.startswith("linux")
+        # Clients are accepted once the poll reports one, without blocking: a blocking
+        # accept() could wait on a listener other processes share.
+        self.listener.setblocking(False)
         #: Says whether clients wait in the listen queue.
         self._queued = select.poll()
         self._queued.register(self.listener, select.POLLIN)
@@ -87,17 +96,29 @@ class Server:
         try:
             self.dispatcher: Dispatcher = make_dispatcher(self.port)
         except BaseException:
-            self.listener.close()
+            if listener is None:  # a listener handed over stays its owner's
+                self.listener.close()
             raise
         self.stopping = threading.Event()
-        #: Whether the stop leaves tunnels to end on their own (RETIRE_SIGNAL).
+        #: Whether the stop leaves tunnels to end on their own (retired, RETIRE_SIGNAL).
         self._drain_tunnels = False
+        #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.
+        self.reload_requested = False
+        self._forced = False
         self._in_accept = False
         self._lock = threading.Lock()
-        #: Each live connection and the worker thread serving it.
-        self._live: Dict[Connection, threading.Thread] = {}
+        #: Notified each time a connection ends.
+        self._ended = threading.Condition(self._lock)
+        #: Each live connection; a thread of the pool serves it.
+        self._live: Set[Connection] = set()
+        self._pool = ThreadPool()
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
+
+    @property
+    def logger(self) -> Logger:
+        """The logger of this server's connections."""
+        return self._logger
 
     def urls(self) -> List[str]:
         """URLs that reach this server, the most local first.
@@ -113,35 +134,36 @@ class Server:
         return [f"{scheme}://[{name}]:{self.port}/" if ":" in name else
                 f"{scheme}://{name}:{self.port}/" for name in hosts]
 
-    def run(self, ready: Callable[[], None]) -> None:
-        """:meth:`serve_forever` with SIGINT and SIGTERM as its stop, from the main thread.
+    def serve_forever(self, wakeup: Optional[int] = None) -> None:
+        """Accept clients until a signal (or :meth:`stop`) ends the loop, then stop; after
+        :meth:`request_reload` return instead, still serving the connections it has.
 
-        ``ready`` is called once those signals would stop the server, before it accepts.
-        A second SIGINT while stopping raises :class:`ForceStop`.
+        ``wakeup`` is the read end of the pipe ``signal.set_wakeup_fd`` writes to: a signal
+        that reaches another thread, or comes just before the wait starts, would otherwise
+        leave the wait asleep until the next client.
         """
-        previous = {sig: signal.signal(sig, self.handle_signal)
-                    for sig in (signal.SIGINT, signal.SIGTERM, RETIRE_SIGNAL)}
-        try:
-            ready()
-            self.serve_forever()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def serve_forever(self) -> None:
-        """Accept clients until a signal (or :meth:`stop`) ends the loop."""
+        waiting = select.poll()
+        waiting.register(self.listener, select.POLLIN)
+        if wakeup is not None:
+            waiting.register(wakeup, select.POLLIN)
         try:
             while True:
-                # A signal raises _Stop only while this flag is up, so it cannot strike
-                # between accepting a socket and handing it to a worker.
+                # A signal raises _Stop only while this flag is up: while waiting for a
+                # client, never once accept() has taken one (its socket would be lost).
                 self._in_accept = True
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self.reload_requested:
                     break
+                events = waiting.poll()
+                self._in_accept = False
+                if wakeup is not None and any(fd == wakeup for fd, _ in events):
+                    _drain(wakeup)
+                    continue  # the signal's handler has run, or runs now
                 try:
                     sock, address = self.listener.accept()
-                    self._in_accept = False
+                    accepted = time.monotonic()
+                except BlockingIOError:
+                    continue  # another process sharing the listener took the client
                 except OSError as error:
-                    self._in_accept = False
                     if self.stopping.is_set():
                         break
                     # Out of descriptors or kernel memory: lasts until a connection ends.
@@ -150,35 +172,41 @@ class Server:
                         # a connection ends: retrying without a pause would spin a core.
                         time.sleep(_ACCEPT_RETRY_SECONDS)
                     continue  # e.g. a reset before accept: keep serving the rest
-                self._hand_out(sock, address)
+                self._hand_out(sock, address, accepted)
         except _Stop:
             pass
         finally:
-            self._shut_down()
+            self._in_accept = False
+            if self.stopping.is_set() or not self.reload_requested:
+                self._shut_down()
 
-    def _hand_out(self, sock: socket.socket, address: Tuple) -> None:
-        """Start a worker for ``sock``, and for each client that queued meanwhile.
+    def _hand_out(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
+        """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
+        for each client that queued meanwhile.
 
-        Starting a worker thread waits until the new thread runs, which can take a while
-        when hundreds of busy threads want the interpreter.  Between starts, clients the
+        Starting a worker thread (when none of the pool is parked) waits until the new
+        thread runs, which can take a while when hundreds of busy threads want the
+        interpreter.  Between starts, clients the
         kernel has already queued are taken off its listen queue without waiting, so that
         the queue (``backlog``) never overflows and drops a connection.  Every client taken
-        gets its worker, also once the server is stopping.
+        gets its worker, also once the server is stopping.  Each connection's head time-out
+        counts from its accept, however long its worker takes to start.
         """
-        waiting = collections.deque([(sock, address)])
+        waiting = collections.deque([(sock, address, accepted)])
         while waiting:
             self._start_worker(*waiting.popleft())
             # A client the poll reports is still there to accept, unless another process
             # accepts on the same listener: then the next accept waits, so none is tried.
             while self._own_listener and not self.stopping.is_set() and self._queued.poll(0):
                 try:
-                    waiting.append(self.listener.accept())
+                    waiting.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # reset before accept, or out of descriptors: later
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once; a second SIGINT stops at
-        once; a SIGINT or SIGTERM after RETIRE_SIGNAL cuts the draining tunnels too."""
+        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL leaving the
+        tunnels to drain); a SIGINT or SIGTERM after it cuts the draining tunnels, and a
+        second SIGINT raises :class:`ForceStop`, once: any later signal changes nothing."""
         if not self.stopping.is_set():
             self._drain_tunnels = signum == RETIRE_SIGNAL
             self.stopping.set()
@@ -187,27 +215,28 @@ class Server:
             return
         if signum != RETIRE_SIGNAL:
             self._drain_tunnels = False
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and not self._forced:
+            self._forced = True
             raise ForceStop()
 
-    def reload_tls(self) -> bool:
-        """Read the TLS certificate and key again for the connections accepted from now on;
-        return whether the new pair is in use.
+    def request_reload(self) -> None:
+        """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
+        if not self.stopping.is_set():
+            self.reload_requested = True
+            if self._in_accept:
+                raise _Stop()
 
-        A pair that does not load leaves the previous one serving.  Either way one line is
-        logged.  Any thread may call this, but not a signal handler: logging takes a lock
-        the interrupted thread may hold.
-        """
-        if self.tls is None:
-            return False
-        try:
-            self.tls.reload()
-        except TLSError as error:
-            self._logger.warning(f"TLS certificate not reloaded; the previous one stays: {error}")
-            return False
-        self._logger.message(f"TLS certificate reloaded from {self.tls.certificate} "
-                             f"(SHA-256 {self.tls.fingerprint})")
-        return True
+    def retire(self) -> None:
+        """Stop as on SIGTERM after a reload, leaving the listener open for the server that
+        took it over: idle connections close, in-flight responses get ``shutdown_grace``,
+        and tunnels drain on the old settings."""
+        self._drain_tunnels = True
+        self._shut_down(close_listener=False)
+
+    def cut_tunnels(self) -> None:
+        """End the wait of a retired server's tunnels: they are cut like any transfer left
+        after the grace period (Nex is stopping)."""
+        self._drain_tunnels = False
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -217,7 +246,7 @@ class Server:
         except OSError:
             pass
 
-    def _start_worker(self, sock: socket.socket, address: Tuple) -> None:
+    def _start_worker(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
         client = plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
@@ -232,10 +261,12 @@ class Server:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
         try:
+            if _ACCEPTED_INHERIT_NONBLOCKING:
+                sock.setblocking(True)
             if not refusal:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
-                                    self.tls)
+                                    self.tls, accepted=accepted)
         except OSError:  # some systems refuse options on a socket the client already reset
             if not refusal:
                 with self._lock:
@@ -245,12 +276,11 @@ class Server:
         if refusal:
             connection.turn_away(_refusal(refusal))
             return
-        name = f"Client-{number} {_format_address(address)}"
-        thread = threading.Thread(target=self._run, args=(connection,), name=name, daemon=True)
         with self._lock:
-            self._live[connection] = thread
+            self._live.add(connection)
         try:
-            thread.start()
+            self._pool.run(connection, self._run,
+                           f"Client-{number} {_format_address(address)}")
         except RuntimeError:
             self._logger.warning("could not start a worker thread; refusing the client")
             self._release(connection)
@@ -264,8 +294,9 @@ class Server:
 
     def _release(self, connection: Connection) -> None:
         with self._lock:
-            del self._live[connection]
+            self._live.discard(connection)
             self._forget_client(connection.client)
+            self._ended.notify_all()
 
     def _forget_client(self, client: str) -> None:
         """Count one connection of ``client`` less (with the lock held)."""
@@ -281,11 +312,12 @@ class Server:
         forwarded = self.dispatcher.forwarded
         return forwarded is not None and forwarded.is_trusted(client)
 
-    def _shut_down(self) -> None:
+    def _shut_down(self, close_listener: bool = True) -> None:
         """Stop accepting, let busy connections finish within the grace period, then cut
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
-        self.listener.close()
+        if close_listener:
+            self.listener.close()
         busy = [connection for connection in self._wake_all() if connection.busy]
         if busy:
             grace = self.config.shutdown_grace
@@ -310,6 +342,7 @@ class Server:
             with self._lock:
                 left = list(self._live)
             self._cut(left)
+        self._pool.close()
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
 
@@ -332,14 +365,13 @@ class Server:
             self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
 
     def _wait_for_workers(self, deadline: float) -> bool:
-        """Wait for one worker to end before ``deadline``; False once none are left or the
-        deadline has passed."""
+        """Wait for a connection to end before ``deadline``, at most a wake interval; False
+        once none are left or the deadline has passed."""
         with self._lock:
-            workers = list(self._live.values())
-        remaining = deadline - time.monotonic()
-        if not workers or remaining <= 0:
-            return False
-        workers[0].join(min(remaining, _WAKE_INTERVAL_SECONDS))
+            remaining = deadline - time.monotonic()
+            if not self._live or remaining <= 0:
+                return False
+            self._ended.wait(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
 
 
@@ -349,10 +381,13 @@ def _refusal(status: int) -> HTTPError:
                      close=True)
 
 
-def _reload_when_asked(server: Server, reloads: "queue.SimpleQueue[bool]") -> None:
-    """Reload the server's TLS certificate for each True queued, until a False."""
-    while reloads.get():
-        server.reload_tls()
+def _drain(fd: int) -> None:
+    """Read whatever waits in the non-blocking pipe ``fd``."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _format_address(address: Tuple) -> str:
@@ -386,11 +421,17 @@ def bind_listener(config: Config, *, reuse_port: bool = False,
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         listener.bind((host, config.port))
         if listen:
-            listener.listen(_capped_backlog(config.backlog))
+            start_listening(listener, config.backlog)
     except OSError:
         listener.close()
         raise
     return listener
+
+
+def start_listening(listener: socket.socket, backlog: int) -> None:
+    """``listen()`` on ``listener`` with a queue of ``backlog`` clients, capped by the kernel;
+    called again, it changes the queue's length."""
+    listener.listen(_capped_backlog(backlog))
 
 
 def _capped_backlog(backlog: int) -> int:
@@ -401,60 +442,6 @@ def _capped_backlog(backlog: int) -> int:
     except OSError:
         return backlog
     return min(backlog, int(text)) if text.isdigit() and int(text) > 0 else backlog
-
-
-def serve(config: Config) -> int:
-    """Run Nex with ``config`` until SIGINT or SIGTERM; return the process exit status:
-    0 after a graceful stop, 130 when a second SIGINT cut it short, 2 when it cannot start."""
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
-    tls = None
-    if config.tls_certificate:
-        try:
-            tls = ServerTLS(config.tls_certificate, config.tls_key)
-        except TLSError as error:
-            print(f"nex: {error}", file=sys.stderr)
-            return 2
-    logger = Logger.from_config(config)
-    try:
-        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger, tls=tls)
-    except (TemplateError, ConfigError) as error:
-        print(f"nex: {error}", file=sys.stderr)
-        logger.close()
-        return 2
-    except OSError as error:
-        print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
-              file=sys.stderr)
-        logger.close()
-        return 2
-    warning = cleartext_warning(config)
-    if warning is not None:
-        logger.warning(warning)
-    reloads: "queue.SimpleQueue[bool]" = queue.SimpleQueue()
-    reloader = None
-    previous_hup = None
-    if tls is not None:
-        # The handler only queues the request (SimpleQueue.put is safe in a signal
-        # handler); a thread does the reload, which logs and so takes a lock.
-        previous_hup = signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(True))
-        reloader = threading.Thread(target=_reload_when_asked, args=(server, reloads),
-                                    name="tls-reload", daemon=True)
-        reloader.start()
-    status = 0
-    try:
-        server.run(lambda: print_start_line(server))
-    except ForceStop:
-        print("stopping now", file=sys.stderr, flush=True)
-        status = 130
-    finally:
-        if reloader is not None:
-            signal.signal(signal.SIGHUP, previous_hup)
-            reloads.put(False)
-            reloader.join()
-        logger.message(f"{SERVER_SOFTWARE} stopped")
-        logger.close()
-    return status
 
 
 def print_start_line(server: Server) -> None:

@@ -22,6 +22,7 @@ import os
 import re
 import select
 import stat
+import sys
 import threading
 import time
 import traceback
@@ -39,6 +40,14 @@ _BATCH_BYTES = 64 * 1024
 #: Largest single write to a destination that is not a pipe.
 _FILE_WRITE_BYTES = 64 * 1024
 _STDOUT, _STDERR = 1, 2
+
+
+def error_line(level: str, text: str) -> str:
+    """A line of the error log: ``[10/Oct/2000:13:55:36 +0000] level: text`` and a newline.
+
+    The one format of the error log's lines, for the logger and the supervisor alike.
+    """
+    return f"[{format_clf_time(time.time())}] {level}: {text}\n"
 
 
 def escape_log_text(text: str) -> str:
@@ -122,13 +131,12 @@ class Logger:
 
     def warning(self, text: str) -> None:
         """Log a timestamped warning to the error log."""
-        self._append(self._errors, f"[{format_clf_time(time.time())}] warning: {text}\n", urgent=True)
+        self._append(self._errors, error_line("warning", text), urgent=True)
 
     def exception(self, text: str) -> None:
         """Log ``text`` and the traceback of the exception being handled to the error log."""
         trace = traceback.format_exc()
-        self._append(self._errors, f"[{format_clf_time(time.time())}] error: {text}\n{trace}",
-                     urgent=True)
+        self._append(self._errors, error_line("error", text) + trace, urgent=True)
 
     def close(self) -> None:
         """Write out everything logged so far, stop the writer and close the owned logs."""
@@ -171,9 +179,9 @@ class Logger:
                 return
             self._write_batch(batch)
             if dropped:
-                notice = (f"[{format_clf_time(time.time())}] warning: {dropped} log line"
-                          f"{'' if dropped == 1 else 's'} dropped: the log was not written as"
-                          " fast as lines came\n")
+                notice = error_line("warning", f"{dropped} log line"
+                                    f"{'' if dropped == 1 else 's'} dropped: the log was not"
+                                    " written as fast as lines came")
                 self._write_batch([(self._errors, notice.encode("ascii"))])
 
     def _write_batch(self, batch: Sequence[Tuple[int, bytes]]) -> None:
@@ -236,3 +244,39 @@ def _open_destination(destination: str, default: int, owned: List[int]) -> int:
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
     owned.append(fd)
     return fd
+
+
+class SupervisorLog:
+    """The supervisor's own lines in the error log: workers started and ended, reloads.
+
+    Each line is one ``write(2)``, on an ``O_APPEND`` descriptor for a file, so it stays whole
+    among the workers' lines.  The format is the error log's: ``[time] level: text``.
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        if destination == "-":
+            self.fd = sys.stderr.fileno()
+        else:
+            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                              0o666)
+
+    def info(self, text: str) -> None:
+        """Write an informational line."""
+        self._write("info", text)
+
+    def warning(self, text: str) -> None:
+        """Write a warning."""
+        self._write("warning", text)
+
+    def close(self) -> None:
+        """Close the log file (never standard error)."""
+        if self.destination != "-":
+            os.close(self.fd)
+
+    def _write(self, level: str, text: str) -> None:
+        sys.stderr.flush()  # a "nex:" line printed before keeps its place
+        try:
+            os.write(self.fd, error_line(level, text).encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # a full disk or a closed stream must not stop the supervisor

@@ -4,17 +4,15 @@ One Python process runs one thread at a time, so with ``workers`` above 1 Nex ru
 worker processes, each a whole :class:`nex.process.listener.Server` with its own connection threads,
 under this supervisor, which serves no request itself.
 
-**Fork, not exec.**  Workers are ``os.fork`` children of the supervisor.  The supervisor has
-validated the settings and checked that the templates load, so a worker starts from exactly
-that :class:`Config`: the settings are not parsed again, a SIGHUP reload hands the new
-workers exactly the settings it checked, and a restart costs no interpreter start.  Each
-worker loads the templates itself, as a lone Nex does, from the files just checked.  Forking is
-safe because the supervisor runs no thread of its own (which is why it writes its log lines
-itself rather than through :class:`nex.process.log.Logger`, whose flusher is a thread): a child
-starts with no lock held by a thread that does not exist in it.  A fresh child closes the
-supervisor's descriptors at once — its signal pipe, its log file, its end of the lifeline
-pipe and the listeners of the other workers — so a worker holds its own listener, the
-connections it accepted and its log files, and nothing of the other workers.
+**Fork, not exec.**  Workers are ``os.fork`` children of the supervisor, which has validated
+the settings and checked the templates: a worker starts from exactly that :class:`Config`
+(a reload hands the new workers exactly the settings it checked; a restart costs no
+interpreter start) and runs :func:`nex.process.run.run_server`, a lone Nex's start path.
+Forking is safe because the supervisor runs no thread of its own (so it writes its log lines
+itself, not through :class:`nex.process.log.Logger`, whose flusher is a thread).  A fresh
+child closes the supervisor's descriptors at once (its signal pipe, its log file, its end of
+the lifeline pipe, the other workers' listeners), so a worker holds only its own listener,
+connections and log files.
 
 **One port.**  On Linux each worker accepts on a listener of its own, and ``SO_REUSEPORT``
 lets the kernel spread new connections over the listeners by a hash of the addresses.  The
@@ -31,20 +29,22 @@ one inherited socket (:data:`REUSE_PORT` chooses).
 
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
-waits for all of them and exits 0.  A worker that exits otherwise is restarted at once, with a
-line in the error log; one that keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is
-restarted after a pause that doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the
+waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on, which
+cuts the workers' transfers short as it does a lone Nex's; the exit status is then 130.  A
+worker that exits otherwise is restarted at once, with a line in the error log; one that
+keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is restarted after a pause that
+doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the
 settings again (the same file and command-line overrides) and replaces the workers one by
 one: a new worker starts and is serving before an old one is told to stop, and the old one
 stops as on SIGTERM, so it finishes the responses it has in flight but closes idle
 keep-alive connections, and a connection it accepted whose request has not arrived yet; its
 CONNECT tunnels and WebSockets, though, drain on the old settings until they end or reach
-``tunnel_idle`` (it is told with :data:`~nex.process.listener.RETIRE_SIGNAL`).
-Fewer workers than before close the surplus listeners, resetting connections that wait in
-them.  Settings that fail their checks, or that change
-``bind`` or ``port``, leave the running workers alone and are reported in one log line.  A
-worker whose supervisor has gone away (even by SIGKILL) stops by itself: it watches a pipe
-whose other end only the supervisor holds.
+``tunnel_idle`` (it is told with :data:`~nex.process.listener.RETIRE_SIGNAL`).  Fewer
+workers than before close the surplus listeners, resetting connections that wait in them.
+Settings that fail their checks, or that change ``bind`` or ``port``, leave the running
+workers alone and are reported in one log line.  A worker whose supervisor has gone away
+(even by SIGKILL) stops by itself: it watches a pipe whose other end only the supervisor
+holds.
 
 **Caps.**  ``max_connections`` and ``max_connections_per_client`` are totals: each worker
 admits its share (:func:`worker_config`).  With ``SO_REUSEPORT`` the kernel does not look at
@@ -66,12 +66,11 @@ from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
-from nex.process.assembly import assemble
-from nex.process.log import Logger
+from nex.process.log import SupervisorLog
 from nex.process.listener import (RETIRE_SIGNAL, Server, bind_listener, listener_url,
-                                  print_lan_code)
+                                  print_lan_code, start_listening)
+from nex.process.run import FORCED_EXIT, run_server
 from nex.files.templates import TemplateError, TemplateSet
-from nex.process.tls import ServerTLS
 
 #: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
 REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
@@ -140,7 +139,7 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
     problem found before serving (templates, the port, the log) prints one ``nex:`` line and
     returns 2.
     """
-    try:
+    try:  # checked once here, so that a bad template stops Nex before any worker starts
         TemplateSet.load(config.error_pages, config.templates)
     except TemplateError as error:
         print(f"nex: {error}", file=sys.stderr)
@@ -167,48 +166,11 @@ def _first_listener(config: Config) -> socket.socket:
     listener = bind_listener(config, listen=False)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.listen(config.backlog)
+        start_listening(listener, config.backlog)
     except OSError:
         listener.close()
         raise
     return listener
-
-
-class SupervisorLog:
-    """The supervisor's own lines in the error log: workers started and ended, reloads.
-
-    Each line is one ``write(2)``, on an ``O_APPEND`` descriptor for a file, so it stays whole
-    among the workers' lines.  The format is the error log's: ``[time] level: text``.
-    """
-
-    def __init__(self, destination: str) -> None:
-        self.destination = destination
-        if destination == "-":
-            self.fd = sys.stderr.fileno()
-        else:
-            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                              0o666)
-
-    def info(self, text: str) -> None:
-        """Write an informational line."""
-        self._write("info", text)
-
-    def warning(self, text: str) -> None:
-        """Write a warning."""
-        self._write("warning", text)
-
-    def close(self) -> None:
-        """Close the log file (never standard error)."""
-        if self.destination != "-":
-            os.close(self.fd)
-
-    def _write(self, level: str, text: str) -> None:
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
-        sys.stderr.flush()  # a "nex:" line printed before keeps its place
-        try:
-            os.write(self.fd, f"[{stamp}] {level}: {text}\n".encode("utf-8", "backslashreplace"))
-        except OSError:
-            pass  # a full disk or a closed stream must not stop the supervisor
 
 
 @dataclasses.dataclass
@@ -239,6 +201,10 @@ class Supervisor:
         #: Workers told to stop after a reload, by pid, with their slot number.
         self._retiring: Dict[int, int] = {}
         self._stopping = False
+        #: A second SIGINT came (to this process, or to a worker that exited 130).
+        self._forced = False
+        #: The workers were told to stop at once (SIGINT passed on).
+        self._cut_short = False
         self._wakeup_read, self._wakeup_write = os.pipe()
         #: Only the supervisor holds the write end: workers see end-of-file once it is gone.
         self._lifeline_read, self._lifeline_write = os.pipe()
@@ -260,10 +226,11 @@ class Supervisor:
             print_lan_code(self._listeners[0], https=bool(self._config.tls_certificate))
             self._supervise()
             self._log.info(f"{SERVER_SOFTWARE} stopped")
-            return 0
+            return FORCED_EXIT if self._forced else 0
         finally:
+            # Nex is on its way out: a late Ctrl+C must not raise in what is left.
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, handler if sig == signal.SIGCHLD else signal.SIG_IGN)
             signal.set_wakeup_fd(-1)
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
                        self._lifeline_write):
@@ -287,15 +254,24 @@ class Supervisor:
             timeout = self._next_restart()
             select.select([self._wakeup_read], [], [], timeout)
             signals = self._take_signals()
-            self._reap()
-            if signal.SIGINT in signals or signal.SIGTERM in signals:
+            interrupts = signals.count(signal.SIGINT)
+            if interrupts and (self._stopping or interrupts > 1) and not self._cut_short:
+                self._forced = self._cut_short = True
                 self._stop()
-            elif signal.SIGHUP in signals and not self._stopping:
+                for pid in self._worker_pids():
+                    _signal(pid, signal.SIGINT)
+            elif interrupts or signal.SIGTERM in signals:
+                self._stop()
+            # Reaped only now: a worker that a terminal's Ctrl+C stopped before this
+            # process saw its own is not restarted.
+            self._reap()
+            if signal.SIGHUP in signals and not self._stopping:
                 self._reload()
             self._restart_due()
 
-    def _take_signals(self) -> frozenset:
-        """The signals that arrived since the last call (their numbers fill the pipe)."""
+    def _take_signals(self) -> bytes:
+        """The signals that arrived since the last call, in order (their numbers fill the
+        pipe)."""
         received = bytearray()
         while True:
             try:
@@ -305,7 +281,7 @@ class Supervisor:
             if not chunk:
                 break
             received += chunk
-        return frozenset(received)
+        return bytes(received)
 
     def _next_restart(self) -> Optional[float]:
         """Seconds until the next restart is due; None when none is waiting."""
@@ -331,7 +307,9 @@ class Supervisor:
     def _exited(self, pid: int, status: int) -> None:
         if pid in self._retiring:
             number = self._retiring.pop(pid)
-            if os.waitstatus_to_exitcode(status) != 0:
+            if os.waitstatus_to_exitcode(status) == FORCED_EXIT and self._stopping:
+                self._forced = True
+            elif os.waitstatus_to_exitcode(status) != 0:
                 self._log.warning(f"replaced worker {number} (pid {pid}) "
                                   f"{describe_exit(status)}")
             return
@@ -340,7 +318,9 @@ class Supervisor:
             return
         slot.pid = 0
         if self._stopping:
-            if os.waitstatus_to_exitcode(status) != 0:
+            if os.waitstatus_to_exitcode(status) == FORCED_EXIT:
+                self._forced = True  # a second Ctrl+C reached the worker first
+            elif os.waitstatus_to_exitcode(status) != 0:
                 self._log.warning(f"worker {slot.number} (pid {pid}) {describe_exit(status)} "
                                   "while stopping")
             return
@@ -423,7 +403,7 @@ class Supervisor:
             if REUSE_PORT and len(self._listeners) > len(self._slots):
                 self._listeners.pop().close()
         for listener in self._listeners:
-            listener.listen(config.backlog)
+            start_listening(listener, config.backlog)
         for slot in self._slots:
             if not slot.pid:
                 failure = self._fill(slot, config)
@@ -531,28 +511,17 @@ class Supervisor:
 
 def _serve_as_worker(config: Config, listener: socket.socket, report: int,
                      lifeline: int) -> int:
-    """One worker's life: report ready on ``report`` once serving, serve until stopped."""
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
-    try:
-        logger = Logger.from_config(config)
-    except OSError as error:
-        _report(report, f"cannot open a log file: {error.strerror}".encode())
-        return 2
-    tls = ServerTLS(config.tls_certificate, config.tls_key) if config.tls_certificate else None
-    server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                    logger, listener, tls)
-
-    def ready() -> None:
+    """One worker's life: serve as a lone Nex does, on ``listener``; report ready (or why
+    not) on ``report``; stop when the supervisor is gone."""
+    def ready(server: Server) -> None:
         threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True,
                          name="supervisor-watch").start()
         _report(report, _READY)
 
-    try:
-        server.run(ready)
-    finally:
-        logger.close()
-    return 0
+    def fail(line: str) -> None:
+        _report(report, line.encode("utf-8", "replace"))
+
+    return run_server(config, listener=listener, ready=ready, fail=fail)
 
 
 def _report(fd: int, message: bytes) -> None:

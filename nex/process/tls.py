@@ -1,8 +1,8 @@
 """TLS: the server's context, built from a certificate and key, and replaced on reload.
 
 :func:`create_context` makes an ``ssl.SSLContext`` for the server side: TLS 1.2 at least,
-the cipher suites Python and OpenSSL choose by default (forward-secret AEAD suites first), no
-renegotiation, and ALPN ``http/1.1``.  :class:`ServerTLS` holds the context new connections
+for TLS 1.2 only the forward-secret AEAD suites (:data:`TLS12_CIPHERS`; TLS 1.3 has no
+others), no renegotiation, and ALPN ``http/1.1``.  :class:`ServerTLS` holds the context new connections
 are wrapped with; :meth:`ServerTLS.reload` reads the files again, so a renewed certificate
 takes effect without a restart, and a pair that does not load leaves the old one in place.
 :func:`make_self_signed` writes a throw-away certificate for ``localhost`` for local testing.
@@ -26,6 +26,10 @@ from typing import Tuple
 
 #: The oldest protocol version Nex accepts (RFC 8996 retires TLS 1.0 and 1.1).
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+#: The TLS 1.2 cipher suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305, as
+#: Mozilla's "intermediate" profile without its DHE suites.  The CBC suites (AES256-SHA384,
+#: AES128-SHA256...) that OpenSSL offers by default are open to timing attacks (LUCKY13).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 #: The application protocols offered in ALPN (RFC 7301): HTTP/1.1 only.
 ALPN_PROTOCOLS = ("http/1.1",)
 #: The names a self-signed certificate is made for.
@@ -66,7 +70,8 @@ def create_context(certificate: str, key: str) -> ssl.SSLContext:
     """A server context serving ``certificate`` (PEM, the chain after the leaf) with ``key``.
 
     Raises :class:`TLSError` when a file cannot be read, holds no PEM certificate or key,
-    the key needs a passphrase, or the key does not belong to the certificate.
+    the key needs a passphrase, or the key does not belong to the certificate (also when
+    one is RSA and the other EC).
     """
     for role, path in (("certificate", certificate), ("key", key)):
         try:
@@ -82,6 +87,7 @@ def create_context(certificate: str, key: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
     context.options |= ssl.OP_NO_RENEGOTIATION
+    context.set_ciphers(TLS12_CIPHERS)
     context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     try:
         context.load_cert_chain(certificate, key, password=_refuse_passphrase)
@@ -92,6 +98,11 @@ def create_context(certificate: str, key: str) -> ssl.SSLContext:
         if error.reason == "KEY_VALUES_MISMATCH":
             raise TLSError(f"TLS key {key} does not belong to certificate {certificate}"
                            ) from None
+        if error.reason == "NO_CERTIFICATE_ASSIGNED":
+            # OpenSSL read the key but found no certificate of its type to pair it with.
+            raise TLSError(f"TLS key {key} is not of the type of the public key in "
+                           f"certificate {certificate} (an RSA key with an EC certificate, "
+                           "or the other way round): it does not belong to it") from None
         raise TLSError(f"TLS key {key} holds no PEM private key") from None
     except OSError as error:
         raise TLSError(f"cannot read TLS certificate {certificate} or key {key}: "

@@ -16,7 +16,8 @@ A path is under a prefix when its decoded URL path is, **or** its real path (sym
 resolved) is, taken relative to the document root.  So ``public/link -> ../private`` does
 not open ``/private/`` to anonymous readers or writers: the real path decides as well as the
 name it was asked by.  A real path outside the root (``symlinks = always``) is judged by its
-URL path alone.
+URL path alone.  A protected prefix that is itself a link (``/docs/`` with ``docs ->
+private``) protects where it leads too (:meth:`nex.site.login.ProtectedPaths.linked`).
 
 Handlers in :mod:`nex.files` never import this module: :mod:`nex.site.routing` hands each one
 a checker with the user already bound (:meth:`AccessPolicy.checker`), a plain callable
@@ -48,6 +49,7 @@ class AccessPolicy:
     def __init__(self, protected: Optional[ProtectedPaths], real_root: str,
                  upload: bool) -> None:
         self._protected = protected
+        self._linked = None if protected is None else protected.linked(real_root)
         self._root_prefix = real_root.rstrip("/") + "/"
         self._upload = upload
 
@@ -71,7 +73,8 @@ class AccessPolicy:
         if protected.covers(_segments(url_path)):
             return True
         if real_path.startswith(self._root_prefix):
-            return protected.covers(_segments(real_path[len(self._root_prefix):]))
+            segments = _segments(real_path[len(self._root_prefix):])
+            return protected.covers(segments) or self._linked.covers(segments)
         return False
 
     def checker(self, user: Optional[str]) -> Checker:

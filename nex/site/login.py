@@ -37,6 +37,7 @@ from nex.addresses import parse_address, unmapped
 from nex.http.errors import HTTPError
 from nex.http.grammar import CREDENTIALS
 from nex.files.paths import split_path
+from nex.files.static import SIDECAR_EXTENSIONS
 from nex.watchedfile import WatchedFile
 
 if TYPE_CHECKING:
@@ -505,12 +506,54 @@ class ProtectedPaths:
     """
 
     def __init__(self, prefixes: Iterable[str]) -> None:
-        self._prefixes = tuple(parse_path_prefix(prefix) for prefix in prefixes)
-        self._longest = max((len(prefix) for prefix in self._prefixes), default=0)
+        self._texts = tuple(prefixes)
+        self._set_keys(tuple(parse_path_prefix(prefix) for prefix in self._texts))
+
+    def _set_keys(self, prefixes: Tuple[Tuple[str, ...], ...]) -> None:
+        self._prefixes = prefixes
+        self._longest = max((len(prefix) for prefix in prefixes), default=0)
+
+    def linked(self, real_root: str) -> "ProtectedPaths":
+        """Where the prefixes that are (or pass through) symbolic links lead, as prefixes
+        relative to the document root whose real path is ``real_root``.
+
+        What a protected link leads to is as protected as the link: with ``docs ->
+        private`` and ``/docs/`` protected, ``/private/`` is too.  The links are read
+        when the settings are loaded; targets outside the root are left out.
+        """
+        root = real_root.rstrip("/")
+        targets = []
+        for text in self._texts:
+            segments, _ = split_path(quote(text, safe=_PREFIX_AS_WRITTEN))
+            plain = root + "".join(["/" + segment for segment in segments])
+            real = os.path.realpath(plain)
+            if segments and real != plain and real.startswith(root + "/"):
+                targets.append(tuple(_segment_key(segment)
+                                     for segment in real[len(root) + 1:].split("/")))
+        result = ProtectedPaths(())
+        result._set_keys(tuple(targets))
+        return result
 
     def covers(self, segments: Sequence[str]) -> bool:
-        """Whether the decoded, normalised path ``segments`` lie under a prefix."""
+        """Whether the decoded, normalised path ``segments`` lie under a prefix.
+
+        A precompressed sidecar (``report.txt.gz``, ``.br``) holds its file's bytes, so it
+        lies under every prefix its file does.
+        """
         keys = tuple(_segment_key(segment) for segment in segments[:self._longest])
+        if self._under(keys):
+            return True
+        if not keys or len(segments) > self._longest:
+            return False
+        last = keys[-1]
+        for extension in SIDECAR_EXTENSIONS:
+            # Keys are casefolded, so ".GZ" compares as ".gz".
+            if len(last) > len(extension) and last.endswith(extension):
+                return self._under(keys[:-1] + (last[:-len(extension)],))
+        return False
+
+    def _under(self, keys: Tuple[str, ...]) -> bool:
+        """Whether the segment ``keys`` (:func:`_segment_key`'s) begin with a prefix."""
         return any(keys[:len(prefix)] == prefix for prefix in self._prefixes
                    if len(prefix) <= len(keys))
 

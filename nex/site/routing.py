@@ -253,7 +253,7 @@ class Dispatcher:
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
-                resolve_segments(path[0], path[1], request.query, config)
+                resolve_segments(path[0], path[1], request.query, config, may)
             dav_fields = dav.options_headers() if dav is not None else []
             return Response(204, [("Allow", self._allow(path)), *dav_fields])
         page = self.upload_page
@@ -266,11 +266,10 @@ class Dispatcher:
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
             raise
         if target.kind == "directory":
-            archive = wants_archive(request.query)
-            if not may("archive" if archive else "list", target.url_path,
-                       real_path(target.fs_path, config)):
-                raise Refused()
-            if archive:
+            # The resolver asked whether the folder may be listed.
+            if wants_archive(request.query):
+                if not may("archive", target.url_path, real_path(target.fs_path, config)):
+                    raise Refused()
                 return folder_archive(target, config, may, self.zip_slots)
             if request.query == "qr":
                 return self._qr_code(request)

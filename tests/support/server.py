@@ -1,4 +1,4 @@
-"""Test harness: the real Nex server in a child process on an ephemeral loopback port."""
+"""The real Nex server in a child process on an ephemeral loopback port, and waiting for things."""
 
 from __future__ import annotations
 
@@ -13,12 +13,20 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: Generous: CI machines under load can be slow to start a Python process.
 START_TIMEOUT = 30.0
 SOCKET_TIMEOUT = 30.0
+#: How long a test waits for something the server should do on its own (close an idle
+#: connection, let a thread end, write a log line) before calling it a failure.
+SETTLE_DEADLINE = 30.0
+#: A Combined Log Format line as Nex writes it.
+COMBINED_LOG_LINE = re.compile(
+    r'(?P<client>[0-9a-f.:]+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
+    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<size>\d+|-) '
+    r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*"')
 _URL = re.compile(r"(https?)://(\[[^\]]+\]|[^:/]+):(\d+)/")
 #: The openssl command, which makes the certificates of the HTTPS tests.
 OPENSSL = shutil.which("openssl")
@@ -38,6 +46,21 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 """
+
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = SETTLE_DEADLINE,
+               interval: float = 0.02) -> T:
+    """Call ``condition`` until it returns something true or ``timeout`` seconds have passed;
+    its last answer (so a false one means the time ran out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(interval)
 
 
 def make_certificate(folder: str, name: str = "server") -> Tuple[str, str]:
@@ -114,17 +137,12 @@ class NexServer:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(self.args, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL, cwd=REPO)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            match = _URL.search(self.stdout())
-            if match:
-                self.scheme = match.group(1)
-                self.host = match.group(2).strip("[]")
-                self.port = int(match.group(3))
-                return self
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.02)
+        match = wait_for_line(self.stdout_path, self.process, _URL)
+        if match:
+            self.scheme = match.group(1)
+            self.host = match.group(2).strip("[]")
+            self.port = int(match.group(3))
+            return self
         self.stop()
         raise RuntimeError(f"Nex did not start: {self.stdout()!r} {self.stderr()!r}")
 
@@ -165,12 +183,8 @@ class NexServer:
 
     def wait_for_access_log(self, predicate, timeout: float = START_TIMEOUT) -> str:
         """The access log once ``predicate(text)`` holds (lines are written in batches)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.access_log()
-            if predicate(text) or time.monotonic() > deadline:
-                return text
-            time.sleep(0.05)
+        wait_until(lambda: predicate(self.access_log()), timeout, 0.05)
+        return self.access_log()
 
     def error_log(self) -> str:
         return _read_text(self.error_log_path)
@@ -210,6 +224,15 @@ def _read_text(path: str) -> str:
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def wait_for_line(path: str, process: subprocess.Popen,
+                  pattern: "re.Pattern[str]") -> "Optional[re.Match[str]]":
+    """``pattern``'s first match in the file at ``path``, waiting while ``process`` runs (at most
+    START_TIMEOUT); None if it never appears."""
+    wait_until(lambda: pattern.search(_read_text(path)) or process.poll() is not None,
+               START_TIMEOUT)
+    return pattern.search(_read_text(path))
 
 
 def exchange(sock: socket.socket, data: bytes) -> bytes:

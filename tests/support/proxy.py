@@ -20,7 +20,7 @@ import threading
 import unittest
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from tests.support import SOCKET_TIMEOUT, NexServer, read_all
+from tests.support.server import SOCKET_TIMEOUT, NexServer, read_all
 
 #: A test origin's listen queue: long enough for a crowd of connections at once.
 BACKLOG = 512

@@ -1,0 +1,206 @@
+"""The one start path of a server process: a lone Nex and every worker of a supervisor.
+
+:func:`run_server` loads what the settings name (TLS pair, log files, templates), listens
+(or takes a worker's listener), logs the cleartext-password warning, serves until SIGINT or
+SIGTERM, and returns the exit status: 0 after a graceful stop, 130 when a second SIGINT cut
+it short (one line, no traceback), 2 when it cannot start.
+
+**Reload.**  Given ``load`` (a lone Nex), SIGHUP reads the settings again, as the supervisor
+does for its workers: a new :class:`Server` with the new settings, templates, log files and
+TLS pair takes over the listener, and the old one is retired as a replaced worker is: it
+finishes its responses in flight within ``shutdown_grace``, closes idle keep-alive
+connections, then closes its logs.  Settings that fail their checks, or that change
+``bind``, ``port`` or ``workers``, leave the running server alone, with one line in the
+error log.  A TLS pair that does not load leaves the previous pair serving (one line), and
+the other settings apply.  Workers get no ``load``: their supervisor replaces them instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Callable, List, Optional, Tuple
+
+from nex import SERVER_SOFTWARE
+from nex.files.templates import TemplateError
+from nex.process.assembly import assemble
+from nex.process.config import Config, ConfigError
+from nex.process.listener import RETIRE_SIGNAL, ForceStop, Server, start_listening
+from nex.process.log import Logger
+from nex.process.tls import ServerTLS, TLSError
+from nex.site.login import cleartext_warning
+
+#: Exit status after a second SIGINT, as a shell reports a process SIGINT ended (128 + 2).
+FORCED_EXIT = 130
+
+
+def _say(line: str) -> None:
+    print(f"nex: {line}", file=sys.stderr, flush=True)
+
+
+def run_server(config: Config, *, ready: Callable[[Server], None],
+               listener: Optional[socket.socket] = None,
+               load: Optional[Callable[[], Config]] = None,
+               fail: Callable[[str], None] = _say) -> int:
+    """Serve ``config`` from the main thread until stopped; return the exit status.
+
+    ``ready(server)`` is called once the server listens and signals would stop it.  A
+    worker passes its ``listener``; without one the server binds its own.  ``load`` reads
+    the settings again on SIGHUP (None, for a worker: SIGHUP is left as it is, and
+    RETIRE_SIGNAL stops the server leaving its tunnels to drain).  A problem found before
+    serving is passed to ``fail`` as one line (by default printed as ``nex: ...``) and
+    gives status 2.
+    """
+    if config.thread_stack_size:
+        threading.stack_size(config.thread_stack_size)
+    try:
+        tls = _load_tls(config)
+    except TLSError as error:
+        fail(str(error))
+        return 2
+    try:
+        logger = Logger.from_config(config)
+    except OSError as error:
+        fail(f"cannot open a log file: {error.strerror}")
+        return 2
+    try:
+        server = _server(config, logger, listener, tls)
+    except (TemplateError, ConfigError) as error:
+        logger.close()
+        fail(str(error))
+        return 2
+    except OSError as error:
+        logger.close()
+        fail(f"cannot listen on {config.bind} port {config.port}: {error.strerror}")
+        return 2
+    warning = cleartext_warning(config)
+    if warning is not None:
+        logger.warning(warning)
+    current = [server]  # the server the signal handlers act on
+    # A lone Nex reloads on SIGHUP; a worker is retired by its supervisor instead.
+    handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP if load else RETIRE_SIGNAL]
+    for sig in handled:
+        signal.signal(sig, lambda signum, frame: _on_signal(current[0], signum, frame))
+    wakeup, woken = os.pipe()
+    os.set_blocking(wakeup, False)
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken)
+    retiring: List[Tuple[threading.Thread, Server]] = []
+    status = 0
+    try:
+        ready(server)
+        while True:
+            current[0].serve_forever(wakeup)
+            if current[0].stopping.is_set() or load is None:
+                break
+            current[0] = _reloaded(current[0], load, retiring)
+    except ForceStop:
+        print("stopping now", file=sys.stderr, flush=True)
+        status = FORCED_EXIT
+    finally:
+        # Nex is on its way out: a later Ctrl+C must not raise in what is left.
+        for sig in handled:
+            signal.signal(sig, signal.SIG_IGN)
+        signal.set_wakeup_fd(-1)
+        os.close(wakeup)
+        os.close(woken)
+        if status == 0:
+            for thread, old in retiring:
+                old.cut_tunnels()  # stopping Nex ends the tunnels a reload left to drain
+                thread.join()
+        logger = current[0].logger
+        if listener is None:  # a worker's supervisor logs the stop once for all
+            logger.message(f"{SERVER_SOFTWARE} stopped")
+        logger.close()
+    return status
+
+
+def _on_signal(server: Server, signum: int, frame: Optional[object]) -> None:
+    if signum == signal.SIGHUP:
+        server.request_reload()
+    else:
+        server.handle_signal(signum, frame)
+
+
+def _load_tls(config: Config) -> Optional[ServerTLS]:
+    """The TLS pair the settings name; None for plain HTTP."""
+    if not config.tls_certificate:
+        return None
+    return ServerTLS(config.tls_certificate, config.tls_key)
+
+
+def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
+            tls: Optional[ServerTLS]) -> Server:
+    """A server for ``config`` whose dispatcher is assembled once the port is known."""
+    return Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                  logger, listener, tls)
+
+
+def _reloaded(old: Server, load: Callable[[], Config],
+              retiring: List[Tuple[threading.Thread, Server]]) -> Server:
+    """SIGHUP: the server for the settings read again, or ``old`` when they cannot serve.
+
+    ``old`` is retired in a thread added to ``retiring``; the new server takes its listener.
+    """
+    old.reload_requested = False
+    refused = "settings not reloaded, Nex keeps the running ones: "
+    try:
+        config = load()
+    except ConfigError as error:
+        old.logger.warning(refused + str(error))
+        return old
+    for name in ("bind", "port", "workers"):
+        if getattr(config, name) != getattr(old.config, name):
+            old.logger.warning(f"{refused}{name} changes only when Nex restarts")
+            return old
+    tls = _reloaded_tls(old, config)
+    try:
+        logger = Logger.from_config(config)
+    except OSError as error:
+        old.logger.warning(f"{refused}cannot open a log file: {error.strerror}")
+        return old
+    try:
+        new = _server(config, logger, old.listener, tls)
+    except (TemplateError, ConfigError) as error:
+        logger.close()
+        old.logger.warning(refused + str(error))
+        return old
+    start_listening(new.listener, config.backlog)
+    if config.thread_stack_size:
+        threading.stack_size(config.thread_stack_size)
+    logger.message("settings reloaded")
+    new.reload_requested = old.reload_requested  # another SIGHUP came meanwhile
+    if old.stopping.is_set():  # SIGINT or SIGTERM came meanwhile, to the old server
+        new.stopping.set()
+    thread = threading.Thread(target=_retire, args=(old,), name="retiring-server", daemon=True)
+    thread.start()
+    retiring[:] = [earlier for earlier in retiring if earlier[0].is_alive()] + [(thread, old)]
+    return new
+
+
+def _reloaded_tls(old: Server, config: Config) -> Optional[ServerTLS]:
+    """The TLS pair for ``config`` read again (the running one re-reads its files when they
+    are the same); the running one, unchanged, when the new pair does not load."""
+    if not config.tls_certificate:
+        return None
+    tls = old.tls
+    try:
+        if tls is not None and (tls.certificate, tls.key) == (config.tls_certificate,
+                                                              config.tls_key):
+            tls.reload()
+        else:
+            tls = ServerTLS(config.tls_certificate, config.tls_key)
+    except TLSError as error:
+        old.logger.warning(f"TLS certificate not reloaded; the previous one stays: {error}")
+        return old.tls
+    old.logger.message(f"TLS certificate reloaded from {tls.certificate} "
+                       f"(SHA-256 {tls.fingerprint})")
+    return tls
+
+
+def _retire(server: Server) -> None:
+    server.retire()
+    server.logger.close()

@@ -1,0 +1,225 @@
+"""A live server per test class, seen from outside: raw replies, its process's threads and
+descriptors, and a document root with secrets beside it."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import socket
+import tempfile
+import unittest
+import uuid
+from typing import Dict, List, NamedTuple, Optional
+
+from tests.support.server import SOCKET_TIMEOUT, NexServer, wait_until
+
+REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+HELLO = b"hello, world\n"
+
+
+# --- Reading what the server sends -----------------------------------------------------------
+
+class Reply(NamedTuple):
+    """One response as received: status, headers (lower-case names; repeats joined), body."""
+
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+    head: bytes
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a reset ends the reading too."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_replies(data: bytes, head_only: bool = False) -> List[Reply]:
+    """Split a byte stream into the responses it holds; fail on anything malformed."""
+    replies = []
+    while data:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise AssertionError(f"truncated response head: {data[:200]!r}")
+        head, data = data[:end], data[end + 4:]
+        lines = head.decode("latin-1").split("\r\n")
+        match = re.fullmatch(r"HTTP/1\.1 ([1-5][0-9][0-9]) [^\r\n]*", lines[0])
+        if match is None:
+            raise AssertionError(f"malformed status line: {lines[0]!r}")
+        headers: Dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(": ")
+            if not colon or not re.fullmatch(r"[A-Za-z0-9-]+", name):
+                raise AssertionError(f"malformed header line: {line!r}")
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        status = int(match.group(1))
+        length = 0 if head_only or status in (204, 304) else int(headers["content-length"])
+        if len(data) < length:
+            raise AssertionError(f"truncated body: {len(data)} of {length} bytes")
+        replies.append(Reply(status, headers, data[:length], head))
+        data = data[length:]
+    return replies
+
+
+def send_and_read(server: NexServer, data: bytes, *, half_close: bool = False,
+                  source: Optional[str] = None) -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    sock = connect(server, source)
+    with sock:
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking every byte
+        return read_until_closed(sock)
+
+
+def connect(server: NexServer, source: Optional[str] = None,
+            timeout: float = SOCKET_TIMEOUT) -> socket.socket:
+    """A client socket connected to ``server``, from the address ``source`` if given."""
+    if source is None:
+        return server.connect(timeout)
+    return socket.create_connection((server.host, server.port), timeout=timeout,
+                                    source_address=(source, 0))
+
+
+# --- The server's process, seen from outside --------------------------------------------------
+
+def process_status(pid: int, field: str) -> int:
+    """A numeric field of /proc/PID/status (``Threads``, ``VmRSS`` in KiB)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0])
+    raise KeyError(field)
+
+
+def open_descriptors(pid: int) -> int:
+    """How many file descriptors the process holds."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def resources(pid: int) -> Dict[str, int]:
+    """The server's thread and descriptor counts."""
+    return {"threads": process_status(pid, "Threads"), "descriptors": open_descriptors(pid)}
+
+
+def wait_for_resources(pid: int, baseline: Dict[str, int]) -> Dict[str, int]:
+    """Poll until the counts fall back to ``baseline`` (or the deadline passes); the last read."""
+    last: Dict[str, int] = {}
+
+    def settled() -> bool:
+        last.update(resources(pid))
+        return all(last[key] <= baseline[key] for key in baseline)
+    wait_until(settled, interval=0.1)
+    return last
+
+
+# --- A document root with things worth stealing beside it ------------------------------------
+
+def make_site(base: str) -> str:
+    """Build ``base/root`` (served) next to ``base/secret.txt`` and ``base/outside/``."""
+    root = os.path.join(base, "root")
+    outside = os.path.join(base, "outside")
+    os.makedirs(os.path.join(root, "docs"))
+    os.makedirs(outside)
+    secret = f"NEX-SECRET-{uuid.uuid4().hex}\n".encode()
+    files = {
+        os.path.join(base, "secret.txt"): secret,
+        os.path.join(outside, "secret.txt"): secret,
+        os.path.join(root, "hello.txt"): HELLO,
+        os.path.join(root, "docs", "a.html"): b"<p>a</p>",
+        os.path.join(root, "docs", ".env"): b"PASSWORD=dotfile\n",
+        os.path.join(root, ".hidden"): b"hidden dotfile\n",
+        os.path.join(root, "big.bin"): random.Random(7).randbytes(3 * 1024 * 1024 + 17),
+    }
+    for path, data in files.items():
+        with open(path, "wb") as out:
+            out.write(data)
+    os.symlink(os.path.join(base, "secret.txt"), os.path.join(root, "out-link.txt"))
+    os.symlink(outside, os.path.join(root, "outdir"))
+    os.symlink("hello.txt", os.path.join(root, "in-link.txt"))
+    os.symlink("/etc/passwd", os.path.join(root, "passwd-link"))
+    os.symlink(os.path.join(root, "missing"), os.path.join(root, "broken-link"))
+    os.makedirs(os.path.join(root, "evil.com"))
+    os.makedirs(os.path.join(root, "a\r\nSet-Cookie: injected=1"))
+    return root
+
+
+class LiveServerTest(unittest.TestCase):
+    """One server per class, started with ``settings``; its error log must stay clean."""
+
+    settings: Dict[str, Dict[str, str]] = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.base = tempfile.mkdtemp(prefix="nex-hostile-")
+        cls.root = make_site(cls.base)
+        with open(os.path.join(cls.base, "secret.txt"), "rb") as secret:
+            cls.secret = secret.read().strip()
+        cls.server = NexServer(cls.root, settings=cls.settings).start()
+        #: Threads and descriptors of the server before any client connected.
+        cls.baseline = resources(cls.server.pid)
+
+    @classmethod
+    def tearDownClass(cls):
+        # Stop first so that every worker has finished and flushed its log lines.
+        cls.server.signal()
+        try:
+            cls.server.wait()
+        finally:
+            errors = cls.server.error_log()
+            cls.server.stop()
+            shutil.rmtree(cls.base, ignore_errors=True)
+        if "Traceback" in errors:
+            raise AssertionError(f"the error log holds a traceback:\n{errors}")
+
+    def tearDown(self):
+        self.assertNotIn("Traceback", self.server.error_log())
+
+    def assertErrorPage(self, reply: Reply, status: int) -> None:
+        """``reply`` is the rendered error reply for ``status`` with an exact Content-Length:
+        the page for a request read as a browser's (or not read at all), else the one line
+        of text that a client without ``Accept: text/html`` gets."""
+        self.assertEqual(reply.status, status, reply.head)
+        self.assertEqual(int(reply.headers["content-length"]), len(reply.body))
+        if reply.headers.get("content-type", "").startswith("text/plain"):
+            self.assertTrue(reply.body.startswith(f"{status} ".encode()), reply.body)
+            self.assertEqual(reply.body.count(b"\n"), 1, reply.body)
+            return
+        self.assertTrue(reply.headers.get("content-type", "").startswith("text/html"),
+                        reply.head)
+        self.assertIn(f"<title>{status} ".encode(), reply.body)
+
+    def assertOneClosingError(self, data: bytes, status: int) -> Reply:
+        """``data`` (all the server sent before closing) is one error page, then the end."""
+        replies = parse_replies(data)
+        self.assertEqual(len(replies), 1, [reply.head for reply in replies])
+        self.assertErrorPage(replies[0], status)
+        self.assertEqual(replies[0].headers["connection"], "close")
+        return replies[0]
+
+    def assertNoSecret(self, data: bytes) -> None:
+        self.assertNotIn(self.secret, data)
+
+
+def head(*fields: bytes, line: bytes = b"GET /hello.txt HTTP/1.1") -> bytes:
+    """A request head: ``line``, ``Host: localhost`` unless a Host is given, ``fields``."""
+    if not any(field.lower().startswith(b"host:") for field in fields):
+        fields = (b"Host: localhost",) + fields
+    return b"\r\n".join((line,) + fields) + b"\r\n\r\n"
+
+

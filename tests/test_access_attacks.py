@@ -1,0 +1,292 @@
+"""Attacks on the access policy from outside, over real sockets: each test is named after
+the hole it keeps closed.
+
+The server is :class:`tests.test_access.ServerTestCase`'s: ``/private/`` is protected and
+``public/link`` leads into it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+import unittest
+from typing import Dict
+
+from nex.files.archive import plan_archive
+from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
+from nex.files.templates import TemplateSet
+from nex.files.upload import UploadFolder
+from nex.http.errors import HTTPError
+from nex.process.config import Config
+from nex.site.access import AccessPolicy
+from nex.site.login import ProtectedPaths
+from tests.support import REPO, NexServer, http_request
+from tests.test_access import (ANONYMOUS, RIGHT, SECRET, ServerTestCase, make_users, write,
+                               zip_names)
+
+
+class RefuseMissingTest(unittest.TestCase):
+    """A missing path is judged by where it would lie, links on the way resolved."""
+
+    def setUp(self) -> None:
+        self.root = os.path.realpath(tempfile.mkdtemp(prefix="nex-refuse-missing-"))
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        os.makedirs(os.path.join(self.root, "private"))
+        os.makedirs(os.path.join(self.root, "public"))
+        os.symlink("../private", os.path.join(self.root, "public", "link"))
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), self.root, upload=True)
+        self.anonymous = policy.checker(None)
+        self.alice = policy.checker("alice")
+
+    def test_protected_names_existence_leaks_through_symlink_404(self) -> None:
+        config = Config(document_root=self.root, symlinks="inside")
+        with self.assertRaises(Refused):
+            refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                           self.anonymous, "read")
+        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                       self.alice, "read")
+        refuse_missing(["public", "gone.txt"], "/public/gone.txt", config, self.anonymous,
+                       "write")
+
+    def test_links_not_followed_leave_nothing_to_judge(self) -> None:
+        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt",
+                       Config(document_root=self.root, symlinks="never"), self.anonymous,
+                       "read")
+
+
+class ExistenceOracleTest(ServerTestCase):
+    """An anonymous client learns nothing about which names exist in a protected folder by
+    going through a link into it: a name that exists and one that does not get the same
+    answer, the login challenge, whatever the method or the spelling."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "private/folder/inner.txt", SECRET)
+        os.symlink("../private/secret.txt", os.path.join(cls.root, "public", "file-link"))
+
+    def assert_same_answer(self, method: str, present: str, absent: str,
+                           body: bytes = None, headers: Dict[str, str] = None) -> None:
+        answers = [self.request(method, target, {**ANONYMOUS, **(headers or {})}, body)[0]
+                   for target in (present, absent)]
+        self.assertEqual(answers, [401, 401], (present, absent))
+
+    def test_protected_names_existence_leaks_through_symlink_404(self) -> None:
+        self.assert_same_answer("GET", "/public/link/secret.txt", "/public/link/nothing.txt")
+        self.assert_same_answer("HEAD", "/public/link/secret.txt", "/public/link/nothing.txt")
+        self.assert_same_answer("GET", "/public/link/folder/", "/public/link/nothing/")
+        self.assert_same_answer("GET", "/public/file-link", "/public/file-link/nothing")
+
+    def test_protected_folder_existence_leaks_through_symlink_redirect(self) -> None:
+        self.assert_same_answer("GET", "/public/link/folder", "/public/link/nothing")
+
+    def test_protected_names_existence_leaks_through_symlink_options(self) -> None:
+        self.assert_same_answer("OPTIONS", "/public/link/secret.txt",
+                                "/public/link/nothing.txt")
+
+    def test_protected_folder_existence_leaks_through_symlink_upload(self) -> None:
+        self.assert_same_answer("PUT", "/public/link/folder/new.txt",
+                                "/public/link/nothing/new.txt", b"x")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "private", "folder",
+                                                     "new.txt")))
+
+    def test_login_still_answers_what_exists(self) -> None:
+        self.assertEqual(self.request("GET", "/public/link/nothing.txt", RIGHT)[0], 404)
+        self.assertEqual(self.request("GET", "/public/link/folder", RIGHT)[0], 301)
+        self.assertEqual(self.request("GET", "/public/nothing.txt", ANONYMOUS)[0], 404)
+
+
+class PrePlacedUploadTest(ServerTestCase):
+    """With ``upload_overwrite = no``, an upload cannot decide what a later upload's address,
+    or an existing folder's address, serves."""
+
+    def put(self, target: str, body: bytes) -> int:
+        return self.request("PUT", target, ANONYMOUS, body)[0]
+
+    def test_pre_placed_sidecar_hijacks_a_later_upload(self) -> None:
+        self.assertEqual(self.put("/public/report.txt.gz", gzip.compress(b"ATTACKER\n")), 201)
+        self.assertEqual(self.put("/public/report.txt", b"victim\n"), 409)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "report.txt")))
+
+    def test_uploaded_index_file_replaces_a_folder_listing(self) -> None:
+        for name in ("index.html", "index.htm"):
+            with self.subTest(name=name):
+                self.assertEqual(self.put(f"/public/{name}", b"<h1>defaced</h1>"), 409)
+        status, _, page = self.request("GET", "/public/", ANONYMOUS)
+        self.assertEqual(status, 200)
+        self.assertIn(b"plain.txt", page)
+
+
+class DisguisedNamesTest(ServerTestCase):
+    """A name holding control or format characters never reaches a page raw."""
+
+    def test_error_page_shows_disguising_characters_of_the_asked_path_raw(self) -> None:
+        for target, shown in (("/invoice%E2%80%AEtxt.exe", "invoice\\u202Etxt.exe"),
+                              ("/a%1B%5B31mred", "a\\u001B[31mred"),
+                              ("/c%C2%85d", "c\\u0085d")):
+            with self.subTest(target=target):
+                status, _, page = self.request("GET", target, ANONYMOUS)
+                self.assertEqual(status, 404)
+                text = page.decode("utf-8")
+                self.assertIn(shown, text)
+                self.assertFalse(disguised(text.replace("\n", "")), text)
+
+    def test_error_page_detail_is_rendered_with_escapes(self) -> None:
+        templates = TemplateSet.load(os.path.join(REPO, "error_pages"),
+                                     os.path.join(REPO, "other_templates"))
+        page = templates.render_error(not_found("/a\u202etxt.exe"), "sig").decode("utf-8")
+        self.assertIn("/a\\u202Etxt.exe", page)
+        self.assertNotIn("\u202e", page)
+
+
+class LinkToParentTest(ServerTestCase):
+    """A link to a folder above a protected one, inside a zipped folder."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(cls.root, "zipped", "up"))
+
+    def test_zip_through_link_to_parent_ships_protected_folder(self) -> None:
+        status, _, data = self.request("GET", "/zipped/?download=zip", ANONYMOUS)
+        self.assertEqual(status, 200)
+        names = zip_names(data)
+        self.assertIn("zipped/plain.txt", names)
+        self.assertIn("zipped/up/public/plain.txt", names)
+        self.assertFalse([name for name in names if "private" in name or "secret" in name],
+                         names)
+        self.assertIn("zipped/up/private/secret.txt",
+                      zip_names(self.request("GET", "/zipped/?download=zip", RIGHT)[2]))
+
+
+class PlanThroughLinkTest(unittest.TestCase):
+    """The archive's plan, without sockets, through a link to a parent folder."""
+
+    def test_zip_through_link_to_parent_ships_protected_folder(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-plan-link-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "private/secret.txt", SECRET)
+        write(root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(root, "zipped", "up"))
+        config = Config(document_root=root, symlinks="inside")
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), root, upload=False)
+        folder = resolve("/zipped/", "", config)
+        names = [member.name for member in plan_archive(folder, config, "zipped",
+                                                         policy.checker(None))]
+        self.assertNotIn("zipped/up/private/secret.txt", names)
+        names = [member.name for member in plan_archive(folder, config, "zipped",
+                                                         policy.checker("alice"))]
+        self.assertIn("zipped/up/private/secret.txt", names)
+
+
+class ProtectedFileSidecarTest(ServerTestCase):
+    """A file protected by name has its precompressed sidecars protected too."""
+
+    settings = {"auth": {"protect": "/private/, /public/report.txt"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "public/report.txt", SECRET)
+        write(cls.root, "public/report.txt.gz", gzip.compress(SECRET))
+        write(cls.root, "public/report.txt.br", SECRET)
+
+    def test_protected_file_leaks_through_its_sidecar_address(self) -> None:
+        for target in ("/public/report.txt", "/public/report.txt.gz", "/public/report.txt.br",
+                       "/public/REPORT.TXT.GZ"):
+            with self.subTest(target=target):
+                self.assertEqual(self.request("GET", target, ANONYMOUS)[0], 401)
+        self.assertEqual(self.request("GET", "/public/report.txt.gz", RIGHT)[0], 200)
+        names = zip_names(self.request("GET", "/public/?download=zip", ANONYMOUS)[2])
+        self.assertFalse([name for name in names if "report" in name], names)
+
+    def test_sidecar_of_protected_file_is_judged_as_the_file(self) -> None:
+        policy = AccessPolicy(ProtectedPaths(["/a/report.txt"]), "/srv", upload=True)
+        for path in ("/a/report.txt.gz", "/a/report.txt.br", "/a/report.txt.GZ"):
+            with self.subTest(path=path):
+                self.assertFalse(policy.may(None, "read", path, "/srv" + path))
+        self.assertFalse(policy.may(None, "read", "/b/alias.gz", "/srv/a/report.txt.gz"))
+        self.assertTrue(policy.may(None, "read", "/a/report.txt.zip", "/srv/a/report.txt.zip"))
+        self.assertTrue(policy.may(None, "read", "/a/.gz", "/srv/a/.gz"))
+        paths = ProtectedPaths(["/a/report.txt", "/deep/er/folder/"])
+        self.assertTrue(paths.covers(["a", "report.txt.gz"]))
+        self.assertFalse(paths.covers(["a", "report.txt.gz", "x"]))
+        self.assertFalse(paths.covers(["a", "b", "c", "d", "report.txt.gz"]))
+
+
+class LookalikeUploadTest(ServerTestCase):
+    """With ``upload_overwrite = no``, an upload cannot pass for an existing file."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "public/caf\u00e9.txt", b"original\n")
+
+    def test_other_normal_form_of_existing_name_passes_for_it(self) -> None:
+        self.assertEqual(self.request("PUT", "/public/cafe%CC%81.txt", ANONYMOUS, b"fake")[0],
+                         409)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "cafe\u0301.txt")))
+        self.assertEqual(self.request("PUT", "/public/na%C3%AFve.txt", ANONYMOUS, b"new")[0],
+                         201)
+
+    def test_folder_check_refuses_the_other_normal_form(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-lookalike-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "cafe\u0301.txt", b"decomposed\n")
+        folder = UploadFolder([], Config(document_root=root, upload=True), "/")
+        self.addCleanup(folder.close)
+        with self.assertRaises(HTTPError) as caught:
+            folder.check("caf\u00e9.txt")
+        self.assertEqual(caught.exception.status, 409)
+        self.assertIsNone(folder.check("other.txt"))
+
+
+class UploadTempNameTest(unittest.TestCase):
+    """An upload's temporary file stays hidden however its name is spelt."""
+
+    def test_case_variant_of_upload_temp_name_is_served_on_case_insensitive_disks(self) -> None:
+        for name in (".nex-upload-0123", ".NEX-UPLOAD-0123", ".Nex-Upload-0123"):
+            with self.subTest(name=name):
+                self.assertTrue(hidden(name, dotfiles=True))
+        self.assertFalse(hidden(".nex-uploads", dotfiles=True))
+        self.assertTrue(hidden(".anything", dotfiles=False))
+
+
+
+class ProtectedLinkTest(unittest.TestCase):
+    """A protected prefix that is a link protects the folder it leads to."""
+
+    def test_protected_link_leaves_its_target_folder_open(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-protected-link-")
+        users = tempfile.mkdtemp(prefix="nex-protected-link-users-")
+        for folder in (root, users):
+            self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        write(root, "papers/report.txt", SECRET)
+        os.symlink("papers", os.path.join(root, "docs"))
+        settings = {"auth": {"users_file": make_users(users), "protect": "/docs/"}}
+        with NexServer(root, settings).start() as server:
+            def get(target: str, headers: Dict[str, str]):
+                return http_request(server, "GET", target, None,
+                                    {"Host": f"127.0.0.1:{server.port}", **headers})
+            for target in ("/docs/report.txt", "/papers/report.txt", "/papers/nothing.txt",
+                           "/papers/?format=json", "/papers/?download=zip"):
+                with self.subTest(target=target):
+                    status, _, data = get(target, ANONYMOUS)
+                    self.assertEqual(status, 401)
+                    self.assertNotIn(SECRET, data)
+            self.assertNotIn(b"papers", get("/?format=json", ANONYMOUS)[2])
+            self.assertEqual(get("/papers/report.txt", RIGHT)[0], 200)
+
+    def test_linked_prefixes_are_where_the_links_lead(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-linked-prefixes-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        os.makedirs(os.path.join(root, "a", "Real"))
+        os.symlink("a/Real", os.path.join(root, "alias"))
+        os.symlink("/", os.path.join(root, "out"))
+        linked = ProtectedPaths(["/alias/", "/out/", "/a/", "/missing/"]).linked(root)
+        self.assertTrue(linked.covers(["a", "real", "x.txt"]))
+        self.assertFalse(linked.covers(["a", "other"]))
+        self.assertFalse(linked.covers(["alias"]))

@@ -1,0 +1,267 @@
+"""Signals and process start, against real server processes: SIGHUP reloads a lone Nex as
+it reloads workers, --pid-file, and a second Ctrl+C that ends every process with status 130
+and no traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import unittest
+from typing import List, Tuple
+
+from nex.process import run
+from nex.process.assembly import assemble
+from nex.process.config import load_config
+from nex.process.listener import Server
+from nex.process.log import Logger
+from nex.site.login import hash_password
+from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
+from tests.test_lifecycle import run_server as run_nex
+from tests.test_supervisor import children, get, running, wait_until
+
+LARGE = 64 * 1024 * 1024
+
+
+def rewrite(server: NexServer, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in the server's settings file."""
+    with open(server.settings_path) as f:
+        text = f.read()
+    assert old in text, (old, text)
+    with open(server.settings_path, "w") as f:
+        f.write(text.replace(old, new))
+
+
+class SingleProcessReloadTest(unittest.TestCase):
+    """SIGHUP in a lone Nex (plain HTTP): the settings are read again, as with workers."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        with open(os.path.join(self.root, "a.txt"), "wb") as out:
+            out.write(b"alpha")
+        self.server = NexServer(self.root, settings={
+            "timeouts": {"request_head": 60, "keep_alive": 60, "shutdown_grace": 60},
+            "caching": {"cache_control": "no-cache"}})
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    def test_sighup_no_longer_kills_a_plain_process_and_applies_new_settings(self) -> None:
+        server = self.server
+        with server.connect() as kept:
+            reader = ResponseReader(kept)
+            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            self.assertEqual(reader.read()[1]["cache-control"], "no-cache")
+            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")  # the head is not complete
+            rewrite(server, "cache_control = no-cache", "cache_control = max-age=60")
+            server.signal(signal.SIGHUP)
+            server.wait_for_access_log(lambda text: "settings reloaded" in text)
+            for _ in range(5):
+                status, headers, body = get(server)
+                self.assertEqual((status, headers["cache-control"], body),
+                                 (200, "max-age=60", b"alpha"))
+            # The request in flight is answered with the settings it started under.
+            kept.sendall(b"\r\n")
+            status, headers, body = reader.read()
+            self.assertEqual((status, headers["cache-control"], headers["connection"], body),
+                             (200, "no-cache", "close", b"alpha"))
+            self.assertEqual(read_all(kept), b"")
+        self.assertIsNone(server.process.poll())
+        self.assertEqual(server.error_log(), "")
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait(), 0)
+
+    def test_broken_settings_keep_the_running_ones_with_one_line(self) -> None:
+        server = self.server
+        with open(server.settings_path, "a") as f:
+            f.write("[files]\nlisting = maybe\n")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        lines = server.error_log().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("warning: settings not reloaded, Nex keeps the running ones: ", lines[0])
+        self.assertIn("[files] listing = maybe: must be yes, no", lines[0])
+        self.assertEqual(get(server)[1]["cache-control"], "no-cache")
+
+    def test_a_template_that_fails_to_load_keeps_the_listener_serving(self) -> None:
+        server = self.server
+        templates = os.path.join(self.root, "..", os.path.basename(self.root) + "-templates")
+        shutil.copytree(os.path.join(REPO, "other_templates"), templates)
+        self.addCleanup(shutil.rmtree, templates, True)
+        with open(os.path.join(templates, "dir.html"), "wb") as out:
+            out.write(b"\xff\xfe not UTF-8")
+        rewrite(server, os.path.join(REPO, "other_templates"), templates)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        self.assertIn("dir.html", server.error_log())
+        for _ in range(3):
+            self.assertEqual(get(server)[2], b"alpha")
+
+    def test_more_workers_wait_for_a_restart(self) -> None:
+        # A lone process cannot become a supervisor; bind and port are flags here.
+        server = self.server
+        rewrite(server, "[server]\n", "[server]\nworkers = 2\n")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        self.assertIn("workers changes only when Nex restarts", server.error_log())
+        self.assertEqual(get(server)[2], b"alpha")
+        self.assertEqual(children(server.pid), set())
+
+
+class PidFileTest(unittest.TestCase):
+    """--pid-file: the process to signal, written while Nex runs and removed at exit."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        with open(os.path.join(self.root, "a.txt"), "wb") as out:
+            out.write(b"alpha")
+        self.pid_file = os.path.join(self.root, "..", os.path.basename(self.root) + ".pid")
+        self.addCleanup(lambda: os.path.exists(self.pid_file) and os.remove(self.pid_file))
+
+    def start(self, workers: int) -> NexServer:
+        server = NexServer(self.root, settings={"server": {"workers": workers},
+                                                "caching": {"cache_control": "no-cache"}})
+        server.args += ["--pid-file", self.pid_file]
+        self.addCleanup(server.stop)
+        return server.start()
+
+    def test_the_reload_recipe_reaches_the_process_and_the_file_goes_at_exit(self) -> None:
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                server = self.start(workers)
+                with open(self.pid_file) as f:
+                    self.assertEqual(f.read(), f"{server.pid}\n")  # the supervisor's, too
+                rewrite(server, "cache_control = no-cache", "cache_control = max-age=60")
+                # kill -HUP $(cat nex.pid)
+                with open(self.pid_file) as f:
+                    os.kill(int(f.read()), signal.SIGHUP)
+                wait_until(lambda: get(server)[1]["cache-control"] == "max-age=60",
+                           "the new settings")
+                server.signal(signal.SIGTERM)
+                self.assertEqual(server.wait(), 0)
+                self.assertFalse(os.path.exists(self.pid_file))
+
+    def test_a_pid_file_that_cannot_be_written_stops_start_up_with_one_line(self) -> None:
+        missing = os.path.join(self.root, "no", "such", "folder", "nex.pid")
+        result = run_nex("--root", self.root, "--port", "0", "--pid-file", missing)
+        self.assertEqual((result.returncode, result.stdout, result.stderr),
+                         (2, "", f"nex: --pid-file {missing}: cannot write it: "
+                                 "No such file or directory\n"))
+
+
+class SecondCtrlCTest(unittest.TestCase):
+    """A second Ctrl+C stops at once with status 130 and no traceback: with workers as
+    alone."""
+
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        with open(os.path.join(self.root, "large.bin"), "wb") as out:
+            out.truncate(LARGE)
+
+    def stalled_download(self, workers: int) -> NexServer:
+        """A server with a 600 s grace sending a large file to a client that reads no more."""
+        server = NexServer(self.root, settings={"server": {"workers": workers},
+                                                "timeouts": {"shutdown_grace": 600}})
+        self.addCleanup(server.stop)
+        server.start()
+        sock = server.connect()
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
+        return server
+
+    def ctrl_c(self, pids: List[int]) -> None:
+        """SIGINT to each process, as a terminal sends it to its whole foreground group."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:  # a worker with nothing in flight stopped already
+                pass
+
+    def assert_forced_stop(self, server: NexServer, pids: List[int]) -> None:
+        self.assertEqual(server.wait(), 130)  # long before the 600 s grace
+        wait_until(lambda: not any(running(pid) for pid in pids), "every process to exit")
+        self.assertNotIn("Traceback", server.stderr())
+        self.assertNotIn("Traceback", server.error_log())
+        self.assertNotIn("warning", server.error_log())
+
+    def test_from_a_terminal_with_workers(self) -> None:
+        server = self.stalled_download(workers=2)
+        pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
+                                                if len(children(server.pid)) == 2 else None,
+                                                "two workers"))
+        self.ctrl_c(pids)
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the worker's waiting line")
+        self.ctrl_c(pids)
+        self.assert_forced_stop(server, pids)
+
+    def test_twice_to_the_supervisor_alone(self) -> None:
+        server = self.stalled_download(workers=2)
+        pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
+                                                if len(children(server.pid)) == 2 else None,
+                                                "two workers"))
+        server.signal(signal.SIGINT)
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the worker's waiting line")
+        server.signal(signal.SIGINT)
+        self.assert_forced_stop(server, pids)
+
+    def test_alone(self) -> None:
+        server = self.stalled_download(workers=1)
+        server.signal(signal.SIGINT)
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the waiting line")
+        server.signal(signal.SIGINT)
+        self.assert_forced_stop(server, [server.pid])
+        self.assertIn("stopping now", server.stderr())
+
+
+class CleartextWarningTest(unittest.TestCase):
+    """Workers start as a lone Nex does: the warning that passwords cross the network
+    unencrypted is logged with workers too."""
+
+    def test_logged_with_workers(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, root, True)
+        users = os.path.join(root, "..", os.path.basename(root) + ".users")
+        with open(users, "w") as out:
+            out.write(f"ann:{hash_password('secret password')}\n")
+        self.addCleanup(os.remove, users)
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                server = NexServer(root, settings={"server": {"workers": workers},
+                                                   "auth": {"users_file": users}},
+                                   bind="0.0.0.0")
+                self.addCleanup(server.stop)
+                server.start()
+                wait_until(lambda: "without TLS" in server.error_log(), "the warning")
+                server.stop()
+
+
+class ReloadRaceTest(unittest.TestCase):
+    """A stop that arrives while a reload builds the new server stops the new one too."""
+
+    def test_a_stop_during_the_reload_is_not_lost(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, root, True)
+        config = load_config(None, {"document_root": root, "port": 0,
+                                    "access_log": os.devnull, "error_log": os.devnull,
+                                    "error_pages": os.path.join(REPO, "error_pages"),
+                                    "templates": os.path.join(REPO, "other_templates")})
+        logger = Logger.from_config(config)
+        old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                     logger)
+        self.addCleanup(old.listener.close)
+        retiring: List[Tuple[threading.Thread, Server]] = []
+        old.stopping.set()  # SIGTERM reached the old server while the settings were read
+        new = run._reloaded(old, lambda: config, retiring)
+        for thread, _ in retiring:
+            thread.join(SOCKET_TIMEOUT)
+        self.assertIsNot(new, old)
+        self.assertTrue(new.stopping.is_set())
+        new.serve_forever()  # returns at once, stopping
+        new.logger.close()
