@@ -160,6 +160,19 @@ class GoodRunTests(unittest.TestCase):
                     self.assertIsNotNone(config)
                     self.assertEqual(config.upload, file_value if not argv else expected)
 
+    def test_webdav_flag_wins_over_the_file_and_alone_means_write(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("files", "webdav"): "read"})
+        for argv, expected in (([], "read"), (["--webdav"], "write"),
+                               (["--webdav", "no"], "no"), (["--webdav=read"], "read")):
+            with self.subTest(argv=argv):
+                config = run(["--config", str(path)] + argv)[3]
+                assert config is not None
+                self.assertEqual(config.webdav, expected)
+        status, _, err, _ = run(["--config", str(path), "--webdav", "all"])
+        self.assertEqual(status, 2)
+        self.assertIn("--webdav", err)
+
     def test_bind_localhost(self) -> None:
         path = write_settings(make_site(self))
         config = run(["--config", str(path), "--bind", "localhost"])[3]

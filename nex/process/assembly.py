@@ -21,6 +21,9 @@ from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
+from nex.files.webdav import WebDav
+from nex.files.uploadpage import UploadPage
+from nex.process.values import shipped_path
 from nex.process.interfaces import lan_address
 
 
@@ -56,6 +59,9 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
+        dav=WebDav.for_site(config),
+        upload_page=(UploadPage.load(config.templates, shipped_path("other_templates"))
+                     if config.upload else None),
         port=port,
         lan_address=lan_address(config.bind),
     )

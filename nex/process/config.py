@@ -71,6 +71,10 @@ class Config:
     active_content: str = "auto"
     max_search_entries: int = 10000
     search_timeout: float = 2.0
+    upload_expiry: int = 24 * 3600
+    allow_delete: bool = False
+    allow_rename: bool = False
+    webdav: str = "no"
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -194,6 +198,10 @@ _SETTINGS = (
     _setting("files", "active_content", values.choice("auto", "sandbox")),
     _setting("files", "max_search_entries", values.integer(0, values.MAX_COUNT)),
     _setting("files", "search_timeout", values.seconds),
+    _setting("files", "upload_expiry", values.lifetime),
+    _setting("files", "allow_delete", values.boolean),
+    _setting("files", "allow_rename", values.boolean),
+    _setting("files", "webdav", values.choice("no", "read", "write")),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -37,7 +37,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Optional, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
@@ -296,6 +296,7 @@ class Connection:
                               self._config.request_head_timeout, self._config.max_request_body,
                               self._limits,
                               self._send_continue if _expects_continue(request) else None,
+                              self._send_interim if request.version == "HTTP/1.1" else None,
                               min_rate=self._config.body_min_rate,
                               grace=self._config.body_grace)
         client = self._client_of(request)
@@ -433,6 +434,16 @@ class Connection:
     def _send_continue(self) -> None:
         self._set_send_timeout()
         write_interim(self.sock, 100)
+
+    def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        """Send an interim response for a handler; a client gone meanwhile ends the request
+        as one that closed inside its body does, without a fault."""
+        self._set_send_timeout()
+        try:
+            write_interim(self.sock, status, headers)
+        except OSError:
+            raise HTTPError(400, "The client went away during an interim response.",
+                            close=True) from None
 
     def _set_receive_timeout(self, seconds: float) -> None:
         """Bound the next ``recv`` in the kernel (SO_RCVTIMEO), or on a TLS connection with

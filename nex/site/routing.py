@@ -11,6 +11,9 @@ checks (``403``), login for a protected path (``429``, ``401``), method (``405``
 then the resolver and handler.  The handler asks the access policy (:mod:`nex.site.access`)
 for every entry it touches, through a checker with the user bound; where the request's own
 target is refused, an anonymous client is asked to log in (``401``), others get ``403``.
+Resumable uploads (:mod:`nex.files.resumable`) and the WebDAV methods
+(:mod:`nex.files.webdav`) are handlers like the others: they get the same checker and the
+path decoded here, and those that write have passed the same-origin and Host checks.
 
 Cross-origin rules (:mod:`nex.site.cors`) are applied here, in :meth:`Dispatcher.respond`, to
 every answer of the file server: content, redirects and errors alike, so a web page on an
@@ -45,6 +48,9 @@ from nex.files.search import search_folder, search_term
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
+from nex.files.resumable import is_resumable, resumable_upload
+from nex.files.uploadpage import UploadPage
+from nex.files.webdav import WebDav
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -121,10 +127,11 @@ class Dispatcher:
     line they show (``port``: the port in it), the Host rules, the small-file cache, the
     open-file cache, the paths recently found missing, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
-    login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
-    From these it makes the access policy every handler asks (:mod:`nex.site.access`), the
-    checks of requests that write (:mod:`nex.site.sameorigin`) and the folder-download
-    slots.
+    login), the CORS policy (None: no CORS), the forward proxy (None: proxy mode off),
+    WebDAV with the listing's file management (None: off), and the upload panel's script
+    (None: listings show the plain form alone).  From these it makes the access policy
+    every handler asks (:mod:`nex.site.access`), the checks of requests that write
+    (:mod:`nex.site.sameorigin`) and the folder-download slots.
     """
 
     config: Config
@@ -138,6 +145,8 @@ class Dispatcher:
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
+    dav: Optional[WebDav] = None
+    upload_page: Optional[UploadPage] = None
     #: The port Nex listens on, shown in a footer when the Host names none.
     port: int = 0
     #: With a wildcard bind, an address of this machine other devices can reach: the QR
@@ -228,12 +237,21 @@ class Dispatcher:
         method = request.method
         config = self.config
         may = self._anonymous if user is None else self.access.checker(user)
+        dav = self.dav
+        if config.upload and is_resumable(request):
+            if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
+                dav.guard_put(request, path[0])
+            return resumable_upload(request, body, config, may, path)
+        if dav is not None and method in dav.methods:
+            return dav.respond(request, body, may, path)
         if config.upload and method == "PUT":
+            if dav is not None and dav.writable:
+                dav.guard_put(request, path[0])
             return put_file(request, body, config, may, path)
         if config.upload and method == "POST":
             return post_form(request, body, config, may, path)
         if method not in SERVED_METHODS:
-            if method in _KNOWN_METHODS:
+            if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
                                 headers=[("Allow", self._allow(path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
@@ -241,7 +259,11 @@ class Dispatcher:
             if path is not None and not protected:
                 # A missing path is still 404.
                 resolve_segments(path[0], path[1], request.query, config, may, self.misses)
-            return Response(204, [("Allow", self._allow(path))])
+            dav_fields = dav.options_headers() if dav is not None else []
+            return Response(204, [("Allow", self._allow(path)), *dav_fields])
+        page = self.upload_page
+        if page is not None and page.claims(request):
+            return page.serve(request)
         try:
             target = resolve_segments(path[0], path[1], request.query, config, may,
                                       self.misses)
@@ -262,9 +284,10 @@ class Dispatcher:
             if term is not None:
                 return search_folder(target, request, term, self.templates, signature, config,
                                      may)
+            form = "" if not config.upload else (
+                UPLOAD_FORM if page is None else page.form(config))
             return render_listing(target, request, self.templates, signature, config,
-                                  upload_form=UPLOAD_FORM if config.upload else "", may=may,
-                                  viewer=user)
+                                  upload_form=form, may=may, viewer=user)
         return serve_file(request, target, config, self.file_cache, may, self.open_files)
 
     def _qr_code(self, request: Request) -> Response:
@@ -286,10 +309,14 @@ class Dispatcher:
 
     def _allow(self, path: Optional[Tuple[List[str], bool]]) -> str:
         """The ``Allow`` value for the decoded address ``path`` (None for ``*``): the served
-        methods, and with uploads on PUT for a file's address, POST for a folder's."""
-        if not self.config.upload:
+        methods, with uploads on PUT for a file's address, POST for a folder's, and the
+        WebDAV methods served."""
+        dav = self.dav
+        if not self.config.upload and dav is None:
             return _ALLOW
-        return ", ".join(allowed_methods(None if path is None else path[1]))
+        methods = (allowed_methods(None if path is None else path[1]) if self.config.upload
+                   else SERVED_METHODS)
+        return ", ".join(methods + (dav.methods if dav is not None else ()))
 
     def signature_for(self, request: Optional[Request]) -> str:
         """The footer line of a page answering ``request``: the host and port the client
