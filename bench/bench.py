@@ -8,6 +8,10 @@ Serves one generated folder on loopback with Nex and with each peer that is inst
   it is;
 * ``twisted``: ``twisted.web.static.File`` on the default reactor, ``TCP_NODELAY`` set;
 * ``aiohttp``: ``web.static`` with ``show_index=True`` (aiohttp sets ``TCP_NODELAY``);
+* ``copyparty``: the folder as one read-only volume, quiet (``-q``, its log to a file),
+  thumbnails off, one core for downloads (``-j 1``);
+* ``base``: Nex from another checkout given with ``--base`` (the code before a change), with
+  the same settings, so a change is measured against what it changes in the same run;
 * ``nginx``: a generated configuration on a loopback port: one worker process,
   ``sendfile on``, ``tcp_nopush off``, ``tcp_nodelay on``, ``autoindex on``,
   ``keepalive_requests 1000000`` (Nex sets no cap either), ``worker_connections 4096``.
@@ -49,8 +53,13 @@ Usage::
 Needs ``wrk`` and ``taskset`` (Debian: ``apt-get install wrk util-linux``); the peers are
 optional (``apt-get install nginx-light``; ``pip install twisted aiohttp`` into the
 interpreter given as ``--peer-python``, for instance a throwaway virtual environment: they
-are never Nex's dependencies).  With the default 5 seconds per measurement and one round the
-whole run takes about four minutes.
+are never Nex's dependencies; ``pip install copyparty`` the same way).  With the default 5
+seconds per measurement and one round the whole run takes about four minutes.
+
+``--defaults`` measures what a user gets without tuning: the 1 KiB keep-alive scenario with
+the default settings not pinned (the server may run on either CPU, wrk stays on CPU 1),
+beside ``workers = auto`` not pinned and one process pinned to CPU 0, for Nex and for the
+``--base`` checkout when given, in turns, ``--rounds`` times.
 """
 
 from __future__ import annotations
@@ -191,7 +200,7 @@ SCENARIOS = (
              script=True, unit="MB/s"),
     Scenario("many", "1 KiB, 1,000 keep-alive connections", "1k.bin", 1000),
 )
-SERVERS = ("nex", "http.server", "twisted", "aiohttp", "nginx")
+SERVERS = ("nex", "base", "http.server", "twisted", "aiohttp", "copyparty", "nginx")
 #: (scenario, peer, least Nex / peer ratio) to reach on one core.
 GOALS = (("1k", "http.server", 3.0), ("1k", "nginx", 0.3), ("1k-new", "nginx", 0.3),
          ("404", "nginx", 0.3), ("listing", "nginx", 1.0), ("ranges", "nginx", 0.6))
@@ -263,18 +272,15 @@ def start_printing(args: List[str], cpu: Optional[str]) -> Running:
     return Running(process, match.group(0))
 
 
-def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
-    """Start nginx with a generated configuration on a free loopback port."""
+def free_port() -> int:
+    """A loopback port free at the moment."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = os.path.join(work, "nginx.conf")
-    with open(config, "w") as f:
-        # As root, the worker would otherwise run as nobody and could not read the folder.
-        f.write(_NGINX_CONFIG.format(user="user root;\n" if os.geteuid() == 0 else "",
-                                     work=work, port=port, root=root))
-    process = subprocess.Popen(pinned(["nginx", "-c", config, "-p", work], cpu),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return probe.getsockname()[1]
+
+
+def wait_for_port(process: subprocess.Popen, port: int, what: str) -> Running:
+    """``process`` once it accepts connections on ``port``."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -285,7 +291,31 @@ def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
                 break
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"nginx did not start; see {work}/nginx-error.log")
+    raise SystemExit(f"{what} did not start")
+
+
+def start_copyparty(python: str, root: str, work: str, cpu: Optional[str]) -> Running:
+    """Start copyparty serving ``root`` read-only on a free loopback port."""
+    port = free_port()
+    args = [python, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(port), "-v", f"{root}:/:r",
+            "-q", "--no-thumb", "-j", "1", "--hist", os.path.join(work, "copyparty-hist"),
+            "-lo", os.path.join(work, "copyparty-access.txt")]
+    process = subprocess.Popen(pinned(args, cpu), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    return wait_for_port(process, port, "copyparty")
+
+
+def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
+    """Start nginx with a generated configuration on a free loopback port."""
+    port = free_port()
+    config = os.path.join(work, "nginx.conf")
+    with open(config, "w") as f:
+        # As root, the worker would otherwise run as nobody and could not read the folder.
+        f.write(_NGINX_CONFIG.format(user="user root;\n" if os.geteuid() == 0 else "",
+                                     work=work, port=port, root=root))
+    process = subprocess.Popen(pinned(["nginx", "-c", config, "-p", work], cpu),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_for_port(process, port, f"nginx (see {work}/nginx-error.log)")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -303,28 +333,40 @@ def has_module(python: str, module: str) -> bool:
     return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
 
 
-def write_settings(folder: str, access_log: str, extra: str = "") -> str:
-    """A Nex settings file with the shipped pages and ``access_log``."""
-    path = os.path.join(folder, "settings.conf")
+def write_settings(folder: str, access_log: str, extra: str = "", name: str = "settings",
+                   repo: str = REPO) -> str:
+    """A Nex settings file ``name.conf`` with ``repo``'s pages and ``access_log``."""
+    path = os.path.join(folder, f"{name}.conf")
     with open(path, "w") as f:
-        f.write(f"[server]\nerror_pages = {REPO}/error_pages\ntemplates = {REPO}/other_templates\n"
+        f.write(f"[server]\nerror_pages = {repo}/error_pages\ntemplates = {repo}/other_templates\n"
                 f"{extra}\n[logging]\naccess_log = {access_log}\n")
     return path
 
 
-def nex_args(root: str, settings: str, workers: int = 1) -> List[str]:
-    """The command that starts Nex on a free port."""
-    return [sys.executable, os.path.join(REPO, "server.py"), "--config", settings,
-            "--port", "0", "--root", root, "--workers", str(workers)]
+def nex_args(root: str, settings: str, workers: Optional[str] = "1",
+             repo: str = REPO) -> List[str]:
+    """The command that starts ``repo``'s Nex on a free port (``workers`` None: as the
+    settings say)."""
+    return ([sys.executable, os.path.join(repo, "server.py"), "--config", settings,
+             "--port", "0", "--root", root]
+            + ([] if workers is None else ["--workers", workers]))
 
 
-def launcher(name: str, root: str, work: str, peer_python: str):
+def launcher(name: str, root: str, work: str, peer_python: str, base: Optional[str] = None):
     """A function that starts server ``name`` pinned as asked, or None when not installed."""
     log = os.path.join(work, f"{name}-access.log")
-    if name == "nex":
+    if name in ("nex", "base"):
+        repo = REPO if name == "nex" else base
+        if repo is None:
+            return None
         settings = write_settings(work, log, "max_connections = 2048\n"
-                                             "max_connections_per_client = 2048\nbacklog = 1024")
-        return lambda cpu: start_printing(nex_args(root, settings), cpu)
+                                             "max_connections_per_client = 2048\nbacklog = 1024",
+                                  name=name, repo=repo)
+        return lambda cpu: start_printing(nex_args(root, settings, repo=repo), cpu)
+    if name == "copyparty":
+        if not has_module(peer_python, "copyparty"):
+            return None
+        return lambda cpu: start_copyparty(peer_python, root, work, cpu)
     if name == "http.server":
         return lambda cpu: start_printing([sys.executable, "-c", _STDLIB_SERVER, root, log], cpu)
     if name in ("twisted", "aiohttp"):
@@ -559,15 +601,49 @@ def compare_workers(root: str, work: str, duration: int) -> None:
     """Print 1 KiB keep-alive requests/s with one and with two worker processes (unpinned)."""
     settings = write_settings(work, os.path.join(work, "workers.log"))
     rates = {}
-    for workers in (1, 2):
+    for workers in ("1", "2"):
         running = start_printing(nex_args(root, settings, workers), None)
         try:
             rates[workers] = wrk(running.url, SCENARIOS[0], duration, work, None)
         finally:
             stop(running.process)
-    print(f"1 KiB keep-alive, 50 connections, not pinned: --workers 1 {rates[1].rate:,.1f} "
-          f"req/s, --workers 2 {rates[2].rate:,.1f} req/s, ratio "
-          f"{rates[2].rate / rates[1].rate:.2f}×")
+    print(f"1 KiB keep-alive, 50 connections, not pinned: --workers 1 {rates['1'].rate:,.1f} "
+          f"req/s, --workers 2 {rates['2'].rate:,.1f} req/s, ratio "
+          f"{rates['2'].rate / rates['1'].rate:.2f}×")
+
+
+#: What a user may run: (label, workers setting or None for the default, server CPU).
+CONFIGURATIONS = (("default settings, not pinned", None, None),
+                  ("workers = auto, not pinned", "auto", None),
+                  ("workers = 1, pinned to one CPU", "1", SERVER_CPU))
+
+
+def compare_defaults(root: str, work: str, duration: int, rounds: int,
+                     base: Optional[str]) -> None:
+    """Print the 1 KiB keep-alive rate of each of :data:`CONFIGURATIONS`, for Nex and the
+    ``base`` checkout, measured in turns; each figure the best of ``rounds``."""
+    repos = [("nex", REPO)] + ([("base", base)] if base else [])
+    best: Dict[Tuple[str, str], Result] = {}
+    for _ in range(rounds):
+        for label, workers, cpu in CONFIGURATIONS:
+            for name, repo in repos:
+                settings = write_settings(work, os.path.join(work, f"{name}-defaults.log"),
+                                          name=f"{name}-defaults", repo=repo)
+                running = start_printing(nex_args(root, settings, workers, repo), cpu)
+                try:
+                    cpu_before = cpu_seconds(running.process.pid)
+                    result = wrk(running.url, SCENARIOS[0], duration, work, CLIENT_CPU)
+                    result = result._replace(cpu_us=(cpu_seconds(running.process.pid)
+                                                     - cpu_before) / max(result.requests, 1)
+                                             * 1e6)
+                finally:
+                    stop(running.process)
+                print(f"  {name:5} {label:32} {describe(SCENARIOS[0], result)}", flush=True)
+                best[(name, label)] = merge(best.get((name, label)), result)
+    print("\n1 KiB keep-alive, 50 connections, wrk on CPU 1:")
+    for label, _, _ in CONFIGURATIONS:
+        print(f"    {label:32} " + "   ".join(
+            f"{name} {describe(SCENARIOS[0], best[(name, label)])}" for name, _ in repos))
 
 
 def main() -> int:
@@ -587,6 +663,11 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument("--workers", action="store_true",
                         help="also compare Nex with --workers 1 and --workers 2 (unpinned)")
+    parser.add_argument("--base", metavar="CHECKOUT",
+                        help="also run the Nex of this checkout (the code before a change)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="only compare the default settings unpinned with workers = auto "
+                             "and with one pinned process")
     options = parser.parse_args()
     needed = ["wrk"] + ([] if options.no_pin else ["taskset"])
     for command in needed:
@@ -599,11 +680,18 @@ def main() -> int:
     root = make_root()
     work = tempfile.mkdtemp(prefix="nex-bench-work-")
     os.chmod(work, 0o755)
+    if options.defaults:
+        try:
+            compare_defaults(root, work, options.duration, options.rounds, options.base)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         results: Dict[str, Dict[str, Optional[Result]]] = {}
         starts = {}
         for name in ["nex"] + [n for n in options.servers.split(",") if n != "nex"]:
-            start = launcher(name, root, work, options.peer_python)
+            start = launcher(name, root, work, options.peer_python, options.base)
             if start is None:
                 print(f"  {name}: not installed, skipped", flush=True)
             else:

@@ -6,7 +6,8 @@
 # go into the virtual environment this runs in, else into .venv/ in the checkout, created here
 # with `python3 -m venv` (Debian and Ubuntu need the python3-venv package for that; it is
 # installed when apt-get is available and we are root or have sudo).  The browser tests need
-# Debian's chromium and chromium-driver, the TLS tests the openssl and curl commands; they
+# Debian's chromium and chromium-driver, the TLS tests the openssl and curl commands, the
+# WebDAV tests rclone and cadaver; they
 # are installed the same way, and without them those tests skip and say why.  apt-get waits at most 10 minutes for another apt or dpkg to finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,19 +54,21 @@ fi
 "$python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 # Debian packages some tests drive: a browser, the openssl and curl commands (test
-# certificates, a real HTTPS client), and for the production tests haproxy, logrotate and
-# systemd (systemd-socket-activate, systemd-analyze).
+# certificates, a real HTTPS client), rclone and cadaver (real WebDAV clients), and for the
+# production tests haproxy, logrotate and systemd (systemd-socket-activate, systemd-analyze).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+command -v cadaver >/dev/null 2>&1 || missing+=(cadaver)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
 command -v systemd-socket-activate >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if can_apt; then
-    echo "Installing ${missing[*]} for the browser, TLS, client and production tests..."
+    echo "Installing ${missing[*]} for the browser, TLS, WebDAV, client and production tests..."
     apt_get update -qq >/dev/null || true
     apt_get install -y -qq "${missing[@]}" >/dev/null \
       || echo "WARNING: could not install ${missing[*]}; the tests needing them will skip."

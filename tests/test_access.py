@@ -35,7 +35,8 @@ from nex.http.request import Headers, Request
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.hosts import HostValidator
-from nex.site.login import ProtectedPaths, SiteAuth, hash_password
+from nex.site.login import ProtectedPaths, SiteAuth
+from nex.site.passwords import hash_password
 from nex.site.routing import Dispatcher
 from nex.site.sameorigin import WriteGuard
 from tests.support import REPO, START_TIMEOUT, NexServer, http_request

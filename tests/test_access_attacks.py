@@ -17,7 +17,7 @@ from typing import Dict
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
 from nex.files.templates import TemplateSet
-from nex.files.upload import _Folder
+from nex.files.upload import UploadFolder
 from nex.http.errors import HTTPError
 from nex.process.config import Config
 from nex.site.access import AccessPolicy
@@ -236,7 +236,7 @@ class LookalikeUploadTest(ServerTestCase):
         root = os.path.realpath(tempfile.mkdtemp(prefix="nex-lookalike-"))
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)
         write(root, "cafe\u0301.txt", b"decomposed\n")
-        folder = _Folder([], Config(document_root=root, upload=True), "/")
+        folder = UploadFolder([], Config(document_root=root, upload=True), "/")
         self.addCleanup(folder.close)
         with self.assertRaises(HTTPError) as caught:
             folder.check("caf\u00e9.txt")
@@ -267,7 +267,7 @@ class ProtectedLinkTest(unittest.TestCase):
         write(root, "papers/report.txt", SECRET)
         os.symlink("papers", os.path.join(root, "docs"))
         settings = {"auth": {"users_file": make_users(users), "protect": "/docs/"}}
-        with NexServer(root, settings).start() as server:
+        with NexServer(root, settings) as server:
             def get(target: str, headers: Dict[str, str]):
                 return http_request(server, "GET", target, None,
                                     {"Host": f"127.0.0.1:{server.port}", **headers})

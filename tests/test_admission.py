@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from unittest import mock
 
 from nex.proxy.admission import Admission, Destination, resolve_host
-from nex.site.login import FailureLimiter, UsersFile, hash_password
+from nex.site.login import FailureLimiter, UsersFile
+from nex.site.passwords import hash_password
 from nex.proxy.blacklist import DomainList
 from nex.process.config import Config
 from nex.http.errors import HTTPError

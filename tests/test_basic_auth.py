@@ -9,11 +9,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, wait_until,
                            write_settings)
 

@@ -1,7 +1,7 @@
 """What Nex remembers between requests never hides a change, against the real server.
 
-Nex keeps small files' contents, the absence of precompressed sidecars and rendered listings
-in memory.  Each folder here has settled (its last change is older than
+Nex keeps small files' contents, the absence of precompressed sidecars, paths found missing
+and rendered listings in memory.  Each folder here has settled (its last change is older than
 :data:`nex.files.filecache.SETTLED_NS`) before the first request, so the server does remember;
 then a test changes the folder or a file in it and asks again on the same connection.  An
 entry added, removed or renamed, a sidecar made or deleted and a file rewritten show at once;
@@ -24,7 +24,8 @@ from tests.support import NexServer, ResponseReader, wait_until
 
 #: The folders each test works in, all made (and settled) before the server starts.
 FOLDERS = ("added", "removed", "renamed", "in-place", "sidecar-made", "sidecar-gone",
-           "rewritten")
+           "rewritten", "missing-made", "missing-folder", "missing-moved-in", "missing-linked",
+           "missing-elsewhere")
 BROWSER = "Accept-Encoding: gzip, deflate, br\r\n"
 DEADLINE_SECONDS = 30.0
 
@@ -122,6 +123,36 @@ class CacheInvalidationTest(unittest.TestCase):
         self.assertEqual(self.get("/rewritten/a.txt")[2], b"a")
         self.write("rewritten", "a.txt", b"z")  # same size, same second, new contents
         self.assertEqual(self.get("/rewritten/a.txt")[2], b"z")
+
+    def assert_missing_twice(self, path: str) -> None:
+        for _ in range(2):
+            self.assertEqual(self.get(path)[0], 404)
+
+    def test_a_file_made_where_a_404_was_is_served_at_once(self):
+        self.assert_missing_twice("/missing-made/new.txt")
+        self.write("missing-made", "new.txt", b"new")
+        self.assertEqual(self.get("/missing-made/new.txt")[::2], (200, b"new"))
+
+    def test_a_folder_made_where_a_404_was_serves_its_file_at_once(self):
+        self.assert_missing_twice("/missing-folder/sub/deeper/new.txt")
+        os.makedirs(os.path.join(self.root, "missing-folder", "sub", "deeper"))
+        self.write("missing-folder/sub/deeper", "new.txt", b"deep")
+        self.assertEqual(self.get("/missing-folder/sub/deeper/new.txt")[::2], (200, b"deep"))
+
+    def test_a_file_moved_in_where_a_404_was_is_served_at_once(self):
+        self.assert_missing_twice("/missing-moved-in/new.txt")
+        os.rename(os.path.join(self.root, "missing-elsewhere", "a.txt"),
+                  os.path.join(self.root, "missing-moved-in", "new.txt"))
+        self.assertEqual(self.get("/missing-moved-in/new.txt")[::2], (200, b"a"))
+
+    def test_a_folder_replaced_by_a_link_where_a_404_was_is_followed_at_once(self):
+        self.assert_missing_twice("/missing-linked/b/page.html")
+        os.makedirs(os.path.join(self.root, "missing-linked-target"))
+        with open(os.path.join(self.root, "missing-linked-target", "page.html"), "wb") as file:
+            file.write(b"linked")
+        os.symlink(os.path.join(self.root, "missing-linked-target"),
+                   os.path.join(self.root, "missing-linked", "b"))
+        self.assertEqual(self.get("/missing-linked/b/page.html")[::2], (200, b"linked"))
 
 
 if __name__ == "__main__":

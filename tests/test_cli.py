@@ -17,7 +17,7 @@ from typing import Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE, __version__
-from nex.site.login import hash_password, parse_hash, parse_users
+from nex.site.passwords import hash_password, parse_hash, parse_users
 from nex.process.cli import main
 from nex.process.config import Config, load_config
 from tests.support import REPO, START_TIMEOUT, ResponseReader, wait_for_line
@@ -159,6 +159,19 @@ class GoodRunTests(unittest.TestCase):
                     config = run(["--config", str(path)] + argv)[3]
                     self.assertIsNotNone(config)
                     self.assertEqual(config.upload, file_value if not argv else expected)
+
+    def test_webdav_flag_wins_over_the_file_and_alone_means_write(self) -> None:
+        folder = make_site(self)
+        path = write_settings(folder, {("files", "webdav"): "read"})
+        for argv, expected in (([], "read"), (["--webdav"], "write"),
+                               (["--webdav", "no"], "no"), (["--webdav=read"], "read")):
+            with self.subTest(argv=argv):
+                config = run(["--config", str(path)] + argv)[3]
+                assert config is not None
+                self.assertEqual(config.webdav, expected)
+        status, _, err, _ = run(["--config", str(path), "--webdav", "all"])
+        self.assertEqual(status, 2)
+        self.assertIn("--webdav", err)
 
     def test_bind_localhost(self) -> None:
         path = write_settings(make_site(self))

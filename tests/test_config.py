@@ -15,8 +15,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nex
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from nex.process.config import Config, ConfigError, load_config
 from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
                                     bad_value_message, make_site, settings_text,
@@ -35,11 +34,14 @@ SETTINGS_KEYS: Dict[str, Dict[str, str]] = {
         "max_request_line", "max_header_block", "max_header_count", "max_request_body",
         "max_ranges", "min_send_rate")},
     "files": {name: name for name in ("listing", "dotfiles", "symlinks", "file_cache_size",
+                                      "open_file_cache", "open_file_cache_idle",
                                       "zip_download", "max_zip_size",
                                       "max_concurrent_zips", "upload",
                                       "max_upload_size", "max_upload_files",
-                                      "upload_overwrite", "active_content", "max_search_entries",
-                                      "search_timeout")},
+                                      "upload_overwrite", "active_content",
+                                      "max_search_entries", "search_timeout",
+                                      "upload_expiry", "allow_delete", "allow_rename",
+                                      "webdav")},
     "caching": {name: name for name in ("cache_control", "max_age")},
     "compression": {name: name for name in ("precompressed", "gzip", "gzip_min_size")},
     "logging": {"access_log": "access_log", "error_log": "error_log",
@@ -65,6 +67,7 @@ SIZE_GRAMMAR = ("must be a number of bytes such as 65536, 64K or 1M"
 SIZE_FROM_1 = "must be from 1 to 2147483648 bytes (2G)"
 SECONDS = "must be a number of seconds above 0 and at most 86400, such as 10 or 2.5"
 BOOLEAN = "must be yes, no, true, false, on or off"
+LIFETIME = "must be a lifetime from 60 seconds to 365d, such as 3600, 30m, 24h or 7d"
 BIND = "must be an IPv4 or IPv6 address (without brackets) or localhost"
 STACK = "must be 0 (the platform default) or a multiple of 4K from 64K to 2G"
 WORKERS = "must be auto or an integer from 1 to 256"
@@ -154,6 +157,18 @@ BAD_VALUES: Tuple[Tuple[str, str, str, str], ...] = (
     ("files", "max_upload_size", "100MB", SIZE_GRAMMAR),
     ("files", "max_upload_files", "0", COUNT),
     ("files", "upload_overwrite", "", BOOLEAN),
+    ("files", "allow_delete", "maybe", BOOLEAN),
+    ("files", "allow_rename", "", BOOLEAN),
+    ("files", "webdav", "yes", "must be one of no, read, write"),
+    ("files", "webdav", "", "must be one of no, read, write"),
+    ("files", "upload_expiry", "59", LIFETIME),
+    ("files", "upload_expiry", "0", LIFETIME),
+    ("files", "upload_expiry", "366d", LIFETIME),
+    ("files", "upload_expiry", "1.5h", LIFETIME),
+    ("files", "upload_expiry", "24 h", LIFETIME),
+    ("files", "upload_expiry", "1w", LIFETIME),
+    ("files", "upload_expiry", "-1h", LIFETIME),
+    ("files", "upload_expiry", "", LIFETIME),
     ("files", "max_concurrent_zips", "0", COUNT),
     ("files", "active_content", "inline", "must be one of auto, sandbox"),
     ("files", "max_search_entries", "-1", "must be an integer from 0 to 2147483647"),
@@ -609,6 +624,11 @@ class GoodValueTests(unittest.TestCase):
         self.assert_parses("files", "max_upload_size", {"100M": 100 * 2 ** 20, "2G": 2 ** 31,
                                                         "1": 1})
         self.assert_parses("files", "max_upload_files", {"1": 1, "100": 100})
+        self.assert_parses("files", "webdav", {"no": "no", "Read": "read", "WRITE": "write"})
+        self.assert_parses("files", "allow_delete", {"yes": True, "no": False})
+        self.assert_parses("files", "allow_rename", {"on": True, "off": False})
+        self.assert_parses("files", "upload_expiry", {"60": 60, "30m": 1800, "24h": 86400,
+                                                      "365d": 365 * 86400, "90s": 90})
 
     def test_trusted_proxies(self) -> None:
         self.assert_parses("logging", "trusted_proxies", {

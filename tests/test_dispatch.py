@@ -12,7 +12,8 @@ from typing import Iterable, Optional, Tuple
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
-from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, hash_password
+from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile
+from nex.site.passwords import hash_password
 from nex.process.config import load_config
 from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
 from nex.http.errors import HTTPError

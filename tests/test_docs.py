@@ -33,7 +33,7 @@ import time
 import unittest
 from typing import Dict, Iterator, List, Set, Tuple
 
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_certificate
 
 #: Flags that take no value.

@@ -55,6 +55,7 @@ class CipherPolicyTest(unittest.TestCase):
             server_end.settimeout(SOCKET_TIMEOUT)
             client_end.settimeout(SOCKET_TIMEOUT)
             server = ServerTLS(self.certificate, self.key).wrap(server_end)
+            self.addCleanup(server.close)
             refused: List[BaseException] = []
 
             def offer() -> None:

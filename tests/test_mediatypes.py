@@ -81,6 +81,7 @@ PINNED = {
     ".ogv": "video/ogg", ".opus": "audio/ogg", ".otf": "font/otf", ".p12": "application/x-pkcs12",
     ".p7c": "application/pkcs7-mime", ".p7m": "application/pkcs7-mime",
     ".p7s": "application/pkcs7-signature", ".p8": "application/pkcs8",
+    ".pac": "application/x-ns-proxy-autoconfig",
     ".pbm": "image/x-portable-bitmap", ".pct": "image/pict", ".pdf": "application/pdf",
     ".pfx": "application/x-pkcs12", ".pgm": "image/x-portable-graymap", ".pic": "image/pict",
     ".pict": "image/pict", ".pl": "text/plain", ".png": "image/png",

@@ -48,6 +48,7 @@ class WheelTest(unittest.TestCase):
         for page in os.listdir(os.path.join(REPO, "error_pages")):
             self.assertIn(f"nex/error_pages/{page}", names)
         self.assertIn("nex/other_templates/dir.html", names)
+        self.assertIn("nex/other_templates/upload.js", names)
         with zipfile.ZipFile(self.wheel) as wheel:
             shipped = wheel.read("nex/settings.conf")
         with open(os.path.join(REPO, "settings.conf"), "rb") as checkout:

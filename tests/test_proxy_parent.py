@@ -15,7 +15,7 @@ from nex.http.errors import HTTPError
 from nex.proxy.admission import Admission, Destination
 from nex.proxy.blacklist import DomainList
 from nex.proxy.parent import Parent, parse_parent
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
 from tests.test_proxy_tunnel import EchoOrigin, read_head

@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 from nex.process.config import ConfigError, load_config
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import NexServer, ResponseReader, exchange, requires_openssl, \
     client_context
 from tests.support.proxy_headers import ipv4, ipv6, tlv, v2

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from unittest import mock
 
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import (SOCKET_TIMEOUT, ProxyTestCase, free_port, ok, parse_replies,
                            proxy_settings)
 

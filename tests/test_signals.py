@@ -18,7 +18,7 @@ from nex.process.assembly import assemble
 from nex.process.config import load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
-from nex.site.login import hash_password
+from nex.site.passwords import hash_password
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
 from tests.test_lifecycle import run_server as run_nex
 from tests.test_supervisor import children, get, running, wait_until

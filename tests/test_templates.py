@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
-from nex.files.templates import Template, TemplateError, TemplateSet
+from nex.files.templates import RENDERED_PAGES_LIMIT, Template, TemplateError, TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, write_settings
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +103,49 @@ class LoadTest(unittest.TestCase):
     def test_fallback_is_used_otherwise(self):
         page = self.load().render_error(HTTPError(409, "teapot"), SIGNATURE)
         self.assertEqual(page, b"generic 409 teapot")
+
+    def test_a_rendered_error_page_is_remembered_per_values(self):
+        self.write(self.pages, "301.html", "moved to {{-LOCATION-}}")
+        templates = self.load()
+        first = templates.render_error(HTTPError(404, "no file"), SIGNATURE)
+        self.assertIs(templates.render_error(HTTPError(404, "no file"), SIGNATURE), first)
+        self.assertEqual(templates.render_error(HTTPError(404, "other"), SIGNATURE),
+                         b"missing other")
+        redirect = HTTPError(301, headers=[("Location", "/a/")])
+        self.assertEqual(templates.render_error(redirect, SIGNATURE), b"moved to /a/")
+        moved = HTTPError(301, headers=[("Location", "/b/")])
+        self.assertEqual(templates.render_error(moved, SIGNATURE), b"moved to /b/")
+
+    def test_remembered_error_pages_stay_bounded(self):
+        templates = self.load()
+        for n in range(RENDERED_PAGES_LIMIT * 2):
+            self.assertEqual(templates.render_error(HTTPError(404, f"n{n}"), SIGNATURE),
+                             f"missing n{n}".encode())
+            self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
+
+    def test_hammered_from_many_threads_each_page_is_right_and_the_table_bounded(self):
+        templates = self.load()
+        failures = []
+
+        def hammer(seed):
+            for round_ in range(300):
+                n = (seed * 11 + round_) % (RENDERED_PAGES_LIMIT + 50)
+                if templates.render_error(HTTPError(404, f"n{n}"), SIGNATURE) != \
+                        f"missing n{n}".encode():
+                    failures.append(n)
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(failures, [])
+        self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
+
+    def test_changed_templates_loaded_again_give_the_new_page(self):
+        self.assertEqual(self.load().render_error(HTTPError(404, "x"), SIGNATURE), b"missing x")
+        self.write(self.pages, "404.html", "gone {{-DETAIL-}}")
+        self.assertEqual(self.load().render_error(HTTPError(404, "x"), SIGNATURE), b"gone x")
 
     def test_missing_fallback_is_an_error_naming_it(self):
         os.remove(os.path.join(self.pages, "error.html"))

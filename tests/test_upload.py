@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
 import os
@@ -17,16 +18,19 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.hosts import HostValidator
+from nex.site.login import (FailureLimiter, ProtectedPaths, SiteAuth, UsersFile,
+                            hash_password)
 from nex.http.framing import HeadLimits
 from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
 from nex.files.paths import split_path
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
-from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form,
-                           form_body, part)
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body, part)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The Authorization field of the user :meth:`UploadTestCase.protect` makes.
+ALICE = ("Authorization", "Basic " + base64.b64encode(b"alice:wonderland").decode("ascii"))
 
 
 class Exchange:
@@ -41,6 +45,7 @@ class Exchange:
         self.pieces = list(pieces)
         self.received = 0
         self.continues = 0
+        self.interims: List[Tuple[int, List[Tuple[str, str]]]] = []
         self.before_piece = before_piece
 
     def receive(self, deadline: float) -> bytes:
@@ -53,6 +58,9 @@ class Exchange:
 
     def send_continue(self) -> None:
         self.continues += 1
+
+    def send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        self.interims.append((status, list(headers)))
 
 
 def chunked(data: bytes, size: int = 5) -> bytes:
@@ -83,6 +91,16 @@ class UploadTestCase(unittest.TestCase):
         }), **self.settings)
         self.templates = TemplateSet.load(self.config.error_pages, self.config.templates)
         self.exchange: Optional[Exchange] = None
+        self.auth: Optional[SiteAuth] = None
+
+    def protect(self, *prefixes: str) -> None:
+        """From now on, the sites made ask for a login under ``prefixes``; the one user is
+        alice, password wonderland (:data:`ALICE`)."""
+        users = os.path.join(self.base, "users")
+        with open(users, "w", encoding="utf-8") as out:
+            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
+        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(list(prefixes)), "Nex",
+                             FailureLimiter(100))
 
     def write(self, name: str, data: bytes) -> str:
         path = os.path.join(self.root, name)
@@ -96,16 +114,19 @@ class UploadTestCase(unittest.TestCase):
 
     def site(self, file_cache: Optional[SmallFileCache] = None, **settings) -> Dispatcher:
         config = dataclasses.replace(self.config, **settings)
-        return Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache)
+        return Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
+                          auth=self.auth)
 
     def request(self, method: str, target: str, body: bytes = b"",
                 headers: Iterable[Tuple[str, str]] = (), pieces: Optional[List[bytes]] = None,
                 framing: str = "length", length: Optional[int] = None,
                 before_piece: Optional[Callable[[int], None]] = None,
-                site: Optional[Dispatcher] = None, **settings) -> Response:
-        """Answer ``method target`` whose body arrives as ``pieces`` (default: ``body`` in
-        one piece, chunked when ``framing`` says so); raises the HTTPError it gets."""
-        fields_sent = [("Host", "localhost"), *headers]
+                site: Optional[Dispatcher] = None, host: str = "localhost",
+                **settings) -> Response:
+        """Answer ``method target`` for ``host`` whose body arrives as ``pieces`` (default:
+        ``body`` in one piece, chunked when ``framing`` says so); raises the HTTPError it
+        gets."""
+        fields_sent = [("Host", host), *headers]
         if framing == "chunked":
             body = chunked(body)
             fields_sent.append(("Transfer-Encoding", "chunked"))
@@ -113,7 +134,7 @@ class UploadTestCase(unittest.TestCase):
             length = len(body) if length is None else length
             fields_sent.append(("Content-Length", str(length)))
         request = Request(method, target, target.partition("?")[0], target.partition("?")[2],
-                          "HTTP/1.1", Headers(fields_sent), "localhost", True,
+                          "HTTP/1.1", Headers(fields_sent), host, True,
                           body_length=length or 0, chunked=framing == "chunked")
         self.exchange = Exchange(pieces if pieces is not None else [body], before_piece)
         reader = None
@@ -121,7 +142,8 @@ class UploadTestCase(unittest.TestCase):
             expects = any(name == "Expect" for name, _ in fields_sent)
             reader = BodyReader(request, bytearray(), self.exchange.receive, 30.0,
                                 self.config.max_request_body, HeadLimits(),
-                                self.exchange.send_continue if expects else None)
+                                self.exchange.send_continue if expects else None,
+                                self.exchange.send_interim)
         site = site or self.site(**settings)
         return site.respond(request, reader, "127.0.0.1")
 

@@ -8,7 +8,10 @@ temporary file stays.  The resolver and the listings never show such names, and
 A temporary file is stale when it has not been written to for :func:`stale_after` seconds:
 an upload in progress writes at least once per ``request_head`` time-out (a body that pauses
 longer is dropped and its file removed), so a file untouched for much longer belongs to no
-one, not even to another Nex sharing the folder.
+one, not even to another Nex sharing the folder.  The partial data of a resumable upload
+(:mod:`nex.files.resumable`, ``.nex-upload-<token>``) is its client's until
+``[files] upload_expiry`` has passed since its last byte, so it is spared until then and an
+upload resumes after a restart.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from nex.files.paths import UPLOAD_TEMP_PREFIX
+from nex.files.resumable import TOKEN
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -33,21 +37,26 @@ def stale_after(config: Config) -> float:
 
 
 def remove_stale_uploads(config: Config) -> int:
-    """Delete the stale temporary files of uploads under the document root; their number.
+    """Delete the stale temporary files of uploads under the document root, the partial data
+    of resumable uploads among them only once it expired; their number.
 
     The walk follows no symlink, so it stays inside the root; a folder that cannot be read,
     or a file that goes away meanwhile, is passed over.
     """
-    cutoff = time.time() - stale_after(config)
+    now = time.time()
+    cutoff = now - stale_after(config)
+    resumable_cutoff = min(cutoff, now - config.upload_expiry)
     removed = 0
     for folder, _, files in os.walk(config.document_root):
         for name in files:
             if not name.startswith(UPLOAD_TEMP_PREFIX):
                 continue
             path = os.path.join(folder, name)
+            resumable = TOKEN.fullmatch(name, len(UPLOAD_TEMP_PREFIX)) is not None
             try:
                 found = os.lstat(path)
-                if stat.S_ISREG(found.st_mode) and found.st_mtime < cutoff:
+                if stat.S_ISREG(found.st_mode) and found.st_mtime < (
+                        resumable_cutoff if resumable else cutoff):
                     os.unlink(path)
                     removed += 1
             except OSError:

@@ -21,6 +21,7 @@ and folder downloads hold exactly the entries a GET of their links would serve.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -28,6 +29,7 @@ import stat
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote_to_bytes
 
+from nex.files.misses import MissCache
 from nex.files.oserrors import NOT_FOUND, reply_for
 from nex.http.errors import HTTPError
 
@@ -76,17 +78,19 @@ _DISGUISING = re.compile(
 Checker = Callable[[str, str, str], bool]
 
 
-def resolve(path: str, query: str, config, may: Optional[Checker] = None) -> Target:
+def resolve(path: str, query: str, config, may: Optional[Checker] = None,
+            misses: Optional[MissCache] = None) -> Target:
     """The file or directory that ``path`` (percent-encoded, as sent) names under the root.
 
     ``path`` is decoded with :func:`split_path`; the rest is :func:`resolve_segments`.
     """
     segments, trailing_slash = split_path(path)
-    return resolve_segments(segments, trailing_slash, query, config, may)
+    return resolve_segments(segments, trailing_slash, query, config, may, misses)
 
 
 def resolve_segments(segments: List[str], trailing_slash: bool, query: str, config,
-                     may: Optional[Checker] = None) -> Target:
+                     may: Optional[Checker] = None,
+                     misses: Optional[MissCache] = None) -> Target:
     """The file or directory that the decoded path ``segments`` (from :func:`split_path`,
     with ``trailing_slash``) names under the root.
 
@@ -96,19 +100,31 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     ``Location`` for a directory asked for without its trailing slash.  With ``may`` (the
     access checker), a file or the index file a folder is served by that may not be read,
     a folder that may not be listed, and a missing path where the policy refuses reading
-    (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.
+    (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.  ``misses``,
+    when given, remembers paths found missing and answers them again, after the policy, while
+    the folder lacking them is unchanged (:mod:`nex.files.misses`).
     """
     url_path = "/" + "/".join(segments)
     dotfiles = config.dotfiles
     for segment in segments:
         if segment[0] == "." and hidden(segment, dotfiles):
             raise not_found(_asked_for(url_path, segments, trailing_slash))
+    if misses is not None:
+        missing = misses.missing(_asked_for(url_path, segments, trailing_slash))
+        if missing is not None:
+            # The policy is asked as on the walk: a miss never answers for a refusal.
+            refuse_missing(segments, url_path, config, may, "read")
+            raise not_found(missing)
     try:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
     except OSError as error:
         if error.errno in NOT_FOUND:
             refuse_missing(segments, url_path, config, may, "read")
-            raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
+            asked_for = _asked_for(url_path, segments, trailing_slash)
+            if misses is not None and error.errno == errno.ENOENT:
+                misses.record(asked_for, config.document_root.rstrip("/") + url_path,
+                              config.document_root, asked_for)
+            raise not_found(asked_for) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
         raise not_found(_asked_for(url_path, segments, trailing_slash)) from None

@@ -26,6 +26,7 @@ from nex.http.grammar import WEIGHTED_CODING, parse_list
 from nex.http.negotiation import weight
 from nex.files.oserrors import reply_for
 from nex.files.mediatypes import content_type, file_extension
+from nex.files.opencache import FileReplacedError, OpenFileCache
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
 from nex.files.paths import Checker, Target
@@ -233,7 +234,8 @@ def active_content(media_type: str) -> bool:
 
 def serve_file(request: Request, target: Target, config: Config,
                file_cache: Optional[SmallFileCache] = None,
-               may: Optional[Checker] = None) -> Response:
+               may: Optional[Checker] = None,
+               open_files: Optional[OpenFileCache] = None) -> Response:
     """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
 
     Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
@@ -242,11 +244,12 @@ def serve_file(request: Request, target: Target, config: Config,
     ``config.precompressed``; else an in-memory gzip when ``config.gzip``, the type is
     compressible, the size is within bounds and the request has no Range; else the file.
     Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
-    when one is given, as bytes instead of an open file.  ``may`` is the access checker: a
-    sidecar it refuses is never sent (the file itself goes instead).  Active content
-    (HTML, SVG, XML) carries ``Content-Security-Policy: sandbox`` where uploads are on or
-    ``active_content = sandbox`` asks for it, so a page someone uploaded runs as if from
-    an origin of its own and cannot read the site with the visitor's credentials.
+    when one is given, as bytes instead of an open file; other files' descriptors from
+    ``open_files`` when one is given.  ``may`` is the access checker: a sidecar it refuses
+    is never sent (the file itself goes instead).  Active content (HTML, SVG, XML) carries
+    ``Content-Security-Policy: sandbox`` where uploads are on or ``active_content = sandbox``
+    asks for it, so a page someone uploaded runs as if from an origin of its own and cannot
+    read the site with the visitor's credentials.
     """
     extension = file_extension(target.fs_path)
     media_type, compressible = content_type(extension, config.mime_types)
@@ -277,7 +280,7 @@ def serve_file(request: Request, target: Target, config: Config,
     if chosen.on_the_fly:
         return Response(200, fields + tail, [_gzipped(chosen)])
     cached = None if file_cache is None else _cached(file_cache, chosen)
-    file = None if cached is not None else _open(chosen.path)
+    file = None if cached is not None else _open_cached(open_files, chosen)
     size = file_stat.st_size
     if cached is not None:
         def piece(offset: int, count: int) -> BodyPiece:
@@ -348,6 +351,22 @@ def _open(path: str) -> OpenFile:
         return OpenFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     except OSError as error:
         raise _open_error(error) from None
+
+
+def _open_cached(open_files: Optional[OpenFileCache], chosen: _Representation) -> OpenFile:
+    """The representation's file from ``open_files`` if there is one, else opened now.
+
+    A file replaced since the resolver's ``stat`` is opened as it is now, as it would be
+    without the cache; only what matches that ``stat`` is kept.
+    """
+    if open_files is not None:
+        try:
+            return open_files.open(chosen.path, chosen.file_stat)
+        except FileReplacedError:
+            pass
+        except OSError as error:
+            raise _open_error(error) from None
+    return _open(chosen.path)
 
 
 def _gzipped(chosen: _Representation) -> bytes:

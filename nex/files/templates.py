@@ -35,6 +35,7 @@ import html
 import json
 import os
 import re
+import threading
 from typing import (Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple,
                     Union)
 
@@ -260,8 +261,18 @@ def _apply_layouts(chain: Sequence[_Source]) -> str:
     return "".join(out)
 
 
+#: Rendered error pages one template set remembers; past this many it starts over.
+RENDERED_PAGES_LIMIT = 512
+
+
 class TemplateSet:
-    """The pages Nex renders: one per error status it has a file for, a fallback, a listing."""
+    """The pages Nex renders: one per error status it has a file for, a fallback, a listing.
+
+    Error pages are rendered once per distinct set of values and remembered: a set of
+    templates is loaded once and never changes (new templates make a new set), so a page
+    depends on its values alone.  Worker threads share the table; a look-up is one
+    dictionary read, and storing (with the clearing that bounds it) happens under a lock.
+    """
 
     def __init__(self, error_pages: Mapping[int, Template], fallback: Template,
                  listing: Template) -> None:
@@ -269,6 +280,8 @@ class TemplateSet:
         self.fallback = fallback
         #: The folder listing page (``dir.html``).
         self.listing = listing
+        self._rendered: Dict[Tuple[int, str, str, str, str], bytes] = {}
+        self._rendered_lock = threading.Lock()
 
     @classmethod
     def load(cls, error_pages_dir: str, templates_dir: str) -> "TemplateSet":
@@ -299,7 +312,9 @@ class TemplateSet:
         if form == "html":
             return self.render_error(error, signature)
         location = _location(error)
-        detail = "" if error.detail == error.reason else error.detail
+        # The detail may name a path the client sent: shown escaped, as on the page, so a
+        # terminal never runs its control sequences nor shows a disguised name.
+        detail = "" if error.detail == error.reason else shown_name(error.detail)
         if form == "json":
             fields = {"status": error.status, "reason": error.reason, "detail": detail}
             if location:
@@ -312,8 +327,12 @@ class TemplateSet:
 
     def render_error(self, error: HTTPError, signature: str) -> bytes:
         """The UTF-8 page for ``error``: its status's own page, else the fallback."""
-        template = self.error_pages.get(error.status, self.fallback)
         location = _location(error)
+        key = (error.status, error.reason, error.detail, location, signature)
+        page = self._rendered.get(key)
+        if page is not None:
+            return page
+        template = self.error_pages.get(error.status, self.fallback)
         values = {
             "STATUS_CODE": error.status,
             "REASON": error.reason,
@@ -324,7 +343,12 @@ class TemplateSet:
             "SIGNATURE": signature,
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
         }
-        return template.render(values).encode("utf-8")
+        page = template.render(values).encode("utf-8")
+        with self._rendered_lock:
+            if len(self._rendered) >= RENDERED_PAGES_LIMIT:
+                self._rendered.clear()
+            self._rendered[key] = page
+        return page
 
 
 def _location(error: HTTPError) -> str:

@@ -116,41 +116,64 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
     """
     if "Content-Range" in request.headers:
         raise HTTPError(400, "A PUT with Content-Range would store a part as the whole file.")
-    segments, is_folder = split_path(request.path) if path is None else path
+    folder, name = file_folder(split_path(request.path) if path is None else path, config, may)
+    try:
+        existing = folder.check(name)
+        put_preconditions(request.headers, existing)
+        # If-None-Match: * asks for a new file even where overwriting is allowed.
+        exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
+        pending = folder.create(name)
+        try:
+            _take_body(body, config.max_upload_size, pending.write)
+            store(pending, exclusive)
+        finally:
+            pending.discard()
+    finally:
+        folder.close()
+    return stored(pending, existing is not None)
+
+
+def file_folder(path: Tuple[List[str], bool], config: Config,
+                may: Optional[Checker]) -> Tuple[UploadFolder, str]:
+    """The open folder (asking ``may``) of the file the decoded ``path`` names, and its name;
+    405 for a folder's address, GET's 404 for a missing or hidden folder."""
+    segments, is_folder = path
     if is_folder:
         raise HTTPError(405, "A folder takes files in a form POST; PUT names a file.",
                         headers=[("Allow", ", ".join(FOLDER_METHODS))])
     shown = "/" + "/".join(segments)
     if any(hidden(segment, config.dotfiles) for segment in segments[:-1]):
         raise not_found(shown)
-    folder = _Folder(segments[:-1], config, shown, may)
+    return UploadFolder(segments[:-1], config, shown, may), segments[-1]
+
+
+def store(pending: PendingFile, exclusive: bool = False) -> None:
+    """Name the complete upload ``pending`` as PUT does, replacing a file only with
+    ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``): else 409 (412 where
+    overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload."""
+    folder = pending.folder
+    config = folder.config
+    shown = folder.shown(pending.name)
+    pending.finish()
     try:
-        name = segments[-1]
-        existing = folder.check(name)
-        _preconditions(request.headers, existing)
-        # If-None-Match: * asks for a new file even where overwriting is allowed.
-        exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
-        pending = folder.create(name)
-        try:
-            _take_body(body, config.max_upload_size, pending.write)
-            pending.finish()
-            try:
-                pending.commit(replace=config.upload_overwrite and not exclusive)
-            except FileExistsError:
-                if config.upload_overwrite:
-                    raise HTTPError(412, f"A file {shown} was made meanwhile.") from None
-                raise _exists(shown) from None
-            except IsADirectoryError:
-                raise _is_folder(shown) from None
-            folder.sync()
-        finally:
-            pending.discard()
-    finally:
-        folder.close()
+        pending.commit(replace=config.upload_overwrite and not exclusive)
+    except FileExistsError:
+        if config.upload_overwrite:
+            raise HTTPError(412, f"A file {shown} was made meanwhile.") from None
+        raise _exists(shown) from None
+    except IsADirectoryError:
+        raise _is_folder(shown) from None
+    except FileNotFoundError:
+        raise HTTPError(404, "The upload was cancelled.") from None
+    folder.sync()
+
+
+def stored(pending: PendingFile, replaced: bool) -> Response:
+    """PUT's answer for the stored ``pending``: 204 with its ETag if it ``replaced`` one."""
     etag = make_etag(pending.size, pending.mtime_ns)
-    if existing is not None:
+    if replaced:
         return Response(204, [("ETag", etag)])
-    location = encode_path(segments)
+    location = encode_path(pending.folder.segments + [pending.name])
     return Response(201, [("Location", location), ("ETag", etag), _TEXT],
                     body=(f"{location}\n".encode("ascii"),))
 
@@ -181,7 +204,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     shown = "/" + "".join(segment + "/" for segment in segments)
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found(shown)
-    folder = _Folder(segments, config, shown, may)
+    folder = UploadFolder(segments, config, shown, may)
     form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
     try:
         parser = MultipartParser(boundary, form, form.limits)
@@ -205,7 +228,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
                     body=("".join(path + "\n" for path in paths).encode("ascii"),))
 
 
-class _Folder:
+class UploadFolder:
     """The folder uploads go to, inside the document root, held open by a descriptor.
 
     ``segments`` are its decoded URL path's segments, ``shown`` the path named in a 404,
@@ -230,7 +253,7 @@ class _Folder:
         try:
             self.fd = os.open(fs_path, _FOLDER)
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         opened = os.fstat(self.fd)
         if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
             os.close(self.fd)  # replaced between the check and the opening
@@ -258,13 +281,13 @@ class _Folder:
             raise not_found(shown)
         if len(os.fsencode(name)) > self.name_max:
             raise HTTPError(400, "The file name is longer than this folder allows.")
-        self._check_access(shown, self.real_path + "/" + name)
+        self.check_access(name)
         try:
             found = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
             found = None
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         if not self.config.upload_overwrite:
             self._check_shadowing(name, shown)
         if found is None:
@@ -279,7 +302,7 @@ class _Folder:
                 if error.status != 404:
                     raise
                 raise not_found(shown) from None
-            self._check_access(shown, real_path(linked, self.config))
+            self.check_access(name, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):
             raise _is_folder(shown)
         if not stat.S_ISREG(found.st_mode):
@@ -288,9 +311,11 @@ class _Folder:
             raise _exists(shown)
         return found
 
-    def _check_access(self, shown: str, real: str) -> None:
-        """Raise :class:`Refused` unless the policy lets ``real`` be written as ``shown``."""
-        if self.may is not None and not self.may("write", shown, real):
+    def check_access(self, name: str, real: Optional[str] = None) -> None:
+        """Raise :class:`Refused` unless the policy lets the entry ``name`` here be written,
+        judged at ``real`` (a link's target; None: the path it has here)."""
+        if self.may is not None and not self.may(
+                "write", self.shown(name), real or self.real_path + "/" + name):
             raise Refused()
 
     def _check_shadowing(self, name: str, shown: str) -> None:
@@ -332,17 +357,18 @@ class _Folder:
         except OSError:
             return False
 
-    def create(self, name: str) -> _PendingFile:
-        """A new temporary file here that will become ``name``."""
+    def create(self, name: str, suffix: str = "") -> PendingFile:
+        """A new temporary file here that will become ``name``, its own name random and
+        ending in ``suffix``."""
         while True:
-            temp_name = UPLOAD_TEMP_PREFIX + secrets.token_hex(8)
+            temp_name = UPLOAD_TEMP_PREFIX + secrets.token_hex(16) + suffix
             try:
                 descriptor = os.open(temp_name, _CREATE, 0o666, dir_fd=self.fd)
             except FileExistsError:
                 continue  # that random name is in use: draw another
             except OSError as error:
-                raise _storage_error(error) from None
-            return _PendingFile(self, name, temp_name, descriptor)
+                raise storage_error(error) from None
+            return PendingFile(self, name, temp_name, descriptor)
 
     def sync(self) -> None:
         """Make the names given here durable (fsync of the folder)."""
@@ -353,10 +379,10 @@ class _Folder:
                 raise
 
 
-class _PendingFile:
+class PendingFile:
     """One uploaded file on its way: a temporary file in its folder until :meth:`commit`."""
 
-    def __init__(self, folder: _Folder, name: str, temp_name: str, descriptor: int) -> None:
+    def __init__(self, folder: UploadFolder, name: str, temp_name: str, descriptor: int) -> None:
         self.folder = folder
         self.name = name
         self.temp_name = temp_name
@@ -368,6 +394,10 @@ class _PendingFile:
         self._descriptor: Optional[int] = descriptor
         self._temp_exists = True
 
+    def fileno(self) -> int:
+        """The descriptor of the temporary file, until it is finished or kept."""
+        return self._descriptor
+
     def write(self, data: bytes) -> None:
         """Append ``data`` (bytes or a view) to the file."""
         view = memoryview(data)
@@ -375,7 +405,7 @@ class _PendingFile:
             while view:
                 view = view[os.write(self._descriptor, view):]
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
 
     def finish(self) -> None:
         """The content is complete: sync it to disk and close it."""
@@ -384,7 +414,7 @@ class _PendingFile:
             os.fsync(descriptor)
             status = os.fstat(descriptor)
         except OSError as error:
-            raise _storage_error(error) from None
+            raise storage_error(error) from None
         finally:
             os.close(descriptor)
         self.size, self.mtime_ns = status.st_size, status.st_mtime_ns
@@ -426,6 +456,13 @@ class _PendingFile:
         except FileNotFoundError:
             pass
 
+    def keep(self) -> None:
+        """Close the temporary file and leave it there: a resumable upload's partial data."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+        self._temp_exists = False
+
     def discard(self) -> None:
         """Close and remove the temporary file, if it is still there."""
         if self._descriptor is not None:
@@ -448,13 +485,13 @@ class _FormFiles:
     :meth:`discard` removes whatever was not named.
     """
 
-    def __init__(self, folder: _Folder, limits: HeadLimits, max_files: int) -> None:
+    def __init__(self, folder: UploadFolder, limits: HeadLimits, max_files: int) -> None:
         self.folder = folder
         self.limits = limits
         self.max_files = max_files
-        self.files: List[_PendingFile] = []
+        self.files: List[PendingFile] = []
         self._names: Set[str] = set()
-        self._current: Optional[_PendingFile] = None
+        self._current: Optional[PendingFile] = None
         self._fields = 0
         self._field_size = 0
 
@@ -520,7 +557,7 @@ class _FormFiles:
             pending.discard()
 
 
-def _preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
+def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
     """Evaluate If-Match, If-Unmodified-Since and If-None-Match for a PUT (RFC 9110 §13.2.2)
     against the file it would replace, ``existing`` (None: no file)."""
     if existing is not None:
@@ -558,6 +595,6 @@ def _is_folder(shown: str) -> HTTPError:
     return HTTPError(409, f"{shown} is a folder.")
 
 
-def _storage_error(error: OSError) -> Exception:
+def storage_error(error: OSError) -> Exception:
     """The reply for a folder that cannot take a file; unexpected faults go up unchanged."""
     return reply_for(error, writing=True) or error

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.framing import HeadLimits
@@ -179,7 +179,8 @@ class BodyReader:
     excess is read); a handler that accepts more raises it before reading.  When the client
     sent ``Expect: 100-continue``, ``send_continue`` is called once, before the first wait
     for body bytes (RFC 9110 §10.1.1), so a client that waits for it gets it only when Nex
-    really reads the body.
+    really reads the body.  ``send_interim`` sends another ``1xx`` response for
+    :meth:`interim` (None where none may be sent: to an HTTP/1.0 client).
 
     ``min_rate`` (bytes per second, 0 for none) bounds the body's average rate: once Nex has
     waited ``grace`` seconds for it in all, a body whose bytes (framing included) arrive
@@ -191,8 +192,9 @@ class BodyReader:
     def __init__(self, request: Request, buffer: bytearray,
                  receive: Callable[[float], bytes], timeout: float, limit: int,
                  limits: HeadLimits,
-                 send_continue: Optional[Callable[[], None]] = None, *, min_rate: int = 0,
-                 grace: float = 0.0) -> None:
+                 send_continue: Optional[Callable[[], None]] = None,
+                 send_interim: Optional[Callable[[int, Sequence[Tuple[str, str]]], None]] = None,
+                 *, min_rate: int = 0, grace: float = 0.0) -> None:
         self.length: Optional[int] = None if request.chunked else request.body_length
         self.limit = limit
         #: The setting ``limit`` comes from, named by the 413; a handler that changes
@@ -204,6 +206,7 @@ class BodyReader:
         self._receive = receive
         self._timeout = timeout
         self._send_continue = send_continue
+        self._send_interim = send_interim
         self._min_rate = min_rate
         self._grace = grace
         #: Seconds spent waiting for the client's bytes, and the bytes that arrived.
@@ -220,6 +223,13 @@ class BodyReader:
         """Whether the client waits for ``100 Continue`` that nobody has asked to send:
         nothing read the body, so it may never come."""
         return self._send_continue is not None
+
+    def interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        """Send the interim response ``status`` with ``headers`` before the body is read, if
+        the client may get one (RFC 9110 §15.2); raises ``HTTPError`` 400 (closing) when the
+        client is gone."""
+        if self._send_interim is not None:
+            self._send_interim(status, headers)
 
     @property
     def received(self) -> int:

@@ -17,10 +17,13 @@ HeaderList = Sequence[Tuple[str, str]]
 # RFC 9110 renamed a few reason phrases; older Pythons still carry the RFC 7231 ones.
 _RFC9110_REASONS = {413: "Content Too Large", 416: "Range Not Satisfiable",
                     422: "Unprocessable Content"}
+#: The interim status of draft-ietf-httpbis-resumable-upload (§4.1), which HTTPStatus lacks.
+_DRAFT_REASONS = {104: "Upload Resumption Supported"}
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _REASONS.update(_RFC9110_REASONS)
+_REASONS.update(_DRAFT_REASONS)
 
 
 def reason_phrase(status: int) -> str:

@@ -316,6 +316,14 @@ CREDENTIALS = re.compile(rf"(?P<scheme>{_TOKEN}) +(?P<token68>[A-Za-z0-9._~+/-]+
 CACHE_DIRECTIVE = re.compile(rf"{_TOKEN}(?:=(?:{_TOKEN}|{_QUOTED_STRING}))?")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
+# --- RFC 8941 §3.3: structured field items, as the resumable-upload draft's fields use them ---
+
+#: RFC 8941 §3.3.6: sf-boolean = "?" boolean;  boolean = "0" / "1".
+SF_BOOLEAN = re.compile(r"\?(?P<value>[01])")
+#: RFC 8941 §3.3.1: sf-integer = ["-"] 1*15DIGIT, for the fields that count bytes, which are
+#: never negative (draft-ietf-httpbis-resumable-upload: Upload-Offset, Upload-Length).
+SF_COUNT = re.compile(r"[0-9]{1,15}")
+
 
 def unquote(quoted: str) -> str:
     """The text a quoted-string stands for: without its DQUOTEs, each quoted-pair replaced by

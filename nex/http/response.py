@@ -423,9 +423,13 @@ def _read_pieces(response: Response) -> Iterator[bytes]:
             yield piece
 
 
-def write_interim(sock: socket.socket, status: int) -> None:
-    """Send a ``1xx`` interim response, such as ``100 Continue`` (RFC 9110 §15.2)."""
+def write_interim(sock: socket.socket, status: int,
+                  headers: Sequence[Tuple[str, str]] = ()) -> None:
+    """Send a ``1xx`` interim response, such as ``100 Continue`` (RFC 9110 §15.2), with
+    ``headers`` (names and values Nex made, never CR, LF or NUL)."""
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
     try:
-        sock.sendall(f"HTTP/1.1 {status} {reason_phrase(status)}\r\n\r\n".encode("latin-1"))
+        sock.sendall(f"HTTP/1.1 {status} {reason_phrase(status)}\r\n{fields}\r\n"
+                     .encode("latin-1"))
     except TIMED_OUT:
         raise TimeoutError("the client stopped reading") from None

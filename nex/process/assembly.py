@@ -15,10 +15,15 @@ from nex.process.config import Config, ConfigError
 from nex.site.cors import CorsPolicy
 from nex.site.routing import SERVED_METHODS, Dispatcher
 from nex.files.filecache import SmallFileCache
+from nex.files.misses import MissCache
+from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
+from nex.files.webdav import WebDav
+from nex.files.uploadpage import UploadPage
+from nex.process.values import shipped_path
 from nex.process.interfaces import lan_address
 
 
@@ -46,11 +51,17 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         hosts=HostValidator(config.allowed_hosts),
         signature=f"{SERVER_SOFTWARE} Server at {config.server_name} Port {port}",
         file_cache=SmallFileCache(config.file_cache_size) if config.file_cache_size else None,
+        open_files=(OpenFileCache(config.open_file_cache, config.open_file_cache_idle)
+                    if config.open_file_cache else None),
+        misses=MissCache(),
         forwarded=ForwardedFor(config.trusted_proxies) if config.trusted_proxies else None,
         auth=auth,
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
+        dav=WebDav.for_site(config),
+        upload_page=(UploadPage.load(config.templates, shipped_path("other_templates"))
+                     if config.upload else None),
         port=port,
         lan_address=lan_address(config.bind),
     )

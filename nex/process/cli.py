@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, Union
 
 from nex import __version__
 from nex.files.leftovers import remove_stale_uploads
-from nex.site.login import check_password, check_user_name, hash_password
+from nex.site.passwords import check_password, check_user_name, hash_password
 from nex.process import values
 from nex.process.config import Config, ConfigError, load_config, shipped_settings
 from nex.files.templates import TemplateError, TemplateSet
@@ -104,6 +104,11 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
         help="accept uploads: PUT writes a file, a form POST to a folder stores its files;"
              " --no-upload refuses them with 405 (default: [files] upload, else no)")
     parser.add_argument(
+        "--webdav", nargs="?", const="write", choices=("no", "read", "write"),
+        help="serve WebDAV so file managers can mount the folder: read, or write (the"
+             " default of a bare --webdav; writing also needs --upload)"
+             " (default: [files] webdav, else no)")
+    parser.add_argument(
         "--tls-cert", metavar="FILE",
         help="serve HTTPS with this PEM certificate (the chain after it); needs --tls-key"
              " (default: [tls] certificate, else plain HTTP)")
@@ -167,6 +172,7 @@ def main(argv: Optional[List[str]] = None,
     for name, value in (("port", args.port), ("bind", args.bind),
                         ("document_root", args.root), ("auth_users_file", args.auth_file),
                         ("workers", args.workers), ("upload", args.upload),
+                        ("webdav", args.webdav),
                         ("tls_certificate", args.tls_cert), ("tls_key", args.tls_key),
                         ("proxy_enabled", args.proxy)):
         if value is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from nex.http.framing import HeadLimits
-from nex.site.login import parse_users
+from nex.site.passwords import parse_users
 from nex.proxy.blacklist import parse_file
 from nex.proxy.forwarding import FORWARDED_FOR_MODES
 from nex.process import values
@@ -60,6 +60,8 @@ class Config:
     dotfiles: bool = False
     symlinks: str = "inside"
     file_cache_size: int = 32 * 1024 * 1024
+    open_file_cache: int = 64
+    open_file_cache_idle: float = 20.0
     zip_download: bool = False
     max_zip_size: int = 1024 ** 3
     max_concurrent_zips: int = 4
@@ -70,6 +72,10 @@ class Config:
     active_content: str = "auto"
     max_search_entries: int = 10000
     search_timeout: float = 2.0
+    upload_expiry: int = 24 * 3600
+    allow_delete: bool = False
+    allow_rename: bool = False
+    webdav: str = "no"
     # [caching]
     cache_control: str = "no-cache"
     max_age: Mapping[str, int] = field(default_factory=dict)
@@ -189,6 +195,8 @@ _SETTINGS = (
     _setting("files", "dotfiles", values.boolean),
     _setting("files", "symlinks", values.choice("never", "inside", "always")),
     _setting("files", "file_cache_size", values.size(0)),
+    _setting("files", "open_file_cache", values.integer(0, 65536)),
+    _setting("files", "open_file_cache_idle", values.seconds),
     _setting("files", "zip_download", values.boolean),
     _setting("files", "max_zip_size", values.size(1, values.MAX_ZIP_SIZE)),
     _setting("files", "max_concurrent_zips", values.integer(1, values.MAX_COUNT)),
@@ -199,6 +207,10 @@ _SETTINGS = (
     _setting("files", "active_content", values.choice("auto", "sandbox")),
     _setting("files", "max_search_entries", values.integer(0, values.MAX_COUNT)),
     _setting("files", "search_timeout", values.seconds),
+    _setting("files", "upload_expiry", values.lifetime),
+    _setting("files", "allow_delete", values.boolean),
+    _setting("files", "allow_rename", values.boolean),
+    _setting("files", "webdav", values.choice("no", "read", "write")),
     _setting("caching", "cache_control", values.header_value),
     _setting("caching", "max_age", values.extension_map(values.max_age)),
     _setting("compression", "precompressed", values.boolean),

@@ -37,7 +37,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
@@ -118,6 +118,9 @@ class Connection:
         self._receive_timeout = -1.0
         #: The body reader of the request being answered, for the bytes it took in.
         self._body: Optional[BodyReader] = None
+        #: Counts the body bytes of the response being sent; one per connection, reset per
+        #: response.
+        self._progress = Progress()
         #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
         #: over plain HTTP); None when it is not sent.
         self._hsts = (("Strict-Transport-Security", f"max-age={self._config.tls_hsts}")
@@ -199,15 +202,12 @@ class Connection:
             admitted = self._readmit is None or self._readmit(self, client)
             self.client = client
             if not admitted:
-                error = HTTPError(429, "Too many connections from your address "
-                                       "(max_connections_per_client); close some and try "
-                                       "again.", close=True, refusal="max_connections_per_client")
                 if self._metrics is not None:
-                    self._metrics.refused(error.refusal)
-                if self._tls is not None:  # the page would need a handshake, as at accept
-                    self._log(None, self._dispatcher.error_response(error), 0)
-                else:
-                    self._refuse(error)
+                    self._metrics.refused("max_connections_per_client")
+                self.turn_away(HTTPError(429, "Too many connections from your address "
+                                              "(max_connections_per_client); close some and "
+                                              "try again.", close=True,
+                                         refusal="max_connections_per_client"))
                 return False
         self._enter(State.IDLE if self._tls is None else State.HANDSHAKING)
         return True
@@ -295,9 +295,10 @@ class Connection:
                 request, self._buffer, self._receive_body, self._config.request_head_timeout,
                 self._config.max_request_body, self._limits,
                 self._send_continue if _expects_continue(request) else None,
+                self._send_interim if request.version == "HTTP/1.1" else None,
                 min_rate=self._config.body_min_rate, grace=self._config.body_grace)
+        client = self._client_of(request)
         try:
-            client = self._client_of(request)
             response = None if self._metrics is None else self._metrics.answer(request, client)
             if response is None:
                 response = self._dispatcher.respond(request, body, client, peer=self.client,
@@ -328,7 +329,7 @@ class Connection:
         if response.tunnel is not None:
             self._run_tunnel(request, response)
             return False
-        self._send(response, request, keep_alive=keep_alive)
+        self._send(response, request, keep_alive=keep_alive, client=client)
         if keep_alive:
             self._enter(State.IDLE)
             return True
@@ -361,7 +362,7 @@ class Connection:
         finally:
             if self._metrics is not None:
                 self._metrics.tunnel_closed()
-            self._log(request, response, down, f" up={up} down={down}", up)
+            self._log(request, response, down, f" up={up} down={down}", relayed=up)
 
     def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
         """The next request head, or None when the client closed or idled out.
@@ -439,6 +440,16 @@ class Connection:
         self._set_send_timeout()
         write_interim(self.sock, 100)
 
+    def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
+        """Send an interim response for a handler; a client gone meanwhile ends the request
+        as one that closed inside its body does, without a fault."""
+        self._set_send_timeout()
+        try:
+            write_interim(self.sock, status, headers)
+        except OSError:
+            raise HTTPError(400, "The client went away during an interim response.",
+                            close=True) from None
+
     def _set_receive_timeout(self, seconds: float) -> None:
         """Bound the next ``recv`` in the kernel (SO_RCVTIMEO), or on a TLS connection with
         the socket's Python time-out.
@@ -461,14 +472,17 @@ class Connection:
             self._receive_timeout = -1.0
 
     def _send(self, response: Response, request: Optional[Request], *,
-              keep_alive: bool, tunnel_follows: bool = False) -> None:
+              keep_alive: bool, tunnel_follows: bool = False,
+              client: Optional[str] = None) -> None:
         """Write ``response`` and log it, once, with the body bytes that went out.
 
         A client that went away is not an error worth a line; a body the server could not
         produce whole is, without a traceback.  Either way the connection then closes.
         With ``tunnel_follows`` a response written whole is left for the tunnel to log.
+        ``client`` is :meth:`_client_of` the request when the caller has it already.
         """
-        progress = Progress()
+        progress = self._progress
+        progress.body_sent = 0
         written = False
         if self._hsts is not None and self.encrypted and not response.forwarded:
             response.headers = [*response.headers, self._hsts]
@@ -490,7 +504,7 @@ class Connection:
             raise
         finally:
             if not (written and tunnel_follows):
-                self._log(request, response, progress.body_sent)
+                self._log(request, response, progress.body_sent, client=client)
 
     def _client_of(self, request: Request) -> str:
         """The client ``request`` comes from: the peer, or whom trusted proxies forwarded for."""
@@ -500,7 +514,7 @@ class Connection:
         return forwarded.client(self.client, request.headers.get("X-Forwarded-For"))
 
     def _log(self, request: Optional[Request], response: Response, sent: int,
-             suffix: str = "", relayed: int = 0) -> None:
+             suffix: str = "", client: Optional[str] = None, relayed: int = 0) -> None:
         """Log ``response`` with ``sent`` body bytes; ``relayed``: bytes a tunnel took in."""
         received = len(self._head_bytes) + relayed
         if self._body is not None:
@@ -512,7 +526,8 @@ class Connection:
             client, referer, agent = self.client, None, None
             request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
         else:
-            client, request_line = self._client_of(request), request.request_line
+            client = client or self._client_of(request)
+            request_line = request.request_line
             referer = request.headers.get("Referer")
             agent = request.headers.get("User-Agent")
         self._logger.access(client, request_line, response.status, sent, referer, agent,

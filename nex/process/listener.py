@@ -377,6 +377,8 @@ class Server:
         self._pool.close()
         if self.dispatcher.proxy is not None:
             self.dispatcher.proxy.close()
+        if self.dispatcher.open_files is not None:
+            self.dispatcher.open_files.close()
 
     def _wake_all(self) -> List[Connection]:
         """Wake every live connection that is idle (see :meth:`Connection.wake`); the live

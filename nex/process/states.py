@@ -34,6 +34,10 @@ class State(enum.Enum):
     CLOSING = "half-closed, draining what the client still sends"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hashing them by identity too (in C)
+    # spares each transition's table look-ups the Python-level ``Enum.__hash__``.
+    __hash__ = object.__hash__
+
 
 TRANSITIONS = {
     State.PROXY_HEADER: frozenset({State.IDLE, State.HANDSHAKING, State.SENDING, State.CLOSED}),

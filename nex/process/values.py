@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nex
-from nex.site.login import ProtectedPaths, challenge
+from nex.site.login import ProtectedPaths
+from nex.site.passwords import challenge
 from nex.proxy.blacklist import parse_entry
 from nex.proxy.parent import parse_parent
 from nex.http.origin import normalise_origin
@@ -39,6 +40,9 @@ DIGITS = re.compile(r"[0-9]{1,12}")
 SIZE = re.compile(r"([0-9]{1,12})(?:([KMG])(?:iB)?)?")
 SIZE_UNITS = {None: 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+LIFETIME = re.compile(r"([0-9]{1,7})([smhd]?)")
+LIFETIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_LIFETIME = 365 * 86400
 BOOLEANS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 EXTENSION = re.compile(r"\.[a-z0-9_+-]{1,32}")
 EXTENSION_PAIR = re.compile(r"([^=]*)=([^=]*)")
@@ -122,6 +126,16 @@ def parent_proxy(text: str, base: str) -> str:
         except ValueError as error:
             raise Invalid(str(error)) from None
     return text
+
+
+def lifetime(text: str, base: str) -> int:
+    """A lifetime in whole seconds, or with a unit: ``90``, ``30m``, ``24h``, ``7d``; from one
+    minute to a year."""
+    match = LIFETIME.fullmatch(text)
+    result = int(match.group(1)) * LIFETIME_UNITS[match.group(2)] if match else 0
+    if not 60 <= result <= MAX_LIFETIME:
+        raise Invalid("must be a lifetime from 60 seconds to 365d, such as 3600, 30m, 24h or 7d")
+    return result
 
 
 def boolean(text: str, base: str) -> bool:

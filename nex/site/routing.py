@@ -11,6 +11,9 @@ checks (``403``), login for a protected path (``429``, ``401``), method (``405``
 then the resolver and handler.  The handler asks the access policy (:mod:`nex.site.access`)
 for every entry it touches, through a checker with the user bound; where the request's own
 target is refused, an anonymous client is asked to log in (``401``), others get ``403``.
+Resumable uploads (:mod:`nex.files.resumable`) and the WebDAV methods
+(:mod:`nex.files.webdav`) are handlers like the others: they get the same checker and the
+path decoded here, and those that write have passed the same-origin and Host checks.
 
 Cross-origin rules (:mod:`nex.site.cors`) are applied here, in :meth:`Dispatcher.respond`, to
 every answer of the file server: content, redirects and errors alike, so a web page on an
@@ -28,6 +31,7 @@ from nex.http.body import BodyReader
 from nex.site.cors import CorsPolicy
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
+from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex import SERVER_SOFTWARE, qrcode
 from nex.http.grammar import CACHE_DIRECTIVE, parse_list, split_host
@@ -35,6 +39,7 @@ from nex.site.hosts import HostValidator
 from nex.files.listing import render_listing
 from nex.http.negotiation import error_form
 from nex.http.request import Request
+from nex.files.misses import MissCache
 from nex.files.paths import Refused, real_path, resolve_segments, split_path
 from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
@@ -43,6 +48,9 @@ from nex.files.search import search_folder, search_term
 from nex.files.static import serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
+from nex.files.resumable import is_resumable, resumable_upload
+from nex.files.uploadpage import UploadPage
+from nex.files.webdav import WebDav
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -116,12 +124,14 @@ class Dispatcher:
     """Answers requests for one served site; every worker thread shares it.
 
     It holds what answering needs: the settings, the page templates and the ``signature``
-    line they show (``port``: the port in it), the Host rules, the small-file cache, the trusted proxies whose
+    line they show (``port``: the port in it), the Host rules, the small-file cache, the
+    open-file cache, the paths recently found missing, the trusted proxies whose
     X-Forwarded-For names the client in the log, the login for protected paths (None: no
-    login), the CORS policy (None: no CORS) and the forward proxy (None: proxy mode off).
-    From these it makes the access policy every handler asks (:mod:`nex.site.access`), the
-    checks of requests that write (:mod:`nex.site.sameorigin`) and the folder-download
-    slots.
+    login), the CORS policy (None: no CORS), the forward proxy (None: proxy mode off),
+    WebDAV with the listing's file management (None: off), and the upload panel's script
+    (None: listings show the plain form alone).  From these it makes the access policy
+    every handler asks (:mod:`nex.site.access`), the checks of requests that write
+    (:mod:`nex.site.sameorigin`) and the folder-download slots.
     """
 
     config: Config
@@ -129,10 +139,14 @@ class Dispatcher:
     hosts: HostValidator
     signature: str
     file_cache: Optional[SmallFileCache] = None
+    open_files: Optional[OpenFileCache] = None
+    misses: Optional[MissCache] = None
     forwarded: Optional[ForwardedFor] = None
     auth: Optional[SiteAuth] = None
     cors: Optional[CorsPolicy] = None
     proxy: Optional[ForwardProxy] = None
+    dav: Optional[WebDav] = None
+    upload_page: Optional[UploadPage] = None
     #: The port Nex listens on, shown in a footer when the Host names none.
     port: int = 0
     #: With a wildcard bind, an address of this machine other devices can reach: the QR
@@ -223,22 +237,36 @@ class Dispatcher:
         method = request.method
         config = self.config
         may = self._anonymous if user is None else self.access.checker(user)
+        dav = self.dav
+        if config.upload and is_resumable(request):
+            if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
+                dav.guard_put(request, path[0])
+            return resumable_upload(request, body, config, may, path)
+        if dav is not None and method in dav.methods:
+            return dav.respond(request, body, may, path)
         if config.upload and method == "PUT":
+            if dav is not None and dav.writable:
+                dav.guard_put(request, path[0])
             return put_file(request, body, config, may, path)
         if config.upload and method == "POST":
             return post_form(request, body, config, may, path)
         if method not in SERVED_METHODS:
-            if method in _KNOWN_METHODS:
+            if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
                                 headers=[("Allow", self._allow(path))])
             raise HTTPError(501, "The request method is not implemented by this server.")
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
-                resolve_segments(path[0], path[1], request.query, config, may)
-            return Response(204, [("Allow", self._allow(path))])
+                resolve_segments(path[0], path[1], request.query, config, may, self.misses)
+            dav_fields = dav.options_headers() if dav is not None else []
+            return Response(204, [("Allow", self._allow(path)), *dav_fields])
+        page = self.upload_page
+        if page is not None and page.claims(request):
+            return page.serve(request)
         try:
-            target = resolve_segments(path[0], path[1], request.query, config, may)
+            target = resolve_segments(path[0], path[1], request.query, config, may,
+                                      self.misses)
         except HTTPError as error:
             if error.status == 404 and request.path == "/robots.txt":
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
@@ -256,10 +284,11 @@ class Dispatcher:
             if term is not None:
                 return search_folder(target, request, term, self.templates, signature, config,
                                      may)
+            form = "" if not config.upload else (
+                UPLOAD_FORM if page is None else page.form(config))
             return render_listing(target, request, self.templates, signature, config,
-                                  upload_form=UPLOAD_FORM if config.upload else "", may=may,
-                                  viewer=user)
-        return serve_file(request, target, config, self.file_cache, may)
+                                  upload_form=form, may=may, viewer=user)
+        return serve_file(request, target, config, self.file_cache, may, self.open_files)
 
     def _qr_code(self, request: Request) -> Response:
         """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
@@ -280,10 +309,14 @@ class Dispatcher:
 
     def _allow(self, path: Optional[Tuple[List[str], bool]]) -> str:
         """The ``Allow`` value for the decoded address ``path`` (None for ``*``): the served
-        methods, and with uploads on PUT for a file's address, POST for a folder's."""
-        if not self.config.upload:
+        methods, with uploads on PUT for a file's address, POST for a folder's, and the
+        WebDAV methods served."""
+        dav = self.dav
+        if not self.config.upload and dav is None:
             return _ALLOW
-        return ", ".join(allowed_methods(None if path is None else path[1]))
+        methods = (allowed_methods(None if path is None else path[1]) if self.config.upload
+                   else SERVED_METHODS)
+        return ", ".join(methods + (dav.methods if dav is not None else ()))
 
     def signature_for(self, request: Optional[Request]) -> str:
         """The footer line of a page answering ``request``: the host and port the client

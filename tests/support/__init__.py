@@ -11,7 +11,7 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   COMBINED_LOG_LINE, OPENSSL, requires_openssl, wait_until,
                                   wait_for_line, make_certificate, client_context, write_settings,
                                   NexServer, exchange, read_all, ResponseReader, capture_log,
-                                  CapturedLog, socketpair_dispatcher)
+                                  CapturedLog, socketpair_dispatcher, http_request)
 from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head)

@@ -1,0 +1,253 @@
+"""WebDAV locks (RFC 4918 §6, §7, class 2) held in memory, and the ``If`` header (§10.4).
+
+A lock covers its root and, with ``Depth: infinity``, everything below it.  Locks are kept in
+one table per served site, shared by its worker threads under a mutex; each has a time-out
+(``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone, and the table holds
+at most :data:`MAX_LOCKS` live ones (``503`` beyond).  Locks do not survive a restart or a
+reload of the settings: clients take them again, as they do after their time-out.
+
+A request that changes a locked resource must name the lock's token in its ``If`` header
+(else ``423 Locked``), and an ``If`` header whose every list is false is ``412``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from urllib.parse import urlsplit
+
+from nex.http.errors import HTTPError
+from nex.files.paths import split_path
+
+#: The longest a lock lasts without being refreshed, in seconds.
+MAX_TIMEOUT = 3600
+#: The time-out of a lock whose request asked for none.
+DEFAULT_TIMEOUT = 600
+#: The most live locks one site holds.
+MAX_LOCKS = 10000
+
+# RFC 4918 §10.7: TimeOut = "Timeout" ":" 1#TimeType;  TimeType = ("Second-" DAVTimeOutVal
+# | "Infinite");  DAVTimeOutVal = 1*DIGIT.
+_TIME_TYPE = re.compile(r"Second-([0-9]{1,12})|Infinite", re.IGNORECASE)
+# RFC 4918 §10.4.2: the tokens of an If header.  Coded-URL = "<" absolute-URI ">";
+# Resource-Tag = "<" Simple-ref ">"; entity-tag as in RFC 9110 §8.8.3.
+_IF_TOKEN = re.compile(
+    r'[ \t]*(?:(?P<open>\()|(?P<close>\))|(?P<not>Not)\b|<(?P<url>[^<>\s]*)>'
+    r'|\[(?P<etag>(?:W/)?"[\x21\x23-\x7e\x80-\xff]*")\])[ \t]*')
+_LOCK_TOKEN = re.compile(r"[ \t]*<(?P<token>[^<>\s]+)>[ \t]*")
+
+Path = Tuple[str, ...]
+
+
+@dataclass
+class Lock:
+    """One lock: its token, the path it was taken on, its depth, scope, owner markup, and
+    the ``time.monotonic()`` it ends at."""
+
+    token: str
+    root: Path
+    infinite: bool
+    exclusive: bool
+    owner: str
+    timeout: int
+    ends: float
+
+    def covers(self, path: Path) -> bool:
+        """Whether this lock applies to ``path``."""
+        return path == self.root or (self.infinite and path[:len(self.root)] == self.root)
+
+
+class LockConflict(HTTPError):
+    """423: a lock in the way of a new one; ``root`` is the path it was taken on."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(423, "The resource is locked.")
+        self.root = root
+
+
+@dataclass
+class Condition:
+    """One condition of an ``If`` list: a state token or an entity tag, maybe negated."""
+
+    negated: bool
+    token: Optional[str] = None
+    etag: Optional[str] = None
+
+
+@dataclass
+class IfList:
+    """One parenthesised list of an ``If`` header and the resource it is tagged with
+    (None: the request's own)."""
+
+    resource: Optional[Path]
+    conditions: List[Condition]
+
+
+def parse_if(value: str) -> List[IfList]:
+    """The lists of an ``If`` header (RFC 4918 §10.4); 400 when it does not parse."""
+    lists: List[IfList] = []
+    resource: Optional[Path] = None
+    at = 0
+    current: Optional[IfList] = None
+    negated = False
+    while at < len(value):
+        match = _IF_TOKEN.match(value, at)
+        if match is None:
+            raise HTTPError(400, "The If header is malformed.")
+        at = match.end()
+        if match["open"]:
+            if current is not None:
+                raise HTTPError(400, "The If header is malformed.")
+            current = IfList(resource, [])
+        elif match["close"]:
+            if current is None or not current.conditions or negated:
+                raise HTTPError(400, "The If header is malformed.")
+            lists.append(current)
+            current = None
+        elif current is None:
+            if match["url"] is None:
+                raise HTTPError(400, "The If header is malformed.")
+            resource = _tag_path(match["url"])
+        elif match["not"]:
+            if negated:
+                raise HTTPError(400, "The If header is malformed.")
+            negated = True
+        else:
+            current.conditions.append(Condition(negated, match["url"], match["etag"]))
+            negated = False
+    if current is not None or not lists:
+        raise HTTPError(400, "The If header is malformed.")
+    return lists
+
+
+def _tag_path(url: str) -> Path:
+    """The path segments a Resource-Tag names (an absolute URI or an absolute path)."""
+    try:
+        return tuple(split_path(urlsplit(url).path or "/")[0])
+    except (HTTPError, ValueError):
+        raise HTTPError(400, "The If header names a resource that is not a path.") from None
+
+
+def parse_timeout(value: Optional[str]) -> int:
+    """The seconds a ``Timeout`` header asks for, bounded by :data:`MAX_TIMEOUT`; the first
+    well-formed choice wins, and none gives :data:`DEFAULT_TIMEOUT`."""
+    for choice in (value or "").split(","):
+        match = _TIME_TYPE.fullmatch(choice.strip(" \t"))
+        if match:
+            return min(MAX_TIMEOUT, int(match[1]) if match[1] else MAX_TIMEOUT) or 1
+    return DEFAULT_TIMEOUT
+
+
+def parse_lock_token(value: Optional[str]) -> str:
+    """The token of a ``Lock-Token`` header (``<`` Coded-URL ``>``); 400 when malformed."""
+    match = _LOCK_TOKEN.fullmatch(value or "")
+    if match is None:
+        raise HTTPError(400, "UNLOCK names its lock in Lock-Token: <token>.")
+    return match["token"]
+
+
+class LockTable:
+    """The live locks of one site; every method is safe to call from any worker thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._locks: Dict[str, Lock] = {}
+        self._mutex = threading.Lock()
+        self._clock = clock
+
+    def _live(self) -> List[Lock]:
+        """The live locks, after dropping the expired ones (mutex held)."""
+        now = self._clock()
+        for token in [token for token, lock in self._locks.items() if lock.ends <= now]:
+            del self._locks[token]
+        return list(self._locks.values())
+
+    def locks_on(self, path: Path, below: bool = False) -> List[Lock]:
+        """The live locks covering ``path``, and with ``below`` those taken under it too."""
+        with self._mutex:
+            return [lock for lock in self._live() if lock.covers(path)
+                    or (below and lock.root[:len(path)] == path)]
+
+    def take(self, path: Path, infinite: bool, exclusive: bool, owner: str,
+             timeout: int) -> Lock:
+        """A new lock on ``path``; :class:`LockConflict` when a lock in the way conflicts
+        (an exclusive one, or any where this one is exclusive), 503 when the table is full."""
+        with self._mutex:
+            live = self._live()
+            for lock in live:
+                overlaps = lock.covers(path) or (infinite and lock.root[:len(path)] == path)
+                if overlaps and (exclusive or lock.exclusive):
+                    raise LockConflict(lock.root)
+            if len(live) >= MAX_LOCKS:
+                raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
+            lock = Lock(f"urn:uuid:{uuid.uuid4()}", path, infinite, exclusive, owner, timeout,
+                        self._clock() + timeout)
+            self._locks[lock.token] = lock
+            return lock
+
+    def refresh(self, token: str, path: Path, timeout: int) -> Lock:
+        """The lock ``token`` covering ``path``, its time-out restarted; 412 when there is
+        none (RFC 4918 §9.10.6: lock-token-matches-request-uri)."""
+        with self._mutex:
+            self._live()
+            lock = self._locks.get(token)
+            if lock is None or not lock.covers(path):
+                raise HTTPError(412, "No lock with that token covers this resource.")
+            lock.timeout, lock.ends = timeout, self._clock() + timeout
+            return lock
+
+    def release(self, token: str, path: Path) -> None:
+        """Remove the lock ``token`` covering ``path``; 409 when there is none."""
+        with self._mutex:
+            self._live()
+            lock = self._locks.get(token)
+            if lock is None or not lock.covers(path):
+                raise HTTPError(409, "No lock with that token covers this resource.")
+            del self._locks[token]
+
+    def forget(self, path: Path) -> None:
+        """Drop every lock taken on ``path`` or below it (it was deleted or moved away)."""
+        with self._mutex:
+            for lock in self._live():
+                if lock.root[:len(path)] == path:
+                    del self._locks[lock.token]
+
+    def check(self, if_header: Optional[str], request_path: Path,
+              changed: Sequence[Tuple[Path, bool]],
+              etag_of: Callable[[Path], Optional[str]]) -> None:
+        """Let a request through the ``If`` header and the locks.
+
+        ``changed`` lists the paths the request modifies, each with whether everything below
+        it changes too.  Raises 412 when the ``If`` header is false for the request's path
+        (RFC 4918 §10.4), 423 when a lock on a changed path was not named in it.
+        """
+        lists = parse_if(if_header) if if_header is not None else []
+        submitted: Set[str] = set()
+        if lists:
+            mine = [entry for entry in lists if entry.resource in (None, request_path)]
+            for entry in lists:
+                submitted.update(condition.token for condition in entry.conditions
+                                 if condition.token and not condition.negated)
+            if mine and not any(self._holds(entry, request_path, etag_of) for entry in mine):
+                raise HTTPError(412, "The If header's conditions do not hold.")
+        for path, below in changed:
+            for lock in self.locks_on(path, below):
+                if lock.token not in submitted:
+                    raise HTTPError(423, "The resource is locked; its lock token was not "
+                                         "submitted.")
+
+    def _holds(self, entry: IfList, path: Path,
+               etag_of: Callable[[Path], Optional[str]]) -> bool:
+        """Whether every condition of ``entry`` holds for ``path``."""
+        for condition in entry.conditions:
+            if condition.token is not None:
+                held = any(lock.token == condition.token for lock in self.locks_on(path))
+            else:
+                held = etag_of(path) == condition.etag
+            if held == condition.negated:
+                return False
+        return True
+

@@ -1,0 +1,122 @@
+"""What a WebDAV request names: a URL path to a :class:`Resource` under GET's rules.
+
+WebDAV names folders with or without their slash and never serves index files, so it does
+not use :func:`nex.files.paths.resolve`; it takes the same steps with the resolver's own
+pieces on the path routing decoded once (:func:`split_path`: dot segments, no escaped
+slashes): :func:`hidden` (dotfiles and upload temporary files are 404), :func:`lookup` (the
+symlink policy), and for the members of a folder what a listing shows
+(:func:`nex.files.listing.read_folder`: the entries GET would serve and the access checker
+lets be read).  A name the symlink policy refuses is 404, the answer a missing one gets.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+
+from nex.files.listing import read_folder
+from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
+                             refuse_missing)
+from nex.files.upload import UploadFolder
+from nex.http.conditional import make_etag
+from nex.http.errors import HTTPError
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+@dataclass
+class Resource:
+    """A URL path's ``segments`` and, when it is mapped, its path on disk and ``os.stat``."""
+
+    segments: List[str]
+    fs_path: Optional[str] = None
+    stat: Optional[os.stat_result] = None
+
+    @property
+    def path(self) -> Tuple[str, ...]:
+        """The segments as a tuple, as locks name paths."""
+        return tuple(self.segments)
+
+    @property
+    def exists(self) -> bool:
+        return self.stat is not None
+
+    @property
+    def collection(self) -> bool:
+        return self.stat is not None and stat.S_ISDIR(self.stat.st_mode)
+
+    @property
+    def url_path(self) -> str:
+        """The decoded URL path, a folder's ending in ``/``, as the access checker and
+        messages name it."""
+        path = "/" + "/".join(self.segments)
+        return path + "/" if self.collection and self.segments else path
+
+    @property
+    def href(self) -> str:
+        """The percent-encoded path a ``207`` body names it by."""
+        return encode_path(self.segments, folder=self.collection)
+
+    @property
+    def etag(self) -> Optional[str]:
+        """A file's strong ETag, as GET gives it; None for a folder or nothing."""
+        if self.stat is None or self.collection:
+            return None
+        return make_etag(self.stat.st_size, self.stat.st_mtime_ns)
+
+    def real_path(self) -> str:
+        """The path on disk after symlinks, for the access checker."""
+        return os.path.realpath(self.fs_path) if self.fs_path else ""
+
+
+def find_segments(segments: List[str], config: Config) -> Resource:
+    """The resource the decoded URL path ``segments`` name; unmapped when missing or when
+    the symlink policy refuses it, 404 when a segment is hidden."""
+    if any(hidden(segment, config.dotfiles) for segment in segments):
+        raise not_found("/" + "/".join(segments))
+    try:
+        fs_path, found = lookup(config.document_root, segments, config.symlinks)
+    except HTTPError as error:
+        if error.status != 404:
+            raise
+        return Resource(segments)
+    if not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
+        return Resource(segments)
+    return Resource(segments, fs_path, found)
+
+
+def members(folder: Resource, config: Config,
+            may: Optional[Checker] = None) -> Iterator[Resource]:
+    """The members of ``folder`` its listing shows, in its order: those GET would serve
+    and ``may`` (None: anything) lets be read.  403 when the folder cannot be read, 404 when
+    it has gone."""
+    target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
+    for name, _, found in read_folder(target, config, may):
+        yield Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
+
+
+def parent_folder(resource: Resource, config: Config,
+                  may: Optional[Checker] = None) -> UploadFolder:
+    """The open folder that holds ``resource``; 409 when it is missing (RFC 4918 §9.3.1,
+    §9.7.1: intermediate collections are never made) and ``may`` lets it be written there
+    (else :class:`Refused`, as for an upload), 403 for the root itself."""
+    if not resource.segments:
+        raise HTTPError(403, "The root folder cannot be replaced, moved or removed.")
+    shown = "/" + "/".join(resource.segments[:-1])
+    try:
+        return UploadFolder(resource.segments[:-1], config, shown, may)
+    except HTTPError as error:
+        if error.status != 404:
+            raise
+        raise HTTPError(409, f"The folder {shown} does not exist.") from None
+
+
+def must_exist(resource: Resource, config: Config, may: Checker, action: str) -> Resource:
+    """``resource``, or when it is unmapped its 404, unless ``may`` refuses ``action`` where
+    it would lie (:func:`refuse_missing`: a missing name tells no more than a present one)."""
+    if not resource.exists:
+        refuse_missing(resource.segments, resource.url_path, config, may, action)
+        raise not_found(resource.url_path)
+    return resource

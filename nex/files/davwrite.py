@@ -1,0 +1,311 @@
+"""WebDAV's methods that change the namespace (RFC 4918 §9.3, §9.6, §9.8, §9.9): MKCOL,
+DELETE, COPY and MOVE.
+
+Each takes the steps a PUT takes (:mod:`nex.files.upload`): names GET would serve, the
+target's folder opened and worked in by descriptor, a file that exists replaced only with
+``upload_overwrite``, ``max_upload_size`` bounding what a COPY writes, and the access
+checker asked for every entry touched: ``write`` for the target, a COPY or MOVE's
+Destination and each entry a DELETE, MOVE or replacement removes, ``read`` for what a COPY
+reads.  A refused target or Destination is :class:`nex.files.paths.Refused` (routing asks
+an anonymous client to log in).  DELETE needs ``[files] allow_delete`` and MOVE
+``[files] allow_rename``.  A folder is deleted (or replaced) only when every entry below it
+may be: a folder holding entries the checker refuses, or hidden ones (which a client cannot
+see, so cannot mean to delete), is answered ``207`` naming each refusal, and nothing goes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
+from urllib.parse import urlsplit
+
+from nex.files.davlocks import LockTable, Path
+from nex.files.davresource import (Resource, find_segments, members, must_exist,
+                                   parent_folder)
+from nex.files.davxml import XML_TYPE, multistatus, status_response
+from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
+from nex.files.upload import UploadFolder, store, storage_error
+from nex.http.body import BodyReader
+from nex.http.errors import HTTPError, reason_phrase, size_limit
+from nex.http.request import Request
+from nex.http.response import Response
+
+if TYPE_CHECKING:
+    from nex.process.config import Config
+
+_COPY_PIECE = 1024 * 1024
+
+
+def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config: Config,
+          locks: LockTable, may: Checker) -> Response:
+    """MKCOL ``target``: make one folder; 201, 405 where something exists, 409 without its
+    parent, 415 for a body (Nex knows no MKCOL body)."""
+    if body is not None and (body.length is None or body.length > 0):
+        raise HTTPError(415, "MKCOL takes no body here.")
+    may_write(target, may)  # before a 405 or a 409 tells what is there
+    if target.exists:
+        raise HTTPError(405, f"{target.url_path} exists already.",
+                        headers=[("Allow", "OPTIONS, PROPFIND, DELETE, COPY, MOVE")])
+    folder = parent_folder(target, config, may)
+    try:
+        may_write(target, may, folder)
+        check(request, locks, config, target, [(target.path, False), (target.path[:-1], False)])
+        name = target.segments[-1]
+        folder.check(name)
+        try:
+            os.mkdir(name, dir_fd=folder.fd)
+        except FileExistsError:
+            raise HTTPError(405, f"{target.url_path} exists already.") from None
+        except OSError as error:
+            raise storage_error(error) from None
+        folder.sync()
+    finally:
+        folder.close()
+    return Response(201, [("Location", target.href + "/")])
+
+
+def delete(request: Request, target: Resource, config: Config, locks: LockTable,
+           may: Checker) -> Response:
+    """DELETE ``target``, a file, or a folder with everything below it: 204, or 207 naming
+    what may not go (and then nothing went)."""
+    if not config.allow_delete:
+        raise HTTPError(403, "Deleting is turned off here.")
+    may_write(must_exist(target, config, may, "write"), may)
+    check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
+    refused = list(_refused_below(target, config, may)) if target.collection else []
+    if refused:
+        return Response(207, [XML_TYPE], body=multistatus(
+            status_response(href, 403, reason_phrase(403)) for href in refused))
+    folder = parent_folder(target, config)
+    try:
+        _remove(folder, target.segments[-1])
+        folder.sync()
+    finally:
+        folder.close()
+    locks.forget(target.path)
+    return Response(204)
+
+
+def copy_or_move(request: Request, source: Resource, config: Config, locks: LockTable,
+                 may: Checker, move: bool) -> Response:
+    """COPY or MOVE ``source`` to the ``Destination``: 201 for a new name, 204 for one
+    replaced, 412 when it exists and ``Overwrite: F``, 409 without its parent, 502 on
+    another server."""
+    if move and not config.allow_rename:
+        raise HTTPError(403, "Moving and renaming are turned off here.")
+    must_exist(source, config, may, "write" if move else "read")
+    destination = _destination(request, config)
+    overwrite = _overwrite(request.headers.get("Overwrite"))
+    infinite = _copy_depth(request.headers.get("Depth"), move)
+    if destination.segments[:len(source.segments)] == source.segments:
+        raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
+    if not may("write" if move else "read", source.url_path, source.real_path()):
+        raise Refused()
+    may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
+    if move and source.collection and list(_refused_below(source, config, may)):
+        raise HTTPError(403, f"{source.url_path} holds entries that may not be moved.")
+    changed = [(destination.path, True), (destination.path[:-1], False)]
+    if move:
+        changed += [(source.path, True), (source.path[:-1], False)]
+    check(request, locks, config, source, changed)
+    if destination.exists and not overwrite:
+        raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
+    folder = parent_folder(destination, config, may)
+    try:
+        if not destination.exists:
+            may_write(destination, may, folder)
+        name = destination.segments[-1]
+        if destination.exists and (destination.collection or source.collection):
+            if not config.upload_overwrite:
+                folder.check(name)  # the overwrite rule's own 409
+            if destination.collection and not config.allow_delete:
+                raise HTTPError(403, f"Replacing the folder {destination.url_path} would "
+                                     "delete it, and deleting is turned off here.")
+            if list(_refused_below(destination, config, may)):
+                raise HTTPError(403, f"{destination.url_path} holds entries that may not "
+                                     "be replaced.")
+            _remove(folder, name)
+        else:
+            folder.check(name)  # name rules; a file there is replaced only as PUT would
+        if move:
+            _move(source, folder, name, replace=destination.exists, config=config)
+            locks.forget(source.path)
+        elif source.collection:
+            _copy_tree(source, folder, name, infinite, config, may, [config.max_upload_size],
+                       set())
+        else:
+            _copy_file(source, folder, name, config, [config.max_upload_size])
+        folder.sync()
+    finally:
+        folder.close()
+    if destination.exists:
+        return Response(204)
+    return Response(201, [("Location", destination.href)])
+
+
+def check(request: Request, locks: LockTable, config: Config, target: Resource,
+          changed: List[Tuple[Path, bool]]) -> None:
+    """The ``If`` header and the locks for a request changing ``changed``."""
+    locks.check(request.headers.get("If"), target.path, changed,
+                lambda path: find_segments(list(path), config).etag)
+
+
+def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = None
+               ) -> None:
+    """:class:`Refused` unless the checker lets ``target`` be written: an unmapped one by
+    the real path it would have in ``folder``, or without ``folder`` by its URL path alone
+    (to be asked again once its folder is open)."""
+    if target.exists:
+        real = target.real_path()
+    else:
+        real = "" if folder is None else os.path.join(folder.real_path, target.segments[-1])
+    if not may("write", target.url_path, real):
+        raise Refused()
+
+
+def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[str]:
+    """The hrefs of what keeps ``folder`` from going: members the checker will not let be
+    written, and folders (the first one named) holding entries a client cannot see."""
+    target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
+    try:
+        names = os.listdir(folder.fs_path)
+    except OSError:
+        yield folder.href
+        return
+    if any(servable_entry(target, name, config) is None for name in names):
+        yield folder.href
+        return
+    for member in members(folder, config):
+        if not may("write", member.url_path, member.real_path()):
+            yield member.href
+        elif member.collection and not os.path.islink(member.fs_path):
+            yield from _refused_below(member, config, may)
+
+
+def _remove(folder: UploadFolder, name: str) -> None:
+    """Remove the entry ``name`` of ``folder``: a link itself (never what it leads to), a
+    file, or a folder with everything in it."""
+    try:
+        if stat.S_ISDIR(os.stat(name, dir_fd=folder.fd, follow_symlinks=False).st_mode):
+            shutil.rmtree(name, dir_fd=folder.fd)
+        else:
+            os.unlink(name, dir_fd=folder.fd)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise storage_error(error) from None
+
+
+def _move(source: Resource, folder: UploadFolder, name: str, replace: bool,
+          config: Config) -> None:
+    """Rename ``source`` (the entry itself, a link as a link) to ``name`` in ``folder``;
+    a name taken meanwhile is not replaced unless ``replace``."""
+    origin = parent_folder(source, config)
+    try:
+        old = source.segments[-1]
+        try:
+            if replace or source.collection:
+                # A folder never replaces a file or a non-empty folder: rename(2) refuses.
+                os.rename(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd)
+            else:
+                os.link(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd,
+                        follow_symlinks=False)
+                os.unlink(old, dir_fd=origin.fd)
+        except FileExistsError:
+            raise HTTPError(412, f"/{'/'.join(folder.segments + [name])} was made "
+                                 "meanwhile.") from None
+        except OSError as error:
+            raise storage_error(error) from None
+        origin.sync()
+    finally:
+        origin.close()
+
+
+def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config,
+               budget: List[int]) -> None:
+    """Copy the file ``source`` to ``name`` in ``folder`` as a PUT of its content would
+    store it; ``budget`` (bytes left of ``max_upload_size``) bounds what a COPY writes."""
+    budget[0] -= source.stat.st_size
+    if budget[0] < 0:
+        raise HTTPError(413, "The copy is larger than one upload may be ("
+                             f"{size_limit('max_upload_size', config.max_upload_size)}).")
+    pending = folder.create(name)
+    try:
+        try:
+            with open(source.fs_path, "rb", buffering=0) as original:
+                while True:
+                    piece = original.read(_COPY_PIECE)
+                    if not piece:
+                        break
+                    pending.write(piece)
+        except OSError as error:
+            raise storage_error(error) from None
+        store(pending)
+    finally:
+        pending.discard()
+
+
+def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool,
+               config: Config, may: Checker, budget: List[int],
+               seen: Set[Tuple[int, int]]) -> None:
+    """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
+    ``infinite`` every member GET would serve and the checker lets be read, once each
+    (a link back up the tree is not followed round)."""
+    try:
+        os.mkdir(name, dir_fd=folder.fd)
+    except OSError as error:
+        raise storage_error(error) from None
+    identity = (source.stat.st_dev, source.stat.st_ino)
+    if not infinite or identity in seen:
+        return
+    seen.add(identity)
+    copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]))
+    try:
+        for member in members(source, config, may):
+            if member.collection:
+                _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen)
+            else:
+                _copy_file(member, copy, member.segments[-1], config, budget)
+        copy.sync()
+    finally:
+        copy.close()
+
+
+def _destination(request: Request, config: Config) -> Resource:
+    """The resource the ``Destination`` header names (RFC 4918 §10.3); 400 when missing or
+    malformed, 502 when it names another server."""
+    value = request.headers.get("Destination")
+    if value is None:
+        raise HTTPError(400, "COPY and MOVE name a Destination.")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise HTTPError(400, "The Destination is not a URL.") from None
+    if parts.scheme or parts.netloc:
+        if (parts.scheme.lower() not in ("http", "https")
+                or parts.netloc.lower() != request.host.lower()):
+            raise HTTPError(502, "The Destination is on another server.")
+    if not parts.path.startswith("/"):
+        raise HTTPError(400, "The Destination is not an absolute path.")
+    return find_segments(split_path(parts.path)[0], config)
+
+
+def _overwrite(value: Optional[str]) -> bool:
+    """The ``Overwrite`` header (RFC 4918 §10.6): T (the default) or F; else 400."""
+    if value is None or value == "T":
+        return True
+    if value == "F":
+        return False
+    raise HTTPError(400, "Overwrite is T or F.")
+
+
+def _copy_depth(value: Optional[str], infinity_only: bool) -> bool:
+    """Whether a COPY goes below a folder: ``Depth`` 0 or infinity (the default); a MOVE
+    takes infinity alone (RFC 4918 §9.8.3, §9.9.2); 400 otherwise."""
+    if value is None or value.lower() == "infinity":
+        return True
+    if value == "0" and not infinity_only:
+        return False
+    raise HTTPError(400, "Depth is 0 or infinity for COPY, infinity for MOVE.")

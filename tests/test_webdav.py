@@ -1,0 +1,571 @@
+"""WebDAV without sockets (RFC 4918): each method's statuses through a real Dispatcher, the
+access rules of PROPFIND, locks and the If header, and the safe XML parser."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import xml.etree.ElementTree as ElementTree
+from typing import Dict, List, Optional, Tuple
+from unittest import mock
+
+from nex.files.davlocks import LockTable, parse_if, parse_timeout
+from nex.files.davxml import MAX_DEPTH, parse_xml
+from nex.files.filecache import SmallFileCache
+from nex.files.paths import split_path
+from nex.files.webdav import WebDav
+from nex.http.errors import HTTPError
+from nex.http.response import Response
+from nex.site.hosts import HostValidator
+from nex.site.routing import Dispatcher
+from tests.test_upload import ALICE, UploadTestCase
+
+XML = ("Content-Type", "application/xml")
+PROPNAME = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>'
+LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            b'</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner>'
+            b'</D:lockinfo>')
+SHARED = LOCKINFO.replace(b"exclusive", b"shared")
+
+
+def multistatus(response: Response) -> List[Tuple[str, Dict[str, str]]]:
+    """``(href, {property local name: status})`` per response of a 207 body; a response
+    without propstat maps ``"status"`` to its status code."""
+    assert response.status == 207, response.status
+    tree = ElementTree.fromstring(b"".join(response.body))
+    result = []
+    for item in tree.findall("{DAV:}response"):
+        href = item.findtext("{DAV:}href")
+        statuses = {}
+        for propstat in item.findall("{DAV:}propstat"):
+            code = propstat.findtext("{DAV:}status").split(" ")[1]
+            for prop in propstat.find("{DAV:}prop"):
+                statuses[prop.tag.rpartition("}")[2]] = code
+        if item.findtext("{DAV:}status"):
+            statuses["status"] = item.findtext("{DAV:}status").split(" ")[1]
+        result.append((href, statuses))
+    return result
+
+
+class DavCase(UploadTestCase):
+    """A root with ``dir/``, ``hello.txt`` and ``outside/secret.txt`` beside it; WebDAV
+    write on, deleting and renaming allowed, one lock table for the whole test."""
+
+    settings = {"upload": True, "webdav": "write", "allow_delete": True, "allow_rename": True}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.locks = LockTable()
+
+    def site(self, file_cache: Optional[SmallFileCache] = None, **settings) -> Dispatcher:
+        config = dataclasses.replace(self.config, **settings)
+        dav = WebDav.for_site(config)
+        if dav is not None:
+            dav.locks = self.locks
+        return Dispatcher(config, self.templates, HostValidator(["*"]), "sig", file_cache,
+                          auth=self.auth, dav=dav)
+
+    def dav(self, method: str, target: str, body: bytes = b"", *headers: Tuple[str, str],
+            **settings) -> Response:
+        return self.request(method, target, body, headers=headers, **settings)
+
+    def propfind(self, target: str, depth: str = "1", body: bytes = b"", **settings):
+        return multistatus(self.dav("PROPFIND", target, body, ("Depth", depth), **settings))
+
+    def lock(self, target: str, *headers: Tuple[str, str], body: bytes = LOCKINFO) -> str:
+        response = self.dav("LOCK", target, body, XML, *headers)
+        self.assertIn(response.status, (200, 201))
+        return dict(response.headers)["Lock-Token"]
+
+
+class PropfindTest(DavCase):
+
+    def test_depth_0_is_207_with_the_live_properties(self) -> None:
+        [(href, props)] = self.propfind("/hello.txt", "0")
+        self.assertEqual(href, "/hello.txt")
+        for name in ("resourcetype", "getcontentlength", "getlastmodified", "getetag",
+                     "getcontenttype", "creationdate", "supportedlock", "lockdiscovery"):
+            self.assertEqual(props.get(name), "200", name)
+
+    def test_depth_1_lists_the_members_in_the_listings_order(self) -> None:
+        os.mkdir(os.path.join(self.root, "dir", "sub"))
+        self.write("dir/a b.txt", b"x")
+        self.write("dir/B.txt", b"x")
+        hrefs = [href for href, _ in self.propfind("/dir/")]
+        self.assertEqual(hrefs, ["/dir/", "/dir/sub/", "/dir/a%20b.txt", "/dir/B.txt"])
+
+    def test_a_folder_without_its_slash_is_answered_too(self) -> None:
+        [(href, props)] = self.propfind("/dir", "0")
+        self.assertEqual(href, "/dir/")
+
+    def test_etag_is_the_one_get_gives(self) -> None:
+        get = self.request("GET", "/hello.txt", length=0)
+        body = b"".join(self.dav("PROPFIND", "/hello.txt", b"", ("Depth", "0")).body)
+        self.assertIn(dict(get.headers)["ETag"].encode(), body)
+        get.release()
+
+    def test_propname_and_unknown_properties(self) -> None:
+        [(_, props)] = self.propfind("/hello.txt", "0", PROPNAME)
+        self.assertEqual(props["getetag"], "200")
+        body = (b'<D:propfind xmlns:D="DAV:" xmlns:z="urn:z"><D:prop><D:getetag/><z:colour/>'
+                b'</D:prop></D:propfind>')
+        [(_, props)] = self.propfind("/hello.txt", "0", body)
+        self.assertEqual(props, {"getetag": "200", "colour": "404"})
+
+    def test_depth_infinity_and_no_depth_are_403(self) -> None:
+        for headers in ([("Depth", "infinity")], []):
+            with self.subTest(headers=headers):
+                self.refusal(403, "PROPFIND", "/", headers=headers)
+        self.refusal(400, "PROPFIND", "/", headers=[("Depth", "2")])
+
+    def test_missing_is_404(self) -> None:
+        self.refusal(404, "PROPFIND", "/nothing", headers=[("Depth", "0")])
+
+    def test_read_mode_serves_propfind_and_refuses_writes_with_405(self) -> None:
+        self.assertEqual(len(self.propfind("/", "1", webdav="read")), 3)
+        for method in ("MKCOL", "DELETE", "LOCK", "PROPPATCH", "COPY", "MOVE", "UNLOCK"):
+            with self.subTest(method=method):
+                self.refusal(405, method, "/dir/new", webdav="read", upload=False)
+
+    def test_without_webdav_uploads_bring_the_listings_file_management(self) -> None:
+        self.assertEqual(self.dav("MKCOL", "/dir/made", webdav="no").status, 201)
+        self.assertEqual(self.dav("DELETE", "/dir/made", webdav="no").status, 204)
+        self.refusal(405, "DELETE", "/hello.txt", webdav="no", allow_delete=False)
+        for method in ("PROPFIND", "LOCK", "COPY", "MOVE"):
+            with self.subTest(method=method):
+                self.refusal(501, method, "/hello.txt", webdav="no", allow_rename=False,
+                             headers=[("Destination", "/x.txt")])
+        self.assertNotIn("DAV", dict(self.request("OPTIONS", "/", length=0,
+                                                  webdav="no").headers))
+
+    def test_webdav_off_is_501(self) -> None:
+        self.refusal(501, "PROPFIND", "/", headers=[("Depth", "0")], webdav="no")
+
+    def test_options_names_the_dav_classes(self) -> None:
+        headers = dict(self.request("OPTIONS", "/", length=0).headers)
+        self.assertEqual(headers["DAV"], "1, 2")
+        self.assertIn("PROPFIND", headers["Allow"])
+        self.assertEqual(dict(self.request("OPTIONS", "/", length=0, webdav="read")
+                              .headers)["DAV"], "1")
+
+
+class PropfindSecurityTest(DavCase):
+    """PROPFIND shows exactly what GET serves."""
+
+    def test_propfind_lists_no_dotfiles_or_upload_temporary_files(self) -> None:
+        self.write("dir/.secret", b"x")
+        self.write("dir/.nex-upload-0123456789abcdef", b"half")
+        self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
+        self.refusal(404, "PROPFIND", "/dir/.secret", headers=[("Depth", "0")])
+
+    def test_propfind_does_not_follow_a_link_out_of_the_root(self) -> None:
+        os.symlink(self.outside, os.path.join(self.root, "dir", "out"))
+        self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
+        self.refusal(404, "PROPFIND", "/dir/out/", headers=[("Depth", "1")])
+
+    def test_propfind_shows_no_protected_folder(self) -> None:
+        os.mkdir(os.path.join(self.root, "dir", "private"))
+        self.protect("/dir/private/")
+        self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
+        self.refusal(401, "PROPFIND", "/dir/private/", headers=[("Depth", "0")])
+        response = self.dav("PROPFIND", "/dir/", b"", ("Depth", "1"), ALICE)
+        self.assertEqual([href for href, _ in multistatus(response)],
+                         ["/dir/", "/dir/private/"])
+
+    def test_propfind_hides_a_link_into_a_protected_folder(self) -> None:
+        os.mkdir(os.path.join(self.root, "private"))
+        self.write("private/secret.txt", b"s")
+        os.symlink("../private", os.path.join(self.root, "dir", "door"))
+        os.symlink("../private/secret.txt", os.path.join(self.root, "dir", "key.txt"))
+        self.protect("/private/")
+        self.assertEqual([href for href, _ in self.propfind("/dir/")], ["/dir/"])
+        for target in ("/dir/door/", "/dir/key.txt", "/dir/door/none.txt"):
+            with self.subTest(target=target):
+                self.refusal(401, "PROPFIND", target, headers=[("Depth", "0")])
+        response = self.dav("PROPFIND", "/dir/", b"", ("Depth", "1"), ALICE)
+        self.assertEqual([href for href, _ in multistatus(response)],
+                         ["/dir/", "/dir/door/", "/dir/key.txt"])
+
+    def test_propfind_depth_1_needs_listings(self) -> None:
+        self.refusal(403, "PROPFIND", "/dir/", headers=[("Depth", "1")], listing=False)
+
+
+class XmlSafetyTest(DavCase):
+
+    def test_billion_laughs_is_refused(self) -> None:
+        bomb = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+                b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+                b'<D:propfind xmlns:D="DAV:"><D:prop>&b;</D:prop></D:propfind>')
+        self.refusal(400, "PROPFIND", "/", bomb, headers=[("Depth", "0")])
+
+    def test_external_entities_are_refused(self) -> None:
+        xxe = (b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file://'
+               + os.path.join(self.outside, "secret.txt").encode() + b'">]>'
+               b'<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>'
+               b'<D:locktype><D:write/></D:locktype><D:owner>&x;</D:owner></D:lockinfo>')
+        self.refusal(400, "LOCK", "/hello.txt", xxe)
+        with self.assertRaises(HTTPError):
+            parse_xml(b'<!DOCTYPE a SYSTEM "http://example.invalid/a.dtd"><a/>')
+
+    def test_deep_and_large_bodies_are_refused(self) -> None:
+        deep = b"<a>" * (MAX_DEPTH + 1) + b"</a>" * (MAX_DEPTH + 1)
+        self.refusal(400, "PROPFIND", "/", deep, headers=[("Depth", "0")])
+        error = self.refusal(413, "PROPPATCH", "/hello.txt", b" " * (1024 * 1024 + 1))
+        self.assertIn("(max_request_body = 1M)", error.detail)
+        self.config = dataclasses.replace(self.config, max_request_body=4 * 1024 * 1024)
+        error = self.refusal(413, "PROPPATCH", "/hello.txt", b" " * (1024 * 1024 + 1))
+        self.assertEqual(error.detail, "A WebDAV request's XML body is at most 1024 KiB.")
+
+    def test_malformed_xml_is_400(self) -> None:
+        self.refusal(400, "PROPFIND", "/", b"<D:propfind xmlns:D='DAV:'>", headers=[
+            ("Depth", "0")])
+
+
+class WriteMethodsTest(DavCase):
+
+    def test_mkcol_201_405_409_415(self) -> None:
+        self.assertEqual(self.dav("MKCOL", "/dir/new").status, 201)
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "dir", "new")))
+        self.refusal(405, "MKCOL", "/dir/new")
+        self.refusal(409, "MKCOL", "/missing/new")
+        self.refusal(415, "MKCOL", "/dir/other", b"<x/>")
+
+    def test_mkcol_of_a_hidden_name_is_404(self) -> None:
+        self.refusal(404, "MKCOL", "/dir/.hidden")
+        self.refusal(404, "MKCOL", "/dir/.nex-upload-x")
+
+    def test_copy_201_then_204_with_overwrite_and_412_without(self) -> None:
+        destination = ("Destination", "http://localhost/dir/copy.txt")
+        self.assertEqual(self.dav("COPY", "/hello.txt", b"", destination).status, 201)
+        self.assertEqual(self.read("dir/copy.txt"), b"hello, world\n")
+        self.refusal(412, "COPY", "/hello.txt", headers=[destination, ("Overwrite", "F")])
+        self.refusal(409, "COPY", "/hello.txt", headers=[destination])  # upload_overwrite off
+        response = self.dav("COPY", "/hello.txt", b"", destination, upload_overwrite=True)
+        self.assertEqual(response.status, 204)
+
+    def test_copy_of_a_folder_copies_what_get_serves(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "tree", "deeper"))
+        self.write("dir/tree/deeper/f.txt", b"f")
+        self.write("dir/tree/.hidden", b"h")
+        os.symlink(self.outside, os.path.join(self.root, "dir", "tree", "out"))
+        self.assertEqual(self.dav("COPY", "/dir/tree/", b"",
+                                  ("Destination", "/tree2")).status, 201)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "tree2"))), ["deeper"])
+        self.assertEqual(self.read("tree2/deeper/f.txt"), b"f")
+
+    def test_copy_depth_0_makes_the_folder_alone(self) -> None:
+        self.write("dir/f.txt", b"f")
+        self.dav("COPY", "/dir/", b"", ("Destination", "/empty"), ("Depth", "0"))
+        self.assertEqual(os.listdir(os.path.join(self.root, "empty")), [])
+
+    def test_copy_into_itself_is_403_and_to_a_missing_folder_409(self) -> None:
+        self.refusal(403, "COPY", "/dir/", headers=[("Destination", "/dir/inner")])
+        self.refusal(409, "COPY", "/hello.txt", headers=[("Destination", "/no/where.txt")])
+
+    def test_copy_to_another_server_is_502(self) -> None:
+        self.refusal(502, "COPY", "/hello.txt",
+                     headers=[("Destination", "http://elsewhere.example/x.txt")])
+
+    def test_copy_larger_than_max_upload_size_is_413(self) -> None:
+        error = self.refusal(413, "COPY", "/hello.txt", headers=[("Destination", "/big.txt")],
+                             max_upload_size=4)
+        self.assertIn("(max_upload_size = 4)", error.detail)
+        self.assertNoTemporaryFiles()
+
+    def test_destination_cannot_climb_out_of_the_root(self) -> None:
+        self.dav("COPY", "/hello.txt", b"", ("Destination", "/../../escaped.txt"))
+        self.assertFalse(os.path.exists(os.path.join(self.base, "escaped.txt")))
+        self.assertEqual(self.read("escaped.txt"), b"hello, world\n")
+
+    def test_move_201_and_204(self) -> None:
+        self.write("dir/a.txt", b"a")
+        self.assertEqual(self.dav("MOVE", "/dir/a.txt", b"", ("Destination", "/b.txt")).status,
+                         201)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "a.txt")))
+        self.write("dir/c.txt", b"c")
+        self.assertEqual(self.dav("MOVE", "/dir/c.txt", b"", ("Destination", "/b.txt"),
+                                  upload_overwrite=True).status, 204)
+        self.assertEqual(self.read("b.txt"), b"c")
+
+    def test_moving_a_folder_checks_every_entry_with_the_policy(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "m", "keep"))
+        self.protect("/dir/m/keep/")
+        self.refusal(403, "MOVE", "/dir/m/", headers=[("Destination", "/moved/")])
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "dir", "m", "keep")))
+
+    def test_replacing_a_folder_needs_deleting_allowed(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "full"))
+        self.write("dir/full/f.txt", b"f")
+        self.refusal(403, "COPY", "/hello.txt", headers=[("Destination", "/dir/full")],
+                     upload_overwrite=True, allow_delete=False)
+        self.assertEqual(self.read("dir/full/f.txt"), b"f")
+        self.assertEqual(self.dav("COPY", "/hello.txt", b"", ("Destination", "/dir/full"),
+                                  upload_overwrite=True).status, 204)
+        self.assertEqual(self.read("dir/full"), b"hello, world\n")
+
+    def test_move_of_a_folder(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "m"))
+        self.write("dir/m/f.txt", b"f")
+        self.dav("MOVE", "/dir/m/", b"", ("Destination", "/moved/"))
+        self.assertEqual(self.read("moved/f.txt"), b"f")
+
+    def test_move_and_delete_are_off_unless_allowed(self) -> None:
+        self.refusal(403, "MOVE", "/hello.txt", headers=[("Destination", "/x.txt")],
+                     allow_rename=False)
+        self.refusal(403, "DELETE", "/hello.txt", allow_delete=False)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+
+    def test_delete_204_and_404(self) -> None:
+        self.assertEqual(self.dav("DELETE", "/hello.txt").status, 204)
+        self.refusal(404, "DELETE", "/hello.txt")
+
+    def test_delete_of_a_folder_is_recursive(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "t", "u"))
+        self.write("dir/t/u/f.txt", b"f")
+        self.assertEqual(self.dav("DELETE", "/dir/t/").status, 204)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "t")))
+
+    def test_delete_does_not_remove_what_a_client_cannot_see(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "t"))
+        self.write("dir/t/.hidden", b"h")
+        [(href, props)] = multistatus(self.dav("DELETE", "/dir/t/"))
+        self.assertEqual((href, props), ("/dir/t/", {"status": "403"}))
+        self.assertEqual(self.read("dir/t/.hidden"), b"h")
+
+    def test_delete_checks_every_entry_with_the_policy(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "t", "keep"))
+        self.write("dir/t/keep/f.txt", b"f")
+        self.write("dir/t/other.txt", b"o")
+        self.protect("/dir/t/keep/")
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [("/dir/t/keep/", {"status": "403"})])
+        self.assertEqual(self.read("dir/t/other.txt"), b"o")
+
+    def test_delete_of_a_link_removes_the_link_alone(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "target"))
+        self.write("dir/target/f.txt", b"f")
+        os.symlink("target", os.path.join(self.root, "dir", "link"))
+        self.dav("DELETE", "/dir/link")
+        self.assertEqual(self.read("dir/target/f.txt"), b"f")
+        self.assertFalse(os.path.lexists(os.path.join(self.root, "dir", "link")))
+
+    def test_the_root_cannot_be_deleted_or_moved(self) -> None:
+        self.refusal(403, "DELETE", "/")
+        self.refusal(403, "MOVE", "/", headers=[("Destination", "/x/")])
+
+    def test_writes_from_another_site_are_403(self) -> None:
+        for refused in (("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site"),
+                        ("Referer", "http://evil.example/page.html")):
+            with self.subTest(refused=refused):
+                self.refusal(403, "DELETE", "/hello.txt", headers=[refused])
+                self.refusal(403, "MKCOL", "/dir/x", headers=[refused])
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+
+    def test_dns_rebinding_host_cannot_write_over_webdav(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/dir/x", []), ("DELETE", "/hello.txt", []),
+                ("PROPPATCH", "/hello.txt", []), ("LOCK", "/hello.txt", []),
+                ("UNLOCK", "/hello.txt", [("Lock-Token", "<urn:uuid:x>")]),
+                ("COPY", "/hello.txt", [("Destination", "/dir/x.txt")]),
+                ("MOVE", "/hello.txt", [("Destination", "/dir/x.txt")])):
+            with self.subTest(method=method):
+                self.refusal(403, method, target, headers=headers, host="rebound.example")
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+        self.assertEqual(len(self.propfind("/", host="rebound.example")), 3)
+
+    def test_each_request_decodes_its_path_once(self) -> None:
+        os.mkdir(os.path.join(self.root, "dir", "a b"))
+        for method, target, headers in (
+                ("PROPFIND", "/dir/a%20b/", [("Depth", "1")]), ("MKCOL", "/dir/a%20b/c", []),
+                ("COPY", "/hello.txt", [("Destination", "/dir/a%20b/h.txt")]),
+                ("DELETE", "/dir/a%20b/h.txt", [])):
+            with self.subTest(method=method), \
+                    mock.patch("nex.site.routing.split_path", wraps=split_path) as decode, \
+                    mock.patch("nex.files.davwrite.split_path", wraps=split_path) as other:
+                self.assertLess(self.dav(method, target, b"", *headers).status, 300)
+                decode.assert_called_once_with(target)
+                self.assertNotIn(mock.call(target), other.call_args_list)
+
+    def test_writes_need_uploads_on(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/dir/x", []), ("DELETE", "/hello.txt", []),
+                ("PROPPATCH", "/hello.txt", []), ("LOCK", "/dir/x.txt", []),
+                ("COPY", "/hello.txt", [("Destination", "/dir/x.txt")]),
+                ("MOVE", "/hello.txt", [("Destination", "/dir/x.txt")])):
+            with self.subTest(method=method):
+                self.refusal(403, method, target, LOCKINFO if method == "LOCK" else b"",
+                             headers=headers, upload=False)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(self.names("dir"), [])
+
+    def test_a_link_into_a_protected_folder_takes_no_anonymous_write(self) -> None:
+        os.mkdir(os.path.join(self.root, "private"))
+        self.write("private/secret.txt", b"s")
+        os.symlink("../private", os.path.join(self.root, "dir", "door"))
+        self.protect("/private/")
+        for method, target, headers in (
+                ("MKCOL", "/dir/door/new", []), ("DELETE", "/dir/door/secret.txt", []),
+                # Missing or present, a name behind the link says nothing without the login.
+                ("MKCOL", "/dir/door/secret.txt", []), ("MKCOL", "/dir/door/none/new", []),
+                ("DELETE", "/dir/door/none.txt", []), ("PROPPATCH", "/dir/door/none.txt", []),
+                ("COPY", "/dir/door/none.txt", [("Destination", "/leak.txt")]),
+                ("COPY", "/hello.txt", [("Destination", "/dir/door/none/x.txt")]),
+                ("COPY", "/hello.txt", [("Destination", "/dir/door/copy.txt")]),
+                ("MOVE", "/dir/door/secret.txt", [("Destination", "/moved.txt")]),
+                ("COPY", "/dir/door/secret.txt", [("Destination", "/leak.txt")])):
+            with self.subTest(method=method, target=target):
+                self.refusal(401, method, target, headers=headers)
+        self.assertEqual(self.names("private"), ["secret.txt"])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "leak.txt")))
+
+    def test_proppatch_is_207_refusing_each_property(self) -> None:
+        body = (b'<D:propertyupdate xmlns:D="DAV:" xmlns:z="urn:z"><D:set><D:prop>'
+                b'<z:colour>red</z:colour></D:prop></D:set><D:remove><D:prop><z:size/>'
+                b'</D:prop></D:remove></D:propertyupdate>')
+        self.assertEqual(multistatus(self.dav("PROPPATCH", "/hello.txt", body, XML)),
+                         [("/hello.txt", {"colour": "403", "size": "403"})])
+        self.refusal(400, "PROPPATCH", "/hello.txt", b"<a/>")
+        self.refusal(404, "PROPPATCH", "/none.txt", body)
+
+
+class LockTest(DavCase):
+
+    def test_a_locked_file_takes_no_put_or_delete_without_its_token(self) -> None:
+        token = self.lock("/hello.txt")
+        self.refusal(423, "PUT", "/hello.txt", b"new", upload_overwrite=True)
+        self.refusal(423, "DELETE", "/hello.txt")
+        self.refusal(423, "MOVE", "/hello.txt", headers=[("Destination", "/x.txt")])
+        response = self.request("PUT", "/hello.txt", b"new", upload_overwrite=True,
+                                headers=[("If", f"({token})")])
+        self.assertEqual(response.status, 204)
+        self.assertEqual(self.read("hello.txt"), b"new")
+
+    def test_a_locked_file_takes_no_resumable_upload_without_its_token(self) -> None:
+        token = self.lock("/hello.txt")
+        self.refusal(423, "PUT", "/hello.txt", b"new", upload_overwrite=True,
+                     headers=[("Upload-Complete", "?1")])
+        response = self.request("PUT", "/hello.txt", b"new", upload_overwrite=True,
+                                headers=[("Upload-Complete", "?1"), ("If", f"({token})")])
+        self.assertEqual(response.status, 204)
+
+    def test_a_folder_lock_covers_what_is_below(self) -> None:
+        token = self.lock("/dir/")
+        self.refusal(423, "PUT", "/dir/new.txt", b"x")
+        self.refusal(423, "MKCOL", "/dir/sub")
+        self.assertEqual(self.dav("MKCOL", "/dir/sub", b"", ("If", f"({token})")).status, 201)
+
+    def test_a_second_exclusive_lock_is_423_and_shared_locks_share(self) -> None:
+        self.lock("/hello.txt")
+        self.refusal(423, "LOCK", "/hello.txt", LOCKINFO)
+        self.write("dir/s.txt", b"s")
+        self.lock("/dir/s.txt", body=SHARED)
+        self.lock("/dir/s.txt", body=SHARED)
+        self.refusal(423, "LOCK", "/dir/s.txt", LOCKINFO)
+
+    def test_a_lock_below_stops_a_folder_lock_with_207_423_and_424(self) -> None:
+        self.write("dir/f.txt", b"f")
+        self.lock("/dir/f.txt")
+        self.assertEqual(multistatus(self.dav("LOCK", "/dir/", LOCKINFO, XML)),
+                         [("/dir/f.txt", {"status": "423"}), ("/dir/", {"status": "424"})])
+
+    def test_lock_on_an_unmapped_url_makes_an_empty_file_201(self) -> None:
+        response = self.dav("LOCK", "/dir/new.txt", LOCKINFO, XML)
+        self.assertEqual(response.status, 201)
+        self.assertEqual(self.read("dir/new.txt"), b"")
+        self.refusal(409, "LOCK", "/none/new.txt", LOCKINFO)
+
+    def test_unlock_204_and_409(self) -> None:
+        token = self.lock("/hello.txt")
+        self.refusal(409, "UNLOCK", "/dir/", headers=[("Lock-Token", token)])
+        self.assertEqual(self.dav("UNLOCK", "/hello.txt", b"", ("Lock-Token", token)).status,
+                         204)
+        self.refusal(409, "UNLOCK", "/hello.txt", headers=[("Lock-Token", token)])
+        self.refusal(400, "UNLOCK", "/hello.txt", headers=[("Lock-Token", "nobrackets")])
+
+    def test_refresh_needs_the_token_in_if(self) -> None:
+        token = self.lock("/hello.txt")
+        response = self.dav("LOCK", "/hello.txt", b"", ("If", f"({token})"),
+                            ("Timeout", "Second-100"))
+        self.assertEqual(response.status, 200)
+        self.assertIn(b"Second-100", b"".join(response.body))
+        self.refusal(412, "LOCK", "/hello.txt", headers=[("If", "(<urn:uuid:other>)")])
+        self.refusal(400, "LOCK", "/hello.txt")
+
+    def test_lockdiscovery_shows_the_lock(self) -> None:
+        self.lock("/hello.txt")
+        body = b"".join(self.dav("PROPFIND", "/hello.txt", b"", ("Depth", "0")).body)
+        self.assertIn(b"<D:owner>tester</D:owner>", body)
+
+    def test_a_false_if_header_is_412(self) -> None:
+        get = self.request("GET", "/hello.txt", length=0)
+        etag = dict(get.headers)["ETag"]
+        get.release()
+        self.refusal(412, "PUT", "/hello.txt", b"x", upload_overwrite=True,
+                     headers=[("If", '(["other"])')])
+        response = self.request("PUT", "/hello.txt", b"x", upload_overwrite=True,
+                                headers=[("If", f"([{etag}])")])
+        self.assertEqual(response.status, 204)
+        self.refusal(412, "DELETE", "/hello.txt", headers=[("If", f"(Not [\"{'x'}\"] [{etag}])")])
+
+    def test_an_expired_lock_is_gone(self) -> None:
+        now = [1000.0]
+        self.locks = LockTable(clock=lambda: now[0])
+        self.lock("/hello.txt", ("Timeout", "Second-60"))
+        self.refusal(423, "DELETE", "/hello.txt")
+        now[0] += 61
+        self.assertEqual(self.dav("DELETE", "/hello.txt").status, 204)
+
+
+class IfHeaderTest(DavCase):
+
+    def test_grammar(self) -> None:
+        lists = parse_if('<http://h/a> (<urn:uuid:1> ["e"]) (Not <urn:uuid:2>)')
+        self.assertEqual([entry.resource for entry in lists], [("a",), ("a",)])
+        self.assertEqual(lists[1].conditions[0].negated, True)
+        for bad in ["", "()", "(<a>", "<a>", "(Not)", "(Not Not <a>)", "([e])", "x"]:
+            with self.subTest(value=bad), self.assertRaises(HTTPError):
+                parse_if(bad)
+
+    def test_timeouts(self) -> None:
+        self.assertEqual(parse_timeout("Second-100"), 100)
+        self.assertEqual(parse_timeout("Infinite, Second-4100000000"), 3600)
+        self.assertEqual(parse_timeout("Second-99999999"), 3600)
+        self.assertEqual(parse_timeout(None), 600)
+        self.assertEqual(parse_timeout("soon"), 600)
+
+
+class ProtectedDestinationTest(DavCase):
+    """A login protects ``/dir/``: writing there by COPY or MOVE needs it too."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.protect("/dir/")
+
+    def test_copy_or_move_into_a_protected_folder_needs_a_login(self) -> None:
+        for method in ("COPY", "MOVE"):
+            for destination in ("/dir/stolen.txt", "http://localhost/dir/stolen.txt",
+                                "/other/../dir/stolen.txt", "/%64ir/stolen.txt"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(401, method, "/hello.txt",
+                                 headers=[("Destination", destination)])
+        self.assertEqual(os.listdir(os.path.join(self.root, "dir")), [])
+        response = self.request("COPY", "/hello.txt", headers=[
+            ("Destination", "/dir/copied.txt"), ALICE])
+        self.assertEqual((response.status, response.user), (201, "alice"))
+
+    def test_copy_out_of_the_protected_folder_needs_a_login_as_ever(self) -> None:
+        self.write("dir/secret.txt", b"s")
+        self.refusal(401, "COPY", "/dir/secret.txt", headers=[("Destination", "/leak.txt")])
+
+    def test_a_protected_destination_does_not_say_whether_it_exists(self) -> None:
+        self.write("dir/secret.txt", b"s")
+        for destination, overwrite in (("/dir/secret.txt", "F"), ("/dir/missing/x.txt", "T"),
+                                       ("/dir/secret.txt", "T")):
+            for method in ("COPY", "MOVE"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(401, method, "/hello.txt", headers=[
+                        ("Destination", destination), ("Overwrite", overwrite)])
+        self.assertEqual(self.read("dir/secret.txt"), b"s")
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")

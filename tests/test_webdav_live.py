@@ -1,0 +1,168 @@
+"""WebDAV against the real server on port 0, driven by real clients from Debian: rclone (its
+WebDAV backend) and cadaver.  Without them those tests skip and say which package is missing.
+Then the access policy and the write guard over plain requests, for WebDAV and resumable
+uploads alike."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import subprocess
+import unittest
+import xml.etree.ElementTree as ElementTree
+from typing import Dict, List, Tuple
+
+from tests.test_access import ANONYMOUS, RIGHT, ServerTestCase
+from tests.test_upload_live import LiveUploadCase
+
+RCLONE = shutil.which("rclone")
+CADAVER = shutil.which("cadaver")
+CLIENT_TIMEOUT = 120
+
+
+class DavServerCase(LiveUploadCase):
+    """The live upload tests' server and root, with WebDAV write, deleting, renaming and
+    overwriting on; its error log must hold no traceback when the class ends."""
+
+    settings = {"files": {"upload": "yes", "webdav": "write", "allow_delete": "yes",
+                          "allow_rename": "yes", "upload_overwrite": "yes"}}
+
+
+@unittest.skipUnless(RCLONE, "rclone is missing (apt-get install rclone)")
+class RcloneTest(DavServerCase):
+
+    def rclone(self, *args: str) -> str:
+        remote = f":webdav,url='{self.server.url}':"
+        arguments = [arg.replace("REMOTE:", remote) for arg in args]
+        done = subprocess.run([RCLONE, "--config", os.devnull, "--retries", "1",
+                               "--low-level-retries", "1", *arguments],
+                              capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout
+
+    def test_copy_up_check_move_delete_and_copy_down(self) -> None:
+        tree = os.path.join(self.base, "tree")
+        os.makedirs(os.path.join(tree, "photos", "2026"))
+        with open(os.path.join(tree, "photos", "2026", "big.bin"), "wb") as out:
+            out.write(os.urandom(3 * 1024 * 1024 + 17))
+        for name, data in (("notes.txt", b"notes\n"), ("photos/a b.txt", b"spaced\n"),
+                           ("photos/2026/\u00e9t\u00e9.txt", b"summer\n")):
+            with open(os.path.join(tree, name), "wb") as out:
+                out.write(data)
+        self.rclone("copy", tree, "REMOTE:share")
+        self.rclone("check", tree, "REMOTE:share")
+        self.assertTrue(filecmp.cmp(os.path.join(tree, "photos", "2026", "big.bin"),
+                                    os.path.join(self.root, "share", "photos", "2026",
+                                                 "big.bin"), shallow=False))
+        self.rclone("moveto", "REMOTE:share/notes.txt", "REMOTE:share/photos/notes.txt")
+        self.rclone("purge", "REMOTE:share/photos/2026")
+        self.assertEqual(sorted(self.rclone("lsf", "-R", "REMOTE:share").splitlines()),
+                         ["photos/", "photos/a b.txt", "photos/notes.txt"])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "share", "photos", "2026")))
+        down = os.path.join(self.base, "down")
+        self.rclone("copy", "REMOTE:share", down)
+        self.assertEqual(sorted(os.listdir(os.path.join(down, "photos"))),
+                         ["a b.txt", "notes.txt"])
+        with open(os.path.join(down, "photos", "notes.txt"), "rb") as moved:
+            self.assertEqual(moved.read(), b"notes\n")
+
+
+@unittest.skipUnless(CADAVER, "cadaver is missing (apt-get install cadaver)")
+class CadaverTest(DavServerCase):
+
+    def cadaver(self, script: str) -> str:
+        done = subprocess.run([CADAVER, self.server.url], input=script, capture_output=True,
+                              text=True, timeout=CLIENT_TIMEOUT, cwd=self.base)
+        return done.stdout + done.stderr
+
+    def test_a_scripted_session(self) -> None:
+        local = os.path.join(self.base, "local.txt")
+        with open(local, "w") as out:
+            out.write("from cadaver\n")
+        output = self.cadaver(
+            "mkcol docs\n"
+            "put local.txt docs/a.txt\n"
+            "lock docs/a.txt\n"
+            "put local.txt docs/a.txt\n"
+            "unlock docs/a.txt\n"
+            "copy docs/a.txt docs/b.txt\n"
+            "move docs/b.txt docs/c.txt\n"
+            "propset docs/a.txt colour red\n"
+            "ls docs\n"
+            "delete docs/a.txt\n"
+            "quit\n")
+        self.assertNotIn("failed:\nCould not", output)
+        for step in ("Creating `docs': succeeded", "Locking `docs/a.txt': succeeded",
+                     "Unlocking `docs/a.txt': succeeded",
+                     "Copying `/docs/a.txt' to `/docs/b.txt':  succeeded",
+                     "Moving `/docs/b.txt' to `/docs/c.txt':  succeeded",
+                     "Deleting `docs/a.txt': succeeded"):
+            self.assertIn(step, output)
+        self.assertEqual(output.count("Uploading local.txt to `/docs/a.txt': [.. succeeded"), 2,
+                         output)
+        self.assertIn("403 Forbidden", output)  # dead properties are refused, not kept
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "docs"))), ["c.txt"])
+        with open(os.path.join(self.root, "docs", "c.txt")) as copied:
+            self.assertEqual(copied.read(), "from cadaver\n")
+
+
+def hrefs(body: bytes) -> List[str]:
+    """The hrefs of a 207 body, in order."""
+    return [href.text for href in ElementTree.fromstring(body).iter("{DAV:}href")]
+
+
+class DavAccessLiveTest(ServerTestCase):
+    """WebDAV and resumable uploads on the wire ask the one access policy and pass the
+    write guard: ``/private/`` is protected, ``/public/link`` leads into it."""
+
+    settings = {"files": {"webdav": "write", "allow_delete": "yes", "allow_rename": "yes"}}
+
+    def propfind(self, target: str, headers: Dict[str, str]) -> Tuple[int, List[str]]:
+        status, _, body = self.request("PROPFIND", target, {"Depth": "1", **headers})
+        return status, hrefs(body) if status == 207 else []
+
+    def test_propfind_leaves_out_what_the_listing_leaves_out(self) -> None:
+        status, anonymous = self.propfind("/public/", ANONYMOUS)
+        self.assertEqual(status, 207)
+        for hidden in ("/public/link/", "/public/doc.txt.gz"):
+            self.assertNotIn(hidden, anonymous)
+        self.assertIn("/public/plain.txt", anonymous)
+        self.assertNotIn("/private/", self.propfind("/", ANONYMOUS)[1])
+        status, alice = self.propfind("/public/", RIGHT)
+        self.assertIn("/public/link/", alice)
+        self.assertIn("/public/doc.txt.gz", alice)
+        self.assertIn("/private/", self.propfind("/", RIGHT)[1])
+        for target in ("/private/", "/public/link/"):
+            with self.subTest(target=target):
+                self.assertEqual(self.propfind(target, ANONYMOUS)[0], 401)
+
+    def test_writes_through_a_link_into_a_protected_folder_need_a_login(self) -> None:
+        for method, target, headers in (
+                ("MKCOL", "/public/link/made", {}),
+                ("DELETE", "/public/link/secret.txt", {}),
+                ("COPY", "/public/plain.txt", {"Destination": "/public/link/copy.txt"}),
+                ("MOVE", "/public/link/secret.txt", {"Destination": "/public/moved.txt"}),
+                ("PUT", "/public/link/a.bin", {"Upload-Complete": "?1"})):
+            with self.subTest(method=method, target=target):
+                status, _, _ = self.request(method, target, headers, b"x" if method == "PUT"
+                                            else None)
+                self.assertEqual(status, 401)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "private"))),
+                         ["secret.txt", "secret.txt.gz", "site"])
+        status, _, _ = self.request("MKCOL", "/public/link/made", RIGHT)
+        self.assertEqual(status, 201)
+        os.rmdir(os.path.join(self.root, "private", "made"))
+
+    def test_dns_rebinding_host_cannot_write_over_webdav(self) -> None:
+        rebound = {"Host": f"rebound.example:{self.server.port}"}
+        cross_site = {"Origin": "http://evil.example"}
+        for method, headers in (("MKCOL", {}), ("DELETE", {}), ("PROPPATCH", {}),
+                                ("LOCK", {}), ("MOVE", {"Destination": "/public/moved"})):
+            for refused in (rebound, cross_site):
+                with self.subTest(method=method, refused=refused):
+                    status, _, _ = self.request(method, "/public/made", {**headers, **refused})
+                    self.assertEqual(status, 403)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "public", "made")))
+        # Reading is not a write: PROPFIND is answered for any allowed Host.
+        self.assertEqual(self.propfind("/public/", rebound)[0], 207)
