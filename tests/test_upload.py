@@ -18,15 +18,16 @@ from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.hosts import HostValidator
-from nex.site.login import (FailureLimiter, ProtectedPaths, SiteAuth, UsersFile,
-                            hash_password)
+from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile
+from nex.site.passwords import hash_password
 from nex.http.framing import HeadLimits
 from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
 from nex.files.paths import split_path
 from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
-from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body, part)
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body,
+                           part)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The Authorization field of the user :meth:`UploadTestCase.protect` makes.
