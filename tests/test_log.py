@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import List, Optional
+from typing import List
 from unittest import mock
 
 import nex.process.log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import struct
 import unittest
 
 from hypothesis import given, settings, strategies as st
