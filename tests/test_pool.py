@@ -10,8 +10,8 @@ import time
 import unittest
 from typing import List, Set
 
-from nex.process.pool import ThreadPool
-from tests.support import SOCKET_TIMEOUT, NexServer
+from nex.process.pool import ThreadPool, _Parked
+from tests.support import SOCKET_TIMEOUT, NexServer, ResponseReader
 from tests.test_supervisor import get
 
 
@@ -85,6 +85,121 @@ class ThreadPoolTest(unittest.TestCase):
         pool.close()
         thread.join(SOCKET_TIMEOUT)
         self.assertFalse(thread.is_alive())
+
+
+class _DeferredStarts(ThreadPool):
+    """A pool whose thread starts are recorded (with the thread that asked) and made by the
+    test, one at a time, so the order of events is the test's."""
+
+    def __init__(self) -> None:
+        super().__init__(idle_seconds=SOCKET_TIMEOUT)
+        self.asked: List[threading.Thread] = []
+
+    def _start_thread(self) -> None:
+        self.asked.append(threading.current_thread())
+
+    def launch(self) -> threading.Thread:
+        """Make one recorded start."""
+        thread = threading.Thread(target=self._serve, args=(_Parked(),), daemon=True)
+        thread.start()
+        return thread
+
+
+class PoolGrowthTest(unittest.TestCase):
+    """The caller of run() never waits for more than one start; new threads grow the pool."""
+
+    def setUp(self) -> None:
+        self.release = threading.Event()
+        self.held: List[str] = []
+        self.threads: List[threading.Thread] = []
+        self.lock = threading.Lock()
+
+    def hold(self, item: str) -> None:
+        with self.lock:
+            self.held.append(item)
+            self.threads.append(threading.current_thread())
+        self.release.wait(SOCKET_TIMEOUT)
+
+    def pool(self) -> _DeferredStarts:
+        pool = _DeferredStarts()
+        self.addCleanup(pool.close)
+        self.addCleanup(self.release.set)
+        return pool
+
+    def test_work_that_finds_no_parked_thread_waits_for_the_one_on_its_way(self) -> None:
+        pool = self.pool()
+        for number in range(5):
+            pool.run(f"w{number}", self.hold, f"w{number}")
+        self.assertEqual(pool.asked, [threading.current_thread()])
+        self.assertEqual([work[0] for work in pool._waiting], ["w0", "w1", "w2", "w3", "w4"])
+
+    def test_each_new_thread_starts_more_while_work_waits_one_per_work(self) -> None:
+        pool = self.pool()
+        for number in range(5):
+            pool.run(f"w{number}", self.hold, f"w{number}")
+        for launched in range(5):
+            self.assertGreater(len(pool.asked), launched)
+            pool.launch()
+            wait_until(lambda: len(self.held) > launched, f"work {launched} to run")
+        self.assertEqual(self.held, ["w0", "w1", "w2", "w3", "w4"])  # first come, first served
+        self.assertEqual(len(set(self.threads)), 5)
+        self.assertEqual(len(pool.asked), 5)  # no thread more than the work
+        self.assertEqual(pool.asked[0], threading.current_thread())
+        self.assertEqual(pool.asked[1:3], [self.threads[0]] * 2)  # the first started two
+        self.assertEqual(pool._starting, 0)
+
+    def test_a_thread_done_with_its_work_takes_waiting_work_before_parking(self) -> None:
+        pool = self.pool()
+        done = threading.Semaphore(0)
+        ran: List[threading.Thread] = []
+
+        def record(item: str) -> None:
+            ran.append(threading.current_thread())
+            done.release()
+
+        gate = threading.Event()
+        pool.run("first", lambda item: (gate.wait(SOCKET_TIMEOUT), record(item)), "first")
+        first = pool.launch()
+        pool.run("second", record, "second")  # no thread parked or on its way: asks for one
+        self.assertEqual(len(pool.asked), 2)
+        gate.set()
+        for _ in range(2):
+            self.assertTrue(done.acquire(timeout=SOCKET_TIMEOUT))
+        self.assertEqual(ran, [first, first])
+        late = pool.launch()  # finds no work waiting: ends
+        late.join(SOCKET_TIMEOUT)
+        self.assertFalse(late.is_alive())
+        self.assertEqual(pool._starting, 0)
+
+    def test_a_thread_that_cannot_start_gives_the_work_back(self) -> None:
+        class Failing(ThreadPool):
+            def _start_thread(self) -> None:
+                raise RuntimeError("can't start new thread")
+
+        pool = Failing()
+        with self.assertRaises(RuntimeError):
+            pool.run("work", self.hold, "work")
+        self.assertEqual(list(pool._waiting), [])
+        self.assertEqual(pool._starting, 0)
+
+
+class BurstOverSocketsTest(unittest.TestCase):
+    def test_every_connection_of_a_burst_is_answered(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-root-")
+        self.addCleanup(shutil.rmtree, root, True)
+        with open(os.path.join(root, "a.txt"), "wb") as out:
+            out.write(b"alpha")
+        server = NexServer(root)
+        self.addCleanup(server.stop)
+        server.start()
+        connections = [server.connect() for _ in range(60)]
+        for sock in connections:
+            self.addCleanup(sock.close)
+        for sock in connections:
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        for sock in connections:
+            status, _, body = ResponseReader(sock).read()
+            self.assertEqual((status, body), (200, b"alpha"))
 
 
 @unittest.skipUnless(os.path.isdir("/proc/self/task"), "counts threads through /proc")

@@ -98,9 +98,6 @@ class Server:
         # Clients are accepted once the poll reports one, without blocking: a blocking
         # accept() could wait on a listener other processes share.
         self.listener.setblocking(False)
-        #: Says whether clients wait in the listen queue.
-        self._queued = select.poll()
-        self._queued.register(self.listener, select.POLLIN)
         self.port = self.listener.getsockname()[1]
         try:
             self.dispatcher: Dispatcher = make_dispatcher(self.port)
@@ -193,23 +190,25 @@ class Server:
         """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
         for each client that queued meanwhile.
 
-        Starting a worker thread (when none of the pool is parked) waits until the new
-        thread runs, which can take a while when hundreds of busy threads want the
-        interpreter.  Between starts, clients the
-        kernel has already queued are taken off its listen queue without waiting, so that
-        the queue (``backlog``) never overflows and drops a connection.  Every client taken
-        gets its worker, also once the server is stopping.  Each connection's head time-out
-        counts from its accept, however long its worker takes to start.
+        Handing a client to the pool does not wait for a thread to start, except the one
+        that starts when none is parked or on its way, which can take a while when hundreds
+        of busy threads want the interpreter.  Between hand-outs, clients the kernel has
+        already queued are taken off its listen queue without waiting, so that the queue
+        (``backlog``) never overflows and drops a connection; they are accepted one after
+        another until none is left, without a poll between them, since under load each call
+        that releases the interpreter costs this loop a turn among the busy threads.  Every
+        client taken gets its worker, also once the server is stopping.  Each connection's
+        head time-out counts from its accept, however long its worker takes to start.
         """
         waiting = collections.deque([(sock, address, accepted)])
         while waiting:
             self._start_worker(*waiting.popleft())
-            # A client the poll reports is still there to accept, unless another process
-            # accepts on the same listener: then the next accept waits, so none is tried.
-            while self._own_listener and not self.stopping.is_set() and self._queued.poll(0):
+            # Another process accepting on the same listener would take its share of the
+            # queue, and a blocking accept could wait: only a listener of its own is drained.
+            while self._own_listener and not self.stopping.is_set():
                 try:
                     waiting.append((*self.listener.accept(), time.monotonic()))
-                except OSError:  # reset before accept, or out of descriptors: later
+                except OSError:  # none left, a reset before accept, or out of descriptors
                     break
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:

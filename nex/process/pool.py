@@ -15,11 +15,16 @@ longest are the ones that end.
 
 from __future__ import annotations
 
+import collections
 import threading
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 #: How long a thread stays parked before it ends.
 IDLE_SECONDS = 5.0
+
+
+#: What a thread is handed: the item, the call to make with it, and the thread's name.
+_Work = Tuple[Any, Callable[[Any], None], str]
 
 
 class _Parked:
@@ -30,7 +35,7 @@ class _Parked:
     def __init__(self) -> None:
         self.wake = threading.Lock()
         self.wake.acquire()
-        self.work: Optional[Tuple[Any, Callable[[Any], None], str]] = None
+        self.work: Optional[_Work] = None
 
 
 class ThreadPool:
@@ -38,26 +43,53 @@ class ThreadPool:
 
     Threads are daemon threads named after their work (``name``).  :meth:`close` ends the
     parked threads; a busy thread ends when its work is done.
+
+    The caller of :meth:`run` (the accept loop) starts a thread only when no thread is on
+    its way: work that finds no parked thread waits in a queue, first come first served,
+    and each new thread, before it serves its own work, starts up to ``GROWTH`` more while
+    work still waits for one.  Starting a thread waits until the new thread runs, which
+    under load is a long wait for the interpreter; so the pool grows by doubling, with many
+    starts under way at once, and the accept loop goes on accepting meanwhile.  A thread
+    that finishes its work takes the next waiting work before it parks.
     """
+
+    #: How many threads each new thread starts while work waits for one.
+    GROWTH = 2
 
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self._idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._parked: List[_Parked] = []
+        #: Work no thread has taken yet (bounded by the caller's cap on live work).
+        self._waiting: Deque[_Work] = collections.deque()
+        #: Threads started that have not yet taken work from ``_waiting``.
+        self._starting = 0
         self._closed = False
 
     def run(self, item: Any, call: Callable[[Any], None], name: str) -> None:
         """Run ``call(item)`` in a thread named ``name``; RuntimeError when no thread is
-        parked and none can start."""
+        parked or on its way and none can start."""
+        work = (item, call, name)
         with self._lock:
             parked = self._parked.pop() if self._parked else None
+            if parked is None:
+                self._waiting.append(work)
+                if self._starting:
+                    return  # a thread on its way takes it, or starts one that does
+                self._starting = 1
         if parked is not None:
-            parked.work = (item, call, name)
+            parked.work = work
             parked.wake.release()
             return
-        parked = _Parked()
-        parked.work = (item, call, name)  # not in the thread's arguments, kept for its life
-        threading.Thread(target=self._serve, args=(parked,), name=name, daemon=True).start()
+        try:
+            self._start_thread()
+        except RuntimeError:
+            with self._lock:
+                self._starting -= 1
+                if work not in self._waiting:
+                    return  # a thread that finished its work took it
+                self._waiting.remove(work)
+            raise
 
     def close(self) -> None:
         """End the parked threads; a thread that finishes its work then ends instead of
@@ -68,15 +100,36 @@ class ThreadPool:
         for thread in parked:
             thread.wake.release()  # with no work: it ends
 
+    def _start_thread(self) -> None:
+        """Start a thread that takes waiting work (RuntimeError when it cannot start)."""
+        threading.Thread(target=self._serve, args=(_Parked(),), name="pool",
+                         daemon=True).start()
+
     def _serve(self, parked: _Parked) -> None:
-        """A pool thread's life: do the work, parking in between, until idle or closed."""
+        """A pool thread's life: take waiting work, help the pool grow while more waits, do
+        the work, and take the next waiting work or park in between, until idle or closed."""
         current = threading.current_thread()
-        while parked.work is not None:
-            (item, call, name), parked.work = parked.work, None
+        with self._lock:
+            self._starting -= 1
+            work = self._waiting.popleft() if self._waiting else None
+            helpers = max(0, min(self.GROWTH, len(self._waiting) - self._starting))
+            self._starting += helpers
+        for _ in range(helpers):
+            try:
+                self._start_thread()
+            except RuntimeError:  # the waiting work goes to threads that finish theirs
+                with self._lock:
+                    self._starting -= 1
+        while work is not None:
+            item, call, name = work
             current.name = name
             call(item)
-            item = None  # a parked thread keeps nothing of its last connection alive
+            # A parked thread keeps nothing of its last work alive.
+            work = item = call = None
             with self._lock:
+                if self._waiting:
+                    work = self._waiting.popleft()
+                    continue
                 if self._closed:
                     return
                 self._parked.append(parked)
@@ -86,3 +139,4 @@ class ThreadPool:
                         self._parked.remove(parked)
                         return
                 parked.wake.acquire()  # work is being handed over right now
+            work, parked.work = parked.work, None
