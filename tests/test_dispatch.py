@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import shutil
@@ -23,6 +22,7 @@ from nex.http.response import FileSlice, Response
 from nex.files.templates import TemplateSet
 from tests.support import body_bytes, fields
 from tests.support import make_request
+from tests.support.access import basic
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -252,9 +252,6 @@ class FileCacheTest(DispatchTestCase):
         self.assertEqual(response.body, [FileSlice(0, 13)])
 
 
-def basic(user_password: str) -> str:
-    """An Authorization value with Basic credentials (RFC 7617)."""
-    return "Basic " + base64.b64encode(user_password.encode("utf-8")).decode("ascii")
 
 
 ALICE = basic("alice:wonderland")

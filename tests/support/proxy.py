@@ -396,11 +396,13 @@ def read_head(sock: socket.socket) -> bytes:
 
 
 def receive_exactly(sock: socket.socket, size: int) -> bytes:
-    """Exactly ``size`` bytes from ``sock``; fails if it closes first."""
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
+    """``size`` bytes from ``sock``; fails if it ends first."""
+    sock.settimeout(SOCKET_TIMEOUT)
+    chunks, received = [], 0
+    while received < size:
+        chunk = sock.recv(min(256 * 1024, size - received))
         if not chunk:
-            raise AssertionError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
+            raise AssertionError(f"closed after {received} of {size} bytes")
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
