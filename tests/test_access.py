@@ -8,9 +8,6 @@ wrong user, right user), and a test per hole the policy closes, named after the 
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
 import json
 import os
 import shutil
@@ -20,8 +17,7 @@ import threading
 import time
 import unittest
 import unicodedata
-import zipfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 from unittest import mock
 
 from nex.files import static as static_module
@@ -36,31 +32,18 @@ from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.hosts import HostValidator
 from nex.site.login import ProtectedPaths, SiteAuth
-from nex.site.passwords import hash_password
 from nex.site.routing import Dispatcher
 from nex.site.sameorigin import WriteGuard
-from tests.support import REPO, START_TIMEOUT, NexServer, http_request
-
-SECRET = b"the secret\n"
-FAST = {"n": 1024, "r": 1, "p": 1}
-
-
-def basic(user_password: str) -> str:
-    """An Authorization value with Basic credentials (RFC 7617)."""
-    return "Basic " + base64.b64encode(user_password.encode("utf-8")).decode("ascii")
+from tests.support import REPO, START_TIMEOUT, NexServer, http_request, wait_until
+from tests.support.access import (ANONYMOUS, RIGHT, SECRET, WRONG, ServerTestCase, make_users,
+                                  write, zip_names)
 
 
-RIGHT = {"Authorization": basic("alice:wonderland")}
-WRONG = {"Authorization": basic("alice:guess")}
-ANONYMOUS: Dict[str, str] = {}
 
 
-def write(root: str, name: str, data: bytes) -> str:
-    path = os.path.join(root, name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as out:
-        out.write(data)
-    return path
+
+
+
 
 
 def make_request(method: str, target: str, headers: Dict[str, str],
@@ -292,57 +275,10 @@ class LeftoversTest(unittest.TestCase):
         self.assertTrue(os.path.exists(kept))
 
 
-def make_users(folder: str) -> str:
-    path = os.path.join(folder, "users")
-    with open(path, "w", encoding="utf-8") as out:
-        out.write(f"alice:{hash_password('wonderland', **FAST)}\n")
-    return path
 
 
-class ServerTestCase(unittest.TestCase):
-    """A server over a root with a protected folder and links in and out of the root."""
-
-    settings: Dict[str, Dict[str, object]] = {}
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.root = tempfile.mkdtemp(prefix="nex-access-root-")
-        cls.outside = tempfile.mkdtemp(prefix="nex-access-outside-")
-        cls.private_folder = tempfile.mkdtemp(prefix="nex-access-users-")
-        write(cls.root, "private/secret.txt", SECRET)
-        write(cls.root, "private/secret.txt.gz", gzip.compress(SECRET))
-        write(cls.root, "private/site/index.html", SECRET)
-        write(cls.root, "public/plain.txt", b"plain\n")
-        write(cls.root, "public/doc.txt", b"doc\n")
-        write(cls.root, "public/doc.txt.gz", gzip.compress(b"doc with a secret sidecar\n"))
-        write(cls.root, "public/site/index.html", SECRET)
-        write(cls.outside, "x.txt", b"outside\n")
-        os.symlink("../private", os.path.join(cls.root, "public", "link"))
-        os.symlink(cls.outside, os.path.join(cls.root, "public", "out"))
-        settings: Dict[str, Dict[str, object]] = {
-            "auth": {"users_file": make_users(cls.private_folder),
-                     "protect": "/private/, /public/doc.txt.gz, /public/site/index.html",
-                     "max_failures_per_minute": 0},
-            "files": {"upload": "yes", "zip_download": "yes"},
-        }
-        for section, values in cls.settings.items():
-            settings.setdefault(section, {}).update(values)
-        cls.server = NexServer(cls.root, settings).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        for folder in (cls.root, cls.outside, cls.private_folder):
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def request(self, method: str, target: str, headers: Dict[str, str],
-                body: Optional[bytes] = None) -> Tuple[int, Dict[str, str], bytes]:
-        sent = {"Host": f"127.0.0.1:{self.server.port}", **headers}
-        return http_request(self.server, method, target, body, sent)
 
 
-def zip_names(body: bytes) -> List[str]:
-    return zipfile.ZipFile(io.BytesIO(body)).namelist()
 
 
 def listed(body: bytes) -> List[str]:
@@ -581,13 +517,9 @@ class ZipSlotsTest(unittest.TestCase):
                 status, headers, _ = http_request(server, "GET", "/big/?download=zip")
                 self.assertEqual(status, 503)
                 self.assertTrue(headers["retry-after"].isdigit())
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                status = http_request(server, "GET", "/big/?download=zip")[0]
-                if status == 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(status, 200)
+            self.assertTrue(wait_until(
+                lambda: http_request(server, "GET", "/big/?download=zip")[0] == 200,
+                START_TIMEOUT, 0.05))
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from nex.process.config import Config
 from nex.site.access import AccessPolicy
 from nex.site.login import ProtectedPaths
 from tests.support import REPO, NexServer, http_request
-from tests.test_access import (ANONYMOUS, RIGHT, SECRET, ServerTestCase, make_users, write,
-                               zip_names)
+from tests.support.access import (ANONYMOUS, RIGHT, SECRET, ServerTestCase, make_users, write,
+                                  zip_names)
 
 
 class RefuseMissingTest(unittest.TestCase):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import socket
@@ -17,14 +16,13 @@ from nex.site.passwords import hash_password
 from nex.proxy.blacklist import DomainList
 from nex.process.config import Config
 from nex.http.errors import HTTPError
+from tests.support.access import basic
 
 DEFAULT_DENIED = Config().proxy_denied_destinations
 PSEUDONYM = "nex-00112233aabbccdd"
 LISTEN_PORT = 8080
 
 
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class FakeResolver:
@@ -351,12 +349,12 @@ class ProxyAuthTest(AdmissionTestCase):
     def test_user_name_is_returned(self) -> None:
         admission = self.make(users=self.users)
         destination = self.admit(admission, "example.com",
-                                 authorization=basic("alice", "wonderland"))
+                                 authorization=basic("alice:wonderland"))
         self.assertEqual(destination.user, "alice")
 
     def test_missing_or_wrong_credentials_get_407_with_a_challenge(self) -> None:
         admission = self.make(users=self.users, realm="Nex proxy at proxy.example")
-        for authorization in (None, basic("alice", "nope"), basic("bob", "wonderland"),
+        for authorization in (None, basic("alice:nope"), basic("bob:wonderland"),
                               "Bearer x"):
             with self.subTest(authorization=authorization):
                 error = self.assert_refused(407, admission, "example.com",
@@ -383,25 +381,25 @@ class ProxyAuthTest(AdmissionTestCase):
             self.assert_refused(407, admission, "example.com")  # no credentials: no count
         for _ in range(2):
             error = self.assert_refused(407, admission, "example.com",
-                                        authorization=basic("alice", "guess"))
+                                        authorization=basic("alice:guess"))
             self.assertEqual(error.refusal, "auth")
         with mock.patch("hashlib.scrypt") as scrypt:
             error = self.assert_refused(429, admission, "example.com",
-                                        authorization=basic("alice", "wonderland"))
+                                        authorization=basic("alice:wonderland"))
         scrypt.assert_not_called()
         self.assertEqual(error.headers, (("Retry-After", "30"),))
         self.assertEqual(error.refusal, "auth")
         self.admit(admission, "example.com", client="::1",
-                   authorization=basic("alice", "wonderland"))
+                   authorization=basic("alice:wonderland"))
 
     def test_lockout_of_one_user_does_not_lock_out_another_on_the_same_address(self) -> None:
         # Issue: failures counted per address let anyone sharing it lock every user out.
         admission = self.make(users=self.users, failures=FailureLimiter(2, clock=lambda: 0.0))
         for status in (407, 407, 429, 429):
             self.assert_refused(status, admission, "example.com",
-                                authorization=basic("alice", "guess"))
+                                authorization=basic("alice:guess"))
         self.assertEqual(self.admit(admission, "example.com",
-                                    authorization=basic("bob", "builder")).user, "bob")
+                                    authorization=basic("bob:builder")).user, "bob")
 
 
 class FromConfigTest(unittest.TestCase):
@@ -447,7 +445,7 @@ class FromConfigTest(unittest.TestCase):
         self.assertIn("Nex proxy at proxy.example", caught.exception.headers[0][1])
         for host in ("blocked.invalid", "blocked.test"):
             with self.assertRaises(HTTPError) as caught:
-                self.admit(admission, host, proxy_authorization=basic("alice", "wonderland"))
+                self.admit(admission, host, proxy_authorization=basic("alice:wonderland"))
             self.assertEqual(caught.exception.status, 403)
 
     def test_via_off_drops_the_loop_check(self) -> None:

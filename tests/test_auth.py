@@ -17,21 +17,15 @@ from nex.site.passwords import DEFAULT_N, DEFAULT_P, DEFAULT_R, basic_credential
 from nex.process.config import Config
 from nex.http.errors import HTTPError
 from nex.files.paths import split_path
+from tests.support.access import basic
+from tests.support.fakes import FakeClock, rewrite
 
 # Cheap scrypt parameters, so the tests do not spend seconds deriving keys.
 FAST = {"n": 1024, "r": 1, "p": 1}
 
 
-def basic(text: str) -> str:
-    """An Authorization value carrying ``text`` (``user:password``) as RFC 7617 says."""
-    return "Basic " + base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def rewrite(path: str, text: str) -> None:
-    """Replace the file with a new one renamed over it, as careful editors save."""
-    with open(path + ".new", "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(path + ".new", path)
 
 
 class HashTest(unittest.TestCase):
@@ -265,17 +259,11 @@ class UsersFileTest(unittest.TestCase):
         self.assertEqual(str(caught.exception), f"{self.path} line 2: expected user:hash")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FailureLimiterTest(unittest.TestCase):
     def setUp(self) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(50.0)
         self.limiter = FailureLimiter(3, clock=self.clock)
 
     def fail(self, client: str, times: int, user: str = "alice") -> None:
@@ -425,7 +413,7 @@ class SiteAuthTest(unittest.TestCase):
         self.path = os.path.join(self.folder, "users")
         rewrite(self.path, f"alice:{hash_password('wonderland', **FAST)}\n")
         self.users = UsersFile.load(self.path)
-        self.clock = FakeClock()
+        self.clock = FakeClock(50.0)
 
     def site_auth(self, per_minute: int = 3, realm: str = "Nex") -> SiteAuth:
         failures = FailureLimiter(per_minute, clock=self.clock) if per_minute else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import shutil
@@ -15,6 +14,7 @@ from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 from nex.site.passwords import hash_password
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, wait_until,
                            write_settings)
+from tests.support.access import basic
 
 # Cheap scrypt parameters, so that starting and checking take no noticeable time.
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -28,9 +28,6 @@ class Reply(NamedTuple):
     body: bytes
 
 
-def basic(user_password: str) -> str:
-    """An Authorization value with Basic credentials (RFC 7617)."""
-    return "Basic " + base64.b64encode(user_password.encode("utf-8")).decode("ascii")
 
 
 def head_bytes(target: str, headers: Iterable[Tuple[str, str]] = (), method: str = "GET",

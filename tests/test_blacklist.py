@@ -10,13 +10,9 @@ import unittest
 from typing import List
 
 from nex.proxy.blacklist import DomainList, canonical_host, parse_entry, parse_file
+from tests.support.fakes import rewrite
 
 
-def rewrite(path: str, text: str) -> None:
-    """Replace the file with a new one renamed over it, as careful editors save."""
-    with open(path + ".new", "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(path + ".new", path)
 
 
 class CanonicalHostTest(unittest.TestCase):

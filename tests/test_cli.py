@@ -167,7 +167,7 @@ class GoodRunTests(unittest.TestCase):
                                (["--webdav", "no"], "no"), (["--webdav=read"], "read")):
             with self.subTest(argv=argv):
                 config = run(["--config", str(path)] + argv)[3]
-                assert config is not None
+                self.assertIsNotNone(config)
                 self.assertEqual(config.webdav, expected)
         status, _, err, _ = run(["--config", str(path), "--webdav", "all"])
         self.assertEqual(status, 2)

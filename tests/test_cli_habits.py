@@ -11,7 +11,7 @@ from typing import List
 from nex.process.cli import allow_destinations
 from tests.support import RawOrigin, ok
 from tests.support import NexServer, ResponseReader
-from tests.test_cli import run
+from tests.support.settings import run
 
 
 class HttpServerHabitTests(unittest.TestCase):

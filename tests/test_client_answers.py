@@ -19,7 +19,7 @@ from nex.process.config import load_config
 from nex.site.hosts import HostValidator
 from nex.site.routing import ROBOTS_TXT, Dispatcher
 from tests.support import REPO, NexServer, ResponseReader
-from tests.test_dispatch import make_request
+from tests.support import make_request
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import shutil
@@ -19,10 +18,11 @@ from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
 from nex.http.errors import HTTPError
 from nex.files.filecache import SmallFileCache
 from nex.site.hosts import HostValidator
-from nex.http.request import Headers, Request
 from nex.http.response import FileSlice, Response
 from nex.files.templates import TemplateSet
 from tests.support import body_bytes, fields
+from tests.support import make_request
+from tests.support.access import basic
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -32,12 +32,6 @@ ALLOW = "GET, HEAD, OPTIONS"
 KNOWN_UNSERVED = ("POST", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT")
 
 
-def make_request(method: str, target: str, host: str = "localhost",
-                 headers: Iterable[Tuple[str, str]] = ()) -> Request:
-    """A parsed HTTP/1.1 request as the parser would build it."""
-    path, _, query = target.partition("?")
-    return Request(method, target, path if target != "*" else "", query, "HTTP/1.1",
-                   Headers([("Host", host), *headers]), host, True)
 
 
 class DispatchTestCase(unittest.TestCase):
@@ -258,9 +252,6 @@ class FileCacheTest(DispatchTestCase):
         self.assertEqual(response.body, [FileSlice(0, 13)])
 
 
-def basic(user_password: str) -> str:
-    """An Authorization value with Basic credentials (RFC 7617)."""
-    return "Basic " + base64.b64encode(user_password.encode("utf-8")).decode("ascii")
 
 
 ALICE = basic("alice:wonderland")

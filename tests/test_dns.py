@@ -20,14 +20,9 @@ from nex.proxy.handler import ForwardProxy
 from nex.proxy.upstream import OriginPool
 from tests.support import RawOrigin, ok
 from tests.support import SOCKET_TIMEOUT
+from tests.support.fakes import FakeClock
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingLookup:

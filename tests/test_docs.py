@@ -29,12 +29,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 from typing import Dict, Iterator, List, Set, Tuple
 
 from nex.site.passwords import hash_password
-from tests.support import REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_certificate
+from tests.support import (REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_certificate,
+                           wait_for_line)
 
 #: Flags that take no value.
 SWITCHES = {"--proxy", "--cors", "--zip", "--upload", "--no-upload", "--tls-self-signed",
@@ -290,17 +290,11 @@ class ShellExampleTests(unittest.TestCase):
 
     @staticmethod
     def wait_until_serving(log: str, process: subprocess.Popen) -> Tuple[str, int]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        match = wait_for_line(log, process, _SERVING)
+        if match is None:
             with open(log, encoding="utf-8", errors="replace") as out:
-                match = _SERVING.search(out.read())
-            if match:
-                return match.group(1), int(match.group(2))
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-        with open(log, encoding="utf-8", errors="replace") as out:
-            raise AssertionError(f"Nex did not start: {out.read()}")
+                raise AssertionError(f"Nex did not start: {out.read()}")
+        return match.group(1), int(match.group(2))
 
 
 def documented_settings() -> Dict[Tuple[str, str], str]:

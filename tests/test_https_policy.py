@@ -19,8 +19,8 @@ from nex.process.config import ConfigError, load_config
 from nex.process.tls import ServerTLS, TLSError, create_context
 from tests.support import (OPENSSL, SOCKET_TIMEOUT, NexServer, ResponseReader, client_context,
                            make_certificate, read_all, requires_openssl)
-from tests.test_cli import run as run_cli
-from tests.test_tls import tls_pair
+from tests.support import tls_pair
+from tests.support.settings import run as run_cli
 
 
 @requires_openssl

@@ -8,8 +8,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import unittest
@@ -23,12 +21,9 @@ from nex.process import supervisor
 from nex.process.listener import Server, bind_listener
 from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader, read_all,
                            write_settings)
+from tests.support import run_server
 
 
-def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(REPO, "server.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          stdin=subprocess.DEVNULL)
 
 
 class StartUpTest(unittest.TestCase):

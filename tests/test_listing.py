@@ -22,6 +22,7 @@ from nex.http.request import Headers, Request
 from nex.files.paths import Target, resolve
 from nex.files.templates import Template, TemplateSet
 from tests.support import NexServer, ResponseReader
+from tests.support.fakes import FakeClock
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex/0.1 Server at localhost Port 8080"
@@ -668,14 +669,6 @@ class TemplateVariablesTest(ListingTestCase):
         self.assertIn('aria-sort="descending"', page)
 
 
-class FakeClock:
-    """A clock for listing ages that moves only when told."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class ListingCacheTest(ListingTestCase):
@@ -685,7 +678,7 @@ class ListingCacheTest(ListingTestCase):
 
     def setUp(self):
         super().setUp()
-        self.clock = FakeClock()
+        self.clock = FakeClock(1000.0)
         self.cache = ListingCache(max_age=1.0, clock=self.clock)
         self.config_used = self.config()
         # Every folder counts as settled, as one untouched for a while would.

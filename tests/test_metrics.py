@@ -22,7 +22,7 @@ from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of
 from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
     make_certificate, requires_openssl, wait_until
-from tests.support.processes import children
+from tests.support import children
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 

@@ -8,13 +8,12 @@ import socket
 import struct
 import tempfile
 import threading
-import time
 import unittest
 import urllib.error
 import urllib.request
 
 from nex.files.opencache import FileReplacedError, OpenFileCache
-from tests.support import NexServer
+from tests.support import NexServer, wait_until
 
 POLL_SECONDS = 10.0
 
@@ -94,11 +93,15 @@ class OpenFileCacheTest(unittest.TestCase):
         self.assertEqual(_open_descriptors() - before, set())
         idle = OpenFileCache(4, 0.01)
         self.read(idle, paths[0])
-        deadline = time.monotonic() + POLL_SECONDS
-        while len(idle) and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+        def swept() -> bool:
+            if not len(idle):
+                return True
             self.read(idle, paths[1])  # each use sweeps what was idle long enough
             idle._next_sweep = 0.0
+            return False
+
+        wait_until(swept, POLL_SECONDS, 0.05)
         self.assertNotIn(paths[0], idle._entries)
         idle.close()
         self.assertEqual(_open_descriptors() - before, set())
@@ -196,12 +199,12 @@ class ServedThroughTheOpenFileCacheTest(unittest.TestCase):
                 sock.recv(1000)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.put(self.path, b"b")  # the old descriptor closes once no response reads it
-        deadline = time.monotonic() + POLL_SECONDS
-        while True:
+
+        def released() -> bool:
             self.assertEqual(self.get_range("big.bin"), b"b" * 100)
-            if self.held() == [self.path] or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+            return self.held() == [self.path]
+
+        wait_until(released, POLL_SECONDS, 0.1)
         self.assertEqual(self.held(), [self.path])
 
     def test_a_deleted_file_is_not_served_and_its_descriptor_is_released(self):
@@ -210,10 +213,14 @@ class ServedThroughTheOpenFileCacheTest(unittest.TestCase):
         with self.assertRaises(urllib.error.HTTPError) as caught:
             self.get_range("big.bin")
         self.assertEqual(caught.exception.code, 404)
-        deadline = time.monotonic() + POLL_SECONDS
-        while self.held() and time.monotonic() < deadline:
+
+        def closed() -> bool:
+            if not self.held():
+                return True
             self.get_range("other.bin")  # a use of the cache closes what idled out
-            time.sleep(0.1)
+            return False
+
+        wait_until(closed, POLL_SECONDS, 0.1)
         self.assertEqual(self.held(), [])
 
 

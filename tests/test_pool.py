@@ -6,25 +6,12 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import unittest
 from typing import List, Set
 
 from nex.process.pool import ThreadPool, _Parked
-from tests.support import SOCKET_TIMEOUT, NexServer, ResponseReader
-from tests.test_supervisor import get
+from tests.support import SOCKET_TIMEOUT, NexServer, ResponseReader, get, wait_until
 
-
-def wait_until(condition, what: str, timeout: float = SOCKET_TIMEOUT):
-    """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class ThreadPoolTest(unittest.TestCase):
@@ -47,7 +34,7 @@ class ThreadPoolTest(unittest.TestCase):
         pool = ThreadPool(idle_seconds=SOCKET_TIMEOUT)
         self.addCleanup(pool.close)
         first = self.run_one(pool, "Client-1 127.0.0.1:1000")
-        wait_until(lambda: pool._parked, "the thread to park")
+        wait_until(lambda: pool._parked, what="the thread to park")
         second = self.run_one(pool, "Client-2 127.0.0.1:1001")
         self.assertIs(first, second)
         self.assertEqual(self.names, ["Client-1 127.0.0.1:1000", "Client-2 127.0.0.1:1001"])
@@ -75,13 +62,13 @@ class ThreadPoolTest(unittest.TestCase):
         pool = ThreadPool(idle_seconds=0.05)
         self.addCleanup(pool.close)
         thread = self.run_one(pool, "short")
-        wait_until(lambda: not thread.is_alive(), "the idle thread to end")
+        wait_until(lambda: not thread.is_alive(), what="the idle thread to end")
         self.assertEqual(pool._parked, [])
 
     def test_close_ends_the_parked_threads(self) -> None:
         pool = ThreadPool(idle_seconds=SOCKET_TIMEOUT)
         thread = self.run_one(pool, "parked")
-        wait_until(lambda: pool._parked, "the thread to park")
+        wait_until(lambda: pool._parked, what="the thread to park")
         pool.close()
         thread.join(SOCKET_TIMEOUT)
         self.assertFalse(thread.is_alive())
@@ -240,6 +227,6 @@ class ParkedThreadReferenceTest(unittest.TestCase):
         pool.run(work, lambda item: done.set(), "once")
         self.assertTrue(done.wait(SOCKET_TIMEOUT))
         del work
-        wait_until(lambda: pool._parked, "the thread to park")
+        wait_until(lambda: pool._parked, what="the thread to park")
         gc.collect()
         self.assertIsNone(gone())

@@ -18,8 +18,8 @@ from nex.proxy.parent import Parent, parse_parent
 from nex.site.passwords import hash_password
 from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
-from tests.test_proxy_tunnel import EchoOrigin, read_head
 from tests.support import parse_replies
+from tests.support import EchoOrigin, read_head
 
 
 class ParentTest(unittest.TestCase):

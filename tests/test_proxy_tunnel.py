@@ -11,79 +11,20 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import unittest
-from typing import List
 
 from tests.support import (SOCKET_TIMEOUT, NexServer, RawOrigin, client_context, duplex,
                            free_port, make_certificate, make_root, ok, proxy_settings,
                            requires_openssl)
+from tests.support import EchoOrigin, read_head, receive_exactly
 
 CURL = shutil.which("curl")
 
 
-class EchoOrigin:
-    """A TCP server on 127.0.0.1 that sends back every byte it receives, then half-closes
-    when the client does."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._echo, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    @staticmethod
-    def _echo(sock: socket.socket) -> None:
-        sock.settimeout(SOCKET_TIMEOUT)
-        with sock:
-            try:
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        sock.shutdown(socket.SHUT_WR)
-                        return
-                    sock.sendall(data)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._accepting.join(SOCKET_TIMEOUT)
-        for thread in self._threads:
-            thread.join(SOCKET_TIMEOUT)
 
 
-def read_head(sock: socket.socket) -> bytes:
-    """A response head read byte by byte, so nothing after it is taken from the socket."""
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            raise AssertionError(f"closed inside a response head: {head!r}")
-        head += byte
-    return head
 
 
-def receive_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise AssertionError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
 
 
 @requires_openssl

@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 from tests.support import ProxyTestCase, ok
 from tests.support import SOCKET_TIMEOUT
-from tests.test_proxy_tunnel import read_head, receive_exactly
+from tests.support import read_head, receive_exactly
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE = 0x1, 0x8

@@ -22,7 +22,7 @@ from nex.process.interfaces import lan_address
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
 from tests.support import REPO, START_TIMEOUT, NexServer, ResponseReader
-from tests.test_dispatch import make_request
+from tests.support import make_request
 
 WITHOUT_SEGNO = mock.patch.dict(sys.modules, {"segno": None})
 

@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 from nex.files.leftovers import remove_stale_uploads, stale_after
 from nex.http.errors import HTTPError
 from nex.http.response import Response
-from tests.test_upload import ALICE, UploadTestCase
+from tests.support.upload import ALICE, UploadTestCase
 
 PARTIAL = ("Content-Type", "application/partial-upload")
 

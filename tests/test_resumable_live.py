@@ -16,7 +16,7 @@ import unittest
 from typing import Dict, Optional, Tuple
 
 from tests.support import NexServer, ResponseReader, wait_until
-from tests.test_upload_live import LiveUploadCase
+from tests.support.upload import LiveUploadCase
 
 SIZE = 50 * 1024 * 1024
 PIECE = 256 * 1024
@@ -45,7 +45,8 @@ class DraftClient:
             reader = ResponseReader(sock)
             if head.startswith("PUT"):
                 status, headers, _ = reader.read()
-                assert status == 104, status
+                if status != 104:
+                    raise AssertionError(f"expected 104, got {status}")
                 self.resource = headers["location"]
             at = start
             while at < len(self.data):
@@ -79,7 +80,8 @@ class DraftClient:
             status, headers, _ = ResponseReader(sock).read(head_only=True)
         finally:
             sock.close()
-        assert status == 204, status
+        if status != 204:
+            raise AssertionError(f"expected 204 to an offset request, got {status}")
         return int(headers["upload-offset"])
 
     def upload(self) -> Tuple[int, Dict[str, str]]:
@@ -89,7 +91,8 @@ class DraftClient:
                               "\r\n", 0)
         deadline = time.monotonic() + 120
         while result is None or result[0] == 409:
-            assert time.monotonic() < deadline, "the upload did not finish"
+            if time.monotonic() >= deadline:
+                raise AssertionError("the upload did not finish")
             offset = self.offset()
             result = self.request(
                 f"PATCH {self.resource} HTTP/1.1\r\nHost: localhost\r\n"

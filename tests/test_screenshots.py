@@ -15,7 +15,7 @@ import struct
 import tempfile
 
 from tests.support import NexServer
-from tests.test_browser import SAMPLES, WAIT, ChromiumTestCase
+from tests.support import SAMPLES, WAIT, ChromiumTestCase
 
 #: 2026-11-24 10:00 UTC, the time every file of the pictured folder shows.
 FIXED_TIME = 1795514400
@@ -31,7 +31,8 @@ def png_size(path: str):
     """``(width, height)`` of the PNG at ``path``."""
     with open(path, "rb") as image:
         head = image.read(24)
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", head[:8]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise AssertionError(f"not a PNG: {head[:8]!r}")
     return struct.unpack(">II", head[16:24])
 
 

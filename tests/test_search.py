@@ -17,7 +17,7 @@ from nex.files.search import find, search_folder, search_term
 from nex.files.templates import TemplateSet
 from nex.process.config import load_config
 from tests.support import REPO, NexServer, ResponseReader
-from tests.test_dispatch import make_request
+from tests.support import make_request
 
 
 class SearchTermTest(unittest.TestCase):

@@ -20,8 +20,7 @@ from nex.process.listener import Server
 from nex.process.log import Logger
 from nex.site.passwords import hash_password
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
-from tests.test_lifecycle import run_server as run_nex
-from tests.test_supervisor import children, get, running, wait_until
+from tests.support import children, get, run_server, running, wait_until
 
 LARGE = 64 * 1024 * 1024
 
@@ -30,7 +29,8 @@ def rewrite(server: NexServer, old: str, new: str) -> None:
     """Replace ``old`` by ``new`` in the server's settings file."""
     with open(server.settings_path) as f:
         text = f.read()
-    assert old in text, (old, text)
+    if old not in text:
+        raise AssertionError(f"{old!r} is not in the settings file:\n{text}")
     with open(server.settings_path, "w") as f:
         f.write(text.replace(old, new))
 
@@ -79,7 +79,7 @@ class SingleProcessReloadTest(unittest.TestCase):
         with open(server.settings_path, "a") as f:
             f.write("[files]\nlisting = maybe\n")
         server.signal(signal.SIGHUP)
-        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         lines = server.error_log().splitlines()
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("warning: settings not reloaded, Nex keeps the running ones: ", lines[0])
@@ -95,7 +95,7 @@ class SingleProcessReloadTest(unittest.TestCase):
             out.write(b"\xff\xfe not UTF-8")
         rewrite(server, os.path.join(REPO, "other_templates"), templates)
         server.signal(signal.SIGHUP)
-        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         self.assertIn("dir.html", server.error_log())
         for _ in range(3):
             self.assertEqual(get(server)[2], b"alpha")
@@ -105,7 +105,7 @@ class SingleProcessReloadTest(unittest.TestCase):
         server = self.server
         rewrite(server, "[server]\n", "[server]\nworkers = 2\n")
         server.signal(signal.SIGHUP)
-        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         self.assertIn("workers changes only when Nex restarts", server.error_log())
         self.assertEqual(get(server)[2], b"alpha")
         self.assertEqual(children(server.pid), set())
@@ -140,14 +140,14 @@ class PidFileTest(unittest.TestCase):
                 with open(self.pid_file) as f:
                     os.kill(int(f.read()), signal.SIGHUP)
                 wait_until(lambda: get(server)[1]["cache-control"] == "max-age=60",
-                           "the new settings")
+                           what="the new settings")
                 server.signal(signal.SIGTERM)
                 self.assertEqual(server.wait(), 0)
                 self.assertFalse(os.path.exists(self.pid_file))
 
     def test_a_pid_file_that_cannot_be_written_stops_start_up_with_one_line(self) -> None:
         missing = os.path.join(self.root, "no", "such", "folder", "nex.pid")
-        result = run_nex("--root", self.root, "--port", "0", "--pid-file", missing)
+        result = run_server("--root", self.root, "--port", "0", "--pid-file", missing)
         self.assertEqual((result.returncode, result.stdout, result.stderr),
                          (2, "", f"nex: --pid-file {missing}: cannot write it: "
                                  "No such file or directory\n"))
@@ -186,7 +186,7 @@ class SecondCtrlCTest(unittest.TestCase):
 
     def assert_forced_stop(self, server: NexServer, pids: List[int]) -> None:
         self.assertEqual(server.wait(), 130)  # long before the 600 s grace
-        wait_until(lambda: not any(running(pid) for pid in pids), "every process to exit")
+        wait_until(lambda: not any(running(pid) for pid in pids), what="every process to exit")
         self.assertNotIn("Traceback", server.stderr())
         self.assertNotIn("Traceback", server.error_log())
         self.assertNotIn("warning", server.error_log())
@@ -195,9 +195,9 @@ class SecondCtrlCTest(unittest.TestCase):
         server = self.stalled_download(workers=2)
         pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
                                                 if len(children(server.pid)) == 2 else None,
-                                                "two workers"))
+                                                what="two workers"))
         self.ctrl_c(pids)
-        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the worker's waiting line")
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the worker's waiting line")
         self.ctrl_c(pids)
         self.assert_forced_stop(server, pids)
 
@@ -205,16 +205,16 @@ class SecondCtrlCTest(unittest.TestCase):
         server = self.stalled_download(workers=2)
         pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
                                                 if len(children(server.pid)) == 2 else None,
-                                                "two workers"))
+                                                what="two workers"))
         server.signal(signal.SIGINT)
-        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the worker's waiting line")
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the worker's waiting line")
         server.signal(signal.SIGINT)
         self.assert_forced_stop(server, pids)
 
     def test_alone(self) -> None:
         server = self.stalled_download(workers=1)
         server.signal(signal.SIGINT)
-        wait_until(lambda: "Ctrl+C again" in server.stderr(), "the waiting line")
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the waiting line")
         server.signal(signal.SIGINT)
         self.assert_forced_stop(server, [server.pid])
         self.assertIn("stopping now", server.stderr())
@@ -238,7 +238,7 @@ class CleartextWarningTest(unittest.TestCase):
                                    bind="0.0.0.0")
                 self.addCleanup(server.stop)
                 server.start()
-                wait_until(lambda: "without TLS" in server.error_log(), "the warning")
+                wait_until(lambda: "without TLS" in server.error_log(), what="the warning")
                 server.stop()
 
 

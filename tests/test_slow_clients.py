@@ -25,6 +25,7 @@ from nex.process.connection import Connection
 from tests.support import ProxyTestCase, ok
 from tests.support import (SOCKET_TIMEOUT, NexServer, capture_log, read_all,
                            socketpair_dispatcher)
+from tests.support import wait_until
 
 
 class HeadTimeOutFromAcceptTest(unittest.TestCase):
@@ -175,17 +176,6 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def wait_until(condition, what: str, timeout: float = SOCKET_TIMEOUT):
-    """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
 
 class ClientResetInsideBodyTest(unittest.TestCase):
     """A client that resets inside a request body is not a server fault: no 500, no
@@ -223,10 +213,11 @@ class ClientResetInsideBodyTest(unittest.TestCase):
         sock.sendall(b"PUT /new.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
                      + b"x" * 10)
         # The upload's temporary file appears once the body is being read.
-        wait_until(lambda: len(os.listdir(self.root)) == 2, "the temporary file")
+        wait_until(lambda: len(os.listdir(self.root)) == 2, what="the temporary file")
         reset(sock)
         self.assert_one_quiet_line_per_reset("PUT /new.bin HTTP/1.1", 1)
-        wait_until(lambda: os.listdir(self.root) == ["big.bin"], "the temporary file's removal")
+        wait_until(lambda: os.listdir(self.root) == ["big.bin"],
+                   what="the temporary file's removal")
 
     @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "counts descriptors through /proc")
     def test_resets_while_a_body_is_discarded_release_every_descriptor(self) -> None:
@@ -236,9 +227,9 @@ class ClientResetInsideBodyTest(unittest.TestCase):
             sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
                          + b"x" * 10)
             # The connection's socket, and the file its response will send.
-            wait_until(lambda: self.descriptors() >= baseline + 2, "the response's file")
+            wait_until(lambda: self.descriptors() >= baseline + 2, what="the response's file")
             reset(sock)
-            wait_until(lambda: self.descriptors() <= baseline, "every descriptor's release")
+            wait_until(lambda: self.descriptors() <= baseline, what="every descriptor's release")
         self.assert_one_quiet_line_per_reset("GET /big.bin HTTP/1.1", 5)
 
 
@@ -253,7 +244,7 @@ class ProxiedBodyResetTest(ProxyTestCase):
                      "Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
         # The head and the first bytes have reached the origin.
         wait_until(lambda: origin.raw and origin.raw[0].endswith(b"x" * 10),
-                   "the body's first bytes at the origin")
+                   what="the body's first bytes at the origin")
         reset(sock)
         line = f'"POST {url} HTTP/1.1" 400 - '
         log = self.log_has(line)

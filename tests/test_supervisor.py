@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import unittest
-from typing import Callable, Dict, List, Set, Tuple
+from typing import Dict, List, Set
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
@@ -26,11 +26,9 @@ from nex.process.config import Config
 from nex.process.log import SupervisorLog, error_line
 from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
                                     restart_delay, worker_config)
-from tests import support
-from tests.support.processes import children, process_stat
-from tests.support import (COMBINED_LOG_LINE, REPO, START_TIMEOUT, NexServer, ResponseReader,
+from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader,
                            duplex, read_all, write_settings)
-from tests.test_proxy_tunnel import EchoOrigin, read_head
+from tests.support import EchoOrigin, children, get, process_state, read_head, running, wait_until
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -123,10 +121,6 @@ class SupervisorLogTest(unittest.TestCase):
 
 # --- what /proc shows ------------------------------------------------------------------------
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    stat = process_stat(pid)
-    return stat is not None and stat[0] != "Z"
 
 
 def socket_inodes(pid: int) -> Set[int]:
@@ -166,20 +160,7 @@ def listeners_of(pid: int, port: int) -> Set[int]:
     return socket_inodes(pid) & set(tcp_sockets(port, _TCP_LISTEN))
 
 
-def wait_until(condition: Callable[[], object], what: str,
-               timeout: float = START_TIMEOUT) -> object:
-    """``condition()``'s first true value, polled until ``timeout``; fails naming ``what``."""
-    value = support.wait_until(condition, timeout, 0.05)
-    if not value:
-        raise AssertionError(f"timed out waiting for {what}")
-    return value
 
-
-def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
-    """One request on a new connection."""
-    with server.connect() as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
-        return ResponseReader(sock).read()
 
 
 # --- real processes --------------------------------------------------------------------------
@@ -213,7 +194,8 @@ class WorkersTest(unittest.TestCase):
             pids = children(server.pid) - besides
             return pids if len(pids) == count and all(
                 listeners_of(pid, server.port) for pid in pids) else None
-        return wait_until(listening, f"{count} listening workers")  # type: ignore[return-value]
+        return wait_until(listening,
+                          what=f"{count} listening workers")  # type: ignore[return-value]
 
     def test_one_worker_is_one_process_without_a_supervisor(self):
         server = NexServer(self.root, settings={"server": {"workers": 1}})
@@ -305,7 +287,7 @@ class WorkersTest(unittest.TestCase):
         listener = listeners_of(victim, server.port)
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: f"(pid {victim}) was killed by signal SIGKILL; restarting it"
-                   in server.error_log(), "the restart line")
+                   in server.error_log(), what="the restart line")
         now = self.workers(server, 2)
         self.assertNotIn(victim, now)
         self.assertIn(max(pids), now)
@@ -319,7 +301,8 @@ class WorkersTest(unittest.TestCase):
         pids = self.workers(server, 2)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)  # no worker accepts: connections wait in the queues
-        wait_until(lambda: all(process_stat(pid)[0] == "T" for pid in pids), "the workers to stop")
+        wait_until(lambda: all(process_state(pid)[0] == "T" for pid in pids),
+                   what="the workers to stop")
         clients = []
         try:
             for _ in range(10):
@@ -373,10 +356,10 @@ class WorkersTest(unittest.TestCase):
                 f.write(text.replace("cache_control = no-cache", "cache_control = max-age=60"))
             server.signal(signal.SIGHUP)
             wait_until(lambda: "settings reloaded: 2 workers" in server.error_log(),
-                       "the reload line")
+                       what="the reload line")
             # The old workers stop accepting; until they exit they finish what they hold.
             wait_until(lambda: not any(listeners_of(pid, server.port) for pid in old),
-                       "the old workers to close their listeners")
+                       what="the old workers to close their listeners")
             new = self.workers(server, 2, besides=old)
             self.assertEqual({inode for pid in new for inode in listeners_of(pid, server.port)},
                              listeners_of(server.pid, server.port))
@@ -389,7 +372,7 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual((status, headers["cache-control"], headers["connection"], body),
                              (200, "no-cache", "close", b"alpha"))
             self.assertEqual(read_all(kept), b"")
-        wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
+        wait_until(lambda: not any(running(pid) for pid in old), what="the old workers to exit")
         self.assertNotIn("warning", server.error_log())
 
     def test_sighup_leaves_open_tunnels_to_drain_on_the_old_settings(self):
@@ -406,10 +389,10 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(duplex(tunnel, b"before", 6), b"before")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
-                       "the old worker to leave its tunnel open")
+                       what="the old worker to leave its tunnel open")
             self.workers(server, 2, besides=old)
             self.assertEqual(duplex(tunnel, b"after the reload", 16), b"after the reload")
-        wait_until(lambda: not any(running(pid) for pid in old), "the old workers to exit")
+        wait_until(lambda: not any(running(pid) for pid in old), what="the old workers to exit")
         self.assertNotIn("closing them", server.error_log())
 
     def test_stopping_nex_cuts_the_draining_tunnels(self):
@@ -423,7 +406,7 @@ class WorkersTest(unittest.TestCase):
             self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
-                       "the old worker to leave its tunnel open")
+                       what="the old worker to leave its tunnel open")
             server.signal(signal.SIGTERM)
             self.assertEqual(server.wait(), 0)
             self.assertEqual(read_all(tunnel), b"")
@@ -438,12 +421,12 @@ class WorkersTest(unittest.TestCase):
                 f.write(text.replace(line, f"workers = {count}"))
             server.signal(signal.SIGHUP)
             wait_until(lambda: f"settings reloaded: {count} workers" in server.error_log(),
-                       f"the reload to {count} workers")
+                       what=f"the reload to {count} workers")
             pids = wait_until(lambda: children(server.pid) - first
                               if len(children(server.pid) - first) == count else None,
-                              f"{count} new workers")
+                              what=f"{count} new workers")
             first |= pids
-            wait_until(lambda: children(server.pid) == pids, "the replaced workers to exit")
+            wait_until(lambda: children(server.pid) == pids, what="the replaced workers to exit")
             self.assertEqual(len(listeners_of(server.pid, server.port)), count)
             for _ in range(5):
                 self.assertEqual(get(server)[2], b"alpha")
@@ -455,7 +438,7 @@ class WorkersTest(unittest.TestCase):
         with open(server.settings_path, "a") as f:
             f.write("[files]\nlisting = maybe\n")
         server.signal(signal.SIGHUP)
-        wait_until(lambda: "settings not reloaded" in server.error_log(), "the refusal line")
+        wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         for _ in range(10):
             self.assertEqual(get(server)[2], b"alpha")
         self.assertEqual(children(server.pid), pids)
@@ -491,7 +474,8 @@ class WorkersTest(unittest.TestCase):
         pids = self.workers(server, 2)
         server.process.kill()
         server.wait()
-        wait_until(lambda: not any(running(pid) for pid in pids), "the orphaned workers to stop")
+        wait_until(lambda: not any(running(pid) for pid in pids),
+                   what="the orphaned workers to stop")
 
     def test_without_so_reuseport_workers_share_the_supervisors_listener(self):
         server = self.start(workers=2, shared_listener=True)
@@ -502,7 +486,8 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(listeners_of(pid, server.port), shared)
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: f"(pid {victim}) was killed" in server.error_log(), "the restart line")
+        wait_until(lambda: f"(pid {victim}) was killed" in server.error_log(),
+                   what="the restart line")
         self.workers(server, 2)
         for _ in range(10):
             self.assertEqual(get(server)[2], b"alpha")

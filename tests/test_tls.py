@@ -36,6 +36,7 @@ from tests.support import (OPENSSL, REPO, SOCKET_TIMEOUT, NexServer, ResponseRea
                            capture_log, client_context, make_certificate, read_all,
                            requires_openssl, socketpair_dispatcher, wait_until)
 from tests.support.settings import run as run_cli
+from tests.support import tls_pair
 
 MIB = 1024 * 1024
 BIG_SIZE = 20 * MIB
@@ -47,23 +48,6 @@ def der(certificate: str) -> bytes:
     return ssl.PEM_cert_to_DER_cert(Path(certificate).read_text(encoding="ascii"))
 
 
-def tls_pair(tls: ServerTLS, context: ssl.SSLContext
-             ) -> Tuple[ssl.SSLSocket, ssl.SSLSocket]:
-    """Both ends of a TLS connection over a socket pair, the handshake done: the server end
-    wrapped by ``tls``, the client end by ``context``."""
-    server_end, client_end = socket.socketpair()
-    server_end.settimeout(SOCKET_TIMEOUT)
-    client_end.settimeout(SOCKET_TIMEOUT)
-    server = tls.wrap(server_end)
-    client = context.wrap_socket(client_end, server_hostname="localhost",
-                                 do_handshake_on_connect=False)
-    helper = threading.Thread(target=client.do_handshake)
-    helper.start()
-    try:
-        server.do_handshake()
-    finally:
-        helper.join(SOCKET_TIMEOUT)
-    return server, client
 
 
 def served_certificate(tls: ServerTLS, trusted: str) -> bytes:

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from nex.proxy.tunnel import BUFFER_SIZE, relay
 from tests.support import client_context, duplex, make_certificate, requires_openssl
+from tests.support import receive_exactly
 
 SOCKET_TIMEOUT = 30.0
 SIZE = 10 * 1024 * 1024
@@ -40,17 +41,6 @@ def receive_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
-def receive_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``; fails if it ends first."""
-    sock.settimeout(SOCKET_TIMEOUT)
-    chunks, received = [], 0
-    while received < size:
-        chunk = sock.recv(min(256 * 1024, size - received))
-        if not chunk:
-            raise AssertionError(f"the tunnel ended after {received} of {size} bytes")
-        chunks.append(chunk)
-        received += len(chunk)
-    return b"".join(chunks)
 
 
 class TLSPairs:

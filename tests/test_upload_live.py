@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
-import tempfile
 import unittest
 import urllib.error
 import urllib.request
-from typing import Dict, List, Mapping, Tuple
 
-from tests.support import (BOUNDARY, FORM_TYPE, HTML, SOCKET_TIMEOUT, NexServer, ResponseReader,
+from tests.support import (BOUNDARY, FORM_TYPE, HTML, SOCKET_TIMEOUT, ResponseReader,
                            file_part, form_body, read_all, wait_until)
+from tests.support.upload import LiveUploadCase, reply
 
 MAX_UPLOAD = 64 * 1024
 HOST = b"Host: localhost\r\n"
@@ -24,74 +22,8 @@ def head(line: str, *fields: str) -> bytes:
         + b"\r\n"
 
 
-def reply(data: bytes) -> Tuple[int, Dict[str, str], bytes]:
-    """Status, headers (lower-case names) and body of the one response in ``data``."""
-    head_bytes, _, body = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(": ")
-        headers[name.lower()] = value
-    return int(lines[0].split(" ")[1]), headers, body
 
 
-class LiveUploadCase(unittest.TestCase):
-    """One server per class over a root with ``dir/``, ``hello.txt`` and a link ``out`` to a
-    folder outside it; the error log must hold no traceback when the class ends."""
-
-    settings: Mapping[str, Mapping[str, object]] = {}
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.base = os.path.realpath(tempfile.mkdtemp(prefix="nex-upload-live-"))
-        cls.root = os.path.join(cls.base, "root")
-        cls.outside = os.path.join(cls.base, "outside")
-        os.makedirs(os.path.join(cls.root, "dir"))
-        os.makedirs(cls.outside)
-        with open(os.path.join(cls.root, "hello.txt"), "wb") as out:
-            out.write(b"hello, world\n")
-        os.symlink(cls.outside, os.path.join(cls.root, "out"))
-        cls.server = NexServer(cls.root, settings=cls.settings).start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.signal()
-        try:
-            cls.server.wait()
-        finally:
-            errors = cls.server.error_log()
-            cls.server.stop()
-            shutil.rmtree(cls.base, ignore_errors=True)
-        if "Traceback" in errors:
-            raise AssertionError(f"the error log holds a traceback:\n{errors}")
-
-    def setUp(self) -> None:
-        self.folder = tempfile.mkdtemp(dir=os.path.join(self.root, "dir"))
-        self.name = os.path.basename(self.folder)
-        self.addCleanup(shutil.rmtree, self.folder, True)
-
-    def path(self, name: str = "") -> str:
-        """The URL path of ``name`` in this test's own folder."""
-        return f"/dir/{self.name}/{name}"
-
-    def names(self) -> List[str]:
-        """Every name in this test's folder, temporary files included."""
-        return sorted(os.listdir(self.folder))
-
-    def read(self, name: str) -> bytes:
-        with open(os.path.join(self.folder, name), "rb") as source:
-            return source.read()
-
-    def send(self, data: bytes) -> Tuple[int, Dict[str, str], bytes]:
-        """Send ``data`` on a new connection that then asks to close; the one reply."""
-        with self.server.connect() as sock:
-            sock.sendall(data)
-            return reply(read_all(sock))
-
-    def wait_for_line(self, text: str) -> None:
-        """Wait until the access log holds ``text`` (the server has finished that request)."""
-        log = self.server.wait_for_access_log(lambda lines: text in lines)
-        self.assertIn(text, log)
 
 
 class PutLiveTest(LiveUploadCase):

@@ -12,9 +12,10 @@ from nex.files.uploadpage import UploadPage
 from nex.files.webdav import WebDav
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
-from tests.test_upload import PROJECT, UploadTestCase
+from tests.support import REPO
+from tests.support.upload import UploadTestCase
 
-SHIPPED = os.path.join(PROJECT, "other_templates")
+SHIPPED = os.path.join(REPO, "other_templates")
 
 
 class UploadPageTest(UploadTestCase):

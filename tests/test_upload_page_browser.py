@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 import unittest
 from typing import Dict
 
-from tests.support import NexServer
-from tests.test_browser import WAIT, ChromiumTestCase
+from tests.support import NexServer, wait_until
+from tests.support import WAIT, ChromiumTestCase
 
 SETTINGS = {"files": {"upload": "yes", "allow_delete": "yes", "allow_rename": "yes"}}
 #: What the page drops: relative path -> (size, seed); the bytes are (i * 31 + seed) % 256.
@@ -81,11 +80,9 @@ class UploadPanelBrowserTest(ChromiumTestCase):
         return True
 
     def wait_for(self, condition, message: str, timeout: float = UPLOAD_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail(message)
-            time.sleep(0.05)
+        """Poll ``condition`` until it holds; fails with ``message`` after ``timeout``."""
+        if not wait_until(condition, timeout, 0.05):
+            self.fail(message)
 
     def test_dropped_files_and_folder_arrive_whole_across_a_restart(self):
         from selenium.webdriver.common.by import By

@@ -15,6 +15,7 @@ from nex.http.framing import NO_BODY, HeadLimits
 from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
+from tests.support.fakes import FakeClock
 
 SOCKET_TIMEOUT = 30.0
 #: Short enough that the time-out tests finish quickly, far longer than loopback needs.
@@ -521,12 +522,6 @@ def open_(origin: Origin) -> bool:
     return origin.sock.fileno() != -1
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class PoolTest(UpstreamTestCase):

@@ -9,6 +9,7 @@ import unittest
 from typing import List
 
 from nex.watchedfile import WatchedFile, load
+from tests.support.fakes import FakeClock, rewrite
 
 
 def parse_numbers(data: bytes) -> List[int]:
@@ -21,19 +22,8 @@ def parse_numbers(data: bytes) -> List[int]:
     return numbers
 
 
-def rewrite(path: str, text: str) -> None:
-    """Replace the file the way careful editors do: a new file renamed over the old one."""
-    with open(path + ".new", "w", encoding="ascii") as out:
-        out.write(text)
-    os.replace(path + ".new", path)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class WatchedFileTest(unittest.TestCase):
@@ -96,7 +86,7 @@ class WatchedFileTest(unittest.TestCase):
         self.assertEqual(self.parsed, 1)
 
     def test_checks_at_most_once_per_interval(self) -> None:
-        clock = FakeClock()
+        clock = FakeClock(1000.0)
         watched = self.watch(interval=1.0, clock=clock)
         rewrite(self.path, "3\n")
         self.assertEqual(watched.value, [1, 2])

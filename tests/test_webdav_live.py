@@ -13,8 +13,8 @@ import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Tuple
 
-from tests.test_access import ANONYMOUS, RIGHT, ServerTestCase
-from tests.test_upload_live import LiveUploadCase
+from tests.support.access import ANONYMOUS, RIGHT, ServerTestCase
+from tests.support.upload import LiveUploadCase
 
 RCLONE = shutil.which("rclone")
 CADAVER = shutil.which("cadaver")

@@ -171,8 +171,9 @@ def plan_archive(folder: Target, config: Config, top: str,
     read, folders before what they hold, under the top folder ``top``.
 
     The folder is walked once now, adding up the sizes of its files: ``HTTPError`` 413 as
-    soon as they pass ``config.max_zip_size``, and the 403/404 of :func:`nex.files.listing.scan_folder` for
-    ``folder`` itself; a folder below it that cannot be read is left out.  The entries come
+    soon as they pass ``config.max_zip_size``, and the 403/404 of
+    :func:`nex.files.listing.scan_folder` for ``folder`` itself; a folder below it that
+    cannot be read is left out.  The entries come
     from a second walk, made as the archive is written, so no list of them is kept; should
     the folder have grown past the limit meanwhile, that walk raises :class:`BodyFault`.
     """

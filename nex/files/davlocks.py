@@ -192,21 +192,23 @@ class LockTable:
         """The lock ``token`` covering ``path``, its time-out restarted; 412 when there is
         none (RFC 4918 §9.10.6: lock-token-matches-request-uri)."""
         with self._mutex:
-            self._live()
-            lock = self._locks.get(token)
-            if lock is None or not lock.covers(path):
-                raise HTTPError(412, "No lock with that token covers this resource.")
+            lock = self._covering(token, path, 412)
             lock.timeout, lock.ends = timeout, self._clock() + timeout
             return lock
 
     def release(self, token: str, path: Path) -> None:
         """Remove the lock ``token`` covering ``path``; 409 when there is none."""
         with self._mutex:
-            self._live()
-            lock = self._locks.get(token)
-            if lock is None or not lock.covers(path):
-                raise HTTPError(409, "No lock with that token covers this resource.")
+            self._covering(token, path, 409)
             del self._locks[token]
+
+    def _covering(self, token: str, path: Path, status: int) -> Lock:
+        """The live lock ``token`` if it covers ``path``, else ``status``; the mutex held."""
+        self._live()
+        lock = self._locks.get(token)
+        if lock is None or not lock.covers(path):
+            raise HTTPError(status, "No lock with that token covers this resource.")
+        return lock
 
     def forget(self, path: Path) -> None:
         """Drop every lock taken on ``path`` or below it (it was deleted or moved away)."""

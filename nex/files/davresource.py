@@ -41,10 +41,12 @@ class Resource:
 
     @property
     def exists(self) -> bool:
+        """Whether something is at this path."""
         return self.stat is not None
 
     @property
     def collection(self) -> bool:
+        """Whether this is a folder (a WebDAV collection)."""
         return self.stat is not None and stat.S_ISDIR(self.stat.st_mode)
 
     @property

@@ -9,9 +9,10 @@ work whatever the tree holds.  Names match without regard to case (``str.casefol
 
 Every hit, and every folder the walk enters, passes the access check a listing makes of its
 entries (:func:`nex.files.listing.readable`: on the URL path and on the real path, a link's
-target included), so a search shows nothing its folder's listing would hide.  The answer is the listing page with the
-hits as its rows (each linked by its path from the folder), or JSON like a listing's, each
-entry with its ``path``, for ``?format=json`` or an ``Accept`` that prefers JSON.
+target included), so a search shows nothing its folder's listing would hide.  The answer is
+the listing page with the hits as its rows (each linked by its path from the folder), or JSON
+like a listing's, each entry with its ``path``, for ``?format=json`` or an ``Accept`` that
+prefers JSON.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""HTTP messages without sockets: grammar, heads, framing, bodies, dates, conditions, ranges, forms."""
+"""HTTP messages without sockets: grammar, heads, framing, bodies, dates, conditions, ranges,
+forms."""

@@ -174,9 +174,10 @@ class BodyReader:
     ``receive(deadline)`` returns the next bytes from the client (b"" when it closed) or
     raises the ``HTTPError`` for a ``time.monotonic()`` deadline that passed.  Each
     :meth:`read` may wait ``timeout`` seconds for its bytes; :meth:`discard` that long for the
-    whole rest of the body, since nobody needs it.  ``buffer`` is the connection's buffer, where bytes past the
-    body stay for the next request.  ``limit`` bounds the body (413 beyond it, before the
-    excess is read); a handler that accepts more raises it before reading.  When the client
+    whole rest of the body, since nobody needs it.  ``buffer`` is the connection's buffer,
+    where bytes past the body stay for the next request.  ``limit`` bounds the body (413
+    beyond it, before the excess is read); a handler that accepts more raises it before
+    reading.  When the client
     sent ``Expect: 100-continue``, ``send_continue`` is called once, before the first wait
     for body bytes (RFC 9110 §10.1.1), so a client that waits for it gets it only when Nex
     really reads the body.  ``send_interim`` sends another ``1xx`` response for

@@ -2,13 +2,15 @@
 
 :func:`create_context` makes an ``ssl.SSLContext`` for the server side: TLS 1.2 at least,
 for TLS 1.2 only the forward-secret AEAD suites (:data:`TLS12_CIPHERS`; TLS 1.3 has no
-others), no renegotiation, and ALPN ``http/1.1``.  :class:`ServerTLS` holds the context new connections
-are wrapped with; :meth:`ServerTLS.reload` reads the files again, so a renewed certificate
-takes effect without a restart, and a pair that does not load leaves the old one in place.
+others), no renegotiation, and ALPN ``http/1.1``.  :class:`ServerTLS` holds the context new
+connections are wrapped with; :meth:`ServerTLS.reload` reads the files again, so a renewed
+certificate takes effect without a restart, and a pair that does not load leaves the old one
+in place.
 :func:`make_self_signed` writes a throw-away certificate for ``localhost`` for local testing.
 
-The handshake itself happens in the connection's worker thread (``nex/connection.py``), never
-in the accept loop.  Every failure to load is a :class:`TLSError` with a one-line message.
+The handshake itself happens in the connection's worker thread
+(``nex/process/connection.py``), never in the accept loop.  Every failure to load is a
+:class:`TLSError` with a one-line message.
 """
 
 from __future__ import annotations

@@ -191,9 +191,7 @@ class Admission:
             raise HTTPError(400, "The request names a malformed host.") from None
         self._check_port(method, port)
         if self._blacklist.matches(name):
-            raise HTTPError(403, f"This proxy does not connect to {name}: the proxy's blacklist"
-                                 " ([proxy] blacklist, blacklist_file) lists it.",
-                            refusal="blacklist")
+            raise _blacklisted(name)
         # An allow-listed domain admits its name; otherwise every address must be listed.
         named = self._allowed is None or self._allowed.matches_name(name)
         parent = self._parent
@@ -221,9 +219,7 @@ class Admission:
             if self.itself.is_address(address, port, local_address):
                 raise HTTPError(508, "The request is aimed at this proxy itself.", refusal="loop")
             if self._blacklist.matches_address(address):
-                raise HTTPError(403, f"This proxy does not connect to {address}: the proxy's"
-                                     " blacklist ([proxy] blacklist, blacklist_file) lists it.",
-                                refusal="blacklist")
+                raise _blacklisted(address)
             if in_networks(address, self._denied):
                 raise HTTPError(403, f"This proxy does not connect to {address}: the setting"
                                      " [proxy] denied_destinations covers it.",
@@ -268,6 +264,12 @@ def _literal(name: str) -> Optional[SocketAddress]:
         return None
     return ((socket.AF_INET6, (name, 0, 0, 0)) if address.version == 6
             else (socket.AF_INET, (name, 0)))
+
+
+def _blacklisted(destination: object) -> HTTPError:
+    """The refusal of a destination (a name or an address) the blacklist lists."""
+    return HTTPError(403, f"This proxy does not connect to {destination}: the proxy's blacklist"
+                          " ([proxy] blacklist, blacklist_file) lists it.", refusal="blacklist")
 
 
 def _not_allowed() -> HTTPError:

@@ -3,7 +3,8 @@ each other.
 
 Each submodule holds one kind of helper.  The names of ``server``, ``live``, ``proxy``,
 ``responses``, ``forms`` and ``browser`` are importable from ``tests.support`` itself; those
-of ``settings`` (whose ``make_site`` and ``write_settings`` differ from these), ``heads``,
+of ``settings`` (whose ``make_site`` and ``write_settings`` differ from these), ``access``
+(whose ``write`` and ``basic`` are generic names), ``upload``, ``fakes``, ``heads``,
 ``interpreters`` and ``descriptors`` from their modules.
 """
 
@@ -11,14 +12,17 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   COMBINED_LOG_LINE, OPENSSL, requires_openssl, wait_until,
                                   wait_for_line, make_certificate, client_context, write_settings,
                                   NexServer, exchange, read_all, ResponseReader, capture_log,
-                                  CapturedLog, socketpair_dispatcher, http_request)
+                                  CapturedLog, socketpair_dispatcher, http_request, tls_pair,
+                                  run_server)
 from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
-                                resources, wait_for_resources, make_site, LiveServerTest, head)
+                                resources, wait_for_resources, make_site, LiveServerTest, head,
+                                children, running, process_state, get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
-                                 free_port, proxy_settings, make_root, ProxyTestCase)
+                                 free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
+                                 read_head, receive_exactly)
 from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFiles, close, fields,
-                                     body_bytes, parse_multipart)
+                                     body_bytes, parse_multipart, make_request)
 from tests.support.forms import (FORM_BOUNDARY, BOUNDARY, FORM_TYPE, HTML, part, form, file_part,
                                  form_body)
 from tests.support.browser import (CHROMIUM, CHROMEDRIVER, PUBLIC_HTML, SAMPLES, WAIT,

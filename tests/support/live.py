@@ -11,9 +11,9 @@ import socket
 import tempfile
 import unittest
 import uuid
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
-from tests.support.server import SOCKET_TIMEOUT, NexServer, wait_until
+from tests.support.server import SOCKET_TIMEOUT, NexServer, ResponseReader, wait_until
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
@@ -223,3 +223,35 @@ def head(*fields: bytes, line: bytes = b"GET /hello.txt HTTP/1.1") -> bytes:
     return b"\r\n".join((line,) + fields) + b"\r\n\r\n"
 
 
+def children(pid: int) -> Set[int]:
+    """The live (not zombie) child processes of ``pid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = process_state(int(entry))
+            if stat is not None and stat[1] == pid and stat[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    stat = process_state(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def process_state(pid: int) -> Optional[Tuple[str, int]]:
+    """(state, parent pid) of ``pid``, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
+    """One request on a new connection."""
+    with server.connect() as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        return ResponseReader(sock).read()

@@ -101,3 +101,11 @@ def parse_multipart(body: bytes, content_type_value: str
             part_fields[name.lower()] = value
         parts.append((part_fields, data))
     return parts
+
+
+def make_request(method: str, target: str, host: str = "localhost",
+                 headers: Iterable[Tuple[str, str]] = ()) -> Request:
+    """A parsed HTTP/1.1 request as the parser would build it."""
+    path, _, query = target.partition("?")
+    return Request(method, target, path if target != "*" else "", query, "HTTP/1.1",
+                   Headers([("Host", host), *headers]), host, True)

@@ -11,9 +11,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
-from typing import Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+
+if TYPE_CHECKING:
+    from nex.process.tls import ServerTLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: Generous: CI machines under load can be slow to start a Python process.
@@ -52,13 +56,16 @@ T = TypeVar("T")
 
 
 def wait_until(condition: Callable[[], T], timeout: float = SETTLE_DEADLINE,
-               interval: float = 0.02) -> T:
+               interval: float = 0.02, what: Optional[str] = None) -> T:
     """Call ``condition`` until it returns something true or ``timeout`` seconds have passed;
-    its last answer (so a false one means the time ran out)."""
+    its last answer (so a false one means the time ran out).  Given ``what``, running out of
+    time fails the test instead, naming what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         answer = condition()
         if answer or time.monotonic() > deadline:
+            if not answer and what is not None:
+                raise AssertionError(f"timed out waiting for {what}")
             return answer
         time.sleep(interval)
 
@@ -338,3 +345,30 @@ def http_request(server: "NexServer", method: str, target: str, body: Optional[b
                 data)
     finally:
         connection.close()
+
+
+def tls_pair(tls: ServerTLS, context: ssl.SSLContext
+             ) -> Tuple[ssl.SSLSocket, ssl.SSLSocket]:
+    """Both ends of a TLS connection over a socket pair, the handshake done: the server end
+    wrapped by ``tls``, the client end by ``context``."""
+    server_end, client_end = socket.socketpair()
+    server_end.settimeout(SOCKET_TIMEOUT)
+    client_end.settimeout(SOCKET_TIMEOUT)
+    server = tls.wrap(server_end)
+    client = context.wrap_socket(client_end, server_hostname="localhost",
+                                 do_handshake_on_connect=False)
+    helper = threading.Thread(target=client.do_handshake)
+    helper.start()
+    try:
+        server.do_handshake()
+    finally:
+        helper.join(SOCKET_TIMEOUT)
+    return server, client
+
+
+def run_server(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run ``server.py ARGS`` from the repository to its end; its completed process, output
+    captured as text."""
+    return subprocess.run([sys.executable, os.path.join(REPO, "server.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          stdin=subprocess.DEVNULL)
