@@ -9,7 +9,8 @@ is checked too:
   certificate for --tls-cert, a users file for --auth-file), and its port becomes 0 and its
   address 127.0.0.1, so it listens on a free loopback port.  A line that serves
   must print its address, answer a request and stop with status 0 on SIGTERM; a line that does
-  one thing and exits (--hash-password, --write-config, --version, --help) must exit with 0.
+  one thing and exits (--hash-password, --write-config, --check-config, --version, --help)
+  must exit with 0.
 - Every documented setting (a row of a Markdown table whose first column is ``key``, under a
   heading naming its ``[section]``) is a key of that section in settings.conf, and every key
   of settings.conf is documented so.
@@ -38,9 +39,9 @@ from tests.support import (REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_ce
 
 #: Flags that take no value.
 SWITCHES = {"--proxy", "--cors", "--zip", "--upload", "--no-upload", "--tls-self-signed",
-            "--version", "--help", "-h"}
+            "--version", "--help", "-h", "--check-config"}
 #: Flags after which Nex does one thing and exits.
-ONE_SHOT = {"--hash-password", "--write-config", "--version", "--help", "-h"}
+ONE_SHOT = {"--hash-password", "--write-config", "--version", "--help", "-h", "--check-config"}
 _SERVING = re.compile(r"serving .* at (https?)://127\.0\.0\.1:(\d+)/")
 _SECTION_HEADING = re.compile(r"^#+ .*`\[([a-z_]+)\]`")
 _KEY_ROW = re.compile(r"^\| `([a-z_]+)` \|")

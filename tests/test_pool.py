@@ -127,7 +127,7 @@ class PoolGrowthTest(unittest.TestCase):
         for launched in range(5):
             self.assertGreater(len(pool.asked), launched)
             pool.launch()
-            wait_until(lambda: len(self.held) > launched, f"work {launched} to run")
+            wait_until(lambda: len(self.held) > launched, what=f"work {launched} to run")
         self.assertEqual(self.held, ["w0", "w1", "w2", "w3", "w4"])  # first come, first served
         self.assertEqual(len(set(self.threads)), 5)
         self.assertEqual(len(pool.asked), 5)  # no thread more than the work
