@@ -601,6 +601,20 @@ class PoolTest(UpstreamTestCase):
             pool.release(origin)
         self.assertEqual([open_(origin) for origin in origins], [True, True, False])
 
+    def test_per_host_cap_counts_only_the_connections_still_idle(self) -> None:
+        clock = FakeClock()
+        server = self.serve(keep_alive(lambda head: ok()))
+        pool = self.pool(per_host=1, total=1, idle_timeout=30, clock=clock)
+        first, _ = self.request(pool, server, host="a.test")
+        second, _ = self.request(pool, server, host="b.test")  # the total cap drops first
+        third, _ = self.request(pool, server, host="a.test")
+        self.assertEqual([open_(first), open_(second), open_(third)], [False, False, True])
+        self.assertIs(self.request(pool, server, host="a.test")[0], third)  # taken, given back
+        clock.now += 31
+        fourth, _ = self.request(pool, server, host="a.test")  # third expired
+        self.assertEqual([open_(third), open_(fourth)], [False, True])
+        self.assertEqual(server.accepted, 4)
+
     def test_total_cap_drops_the_least_recently_used(self) -> None:
         server = self.serve(keep_alive(lambda head: ok()))
         pool = self.pool(total=2)
