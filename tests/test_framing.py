@@ -36,7 +36,7 @@ REFUSED_CASES = [
     ("sign", "HTTP/1.1", ["+5"], [], False, 400),
     ("empty length", "HTTP/1.1", [""], [], False, 400),
     ("19 digits", "HTTP/1.1", ["1" * 19], [], False, 400),
-    ("non-ASCII digits", "HTTP/1.1", ["\u00b2", "\u0665"], [], False, 400),
+    ("non-ASCII digits", "HTTP/1.1", ["\u0665"], [], False, 400),
     ("one non-ASCII digit", "HTTP/1.1", ["1\u00b2"], [], False, 400),
     ("underscore", "HTTP/1.1", ["1_0"], [], False, 400),
     ("space inside", "HTTP/1.1", ["1 0"], [], False, 400),
