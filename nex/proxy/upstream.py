@@ -275,6 +275,18 @@ class Origin:
                 yield chunk
         self._reusable = head.keep_alive and not self._buffer
 
+    def buffered_body(self, head: ResponseHead) -> bytes:
+        """The whole body of a Content-Length response that came with its ``head`` (the
+        caller checked ``head.content_length <= buffered``), in one copy; then
+        :attr:`reusable` says whether the connection can carry another request, as after
+        :meth:`read_body`."""
+        length = head.content_length or 0
+        with memoryview(self._buffer) as view:
+            body = bytes(view[:length])
+        del self._buffer[:length]
+        self._reusable = head.keep_alive and not self._buffer
+        return body
+
     def _receive_body(self, size: int = MAX_PIECE) -> bytes:
         self._wait_at_most(socket.SO_RCVTIMEO, self.timeout)
         try:
