@@ -11,7 +11,10 @@ thread, and reports for each case:
 
 Cases: a cached 1 KiB file; a 10 KiB HTML page asked for with a browser's
 ``Accept-Encoding``; a 404; the listing of a folder of 500 files; a random 64 KiB range of
-a 32 MiB file.  The access log goes to a file, as in production.
+a 32 MiB file; and, when nginx is installed, the 1 KiB file through the forward proxy
+(``proxy``: an absolute-form request relayed to nginx serving the same folder from a process
+of its own, so that only the proxy's work is counted).  The access log goes to a file, as in
+production.
 
 Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile] [--cases 1k,404]``.
 """
@@ -27,6 +30,7 @@ import random
 import resource
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -57,13 +61,56 @@ def random_range() -> bytes:
     return request("/big.bin", f"Range: bytes={first}-{first + RANGE_SIZE - 1}")
 
 
+#: The nginx origin of the ``proxy`` case: its port, set once nginx is started.
+_ORIGIN = {"port": 0}
+
 CASES: Dict[str, Callable[[], bytes]] = {
     "1k": lambda: request("/1k.bin"),
     "html": lambda: request("/page.html", f"Accept-Encoding: {BROWSER_ENCODINGS}"),
     "404": lambda: request("/missing.html"),
     "listing": lambda: request("/folder/"),
     "ranges": random_range,
+    "proxy": lambda: request(f"http://127.0.0.1:{_ORIGIN['port']}/1k.bin"),
 }
+
+_NGINX_CONFIG = """\
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/nginx-body;
+    proxy_temp_path {folder}/nginx-proxy;
+    fastcgi_temp_path {folder}/nginx-fastcgi;
+    uwsgi_temp_path {folder}/nginx-uwsgi;
+    scgi_temp_path {folder}/nginx-scgi;
+    keepalive_requests 1000000;
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+
+def start_nginx(root: str, work: str) -> subprocess.Popen:
+    """nginx serving ``root`` on a free loopback port (in ``_ORIGIN``), once it accepts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = os.path.join(work, "nginx.conf")
+    with open(config, "w") as f:
+        f.write(_NGINX_CONFIG.format(folder=work, port=port, root=root))
+    process = subprocess.Popen(["nginx", "-c", config, "-p", work], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            _ORIGIN["port"] = port
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.terminate()
+    raise SystemExit("nginx did not start; see " + os.path.join(work, "nginx-error.log"))
 
 
 def read_response(sock: socket.socket, pending: bytearray) -> None:
@@ -141,6 +188,16 @@ def main() -> int:
     newest = max(os.stat(path).st_ctime_ns for path in (root, os.path.join(root, "folder")))
     time.sleep(max(0.0, (newest + SETTLED_NS - time.time_ns()) / 1e9 + 0.1))
     work = tempfile.mkdtemp(prefix="nex-hotpath-")
+    cases = options.cases.split(",")
+    origin = None
+    if "proxy" in cases:
+        if shutil.which("nginx") is None:
+            print("proxy    left out: nginx is not installed")
+            cases.remove("proxy")
+        else:
+            os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
+            os.chmod(work, 0o755)
+            origin = start_nginx(root, work)
     profiles: List[cProfile.Profile] = []
     if options.profile:
         serve = connection_module.Connection.serve
@@ -153,13 +210,15 @@ def main() -> int:
         connection_module.Connection.serve = profiled_serve
     try:
         config = load_config(None, {"document_root": root, "port": 0,
-                                    "access_log": os.path.join(work, "access.log")})
+                                    "access_log": os.path.join(work, "access.log"),
+                                    "proxy_enabled": origin is not None,
+                                    "proxy_denied_destinations": ""})
         logger = Logger.from_config(config)
         server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                         logger)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        for name in options.cases.split(","):
+        for name in cases:
             profiles.clear()
             rounds = 1 if options.profile else options.rounds
             user, system = min((run_case(server.port, CASES[name], options.requests)
@@ -187,6 +246,9 @@ def main() -> int:
         thread.join(30)
         logger.close()
     finally:
+        if origin is not None:
+            origin.terminate()
+            origin.wait(15)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,4 +1,4 @@
-"""Forward-proxy benchmark: 1 KiB through Nex --proxy, tinyproxy and proxy.py, same origin.
+"""Forward-proxy benchmark: 1 KiB through Nex --proxy, squid, tinyproxy and proxy.py, same origin.
 
 wrk sends absolute-form request lines (a Lua script) over 50 keep-alive connections to each
 proxy in turn, every proxy relaying to the same origin (nginx when installed, else a second
@@ -8,10 +8,14 @@ The proxies take turns for three rounds, and each one's median round is reported
 requests it served per second of processor time (its own and its child processes'), which
 other load on the machine disturbs less than requests/s, and Nex's ratio to the others.
 
-Usage: ``python3 bench/proxies.py [--duration 10]``.  Needs ``wrk``; compares with
-``tinyproxy`` (Debian: ``apt-get install tinyproxy``, run here in the foreground with a
-generated configuration) and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual
+Usage: ``python3 bench/proxies.py [--duration 10] [--base CHECKOUT]``.  Needs ``wrk``;
+compares with squid (Debian: ``apt-get install squid``, run here in the foreground, without a
+disk or memory cache, from a configuration, pid file and logs in a temporary folder: the system's
+``/etc/squid`` and its service are left alone), ``tinyproxy`` (Debian: ``apt-get install
+tinyproxy``, run here in the foreground with a generated configuration) and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual
 environment; give its ``proxy`` command with ``--proxy-py``), leaving out those not installed.
+``--base`` adds, as ``base``, the Nex of another checkout (the code before a change) to the
+same rounds.
 """
 
 from __future__ import annotations
@@ -54,6 +58,22 @@ MaxClients 1024
 Allow 127.0.0.1
 LogFile "{folder}/tinyproxy.log"
 LogLevel Info
+"""
+#: squid without a cache, answering loopback clients only; ``pinger_enable off`` spares the
+#: ICMP helper process, ``shutdown_lifetime 0`` lets SIGTERM end it at once.
+_SQUID_CONFIG = """\
+http_port 127.0.0.1:{port}
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0 MB
+cache_store_log none
+pinger_enable off
+shutdown_lifetime 0 seconds
+pid_filename {folder}/squid.pid
+access_log stdio:{folder}/squid-access.log
+cache_log {folder}/squid-cache.log
+coredump_dir {folder}
 """
 #: How many times each proxy is measured.
 _PROXY_ROUNDS = 3
@@ -128,8 +148,8 @@ def wrk(url: str, duration: int, connections: int, threads: int, close: bool = F
 
 
 def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> None:
-    """Print 1 KiB keep-alive requests/s through Nex --proxy, tinyproxy and proxy.py, each
-    on one core, to the same origin."""
+    """Print 1 KiB keep-alive requests/s through Nex --proxy, squid, tinyproxy and proxy.py,
+    each on one core, to the same origin."""
     os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
     origin_port = free_port()
     if shutil.which("nginx"):
@@ -146,12 +166,22 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     with open(script, "w") as f:
         f.write(_ABSOLUTE_FORM.format(port=origin_port))
     proxies = {}
-    nex_settings = write_settings(workdir, os.path.join(workdir, "proxy-access.log"),
-                                  "[proxy]\nenabled = yes\ndenied_destinations =\n")
-    nex_port = free_port()
-    nex = nex_args(root, nex_settings)
-    nex[nex.index("--port") + 1] = str(nex_port)
-    proxies["nex"] = (nex, nex_port)
+    for name, repo in [("nex", REPO)] + ([("base", options.base)] if options.base else []):
+        settings = write_settings(workdir, os.path.join(workdir, f"{name}-access.log"),
+                                  "[proxy]\nenabled = yes\ndenied_destinations =\n",
+                                  name=name, repo=repo)
+        port = free_port()
+        args = nex_args(root, settings, repo=repo)
+        args[args.index("--port") + 1] = str(port)
+        proxies[name] = (args, port)
+    if options.squid:
+        port = free_port()
+        config = os.path.join(workdir, "squid.conf")
+        with open(config, "w") as f:
+            f.write(_SQUID_CONFIG.format(port=port, folder=workdir))
+        # squid, started as root, drops to its own user before it writes its logs.
+        os.chmod(workdir, 0o777)
+        proxies["squid"] = ([options.squid, "-N", "-f", config], port)
     if options.tinyproxy:
         port = free_port()
         config = os.path.join(workdir, "tinyproxy.conf")
@@ -196,11 +226,11 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
               f"CPU-second  ({result['errors']} errors, {result['closed']} of them "
               f"connections closed after a response)")
     nex = results["nex"]
-    for name in ("tinyproxy", "proxy.py"):
+    for name in ("base", "squid", "tinyproxy", "proxy.py"):
         if name in results:
             print(f"  nex / {name}: {nex['rps'] / results[name]['rps']:.2f}x req/s, "
                   f"{nex['per_cpu'] / results[name]['per_cpu']:.2f}x req per CPU-second")
-        else:
+        elif name != "base":
             print(f"  {name} not installed: left out")
 
 
@@ -208,6 +238,11 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--squid", default=shutil.which("squid") or (
+        "/usr/sbin/squid" if os.access("/usr/sbin/squid", os.X_OK) else None),
+                        help="the squid command (default: squid on PATH or in /usr/sbin)")
+    parser.add_argument("--base", metavar="CHECKOUT",
+                        help="also measure the Nex of this checkout (the code before a change)")
     parser.add_argument("--tinyproxy", default=shutil.which("tinyproxy"),
                         help="the tinyproxy command (default: tinyproxy on PATH)")
     parser.add_argument("--proxy-py", default=shutil.which("proxy"),

@@ -55,5 +55,9 @@ def plain_address(text: str) -> str:
 def in_networks(address: Address, networks: Iterable[Network]) -> bool:
     """Whether ``address``, in either of its :func:`address_forms`, lies in one of ``networks``."""
     forms = address_forms(address)
-    return any(form in network for network in networks for form in forms
-               if form.version == network.version)
+    for network in networks:  # loops, not any() over a generator: this runs per request
+        version = network.version
+        for form in forms:
+            if form.version == version and form in network:
+                return True
+    return False

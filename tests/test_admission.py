@@ -116,6 +116,17 @@ class ClientNetworkTest(AdmissionTestCase):
                     self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
                          " [proxy] allowed_clients does not list it."))
 
+    def test_remembered_answers_stay_with_their_client(self) -> None:
+        admission = self.make()
+        for _ in range(2):  # the second round answers from what the first remembered
+            for client, admitted in (("192.0.2.1", False), ("127.0.0.1", True),
+                                     ("not an address", False), ("10.9.8.7", True)):
+                with self.subTest(client=client):
+                    if admitted:
+                        self.admit(admission, "example.com", client=client)
+                    else:
+                        self.assert_refused(403, admission, "example.com", client=client)
+
     def test_no_allowed_clients_refuses_everyone(self) -> None:
         self.assert_refused(403, self.make(allowed_clients=[]), "example.com")
 

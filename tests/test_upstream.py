@@ -436,6 +436,32 @@ class ResponseOverSocketTest(UpstreamTestCase):
         self.assertEqual(body, b"abc")
         self.assertFalse(origin.reusable)
 
+    def buffered(self, response: bytes) -> Tuple[Origin, object]:
+        """An origin whose whole ``response`` is waiting before its head is read."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        origin = Origin(ours, ("origin.test", 80), SOCKET_TIMEOUT)
+        self.addCleanup(origin.close)
+        theirs.sendall(response)
+        return origin, origin.read_head("GET")
+
+    def test_body_that_came_with_the_head_is_taken_whole(self) -> None:
+        origin, head = self.buffered(ok(b"x" * 10))
+        self.assertEqual(origin.buffered, 10)
+        self.assertEqual(origin.buffered_body(head), b"x" * 10)
+        self.assertEqual((origin.buffered, origin.reusable), (0, True))
+
+    def test_body_taken_whole_with_extra_bytes_is_not_reusable(self) -> None:
+        origin, head = self.buffered(ok(b"abc") + b"junk")
+        self.assertEqual(origin.buffered_body(head), b"abc")
+        self.assertFalse(origin.reusable)
+
+    def test_body_taken_whole_from_an_origin_that_closes_is_not_reusable(self) -> None:
+        origin, head = self.buffered(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                                     b"Content-Length: 2\r\n\r\nhi")
+        self.assertEqual(origin.buffered_body(head), b"hi")
+        self.assertFalse(origin.reusable)
+
     def test_unfinished_body_is_not_reusable(self) -> None:
         origin = self.open(self.serve(answer_once(ok(b"x" * 200_000), False)))
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -595,6 +621,20 @@ class PoolTest(UpstreamTestCase):
             b"".join(origin.read_body(origin.read_head("GET")))
             pool.release(origin)
         self.assertEqual([open_(origin) for origin in origins], [True, True, False])
+
+    def test_per_host_cap_counts_only_the_connections_still_idle(self) -> None:
+        clock = FakeClock()
+        server = self.serve(keep_alive(lambda head: ok()))
+        pool = self.pool(per_host=1, total=1, idle_timeout=30, clock=clock)
+        first, _ = self.request(pool, server, host="a.test")
+        second, _ = self.request(pool, server, host="b.test")  # the total cap drops first
+        third, _ = self.request(pool, server, host="a.test")
+        self.assertEqual([open_(first), open_(second), open_(third)], [False, False, True])
+        self.assertIs(self.request(pool, server, host="a.test")[0], third)  # taken, given back
+        clock.now += 31
+        fourth, _ = self.request(pool, server, host="a.test")  # third expired
+        self.assertEqual([open_(third), open_(fourth)], [False, True])
+        self.assertEqual(server.accepted, 4)
 
     def test_total_cap_drops_the_least_recently_used(self) -> None:
         server = self.serve(keep_alive(lambda head: ok()))

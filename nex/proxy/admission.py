@@ -34,6 +34,7 @@ Refusals are ``HTTPError``s for the connection to render; an admitted request yi
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -122,6 +123,8 @@ class Admission:
                  parent: Optional[Parent] = None,
                  parent_bypass: Optional[DomainList] = None) -> None:
         self._allowed_clients = parse_networks(allowed_clients)
+        self._client_allowed = functools.lru_cache(maxsize=1024)(
+            self._client_in_allowed_networks)
         self._blacklist = blacklist
         self._allowed = allowed
         self._denied = parse_networks(denied_destinations)
@@ -228,13 +231,17 @@ class Admission:
                 raise _not_allowed()
 
     def _check_client(self, client: str) -> None:
-        try:
-            allowed = in_networks(parse_address(client), self._allowed_clients)
-        except ValueError:
-            allowed = False
-        if not allowed:
+        if not self._client_allowed(client):
             raise HTTPError(403, "This proxy does not serve your address: the setting"
                                  " [proxy] allowed_clients does not list it.", refusal="client")
+
+    def _client_in_allowed_networks(self, client: str) -> bool:
+        """Whether the peer address ``client`` lies in ``allowed_clients`` (remembered per
+        address by :attr:`_client_allowed`: a connection's requests all ask it)."""
+        try:
+            return in_networks(parse_address(client), self._allowed_clients)
+        except ValueError:
+            return False
 
     def _check_port(self, method: str, port: int) -> None:
         """A port outside ``connect_ports`` (CONNECT) or ``http_ports`` (the rest): 403."""

@@ -17,6 +17,7 @@ body that goes with it.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
@@ -68,6 +69,11 @@ def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
     fields = list(fields)
     dropped = HOP_BY_HOP | connection_options(fields)
     return [(name, value) for name, value in fields if name.lower() not in dropped]
+
+
+#: What no response passes on as the origin sent it: the hop-by-hop fields, and the
+#: Content-Length that the writer sets from the body it relays.
+_NOT_RELAYED = HOP_BY_HOP | {"content-length"}
 
 
 #: ``[proxy] forwarded_for`` modes: pass the client's fields as they are, add the client's
@@ -133,14 +139,30 @@ class ProxyTarget(NamedTuple):
     origin_form: str
 
 
+#: Targets and authorities longer than this are parsed each time rather than remembered.
+_CACHED_LENGTH = 512
+
+
 def split_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
     """``(host, port)`` of ``uri-host [":" port]``; an empty or absent port is ``default_port``.
 
     The authority is read by the grammar's Host rule (:func:`nex.http.grammar.parse_host`);
     IPv6 literals lose their brackets.  ``HTTPError(400)`` when it does not match, there is
     no host, the port is missing but needed (``default_port`` None, as for CONNECT) or
-    outside 1-65535.
+    outside 1-65535.  Short authorities are remembered (clients ask for the same few, and the
+    answer depends on nothing else); refusals are raised each time.
     """
+    if len(authority) <= _CACHED_LENGTH:
+        return _cached_authority(authority, default_port)
+    return _split_authority(authority, default_port)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
+    return _split_authority(authority, default_port)
+
+
+def _split_authority(authority: str, default_port: Optional[int]) -> Tuple[str, int]:
     match = parse_host(authority)
     if match is None:
         raise HTTPError(400, "The request target has a malformed host.")
@@ -162,7 +184,19 @@ def parse_absolute_target(method: str, target: str) -> ProxyTarget:
 
     An empty path is sent as ``/``, or as ``*`` for OPTIONS without a query (RFC 9112
     §3.2.4).  ``HTTPError(400)`` when ``target`` is not absolute-form or its authority is bad.
+    Short targets are remembered, as :func:`split_authority`'s authorities are.
     """
+    if len(target) <= _CACHED_LENGTH:
+        return _cached_absolute_target(method, target)
+    return _parse_absolute_target(method, target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_absolute_target(method: str, target: str) -> ProxyTarget:
+    return _parse_absolute_target(method, target)
+
+
+def _parse_absolute_target(method: str, target: str) -> ProxyTarget:
     match = ABSOLUTE_FORM.fullmatch(target)
     if match is None:
         raise HTTPError(400, "A proxy request needs an absolute URL as its target.")
@@ -273,8 +307,9 @@ def client_response_fields(origin_fields: Fields, via: Optional[str]) -> List[Tu
     representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
     Date, Server and the rest pass unchanged; a writer must not add its own.
     """
-    fields = [(name, value) for name, value in end_to_end_fields(origin_fields)
-              if name.lower() != "content-length"]
+    fields = list(origin_fields)
+    dropped = _NOT_RELAYED | connection_options(fields)
+    fields = [(name, value) for name, value in fields if name.lower() not in dropped]
     if via:
         fields.append(("Via", _field_value(via)))
     return fields
@@ -298,8 +333,14 @@ def via_carries(via: Optional[str], pseudonym: str) -> bool:
     """Whether the ``Via`` value ``via`` carries ``pseudonym`` as a received-by (any case)."""
     if not via:
         return False
-    return re.search(rf"(?<![^ \t,(]){re.escape(pseudonym)}(?![^ \t,)])", via,
-                     re.IGNORECASE) is not None
+    return _received_by(pseudonym).search(via) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _received_by(pseudonym: str) -> "re.Pattern[str]":
+    """The pattern finding ``pseudonym`` as a received-by in a ``Via`` value, built once per
+    pseudonym (a process has one) rather than per request."""
+    return re.compile(rf"(?<![^ \t,(]){re.escape(pseudonym)}(?![^ \t,)])", re.IGNORECASE)
 
 
 def _field_value(value: str) -> str:

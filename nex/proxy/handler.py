@@ -244,7 +244,7 @@ class ForwardProxy:
         if head.framing == LENGTH and length is not None and length <= origin.buffered:
             # The whole body came with the head: it goes out with the head in one write,
             # and the connection back to the pool at once.
-            response.body = (b"".join(origin.read_body(head)),)
+            response.body = (origin.buffered_body(head),)
             self._pool.release(origin)
             return response
         response.stream = _OriginBody(self._pool, origin, head)

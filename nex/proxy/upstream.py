@@ -155,7 +155,15 @@ class Origin:
         self._answered = False  # a byte of the current response has arrived
         self._reusable = False
         self._waits = {socket.SO_RCVTIMEO: -1.0, socket.SO_SNDTIMEO: -1.0}
+        #: Watches the idle connection for an EOF or stray bytes; registered once, so that
+        #: each reuse costs one ``poll`` and nothing more.
+        self._idle_watch = select.poll()
+        self._idle_watch.register(sock, select.POLLIN | select.POLLPRI)
         sock.settimeout(None)
+
+    def still_idle(self) -> bool:
+        """Whether the idle connection is still quiet: no EOF, no stray bytes, no error."""
+        return not self._idle_watch.poll(0)
 
     def _wait_at_most(self, option: int, seconds: float) -> None:
         """Bound the next receives (SO_RCVTIMEO) or sends (SO_SNDTIMEO) to ``seconds``."""
@@ -266,6 +274,18 @@ class Origin:
                     return
                 yield chunk
         self._reusable = head.keep_alive and not self._buffer
+
+    def buffered_body(self, head: ResponseHead) -> bytes:
+        """The whole body of a Content-Length response that came with its ``head`` (the
+        caller checked ``head.content_length <= buffered``), in one copy; then
+        :attr:`reusable` says whether the connection can carry another request, as after
+        :meth:`read_body`."""
+        length = head.content_length or 0
+        with memoryview(self._buffer) as view:
+            body = bytes(view[:length])
+        del self._buffer[:length]
+        self._reusable = head.keep_alive and not self._buffer
+        return body
 
     def _receive_body(self, size: int = MAX_PIECE) -> bytes:
         self._wait_at_most(socket.SO_RCVTIMEO, self.timeout)
@@ -403,13 +423,6 @@ def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float,
     raise HTTPError(502, f"The origin server cannot be reached{reason}.")
 
 
-def _still_idle(sock: socket.socket) -> bool:
-    """Whether an idle connection is still quiet: no EOF, no stray bytes, no error."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | select.POLLPRI)
-    return not poller.poll(0)
-
-
 class OriginPool:
     """Idle keep-alive connections to origins, reused per ``(host, port)``; thread-safe.
 
@@ -431,6 +444,8 @@ class OriginPool:
         self._lock = threading.Lock()
         #: Idle connections, least recently released first, with the time of release.
         self._idle: "collections.OrderedDict[Origin, float]" = collections.OrderedDict()
+        #: How many of them each key has, so that a release need not count them.
+        self._per_key: Dict[Key, int] = {}
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
                 connect_timeout: float, upstream_timeout: float,
@@ -445,7 +460,7 @@ class OriginPool:
             origin = self._take(key)
             if origin is None:
                 return connect(key, addresses, connect_timeout, upstream_timeout, limits)
-            if _still_idle(origin.sock):
+            if origin.still_idle():
                 origin.reused = True
                 origin.timeout = upstream_timeout
                 origin.limits = limits
@@ -455,10 +470,10 @@ class OriginPool:
     def _take(self, key: Key) -> Optional[Origin]:
         with self._lock:
             closing = self._expire()
-            found = next((origin for origin in reversed(self._idle) if origin.key == key),
-                         None)
-            if found is not None:
-                del self._idle[found]
+            found = None
+            if key in self._per_key:
+                found = next(origin for origin in reversed(self._idle) if origin.key == key)
+                self._forget(found)
         for origin in closing:
             origin.close()
         return found
@@ -471,13 +486,15 @@ class OriginPool:
             return
         with self._lock:
             closing = self._expire()
-            same_key = [idle for idle in self._idle if idle.key == origin.key]
-            if len(same_key) >= self.per_host:
+            if self._per_key.get(origin.key, 0) >= self.per_host:
                 closing.append(origin)
             else:
                 if len(self._idle) >= self.total:
-                    closing.append(self._idle.popitem(last=False)[0])
+                    oldest = next(iter(self._idle))
+                    self._forget(oldest)
+                    closing.append(oldest)
                 self._idle[origin] = self._clock()
+                self._per_key[origin.key] = self._per_key.get(origin.key, 0) + 1
         for idle in closing:
             idle.close()
 
@@ -489,14 +506,24 @@ class OriginPool:
             origin, since = next(iter(self._idle.items()))
             if since > oldest:
                 break
-            del self._idle[origin]
+            self._forget(origin)
             expired.append(origin)
         return expired
+
+    def _forget(self, origin: Origin) -> None:
+        """Take ``origin`` out of the idle connections (the lock is held)."""
+        del self._idle[origin]
+        left = self._per_key[origin.key] - 1
+        if left:
+            self._per_key[origin.key] = left
+        else:
+            del self._per_key[origin.key]
 
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""
         with self._lock:
             idle = list(self._idle)
             self._idle.clear()
+            self._per_key.clear()
         for origin in idle:
             origin.close()
