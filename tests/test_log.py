@@ -129,7 +129,9 @@ class AccessLineTest(LoggerTestCase):
                  ('a"b\\c', 'a\\"b\\\\c'), ("x\x1b[31m\ny", "x\\x1b[31m\\x0ay"))
         for user, _ in cases:
             logger.access("192.0.2.7", "GET / HTTP/1.1", 200, 5, None, None, user=user)
-        for (user, shown), line in zip(cases, self.logged(logger).splitlines(), strict=True):
+        lines = self.logged(logger).splitlines()
+        self.assertEqual(len(lines), len(cases))
+        for (user, shown), line in zip(cases, lines):
             with self.subTest(user=user):
                 self.assertEqual(line.split(" ")[:3], ["192.0.2.7", "-", shown])
 

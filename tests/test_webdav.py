@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Optional, Tuple
 from unittest import mock
 
+from nex.files import davwrite
 from nex.files.davlocks import LockTable, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
@@ -325,6 +326,17 @@ class WriteMethodsTest(DavCase):
         self.write("dir/t/u/f.txt", b"f")
         self.assertEqual(self.dav("DELETE", "/dir/t/").status, 204)
         self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "t")))
+
+    def test_removing_a_tree_never_follows_a_link_inside_it(self) -> None:
+        # The removal walks by descriptor on every Python (rmtree takes dir_fd from 3.11).
+        os.makedirs(os.path.join(self.root, "dir", "t", "u"))
+        self.write("dir/t/u/f.txt", b"f")
+        os.symlink(self.outside, os.path.join(self.root, "dir", "t", "u", "out"))
+        folder = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, folder)
+        davwrite._remove_tree("t", folder)
+        self.assertFalse(os.path.lexists(os.path.join(self.root, "dir", "t")))
+        self.assertEqual(os.listdir(self.outside), ["secret.txt"])
 
     def test_delete_does_not_remove_what_a_client_cannot_see(self) -> None:
         os.makedirs(os.path.join(self.root, "dir", "t"))
