@@ -305,14 +305,21 @@ def start_copyparty(python: str, root: str, work: str, cpu: Optional[str]) -> Ru
     return wait_for_port(process, port, "copyparty")
 
 
-def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
-    """Start nginx with a generated configuration on a free loopback port."""
-    port = free_port()
+def write_nginx_config(root: str, work: str, port: int) -> str:
+    """Write the nginx configuration that serves ``root`` on ``port``, with its files in
+    ``work``; its path.  The other benchmarks use it too, so nginx is one peer everywhere."""
     config = os.path.join(work, "nginx.conf")
     with open(config, "w") as f:
         # As root, the worker would otherwise run as nobody and could not read the folder.
         f.write(_NGINX_CONFIG.format(user="user root;\n" if os.geteuid() == 0 else "",
                                      work=work, port=port, root=root))
+    return config
+
+
+def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
+    """Start nginx with a generated configuration on a free loopback port."""
+    port = free_port()
+    config = write_nginx_config(root, work, port)
     process = subprocess.Popen(pinned(["nginx", "-c", config, "-p", work], cpu),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_for_port(process, port, f"nginx (see {work}/nginx-error.log)")

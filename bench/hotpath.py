@@ -41,6 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
+import bench  # noqa: E402
 from bench import BROWSER_ENCODINGS, BIG_FILE_SIZE, RANGE_SIZE, make_root  # noqa: E402
 from nex.process import connection as connection_module  # noqa: E402
 from nex.process.assembly import assemble  # noqa: E402
@@ -73,44 +74,11 @@ CASES: Dict[str, Callable[[], bytes]] = {
     "proxy": lambda: request(f"http://127.0.0.1:{_ORIGIN['port']}/1k.bin"),
 }
 
-_NGINX_CONFIG = """\
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/nginx-error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/nginx-body;
-    proxy_temp_path {folder}/nginx-proxy;
-    fastcgi_temp_path {folder}/nginx-fastcgi;
-    uwsgi_temp_path {folder}/nginx-uwsgi;
-    scgi_temp_path {folder}/nginx-scgi;
-    keepalive_requests 1000000;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-"""
-
-
 def start_nginx(root: str, work: str) -> subprocess.Popen:
     """nginx serving ``root`` on a free loopback port (in ``_ORIGIN``), once it accepts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = os.path.join(work, "nginx.conf")
-    with open(config, "w") as f:
-        f.write(_NGINX_CONFIG.format(folder=work, port=port, root=root))
-    process = subprocess.Popen(["nginx", "-c", config, "-p", work], stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            _ORIGIN["port"] = port
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("nginx did not start; see " + os.path.join(work, "nginx-error.log"))
+    running = bench.start_nginx(root, work, None)
+    _ORIGIN["port"] = int(running.url.rsplit(":", 1)[1].strip("/"))
+    return running.process
 
 
 def read_response(sock: socket.socket, pending: bytearray) -> None:

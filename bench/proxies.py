@@ -31,25 +31,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, cpu_seconds, make_root, nex_args, stop, write_settings  # noqa: E402
+from bench import (REPO, cpu_seconds, make_root, nex_args, stop, write_nginx_config,  # noqa: E402
+                   write_settings)
 
-_NGINX_CONFIG = """\
-worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-error_log {folder}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/nginx-body;
-    proxy_temp_path {folder}/nginx-proxy;
-    fastcgi_temp_path {folder}/nginx-fastcgi;
-    uwsgi_temp_path {folder}/nginx-uwsgi;
-    scgi_temp_path {folder}/nginx-scgi;
-    keepalive_requests 1000000;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-"""
 _TINYPROXY_CONFIG = """\
 Port {port}
 Listen 127.0.0.1
@@ -153,9 +137,7 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
     origin_port = free_port()
     if shutil.which("nginx"):
-        config = os.path.join(workdir, "nginx.conf")
-        with open(config, "w") as f:
-            f.write(_NGINX_CONFIG.format(folder=workdir, port=origin_port, root=root))
+        config = write_nginx_config(root, workdir, origin_port)
         origin_name, origin_args = "nginx", ["nginx", "-c", config, "-p", workdir]
     else:
         origin_settings = write_settings(workdir, os.path.join(workdir, "origin.log"))

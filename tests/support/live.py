@@ -159,6 +159,20 @@ def make_site(base: str) -> str:
     return root
 
 
+def stop_and_check_error_log(server: NexServer, base: str) -> None:
+    """Stop ``server`` gracefully (so every worker has finished and flushed its lines),
+    remove the folder ``base``, and fail if the error log holds a traceback."""
+    server.signal()
+    try:
+        server.wait()
+    finally:
+        errors = server.error_log()
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    if "Traceback" in errors:
+        raise AssertionError(f"the error log holds a traceback:\n{errors}")
+
+
 class LiveServerTest(unittest.TestCase):
     """One server per class, started with ``settings``; its error log must stay clean."""
 
@@ -177,15 +191,7 @@ class LiveServerTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         # Stop first so that every worker has finished and flushed its log lines.
-        cls.server.signal()
-        try:
-            cls.server.wait()
-        finally:
-            errors = cls.server.error_log()
-            cls.server.stop()
-            shutil.rmtree(cls.base, ignore_errors=True)
-        if "Traceback" in errors:
-            raise AssertionError(f"the error log holds a traceback:\n{errors}")
+        stop_and_check_error_log(cls.server, cls.base)
 
     def tearDown(self):
         self.assertNotIn("Traceback", self.server.error_log())

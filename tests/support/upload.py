@@ -23,6 +23,7 @@ from nex.site.hosts import HostValidator
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile
 from nex.site.passwords import hash_password
 from nex.site.routing import Dispatcher
+from tests.support.live import stop_and_check_error_log
 from tests.support.server import REPO, NexServer, read_all
 
 #: The Authorization field of the user :meth:`UploadTestCase.protect` makes.
@@ -191,15 +192,7 @@ class LiveUploadCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.server.signal()
-        try:
-            cls.server.wait()
-        finally:
-            errors = cls.server.error_log()
-            cls.server.stop()
-            shutil.rmtree(cls.base, ignore_errors=True)
-        if "Traceback" in errors:
-            raise AssertionError(f"the error log holds a traceback:\n{errors}")
+        stop_and_check_error_log(cls.server, cls.base)
 
     def setUp(self) -> None:
         self.folder = tempfile.mkdtemp(dir=os.path.join(self.root, "dir"))
