@@ -52,7 +52,10 @@ class DraftClient:
             while at < len(self.data):
                 end = min(at + PIECE, len(self.data))
                 if stop is not None and end >= stop:
-                    sock.sendall(self.data[at:stop])
+                    try:
+                        sock.sendall(self.data[at:stop])
+                    except OSError:
+                        break  # answered early (409 while the last try's lock is held)
                     self.cuts.remove(stop)
                     self.interrupts += 1
                     # Reset rather than close: the way a dropped network looks to Nex.
