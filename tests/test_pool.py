@@ -206,9 +206,10 @@ class ReuseOverSocketsTest(unittest.TestCase):
         for _ in range(20):
             self.assertEqual(get(server)[2], b"alpha")
             seen |= set(os.listdir(f"/proc/{server.pid}/task"))
-        # A thread per connection would show 20 new thread ids; a connection that comes
-        # before the last one's thread has parked may start one more.
-        self.assertLessEqual(len(seen), before + 5, sorted(seen))
+        # A thread per connection would show 20 new thread ids.  A connection that comes
+        # before the last one's thread has parked starts one (and that one up to GROWTH
+        # more), so a loaded machine shows a few, never one apiece.
+        self.assertLessEqual(len(seen), before + 10, sorted(seen))
 
 
 class ParkedThreadReferenceTest(unittest.TestCase):
