@@ -253,6 +253,26 @@ class OriginFailureTest(ProxyTestCase):
         self.assertEqual(origin.connections, 2)
         self.assertEqual(len(origin.received), 3)
 
+    def test_non_idempotent_request_is_never_sent_twice(self) -> None:
+        # RFC 9112 §9.3.1: a proxy MUST NOT retry a non-idempotent request on its own, even
+        # one whose (empty) body could be sent again.
+        origin = self.origin(lambda exchange: ok(b"fresh") if exchange.index == 0 else None)
+        connection = self.connection()
+        connection.request("GET", origin.url("/"))
+        self.assertEqual(connection.getresponse().read(), b"fresh")
+        connection.request("POST", origin.url("/"))
+        self.assertEqual(connection.getresponse().status, 502)
+        self.assertEqual((origin.connections, len(origin.received)), (1, 2))
+
+    def test_idempotent_request_with_an_empty_body_is_retried_once(self) -> None:
+        origin = self.origin(lambda exchange: ok(b"fresh") if exchange.index != 1 else None)
+        connection = self.connection()
+        connection.request("GET", origin.url("/"))
+        self.assertEqual(connection.getresponse().read(), b"fresh")
+        connection.request("DELETE", origin.url("/"), headers={"Content-Length": "0"})
+        self.assertEqual(connection.getresponse().read(), b"fresh")
+        self.assertEqual((origin.connections, len(origin.received)), (2, 3))
+
     def test_closed_pooled_connection_is_not_retried_once_the_body_was_sent(self) -> None:
         origin = self.origin(lambda exchange: ok(b"fresh") if exchange.index == 0 else None)
         connection = self.connection()

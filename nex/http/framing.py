@@ -224,6 +224,12 @@ def persists(version: str, options: FrozenSet[str]) -> bool:
     return "close" not in options and (version != "HTTP/1.0" or "keep-alive" in options)
 
 
+#: Methods whose intended effect is the same however often a request is sent (RFC 9110
+#: §9.2.2): the only ones a proxy may send again on its own after a connection failed
+#: (RFC 9112 §9.3.1).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
 def outgoing_framing(content_length: Optional[int], status: int, chunked_allowed: bool) -> str:
     """How Nex frames a response body of ``content_length`` bytes (None: not known before
     sending) to a client that may (``chunked_allowed``: HTTP/1.1) take chunked."""

@@ -35,7 +35,8 @@ from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_fo
                                   client_response_fields, forwarded_for, new_pseudonym,
                                   origin_request_head, parse_absolute_target, split_authority,
                                   via_carries, via_element)
-from nex.http.framing import CHUNK_END, LAST_CHUNK, LENGTH, NO_BODY, HeadLimits, chunk_size_line
+from nex.http.framing import (CHUNK_END, IDEMPOTENT_METHODS, LAST_CHUNK, LENGTH, NO_BODY,
+                              HeadLimits, chunk_size_line)
 from nex.http.grammar import DEFAULT_PORTS
 from nex.http.request import Request
 from nex.http.response import BodyFault, Response
@@ -257,8 +258,10 @@ class ForwardProxy:
         """Send the request over a pooled connection and read the response head.
 
         A pooled connection the origin had closed fails before any byte of the response
-        (:class:`StaleConnection`); the request goes once more over a new connection when
-        none of its body has been read yet, since only then can it be sent again whole.
+        (:class:`StaleConnection`).  An idempotent request goes once more over a new
+        connection when none of its body has been read yet, since only then can it be sent
+        again whole; any other request is never sent twice (RFC 9112 §9.3.1) and ends in
+        ``502``.
         """
         config = self._config
         origin = self._pool.connect(*_connection_key(destination), destination.addresses,
@@ -271,7 +274,7 @@ class ForwardProxy:
                 return origin, origin.read_head(method, upgrade)
             except StaleConnection:
                 origin.close()
-                if body is not None and body.received:
+                if method not in IDEMPOTENT_METHODS or (body is not None and body.received):
                     raise
                 origin = connect(_connection_key(destination), destination.addresses,
                                  config.proxy_connect_timeout, config.proxy_upstream_timeout,
