@@ -133,8 +133,9 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true",
         help="check the settings (the file and these flags), the users files, the TLS"
-             " certificate and key and the page templates without serving; print ok, or the"
-             " one line that says what is wrong, and exit 0 or 2 (run it before a reload)")
+             " certificate and key, the log files and the page templates without serving;"
+             " print ok, or the one line that says what is wrong, and exit 0 or 2 (run it"
+             " before a reload)")
     parser.add_argument("--version", action="version", version=f"Nex {__version__}")
     return parser
 
