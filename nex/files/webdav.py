@@ -3,11 +3,7 @@
 ``read`` serves PROPFIND (class 1: Depth 0 and 1; ``infinity``, also a missing Depth, is
 ``403`` as §9.1 allows, so one request cannot walk the whole tree).  ``write`` adds
 PROPPATCH, MKCOL, COPY, MOVE, DELETE, LOCK and UNLOCK (class 2: Windows Explorer and macOS
-Finder write only to a server that locks), and PUT then honours locks.  Locks live in the
-memory of the process that serves (:mod:`nex.files.davlocks`), so with ``workers`` above 1
-a lock taken through one worker would be unknown to the others; Nex then serves class 1
-only (:func:`serves_locks`): no LOCK or UNLOCK, ``DAV: 1``, no lock properties, and no
-client counts on a lock nobody enforces.  Writing also needs
+Finder write only to a server that locks), and PUT then honours locks.  Writing also needs
 the access policy's ``write`` (``[files] upload``, and a login under a protected prefix) for
 every entry touched, the Destination of a COPY or MOVE included; DELETE needs
 ``allow_delete`` and MOVE ``allow_rename``.  Like every write, the methods that change
@@ -18,8 +14,7 @@ are missing (404), a target the access policy refuses is refused as GET refuses 
 members it may not read are left out, judged as a listing judges its entries.  The live
 properties are ``resourcetype``, ``getcontentlength``, ``getcontenttype``, ``getetag``
 (GET's), ``getlastmodified``, ``creationdate`` (the modification time: file systems rarely
-keep another), and with locks ``supportedlock`` and ``lockdiscovery`` (class 2 brings them,
-RFC 4918 §18.2; without locks they are absent).  Dead properties are
+keep another), and with locks ``supportedlock`` and ``lockdiscovery``.  Dead properties are
 not kept: PROPPATCH answers ``403`` for each, and changes nothing.
 """
 
@@ -51,34 +46,14 @@ if TYPE_CHECKING:
 READ_METHODS = ("PROPFIND",)
 #: The WebDAV methods ``webdav = write`` adds.
 WRITE_METHODS = ("PROPPATCH", "MKCOL", "COPY", "MOVE", "DELETE", "LOCK", "UNLOCK")
-#: The methods of class 2, served only where Nex takes locks (:func:`serves_locks`).
-LOCK_METHODS = ("LOCK", "UNLOCK")
 
 _LOCK_KINDS = ("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/>"
                "</D:locktype></D:lockentry><D:lockentry><D:lockscope><D:shared/>"
                "</D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>")
 
 
-def serves_locks(config: Config) -> bool:
-    """Whether WebDAV is served with locks (class 2): ``webdav = write`` in one process.
-
-    The lock table is in the memory of the process that serves; with several workers a
-    lock taken through one would be unknown to the others, and a write through another
-    would pass it by.
-    """
-    return config.webdav == "write" and config.workers == 1
-
-
-def lock_warning(config: Config) -> str:
-    """The start-up warning for ``webdav = write`` served without locks; "" when none is due."""
-    if config.webdav != "write" or serves_locks(config):
-        return ""
-    return (f"WebDAV locks need workers = 1: with {config.workers} workers Nex serves WebDAV "
-            "class 1, and answers LOCK and UNLOCK with 405")
-
-
 class WebDav:
-    """The WebDAV methods of one site: its settings and its locks, shared by its threads.
+    """The WebDAV methods of one site: its settings and its locks, shared by every worker.
 
     It also serves the methods the listing's upload panel uses with uploads on, WebDAV or
     not (:attr:`methods`)."""
@@ -86,12 +61,9 @@ class WebDav:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.writable = config.webdav == "write"
-        #: Whether LOCK and UNLOCK are served (class 2); the table stays empty otherwise.
-        self.locking = serves_locks(config)
         self.locks = LockTable()
         if self.writable:
-            methods = READ_METHODS + tuple(method for method in WRITE_METHODS
-                                           if self.locking or method not in LOCK_METHODS)
+            methods = READ_METHODS + WRITE_METHODS
         else:
             page = ("MKCOL",) + (("DELETE",) if config.allow_delete else ()) + (
                 ("MOVE",) if config.allow_rename else ()) if config.upload else ()
@@ -100,9 +72,7 @@ class WebDav:
         #: listing's file management uses: MKCOL, and DELETE and MOVE where allowed.
         self.methods: Tuple[str, ...] = methods
         #: The methods that get ``405`` rather than ``501`` when not in :attr:`methods`:
-        #: every WebDAV method with WebDAV on.  LOCK without locks is one: Nex knows the
-        #: method but no resource supports it, which is 405 with ``Allow`` (RFC 9110
-        #: §15.5.6); 501 (§15.6.2) is for a method the server does not recognise.
+        #: every WebDAV method with WebDAV on.
         self.known_methods: Tuple[str, ...] = (
             READ_METHODS + WRITE_METHODS if config.webdav != "no" else methods)
 
@@ -116,7 +86,7 @@ class WebDav:
         §10.1), and the one Windows' WebDAV client looks for before it mounts."""
         if self.config.webdav == "no":
             return []
-        return [("DAV", "1, 2" if self.locking else "1"), ("MS-Author-Via", "DAV")]
+        return [("DAV", "1, 2" if self.writable else "1"), ("MS-Author-Via", "DAV")]
 
     def respond(self, request: Request, body: Optional[BodyReader], may: Checker,
                 path: Tuple[List[str], bool]) -> Response:
@@ -194,7 +164,7 @@ class WebDav:
             properties[f"{{{DAV}}}getcontentlength"] = str(found.st_size)
             properties[f"{{{DAV}}}getcontenttype"] = escape(media_type)
             properties[f"{{{DAV}}}getetag"] = escape(resource.etag)
-        if self.locking:
+        if self.writable:
             properties[f"{{{DAV}}}supportedlock"] = _LOCK_KINDS
             properties[f"{{{DAV}}}lockdiscovery"] = "".join(
                 _active_lock(lock) for lock in self.locks.locks_on(resource.path))

@@ -5,8 +5,7 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor, which has validated
-the settings and made every load a worker makes before it serves
-(:func:`nex.process.startup.check_startup`): a worker starts from exactly that :class:`Config`
+the settings and checked the templates: a worker starts from exactly that :class:`Config`
 (a reload hands the new workers exactly the settings it checked; a restart costs no
 interpreter start) and runs :func:`nex.process.run.run_server`, a lone Nex's start path.
 Forking is safe because the supervisor runs no thread of its own (so it writes its log lines
@@ -68,7 +67,6 @@ import traceback
 from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
-from nex.files.webdav import lock_warning
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
 from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, print_lan_code,
@@ -236,7 +234,6 @@ class Supervisor:
         """Start the workers, print the start-up line, supervise until stopped; exit status."""
         previous = self._catch_signals()
         try:
-            self._warn_about_locks()
             for slot in self._slots:
                 failure = self._fill(slot, self._config)
                 if failure:
@@ -431,7 +428,6 @@ class Supervisor:
         self._log.close()
         self._log = log
         self._config = config
-        self._warn_about_locks()
         while len(self._slots) > config.workers:
             slot = self._slots.pop()
             if slot.pid:
@@ -460,12 +456,6 @@ class Supervisor:
             if failure:
                 self._plan_restart(slot, f"worker {slot.number} {failure}")
         self._log.info(f"settings reloaded: {config.workers} workers")
-
-    def _warn_about_locks(self) -> None:
-        """Say once per start or reload that WebDAV is served without locks, if it is."""
-        warning = lock_warning(self._config)
-        if warning:
-            self._log.warning(warning)
 
     def _retire(self, slot: _Slot) -> None:
         """Let the slot's worker finish its responses and its tunnels and exit, with nothing
