@@ -29,7 +29,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
@@ -42,6 +42,9 @@ from nex.process.startup import (StartupError, bind_metrics_listener, dispatcher
                                  listen_failure, load_tls, open_logger)
 from nex.process.tls import ServerTLS, TLSError
 from nex.site.login import cleartext_warning
+
+if TYPE_CHECKING:
+    from nex.files.davlocks import LockTable
 
 #: Exit status after a second SIGINT, as a shell reports a process SIGINT ended (128 + 2).
 FORCED_EXIT = 130
@@ -56,15 +59,17 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
                load: Optional[Callable[[], Config]] = None,
                fail: Callable[[str], None] = _say, shared: bool = False,
                metrics: Optional[Metrics] = None,
-               scrapes: Optional[socket.socket] = None) -> int:
+               scrapes: Optional[socket.socket] = None,
+               locks: Optional[LockTable] = None) -> int:
     """Serve ``config`` from the main thread until stopped; return the exit status.
 
     ``ready(server)`` is called once the server listens and signals would stop it.  A
     worker passes its ``listener`` (``shared`` when other workers accept on it too), its
-    ``metrics`` and the metrics port's listener ``scrapes``; without a listener this is a
-    lone Nex, which takes the socket systemd passed or binds its own, and keeps its own
-    metrics.  ``load`` reads the settings again on SIGHUP (None, for a worker: SIGHUP is
-    left as it is, and RETIRE_SIGNAL stops the server leaving its tunnels to drain).  A
+    ``metrics``, the metrics port's listener ``scrapes`` and the WebDAV lock table ``locks``
+    all workers share; without a listener this is a lone Nex, which takes the socket systemd
+    passed or binds its own, and keeps its own metrics and locks.  ``load`` reads the
+    settings again on SIGHUP (None, for a worker: SIGHUP is left as it is, and RETIRE_SIGNAL
+    stops the server leaving its tunnels to drain).  A
     problem found before serving is passed to ``fail`` as one line (by default printed as
     ``nex: ...``) and gives status 2.
     """
@@ -87,7 +92,7 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
         fail(str(error))
         return 2
     try:
-        server = _server(config, logger, listener, tls, shared, metrics)
+        server = _server(config, logger, listener, tls, shared, metrics, locks)
     except StartupError as error:
         logger.close()
         fail(str(error))
@@ -182,9 +187,11 @@ def print_metrics_line(scrapes: Optional[socket.socket], config: Config) -> None
 
 
 def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
-            tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics]) -> Server:
+            tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics],
+            locks: Optional[LockTable] = None) -> Server:
     """A server for ``config`` whose dispatcher is assembled once the port is known."""
-    return Server(config, lambda port: dispatcher_for(config, port, on_error=logger.warning),
+    return Server(config,
+                  lambda port: dispatcher_for(config, port, logger.warning, locks),
                   logger, listener, tls, shared=shared, metrics=metrics)
 
 

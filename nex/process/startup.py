@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nex.files.templates import TemplateError
 from nex.process.assembly import assemble
@@ -25,6 +25,9 @@ from nex.process.log import Logger, open_log_file
 from nex.process.metrics import Metrics
 from nex.process.tls import ServerTLS, TLSError
 from nex.site.routing import Dispatcher
+
+if TYPE_CHECKING:
+    from nex.files.davlocks import LockTable
 
 
 class StartupError(Exception):
@@ -59,10 +62,11 @@ def log_failure(config: Config, error: OSError) -> StartupError:
                         f"{error.strerror}")
 
 
-def dispatcher_for(config: Config, port: int, on_error: Callable[[str], None]) -> Dispatcher:
+def dispatcher_for(config: Config, port: int, on_error: Callable[[str], None],
+                   locks: Optional[LockTable] = None) -> Dispatcher:
     """The dispatcher for ``config`` on ``port`` (:func:`nex.process.assembly.assemble`)."""
     try:
-        return assemble(config, port, on_error=on_error)
+        return assemble(config, port, on_error=on_error, locks=locks)
     except (TemplateError, ConfigError) as error:
         raise StartupError(str(error)) from None
 

@@ -5,9 +5,12 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor, which has validated
-the settings and checked the templates: a worker starts from exactly that :class:`Config`
+the settings and made every load a worker makes before it serves
+(:func:`nex.process.startup.check_startup`): a worker starts from exactly that :class:`Config`
 (a reload hands the new workers exactly the settings it checked; a restart costs no
 interpreter start) and runs :func:`nex.process.run.run_server`, a lone Nex's start path.
+With ``webdav = write`` every worker shares the supervisor's one WebDAV lock table
+(:meth:`nex.files.davlocks.LockTable.shared`), which outlives workers and reloads.
 Forking is safe because the supervisor runs no thread of its own (so it writes its log lines
 itself, not through :class:`nex.process.log.Logger`, whose flusher is a thread).  A fresh
 child closes the supervisor's descriptors at once (its signal pipe, its log file, its end of
@@ -67,6 +70,7 @@ import traceback
 from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
+from nex.files.davlocks import LockTable
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
 from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, print_lan_code,
@@ -217,6 +221,8 @@ class Supervisor:
         self._log = log
         #: Every worker's counters, and the row of each worker by pid (nex.process.metrics).
         self._metrics = MetricsTable()
+        #: The WebDAV locks every worker shares, made once settings first take them.
+        self._locks: Optional[LockTable] = None
         self._rows: Dict[int, int] = {}
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
@@ -470,6 +476,11 @@ class Supervisor:
             listener = self._listener(number, config)
         except OSError as error:
             return 0, f"could not start: {listen_failure(config.bind, self._port, error)}"
+        if config.webdav == "write" and self._locks is None:
+            try:
+                self._locks = LockTable.shared()
+            except OSError as error:
+                return 0, f"could not start: cannot make the WebDAV lock table: {error.strerror}"
         report_read, report_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -538,7 +549,7 @@ class Supervisor:
             status = serve_as_worker(config, listener, report, self._lifeline_read,
                                       shared=self._activated or not REUSE_PORT,
                                       metrics=process_metrics(config, self._metrics, row),
-                                      scrapes=self._scrapes)
+                                      scrapes=self._scrapes, locks=self._locks)
         except BaseException:
             traceback.print_exc()
         finally:

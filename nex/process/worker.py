@@ -14,12 +14,15 @@ import signal
 import socket
 import threading
 import traceback
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from nex.process.config import Config
 from nex.process.listener import Server
 from nex.process.metrics import Metrics
 from nex.process.run import run_server
+
+if TYPE_CHECKING:
+    from nex.files.davlocks import LockTable
 
 #: What a new worker writes to the supervisor once it is ready; else it writes why it failed.
 READY = b"ready"
@@ -27,11 +30,12 @@ READY = b"ready"
 
 def serve_as_worker(config: Config, listener: socket.socket, report: int, lifeline: int, *,
                      shared: bool, metrics: Optional[Metrics],
-                     scrapes: Optional[socket.socket]) -> int:
+                     scrapes: Optional[socket.socket], locks: Optional[LockTable]) -> int:
     """One worker's life: serve as a lone Nex does, on ``listener`` (``shared`` with other
-    workers or not), counting in ``metrics`` and answering scrapes on ``scrapes``; report
-    ready (or why not) on ``report``; stop when the supervisor is gone.  Returns the exit
-    status: 2 when it could not start."""
+    workers or not), counting in ``metrics``, answering scrapes on ``scrapes``, keeping
+    WebDAV locks in the table ``locks`` every worker shares; report ready (or why not) on
+    ``report``; stop when the supervisor is gone.  Returns the exit status: 2 when it could
+    not start."""
     reported = []  # what the supervisor was told: READY, or why the worker did not start
 
     def ready(server: Server) -> None:
@@ -46,7 +50,7 @@ def serve_as_worker(config: Config, listener: socket.socket, report: int, lifeli
 
     try:
         return run_server(config, listener=listener, ready=ready, fail=fail, shared=shared,
-                          metrics=metrics, scrapes=scrapes)
+                          metrics=metrics, scrapes=scrapes, locks=locks)
     except Exception as error:
         if reported:  # it served (or said why not): the supervisor logs how it ended
             raise
