@@ -12,7 +12,9 @@ import shutil
 import signal
 import tempfile
 import unittest
+from unittest import mock
 
+from nex.files import davlocks
 from nex.files.davlocks import LockTable
 from nex.http.errors import HTTPError
 from tests.support import NexServer, children, http_request, wait_until
@@ -78,6 +80,16 @@ class SharedTableTest(unittest.TestCase):
         self.clock.now += 60
         self.assertEqual(self.second.locks_on(("a.txt",)), [])
         self.second.take(("a.txt",), False, True, "", 60)
+
+    def test_a_lock_past_the_files_size_is_503_and_taken_nowhere(self) -> None:
+        self.first.take(("a.txt",), False, True, "small", 60)
+        with mock.patch.object(davlocks, "MAX_SHARED_BYTES", 1000):
+            with self.assertRaises(HTTPError) as caught:
+                self.first.take(("b.txt",), False, True, "x" * 1000, 60)
+        self.assertEqual(caught.exception.status, 503)
+        for table in (self.first, self.second):
+            self.assertEqual(table.locks_on(("b.txt",)), [])
+            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
 
     def test_a_file_left_half_written_is_an_empty_table_not_a_fault(self) -> None:
         self.first.take(("a.txt",), False, True, "", 60)

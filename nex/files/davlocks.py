@@ -45,6 +45,9 @@ MAX_TIMEOUT = 3600
 DEFAULT_TIMEOUT = 600
 #: The most live locks one site holds.
 MAX_LOCKS = 10000
+#: The most bytes a shared table's locks take in its file (owners' markup included), so
+#: that no change rewrites more; ``503`` beyond, as for :data:`MAX_LOCKS`.
+MAX_SHARED_BYTES = 8 * 1024 * 1024
 
 # RFC 4918 §10.7: TimeOut = "Timeout" ":" 1#TimeType;  TimeType = ("Second-" DAVTimeOutVal
 # | "Infinite");  DAVTimeOutVal = 1*DIGIT.
@@ -228,6 +231,9 @@ class LockTable:
         """Write the locks to the shared file as its next generation (file locked)."""
         data = json.dumps([dataclasses.asdict(lock) for lock in self._locks.values()],
                           separators=(",", ":")).encode("utf-8")
+        if len(data) > MAX_SHARED_BYTES:
+            self._generation = -1  # no file has it: the change is dropped at the next read
+            raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
         self._generation += 1
         os.pwrite(self._file, _HEAD.pack(self._generation, len(data)) + data, 0)
         os.ftruncate(self._file, _HEAD.size + len(data))
