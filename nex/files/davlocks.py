@@ -1,10 +1,20 @@
-"""WebDAV locks (RFC 4918 §6, §7, class 2) held in memory, and the ``If`` header (§10.4).
+"""WebDAV locks (RFC 4918 §6, §7, class 2), and the ``If`` header (§10.4).
 
 A lock covers its root and, with ``Depth: infinity``, everything below it.  Locks are kept in
-one table per served site, shared by its worker threads under a mutex; each has a time-out
+one table per served site, shared by its threads under a mutex; each has a time-out
 (``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone, and the table holds
-at most :data:`MAX_LOCKS` live ones (``503`` beyond).  Locks do not survive a restart or a
-reload of the settings: clients take them again, as they do after their time-out.
+at most :data:`MAX_LOCKS` live ones (``503`` beyond).  Locks do not survive a restart: clients
+take them again, as they do after their time-out.
+
+**Several processes.**  A lone Nex keeps its table in memory, and a reload of its settings
+starts a new one.  With ``workers`` above 1 the supervisor makes one :meth:`LockTable.shared`
+table before it starts any worker, and every worker uses it, so a lock taken through one
+worker binds the others; it lasts across the workers' restarts and reloads.  Its locks live
+in an unlinked temporary file that the workers inherit: each use of the table holds a POSIX
+record lock on the file (``fcntl.lockf``, shared to read, exclusive to change), and a
+process reads the locks again only when the file's generation number has moved since it
+last did, so a request that finds the table unchanged costs two ``fcntl`` calls and one
+16-byte read.  ``time.monotonic`` is the one system-wide clock all the processes read.
 
 A request that changes a locked resource must name the lock's token in its ``If`` header
 (else ``423 Locked``), and an ``If`` header whose every list is false is ``412``.
@@ -12,12 +22,18 @@ A request that changes a locked resource must name the lock's token in its ``If`
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
 import re
+import struct
+import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from nex.http.errors import HTTPError
@@ -29,6 +45,9 @@ MAX_TIMEOUT = 3600
 DEFAULT_TIMEOUT = 600
 #: The most live locks one site holds.
 MAX_LOCKS = 10000
+#: The most bytes a shared table's locks take in its file (owners' markup included), so
+#: that no change rewrites more; ``503`` beyond, as for :data:`MAX_LOCKS`.
+MAX_SHARED_BYTES = 8 * 1024 * 1024
 
 # RFC 4918 §10.7: TimeOut = "Timeout" ":" 1#TimeType;  TimeType = ("Second-" DAVTimeOutVal
 # | "Infinite");  DAVTimeOutVal = 1*DIGIT.
@@ -39,11 +58,13 @@ _IF_TOKEN = re.compile(
     r'[ \t]*(?:(?P<open>\()|(?P<close>\))|(?P<not>Not)\b|<(?P<url>[^<>\s]*)>'
     r'|\[(?P<etag>(?:W/)?"[\x21\x23-\x7e\x80-\xff]*")\])[ \t]*')
 _LOCK_TOKEN = re.compile(r"[ \t]*<(?P<token>[^<>\s]+)>[ \t]*")
+#: The head of a shared table's file: its generation, then the length of the JSON after it.
+_HEAD = struct.Struct(">QQ")
 
 Path = Tuple[str, ...]
 
 
-@dataclass
+@dataclasses.dataclass
 class Lock:
     """One lock: its token, the path it was taken on, its depth, scope, owner markup, and
     the ``time.monotonic()`` it ends at."""
@@ -69,7 +90,7 @@ class LockConflict(HTTPError):
         self.root = root
 
 
-@dataclass
+@dataclasses.dataclass
 class Condition:
     """One condition of an ``If`` list: a state token or an entity tag, maybe negated."""
 
@@ -78,7 +99,7 @@ class Condition:
     etag: Optional[str] = None
 
 
-@dataclass
+@dataclasses.dataclass
 class IfList:
     """One parenthesised list of an ``If`` header and the resource it is tagged with
     (None: the request's own)."""
@@ -151,15 +172,74 @@ def parse_lock_token(value: Optional[str]) -> str:
 
 
 class LockTable:
-    """The live locks of one site; every method is safe to call from any worker thread."""
+    """The live locks of one site.  Every method is safe to call from any thread, and for a
+    :meth:`shared` table from any process forked after it was made."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 file: Optional[int] = None) -> None:
         self._locks: Dict[str, Lock] = {}
         self._mutex = threading.Lock()
         self._clock = clock
+        #: The descriptor of a shared table's file (see the module); None: in memory only.
+        self._file = file
+        #: The generation of the file that ``_locks`` holds.
+        self._generation = 0
+
+    @classmethod
+    def shared(cls, clock: Callable[[], float] = time.monotonic) -> "LockTable":
+        """A table that this process and those it forks from now on share (see the module);
+        its file is unlinked at once, so nothing is left behind."""
+        fd, path = tempfile.mkstemp(prefix="nex-davlocks-")
+        os.unlink(path)
+        os.write(fd, _HEAD.pack(0, 0))
+        return cls(clock, fd)
+
+    @contextlib.contextmanager
+    def _held(self, change: bool) -> Iterator[None]:
+        """``_locks`` current and this thread's alone; a shared table's file locked against
+        other processes' changes, or with ``change`` against any other use, and what the
+        caller changed written back when it returns."""
+        with self._mutex:
+            if self._file is None:
+                yield
+                return
+            fcntl.lockf(self._file, fcntl.LOCK_EX if change else fcntl.LOCK_SH)
+            try:
+                self._read()
+                yield
+                if change:
+                    self._write()
+            finally:
+                fcntl.lockf(self._file, fcntl.LOCK_UN)
+
+    def _read(self) -> None:
+        """Read the shared file's locks again if another process changed them (file locked)."""
+        head = os.pread(self._file, _HEAD.size, 0)
+        generation, length = _HEAD.unpack(head) if len(head) == _HEAD.size else (0, 0)
+        if generation == self._generation:
+            return
+        try:
+            entries = json.loads(os.pread(self._file, length, _HEAD.size))
+            locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
+                     for entry in entries}
+        except (ValueError, TypeError, KeyError):
+            # A process killed while it wrote: its locks are gone, as after a restart.
+            locks = {}
+        self._locks, self._generation = locks, generation
+
+    def _write(self) -> None:
+        """Write the locks to the shared file as its next generation (file locked)."""
+        data = json.dumps([dataclasses.asdict(lock) for lock in self._locks.values()],
+                          separators=(",", ":")).encode("utf-8")
+        if len(data) > MAX_SHARED_BYTES:
+            self._generation = -1  # no file has it: the change is dropped at the next read
+            raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
+        self._generation += 1
+        os.pwrite(self._file, _HEAD.pack(self._generation, len(data)) + data, 0)
+        os.ftruncate(self._file, _HEAD.size + len(data))
 
     def _live(self) -> List[Lock]:
-        """The live locks, after dropping the expired ones (mutex held)."""
+        """The live locks, after dropping the expired ones (held)."""
         now = self._clock()
         for token in [token for token, lock in self._locks.items() if lock.ends <= now]:
             del self._locks[token]
@@ -167,7 +247,7 @@ class LockTable:
 
     def locks_on(self, path: Path, below: bool = False) -> List[Lock]:
         """The live locks covering ``path``, and with ``below`` those taken under it too."""
-        with self._mutex:
+        with self._held(change=False):
             return [lock for lock in self._live() if lock.covers(path)
                     or (below and lock.root[:len(path)] == path)]
 
@@ -175,7 +255,7 @@ class LockTable:
              timeout: int) -> Lock:
         """A new lock on ``path``; :class:`LockConflict` when a lock in the way conflicts
         (an exclusive one, or any where this one is exclusive), 503 when the table is full."""
-        with self._mutex:
+        with self._held(change=True):
             live = self._live()
             for lock in live:
                 overlaps = lock.covers(path) or (infinite and lock.root[:len(path)] == path)
@@ -191,19 +271,19 @@ class LockTable:
     def refresh(self, token: str, path: Path, timeout: int) -> Lock:
         """The lock ``token`` covering ``path``, its time-out restarted; 412 when there is
         none (RFC 4918 §9.10.6: lock-token-matches-request-uri)."""
-        with self._mutex:
+        with self._held(change=True):
             lock = self._covering(token, path, 412)
             lock.timeout, lock.ends = timeout, self._clock() + timeout
             return lock
 
     def release(self, token: str, path: Path) -> None:
         """Remove the lock ``token`` covering ``path``; 409 when there is none."""
-        with self._mutex:
+        with self._held(change=True):
             self._covering(token, path, 409)
             del self._locks[token]
 
     def _covering(self, token: str, path: Path, status: int) -> Lock:
-        """The live lock ``token`` if it covers ``path``, else ``status``; the mutex held."""
+        """The live lock ``token`` if it covers ``path``, else ``status`` (held)."""
         self._live()
         lock = self._locks.get(token)
         if lock is None or not lock.covers(path):
@@ -212,7 +292,7 @@ class LockTable:
 
     def forget(self, path: Path) -> None:
         """Drop every lock taken on ``path`` or below it (it was deleted or moved away)."""
-        with self._mutex:
+        with self._held(change=True):
             for lock in self._live():
                 if lock.root[:len(path)] == path:
                     del self._locks[lock.token]

@@ -16,6 +16,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
+from nex.files.templates import TemplateError
 from nex.files.upload import UPLOAD_FORM
 from nex.http.conditional import not_modified
 from nex.http.request import Request
@@ -38,12 +39,17 @@ class UploadPage:
 
     @classmethod
     def load(cls, templates: str, shipped: str) -> UploadPage:
-        """The page with ``upload.js`` from the folder ``templates``, else from ``shipped``."""
+        """The page with ``upload.js`` from the folder ``templates``, else from ``shipped``;
+        ``TemplateError`` when it cannot be read."""
         path = os.path.join(templates, "upload.js")
         if not os.path.isfile(path):
             path = os.path.join(shipped, "upload.js")
-        with open(path, "rb") as source:
-            return cls(source.read(), int(os.fstat(source.fileno()).st_mtime))
+        try:
+            with open(path, "rb") as source:
+                return cls(source.read(), int(os.fstat(source.fileno()).st_mtime))
+        except OSError as error:
+            raise TemplateError(f"cannot read the upload script {path}: {error.strerror}"
+                                ) from None
 
     def form(self, config: Config) -> str:
         """The form a listing shows, and the script, told what it may offer."""

@@ -53,15 +53,17 @@ _LOCK_KINDS = ("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktyp
 
 
 class WebDav:
-    """The WebDAV methods of one site: its settings and its locks, shared by every worker.
+    """The WebDAV methods of one site: its settings and its locks, shared by its threads,
+    and by every worker when ``locks`` is the supervisor's :meth:`LockTable.shared` table
+    (else the locks are this process's own).
 
     It also serves the methods the listing's upload panel uses with uploads on, WebDAV or
     not (:attr:`methods`)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, locks: Optional[LockTable] = None) -> None:
         self.config = config
         self.writable = config.webdav == "write"
-        self.locks = LockTable()
+        self.locks = locks if locks is not None else LockTable()
         if self.writable:
             methods = READ_METHODS + WRITE_METHODS
         else:
@@ -77,9 +79,10 @@ class WebDav:
             READ_METHODS + WRITE_METHODS if config.webdav != "no" else methods)
 
     @classmethod
-    def for_site(cls, config: Config) -> Optional[WebDav]:
-        """The WebDAV methods a site with ``config`` serves, None for none."""
-        return cls(config) if config.webdav != "no" or config.upload else None
+    def for_site(cls, config: Config, locks: Optional[LockTable] = None) -> Optional[WebDav]:
+        """The WebDAV methods a site with ``config`` serves, with ``locks`` (None: a table of
+        its own); None for none."""
+        return cls(config, locks) if config.webdav != "no" or config.upload else None
 
     def options_headers(self) -> List[Tuple[str, str]]:
         """The fields an OPTIONS answer adds with WebDAV on: the compliance classes (RFC 4918

@@ -7,7 +7,7 @@ forward proxy with its pool of origin connections) is put together here, once pe
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from nex import SERVER_SOFTWARE
 from nex.site.login import SiteAuth
@@ -26,9 +26,14 @@ from nex.files.uploadpage import UploadPage
 from nex.process.values import shipped_path
 from nex.process.interfaces import lan_address
 
+if TYPE_CHECKING:
+    from nex.files.davlocks import LockTable
 
-def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
-    """The dispatcher for ``config``, serving on ``port`` (shown in page footers).
+
+def assemble(config: Config, port: int, *, on_error: Callable[[str], None],
+             locks: Optional[LockTable] = None) -> Dispatcher:
+    """The dispatcher for ``config``, serving on ``port`` (shown in page footers), with the
+    WebDAV lock table ``locks`` (None: one of its own).
 
     ``on_error`` receives one line when a file Nex re-reads while running (a users file, the
     proxy's blacklist file) changes into something it cannot use.  Raises ``TemplateError``
@@ -59,7 +64,7 @@ def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> D
         cors=(CorsPolicy(config.cors_allow_origins, SERVED_METHODS)
               if config.cors_allow_origins else None),
         proxy=proxy,
-        dav=WebDav.for_site(config),
+        dav=WebDav.for_site(config, locks),
         upload_page=(UploadPage.load(config.templates, shipped_path("other_templates"))
                      if config.upload else None),
         port=port,

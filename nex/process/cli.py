@@ -19,8 +19,7 @@ from nex.files.leftovers import remove_stale_uploads
 from nex.site.passwords import check_password, check_user_name, hash_password
 from nex.process import values
 from nex.process.config import Config, ConfigError, load_config, shipped_settings
-from nex.files.templates import TemplateError, TemplateSet
-from nex.process.tls import SELF_SIGNED_NAMES, ServerTLS, TLSError, certificate_fingerprint, \
+from nex.process.tls import SELF_SIGNED_NAMES, TLSError, certificate_fingerprint, \
     make_self_signed
 
 _DESCRIPTION = "Nex: a multi-threaded HTTP/1.1 file server."
@@ -134,8 +133,9 @@ def _parser(default_config: Optional[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true",
         help="check the settings (the file and these flags), the users files, the TLS"
-             " certificate and key and the page templates without serving; print ok, or the"
-             " one line that says what is wrong, and exit 0 or 2 (run it before a reload)")
+             " certificate and key, the log files and the page templates without serving;"
+             " print ok, or the one line that says what is wrong, and exit 0 or 2 (run it"
+             " before a reload)")
     parser.add_argument("--version", action="version", version=f"Nex {__version__}")
     return parser
 
@@ -317,16 +317,18 @@ def _serve(config: Config, load: Callable[[], Config]) -> int:
 def check_config(config_path: Optional[str], overrides: Dict[str, Any]) -> int:
     """--check-config: everything Nex checks before it listens, without listening.
 
-    The settings (with the users files and blacklist file they name), the TLS certificate
-    and key, and the page templates are loaded as a start would load them.  Prints ``ok``
-    and returns 0, or prints the one ``nex: <message>`` line and returns 2.
+    The settings (with the users files and blacklist file they name), then what a start
+    loads before serving, as the supervisor checks it before it starts workers
+    (:func:`nex.process.startup.check_startup`: the TLS certificate and key, the log files
+    that exist, the page templates).  Prints ``ok`` and returns 0, or prints the one
+    ``nex: <message>`` line a start would print and returns 2.
     """
+    # Imported only now: checking settings alone needs no server.
+    from nex.process.startup import StartupError, check_startup
     try:
         config = load_config(config_path, overrides)
-        if config.tls_certificate:
-            ServerTLS(config.tls_certificate, config.tls_key)
-        TemplateSet.load(config.error_pages, config.templates)
-    except (ConfigError, TLSError, TemplateError) as error:
+        check_startup(config, create_logs=False)
+    except (ConfigError, StartupError) as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     print("ok")

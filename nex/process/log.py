@@ -107,10 +107,18 @@ class Logger:
 
     @classmethod
     def from_config(cls, config: Config) -> "Logger":
-        """Open the destinations the settings name (``-``: stdout for access, stderr for errors)."""
+        """Open the destinations the settings name (``-``: stdout for access, stderr for errors).
+
+        Raises ``OSError`` naming the file (``filename``) that cannot be opened; nothing
+        stays open then."""
         owned: List[int] = []
-        access = _open_destination(config.access_log, _STDOUT, owned)
-        errors = _open_destination(config.error_log, _STDERR, owned)
+        try:
+            access = _open_destination(config.access_log, _STDOUT, owned)
+            errors = _open_destination(config.error_log, _STDERR, owned)
+        except OSError:
+            for fd in owned:
+                os.close(fd)
+            raise
         if config.log_colour == "auto":
             colour = os.isatty(access)
         else:
@@ -298,11 +306,21 @@ def _write_limit(fd: int) -> int:
     return select.PIPE_BUF if is_pipe else _FILE_WRITE_BYTES
 
 
+def open_log_file(path: str, *, create: bool = True) -> int:
+    """A descriptor appending to the log file ``path``, created unless ``create`` is false.
+
+    The one way Nex opens a log file: each write on it is one ``write(2)`` at the end
+    (``O_APPEND``), so processes sharing it never interleave within a line.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    return os.open(path, flags | os.O_CREAT if create else flags, 0o666)
+
+
 def _open_destination(destination: str, default: int, owned: List[int]) -> int:
     """The descriptor to write a log to: ``default`` for ``-``, else the file, appended to."""
     if destination == "-":
         return default
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+    fd = open_log_file(destination)
     owned.append(fd)
     return fd
 
@@ -319,8 +337,7 @@ class SupervisorLog:
         if destination == "-":
             self.fd = sys.stderr.fileno()
         else:
-            self.fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                              0o666)
+            self.fd = open_log_file(destination)
 
     def info(self, text: str) -> None:
         """Write an informational line."""
@@ -353,7 +370,7 @@ def _reopen(fd: int, path: str, errors: int) -> None:
     """Open ``path`` again as descriptor ``fd``; on failure keep the old file and say so on
     ``errors`` in one write."""
     try:
-        new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        new = open_log_file(path)
     except OSError as error:
         notice = error_line("warning", f"cannot reopen {path}, the old file stays in use: "
                                        f"{error.strerror}")

@@ -24,25 +24,27 @@ a thread until the process ends.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
 import sys
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
-from nex.files.templates import TemplateError
-from nex.process.assembly import assemble
 from nex.process.config import Config, ConfigError
 from nex.process import systemd
-from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, bind_listener,
-                                  listener_url, start_listening)
+from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, listener_url,
+                                  start_listening)
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
+from nex.process.startup import (StartupError, bind_metrics_listener, dispatcher_for,
+                                 listen_failure, load_tls, open_logger)
 from nex.process.tls import ServerTLS, TLSError
 from nex.site.login import cleartext_warning
+
+if TYPE_CHECKING:
+    from nex.files.davlocks import LockTable
 
 #: Exit status after a second SIGINT, as a shell reports a process SIGINT ended (128 + 2).
 FORCED_EXIT = 130
@@ -57,15 +59,17 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
                load: Optional[Callable[[], Config]] = None,
                fail: Callable[[str], None] = _say, shared: bool = False,
                metrics: Optional[Metrics] = None,
-               scrapes: Optional[socket.socket] = None) -> int:
+               scrapes: Optional[socket.socket] = None,
+               locks: Optional[LockTable] = None) -> int:
     """Serve ``config`` from the main thread until stopped; return the exit status.
 
     ``ready(server)`` is called once the server listens and signals would stop it.  A
     worker passes its ``listener`` (``shared`` when other workers accept on it too), its
-    ``metrics`` and the metrics port's listener ``scrapes``; without a listener this is a
-    lone Nex, which takes the socket systemd passed or binds its own, and keeps its own
-    metrics.  ``load`` reads the settings again on SIGHUP (None, for a worker: SIGHUP is
-    left as it is, and RETIRE_SIGNAL stops the server leaving its tunnels to drain).  A
+    ``metrics``, the metrics port's listener ``scrapes`` and the WebDAV lock table ``locks``
+    all workers share; without a listener this is a lone Nex, which takes the socket systemd
+    passed or binds its own, and keeps its own metrics and locks.  ``load`` reads the
+    settings again on SIGHUP (None, for a worker: SIGHUP is left as it is, and RETIRE_SIGNAL
+    stops the server leaving its tunnels to drain).  A
     problem found before serving is passed to ``fail`` as one line (by default printed as
     ``nex: ...``) and gives status 2.
     """
@@ -73,38 +77,37 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     if config.thread_stack_size:
         threading.stack_size(config.thread_stack_size)
     try:
-        tls = _load_tls(config)
+        tls = load_tls(config)
         if lone:
             listener = systemd.activated_listener()
-    except (TLSError, systemd.ActivationError) as error:
+    except (StartupError, systemd.ActivationError) as error:
         fail(str(error))
         return 2
     table = MetricsTable(1) if lone else None
     if table is not None:
         metrics = process_metrics(config, table, 1)
     try:
-        logger = _logger(config, metrics)
-    except OSError as error:
-        fail(f"cannot open a log file: {error.strerror}")
+        logger = open_logger(config, metrics)
+    except StartupError as error:
+        fail(str(error))
         return 2
     try:
-        server = _server(config, logger, listener, tls, shared, metrics)
-    except (TemplateError, ConfigError) as error:
+        server = _server(config, logger, listener, tls, shared, metrics, locks)
+    except StartupError as error:
         logger.close()
         fail(str(error))
         return 2
     except OSError as error:
         logger.close()
-        fail(f"cannot listen on {config.bind} port {config.port}: {error.strerror}")
+        fail(str(listen_failure(config.bind, config.port, error)))
         return 2
     if lone:
         try:
             scrapes = bind_metrics_listener(config)
-        except OSError as error:
+        except StartupError as error:
             server.listener.close()
             logger.close()
-            fail(f"cannot listen for metrics on {config.metrics_bind} port "
-                 f"{config.metrics_port}: {error.strerror}")
+            fail(str(error))
             return 2
     warning = cleartext_warning(config)
     if warning is not None:
@@ -177,39 +180,18 @@ def _notify_ready(server: Server) -> None:
     systemd.notify("READY=1", f"STATUS=serving at {server.urls()[0]}")
 
 
-def bind_metrics_listener(config: Config) -> Optional[socket.socket]:
-    """The listener of the separate metrics port, when metrics are on and have one."""
-    if not config.metrics_enabled or config.metrics_port is None:
-        return None
-    return bind_listener(dataclasses.replace(config, bind=config.metrics_bind,
-                                             port=config.metrics_port))
-
-
 def print_metrics_line(scrapes: Optional[socket.socket], config: Config) -> None:
     """Tell the user where the separate metrics port serves the metrics."""
     if scrapes is not None:
         print(f"  metrics at {listener_url(scrapes)}{config.metrics_path[1:]}", flush=True)
 
 
-def _logger(config: Config, metrics: Optional[Metrics]) -> Logger:
-    """The logger for ``config``, counting the lines it drops in ``metrics``."""
-    logger = Logger.from_config(config)
-    if metrics is not None:
-        logger.on_drop = metrics.log_line_dropped
-    return logger
-
-
-def _load_tls(config: Config) -> Optional[ServerTLS]:
-    """The TLS pair the settings name; None for plain HTTP."""
-    if not config.tls_certificate:
-        return None
-    return ServerTLS(config.tls_certificate, config.tls_key)
-
-
 def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
-            tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics]) -> Server:
+            tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics],
+            locks: Optional[LockTable] = None) -> Server:
     """A server for ``config`` whose dispatcher is assembled once the port is known."""
-    return Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+    return Server(config,
+                  lambda port: dispatcher_for(config, port, logger.warning, locks),
                   logger, listener, tls, shared=shared, metrics=metrics)
 
 
@@ -235,13 +217,13 @@ def _reloaded(old: Server, load: Callable[[], Config],
     tls = _reloaded_tls(old, config)
     metrics = None if table is None else process_metrics(config, table, 1)
     try:
-        logger = _logger(config, metrics)
-    except OSError as error:
-        old.logger.warning(f"{refused}cannot open a log file: {error.strerror}")
+        logger = open_logger(config, metrics)
+    except StartupError as error:
+        old.logger.warning(refused + str(error))
         return old
     try:
         new = _server(config, logger, old.listener, tls, old.shared, metrics)
-    except (TemplateError, ConfigError) as error:
+    except StartupError as error:
         logger.close()
         old.logger.warning(refused + str(error))
         return old

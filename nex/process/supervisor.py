@@ -5,9 +5,12 @@ worker processes, each a whole :class:`nex.process.listener.Server` with its own
 under this supervisor, which serves no request itself.
 
 **Fork, not exec.**  Workers are ``os.fork`` children of the supervisor, which has validated
-the settings and checked the templates: a worker starts from exactly that :class:`Config`
+the settings and made every load a worker makes before it serves
+(:func:`nex.process.startup.check_startup`): a worker starts from exactly that :class:`Config`
 (a reload hands the new workers exactly the settings it checked; a restart costs no
 interpreter start) and runs :func:`nex.process.run.run_server`, a lone Nex's start path.
+With ``webdav = write`` every worker shares the supervisor's one WebDAV lock table
+(:meth:`nex.files.davlocks.LockTable.shared`), which outlives workers and reloads.
 Forking is safe because the supervisor runs no thread of its own (so it writes its log lines
 itself, not through :class:`nex.process.log.Logger`, whose flusher is a thread).  A fresh
 child closes the supervisor's descriptors at once (its signal pipe, its log file, its end of
@@ -67,14 +70,16 @@ import traceback
 from typing import Callable, Dict, List, NoReturn, Optional, Tuple
 
 from nex import SERVER_SOFTWARE
+from nex.files.davlocks import LockTable
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
 from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, print_lan_code,
                                   start_listening)
 from nex.process.metrics import MetricsTable, process_metrics
-from nex.process.run import FORCED_EXIT, bind_metrics_listener, print_metrics_line
+from nex.process.run import FORCED_EXIT, print_metrics_line
+from nex.process.startup import (StartupError, bind_metrics_listener, check_startup,
+                                 listen_failure, log_failure)
 from nex.process.worker import READY, serve_as_worker
-from nex.files.templates import TemplateError, TemplateSet
 from nex.process import systemd
 
 #: Each worker slot has a listener of its own, with SO_REUSEPORT (Linux); else all share one.
@@ -139,31 +144,35 @@ def supervise(config: Config, load: Callable[[], Config]) -> int:
     """Run ``config.workers`` workers until SIGINT or SIGTERM; return the exit status.
 
     ``load`` reads the settings again, as the command line did, and is called on SIGHUP.  A
-    problem found before serving (templates, the port, the log) prints one ``nex:`` line and
-    returns 2.
+    problem found before serving prints one ``nex:`` line and returns 2, before any worker
+    starts: whatever a worker would refuse (the TLS pair, the log files, the templates, the
+    users file: :func:`nex.process.startup.check_startup`), the port, the metrics port, the
+    socket systemd passed.  The line is the one a lone Nex prints.
     """
-    try:  # checked once here, so that a bad template stops Nex before any worker starts
-        TemplateSet.load(config.error_pages, config.templates)
-    except TemplateError as error:
+    try:
+        check_startup(config)
+        activated = systemd.activated_listener()
+    except (StartupError, systemd.ActivationError) as error:
         print(f"nex: {error}", file=sys.stderr)
         return 2
     try:
-        activated = systemd.activated_listener()
         first = activated if activated is not None else _first_listener(config)
-    except systemd.ActivationError as error:
-        print(f"nex: {error}", file=sys.stderr)
-        return 2
     except OSError as error:
-        print(f"nex: cannot listen on {config.bind} port {config.port}: {error.strerror}",
-              file=sys.stderr)
+        print(f"nex: {listen_failure(config.bind, config.port, error)}", file=sys.stderr)
         return 2
     try:
         scrapes = bind_metrics_listener(config)
+    except StartupError as error:
+        print(f"nex: {error}", file=sys.stderr)
+        first.close()
+        return 2
+    try:
         log = SupervisorLog(config.error_log)
     except OSError as error:
-        print(f"nex: cannot listen for metrics or open {config.error_log}: {error.strerror}",
-              file=sys.stderr)
+        print(f"nex: {log_failure(config, error)}", file=sys.stderr)
         first.close()
+        if scrapes is not None:
+            scrapes.close()
         return 2
     return Supervisor(config, load, first, log, activated=activated is not None,
                       scrapes=scrapes).run()
@@ -212,6 +221,8 @@ class Supervisor:
         self._log = log
         #: Every worker's counters, and the row of each worker by pid (nex.process.metrics).
         self._metrics = MetricsTable()
+        #: The WebDAV locks every worker shares, made once settings first take them.
+        self._locks: Optional[LockTable] = None
         self._rows: Dict[int, int] = {}
         self._slots = [_Slot(number) for number in range(1, config.workers + 1)]
         #: Workers told to stop after a reload, by pid, with their slot number.
@@ -406,8 +417,8 @@ class Supervisor:
         """SIGHUP: re-read the settings and replace the workers one by one."""
         try:
             config = self._load()
-            TemplateSet.load(config.error_pages, config.templates)
-        except (ConfigError, TemplateError) as error:
+            check_startup(config)
+        except (ConfigError, StartupError) as error:
             self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
             return
         if (config.bind, config.port) != (self._config.bind, self._config.port):
@@ -417,8 +428,8 @@ class Supervisor:
         try:  # opened again even under the same name, so that a rotated log is let go
             log = SupervisorLog(config.error_log)
         except OSError as error:
-            self._log.warning(f"settings not reloaded, the workers keep theirs: cannot "
-                              f"open {config.error_log}: {error.strerror}")
+            self._log.warning(f"settings not reloaded, the workers keep theirs: "
+                              f"{log_failure(config, error)}")
             return
         self._log.close()
         self._log = log
@@ -464,8 +475,12 @@ class Supervisor:
         try:
             listener = self._listener(number, config)
         except OSError as error:
-            return 0, (f"could not start: cannot listen on {config.bind} port "
-                       f"{self._port}: {error.strerror}")
+            return 0, f"could not start: {listen_failure(config.bind, self._port, error)}"
+        if config.webdav == "write" and self._locks is None:
+            try:
+                self._locks = LockTable.shared()
+            except OSError as error:
+                return 0, f"could not start: cannot make the WebDAV lock table: {error.strerror}"
         report_read, report_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -534,7 +549,7 @@ class Supervisor:
             status = serve_as_worker(config, listener, report, self._lifeline_read,
                                       shared=self._activated or not REUSE_PORT,
                                       metrics=process_metrics(config, self._metrics, row),
-                                      scrapes=self._scrapes)
+                                      scrapes=self._scrapes, locks=self._locks)
         except BaseException:
             traceback.print_exc()
         finally:

@@ -69,7 +69,11 @@ def activated_listener() -> Optional[socket.socket]:
     if not (count_text.isdigit() and count_text.isascii()) or int(count_text) < 1:
         raise ActivationError(f"LISTEN_FDS={count_text!r}: systemd passed no socket")
     for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count_text)):
-        os.set_inheritable(fd, False)
+        try:
+            os.set_inheritable(fd, False)
+        except OSError as error:
+            raise ActivationError(f"LISTEN_FDS={count_text}: descriptor {fd} from systemd is "
+                                  f"not open: {error.strerror}") from None
     try:
         listener = socket.socket(fileno=LISTEN_FDS_START)
     except OSError as error:

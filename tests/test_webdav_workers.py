@@ -1,0 +1,160 @@
+"""WebDAV locks shared by every worker: a lock taken through one worker binds the others.
+
+Unit tests run two tables over one shared file, as two workers do, without processes; the
+functional ones take a lock through the real server with ``workers = 2`` and send each
+following request on a new connection, which the kernel gives to either worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import unittest
+from unittest import mock
+
+from nex.files import davlocks
+from nex.files.davlocks import LockTable
+from nex.http.errors import HTTPError
+from tests.support import NexServer, children, http_request, wait_until
+
+LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            b'</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner>'
+            b'</D:lockinfo>')
+XML = {"Content-Type": "application/xml"}
+#: New connections per check: with two workers, the chance that all of them reach the
+#: same one is 2 ** -(TRIES - 1).
+TRIES = 16
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SharedTableTest(unittest.TestCase):
+    """Two LockTable objects over one shared file: what one does, the other sees."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.first = LockTable.shared(self.clock)
+        self.addCleanup(os.close, self.first._file)
+        # A worker's copy: the same descriptor, its own memory (as after fork).
+        self.second = LockTable(self.clock, self.first._file)
+
+    def test_a_lock_taken_through_one_binds_the_other(self) -> None:
+        lock = self.first.take(("dir",), True, True, "<D:href>me</D:href>", 60)
+        self.assertEqual([found.token for found in self.second.locks_on(("dir", "a.txt"))],
+                         [lock.token])
+        with self.assertRaises(HTTPError) as caught:
+            self.second.take(("dir", "a.txt"), False, False, "", 60)
+        self.assertEqual(caught.exception.status, 423)
+        with self.assertRaises(HTTPError) as caught:
+            self.second.check(None, ("dir", "a.txt"), [(("dir", "a.txt"), False)],
+                              lambda path: None)
+        self.assertEqual(caught.exception.status, 423)
+        self.second.check(f"(<{lock.token}>)", ("dir", "a.txt"), [(("dir", "a.txt"), False)],
+                          lambda path: None)
+        self.assertEqual(self.second.locks_on(("dir",))[0].owner, "<D:href>me</D:href>")
+
+    def test_refresh_release_and_forget_reach_the_other(self) -> None:
+        lock = self.first.take(("a.txt",), False, True, "", 60)
+        self.clock.now += 50
+        self.second.refresh(lock.token, ("a.txt",), 60)
+        self.clock.now += 50  # past the first time-out, within the refreshed one
+        self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
+        self.second.release(lock.token, ("a.txt",))
+        self.assertEqual(self.first.locks_on(("a.txt",)), [])
+        self.first.take(("dir", "b.txt"), False, False, "", 60)
+        self.second.forget(("dir",))
+        self.assertEqual(self.first.locks_on(("dir",), below=True), [])
+
+    def test_expired_locks_are_gone_for_both(self) -> None:
+        self.first.take(("a.txt",), False, True, "", 60)
+        self.clock.now += 60
+        self.assertEqual(self.second.locks_on(("a.txt",)), [])
+        self.second.take(("a.txt",), False, True, "", 60)
+
+    def test_a_lock_past_the_files_size_is_503_and_taken_nowhere(self) -> None:
+        self.first.take(("a.txt",), False, True, "small", 60)
+        with mock.patch.object(davlocks, "MAX_SHARED_BYTES", 1000):
+            with self.assertRaises(HTTPError) as caught:
+                self.first.take(("b.txt",), False, True, "x" * 1000, 60)
+        self.assertEqual(caught.exception.status, 503)
+        for table in (self.first, self.second):
+            self.assertEqual(table.locks_on(("b.txt",)), [])
+            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
+
+    def test_a_file_left_half_written_is_an_empty_table_not_a_fault(self) -> None:
+        self.first.take(("a.txt",), False, True, "", 60)
+        os.pwrite(self.first._file, b"\x00" * 7 + b"\x09" + b"\x00" * 7 + b"\x05{[}", 0)
+        self.assertEqual(self.second.locks_on(("a.txt",)), [])
+        self.second.take(("a.txt",), False, True, "", 60)
+        self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
+
+
+class WorkersShareLocksTest(unittest.TestCase):
+    """The real server with two workers: one lock for all of them, class 2 as with one."""
+
+    def setUp(self) -> None:
+        root = tempfile.mkdtemp(prefix="nex-dav-workers-")
+        self.addCleanup(shutil.rmtree, root, True)
+        with open(os.path.join(root, "a.txt"), "w") as out:
+            out.write("hello\n")
+        self.server = NexServer(root, settings={
+            "server": {"workers": 2},
+            "files": {"webdav": "write", "upload": "yes", "upload_overwrite": "yes"}}).start()
+        self.addCleanup(self.server.stop)
+        self.root = root
+
+    def test_put_through_another_worker_cannot_bypass_a_lock(self) -> None:
+        status, fields, _ = http_request(self.server, "OPTIONS", "/")
+        self.assertEqual((status, fields["dav"]), (204, "1, 2"))
+        status, fields, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+        self.assertEqual(status, 200)
+        token = fields["lock-token"]
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"overwritten\n")
+            self.assertEqual(status, 423)
+        with open(os.path.join(self.root, "a.txt"), "rb") as source:
+            self.assertEqual(source.read(), b"hello\n")
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"mine\n",
+                                        {"If": f"({token})"})
+            self.assertEqual(status, 204)
+        status, _, _ = http_request(self.server, "UNLOCK", "/a.txt", None,
+                                    {"Lock-Token": token})
+        self.assertEqual(status, 204)
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"free\n")
+            self.assertEqual(status, 204)
+
+    def test_a_second_exclusive_lock_through_another_worker_is_refused(self) -> None:
+        status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+        self.assertEqual(status, 200)
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+            self.assertEqual(status, 423)
+
+    def test_a_lock_outlives_the_worker_it_was_taken_through(self) -> None:
+        status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+        self.assertEqual(status, 200)
+        workers = wait_until(lambda: len(children(self.server.pid)) == 2
+                             and children(self.server.pid), what="two workers")
+        for victim in workers:
+            os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(children(self.server.pid) - workers) == 2,
+                   what="two new workers")
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"overwritten\n")
+            self.assertEqual(status, 423)
+
+
+if __name__ == "__main__":
+    unittest.main()
