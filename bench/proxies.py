@@ -15,7 +15,8 @@ disk or memory cache, from a configuration, pid file and logs in a temporary fol
 tinyproxy``, run here in the foreground with a generated configuration) and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual
 environment; give its ``proxy`` command with ``--proxy-py``), leaving out those not installed.
 ``--base`` adds, as ``base``, the Nex of another checkout (the code before a change) to the
-same rounds.
+same rounds.  ``relay`` is ``bench/relay.py``, a thread-per-connection relay cut to its system
+calls: the floor of the design in Python, for what no change inside Nex's stages can go below.
 """
 
 from __future__ import annotations
@@ -175,6 +176,9 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
         proxies["proxy.py"] = ([options.proxy_py, "--hostname", "127.0.0.1", "--port", str(port),
                                 "--num-workers", "1", "--num-acceptors", "1",
                                 "--log-file", os.path.join(workdir, "proxy-py.log")], port)
+    port = free_port()
+    proxies["relay"] = ([sys.executable, os.path.join(REPO, "bench", "relay.py"), str(port),
+                         str(origin_port)], port)
     origin = start_on([*pinned(0), *origin_args], origin_port,
                       os.path.join(workdir, "origin.out"))
     runs: dict = {name: [] for name in proxies}
@@ -208,7 +212,7 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
               f"CPU-second  ({result['errors']} errors, {result['closed']} of them "
               f"connections closed after a response)")
     nex = results["nex"]
-    for name in ("base", "squid", "tinyproxy", "proxy.py"):
+    for name in ("base", "relay", "squid", "tinyproxy", "proxy.py"):
         if name in results:
             print(f"  nex / {name}: {nex['rps'] / results[name]['rps']:.2f}x req/s, "
                   f"{nex['per_cpu'] / results[name]['per_cpu']:.2f}x req per CPU-second")
