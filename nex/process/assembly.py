@@ -7,7 +7,7 @@ forward proxy with its pool of origin connections) is put together here, once pe
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from nex import SERVER_SOFTWARE
 from nex.site.login import SiteAuth
@@ -19,6 +19,7 @@ from nex.files.misses import MissCache
 from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
+from nex.proxy.figures import Tally
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
 from nex.files.webdav import WebDav
@@ -27,20 +28,23 @@ from nex.process.values import shipped_path
 from nex.process.interfaces import lan_address
 
 
-def assemble(config: Config, port: int, *, on_error: Callable[[str], None]) -> Dispatcher:
+def assemble(config: Config, port: int, *, on_error: Callable[[str], None],
+             tally: Optional[Tally] = None) -> Dispatcher:
     """The dispatcher for ``config``, serving on ``port`` (shown in page footers).
 
     ``on_error`` receives one line when a file Nex re-reads while running (a users file, the
-    proxy's blacklist file) changes into something it cannot use.  Raises ``TemplateError``
-    when a page template cannot be loaded, ``ConfigError`` when such a file turned bad after
-    the settings were checked.
+    proxy's blacklist file) changes into something it cannot use; the proxy counts into
+    ``tally`` (the metrics' :meth:`~nex.process.metrics.Metrics.proxy_tally`).  Raises
+    ``TemplateError`` when a page template cannot be loaded, ``ConfigError`` when such a file
+    turned bad after the settings were checked.
     """
     try:
         auth = SiteAuth.from_config(config, on_error=on_error)
     except ValueError as error:
         raise ConfigError(f"[auth] users_file: {error}") from None
     try:
-        proxy = (ForwardProxy.from_config(config, listen_port=port, on_error=on_error)
+        proxy = (ForwardProxy.from_config(config, listen_port=port, on_error=on_error,
+                                          tally=tally)
                  if config.proxy_enabled else None)
     except ValueError as error:
         raise ConfigError(f"[proxy]: {error}") from None

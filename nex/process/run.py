@@ -209,7 +209,9 @@ def _load_tls(config: Config) -> Optional[ServerTLS]:
 def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
             tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics]) -> Server:
     """A server for ``config`` whose dispatcher is assembled once the port is known."""
-    return Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+    tally = None if metrics is None else metrics.proxy_tally()
+    return Server(config, lambda port: assemble(config, port, on_error=logger.warning,
+                                                tally=tally),
                   logger, listener, tls, shared=shared, metrics=metrics)
 
 
