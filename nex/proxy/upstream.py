@@ -255,7 +255,7 @@ class Origin:
             if not chunk:
                 if self.reused and not self._answered and not self._buffer:
                     raise StaleConnection()
-                raise _bad_gateway("no complete response head before closing", "reset")
+                raise _bad_gateway("no complete response head before closing", failure="reset")
             self._answered = True
             self._buffer += chunk
 
