@@ -23,9 +23,9 @@ from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handl
     proxy_outcome
 from nex.proxy.figures import DNS_ENTRIES, DNS_HITS, FAILURES, ORIGINS_REUSED, OUTCOMES, \
     REFUSALS
-from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
+from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
     make_certificate, requires_openssl, wait_until
-from tests.support import children
+from tests.support import REPO, children
 from tests.support.metrics import Samples, parse
 
 

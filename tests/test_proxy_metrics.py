@@ -22,7 +22,8 @@ from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable
 from nex.site.passwords import hash_password
 from tests.support import (REPO, SOCKET_TIMEOUT, START_TIMEOUT, EchoOrigin, NexServer, RawOrigin,
-                           duplex, free_port, make_root, ok, proxy_settings, read_all, read_head)
+                           duplex, free_port, make_root, ok, proxy_settings, read_all, read_head,
+                           receive_exactly)
 from tests.support.metrics import Samples, parse, scrape
 
 CREDENTIALS = "Basic " + base64.b64encode(b"alice:wonderland").decode()
@@ -165,6 +166,28 @@ class ProxyFiguresOverSocketsTest(unittest.TestCase):
         after = settle(self.scrape, before, {TUNNELS_OPENED: 1, outcome("tunnel"): 1,
                                              CLIENT_TO_ORIGIN: 4, ORIGIN_TO_CLIENT: 4})
         self.assertEqual((after[TUNNELS_OPEN], after[outcome("tunnel")]), (0, 1))
+
+    def test_a_websocket_is_a_tunnel_of_its_own_outcome(self) -> None:
+        origin = RawOrigin(lambda exchange: b"HTTP/1.1 101 Switching Protocols\r\n"
+                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + b"d" * 200)
+        self.addCleanup(origin.close)
+        before = self.scrape()
+        with socket.create_connection(("127.0.0.1", self.server.port),
+                                      timeout=SOCKET_TIMEOUT) as sock:
+            sock.sendall(f"GET http://127.0.0.1:{origin.port}/chat HTTP/1.1\r\nHost: x\r\n"
+                         f"Proxy-Authorization: {CREDENTIALS}\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+                         f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            self.assertTrue(read_head(sock).startswith(b"HTTP/1.1 101 "))
+            self.assertEqual(receive_exactly(sock, 200), b"d" * 200)
+            self.assertEqual(changes(before, self.scrape())[TUNNELS_OPEN], 1)
+            sock.sendall(b"u" * 300)
+            sock.shutdown(socket.SHUT_WR)
+            self.assertEqual(read_all(sock), b"")
+        expected = {outcome("websocket"): 1, TUNNELS_OPENED: 1, CLIENT_TO_ORIGIN: 300,
+                    ORIGIN_TO_CLIENT: 200, OPENED: 1}
+        moved = settle(self.scrape, before, expected)
+        self.assertEqual({key: value for key, value in moved.items() if value}, expected)
 
 
 class WorkersTest(unittest.TestCase):
