@@ -180,7 +180,7 @@ class ProxyFiguresTests(unittest.TestCase):
         self.assertEqual(len(set(OUTCOMES)), len(OUTCOMES))
 
     def test_outcomes_and_bytes_are_counted_with_the_response(self) -> None:
-        metrics = Metrics(MetricsTable(1), 1)
+        metrics = Metrics(MetricsTable(1), 1, proxy=True)
         get = request("GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n")
         connect = request("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n")
         metrics.request_done(get, Response(200, forwarded=True), 1000, 60 + 300, 60)
@@ -200,7 +200,8 @@ class ProxyFiguresTests(unittest.TestCase):
 
     def test_figures_sum_over_rows_and_an_exited_worker_keeps_only_its_counters(self) -> None:
         table = MetricsTable(2)
-        one, two = Metrics(table, table.take_row()), Metrics(table, table.take_row())
+        one, two = (Metrics(table, table.take_row(), proxy=True),
+                    Metrics(table, table.take_row(), proxy=True))
         get = request("GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n")
         for metrics, hits in ((one, 3), (two, 4)):
             metrics.request_done(get, Response(200, forwarded=True), 10, 70, 60)
@@ -224,9 +225,14 @@ class ProxyFiguresTests(unittest.TestCase):
         three = Metrics(table, table.take_row())  # the next worker gets the row, cleared
         self.assertEqual(list(three.proxy_tally()), [0] * len(three.proxy_tally()))
 
-    def test_the_proxy_families_are_named_and_typed(self) -> None:
-        families = {family.name: family.type for family in
-                    text_string_to_metric_families(Metrics(MetricsTable(1), 1).render())}
+    def test_the_proxy_families_are_named_and_typed_and_shown_with_the_proxy_only(
+            self) -> None:
+        families = {family.name: family.type for family in text_string_to_metric_families(
+            Metrics(MetricsTable(1), 1, proxy=True).render())}
+        without = {family.name for family in text_string_to_metric_families(
+            Metrics(MetricsTable(1), 1).render())}
+        self.assertEqual({name for name in families if name.startswith("nex_proxy_")},
+                         set(families) - without)
         for name, kind in (("nex_proxy_requests", "counter"), ("nex_proxy_bytes", "counter"),
                            ("nex_tunnels_opened", "counter"), ("nex_tunnels_open", "gauge"),
                            ("nex_proxy_dns_cache_hits", "counter"),

@@ -241,7 +241,7 @@ class DnsTimeOutTest(unittest.TestCase):
         logs = os.open(os.devnull, os.O_WRONLY)
         logger = Logger(logs, logs, owned=(logs,))
         self.addCleanup(logger.close)
-        metrics = Metrics(MetricsTable(1), 1)
+        metrics = Metrics(MetricsTable(1), 1, proxy=True)
         stuck = StuckResolver()
         self.addCleanup(stuck.release.set)
         with mock.patch("nex.proxy.admission.resolve_host", stuck):

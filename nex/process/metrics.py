@@ -119,15 +119,18 @@ class MetricsTable:
 class Metrics:
     """One process's counters, in row ``row`` of ``table``, and the page that shows all.
 
-    ``certificate`` is the TLS certificate file whose expiry is shown (empty: none).
+    ``certificate`` is the TLS certificate file whose expiry is shown (empty: none); the
+    proxy's families are shown when ``proxy`` is on.
     """
 
     def __init__(self, table: MetricsTable, row: int, *, path: str = "/.nex/metrics",
                  allowed_clients: Iterable[str] = ("127.0.0.0/8", "::1"),
-                 certificate: str = "", separate_port: bool = False) -> None:
+                 certificate: str = "", separate_port: bool = False,
+                 proxy: bool = False) -> None:
         self.table = table
         self.path = path
         self._separate_port = separate_port
+        self._proxy = proxy
         self._base = row * _FIELDS
         self._allowed = parse_networks(allowed_clients)
         self._certificate = certificate
@@ -247,7 +250,8 @@ class Metrics:
                [("", total(_LOG_DROPPED))])
         family(lines, "nex_worker_restarts_total", "counter",
                "Workers restarted after they ended unasked.", [("", total(_WORKER_RESTARTS))])
-        _render_proxy(lines, total)
+        if self._proxy:
+            _render_proxy(lines, total)
         expiry = certificate_expiry(self._certificate) if self._certificate else None
         if expiry is not None:
             family(lines, "nex_tls_certificate_expiry_timestamp_seconds", "gauge",
@@ -264,7 +268,8 @@ def process_metrics(config: Config, table: MetricsTable, row: int) -> Optional[M
     return Metrics(table, row, path=config.metrics_path,
                    allowed_clients=config.metrics_allowed_clients,
                    certificate=config.tls_certificate,
-                   separate_port=config.metrics_port is not None)
+                   separate_port=config.metrics_port is not None,
+                   proxy=config.proxy_enabled)
 
 
 def start_scrape_server(listener: Optional[socket.socket], metrics: Optional[Metrics],
