@@ -37,9 +37,10 @@ DNS_LOOKUPS = 1
 DNS_FAILURES = 2
 #: Names the cache holds now (a gauge).
 DNS_ENTRIES = 3
-#: Connections to origins the pool opened, for lack of an idle one.
+#: Connections to origins the pool opened: none was idle, or the one taken had been closed
+#: by the origin meanwhile.
 ORIGINS_OPENED = 4
-#: Idle connections the pool handed out again.
+#: Idle connections the pool took out again for a request.
 ORIGINS_REUSED = 5
 TALLY_SIZE = 6
 #: The tally's gauges: a process that ends takes them with it.
