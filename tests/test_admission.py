@@ -154,7 +154,8 @@ class BlacklistOrderTest(AdmissionTestCase):
 
     def test_unknown_name_is_502_after_one_look_up(self) -> None:
         error = self.assert_refused(502, self.make(), "nowhere.invalid")
-        self.assertEqual(error.detail, "The destination's name could not be resolved.")
+        self.assertEqual((error.detail, error.failure),
+                         ("The destination's name could not be resolved.", "dns_failed"))
         self.assertEqual(self.resolver.calls, [("nowhere.invalid", 80)])
 
     def test_resolver_with_no_addresses_is_502(self) -> None:

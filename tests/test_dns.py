@@ -16,10 +16,11 @@ from nex.proxy import dns
 from nex.proxy.admission import Admission
 from nex.proxy.blacklist import DomainList
 from nex.proxy.dns import CachingResolver
+from nex.proxy.figures import DNS_ENTRIES, DNS_FAILURES, DNS_HITS, DNS_LOOKUPS, new_tally
 from nex.proxy.handler import ForwardProxy
 from nex.proxy.upstream import OriginPool
 from tests.support import RawOrigin, ok
-from tests.support import SOCKET_TIMEOUT
+from tests.support import SOCKET_TIMEOUT, wait_until
 from tests.support.fakes import FakeClock
 
 
@@ -82,6 +83,34 @@ class CacheTest(unittest.TestCase):
             resolver("nowhere.invalid", 80)
         self.assertEqual(len(self.lookup.calls), 4)
 
+    def dns_figures(self, tally: List[int]) -> Tuple[int, int, int, int]:
+        return (tally[DNS_HITS], tally[DNS_LOOKUPS], tally[DNS_FAILURES], tally[DNS_ENTRIES])
+
+    def test_the_tally_counts_hits_look_ups_failures_and_entries(self) -> None:
+        tally = new_tally()
+        resolver = CachingResolver(self.lookup, ttl=30.0, timeout=SOCKET_TIMEOUT,
+                                   clock=self.clock, tally=tally)
+        for _ in range(3):
+            resolver("example.com", 80)
+        for _ in range(2):
+            with self.assertRaises(OSError):
+                resolver("nowhere.invalid", 80)
+        resolver("192.0.2.7", 80)  # an IP literal needs no DNS: not counted
+        self.assertEqual(self.dns_figures(tally), (3, 2, 1, 2))
+        self.clock.now += 30  # both expired: example.com is looked up again
+        resolver("example.com", 80)
+        self.assertEqual(self.dns_figures(tally), (3, 3, 1, 2))
+
+    def test_with_the_cache_off_every_look_up_is_counted(self) -> None:
+        tally = new_tally()
+        resolver = CachingResolver(self.lookup, ttl=0, timeout=SOCKET_TIMEOUT,
+                                   clock=self.clock, tally=tally)
+        resolver("example.com", 80)
+        resolver("example.com", 80)
+        with self.assertRaises(OSError):
+            resolver("nowhere.invalid", 80)
+        self.assertEqual(self.dns_figures(tally), (0, 3, 1, 0))
+
     def test_the_cache_is_bounded(self) -> None:
         resolver = self.resolver()
         for number in range(dns.MAX_ENTRIES + 1):
@@ -100,13 +129,18 @@ class TimeOutTest(unittest.TestCase):
         def stuck(host: str, port: int) -> List[Tuple[int, tuple]]:
             release.wait(SOCKET_TIMEOUT)
             return [(socket.AF_INET, ("192.0.2.1", port))]
-        resolver = CachingResolver(stuck, ttl=30.0, timeout=0.2)
+        tally = new_tally()
+        resolver = CachingResolver(stuck, ttl=30.0, timeout=0.2, tally=tally)
         with self.assertRaises(HTTPError) as caught:
             resolver("slow.example", 80)
-        self.assertEqual(caught.exception.status, 504)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (504, "dns_timeout"))
         self.assertEqual(caught.exception.detail,
                          "The DNS look-up of slow.example did not finish within 0.2 s.")
-        release.set()
+        self.assertEqual(tally[DNS_LOOKUPS], 0)
+        release.set()  # the look-up is counted when it ends
+        self.assertTrue(wait_until(lambda: tally[DNS_LOOKUPS] == 1))
+        self.assertEqual((tally[DNS_FAILURES], tally[DNS_ENTRIES]), (0, 1))
         self.assertEqual(CachingResolver(stuck, ttl=30.0, timeout=SOCKET_TIMEOUT)(
             "slow.example", 80), ((socket.AF_INET, ("192.0.2.1", 80)),))
 

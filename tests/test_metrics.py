@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 import unittest
-from typing import Dict, Tuple
+from typing import Tuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,21 +19,14 @@ from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
 from nex.http.response import Response
 from nex.process.log import Logger
-from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of
+from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of, \
+    proxy_outcome
+from nex.proxy.figures import DNS_ENTRIES, DNS_HITS, FAILURES, ORIGINS_REUSED, OUTCOMES, \
+    REFUSALS
 from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
     make_certificate, requires_openssl, wait_until
-from tests.support import children
-
-Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a metrics page, by name and labels, through prometheus_client."""
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+from tests.support import REPO, children
+from tests.support.metrics import Samples, parse
 
 
 def requests_of(samples: Samples, handler: str, status_class: str) -> float:
@@ -130,6 +123,125 @@ class TableTests(unittest.TestCase):
         samples = parse(Metrics(MetricsTable(1), 1, certificate=certificate).render())
         self.assertEqual(samples["nex_tls_certificate_expiry_timestamp_seconds", ()],
                          int(expiry))
+
+
+def outcome_of(samples: Samples, outcome: str) -> float:
+    return samples["nex_proxy_requests_total", (("outcome", outcome),)]
+
+
+def proxy_bytes(samples: Samples, direction: str) -> float:
+    return samples["nex_proxy_bytes_total", (("direction", direction),)]
+
+
+def no_tunnel(client: socket.socket, pending: bytes) -> Tuple[int, int]:
+    return 0, 0
+
+
+class ProxyFiguresTests(unittest.TestCase):
+    """The proxy's figures: outcomes from a fixed set, bytes each way, the tally's rows."""
+
+    def test_each_answer_has_its_outcome(self) -> None:
+        connect = request("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n")
+        get = request("GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n")
+        cases = [
+            (connect, Response(200, tunnel=no_tunnel), "tunnel"),
+            (get, Response(101, forwarded=True, tunnel=no_tunnel), "websocket"),
+            (get, Response(404, forwarded=True), "forwarded"),
+            (get, Response(502, forwarded=True), "forwarded"),  # the origin's own 502
+            (get, Response(403, refusal="blacklist"), "blacklist"),
+            (connect, Response(403, refusal="port"), "port"),
+            (get, Response(407, refusal="auth"), "auth"),
+            (get, Response(502, failure="refused"), "refused"),
+            (get, Response(504, failure="dns_timeout"), "dns_timeout"),
+            (get, Response(400), "other"),
+            (get, Response(403, refusal="a_token_nobody_knows"), "other"),
+            (get, Response(503, refusal="max_connections"), "other"),
+            (get, Response(502, failure="a_failure_nobody_knows"), "other"),
+            (None, Response(400), "other"),
+        ]
+        for head, response, outcome in cases:
+            with self.subTest(response=response):
+                self.assertEqual(proxy_outcome(head, response), outcome)
+
+    def test_every_token_the_proxy_sets_is_an_outcome(self) -> None:
+        # An admission rule or an upstream failure whose token the metrics do not know
+        # would be counted as "other" unnoticed.
+        found = {"refusal": set(), "failure": set()}
+        folder = os.path.join(REPO, "nex", "proxy")
+        paths = [os.path.join(folder, name) for name in os.listdir(folder)
+                 if name.endswith(".py")] + [os.path.join(REPO, "nex", "site", "login.py")]
+        for path in paths:
+            with open(path, encoding="utf-8") as source:
+                for kind, token in re.findall(r'\b(refusal|failure)(?:: str)? ?= ?"(\w+)"',
+                                              source.read()):
+                    found[kind].add(token)
+        self.assertEqual(found["refusal"], set(REFUSALS))
+        self.assertEqual(found["failure"], set(FAILURES))
+        self.assertEqual(len(set(OUTCOMES)), len(OUTCOMES))
+
+    def test_outcomes_and_bytes_are_counted_with_the_response(self) -> None:
+        metrics = Metrics(MetricsTable(1), 1, proxy=True)
+        get = request("GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n")
+        connect = request("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n")
+        metrics.request_done(get, Response(200, forwarded=True), 1000, 60 + 300, 60)
+        metrics.request_done(connect, Response(200, tunnel=no_tunnel), 7000, 50 + 4000, 50)
+        metrics.request_done(get, Response(403, refusal="blacklist"), 90, 60 + 10, 60)
+        metrics.request_done(get, Response(502, failure="reset"), 80, 60, 60)
+        metrics.request_done(request("GET /a HTTP/1.1\r\nHost: x\r\n"), Response(200), 5, 30,
+                             30)
+        samples = parse(metrics.render())
+        expected = dict.fromkeys(OUTCOMES, 0)
+        expected.update(forwarded=1, tunnel=1, blacklist=1, reset=1)
+        self.assertEqual({outcome: outcome_of(samples, outcome) for outcome in OUTCOMES},
+                         expected)
+        self.assertEqual(proxy_bytes(samples, "client_to_origin"), 300 + 4000)
+        self.assertEqual(proxy_bytes(samples, "origin_to_client"), 1000 + 7000)
+        self.assertEqual(samples["nex_sent_bytes_total", ()], 1000 + 7000 + 90 + 80 + 5)
+
+    def test_figures_sum_over_rows_and_an_exited_worker_keeps_only_its_counters(self) -> None:
+        table = MetricsTable(2)
+        one, two = (Metrics(table, table.take_row(), proxy=True),
+                    Metrics(table, table.take_row(), proxy=True))
+        get = request("GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n")
+        for metrics, hits in ((one, 3), (two, 4)):
+            metrics.request_done(get, Response(200, forwarded=True), 10, 70, 60)
+            metrics.tunnel_opened()
+            tally = metrics.proxy_tally()
+            tally[DNS_HITS] += hits
+            tally[DNS_ENTRIES] = hits
+            tally[ORIGINS_REUSED] += 1
+        one.tunnel_closed()
+
+        def figures():
+            samples = parse(one.render())
+            return (outcome_of(samples, "forwarded"), proxy_bytes(samples, "client_to_origin"),
+                    samples["nex_tunnels_opened_total", ()], samples["nex_tunnels_open", ()],
+                    samples["nex_proxy_dns_cache_hits_total", ()],
+                    samples["nex_proxy_dns_cache_entries", ()],
+                    samples["nex_proxy_origin_connections_total", (("how", "reused"),)])
+        self.assertEqual(figures(), (2, 20, 2, 1, 7, 7, 2))
+        table.give_back(2)  # the worker of row 2 died with a tunnel open and names cached
+        self.assertEqual(figures(), (2, 20, 2, 0, 7, 3, 2))
+        three = Metrics(table, table.take_row())  # the next worker gets the row, cleared
+        self.assertEqual(list(three.proxy_tally()), [0] * len(three.proxy_tally()))
+
+    def test_the_proxy_families_are_named_and_typed_and_shown_with_the_proxy_only(
+            self) -> None:
+        families = {family.name: family.type for family in text_string_to_metric_families(
+            Metrics(MetricsTable(1), 1, proxy=True).render())}
+        without = {family.name for family in text_string_to_metric_families(
+            Metrics(MetricsTable(1), 1).render())}
+        self.assertEqual({name for name in families if name.startswith("nex_proxy_")},
+                         set(families) - without)
+        for name, kind in (("nex_proxy_requests", "counter"), ("nex_proxy_bytes", "counter"),
+                           ("nex_tunnels_opened", "counter"), ("nex_tunnels_open", "gauge"),
+                           ("nex_proxy_dns_cache_hits", "counter"),
+                           ("nex_proxy_dns_lookups", "counter"),
+                           ("nex_proxy_dns_lookup_failures", "counter"),
+                           ("nex_proxy_dns_cache_entries", "gauge"),
+                           ("nex_proxy_origin_connections", "counter")):
+            with self.subTest(name=name):
+                self.assertEqual(families.get(name), kind)
 
 
 class ServedMetricsTest(unittest.TestCase):

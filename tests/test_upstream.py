@@ -15,6 +15,8 @@ from nex.http.framing import NO_BODY, HeadLimits
 from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
+from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, new_tally
+from tests.support import free_port
 from tests.support.fakes import FakeClock
 
 SOCKET_TIMEOUT = 30.0
@@ -212,7 +214,8 @@ class ParseResponseHeadTest(unittest.TestCase):
                 b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70000 + b"\r\n\r\n"):
             with self.subTest(text=text[:80]), self.assertRaises(HTTPError) as caught:
                 head_of(text)
-            self.assertEqual(caught.exception.status, 502)
+            self.assertEqual((caught.exception.status, caught.exception.failure),
+                             (502, "bad_response"))
 
 
 CHUNKED_BODY = (b"5\r\nhello\r\n1;name=value\r\n \r\n6 ; q=\"a b\"\r\nworld!\r\n"
@@ -320,7 +323,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         with self.assertRaises(HTTPError) as caught:
             origin.read_head("GET")
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "bad_response"))
 
     def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
             self) -> None:
@@ -342,7 +346,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         with self.assertRaises(HTTPError) as caught:
             origin.read_head("GET", upgrade=True)
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "bad_response"))
 
     def test_malformed_head_is_502(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
@@ -353,7 +358,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
                 origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                 with self.assertRaises(HTTPError) as caught:
                     origin.read_head("GET")
-                self.assertEqual(caught.exception.status, 502)
+                self.assertEqual((caught.exception.status, caught.exception.failure),
+                                 (502, "bad_response"))
 
     def test_close_before_the_head_is_502(self) -> None:
         for response in (b"", b"HTTP/1.1 200 OK\r\nContent-"):
@@ -362,7 +368,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
                 origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
                 with self.assertRaises(HTTPError) as caught:
                     origin.read_head("GET")
-                self.assertEqual(caught.exception.status, 502)
+                self.assertEqual((caught.exception.status, caught.exception.failure),
+                                 (502, "reset"))
                 self.assertNotIsInstance(caught.exception, StaleConnection)
 
     def test_silent_origin_is_504(self) -> None:
@@ -372,7 +379,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         with self.assertRaises(HTTPError) as caught:
             origin.read_head("GET")
-        self.assertEqual(caught.exception.status, 504)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (504, "timeout"))
 
     def test_trickled_head_is_bounded_as_a_whole(self) -> None:
         # One byte at a time, each well within the time-out, must not stretch it forever.
@@ -387,7 +395,8 @@ class ResponseOverSocketTest(UpstreamTestCase):
         origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         with self.assertRaises(HTTPError) as caught:
             origin.read_head("GET")
-        self.assertEqual(caught.exception.status, 504)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (504, "timeout"))
 
     def test_body_cut_short(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
@@ -481,12 +490,14 @@ class ConnectTest(UpstreamTestCase):
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.free_port()))],
                     SOCKET_TIMEOUT, SOCKET_TIMEOUT)
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "refused"))
 
     def test_no_addresses_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [], SOCKET_TIMEOUT, SOCKET_TIMEOUT)
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "unreachable"))
 
     def test_next_address_is_tried(self) -> None:
         server = self.serve(answer_once(ok(), False))
@@ -511,14 +522,16 @@ class ConnectTest(UpstreamTestCase):
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.full_listener()))], SHORT,
                     SOCKET_TIMEOUT)
-        self.assertEqual(caught.exception.status, 504)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (504, "connect_timeout"))
 
     def test_time_out_then_refused_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.full_listener())),
                                (socket.AF_INET, ("127.0.0.1", self.free_port()))], SHORT,
                     SOCKET_TIMEOUT)
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "refused"))
 
 
     def test_a_silent_first_address_does_not_hold_up_the_next(self) -> None:
@@ -569,6 +582,19 @@ class PoolTest(UpstreamTestCase):
         pool = OriginPool(**settings)
         self.addCleanup(pool.close)
         return pool
+
+    def test_the_tally_counts_connections_opened_and_reused(self) -> None:
+        server = self.serve(keep_alive(lambda head: ok()))
+        tally = new_tally()
+        pool = self.pool(tally=tally)
+        for host in ("a.test", "a.test", "b.test", "a.test"):
+            self.request(pool, server, host=host)
+        self.assertEqual((tally[ORIGINS_OPENED], tally[ORIGINS_REUSED]), (2, 2))
+        self.assertEqual(server.accepted, 2)
+        with self.assertRaises(HTTPError):  # a connection that fails is not counted
+            pool.connect("c.test", 1, [(socket.AF_INET, ("127.0.0.1", free_port()))],
+                         connect_timeout=SOCKET_TIMEOUT, upstream_timeout=SOCKET_TIMEOUT)
+        self.assertEqual(tally[ORIGINS_OPENED], 2)
 
     def test_keep_alive_connection_is_reused(self) -> None:
         server = self.serve(keep_alive(lambda head: ok(b"again")))
@@ -660,13 +686,16 @@ class PoolTest(UpstreamTestCase):
             peer.read_head()
             peer.send(ok())
         server = self.serve(one_then_close)
-        pool = self.pool()
+        tally = new_tally()
+        pool = self.pool(tally=tally)
         first, _ = self.request(pool, server)
         for thread in list(server._threads):
             thread.join(SOCKET_TIMEOUT)  # the origin has closed its end
         second, body = self.request(pool, server)
         self.assertIsNot(first, second)
         self.assertEqual((body, server.accepted, second.reused), (b"hello", 2, False))
+        # The closed one was taken from the pool, and a new one opened in its place.
+        self.assertEqual((tally[ORIGINS_OPENED], tally[ORIGINS_REUSED]), (2, 1))
 
     def test_close_racing_the_next_request_is_a_stale_connection(self) -> None:
         def close_at_second_request(peer: Peer) -> None:
@@ -678,7 +707,8 @@ class PoolTest(UpstreamTestCase):
         self.request(pool, server)
         with self.assertRaises(StaleConnection) as caught:
             self.request(pool, server)
-        self.assertEqual(caught.exception.status, 502)
+        self.assertEqual((caught.exception.status, caught.exception.failure),
+                         (502, "reset"))
 
     def test_many_threads_share_the_pool(self) -> None:
         server = self.serve(keep_alive(lambda head: ok(head.split(b" ")[1])))

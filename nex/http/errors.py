@@ -49,11 +49,14 @@ class HTTPError(Exception):
     The detail is shown to the client, so it never carries internals such as paths on disk.
     ``user`` is the user who logged in for the request refused (None for none), for the log;
     ``refusal`` a short token naming which of Nex's own rules refused it (``blacklist``,
-    ``port``, ``auth``...; None when no rule did), for the log too.
+    ``port``, ``auth``...; None when no rule did), for the log too; ``failure`` a short
+    token naming what failed beyond Nex for a ``502`` or ``504`` (``refused``,
+    ``dns_timeout``...; see :mod:`nex.proxy.figures`), for the metrics.
     """
 
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
-                 close: bool = False, refusal: Optional[str] = None) -> None:
+                 close: bool = False, refusal: Optional[str] = None,
+                 failure: Optional[str] = None) -> None:
         self.status = status
         self.reason = reason_phrase(status)
         self.detail = detail or self.reason
@@ -61,6 +64,7 @@ class HTTPError(Exception):
         self.close = close
         self.user: Optional[str] = None
         self.refusal = refusal
+        self.failure = failure
         super().__init__(f"{status} {self.reason}: {self.detail}")
 
 

@@ -110,7 +110,8 @@ class Response:
     connection to close afterwards.  A handler answers HEAD with the very response it gives
     GET; the writer leaves the body out.  ``user``, ``refusal`` (the token of the rule that
     refused the request, see :class:`HTTPError`) and ``upstream`` (the origin a proxied
-    request went to) are for the access log.
+    request went to) are for the access log, ``failure`` (what failed beyond Nex, see
+    :class:`HTTPError`) for the metrics.
     """
 
     status: int
@@ -126,6 +127,7 @@ class Response:
     reason: Optional[str] = None
     refusal: Optional[str] = None
     upstream: Optional[str] = None
+    failure: Optional[str] = None
 
     @property
     def content_length(self) -> Optional[int]:

@@ -19,6 +19,7 @@ from nex.files.misses import MissCache
 from nex.files.opencache import OpenFileCache
 from nex.site.clients import ForwardedFor
 from nex.site.hosts import HostValidator
+from nex.proxy.figures import Tally
 from nex.proxy.handler import ForwardProxy
 from nex.files.templates import TemplateSet
 from nex.files.webdav import WebDav
@@ -31,21 +32,23 @@ if TYPE_CHECKING:
 
 
 def assemble(config: Config, port: int, *, on_error: Callable[[str], None],
-             locks: Optional[LockTable] = None) -> Dispatcher:
+             locks: Optional[LockTable] = None, tally: Optional[Tally] = None) -> Dispatcher:
     """The dispatcher for ``config``, serving on ``port`` (shown in page footers), with the
     WebDAV lock table ``locks`` (None: one of its own).
 
     ``on_error`` receives one line when a file Nex re-reads while running (a users file, the
-    proxy's blacklist file) changes into something it cannot use.  Raises ``TemplateError``
-    when a page template cannot be loaded, ``ConfigError`` when such a file turned bad after
-    the settings were checked.
+    proxy's blacklist file) changes into something it cannot use; the proxy counts into
+    ``tally`` (the metrics' :meth:`~nex.process.metrics.Metrics.proxy_tally`).  Raises
+    ``TemplateError`` when a page template cannot be loaded, ``ConfigError`` when such a file
+    turned bad after the settings were checked.
     """
     try:
         auth = SiteAuth.from_config(config, on_error=on_error)
     except ValueError as error:
         raise ConfigError(f"[auth] users_file: {error}") from None
     try:
-        proxy = (ForwardProxy.from_config(config, listen_port=port, on_error=on_error)
+        proxy = (ForwardProxy.from_config(config, listen_port=port, on_error=on_error,
+                                          tally=tally)
                  if config.proxy_enabled else None)
     except ValueError as error:
         raise ConfigError(f"[proxy]: {error}") from None

@@ -521,7 +521,7 @@ class Connection:
             received += self._body.received
             self._body = None
         if self._metrics is not None:
-            self._metrics.request_done(request, response, sent, received)
+            self._metrics.request_done(request, response, sent, received, len(self._head_bytes))
         if request is None:
             client, referer, agent = self.client, None, None
             request_line = _first_line(self._head_bytes) if self._head_bytes else "-"

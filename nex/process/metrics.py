@@ -7,7 +7,13 @@ worker answering a scrape sums all rows: the figures cover every worker without 
 anyone.  When a worker has exited, the supervisor adds its counters to row 0 (which also
 holds the worker restarts) and clears the row for the next worker: counters carry on across
 restarts and reloads, and the gauges of a worker that died with connections open do not
-linger.  Within a process a lock guards the row, so no figure relies on the GIL.
+linger.  Within a process a lock guards the row, so no figure relies on the GIL; the
+proxy's DNS cache and origin pool count into a slice of the row of their own (their
+*tally*, :func:`Metrics.proxy_tally`), each under the lock it already holds.
+
+A response to a request for the proxy also counts its outcome (:func:`proxy_outcome`) and,
+when the origin answered or a tunnel ran, the bytes it relayed each way, in the one update
+of the row that counts every response.
 
 With ``[metrics] enabled`` the path ``[metrics] path`` (default ``/.nex/metrics``) answers
 GET and HEAD from the ``[metrics] allowed_clients`` networks; anyone else gets the site's
@@ -25,7 +31,7 @@ import socket
 import ssl
 import threading
 from datetime import datetime, timezone
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from nex.files.archive import wants_archive
 from nex.http.errors import HTTPError
@@ -33,6 +39,9 @@ from nex.http.framing import HeadLimits
 from nex.http.request import Request, parse_head
 from nex.http.response import Response, write_response
 from nex.site.clients import parse_networks
+from nex.proxy.figures import (DNS_ENTRIES, DNS_FAILURES, DNS_HITS, DNS_LOOKUPS, FAILURES,
+                               ORIGINS_OPENED, ORIGINS_REUSED, OUTCOMES, REFUSALS, TALLY_GAUGES,
+                               TALLY_SIZE, Tally)
 from nex.process.config import Config
 
 HANDLERS = ("file", "listing", "zip", "upload", "proxy", "tunnel", "other")
@@ -50,8 +59,19 @@ _REFUSED = {cap: _BYTES_IN + 3 + index for index, cap in enumerate(CAPS)}
 _TUNNELS_OPEN = _BYTES_IN + 3 + len(CAPS)
 _LOG_DROPPED = _TUNNELS_OPEN + 1
 _WORKER_RESTARTS = _LOG_DROPPED + 1
-_FIELDS = _WORKER_RESTARTS + 1
-_GAUGES = (_CONNECTIONS_OPEN, _TUNNELS_OPEN)
+_OUTCOMES = {outcome: _WORKER_RESTARTS + 1 + index for index, outcome in enumerate(OUTCOMES)}
+_PROXY_UP = _WORKER_RESTARTS + 1 + len(OUTCOMES)  # client to origin
+_PROXY_DOWN = _PROXY_UP + 1  # origin to client
+_TUNNELS_OPENED = _PROXY_DOWN + 1
+_TALLY = _TUNNELS_OPENED + 1
+_FIELDS = _TALLY + TALLY_SIZE
+_GAUGES = frozenset((_CONNECTIONS_OPEN, _TUNNELS_OPEN,
+                     *(_TALLY + field for field in TALLY_GAUGES)))
+_PROXY_HANDLERS = frozenset(("proxy", "tunnel"))
+_REFUSALS = frozenset(REFUSALS)
+_FAILURES = frozenset(FAILURES)
+#: Outcomes whose bytes went through: the origin answered, or a tunnel was granted.
+_RELAYED = frozenset(("forwarded", "tunnel", "websocket"))
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds a scrape on the metrics port may take to send its request and read the answer.
 SCRAPE_TIMEOUT = 5.0
@@ -99,15 +119,18 @@ class MetricsTable:
 class Metrics:
     """One process's counters, in row ``row`` of ``table``, and the page that shows all.
 
-    ``certificate`` is the TLS certificate file whose expiry is shown (empty: none).
+    ``certificate`` is the TLS certificate file whose expiry is shown (empty: none); the
+    proxy's families are shown when ``proxy`` is on.
     """
 
     def __init__(self, table: MetricsTable, row: int, *, path: str = "/.nex/metrics",
                  allowed_clients: Iterable[str] = ("127.0.0.0/8", "::1"),
-                 certificate: str = "", separate_port: bool = False) -> None:
+                 certificate: str = "", separate_port: bool = False,
+                 proxy: bool = False) -> None:
         self.table = table
         self.path = path
         self._separate_port = separate_port
+        self._proxy = proxy
         self._base = row * _FIELDS
         self._allowed = parse_networks(allowed_clients)
         self._certificate = certificate
@@ -122,20 +145,30 @@ class Metrics:
             self.table.values[self._base + field] -= 1
 
     def request_done(self, request: Optional[Request], response: Response, sent: int,
-                     received: int) -> None:
-        """Count one logged response with ``sent`` body bytes out and ``received`` in; a
-        scrape of the metrics path counts as ``other``."""
+                     received: int, head_size: int = 0) -> None:
+        """Count one logged response with ``sent`` body bytes out and ``received`` in, of
+        which ``head_size`` were the request head; a scrape of the metrics path counts as
+        ``other``.  A response to a request for the proxy counts its outcome too, and when
+        its bytes went through (:data:`_RELAYED`), ``received - head_size`` bytes from the
+        client to the origin and ``sent`` back."""
         if request is not None and request.path == self.path:
             handler = "other"
         else:
             handler = handler_of(request, response)
         status_class = STATUS_CLASSES[min(max(response.status // 100, 1), 5) - 1]
-        index = self._base + _REQUESTS[handler, status_class]
+        base = self._base
+        index = base + _REQUESTS[handler, status_class]
+        outcome = proxy_outcome(request, response) if handler in _PROXY_HANDLERS else None
         values = self.table.values
         with self._lock:
             values[index] += 1
-            values[self._base + _BYTES_IN] += received
-            values[self._base + _BYTES_OUT] += sent
+            values[base + _BYTES_IN] += received
+            values[base + _BYTES_OUT] += sent
+            if outcome is not None:
+                values[base + _OUTCOMES[outcome]] += 1
+                if outcome in _RELAYED:
+                    values[base + _PROXY_UP] += received - head_size
+                    values[base + _PROXY_DOWN] += sent
 
     def connection_opened(self) -> None:
         """A connection was admitted."""
@@ -150,12 +183,21 @@ class Metrics:
         self._add(_REFUSED[cap])
 
     def tunnel_opened(self) -> None:
-        """A CONNECT tunnel started relaying."""
-        self._add(_TUNNELS_OPEN)
+        """A tunnel (CONNECT or WebSocket) started relaying."""
+        values = self.table.values
+        with self._lock:
+            values[self._base + _TUNNELS_OPEN] += 1
+            values[self._base + _TUNNELS_OPENED] += 1
 
     def tunnel_closed(self) -> None:
-        """A CONNECT tunnel ended."""
+        """A tunnel ended."""
         self._subtract(_TUNNELS_OPEN)
+
+    def proxy_tally(self) -> Tally:
+        """This process's slice of the table for the proxy's DNS cache and origin pool to
+        count into (:mod:`nex.proxy.figures`)."""
+        start = self._base + _TALLY
+        return self.table.values[start:start + TALLY_SIZE]
 
     def log_line_dropped(self) -> None:
         """The logger dropped a line (its buffer was full)."""
@@ -198,13 +240,18 @@ class Metrics:
         family(lines, "nex_connections_refused_total", "counter",
                "Connections refused at a cap, by the setting of the cap.",
                [(f'cap="{cap}"', total(index)) for cap, index in _REFUSED.items()])
-        family(lines, "nex_tunnels_open", "gauge", "CONNECT tunnels relaying.",
+        family(lines, "nex_tunnels_open", "gauge", "Tunnels relaying (CONNECT and WebSocket).",
                [("", total(_TUNNELS_OPEN))])
+        family(lines, "nex_tunnels_opened_total", "counter",
+               "Tunnels (CONNECT and WebSocket) that started relaying.",
+               [("", total(_TUNNELS_OPENED))])
         family(lines, "nex_log_lines_dropped_total", "counter",
                "Log lines dropped because the log could not keep up.",
                [("", total(_LOG_DROPPED))])
         family(lines, "nex_worker_restarts_total", "counter",
                "Workers restarted after they ended unasked.", [("", total(_WORKER_RESTARTS))])
+        if self._proxy:
+            _render_proxy(lines, total)
         expiry = certificate_expiry(self._certificate) if self._certificate else None
         if expiry is not None:
             family(lines, "nex_tls_certificate_expiry_timestamp_seconds", "gauge",
@@ -221,7 +268,8 @@ def process_metrics(config: Config, table: MetricsTable, row: int) -> Optional[M
     return Metrics(table, row, path=config.metrics_path,
                    allowed_clients=config.metrics_allowed_clients,
                    certificate=config.tls_certificate,
-                   separate_port=config.metrics_port is not None)
+                   separate_port=config.metrics_port is not None,
+                   proxy=config.proxy_enabled)
 
 
 def start_scrape_server(listener: Optional[socket.socket], metrics: Optional[Metrics],
@@ -274,6 +322,46 @@ def _answer_scrape(sock: socket.socket, client: str, metrics: Metrics) -> None:
     write_response(sock, response, head_only=request is not None and request.method == "HEAD",
                    keep_alive=False)
 
+
+
+def _render_proxy(lines: List[str], total: Callable[[int], int]) -> None:
+    """Append the proxy's families, from the per-request figures and the tally."""
+    family(lines, "nex_proxy_requests_total", "counter",
+           "Answers to requests for the proxy, by outcome: forwarded, a tunnel, the rule that"
+           " refused it, the upstream failure, other.",
+           [(f'outcome="{outcome}"', total(index)) for outcome, index in _OUTCOMES.items()])
+    family(lines, "nex_proxy_bytes_total", "counter",
+           "Bytes the proxy relayed: the bodies of forwarded requests and responses, and"
+           " what tunnels carried (counted as each ends).",
+           [('direction="client_to_origin"', total(_PROXY_UP)),
+            ('direction="origin_to_client"', total(_PROXY_DOWN))])
+    family(lines, "nex_proxy_dns_cache_hits_total", "counter",
+           "Look-ups the proxy's DNS cache answered (remembered failures too).",
+           [("", total(_TALLY + DNS_HITS))])
+    family(lines, "nex_proxy_dns_lookups_total", "counter",
+           "DNS look-ups the proxy made (cache misses), counted as they end.",
+           [("", total(_TALLY + DNS_LOOKUPS))])
+    family(lines, "nex_proxy_dns_lookup_failures_total", "counter",
+           "DNS look-ups the proxy made that found no address.",
+           [("", total(_TALLY + DNS_FAILURES))])
+    family(lines, "nex_proxy_dns_cache_entries", "gauge",
+           "Names held in the proxy's DNS caches (one per worker).",
+           [("", total(_TALLY + DNS_ENTRIES))])
+    family(lines, "nex_proxy_origin_connections_total", "counter",
+           "Connections to origins for forwarded requests: opened, or reused from the pool.",
+           [('how="opened"', total(_TALLY + ORIGINS_OPENED)),
+            ('how="reused"', total(_TALLY + ORIGINS_REUSED))])
+
+
+def proxy_outcome(request: Optional[Request], response: Response) -> str:
+    """The outcome of a response to a request for the proxy: one of
+    :data:`nex.proxy.figures.OUTCOMES`, ``other`` for a token outside them."""
+    if response.tunnel is not None:
+        return "tunnel" if request is not None and request.method == "CONNECT" else "websocket"
+    if response.forwarded:
+        return "forwarded"
+    token = response.refusal or response.failure or "other"
+    return token if token in _REFUSALS or token in _FAILURES else "other"
 
 
 def family(lines: List[str], name: str, kind: str, text: str,

@@ -190,8 +190,9 @@ def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
             tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics],
             locks: Optional[LockTable] = None) -> Server:
     """A server for ``config`` whose dispatcher is assembled once the port is known."""
+    tally = None if metrics is None else metrics.proxy_tally()
     return Server(config,
-                  lambda port: dispatcher_for(config, port, logger.warning, locks),
+                  lambda port: dispatcher_for(config, port, logger.warning, locks, tally),
                   logger, listener, tls, shared=shared, metrics=metrics)
 
 

@@ -28,6 +28,7 @@ from nex.site.routing import Dispatcher
 
 if TYPE_CHECKING:
     from nex.files.davlocks import LockTable
+    from nex.proxy.figures import Tally
 
 
 class StartupError(Exception):
@@ -63,10 +64,11 @@ def log_failure(config: Config, error: OSError) -> StartupError:
 
 
 def dispatcher_for(config: Config, port: int, on_error: Callable[[str], None],
-                   locks: Optional[LockTable] = None) -> Dispatcher:
+                   locks: Optional[LockTable] = None,
+                   tally: Optional[Tally] = None) -> Dispatcher:
     """The dispatcher for ``config`` on ``port`` (:func:`nex.process.assembly.assemble`)."""
     try:
-        return assemble(config, port, on_error=on_error, locks=locks)
+        return assemble(config, port, on_error=on_error, locks=locks, tally=tally)
     except (TemplateError, ConfigError) as error:
         raise StartupError(str(error)) from None
 

@@ -42,6 +42,7 @@ from nex.addresses import in_networks, parse_address
 from nex.site.login import FailureLimiter, Login, UsersFile
 from nex.proxy.blacklist import DomainList, canonical_host
 from nex.proxy.dns import CachingResolver
+from nex.proxy.figures import Tally
 from nex.http.errors import HTTPError
 from nex.site.clients import parse_networks
 from nex.proxy.forwarding import via_carries
@@ -141,12 +142,14 @@ class Admission:
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int, pseudonym: str,
-                    on_error: Callable[[str], None]) -> "Admission":
+                    on_error: Callable[[str], None],
+                    tally: Optional[Tally] = None) -> "Admission":
         """The checks the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``pseudonym`` is used only with ``via = yes``; ``on_error`` receives one line when a
-        users or blacklist file changes into something that cannot be used.  ``ValueError``
-        when one of those files has turned bad since the settings were checked.
+        users or blacklist file changes into something that cannot be used; the DNS cache
+        counts into ``tally``.  ``ValueError`` when one of those files has turned bad since
+        the settings were checked.
         """
         users = (UsersFile.load(config.proxy_auth, on_error=on_error)
                  if config.proxy_auth else None)
@@ -165,7 +168,7 @@ class Admission:
                    realm=f"Nex proxy at {config.server_name}",
                    pseudonym=pseudonym if config.proxy_via else None,
                    resolver=CachingResolver(resolve_host, ttl=config.proxy_dns_cache_ttl,
-                                            timeout=config.proxy_dns_timeout),
+                                            timeout=config.proxy_dns_timeout, tally=tally),
                    parent=parse_parent(config.proxy_parent) if config.proxy_parent else None,
                    parent_bypass=DomainList(config.proxy_parent_bypass))
 
@@ -259,7 +262,8 @@ class Admission:
         except (OSError, UnicodeError):
             addresses = ()
         if not addresses:
-            raise HTTPError(502, f"The {whose} name could not be resolved.")
+            raise HTTPError(502, f"The {whose} name could not be resolved.",
+                            failure="dns_failed")
         return addresses
 
 

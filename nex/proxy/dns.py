@@ -8,7 +8,8 @@ look-up finishes in the background and its answer still fills the cache).  At mo
 threads without end.  Answers are kept for ``ttl`` seconds and failures for
 :data:`NEGATIVE_TTL` (or ``ttl`` when shorter), at most :data:`MAX_ENTRIES` names, the
 least recently used forgotten first.  The admission checks run on every answer, cached or
-not, and the addresses checked are the ones connected to.
+not, and the addresses checked are the ones connected to.  The resolver counts its hits,
+look-ups, failures and entries into a tally (:mod:`nex.proxy.figures`) under its own lock.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from nex.addresses import parse_address
 from nex.http.errors import HTTPError
+from nex.proxy.figures import DNS_ENTRIES, DNS_FAILURES, DNS_HITS, DNS_LOOKUPS, Tally, new_tally
 
 if TYPE_CHECKING:
     from nex.proxy.admission import Resolver as Lookup, SocketAddress
@@ -39,11 +41,14 @@ class CachingResolver:
     """``lookup(host, port)`` (such as :func:`nex.proxy.admission.resolve_host`) with a
     time-out of ``timeout`` seconds and a cache of ``ttl`` seconds (0: no cache); callable as
     ``resolver(host, port)``, raising ``OSError`` when the name does not resolve and
-    ``HTTPError(504)`` when the look-up takes too long.  Thread-safe."""
+    ``HTTPError(504)`` when the look-up takes too long.  Thread-safe.  ``tally`` receives
+    its figures (see :mod:`nex.proxy.figures`)."""
 
     def __init__(self, lookup: "Lookup", *, ttl: float, timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tally: Optional[Tally] = None) -> None:
         self._lookup = lookup
+        self._tally = new_tally() if tally is None else tally
         self._ttl = ttl
         self._negative_ttl = min(ttl, NEGATIVE_TTL)
         self._timeout = timeout
@@ -67,10 +72,12 @@ class CachingResolver:
                 if entry is not None:
                     if entry[0] > self._clock():
                         self._cache.move_to_end(key)
+                        self._tally[DNS_HITS] += 1
                         if entry[1] is None:
                             raise OSError(f"{host} does not resolve (remembered)")
                         return entry[1]
                     del self._cache[key]
+                    self._tally[DNS_ENTRIES] = len(self._cache)
         return self._look_up(host, port)
 
     def _look_up(self, host: str, port: int) -> Sequence["SocketAddress"]:
@@ -105,15 +112,22 @@ class CachingResolver:
 
     def _remember(self, key: Tuple[str, int],
                   addresses: Optional[Tuple["SocketAddress", ...]]) -> None:
+        """Count a look-up that ended with ``addresses`` (None: none found) and keep its
+        answer for its time to live."""
         ttl = self._ttl if addresses else self._negative_ttl
-        if not ttl:
-            return
+        tally = self._tally
         with self._lock:
+            tally[DNS_LOOKUPS] += 1
+            if addresses is None:
+                tally[DNS_FAILURES] += 1
+            if not ttl:
+                return
             self._cache[key] = (self._clock() + ttl, addresses)
             self._cache.move_to_end(key)
             while len(self._cache) > MAX_ENTRIES:
                 self._cache.popitem(last=False)
+            tally[DNS_ENTRIES] = len(self._cache)
 
     def _too_slow(self, host: str) -> HTTPError:
         return HTTPError(504, f"The DNS look-up of {host} did not finish within"
-                              f" {self._timeout:g} s.")
+                              f" {self._timeout:g} s.", failure="dns_timeout")

@@ -40,6 +40,7 @@ from nex.http.framing import (CHUNK_END, IDEMPOTENT_METHODS, LAST_CHUNK, LENGTH,
 from nex.http.grammar import DEFAULT_PORTS
 from nex.http.request import Request
 from nex.http.response import BodyFault, Response
+from nex.proxy.figures import Tally
 from nex.proxy.pac import PAC_PATH, PAC_TYPE, pac_script, proxy_address
 from nex.proxy.tunnel import relay
 from nex.proxy.upstream import (Origin, OriginBodyError, OriginPool, ResponseHead,
@@ -75,18 +76,20 @@ class ForwardProxy:
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
-                    on_error: Callable[[str], None]) -> "ForwardProxy":
+                    on_error: Callable[[str], None],
+                    tally: Optional[Tally] = None) -> "ForwardProxy":
         """The proxy the ``[proxy]`` settings describe, for a server on ``listen_port``.
 
         ``on_error`` receives one line when the users or blacklist file turns bad while
         Nex runs, and one per ``502`` or ``504`` saying what failed; ``ValueError`` when one
-        of those files is bad already.
+        of those files is bad already.  The DNS cache and the origin pool count into
+        ``tally`` (:mod:`nex.proxy.figures`).
         """
         pseudonym = new_pseudonym()
         admission = Admission.from_config(config, listen_port=listen_port,
-                                          pseudonym=pseudonym, on_error=on_error)
-        return cls(config, admission, OriginPool(), pseudonym if config.proxy_via else None,
-                   on_error)
+                                          pseudonym=pseudonym, on_error=on_error, tally=tally)
+        return cls(config, admission, OriginPool(tally=tally),
+                   pseudonym if config.proxy_via else None, on_error)
 
     def claims(self, request: Request, local_address: Optional[str]) -> bool:
         """Whether ``request`` is for the proxy rather than for the files.
@@ -216,7 +219,8 @@ class ForwardProxy:
                                                websocket)
         try:
             if parent is not None and response_head.status == 407:
-                raise HTTPError(502, "The parent proxy did not accept Nex's login.")
+                raise HTTPError(502, "The parent proxy did not accept Nex's login.",
+                                failure="parent_refused")
             if response_head.status == 101:
                 response = self._switch(origin, response_head, destination.user)
             else:
@@ -276,9 +280,10 @@ class ForwardProxy:
                 origin.close()
                 if method not in IDEMPOTENT_METHODS or (body is not None and body.received):
                     raise
-                origin = connect(_connection_key(destination), destination.addresses,
-                                 config.proxy_connect_timeout, config.proxy_upstream_timeout,
-                                 self._limits)
+                origin = self._pool.open_new(
+                    _connection_key(destination), destination.addresses,
+                    connect_timeout=config.proxy_connect_timeout,
+                    upstream_timeout=config.proxy_upstream_timeout, limits=self._limits)
             except BaseException:
                 origin.close()
                 raise
@@ -299,7 +304,8 @@ def _parent_tunnel(origin: Origin, destination: Destination) -> bytes:
     origin.send(destination.parent.connect_head(authority))
     head = origin.read_head("CONNECT")
     if not 200 <= head.status < 300:
-        raise HTTPError(502, f"The parent proxy refused the tunnel with {head.status}.")
+        raise HTTPError(502, f"The parent proxy refused the tunnel with {head.status}.",
+                        failure="parent_refused")
     return origin.detach()[1]
 
 

@@ -34,6 +34,7 @@ from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_fra
                               connection_options, find_head_end, has_content, head_lines,
                               persists)
 from nex.http.request import Headers, parse_fields
+from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
 from nex.proxy.forwarding import names_websocket
 from nex.http.response import TIMED_OUT, timeval
 
@@ -67,11 +68,11 @@ class StaleConnection(HTTPError):
     """
 
     def __init__(self) -> None:
-        super().__init__(502, "The origin server closed the connection.")
+        super().__init__(502, "The origin server closed the connection.", failure="reset")
 
 
-def _bad_gateway(detail: str) -> HTTPError:
-    return HTTPError(502, f"The origin server sent {detail}.")
+def _bad_gateway(detail: str, failure: str = "bad_response") -> HTTPError:
+    return HTTPError(502, f"The origin server sent {detail}.", failure=failure)
 
 
 class ResponseHead(NamedTuple):
@@ -189,11 +190,13 @@ class Origin:
         try:
             self.sock.sendall(data)
         except TIMED_OUT:
-            raise HTTPError(504, "The origin server stopped reading the request.") from None
+            raise HTTPError(504, "The origin server stopped reading the request.",
+                            failure="timeout") from None
         except OSError:
             if self.reused and not self._answered:
                 raise StaleConnection() from None
-            raise HTTPError(502, "The connection to the origin server failed.") from None
+            raise HTTPError(502, "The connection to the origin server failed.",
+                            failure="reset") from None
 
     def read_head(self, method: str, upgrade: bool = False) -> ResponseHead:
         """The response head to a ``method`` request; interim 1xx responses are skipped.
@@ -237,20 +240,22 @@ class Origin:
             scanned = max(0, len(self._buffer) - 2)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise HTTPError(504, "The origin server did not answer in time.")
+                raise HTTPError(504, "The origin server did not answer in time.",
+                                failure="timeout")
             # Rounded up to whole milliseconds, so that the time-out changes rarely.
             self._wait_at_most(socket.SO_RCVTIMEO,
                                min(math.ceil(remaining * 1000) / 1000, self.timeout))
             try:
                 chunk = self.sock.recv(MAX_PIECE)
             except TIMED_OUT:
-                raise HTTPError(504, "The origin server did not answer in time.") from None
+                raise HTTPError(504, "The origin server did not answer in time.",
+                                failure="timeout") from None
             except OSError:
                 chunk = b""
             if not chunk:
                 if self.reused and not self._answered and not self._buffer:
                     raise StaleConnection()
-                raise _bad_gateway("no complete response head before closing")
+                raise _bad_gateway("no complete response head before closing", failure="reset")
             self._answered = True
             self._buffer += chunk
 
@@ -416,11 +421,12 @@ def open_connection(addresses: Sequence[SocketAddress], connect_timeout: float,
             sock.close()
         selector.close()
     if timed_out and not failed:
-        raise HTTPError(504, "The origin server did not accept a connection in time.")
+        raise HTTPError(504, "The origin server did not accept a connection in time.",
+                        failure="connect_timeout")
     if last_error == errno.ECONNREFUSED:
-        raise HTTPError(502, "The origin server refused the connection.")
+        raise HTTPError(502, "The origin server refused the connection.", failure="refused")
     reason = f" ({os.strerror(last_error)})" if last_error else ""
-    raise HTTPError(502, f"The origin server cannot be reached{reason}.")
+    raise HTTPError(502, f"The origin server cannot be reached{reason}.", failure="unreachable")
 
 
 class OriginPool:
@@ -433,10 +439,14 @@ class OriginPool:
     Connections in use are not counted: the connection cap bounds them.  A pooled
     connection is checked for an EOF or stray bytes before it is handed out again, and it
     is newest-first, since the newest is the least likely to have been closed by the origin.
+    ``tally`` counts the connections opened and those handed out again
+    (:mod:`nex.proxy.figures`).
     """
 
     def __init__(self, *, per_host: int = 64, total: int = 256, idle_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tally: Optional[Tally] = None) -> None:
+        self._tally = new_tally() if tally is None else tally
         self.per_host = per_host
         self.total = total
         self.idle_timeout = idle_timeout
@@ -459,7 +469,8 @@ class OriginPool:
         while True:
             origin = self._take(key)
             if origin is None:
-                return connect(key, addresses, connect_timeout, upstream_timeout, limits)
+                return self.open_new(key, addresses, connect_timeout=connect_timeout,
+                                     upstream_timeout=upstream_timeout, limits=limits)
             if origin.still_idle():
                 origin.reused = True
                 origin.timeout = upstream_timeout
@@ -467,13 +478,26 @@ class OriginPool:
                 return origin
             origin.close()
 
+    def open_new(self, key: Key, addresses: Sequence[SocketAddress], *,
+                  connect_timeout: float, upstream_timeout: float,
+                  limits: HeadLimits = HeadLimits()) -> Origin:
+        """A new connection for ``key`` (see :func:`connect`), counted as opened: there was no
+        idle one, or the one taken turned out closed by the origin."""
+        origin = connect(key, addresses, connect_timeout, upstream_timeout, limits)
+        with self._lock:
+            self._tally[ORIGINS_OPENED] += 1
+        return origin
+
     def _take(self, key: Key) -> Optional[Origin]:
+        """The newest idle connection for ``key``, counted as reused; None when there is
+        none."""
         with self._lock:
             closing = self._expire()
             found = None
             if key in self._per_key:
                 found = next(origin for origin in reversed(self._idle) if origin.key == key)
                 self._forget(found)
+                self._tally[ORIGINS_REUSED] += 1
         for origin in closing:
             origin.close()
         return found

@@ -343,7 +343,8 @@ class Dispatcher:
         if request is None:
             page = self.templates.render_error(error, self.signature)
             return Response(error.status, [_ERROR_TYPES["html"], *error.headers], (page,),
-                            close=error.close, user=error.user, refusal=error.refusal)
+                            close=error.close, user=error.user, refusal=error.refusal,
+                            failure=error.failure)
         form = error_form(request.headers.get("Accept"), request.query)
         body = self.templates.render_error_as(form, error, self.signature_for(request))
         headers = [_ERROR_TYPES[form]]
@@ -355,4 +356,4 @@ class Dispatcher:
         if not varied:
             headers.insert(1, _VARY_ACCEPT)
         return Response(error.status, headers, (body,), close=error.close, user=error.user,
-                        refusal=error.refusal)
+                        refusal=error.refusal, failure=error.failure)
