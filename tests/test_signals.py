@@ -111,6 +111,36 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertEqual(children(server.pid), set())
 
 
+class _FifoReader:
+    """Reads a FIFO in a thread, across the writers that open and close it, until closed."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # lets a blocked writer go on
+        self._data = bytearray()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                data = b""
+            if data:
+                self._data += data
+            else:  # no writer right now, or nothing written yet
+                self._closed.wait(0.05)
+
+    def text(self) -> str:
+        return self._data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(SOCKET_TIMEOUT)
+        os.close(self._fd)
+
+
 class PidFileTest(unittest.TestCase):
     """--pid-file: the process to signal, written while Nex runs and removed at exit."""
 
@@ -144,6 +174,43 @@ class PidFileTest(unittest.TestCase):
                 server.signal(signal.SIGTERM)
                 self.assertEqual(server.wait(), 0)
                 self.assertFalse(os.path.exists(self.pid_file))
+
+    def test_a_reload_sent_as_soon_as_the_pid_file_appears_does_not_kill_nex(self) -> None:
+        # The access log is a FIFO, so Nex's start-up stops in its open() until a reader
+        # comes: a SIGHUP sent then, after the pid file appeared, must wait for Nex's
+        # handler instead of ending Nex with the signal's default action.
+        for workers in (1, 2):
+            with self.subTest(workers=workers):
+                folder = tempfile.mkdtemp(prefix="nex-fifo-")
+                self.addCleanup(shutil.rmtree, folder, True)
+                fifo = os.path.join(folder, "access.log")
+                os.mkfifo(fifo)
+                server = NexServer(self.root, settings={"server": {"workers": workers},
+                                                        "logging": {"access_log": fifo}})
+                server.args += ["--pid-file", self.pid_file]
+                self.addCleanup(server.stop)
+                started: List[BaseException] = []
+
+                def start() -> None:
+                    try:
+                        server.start()
+                    except BaseException as error:  # reported in the test's thread
+                        started.append(error)
+                starting = threading.Thread(target=start)
+                starting.start()
+                wait_until(lambda: os.path.exists(self.pid_file), what="the pid file")
+                with open(self.pid_file) as f:
+                    os.kill(int(f.read()), signal.SIGHUP)
+                access = _FifoReader(fifo)
+                self.addCleanup(access.close)
+                starting.join(SOCKET_TIMEOUT)
+                self.assertEqual(started, [])
+                self.assertEqual(get(server)[2], b"alpha")
+                # A lone Nex says so in its access stream, a supervisor in the error log.
+                wait_until(lambda: "settings reloaded" in access.text() + server.error_log(),
+                           what="the held reload")
+                server.signal(signal.SIGTERM)
+                self.assertEqual(server.wait(), 0)
 
     def test_a_pid_file_that_cannot_be_written_stops_start_up_with_one_line(self) -> None:
         missing = os.path.join(self.root, "no", "such", "folder", "nex.pid")

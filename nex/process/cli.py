@@ -268,15 +268,20 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
                   " an earlier run", flush=True)
     if pid_file is None:
         return _serve(config, load)
+    # Imported only now: checking settings needs no server.
+    from nex.process.listener import hold_signals, release_signals
     pid = os.getpid()
+    hold_signals()  # the server releases them once it handles them
     try:
         _write_pid_file(pid_file, pid)
     except OSError as error:
+        release_signals()
         print(f"nex: --pid-file {pid_file}: cannot write it: {error.strerror}", file=sys.stderr)
         return 2
     try:
         return _serve(config, load)
     finally:
+        release_signals()
         _remove_pid_file(pid_file, pid)
 
 

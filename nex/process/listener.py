@@ -61,6 +61,21 @@ _ACCEPTED_INHERIT_NONBLOCKING = not sys.platform.startswith("linux")
 _MAX_NUMBERED_CLIENTS = 65536
 #: Stop accepting, finish requests within the grace period, let tunnels drain.
 RETIRE_SIGNAL = signal.SIGUSR2
+#: Signals an operator sends a running Nex (reload, reopen the logs) whose default action
+#: would end it: held while the pid file is written and Nex starts (:func:`hold_signals`)
+#: until their handlers are in place, so that one sent as soon as the pid file appears is
+#: acted on instead of ending Nex.
+HELD_AT_START = frozenset({signal.SIGHUP, signal.SIGUSR1})
+
+
+def hold_signals() -> None:
+    """Keep :data:`HELD_AT_START` pending until :func:`release_signals`."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_START)
+
+
+def release_signals() -> None:
+    """Deliver the held signals, now that their handlers are in place."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
 
 
 class _Stop(Exception):

@@ -35,7 +35,7 @@ from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process import systemd
 from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, listener_url,
-                                  start_listening)
+                                  release_signals, start_listening)
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
 from nex.process.startup import (StartupError, bind_metrics_listener, dispatcher_for,
@@ -120,6 +120,7 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     # Reopening takes no lock, so it runs in the handler itself.
     signal.signal(signal.SIGUSR1, lambda signum, frame: current[0].logger.reopen())
     handled.append(signal.SIGUSR1)
+    release_signals()
     wakeup, woken = os.pipe()
     os.set_blocking(wakeup, False)
     os.set_blocking(woken, False)

@@ -74,7 +74,7 @@ from nex.files.davlocks import LockTable
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
 from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, print_lan_code,
-                                  start_listening)
+                                  release_signals, start_listening)
 from nex.process.metrics import MetricsTable, process_metrics
 from nex.process.run import FORCED_EXIT, print_metrics_line
 from nex.process.startup import (StartupError, bind_metrics_listener, check_startup,
@@ -275,7 +275,9 @@ class Supervisor:
         os.set_blocking(self._wakeup_read, False)
         os.set_blocking(self._wakeup_write, False)
         signal.set_wakeup_fd(self._wakeup_write)
-        return {sig: signal.signal(sig, _note_signal) for sig in _SIGNALS}
+        previous = {sig: signal.signal(sig, _note_signal) for sig in _SIGNALS}
+        release_signals()
+        return previous
 
     def _supervise(self) -> None:
         """Act on signals and due restarts until stopped and every worker has exited."""
