@@ -290,3 +290,58 @@ class ProtectedLinkTest(unittest.TestCase):
         self.assertTrue(linked.covers(["a", "real", "x.txt"]))
         self.assertFalse(linked.covers(["a", "other"]))
         self.assertFalse(linked.covers(["alias"]))
+
+
+class DotfileBehindLinkTest(unittest.TestCase):
+    """A served checkout holding links to its ``.git`` folder or to a dotfile: nothing the
+    dotfile rule hides is read, listed, zipped, found by WebDAV or written through them."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.root = os.path.realpath(tempfile.mkdtemp(prefix="nex-dotlink-"))
+        write(cls.root, ".git/config", SECRET)
+        write(cls.root, ".git/hooks/README", b"hooks")
+        write(cls.root, ".env", SECRET)
+        write(cls.root, "readme.txt", b"hello")
+        os.symlink(".git", os.path.join(cls.root, "repository"))
+        os.symlink(".env", os.path.join(cls.root, "env.txt"))
+        cls.server = NexServer(cls.root, settings={"files": {
+            "zip_download": "yes", "upload": "yes", "webdav": "write"}}).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_dotfile_served_under_a_link_name(self) -> None:
+        for target in ("/env.txt", "/repository/config", "/repository/", "/repository"):
+            with self.subTest(target=target):
+                self.assertEqual(http_request(self.server, "GET", target)[0], 404)
+
+    def test_dotfile_link_in_listing_zip_and_propfind(self) -> None:
+        status, _, body = http_request(self.server, "GET", "/",
+                                       headers={"Accept": "application/json"})
+        self.assertEqual(status, 200)
+        self.assertIn(b"readme.txt", body)
+        self.assertNotIn(b"repository", body)
+        self.assertNotIn(b"env.txt", body)
+        status, _, body = http_request(self.server, "GET", "/?download=zip")
+        self.assertEqual(status, 200)
+        self.assertEqual([name.split("/", 1)[1] for name in zip_names(body)], ["", "readme.txt"])
+        status, _, body = http_request(self.server, "PROPFIND", "/", headers={"Depth": "1"})
+        self.assertEqual(status, 207)
+        self.assertIn(b"readme.txt", body)
+        self.assertNotIn(b"repository", body)
+        self.assertNotIn(b"env.txt", body)
+
+    def test_upload_through_a_link_into_the_git_folder(self) -> None:
+        # A hook planted in .git/hooks would run on the owner's next commit.
+        for method, target in (("PUT", "/repository/hooks/pre-commit"),
+                               ("PUT", "/repository/description"), ("PUT", "/env.txt")):
+            with self.subTest(target=target):
+                status = http_request(self.server, method, target, body=b"#!/bin/sh\n")[0]
+                self.assertIn(status, (404, 409), target)
+        self.assertEqual(os.listdir(os.path.join(self.root, ".git", "hooks")), ["README"])
+        self.assertFalse(os.path.exists(os.path.join(self.root, ".git", "description")))
+        with open(os.path.join(self.root, ".env"), "rb") as kept:
+            self.assertEqual(kept.read(), SECRET)

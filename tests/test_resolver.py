@@ -190,6 +190,27 @@ class DotfileTest(ResolverTestCase):
             with self.subTest(name=name, dotfiles=dotfiles):
                 self.assertIs(hidden(name, dotfiles), expected)
 
+    def test_a_link_does_not_serve_a_dotfile_under_another_name(self):
+        # A served checkout holding "docs -> ../.git" (or "env.txt -> .secret") must not
+        # hand out what the dotfile rule hides.
+        self.link(".secret", "env.txt")
+        self.link(".git", "repository")
+        self.link("docs/.hidden", "shown")
+        self.write(self.root, "site/.env", b"password")
+        self.link(".env", "site/index.html.link")
+        os.replace(os.path.join(self.root, "site/index.html.link"),
+                   os.path.join(self.root, "site/index.html"))
+        for path in ["/env.txt", "/repository/config", "/repository/", "/shown/x.txt"]:
+            with self.subTest(path=path):
+                self.assertStatus(404, path)
+                self.assertEqual(self.resolve(path, dotfiles=True).kind,
+                                 "directory" if path.endswith("/") else "file")
+        # An index file that is a link to a dotfile is not the folder's page either.
+        self.assertEqual(self.resolve("/site/").fs_path,
+                         os.path.join(self.root, "site/index.htm"))
+        self.assertEqual(self.resolve("/site/", dotfiles=True).fs_path,
+                         os.path.join(self.root, "site/.env"))
+
     def test_dotfile_check_does_not_touch_the_disk(self):
         with mock.patch("os.lstat") as lstat, mock.patch("os.stat") as stat:
             self.assertStatus(404, "/.missing-anyway")

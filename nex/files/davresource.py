@@ -79,7 +79,7 @@ def find_segments(segments: List[str], config: Config) -> Resource:
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found("/" + "/".join(segments))
     try:
-        fs_path, found = lookup(config.document_root, segments, config.symlinks)
+        fs_path, found = lookup(config, segments)
     except HTTPError as error:
         if error.status != 404:
             raise

@@ -116,7 +116,8 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
             refuse_missing(segments, url_path, config, may, "read")
             raise not_found(missing)
     try:
-        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks)
+        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks,
+                                    config.dotfiles)
     except OSError as error:
         if error.errno in NOT_FOUND:
             refuse_missing(segments, url_path, config, may, "read")
@@ -148,8 +149,7 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
         url_path += "/"
     for name in config.index_files:
         try:
-            index_path, index_st = lookup(config.document_root, segments + [name],
-                                          config.symlinks)
+            index_path, index_st = lookup(config, segments + [name])
         except HTTPError:
             continue
         if stat.S_ISREG(index_st.st_mode):
@@ -232,7 +232,7 @@ def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result
             if stat.S_ISLNK(st.st_mode):
                 if config.symlinks == "never":
                     return None
-                st = _inside(config.document_root, path)[1]
+                st = _inside(config.document_root, path, config.dotfiles)[1]
     except (HTTPError, OSError):
         return None
     if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
@@ -303,25 +303,28 @@ def _percent_decode(path: str) -> str:
         raise HTTPError(400, "The request path is not valid UTF-8.") from None
 
 
-def lookup(root: str, segments: Sequence[str], policy: str) -> Tuple[str, os.stat_result]:
-    """The path to open for ``segments`` under ``root`` and its ``os.stat``, per ``policy``.
+def lookup(config, segments: Sequence[str]) -> Tuple[str, os.stat_result]:
+    """The path to open for ``segments`` under the document root and its ``os.stat``, per
+    the ``symlinks`` policy and the ``dotfiles`` rule of ``config``.
 
     ``"always"`` follows symlinks anywhere: a single ``os.stat``.  ``"never"`` and
     ``"inside"`` ``lstat`` each component below the root (the root itself may be a link):
     with no link on the way the path is inside the root by construction, and the last
     ``lstat`` is the ``stat``.  On the first link ``"never"`` refuses; ``"inside"`` resolves
     the whole path with ``realpath`` and refuses it unless it stays within the root's real
-    path, then returns that real path so the file opened is the one that was checked.
-    Raises ``HTTPError`` 404 for anything missing or refused, 403 when access is denied.
+    path and holds no name :func:`hidden` hides (under ``dotfiles``), then returns that real
+    path so the file opened is the one that was checked.  Raises ``HTTPError`` 404 for
+    anything missing or refused, 403 when access is denied.
     """
     try:
-        fs_path, st, _ = _walk(root, segments, policy)
+        fs_path, st, _ = _walk(config.document_root, segments, config.symlinks,
+                               config.dotfiles)
     except OSError as exc:
         raise _os_error(exc) from None
     return fs_path, st
 
 
-def _walk(root: str, segments: Sequence[str], policy: str
+def _walk(root: str, segments: Sequence[str], policy: str, dotfiles: bool
           ) -> Tuple[str, os.stat_result, Optional[os.stat_result]]:
     """:func:`lookup`, with the ``os.lstat`` of the folder holding the path when it took
     one (None otherwise); a failed system call raises its ``OSError`` as it is."""
@@ -338,8 +341,8 @@ def _walk(root: str, segments: Sequence[str], policy: str
         if stat.S_ISLNK(st.st_mode):
             if policy == "never":
                 raise HTTPError(404, "The requested resource was not found.")
-            return _inside(root, base + "".join(["/" + segment for segment in segments])) + (
-                None,)
+            return _inside(root, base + "".join(["/" + segment for segment in segments]),
+                           dotfiles) + (None,)
     return current, st, folder
 
 
@@ -352,12 +355,19 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
-def _inside(root: str, fs_path: str) -> Tuple[str, os.stat_result]:
-    """``fs_path`` resolved through its links, and its stat, when it stays under ``root``."""
+def _inside(root: str, fs_path: str, dotfiles: bool) -> Tuple[str, os.stat_result]:
+    """``fs_path`` resolved through its links, and its stat, when it stays under ``root``.
+
+    The real path's names below the root are judged as a URL's are: a link does not make a
+    dotfile (a ``.git`` folder in a served checkout, say) servable under another name.
+    """
     real_root = _real_root(root)
     real = os.path.realpath(fs_path)
-    if real != real_root and not real.startswith(os.path.join(real_root, "")):
-        raise HTTPError(404, "The requested resource was not found.")
+    if real != real_root:
+        if not real.startswith(os.path.join(real_root, "")) or any(
+                name[0] == "." and hidden(name, dotfiles)
+                for name in real[len(real_root) + 1:].split("/")):
+            raise HTTPError(404, "The requested resource was not found.")
     return real, os.stat(real)
 
 

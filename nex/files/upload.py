@@ -242,7 +242,7 @@ class UploadFolder:
         self.config = config
         self.may = may
         try:
-            fs_path, checked = lookup(config.document_root, segments, config.symlinks)
+            fs_path, checked = lookup(config, segments)
         except HTTPError as error:
             if error.status != 404:
                 raise
@@ -296,8 +296,7 @@ class UploadFolder:
             # A link may be replaced only where GET would follow it, and by who may write
             # where it leads.
             try:
-                linked, found = lookup(self.config.document_root, self.segments + [name],
-                                       self.config.symlinks)
+                linked, found = lookup(self.config, self.segments + [name])
             except HTTPError as error:
                 if error.status != 404:
                     raise
