@@ -333,11 +333,13 @@ class FailureLimiterTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             FailureLimiter(0)
 
+
+class FailureLimiterThreadsTest(unittest.TestCase):
     def test_failures_from_many_threads_at_once_are_each_counted(self) -> None:
         # Counting one is a read, a subtraction and a store: without the limiter's lock,
         # threads (running at once on a free-threaded Python) would lose failures, and a
         # guesser spreading its guesses over many connections would get more than its share.
-        limiter = FailureLimiter(800, clock=self.clock)
+        limiter = FailureLimiter(800, clock=FakeClock(50.0))
 
         def fail(_: int) -> None:
             for _ in range(100):
