@@ -21,6 +21,7 @@ import unittest
 from unittest import mock
 
 from tests.support import REPO, NexServer, http_request
+from tests.support import interpreters
 from tests.support.interpreters import free_threaded
 
 FREE_THREADED = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
@@ -98,6 +99,16 @@ class FindingTheFreeThreadedPythonTest(unittest.TestCase):
     def test_a_named_free_threaded_python_is_the_one_used(self):
         with mock.patch.dict(os.environ, {"NEX_FREE_THREADED_PYTHON": sys.executable}):
             self.assertEqual(free_threaded(), sys.executable)
+
+    def test_a_free_threaded_python_is_not_taken_for_a_version_of_the_suite_run(self):
+        # The whole suite's runs on other versions need every test requirement, which a
+        # free-threaded build lacks wheels for: pyenv's 3.14t must not stand in for 3.14.
+        for free, expected in ((True, []), (False, [((3, 99), "/pyenv/3.99/bin/python3")])):
+            with mock.patch.object(interpreters, "_candidates",
+                                   return_value=["/pyenv/3.99/bin/python3"]), \
+                    mock.patch.object(interpreters, "_version", return_value=(3, 99)), \
+                    mock.patch.object(interpreters, "is_free_threaded", return_value=free):
+                self.assertEqual(interpreters.other_interpreters(), expected)
 
 
 if __name__ == "__main__":

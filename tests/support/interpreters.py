@@ -53,13 +53,15 @@ def _candidates() -> List[str]:
 
 def other_interpreters() -> List[Tuple[Tuple[int, int], str]]:
     """``((major, minor), path)`` of each supported interpreter but this one's version,
-    oldest first; the first path found for a version is kept."""
+    oldest first; the first path found for a version is kept.  Free-threaded builds are
+    left to :func:`free_threaded`."""
     current = sys.version_info[:2]
     by_version: Dict[Tuple[int, int], str] = {}
     for path in _candidates():
         version = _version(path)
-        if version >= OLDEST_SUPPORTED and version != current:
-            by_version.setdefault(version, path)
+        if (version >= OLDEST_SUPPORTED and version != current and version not in by_version
+                and not is_free_threaded(path)):
+            by_version[version] = path
     return sorted(by_version.items())
 
 
