@@ -366,6 +366,10 @@ def nex_args(root: str, settings: str, workers: Optional[str] = "1",
             + ([] if workers is None else ["--workers", workers]))
 
 
+#: Nex's settings for the 1,000 connections from one address of the ``many`` scenario.
+MANY_CLIENTS = "max_connections = 2048\nmax_connections_per_client = 2048\nbacklog = 1024"
+
+
 def launcher(name: str, root: str, work: str, peer_python: str, base: Optional[str] = None,
              python: str = sys.executable):
     """A function that starts server ``name`` pinned as asked, or None when not installed;
@@ -375,9 +379,7 @@ def launcher(name: str, root: str, work: str, peer_python: str, base: Optional[s
         repo = REPO if name == "nex" else base
         if repo is None:
             return None
-        settings = write_settings(work, log, "max_connections = 2048\n"
-                                             "max_connections_per_client = 2048\nbacklog = 1024",
-                                  name=name, repo=repo)
+        settings = write_settings(work, log, MANY_CLIENTS, name=name, repo=repo)
         return lambda cpu: start_printing(nex_args(root, settings, repo=repo, python=python),
                                           cpu)
     if name == "copyparty":
@@ -690,7 +692,7 @@ def compare_free_threaded(root: str, work: str, scenarios: List[Scenario], durat
                       (f"{gil}, workers = 2, not pinned", python, "2", None),
                       (f"{free}, workers = 1, not pinned", threaded, "1", None),
                       (f"{free}, workers = 1, pinned to one CPU", threaded, "1", SERVER_CPU))
-    settings = write_settings(work, os.path.join(work, "free-threaded.log"),
+    settings = write_settings(work, os.path.join(work, "free-threaded.log"), MANY_CLIENTS,
                               name="free-threaded")
     best: Dict[Tuple[str, str], Result] = {}
     for _ in range(rounds):
