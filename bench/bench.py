@@ -60,6 +60,13 @@ seconds per measurement and one round the whole run takes about four minutes.
 the default settings not pinned (the server may run on either CPU, wrk stays on CPU 1),
 beside ``workers = auto`` not pinned and one process pinned to CPU 0, for Nex and for the
 ``--base`` checkout when given, in turns, ``--rounds`` times.
+
+``--python PATH`` runs Nex on that interpreter instead of the one running the benchmark.
+``--free-threaded PATH`` measures what a free-threaded Python (3.13t and later) gives: the
+``--scenarios`` (say ``1k,1k-new``) for Nex on this interpreter (or ``--python``), one
+process not pinned and pinned to CPU 0 and ``workers = 2`` not pinned, and on the
+free-threaded PATH, one process not pinned and pinned, wrk on CPU 1, in turns, ``--rounds``
+times, each with its ratios to the first.
 """
 
 from __future__ import annotations
@@ -351,25 +358,30 @@ def write_settings(folder: str, access_log: str, extra: str = "", name: str = "s
 
 
 def nex_args(root: str, settings: str, workers: Optional[str] = "1",
-             repo: str = REPO) -> List[str]:
-    """The command that starts ``repo``'s Nex on a free port (``workers`` None: as the
-    settings say)."""
-    return ([sys.executable, os.path.join(repo, "server.py"), "--config", settings,
+             repo: str = REPO, python: str = sys.executable) -> List[str]:
+    """The command that starts ``repo``'s Nex on ``python`` on a free port (``workers``
+    None: as the settings say)."""
+    return ([python, os.path.join(repo, "server.py"), "--config", settings,
              "--port", "0", "--root", root]
             + ([] if workers is None else ["--workers", workers]))
 
 
-def launcher(name: str, root: str, work: str, peer_python: str, base: Optional[str] = None):
-    """A function that starts server ``name`` pinned as asked, or None when not installed."""
+#: Nex's settings for the 1,000 connections from one address of the ``many`` scenario.
+MANY_CLIENTS = "max_connections = 2048\nmax_connections_per_client = 2048\nbacklog = 1024"
+
+
+def launcher(name: str, root: str, work: str, peer_python: str, base: Optional[str] = None,
+             python: str = sys.executable):
+    """A function that starts server ``name`` pinned as asked, or None when not installed;
+    Nex runs on ``python``."""
     log = os.path.join(work, f"{name}-access.log")
     if name in ("nex", "base"):
         repo = REPO if name == "nex" else base
         if repo is None:
             return None
-        settings = write_settings(work, log, "max_connections = 2048\n"
-                                             "max_connections_per_client = 2048\nbacklog = 1024",
-                                  name=name, repo=repo)
-        return lambda cpu: start_printing(nex_args(root, settings, repo=repo), cpu)
+        settings = write_settings(work, log, MANY_CLIENTS, name=name, repo=repo)
+        return lambda cpu: start_printing(nex_args(root, settings, repo=repo, python=python),
+                                          cpu)
     if name == "copyparty":
         if not has_module(peer_python, "copyparty"):
             return None
@@ -604,12 +616,12 @@ def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Resu
                   f"peak RSS {many.peak_rss_mib:.0f} MiB")
 
 
-def compare_workers(root: str, work: str, duration: int) -> None:
+def compare_workers(root: str, work: str, duration: int, python: str) -> None:
     """Print 1 KiB keep-alive requests/s with one and with two worker processes (unpinned)."""
     settings = write_settings(work, os.path.join(work, "workers.log"))
     rates = {}
     for workers in ("1", "2"):
-        running = start_printing(nex_args(root, settings, workers), None)
+        running = start_printing(nex_args(root, settings, workers, python=python), None)
         try:
             rates[workers] = wrk(running.url, SCENARIOS[0], duration, work, None)
         finally:
@@ -625,8 +637,22 @@ CONFIGURATIONS = (("default settings, not pinned", None, None),
                   ("workers = 1, pinned to one CPU", "1", SERVER_CPU))
 
 
+def measure_once(args: List[str], cpu: Optional[str], scenario: Scenario, duration: int,
+                 work: str) -> Result:
+    """Start the server ``args`` on ``cpu`` (None: on any), run ``scenario`` with wrk on
+    CPU 1, and stop it; what wrk measured, with the server's CPU time per request."""
+    running = start_printing(args, cpu)
+    try:
+        cpu_before = cpu_seconds(running.process.pid)
+        result = wrk(running.url, scenario, duration, work, CLIENT_CPU)
+        return result._replace(cpu_us=(cpu_seconds(running.process.pid) - cpu_before)
+                               / max(result.requests, 1) * 1e6)
+    finally:
+        stop(running.process)
+
+
 def compare_defaults(root: str, work: str, duration: int, rounds: int,
-                     base: Optional[str]) -> None:
+                     base: Optional[str], python: str) -> None:
     """Print the 1 KiB keep-alive rate of each of :data:`CONFIGURATIONS`, for Nex and the
     ``base`` checkout, measured in turns; each figure the best of ``rounds``."""
     repos = [("nex", REPO)] + ([("base", base)] if base else [])
@@ -636,21 +662,55 @@ def compare_defaults(root: str, work: str, duration: int, rounds: int,
             for name, repo in repos:
                 settings = write_settings(work, os.path.join(work, f"{name}-defaults.log"),
                                           name=f"{name}-defaults", repo=repo)
-                running = start_printing(nex_args(root, settings, workers, repo), cpu)
-                try:
-                    cpu_before = cpu_seconds(running.process.pid)
-                    result = wrk(running.url, SCENARIOS[0], duration, work, CLIENT_CPU)
-                    result = result._replace(cpu_us=(cpu_seconds(running.process.pid)
-                                                     - cpu_before) / max(result.requests, 1)
-                                             * 1e6)
-                finally:
-                    stop(running.process)
+                result = measure_once(nex_args(root, settings, workers, repo, python), cpu,
+                                      SCENARIOS[0], duration, work)
                 print(f"  {name:5} {label:32} {describe(SCENARIOS[0], result)}", flush=True)
                 best[(name, label)] = merge(best.get((name, label)), result)
     print("\n1 KiB keep-alive, 50 connections, wrk on CPU 1:")
     for label, _, _ in CONFIGURATIONS:
         print(f"    {label:32} " + "   ".join(
             f"{name} {describe(SCENARIOS[0], best[(name, label)])}" for name, _ in repos))
+
+
+def python_name(python: str) -> str:
+    """``3.X`` of the interpreter at ``python``, with a ``t`` for a free-threaded build."""
+    return subprocess.run(
+        [python, "-c", "import sys, sysconfig; print('%d.%d%s' % (*sys.version_info[:2], "
+                       "'t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+
+
+def compare_free_threaded(root: str, work: str, scenarios: List[Scenario], duration: int,
+                          rounds: int, python: str, threaded: str) -> None:
+    """Print each of ``scenarios`` for Nex on ``python`` (one process not pinned and pinned
+    to one CPU, ``workers = 2`` not pinned) and on the free-threaded ``threaded`` (one
+    process, not pinned and pinned), measured in turns; each figure the best of ``rounds``,
+    with its ratio to the first configuration's."""
+    gil, free = python_name(python), python_name(threaded)
+    configurations = ((f"{gil}, workers = 1, not pinned", python, "1", None),
+                      (f"{gil}, workers = 1, pinned to one CPU", python, "1", SERVER_CPU),
+                      (f"{gil}, workers = 2, not pinned", python, "2", None),
+                      (f"{free}, workers = 1, not pinned", threaded, "1", None),
+                      (f"{free}, workers = 1, pinned to one CPU", threaded, "1", SERVER_CPU))
+    settings = write_settings(work, os.path.join(work, "free-threaded.log"), MANY_CLIENTS,
+                              name="free-threaded")
+    best: Dict[Tuple[str, str], Result] = {}
+    for _ in range(rounds):
+        for scenario in scenarios:
+            for label, interpreter, workers, cpu in configurations:
+                result = measure_once(nex_args(root, settings, workers, python=interpreter),
+                                      cpu, scenario, duration, work)
+                print(f"  {scenario.key:8} {label:38} {describe(scenario, result)}",
+                      flush=True)
+                best[(scenario.key, label)] = merge(best.get((scenario.key, label)), result)
+    for scenario in scenarios:
+        print(f"\n{scenario.label}, wrk on CPU 1:")
+        first = best[(scenario.key, configurations[0][0])]
+        for label, _, _, _ in configurations:
+            result = best[(scenario.key, label)]
+            print(f"    {label:38} {describe(scenario, result)} "
+                  f"({result.rate / first.rate:.2f}× the rate, "
+                  f"{result.cpu_us / first.cpu_us:.2f}× the CPU)")
 
 
 def main() -> int:
@@ -675,6 +735,11 @@ def main() -> int:
     parser.add_argument("--defaults", action="store_true",
                         help="only compare the default settings unpinned with workers = auto "
                              "and with one pinned process")
+    parser.add_argument("--python", default=sys.executable, metavar="PATH",
+                        help="the interpreter Nex runs on (default: this one)")
+    parser.add_argument("--free-threaded", metavar="PATH",
+                        help="only compare Nex on --python (one process, pinned or not, and "
+                             "workers = 2) with Nex on this free-threaded interpreter")
     options = parser.parse_args()
     needed = ["wrk"] + ([] if options.no_pin else ["taskset"])
     for command in needed:
@@ -687,9 +752,14 @@ def main() -> int:
     root = make_root()
     work = tempfile.mkdtemp(prefix="nex-bench-work-")
     os.chmod(work, 0o755)
-    if options.defaults:
+    if options.defaults or options.free_threaded:
         try:
-            compare_defaults(root, work, options.duration, options.rounds, options.base)
+            if options.free_threaded:
+                compare_free_threaded(root, work, scenarios, options.duration,
+                                      options.rounds, options.python, options.free_threaded)
+            else:
+                compare_defaults(root, work, options.duration, options.rounds, options.base,
+                                 options.python)
         finally:
             shutil.rmtree(root, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
@@ -698,7 +768,8 @@ def main() -> int:
         results: Dict[str, Dict[str, Optional[Result]]] = {}
         starts = {}
         for name in ["nex"] + [n for n in options.servers.split(",") if n != "nex"]:
-            start = launcher(name, root, work, options.peer_python, options.base)
+            start = launcher(name, root, work, options.peer_python, options.base,
+                             options.python)
             if start is None:
                 print(f"  {name}: not installed, skipped", flush=True)
             else:
@@ -714,7 +785,7 @@ def main() -> int:
                     earlier[key] = merge(earlier.get(key), result)
         report(scenarios, results, options.markdown)
         if options.workers:
-            compare_workers(root, work, options.duration)
+            compare_workers(root, work, options.duration, options.python)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

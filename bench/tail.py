@@ -31,7 +31,10 @@ heavier load.
 Usage::
 
     python3 bench/tail.py [--clients 1000] [--duration 10] [--rounds 1] [--base CHECKOUT]
-                          [--no-pin] [--markdown] [--wrk]
+                          [--no-pin] [--markdown] [--wrk] [--python PATH]
+
+``--python PATH`` runs Nex on that interpreter (a free-threaded build, say) while this
+client stays on the one running it.
 """
 
 from __future__ import annotations
@@ -278,6 +281,8 @@ def main() -> int:
     parser.add_argument("--wrk", action="store_true",
                         help="also load each server with wrk and count its unanswered "
                              "connections with ss")
+    parser.add_argument("--python", default=sys.executable, metavar="PATH",
+                        help="the interpreter Nex runs on (default: this one)")
     options = parser.parse_args()
     pin = not options.no_pin
     if pin:
@@ -295,9 +300,10 @@ def main() -> int:
     os.chmod(work, 0o755)
     results: Dict[str, List[TailResult]] = {}
     try:
-        starts = {"nex": launcher("nex", root, work, sys.executable)}
+        starts = {"nex": launcher("nex", root, work, sys.executable, python=options.python)}
         if options.base:
-            starts["base"] = launcher("base", root, work, sys.executable, options.base)
+            starts["base"] = launcher("base", root, work, sys.executable, options.base,
+                                      options.python)
         for _ in range(options.rounds):
             for name, start in starts.items():
                 result = measure(name, start, root, options.clients, options.duration, pin)

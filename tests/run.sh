@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the Nex test suite needs, then run all of it with nose2; then run it again on
-# the oldest and the newest other Python 3.9+ on the machine (see docs/testing.md).
+# the oldest and the newest other Python 3.9+ on the machine, and the concurrency tests on a
+# free-threaded Python when there is one (see docs/testing.md).
 #
 # The Python test dependencies (tests/requirements.txt) never go into the system Python: they
 # go into the virtual environment this runs in, else into .venv/ in the checkout, created here
@@ -111,5 +112,54 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
     "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . "${names[@]}" \
       || status=$?
   done
+fi
+
+# The concurrency tests (those that hammer Nex's shared tables from threads, and serve
+# many connections at once) on a free-threaded Python, 3.13t or later, found by
+# tests.support.interpreters: NEX_FREE_THREADED_PYTHON=/path/to/python, else
+# python3.15t/3.14t/3.13t on PATH.  In its own .venv-3.Xt/; PYTHON_GIL=0 keeps the GIL off
+# whatever a test-only package loads, so the run tests what it says (test_free_threaded
+# checks without it that Nex itself never turns the GIL on).  With test names, those tests.
+# NEX_OTHER_PYTHONS=no or NEX_FREE_THREADED=no skips this part.
+FREE_THREADED_TESTS="test_free_threaded test_opencache test_misses test_templates test_static
+  test_filecache test_listing test_pool test_connection test_log test_metrics test_proxy
+  test_upstream test_dns test_webdav test_resumable test_access test_auth test_tunnel"
+if [ "${NEX_OTHER_PYTHONS:-yes}" != no ] && [ "${NEX_FREE_THREADED:-yes}" != no ]; then
+  if ! threaded=$("$python" -m tests.support.interpreters --free-threaded); then
+    status=1
+  elif [ -z "$threaded" ]; then
+    echo
+    echo "Free-threaded run skipped: no python3.13t, python3.14t or python3.15t on PATH" \
+      "(name one with NEX_FREE_THREADED_PYTHON=/path/to/python)."
+  else
+    version=$("$threaded" -c 'import sys; print("%d.%dt" % sys.version_info[:2])')
+    names=("$@")
+    if [ ${#names[@]} -eq 0 ]; then
+      for module in $FREE_THREADED_TESTS; do names+=("tests.$module"); done
+    fi
+    echo
+    echo "=== The concurrency tests on free-threaded Python $version ($threaded) ==="
+    venv=".venv-$version"
+    if ! { [ -x "$venv/bin/python" ] || "$threaded" -m venv "$venv"; }; then
+      echo "ERROR: cannot set up $venv for Python $version." >&2
+      status=1
+    else
+      # Wheels only, one requirement at a time: some have no free-threaded wheel yet
+      # (cryptography; hypothesis's newest needs Rust), and the tests needing those skip.
+      # Done again only when the requirements change.
+      if ! cmp -s tests/requirements.txt "$venv/requirements.txt"; then
+        grep -v '^ *#' tests/requirements.txt | while read -r requirement; do
+          [ -n "$requirement" ] || continue
+          "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --only-binary=:all: "$requirement" >/dev/null 2>&1 \
+            || echo "WARNING: no wheel of $requirement for Python $version; the tests" \
+                    "needing it skip."
+        done
+        cp tests/requirements.txt "$venv/requirements.txt"
+      fi
+      PYTHON_GIL=0 "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . \
+        "${names[@]}" || status=$?
+    fi
+  fi
 fi
 exit $status

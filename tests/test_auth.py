@@ -19,6 +19,7 @@ from nex.http.errors import HTTPError
 from nex.files.paths import split_path
 from tests.support.access import basic
 from tests.support.fakes import FakeClock, rewrite
+from tests.support.threads import run_in_threads
 
 # Cheap scrypt parameters, so the tests do not spend seconds deriving keys.
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -331,6 +332,20 @@ class FailureLimiterTest(unittest.TestCase):
     def test_at_least_one_per_minute(self) -> None:
         with self.assertRaises(ValueError):
             FailureLimiter(0)
+
+
+class FailureLimiterThreadsTest(unittest.TestCase):
+    def test_failures_from_many_threads_at_once_are_each_counted(self) -> None:
+        # Counting one is a read, a subtraction and a store: without the limiter's lock,
+        # threads (running at once on a free-threaded Python) would lose failures, and a
+        # guesser spreading its guesses over many connections would get more than its share.
+        limiter = FailureLimiter(800, clock=FakeClock(50.0))
+
+        def fail(_: int) -> None:
+            for _ in range(100):
+                limiter.record_failure("192.0.2.1", "alice")
+        run_in_threads(fail)  # 8 threads: 800 failures, the whole budget
+        self.assertGreater(limiter.retry_after("192.0.2.1", "alice"), 0)
 
 
 class PathPrefixTest(unittest.TestCase):

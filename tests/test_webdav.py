@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Optional, Tuple
 from unittest import mock
 
 from nex.files import davwrite
-from nex.files.davlocks import LockTable, parse_if, parse_timeout
+from nex.files.davlocks import LockConflict, LockTable, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
 from nex.files.paths import split_path
@@ -19,6 +20,7 @@ from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
+from tests.support.threads import run_in_threads
 from tests.support.upload import ALICE, UploadTestCase
 
 XML = ("Content-Type", "application/xml")
@@ -529,6 +531,25 @@ class LockTest(DavCase):
         self.refusal(423, "DELETE", "/hello.txt")
         now[0] += 61
         self.assertEqual(self.dav("DELETE", "/hello.txt").status, 204)
+
+
+class LockTableThreadsTest(unittest.TestCase):
+    def test_threads_locking_the_same_files_at_once_get_one_exclusive_lock_each(self) -> None:
+        # The look for a conflicting lock and the storing of the new one happen under one
+        # mutex: without it, two clients locking a file at once (on a free-threaded Python
+        # truly at once) could both be told they hold it exclusively.
+        table = LockTable()
+        taken: List[int] = []
+
+        def lock_every_file(index: int) -> None:
+            for number in range(100):
+                try:
+                    table.take((f"file-{number}.txt",), False, True, f"owner {index}", 60)
+                except LockConflict:
+                    continue
+                taken.append(number)
+        run_in_threads(lock_every_file)
+        self.assertEqual(sorted(taken), list(range(100)))
 
 
 class IfHeaderTest(DavCase):

@@ -6,6 +6,11 @@ excluded.  ``tests/run.sh`` runs the suite again on the oldest and the newest of
 ``tests/test_versions.py`` compares Nex's answers on those with this interpreter's.
 
 ``python -m tests.support.interpreters`` prints the oldest and the newest, one path a line.
+
+A free-threaded build (CPython 3.13t and later, built ``--disable-gil``) is looked for
+apart: ``python -m tests.support.interpreters --free-threaded`` prints the one that
+``NEX_FREE_THREADED_PYTHON`` names, else the newest ``python3.1Xt`` on PATH, or nothing;
+``tests/run.sh`` runs the concurrency tests on it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 #: The oldest Python version Nex supports.
 OLDEST_SUPPORTED = (3, 9)
+#: The commands free-threaded builds install, newest first.
+FREE_THREADED_COMMANDS = ("python3.15t", "python3.14t", "python3.13t")
 _VERSION = re.compile(r"Python (3)\.([0-9]+)\.[0-9]+\S*\s*")
 
 
@@ -46,13 +53,15 @@ def _candidates() -> List[str]:
 
 def other_interpreters() -> List[Tuple[Tuple[int, int], str]]:
     """``((major, minor), path)`` of each supported interpreter but this one's version,
-    oldest first; the first path found for a version is kept."""
+    oldest first; the first path found for a version is kept.  Free-threaded builds are
+    left to :func:`free_threaded`."""
     current = sys.version_info[:2]
     by_version: Dict[Tuple[int, int], str] = {}
     for path in _candidates():
         version = _version(path)
-        if version >= OLDEST_SUPPORTED and version != current:
-            by_version.setdefault(version, path)
+        if (version >= OLDEST_SUPPORTED and version != current and version not in by_version
+                and not is_free_threaded(path)):
+            by_version[version] = path
     return sorted(by_version.items())
 
 
@@ -62,6 +71,44 @@ def oldest_and_newest() -> List[str]:
     return list(dict.fromkeys(found[:1] + found[-1:]))
 
 
+def is_free_threaded(path: str) -> bool:
+    """Whether the interpreter at ``path`` runs and is a free-threaded build."""
+    try:
+        result = subprocess.run(
+            [path, "-c", "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.stdout == "1\n"
+
+
+def free_threaded() -> Optional[str]:
+    """The free-threaded interpreter to run the concurrency tests on, or None.
+
+    ``NEX_FREE_THREADED_PYTHON`` names it; a name that is not a free-threaded interpreter
+    raises ``ValueError`` rather than letting a run test a GIL build.  Else it is the first
+    of :data:`FREE_THREADED_COMMANDS` on PATH that is one.
+    """
+    named = os.environ.get("NEX_FREE_THREADED_PYTHON")
+    if named:
+        if not is_free_threaded(named):
+            raise ValueError(f"NEX_FREE_THREADED_PYTHON={named} is not a free-threaded Python")
+        return named
+    for command in FREE_THREADED_COMMANDS:
+        path = shutil.which(command)
+        if path and is_free_threaded(path):
+            return path
+    return None
+
+
 if __name__ == "__main__":
-    for path in oldest_and_newest():
-        print(path)
+    if sys.argv[1:] == ["--free-threaded"]:
+        try:
+            found = free_threaded()
+        except ValueError as error:
+            sys.exit(str(error))
+        if found:
+            print(found)
+    else:
+        for path in oldest_and_newest():
+            print(path)
