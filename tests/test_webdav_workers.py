@@ -8,6 +8,7 @@ following request on a new connection, which the kernel gives to either worker.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -91,12 +92,32 @@ class SharedTableTest(unittest.TestCase):
             self.assertEqual(table.locks_on(("b.txt",)), [])
             self.assertEqual(len(table.locks_on(("a.txt",))), 1)
 
-    def test_a_file_left_half_written_is_an_empty_table_not_a_fault(self) -> None:
-        self.first.take(("a.txt",), False, True, "", 60)
-        os.pwrite(self.first._file, b"\x00" * 7 + b"\x09" + b"\x00" * 7 + b"\x05{[}", 0)
-        self.assertEqual(self.second.locks_on(("a.txt",)), [])
-        self.second.take(("a.txt",), False, True, "", 60)
+    def test_a_writer_killed_mid_write_does_not_drop_the_locks(self) -> None:
+        lock = self.first.take(("a.txt",), False, True, "", 60)
+        real_pwrite = os.pwrite
+
+        def killed(file: int, data: bytes, offset: int) -> int:
+            real_pwrite(file, data[:len(data) // 2], offset)
+            raise KeyboardInterrupt("killed while writing")
+
+        with mock.patch("os.pwrite", killed), self.assertRaises(KeyboardInterrupt):
+            self.first.take(("b.txt",), False, True, "x" * 1000, 60)
+        self.assertEqual([found.token for found in self.second.locks_on(("a.txt",))],
+                         [lock.token])
+        self.assertEqual(self.second.locks_on(("b.txt",)), [])
+        self.second.take(("b.txt",), False, True, "", 60)
         self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
+        self.assertEqual(len(self.first.locks_on(("b.txt",))), 1)
+
+    def test_a_short_write_is_503_and_the_file_keeps_the_previous_table(self) -> None:
+        self.first.take(("a.txt",), False, True, "", 60)
+        with mock.patch("os.pwrite", lambda file, data, offset: len(data) - 1):
+            with self.assertRaises(HTTPError) as caught:
+                self.first.take(("b.txt",), False, True, "", 60)
+        self.assertEqual(caught.exception.status, 503)
+        for table in (self.first, self.second):
+            self.assertEqual(table.locks_on(("b.txt",)), [])
+            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
 
 
 class WorkersShareLocksTest(unittest.TestCase):
@@ -141,6 +162,33 @@ class WorkersShareLocksTest(unittest.TestCase):
         for _ in range(TRIES):
             status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
             self.assertEqual(status, 423)
+
+    def test_a_table_that_cannot_be_written_does_not_drop_its_locks(self) -> None:
+        # The table's file stops growing, as on a full disk: each write that fails must
+        # leave the locks already taken in force, not a torn file read as no locks at all.
+        workers = wait_until(lambda: len(children(self.server.pid)) == 2
+                             and children(self.server.pid), what="two workers")
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        for pid in workers:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1024 * 1024, limits[1]))
+        status, fields, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+        self.assertEqual(status, 200)
+        token = fields["lock-token"]
+        owner = b"x" * (davlocks.MAX_SHARED_BYTES // 16)
+        for number in range(12):
+            refused, _, _ = http_request(self.server, "LOCK", f"/big{number}.txt",
+                                         LOCKINFO.replace(b"tester", owner), XML)
+            if refused != 201:
+                break
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"overwritten\n")
+            self.assertEqual(status, 423)
+        self.assertEqual(refused, 503)
+        for pid in workers:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+        status, _, _ = http_request(self.server, "UNLOCK", "/a.txt", None,
+                                    {"Lock-Token": token})
+        self.assertEqual(status, 204)
 
     def test_a_lock_outlives_the_worker_it_was_taken_through(self) -> None:
         status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)

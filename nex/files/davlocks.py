@@ -14,7 +14,11 @@ in an unlinked temporary file that the workers inherit: each use of the table ho
 record lock on the file (``fcntl.lockf``, shared to read, exclusive to change), and a
 process reads the locks again only when the file's generation number has moved since it
 last did, so a request that finds the table unchanged costs two ``fcntl`` calls and one
-16-byte read.  ``time.monotonic`` is the one system-wide clock all the processes read.
+16-byte read.  A change writes the locks into whichever of the file's two slots the current
+generation does not use, and only then the 16-byte head naming the new generation: a process
+killed while it writes, or a write that fails (a full disk), leaves the previous table in
+force, never a torn one.  ``time.monotonic`` is the one system-wide clock all the processes
+read.
 
 A request that changes a locked resource must name the lock's token in its ``If`` header
 (else ``423 Locked``), and an ``If`` header whose every list is false is ``412``.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -58,7 +63,8 @@ _IF_TOKEN = re.compile(
     r'[ \t]*(?:(?P<open>\()|(?P<close>\))|(?P<not>Not)\b|<(?P<url>[^<>\s]*)>'
     r'|\[(?P<etag>(?:W/)?"[\x21\x23-\x7e\x80-\xff]*")\])[ \t]*')
 _LOCK_TOKEN = re.compile(r"[ \t]*<(?P<token>[^<>\s]+)>[ \t]*")
-#: The head of a shared table's file: its generation, then the length of the JSON after it.
+#: The head of a shared table's file: its generation, then the length of that generation's
+#: JSON, which is in slot ``generation % 2`` (:func:`_slot`).
 _HEAD = struct.Struct(">QQ")
 
 Path = Tuple[str, ...]
@@ -171,6 +177,20 @@ def parse_lock_token(value: Optional[str]) -> str:
     return match["token"]
 
 
+def _slot(generation: int) -> int:
+    """Where a shared table's file holds the locks of ``generation``."""
+    return _HEAD.size + generation % 2 * MAX_SHARED_BYTES
+
+
+def _put(file: int, generation: int, data: bytes) -> None:
+    """Make ``data`` the locks of the shared file ``file`` as ``generation``: its slot first,
+    then the head that names it; OSError, the head untouched, when a write falls short."""
+    if os.pwrite(file, data, _slot(generation)) != len(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if os.pwrite(file, _HEAD.pack(generation, len(data)), 0) != _HEAD.size:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
 class LockTable:
     """The live locks of one site.  Every method is safe to call from any thread, and for a
     :meth:`shared` table from any process forked after it was made."""
@@ -191,8 +211,14 @@ class LockTable:
         its file is unlinked at once, so nothing is left behind."""
         fd, path = tempfile.mkstemp(prefix="nex-davlocks-")
         os.unlink(path)
-        os.write(fd, _HEAD.pack(0, 0))
-        return cls(clock, fd)
+        try:
+            _put(fd, 1, b"[]")
+        except OSError:
+            os.close(fd)
+            raise
+        table = cls(clock, fd)
+        table._generation = 1
+        return table
 
     @contextlib.contextmanager
     def _held(self, change: bool) -> Iterator[None]:
@@ -218,25 +244,26 @@ class LockTable:
         generation, length = _HEAD.unpack(head) if len(head) == _HEAD.size else (0, 0)
         if generation == self._generation:
             return
-        try:
-            entries = json.loads(os.pread(self._file, length, _HEAD.size))
-            locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
-                     for entry in entries}
-        except (ValueError, TypeError, KeyError):
-            # A process killed while it wrote: its locks are gone, as after a restart.
-            locks = {}
-        self._locks, self._generation = locks, generation
+        entries = json.loads(os.pread(self._file, length, _slot(generation)))
+        self._locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
+                       for entry in entries}
+        self._generation = generation
 
     def _write(self) -> None:
-        """Write the locks to the shared file as its next generation (file locked)."""
+        """Write the locks to the shared file as its next generation (file locked); 503 and
+        the file unchanged when they do not fit or cannot be written."""
         data = json.dumps([dataclasses.asdict(lock) for lock in self._locks.values()],
                           separators=(",", ":")).encode("utf-8")
+        generation = self._generation + 1
+        self._generation = -1  # until the head is written: a failed change is dropped
         if len(data) > MAX_SHARED_BYTES:
-            self._generation = -1  # no file has it: the change is dropped at the next read
             raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
-        self._generation += 1
-        os.pwrite(self._file, _HEAD.pack(self._generation, len(data)) + data, 0)
-        os.ftruncate(self._file, _HEAD.size + len(data))
+        try:
+            _put(self._file, generation, data)
+        except OSError:
+            raise HTTPError(503, "The WebDAV lock table cannot be written.",
+                            headers=[("Retry-After", "60")]) from None
+        self._generation = generation
 
     def _live(self) -> List[Lock]:
         """The live locks, after dropping the expired ones (held)."""
