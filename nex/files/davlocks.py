@@ -255,8 +255,7 @@ class LockTable:
 
     def _read(self) -> None:
         """Read the shared file's locks again if another process changed them (file locked)."""
-        head = os.pread(self._file, _HEAD.size, 0)
-        generation, length = _HEAD.unpack(head) if len(head) == _HEAD.size else (0, 0)
+        generation, length = _HEAD.unpack(os.pread(self._file, _HEAD.size, 0))
         if generation == self._generation:
             return
         entries = json.loads(os.pread(self._file, length, _slot(generation)))
