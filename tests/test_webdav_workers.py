@@ -7,22 +7,27 @@ following request on a new connection, which the kernel gives to either worker.
 
 from __future__ import annotations
 
+import http.client
 import os
+import resource
 import shutil
 import signal
 import tempfile
 import unittest
+from typing import Dict, Tuple
 from unittest import mock
 
-from nex.files import davlocks
+from nex.files import davlocks, davxml
 from nex.files.davlocks import LockTable
 from nex.http.errors import HTTPError
-from tests.support import NexServer, children, http_request, wait_until
+from tests.support import SOCKET_TIMEOUT, NexServer, children, http_request, wait_until
 
 LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
             b'</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner>'
             b'</D:lockinfo>')
 XML = {"Content-Type": "application/xml"}
+CLIENT = "127.0.0.1"
+OTHER_CLIENT = "127.0.0.2"
 #: New connections per check: with two workers, the chance that all of them reach the
 #: same one is 2 ** -(TRIES - 1).
 TRIES = 16
@@ -49,11 +54,11 @@ class SharedTableTest(unittest.TestCase):
         self.second = LockTable(self.clock, self.first._file)
 
     def test_a_lock_taken_through_one_binds_the_other(self) -> None:
-        lock = self.first.take(("dir",), True, True, "<D:href>me</D:href>", 60)
+        lock = self.first.take(("dir",), True, True, "<D:href>me</D:href>", 60, CLIENT)
         self.assertEqual([found.token for found in self.second.locks_on(("dir", "a.txt"))],
                          [lock.token])
         with self.assertRaises(HTTPError) as caught:
-            self.second.take(("dir", "a.txt"), False, False, "", 60)
+            self.second.take(("dir", "a.txt"), False, False, "", 60, CLIENT)
         self.assertEqual(caught.exception.status, 423)
         with self.assertRaises(HTTPError) as caught:
             self.second.check(None, ("dir", "a.txt"), [(("dir", "a.txt"), False)],
@@ -64,39 +69,107 @@ class SharedTableTest(unittest.TestCase):
         self.assertEqual(self.second.locks_on(("dir",))[0].owner, "<D:href>me</D:href>")
 
     def test_refresh_release_and_forget_reach_the_other(self) -> None:
-        lock = self.first.take(("a.txt",), False, True, "", 60)
+        lock = self.first.take(("a.txt",), False, True, "", 60, CLIENT)
         self.clock.now += 50
         self.second.refresh(lock.token, ("a.txt",), 60)
         self.clock.now += 50  # past the first time-out, within the refreshed one
         self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
         self.second.release(lock.token, ("a.txt",))
         self.assertEqual(self.first.locks_on(("a.txt",)), [])
-        self.first.take(("dir", "b.txt"), False, False, "", 60)
+        self.first.take(("dir", "b.txt"), False, False, "", 60, CLIENT)
         self.second.forget(("dir",))
         self.assertEqual(self.first.locks_on(("dir",), below=True), [])
 
     def test_expired_locks_are_gone_for_both(self) -> None:
-        self.first.take(("a.txt",), False, True, "", 60)
+        self.first.take(("a.txt",), False, True, "", 60, CLIENT)
         self.clock.now += 60
         self.assertEqual(self.second.locks_on(("a.txt",)), [])
-        self.second.take(("a.txt",), False, True, "", 60)
+        self.second.take(("a.txt",), False, True, "", 60, CLIENT)
 
     def test_a_lock_past_the_files_size_is_503_and_taken_nowhere(self) -> None:
-        self.first.take(("a.txt",), False, True, "small", 60)
+        self.first.take(("a.txt",), False, True, "small", 60, CLIENT)
         with mock.patch.object(davlocks, "MAX_SHARED_BYTES", 1000):
             with self.assertRaises(HTTPError) as caught:
-                self.first.take(("b.txt",), False, True, "x" * 1000, 60)
+                self.first.take(("b.txt",), False, True, "x" * 1000, 60, CLIENT)
         self.assertEqual(caught.exception.status, 503)
         for table in (self.first, self.second):
             self.assertEqual(table.locks_on(("b.txt",)), [])
             self.assertEqual(len(table.locks_on(("a.txt",))), 1)
 
-    def test_a_file_left_half_written_is_an_empty_table_not_a_fault(self) -> None:
-        self.first.take(("a.txt",), False, True, "", 60)
-        os.pwrite(self.first._file, b"\x00" * 7 + b"\x09" + b"\x00" * 7 + b"\x05{[}", 0)
-        self.assertEqual(self.second.locks_on(("a.txt",)), [])
-        self.second.take(("a.txt",), False, True, "", 60)
+    def test_a_writer_killed_mid_write_does_not_drop_the_locks(self) -> None:
+        lock = self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        real_pwrite = os.pwrite
+
+        def killed(file: int, data: bytes, offset: int) -> int:
+            real_pwrite(file, data[:len(data) // 2], offset)
+            raise KeyboardInterrupt("killed while writing")
+
+        with mock.patch("os.pwrite", killed), self.assertRaises(KeyboardInterrupt):
+            self.first.take(("b.txt",), False, True, "x" * 1000, 60, CLIENT)
+        self.assertEqual([found.token for found in self.second.locks_on(("a.txt",))],
+                         [lock.token])
+        self.assertEqual(self.second.locks_on(("b.txt",)), [])
+        self.second.take(("b.txt",), False, True, "", 60, CLIENT)
         self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
+        self.assertEqual(len(self.first.locks_on(("b.txt",))), 1)
+
+    def test_a_short_write_is_503_and_the_file_keeps_the_previous_table(self) -> None:
+        self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        with mock.patch("os.pwrite", lambda file, data, offset: len(data) - 1):
+            with self.assertRaises(HTTPError) as caught:
+                self.first.take(("b.txt",), False, True, "", 60, CLIENT)
+        self.assertEqual(caught.exception.status, 503)
+        for table in (self.first, self.second):
+            self.assertEqual(table.locks_on(("b.txt",)), [])
+            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
+
+
+class ClientShareTest(unittest.TestCase):
+    """No one client address fills a table, in memory (a lone Nex) or shared."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.table = LockTable(self.clock)
+
+    def refusal(self, path: str, owner: str, client: str) -> int:
+        with self.assertRaises(HTTPError) as caught:
+            self.table.take((path,), False, True, owner, 60, client)
+        return caught.exception.status
+
+    def test_one_client_cannot_take_every_lock_of_the_table(self) -> None:
+        with mock.patch.object(davlocks, "MAX_LOCKS", 4 * davlocks.CLIENT_SHARE):
+            for number in range(4):
+                self.table.take((f"{number}.txt",), False, True, "", 60, CLIENT)
+            self.assertEqual(self.refusal("more.txt", "", CLIENT), 429)
+            self.table.take(("other.txt",), False, True, "", 60, OTHER_CLIENT)
+
+    def test_a_lone_table_does_not_grow_past_its_bytes(self) -> None:
+        owner = "x" * (davlocks.MAX_SHARED_BYTES // davlocks.CLIENT_SHARE - 1024)
+        for number in range(davlocks.CLIENT_SHARE):
+            self.table.take((f"{number}.txt",), False, True, owner, 60, f"10.0.0.{number}")
+        self.assertEqual(self.refusal("more.txt", owner, "10.0.1.1"), 503)
+        self.table.take(("small.txt",), False, True, "", 60, "10.0.1.1")
+
+    def test_a_clients_share_comes_back_as_its_locks_expire(self) -> None:
+        owner = "x" * (davlocks.MAX_SHARED_BYTES // davlocks.CLIENT_SHARE // 2)
+        self.table.take(("a.txt",), False, True, owner, 60, CLIENT)
+        self.assertEqual(self.refusal("b.txt", owner, CLIENT), 429)
+        self.clock.now += 60
+        self.table.take(("b.txt",), False, True, owner, 60, CLIENT)
+
+
+def request_from(source: str, server: NexServer, method: str, target: str,
+                 body: bytes) -> Tuple[int, Dict[str, str], bytes]:
+    """One request with an XML ``body`` to ``server`` from the address ``source``."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=SOCKET_TIMEOUT,
+                                            source_address=(source, 0))
+    try:
+        connection.request(method, target, body=body, headers=XML)
+        response = connection.getresponse()
+        return (response.status, {name.lower(): value for name, value in response.getheaders()},
+                response.read())
+    finally:
+        connection.close()
 
 
 class WorkersShareLocksTest(unittest.TestCase):
@@ -141,6 +214,49 @@ class WorkersShareLocksTest(unittest.TestCase):
         for _ in range(TRIES):
             status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
             self.assertEqual(status, 423)
+
+    def test_a_table_that_cannot_be_written_does_not_drop_its_locks(self) -> None:
+        # The table's file stops growing, as on a full disk: each write that fails must
+        # leave the locks already taken in force, not a torn file read as no locks at all.
+        workers = wait_until(lambda: len(children(self.server.pid)) == 2
+                             and children(self.server.pid), what="two workers")
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        for pid in workers:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1024 * 1024, limits[1]))
+        status, fields, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)
+        self.assertEqual(status, 200)
+        token = fields["lock-token"]
+        owner = b"x" * 100 * 1024
+        for number in range(16):
+            refused, _, _ = http_request(self.server, "LOCK", f"/big{number}.txt",
+                                         LOCKINFO.replace(b"tester", owner), XML)
+            if refused != 201:
+                break
+        for _ in range(TRIES):
+            status, _, _ = http_request(self.server, "PUT", "/a.txt", b"overwritten\n")
+            self.assertEqual(status, 423)
+        self.assertEqual(refused, 503)
+        for pid in workers:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+        status, _, _ = http_request(self.server, "UNLOCK", "/a.txt", None,
+                                    {"Lock-Token": token})
+        self.assertEqual(status, 204)
+
+    def test_one_client_cannot_fill_the_table_and_deny_locks_to_everyone(self) -> None:
+        # As an attacker would: owners as big as a LOCK allows, then ever smaller ones to
+        # fill what is left, until the table (or the client's share of it) refuses.
+        size, number = davxml.MAX_XML_BYTES - 1024, 0
+        while size > 64:
+            number += 1
+            refused, _, _ = http_request(self.server, "LOCK", f"/big{number}.txt",
+                                         LOCKINFO.replace(b"tester", b"x" * size), XML)
+            if refused == 503:
+                size //= 2
+            elif refused != 201:
+                break
+        status, _, _ = request_from(OTHER_CLIENT, self.server, "LOCK", "/a.txt", LOCKINFO)
+        self.assertEqual(status, 200)
+        self.assertEqual(refused, 429)
 
     def test_a_lock_outlives_the_worker_it_was_taken_through(self) -> None:
         status, _, _ = http_request(self.server, "LOCK", "/a.txt", LOCKINFO, XML)

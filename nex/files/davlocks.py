@@ -2,9 +2,11 @@
 
 A lock covers its root and, with ``Depth: infinity``, everything below it.  Locks are kept in
 one table per served site, shared by its threads under a mutex; each has a time-out
-(``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone, and the table holds
-at most :data:`MAX_LOCKS` live ones (``503`` beyond).  Locks do not survive a restart: clients
-take them again, as they do after their time-out.
+(``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone.  The table holds
+at most :data:`MAX_LOCKS` live ones taking :data:`MAX_SHARED_BYTES` (``503`` beyond), and the
+locks of one client address at most a :data:`CLIENT_SHARE` th of either (``429`` beyond), so
+that no one client can fill the table and deny locks to everyone for an hour.  Locks do not
+survive a restart: clients take them again, as they do after their time-out.
 
 **Several processes.**  A lone Nex keeps its table in memory, and a reload of its settings
 starts a new one.  With ``workers`` above 1 the supervisor makes one :meth:`LockTable.shared`
@@ -14,7 +16,11 @@ in an unlinked temporary file that the workers inherit: each use of the table ho
 record lock on the file (``fcntl.lockf``, shared to read, exclusive to change), and a
 process reads the locks again only when the file's generation number has moved since it
 last did, so a request that finds the table unchanged costs two ``fcntl`` calls and one
-16-byte read.  ``time.monotonic`` is the one system-wide clock all the processes read.
+16-byte read.  A change writes the locks into whichever of the file's two slots the current
+generation does not use, and only then the 16-byte head naming the new generation: a process
+killed while it writes, or a write that fails (a full disk), leaves the previous table in
+force, never a torn one.  ``time.monotonic`` is the one system-wide clock all the processes
+read.
 
 A request that changes a locked resource must name the lock's token in its ``If`` header
 (else ``423 Locked``), and an ``If`` header whose every list is false is ``412``.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -33,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from nex.http.errors import HTTPError
@@ -45,9 +52,13 @@ MAX_TIMEOUT = 3600
 DEFAULT_TIMEOUT = 600
 #: The most live locks one site holds.
 MAX_LOCKS = 10000
-#: The most bytes a shared table's locks take in its file (owners' markup included), so
-#: that no change rewrites more; ``503`` beyond, as for :data:`MAX_LOCKS`.
+#: The most bytes the live locks of a table take as a shared table's file holds them
+#: (owners' markup included), so that no change rewrites more and no table grows past it in
+#: memory; ``503`` beyond, as for :data:`MAX_LOCKS`.
 MAX_SHARED_BYTES = 8 * 1024 * 1024
+#: The live locks of one client address take at most this fraction (its inverse) of
+#: :data:`MAX_LOCKS` and of :data:`MAX_SHARED_BYTES`.
+CLIENT_SHARE = 16
 
 # RFC 4918 §10.7: TimeOut = "Timeout" ":" 1#TimeType;  TimeType = ("Second-" DAVTimeOutVal
 # | "Infinite");  DAVTimeOutVal = 1*DIGIT.
@@ -58,7 +69,8 @@ _IF_TOKEN = re.compile(
     r'[ \t]*(?:(?P<open>\()|(?P<close>\))|(?P<not>Not)\b|<(?P<url>[^<>\s]*)>'
     r'|\[(?P<etag>(?:W/)?"[\x21\x23-\x7e\x80-\xff]*")\])[ \t]*')
 _LOCK_TOKEN = re.compile(r"[ \t]*<(?P<token>[^<>\s]+)>[ \t]*")
-#: The head of a shared table's file: its generation, then the length of the JSON after it.
+#: The head of a shared table's file: its generation, then the length of that generation's
+#: JSON, which is in slot ``generation % 2`` (:func:`_slot`).
 _HEAD = struct.Struct(">QQ")
 
 Path = Tuple[str, ...]
@@ -66,8 +78,9 @@ Path = Tuple[str, ...]
 
 @dataclasses.dataclass
 class Lock:
-    """One lock: its token, the path it was taken on, its depth, scope, owner markup, and
-    the ``time.monotonic()`` it ends at."""
+    """One lock: its token, the path it was taken on, its depth, scope, owner markup, the
+    ``time.monotonic()`` it ends at, the address of the client that took it, and the bytes
+    it takes in a shared table's file."""
 
     token: str
     root: Path
@@ -76,6 +89,8 @@ class Lock:
     owner: str
     timeout: int
     ends: float
+    client: str
+    size: int = 0
 
     def covers(self, path: Path) -> bool:
         """Whether this lock applies to ``path``."""
@@ -171,6 +186,26 @@ def parse_lock_token(value: Optional[str]) -> str:
     return match["token"]
 
 
+def _slot(generation: int) -> int:
+    """Where a shared table's file holds the locks of ``generation``."""
+    return _HEAD.size + generation % 2 * MAX_SHARED_BYTES
+
+
+def _encode(locks: Iterable[Lock]) -> bytes:
+    """``locks`` as a shared table's file holds them."""
+    return json.dumps([dataclasses.asdict(lock) for lock in locks],
+                      separators=(",", ":")).encode("utf-8")
+
+
+def _put(file: int, generation: int, data: bytes) -> None:
+    """Make ``data`` the locks of the shared file ``file`` as ``generation``: its slot first,
+    then the head that names it; OSError, the head untouched, when a write falls short."""
+    if os.pwrite(file, data, _slot(generation)) != len(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if os.pwrite(file, _HEAD.pack(generation, len(data)), 0) != _HEAD.size:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
 class LockTable:
     """The live locks of one site.  Every method is safe to call from any thread, and for a
     :meth:`shared` table from any process forked after it was made."""
@@ -191,8 +226,14 @@ class LockTable:
         its file is unlinked at once, so nothing is left behind."""
         fd, path = tempfile.mkstemp(prefix="nex-davlocks-")
         os.unlink(path)
-        os.write(fd, _HEAD.pack(0, 0))
-        return cls(clock, fd)
+        try:
+            _put(fd, 1, b"[]")
+        except OSError:
+            os.close(fd)
+            raise
+        table = cls(clock, fd)
+        table._generation = 1
+        return table
 
     @contextlib.contextmanager
     def _held(self, change: bool) -> Iterator[None]:
@@ -214,29 +255,28 @@ class LockTable:
 
     def _read(self) -> None:
         """Read the shared file's locks again if another process changed them (file locked)."""
-        head = os.pread(self._file, _HEAD.size, 0)
-        generation, length = _HEAD.unpack(head) if len(head) == _HEAD.size else (0, 0)
+        generation, length = _HEAD.unpack(os.pread(self._file, _HEAD.size, 0))
         if generation == self._generation:
             return
-        try:
-            entries = json.loads(os.pread(self._file, length, _HEAD.size))
-            locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
-                     for entry in entries}
-        except (ValueError, TypeError, KeyError):
-            # A process killed while it wrote: its locks are gone, as after a restart.
-            locks = {}
-        self._locks, self._generation = locks, generation
+        entries = json.loads(os.pread(self._file, length, _slot(generation)))
+        self._locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
+                       for entry in entries}
+        self._generation = generation
 
     def _write(self) -> None:
-        """Write the locks to the shared file as its next generation (file locked)."""
-        data = json.dumps([dataclasses.asdict(lock) for lock in self._locks.values()],
-                          separators=(",", ":")).encode("utf-8")
+        """Write the locks to the shared file as its next generation (file locked); 503 and
+        the file unchanged when they do not fit or cannot be written."""
+        data = _encode(self._locks.values())
+        generation = self._generation + 1
+        self._generation = -1  # until the head is written: a failed change is dropped
         if len(data) > MAX_SHARED_BYTES:
-            self._generation = -1  # no file has it: the change is dropped at the next read
             raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
-        self._generation += 1
-        os.pwrite(self._file, _HEAD.pack(self._generation, len(data)) + data, 0)
-        os.ftruncate(self._file, _HEAD.size + len(data))
+        try:
+            _put(self._file, generation, data)
+        except OSError:
+            raise HTTPError(503, "The WebDAV lock table cannot be written.",
+                            headers=[("Retry-After", "60")]) from None
+        self._generation = generation
 
     def _live(self) -> List[Lock]:
         """The live locks, after dropping the expired ones (held)."""
@@ -252,19 +292,28 @@ class LockTable:
                     or (below and lock.root[:len(path)] == path)]
 
     def take(self, path: Path, infinite: bool, exclusive: bool, owner: str,
-             timeout: int) -> Lock:
-        """A new lock on ``path``; :class:`LockConflict` when a lock in the way conflicts
-        (an exclusive one, or any where this one is exclusive), 503 when the table is full."""
+             timeout: int, client: str) -> Lock:
+        """A new lock on ``path`` for the client at address ``client``;
+        :class:`LockConflict` when a lock in the way conflicts (an exclusive one, or any
+        where this one is exclusive), 503 when the table is full, 429 when the client's
+        share of it is."""
         with self._held(change=True):
             live = self._live()
             for lock in live:
                 overlaps = lock.covers(path) or (infinite and lock.root[:len(path)] == path)
                 if overlaps and (exclusive or lock.exclusive):
                     raise LockConflict(lock.root)
-            if len(live) >= MAX_LOCKS:
-                raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
             lock = Lock(f"urn:uuid:{uuid.uuid4()}", path, infinite, exclusive, owner, timeout,
-                        self._clock() + timeout)
+                        self._clock() + timeout, client)
+            lock.size = len(_encode([lock]))
+            if (len(live) >= MAX_LOCKS
+                    or sum(held.size for held in live) + lock.size > MAX_SHARED_BYTES):
+                raise HTTPError(503, "Too many locks are held.", headers=[("Retry-After", "60")])
+            mine = [held.size for held in live if held.client == client]
+            if (len(mine) >= MAX_LOCKS // CLIENT_SHARE
+                    or sum(mine) + lock.size > MAX_SHARED_BYTES // CLIENT_SHARE):
+                raise HTTPError(429, "Your address holds too many locks; release some first.",
+                                headers=[("Retry-After", "60")])
             self._locks[lock.token] = lock
             return lock
 

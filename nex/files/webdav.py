@@ -92,10 +92,10 @@ class WebDav:
         return [("DAV", "1, 2" if self.writable else "1"), ("MS-Author-Via", "DAV")]
 
     def respond(self, request: Request, body: Optional[BodyReader], may: Checker,
-                path: Tuple[List[str], bool]) -> Response:
+                path: Tuple[List[str], bool], client: str) -> Response:
         """Answer one of :attr:`methods` for the request path ``path`` (decoded by routing,
         as :func:`nex.files.paths.split_path` gives it), asking ``may`` (the access checker)
-        for every entry touched."""
+        for every entry touched; ``client`` is the address a new lock counts against."""
         method = request.method
         config = self.config
         target = find_segments(path[0], config)
@@ -110,7 +110,7 @@ class WebDav:
         if method == "PROPPATCH":
             return self._proppatch(request, body, target, may)
         if method == "LOCK":
-            return self._lock(request, body, target, may)
+            return self._lock(request, body, target, may, client)
         return self._unlock(request, target, may)
 
     def guard_put(self, request: Request, segments: List[str]) -> None:
@@ -191,7 +191,7 @@ class WebDav:
             target.href, [(403, [property_xml(tag) for tag in names])], reason_phrase)]))
 
     def _lock(self, request: Request, body: Optional[BodyReader], target: Resource,
-              may: Checker) -> Response:
+              may: Checker, client: str) -> Response:
         """LOCK (RFC 4918 §9.10): a new lock (201 when it made an empty file at an unmapped
         URL, §7.3), or with no body a refresh of the lock the ``If`` header names."""
         timeout = parse_timeout(request.headers.get("Timeout"))
@@ -215,7 +215,8 @@ class WebDav:
                 check(request, self.locks, self.config, target, [(target.path[:-1], False)])
                 folder.check(target.segments[-1])
             try:
-                lock = self.locks.take(target.path, depth != "0", exclusive, owner, timeout)
+                lock = self.locks.take(target.path, depth != "0", exclusive, owner, timeout,
+                                       client)
             except LockConflict as conflict:
                 if (conflict.root[:len(target.path)] != target.path
                         or conflict.root == target.path):

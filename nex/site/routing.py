@@ -212,7 +212,7 @@ class Dispatcher:
             elif auth is not None and authorization is not None:
                 user = auth.identify(authorization, client)
             try:
-                response = self._serve(request, body, path, protected, user)
+                response = self._serve(request, body, path, protected, user, client)
             except Refused:
                 if user is None and auth is not None:
                     raise auth.refusal(authorization, client) from None
@@ -231,9 +231,10 @@ class Dispatcher:
 
     def _serve(self, request: Request, body: Optional[BodyReader],
                path: Optional[Tuple[List[str], bool]], protected: bool,
-               user: Optional[str]) -> Response:
+               user: Optional[str], client: str) -> Response:
         """The answer of the method's handler once the request may be served; ``path`` is
-        the request path decoded (None for ``*``), ``user`` who logged in (None: nobody)."""
+        the request path decoded (None for ``*``), ``user`` who logged in (None: nobody),
+        ``client`` the address it comes from."""
         method = request.method
         config = self.config
         may = self._anonymous if user is None else self.access.checker(user)
@@ -243,7 +244,7 @@ class Dispatcher:
                 dav.guard_put(request, path[0])
             return resumable_upload(request, body, config, may, path)
         if dav is not None and method in dav.methods:
-            return dav.respond(request, body, may, path)
+            return dav.respond(request, body, may, path, client)
         if config.upload and method == "PUT":
             if dav is not None and dav.writable:
                 dav.guard_put(request, path[0])
