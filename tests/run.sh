@@ -79,7 +79,20 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 status=0
-"$python" -m nose2 --verbose --start-dir . --top-level-directory . "$@" || status=$?
+# The other interpreters' runs (below) go in the background beside the main run, each
+# with its output in .test-logs/, shown whole once it has ended: on two or more cores the
+# whole command then takes about as long as the main run alone.
+rm -rf .test-logs
+mkdir -p .test-logs
+background=()  # "pid|title|log" of each run started
+trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM  # Ctrl+C stops them too
+start_run() {  # start_run TITLE LOG COMMAND...: COMMAND in the background, output in LOG
+  local title=$1 log=$2
+  shift 2
+  "$@" >"$log" 2>&1 &
+  background+=("$!|$title|$log")
+  echo "Started in the background: $title (output in $log)"
+}
 
 # The same suite on the oldest and the newest other supported interpreters (pyenv's
 # versions, python3.X on PATH), each in its own .venv-3.X/ with the test requirements, so
@@ -99,8 +112,6 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
   mapfile -t others < <("$python" -m tests.support.interpreters)
   for other in "${others[@]}"; do
     version=$("$other" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    echo
-    echo "=== The suite on Python $version ($other) ==="
     venv=".venv-$version"
     if ! { [ -x "$venv/bin/python" ] || "$other" -m venv "$venv"; } \
         || ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
@@ -109,8 +120,8 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ]; then
       status=1
       continue
     fi
-    "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . "${names[@]}" \
-      || status=$?
+    start_run "the suite on Python $version ($other)" ".test-logs/python-$version.log" \
+      "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . "${names[@]}"
   done
 fi
 
@@ -128,7 +139,6 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ] && [ "${NEX_FREE_THREADED:-yes}" != no 
   if ! threaded=$("$python" -m tests.support.interpreters --free-threaded); then
     status=1
   elif [ -z "$threaded" ]; then
-    echo
     echo "Free-threaded run skipped: no python3.13t, python3.14t or python3.15t on PATH" \
       "(name one with NEX_FREE_THREADED_PYTHON=/path/to/python)."
   else
@@ -137,8 +147,6 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ] && [ "${NEX_FREE_THREADED:-yes}" != no 
     if [ ${#names[@]} -eq 0 ]; then
       for module in $FREE_THREADED_TESTS; do names+=("tests.$module"); done
     fi
-    echo
-    echo "=== The concurrency tests on free-threaded Python $version ($threaded) ==="
     venv=".venv-$version"
     if ! { [ -x "$venv/bin/python" ] || "$threaded" -m venv "$venv"; }; then
       echo "ERROR: cannot set up $venv for Python $version." >&2
@@ -157,9 +165,28 @@ if [ "${NEX_OTHER_PYTHONS:-yes}" != no ] && [ "${NEX_FREE_THREADED:-yes}" != no 
         done
         cp tests/requirements.txt "$venv/requirements.txt"
       fi
-      PYTHON_GIL=0 "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . \
-        "${names[@]}" || status=$?
+      start_run "the concurrency tests on free-threaded Python $version ($threaded)" \
+        ".test-logs/python-$version.log" \
+        env PYTHON_GIL=0 "$venv/bin/python" -m nose2 --start-dir . --top-level-directory . \
+        "${names[@]}"
     fi
   fi
 fi
+
+echo
+echo "=== The suite on $("$python" --version 2>&1) ($python) ==="
+"$python" -m nose2 --verbose --start-dir . --top-level-directory . "$@" || status=$?
+
+for run in "${background[@]}"; do
+  IFS='|' read -r pid title log <<<"$run"
+  result=0
+  wait "$pid" || result=$?
+  echo
+  echo "=== $title ==="
+  cat "$log"
+  if [ "$result" != 0 ]; then
+    echo "FAILED: $title (status $result)"
+    status=$result
+  fi
+done
 exit $status
