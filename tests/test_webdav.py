@@ -544,7 +544,8 @@ class LockTableThreadsTest(unittest.TestCase):
         def lock_every_file(index: int) -> None:
             for number in range(100):
                 try:
-                    table.take((f"file-{number}.txt",), False, True, f"owner {index}", 60)
+                    table.take((f"file-{number}.txt",), False, True, f"owner {index}", 60,
+                               f"192.0.2.{index}")
                 except LockConflict:
                     continue
                 taken.append(number)
