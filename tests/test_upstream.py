@@ -18,6 +18,7 @@ from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, new_tally
 from tests.support import free_port
 from tests.support.fakes import FakeClock
+from tests.support.threads import run_at_once
 
 SOCKET_TIMEOUT = 30.0
 #: Short enough that the time-out tests finish quickly, far longer than loopback needs.
@@ -713,30 +714,22 @@ class PoolTest(UpstreamTestCase):
     def test_many_threads_share_the_pool(self) -> None:
         server = self.serve(keep_alive(lambda head: ok(head.split(b" ")[1])))
         pool = self.pool(per_host=4)
-        failures: List[BaseException] = []
         used: List[Origin] = []
 
         def work(index: int) -> None:
-            try:
-                for round_ in range(20):
-                    path = f"/{index}-{round_}"
-                    origin = pool.connect("a", server.port, server.addresses,
-                                          connect_timeout=SOCKET_TIMEOUT,
-                                          upstream_timeout=SOCKET_TIMEOUT)
-                    used.append(origin)
-                    origin.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-                    body = b"".join(origin.read_body(origin.read_head("GET")))
-                    if body != path.encode():
-                        raise AssertionError(f"{body!r} for {path}")
-                    pool.release(origin)
-            except BaseException as error:  # reported in the main thread
-                failures.append(error)
-        threads = [threading.Thread(target=work, args=(index,)) for index in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(SOCKET_TIMEOUT)
-        self.assertEqual(failures, [])
+            for round_ in range(20):
+                path = f"/{index}-{round_}"
+                origin = pool.connect("a", server.port, server.addresses,
+                                      connect_timeout=SOCKET_TIMEOUT,
+                                      upstream_timeout=SOCKET_TIMEOUT)
+                used.append(origin)
+                origin.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                body = b"".join(origin.read_body(origin.read_head("GET")))
+                if body != path.encode():
+                    raise AssertionError(f"{body!r} for {path}")
+                pool.release(origin)
+
+        self.assertEqual(run_at_once(work, threads=6), [])
         self.assertLessEqual(len({origin for origin in used if open_(origin)}), 4)
         self.assertLessEqual(server.accepted, 6 + 20 * 6)
 
