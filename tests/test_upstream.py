@@ -16,7 +16,7 @@ from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, new_tally
-from tests.support import free_port
+from tests.support import ThreadedOrigin, free_port
 from tests.support.fakes import FakeClock
 from tests.support.threads import run_at_once
 
@@ -49,48 +49,30 @@ class Peer:
         self.sock.sendall(data)
 
 
-class OriginServer:
+class OriginServer(ThreadedOrigin):
     """Accepts connections on 127.0.0.1 and runs ``handler(peer)`` for each in a thread."""
 
     def __init__(self, handler: Callable[[Peer], None]) -> None:
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self.requests: List[bytes] = []
-        self._threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
+        super().__init__()
 
     @property
     def addresses(self) -> List[Tuple[int, tuple]]:
         return [(socket.AF_INET, ("127.0.0.1", self.port))]
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            sock.settimeout(SOCKET_TIMEOUT)
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def register(self, sock: socket.socket) -> tuple:
+        self.accepted += 1
+        sock.settimeout(SOCKET_TIMEOUT)
+        return (sock,)
 
-    def _serve(self, sock: socket.socket) -> None:
+    def serve(self, sock: socket.socket) -> None:
         with sock:
             try:
                 self.handler(Peer(sock))
             except OSError:
                 pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone would not
-        self.listener.close()
-        self._accepting.join(SOCKET_TIMEOUT)
-        for thread in self._threads:
-            thread.join(SOCKET_TIMEOUT)
 
 
 def answer_once(response: bytes, then_close: bool = True) -> Callable[[Peer], None]:

@@ -20,7 +20,7 @@ from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_
                                 children, running, process_state, get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
-                                 read_head, receive_exactly)
+                                 ThreadedOrigin, read_head, receive_exactly)
 from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFiles, close, fields,
                                      body_bytes, parse_multipart, make_request)
 from tests.support.forms import (FORM_BOUNDARY, BOUNDARY, FORM_TYPE, HTML, part, form, file_part,
