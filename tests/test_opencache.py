@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from nex.files.opencache import FileReplacedError, OpenFileCache
-from tests.support import NexServer, wait_until
+from tests.support import NexServer, TempFolder, wait_until
 from tests.support.threads import run_at_once
 
 POLL_SECONDS = 10.0
@@ -22,17 +22,7 @@ def _open_descriptors() -> set:
     return set(os.listdir("/proc/self/fd"))
 
 
-class OpenFileCacheTest(unittest.TestCase):
-    def setUp(self):
-        self.folder = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.folder)
-
-    def write(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.folder, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
+class OpenFileCacheTest(TempFolder):
     def read(self, cache: OpenFileCache, path: str) -> bytes:
         handle = cache.open(path, os.stat(path))
         try:

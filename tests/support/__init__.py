@@ -21,8 +21,8 @@ from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
                                  ThreadedOrigin, read_head, receive_exactly)
-from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFiles, close, fields,
-                                     body_bytes, parse_multipart, make_request)
+from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFolder, TempFiles, close,
+                                     fields, body_bytes, parse_multipart, make_request)
 from tests.support.forms import (FORM_BOUNDARY, BOUNDARY, FORM_TYPE, HTML, part, form, file_part,
                                  form_body)
 from tests.support.browser import (CHROMIUM, CHROMEDRIVER, PUBLIC_HTML, SAMPLES, WAIT,
