@@ -20,7 +20,7 @@ from nex.process.listener import Server
 from nex.process.log import Logger
 from nex.site.passwords import hash_password
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
-from tests.support import children, get, run_server, running, wait_until
+from tests.support import alpha_root, children, get, run_server, running, wait_until
 
 LARGE = 64 * 1024 * 1024
 
@@ -39,10 +39,7 @@ class SingleProcessReloadTest(unittest.TestCase):
     """SIGHUP in a lone Nex (plain HTTP): the settings are read again, as with workers."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
+        self.root = alpha_root(self)
         self.server = NexServer(self.root, settings={
             "timeouts": {"request_head": 60, "keep_alive": 60, "shutdown_grace": 60},
             "caching": {"cache_control": "no-cache"}})
@@ -115,10 +112,7 @@ class PidFileTest(unittest.TestCase):
     """--pid-file: the process to signal, written while Nex runs and removed at exit."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
+        self.root = alpha_root(self)
         self.pid_file = os.path.join(self.root, "..", os.path.basename(self.root) + ".pid")
         self.addCleanup(lambda: os.path.exists(self.pid_file) and os.remove(self.pid_file))
 

@@ -28,7 +28,8 @@ from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, desc
                                     restart_delay, worker_config)
 from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader,
                            duplex, read_all, write_settings)
-from tests.support import EchoOrigin, children, get, process_state, read_head, running, wait_until
+from tests.support import (EchoOrigin, alpha_root, children, get, process_state, read_head,
+                           running, wait_until)
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -168,10 +169,7 @@ def listeners_of(pid: int, port: int) -> Set[int]:
 @unittest.skipUnless(ON_LINUX, "finds workers and connections through /proc")
 class WorkersTest(unittest.TestCase):
     def setUp(self):
-        self.root = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.root)
-        with open(os.path.join(self.root, "a.txt"), "wb") as f:
-            f.write(b"alpha")
+        self.root = alpha_root(self)
 
     def start(self, workers: int = 4, settings: Dict[str, Dict[str, object]] = None,
               shared_listener: bool = False) -> NexServer:

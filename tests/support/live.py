@@ -256,6 +256,16 @@ def process_state(pid: int) -> Optional[Tuple[str, int]]:
     return fields[0], int(fields[1])
 
 
+def alpha_root(test: unittest.TestCase) -> str:
+    """A temporary document root holding ``a.txt`` (``alpha``, which :func:`get` asks for by
+    default), removed when ``test`` ends."""
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    with open(os.path.join(root, "a.txt"), "wb") as out:
+        out.write(b"alpha")
+    return root
+
+
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
     """One request on a new connection."""
     with server.connect() as sock:
