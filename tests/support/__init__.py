@@ -12,8 +12,8 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   COMBINED_LOG_LINE, OPENSSL, requires_openssl, wait_until,
                                   wait_for_line, make_certificate, client_context, write_settings,
                                   NexServer, exchange, read_all, ResponseReader, capture_log,
-                                  CapturedLog, socketpair_dispatcher, http_request, tls_pair,
-                                  run_server)
+                                  CapturedLog, socketpair_dispatcher, connection_over_socketpair,
+                                  http_request, tls_pair, run_server)
 from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,

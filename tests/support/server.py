@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,9 +15,10 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 if TYPE_CHECKING:
+    from nex.process.connection import Connection
     from nex.process.tls import ServerTLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -328,6 +330,26 @@ def socketpair_dispatcher(root: str):
                     templates=os.path.join(REPO, "other_templates"))
     return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
                       HostValidator(("*",)), "Nex test")
+
+
+@contextlib.contextmanager
+def connection_over_socketpair(site, logger) -> Iterator[Tuple["Connection", socket.socket]]:
+    """A Connection serving ``site`` on a thread of its own over a socket pair: yields it and
+    the client's end; then closes that end and waits for the loop to end, failing if it
+    does not."""
+    from nex.process.connection import Connection
+    server_end, client_end = socket.socketpair()
+    client_end.settimeout(SOCKET_TIMEOUT)
+    connection = Connection(server_end, "127.0.0.1", site, logger, threading.Event())
+    worker = threading.Thread(target=connection.serve)
+    worker.start()
+    try:
+        with client_end:
+            yield connection, client_end
+    finally:
+        worker.join(SOCKET_TIMEOUT)
+    if worker.is_alive():
+        raise AssertionError("the connection loop did not end")
 
 
 def http_request(server: "NexServer", method: str, target: str, body: Optional[bytes] = None,
