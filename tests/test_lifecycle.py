@@ -62,17 +62,22 @@ class StartUpTest(unittest.TestCase):
         for flag in ("--port", "--bind", "--root", "--config"):
             self.assertIn(flag, result.stdout)
 
-    def test_ipv6_loopback(self):
+    def ipv6_server(self, bind: str, data: bytes) -> NexServer:
+        """A Nex bound to the IPv6 address ``bind`` serving ``/x.txt`` (``data``); the test is
+        skipped on a machine that cannot bind there."""
         if not socket.has_ipv6:
             self.skipTest("no IPv6 on this machine")
         try:
             with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::1", 0))
+                probe.bind((bind, 0))
         except OSError:
-            self.skipTest("no ::1 on this machine")
+            self.skipTest(f"no {bind} on this machine")
         with open(os.path.join(self.folder, "x.txt"), "wb") as f:
-            f.write(b"six")
-        with NexServer(self.folder, bind="::1") as server:
+            f.write(data)
+        return NexServer(self.folder, bind=bind)
+
+    def test_ipv6_loopback(self):
+        with self.ipv6_server("::1", b"six") as server:
             self.assertIn("http://[::1]:", server.stdout())
             with server.connect() as sock:
                 sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: [::1]\r\n\r\n")
@@ -80,14 +85,7 @@ class StartUpTest(unittest.TestCase):
 
 
     def test_dual_stack_listener_logs_ipv4_clients_as_ipv4(self):
-        try:
-            with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::", 0))
-        except OSError:
-            self.skipTest("no IPv6 on this machine")
-        with open(os.path.join(self.folder, "x.txt"), "wb") as f:
-            f.write(b"four")
-        with NexServer(self.folder, bind="::") as server:
+        with self.ipv6_server("::", b"four") as server:
             with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
                 sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: a\r\n\r\n")
                 self.assertEqual(ResponseReader(sock).read()[2], b"four")
