@@ -16,9 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
-from typing import Dict, List, Set
+from typing import Dict, Set
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
@@ -26,8 +25,8 @@ from nex.process.config import Config
 from nex.process.log import SupervisorLog, error_line
 from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
                                     restart_delay, worker_config)
-from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader,
-                           duplex, read_all, write_settings)
+from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
+                           read_all, write_settings)
 from tests.support import (EchoOrigin, alpha_root, children, get, process_state, read_head,
                            running, wait_until)
 
@@ -244,39 +243,7 @@ class WorkersTest(unittest.TestCase):
                 f.write(data)
         server = self.start(workers=4, settings={"server": {
             "backlog": 512, "max_connections_per_client": 2048}})
-        failures: List[object] = []
-        barrier = threading.Barrier(200)
-
-        def client(number: int) -> None:
-            try:
-                with server.connect() as sock:
-                    barrier.wait(60)
-                    reader = ResponseReader(sock)
-                    for k in range(3):
-                        path = f"/f{(number + k) % 6}.bin"
-                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
-                                     f"User-Agent: client-{number}\r\n\r\n".encode())
-                        status, _, body = reader.read()
-                        if status != 200 or body != files[path]:
-                            failures.append((number, path, status, len(body)))
-            except Exception as error:  # reported below with the client's number
-                failures.append((number, repr(error)))
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(200)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(180)
-        self.assertEqual(failures, [])
-        log = server.wait_for_access_log(lambda text: text.count("\n") >= 600)
-        lines = log.splitlines()
-        self.assertEqual(len(lines), 600)
-        for line in lines:
-            match = COMBINED_LOG_LINE.fullmatch(line)
-            self.assertIsNotNone(match, line)
-            self.assertEqual(int(match.group("size")),
-                             len(files[match.group("request").split(" ")[1]]))
-        self.assertNotIn("Traceback", server.error_log())
+        fetch_all_at_once(self, server, files)
 
     def test_a_killed_worker_is_restarted_and_nex_keeps_serving(self):
         server = self.start(workers=2)

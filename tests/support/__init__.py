@@ -17,7 +17,8 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
 from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
-                                children, running, process_state, alpha_root, get)
+                                children, running, process_state, fetch_all_at_once, alpha_root,
+                                get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
                                  ThreadedOrigin, read_head, receive_exactly)

@@ -9,11 +9,14 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import unittest
 import uuid
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
-from tests.support.server import SOCKET_TIMEOUT, NexServer, ResponseReader, wait_until
+from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
+                                  wait_until)
+from tests.support.threads import run_at_once
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
@@ -254,6 +257,43 @@ def process_state(pid: int) -> Optional[Tuple[str, int]]:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     return fields[0], int(fields[1])
+
+
+def fetch_all_at_once(test: unittest.TestCase, server: NexServer, files: Dict[str, bytes],
+                      clients: int = 200) -> None:
+    """``clients`` connections to ``server`` at once, each asking in turn for three of ``files``
+    (path to bytes) with its number in ``User-Agent``; fails ``test`` unless each answer is a
+    200 with the file's bytes, and the access log then holds one whole line per request, a 200
+    with the file's size, and the error log no traceback."""
+    paths = sorted(files)
+    failures: List[object] = []
+    start = threading.Barrier(clients)
+
+    def client(number: int) -> None:
+        with server.connect() as sock:
+            start.wait(60)
+            reader = ResponseReader(sock)
+            for k in range(3):
+                path = paths[(number + k) % len(paths)]
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
+                             f"User-Agent: client-{number}\r\n\r\n".encode())
+                status, _, body = reader.read()
+                if status != 200 or body != files[path]:
+                    failures.append((number, path, status, len(body)))
+
+    test.assertEqual(run_at_once(client, threads=clients), [])
+    test.assertEqual(failures, [])
+    expected = clients * 3
+    log = server.wait_for_access_log(lambda text: text.count("\n") >= expected)
+    lines = log.splitlines()
+    test.assertEqual(len(lines), expected)
+    for line in lines:
+        match = COMBINED_LOG_LINE.fullmatch(line)
+        test.assertIsNotNone(match, line)
+        test.assertEqual(match.group("status"), "200")
+        path = match.group("request").split(" ")[1]
+        test.assertEqual(int(match.group("size")), len(files[path]))
+    test.assertNotIn("Traceback", server.error_log())
 
 
 def alpha_root(test: unittest.TestCase) -> str:
