@@ -20,7 +20,7 @@ from unittest import mock
 
 from nex.process import systemd
 from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange, \
-    requires_openssl
+    free_port, requires_openssl
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -184,12 +184,6 @@ class NoticeSequenceTests(unittest.TestCase):
 
     def test_workers_are_silent_and_the_supervisor_notices(self) -> None:
         self.check_sequence(self.start(NexServer(self.root, {"server": {"workers": 2}})))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @unittest.skipIf(SOCKET_ACTIVATE is None,

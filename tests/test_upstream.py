@@ -463,15 +463,9 @@ class ResponseOverSocketTest(UpstreamTestCase):
 
 
 class ConnectTest(UpstreamTestCase):
-    def free_port(self) -> int:
-        """A loopback port nothing listens on: connecting is refused."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-
     def test_refused_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
-            connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.free_port()))],
+            connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", free_port()))],
                     SOCKET_TIMEOUT, SOCKET_TIMEOUT)
         self.assertEqual((caught.exception.status, caught.exception.failure),
                          (502, "refused"))
@@ -485,7 +479,7 @@ class ConnectTest(UpstreamTestCase):
     def test_next_address_is_tried(self) -> None:
         server = self.serve(answer_once(ok(), False))
         origin = connect(("a", server.port),
-                         [(socket.AF_INET, ("127.0.0.1", self.free_port()))] + server.addresses,
+                         [(socket.AF_INET, ("127.0.0.1", free_port()))] + server.addresses,
                          SOCKET_TIMEOUT, SOCKET_TIMEOUT)
         self.addCleanup(origin.close)
         self.assertEqual(origin.sock.getpeername(), ("127.0.0.1", server.port))
@@ -511,7 +505,7 @@ class ConnectTest(UpstreamTestCase):
     def test_time_out_then_refused_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.full_listener())),
-                               (socket.AF_INET, ("127.0.0.1", self.free_port()))], SHORT,
+                               (socket.AF_INET, ("127.0.0.1", free_port()))], SHORT,
                     SOCKET_TIMEOUT)
         self.assertEqual((caught.exception.status, caught.exception.failure),
                          (502, "refused"))
