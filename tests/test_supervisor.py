@@ -26,7 +26,7 @@ from nex.process.log import SupervisorLog, error_line
 from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
                                     restart_delay, worker_config)
 from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
-                           read_all, write_settings)
+                           merge_settings, read_all, write_settings)
 from tests.support import (EchoOrigin, alpha_root, children, get, process_state, read_head,
                            running, wait_until)
 
@@ -172,10 +172,8 @@ class WorkersTest(unittest.TestCase):
 
     def start(self, workers: int = 4, settings: Dict[str, Dict[str, object]] = None,
               shared_listener: bool = False) -> NexServer:
-        merged: Dict[str, Dict[str, object]] = {"server": {"workers": workers}}
-        for section, values in (settings or {}).items():
-            merged.setdefault(section, {}).update(values)
-        server = NexServer(self.root, settings=merged)
+        server = NexServer(self.root, settings=merge_settings({"server": {"workers": workers}},
+                                                              settings))
         if shared_listener:
             server.args[1:2] = ["-c", _SHARED_LISTENER]
         self.addCleanup(server.stop)

@@ -105,6 +105,16 @@ def write_settings(path: str, settings: Mapping[str, Mapping[str, object]]) -> N
             out.write("\n")
 
 
+def merge_settings(*layers: Optional[Mapping[str, Mapping[str, object]]]
+                   ) -> Dict[str, Dict[str, object]]:
+    """The settings by section that ``layers`` give, each laid key by key over those before."""
+    merged: Dict[str, Dict[str, object]] = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
 class NexServer:
     """Start ``server.py`` on port 0 with a settings file built for the test, and stop it.
 
@@ -119,14 +129,12 @@ class NexServer:
         self.workdir = tempfile.mkdtemp(prefix="nex-test-")
         self.access_log_path = os.path.join(self.workdir, "access.log")
         self.error_log_path = os.path.join(self.workdir, "error.log")
-        merged: Dict[str, Dict[str, object]] = {
+        merged = merge_settings({
             "server": {"error_pages": os.path.join(REPO, "error_pages"),
                        "templates": os.path.join(REPO, "other_templates")},
             "logging": {"access_log": self.access_log_path, "error_log": self.error_log_path,
                         "log_colour": "never"},
-        }
-        for section, values in (settings or {}).items():
-            merged.setdefault(section, {}).update(values)
+        }, settings)
         self.settings_path = os.path.join(self.workdir, "settings.conf")
         write_settings(self.settings_path, merged)
         self.args = [sys.executable, os.path.join(REPO, "server.py"), "--config",
