@@ -789,19 +789,8 @@ class HandshakeInWorkerTest(unittest.TestCase):
             self.assertTrue(closed_by_server(halfway))
 
 
-@requires_openssl
-class StartUpTest(unittest.TestCase):
+class StartUpTest(CertificateFolder):
     """A certificate or key that cannot serve stops Nex before it listens: one line, exit 2."""
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.folder = tempfile.mkdtemp(prefix="nex-start-")
-        cls.cert_a, cls.key_a = make_certificate(cls.folder, "a")
-        cls.cert_b, cls.key_b = make_certificate(cls.folder, "b")
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        shutil.rmtree(cls.folder, ignore_errors=True)
 
     def start(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, os.path.join(REPO, "server.py"), "--port", "0",
