@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import unittest
@@ -20,9 +19,9 @@ from nex.process.listener import Server
 from nex.process.log import Logger
 from nex.site.passwords import hash_password
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
-from tests.support import alpha_root, children, get, run_server, running, wait_until
+from tests.support import (alpha_root, children, get, large_root, run_server, running,
+                           stalled_download, wait_until)
 
-LARGE = 64 * 1024 * 1024
 
 
 def rewrite(server: NexServer, old: str, new: str) -> None:
@@ -151,24 +150,10 @@ class SecondCtrlCTest(unittest.TestCase):
     """A second Ctrl+C stops at once with status 130 and no traceback: with workers as
     alone."""
 
-    def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "large.bin"), "wb") as out:
-            out.truncate(LARGE)
-
     def stalled_download(self, workers: int) -> NexServer:
         """A server with a 600 s grace sending a large file to a client that reads no more."""
-        server = NexServer(self.root, settings={"server": {"workers": workers},
-                                                "timeouts": {"shutdown_grace": 600}})
-        self.addCleanup(server.stop)
-        server.start()
-        sock = server.connect()
-        self.addCleanup(sock.close)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
-        return server
+        return stalled_download(self, large_root(self), {"server": {"workers": workers},
+                                                         "timeouts": {"shutdown_grace": 600}})
 
     def ctrl_c(self, pids: List[int]) -> None:
         """SIGINT to each process, as a terminal sends it to its whole foreground group."""

@@ -14,7 +14,8 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   NexServer, exchange, read_all, ResponseReader, capture_log,
                                   CapturedLog, socketpair_dispatcher, connection_over_socketpair,
                                   merge_settings, http_request, tls_pair, run_server)
-from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
+from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_download, Reply,
+                                read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
                                 children, running, process_state, fetch_all_at_once, alpha_root,

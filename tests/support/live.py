@@ -20,6 +20,8 @@ from tests.support.threads import run_at_once
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
+#: The size of ``large.bin``: far more than the sockets' buffers hold.
+LARGE = 64 * 1024 * 1024
 
 
 # --- Reading what the server sends -----------------------------------------------------------
@@ -304,6 +306,31 @@ def alpha_root(test: unittest.TestCase) -> str:
     with open(os.path.join(root, "a.txt"), "wb") as out:
         out.write(b"alpha")
     return root
+
+
+def large_root(test: unittest.TestCase) -> str:
+    """A temporary document root holding ``large.bin`` (``LARGE`` zero bytes), removed when
+    ``test`` ends."""
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    with open(os.path.join(root, "large.bin"), "wb") as out:
+        out.truncate(LARGE)
+    return root
+
+
+def stalled_download(test: unittest.TestCase, root: str,
+                     settings: Dict[str, Dict[str, object]]) -> NexServer:
+    """A Nex started over ``root`` (see :func:`large_root`) with ``settings``, sending
+    ``large.bin`` to a client that reads its first piece and then nothing more."""
+    server = NexServer(root, settings=settings)
+    test.addCleanup(server.stop)
+    server.start()
+    sock = server.connect()
+    test.addCleanup(sock.close)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+    test.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
+    return server
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
