@@ -19,7 +19,7 @@ from nex.site.passwords import hash_password
 from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
 from tests.support import parse_replies
-from tests.support import EchoOrigin, read_head
+from tests.support import EchoOrigin, open_tunnel
 
 
 class ParentTest(unittest.TestCase):
@@ -78,9 +78,7 @@ class ParentTest(unittest.TestCase):
 
     def test_tunnels_go_through_the_parent(self) -> None:
         with self.child.connect() as sock:
-            sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\nearly"
-                         % (self.echo.port, self.echo.port))
-            self.assertTrue(read_head(sock).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(sock, self.echo.port, b"early")
             data = os.urandom(100000)
             self.assertEqual(duplex(sock, data, 5 + len(data)), b"early" + data)
         target = f"CONNECT 127.0.0.1:{self.echo.port} HTTP/1.1"

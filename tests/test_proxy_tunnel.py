@@ -16,7 +16,7 @@ import unittest
 from tests.support import (SOCKET_TIMEOUT, NexServer, RawOrigin, client_context, duplex,
                            free_port, make_certificate, make_root, ok, proxy_settings,
                            requires_openssl)
-from tests.support import EchoOrigin, read_head, receive_exactly
+from tests.support import EchoOrigin, open_tunnel, read_head, receive_exactly
 
 CURL = shutil.which("curl")
 
@@ -74,9 +74,7 @@ class TunnelTestCase(unittest.TestCase):
         """A connection to Nex on which ``CONNECT 127.0.0.1:port`` succeeded; ``early``
         goes in the same send as the CONNECT head."""
         sock = self.connect()
-        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n%s"
-                     % (port, port, early))
-        head = read_head(sock)
+        head = open_tunnel(sock, port, early)
         self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
         self.assertNotIn(b"Content-Length", head)
         self.assertNotIn(b"Transfer-Encoding", head)

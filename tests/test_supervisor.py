@@ -27,7 +27,7 @@ from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, desc
                                     restart_delay, worker_config)
 from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
                            merge_settings, read_all, write_settings)
-from tests.support import (EchoOrigin, alpha_root, children, get, process_state, read_head,
+from tests.support import (EchoOrigin, alpha_root, children, get, open_tunnel, process_state,
                            running, wait_until)
 
 ON_LINUX = sys.platform.startswith("linux")
@@ -347,8 +347,7 @@ class WorkersTest(unittest.TestCase):
             "timeouts": {"shutdown_grace": 1}})
         old = self.workers(server, 2)
         with server.connect() as tunnel:
-            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(tunnel, echo.port)
             self.assertEqual(duplex(tunnel, b"before", 6), b"before")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
@@ -365,8 +364,7 @@ class WorkersTest(unittest.TestCase):
             "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
             "timeouts": {"shutdown_grace": 1}})
         with server.connect() as tunnel:
-            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(tunnel, echo.port)
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
                        what="the old worker to leave its tunnel open")

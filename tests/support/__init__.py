@@ -22,7 +22,7 @@ from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_downl
                                 get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
-                                 ThreadedOrigin, read_head, receive_exactly)
+                                 ThreadedOrigin, read_head, open_tunnel, receive_exactly)
 from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFolder, TempFiles, close,
                                      fields, body_bytes, parse_multipart, make_request)
 from tests.support.forms import (FORM_BOUNDARY, BOUNDARY, FORM_TYPE, HTML, part, form, file_part,

@@ -399,6 +399,17 @@ def read_head(sock: socket.socket) -> bytes:
     return head
 
 
+def open_tunnel(sock: socket.socket, port: int, early: bytes = b"") -> bytes:
+    """Ask Nex on ``sock`` for a tunnel to ``127.0.0.1:port``, with ``early`` in the same send
+    as the CONNECT head; the head of the answer, which must be a 200."""
+    sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n%s"
+                 % (port, port, early))
+    head = read_head(sock)
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise AssertionError(f"the tunnel was refused: {head!r}")
+    return head
+
+
 def receive_exactly(sock: socket.socket, size: int) -> bytes:
     """``size`` bytes from ``sock``; fails if it ends first."""
     sock.settimeout(SOCKET_TIMEOUT)
