@@ -26,38 +26,28 @@ class ParentTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.folder = tempfile.mkdtemp(prefix="nex-parent-")
+        cls.addClassCleanup(shutil.rmtree, cls.folder, True)
         cls.root = make_root()
+        cls.addClassCleanup(shutil.rmtree, cls.root, True)
         users = os.path.join(cls.folder, "users")
         with open(users, "w", encoding="utf-8") as out:
             out.write(f"alice:{hash_password('wonder land', n=1024, r=1)}\n")
         cls.origin = RawOrigin(lambda exchange: ok(b"from the origin"))
+        cls.addClassCleanup(cls.origin.close)
         cls.echo = EchoOrigin()
-        cls.servers = []
-        try:
-            cls.parent = cls.start(proxy_settings(auth=users, connect_ports=cls.echo.port))
-            parent = f"http://alice:wonder%20land@127.0.0.1:{cls.parent.port}"
-            cls.child = cls.start(proxy_settings(parent=parent, parent_bypass="localhost",
-                                                 connect_ports=cls.echo.port))
-            cls.refused = cls.start(proxy_settings(
-                parent=f"http://alice:guess@127.0.0.1:{cls.parent.port}"))
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.addClassCleanup(cls.echo.close)
+        cls.parent = cls.start(proxy_settings(auth=users, connect_ports=cls.echo.port))
+        parent = f"http://alice:wonder%20land@127.0.0.1:{cls.parent.port}"
+        cls.child = cls.start(proxy_settings(parent=parent, parent_bypass="localhost",
+                                             connect_ports=cls.echo.port))
+        cls.refused = cls.start(proxy_settings(
+            parent=f"http://alice:guess@127.0.0.1:{cls.parent.port}"))
 
     @classmethod
     def start(cls, settings) -> NexServer:
-        server = NexServer(cls.root, settings).start()
-        cls.servers.append(server)
-        return server
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        for server in cls.servers:
-            server.stop()
-        cls.origin.close()
-        cls.echo.close()
-        shutil.rmtree(cls.folder, ignore_errors=True)
-        shutil.rmtree(cls.root, ignore_errors=True)
+        server = NexServer(cls.root, settings)
+        cls.addClassCleanup(server.stop)
+        return server.start()
 
     def request(self, server: NexServer, url: str) -> bytes:
         with server.connect() as sock:

@@ -37,33 +37,26 @@ class TunnelTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.folder = tempfile.mkdtemp(prefix="nex-tunnel-")
+        cls.addClassCleanup(shutil.rmtree, cls.folder, True)
         cls.root = make_root()
+        cls.addClassCleanup(shutil.rmtree, cls.root, True)
         cls.certificate, key = make_certificate(cls.folder, "origin")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cls.certificate, key)
         cls.tls_origin = RawOrigin(lambda exchange: ok(b"secret over TLS"), context)
+        cls.addClassCleanup(cls.tls_origin.close)
         cls.echo = EchoOrigin()
+        cls.addClassCleanup(cls.echo.close)
         cls.closed_port = free_port()
         # Never accepts: the kernel completes each connection, and nothing ever answers.
         cls.silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+        cls.addClassCleanup(cls.silent.close)
         cls.silent_port = cls.silent.getsockname()[1]
         ports = (f"{cls.tls_origin.port}, {cls.echo.port}, {cls.closed_port},"
                  f" {cls.silent_port}")
         cls.server = NexServer(cls.root, proxy_settings(connect_ports=ports), tls=cls.tls)
-        try:
-            cls.server.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        cls.tls_origin.close()
-        cls.echo.close()
-        cls.silent.close()
-        shutil.rmtree(cls.folder, ignore_errors=True)
-        shutil.rmtree(cls.root, ignore_errors=True)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
 
     def connect(self) -> socket.socket:
         sock = self.server.connect_tls() if self.tls else self.server.connect()
