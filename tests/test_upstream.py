@@ -119,6 +119,16 @@ class UpstreamTestCase(unittest.TestCase):
         head = origin.read_head(method)
         return origin, head, b"".join(origin.read_body(head))
 
+    def assert_head_fails(self, origin: Origin, status: int, failure: str,
+                          upgrade: bool = False) -> HTTPError:
+        """Send a GET to ``origin`` and check that reading the head of its answer fails with
+        ``status`` and ``failure``; the error."""
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            origin.read_head("GET", upgrade=upgrade)
+        self.assertEqual((caught.exception.status, caught.exception.failure), (status, failure))
+        return caught.exception
+
 
 def head_of(text: bytes, method: str = "GET", limits: HeadLimits = HeadLimits()):
     return parse_response_head(text, method, limits)
@@ -303,11 +313,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
     def test_switching_protocols_is_502(self) -> None:
         origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
                                                   b"Upgrade: websocket\r\n\r\n")))
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (502, "bad_response"))
+        self.assert_head_fails(origin, 502, "bad_response")
 
     def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
             self) -> None:
@@ -326,11 +332,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
     def test_switching_to_another_protocol_is_502_even_when_websocket_was_asked(self) -> None:
         origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
                                                   b"Upgrade: h2c\r\n\r\n")))
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET", upgrade=True)
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (502, "bad_response"))
+        self.assert_head_fails(origin, 502, "bad_response", upgrade=True)
 
     def test_malformed_head_is_502(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
@@ -338,32 +340,20 @@ class ResponseOverSocketTest(UpstreamTestCase):
                          b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70000):
             with self.subTest(response=response[:60]):
                 origin = self.open(self.serve(answer_once(response)))
-                origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                with self.assertRaises(HTTPError) as caught:
-                    origin.read_head("GET")
-                self.assertEqual((caught.exception.status, caught.exception.failure),
-                                 (502, "bad_response"))
+                self.assert_head_fails(origin, 502, "bad_response")
 
     def test_close_before_the_head_is_502(self) -> None:
         for response in (b"", b"HTTP/1.1 200 OK\r\nContent-"):
             with self.subTest(response=response):
                 origin = self.open(self.serve(answer_once(response)))
-                origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                with self.assertRaises(HTTPError) as caught:
-                    origin.read_head("GET")
-                self.assertEqual((caught.exception.status, caught.exception.failure),
-                                 (502, "reset"))
-                self.assertNotIsInstance(caught.exception, StaleConnection)
+                error = self.assert_head_fails(origin, 502, "reset")
+                self.assertNotIsInstance(error, StaleConnection)
 
     def test_silent_origin_is_504(self) -> None:
         done = threading.Event()
         origin = self.open(self.serve(lambda peer: done.wait(SOCKET_TIMEOUT)), timeout=SHORT)
         self.addCleanup(done.set)  # cleanups run last first: before the server's join
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (504, "timeout"))
+        self.assert_head_fails(origin, 504, "timeout")
 
     def test_trickled_head_is_bounded_as_a_whole(self) -> None:
         # One byte at a time, each well within the time-out, must not stretch it forever.
@@ -375,11 +365,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
                 peer.send(b"X")
         origin = self.open(self.serve(trickle), timeout=SHORT)
         self.addCleanup(done.set)
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (504, "timeout"))
+        self.assert_head_fails(origin, 504, "timeout")
 
     def test_body_cut_short(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
