@@ -27,8 +27,8 @@ from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, desc
                                     restart_delay, worker_config)
 from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
                            merge_settings, read_all, write_settings)
-from tests.support import (EchoOrigin, alpha_root, children, get, open_tunnel, process_state,
-                           running, wait_until)
+from tests.support import (EchoOrigin, alpha_root, check_reloaded, children, get, hold_a_request,
+                           open_tunnel, process_state, running, wait_until)
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -309,14 +309,8 @@ class WorkersTest(unittest.TestCase):
             "caching": {"cache_control": "no-cache"}})
         old = self.workers(server, 2)
         with server.connect() as kept:
-            reader = ResponseReader(kept)
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
-            self.assertEqual(reader.read()[1]["cache-control"], "no-cache")
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")  # the head is not complete
-            with open(server.settings_path) as f:
-                text = f.read()
-            with open(server.settings_path, "w") as f:
-                f.write(text.replace("cache_control = no-cache", "cache_control = max-age=60"))
+            reader = hold_a_request(kept)
+            server.replace_in_settings("cache_control = no-cache", "cache_control = max-age=60")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "settings reloaded: 2 workers" in server.error_log(),
                        what="the reload line")
@@ -326,15 +320,7 @@ class WorkersTest(unittest.TestCase):
             new = self.workers(server, 2, besides=old)
             self.assertEqual({inode for pid in new for inode in listeners_of(pid, server.port)},
                              listeners_of(server.pid, server.port))
-            for _ in range(10):
-                status, headers, body = get(server)
-                self.assertEqual((status, headers["cache-control"], body),
-                                 (200, "max-age=60", b"alpha"))
-            kept.sendall(b"\r\n")
-            status, headers, body = reader.read()
-            self.assertEqual((status, headers["cache-control"], headers["connection"], body),
-                             (200, "no-cache", "close", b"alpha"))
-            self.assertEqual(read_all(kept), b"")
+            check_reloaded(self, server, kept, reader, fresh=10)
         wait_until(lambda: not any(running(pid) for pid in old), what="the old workers to exit")
         self.assertNotIn("warning", server.error_log())
 
@@ -376,10 +362,7 @@ class WorkersTest(unittest.TestCase):
         server = self.start(workers=2)
         first = self.workers(server, 2)
         for count, line in ((3, "workers = 2"), (1, "workers = 3")):
-            with open(server.settings_path) as f:
-                text = f.read()
-            with open(server.settings_path, "w") as f:
-                f.write(text.replace(line, f"workers = {count}"))
+            server.replace_in_settings(line, f"workers = {count}")
             server.signal(signal.SIGHUP)
             wait_until(lambda: f"settings reloaded: {count} workers" in server.error_log(),
                        what=f"the reload to {count} workers")

@@ -15,7 +15,7 @@ import uuid
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
-                                  wait_until)
+                                  read_all, wait_until)
 from tests.support.threads import run_at_once
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -331,6 +331,34 @@ def stalled_download(test: unittest.TestCase, root: str,
     sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
     test.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
     return server
+
+
+def hold_a_request(kept: socket.socket) -> ResponseReader:
+    """On ``kept``, a connection to a Nex serving ``a.txt`` with ``cache_control = no-cache``:
+    one answer read, then all of a second request's head but its last CRLF sent; the reader
+    of the connection."""
+    reader = ResponseReader(kept)
+    kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+    cache_control = reader.read()[1]["cache-control"]
+    if cache_control != "no-cache":
+        raise AssertionError(f"Cache-Control: {cache_control}, not no-cache")
+    kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")
+    return reader
+
+
+def check_reloaded(test: unittest.TestCase, server: NexServer, kept: socket.socket,
+                   reader: ResponseReader, fresh: int) -> None:
+    """Once ``cache_control = max-age=60`` has replaced ``no-cache`` by a reload: ``fresh``
+    new connections get the new settings, and the request held on ``kept`` (see
+    :func:`hold_a_request`) is answered with the settings it started under, then closed."""
+    for _ in range(fresh):
+        status, headers, body = get(server)
+        test.assertEqual((status, headers["cache-control"], body), (200, "max-age=60", b"alpha"))
+    kept.sendall(b"\r\n")
+    status, headers, body = reader.read()
+    test.assertEqual((status, headers["cache-control"], headers["connection"], body),
+                     (200, "no-cache", "close", b"alpha"))
+    test.assertEqual(read_all(kept), b"")
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:

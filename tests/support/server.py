@@ -195,6 +195,15 @@ class NexServer:
     def stderr(self) -> str:
         return _read_text(self.stderr_path)
 
+    def replace_in_settings(self, old: str, new: str) -> None:
+        """Replace ``old`` by ``new`` in the settings file (for a reload to read)."""
+        with open(self.settings_path) as f:
+            text = f.read()
+        if old not in text:
+            raise AssertionError(f"{old!r} is not in the settings file:\n{text}")
+        with open(self.settings_path, "w") as f:
+            f.write(text.replace(old, new))
+
     def access_log(self) -> str:
         return _read_text(self.access_log_path)
 
