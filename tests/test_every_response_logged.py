@@ -17,6 +17,7 @@ import unittest
 
 from tests.support import (LARGE, NexServer, ResponseReader, large_root, read_all,
                            stalled_download, wait_until)
+from tests.support import temp_root
 
 ACCESS_LINE = re.compile(r'(?P<client>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" '
                          r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*" \d+')
@@ -82,10 +83,7 @@ class TrustedProxyCapTest(unittest.TestCase):
     """A load balancer carries many clients: the per-client cap is not for it."""
 
     def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="nex-cap-")
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"a")
+        self.root = temp_root(self, {"a.txt": b"a"})
 
     def open_connections(self, server: NexServer, count: int):
         socks = []

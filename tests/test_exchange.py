@@ -6,10 +6,7 @@ receive), over a socket pair where the connection loop itself is the subject.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import tempfile
 import unittest
 
 from nex.http.body import BodyReader
@@ -20,6 +17,7 @@ from nex.http.request import parse_head
 from nex.http.response import Response, serialize_head, write_response
 from tests.support import (SOCKET_TIMEOUT, capture_log, connection_over_socketpair, read_all,
                            socketpair_dispatcher)
+from tests.support import temp_root
 
 
 def request(*fields: str, line: str = "GET / HTTP/1.1"):
@@ -274,10 +272,7 @@ class LoopTest(unittest.TestCase):
     """The connection loop over a socket pair, with a real dispatcher."""
 
     def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="nex-exchange-")
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        with open(os.path.join(self.root, "hello.txt"), "wb") as out:
-            out.write(b"hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
         self.dispatcher = socketpair_dispatcher(self.root)
         self.log = capture_log(self)
         self.logger = self.log.logger

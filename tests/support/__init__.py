@@ -18,8 +18,8 @@ from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_downl
                                 read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
-                                children, running, process_state, fetch_all_at_once, alpha_root,
-                                hold_a_request, check_reloaded, get)
+                                children, running, process_state, fetch_all_at_once, temp_root,
+                                alpha_root, hold_a_request, check_reloaded, get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
                                  ThreadedOrigin, read_head, open_tunnel, receive_exactly)

@@ -298,21 +298,27 @@ def fetch_all_at_once(test: unittest.TestCase, server: NexServer, files: Dict[st
     test.assertNotIn("Traceback", server.error_log())
 
 
+def temp_root(test: unittest.TestCase, files: Dict[str, bytes]) -> str:
+    """A temporary document root holding ``files`` (name to bytes), removed when ``test``
+    ends."""
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    for name, data in files.items():
+        with open(os.path.join(root, name), "wb") as out:
+            out.write(data)
+    return root
+
+
 def alpha_root(test: unittest.TestCase) -> str:
     """A temporary document root holding ``a.txt`` (``alpha``, which :func:`get` asks for by
     default), removed when ``test`` ends."""
-    root = tempfile.mkdtemp(prefix="nex-root-")
-    test.addCleanup(shutil.rmtree, root, True)
-    with open(os.path.join(root, "a.txt"), "wb") as out:
-        out.write(b"alpha")
-    return root
+    return temp_root(test, {"a.txt": b"alpha"})
 
 
 def large_root(test: unittest.TestCase) -> str:
     """A temporary document root holding ``large.bin`` (``LARGE`` zero bytes), removed when
     ``test`` ends."""
-    root = tempfile.mkdtemp(prefix="nex-root-")
-    test.addCleanup(shutil.rmtree, root, True)
+    root = temp_root(test, {})
     with open(os.path.join(root, "large.bin"), "wb") as out:
         out.truncate(LARGE)
     return root
