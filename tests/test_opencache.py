@@ -13,7 +13,7 @@ import urllib.request
 
 from nex.files.opencache import FileReplacedError, OpenFileCache
 from tests.support import NexServer, TempFolder, wait_until
-from tests.support.threads import run_at_once
+from tests.support.threads import run_in_threads
 
 POLL_SECONDS = 10.0
 
@@ -121,7 +121,7 @@ class OpenFileCacheTest(TempFolder):
                 if self.read(cache, path) != expected:
                     failures.append(path)
 
-        self.assertEqual(run_at_once(hammer), [])
+        run_in_threads(hammer)
         self.assertEqual(failures, [])
         self.assertLessEqual(len(cache), 3)
         self.assertTrue(all(entry.readers == 0 for entry in cache._entries.values()))

@@ -14,7 +14,7 @@ from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.templates import RENDERED_PAGES_LIMIT, Template, TemplateError, TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, write_settings
-from tests.support.threads import run_at_once
+from tests.support.threads import run_in_threads
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
@@ -134,7 +134,7 @@ class LoadTest(unittest.TestCase):
                         f"missing n{n}".encode():
                     failures.append(n)
 
-        self.assertEqual(run_at_once(hammer), [])
+        run_in_threads(hammer)
         self.assertEqual(failures, [])
         self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
 

@@ -5,7 +5,7 @@ Each submodule holds one kind of helper.  The names of ``server``, ``live``, ``p
 ``responses``, ``forms`` and ``browser`` are importable from ``tests.support`` itself; those
 of ``settings`` (whose ``make_site`` and ``write_settings`` differ from these), ``access``
 (whose ``write`` and ``basic`` are generic names), ``upload``, ``fakes``, ``heads``,
-``interpreters``, ``descriptors``, ``metrics`` and ``threads`` from their modules.
+``interpreters``, ``threads``, ``descriptors`` and ``metrics`` from their modules.
 """
 
 from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DEADLINE,

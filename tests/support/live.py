@@ -16,7 +16,7 @@ from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
                                   read_all, wait_until)
-from tests.support.threads import run_at_once
+from tests.support.threads import run_in_threads
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
@@ -283,7 +283,7 @@ def fetch_all_at_once(test: unittest.TestCase, server: NexServer, files: Dict[st
                 if status != 200 or body != files[path]:
                     failures.append((number, path, status, len(body)))
 
-    test.assertEqual(run_at_once(client, threads=clients), [])
+    run_in_threads(client, clients)
     test.assertEqual(failures, [])
     expected = clients * 3
     log = server.wait_for_access_log(lambda text: text.count("\n") >= expected)

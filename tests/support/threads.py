@@ -1,30 +1,34 @@
-"""Running one piece of work on many threads at once, for the tests that hammer a shared table."""
+"""Work run in several threads at once, for the tests that hammer a table the server's
+threads share (on a free-threaded Python they really do run at once)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Callable, List
 
-JOIN_TIMEOUT = 180.0
+from tests.support.server import START_TIMEOUT
 
 
-def run_at_once(work: Callable[[int], None], threads: int = 8) -> List[str]:
-    """Run ``work(seed)`` for each seed from 0 to ``threads - 1`` on a thread of its own, all at
-    once; wait for them and return what went wrong (each fault raised, after its seed, and each
-    thread still running after ``JOIN_TIMEOUT``), so that the test asserts the list is empty."""
-    faults: List[str] = []
+def run_in_threads(work: Callable[[int], None], count: int = 8) -> None:
+    """Run ``work(index)`` in ``count`` threads released together, ``index`` from 0; raise
+    the first exception any of them raised, or ``AssertionError`` if one never finishes."""
+    barrier = threading.Barrier(count)
+    errors: List[BaseException] = []
 
-    def run(seed: int) -> None:
+    def run(index: int) -> None:
         try:
-            work(seed)
-        except BaseException as error:  # collected for the main thread
-            faults.append(f"{seed}: {error!r}")
+            barrier.wait(START_TIMEOUT)
+            work(index)
+        except BaseException as error:  # re-raised in the caller's thread
+            errors.append(error)
 
-    started = [threading.Thread(target=run, args=(seed,)) for seed in range(threads)]
-    for thread in started:
+    threads = [threading.Thread(target=run, args=(index,), daemon=True)
+               for index in range(count)]
+    for thread in threads:
         thread.start()
-    for seed, thread in enumerate(started):
-        thread.join(JOIN_TIMEOUT)
+    for thread in threads:
+        thread.join(START_TIMEOUT)
         if thread.is_alive():
-            faults.append(f"thread {seed} still running after {JOIN_TIMEOUT} s")
-    return faults
+            raise AssertionError("a thread did not finish its work")
+    if errors:
+        raise errors[0]
