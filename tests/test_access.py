@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import unittest
 import unicodedata
@@ -37,6 +36,7 @@ from nex.site.sameorigin import WriteGuard
 from tests.support import REPO, START_TIMEOUT, NexServer, http_request, wait_until
 from tests.support.access import (ANONYMOUS, RIGHT, SECRET, WRONG, ServerTestCase, make_users,
                                   write, zip_names)
+from tests.support.threads import run_in_threads
 
 
 
@@ -210,21 +210,11 @@ class SharedCachesTest(unittest.TestCase):
     """The caches all worker threads share stay consistent when hammered at once."""
 
     def hammer(self, work) -> None:
-        errors: List[BaseException] = []
-
         def run(thread: int) -> None:
-            try:
-                for step in range(2000):
-                    work(thread, step)
-            except BaseException as error:  # collected for the main thread
-                errors.append(error)
+            for step in range(2000):
+                work(thread, step)
 
-        threads = [threading.Thread(target=run, args=(number,)) for number in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        self.assertEqual(errors, [])
+        run_in_threads(run)
 
     def test_absent_sidecars_table_under_threads(self) -> None:
         table = static_module.AbsentSidecars(limit=64)

@@ -16,7 +16,7 @@ from nex.site.passwords import hash_password
 from nex.proxy.blacklist import DomainList
 from nex.process.config import Config
 from nex.http.errors import HTTPError
-from tests.support.access import basic
+from tests.support.access import basic, make_users
 
 DEFAULT_DENIED = Config().proxy_denied_destinations
 PSEUDONYM = "nex-00112233aabbccdd"
@@ -418,9 +418,7 @@ class FromConfigTest(unittest.TestCase):
     def setUp(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="nex-admission-")
         self.addCleanup(shutil.rmtree, self.folder)
-        self.users = os.path.join(self.folder, "users")
-        with open(self.users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n")
+        self.users = make_users(self.folder)
         self.blacklist = os.path.join(self.folder, "blacklist")
         with open(self.blacklist, "w", encoding="utf-8") as out:
             out.write("blocked.invalid\n")

@@ -12,8 +12,8 @@ import unittest
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
 from nex.site.passwords import hash_password
-from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, wait_until,
-                           write_settings)
+from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, merge_settings,
+                           wait_until, write_settings)
 from tests.support.access import basic
 
 # Cheap scrypt parameters, so that starting and checking take no noticeable time.
@@ -75,9 +75,8 @@ class AuthServerTestCase(unittest.TestCase):
                 out.write(data)
         cls.users = os.path.join(cls.private, "users")
         write_users(cls.users, {"alice": "wonderland", "j\u00fcrgen": "gr\u00fcn"})
-        settings = {"auth": {"users_file": cls.users, "protect": "/private/"}}
-        for section, values in cls.settings.items():
-            settings.setdefault(section, {}).update(values)
+        settings = merge_settings({"auth": {"users_file": cls.users, "protect": "/private/"}},
+                                  cls.settings)
         cls.server = NexServer(cls.root, settings).start()
 
     @classmethod

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from nex.site.passwords import hash_password
 from nex.process.config import Config, ConfigError, load_config
 from tests.support.settings import (SHIPPED_SETTINGS, CommandLineCase, WorkingDirectory,
-                                    bad_value_message, make_site, settings_text,
+                                    bad_value_message, make_site, refusal, settings_text,
                                     shipped_folders, write_settings)
 
 # The keys of settings.conf, section by section, and the Config field each one fills.
@@ -284,9 +284,8 @@ class BadSettingTests(unittest.TestCase):
         for section, key, value, reason in BAD_VALUES:
             with self.subTest(section=section, key=key, value=value):
                 path = write_settings(folder, {(section, key): value})
-                with self.assertRaises(ConfigError) as caught:
-                    load_config(str(path))
-                self.assertEqual(str(caught.exception),
+                refused = refusal(str(path))
+                self.assertEqual(refused,
                                  bad_value_message(path, section, key, value, reason))
 
     def test_message_matches_documented_example(self) -> None:
@@ -302,44 +301,39 @@ class BadSettingTests(unittest.TestCase):
         folder = make_site(self)
         path = folder / "settings.conf"
         path.write_text("[DEFAULT]\nport = 1\n" + settings_text())
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertTrue(str(caught.exception).startswith(f"{path} [DEFAULT]: unknown section"))
+        refused = refusal(str(path))
+        self.assertTrue(refused.startswith(f"{path} [DEFAULT]: unknown section"))
 
     def test_inline_comment_is_part_of_the_value(self) -> None:
         folder = make_site(self)
         path = write_settings(folder, {("server", "port"): "8080 # the usual"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception),
+        refused = refusal(str(path))
+        self.assertEqual(refused,
                          f"{path} [server] port = 8080 # the usual: {INTEGER_0_65535}")
 
     def test_continuation_line_is_refused_and_quoted(self) -> None:
         folder = make_site(self)
         path = folder / "settings.conf"
         path.write_text(settings_text() + "[limits]\nmax_ranges = 16\n  17\n")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception),
+        refused = refusal(str(path))
+        self.assertEqual(refused,
                          f"{path} [limits] max_ranges = '16\\n17': {COUNT}")
 
     def test_mime_key_must_be_an_extension(self) -> None:
         folder = make_site(self)
         path = write_settings(folder, {("mime", "mjs"): "text/javascript"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), f"{path} [mime] mjs = text/javascript:"
-                                                " 'mjs' is not a file extension such as .css")
+        refused = refusal(str(path))
+        self.assertEqual(refused, f"{path} [mime] mjs = text/javascript:"
+                                  " 'mjs' is not a file extension such as .css")
 
     def test_mime_value_must_be_a_bare_media_type(self) -> None:
         folder = make_site(self)
         for value in ("javascript", "text/javascript; charset=utf-8", "text /javascript", ""):
             with self.subTest(value=value):
                 path = write_settings(folder, {("mime", ".mjs"): value})
-                with self.assertRaises(ConfigError) as caught:
-                    load_config(str(path))
+                refused = refusal(str(path))
                 shown = value or "''"
-                self.assertEqual(str(caught.exception),
+                self.assertEqual(refused,
                                  f"{path} [mime] .mjs = {shown}: {value!r} is not a media type"
                                  " such as text/javascript")
 
@@ -347,24 +341,21 @@ class BadSettingTests(unittest.TestCase):
         folder = make_site(self)
         path = folder / "settings.conf"
         path.write_text(settings_text() + "[mime]\n.mjs = text/javascript\n.MJS = text/plain\n")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception),
+        refused = refusal(str(path))
+        self.assertEqual(refused,
                          f"{path} [mime] .MJS = text/plain: .mjs is set twice")
 
     def test_cache_control_rejects_header_injection(self) -> None:
         # A CR or LF in a header value would let the settings add arbitrary response headers.
         path = write_settings(make_site(self))
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), {"cache_control": "no-cache\r\nSet-Cookie: a=b"})
-        self.assertEqual(str(caught.exception), "--cache-control 'no-cache\\r\\nSet-Cookie: a=b':"
-                                                " must be printable ASCII on one line")
+        refused = refusal(str(path), {"cache_control": "no-cache\r\nSet-Cookie: a=b"})
+        self.assertEqual(refused, "--cache-control 'no-cache\\r\\nSet-Cookie: a=b':"
+                                  " must be printable ASCII on one line")
 
     def test_mime_type_rejects_header_injection(self) -> None:
         path = write_settings(make_site(self))
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), {"mime_types": {".x": "text/plain\r\nX-Evil: 1"}})
-        self.assertIn("is not a media type", str(caught.exception))
+        refused = refusal(str(path), {"mime_types": {".x": "text/plain\r\nX-Evil: 1"}})
+        self.assertIn("is not a media type", refused)
 
     def test_index_file_cannot_leave_the_folder(self) -> None:
         path = write_settings(make_site(self))
@@ -398,9 +389,8 @@ class SettingsFileTests(unittest.TestCase):
     """A settings file that is missing, unreadable or not INI stops start-up clearly."""
 
     def assert_refused(self, path: Path, message: str) -> None:
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), message)
+        refused = refusal(str(path))
+        self.assertEqual(refused, message)
 
     def test_missing_file(self) -> None:
         folder = make_site(self)
@@ -491,19 +481,17 @@ class PathTests(unittest.TestCase):
     def test_missing_document_root(self) -> None:
         folder = make_site(self)
         path = write_settings(folder, {("server", "document_root"): "htdocs"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), f"{path} [server] document_root = htdocs:"
-                                                f" folder {folder / 'htdocs'} does not exist")
+        refused = refusal(str(path))
+        self.assertEqual(refused, f"{path} [server] document_root = htdocs:"
+                                  f" folder {folder / 'htdocs'} does not exist")
 
     def test_document_root_that_is_a_file(self) -> None:
         folder = make_site(self)
         (folder / "page.html").write_text("hi")
         path = write_settings(folder, {("server", "document_root"): "page.html"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), f"{path} [server] document_root = page.html:"
-                                                f" {folder / 'page.html'} is not a folder")
+        refused = refusal(str(path))
+        self.assertEqual(refused, f"{path} [server] document_root = page.html:"
+                                  f" {folder / 'page.html'} is not a folder")
 
     @unittest.skipIf(hasattr(os, "geteuid") and os.geteuid() == 0, "root reads every folder")
     def test_unreadable_document_root(self) -> None:
@@ -511,51 +499,46 @@ class PathTests(unittest.TestCase):
         (folder / "public_html").chmod(0)
         self.addCleanup((folder / "public_html").chmod, 0o755)
         path = write_settings(folder)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
+        refused = refusal(str(path))
         root = folder / "public_html"
-        self.assertEqual(str(caught.exception), f"{path} [server] document_root = public_html:"
-                                                f" folder {root} is not readable")
+        self.assertEqual(refused, f"{path} [server] document_root = public_html:"
+                                  f" folder {root} is not readable")
 
     def test_error_pages_without_error_html(self) -> None:
         folder = make_site(self)
         (folder / "error_pages" / "error.html").unlink()
         path = write_settings(folder)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
+        refused = refusal(str(path))
         needed = folder / "error_pages" / "error.html"
-        self.assertEqual(str(caught.exception), f"{path} [server] error_pages = error_pages:"
-                                                f" required template {needed} is missing or"
-                                                " unreadable")
+        self.assertEqual(refused, f"{path} [server] error_pages = error_pages:"
+                                  f" required template {needed} is missing or"
+                                  " unreadable")
 
     def test_templates_without_dir_html(self) -> None:
         folder = make_site(self)
         (folder / "other_templates" / "dir.html").unlink()
         (folder / "other_templates" / "dir.html").mkdir()
         path = write_settings(folder)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
+        refused = refusal(str(path))
         needed = folder / "other_templates" / "dir.html"
-        self.assertEqual(str(caught.exception), f"{path} [server] templates = other_templates:"
-                                                f" required template {needed} is missing or"
-                                                " unreadable")
+        self.assertEqual(refused, f"{path} [server] templates = other_templates:"
+                                  f" required template {needed} is missing or"
+                                  " unreadable")
 
     def test_log_in_a_missing_folder(self) -> None:
         folder = make_site(self)
         path = write_settings(folder, {("logging", "access_log"): "logs/access.log"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), f"{path} [logging] access_log = logs/access.log:"
-                                                f" folder {folder / 'logs'} does not exist")
+        refused = refusal(str(path))
+        self.assertEqual(refused, f"{path} [logging] access_log = logs/access.log:"
+                                  f" folder {folder / 'logs'} does not exist")
 
     def test_log_that_is_a_folder(self) -> None:
         folder = make_site(self)
         path = write_settings(folder, {("logging", "error_log"): "public_html"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
+        refused = refusal(str(path))
         root = folder / "public_html"
-        self.assertEqual(str(caught.exception), f"{path} [logging] error_log = public_html:"
-                                                f" {root} is a folder, not a file")
+        self.assertEqual(refused, f"{path} [logging] error_log = public_html:"
+                                  f" {root} is a folder, not a file")
 
     @unittest.skipIf(hasattr(os, "geteuid") and os.geteuid() == 0, "root writes every file")
     def test_log_that_is_not_writable(self) -> None:
@@ -563,10 +546,9 @@ class PathTests(unittest.TestCase):
         (folder / "access.log").write_text("")
         (folder / "access.log").chmod(0o444)
         path = write_settings(folder, {("logging", "access_log"): "access.log"})
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), f"{path} [logging] access_log = access.log:"
-                                                f" file {folder / 'access.log'} is not writable")
+        refused = refusal(str(path))
+        self.assertEqual(refused, f"{path} [logging] access_log = access.log:"
+                                  f" file {folder / 'access.log'} is not writable")
 
     def test_existing_log_file_is_accepted_and_not_changed(self) -> None:
         folder = make_site(self)
@@ -744,10 +726,7 @@ class AuthSettingsTests(unittest.TestCase):
 
     def refusal(self, values: Mapping[Tuple[str, str], str],
                 overrides: Mapping[str, object] = {}) -> str:
-        path = write_settings(self.folder, values)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), overrides)
-        return str(caught.exception)
+        return refusal(str(write_settings(self.folder, values)), overrides)
 
     def test_defaults_are_off(self) -> None:
         config = load_config(str(write_settings(self.folder)))
@@ -806,9 +785,8 @@ class ProxySettingsTests(unittest.TestCase):
 
     def assert_refused(self, values: Mapping[Tuple[str, str], str], message: str) -> None:
         path = write_settings(self.folder, values)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
-        self.assertEqual(str(caught.exception), message.format(path=path, folder=self.folder))
+        refused = refusal(str(path))
+        self.assertEqual(refused, message.format(path=path, folder=self.folder))
 
     def test_defaults(self) -> None:
         config = load_config(None, {"document_root": str(self.folder)})
@@ -907,9 +885,8 @@ class ProxySettingsTests(unittest.TestCase):
     def test_enabled_override_is_the_proxy_flag(self) -> None:
         path = str(write_settings(self.folder, {("proxy", "enabled"): "no"}))
         self.assertTrue(load_config(path, {"proxy_enabled": True}).proxy_enabled)
-        with self.assertRaises(ConfigError) as caught:
-            load_config(path, {"proxy_enabled": "maybe"})
-        self.assertEqual(str(caught.exception), f"--proxy maybe: {BOOLEAN}")
+        refused = refusal(path, {"proxy_enabled": "maybe"})
+        self.assertEqual(refused, f"--proxy maybe: {BOOLEAN}")
 
     def test_file_override_over_an_empty_file_value(self) -> None:
         (self.folder / "users").write_text("")
@@ -964,9 +941,8 @@ class OverrideTests(unittest.TestCase):
                 ({"keep_alive_timeout": float("inf")}, f"--keep-alive-timeout inf: {SECONDS}"),
                 ({"max_ranges": -1}, f"--max-ranges -1: {COUNT}")):
             with self.subTest(overrides=overrides):
-                with self.assertRaises(ConfigError) as caught:
-                    load_config(self.path, overrides)
-                self.assertEqual(str(caught.exception), message)
+                refused = refusal(self.path, overrides)
+                self.assertEqual(refused, message)
 
     def test_bad_override_wins_over_a_good_file_value(self) -> None:
         with self.assertRaises(ConfigError):
@@ -974,9 +950,8 @@ class OverrideTests(unittest.TestCase):
 
     def test_good_override_does_not_hide_a_bad_file_value(self) -> None:
         path = write_settings(self.folder, {("server", "port"): "99999"}, name="bad.conf")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), {"port": "81"})
-        self.assertEqual(str(caught.exception), f"{path} [server] port = 99999: {INTEGER_0_65535}")
+        refused = refusal(str(path), {"port": "81"})
+        self.assertEqual(refused, f"{path} [server] port = 99999: {INTEGER_0_65535}")
 
     def test_root_override_replaces_a_missing_file_root(self) -> None:
         # --root is how one serves elsewhere: the file's unused folder need not exist.
@@ -986,9 +961,8 @@ class OverrideTests(unittest.TestCase):
 
     def test_root_override_does_not_hide_a_malformed_file_root(self) -> None:
         path = write_settings(self.folder, {("server", "document_root"): "a\tb"}, name="r.conf")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), {"document_root": str(self.folder)})
-        self.assertEqual(str(caught.exception),
+        refused = refusal(str(path), {"document_root": str(self.folder)})
+        self.assertEqual(refused,
                          f"{path} [server] document_root = 'a\\tb': must be a path")
 
     def test_relative_root_override_resolves_against_the_current_folder(self) -> None:
@@ -1005,14 +979,12 @@ class OverrideTests(unittest.TestCase):
                          f"--root htdocs: folder {self.folder / 'htdocs'} does not exist")
 
     def test_unknown_override(self) -> None:
-        with self.assertRaises(ConfigError) as caught:
-            load_config(self.path, {"prot": 1})
-        self.assertEqual(str(caught.exception), "unknown setting 'prot'")
+        refused = refusal(self.path, {"prot": 1})
+        self.assertEqual(refused, "unknown setting 'prot'")
 
     def test_unsupported_override_type(self) -> None:
-        with self.assertRaises(ConfigError) as caught:
-            load_config(self.path, {"port": None})
-        self.assertEqual(str(caught.exception),
+        refused = refusal(self.path, {"port": None})
+        self.assertEqual(refused,
                          "--port None: unsupported value type NoneType")
 
     @settings(max_examples=300, deadline=None)
@@ -1054,11 +1026,10 @@ class DefaultTests(unittest.TestCase):
     def test_missing_shipped_templates(self) -> None:
         shipped = shipped_folders(self, "checkout")
         shutil.rmtree(shipped / "other_templates")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(None)
+        refused = refusal(None)
         folder = shipped / "other_templates"
-        self.assertEqual(str(caught.exception), f"[server] templates = {folder} (built-in"
-                                                f" default): folder {folder} does not exist")
+        self.assertEqual(refused, f"[server] templates = {folder} (built-in"
+                                  f" default): folder {folder} does not exist")
 
     def test_file_without_a_key_keeps_its_builtin_default(self) -> None:
         shipped = shipped_folders(self, "checkout")
@@ -1093,11 +1064,10 @@ class CopiedSettingsTests(unittest.TestCase):
     def test_copy_must_still_name_a_document_root_that_exists(self) -> None:
         shipped_folders(self, "package")
         path = self.copy_shipped()
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path))
+        refused = refusal(str(path))
         folder = path.parent / "public_html"
-        self.assertEqual(str(caught.exception), f"{path} [server] document_root = public_html:"
-                                                f" folder {folder} does not exist")
+        self.assertEqual(refused, f"{path} [server] document_root = public_html:"
+                                  f" folder {folder} does not exist")
 
     def test_any_other_missing_folder_is_an_error(self) -> None:
         shipped_folders(self, "package")
@@ -1109,20 +1079,18 @@ class CopiedSettingsTests(unittest.TestCase):
                 path = folder / "elsewhere" / "settings.conf"
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(f"[server]\ndocument_root = ..\n{key} = {value}\n")
-                with self.assertRaises(ConfigError) as caught:
-                    load_config(str(path))
+                refused = refusal(str(path))
                 missing = os.path.realpath(path.parent / value)
-                self.assertEqual(str(caught.exception), f"{path} [server] {key} = {value}:"
-                                                        f" folder {missing} does not exist")
+                self.assertEqual(refused, f"{path} [server] {key} = {value}:"
+                                          f" folder {missing} does not exist")
 
     def test_a_folder_of_the_shipped_name_beside_the_file_is_used_and_checked(self) -> None:
         shipped_folders(self, "package")
         path = self.copy_shipped()
         (path.parent / "error_pages").mkdir()
-        with self.assertRaises(ConfigError) as caught:
-            load_config(str(path), {"document_root": str(path.parent)})
+        refused = refusal(str(path), {"document_root": str(path.parent)})
         needed = path.parent / "error_pages" / "error.html"
-        self.assertEqual(str(caught.exception),
+        self.assertEqual(refused,
                          f"{path} [server] error_pages = error_pages: required template"
                          f" {needed} is missing or unreadable")
 

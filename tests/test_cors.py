@@ -18,6 +18,7 @@ from nex.site.hosts import HostValidator
 from nex.http.request import Headers, Request
 from nex.files.templates import TemplateSet
 from tests.support import REPO, NexServer, exchange
+from tests.support import temp_root
 
 APP = "https://app.example"
 LOCAL = "http://localhost:3000"
@@ -181,10 +182,7 @@ class DispatchedCorsTest(unittest.TestCase):
     """The dispatcher applies the policy to every answer, refusals included."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-cors-")
-        self.addCleanup(shutil.rmtree, self.root)
-        with open(os.path.join(self.root, "f.txt"), "wb") as file:
-            file.write(b"text\n")
+        self.root = temp_root(self, {"f.txt": b"text\n"})
         config = load_config(None, {"document_root": self.root,
                                     "error_pages": os.path.join(REPO, "error_pages"),
                                     "templates": os.path.join(REPO, "other_templates")})

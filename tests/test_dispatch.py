@@ -12,7 +12,6 @@ from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile
-from nex.site.passwords import hash_password
 from nex.process.config import load_config
 from nex.site.routing import SERVED_METHODS, Dispatcher, private_cache_control
 from nex.http.errors import HTTPError
@@ -22,7 +21,7 @@ from nex.http.response import FileSlice, Response
 from nex.files.templates import TemplateSet
 from tests.support import body_bytes, fields
 from tests.support import make_request
-from tests.support.access import basic
+from tests.support.access import basic, make_users
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNATURE = "Nex test signature"
@@ -268,10 +267,7 @@ class AuthTest(DispatchTestCase):
         self.write("privateer/open.txt", b"open\n")
         folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, folder)
-        users = os.path.join(folder, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
-        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(["/private/"]), "Nex",
+        self.auth = SiteAuth(UsersFile.load(make_users(folder)), ProtectedPaths(["/private/"]), "Nex",
                              FailureLimiter(3))
 
     def auth_site(self, **settings: object) -> Dispatcher:

@@ -1,7 +1,8 @@
 """Responses that end early still leave exactly one trace, and stopping says what it waits for.
 
 Real server, real sockets: a download the client aborts, a file that shrinks while it is
-sent, a transfer cut by the end of the shutdown grace period, a second Ctrl+C.
+sent, a transfer cut by the end of the shutdown grace period (a second Ctrl+C is in
+test_signals).
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import socket
 import tempfile
 import unittest
 
-from tests.support import NexServer, ResponseReader, read_all, wait_until
+from tests.support import (LARGE, NexServer, ResponseReader, large_root, read_all,
+                           stalled_download, wait_until)
+from tests.support import temp_root
 
-LARGE = 64 * 1024 * 1024
 ACCESS_LINE = re.compile(r'(?P<client>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" '
                          r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*" \d+')
 
 
 class EarlyEndTest(unittest.TestCase):
     def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="nex-early-")
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        with open(os.path.join(self.root, "large.bin"), "wb") as out:
-            out.truncate(LARGE)
+        self.root = large_root(self)
 
     def lines(self, server: NexServer, request: str):
         log = server.wait_for_access_log(lambda text: request in text)
@@ -68,21 +67,8 @@ class EarlyEndTest(unittest.TestCase):
             self.assertNotIn("Traceback", errors)
             self.assertLess(received, LARGE)
 
-    def start_download(self, shutdown_grace: str) -> NexServer:
-        """A server with ``shutdown_grace``, sending the large file to a client that reads
-        its first piece and then nothing more."""
-        server = NexServer(self.root, settings={"timeouts": {"shutdown_grace": shutdown_grace}})
-        server.start()
-        self.addCleanup(server.stop)
-        sock = server.connect()
-        self.addCleanup(sock.close)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
-        return server
-
     def test_a_transfer_cut_by_shutdown_is_logged(self):
-        server = self.start_download("1")
+        server = stalled_download(self, self.root, {"timeouts": {"shutdown_grace": "1"}})
         server.signal(signal.SIGTERM)  # and the client never reads on
         self.assertEqual(server.wait(), 0)
         lines = [line for line in server.access_log().splitlines() if "GET /large.bin" in line]
@@ -92,22 +78,12 @@ class EarlyEndTest(unittest.TestCase):
         self.assertIn("waiting up to 1 s for 1 transfer; Ctrl+C again to stop now",
                       server.stderr())
 
-    def test_a_second_ctrl_c_stops_at_once_with_status_130(self):
-        server = self.start_download("600")
-        server.signal(signal.SIGINT)
-        self.assertTrue(wait_until(lambda: "Ctrl+C again" in server.stderr()))
-        server.signal(signal.SIGINT)
-        self.assertEqual(server.wait(), 130)  # long before the 600 s grace
-
 
 class TrustedProxyCapTest(unittest.TestCase):
     """A load balancer carries many clients: the per-client cap is not for it."""
 
     def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="nex-cap-")
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"a")
+        self.root = temp_root(self, {"a.txt": b"a"})
 
     def open_connections(self, server: NexServer, count: int):
         socks = []

@@ -6,21 +6,18 @@ receive), over a socket pair where the connection loop itself is the subject.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import tempfile
-import threading
 import unittest
 
 from nex.http.body import BodyReader
-from nex.process.connection import Connection
 from nex.process.states import TRANSITIONS, State, stays_open
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
 from nex.http.response import Response, serialize_head, write_response
-from tests.support import SOCKET_TIMEOUT, capture_log, read_all, socketpair_dispatcher
+from tests.support import (SOCKET_TIMEOUT, capture_log, connection_over_socketpair, read_all,
+                           socketpair_dispatcher)
+from tests.support import temp_root
 
 
 def request(*fields: str, line: str = "GET / HTTP/1.1"):
@@ -275,10 +272,7 @@ class LoopTest(unittest.TestCase):
     """The connection loop over a socket pair, with a real dispatcher."""
 
     def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="nex-exchange-")
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        with open(os.path.join(self.root, "hello.txt"), "wb") as out:
-            out.write(b"hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
         self.dispatcher = socketpair_dispatcher(self.root)
         self.log = capture_log(self)
         self.logger = self.log.logger
@@ -288,19 +282,11 @@ class LoopTest(unittest.TestCase):
         return self.log.access().splitlines()
 
     def serve(self, data: bytes, *, keep_open: bool = False) -> bytes:
-        server_end, client_end = socket.socketpair()
-        client_end.settimeout(SOCKET_TIMEOUT)
-        connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.logger,
-                                threading.Event())
-        worker = threading.Thread(target=connection.serve)
-        worker.start()
-        with client_end:
+        with connection_over_socketpair(self.dispatcher, self.logger) as (connection, client_end):
             client_end.sendall(data)
             if not keep_open:
                 client_end.shutdown(socket.SHUT_WR)
             received = read_all(client_end)
-        worker.join(SOCKET_TIMEOUT)
-        self.assertFalse(worker.is_alive())
         self.assertIs(connection.state, State.CLOSED)
         return received
 

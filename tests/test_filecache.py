@@ -12,19 +12,10 @@ import types
 import unittest
 
 from nex.files.filecache import MAX_FILE_SIZE, FileChangedError, SmallFileCache
+from tests.support import TempFolder
 
 
-class SmallFileCacheTest(unittest.TestCase):
-    def setUp(self):
-        self.folder = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.folder)
-
-    def write(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.folder, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
+class SmallFileCacheTest(TempFolder):
     def test_returns_the_files_bytes(self):
         path = self.write("a.txt", b"alpha")
         cache = SmallFileCache(1024)

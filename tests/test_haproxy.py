@@ -16,7 +16,8 @@ import time
 import unittest
 from typing import List
 
-from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange
+from tests.support import (REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange,
+                           free_port)
 
 HAPROXY = shutil.which("haproxy")
 SHIPPED = os.path.join(REPO, "contrib", "haproxy", "haproxy.cfg")
@@ -25,12 +26,6 @@ SHIPPED = os.path.join(REPO, "contrib", "haproxy", "haproxy.cfg")
 BALANCER, CLIENT = "127.0.0.2", "127.0.0.3"
 LOAD_REQUESTS = 240
 LOAD_THREADS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get(port: int, path: str) -> bytes:

@@ -11,17 +11,15 @@ import select
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import unittest
 import uuid
 from unittest import mock
 
 from nex.process.config import Config
-from nex.process.connection import Connection
 from nex.site.routing import Dispatcher
-from tests.support import (HELLO, REQUEST, SOCKET_TIMEOUT, LiveServerTest, Reply,
-                           ResponseReader, capture_log, head, make_site, parse_replies,
+from tests.support import (HELLO, REQUEST, LiveServerTest, Reply, ResponseReader, capture_log,
+                           connection_over_socketpair, head, make_site, parse_replies,
                            read_until_closed, send_and_read, socketpair_dispatcher, wait_until)
 
 
@@ -589,18 +587,9 @@ class UnexpectedFaultTest(unittest.TestCase):
 
     def serve(self, data: bytes) -> bytes:
         """Run one Connection over a socket pair with ``data`` sent; all the client reads."""
-        server_end, client_end = socket.socketpair()
-        client_end.settimeout(SOCKET_TIMEOUT)
-        connection = Connection(server_end, "127.0.0.1", self.site, self.logger,
-                                threading.Event())
-        worker = threading.Thread(target=connection.serve)
-        worker.start()
-        with client_end:
+        with connection_over_socketpair(self.site, self.logger) as (_, client_end):
             client_end.sendall(data)
-            received = read_until_closed(client_end)
-        worker.join(SOCKET_TIMEOUT)
-        self.assertFalse(worker.is_alive(), "the connection loop did not end")
-        return received
+            return read_until_closed(client_end)
 
     def test_handler_fault_gives_a_500_page_without_internals(self):
         fault = RuntimeError("internal detail /srv/private/state.db")

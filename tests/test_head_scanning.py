@@ -24,6 +24,7 @@ from nex.site.hosts import HostValidator
 from nex.process.log import Logger
 from nex.files.templates import TemplateSet
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
+from tests.support import temp_root
 
 NEX_FOLDER = os.path.join(REPO, "nex") + os.sep
 #: The first bytes of a TLS 1.2 ClientHello record: handshake (0x16), version 3.1, length,
@@ -69,10 +70,7 @@ class DribbledHeadWorkTest(unittest.TestCase):
     """A head sent one byte per packet costs work in proportion to its length."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-dribble-")
-        self.addCleanup(shutil.rmtree, self.root)
-        with open(os.path.join(self.root, "hello.txt"), "wb") as file:
-            file.write(b"hello, world\n")
+        self.root = temp_root(self, {"hello.txt": b"hello, world\n"})
         # A generous head time-out: tracing every line slows the loop down a lot.
         config = Config(document_root=os.path.realpath(self.root),
                         error_pages=os.path.join(REPO, "error_pages"),

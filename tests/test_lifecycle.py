@@ -19,7 +19,7 @@ from nex.process.log import Logger
 from nex.process.assembly import assemble
 from nex.process import supervisor
 from nex.process.listener import Server, bind_listener
-from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader, read_all,
+from tests.support import (REPO, NexServer, ResponseReader, fetch_all_at_once, read_all,
                            write_settings)
 from tests.support import run_server
 
@@ -62,17 +62,22 @@ class StartUpTest(unittest.TestCase):
         for flag in ("--port", "--bind", "--root", "--config"):
             self.assertIn(flag, result.stdout)
 
-    def test_ipv6_loopback(self):
+    def ipv6_server(self, bind: str, data: bytes) -> NexServer:
+        """A Nex bound to the IPv6 address ``bind`` serving ``/x.txt`` (``data``); the test is
+        skipped on a machine that cannot bind there."""
         if not socket.has_ipv6:
             self.skipTest("no IPv6 on this machine")
         try:
             with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::1", 0))
+                probe.bind((bind, 0))
         except OSError:
-            self.skipTest("no ::1 on this machine")
+            self.skipTest(f"no {bind} on this machine")
         with open(os.path.join(self.folder, "x.txt"), "wb") as f:
-            f.write(b"six")
-        with NexServer(self.folder, bind="::1") as server:
+            f.write(data)
+        return NexServer(self.folder, bind=bind)
+
+    def test_ipv6_loopback(self):
+        with self.ipv6_server("::1", b"six") as server:
             self.assertIn("http://[::1]:", server.stdout())
             with server.connect() as sock:
                 sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: [::1]\r\n\r\n")
@@ -80,14 +85,7 @@ class StartUpTest(unittest.TestCase):
 
 
     def test_dual_stack_listener_logs_ipv4_clients_as_ipv4(self):
-        try:
-            with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::", 0))
-        except OSError:
-            self.skipTest("no IPv6 on this machine")
-        with open(os.path.join(self.folder, "x.txt"), "wb") as f:
-            f.write(b"four")
-        with NexServer(self.folder, bind="::") as server:
+        with self.ipv6_server("::", b"four") as server:
             with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
                 sock.sendall(b"GET /x.txt HTTP/1.1\r\nHost: a\r\n\r\n")
                 self.assertEqual(ResponseReader(sock).read()[2], b"four")
@@ -150,42 +148,7 @@ class ManyClientsTest(unittest.TestCase):
     def test_200_concurrent_clients_are_all_served_byte_exact(self):
         server = NexServer(self.root, settings={"server": {"backlog": "512", "max_connections_per_client": "512"}}).start()
         self.addCleanup(server.stop)
-        failures = []
-        start = threading.Barrier(self.CLIENTS)
-
-        def client(number: int) -> None:
-            try:
-                with server.connect() as sock:
-                    start.wait(60)
-                    reader = ResponseReader(sock)
-                    for k in range(3):
-                        path = f"/f{(number + k) % 8}.bin"
-                        agent = f"client-{number}"
-                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
-                                     f"User-Agent: {agent}\r\n\r\n".encode())
-                        status, _, body = reader.read()
-                        if status != 200 or body != self.files[path]:
-                            failures.append((number, path, status, len(body)))
-            except Exception as error:  # reported below with the client's number
-                failures.append((number, repr(error)))
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(self.CLIENTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        self.assertEqual(failures, [])
-        expected = self.CLIENTS * 3
-        log = server.wait_for_access_log(lambda text: text.count("\n") >= expected)
-        lines = log.splitlines()
-        self.assertEqual(len(lines), expected)
-        for line in lines:
-            match = COMBINED_LOG_LINE.fullmatch(line)
-            self.assertIsNotNone(match, line)
-            self.assertEqual(match.group("status"), "200")
-            self.assertEqual(int(match.group("size")), len(self.files[match.group("request")
-                                                                        .split(" ")[1]]))
-        self.assertNotIn("Traceback", server.error_log())
+        fetch_all_at_once(self, server, self.files, self.CLIENTS)
 
 
 class ListenBacklogTest(unittest.TestCase):

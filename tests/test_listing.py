@@ -68,6 +68,14 @@ class ListingTestCase(unittest.TestCase):
     def folder(self, name):
         os.makedirs(os.path.join(self.root, name))
 
+    def outside_folder(self):
+        """A temporary folder outside the root holding ``secret.txt``, for links to point at."""
+        outside = tempfile.mkdtemp(prefix="nex-outside-")
+        self.addCleanup(shutil.rmtree, outside)
+        with open(os.path.join(outside, "secret.txt"), "wb") as file:
+            file.write(b"secret")
+        return outside
+
     def config(self, **settings):
         return Config(document_root=self.root, **settings)
 
@@ -264,10 +272,7 @@ class ServableEntriesTest(ListingTestCase):
 
     def setUp(self):
         super().setUp()
-        self.outside = tempfile.mkdtemp(prefix="nex-outside-")
-        self.addCleanup(shutil.rmtree, self.outside)
-        with open(os.path.join(self.outside, "secret.txt"), "wb") as file:
-            file.write(b"secret")
+        self.outside = self.outside_folder()
         os.makedirs(os.path.join(self.outside, "dir"))
         self.write("plain.txt", size=3)
         self.folder("folder")
@@ -404,10 +409,7 @@ class SymlinkPolicyTest(ListingTestCase):
 
     def setUp(self):
         super().setUp()
-        self.outside = tempfile.mkdtemp(prefix="nex-outside-")
-        self.addCleanup(shutil.rmtree, self.outside)
-        with open(os.path.join(self.outside, "secret.txt"), "wb") as file:
-            file.write(b"secret")
+        self.outside = self.outside_folder()
         self.write("inside.txt")
         self.folder("real")
         os.symlink(os.path.join(self.outside, "secret.txt"), os.path.join(self.root, "out.txt"))

@@ -21,6 +21,7 @@ from nex.process.log import SupervisorLog
 from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ProxyTestCase, \
     exchange, ok, proxy_settings, socketpair_dispatcher, wait_until
 from tests.support.logs import FIXED_TEXT, FIXED_TIME, LoggerTestCase, read_all
+from tests.support import temp_root
 
 LOGROTATE = shutil.which("logrotate")
 SHIPPED = os.path.join(REPO, "contrib", "logrotate", "nex")
@@ -149,10 +150,7 @@ class ServedLinesTest(unittest.TestCase):
     """The real server's lines: bytes in and out, duration, refusal reasons."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-logfmt-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "hello.txt"), "w") as out:
-            out.write("hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
 
     def test_json_line_counts_the_bytes_both_ways(self) -> None:
         with NexServer(self.root, {"logging": {"format": "json"},
@@ -207,10 +205,7 @@ class LogrotateTest(unittest.TestCase):
     write the next lines to a new file, and no line is lost or written twice."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-rotate-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "hello.txt"), "w") as out:
-            out.write("hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
 
     def test_shipped_file_parses(self) -> None:
         state = os.path.join(self.root, "state")

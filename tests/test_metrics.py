@@ -27,6 +27,7 @@ from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseRead
     make_certificate, requires_openssl, wait_until
 from tests.support import REPO, children
 from tests.support.metrics import Samples, parse
+from tests.support import temp_root
 
 
 def requests_of(samples: Samples, handler: str, status_class: str) -> float:
@@ -248,10 +249,7 @@ class ServedMetricsTest(unittest.TestCase):
     """The real server, alone and with workers: the page parses and its counters move."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-metrics-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "hello.txt"), "w") as out:
-            out.write("hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
 
     def scrape(self, server: NexServer) -> Samples:
         with server.connect() as sock:

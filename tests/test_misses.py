@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import unittest
 from unittest import mock
 
@@ -14,6 +13,7 @@ from nex.files.misses import MissCache
 from nex.files.paths import resolve
 from nex.http.errors import HTTPError
 from nex.process.config import Config
+from tests.support.threads import run_in_threads
 
 
 class MissCacheTest(unittest.TestCase):
@@ -109,20 +109,13 @@ class MissCacheTest(unittest.TestCase):
         failures = []
 
         def hammer(seed: int) -> None:
-            try:
-                for round_ in range(200):
-                    n = (seed * 7 + round_) % 32
-                    expected = 200 if n % 2 == 0 else 404
-                    if self.status(f"/docs/{n}.txt", misses)[0] != expected:
-                        failures.append(n)
-            except Exception as error:  # any fault fails the test below
-                failures.append(repr(error))
+            for round_ in range(200):
+                n = (seed * 7 + round_) % 32
+                expected = 200 if n % 2 == 0 else 404
+                if self.status(f"/docs/{n}.txt", misses)[0] != expected:
+                    failures.append(n)
 
-        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(hammer)
         self.assertEqual(failures, [])
         self.assertLessEqual(len(misses), 16)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import unittest
 from typing import List, Set
 
 from nex.process.pool import ThreadPool, _Parked
-from tests.support import SOCKET_TIMEOUT, NexServer, ResponseReader, get, wait_until
+from tests.support import (SOCKET_TIMEOUT, NexServer, ResponseReader, alpha_root, get,
+                           wait_until)
 
 
 
@@ -172,11 +171,7 @@ class PoolGrowthTest(unittest.TestCase):
 
 class BurstOverSocketsTest(unittest.TestCase):
     def test_every_connection_of_a_burst_is_answered(self) -> None:
-        root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, root, True)
-        with open(os.path.join(root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
-        server = NexServer(root)
+        server = NexServer(alpha_root(self))
         self.addCleanup(server.stop)
         server.start()
         connections = [server.connect() for _ in range(60)]
@@ -194,11 +189,7 @@ class ReuseOverSocketsTest(unittest.TestCase):
     """The real server: one connection after another is served without a thread apiece."""
 
     def test_sequential_connections_reuse_one_thread(self) -> None:
-        root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, root, True)
-        with open(os.path.join(root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
-        server = NexServer(root)
+        server = NexServer(alpha_root(self))
         self.addCleanup(server.stop)
         server.start()
         seen: Set[str] = set(os.listdir(f"/proc/{server.pid}/task"))

@@ -19,45 +19,35 @@ from nex.site.passwords import hash_password
 from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
 from tests.support import parse_replies
-from tests.support import EchoOrigin, read_head
+from tests.support import EchoOrigin, open_tunnel
 
 
 class ParentTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.folder = tempfile.mkdtemp(prefix="nex-parent-")
+        cls.addClassCleanup(shutil.rmtree, cls.folder, True)
         cls.root = make_root()
+        cls.addClassCleanup(shutil.rmtree, cls.root, True)
         users = os.path.join(cls.folder, "users")
         with open(users, "w", encoding="utf-8") as out:
             out.write(f"alice:{hash_password('wonder land', n=1024, r=1)}\n")
         cls.origin = RawOrigin(lambda exchange: ok(b"from the origin"))
+        cls.addClassCleanup(cls.origin.close)
         cls.echo = EchoOrigin()
-        cls.servers = []
-        try:
-            cls.parent = cls.start(proxy_settings(auth=users, connect_ports=cls.echo.port))
-            parent = f"http://alice:wonder%20land@127.0.0.1:{cls.parent.port}"
-            cls.child = cls.start(proxy_settings(parent=parent, parent_bypass="localhost",
-                                                 connect_ports=cls.echo.port))
-            cls.refused = cls.start(proxy_settings(
-                parent=f"http://alice:guess@127.0.0.1:{cls.parent.port}"))
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.addClassCleanup(cls.echo.close)
+        cls.parent = cls.start(proxy_settings(auth=users, connect_ports=cls.echo.port))
+        parent = f"http://alice:wonder%20land@127.0.0.1:{cls.parent.port}"
+        cls.child = cls.start(proxy_settings(parent=parent, parent_bypass="localhost",
+                                             connect_ports=cls.echo.port))
+        cls.refused = cls.start(proxy_settings(
+            parent=f"http://alice:guess@127.0.0.1:{cls.parent.port}"))
 
     @classmethod
     def start(cls, settings) -> NexServer:
-        server = NexServer(cls.root, settings).start()
-        cls.servers.append(server)
-        return server
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        for server in cls.servers:
-            server.stop()
-        cls.origin.close()
-        cls.echo.close()
-        shutil.rmtree(cls.folder, ignore_errors=True)
-        shutil.rmtree(cls.root, ignore_errors=True)
+        server = NexServer(cls.root, settings)
+        cls.addClassCleanup(server.stop)
+        return server.start()
 
     def request(self, server: NexServer, url: str) -> bytes:
         with server.connect() as sock:
@@ -78,9 +68,7 @@ class ParentTest(unittest.TestCase):
 
     def test_tunnels_go_through_the_parent(self) -> None:
         with self.child.connect() as sock:
-            sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\nearly"
-                         % (self.echo.port, self.echo.port))
-            self.assertTrue(read_head(sock).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(sock, self.echo.port, b"early")
             data = os.urandom(100000)
             self.assertEqual(duplex(sock, data, 5 + len(data)), b"early" + data)
         target = f"CONNECT 127.0.0.1:{self.echo.port} HTTP/1.1"

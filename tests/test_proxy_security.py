@@ -20,6 +20,7 @@ from unittest import mock
 from nex.site.passwords import hash_password
 from tests.support import (SOCKET_TIMEOUT, ProxyTestCase, free_port, ok, parse_replies,
                            proxy_settings)
+from tests.support.access import make_users
 
 CLOSE = b"Connection: close\r\n"
 
@@ -165,10 +166,7 @@ class ProxyLoginTest(ProxyTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.private = tempfile.mkdtemp(prefix="nex-proxy-users-")
-        users = os.path.join(cls.private, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland')}\n")
-        cls.settings = proxy_settings(auth=users, auth_failures_per_minute=0)
+        cls.settings = proxy_settings(auth=make_users(cls.private), auth_failures_per_minute=0)
         super().setUpClass()
 
     @classmethod

@@ -16,7 +16,7 @@ import unittest
 from tests.support import (SOCKET_TIMEOUT, NexServer, RawOrigin, client_context, duplex,
                            free_port, make_certificate, make_root, ok, proxy_settings,
                            requires_openssl)
-from tests.support import EchoOrigin, read_head, receive_exactly
+from tests.support import EchoOrigin, open_tunnel, read_head, receive_exactly
 
 CURL = shutil.which("curl")
 
@@ -37,33 +37,26 @@ class TunnelTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.folder = tempfile.mkdtemp(prefix="nex-tunnel-")
+        cls.addClassCleanup(shutil.rmtree, cls.folder, True)
         cls.root = make_root()
+        cls.addClassCleanup(shutil.rmtree, cls.root, True)
         cls.certificate, key = make_certificate(cls.folder, "origin")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cls.certificate, key)
         cls.tls_origin = RawOrigin(lambda exchange: ok(b"secret over TLS"), context)
+        cls.addClassCleanup(cls.tls_origin.close)
         cls.echo = EchoOrigin()
+        cls.addClassCleanup(cls.echo.close)
         cls.closed_port = free_port()
         # Never accepts: the kernel completes each connection, and nothing ever answers.
         cls.silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+        cls.addClassCleanup(cls.silent.close)
         cls.silent_port = cls.silent.getsockname()[1]
         ports = (f"{cls.tls_origin.port}, {cls.echo.port}, {cls.closed_port},"
                  f" {cls.silent_port}")
         cls.server = NexServer(cls.root, proxy_settings(connect_ports=ports), tls=cls.tls)
-        try:
-            cls.server.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        cls.tls_origin.close()
-        cls.echo.close()
-        cls.silent.close()
-        shutil.rmtree(cls.folder, ignore_errors=True)
-        shutil.rmtree(cls.root, ignore_errors=True)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
 
     def connect(self) -> socket.socket:
         sock = self.server.connect_tls() if self.tls else self.server.connect()
@@ -74,9 +67,7 @@ class TunnelTestCase(unittest.TestCase):
         """A connection to Nex on which ``CONNECT 127.0.0.1:port`` succeeded; ``early``
         goes in the same send as the CONNECT head."""
         sock = self.connect()
-        sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n%s"
-                     % (port, port, early))
-        head = read_head(sock)
+        head = open_tunnel(sock, port, early)
         self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
         self.assertNotIn(b"Content-Length", head)
         self.assertNotIn(b"Transfer-Encoding", head)

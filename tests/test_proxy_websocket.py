@@ -12,10 +12,9 @@ import os
 import re
 import socket
 import struct
-import threading
 from typing import List, Tuple
 
-from tests.support import ProxyTestCase, ok
+from tests.support import ProxyTestCase, ThreadedOrigin, ok
 from tests.support import SOCKET_TIMEOUT
 from tests.support import read_head, receive_exactly
 
@@ -52,26 +51,15 @@ def read_frame(sock: socket.socket) -> Tuple[int, bytes]:
     return first & 0x0F, payload
 
 
-class WebSocketOrigin:
+class WebSocketOrigin(ThreadedOrigin):
     """An echo server speaking WebSocket: it greets each client in the same send as its
     ``101`` head, then echoes text frames until a close frame, which it answers."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.heads: List[bytes] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
+    def serve(self, sock: socket.socket) -> None:
         sock.settimeout(SOCKET_TIMEOUT)
         with sock:
             try:
@@ -89,11 +77,6 @@ class WebSocketOrigin:
                     sock.sendall(frame(TEXT, payload, False))
             except (OSError, AssertionError):
                 pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone would not
-        self.listener.close()
-        self._thread.join(SOCKET_TIMEOUT)
 
 
 class WebSocketTest(ProxyTestCase):

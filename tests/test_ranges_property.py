@@ -8,7 +8,6 @@ its body pieces must describe exactly those slices of the file.
 
 from __future__ import annotations
 
-import os
 import re
 import unittest
 from typing import List, Optional, Set, Tuple
@@ -16,7 +15,6 @@ from typing import List, Optional, Set, Tuple
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nex.http.errors import HTTPError
-from nex.files.paths import Target
 from tests.support import TempFiles, body_bytes, close, fields, parse_multipart
 
 _SPEC = r"(?:[0-9]+-[0-9]*|-[0-9]+)"
@@ -98,8 +96,7 @@ class RangePropertyTest(TempFiles):
     """The bytes described by every response equal the file's matching slices."""
 
     def check(self, data: bytes, value: str, max_ranges: int, method: str = "GET") -> None:
-        path = self.write("blob.bin", data)
-        target = Target("file", path, "/blob.bin", os.stat(path))
+        target = self.target("blob.bin", data)
         expected = expected_outcome(value, len(data), max_ranges)
         try:
             response = self.serve(target, [("Range", value)], method, max_ranges=max_ranges)

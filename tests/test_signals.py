@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import unittest
@@ -19,30 +18,17 @@ from nex.process.config import load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
 from nex.site.passwords import hash_password
-from tests.support import REPO, SOCKET_TIMEOUT, NexServer, ResponseReader, read_all
-from tests.support import children, get, run_server, running, wait_until
+from tests.support import REPO, SOCKET_TIMEOUT, NexServer
+from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
+                           run_server, running, stalled_download, wait_until)
 
-LARGE = 64 * 1024 * 1024
-
-
-def rewrite(server: NexServer, old: str, new: str) -> None:
-    """Replace ``old`` by ``new`` in the server's settings file."""
-    with open(server.settings_path) as f:
-        text = f.read()
-    if old not in text:
-        raise AssertionError(f"{old!r} is not in the settings file:\n{text}")
-    with open(server.settings_path, "w") as f:
-        f.write(text.replace(old, new))
 
 
 class SingleProcessReloadTest(unittest.TestCase):
     """SIGHUP in a lone Nex (plain HTTP): the settings are read again, as with workers."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
+        self.root = alpha_root(self)
         self.server = NexServer(self.root, settings={
             "timeouts": {"request_head": 60, "keep_alive": 60, "shutdown_grace": 60},
             "caching": {"cache_control": "no-cache"}})
@@ -52,23 +38,11 @@ class SingleProcessReloadTest(unittest.TestCase):
     def test_sighup_no_longer_kills_a_plain_process_and_applies_new_settings(self) -> None:
         server = self.server
         with server.connect() as kept:
-            reader = ResponseReader(kept)
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
-            self.assertEqual(reader.read()[1]["cache-control"], "no-cache")
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")  # the head is not complete
-            rewrite(server, "cache_control = no-cache", "cache_control = max-age=60")
+            reader = hold_a_request(kept)
+            server.replace_in_settings("cache_control = no-cache", "cache_control = max-age=60")
             server.signal(signal.SIGHUP)
             server.wait_for_access_log(lambda text: "settings reloaded" in text)
-            for _ in range(5):
-                status, headers, body = get(server)
-                self.assertEqual((status, headers["cache-control"], body),
-                                 (200, "max-age=60", b"alpha"))
-            # The request in flight is answered with the settings it started under.
-            kept.sendall(b"\r\n")
-            status, headers, body = reader.read()
-            self.assertEqual((status, headers["cache-control"], headers["connection"], body),
-                             (200, "no-cache", "close", b"alpha"))
-            self.assertEqual(read_all(kept), b"")
+            check_reloaded(self, server, kept, reader, fresh=5)
         self.assertIsNone(server.process.poll())
         self.assertEqual(server.error_log(), "")
         server.signal(signal.SIGTERM)
@@ -93,7 +67,7 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, templates, True)
         with open(os.path.join(templates, "dir.html"), "wb") as out:
             out.write(b"\xff\xfe not UTF-8")
-        rewrite(server, os.path.join(REPO, "other_templates"), templates)
+        server.replace_in_settings(os.path.join(REPO, "other_templates"), templates)
         server.signal(signal.SIGHUP)
         wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         self.assertIn("dir.html", server.error_log())
@@ -103,7 +77,7 @@ class SingleProcessReloadTest(unittest.TestCase):
     def test_more_workers_wait_for_a_restart(self) -> None:
         # A lone process cannot become a supervisor; bind and port are flags here.
         server = self.server
-        rewrite(server, "[server]\n", "[server]\nworkers = 2\n")
+        server.replace_in_settings("[server]\n", "[server]\nworkers = 2\n")
         server.signal(signal.SIGHUP)
         wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal line")
         self.assertIn("workers changes only when Nex restarts", server.error_log())
@@ -145,10 +119,7 @@ class PidFileTest(unittest.TestCase):
     """--pid-file: the process to signal, written while Nex runs and removed at exit."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "a.txt"), "wb") as out:
-            out.write(b"alpha")
+        self.root = alpha_root(self)
         self.pid_file = os.path.join(self.root, "..", os.path.basename(self.root) + ".pid")
         self.addCleanup(lambda: os.path.exists(self.pid_file) and os.remove(self.pid_file))
 
@@ -165,7 +136,7 @@ class PidFileTest(unittest.TestCase):
                 server = self.start(workers)
                 with open(self.pid_file) as f:
                     self.assertEqual(f.read(), f"{server.pid}\n")  # the supervisor's, too
-                rewrite(server, "cache_control = no-cache", "cache_control = max-age=60")
+                server.replace_in_settings("cache_control = no-cache", "cache_control = max-age=60")
                 # kill -HUP $(cat nex.pid)
                 with open(self.pid_file) as f:
                     os.kill(int(f.read()), signal.SIGHUP)
@@ -224,24 +195,10 @@ class SecondCtrlCTest(unittest.TestCase):
     """A second Ctrl+C stops at once with status 130 and no traceback: with workers as
     alone."""
 
-    def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "large.bin"), "wb") as out:
-            out.truncate(LARGE)
-
     def stalled_download(self, workers: int) -> NexServer:
         """A server with a 600 s grace sending a large file to a client that reads no more."""
-        server = NexServer(self.root, settings={"server": {"workers": workers},
-                                                "timeouts": {"shutdown_grace": 600}})
-        self.addCleanup(server.stop)
-        server.start()
-        sock = server.connect()
-        self.addCleanup(sock.close)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
-        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
-        return server
+        return stalled_download(self, large_root(self), {"server": {"workers": workers},
+                                                         "timeouts": {"shutdown_grace": 600}})
 
     def ctrl_c(self, pids: List[int]) -> None:
         """SIGINT to each process, as a terminal sends it to its whole foreground group."""

@@ -127,8 +127,7 @@ class PlainFileTest(TempFiles):
         self.assertEqual(caught.exception.status, 403)
 
     def test_running_out_of_descriptors_is_503_not_a_permanent_403(self) -> None:
-        path = self.write("a.txt", b"alpha")
-        target = Target("file", path, "/a.txt", os.stat(path))
+        target = self.target("a.txt", b"alpha")
         with mock.patch("nex.files.static.os.open",
                         side_effect=OSError(errno.EMFILE, "Too many open files")):
             with self.assertRaises(HTTPError) as caught:
@@ -137,8 +136,7 @@ class PlainFileTest(TempFiles):
         self.assertIn(("Retry-After", "5"), caught.exception.headers)
 
     def test_unexpected_open_failure_is_not_disguised_as_403(self) -> None:
-        path = self.write("a.txt", b"alpha")
-        target = Target("file", path, "/a.txt", os.stat(path))
+        target = self.target("a.txt", b"alpha")
         with mock.patch("nex.files.static.os.open",
                         side_effect=OSError(errno.EIO, "Input/output error")):
             with self.assertRaises(OSError) as caught:

@@ -16,9 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
-from typing import Dict, List, Set
+from typing import Dict, Set
 from unittest import mock
 
 from nex import SERVER_SOFTWARE
@@ -26,9 +25,10 @@ from nex.process.config import Config
 from nex.process.log import SupervisorLog, error_line
 from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, describe_exit,
                                     restart_delay, worker_config)
-from tests.support import (COMBINED_LOG_LINE, REPO, NexServer, ResponseReader,
-                           duplex, read_all, write_settings)
-from tests.support import EchoOrigin, children, get, process_state, read_head, running, wait_until
+from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
+                           merge_settings, read_all, write_settings)
+from tests.support import (EchoOrigin, alpha_root, check_reloaded, children, get, hold_a_request,
+                           open_tunnel, process_state, running, wait_until)
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -168,17 +168,12 @@ def listeners_of(pid: int, port: int) -> Set[int]:
 @unittest.skipUnless(ON_LINUX, "finds workers and connections through /proc")
 class WorkersTest(unittest.TestCase):
     def setUp(self):
-        self.root = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, self.root)
-        with open(os.path.join(self.root, "a.txt"), "wb") as f:
-            f.write(b"alpha")
+        self.root = alpha_root(self)
 
     def start(self, workers: int = 4, settings: Dict[str, Dict[str, object]] = None,
               shared_listener: bool = False) -> NexServer:
-        merged: Dict[str, Dict[str, object]] = {"server": {"workers": workers}}
-        for section, values in (settings or {}).items():
-            merged.setdefault(section, {}).update(values)
-        server = NexServer(self.root, settings=merged)
+        server = NexServer(self.root, settings=merge_settings({"server": {"workers": workers}},
+                                                              settings))
         if shared_listener:
             server.args[1:2] = ["-c", _SHARED_LISTENER]
         self.addCleanup(server.stop)
@@ -246,39 +241,7 @@ class WorkersTest(unittest.TestCase):
                 f.write(data)
         server = self.start(workers=4, settings={"server": {
             "backlog": 512, "max_connections_per_client": 2048}})
-        failures: List[object] = []
-        barrier = threading.Barrier(200)
-
-        def client(number: int) -> None:
-            try:
-                with server.connect() as sock:
-                    barrier.wait(60)
-                    reader = ResponseReader(sock)
-                    for k in range(3):
-                        path = f"/f{(number + k) % 6}.bin"
-                        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
-                                     f"User-Agent: client-{number}\r\n\r\n".encode())
-                        status, _, body = reader.read()
-                        if status != 200 or body != files[path]:
-                            failures.append((number, path, status, len(body)))
-            except Exception as error:  # reported below with the client's number
-                failures.append((number, repr(error)))
-
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(200)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(180)
-        self.assertEqual(failures, [])
-        log = server.wait_for_access_log(lambda text: text.count("\n") >= 600)
-        lines = log.splitlines()
-        self.assertEqual(len(lines), 600)
-        for line in lines:
-            match = COMBINED_LOG_LINE.fullmatch(line)
-            self.assertIsNotNone(match, line)
-            self.assertEqual(int(match.group("size")),
-                             len(files[match.group("request").split(" ")[1]]))
-        self.assertNotIn("Traceback", server.error_log())
+        fetch_all_at_once(self, server, files)
 
     def test_a_killed_worker_is_restarted_and_nex_keeps_serving(self):
         server = self.start(workers=2)
@@ -346,14 +309,8 @@ class WorkersTest(unittest.TestCase):
             "caching": {"cache_control": "no-cache"}})
         old = self.workers(server, 2)
         with server.connect() as kept:
-            reader = ResponseReader(kept)
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
-            self.assertEqual(reader.read()[1]["cache-control"], "no-cache")
-            kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")  # the head is not complete
-            with open(server.settings_path) as f:
-                text = f.read()
-            with open(server.settings_path, "w") as f:
-                f.write(text.replace("cache_control = no-cache", "cache_control = max-age=60"))
+            reader = hold_a_request(kept)
+            server.replace_in_settings("cache_control = no-cache", "cache_control = max-age=60")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "settings reloaded: 2 workers" in server.error_log(),
                        what="the reload line")
@@ -363,15 +320,7 @@ class WorkersTest(unittest.TestCase):
             new = self.workers(server, 2, besides=old)
             self.assertEqual({inode for pid in new for inode in listeners_of(pid, server.port)},
                              listeners_of(server.pid, server.port))
-            for _ in range(10):
-                status, headers, body = get(server)
-                self.assertEqual((status, headers["cache-control"], body),
-                                 (200, "max-age=60", b"alpha"))
-            kept.sendall(b"\r\n")
-            status, headers, body = reader.read()
-            self.assertEqual((status, headers["cache-control"], headers["connection"], body),
-                             (200, "no-cache", "close", b"alpha"))
-            self.assertEqual(read_all(kept), b"")
+            check_reloaded(self, server, kept, reader, fresh=10)
         wait_until(lambda: not any(running(pid) for pid in old), what="the old workers to exit")
         self.assertNotIn("warning", server.error_log())
 
@@ -384,8 +333,7 @@ class WorkersTest(unittest.TestCase):
             "timeouts": {"shutdown_grace": 1}})
         old = self.workers(server, 2)
         with server.connect() as tunnel:
-            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(tunnel, echo.port)
             self.assertEqual(duplex(tunnel, b"before", 6), b"before")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
@@ -402,8 +350,7 @@ class WorkersTest(unittest.TestCase):
             "proxy": {"enabled": "yes", "denied_destinations": "", "connect_ports": echo.port},
             "timeouts": {"shutdown_grace": 1}})
         with server.connect() as tunnel:
-            tunnel.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % echo.port)
-            self.assertTrue(read_head(tunnel).startswith(b"HTTP/1.1 200 "))
+            open_tunnel(tunnel, echo.port)
             server.signal(signal.SIGHUP)
             wait_until(lambda: "1 tunnel(s) left to drain" in server.error_log(),
                        what="the old worker to leave its tunnel open")
@@ -415,10 +362,7 @@ class WorkersTest(unittest.TestCase):
         server = self.start(workers=2)
         first = self.workers(server, 2)
         for count, line in ((3, "workers = 2"), (1, "workers = 3")):
-            with open(server.settings_path) as f:
-                text = f.read()
-            with open(server.settings_path, "w") as f:
-                f.write(text.replace(line, f"workers = {count}"))
+            server.replace_in_settings(line, f"workers = {count}")
             server.signal(signal.SIGHUP)
             wait_until(lambda: f"settings reloaded: {count} workers" in server.error_log(),
                        what=f"the reload to {count} workers")

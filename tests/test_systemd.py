@@ -20,7 +20,8 @@ from unittest import mock
 
 from nex.process import systemd
 from tests.support import REPO, SOCKET_TIMEOUT, START_TIMEOUT, NexServer, exchange, \
-    requires_openssl
+    free_port, requires_openssl
+from tests.support import temp_root
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -139,10 +140,7 @@ class NoticeSequenceTests(unittest.TestCase):
     """The real server tells a fake systemd what it does, in order, from the main process."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-systemd-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "hello.txt"), "w") as out:
-            out.write("hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
         self.notices = FakeNotifySocket(self)
 
     def start(self, server: NexServer) -> NexServer:
@@ -186,22 +184,13 @@ class NoticeSequenceTests(unittest.TestCase):
         self.check_sequence(self.start(NexServer(self.root, {"server": {"workers": 2}})))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @unittest.skipIf(SOCKET_ACTIVATE is None,
                  "systemd-socket-activate (Debian's systemd package) is not installed")
 class SocketActivationTests(unittest.TestCase):
     """systemd-socket-activate listens and passes the socket; Nex serves on it."""
 
     def setUp(self) -> None:
-        self.root = tempfile.mkdtemp(prefix="nex-activate-")
-        self.addCleanup(shutil.rmtree, self.root, True)
-        with open(os.path.join(self.root, "hello.txt"), "w") as out:
-            out.write("hello\n")
+        self.root = temp_root(self, {"hello.txt": b"hello\n"})
 
     def activated(self, *options: str, settings=None) -> Tuple[NexServer, int]:
         """A server started by systemd-socket-activate, which runs Nex once the first

@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 from nex import SERVER_SOFTWARE
 from nex.http.errors import HTTPError
 from nex.files.templates import RENDERED_PAGES_LIMIT, Template, TemplateError, TemplateSet
 from tests.support import REPO, NexServer, ResponseReader, write_settings
+from tests.support.threads import run_in_threads
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ERROR_PAGES = os.path.join(PROJECT, "error_pages")
@@ -134,11 +134,7 @@ class LoadTest(unittest.TestCase):
                         f"missing n{n}".encode():
                     failures.append(n)
 
-        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(hammer)
         self.assertEqual(failures, [])
         self.assertLessEqual(len(templates._rendered), RENDERED_PAGES_LIMIT)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 from unittest import mock
 
-from nex.process.config import Config, ConfigError, load_config
+from nex.process.config import Config, load_config
 from nex.process.connection import Connection, State
 from nex.http.response import RECORD_SIZE, FileSlice, Response, write_response
 from nex.process.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, ServerTLS, TLSError,
@@ -35,7 +35,7 @@ from nex.process.tls import (ALPN_PROTOCOLS, MINIMUM_VERSION, ServerTLS, TLSErro
 from tests.support import (OPENSSL, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
                            capture_log, client_context, make_certificate, read_all,
                            requires_openssl, socketpair_dispatcher, wait_until)
-from tests.support.settings import run as run_cli
+from tests.support.settings import refusal, run as run_cli
 from tests.support import tls_pair
 
 MIB = 1024 * 1024
@@ -351,22 +351,17 @@ class TLSSettingsTest(unittest.TestCase):
                 ("key = site.key\n",
                  "[tls] key is set but certificate is not: HTTPS needs both"
                  " (in settings.conf, or --tls-cert and --tls-key)")]:
-            with self.subTest(text=text), self.assertRaises(ConfigError) as caught:
-                load_config(self.settings(text))
-            self.assertEqual(str(caught.exception), message)
+            with self.subTest(text=text):
+                self.assertEqual(refusal(self.settings(text)), message)
 
     def test_a_missing_file_is_named(self) -> None:
         path = self.settings("certificate = absent.crt\nkey = site.key\n")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(path)
         absent = os.path.join(self.folder, "absent.crt")
-        self.assertEqual(str(caught.exception), f"{path} [tls] certificate = absent.crt: "
-                                                f"file {absent} does not exist")
-        with self.assertRaises(ConfigError) as caught:
-            load_config(self.settings(""), {"tls_key": self.folder, "tls_certificate":
-                                            os.path.join(self.folder, "site.crt")})
-        self.assertEqual(str(caught.exception), f"--tls-key {self.folder}: "
-                                                f"{self.folder} is not a file")
+        self.assertEqual(refusal(path), f"{path} [tls] certificate = absent.crt: "
+                                        f"file {absent} does not exist")
+        refused = refusal(self.settings(""), {"tls_key": self.folder, "tls_certificate":
+                                              os.path.join(self.folder, "site.crt")})
+        self.assertEqual(refused, f"--tls-key {self.folder}: {self.folder} is not a file")
 
     def test_flags_replace_file_paths_that_are_not_looked_for(self) -> None:
         path = self.settings("certificate = /nowhere/old.crt\nkey = /nowhere/old.key\n")
@@ -789,19 +784,8 @@ class HandshakeInWorkerTest(unittest.TestCase):
             self.assertTrue(closed_by_server(halfway))
 
 
-@requires_openssl
-class StartUpTest(unittest.TestCase):
+class StartUpTest(CertificateFolder):
     """A certificate or key that cannot serve stops Nex before it listens: one line, exit 2."""
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.folder = tempfile.mkdtemp(prefix="nex-start-")
-        cls.cert_a, cls.key_a = make_certificate(cls.folder, "a")
-        cls.cert_b, cls.key_b = make_certificate(cls.folder, "b")
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        shutil.rmtree(cls.folder, ignore_errors=True)
 
     def start(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, os.path.join(REPO, "server.py"), "--port", "0",

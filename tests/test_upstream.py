@@ -16,8 +16,9 @@ from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, new_tally
-from tests.support import free_port
+from tests.support import ThreadedOrigin, free_port
 from tests.support.fakes import FakeClock
+from tests.support.threads import run_in_threads
 
 SOCKET_TIMEOUT = 30.0
 #: Short enough that the time-out tests finish quickly, far longer than loopback needs.
@@ -48,48 +49,30 @@ class Peer:
         self.sock.sendall(data)
 
 
-class OriginServer:
+class OriginServer(ThreadedOrigin):
     """Accepts connections on 127.0.0.1 and runs ``handler(peer)`` for each in a thread."""
 
     def __init__(self, handler: Callable[[Peer], None]) -> None:
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.accepted = 0
         self.requests: List[bytes] = []
-        self._threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
+        super().__init__()
 
     @property
     def addresses(self) -> List[Tuple[int, tuple]]:
         return [(socket.AF_INET, ("127.0.0.1", self.port))]
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            sock.settimeout(SOCKET_TIMEOUT)
-            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def register(self, sock: socket.socket) -> tuple:
+        self.accepted += 1
+        sock.settimeout(SOCKET_TIMEOUT)
+        return (sock,)
 
-    def _serve(self, sock: socket.socket) -> None:
+    def serve(self, sock: socket.socket) -> None:
         with sock:
             try:
                 self.handler(Peer(sock))
             except OSError:
                 pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone would not
-        self.listener.close()
-        self._accepting.join(SOCKET_TIMEOUT)
-        for thread in self._threads:
-            thread.join(SOCKET_TIMEOUT)
 
 
 def answer_once(response: bytes, then_close: bool = True) -> Callable[[Peer], None]:
@@ -135,6 +118,16 @@ class UpstreamTestCase(unittest.TestCase):
         origin.send(f"{method} / HTTP/1.1\r\nHost: origin.test\r\n\r\n".encode())
         head = origin.read_head(method)
         return origin, head, b"".join(origin.read_body(head))
+
+    def assert_head_fails(self, origin: Origin, status: int, failure: str,
+                          upgrade: bool = False) -> HTTPError:
+        """Send a GET to ``origin`` and check that reading the head of its answer fails with
+        ``status`` and ``failure``; the error."""
+        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        with self.assertRaises(HTTPError) as caught:
+            origin.read_head("GET", upgrade=upgrade)
+        self.assertEqual((caught.exception.status, caught.exception.failure), (status, failure))
+        return caught.exception
 
 
 def head_of(text: bytes, method: str = "GET", limits: HeadLimits = HeadLimits()):
@@ -320,11 +313,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
     def test_switching_protocols_is_502(self) -> None:
         origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
                                                   b"Upgrade: websocket\r\n\r\n")))
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (502, "bad_response"))
+        self.assert_head_fails(origin, 502, "bad_response")
 
     def test_switching_to_websocket_when_asked_hands_over_the_socket_and_early_bytes(
             self) -> None:
@@ -343,11 +332,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
     def test_switching_to_another_protocol_is_502_even_when_websocket_was_asked(self) -> None:
         origin = self.open(self.serve(answer_once(b"HTTP/1.1 101 Switching Protocols\r\n"
                                                   b"Upgrade: h2c\r\n\r\n")))
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET", upgrade=True)
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (502, "bad_response"))
+        self.assert_head_fails(origin, 502, "bad_response", upgrade=True)
 
     def test_malformed_head_is_502(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
@@ -355,32 +340,20 @@ class ResponseOverSocketTest(UpstreamTestCase):
                          b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70000):
             with self.subTest(response=response[:60]):
                 origin = self.open(self.serve(answer_once(response)))
-                origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                with self.assertRaises(HTTPError) as caught:
-                    origin.read_head("GET")
-                self.assertEqual((caught.exception.status, caught.exception.failure),
-                                 (502, "bad_response"))
+                self.assert_head_fails(origin, 502, "bad_response")
 
     def test_close_before_the_head_is_502(self) -> None:
         for response in (b"", b"HTTP/1.1 200 OK\r\nContent-"):
             with self.subTest(response=response):
                 origin = self.open(self.serve(answer_once(response)))
-                origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                with self.assertRaises(HTTPError) as caught:
-                    origin.read_head("GET")
-                self.assertEqual((caught.exception.status, caught.exception.failure),
-                                 (502, "reset"))
-                self.assertNotIsInstance(caught.exception, StaleConnection)
+                error = self.assert_head_fails(origin, 502, "reset")
+                self.assertNotIsInstance(error, StaleConnection)
 
     def test_silent_origin_is_504(self) -> None:
         done = threading.Event()
         origin = self.open(self.serve(lambda peer: done.wait(SOCKET_TIMEOUT)), timeout=SHORT)
         self.addCleanup(done.set)  # cleanups run last first: before the server's join
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (504, "timeout"))
+        self.assert_head_fails(origin, 504, "timeout")
 
     def test_trickled_head_is_bounded_as_a_whole(self) -> None:
         # One byte at a time, each well within the time-out, must not stretch it forever.
@@ -392,11 +365,7 @@ class ResponseOverSocketTest(UpstreamTestCase):
                 peer.send(b"X")
         origin = self.open(self.serve(trickle), timeout=SHORT)
         self.addCleanup(done.set)
-        origin.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with self.assertRaises(HTTPError) as caught:
-            origin.read_head("GET")
-        self.assertEqual((caught.exception.status, caught.exception.failure),
-                         (504, "timeout"))
+        self.assert_head_fails(origin, 504, "timeout")
 
     def test_body_cut_short(self) -> None:
         for response in (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
@@ -480,15 +449,9 @@ class ResponseOverSocketTest(UpstreamTestCase):
 
 
 class ConnectTest(UpstreamTestCase):
-    def free_port(self) -> int:
-        """A loopback port nothing listens on: connecting is refused."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-
     def test_refused_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
-            connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.free_port()))],
+            connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", free_port()))],
                     SOCKET_TIMEOUT, SOCKET_TIMEOUT)
         self.assertEqual((caught.exception.status, caught.exception.failure),
                          (502, "refused"))
@@ -502,7 +465,7 @@ class ConnectTest(UpstreamTestCase):
     def test_next_address_is_tried(self) -> None:
         server = self.serve(answer_once(ok(), False))
         origin = connect(("a", server.port),
-                         [(socket.AF_INET, ("127.0.0.1", self.free_port()))] + server.addresses,
+                         [(socket.AF_INET, ("127.0.0.1", free_port()))] + server.addresses,
                          SOCKET_TIMEOUT, SOCKET_TIMEOUT)
         self.addCleanup(origin.close)
         self.assertEqual(origin.sock.getpeername(), ("127.0.0.1", server.port))
@@ -528,7 +491,7 @@ class ConnectTest(UpstreamTestCase):
     def test_time_out_then_refused_is_502(self) -> None:
         with self.assertRaises(HTTPError) as caught:
             connect(("a", 1), [(socket.AF_INET, ("127.0.0.1", self.full_listener())),
-                               (socket.AF_INET, ("127.0.0.1", self.free_port()))], SHORT,
+                               (socket.AF_INET, ("127.0.0.1", free_port()))], SHORT,
                     SOCKET_TIMEOUT)
         self.assertEqual((caught.exception.status, caught.exception.failure),
                          (502, "refused"))
@@ -713,30 +676,22 @@ class PoolTest(UpstreamTestCase):
     def test_many_threads_share_the_pool(self) -> None:
         server = self.serve(keep_alive(lambda head: ok(head.split(b" ")[1])))
         pool = self.pool(per_host=4)
-        failures: List[BaseException] = []
         used: List[Origin] = []
 
         def work(index: int) -> None:
-            try:
-                for round_ in range(20):
-                    path = f"/{index}-{round_}"
-                    origin = pool.connect("a", server.port, server.addresses,
-                                          connect_timeout=SOCKET_TIMEOUT,
-                                          upstream_timeout=SOCKET_TIMEOUT)
-                    used.append(origin)
-                    origin.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-                    body = b"".join(origin.read_body(origin.read_head("GET")))
-                    if body != path.encode():
-                        raise AssertionError(f"{body!r} for {path}")
-                    pool.release(origin)
-            except BaseException as error:  # reported in the main thread
-                failures.append(error)
-        threads = [threading.Thread(target=work, args=(index,)) for index in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(SOCKET_TIMEOUT)
-        self.assertEqual(failures, [])
+            for round_ in range(20):
+                path = f"/{index}-{round_}"
+                origin = pool.connect("a", server.port, server.addresses,
+                                      connect_timeout=SOCKET_TIMEOUT,
+                                      upstream_timeout=SOCKET_TIMEOUT)
+                used.append(origin)
+                origin.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                body = b"".join(origin.read_body(origin.read_head("GET")))
+                if body != path.encode():
+                    raise AssertionError(f"{body!r} for {path}")
+                pool.release(origin)
+
+        run_in_threads(work, 6)
         self.assertLessEqual(len({origin for origin in used if open_(origin)}), 4)
         self.assertLessEqual(server.accepted, 6 + 20 * 6)
 

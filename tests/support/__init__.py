@@ -12,17 +12,19 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   COMBINED_LOG_LINE, OPENSSL, requires_openssl, wait_until,
                                   wait_for_line, make_certificate, client_context, write_settings,
                                   NexServer, exchange, read_all, ResponseReader, capture_log,
-                                  CapturedLog, socketpair_dispatcher, http_request, tls_pair,
-                                  run_server)
-from tests.support.live import (REQUEST, HELLO, Reply, read_until_closed, parse_replies,
+                                  CapturedLog, socketpair_dispatcher, connection_over_socketpair,
+                                  merge_settings, http_request, tls_pair, run_server)
+from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_download, Reply,
+                                read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
-                                children, running, process_state, get)
+                                children, running, process_state, fetch_all_at_once, temp_root,
+                                alpha_root, hold_a_request, check_reloaded, get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
-                                 read_head, receive_exactly)
-from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFiles, close, fields,
-                                     body_bytes, parse_multipart, make_request)
+                                 ThreadedOrigin, read_head, open_tunnel, receive_exactly)
+from tests.support.responses import (MTIME, MTIME_DATE, file_request, TempFolder, TempFiles, close,
+                                     fields, body_bytes, parse_multipart, make_request)
 from tests.support.forms import (FORM_BOUNDARY, BOUNDARY, FORM_TYPE, HTML, part, form, file_part,
                                  form_body)
 from tests.support.browser import (CHROMIUM, CHROMEDRIVER, PUBLIC_HTML, SAMPLES, WAIT,

@@ -14,7 +14,7 @@ import zipfile
 from typing import Dict, List, Optional, Tuple
 
 from nex.site.passwords import hash_password
-from tests.support.server import NexServer, http_request
+from tests.support.server import NexServer, http_request, merge_settings
 
 SECRET = b"the secret\n"
 FAST = {"n": 1024, "r": 1, "p": 1}
@@ -67,14 +67,12 @@ class ServerTestCase(unittest.TestCase):
         write(cls.outside, "x.txt", b"outside\n")
         os.symlink("../private", os.path.join(cls.root, "public", "link"))
         os.symlink(cls.outside, os.path.join(cls.root, "public", "out"))
-        settings: Dict[str, Dict[str, object]] = {
+        settings = merge_settings({
             "auth": {"users_file": make_users(cls.private_folder),
                      "protect": "/private/, /public/doc.txt.gz, /public/site/index.html",
                      "max_failures_per_minute": 0},
             "files": {"upload": "yes", "zip_download": "yes"},
-        }
-        for section, values in cls.settings.items():
-            settings.setdefault(section, {}).update(values)
+        }, cls.settings)
         cls.server = NexServer(cls.root, settings).start()
 
     @classmethod

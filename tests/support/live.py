@@ -9,14 +9,19 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import unittest
 import uuid
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
-from tests.support.server import SOCKET_TIMEOUT, NexServer, ResponseReader, wait_until
+from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
+                                  read_all, wait_until)
+from tests.support.threads import run_in_threads
 
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
+#: The size of ``large.bin``: far more than the sockets' buffers hold.
+LARGE = 64 * 1024 * 1024
 
 
 # --- Reading what the server sends -----------------------------------------------------------
@@ -254,6 +259,112 @@ def process_state(pid: int) -> Optional[Tuple[str, int]]:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
     return fields[0], int(fields[1])
+
+
+def fetch_all_at_once(test: unittest.TestCase, server: NexServer, files: Dict[str, bytes],
+                      clients: int = 200) -> None:
+    """``clients`` connections to ``server`` at once, each asking in turn for three of ``files``
+    (path to bytes) with its number in ``User-Agent``; fails ``test`` unless each answer is a
+    200 with the file's bytes, and the access log then holds one whole line per request, a 200
+    with the file's size, and the error log no traceback."""
+    paths = sorted(files)
+    failures: List[object] = []
+    start = threading.Barrier(clients)
+
+    def client(number: int) -> None:
+        with server.connect() as sock:
+            start.wait(60)
+            reader = ResponseReader(sock)
+            for k in range(3):
+                path = paths[(number + k) % len(paths)]
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n"
+                             f"User-Agent: client-{number}\r\n\r\n".encode())
+                status, _, body = reader.read()
+                if status != 200 or body != files[path]:
+                    failures.append((number, path, status, len(body)))
+
+    run_in_threads(client, clients)
+    test.assertEqual(failures, [])
+    expected = clients * 3
+    log = server.wait_for_access_log(lambda text: text.count("\n") >= expected)
+    lines = log.splitlines()
+    test.assertEqual(len(lines), expected)
+    for line in lines:
+        match = COMBINED_LOG_LINE.fullmatch(line)
+        test.assertIsNotNone(match, line)
+        test.assertEqual(match.group("status"), "200")
+        path = match.group("request").split(" ")[1]
+        test.assertEqual(int(match.group("size")), len(files[path]))
+    test.assertNotIn("Traceback", server.error_log())
+
+
+def temp_root(test: unittest.TestCase, files: Dict[str, bytes]) -> str:
+    """A temporary document root holding ``files`` (name to bytes), removed when ``test``
+    ends."""
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    for name, data in files.items():
+        with open(os.path.join(root, name), "wb") as out:
+            out.write(data)
+    return root
+
+
+def alpha_root(test: unittest.TestCase) -> str:
+    """A temporary document root holding ``a.txt`` (``alpha``, which :func:`get` asks for by
+    default), removed when ``test`` ends."""
+    return temp_root(test, {"a.txt": b"alpha"})
+
+
+def large_root(test: unittest.TestCase) -> str:
+    """A temporary document root holding ``large.bin`` (``LARGE`` zero bytes), removed when
+    ``test`` ends."""
+    root = temp_root(test, {})
+    with open(os.path.join(root, "large.bin"), "wb") as out:
+        out.truncate(LARGE)
+    return root
+
+
+def stalled_download(test: unittest.TestCase, root: str,
+                     settings: Dict[str, Dict[str, object]]) -> NexServer:
+    """A Nex started over ``root`` (see :func:`large_root`) with ``settings``, sending
+    ``large.bin`` to a client that reads its first piece and then nothing more."""
+    server = NexServer(root, settings=settings)
+    test.addCleanup(server.stop)
+    server.start()
+    sock = server.connect()
+    test.addCleanup(sock.close)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+    test.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
+    return server
+
+
+def hold_a_request(kept: socket.socket) -> ResponseReader:
+    """On ``kept``, a connection to a Nex serving ``a.txt`` with ``cache_control = no-cache``:
+    one answer read, then all of a second request's head but its last CRLF sent; the reader
+    of the connection."""
+    reader = ResponseReader(kept)
+    kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+    cache_control = reader.read()[1]["cache-control"]
+    if cache_control != "no-cache":
+        raise AssertionError(f"Cache-Control: {cache_control}, not no-cache")
+    kept.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n")
+    return reader
+
+
+def check_reloaded(test: unittest.TestCase, server: NexServer, kept: socket.socket,
+                   reader: ResponseReader, fresh: int) -> None:
+    """Once ``cache_control = max-age=60`` has replaced ``no-cache`` by a reload: ``fresh``
+    new connections get the new settings, and the request held on ``kept`` (see
+    :func:`hold_a_request`) is answered with the settings it started under, then closed."""
+    for _ in range(fresh):
+        status, headers, body = get(server)
+        test.assertEqual((status, headers["cache-control"], body), (200, "max-age=60", b"alpha"))
+    kept.sendall(b"\r\n")
+    status, headers, body = reader.read()
+    test.assertEqual((status, headers["cache-control"], headers["connection"], body),
+                     (200, "no-cache", "close", b"alpha"))
+    test.assertEqual(read_all(kept), b"")
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:

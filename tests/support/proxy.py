@@ -129,7 +129,53 @@ def _read_request(reader: _Reader, connection: int, index: int) -> Optional[Exch
     return Exchange(head + b"\r\n\r\n", method, target, fields, body, connection, index)
 
 
-class RawOrigin:
+class ThreadedOrigin:
+    """A TCP server on 127.0.0.1 that serves each connection it accepts on a thread of its own.
+
+    A subclass writes ``serve``; ``register(sock)``, run on the accepting thread, returns the
+    arguments ``serve`` takes (the socket alone unless overridden), and ``wake`` runs at
+    ``close`` once accepting has stopped, before the connections' threads are waited for.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
+        self.port = self.listener.getsockname()[1]
+        self._threads: List[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def register(self, sock: socket.socket) -> tuple:
+        """The arguments of ``serve`` for a connection just accepted."""
+        return (sock,)
+
+    def serve(self, sock: socket.socket, *details) -> None:
+        """Serve one connection, on its own thread."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Wake the connections' threads that would wait on the peer; by default none do."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self.serve, args=self.register(sock), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def close(self) -> None:
+        """Stop accepting, then wait for the connections' threads to end."""
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone would not
+        self.listener.close()
+        self._accepting.join(SOCKET_TIMEOUT)
+        self.wake()
+        for thread in self._threads:
+            thread.join(SOCKET_TIMEOUT)
+
+
+class RawOrigin(ThreadedOrigin):
     """An origin on 127.0.0.1 answering every request on a connection with ``answer``.
 
     With ``tls`` (a server ``SSLContext``) it speaks HTTPS.  ``received`` lists the complete
@@ -139,15 +185,11 @@ class RawOrigin:
     def __init__(self, answer: Answer, tls: Optional[ssl.SSLContext] = None) -> None:
         self.answer = answer
         self.tls = tls
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
-        self.port = self.listener.getsockname()[1]
         self.received: List[Exchange] = []
         self.raw: List[bytearray] = []
         self._lock = threading.Lock()
         self._live: List[socket.socket] = []
-        self._threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
+        super().__init__()
 
     @property
     def connections(self) -> int:
@@ -157,23 +199,14 @@ class RawOrigin:
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                raw = bytearray()
-                self.raw.append(raw)
-                self._live.append(sock)
-                number = len(self.raw)
-            thread = threading.Thread(target=self._serve, args=(sock, raw, number),
-                                      daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def register(self, sock: socket.socket) -> tuple:
+        with self._lock:
+            raw = bytearray()
+            self.raw.append(raw)
+            self._live.append(sock)
+            return sock, raw, len(self.raw)
 
-    def _serve(self, sock: socket.socket, raw: bytearray, number: int) -> None:
+    def serve(self, sock: socket.socket, raw: bytearray, number: int) -> None:
         sock.settimeout(SOCKET_TIMEOUT)
         try:
             if self.tls is not None:
@@ -198,19 +231,15 @@ class RawOrigin:
         finally:
             sock.close()
 
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone would not
-        self.listener.close()
-        self._accepting.join(SOCKET_TIMEOUT)
+    def wake(self) -> None:
+        """Shut the connections Nex may keep in its pool, which threads wait on."""
         with self._lock:
             live = list(self._live)
-        for sock in live:  # wakes threads waiting on connections Nex keeps in its pool
+        for sock in live:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for thread in self._threads:
-            thread.join(SOCKET_TIMEOUT)
 
 
 def duplex(sock: socket.socket, outgoing: bytes, incoming: int) -> bytes:
@@ -341,29 +370,11 @@ class ProxyTestCase(unittest.TestCase):
         return log
 
 
-class EchoOrigin:
+class EchoOrigin(ThreadedOrigin):
     """A TCP server on 127.0.0.1 that sends back every byte it receives, then half-closes
     when the client does."""
 
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._threads: List[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._echo, args=(sock,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    @staticmethod
-    def _echo(sock: socket.socket) -> None:
+    def serve(self, sock: socket.socket) -> None:
         sock.settimeout(SOCKET_TIMEOUT)
         with sock:
             try:
@@ -376,13 +387,6 @@ class EchoOrigin:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self._accepting.join(SOCKET_TIMEOUT)
-        for thread in self._threads:
-            thread.join(SOCKET_TIMEOUT)
-
 
 def read_head(sock: socket.socket) -> bytes:
     """A response head read byte by byte, so nothing after it is taken from the socket."""
@@ -392,6 +396,17 @@ def read_head(sock: socket.socket) -> bytes:
         if not byte:
             raise AssertionError(f"closed inside a response head: {head!r}")
         head += byte
+    return head
+
+
+def open_tunnel(sock: socket.socket, port: int, early: bytes = b"") -> bytes:
+    """Ask Nex on ``sock`` for a tunnel to ``127.0.0.1:port``, with ``early`` in the same send
+    as the CONNECT head; the head of the answer, which must be a 200."""
+    sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n%s"
+                 % (port, port, early))
+    head = read_head(sock)
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise AssertionError(f"the tunnel was refused: {head!r}")
     return head
 
 

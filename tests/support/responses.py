@@ -25,17 +25,27 @@ def file_request(headers: Iterable[Tuple[str, str]] = (), method: str = "GET") -
                    True)
 
 
-class TempFiles(unittest.TestCase):
-    """A temporary folder per test, with a helper that writes a file and returns its Target."""
+class TempFolder(unittest.TestCase):
+    """A temporary folder per test, with a helper that writes a file there."""
 
     def setUp(self) -> None:
         self.folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.folder, True)
 
-    def write(self, name: str, data: bytes, mtime: float = MTIME) -> str:
+    def write(self, name: str, data: bytes) -> str:
+        """Write ``data`` to the file ``name`` in the folder and return its path."""
         path = os.path.join(self.folder, name)
         with open(path, "wb") as out:
             out.write(data)
+        return path
+
+
+class TempFiles(TempFolder):
+    """A :class:`TempFolder` whose files have a fixed modification time, with a helper that
+    writes a file and returns its Target."""
+
+    def write(self, name: str, data: bytes, mtime: float = MTIME) -> str:
+        path = super().write(name, data)
         os.utime(path, (mtime, mtime))
         return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,9 +15,10 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 if TYPE_CHECKING:
+    from nex.process.connection import Connection
     from nex.process.tls import ServerTLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,6 +105,16 @@ def write_settings(path: str, settings: Mapping[str, Mapping[str, object]]) -> N
             out.write("\n")
 
 
+def merge_settings(*layers: Optional[Mapping[str, Mapping[str, object]]]
+                   ) -> Dict[str, Dict[str, object]]:
+    """The settings by section that ``layers`` give, each laid key by key over those before."""
+    merged: Dict[str, Dict[str, object]] = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
 class NexServer:
     """Start ``server.py`` on port 0 with a settings file built for the test, and stop it.
 
@@ -117,14 +129,12 @@ class NexServer:
         self.workdir = tempfile.mkdtemp(prefix="nex-test-")
         self.access_log_path = os.path.join(self.workdir, "access.log")
         self.error_log_path = os.path.join(self.workdir, "error.log")
-        merged: Dict[str, Dict[str, object]] = {
+        merged = merge_settings({
             "server": {"error_pages": os.path.join(REPO, "error_pages"),
                        "templates": os.path.join(REPO, "other_templates")},
             "logging": {"access_log": self.access_log_path, "error_log": self.error_log_path,
                         "log_colour": "never"},
-        }
-        for section, values in (settings or {}).items():
-            merged.setdefault(section, {}).update(values)
+        }, settings)
         self.settings_path = os.path.join(self.workdir, "settings.conf")
         write_settings(self.settings_path, merged)
         self.args = [sys.executable, os.path.join(REPO, "server.py"), "--config",
@@ -184,6 +194,15 @@ class NexServer:
 
     def stderr(self) -> str:
         return _read_text(self.stderr_path)
+
+    def replace_in_settings(self, old: str, new: str) -> None:
+        """Replace ``old`` by ``new`` in the settings file (for a reload to read)."""
+        with open(self.settings_path) as f:
+            text = f.read()
+        if old not in text:
+            raise AssertionError(f"{old!r} is not in the settings file:\n{text}")
+        with open(self.settings_path, "w") as f:
+            f.write(text.replace(old, new))
 
     def access_log(self) -> str:
         return _read_text(self.access_log_path)
@@ -328,6 +347,26 @@ def socketpair_dispatcher(root: str):
                     templates=os.path.join(REPO, "other_templates"))
     return Dispatcher(config, TemplateSet.load(config.error_pages, config.templates),
                       HostValidator(("*",)), "Nex test")
+
+
+@contextlib.contextmanager
+def connection_over_socketpair(site, logger) -> Iterator[Tuple["Connection", socket.socket]]:
+    """A Connection serving ``site`` on a thread of its own over a socket pair: yields it and
+    the client's end; then closes that end and waits for the loop to end, failing if it
+    does not."""
+    from nex.process.connection import Connection
+    server_end, client_end = socket.socketpair()
+    client_end.settimeout(SOCKET_TIMEOUT)
+    connection = Connection(server_end, "127.0.0.1", site, logger, threading.Event())
+    worker = threading.Thread(target=connection.serve)
+    worker.start()
+    try:
+        with client_end:
+            yield connection, client_end
+    finally:
+        worker.join(SOCKET_TIMEOUT)
+    if worker.is_alive():
+        raise AssertionError("the connection loop did not end")
 
 
 def http_request(server: "NexServer", method: str, target: str, body: Optional[bytes] = None,

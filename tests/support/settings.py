@@ -12,12 +12,12 @@ import tempfile
 import types
 import unittest
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from unittest import mock
 
 import nex
 from nex.process.cli import main
-from nex.process.config import Config
+from nex.process.config import Config, ConfigError, load_config
 from tests.support.server import REPO
 
 #: The settings file Nex ships.
@@ -34,6 +34,17 @@ def make_site(test: unittest.TestCase) -> Path:
     (folder / "other_templates").mkdir()
     (folder / "other_templates" / "dir.html").write_text("{{-ENTRIES-}}\n")
     return folder
+
+
+def refusal(path: Optional[Union[str, os.PathLike]],
+            overrides: Optional[Mapping[str, object]] = None) -> str:
+    """The message of the ConfigError with which ``load_config`` refuses ``path`` and
+    ``overrides``; fails if it accepts them."""
+    try:
+        load_config(path, overrides)
+    except ConfigError as error:
+        return str(error)
+    raise AssertionError(f"{path} and {overrides} were accepted")
 
 
 def settings_text(values: Mapping[Tuple[str, str], str] = {}) -> str:

@@ -21,8 +21,8 @@ from nex.http.response import Response
 from nex.process.config import load_config
 from nex.site.hosts import HostValidator
 from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile
-from nex.site.passwords import hash_password
 from nex.site.routing import Dispatcher
+from tests.support.access import make_users
 from tests.support.live import stop_and_check_error_log
 from tests.support.server import REPO, NexServer, read_all
 
@@ -93,10 +93,7 @@ class UploadTestCase(unittest.TestCase):
     def protect(self, *prefixes: str) -> None:
         """From now on, the sites made ask for a login under ``prefixes``; the one user is
         alice, password wonderland (:data:`ALICE`)."""
-        users = os.path.join(self.base, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
-        self.auth = SiteAuth(UsersFile.load(users), ProtectedPaths(list(prefixes)), "Nex",
+        self.auth = SiteAuth(UsersFile.load(make_users(self.base)), ProtectedPaths(list(prefixes)), "Nex",
                              FailureLimiter(100))
 
     def write(self, name: str, data: bytes) -> str:
