@@ -93,6 +93,13 @@ class AccessPolicyTest(unittest.TestCase):
         self.assertFalse(policy.may("alice", "write", "/a", "/srv/root/a"))
         self.assertTrue(policy.may(None, "read", "/private/a", "/srv/root/private/a"))
 
+    def test_everything_is_open_to_a_user_or_with_nothing_protected(self) -> None:
+        # The resolver skips real paths only when this holds, so it must never hold for an
+        # anonymous client of a site with a protected path.
+        self.assertFalse(self.policy.opens_everything_to(None))
+        self.assertTrue(self.policy.opens_everything_to("alice"))
+        self.assertTrue(AccessPolicy(None, "/srv/root", upload=False).opens_everything_to(None))
+
     def test_unknown_action_is_an_error(self) -> None:
         with self.assertRaises(ValueError):
             self.policy.may(None, "delete", "/a", "/srv/root/a")

@@ -61,9 +61,15 @@ class AccessPolicy:
             raise ValueError(f"unknown action {action!r}")
         if action == "write" and not self._upload:
             return False
-        if user is not None or self._protected is None:
+        if self.opens_everything_to(user):
             return True
         return not self.protects(url_path, real_path)
+
+    def opens_everything_to(self, user: Optional[str]) -> bool:
+        """Whether ``user`` (None: anonymous) may read, list and zip every path (and write
+        every one, uploads being on): a logged-in user, or anyone when nothing is protected.
+        Then a handler need not find a path's real path to ask."""
+        return user is not None or self._protected is None
 
     def protects(self, url_path: str, real_path: str) -> bool:
         """Whether the entry at ``url_path`` and ``real_path`` needs a login."""

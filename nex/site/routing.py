@@ -238,6 +238,9 @@ class Dispatcher:
         method = request.method
         config = self.config
         may = self._anonymous if user is None else self.access.checker(user)
+        # The resolver asks only to read and list: with nothing refused, it skips looking
+        # up the real paths it would ask about (a missing path's costs a realpath).
+        resolving = None if self.access.opens_everything_to(user) else may
         dav = self.dav
         if config.upload and is_resumable(request):
             if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
@@ -259,14 +262,15 @@ class Dispatcher:
         if method == "OPTIONS":
             if path is not None and not protected:
                 # A missing path is still 404.
-                resolve_segments(path[0], path[1], request.query, config, may, self.misses)
+                resolve_segments(path[0], path[1], request.query, config, resolving,
+                                 self.misses)
             dav_fields = dav.options_headers() if dav is not None else []
             return Response(204, [("Allow", self._allow(path)), *dav_fields])
         page = self.upload_page
         if page is not None and page.claims(request):
             return page.serve(request)
         try:
-            target = resolve_segments(path[0], path[1], request.query, config, may,
+            target = resolve_segments(path[0], path[1], request.query, config, resolving,
                                       self.misses)
         except HTTPError as error:
             if error.status == 404 and request.path == "/robots.txt":
