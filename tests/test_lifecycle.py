@@ -11,7 +11,7 @@ import socket
 import tempfile
 import threading
 import unittest
-from typing import List
+from typing import List, Tuple
 from unittest import mock
 
 from nex.process.config import Config, load_config
@@ -221,9 +221,9 @@ class WorkerThreadTest(unittest.TestCase):
 
 
 class ListenQueueTest(unittest.TestCase):
-    """Clients that queue while a worker thread starts are taken off the listen queue
-    before the next worker starts, so a queue that fills faster than threads start never
-    overflows."""
+    """Clients that queue are taken off the listen queue and handed to the pool in one
+    burst before any worker starts, so a queue that fills faster than threads start never
+    overflows, and the pool grows towards the whole burst at once."""
 
     def setUp(self):
         root = tempfile.mkdtemp()
@@ -235,21 +235,22 @@ class ListenQueueTest(unittest.TestCase):
         self.logger = Logger(logs, logs, owned=(logs,))
         self.addCleanup(self.logger.close)
 
-    def serve_queued_clients(self, server: Server, count: int) -> List[bool]:
-        """Connect ``count`` clients before ``server`` accepts, serve them all, and return
-        whether clients still waited in the listen queue at each worker's start."""
+    def serve_queued_clients(self, server: Server, count: int) -> List[Tuple[int, bool]]:
+        """Connect ``count`` clients before ``server`` accepts, serve them all, and return,
+        for each burst handed to the pool, how many clients it held and whether clients
+        still waited in the listen queue then."""
         clients = [socket.create_connection(("127.0.0.1", server.port), timeout=30)
                    for _ in range(count)]
         for client in clients:
             self.addCleanup(client.close)
-        still_queued = []
-        start_worker = server._start_worker
+        bursts = []
+        run_all = server._pool.run_all
 
-        def counting_start(sock, address, accepted):
-            still_queued.append(queued(server.listener))
-            start_worker(sock, address, accepted)
+        def counting_run_all(works):
+            bursts.append((len(works), queued(server.listener)))
+            return run_all(works)
 
-        server._start_worker = counting_start
+        server._pool.run_all = counting_run_all
         listener = threading.Thread(target=server.serve_forever)
         listener.start()
         try:
@@ -259,15 +260,16 @@ class ListenQueueTest(unittest.TestCase):
         finally:
             server.stop()
             listener.join(30)
-        self.assertEqual(len(still_queued), count)
-        return still_queued
+        self.assertEqual(sum(size for size, _ in bursts), count)
+        return bursts
 
-    def test_clients_queued_meanwhile_are_accepted_before_the_next_worker_starts(self):
+    def test_queued_clients_go_to_the_pool_in_one_burst_before_any_worker_starts(self):
+        # Handing them over one by one waited for a thread to start for each: under load,
+        # new clients then got threads at the rate the interpreter lock let threads start.
         server = Server(self.config,
                         lambda port: assemble(self.config, port, on_error=self.logger.warning),
                         self.logger)
-        still_queued = self.serve_queued_clients(server, 20)
-        self.assertEqual(still_queued, [True] + [False] * 19)
+        self.assertEqual(self.serve_queued_clients(server, 20), [(20, False)])
 
     def test_a_listener_shared_with_other_processes_is_not_drained(self):
         # Another process could take the client a poll reported, and the accept would wait.
@@ -275,8 +277,7 @@ class ListenQueueTest(unittest.TestCase):
         server = Server(self.config, lambda port: assemble(self.config, port,
                                                            on_error=self.logger.warning),
                         self.logger, listener=listener, shared=True)
-        still_queued = self.serve_queued_clients(server, 5)
-        self.assertEqual(still_queued, [True] * 4 + [False])
+        self.assertEqual(self.serve_queued_clients(server, 5), [(1, True)] * 4 + [(1, False)])
 
 
 def queued(listener: socket.socket) -> bool:

@@ -169,6 +169,27 @@ class PoolGrowthTest(unittest.TestCase):
         self.assertEqual(pool._starting, 0)
 
 
+    def test_a_burst_is_queued_whole_before_its_one_thread_starts(self) -> None:
+        pool = self.pool()
+        self.assertEqual(pool.run_all([(f"w{number}", self.hold, f"w{number}")
+                                       for number in range(5)]), [])
+        self.assertEqual(pool.asked, [threading.current_thread()])  # one start asked for
+        pool.launch()
+        wait_until(lambda: self.held == ["w0"], what="the first work to run")
+        # The first thread saw the other four waiting and started two more at once.
+        self.assertEqual(pool.asked[1:], [self.threads[0]] * 2)
+
+    def test_a_burst_whose_thread_cannot_start_is_handed_back_whole(self) -> None:
+        class Failing(ThreadPool):
+            def _start_thread(self) -> None:
+                raise RuntimeError("can't start new thread")
+
+        pool = Failing()
+        works = [(f"w{number}", self.hold, f"w{number}") for number in range(3)]
+        self.assertEqual(pool.run_all(works), works)
+        self.assertEqual((list(pool._waiting), pool._starting), ([], 0))
+
+
 class BurstOverSocketsTest(unittest.TestCase):
     def test_every_connection_of_a_burst_is_answered(self) -> None:
         server = NexServer(alpha_root(self))

@@ -19,7 +19,6 @@ protocol header, the client it carries is the one counted against the per-client
 
 from __future__ import annotations
 
-import collections
 import ipaddress
 import os
 import select
@@ -202,29 +201,44 @@ class Server:
                 self._shut_down()
 
     def _hand_out(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
-        """Start a worker for ``sock``, accepted at ``accepted`` (``time.monotonic()``), and
-        for each client that queued meanwhile.
+        """Give ``sock``, accepted at ``accepted`` (``time.monotonic()``), and each client
+        that queued meanwhile to the pool of worker threads.
 
-        Handing a client to the pool does not wait for a thread to start, except the one
-        that starts when none is parked or on its way, which can take a while when hundreds
-        of busy threads want the interpreter.  Between hand-outs, clients the kernel has
-        already queued are taken off its listen queue without waiting, so that the queue
-        (``backlog``) never overflows and drops a connection; they are accepted one after
-        another until none is left, without a poll between them, since under load each call
-        that releases the interpreter costs this loop a turn among the busy threads.  Every
-        client taken gets its worker, also once the server is stopping.  Each connection's
-        head time-out counts from its accept, however long its worker takes to start.
+        Clients the kernel has already queued are first taken off its listen queue without
+        waiting, so that the queue (``backlog``) never overflows and drops a connection;
+        they are accepted one after another until none is left, without a poll between
+        them, since under load each call that releases the interpreter costs this loop a
+        turn among the busy threads.  The whole burst then goes to the pool at once: parked
+        threads take what they can, and the rest waits for threads that start by doubling
+        (:meth:`ThreadPool.run_all`), so this loop waits for at most one thread to start per
+        burst, however many clients came.  Every client taken gets its worker, also once the
+        server is stopping.  Each connection's head time-out counts from its accept, however
+        long its worker takes to start.
         """
-        waiting = collections.deque([(sock, address, accepted)])
-        while waiting:
-            self._start_worker(*waiting.popleft())
+        burst = [(sock, address, accepted)]
+        while burst:
             # Another process accepting on the same listener would take its share of the
             # queue, and a blocking accept could wait: only a listener of its own is drained.
             while self._own_listener and not self.stopping.is_set():
                 try:
-                    waiting.append((*self.listener.accept(), time.monotonic()))
+                    burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # none left, a reset before accept, or out of descriptors
                     break
+            works = [work for work in (self._admit(*client) for client in burst)
+                     if work is not None]
+            unstarted = self._pool.run_all(works)
+            if unstarted:
+                self._logger.warning(f"could not start a worker thread; refusing "
+                                     f"{len(unstarted)} client(s)")
+                for connection, _, _ in unstarted:
+                    self._release(connection)
+                    self._turn_away(connection, 503)
+            burst = []
+            if self._own_listener and not self.stopping.is_set():
+                try:  # clients that came while a thread started
+                    burst.append((*self.listener.accept(), time.monotonic()))
+                except OSError:
+                    pass
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
         """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL leaving the
@@ -269,7 +283,10 @@ class Server:
         except OSError:
             pass
 
-    def _start_worker(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
+    def _admit(self, sock: socket.socket, address: Tuple, accepted: float
+               ) -> Optional[Tuple[Connection, Callable[[Connection], None], str]]:
+        """The pool's work for the client on ``sock``: its connection, the call that serves
+        it and the thread's name; None when it was turned away (a cap) or already gone."""
         client = plain_address(address[0])
         with self._lock:
             if len(self._live) >= self.config.max_connections:
@@ -296,21 +313,15 @@ class Server:
                 with self._lock:
                     self._forget_client(client)
             sock.close()
-            return
+            return None
         if refusal:
             self._turn_away(connection, refusal)
-            return
+            return None
         with self._lock:
             self._live.add(connection)
         if self.metrics is not None:
             self.metrics.connection_opened()
-        try:
-            self._pool.run(connection, self._run,
-                           f"Client-{number} {_format_address(address)}")
-        except RuntimeError:
-            self._logger.warning("could not start a worker thread; refusing the client")
-            self._release(connection)
-            self._turn_away(connection, 503)
+        return connection, self._run, f"Client-{number} {_format_address(address)}"
 
     def _turn_away(self, connection: Connection, status: int) -> None:
         """Refuse ``connection`` with ``status`` (503 or 429), counted for the metrics."""

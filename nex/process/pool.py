@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 #: How long a thread stays parked before it ends.
 IDLE_SECONDS = 5.0
@@ -69,27 +69,46 @@ class ThreadPool:
     def run(self, item: Any, call: Callable[[Any], None], name: str) -> None:
         """Run ``call(item)`` in a thread named ``name``; RuntimeError when no thread is
         parked or on its way and none can start."""
-        work = (item, call, name)
+        unstarted = self.run_all([(item, call, name)])
+        if unstarted:
+            raise RuntimeError("can't start a thread for the work")
+
+    def run_all(self, works: Sequence[_Work]) -> List[_Work]:
+        """Run each ``(item, call, name)`` of ``works`` as :meth:`run` does; the works that
+        no thread will take, since none was parked or on its way and none could start.
+
+        Parked threads take what they can at once; the rest is queued *before* a thread
+        starts, so the one new thread sees the whole burst and the pool doubles towards it
+        rather than growing by the one thread this call waits for.
+        """
         with self._lock:
-            parked = self._parked.pop() if self._parked else None
-            if parked is None:
-                self._waiting.append(work)
-                if self._starting:
-                    return  # a thread on its way takes it, or starts one that does
+            handed = []
+            for work in works:
+                parked = self._parked.pop() if self._parked else None
+                if parked is None:
+                    self._waiting.append(work)
+                else:
+                    handed.append((parked, work))
+            must_start = bool(self._waiting) and not self._starting
+            if must_start:
                 self._starting = 1
-        if parked is not None:
+        for parked, work in handed:
             parked.work = work
             parked.wake.release()
-            return
+        if not must_start:
+            return []
         try:
             self._start_thread()
         except RuntimeError:
             with self._lock:
                 self._starting -= 1
-                if work not in self._waiting:
-                    return  # a thread that finished its work took it
-                self._waiting.remove(work)
-            raise
+                # Work a thread that finished its own has taken meanwhile is on its way.
+                ours = {id(work) for work in works}
+                unstarted = [work for work in self._waiting if id(work) in ours]
+                self._waiting = collections.deque(
+                    work for work in self._waiting if id(work) not in ours)
+            return unstarted
+        return []
 
     def close(self) -> None:
         """End the parked threads; a thread that finishes its work then ends instead of
