@@ -43,8 +43,10 @@ _PORT = re.compile(r"[0-9]{1,5}")
 # RFC 9110 §7.6.2: Max-Forwards = 1*DIGIT; 18 digits is more hops than any chain has.
 _MAX_FORWARDS = re.compile(r"[0-9]{1,18}")
 _MAX_FORWARDS_METHODS = frozenset({"OPTIONS", "TRACE"})
-#: Fields the request head builder writes itself rather than copying.
-_REPLACED_IN_REQUEST = frozenset({"host", "content-length", "max-forwards"})
+#: Fields the request head builder writes itself rather than copying; Max-Forwards too
+#: for the methods it applies to.
+_REPLACED_IN_REQUEST = frozenset({"host", "content-length"})
+_REPLACED_WITH_MAX_FORWARDS = _REPLACED_IN_REQUEST | {"max-forwards"}
 
 
 def connection_options(fields: Fields) -> FrozenSet[str]:
@@ -59,21 +61,23 @@ def connection_options(fields: Fields) -> FrozenSet[str]:
     return frozenset(options)
 
 
-def end_to_end_fields(fields: Fields) -> List[Tuple[str, str]]:
-    """``fields`` without the hop-by-hop ones, in their order and spelling (RFC 9110 §7.6.1).
+def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
+                      ) -> List[Tuple[str, str]]:
+    """``fields`` without the hop-by-hop ones, in their order and spelling (RFC 9110 §7.6.1),
+    nor those named in ``also`` (lower case: fields the caller writes itself).
 
     Removed: every name in :data:`HOP_BY_HOP` and every field a ``Connection`` field names.
     The names are gathered before anything is removed, so a ``Connection`` that names
     ``Connection`` (or itself twice) is just one more name in a set.
     """
     fields = list(fields)
-    dropped = HOP_BY_HOP | connection_options(fields)
+    dropped = HOP_BY_HOP.union(also, connection_options(fields))
     return [(name, value) for name, value in fields if name.lower() not in dropped]
 
 
-#: What no response passes on as the origin sent it: the hop-by-hop fields, and the
+#: What no response passes on as the origin sent it, beyond the hop-by-hop fields: the
 #: Content-Length that the writer sets from the body it relays.
-_NOT_RELAYED = HOP_BY_HOP | {"content-length"}
+_NOT_RELAYED = frozenset({"content-length"})
 
 
 #: ``[proxy] forwarded_for`` modes: pass the client's fields as they are, add the client's
@@ -274,11 +278,9 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     lines = [f"{method} {path_and_query} HTTP/1.1", f"Host: {_field_value(host_header)}"]
     if parent_authorization is not None:
         lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
-    replaced = _REPLACED_IN_REQUEST if forwards is not None else _REPLACED_IN_REQUEST - {
-        "max-forwards"}
-    for name, value in end_to_end_fields(fields):
-        lower = name.lower()
-        if lower in replaced or (lower == "expect" and value.lower() == "100-continue"):
+    replaced = _REPLACED_IN_REQUEST if forwards is None else _REPLACED_WITH_MAX_FORWARDS
+    for name, value in end_to_end_fields(fields, replaced):
+        if name.lower() == "expect" and value.lower() == "100-continue":
             continue
         lines.append(f"{name}: {value}")
     if forwards is not None:
@@ -307,9 +309,7 @@ def client_response_fields(origin_fields: Fields, via: Optional[str]) -> List[Tu
     representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
     Date, Server and the rest pass unchanged; a writer must not add its own.
     """
-    fields = list(origin_fields)
-    dropped = _NOT_RELAYED | connection_options(fields)
-    fields = [(name, value) for name, value in fields if name.lower() not in dropped]
+    fields = end_to_end_fields(origin_fields, _NOT_RELAYED)
     if via:
         fields.append(("Via", _field_value(via)))
     return fields
