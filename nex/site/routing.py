@@ -50,7 +50,7 @@ from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
 from nex.files.uploadpage import UploadPage
-from nex.files.webdav import WebDav
+from nex.files.webdav import WRITE_METHODS as DAV_WRITE_METHODS, WebDav
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -60,9 +60,9 @@ if TYPE_CHECKING:
 SERVED_METHODS = ("GET", "HEAD", "OPTIONS")
 _ALLOW = ", ".join(SERVED_METHODS)
 #: Methods that change what is stored: each must come from Nex's own pages, for a Host that
-#: DNS rebinding cannot forge (:class:`nex.site.sameorigin.WriteGuard`), whatever answers it.
-WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE", "MKCOL", "COPY", "MOVE",
-                           "PROPPATCH", "LOCK", "UNLOCK"})
+#: DNS rebinding cannot forge (:class:`nex.site.sameorigin.WriteGuard`), whatever answers it:
+#: the uploads' and every WebDAV method that writes.
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", *DAV_WRITE_METHODS})
 #: Methods RFC 9110 defines that Nex knows but does not serve: 405, not 501.
 _KNOWN_METHODS = frozenset({"POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"})
 #: The robots.txt served where the document root has none: crawlers may fetch every page
