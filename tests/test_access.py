@@ -143,6 +143,15 @@ class WriteGuardTest(unittest.TestCase):
         self.assertIsNone(self.check({"Origin": "http://localhost:8080"}))
         self.assertEqual(self.check({"Origin": "null"}), 403)
 
+    def test_null_origin_cannot_write_through_a_host_that_makes_no_origin(self) -> None:
+        # "127.0.0.1:" and port 0 are IP literals, but no origin: one that failed to parse
+        # must not equal a null Origin or a Referer that is no URL.
+        for host in ("127.0.0.1:", "127.0.0.1:0"):
+            with self.subTest(host=host):
+                self.assertEqual(self.check({"Origin": "null"}, host), 403)
+                self.assertEqual(self.check({"Referer": "about:blank"}, host), 403)
+                self.assertIsNone(self.check({}, host))
+
     def test_cross_site_referer_without_origin_is_refused(self) -> None:
         self.assertEqual(self.check({"Referer": "http://evil.example/form.html"}), 403)
         self.assertEqual(self.check({"Referer": "https://localhost:8080/"}), 403)

@@ -63,11 +63,11 @@ class WriteGuard:
         own = self._own_origin(request.host)
         origin = headers.get("Origin")
         if origin is not None:
-            if _origin_of(origin) != own:
+            if not _is_own(origin, own):
                 raise _cross_site()
             return
         referer = headers.get("Referer")
-        if referer is not None and _origin_of(_referer_origin(referer)) != own:
+        if referer is not None and not _is_own(_referer_origin(referer), own):
             raise _cross_site()
 
     def _check_host(self, host: str) -> None:
@@ -97,6 +97,13 @@ def _origin_of(text: str) -> Optional[str]:
         return normalise_origin(text)
     except ValueError:
         return None
+
+
+def _is_own(text: str, own: Optional[str]) -> bool:
+    """Whether ``text`` names Nex's origin ``own``; never when Nex has none for the Host it
+    was reached by (``127.0.0.1:`` or port 0), which would match every text that is no
+    origin, ``null`` among them."""
+    return own is not None and _origin_of(text) == own
 
 
 def _referer_origin(referer: str) -> str:
