@@ -74,8 +74,7 @@ class UsersFile:
         when the request has none).  An unknown user costs the same scrypt work as a known
         one, so timing does not tell which names exist.
         """
-        credentials = basic_credentials(authorization)
-        if credentials is None:
+        if authorization is None:
             return None
         users = self._users.value
         digest = hmac.new(self._secret, authorization.encode("utf-8", "surrogatepass"),
@@ -88,6 +87,10 @@ class UsersFile:
             if user is not None:
                 self._passed.move_to_end(digest)
                 return user
+        # Parsed only now: a value that passed before needs no second look.
+        credentials = basic_credentials(authorization)
+        if credentials is None:
+            return None
         name, password = credentials
         stored = users.get(name)
         matched = (stored or self._unknown_user).verify(password)
