@@ -180,7 +180,7 @@ class ForwardProxy:
                 raise
             origin_sock = origin.sock
         return Response(200, tunnel=_Tunnel(origin_sock, config.proxy_tunnel_idle, pending),
-                        user=destination.user, upstream=_upstream(destination))
+                        user=destination.user, upstream=_authority(destination))
 
     def _forward(self, request: Request, body: Optional[BodyReader], peer: str,
                  local_address: Optional[str]) -> Response:
@@ -228,7 +228,7 @@ class ForwardProxy:
         except BaseException:
             origin.close()
             raise
-        response.upstream = _upstream(destination)
+        response.upstream = _authority(destination)
         return response
 
     def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
@@ -299,9 +299,7 @@ def _connection_key(destination: Destination) -> Tuple[str, int]:
 def _parent_tunnel(origin: Origin, destination: Destination) -> bytes:
     """Ask the parent proxy on ``origin`` for a tunnel to the destination; the bytes that
     came after its ``2xx`` head.  ``502`` naming the parent's status when it refuses."""
-    host = destination.host
-    authority = f"[{host}]:{destination.port}" if ":" in host else f"{host}:{destination.port}"
-    origin.send(destination.parent.connect_head(authority))
+    origin.send(destination.parent.connect_head(_authority(destination)))
     head = origin.read_head("CONNECT")
     if not 200 <= head.status < 300:
         raise HTTPError(502, f"The parent proxy refused the tunnel with {head.status}.",
@@ -390,7 +388,8 @@ class _Tunnel:
         self._origin_sock.close()
 
 
-def _upstream(destination: Destination) -> str:
-    """The origin a request went to, ``host:port``, as the access log names it."""
+def _authority(destination: Destination) -> str:
+    """The destination as ``host:port``, an IPv6 address in brackets: the target of a
+    CONNECT to the parent proxy, and the origin the access log names."""
     host = f"[{destination.host}]" if ":" in destination.host else destination.host
     return f"{host}:{destination.port}"
