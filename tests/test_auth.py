@@ -228,6 +228,17 @@ class UsersFileTest(unittest.TestCase):
             self.assertIsNone(self.users.check(basic("mallory:x")))
         self.assertEqual(scrypt.call_count, 1)
 
+    def test_unknown_user_costs_the_users_key_derivation(self) -> None:
+        # With the default cost for unknown names and another in the file, the time a
+        # refusal takes would still tell which names exist.
+        with mock.patch("hashlib.scrypt", wraps=hashlib.scrypt) as scrypt:
+            self.assertIsNone(self.users.check(basic("alice:guess")))
+            self.assertIsNone(self.users.check(basic("mallory:x")))
+        known, unknown = (call.kwargs for call in scrypt.call_args_list)
+        for parameter in ("n", "r", "p", "dklen"):
+            with self.subTest(parameter=parameter):
+                self.assertEqual(unknown[parameter], known[parameter])
+
     def test_repeated_credentials_are_derived_once(self) -> None:
         with mock.patch("hashlib.scrypt", wraps=hashlib.scrypt) as scrypt:
             for _ in range(3):

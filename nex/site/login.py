@@ -83,6 +83,7 @@ class UsersFile:
             if self._passed_for is not users:
                 self._passed.clear()
                 self._passed_for = users
+                self._unknown_user = decoy_hash(users.values())
             user = self._passed.get(digest)
             if user is not None:
                 self._passed.move_to_end(digest)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
 import os
 import re
 import unicodedata
-from typing import (Dict, NamedTuple, Optional, Tuple)
+from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
 from nex.http.grammar import CREDENTIALS
 
@@ -203,8 +204,12 @@ def challenge(realm: str) -> str:
     return f'Basic realm="{quoted}", charset="UTF-8"'
 
 
-def decoy_hash() -> PasswordHash:
-    """A hash of no password at the default cost, checked for an unknown user name so that
-    it takes as long as a known one's."""
-    return PasswordHash(DEFAULT_N, DEFAULT_R, DEFAULT_P, os.urandom(_SALT_BYTES),
-                        os.urandom(_KEY_BYTES))
+def decoy_hash(stored: Iterable[PasswordHash] = ()) -> PasswordHash:
+    """A hash of no password, checked for an unknown user name so that it takes as long as
+    a known one's: at the cost most of the ``stored`` hashes have (the default cost when
+    there are none)."""
+    costs = collections.Counter((hashed.n, hashed.r, hashed.p, len(hashed.key))
+                                for hashed in stored)
+    n, r, p, key_bytes = (costs.most_common(1)[0][0] if costs
+                          else (DEFAULT_N, DEFAULT_R, DEFAULT_P, _KEY_BYTES))
+    return PasswordHash(n, r, p, os.urandom(_SALT_BYTES), os.urandom(key_bytes))
