@@ -32,8 +32,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (REPO, cpu_seconds, make_root, nex_args, stop, write_nginx_config,  # noqa: E402
-                   write_settings)
+from bench import (REPO, cpu_seconds, free_port, make_root, nex_args, stop,  # noqa: E402
+                   write_nginx_config, write_settings)
 
 _TINYPROXY_CONFIG = """\
 Port {port}
@@ -67,13 +67,6 @@ _ABSOLUTE_FORM = """\
 wrk.path = "http://127.0.0.1:{port}/1k.bin"
 wrk.headers["Host"] = "127.0.0.1:{port}"
 """
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_on(args: list, port: int, log: str) -> subprocess.Popen:
