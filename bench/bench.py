@@ -463,6 +463,33 @@ def answers_ranges(url: str) -> bool:
         connection.close()
 
 
+class WrkOutput(NamedTuple):
+    """The figures of one wrk report."""
+
+    rps: float
+    mbps: float
+    requests: int
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    non_success: int
+
+
+def read_wrk(output: str) -> WrkOutput:
+    """The figures in wrk's printed report ``output`` (error counts 0 when it prints none)."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
+    mbps = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[
+        transfer.group(2)]
+    counts = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       output)
+    connect, read, write, timeouts = (int(n) for n in counts.groups()) if counts else (0,) * 4
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return WrkOutput(rps, mbps, int(re.search(r"(\d+) requests in", output).group(1)), connect,
+                     read, write, timeouts, int(non2xx.group(1)) if non2xx else 0)
+
+
 def wrk(url: str, scenario: Scenario, duration: int, work: str, cpu: Optional[str]) -> Result:
     """Run wrk for ``scenario`` against ``url`` and return what it measured."""
     args = ["wrk", "-t1", f"-c{scenario.connections}", f"-d{duration}s", "--timeout", "10s"]
@@ -479,22 +506,10 @@ def wrk(url: str, scenario: Scenario, duration: int, work: str, cpu: Optional[st
     output = completed.stdout
     if completed.returncode != 0 or "Requests/sec" not in output:
         raise SystemExit(f"wrk failed: {completed.stderr or output}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
-    mbps = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[
-        transfer.group(2)]
-    socket_errors = timeouts = non_success = 0
-    counts = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                       output)
-    if counts:
-        connect, read, write, timeouts = (int(n) for n in counts.groups())
-        socket_errors = connect + read + write
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non2xx:
-        non_success = int(non2xx.group(1))
-    return Result(mbps if scenario.unit == "MB/s" else rps,
-                  int(re.search(r"(\d+) requests in", output).group(1)),
-                  socket_errors, timeouts, non_success)
+    figures = read_wrk(output)
+    return Result(figures.mbps if scenario.unit == "MB/s" else figures.rps, figures.requests,
+                  figures.connect_errors + figures.read_errors + figures.write_errors,
+                  figures.timeouts, figures.non_success)
 
 
 def measure(name: str, start, scenarios: List[Scenario], duration: int, work: str,

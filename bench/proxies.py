@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -32,8 +31,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (REPO, cpu_seconds, make_root, nex_args, stop, write_nginx_config,  # noqa: E402
-                   write_settings)
+from bench import (REPO, cpu_seconds, free_port, make_root, nex_args, read_wrk,  # noqa: E402
+                   stop, write_nginx_config, write_settings)
 
 _TINYPROXY_CONFIG = """\
 Port {port}
@@ -67,13 +66,6 @@ _ABSOLUTE_FORM = """\
 wrk.path = "http://127.0.0.1:{port}/1k.bin"
 wrk.headers["Host"] = "127.0.0.1:{port}"
 """
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_on(args: list, port: int, log: str) -> subprocess.Popen:
@@ -114,21 +106,11 @@ def wrk(url: str, duration: int, connections: int, threads: int, close: bool = F
     if script:
         args += ["-s", script]
     output = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", output)
-    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)]
-    total = int(re.search(r"(\d+) requests in", output).group(1))
-    errors = closed = 0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                              r"timeout (\d+)", output)
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-        closed = int(socket_errors.group(2))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    return {"rps": rps, "mbps": float(transfer.group(1)) * scale, "requests": total,
-            "errors": errors, "closed": closed}
+    figures = read_wrk(output)
+    errors = (figures.connect_errors + figures.read_errors + figures.write_errors
+              + figures.timeouts + figures.non_success)
+    return {"rps": figures.rps, "mbps": figures.mbps, "requests": figures.requests,
+            "errors": errors, "closed": figures.read_errors}
 
 
 

@@ -12,11 +12,10 @@ from unittest import mock
 
 from nex.proxy.admission import Admission, Destination, resolve_host
 from nex.site.login import FailureLimiter, UsersFile
-from nex.site.passwords import hash_password
 from nex.proxy.blacklist import DomainList
 from nex.process.config import Config
 from nex.http.errors import HTTPError
-from tests.support.access import basic, make_users
+from tests.support.access import basic, make_users, write_users
 
 DEFAULT_DENIED = Config().proxy_denied_destinations
 PSEUDONYM = "nex-00112233aabbccdd"
@@ -353,9 +352,7 @@ class ProxyAuthTest(AdmissionTestCase):
         folder = tempfile.mkdtemp(prefix="nex-admission-")
         self.addCleanup(shutil.rmtree, folder)
         path = os.path.join(folder, "users")
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n"
-                      f"bob:{hash_password('builder', n=1024, r=1)}\n")
+        write_users(path, {"alice": "wonderland", "bob": "builder"})
         self.users = UsersFile.load(path)
 
     def test_user_name_is_returned(self) -> None:

@@ -14,10 +14,9 @@ from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 from nex.site.passwords import hash_password
 from tests.support import (REPO, START_TIMEOUT, NexServer, ResponseReader, merge_settings,
                            wait_until, write_settings)
-from tests.support.access import basic
+from tests.support.access import FAST, basic, write_users
 
 # Cheap scrypt parameters, so that starting and checking take no noticeable time.
-FAST = {"n": 1024, "r": 1, "p": 1}
 SECRET = b"the secret\n"
 CHALLENGE = 'Basic realm="Nex", charset="UTF-8"'
 
@@ -46,15 +45,6 @@ def fetch(server: NexServer, target: str, authorization: Optional[str] = None,
     with server.connect() as sock:
         sock.sendall(head_bytes(target, sent, method))
         return Reply(*ResponseReader(sock).read(head_only=method == "HEAD"))
-
-
-def write_users(path: str, users: Dict[str, str]) -> None:
-    """Write a users file for ``{user: password}``, replacing any old one at once."""
-    with open(path + ".new", "w", encoding="utf-8") as out:
-        out.write("# users\n")
-        for user, password in users.items():
-            out.write(f"{user}:{hash_password(password, **FAST)}\n")
-    os.replace(path + ".new", path)
 
 
 class AuthServerTestCase(unittest.TestCase):

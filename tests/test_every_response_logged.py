@@ -17,7 +17,7 @@ import unittest
 
 from tests.support import (LARGE, NexServer, ResponseReader, large_root, read_all,
                            stalled_download, wait_until)
-from tests.support import temp_root
+from tests.support import reset, temp_root
 
 ACCESS_LINE = re.compile(r'(?P<client>\S+) - - \[[^\]]+\] "(?P<request>[^"]*)" '
                          r'(?P<status>\d{3}) (?P<size>\d+|-) "[^"]*" "[^"]*" \d+')
@@ -39,8 +39,7 @@ class EarlyEndTest(unittest.TestCase):
             received = 0
             while received < 1024 * 1024:
                 received += len(sock.recv(65536))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.close()  # a reset: the client is gone
+            reset(sock)  # the client is gone
             [line] = self.lines(server, "GET /large.bin")
             self.assertIsNotNone(line)
             self.assertEqual(line.group("status"), "200")

@@ -12,7 +12,6 @@ import os
 import resource
 import select
 import socket
-import struct
 import threading
 import time
 import unittest
@@ -20,7 +19,7 @@ from typing import List
 
 from tests.support import (HELLO, REQUEST, LiveServerTest, ResponseReader,
                            connect, head, parse_replies, process_status, read_until_closed,
-                           resources, send_and_read, wait_for_resources, wait_until)
+                           reset, resources, send_and_read, wait_for_resources, wait_until)
 
 #: A second loopback address, so that a test client is not counted with the crowd.
 OTHER_SOURCE = "127.0.0.2"
@@ -43,12 +42,6 @@ def close_all(sockets: List[socket.socket]) -> None:
     """Close every socket (closing one twice is harmless)."""
     for sock in sockets:
         sock.close()
-
-
-def reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def wait_until_served(test: LiveServerTest) -> None:

@@ -20,10 +20,10 @@ from nex.process.config import load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable
-from nex.site.passwords import hash_password
 from tests.support import (REPO, SOCKET_TIMEOUT, START_TIMEOUT, EchoOrigin, NexServer, RawOrigin,
                            duplex, free_port, make_root, ok, proxy_settings, read_all, read_head,
                            receive_exactly)
+from tests.support.access import write_users
 from tests.support.metrics import Samples, parse, scrape
 
 CREDENTIALS = "Basic " + base64.b64encode(b"alice:wonderland").decode()
@@ -87,8 +87,7 @@ class ProxyFiguresOverSocketsTest(unittest.TestCase):
         cls.folder = tempfile.mkdtemp(prefix="nex-proxy-metrics-")
         cls.root = make_root()
         users = os.path.join(cls.folder, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1, p=1)}\n")
+        write_users(users, {"alice": "wonderland"})
         cls.origin = RawOrigin(lambda exchange: ok(b"x" * (100 + len(exchange.body))))
         cls.echo = EchoOrigin()
         settings = proxy_settings(auth=users, auth_failures_per_minute=0,

@@ -15,11 +15,11 @@ from nex.http.errors import HTTPError
 from nex.proxy.admission import Admission, Destination
 from nex.proxy.blacklist import DomainList
 from nex.proxy.parent import Parent, parse_parent
-from nex.site.passwords import hash_password
 from tests.support import RawOrigin, duplex, make_root, ok, proxy_settings
 from tests.support import NexServer, read_all
 from tests.support import parse_replies
 from tests.support import EchoOrigin, open_tunnel
+from tests.support.access import write_users
 
 
 class ParentTest(unittest.TestCase):
@@ -30,8 +30,7 @@ class ParentTest(unittest.TestCase):
         cls.root = make_root()
         cls.addClassCleanup(shutil.rmtree, cls.root, True)
         users = os.path.join(cls.folder, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonder land', n=1024, r=1)}\n")
+        write_users(users, {"alice": "wonder land"})
         cls.origin = RawOrigin(lambda exchange: ok(b"from the origin"))
         cls.addClassCleanup(cls.origin.close)
         cls.echo = EchoOrigin()

@@ -12,9 +12,9 @@ import tempfile
 import unittest
 
 from nex.process.config import ConfigError, load_config
-from nex.site.passwords import hash_password
 from tests.support import NexServer, ResponseReader, exchange, requires_openssl, \
     client_context
+from tests.support.access import write_users
 from tests.support.proxy_headers import ipv4, ipv6, tlv, v2
 
 GET = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -165,8 +165,7 @@ class LoginLimitTest(ProxyProtocolServerTest):
     def setUpClass(cls) -> None:
         cls.folder = tempfile.mkdtemp(prefix="nex-pp-users-")
         users = os.path.join(cls.folder, "users")
-        with open(users, "w") as out:
-            out.write(f"alice:{hash_password('secret', n=1024)}\n")
+        write_users(users, {"alice": "secret"})
         cls.settings = {"server": {"proxy_protocol": "v1"},
                         "logging": {"trusted_proxies": "127.0.0.1"},
                         "auth": {"users_file": users, "max_failures_per_minute": 1}}

@@ -17,10 +17,9 @@ import urllib.error
 import urllib.request
 from unittest import mock
 
-from nex.site.passwords import hash_password
 from tests.support import (SOCKET_TIMEOUT, ProxyTestCase, free_port, ok, parse_replies,
                            proxy_settings)
-from tests.support.access import make_users
+from tests.support.access import make_users, write_users
 
 CLOSE = b"Connection: close\r\n"
 
@@ -216,9 +215,7 @@ class ProxyLockoutTest(ProxyTestCase):
     def setUpClass(cls) -> None:
         cls.private = tempfile.mkdtemp(prefix="nex-proxy-users-")
         users = os.path.join(cls.private, "users")
-        with open(users, "w", encoding="utf-8") as out:
-            out.write(f"alice:{hash_password('wonderland', n=1024, r=1)}\n"
-                      f"bob:{hash_password('builder', n=1024, r=1)}\n")
+        write_users(users, {"alice": "wonderland", "bob": "builder"})
         cls.settings = proxy_settings(auth=users, auth_failures_per_minute=2)
         super().setUpClass()
 

@@ -15,7 +15,7 @@ import time
 import unittest
 from typing import Dict, Optional, Tuple
 
-from tests.support import NexServer, ResponseReader, wait_until
+from tests.support import NexServer, ResponseReader, reset, wait_until
 from tests.support.upload import LiveUploadCase
 
 SIZE = 50 * 1024 * 1024
@@ -180,8 +180,7 @@ class ResumableLiveTest(LiveUploadCase):
             sock = self.server.connect()
             sock.sendall(f"PUT {self.path('gone.bin')} HTTP/1.1\r\nHost: localhost\r\n"
                          "Upload-Complete: ?1\r\nContent-Length: 1000\r\n\r\n".encode())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.close()
+            reset(sock)
         self.wait_for_line(f"PUT {self.path('gone.bin')}")
         status, _, _ = self.send(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n"
                                  b"Connection: close\r\n\r\n")

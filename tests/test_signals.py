@@ -17,10 +17,10 @@ from nex.process.assembly import assemble
 from nex.process.config import load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
-from nex.site.passwords import hash_password
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
                            run_server, running, stalled_download, wait_until)
+from tests.support.access import write_users
 
 
 
@@ -252,8 +252,7 @@ class CleartextWarningTest(unittest.TestCase):
         root = tempfile.mkdtemp(prefix="nex-root-")
         self.addCleanup(shutil.rmtree, root, True)
         users = os.path.join(root, "..", os.path.basename(root) + ".users")
-        with open(users, "w") as out:
-            out.write(f"ann:{hash_password('secret password')}\n")
+        write_users(users, {"ann": "secret password"})
         self.addCleanup(os.remove, users)
         for workers in (1, 2):
             with self.subTest(workers=workers):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -23,7 +22,7 @@ from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
 from nex.process.connection import Connection
 from tests.support import ProxyTestCase, ok
-from tests.support import (SOCKET_TIMEOUT, NexServer, capture_log, read_all,
+from tests.support import (SOCKET_TIMEOUT, NexServer, capture_log, read_all, reset,
                            socketpair_dispatcher)
 from tests.support import wait_until
 
@@ -169,11 +168,6 @@ class SlowBodyServerTest(unittest.TestCase):
         response = self.stalled("GET", "/hello.txt")
         self.assertTrue(response.startswith(b"HTTP/1.1 408 "), response[:80])
 
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a reset (RST) instead of an orderly close."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 

@@ -11,7 +11,7 @@ of ``settings`` (whose ``make_site`` and ``write_settings`` differ from these), 
 from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DEADLINE,
                                   COMBINED_LOG_LINE, OPENSSL, requires_openssl, wait_until,
                                   wait_for_line, make_certificate, client_context, write_settings,
-                                  NexServer, exchange, read_all, ResponseReader, capture_log,
+                                  NexServer, exchange, read_all, reset, ResponseReader, capture_log,
                                   CapturedLog, socketpair_dispatcher, connection_over_socketpair,
                                   merge_settings, http_request, tls_pair, run_server)
 from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_download, Reply,

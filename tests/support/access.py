@@ -39,11 +39,20 @@ def write(root: str, name: str, data: bytes) -> str:
     return path
 
 
+def write_users(path: str, users: Dict[str, str]) -> None:
+    """Write a users file for ``{user: password}``, quickly hashed, replacing any old one at
+    once."""
+    with open(path + ".new", "w", encoding="utf-8") as out:
+        out.write("# users\n")
+        for user, password in users.items():
+            out.write(f"{user}:{hash_password(password, **FAST)}\n")
+    os.replace(path + ".new", path)
+
+
 def make_users(folder: str) -> str:
     """A users file in ``folder`` with alice's password, quickly hashed; its path."""
     path = os.path.join(folder, "users")
-    with open(path, "w", encoding="utf-8") as out:
-        out.write(f"alice:{hash_password('wonderland', **FAST)}\n")
+    write_users(path, {"alice": "wonderland"})
     return path
 
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -275,6 +276,13 @@ def read_all(sock: socket.socket) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST) instead of an orderly close: SO_LINGER with a zero
+    time-out, the way a dropped network looks to the server."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 class ResponseReader:
