@@ -8,6 +8,7 @@ The server is :class:`tests.test_access.ServerTestCase`'s: ``/private/`` is prot
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from typing import Dict
 
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
+from nex.files.search import find
 from nex.files.templates import TemplateSet
 from nex.files.upload import UploadFolder
 from nex.http.errors import HTTPError
@@ -161,6 +163,15 @@ class LinkToParentTest(ServerTestCase):
         self.assertIn("zipped/up/private/secret.txt",
                       zip_names(self.request("GET", "/zipped/?download=zip", RIGHT)[2]))
 
+    def test_search_through_link_to_parent_shows_protected_hits(self) -> None:
+        status, _, data = self.request("GET", "/zipped/?search=secret&format=json", ANONYMOUS)
+        self.assertEqual(status, 200)
+        paths = [hit["path"] for hit in json.loads(data)["hits"]]
+        self.assertFalse([path for path in paths if "private" in path], paths)
+        status, _, data = self.request("GET", "/zipped/?search=secret&format=json", RIGHT)
+        self.assertIn("up/private/secret.txt",
+                      [hit["path"] for hit in json.loads(data)["hits"]])
+
 
 class PlanThroughLinkTest(unittest.TestCase):
     """The archive's plan, without sockets, through a link to a parent folder."""
@@ -180,6 +191,20 @@ class PlanThroughLinkTest(unittest.TestCase):
         names = [member.name for member in plan_archive(folder, config, "zipped",
                                                          policy.checker("alice"))]
         self.assertIn("zipped/up/private/secret.txt", names)
+
+    def test_search_through_link_to_parent_shows_protected_hits(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-find-link-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "private/secret.txt", SECRET)
+        os.makedirs(os.path.join(root, "zipped"))
+        os.symlink("..", os.path.join(root, "zipped", "up"))
+        config = Config(document_root=root, symlinks="inside")
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), root, upload=False)
+        folder = resolve("/zipped/", "", config)
+        hits = find(folder, "secret", config, policy.checker(None)).hits
+        self.assertEqual([hit.prefix + hit.entry[0] for hit in hits], [])
+        hits = find(folder, "secret", config, policy.checker("alice")).hits
+        self.assertEqual([hit.prefix + hit.entry[0] for hit in hits], ["up/private/secret.txt"])
 
 
 class ProtectedFileSidecarTest(ServerTestCase):
