@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import unittest
-from typing import Dict
+from typing import Dict, List
 
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
@@ -171,6 +171,33 @@ class LinkToParentTest(ServerTestCase):
         status, _, data = self.request("GET", "/zipped/?search=secret&format=json", RIGHT)
         self.assertIn("up/private/secret.txt",
                       [hit["path"] for hit in json.loads(data)["hits"]])
+
+
+class CopyThroughLinkTest(ServerTestCase):
+    """A WebDAV COPY of a folder holding a link to a folder above it."""
+
+    settings = {"files": {"webdav": "write"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(cls.root, "zipped", "up"))
+
+    def copied(self, headers: Dict[str, str], destination: str) -> List[str]:
+        """COPY /zipped/ to ``destination`` with ``headers``: the files the copy holds."""
+        origin = {"Origin": f"http://127.0.0.1:{self.server.port}"}
+        status, _, _ = self.request("COPY", "/zipped/",
+                                    {**headers, **origin, "Destination": destination})
+        self.assertEqual(status, 201)
+        top = os.path.join(self.root, destination.strip("/"))
+        return sorted(os.path.relpath(os.path.join(folder, name), top)
+                      for folder, _, names in os.walk(top) for name in names)
+
+    def test_copy_into_itself_through_link_to_parent_never_ends(self) -> None:
+        self.assertIn("up/public/plain.txt", self.copied(RIGHT, "/looped/"))
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "looped", "up", "looped")))
+        self.assertEqual(os.listdir(os.path.join(self.root, "looped", "up", "looped")), [])
 
 
 class PlanThroughLinkTest(unittest.TestCase):

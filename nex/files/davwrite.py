@@ -251,7 +251,7 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
                seen: Set[Tuple[int, int]]) -> None:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
-    (a link back up the tree is not followed round)."""
+    (a link back up the tree, or into the copy, is not followed round)."""
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -262,6 +262,9 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     seen.add(identity)
     copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]))
     try:
+        # A link may lead the walk into the copy itself: it is copied, never walked.
+        made = os.fstat(copy.fd)
+        seen.add((made.st_dev, made.st_ino))
         for member in members(source, config, may):
             if member.collection:
                 _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen)
