@@ -174,7 +174,7 @@ class LinkToParentTest(ServerTestCase):
 
 
 class CopyThroughLinkTest(ServerTestCase):
-    """A WebDAV COPY of a folder holding a link to a folder above it."""
+    """A WebDAV COPY of a folder holding a link to a folder above a protected one."""
 
     settings = {"files": {"webdav": "write"}}
 
@@ -193,6 +193,13 @@ class CopyThroughLinkTest(ServerTestCase):
         top = os.path.join(self.root, destination.strip("/"))
         return sorted(os.path.relpath(os.path.join(folder, name), top)
                       for folder, _, names in os.walk(top) for name in names)
+
+    def test_copy_through_link_to_parent_copies_protected_folder(self) -> None:
+        files = self.copied(ANONYMOUS, "/copied/")
+        self.assertIn("up/public/plain.txt", files)
+        self.assertFalse([name for name in files if name.startswith("up/private/")], files)
+        self.assertNotIn("up/public/doc.txt.gz", files)
+        self.assertIn("up/private/secret.txt", self.copied(RIGHT, "/copied-by-alice/"))
 
     def test_copy_into_itself_through_link_to_parent_never_ends(self) -> None:
         self.assertIn("up/public/plain.txt", self.copied(RIGHT, "/looped/"))

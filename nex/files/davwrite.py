@@ -267,6 +267,11 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         seen.add((made.st_dev, made.st_ino))
         for member in members(source, config, may):
             if member.collection:
+                if os.path.islink(member.fs_path):
+                    # Walked on at its real path, as a zip's walk goes on (folder_below), so
+                    # that what lies below is judged where it really is.
+                    member = Resource(member.segments, os.path.realpath(member.fs_path),
+                                      member.stat)
                 _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen)
             else:
                 _copy_file(member, copy, member.segments[-1], config, budget)
