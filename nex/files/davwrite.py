@@ -24,6 +24,7 @@ from nex.files.davlocks import LockTable, Path
 from nex.files.davresource import (Resource, find_segments, members, must_exist,
                                    parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
+from nex.files.listing import entry_order
 from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
 from nex.files.upload import UploadFolder, store, storage_error
 from nex.http.body import BodyReader
@@ -173,10 +174,14 @@ def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[s
     except OSError:
         yield folder.href
         return
-    if any(servable_entry(target, name, config) is None for name in names):
+    found = [(name, servable_entry(target, name, config)) for name in names]
+    if any(entry is None for _, entry in found):
         yield folder.href
         return
-    for member in members(folder, config):
+    # In a listing's order, as a 207 names them.
+    found.sort(key=lambda pair: entry_order(pair[0], stat.S_ISDIR(pair[1].st_mode)))
+    for name, entry in found:
+        member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), entry)
         if not may("write", member.url_path, member.real_path()):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
