@@ -276,6 +276,27 @@ class ProtectedFileSidecarTest(ServerTestCase):
         self.assertFalse(paths.covers(["a", "b", "c", "d", "report.txt.gz"]))
 
 
+class SidecarThroughLinkTest(ServerTestCase):
+    """With ``symlinks = always``, a public file asked for through a folder link."""
+
+    settings = {"files": {"symlinks": "always"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        os.symlink("public", os.path.join(cls.root, "alias"))
+
+    def test_protected_sidecar_sent_for_a_file_asked_for_through_a_link(self) -> None:
+        for target in ("/public/doc.txt", "/alias/doc.txt"):
+            with self.subTest(target=target):
+                status, headers, body = self.request("GET", target, {"Accept-Encoding": "gzip"})
+                self.assertEqual((status, body), (200, b"doc\n"))
+                self.assertNotIn("content-encoding", headers)
+        status, headers, _ = self.request("GET", "/alias/doc.txt",
+                                          {"Accept-Encoding": "gzip", **RIGHT})
+        self.assertEqual((status, headers.get("content-encoding")), (200, "gzip"))
+
+
 class LookalikeUploadTest(ServerTestCase):
     """With ``upload_overwrite = no``, an upload cannot pass for an existing file."""
 
