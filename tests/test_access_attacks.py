@@ -8,14 +8,16 @@ The server is :class:`tests.test_access.ServerTestCase`'s: ``/private/`` is prot
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import tempfile
 import unittest
-from typing import Dict
+from typing import Dict, List
 
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
+from nex.files.search import find
 from nex.files.templates import TemplateSet
 from nex.files.upload import UploadFolder
 from nex.http.errors import HTTPError
@@ -161,6 +163,49 @@ class LinkToParentTest(ServerTestCase):
         self.assertIn("zipped/up/private/secret.txt",
                       zip_names(self.request("GET", "/zipped/?download=zip", RIGHT)[2]))
 
+    def test_search_through_link_to_parent_shows_protected_hits(self) -> None:
+        status, _, data = self.request("GET", "/zipped/?search=secret&format=json", ANONYMOUS)
+        self.assertEqual(status, 200)
+        paths = [hit["path"] for hit in json.loads(data)["hits"]]
+        self.assertFalse([path for path in paths if "private" in path], paths)
+        status, _, data = self.request("GET", "/zipped/?search=secret&format=json", RIGHT)
+        self.assertIn("up/private/secret.txt",
+                      [hit["path"] for hit in json.loads(data)["hits"]])
+
+
+class CopyThroughLinkTest(ServerTestCase):
+    """A WebDAV COPY of a folder holding a link to a folder above a protected one."""
+
+    settings = {"files": {"webdav": "write"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write(cls.root, "zipped/plain.txt", b"plain\n")
+        os.symlink("..", os.path.join(cls.root, "zipped", "up"))
+
+    def copied(self, headers: Dict[str, str], destination: str) -> List[str]:
+        """COPY /zipped/ to ``destination`` with ``headers``: the files the copy holds."""
+        origin = {"Origin": f"http://127.0.0.1:{self.server.port}"}
+        status, _, _ = self.request("COPY", "/zipped/",
+                                    {**headers, **origin, "Destination": destination})
+        self.assertEqual(status, 201)
+        top = os.path.join(self.root, destination.strip("/"))
+        return sorted(os.path.relpath(os.path.join(folder, name), top)
+                      for folder, _, names in os.walk(top) for name in names)
+
+    def test_copy_through_link_to_parent_copies_protected_folder(self) -> None:
+        files = self.copied(ANONYMOUS, "/copied/")
+        self.assertIn("up/public/plain.txt", files)
+        self.assertFalse([name for name in files if name.startswith("up/private/")], files)
+        self.assertNotIn("up/public/doc.txt.gz", files)
+        self.assertIn("up/private/secret.txt", self.copied(RIGHT, "/copied-by-alice/"))
+
+    def test_copy_into_itself_through_link_to_parent_never_ends(self) -> None:
+        self.assertIn("up/public/plain.txt", self.copied(RIGHT, "/looped/"))
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "looped", "up", "looped")))
+        self.assertEqual(os.listdir(os.path.join(self.root, "looped", "up", "looped")), [])
+
 
 class PlanThroughLinkTest(unittest.TestCase):
     """The archive's plan, without sockets, through a link to a parent folder."""
@@ -180,6 +225,20 @@ class PlanThroughLinkTest(unittest.TestCase):
         names = [member.name for member in plan_archive(folder, config, "zipped",
                                                          policy.checker("alice"))]
         self.assertIn("zipped/up/private/secret.txt", names)
+
+    def test_search_through_link_to_parent_shows_protected_hits(self) -> None:
+        root = os.path.realpath(tempfile.mkdtemp(prefix="nex-find-link-"))
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write(root, "private/secret.txt", SECRET)
+        os.makedirs(os.path.join(root, "zipped"))
+        os.symlink("..", os.path.join(root, "zipped", "up"))
+        config = Config(document_root=root, symlinks="inside")
+        policy = AccessPolicy(ProtectedPaths(["/private/"]), root, upload=False)
+        folder = resolve("/zipped/", "", config)
+        hits = find(folder, "secret", config, policy.checker(None)).hits
+        self.assertEqual([hit.prefix + hit.entry[0] for hit in hits], [])
+        hits = find(folder, "secret", config, policy.checker("alice")).hits
+        self.assertEqual([hit.prefix + hit.entry[0] for hit in hits], ["up/private/secret.txt"])
 
 
 class ProtectedFileSidecarTest(ServerTestCase):
@@ -215,6 +274,27 @@ class ProtectedFileSidecarTest(ServerTestCase):
         self.assertTrue(paths.covers(["a", "report.txt.gz"]))
         self.assertFalse(paths.covers(["a", "report.txt.gz", "x"]))
         self.assertFalse(paths.covers(["a", "b", "c", "d", "report.txt.gz"]))
+
+
+class SidecarThroughLinkTest(ServerTestCase):
+    """With ``symlinks = always``, a public file asked for through a folder link."""
+
+    settings = {"files": {"symlinks": "always"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        os.symlink("public", os.path.join(cls.root, "alias"))
+
+    def test_protected_sidecar_sent_for_a_file_asked_for_through_a_link(self) -> None:
+        for target in ("/public/doc.txt", "/alias/doc.txt"):
+            with self.subTest(target=target):
+                status, headers, body = self.request("GET", target, {"Accept-Encoding": "gzip"})
+                self.assertEqual((status, body), (200, b"doc\n"))
+                self.assertNotIn("content-encoding", headers)
+        status, headers, _ = self.request("GET", "/alias/doc.txt",
+                                          {"Accept-Encoding": "gzip", **RIGHT})
+        self.assertEqual((status, headers.get("content-encoding")), (200, "gzip"))
 
 
 class LookalikeUploadTest(ServerTestCase):

@@ -20,6 +20,7 @@ from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
+from tests.support import FORM_TYPE, file_part, form_body
 from tests.support.threads import run_in_threads
 from tests.support.upload import ALICE, UploadTestCase
 
@@ -464,6 +465,22 @@ class LockTest(DavCase):
         response = self.request("PUT", "/hello.txt", b"new", upload_overwrite=True,
                                 headers=[("Upload-Complete", "?1"), ("If", f"({token})")])
         self.assertEqual(response.status, 204)
+
+    def test_a_locked_folder_takes_a_form_upload_without_its_token(self) -> None:
+        token = self.lock("/dir/")
+        form = form_body(file_part("form.txt", b"form"))
+        self.refusal(423, "POST", "/dir/", form, headers=[FORM_TYPE])
+        self.assertEqual(self.names("dir"), [])
+        response = self.request("POST", "/dir/", form, headers=[FORM_TYPE, ("If", f"({token})")])
+        self.assertEqual(response.status, 201)
+        self.assertEqual(self.read("dir/form.txt"), b"form")
+
+    def test_a_locked_file_is_replaced_by_a_form_upload_without_its_token(self) -> None:
+        self.lock("/hello.txt")
+        self.refusal(423, "POST", "/", form_body(file_part("hello.txt", b"new")),
+                     headers=[FORM_TYPE], upload_overwrite=True)
+        self.assertNotEqual(self.read("hello.txt"), b"new")
+        self.assertFalse([name for name in self.names() if name.startswith(".nex-upload")])
 
     def test_a_folder_lock_covers_what_is_below(self) -> None:
         token = self.lock("/dir/")

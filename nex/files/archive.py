@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator, List, NamedTuple, Optional
 from urllib.parse import quote
 
 from nex.http.errors import HTTPError, size_limit
-from nex.files.listing import (entry_order, human_size, query_values, readable,
-                               scan_folder)
+from nex.files.listing import (entry_order, folder_below, human_size, query_values,
+                               readable, scan_folder)
 from nex.files.mediatypes import content_type, file_extension
 from nex.files.paths import Checker, Target, real_path, servable_entry
 from nex.http.response import BodyFault, Response
@@ -242,11 +242,7 @@ def _walk(folder: Target, config: Config, top: str,
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        # A folder reached through a link is walked at its real path, as the resolver
-        # returns it, so that what lies below is judged where it really is: a link to a
-        # parent of a protected folder must not open that folder.
-        below = Target("directory", os.path.realpath(fs_path) if link else fs_path,
-                       current.url_path + name + "/", st)
+        below = folder_below(current, name, st, link)
         try:
             inside = _names(below, config, may)
         except HTTPError:

@@ -24,6 +24,7 @@ from nex.files.davlocks import LockTable, Path
 from nex.files.davresource import (Resource, find_segments, members, must_exist,
                                    parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
+from nex.files.listing import entry_order
 from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
 from nex.files.upload import UploadFolder, store, storage_error
 from nex.http.body import BodyReader
@@ -173,10 +174,14 @@ def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[s
     except OSError:
         yield folder.href
         return
-    if any(servable_entry(target, name, config) is None for name in names):
+    found = [(name, servable_entry(target, name, config)) for name in names]
+    if any(entry is None for _, entry in found):
         yield folder.href
         return
-    for member in members(folder, config):
+    # In a listing's order, as a 207 names them.
+    found.sort(key=lambda pair: entry_order(pair[0], stat.S_ISDIR(pair[1].st_mode)))
+    for name, entry in found:
+        member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), entry)
         if not may("write", member.url_path, member.real_path()):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
@@ -251,7 +256,7 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
                seen: Set[Tuple[int, int]]) -> None:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
-    (a link back up the tree is not followed round)."""
+    (a link back up the tree, or into the copy, is not followed round)."""
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -262,8 +267,16 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     seen.add(identity)
     copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]))
     try:
+        # A link may lead the walk into the copy itself: it is copied, never walked.
+        made = os.fstat(copy.fd)
+        seen.add((made.st_dev, made.st_ino))
         for member in members(source, config, may):
             if member.collection:
+                if os.path.islink(member.fs_path):
+                    # Walked on at its real path, as a zip's walk goes on (folder_below), so
+                    # that what lies below is judged where it really is.
+                    member = Resource(member.segments, os.path.realpath(member.fs_path),
+                                      member.stat)
                 _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen)
             else:
                 _copy_file(member, copy, member.segments[-1], config, budget)

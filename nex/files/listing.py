@@ -339,6 +339,16 @@ def readable(may: Checker, folder: Target, real_folder: str, name: str, is_folde
     return may("read", folder.url_path + name + ("/" if is_folder else ""), real)
 
 
+def folder_below(folder: Target, name: str, st: os.stat_result, link: bool) -> Target:
+    """The entry ``name`` of ``folder``, a folder with the stat ``st``, as a walk goes on into
+    it: at its real path when it is a ``link``, as the resolver returns one, so that what
+    lies below is judged where it really is (a link to a parent of a protected folder must
+    not open that folder)."""
+    fs_path = folder.fs_path.rstrip("/") + "/" + name
+    return Target("directory", os.path.realpath(fs_path) if link else fs_path,
+                  folder.url_path + name + "/", st)
+
+
 def sort_entries(entries: List[Entry], sort: str, descending: bool) -> List[Entry]:
     """``entries`` (in :func:`read_folder`'s order) by ``sort``, folders still first.
 

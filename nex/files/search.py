@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Deque, List, NamedTuple, Optional, Set, Tuple
 from urllib.parse import parse_qsl
 
 from nex import SERVER_SOFTWARE
-from nex.files.listing import (Entry, breadcrumbs, entry_json, entry_row, listing_view,
-                               readable)
+from nex.files.listing import (Entry, breadcrumbs, entry_json, entry_row, folder_below,
+                               listing_view, readable)
 from nex.files.paths import Checker, Target, real_path, servable_entry
 from nex.files.templates import TemplateSet
 from nex.http.errors import HTTPError
@@ -103,16 +103,14 @@ def _judge(current: Target, real_folder: str, prefix: str, name: str, wanted: st
     if st is None:
         return
     is_dir = stat.S_ISDIR(st.st_mode)
-    url_path = current.url_path + name + ("/" if is_dir else "")
-    fs_path = current.fs_path.rstrip("/") + "/" + name
-    if may is not None and not readable(may, current, real_folder, name, is_dir,
-                                        os.path.islink(fs_path)):
+    link = os.path.islink(current.fs_path.rstrip("/") + "/" + name)
+    if may is not None and not readable(may, current, real_folder, name, is_dir, link):
         return
     if wanted in name.casefold():
         hits.append(Hit(prefix, (name, is_dir, st)))
     if is_dir and (st.st_dev, st.st_ino) not in seen:
         seen.add((st.st_dev, st.st_ino))
-        pending.append((Target("directory", fs_path, url_path, st), prefix + name + "/"))
+        pending.append((folder_below(current, name, st, link), prefix + name + "/"))
 
 
 def _ordered(hits: List[Hit]) -> List[Hit]:

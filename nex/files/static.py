@@ -29,7 +29,7 @@ from nex.files.mediatypes import content_type, file_extension
 from nex.files.opencache import FileReplacedError, OpenFileCache
 from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
 from nex.http.request import Request
-from nex.files.paths import Checker, Target
+from nex.files.paths import Checker, Target, real_path
 from nex.http.response import BodyPiece, FileSlice, OpenFile, Response
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def _choose(request: Request, target: Target, config: Config,
         sidecar, sidecar_vary = _find_sidecar(target.fs_path, codings, target.folder)
         if sidecar is not None:
             coding, path, info = sidecar
-            if may is None or may("read", _sidecar_url(target, coding), path):
+            if may is None or may("read", _sidecar_url(target, coding), real_path(path, config)):
                 return _Representation(path, info, coding, _SIDECARS[coding][1], False, True)
             sidecar_vary = True
         vary = vary or sidecar_vary

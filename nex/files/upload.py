@@ -179,16 +179,16 @@ def stored(pending: PendingFile, replaced: bool) -> Response:
 
 
 def post_form(request: Request, body: Optional[BodyReader], config: Config,
-              may: Optional[Checker] = None,
-              path: Optional[Tuple[List[str], bool]] = None) -> Response:
+              may: Optional[Checker] = None, path: Optional[Tuple[List[str], bool]] = None,
+              guard: Optional[Callable[[str], None]] = None) -> Response:
     """Answer ``POST``: store the files of a ``multipart/form-data`` form in the folder.
 
-    ``may`` and ``path`` are as for :func:`put_file`.  A file's address gets 405, a
-    folder's without its slash 308 (which keeps the method).  Besides :func:`put_file`'s
-    refusals it raises 415 for another content type, 400 for a malformed form, one without
-    files, or a file name that is not a plain name, 409 for a form naming one file twice,
-    and 413 for more files than ``max_upload_files`` or more or larger plain fields than the
-    request-head limits allow.
+    ``may`` and ``path`` are as for :func:`put_file`; ``guard`` (WebDAV's locks) may refuse each
+    file by its name.  A file's address gets 405, a folder's without its slash 308 (which keeps
+    the method).  Besides :func:`put_file`'s refusals it raises 415 for another content type,
+    400 for a malformed form, one without files, or a file name that is not a plain name, 409
+    for a form naming one file twice, and 413 for more files than ``max_upload_files`` or more
+    or larger plain fields than the request-head limits allow.
     """
     segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
@@ -205,7 +205,7 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     if any(hidden(segment, config.dotfiles) for segment in segments):
         raise not_found(shown)
     folder = UploadFolder(segments, config, shown, may)
-    form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files)
+    form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files, guard)
     try:
         parser = MultipartParser(boundary, form, form.limits)
         _take_body(body, config.max_upload_size, parser.feed)
@@ -481,13 +481,12 @@ class _FormFiles:
     Each file part goes into a temporary file; plain fields are dropped, bounded like
     header fields (at most ``limits.header_count`` of them, each at most
     ``limits.header_block`` bytes).  :meth:`commit` names the files once the form is whole;
-    :meth:`discard` removes whatever was not named.
+    :meth:`discard` removes whatever was not named.  ``guard`` is :func:`post_form`'s.
     """
 
-    def __init__(self, folder: UploadFolder, limits: HeadLimits, max_files: int) -> None:
-        self.folder = folder
-        self.limits = limits
-        self.max_files = max_files
+    def __init__(self, folder: UploadFolder, limits: HeadLimits, max_files: int,
+                 guard: Optional[Callable[[str], None]]) -> None:
+        self.folder, self.limits, self.max_files, self.guard = folder, limits, max_files, guard
         self.files: List[PendingFile] = []
         self._names: Set[str] = set()
         self._current: Optional[PendingFile] = None
@@ -513,6 +512,8 @@ class _FormFiles:
             raise HTTPError(413, f"A form may upload at most {self.max_files} files"
                                  f" (max_upload_files = {self.max_files}).")
         existing = self.folder.check(name)
+        if self.guard is not None:
+            self.guard(name)
         pending = self.folder.create(name)
         pending.replaced = existing is not None
         self.files.append(pending)

@@ -3,9 +3,9 @@
 ``read`` serves PROPFIND (class 1: Depth 0 and 1; ``infinity``, also a missing Depth, is
 ``403`` as §9.1 allows, so one request cannot walk the whole tree).  ``write`` adds
 PROPPATCH, MKCOL, COPY, MOVE, DELETE, LOCK and UNLOCK (class 2: Windows Explorer and macOS
-Finder write only to a server that locks), and PUT then honours locks.  Writing also needs
-the access policy's ``write`` (``[files] upload``, and a login under a protected prefix) for
-every entry touched, the Destination of a COPY or MOVE included; DELETE needs
+Finder write only to a server that locks), and PUT and form uploads then honour locks.
+Writing also needs the access policy's ``write`` (``[files] upload``, and a login under a
+protected prefix) for every entry touched, the Destination of a COPY or MOVE included; DELETE needs
 ``allow_delete`` and MOVE ``allow_rename``.  Like every write, the methods that change
 something pass routing's same-origin and Host checks first.
 
@@ -21,7 +21,7 @@ not kept: PROPPATCH answers ``403`` for each, and changes nothing.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from xml.sax.saxutils import escape
 
 from nex.files.davlocks import (Lock, LockConflict, LockTable, parse_if, parse_lock_token,
@@ -120,6 +120,15 @@ class WebDav:
         if target.segments:
             check(request, self.locks, self.config, target,
                   [(target.path, False), (target.path[:-1], False)])
+
+    def form_guard(self, request: Request, segments: List[str]
+                   ) -> Optional[Callable[[str], None]]:
+        """What lets each file of a form posted to the folder of the decoded path
+        ``segments`` through the ``If`` header and the locks, as :meth:`guard_put` lets a
+        PUT; None where there are no locks (WebDAV not writable)."""
+        if not self.writable:
+            return None
+        return lambda name: self.guard_put(request, segments + [name])
 
     def _propfind(self, request: Request, body: Optional[BodyReader], target: Resource,
                   may: Checker) -> Response:

@@ -253,7 +253,8 @@ class Dispatcher:
                 dav.guard_put(request, path[0])
             return put_file(request, body, config, may, path)
         if config.upload and method == "POST":
-            return post_form(request, body, config, may, path)
+            return post_form(request, body, config, may, path,
+                             None if dav is None else dav.form_guard(request, path[0]))
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
