@@ -74,8 +74,7 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     ``nex: ...``) and gives status 2.
     """
     lone = listener is None
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
+    threading.stack_size(config.thread_stack_size)  # 0: the platform's default
     try:
         tls = load_tls(config)
         if lone:
@@ -230,8 +229,7 @@ def _reloaded(old: Server, load: Callable[[], Config],
         old.logger.warning(refused + str(error))
         return old
     start_listening(new.listener, config.backlog)
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
+    threading.stack_size(config.thread_stack_size)
     logger.message("settings reloaded")
     new.reload_requested = old.reload_requested  # another SIGHUP came meanwhile
     if old.stopping.is_set():  # SIGINT or SIGTERM came meanwhile, to the old server
