@@ -140,10 +140,6 @@ class Metrics:
         with self._lock:
             self.table.values[self._base + field] += amount
 
-    def _subtract(self, field: int) -> None:
-        with self._lock:
-            self.table.values[self._base + field] -= 1
-
     def request_done(self, request: Optional[Request], response: Response, sent: int,
                      received: int, head_size: int = 0) -> None:
         """Count one logged response with ``sent`` body bytes out and ``received`` in, of
@@ -176,7 +172,7 @@ class Metrics:
 
     def connection_closed(self) -> None:
         """An admitted connection ended."""
-        self._subtract(_CONNECTIONS_OPEN)
+        self._add(_CONNECTIONS_OPEN, -1)
 
     def refused(self, cap: str) -> None:
         """A connection was refused because ``cap`` (one of :data:`CAPS`) was reached."""
@@ -191,7 +187,7 @@ class Metrics:
 
     def tunnel_closed(self) -> None:
         """A tunnel ended."""
-        self._subtract(_TUNNELS_OPEN)
+        self._add(_TUNNELS_OPEN, -1)
 
     def proxy_tally(self) -> Tally:
         """This process's slice of the table for the proxy's DNS cache and origin pool to
