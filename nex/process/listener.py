@@ -291,12 +291,11 @@ class Server:
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
-            elif (self._per_client.get(client, 0) >= self.config.max_connections_per_client
-                  and not self._is_trusted_proxy(client)):
+            elif self._at_client_cap(client):
                 refusal = 429
             else:
                 refusal = 0
-                self._per_client[client] = self._per_client.get(client, 0) + 1
+                self._count_client(client)
                 if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
@@ -347,13 +346,21 @@ class Server:
         """Count ``connection`` as one of ``client``'s, the address a PROXY header carried;
         False, leaving it counted as before, when ``client`` is at its cap."""
         with self._lock:
-            if (self._per_client.get(client, 0) >= self.config.max_connections_per_client
-                    and not self._is_trusted_proxy(client)):
+            if self._at_client_cap(client):
                 return False
             self._forget_client(connection.counted_as)
-            self._per_client[client] = self._per_client.get(client, 0) + 1
+            self._count_client(client)
             connection.counted_as = client
         return True
+
+    def _at_client_cap(self, client: str) -> bool:
+        """Whether ``client`` may open no more connections (with the lock held)."""
+        return (self._per_client.get(client, 0) >= self.config.max_connections_per_client
+                and not self._is_trusted_proxy(client))
+
+    def _count_client(self, client: str) -> None:
+        """Count one connection of ``client`` more (with the lock held)."""
+        self._per_client[client] = self._per_client.get(client, 0) + 1
 
     def _forget_client(self, client: str) -> None:
         """Count one connection of ``client`` less (with the lock held)."""
