@@ -323,10 +323,17 @@ class Server:
         return connection, self._run, f"Client-{number} {_format_address(address)}"
 
     def _turn_away(self, connection: Connection, status: int) -> None:
-        """Refuse ``connection`` with ``status`` (503 or 429), counted for the metrics."""
+        """Refuse ``connection`` with ``status`` (503 or 429)."""
+        connection.turn_away(self._refusal(status))
+
+    def _refusal(self, status: int) -> HTTPError:
+        """The error a client over a connection cap is turned away with (503 or 429),
+        counted for the metrics."""
         if self.metrics is not None:
             self.metrics.refused(_REFUSAL_TOKENS[status])
-        connection.turn_away(_refusal(status))
+        return HTTPError(status, _REFUSALS[status],
+                         headers=[("Retry-After", _RETRY_AFTER_SECONDS)], close=True,
+                         refusal=_REFUSAL_TOKENS[status])
 
     def _run(self, connection: Connection) -> None:
         try:
@@ -342,16 +349,17 @@ class Server:
         if self.metrics is not None:
             self.metrics.connection_closed()
 
-    def _readmit(self, connection: Connection, client: str) -> bool:
-        """Count ``connection`` as one of ``client``'s, the address a PROXY header carried;
-        False, leaving it counted as before, when ``client`` is at its cap."""
+    def _readmit(self, connection: Connection, client: str) -> Optional[HTTPError]:
+        """Count ``connection`` as one of ``client``'s, the address a PROXY header carried,
+        and return None; when ``client`` is at its cap, leave it counted as before and
+        return the refusal (429) to turn it away with."""
         with self._lock:
-            if self._at_client_cap(client):
-                return False
-            self._forget_client(connection.counted_as)
-            self._count_client(client)
-            connection.counted_as = client
-        return True
+            at_cap = self._at_client_cap(client)
+            if not at_cap:
+                self._forget_client(connection.counted_as)
+                self._count_client(client)
+                connection.counted_as = client
+        return self._refusal(429) if at_cap else None
 
     def _at_client_cap(self, client: str) -> bool:
         """Whether ``client`` may open no more connections (with the lock held)."""
@@ -439,12 +447,6 @@ class Server:
                 return False
             self._ended.wait(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
-
-
-def _refusal(status: int) -> HTTPError:
-    """The error a client over a connection cap is turned away with (503 or 429)."""
-    return HTTPError(status, _REFUSALS[status], headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
-                     close=True, refusal=_REFUSAL_TOKENS[status])
 
 
 def _drain(fd: int) -> None:
