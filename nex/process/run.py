@@ -38,8 +38,9 @@ from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, listener_url
                                   release_signals, start_listening)
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
-from nex.process.startup import (StartupError, bind_metrics_listener, dispatcher_for,
-                                 listen_failure, load_tls, open_logger)
+from nex.process.startup import (RESTART_ONLY, StartupError, bind_metrics_listener,
+                                 dispatcher_for, listen_failure, load_tls, open_logger,
+                                 restart_only_change)
 from nex.process.tls import ServerTLS, TLSError
 from nex.site.login import cleartext_warning
 
@@ -211,10 +212,11 @@ def _reloaded(old: Server, load: Callable[[], Config],
     except ConfigError as error:
         old.logger.warning(refused + str(error))
         return old
-    for name in ("bind", "port", "workers"):
-        if getattr(config, name) != getattr(old.config, name):
-            old.logger.warning(f"{refused}{name} changes only when Nex restarts")
-            return old
+    # A lone Nex cannot become a supervisor.
+    change = restart_only_change(old.config, config, (*RESTART_ONLY, "workers"))
+    if change is not None:
+        old.logger.warning(refused + change)
+        return old
     tls = _reloaded_tls(old, config)
     metrics = None if table is None else process_metrics(config, table, 1)
     try:
