@@ -24,7 +24,6 @@ socket), and nothing else is.  Every name is in the ``nex_`` namespace.
 
 from __future__ import annotations
 
-import ipaddress
 import mmap
 import re
 import socket
@@ -33,6 +32,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable, Iterable, List, Optional, Tuple
 
+from nex.addresses import in_networks, parse_address
 from nex.files.archive import wants_archive
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
@@ -209,12 +209,11 @@ class Metrics:
         if request.path != self.path or request.method not in ("GET", "HEAD"):
             return None
         try:
-            address = ipaddress.ip_address(client)
+            address = parse_address(client)
         except ValueError:
             return None
-        # A dual-stack metrics port sees IPv4 scrapers as ::ffff:a.b.c.d.
-        address = getattr(address, "ipv4_mapped", None) or address
-        if not any(address in network for network in self._allowed):
+        # A dual-stack metrics port sees IPv4 scrapers as ::ffff:a.b.c.d: both forms count.
+        if not in_networks(address, self._allowed):
             return None
         body = self.render().encode("utf-8")
         return Response(200, [("Content-Type", _CONTENT_TYPE), ("Cache-Control", "no-store")],
