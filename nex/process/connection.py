@@ -432,8 +432,15 @@ class Connection:
         return chunk
 
     def _send_continue(self) -> None:
+        """Tell a client that waits for it to send its body; a client gone meanwhile ends
+        the request as one that reset inside its body does (:class:`_ClientGone`)."""
         self._set_send_timeout()
-        write_interim(self.sock, 100)
+        try:
+            write_interim(self.sock, 100)
+        except OSError as error:
+            if _client_gone(error):
+                raise _ClientGone() from None
+            raise
 
     def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
         """Send an interim response for a handler; a client gone meanwhile ends the request
