@@ -298,6 +298,28 @@ class ReloadRaceTest(unittest.TestCase):
         new.logger.close()
 
 
+class WebDavLocksReloadTest(unittest.TestCase):
+    """A reload of a lone Nex keeps the WebDAV locks clients hold, as replaced workers keep
+    the table they share: a lock lost in a reload would let another client write over the
+    locked file."""
+
+    def test_a_reload_keeps_the_lock_table(self) -> None:
+        config = dataclasses.replace(_quiet_config(self), webdav="write")
+        logger = Logger.from_config(config)
+        old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                     logger)
+        self.addCleanup(old.listener.close)
+        retiring: List[Tuple[threading.Thread, Server]] = []
+        old.stopping.set()
+        new = run._reloaded(old, lambda: config, retiring)
+        for thread, _ in retiring:
+            thread.join(SOCKET_TIMEOUT)
+        self.assertIsNot(new, old)
+        self.assertIs(new.dispatcher.dav.locks, old.dispatcher.dav.locks)
+        new.serve_forever()
+        new.logger.close()
+
+
 class StackSizeReloadTest(unittest.TestCase):
     """A reload sizes the threads started after it by the settings read again."""
 

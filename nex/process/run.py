@@ -203,7 +203,7 @@ def _reloaded(old: Server, load: Callable[[], Config],
     """SIGHUP: the server for the settings read again, or ``old`` when they cannot serve.
 
     ``old`` is retired in a thread added to ``retiring``; the new server takes its listener
-    and counts on in the process's row of the metrics ``table``.
+    and its WebDAV locks, and counts on in the process's row of the metrics ``table``.
     """
     old.reload_requested = False
     refused = "settings not reloaded, Nex keeps the running ones: "
@@ -224,8 +224,11 @@ def _reloaded(old: Server, load: Callable[[], Config],
     except StartupError as error:
         old.logger.warning(refused + str(error))
         return old
+    # The WebDAV locks clients hold outlive the reload (a worker's are the supervisor's).
+    dav = old.dispatcher.dav
     try:
-        new = _server(config, logger, old.listener, tls, old.shared, metrics)
+        new = _server(config, logger, old.listener, tls, old.shared, metrics,
+                      None if dav is None else dav.locks)
     except StartupError as error:
         logger.close()
         old.logger.warning(refused + str(error))
