@@ -432,8 +432,7 @@ class Connection:
         return chunk
 
     def _send_continue(self) -> None:
-        """Tell a client that waits for it to send its body; a client gone meanwhile ends
-        the request as one that reset inside its body does (:class:`_ClientGone`)."""
+        """Ask for the body; a client gone meanwhile raises :class:`_ClientGone`."""
         self._set_send_timeout()
         try:
             write_interim(self.sock, 100)
@@ -443,8 +442,7 @@ class Connection:
             raise
 
     def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
-        """Send an interim response for a handler; a client gone meanwhile ends the request
-        as one that closed inside its body does, without a fault."""
+        """Send a handler's interim response; a client gone meanwhile is no fault (400)."""
         self._set_send_timeout()
         try:
             write_interim(self.sock, status, headers)
