@@ -101,14 +101,13 @@ class Server:
                  metrics: Optional[Metrics] = None) -> None:
         self.config = config
         self.metrics = metrics
-        #: Whether other processes accept on the listener too (a reloaded server's as well).
+        #: Whether other processes accept on the listener too (a reloaded server's as well);
+        #: else it is a lone server's own, or a worker's on Linux, where each worker has one
+        #: (SO_REUSEPORT).
         self.shared = shared
         self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
-        #: Whether no other process accepts on the listener: a lone server's own, or a
-        #: worker's on Linux, where each worker has one (SO_REUSEPORT).
-        self._own_listener = not shared
         # Clients are accepted once the poll reports one, without blocking: a blocking
         # accept() could wait on a listener other processes share.
         self.listener.setblocking(False)
@@ -219,7 +218,7 @@ class Server:
         while burst:
             # Another process accepting on the same listener would take its share of the
             # queue, and a blocking accept could wait: only a listener of its own is drained.
-            while self._own_listener and not self.stopping.is_set():
+            while not self.shared and not self.stopping.is_set():
                 try:
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # none left, a reset before accept, or out of descriptors
@@ -234,7 +233,7 @@ class Server:
                     self._release(connection)
                     self._turn_away(connection, 503)
             burst = []
-            if self._own_listener and not self.stopping.is_set():
+            if not self.shared and not self.stopping.is_set():
                 try:  # clients that came while a thread started
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:
