@@ -112,6 +112,13 @@ class TableTests(unittest.TestCase):
             request("POST /.nex/metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"),
             "10.1.2.3"))
 
+    def test_an_ipv4_scraper_on_a_dual_stack_port_is_known_by_its_ipv4_address(self) -> None:
+        metrics = Metrics(MetricsTable(1), 1, allowed_clients=("10.0.0.0/8",))
+        scrape = request("GET /.nex/metrics HTTP/1.1\r\nHost: x\r\n")
+        self.assertIsNotNone(metrics.page(scrape, "::ffff:10.1.2.3"))
+        self.assertIsNone(metrics.page(scrape, "::ffff:127.0.0.1"))
+        self.assertIsNone(metrics.page(scrape, "not an address"))
+
     @requires_openssl
     def test_certificate_expiry_is_read_from_the_pem(self) -> None:
         folder = tempfile.mkdtemp(prefix="nex-metrics-tls-")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import threading
 import unittest
-from typing import List, Set
+from typing import Any, Callable, List, Set
 
 from nex.process.pool import ThreadPool, _Parked
 from tests.support import (SOCKET_TIMEOUT, NexServer, ResponseReader, alpha_root, get,
                            wait_until)
 
+
+def hand(pool: ThreadPool, item: object, call: Callable[[Any], None], name: str) -> bool:
+    """Give ``pool`` one piece of work, a burst of one; whether a thread will take it."""
+    return not pool.run_all([(item, call, name)])
 
 
 class ThreadPoolTest(unittest.TestCase):
@@ -25,7 +29,7 @@ class ThreadPoolTest(unittest.TestCase):
         self.done.release()
 
     def run_one(self, pool: ThreadPool, name: str) -> threading.Thread:
-        pool.run(name, self.record, name)
+        self.assertTrue(hand(pool, name, self.record, name))
         self.assertTrue(self.done.acquire(timeout=SOCKET_TIMEOUT))
         return self.ran[-1]
 
@@ -51,7 +55,7 @@ class ThreadPoolTest(unittest.TestCase):
             release.wait(SOCKET_TIMEOUT)
 
         for number in range(3):
-            pool.run(number, hold, f"hold-{number}")
+            self.assertTrue(hand(pool, number, hold, f"hold-{number}"))
         for _ in range(3):
             self.assertTrue(started.acquire(timeout=SOCKET_TIMEOUT))
         release.set()
@@ -115,14 +119,14 @@ class PoolGrowthTest(unittest.TestCase):
     def test_work_that_finds_no_parked_thread_waits_for_the_one_on_its_way(self) -> None:
         pool = self.pool()
         for number in range(5):
-            pool.run(f"w{number}", self.hold, f"w{number}")
+            self.assertTrue(hand(pool, f"w{number}", self.hold, f"w{number}"))
         self.assertEqual(pool.asked, [threading.current_thread()])
         self.assertEqual([work[0] for work in pool._waiting], ["w0", "w1", "w2", "w3", "w4"])
 
     def test_each_new_thread_starts_more_while_work_waits_one_per_work(self) -> None:
         pool = self.pool()
         for number in range(5):
-            pool.run(f"w{number}", self.hold, f"w{number}")
+            self.assertTrue(hand(pool, f"w{number}", self.hold, f"w{number}"))
         for launched in range(5):
             self.assertGreater(len(pool.asked), launched)
             pool.launch()
@@ -144,9 +148,11 @@ class PoolGrowthTest(unittest.TestCase):
             done.release()
 
         gate = threading.Event()
-        pool.run("first", lambda item: (gate.wait(SOCKET_TIMEOUT), record(item)), "first")
+        self.assertTrue(hand(pool, "first",
+                             lambda item: (gate.wait(SOCKET_TIMEOUT), record(item)), "first"))
         first = pool.launch()
-        pool.run("second", record, "second")  # no thread parked or on its way: asks for one
+        # No thread parked or on its way: asks for one.
+        self.assertTrue(hand(pool, "second", record, "second"))
         self.assertEqual(len(pool.asked), 2)
         gate.set()
         for _ in range(2):
@@ -163,8 +169,8 @@ class PoolGrowthTest(unittest.TestCase):
                 raise RuntimeError("can't start new thread")
 
         pool = Failing()
-        with self.assertRaises(RuntimeError):
-            pool.run("work", self.hold, "work")
+        work = ("work", self.hold, "work")
+        self.assertEqual(pool.run_all([work]), [work])
         self.assertEqual(list(pool._waiting), [])
         self.assertEqual(pool._starting, 0)
 
@@ -237,7 +243,7 @@ class ParkedThreadReferenceTest(unittest.TestCase):
         done = threading.Event()
         work = Work()
         gone = weakref.ref(work)
-        pool.run(work, lambda item: done.set(), "once")
+        self.assertTrue(hand(pool, work, lambda item: done.set(), "once"))
         self.assertTrue(done.wait(SOCKET_TIMEOUT))
         del work
         wait_until(lambda: pool._parked, what="the thread to park")

@@ -154,6 +154,8 @@ class PerClientCapTest(ProxyProtocolServerTest):
             self.assertEqual(ResponseReader(held).read()[0], 200)  # 192.0.2.50 holds one
             second = self.send(v1_for("192.0.2.50") + GET)
             self.assertTrue(second.startswith(b"HTTP/1.1 429 "), second[:40])
+            # The same refusal as a client over its cap at accept gets.
+            self.assertIn(b"\r\nRetry-After: 5\r\n", second.split(b"\r\n\r\n")[0] + b"\r\n")
             other = self.send(v1_for("192.0.2.51") + GET)
             self.assertTrue(other.startswith(b"HTTP/1.1 200 "), other[:40])
         self.assertRegex(self.logged(" 429 "),

@@ -4,6 +4,7 @@ and no traceback."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ from typing import List, Tuple
 
 from nex.process import run
 from nex.process.assembly import assemble
-from nex.process.config import load_config
+from nex.process.config import Config, load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
 from tests.support import REPO, SOCKET_TIMEOUT, NexServer
@@ -265,16 +266,22 @@ class CleartextWarningTest(unittest.TestCase):
                 server.stop()
 
 
+def _quiet_config(test: unittest.TestCase) -> Config:
+    """Settings for an in-process server on an ephemeral port that logs nothing, over a
+    document root removed when ``test`` ends."""
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    return load_config(None, {"document_root": root, "port": 0,
+                              "access_log": os.devnull, "error_log": os.devnull,
+                              "error_pages": os.path.join(REPO, "error_pages"),
+                              "templates": os.path.join(REPO, "other_templates")})
+
+
 class ReloadRaceTest(unittest.TestCase):
     """A stop that arrives while a reload builds the new server stops the new one too."""
 
     def test_a_stop_during_the_reload_is_not_lost(self) -> None:
-        root = tempfile.mkdtemp(prefix="nex-root-")
-        self.addCleanup(shutil.rmtree, root, True)
-        config = load_config(None, {"document_root": root, "port": 0,
-                                    "access_log": os.devnull, "error_log": os.devnull,
-                                    "error_pages": os.path.join(REPO, "error_pages"),
-                                    "templates": os.path.join(REPO, "other_templates")})
+        config = _quiet_config(self)
         logger = Logger.from_config(config)
         old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                      logger)
@@ -287,4 +294,49 @@ class ReloadRaceTest(unittest.TestCase):
         self.assertIsNot(new, old)
         self.assertTrue(new.stopping.is_set())
         new.serve_forever()  # returns at once, stopping
+        new.logger.close()
+
+
+class WebDavLocksReloadTest(unittest.TestCase):
+    """A reload of a lone Nex keeps the WebDAV locks clients hold, as replaced workers keep
+    the table they share: a lock lost in a reload would let another client write over the
+    locked file."""
+
+    def test_a_reload_keeps_the_lock_table(self) -> None:
+        config = dataclasses.replace(_quiet_config(self), webdav="write")
+        logger = Logger.from_config(config)
+        old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                     logger)
+        self.addCleanup(old.listener.close)
+        retiring: List[Tuple[threading.Thread, Server]] = []
+        old.stopping.set()
+        new = run._reloaded(old, lambda: config, retiring)
+        for thread, _ in retiring:
+            thread.join(SOCKET_TIMEOUT)
+        self.assertIsNot(new, old)
+        self.assertIs(new.dispatcher.dav.locks, old.dispatcher.dav.locks)
+        new.serve_forever()
+        new.logger.close()
+
+
+class StackSizeReloadTest(unittest.TestCase):
+    """A reload sizes the threads started after it by the settings read again."""
+
+    def test_a_reload_to_the_default_stack_size_brings_the_default_back(self) -> None:
+        config = _quiet_config(self)
+        self.addCleanup(threading.stack_size, threading.stack_size())
+        threading.stack_size(256 * 1024)  # as a start with thread_stack_size = 256K left it
+        logger = Logger.from_config(config)
+        old = Server(dataclasses.replace(config, thread_stack_size=256 * 1024),
+                     lambda port: assemble(config, port, on_error=logger.warning), logger)
+        self.addCleanup(old.listener.close)
+        retiring: List[Tuple[threading.Thread, Server]] = []
+        old.stopping.set()
+        new = run._reloaded(old, lambda: dataclasses.replace(config, thread_stack_size=0),
+                            retiring)
+        for thread, _ in retiring:
+            thread.join(SOCKET_TIMEOUT)
+        self.assertIsNot(new, old)
+        self.assertEqual(threading.stack_size(), 0)
+        new.serve_forever()
         new.logger.close()

@@ -20,8 +20,10 @@ from nex.http.body import BodyReader
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
+from nex.process.assembly import assemble
+from nex.process.config import Config
 from nex.process.connection import Connection
-from tests.support import ProxyTestCase, ok
+from tests.support import REPO, ProxyTestCase, ok, temp_root
 from tests.support import (SOCKET_TIMEOUT, NexServer, capture_log, read_all, reset,
                            socketpair_dispatcher)
 from tests.support import wait_until
@@ -247,3 +249,27 @@ class ProxiedBodyResetTest(ProxyTestCase):
         errors = self.server.error_log()
         self.assertNotIn("Traceback", errors)
         self.assertNotIn("fault", errors)
+
+
+class ClientGoneBeforeContinueTest(unittest.TestCase):
+    """A client that leaves while Nex would tell it ``100 Continue`` is no server fault
+    either: no 500, no traceback, no temporary file, one access line."""
+
+    def test_a_client_gone_before_100_continue_is_one_quiet_line(self) -> None:
+        root = temp_root(self, {})
+        config = Config(document_root=root, error_pages=os.path.join(REPO, "error_pages"),
+                        templates=os.path.join(REPO, "other_templates"), upload=True)
+        log = capture_log(self)
+        site = assemble(config, 0, on_error=log.logger.warning)
+        server_end, client_end = socket.socketpair()
+        with client_end:
+            client_end.sendall(b"PUT /new.bin HTTP/1.1\r\nHost: localhost\r\n"
+                               b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        # The connection loop runs here: the head is read, the 100 finds nobody.
+        Connection(server_end, "127.0.0.1", site, log.logger, threading.Event()).serve()
+        errors, access = log.errors(), log.access()
+        self.assertNotIn("Traceback", errors)
+        self.assertNotIn("fault", errors)
+        [line] = access.splitlines()
+        self.assertIn('"PUT /new.bin HTTP/1.1" 400 - ', line)
+        self.assertEqual(os.listdir(root), [])

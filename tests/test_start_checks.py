@@ -24,7 +24,8 @@ from nex.files.templates import TemplateError
 from nex.files.uploadpage import UploadPage
 from nex.process.config import Config
 from nex.process.log import Logger
-from nex.process.startup import StartupError, check_startup, log_failure, open_logger
+from nex.process.startup import (StartupError, check_startup, log_failure, open_logger,
+                                 restart_only_change)
 from nex.process.worker import fault_line
 from tests.support import (REPO, get, START_TIMEOUT, NexServer, make_certificate, open_descriptors,
                            requires_openssl, wait_until, write_settings)
@@ -314,6 +315,22 @@ class CheckStartupTest(StartupFolder):
         with self.assertRaises(TemplateError) as caught:
             UploadPage.load(self.folder, self.path("absent"))
         self.assertIn(os.path.join(self.path("absent"), "upload.js"), str(caught.exception))
+
+
+class RestartOnlyTest(unittest.TestCase):
+    """The one rule, for a lone Nex and the supervisor, of what a reload cannot change."""
+
+    def test_a_changed_port_names_itself(self) -> None:
+        self.assertEqual(restart_only_change(Config(port=8000), Config(port=8001)),
+                         "port changes only when Nex restarts")
+
+    def test_other_changes_pass(self) -> None:
+        self.assertIsNone(restart_only_change(Config(workers=1), Config(workers=2)))
+
+    def test_the_caller_adds_names(self) -> None:
+        self.assertEqual(restart_only_change(Config(workers=1), Config(workers=2),
+                                             ("bind", "workers")),
+                         "workers changes only when Nex restarts")
 
 
 class FaultLineTest(unittest.TestCase):

@@ -79,14 +79,14 @@ class Connection:
     that sends plain HTTP instead gets a ``400`` page in plain text.  ``accepted`` is when
     the listener accepted the socket (default: now).  With ``proxy_protocol`` the client a
     trusted proxy's header names becomes :attr:`client`; ``readmit(self, client)`` then
-    counts the connection as that client's, or says it is at its cap.  ``metrics`` counts
-    the responses and tunnels, and may answer a request itself.
+    counts the connection as that client's, or gives the refusal of a client at its cap.
+    ``metrics`` counts the responses and tunnels, and may answer a request itself.
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
                  logger: Logger, stopping: threading.Event,
                  tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None,
-                 readmit: Optional[Callable[["Connection", str], bool]] = None,
+                 readmit: Optional[Callable[["Connection", str], Optional[HTTPError]]] = None,
                  metrics: Optional[Metrics] = None) -> None:
         self.sock = sock
         self.client = client
@@ -199,15 +199,10 @@ class Connection:
         if not go_on:
             return False
         if client is not None:
-            admitted = self._readmit is None or self._readmit(self, client)
+            refusal = None if self._readmit is None else self._readmit(self, client)
             self.client = client
-            if not admitted:
-                if self._metrics is not None:
-                    self._metrics.refused("max_connections_per_client")
-                self.turn_away(HTTPError(429, "Too many connections from your address "
-                                              "(max_connections_per_client); close some and "
-                                              "try again.", close=True,
-                                         refusal="max_connections_per_client"))
+            if refusal is not None:
+                self.turn_away(refusal)
                 return False
         self._enter(State.IDLE if self._tls is None else State.HANDSHAKING)
         return True
@@ -437,12 +432,17 @@ class Connection:
         return chunk
 
     def _send_continue(self) -> None:
+        """Ask for the body; a client gone meanwhile raises :class:`_ClientGone`."""
         self._set_send_timeout()
-        write_interim(self.sock, 100)
+        try:
+            write_interim(self.sock, 100)
+        except OSError as error:
+            if _client_gone(error):
+                raise _ClientGone() from None
+            raise
 
     def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
-        """Send an interim response for a handler; a client gone meanwhile ends the request
-        as one that closed inside its body does, without a fault."""
+        """Send a handler's interim response; a client gone meanwhile is no fault (400)."""
         self._set_send_timeout()
         try:
             write_interim(self.sock, status, headers)

@@ -101,14 +101,13 @@ class Server:
                  metrics: Optional[Metrics] = None) -> None:
         self.config = config
         self.metrics = metrics
-        #: Whether other processes accept on the listener too (a reloaded server's as well).
+        #: Whether other processes accept on the listener too (a reloaded server's as well);
+        #: else it is a lone server's own, or a worker's on Linux, where each worker has one
+        #: (SO_REUSEPORT).
         self.shared = shared
         self.tls = tls
         self._logger = logger
         self.listener = listener if listener is not None else bind_listener(config)
-        #: Whether no other process accepts on the listener: a lone server's own, or a
-        #: worker's on Linux, where each worker has one (SO_REUSEPORT).
-        self._own_listener = not shared
         # Clients are accepted once the poll reports one, without blocking: a blocking
         # accept() could wait on a listener other processes share.
         self.listener.setblocking(False)
@@ -219,7 +218,7 @@ class Server:
         while burst:
             # Another process accepting on the same listener would take its share of the
             # queue, and a blocking accept could wait: only a listener of its own is drained.
-            while self._own_listener and not self.stopping.is_set():
+            while not self.shared and not self.stopping.is_set():
                 try:
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # none left, a reset before accept, or out of descriptors
@@ -234,7 +233,7 @@ class Server:
                     self._release(connection)
                     self._turn_away(connection, 503)
             burst = []
-            if self._own_listener and not self.stopping.is_set():
+            if not self.shared and not self.stopping.is_set():
                 try:  # clients that came while a thread started
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:
@@ -291,12 +290,11 @@ class Server:
         with self._lock:
             if len(self._live) >= self.config.max_connections:
                 refusal = 503
-            elif (self._per_client.get(client, 0) >= self.config.max_connections_per_client
-                  and not self._is_trusted_proxy(client)):
+            elif self._at_client_cap(client):
                 refusal = 429
             else:
                 refusal = 0
-                self._per_client[client] = self._per_client.get(client, 0) + 1
+                self._count_client(client)
                 if len(self._client_numbers) >= _MAX_NUMBERED_CLIENTS:
                     self._client_numbers.clear()
                 number = self._client_numbers.setdefault(client, len(self._client_numbers) + 1)
@@ -324,10 +322,17 @@ class Server:
         return connection, self._run, f"Client-{number} {_format_address(address)}"
 
     def _turn_away(self, connection: Connection, status: int) -> None:
-        """Refuse ``connection`` with ``status`` (503 or 429), counted for the metrics."""
+        """Refuse ``connection`` with ``status`` (503 or 429)."""
+        connection.turn_away(self._refusal(status))
+
+    def _refusal(self, status: int) -> HTTPError:
+        """The error a client over a connection cap is turned away with (503 or 429),
+        counted for the metrics."""
         if self.metrics is not None:
             self.metrics.refused(_REFUSAL_TOKENS[status])
-        connection.turn_away(_refusal(status))
+        return HTTPError(status, _REFUSALS[status],
+                         headers=[("Retry-After", _RETRY_AFTER_SECONDS)], close=True,
+                         refusal=_REFUSAL_TOKENS[status])
 
     def _run(self, connection: Connection) -> None:
         try:
@@ -343,17 +348,26 @@ class Server:
         if self.metrics is not None:
             self.metrics.connection_closed()
 
-    def _readmit(self, connection: Connection, client: str) -> bool:
-        """Count ``connection`` as one of ``client``'s, the address a PROXY header carried;
-        False, leaving it counted as before, when ``client`` is at its cap."""
+    def _readmit(self, connection: Connection, client: str) -> Optional[HTTPError]:
+        """Count ``connection`` as one of ``client``'s, the address a PROXY header carried,
+        and return None; when ``client`` is at its cap, leave it counted as before and
+        return the refusal (429) to turn it away with."""
         with self._lock:
-            if (self._per_client.get(client, 0) >= self.config.max_connections_per_client
-                    and not self._is_trusted_proxy(client)):
-                return False
-            self._forget_client(connection.counted_as)
-            self._per_client[client] = self._per_client.get(client, 0) + 1
-            connection.counted_as = client
-        return True
+            at_cap = self._at_client_cap(client)
+            if not at_cap:
+                self._forget_client(connection.counted_as)
+                self._count_client(client)
+                connection.counted_as = client
+        return self._refusal(429) if at_cap else None
+
+    def _at_client_cap(self, client: str) -> bool:
+        """Whether ``client`` may open no more connections (with the lock held)."""
+        return (self._per_client.get(client, 0) >= self.config.max_connections_per_client
+                and not self._is_trusted_proxy(client))
+
+    def _count_client(self, client: str) -> None:
+        """Count one connection of ``client`` more (with the lock held)."""
+        self._per_client[client] = self._per_client.get(client, 0) + 1
 
     def _forget_client(self, client: str) -> None:
         """Count one connection of ``client`` less (with the lock held)."""
@@ -432,12 +446,6 @@ class Server:
                 return False
             self._ended.wait(min(remaining, _WAKE_INTERVAL_SECONDS))
         return True
-
-
-def _refusal(status: int) -> HTTPError:
-    """The error a client over a connection cap is turned away with (503 or 429)."""
-    return HTTPError(status, _REFUSALS[status], headers=[("Retry-After", _RETRY_AFTER_SECONDS)],
-                     close=True, refusal=_REFUSAL_TOKENS[status])
 
 
 def _drain(fd: int) -> None:

@@ -24,7 +24,6 @@ socket), and nothing else is.  Every name is in the ``nex_`` namespace.
 
 from __future__ import annotations
 
-import ipaddress
 import mmap
 import re
 import socket
@@ -33,6 +32,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable, Iterable, List, Optional, Tuple
 
+from nex.addresses import in_networks, parse_address
 from nex.files.archive import wants_archive
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
@@ -140,10 +140,6 @@ class Metrics:
         with self._lock:
             self.table.values[self._base + field] += amount
 
-    def _subtract(self, field: int) -> None:
-        with self._lock:
-            self.table.values[self._base + field] -= 1
-
     def request_done(self, request: Optional[Request], response: Response, sent: int,
                      received: int, head_size: int = 0) -> None:
         """Count one logged response with ``sent`` body bytes out and ``received`` in, of
@@ -176,7 +172,7 @@ class Metrics:
 
     def connection_closed(self) -> None:
         """An admitted connection ended."""
-        self._subtract(_CONNECTIONS_OPEN)
+        self._add(_CONNECTIONS_OPEN, -1)
 
     def refused(self, cap: str) -> None:
         """A connection was refused because ``cap`` (one of :data:`CAPS`) was reached."""
@@ -191,7 +187,7 @@ class Metrics:
 
     def tunnel_closed(self) -> None:
         """A tunnel ended."""
-        self._subtract(_TUNNELS_OPEN)
+        self._add(_TUNNELS_OPEN, -1)
 
     def proxy_tally(self) -> Tally:
         """This process's slice of the table for the proxy's DNS cache and origin pool to
@@ -213,12 +209,11 @@ class Metrics:
         if request.path != self.path or request.method not in ("GET", "HEAD"):
             return None
         try:
-            address = ipaddress.ip_address(client)
+            address = parse_address(client)
         except ValueError:
             return None
-        # A dual-stack metrics port sees IPv4 scrapers as ::ffff:a.b.c.d.
-        address = getattr(address, "ipv4_mapped", None) or address
-        if not any(address in network for network in self._allowed):
+        # A dual-stack metrics port sees IPv4 scrapers as ::ffff:a.b.c.d: both forms count.
+        if not in_networks(address, self._allowed):
             return None
         body = self.render().encode("utf-8")
         return Response(200, [("Content-Type", _CONTENT_TYPE), ("Cache-Control", "no-store")],

@@ -44,7 +44,7 @@ class ThreadPool:
     Threads are daemon threads named after their work (``name``).  :meth:`close` ends the
     parked threads; a busy thread ends when its work is done.
 
-    The caller of :meth:`run` (the accept loop) starts a thread only when no thread is on
+    The caller of :meth:`run_all` (the accept loop) starts a thread only when no thread is on
     its way: work that finds no parked thread waits in a queue, first come first served,
     and each new thread, before it serves its own work, starts up to ``GROWTH`` more while
     work still waits for one.  Starting a thread waits until the new thread runs, which
@@ -66,16 +66,10 @@ class ThreadPool:
         self._starting = 0
         self._closed = False
 
-    def run(self, item: Any, call: Callable[[Any], None], name: str) -> None:
-        """Run ``call(item)`` in a thread named ``name``; RuntimeError when no thread is
-        parked or on its way and none can start."""
-        unstarted = self.run_all([(item, call, name)])
-        if unstarted:
-            raise RuntimeError("can't start a thread for the work")
-
     def run_all(self, works: Sequence[_Work]) -> List[_Work]:
-        """Run each ``(item, call, name)`` of ``works`` as :meth:`run` does; the works that
-        no thread will take, since none was parked or on its way and none could start.
+        """Run each ``(item, call, name)`` of ``works``, ``call(item)`` in a thread named
+        ``name``; return the works that no thread will take, since none was parked or on its
+        way and none could start.
 
         Parked threads take what they can at once; the rest is queued *before* a thread
         starts, so the one new thread sees the whole burst and the pool doubles towards it

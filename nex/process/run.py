@@ -38,8 +38,9 @@ from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, listener_url
                                   release_signals, start_listening)
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
-from nex.process.startup import (StartupError, bind_metrics_listener, dispatcher_for,
-                                 listen_failure, load_tls, open_logger)
+from nex.process.startup import (RESTART_ONLY, StartupError, bind_metrics_listener,
+                                 dispatcher_for, listen_failure, load_tls, open_logger,
+                                 restart_only_change)
 from nex.process.tls import ServerTLS, TLSError
 from nex.site.login import cleartext_warning
 
@@ -74,8 +75,7 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     ``nex: ...``) and gives status 2.
     """
     lone = listener is None
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
+    threading.stack_size(config.thread_stack_size)  # 0: the platform's default
     try:
         tls = load_tls(config)
         if lone:
@@ -203,7 +203,7 @@ def _reloaded(old: Server, load: Callable[[], Config],
     """SIGHUP: the server for the settings read again, or ``old`` when they cannot serve.
 
     ``old`` is retired in a thread added to ``retiring``; the new server takes its listener
-    and counts on in the process's row of the metrics ``table``.
+    and its WebDAV locks, and counts on in the process's row of the metrics ``table``.
     """
     old.reload_requested = False
     refused = "settings not reloaded, Nex keeps the running ones: "
@@ -212,10 +212,11 @@ def _reloaded(old: Server, load: Callable[[], Config],
     except ConfigError as error:
         old.logger.warning(refused + str(error))
         return old
-    for name in ("bind", "port", "workers"):
-        if getattr(config, name) != getattr(old.config, name):
-            old.logger.warning(f"{refused}{name} changes only when Nex restarts")
-            return old
+    # A lone Nex cannot become a supervisor.
+    change = restart_only_change(old.config, config, (*RESTART_ONLY, "workers"))
+    if change is not None:
+        old.logger.warning(refused + change)
+        return old
     tls = _reloaded_tls(old, config)
     metrics = None if table is None else process_metrics(config, table, 1)
     try:
@@ -223,15 +224,17 @@ def _reloaded(old: Server, load: Callable[[], Config],
     except StartupError as error:
         old.logger.warning(refused + str(error))
         return old
+    # The WebDAV locks clients hold outlive the reload (a worker's are the supervisor's).
+    dav = old.dispatcher.dav
     try:
-        new = _server(config, logger, old.listener, tls, old.shared, metrics)
+        new = _server(config, logger, old.listener, tls, old.shared, metrics,
+                      None if dav is None else dav.locks)
     except StartupError as error:
         logger.close()
         old.logger.warning(refused + str(error))
         return old
     start_listening(new.listener, config.backlog)
-    if config.thread_stack_size:
-        threading.stack_size(config.thread_stack_size)
+    threading.stack_size(config.thread_stack_size)
     logger.message("settings reloaded")
     new.reload_requested = old.reload_requested  # another SIGHUP came meanwhile
     if old.stopping.is_set():  # SIGINT or SIGTERM came meanwhile, to the old server

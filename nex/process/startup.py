@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from nex.files.templates import TemplateError
 from nex.process.assembly import assemble
@@ -31,8 +31,22 @@ if TYPE_CHECKING:
     from nex.proxy.figures import Tally
 
 
+#: The settings a reload leaves as they are: the listening socket is bound once.
+RESTART_ONLY = ("bind", "port")
+
+
 class StartupError(Exception):
     """Nex cannot serve with these settings; the message is the one line saying why."""
+
+
+def restart_only_change(old: Config, new: Config, names: Sequence[str] = RESTART_ONLY
+                        ) -> Optional[str]:
+    """Why ``new`` cannot be taken up by a reload of ``old``: the line naming the first of
+    ``names`` it changes; None when it changes none."""
+    for name in names:
+        if getattr(new, name) != getattr(old, name):
+            return f"{name} changes only when Nex restarts"
+    return None
 
 
 def load_tls(config: Config) -> Optional[ServerTLS]:

@@ -78,7 +78,7 @@ from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, pr
 from nex.process.metrics import MetricsTable, process_metrics
 from nex.process.run import FORCED_EXIT, print_metrics_line
 from nex.process.startup import (StartupError, bind_metrics_listener, check_startup,
-                                 listen_failure, log_failure)
+                                 listen_failure, log_failure, restart_only_change)
 from nex.process.worker import READY, serve_as_worker
 from nex.process import systemd
 
@@ -423,9 +423,9 @@ class Supervisor:
         except (ConfigError, StartupError) as error:
             self._log.warning(f"settings not reloaded, the workers keep theirs: {error}")
             return
-        if (config.bind, config.port) != (self._config.bind, self._config.port):
-            self._log.warning("settings not reloaded, the workers keep theirs: bind and port "
-                              "change only when Nex restarts")
+        change = restart_only_change(self._config, config)
+        if change is not None:
+            self._log.warning(f"settings not reloaded, the workers keep theirs: {change}")
             return
         try:  # opened again even under the same name, so that a rotated log is let go
             log = SupervisorLog(config.error_log)
