@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable, Optional, Tuple, Union
 
+from nex.addresses import in_networks, parse_address
 from nex.http.grammar import FORWARDED_FOR_ELEMENT, parse_list
 
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -30,10 +31,9 @@ class ForwardedFor:
     def is_trusted(self, address: str) -> bool:
         """Whether ``address`` (an IP address as text) is one of the trusted proxies."""
         try:
-            ip = ipaddress.ip_address(address)
+            return in_networks(parse_address(address), self._trusted)
         except ValueError:
             return False
-        return any(ip in network for network in self._trusted)
 
     def client(self, peer: str, forwarded_for: Optional[str]) -> str:
         """The client's address: ``peer`` unless a trusted proxy forwarded the request."""
