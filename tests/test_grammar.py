@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import unittest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from nex.http import grammar
 from nex.http.grammar import (ABSOLUTE_FORM, ASCTIME_DATE, CHUNK_LINE, CONTENT_LENGTH, DAY_NAMES,
                          ENTITY_TAG, FIELD_NAME, FIELD_SECTION, FIELD_VALUE, HOST, HOST_LABELS,
@@ -166,6 +169,20 @@ class RuleTest(unittest.TestCase):
         for value in invalid:
             with self.subTest(value=value):
                 self.assertIsNone(FIELD_SECTION.fullmatch(value))
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.tuples(st.text("!#$%&'*+-.^_`|~aZ09 \t/", max_size=6),
+                              st.binary(max_size=8).map(lambda raw: raw.replace(b"\r\n", b""))
+                              | st.text(" \t\x00\x7fa~\xe9\r\n", max_size=8).map(
+                                  lambda text: text.encode("latin-1"))), max_size=4))
+    def test_field_section_is_field_line_after_field_line(self, lines) -> None:
+        # The one-pass pattern accepts a section exactly when RFC 9112 §5's field-line rule,
+        # written out by its parts, accepts each line.
+        section = b"".join(name.encode("latin-1") + b":" + value + b"\r\n"
+                           for name, value in lines)
+        expected = all(TOKEN.fullmatch(name) and FIELD_VALUE.fullmatch(
+            value.decode("latin-1").strip(" \t")) for name, value in lines)
+        self.assertEqual(FIELD_SECTION.fullmatch(section) is not None, bool(expected))
 
 
 # value, element, the elements' text or None for "not such a list"

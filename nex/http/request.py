@@ -36,16 +36,20 @@ class Headers:
 
     __slots__ = ("_items", "_index")
 
-    def __init__(self, items: List[Tuple[str, str]]) -> None:
+    def __init__(self, items: List[Tuple[str, str]],
+                 index: Optional[Dict[str, List[str]]] = None) -> None:
+        """``items`` as sent; ``index`` is their values by lower-case name, when the caller
+        built it already (:func:`parse_fields` does, in its one pass over the lines)."""
         self._items = items
-        index: Dict[str, List[str]] = {}
-        for name, value in items:
-            key = name.lower()
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
+        if index is None:
+            index = {}
+            for name, value in items:
+                key = name.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
         self._index = index
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
@@ -367,7 +371,19 @@ def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
     :func:`~nex.http.framing.head_lines`, as :class:`Headers`; 400 for a line
     :func:`parse_field_line` refuses."""
     if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
-        return Headers([(name, value.strip(" \t")) for name, _, value in
-                        [line.partition(":") for line in lines[1:]]])
+        # Every line is known good: split each once, and index it in the same pass.
+        items: List[Tuple[str, str]] = []
+        index: Dict[str, List[str]] = {}
+        for number in range(1, len(lines)):
+            name, _, value = lines[number].partition(":")
+            value = value.strip(" \t")
+            items.append((name, value))
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        return Headers(items, index)
     # Find the offending line, for the error's detail.
     return Headers([parse_field_line(line) for line in lines[1:]])
