@@ -118,7 +118,8 @@ class HeadTest(unittest.TestCase):
     def test_find_head_end(self) -> None:
         for buffer, start, end in [(b"A\r\n\r\nrest", 0, 5), (b"A\n\nrest", 0, 3),
                                    (b"A\r\nB: c\r\n\r\n", 4, 11), (b"A\r\nB: c\r\n", 0, -1),
-                                   (b"A\r\n\r\nB\n\n", 0, 5), (b"", 0, -1)]:
+                                   (b"A\r\n\r\nB\n\n", 0, 5), (b"A\n\nB\r\n\r\n", 0, 3),
+                                   (b"A\r\n\n", 0, 4), (b"", 0, -1)]:
             with self.subTest(buffer=buffer):
                 self.assertEqual(find_head_end(buffer, start), end)
 

@@ -69,9 +69,12 @@ def line_length(buffer: Union[bytes, bytearray], start: int, lf: int) -> int:
 def find_head_end(buffer: Union[bytes, bytearray], start: int = 0) -> int:
     """Where the head at the front of ``buffer`` ends (just past its blank line), searching
     from ``start``; -1 when no head end has arrived yet."""
-    ends = [found + len(end) for end in HEAD_ENDS
-            for found in (buffer.find(end, start),) if found != -1]
-    return min(ends) if ends else -1
+    end = buffer.find(b"\n\r\n", start)
+    # A bare-LF end counts only when it comes first: look no further than the CRLF one.
+    bare = buffer.find(b"\n\n", start, len(buffer) if end == -1 else end + 2)
+    if bare != -1:
+        return bare + 2
+    return end if end == -1 else end + 3
 
 
 def head_lines(head: Union[bytes, bytearray], limits: HeadLimits, *,
