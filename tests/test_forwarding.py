@@ -283,6 +283,9 @@ class ForwardedForTest(unittest.TestCase):
         self.assertEqual(forwarded_for(self.FIELDS, "delete", "192.0.2.7"), [("Accept", "*/*")])
 
 
+NOW = "Tue, 02 Jan 2024 00:00:00 GMT"
+
+
 class ClientResponseFieldsTest(unittest.TestCase):
     def test_hop_by_hop_and_length_removed_via_added(self) -> None:
         fields = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
@@ -290,13 +293,20 @@ class ClientResponseFieldsTest(unittest.TestCase):
                   ("Transfer-Encoding", "chunked"), ("Content-Length", "10"),
                   ("Proxy-Authenticate", "Basic realm=\"x\""), ("Via", "1.1 cache"),
                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-        self.assertEqual(client_response_fields(fields, "1.1 nex-abc"), [
+        self.assertEqual(client_response_fields(fields, "1.1 nex-abc", NOW), [
             ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
             ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
             ("Via", "1.1 nex-abc")])
 
     def test_without_via(self) -> None:
-        self.assertEqual(client_response_fields([("A", "1")], None), [("A", "1")])
+        self.assertEqual(client_response_fields([("A", "1"), ("date", "x")], None, NOW),
+                         [("A", "1"), ("date", "x")])
+
+    def test_a_response_without_date_gets_the_time_it_was_received(self) -> None:
+        # RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date
+        # appends one.
+        self.assertEqual(client_response_fields([("A", "1")], "1.1 nex-abc", NOW),
+                         [("A", "1"), ("Date", NOW), ("Via", "1.1 nex-abc")])
 
 
 class ViaTest(unittest.TestCase):

@@ -146,6 +146,17 @@ class FramingTest(ProxyTestCase):
         self.assertIn(b"Server: origin/1", head)
         self.assertNotIn(b"Nex/", head)
 
+    def test_a_response_without_date_gets_one(self) -> None:
+        # RFC 9110 §6.6.1: a proxy with a clock forwarding a response without Date appends
+        # one; no Server of Nex's own is added.
+        origin = self.origin(lambda exchange: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        data = self.raw(b"GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                        % origin.url("/").encode())
+        head = data.split(b"\r\n\r\n")[0]
+        self.assertEqual(head.count(b"\r\nDate: "), 1)
+        self.assertRegex(head, rb"\r\nDate: \w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
+        self.assertNotIn(b"Nex/", head)
+
 
 class LargeBodiesTest(ProxyTestCase):
     def test_ten_megabytes_up_with_content_length(self) -> None:

@@ -101,9 +101,9 @@ class Response:
     - ``stream``: bytes produced while sending, ``stream_length`` long when that is known;
       otherwise chunked for an HTTP/1.1 client, else delimited by closing the connection.
 
-    ``forwarded`` marks headers relayed from an origin: the writer then adds no ``Server``
-    and a ``Date`` only when the origin sent none, and ``reason`` is the origin's reason
-    phrase (None: the RFC 9110 one for ``status``).  A relayed ``304`` whose ``stream_length``
+    ``forwarded`` marks headers relayed from an origin: the writer then adds neither
+    ``Server`` nor ``Date`` (the relay adds ``Date`` when the origin sent none), and
+    ``reason`` is the origin's reason phrase (None: the RFC 9110 one for ``status``).  A relayed ``304`` whose ``stream_length``
     is known carries it as ``Content-Length``: it describes the representation (RFC 9110
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
@@ -210,11 +210,8 @@ def serialize_head(response: Response, *, keep_alive: bool,
         if content_length is None:
             content_length = response.content_length
         length = f"Content-Length: {content_length}\r\n"
-    if response.forwarded:
-        origin_dated = any(name.lower() == "date" for name, _ in response.headers)
-        stamp = "" if origin_dated else f"Date: {http_date_now()}\r\n"
-    else:
-        stamp = f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n{_NOSNIFF}"
+    stamp = "" if response.forwarded else (
+        f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n{_NOSNIFF}")
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
     return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{fields}{length}"

@@ -70,9 +70,20 @@ def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
     The names are gathered before anything is removed, so a ``Connection`` that names
     ``Connection`` (or itself twice) is just one more name in a set.
     """
+    return _end_to_end(fields, also)[0]
+
+
+def _end_to_end(fields: Fields, also: FrozenSet[str]
+                ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """:func:`end_to_end_fields`, and the lower-case names of all of ``fields`` (each name
+    is lowered once, for both uses)."""
     fields = list(fields)
-    dropped = HOP_BY_HOP.union(also, connection_options(fields))
-    return [(name, value) for name, value in fields if name.lower() not in dropped]
+    names = [name.lower() for name, _ in fields]
+    dropped = HOP_BY_HOP.union(also)
+    if "connection" in names:
+        dropped = dropped.union(*[parse_connection(value)[0] for (_, value), name
+                                  in zip(fields, names) if name == "connection"])
+    return [field for field, name in zip(fields, names) if name not in dropped], names
 
 
 #: What no response passes on as the origin sent it, beyond the hop-by-hop fields: the
@@ -299,7 +310,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     return "\r\n".join(lines).encode("latin-1")
 
 
-def client_response_fields(origin_fields: Fields, via: Optional[str]) -> List[Tuple[str, str]]:
+def client_response_fields(origin_fields: Fields, via: Optional[str],
+                           received: str) -> List[Tuple[str, str]]:
     """The origin response's fields as Nex passes them to the client.
 
     Hop-by-hop fields and ``Content-Length`` are removed and ``via`` (e.g.
@@ -307,9 +319,13 @@ def client_response_fields(origin_fields: Fields, via: Optional[str]) -> List[Tu
     frames the body it relays: ``Content-Length: head.content_length`` when the origin gave
     one (this also keeps it on HEAD and 304 responses, where it describes the
     representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
-    Date, Server and the rest pass unchanged; a writer must not add its own.
+    Date, Server and the rest pass unchanged; a writer must not add its own.  A response
+    without ``Date`` gets ``Date: received``, the HTTP-date it arrived at: RFC 9110 §6.6.1
+    has a recipient with a clock that forwards such a response append one.
     """
-    fields = end_to_end_fields(origin_fields, _NOT_RELAYED)
+    fields, names = _end_to_end(origin_fields, _NOT_RELAYED)
+    if "date" not in names:
+        fields.append(("Date", received))
     if via:
         fields.append(("Via", _field_value(via)))
     return fields

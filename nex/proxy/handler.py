@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 from nex.proxy.admission import Admission, Destination
 from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
+from nex.http.dates import http_date_now
 from nex.http.errors import HTTPError
 from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
                                   client_response_fields, forwarded_for, new_pseudonym,
@@ -234,7 +235,7 @@ class ForwardProxy:
     def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        fields = client_response_fields(head.headers.items(), via)
+        fields = client_response_fields(head.headers.items(), via, http_date_now())
         fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
         sock, pending = origin.detach()
         return Response(101, fields, forwarded=True, user=user, reason=head.reason,
@@ -243,7 +244,8 @@ class ForwardProxy:
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        response = Response(head.status, client_response_fields(head.headers.items(), via),
+        response = Response(head.status, client_response_fields(head.headers.items(), via,
+                                                                http_date_now()),
                             forwarded=True, user=user, reason=head.reason)
         length = head.content_length
         if head.framing == LENGTH and length is not None and length <= origin.buffered:
