@@ -7,7 +7,11 @@ thread, and reports for each case:
 * the server's CPU time per request (user and system time of the whole process, less the
   client thread's own), in microseconds;
 * with ``--profile``, the Python function calls per request in the worker thread and the
-  functions that take most of its time (``cProfile``).
+  functions that take most of its time (``cProfile``);
+* with ``--count``, the Python calls and bytecode instructions the worker thread runs per
+  request (``sys.settrace``).  These do not depend on other load on the machine, so two
+  versions of Nex can be compared by them where CPU time is too noisy to show a change of a
+  few per cent; they leave out the time spent in C (system calls, built-ins).
 
 Cases: a cached 1 KiB file; a 10 KiB HTML page asked for with a browser's
 ``Accept-Encoding``; a 404; the listing of a folder of 500 files; a random 64 KiB range of
@@ -16,7 +20,7 @@ a 32 MiB file; and, when nginx is installed, the 1 KiB file through the forward 
 of its own, so that only the proxy's work is counted).  The access log goes to a file, as in
 production.
 
-Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile] [--cases 1k,404]``.
+Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile | --count] [--cases 1k,404]``.
 """
 
 from __future__ import annotations
@@ -148,6 +152,8 @@ def main() -> int:
                              "on the machine only ever adds time")
     parser.add_argument("--profile", action="store_true",
                         help="profile the worker thread with cProfile")
+    parser.add_argument("--count", action="store_true",
+                        help="count the worker thread's Python calls and bytecode instructions")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
     options = parser.parse_args()
@@ -176,6 +182,29 @@ def main() -> int:
             profile.runcall(serve, self)
 
         connection_module.Connection.serve = profiled_serve
+    counts: List[List[int]] = []
+    if options.count:
+        serve = connection_module.Connection.serve
+
+        def counted_serve(self) -> None:
+            calls_and_instructions = [0, 0]
+            counts.append(calls_and_instructions)
+
+            def trace(frame, event, _):  # type: ignore[no-untyped-def]
+                if event == "opcode":
+                    calls_and_instructions[1] += 1
+                elif event == "call":
+                    calls_and_instructions[0] += 1
+                    frame.f_trace_opcodes = True
+                return trace
+
+            sys.settrace(trace)
+            try:
+                serve(self)
+            finally:
+                sys.settrace(None)
+
+        connection_module.Connection.serve = counted_serve
     try:
         config = load_config(None, {"document_root": root, "port": 0,
                                     "access_log": os.path.join(work, "access.log"),
@@ -188,18 +217,24 @@ def main() -> int:
         thread.start()
         for name in cases:
             profiles.clear()
-            rounds = 1 if options.profile else options.rounds
+            counts.clear()
+            rounds = 1 if options.profile or options.count else options.rounds
             user, system = min((run_case(server.port, CASES[name], options.requests)
                                 for _ in range(rounds)), key=sum)
             print(f"{name:8} {user + system:8.1f} µs of server CPU per request "
                   f"({user:.1f} user, {system:.1f} system)")
-            if profiles:
+            if profiles or counts:
                 deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:  # the profile is whole once the worker ends
+                while time.monotonic() < deadline:  # the counts are whole once the worker ends
                     with server._lock:
                         if not server._live:
                             break
                     time.sleep(0.01)
+            if counts:
+                served = options.requests + 50
+                print(f"         {counts[0][0] / served:.1f} Python calls and "
+                      f"{counts[0][1] / served:.0f} bytecode instructions per request")
+            if profiles:
                 out = io.StringIO()
                 stats = pstats.Stats(profiles[0], stream=out)
                 served = options.requests + 50
