@@ -578,3 +578,36 @@ class LimitsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HeadersTest(unittest.TestCase):
+    """The multimap of field lines, as parsed and as built from pairs."""
+
+    PAIRS = [("Host", "a"), ("X-Twice", "1"), ("Accept", "*/*"), ("x-twice", "2"),
+             ("X-Twice", "1")]
+
+    def both(self):
+        parsed = parse_head(b"GET / HTTP/1.1\r\n" + b"".join(
+            b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in self.PAIRS)
+            + b"\r\n", HeadLimits(header_count=10)).headers
+        return [("parsed", parsed), ("built", Headers(list(self.PAIRS)))]
+
+    def test_lookups_ignore_case_and_join_repeats(self) -> None:
+        for how, headers in self.both():
+            with self.subTest(how):
+                self.assertEqual(headers.get("x-TWICE"), "1, 2, 1")
+                self.assertEqual(headers.get_all("X-Twice"), ["1", "2", "1"])
+                self.assertEqual(headers.get("accept"), "*/*")
+                self.assertIsNone(headers.get("Absent"))
+                self.assertEqual(headers.get_all("Absent"), [])
+                self.assertIn("HOST", headers)
+                self.assertEqual(list(headers), self.PAIRS)
+                self.assertEqual(headers.items(), self.PAIRS)
+
+    def test_without_drops_every_line_of_the_names_and_keeps_the_order(self) -> None:
+        for how, headers in self.both():
+            with self.subTest(how):
+                self.assertEqual(headers.without(frozenset({"x-twice", "absent"})),
+                                 [("Host", "a"), ("Accept", "*/*")])
+                self.assertEqual(headers.without(frozenset()), self.PAIRS)
+                self.assertEqual(headers.items(), self.PAIRS)  # the original is untouched

@@ -14,7 +14,7 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 from __future__ import annotations
 
 import functools
-from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple, Union
+from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
@@ -31,44 +31,61 @@ class Headers:
     an origin response's for the proxy).
 
     Names keep the spelling the sender used; lookups ignore case.  ``get`` joins repeated
-    fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.
+    fields with ``", "`` as RFC 9110 §5.3 allows for list-based fields.  Iterating gives the
+    ``(name, value)`` pairs in order.
     """
 
     __slots__ = ("_items", "_index")
 
     def __init__(self, items: List[Tuple[str, str]],
-                 index: Optional[Dict[str, List[str]]] = None) -> None:
-        """``items`` as sent; ``index`` is their values by lower-case name, when the caller
-        built it already (:func:`parse_fields` does, in its one pass over the lines)."""
+                 index: Optional[Dict[str, List[Tuple[str, str]]]] = None) -> None:
+        """``items`` as sent; ``index`` holds the very same pairs by lower-case name, when the
+        caller built it already (:func:`parse_fields` does, in its one pass over the
+        lines)."""
         self._items = items
         if index is None:
             index = {}
-            for name, value in items:
-                key = name.lower()
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
+            for field in items:
+                key = field[0].lower()
+                fields = index.get(key)
+                if fields is None:
+                    index[key] = [field]
                 else:
-                    values.append(value)
+                    fields.append(field)
         self._index = index
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The field's value (repeats joined by ``", "``), or ``default`` when absent."""
-        values = self._index.get(name.lower())
-        if values is None:
+        fields = self._index.get(name.lower())
+        if fields is None:
             return default
-        return values[0] if len(values) == 1 else ", ".join(values)
+        return fields[0][1] if len(fields) == 1 else ", ".join([value for _, value in fields])
 
-    def has_any(self, lowercase_names: FrozenSet[str]) -> bool:
+    def has_any(self, lowercase_names: AbstractSet[str]) -> bool:
         """Whether any of ``lowercase_names`` was sent (a quick test before several gets)."""
         return not lowercase_names.isdisjoint(self._index)
 
     def get_all(self, name: str) -> List[str]:
         """Every value sent for ``name``, in order; empty when absent."""
-        return list(self._index.get(name.lower(), ()))
+        return [value for _, value in self._index.get(name.lower(), ())]
+
+    def without(self, lowercase_names: AbstractSet[str]) -> List[Tuple[str, str]]:
+        """The field lines as sent, less those whose names are in ``lowercase_names``.
+
+        Only the fields named are looked at, never each line: the proxy drops two or three
+        of a message's fields, and passes the rest on.
+        """
+        kept = list(self._items)
+        for key in self._index.keys() & lowercase_names:
+            for field in self._index[key]:
+                kept.remove(field)  # equal pairs have the same name, and all go
+        return kept
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[Tuple[str, str]]:
+        return iter(self._items)
 
     def items(self) -> List[Tuple[str, str]]:
         """The field lines as sent: ``(name, value)`` pairs."""
@@ -373,17 +390,17 @@ def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
     if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
         # Every line is known good: split each once, and index it in the same pass.
         items: List[Tuple[str, str]] = []
-        index: Dict[str, List[str]] = {}
+        index: Dict[str, List[Tuple[str, str]]] = {}
         for number in range(1, len(lines)):
             name, _, value = lines[number].partition(":")
-            value = value.strip(" \t")
-            items.append((name, value))
+            field = (name, value.strip(" \t"))
+            items.append(field)
             key = name.lower()
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
+            fields = index.get(key)
+            if fields is None:
+                index[key] = [field]
             else:
-                values.append(value)
+                fields.append(field)
         return Headers(items, index)
     # Find the offending line, for the error's detail.
     return Headers([parse_field_line(line) for line in lines[1:]])

@@ -193,8 +193,10 @@ def serialize_head(response: Response, *, keep_alive: bool,
     if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
             response.headers) or "\0" in fields:
         raise ValueError(f"unsafe characters in response headers {response.headers!r}")
-    reason = reason_phrase(status) if response.reason is None else response.reason
-    if any(char in reason for char in "\r\n\0"):
+    reason = response.reason
+    if reason is None:
+        reason = reason_phrase(status)
+    elif "\r" in reason or "\n" in reason or "\0" in reason:
         raise ValueError(f"unsafe characters in the reason phrase {reason!r}")
     if response.tunnel is not None:
         length = ""
@@ -266,11 +268,14 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
         if not body:
             _send_all(sock, head, 0, None, most=most)
             return 0
-        if total <= _SMALL_BODY and (encrypted or not _has_large_slice(body)):
-            data = body[0] if len(body) == 1 and not isinstance(body[0], FileSlice) else \
-                b"".join(_read_pieces(response))
-            _send_all(sock, head + data, 0, pace, len(head), most)
-            return total
+        if total <= _SMALL_BODY:
+            if len(body) == 1 and not isinstance(body[0], FileSlice):  # bytes in memory
+                _send_all(sock, head + body[0], 0, pace, len(head), most)
+                return total
+            if encrypted or not _has_large_slice(body):
+                _send_all(sock, head + b"".join(_read_pieces(response)), 0, pace, len(head),
+                          most)
+                return total
         _send_all(sock, head, more, None, most=most)
         last = len(body) - 1
         for index, piece in enumerate(body):

@@ -252,7 +252,10 @@ class Admission:
             if port not in self._connect_ports:
                 raise HTTPError(403, f"This proxy does not tunnel to port {port}: the setting"
                                      " [proxy] connect_ports does not list it.", refusal="port")
-        elif not any(first <= port <= last for first, last in self._http_ports):
+        else:
+            for first, last in self._http_ports:
+                if first <= port <= last:
+                    return
             raise HTTPError(403, f"This proxy does not forward requests to port {port}: the"
                                  " setting [proxy] http_ports does not list it.", refusal="port")
 

@@ -201,4 +201,7 @@ class DomainList:
 
     def matches_address(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed address or network (IPv4-mapped: either form)."""
-        return any(in_networks(address, entries.networks) for entries in self._lists())
+        for entries in self._lists():
+            if in_networks(address, entries.networks):
+                return True
+        return False

@@ -20,11 +20,12 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
 from nex.http.framing import CHUNKED
 from nex.http.framing import connection_options as parse_connection
+from nex.http.request import Headers
 from nex.http.grammar import (ABSOLUTE_FORM, DEFAULT_PORTS, FIELD_VALUE, PROTOCOL, REQUEST_TARGET,
                               TOKEN, parse_host, parse_list)
 
@@ -49,16 +50,18 @@ _REPLACED_IN_REQUEST = frozenset({"host", "content-length"})
 _REPLACED_WITH_MAX_FORWARDS = _REPLACED_IN_REQUEST | {"max-forwards"}
 
 
+def _as_headers(fields: Fields) -> Headers:
+    """``fields`` as :class:`Headers`: a parsed head's as they are, pairs indexed once."""
+    return fields if isinstance(fields, Headers) else Headers(list(fields))
+
+
 def connection_options(fields: Fields) -> FrozenSet[str]:
     """The lower-case names listed in every ``Connection`` field of ``fields``.
 
     Elements that are not tokens cannot name a field and are skipped, as are empty ones.
+    Repeated fields are read as one list (RFC 9110 §5.3), which names the same fields.
     """
-    options: Set[str] = set()
-    for name, value in fields:
-        if name.lower() == "connection":
-            options.update(parse_connection(value)[0])
-    return frozenset(options)
+    return parse_connection(_as_headers(fields).get("Connection"))[0]
 
 
 def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
@@ -70,20 +73,8 @@ def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
     The names are gathered before anything is removed, so a ``Connection`` that names
     ``Connection`` (or itself twice) is just one more name in a set.
     """
-    return _end_to_end(fields, also)[0]
-
-
-def _end_to_end(fields: Fields, also: FrozenSet[str]
-                ) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """:func:`end_to_end_fields`, and the lower-case names of all of ``fields`` (each name
-    is lowered once, for both uses)."""
-    fields = list(fields)
-    names = [name.lower() for name, _ in fields]
-    dropped = HOP_BY_HOP.union(also)
-    if "connection" in names:
-        dropped = dropped.union(*[parse_connection(value)[0] for (_, value), name
-                                  in zip(fields, names) if name == "connection"])
-    return [field for field, name in zip(fields, names) if name not in dropped], names
+    headers = _as_headers(fields)
+    return headers.without(HOP_BY_HOP.union(also, connection_options(headers)))
 
 
 #: What no response passes on as the origin sent it, beyond the hop-by-hop fields: the
@@ -118,9 +109,9 @@ def asks_for_websocket(method: str, version: str, fields: Fields) -> bool:
     ``upgrade`` (RFC 9110 §7.8).  Other protocols in Upgrade are not passed on."""
     if method != "GET" or version != "HTTP/1.1":
         return False
-    fields = list(fields)
-    return "upgrade" in connection_options(fields) and names_websocket(
-        value for name, value in fields if name.lower() == "upgrade")
+    headers = _as_headers(fields)
+    return "upgrade" in connection_options(headers) and names_websocket(
+        headers.get_all("Upgrade"))
 
 
 def names_websocket(upgrade_values: Iterable[str]) -> bool:
@@ -232,7 +223,7 @@ def remaining_forwards(method: str, fields: Fields) -> Optional[int]:
     """
     if method not in _MAX_FORWARDS_METHODS:
         return None
-    values = [value for name, value in fields if name.lower() == "max-forwards"]
+    values = _as_headers(fields).get_all("Max-Forwards")
     if not values:
         return None
     if len(values) > 1 or not _MAX_FORWARDS.fullmatch(values[0]):
@@ -276,8 +267,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     with ``Connection: Upgrade`` and ``Upgrade: websocket``.
     ``ValueError`` for a method, target, Host or Via that could not be sent as they are.
     """
-    fields = list(fields)
-    forwards = remaining_forwards(method, fields)
+    headers = _as_headers(fields)
+    forwards = remaining_forwards(method, headers)
     if forwards == 0:
         raise ValueError("Max-Forwards is 0: the request is answered, not forwarded")
     if not TOKEN.fullmatch(method):
@@ -290,10 +281,11 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     if parent_authorization is not None:
         lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
     replaced = _REPLACED_IN_REQUEST if forwards is None else _REPLACED_WITH_MAX_FORWARDS
-    for name, value in end_to_end_fields(fields, replaced):
-        if name.lower() == "expect" and value.lower() == "100-continue":
-            continue
-        lines.append(f"{name}: {value}")
+    kept = end_to_end_fields(headers, replaced)
+    if "Expect" in headers:
+        kept = [(name, value) for name, value in kept
+                if name.lower() != "expect" or value.lower() != "100-continue"]
+    lines += [f"{name}: {value}" for name, value in kept]
     if forwards is not None:
         lines.append(f"Max-Forwards: {forwards - 1}")
     if via:
@@ -323,8 +315,9 @@ def client_response_fields(origin_fields: Fields, via: Optional[str],
     without ``Date`` gets ``Date: received``, the HTTP-date it arrived at: RFC 9110 §6.6.1
     has a recipient with a clock that forwards such a response append one.
     """
-    fields, names = _end_to_end(origin_fields, _NOT_RELAYED)
-    if "date" not in names:
+    headers = _as_headers(origin_fields)
+    fields = end_to_end_fields(headers, _NOT_RELAYED)
+    if "Date" not in headers:
         fields.append(("Date", received))
     if via:
         fields.append(("Via", _field_value(via)))
