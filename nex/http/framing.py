@@ -13,8 +13,7 @@ proxy turns them into ``502`` for a response.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.grammar import CONTENT_LENGTH, TOKEN, TRANSFER_CODING, parse_list
@@ -39,8 +38,7 @@ _CACHED_VALUE_LENGTH = 512
 _NO_OPTIONS: Tuple[FrozenSet[str], bool] = (frozenset(), True)
 
 
-@dataclass(frozen=True)
-class HeadLimits:
+class HeadLimits(NamedTuple):
     """Size limits on a message head, in bytes (``header_count`` in field lines).
 
     ``request_line`` bounds the start line (request or status line) without its CRLF (over
@@ -48,7 +46,8 @@ class HeadLimits:
     line that ends it, and ``header_count`` its field lines (over either: 431).  The chunked
     decoder and the form parser reuse them: chunk extensions and a form's delimiter lines
     are bounded like a start line, trailers and a form part's header section like a head.
-    These defaults are the ``[limits]`` settings' defaults.
+    These defaults are the ``[limits]`` settings' defaults.  A tuple, so that it hashes in C:
+    the parse caches key on it.
     """
 
     request_line: int = 8192

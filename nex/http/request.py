@@ -357,6 +357,10 @@ def _host(headers: Headers, version: str) -> str:
 _FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
 
 
+#: Heads longer than this are parsed each time rather than remembered.
+_CACHED_HEAD_LENGTH = 2048
+
+
 def parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     """The :class:`Request` in ``head``: a request line, field lines and the blank line.
 
@@ -365,7 +369,26 @@ def parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     many fields, 505 for an HTTP version other than 1.x, 501 for a transfer coding other
     than chunked, and 400 for anything else RFC 9112 or RFC 9110 does not allow: bare CR or
     LF, obs-fold, whitespace before a colon, a missing or repeated Host, conflicting framing.
+    The last heads parsed are remembered (:func:`_remembered_head`).
     """
+    if len(head) <= _CACHED_HEAD_LENGTH:
+        return _remembered_head(bytes(head), limits)
+    return _parse_head(head, limits)
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_head(head: bytes, limits: HeadLimits) -> Request:
+    """:func:`_parse_head`, remembered.
+
+    A client on a kept-alive connection, a health check, a poller or a load tester sends the
+    same head again and again, and the :class:`Request` depends on nothing but the bytes
+    and the limits, and never changes.  Refusals are raised each time, never remembered; at
+    most 256 heads of at most 2 KiB are kept.
+    """
+    return _parse_head(head, limits)
+
+
+def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     lines = head_lines(head, limits)
     method, target, version, path, query, authority = _request_line(lines[0])
     headers = parse_fields(head, lines)

@@ -49,9 +49,9 @@ class Config:
     body_min_rate: int = 500
     body_grace: float = 10.0
     # [limits], bytes or counts
-    max_request_line: int = HeadLimits.request_line
-    max_header_block: int = HeadLimits.header_block
-    max_header_count: int = HeadLimits.header_count
+    max_request_line: int = HeadLimits().request_line
+    max_header_block: int = HeadLimits().header_block
+    max_header_count: int = HeadLimits().header_count
     max_request_body: int = 1024 * 1024
     max_ranges: int = 16
     min_send_rate: int = 1024

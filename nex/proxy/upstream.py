@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import math
 import os
 import re
@@ -93,6 +94,10 @@ class ResponseHead(NamedTuple):
     keep_alive: bool
 
 
+#: Response heads longer than this are parsed each time rather than remembered.
+_CACHED_HEAD_LENGTH = 2048
+
+
 def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits()
                         ) -> ResponseHead:
     """The :class:`ResponseHead` in ``head`` (status line to blank line) to a ``method`` request.
@@ -104,7 +109,23 @@ def parse_response_head(head: Data, method: str, limits: HeadLimits = HeadLimits
     malformed lengths; a transfer coding other than exactly ``chunked``, or any in an
     HTTP/1.0 response.  Framing per RFC 9112 §6.3: none for HEAD, for a 2xx to CONNECT and
     for 1xx, 204 and 304; else chunked, else Content-Length, else until close.
+
+    The last 256 heads of at most 2 KiB are remembered: an origin answering the same
+    resource again sends the same head until its ``Date`` ticks over, and the
+    :class:`ResponseHead` depends on nothing but the bytes, the method and the limits, and
+    never changes.  Refusals are raised each time.
     """
+    if len(head) <= _CACHED_HEAD_LENGTH:
+        return _remembered_response_head(bytes(head), method, limits)
+    return _parse_response_head(head, method, limits)
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_response_head(head: bytes, method: str, limits: HeadLimits) -> ResponseHead:
+    return _parse_response_head(head, method, limits)
+
+
+def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> ResponseHead:
     head = bytes(head)
     try:
         lines = head_lines(head, limits, request=False)
