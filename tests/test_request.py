@@ -611,3 +611,33 @@ class HeadersTest(unittest.TestCase):
                                  [("Host", "a"), ("Accept", "*/*")])
                 self.assertEqual(headers.without(frozenset()), self.PAIRS)
                 self.assertEqual(headers.items(), self.PAIRS)  # the original is untouched
+
+
+class RememberedHeadsTest(unittest.TestCase):
+    """The last heads parsed are remembered: never across limits, never a refusal."""
+
+    HEAD = b"GET /same HTTP/1.1\r\nHost: a\r\nX-Filler: " + b"x" * 40 + b"\r\n\r\n"
+
+    def test_the_same_head_gives_the_same_request(self) -> None:
+        first = parse_head(self.HEAD, HeadLimits())
+        self.assertIs(parse_head(bytearray(self.HEAD), HeadLimits()), first)
+        self.assertEqual(first.headers.get("x-filler"), "x" * 40)
+
+    def test_limits_are_part_of_what_is_remembered(self) -> None:
+        parse_head(self.HEAD, HeadLimits())
+        with self.assertRaises(HTTPError) as caught:
+            parse_head(self.HEAD, HeadLimits(header_block=32))
+        self.assertEqual(caught.exception.status, 431)
+
+    def test_a_refusal_is_raised_every_time(self) -> None:
+        for _ in range(2):
+            with self.assertRaises(HTTPError) as caught:
+                parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n", HeadLimits())
+            self.assertEqual(caught.exception.status, 400)
+
+    def test_a_long_head_is_parsed_each_time(self) -> None:
+        head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"y" * 3000 + b"\r\n\r\n"
+        first, second = (parse_head(head, HeadLimits()) for _ in range(2))
+        self.assertIsNot(first, second)
+        self.assertEqual(first._replace(headers=None), second._replace(headers=None))
+        self.assertEqual(first.headers.items(), second.headers.items())

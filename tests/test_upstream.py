@@ -135,6 +135,15 @@ def head_of(text: bytes, method: str = "GET", limits: HeadLimits = HeadLimits())
 
 
 class ParseResponseHeadTest(unittest.TestCase):
+    def test_remembered_heads_are_the_same_for_the_same_method_and_limits_only(self) -> None:
+        text = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Filler: abcdefgh\r\n\r\n"
+        first = head_of(text)
+        self.assertIs(head_of(bytearray(text)), first)
+        self.assertEqual(head_of(text, "HEAD").framing, NO_BODY)  # the method counts
+        with self.assertRaises(HTTPError) as caught:  # and so do the limits
+            head_of(text, limits=HeadLimits(header_count=1))
+        self.assertEqual(caught.exception.status, 502)
+
     def test_fields_and_framing(self) -> None:
         for text, method, framing, length, keep in (
                 (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "GET", LENGTH, 5, True),
