@@ -167,23 +167,23 @@ class HeadScanner:
         than ``limits.request_line`` and 431 for a head longer than ``limits.header_block``.
         """
         limits = self._limits
-        size = len(buffer)
-        if self._phase == _EMPTY_LINES and self._start == 0 and size:
+        if (self._phase == _EMPTY_LINES and self._start == 0 and buffer
+                and buffer[0] in TCHAR_BYTES):
             # The usual case: a whole head from the buffer's first byte, found in one pass.
             # Anything else (empty lines first, a head not complete yet, a limit crossed)
-            # is left to the step by step search below, which starts from scratch.
-            if buffer[0] in TCHAR_BYTES:
-                lf = buffer.find(b"\n", 0, min(size, limits.request_line + 2))
-                if lf != -1 and line_length(buffer, 0, lf) <= limits.request_line:
-                    stop = min(size, limits.header_block)
-                    end = buffer.find(b"\n\r\n", lf, stop)
-                    bare = buffer.find(b"\n\n", lf, stop if end == -1 else end + 2)
-                    if bare != -1:
-                        self._phase = _FIELD_LINES  # reset() is due once the head is taken
-                        return 0, bare + 2
-                    if end != -1:
-                        self._phase = _FIELD_LINES
-                        return 0, end + 3
+            # is left to the step by step search below, which starts from scratch.  (The
+            # searches' ends may lie past the buffer's; the first byte is no LF, so lf > 0.)
+            lf = buffer.find(b"\n", 0, limits.request_line + 2)
+            if lf != -1 and lf - (buffer[lf - 1] == _CR) <= limits.request_line:
+                end = buffer.find(b"\n\r\n", lf, limits.header_block)
+                bare = buffer.find(b"\n\n", lf, limits.header_block if end == -1 else end + 2)
+                if bare != -1:
+                    self._phase = _FIELD_LINES  # reset() is due once the head is taken
+                    return 0, bare + 2
+                if end != -1:
+                    self._phase = _FIELD_LINES
+                    return 0, end + 3
+        size = len(buffer)
         if self._phase == _EMPTY_LINES:
             start = self._start
             while start + 1 < size and buffer[start] == _CR and buffer[start + 1] == _LF:

@@ -21,8 +21,8 @@ from typing import (Iterable, Iterator, List, NamedTuple, Optional, Protocol, Se
 from nex import SERVER_SOFTWARE
 from nex.http.dates import http_date_now
 from nex.http.errors import reason_phrase
-from nex.http.framing import (CHUNK_END, CHUNKED, LAST_CHUNK, LENGTH, UNTIL_CLOSE,
-                              chunk_size_line, has_content, outgoing_framing)
+from nex.http.framing import (CHUNK_END, CHUNKED, LAST_CHUNK, NO_BODY, UNTIL_CLOSE,
+                              chunk_size_line, outgoing_framing)
 
 #: The most plaintext one TLS record carries (RFC 8446 §5.1, RFC 5246 §6.2.1): the unit in
 #: which bodies go to an encrypted socket.
@@ -180,14 +180,21 @@ def timeval(seconds: float) -> bytes:
 
 
 def serialize_head(response: Response, *, keep_alive: bool,
-                   content_length: Optional[int] = None, framing: str = LENGTH) -> bytes:
+                   content_length: Optional[int] = None, framing: Optional[str] = None
+                   ) -> bytes:
     """The status line and header section of ``response``, ending in the blank line.
 
     Raises ``ValueError`` when a header or the reason would carry CR, LF or NUL: such a
     value could split the response, so it is a fault of the server, never something to
-    send.  ``content_length`` saves recounting the body when the caller knows its size.
+    send.  ``content_length`` saves recounting the body when the caller knows its size, and
+    ``framing`` deciding it (:func:`~nex.http.framing.outgoing_framing`; None: decided here
+    for an HTTP/1.1 client).
     """
     status = response.status
+    if framing is None:
+        if content_length is None:
+            content_length = response.content_length
+        framing = outgoing_framing(content_length, status, True)
     fields = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
     # Each field line must end in the one CRLF put there above, and hold no NUL.
     if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
@@ -200,7 +207,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         raise ValueError(f"unsafe characters in the reason phrase {reason!r}")
     if response.tunnel is not None:
         length = ""
-    elif not has_content(status):
+    elif framing == NO_BODY:  # a status without content (RFC 9110 §6.4.1)
         length = (f"Content-Length: {response.stream_length}\r\n"
                   if status == 304 and response.stream is not None
                   and response.stream_length is not None else "")
@@ -258,7 +265,7 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
         framing = outgoing_framing(total, response.status, chunked_allowed)
         head = serialize_head(response, keep_alive=keep_alive, content_length=total,
                               framing=framing)
-        if head_only or not has_content(response.status) or response.tunnel is not None:
+        if head_only or framing == NO_BODY or response.tunnel is not None:
             _send_all(sock, head, 0, None, most=most)
             return 0
         if response.stream is not None:

@@ -375,8 +375,11 @@ class Connection:
                 bounds = self._head_scanner.scan(buffer)
                 if bounds is not None:
                     start, end = bounds
-                    with memoryview(buffer) as view:
-                        head = bytes(view[start:end])  # one copy, not slice then bytes
+                    if start or end < len(buffer):
+                        with memoryview(buffer) as view:
+                            head = bytes(view[start:end])  # one copy, not slice then bytes
+                    else:
+                        head = bytes(buffer)  # the usual case: the buffer holds the head alone
                     del buffer[:end]
                     self._head_scanner.reset()
                     self._head_bytes = head
@@ -539,8 +542,7 @@ class Connection:
     def _log_gone(self, request: Request, body: BodyReader, gone: "_ClientGone") -> None:
         """Log a request whose client reset the connection inside its body: nothing can be
         sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
-        response = Response(gone.status, user=gone.user)
-        self._log(request, response, 0, f" received={body.received}")
+        self._log(request, Response(gone.status, user=gone.user), 0, f" received={body.received}")
 
     def _linger(self) -> None:
         """Half-close, then drain what the client still sends, so it can read our answer.
@@ -578,8 +580,7 @@ class Connection:
 
 
 class _ClientGone(HTTPError):
-    """The client reset the connection inside a request body: it is not a server fault, and
-    no answer can reach it."""
+    """The client reset the connection inside a request body: no fault, and nobody to tell."""
 
     def __init__(self) -> None:
         super().__init__(400, "The client reset the connection inside the request body.",
@@ -589,9 +590,8 @@ class _ClientGone(HTTPError):
 def _client_gone(error: OSError) -> bool:
     """Whether a failed send means the client went away or stopped reading, which is not
     worth a line in the error log."""
-    if isinstance(error, (TimeoutError,) + _TLS_CLIENT_GONE):
-        return True
-    return not isinstance(error, ssl.SSLError) and error.errno in _CLIENT_GONE
+    return isinstance(error, (TimeoutError,) + _TLS_CLIENT_GONE) or (
+        not isinstance(error, ssl.SSLError) and error.errno in _CLIENT_GONE)
 
 
 def _first_line(data: Union[bytes, bytearray]) -> str:

@@ -68,6 +68,8 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and not response.close
             and (response.forwarded or response.status not in _CLOSING_STATUSES)
             and response.tunnel is None and (body is None or body.done)
-            and (request.method == "HEAD"
+            # An HTTP/1.1 client takes chunked, so only an HTTP/1.0 one can get a body whose
+            # end is the connection's.
+            and (request.version == "HTTP/1.1" or request.method == "HEAD"
                  or outgoing_framing(response.content_length, response.status,
-                                     request.version == "HTTP/1.1") != UNTIL_CLOSE))
+                                     False) != UNTIL_CLOSE))
