@@ -172,7 +172,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=1024;
         root {root};
-        autoindex on;
+        autoindex on;{server_extra}
     }}
 }}
 """
@@ -319,14 +319,16 @@ def start_copyparty(python: str, root: str, work: str, cpu: Optional[str]) -> Ru
     return wait_for_port(process, port, "copyparty")
 
 
-def write_nginx_config(root: str, work: str, port: int) -> str:
+def write_nginx_config(root: str, work: str, port: int, server_extra: str = "") -> str:
     """Write the nginx configuration that serves ``root`` on ``port``, with its files in
-    ``work``; its path.  The other benchmarks use it too, so nginx is one peer everywhere."""
+    ``work``; its path.  The other benchmarks use it too, so nginx is one peer everywhere.
+    ``server_extra`` is more directives for the server block."""
     config = os.path.join(work, "nginx.conf")
     with open(config, "w") as f:
         # As root, the worker would otherwise run as nobody and could not read the folder.
         f.write(_NGINX_CONFIG.format(user="user root;\n" if os.geteuid() == 0 else "",
-                                     work=work, port=port, root=root))
+                                     work=work, port=port, root=root,
+                                     server_extra=server_extra and f"\n        {server_extra}"))
     return config
 
 

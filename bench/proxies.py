@@ -8,7 +8,12 @@ The proxies take turns for three rounds, and each one's median round is reported
 requests it served per second of processor time (its own and its child processes'), which
 other load on the machine disturbs less than requests/s, and Nex's ratio to the others.
 
-Usage: ``python3 bench/proxies.py [--duration 10] [--base CHECKOUT]``.  Needs ``wrk``;
+``--vary`` makes every exchange different, as a mix of many clients and resources would: each
+request carries a counter in its query and nginx adds a unique ``X-Request-Id`` to each
+response, so no head repeats and Nex's parse caches (which remember the last heads parsed)
+never hit.
+
+Usage: ``python3 bench/proxies.py [--duration 10] [--base CHECKOUT] [--vary]``.  Needs ``wrk``;
 compares with squid (Debian: ``apt-get install squid``, run here in the foreground, without a
 disk or memory cache, from a configuration, pid file and logs in a temporary folder: the system's
 ``/etc/squid`` and its service are left alone), ``tinyproxy`` (Debian: ``apt-get install
@@ -66,6 +71,15 @@ _ABSOLUTE_FORM = """\
 wrk.path = "http://127.0.0.1:{port}/1k.bin"
 wrk.headers["Host"] = "127.0.0.1:{port}"
 """
+#: With ``--vary``: a counter in the query, so that no two request heads are the same.
+_VARIED = """counter = 0
+request = function()
+    counter = counter + 1
+    return wrk.format(nil, "http://127.0.0.1:{port}/1k.bin?n=" .. counter)
+end
+"""
+#: With ``--vary``: nginx marks each response with a unique identifier.
+_VARIED_ORIGIN = "add_header X-Request-Id $request_id;"
 
 
 def start_on(args: list, port: int, log: str) -> subprocess.Popen:
@@ -120,7 +134,8 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
     origin_port = free_port()
     if shutil.which("nginx"):
-        config = write_nginx_config(root, workdir, origin_port)
+        config = write_nginx_config(root, workdir, origin_port,
+                                    _VARIED_ORIGIN if options.vary else "")
         origin_name, origin_args = "nginx", ["nginx", "-c", config, "-p", workdir]
     else:
         origin_settings = write_settings(workdir, os.path.join(workdir, "origin.log"))
@@ -130,6 +145,8 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     script = os.path.join(workdir, "absolute-form.lua")
     with open(script, "w") as f:
         f.write(_ABSOLUTE_FORM.format(port=origin_port))
+        if options.vary:
+            f.write(_VARIED.format(port=origin_port))
     proxies = {}
     for name, repo in [("nex", REPO)] + ([("base", options.base)] if options.base else []):
         settings = write_settings(workdir, os.path.join(workdir, f"{name}-access.log"),
@@ -185,7 +202,8 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     results = {name: sorted(rounds, key=lambda result: result["rps"])[len(rounds) // 2]
                for name, rounds in runs.items()}
     cores = "one core each" if pinned(1) else "cores not pinned"
-    print(f"1 KiB through the proxy, keep-alive, 50 connections, origin {origin_name} "
+    varied = ", every request and response different" if options.vary else ""
+    print(f"1 KiB through the proxy, keep-alive, 50 connections{varied}, origin {origin_name} "
           f"({cores}), median of {_PROXY_ROUNDS} rounds:")
     for name, result in results.items():
         # A read error is wrk finding the connection closed: a proxy that closes after
@@ -213,6 +231,8 @@ def main() -> int:
                         help="also measure the Nex of this checkout (the code before a change)")
     parser.add_argument("--tinyproxy", default=shutil.which("tinyproxy"),
                         help="the tinyproxy command (default: tinyproxy on PATH)")
+    parser.add_argument("--vary", action="store_true",
+                        help="make every request and response head different")
     parser.add_argument("--proxy-py", default=shutil.which("proxy"),
                         help="proxy.py's proxy command (default: proxy on PATH)")
     options = parser.parse_args()
