@@ -34,6 +34,9 @@ has exactly one core and the load generator another.  The scenarios, with ``wrk`
 * ``ranges``: a random 64 KiB range (at any byte offset, picked by a wrk Lua script) of a
   32 MiB file, 50 keep-alive connections (MB/s of response bytes; a server that answers a
   Range with the whole file is left out);
+* ``1k-vary``: the 1 KiB file, 50 keep-alive connections, every request with a counter in its
+  query (a wrk Lua script), so that no two request heads are the same and a cache of parsed
+  heads never hits, as with a mix of many clients and URLs;
 * ``many``: the 1 KiB file over 1,000 keep-alive connections from one host (Nex with its
   per-client cap raised to 2,048), reporting socket errors and time-outs, the listen-queue
   drops the kernel counted meanwhile (``TcpExtListenDrops`` in ``/proc/net/netstat``, for
@@ -177,15 +180,6 @@ http {{
 }}
 """
 
-_RANGE_SCRIPT = """\
-math.randomseed(os.time())
-request = function()
-    local first = math.random(0, {last_start})
-    return wrk.format("GET", "{path}",
-                      {{["Range"] = "bytes=" .. first .. "-" .. (first + {size} - 1)}})
-end
-"""
-
 
 class Scenario(NamedTuple):
     """One measurement: what wrk asks for, and which of its figures counts."""
@@ -195,9 +189,26 @@ class Scenario(NamedTuple):
     path: str
     connections: int
     headers: Tuple[str, ...] = ()
-    script: bool = False
+    script: str = ""  # a wrk Lua script (a template taking path, last_start and size)
     unit: str = "req/s"
 
+
+_RANGE_SCRIPT = """\
+math.randomseed(os.time())
+request = function()
+    local first = math.random(0, {last_start})
+    return wrk.format("GET", "{path}",
+                      {{["Range"] = "bytes=" .. first .. "-" .. (first + {size} - 1)}})
+end
+"""
+#: Every request different (no two heads alike, so no parse cache of a server hits).
+_VARY_SCRIPT = """\
+counter = 0
+request = function()
+    counter = counter + 1
+    return wrk.format("GET", "{path}?n=" .. counter)
+end
+"""
 
 SCENARIOS = (
     Scenario("1k", "1 KiB, keep-alive, 50 connections", "1k.bin", 50),
@@ -208,7 +219,9 @@ SCENARIOS = (
     Scenario("404", "404, keep-alive", "missing.html", 50),
     Scenario("listing", "listing of 500 files, keep-alive", "folder/", 50),
     Scenario("ranges", "random 64 KiB ranges of 32 MiB, keep-alive", "big.bin", 50,
-             script=True, unit="MB/s"),
+             script=_RANGE_SCRIPT, unit="MB/s"),
+    Scenario("1k-vary", "1 KiB, keep-alive, every request different (a counter in the query)",
+             "1k.bin", 50, script=_VARY_SCRIPT),
     Scenario("many", "1 KiB, 1,000 keep-alive connections", "1k.bin", 1000),
 )
 SERVERS = ("nex", "base", "floor", "http.server", "twisted", "aiohttp", "copyparty", "nginx")
@@ -508,10 +521,10 @@ def wrk(url: str, scenario: Scenario, duration: int, work: str, cpu: Optional[st
     for header in scenario.headers:
         args += ["-H", header]
     if scenario.script:
-        script = os.path.join(work, "ranges.lua")
+        script = os.path.join(work, f"{scenario.key}.lua")
         with open(script, "w") as f:
-            f.write(_RANGE_SCRIPT.format(last_start=BIG_FILE_SIZE - RANGE_SIZE,
-                                         path="/" + scenario.path, size=RANGE_SIZE))
+            f.write(scenario.script.format(last_start=BIG_FILE_SIZE - RANGE_SIZE,
+                                           path="/" + scenario.path, size=RANGE_SIZE))
         args += ["-s", script]
     completed = subprocess.run(pinned(args + [url + scenario.path], cpu), capture_output=True,
                                text=True)

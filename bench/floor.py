@@ -3,8 +3,8 @@
 A keep-alive file server cut to its system calls: each connection gets a thread; each request
 head is read to its blank line and answered at once: a file of the served folder from memory
 (read once, at start), a range of it with ``os.sendfile``, or a fixed 404.  It reads nothing of
-the head but the path, a ``Range: bytes=a-b`` and a ``Connection: close``; it checks nothing
-and logs nothing.  It serves only what the benchmark sends and is not a server to use.
+the head but the path (less its query), a ``Range: bytes=a-b`` and a ``Connection: close``; it
+checks nothing and logs nothing.  It serves only what the benchmark sends: not a server to use.
 
 What a request costs it, next to Nex on the same core, is what serving a file costs in this
 design under CPython at all: the system calls, the threads' turns at the interpreter lock, and
@@ -46,7 +46,7 @@ def load(root: str) -> Dict[bytes, Tuple[bytes, int, int]]:
 def answer(sock: socket.socket, head: bytes, files: Dict[bytes, Tuple[bytes, int, int]]
            ) -> bool:
     """Send the answer to ``head``; return whether the connection stays open."""
-    path = head[head.index(b" ") + 1:head.index(b" HTTP/")]
+    path = head[head.index(b" ") + 1:head.index(b" HTTP/")].partition(b"?")[0]
     found: Optional[Tuple[bytes, int, int]] = files.get(path)
     if found is None:
         sock.sendall(_NOT_FOUND)

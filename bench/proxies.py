@@ -17,8 +17,9 @@ Usage: ``python3 bench/proxies.py [--duration 10] [--base CHECKOUT] [--vary]``. 
 compares with squid (Debian: ``apt-get install squid``, run here in the foreground, without a
 disk or memory cache, from a configuration, pid file and logs in a temporary folder: the system's
 ``/etc/squid`` and its service are left alone), ``tinyproxy`` (Debian: ``apt-get install
-tinyproxy``, run here in the foreground with a generated configuration) and proxy.py (``pip install proxy.py``, e.g. in a throw-away virtual
-environment; give its ``proxy`` command with ``--proxy-py``), leaving out those not installed.
+tinyproxy``, run here in the foreground with a generated configuration) and proxy.py (``pip
+install proxy.py``, e.g. in a throw-away virtual environment; give its ``proxy`` command with
+``--proxy-py``), leaving out those not installed.
 ``--base`` adds, as ``base``, the Nex of another checkout (the code before a change) to the
 same rounds.  ``relay`` is ``bench/relay.py``, a thread-per-connection relay cut to its system
 calls: the floor of the design in Python, for what no change inside Nex's stages can go below.
