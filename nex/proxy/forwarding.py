@@ -20,12 +20,13 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+import threading
+from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
 from nex.http.framing import CHUNKED
 from nex.http.framing import connection_options as parse_connection
-from nex.http.request import Headers
+from nex.http.request import Headers, Request
 from nex.http.grammar import (ABSOLUTE_FORM, DEFAULT_PORTS, FIELD_VALUE, PROTOCOL, REQUEST_TARGET,
                               TOKEN, parse_host, parse_list)
 
@@ -302,6 +303,73 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     return "\r\n".join(lines).encode("latin-1")
 
 
+#: Heads longer than this are built for each request rather than remembered.
+_REMEMBERED_HEAD_LENGTH = 2048
+_RequestKey = Tuple[Request, Optional[str], Optional[str], bool]
+
+
+class RequestHeads:
+    """The heads Nex sends on for the requests it receives in absolute-form, remembered.
+
+    Built once per proxy, for its ``pseudonym`` (the received-by name in ``Via``, None
+    without one) and its ``[proxy] forwarded_for`` mode.  The request parser hands out the
+    very same :class:`Request` for the same head bytes, so a client asking again for the
+    same URL with the same fields gets the head built the first time: the key is the
+    request itself (its method, target, version, framing and its one ``Headers`` object),
+    the client's address when ``forwarded_for = yes`` (it is in the head then) and what goes
+    to a parent proxy; nothing else changes the head.  At most ``size`` heads of at most
+    2 KiB are kept, the oldest forgotten first; refusals are raised each time.
+    """
+
+    def __init__(self, pseudonym: Optional[str], forwarded_for: str, size: int = 256) -> None:
+        self._pseudonym = pseudonym
+        self._forwarded_for = forwarded_for
+        self._size = size
+        self._lock = threading.Lock()
+        self._heads: Dict[_RequestKey, Tuple[bytes, bool]] = {}
+
+    def head(self, request: Request, client: str, to_parent: bool = False,
+             parent_authorization: Optional[str] = None) -> Tuple[bytes, bool]:
+        """``(head, websocket)``: the :func:`origin_request_head` of ``request`` from
+        ``client`` (its address), and whether it asks the origin to switch to WebSocket.
+
+        The request line is origin-form, or absolute-form ``to_parent`` a parent proxy with
+        ``parent_authorization``.  The body keeps the request's framing (chunked, or its
+        ``Content-Length``).  ``ValueError`` (or ``HTTPError(400)``) as
+        :func:`origin_request_head` raises them.
+        """
+        key = (request, client if self._forwarded_for == "yes" else None,
+               parent_authorization, to_parent)
+        found = self._heads.get(key)
+        if found is not None:
+            return found
+        found = self._build(request, client, to_parent, parent_authorization)
+        if len(found[0]) <= _REMEMBERED_HEAD_LENGTH:
+            with self._lock:
+                if len(self._heads) >= self._size:
+                    del self._heads[next(iter(self._heads))]
+                self._heads[key] = found
+        return found
+
+    def _build(self, request: Request, client: str, to_parent: bool,
+               parent_authorization: Optional[str]) -> Tuple[bytes, bool]:
+        method, fields = request.method, request.headers
+        target = parse_absolute_target(method, request.target)
+        framing: BodyFraming = None
+        if request.chunked:
+            framing = CHUNKED
+        elif "Content-Length" in fields:
+            framing = request.body_length
+        via = (via_element(request.version, self._pseudonym)
+               if self._pseudonym is not None else None)
+        websocket = "Upgrade" in fields and asks_for_websocket(method, request.version, fields)
+        sent = forwarded_for(fields, self._forwarded_for, client)
+        head = origin_request_head(method, target.absolute_form if to_parent
+                                   else target.origin_form, target.authority, sent, framing,
+                                   via, websocket, to_parent, parent_authorization)
+        return head, websocket
+
+
 def client_response_fields(origin_fields: Fields, via: Optional[str],
                            received: str) -> List[Tuple[str, str]]:
     """The origin response's fields as Nex passes them to the client.
@@ -333,8 +401,11 @@ def new_pseudonym() -> str:
     return f"nex-{secrets.token_hex(8)}"
 
 
+@functools.lru_cache(maxsize=64)
 def via_element(http_version: str, pseudonym: str) -> str:
-    """One ``Via`` element: ``1.1 nex-…`` for a message received as ``HTTP/1.1``."""
+    """One ``Via`` element: ``1.1 nex-…`` for a message received as ``HTTP/1.1``.
+
+    Remembered: a process has one pseudonym, and messages come in a few versions."""
     return f"{http_version[len('HTTP/'):]} {pseudonym}"
 
 

@@ -32,9 +32,8 @@ from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.dates import http_date_now
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
-                                  client_response_fields, forwarded_for, new_pseudonym,
-                                  origin_request_head, parse_absolute_target, split_authority,
+from nex.proxy.forwarding import (RequestHeads, answers_locally, client_response_fields,
+                                  new_pseudonym, parse_absolute_target, split_authority,
                                   via_carries, via_element)
 from nex.http.framing import (CHUNK_END, IDEMPOTENT_METHODS, LAST_CHUNK, LENGTH, NO_BODY,
                               HeadLimits, chunk_size_line)
@@ -74,6 +73,7 @@ class ForwardProxy:
         self._pool = pool
         self._pseudonym = pseudonym
         self._limits = HeadLimits.from_config(config)
+        self._heads = RequestHeads(pseudonym, config.proxy_forwarded_for)
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -190,28 +190,14 @@ class ForwardProxy:
         if target.scheme != "http":
             raise HTTPError(400, _USE_CONNECT)
         destination = self._admit(request, peer, local_address, target.host, target.port)
-        fields = request.headers
-        if answers_locally(request.method, fields):
+        if answers_locally(request.method, request.headers):
             return _answer_locally(request, destination.user)
-        framing: BodyFraming = None
-        if request.chunked:
-            framing = CHUNKED
-        elif "Content-Length" in request.headers:
-            framing = request.body_length
-        via = (via_element(request.version, self._pseudonym)
-               if self._pseudonym is not None else None)
-        websocket = ("Upgrade" in request.headers
-                     and asks_for_websocket(request.method, request.version, fields))
-        sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
         parent = destination.parent
         try:
             if parent is None:
-                head = origin_request_head(request.method, target.origin_form,
-                                           target.authority, sent, framing, via, websocket)
+                head, websocket = self._heads.head(request, peer)
             else:
-                head = origin_request_head(request.method, target.absolute_form,
-                                           target.authority, sent, framing, via, websocket,
-                                           True, parent.authorization)
+                head, websocket = self._heads.head(request, peer, True, parent.authorization)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
