@@ -224,7 +224,7 @@ class HttpPortTest(AdmissionTestCase):
 
     def test_plain_forwarding_to_an_smtp_port_is_refused_before_dns(self) -> None:
         admission = self.make(http_ports=self.SAFE)
-        for port in (25, 22, 1024):
+        for port in (25, 22, 1024, 1, 79, 81, 442, 444):
             with self.subTest(port=port):
                 error = self.assert_refused(403, admission, "nowhere.invalid", port)
                 self.assertEqual(error.detail,
@@ -238,6 +238,12 @@ class HttpPortTest(AdmissionTestCase):
         for port in (80, 443, 1025, 8080, 65535):
             with self.subTest(port=port):
                 self.assertEqual(self.admit(admission, "example.com", port).port, port)
+
+    def test_no_ranges_refuse_every_port(self) -> None:
+        admission = self.make(http_ports=())
+        for port in (1, 80, 65535):
+            with self.subTest(port=port):
+                self.assert_refused(403, admission, "example.com", port)
 
     def test_http_ports_do_not_apply_to_connect(self) -> None:
         admission = self.make(http_ports=((80, 80),), connect_ports=[443])

@@ -102,6 +102,18 @@ class ClaimsTest(unittest.TestCase):
                         ("Via", "1.1 nex-0000000000000000"))
         self.assertFalse(nex.claims(other, "127.0.0.1"))
 
+    def test_the_remembered_answer_is_per_address_reached_and_per_scheme(self) -> None:
+        nex = proxy(bind="0.0.0.0")
+        mine = request("GET", "http://192.0.2.7:8080/", "192.0.2.7:8080")
+        for local_address, expected in (("192.0.2.7", False), ("192.0.2.8", True),
+                                        ("192.0.2.7", False)):
+            with self.subTest(local_address=local_address):
+                self.assertIs(nex.claims(mine, local_address), expected)
+        nex = proxy(port=80)
+        self.assertFalse(nex.claims(request("GET", "http://localhost/", "localhost"), None))
+        self.assertTrue(nex.claims(request("GET", "https://localhost/", "localhost"), None))
+        self.assertFalse(nex.claims(request("GET", "http://localhost/", "localhost"), None))
+
     def test_without_via_no_pseudonym_is_looked_for(self) -> None:
         nex = proxy(via=False)
         looped = request("GET", "http://localhost:8080/", "localhost:8080",

@@ -130,7 +130,12 @@ class Admission:
         self._allowed = allowed
         self._denied = parse_networks(denied_destinations)
         self._connect_ports = frozenset(connect_ports)
-        self._http_ports = tuple(http_ports)
+        #: One byte per port number, 1 where forwarded requests may go: a look-up per request
+        #: rather than a walk through the ranges.
+        ports = bytearray(65536)
+        for first, last in http_ports:
+            ports[first:last + 1] = b"\x01" * (last + 1 - first)
+        self._http_ports = bytes(ports)
         #: This Nex as a destination, for the loop check and for targets naming it.
         self.itself = Itself(listen_port, bind, server_name)
         self._login = (Login(users, failures, realm, proxy=True) if users is not None
@@ -185,8 +190,11 @@ class Admission:
         connected to, which is one of Nex's own.  The name is resolved once, and the
         :class:`Destination` holds exactly the addresses that were checked.
         """
-        self._check_client(client)
-        if self._pseudonym is not None and via_carries(via, self._pseudonym):
+        if not self._client_allowed(client):
+            raise HTTPError(403, "This proxy does not serve your address: the setting"
+                                 " [proxy] allowed_clients does not list it.", refusal="client")
+        if via is not None and self._pseudonym is not None and via_carries(via,
+                                                                            self._pseudonym):
             raise HTTPError(508, "This request has already passed through this proxy.",
                             refusal="loop")
         user = (self._login.verify(proxy_authorization, client) if self._login is not None
@@ -233,11 +241,6 @@ class Admission:
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
 
-    def _check_client(self, client: str) -> None:
-        if not self._client_allowed(client):
-            raise HTTPError(403, "This proxy does not serve your address: the setting"
-                                 " [proxy] allowed_clients does not list it.", refusal="client")
-
     def _client_in_allowed_networks(self, client: str) -> bool:
         """Whether the peer address ``client`` lies in ``allowed_clients`` (remembered per
         address by :attr:`_client_allowed`: a connection's requests all ask it)."""
@@ -252,10 +255,7 @@ class Admission:
             if port not in self._connect_ports:
                 raise HTTPError(403, f"This proxy does not tunnel to port {port}: the setting"
                                      " [proxy] connect_ports does not list it.", refusal="port")
-        else:
-            for first, last in self._http_ports:
-                if first <= port <= last:
-                    return
+        elif not self._http_ports[port]:
             raise HTTPError(403, f"This proxy does not forward requests to port {port}: the"
                                  " setting [proxy] http_ports does not list it.", refusal="port")
 

@@ -201,7 +201,6 @@ class DomainList:
 
     def matches_address(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed address or network (IPv4-mapped: either form)."""
-        for entries in self._lists():
-            if in_networks(address, entries.networks):
-                return True
-        return False
+        if in_networks(address, self._fixed.networks):
+            return True
+        return self._file is not None and in_networks(address, self._file.value.networks)

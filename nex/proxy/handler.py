@@ -24,6 +24,7 @@ response cannot be completed.  Nothing here touches the client's socket except t
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 
@@ -74,6 +75,9 @@ class ForwardProxy:
         self._pseudonym = pseudonym
         self._limits = HeadLimits.from_config(config)
         self._heads = RequestHeads(pseudonym, config.proxy_forwarded_for)
+        #: :meth:`names_nex`, remembered: its answer depends on its arguments alone, and
+        #: clients ask for a few origins again and again.
+        self._names_nex = functools.lru_cache(maxsize=64)(self.names_nex)
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -108,8 +112,8 @@ class ForwardProxy:
         if self._pseudonym is not None and via_carries(request.headers.get("Via"),
                                                        self._pseudonym):
             return True
-        return not self.names_nex(target[:target.index(":")].lower(), request.host,
-                                  local_address)
+        return not self._names_nex(target[:target.index(":")].lower(), request.host,
+                                   local_address)
 
     def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
         """Whether an absolute URL's ``authority`` is Nex itself (the scheme's port when it
