@@ -11,8 +11,8 @@ from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, RequestHeads, answers_loc
                                   client_response_fields, connection_options,
                                   end_to_end_fields, forwarded_for, new_pseudonym,
                                   origin_request_head,
-                                  parse_absolute_target, split_authority, via_carries,
-                                  via_element)
+                                  parse_absolute_target, relayed_fields, split_authority,
+                                  via_carries, via_element)
 from nex.http.framing import HeadLimits
 from nex.http.request import Request, parse_head
 
@@ -361,6 +361,14 @@ class RequestHeadsTest(unittest.TestCase):
 NOW = "Tue, 02 Jan 2024 00:00:00 GMT"
 
 
+def clock() -> str:
+    return NOW
+
+
+def no_clock() -> str:
+    raise AssertionError("the clock is read only for a response without Date")
+
+
 class ClientResponseFieldsTest(unittest.TestCase):
     def test_hop_by_hop_and_length_removed_via_added(self) -> None:
         fields = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
@@ -368,19 +376,21 @@ class ClientResponseFieldsTest(unittest.TestCase):
                   ("Transfer-Encoding", "chunked"), ("Content-Length", "10"),
                   ("Proxy-Authenticate", "Basic realm=\"x\""), ("Via", "1.1 cache"),
                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-        self.assertEqual(client_response_fields(fields, "1.1 nex-abc", NOW), [
+        self.assertEqual(client_response_fields(relayed_fields(fields), "1.1 nex-abc", no_clock), [
             ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
             ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
             ("Via", "1.1 nex-abc")])
 
     def test_without_via(self) -> None:
-        self.assertEqual(client_response_fields([("A", "1"), ("date", "x")], None, NOW),
+        self.assertEqual(client_response_fields(relayed_fields([("A", "1"), ("date", "x")]),
+                                                None, no_clock),
                          [("A", "1"), ("date", "x")])
 
     def test_a_response_without_date_gets_the_time_it_was_received(self) -> None:
         # RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date
         # appends one.
-        self.assertEqual(client_response_fields([("A", "1")], "1.1 nex-abc", NOW),
+        self.assertEqual(client_response_fields(relayed_fields([("A", "1")]), "1.1 nex-abc",
+                                                clock),
                          [("A", "1"), ("Date", NOW), ("Via", "1.1 nex-abc")])
 
 

@@ -21,7 +21,7 @@ import functools
 import re
 import secrets
 import threading
-from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
 from nex.http.framing import CHUNKED
@@ -370,23 +370,38 @@ class RequestHeads:
         return head, websocket
 
 
-def client_response_fields(origin_fields: Fields, via: Optional[str],
-                           received: str) -> List[Tuple[str, str]]:
+class Relayed(NamedTuple):
+    """What an origin response passes on of its fields, worked out once per response head
+    (see :func:`relayed_fields`): the ``fields`` kept, and whether one was ``Date``."""
+
+    fields: Tuple[Tuple[str, str], ...]
+    dated: bool
+
+
+def relayed_fields(origin_fields: Fields) -> Relayed:
+    """The origin response's fields that reach the client as they are: without the
+    hop-by-hop ones and ``Content-Length``, in their order and spelling."""
+    headers = _as_headers(origin_fields)
+    return Relayed(tuple(end_to_end_fields(headers, _NOT_RELAYED)), "Date" in headers)
+
+
+def client_response_fields(relayed: Relayed, via: Optional[str],
+                           received: Callable[[], str]) -> List[Tuple[str, str]]:
     """The origin response's fields as Nex passes them to the client.
 
-    Hop-by-hop fields and ``Content-Length`` are removed and ``via`` (e.g.
-    ``via_element(head.version, pseudonym)``) is appended as the last ``Via``.  The caller
-    frames the body it relays: ``Content-Length: head.content_length`` when the origin gave
-    one (this also keeps it on HEAD and 304 responses, where it describes the
-    representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
-    Date, Server and the rest pass unchanged; a writer must not add its own.  A response
-    without ``Date`` gets ``Date: received``, the HTTP-date it arrived at: RFC 9110 §6.6.1
-    has a recipient with a clock that forwards such a response append one.
+    ``relayed`` is the response's :func:`relayed_fields`: hop-by-hop fields and
+    ``Content-Length`` are removed.  ``via`` (e.g. ``via_element(head.version, pseudonym)``)
+    is appended as the last ``Via``.  The caller frames the body it relays:
+    ``Content-Length: head.content_length`` when the origin gave one (this also keeps it on
+    HEAD and 304 responses, where it describes the representation), else chunked to an
+    HTTP/1.1 client or close-delimited to HTTP/1.0.  Date, Server and the rest pass
+    unchanged; a writer must not add its own.  A response without ``Date`` gets ``Date:
+    received()``, the HTTP-date it arrived at: RFC 9110 §6.6.1 has a recipient with a clock
+    that forwards such a response append one.
     """
-    headers = _as_headers(origin_fields)
-    fields = end_to_end_fields(headers, _NOT_RELAYED)
-    if "Date" not in headers:
-        fields.append(("Date", received))
+    fields = list(relayed.fields)
+    if not relayed.dated:
+        fields.append(("Date", received()))
     if via:
         fields.append(("Via", _field_value(via)))
     return fields

@@ -225,7 +225,7 @@ class ForwardProxy:
     def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        fields = client_response_fields(head.headers, via, http_date_now())
+        fields = client_response_fields(head.relayed, via, http_date_now)
         fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
         sock, pending = origin.detach()
         return Response(101, fields, forwarded=True, user=user, reason=head.reason,
@@ -234,8 +234,8 @@ class ForwardProxy:
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        response = Response(head.status, client_response_fields(head.headers, via,
-                                                                http_date_now()),
+        response = Response(head.status, client_response_fields(head.relayed, via,
+                                                                http_date_now),
                             forwarded=True, user=user, reason=head.reason)
         length = head.content_length
         if head.framing == LENGTH and length is not None and length <= origin.buffered:

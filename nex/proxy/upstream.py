@@ -36,7 +36,7 @@ from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_fra
                               persists)
 from nex.http.request import Headers, parse_fields
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
-from nex.proxy.forwarding import names_websocket
+from nex.proxy.forwarding import Relayed, names_websocket, relayed_fields
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
@@ -82,7 +82,10 @@ class ResponseHead(NamedTuple):
     ``framing`` is :data:`NO_BODY`, :data:`LENGTH`, :data:`CHUNKED` or :data:`UNTIL_CLOSE`;
     ``content_length`` the validated ``Content-Length`` when one was sent (also on HEAD and
     304 responses, where it describes the representation, not a body that follows);
-    ``keep_alive`` whether the origin lets the connection carry another request afterwards.
+    ``keep_alive`` whether the origin lets the connection carry another request afterwards;
+    ``relayed`` the fields a client is given of it
+    (:func:`~nex.proxy.forwarding.relayed_fields`), worked out with the head, which is
+    remembered.
     """
 
     version: str
@@ -92,6 +95,7 @@ class ResponseHead(NamedTuple):
     framing: str
     content_length: Optional[int]
     keep_alive: bool
+    relayed: Relayed
 
 
 #: Response heads longer than this are parsed each time rather than remembered.
@@ -146,7 +150,7 @@ def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> Respons
     options, _ = connection_options(headers.get("Connection"))
     keep_alive = framing != UNTIL_CLOSE and persists(version, options)
     return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
-                        content_length, keep_alive)
+                        content_length, keep_alive, relayed_fields(headers))
 
 
 def _pieces(data: Data) -> Iterator[bytes]:
