@@ -663,6 +663,26 @@ class PoolTest(UpstreamTestCase):
         self.assertIsNot(second, first)
         self.assertEqual((first.sock.fileno(), server.accepted), (-1, 2))
 
+    def test_each_connection_expires_on_its_own_idle_time(self) -> None:
+        clock = FakeClock(100)
+        server = self.serve(keep_alive(lambda head: ok()))
+        pool = self.pool(idle_timeout=30, clock=clock)
+        first, _ = self.request(pool, server, host="a.test")  # idle from 100
+        clock.now = 110
+        second, _ = self.request(pool, server, host="b.test")  # idle from 110
+        clock.now = 125
+        self.assertIs(self.request(pool, server, host="a.test")[0], first)  # idle from 125
+        clock.now = 140
+        third, _ = self.request(pool, server, host="c.test")  # idle from 140
+        self.assertEqual([open_(first), open_(second), open_(third)], [True, False, True])
+        clock.now = 154.5
+        self.assertIs(self.request(pool, server, host="c.test")[0], third)
+        self.assertTrue(open_(first))
+        clock.now = 155
+        self.assertIs(self.request(pool, server, host="c.test")[0], third)
+        self.assertFalse(open_(first))
+        self.assertEqual(server.accepted, 3)
+
     def test_connection_the_origin_closed_while_idle_is_not_reused(self) -> None:
         def one_then_close(peer: Peer) -> None:
             peer.read_head()

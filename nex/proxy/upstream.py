@@ -43,6 +43,7 @@ from nex.http.response import TIMED_OUT, timeval
 MAX_PIECE = 64 * 1024
 #: Seconds between the starts of two connection attempts (RFC 8305 §5 recommends 250 ms).
 ATTEMPT_DELAY = 0.25
+_NONE: Tuple["Origin", ...] = ()
 
 Key = Tuple[str, int]
 SocketAddress = Tuple[int, tuple]
@@ -479,8 +480,11 @@ class OriginPool:
         self._lock = threading.Lock()
         #: Idle connections, least recently released first, with the time of release.
         self._idle: "collections.OrderedDict[Origin, float]" = collections.OrderedDict()
-        #: How many of them each key has, so that a release need not count them.
-        self._per_key: Dict[Key, int] = {}
+        #: The same connections by key, the most recently released last.
+        self._by_key: Dict[Key, List[Origin]] = {}
+        #: No idle connection has been idle too long before this time: until then, nothing
+        #: need be looked at to expire them.
+        self._quiet_until = math.inf
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
                 connect_timeout: float, upstream_timeout: float,
@@ -517,11 +521,15 @@ class OriginPool:
         """The newest idle connection for ``key``, counted as reused; None when there is
         none."""
         with self._lock:
-            closing = self._expire()
+            now = self._clock()
+            closing = self._expire(now) if now >= self._quiet_until else _NONE
             found = None
-            if key in self._per_key:
-                found = next(origin for origin in reversed(self._idle) if origin.key == key)
-                self._forget(found)
+            idle = self._by_key.get(key)
+            if idle is not None:
+                found = idle.pop()
+                if not idle:
+                    del self._by_key[key]
+                del self._idle[found]
                 self._tally[ORIGINS_REUSED] += 1
         for origin in closing:
             origin.close()
@@ -533,46 +541,58 @@ class OriginPool:
         if not origin.reusable:
             origin.close()
             return
+        key = origin.key
         with self._lock:
-            closing = self._expire()
-            if self._per_key.get(origin.key, 0) >= self.per_host:
+            now = self._clock()
+            closing = self._expire(now) if now >= self._quiet_until else []
+            idle = self._by_key.get(key)
+            if idle is not None and len(idle) >= self.per_host:
                 closing.append(origin)
             else:
                 if len(self._idle) >= self.total:
                     oldest = next(iter(self._idle))
                     self._forget(oldest)
                     closing.append(oldest)
-                self._idle[origin] = self._clock()
-                self._per_key[origin.key] = self._per_key.get(origin.key, 0) + 1
-        for idle in closing:
-            idle.close()
+                    idle = self._by_key.get(key)
+                if idle is None:
+                    self._by_key[key] = [origin]
+                else:
+                    idle.append(origin)
+                if not self._idle:
+                    self._quiet_until = now + self.idle_timeout
+                self._idle[origin] = now
+        for connection in closing:
+            connection.close()
 
-    def _expire(self) -> List[Origin]:
-        """Take out the connections idle too long (the lock is held); the caller closes them."""
+    def _expire(self, now: float) -> List[Origin]:
+        """Take out the connections idle too long at ``now`` (the lock is held); the caller
+        closes them."""
+        oldest = now - self.idle_timeout
         expired = []
-        oldest = self._clock() - self.idle_timeout
-        while self._idle:
-            origin, since = next(iter(self._idle.items()))
+        self._quiet_until = math.inf
+        for origin, since in self._idle.items():
             if since > oldest:
+                self._quiet_until = since + self.idle_timeout
                 break
-            self._forget(origin)
             expired.append(origin)
+        for origin in expired:
+            self._forget(origin)
         return expired
 
     def _forget(self, origin: Origin) -> None:
         """Take ``origin`` out of the idle connections (the lock is held)."""
         del self._idle[origin]
-        left = self._per_key[origin.key] - 1
-        if left:
-            self._per_key[origin.key] = left
-        else:
-            del self._per_key[origin.key]
+        idle = self._by_key[origin.key]
+        idle.remove(origin)
+        if not idle:
+            del self._by_key[origin.key]
 
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""
         with self._lock:
             idle = list(self._idle)
             self._idle.clear()
-            self._per_key.clear()
+            self._by_key.clear()
+            self._quiet_until = math.inf
         for origin in idle:
             origin.close()
