@@ -191,6 +191,14 @@ class DeniedDestinationsTest(AdmissionTestCase):
         destination = self.admit(self.make(denied_destinations=[]), "127.0.0.1", 9999)
         self.assertEqual(destination.addresses, ((socket.AF_INET, ("127.0.0.1", 9999)),))
 
+    def test_remembered_answers_belong_to_one_admission_and_one_address(self) -> None:
+        denying, allowing = self.make(), self.make(denied_destinations=[])
+        for _ in range(2):
+            self.assert_refused(403, denying, "127.0.0.1", 9999)
+            self.assert_refused(403, denying, "mapped.example", 9999)
+            self.assertEqual(self.admit(allowing, "127.0.0.1", 9999).host, "127.0.0.1")
+            self.assertEqual(self.admit(denying, "10.0.0.1", 9999).host, "10.0.0.1")
+
     def test_scoped_addresses_are_checked_without_their_zone(self) -> None:
         admission = self.make(resolver=lambda host, port: [
             (socket.AF_INET6, ("fe80::1%eth0", port, 0, 2))])

@@ -38,7 +38,7 @@ import functools
 import socket
 from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from nex.addresses import in_networks, parse_address
+from nex.addresses import Address, in_networks, parse_address
 from nex.site.login import FailureLimiter, Login, UsersFile
 from nex.proxy.blacklist import DomainList, canonical_host
 from nex.proxy.dns import CachingResolver
@@ -129,6 +129,7 @@ class Admission:
         self._blacklist = blacklist
         self._allowed = allowed
         self._denied = parse_networks(denied_destinations)
+        self._is_denied = functools.lru_cache(maxsize=1024)(self._in_denied_networks)
         self._connect_ports = frozenset(connect_ports)
         #: One byte per port number, 1 where forwarded requests may go: a look-up per request
         #: rather than a walk through the ranges.
@@ -234,12 +235,18 @@ class Admission:
                 raise HTTPError(508, "The request is aimed at this proxy itself.", refusal="loop")
             if self._blacklist.matches_address(address):
                 raise _blacklisted(address)
-            if in_networks(address, self._denied):
+            if self._is_denied(address):
                 raise HTTPError(403, f"This proxy does not connect to {address}: the setting"
                                      " [proxy] denied_destinations covers it.",
                                 refusal="denied_destination")
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
+
+    def _in_denied_networks(self, address: Address) -> bool:
+        """Whether ``address`` lies in ``denied_destinations`` (remembered per address by
+        :attr:`_is_denied`: the same origins are reached again and again, and the setting
+        does not change while Nex runs)."""
+        return in_networks(address, self._denied)
 
     def _client_in_allowed_networks(self, client: str) -> bool:
         """Whether the peer address ``client`` lies in ``allowed_clients`` (remembered per

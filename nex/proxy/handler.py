@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 #: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
 _UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: The request's fields the admission checks read (lower case).
+_ADMISSION_FIELDS = frozenset({"proxy-authorization", "via"})
 _USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
                 "host:443 and speak TLS inside it, as browsers and curl do.")
 
@@ -161,10 +163,14 @@ class ForwardProxy:
 
     def _admit(self, request: Request, peer: str, local_address: Optional[str], host: str,
                port: int) -> Destination:
+        fields = request.headers
+        if fields.has_any(_ADMISSION_FIELDS):
+            proxy_authorization, via = fields.get("Proxy-Authorization"), fields.get("Via")
+        else:
+            proxy_authorization = via = None
         return self._admission.admit(
             client=peer, method=request.method, host=host, port=port,
-            proxy_authorization=request.headers.get("Proxy-Authorization"),
-            via=request.headers.get("Via"), local_address=local_address)
+            proxy_authorization=proxy_authorization, via=via, local_address=local_address)
 
     def _tunnel(self, request: Request, peer: str, local_address: Optional[str]) -> Response:
         """Admit a CONNECT and connect to its destination: ``200`` with the tunnel."""

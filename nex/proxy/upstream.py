@@ -43,7 +43,6 @@ from nex.http.response import TIMED_OUT, timeval
 MAX_PIECE = 64 * 1024
 #: Seconds between the starts of two connection attempts (RFC 8305 §5 recommends 250 ms).
 ATTEMPT_DELAY = 0.25
-_NONE: Tuple["Origin", ...] = ()
 
 Key = Tuple[str, int]
 SocketAddress = Tuple[int, tuple]
@@ -84,9 +83,8 @@ class ResponseHead(NamedTuple):
     ``content_length`` the validated ``Content-Length`` when one was sent (also on HEAD and
     304 responses, where it describes the representation, not a body that follows);
     ``keep_alive`` whether the origin lets the connection carry another request afterwards;
-    ``relayed`` the fields a client is given of it
-    (:func:`~nex.proxy.forwarding.relayed_fields`), worked out with the head, which is
-    remembered.
+    ``relayed`` the fields a client is given of it, worked out with the (remembered) head
+    (:func:`~nex.proxy.forwarding.relayed_fields`).
     """
 
     version: str
@@ -254,16 +252,18 @@ class Origin:
         return self.sock, pending
 
     def _receive_head(self, deadline: float) -> bytes:
+        buffer = self._buffer
         scanned = 0
         while True:
-            stop = find_head_end(self._buffer, scanned)
-            if stop != -1:
-                head = bytes(self._buffer[:stop])
-                del self._buffer[:stop]
-                return head
-            if len(self._buffer) > self.limits.header_block:
-                raise _bad_gateway("a response head that is too large")
-            scanned = max(0, len(self._buffer) - 2)
+            if buffer:  # empty after a whole response, the usual case: no need to search
+                stop = find_head_end(buffer, scanned)
+                if stop != -1:
+                    head = bytes(buffer[:stop])
+                    del buffer[:stop]
+                    return head
+                if len(buffer) > self.limits.header_block:
+                    raise _bad_gateway("a response head that is too large")
+                scanned = max(0, len(buffer) - 2)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HTTPError(504, "The origin server did not answer in time.",
@@ -279,11 +279,11 @@ class Origin:
             except OSError:
                 chunk = b""
             if not chunk:
-                if self.reused and not self._answered and not self._buffer:
+                if self.reused and not self._answered and not buffer:
                     raise StaleConnection()
                 raise _bad_gateway("no complete response head before closing", failure="reset")
             self._answered = True
-            self._buffer += chunk
+            buffer += chunk
 
     def read_body(self, head: ResponseHead) -> Iterator[bytes]:
         """The decoded body of the response ``head`` came with, in pieces of <= MAX_PIECE.
@@ -312,10 +312,14 @@ class Origin:
         :attr:`reusable` says whether the connection can carry another request, as after
         :meth:`read_body`."""
         length = head.content_length or 0
-        with memoryview(self._buffer) as view:
-            body = bytes(view[:length])
-        del self._buffer[:length]
-        self._reusable = head.keep_alive and not self._buffer
+        buffer = self._buffer
+        if length == len(buffer):  # the usual case: nothing came after the body
+            body = bytes(buffer)
+        else:
+            with memoryview(buffer) as view:
+                body = bytes(view[:length])
+        del buffer[:length]
+        self._reusable = head.keep_alive and not buffer
         return body
 
     def _receive_body(self, size: int = MAX_PIECE) -> bytes:
@@ -482,8 +486,7 @@ class OriginPool:
         self._idle: "collections.OrderedDict[Origin, float]" = collections.OrderedDict()
         #: The same connections by key, the most recently released last.
         self._by_key: Dict[Key, List[Origin]] = {}
-        #: No idle connection has been idle too long before this time: until then, nothing
-        #: need be looked at to expire them.
+        #: Until then no idle connection can have been idle too long: none need be looked at.
         self._quiet_until = math.inf
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
@@ -522,7 +525,7 @@ class OriginPool:
         none."""
         with self._lock:
             now = self._clock()
-            closing = self._expire(now) if now >= self._quiet_until else _NONE
+            closing = self._expire(now) if now >= self._quiet_until else []
             found = None
             idle = self._by_key.get(key)
             if idle is not None:
@@ -553,11 +556,7 @@ class OriginPool:
                     oldest = next(iter(self._idle))
                     self._forget(oldest)
                     closing.append(oldest)
-                    idle = self._by_key.get(key)
-                if idle is None:
-                    self._by_key[key] = [origin]
-                else:
-                    idle.append(origin)
+                self._by_key.setdefault(key, []).append(origin)
                 if not self._idle:
                     self._quiet_until = now + self.idle_timeout
                 self._idle[origin] = now
