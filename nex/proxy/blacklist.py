@@ -184,6 +184,8 @@ class DomainList:
     def matches_name(self, host: str) -> bool:
         """Whether the name ``host`` is a listed domain or lies below one (IP literals and
         malformed names: no)."""
+        if not self._fixed.domains and (self._file is None or not self._file.value.domains):
+            return False  # no domain is listed (the usual case): nothing to spell out
         if _ip_literal(host) is not None:
             return False
         try:

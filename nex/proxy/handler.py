@@ -56,6 +56,7 @@ FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 _UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: The request's fields the admission checks read (lower case).
 _ADMISSION_FIELDS = frozenset({"proxy-authorization", "via"})
+_VIA = frozenset({"via"})
 _USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
                 "host:443 and speak TLS inside it, as browsers and curl do.")
 
@@ -111,8 +112,8 @@ class ForwardProxy:
         target = request.target
         if target.startswith("/") or target == "*":
             return self._config.proxy_pac and request.path == PAC_PATH
-        if self._pseudonym is not None and via_carries(request.headers.get("Via"),
-                                                       self._pseudonym):
+        if self._pseudonym is not None and request.headers.has_any(_VIA) and via_carries(
+                request.headers.get("Via"), self._pseudonym):
             return True
         return not self._names_nex(target[:target.index(":")].lower(), request.host,
                                    local_address)
@@ -389,5 +390,9 @@ class _Tunnel:
 def _authority(destination: Destination) -> str:
     """The destination as ``host:port``, an IPv6 address in brackets: the target of a
     CONNECT to the parent proxy, and the origin the access log names."""
-    host = f"[{destination.host}]" if ":" in destination.host else destination.host
-    return f"{host}:{destination.port}"
+    return _host_port(destination.host, destination.port)
+
+
+@functools.lru_cache(maxsize=256)  # per request; clients reach the same few origins
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
