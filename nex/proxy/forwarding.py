@@ -238,7 +238,7 @@ def answers_locally(method: str, fields: Fields) -> bool:
     RFC 9110 §7.6.2: such a request is not forwarded; the recipient responds as its final
     recipient.  ``HTTPError(400)`` for a malformed Max-Forwards.
     """
-    return remaining_forwards(method, fields) == 0
+    return method in _MAX_FORWARDS_METHODS and remaining_forwards(method, fields) == 0
 
 
 def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
