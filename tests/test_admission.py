@@ -478,9 +478,16 @@ class FromConfigTest(unittest.TestCase):
 
 class ResolveHostTest(unittest.TestCase):
     def test_literals_resolve_without_dns(self) -> None:
-        self.assertEqual(resolve_host("127.0.0.1", 81), [(socket.AF_INET, ("127.0.0.1", 81))])
+        self.assertEqual(list(resolve_host("127.0.0.1", 81)),
+                         [(socket.AF_INET, ("127.0.0.1", 81))])
         family, sockaddr = resolve_host("::1", 82)[0]
         self.assertEqual((family, sockaddr[:2]), (socket.AF_INET6, ("::1", 82)))
+
+    def test_remembered_literal_answers_keep_their_port(self) -> None:
+        for port in (81, 82, 81):
+            with self.subTest(port=port):
+                self.assertEqual(list(resolve_host("192.0.2.1", port)),
+                                 [(socket.AF_INET, ("192.0.2.1", port))])
 
     def test_literals_are_answered_as_getaddrinfo_would_without_calling_it(self) -> None:
         for host in ("127.0.0.1", "::1", "::ffff:192.0.2.1", "2001:db8::5"):
@@ -489,7 +496,7 @@ class ResolveHostTest(unittest.TestCase):
                             socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM,
                                                proto=socket.IPPROTO_TCP)]
                 with mock.patch("socket.getaddrinfo") as lookup:
-                    self.assertEqual(resolve_host(host, 443), expected)
+                    self.assertEqual(list(resolve_host(host, 443)), expected)
                 lookup.assert_not_called()
 
     def test_failure_is_an_os_error(self) -> None:

@@ -74,27 +74,36 @@ class Destination(NamedTuple):
     parent: Optional[Parent] = None
 
 
-def resolve_host(host: str, port: int) -> List[SocketAddress]:
+def resolve_host(host: str, port: int) -> Sequence[SocketAddress]:
     """The TCP addresses of ``host`` through ``getaddrinfo``, IPv4 and IPv6, duplicates gone.
 
     An IP address is its own answer, as ``getaddrinfo`` would give it.  Raises ``OSError``
     (``socket.gaierror``) when the name does not resolve.
     """
-    if "%" not in host:
-        try:
-            literal = parse_address(host)
-        except ValueError:
-            pass
-        else:
-            if literal.version == 4:
-                return [(socket.AF_INET, (host, port))]
-            return [(socket.AF_INET6, (host, port, 0, 0))]
+    literal = _literal_answer(host, port)
+    if literal is not None:
+        return literal
     found: List[SocketAddress] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                         proto=socket.IPPROTO_TCP):
         if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
             found.append((family, sockaddr))
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_answer(host: str, port: int) -> Optional[Tuple[SocketAddress, ...]]:
+    """What ``getaddrinfo`` answers for ``host`` written as an IP address, None for a name
+    (remembered: it depends on nothing else, and the same origins are asked for again)."""
+    if "%" in host:
+        return None
+    try:
+        literal = parse_address(host)
+    except ValueError:
+        return None
+    if literal.version == 4:
+        return ((socket.AF_INET, (host, port)),)
+    return ((socket.AF_INET6, (host, port, 0, 0)),)
 
 
 class Admission:
