@@ -349,6 +349,9 @@ class RequestHeadsTest(unittest.TestCase):
         self.assertEqual(heads.head(first, "c"), kept)
         large = received(*self.GET, "X-Large: " + "a" * 2048)
         self.assertIsNot(heads.head(large, "c"), heads.head(large, "c"))
+        dropped = received(*self.GET, "Proxy-Authorization: Basic " + "a" * 2048)
+        self.assertLess(len(heads.head(dropped, "c")[0]), 100)
+        self.assertIsNot(heads.head(dropped, "c"), heads.head(dropped, "c"))
 
     def test_refusals_are_raised_each_time(self) -> None:
         heads = RequestHeads(None, "no")

@@ -303,7 +303,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     return "\r\n".join(lines).encode("latin-1")
 
 
-#: Heads longer than this are built for each request rather than remembered.
+#: Heads longer than this, or built from requests longer than this, are built for each
+#: request rather than remembered.
 _REMEMBERED_HEAD_LENGTH = 2048
 _RequestKey = Tuple[Request, Optional[str], Optional[str], bool]
 
@@ -317,8 +318,9 @@ class RequestHeads:
     same URL with the same fields gets the head built the first time: the key is the
     request itself (its method, target, version, framing and its one ``Headers`` object),
     the client's address when ``forwarded_for = yes`` (it is in the head then) and what goes
-    to a parent proxy; nothing else changes the head.  At most ``size`` heads of at most
-    2 KiB are kept, the oldest forgotten first; refusals are raised each time.
+    to a parent proxy; nothing else changes the head.  At most ``size`` heads are kept, the
+    oldest forgotten first, each of at most 2 KiB and built from a request of at most 2 KiB;
+    refusals are raised each time.
     """
 
     def __init__(self, pseudonym: Optional[str], forwarded_for: str, size: int = 256) -> None:
@@ -344,7 +346,11 @@ class RequestHeads:
         if found is not None:
             return found
         found = self._build(request, client, to_parent, parent_authorization)
-        if len(found[0]) <= _REMEMBERED_HEAD_LENGTH:
+        # The key holds the request: a large one, even if most of it is not passed on, is
+        # not kept (nor would the parser hand it out again).
+        if len(found[0]) <= _REMEMBERED_HEAD_LENGTH and len(request.target) + sum(
+                [len(name) + len(value) for name, value in request.headers]
+        ) <= _REMEMBERED_HEAD_LENGTH:
             with self._lock:
                 if len(self._heads) >= self._size:
                     del self._heads[next(iter(self._heads))]
