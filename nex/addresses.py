@@ -23,11 +23,13 @@ def parse_address(text: str) -> Address:
     return ipaddress.ip_address(text.partition("%")[0])
 
 
+@functools.lru_cache(maxsize=4096)  # per request and address checked; addresses repeat
 def address_forms(address: Address) -> Tuple[Address, ...]:
     """``address``, plus the IPv4 address it carries when it is IPv4-mapped (``::ffff:a.b.c.d``).
 
     A dual-stack socket connecting to ``::ffff:127.0.0.1`` reaches 127.0.0.1, so a network
-    check must see both spellings.
+    check must see both spellings.  Remembered: the answer depends on the address alone
+    (an IPv4 address and its IPv4-mapped form are different keys).
     """
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address, address.ipv4_mapped
@@ -54,6 +56,8 @@ def plain_address(text: str) -> str:
 
 def in_networks(address: Address, networks: Iterable[Network]) -> bool:
     """Whether ``address``, in either of its :func:`address_forms`, lies in one of ``networks``."""
+    if not networks:  # most lists are empty: no need to spell the address out
+        return False
     forms = address_forms(address)
     for network in networks:  # loops, not any() over a generator: this runs per request
         version = network.version

@@ -191,6 +191,14 @@ class DeniedDestinationsTest(AdmissionTestCase):
         destination = self.admit(self.make(denied_destinations=[]), "127.0.0.1", 9999)
         self.assertEqual(destination.addresses, ((socket.AF_INET, ("127.0.0.1", 9999)),))
 
+    def test_remembered_answers_belong_to_one_admission_and_one_address(self) -> None:
+        denying, allowing = self.make(), self.make(denied_destinations=[])
+        for _ in range(2):
+            self.assert_refused(403, denying, "127.0.0.1", 9999)
+            self.assert_refused(403, denying, "mapped.example", 9999)
+            self.assertEqual(self.admit(allowing, "127.0.0.1", 9999).host, "127.0.0.1")
+            self.assertEqual(self.admit(denying, "10.0.0.1", 9999).host, "10.0.0.1")
+
     def test_scoped_addresses_are_checked_without_their_zone(self) -> None:
         admission = self.make(resolver=lambda host, port: [
             (socket.AF_INET6, ("fe80::1%eth0", port, 0, 2))])
@@ -224,7 +232,7 @@ class HttpPortTest(AdmissionTestCase):
 
     def test_plain_forwarding_to_an_smtp_port_is_refused_before_dns(self) -> None:
         admission = self.make(http_ports=self.SAFE)
-        for port in (25, 22, 1024):
+        for port in (25, 22, 1024, 1, 79, 81, 442, 444):
             with self.subTest(port=port):
                 error = self.assert_refused(403, admission, "nowhere.invalid", port)
                 self.assertEqual(error.detail,
@@ -238,6 +246,12 @@ class HttpPortTest(AdmissionTestCase):
         for port in (80, 443, 1025, 8080, 65535):
             with self.subTest(port=port):
                 self.assertEqual(self.admit(admission, "example.com", port).port, port)
+
+    def test_no_ranges_refuse_every_port(self) -> None:
+        admission = self.make(http_ports=())
+        for port in (1, 80, 65535):
+            with self.subTest(port=port):
+                self.assert_refused(403, admission, "example.com", port)
 
     def test_http_ports_do_not_apply_to_connect(self) -> None:
         admission = self.make(http_ports=((80, 80),), connect_ports=[443])
@@ -464,9 +478,16 @@ class FromConfigTest(unittest.TestCase):
 
 class ResolveHostTest(unittest.TestCase):
     def test_literals_resolve_without_dns(self) -> None:
-        self.assertEqual(resolve_host("127.0.0.1", 81), [(socket.AF_INET, ("127.0.0.1", 81))])
+        self.assertEqual(list(resolve_host("127.0.0.1", 81)),
+                         [(socket.AF_INET, ("127.0.0.1", 81))])
         family, sockaddr = resolve_host("::1", 82)[0]
         self.assertEqual((family, sockaddr[:2]), (socket.AF_INET6, ("::1", 82)))
+
+    def test_remembered_literal_answers_keep_their_port(self) -> None:
+        for port in (81, 82, 81):
+            with self.subTest(port=port):
+                self.assertEqual(list(resolve_host("192.0.2.1", port)),
+                                 [(socket.AF_INET, ("192.0.2.1", port))])
 
     def test_literals_are_answered_as_getaddrinfo_would_without_calling_it(self) -> None:
         for host in ("127.0.0.1", "::1", "::ffff:192.0.2.1", "2001:db8::5"):
@@ -475,7 +496,7 @@ class ResolveHostTest(unittest.TestCase):
                             socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM,
                                                proto=socket.IPPROTO_TCP)]
                 with mock.patch("socket.getaddrinfo") as lookup:
-                    self.assertEqual(resolve_host(host, 443), expected)
+                    self.assertEqual(list(resolve_host(host, 443)), expected)
                 lookup.assert_not_called()
 
     def test_failure_is_an_os_error(self) -> None:

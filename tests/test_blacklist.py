@@ -172,6 +172,16 @@ class BlacklistFileTest(unittest.TestCase):
         self.assertFalse(blacklist.matches("a.example"))
         self.assertTrue(blacklist.matches("b.example"))
 
+    def test_a_domain_added_to_a_file_that_listed_none_is_refused(self) -> None:
+        blacklist = self.load("198.51.100.0/24\n")
+        self.assertFalse(blacklist.matches("a.example"))
+        rewrite(self.path, "198.51.100.0/24\na.example\n")
+        self.assertTrue(blacklist.matches("a.example"))
+        self.assertTrue(blacklist.matches_name("x.a.example"))
+        rewrite(self.path, "")
+        self.assertFalse(blacklist.matches("a.example"))
+        self.assertFalse(blacklist.matches("198.51.100.9"))
+
     def test_bad_new_file_keeps_the_old_list_and_logs_one_line(self) -> None:
         blacklist = self.load("a.example\n")
         rewrite(self.path, "b.example\nnot a name\n")

@@ -6,14 +6,15 @@ import unittest
 from typing import List, Tuple
 
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, answers_locally, asks_for_websocket,
+from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, RequestHeads, answers_locally,
+                                  asks_for_websocket,
                                   client_response_fields, connection_options,
                                   end_to_end_fields, forwarded_for, new_pseudonym,
                                   origin_request_head,
-                                  parse_absolute_target, split_authority, via_carries,
-                                  via_element)
+                                  parse_absolute_target, relayed_fields, split_authority,
+                                  via_carries, via_element)
 from nex.http.framing import HeadLimits
-from nex.http.request import parse_head
+from nex.http.request import Request, parse_head
 
 Fields = List[Tuple[str, str]]
 
@@ -283,7 +284,92 @@ class ForwardedForTest(unittest.TestCase):
         self.assertEqual(forwarded_for(self.FIELDS, "delete", "192.0.2.7"), [("Accept", "*/*")])
 
 
+def received(*lines: str) -> Request:
+    """The request the parser hands out for a head of ``lines``."""
+    return parse_head(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), HeadLimits())
+
+
+class RequestHeadsTest(unittest.TestCase):
+    GET = ("GET http://a.example/x?y HTTP/1.1", "Host: a.example", "Accept: */*")
+
+    def test_the_head_of_a_request(self) -> None:
+        heads = RequestHeads("nex-ab", "no")
+        head, websocket = heads.head(received(*self.GET, "Connection: keep-alive"), "192.0.2.7")
+        self.assertEqual(head, b"GET /x?y HTTP/1.1\r\nHost: a.example\r\nAccept: */*\r\n"
+                               b"Via: 1.1 nex-ab\r\n\r\n")
+        self.assertFalse(websocket)
+
+    def test_body_framing_websocket_and_version_come_from_the_request(self) -> None:
+        heads = RequestHeads(None, "no")
+        self.assertIn(b"\r\nContent-Length: 3\r\n", heads.head(
+            received("PUT http://a/ HTTP/1.1", "Host: a", "Content-Length: 3"), "c")[0])
+        self.assertIn(b"\r\nTransfer-Encoding: chunked\r\n", heads.head(
+            received("PUT http://a/ HTTP/1.1", "Host: a", "Transfer-Encoding: chunked"), "c")[0])
+        self.assertTrue(heads.head(received("GET http://a/ HTTP/1.1", "Host: a",
+                                            "Connection: Upgrade", "Upgrade: websocket"),
+                                   "c")[1])
+        self.assertIn(b"Via: 1.0 nex-ab\r\n", RequestHeads("nex-ab", "no").head(
+            received("GET http://a/ HTTP/1.0"), "c")[0])
+
+    def test_the_same_request_is_built_once(self) -> None:
+        heads = RequestHeads("nex-ab", "no")
+        first = heads.head(received(*self.GET), "192.0.2.7")
+        self.assertIs(heads.head(received(*self.GET), "192.0.2.8"), first)
+
+    def test_forwarded_for_never_gives_one_client_another_clients_address(self) -> None:
+        heads = RequestHeads("nex-ab", "yes")
+        for client in ("192.0.2.7", "192.0.2.8", "192.0.2.7"):
+            with self.subTest(client=client):
+                head = heads.head(received(*self.GET), client)[0]
+                self.assertIn(f"X-Forwarded-For: {client}\r\n".encode(), head)
+
+    def test_parent_and_its_login_are_part_of_the_key(self) -> None:
+        heads = RequestHeads(None, "no")
+        request = received(*self.GET)
+        self.assertTrue(heads.head(request, "c")[0].startswith(b"GET /x?y "))
+        to_parent = heads.head(request, "c", True, "Basic YTpi")[0]
+        self.assertTrue(to_parent.startswith(b"GET http://a.example/x?y "))
+        self.assertIn(b"Proxy-Authorization: Basic YTpi\r\n", to_parent)
+        other = heads.head(request, "c", True, "Basic Yjpj")[0]
+        self.assertIn(b"Proxy-Authorization: Basic Yjpj\r\n", other)
+        self.assertNotIn(b"Proxy-Authorization", heads.head(request, "c", True)[0])
+
+    def test_requests_differing_in_a_field_get_their_own_heads(self) -> None:
+        heads = RequestHeads(None, "no")
+        self.assertIn(b"X-A: 1\r\n", heads.head(received(*self.GET, "X-A: 1"), "c")[0])
+        self.assertIn(b"X-A: 2\r\n", heads.head(received(*self.GET, "X-A: 2"), "c")[0])
+
+    def test_at_most_size_heads_and_none_over_2_kib_are_kept(self) -> None:
+        heads = RequestHeads(None, "no", size=2)
+        first = received(*self.GET, "X-N: 1")
+        kept = heads.head(first, "c")
+        for number in (2, 3):
+            heads.head(received(*self.GET, f"X-N: {number}"), "c")
+        self.assertIsNot(heads.head(first, "c"), kept)
+        self.assertEqual(heads.head(first, "c"), kept)
+        large = received(*self.GET, "X-Large: " + "a" * 2048)
+        self.assertIsNot(heads.head(large, "c"), heads.head(large, "c"))
+        dropped = received(*self.GET, "Proxy-Authorization: Basic " + "a" * 2048)
+        self.assertLess(len(heads.head(dropped, "c")[0]), 100)
+        self.assertIsNot(heads.head(dropped, "c"), heads.head(dropped, "c"))
+
+    def test_refusals_are_raised_each_time(self) -> None:
+        heads = RequestHeads(None, "no")
+        request = received("TRACE http://a/ HTTP/1.1", "Host: a", "Max-Forwards: 0")
+        for _ in range(2):
+            with self.assertRaises(ValueError):
+                heads.head(request, "c")
+
+
 NOW = "Tue, 02 Jan 2024 00:00:00 GMT"
+
+
+def clock() -> str:
+    return NOW
+
+
+def no_clock() -> str:
+    raise AssertionError("the clock is read only for a response without Date")
 
 
 class ClientResponseFieldsTest(unittest.TestCase):
@@ -293,19 +379,21 @@ class ClientResponseFieldsTest(unittest.TestCase):
                   ("Transfer-Encoding", "chunked"), ("Content-Length", "10"),
                   ("Proxy-Authenticate", "Basic realm=\"x\""), ("Via", "1.1 cache"),
                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-        self.assertEqual(client_response_fields(fields, "1.1 nex-abc", NOW), [
+        self.assertEqual(client_response_fields(relayed_fields(fields), "1.1 nex-abc", no_clock), [
             ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
             ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
             ("Via", "1.1 nex-abc")])
 
     def test_without_via(self) -> None:
-        self.assertEqual(client_response_fields([("A", "1"), ("date", "x")], None, NOW),
+        self.assertEqual(client_response_fields(relayed_fields([("A", "1"), ("date", "x")]),
+                                                None, no_clock),
                          [("A", "1"), ("date", "x")])
 
     def test_a_response_without_date_gets_the_time_it_was_received(self) -> None:
         # RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date
         # appends one.
-        self.assertEqual(client_response_fields([("A", "1")], "1.1 nex-abc", NOW),
+        self.assertEqual(client_response_fields(relayed_fields([("A", "1")]), "1.1 nex-abc",
+                                                clock),
                          [("A", "1"), ("Date", NOW), ("Via", "1.1 nex-abc")])
 
 

@@ -12,7 +12,8 @@ from nex.process.config import Config
 from nex.site.cors import CorsPolicy
 from nex.site.routing import SERVED_METHODS, Dispatcher
 from nex.site.hosts import HostValidator
-from nex.proxy.handler import ForwardProxy
+from nex.proxy.admission import Destination
+from nex.proxy.handler import ForwardProxy, _authority
 from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.templates import TemplateSet
@@ -102,11 +103,36 @@ class ClaimsTest(unittest.TestCase):
                         ("Via", "1.1 nex-0000000000000000"))
         self.assertFalse(nex.claims(other, "127.0.0.1"))
 
+    def test_the_remembered_answer_is_per_address_reached_and_per_scheme(self) -> None:
+        nex = proxy(bind="0.0.0.0")
+        mine = request("GET", "http://192.0.2.7:8080/", "192.0.2.7:8080")
+        for local_address, expected in (("192.0.2.7", False), ("192.0.2.8", True),
+                                        ("192.0.2.7", False)):
+            with self.subTest(local_address=local_address):
+                self.assertIs(nex.claims(mine, local_address), expected)
+        nex = proxy(port=80)
+        self.assertFalse(nex.claims(request("GET", "http://localhost/", "localhost"), None))
+        self.assertTrue(nex.claims(request("GET", "https://localhost/", "localhost"), None))
+        self.assertFalse(nex.claims(request("GET", "http://localhost/", "localhost"), None))
+
     def test_without_via_no_pseudonym_is_looked_for(self) -> None:
         nex = proxy(via=False)
         looped = request("GET", "http://localhost:8080/", "localhost:8080",
                          ("Via", "1.1 nex-0000000000000000"))
         self.assertFalse(nex.claims(looped, "127.0.0.1"))
+
+
+class AuthorityTest(unittest.TestCase):
+    """The origin the access log names and a parent's CONNECT reaches, remembered per host
+    and port."""
+
+    def test_names_and_addresses(self) -> None:
+        for host, port, expected in (("a.example", 80, "a.example:80"),
+                                     ("a.example", 8080, "a.example:8080"),
+                                     ("::1", 8080, "[::1]:8080"), ("::1", 80, "[::1]:80"),
+                                     ("127.0.0.1", 80, "127.0.0.1:80")):
+            with self.subTest(host=host, port=port):
+                self.assertEqual(_authority(Destination(host, port, (), None)), expected)
 
 
 class RecordingProxy:

@@ -16,6 +16,7 @@ from nex.proxy.upstream import (CHUNKED, LENGTH, MAX_PIECE, UNTIL_CLOSE, Origin,
                           OriginBodyError, OriginPool, StaleConnection, connect, interleave,
                           parse_response_head)
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, new_tally
+from nex.proxy.forwarding import Relayed
 from tests.support import ThreadedOrigin, free_port
 from tests.support.fakes import FakeClock
 from tests.support.threads import run_in_threads
@@ -184,6 +185,15 @@ class ParseResponseHeadTest(unittest.TestCase):
         self.assertEqual((head.version, head.status, head.reason), ("HTTP/1.0", 404,
                                                                     "Not  Found"))
         self.assertEqual(head.headers.get_all("X-A"), ["1", "2"])
+
+    def test_relayed_fields_come_with_the_head(self) -> None:
+        head = head_of(b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-A: 1\r\n"
+                       b"Content-Length: 0\r\n\r\n")
+        self.assertEqual(head.relayed, Relayed((("X-A", "1"),), False))
+        dated = head_of(b"HTTP/1.1 200 OK\r\ndate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+                        b"Content-Length: 0\r\n\r\n")
+        self.assertEqual(dated.relayed,
+                         Relayed((("date", "Mon, 01 Jan 2024 00:00:00 GMT"),), True))
 
     def test_malformed_heads_are_502(self) -> None:
         many = b"".join(b"X-%d: 1\r\n" % index for index in range(101))
@@ -652,6 +662,26 @@ class PoolTest(UpstreamTestCase):
         second, _ = self.request(pool, server)
         self.assertIsNot(second, first)
         self.assertEqual((first.sock.fileno(), server.accepted), (-1, 2))
+
+    def test_each_connection_expires_on_its_own_idle_time(self) -> None:
+        clock = FakeClock(100)
+        server = self.serve(keep_alive(lambda head: ok()))
+        pool = self.pool(idle_timeout=30, clock=clock)
+        first, _ = self.request(pool, server, host="a.test")  # idle from 100
+        clock.now = 110
+        second, _ = self.request(pool, server, host="b.test")  # idle from 110
+        clock.now = 125
+        self.assertIs(self.request(pool, server, host="a.test")[0], first)  # idle from 125
+        clock.now = 140
+        third, _ = self.request(pool, server, host="c.test")  # idle from 140
+        self.assertEqual([open_(first), open_(second), open_(third)], [True, False, True])
+        clock.now = 154.5
+        self.assertIs(self.request(pool, server, host="c.test")[0], third)
+        self.assertTrue(open_(first))
+        clock.now = 155
+        self.assertIs(self.request(pool, server, host="c.test")[0], third)
+        self.assertFalse(open_(first))
+        self.assertEqual(server.accepted, 3)
 
     def test_connection_the_origin_closed_while_idle_is_not_reused(self) -> None:
         def one_then_close(peer: Peer) -> None:

@@ -38,7 +38,7 @@ import functools
 import socket
 from typing import TYPE_CHECKING, Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from nex.addresses import in_networks, parse_address
+from nex.addresses import Address, in_networks, parse_address
 from nex.site.login import FailureLimiter, Login, UsersFile
 from nex.proxy.blacklist import DomainList, canonical_host
 from nex.proxy.dns import CachingResolver
@@ -74,27 +74,36 @@ class Destination(NamedTuple):
     parent: Optional[Parent] = None
 
 
-def resolve_host(host: str, port: int) -> List[SocketAddress]:
+def resolve_host(host: str, port: int) -> Sequence[SocketAddress]:
     """The TCP addresses of ``host`` through ``getaddrinfo``, IPv4 and IPv6, duplicates gone.
 
     An IP address is its own answer, as ``getaddrinfo`` would give it.  Raises ``OSError``
     (``socket.gaierror``) when the name does not resolve.
     """
-    if "%" not in host:
-        try:
-            literal = parse_address(host)
-        except ValueError:
-            pass
-        else:
-            if literal.version == 4:
-                return [(socket.AF_INET, (host, port))]
-            return [(socket.AF_INET6, (host, port, 0, 0))]
+    literal = _literal_answer(host, port)
+    if literal is not None:
+        return literal
     found: List[SocketAddress] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                         proto=socket.IPPROTO_TCP):
         if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
             found.append((family, sockaddr))
     return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_answer(host: str, port: int) -> Optional[Tuple[SocketAddress, ...]]:
+    """What ``getaddrinfo`` answers for ``host`` written as an IP address, None for a name
+    (remembered: it depends on nothing else, and the same origins are asked for again)."""
+    if "%" in host:
+        return None
+    try:
+        literal = parse_address(host)
+    except ValueError:
+        return None
+    if literal.version == 4:
+        return ((socket.AF_INET, (host, port)),)
+    return ((socket.AF_INET6, (host, port, 0, 0)),)
 
 
 class Admission:
@@ -129,8 +138,14 @@ class Admission:
         self._blacklist = blacklist
         self._allowed = allowed
         self._denied = parse_networks(denied_destinations)
+        self._is_denied = functools.lru_cache(maxsize=1024)(self._in_denied_networks)
         self._connect_ports = frozenset(connect_ports)
-        self._http_ports = tuple(http_ports)
+        #: One byte per port number, 1 where forwarded requests may go: a look-up per request
+        #: rather than a walk through the ranges.
+        ports = bytearray(65536)
+        for first, last in http_ports:
+            ports[first:last + 1] = b"\x01" * (last + 1 - first)
+        self._http_ports = bytes(ports)
         #: This Nex as a destination, for the loop check and for targets naming it.
         self.itself = Itself(listen_port, bind, server_name)
         self._login = (Login(users, failures, realm, proxy=True) if users is not None
@@ -185,8 +200,11 @@ class Admission:
         connected to, which is one of Nex's own.  The name is resolved once, and the
         :class:`Destination` holds exactly the addresses that were checked.
         """
-        self._check_client(client)
-        if self._pseudonym is not None and via_carries(via, self._pseudonym):
+        if not self._client_allowed(client):
+            raise HTTPError(403, "This proxy does not serve your address: the setting"
+                                 " [proxy] allowed_clients does not list it.", refusal="client")
+        if via is not None and self._pseudonym is not None and via_carries(via,
+                                                                            self._pseudonym):
             raise HTTPError(508, "This request has already passed through this proxy.",
                             refusal="loop")
         user = (self._login.verify(proxy_authorization, client) if self._login is not None
@@ -226,17 +244,18 @@ class Admission:
                 raise HTTPError(508, "The request is aimed at this proxy itself.", refusal="loop")
             if self._blacklist.matches_address(address):
                 raise _blacklisted(address)
-            if in_networks(address, self._denied):
+            if self._is_denied(address):
                 raise HTTPError(403, f"This proxy does not connect to {address}: the setting"
                                      " [proxy] denied_destinations covers it.",
                                 refusal="denied_destination")
             if not named and not self._allowed.matches_address(address):
                 raise _not_allowed()
 
-    def _check_client(self, client: str) -> None:
-        if not self._client_allowed(client):
-            raise HTTPError(403, "This proxy does not serve your address: the setting"
-                                 " [proxy] allowed_clients does not list it.", refusal="client")
+    def _in_denied_networks(self, address: Address) -> bool:
+        """Whether ``address`` lies in ``denied_destinations`` (remembered per address by
+        :attr:`_is_denied`: the same origins are reached again and again, and the setting
+        does not change while Nex runs)."""
+        return in_networks(address, self._denied)
 
     def _client_in_allowed_networks(self, client: str) -> bool:
         """Whether the peer address ``client`` lies in ``allowed_clients`` (remembered per
@@ -252,10 +271,7 @@ class Admission:
             if port not in self._connect_ports:
                 raise HTTPError(403, f"This proxy does not tunnel to port {port}: the setting"
                                      " [proxy] connect_ports does not list it.", refusal="port")
-        else:
-            for first, last in self._http_ports:
-                if first <= port <= last:
-                    return
+        elif not self._http_ports[port]:
             raise HTTPError(403, f"This proxy does not forward requests to port {port}: the"
                                  " setting [proxy] http_ports does not list it.", refusal="port")
 

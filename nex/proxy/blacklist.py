@@ -184,6 +184,8 @@ class DomainList:
     def matches_name(self, host: str) -> bool:
         """Whether the name ``host`` is a listed domain or lies below one (IP literals and
         malformed names: no)."""
+        if not self._fixed.domains and (self._file is None or not self._file.value.domains):
+            return False  # no domain is listed (the usual case): nothing to spell out
         if _ip_literal(host) is not None:
             return False
         try:
@@ -201,7 +203,6 @@ class DomainList:
 
     def matches_address(self, address: Address) -> bool:
         """Whether ``address`` lies in a listed address or network (IPv4-mapped: either form)."""
-        for entries in self._lists():
-            if in_networks(address, entries.networks):
-                return True
-        return False
+        if in_networks(address, self._fixed.networks):
+            return True
+        return self._file is not None and in_networks(address, self._file.value.networks)

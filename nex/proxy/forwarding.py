@@ -20,12 +20,13 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+import threading
+from typing import Callable, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError
 from nex.http.framing import CHUNKED
 from nex.http.framing import connection_options as parse_connection
-from nex.http.request import Headers
+from nex.http.request import Headers, Request
 from nex.http.grammar import (ABSOLUTE_FORM, DEFAULT_PORTS, FIELD_VALUE, PROTOCOL, REQUEST_TARGET,
                               TOKEN, parse_host, parse_list)
 
@@ -237,7 +238,7 @@ def answers_locally(method: str, fields: Fields) -> bool:
     RFC 9110 §7.6.2: such a request is not forwarded; the recipient responds as its final
     recipient.  ``HTTPError(400)`` for a malformed Max-Forwards.
     """
-    return remaining_forwards(method, fields) == 0
+    return method in _MAX_FORWARDS_METHODS and remaining_forwards(method, fields) == 0
 
 
 def origin_request_head(method: str, path_and_query: str, host_header: str, fields: Fields,
@@ -302,23 +303,111 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     return "\r\n".join(lines).encode("latin-1")
 
 
-def client_response_fields(origin_fields: Fields, via: Optional[str],
-                           received: str) -> List[Tuple[str, str]]:
+#: Heads longer than this, or built from requests longer than this, are built for each
+#: request rather than remembered.
+_REMEMBERED_HEAD_LENGTH = 2048
+_RequestKey = Tuple[Request, Optional[str], Optional[str], bool]
+
+
+class RequestHeads:
+    """The heads Nex sends on for the requests it receives in absolute-form, remembered.
+
+    Built once per proxy, for its ``pseudonym`` (the received-by name in ``Via``, None
+    without one) and its ``[proxy] forwarded_for`` mode.  The request parser hands out the
+    very same :class:`Request` for the same head bytes, so a client asking again for the
+    same URL with the same fields gets the head built the first time: the key is the
+    request itself (its method, target, version, framing and its one ``Headers`` object),
+    the client's address when ``forwarded_for = yes`` (it is in the head then) and what goes
+    to a parent proxy; nothing else changes the head.  At most ``size`` heads are kept, the
+    oldest forgotten first, each of at most 2 KiB and built from a request of at most 2 KiB;
+    refusals are raised each time.
+    """
+
+    def __init__(self, pseudonym: Optional[str], forwarded_for: str, size: int = 256) -> None:
+        self._pseudonym = pseudonym
+        self._forwarded_for = forwarded_for
+        self._size = size
+        self._lock = threading.Lock()
+        self._heads: Dict[_RequestKey, Tuple[bytes, bool]] = {}
+
+    def head(self, request: Request, client: str, to_parent: bool = False,
+             parent_authorization: Optional[str] = None) -> Tuple[bytes, bool]:
+        """``(head, websocket)``: the :func:`origin_request_head` of ``request`` from
+        ``client`` (its address), and whether it asks the origin to switch to WebSocket.
+
+        The request line is origin-form, or absolute-form ``to_parent`` a parent proxy with
+        ``parent_authorization``.  The body keeps the request's framing (chunked, or its
+        ``Content-Length``).  ``ValueError`` (or ``HTTPError(400)``) as
+        :func:`origin_request_head` raises them.
+        """
+        key = (request, client if self._forwarded_for == "yes" else None,
+               parent_authorization, to_parent)
+        found = self._heads.get(key)
+        if found is not None:
+            return found
+        found = self._build(request, client, to_parent, parent_authorization)
+        # The key holds the request: a large one, even if most of it is not passed on, is
+        # not kept (nor would the parser hand it out again).
+        if len(found[0]) <= _REMEMBERED_HEAD_LENGTH and len(request.target) + sum(
+                [len(name) + len(value) for name, value in request.headers]
+        ) <= _REMEMBERED_HEAD_LENGTH:
+            with self._lock:
+                if len(self._heads) >= self._size:
+                    del self._heads[next(iter(self._heads))]
+                self._heads[key] = found
+        return found
+
+    def _build(self, request: Request, client: str, to_parent: bool,
+               parent_authorization: Optional[str]) -> Tuple[bytes, bool]:
+        method, fields = request.method, request.headers
+        target = parse_absolute_target(method, request.target)
+        framing: BodyFraming = None
+        if request.chunked:
+            framing = CHUNKED
+        elif "Content-Length" in fields:
+            framing = request.body_length
+        via = (via_element(request.version, self._pseudonym)
+               if self._pseudonym is not None else None)
+        websocket = "Upgrade" in fields and asks_for_websocket(method, request.version, fields)
+        sent = forwarded_for(fields, self._forwarded_for, client)
+        head = origin_request_head(method, target.absolute_form if to_parent
+                                   else target.origin_form, target.authority, sent, framing,
+                                   via, websocket, to_parent, parent_authorization)
+        return head, websocket
+
+
+class Relayed(NamedTuple):
+    """What an origin response passes on of its fields, worked out once per response head
+    (see :func:`relayed_fields`): the ``fields`` kept, and whether one was ``Date``."""
+
+    fields: Tuple[Tuple[str, str], ...]
+    dated: bool
+
+
+def relayed_fields(origin_fields: Fields) -> Relayed:
+    """The origin response's fields that reach the client as they are: without the
+    hop-by-hop ones and ``Content-Length``, in their order and spelling."""
+    headers = _as_headers(origin_fields)
+    return Relayed(tuple(end_to_end_fields(headers, _NOT_RELAYED)), "Date" in headers)
+
+
+def client_response_fields(relayed: Relayed, via: Optional[str],
+                           received: Callable[[], str]) -> List[Tuple[str, str]]:
     """The origin response's fields as Nex passes them to the client.
 
-    Hop-by-hop fields and ``Content-Length`` are removed and ``via`` (e.g.
-    ``via_element(head.version, pseudonym)``) is appended as the last ``Via``.  The caller
-    frames the body it relays: ``Content-Length: head.content_length`` when the origin gave
-    one (this also keeps it on HEAD and 304 responses, where it describes the
-    representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
-    Date, Server and the rest pass unchanged; a writer must not add its own.  A response
-    without ``Date`` gets ``Date: received``, the HTTP-date it arrived at: RFC 9110 §6.6.1
-    has a recipient with a clock that forwards such a response append one.
+    ``relayed`` is the response's :func:`relayed_fields`: hop-by-hop fields and
+    ``Content-Length`` are removed.  ``via`` (e.g. ``via_element(head.version, pseudonym)``)
+    is appended as the last ``Via``.  The caller frames the body it relays:
+    ``Content-Length: head.content_length`` when the origin gave one (this also keeps it on
+    HEAD and 304 responses, where it describes the representation), else chunked to an
+    HTTP/1.1 client or close-delimited to HTTP/1.0.  Date, Server and the rest pass
+    unchanged; a writer must not add its own.  A response without ``Date`` gets ``Date:
+    received()``, the HTTP-date it arrived at: RFC 9110 §6.6.1 has a recipient with a clock
+    that forwards such a response append one.
     """
-    headers = _as_headers(origin_fields)
-    fields = end_to_end_fields(headers, _NOT_RELAYED)
-    if "Date" not in headers:
-        fields.append(("Date", received))
+    fields = list(relayed.fields)
+    if not relayed.dated:
+        fields.append(("Date", received()))
     if via:
         fields.append(("Via", _field_value(via)))
     return fields
@@ -333,8 +422,11 @@ def new_pseudonym() -> str:
     return f"nex-{secrets.token_hex(8)}"
 
 
+@functools.lru_cache(maxsize=64)
 def via_element(http_version: str, pseudonym: str) -> str:
-    """One ``Via`` element: ``1.1 nex-…`` for a message received as ``HTTP/1.1``."""
+    """One ``Via`` element: ``1.1 nex-…`` for a message received as ``HTTP/1.1``.
+
+    Remembered: a process has one pseudonym, and messages come in a few versions."""
     return f"{http_version[len('HTTP/'):]} {pseudonym}"
 
 

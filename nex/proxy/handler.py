@@ -24,6 +24,7 @@ response cannot be completed.  Nothing here touches the client's socket except t
 
 from __future__ import annotations
 
+import functools
 import socket
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Tuple
 
@@ -32,9 +33,8 @@ from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.dates import http_date_now
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, BodyFraming, answers_locally, asks_for_websocket,
-                                  client_response_fields, forwarded_for, new_pseudonym,
-                                  origin_request_head, parse_absolute_target, split_authority,
+from nex.proxy.forwarding import (RequestHeads, answers_locally, client_response_fields,
+                                  new_pseudonym, parse_absolute_target, split_authority,
                                   via_carries, via_element)
 from nex.http.framing import (CHUNK_END, IDEMPOTENT_METHODS, LAST_CHUNK, LENGTH, NO_BODY,
                               HeadLimits, chunk_size_line)
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 FORWARDED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"
 #: Fields a TRACE echo leaves out: credentials are no business of whoever reads the echo.
 _UNECHOED = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: The request's fields the admission checks read (lower case).
+_ADMISSION_FIELDS = frozenset({"proxy-authorization", "via"})
+_VIA = frozenset({"via"})
 _USE_CONNECT = ("This proxy passes https:// addresses on only as tunnels: send CONNECT "
                 "host:443 and speak TLS inside it, as browsers and curl do.")
 
@@ -74,6 +77,10 @@ class ForwardProxy:
         self._pool = pool
         self._pseudonym = pseudonym
         self._limits = HeadLimits.from_config(config)
+        self._heads = RequestHeads(pseudonym, config.proxy_forwarded_for)
+        #: :meth:`names_nex`, remembered: its answer depends on its arguments alone, and
+        #: clients ask for a few origins again and again.
+        self._names_nex = functools.lru_cache(maxsize=64)(self.names_nex)
 
     @classmethod
     def from_config(cls, config: Config, *, listen_port: int,
@@ -105,11 +112,11 @@ class ForwardProxy:
         target = request.target
         if target.startswith("/") or target == "*":
             return self._config.proxy_pac and request.path == PAC_PATH
-        if self._pseudonym is not None and via_carries(request.headers.get("Via"),
-                                                       self._pseudonym):
+        if self._pseudonym is not None and request.headers.has_any(_VIA) and via_carries(
+                request.headers.get("Via"), self._pseudonym):
             return True
-        return not self.names_nex(target[:target.index(":")].lower(), request.host,
-                                  local_address)
+        return not self._names_nex(target[:target.index(":")].lower(), request.host,
+                                   local_address)
 
     def names_nex(self, scheme: str, authority: str, local_address: Optional[str]) -> bool:
         """Whether an absolute URL's ``authority`` is Nex itself (the scheme's port when it
@@ -157,10 +164,14 @@ class ForwardProxy:
 
     def _admit(self, request: Request, peer: str, local_address: Optional[str], host: str,
                port: int) -> Destination:
+        fields = request.headers
+        if fields.has_any(_ADMISSION_FIELDS):
+            proxy_authorization, via = fields.get("Proxy-Authorization"), fields.get("Via")
+        else:
+            proxy_authorization = via = None
         return self._admission.admit(
             client=peer, method=request.method, host=host, port=port,
-            proxy_authorization=request.headers.get("Proxy-Authorization"),
-            via=request.headers.get("Via"), local_address=local_address)
+            proxy_authorization=proxy_authorization, via=via, local_address=local_address)
 
     def _tunnel(self, request: Request, peer: str, local_address: Optional[str]) -> Response:
         """Admit a CONNECT and connect to its destination: ``200`` with the tunnel."""
@@ -190,28 +201,14 @@ class ForwardProxy:
         if target.scheme != "http":
             raise HTTPError(400, _USE_CONNECT)
         destination = self._admit(request, peer, local_address, target.host, target.port)
-        fields = request.headers
-        if answers_locally(request.method, fields):
+        if answers_locally(request.method, request.headers):
             return _answer_locally(request, destination.user)
-        framing: BodyFraming = None
-        if request.chunked:
-            framing = CHUNKED
-        elif "Content-Length" in request.headers:
-            framing = request.body_length
-        via = (via_element(request.version, self._pseudonym)
-               if self._pseudonym is not None else None)
-        websocket = ("Upgrade" in request.headers
-                     and asks_for_websocket(request.method, request.version, fields))
-        sent = forwarded_for(fields, self._config.proxy_forwarded_for, peer)
         parent = destination.parent
         try:
             if parent is None:
-                head = origin_request_head(request.method, target.origin_form,
-                                           target.authority, sent, framing, via, websocket)
+                head, websocket = self._heads.head(request, peer)
             else:
-                head = origin_request_head(request.method, target.absolute_form,
-                                           target.authority, sent, framing, via, websocket,
-                                           True, parent.authorization)
+                head, websocket = self._heads.head(request, peer, True, parent.authorization)
         except ValueError:
             raise HTTPError(400, "The request cannot be passed on as it is.") from None
         if body is not None:
@@ -235,7 +232,7 @@ class ForwardProxy:
     def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        fields = client_response_fields(head.headers, via, http_date_now())
+        fields = client_response_fields(head.relayed, via, http_date_now)
         fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
         sock, pending = origin.detach()
         return Response(101, fields, forwarded=True, user=user, reason=head.reason,
@@ -244,8 +241,8 @@ class ForwardProxy:
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        response = Response(head.status, client_response_fields(head.headers, via,
-                                                                http_date_now()),
+        response = Response(head.status, client_response_fields(head.relayed, via,
+                                                                http_date_now),
                             forwarded=True, user=user, reason=head.reason)
         length = head.content_length
         if head.framing == LENGTH and length is not None and length <= origin.buffered:
@@ -393,5 +390,9 @@ class _Tunnel:
 def _authority(destination: Destination) -> str:
     """The destination as ``host:port``, an IPv6 address in brackets: the target of a
     CONNECT to the parent proxy, and the origin the access log names."""
-    host = f"[{destination.host}]" if ":" in destination.host else destination.host
-    return f"{host}:{destination.port}"
+    return _host_port(destination.host, destination.port)
+
+
+@functools.lru_cache(maxsize=256)  # per request; clients reach the same few origins
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

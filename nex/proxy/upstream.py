@@ -36,7 +36,7 @@ from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_fra
                               persists)
 from nex.http.request import Headers, parse_fields
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
-from nex.proxy.forwarding import names_websocket
+from nex.proxy.forwarding import Relayed, names_websocket, relayed_fields
 from nex.http.response import TIMED_OUT, timeval
 
 #: The most body bytes handed out at once.
@@ -82,7 +82,9 @@ class ResponseHead(NamedTuple):
     ``framing`` is :data:`NO_BODY`, :data:`LENGTH`, :data:`CHUNKED` or :data:`UNTIL_CLOSE`;
     ``content_length`` the validated ``Content-Length`` when one was sent (also on HEAD and
     304 responses, where it describes the representation, not a body that follows);
-    ``keep_alive`` whether the origin lets the connection carry another request afterwards.
+    ``keep_alive`` whether the origin lets the connection carry another request afterwards;
+    ``relayed`` the fields a client is given of it, worked out with the (remembered) head
+    (:func:`~nex.proxy.forwarding.relayed_fields`).
     """
 
     version: str
@@ -92,6 +94,7 @@ class ResponseHead(NamedTuple):
     framing: str
     content_length: Optional[int]
     keep_alive: bool
+    relayed: Relayed
 
 
 #: Response heads longer than this are parsed each time rather than remembered.
@@ -146,7 +149,7 @@ def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> Respons
     options, _ = connection_options(headers.get("Connection"))
     keep_alive = framing != UNTIL_CLOSE and persists(version, options)
     return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
-                        content_length, keep_alive)
+                        content_length, keep_alive, relayed_fields(headers))
 
 
 def _pieces(data: Data) -> Iterator[bytes]:
@@ -249,16 +252,18 @@ class Origin:
         return self.sock, pending
 
     def _receive_head(self, deadline: float) -> bytes:
+        buffer = self._buffer
         scanned = 0
         while True:
-            stop = find_head_end(self._buffer, scanned)
-            if stop != -1:
-                head = bytes(self._buffer[:stop])
-                del self._buffer[:stop]
-                return head
-            if len(self._buffer) > self.limits.header_block:
-                raise _bad_gateway("a response head that is too large")
-            scanned = max(0, len(self._buffer) - 2)
+            if buffer:  # empty after a whole response, the usual case: no need to search
+                stop = find_head_end(buffer, scanned)
+                if stop != -1:
+                    head = bytes(buffer[:stop])
+                    del buffer[:stop]
+                    return head
+                if len(buffer) > self.limits.header_block:
+                    raise _bad_gateway("a response head that is too large")
+                scanned = max(0, len(buffer) - 2)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HTTPError(504, "The origin server did not answer in time.",
@@ -274,11 +279,11 @@ class Origin:
             except OSError:
                 chunk = b""
             if not chunk:
-                if self.reused and not self._answered and not self._buffer:
+                if self.reused and not self._answered and not buffer:
                     raise StaleConnection()
                 raise _bad_gateway("no complete response head before closing", failure="reset")
             self._answered = True
-            self._buffer += chunk
+            buffer += chunk
 
     def read_body(self, head: ResponseHead) -> Iterator[bytes]:
         """The decoded body of the response ``head`` came with, in pieces of <= MAX_PIECE.
@@ -307,10 +312,14 @@ class Origin:
         :attr:`reusable` says whether the connection can carry another request, as after
         :meth:`read_body`."""
         length = head.content_length or 0
-        with memoryview(self._buffer) as view:
-            body = bytes(view[:length])
-        del self._buffer[:length]
-        self._reusable = head.keep_alive and not self._buffer
+        buffer = self._buffer
+        if length == len(buffer):  # the usual case: nothing came after the body
+            body = bytes(buffer)
+        else:
+            with memoryview(buffer) as view:
+                body = bytes(view[:length])
+        del buffer[:length]
+        self._reusable = head.keep_alive and not buffer
         return body
 
     def _receive_body(self, size: int = MAX_PIECE) -> bytes:
@@ -475,8 +484,10 @@ class OriginPool:
         self._lock = threading.Lock()
         #: Idle connections, least recently released first, with the time of release.
         self._idle: "collections.OrderedDict[Origin, float]" = collections.OrderedDict()
-        #: How many of them each key has, so that a release need not count them.
-        self._per_key: Dict[Key, int] = {}
+        #: The same connections by key, the most recently released last.
+        self._by_key: Dict[Key, List[Origin]] = {}
+        #: Until then no idle connection can have been idle too long: none need be looked at.
+        self._quiet_until = math.inf
 
     def connect(self, host: str, port: int, addresses: Sequence[SocketAddress], *,
                 connect_timeout: float, upstream_timeout: float,
@@ -513,11 +524,15 @@ class OriginPool:
         """The newest idle connection for ``key``, counted as reused; None when there is
         none."""
         with self._lock:
-            closing = self._expire()
+            now = self._clock()
+            closing = self._expire(now) if now >= self._quiet_until else []
             found = None
-            if key in self._per_key:
-                found = next(origin for origin in reversed(self._idle) if origin.key == key)
-                self._forget(found)
+            idle = self._by_key.get(key)
+            if idle is not None:
+                found = idle.pop()
+                if not idle:
+                    del self._by_key[key]
+                del self._idle[found]
                 self._tally[ORIGINS_REUSED] += 1
         for origin in closing:
             origin.close()
@@ -529,46 +544,54 @@ class OriginPool:
         if not origin.reusable:
             origin.close()
             return
+        key = origin.key
         with self._lock:
-            closing = self._expire()
-            if self._per_key.get(origin.key, 0) >= self.per_host:
+            now = self._clock()
+            closing = self._expire(now) if now >= self._quiet_until else []
+            idle = self._by_key.get(key)
+            if idle is not None and len(idle) >= self.per_host:
                 closing.append(origin)
             else:
                 if len(self._idle) >= self.total:
                     oldest = next(iter(self._idle))
                     self._forget(oldest)
                     closing.append(oldest)
-                self._idle[origin] = self._clock()
-                self._per_key[origin.key] = self._per_key.get(origin.key, 0) + 1
-        for idle in closing:
-            idle.close()
+                self._by_key.setdefault(key, []).append(origin)
+                if not self._idle:
+                    self._quiet_until = now + self.idle_timeout
+                self._idle[origin] = now
+        for connection in closing:
+            connection.close()
 
-    def _expire(self) -> List[Origin]:
-        """Take out the connections idle too long (the lock is held); the caller closes them."""
+    def _expire(self, now: float) -> List[Origin]:
+        """Take out the connections idle too long at ``now`` (the lock is held); the caller
+        closes them."""
+        oldest = now - self.idle_timeout
         expired = []
-        oldest = self._clock() - self.idle_timeout
-        while self._idle:
-            origin, since = next(iter(self._idle.items()))
+        self._quiet_until = math.inf
+        for origin, since in self._idle.items():
             if since > oldest:
+                self._quiet_until = since + self.idle_timeout
                 break
-            self._forget(origin)
             expired.append(origin)
+        for origin in expired:
+            self._forget(origin)
         return expired
 
     def _forget(self, origin: Origin) -> None:
         """Take ``origin`` out of the idle connections (the lock is held)."""
         del self._idle[origin]
-        left = self._per_key[origin.key] - 1
-        if left:
-            self._per_key[origin.key] = left
-        else:
-            del self._per_key[origin.key]
+        idle = self._by_key[origin.key]
+        idle.remove(origin)
+        if not idle:
+            del self._by_key[origin.key]
 
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""
         with self._lock:
             idle = list(self._idle)
             self._idle.clear()
-            self._per_key.clear()
+            self._by_key.clear()
+            self._quiet_until = math.inf
         for origin in idle:
             origin.close()
