@@ -162,6 +162,43 @@ class PathDecodingTest(ResolverTestCase):
         self.assertEqual(split_path("/"), ([], True))
 
 
+class DecodedPathsTest(unittest.TestCase):
+    """split_path remembers what it decoded; nothing remembered can change an answer."""
+
+    def setUp(self):
+        resolver_module._decoded.cache_clear()
+        self.addCleanup(resolver_module._decoded.cache_clear)
+
+    def test_each_caller_gets_a_list_of_its_own(self):
+        segments, _ = split_path("/a/b")
+        segments.append("c")
+        self.assertEqual(split_path("/a/b"), (["a", "b"], False))
+        self.assertEqual(resolver_module._decoded.cache_info().hits, 1)
+
+    def test_a_path_asked_for_again_gets_the_same_answer(self):
+        for path in ("/a%20b/c", "/a/../b/", "/%C3%A9/.", "//x//y", "/"):
+            with self.subTest(path=path):
+                first = split_path(path)
+                self.assertEqual(split_path(path), first)
+                self.assertEqual(first, (list(resolver_module._decode(path)[0]),
+                                         resolver_module._decode(path)[1]))
+
+    def test_refusals_are_never_remembered(self):
+        for path in ("/a%2fb", "/a%00", "/%C0%AE", "/a\\b", "/%zz"):
+            with self.subTest(path=path):
+                for _ in range(2):
+                    with self.assertRaises(HTTPError):
+                        split_path(path)
+        self.assertEqual(resolver_module._decoded.cache_info().currsize, 0)
+
+    def test_the_table_is_bounded(self):
+        for number in range(resolver_module.DECODED_PATHS + 10):
+            split_path(f"/{number}")
+        self.assertEqual(resolver_module._decoded.cache_info().currsize,
+                         resolver_module.DECODED_PATHS)
+        self.assertEqual(split_path("/0"), (["0"], False))
+
+
 class DotfileTest(ResolverTestCase):
     def test_dotfiles_are_hidden_as_missing(self):
         for path in ["/.secret", "/.git/config", "/.git/", "/.git", "/docs/.hidden/x.txt",
@@ -350,6 +387,14 @@ class ServableEntryTest(ResolverTestCase):
                         if entry is not None and not os.path.isdir(
                                 os.path.join(self.root, name)):  # a folder may serve its index
                             self.assertEqual(entry.st_ino, served.stat.st_ino)
+
+    def test_listed_names_do_not_push_out_the_paths_asked_for(self):
+        resolver_module._decoded.cache_clear()
+        self.addCleanup(resolver_module._decoded.cache_clear)
+        folder = resolve("/", "", self.config)
+        for name in os.listdir(self.root):
+            servable_entry(folder, name, self.config)
+        self.assertEqual(resolver_module._decoded.cache_info().currsize, 1)  # the "/"
 
 
 class DirectoryTest(ResolverTestCase):
