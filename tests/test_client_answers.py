@@ -91,6 +91,13 @@ class RenderErrorAsTest(unittest.TestCase):
         self.assertIn(b"the signature", page)
 
 
+class HTTPErrorTest(unittest.TestCase):
+    def test_its_text_names_status_reason_and_detail(self) -> None:
+        self.assertEqual(str(HTTPError(404, "gone")), "404 Not Found: gone")
+        self.assertEqual(str(HTTPError(416)), "416 Range Not Satisfiable: Range Not Satisfiable")
+        self.assertEqual(HTTPError(413).reason, "Content Too Large")
+
+
 class SizeLimitTest(unittest.TestCase):
     def test_spelt_as_settings_conf_spells_it(self) -> None:
         for size, text in ((100 * 1024 ** 2, "100M"), (1024 ** 3, "1G"), (1536, "1536"), (3072, "3K"),
