@@ -160,6 +160,21 @@ class DispatcherErrorResponseTest(unittest.TestCase):
                                          [("Accept", "text/html")])).body)
         self.assertNotIn(b"evil.example", page)
 
+    def test_remembered_footers_follow_each_host_and_each_site(self) -> None:
+        other = Dispatcher(self.site.config, self.site.templates, HostValidator(["[::1]"]),
+                           "other signature", port=9000)
+        for _ in range(2):  # the second time from what each remembers
+            for site, host, shown in ((self.site, "localhost", "localhost Port 8123"),
+                                      (other, "localhost", None),
+                                      (self.site, "LOCALHOST:80", "localhost Port 80"),
+                                      (other, "[::1]", "[::1] Port 9000"),
+                                      (self.site, "evil.example", None)):
+                with self.subTest(site=site.signature, host=host):
+                    expected = site.signature if shown is None else \
+                        f"{SERVER_SOFTWARE} Server at {shown}"
+                    self.assertEqual(site.signature_for(make_request("GET", "/", host)),
+                                     expected)
+
     def test_proxy_targets_keep_the_configured_footer(self) -> None:
         request = make_request("GET", "http://localhost:9000/", "localhost:9000")
         self.assertEqual(self.site.signature_for(request), "configured signature")

@@ -22,8 +22,9 @@ allowed origin can read a 404 as well as a file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from nex.site.login import SiteAuth
 from nex.files.archive import ZipSlots, folder_archive, wants_archive
@@ -78,6 +79,8 @@ _VARY_ACCEPT = ("Vary", "Accept")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
+#: How many Host values a dispatcher remembers the footer line of.
+HOST_SIGNATURES = 64
 
 
 def private_cache_control(value: Optional[str]) -> str:
@@ -156,6 +159,8 @@ class Dispatcher:
     writes: WriteGuard = field(init=False)
     zip_slots: ZipSlots = field(init=False)
     _anonymous: Checker = field(init=False, repr=False)
+    _anonymous_resolving: Optional[Checker] = field(init=False, repr=False)
+    _host_signature: Callable[[str], str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from the settings and the login, so every way of making a Dispatcher has
@@ -166,8 +171,14 @@ class Dispatcher:
             config.upload))
         object.__setattr__(self, "writes", WriteGuard.from_config(config))
         object.__setattr__(self, "zip_slots", ZipSlots(config.max_concurrent_zips))
-        # Most requests are anonymous: their checker is made once.
-        object.__setattr__(self, "_anonymous", self.access.checker(None))
+        # Most requests are anonymous: their checker, and what the resolver asks, are made
+        # once.
+        anonymous = self.access.checker(None)
+        object.__setattr__(self, "_anonymous", anonymous)
+        object.__setattr__(self, "_anonymous_resolving",
+                           None if self.access.opens_everything_to(None) else anonymous)
+        object.__setattr__(self, "_host_signature",
+                           functools.lru_cache(maxsize=HOST_SIGNATURES)(self._signature_at))
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -203,20 +214,24 @@ class Dispatcher:
             # The asterisk-form and the authority-form have no path: nothing to decode.
             path = split_path(request.path) if request.path else None
             auth = self.auth
-            # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
-            # answered without a login; under a protected prefix it does not look at the disk.
-            protected = auth is not None and path is not None and auth.covers(path[0])
-            authorization = request.headers.get("Authorization")
-            if protected and request.method != "OPTIONS":
-                user = auth.login(authorization, client)
-            elif auth is not None and authorization is not None:
-                user = auth.identify(authorization, client)
-            try:
-                response = self._serve(request, body, path, protected, user, client)
-            except Refused:
-                if user is None and auth is not None:
-                    raise auth.refusal(authorization, client) from None
-                raise
+            if auth is None:
+                response = self._serve(request, body, path, False, None, client)
+            else:
+                # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
+                # answered without a login; under a protected prefix it does not look at the
+                # disk.
+                protected = path is not None and auth.covers(path[0])
+                authorization = request.headers.get("Authorization")
+                if protected and request.method != "OPTIONS":
+                    user = auth.login(authorization, client)
+                elif authorization is not None:
+                    user = auth.identify(authorization, client)
+                try:
+                    response = self._serve(request, body, path, protected, user, client)
+                except Refused:
+                    if user is None:
+                        raise auth.refusal(authorization, client) from None
+                    raise
         except HTTPError as error:
             error.user = user
             if cors is not None:
@@ -237,10 +252,13 @@ class Dispatcher:
         ``client`` the address it comes from."""
         method = request.method
         config = self.config
-        may = self._anonymous if user is None else self.access.checker(user)
         # The resolver asks only to read and list: with nothing refused, it skips looking
         # up the real paths it would ask about (a missing path's costs a realpath).
-        resolving = None if self.access.opens_everything_to(user) else may
+        if user is None:
+            may, resolving = self._anonymous, self._anonymous_resolving
+        else:
+            may = self.access.checker(user)
+            resolving = None if self.access.opens_everything_to(user) else may
         dav = self.dav
         if config.upload and is_resumable(request):
             if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
@@ -328,10 +346,17 @@ class Dispatcher:
         """The footer line of a page answering ``request``: the host and port the client
         used, when its Host is one this site serves; else the configured server name (also
         for absolute-form and CONNECT targets, whose authority may be another server's)."""
-        if (request is None or not request.target.startswith("/") or not request.host
-                or not self.hosts.allows(request.host)):
+        if request is None or not request.target.startswith("/") or not request.host:
             return self.signature
-        parsed = split_host(request.host)
+        return self._host_signature(request.host)
+
+    def _signature_at(self, host: str) -> str:
+        """:meth:`signature_for` a request whose Host is ``host``.  Remembered for the last
+        :data:`HOST_SIGNATURES` hosts: it follows from the host and this dispatcher's
+        settings alone, and clients send few."""
+        if not self.hosts.allows(host):
+            return self.signature
+        parsed = split_host(host)
         if parsed is None:
             return self.signature
         name, port = parsed
