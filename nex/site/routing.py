@@ -46,7 +46,7 @@ from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
 from nex.files.search import search_folder, search_term
-from nex.files.static import serve_file
+from nex.files.static import FileKind, remembered_kinds, serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
@@ -134,7 +134,8 @@ class Dispatcher:
     WebDAV with the listing's file management (None: off), and the upload panel's script
     (None: listings show the plain form alone).  From these it makes the access policy
     every handler asks (:mod:`nex.site.access`), the checks of requests that write
-    (:mod:`nex.site.sameorigin`) and the folder-download slots.
+    (:mod:`nex.site.sameorigin`), the folder-download slots and the table of the files'
+    types and caching fields (:func:`nex.files.static.remembered_kinds`).
     """
 
     config: Config
@@ -161,6 +162,7 @@ class Dispatcher:
     _anonymous: Checker = field(init=False, repr=False)
     _anonymous_resolving: Optional[Checker] = field(init=False, repr=False)
     _host_signature: Callable[[str], str] = field(init=False, repr=False)
+    _file_kinds: Callable[[str], FileKind] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from the settings and the login, so every way of making a Dispatcher has
@@ -171,6 +173,7 @@ class Dispatcher:
             config.upload))
         object.__setattr__(self, "writes", WriteGuard.from_config(config))
         object.__setattr__(self, "zip_slots", ZipSlots(config.max_concurrent_zips))
+        object.__setattr__(self, "_file_kinds", remembered_kinds(config))
         # Most requests are anonymous: their checker, and what the resolver asks, are made
         # once.
         anonymous = self.access.checker(None)
@@ -312,7 +315,8 @@ class Dispatcher:
                 UPLOAD_FORM if page is None else page.form(config))
             return render_listing(target, request, self.templates, signature, config,
                                   upload_form=form, may=may, viewer=user)
-        return serve_file(request, target, config, self.file_cache, may, self.open_files)
+        return serve_file(request, target, config, self.file_cache, may, self.open_files,
+                          self._file_kinds)
 
     def _qr_code(self, request: Request) -> Response:
         """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
