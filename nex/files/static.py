@@ -150,8 +150,8 @@ class AbsentSidecars:
     While the folder keeps that identity no entry was added, removed or renamed in it, so
     no sidecar can have appeared.  Only absence is remembered: a sidecar that exists is
     looked at on every request.  Past ``limit`` files the table starts over, which bounds
-    its memory.  Every worker thread shares one; a lock guards each look and change, so
-    it is safe without the GIL too.
+    its memory.  Every worker thread shares one: a look is one dictionary read, and each
+    change happens under a lock, so it is safe without the GIL too.
     """
 
     def __init__(self, limit: int = 4096) -> None:
@@ -161,8 +161,7 @@ class AbsentSidecars:
 
     def known(self, fs_path: str, folder: FolderIdentity) -> bool:
         """Whether ``fs_path`` was seen without sidecars in its folder at ``folder``."""
-        with self._lock:
-            return self._files.get(fs_path) == folder
+        return self._files.get(fs_path) == folder
 
     def remember(self, fs_path: str, folder: FolderIdentity) -> None:
         """Note that ``fs_path``'s folder, at ``folder``, holds no sidecar of it."""
@@ -176,15 +175,13 @@ class AbsentSidecars:
 _NO_SIDECARS = AbsentSidecars()
 
 
-def _folder_of(fs_path: str, folder: Optional[os.stat_result]) -> Optional[FolderIdentity]:
-    """The identity of the folder holding ``fs_path``: from ``folder``, the resolver's
-    ``lstat`` of it, when given, else from one ``stat``; None when it cannot be had."""
-    if folder is None:
-        try:
-            folder = os.stat(fs_path.rpartition("/")[0] or "/")
-        except OSError:
-            return None
-    return folder_identity(folder)
+def _folder_of(fs_path: str) -> Optional[FolderIdentity]:
+    """The identity of the folder holding ``fs_path``, from one ``stat``; None when it
+    cannot be had."""
+    try:
+        return folder_identity(os.stat(fs_path.rpartition("/")[0] or "/"))
+    except OSError:
+        return None
 
 
 def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
@@ -200,7 +197,7 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
     """
     if not codings:
         return None, True
-    identity = _folder_of(fs_path, folder)
+    identity = _folder_of(fs_path) if folder is None else folder_identity(folder)
     if identity is not None and _NO_SIDECARS.known(fs_path, identity):
         return None, False
     for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):

@@ -382,13 +382,16 @@ class Dispatcher:
                             failure=error.failure)
         form = error_form(request.headers.get("Accept"), request.query)
         body = self.templates.render_error_as(form, error, self.signature_for(request))
-        headers = [_ERROR_TYPES[form]]
-        varied = False
-        for name, value in error.headers:
-            if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
-                value, varied = f"{value}, Accept", True
-            headers.append((name, value))
-        if not varied:
-            headers.insert(1, _VARY_ACCEPT)
+        if not error.headers:
+            headers = [_ERROR_TYPES[form], _VARY_ACCEPT]
+        else:
+            headers = [_ERROR_TYPES[form]]
+            varied = False
+            for name, value in error.headers:
+                if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
+                    value, varied = f"{value}, Accept", True
+                headers.append((name, value))
+            if not varied:
+                headers.insert(1, _VARY_ACCEPT)
         return Response(error.status, headers, (body,), close=error.close, user=error.user,
                         refusal=error.refusal, failure=error.failure)
