@@ -432,6 +432,24 @@ class DirectoryTest(ResolverTestCase):
         os.makedirs(os.path.join(self.root, "empty", "index.html"))
         self.assertEqual(self.resolve("/empty/").kind, "directory")
 
+    def test_an_index_file_that_cannot_be_looked_at_is_skipped_and_a_fault_goes_up(self):
+        real_lstat = os.lstat
+
+        def failing(error):
+            def lstat(path, *args, **kwargs):
+                if path.endswith("/index.html"):
+                    raise error
+                return real_lstat(path, *args, **kwargs)
+            return lstat
+
+        for error in (PermissionError(errno.EACCES, "denied"), OSError(errno.EMFILE, "full")):
+            with self.subTest(error=error), mock.patch("os.lstat", failing(error)):
+                target = self.resolve("/site/")
+                self.assertEqual(target.fs_path, os.path.join(self.root, "site", "index.htm"))
+        with mock.patch("os.lstat", failing(OSError(errno.EIO, "I/O error"))):
+            with self.assertRaises(OSError):
+                self.resolve("/site/")
+
     def test_file_with_trailing_slash_is_missing(self):
         self.assertStatus(404, "/file.txt/")
         self.assertStatus(404, "/file.txt/x")

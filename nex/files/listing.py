@@ -86,6 +86,8 @@ class ListingView(NamedTuple):
 def query_values(query: str) -> Dict[str, str]:
     """The first value of each name in ``query`` (as sent, without ``?``), decoded."""
     values: Dict[str, str] = {}
+    if not query:  # most listings are asked for without one
+        return values
     for name, value in parse_qsl(query, keep_blank_values=True):
         values.setdefault(name, value)
     return values

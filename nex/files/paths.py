@@ -148,8 +148,15 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
         url_path += "/"
     for name in config.index_files:
         try:
-            index_path, index_st = lookup(config, segments + [name])
-        except HTTPError:
+            index_path, index_st, _ = _walk(config.document_root, [*segments, name],
+                                            config.symlinks, dotfiles)
+        except OSError as error:
+            # Nothing to serve there, as lookup() would answer: the next name is tried.  A
+            # fault goes up as it is.
+            if error.errno not in NOT_FOUND and reply_for(error) is None:
+                raise
+            continue
+        except HTTPError:  # a link the policy refuses
             continue
         if stat.S_ISREG(index_st.st_mode):
             if may is not None and not may("read", url_path + name,
