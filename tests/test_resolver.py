@@ -18,6 +18,7 @@ from nex.http.errors import HTTPError
 from nex.files import paths as resolver_module
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
                           servable_entry, split_path)
+from tests.support.threads import run_in_threads
 
 
 class ResolverTestCase(unittest.TestCase):
@@ -190,6 +191,20 @@ class DecodedPathsTest(unittest.TestCase):
                     with self.assertRaises(HTTPError):
                         split_path(path)
         self.assertEqual(resolver_module._decoded.cache_info().currsize, 0)
+
+    def test_hammered_from_many_threads_each_answer_is_right(self):
+        failures = []
+
+        def hammer(seed):
+            for round_ in range(400):
+                number = (seed * 37 + round_) % (resolver_module.DECODED_PATHS + 50)
+                segments, folder = split_path(f"/d{number}/./f%20{number}")
+                if (segments, folder) != ([f"d{number}", f"f {number}"], False):
+                    failures.append(number)
+                segments.append("changed")
+
+        run_in_threads(hammer)
+        self.assertEqual(failures, [])
 
     def test_the_table_is_bounded(self):
         for number in range(resolver_module.DECODED_PATHS + 10):
