@@ -234,6 +234,23 @@ class LiveAnswersTest(unittest.TestCase):
         self.assertIn(f"{SERVER_SOFTWARE} Server at 127.0.0.1 Port {self.server.port}".encode(),
                       body)
 
+    def test_remembered_replies_keep_each_form_and_host_apart(self) -> None:
+        port = self.server.port
+        for _ in range(2):  # the second round from what the server remembers
+            for fields, host, content_type, shown in (
+                    (("Accept: */*",), "127.0.0.1", "text/plain; charset=utf-8", None),
+                    (("Accept: application/json",), "127.0.0.1", "application/json", None),
+                    ((f"Accept: {BROWSER}",), "127.0.0.1", "text/html; charset=utf-8",
+                     f"Server at 127.0.0.1 Port {port}"),
+                    ((f"Accept: {BROWSER}",), f"localhost:{port}",
+                     "text/html; charset=utf-8", f"Server at localhost Port {port}")):
+                with self.subTest(fields=fields, host=host):
+                    status, headers, body = self.get("/gone.txt", *fields, host=host)
+                    self.assertEqual((status, headers["content-type"]), (404, content_type))
+                    self.assertIn(b"/gone.txt", body)
+                    if shown is not None:
+                        self.assertIn(shown.encode(), body)
+
     def test_listing_footer_names_the_host_used(self) -> None:
         status, _, body = self.get("/", host=f"localhost:{self.server.port}")
         self.assertEqual(status, 200)
