@@ -118,7 +118,7 @@ def select_ranges(value: str, size: int, max_ranges: int) -> Optional[List[ByteR
     if single is not None and max_ranges > 0:
         # The commonest field, one int-range, answered as the steps below answer it: one
         # range never amplifies and has nothing to merge.
-        first, last = int(single.group("first")), int(single.group("last"))
+        first, last = map(int, single.groups())
         if last < first:
             return None
         return [(first, min(last, size - 1))] if first < size else []
