@@ -263,19 +263,20 @@ class Dispatcher:
             may = self.access.checker(user)
             resolving = None if self.access.opens_everything_to(user) else may
         dav = self.dav
-        if config.upload and is_resumable(request):
-            if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
-                dav.guard_put(request, path[0])
-            return resumable_upload(request, body, config, may, path)
-        if dav is not None and method in dav.methods:
-            return dav.respond(request, body, may, path, client)
-        if config.upload and method == "PUT":
-            if dav is not None and dav.writable:
-                dav.guard_put(request, path[0])
-            return put_file(request, body, config, may, path)
-        if config.upload and method == "POST":
-            return post_form(request, body, config, may, path,
-                             None if dav is None else dav.form_guard(request, path[0]))
+        if config.upload or dav is not None:  # the handlers that write or speak WebDAV
+            if config.upload and is_resumable(request):
+                if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
+                    dav.guard_put(request, path[0])
+                return resumable_upload(request, body, config, may, path)
+            if dav is not None and method in dav.methods:
+                return dav.respond(request, body, may, path, client)
+            if config.upload and method == "PUT":
+                if dav is not None and dav.writable:
+                    dav.guard_put(request, path[0])
+                return put_file(request, body, config, may, path)
+            if config.upload and method == "POST":
+                return post_form(request, body, config, may, path,
+                                 None if dav is None else dav.form_guard(request, path[0]))
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
