@@ -382,7 +382,9 @@ class Dispatcher:
                             close=error.close, user=error.user, refusal=error.refusal,
                             failure=error.failure)
         form = error_form(request.headers.get("Accept"), request.query)
-        body = self.templates.render_error_as(form, error, self.signature_for(request))
+        # Only the page shows the footer line, which names the host the client used.
+        signature = self.signature_for(request) if form == "html" else self.signature
+        body = self.templates.render_error_as(form, error, signature)
         if not error.headers:
             headers = [_ERROR_TYPES[form], _VARY_ACCEPT]
         else:
