@@ -102,7 +102,7 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     a folder that may not be listed, and a missing path where the policy refuses reading
     (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.  ``misses``,
     when given, remembers paths found missing and answers them again, after the policy, while
-    the folder lacking them is unchanged (:mod:`nex.files.misses`).
+    the folder lacking them is unchanged (:mod:`nex.files.misses`), index files among them.
     """
     url_path = "/" + "/".join(segments)
     # The decoded path that was asked for, as a 404 names it: a folder's with its slash.
@@ -147,10 +147,18 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     if segments:
         url_path += "/"
     for name in config.index_files:
+        # An index file is a path like any other: one found missing is remembered, and a
+        # folder listed again costs a stat of it per name instead of a walk.
+        index_url = url_path + name
+        if misses is not None and misses.missing(index_url) is not None:
+            continue
         try:
             index_path, index_st, _ = _walk(config.document_root, [*segments, name],
                                             config.symlinks, dotfiles)
         except OSError as error:
+            if misses is not None and error.errno == errno.ENOENT:
+                misses.record(index_url, config.document_root.rstrip("/") + index_url,
+                              config.document_root, index_url)
             # Nothing to serve there, as lookup() would answer: the next name is tried.  A
             # fault goes up as it is.
             if error.errno not in NOT_FOUND and reply_for(error) is None:
