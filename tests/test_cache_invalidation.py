@@ -1,7 +1,7 @@
 """What Nex remembers between requests never hides a change, against the real server.
 
 Nex keeps small files' contents, the absence of precompressed sidecars, paths found missing
-and rendered listings in memory.  Each folder here has settled (its last change is older than
+(index files among them) and rendered listings in memory.  Each folder here has settled (its last change is older than
 :data:`nex.files.filecache.SETTLED_NS`) before the first request, so the server does remember;
 then a test changes the folder or a file in it and asks again on the same connection.  An
 entry added, removed or renamed, a sidecar made or deleted and a file rewritten show at once;
@@ -25,7 +25,7 @@ from tests.support import NexServer, ResponseReader, wait_until
 #: The folders each test works in, all made (and settled) before the server starts.
 FOLDERS = ("added", "removed", "renamed", "in-place", "sidecar-made", "sidecar-gone",
            "rewritten", "missing-made", "missing-folder", "missing-moved-in", "missing-linked",
-           "missing-elsewhere")
+           "missing-elsewhere", "index-made")
 BROWSER = "Accept-Encoding: gzip, deflate, br\r\n"
 DEADLINE_SECONDS = 30.0
 
@@ -123,6 +123,12 @@ class CacheInvalidationTest(unittest.TestCase):
         self.assertEqual(self.get("/rewritten/a.txt")[2], b"a")
         self.write("rewritten", "a.txt", b"z")  # same size, same second, new contents
         self.assertEqual(self.get("/rewritten/a.txt")[2], b"z")
+
+    def test_an_index_file_made_in_a_listed_folder_is_served_at_once(self):
+        for _ in range(2):
+            self.assertEqual(self.names("index-made"), ["a.txt", "page.html"])
+        self.write("index-made", "index.html", b"<p>index</p>")
+        self.assertEqual(self.get("/index-made/")[::2], (200, b"<p>index</p>"))
 
     def assert_missing_twice(self, path: str) -> None:
         for _ in range(2):

@@ -91,6 +91,13 @@ class RenderErrorAsTest(unittest.TestCase):
         self.assertIn(b"the signature", page)
 
 
+class HTTPErrorTest(unittest.TestCase):
+    def test_its_text_names_status_reason_and_detail(self) -> None:
+        self.assertEqual(str(HTTPError(404, "gone")), "404 Not Found: gone")
+        self.assertEqual(str(HTTPError(416)), "416 Range Not Satisfiable: Range Not Satisfiable")
+        self.assertEqual(HTTPError(413).reason, "Content Too Large")
+
+
 class SizeLimitTest(unittest.TestCase):
     def test_spelt_as_settings_conf_spells_it(self) -> None:
         for size, text in ((100 * 1024 ** 2, "100M"), (1024 ** 3, "1G"), (1536, "1536"), (3072, "3K"),
@@ -153,6 +160,21 @@ class DispatcherErrorResponseTest(unittest.TestCase):
                                          [("Accept", "text/html")])).body)
         self.assertNotIn(b"evil.example", page)
 
+    def test_remembered_footers_follow_each_host_and_each_site(self) -> None:
+        other = Dispatcher(self.site.config, self.site.templates, HostValidator(["[::1]"]),
+                           "other signature", port=9000)
+        for _ in range(2):  # the second time from what each remembers
+            for site, host, shown in ((self.site, "localhost", "localhost Port 8123"),
+                                      (other, "localhost", None),
+                                      (self.site, "LOCALHOST:80", "localhost Port 80"),
+                                      (other, "[::1]", "[::1] Port 9000"),
+                                      (self.site, "evil.example", None)):
+                with self.subTest(site=site.signature, host=host):
+                    expected = site.signature if shown is None else \
+                        f"{SERVER_SOFTWARE} Server at {shown}"
+                    self.assertEqual(site.signature_for(make_request("GET", "/", host)),
+                                     expected)
+
     def test_proxy_targets_keep_the_configured_footer(self) -> None:
         request = make_request("GET", "http://localhost:9000/", "localhost:9000")
         self.assertEqual(self.site.signature_for(request), "configured signature")
@@ -211,6 +233,23 @@ class LiveAnswersTest(unittest.TestCase):
         self.assertEqual((status, headers["content-type"]), (404, "text/html; charset=utf-8"))
         self.assertIn(f"{SERVER_SOFTWARE} Server at 127.0.0.1 Port {self.server.port}".encode(),
                       body)
+
+    def test_remembered_replies_keep_each_form_and_host_apart(self) -> None:
+        port = self.server.port
+        for _ in range(2):  # the second round from what the server remembers
+            for fields, host, content_type, shown in (
+                    (("Accept: */*",), "127.0.0.1", "text/plain; charset=utf-8", None),
+                    (("Accept: application/json",), "127.0.0.1", "application/json", None),
+                    ((f"Accept: {BROWSER}",), "127.0.0.1", "text/html; charset=utf-8",
+                     f"Server at 127.0.0.1 Port {port}"),
+                    ((f"Accept: {BROWSER}",), f"localhost:{port}",
+                     "text/html; charset=utf-8", f"Server at localhost Port {port}")):
+                with self.subTest(fields=fields, host=host):
+                    status, headers, body = self.get("/gone.txt", *fields, host=host)
+                    self.assertEqual((status, headers["content-type"]), (404, content_type))
+                    self.assertIn(b"/gone.txt", body)
+                    if shown is not None:
+                        self.assertIn(shown.encode(), body)
 
     def test_listing_footer_names_the_host_used(self) -> None:
         status, _, body = self.get("/", host=f"localhost:{self.server.port}")

@@ -595,6 +595,12 @@ class SortTest(ListingTestCase):
             with self.subTest(query=query):
                 view = listing_view(request_for("/", query))
                 self.assertEqual((view.sort, view.descending, view.json), expected + (False,))
+        for query in ("", "order=asc"):
+            for accept, wants_json in (("application/json", True), ("text/html", False),
+                                       (None, False)):
+                with self.subTest(query=query, accept=accept):
+                    self.assertEqual(listing_view(request_for("/", query, accept)),
+                                     ("name", False, wants_json))
 
     def test_column_links(self):
         templates = TemplateSet({}, Template("", "error.html"),

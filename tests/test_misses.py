@@ -10,6 +10,7 @@ import unittest
 from unittest import mock
 
 from nex.files.misses import MissCache
+from nex.files import paths as resolver_module
 from nex.files.paths import resolve
 from nex.http.errors import HTTPError
 from nex.process.config import Config
@@ -73,6 +74,31 @@ class MissCacheTest(unittest.TestCase):
         os.rename(os.path.join(self.root, "docs"), os.path.join(self.root, "old"))
         os.rename(os.path.join(self.root, "other"), os.path.join(self.root, "docs"))
         self.assertEqual(self.assert_same_answer("/docs/new.txt", misses)[0], 200)
+
+    def test_a_listed_folder_remembers_its_missing_index_files(self):
+        misses = MissCache()
+        self.assertEqual(self.assert_same_answer("/docs/", misses)[0], 200)
+        self.assertEqual(len(misses), 2)  # index.html, index.htm
+        with mock.patch("nex.files.paths._walk", wraps=resolver_module._walk) as walk:
+            target = resolve("/docs/", "", self.config, misses=misses)
+        self.assertEqual(target.kind, "directory")
+        self.assertEqual(walk.call_count, 1)  # the folder alone
+        self.write("docs/index.htm")
+        answer = self.assert_same_answer("/docs/", misses)
+        self.assertEqual(answer, (200, os.path.join(self.root, "docs", "index.htm")))
+        self.assertEqual(self.assert_same_answer("/docs/index.html", misses)[0], 404)
+
+    def test_a_dangling_index_link_is_never_remembered_as_missing(self):
+        os.symlink(os.path.join(self.root, "later.html"),
+                   os.path.join(self.root, "docs", "index.html"))
+        misses = MissCache()
+        for policy in ("always", "inside"):
+            with self.subTest(policy=policy):
+                self.config = Config(document_root=self.root, symlinks=policy)
+                self.assert_same_answer("/docs/", misses)
+        self.write("later.html")
+        self.assertEqual(self.assert_same_answer("/docs/", misses),
+                         (200, os.path.join(self.root, "later.html")))
 
     def test_a_dangling_link_is_never_remembered_as_missing(self):
         os.symlink(os.path.join(self.root, "later"), os.path.join(self.root, "docs", "link"))

@@ -6,6 +6,7 @@ import unittest
 
 from nex.http.dates import format_http_date
 from nex.http.errors import HTTPError
+from nex.http import ranges as ranges_module
 from nex.http.ranges import coalesce, multipart_body, parse_range, satisfiable, select_ranges
 from nex.http.response import FileSlice
 from tests.support import MTIME, MTIME_DATE, TempFiles, body_bytes, fields, parse_multipart
@@ -119,6 +120,18 @@ class SelectRangesTest(unittest.TestCase):
         for value in ("bytes=0-", "bytes=0-0", "bytes=-1", "bytes=-" + HUGE):
             with self.subTest(value=value):
                 self.assertEqual(select_ranges(value, 0, 16), [])
+
+    def test_one_int_range_is_answered_as_the_general_steps_answer_it(self) -> None:
+        digits = ("0", "7", "00012", "99", "100", "101", "999999999999999999", "1" + "0" * 18)
+        for first in digits:
+            for last in digits:
+                for unit in ("bytes", "BYTES", "Bytes"):
+                    value = f"{unit}={first}-{last}"
+                    for size in (0, 1, 12, 100, 10 ** 18 + 5):
+                        with self.subTest(value=value, size=size):
+                            self.assertEqual(select_ranges(value, size, 16),
+                                             ranges_module._select(value, size, 16))
+        self.assertIsNone(select_ranges("bytes=0-9", 100, 0))
 
     def test_satisfiable_keeps_request_order(self) -> None:
         self.assertEqual(satisfiable([(20, 29), (None, 5), (500, None)], 100),

@@ -18,6 +18,7 @@ from nex.http.errors import HTTPError
 from nex.files import paths as resolver_module
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
                           servable_entry, split_path)
+from tests.support.threads import run_in_threads
 
 
 class ResolverTestCase(unittest.TestCase):
@@ -160,6 +161,57 @@ class PathDecodingTest(ResolverTestCase):
         self.assertEqual(split_path("/a/."), (["a"], True))
         self.assertEqual(split_path("/a/b"), (["a", "b"], False))
         self.assertEqual(split_path("/"), ([], True))
+
+
+class DecodedPathsTest(unittest.TestCase):
+    """split_path remembers what it decoded; nothing remembered can change an answer."""
+
+    def setUp(self):
+        resolver_module._decoded.cache_clear()
+        self.addCleanup(resolver_module._decoded.cache_clear)
+
+    def test_each_caller_gets_a_list_of_its_own(self):
+        segments, _ = split_path("/a/b")
+        segments.append("c")
+        self.assertEqual(split_path("/a/b"), (["a", "b"], False))
+        self.assertEqual(resolver_module._decoded.cache_info().hits, 1)
+
+    def test_a_path_asked_for_again_gets_the_same_answer(self):
+        for path in ("/a%20b/c", "/a/../b/", "/%C3%A9/.", "//x//y", "/"):
+            with self.subTest(path=path):
+                first = split_path(path)
+                self.assertEqual(split_path(path), first)
+                self.assertEqual(first, (list(resolver_module._decode(path)[0]),
+                                         resolver_module._decode(path)[1]))
+
+    def test_refusals_are_never_remembered(self):
+        for path in ("/a%2fb", "/a%00", "/%C0%AE", "/a\\b", "/%zz"):
+            with self.subTest(path=path):
+                for _ in range(2):
+                    with self.assertRaises(HTTPError):
+                        split_path(path)
+        self.assertEqual(resolver_module._decoded.cache_info().currsize, 0)
+
+    def test_hammered_from_many_threads_each_answer_is_right(self):
+        failures = []
+
+        def hammer(seed):
+            for round_ in range(400):
+                number = (seed * 37 + round_) % (resolver_module.DECODED_PATHS + 50)
+                segments, folder = split_path(f"/d{number}/./f%20{number}")
+                if (segments, folder) != ([f"d{number}", f"f {number}"], False):
+                    failures.append(number)
+                segments.append("changed")
+
+        run_in_threads(hammer)
+        self.assertEqual(failures, [])
+
+    def test_the_table_is_bounded(self):
+        for number in range(resolver_module.DECODED_PATHS + 10):
+            split_path(f"/{number}")
+        self.assertEqual(resolver_module._decoded.cache_info().currsize,
+                         resolver_module.DECODED_PATHS)
+        self.assertEqual(split_path("/0"), (["0"], False))
 
 
 class DotfileTest(ResolverTestCase):
@@ -351,6 +403,14 @@ class ServableEntryTest(ResolverTestCase):
                                 os.path.join(self.root, name)):  # a folder may serve its index
                             self.assertEqual(entry.st_ino, served.stat.st_ino)
 
+    def test_listed_names_do_not_push_out_the_paths_asked_for(self):
+        resolver_module._decoded.cache_clear()
+        self.addCleanup(resolver_module._decoded.cache_clear)
+        folder = resolve("/", "", self.config)
+        for name in os.listdir(self.root):
+            servable_entry(folder, name, self.config)
+        self.assertEqual(resolver_module._decoded.cache_info().currsize, 1)  # the "/"
+
 
 class DirectoryTest(ResolverTestCase):
     def test_root_is_a_listing(self):
@@ -386,6 +446,24 @@ class DirectoryTest(ResolverTestCase):
     def test_index_that_is_a_folder_is_skipped(self):
         os.makedirs(os.path.join(self.root, "empty", "index.html"))
         self.assertEqual(self.resolve("/empty/").kind, "directory")
+
+    def test_an_index_file_that_cannot_be_looked_at_is_skipped_and_a_fault_goes_up(self):
+        real_lstat = os.lstat
+
+        def failing(error):
+            def lstat(path, *args, **kwargs):
+                if path.endswith("/index.html"):
+                    raise error
+                return real_lstat(path, *args, **kwargs)
+            return lstat
+
+        for error in (PermissionError(errno.EACCES, "denied"), OSError(errno.EMFILE, "full")):
+            with self.subTest(error=error), mock.patch("os.lstat", failing(error)):
+                target = self.resolve("/site/")
+                self.assertEqual(target.fs_path, os.path.join(self.root, "site", "index.htm"))
+        with mock.patch("os.lstat", failing(OSError(errno.EIO, "I/O error"))):
+            with self.assertRaises(OSError):
+                self.resolve("/site/")
 
     def test_file_with_trailing_slash_is_missing(self):
         self.assertStatus(404, "/file.txt/")

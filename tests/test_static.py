@@ -39,6 +39,47 @@ class CacheControlTest(unittest.TestCase):
         self.assertEqual(cache_control(".html", config), "no-cache")
 
 
+class FileKindTest(unittest.TestCase):
+    """What a file's name decides, and the table that remembers it per set of settings."""
+
+    NAMES = ("/r/a.html", "/r/b.CSS", "/r/c.svg", "/r/d.bin", "/r/e", "/r/.f.txt", "/r/g.x-new")
+
+    def test_kinds(self) -> None:
+        config = Config(upload=True, max_age={".css": 60}, cache_control="",
+                        mime_types={".x-new": "text/x-new"})
+        self.assertEqual(static_module.file_kind("/r/a.html", config), static_module.FileKind(
+            "text/html; charset=utf-8", True,
+            (("Content-Type", "text/html; charset=utf-8"),
+             ("Content-Security-Policy", "sandbox")), ()))
+        self.assertEqual(static_module.file_kind("/r/b.CSS", config).policy,
+                         (("Cache-Control", "max-age=60"),))
+        self.assertEqual(static_module.file_kind("/r/g.x-new", config).media_type,
+                         "text/x-new; charset=utf-8")
+        self.assertEqual(static_module.file_kind("/r/d.bin", config),
+                         static_module.FileKind("application/octet-stream", False,
+                                                (("Content-Type",
+                                                  "application/octet-stream"),), ()))
+
+    def test_remembered_kinds_are_those_of_their_own_settings(self) -> None:
+        plain = Config()
+        other = Config(upload=True, max_age={".css": 60, ".bin": 5}, cache_control="",
+                       mime_types={".x-new": "text/x-new", ".html": "text/plain"})
+        tables = [(plain, static_module.remembered_kinds(plain)),
+                  (other, static_module.remembered_kinds(other))]
+        for _ in range(2):  # the second time from what each table remembers
+            for config, kind_of in tables:
+                for name in self.NAMES:
+                    with self.subTest(name=name, upload=config.upload):
+                        self.assertEqual(kind_of(name), static_module.file_kind(name, config))
+        self.assertNotEqual(tables[0][1]("/r/a.html"), tables[1][1]("/r/a.html"))
+
+    def test_the_table_is_bounded(self) -> None:
+        kind_of = static_module.remembered_kinds(Config())
+        for number in range(static_module.FILE_KINDS + 10):
+            kind_of(f"/r/{number}.txt")
+        self.assertEqual(kind_of.cache_info().currsize, static_module.FILE_KINDS)
+
+
 class PlainFileTest(TempFiles):
     """A 200 for the whole file, its validators and the fields it may carry."""
 

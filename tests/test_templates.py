@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -115,6 +116,27 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(templates.render_error(redirect, SIGNATURE), b"moved to /a/")
         moved = HTTPError(301, headers=[("Location", "/b/")])
         self.assertEqual(templates.render_error(moved, SIGNATURE), b"moved to /b/")
+
+    def test_each_form_of_a_reply_is_remembered_apart(self):
+        templates = self.load()
+        error = HTTPError(404, "no file")
+        replies = {form: templates.render_error_as(form, error, SIGNATURE)
+                   for form in ("html", "text", "json")}
+        self.assertEqual(replies["html"], b"missing no file")
+        self.assertEqual(replies["text"], b"404 Not Found: no file\n")
+        self.assertEqual(json.loads(replies["json"])["detail"], "no file")
+        for form, reply in replies.items():
+            with self.subTest(form=form):
+                self.assertIs(templates.render_error_as(form, HTTPError(404, "no file"),
+                                                        SIGNATURE), reply)
+        self.assertEqual(templates.render_error_as("text", HTTPError(404, "other"), SIGNATURE),
+                         b"404 Not Found: other\n")
+        redirect = HTTPError(301, headers=[("Location", "/a/")])
+        self.assertEqual(templates.render_error_as("text", redirect, SIGNATURE),
+                         b"301 Moved Permanently: /a/\n")
+        moved = HTTPError(301, headers=[("Location", "/b/")])
+        self.assertEqual(templates.render_error_as("text", moved, SIGNATURE),
+                         b"301 Moved Permanently: /b/\n")
 
     def test_remembered_error_pages_stay_bounded(self):
         templates = self.load()

@@ -53,6 +53,7 @@ class SmallFileCache:
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
+        self._max_file_size = min(MAX_FILE_SIZE, max_bytes)
         self._entries: Dict[str, Tuple[_Key, bytes]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
@@ -64,7 +65,7 @@ class SmallFileCache:
         longer has the size ``status`` gave it.
         """
         size = status.st_size
-        if size > MAX_FILE_SIZE or size > self._max_bytes:
+        if size > self._max_file_size:
             return None
         key = (size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
         entry = self._entries.get(path)

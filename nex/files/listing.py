@@ -83,9 +83,16 @@ class ListingView(NamedTuple):
     json: bool
 
 
+#: The views of a listing asked for without a query.
+_PAGE_VIEW = ListingView(SORT_KEYS[0], False, False)
+_JSON_VIEW = ListingView(SORT_KEYS[0], False, True)
+
+
 def query_values(query: str) -> Dict[str, str]:
     """The first value of each name in ``query`` (as sent, without ``?``), decoded."""
     values: Dict[str, str] = {}
+    if not query:  # most listings are asked for without one
+        return values
     for name, value in parse_qsl(query, keep_blank_values=True):
         values.setdefault(name, value)
     return values
@@ -96,6 +103,8 @@ def listing_view(request: Request) -> ListingView:
 
     Unknown ``sort``, ``order`` and ``format`` values are ignored (the default is used).
     """
+    if not request.query:  # the default order, in the form Accept asks for
+        return _JSON_VIEW if prefers_json(request.headers.get("Accept")) else _PAGE_VIEW
     values = query_values(request.query)
     sort = values.get("sort")
     order = values.get("order")
@@ -145,7 +154,8 @@ class ListingCache:
     At most ``max_bytes`` of pages are kept (larger ones are not cached); past that the
     cache starts over.  Threads that miss the same entry at once render it once: they
     share one of a fixed set of locks, picked by the key.  Every worker thread shares one
-    cache; a lock guards every look and change of its table, so it is safe without the GIL.
+    cache; a look is one dictionary read and a lock guards every change of its table, so
+    it is safe without the GIL.
     """
 
     def __init__(self, max_age: float = 1.0, max_bytes: int = 8 * 1024 * 1024,
@@ -161,8 +171,7 @@ class ListingCache:
     def get(self, key: Tuple, folder: FolderIdentity, config: Config,
             templates: TemplateSet) -> Optional[_Rendered]:
         """The entry for ``key`` if it is still valid for a folder now at ``folder``."""
-        with self._lock:
-            entry = self._entries.get(key)
+        entry = self._entries.get(key)
         if (entry is not None and entry.folder == folder and entry.config is config
                 and entry.templates is templates
                 and self._clock() - entry.made < self._max_age):

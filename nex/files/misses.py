@@ -1,5 +1,6 @@
 """Paths recently found missing, remembered for as long as the folder that lacks them is
-unchanged, so that a 404 asked for again costs one ``stat`` instead of the resolver's walk.
+unchanged, so that a 404 asked for again costs one ``stat`` instead of the resolver's walk;
+so does each index file a folder lacks when it is listed again.
 
 The resolver (:func:`nex.files.paths.resolve`) records a miss only when the disk said the
 name does not exist (``ENOENT``, ``ENOTDIR``): then the deepest folder that does exist on the

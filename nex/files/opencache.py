@@ -93,7 +93,8 @@ class OpenFileCache:
         wanted = identity_of(status)
         now = time.monotonic()
         with self._lock:
-            self._sweep(now)
+            if now >= self._next_sweep:
+                self._sweep(now)
             entry = self._entries.get(path)
             if entry is not None:
                 if entry.identity == wanted:
@@ -139,10 +140,9 @@ class OpenFileCache:
             os.close(entry.descriptor)
 
     def _sweep(self, now: float) -> None:
-        """Close the entries idle for ``idle_seconds``, at most once a second (under the
-        lock); the table is in order of last use, so the look stops at the first fresh one."""
-        if now < self._next_sweep:
-            return
+        """Close the entries idle for ``idle_seconds`` (under the lock, at most once a
+        second: the caller waits for the time set here); the table is in order of last use,
+        so the look stops at the first fresh one."""
         self._next_sweep = now + 1.0
         limit = now - self._idle_seconds
         while self._entries:

@@ -102,34 +102,33 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     a folder that may not be listed, and a missing path where the policy refuses reading
     (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.  ``misses``,
     when given, remembers paths found missing and answers them again, after the policy, while
-    the folder lacking them is unchanged (:mod:`nex.files.misses`).
+    the folder lacking them is unchanged (:mod:`nex.files.misses`), index files among them.
     """
     url_path = "/" + "/".join(segments)
+    # The decoded path that was asked for, as a 404 names it: a folder's with its slash.
+    asked_for = url_path + "/" if segments and trailing_slash else url_path
     dotfiles = config.dotfiles
     for segment in segments:
         if segment[0] == "." and hidden(segment, dotfiles):
-            raise not_found(_asked_for(url_path, segments, trailing_slash))
+            raise not_found(asked_for)
     if misses is not None:
-        missing = misses.missing(_asked_for(url_path, segments, trailing_slash))
+        missing = misses.missing(asked_for)
         if missing is not None:
             # The policy is asked as on the walk: a miss never answers for a refusal.
             refuse_missing(segments, url_path, config, may, "read")
             raise not_found(missing)
     try:
-        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks,
-                                    config.dotfiles)
+        fs_path, st, folder = _walk(config.document_root, segments, config.symlinks, dotfiles)
     except OSError as error:
         if error.errno in NOT_FOUND:
             refuse_missing(segments, url_path, config, may, "read")
-            asked_for = _asked_for(url_path, segments, trailing_slash)
             if misses is not None and error.errno == errno.ENOENT:
                 misses.record(asked_for, config.document_root.rstrip("/") + url_path,
                               config.document_root, asked_for)
             raise not_found(asked_for) from None
         raise _os_error(error) from None
     except HTTPError:  # a link the policy refuses
-        raise not_found(_asked_for(url_path, segments, trailing_slash)) from None
-    asked_for = _asked_for(url_path, segments, trailing_slash)
+        raise not_found(asked_for) from None
     regular = stat.S_ISREG(st.st_mode)
     # Asked before any answer that tells what is there (a 404 for a file's address with a
     # slash, a redirect, an index file, a listing).
@@ -148,9 +147,24 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     if segments:
         url_path += "/"
     for name in config.index_files:
+        # An index file is a path like any other: one found missing is remembered, and a
+        # folder listed again costs a stat of it per name instead of a walk.
+        index_url = url_path + name
+        if misses is not None and misses.missing(index_url) is not None:
+            continue
         try:
-            index_path, index_st = lookup(config, segments + [name])
-        except HTTPError:
+            index_path, index_st, _ = _walk(config.document_root, [*segments, name],
+                                            config.symlinks, dotfiles)
+        except OSError as error:
+            if misses is not None and error.errno == errno.ENOENT:
+                misses.record(index_url, config.document_root.rstrip("/") + index_url,
+                              config.document_root, index_url)
+            # Nothing to serve there, as lookup() would answer: the next name is tried.  A
+            # fault goes up as it is.
+            if error.errno not in NOT_FOUND and reply_for(error) is None:
+                raise
+            continue
+        except HTTPError:  # a link the policy refuses
             continue
         if stat.S_ISREG(index_st.st_mode):
             if may is not None and not may("read", url_path + name,
@@ -200,11 +214,6 @@ def real_path(fs_path: str, config) -> str:
     return os.path.realpath(fs_path) if config.symlinks == "always" else fs_path
 
 
-def _asked_for(url_path: str, segments: Sequence[str], trailing_slash: bool) -> str:
-    """The decoded path that was asked for, as a 404 names it: a folder's with its slash."""
-    return url_path + "/" if segments and trailing_slash else url_path
-
-
 def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result]:
     """The ``os.stat`` of the entry ``name`` of ``folder`` when GET would serve it, else None.
 
@@ -217,7 +226,7 @@ def servable_entry(folder: Target, name: str, config) -> Optional[os.stat_result
     folder already resolved; listings and folder downloads show exactly these entries.
     """
     try:
-        if split_path("/" + quote(name, safe=""))[0] != [name]:
+        if _decode("/" + quote(name, safe=""))[0] != (name,):
             return None
     except (HTTPError, UnicodeEncodeError):
         return None
@@ -273,7 +282,14 @@ def split_path(path: str) -> Tuple[List[str], bool]:
     segment (``/a/b/..`` is ``/a/``).  Raises ``HTTPError(400)`` for a path that is not
     origin-form ASCII, contains a backslash, a malformed escape, an escaped ``/`` or ``\\``,
     NUL, or bytes that are not UTF-8 (overlong forms such as ``%C0%AE`` among them).
+    The list is the caller's own; the decoding behind it is remembered (:func:`_decoded`).
     """
+    segments, folder = _decoded(path)
+    return list(segments), folder
+
+
+def _decode(path: str) -> Tuple[Tuple[str, ...], bool]:
+    """:func:`split_path`'s answer for ``path``, the segments as a tuple."""
     if not path.startswith("/") or not _RAW_PATH.fullmatch(path):
         raise HTTPError(400, "The request path contains characters that must be escaped.")
     decoded = _percent_decode(path) if "%" in path else path
@@ -285,7 +301,17 @@ def split_path(path: str) -> Tuple[List[str], bool]:
                 segments.pop()
         elif part and part != ".":
             segments.append(part)
-    return segments, parts[-1] in ("", ".", "..")
+    return tuple(segments), parts[-1] in ("", ".", "..")
+
+
+#: How many request paths :func:`_decoded` remembers.
+DECODED_PATHS = 256
+#: :func:`_decode` for the request paths asked for most recently.  The answer follows from
+#: the path alone and is immutable, and clients ask for the same few paths again and again;
+#: a refusal raises, so it is never remembered.  Listings decode their entries' names with
+#: :func:`_decode` itself, so that a folder of many names does not push out the paths asked
+#: for.  The bound keeps it within ``DECODED_PATHS`` paths of at most a request line each.
+_decoded = functools.lru_cache(maxsize=DECODED_PATHS)(_decode)
 
 
 def _percent_decode(path: str) -> str:

@@ -15,7 +15,7 @@ import os
 import stat as stat_module
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from nex.http.dates import format_http_date
 from nex.http.conditional import if_range_holds, make_etag, not_modified
@@ -41,12 +41,14 @@ _GZIP_LEVEL = 6
 
 _PRECONDITIONS = frozenset({"if-match", "if-unmodified-since", "if-none-match",
                             "if-modified-since"})
+_PRECONDITIONS_OR_RANGE = _PRECONDITIONS | {"range"}
 # Sidecar coding → (file extension, ETag suffix), in the order preferred when the client
 # weighs them equally.
 _SIDECARS = {"br": (".br", "-br"), "gzip": (".gz", "-gz")}
 #: The file name endings of precompressed sidecars.
 SIDECAR_EXTENSIONS = tuple(extension for extension, _ in _SIDECARS.values())
 _ACCEPT_RANGES = ("Accept-Ranges", "bytes")
+_VARY_ENCODING = (("Vary", "Accept-Encoding"),)
 _SANDBOX = ("Content-Security-Policy", "sandbox")
 _ACTIVE_TYPES = frozenset({"text/html", "application/xhtml+xml", "image/svg+xml", "text/xml",
                            "application/xml"})
@@ -56,6 +58,50 @@ def cache_control(extension: str, config: Config) -> str:
     """``max-age=N`` when ``config.max_age`` names the extension, else ``config.cache_control``."""
     max_age = config.max_age.get(extension)
     return config.cache_control if max_age is None else f"max-age={max_age}"
+
+
+class FileKind(NamedTuple):
+    """What a file's name decides about its responses under one set of settings."""
+
+    #: The Content-Type value.
+    media_type: str
+    #: Whether sidecars and gzip apply (text, JavaScript, JSON, XML).
+    compressible: bool
+    #: Content-Type, then ``Content-Security-Policy: sandbox`` where it applies.
+    fields: Tuple[Tuple[str, str], ...]
+    #: Cache-Control, unless the settings give none.
+    policy: Tuple[Tuple[str, str], ...]
+
+
+def file_kind(name: str, config: Config) -> FileKind:
+    """The :class:`FileKind` of the file ``name`` (a path; its extension decides).
+
+    Active content (HTML, SVG, XML) carries ``Content-Security-Policy: sandbox`` where
+    uploads are on or ``active_content = sandbox`` asks for it, so a page someone uploaded
+    runs as if from an origin of its own and cannot read the site with the visitor's
+    credentials.
+    """
+    extension = file_extension(name)
+    media_type, compressible = content_type(extension, config.mime_types)
+    fields: Tuple[Tuple[str, str], ...] = (("Content-Type", media_type),)
+    if (config.upload or config.active_content == "sandbox") and active_content(media_type):
+        fields += (_SANDBOX,)
+    cache = cache_control(extension, config)
+    return FileKind(media_type, compressible, fields,
+                    (("Cache-Control", cache),) if cache else ())
+
+
+#: How many files' kinds :func:`remembered_kinds` keeps.
+FILE_KINDS = 1024
+
+
+def remembered_kinds(config: Config) -> Callable[[str], FileKind]:
+    """:func:`file_kind` under ``config``, remembered for the last :data:`FILE_KINDS` names.
+
+    A kind follows from the name and the settings alone, and the same files are asked for
+    again and again; a dispatcher makes one for its settings, so new settings start anew.
+    """
+    return functools.lru_cache(maxsize=FILE_KINDS)(functools.partial(file_kind, config=config))
 
 
 @functools.lru_cache(maxsize=128)
@@ -104,8 +150,8 @@ class AbsentSidecars:
     While the folder keeps that identity no entry was added, removed or renamed in it, so
     no sidecar can have appeared.  Only absence is remembered: a sidecar that exists is
     looked at on every request.  Past ``limit`` files the table starts over, which bounds
-    its memory.  Every worker thread shares one; a lock guards each look and change, so
-    it is safe without the GIL too.
+    its memory.  Every worker thread shares one: a look is one dictionary read, and each
+    change happens under a lock, so it is safe without the GIL too.
     """
 
     def __init__(self, limit: int = 4096) -> None:
@@ -115,8 +161,7 @@ class AbsentSidecars:
 
     def known(self, fs_path: str, folder: FolderIdentity) -> bool:
         """Whether ``fs_path`` was seen without sidecars in its folder at ``folder``."""
-        with self._lock:
-            return self._files.get(fs_path) == folder
+        return self._files.get(fs_path) == folder
 
     def remember(self, fs_path: str, folder: FolderIdentity) -> None:
         """Note that ``fs_path``'s folder, at ``folder``, holds no sidecar of it."""
@@ -130,15 +175,13 @@ class AbsentSidecars:
 _NO_SIDECARS = AbsentSidecars()
 
 
-def _folder_of(fs_path: str, folder: Optional[os.stat_result]) -> Optional[FolderIdentity]:
-    """The identity of the folder holding ``fs_path``: from ``folder``, the resolver's
-    ``lstat`` of it, when given, else from one ``stat``; None when it cannot be had."""
-    if folder is None:
-        try:
-            folder = os.stat(fs_path.rpartition("/")[0] or "/")
-        except OSError:
-            return None
-    return folder_identity(folder)
+def _folder_of(fs_path: str) -> Optional[FolderIdentity]:
+    """The identity of the folder holding ``fs_path``, from one ``stat``; None when it
+    cannot be had."""
+    try:
+        return folder_identity(os.stat(fs_path.rpartition("/")[0] or "/"))
+    except OSError:
+        return None
 
 
 def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
@@ -154,7 +197,7 @@ def _find_sidecar(fs_path: str, codings: Tuple[str, ...],
     """
     if not codings:
         return None, True
-    identity = _folder_of(fs_path, folder)
+    identity = _folder_of(fs_path) if folder is None else folder_identity(folder)
     if identity is not None and _NO_SIDECARS.known(fs_path, identity):
         return None, False
     for coding in codings + tuple(coding for coding in _SIDECARS if coding not in codings):
@@ -188,17 +231,14 @@ class _Representation(NamedTuple):
 
 
 def _choose(request: Request, target: Target, config: Config,
-            compressible: bool, may: Optional[Checker] = None) -> _Representation:
-    """The file itself, an acceptable sidecar, or the file gzipped on the fly.
+            may: Optional[Checker] = None) -> _Representation:
+    """The compressible file itself, an acceptable sidecar, or the file gzipped on the fly.
 
     ``vary`` is set whenever the choice could depend on Accept-Encoding, so caches keep
     the variants apart, on every response including 304 and 206.
     """
-    if not compressible:  # media and archives: one representation, no Vary
-        return _Representation(target.fs_path, target.stat, None, "", False, False)
     size = target.stat.st_size
-    gzippable = (config.gzip and compressible
-                 and config.gzip_min_size <= size <= MAX_GZIP_SIZE)
+    gzippable = config.gzip and config.gzip_min_size <= size <= MAX_GZIP_SIZE
     accept = request.headers.get("Accept-Encoding")
     codings = (accepted_codings(accept)
                if accept is not None and (config.precompressed or gzippable) else ())
@@ -235,7 +275,8 @@ def active_content(media_type: str) -> bool:
 def serve_file(request: Request, target: Target, config: Config,
                file_cache: Optional[SmallFileCache] = None,
                may: Optional[Checker] = None,
-               open_files: Optional[OpenFileCache] = None) -> Response:
+               open_files: Optional[OpenFileCache] = None,
+               kind_of: Optional[Callable[[str], FileKind]] = None) -> Response:
     """Answer GET or HEAD for the regular file ``target`` (RFC 9110 §8.8, §13, §14).
 
     Raises ``HTTPError`` 412 (failed precondition), 416 (no satisfiable range), or 403/404
@@ -246,14 +287,16 @@ def serve_file(request: Request, target: Target, config: Config,
     Ranges of a sidecar are ranges of its coded bytes.  Small files come from ``file_cache``
     when one is given, as bytes instead of an open file; other files' descriptors from
     ``open_files`` when one is given.  ``may`` is the access checker: a sidecar it refuses
-    is never sent (the file itself goes instead).  Active content (HTML, SVG, XML) carries
-    ``Content-Security-Policy: sandbox`` where uploads are on or ``active_content = sandbox``
-    asks for it, so a page someone uploaded runs as if from an origin of its own and cannot
-    read the site with the visitor's credentials.
+    is never sent (the file itself goes instead).  The type and caching fields are the
+    file's :func:`file_kind`, from ``kind_of`` (:func:`remembered_kinds` of ``config``)
+    when one is given.
     """
-    extension = file_extension(target.fs_path)
-    media_type, compressible = content_type(extension, config.mime_types)
-    chosen = _choose(request, target, config, compressible, may)
+    fs_path = target.fs_path
+    kind = file_kind(fs_path, config) if kind_of is None else kind_of(fs_path)
+    if kind.compressible:
+        chosen = _choose(request, target, config, may)
+    else:  # media and archives: one representation, no Vary
+        chosen = _Representation(fs_path, target.stat, None, "", False, False)
     file_stat = chosen.file_stat
     now = time.time()
     mtime_ns = file_stat.st_mtime_ns
@@ -264,36 +307,42 @@ def serve_file(request: Request, target: Target, config: Config,
         last_modified = int(now)
         etag = make_etag(file_stat.st_size, mtime_ns, chosen.etag_suffix)
         validators = (("Last-Modified", format_http_date(last_modified)), ("ETag", etag))
-    vary = [("Vary", "Accept-Encoding")] if chosen.vary else []
-    cache = cache_control(extension, config)
-    policy = ([("Cache-Control", cache)] if cache else []) + vary
-    if (request.headers.has_any(_PRECONDITIONS)
-            and not_modified(request.headers, request.method, etag, last_modified, vary)):
-        return Response(304, [*validators, *policy])
-    ranges = _requested_ranges(request, chosen, etag, last_modified, now, config.max_ranges)
-    fields = [("Content-Type", media_type)]
-    if (config.upload or config.active_content == "sandbox") and active_content(media_type):
-        fields.append(_SANDBOX)
+    vary = _VARY_ENCODING if chosen.vary else ()
+    policy = kind.policy + vary
+    ranges = None
+    if request.headers.has_any(_PRECONDITIONS_OR_RANGE):
+        if (request.headers.has_any(_PRECONDITIONS)
+                and not_modified(request.headers, request.method, etag, last_modified, vary)):
+            return Response(304, [*validators, *policy])
+        ranges = _requested_ranges(request, chosen, etag, last_modified, now,
+                                   config.max_ranges)
+    fields = list(kind.fields)
     if chosen.encoding is not None:
         fields.append(("Content-Encoding", chosen.encoding))
     tail = [*validators, _ACCEPT_RANGES, *policy]
     if chosen.on_the_fly:
         return Response(200, fields + tail, [_gzipped(chosen)])
-    cached = None if file_cache is None else _cached(file_cache, chosen)
-    file = None if cached is not None else _open_cached(open_files, chosen)
     size = file_stat.st_size
+    cached = None
+    if file_cache is not None:
+        try:
+            cached = file_cache.read(chosen.path, file_stat)
+        except OSError as error:
+            raise _open_error(error) from None
+    file = None if cached is not None else _open_cached(open_files, chosen)
+    if ranges is None:
+        whole = cached if cached is not None else FileSlice(0, size)
+        return Response(200, fields + tail, [whole] if size else [], file)
     if cached is not None:
         def piece(offset: int, count: int) -> BodyPiece:
             return cached[offset:offset + count]
     else:
         piece = FileSlice
-    if ranges is None:
-        return Response(200, fields + tail, [piece(0, size)] if size else [], file)
     if len(ranges) == 1:
         first, last = ranges[0]
         fields.append(("Content-Range", content_range(first, last, size)))
         return Response(206, fields + tail, [piece(first, last - first + 1)], file)
-    multipart_type, body = multipart_body(ranges, size, media_type, piece)
+    multipart_type, body = multipart_body(ranges, size, kind.media_type, piece)
     return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
 
 
@@ -336,13 +385,6 @@ def _requested_ranges(request: Request, chosen: _Representation, etag: str,
     if ranges and len(ranges) > 1 and chosen.encoding is not None:
         return None
     return ranges
-
-
-def _cached(file_cache: SmallFileCache, chosen: _Representation) -> Optional[bytes]:
-    try:
-        return file_cache.read(chosen.path, chosen.file_stat)
-    except OSError as error:
-        raise _open_error(error) from None
 
 
 def _open(path: str) -> OpenFile:

@@ -261,17 +261,18 @@ def _apply_layouts(chain: Sequence[_Source]) -> str:
     return "".join(out)
 
 
-#: Rendered error pages one template set remembers; past this many it starts over.
+#: Rendered error replies one template set remembers; past this many it starts over.
 RENDERED_PAGES_LIMIT = 512
 
 
 class TemplateSet:
     """The pages Nex renders: one per error status it has a file for, a fallback, a listing.
 
-    Error pages are rendered once per distinct set of values and remembered: a set of
-    templates is loaded once and never changes (new templates make a new set), so a page
-    depends on its values alone.  Worker threads share the table; a look-up is one
-    dictionary read, and storing (with the clearing that bounds it) happens under a lock.
+    Error replies, in each form, are rendered once per distinct set of values and
+    remembered: a set of templates is loaded once and never changes (new templates make a
+    new set), so a reply depends on its form and values alone.  Worker threads share the
+    table; a look-up is one dictionary read, and storing (with the clearing that bounds it)
+    happens under a lock.
     """
 
     def __init__(self, error_pages: Mapping[int, Template], fallback: Template,
@@ -280,7 +281,7 @@ class TemplateSet:
         self.fallback = fallback
         #: The folder listing page (``dir.html``).
         self.listing = listing
-        self._rendered: Dict[Tuple[int, str, str, str, str], bytes] = {}
+        self._rendered: Dict[Tuple[str, int, str, str, str, str], bytes] = {}
         self._rendered_lock = threading.Lock()
 
     @classmethod
@@ -309,48 +310,49 @@ class TemplateSet:
         chose: the page (``"html"``), a JSON object with ``status``, ``reason``, ``detail``
         and for a redirect ``location`` (``"json"``), or one line ``STATUS REASON: DETAIL``,
         where a redirect's detail is its target (``"text"``)."""
-        if form == "html":
-            return self.render_error(error, signature)
         location = _location(error)
-        # The detail may name a path the client sent: shown escaped, as on the page, so a
-        # terminal never runs its control sequences nor shows a disguised name.
+        key = (form, error.status, error.reason, error.detail, location, signature)
+        body = self._rendered.get(key)
+        if body is not None:
+            return body
+        # The detail may name a path the client sent: its disguising characters are shown
+        # as escapes, as listings show names, so a terminal never runs its control
+        # sequences nor shows a disguised name.
         detail = "" if error.detail == error.reason else shown_name(error.detail)
-        if form == "json":
+        if form == "html":
+            template = self.error_pages.get(error.status, self.fallback)
+            body = template.render({
+                "STATUS_CODE": error.status,
+                "REASON": error.reason,
+                "DETAIL": detail,
+                "LOCATION": location,
+                "SIGNATURE": signature,
+                "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            }).encode("utf-8")
+        elif form == "json":
             fields = {"status": error.status, "reason": error.reason, "detail": detail}
             if location:
                 fields["location"] = location
-            return json.dumps(fields).encode("utf-8") + b"\n"
-        detail = location or detail
-        line = f"{error.status} {error.reason}: {detail}" if detail else \
-            f"{error.status} {error.reason}"
-        return line.encode("utf-8") + b"\n"
-
-    def render_error(self, error: HTTPError, signature: str) -> bytes:
-        """The UTF-8 page for ``error``: its status's own page, else the fallback."""
-        location = _location(error)
-        key = (error.status, error.reason, error.detail, location, signature)
-        page = self._rendered.get(key)
-        if page is not None:
-            return page
-        template = self.error_pages.get(error.status, self.fallback)
-        values = {
-            "STATUS_CODE": error.status,
-            "REASON": error.reason,
-            # The detail may name a path the client sent: its disguising characters are
-            # shown as escapes, as listings show names.
-            "DETAIL": "" if error.detail == error.reason else shown_name(error.detail),
-            "LOCATION": location,
-            "SIGNATURE": signature,
-            "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        }
-        page = template.render(values).encode("utf-8")
+            body = json.dumps(fields).encode("utf-8") + b"\n"
+        else:
+            detail = location or detail
+            line = f"{error.status} {error.reason}: {detail}" if detail else \
+                f"{error.status} {error.reason}"
+            body = line.encode("utf-8") + b"\n"
         with self._rendered_lock:
             if len(self._rendered) >= RENDERED_PAGES_LIMIT:
                 self._rendered.clear()
-            self._rendered[key] = page
-        return page
+            self._rendered[key] = body
+        return body
+
+    def render_error(self, error: HTTPError, signature: str) -> bytes:
+        """The UTF-8 page for ``error``: its status's own page, else the fallback."""
+        return self.render_error_as("html", error, signature)
 
 
 def _location(error: HTTPError) -> str:
     """The ``Location`` of a redirect, else ""."""
-    return next((value for name, value in error.headers if name.lower() == "location"), "")
+    for name, value in error.headers:
+        if name.lower() == "location":
+            return value
+    return ""

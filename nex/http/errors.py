@@ -57,15 +57,18 @@ class HTTPError(Exception):
     def __init__(self, status: int, detail: str = "", *, headers: HeaderList = (),
                  close: bool = False, refusal: Optional[str] = None,
                  failure: Optional[str] = None) -> None:
+        # Raised for every 404 and redirect: set directly, the message made only if shown.
         self.status = status
-        self.reason = reason_phrase(status)
-        self.detail = detail or self.reason
+        self.reason = reason = _REASONS[status]
+        self.detail = detail or reason
         self.headers = tuple(headers)
         self.close = close
         self.user: Optional[str] = None
         self.refusal = refusal
         self.failure = failure
-        super().__init__(f"{status} {self.reason}: {self.detail}")
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.detail}"
 
 
 def protocol_error(detail: str, status: int = 400) -> HTTPError:

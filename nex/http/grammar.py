@@ -274,6 +274,10 @@ RANGES_SPECIFIER = re.compile(rf"(?P<unit>{_TOKEN})=(?P<set>.*)", re.DOTALL)
 #: int-range = first-pos "-" [ last-pos ];  suffix-range = "-" suffix-length;
 #: first-pos = last-pos = suffix-length = 1*DIGIT.
 RANGE_SPEC = re.compile(r"(?P<first>[0-9]+)-(?P<last>[0-9]*)|-(?P<suffix>[0-9]+)")
+#: The commonest ranges-specifier: one int-range of bytes with both positions, first-pos
+#: and last-pos in that order (the range unit is case-insensitive), each of at most 18
+#: digits, so it converts exactly.
+SINGLE_BYTE_RANGE = re.compile(r"[Bb][Yy][Tt][Ee][Ss]=([0-9]{1,18})-([0-9]{1,18})")
 
 # --- RFC 9110 §5.6.7: HTTP-date ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Callable, List, Optional, Tuple
 
-from nex.http.grammar import RANGE_SPEC, RANGES_SPECIFIER, parse_list
+from nex.http.grammar import RANGE_SPEC, RANGES_SPECIFIER, SINGLE_BYTE_RANGE, parse_list
 from nex.http.response import BodyPiece, FileSlice
 
 # A position with more digits than this is past the end of any file; it is capped rather
@@ -114,6 +114,19 @@ def select_ranges(value: str, size: int, max_ranges: int) -> Optional[List[ByteR
     None: ignore the field and send everything (200).  An empty list: nothing satisfiable
     (416).  Otherwise the disjoint ranges to send (206), ascending.
     """
+    single = SINGLE_BYTE_RANGE.fullmatch(value)
+    if single is not None and max_ranges > 0:
+        # The commonest field, one int-range, answered as the steps below answer it: one
+        # range never amplifies and has nothing to merge.
+        first, last = map(int, single.groups())
+        if last < first:
+            return None
+        return [(first, min(last, size - 1))] if first < size else []
+    return _select(value, size, max_ranges)
+
+
+def _select(value: str, size: int, max_ranges: int) -> Optional[List[ByteRange]]:
+    """:func:`select_ranges` by the general steps: parse, clip, judge, merge."""
     specs = parse_range(value, max_ranges)
     if specs is None:
         return None

@@ -84,5 +84,5 @@ class HostValidator:
 
     def check(self, host: str) -> None:
         """Raise ``HTTPError(403)`` unless ``host`` is allowed."""
-        if not self.allows(host):
+        if not self._any and not self.allows(host):
             raise HTTPError(403, "The requested host is not served here.")

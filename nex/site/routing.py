@@ -22,8 +22,9 @@ allowed origin can read a 404 as well as a file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from nex.site.login import SiteAuth
 from nex.files.archive import ZipSlots, folder_archive, wants_archive
@@ -45,7 +46,7 @@ from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
 from nex.files.search import search_folder, search_term
-from nex.files.static import serve_file
+from nex.files.static import FileKind, remembered_kinds, serve_file
 from nex.files.templates import TemplateSet
 from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
 from nex.files.resumable import is_resumable, resumable_upload
@@ -78,6 +79,8 @@ _VARY_ACCEPT = ("Vary", "Accept")
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
+#: How many Host values a dispatcher remembers the footer line of.
+HOST_SIGNATURES = 64
 
 
 def private_cache_control(value: Optional[str]) -> str:
@@ -131,7 +134,8 @@ class Dispatcher:
     WebDAV with the listing's file management (None: off), and the upload panel's script
     (None: listings show the plain form alone).  From these it makes the access policy
     every handler asks (:mod:`nex.site.access`), the checks of requests that write
-    (:mod:`nex.site.sameorigin`) and the folder-download slots.
+    (:mod:`nex.site.sameorigin`), the folder-download slots and the table of the files'
+    types and caching fields (:func:`nex.files.static.remembered_kinds`).
     """
 
     config: Config
@@ -156,6 +160,9 @@ class Dispatcher:
     writes: WriteGuard = field(init=False)
     zip_slots: ZipSlots = field(init=False)
     _anonymous: Checker = field(init=False, repr=False)
+    _anonymous_resolving: Optional[Checker] = field(init=False, repr=False)
+    _host_signature: Callable[[str], str] = field(init=False, repr=False)
+    _file_kinds: Callable[[str], FileKind] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from the settings and the login, so every way of making a Dispatcher has
@@ -166,8 +173,15 @@ class Dispatcher:
             config.upload))
         object.__setattr__(self, "writes", WriteGuard.from_config(config))
         object.__setattr__(self, "zip_slots", ZipSlots(config.max_concurrent_zips))
-        # Most requests are anonymous: their checker is made once.
-        object.__setattr__(self, "_anonymous", self.access.checker(None))
+        object.__setattr__(self, "_file_kinds", remembered_kinds(config))
+        # Most requests are anonymous: their checker, and what the resolver asks, are made
+        # once.
+        anonymous = self.access.checker(None)
+        object.__setattr__(self, "_anonymous", anonymous)
+        object.__setattr__(self, "_anonymous_resolving",
+                           None if self.access.opens_everything_to(None) else anonymous)
+        object.__setattr__(self, "_host_signature",
+                           functools.lru_cache(maxsize=HOST_SIGNATURES)(self._signature_at))
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
@@ -203,20 +217,24 @@ class Dispatcher:
             # The asterisk-form and the authority-form have no path: nothing to decode.
             path = split_path(request.path) if request.path else None
             auth = self.auth
-            # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
-            # answered without a login; under a protected prefix it does not look at the disk.
-            protected = auth is not None and path is not None and auth.covers(path[0])
-            authorization = request.headers.get("Authorization")
-            if protected and request.method != "OPTIONS":
-                user = auth.login(authorization, client)
-            elif auth is not None and authorization is not None:
-                user = auth.identify(authorization, client)
-            try:
-                response = self._serve(request, body, path, protected, user, client)
-            except Refused:
-                if user is None and auth is not None:
-                    raise auth.refusal(authorization, client) from None
-                raise
+            if auth is None:
+                response = self._serve(request, body, path, False, None, client)
+            else:
+                # A CORS preflight never carries credentials (Fetch standard), so OPTIONS is
+                # answered without a login; under a protected prefix it does not look at the
+                # disk.
+                protected = path is not None and auth.covers(path[0])
+                authorization = request.headers.get("Authorization")
+                if protected and request.method != "OPTIONS":
+                    user = auth.login(authorization, client)
+                elif authorization is not None:
+                    user = auth.identify(authorization, client)
+                try:
+                    response = self._serve(request, body, path, protected, user, client)
+                except Refused:
+                    if user is None:
+                        raise auth.refusal(authorization, client) from None
+                    raise
         except HTTPError as error:
             error.user = user
             if cors is not None:
@@ -237,24 +255,28 @@ class Dispatcher:
         ``client`` the address it comes from."""
         method = request.method
         config = self.config
-        may = self._anonymous if user is None else self.access.checker(user)
         # The resolver asks only to read and list: with nothing refused, it skips looking
         # up the real paths it would ask about (a missing path's costs a realpath).
-        resolving = None if self.access.opens_everything_to(user) else may
+        if user is None:
+            may, resolving = self._anonymous, self._anonymous_resolving
+        else:
+            may = self.access.checker(user)
+            resolving = None if self.access.opens_everything_to(user) else may
         dav = self.dav
-        if config.upload and is_resumable(request):
-            if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
-                dav.guard_put(request, path[0])
-            return resumable_upload(request, body, config, may, path)
-        if dav is not None and method in dav.methods:
-            return dav.respond(request, body, may, path, client)
-        if config.upload and method == "PUT":
-            if dav is not None and dav.writable:
-                dav.guard_put(request, path[0])
-            return put_file(request, body, config, may, path)
-        if config.upload and method == "POST":
-            return post_form(request, body, config, may, path,
-                             None if dav is None else dav.form_guard(request, path[0]))
+        if config.upload or dav is not None:  # the handlers that write or speak WebDAV
+            if config.upload and is_resumable(request):
+                if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
+                    dav.guard_put(request, path[0])
+                return resumable_upload(request, body, config, may, path)
+            if dav is not None and method in dav.methods:
+                return dav.respond(request, body, may, path, client)
+            if config.upload and method == "PUT":
+                if dav is not None and dav.writable:
+                    dav.guard_put(request, path[0])
+                return put_file(request, body, config, may, path)
+            if config.upload and method == "POST":
+                return post_form(request, body, config, may, path,
+                                 None if dav is None else dav.form_guard(request, path[0]))
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
@@ -294,7 +316,8 @@ class Dispatcher:
                 UPLOAD_FORM if page is None else page.form(config))
             return render_listing(target, request, self.templates, signature, config,
                                   upload_form=form, may=may, viewer=user)
-        return serve_file(request, target, config, self.file_cache, may, self.open_files)
+        return serve_file(request, target, config, self.file_cache, may, self.open_files,
+                          self._file_kinds)
 
     def _qr_code(self, request: Request) -> Response:
         """``FOLDER/?qr``: the QR code of the folder's address, as an SVG image; on loopback,
@@ -328,10 +351,17 @@ class Dispatcher:
         """The footer line of a page answering ``request``: the host and port the client
         used, when its Host is one this site serves; else the configured server name (also
         for absolute-form and CONNECT targets, whose authority may be another server's)."""
-        if (request is None or not request.target.startswith("/") or not request.host
-                or not self.hosts.allows(request.host)):
+        if request is None or not request.target.startswith("/") or not request.host:
             return self.signature
-        parsed = split_host(request.host)
+        return self._host_signature(request.host)
+
+    def _signature_at(self, host: str) -> str:
+        """:meth:`signature_for` a request whose Host is ``host``.  Remembered for the last
+        :data:`HOST_SIGNATURES` hosts: it follows from the host and this dispatcher's
+        settings alone, and clients send few."""
+        if not self.hosts.allows(host):
+            return self.signature
+        parsed = split_host(host)
         if parsed is None:
             return self.signature
         name, port = parsed
@@ -352,14 +382,19 @@ class Dispatcher:
                             close=error.close, user=error.user, refusal=error.refusal,
                             failure=error.failure)
         form = error_form(request.headers.get("Accept"), request.query)
-        body = self.templates.render_error_as(form, error, self.signature_for(request))
-        headers = [_ERROR_TYPES[form]]
-        varied = False
-        for name, value in error.headers:
-            if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
-                value, varied = f"{value}, Accept", True
-            headers.append((name, value))
-        if not varied:
-            headers.insert(1, _VARY_ACCEPT)
+        # Only the page shows the footer line, which names the host the client used.
+        signature = self.signature_for(request) if form == "html" else self.signature
+        body = self.templates.render_error_as(form, error, signature)
+        if not error.headers:
+            headers = [_ERROR_TYPES[form], _VARY_ACCEPT]
+        else:
+            headers = [_ERROR_TYPES[form]]
+            varied = False
+            for name, value in error.headers:
+                if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
+                    value, varied = f"{value}, Accept", True
+                headers.append((name, value))
+            if not varied:
+                headers.insert(1, _VARY_ACCEPT)
         return Response(error.status, headers, (body,), close=error.close, user=error.user,
                         refusal=error.refusal, failure=error.failure)
