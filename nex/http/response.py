@@ -153,7 +153,8 @@ class Response:
             close()
 
 
-_NOSNIFF = "X-Content-Type-Options: nosniff\r\n"
+#: What follows ``Date`` in the head of each of Nex's own responses.
+_OWN_FIELDS = f"\r\nServer: {SERVER_SOFTWARE}\r\nX-Content-Type-Options: nosniff\r\n"
 _SMALL_BODY = 64 * 1024
 #: A file slice larger than this goes out through ``os.sendfile`` even in a small body:
 #: reading it into memory and writing it again copies it twice, which costs more than the
@@ -219,8 +220,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         if content_length is None:
             content_length = response.content_length
         length = f"Content-Length: {content_length}\r\n"
-    stamp = "" if response.forwarded else (
-        f"Date: {http_date_now()}\r\nServer: {SERVER_SOFTWARE}\r\n{_NOSNIFF}")
+    stamp = "" if response.forwarded else f"Date: {http_date_now()}{_OWN_FIELDS}"
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
     return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{fields}{length}"
@@ -295,7 +295,8 @@ def write_response(sock: socket.socket, response: Response, *, head_only: bool,
                 _send_all(sock, piece, more if index < last else 0, pace, most=most)
         return total
     finally:
-        response.release()
+        if response.file is not None or response.stream is not None:
+            response.release()
 
 
 class _Pace:

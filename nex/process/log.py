@@ -148,7 +148,7 @@ class Logger:
                               duration_us, received, upstream, refusal)
             self._append(self._access, line, urgent=self._immediate)
             return
-        status_text = str(status)
+        status_text: object = status
         if self._colour:
             status_text = f"\x1b[{_STATUS_COLOURS.get(status // 100, '0')}m{status}\x1b[0m"
         user_text = escape_log_text(user).replace(" ", "\\x20") if user else "-"
@@ -197,16 +197,17 @@ class Logger:
         """Put ``text`` (whole lines) in the buffer for ``fd``, or count it as dropped."""
         data = text.encode("utf-8", "backslashreplace")
         with self._lock:
-            if self._buffered + len(data) > self._capacity:
+            buffered = self._buffered + len(data)
+            if buffered > self._capacity:
                 self._dropped += 1
                 if self.on_drop is not None:
                     self.on_drop()
                 return
             self._entries.append((fd, data))
-            self._buffered += len(data)
+            self._buffered = buffered
             if urgent:
                 self._urgent = True
-            if urgent or len(self._entries) == 1 or self._buffered >= _BATCH_BYTES:
+            if urgent or len(self._entries) == 1 or buffered >= _BATCH_BYTES:
                 self._work.notify()
 
     def _write_forever(self) -> None:
