@@ -6,13 +6,11 @@ import unittest
 from typing import List, Tuple
 
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, RequestHeads, answers_locally,
-                                  asks_for_websocket,
-                                  client_response_fields, connection_options,
+from nex.proxy.forwarding import (CHUNKED, HOP_BY_HOP, RequestHeads, added_response_fields,
+                                  answers_locally, asks_for_websocket, connection_options,
                                   end_to_end_fields, forwarded_for, new_pseudonym,
-                                  origin_request_head,
-                                  parse_absolute_target, relayed_fields, split_authority,
-                                  via_carries, via_element)
+                                  origin_request_head, parse_absolute_target, relayed_fields,
+                                  split_authority, via_carries, via_element)
 from nex.http.framing import HeadLimits
 from nex.http.request import Request, parse_head
 
@@ -372,29 +370,42 @@ def no_clock() -> str:
     raise AssertionError("the clock is read only for a response without Date")
 
 
-class ClientResponseFieldsTest(unittest.TestCase):
+class ResponseFieldsTest(unittest.TestCase):
     def test_hop_by_hop_and_length_removed_via_added(self) -> None:
         fields = [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
                   ("Connection", "close, X-Hop"), ("X-Hop", "1"), ("Keep-Alive", "timeout=5"),
                   ("Transfer-Encoding", "chunked"), ("Content-Length", "10"),
                   ("Proxy-Authenticate", "Basic realm=\"x\""), ("Via", "1.1 cache"),
                   ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-        self.assertEqual(client_response_fields(relayed_fields(fields), "1.1 nex-abc", no_clock), [
+        relayed = relayed_fields(fields)
+        self.assertEqual(relayed.fields, (
             ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Server", "origin"),
-            ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
-            ("Via", "1.1 nex-abc")])
+            ("Via", "1.1 cache"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")))
+        self.assertEqual(relayed.text, "Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+                         "Server: origin\r\nVia: 1.1 cache\r\nSet-Cookie: a=1\r\n"
+                         "Set-Cookie: b=2\r\n")
+        self.assertEqual(added_response_fields(relayed, "1.1 nex-abc", no_clock),
+                         [("Via", "1.1 nex-abc")])
 
     def test_without_via(self) -> None:
-        self.assertEqual(client_response_fields(relayed_fields([("A", "1"), ("date", "x")]),
-                                                None, no_clock),
-                         [("A", "1"), ("date", "x")])
+        relayed = relayed_fields([("A", "1"), ("date", "x")])
+        self.assertEqual(relayed.fields, (("A", "1"), ("date", "x")))
+        self.assertEqual(added_response_fields(relayed, None, no_clock), [])
 
     def test_a_response_without_date_gets_the_time_it_was_received(self) -> None:
         # RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date
         # appends one.
-        self.assertEqual(client_response_fields(relayed_fields([("A", "1")]), "1.1 nex-abc",
-                                                clock),
-                         [("A", "1"), ("Date", NOW), ("Via", "1.1 nex-abc")])
+        self.assertEqual(added_response_fields(relayed_fields([("A", "1")]), "1.1 nex-abc",
+                                               clock),
+                         [("Date", NOW), ("Via", "1.1 nex-abc")])
+
+    def test_response_splitting_through_relayed_fields_is_refused(self) -> None:
+        # The relayed text goes out as it is: a CR, LF or NUL must never get into it.
+        for field in [("X-A", "1\r\nSet-Cookie: evil=1"), ("X-A", "1\n"), ("X-\rA", "1"),
+                      ("X-A", "1\0")]:
+            with self.subTest(field=field):
+                with self.assertRaises(ValueError):
+                    relayed_fields([field])
 
 
 class ViaTest(unittest.TestCase):

@@ -10,7 +10,7 @@ Framing is never copied from received fields.  The builders here drop ``Content-
 (and ``Transfer-Encoding``, which is hop-by-hop anyway) and the request's ``Host``; the
 request head gets ``Host`` from the target URI and its framing from the ``body_framing``
 the caller computed from the body it actually relays, and the caller frames a response
-itself (see :func:`client_response_fields`).  So whatever a ``Connection`` field names —
+itself (see :func:`added_response_fields`).  So whatever a ``Connection`` field names —
 ``Connection``, ``Host``, ``Content-Length`` — the message sent on is framed exactly by the
 body that goes with it.
 """
@@ -378,34 +378,44 @@ class RequestHeads:
 
 class Relayed(NamedTuple):
     """What an origin response passes on of its fields, worked out once per response head
-    (see :func:`relayed_fields`): the ``fields`` kept, and whether one was ``Date``."""
+    (see :func:`relayed_fields`): the ``fields`` kept, the same as ``text`` (their lines as
+    the writer sends them, each ending in CRLF), and whether one was ``Date``."""
 
     fields: Tuple[Tuple[str, str], ...]
+    text: str
     dated: bool
 
 
 def relayed_fields(origin_fields: Fields) -> Relayed:
     """The origin response's fields that reach the client as they are: without the
-    hop-by-hop ones and ``Content-Length``, in their order and spelling."""
-    headers = _as_headers(origin_fields)
-    return Relayed(tuple(end_to_end_fields(headers, _NOT_RELAYED)), "Date" in headers)
+    hop-by-hop ones and ``Content-Length``, in their order and spelling.
 
-
-def client_response_fields(relayed: Relayed, via: Optional[str],
-                           received: Callable[[], str]) -> List[Tuple[str, str]]:
-    """The origin response's fields as Nex passes them to the client.
-
-    ``relayed`` is the response's :func:`relayed_fields`: hop-by-hop fields and
-    ``Content-Length`` are removed.  ``via`` (e.g. ``via_element(head.version, pseudonym)``)
-    is appended as the last ``Via``.  The caller frames the body it relays:
-    ``Content-Length: head.content_length`` when the origin gave one (this also keeps it on
-    HEAD and 304 responses, where it describes the representation), else chunked to an
-    HTTP/1.1 client or close-delimited to HTTP/1.0.  Date, Server and the rest pass
-    unchanged; a writer must not add its own.  A response without ``Date`` gets ``Date:
-    received()``, the HTTP-date it arrived at: RFC 9110 §6.6.1 has a recipient with a clock
-    that forwards such a response append one.
+    ``ValueError`` for a CR, LF or NUL in a name or value: the text goes on as it is
+    (:attr:`nex.http.response.Response.relayed`), so nothing in it may split the response.
+    (The parser refuses an origin's head with any of them already.)
     """
-    fields = list(relayed.fields)
+    headers = _as_headers(origin_fields)
+    kept = tuple(end_to_end_fields(headers, _NOT_RELAYED))
+    text = "".join([f"{name}: {value}\r\n" for name, value in kept])
+    if text.count("\n") != len(kept) or text.count("\r") != len(kept) or "\0" in text:
+        raise ValueError(f"unsafe characters in relayed fields {kept!r}")
+    return Relayed(kept, text, "Date" in headers)
+
+
+def added_response_fields(relayed: Relayed, via: Optional[str],
+                          received: Callable[[], str]) -> List[Tuple[str, str]]:
+    """The fields Nex adds to the origin response's :func:`relayed_fields`, which it passes
+    on as they are (hop-by-hop fields and ``Content-Length`` removed).
+
+    ``via`` (e.g. ``via_element(head.version, pseudonym)``) is appended as the last ``Via``.
+    The caller frames the body it relays: ``Content-Length: head.content_length`` when the
+    origin gave one (this also keeps it on HEAD and 304 responses, where it describes the
+    representation), else chunked to an HTTP/1.1 client or close-delimited to HTTP/1.0.
+    Date, Server and the rest pass unchanged; a writer must not add its own.  A response
+    without ``Date`` gets ``Date: received()``, the HTTP-date it arrived at: RFC 9110 §6.6.1
+    has a recipient with a clock that forwards such a response append one.
+    """
+    fields = []
     if not relayed.dated:
         fields.append(("Date", received()))
     if via:

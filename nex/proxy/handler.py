@@ -33,7 +33,7 @@ from nex.proxy.blacklist import canonical_host
 from nex.http.body import NO_LIMIT, BodyReader
 from nex.http.dates import http_date_now
 from nex.http.errors import HTTPError
-from nex.proxy.forwarding import (RequestHeads, answers_locally, client_response_fields,
+from nex.proxy.forwarding import (RequestHeads, added_response_fields, answers_locally,
                                   new_pseudonym, parse_absolute_target, split_authority,
                                   via_carries, via_element)
 from nex.http.framing import (CHUNK_END, IDEMPOTENT_METHODS, LAST_CHUNK, LENGTH, NO_BODY,
@@ -232,18 +232,19 @@ class ForwardProxy:
     def _switch(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The origin's ``101`` to a WebSocket upgrade, the tunnel to run after it."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        fields = client_response_fields(head.relayed, via, http_date_now)
+        fields = added_response_fields(head.relayed, via, http_date_now)
         fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
         sock, pending = origin.detach()
-        return Response(101, fields, forwarded=True, user=user, reason=head.reason,
+        return Response(101, fields, forwarded=True, relayed=head.relayed.text, user=user,
+                        reason=head.reason,
                         tunnel=_Tunnel(sock, self._config.proxy_tunnel_idle, pending))
 
     def _relay(self, origin: Origin, head: ResponseHead, user: Optional[str]) -> Response:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
-        response = Response(head.status, client_response_fields(head.relayed, via,
-                                                                http_date_now),
-                            forwarded=True, user=user, reason=head.reason)
+        response = Response(head.status, added_response_fields(head.relayed, via, http_date_now),
+                            forwarded=True, relayed=head.relayed.text, user=user,
+                            reason=head.reason)
         length = head.content_length
         if head.framing == LENGTH and length is not None and length <= origin.buffered:
             # The whole body came with the head: it goes out with the head in one write,
