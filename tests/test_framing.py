@@ -7,7 +7,7 @@ import unittest
 from nex.http.errors import HTTPError
 from nex.http.framing import (CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, HeadLimits, body_framing,
                               chunk_size_line, connection_options, find_head_end, has_content,
-                              head_lines, outgoing_framing, persists)
+                              outgoing_framing, persists, split_head)
 
 # name, version, Content-Length values, Transfer-Encoding values, no_body,
 # expected (framing, content_length) for a request, and for a response
@@ -123,9 +123,14 @@ class HeadTest(unittest.TestCase):
             with self.subTest(buffer=buffer):
                 self.assertEqual(find_head_end(buffer, start), end)
 
-    def test_lines(self) -> None:
-        self.assertEqual(head_lines(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", self.LIMITS),
-                         ["GET / HTTP/1.1", "A: b"])
+    def test_split(self) -> None:
+        for head, parts in [
+                (b"GET / HTTP/1.1\r\nA: b\r\nC:\xe9\r\n\r\n",
+                 ("GET / HTTP/1.1", "A: b\r\nC:\xe9\r\n")),
+                (b"HTTP/1.1 200 OK\r\n\r\n", ("HTTP/1.1 200 OK", "")),
+                (b"\r\n\r\n", ("", ""))]:
+            with self.subTest(head=head):
+                self.assertEqual(split_head(head, self.LIMITS), parts)
 
     def test_refused(self) -> None:
         for name, head, status in [
@@ -137,7 +142,7 @@ class HeadTest(unittest.TestCase):
                 ("no blank line", b"GET / HTTP/1.1\r\n", 400)]:
             for request in (True, False):
                 with self.subTest(name, request=request), self.assertRaises(HTTPError) as caught:
-                    head_lines(head, self.LIMITS, request=request)
+                    split_head(head, self.LIMITS, request=request)
                 self.assertEqual(caught.exception.status, status)
 
     def test_defaults(self) -> None:

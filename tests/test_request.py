@@ -604,6 +604,16 @@ class HeadersTest(unittest.TestCase):
                 self.assertEqual(list(headers), self.PAIRS)
                 self.assertEqual(headers.items(), self.PAIRS)
 
+    def test_a_head_without_repeats_is_indexed_alike(self) -> None:
+        headers = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nX-One:\t 1 \t\r\nX-Empty: \t \r\n"
+                             b"X-Inner: a  b\r\n\r\n", HeadLimits()).headers
+        pairs = [("Host", "a"), ("X-One", "1"), ("X-Empty", ""), ("X-Inner", "a  b")]
+        self.assertEqual(headers.items(), pairs)
+        for name, value in pairs:
+            with self.subTest(name):
+                self.assertEqual(headers.get_all(name.upper()), [value])
+        self.assertEqual(headers.without(frozenset({"x-one"})), pairs[:1] + pairs[2:])
+
     def test_without_drops_every_line_of_the_names_and_keeps_the_order(self) -> None:
         for how, headers in self.both():
             with self.subTest(how):

@@ -14,14 +14,15 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 from __future__ import annotations
 
 import functools
+import operator
 from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
-                              head_lines, head_too_large, line_length, line_too_long, persists)
-from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_SECTION,
-                              FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM, REQUEST_TARGET,
-                              TCHAR_BYTES, parse_host)
+                              head_too_large, line_length, line_too_long, persists, split_head)
+from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_PARTS,
+                              FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
+                              REQUEST_TARGET, TCHAR_BYTES, parse_host)
 
 _CR, _LF = 13, 10
 
@@ -338,23 +339,20 @@ def _valid_host_field(value: str) -> bool:
     return _valid_host(value)
 
 
-def _host(headers: Headers, version: str) -> str:
-    """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2."""
-    values = headers.get_all("Host")
-    if len(values) > 1:
-        raise protocol_error("more than one Host field")
-    if not values:
+def _host(fields: Optional[List[Tuple[str, str]]], version: str) -> str:
+    """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2; ``fields``
+    is its entry in :class:`Headers`' index (None: not sent)."""
+    if fields is None:
         if version == "HTTP/1.1":
             raise protocol_error("missing Host field")
         return ""
-    value = values[0]
+    if len(fields) > 1:
+        raise protocol_error("more than one Host field")
+    value = fields[0][1]
     if not (_valid_host_field(value) if len(value) <= _CACHED_LINE_LENGTH
             else _valid_host(value)):
         raise protocol_error("malformed Host field")
-    return values[0]
-
-
-_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+    return value
 
 
 #: Heads longer than this are parsed each time rather than remembered.
@@ -389,14 +387,15 @@ def _remembered_head(head: bytes, limits: HeadLimits) -> Request:
 
 
 def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
-    lines = head_lines(head, limits)
-    method, target, version, path, query, authority = _request_line(lines[0])
-    headers = parse_fields(head, lines)
-    host = _host(headers, version)
+    start_line, section = split_head(head, limits)
+    method, target, version, path, query, authority = _request_line(start_line)
+    headers = parse_fields(section)
+    index = headers._index
+    host = _host(index.get("host"), version)
     body_length, chunked = 0, False
-    if headers.has_any(_FRAMING_FIELDS):
-        framing, length = body_framing(version, headers.get_all("Content-Length"),
-                                       headers.get_all("Transfer-Encoding"), request=True)
+    lengths, codings = index.get("content-length"), index.get("transfer-encoding")
+    if lengths is not None or codings is not None:
+        framing, length = body_framing(version, _values(lengths), _values(codings), request=True)
         body_length, chunked = length or 0, framing == CHUNKED
     options, well_formed = connection_options(headers.get("Connection"))
     if not well_formed:
@@ -406,24 +405,25 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
                    body_length, chunked)
 
 
-def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
-    """The field lines of ``head`` (a request or a response head), split into ``lines`` by
-    :func:`~nex.http.framing.head_lines`, as :class:`Headers`; 400 for a line
-    :func:`parse_field_line` refuses."""
-    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
-        # Every line is known good: split each once, and index it in the same pass.
-        items: List[Tuple[str, str]] = []
-        index: Dict[str, List[Tuple[str, str]]] = {}
-        for number in range(1, len(lines)):
-            name, _, value = lines[number].partition(":")
-            field = (name, value.strip(" \t"))
-            items.append(field)
-            key = name.lower()
-            fields = index.get(key)
-            if fields is None:
-                index[key] = [field]
-            else:
-                fields.append(field)
-        return Headers(items, index)
+def _values(fields: Optional[List[Tuple[str, str]]]) -> List[str]:
+    """The values of a field's lines, from an entry of :class:`Headers`' index (None: none)."""
+    return [] if fields is None else [value for _, value in fields]
+
+
+_FIELD_NAME_OF = operator.itemgetter(0)
+
+
+def parse_fields(section: str) -> Headers:
+    """The field lines of a request or a response head as :class:`Headers`.
+
+    ``section`` is what :func:`~nex.http.framing.split_head` gives: the field lines, each
+    ending in CRLF.  400 for a line :func:`parse_field_line` refuses.
+    """
+    if FIELD_SECTION.fullmatch(section):
+        # Every line is known good: split them all in one pass, and index them without a
+        # loop in Python when no name repeats (Headers indexes repeats itself).
+        items: List[Tuple[str, str]] = FIELD_PARTS.findall(section)
+        index = dict(zip(map(str.lower, map(_FIELD_NAME_OF, items)), map(list, zip(items))))
+        return Headers(items, index if len(index) == len(items) else None)
     # Find the offending line, for the error's detail.
-    return Headers([parse_field_line(line) for line in lines[1:]])
+    return Headers([parse_field_line(line) for line in section.split("\r\n")[:-1]])
