@@ -88,7 +88,9 @@ def split_head(head: Union[bytes, bytearray], limits: HeadLimits, *,
     §2.2) or a head that does not end in the blank line (400).
     """
     lf = head.find(b"\n")
-    if line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
+    # A line whose LF comes within the limit is within it: measured only when it does not.
+    if ((lf == -1 or lf > limits.request_line)
+            and line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line):
         raise line_too_long(limits, "request" if request else "status")
     if len(head) > limits.header_block:
         raise head_too_large(limits, "request" if request else "response")

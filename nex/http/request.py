@@ -393,9 +393,8 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     index = headers._index
     host = _host(index.get("host"), version)
     body_length, chunked = 0, False
-    lengths, codings = index.get("content-length"), index.get("transfer-encoding")
-    if lengths is not None or codings is not None:
-        framing, length = body_framing(version, _values(lengths), _values(codings), request=True)
+    if "content-length" in index or "transfer-encoding" in index:
+        framing, length = body_framing(version, *framing_fields(headers), request=True)
         body_length, chunked = length or 0, framing == CHUNKED
     options, well_formed = connection_options(headers.get("Connection"))
     if not well_formed:
@@ -405,9 +404,13 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
                    body_length, chunked)
 
 
-def _values(fields: Optional[List[Tuple[str, str]]]) -> List[str]:
-    """The values of a field's lines, from an entry of :class:`Headers`' index (None: none)."""
-    return [] if fields is None else [value for _, value in fields]
+def framing_fields(headers: Headers) -> Tuple[List[str], List[str]]:
+    """The values of the Content-Length and the Transfer-Encoding fields of ``headers`` (as
+    :func:`~nex.http.framing.body_framing` takes them), read straight from its index."""
+    index = headers._index
+    lengths, codings = index.get("content-length"), index.get("transfer-encoding")
+    return ([] if lengths is None else [value for _, value in lengths],
+            [] if codings is None else [value for _, value in codings])
 
 
 _FIELD_NAME_OF = operator.itemgetter(0)

@@ -34,7 +34,7 @@ from nex.http.errors import HTTPError
 from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_framing,
                               connection_options, find_head_end, has_content, persists,
                               split_head)
-from nex.http.request import Headers, parse_fields
+from nex.http.request import Headers, framing_fields, parse_fields
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
 from nex.proxy.forwarding import Relayed, names_websocket, relayed_fields
 from nex.http.response import TIMED_OUT, timeval
@@ -139,9 +139,9 @@ def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> Respons
         status = int(code)
         headers = parse_fields(section)
         framing, content_length = body_framing(
-            version, headers.get_all("Content-Length"), headers.get_all("Transfer-Encoding"),
-            request=False, no_body=(method == "HEAD" or not has_content(status)
-                                     or (method == "CONNECT" and status < 300)))
+            version, *framing_fields(headers), request=False,
+            no_body=(method == "HEAD" or not has_content(status)
+                     or (method == "CONNECT" and status < 300)))
     except HTTPError as error:
         if error.status == 502:
             raise
