@@ -17,9 +17,10 @@ import functools
 import operator
 from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from nex.http.errors import protocol_error
+from nex.http.errors import HTTPError, protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
-                              head_too_large, line_length, line_too_long, persists, split_head)
+                              head_too_large, line_length, line_too_long, persists,
+                              refuse_bare_cr_lf, split_head)
 from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_PARTS,
                               FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
                               REQUEST_TARGET, TCHAR_BYTES, parse_host)
@@ -388,7 +389,11 @@ def _remembered_head(head: bytes, limits: HeadLimits) -> Request:
 
 def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     start_line, section = split_head(head, limits)
-    method, target, version, path, query, authority = _request_line(start_line)
+    try:
+        method, target, version, path, query, authority = _request_line(start_line)
+    except HTTPError:
+        refuse_bare_cr_lf(head)
+        raise
     headers = parse_fields(section)
     index = headers._index
     host = _host(index.get("host"), version)
@@ -416,11 +421,13 @@ def framing_fields(headers: Headers) -> Tuple[List[str], List[str]]:
 _FIELD_NAME_OF = operator.itemgetter(0)
 
 
-def parse_fields(section: str) -> Headers:
-    """The field lines of a request or a response head as :class:`Headers`.
+def parse_fields(section: str, request: bool = True) -> Headers:
+    """The field lines of a request's head (without ``request``, a response's) as
+    :class:`Headers`.
 
     ``section`` is what :func:`~nex.http.framing.split_head` gives: the field lines, each
-    ending in CRLF.  400 for a line :func:`parse_field_line` refuses.
+    ending in CRLF.  400 for a bare CR or LF, else for a line :func:`parse_field_line`
+    refuses.
     """
     if FIELD_SECTION.fullmatch(section):
         # Every line is known good: split them all in one pass, and index them without a
@@ -429,4 +436,5 @@ def parse_fields(section: str) -> Headers:
         index = dict(zip(map(str.lower, map(_FIELD_NAME_OF, items)), map(list, zip(items))))
         return Headers(items, index if len(index) == len(items) else None)
     # Find the offending line, for the error's detail.
+    refuse_bare_cr_lf(section, request)
     return Headers([parse_field_line(line) for line in section.split("\r\n")[:-1]])

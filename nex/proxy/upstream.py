@@ -33,7 +33,7 @@ from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
 from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_framing,
                               connection_options, find_head_end, has_content, persists,
-                              split_head)
+                              refuse_bare_cr_lf, split_head)
 from nex.http.request import Headers, framing_fields, parse_fields
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
 from nex.proxy.forwarding import Relayed, names_websocket, relayed_fields
@@ -134,10 +134,11 @@ def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> Respons
         start_line, section = split_head(head, limits, request=False)
         status_line = _STATUS_LINE.fullmatch(start_line)
         if status_line is None:
+            refuse_bare_cr_lf(head, request=False)
             raise _bad_gateway("a malformed status line")
         version, code, reason = status_line.groups()
         status = int(code)
-        headers = parse_fields(section)
+        headers = parse_fields(section, request=False)
         framing, content_length = body_framing(
             version, *framing_fields(headers), request=False,
             no_body=(method == "HEAD" or not has_content(status)
