@@ -2,10 +2,9 @@
 
 Each rule stands beside the ABNF it implements.  Rules are regular expressions over ``str``
 (field values decoded as Latin-1, so each character is one byte) and are meant for
-``fullmatch``, or for an anchored ``match`` inside :func:`parse_list` (:data:`FIELD_PARTS`
-only splits what :data:`FIELD_SECTION` accepted).  No pattern nests ambiguous repetition, so
-matching is linear in the length of the text.  The few helpers here only apply a rule:
-:func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host`,
+``fullmatch``, or for an anchored ``match`` inside :func:`parse_list`.  No pattern nests
+ambiguous repetition, so matching is linear in the length of the text.  The few helpers here
+only apply a rule: :func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host`,
 :func:`split_host` and :func:`ipv6_address` (RFC 9110 §7.2 Host), :func:`is_hostname`
 (RFC 1123 names).
 
@@ -60,12 +59,6 @@ FIELD_VALUE = re.compile(_FIELD_VALUE)
 #: exactly any run of SP, HTAB, VCHAR and obs-text (the OWS take the blanks at either end),
 #: so it is matched as that run: the same lines, without backtracking at each value's end.
 FIELD_SECTION = re.compile(rf"(?:{_TOKEN}:[\t \x21-\x7e\x80-\xff]*\r\n)*")
-#: The ``(field-name, field-value)`` of each line of a section :data:`FIELD_SECTION` has
-#: accepted, for ``findall``: the name runs to the colon, and the value leaves out the OWS
-#: on either side (a value of blanks only is empty).  It splits, and checks nothing.  The
-#: value runs to the line's end and gives back only its trailing blanks, so that a run of
-#: blanks inside a value costs no more than other characters.
-FIELD_PARTS = re.compile(r"([^:]*):[\t ]*((?:[^\r]*[^\t \r])?)[\t ]*\r\n")
 
 # --- RFC 9110 §5.6.1: lists -------------------------------------------------------------------
 

@@ -14,16 +14,15 @@ says where its body ends, so the bytes after it cannot be trusted to start a req
 from __future__ import annotations
 
 import functools
-import operator
 from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 from nex.http.errors import HTTPError, protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
                               head_too_large, line_length, line_too_long, persists,
                               refuse_bare_cr_lf, split_head)
-from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_PARTS,
-                              FIELD_SECTION, FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM,
-                              REQUEST_TARGET, TCHAR_BYTES, parse_host)
+from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_SECTION,
+                              FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM, REQUEST_TARGET,
+                              TCHAR_BYTES, parse_host)
 
 _CR, _LF = 13, 10
 
@@ -401,7 +400,8 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     if "content-length" in index or "transfer-encoding" in index:
         framing, length = body_framing(version, *framing_fields(headers), request=True)
         body_length, chunked = length or 0, framing == CHUNKED
-    options, well_formed = connection_options(headers.get("Connection"))
+    options, well_formed = connection_options(
+        headers.get("Connection") if "connection" in index else None)
     if not well_formed:
         raise protocol_error("malformed Connection field")
     return Request(method, target, path, query, version, headers,
@@ -418,9 +418,6 @@ def framing_fields(headers: Headers) -> Tuple[List[str], List[str]]:
             [] if codings is None else [value for _, value in codings])
 
 
-_FIELD_NAME_OF = operator.itemgetter(0)
-
-
 def parse_fields(section: str, request: bool = True) -> Headers:
     """The field lines of a request's head (without ``request``, a response's) as
     :class:`Headers`.
@@ -429,12 +426,23 @@ def parse_fields(section: str, request: bool = True) -> Headers:
     ending in CRLF.  400 for a bare CR or LF, else for a line :func:`parse_field_line`
     refuses.
     """
+    lines = section.split("\r\n")
+    del lines[-1]  # what follows the last CRLF: nothing
     if FIELD_SECTION.fullmatch(section):
-        # Every line is known good: split them all in one pass, and index them without a
-        # loop in Python when no name repeats (Headers indexes repeats itself).
-        items: List[Tuple[str, str]] = FIELD_PARTS.findall(section)
-        index = dict(zip(map(str.lower, map(_FIELD_NAME_OF, items)), map(list, zip(items))))
-        return Headers(items, index if len(index) == len(items) else None)
+        # Every line is known good: split each once, and index it in the same pass.
+        items: List[Tuple[str, str]] = []
+        index: Dict[str, List[Tuple[str, str]]] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            field = (name, value.strip(" \t"))
+            items.append(field)
+            key = name.lower()
+            fields = index.get(key)
+            if fields is None:
+                index[key] = [field]
+            else:
+                fields.append(field)
+        return Headers(items, index)
     # Find the offending line, for the error's detail.
     refuse_bare_cr_lf(section, request)
-    return Headers([parse_field_line(line) for line in section.split("\r\n")[:-1]])
+    return Headers([parse_field_line(line) for line in lines])
