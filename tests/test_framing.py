@@ -7,7 +7,8 @@ import unittest
 from nex.http.errors import HTTPError
 from nex.http.framing import (CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, HeadLimits, body_framing,
                               chunk_size_line, connection_options, find_head_end, has_content,
-                              head_lines, outgoing_framing, persists)
+                              outgoing_framing, persists, refuse_bare_cr_lf,
+                              split_head)
 
 # name, version, Content-Length values, Transfer-Encoding values, no_body,
 # expected (framing, content_length) for a request, and for a response
@@ -123,9 +124,14 @@ class HeadTest(unittest.TestCase):
             with self.subTest(buffer=buffer):
                 self.assertEqual(find_head_end(buffer, start), end)
 
-    def test_lines(self) -> None:
-        self.assertEqual(head_lines(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", self.LIMITS),
-                         ["GET / HTTP/1.1", "A: b"])
+    def test_split(self) -> None:
+        for head, parts in [
+                (b"GET / HTTP/1.1\r\nA: b\r\nC:\xe9\r\n\r\n",
+                 ("GET / HTTP/1.1", "A: b\r\nC:\xe9\r\n")),
+                (b"HTTP/1.1 200 OK\r\n\r\n", ("HTTP/1.1 200 OK", "")),
+                (b"\r\n\r\n", ("", ""))]:
+            with self.subTest(head=head):
+                self.assertEqual(split_head(head, self.LIMITS), parts)
 
     def test_refused(self) -> None:
         for name, head, status in [
@@ -133,12 +139,35 @@ class HeadTest(unittest.TestCase):
                 ("large head", b"GET / HTTP/1.1\r\n" + b"A: " + b"b" * 60 + b"\r\n\r\n", 431),
                 ("too many fields", b"GET / HTTP/1.1\r\nA: b\r\nA: b\r\nA: b\r\n\r\n", 431),
                 ("bare LF", b"GET / HTTP/1.1\nA: b\r\n\r\n", 400),
-                ("bare CR", b"GET / HTTP/1.1\r\nA: \rb\r\n\r\n", 400),
+                ("bare LF in a head too short", b"GET / HTTP/1.1\nA: b\r\n", 400),
+                ("bare LF, too many fields", b"GET / HTTP/1.1\r\nA: b\nA: b\r\nA: b\r\n\r\n",
+                 400),
                 ("no blank line", b"GET / HTTP/1.1\r\n", 400)]:
             for request in (True, False):
                 with self.subTest(name, request=request), self.assertRaises(HTTPError) as caught:
-                    head_lines(head, self.LIMITS, request=request)
+                    split_head(head, self.LIMITS, request=request)
                 self.assertEqual(caught.exception.status, status)
+
+    def test_a_bare_cr_or_lf_is_the_reason_before_any_other(self) -> None:
+        # A head too short, and heads with too many fields.
+        for head in (b"GET / HTTP/1.1\nA: b\r\n", b"GET / HTTP/1.1\r\nA: b\nA: b\r\nA: b\r\n\r\n",
+                     b"GET / HTTP/1.1\r\nA: b\rA: b\r\nA: b\r\nA: b\r\n\r\n"):
+            for request, what in ((True, "request"), (False, "response")):
+                with self.subTest(head=head, request=request), \
+                        self.assertRaises(HTTPError) as caught:
+                    split_head(head, self.LIMITS, request=request)
+                self.assertEqual(caught.exception.detail, f"bare CR or LF in {what} head")
+
+    def test_a_bare_cr_inside_a_line_is_left_to_the_line_grammars(self) -> None:
+        # A start line or field line holding a CR is refused by its grammar, whose caller
+        # asks refuse_bare_cr_lf for the reason first.
+        self.assertEqual(split_head(b"GET / HTTP/1.1\r\nA: \rb\r\n\r\n", self.LIMITS),
+                         ("GET / HTTP/1.1", "A: \rb\r\n"))
+        with self.assertRaises(HTTPError) as caught:
+            refuse_bare_cr_lf(b"GET / HTTP/1.1\r\nA: \rb\r\n\r\n", request=False)
+        self.assertEqual((caught.exception.status, caught.exception.detail),
+                         (400, "bare CR or LF in response head"))
+        refuse_bare_cr_lf(b"GET / HTTP/1.1\r\n\r\n")
 
     def test_defaults(self) -> None:
         self.assertEqual(HeadLimits(), HeadLimits(8192, 65536, 100))

@@ -160,9 +160,9 @@ class RuleTest(unittest.TestCase):
                                                                 "00:00:00 2000"))
 
     def test_field_section(self) -> None:
-        valid = [b"", b"Host: h\r\n", b"A:1\r\nB: \t2 \t\r\n", b"X:\r\n", b"X: caf\xe9\r\n"]
-        invalid = [b"Host: h", b"Host: h\n", b" Host: h\r\n", b"Host : h\r\n", b"X: a\r\n b\r\n",
-                   b"X: a\x00\r\n", b": v\r\n", b"X/Y: 1\r\n", b"X: a\rb\r\n"]
+        valid = ["", "Host: h\r\n", "A:1\r\nB: \t2 \t\r\n", "X:\r\n", "X: caf\xe9\r\n"]
+        invalid = ["Host: h", "Host: h\n", " Host: h\r\n", "Host : h\r\n", "X: a\r\n b\r\n",
+                   "X: a\x00\r\n", ": v\r\n", "X/Y: 1\r\n", "X: a\rb\r\n", "X: \u0100\r\n"]
         for value in valid:
             with self.subTest(value=value):
                 self.assertIsNotNone(FIELD_SECTION.fullmatch(value))
@@ -178,8 +178,7 @@ class RuleTest(unittest.TestCase):
     def test_field_section_is_field_line_after_field_line(self, lines) -> None:
         # The one-pass pattern accepts a section exactly when RFC 9112 §5's field-line rule,
         # written out by its parts, accepts each line.
-        section = b"".join(name.encode("latin-1") + b":" + value + b"\r\n"
-                           for name, value in lines)
+        section = "".join(f"{name}:{value.decode('latin-1')}\r\n" for name, value in lines)
         expected = all(TOKEN.fullmatch(name) and FIELD_VALUE.fullmatch(
             value.decode("latin-1").strip(" \t")) for name, value in lines)
         self.assertEqual(FIELD_SECTION.fullmatch(section) is not None, bool(expected))

@@ -260,6 +260,19 @@ class ParseHeadTest(unittest.TestCase):
                 self.assertEqual(caught.exception.status, status)
                 self.assertTrue(caught.exception.close)
 
+    def test_a_bare_cr_or_lf_is_the_reason_whatever_else_is_wrong(self) -> None:
+        for name, head in [
+                ("in a malformed request line", b"GET /\r HTTP/1.1\r\n" + HOST + b"\r\n"),
+                ("after a malformed method", b"G(T / HTTP/1.1\r\n" + HOST + b"X: \n\r\n\r\n"),
+                ("in a bad field name", b"GET / HTTP/1.1\r\n" + HOST + b"X\r: 1\r\n\r\n"),
+                ("before a bad field line", b"GET / HTTP/1.1\r\n" + HOST
+                 + b"X: a\rb\r\nBad Name: 1\r\n\r\n"),
+                ("in a folded line", b"GET / HTTP/1.1\r\n" + HOST + b"X: 1\r\n \n\r\n\r\n")]:
+            with self.subTest(name), self.assertRaises(HTTPError) as caught:
+                parse_head(head, LIMITS)
+            self.assertEqual((caught.exception.status, caught.exception.detail),
+                             (400, "bare CR or LF in request head"))
+
     def test_headers_keep_names_and_order(self) -> None:
         request = parse_head(b"GET / HTTP/1.1\r\nhost: h\r\nAccept:  */* \r\nX-A: 1\r\n"
                              b"x-a: 2\r\n\r\n", LIMITS)
@@ -603,6 +616,16 @@ class HeadersTest(unittest.TestCase):
                 self.assertIn("HOST", headers)
                 self.assertEqual(list(headers), self.PAIRS)
                 self.assertEqual(headers.items(), self.PAIRS)
+
+    def test_a_head_without_repeats_is_indexed_alike(self) -> None:
+        headers = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nX-One:\t 1 \t\r\nX-Empty: \t \r\n"
+                             b"X-Inner: a  b\r\n\r\n", HeadLimits()).headers
+        pairs = [("Host", "a"), ("X-One", "1"), ("X-Empty", ""), ("X-Inner", "a  b")]
+        self.assertEqual(headers.items(), pairs)
+        for name, value in pairs:
+            with self.subTest(name):
+                self.assertEqual(headers.get_all(name.upper()), [value])
+        self.assertEqual(headers.without(frozenset({"x-one"})), pairs[:1] + pairs[2:])
 
     def test_without_drops_every_line_of_the_names_and_keeps_the_order(self) -> None:
         for how, headers in self.both():

@@ -231,6 +231,16 @@ class ParseResponseHeadTest(unittest.TestCase):
                              (502, "bad_response"))
 
 
+    def test_a_bare_cr_or_lf_is_the_reason_whatever_else_is_wrong(self) -> None:
+        for text in (b"HTTP/1.1 2\r0 OK\r\n\r\n", b"HTTP/9 200\r\nX: a\nb\r\n\r\n",
+                     b"HTTP/1.1 200 OK\r\nX: a\rb\r\nBad Name: 1\r\n\r\n",
+                     b"HTTP/1.1 200 OK\r\nX : \n\r\n\r\n"):
+            with self.subTest(text=text), self.assertRaises(HTTPError) as caught:
+                head_of(text)
+            self.assertEqual(caught.exception.detail, "The origin server sent a malformed "
+                             "response head (bare CR or LF in response head).")
+
+
 CHUNKED_BODY = (b"5\r\nhello\r\n1;name=value\r\n \r\n6 ; q=\"a b\"\r\nworld!\r\n"
                 b"0\r\nX-Trailer: yes\r\n\r\n")
 

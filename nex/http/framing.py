@@ -25,12 +25,13 @@ if TYPE_CHECKING:
 #: coding; until the sender closes the connection.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = "none", "length", "chunked", "close"
 
-#: A head ends at an LF followed by CRLF, or by a bare LF that :func:`head_lines` then
+#: A head ends at an LF followed by CRLF, or by a bare LF that :func:`split_head` then
 #: refuses (so a head ending in bare LFs is answered at once instead of waited on).
 HEAD_ENDS = (b"\n\r\n", b"\n\n")
 #: What ends each chunk's data, and the last chunk with an empty trailer section (§7.1).
 CHUNK_END = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+_CR = 13
 
 _NO_CONTENT_STATUSES = frozenset({204, 304})
 #: Field values longer than this are parsed each time rather than remembered.
@@ -76,31 +77,48 @@ def find_head_end(buffer: Union[bytes, bytearray], start: int = 0) -> int:
     return end if end == -1 else end + 3
 
 
-def head_lines(head: Union[bytes, bytearray], limits: HeadLimits, *,
-               request: bool = True) -> List[str]:
-    """The lines of ``head`` (start line, then field lines), its CRLFs removed.
+def split_head(head: Union[bytes, bytearray], limits: HeadLimits, *,
+               request: bool = True) -> Tuple[str, str]:
+    """``(start_line, field_section)`` of ``head``, decoded as Latin-1.
 
-    ``head`` runs from the start line to the blank line of a request (or, without
-    ``request``, a response).  Refused: a start line longer than ``limits.request_line``
-    (414), a head larger than ``limits.header_block`` or with more than
-    ``limits.header_count`` field lines (431), a bare CR or LF (RFC 9112 §2.2) or a head that
-    does not end in the blank line (400).
+    ``start_line`` is without its CRLF; ``field_section`` holds the field lines, each still
+    ending in its CRLF, without the blank line.  ``head`` runs from the start line to the
+    blank line of a request (or, without ``request``, a response).  Refused: a start line
+    longer than ``limits.request_line`` (414), a head larger than ``limits.header_block`` or
+    with more than ``limits.header_count`` field lines (431), a head that does not end in
+    the blank line (400).
+
+    A bare CR or LF (RFC 9112 §2.2) is refused here only on the way to another refusal:
+    the grammar of a start line and :data:`~nex.http.grammar.FIELD_SECTION` admit a CR or
+    LF only as the CRLF that ends a line, so a head they accept has none.  Before refusing
+    the start line or the field section, the caller calls :func:`refuse_bare_cr_lf`, as
+    this does, for the reason that comes first.
     """
-    what = "request" if request else "response"
     lf = head.find(b"\n")
-    if line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line:
+    # A line whose LF comes within the limit is within it: measured only when it does not.
+    if ((lf == -1 or lf > limits.request_line)
+            and line_length(head, 0, lf if lf != -1 else len(head)) > limits.request_line):
         raise line_too_long(limits, "request" if request else "status")
     if len(head) > limits.header_block:
-        raise head_too_large(limits, what)
-    if not has_only_crlf(head):
-        raise protocol_error(f"bare CR or LF in {what} head")
-    if not head.endswith(b"\r\n\r\n"):
-        raise protocol_error(f"incomplete {what} head")
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    if len(lines) - 1 > limits.header_count:
+        raise head_too_large(limits, "request" if request else "response")
+    # Every LF ends a CRLF (or the head is refused): one for the start line, one for each
+    # field line, one blank line.
+    if (not head.endswith(b"\r\n\r\n") or head[lf - 1] != _CR
+            or head.count(b"\n") - 2 > limits.header_count):
+        refuse_bare_cr_lf(head, request)
+        if not head.endswith(b"\r\n\r\n"):
+            raise protocol_error(f"incomplete {'request' if request else 'response'} head")
         raise protocol_error(f"too many header fields (max_header_count = {limits.header_count})",
                              431)
-    return lines
+    text = head.decode("latin-1")
+    return text[:lf - 1], text[lf + 1:-2]
+
+
+def refuse_bare_cr_lf(data: Union[bytes, bytearray, str], request: bool = True) -> None:
+    """Refuse (400) ``data``, a request's head or part of it (without ``request``, a
+    response's), if a CR in it does not start a CRLF or an LF does not end one."""
+    if not has_only_crlf(data):
+        raise protocol_error(f"bare CR or LF in {'request' if request else 'response'} head")
 
 
 def line_too_long(limits: HeadLimits, what: str = "request") -> HTTPError:
@@ -115,8 +133,10 @@ def head_too_large(limits: HeadLimits, what: str = "request") -> HTTPError:
         f"{what} head too large ({size_limit('max_header_block', limits.header_block)})", 431)
 
 
-def has_only_crlf(data: Union[bytes, bytearray]) -> bool:
+def has_only_crlf(data: Union[bytes, bytearray, str]) -> bool:
     """Whether each CR in ``data`` starts a CRLF and each LF ends one (RFC 9112 §2.2)."""
+    if isinstance(data, str):
+        return data.count("\r") == data.count("\n") == data.count("\r\n")
     return data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n")
 
 

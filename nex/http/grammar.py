@@ -2,10 +2,9 @@
 
 Each rule stands beside the ABNF it implements.  Rules are regular expressions over ``str``
 (field values decoded as Latin-1, so each character is one byte) and are meant for
-``fullmatch``, or for an anchored ``match`` inside :func:`parse_list`; the field section is
-also compiled over bytes for the head parser.  No pattern nests ambiguous repetition, so
-matching is linear in the length of the text.  The few helpers here only apply a rule:
-:func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host`,
+``fullmatch``, or for an anchored ``match`` inside :func:`parse_list`.  No pattern nests
+ambiguous repetition, so matching is linear in the length of the text.  The few helpers here
+only apply a rule: :func:`parse_list` (the ``#`` list of RFC 9110 §5.6.1), :func:`parse_host`,
 :func:`split_host` and :func:`ipv6_address` (RFC 9110 §7.2 Host), :func:`is_hostname`
 (RFC 1123 names).
 
@@ -53,14 +52,13 @@ _FIELD_VALUE = r"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x8
 FIELD_NAME = TOKEN
 #: RFC 9110 §5.5: field-value, without the OWS around it.
 FIELD_VALUE = re.compile(_FIELD_VALUE)
-#: RFC 9112 §5: a field section of valid field lines, each ending in CRLF, over bytes:
+#: RFC 9112 §5: a field section of valid field lines, each ending in CRLF:
 #:   field-line = field-name ":" OWS field-value OWS
 #: One pass validates every line of a head at once (without the request line and the final
 #: blank line); obs-fold is refused by not being allowed.  ``OWS field-value OWS`` is
 #: exactly any run of SP, HTAB, VCHAR and obs-text (the OWS take the blanks at either end),
 #: so it is matched as that run: the same lines, without backtracking at each value's end.
-FIELD_SECTION = re.compile(
-    rf"(?:{_TOKEN}:[\t \x21-\x7e\x80-\xff]*\r\n)*".encode("ascii"))
+FIELD_SECTION = re.compile(rf"(?:{_TOKEN}:[\t \x21-\x7e\x80-\xff]*\r\n)*")
 
 # --- RFC 9110 §5.6.1: lists -------------------------------------------------------------------
 

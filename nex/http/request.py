@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from nex.http.errors import protocol_error
+from nex.http.errors import HTTPError, protocol_error
 from nex.http.framing import (CHUNKED, HEAD_ENDS, HeadLimits, body_framing, connection_options,
-                              head_lines, head_too_large, line_length, line_too_long, persists)
+                              head_too_large, line_length, line_too_long, persists,
+                              refuse_bare_cr_lf, split_head)
 from nex.http.grammar import (ABSOLUTE_FORM, ASTERISK_FORM, FIELD_NAME, FIELD_SECTION,
                               FIELD_VALUE, HTTP_VERSION, METHOD, ORIGIN_FORM, REQUEST_TARGET,
                               TCHAR_BYTES, parse_host)
@@ -338,23 +339,20 @@ def _valid_host_field(value: str) -> bool:
     return _valid_host(value)
 
 
-def _host(headers: Headers, version: str) -> str:
-    """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2."""
-    values = headers.get_all("Host")
-    if len(values) > 1:
-        raise protocol_error("more than one Host field")
-    if not values:
+def _host(fields: Optional[List[Tuple[str, str]]], version: str) -> str:
+    """The Host field's value, checked against RFC 9112 §3.2 and RFC 9110 §7.2; ``fields``
+    is its entry in :class:`Headers`' index (None: not sent)."""
+    if fields is None:
         if version == "HTTP/1.1":
             raise protocol_error("missing Host field")
         return ""
-    value = values[0]
+    if len(fields) > 1:
+        raise protocol_error("more than one Host field")
+    value = fields[0][1]
     if not (_valid_host_field(value) if len(value) <= _CACHED_LINE_LENGTH
             else _valid_host(value)):
         raise protocol_error("malformed Host field")
-    return values[0]
-
-
-_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+    return value
 
 
 #: Heads longer than this are parsed each time rather than remembered.
@@ -389,16 +387,21 @@ def _remembered_head(head: bytes, limits: HeadLimits) -> Request:
 
 
 def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
-    lines = head_lines(head, limits)
-    method, target, version, path, query, authority = _request_line(lines[0])
-    headers = parse_fields(head, lines)
-    host = _host(headers, version)
+    start_line, section = split_head(head, limits)
+    try:
+        method, target, version, path, query, authority = _request_line(start_line)
+    except HTTPError:
+        refuse_bare_cr_lf(head)
+        raise
+    headers = parse_fields(section)
+    index = headers._index
+    host = _host(index.get("host"), version)
     body_length, chunked = 0, False
-    if headers.has_any(_FRAMING_FIELDS):
-        framing, length = body_framing(version, headers.get_all("Content-Length"),
-                                       headers.get_all("Transfer-Encoding"), request=True)
+    if "content-length" in index or "transfer-encoding" in index:
+        framing, length = body_framing(version, *framing_fields(headers), request=True)
         body_length, chunked = length or 0, framing == CHUNKED
-    options, well_formed = connection_options(headers.get("Connection"))
+    options, well_formed = connection_options(
+        headers.get("Connection") if "connection" in index else None)
     if not well_formed:
         raise protocol_error("malformed Connection field")
     return Request(method, target, path, query, version, headers,
@@ -406,16 +409,31 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
                    body_length, chunked)
 
 
-def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
-    """The field lines of ``head`` (a request or a response head), split into ``lines`` by
-    :func:`~nex.http.framing.head_lines`, as :class:`Headers`; 400 for a line
-    :func:`parse_field_line` refuses."""
-    if FIELD_SECTION.fullmatch(head, len(lines[0]) + 2, len(head) - 2):
+def framing_fields(headers: Headers) -> Tuple[List[str], List[str]]:
+    """The values of the Content-Length and the Transfer-Encoding fields of ``headers`` (as
+    :func:`~nex.http.framing.body_framing` takes them), read straight from its index."""
+    index = headers._index
+    lengths, codings = index.get("content-length"), index.get("transfer-encoding")
+    return ([] if lengths is None else [value for _, value in lengths],
+            [] if codings is None else [value for _, value in codings])
+
+
+def parse_fields(section: str, request: bool = True) -> Headers:
+    """The field lines of a request's head (without ``request``, a response's) as
+    :class:`Headers`.
+
+    ``section`` is what :func:`~nex.http.framing.split_head` gives: the field lines, each
+    ending in CRLF.  400 for a bare CR or LF, else for a line :func:`parse_field_line`
+    refuses.
+    """
+    lines = section.split("\r\n")
+    del lines[-1]  # what follows the last CRLF: nothing
+    if FIELD_SECTION.fullmatch(section):
         # Every line is known good: split each once, and index it in the same pass.
         items: List[Tuple[str, str]] = []
         index: Dict[str, List[Tuple[str, str]]] = {}
-        for number in range(1, len(lines)):
-            name, _, value = lines[number].partition(":")
+        for line in lines:
+            name, _, value = line.partition(":")
             field = (name, value.strip(" \t"))
             items.append(field)
             key = name.lower()
@@ -426,4 +444,5 @@ def parse_fields(head: Union[bytes, bytearray], lines: List[str]) -> Headers:
                 fields.append(field)
         return Headers(items, index)
     # Find the offending line, for the error's detail.
-    return Headers([parse_field_line(line) for line in lines[1:]])
+    refuse_bare_cr_lf(section, request)
+    return Headers([parse_field_line(line) for line in lines])

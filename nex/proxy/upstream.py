@@ -32,9 +32,9 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 from nex.http.body import NO_LIMIT, ChunkedBody
 from nex.http.errors import HTTPError
 from nex.http.framing import (CHUNKED, LENGTH, UNTIL_CLOSE, HeadLimits, body_framing,
-                              connection_options, find_head_end, has_content, head_lines,
-                              persists)
-from nex.http.request import Headers, parse_fields
+                              connection_options, find_head_end, has_content, persists,
+                              refuse_bare_cr_lf, split_head)
+from nex.http.request import Headers, framing_fields, parse_fields
 from nex.proxy.figures import ORIGINS_OPENED, ORIGINS_REUSED, Tally, new_tally
 from nex.proxy.forwarding import Relayed, names_websocket, relayed_fields
 from nex.http.response import TIMED_OUT, timeval
@@ -51,7 +51,7 @@ Data = Union[bytes, bytearray, memoryview]
 # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ], with
 # reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).  RFC 9110 §15: codes run from 100 to
 # 599.  A missing SP before an empty reason is tolerated: clients ignore the reason anyway.
-_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
+_STATUS_LINE = re.compile(r"(HTTP/1\.[0-9]) ([1-5][0-9]{2})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 
 
 class OriginBodyError(Exception):
@@ -131,24 +131,25 @@ def _remembered_response_head(head: bytes, method: str, limits: HeadLimits) -> R
 def _parse_response_head(head: Data, method: str, limits: HeadLimits) -> ResponseHead:
     head = bytes(head)
     try:
-        lines = head_lines(head, limits, request=False)
-        status_line = _STATUS_LINE.fullmatch(lines[0])
+        start_line, section = split_head(head, limits, request=False)
+        status_line = _STATUS_LINE.fullmatch(start_line)
         if status_line is None:
+            refuse_bare_cr_lf(head, request=False)
             raise _bad_gateway("a malformed status line")
-        headers = parse_fields(head, lines)
-        version = f"HTTP/1.{status_line.group(1)}"
-        status = int(status_line.group(2))
+        version, code, reason = status_line.groups()
+        status = int(code)
+        headers = parse_fields(section, request=False)
         framing, content_length = body_framing(
-            version, headers.get_all("Content-Length"), headers.get_all("Transfer-Encoding"),
-            request=False, no_body=(method == "HEAD" or not has_content(status)
-                                     or (method == "CONNECT" and status < 300)))
+            version, *framing_fields(headers), request=False,
+            no_body=(method == "HEAD" or not has_content(status)
+                     or (method == "CONNECT" and status < 300)))
     except HTTPError as error:
         if error.status == 502:
             raise
         raise _bad_gateway(f"a malformed response head ({error.detail})") from None
     options, _ = connection_options(headers.get("Connection"))
     keep_alive = framing != UNTIL_CLOSE and persists(version, options)
-    return ResponseHead(version, status, status_line.group(3) or "", headers, framing,
+    return ResponseHead(version, status, reason or "", headers, framing,
                         content_length, keep_alive, relayed_fields(headers))
 
 
