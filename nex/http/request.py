@@ -446,3 +446,11 @@ def parse_fields(section: str, request: bool = True) -> Headers:
     # Find the offending line, for the error's detail.
     refuse_bare_cr_lf(section, request)
     return Headers([parse_field_line(line) for line in lines])
+
+
+def expects_continue(request: Request) -> bool:
+    """Whether an HTTP/1.1 client waits for ``100 Continue`` before sending its body
+    (RFC 9110 §10.1.1)."""
+    expect = request.headers.get("Expect")
+    return (expect is not None and request.version == "HTTP/1.1"
+            and expect.strip(" \t").lower() == "100-continue")

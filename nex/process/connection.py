@@ -32,9 +32,7 @@ directions, set before each receive and each response.
 
 from __future__ import annotations
 
-import errno
 import socket
-import ssl
 import threading
 import time
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -42,12 +40,14 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
+from nex.process.gone import ClientGone, client_gone
 from nex.process.log import Logger
 from nex.http.framing import HeadLimits
-from nex.http.request import HeadScanner, Request, parse_head
+from nex.http.request import HeadScanner, Request, expects_continue, parse_head
 from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
     write_response
 from nex.process.metrics import Metrics
+from nex.process.newcomers import Newcomers
 from nex.process.proxy_intake import take_proxy_header
 from nex.process.states import TRANSITIONS, State, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
@@ -55,21 +55,8 @@ from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 _RECV_SIZE = 64 * 1024
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
-#: Errors that mean the client went away or stopped reading: nobody is left to tell.
-_CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
-                          errno.ESHUTDOWN, errno.ETIMEDOUT})
-#: The same for a TLS connection: the client closed the connection, with or without its
-#: closure alert.
-_TLS_CLIENT_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 _PLAIN_HTTP_DETAIL = ("This port speaks HTTPS: the request came as plain HTTP. "
                      "Use an https:// address instead of http://.")
-
-
-def _expects_continue(request: Request) -> bool:
-    """Whether an HTTP/1.1 client waits for ``100 Continue`` before sending its body."""
-    expect = request.headers.get("Expect")
-    return (expect is not None and request.version == "HTTP/1.1"
-            and expect.strip(" \t").lower() == "100-continue")
 
 
 class Connection:
@@ -87,7 +74,8 @@ class Connection:
                  logger: Logger, stopping: threading.Event,
                  tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None,
                  readmit: Optional[Callable[["Connection", str], Optional[HTTPError]]] = None,
-                 metrics: Optional[Metrics] = None) -> None:
+                 metrics: Optional[Metrics] = None,
+                 newcomers: Optional[Newcomers] = None) -> None:
         self.sock = sock
         self.client = client
         #: The address the listener counts this connection under (its caps).
@@ -130,6 +118,12 @@ class Connection:
             sock.getsockname()[0] if dispatcher.proxy is not None else None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                         timeval(dispatcher.config.send_timeout))
+        #: The listener's newcomers (see :mod:`nex.process.newcomers`), and whether this
+        #: connection is still counted among them.
+        self._newcomers = newcomers
+        self._newcomer = newcomers is not None
+        if newcomers is not None:
+            newcomers.arrive()
 
     @property
     def tunnelling(self) -> bool:
@@ -153,6 +147,7 @@ class Connection:
         except Exception:
             self._logger.exception(f"unexpected fault on the connection from {self.client}")
         finally:
+            self._under_way()
             self.state = State.CLOSED
             self._close_notify()
             self.sock.close()
@@ -176,6 +171,12 @@ class Connection:
             socket.socket.shutdown(self.sock, how)
         except OSError:
             pass
+
+    def _under_way(self) -> None:
+        """Stop counting this connection as a newcomer, if it still is one."""
+        if self._newcomer:
+            self._newcomer = False
+            self._newcomers.settle()
 
     def _enter(self, state: State) -> None:
         if state not in TRANSITIONS[self.state]:
@@ -227,6 +228,7 @@ class Connection:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        self._under_way()  # the handshake's waits are not a newcomer's
         self.sock = self._tls.wrap(self.sock)
         self.encrypted = True
         self._receive_timeout = -1.0  # from now on the socket's Python time-out counts
@@ -241,6 +243,7 @@ class Connection:
         # first byte (or in the handshake) cannot buy a slow client a second full time-out.
         started: Optional[float] = self._accepted
         idle_timeout = started + self._config.request_head_timeout - time.monotonic()
+        newcomers = self._newcomers
         while True:
             try:
                 request = self._read_request(idle_timeout, started)
@@ -249,9 +252,13 @@ class Connection:
                 return
             if request is None:
                 return
+            if started is not None:
+                self._under_way()
             idle_timeout, started = self._config.keep_alive_timeout, None
             if not self._answer(request):
                 return
+            if newcomers is not None and newcomers.waiting:
+                newcomers.give_way()
 
     def _refuse(self, error: HTTPError) -> None:
         """Answer a request that could not be read with ``error``'s page, then close."""
@@ -278,6 +285,7 @@ class Connection:
         except OSError:
             pass
         finally:
+            self._under_way()
             self.state = State.CLOSED
             self.sock.close()
 
@@ -289,7 +297,7 @@ class Connection:
             body = self._body = BodyReader(
                 request, self._buffer, self._receive_body, self._config.request_head_timeout,
                 self._config.max_request_body, self._limits,
-                self._send_continue if _expects_continue(request) else None,
+                self._send_continue if expects_continue(request) else None,
                 self._send_interim if request.version == "HTTP/1.1" else None,
                 min_rate=self._config.body_min_rate, grace=self._config.body_grace)
         client = self._client_of(request)
@@ -298,7 +306,7 @@ class Connection:
             if response is None:
                 response = self._dispatcher.respond(request, body, client, peer=self.client,
                                                     local_address=self._local_address)
-        except _ClientGone as gone:
+        except ClientGone as gone:
             self._log_gone(request, body, gone)
             return False
         except HTTPError as error:
@@ -315,7 +323,7 @@ class Connection:
                 body.discard()
             except HTTPError as error:
                 response.release()
-                if isinstance(error, _ClientGone):
+                if isinstance(error, ClientGone):
                     self._log_gone(request, body, error)
                     return False
                 response = self._dispatcher.error_response(error, request)
@@ -412,6 +420,11 @@ class Connection:
             timeout = deadline - time.monotonic()
         if timeout <= 0:
             return None
+        if self._newcomer and not self.encrypted:
+            try:  # what is there already: a newcomer is under way once it has to wait
+                return self.sock.recv(size, flags | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._under_way()
         self._set_receive_timeout(timeout)
         try:
             return self.sock.recv(size, flags)
@@ -421,27 +434,27 @@ class Connection:
     def _receive_body(self, deadline: float) -> bytes:
         """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
 
-        A client that resets the connection raises :class:`_ClientGone`, which handlers
+        A client that resets the connection raises :class:`ClientGone`, which handlers
         treat as any refusal of the body (an upload removes its temporary file).
         """
         try:
             chunk = self._receive(deadline, 0)
         except OSError as error:
-            if _client_gone(error):
-                raise _ClientGone() from None
+            if client_gone(error):
+                raise ClientGone() from None
             raise
         if chunk is None:
             raise HTTPError(408, "The request body did not arrive in time.", close=True)
         return chunk
 
     def _send_continue(self) -> None:
-        """Ask for the body; a client gone meanwhile raises :class:`_ClientGone`."""
+        """Ask for the body; a client gone meanwhile raises :class:`ClientGone`."""
         self._set_send_timeout()
         try:
             write_interim(self.sock, 100)
         except OSError as error:
-            if _client_gone(error):
-                raise _ClientGone() from None
+            if client_gone(error):
+                raise ClientGone() from None
             raise
 
     def _send_interim(self, status: int, headers: Sequence[Tuple[str, str]]) -> None:
@@ -502,7 +515,7 @@ class Connection:
             self._logger.warning(f"response to {self.client} cut short: {fault}")
             raise
         except OSError as error:
-            if not _client_gone(error):
+            if not client_gone(error):
                 self._logger.warning(f"sending to {self.client} failed: {error}")
             raise
         finally:
@@ -539,7 +552,7 @@ class Connection:
                             received=received, upstream=response.upstream,
                             refusal=response.refusal)
 
-    def _log_gone(self, request: Request, body: BodyReader, gone: "_ClientGone") -> None:
+    def _log_gone(self, request: Request, body: BodyReader, gone: ClientGone) -> None:
         """Log a request whose client reset the connection inside its body: nothing can be
         sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
         self._log(request, Response(gone.status, user=gone.user), 0, f" received={body.received}")
@@ -577,21 +590,6 @@ class Connection:
             self._owes_close_notify = False
             self._receive_timeout = -1.0
             send_close_notify(self.sock)
-
-
-class _ClientGone(HTTPError):
-    """The client reset the connection inside a request body: no fault, and nobody to tell."""
-
-    def __init__(self) -> None:
-        super().__init__(400, "The client reset the connection inside the request body.",
-                         close=True)
-
-
-def _client_gone(error: OSError) -> bool:
-    """Whether a failed send means the client went away or stopped reading, which is not
-    worth a line in the error log."""
-    return isinstance(error, (TimeoutError,) + _TLS_CLIENT_GONE) or (
-        not isinstance(error, ssl.SSLError) and error.errno in _CLIENT_GONE)
 
 
 def _first_line(data: Union[bytes, bytearray]) -> str:

@@ -1,7 +1,9 @@
 """The listener: binds the socket, accepts clients and runs one worker thread per connection.
 
 A connection is handed to a parked thread of the server's :class:`ThreadPool` when one
-waits, so that no thread is started per connection under load.
+waits, so that no thread is started per connection under load, and counted among the
+:class:`Newcomers` until it is under way, so that a burst of clients is answered at once
+rather than the first few hundred of it.
 
 A cap on live connections (and on connections per client address) keeps the thread count
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
@@ -38,6 +40,7 @@ from nex.http.errors import HTTPError
 from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
 from nex.process.metrics import Metrics
+from nex.process.newcomers import Newcomers
 from nex.files.oserrors import OUT_OF_RESOURCES
 from nex.process.pool import ThreadPool
 from nex.process.tls import ServerTLS
@@ -131,6 +134,8 @@ class Server:
         #: Each live connection; a thread of the pool serves it.
         self._live: Set[Connection] = set()
         self._pool = ThreadPool()
+        #: Connections admitted and not yet under way, which answered ones make way for.
+        self._newcomers = Newcomers()
         self._per_client: Dict[str, int] = {}
         self._client_numbers: Dict[str, int] = {}
 
@@ -305,7 +310,8 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(sock, client, self.dispatcher, self._logger, self.stopping,
                                     self.tls, accepted=accepted, readmit=self._readmit,
-                                    metrics=self.metrics)
+                                    metrics=self.metrics,
+                                    newcomers=None if refusal else self._newcomers)
         except OSError:  # some systems refuse options on a socket the client already reset
             if not refusal:
                 with self._lock:
