@@ -21,7 +21,7 @@ from nex.process.connection import Connection
 from nex.process.newcomers import Newcomers
 from nex.process.tls import ServerTLS
 from tests.support import (SOCKET_TIMEOUT, ResponseReader, capture_log, make_certificate,
-                           socketpair_dispatcher, temp_root, wait_until)
+                           requires_openssl, socketpair_dispatcher, temp_root, wait_until)
 
 REQUEST = b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n"
 #: How long a held-back response is watched for: without the rule it comes at once.
@@ -78,15 +78,6 @@ class NewcomersTest(unittest.TestCase):
 class ConnectionNewcomerTest(unittest.TestCase):
     """The real connection loop over a socket pair, counted among ``self.newcomers``."""
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.folder = tempfile.mkdtemp(prefix="nex-newcomers-")
-        cls.certificate, cls.key = make_certificate(cls.folder)
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        shutil.rmtree(cls.folder, ignore_errors=True)
-
     def setUp(self) -> None:
         self.dispatcher = socketpair_dispatcher(temp_root(self, {"a.txt": b"alpha"}))
         self.logger = capture_log(self).logger
@@ -134,10 +125,14 @@ class ConnectionNewcomerTest(unittest.TestCase):
             client_end.sendall(REQUEST[10:])
             self.assert_answered(client_end)
 
+    @requires_openssl
     def test_a_tls_newcomer_stops_counting_before_its_handshake(self) -> None:
+        folder = tempfile.mkdtemp(prefix="nex-newcomers-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        certificate, key = make_certificate(folder)
         # The start of a ClientHello and no more: the handshake waits for the rest.
         hello = b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03" + bytes(32)
-        with self.connection(ServerTLS(self.certificate, self.key), sent=hello) as (
+        with self.connection(ServerTLS(certificate, key), sent=hello) as (
                 _, client_end, worker):
             wait_until(lambda: self.newcomers.waiting == 0, what="the TLS newcomer to settle")
             self.assertTrue(worker.is_alive())
