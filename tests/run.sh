@@ -133,8 +133,9 @@ fi
 # checks without it that Nex itself never turns the GIL on).  With test names, those tests.
 # NEX_OTHER_PYTHONS=no or NEX_FREE_THREADED=no skips this part.
 FREE_THREADED_TESTS="test_free_threaded test_opencache test_misses test_templates test_static
-  test_filecache test_listing test_pool test_connection test_log test_metrics test_proxy
-  test_upstream test_dns test_webdav test_resumable test_access test_auth test_tunnel"
+  test_filecache test_listing test_pool test_newcomers test_connection test_log test_metrics
+  test_proxy test_upstream test_dns test_webdav test_resumable test_access test_auth
+  test_tunnel"
 if [ "${NEX_OTHER_PYTHONS:-yes}" != no ] && [ "${NEX_FREE_THREADED:-yes}" != no ]; then
   if ! threaded=$("$python" -m tests.support.interpreters --free-threaded); then
     status=1
