@@ -1,14 +1,18 @@
 """Newcomers first: answered keep-alive connections make way for connections not yet under
 way, and no client can hold them back for long.
 
-The count is tested alone, then through the real connection loop over socket pairs; the
-burst it is for runs against the real server in ``bench/tail.py`` (a burst of 1,000 clients
-is a benchmark, not a unit test), and ``test_lifecycle``'s many clients over loopback.
+The count is tested alone, then through the real connection loop over socket pairs: every
+path settles a connection exactly once, and no wait for the client happens while it is still
+counted.  The burst it is for runs against the real server in ``bench/tail.py`` (a burst of
+1,000 clients is a benchmark, not a unit test), and ``test_lifecycle``'s many clients over
+loopback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import select
 import shutil
 import socket
@@ -17,13 +21,22 @@ import threading
 import unittest
 from typing import Iterator, Optional, Tuple
 
+from nex.http.errors import HTTPError
+from nex.process.assembly import assemble
+from nex.process.config import load_config
 from nex.process.connection import Connection
+from nex.process.listener import Server
+from nex.process.log import Logger
 from nex.process.newcomers import Newcomers
 from nex.process.tls import ServerTLS
-from tests.support import (SOCKET_TIMEOUT, ResponseReader, capture_log, make_certificate,
-                           requires_openssl, socketpair_dispatcher, temp_root, wait_until)
+from nex.site.clients import ForwardedFor
+from tests.support import (REPO, SOCKET_TIMEOUT, ResponseReader, capture_log, make_certificate,
+                           read_all, requires_openssl, socketpair_dispatcher, tcp_pair,
+                           temp_root, wait_until)
 
 REQUEST = b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+HEADER = b"PROXY TCP4 203.0.113.9 198.51.100.1 40000 80\r\n"
+MALFORMED = b"GET /a.txt HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n"
 #: How long a held-back response is watched for: without the rule it comes at once.
 HELD_BACK_SECONDS = 0.5
 
@@ -80,20 +93,26 @@ class ConnectionNewcomerTest(unittest.TestCase):
 
     def setUp(self) -> None:
         self.dispatcher = socketpair_dispatcher(temp_root(self, {"a.txt": b"alpha"}))
-        self.logger = capture_log(self).logger
+        self.log = capture_log(self)
         # Long enough that a held-back request is never let go by the bound in a test.
         self.newcomers = Newcomers(yield_seconds=SOCKET_TIMEOUT * 10)
 
     @contextlib.contextmanager
-    def connection(self, tls: Optional[ServerTLS] = None, others: int = 0, sent: bytes = b""
+    def connection(self, tls: Optional[ServerTLS] = None, others: int = 0, sent: bytes = b"",
+                   readmit=None, tcp: bool = False
                    ) -> Iterator[Tuple[Connection, socket.socket, threading.Thread]]:
         """A Connection serving on a thread of its own, counted among the newcomers beside
-        ``others``, the client having ``sent`` its first bytes before the thread starts;
-        yields it, the client's end and the thread."""
-        server_end, client_end = socket.socketpair()
+        ``others``, the client having ``sent`` its first bytes before the thread starts,
+        over TCP on loopback with ``tcp`` (else a socket pair); yields it, the client's end
+        and the thread."""
+        if tcp:
+            client_end, server_end = tcp_pair()
+        else:
+            server_end, client_end = socket.socketpair()
         client_end.settimeout(SOCKET_TIMEOUT)
-        connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.logger,
-                                threading.Event(), tls, newcomers=self.newcomers)
+        connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.log.logger,
+                                threading.Event(), tls, readmit=readmit,
+                                newcomers=self.newcomers)
         self.assertEqual(self.newcomers.waiting, others + 1,
                          "an admitted connection is a newcomer")
         client_end.sendall(sent)
@@ -106,6 +125,14 @@ class ConnectionNewcomerTest(unittest.TestCase):
             worker.join(SOCKET_TIMEOUT)
         self.assertFalse(worker.is_alive())
         self.assertEqual(self.newcomers.waiting, 0, "a closed connection is no newcomer")
+        self.assertTrue(self.newcomers._none_waiting.is_set(), "the count and event agree")
+
+    def proxied(self, trusted: bool = True) -> None:
+        """Serve the PROXY protocol from 127.0.0.1 (``trusted``) or from another address."""
+        config = dataclasses.replace(self.dispatcher.config, proxy_protocol="any",
+                                     trusted_proxies=("127.0.0.1" if trusted else "10.0.0.1",))
+        self.dispatcher = dataclasses.replace(
+            self.dispatcher, config=config, forwarded=ForwardedFor(config.trusted_proxies))
 
     def assert_answered(self, client_end: socket.socket) -> None:
         status, _, body = ResponseReader(client_end).read()[:3]
@@ -149,6 +176,136 @@ class ConnectionNewcomerTest(unittest.TestCase):
             self.newcomers.settle()
             self.assert_answered(client_end)
 
+
+    def assert_counted_out_while_lingering(self, client_end: socket.socket,
+                                           worker: threading.Thread, status: bytes) -> None:
+        """The refusal is read to its end (the server half-closed and now drains what the
+        client sends, up to 2 s): that wait for the client is no newcomer's."""
+        answer = read_all(client_end)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), answer[:40])
+        waiting, alive = self.newcomers.waiting, worker.is_alive()
+        if alive:  # still lingering (the usual case: the client has not closed)
+            self.assertEqual(waiting, 0, "a lingering refused connection still holds every "
+                                         "keep-alive request back")
+
+    def test_a_first_head_refused_with_400_is_not_counted_while_it_lingers(self) -> None:
+        with self.connection(sent=MALFORMED) as (_, client_end, worker):
+            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+
+    def test_a_first_head_too_large_is_not_counted_while_it_lingers(self) -> None:
+        # Just over the 64 KiB head limit, all in the buffer before the thread runs (it fits
+        # a socket pair's buffer): the thread never waits, so it is counted through the 431.
+        big = b"GET /a.txt HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 70_000 + b"\r\n\r\n"
+        with self.connection(sent=big) as (_, client_end, worker):
+            self.assert_counted_out_while_lingering(client_end, worker, b"431")
+
+    @requires_openssl
+    def test_plain_http_to_a_tls_port_is_not_counted_while_it_lingers(self) -> None:
+        folder = tempfile.mkdtemp(prefix="nex-newcomers-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        certificate, key = make_certificate(folder)
+        with self.connection(sent=REQUEST, tls=ServerTLS(certificate, key)) as (
+                _, client_end, worker):
+            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+
+    def test_a_malformed_proxy_header_is_not_counted_while_it_lingers(self) -> None:
+        self.proxied()
+        with self.connection(sent=b"PROXY TCP4 nonsense\r\n" + REQUEST) as (
+                _, client_end, worker):
+            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+
+    def test_a_trusted_proxy_header_split_before_the_thread_runs_is_taken(self) -> None:
+        # MSG_PEEK|MSG_WAITALL|MSG_DONTWAIT returns the bytes already peeked instead of
+        # waiting for one more: take_proxy_header reads that as "closed inside the header".
+        self.proxied()
+        with self.connection(sent=HEADER[:20], tcp=True) as (_, client_end, worker):
+            wait_until(lambda: self.newcomers.waiting == 0, what="the newcomer to settle")
+            try:
+                client_end.sendall(HEADER[20:] + REQUEST)
+                status, _, body = ResponseReader(client_end).read()[:3]
+            except (OSError, ValueError) as error:
+                self.fail(f"the connection was dropped inside the PROXY header: {error!r}")
+            self.assertEqual((status, body), (200, b"alpha"))
+        self.assertIn("203.0.113.9", self.log.access())
+
+    def test_an_untrusted_proxy_header_split_is_still_refused_as_a_proxy_header(self) -> None:
+        self.proxied(trusted=False)
+        with self.connection(sent=HEADER[:3], tcp=True) as (_, client_end, worker):
+            wait_until(lambda: self.newcomers.waiting == 0 or not worker.is_alive(),
+                       what="the newcomer to settle")
+            client_end.sendall(HEADER[3:] + REQUEST)
+            answer = read_all(client_end)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer[:40])
+        self.assertTrue(b"only from a trusted proxy" in answer, answer[-220:])
+
+    def test_a_refused_readmit_settles_once(self) -> None:
+        self.proxied()
+        refusal = HTTPError(429, "too many", close=True)
+        # The header alone: turn_away closes without reading, so unread bytes would reset.
+        with self.connection(sent=HEADER, readmit=lambda c, client: refusal) as (
+                _, client_end, worker):
+            self.assertTrue(read_all(client_end).startswith(b"HTTP/1.1 429"))
+
+    def test_turn_away_settles_once(self) -> None:
+        server_end, client_end = socket.socketpair()
+        self.addCleanup(client_end.close)
+        connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.log.logger,
+                                threading.Event(), newcomers=self.newcomers)
+        connection.turn_away(HTTPError(503, "busy", close=True))
+        self.assertEqual(self.newcomers.waiting, 0)
+
+    def test_a_closed_silent_and_a_100_continue_first_request_settle_once(self) -> None:
+        with self.connection() as (_, client_end, worker):
+            client_end.shutdown(socket.SHUT_WR)
+            worker.join(SOCKET_TIMEOUT)
+        upload = (b"PUT /b.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\n\r\n")
+        with self.connection(sent=upload) as (_, client_end, worker):
+            wait_until(lambda: self.newcomers.waiting == 0, what="the newcomer to settle")
+            self.assertTrue(read_all(client_end))  # 100 then a refusal, or a refusal
+
+    def test_http_1_0_and_pipelined_requests_settle_once(self) -> None:
+        with self.connection(sent=REQUEST.replace(b"1.1", b"1.0")) as (_, client_end, _w):
+            self.assertTrue(read_all(client_end).startswith(b"HTTP/1.1 200"))
+        with self.connection(sent=REQUEST * 3) as (_, client_end, _w):
+            reader = ResponseReader(client_end)
+            for _ in range(3):
+                self.assertEqual(reader.read()[0], 200)
+
+
+class UnstartedWorkTest(unittest.TestCase):
+    """The listener turns away work the pool could not start: it settles there."""
+
+    def test_unstarted_work_is_settled(self) -> None:
+        for proxy in (False, True):
+            with self.subTest(proxy_protocol=proxy):
+                root = tempfile.mkdtemp()
+                self.addCleanup(shutil.rmtree, root)
+                values = {"document_root": root, "port": 0,
+                          "error_pages": os.path.join(REPO, "error_pages"),
+                          "templates": os.path.join(REPO, "other_templates")}
+                if proxy:
+                    values.update(proxy_protocol="any", trusted_proxies="127.0.0.1")
+                config = load_config(None, values)
+                logs = os.open(os.devnull, os.O_WRONLY)
+                logger = Logger(logs, logs, owned=(logs,))
+                self.addCleanup(logger.close)
+                server = Server(config, lambda port: assemble(config, port,
+                                                              on_error=logger.warning), logger)
+                server._pool.run_all = lambda works: list(works)
+                listener = threading.Thread(target=server.serve_forever)
+                listener.start()
+                try:
+                    with socket.create_connection(("127.0.0.1", server.port),
+                                                  timeout=SOCKET_TIMEOUT) as client:
+                        self.assertTrue(read_all(client).startswith(b"HTTP/1.1 503"))
+                    # turn_away half-closes before it settles: poll.
+                    wait_until(lambda: server._newcomers.waiting == 0,
+                               what="the unstarted connection to settle")
+                finally:
+                    server.stop()
+                    listener.join(SOCKET_TIMEOUT)
+                self.assertFalse(listener.is_alive())
 
 if __name__ == "__main__":
     unittest.main()

@@ -15,19 +15,11 @@ import unittest
 from typing import Callable, Dict, List, Optional, Tuple
 
 from nex.proxy.tunnel import BUFFER_SIZE, relay
-from tests.support import client_context, duplex, make_certificate, requires_openssl
+from tests.support import client_context, duplex, make_certificate, requires_openssl, tcp_pair
 from tests.support import receive_exactly
 
 SOCKET_TIMEOUT = 30.0
 SIZE = 10 * 1024 * 1024
-
-
-def tcp_pair() -> Tuple[socket.socket, socket.socket]:
-    """Two connected TCP sockets on loopback."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        near = socket.create_connection(listener.getsockname(), SOCKET_TIMEOUT)
-        far, _ = listener.accept()
-    return near, far
 
 
 def receive_all(sock: socket.socket) -> bytes:

@@ -47,7 +47,7 @@ from nex.http.request import HeadScanner, Request, expects_continue, parse_head
 from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
     write_response
 from nex.process.metrics import Metrics
-from nex.process.newcomers import Newcomers
+from nex.process.newcomers import Newcomers, already_sent
 from nex.process.proxy_intake import take_proxy_header
 from nex.process.states import TRANSITIONS, State, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
@@ -262,6 +262,7 @@ class Connection:
 
     def _refuse(self, error: HTTPError) -> None:
         """Answer a request that could not be read with ``error``'s page, then close."""
+        self._under_way()  # the lingering close waits for the client
         self._enter(State.SENDING)
         self._send(self._dispatcher.error_response(error), None, keep_alive=False)
         self._linger()
@@ -421,10 +422,10 @@ class Connection:
         if timeout <= 0:
             return None
         if self._newcomer and not self.encrypted:
-            try:  # what is there already: a newcomer is under way once it has to wait
-                return self.sock.recv(size, flags | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                self._under_way()
+            chunk = already_sent(self.sock, size, flags)
+            if chunk is not None:
+                return chunk
+            self._under_way()  # a newcomer is under way once it has to wait for the client
         self._set_receive_timeout(timeout)
         try:
             return self.sock.recv(size, flags)

@@ -9,8 +9,8 @@ before its first response.  Left alone, a few hundred clients were answered at o
 the rest waited for seconds, some past their time-outs.
 
 So the listener counts each connection it admits as a *newcomer* until its thread has read
-its first request head, would have to wait for the client (nothing sent yet: it then
-contends for nothing), or closes.  While any newcomer is counted, a thread that has just
+its first request head (or refused it), would have to wait for the client (nothing sent
+yet: it then contends for nothing), or closes.  While any newcomer is counted, a thread that has just
 answered a keep-alive request waits, before it reads the next one, until none is left or
 :data:`YIELD_SECONDS` pass.  The waiting threads sleep on an event, out of the contest for
 the interpreter lock, so the newcomers' threads get it.  With no newcomers, the cost per
@@ -23,7 +23,9 @@ for a byte, and no keep-alive request waits more than :data:`YIELD_SECONDS` in a
 
 from __future__ import annotations
 
+import socket
 import threading
+from typing import Optional
 
 #: The longest a keep-alive connection's next request waits for newcomers.
 YIELD_SECONDS = 0.25
@@ -61,3 +63,16 @@ class Newcomers:
     def give_way(self) -> None:
         """Wait until no newcomer is left, at most :attr:`yield_seconds`."""
         self._none_waiting.wait(self.yield_seconds)
+
+
+def already_sent(sock: socket.socket, size: int, flags: int = 0) -> Optional[bytes]:
+    """What ``sock.recv(size, flags)`` gives when it need not wait for the client, else None
+    (and nothing is taken).  A ``MSG_WAITALL`` read (the PROXY header's) needs all ``size``
+    bytes there, so they are peeked at first: a read without waiting would return fewer."""
+    try:
+        if flags & socket.MSG_WAITALL and len(
+                sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)) < size:
+            return None
+        return sock.recv(size, flags | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None

@@ -357,6 +357,15 @@ def socketpair_dispatcher(root: str):
                       HostValidator(("*",)), "Nex test")
 
 
+def tcp_pair() -> Tuple[socket.socket, socket.socket]:
+    """Two connected TCP sockets on loopback: the connecting end, then the accepted one
+    (``MSG_WAITALL`` waits on these, unlike on an AF_UNIX socket pair)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        near = socket.create_connection(listener.getsockname(), SOCKET_TIMEOUT)
+        far, _ = listener.accept()
+    return near, far
+
+
 @contextlib.contextmanager
 def connection_over_socketpair(site, logger) -> Iterator[Tuple["Connection", socket.socket]]:
     """A Connection serving ``site`` on a thread of its own over a socket pair: yields it and
