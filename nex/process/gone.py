@@ -16,9 +16,9 @@ from nex.http.errors import HTTPError
 #: Errors that mean the client went away or stopped reading: nobody is left to tell.
 _GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
                           errno.ESHUTDOWN, errno.ETIMEDOUT})
-#: The same for a TLS connection: the client closed the connection, with or without its
-#: closure alert.
-_TLS_GONE = (TimeoutError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+#: The same as exceptions: a send that timed out, and a TLS client that closed the
+#: connection, with or without its closure alert.
+_GONE_TYPES = (TimeoutError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class ClientGone(HTTPError):
@@ -32,5 +32,5 @@ class ClientGone(HTTPError):
 def client_gone(error: OSError) -> bool:
     """Whether a failed send or receive means the client went away or stopped reading,
     which is not worth a line in the error log."""
-    return isinstance(error, _TLS_GONE) or (
+    return isinstance(error, _GONE_TYPES) or (
         not isinstance(error, ssl.SSLError) and error.errno in _GONE_ERRNOS)

@@ -10,11 +10,11 @@ the rest waited for seconds, some past their time-outs.
 
 So the listener counts each connection it admits as a *newcomer* until its thread has read
 its first request head (or refused it), would have to wait for the client (nothing sent
-yet: it then contends for nothing), or closes.  While any newcomer is counted, a thread that has just
-answered a keep-alive request waits, before it reads the next one, until none is left or
-:data:`YIELD_SECONDS` pass.  The waiting threads sleep on an event, out of the contest for
-the interpreter lock, so the newcomers' threads get it.  With no newcomers, the cost per
-request is one read of :attr:`Newcomers.waiting`.
+yet: it then contends for nothing), or closes.  While any newcomer is counted, a thread
+that has just answered a keep-alive request waits, before it reads the next one, until none
+is left or :data:`YIELD_SECONDS` pass.  The waiting threads sleep on an event, out of the
+contest for the interpreter lock, so the newcomers' threads get it.  With no newcomers, the
+cost per request is one read of :attr:`Newcomers.waiting`.
 
 A client cannot hold the others back for long: a newcomer that sends nothing stops being
 counted as soon as its thread runs, one that sends slowly as soon as its thread has to wait
