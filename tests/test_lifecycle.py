@@ -14,13 +14,11 @@ import unittest
 from typing import List, Tuple
 from unittest import mock
 
-from nex.process.config import Config, load_config
-from nex.process.log import Logger
-from nex.process.assembly import assemble
+from nex.process.config import Config
 from nex.process import supervisor
 from nex.process.listener import Server, bind_listener
-from tests.support import (REPO, NexServer, ResponseReader, fetch_all_at_once, read_all,
-                           write_settings)
+from tests.support import (NexServer, ResponseReader, fetch_all_at_once, in_process_server,
+                           quiet_config, read_all, write_settings)
 from tests.support import run_server
 
 
@@ -192,15 +190,7 @@ class WorkerThreadTest(unittest.TestCase):
     """The listener in-process, to see its worker threads."""
 
     def test_worker_threads_are_named_after_their_client(self):
-        root = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, root)
-        config = load_config(None, {"document_root": root, "port": 0,
-                                    "error_pages": os.path.join(REPO, "error_pages"),
-                                    "templates": os.path.join(REPO, "other_templates")})
-        logs = os.open(os.devnull, os.O_WRONLY)
-        logger = Logger(logs, logs, owned=(logs,))
-        server = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
-                        logger)
+        server = in_process_server(self, quiet_config(self))
         listener = threading.Thread(target=server.serve_forever)
         listener.start()
         try:
@@ -216,7 +206,6 @@ class WorkerThreadTest(unittest.TestCase):
         finally:
             server.stop()
             listener.join(30)
-            logger.close()
         self.assertFalse(listener.is_alive())
 
 
@@ -226,14 +215,7 @@ class ListenQueueTest(unittest.TestCase):
     overflows, and the pool grows towards the whole burst at once."""
 
     def setUp(self):
-        root = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, root)
-        self.config = load_config(None, {"document_root": root, "port": 0,
-                                         "error_pages": os.path.join(REPO, "error_pages"),
-                                         "templates": os.path.join(REPO, "other_templates")})
-        logs = os.open(os.devnull, os.O_WRONLY)
-        self.logger = Logger(logs, logs, owned=(logs,))
-        self.addCleanup(self.logger.close)
+        self.config = quiet_config(self)
 
     def serve_queued_clients(self, server: Server, count: int) -> List[Tuple[int, bool]]:
         """Connect ``count`` clients before ``server`` accepts, serve them all, and return,
@@ -266,17 +248,13 @@ class ListenQueueTest(unittest.TestCase):
     def test_queued_clients_go_to_the_pool_in_one_burst_before_any_worker_starts(self):
         # Handing them over one by one waited for a thread to start for each: under load,
         # new clients then got threads at the rate the interpreter lock let threads start.
-        server = Server(self.config,
-                        lambda port: assemble(self.config, port, on_error=self.logger.warning),
-                        self.logger)
+        server = in_process_server(self, self.config)
         self.assertEqual(self.serve_queued_clients(server, 20), [(20, False)])
 
     def test_a_listener_shared_with_other_processes_is_not_drained(self):
         # Another process could take the client a poll reported, and the accept would wait.
-        listener = bind_listener(self.config)
-        server = Server(self.config, lambda port: assemble(self.config, port,
-                                                           on_error=self.logger.warning),
-                        self.logger, listener=listener, shared=True)
+        server = in_process_server(self, self.config, listener=bind_listener(self.config),
+                                   shared=True)
         self.assertEqual(self.serve_queued_clients(server, 5), [(1, True)] * 4 + [(1, False)])
 
 

@@ -12,26 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import select
 import shutil
 import socket
 import tempfile
 import threading
 import unittest
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Tuple
 
 from nex.http.errors import HTTPError
-from nex.process.assembly import assemble
-from nex.process.config import load_config
 from nex.process.connection import Connection
-from nex.process.listener import Server
-from nex.process.log import Logger
 from nex.process.newcomers import Newcomers
+from nex.process.states import State
 from nex.process.tls import ServerTLS
 from nex.site.clients import ForwardedFor
-from tests.support import (REPO, SOCKET_TIMEOUT, ResponseReader, capture_log, make_certificate,
-                           read_all, requires_openssl, socketpair_dispatcher, tcp_pair,
+from tests.support import (SOCKET_TIMEOUT, ResponseReader, capture_log,
+                           connection_over_socketpair, in_process_server, make_certificate,
+                           quiet_config, read_all, requires_openssl, socketpair_dispatcher,
                            temp_root, wait_until)
 
 REQUEST = b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -96,36 +93,19 @@ class ConnectionNewcomerTest(unittest.TestCase):
         self.log = capture_log(self)
         # Long enough that a held-back request is never let go by the bound in a test.
         self.newcomers = Newcomers(yield_seconds=SOCKET_TIMEOUT * 10)
+        #: Newcomers a test counts besides its connections.
+        self.others = 0
 
     @contextlib.contextmanager
-    def connection(self, tls: Optional[ServerTLS] = None, others: int = 0, sent: bytes = b"",
-                   readmit=None, tcp: bool = False
-                   ) -> Iterator[Tuple[Connection, socket.socket, threading.Thread]]:
-        """A Connection serving on a thread of its own, counted among the newcomers beside
-        ``others``, the client having ``sent`` its first bytes before the thread starts,
-        over TCP on loopback with ``tcp`` (else a socket pair); yields it, the client's end
-        and the thread."""
-        if tcp:
-            client_end, server_end = tcp_pair()
-        else:
-            server_end, client_end = socket.socketpair()
-        client_end.settimeout(SOCKET_TIMEOUT)
-        connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.log.logger,
-                                threading.Event(), tls, readmit=readmit,
-                                newcomers=self.newcomers)
-        self.assertEqual(self.newcomers.waiting, others + 1,
-                         "an admitted connection is a newcomer")
-        client_end.sendall(sent)
-        worker = threading.Thread(target=connection.serve)
-        worker.start()
-        try:
-            yield connection, client_end, worker
-        finally:
-            client_end.close()
-            worker.join(SOCKET_TIMEOUT)
-        self.assertFalse(worker.is_alive())
-        self.assertEqual(self.newcomers.waiting, 0, "a closed connection is no newcomer")
-        self.assertTrue(self.newcomers._none_waiting.is_set(), "the count and event agree")
+    def connection(self, **options) -> Iterator[Tuple[Connection, socket.socket]]:
+        """:func:`connection_over_socketpair` with ``options``, counted among the newcomers;
+        once it has ended, it must have settled exactly once."""
+        with connection_over_socketpair(self.dispatcher, self.log.logger,
+                                        newcomers=self.newcomers, **options) as opened:
+            yield opened
+        self.assertEqual(self.newcomers.waiting, self.others, "a closed connection is no newcomer")
+        self.assertEqual(self.newcomers._none_waiting.is_set(), not self.others,
+                         "the count and event agree")
 
     def proxied(self, trusted: bool = True) -> None:
         """Serve the PROXY protocol from 127.0.0.1 (``trusted``) or from another address."""
@@ -139,16 +119,17 @@ class ConnectionNewcomerTest(unittest.TestCase):
         self.assertEqual((status, body), (200, b"alpha"))
 
     def test_a_newcomer_that_sends_nothing_stops_counting_once_its_thread_runs(self) -> None:
-        with self.connection() as (connection, client_end, worker):
+        with self.connection() as (connection, client_end):
             wait_until(lambda: self.newcomers.waiting == 0, what="the silent newcomer to settle")
-            self.assertTrue(worker.is_alive(), "settled while waiting, not by closing")
+            self.assertIsNot(connection.state, State.CLOSED,
+                             "settled while waiting, not by closing")
             client_end.sendall(REQUEST)
             self.assert_answered(client_end)
 
     def test_a_newcomer_that_dribbles_its_head_stops_counting_at_its_first_wait(self) -> None:
-        with self.connection(sent=REQUEST[:10]) as (connection, client_end, worker):
+        with self.connection(sent=REQUEST[:10]) as (connection, client_end):
             wait_until(lambda: self.newcomers.waiting == 0, what="the slow newcomer to settle")
-            self.assertTrue(worker.is_alive())
+            self.assertIsNot(connection.state, State.CLOSED)
             client_end.sendall(REQUEST[10:])
             self.assert_answered(client_end)
 
@@ -159,14 +140,15 @@ class ConnectionNewcomerTest(unittest.TestCase):
         certificate, key = make_certificate(folder)
         # The start of a ClientHello and no more: the handshake waits for the rest.
         hello = b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03" + bytes(32)
-        with self.connection(ServerTLS(certificate, key), sent=hello) as (
-                _, client_end, worker):
+        with self.connection(tls=ServerTLS(certificate, key), sent=hello) as (
+                connection, client_end):
             wait_until(lambda: self.newcomers.waiting == 0, what="the TLS newcomer to settle")
-            self.assertTrue(worker.is_alive())
+            self.assertIsNot(connection.state, State.CLOSED)
 
     def test_a_first_request_goes_ahead_and_the_next_waits_for_newcomers(self) -> None:
         self.newcomers.arrive()  # another client, not yet under way
-        with self.connection(others=1) as (connection, client_end, worker):
+        self.others = 1
+        with self.connection() as (connection, client_end):
             client_end.sendall(REQUEST + REQUEST)
             self.assert_answered(client_end)
             # Answered, this connection is under way and its next request gives way.
@@ -174,30 +156,31 @@ class ConnectionNewcomerTest(unittest.TestCase):
             readable, _, _ = select.select([client_end], [], [], HELD_BACK_SECONDS)
             self.assertEqual(readable, [], "the next request went ahead of the newcomer")
             self.newcomers.settle()
+            self.others = 0
             self.assert_answered(client_end)
 
 
-    def assert_counted_out_while_lingering(self, client_end: socket.socket,
-                                           worker: threading.Thread, status: bytes) -> None:
+    def assert_counted_out_while_lingering(self, connection: Connection,
+                                           client_end: socket.socket, status: bytes) -> None:
         """The refusal is read to its end (the server half-closed and now drains what the
         client sends, up to 2 s): that wait for the client is no newcomer's."""
         answer = read_all(client_end)
         self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), answer[:40])
-        waiting, alive = self.newcomers.waiting, worker.is_alive()
-        if alive:  # still lingering (the usual case: the client has not closed)
+        waiting, lingering = self.newcomers.waiting, connection.state is not State.CLOSED
+        if lingering:  # still lingering (the usual case: the client has not closed)
             self.assertEqual(waiting, 0, "a lingering refused connection still holds every "
                                          "keep-alive request back")
 
     def test_a_first_head_refused_with_400_is_not_counted_while_it_lingers(self) -> None:
-        with self.connection(sent=MALFORMED) as (_, client_end, worker):
-            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+        with self.connection(sent=MALFORMED) as (connection, client_end):
+            self.assert_counted_out_while_lingering(connection, client_end, b"400")
 
     def test_a_first_head_too_large_is_not_counted_while_it_lingers(self) -> None:
         # Just over the 64 KiB head limit, all in the buffer before the thread runs (it fits
         # a socket pair's buffer): the thread never waits, so it is counted through the 431.
         big = b"GET /a.txt HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 70_000 + b"\r\n\r\n"
-        with self.connection(sent=big) as (_, client_end, worker):
-            self.assert_counted_out_while_lingering(client_end, worker, b"431")
+        with self.connection(sent=big) as (connection, client_end):
+            self.assert_counted_out_while_lingering(connection, client_end, b"431")
 
     @requires_openssl
     def test_plain_http_to_a_tls_port_is_not_counted_while_it_lingers(self) -> None:
@@ -205,20 +188,20 @@ class ConnectionNewcomerTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, folder, True)
         certificate, key = make_certificate(folder)
         with self.connection(sent=REQUEST, tls=ServerTLS(certificate, key)) as (
-                _, client_end, worker):
-            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+                connection, client_end):
+            self.assert_counted_out_while_lingering(connection, client_end, b"400")
 
     def test_a_malformed_proxy_header_is_not_counted_while_it_lingers(self) -> None:
         self.proxied()
         with self.connection(sent=b"PROXY TCP4 nonsense\r\n" + REQUEST) as (
-                _, client_end, worker):
-            self.assert_counted_out_while_lingering(client_end, worker, b"400")
+                connection, client_end):
+            self.assert_counted_out_while_lingering(connection, client_end, b"400")
 
     def test_a_trusted_proxy_header_split_before_the_thread_runs_is_taken(self) -> None:
         # MSG_PEEK|MSG_WAITALL|MSG_DONTWAIT returns the bytes already peeked instead of
         # waiting for one more: take_proxy_header reads that as "closed inside the header".
         self.proxied()
-        with self.connection(sent=HEADER[:20], tcp=True) as (_, client_end, worker):
+        with self.connection(sent=HEADER[:20], tcp=True) as (connection, client_end):
             wait_until(lambda: self.newcomers.waiting == 0, what="the newcomer to settle")
             try:
                 client_end.sendall(HEADER[20:] + REQUEST)
@@ -230,8 +213,8 @@ class ConnectionNewcomerTest(unittest.TestCase):
 
     def test_an_untrusted_proxy_header_split_is_still_refused_as_a_proxy_header(self) -> None:
         self.proxied(trusted=False)
-        with self.connection(sent=HEADER[:3], tcp=True) as (_, client_end, worker):
-            wait_until(lambda: self.newcomers.waiting == 0 or not worker.is_alive(),
+        with self.connection(sent=HEADER[:3], tcp=True) as (connection, client_end):
+            wait_until(lambda: self.newcomers.waiting == 0 or connection.state is State.CLOSED,
                        what="the newcomer to settle")
             client_end.sendall(HEADER[3:] + REQUEST)
             answer = read_all(client_end)
@@ -243,31 +226,32 @@ class ConnectionNewcomerTest(unittest.TestCase):
         refusal = HTTPError(429, "too many", close=True)
         # The header alone: turn_away closes without reading, so unread bytes would reset.
         with self.connection(sent=HEADER, readmit=lambda c, client: refusal) as (
-                _, client_end, worker):
+                _, client_end):
             self.assertTrue(read_all(client_end).startswith(b"HTTP/1.1 429"))
 
-    def test_turn_away_settles_once(self) -> None:
+    def test_an_admitted_connection_is_a_newcomer_and_turn_away_settles_it_once(self) -> None:
         server_end, client_end = socket.socketpair()
         self.addCleanup(client_end.close)
         connection = Connection(server_end, "127.0.0.1", self.dispatcher, self.log.logger,
                                 threading.Event(), newcomers=self.newcomers)
+        self.assertEqual(self.newcomers.waiting, 1, "an admitted connection is a newcomer")
         connection.turn_away(HTTPError(503, "busy", close=True))
         self.assertEqual(self.newcomers.waiting, 0)
 
     def test_a_closed_silent_and_a_100_continue_first_request_settle_once(self) -> None:
-        with self.connection() as (_, client_end, worker):
+        with self.connection() as (connection, client_end):
             client_end.shutdown(socket.SHUT_WR)
-            worker.join(SOCKET_TIMEOUT)
+            wait_until(lambda: connection.state is State.CLOSED, what="the loop to end")
         upload = (b"PUT /b.txt HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
                   b"Content-Length: 5\r\n\r\n")
-        with self.connection(sent=upload) as (_, client_end, worker):
+        with self.connection(sent=upload) as (connection, client_end):
             wait_until(lambda: self.newcomers.waiting == 0, what="the newcomer to settle")
             self.assertTrue(read_all(client_end))  # 100 then a refusal, or a refusal
 
     def test_http_1_0_and_pipelined_requests_settle_once(self) -> None:
-        with self.connection(sent=REQUEST.replace(b"1.1", b"1.0")) as (_, client_end, _w):
+        with self.connection(sent=REQUEST.replace(b"1.1", b"1.0")) as (_, client_end):
             self.assertTrue(read_all(client_end).startswith(b"HTTP/1.1 200"))
-        with self.connection(sent=REQUEST * 3) as (_, client_end, _w):
+        with self.connection(sent=REQUEST * 3) as (_, client_end):
             reader = ResponseReader(client_end)
             for _ in range(3):
                 self.assertEqual(reader.read()[0], 200)
@@ -277,21 +261,9 @@ class UnstartedWorkTest(unittest.TestCase):
     """The listener turns away work the pool could not start: it settles there."""
 
     def test_unstarted_work_is_settled(self) -> None:
-        for proxy in (False, True):
-            with self.subTest(proxy_protocol=proxy):
-                root = tempfile.mkdtemp()
-                self.addCleanup(shutil.rmtree, root)
-                values = {"document_root": root, "port": 0,
-                          "error_pages": os.path.join(REPO, "error_pages"),
-                          "templates": os.path.join(REPO, "other_templates")}
-                if proxy:
-                    values.update(proxy_protocol="any", trusted_proxies="127.0.0.1")
-                config = load_config(None, values)
-                logs = os.open(os.devnull, os.O_WRONLY)
-                logger = Logger(logs, logs, owned=(logs,))
-                self.addCleanup(logger.close)
-                server = Server(config, lambda port: assemble(config, port,
-                                                              on_error=logger.warning), logger)
+        for values in ({}, {"proxy_protocol": "any", "trusted_proxies": "127.0.0.1"}):
+            with self.subTest(**values):
+                server = in_process_server(self, quiet_config(self, **values))
                 server._pool.run_all = lambda works: list(works)
                 listener = threading.Thread(target=server.serve_forever)
                 listener.start()
@@ -306,6 +278,7 @@ class UnstartedWorkTest(unittest.TestCase):
                     server.stop()
                     listener.join(SOCKET_TIMEOUT)
                 self.assertFalse(listener.is_alive())
+
 
 if __name__ == "__main__":
     unittest.main()

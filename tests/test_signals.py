@@ -15,10 +15,9 @@ from typing import List, Tuple
 
 from nex.process import run
 from nex.process.assembly import assemble
-from nex.process.config import Config, load_config
 from nex.process.listener import Server
 from nex.process.log import Logger
-from tests.support import REPO, SOCKET_TIMEOUT, NexServer
+from tests.support import REPO, SOCKET_TIMEOUT, NexServer, quiet_config
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
                            run_server, running, stalled_download, wait_until)
 from tests.support.access import write_users
@@ -266,22 +265,11 @@ class CleartextWarningTest(unittest.TestCase):
                 server.stop()
 
 
-def _quiet_config(test: unittest.TestCase) -> Config:
-    """Settings for an in-process server on an ephemeral port that logs nothing, over a
-    document root removed when ``test`` ends."""
-    root = tempfile.mkdtemp(prefix="nex-root-")
-    test.addCleanup(shutil.rmtree, root, True)
-    return load_config(None, {"document_root": root, "port": 0,
-                              "access_log": os.devnull, "error_log": os.devnull,
-                              "error_pages": os.path.join(REPO, "error_pages"),
-                              "templates": os.path.join(REPO, "other_templates")})
-
-
 class ReloadRaceTest(unittest.TestCase):
     """A stop that arrives while a reload builds the new server stops the new one too."""
 
     def test_a_stop_during_the_reload_is_not_lost(self) -> None:
-        config = _quiet_config(self)
+        config = quiet_config(self)
         logger = Logger.from_config(config)
         old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                      logger)
@@ -303,7 +291,7 @@ class WebDavLocksReloadTest(unittest.TestCase):
     locked file."""
 
     def test_a_reload_keeps_the_lock_table(self) -> None:
-        config = dataclasses.replace(_quiet_config(self), webdav="write")
+        config = dataclasses.replace(quiet_config(self), webdav="write")
         logger = Logger.from_config(config)
         old = Server(config, lambda port: assemble(config, port, on_error=logger.warning),
                      logger)
@@ -323,7 +311,7 @@ class StackSizeReloadTest(unittest.TestCase):
     """A reload sizes the threads started after it by the settings read again."""
 
     def test_a_reload_to_the_default_stack_size_brings_the_default_back(self) -> None:
-        config = _quiet_config(self)
+        config = quiet_config(self)
         self.addCleanup(threading.stack_size, threading.stack_size())
         threading.stack_size(256 * 1024)  # as a start with thread_stack_size = 256K left it
         logger = Logger.from_config(config)

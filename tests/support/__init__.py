@@ -13,7 +13,8 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   wait_for_line, make_certificate, client_context, write_settings,
                                   NexServer, exchange, read_all, reset, ResponseReader, capture_log,
                                   CapturedLog, socketpair_dispatcher, connection_over_socketpair,
-                                  merge_settings, http_request, tls_pair, tcp_pair, run_server)
+                                  merge_settings, http_request, tls_pair, tcp_pair, run_server,
+                                  quiet_config, in_process_server)
 from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_download, Reply,
                                 read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,

@@ -19,7 +19,10 @@ import unittest
 from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 if TYPE_CHECKING:
+    from nex.process.config import Config
     from nex.process.connection import Connection
+    from nex.process.listener import Server
+    from nex.process.newcomers import Newcomers
     from nex.process.tls import ServerTLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -367,14 +370,24 @@ def tcp_pair() -> Tuple[socket.socket, socket.socket]:
 
 
 @contextlib.contextmanager
-def connection_over_socketpair(site, logger) -> Iterator[Tuple["Connection", socket.socket]]:
-    """A Connection serving ``site`` on a thread of its own over a socket pair: yields it and
-    the client's end; then closes that end and waits for the loop to end, failing if it
-    does not."""
+def connection_over_socketpair(site, logger, *, tls: Optional["ServerTLS"] = None,
+                               readmit=None, newcomers: Optional["Newcomers"] = None,
+                               sent: bytes = b"", tcp: bool = False
+                               ) -> Iterator[Tuple["Connection", socket.socket]]:
+    """A Connection serving ``site`` on a thread of its own over a socket pair (over TCP on
+    loopback with ``tcp``), with ``tls``, ``readmit`` and ``newcomers`` as the listener
+    would pass them, the client having ``sent`` its first bytes before the thread starts:
+    yields it and the client's end; then closes that end and waits for the loop to end,
+    failing if it does not."""
     from nex.process.connection import Connection
-    server_end, client_end = socket.socketpair()
+    if tcp:
+        client_end, server_end = tcp_pair()
+    else:
+        server_end, client_end = socket.socketpair()
     client_end.settimeout(SOCKET_TIMEOUT)
-    connection = Connection(server_end, "127.0.0.1", site, logger, threading.Event())
+    connection = Connection(server_end, "127.0.0.1", site, logger, threading.Event(), tls,
+                            readmit=readmit, newcomers=newcomers)
+    client_end.sendall(sent)
     worker = threading.Thread(target=connection.serve)
     worker.start()
     try:
@@ -384,6 +397,30 @@ def connection_over_socketpair(site, logger) -> Iterator[Tuple["Connection", soc
         worker.join(SOCKET_TIMEOUT)
     if worker.is_alive():
         raise AssertionError("the connection loop did not end")
+
+
+def quiet_config(test: unittest.TestCase, **values: str) -> "Config":
+    """Settings for an in-process server on an ephemeral port that logs nothing, over a
+    document root removed when ``test`` ends; ``values`` are further settings."""
+    from nex.process.config import load_config
+    root = tempfile.mkdtemp(prefix="nex-root-")
+    test.addCleanup(shutil.rmtree, root, True)
+    return load_config(None, {"document_root": root, "port": 0,
+                              "access_log": os.devnull, "error_log": os.devnull,
+                              "error_pages": os.path.join(REPO, "error_pages"),
+                              "templates": os.path.join(REPO, "other_templates"), **values})
+
+
+def in_process_server(test: unittest.TestCase, config: "Config", **server_args) -> "Server":
+    """The listener (a :class:`~nex.process.listener.Server`) for ``config`` in this process,
+    not yet serving, with a logger closed when ``test`` ends; ``server_args`` go to it."""
+    from nex.process.assembly import assemble
+    from nex.process.listener import Server
+    from nex.process.log import Logger
+    logger = Logger.from_config(config)
+    test.addCleanup(logger.close)
+    return Server(config, lambda port: assemble(config, port, on_error=logger.warning),
+                  logger, **server_args)
 
 
 def http_request(server: "NexServer", method: str, target: str, body: Optional[bytes] = None,
