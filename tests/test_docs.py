@@ -34,8 +34,8 @@ import unittest
 from typing import Dict, Iterator, List, Set, Tuple
 
 from nex.site.passwords import hash_password
-from tests.support import (REPO, START_TIMEOUT, OPENSSL, ResponseReader, make_certificate,
-                           wait_for_line)
+from tests.support import (REPO, START_TIMEOUT, OPENSSL, ResponseReader, describe_processes,
+                           make_certificate, wait_for_line)
 
 #: Flags that take no value.
 SWITCHES = {"--proxy", "--cors", "--zip", "--upload", "--no-upload", "--tls-self-signed",
@@ -285,7 +285,15 @@ class ShellExampleTests(unittest.TestCase):
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-            status = process.wait(START_TIMEOUT)
+            try:
+                status = process.wait(START_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                left = describe_processes(process.pid)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                with open(log, encoding="utf-8", errors="replace") as out:
+                    self.fail(f"still running {START_TIMEOUT:g} s after SIGTERM: {left}; "
+                              f"it printed: {out.read()}")
         with open(log, encoding="utf-8", errors="replace") as out:
             self.assertEqual(status, 0, out.read())
 

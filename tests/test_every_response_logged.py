@@ -67,7 +67,7 @@ class EarlyEndTest(unittest.TestCase):
             self.assertLess(received, LARGE)
 
     def test_a_transfer_cut_by_shutdown_is_logged(self):
-        server = stalled_download(self, self.root, {"timeouts": {"shutdown_grace": "1"}})
+        server, _ = stalled_download(self, self.root, {"timeouts": {"shutdown_grace": "1"}})
         server.signal(signal.SIGTERM)  # and the client never reads on
         self.assertEqual(server.wait(), 0)
         lines = [line for line in server.access_log().splitlines() if "GET /large.bin" in line]

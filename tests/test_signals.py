@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import unittest
@@ -15,9 +16,9 @@ from typing import List, Tuple
 
 from nex.process import run
 from nex.process.assembly import assemble
-from nex.process.listener import Server
+from nex.process.listener import FORCE_SIGNAL, ForceStop, Server
 from nex.process.log import Logger
-from tests.support import REPO, SOCKET_TIMEOUT, NexServer, quiet_config
+from tests.support import LARGE, REPO, SOCKET_TIMEOUT, NexServer, in_process_server, quiet_config
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
                            run_server, running, stalled_download, wait_until)
 from tests.support.access import write_users
@@ -195,10 +196,16 @@ class SecondCtrlCTest(unittest.TestCase):
     """A second Ctrl+C stops at once with status 130 and no traceback: with workers as
     alone."""
 
-    def stalled_download(self, workers: int) -> NexServer:
+    def stalled_download(self, workers: int) -> Tuple[NexServer, socket.socket]:
         """A server with a 600 s grace sending a large file to a client that reads no more."""
         return stalled_download(self, large_root(self), {"server": {"workers": workers},
                                                          "timeouts": {"shutdown_grace": 600}})
+
+    def workers(self, server: NexServer) -> List[int]:
+        """The pids of the server's two workers, once both run."""
+        return sorted(wait_until(lambda: children(server.pid)
+                                 if len(children(server.pid)) == 2 else None,
+                                 what="two workers"))
 
     def ctrl_c(self, pids: List[int]) -> None:
         """SIGINT to each process, as a terminal sends it to its whole foreground group."""
@@ -216,32 +223,96 @@ class SecondCtrlCTest(unittest.TestCase):
         self.assertNotIn("warning", server.error_log())
 
     def test_from_a_terminal_with_workers(self) -> None:
-        server = self.stalled_download(workers=2)
-        pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
-                                                if len(children(server.pid)) == 2 else None,
-                                                what="two workers"))
+        server, _ = self.stalled_download(workers=2)
+        pids = [server.pid] + self.workers(server)
         self.ctrl_c(pids)
         wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the worker's waiting line")
         self.ctrl_c(pids)
         self.assert_forced_stop(server, pids)
 
+    def test_the_terminals_sigint_after_the_supervisors_sigterm_is_the_same_ctrl_c(self) -> None:
+        # One Ctrl+C reaches the supervisor and each worker, and the SIGTERM the supervisor
+        # passes on can reach a worker before the terminal's SIGINT does.
+        server, client = self.stalled_download(workers=2)
+        workers = self.workers(server)
+        server.signal(signal.SIGINT)
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the worker's waiting line")
+        self.ctrl_c(workers)
+        wait_until(lambda: not any(signal_pending(pid, signal.SIGINT) for pid in workers),
+                   what="the workers to take their SIGINT")
+        while client.recv(1 << 20):  # the transfer finishes: nothing cut it short
+            pass
+        self.assertEqual(server.wait(), 0)
+        self.assertNotIn("stopping now", server.stderr())
+        self.assertIn(f" 200 {LARGE} ", server.access_log())
+
     def test_twice_to_the_supervisor_alone(self) -> None:
-        server = self.stalled_download(workers=2)
-        pids = [server.pid] + sorted(wait_until(lambda: children(server.pid)
-                                                if len(children(server.pid)) == 2 else None,
-                                                what="two workers"))
+        server, _ = self.stalled_download(workers=2)
+        pids = [server.pid] + self.workers(server)
         server.signal(signal.SIGINT)
         wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the worker's waiting line")
         server.signal(signal.SIGINT)
         self.assert_forced_stop(server, pids)
 
     def test_alone(self) -> None:
-        server = self.stalled_download(workers=1)
+        server, _ = self.stalled_download(workers=1)
         server.signal(signal.SIGINT)
         wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the waiting line")
         server.signal(signal.SIGINT)
         self.assert_forced_stop(server, [server.pid])
         self.assertIn("stopping now", server.stderr())
+
+
+class StopSignalRulesTest(unittest.TestCase):
+    """Which signals make a second Ctrl+C, for a lone server and a supervised one (a
+    worker), called as the signal handler is, in order."""
+
+    def server(self, *, supervised: bool) -> Server:
+        server = in_process_server(self, quiet_config(self), supervised=supervised)
+        self.addCleanup(server.listener.close)  # most never serve, which would close it
+        return server
+
+    def test_a_lone_server_counts_sigterm_as_the_first(self) -> None:
+        server = self.server(supervised=False)
+        server.handle_signal(signal.SIGTERM, None)
+        with self.assertRaises(ForceStop):
+            server.handle_signal(signal.SIGINT, None)
+        server.handle_signal(signal.SIGINT, None)  # once: any later signal changes nothing
+
+    def test_a_worker_counts_only_sigint(self) -> None:
+        server = self.server(supervised=True)
+        server.handle_signal(signal.SIGTERM, None)  # its supervisor's, passing a Ctrl+C on
+        server.handle_signal(signal.SIGINT, None)  # the terminal's, of the same Ctrl+C
+        self.assertTrue(server.stopping.is_set())
+        with self.assertRaises(ForceStop):
+            server.handle_signal(signal.SIGINT, None)
+
+    def test_the_supervisors_stop_now_after_its_sigterm(self) -> None:
+        server = self.server(supervised=True)
+        server.handle_signal(signal.SIGTERM, None)
+        with self.assertRaises(ForceStop):
+            server.handle_signal(FORCE_SIGNAL, None)
+
+    def test_the_supervisors_stop_now_taken_first(self) -> None:
+        # Both pending at once, the lower-numbered SIGQUIT is handled before SIGTERM: the
+        # server then stops at once rather than waiting for its transfers.
+        server = self.server(supervised=True)
+        server.handle_signal(FORCE_SIGNAL, None)
+        server.handle_signal(signal.SIGTERM, None)
+        self.assertTrue(server.stopping.is_set())
+        with self.assertRaises(ForceStop):
+            server.serve_forever()
+
+
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` waits to be delivered to process ``pid`` (False once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = dict(line.split(":", 1) for line in status)
+    except FileNotFoundError:
+        return False
+    pending = int(lines["SigPnd"], 16) | int(lines["ShdPnd"], 16)
+    return bool(pending >> (signum - 1) & 1)
 
 
 class CleartextWarningTest(unittest.TestCase):

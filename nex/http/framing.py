@@ -13,7 +13,7 @@ proxy turns them into ``502`` for a response.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, FrozenSet, NamedTuple, Optional, Sequence, Tuple, Union
 
 from nex.http.errors import HTTPError, protocol_error, size_limit
 from nex.http.grammar import CONTENT_LENGTH, TOKEN, TRANSFER_CODING, parse_list

@@ -9,7 +9,7 @@ A cap on live connections (and on connections per client address) keeps the thre
 bounded: a client past a cap gets a short ``503``/``429`` page at once and is closed, without
 a thread (over HTTPS it is closed without the page, which would need a handshake).  SIGINT
 and SIGTERM stop accepting, wake idle keep-alive connections and give in-flight responses
-``shutdown_grace`` seconds to finish; a second SIGINT cuts them short.  A reload (SIGHUP)
+``shutdown_grace`` seconds to finish; a second Ctrl+C cuts them short.  A reload (SIGHUP)
 ends the accept loop without stopping, so that :func:`nex.process.run.run_server` can hand
 the listener to a new server and :meth:`Server.retire` this one.  A retired server (and a
 worker that gets :data:`RETIRE_SIGNAL`, SIGUSR2, which the supervisor sends a worker it
@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from nex import SERVER_SOFTWARE, qrcode
 from nex.addresses import plain_address
@@ -63,6 +63,9 @@ _ACCEPTED_INHERIT_NONBLOCKING = not sys.platform.startswith("linux")
 _MAX_NUMBERED_CLIENTS = 65536
 #: Stop accepting, finish requests within the grace period, let tunnels drain.
 RETIRE_SIGNAL = signal.SIGUSR2
+#: Stop at once: a second Ctrl+C, as a supervisor passes it on to its workers.  Not SIGINT,
+#: which a worker also gets from the terminal and could not tell from its supervisor's.
+FORCE_SIGNAL = signal.SIGQUIT
 #: Signals an operator sends a running Nex (reload, reopen the logs) whose default action
 #: would end it: held while the pid file is written and Nex starts (:func:`hold_signals`)
 #: until their handlers are in place, so that one sent as soon as the pid file appears is
@@ -80,12 +83,25 @@ def release_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
 
 
+def ignore_signals(signals: Iterable[int]) -> None:
+    """Give each of ``signals`` a handler that does nothing, in a process on its way out, so
+    that a late signal cannot raise in what is left.  Not ``SIG_IGN``: a signal caught just
+    before, whose handler has yet to run, would then be reported on stderr as "ignored due to
+    race condition"."""
+    for signum in signals:
+        signal.signal(signum, _do_nothing)
+
+
+def _do_nothing(signum: int, frame: object) -> None:
+    """The handler of a signal that comes too late to change anything."""
+
+
 class _Stop(Exception):
     """Raised in the main thread by the signal handler to end the accept loop."""
 
 
 class ForceStop(Exception):
-    """Raised in the main thread by a second SIGINT: stop without waiting for transfers."""
+    """Raised in the main thread by a second Ctrl+C: stop without waiting for transfers."""
 
 
 class Server:
@@ -96,12 +112,14 @@ class Server:
     given (a worker process of several, or a socket systemd passed), else on a new socket
     bound per ``config``; ``shared`` says that other processes accept on ``listener`` too.
     With ``tls`` every connection speaks HTTPS.  ``metrics`` counts connections and requests.
+    A ``supervised`` server is a worker's: its supervisor passes signals on to it (see
+    :meth:`handle_signal`).
     """
 
     def __init__(self, config: Config, make_dispatcher: Callable[[int], Dispatcher],
                  logger: Logger, listener: Optional[socket.socket] = None,
                  tls: Optional[ServerTLS] = None, *, shared: bool = False,
-                 metrics: Optional[Metrics] = None) -> None:
+                 metrics: Optional[Metrics] = None, supervised: bool = False) -> None:
         self.config = config
         self.metrics = metrics
         #: Whether other processes accept on the listener too (a reloaded server's as well);
@@ -126,6 +144,9 @@ class Server:
         self._drain_tunnels = False
         #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.
         self.reload_requested = False
+        self._supervised = supervised
+        #: A stop came that makes the next SIGINT a second Ctrl+C (see :meth:`handle_signal`).
+        self._pressed = False
         self._forced = False
         self._in_accept = False
         self._lock = threading.Lock()
@@ -246,19 +267,27 @@ class Server:
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
         """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL leaving the
-        tunnels to drain); a SIGINT or SIGTERM after it cuts the draining tunnels, and a
-        second SIGINT raises :class:`ForceStop`, once: any later signal changes nothing."""
+        tunnels to drain); a SIGINT or SIGTERM after it cuts the draining tunnels.
+
+        A second Ctrl+C raises :class:`ForceStop`, once: any later signal changes nothing.
+        That is a SIGINT after a SIGINT or SIGTERM, or :data:`FORCE_SIGNAL`.  A supervised
+        server counts only a SIGINT as the first: its supervisor passes a first Ctrl+C on as
+        SIGTERM, which can arrive before the terminal's own SIGINT of that same Ctrl+C.
+        """
+        force = signum == FORCE_SIGNAL or (signum == signal.SIGINT and self._pressed)
+        if signum == signal.SIGINT or (signum == signal.SIGTERM and not self._supervised):
+            self._pressed = True
+        if force and not self._forced:
+            self._forced = True
+            if self.stopping.is_set():
+                raise ForceStop()
         if not self.stopping.is_set():
             self._drain_tunnels = signum == RETIRE_SIGNAL
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
-            return
-        if signum != RETIRE_SIGNAL:
+        elif signum != RETIRE_SIGNAL:
             self._drain_tunnels = False
-        if signum == signal.SIGINT and not self._forced:
-            self._forced = True
-            raise ForceStop()
 
     def request_reload(self) -> None:
         """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
@@ -395,6 +424,8 @@ class Server:
         self.stopping.set()
         if close_listener:
             self.listener.close()
+        if self._forced:  # FORCE_SIGNAL began the stop, or a second Ctrl+C came meanwhile
+            raise ForceStop()
         busy = [connection for connection in self._wake_all() if connection.busy]
         if busy:
             grace = self.config.shutdown_grace

@@ -2,7 +2,7 @@
 
 :func:`run_server` loads what the settings name (TLS pair, log files, templates), listens
 (or takes a worker's listener), logs the cleartext-password warning, serves until SIGINT or
-SIGTERM, and returns the exit status: 0 after a graceful stop, 130 when a second SIGINT cut
+SIGTERM, and returns the exit status: 0 after a graceful stop, 130 when a second Ctrl+C cut
 it short (one line, no traceback), 2 when it cannot start.
 
 **Reload.**  Given ``load`` (a lone Nex), SIGHUP reads the settings again, as the supervisor
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process import systemd
-from nex.process.listener import (RETIRE_SIGNAL, ForceStop, Server, listener_url,
-                                  release_signals, start_listening)
+from nex.process.listener import (FORCE_SIGNAL, RETIRE_SIGNAL, ForceStop, Server, ignore_signals,
+                                  listener_url, release_signals, start_listening)
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
 from nex.process.startup import (RESTART_ONLY, StartupError, bind_metrics_listener,
@@ -92,7 +92,8 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
         fail(str(error))
         return 2
     try:
-        server = _server(config, logger, listener, tls, shared, metrics, locks)
+        server = _server(config, logger, listener, tls, shared, metrics, locks,
+                         supervised=not lone)
     except StartupError as error:
         logger.close()
         fail(str(error))
@@ -113,8 +114,9 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     if warning is not None:
         logger.warning(warning)
     current = [server]  # the server the signal handlers act on
-    # A lone Nex reloads on SIGHUP; a worker is retired by its supervisor instead.
-    handled = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP if load else RETIRE_SIGNAL]
+    # A lone Nex reloads on SIGHUP; a worker is retired, or stopped at once, by its supervisor.
+    handled = [signal.SIGINT, signal.SIGTERM] + (
+        [signal.SIGHUP] if load else [RETIRE_SIGNAL, FORCE_SIGNAL])
     for sig in handled:
         signal.signal(sig, lambda signum, frame: _on_signal(current[0], signum, frame, lone))
     # Reopening takes no lock, so it runs in the handler itself.
@@ -146,8 +148,7 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
         status = FORCED_EXIT
     finally:
         # Nex is on its way out: a later Ctrl+C must not raise in what is left.
-        for sig in handled:
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_signals(handled)
         signal.set_wakeup_fd(-1)
         os.close(wakeup)
         os.close(woken)
@@ -189,12 +190,13 @@ def print_metrics_line(scrapes: Optional[socket.socket], config: Config) -> None
 
 def _server(config: Config, logger: Logger, listener: Optional[socket.socket],
             tls: Optional[ServerTLS], shared: bool, metrics: Optional[Metrics],
-            locks: Optional[LockTable] = None) -> Server:
-    """A server for ``config`` whose dispatcher is assembled once the port is known."""
+            locks: Optional[LockTable] = None, *, supervised: bool = False) -> Server:
+    """A server for ``config`` whose dispatcher is assembled once the port is known (a
+    worker's is ``supervised``)."""
     tally = None if metrics is None else metrics.proxy_tally()
     return Server(config,
                   lambda port: dispatcher_for(config, port, logger.warning, locks, tally),
-                  logger, listener, tls, shared=shared, metrics=metrics)
+                  logger, listener, tls, shared=shared, metrics=metrics, supervised=supervised)
 
 
 def _reloaded(old: Server, load: Callable[[], Config],

@@ -32,8 +32,11 @@ one inherited socket (:data:`REUSE_PORT` chooses).
 
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
-waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on, which
-cuts the workers' transfers short as it does a lone Nex's; the exit status is then 130.  A
+waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on as
+:data:`~nex.process.listener.FORCE_SIGNAL` (SIGQUIT), which cuts the workers' transfers
+short as it does a lone Nex's; the exit status is then 130.  It is not passed on as SIGINT: a
+worker in the terminal's process group gets each Ctrl+C's SIGINT itself, sometimes after its
+supervisor's SIGTERM, and counts only SIGINTs towards a second Ctrl+C.  A
 worker that exits otherwise is restarted at once, with a line in the error log; one that
 keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is restarted after a pause that
 doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the settings again (the same file and
@@ -73,8 +76,9 @@ from nex import SERVER_SOFTWARE
 from nex.files.davlocks import LockTable
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
-from nex.process.listener import (RETIRE_SIGNAL, bind_listener, listener_url, print_lan_code,
-                                  release_signals, start_listening)
+from nex.process.listener import (FORCE_SIGNAL, RETIRE_SIGNAL, bind_listener, ignore_signals,
+                                  listener_url, print_lan_code, release_signals,
+                                  start_listening)
 from nex.process.metrics import MetricsTable, process_metrics
 from nex.process.run import FORCED_EXIT, print_metrics_line
 from nex.process.startup import (StartupError, bind_metrics_listener, check_startup,
@@ -230,7 +234,7 @@ class Supervisor:
         self._stopping = False
         #: A second SIGINT came (to this process, or to a worker that exited 130).
         self._forced = False
-        #: The workers were told to stop at once (SIGINT passed on).
+        #: The workers were told to stop at once (FORCE_SIGNAL passed on).
         self._cut_short = False
         self._wakeup_read, self._wakeup_write = os.pipe()
         #: Only the supervisor holds the write end: workers see end-of-file once it is gone.
@@ -258,8 +262,8 @@ class Supervisor:
             return FORCED_EXIT if self._forced else 0
         finally:
             # Nex is on its way out: a late Ctrl+C must not raise in what is left.
-            for sig, handler in previous.items():
-                signal.signal(sig, handler if sig == signal.SIGCHLD else signal.SIG_IGN)
+            signal.signal(signal.SIGCHLD, previous[signal.SIGCHLD])
+            ignore_signals(sig for sig in previous if sig != signal.SIGCHLD)
             signal.set_wakeup_fd(-1)
             for fd in (self._wakeup_read, self._wakeup_write, self._lifeline_read,
                        self._lifeline_write):
@@ -294,7 +298,7 @@ class Supervisor:
                 self._forced = self._cut_short = True
                 self._stop()
                 for pid in self._worker_pids():
-                    _signal(pid, signal.SIGINT)
+                    _signal(pid, FORCE_SIGNAL)
             elif interrupts or signal.SIGTERM in signals:
                 self._stop()
             # Reaped only now: a worker that a terminal's Ctrl+C stopped before this

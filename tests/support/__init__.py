@@ -14,12 +14,13 @@ from tests.support.server import (REPO, START_TIMEOUT, SOCKET_TIMEOUT, SETTLE_DE
                                   NexServer, exchange, read_all, reset, ResponseReader, capture_log,
                                   CapturedLog, socketpair_dispatcher, connection_over_socketpair,
                                   merge_settings, http_request, tls_pair, tcp_pair, run_server,
-                                  quiet_config, in_process_server)
+                                  quiet_config, in_process_server, children, running,
+                                  process_state, describe_processes)
 from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_download, Reply,
                                 read_until_closed, parse_replies,
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
-                                children, running, process_state, fetch_all_at_once, temp_root,
+                                fetch_all_at_once, temp_root,
                                 alpha_root, hold_a_request, check_reloaded, get)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,

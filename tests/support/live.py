@@ -12,7 +12,7 @@ import tempfile
 import threading
 import unittest
 import uuid
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
                                   read_all, wait_until)
@@ -234,33 +234,6 @@ def head(*fields: bytes, line: bytes = b"GET /hello.txt HTTP/1.1") -> bytes:
     return b"\r\n".join((line,) + fields) + b"\r\n\r\n"
 
 
-def children(pid: int) -> Set[int]:
-    """The live (not zombie) child processes of ``pid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = process_state(int(entry))
-            if stat is not None and stat[1] == pid and stat[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    stat = process_state(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-def process_state(pid: int) -> Optional[Tuple[str, int]]:
-    """(state, parent pid) of ``pid``, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return fields[0], int(fields[1])
-
-
 def fetch_all_at_once(test: unittest.TestCase, server: NexServer, files: Dict[str, bytes],
                       clients: int = 200) -> None:
     """``clients`` connections to ``server`` at once, each asking in turn for three of ``files``
@@ -325,9 +298,11 @@ def large_root(test: unittest.TestCase) -> str:
 
 
 def stalled_download(test: unittest.TestCase, root: str,
-                     settings: Dict[str, Dict[str, object]]) -> NexServer:
+                     settings: Dict[str, Dict[str, object]]
+                     ) -> Tuple[NexServer, socket.socket]:
     """A Nex started over ``root`` (see :func:`large_root`) with ``settings``, sending
-    ``large.bin`` to a client that reads its first piece and then nothing more."""
+    ``large.bin`` to a client that reads its first piece and then nothing more; the server
+    and the client's socket."""
     server = NexServer(root, settings=settings)
     test.addCleanup(server.stop)
     server.start()
@@ -336,7 +311,7 @@ def stalled_download(test: unittest.TestCase, root: str,
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.sendall(b"GET /large.bin HTTP/1.1\r\nHost: a\r\n\r\n")
     test.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200 "))
-    return server
+    return server, sock
 
 
 def hold_a_request(kept: socket.socket) -> ResponseReader:

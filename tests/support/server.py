@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Set, Tuple, TypeVar
 
 if TYPE_CHECKING:
     from nex.process.config import Config
@@ -223,7 +223,13 @@ class NexServer:
         self.process.send_signal(signum)
 
     def wait(self, timeout: float = START_TIMEOUT) -> int:
-        return self.process.wait(timeout)
+        """The exit status, once the process exits within ``timeout``."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"Nex did not exit within {timeout:g} s: "
+                                 f"{describe_processes(self.pid)}; its stderr ends "
+                                 f"{self.stderr()[-1000:]!r}") from None
 
     def stop(self) -> Optional[int]:
         """Stop the server (SIGTERM, then SIGKILL if it hangs) and remove its folder."""
@@ -245,6 +251,55 @@ class NexServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def children(pid: int) -> Set[int]:
+    """The live (not zombie) child processes of ``pid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = process_state(int(entry))
+            if stat is not None and stat[1] == pid and stat[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    stat = process_state(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def process_state(pid: int) -> Optional[Tuple[str, int]]:
+    """(state, parent pid) of ``pid``, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def describe_processes(pid: int) -> str:
+    """``pid`` and its children, for a failure message: each one's state and where its
+    threads wait in the kernel (``futex_wait_queue x3``)."""
+    lines = []
+    for each in [pid] + sorted(children(pid)):
+        state = process_state(each)
+        if state is None:
+            continue
+        waits: Dict[str, int] = {}
+        try:
+            for thread in os.listdir(f"/proc/{each}/task"):
+                with open(f"/proc/{each}/task/{thread}/wchan") as wchan:
+                    where = wchan.read()
+                where = "running" if where in ("", "0") else where
+                waits[where] = waits.get(where, 0) + 1
+        except OSError:  # it ended meanwhile
+            continue
+        threads = ", ".join(f"{where} x{count}" for where, count in sorted(waits.items()))
+        lines.append(f"pid {each} ({state[0]}): {threads}")
+    return "; ".join(lines) or "none left"
 
 
 def _read_text(path: str) -> str:
