@@ -279,6 +279,13 @@ class StopSignalRulesTest(unittest.TestCase):
             server.handle_signal(signal.SIGINT, None)
         server.handle_signal(signal.SIGINT, None)  # once: any later signal changes nothing
 
+    def test_nothing_is_raised_once_serving_has_ended(self) -> None:
+        # A Ctrl+C that comes while the process closes its logs and exits.
+        server = self.server(supervised=False)
+        server.handle_signal(signal.SIGTERM, None)
+        server.serve_forever()  # stopping already: it returns at once
+        server.handle_signal(signal.SIGINT, None)
+
     def test_a_worker_counts_only_sigint(self) -> None:
         server = self.server(supervised=True)
         server.handle_signal(signal.SIGTERM, None)  # its supervisor's, passing a Ctrl+C on

@@ -148,6 +148,9 @@ class Server:
         #: A stop came that makes the next SIGINT a second Ctrl+C (see :meth:`handle_signal`).
         self._pressed = False
         self._forced = False
+        #: :meth:`serve_forever` has returned: a second Ctrl+C has nothing left to cut short,
+        #: and must not raise in what the process does on its way out.
+        self._finished = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Notified each time a connection ends.
@@ -224,6 +227,7 @@ class Server:
             self._in_accept = False
             if self.stopping.is_set() or not self.reload_requested:
                 self._shut_down()
+        self._finished = True
 
     def _hand_out(self, sock: socket.socket, address: Tuple, accepted: float) -> None:
         """Give ``sock``, accepted at ``accepted`` (``time.monotonic()``), and each client
@@ -269,8 +273,9 @@ class Server:
         """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL leaving the
         tunnels to drain); a SIGINT or SIGTERM after it cuts the draining tunnels.
 
-        A second Ctrl+C raises :class:`ForceStop`, once: any later signal changes nothing.
-        That is a SIGINT after a SIGINT or SIGTERM, or :data:`FORCE_SIGNAL`.  A supervised
+        A second Ctrl+C raises :class:`ForceStop`, once, and only until :meth:`serve_forever`
+        has returned: any later signal changes nothing.  That is a SIGINT after a SIGINT or
+        SIGTERM, or :data:`FORCE_SIGNAL`.  A supervised
         server counts only a SIGINT as the first: its supervisor passes a first Ctrl+C on as
         SIGTERM, which can arrive before the terminal's own SIGINT of that same Ctrl+C.
         """
@@ -279,7 +284,7 @@ class Server:
             self._pressed = True
         if force and not self._forced:
             self._forced = True
-            if self.stopping.is_set():
+            if self.stopping.is_set() and not self._finished:
                 raise ForceStop()
         if not self.stopping.is_set():
             self._drain_tunnels = signum == RETIRE_SIGNAL
