@@ -11,7 +11,8 @@ import socket
 import tempfile
 import time
 import unittest
-from typing import Tuple
+from typing import List, Tuple
+from unittest import mock
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,8 +20,8 @@ from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
 from nex.http.response import Response
 from nex.process.log import Logger
-from nex.process.metrics import Metrics, MetricsTable, certificate_expiry, handler_of, \
-    proxy_outcome
+from nex.process.metrics import SNAPSHOT_TRIES, Metrics, MetricsTable, certificate_expiry, \
+    handler_of, proxy_outcome
 from nex.proxy.figures import DNS_ENTRIES, DNS_HITS, FAILURES, ORIGINS_REUSED, OUTCOMES, \
     REFUSALS
 from tests.support import SOCKET_TIMEOUT, START_TIMEOUT, NexServer, ResponseReader, exchange, \
@@ -58,6 +59,48 @@ class HandlerTests(unittest.TestCase):
 
 
 class TableTests(unittest.TestCase):
+    def half_folded(self) -> Tuple[MetricsTable, Metrics]:
+        """A table whose row 1 (5 requests) the supervisor is folding into row 0, stopped
+        half-way: each counter added to row 0, none cleared yet; and a worker's metrics."""
+        table = MetricsTable(2)
+        worker = Metrics(table, table.take_row())
+        get = request("GET /a HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(5):
+            worker.request_done(get, Response(200), 1, 1)
+        table.sequence[0] += 1
+        for field in range(self.fields(table)):
+            table.values[field] += table.values[self.fields(table) + field]
+        return table, Metrics(table, table.take_row())
+
+    @staticmethod
+    def fields(table: MetricsTable) -> int:
+        return len(table.values) // (table.rows + 1)
+
+    def test_a_scrape_copies_the_table_between_folds(self) -> None:
+        # The supervisor is another process: it may fold a row while a worker copies the
+        # table, and the copy would then count the row twice, or not at all.
+        table, scraper = self.half_folded()
+
+        def fold_ends(seconds: float) -> None:
+            for field in range(self.fields(table)):
+                table.values[self.fields(table) + field] = 0
+            table.sequence[0] += 1
+
+        with mock.patch("nex.process.metrics.sleep", fold_ends):
+            self.assertEqual(requests_of(parse(scraper.render()), "file", "2xx"), 5)
+
+    def test_a_fold_that_never_ends_holds_a_scrape_a_bounded_time(self) -> None:
+        table, scraper = self.half_folded()  # the supervisor was killed half-way
+        pauses: List[float] = []
+        with mock.patch("nex.process.metrics.sleep", pauses.append):
+            self.assertEqual(requests_of(parse(scraper.render()), "file", "2xx"), 10)
+        self.assertEqual(len(pauses), SNAPSHOT_TRIES)
+
+    def test_a_fold_leaves_the_sequence_even_and_on(self) -> None:
+        table = MetricsTable(2)
+        table.give_back(table.take_row())
+        self.assertEqual(table.sequence[0], 2)
+
     def test_figures_sum_over_rows_and_an_exited_worker_leaves_its_counters(self) -> None:
         table = MetricsTable(2)
         one, two = Metrics(table, table.take_row()), Metrics(table, table.take_row())

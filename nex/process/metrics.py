@@ -7,7 +7,10 @@ worker answering a scrape sums all rows: the figures cover every worker without 
 anyone.  When a worker has exited, the supervisor adds its counters to row 0 (which also
 holds the worker restarts) and clears the row for the next worker: counters carry on across
 restarts and reloads, and the gauges of a worker that died with connections open do not
-linger.  Within a process a lock guards the row, so no figure relies on the GIL; the
+linger.  A scrape sums a copy of the table taken between two such folds (a sequence number
+before the rows counts the folds begun and ended), so that no counter it shows is ever below
+one shown before: Prometheus would take the dip for a restart and count the whole figure
+again.  Within a process a lock guards the row, so no figure relies on the GIL; the
 proxy's DNS cache and origin pool count into a slice of the row of their own (their
 *tally*, :func:`Metrics.proxy_tally`), each under the lock it already holds.
 
@@ -30,6 +33,7 @@ import socket
 import ssl
 import threading
 from datetime import datetime, timezone
+from time import sleep
 from typing import Callable, Iterable, List, Optional, Tuple
 
 from nex.addresses import in_networks, parse_address
@@ -73,6 +77,10 @@ _FAILURES = frozenset(FAILURES)
 #: Outcomes whose bytes went through: the origin answered, or a tunnel was granted.
 _RELAYED = frozenset(("forwarded", "tunnel", "websocket"))
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How often a scrape tries for a copy of the table between folds, and the pause between
+#: tries: a fold takes microseconds, so only a supervisor stopped mid-fold uses them all.
+SNAPSHOT_TRIES = 100
+SNAPSHOT_PAUSE = 0.001
 #: Seconds a scrape on the metrics port may take to send its request and read the answer.
 SCRAPE_TIMEOUT = 5.0
 _SCRAPE_HEAD_LIMIT = 16 * 1024
@@ -82,19 +90,30 @@ _PEM_CERTIFICATE = re.compile(
 
 
 class MetricsTable:
-    """The shared table: ``rows`` rows for serving processes plus the supervisor's row 0."""
+    """The shared table: ``rows`` rows for serving processes plus the supervisor's row 0,
+    after the fold sequence number (odd while the supervisor folds a row into row 0)."""
 
     def __init__(self, rows: int = MAX_ROWS) -> None:
         self.rows = rows
-        self._memory = mmap.mmap(-1, (rows + 1) * _FIELDS * 8,
+        self._memory = mmap.mmap(-1, (1 + (rows + 1) * _FIELDS) * 8,
                                  flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
-        self.values = memoryview(self._memory).cast("q")
+        #: Each row's fields, one after another, from row 0.
+        self.values = memoryview(self._memory).cast("q")[1:]
+        #: Folds begun and ended (:meth:`give_back`): odd while one is under way.
+        self.sequence = memoryview(self._memory).cast("q")[:1]
         self._free = list(range(rows, 0, -1))
 
-    def total(self, field: int) -> int:
-        """``field`` summed over every row."""
-        values = self.values
-        return sum(values[row * _FIELDS + field] for row in range(self.rows + 1))
+    def totals(self) -> List[int]:
+        """Each field summed over every row, from a copy taken while no row was being
+        folded (or, should the supervisor stop in the middle of a fold, the last copy)."""
+        for _ in range(SNAPSHOT_TRIES):
+            before = self.sequence[0]
+            snapshot = self._memory[8:]
+            if before % 2 == 0 and self.sequence[0] == before:
+                break
+            sleep(SNAPSHOT_PAUSE)
+        copied = memoryview(snapshot).cast("q")
+        return [sum(copied[field::_FIELDS]) for field in range(_FIELDS)]
 
     def take_row(self) -> int:
         """A free row for a new worker (the supervisor's row 0 when none is left)."""
@@ -105,10 +124,12 @@ class MetricsTable:
         if row == 0:
             return
         values, base = self.values, row * _FIELDS
+        self.sequence[0] += 1
         for field in range(_FIELDS):
             if field not in _GAUGES:
                 values[field] += values[base + field]
             values[base + field] = 0
+        self.sequence[0] += 1
         self._free.append(row)
 
     def count_restart(self) -> None:
@@ -221,7 +242,7 @@ class Metrics:
 
     def render(self) -> str:
         """Every figure, summed over the processes, in the Prometheus text format."""
-        total = self.table.total
+        total = self.table.totals().__getitem__
         lines: List[str] = []
         family(lines, "nex_requests_total", "counter", "Responses sent, by handler and status "
                "class.", [(f'handler="{handler}",status_class="{status_class}"', total(index))
