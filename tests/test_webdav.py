@@ -7,7 +7,7 @@ import dataclasses
 import os
 import unittest
 import xml.etree.ElementTree as ElementTree
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from unittest import mock
 
 from nex.files import davwrite
@@ -481,6 +481,34 @@ class LockTest(DavCase):
                      headers=[FORM_TYPE], upload_overwrite=True)
         self.assertNotEqual(self.read("hello.txt"), b"new")
         self.assertFalse([name for name in self.names() if name.startswith(".nex-upload")])
+
+    def test_a_lock_taken_while_a_put_body_comes_in_stops_the_put(self) -> None:
+        # The locks are checked as the head comes, and again as the file takes its name.
+        self.refusal(423, "PUT", "/hello.txt", b"new", pieces=[b"ne", b"w"],
+                     before_piece=self.lock_at_second_piece("/hello.txt"),
+                     upload_overwrite=True)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertNoTemporaryFiles()
+
+    def test_a_lock_taken_while_a_resumable_upload_comes_in_stops_it(self) -> None:
+        self.refusal(423, "PUT", "/hello.txt", b"new", pieces=[b"ne", b"w"],
+                     before_piece=self.lock_at_second_piece("/hello.txt"),
+                     headers=[("Upload-Complete", "?1")], upload_overwrite=True)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+
+    def test_a_lock_taken_while_a_form_comes_in_stops_every_file_of_it(self) -> None:
+        form = form_body(file_part("a.txt", b"a"), file_part("b.txt", b"b"))
+        # Both parts have begun before the lock: only the form's closing boundary is left.
+        self.refusal(423, "POST", "/dir/", form, pieces=[form[:-8], form[-8:]],
+                     before_piece=self.lock_at_second_piece("/dir/"), headers=[FORM_TYPE])
+        self.assertEqual(self.names("dir"), [])
+
+    def lock_at_second_piece(self, target: str) -> Callable[[int], None]:
+        """A ``before_piece`` that locks ``target`` before the body's second piece comes."""
+        def before_piece(index: int) -> None:
+            if index == 1:
+                self.lock(target)
+        return before_piece
 
     def test_a_folder_lock_covers_what_is_below(self) -> None:
         token = self.lock("/dir/")

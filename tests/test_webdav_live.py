@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Tuple
 
 from tests.support.access import ANONYMOUS, RIGHT, ServerTestCase
-from tests.support.upload import LiveUploadCase
+from tests.support import read_all
+from tests.support.upload import LiveUploadCase, reply
 
 RCLONE = shutil.which("rclone")
 CADAVER = shutil.which("cadaver")
@@ -27,6 +28,30 @@ class DavServerCase(LiveUploadCase):
 
     settings = {"files": {"upload": "yes", "webdav": "write", "allow_delete": "yes",
                           "allow_rename": "yes", "upload_overwrite": "yes"}}
+
+
+class LockDuringUploadTest(DavServerCase):
+    """A lock taken while a PUT's body comes in, through another connection, stops the PUT
+    (423) and leaves the file as it was."""
+
+    LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+                b'</D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>')
+
+    def test_the_put_gets_423(self) -> None:
+        with open(os.path.join(self.folder, "page.html"), "wb") as out:
+            out.write(b"old")
+        with self.server.connect() as uploading:
+            uploading.sendall(f"PUT {self.path('page.html')} HTTP/1.1\r\nHost: localhost\r\n"
+                              "Content-Length: 6\r\nConnection: close\r\n\r\nne".encode())
+            status, headers, body = self.send(
+                f"LOCK {self.path('page.html')} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                f"application/xml\r\nContent-Length: {len(self.LOCKINFO)}\r\n"
+                f"Connection: close\r\n\r\n".encode() + self.LOCKINFO)
+            self.assertEqual(status, 200, body)
+            self.assertIn("lock-token", headers)
+            uploading.sendall(b"w page")
+            self.assertEqual(reply(read_all(uploading))[0], 423)
+        self.assertEqual(self.read("page.html"), b"old")
 
 
 @unittest.skipUnless(RCLONE, "rclone is missing (apt-get install rclone)")

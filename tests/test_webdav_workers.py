@@ -7,6 +7,7 @@ following request on a new connection, which the kernel gives to either worker.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import os
 import resource
@@ -14,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import unittest
+import warnings
 from typing import Dict, Tuple
 from unittest import mock
 
@@ -52,6 +54,21 @@ class SharedTableTest(unittest.TestCase):
         self.addCleanup(os.close, self.first._file)
         # A worker's copy: the same descriptor, its own memory (as after fork).
         self.second = LockTable(self.clock, self.first._file)
+
+    def test_a_hold_keeps_every_other_process_from_changing_the_locks(self) -> None:
+        # An upload checks the locks again and takes its name in the hold: a LOCK through
+        # another worker must wait for it.  That worker's exclusive lock on the file fails.
+        with self.first.held_still():
+            with warnings.catch_warnings():  # the child makes one call and exits
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:
+                try:
+                    fcntl.lockf(self.first._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os._exit(1)
+                except OSError:
+                    os._exit(0)
+            self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
 
     def test_a_lock_taken_through_one_binds_the_other(self) -> None:
         lock = self.first.take(("dir",), True, True, "<D:href>me</D:href>", 60, CLIENT)

@@ -288,8 +288,12 @@ class LockTable:
     def locks_on(self, path: Path, below: bool = False) -> List[Lock]:
         """The live locks covering ``path``, and with ``below`` those taken under it too."""
         with self._held(change=False):
-            return [lock for lock in self._live() if lock.covers(path)
-                    or (below and lock.root[:len(path)] == path)]
+            return self._locks_on(path, below)
+
+    def _locks_on(self, path: Path, below: bool) -> List[Lock]:
+        """:meth:`locks_on` (held)."""
+        return [lock for lock in self._live() if lock.covers(path)
+                or (below and lock.root[:len(path)] == path)]
 
     def take(self, path: Path, infinite: bool, exclusive: bool, owner: str,
              timeout: int, client: str) -> Lock:
@@ -355,6 +359,21 @@ class LockTable:
         it changes too.  Raises 412 when the ``If`` header is false for the request's path
         (RFC 4918 §10.4), 423 when a lock on a changed path was not named in it.
         """
+        with self._held(change=False):
+            self._check(if_header, request_path, changed, etag_of)
+
+    @contextlib.contextmanager
+    def held_still(self) -> Iterator["HeldLocks"]:
+        """Keep every lock as it is until the block ends: none is taken, refreshed or
+        released meanwhile, in any process.  What the block checks on the locks it yields
+        then still holds for what the block changes."""
+        with self._held(change=False):
+            yield HeldLocks(self)
+
+    def _check(self, if_header: Optional[str], request_path: Path,
+               changed: Sequence[Tuple[Path, bool]],
+               etag_of: Callable[[Path], Optional[str]]) -> None:
+        """:meth:`check` (held)."""
         lists = parse_if(if_header) if if_header is not None else []
         submitted: Set[str] = set()
         if lists:
@@ -365,7 +384,7 @@ class LockTable:
             if mine and not any(self._holds(entry, request_path, etag_of) for entry in mine):
                 raise HTTPError(412, "The If header's conditions do not hold.")
         for path, below in changed:
-            for lock in self.locks_on(path, below):
+            for lock in self._locks_on(path, below):
                 if lock.token not in submitted:
                     raise HTTPError(423, "The resource is locked; its lock token was not "
                                          "submitted.")
@@ -375,10 +394,23 @@ class LockTable:
         """Whether every condition of ``entry`` holds for ``path``."""
         for condition in entry.conditions:
             if condition.token is not None:
-                held = any(lock.token == condition.token for lock in self.locks_on(path))
+                held = any(lock.token == condition.token
+                           for lock in self._locks_on(path, False))
             else:
                 held = etag_of(path) == condition.etag
             if held == condition.negated:
                 return False
         return True
 
+
+class HeldLocks:
+    """A table's locks while :meth:`LockTable.held_still` keeps them as they are."""
+
+    def __init__(self, table: LockTable) -> None:
+        self._table = table
+
+    def check(self, if_header: Optional[str], request_path: Path,
+              changed: Sequence[Tuple[Path, bool]],
+              etag_of: Callable[[Path], Optional[str]]) -> None:
+        """:meth:`LockTable.check`, in the hold."""
+        self._table._check(if_header, request_path, changed, etag_of)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple, Union
 from urllib.parse import urlsplit
 
-from nex.files.davlocks import LockTable, Path
+from nex.files.davlocks import HeldLocks, LockTable, Path
 from nex.files.davresource import (Resource, find_segments, members, must_exist,
                                    parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
@@ -145,9 +145,10 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     return Response(201, [("Location", destination.href)])
 
 
-def check(request: Request, locks: LockTable, config: Config, target: Resource,
-          changed: List[Tuple[Path, bool]]) -> None:
-    """The ``If`` header and the locks for a request changing ``changed``."""
+def check(request: Request, locks: Union[LockTable, HeldLocks], config: Config,
+          target: Resource, changed: List[Tuple[Path, bool]]) -> None:
+    """The ``If`` header and the locks (the table's, or held still) for a request changing
+    ``changed``."""
     locks.check(request.headers.get("If"), target.path, changed,
                 lambda path: find_segments(list(path), config).etag)
 

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
 from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path
-from nex.files.upload import (PendingFile, UploadFolder, file_folder, put_preconditions, store,
-                              stored)
+from nex.files.upload import (Hold, PendingFile, UploadFolder, file_folder, put_preconditions,
+                              store, stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
 from nex.http.errors import HTTPError, size_limit
@@ -80,13 +80,15 @@ def is_resumable(request: Request) -> bool:
 
 
 def resumable_upload(request: Request, body: Optional[BodyReader], config: Config,
-                     may: Checker, path: Tuple[List[str], bool]) -> Response:
+                     may: Checker, path: Tuple[List[str], bool],
+                     hold: Optional[Hold] = None) -> Response:
     """Answer a request :func:`is_resumable` claims: creation, offset retrieval, append or
     cancellation, by method and whether an upload resource is named.  ``path`` is the
-    request path as routing decoded it, ``may`` the access checker."""
+    request path as routing decoded it, ``may`` the access checker, ``hold`` WebDAV's locks
+    on the name (as for :func:`~nex.files.upload.put_file`)."""
     token = query_values(request.query).get(UPLOAD_QUERY)
     if token is None:
-        return _create(request, body, config, may, path)
+        return _create(request, body, config, may, path, hold)
     allow = ("Allow", ", ".join(RESOURCE_METHODS))
     if request.method == "OPTIONS":
         return Response(204, [allow])
@@ -114,13 +116,13 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
                 os.close(descriptor)
             return Response(204, [_NO_STORE, *_progress(offset, length),
                                   ("Upload-Limit", _limit(config, age))])
-        return _append(request, body, folder, name, temp_name, length, config)
+        return _append(request, body, folder, name, temp_name, length, config, hold)
     finally:
         folder.close()
 
 
 def _create(request: Request, body: Optional[BodyReader], config: Config,
-            may: Checker, path: Tuple[List[str], bool]) -> Response:
+            may: Checker, path: Tuple[List[str], bool], hold: Optional[Hold]) -> Response:
     """Upload creation (draft §4.1), with PUT's checks before the body is read."""
     headers = request.headers
     complete = _complete(headers)
@@ -148,13 +150,14 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
                 pending.discard()  # the client never learnt where to resume
                 raise
         return _receive(pending, body, 0, length, complete, exclusive, existing is not None,
-                        resource)
+                        resource, hold)
     finally:
         folder.close()
 
 
 def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, name: str,
-            temp_name: str, length: Optional[int], config: Config) -> Response:
+            temp_name: str, length: Optional[int], config: Config,
+            hold: Optional[Hold]) -> Response:
     """Append (draft §4.4): the body goes on at the upload's offset, which it must name."""
     headers = request.headers
     content_type = headers.get("Content-Type")
@@ -190,12 +193,12 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
     except BaseException:
         pending.keep()
         raise
-    return _receive(pending, body, offset, length, complete, False, False, [])
+    return _receive(pending, body, offset, length, complete, False, False, [], hold)
 
 
 def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
              length: Optional[int], complete: bool, exclusive: bool, replaced: bool,
-             resource: List[Tuple[str, str]]) -> Response:
+             resource: List[Tuple[str, str]], hold: Optional[Hold]) -> Response:
     """Write ``body`` after ``offset`` bytes of ``pending``; name the file if ``complete``.
 
     Whatever ends the body early keeps what arrived, for the client to resume from, and
@@ -223,7 +226,7 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
         if length is not None and offset != length:
             raise HTTPError(400, f"The upload ended at {offset} bytes; it is {length} long.")
         replaced = replaced or pending.folder.check(pending.name) is not None
-        store(pending, exclusive)
+        store(pending, exclusive, hold)
     except BaseException:
         pending.keep()
         raise

@@ -1,4 +1,5 @@
-"""The upload handler: PUT writes a request body to a file; a form POST stores its files.
+"""The upload handler: PUT writes a request body to a file; a form POST stores its files
+(:mod:`nex.files.uploadform`), each as a PUT stores its one.
 
 Nex routes PUT and POST here only when ``[files] upload`` is on.  ``PUT /folder/name``
 writes the body to ``name`` in ``folder``; a POST of ``multipart/form-data`` (RFC 7578) to a
@@ -29,10 +30,6 @@ that folder, named by the last component of its file name.  Every file takes the
 5. Whatever ends an upload early — the client leaving, a time-out, broken framing, a body
    over the limit, a malformed form, a full disk — removes its temporary files.
 
-A form's files are named together, once the whole body has been parsed, so a form that is
-malformed or ends early leaves nothing.  Should a name be taken between its check and the
-end of the body, that form answers ``409`` and the files it had already named are removed.
-
 Answers: PUT gets ``201 Created`` with ``Location`` for a new file and ``204 No Content``
 for a replaced one (RFC 9110 §9.3.4), both with the file's ``ETag``; preconditions
 (``If-Match``, ``If-None-Match: *``, RFC 9110 §13) are evaluated before the body is read.
@@ -52,19 +49,17 @@ import secrets
 import stat
 import time
 import unicodedata
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Set, Tuple
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Callable, ContextManager, List, Optional, Sequence, Tuple
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
-from nex.http.errors import HTTPError, size_limit
-from nex.http.multipart import MultipartParser, Part, form_boundary
-from nex.http.negotiation import media_ranges
-from nex.http.framing import HeadLimits
+from nex.http.errors import HTTPError
 from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
-                             hidden, lookup, not_found, real_path, redirect_location,
-                             refuse_missing, resolve_segments, shown_name, split_path)
+                             hidden, lookup, not_found, real_path, refuse_missing, shown_name,
+                             split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -81,11 +76,12 @@ UPLOAD_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT")
 UPLOAD_FORM = ('\n<form class="upload" method="post" enctype="multipart/form-data">'
                '<input type="file" name="file" multiple required>'
                '<button type="submit">Upload</button></form>')
-
-_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+#: The type of the plain-text answers to uploads.
+TEXT_PLAIN = ("Content-Type", "text/plain; charset=utf-8")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_SEPARATORS = re.compile(r"[/\\]")
+#: What separates the components of a path a client gives as a file's name.
+NAME_SEPARATORS = re.compile(r"[/\\]")
 #: link(2) fails this way on file systems without hard links.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 
@@ -99,14 +95,22 @@ def allowed_methods(is_folder: Optional[bool]) -> Tuple[str, ...]:
     return FOLDER_METHODS if is_folder else FILE_METHODS
 
 
+#: WebDAV's locks on the names uploads are about to take: ``hold(names)`` checks them again
+#: (423 for a lock taken while the bodies came in) and keeps every lock as it is while the
+#: ``with`` block gives the names.
+Hold = Callable[[Sequence[str]], ContextManager[None]]
+
+
 def put_file(request: Request, body: Optional[BodyReader], config: Config,
              may: Optional[Checker] = None,
-             path: Optional[Tuple[List[str], bool]] = None) -> Response:
+             path: Optional[Tuple[List[str], bool]] = None,
+             hold: Optional[Hold] = None) -> Response:
     """Answer ``PUT``: write the request body to the file the path names.
 
     ``body`` is None for an empty body; ``may`` is the access checker (None: anything may
     be written), ``path`` the request path as :func:`split_path` decoded it (None: decode
-    it here).  Raises ``HTTPError`` 400 (a ``Content-Range``: RFC 9110 §14.5 forbids storing
+    it here), ``hold`` WebDAV's locks on the name (None: no locks).  Raises ``HTTPError``
+    400 (a ``Content-Range``: RFC 9110 §14.5 forbids storing
     a part as the whole), 403 (a folder that is not writable; :class:`Refused` where the
     access policy says no), 404 (a missing folder, a name GET refuses), 405 (a folder's
     address), 409 (a folder has the name; overwriting is off and the upload would change
@@ -124,8 +128,8 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
         exclusive = parse_etag_list(request.headers.get("If-None-Match", "")) == ANY
         pending = folder.create(name)
         try:
-            _take_body(body, config.max_upload_size, pending.write)
-            store(pending, exclusive)
+            take_body(body, config.max_upload_size, pending.write)
+            store(pending, exclusive, hold)
         finally:
             pending.discard()
     finally:
@@ -147,25 +151,32 @@ def file_folder(path: Tuple[List[str], bool], config: Config,
     return UploadFolder(segments[:-1], config, shown, may), segments[-1]
 
 
-def store(pending: PendingFile, exclusive: bool = False) -> None:
+def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = None) -> None:
     """Name the complete upload ``pending`` as PUT does, replacing a file only with
     ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``): else 409 (412 where
-    overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload."""
+    overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload; 423
+    when ``hold`` finds the name locked now."""
     folder = pending.folder
     config = folder.config
     shown = folder.shown(pending.name)
     pending.finish()
     try:
-        pending.commit(replace=config.upload_overwrite and not exclusive)
+        with holding(hold, [pending.name]):
+            pending.commit(replace=config.upload_overwrite and not exclusive)
     except FileExistsError:
         if config.upload_overwrite:
             raise HTTPError(412, f"A file {shown} was made meanwhile.") from None
-        raise _exists(shown) from None
+        raise exists_error(shown) from None
     except IsADirectoryError:
-        raise _is_folder(shown) from None
+        raise folder_error(shown) from None
     except FileNotFoundError:
         raise HTTPError(404, "The upload was cancelled.") from None
     folder.sync()
+
+
+def holding(hold: Optional[Hold], names: Sequence[str]) -> ContextManager[None]:
+    """``hold(names)``, or nothing to hold without locks."""
+    return nullcontext() if hold is None else hold(names)
 
 
 def stored(pending: PendingFile, replaced: bool) -> Response:
@@ -174,58 +185,8 @@ def stored(pending: PendingFile, replaced: bool) -> Response:
     if replaced:
         return Response(204, [("ETag", etag)])
     location = encode_path(pending.folder.segments + [pending.name])
-    return Response(201, [("Location", location), ("ETag", etag), _TEXT],
+    return Response(201, [("Location", location), ("ETag", etag), TEXT_PLAIN],
                     body=(f"{location}\n".encode("ascii"),))
-
-
-def post_form(request: Request, body: Optional[BodyReader], config: Config,
-              may: Optional[Checker] = None, path: Optional[Tuple[List[str], bool]] = None,
-              guard: Optional[Callable[[str], None]] = None) -> Response:
-    """Answer ``POST``: store the files of a ``multipart/form-data`` form in the folder.
-
-    ``may`` and ``path`` are as for :func:`put_file`; ``guard`` (WebDAV's locks) may refuse each
-    file by its name.  A file's address gets 405, a folder's without its slash 308 (which keeps
-    the method).  Besides :func:`put_file`'s refusals it raises 415 for another content type,
-    400 for a malformed form, one without files, or a file name that is not a plain name, 409
-    for a form naming one file twice, and 413 for more files than ``max_upload_files`` or more
-    or larger plain fields than the request-head limits allow.
-    """
-    segments, is_folder = split_path(request.path) if path is None else path
-    if not is_folder:
-        try:
-            resolve_segments(segments, is_folder, request.query, config, may)
-        except HTTPError as error:
-            if error.status == 301:
-                raise HTTPError(308, error.detail, headers=error.headers) from None
-            raise
-        raise HTTPError(405, "A file's address takes PUT; forms are posted to a folder.",
-                        headers=[("Allow", ", ".join(FILE_METHODS))])
-    boundary = form_boundary(request.headers.get("Content-Type"))
-    shown = "/" + "".join(segment + "/" for segment in segments)
-    if any(hidden(segment, config.dotfiles) for segment in segments):
-        raise not_found(shown)
-    folder = UploadFolder(segments, config, shown, may)
-    form = _FormFiles(folder, HeadLimits.from_config(config), config.max_upload_files, guard)
-    try:
-        parser = MultipartParser(boundary, form, form.limits)
-        _take_body(body, config.max_upload_size, parser.feed)
-        parser.finish()
-        if not form.files:
-            raise HTTPError(400, "The form holds no file.")
-        form.commit()
-        folder.sync()
-    finally:
-        form.discard()
-        folder.close()
-    if _wants_html(request.headers.get("Accept")):
-        count = len(form.files)
-        raise HTTPError(303, f"{count} file{'' if count == 1 else 's'} uploaded.",
-                        headers=[("Location", redirect_location(segments, request.query))])
-    paths = [encode_path(segments + [pending.name]) for pending in form.files]
-    created = not all(pending.replaced for pending in form.files)
-    headers = [("Location", paths[0])] if created and len(paths) == 1 else []
-    return Response(201 if created else 200, headers + [_TEXT],
-                    body=("".join(path + "\n" for path in paths).encode("ascii"),))
 
 
 class UploadFolder:
@@ -274,7 +235,7 @@ class UploadFolder:
         the regular file that has it when that may be replaced; else ``HTTPError`` 400, 404
         or 409."""
         shown = self.shown(name)
-        if name in ("", ".", "..") or _SEPARATORS.search(name) or disguised(name):
+        if name in ("", ".", "..") or NAME_SEPARATORS.search(name) or disguised(name):
             raise HTTPError(400, f"The file name {shown_name(name)!r} is not a plain name: "
                                  "no separators, control or format characters.")
         if hidden(name, self.config.dotfiles):
@@ -303,11 +264,11 @@ class UploadFolder:
                 raise not_found(shown) from None
             self.check_access(name, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):
-            raise _is_folder(shown)
+            raise folder_error(shown)
         if not stat.S_ISREG(found.st_mode):
             raise not_found(shown)
         if not self.config.upload_overwrite:
-            raise _exists(shown)
+            raise exists_error(shown)
         return found
 
     def check_access(self, name: str, real: Optional[str] = None) -> None:
@@ -326,20 +287,20 @@ class UploadFolder:
         is here."""
         base, _, suffix = name.rpartition(".")
         if base and "." + suffix in SIDECAR_EXTENSIONS and self._is_file(base):
-            raise _exists(shown, f"it would be sent in place of {self.shown(base)}")
+            raise exists_error(shown, f"it would be sent in place of {self.shown(base)}")
         for extension in SIDECAR_EXTENSIONS:
             if self._is_file(name + extension):
-                raise _exists(shown, f"{self.shown(name + extension)} would be sent in its "
+                raise exists_error(shown, f"{self.shown(name + extension)} would be sent in its "
                                      "place")
         if name in self.config.index_files:
-            raise _exists(shown, f"it would change what {self.shown('')} serves")
+            raise exists_error(shown, f"it would change what {self.shown('')} serves")
         if not name.isascii():
             # Canonically equivalent names look the same everywhere they are shown, so a
             # second spelling of an existing name would pass for it.
             for form in ("NFC", "NFD"):
                 other = unicodedata.normalize(form, name)
                 if other != name and self._holds(other):
-                    raise _exists(shown, f"it would look the same as {self.shown(other)}")
+                    raise exists_error(shown, f"it would look the same as {self.shown(other)}")
 
     def _holds(self, name: str) -> bool:
         """Whether an entry ``name`` of any kind is here."""
@@ -475,88 +436,6 @@ class PendingFile:
                 pass
 
 
-class _FormFiles:
-    """The files of one form while it is parsed, as its :class:`PartHandler`.
-
-    Each file part goes into a temporary file; plain fields are dropped, bounded like
-    header fields (at most ``limits.header_count`` of them, each at most
-    ``limits.header_block`` bytes).  :meth:`commit` names the files once the form is whole;
-    :meth:`discard` removes whatever was not named.  ``guard`` is :func:`post_form`'s.
-    """
-
-    def __init__(self, folder: UploadFolder, limits: HeadLimits, max_files: int,
-                 guard: Optional[Callable[[str], None]]) -> None:
-        self.folder, self.limits, self.max_files, self.guard = folder, limits, max_files, guard
-        self.files: List[PendingFile] = []
-        self._names: Set[str] = set()
-        self._current: Optional[PendingFile] = None
-        self._fields = 0
-        self._field_size = 0
-
-    def start_part(self, part: Part) -> None:
-        """Open a temporary file for a file part; count a field."""
-        self._current = None
-        if not part.filename:  # a plain field, or a file input left empty (filename="")
-            self._fields += 1
-            self._field_size = 0
-            if self._fields > self.limits.header_count:
-                raise HTTPError(413, "The form has too many fields (max_header_count ="
-                                     f" {self.limits.header_count}).")
-            return
-        # Some senders give a whole path: only its last component names the file.
-        name = _SEPARATORS.split(part.filename)[-1]
-        shown = self.folder.shown(name)
-        if name in self._names:
-            raise HTTPError(409, f"The form holds two files named {shown}.")
-        if len(self.files) >= self.max_files:
-            raise HTTPError(413, f"A form may upload at most {self.max_files} files"
-                                 f" (max_upload_files = {self.max_files}).")
-        existing = self.folder.check(name)
-        if self.guard is not None:
-            self.guard(name)
-        pending = self.folder.create(name)
-        pending.replaced = existing is not None
-        self.files.append(pending)
-        self._names.add(name)
-        self._current = pending
-
-    def part_data(self, data: memoryview) -> None:
-        """Write a file part's data; count a field's."""
-        if self._current is not None:
-            self._current.write(data)
-            return
-        self._field_size += len(data)
-        if self._field_size > self.limits.header_block:
-            raise HTTPError(413, "A form field is too large ("
-                                 f"{size_limit('max_header_block', self.limits.header_block)}).")
-
-    def end_part(self) -> None:
-        """Finish a file part."""
-        if self._current is not None:
-            self._current.finish()
-
-    def commit(self) -> None:
-        """Name every file; if one name is taken meanwhile, remove the new files named
-        before it and refuse with 409."""
-        replace = self.folder.config.upload_overwrite
-        for index, pending in enumerate(self.files):
-            try:
-                pending.commit(replace)
-            except (FileExistsError, IsADirectoryError) as error:
-                for earlier in self.files[:index]:
-                    if not earlier.replaced:
-                        earlier.withdraw()
-                shown = self.folder.shown(pending.name)
-                if isinstance(error, IsADirectoryError):
-                    raise _is_folder(shown) from None
-                raise _exists(shown) from None
-
-    def discard(self) -> None:
-        """Remove every temporary file left."""
-        for pending in self.files:
-            pending.discard()
-
-
 def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
     """Evaluate If-Match, If-Unmodified-Since and If-None-Match for a PUT (RFC 9110 §13.2.2)
     against the file it would replace, ``existing`` (None: no file)."""
@@ -568,7 +447,7 @@ def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> N
         raise HTTPError(412, "There is no file here for If-Match to match.")
 
 
-def _take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
+def take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
                ) -> None:
     """Hand each piece of the request ``body`` (None: no body) to ``consume`` as it arrives,
     refusing with 413 (naming ``max_upload_size``) a body over ``limit`` bytes."""
@@ -579,19 +458,14 @@ def _take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes]
             consume(piece)
 
 
-def _wants_html(accept: Optional[str]) -> bool:
-    """Whether the ``Accept`` field lists ``text/html``, as a browser's form submission does."""
-    ranges = media_ranges(accept) if accept is not None else None
-    return ranges is not None and any(
-        (media.kind, media.subtype) == ("text", "html") for media in ranges)
-
-
-def _exists(shown: str, why: str = "") -> HTTPError:
+def exists_error(shown: str, why: str = "") -> HTTPError:
+    """409 for an upload to the name ``shown`` that something has (``why``: what is wrong)."""
     what = f"{shown} exists" if not why else f"{shown} cannot be uploaded: {why}"
     return HTTPError(409, f"{what}; uploads do not replace files here (upload_overwrite = no).")
 
 
-def _is_folder(shown: str) -> HTTPError:
+def folder_error(shown: str) -> HTTPError:
+    """409 for an upload to the name ``shown`` that a folder has."""
     return HTTPError(409, f"{shown} is a folder.")
 
 

@@ -20,19 +20,20 @@ not kept: PROPPATCH answers ``403`` for each, and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from xml.sax.saxutils import escape
 
-from nex.files.davlocks import (Lock, LockConflict, LockTable, parse_if, parse_lock_token,
-                                parse_timeout)
+from nex.files.davlocks import (HeldLocks, Lock, LockConflict, LockTable, parse_if,
+                                parse_lock_token, parse_timeout)
 from nex.files.davresource import Resource, find_segments, members, must_exist, parent_folder
 from nex.files.davwrite import check, copy_or_move, delete, may_write, mkcol
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
 from nex.files.mediatypes import content_type, file_extension
 from nex.files.paths import Checker, Refused, encode_path
-from nex.files.upload import store
+from nex.files.upload import Hold, store
 from nex.http.body import BodyReader
 from nex.http.dates import format_http_date
 from nex.http.errors import HTTPError, reason_phrase
@@ -113,13 +114,32 @@ class WebDav:
             return self._lock(request, body, target, may, client)
         return self._unlock(request, target, may)
 
-    def guard_put(self, request: Request, segments: List[str]) -> None:
+    def guard_put(self, request: Request, segments: List[str],
+                  locks: Union[LockTable, HeldLocks, None] = None) -> None:
         """Let an upload of the decoded path ``segments`` (PUT, or a resumable upload's
-        creation or append) through the ``If`` header and the locks on its file and folder."""
+        creation or append) through the ``If`` header and the locks (``locks``: the table's
+        own, or held still) on its file and folder."""
         target = find_segments(segments, self.config)
         if target.segments:
-            check(request, self.locks, self.config, target,
+            check(request, self.locks if locks is None else locks, self.config, target,
                   [(target.path, False), (target.path[:-1], False)])
+
+    def hold(self, request: Request, folder: List[str]) -> Optional[Hold]:
+        """What checks the locks again on the names uploads take in the folder of the decoded
+        path ``folder`` and holds them still while they take them (see
+        :data:`~nex.files.upload.Hold`); None where there are no locks (WebDAV not
+        writable).  A lock taken while an upload's body came in then stops it."""
+        if not self.writable:
+            return None
+        return lambda names: self._holding(request, folder, names)
+
+    @contextlib.contextmanager
+    def _holding(self, request: Request, folder: List[str], names: Sequence[str]
+                 ) -> Iterator[None]:
+        with self.locks.held_still() as held:
+            for name in names:
+                self.guard_put(request, folder + [name], held)
+            yield
 
     def form_guard(self, request: Request, segments: List[str]
                    ) -> Optional[Callable[[str], None]]:

@@ -48,7 +48,8 @@ from nex.http.response import Response
 from nex.files.search import search_folder, search_term
 from nex.files.static import FileKind, remembered_kinds, serve_file
 from nex.files.templates import TemplateSet
-from nex.files.upload import UPLOAD_FORM, allowed_methods, post_form, put_file
+from nex.files.upload import UPLOAD_FORM, allowed_methods, put_file
+from nex.files.uploadform import post_form
 from nex.files.resumable import is_resumable, resumable_upload
 from nex.files.uploadpage import UploadPage
 from nex.files.webdav import WRITE_METHODS as DAV_WRITE_METHODS, WebDav
@@ -267,16 +268,19 @@ class Dispatcher:
             if config.upload and is_resumable(request):
                 if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
                     dav.guard_put(request, path[0])
-                return resumable_upload(request, body, config, may, path)
+                return resumable_upload(request, body, config, may, path,
+                                        None if dav is None else dav.hold(request, path[0][:-1]))
             if dav is not None and method in dav.methods:
                 return dav.respond(request, body, may, path, client)
             if config.upload and method == "PUT":
                 if dav is not None and dav.writable:
                     dav.guard_put(request, path[0])
-                return put_file(request, body, config, may, path)
+                return put_file(request, body, config, may, path,
+                                None if dav is None else dav.hold(request, path[0][:-1]))
             if config.upload and method == "POST":
                 return post_form(request, body, config, may, path,
-                                 None if dav is None else dav.form_guard(request, path[0]))
+                                 None if dav is None else dav.form_guard(request, path[0]),
+                                 None if dav is None else dav.hold(request, path[0]))
         if method not in SERVED_METHODS:
             if method in _KNOWN_METHODS or (dav is not None and method in dav.known_methods):
                 raise HTTPError(405, f"{method} is not supported here.",
