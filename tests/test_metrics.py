@@ -89,6 +89,35 @@ class TableTests(unittest.TestCase):
         with mock.patch("nex.process.metrics.sleep", fold_ends):
             self.assertEqual(requests_of(parse(scraper.render()), "file", "2xx"), 5)
 
+    def test_a_scrape_copies_the_table_again_when_a_fold_began_and_ended_during_the_copy(
+            self) -> None:
+        table = MetricsTable(2)
+        worker = Metrics(table, table.take_row())
+        get = request("GET /a HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(5):
+            worker.request_done(get, Response(200), 1, 1)
+        copy = table._copy
+        copies = []
+
+        def copy_in_a_fold() -> List[int]:
+            # The first copy reads row 0 after the fold added to it and row 1 before the
+            # fold cleared it; the sequence number is even again by the time it is read.
+            if copies:
+                return copy()
+            fields = self.fields(table)
+            table.sequence[0] += 1
+            for field in range(fields):
+                table.values[field] += table.values[fields + field]
+            copies.append(copy())
+            for field in range(fields):
+                table.values[fields + field] = 0
+            table.sequence[0] += 1
+            return copies[0]
+
+        with mock.patch.object(table, "_copy", copy_in_a_fold), \
+                mock.patch("nex.process.metrics.sleep"):
+            self.assertEqual(requests_of(parse(Metrics(table, 2).render()), "file", "2xx"), 5)
+
     def test_a_fold_that_never_ends_holds_a_scrape_a_bounded_time(self) -> None:
         table, scraper = self.half_folded()  # the supervisor was killed half-way
         pauses: List[float] = []

@@ -12,7 +12,8 @@ import socket
 import tempfile
 import threading
 import unittest
-from typing import List, Tuple
+from typing import Callable, List, Tuple
+from unittest import mock
 
 from nex.process import run
 from nex.process.assembly import assemble
@@ -309,6 +310,59 @@ class StopSignalRulesTest(unittest.TestCase):
         self.assertTrue(server.stopping.is_set())
         with self.assertRaises(ForceStop):
             server.serve_forever()
+
+
+class ReloadCtrlCTest(unittest.TestCase):
+    """A Ctrl+C while a lone Nex reloads its settings counts as it would otherwise: the
+    signal reaches the server being replaced, and the new one takes it over."""
+
+    def replaced(self) -> Tuple[Server, Callable[[], Server]]:
+        """A server whose accept loop ended for a reload, and what makes its successor."""
+        config = quiet_config(self)
+        old = in_process_server(self, config)
+        self.addCleanup(old.listener.close)
+        old.reload_requested = True
+        old.serve_forever()  # returns, still serving its connections
+
+        def reloaded() -> Server:
+            retiring: List[Tuple[threading.Thread, Server]] = []
+            new = run._reloaded(old, lambda: config, retiring)
+            self.addCleanup(new.logger.close)
+            for thread, _ in retiring:
+                thread.join(SOCKET_TIMEOUT)
+            return new
+        return old, reloaded
+
+    def test_a_ctrl_c_during_the_reload_and_one_after_make_two(self) -> None:
+        old, reloaded = self.replaced()
+        old.handle_signal(signal.SIGINT, None)
+        new = reloaded()
+        self.assertTrue(new.stopping.is_set())
+        with self.assertRaises(ForceStop):
+            new.handle_signal(signal.SIGINT, None)
+
+    def test_two_during_the_reload_stop_the_new_server_at_once(self) -> None:
+        old, reloaded = self.replaced()
+        old.handle_signal(signal.SIGINT, None)
+        old.handle_signal(signal.SIGINT, None)
+        faults: List[BaseException] = []
+        with mock.patch.object(threading, "excepthook",
+                               lambda hook: faults.append(hook.exc_value)):
+            new = reloaded()  # retiring the old server raises nothing in its thread
+        self.assertEqual(faults, [])
+        with self.assertRaises(ForceStop):
+            new.serve_forever()
+
+    def test_a_second_ctrl_c_after_a_refused_reload_stops_at_once(self) -> None:
+        server, _ = stalled_download(self, large_root(self),
+                                     {"timeouts": {"shutdown_grace": 600}})
+        server.replace_in_settings("[timeouts]", "[timeouts]\nrequest_head = soon")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "settings not reloaded" in server.error_log(), what="the refusal")
+        server.signal(signal.SIGINT)
+        wait_until(lambda: "Ctrl+C again" in server.stderr(), what="the waiting line")
+        server.signal(signal.SIGINT)
+        self.assertEqual(server.wait(), 130)
 
 
 def signal_pending(pid: int, signum: int) -> bool:

@@ -190,6 +190,7 @@ class Server:
         that reaches another thread, or comes just before the wait starts, would otherwise
         leave the wait asleep until the next client.
         """
+        self._finished = False  # again, after a reload that kept this server
         waiting = select.poll()
         waiting.register(self.listener, select.POLLIN)
         if wakeup is not None:
@@ -226,6 +227,9 @@ class Server:
         finally:
             self._in_accept = False
             if self.stopping.is_set() or not self.reload_requested:
+                if self._forced:  # FORCE_SIGNAL began the stop, or a second Ctrl+C came
+                    self.listener.close()
+                    raise ForceStop()
                 self._shut_down()
         self._finished = True
 
@@ -293,6 +297,13 @@ class Server:
                 raise _Stop()
         elif signum != RETIRE_SIGNAL:
             self._drain_tunnels = False
+
+    def carry_stop_from(self, old: "Server") -> None:
+        """Take over the stop signals ``old`` got while this server was made to replace it
+        on a reload: a Ctrl+C then, and the next one, make two."""
+        if old.stopping.is_set():
+            self.stopping.set()
+        self._pressed, self._forced = old._pressed, old._forced
 
     def request_reload(self) -> None:
         """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
@@ -429,8 +440,6 @@ class Server:
         self.stopping.set()
         if close_listener:
             self.listener.close()
-        if self._forced:  # FORCE_SIGNAL began the stop, or a second Ctrl+C came meanwhile
-            raise ForceStop()
         busy = [connection for connection in self._wake_all() if connection.busy]
         if busy:
             grace = self.config.shutdown_grace

@@ -108,12 +108,16 @@ class MetricsTable:
         folded (or, should the supervisor stop in the middle of a fold, the last copy)."""
         for _ in range(SNAPSHOT_TRIES):
             before = self.sequence[0]
-            snapshot = self._memory[8:]
+            copied = self._copy()
             if before % 2 == 0 and self.sequence[0] == before:
                 break
             sleep(SNAPSHOT_PAUSE)
-        copied = memoryview(snapshot).cast("q")
         return [sum(copied[field::_FIELDS]) for field in range(_FIELDS)]
+
+    def _copy(self) -> List[int]:
+        """Every row's fields, each read whole: a plain copy of the memory (``memcpy``) may
+        read a field that a worker is changing in pieces of less than eight bytes."""
+        return self.values.tolist()
 
     def take_row(self) -> int:
         """A free row for a new worker (the supervisor's row 0 when none is left)."""

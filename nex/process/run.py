@@ -239,8 +239,7 @@ def _reloaded(old: Server, load: Callable[[], Config],
     threading.stack_size(config.thread_stack_size)
     logger.message("settings reloaded")
     new.reload_requested = old.reload_requested  # another SIGHUP came meanwhile
-    if old.stopping.is_set():  # SIGINT or SIGTERM came meanwhile, to the old server
-        new.stopping.set()
+    new.carry_stop_from(old)  # SIGINT or SIGTERM came meanwhile, to the old server
     thread = threading.Thread(target=_retire, args=(old,), name="retiring-server", daemon=True)
     thread.start()
     retiring[:] = [earlier for earlier in retiring if earlier[0].is_alive()] + [(thread, old)]
