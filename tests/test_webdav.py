@@ -15,6 +15,7 @@ from nex.files.davlocks import LockConflict, LockTable, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
 from nex.files.paths import split_path
+from nex.files.upload import PendingFile
 from nex.files.webdav import WebDav
 from nex.http.errors import HTTPError
 from nex.http.response import Response
@@ -502,6 +503,46 @@ class LockTest(DavCase):
         self.refusal(423, "POST", "/dir/", form, pieces=[form[:-8], form[-8:]],
                      before_piece=self.lock_at_second_piece("/dir/"), headers=[FORM_TYPE])
         self.assertEqual(self.names("dir"), [])
+
+    def test_a_lock_taken_while_a_resumable_upload_is_appended_to_stops_its_end(self) -> None:
+        response = self.request("PUT", "/hello.txt", b"ab", upload_overwrite=True,
+                                headers=[("Upload-Complete", "?0")])
+        location = dict(response.headers)["Location"]
+        self.refusal(423, "PATCH", location, b"cd", pieces=[b"c", b"d"],
+                     before_piece=self.lock_at_second_piece("/hello.txt"),
+                     headers=[("Content-Type", "application/partial-upload"),
+                              ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
+                     upload_overwrite=True)
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+
+    def test_a_lock_taken_while_a_copy_runs_stops_the_copy(self) -> None:
+        self.write("big.bin", b"x" * 100)
+        self.write("dir/big.bin", b"x" * 100)
+        write = PendingFile.write
+        for source in ("/big.bin", "/dir/"):
+            with self.subTest(source=source):
+                locked: List[str] = []
+
+                def write_after_a_lock(pending: PendingFile, data: bytes) -> None:
+                    if not locked:  # another client locks the destination meanwhile
+                        locked.append(self.lock("/copy"))
+                    write(pending, data)
+
+                with mock.patch.object(PendingFile, "write", write_after_a_lock):
+                    self.refusal(423, "COPY", source,
+                                 headers=[("Destination", "http://localhost/copy")])
+                self.assertTrue(locked)
+                copy = os.path.join(self.root, "copy")
+                if os.path.isdir(copy):  # the folder the tree copy began with, left empty
+                    self.assertEqual(os.listdir(copy), [])
+                else:
+                    self.assertEqual(os.path.getsize(copy), 0)  # the file LOCK made
+                self.assertNoTemporaryFiles()
+                self.unlock("/copy", locked[0])
+                self.assertEqual(self.dav("DELETE", "/copy").status, 204)
+
+    def unlock(self, target: str, token: str) -> None:
+        self.assertEqual(self.dav("UNLOCK", target, b"", ("Lock-Token", token)).status, 204)
 
     def lock_at_second_piece(self, target: str) -> Callable[[int], None]:
         """A ``before_piece`` that locks ``target`` before the body's second piece comes."""

@@ -15,9 +15,11 @@ see, so cannot mean to delete), is answered ``207`` naming each refusal, and not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple, Union
+from typing import (TYPE_CHECKING, ContextManager, Iterator, List, Optional, Sequence, Set,
+                    Tuple, Union)
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Path
@@ -26,7 +28,7 @@ from nex.files.davresource import (Resource, find_segments, members, must_exist,
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
-from nex.files.upload import UploadFolder, store, storage_error
+from nex.files.upload import Hold, UploadFolder, store, storage_error
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, reason_phrase, size_limit
 from nex.http.request import Request
@@ -132,11 +134,15 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         if move:
             _move(source, folder, name, replace=destination.exists, config=config)
             locks.forget(source.path)
-        elif source.collection:
-            _copy_tree(source, folder, name, infinite, config, may, [config.max_upload_size],
-                       set())
         else:
-            _copy_file(source, folder, name, config, [config.max_upload_size])
+            # A lock taken on the destination while the copy runs stops it (423).
+            def hold(names: Sequence[str]) -> ContextManager[None]:
+                return _checked_again(request, locks, config, source, changed)
+            if source.collection:
+                _copy_tree(source, folder, name, infinite, config, may,
+                           [config.max_upload_size], set(), hold)
+            else:
+                _copy_file(source, folder, name, config, [config.max_upload_size], hold)
         folder.sync()
     finally:
         folder.close()
@@ -151,6 +157,15 @@ def check(request: Request, locks: Union[LockTable, HeldLocks], config: Config,
     ``changed``."""
     locks.check(request.headers.get("If"), target.path, changed,
                 lambda path: find_segments(list(path), config).etag)
+
+
+@contextlib.contextmanager
+def _checked_again(request: Request, locks: LockTable, config: Config, target: Resource,
+                   changed: List[Tuple[Path, bool]]) -> Iterator[None]:
+    """:func:`check` made again, with every lock held as it is until the block ends."""
+    with locks.held_still() as held:
+        check(request, held, config, target, changed)
+        yield
 
 
 def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = None
@@ -229,9 +244,10 @@ def _move(source: Resource, folder: UploadFolder, name: str, replace: bool,
 
 
 def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config,
-               budget: List[int]) -> None:
+               budget: List[int], hold: Hold) -> None:
     """Copy the file ``source`` to ``name`` in ``folder`` as a PUT of its content would
-    store it; ``budget`` (bytes left of ``max_upload_size``) bounds what a COPY writes."""
+    store it, its name taken in ``hold``; ``budget`` (bytes left of ``max_upload_size``)
+    bounds what a COPY writes."""
     budget[0] -= source.stat.st_size
     if budget[0] < 0:
         raise HTTPError(413, "The copy is larger than one upload may be ("
@@ -247,17 +263,18 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
                     pending.write(piece)
         except OSError as error:
             raise storage_error(error) from None
-        store(pending)
+        store(pending, hold=hold)
     finally:
         pending.discard()
 
 
 def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool,
                config: Config, may: Checker, budget: List[int],
-               seen: Set[Tuple[int, int]]) -> None:
+               seen: Set[Tuple[int, int]], hold: Hold) -> None:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
-    (a link back up the tree, or into the copy, is not followed round)."""
+    (a link back up the tree, or into the copy, is not followed round); each file takes
+    its name in ``hold``."""
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -278,9 +295,10 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
                     # that what lies below is judged where it really is.
                     member = Resource(member.segments, os.path.realpath(member.fs_path),
                                       member.stat)
-                _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen)
+                _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen,
+                           hold)
             else:
-                _copy_file(member, copy, member.segments[-1], config, budget)
+                _copy_file(member, copy, member.segments[-1], config, budget, hold)
         copy.sync()
     finally:
         copy.close()
