@@ -20,7 +20,8 @@ from unittest import mock
 
 from nex import SERVER_SOFTWARE
 from nex.process.connection import timeval
-from nex.http.response import FileSlice, Response, serialize_head, write_response
+from nex.http import response as response_module
+from nex.http.response import FileSlice, Response, field_lines, serialize_head, write_response
 
 #: RFC 9110 §5.6.7: IMF-fixdate = day-name "," SP date1 SP time-of-day SP GMT.
 IMF_FIXDATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
@@ -194,10 +195,23 @@ class SerializeHeadTest(unittest.TestCase):
             ("X-Split\0", "v"),
         ]
         for name, value in cases:
-            with self.subTest(name=name, value=value):
-                response = Response(302, [("Content-Type", "text/plain"), (name, value)])
-                with self.assertRaises(ValueError):
-                    serialize_head(response, keep_alive=True)
+            for kind in (list, tuple):  # a tuple's lines are remembered: never unchecked ones
+                with self.subTest(name=name, value=value, kind=kind):
+                    headers = kind([("Content-Type", "text/plain"), (name, value)])
+                    for _ in range(2):
+                        with self.assertRaises(ValueError):
+                            serialize_head(Response(302, headers), keep_alive=True)
+
+    def test_the_lines_of_a_header_tuple_are_made_once_and_kept_bounded(self) -> None:
+        headers = (("Content-Type", "text/plain"), ("ETag", '"1"'))
+        self.assertIs(field_lines(headers), field_lines(headers))
+        self.assertEqual(field_lines(list(headers)), field_lines(headers))
+        self.assertEqual(field_lines(headers), 'Content-Type: text/plain\r\nETag: "1"\r\n')
+        with mock.patch.dict(response_module._FIELD_LINES, clear=True):
+            for number in range(response_module._FIELD_LINES_LIMIT * 2):
+                field_lines((("ETag", f'"{number}"'),))
+                self.assertLessEqual(len(response_module._FIELD_LINES),
+                                     response_module._FIELD_LINES_LIMIT)
 
     def test_tabs_and_latin1_text_are_not_mistaken_for_splitting(self) -> None:
         head = serialize_head(Response(200, [("X-Note", "a\tb caf\xe9")]), keep_alive=True)

@@ -316,12 +316,9 @@ def serve_file(request: Request, target: Target, config: Config,
             return Response(304, [*validators, *policy])
         ranges = _requested_ranges(request, chosen, etag, last_modified, now,
                                    config.max_ranges)
-    fields = list(kind.fields)
-    if chosen.encoding is not None:
-        fields.append(("Content-Encoding", chosen.encoding))
-    tail = [*validators, _ACCEPT_RANGES, *policy]
+    whole = _whole_fields(kind.fields, chosen.encoding, validators, policy)
     if chosen.on_the_fly:
-        return Response(200, fields + tail, [_gzipped(chosen)])
+        return Response(200, whole, [_gzipped(chosen)])
     size = file_stat.st_size
     cached = None
     if file_cache is not None:
@@ -331,8 +328,8 @@ def serve_file(request: Request, target: Target, config: Config,
             raise _open_error(error) from None
     file = None if cached is not None else _open_cached(open_files, chosen)
     if ranges is None:
-        whole = cached if cached is not None else FileSlice(0, size)
-        return Response(200, fields + tail, [whole] if size else [], file)
+        content = cached if cached is not None else FileSlice(0, size)
+        return Response(200, whole, [content] if size else [], file)
     if cached is not None:
         def piece(offset: int, count: int) -> BodyPiece:
             return cached[offset:offset + count]
@@ -340,10 +337,24 @@ def serve_file(request: Request, target: Target, config: Config,
         piece = FileSlice
     if len(ranges) == 1:
         first, last = ranges[0]
-        fields.append(("Content-Range", content_range(first, last, size)))
-        return Response(206, fields + tail, [piece(first, last - first + 1)], file)
+        return Response(206, [*whole, ("Content-Range", content_range(first, last, size))],
+                        [piece(first, last - first + 1)], file)
+    # A multipart body has a type of its own, and no coding or type of the whole's.
+    own = len(kind.fields) + (chosen.encoding is not None)
     multipart_type, body = multipart_body(ranges, size, kind.media_type, piece)
-    return Response(206, [("Content-Type", multipart_type)] + tail, body, file)
+    return Response(206, [("Content-Type", multipart_type), *whole[own:]], body, file)
+
+
+@functools.lru_cache(maxsize=1024)
+def _whole_fields(kind_fields: Tuple[Tuple[str, str], ...], encoding: Optional[str],
+                  validators: Tuple[Tuple[str, str], ...],
+                  policy: Tuple[Tuple[str, str], ...]) -> Tuple[Tuple[str, str], ...]:
+    """The fields of a 200 for a whole representation: the kind's own, Content-Encoding,
+    the validators, Accept-Ranges and the caching policy.  One tuple for the same
+    arguments, so the writer makes and checks its field lines once
+    (:func:`~nex.http.response.field_lines`)."""
+    coding = (("Content-Encoding", encoding),) if encoding is not None else ()
+    return (*kind_fields, *coding, *validators, _ACCEPT_RANGES, *policy)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import (Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence,
+from typing import (Dict, Iterable, Iterator, NamedTuple, Optional, Protocol, Sequence,
                     Tuple, Union)
 
 from nex import SERVER_SOFTWARE
@@ -118,7 +118,7 @@ class Response:
     """
 
     status: int
-    headers: List[Tuple[str, str]] = field(default_factory=list)
+    headers: Sequence[Tuple[str, str]] = field(default_factory=list)
     body: Sequence[BodyPiece] = ()
     file: Optional[OpenFile] = None
     close: bool = False
@@ -159,6 +159,9 @@ class Response:
 
 #: What follows ``Date`` in the head of each of Nex's own responses.
 _OWN_FIELDS = f"\r\nServer: {SERVER_SOFTWARE}\r\nX-Content-Type-Options: nosniff\r\n"
+#: The field lines of header tuples, by tuple (:func:`field_lines`), and how many it keeps.
+_FIELD_LINES: Dict[Tuple[Tuple[str, str], ...], str] = {}
+_FIELD_LINES_LIMIT = 1024
 _SMALL_BODY = 64 * 1024
 #: A file slice larger than this goes out through ``os.sendfile`` even in a small body:
 #: reading it into memory and writing it again copies it twice, which costs more than the
@@ -200,11 +203,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
         if content_length is None:
             content_length = response.content_length
         framing = outgoing_framing(content_length, status, True)
-    fields = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
-    # Each field line must end in the one CRLF put there above, and hold no NUL.
-    if fields.count("\n") != len(response.headers) or fields.count("\r") != len(
-            response.headers) or "\0" in fields:
-        raise ValueError(f"unsafe characters in response headers {response.headers!r}")
+    fields = field_lines(response.headers)
     reason = response.reason
     if reason is None:
         reason = reason_phrase(status)
@@ -229,6 +228,30 @@ def serialize_head(response: Response, *, keep_alive: bool,
         _KEEP_ALIVE if keep_alive else _CLOSE)
     return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{response.relayed}{fields}{length}"
             f"{connection}").encode("latin-1")
+
+
+def field_lines(headers: Sequence[Tuple[str, str]]) -> str:
+    """The field lines of ``headers``, each ending in CRLF; ``ValueError`` for a name or
+    value that would carry CR, LF or NUL.
+
+    Those of a tuple are remembered (at most :data:`_FIELD_LINES_LIMIT` tuples, all
+    forgotten at once past it): a handler whose fields repeat (a file served again, an
+    error in one form) passes the same tuple, whose lines are then made and checked once.
+    """
+    remembered = type(headers) is tuple
+    if remembered:
+        lines = _FIELD_LINES.get(headers)  # type: ignore[arg-type]
+        if lines is not None:
+            return lines
+    lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # Each field line must end in the one CRLF put there above, and hold no NUL.
+    if lines.count("\n") != len(headers) or lines.count("\r") != len(headers) or "\0" in lines:
+        raise ValueError(f"unsafe characters in response headers {headers!r}")
+    if remembered:
+        if len(_FIELD_LINES) >= _FIELD_LINES_LIMIT:
+            _FIELD_LINES.clear()
+        _FIELD_LINES[headers] = lines  # type: ignore[index]
+    return lines
 
 
 class Progress:

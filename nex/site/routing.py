@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from nex.site.login import SiteAuth
 from nex.files.archive import ZipSlots, folder_archive, wants_archive
@@ -77,6 +77,9 @@ _ERROR_TYPES = {"html": ("Content-Type", "text/html; charset=utf-8"),
                 "json": ("Content-Type", "application/json"),
                 "text": ("Content-Type", "text/plain; charset=utf-8")}
 _VARY_ACCEPT = ("Vary", "Accept")
+#: The fields of an error reply in each form when the error adds none (one tuple each, so
+#: the writer makes their lines once: :func:`~nex.http.response.field_lines`).
+_ERROR_FIELDS = {form: (field, _VARY_ACCEPT) for form, field in _ERROR_TYPES.items()}
 #: Directives that would let a shared cache give one user's response to another
 #: (RFC 9111 §3.5).
 _SHARED_CACHE_GRANTS = frozenset({"public", "s-maxage"})
@@ -106,7 +109,7 @@ def private_cache_control(value: Optional[str]) -> str:
     return ", ".join(kept)
 
 
-def _private(headers: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+def _private(headers: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
     """``headers`` with their Cache-Control fields made one private one, in the first's place."""
     values = [value for name, value in headers if name.lower() == "cache-control"]
     field = ("Cache-Control", private_cache_control(", ".join(values) if values else None))
@@ -389,16 +392,16 @@ class Dispatcher:
         # Only the page shows the footer line, which names the host the client used.
         signature = self.signature_for(request) if form == "html" else self.signature
         body = self.templates.render_error_as(form, error, signature)
-        if not error.headers:
-            headers = [_ERROR_TYPES[form], _VARY_ACCEPT]
-        else:
-            headers = [_ERROR_TYPES[form]]
+        headers: Sequence[Tuple[str, str]] = _ERROR_FIELDS[form]
+        if error.headers:
+            fields = [_ERROR_TYPES[form]]
             varied = False
             for name, value in error.headers:
                 if name.lower() == "vary" and not varied:  # one Vary field, which Accept joins
                     value, varied = f"{value}, Accept", True
-                headers.append((name, value))
+                fields.append((name, value))
             if not varied:
-                headers.insert(1, _VARY_ACCEPT)
+                fields.insert(1, _VARY_ACCEPT)
+            headers = fields
         return Response(error.status, headers, (body,), close=error.close, user=error.user,
                         refusal=error.refusal, failure=error.failure)
