@@ -335,12 +335,13 @@ def serve_file(request: Request, target: Target, config: Config,
             return cached[offset:offset + count]
     else:
         piece = FileSlice
+    # The representation's own fields (type, and coding): Content-Range follows them, and a
+    # multipart body, which has a type of its own, carries neither.
+    own = len(kind.fields) + (chosen.encoding is not None)
     if len(ranges) == 1:
         first, last = ranges[0]
-        return Response(206, [*whole, ("Content-Range", content_range(first, last, size))],
-                        [piece(first, last - first + 1)], file)
-    # A multipart body has a type of its own, and no coding or type of the whole's.
-    own = len(kind.fields) + (chosen.encoding is not None)
+        return Response(206, [*whole[:own], ("Content-Range", content_range(first, last, size)),
+                              *whole[own:]], [piece(first, last - first + 1)], file)
     multipart_type, body = multipart_body(ranges, size, kind.media_type, piece)
     return Response(206, [("Content-Type", multipart_type), *whole[own:]], body, file)
 

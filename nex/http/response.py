@@ -237,6 +237,8 @@ def field_lines(headers: Sequence[Tuple[str, str]]) -> str:
     Those of a tuple are remembered (at most :data:`_FIELD_LINES_LIMIT` tuples, all
     forgotten at once past it): a handler whose fields repeat (a file served again, an
     error in one form) passes the same tuple, whose lines are then made and checked once.
+    Such a tuple holds ``str`` names and values only: tuples are told apart by equality,
+    which would take ``1`` and ``True`` for the same value.
     """
     remembered = type(headers) is tuple
     if remembered:
