@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import unittest
@@ -17,7 +18,8 @@ from unittest import mock
 
 from nex.process import run
 from nex.process.assembly import assemble
-from nex.process.listener import FORCE_SIGNAL, ForceStop, Server
+from nex.process.listener import ForceStop, Server
+from nex.process.signals import FORCE_SIGNAL
 from nex.process.log import Logger
 from tests.support import LARGE, REPO, SOCKET_TIMEOUT, NexServer, in_process_server, quiet_config
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
@@ -273,6 +275,30 @@ class StopSignalRulesTest(unittest.TestCase):
         self.addCleanup(server.listener.close)  # most never serve, which would close it
         return server
 
+    def test_the_handlers_take_no_lock(self) -> None:
+        # A second signal can run its handler in the main thread while the first handler is
+        # still running there: a lock the first one holds would never be released.
+        locks = (type(threading.Lock()), type(threading.RLock()))
+        taken: List[object] = []
+
+        def watch(frame: object, event: str, called: object) -> None:
+            if event == "c_call" and isinstance(getattr(called, "__self__", None), locks):
+                taken.append(called)
+
+        for supervised, signals in ((False, (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)),
+                                    (True, (signal.SIGTERM, signal.SIGINT, FORCE_SIGNAL))):
+            server = self.server(supervised=supervised)
+            sys.setprofile(watch)
+            try:
+                for signum in signals:
+                    try:
+                        run._on_signal(server, signum, None, not supervised)
+                    except ForceStop:
+                        pass
+            finally:
+                sys.setprofile(None)
+        self.assertEqual(taken, [])
+
     def test_a_lone_server_counts_sigterm_as_the_first(self) -> None:
         server = self.server(supervised=False)
         server.handle_signal(signal.SIGTERM, None)
@@ -407,7 +433,7 @@ class ReloadRaceTest(unittest.TestCase):
                      logger)
         self.addCleanup(old.listener.close)
         retiring: List[Tuple[threading.Thread, Server]] = []
-        old.stopping.set()  # SIGTERM reached the old server while the settings were read
+        old.handle_signal(signal.SIGTERM, None)  # while the settings were read
         new = run._reloaded(old, lambda: config, retiring)
         for thread, _ in retiring:
             thread.join(SOCKET_TIMEOUT)
@@ -429,7 +455,7 @@ class WebDavLocksReloadTest(unittest.TestCase):
                      logger)
         self.addCleanup(old.listener.close)
         retiring: List[Tuple[threading.Thread, Server]] = []
-        old.stopping.set()
+        old.handle_signal(signal.SIGTERM, None)  # so that the new server stops at once
         new = run._reloaded(old, lambda: config, retiring)
         for thread, _ in retiring:
             thread.join(SOCKET_TIMEOUT)
@@ -451,7 +477,7 @@ class StackSizeReloadTest(unittest.TestCase):
                      lambda port: assemble(config, port, on_error=logger.warning), logger)
         self.addCleanup(old.listener.close)
         retiring: List[Tuple[threading.Thread, Server]] = []
-        old.stopping.set()
+        old.handle_signal(signal.SIGTERM, None)  # so that the new server stops at once
         new = run._reloaded(old, lambda: dataclasses.replace(config, thread_stack_size=0),
                             retiring)
         for thread, _ in retiring:

@@ -269,7 +269,7 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
     if pid_file is None:
         return _serve(config, load)
     # Imported only now: checking settings needs no server.
-    from nex.process.listener import hold_signals, release_signals
+    from nex.process.signals import hold_signals, release_signals
     pid = os.getpid()
     hold_signals()  # the server releases them once it handles them
     try:

@@ -33,7 +33,6 @@ directions, set before each receive and each response.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -49,7 +48,7 @@ from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval,
 from nex.process.metrics import Metrics
 from nex.process.newcomers import Newcomers, already_sent
 from nex.process.proxy_intake import take_proxy_header
-from nex.process.states import TRANSITIONS, State, stays_open
+from nex.process.states import TRANSITIONS, State, StopFlag, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -71,7 +70,7 @@ class Connection:
     """
 
     def __init__(self, sock: socket.socket, client: str, dispatcher: Dispatcher,
-                 logger: Logger, stopping: threading.Event,
+                 logger: Logger, stopping: StopFlag,
                  tls: Optional[ServerTLS] = None, *, accepted: Optional[float] = None,
                  readmit: Optional[Callable[["Connection", str], Optional[HTTPError]]] = None,
                  metrics: Optional[Metrics] = None,

@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from nex import SERVER_SOFTWARE, qrcode
 from nex.addresses import plain_address
@@ -41,6 +41,8 @@ from nex.process.interfaces import lan_address, local_addresses
 from nex.process.log import Logger
 from nex.process.metrics import Metrics
 from nex.process.newcomers import Newcomers
+from nex.process.signals import FORCE_SIGNAL, RETIRE_SIGNAL, STOP_SIGNALS
+from nex.process.states import StopFlag
 from nex.files.oserrors import OUT_OF_RESOURCES
 from nex.process.pool import ThreadPool
 from nex.process.tls import ServerTLS
@@ -61,41 +63,6 @@ _ACCEPT_RETRY_SECONDS = 0.05
 _ACCEPTED_INHERIT_NONBLOCKING = not sys.platform.startswith("linux")
 #: Thread names number clients by address; the table restarts past this many addresses.
 _MAX_NUMBERED_CLIENTS = 65536
-#: Stop accepting, finish requests within the grace period, let tunnels drain.
-RETIRE_SIGNAL = signal.SIGUSR2
-#: Stop at once: a second Ctrl+C, as a supervisor passes it on to its workers.  Not SIGINT,
-#: which a worker also gets from the terminal and could not tell from its supervisor's.
-FORCE_SIGNAL = signal.SIGQUIT
-#: Signals an operator sends a running Nex (reload, reopen the logs) whose default action
-#: would end it: held while the pid file is written and Nex starts (:func:`hold_signals`)
-#: until their handlers are in place, so that one sent as soon as the pid file appears is
-#: acted on instead of ending Nex.
-HELD_AT_START = frozenset({signal.SIGHUP, signal.SIGUSR1})
-
-
-def hold_signals() -> None:
-    """Keep :data:`HELD_AT_START` pending until :func:`release_signals`."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_START)
-
-
-def release_signals() -> None:
-    """Deliver the held signals, now that their handlers are in place."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_START)
-
-
-def ignore_signals(signals: Iterable[int]) -> None:
-    """Give each of ``signals`` a handler that does nothing, in a process on its way out, so
-    that a late signal cannot raise in what is left.  Not ``SIG_IGN``: a signal caught just
-    before, whose handler has yet to run, would then be reported on stderr as "ignored due to
-    race condition"."""
-    for signum in signals:
-        signal.signal(signum, _do_nothing)
-
-
-def _do_nothing(signum: int, frame: object) -> None:
-    """The handler of a signal that comes too late to change anything."""
-
-
 class _Stop(Exception):
     """Raised in the main thread by the signal handler to end the accept loop."""
 
@@ -139,18 +106,22 @@ class Server:
             if listener is None:  # a listener handed over stays its owner's
                 self.listener.close()
             raise
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         #: Whether the stop leaves tunnels to end on their own (retired, RETIRE_SIGNAL).
         self._drain_tunnels = False
         #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.
         self.reload_requested = False
         self._supervised = supervised
+        #: A SIGINT or SIGTERM came (a reload's new server takes it over).
+        self._stop_signalled = False
         #: A stop came that makes the next SIGINT a second Ctrl+C (see :meth:`handle_signal`).
         self._pressed = False
         self._forced = False
         #: :meth:`serve_forever` has returned: a second Ctrl+C has nothing left to cut short,
         #: and must not raise in what the process does on its way out.
         self._finished = False
+        #: :meth:`_shut_down` has run: the server has stopped for good.
+        self._stopped = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Notified each time a connection ends.
@@ -283,6 +254,7 @@ class Server:
         server counts only a SIGINT as the first: its supervisor passes a first Ctrl+C on as
         SIGTERM, which can arrive before the terminal's own SIGINT of that same Ctrl+C.
         """
+        self._stop_signalled = self._stop_signalled or signum in STOP_SIGNALS
         force = signum == FORCE_SIGNAL or (signum == signal.SIGINT and self._pressed)
         if signum == signal.SIGINT or (signum == signal.SIGTERM and not self._supervised):
             self._pressed = True
@@ -300,10 +272,18 @@ class Server:
 
     def carry_stop_from(self, old: "Server") -> None:
         """Take over the stop signals ``old`` got while this server was made to replace it
-        on a reload: a Ctrl+C then, and the next one, make two."""
-        if old.stopping.is_set():
+        on a reload (a Ctrl+C then, and the next one, make two), adding to those it got
+        itself; called again after the switch, for those that reached ``old`` meanwhile."""
+        if old._stop_signalled:  # not a stop of its own retiring
+            self._stop_signalled = True
             self.stopping.set()
-        self._pressed, self._forced = old._pressed, old._forced
+        self._pressed = self._pressed or old._pressed
+        self._forced = self._forced or old._forced
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the server has stopped (not only ended its accept loop for a reload)."""
+        return self._stopped
 
     def request_reload(self) -> None:
         """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
@@ -438,6 +418,7 @@ class Server:
         """Stop accepting, let busy connections finish within the grace period, then cut
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
+        self._stopped = True
         if close_listener:
             self.listener.close()
         busy = [connection for connection in self._wake_all() if connection.busy]

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 from nex import SERVER_SOFTWARE
 from nex.process.config import Config, ConfigError
 from nex.process import systemd
-from nex.process.listener import (FORCE_SIGNAL, RETIRE_SIGNAL, ForceStop, Server, ignore_signals,
-                                  listener_url, release_signals, start_listening)
+from nex.process.listener import ForceStop, Server, listener_url, start_listening
+from nex.process.signals import FORCE_SIGNAL, RETIRE_SIGNAL, ignore_signals, release_signals
 from nex.process.log import Logger
 from nex.process.metrics import Metrics, MetricsTable, process_metrics, start_scrape_server
 from nex.process.startup import (RESTART_ONLY, StartupError, bind_metrics_listener,
@@ -137,11 +137,15 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
             print_metrics_line(scrapes, config)
             _notify_ready(server)
         while True:
-            current[0].serve_forever(wakeup)
-            if current[0].stopping.is_set() or load is None:
+            server = current[0]
+            server.serve_forever(wakeup)
+            if server.stopped or load is None:
                 break
+            if server.stopping.is_set():
+                continue  # a stop came as the loop ended for a reload: it stops as usual
             systemd.notify(*systemd.reloading_lines("reloading the settings"))
-            current[0] = _reloaded(current[0], load, retiring, table)
+            current[0] = _reloaded(server, load, retiring, table)
+            current[0].carry_stop_from(server)  # what reached it until the switch
             _notify_ready(current[0])
     except ForceStop:
         print("stopping now", file=sys.stderr, flush=True)

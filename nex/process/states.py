@@ -1,8 +1,9 @@
-"""The states of a connection, the moves between them, and whether it stays open.
+"""The states of a connection, the moves between them, and whether it stays open; and the
+flag that says its server is stopping.
 
 :class:`nex.process.connection.Connection` goes from state to state only along
 :data:`TRANSITIONS`; :func:`stays_open` is the one decision whether it goes back to IDLE
-after a response.
+after a response, and a stopping server's (:class:`StopFlag`) keep none open.
 """
 
 from __future__ import annotations
@@ -73,3 +74,27 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and (request.version == "HTTP/1.1" or request.method == "HEAD"
                  or outgoing_framing(response.content_length, response.status,
                                      False) != UNTIL_CLOSE))
+
+
+class StopFlag:
+    """Whether a server is stopping: set once, read by every thread.
+
+    A plain attribute rather than a ``threading.Event``: the signal handler sets it, and a
+    second signal can run its handler in the main thread while the first one is still
+    inside ``Event.set``, holding the event's lock, which the second would then wait for
+    forever.  Nothing waits on this flag; the threads that must notice it are woken by other
+    means (the accept loop's wake-up pipe, :meth:`Connection.wake`).
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Mark the server as stopping."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether the server is stopping."""
+        return self._set

@@ -76,9 +76,8 @@ from nex import SERVER_SOFTWARE
 from nex.files.davlocks import LockTable
 from nex.process.config import Config, ConfigError
 from nex.process.log import SupervisorLog
-from nex.process.listener import (FORCE_SIGNAL, RETIRE_SIGNAL, bind_listener, ignore_signals,
-                                  listener_url, print_lan_code, release_signals,
-                                  start_listening)
+from nex.process.listener import bind_listener, listener_url, print_lan_code, start_listening
+from nex.process.signals import FORCE_SIGNAL, RETIRE_SIGNAL, ignore_signals, release_signals
 from nex.process.metrics import MetricsTable, process_metrics
 from nex.process.run import FORCED_EXIT, print_metrics_line
 from nex.process.startup import (StartupError, bind_metrics_listener, check_startup,
