@@ -250,9 +250,10 @@ class Server:
 
         A second Ctrl+C raises :class:`ForceStop`, once, and only until :meth:`serve_forever`
         has returned: any later signal changes nothing.  That is a SIGINT after a SIGINT or
-        SIGTERM, or :data:`FORCE_SIGNAL`.  A supervised
-        server counts only a SIGINT as the first: its supervisor passes a first Ctrl+C on as
-        SIGTERM, which can arrive before the terminal's own SIGINT of that same Ctrl+C.
+        SIGTERM, or :data:`FORCE_SIGNAL`.  A supervised server counts only a SIGINT as the
+        first: its supervisor passes a first Ctrl+C on as SIGTERM, which can arrive before
+        the terminal's own SIGINT of that same Ctrl+C.  Like every handler, this takes no
+        lock (see :mod:`nex.process.signals`).
         """
         self._stop_signalled = self._stop_signalled or signum in STOP_SIGNALS
         force = signum == FORCE_SIGNAL or (signum == signal.SIGINT and self._pressed)
