@@ -120,8 +120,9 @@ class Server:
         #: :meth:`serve_forever` has returned: a second Ctrl+C has nothing left to cut short,
         #: and must not raise in what the process does on its way out.
         self._finished = False
-        #: :meth:`_shut_down` has run: the server has stopped for good.
-        self._stopped = False
+        #: :meth:`_shut_down` has run: the server has stopped for good (not only ended its
+        #: accept loop for a reload).
+        self.stopped = False
         self._in_accept = False
         self._lock = threading.Lock()
         #: Notified each time a connection ends.
@@ -281,11 +282,6 @@ class Server:
         self._pressed = self._pressed or old._pressed
         self._forced = self._forced or old._forced
 
-    @property
-    def stopped(self) -> bool:
-        """Whether the server has stopped (not only ended its accept loop for a reload)."""
-        return self._stopped
-
     def request_reload(self) -> None:
         """SIGHUP: end the accept loop (unless stopping) without stopping the server."""
         if not self.stopping.is_set():
@@ -419,7 +415,7 @@ class Server:
         """Stop accepting, let busy connections finish within the grace period, then cut
         what is left, so that each cut transfer is still logged with what it sent."""
         self.stopping.set()
-        self._stopped = True
+        self.stopped = True
         if close_listener:
             self.listener.close()
         busy = [connection for connection in self._wake_all() if connection.busy]
