@@ -4,6 +4,7 @@ access rules of PROPFIND, locks and the If header, and the safe XML parser."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import unittest
 import xml.etree.ElementTree as ElementTree
@@ -272,6 +273,48 @@ class WriteMethodsTest(DavCase):
         self.refusal(502, "COPY", "/hello.txt",
                      headers=[("Destination", "http://elsewhere.example/x.txt")])
 
+    def test_a_folder_copy_names_the_member_that_passed_max_upload_size_in_a_207(self) -> None:
+        # RFC 4918 §9.8.3: a member that fails is named with its error.  The size bound
+        # used up, later members would fail too: the copy ends there, keeping what it made.
+        os.makedirs(os.path.join(self.root, "dir", "tree"))
+        self.write("dir/tree/a.txt", b"a")
+        self.write("dir/tree/big.bin", b"x" * 10)
+        self.write("dir/tree/c.txt", b"c")
+        response = self.dav("COPY", "/dir/tree/", b"", ("Destination", "/copy"),
+                            max_upload_size=4)
+        self.assertEqual(multistatus(response), [("/copy/big.bin", {"status": "413"})])
+        self.assertEqual(self.names("copy"), ["a.txt"])
+        self.assertNoTemporaryFiles()
+
+    def test_below_a_member_folder_that_fails_nothing_is_copied_and_the_rest_is(self) -> None:
+        # RFC 4918 §9.8.3: the server must skip the subtree of a collection it could not
+        # copy, and should go on with the rest.
+        self.assertEqual(self.copy_with_a_folder_failing(errno.EACCES),
+                         [("/copy/full/", {"status": "403"})])
+        self.assertEqual(self.names("copy"), ["kept.txt"])
+
+    def test_a_full_disk_ends_a_folder_copy_at_the_member_it_stopped(self) -> None:
+        self.assertEqual(self.copy_with_a_folder_failing(errno.ENOSPC),
+                         [("/copy/full/", {"status": "507"})])
+        self.assertEqual(self.names("copy"), [])
+
+    def copy_with_a_folder_failing(self, code: int) -> List[Tuple[str, Dict[str, str]]]:
+        """COPY ``/dir/tree/`` (``full/`` with files below it, then ``kept.txt``) to
+        ``/copy``, making the folder ``full`` fail with ``code``; the 207's responses."""
+        os.makedirs(os.path.join(self.root, "dir", "tree", "full", "deeper"))
+        self.write("dir/tree/full/deeper/f.txt", b"f")
+        self.write("dir/tree/full/g.txt", b"g")
+        self.write("dir/tree/kept.txt", b"k")
+        make_folder = os.mkdir
+
+        def failing_for_full(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if name == "full":
+                raise OSError(code, os.strerror(code))
+            return make_folder(name, *args, **kwargs)
+
+        with mock.patch.object(os, "mkdir", failing_for_full):
+            return multistatus(self.dav("COPY", "/dir/tree/", b"", ("Destination", "/copy")))
+
     def test_copy_larger_than_max_upload_size_is_413(self) -> None:
         error = self.refusal(413, "COPY", "/hello.txt", headers=[("Destination", "/big.txt")],
                              max_upload_size=4)
@@ -528,9 +571,13 @@ class LockTest(DavCase):
                         locked.append(self.lock("/copy"))
                     write(pending, data)
 
+                destination = ("Destination", "http://localhost/copy")
                 with mock.patch.object(PendingFile, "write", write_after_a_lock):
-                    self.refusal(423, "COPY", source,
-                                 headers=[("Destination", "http://localhost/copy")])
+                    if source == "/big.bin":
+                        self.refusal(423, "COPY", source, headers=[destination])
+                    else:  # a member of a folder: named in a 207 (RFC 4918 §9.8.3)
+                        self.assertEqual(multistatus(self.dav("COPY", source, b"", destination)),
+                                         [("/copy/big.bin", {"status": "423"})])
                 self.assertTrue(locked)
                 copy = os.path.join(self.root, "copy")
                 if os.path.isdir(copy):  # the folder the tree copy began with, left empty

@@ -54,6 +54,30 @@ class LockDuringUploadTest(DavServerCase):
         self.assertEqual(self.read("page.html"), b"old")
 
 
+class TreeCopyLiveTest(LiveUploadCase):
+    """A COPY of a folder whose members do not all fit under ``max_upload_size`` names the
+    member that passed it in a 207 (RFC 4918 §9.8.3), keeping what was copied before."""
+
+    settings = {"files": {"upload": "yes", "webdav": "write", "max_upload_size": "4"}}
+
+    def test_the_member_too_large_is_named_and_what_came_before_copied(self) -> None:
+        os.makedirs(os.path.join(self.folder, "tree", "sub"))
+        for name, data in (("tree/big.bin", b"x" * 5), ("tree/sub/small.txt", b"ok")):
+            with open(os.path.join(self.folder, name), "wb") as out:
+                out.write(data)
+        status, headers, body = self.send(
+            f"COPY {self.path('tree/')} HTTP/1.1\r\nHost: localhost\r\nDestination: "
+            f"{self.path('copy')}\r\nConnection: close\r\n\r\n".encode())
+        self.assertEqual(status, 207, body)
+        self.assertTrue(headers["content-type"].startswith("application/xml"))
+        responses = ElementTree.fromstring(body).findall("{DAV:}response")
+        self.assertEqual([(item.findtext("{DAV:}href"), item.findtext("{DAV:}status"))
+                          for item in responses],
+                         [(self.path("copy/big.bin"), "HTTP/1.1 413 Content Too Large")])
+        self.assertEqual(self.read("copy/sub/small.txt"), b"ok")
+        self.assertFalse(os.path.exists(os.path.join(self.folder, "copy", "big.bin")))
+
+
 @unittest.skipUnless(RCLONE, "rclone is missing (apt-get install rclone)")
 class RcloneTest(DavServerCase):
 

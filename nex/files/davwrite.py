@@ -11,6 +11,10 @@ an anonymous client to log in).  DELETE needs ``[files] allow_delete`` and MOVE
 ``[files] allow_rename``.  A folder is deleted (or replaced) only when every entry below it
 may be: a folder holding entries the checker refuses, or hidden ones (which a client cannot
 see, so cannot mean to delete), is answered ``207`` naming each refusal, and nothing goes.
+A COPY of a folder in which a member fails is answered ``207`` naming the failure where the
+copy would have been (RFC 4918 §9.8.3).  What lies below a folder that failed is skipped,
+and the copy goes on with the other members, unless every later one would fail alike: the
+size bound used up, a lock taken on the destination meanwhile, a full disk.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from nex.files.davresource import (Resource, find_segments, members, must_exist,
                                    parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
-from nex.files.paths import Checker, Refused, Target, servable_entry, split_path
+from nex.files.paths import (Checker, Refused, Target, encode_path, servable_entry,
+                             split_path)
 from nex.files.upload import Hold, UploadFolder, store, storage_error
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, reason_phrase, size_limit
@@ -38,6 +43,14 @@ if TYPE_CHECKING:
     from nex.process.config import Config
 
 _COPY_PIECE = 1024 * 1024
+#: Failures of a member that every later member would meet too (the size bound used up, a
+#: lock on the destination, a full disk): a folder's copy stops at the first, so that its
+#: 207 names what failed rather than each member left.
+_ENDS_THE_COPY = frozenset({413, 423, 507})
+
+
+class _CopyEnded(Exception):
+    """A folder's copy stopped at a failure named in its 207 (see :data:`_ENDS_THE_COPY`)."""
 
 
 def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config: Config,
@@ -93,8 +106,8 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
 def copy_or_move(request: Request, source: Resource, config: Config, locks: LockTable,
                  may: Checker, move: bool) -> Response:
     """COPY or MOVE ``source`` to the ``Destination``: 201 for a new name, 204 for one
-    replaced, 412 when it exists and ``Overwrite: F``, 409 without its parent, 502 on
-    another server."""
+    replaced, 207 naming the members of a folder that could not be copied, 412 when it
+    exists and ``Overwrite: F``, 409 without its parent, 502 on another server."""
     if move and not config.allow_rename:
         raise HTTPError(403, "Moving and renaming are turned off here.")
     must_exist(source, config, may, "write" if move else "read")
@@ -115,6 +128,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     if destination.exists and not overwrite:
         raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
     folder = parent_folder(destination, config, may)
+    failed: List[str] = []  # a 207's responses, one per member that could not be copied
     try:
         if not destination.exists:
             may_write(destination, may, folder)
@@ -139,13 +153,16 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             def hold(names: Sequence[str]) -> ContextManager[None]:
                 return _checked_again(request, locks, config, source, changed)
             if source.collection:
-                _copy_tree(source, folder, name, infinite, config, may,
-                           [config.max_upload_size], set(), hold)
+                with contextlib.suppress(_CopyEnded):
+                    _copy_tree(source, folder, name, infinite, config, may,
+                               [config.max_upload_size], set(), hold, failed)
             else:
                 _copy_file(source, folder, name, config, [config.max_upload_size], hold)
         folder.sync()
     finally:
         folder.close()
+    if failed:
+        return Response(207, [XML_TYPE], body=multistatus(failed))
     if destination.exists:
         return Response(204)
     return Response(201, [("Location", destination.href)])
@@ -270,11 +287,18 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
 
 def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool,
                config: Config, may: Checker, budget: List[int],
-               seen: Set[Tuple[int, int]], hold: Hold) -> None:
+               seen: Set[Tuple[int, int]], hold: Hold, failed: List[str]) -> None:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
     (a link back up the tree, or into the copy, is not followed round); each file takes
-    its name in ``hold``."""
+    its name in ``hold``.
+
+    A member that cannot be copied is added to ``failed`` (a 207's response naming where
+    its copy would be, with the refusal's status) and nothing below it is copied, as RFC
+    4918 §9.8.3 asks; the walk goes on with the next member, or for a failure in
+    :data:`_ENDS_THE_COPY` ends (:class:`_CopyEnded`).  The folder itself failing raises,
+    as the copy of a file does.
+    """
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -289,16 +313,24 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         made = os.fstat(copy.fd)
         seen.add((made.st_dev, made.st_ino))
         for member in members(source, config, may):
-            if member.collection:
-                if os.path.islink(member.fs_path):
-                    # Walked on at its real path, as a zip's walk goes on (folder_below), so
-                    # that what lies below is judged where it really is.
-                    member = Resource(member.segments, os.path.realpath(member.fs_path),
-                                      member.stat)
-                _copy_tree(member, copy, member.segments[-1], True, config, may, budget, seen,
-                           hold)
-            else:
-                _copy_file(member, copy, member.segments[-1], config, budget, hold)
+            try:
+                if member.collection:
+                    if os.path.islink(member.fs_path):
+                        # Walked on at its real path, as a zip's walk goes on
+                        # (folder_below), so that what lies below is judged where it
+                        # really is.
+                        member = Resource(member.segments, os.path.realpath(member.fs_path),
+                                          member.stat)
+                    _copy_tree(member, copy, member.segments[-1], True, config, may, budget,
+                               seen, hold, failed)
+                else:
+                    _copy_file(member, copy, member.segments[-1], config, budget, hold)
+            except HTTPError as error:
+                href = encode_path(copy.segments + [member.segments[-1]],
+                                   folder=member.collection)
+                failed.append(status_response(href, error.status, reason_phrase(error.status)))
+                if error.status in _ENDS_THE_COPY:
+                    raise _CopyEnded() from None
         copy.sync()
     finally:
         copy.close()
