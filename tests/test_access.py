@@ -436,9 +436,13 @@ class UploadSafetyTest(ServerTestCase):
         self.assertEqual(self.put("/evil.svg", b"<svg xmlns='http://www.w3.org/2000/svg'>"
                                                b"<script>alert(1)</script></svg>"), 201)
         for target in ("/evil.svg", "/page.html"):
-            with self.subTest(target=target):
-                status, headers, _ = self.request("GET", target, {})
-                self.assertEqual(headers.get("content-security-policy"), "sandbox")
+            # Whole, one range, and several ranges in a multipart body: every response that
+            # carries the page's bytes carries the sandbox.
+            for ranges in ({}, {"Range": "bytes=0-1"}, {"Range": "bytes=0-0,2-3"}):
+                with self.subTest(target=target, ranges=ranges):
+                    status, headers, _ = self.request("GET", target, ranges)
+                    self.assertEqual(status, 206 if ranges else 200)
+                    self.assertEqual(headers.get("content-security-policy"), "sandbox")
         _, headers, _ = self.request("GET", "/public/plain.txt", {})
         self.assertNotIn("content-security-policy", headers)
 
