@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import unittest
@@ -280,11 +281,51 @@ class LeftoversTest(unittest.TestCase):
         self.assertTrue(os.path.exists(live))
         self.assertTrue(os.path.exists(kept))
 
+    def test_a_tree_deeper_than_the_recursion_limit_is_walked(self) -> None:
+        # Anyone allowed MKCOL can nest folders a thousand deep: start-up must still walk
+        # them, not stop with a RecursionError.
+        deep = self.root
+        for _ in range(sys.getrecursionlimit() + 100):  # os.makedirs recurses as well
+            deep = os.path.join(deep, "d")
+            os.mkdir(deep)
+        self.addCleanup(remove_chain, self.root, deep)
+        config = Config(document_root=self.root, upload=True)
+        old = write(deep, f"{UPLOAD_TEMP_PREFIX}0123", b"half")
+        past = time.time() - stale_after(config) - 10
+        os.utime(old, (past, past))
+        self.assertEqual(remove_stale_uploads(config), 1)
+        self.assertFalse(os.path.exists(old))
+
+    def test_links_are_not_followed_nor_removed(self) -> None:
+        config = Config(document_root=self.root, upload=True)
+        outside = tempfile.mkdtemp(prefix="nex-leftovers-outside-")
+        self.addCleanup(shutil.rmtree, outside, ignore_errors=True)
+        target = write(outside, f"{UPLOAD_TEMP_PREFIX}0123", b"not ours")
+        past = time.time() - stale_after(config) - 10
+        os.utime(target, (past, past))
+        os.symlink(outside, os.path.join(self.root, "out"))
+        os.symlink(target, os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}link"))
+        self.assertEqual(remove_stale_uploads(config), 0)
+        self.assertTrue(os.path.exists(target))
+        self.assertTrue(os.path.islink(os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}link")))
 
 
 
 
 
+
+
+
+def remove_chain(top: str, deepest: str) -> None:
+    """Remove the folders from ``deepest`` up to, not including, ``top``, and the files in
+    them, one level at a time: ``shutil.rmtree`` recurses, so before Python 3.12 it cannot
+    remove a tree nested deeper than the recursion limit."""
+    folder = deepest
+    while folder != top:
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+        folder = os.path.dirname(folder)
 
 
 def listed(body: bytes) -> List[str]:

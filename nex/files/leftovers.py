@@ -41,24 +41,35 @@ def remove_stale_uploads(config: Config) -> int:
     of resumable uploads among them only once it expired; their number.
 
     The walk follows no symlink, so it stays inside the root; a folder that cannot be read,
-    or a file that goes away meanwhile, is passed over.
+    or a file that goes away meanwhile, is passed over.  It keeps a list of the folders
+    still to read rather than recursing (as ``os.walk`` does before Python 3.12), so a
+    tree nested deeper than the interpreter's recursion limit cannot stop Nex starting.
     """
     now = time.time()
     cutoff = now - stale_after(config)
     resumable_cutoff = min(cutoff, now - config.upload_expiry)
     removed = 0
-    for folder, _, files in os.walk(config.document_root):
-        for name in files:
-            if not name.startswith(UPLOAD_TEMP_PREFIX):
-                continue
-            path = os.path.join(folder, name)
-            resumable = TOKEN.fullmatch(name, len(UPLOAD_TEMP_PREFIX)) is not None
-            try:
-                found = os.lstat(path)
-                if stat.S_ISREG(found.st_mode) and found.st_mtime < (
-                        resumable_cutoff if resumable else cutoff):
-                    os.unlink(path)
-                    removed += 1
-            except OSError:
-                continue
+    folders = [config.document_root]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(entry.path)
+                        elif entry.name.startswith(UPLOAD_TEMP_PREFIX) and _stale(
+                                entry, resumable_cutoff if TOKEN.fullmatch(
+                                    entry.name, len(UPLOAD_TEMP_PREFIX)) else cutoff):
+                            os.unlink(entry.path)
+                            removed += 1
+                    except OSError:
+                        continue
+        except OSError:
+            continue
     return removed
+
+
+def _stale(entry: "os.DirEntry[str]", cutoff: float) -> bool:
+    """Whether ``entry`` is a regular file last written before ``cutoff`` (a link is not)."""
+    found = entry.stat(follow_symlinks=False)
+    return stat.S_ISREG(found.st_mode) and found.st_mtime < cutoff
