@@ -35,8 +35,8 @@ from nex.site.login import ProtectedPaths, SiteAuth
 from nex.site.routing import Dispatcher
 from nex.site.sameorigin import WriteGuard
 from tests.support import REPO, START_TIMEOUT, NexServer, http_request, wait_until
-from tests.support.access import (ANONYMOUS, RIGHT, SECRET, WRONG, ServerTestCase, make_users,
-                                  write, zip_names)
+from tests.support.access import (ANONYMOUS, RIGHT, SECRET, WRONG, ServerTestCase,
+                                  make_chain, make_users, remove_chain, write, zip_names)
 from tests.support.threads import run_in_threads
 
 
@@ -284,10 +284,7 @@ class LeftoversTest(unittest.TestCase):
     def test_a_tree_deeper_than_the_recursion_limit_is_walked(self) -> None:
         # Anyone allowed MKCOL can nest folders a thousand deep: start-up must still walk
         # them, not stop with a RecursionError.
-        deep = self.root
-        for _ in range(sys.getrecursionlimit() + 100):  # os.makedirs recurses as well
-            deep = os.path.join(deep, "d")
-            os.mkdir(deep)
+        deep = make_chain(self.root, sys.getrecursionlimit() + 100)
         self.addCleanup(remove_chain, self.root, deep)
         config = Config(document_root=self.root, upload=True)
         old = write(deep, f"{UPLOAD_TEMP_PREFIX}0123", b"half")
@@ -314,18 +311,6 @@ class LeftoversTest(unittest.TestCase):
 
 
 
-
-
-def remove_chain(top: str, deepest: str) -> None:
-    """Remove the folders from ``deepest`` up to, not including, ``top``, and the files in
-    them, one level at a time: ``shutil.rmtree`` recurses, so before Python 3.12 it cannot
-    remove a tree nested deeper than the recursion limit."""
-    folder = deepest
-    while folder != top:
-        for name in os.listdir(folder):
-            os.unlink(os.path.join(folder, name))
-        os.rmdir(folder)
-        folder = os.path.dirname(folder)
 
 
 def listed(body: bytes) -> List[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import sys
 import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Callable, Dict, List, Optional, Tuple
@@ -23,6 +24,7 @@ from nex.http.response import Response
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
 from tests.support import FORM_TYPE, file_part, form_body
+from tests.support.access import make_chain, remove_chain
 from tests.support.threads import run_in_threads
 from tests.support.upload import ALICE, UploadTestCase
 
@@ -488,6 +490,76 @@ class WriteMethodsTest(DavCase):
                          [("/hello.txt", {"colour": "403", "size": "403"})])
         self.refusal(400, "PROPPATCH", "/hello.txt", b"<a/>")
         self.refusal(404, "PROPPATCH", "/none.txt", body)
+
+
+class FolderDepthTest(DavCase):
+    """WebDAV makes folders at most MAX_FOLDER_DEPTH levels below the root, and walks no tree
+    past that depth, however deep it was made by other means."""
+
+    def chain(self, levels: int, top: str = "") -> Tuple[str, str]:
+        """``levels`` folders named ``d`` in ``top`` (a folder below the root), made on
+        disk; the deepest's URL path (ending in ``/``) and file system path."""
+        start = os.path.join(self.root, top) if top else self.root
+        deepest = make_chain(start, levels)
+        self.addCleanup(remove_chain, start, deepest)
+        return "/" + os.path.relpath(deepest, self.root) + "/", deepest
+
+    def test_mkcol_makes_folders_down_to_the_cap_and_no_deeper(self) -> None:
+        above, _ = self.chain(davwrite.MAX_FOLDER_DEPTH - 1)
+        self.assertEqual(self.dav("MKCOL", above + "e").status, 201)
+        error = self.refusal(403, "MKCOL", above + "e/f")
+        self.assertIn(f"at most {davwrite.MAX_FOLDER_DEPTH} levels", error.detail)
+        os.rmdir(os.path.join(self.root, above.strip("/"), "e"))
+
+    def test_a_copy_goes_no_deeper_than_the_cap_and_names_where_it_stopped(self) -> None:
+        os.makedirs(os.path.join(self.root, "src", "a", "b"))
+        for name in ("src/f.txt", "src/a/g.txt", "src/a/b/h.txt"):
+            self.write(name, b"x")
+        above, deepest = self.chain(davwrite.MAX_FOLDER_DEPTH - 2)
+        response = self.dav("COPY", "/src/", b"", ("Destination", above + "copy"))
+        self.assertEqual(multistatus(response), [(above + "copy/a/b/", {"status": "403"})])
+        self.assertEqual(self.names(os.path.join(deepest, "copy")), ["a", "f.txt"])
+        self.assertEqual(self.names(os.path.join(deepest, "copy", "a")), ["g.txt"])
+        self.dav("DELETE", above + "copy/")
+
+    def test_nothing_is_replaced_by_a_folder_past_the_cap(self) -> None:
+        os.makedirs(os.path.join(self.root, "src"))
+        above, deepest = self.chain(davwrite.MAX_FOLDER_DEPTH)
+        os.mkdir(os.path.join(deepest, "x"))
+        kept = self.write(os.path.join(deepest, "x", "kept.txt"), b"k")
+        for method in ("COPY", "MOVE"):
+            with self.subTest(method=method):
+                self.refusal(403, method, "/src/", headers=[("Destination", above + "x")],
+                             upload_overwrite=True)
+                self.assertTrue(os.path.exists(kept))
+        os.unlink(kept)
+        os.rmdir(os.path.join(deepest, "x"))
+
+    def test_a_move_that_would_nest_past_the_cap_is_refused(self) -> None:
+        os.makedirs(os.path.join(self.root, "src", "a"))
+        above, deepest = self.chain(davwrite.MAX_FOLDER_DEPTH - 1)
+        error = self.refusal(403, "MOVE", "/src/", headers=[("Destination", above + "src")])
+        self.assertIn(f"deeper than {davwrite.MAX_FOLDER_DEPTH} levels", error.detail)
+        self.assertTrue(os.path.isdir(os.path.join(self.root, "src", "a")))
+        self.assertEqual(os.listdir(deepest), [])
+
+    def test_a_tree_deeper_than_the_recursion_limit_is_refused_part_by_part(self) -> None:
+        # A tree made on disk far past the cap: DELETE names the first folder past it, and
+        # deletes nothing, instead of failing with a RecursionError.  So does COPY.
+        _, deepest = self.chain(sys.getrecursionlimit() + 100, "dir")
+        past = "/dir/" + "d/" * davwrite.MAX_FOLDER_DEPTH  # one segment more than the cap
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/d/")), [(past, {"status": "403"})])
+        self.assertTrue(os.path.isdir(deepest))
+        response = self.dav("COPY", "/dir/d/", b"", ("Destination", "/copy"))
+        self.assertEqual(multistatus(response),
+                         [("/copy/" + "d/" * davwrite.MAX_FOLDER_DEPTH, {"status": "403"})])
+        self.addCleanup(remove_chain, self.root, make_chain_path(self.root, "copy",
+                                                                davwrite.MAX_FOLDER_DEPTH - 1))
+
+
+def make_chain_path(root: str, top: str, levels: int) -> str:
+    """The path of the deepest of ``levels`` folders named ``d`` in ``root/top``."""
+    return os.path.join(root, top, *["d"] * levels)
 
 
 class LockTest(DavCase):

@@ -9,11 +9,13 @@ import filecmp
 import os
 import shutil
 import subprocess
+import sys
 import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Dict, List, Tuple
 
-from tests.support.access import ANONYMOUS, RIGHT, ServerTestCase
+from nex.files.davwrite import MAX_FOLDER_DEPTH
+from tests.support.access import ANONYMOUS, RIGHT, ServerTestCase, make_chain, remove_chain
 from tests.support import read_all
 from tests.support.upload import LiveUploadCase, reply
 
@@ -76,6 +78,28 @@ class TreeCopyLiveTest(LiveUploadCase):
                          [(self.path("copy/big.bin"), "HTTP/1.1 413 Content Too Large")])
         self.assertEqual(self.read("copy/sub/small.txt"), b"ok")
         self.assertFalse(os.path.exists(os.path.join(self.folder, "copy", "big.bin")))
+
+
+class DeepTreeLiveTest(DavServerCase):
+    """A tree nested past the interpreter's recursion limit (a thousand MKCOLs, or made on
+    disk) gets answers, never a 500 or a traceback in the error log."""
+
+    def test_delete_copy_move_and_mkcol_answer(self) -> None:
+        deepest = make_chain(self.folder, sys.getrecursionlimit() + 100)
+        self.addCleanup(remove_chain, self.folder, deepest)
+        tree, copy = self.path("d/"), self.path("copy")
+        for method, target, extra, expected in (
+                ("DELETE", tree, "", 207), ("COPY", tree, f"Destination: {copy}\r\n", 207),
+                ("MOVE", tree, f"Destination: {self.path('moved')}\r\n", 403),
+                ("MKCOL", self.path("d/" * MAX_FOLDER_DEPTH + "new"), "", 403)):
+            with self.subTest(method=method):
+                status, _, body = self.send(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n"
+                                            f"{extra}Connection: close\r\n\r\n".encode())
+                self.assertEqual(status, expected, body)
+        self.assertTrue(os.path.isdir(deepest))
+        copied = os.path.join(self.folder, "copy", *["d"] * (MAX_FOLDER_DEPTH - 3))
+        self.assertTrue(os.path.isdir(copied))  # /dir/<test>/copy/d/... down to the cap
+        remove_chain(self.folder, copied)
 
 
 @unittest.skipUnless(RCLONE, "rclone is missing (apt-get install rclone)")

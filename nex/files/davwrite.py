@@ -11,6 +11,9 @@ an anonymous client to log in).  DELETE needs ``[files] allow_delete`` and MOVE
 ``[files] allow_rename``.  A folder is deleted (or replaced) only when every entry below it
 may be: a folder holding entries the checker refuses, or hidden ones (which a client cannot
 see, so cannot mean to delete), is answered ``207`` naming each refusal, and nothing goes.
+Folders nest at most :data:`MAX_FOLDER_DEPTH` levels below the root for MKCOL, COPY and MOVE
+to make them there (``403`` beyond), so that every walk over a tree stays bounded; a tree
+made deeper by other means is refused part by part, never walked past that depth.
 A COPY of a folder in which a member fails is answered ``207`` naming the failure where the
 copy would have been (RFC 4918 §9.8.3).  What lies below a folder that failed is skipped,
 and the copy goes on with the other members, unless every later one would fail alike: the
@@ -43,6 +46,11 @@ if TYPE_CHECKING:
     from nex.process.config import Config
 
 _COPY_PIECE = 1024 * 1024
+#: The most URL path segments a folder made by MKCOL, COPY or MOVE may have.  Real trees stay
+#: far shallower; the walks over a tree (COPY, MOVE, DELETE) recurse and hold a folder open
+#: per level, so this keeps them well within the interpreter's recursion limit and the
+#: descriptors one request may hold.
+MAX_FOLDER_DEPTH = 64
 #: Failures of a member that every later member would meet too (the size bound used up, a
 #: lock on the destination, a full disk): a folder's copy stops at the first, so that its
 #: 207 names what failed rather than each member left.
@@ -69,6 +77,7 @@ def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config
         check(request, locks, config, target, [(target.path, False), (target.path[:-1], False)])
         name = target.segments[-1]
         folder.check(name)
+        _check_depth(target.segments)
         try:
             os.mkdir(name, dir_fd=folder.fd)
         except FileExistsError:
@@ -119,8 +128,13 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     if not may("write" if move else "read", source.url_path, source.real_path()):
         raise Refused()
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
-    if move and source.collection and list(_refused_below(source, config, may)):
-        raise HTTPError(403, f"{source.url_path} holds entries that may not be moved.")
+    if source.collection:
+        _check_depth(destination.segments)  # before anything there is replaced
+    # Moved, the tree's folders lie this many levels deeper (or shallower) than now.
+    shift = len(destination.segments) - len(source.segments)
+    if move and source.collection and list(_refused_below(source, config, may, shift)):
+        raise HTTPError(403, f"{source.url_path} holds entries that may not be moved, or "
+                             f"would nest deeper than {MAX_FOLDER_DEPTH} levels.")
     changed = [(destination.path, True), (destination.path[:-1], False)]
     if move:
         changed += [(source.path, True), (source.path[:-1], False)]
@@ -198,9 +212,12 @@ def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = N
         raise Refused()
 
 
-def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[str]:
+def _refused_below(folder: Resource, config: Config, may: Checker, shift: int = 0
+                   ) -> Iterator[str]:
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
-    written, and folders (the first one named) holding entries a client cannot see."""
+    written, folders (the first one named) holding entries a client cannot see, and folders
+    that would lie deeper than :data:`MAX_FOLDER_DEPTH` once ``shift`` levels deeper (a
+    MOVE's), which are not walked."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
     try:
         names = os.listdir(folder.fs_path)
@@ -218,7 +235,10 @@ def _refused_below(folder: Resource, config: Config, may: Checker) -> Iterator[s
         if not may("write", member.url_path, member.real_path()):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
-            yield from _refused_below(member, config, may)
+            if len(member.segments) + shift > MAX_FOLDER_DEPTH:
+                yield member.href
+            else:
+                yield from _refused_below(member, config, may, shift)
 
 
 def _remove(folder: UploadFolder, name: str) -> None:
@@ -297,8 +317,9 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     its copy would be, with the refusal's status) and nothing below it is copied, as RFC
     4918 §9.8.3 asks; the walk goes on with the next member, or for a failure in
     :data:`_ENDS_THE_COPY` ends (:class:`_CopyEnded`).  The folder itself failing raises,
-    as the copy of a file does.
+    as the copy of a file does; so does one deeper than :data:`MAX_FOLDER_DEPTH`.
     """
+    _check_depth(folder.segments + [name])
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -334,6 +355,12 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.sync()
     finally:
         copy.close()
+
+
+def _check_depth(segments: Sequence[str]) -> None:
+    """403 for a folder to be made with more than :data:`MAX_FOLDER_DEPTH` segments."""
+    if len(segments) > MAX_FOLDER_DEPTH:
+        raise HTTPError(403, f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep here.")
 
 
 def _destination(request: Request, config: Config) -> Resource:

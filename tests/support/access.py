@@ -39,6 +39,29 @@ def write(root: str, name: str, data: bytes) -> str:
     return path
 
 
+def make_chain(top: str, levels: int) -> str:
+    """``levels`` folders named ``d``, each inside the last, in ``top``; the deepest's path.
+
+    Made one at a time: ``os.makedirs`` recurses, so before Python 3.12 it cannot make a
+    tree nested deeper than the recursion limit."""
+    folder = top
+    for _ in range(levels):
+        folder = os.path.join(folder, "d")
+        os.mkdir(folder)
+    return folder
+
+
+def remove_chain(top: str, deepest: str) -> None:
+    """Remove the folders from ``deepest`` up to, not including, ``top``, and the files in
+    them, one level at a time (``shutil.rmtree`` recurses, as ``os.makedirs`` does)."""
+    folder = deepest
+    while folder != top:
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+        folder = os.path.dirname(folder)
+
+
 def write_users(path: str, users: Dict[str, str]) -> None:
     """Write a users file for ``{user: password}``, quickly hashed, replacing any old one at
     once."""
