@@ -300,6 +300,22 @@ class WriteMethodsTest(DavCase):
                          [("/copy/full/", {"status": "507"})])
         self.assertEqual(self.names("copy"), [])
 
+    def test_a_member_folder_that_cannot_be_read_leaves_no_empty_copy(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "tree", "closed"))
+        self.write("dir/tree/closed/f.txt", b"f")
+        self.write("dir/tree/kept.txt", b"k")
+        listed = davwrite.members
+
+        def closed_to_reading(folder, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if folder.segments[-1] == "closed":
+                raise HTTPError(403, "Access to the requested resource is denied.")
+            return listed(folder, *args, **kwargs)
+
+        with mock.patch.object(davwrite, "members", closed_to_reading):
+            response = self.dav("COPY", "/dir/tree/", b"", ("Destination", "/copy"))
+        self.assertEqual(multistatus(response), [("/copy/closed/", {"status": "403"})])
+        self.assertEqual(self.names("copy"), ["kept.txt"])  # no empty "closed" named as failed
+
     def copy_with_a_folder_failing(self, code: int) -> List[Tuple[str, Dict[str, str]]]:
         """COPY ``/dir/tree/`` (``full/`` with files below it, then ``kept.txt``) to
         ``/copy``, making the folder ``full`` fail with ``code``; the 207's responses."""

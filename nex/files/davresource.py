@@ -93,10 +93,10 @@ def members(folder: Resource, config: Config,
             may: Optional[Checker] = None) -> Iterator[Resource]:
     """The members of ``folder`` its listing shows, in its order: those GET would serve
     and ``may`` (None: anything) lets be read.  403 when the folder cannot be read, 404 when
-    it has gone."""
+    it has gone, both raised by this call, before any member is taken."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
-    for name, _, found in read_folder(target, config, may):
-        yield Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
+    return (Resource(folder.segments + [name], os.path.join(folder.fs_path, name), found)
+            for name, _, found in read_folder(target, config, may))
 
 
 def parent_folder(resource: Resource, config: Config,

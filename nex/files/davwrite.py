@@ -320,12 +320,16 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     as the copy of a file does; so does one deeper than :data:`MAX_FOLDER_DEPTH`.
     """
     _check_depth(folder.segments + [name])
+    identity = (source.stat.st_dev, source.stat.st_ino)
+    walked = infinite and identity not in seen
+    # Read before the copy is made, so that a folder which cannot be read leaves no empty
+    # copy behind when it is named as failed.
+    listed = members(source, config, may) if walked else None
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
         raise storage_error(error) from None
-    identity = (source.stat.st_dev, source.stat.st_ino)
-    if not infinite or identity in seen:
+    if listed is None:
         return
     seen.add(identity)
     copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]))
@@ -333,7 +337,7 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         # A link may lead the walk into the copy itself: it is copied, never walked.
         made = os.fstat(copy.fd)
         seen.add((made.st_dev, made.st_ino))
-        for member in members(source, config, may):
+        for member in listed:
             try:
                 if member.collection:
                     if os.path.islink(member.fs_path):
