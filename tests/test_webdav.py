@@ -792,6 +792,38 @@ class IfHeaderTest(DavCase):
         self.assertEqual(parse_timeout("soon"), 600)
 
 
+class ProtectedBelowDestinationTest(DavCase):
+    """A login protects ``/pub/private/``, which does not exist yet: a folder COPY or MOVE
+    to ``/pub`` cannot make it, or write into it, without the login."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.protect("/pub/private/")
+        os.makedirs(os.path.join(self.root, "mk", "private"))
+        self.write("mk/private/evil.txt", b"e")
+        self.write("mk/ok.txt", b"o")
+
+    def test_a_copy_names_the_protected_folder_and_makes_nothing_there(self) -> None:
+        response = self.dav("COPY", "/mk/", b"", ("Destination", "/pub"))
+        self.assertEqual(multistatus(response), [("/pub/private/", {"status": "403"})])
+        self.assertEqual(self.names("pub"), ["ok.txt"])
+
+    def test_a_move_is_refused_and_nothing_moves(self) -> None:
+        error = self.refusal(403, "MOVE", "/mk/", headers=[("Destination", "/pub")])
+        self.assertIn("may not be moved there", error.detail)
+        self.assertEqual(self.read("mk/private/evil.txt"), b"e")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "pub")))
+
+    def test_with_the_login_both_go_through(self) -> None:
+        response = self.request("COPY", "/mk/", headers=[("Destination", "/pub"), ALICE])
+        self.assertEqual(response.status, 201)
+        self.assertEqual(self.read("pub/private/evil.txt"), b"e")
+        self.assertEqual(self.dav("DELETE", "/pub/", b"", ALICE).status, 204)
+        response = self.request("MOVE", "/mk/", headers=[("Destination", "/pub"), ALICE])
+        self.assertEqual(response.status, 201)
+        self.assertEqual(self.read("pub/private/evil.txt"), b"e")
+
+
 class ProtectedDestinationTest(DavCase):
     """A login protects ``/dir/``: writing there by COPY or MOVE needs it too."""
 

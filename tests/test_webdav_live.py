@@ -185,6 +185,36 @@ def hrefs(body: bytes) -> List[str]:
     return [href.text for href in ElementTree.fromstring(body).iter("{DAV:}href")]
 
 
+class ProtectedBelowDestinationLiveTest(ServerTestCase):
+    """``/public/made/private/`` is protected before it exists: a folder COPY or MOVE to
+    ``/public/made`` cannot make it without the login."""
+
+    settings = {"files": {"webdav": "write", "allow_rename": "yes"},
+                "auth": {"protect": "/private/, /public/made/private/"}}
+
+    def test_copy_and_move_write_nothing_there_without_the_login(self) -> None:
+        tree = os.path.join(self.root, "public", "tree")
+        os.makedirs(os.path.join(tree, "private"))
+        for name in ("private/evil.txt", "ok.txt"):
+            with open(os.path.join(tree, name), "wb") as out:
+                out.write(b"x")
+        made = os.path.join(self.root, "public", "made")
+        self.addCleanup(shutil.rmtree, made, True)
+        self.addCleanup(shutil.rmtree, tree, True)
+        status, _, _ = self.request("MOVE", "/public/tree/", {"Destination": "/public/made"})
+        self.assertEqual(status, 403)
+        self.assertFalse(os.path.exists(made))
+        status, _, body = self.request("COPY", "/public/tree/", {"Destination": "/public/made"})
+        self.assertEqual(status, 207)
+        self.assertEqual(hrefs(body), ["/public/made/private/"])
+        self.assertEqual(os.listdir(made), ["ok.txt"])
+        shutil.rmtree(made)
+        status, _, _ = self.request("COPY", "/public/tree/", {"Destination": "/public/made",
+                                                             **RIGHT})
+        self.assertEqual(status, 201)
+        self.assertTrue(os.path.exists(os.path.join(made, "private", "evil.txt")))
+
+
 class DavAccessLiveTest(ServerTestCase):
     """WebDAV and resumable uploads on the wire ask the one access policy and pass the
     write guard: ``/private/`` is protected, ``/public/link`` leads into it."""

@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import (TYPE_CHECKING, ContextManager, Iterator, List, Optional, Sequence, Set,
-                    Tuple, Union)
+from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, Optional,
+                    Sequence, Set, Tuple, Union)
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Path
@@ -130,11 +130,6 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
     if source.collection:
         _check_depth(destination.segments)  # before anything there is replaced
-    # Moved, the tree's folders lie this many levels deeper (or shallower) than now.
-    shift = len(destination.segments) - len(source.segments)
-    if move and source.collection and list(_refused_below(source, config, may, shift)):
-        raise HTTPError(403, f"{source.url_path} holds entries that may not be moved, or "
-                             f"would nest deeper than {MAX_FOLDER_DEPTH} levels.")
     changed = [(destination.path, True), (destination.path[:-1], False)]
     if move:
         changed += [(source.path, True), (source.path[:-1], False)]
@@ -147,6 +142,12 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         if not destination.exists:
             may_write(destination, may, folder)
         name = destination.segments[-1]
+        if move and source.collection and list(_refused_below(
+                source, config, may, _Landing(len(source.segments), destination.segments,
+                                              os.path.join(folder.real_path, name)))):
+            raise HTTPError(403, f"{source.url_path} holds entries that may not be moved "
+                                 f"there, or would nest deeper than {MAX_FOLDER_DEPTH} "
+                                 "levels.")
         if destination.exists and (destination.collection or source.collection):
             if not config.upload_overwrite:
                 folder.check(name)  # the overwrite rule's own 409
@@ -212,12 +213,30 @@ def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = N
         raise Refused()
 
 
-def _refused_below(folder: Resource, config: Config, may: Checker, shift: int = 0
-                   ) -> Iterator[str]:
+class _Landing(NamedTuple):
+    """Where a MOVE puts the tree it walks: its top's segments now (``depth`` of them), and
+    the URL path ``segments`` and the ``real_path`` that top will have."""
+
+    depth: int
+    segments: List[str]
+    real_path: str
+
+    def may_hold(self, member: Resource, may: Checker) -> bool:
+        """Whether ``member`` of the tree may be written where it will be, and lies no
+        deeper than :data:`MAX_FOLDER_DEPTH` there."""
+        below = member.segments[self.depth:]
+        url_path = "/" + "/".join(self.segments + below)
+        return (len(self.segments) + len(below) <= MAX_FOLDER_DEPTH
+                and may("write", url_path, os.path.join(self.real_path, *below)))
+
+
+def _refused_below(folder: Resource, config: Config, may: Checker,
+                   landing: Optional[_Landing] = None) -> Iterator[str]:
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
     written, folders (the first one named) holding entries a client cannot see, and folders
-    that would lie deeper than :data:`MAX_FOLDER_DEPTH` once ``shift`` levels deeper (a
-    MOVE's), which are not walked."""
+    deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked.  With ``landing`` (a MOVE),
+    also members that may not be written where they would land, or would lie too deep
+    there."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
     try:
         names = os.listdir(folder.fs_path)
@@ -232,13 +251,14 @@ def _refused_below(folder: Resource, config: Config, may: Checker, shift: int = 
     found.sort(key=lambda pair: entry_order(pair[0], stat.S_ISDIR(pair[1].st_mode)))
     for name, entry in found:
         member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), entry)
-        if not may("write", member.url_path, member.real_path()):
+        if not may("write", member.url_path, member.real_path()) or (
+                landing is not None and not landing.may_hold(member, may)):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
-            if len(member.segments) + shift > MAX_FOLDER_DEPTH:
+            if len(member.segments) > MAX_FOLDER_DEPTH:
                 yield member.href
             else:
-                yield from _refused_below(member, config, may, shift)
+                yield from _refused_below(member, config, may, landing)
 
 
 def _remove(folder: UploadFolder, name: str) -> None:
@@ -320,6 +340,7 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     as the copy of a file does; so does one deeper than :data:`MAX_FOLDER_DEPTH`.
     """
     _check_depth(folder.segments + [name])
+    folder.check_access(name)
     identity = (source.stat.st_dev, source.stat.st_ino)
     walked = infinite and identity not in seen
     # Read before the copy is made, so that a folder which cannot be read leaves no empty
@@ -332,7 +353,8 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     if listed is None:
         return
     seen.add(identity)
-    copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]))
+    copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]),
+                        folder.may)
     try:
         # A link may lead the walk into the copy itself: it is copied, never walked.
         made = os.fstat(copy.fd)
