@@ -316,6 +316,34 @@ class WriteMethodsTest(DavCase):
         self.assertEqual(multistatus(response), [("/copy/closed/", {"status": "403"})])
         self.assertEqual(self.names("copy"), ["kept.txt"])  # no empty "closed" named as failed
 
+    def test_a_source_that_cannot_be_read_leaves_the_destination_as_it_was(self) -> None:
+        os.makedirs(os.path.join(self.root, "src"))
+        os.makedirs(os.path.join(self.root, "dst", "old"))
+        self.write("dst/old/keep.txt", b"k")
+        listed = davwrite.members
+
+        def closed_to_reading(folder, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if folder.segments == ["src"]:
+                raise HTTPError(403, "Access to the requested resource is denied.")
+            return listed(folder, *args, **kwargs)
+
+        with mock.patch.object(davwrite, "members", closed_to_reading):
+            self.refusal(403, "COPY", "/src/", headers=[("Destination", "/dst")],
+                         upload_overwrite=True)
+        self.assertEqual(self.read("dst/old/keep.txt"), b"k")
+
+    def test_a_folder_holding_the_source_is_never_replaced_by_it(self) -> None:
+        # Replacing /a would delete /a/b, the very source, on the way.
+        os.makedirs(os.path.join(self.root, "a", "b"))
+        self.write("a/b/f.txt", b"f")
+        os.symlink("a", os.path.join(self.root, "link"))
+        for method in ("COPY", "MOVE"):
+            for destination in ("/a", "/a/", "/link"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(403, method, "/a/b/", headers=[("Destination", destination)],
+                                 upload_overwrite=True)
+                    self.assertEqual(self.read("a/b/f.txt"), b"f")
+
     def copy_with_a_folder_failing(self, code: int) -> List[Tuple[str, Dict[str, str]]]:
         """COPY ``/dir/tree/`` (``full/`` with files below it, then ``kept.txt``) to
         ``/copy``, making the folder ``full`` fail with ``code``; the 207's responses."""
@@ -558,6 +586,17 @@ class FolderDepthTest(DavCase):
         self.assertIn(f"deeper than {davwrite.MAX_FOLDER_DEPTH} levels", error.detail)
         self.assertTrue(os.path.isdir(os.path.join(self.root, "src", "a")))
         self.assertEqual(os.listdir(deepest), [])
+
+    def test_a_file_in_the_deepest_folder_moves_with_its_tree(self) -> None:
+        # The cap is on folders: a file may lie in a folder at the cap, and a MOVE that keeps
+        # the tree as deep as it is goes through.
+        deepest = make_chain(self.root, davwrite.MAX_FOLDER_DEPTH)  # moved, then removed
+        self.write(os.path.join(deepest, "f.txt"), b"f")
+        self.assertEqual(self.dav("MOVE", "/d/", b"", ("Destination", "/e")).status, 201)
+        moved = os.path.join(self.root, "e", *["d"] * (davwrite.MAX_FOLDER_DEPTH - 1))
+        self.assertEqual(self.read(os.path.join(moved, "f.txt")), b"f")
+        os.unlink(os.path.join(moved, "f.txt"))
+        self.addCleanup(remove_chain, self.root, moved)
 
     def test_a_tree_deeper_than_the_recursion_limit_is_refused_part_by_part(self) -> None:
         # A tree made on disk far past the cap: DELETE names the first folder past it, and
@@ -813,6 +852,14 @@ class ProtectedBelowDestinationTest(DavCase):
         self.assertIn("may not be moved there", error.detail)
         self.assertEqual(self.read("mk/private/evil.txt"), b"e")
         self.assertFalse(os.path.exists(os.path.join(self.root, "pub")))
+
+    def test_a_copy_writes_no_protected_file_either(self) -> None:
+        self.protect("/pub/private/", "/pub/secret.txt")
+        self.write("mk/secret.txt", b"s")
+        response = self.dav("COPY", "/mk/", b"", ("Destination", "/pub"))
+        self.assertEqual(multistatus(response), [("/pub/private/", {"status": "403"}),
+                                                 ("/pub/secret.txt", {"status": "403"})])
+        self.assertEqual(self.names("pub"), ["ok.txt"])
 
     def test_with_the_login_both_go_through(self) -> None:
         response = self.request("COPY", "/mk/", headers=[("Destination", "/pub"), ALICE])

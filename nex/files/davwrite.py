@@ -125,6 +125,10 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     infinite = _copy_depth(request.headers.get("Depth"), move)
     if destination.segments[:len(source.segments)] == source.segments:
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
+    if _holds(destination, source):
+        # Replacing the Destination would delete the source with it.
+        raise HTTPError(403, "A resource cannot be copied or moved onto a folder that "
+                             "holds it.")
     if not may("write" if move else "read", source.url_path, source.real_path()):
         raise Refused()
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
@@ -142,6 +146,10 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         if not destination.exists:
             may_write(destination, may, folder)
         name = destination.segments[-1]
+        # A folder's members are read before anything at the Destination is replaced, so
+        # that a source which cannot be read leaves the Destination as it was.
+        listed = members(source, config, may) if (
+            source.collection and infinite and not move) else None
         if move and source.collection and list(_refused_below(
                 source, config, may, _Landing(len(source.segments), destination.segments,
                                               os.path.join(folder.real_path, name)))):
@@ -170,7 +178,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             if source.collection:
                 with contextlib.suppress(_CopyEnded):
                     _copy_tree(source, folder, name, infinite, config, may,
-                               [config.max_upload_size], set(), hold, failed)
+                               [config.max_upload_size], set(), hold, failed, listed)
             else:
                 _copy_file(source, folder, name, config, [config.max_upload_size], hold)
         folder.sync()
@@ -222,11 +230,12 @@ class _Landing(NamedTuple):
     real_path: str
 
     def may_hold(self, member: Resource, may: Checker) -> bool:
-        """Whether ``member`` of the tree may be written where it will be, and lies no
-        deeper than :data:`MAX_FOLDER_DEPTH` there."""
+        """Whether ``member`` of the tree may be written where it will be, and, a folder,
+        lies no deeper than :data:`MAX_FOLDER_DEPTH` there."""
         below = member.segments[self.depth:]
         url_path = "/" + "/".join(self.segments + below)
-        return (len(self.segments) + len(below) <= MAX_FOLDER_DEPTH
+        deep_enough = len(self.segments) + len(below) <= MAX_FOLDER_DEPTH
+        return ((deep_enough or not member.collection)
                 and may("write", url_path, os.path.join(self.real_path, *below)))
 
 
@@ -304,7 +313,8 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
                budget: List[int], hold: Hold) -> None:
     """Copy the file ``source`` to ``name`` in ``folder`` as a PUT of its content would
     store it, its name taken in ``hold``; ``budget`` (bytes left of ``max_upload_size``)
-    bounds what a COPY writes."""
+    bounds what a COPY writes.  The policy is asked whether ``name`` may be written."""
+    folder.check_access(name)
     budget[0] -= source.stat.st_size
     if budget[0] < 0:
         raise HTTPError(413, "The copy is larger than one upload may be ("
@@ -327,11 +337,12 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
 
 def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool,
                config: Config, may: Checker, budget: List[int],
-               seen: Set[Tuple[int, int]], hold: Hold, failed: List[str]) -> None:
+               seen: Set[Tuple[int, int]], hold: Hold, failed: List[str],
+               listed: Optional[Iterator[Resource]] = None) -> None:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
     (a link back up the tree, or into the copy, is not followed round); each file takes
-    its name in ``hold``.
+    its name in ``hold``; ``listed`` are its members when the caller read them already.
 
     A member that cannot be copied is added to ``failed`` (a 207's response naming where
     its copy would be, with the refusal's status) and nothing below it is copied, as RFC
@@ -342,10 +353,12 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
     _check_depth(folder.segments + [name])
     folder.check_access(name)
     identity = (source.stat.st_dev, source.stat.st_ino)
-    walked = infinite and identity not in seen
-    # Read before the copy is made, so that a folder which cannot be read leaves no empty
-    # copy behind when it is named as failed.
-    listed = members(source, config, may) if walked else None
+    if not infinite or identity in seen:
+        listed = None
+    elif listed is None:
+        # Read before the copy is made, so that a folder which cannot be read leaves no
+        # empty copy behind when it is named as failed.
+        listed = members(source, config, may)
     try:
         os.mkdir(name, dir_fd=folder.fd)
     except OSError as error:
@@ -381,6 +394,17 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.sync()
     finally:
         copy.close()
+
+
+def _holds(destination: Resource, source: Resource) -> bool:
+    """Whether ``destination`` is a folder holding ``source``, by their URL paths or, through
+    links, by where they really are."""
+    if source.segments[:len(destination.segments)] == destination.segments:
+        return True
+    if not (destination.exists and destination.collection):
+        return False
+    held = os.path.join(destination.real_path(), "")
+    return os.path.join(source.real_path(), "").startswith(held)
 
 
 def _check_depth(segments: Sequence[str]) -> None:
