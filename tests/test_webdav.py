@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import shutil
 import sys
+import tempfile
 import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Callable, Dict, List, Optional, Tuple
@@ -336,13 +338,76 @@ class WriteMethodsTest(DavCase):
         # Replacing /a would delete /a/b, the very source, on the way.
         os.makedirs(os.path.join(self.root, "a", "b"))
         self.write("a/b/f.txt", b"f")
-        os.symlink("a", os.path.join(self.root, "link"))
         for method in ("COPY", "MOVE"):
-            for destination in ("/a", "/a/", "/link"):
+            for destination in ("/a", "/a/"):
                 with self.subTest(method=method, destination=destination):
                     self.refusal(403, method, "/a/b/", headers=[("Destination", destination)],
                                  upload_overwrite=True)
                     self.assertEqual(self.read("a/b/f.txt"), b"f")
+
+    def test_nothing_goes_into_the_source_through_a_link(self) -> None:
+        # /lnA/b is /a/b: replacing it, or copying into it, would eat the source.
+        os.makedirs(os.path.join(self.root, "a", "b", "c"))
+        self.write("a/b/c/f.txt", b"f")
+        self.write("a/x.txt", b"x")
+        os.symlink("a", os.path.join(self.root, "lnA"))
+        for method in ("COPY", "MOVE"):
+            for destination in ("/lnA/b", "/lnA/new"):
+                with self.subTest(method=method, destination=destination):
+                    self.refusal(403, method, "/a/", headers=[("Destination", destination)],
+                                 upload_overwrite=True)
+                    self.assertEqual(self.read("a/b/c/f.txt"), b"f")
+                    self.assertEqual(sorted(os.listdir(os.path.join(self.root, "a"))),
+                                     ["b", "x.txt"])
+
+    def test_a_link_at_the_destination_is_replaced_not_what_it_leads_to(self) -> None:
+        os.makedirs(os.path.join(self.root, "a", "b"))
+        self.write("a/b/f.txt", b"f")
+        os.symlink("a", os.path.join(self.root, "link"))
+        response = self.dav("COPY", "/a/b/", b"", ("Destination", "/link"),
+                            upload_overwrite=True)
+        self.assertEqual(response.status, 204)
+        self.assertFalse(os.path.islink(os.path.join(self.root, "link")))
+        self.assertEqual(self.read("link/f.txt"), b"f")
+        self.assertEqual(self.read("a/b/f.txt"), b"f")
+
+    def test_a_file_too_large_to_copy_leaves_the_folder_it_would_replace(self) -> None:
+        os.makedirs(os.path.join(self.root, "dst", "keep"))
+        self.write("dst/keep/data.txt", b"d")
+        self.refusal(413, "COPY", "/hello.txt", headers=[("Destination", "/dst")],
+                     max_upload_size=4, upload_overwrite=True)
+        self.assertEqual(self.read("dst/keep/data.txt"), b"d")
+
+    @unittest.skipUnless(os.path.isdir("/dev/shm"), "no /dev/shm to stand for another disk")
+    def test_a_move_to_another_file_system_is_refused_before_anything_goes(self) -> None:
+        other = tempfile.mkdtemp(dir="/dev/shm")
+        self.addCleanup(shutil.rmtree, other, True)
+        if os.stat(other).st_dev == os.stat(self.root).st_dev:
+            self.skipTest("/dev/shm is on the same file system here")
+        os.makedirs(os.path.join(other, "dst", "keep"))
+        os.symlink(other, os.path.join(self.root, "ext"))
+        os.makedirs(os.path.join(self.root, "src"))
+        for source in ("/src/", "/hello.txt"):
+            with self.subTest(source=source):
+                error = self.refusal(403, "MOVE", source, headers=[("Destination", "/ext/dst")],
+                                     upload_overwrite=True, symlinks="always")
+                self.assertIn("one file system", error.detail)
+                self.assertTrue(os.path.isdir(os.path.join(other, "dst", "keep")))
+
+    def test_a_folder_made_meanwhile_is_named_409_in_the_207(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "tree", "sub"))
+        self.write("dir/tree/kept.txt", b"k")
+        make_folder = os.mkdir
+
+        def made_meanwhile(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if name == "sub":  # another request's MKCOL got there first
+                make_folder(name, *args, **kwargs)
+            return make_folder(name, *args, **kwargs)
+
+        with mock.patch.object(os, "mkdir", made_meanwhile):
+            response = self.dav("COPY", "/dir/tree/", b"", ("Destination", "/copy"))
+        self.assertEqual(multistatus(response), [("/copy/sub/", {"status": "409"})])
+        self.assertEqual(self.names("copy"), ["kept.txt", "sub"])
 
     def copy_with_a_folder_failing(self, code: int) -> List[Tuple[str, Dict[str, str]]]:
         """COPY ``/dir/tree/`` (``full/`` with files below it, then ``kept.txt``) to
@@ -869,6 +934,30 @@ class ProtectedBelowDestinationTest(DavCase):
         response = self.request("MOVE", "/mk/", headers=[("Destination", "/pub"), ALICE])
         self.assertEqual(response.status, 201)
         self.assertEqual(self.read("pub/private/evil.txt"), b"e")
+
+
+class ProtectedLinkEntryTest(DavCase):
+    """``/secret/`` is protected and holds a link ``lnk`` to an open folder; ``/x`` is a link
+    to ``/secret``.  The link itself lies in the protected folder: replacing or removing it
+    through ``/x/lnk`` needs the login, wherever it leads."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.protect("/secret/")
+        os.makedirs(os.path.join(self.root, "secret"))
+        os.makedirs(os.path.join(self.root, "pub", "open"))
+        os.symlink("../pub/open", os.path.join(self.root, "secret", "lnk"))
+        os.symlink("secret", os.path.join(self.root, "x"))
+        self.link = os.path.join(self.root, "secret", "lnk")
+
+    def test_copy_move_and_delete_through_the_link_need_the_login(self) -> None:
+        for method, headers in (("COPY", [("Destination", "/x/lnk")]),
+                                ("MOVE", [("Destination", "/x/lnk")]), ("DELETE", [])):
+            with self.subTest(method=method):
+                target = "/x/lnk" if method == "DELETE" else "/hello.txt"
+                self.refusal(401, method, target, headers=headers, upload_overwrite=True)
+                self.assertTrue(os.path.islink(self.link))
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
 
 
 class ProtectedDestinationTest(DavCase):

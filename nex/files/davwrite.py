@@ -104,6 +104,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
             status_response(href, 403, reason_phrase(403)) for href in refused))
     folder = parent_folder(target, config)
     try:
+        may_write(target, may, folder)
         _remove(folder, target.segments[-1])
         folder.sync()
     finally:
@@ -125,10 +126,8 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     infinite = _copy_depth(request.headers.get("Depth"), move)
     if destination.segments[:len(source.segments)] == source.segments:
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
-    if _holds(destination, source):
-        # Replacing the Destination would delete the source with it.
-        raise HTTPError(403, "A resource cannot be copied or moved onto a folder that "
-                             "holds it.")
+    if source.segments[:len(destination.segments)] == destination.segments:
+        raise _holds_the_source()
     if not may("write" if move else "read", source.url_path, source.real_path()):
         raise Refused()
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
@@ -140,12 +139,14 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     check(request, locks, config, source, changed)
     if destination.exists and not overwrite:
         raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
+    if not (move or source.collection) and source.stat.st_size > config.max_upload_size:
+        raise _too_large(config)  # before anything at the Destination is replaced
     folder = parent_folder(destination, config, may)
     failed: List[str] = []  # a 207's responses, one per member that could not be copied
     try:
-        if not destination.exists:
-            may_write(destination, may, folder)
+        may_write(destination, may, folder)
         name = destination.segments[-1]
+        _check_landing(source, folder, name, move)
         # A folder's members are read before anything at the Destination is replaced, so
         # that a source which cannot be read leaves the Destination as it was.
         listed = members(source, config, may) if (
@@ -210,15 +211,17 @@ def _checked_again(request: Request, locks: LockTable, config: Config, target: R
 
 def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = None
                ) -> None:
-    """:class:`Refused` unless the checker lets ``target`` be written: an unmapped one by
-    the real path it would have in ``folder``, or without ``folder`` by its URL path alone
-    (to be asked again once its folder is open)."""
-    if target.exists:
-        real = target.real_path()
-    else:
-        real = "" if folder is None else os.path.join(folder.real_path, target.segments[-1])
-    if not may("write", target.url_path, real):
-        raise Refused()
+    """:class:`Refused` unless the checker lets ``target`` be written: by where it leads
+    when it exists, and with its ``folder`` open, also by where the entry itself lies (a
+    link replaced or removed lies in that folder, wherever it leads); an unmapped one
+    without ``folder`` by its URL path alone (to be asked again once its folder is
+    open)."""
+    reals = [target.real_path()] if target.exists else []
+    if folder is not None:
+        reals.append(os.path.join(folder.real_path, target.segments[-1]))
+    for real in reals or [""]:
+        if not may("write", target.url_path, real):
+            raise Refused()
 
 
 class _Landing(NamedTuple):
@@ -317,8 +320,7 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
     folder.check_access(name)
     budget[0] -= source.stat.st_size
     if budget[0] < 0:
-        raise HTTPError(413, "The copy is larger than one upload may be ("
-                             f"{size_limit('max_upload_size', config.max_upload_size)}).")
+        raise _too_large(config)
     pending = folder.create(name)
     try:
         try:
@@ -361,6 +363,8 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         listed = members(source, config, may)
     try:
         os.mkdir(name, dir_fd=folder.fd)
+    except FileExistsError:  # made meanwhile, by another request
+        raise HTTPError(409, f"{folder.shown(name)} was made meanwhile.") from None
     except OSError as error:
         raise storage_error(error) from None
     if listed is None:
@@ -396,15 +400,44 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.close()
 
 
-def _holds(destination: Resource, source: Resource) -> bool:
-    """Whether ``destination`` is a folder holding ``source``, by their URL paths or, through
-    links, by where they really are."""
-    if source.segments[:len(destination.segments)] == destination.segments:
-        return True
-    if not (destination.exists and destination.collection):
-        return False
-    held = os.path.join(destination.real_path(), "")
-    return os.path.join(source.real_path(), "").startswith(held)
+def _check_landing(source: Resource, folder: UploadFolder, name: str, move: bool) -> None:
+    """403 unless ``source`` may be put at ``name`` in the open ``folder``, judged where both
+    really are (the folder's links resolved, the entry itself not): never into the source
+    itself, nor onto a folder that holds it, which replacing would delete with it; and a
+    MOVE never to another file system, which ``rename`` cannot reach."""
+    landing = os.path.join(folder.real_path, name)
+    # A MOVE renames the entry itself, a link as a link; a COPY copies what it leads to.
+    real_source = (_entry_real_path(source.fs_path) if move else source.real_path())
+    if _within(landing, real_source):
+        raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
+    if _within(real_source, landing):
+        raise _holds_the_source()
+    origin = os.path.dirname(source.fs_path)
+    if move and os.stat(origin).st_dev != os.fstat(folder.fd).st_dev:
+        raise HTTPError(403, "Nex moves only within one file system; copy, then delete.")
+
+
+def _holds_the_source() -> HTTPError:
+    """403 for a Destination that holds the source: replacing it would delete the source."""
+    return HTTPError(403, "A resource cannot be copied or moved onto a folder that holds it.")
+
+
+def _entry_real_path(fs_path: str) -> str:
+    """The real path of the entry at ``fs_path`` itself: its folder's links resolved, not
+    the entry's own."""
+    folder, entry = os.path.split(fs_path.rstrip("/"))
+    return os.path.join(os.path.realpath(folder), entry)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _too_large(config: Config) -> HTTPError:
+    """413 for a COPY that would write more than ``max_upload_size``."""
+    return HTTPError(413, "The copy is larger than one upload may be ("
+                          f"{size_limit('max_upload_size', config.max_upload_size)}).")
 
 
 def _check_depth(segments: Sequence[str]) -> None:
