@@ -371,6 +371,18 @@ class WriteMethodsTest(DavCase):
         self.assertEqual(self.read("link/f.txt"), b"f")
         self.assertEqual(self.read("a/b/f.txt"), b"f")
 
+    def test_a_folder_replaces_a_file_with_overwrite(self) -> None:
+        os.makedirs(os.path.join(self.root, "src"))
+        self.write("src/f.txt", b"f")
+        for method in ("COPY", "MOVE"):
+            with self.subTest(method=method):
+                self.write("dst", b"old file")
+                response = self.dav(method, "/src/", b"", ("Destination", "/dst"),
+                                    upload_overwrite=True)
+                self.assertEqual(response.status, 204)
+                self.assertEqual(self.read("dst/f.txt"), b"f")
+                shutil.rmtree(os.path.join(self.root, "dst"))
+
     def test_a_file_too_large_to_copy_leaves_the_folder_it_would_replace(self) -> None:
         os.makedirs(os.path.join(self.root, "dst", "keep"))
         self.write("dst/keep/data.txt", b"d")

@@ -163,7 +163,9 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             if destination.collection and not config.allow_delete:
                 raise HTTPError(403, f"Replacing the folder {destination.url_path} would "
                                      "delete it, and deleting is turned off here.")
-            if list(_refused_below(destination, config, may)):
+            # Only a folder itself goes with what it holds; a file or a link goes alone.
+            if (destination.collection and not os.path.islink(destination.fs_path)
+                    and list(_refused_below(destination, config, may))):
                 raise HTTPError(403, f"{destination.url_path} holds entries that may not "
                                      "be replaced.")
             _remove(folder, name)
