@@ -383,6 +383,47 @@ class WriteMethodsTest(DavCase):
                 self.assertEqual(self.read("dst/f.txt"), b"f")
                 shutil.rmtree(os.path.join(self.root, "dst"))
 
+    def test_a_link_moves_as_a_link(self) -> None:
+        # The link itself is renamed, wherever it leads: into the folder it leads to, too.
+        os.makedirs(os.path.join(self.root, "docs"))
+        self.write("docs/f.txt", b"f")
+        os.symlink("docs", os.path.join(self.root, "short"))
+        self.assertEqual(self.dav("MOVE", "/short", b"", ("Destination", "/docs/short")).status,
+                         201)
+        self.assertTrue(os.path.islink(os.path.join(self.root, "docs", "short")))
+        self.assertEqual(self.read("docs/f.txt"), b"f")
+
+    def test_a_folder_holding_a_source_link_is_not_replaced_by_it(self) -> None:
+        # /aliasD/l is the link d/l: replacing /d would delete it (and a COPY's source).
+        os.makedirs(os.path.join(self.root, "d", "keep"))
+        os.makedirs(os.path.join(self.root, "elsewhere"))
+        self.write("d/keep/data.txt", b"d")
+        self.write("elsewhere/file.txt", b"e")
+        os.symlink("../elsewhere/file.txt", os.path.join(self.root, "d", "l"))
+        os.symlink("d", os.path.join(self.root, "aliasD"))
+        for method in ("COPY", "MOVE"):
+            with self.subTest(method=method):
+                self.refusal(403, method, "/aliasD/l", headers=[("Destination", "/d")],
+                             upload_overwrite=True)
+                self.assertEqual(self.read("d/keep/data.txt"), b"d")
+                self.assertTrue(os.path.islink(os.path.join(self.root, "d", "l")))
+
+    def test_a_link_to_a_folder_goes_alone(self) -> None:
+        # What the link leads to (here a folder holding a dotfile) is not walked: it stays.
+        os.makedirs(os.path.join(self.root, "hid"))
+        os.makedirs(os.path.join(self.root, "src"))
+        self.write("hid/.dot", b"h")
+        for method, headers in (("COPY", [("Destination", "/lnH")]), ("DELETE", [])):
+            with self.subTest(method=method):
+                os.symlink("hid", os.path.join(self.root, "lnH"))
+                target = "/lnH" if method == "DELETE" else "/src/"
+                response = self.dav(method, target, b"", *headers, upload_overwrite=True)
+                self.assertEqual(response.status, 204)
+                self.assertFalse(os.path.islink(os.path.join(self.root, "lnH")))
+                self.assertEqual(self.read("hid/.dot"), b"h")
+                if method == "COPY":
+                    os.rmdir(os.path.join(self.root, "lnH"))
+
     def test_a_file_too_large_to_copy_leaves_the_folder_it_would_replace(self) -> None:
         os.makedirs(os.path.join(self.root, "dst", "keep"))
         self.write("dst/keep/data.txt", b"d")
@@ -963,10 +1004,11 @@ class ProtectedLinkEntryTest(DavCase):
         self.link = os.path.join(self.root, "secret", "lnk")
 
     def test_copy_move_and_delete_through_the_link_need_the_login(self) -> None:
-        for method, headers in (("COPY", [("Destination", "/x/lnk")]),
-                                ("MOVE", [("Destination", "/x/lnk")]), ("DELETE", [])):
-            with self.subTest(method=method):
-                target = "/x/lnk" if method == "DELETE" else "/hello.txt"
+        for method, target, headers in (
+                ("COPY", "/hello.txt", [("Destination", "/x/lnk")]),
+                ("MOVE", "/hello.txt", [("Destination", "/x/lnk")]), ("DELETE", "/x/lnk", []),
+                ("MOVE", "/x/lnk", [("Destination", "/pub/taken")])):
+            with self.subTest(method=method, target=target):
                 self.refusal(401, method, target, headers=headers, upload_overwrite=True)
                 self.assertTrue(os.path.islink(self.link))
         self.assertEqual(self.read("hello.txt"), b"hello, world\n")

@@ -98,7 +98,9 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
         raise HTTPError(403, "Deleting is turned off here.")
     may_write(must_exist(target, config, may, "write"), may)
     check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
-    refused = list(_refused_below(target, config, may)) if target.collection else []
+    # A link goes alone, whatever it leads to; a folder with everything in it.
+    walked = target.collection and not os.path.islink(_entry_path(target, config))
+    refused = list(_refused_below(target, config, may)) if walked else []
     if refused:
         return Response(207, [XML_TYPE], body=multistatus(
             status_response(href, 403, reason_phrase(403)) for href in refused))
@@ -128,7 +130,10 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
     if source.segments[:len(destination.segments)] == destination.segments:
         raise _holds_the_source()
-    if not may("write" if move else "read", source.url_path, source.real_path()):
+    # The entry itself, a link as a link: what a MOVE renames, where it lies.
+    entry = _entry_path(source, config)
+    if not may("write" if move else "read", source.url_path, source.real_path()) or (
+            move and not may("write", source.url_path, entry)):
         raise Refused()
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
     if source.collection:
@@ -146,12 +151,12 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     try:
         may_write(destination, may, folder)
         name = destination.segments[-1]
-        _check_landing(source, folder, name, move)
+        _check_landing(source, entry, folder, name, move)
         # A folder's members are read before anything at the Destination is replaced, so
         # that a source which cannot be read leaves the Destination as it was.
         listed = members(source, config, may) if (
             source.collection and infinite and not move) else None
-        if move and source.collection and list(_refused_below(
+        if move and source.collection and not os.path.islink(entry) and list(_refused_below(
                 source, config, may, _Landing(len(source.segments), destination.segments,
                                               os.path.join(folder.real_path, name)))):
             raise HTTPError(403, f"{source.url_path} holds entries that may not be moved "
@@ -164,7 +169,8 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
                 raise HTTPError(403, f"Replacing the folder {destination.url_path} would "
                                      "delete it, and deleting is turned off here.")
             # Only a folder itself goes with what it holds; a file or a link goes alone.
-            if (destination.collection and not os.path.islink(destination.fs_path)
+            if (destination.collection
+                    and not os.path.islink(_entry_path(destination, config))
                     and list(_refused_below(destination, config, may))):
                 raise HTTPError(403, f"{destination.url_path} holds entries that may not "
                                      "be replaced.")
@@ -402,20 +408,21 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.close()
 
 
-def _check_landing(source: Resource, folder: UploadFolder, name: str, move: bool) -> None:
-    """403 unless ``source`` may be put at ``name`` in the open ``folder``, judged where both
-    really are (the folder's links resolved, the entry itself not): never into the source
-    itself, nor onto a folder that holds it, which replacing would delete with it; and a
-    MOVE never to another file system, which ``rename`` cannot reach."""
+def _check_landing(source: Resource, entry: str, folder: UploadFolder, name: str,
+                   move: bool) -> None:
+    """403 unless ``source``, whose entry lies at ``entry``, may be put at ``name`` in the
+    open ``folder``, judged where both really are (the folder's links resolved, the
+    entry's own not): never into what is copied or moved, nor onto a folder that holds the
+    source's entry or (a COPY) what it leads to, which replacing would delete; and a MOVE
+    never to another file system, which ``rename`` cannot reach."""
     landing = os.path.join(folder.real_path, name)
     # A MOVE renames the entry itself, a link as a link; a COPY copies what it leads to.
-    real_source = (_entry_real_path(source.fs_path) if move else source.real_path())
-    if _within(landing, real_source):
+    carried = entry if move else source.real_path()
+    if _within(landing, carried):
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
-    if _within(real_source, landing):
+    if _within(entry, landing) or _within(carried, landing):
         raise _holds_the_source()
-    origin = os.path.dirname(source.fs_path)
-    if move and os.stat(origin).st_dev != os.fstat(folder.fd).st_dev:
+    if move and os.stat(os.path.dirname(entry)).st_dev != os.fstat(folder.fd).st_dev:
         raise HTTPError(403, "Nex moves only within one file system; copy, then delete.")
 
 
@@ -424,11 +431,13 @@ def _holds_the_source() -> HTTPError:
     return HTTPError(403, "A resource cannot be copied or moved onto a folder that holds it.")
 
 
-def _entry_real_path(fs_path: str) -> str:
-    """The real path of the entry at ``fs_path`` itself: its folder's links resolved, not
-    the entry's own."""
-    folder, entry = os.path.split(fs_path.rstrip("/"))
-    return os.path.join(os.path.realpath(folder), entry)
+def _entry_path(resource: Resource, config: Config) -> str:
+    """Where the entry ``resource`` names lies itself: its folder's real path and its name.
+    (The resolver gives a link's target as its ``fs_path``.)"""
+    if not resource.segments:
+        return os.path.realpath(config.document_root)
+    folder = os.path.join(config.document_root, *resource.segments[:-1])
+    return os.path.join(os.path.realpath(folder), resource.segments[-1])
 
 
 def _within(path: str, folder: str) -> bool:
