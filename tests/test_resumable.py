@@ -261,6 +261,23 @@ class AppendTest(ResumableCase):
             PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")])
         self.assertEqual(self.read("dir/big.bin"), b"someone else's")
 
+    def test_if_none_match_at_creation_still_holds_at_completion(self) -> None:
+        # The client asked for no file to be replaced; one made meanwhile is kept (412),
+        # also with overwriting on.
+        _, resource = self.create(b"ab", headers=[("If-None-Match", "*")],
+                                  upload_overwrite=True)
+        self.assertTrue(resource.endswith("rx"), resource)
+        self.write("dir/big.bin", b"someone else's")
+        self.refusal(412, "PATCH", resource, b"c", headers=[
+            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
+            upload_overwrite=True)
+        self.assertEqual(self.read("dir/big.bin"), b"someone else's")
+        # The data stays, for the client to complete once the name is free.
+        os.unlink(os.path.join(self.root, "dir", "big.bin"))
+        self.assertEqual(self.append(resource, 3, b"", complete=True,
+                                     upload_overwrite=True).status, 201)
+        self.assertEqual(self.read("dir/big.bin"), b"abc")
+
     def test_the_token_is_bound_to_its_folder(self) -> None:
         _, resource = self.create(b"ab")
         token = resource.partition("?")[2]

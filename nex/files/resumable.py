@@ -17,9 +17,11 @@ upload`` on):
   it in ``Upload-Offset``) and ``Upload-Complete``.
 * **Cancellation** (§4.5): ``DELETE`` on the upload resource: ``204``, the data is gone.
 
-The partial data is a temporary file beside the target, ``.nex-upload-<random>r[<length>]``,
-hidden like every upload's temporary file; the random part (128 bits) makes the token a
-capability, and the length the client declared is part of its name, so it survives a
+The partial data is a temporary file beside the target,
+``.nex-upload-<random>r[<length>][x]``, hidden like every upload's temporary file; the
+random part (128 bits) makes the token a capability, and the length the client declared,
+and ``x`` for a creation sent with ``If-None-Match: *`` (the file is then stored only
+where no file has its name, at completion too), are part of its name, so they survive a
 restart of Nex.  On completion it is named exactly as a PUT names its file (same overwrite
 rule, atomic rename).  An upload that received nothing for ``[files] upload_expiry``
 seconds is removed when next asked for (``404``).  The target's name, the folder, the
@@ -64,8 +66,9 @@ RESOURCE_METHODS = ("HEAD", "OPTIONS", "PATCH", "DELETE")
 #: The media type of an append's body (draft §4.4).
 PARTIAL_UPLOAD = "application/partial-upload"
 
-#: A token: the random part of the temporary file's name, ``r``, the declared length if any.
-TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?")
+#: A token: the random part of the temporary file's name, ``r``, the declared length if any,
+#: and ``x`` when the creation asked for no file to be replaced (``If-None-Match: *``).
+TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?(?P<exclusive>x)?")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_STORE = ("Cache-Control", "no-store")
@@ -116,7 +119,8 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
                 os.close(descriptor)
             return Response(204, [_NO_STORE, *_progress(offset, length),
                                   ("Upload-Limit", _limit(config, age))])
-        return _append(request, body, folder, name, temp_name, length, config, hold)
+        return _append(request, body, folder, name, temp_name, length,
+                       match["exclusive"] is not None, config, hold)
     finally:
         folder.close()
 
@@ -138,7 +142,8 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
         existing = folder.check(name)
         put_preconditions(headers, existing)
         exclusive = parse_etag_list(headers.get("If-None-Match", "")) == ANY
-        pending = folder.create(name, "r" if length is None else f"r{length}")
+        pending = folder.create(name, "r" + ("" if length is None else str(length))
+                                + ("x" if exclusive else ""))
         _lock(pending)  # held while this request writes: an append meanwhile gets 409
         token = pending.temp_name[len(UPLOAD_TEMP_PREFIX):]
         location = f"{encode_path(folder.segments + [name])}?{UPLOAD_QUERY}={token}"
@@ -156,9 +161,11 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
 
 
 def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, name: str,
-            temp_name: str, length: Optional[int], config: Config,
+            temp_name: str, length: Optional[int], exclusive: bool, config: Config,
             hold: Optional[Hold]) -> Response:
-    """Append (draft §4.4): the body goes on at the upload's offset, which it must name."""
+    """Append (draft §4.4): the body goes on at the upload's offset, which it must name;
+    with ``exclusive`` (the creation's ``If-None-Match: *``) the completed file replaces
+    none."""
     headers = request.headers
     content_type = headers.get("Content-Type")
     media_type = MEDIA_TYPE.fullmatch(content_type) if content_type is not None else None
@@ -193,7 +200,7 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
     except BaseException:
         pending.keep()
         raise
-    return _receive(pending, body, offset, length, complete, False, False, [], hold)
+    return _receive(pending, body, offset, length, complete, exclusive, False, [], hold)
 
 
 def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
