@@ -33,7 +33,7 @@ one inherited socket (:data:`REUSE_PORT` chooses).
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
 waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on as
-:data:`~nex.process.listener.FORCE_SIGNAL` (SIGQUIT), which cuts the workers' transfers
+:data:`~nex.process.signals.FORCE_SIGNAL` (SIGQUIT), which cuts the workers' transfers
 short as it does a lone Nex's; the exit status is then 130.  It is not passed on as SIGINT: a
 worker in the terminal's process group gets each Ctrl+C's SIGINT itself, sometimes after its
 supervisor's SIGTERM, and counts only SIGINTs towards a second Ctrl+C.  A
@@ -45,7 +45,7 @@ serving before an old one is told to stop, and the old one stops as on SIGTERM, 
 finishes the responses it has in flight but closes idle keep-alive connections, and a
 connection it accepted whose request has not arrived yet; its CONNECT tunnels and
 WebSockets, though, drain on the old settings until they end or reach ``tunnel_idle`` (it is
-told with :data:`~nex.process.listener.RETIRE_SIGNAL`).  Fewer workers than before close the
+told with :data:`~nex.process.signals.RETIRE_SIGNAL`).  Fewer workers than before close the
 surplus listeners, resetting connections that wait in them.  Settings that fail their
 checks, or that change ``bind`` or ``port``, leave the running workers alone and are
 reported in one log line.  A worker whose supervisor has gone away (even by SIGKILL) stops
