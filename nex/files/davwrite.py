@@ -224,10 +224,10 @@ def may_write(target: Resource, may: Checker, folder: Optional[UploadFolder] = N
     link replaced or removed lies in that folder, wherever it leads); an unmapped one
     without ``folder`` by its URL path alone (to be asked again once its folder is
     open)."""
-    reals = [target.real_path()] if target.exists else []
-    if folder is not None:
-        reals.append(os.path.join(folder.real_path, target.segments[-1]))
-    for real in reals or [""]:
+    reals = {target.real_path()} if target.exists else set()
+    if folder is not None:  # the same path as where it leads, unless it is a link
+        reals.add(os.path.join(folder.real_path, target.segments[-1]))
+    for real in reals or {""}:
         if not may("write", target.url_path, real):
             raise Refused()
 
