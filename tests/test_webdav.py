@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from unittest import mock
 
 from nex.files import davwrite
-from nex.files.davlocks import LockConflict, LockTable, parse_if, parse_timeout
+from nex.files.davlocks import LockConflict, LockTable, Where, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
 from nex.files.paths import split_path
@@ -911,6 +911,65 @@ class LockTest(DavCase):
         self.assertEqual(self.dav("DELETE", "/hello.txt").status, 204)
 
 
+class LockThroughLinkTest(DavCase):
+    """``/alias`` is a link to ``/pub``: a lock binds the entry whatever URL reaches it, so
+    the alias neither gets past a lock nor needs another one."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        os.makedirs(os.path.join(self.root, "pub", "src"))
+        self.write("pub/dst.txt", b"kept")
+        self.write("pub/src/f.txt", b"f")
+        os.symlink("pub", os.path.join(self.root, "alias"))
+
+    def test_writes_through_the_alias_meet_the_lock(self) -> None:
+        self.lock("/pub/dst.txt")
+        self.lock("/pub/src/", ("Depth", "infinity"))
+        for method, target, body, headers in (
+                ("COPY", "/hello.txt", b"", [("Destination", "/alias/dst.txt")]),
+                ("MOVE", "/hello.txt", b"", [("Destination", "/alias/dst.txt")]),
+                ("PUT", "/alias/dst.txt", b"replaced", []),
+                ("DELETE", "/alias/dst.txt", b"", []),
+                ("MOVE", "/alias/src/", b"", [("Destination", "/moved")]),
+                ("DELETE", "/alias/src/f.txt", b"", []),
+                ("MKCOL", "/alias/src/sub", b"", []),
+                ("PUT", "/alias/src/new.txt", b"new", []),
+                ("LOCK", "/alias/dst.txt", LOCKINFO, [("Content-Type", "application/xml")])):
+            with self.subTest(method=method, target=target):
+                self.refusal(423, method, target, body, headers=headers, upload_overwrite=True)
+        self.assertEqual(self.read("pub/dst.txt"), b"kept")
+        self.assertEqual(self.read("pub/src/f.txt"), b"f")
+        self.assertEqual(self.read("hello.txt"), b"hello, world\n")
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "pub", "src"))), ["f.txt"])
+
+    def test_the_token_is_honoured_through_the_alias(self) -> None:
+        token = self.lock("/pub/dst.txt")
+        response = self.dav("PUT", "/alias/dst.txt", b"mine", ("If", f"({token})"),
+                            upload_overwrite=True)
+        self.assertEqual(response.status, 204)
+        self.assertEqual(self.read("pub/dst.txt"), b"mine")
+        self.assertEqual(self.dav("UNLOCK", "/alias/dst.txt", b"", ("Lock-Token", token)).status,
+                         204)
+        self.assertEqual(self.dav("DELETE", "/pub/dst.txt").status, 204)
+
+    def test_a_lock_taken_through_the_alias_binds_the_real_url(self) -> None:
+        self.lock("/alias/dst.txt")
+        self.refusal(423, "DELETE", "/pub/dst.txt")
+        body = b"".join(self.dav("PROPFIND", "/pub/dst.txt", b"", ("Depth", "0")).body)
+        self.assertIn(b"<D:owner>tester</D:owner>", body)
+
+    def test_a_lock_on_the_link_itself_binds_what_it_leads_to(self) -> None:
+        self.lock("/alias/", ("Depth", "infinity"))
+        self.refusal(423, "PUT", "/pub/new.txt", b"x")
+        self.refusal(423, "DELETE", "/pub/dst.txt")
+
+    def test_deleting_through_the_alias_forgets_the_lock(self) -> None:
+        token = self.lock("/pub/dst.txt")
+        self.assertEqual(self.dav("DELETE", "/alias/dst.txt", b"", ("If", f"({token})")).status,
+                         204)
+        self.assertEqual(self.dav("PUT", "/pub/dst.txt", b"new").status, 201)
+
+
 class LockTableThreadsTest(unittest.TestCase):
     def test_threads_locking_the_same_files_at_once_get_one_exclusive_lock_each(self) -> None:
         # The look for a conflicting lock and the storing of the new one happen under one
@@ -922,8 +981,9 @@ class LockTableThreadsTest(unittest.TestCase):
         def lock_every_file(index: int) -> None:
             for number in range(100):
                 try:
-                    table.take((f"file-{number}.txt",), False, True, f"owner {index}", 60,
-                               f"192.0.2.{index}")
+                    path = (f"file-{number}.txt",)
+                    table.take(Where(path, (("srv",) + path,)), False, True, f"owner {index}",
+                               60, f"192.0.2.{index}")
                 except LockConflict:
                     continue
                 taken.append(number)

@@ -56,6 +56,33 @@ class LockDuringUploadTest(DavServerCase):
         self.assertEqual(self.read("page.html"), b"old")
 
 
+class LockThroughLinkLiveTest(DavServerCase):
+    """A lock taken on a file binds it through a link to its folder too: a PUT, a COPY and a
+    DELETE through the alias get 423 and leave the file as it was."""
+
+    def test_the_alias_meets_the_lock(self) -> None:
+        os.makedirs(os.path.join(self.folder, "pub"))
+        for name, data in (("pub/page.html", b"old"), ("other.txt", b"other")):
+            with open(os.path.join(self.folder, name), "wb") as out:
+                out.write(data)
+        os.symlink("pub", os.path.join(self.folder, "alias"))
+        lockinfo = LockDuringUploadTest.LOCKINFO
+        status, _, body = self.send(
+            f"LOCK {self.path('pub/page.html')} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+            f"application/xml\r\nContent-Length: {len(lockinfo)}\r\n"
+            "Connection: close\r\n\r\n".encode() + lockinfo)
+        self.assertEqual(status, 200, body)
+        for request in (f"PUT {self.path('alias/page.html')} HTTP/1.1\r\nContent-Length: 3\r\n",
+                        f"COPY {self.path('other.txt')} HTTP/1.1\r\nContent-Length: 0\r\n"
+                        f"Destination: {self.path('alias/page.html')}\r\n",
+                        f"DELETE {self.path('alias/page.html')} HTTP/1.1\r\n"):
+            with self.subTest(request=request.split(" ")[0]):
+                status, _, body = self.send(
+                    f"{request}Host: localhost\r\nConnection: close\r\n\r\nnew".encode())
+                self.assertEqual(status, 423, body)
+        self.assertEqual(self.read("pub/page.html"), b"old")
+
+
 class TreeCopyLiveTest(LiveUploadCase):
     """A COPY of a folder whose members do not all fit under ``max_upload_size`` names the
     member that passed it in a 207 (RFC 4918 §9.8.3), keeping what was copied before."""

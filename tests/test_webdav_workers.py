@@ -20,7 +20,7 @@ from typing import Dict, Tuple
 from unittest import mock
 
 from nex.files import davlocks, davxml
-from nex.files.davlocks import LockTable
+from nex.files.davlocks import LockTable, Path, Where
 from nex.http.errors import HTTPError
 from tests.support import SOCKET_TIMEOUT, NexServer, children, http_request, wait_until
 
@@ -33,6 +33,11 @@ OTHER_CLIENT = "127.0.0.2"
 #: New connections per check: with two workers, the chance that all of them reach the
 #: same one is 2 ** -(TRIES - 1).
 TRIES = 16
+
+
+def at(path: Path) -> Where:
+    """``path`` as the locks know it, under a document root ``/srv``, with no links."""
+    return Where(path, (("srv",) + path,))
 
 
 class Clock:
@@ -71,50 +76,58 @@ class SharedTableTest(unittest.TestCase):
             self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
 
     def test_a_lock_taken_through_one_binds_the_other(self) -> None:
-        lock = self.first.take(("dir",), True, True, "<D:href>me</D:href>", 60, CLIENT)
-        self.assertEqual([found.token for found in self.second.locks_on(("dir", "a.txt"))],
-                         [lock.token])
+        lock = self.first.take(at(("dir",)), True, True, "<D:href>me</D:href>", 60, CLIENT)
+        self.assertEqual(
+            [found.token for found in self.second.locks_on(at(("dir", "a.txt")))], [lock.token])
         with self.assertRaises(HTTPError) as caught:
-            self.second.take(("dir", "a.txt"), False, False, "", 60, CLIENT)
+            self.second.take(at(("dir", "a.txt")), False, False, "", 60, CLIENT)
         self.assertEqual(caught.exception.status, 423)
         with self.assertRaises(HTTPError) as caught:
-            self.second.check(None, ("dir", "a.txt"), [(("dir", "a.txt"), False)],
+            self.second.check(None, at(("dir", "a.txt")), [(at(("dir", "a.txt")), False)],
                               lambda path: None)
         self.assertEqual(caught.exception.status, 423)
-        self.second.check(f"(<{lock.token}>)", ("dir", "a.txt"), [(("dir", "a.txt"), False)],
-                          lambda path: None)
-        self.assertEqual(self.second.locks_on(("dir",))[0].owner, "<D:href>me</D:href>")
+        self.second.check(f"(<{lock.token}>)", at(("dir", "a.txt")),
+                          [(at(("dir", "a.txt")), False)], lambda path: None)
+        self.assertEqual(self.second.locks_on(at(("dir",)))[0].owner, "<D:href>me</D:href>")
+
+    def test_a_lock_binds_another_url_of_the_same_place_in_the_other(self) -> None:
+        self.first.take(Where(("pub", "a.txt"), (("srv", "pub", "a.txt"),)), False, True, "",
+                        60, CLIENT)
+        alias = Where(("alias", "a.txt"), (("srv", "pub", "a.txt"),))
+        with self.assertRaises(HTTPError) as caught:
+            self.second.check(None, alias, [(alias, False)], lambda path: None)
+        self.assertEqual(caught.exception.status, 423)
 
     def test_refresh_release_and_forget_reach_the_other(self) -> None:
-        lock = self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        lock = self.first.take(at(("a.txt",)), False, True, "", 60, CLIENT)
         self.clock.now += 50
-        self.second.refresh(lock.token, ("a.txt",), 60)
+        self.second.refresh(lock.token, at(("a.txt",)), 60)
         self.clock.now += 50  # past the first time-out, within the refreshed one
-        self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
-        self.second.release(lock.token, ("a.txt",))
-        self.assertEqual(self.first.locks_on(("a.txt",)), [])
-        self.first.take(("dir", "b.txt"), False, False, "", 60, CLIENT)
-        self.second.forget(("dir",))
-        self.assertEqual(self.first.locks_on(("dir",), below=True), [])
+        self.assertEqual(len(self.first.locks_on(at(("a.txt",)))), 1)
+        self.second.release(lock.token, at(("a.txt",)))
+        self.assertEqual(self.first.locks_on(at(("a.txt",))), [])
+        self.first.take(at(("dir", "b.txt")), False, False, "", 60, CLIENT)
+        self.second.forget(at(("dir",)))
+        self.assertEqual(self.first.locks_on(at(("dir",)), below=True), [])
 
     def test_expired_locks_are_gone_for_both(self) -> None:
-        self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        self.first.take(at(("a.txt",)), False, True, "", 60, CLIENT)
         self.clock.now += 60
-        self.assertEqual(self.second.locks_on(("a.txt",)), [])
-        self.second.take(("a.txt",), False, True, "", 60, CLIENT)
+        self.assertEqual(self.second.locks_on(at(("a.txt",))), [])
+        self.second.take(at(("a.txt",)), False, True, "", 60, CLIENT)
 
     def test_a_lock_past_the_files_size_is_503_and_taken_nowhere(self) -> None:
-        self.first.take(("a.txt",), False, True, "small", 60, CLIENT)
+        self.first.take(at(("a.txt",)), False, True, "small", 60, CLIENT)
         with mock.patch.object(davlocks, "MAX_SHARED_BYTES", 1000):
             with self.assertRaises(HTTPError) as caught:
-                self.first.take(("b.txt",), False, True, "x" * 1000, 60, CLIENT)
+                self.first.take(at(("b.txt",)), False, True, "x" * 1000, 60, CLIENT)
         self.assertEqual(caught.exception.status, 503)
         for table in (self.first, self.second):
-            self.assertEqual(table.locks_on(("b.txt",)), [])
-            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
+            self.assertEqual(table.locks_on(at(("b.txt",))), [])
+            self.assertEqual(len(table.locks_on(at(("a.txt",)))), 1)
 
     def test_a_writer_killed_mid_write_does_not_drop_the_locks(self) -> None:
-        lock = self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        lock = self.first.take(at(("a.txt",)), False, True, "", 60, CLIENT)
         real_pwrite = os.pwrite
 
         def killed(file: int, data: bytes, offset: int) -> int:
@@ -122,23 +135,23 @@ class SharedTableTest(unittest.TestCase):
             raise KeyboardInterrupt("killed while writing")
 
         with mock.patch("os.pwrite", killed), self.assertRaises(KeyboardInterrupt):
-            self.first.take(("b.txt",), False, True, "x" * 1000, 60, CLIENT)
-        self.assertEqual([found.token for found in self.second.locks_on(("a.txt",))],
+            self.first.take(at(("b.txt",)), False, True, "x" * 1000, 60, CLIENT)
+        self.assertEqual([found.token for found in self.second.locks_on(at(("a.txt",)))],
                          [lock.token])
-        self.assertEqual(self.second.locks_on(("b.txt",)), [])
-        self.second.take(("b.txt",), False, True, "", 60, CLIENT)
-        self.assertEqual(len(self.first.locks_on(("a.txt",))), 1)
-        self.assertEqual(len(self.first.locks_on(("b.txt",))), 1)
+        self.assertEqual(self.second.locks_on(at(("b.txt",))), [])
+        self.second.take(at(("b.txt",)), False, True, "", 60, CLIENT)
+        self.assertEqual(len(self.first.locks_on(at(("a.txt",)))), 1)
+        self.assertEqual(len(self.first.locks_on(at(("b.txt",)))), 1)
 
     def test_a_short_write_is_503_and_the_file_keeps_the_previous_table(self) -> None:
-        self.first.take(("a.txt",), False, True, "", 60, CLIENT)
+        self.first.take(at(("a.txt",)), False, True, "", 60, CLIENT)
         with mock.patch("os.pwrite", lambda file, data, offset: len(data) - 1):
             with self.assertRaises(HTTPError) as caught:
-                self.first.take(("b.txt",), False, True, "", 60, CLIENT)
+                self.first.take(at(("b.txt",)), False, True, "", 60, CLIENT)
         self.assertEqual(caught.exception.status, 503)
         for table in (self.first, self.second):
-            self.assertEqual(table.locks_on(("b.txt",)), [])
-            self.assertEqual(len(table.locks_on(("a.txt",))), 1)
+            self.assertEqual(table.locks_on(at(("b.txt",))), [])
+            self.assertEqual(len(table.locks_on(at(("a.txt",)))), 1)
 
 
 class ClientShareTest(unittest.TestCase):
@@ -150,29 +163,29 @@ class ClientShareTest(unittest.TestCase):
 
     def refusal(self, path: str, owner: str, client: str) -> int:
         with self.assertRaises(HTTPError) as caught:
-            self.table.take((path,), False, True, owner, 60, client)
+            self.table.take(at((path,)), False, True, owner, 60, client)
         return caught.exception.status
 
     def test_one_client_cannot_take_every_lock_of_the_table(self) -> None:
         with mock.patch.object(davlocks, "MAX_LOCKS", 4 * davlocks.CLIENT_SHARE):
             for number in range(4):
-                self.table.take((f"{number}.txt",), False, True, "", 60, CLIENT)
+                self.table.take(at((f"{number}.txt",)), False, True, "", 60, CLIENT)
             self.assertEqual(self.refusal("more.txt", "", CLIENT), 429)
-            self.table.take(("other.txt",), False, True, "", 60, OTHER_CLIENT)
+            self.table.take(at(("other.txt",)), False, True, "", 60, OTHER_CLIENT)
 
     def test_a_lone_table_does_not_grow_past_its_bytes(self) -> None:
         owner = "x" * (davlocks.MAX_SHARED_BYTES // davlocks.CLIENT_SHARE - 1024)
         for number in range(davlocks.CLIENT_SHARE):
-            self.table.take((f"{number}.txt",), False, True, owner, 60, f"10.0.0.{number}")
+            self.table.take(at((f"{number}.txt",)), False, True, owner, 60, f"10.0.0.{number}")
         self.assertEqual(self.refusal("more.txt", owner, "10.0.1.1"), 503)
-        self.table.take(("small.txt",), False, True, "", 60, "10.0.1.1")
+        self.table.take(at(("small.txt",)), False, True, "", 60, "10.0.1.1")
 
     def test_a_clients_share_comes_back_as_its_locks_expire(self) -> None:
         owner = "x" * (davlocks.MAX_SHARED_BYTES // davlocks.CLIENT_SHARE // 2)
-        self.table.take(("a.txt",), False, True, owner, 60, CLIENT)
+        self.table.take(at(("a.txt",)), False, True, owner, 60, CLIENT)
         self.assertEqual(self.refusal("b.txt", owner, CLIENT), 429)
         self.clock.now += 60
-        self.table.take(("b.txt",), False, True, owner, 60, CLIENT)
+        self.table.take(at(("b.txt",)), False, True, owner, 60, CLIENT)
 
 
 def request_from(source: str, server: NexServer, method: str, target: str,

@@ -1,7 +1,8 @@
 """WebDAV locks (RFC 4918 §6, §7, class 2), and the ``If`` header (§10.4).
 
-A lock covers its root and, with ``Depth: infinity``, everything below it.  Locks are kept in
-one table per served site, shared by its threads under a mutex; each has a time-out
+A lock covers its root and, with ``Depth: infinity``, everything below it, by URL path and
+by place on disk (:class:`Where`), so no link reaches a locked entry unlocked.  Locks are
+kept in one table per served site, shared by its threads under a mutex; each has a time-out
 (``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone.  The table holds
 at most :data:`MAX_LOCKS` live ones taking :data:`MAX_SHARED_BYTES` (``503`` beyond), and the
 locks of one client address at most a :data:`CLIENT_SHARE` th of either (``429`` beyond), so
@@ -40,7 +41,8 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import (Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence,
+                    Set, Tuple)
 from urllib.parse import urlsplit
 
 from nex.http.errors import HTTPError
@@ -76,14 +78,34 @@ _HEAD = struct.Struct(">QQ")
 Path = Tuple[str, ...]
 
 
+class Where(NamedTuple):
+    """A resource as the locks know it: its URL ``path`` (segments), and its ``places`` on
+    disk (segments of absolute paths): first where its entry lies (its folder's links
+    resolved), then, for a link, where it leads.
+
+    A lock binds a resource by any of them, so that a URL reaching the same entry through a
+    link (an alias of one of its folders) is held by the same locks.
+    """
+
+    path: Path
+    places: Tuple[Path, ...]
+
+
+def _within(path: Path, root: Path, infinite: bool) -> bool:
+    """Whether ``path`` is ``root`` or, with ``infinite``, lies below it."""
+    return path == root or (infinite and path[:len(root)] == root)
+
+
 @dataclasses.dataclass
 class Lock:
-    """One lock: its token, the path it was taken on, its depth, scope, owner markup, the
-    ``time.monotonic()`` it ends at, the address of the client that took it, and the bytes
-    it takes in a shared table's file."""
+    """One lock: its token, the URL path it was taken on and that resource's places on disk
+    (see :class:`Where`), its depth, scope, owner markup, the ``time.monotonic()`` it ends
+    at, the address of the client that took it, and the bytes it takes in a shared table's
+    file."""
 
     token: str
     root: Path
+    places: Tuple[Path, ...]
     infinite: bool
     exclusive: bool
     owner: str
@@ -92,9 +114,16 @@ class Lock:
     client: str
     size: int = 0
 
-    def covers(self, path: Path) -> bool:
-        """Whether this lock applies to ``path``."""
-        return path == self.root or (self.infinite and path[:len(self.root)] == self.root)
+    def covers(self, where: Where) -> bool:
+        """Whether this lock applies to ``where``: by its URL path, or by a place on disk."""
+        infinite = self.infinite
+        return _within(where.path, self.root, infinite) or any(
+            _within(place, mine, infinite) for place in where.places for mine in self.places)
+
+    def below(self, where: Where) -> bool:
+        """Whether this lock was taken on ``where`` or below it."""
+        return _within(self.root, where.path, True) or any(
+            _within(mine, place, True) for place in where.places for mine in self.places)
 
 
 class LockConflict(HTTPError):
@@ -259,8 +288,9 @@ class LockTable:
         if generation == self._generation:
             return
         entries = json.loads(os.pread(self._file, length, _slot(generation)))
-        self._locks = {entry["token"]: Lock(**{**entry, "root": tuple(entry["root"])})
-                       for entry in entries}
+        self._locks = {entry["token"]: Lock(**{
+            **entry, "root": tuple(entry["root"]),
+            "places": tuple(tuple(place) for place in entry["places"])}) for entry in entries}
         self._generation = generation
 
     def _write(self) -> None:
@@ -285,30 +315,30 @@ class LockTable:
             del self._locks[token]
         return list(self._locks.values())
 
-    def locks_on(self, path: Path, below: bool = False) -> List[Lock]:
-        """The live locks covering ``path``, and with ``below`` those taken under it too."""
+    def locks_on(self, where: Where, below: bool = False) -> List[Lock]:
+        """The live locks covering ``where``, and with ``below`` those taken under it too."""
         with self._held(change=False):
-            return self._locks_on(path, below)
+            return self._locks_on(where, below)
 
-    def _locks_on(self, path: Path, below: bool) -> List[Lock]:
+    def _locks_on(self, where: Where, below: bool) -> List[Lock]:
         """:meth:`locks_on` (held)."""
-        return [lock for lock in self._live() if lock.covers(path)
-                or (below and lock.root[:len(path)] == path)]
+        return [lock for lock in self._live()
+                if lock.covers(where) or (below and lock.below(where))]
 
-    def take(self, path: Path, infinite: bool, exclusive: bool, owner: str,
+    def take(self, where: Where, infinite: bool, exclusive: bool, owner: str,
              timeout: int, client: str) -> Lock:
-        """A new lock on ``path`` for the client at address ``client``;
+        """A new lock on ``where`` for the client at address ``client``;
         :class:`LockConflict` when a lock in the way conflicts (an exclusive one, or any
         where this one is exclusive), 503 when the table is full, 429 when the client's
         share of it is."""
         with self._held(change=True):
             live = self._live()
             for lock in live:
-                overlaps = lock.covers(path) or (infinite and lock.root[:len(path)] == path)
+                overlaps = lock.covers(where) or (infinite and lock.below(where))
                 if overlaps and (exclusive or lock.exclusive):
                     raise LockConflict(lock.root)
-            lock = Lock(f"urn:uuid:{uuid.uuid4()}", path, infinite, exclusive, owner, timeout,
-                        self._clock() + timeout, client)
+            lock = Lock(f"urn:uuid:{uuid.uuid4()}", where.path, where.places, infinite,
+                        exclusive, owner, timeout, self._clock() + timeout, client)
             lock.size = len(_encode([lock]))
             if (len(live) >= MAX_LOCKS
                     or sum(held.size for held in live) + lock.size > MAX_SHARED_BYTES):
@@ -321,46 +351,49 @@ class LockTable:
             self._locks[lock.token] = lock
             return lock
 
-    def refresh(self, token: str, path: Path, timeout: int) -> Lock:
-        """The lock ``token`` covering ``path``, its time-out restarted; 412 when there is
+    def refresh(self, token: str, where: Where, timeout: int) -> Lock:
+        """The lock ``token`` covering ``where``, its time-out restarted; 412 when there is
         none (RFC 4918 §9.10.6: lock-token-matches-request-uri)."""
         with self._held(change=True):
-            lock = self._covering(token, path, 412)
+            lock = self._covering(token, where, 412)
             lock.timeout, lock.ends = timeout, self._clock() + timeout
             return lock
 
-    def release(self, token: str, path: Path) -> None:
-        """Remove the lock ``token`` covering ``path``; 409 when there is none."""
+    def release(self, token: str, where: Where) -> None:
+        """Remove the lock ``token`` covering ``where``; 409 when there is none."""
         with self._held(change=True):
-            self._covering(token, path, 409)
+            self._covering(token, where, 409)
             del self._locks[token]
 
-    def _covering(self, token: str, path: Path, status: int) -> Lock:
-        """The live lock ``token`` if it covers ``path``, else ``status`` (held)."""
+    def _covering(self, token: str, where: Where, status: int) -> Lock:
+        """The live lock ``token`` if it covers ``where``, else ``status`` (held)."""
         self._live()
         lock = self._locks.get(token)
-        if lock is None or not lock.covers(path):
+        if lock is None or not lock.covers(where):
             raise HTTPError(status, "No lock with that token covers this resource.")
         return lock
 
-    def forget(self, path: Path) -> None:
-        """Drop every lock taken on ``path`` or below it (it was deleted or moved away)."""
+    def forget(self, where: Where) -> None:
+        """Drop every lock taken on the entry ``where`` or below it (it was deleted or moved
+        away); what a link led to stays, and so do its locks."""
         with self._held(change=True):
             for lock in self._live():
-                if lock.root[:len(path)] == path:
+                if (_within(lock.root, where.path, True)
+                        or _within(lock.places[0], where.places[0], True)):
                     del self._locks[lock.token]
 
-    def check(self, if_header: Optional[str], request_path: Path,
-              changed: Sequence[Tuple[Path, bool]],
+    def check(self, if_header: Optional[str], request: Where,
+              changed: Sequence[Tuple[Where, bool]],
               etag_of: Callable[[Path], Optional[str]]) -> None:
         """Let a request through the ``If`` header and the locks.
 
-        ``changed`` lists the paths the request modifies, each with whether everything below
-        it changes too.  Raises 412 when the ``If`` header is false for the request's path
-        (RFC 4918 §10.4), 423 when a lock on a changed path was not named in it.
+        ``request`` is the resource the request names; ``changed`` lists those it modifies,
+        each with whether everything below it changes too.  Raises 412 when the ``If``
+        header is false for the request's resource (RFC 4918 §10.4), 423 when a lock on a
+        changed one was not named in it.  ``etag_of`` gives the ETag of a URL path.
         """
         with self._held(change=False):
-            self._check(if_header, request_path, changed, etag_of)
+            self._check(if_header, request, changed, etag_of)
 
     @contextlib.contextmanager
     def held_still(self) -> Iterator["HeldLocks"]:
@@ -370,34 +403,34 @@ class LockTable:
         with self._held(change=False):
             yield HeldLocks(self)
 
-    def _check(self, if_header: Optional[str], request_path: Path,
-               changed: Sequence[Tuple[Path, bool]],
+    def _check(self, if_header: Optional[str], request: Where,
+               changed: Sequence[Tuple[Where, bool]],
                etag_of: Callable[[Path], Optional[str]]) -> None:
         """:meth:`check` (held)."""
         lists = parse_if(if_header) if if_header is not None else []
         submitted: Set[str] = set()
         if lists:
-            mine = [entry for entry in lists if entry.resource in (None, request_path)]
+            mine = [entry for entry in lists if entry.resource in (None, request.path)]
             for entry in lists:
                 submitted.update(condition.token for condition in entry.conditions
                                  if condition.token and not condition.negated)
-            if mine and not any(self._holds(entry, request_path, etag_of) for entry in mine):
+            if mine and not any(self._holds(entry, request, etag_of) for entry in mine):
                 raise HTTPError(412, "The If header's conditions do not hold.")
-        for path, below in changed:
-            for lock in self._locks_on(path, below):
+        for where, below in changed:
+            for lock in self._locks_on(where, below):
                 if lock.token not in submitted:
                     raise HTTPError(423, "The resource is locked; its lock token was not "
                                          "submitted.")
 
-    def _holds(self, entry: IfList, path: Path,
+    def _holds(self, entry: IfList, where: Where,
                etag_of: Callable[[Path], Optional[str]]) -> bool:
-        """Whether every condition of ``entry`` holds for ``path``."""
+        """Whether every condition of ``entry`` holds for ``where``."""
         for condition in entry.conditions:
             if condition.token is not None:
                 held = any(lock.token == condition.token
-                           for lock in self._locks_on(path, False))
+                           for lock in self._locks_on(where, False))
             else:
-                held = etag_of(path) == condition.etag
+                held = etag_of(where.path) == condition.etag
             if held == condition.negated:
                 return False
         return True
@@ -409,8 +442,8 @@ class HeldLocks:
     def __init__(self, table: LockTable) -> None:
         self._table = table
 
-    def check(self, if_header: Optional[str], request_path: Path,
-              changed: Sequence[Tuple[Path, bool]],
+    def check(self, if_header: Optional[str], request: Where,
+              changed: Sequence[Tuple[Where, bool]],
               etag_of: Callable[[Path], Optional[str]]) -> None:
         """:meth:`LockTable.check`, in the hold."""
-        self._table._check(if_header, request_path, changed, etag_of)
+        self._table._check(if_header, request, changed, etag_of)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
 
+from nex.files.davlocks import Where
 from nex.files.listing import read_folder
 from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
                              refuse_missing)
@@ -71,6 +72,26 @@ class Resource:
     def real_path(self) -> str:
         """The path on disk after symlinks, for the access checker."""
         return os.path.realpath(self.fs_path) if self.fs_path else ""
+
+
+def entry_path(segments: Sequence[str], config: Config) -> str:
+    """Where the entry the decoded URL path ``segments`` names lies itself: its folder's
+    real path and its name, a link's own place (the resolver gives a link's target as its
+    ``fs_path``); whether or not anything is there."""
+    if not segments:
+        return os.path.realpath(config.document_root)
+    folder = os.path.join(config.document_root, *segments[:-1])
+    return os.path.join(os.path.realpath(folder), segments[-1])
+
+
+def locate(segments: Sequence[str], config: Config) -> Where:
+    """The resource the decoded URL path ``segments`` names, as the locks know it: its
+    entry's place (:func:`entry_path`), and where that leads when it is a link."""
+    entry = entry_path(segments, config)
+    target = os.path.realpath(entry)
+    places = (entry,) if target == entry else (entry, target)
+    return Where(tuple(segments), tuple(tuple(part for part in place.split("/") if part)
+                                         for place in places))
 
 
 def find_segments(segments: List[str], config: Config) -> Resource:

@@ -30,8 +30,8 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Path
-from nex.files.davresource import (Resource, find_segments, members, must_exist,
-                                   parent_folder)
+from nex.files.davresource import (Resource, entry_path, find_segments, locate, members,
+                                   must_exist, parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import (Checker, Refused, Target, encode_path, servable_entry,
@@ -99,7 +99,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     may_write(must_exist(target, config, may, "write"), may)
     check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
     # A link goes alone, whatever it leads to; a folder with everything in it.
-    walked = target.collection and not os.path.islink(_entry_path(target, config))
+    walked = target.collection and not os.path.islink(entry_path(target.segments, config))
     refused = list(_refused_below(target, config, may)) if walked else []
     if refused:
         return Response(207, [XML_TYPE], body=multistatus(
@@ -111,7 +111,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
         folder.sync()
     finally:
         folder.close()
-    locks.forget(target.path)
+    locks.forget(locate(target.segments, config))
     return Response(204)
 
 
@@ -131,7 +131,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     if source.segments[:len(destination.segments)] == destination.segments:
         raise _holds_the_source()
     # The entry itself, a link as a link: what a MOVE renames, where it lies.
-    entry = _entry_path(source, config)
+    entry = entry_path(source.segments, config)
     if not may("write" if move else "read", source.url_path, source.real_path()) or (
             move and not may("write", source.url_path, entry)):
         raise Refused()
@@ -170,7 +170,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
                                      "delete it, and deleting is turned off here.")
             # Only a folder itself goes with what it holds; a file or a link goes alone.
             if (destination.collection
-                    and not os.path.islink(_entry_path(destination, config))
+                    and not os.path.islink(entry_path(destination.segments, config))
                     and list(_refused_below(destination, config, may))):
                 raise HTTPError(403, f"{destination.url_path} holds entries that may not "
                                      "be replaced.")
@@ -179,7 +179,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             folder.check(name)  # name rules; a file there is replaced only as PUT would
         if move:
             _move(source, folder, name, replace=destination.exists, config=config)
-            locks.forget(source.path)
+            locks.forget(locate(source.segments, config))
         else:
             # A lock taken on the destination while the copy runs stops it (423).
             def hold(names: Sequence[str]) -> ContextManager[None]:
@@ -203,8 +203,10 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
 def check(request: Request, locks: Union[LockTable, HeldLocks], config: Config,
           target: Resource, changed: List[Tuple[Path, bool]]) -> None:
     """The ``If`` header and the locks (the table's, or held still) for a request changing
-    ``changed``."""
-    locks.check(request.headers.get("If"), target.path, changed,
+    ``changed`` (URL paths, each with whether what is below it changes too); a lock holds
+    a resource by its URL path and by its places on disk, whatever URL reaches them."""
+    locks.check(request.headers.get("If"), locate(target.segments, config),
+                [(locate(path, config), below) for path, below in changed],
                 lambda path: find_segments(list(path), config).etag)
 
 
@@ -429,15 +431,6 @@ def _check_landing(source: Resource, entry: str, folder: UploadFolder, name: str
 def _holds_the_source() -> HTTPError:
     """403 for a Destination that holds the source: replacing it would delete the source."""
     return HTTPError(403, "A resource cannot be copied or moved onto a folder that holds it.")
-
-
-def _entry_path(resource: Resource, config: Config) -> str:
-    """Where the entry ``resource`` names lies itself: its folder's real path and its name.
-    (The resolver gives a link's target as its ``fs_path``.)"""
-    if not resource.segments:
-        return os.path.realpath(config.document_root)
-    folder = os.path.join(config.document_root, *resource.segments[:-1])
-    return os.path.join(os.path.realpath(folder), resource.segments[-1])
 
 
 def _within(path: str, folder: str) -> bool:

@@ -27,7 +27,8 @@ from xml.sax.saxutils import escape
 
 from nex.files.davlocks import (HeldLocks, Lock, LockConflict, LockTable, parse_if,
                                 parse_lock_token, parse_timeout)
-from nex.files.davresource import Resource, find_segments, members, must_exist, parent_folder
+from nex.files.davresource import (Resource, find_segments, locate, members, must_exist,
+                                   parent_folder)
 from nex.files.davwrite import check, copy_or_move, delete, may_write, mkcol
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
@@ -198,8 +199,8 @@ class WebDav:
             properties[f"{{{DAV}}}getetag"] = escape(resource.etag)
         if self.writable:
             properties[f"{{{DAV}}}supportedlock"] = _LOCK_KINDS
-            properties[f"{{{DAV}}}lockdiscovery"] = "".join(
-                _active_lock(lock) for lock in self.locks.locks_on(resource.path))
+            held = self.locks.locks_on(locate(resource.segments, self.config))
+            properties[f"{{{DAV}}}lockdiscovery"] = "".join(_active_lock(lock) for lock in held)
         return properties
 
     def _proppatch(self, request: Request, body: Optional[BodyReader], target: Resource,
@@ -230,7 +231,7 @@ class WebDav:
                       for condition in entry.conditions if condition.token]
             if not tokens:
                 raise HTTPError(400, "A lock refresh names its lock in the If header.")
-            lock = self.locks.refresh(tokens[0], target.path, timeout)
+            lock = self.locks.refresh(tokens[0], locate(target.segments, self.config), timeout)
             return Response(200, [XML_TYPE], body=_lock_body(lock))
         exclusive, owner = _lock_request(root)
         depth = request.headers.get("Depth")
@@ -244,8 +245,8 @@ class WebDav:
                 check(request, self.locks, self.config, target, [(target.path[:-1], False)])
                 folder.check(target.segments[-1])
             try:
-                lock = self.locks.take(target.path, depth != "0", exclusive, owner, timeout,
-                                       client)
+                lock = self.locks.take(locate(target.segments, self.config), depth != "0",
+                                       exclusive, owner, timeout, client)
             except LockConflict as conflict:
                 if (conflict.root[:len(target.path)] != target.path
                         or conflict.root == target.path):
@@ -259,7 +260,7 @@ class WebDav:
                 try:
                     store(pending, exclusive=True)
                 except BaseException:
-                    self.locks.release(lock.token, target.path)
+                    self.locks.release(lock.token, locate(target.segments, self.config))
                     raise
                 finally:
                     pending.discard()
@@ -274,7 +275,7 @@ class WebDav:
         token = parse_lock_token(request.headers.get("Lock-Token"))
         if target.exists:
             may_write(target, may)
-        self.locks.release(token, target.path)
+        self.locks.release(token, locate(target.segments, self.config))
         return Response(204)
 
 
