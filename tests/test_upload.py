@@ -251,6 +251,20 @@ class RaceTest(UploadTestCase):
                      upload_overwrite=True)
         self.assertEqual(self.read("dir/r.txt"), b"someone else's")
 
+    def test_if_match_keeps_a_file_changed_during_the_put(self) -> None:
+        for condition in ("If-Match", "If-Unmodified-Since"):
+            with self.subTest(condition=condition):
+                self.write("dir/r.txt", b"known")
+                response = self.request("HEAD", "/dir/r.txt", length=0)
+                response.release()
+                headers = [(condition, dict(response.headers)["ETag"]
+                            if condition == "If-Match" else "Fri, 01 Jan 2100 00:00:00 GMT")]
+                self.refusal(412, "PUT", "/dir/r.txt", b"mine", pieces=[b"mi", b"ne"],
+                             headers=headers, before_piece=self.take("dir/r.txt"),
+                             upload_overwrite=True)
+                self.assertEqual(self.read("dir/r.txt"), b"someone else's")
+                self.assertNoTemporaryFiles()
+
     def test_without_hard_links_a_claim_is_made_first(self) -> None:
         with mock.patch("os.link", side_effect=OSError(errno.EPERM, "no links")):
             self.assertEqual(self.request("PUT", "/dir/a.txt", b"via rename").status, 201)

@@ -129,7 +129,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
         pending = folder.create(name)
         try:
             take_body(body, config.max_upload_size, pending.write)
-            store(pending, exclusive, hold)
+            store(pending, exclusive, hold, judged_etag(request.headers, existing))
         finally:
             pending.discard()
     finally:
@@ -151,17 +151,25 @@ def file_folder(path: Tuple[List[str], bool], config: Config,
     return UploadFolder(segments[:-1], config, shown, may), segments[-1]
 
 
-def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = None) -> None:
+def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = None,
+          unchanged: Optional[str] = None) -> None:
     """Name the complete upload ``pending`` as PUT does, replacing a file only with
     ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``): else 409 (412 where
     overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload; 423
-    when ``hold`` finds the name locked now."""
+    when ``hold`` finds the name locked now; 412 when the file there no longer has the ETag
+    ``unchanged`` (:func:`judged_etag`)."""
     folder = pending.folder
     config = folder.config
     shown = folder.shown(pending.name)
     pending.finish()
     try:
         with holding(hold, [pending.name]):
+            if unchanged is not None:
+                current = folder.check(pending.name)
+                if current is None or make_etag(current.st_size,
+                                                current.st_mtime_ns) != unchanged:
+                    raise HTTPError(412, f"{shown} changed after the request's preconditions "
+                                         "were checked.")
             pending.commit(replace=config.upload_overwrite and not exclusive)
     except FileExistsError:
         if config.upload_overwrite:
@@ -445,6 +453,15 @@ def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> N
                      last_modified)
     elif headers.get("If-Match") is not None:
         raise HTTPError(412, "There is no file here for If-Match to match.")
+
+
+def judged_etag(headers: Headers, existing: Optional[os.stat_result]) -> Optional[str]:
+    """The ETag of ``existing`` when an upload's ``If-Match`` or ``If-Unmodified-Since`` was
+    judged against it (:func:`put_preconditions`): the upload may replace that file only
+    while it is unchanged, however long the body takes (None: no such condition)."""
+    if existing is None or not ("If-Match" in headers or "If-Unmodified-Since" in headers):
+        return None
+    return make_etag(existing.st_size, existing.st_mtime_ns)
 
 
 def take_body(body: Optional[BodyReader], limit: int, consume: Callable[[bytes], None]
