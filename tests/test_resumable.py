@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import re
 import time
 from typing import Dict, Tuple
 
@@ -43,6 +44,12 @@ class ResumableCase(UploadTestCase):
     def offset(self, resource: str) -> Dict[str, str]:
         return fields_of(self.request("HEAD", resource, length=0))
 
+    def etag(self, target: str) -> str:
+        """The ETag GET gives ``target``."""
+        response = self.request("HEAD", target, length=0)
+        response.release()
+        return fields_of(response)["etag"]
+
     def partials(self, folder: str = "dir"):
         return [name for name in self.names(folder) if name.startswith(".nex-upload-")]
 
@@ -53,7 +60,7 @@ class CreationTest(ResumableCase):
         response, location = self.create(b"first part")
         self.assertEqual(response.status, 201)
         fields = fields_of(response)
-        self.assertRegex(location, r"^/dir/big\.bin\?upload=[0-9a-f]{32}r$")
+        self.assertRegex(location, r"^/dir/big\.bin\?upload=[0-9a-f]{32}rn[0-9a-f]{16}$")
         self.assertEqual((fields["upload-offset"], fields["upload-complete"]), ("10", "?0"))
         self.assertEqual(fields["cache-control"], "no-store")
         [(status, interim)] = self.exchange.interims
@@ -78,7 +85,7 @@ class CreationTest(ResumableCase):
 
     def test_declared_length_is_kept_in_the_token(self) -> None:
         _, location = self.create(b"ab", headers=[("Upload-Length", "5")])
-        self.assertTrue(location.endswith("r5"), location)
+        self.assertRegex(location, r"r5n[0-9a-f]{16}$")
         self.assertEqual(self.offset(location)["upload-length"], "5")
 
     def test_length_over_max_upload_size_is_413_before_anything_is_written(self) -> None:
@@ -189,7 +196,7 @@ class AppendTest(ResumableCase):
                          headers=[("Upload-Complete", "?1")])
         [(_, interim)] = self.exchange.interims
         resource = dict(interim)["Location"]
-        self.assertTrue(resource.endswith("r10"))
+        self.assertRegex(resource, r"r10n[0-9a-f]{16}$")
         fields = self.offset(resource)
         self.assertEqual((fields["upload-offset"], fields["upload-length"]), ("3", "10"))
 
@@ -266,7 +273,7 @@ class AppendTest(ResumableCase):
         # also with overwriting on.
         _, resource = self.create(b"ab", headers=[("If-None-Match", "*")],
                                   upload_overwrite=True)
-        self.assertTrue(resource.endswith("rx"), resource)
+        self.assertRegex(resource, r"rxn[0-9a-f]{16}$")
         self.write("dir/big.bin", b"someone else's")
         self.refusal(412, "PATCH", resource, b"c", headers=[
             PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
@@ -276,6 +283,54 @@ class AppendTest(ResumableCase):
         os.unlink(os.path.join(self.root, "dir", "big.bin"))
         self.assertEqual(self.append(resource, 3, b"", complete=True,
                                      upload_overwrite=True).status, 201)
+        self.assertEqual(self.read("dir/big.bin"), b"abc")
+
+    def test_if_match_at_creation_still_holds_at_completion(self) -> None:
+        # The client asked to replace the file it knew; one changed meanwhile is kept (412).
+        self.write("dir/big.bin", b"known")
+        etag = self.etag("/dir/big.bin")
+        for condition in (("If-Match", etag), ("If-Unmodified-Since", "Fri, 01 Jan 2100 "
+                                                                     "00:00:00 GMT")):
+            with self.subTest(condition=condition[0]):
+                self.write("dir/big.bin", b"known")
+                os.utime(os.path.join(self.root, "dir", "big.bin"), ns=(10**18, 10**18))
+                etag = self.etag("/dir/big.bin")
+                headers = [("If-Match", etag)] if condition[0] == "If-Match" else [condition]
+                _, resource = self.create(b"ab", headers=headers, upload_overwrite=True)
+                self.assertRegex(resource, r"rm[0-9a-f]+-[0-9a-f]+n[0-9a-f]{16}$")
+                self.write("dir/big.bin", b"someone else's")
+                self.refusal(412, "PATCH", resource, b"c", headers=[
+                    PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
+                    upload_overwrite=True)
+                self.assertEqual(self.read("dir/big.bin"), b"someone else's")
+                self.assertEqual(self.offset(resource)["upload-offset"], "3")
+                self.request("DELETE", resource, length=0, upload_overwrite=True)
+
+    def test_if_match_lets_the_unchanged_file_be_replaced_at_completion(self) -> None:
+        self.write("dir/big.bin", b"known")
+        etag = self.etag("/dir/big.bin")
+        _, resource = self.create(b"ab", headers=[("If-Match", etag)], upload_overwrite=True)
+        self.assertEqual(self.append(resource, 2, b"c", complete=True,
+                                     upload_overwrite=True).status, 204)
+        self.assertEqual(self.read("dir/big.bin"), b"abc")
+
+    def test_the_token_completes_the_upload_under_its_own_name_only(self) -> None:
+        _, resource = self.create(b"ab")
+        token = resource.partition("?")[2]
+        for method in ("HEAD", "PATCH", "DELETE"):
+            with self.subTest(method=method):
+                self.refusal(404, method, "/dir/other.bin?" + token, length=0, headers=[
+                    PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "other.bin")))
+        self.assertEqual(self.append(resource, 2, b"c", complete=True).status, 201)
+        self.assertEqual(self.read("dir/big.bin"), b"abc")
+
+    def test_a_token_made_before_names_were_bound_still_works(self) -> None:
+        _, resource = self.create(b"ab")
+        old = re.sub(r"n[0-9a-f]{16}$", "", resource)
+        os.rename(os.path.join(self.root, "dir", ".nex-upload-" + resource.partition("=")[2]),
+                  os.path.join(self.root, "dir", ".nex-upload-" + old.partition("=")[2]))
+        self.assertEqual(self.append(old, 2, b"c", complete=True).status, 201)
         self.assertEqual(self.read("dir/big.bin"), b"abc")
 
     def test_the_token_is_bound_to_its_folder(self) -> None:

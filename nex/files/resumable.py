@@ -18,11 +18,14 @@ upload`` on):
 * **Cancellation** (§4.5): ``DELETE`` on the upload resource: ``204``, the data is gone.
 
 The partial data is a temporary file beside the target,
-``.nex-upload-<random>r[<length>][x]``, hidden like every upload's temporary file; the
-random part (128 bits) makes the token a capability, and the length the client declared,
-and ``x`` for a creation sent with ``If-None-Match: *`` (the file is then stored only
-where no file has its name, at completion too), are part of its name, so they survive a
-restart of Nex.  On completion it is named exactly as a PUT names its file (same overwrite
+``.nex-upload-<random>r[<length>][x][m<etag>]n<name>``, hidden like every upload's temporary
+file; the random part (128 bits) makes the token a capability.  What the upload must keep
+to is part of its name, so it survives a restart of Nex: the length the client declared;
+``x`` for a creation sent with ``If-None-Match: *`` (the file is then stored only where no
+file has its name, at completion too); ``m`` and the ETag that a creation's ``If-Match``
+or ``If-Unmodified-Since`` was judged against (the file is then stored only while the one
+it replaces still has it); and a digest of the file's name, so the token completes the
+upload under the name it was created for and no other (``404`` at another address).  On completion it is named exactly as a PUT names its file (same overwrite
 rule, atomic rename).  An upload that received nothing for ``[files] upload_expiry``
 seconds is removed when next asked for (``404``).  The target's name, the folder, the
 preconditions and ``max_upload_size`` are checked at creation as for PUT, and the naming
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import stat
@@ -47,8 +51,8 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
 from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path
-from nex.files.upload import (Hold, PendingFile, UploadFolder, file_folder, put_preconditions,
-                              store, stored)
+from nex.files.upload import (Hold, PendingFile, UploadFolder, file_folder, judged_etag,
+                              put_preconditions, store, stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
 from nex.http.errors import HTTPError, size_limit
@@ -67,8 +71,13 @@ RESOURCE_METHODS = ("HEAD", "OPTIONS", "PATCH", "DELETE")
 PARTIAL_UPLOAD = "application/partial-upload"
 
 #: A token: the random part of the temporary file's name, ``r``, the declared length if any,
-#: and ``x`` when the creation asked for no file to be replaced (``If-None-Match: *``).
-TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?(?P<exclusive>x)?")
+#: ``x`` when the creation asked for no file to be replaced (``If-None-Match: *``), ``m``
+#: and the ETag (unquoted) of the file its preconditions were judged against, and ``n`` and
+#: the digest of the file's name (:func:`_name_digest`).  Tokens made before the last two
+#: were added hold neither, and still work.
+TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?(?P<exclusive>x)?"
+                   r"(?:m(?P<unchanged>[0-9a-f]{1,16}-[0-9a-f]{1,20}))?"
+                   r"(?:n(?P<name>[0-9a-f]{16}))?")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_STORE = ("Cache-Control", "no-store")
@@ -100,7 +109,7 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
     match = TOKEN.fullmatch(token)
     folder, name = _target(path, config, may)
     try:
-        if match is None:
+        if match is None or match["name"] not in (None, _name_digest(name)):
             raise _no_upload()
         length = None if match["length"] is None else int(match["length"])
         temp_name = UPLOAD_TEMP_PREFIX + token
@@ -119,8 +128,10 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
                 os.close(descriptor)
             return Response(204, [_NO_STORE, *_progress(offset, length),
                                   ("Upload-Limit", _limit(config, age))])
+        unchanged = match["unchanged"]
         return _append(request, body, folder, name, temp_name, length,
-                       match["exclusive"] is not None, config, hold)
+                       match["exclusive"] is not None,
+                       None if unchanged is None else f'"{unchanged}"', config, hold)
     finally:
         folder.close()
 
@@ -142,8 +153,11 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
         existing = folder.check(name)
         put_preconditions(headers, existing)
         exclusive = parse_etag_list(headers.get("If-None-Match", "")) == ANY
+        unchanged = judged_etag(headers, existing)
         pending = folder.create(name, "r" + ("" if length is None else str(length))
-                                + ("x" if exclusive else ""))
+                                + ("x" if exclusive else "")
+                                + ("" if unchanged is None else "m" + unchanged.strip('"'))
+                                + "n" + _name_digest(name))
         _lock(pending)  # held while this request writes: an append meanwhile gets 409
         token = pending.temp_name[len(UPLOAD_TEMP_PREFIX):]
         location = f"{encode_path(folder.segments + [name])}?{UPLOAD_QUERY}={token}"
@@ -154,18 +168,18 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
             except HTTPError:
                 pending.discard()  # the client never learnt where to resume
                 raise
-        return _receive(pending, body, 0, length, complete, exclusive, existing is not None,
-                        resource, hold)
+        return _receive(pending, body, 0, length, complete, exclusive, unchanged,
+                        existing is not None, resource, hold)
     finally:
         folder.close()
 
 
 def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, name: str,
-            temp_name: str, length: Optional[int], exclusive: bool, config: Config,
-            hold: Optional[Hold]) -> Response:
+            temp_name: str, length: Optional[int], exclusive: bool, unchanged: Optional[str],
+            config: Config, hold: Optional[Hold]) -> Response:
     """Append (draft §4.4): the body goes on at the upload's offset, which it must name;
     with ``exclusive`` (the creation's ``If-None-Match: *``) the completed file replaces
-    none."""
+    none, with ``unchanged`` (an ETag) only the file that still has it."""
     headers = request.headers
     content_type = headers.get("Content-Type")
     media_type = MEDIA_TYPE.fullmatch(content_type) if content_type is not None else None
@@ -200,13 +214,16 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
     except BaseException:
         pending.keep()
         raise
-    return _receive(pending, body, offset, length, complete, exclusive, False, [], hold)
+    return _receive(pending, body, offset, length, complete, exclusive, unchanged, False, [],
+                    hold)
 
 
 def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
-             length: Optional[int], complete: bool, exclusive: bool, replaced: bool,
-             resource: List[Tuple[str, str]], hold: Optional[Hold]) -> Response:
-    """Write ``body`` after ``offset`` bytes of ``pending``; name the file if ``complete``.
+             length: Optional[int], complete: bool, exclusive: bool, unchanged: Optional[str],
+             replaced: bool, resource: List[Tuple[str, str]], hold: Optional[Hold]
+             ) -> Response:
+    """Write ``body`` after ``offset`` bytes of ``pending``; name the file if ``complete``
+    (as :func:`~nex.files.upload.store` names it, with ``exclusive`` and ``unchanged``).
 
     Whatever ends the body early keeps what arrived, for the client to resume from, and
     ends the request with the body reader's error.
@@ -233,11 +250,16 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
         if length is not None and offset != length:
             raise HTTPError(400, f"The upload ended at {offset} bytes; it is {length} long.")
         replaced = replaced or pending.folder.check(pending.name) is not None
-        store(pending, exclusive, hold)
+        store(pending, exclusive, hold, unchanged)
     except BaseException:
         pending.keep()
         raise
     return stored(pending, replaced)
+
+
+def _name_digest(name: str) -> str:
+    """The 64-bit digest of a file name that binds an upload's token to that name."""
+    return hashlib.blake2b(os.fsencode(name), digest_size=8).hexdigest()
 
 
 def _lock(pending: PendingFile) -> None:
