@@ -230,6 +230,20 @@ class NameTest(UploadTestCase):
         self.refusal(404, "PUT", "/pipe", b"x", upload_overwrite=True)
 
 
+class ProtectedLinkTest(UploadTestCase):
+    """A dangling link into a protected folder: a PUT through it asks for the login, as a
+    GET does, instead of telling a stranger with a 404 that nothing is there."""
+
+    def test_put_through_a_dangling_link_is_401_as_get_is(self) -> None:
+        self.protect("/private/")
+        os.makedirs(os.path.join(self.root, "private"))
+        os.symlink("../private/missing.txt", os.path.join(self.root, "dir", "door.txt"))
+        self.refusal(401, "GET", "/dir/door.txt", length=0)
+        self.refusal(401, "PUT", "/dir/door.txt", b"x", upload_overwrite=True)
+        self.assertTrue(os.path.islink(os.path.join(self.root, "dir", "door.txt")))
+        self.assertFalse(os.path.exists(os.path.join(self.root, "private", "missing.txt")))
+
+
 class RaceTest(UploadTestCase):
     """Names taken while a body arrives are never overwritten; files vanish with failures."""
 

@@ -269,6 +269,8 @@ class UploadFolder:
             except HTTPError as error:
                 if error.status != 404:
                     raise
+                # As GET answers it: judged where the missing target would be.
+                refuse_missing(self.segments + [name], shown, self.config, self.may, "write")
                 raise not_found(shown) from None
             self.check_access(name, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):
