@@ -490,6 +490,13 @@ class WriteMethodsTest(DavCase):
         self.assertFalse(os.path.exists(os.path.join(self.base, "escaped.txt")))
         self.assertEqual(self.read("escaped.txt"), b"hello, world\n")
 
+    def test_a_destination_with_a_blank_or_control_character_is_400(self) -> None:
+        # urlsplit drops a tab: "/a\tb.txt" would have named /ab.txt.
+        for destination in ("/a\tb.txt", "/a b.txt", "http://localhost/a\tb.txt"):
+            with self.subTest(destination=destination):
+                self.refusal(400, "COPY", "/hello.txt", headers=[("Destination", destination)])
+        self.assertFalse(os.path.exists(os.path.join(self.root, "ab.txt")))
+
     def test_move_201_and_204(self) -> None:
         self.write("dir/a.txt", b"a")
         self.assertEqual(self.dav("MOVE", "/dir/a.txt", b"", ("Destination", "/b.txt")).status,

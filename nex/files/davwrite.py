@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, Optional,
                     Sequence, Set, Tuple, Union)
@@ -450,12 +451,19 @@ def _check_depth(segments: Sequence[str]) -> None:
         raise HTTPError(403, f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep here.")
 
 
+_NOT_IN_A_URI = re.compile(r"[\x00-\x20\x7f]")
+
+
 def _destination(request: Request, config: Config) -> Resource:
     """The resource the ``Destination`` header names (RFC 4918 §10.3); 400 when missing or
     malformed, 502 when it names another server."""
     value = request.headers.get("Destination")
     if value is None:
         raise HTTPError(400, "COPY and MOVE name a Destination.")
+    # A URI holds no blank or control character (RFC 3986 §2); urlsplit would drop a tab
+    # and name another resource than the one sent.
+    if _NOT_IN_A_URI.search(value):
+        raise HTTPError(400, "The Destination holds a character no URL holds.")
     try:
         parts = urlsplit(value)
     except ValueError:
