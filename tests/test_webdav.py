@@ -970,6 +970,32 @@ class LockThroughLinkTest(DavCase):
         self.refusal(423, "PUT", "/pub/new.txt", b"x")
         self.refusal(423, "DELETE", "/pub/dst.txt")
 
+    def test_a_folder_lock_binds_its_members_through_the_alias(self) -> None:
+        self.lock("/pub/", ("Depth", "0"))
+        self.refusal(423, "PUT", "/alias/new.txt", b"x")
+        self.refusal(423, "MKCOL", "/alias/newdir")
+
+    def test_a_link_goes_or_is_replaced_whatever_lock_its_target_has(self) -> None:
+        # Only the link changes: the locked file it leads to stays as it is.
+        os.symlink("dst.txt", os.path.join(self.root, "pub", "link.txt"))
+        self.lock("/pub/dst.txt")
+        self.assertEqual(self.dav("PUT", "/pub/link.txt", b"own", upload_overwrite=True).status,
+                         204)
+        self.assertFalse(os.path.islink(os.path.join(self.root, "pub", "link.txt")))
+        self.assertEqual(self.dav("MOVE", "/alias", b"", ("Destination", "/renamed")).status,
+                         201)
+        self.assertEqual(self.dav("DELETE", "/renamed").status, 204)
+        self.assertEqual(self.read("pub/dst.txt"), b"kept")
+        self.refusal(423, "DELETE", "/pub/dst.txt")
+
+    def test_deleting_the_alias_keeps_the_locks_taken_through_it(self) -> None:
+        token = self.lock("/alias/dst.txt")
+        self.assertEqual(self.dav("DELETE", "/alias", b"", ("If", f"</alias/dst.txt> ({token})")
+                                  ).status, 204)
+        self.refusal(423, "PUT", "/pub/dst.txt", b"x", upload_overwrite=True)
+        self.assertEqual(self.dav("UNLOCK", "/pub/dst.txt", b"", ("Lock-Token", token)).status,
+                         204)
+
     def test_deleting_through_the_alias_forgets_the_lock(self) -> None:
         token = self.lock("/pub/dst.txt")
         self.assertEqual(self.dav("DELETE", "/alias/dst.txt", b"", ("If", f"({token})")).status,

@@ -80,11 +80,15 @@ Path = Tuple[str, ...]
 
 class Where(NamedTuple):
     """A resource as the locks know it: its URL ``path`` (segments), and its ``places`` on
-    disk (segments of absolute paths): first where its entry lies (its folder's links
-    resolved), then, for a link, where it leads.
+    disk (segments of absolute paths, at least one).  A lock's are where its entry lies
+    (its folder's links resolved) and, for a link, where it leads; a request's are what it
+    changes (:func:`nex.files.davresource.locate_entry`,
+    :func:`~nex.files.davresource.locate_members`).
 
-    A lock binds a resource by any of them, so that a URL reaching the same entry through a
-    link (an alias of one of its folders) is held by the same locks.
+    A lock binds a resource by its URL path or any of its places, so that a URL reaching the
+    same entry through a link (an alias of one of its folders) is held by the same locks.
+    What a link inside a locked folder leads to is bound only through that folder's URL:
+    reached by its own path, it is not locked.
     """
 
     path: Path
@@ -120,7 +124,7 @@ class Lock:
         return _within(where.path, self.root, infinite) or any(
             _within(place, mine, infinite) for place in where.places for mine in self.places)
 
-    def below(self, where: Where) -> bool:
+    def taken_below(self, where: Where) -> bool:
         """Whether this lock was taken on ``where`` or below it."""
         return _within(self.root, where.path, True) or any(
             _within(mine, place, True) for place in where.places for mine in self.places)
@@ -315,15 +319,16 @@ class LockTable:
             del self._locks[token]
         return list(self._locks.values())
 
-    def locks_on(self, where: Where, below: bool = False) -> List[Lock]:
-        """The live locks covering ``where``, and with ``below`` those taken under it too."""
+    def live(self) -> List[Lock]:
+        """Every live lock, as the table holds them now."""
         with self._held(change=False):
-            return self._locks_on(where, below)
+            return self._live()
 
     def _locks_on(self, where: Where, below: bool) -> List[Lock]:
-        """:meth:`locks_on` (held)."""
+        """The live locks covering ``where``, and with ``below`` those taken under it too
+        (held)."""
         return [lock for lock in self._live()
-                if lock.covers(where) or (below and lock.below(where))]
+                if lock.covers(where) or (below and lock.taken_below(where))]
 
     def take(self, where: Where, infinite: bool, exclusive: bool, owner: str,
              timeout: int, client: str) -> Lock:
@@ -334,7 +339,7 @@ class LockTable:
         with self._held(change=True):
             live = self._live()
             for lock in live:
-                overlaps = lock.covers(where) or (infinite and lock.below(where))
+                overlaps = lock.covers(where) or (infinite and lock.taken_below(where))
                 if overlaps and (exclusive or lock.exclusive):
                     raise LockConflict(lock.root)
             lock = Lock(f"urn:uuid:{uuid.uuid4()}", where.path, where.places, infinite,
@@ -374,12 +379,12 @@ class LockTable:
         return lock
 
     def forget(self, where: Where) -> None:
-        """Drop every lock taken on the entry ``where`` or below it (it was deleted or moved
-        away); what a link led to stays, and so do its locks."""
+        """Drop every lock whose entry lies at the entry ``where`` or below it (it was
+        deleted or moved away), through whatever URL it was taken; what a link led to
+        stays, and so do the locks taken on it."""
         with self._held(change=True):
             for lock in self._live():
-                if (_within(lock.root, where.path, True)
-                        or _within(lock.places[0], where.places[0], True)):
+                if _within(lock.places[0], where.places[0], True):
                     del self._locks[lock.token]
 
     def check(self, if_header: Optional[str], request: Where,

@@ -85,13 +85,32 @@ def entry_path(segments: Sequence[str], config: Config) -> str:
 
 
 def locate(segments: Sequence[str], config: Config) -> Where:
-    """The resource the decoded URL path ``segments`` names, as the locks know it: its
-    entry's place (:func:`entry_path`), and where that leads when it is a link."""
+    """The resource the decoded URL path ``segments`` names as a lock takes it: its entry's
+    place (:func:`entry_path`) and, when that is a link, where it leads, so that a lock on
+    a link binds both."""
     entry = entry_path(segments, config)
-    target = os.path.realpath(entry)
-    places = (entry,) if target == entry else (entry, target)
-    return Where(tuple(segments), tuple(tuple(part for part in place.split("/") if part)
-                                         for place in places))
+    # The entry's folders are resolved already: only the entry itself may be a link.
+    if not os.path.islink(entry):
+        return Where(tuple(segments), (_place(entry),))
+    return Where(tuple(segments), (_place(entry), _place(os.path.realpath(entry))))
+
+
+def locate_entry(segments: Sequence[str], config: Config) -> Where:
+    """The entry the decoded URL path ``segments`` names as a request that makes, replaces
+    or removes it changes it: the entry alone, a link as a link (what it leads to stays)."""
+    return Where(tuple(segments), (_place(entry_path(segments, config)),))
+
+
+def locate_members(segments: Sequence[str], config: Config) -> Where:
+    """The folder the decoded URL path ``segments`` names as a request that adds or removes
+    one of its members changes it: where it really is, through any link."""
+    real = os.path.realpath(os.path.join(config.document_root, *segments))
+    return Where(tuple(segments), (_place(real),))
+
+
+def _place(path: str) -> Tuple[str, ...]:
+    """The absolute ``path`` as a place of :class:`~nex.files.davlocks.Where`."""
+    return tuple(part for part in path.split("/") if part)
 
 
 def find_segments(segments: List[str], config: Config) -> Resource:

@@ -30,9 +30,9 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
                     Sequence, Set, Tuple, Union)
 from urllib.parse import urlsplit
 
-from nex.files.davlocks import HeldLocks, LockTable, Path
-from nex.files.davresource import (Resource, entry_path, find_segments, locate, members,
-                                   must_exist, parent_folder)
+from nex.files.davlocks import HeldLocks, LockTable, Where
+from nex.files.davresource import (Resource, entry_path, find_segments, locate, locate_entry,
+                                   locate_members, members, must_exist, parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import (Checker, Refused, Target, encode_path, servable_entry,
@@ -75,7 +75,7 @@ def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config
     folder = parent_folder(target, config, may)
     try:
         may_write(target, may, folder)
-        check(request, locks, config, target, [(target.path, False), (target.path[:-1], False)])
+        check(request, locks, config, target, changes(target.segments, config, False))
         name = target.segments[-1]
         folder.check(name)
         _check_depth(target.segments)
@@ -98,7 +98,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     if not config.allow_delete:
         raise HTTPError(403, "Deleting is turned off here.")
     may_write(must_exist(target, config, may, "write"), may)
-    check(request, locks, config, target, [(target.path, True), (target.path[:-1], False)])
+    check(request, locks, config, target, changes(target.segments, config, True))
     # A link goes alone, whatever it leads to; a folder with everything in it.
     walked = target.collection and not os.path.islink(entry_path(target.segments, config))
     refused = list(_refused_below(target, config, may)) if walked else []
@@ -112,7 +112,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
         folder.sync()
     finally:
         folder.close()
-    locks.forget(locate(target.segments, config))
+    locks.forget(locate_entry(target.segments, config))
     return Response(204)
 
 
@@ -139,9 +139,9 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there
     if source.collection:
         _check_depth(destination.segments)  # before anything there is replaced
-    changed = [(destination.path, True), (destination.path[:-1], False)]
+    changed = changes(destination.segments, config, True)
     if move:
-        changed += [(source.path, True), (source.path[:-1], False)]
+        changed += changes(source.segments, config, True)
     check(request, locks, config, source, changed)
     if destination.exists and not overwrite:
         raise HTTPError(412, f"{destination.url_path} exists, and Overwrite is F.")
@@ -180,7 +180,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             folder.check(name)  # name rules; a file there is replaced only as PUT would
         if move:
             _move(source, folder, name, replace=destination.exists, config=config)
-            locks.forget(locate(source.segments, config))
+            locks.forget(locate_entry(source.segments, config))
         else:
             # A lock taken on the destination while the copy runs stops it (423).
             def hold(names: Sequence[str]) -> ContextManager[None]:
@@ -202,18 +202,25 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
 
 
 def check(request: Request, locks: Union[LockTable, HeldLocks], config: Config,
-          target: Resource, changed: List[Tuple[Path, bool]]) -> None:
-    """The ``If`` header and the locks (the table's, or held still) for a request changing
-    ``changed`` (URL paths, each with whether what is below it changes too); a lock holds
-    a resource by its URL path and by its places on disk, whatever URL reaches them."""
-    locks.check(request.headers.get("If"), locate(target.segments, config),
-                [(locate(path, config), below) for path, below in changed],
+          target: Resource, changed: List[Tuple[Where, bool]]) -> None:
+    """The ``If`` header and the locks (the table's, or held still) for a request on
+    ``target`` changing ``changed`` (:func:`changes`, each with whether what is below it
+    changes too)."""
+    locks.check(request.headers.get("If"), locate(target.segments, config), changed,
                 lambda path: find_segments(list(path), config).etag)
+
+
+def changes(segments: List[str], config: Config, below: bool) -> List[Tuple[Where, bool]]:
+    """What making, replacing or removing the entry at the decoded URL path ``segments``
+    changes, as the locks see it: the entry (with ``below``, all it holds too), and the
+    members of the folder it lies in."""
+    return [(locate_entry(segments, config), below),
+            (locate_members(segments[:-1], config), False)]
 
 
 @contextlib.contextmanager
 def _checked_again(request: Request, locks: LockTable, config: Config, target: Resource,
-                   changed: List[Tuple[Path, bool]]) -> Iterator[None]:
+                   changed: List[Tuple[Where, bool]]) -> Iterator[None]:
     """:func:`check` made again, with every lock held as it is until the block ends."""
     with locks.held_still() as held:
         check(request, held, config, target, changed)

@@ -25,9 +25,10 @@ to is part of its name, so it survives a restart of Nex: the length the client d
 file has its name, at completion too); ``m`` and the ETag that a creation's ``If-Match``
 or ``If-Unmodified-Since`` was judged against (the file is then stored only while the one
 it replaces still has it); and a digest of the file's name, so the token completes the
-upload under the name it was created for and no other (``404`` at another address).  On completion it is named exactly as a PUT names its file (same overwrite
-rule, atomic rename).  An upload that received nothing for ``[files] upload_expiry``
-seconds is removed when next asked for (``404``).  The target's name, the folder, the
+upload under the name it was created for and no other (``404`` at another address).  On
+completion it is named exactly as a PUT names its file (same overwrite rule, atomic
+rename).  An upload that received nothing for ``[files] upload_expiry`` seconds is removed
+when next asked for (``404``).  The target's name, the folder, the
 preconditions and ``max_upload_size`` are checked at creation as for PUT, and the naming
 rules again at completion; each request asks the access policy whether the file may be
 written (a refusal is :class:`nex.files.paths.Refused`: routing asks an anonymous client to

@@ -27,9 +27,9 @@ from xml.sax.saxutils import escape
 
 from nex.files.davlocks import (HeldLocks, Lock, LockConflict, LockTable, parse_if,
                                 parse_lock_token, parse_timeout)
-from nex.files.davresource import (Resource, find_segments, locate, members, must_exist,
-                                   parent_folder)
-from nex.files.davwrite import check, copy_or_move, delete, may_write, mkcol
+from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
+                                   locate_members, members, must_exist, parent_folder)
+from nex.files.davwrite import changes, check, copy_or_move, delete, may_write, mkcol
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
 from nex.files.mediatypes import content_type, file_extension
@@ -123,7 +123,7 @@ class WebDav:
         target = find_segments(segments, self.config)
         if target.segments:
             check(request, self.locks if locks is None else locks, self.config, target,
-                  [(target.path, False), (target.path[:-1], False)])
+                  changes(target.segments, self.config, False))
 
     def hold(self, request: Request, folder: List[str]) -> Optional[Hold]:
         """What checks the locks again on the names uploads take in the folder of the decoded
@@ -170,8 +170,9 @@ class WebDav:
         if listed:
             entries.extend(members(target, self.config, may))
         responses = []
+        held = self.locks.live() if self.writable else []
         for entry in entries:
-            live = self._properties(entry)
+            live = self._properties(entry, held)
             if kind == "propname":
                 groups = [(200, [property_xml(tag) for tag in live])]
             elif kind == "allprop":
@@ -182,8 +183,9 @@ class WebDav:
             responses.append(propstat_response(entry.href, groups, reason_phrase))
         return Response(207, [XML_TYPE], body=multistatus(responses))
 
-    def _properties(self, resource: Resource) -> Dict[str, str]:
-        """The live properties of ``resource``, their values as markup."""
+    def _properties(self, resource: Resource, held: List[Lock]) -> Dict[str, str]:
+        """The live properties of ``resource``, their values as markup; ``held`` are the
+        live locks, those covering it its ``lockdiscovery``."""
         found = resource.stat
         properties = {
             f"{{{DAV}}}resourcetype": "<D:collection/>" if resource.collection else "",
@@ -199,15 +201,17 @@ class WebDav:
             properties[f"{{{DAV}}}getetag"] = escape(resource.etag)
         if self.writable:
             properties[f"{{{DAV}}}supportedlock"] = _LOCK_KINDS
-            held = self.locks.locks_on(locate(resource.segments, self.config))
-            properties[f"{{{DAV}}}lockdiscovery"] = "".join(_active_lock(lock) for lock in held)
+            where = locate(resource.segments, self.config) if held else None
+            properties[f"{{{DAV}}}lockdiscovery"] = "".join(
+                _active_lock(lock) for lock in held if lock.covers(where))
         return properties
 
     def _proppatch(self, request: Request, body: Optional[BodyReader], target: Resource,
                    may: Checker) -> Response:
         """PROPPATCH (RFC 4918 §9.2): dead properties are not kept, so each one is 403."""
         may_write(must_exist(target, self.config, may, "write"), may)
-        check(request, self.locks, self.config, target, [(target.path, False)])
+        check(request, self.locks, self.config, target,
+              [(locate_entry(target.segments, self.config), False)])
         root = read_xml(body)
         if root is None or root.tag != f"{{{DAV}}}propertyupdate":
             raise HTTPError(400, "PROPPATCH sends a DAV:propertyupdate.")
@@ -242,7 +246,8 @@ class WebDav:
         try:
             may_write(target, may, folder)
             if folder is not None:
-                check(request, self.locks, self.config, target, [(target.path[:-1], False)])
+                check(request, self.locks, self.config, target,
+                      [(locate_members(target.segments[:-1], self.config), False)])
                 folder.check(target.segments[-1])
             try:
                 lock = self.locks.take(locate(target.segments, self.config), depth != "0",
