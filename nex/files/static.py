@@ -335,14 +335,14 @@ def serve_file(request: Request, target: Target, config: Config,
             return cached[offset:offset + count]
     else:
         piece = FileSlice
-    # The representation's own fields (type, sandbox, and coding): Content-Range follows
-    # them.  A multipart body has a type of its own, and its parts carry the page's: the
-    # sandbox stays (a coded representation is never sent in several ranges).
-    own = len(kind.fields) + (chosen.encoding is not None)
     if len(ranges) == 1:
+        # The whole's remembered fields, whose lines the writer made once, and the range's.
         first, last = ranges[0]
-        return Response(206, [*whole[:own], ("Content-Range", content_range(first, last, size)),
-                              *whole[own:]], [piece(first, last - first + 1)], file)
+        return Response(206, whole, [piece(first, last - first + 1)], file,
+                        made_fields=f"Content-Range: {content_range(first, last, size)}\r\n")
+    # A multipart body has a type of its own, and its parts carry the page's: the sandbox
+    # stays (a coded representation is never sent in several ranges).
+    own = len(kind.fields) + (chosen.encoding is not None)
     multipart_type, body = multipart_body(ranges, size, kind.media_type, piece)
     return Response(206, [("Content-Type", multipart_type), *kind.fields[1:], *whole[own:]],
                     body, file)

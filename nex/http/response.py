@@ -104,9 +104,10 @@ class Response:
     ``forwarded`` marks headers relayed from an origin: the writer then adds neither
     ``Server`` nor ``Date`` (the relay adds ``Date`` when the origin sent none), and
     ``reason`` is the origin's reason phrase (None: the RFC 9110 one for ``status``).
-    ``relayed`` holds field lines passed on from an origin as they are, each ending in CRLF
-    (:func:`nex.proxy.forwarding.relayed_fields` made and checked them once per origin
-    head); they go before ``headers``.  A relayed ``304`` whose ``stream_length``
+    ``made_fields`` holds field lines made and checked already, each ending in CRLF: those an
+    origin sent, passed on as they are (:func:`nex.proxy.forwarding.relayed_fields` made
+    them once per origin head), or a range's ``Content-Range`` beside the file's remembered
+    ``headers``; they go before ``headers``.  A relayed ``304`` whose ``stream_length``
     is known carries it as ``Content-Length``: it describes the representation (RFC 9110
     §8.6).  ``tunnel`` (CONNECT) takes the connection over after the head; the connection
     runs it, or closes it when the head could not be sent.  ``close`` asks for the
@@ -125,7 +126,7 @@ class Response:
     stream: Optional[Iterable[bytes]] = None
     stream_length: Optional[int] = None
     forwarded: bool = False
-    relayed: str = ""
+    made_fields: str = ""
     tunnel: Optional[Tunnel] = None
     user: Optional[str] = None
     reason: Optional[str] = None
@@ -226,7 +227,7 @@ def serialize_head(response: Response, *, keep_alive: bool,
     stamp = "" if response.forwarded else f"Date: {http_date_now()}{_OWN_FIELDS}"
     connection = "\r\n" if response.tunnel is not None else (
         _KEEP_ALIVE if keep_alive else _CLOSE)
-    return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{response.relayed}{fields}{length}"
+    return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{response.made_fields}{fields}{length}"
             f"{connection}").encode("latin-1")
 
 

@@ -391,7 +391,7 @@ def relayed_fields(origin_fields: Fields) -> Relayed:
     hop-by-hop ones and ``Content-Length``, in their order and spelling.
 
     ``ValueError`` for a CR, LF or NUL in a name or value: the text goes on as it is
-    (:attr:`nex.http.response.Response.relayed`), so nothing in it may split the response.
+    (:attr:`nex.http.response.Response.made_fields`), so nothing in it may split the response.
     (The parser refuses an origin's head with any of them already.)
     """
     headers = _as_headers(origin_fields)

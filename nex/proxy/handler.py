@@ -235,7 +235,7 @@ class ForwardProxy:
         fields = added_response_fields(head.relayed, via, http_date_now)
         fields += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
         sock, pending = origin.detach()
-        return Response(101, fields, forwarded=True, relayed=head.relayed.text, user=user,
+        return Response(101, fields, forwarded=True, made_fields=head.relayed.text, user=user,
                         reason=head.reason,
                         tunnel=_Tunnel(sock, self._config.proxy_tunnel_idle, pending))
 
@@ -243,7 +243,7 @@ class ForwardProxy:
         """The client's response to the origin's ``head``, its body to come from ``origin``."""
         via = via_element(head.version, self._pseudonym) if self._pseudonym is not None else None
         response = Response(head.status, added_response_fields(head.relayed, via, http_date_now),
-                            forwarded=True, relayed=head.relayed.text, user=user,
+                            forwarded=True, made_fields=head.relayed.text, user=user,
                             reason=head.reason)
         length = head.content_length
         if head.framing == LENGTH and length is not None and length <= origin.buffered:

@@ -67,11 +67,14 @@ def close(response: Response) -> None:
 
 
 def fields(response: Response) -> Dict[str, str]:
-    """The response's header fields by lower-case name (each name is set at most once)."""
-    names = [name.lower() for name, _ in response.headers]
+    """The response's header fields by lower-case name, its ``made_fields`` lines among
+    them (each name is set at most once)."""
+    made = [tuple(line.split(": ", 1)) for line in response.made_fields.split("\r\n") if line]
+    pairs = [*made, *response.headers]
+    names = [name.lower() for name, _ in pairs]
     if len(names) != len(set(names)):
-        raise AssertionError(f"a field name is set twice: {response.headers}")
-    return {name.lower(): value for name, value in response.headers}
+        raise AssertionError(f"a field name is set twice: {pairs}")
+    return {name.lower(): value for name, value in pairs}
 
 
 def body_bytes(response: Response) -> bytes:
