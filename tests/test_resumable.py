@@ -303,16 +303,38 @@ class AppendTest(ResumableCase):
                     PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
                     upload_overwrite=True)
                 self.assertEqual(self.read("dir/big.bin"), b"someone else's")
-                self.assertEqual(self.offset(resource)["upload-offset"], "3")
-                self.request("DELETE", resource, length=0, upload_overwrite=True)
+                # It never could complete now: the upload is cancelled, its data gone.
+                self.refusal(404, "HEAD", resource, length=0)
+                self.assertEqual(self.partials(), [])
 
     def test_if_match_lets_the_unchanged_file_be_replaced_at_completion(self) -> None:
+        # Also a file modified before 1970, whose ETag holds a negative time.
+        for mtime_ns in (None, -100 * 10**9):
+            with self.subTest(mtime_ns=mtime_ns):
+                path = self.write("dir/big.bin", b"known")
+                if mtime_ns is not None:
+                    os.utime(path, ns=(mtime_ns, mtime_ns))
+                etag = self.etag("/dir/big.bin")
+                _, resource = self.create(b"ab", headers=[("If-Match", etag)],
+                                          upload_overwrite=True)
+                self.assertEqual(self.offset(resource)["upload-offset"], "2")
+                self.assertEqual(self.append(resource, 2, b"c", complete=True,
+                                             upload_overwrite=True).status, 204)
+                self.assertEqual(self.read("dir/big.bin"), b"abc")
+
+    def test_if_match_star_needs_a_file_there_at_completion(self) -> None:
         self.write("dir/big.bin", b"known")
-        etag = self.etag("/dir/big.bin")
-        _, resource = self.create(b"ab", headers=[("If-Match", etag)], upload_overwrite=True)
+        _, resource = self.create(b"ab", headers=[("If-Match", "*")], upload_overwrite=True)
+        self.assertRegex(resource, r"rmn[0-9a-f]{16}$")
+        self.write("dir/big.bin", b"changed, and still there")
         self.assertEqual(self.append(resource, 2, b"c", complete=True,
                                      upload_overwrite=True).status, 204)
-        self.assertEqual(self.read("dir/big.bin"), b"abc")
+        self.write("dir/big.bin", b"known")
+        _, resource = self.create(b"ab", headers=[("If-Match", "*")], upload_overwrite=True)
+        os.unlink(os.path.join(self.root, "dir", "big.bin"))
+        self.refusal(412, "PATCH", resource, b"c", headers=[
+            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")], upload_overwrite=True)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "big.bin")))
 
     def test_the_token_completes_the_upload_under_its_own_name_only(self) -> None:
         _, resource = self.create(b"ab")

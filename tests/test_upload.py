@@ -279,6 +279,28 @@ class RaceTest(UploadTestCase):
                 self.assertEqual(self.read("dir/r.txt"), b"someone else's")
                 self.assertNoTemporaryFiles()
 
+    def test_conditions_that_pin_nothing_let_a_changed_file_be_replaced(self) -> None:
+        # If-Match: * asks only for some file; an invalid date is ignored (RFC 9110 §13.1.4).
+        for headers in ([("If-Match", "*")], [("If-Unmodified-Since", "garbage")]):
+            with self.subTest(headers=headers):
+                self.write("dir/r.txt", b"known")
+                response = self.request("PUT", "/dir/r.txt", b"mine", pieces=[b"mi", b"ne"],
+                                        headers=headers, before_piece=self.take("dir/r.txt"),
+                                        upload_overwrite=True)
+                self.assertEqual(response.status, 204)
+                self.assertEqual(self.read("dir/r.txt"), b"mine")
+
+    def test_if_match_star_keeps_the_name_free_of_a_file_deleted_during_the_put(self) -> None:
+        self.write("dir/r.txt", b"known")
+
+        def delete(index: int) -> None:
+            if index == 1:
+                os.unlink(os.path.join(self.root, "dir", "r.txt"))
+        self.refusal(412, "PUT", "/dir/r.txt", b"mine", pieces=[b"mi", b"ne"],
+                     headers=[("If-Match", "*")], before_piece=delete, upload_overwrite=True)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "r.txt")))
+        self.assertNoTemporaryFiles()
+
     def test_without_hard_links_a_claim_is_made_first(self) -> None:
         with mock.patch("os.link", side_effect=OSError(errno.EPERM, "no links")):
             self.assertEqual(self.request("PUT", "/dir/a.txt", b"via rename").status, 201)

@@ -458,6 +458,7 @@ def _check_depth(segments: Sequence[str]) -> None:
         raise HTTPError(403, f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep here.")
 
 
+#: What no URI holds (RFC 3986 §2): blanks and control characters.
 _NOT_IN_A_URI = re.compile(r"[\x00-\x20\x7f]")
 
 

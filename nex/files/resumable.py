@@ -18,22 +18,29 @@ upload`` on):
 * **Cancellation** (§4.5): ``DELETE`` on the upload resource: ``204``, the data is gone.
 
 The partial data is a temporary file beside the target,
-``.nex-upload-<random>r[<length>][x][m<etag>]n<name>``, hidden like every upload's temporary
-file; the random part (128 bits) makes the token a capability.  What the upload must keep
-to is part of its name, so it survives a restart of Nex: the length the client declared;
-``x`` for a creation sent with ``If-None-Match: *`` (the file is then stored only where no
-file has its name, at completion too); ``m`` and the ETag that a creation's ``If-Match``
-or ``If-Unmodified-Since`` was judged against (the file is then stored only while the one
-it replaces still has it); and a digest of the file's name, so the token completes the
-upload under the name it was created for and no other (``404`` at another address).  On
-completion it is named exactly as a PUT names its file (same overwrite rule, atomic
+``.nex-upload-<random>r[<length>][x][m[<etag>]]n<digest>``, hidden like every upload's
+temporary file; the random part (128 bits) makes the token a capability.  What the upload
+must keep to is part of its name, so it survives a restart of Nex:
+
+* the length the client declared;
+* ``x`` for a creation sent with ``If-None-Match: *``: the file is then stored only where
+  no file has its name, at completion too (``412`` otherwise, the data kept for when the
+  name is free);
+* ``m`` and the ETag that a creation's ``If-Match`` or ``If-Unmodified-Since`` was judged
+  against, or ``m`` alone for ``If-Match: *`` (:func:`~nex.files.upload.judged_etag`): the
+  file is then stored only while the one it replaces is still that one (still there);
+  otherwise it never can be, so the completion's ``412`` cancels the upload;
+* a digest of the file's name, so that the token completes the upload under the name it
+  was created for and no other (``404`` at another address).
+
+On completion it is named exactly as a PUT names its file (same overwrite rule, atomic
 rename).  An upload that received nothing for ``[files] upload_expiry`` seconds is removed
-when next asked for (``404``).  The target's name, the folder, the
-preconditions and ``max_upload_size`` are checked at creation as for PUT, and the naming
-rules again at completion; each request asks the access policy whether the file may be
-written (a refusal is :class:`nex.files.paths.Refused`: routing asks an anonymous client to
-log in), and those that write pass routing's same-origin and Host checks first.
-Concurrent appends to one upload are refused with ``409``: one ``flock`` per upload.
+when next asked for (``404``).  The target's name, the folder, the preconditions and
+``max_upload_size`` are checked at creation as for PUT, and the naming rules again at
+completion; each request asks the access policy whether the file may be written (a refusal
+is :class:`nex.files.paths.Refused`: routing asks an anonymous client to log in), and those
+that write pass routing's same-origin and Host checks first.  Concurrent appends to one
+upload are refused with ``409``: one ``flock`` per upload.
 
 Nex's start-up clean-up (:mod:`nex.files.leftovers`) spares the partial data of uploads
 younger than ``upload_expiry``, so an upload resumes after a restart.
@@ -52,8 +59,8 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
 from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path
-from nex.files.upload import (Hold, PendingFile, UploadFolder, file_folder, judged_etag,
-                              put_preconditions, store, stored)
+from nex.files.upload import (ANY_FILE, ChangedMeanwhile, Hold, PendingFile, UploadFolder,
+                              file_folder, judged_etag, put_preconditions, store, stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
 from nex.http.errors import HTTPError, size_limit
@@ -73,12 +80,13 @@ PARTIAL_UPLOAD = "application/partial-upload"
 
 #: A token: the random part of the temporary file's name, ``r``, the declared length if any,
 #: ``x`` when the creation asked for no file to be replaced (``If-None-Match: *``), ``m``
-#: and the ETag (unquoted) of the file its preconditions were judged against, and ``n`` and
-#: the digest of the file's name (:func:`_name_digest`).  Tokens made before the last two
-#: were added hold neither, and still work.
+#: and the ETag (unquoted; a modification time before 1970 is negative) of the file its
+#: preconditions were judged against, or ``m`` alone for any file, and ``n`` and the digest
+#: of the file's name (:func:`_name_digest`).  Tokens made before the last two were added
+#: hold neither, and still work.
 TOKEN = re.compile(r"[0-9a-f]{32}r(?P<length>[0-9]{1,15})?(?P<exclusive>x)?"
-                   r"(?:m(?P<unchanged>[0-9a-f]{1,16}-[0-9a-f]{1,20}))?"
-                   r"(?:n(?P<name>[0-9a-f]{16}))?")
+                   r"(?P<judged>m(?P<etag>[0-9a-f]{1,16}--?[0-9a-f]{1,16})?)?"
+                   r"(?:n(?P<name_digest>[0-9a-f]{16}))?")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_STORE = ("Cache-Control", "no-store")
@@ -110,7 +118,7 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
     match = TOKEN.fullmatch(token)
     folder, name = _target(path, config, may)
     try:
-        if match is None or match["name"] not in (None, _name_digest(name)):
+        if match is None or match["name_digest"] not in (None, _name_digest(name)):
             raise _no_upload()
         length = None if match["length"] is None else int(match["length"])
         temp_name = UPLOAD_TEMP_PREFIX + token
@@ -129,10 +137,8 @@ def resumable_upload(request: Request, body: Optional[BodyReader], config: Confi
                 os.close(descriptor)
             return Response(204, [_NO_STORE, *_progress(offset, length),
                                   ("Upload-Limit", _limit(config, age))])
-        unchanged = match["unchanged"]
         return _append(request, body, folder, name, temp_name, length,
-                       match["exclusive"] is not None,
-                       None if unchanged is None else f'"{unchanged}"', config, hold)
+                       match["exclusive"] is not None, _unchanged(match), config, hold)
     finally:
         folder.close()
 
@@ -157,7 +163,8 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
         unchanged = judged_etag(headers, existing)
         pending = folder.create(name, "r" + ("" if length is None else str(length))
                                 + ("x" if exclusive else "")
-                                + ("" if unchanged is None else "m" + unchanged.strip('"'))
+                                + ("" if unchanged is None else
+                                   "m" + ("" if unchanged == ANY_FILE else unchanged.strip('"')))
                                 + "n" + _name_digest(name))
         _lock(pending)  # held while this request writes: an append meanwhile gets 409
         token = pending.temp_name[len(UPLOAD_TEMP_PREFIX):]
@@ -252,10 +259,21 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
             raise HTTPError(400, f"The upload ended at {offset} bytes; it is {length} long.")
         replaced = replaced or pending.folder.check(pending.name) is not None
         store(pending, exclusive, hold, unchanged)
+    except ChangedMeanwhile:
+        pending.discard()  # the file to replace is gone for good, and so is this upload
+        raise
     except BaseException:
         pending.keep()
         raise
     return stored(pending, replaced)
+
+
+def _unchanged(match: "re.Match[str]") -> Optional[str]:
+    """What the file a token's upload replaces must still be (see
+    :func:`~nex.files.upload.judged_etag`): its ETag, :data:`ANY_FILE`, or None."""
+    if match["judged"] is None:
+        return None
+    return ANY_FILE if match["etag"] is None else f'"{match["etag"]}"'
 
 
 def _name_digest(name: str) -> str:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Callable, ContextManager, List, Optional, Sequ
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
+from nex.http.dates import parse_http_date
 from nex.http.errors import HTTPError
 from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
@@ -156,8 +157,8 @@ def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = 
     """Name the complete upload ``pending`` as PUT does, replacing a file only with
     ``upload_overwrite`` and not ``exclusive`` (``If-None-Match: *``): else 409 (412 where
     overwriting was allowed); 409 for a folder, 404 for a cancelled resumable upload; 423
-    when ``hold`` finds the name locked now; 412 when the file there no longer has the ETag
-    ``unchanged`` (:func:`judged_etag`)."""
+    when ``hold`` finds the name locked now; :class:`ChangedMeanwhile` when the file there
+    is no longer what ``unchanged`` says it must be (:func:`judged_etag`)."""
     folder = pending.folder
     config = folder.config
     shown = folder.shown(pending.name)
@@ -166,10 +167,9 @@ def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = 
         with holding(hold, [pending.name]):
             if unchanged is not None:
                 current = folder.check(pending.name)
-                if current is None or make_etag(current.st_size,
-                                                current.st_mtime_ns) != unchanged:
-                    raise HTTPError(412, f"{shown} changed after the request's preconditions "
-                                         "were checked.")
+                if current is None or (unchanged != ANY_FILE and make_etag(
+                        current.st_size, current.st_mtime_ns) != unchanged):
+                    raise ChangedMeanwhile(shown)
             pending.commit(replace=config.upload_overwrite and not exclusive)
     except FileExistsError:
         if config.upload_overwrite:
@@ -457,12 +457,35 @@ def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> N
         raise HTTPError(412, "There is no file here for If-Match to match.")
 
 
+#: What :func:`judged_etag` gives for ``If-Match: *``: some file must have the name.
+ANY_FILE = "*"
+
+
+class ChangedMeanwhile(HTTPError):
+    """412: the file an upload was to replace changed after the upload's preconditions were
+    judged against it (:func:`judged_etag`)."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__(412, f"{shown} changed after the request's preconditions were "
+                              "checked.")
+
+
 def judged_etag(headers: Headers, existing: Optional[os.stat_result]) -> Optional[str]:
-    """The ETag of ``existing`` when an upload's ``If-Match`` or ``If-Unmodified-Since`` was
-    judged against it (:func:`put_preconditions`): the upload may replace that file only
-    while it is unchanged, however long the body takes (None: no such condition)."""
-    if existing is None or not ("If-Match" in headers or "If-Unmodified-Since" in headers):
+    """What the file ``existing`` must still be when an upload takes its name, for the
+    preconditions :func:`put_preconditions` judged against it to hold however long the body
+    takes: its ETag for an ``If-Match`` naming entity-tags, or a valid
+    ``If-Unmodified-Since`` without ``If-Match`` (RFC 9110 §13.1.4); :data:`ANY_FILE` for
+    ``If-Match: *``; None when neither was judged."""
+    if existing is None:
         return None
+    if_match = headers.get("If-Match")
+    if if_match is not None:
+        if parse_etag_list(if_match) == ANY:
+            return ANY_FILE
+    else:
+        since = headers.get("If-Unmodified-Since")
+        if since is None or parse_http_date(since) is None:
+            return None
     return make_etag(existing.st_size, existing.st_mtime_ns)
 
 
