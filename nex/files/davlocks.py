@@ -1,8 +1,8 @@
 """WebDAV locks (RFC 4918 §6, §7, class 2), and the ``If`` header (§10.4).
 
 A lock covers its root and, with ``Depth: infinity``, everything below it, by URL path and
-by place on disk (:class:`Where`), so no link reaches a locked entry unlocked.  Locks are
-kept in one table per served site, shared by its threads under a mutex; each has a time-out
+by place on disk (:class:`Where`), so that a link to one of its folders reaches no locked
+entry unlocked.  Locks are kept in one table per served site, shared by its threads under a mutex; each has a time-out
 (``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone.  The table holds
 at most :data:`MAX_LOCKS` live ones taking :data:`MAX_SHARED_BYTES` (``503`` beyond), and the
 locks of one client address at most a :data:`CLIENT_SHARE` th of either (``429`` beyond), so

@@ -37,7 +37,7 @@ class Resource:
 
     @property
     def path(self) -> Tuple[str, ...]:
-        """The segments as a tuple, as locks name paths."""
+        """The segments as a tuple, as a lock names the URL path it was taken on."""
         return tuple(self.segments)
 
     @property
