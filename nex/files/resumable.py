@@ -187,7 +187,8 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
             config: Config, hold: Optional[Hold]) -> Response:
     """Append (draft §4.4): the body goes on at the upload's offset, which it must name;
     with ``exclusive`` (the creation's ``If-None-Match: *``) the completed file replaces
-    none, with ``unchanged`` (an ETag) only the file that still has it."""
+    none, with ``unchanged`` (:func:`~nex.files.upload.judged_etag`) only the file that is
+    still the one the creation's preconditions were judged against."""
     headers = request.headers
     content_type = headers.get("Content-Type")
     media_type = MEDIA_TYPE.fullmatch(content_type) if content_type is not None else None
