@@ -44,6 +44,11 @@ class ResumableCase(UploadTestCase):
     def offset(self, resource: str) -> Dict[str, str]:
         return fields_of(self.request("HEAD", resource, length=0))
 
+    def refuse_completion(self, resource: str) -> None:
+        """Complete the upload ``resource`` (2 bytes so far, overwriting on): 412."""
+        self.refusal(412, "PATCH", resource, b"c", headers=[
+            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")], upload_overwrite=True)
+
     def etag(self, target: str) -> str:
         """The ETag GET gives ``target``."""
         response = self.request("HEAD", target, length=0)
@@ -275,9 +280,7 @@ class AppendTest(ResumableCase):
                                   upload_overwrite=True)
         self.assertRegex(resource, r"rxn[0-9a-f]{16}$")
         self.write("dir/big.bin", b"someone else's")
-        self.refusal(412, "PATCH", resource, b"c", headers=[
-            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
-            upload_overwrite=True)
+        self.refuse_completion(resource)
         self.assertEqual(self.read("dir/big.bin"), b"someone else's")
         # The data stays, for the client to complete once the name is free.
         os.unlink(os.path.join(self.root, "dir", "big.bin"))
@@ -287,21 +290,16 @@ class AppendTest(ResumableCase):
 
     def test_if_match_at_creation_still_holds_at_completion(self) -> None:
         # The client asked to replace the file it knew; one changed meanwhile is kept (412).
-        self.write("dir/big.bin", b"known")
-        etag = self.etag("/dir/big.bin")
-        for condition in (("If-Match", etag), ("If-Unmodified-Since", "Fri, 01 Jan 2100 "
-                                                                     "00:00:00 GMT")):
-            with self.subTest(condition=condition[0]):
+        for condition in ("If-Match", "If-Unmodified-Since"):
+            with self.subTest(condition=condition):
                 self.write("dir/big.bin", b"known")
-                os.utime(os.path.join(self.root, "dir", "big.bin"), ns=(10**18, 10**18))
-                etag = self.etag("/dir/big.bin")
-                headers = [("If-Match", etag)] if condition[0] == "If-Match" else [condition]
-                _, resource = self.create(b"ab", headers=headers, upload_overwrite=True)
+                value = (self.etag("/dir/big.bin") if condition == "If-Match"
+                         else "Fri, 01 Jan 2100 00:00:00 GMT")
+                _, resource = self.create(b"ab", headers=[(condition, value)],
+                                          upload_overwrite=True)
                 self.assertRegex(resource, r"rm[0-9a-f]+-[0-9a-f]+n[0-9a-f]{16}$")
                 self.write("dir/big.bin", b"someone else's")
-                self.refusal(412, "PATCH", resource, b"c", headers=[
-                    PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")],
-                    upload_overwrite=True)
+                self.refuse_completion(resource)
                 self.assertEqual(self.read("dir/big.bin"), b"someone else's")
                 # It never could complete now: the upload is cancelled, its data gone.
                 self.refusal(404, "HEAD", resource, length=0)
@@ -332,8 +330,7 @@ class AppendTest(ResumableCase):
         self.write("dir/big.bin", b"known")
         _, resource = self.create(b"ab", headers=[("If-Match", "*")], upload_overwrite=True)
         os.unlink(os.path.join(self.root, "dir", "big.bin"))
-        self.refusal(412, "PATCH", resource, b"c", headers=[
-            PARTIAL, ("Upload-Offset", "2"), ("Upload-Complete", "?1")], upload_overwrite=True)
+        self.refuse_completion(resource)
         self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "big.bin")))
 
     def test_the_token_completes_the_upload_under_its_own_name_only(self) -> None:
