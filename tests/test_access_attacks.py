@@ -100,6 +100,39 @@ class ExistenceOracleTest(ServerTestCase):
         self.assertEqual(self.request("GET", "/public/nothing.txt", ANONYMOUS)[0], 404)
 
 
+class LinkOutOfProtectedFolderTest(ServerTestCase):
+    """``private/way-out`` leads to a public file and ``private/door`` to the public
+    folder.  Reached through ``public/link`` (a link to ``/private``), they need the login
+    as they do by their own addresses: a public target would otherwise answer 200 where a
+    missing name answers 401, and tell a stranger which names the protected folder holds."""
+
+    settings = {"files": {"webdav": "read"}}
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        os.symlink("../public/plain.txt", os.path.join(cls.root, "private", "way-out"))
+        os.symlink("../public", os.path.join(cls.root, "private", "door"))
+
+    def test_names_in_a_protected_folder_leak_through_a_link_leading_out_of_it(self) -> None:
+        for target in ("/public/link/way-out", "/public/link/door/",
+                       "/public/link/door/plain.txt", "/private/way-out",
+                       "/private/door/plain.txt", "/public/link/nothing"):
+            with self.subTest(target=target):
+                self.assertEqual(self.request("GET", target, ANONYMOUS)[0], 401)
+                self.assertEqual(self.request("GET", target, RIGHT)[0],
+                                 404 if target.endswith("nothing") else 200)
+        for target in ("/public/link/door/?download=zip",
+                       "/public/link/door/?search=plain&format=json"):
+            with self.subTest(target=target):
+                self.assertEqual(self.request("GET", target, ANONYMOUS)[0], 401)
+                self.assertEqual(self.request("GET", target, RIGHT)[0], 200)
+        status, _, _ = self.request("PROPFIND", "/public/link/way-out",
+                                    {**ANONYMOUS, "Depth": "0"})
+        self.assertEqual(status, 401)
+        self.assertEqual(self.request("GET", "/public/plain.txt", ANONYMOUS)[0], 200)
+
+
 class PrePlacedUploadTest(ServerTestCase):
     """With ``upload_overwrite = no``, an upload cannot decide what a later upload's address,
     or an existing folder's address, serves."""

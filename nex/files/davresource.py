@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
 
 from nex.files.davlocks import Where
 from nex.files.listing import read_folder
-from nex.files.paths import (Checker, Target, encode_path, hidden, lookup, not_found,
-                             refuse_missing)
+from nex.files.paths import (Checker, Target, encode_path, entry_path, hidden, lookup,
+                             not_found, refuse_missing)
 from nex.files.upload import UploadFolder
 from nex.http.conditional import make_etag
 from nex.http.errors import HTTPError
@@ -72,16 +72,6 @@ class Resource:
     def real_path(self) -> str:
         """The path on disk after symlinks, for the access checker."""
         return os.path.realpath(self.fs_path) if self.fs_path else ""
-
-
-def entry_path(segments: Sequence[str], config: Config) -> str:
-    """Where the entry the decoded URL path ``segments`` names lies itself: its folder's
-    real path and its name, a link's own place (the resolver gives a link's target as its
-    ``fs_path``); whether or not anything is there."""
-    if not segments:
-        return os.path.realpath(config.document_root)
-    folder = os.path.join(config.document_root, *segments[:-1])
-    return os.path.join(os.path.realpath(folder), segments[-1])
 
 
 def locate(segments: Sequence[str], config: Config) -> Where:

@@ -132,8 +132,8 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     regular = stat.S_ISREG(st.st_mode)
     # Asked before any answer that tells what is there (a 404 for a file's address with a
     # slash, a redirect, an index file, a listing).
-    if may is not None and not may("read" if regular else "list", url_path,
-                                   real_path(fs_path, config)):
+    if may is not None and not may_reach(may, "read" if regular else "list", segments,
+                                         url_path, real_path(fs_path, config), config):
         raise Refused()
     if regular:
         if trailing_slash:
@@ -202,6 +202,42 @@ def refuse_missing(segments: Sequence[str], url_path: str, config,
                             + "".join(["/" + segment for segment in segments]))
     if not may(action, url_path, real):
         raise Refused()
+
+
+def entry_path(segments: Sequence[str], config) -> str:
+    """Where the entry the decoded URL path ``segments`` names lies itself: its folder's
+    real path and its name, a link's own place (the resolver gives a link's target as its
+    ``fs_path``); whether or not anything is there."""
+    if not segments:
+        return os.path.realpath(config.document_root)
+    folder = os.path.join(config.document_root, *segments[:-1])
+    return os.path.join(os.path.realpath(folder), segments[-1])
+
+
+def may_reach(may: Checker, action: str, segments: Sequence[str], url_path: str,
+              real: str, config) -> bool:
+    """Whether the access checker ``may`` lets ``action`` be done on what the decoded URL
+    path ``segments`` (shown as ``url_path``) names, whose real path is ``real``.
+
+    It is judged where it leads and, when a link on the way led elsewhere, also where each
+    folder it passes through really is and where its entry lies: a path through a protected
+    folder needs the login as it does by that folder's own address, whatever it leads to
+    (else a public target reached through a link to the folder, and a link inside it, would
+    tell a stranger the names the folder holds).  Without a link on the way this costs one
+    comparison.
+    """
+    if not may(action, url_path, real):
+        return False
+    base = config.document_root.rstrip("/")
+    if not segments or real == base + "/" + "/".join(segments):
+        return True
+    folder = base
+    for segment in segments[:-1]:
+        folder = os.path.realpath(folder + "/" + segment)
+        if not may(action, url_path, folder):
+            return False
+    entry = folder + "/" + segments[-1]
+    return entry == real or may(action, url_path, entry)
 
 
 def real_path(fs_path: str, config) -> str:
