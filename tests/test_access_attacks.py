@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import unittest
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from nex.files.archive import plan_archive
 from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
@@ -106,13 +106,49 @@ class LinkOutOfProtectedFolderTest(ServerTestCase):
     as they do by their own addresses: a public target would otherwise answer 200 where a
     missing name answers 401, and tell a stranger which names the protected folder holds."""
 
-    settings = {"files": {"webdav": "read"}}
+    settings = {"files": {"webdav": "write", "allow_delete": "yes", "allow_rename": "yes"}}
 
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
         os.symlink("../public/plain.txt", os.path.join(cls.root, "private", "way-out"))
         os.symlink("../public", os.path.join(cls.root, "private", "door"))
+        os.symlink("../public/missing", os.path.join(cls.root, "private", "dangling"))
+
+    def assert_same_answer(self, method: str, present: str, absent: str,
+                           headers: Optional[Dict[str, str]] = None, body: bytes = None) -> None:
+        answers = [self.request(method, target, {**ANONYMOUS, **(headers or {})}, body)[0]
+                   for target in (present, absent)]
+        self.assertEqual(answers, [401, 401], (method, present, absent))
+
+    def test_missing_names_behind_a_link_leading_out_answer_as_absent_ones(self) -> None:
+        for method in ("GET", "HEAD", "OPTIONS"):
+            self.assert_same_answer(method, "/public/link/door/zzz", "/public/link/zzz/zzz")
+            self.assert_same_answer(method, "/public/link/dangling", "/public/link/zzz")
+        self.assert_same_answer("PROPFIND", "/public/link/door/zzz", "/public/link/zzz/zzz",
+                                {"Depth": "0"})
+
+    def test_writes_through_a_link_leading_out_need_the_login(self) -> None:
+        xml = {"Content-Type": "application/xml"}
+        lockinfo = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope>'
+                    b'<D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype>'
+                    b'</D:lockinfo>')
+        write(self.root, "public/victim.txt", b"victim\n")
+        for method, suffix, headers, body in (
+                ("PUT", "new.txt", {}, b"x"),
+                ("PUT", "res.txt", {"Upload-Complete": "?0"}, b"x"),
+                ("MKCOL", "newdir", {}, None),
+                ("DELETE", "victim.txt", {}, None),
+                ("PROPPATCH", "victim.txt", xml, b'<D:propertyupdate xmlns:D="DAV:"/>'),
+                ("LOCK", "lock.txt", xml, lockinfo)):
+            with self.subTest(method=method):
+                self.assert_same_answer(method, f"/public/link/door/{suffix}",
+                                        f"/public/link/zzz/{suffix}", headers, body)
+        self.assertEqual(self.request("COPY", "/public/plain.txt", {
+            **ANONYMOUS, "Destination": "/public/link/door/copied.txt"})[0], 401)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "public"))),
+                         ["doc.txt", "doc.txt.gz", "link", "out", "plain.txt", "site",
+                          "victim.txt"])
 
     def test_names_in_a_protected_folder_leak_through_a_link_leading_out_of_it(self) -> None:
         for target in ("/public/link/way-out", "/public/link/door/",

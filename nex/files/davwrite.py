@@ -35,7 +35,7 @@ from nex.files.davresource import (Resource, find_segments, locate, locate_entry
                                    locate_members, members, must_exist, parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
-from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path, may_reach,
+from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path,
                              servable_entry, split_path)
 from nex.files.upload import Hold, UploadFolder, store, storage_error
 from nex.http.body import BodyReader
@@ -133,8 +133,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise _holds_the_source()
     # The entry itself, a link as a link: what a MOVE renames, where it lies.
     entry = entry_path(source.segments, config)
-    if not may_reach(may, "write" if move else "read", source.segments, source.url_path,
-                     source.real_path(), config) or (
+    if not may("write" if move else "read", source.url_path, source.real_path()) or (
             move and not may("write", source.url_path, entry)):
         raise Refused()
     may_write(destination, may)  # before a lock, a 412 or a 409 tells what is there

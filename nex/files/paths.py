@@ -189,19 +189,73 @@ class Refused(HTTPError):
 def refuse_missing(segments: Sequence[str], url_path: str, config,
                    may: Optional[Checker], action: str) -> None:
     """Raise :class:`Refused` when ``may`` refuses ``action`` where the missing path
-    ``segments`` (decoded, shown as ``url_path``) would lie.
+    ``segments`` (decoded, shown as ``url_path``) would lie, or on its way there.
 
     Through a link into a protected folder, a 404 for a missing name beside a 401 for a
     present one would tell anyone which names the folder holds; so a missing path is judged
-    by where it would be, the links that exist on the way resolved.  Under ``symlinks =
-    never`` no link is followed and there is nothing to judge.
+    by where it would be, the links that exist on the way resolved, and by where each link
+    it passes lies (:func:`passes_through`).  Under ``symlinks = never`` no link is followed
+    and there is nothing to judge.
     """
     if may is None or config.symlinks == "never":
         return
-    real = os.path.realpath(config.document_root.rstrip("/")
-                            + "".join(["/" + segment for segment in segments]))
-    if not may(action, url_path, real):
+    links, real = passes_through(segments, config)
+    if not may(action, url_path, real) or not all(
+            may(action, url_path, link) for link in links):
         raise Refused()
+
+
+def refuse_passing(segments: Sequence[str], url_path: str, config,
+                   may: Optional[Checker]) -> None:
+    """Raise :class:`Refused` when ``may`` refuses reading where a link lies that the
+    decoded path ``segments`` (shown as ``url_path``) passes (:func:`passes_through`): a
+    path through a protected folder needs the login, wherever a link in it leads."""
+    if may is None or config.symlinks == "never":
+        return
+    links, _ = passes_through(segments, config)
+    if not all(may("read", url_path, link) for link in links):
+        raise Refused()
+
+
+def may_reach(may: Checker, action: str, segments: Sequence[str], url_path: str,
+              real: str, config) -> bool:
+    """Whether the access checker ``may`` lets ``action`` be done on what the decoded URL
+    path ``segments`` (shown as ``url_path``) names, whose real path is ``real``: judged
+    where it leads and, when a link on the way led elsewhere, where each link it passes
+    lies (:func:`passes_through`).  Without a link on the way this costs one comparison.
+    """
+    if not may(action, url_path, real):
+        return False
+    if not segments or real == config.document_root.rstrip("/") + "/" + "/".join(segments):
+        return True
+    links, _ = passes_through(segments, config)
+    return all(may(action, url_path, link) for link in links)
+
+
+def passes_through(segments: Sequence[str], config) -> Tuple[List[str], str]:
+    """Where each link lies that the decoded path ``segments`` passes under the document
+    root, and the real path it ends at (whether or not anything is there).
+
+    A path is judged where it ends, and that covers every folder above the end; but a link
+    on the way jumps elsewhere, leaving the folders before it unjudged.  Where the link
+    lies is the last of them, below all the others: judging it judges them.  (A path
+    through a protected folder would otherwise answer a stranger by what a link in it
+    leads to, and tell the names the folder holds.)  One ``lstat`` a segment, and a
+    ``realpath`` a link.
+    """
+    current = _real_root(config.document_root)
+    links: List[str] = []
+    for index, segment in enumerate(segments):
+        candidate = os.path.join(current, segment)
+        try:
+            found = os.lstat(candidate)
+        except OSError:  # missing, or not to be looked into: nothing below it is a link
+            return links, os.path.join(candidate, *segments[index + 1:])
+        if stat.S_ISLNK(found.st_mode):
+            links.append(candidate)
+            candidate = os.path.realpath(candidate)
+        current = candidate
+    return links, current
 
 
 def entry_path(segments: Sequence[str], config) -> str:
@@ -212,32 +266,6 @@ def entry_path(segments: Sequence[str], config) -> str:
         return os.path.realpath(config.document_root)
     folder = os.path.join(config.document_root, *segments[:-1])
     return os.path.join(os.path.realpath(folder), segments[-1])
-
-
-def may_reach(may: Checker, action: str, segments: Sequence[str], url_path: str,
-              real: str, config) -> bool:
-    """Whether the access checker ``may`` lets ``action`` be done on what the decoded URL
-    path ``segments`` (shown as ``url_path``) names, whose real path is ``real``.
-
-    It is judged where it leads and, when a link on the way led elsewhere, also where each
-    folder it passes through really is and where its entry lies: a path through a protected
-    folder needs the login as it does by that folder's own address, whatever it leads to
-    (else a public target reached through a link to the folder, and a link inside it, would
-    tell a stranger the names the folder holds).  Without a link on the way this costs one
-    comparison.
-    """
-    if not may(action, url_path, real):
-        return False
-    base = config.document_root.rstrip("/")
-    if not segments or real == base + "/" + "/".join(segments):
-        return True
-    folder = base
-    for segment in segments[:-1]:
-        folder = os.path.realpath(folder + "/" + segment)
-        if not may(action, url_path, folder):
-            return False
-    entry = folder + "/" + segments[-1]
-    return entry == real or may(action, url_path, entry)
 
 
 def real_path(fs_path: str, config) -> str:

@@ -59,8 +59,8 @@ from nex.http.errors import HTTPError
 from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
-                             hidden, lookup, not_found, real_path, refuse_missing, shown_name,
-                             split_path)
+                             hidden, lookup, not_found, real_path, refuse_missing,
+                             refuse_passing, shown_name, split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -219,6 +219,7 @@ class UploadFolder:
             raise not_found(shown) from None
         if not stat.S_ISDIR(checked.st_mode):
             raise not_found(shown)
+        refuse_passing(segments, shown, config, may)
         try:
             self.fd = os.open(fs_path, _FOLDER)
         except OSError as error:
