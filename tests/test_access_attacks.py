@@ -16,7 +16,8 @@ import unittest
 from typing import Dict, List, Optional
 
 from nex.files.archive import plan_archive
-from nex.files.paths import Refused, disguised, hidden, not_found, refuse_missing, resolve
+from nex.files.paths import (MAX_LINKS, Refused, disguised, hidden, not_found, passes_through,
+                             refuse_along, resolve)
 from nex.files.search import find
 from nex.files.templates import TemplateSet
 from nex.files.upload import UploadFolder
@@ -45,17 +46,29 @@ class RefuseMissingTest(unittest.TestCase):
     def test_protected_names_existence_leaks_through_symlink_404(self) -> None:
         config = Config(document_root=self.root, symlinks="inside")
         with self.assertRaises(Refused):
-            refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
-                           self.anonymous, "read")
-        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
-                       self.alice, "read")
-        refuse_missing(["public", "gone.txt"], "/public/gone.txt", config, self.anonymous,
-                       "write")
+            refuse_along(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                         self.anonymous, "read")
+        refuse_along(["public", "link", "gone.txt"], "/public/link/gone.txt", config,
+                     self.alice, "read")
+        refuse_along(["public", "gone.txt"], "/public/gone.txt", config, self.anonymous,
+                     "write")
 
     def test_links_not_followed_leave_nothing_to_judge(self) -> None:
-        refuse_missing(["public", "link", "gone.txt"], "/public/link/gone.txt",
-                       Config(document_root=self.root, symlinks="never"), self.anonymous,
-                       "read")
+        refuse_along(["public", "link", "gone.txt"], "/public/link/gone.txt",
+                     Config(document_root=self.root, symlinks="never"), self.anonymous,
+                     "read")
+
+    def test_a_path_through_more_links_than_the_kernel_follows_is_refused(self) -> None:
+        # Each link costs a realpath: the walk stops at MAX_LINKS, as the kernel does.
+        os.symlink(".", os.path.join(self.root, "here"))
+        config = Config(document_root=self.root, symlinks="inside")
+        links, end = passes_through(["here"] * MAX_LINKS + ["public"], config)
+        self.assertEqual((len(links), end), (MAX_LINKS, os.path.join(self.root, "public")))
+        self.assertEqual(passes_through(["here"] * (MAX_LINKS + 1) + ["public"], config)[1],
+                         None)
+        with self.assertRaises(Refused):
+            refuse_along(["here"] * (MAX_LINKS + 1) + ["public"], "/public", config,
+                         self.anonymous, "read")
 
 
 class ExistenceOracleTest(ServerTestCase):
@@ -114,6 +127,7 @@ class LinkOutOfProtectedFolderTest(ServerTestCase):
         os.symlink("../public/plain.txt", os.path.join(cls.root, "private", "way-out"))
         os.symlink("../public", os.path.join(cls.root, "private", "door"))
         os.symlink("../public/missing", os.path.join(cls.root, "private", "dangling"))
+        os.symlink(cls.outside, os.path.join(cls.root, "private", "outlink"))
 
     def assert_same_answer(self, method: str, present: str, absent: str,
                            headers: Optional[Dict[str, str]] = None, body: bytes = None) -> None:
@@ -127,6 +141,30 @@ class LinkOutOfProtectedFolderTest(ServerTestCase):
             self.assert_same_answer(method, "/public/link/dangling", "/public/link/zzz")
         self.assert_same_answer("PROPFIND", "/public/link/door/zzz", "/public/link/zzz/zzz",
                                 {"Depth": "0"})
+        # A link leading out of the root, which symlinks = inside does not follow.
+        self.assert_same_answer("GET", "/public/link/outlink/x.txt", "/public/link/zzz/x.txt")
+        self.assert_same_answer("GET", "/public/link/outlink/", "/public/link/zzz/")
+
+    def test_every_answer_of_a_writing_method_through_the_link_is_the_login(self) -> None:
+        # A file used as a folder, a lock, a precondition: each would have told what is there.
+        etag = self.request("HEAD", "/public/plain.txt", ANONYMOUS)[1]["etag"]
+        for method, present, absent, headers, body in (
+                ("PUT", "/public/link/secret.txt/x", "/public/link/zzz/x", {}, b"x"),
+                ("POST", "/public/link/secret.txt/", "/public/link/zzz/",
+                 {"Content-Type": "multipart/form-data; boundary=b"}, b"--b--\r\n"),
+                ("HEAD", "/public/link/secret.txt/x?upload=" + "0" * 32 + "r",
+                 "/public/link/zzz/x?upload=" + "0" * 32 + "r", {}, None),
+                ("MKCOL", "/public/link/secret.txt/x", "/public/link/zzz/x", {}, None),
+                ("UNLOCK", "/public/link/secret.txt", "/public/link/zzz",
+                 {"Lock-Token": "<urn:uuid:0>"}, None),
+                ("PUT", "/public/link/door/plain.txt", "/public/link/zzz/plain.txt",
+                 {"If": f"([{etag}])"}, b"x"),
+                ("COPY", "/public/plain.txt", "/public/plain.txt",
+                 {"Destination": "/public/link/way-out", "Overwrite": "F"}, None),
+                ("COPY", "/public/plain.txt", "/public/plain.txt",
+                 {"Destination": "/public/link/zzz", "Overwrite": "F"}, None)):
+            with self.subTest(method=method, present=present, headers=headers):
+                self.assert_same_answer(method, present, absent, {**headers}, body)
 
     def test_writes_through_a_link_leading_out_need_the_login(self) -> None:
         xml = {"Content-Type": "application/xml"}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple
 from nex.files.davlocks import Where
 from nex.files.listing import read_folder
 from nex.files.paths import (Checker, Target, encode_path, entry_path, hidden, lookup,
-                             not_found, refuse_missing)
+                             not_found, refuse_along)
 from nex.files.upload import UploadFolder
 from nex.http.conditional import make_etag
 from nex.http.errors import HTTPError
@@ -147,8 +147,8 @@ def parent_folder(resource: Resource, config: Config,
 
 def must_exist(resource: Resource, config: Config, may: Checker, action: str) -> Resource:
     """``resource``, or when it is unmapped its 404, unless ``may`` refuses ``action`` where
-    it would lie (:func:`refuse_missing`: a missing name tells no more than a present one)."""
+    it would lie (:func:`refuse_along`: a missing name tells no more than a present one)."""
     if not resource.exists:
-        refuse_missing(resource.segments, resource.url_path, config, may, action)
+        refuse_along(resource.segments, resource.url_path, config, may, action)
         raise not_found(resource.url_path)
     return resource

@@ -36,7 +36,7 @@ from nex.files.davresource import (Resource, find_segments, locate, locate_entry
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path,
-                             servable_entry, split_path)
+                             refuse_along, servable_entry, split_path)
 from nex.files.upload import Hold, UploadFolder, store, storage_error
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, reason_phrase, size_limit
@@ -125,6 +125,8 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise HTTPError(403, "Moving and renaming are turned off here.")
     must_exist(source, config, may, "write" if move else "read")
     destination = _destination(request, config)
+    # Before anything answers what is there: the Destination may pass a protected folder.
+    refuse_along(destination.segments, destination.url_path, config, may, "read")
     overwrite = _overwrite(request.headers.get("Overwrite"))
     infinite = _copy_depth(request.headers.get("Depth"), move)
     if destination.segments[:len(source.segments)] == source.segments:

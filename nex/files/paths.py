@@ -100,7 +100,7 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     ``Location`` for a directory asked for without its trailing slash.  With ``may`` (the
     access checker), a file or the index file a folder is served by that may not be read,
     a folder that may not be listed, and a missing path where the policy refuses reading
-    (:func:`refuse_missing`) raise :class:`Refused`, before any other answer.  ``misses``,
+    (:func:`refuse_along`) raise :class:`Refused`, before any other answer.  ``misses``,
     when given, remembers paths found missing and answers them again, after the policy, while
     the folder lacking them is unchanged (:mod:`nex.files.misses`), index files among them.
     """
@@ -115,19 +115,20 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
         missing = misses.missing(asked_for)
         if missing is not None:
             # The policy is asked as on the walk: a miss never answers for a refusal.
-            refuse_missing(segments, url_path, config, may, "read")
+            refuse_along(segments, url_path, config, may, "read")
             raise not_found(missing)
     try:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks, dotfiles)
     except OSError as error:
         if error.errno in NOT_FOUND:
-            refuse_missing(segments, url_path, config, may, "read")
+            refuse_along(segments, url_path, config, may, "read")
             if misses is not None and error.errno == errno.ENOENT:
                 misses.record(asked_for, config.document_root.rstrip("/") + url_path,
                               config.document_root, asked_for)
             raise not_found(asked_for) from None
         raise _os_error(error) from None
-    except HTTPError:  # a link the policy refuses
+    except HTTPError:  # a link the symlinks policy refuses: as if missing
+        refuse_along(segments, url_path, config, may, "read")
         raise not_found(asked_for) from None
     regular = stat.S_ISREG(st.st_mode)
     # Asked before any answer that tells what is there (a 404 for a file's address with a
@@ -186,34 +187,23 @@ class Refused(HTTPError):
         super().__init__(403, "You may not access this address.")
 
 
-def refuse_missing(segments: Sequence[str], url_path: str, config,
-                   may: Optional[Checker], action: str) -> None:
-    """Raise :class:`Refused` when ``may`` refuses ``action`` where the missing path
-    ``segments`` (decoded, shown as ``url_path``) would lie, or on its way there.
+def refuse_along(segments: Sequence[str], url_path: str, config,
+                 may: Optional[Checker], action: str) -> None:
+    """Raise :class:`Refused` when ``may`` refuses ``action`` where the decoded path
+    ``segments`` (shown as ``url_path``) ends, whether or not anything is there, or where a
+    link on its way lies (:func:`passes_through`).
 
     Through a link into a protected folder, a 404 for a missing name beside a 401 for a
-    present one would tell anyone which names the folder holds; so a missing path is judged
-    by where it would be, the links that exist on the way resolved, and by where each link
-    it passes lies (:func:`passes_through`).  Under ``symlinks = never`` no link is followed
-    and there is nothing to judge.
+    present one would tell anyone which names the folder holds, and so would any answer
+    through a link that leads out of it again; so a path is judged by where it would be,
+    the links that exist on the way resolved, and by where each of those links lies.
+    Under ``symlinks = never`` no link is followed and there is nothing to judge.
     """
     if may is None or config.symlinks == "never":
         return
     links, real = passes_through(segments, config)
-    if not may(action, url_path, real) or not all(
+    if real is None or not may(action, url_path, real) or not all(
             may(action, url_path, link) for link in links):
-        raise Refused()
-
-
-def refuse_passing(segments: Sequence[str], url_path: str, config,
-                   may: Optional[Checker]) -> None:
-    """Raise :class:`Refused` when ``may`` refuses reading where a link lies that the
-    decoded path ``segments`` (shown as ``url_path``) passes (:func:`passes_through`): a
-    path through a protected folder needs the login, wherever a link in it leads."""
-    if may is None or config.symlinks == "never":
-        return
-    links, _ = passes_through(segments, config)
-    if not all(may("read", url_path, link) for link in links):
         raise Refused()
 
 
@@ -228,20 +218,26 @@ def may_reach(may: Checker, action: str, segments: Sequence[str], url_path: str,
         return False
     if not segments or real == config.document_root.rstrip("/") + "/" + "/".join(segments):
         return True
-    links, _ = passes_through(segments, config)
-    return all(may(action, url_path, link) for link in links)
+    links, end = passes_through(segments, config)
+    return end is not None and all(may(action, url_path, link) for link in links)
 
 
-def passes_through(segments: Sequence[str], config) -> Tuple[List[str], str]:
+#: The most links :func:`passes_through` follows on one path, as the kernel follows at most
+#: 40 when it resolves one; a path through more is not judged, and is refused.
+MAX_LINKS = 40
+
+
+def passes_through(segments: Sequence[str], config) -> Tuple[List[str], Optional[str]]:
     """Where each link lies that the decoded path ``segments`` passes under the document
-    root, and the real path it ends at (whether or not anything is there).
+    root, and the real path it ends at, whether or not anything is there (None past
+    :data:`MAX_LINKS` links).
 
     A path is judged where it ends, and that covers every folder above the end; but a link
     on the way jumps elsewhere, leaving the folders before it unjudged.  Where the link
     lies is the last of them, below all the others: judging it judges them.  (A path
     through a protected folder would otherwise answer a stranger by what a link in it
     leads to, and tell the names the folder holds.)  One ``lstat`` a segment, and a
-    ``realpath`` a link.
+    ``realpath`` a link, which costs an ``lstat`` for each folder above its target.
     """
     current = _real_root(config.document_root)
     links: List[str] = []
@@ -252,6 +248,8 @@ def passes_through(segments: Sequence[str], config) -> Tuple[List[str], str]:
         except OSError:  # missing, or not to be looked into: nothing below it is a link
             return links, os.path.join(candidate, *segments[index + 1:])
         if stat.S_ISLNK(found.st_mode):
+            if len(links) == MAX_LINKS:
+                return links, None
             links.append(candidate)
             candidate = os.path.realpath(candidate)
         current = candidate

@@ -59,8 +59,8 @@ from nex.http.errors import HTTPError
 from nex.http.request import Headers, Request
 from nex.files.oserrors import reply_for
 from nex.files.paths import (UPLOAD_TEMP_PREFIX, Checker, Refused, disguised, encode_path,
-                             hidden, lookup, not_found, real_path, refuse_missing,
-                             refuse_passing, shown_name, split_path)
+                             hidden, lookup, not_found, real_path, refuse_along, shown_name,
+                             split_path)
 from nex.http.response import Response
 from nex.files.static import SIDECAR_EXTENSIONS
 
@@ -215,11 +215,10 @@ class UploadFolder:
         except HTTPError as error:
             if error.status != 404:
                 raise
-            refuse_missing(segments, shown, config, may, "write")
+            refuse_along(segments, shown, config, may, "write")
             raise not_found(shown) from None
         if not stat.S_ISDIR(checked.st_mode):
             raise not_found(shown)
-        refuse_passing(segments, shown, config, may)
         try:
             self.fd = os.open(fs_path, _FOLDER)
         except OSError as error:
@@ -271,7 +270,7 @@ class UploadFolder:
                 if error.status != 404:
                     raise
                 # As GET answers it: judged where the missing target would be.
-                refuse_missing(self.segments + [name], shown, self.config, self.may, "write")
+                refuse_along(self.segments + [name], shown, self.config, self.may, "write")
                 raise not_found(shown) from None
             self.check_access(name, real_path(linked, self.config))
         if stat.S_ISDIR(found.st_mode):

@@ -33,7 +33,7 @@ from nex.files.davwrite import changes, check, copy_or_move, delete, may_write, 
 from nex.files.davxml import (DAV, XML_TYPE, Element, multistatus, property_xml,
                               propstat_response, read_xml, status_response)
 from nex.files.mediatypes import content_type, file_extension
-from nex.files.paths import Checker, Refused, encode_path, refuse_passing
+from nex.files.paths import Checker, Refused, encode_path
 from nex.files.upload import Hold, store
 from nex.http.body import BodyReader
 from nex.http.dates import format_http_date
@@ -101,8 +101,6 @@ class WebDav:
         method = request.method
         config = self.config
         target = find_segments(path[0], config)
-        # A path through a protected folder needs the login, wherever a link in it leads.
-        refuse_passing(target.segments, target.url_path, config, may)
         if method == "PROPFIND":
             return self._propfind(request, body, target, may)
         if method == "MKCOL":

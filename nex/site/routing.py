@@ -41,7 +41,7 @@ from nex.files.listing import render_listing
 from nex.http.negotiation import error_form
 from nex.http.request import Request
 from nex.files.misses import MissCache
-from nex.files.paths import Refused, real_path, resolve_segments, split_path
+from nex.files.paths import Refused, real_path, refuse_along, resolve_segments, split_path
 from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
@@ -268,7 +268,13 @@ class Dispatcher:
             resolving = None if self.access.opens_everything_to(user) else may
         dav = self.dav
         if config.upload or dav is not None:  # the handlers that write or speak WebDAV
-            if config.upload and is_resumable(request):
+            resumable = config.upload and is_resumable(request)
+            if resolving is not None and path is not None and (
+                    resumable or method not in SERVED_METHODS):
+                # Before any of them answers what is there: the path may pass a protected
+                # folder, through links, whatever it leads to (GET's resolver asks alike).
+                refuse_along(path[0], "/" + "/".join(path[0]), config, resolving, "read")
+            if resumable:
                 if dav is not None and dav.writable and method in ("PUT", "POST", "PATCH"):
                     dav.guard_put(request, path[0])
                 return resumable_upload(request, body, config, may, path,
