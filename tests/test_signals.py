@@ -209,8 +209,8 @@ class PidFileTest(unittest.TestCase):
 
 
 class SecondCtrlCTest(unittest.TestCase):
-    """A second Ctrl+C stops at once with status 130 and no traceback: with workers as
-    alone."""
+    """A second Ctrl+C, or a SIGQUIT, stops at once with status 130 and no traceback: with
+    workers as alone."""
 
     def stalled_download(self, workers: int) -> Tuple[NexServer, socket.socket]:
         """A server with a 600 s grace sending a large file to a client that reads no more."""
@@ -277,6 +277,19 @@ class SecondCtrlCTest(unittest.TestCase):
         server.signal(signal.SIGINT)
         self.assert_forced_stop(server, [server.pid])
         self.assertIn("stopping now", server.stderr())
+
+    def test_sigquit_alone(self) -> None:
+        # An operator's SIGQUIT, whose default action would dump core.
+        server, _ = self.stalled_download(workers=1)
+        server.signal(signal.SIGQUIT)
+        self.assert_forced_stop(server, [server.pid])
+        self.assertIn("stopping now", server.stderr())
+
+    def test_sigquit_to_the_supervisor(self) -> None:
+        server, _ = self.stalled_download(workers=2)
+        pids = [server.pid] + self.workers(server)
+        server.signal(signal.SIGQUIT)
+        self.assert_forced_stop(server, pids)
 
 
 class StopSignalRulesTest(unittest.TestCase):

@@ -114,9 +114,10 @@ def run_server(config: Config, *, ready: Callable[[Server], None],
     if warning is not None:
         logger.warning(warning)
     current = [server]  # the server the signal handlers act on
-    # A lone Nex reloads on SIGHUP; a worker is retired, or stopped at once, by its supervisor.
-    handled = [signal.SIGINT, signal.SIGTERM] + (
-        [signal.SIGHUP] if load else [RETIRE_SIGNAL, FORCE_SIGNAL])
+    # A lone Nex reloads on SIGHUP; a worker is retired by its supervisor.  Either stops at
+    # once on FORCE_SIGNAL: a worker from its supervisor, a lone Nex from an operator.
+    handled = [signal.SIGINT, signal.SIGTERM, FORCE_SIGNAL] + (
+        [signal.SIGHUP] if load else [RETIRE_SIGNAL])
     for sig in handled:
         signal.signal(sig, lambda signum, frame: _on_signal(current[0], signum, frame, lone))
     # Reopening takes no lock, so it runs in the handler itself.

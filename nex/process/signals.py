@@ -1,8 +1,9 @@
 """The signals a Nex process acts on, and how it holds and lets them go.
 
-A lone Nex and each worker stop on SIGINT and SIGTERM (a second Ctrl+C stops at once), a
-worker makes way on :data:`RETIRE_SIGNAL` and stops at once on :data:`FORCE_SIGNAL`, both
-sent by its supervisor; SIGHUP reloads and SIGUSR1 reopens the logs.  The handlers
+A lone Nex and each worker stop on SIGINT and SIGTERM (a second Ctrl+C stops at once), and
+at once on :data:`FORCE_SIGNAL` (SIGQUIT), which a supervisor passes on to its workers; a
+worker makes way on :data:`RETIRE_SIGNAL`, sent by its supervisor; SIGHUP reloads and
+SIGUSR1 reopens the logs.  The handlers
 themselves are :func:`nex.process.run.run_server`'s and the supervisor's.  No handler may
 take a lock: a second signal can run a handler in the main thread while the first handler
 is still inside it.
@@ -17,8 +18,9 @@ from typing import Iterable
 RETIRE_SIGNAL = signal.SIGUSR2
 #: The signals that ask a server to stop (RETIRE_SIGNAL asks a worker to make way).
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
-#: Stop at once: a second Ctrl+C, as a supervisor passes it on to its workers.  Not SIGINT,
-#: which a worker also gets from the terminal and could not tell from its supervisor's.
+#: Stop at once: a second Ctrl+C, as a supervisor passes it on to its workers, or an
+#: operator's SIGQUIT (its default action would dump core).  Not SIGINT, which a worker
+#: also gets from the terminal and could not tell from its supervisor's.
 FORCE_SIGNAL = signal.SIGQUIT
 #: Signals an operator sends a running Nex (reload, reopen the logs) whose default action
 #: would end it: held while the pid file is written and Nex starts (:func:`hold_signals`)

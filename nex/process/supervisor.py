@@ -32,12 +32,12 @@ one inherited socket (:data:`REUSE_PORT` chooses).
 
 **Signals.**  SIGINT and SIGTERM are passed to every worker, which stops as a lone Nex does
 (stops accepting, finishes responses in flight within ``shutdown_grace``); the supervisor
-waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C) is passed on as
-:data:`~nex.process.signals.FORCE_SIGNAL` (SIGQUIT), which cuts the workers' transfers
-short as it does a lone Nex's; the exit status is then 130.  It is not passed on as SIGINT: a
-worker in the terminal's process group gets each Ctrl+C's SIGINT itself, sometimes after its
-supervisor's SIGTERM, and counts only SIGINTs towards a second Ctrl+C.  A
-worker that exits otherwise is restarted at once, with a line in the error log; one that
+waits for all of them and exits 0.  A second SIGINT (a second Ctrl+C), or a SIGQUIT, is
+passed on as :data:`~nex.process.signals.FORCE_SIGNAL` (SIGQUIT), which cuts the workers'
+transfers short as it does a lone Nex's; the exit status is then 130.  It is not passed on
+as SIGINT: a worker in the terminal's process group gets each Ctrl+C's SIGINT itself,
+sometimes after its supervisor's SIGTERM, and counts only SIGINTs towards a second Ctrl+C.
+A worker that exits otherwise is restarted at once, with a line in the error log; one that
 keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is restarted after a pause that
 doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the settings again (the same file and
 command-line overrides) and replaces the workers one by one: a new worker starts and is
@@ -96,7 +96,8 @@ MAX_RESTART_DELAY = 30.0
 #: The longest a new worker may take to report that it listens.
 START_TIMEOUT = 60.0
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, FORCE_SIGNAL, signal.SIGHUP, signal.SIGCHLD,
+            signal.SIGUSR1)
 
 
 def worker_config(config: Config) -> Config:
@@ -293,7 +294,8 @@ class Supervisor:
                 for pid in self._worker_pids():
                     _signal(pid, signal.SIGUSR1)
             interrupts = signals.count(signal.SIGINT)
-            if interrupts and (self._stopping or interrupts > 1) and not self._cut_short:
+            if (FORCE_SIGNAL in signals or (interrupts and (self._stopping or interrupts > 1))
+                    ) and not self._cut_short:
                 self._forced = self._cut_short = True
                 self._stop()
                 for pid in self._worker_pids():
@@ -539,7 +541,7 @@ class Supervisor:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            for sig in (signal.SIGINT, signal.SIGTERM, FORCE_SIGNAL, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the worker's logger is up
