@@ -27,7 +27,7 @@ from nex.http.negotiation import weight
 from nex.files.oserrors import reply_for
 from nex.files.mediatypes import content_type, file_extension
 from nex.files.opencache import FileReplacedError, OpenFileCache
-from nex.http.ranges import ByteRange, content_range, multipart_body, select_ranges
+from nex.http.ranges import ByteRange, content_range_line, multipart_body, select_ranges
 from nex.http.request import Request
 from nex.files.paths import Checker, Target, real_path
 from nex.http.response import BodyPiece, FileSlice, OpenFile, Response
@@ -339,7 +339,7 @@ def serve_file(request: Request, target: Target, config: Config,
         # The whole's remembered fields, whose lines the writer made once, and the range's.
         first, last = ranges[0]
         return Response(206, whole, [piece(first, last - first + 1)], file,
-                        made_fields=f"Content-Range: {content_range(first, last, size)}\r\n")
+                        made_fields=content_range_line(first, last, size))
     # A multipart body has a type of its own, and its parts carry the page's: the sandbox
     # stays (a coded representation is never sent in several ranges).
     own = len(kind.fields) + (chosen.encoding is not None)

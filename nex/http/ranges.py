@@ -136,9 +136,10 @@ def _select(value: str, size: int, max_ranges: int) -> Optional[List[ByteRange]]
     return coalesce(ranges)
 
 
-def content_range(first: int, last: int, size: int) -> str:
-    """The ``Content-Range`` value for bytes ``first``..``last`` of ``size``."""
-    return f"bytes {first}-{last}/{size}"
+def content_range_line(first: int, last: int, size: int) -> str:
+    """The ``Content-Range`` field line, CRLF included, for bytes ``first``..``last`` of
+    ``size``: a single range's response and each part of a multipart one carry it."""
+    return f"Content-Range: bytes {first}-{last}/{size}\r\n"
 
 
 def multipart_body(ranges: List[ByteRange], size: int, content_type: str,
@@ -156,7 +157,7 @@ def multipart_body(ranges: List[ByteRange], size: int, content_type: str,
     delimiter = f"--{boundary}\r\n"
     for first, last in ranges:
         pieces.append((f"{delimiter}Content-Type: {content_type}\r\n"
-                       f"Content-Range: {content_range(first, last, size)}\r\n\r\n"
+                       f"{content_range_line(first, last, size)}\r\n"
                        ).encode("latin-1"))
         pieces.append(piece(first, last - first + 1))
         delimiter = f"\r\n--{boundary}\r\n"
