@@ -210,13 +210,14 @@ def refuse_along(segments: Sequence[str], url_path: str, config,
 def may_reach(may: Checker, action: str, segments: Sequence[str], url_path: str,
               real: str, config) -> bool:
     """Whether the access checker ``may`` lets ``action`` be done on what the decoded URL
-    path ``segments`` (shown as ``url_path``) names, whose real path is ``real``: judged
-    where it leads and, when a link on the way led elsewhere, where each link it passes
-    lies (:func:`passes_through`).  Without a link on the way this costs one comparison.
+    path ``segments`` (``url_path``: ``/`` and the segments joined by ``/``) names, whose
+    real path is ``real``: judged where it leads and, when a link on the way led elsewhere,
+    where each link it passes lies (:func:`passes_through`).  Without a link on the way this
+    costs one comparison.
     """
     if not may(action, url_path, real):
         return False
-    if not segments or real == config.document_root.rstrip("/") + "/" + "/".join(segments):
+    if not segments or real == config.document_root.rstrip("/") + url_path:
         return True
     links, end = passes_through(segments, config)
     return end is not None and all(may(action, url_path, link) for link in links)
@@ -261,7 +262,7 @@ def entry_path(segments: Sequence[str], config) -> str:
     real path and its name, a link's own place (the resolver gives a link's target as its
     ``fs_path``); whether or not anything is there."""
     if not segments:
-        return os.path.realpath(config.document_root)
+        return _real_root(config.document_root)
     folder = os.path.join(config.document_root, *segments[:-1])
     return os.path.join(os.path.realpath(folder), segments[-1])
 
