@@ -345,10 +345,11 @@ def write_nginx_config(root: str, work: str, port: int, server_extra: str = "") 
     return config
 
 
-def start_nginx(root: str, work: str, cpu: Optional[str]) -> Running:
-    """Start nginx with a generated configuration on a free loopback port."""
+def start_nginx(root: str, work: str, cpu: Optional[str], server_extra: str = "") -> Running:
+    """Start nginx with a generated configuration on a free loopback port (``server_extra``:
+    more directives for its server block)."""
     port = free_port()
-    config = write_nginx_config(root, work, port)
+    config = write_nginx_config(root, work, port, server_extra)
     process = subprocess.Popen(pinned(["nginx", "-c", config, "-p", work], cpu),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_for_port(process, port, f"nginx (see {work}/nginx-error.log)")

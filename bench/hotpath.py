@@ -19,7 +19,9 @@ Cases: a cached 1 KiB file; a 10 KiB HTML page asked for with a browser's
 ``Accept-Encoding``; a 404; the listing of a folder of 500 files; a random 64 KiB range of
 a 32 MiB file; and, when nginx is installed, the 1 KiB file through the forward proxy
 (``proxy``: an absolute-form request relayed to nginx serving the same folder from a process
-of its own, so that only the proxy's work is counted).  The access log goes to a file, as in
+of its own, so that only the proxy's work is counted; ``proxy-vary``: the same with a counter
+in the query and a unique ``X-Request-Id`` from nginx, so that no head repeats, as with
+``bench/proxies.py --vary``).  The access log goes to a file, as in
 production.
 
 Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile | --count] [--cases 1k,404]``.
@@ -101,8 +103,18 @@ def random_range() -> bytes:
     return request("/big.bin", f"Range: bytes={first}-{first + RANGE_SIZE - 1}")
 
 
-#: The nginx origin of the ``proxy`` case: its port, set once nginx is started.
-_ORIGIN = {"port": 0}
+#: The nginx origin of the ``proxy`` cases: its port, set once nginx is started.
+_ORIGIN = {"port": 0, "counter": 0}
+
+#: nginx serves the folder again under ``/varied/``, each response with a unique identifier.
+_VARIED_ORIGIN = "location /varied/ {{ alias {root}/; add_header X-Request-Id $request_id; }}"
+
+
+def varied_proxy_request() -> bytes:
+    """An absolute-form GET for the 1 KiB file with a query no request before carried."""
+    _ORIGIN["counter"] += 1
+    return request(f"http://127.0.0.1:{_ORIGIN['port']}/varied/1k.bin?n={_ORIGIN['counter']}")
+
 
 CASES: Dict[str, Callable[[], bytes]] = {
     "1k": lambda: request("/1k.bin"),
@@ -111,11 +123,12 @@ CASES: Dict[str, Callable[[], bytes]] = {
     "listing": lambda: request("/folder/"),
     "ranges": random_range,
     "proxy": lambda: request(f"http://127.0.0.1:{_ORIGIN['port']}/1k.bin"),
+    "proxy-vary": varied_proxy_request,
 }
 
 def start_nginx(root: str, work: str) -> subprocess.Popen:
     """nginx serving ``root`` on a free loopback port (in ``_ORIGIN``), once it accepts."""
-    running = bench.start_nginx(root, work, None)
+    running = bench.start_nginx(root, work, None, _VARIED_ORIGIN.format(root=root))
     _ORIGIN["port"] = int(running.url.rsplit(":", 1)[1].strip("/"))
     return running.process
 
@@ -199,10 +212,11 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="nex-hotpath-")
     cases = options.cases.split(",")
     origin = None
-    if "proxy" in cases:
+    proxied = [name for name in cases if name.startswith("proxy")]
+    if proxied:
         if shutil.which("nginx") is None:
-            print("proxy    left out: nginx is not installed")
-            cases.remove("proxy")
+            print(f"{', '.join(proxied)} left out: nginx is not installed")
+            cases = [name for name in cases if name not in proxied]
         else:
             os.chmod(root, 0o755)  # nginx's workers read the files as an unprivileged user
             os.chmod(work, 0o755)
