@@ -21,14 +21,15 @@ _RFC9110_REASONS = {413: "Content Too Large", 416: "Range Not Satisfiable",
 _DRAFT_REASONS = {104: "Upload Resumption Supported"}
 
 
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
-_REASONS.update(_RFC9110_REASONS)
-_REASONS.update(_DRAFT_REASONS)
+#: The RFC 9110 reason phrase of each status Nex knows.
+REASON_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+REASON_PHRASES.update(_RFC9110_REASONS)
+REASON_PHRASES.update(_DRAFT_REASONS)
 
 
 def reason_phrase(status: int) -> str:
     """The RFC 9110 reason phrase for ``status``."""
-    return _REASONS[status]
+    return REASON_PHRASES[status]
 
 
 def size_limit(setting: str, size: int) -> str:
@@ -59,7 +60,7 @@ class HTTPError(Exception):
                  failure: Optional[str] = None) -> None:
         # Raised for every 404 and redirect: set directly, the message made only if shown.
         self.status = status
-        self.reason = reason = _REASONS[status]
+        self.reason = reason = REASON_PHRASES[status]
         self.detail = detail or reason
         self.headers = tuple(headers)
         self.close = close

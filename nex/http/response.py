@@ -20,8 +20,8 @@ from typing import (Dict, Iterable, Iterator, NamedTuple, Optional, Protocol, Se
 
 from nex import SERVER_SOFTWARE
 from nex.http.dates import http_date_now
-from nex.http.errors import reason_phrase
-from nex.http.framing import (CHUNK_END, CHUNKED, LAST_CHUNK, NO_BODY, UNTIL_CLOSE,
+from nex.http.errors import REASON_PHRASES
+from nex.http.framing import (CHUNK_END, CHUNKED, LAST_CHUNK, LENGTH, NO_BODY,
                               chunk_size_line, outgoing_framing)
 
 #: The most plaintext one TLS record carries (RFC 8446 §5.1, RFC 5246 §6.2.1): the unit in
@@ -158,6 +158,9 @@ class Response:
             close()
 
 
+#: The status line of each status with its RFC 9110 reason phrase.
+_STATUS_LINES = {status: f"HTTP/1.1 {status} {phrase}\r\n"
+                 for status, phrase in REASON_PHRASES.items()}
 #: What follows ``Date`` in the head of each of Nex's own responses.
 _OWN_FIELDS = f"\r\nServer: {SERVER_SOFTWARE}\r\nX-Content-Type-Options: nosniff\r\n"
 #: The field lines of header tuples, by tuple (:func:`field_lines`), and how many it keeps.
@@ -207,28 +210,30 @@ def serialize_head(response: Response, *, keep_alive: bool,
     fields = field_lines(response.headers)
     reason = response.reason
     if reason is None:
-        reason = reason_phrase(status)
+        status_line = _STATUS_LINES[status]
     elif "\r" in reason or "\n" in reason or "\0" in reason:
         raise ValueError(f"unsafe characters in the reason phrase {reason!r}")
-    if response.tunnel is not None:
-        length = ""
-    elif framing == NO_BODY:  # a status without content (RFC 9110 §6.4.1)
-        length = (f"Content-Length: {response.stream_length}\r\n"
-                  if status == 304 and response.stream is not None
-                  and response.stream_length is not None else "")
-    elif framing == CHUNKED:
-        length = "Transfer-Encoding: chunked\r\n"
-    elif framing == UNTIL_CLOSE:
-        length = ""
     else:
-        if content_length is None:
-            content_length = response.content_length
-        length = f"Content-Length: {content_length}\r\n"
+        status_line = f"HTTP/1.1 {status} {reason}\r\n"
+    if response.tunnel is not None:
+        length, connection = "", "\r\n"
+    else:
+        connection = _KEEP_ALIVE if keep_alive else _CLOSE
+        if framing == LENGTH:
+            if content_length is None:
+                content_length = response.content_length
+            length = f"Content-Length: {content_length}\r\n"
+        elif framing == NO_BODY:  # a status without content (RFC 9110 §6.4.1)
+            length = (f"Content-Length: {response.stream_length}\r\n"
+                      if status == 304 and response.stream is not None
+                      and response.stream_length is not None else "")
+        elif framing == CHUNKED:
+            length = "Transfer-Encoding: chunked\r\n"
+        else:  # UNTIL_CLOSE
+            length = ""
     stamp = "" if response.forwarded else f"Date: {http_date_now()}{_OWN_FIELDS}"
-    connection = "\r\n" if response.tunnel is not None else (
-        _KEEP_ALIVE if keep_alive else _CLOSE)
-    return (f"HTTP/1.1 {status} {reason}\r\n{stamp}{response.made_fields}{fields}{length}"
-            f"{connection}").encode("latin-1")
+    return (f"{status_line}{stamp}{response.made_fields}{fields}{length}{connection}"
+            ).encode("latin-1")
 
 
 def field_lines(headers: Sequence[Tuple[str, str]]) -> str:
@@ -471,7 +476,6 @@ def write_interim(sock: socket.socket, status: int,
     ``headers`` (names and values Nex made, never CR, LF or NUL)."""
     fields = "".join(f"{name}: {value}\r\n" for name, value in headers)
     try:
-        sock.sendall(f"HTTP/1.1 {status} {reason_phrase(status)}\r\n{fields}\r\n"
-                     .encode("latin-1"))
+        sock.sendall(f"{_STATUS_LINES[status]}{fields}\r\n".encode("latin-1"))
     except TIMED_OUT:
         raise TimeoutError("the client stopped reading") from None
