@@ -309,7 +309,7 @@ class Dispatcher:
             target = resolve_segments(path[0], path[1], request.query, config, resolving,
                                       self.misses)
         except HTTPError as error:
-            if error.status == 404 and request.path == "/robots.txt":
+            if request.path == "/robots.txt" and error.status == 404:
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
             raise
         if target.kind == "directory":
