@@ -40,7 +40,7 @@ from typing import (Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequen
                     Union)
 
 from nex import SERVER_SOFTWARE
-from nex.http.errors import HTTPError
+from nex.http.errors import HeaderList, HTTPError
 from nex.files.paths import shown_name
 
 _VARIABLE = re.compile(r"\{\{-([A-Z0-9_]+)-\}\}")
@@ -281,7 +281,7 @@ class TemplateSet:
         self.fallback = fallback
         #: The folder listing page (``dir.html``).
         self.listing = listing
-        self._rendered: Dict[Tuple[str, int, str, str, str, str], bytes] = {}
+        self._rendered: Dict[Tuple[str, int, str, str, HeaderList, str], bytes] = {}
         self._rendered_lock = threading.Lock()
 
     @classmethod
@@ -310,11 +310,12 @@ class TemplateSet:
         chose: the page (``"html"``), a JSON object with ``status``, ``reason``, ``detail``
         and for a redirect ``location`` (``"json"``), or one line ``STATUS REASON: DETAIL``,
         where a redirect's detail is its target (``"text"``)."""
-        location = _location(error)
-        key = (form, error.status, error.reason, error.detail, location, signature)
+        # Keyed by the error's fields as they are: the Location is looked for only to render.
+        key = (form, error.status, error.reason, error.detail, error.headers, signature)
         body = self._rendered.get(key)
         if body is not None:
             return body
+        location = _location(error)
         # The detail may name a path the client sent: its disguising characters are shown
         # as escapes, as listings show names, so a terminal never runs its control
         # sequences nor shows a disguised name.
