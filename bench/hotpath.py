@@ -13,7 +13,14 @@ thread, and reports for each case:
   instruction counts for the innermost stage running).  These do not depend on other load on
   the machine, so two versions of Nex can be compared by them where CPU time is too noisy to
   show a change of a few per cent; they leave out the time spent in C (system calls,
-  built-ins).  In the running server an instruction costs about 40 ns.
+  built-ins).  In the running server an instruction costs about 40 ns;
+* with ``--machine``, the machine instructions per request, C included, counted by
+  valgrind's cachegrind (Debian: ``apt-get install valgrind``): this script runs twice
+  under it, with ``--requests`` and five times as many, and the difference is divided by the
+  difference in requests, so that start-up drops out.  The count is the whole process's
+  (the client thread's few system calls too) and, like ``--count``, does not depend on
+  other load, but it also shows what a change costs in C: allocations, string work,
+  regular expressions, the interpreter build itself.
 
 Cases: a cached 1 KiB file; a 10 KiB HTML page asked for with a browser's
 ``Accept-Encoding``; a 404; the listing of a folder of 500 files; a random 64 KiB range of
@@ -24,7 +31,8 @@ in the query and a unique ``X-Request-Id`` from nginx, so that no head repeats, 
 ``bench/proxies.py --vary``).  The access log goes to a file, as in
 production.
 
-Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile | --count] [--cases 1k,404]``.
+Usage: ``python3 bench/hotpath.py [--requests 2000] [--profile | --count | --machine]
+[--cases 1k,404]``.
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ import cProfile
 import io
 import os
 import pstats
+import platform
 import random
+import re
 import resource
 import shutil
 import socket
@@ -192,6 +202,28 @@ def by_place(stats: pstats.Stats) -> List[Tuple[str, float]]:
     return sorted(places.items(), key=lambda item: -item[1])
 
 
+_INSTRUCTIONS = re.compile(r"I\s+refs:\s+([0-9,]+)")
+
+
+def machine_instructions(case: str, requests: int) -> float:
+    """Machine instructions per request of ``case`` (see ``--machine``)."""
+    counts = (requests, 5 * requests)
+    runs = [subprocess.Popen(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                              "--cachegrind-out-file=/dev/null", sys.executable,
+                              os.path.abspath(__file__), "--cases", case, "--rounds", "1",
+                              "--requests", str(count)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for count in counts]
+    totals = []
+    for run in runs:
+        _, errors = run.communicate()
+        found = _INSTRUCTIONS.search(errors)
+        if run.returncode != 0 or found is None:
+            raise SystemExit(f"cachegrind failed:\n{errors[-2000:]}")
+        totals.append(int(found.group(1).replace(",", "")))
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
@@ -202,9 +234,19 @@ def main() -> int:
                         help="profile the worker thread with cProfile")
     parser.add_argument("--count", action="store_true",
                         help="count the worker thread's Python calls and bytecode instructions")
+    parser.add_argument("--machine", action="store_true",
+                        help="count machine instructions per request with valgrind")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
     options = parser.parse_args()
+    if options.machine:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--machine needs valgrind (Debian: apt-get install valgrind)")
+        print(f"Python {platform.python_version()} at {sys.executable}")
+        for name in options.cases.split(","):
+            print(f"{name:10} {machine_instructions(name, options.requests) / 1000:8.1f} "
+                  "thousand machine instructions per request")
+        return 0
     root = make_root()
     # A folder served for a while has settled: what Nex remembers about it is trusted.
     newest = max(os.stat(path).st_ctime_ns for path in (root, os.path.join(root, "folder")))
