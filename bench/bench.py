@@ -725,6 +725,15 @@ def python_name(python: str) -> str:
         capture_output=True, text=True, check=True).stdout.strip()
 
 
+def describe_python(python: str) -> str:
+    """``Python 3.X.Y at PATH`` for the interpreter at ``python``: builds of one version
+    differ in speed (a distribution's, optimized with profiles and link-time, against a
+    plain build from source), so a report names the one it measured."""
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return f"Python {version} at {python}"
+
+
 def compare_free_threaded(root: str, work: str, scenarios: List[Scenario], duration: int,
                           rounds: int, python: str, threaded: str) -> None:
     """Print each of ``scenarios`` for Nex on ``python`` (one process not pinned and pinned
@@ -812,6 +821,8 @@ def main() -> int:
     try:
         results: Dict[str, Dict[str, Optional[Result]]] = {}
         starts = {}
+        print(f"Nex on {describe_python(options.python)}; the Python peers on "
+              f"{describe_python(options.peer_python)}", flush=True)
         for name in ["nex"] + [n for n in options.servers.split(",") if n != "nex"]:
             start = launcher(name, root, work, options.peer_python, options.base,
                              options.python)

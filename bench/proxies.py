@@ -35,10 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (REPO, cpu_seconds, free_port, make_root, nex_args, read_wrk,  # noqa: E402
-                   stop, write_nginx_config, write_settings)
+from bench import (REPO, cpu_seconds, describe_python, free_port, make_root, nex_args,  # noqa: E402
+                   read_wrk, stop, write_nginx_config, write_settings)
 
 _TINYPROXY_CONFIG = """\
 Port {port}
@@ -129,6 +130,18 @@ def wrk(url: str, duration: int, connections: int, threads: int, close: bool = F
 
 
 
+def proxy_py_python(command: Optional[str]) -> str:
+    """``, proxy.py on Python …`` for proxy.py's ``command`` (the interpreter its script
+    starts), or nothing without proxy.py."""
+    if not command:
+        return ""
+    with open(command, "rb") as script:
+        first_line = script.readline().decode("utf-8", "replace")
+    if not first_line.startswith("#!"):
+        return ""
+    return f", proxy.py on {describe_python(first_line[2:].split()[0])}"
+
+
 def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> None:
     """Print 1 KiB keep-alive requests/s through Nex --proxy, squid, tinyproxy and proxy.py,
     each on one core, to the same origin."""
@@ -205,7 +218,8 @@ def compare_proxies(root: str, workdir: str, options: argparse.Namespace) -> Non
     cores = "one core each" if pinned(1) else "cores not pinned"
     varied = ", every request and response different" if options.vary else ""
     print(f"1 KiB through the proxy, keep-alive, 50 connections{varied}, origin {origin_name} "
-          f"({cores}), median of {_PROXY_ROUNDS} rounds:")
+          f"({cores}), median of {_PROXY_ROUNDS} rounds; Nex on "
+          f"{describe_python(sys.executable)}{proxy_py_python(options.proxy_py)}:")
     for name, result in results.items():
         # A read error is wrk finding the connection closed: a proxy that closes after
         # every response (no keep-alive) makes one per request.
