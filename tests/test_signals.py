@@ -23,7 +23,8 @@ from nex.process.signals import FORCE_SIGNAL
 from nex.process.log import Logger
 from tests.support import LARGE, REPO, SOCKET_TIMEOUT, NexServer, in_process_server, quiet_config
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
-                           run_server, running, stalled_download, wait_until)
+                           reload_under_traffic, run_server, running, stalled_download,
+                           wait_until)
 from tests.support.access import write_users
 
 
@@ -51,6 +52,13 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertEqual(server.error_log(), "")
         server.signal(signal.SIGTERM)
         self.assertEqual(server.wait(), 0)
+
+    def test_reloads_under_a_stream_of_new_connections_lose_none(self) -> None:
+        # The replaced server closed the connections it had accepted but not yet read a
+        # request from: their clients saw a reset or an empty reply.
+        server = self.server
+        reload_under_traffic(self, server,
+                             lambda: server.access_log().count("settings reloaded"))
 
     def test_broken_settings_keep_the_running_ones_with_one_line(self) -> None:
         server = self.server

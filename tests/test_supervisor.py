@@ -28,7 +28,8 @@ from nex.process.supervisor import (FIRST_RESTART_DELAY, MAX_RESTART_DELAY, desc
 from tests.support import (REPO, NexServer, ResponseReader, duplex, fetch_all_at_once,
                            merge_settings, read_all, write_settings)
 from tests.support import (EchoOrigin, alpha_root, check_reloaded, children, get, hold_a_request,
-                           open_tunnel, process_state, running, wait_until)
+                           open_tunnel, process_state, reload_under_traffic, running,
+                           wait_until)
 
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
@@ -323,6 +324,14 @@ class WorkersTest(unittest.TestCase):
             check_reloaded(self, server, kept, reader, fresh=10)
         wait_until(lambda: not any(running(pid) for pid in old), what="the old workers to exit")
         self.assertNotIn("warning", server.error_log())
+
+    def test_reloads_under_a_stream_of_new_connections_lose_none(self):
+        # A replaced worker closed the connections it had accepted but not yet read a
+        # request from: their clients saw a reset or an empty reply.
+        server = self.start(workers=2)
+        self.workers(server, 2)
+        reload_under_traffic(self, server,
+                             lambda: server.error_log().count("settings reloaded: 2 workers"))
 
     def test_sighup_leaves_open_tunnels_to_drain_on_the_old_settings(self):
         # Issue: a reload cut every CONNECT tunnel and WebSocket after shutdown_grace.

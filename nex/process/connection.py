@@ -91,6 +91,8 @@ class Connection:
         #: When the socket was accepted (``time.monotonic()``): the first head's deadline
         #: counts from here.
         self._accepted = time.monotonic() if accepted is None else accepted
+        #: Whether a response went out and the connection stayed open for another request.
+        self._kept_alive = False
         #: When the request being answered began to arrive (its duration is logged).
         self._request_started = self._accepted
         self._dispatcher = dispatcher
@@ -151,9 +153,12 @@ class Connection:
             self._close_notify()
             self.sock.close()
 
-    def wake(self) -> None:
-        """Wake the loop if it is idle, so that a stopping server need not wait for it."""
-        if self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER):
+    def wake(self, new_too: bool) -> None:
+        """Wake the loop if it waits for a next request, so that a stopping server need not
+        wait for it; a new connection's (first request, handshake) only ``new_too``: a
+        server making way for a reload's answers each client that connected to it."""
+        if self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER) and (
+                new_too or self._kept_alive):
             self._shut_down_transport(socket.SHUT_RD)
 
     def abort(self) -> None:
@@ -238,22 +243,17 @@ class Connection:
         return True
 
     def _serve_requests(self) -> None:
-        # A new connection's first request is timed from the accept, so waiting before the
-        # first byte (or in the handshake) cannot buy a slow client a second full time-out.
-        started: Optional[float] = self._accepted
-        idle_timeout = started + self._config.request_head_timeout - time.monotonic()
         newcomers = self._newcomers
         while True:
             try:
-                request = self._read_request(idle_timeout, started)
+                request = self._read_request()
             except HTTPError as error:
                 self._refuse(error)
                 return
             if request is None:
                 return
-            if started is not None:
+            if not self._kept_alive:
                 self._under_way()
-            idle_timeout, started = self._config.keep_alive_timeout, None
             if not self._answer(request):
                 return
             if newcomers is not None and newcomers.waiting:
@@ -334,6 +334,7 @@ class Connection:
             return False
         self._send(response, request, keep_alive=keep_alive, client=client)
         if keep_alive:
+            self._kept_alive = True
             self._enter(State.IDLE)
             return True
         # Unread input (a body, pipelined requests) would turn the close into a reset.
@@ -367,14 +368,16 @@ class Connection:
                 self._metrics.tunnel_closed()
             self._log(request, response, down, f" up={up} down={down}", relayed=up)
 
-    def _read_request(self, idle_timeout: float, started: Optional[float]) -> Optional[Request]:
-        """The next request head, or None when the client closed or idled out.
+    def _read_request(self) -> Optional[Request]:
+        """The next request head, or None when the client closed or sent nothing in time.
 
-        The head must be complete ``request_head_timeout`` after ``started``, or, when that is
-        None, after its first byte arrived.
+        A new connection's first head must be complete ``request_head_timeout`` after the
+        accept, so that a slow client's wait (or handshake) buys it no second time-out; a
+        next head must begin within ``keep_alive_timeout``, which a stopping server cuts
+        short, and be complete ``request_head_timeout`` after its first byte.
         """
         buffer = self._head_bytes = self._buffer
-        deadline = None
+        deadline = None if self._kept_alive else self._accepted + self._config.request_head_timeout
         while True:
             if buffer:
                 if self.state is State.IDLE:
@@ -393,11 +396,10 @@ class Connection:
                     self._head_bytes = head
                     return parse_head(head, self._limits)
                 if deadline is None:
-                    deadline = ((time.monotonic() if started is None else started)
-                                + self._config.request_head_timeout)
-            chunk = self._receive(deadline, idle_timeout)
+                    deadline = time.monotonic() + self._config.request_head_timeout
+            chunk = self._receive(deadline, self._config.keep_alive_timeout)
             if chunk is None:
-                if deadline is None:
+                if not buffer:
                     return None
                 raise HTTPError(408, "The request head did not arrive in time.", close=True)
             if not chunk:

@@ -13,9 +13,10 @@ and SIGTERM stop accepting, wake idle keep-alive connections and give in-flight 
 ends the accept loop without stopping, so that :func:`nex.process.run.run_server` can hand
 the listener to a new server and :meth:`Server.retire` this one.  A retired server (and a
 worker that gets :data:`RETIRE_SIGNAL`, SIGUSR2, which the supervisor sends a worker it
-replaces on reload) stops the same way, except that CONNECT tunnels and WebSockets are left
-to drain on the old settings until they end or reach ``tunnel_idle``, as squid's
-reconfigure leaves them; a SIGINT or SIGTERM then cuts them.  With a trusted proxy's PROXY
+replaces on reload) stops the same way, except that a connection it accepted still gets
+the answer to its first request, and CONNECT tunnels and WebSockets are left to drain on
+the old settings until they end or reach ``tunnel_idle``, as squid's reconfigure leaves
+them; a SIGINT or SIGTERM then cuts them.  With a trusted proxy's PROXY
 protocol header, the client it carries is the one counted against the per-client cap.
 """
 
@@ -107,8 +108,9 @@ class Server:
                 self.listener.close()
             raise
         self.stopping = StopFlag()
-        #: Whether the stop leaves tunnels to end on their own (retired, RETIRE_SIGNAL).
-        self._drain_tunnels = False
+        #: Whether the stop makes way for a reload's server (retired, RETIRE_SIGNAL): tunnels
+        #: are left to end on their own, and new connections to send their first request.
+        self._making_way = False
         #: Set by :meth:`request_reload`: the accept loop ends, the connections go on.
         self.reload_requested = False
         self._supervised = supervised
@@ -246,8 +248,8 @@ class Server:
                     pass
 
     def handle_signal(self, signum: int, frame: Optional[object]) -> None:
-        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL leaving the
-        tunnels to drain); a SIGINT or SIGTERM after it cuts the draining tunnels.
+        """SIGINT/SIGTERM/RETIRE_SIGNAL: end the accept loop once (RETIRE_SIGNAL making way:
+        see :meth:`retire`); a SIGINT or SIGTERM after it stops the server as usual.
 
         A second Ctrl+C raises :class:`ForceStop`, once, and only until :meth:`serve_forever`
         has returned: any later signal changes nothing.  That is a SIGINT after a SIGINT or
@@ -265,12 +267,12 @@ class Server:
             if self.stopping.is_set() and not self._finished:
                 raise ForceStop()
         if not self.stopping.is_set():
-            self._drain_tunnels = signum == RETIRE_SIGNAL
+            self._making_way = signum == RETIRE_SIGNAL
             self.stopping.set()
             if self._in_accept:
                 raise _Stop()
         elif signum != RETIRE_SIGNAL:
-            self._drain_tunnels = False
+            self._making_way = False
 
     def carry_stop_from(self, old: "Server") -> None:
         """Take over the stop signals ``old`` got while this server was made to replace it
@@ -292,14 +294,16 @@ class Server:
     def retire(self) -> None:
         """Stop as on SIGTERM after a reload, leaving the listener open for the server that
         took it over: idle connections close, in-flight responses get ``shutdown_grace``,
-        and tunnels drain on the old settings."""
-        self._drain_tunnels = True
+        new connections get their first request answered, and tunnels drain on the old
+        settings."""
+        self._making_way = True
         self._shut_down(close_listener=False)
 
     def cut_tunnels(self) -> None:
-        """End the wait of a retired server's tunnels: they are cut like any transfer left
-        after the grace period (Nex is stopping)."""
-        self._drain_tunnels = False
+        """End the wait of a retired server's tunnels, and of its new connections for their
+        first request: they are cut like any transfer left after the grace period (Nex is
+        stopping)."""
+        self._making_way = False
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -427,16 +431,16 @@ class Server:
         deadline = time.monotonic() + self.config.shutdown_grace
         while self._wait_for_workers(deadline):
             connections = self._wake_all()
-            if self._drain_tunnels and all(connection.tunnelling for connection in connections):
+            if self._making_way and all(connection.tunnelling for connection in connections):
                 break  # only tunnels are left, and they may take their time
         with self._lock:
             left = list(self._live)
         tunnels = [connection for connection in left
-                   if self._drain_tunnels and connection.tunnelling]
+                   if self._making_way and connection.tunnelling]
         self._cut([connection for connection in left if connection not in tunnels])
         if tunnels:
             self._logger.warning(f"{len(tunnels)} tunnel(s) left to drain on the old settings")
-            while self._drain_tunnels and self._wait_for_workers(
+            while self._making_way and self._wait_for_workers(
                     time.monotonic() + _WAKE_INTERVAL_SECONDS):
                 pass
             with self._lock:
@@ -454,7 +458,7 @@ class Server:
         with self._lock:
             connections = list(self._live)
         for connection in connections:
-            connection.wake()
+            connection.wake(new_too=not self._making_way)
         return connections
 
     def _cut(self, connections: List[Connection]) -> None:

@@ -42,10 +42,11 @@ keeps dying within :data:`QUICK_EXIT_SECONDS` of its start is restarted after a 
 doubles up to :data:`MAX_RESTART_DELAY`.  SIGHUP reads the settings again (the same file and
 command-line overrides) and replaces the workers one by one: a new worker starts and is
 serving before an old one is told to stop, and the old one stops as on SIGTERM, so it
-finishes the responses it has in flight but closes idle keep-alive connections, and a
-connection it accepted whose request has not arrived yet; its CONNECT tunnels and
-WebSockets, though, drain on the old settings until they end or reach ``tunnel_idle`` (it is
-told with :data:`~nex.process.signals.RETIRE_SIGNAL`).  Fewer workers than before close the
+finishes the responses it has in flight and closes idle keep-alive connections.  It makes
+way rather than stops, though (it is told with :data:`~nex.process.signals.RETIRE_SIGNAL`):
+a connection it accepted still gets the answer to its first request, however late within
+``request_head`` that comes, and its CONNECT tunnels and WebSockets drain on the old
+settings until they end or reach ``tunnel_idle``.  Fewer workers than before close the
 surplus listeners, resetting connections that wait in them.  Settings that fail their
 checks, or that change ``bind`` or ``port``, leave the running workers alone and are
 reported in one log line.  A worker whose supervisor has gone away (even by SIGKILL) stops

@@ -21,7 +21,8 @@ from tests.support.live import (REQUEST, HELLO, LARGE, large_root, stalled_downl
                                 send_and_read, connect, process_status, open_descriptors,
                                 resources, wait_for_resources, make_site, LiveServerTest, head,
                                 fetch_all_at_once, temp_root,
-                                alpha_root, hold_a_request, check_reloaded, get)
+                                alpha_root, hold_a_request, check_reloaded, get,
+                                reload_under_traffic)
 from tests.support.proxy import (BACKLOG, Exchange, ThenClose, Answer, ok, RawOrigin, duplex,
                                  free_port, proxy_settings, make_root, ProxyTestCase, EchoOrigin,
                                  ThreadedOrigin, read_head, open_tunnel, receive_exactly)

@@ -7,12 +7,14 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
+import time
 import unittest
 import uuid
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from tests.support.server import (COMBINED_LOG_LINE, SOCKET_TIMEOUT, NexServer, ResponseReader,
                                   read_all, wait_until)
@@ -22,6 +24,8 @@ REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
 HELLO = b"hello, world\n"
 #: The size of ``large.bin``: far more than the sockets' buffers hold.
 LARGE = 64 * 1024 * 1024
+#: How long a client of :func:`reload_under_traffic` waits between its handshake and its request.
+_LATENCY_SECONDS = 0.05
 
 
 # --- Reading what the server sends -----------------------------------------------------------
@@ -340,6 +344,60 @@ def check_reloaded(test: unittest.TestCase, server: NexServer, kept: socket.sock
     test.assertEqual((status, headers["cache-control"], headers["connection"], body),
                      (200, "no-cache", "close", b"alpha"))
     test.assertEqual(read_all(kept), b"")
+
+
+def reload_under_traffic(test: unittest.TestCase, server: NexServer,
+                         reloads_done: Callable[[], int], reloads: int = 10,
+                         clients: int = 4) -> None:
+    """Send ``server`` (serving ``a.txt``, see :func:`alpha_root`) ``reloads`` SIGHUPs, one
+    after another, while ``clients`` threads keep opening new connections, each sending one
+    GET and reading the whole response; fail ``test`` unless every one of them was a 200 with
+    the file.  ``reloads_done()`` counts the reloads the server has reported so far.
+
+    A reload replaces a server that has just accepted connections whose requests it has not
+    read yet; each reload waits for requests answered after the one before, so that every
+    replaced server has such connections in hand.  Each client pauses between its handshake
+    and its request, as a network's latency makes it pause: the server then often holds
+    connections whose requests have not arrived.
+    """
+    failures: List[str] = []
+    answered = [0]
+    done = threading.Event()
+
+    def client(number: int) -> None:
+        while not done.is_set():
+            try:
+                with server.connect() as sock:
+                    time.sleep(_LATENCY_SECONDS)
+                    sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                    outcome = ResponseReader(sock).read()
+            except OSError as error:
+                failures.append(f"client {number}: {error!r}")
+                continue
+            if outcome[0] != 200 or outcome[2] != b"alpha":
+                failures.append(f"client {number}: {outcome[0]} {outcome[2]!r}")
+            answered[0] += 1
+
+    threads = [threading.Thread(target=client, args=(number,), daemon=True)
+               for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        already = reloads_done()
+        for reload in range(1, reloads + 1):
+            before = answered[0]
+            wait_until(lambda: answered[0] >= before + 2 * clients,
+                       what="requests answered between reloads")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: reloads_done() >= already + reload, what=f"reload {reload}")
+        before = answered[0]
+        wait_until(lambda: answered[0] >= before + 2 * clients,
+                   what="requests answered after the last reload")
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(SOCKET_TIMEOUT)
+    test.assertEqual(failures, [])
 
 
 def get(server: NexServer, path: str = "/a.txt") -> Tuple[int, Dict[str, str], bytes]:
