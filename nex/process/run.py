@@ -9,9 +9,9 @@ it short (one line, no traceback), 2 when it cannot start.
 does for its workers: a new :class:`Server` with the new settings, templates, log files and
 TLS pair takes over the listener, and the old one is retired as a replaced worker is: it
 finishes its responses in flight within ``shutdown_grace``, answers the first request of
-each connection it accepted, closes idle keep-alive connections, then closes its logs.  Settings that fail their checks, or that change
-``bind``, ``port`` or ``workers``, leave the running server alone, with one line in the
-error log.  A TLS pair that does not load leaves the previous pair serving (one line), and
+each connection it accepted, closes idle keep-alive connections, then closes its logs.
+Settings that fail their checks, or that change ``bind``, ``port`` or ``workers``, leave the
+running server alone, with one line in the error log.  A TLS pair that does not load leaves the previous pair serving (one line), and
 the other settings apply.  Workers get no ``load``: their supervisor replaces them instead.
 
 **systemd and logs.**  A lone Nex serves on the socket systemd passed, if any, and tells
