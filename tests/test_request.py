@@ -635,6 +635,20 @@ class HeadersTest(unittest.TestCase):
                 self.assertEqual(headers.without(frozenset()), self.PAIRS)
                 self.assertEqual(headers.items(), self.PAIRS)  # the original is untouched
 
+    def test_lines_without_drops_the_names_lines_and_keeps_the_rest_as_received(self) -> None:
+        for how, headers in self.both():
+            with self.subTest(how):
+                self.assertEqual(headers.lines_without(frozenset({"x-twice", "absent"})),
+                                 ["Host: a", "Accept: */*"])
+                self.assertEqual(headers.lines_without(frozenset({"host"})),
+                                 ["X-Twice: 1", "Accept: */*", "x-twice: 2", "X-Twice: 1"])
+                self.assertEqual(headers.lines_without(frozenset({"x-twice"})),
+                                 ["Host: a", "Accept: */*"])  # and again: nothing was changed
+        spaced = parse_head(b"GET / HTTP/1.1\r\nHost:a\r\nX-One:\t 1 \t\r\nX-Gone: 1\r\n\r\n",
+                            HeadLimits()).headers
+        self.assertEqual(spaced.lines_without(frozenset({"x-gone"})),
+                         ["Host:a", "X-One:\t 1 \t"])
+
 
 class RememberedHeadsTest(unittest.TestCase):
     """The last heads parsed are remembered: never across limits, never a refusal."""

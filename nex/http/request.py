@@ -36,14 +36,17 @@ class Headers:
     ``(name, value)`` pairs in order.
     """
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items", "_index", "_lines")
 
     def __init__(self, items: List[Tuple[str, str]],
-                 index: Optional[Dict[str, List[Tuple[str, str]]]] = None) -> None:
+                 index: Optional[Dict[str, List[Tuple[str, str]]]] = None,
+                 lines: Optional[List[str]] = None) -> None:
         """``items`` as sent; ``index`` holds the very same pairs by lower-case name, when the
         caller built it already (:func:`parse_fields` does, in its one pass over the
-        lines)."""
+        lines); ``lines`` the field lines ``items`` were parsed from, one each, without
+        their CRLF, when they passed the field grammar whole."""
         self._items = items
+        self._lines = lines
         if index is None:
             index = {}
             for field in items:
@@ -81,6 +84,29 @@ class Headers:
             for field in self._index[key]:
                 kept.remove(field)  # equal pairs have the same name, and all go
         return kept
+
+    def lines_without(self, lowercase_names: AbstractSet[str]) -> List[str]:
+        """The field lines, without their CRLF, less those whose names are in
+        ``lowercase_names``: as they were received when they were parsed (so nothing is
+        formatted again), else ``name: value``.  As :meth:`without`, only the fields named
+        are looked at."""
+        lines = self._lines
+        lines = ([f"{name}: {value}" for name, value in self._items] if lines is None
+                 else list(lines))
+        removed = self._index.keys() & lowercase_names
+        if removed:
+            items = self._items
+            positions = set()
+            for key in removed:
+                for field in self._index[key]:
+                    # Equal pairs each have a line of their own: the next one not taken.
+                    position = items.index(field)
+                    while position in positions:
+                        position = items.index(field, position + 1)
+                    positions.add(position)
+            for position in sorted(positions, reverse=True):
+                del lines[position]
+        return lines
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
@@ -442,7 +468,7 @@ def parse_fields(section: str, request: bool = True) -> Headers:
                 index[key] = [field]
             else:
                 fields.append(field)
-        return Headers(items, index)
+        return Headers(items, index, lines)
     # Find the offending line, for the error's detail.
     refuse_bare_cr_lf(section, request)
     return Headers([parse_field_line(line) for line in lines])

@@ -75,7 +75,12 @@ def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
     ``Connection`` (or itself twice) is just one more name in a set.
     """
     headers = _as_headers(fields)
-    return headers.without(HOP_BY_HOP.union(also, connection_options(headers)))
+    return headers.without(_not_forwarded(headers, also))
+
+
+def _not_forwarded(headers: Headers, also: FrozenSet[str]) -> FrozenSet[str]:
+    """The lower-case names of :func:`end_to_end_fields`' removals from ``headers``."""
+    return HOP_BY_HOP.union(also, connection_options(headers))
 
 
 #: What no response passes on as the origin sent it, beyond the hop-by-hop fields: the
@@ -253,7 +258,8 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
       ``Proxy-Authorization``.
     * ``Host: host_header`` comes first: the target URI's authority, whatever Host the client
       sent (RFC 9112 §3.2.2).
-    * The end-to-end ``fields`` follow in order, without ``Host`` and ``Content-Length``, and
+    * The end-to-end ``fields`` follow in order (each line as received, when ``fields`` is a
+      parsed head's), without ``Host`` and ``Content-Length``, and
       without ``Expect: 100-continue``: Nex streams the body at once and skips interim
       responses, so an origin waiting for its own go-ahead would only add a delay.
     * ``Max-Forwards`` of OPTIONS and TRACE goes on one lower; the caller answers the request
@@ -282,11 +288,11 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     if parent_authorization is not None:
         lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
     replaced = _REPLACED_IN_REQUEST if forwards is None else _REPLACED_WITH_MAX_FORWARDS
-    kept = end_to_end_fields(headers, replaced)
     if "Expect" in headers:
-        kept = [(name, value) for name, value in kept
-                if name.lower() != "expect" or value.lower() != "100-continue"]
-    lines += [f"{name}: {value}" for name, value in kept]
+        lines += [f"{name}: {value}" for name, value in end_to_end_fields(headers, replaced)
+                  if name.lower() != "expect" or value.lower() != "100-continue"]
+    else:
+        lines += headers.lines_without(_not_forwarded(headers, replaced))
     if forwards is not None:
         lines.append(f"Max-Forwards: {forwards - 1}")
     if via:
@@ -378,28 +384,27 @@ class RequestHeads:
 
 class Relayed(NamedTuple):
     """What an origin response passes on of its fields, worked out once per response head
-    (see :func:`relayed_fields`): the ``fields`` kept, the same as ``text`` (their lines as
-    the writer sends them, each ending in CRLF), and whether one was ``Date``."""
+    (see :func:`relayed_fields`): the ``text`` of the fields kept (their lines as the writer
+    sends them, each ending in CRLF), and whether one was ``Date``."""
 
-    fields: Tuple[Tuple[str, str], ...]
     text: str
     dated: bool
 
 
 def relayed_fields(origin_fields: Fields) -> Relayed:
     """The origin response's fields that reach the client as they are: without the
-    hop-by-hop ones and ``Content-Length``, in their order and spelling.
+    hop-by-hop ones and ``Content-Length``, in their order, each line as it was received.
 
     ``ValueError`` for a CR, LF or NUL in a name or value: the text goes on as it is
     (:attr:`nex.http.response.Response.made_fields`), so nothing in it may split the response.
     (The parser refuses an origin's head with any of them already.)
     """
     headers = _as_headers(origin_fields)
-    kept = tuple(end_to_end_fields(headers, _NOT_RELAYED))
-    text = "".join([f"{name}: {value}\r\n" for name, value in kept])
-    if text.count("\n") != len(kept) or text.count("\r") != len(kept) or "\0" in text:
-        raise ValueError(f"unsafe characters in relayed fields {kept!r}")
-    return Relayed(kept, text, "Date" in headers)
+    lines = headers.lines_without(_not_forwarded(headers, _NOT_RELAYED))
+    text = "\r\n".join(lines) + "\r\n" if lines else ""
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
+        raise ValueError(f"unsafe characters in relayed fields {lines!r}")
+    return Relayed(text, "Date" in headers)
 
 
 def added_response_fields(relayed: Relayed, via: Optional[str],
