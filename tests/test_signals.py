@@ -21,7 +21,8 @@ from nex.process.assembly import assemble
 from nex.process.listener import ForceStop, Server
 from nex.process.signals import FORCE_SIGNAL
 from nex.process.log import Logger
-from tests.support import LARGE, REPO, SOCKET_TIMEOUT, NexServer, in_process_server, quiet_config
+from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
+                           in_process_server, quiet_config, read_all)
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
                            reload_under_traffic, run_server, running, stalled_download,
                            wait_until)
@@ -59,6 +60,27 @@ class SingleProcessReloadTest(unittest.TestCase):
         server = self.server
         reload_under_traffic(self, server,
                              lambda: server.access_log().count("settings reloaded"))
+
+    def test_a_pipelined_request_does_not_cut_short_the_answer_before_it(self) -> None:
+        # The replaced server closed the connection after its answer with the client's
+        # next request unread in the socket: the reset that made destroyed the part of the
+        # answer not yet sent, and the next request went unanswered.
+        server = self.server
+        size = 8 * 1024 * 1024  # more than the sockets' buffers take at once
+        with open(os.path.join(self.root, "big.bin"), "wb") as out:
+            out.truncate(size)
+        with server.connect() as sock:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+            reader = ResponseReader(sock)
+            reader.buffer = sock.recv(1024)  # it is answering, the request read
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            server.signal(signal.SIGHUP)
+            server.wait_for_access_log(lambda text: "settings reloaded" in text)
+            status, headers, body = reader.read()
+            self.assertEqual((status, len(body)), (200, size))
+            status, headers, body = reader.read()
+            self.assertEqual((status, headers["connection"], body), (200, "close", b"alpha"))
+            self.assertEqual(read_all(sock), b"")
 
     def test_broken_settings_keep_the_running_ones_with_one_line(self) -> None:
         server = self.server
