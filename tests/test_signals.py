@@ -16,7 +16,7 @@ import unittest
 from typing import Callable, List, Optional, Tuple
 from unittest import mock
 
-from nex.process import run
+from nex.process import listener, run
 from nex.process.assembly import assemble
 from nex.process.listener import ForceStop, Server
 from nex.process.signals import FORCE_SIGNAL
@@ -497,6 +497,39 @@ class ReloadRaceTest(unittest.TestCase):
         self.assertTrue(new.stopping.is_set())
         new.serve_forever()  # returns at once, stopping
         new.logger.close()
+
+
+class RetiredServerStopTest(unittest.TestCase):
+    """Stopping a lone Nex after a reload ends at once what its retired servers still wait
+    for, as it ends the new server's own waits: one server after another each took up to
+    a wake interval (half a second) more, so that a stop after a few reloads, each with a
+    browser's silent pre-connection, took seconds."""
+
+    def test_a_stop_ends_the_wait_for_a_first_request_at_once(self) -> None:
+        config = quiet_config(self, request_head_timeout=60, shutdown_grace=60)
+        server = in_process_server(self, config)
+        self.addCleanup(server.listener.close)
+        wakeup, woken = os.pipe()
+        for fd in (wakeup, woken):
+            os.set_blocking(fd, False)
+            self.addCleanup(os.close, fd)
+        serving = threading.Thread(target=server.serve_forever, args=(wakeup,), daemon=True)
+        serving.start()
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT)
+        self.addCleanup(client.close)
+        wait_until(lambda: server._live, what="the connection to be accepted")
+        server.reload_requested = True  # as SIGHUP does, and the signal's wake-up
+        os.write(woken, b"\0")
+        serving.join(SOCKET_TIMEOUT)
+        # Far longer than the test waits: only being told ends the retired server's wait.
+        with mock.patch.object(listener, "_WAKE_INTERVAL_SECONDS", 60):
+            retiring = threading.Thread(target=server.retire, daemon=True)
+            retiring.start()
+            wait_until(lambda: server.stopping.is_set(), what="the retired server to stop")
+            server.cut_tunnels()  # what stopping Nex does
+            retiring.join(SOCKET_TIMEOUT / 2)
+        self.assertFalse(retiring.is_alive(), "the retired server still waits")
+        self.assertEqual(read_all(client), b"")
 
 
 class WebDavLocksReloadTest(unittest.TestCase):
