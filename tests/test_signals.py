@@ -24,8 +24,8 @@ from nex.process.log import Logger
 from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
                            in_process_server, quiet_config, read_all)
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
-                           reload_under_traffic, run_server, running, stalled_download,
-                           wait_until)
+                           open_descriptors, reload_under_traffic, run_server, running,
+                           stalled_download, wait_until)
 from tests.support.access import write_users
 
 
@@ -117,6 +117,29 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertIn("workers changes only when Nex restarts", server.error_log())
         self.assertEqual(get(server)[2], b"alpha")
         self.assertEqual(children(server.pid), set())
+
+
+class SilentConnectionReloadTest(unittest.TestCase):
+    """A connection the replaced server accepted and waited for in vain is closed at the end
+    of ``shutdown_grace`` as it was sent: silently."""
+
+    def test_a_silent_connection_is_no_transfer_still_busy(self) -> None:
+        # With request_head longer than shutdown_grace, each reload while a browser held a
+        # silent pre-connection logged "1 connection(s) still busy after the shutdown
+        # grace period": a warning for nothing that went wrong.
+        server = NexServer(alpha_root(self), settings={
+            "timeouts": {"request_head": 60, "shutdown_grace": 1}})
+        self.addCleanup(server.stop)
+        server.start()
+        before = open_descriptors(server.pid)
+        with server.connect() as silent:
+            wait_until(lambda: open_descriptors(server.pid) > before,
+                       what="the connection to be accepted")
+            server.signal(signal.SIGHUP)
+            self.assertEqual(read_all(silent), b"")  # at the end of shutdown_grace
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait(), 0)
+        self.assertEqual(server.error_log(), "")
 
 
 class _FifoReader:

@@ -133,6 +133,12 @@ class Connection:
         return self.state is State.TUNNEL
 
     @property
+    def waiting(self) -> bool:
+        """Whether the connection waits for the client to begin: a request, the TLS
+        handshake or the PROXY header (nothing of it is under way)."""
+        return self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER)
+
+    @property
     def busy(self) -> bool:
         """Whether a request is being answered (a stopping server waits for these)."""
         return self.state in (State.ANSWERING, State.SENDING, State.TUNNEL)
@@ -158,8 +164,7 @@ class Connection:
         """Wake the loop if it waits for a next request, so that a stopping server need not
         wait for it; a new connection's (first request, handshake) only ``new_too``: a
         server making way for a reload's answers each client that connected to it."""
-        if self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER) and (
-                new_too or self._kept_alive):
+        if self.waiting and (new_too or self._kept_alive):
             self._shut_down_transport(socket.SHUT_RD)
 
     def abort(self) -> None:
