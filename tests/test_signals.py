@@ -16,15 +16,16 @@ import unittest
 from typing import Callable, List, Optional, Tuple
 from unittest import mock
 
-from nex.process import run
+from nex.process import listener, run
 from nex.process.assembly import assemble
 from nex.process.listener import ForceStop, Server
 from nex.process.signals import FORCE_SIGNAL
 from nex.process.log import Logger
-from tests.support import LARGE, REPO, SOCKET_TIMEOUT, NexServer, in_process_server, quiet_config
+from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
+                           in_process_server, quiet_config, read_all)
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
-                           reload_under_traffic, run_server, running, stalled_download,
-                           wait_until)
+                           open_descriptors, reload_under_traffic, run_server, running,
+                           stalled_download, wait_until)
 from tests.support.access import write_users
 
 
@@ -59,6 +60,27 @@ class SingleProcessReloadTest(unittest.TestCase):
         server = self.server
         reload_under_traffic(self, server,
                              lambda: server.access_log().count("settings reloaded"))
+
+    def test_a_pipelined_request_does_not_cut_short_the_answer_before_it(self) -> None:
+        # The replaced server closed the connection after its answer with the client's
+        # next request unread in the socket: the reset that made destroyed the part of the
+        # answer not yet sent, and the next request went unanswered.
+        server = self.server
+        size = 8 * 1024 * 1024  # more than the sockets' buffers take at once
+        with open(os.path.join(self.root, "big.bin"), "wb") as out:
+            out.truncate(size)
+        with server.connect() as sock:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+            reader = ResponseReader(sock)
+            reader.buffer = sock.recv(1024)  # it is answering, the request read
+            sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+            server.signal(signal.SIGHUP)
+            server.wait_for_access_log(lambda text: "settings reloaded" in text)
+            status, headers, body = reader.read()
+            self.assertEqual((status, len(body)), (200, size))
+            status, headers, body = reader.read()
+            self.assertEqual((status, headers["connection"], body), (200, "close", b"alpha"))
+            self.assertEqual(read_all(sock), b"")
 
     def test_broken_settings_keep_the_running_ones_with_one_line(self) -> None:
         server = self.server
@@ -95,6 +117,29 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertIn("workers changes only when Nex restarts", server.error_log())
         self.assertEqual(get(server)[2], b"alpha")
         self.assertEqual(children(server.pid), set())
+
+
+class SilentConnectionReloadTest(unittest.TestCase):
+    """A connection the replaced server accepted and waited for in vain is closed at the end
+    of ``shutdown_grace`` as it was sent: silently."""
+
+    def test_a_silent_connection_is_no_transfer_still_busy(self) -> None:
+        # With request_head longer than shutdown_grace, each reload while a browser held a
+        # silent pre-connection logged "1 connection(s) still busy after the shutdown
+        # grace period": a warning for nothing that went wrong.
+        server = NexServer(alpha_root(self), settings={
+            "timeouts": {"request_head": 60, "shutdown_grace": 1}})
+        self.addCleanup(server.stop)
+        server.start()
+        before = open_descriptors(server.pid)
+        with server.connect() as silent:
+            wait_until(lambda: open_descriptors(server.pid) > before,
+                       what="the connection to be accepted")
+            server.signal(signal.SIGHUP)
+            self.assertEqual(read_all(silent), b"")  # at the end of shutdown_grace
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait(), 0)
+        self.assertEqual(server.error_log(), "")
 
 
 class _FifoReader:
@@ -475,6 +520,39 @@ class ReloadRaceTest(unittest.TestCase):
         self.assertTrue(new.stopping.is_set())
         new.serve_forever()  # returns at once, stopping
         new.logger.close()
+
+
+class RetiredServerStopTest(unittest.TestCase):
+    """Stopping a lone Nex after a reload ends at once what its retired servers still wait
+    for, as it ends the new server's own waits: one server after another each took up to
+    a wake interval (half a second) more, so that a stop after a few reloads, each with a
+    browser's silent pre-connection, took seconds."""
+
+    def test_a_stop_ends_the_wait_for_a_first_request_at_once(self) -> None:
+        config = quiet_config(self, request_head_timeout=60, shutdown_grace=60)
+        server = in_process_server(self, config)
+        self.addCleanup(server.listener.close)
+        wakeup, woken = os.pipe()
+        for fd in (wakeup, woken):
+            os.set_blocking(fd, False)
+            self.addCleanup(os.close, fd)
+        serving = threading.Thread(target=server.serve_forever, args=(wakeup,), daemon=True)
+        serving.start()
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT)
+        self.addCleanup(client.close)
+        wait_until(lambda: server._live, what="the connection to be accepted")
+        server.reload_requested = True  # as SIGHUP does, and the signal's wake-up
+        os.write(woken, b"\0")
+        serving.join(SOCKET_TIMEOUT)
+        # Far longer than the test waits: only being told ends the retired server's wait.
+        with mock.patch.object(listener, "_WAKE_INTERVAL_SECONDS", 60):
+            retiring = threading.Thread(target=server.retire, daemon=True)
+            retiring.start()
+            wait_until(lambda: server.stopping.is_set(), what="the retired server to stop")
+            server.cut_tunnels()  # what stopping Nex does
+            retiring.join(SOCKET_TIMEOUT / 2)
+        self.assertFalse(retiring.is_alive(), "the retired server still waits")
+        self.assertEqual(read_all(client), b"")
 
 
 class WebDavLocksReloadTest(unittest.TestCase):

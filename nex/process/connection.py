@@ -32,6 +32,7 @@ directions, set before each receive and each response.
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -132,6 +133,12 @@ class Connection:
         return self.state is State.TUNNEL
 
     @property
+    def waiting(self) -> bool:
+        """Whether the connection waits for the client to begin: a request, the TLS
+        handshake or the PROXY header (nothing of it is under way)."""
+        return self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER)
+
+    @property
     def busy(self) -> bool:
         """Whether a request is being answered (a stopping server waits for these)."""
         return self.state in (State.ANSWERING, State.SENDING, State.TUNNEL)
@@ -157,8 +164,7 @@ class Connection:
         """Wake the loop if it waits for a next request, so that a stopping server need not
         wait for it; a new connection's (first request, handshake) only ``new_too``: a
         server making way for a reload's answers each client that connected to it."""
-        if self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER) and (
-                new_too or self._kept_alive):
+        if self.waiting and (new_too or self._kept_alive):
             self._shut_down_transport(socket.SHUT_RD)
 
     def abort(self) -> None:
@@ -337,8 +343,11 @@ class Connection:
             self._kept_alive = True
             self._enter(State.IDLE)
             return True
-        # Unread input (a body, pipelined requests) would turn the close into a reset.
-        if (body is not None and not body.done) or response.status >= 400 or self._buffer:
+        # Unread input (a body, pipelined requests) would turn the close into a reset, which
+        # destroys what the socket has not sent yet; a client that asked to keep the
+        # connection may have sent its next request already.
+        if ((body is not None and not body.done) or response.status >= 400 or self._buffer
+                or (request.keep_alive and self._input_waiting())):
             self._linger()
         return False
 
@@ -412,10 +421,12 @@ class Connection:
         timed out.
 
         Without a ``deadline`` the connection is idle: it waits ``idle_timeout`` and a
-        stopping server ends the wait.  ``flags`` go to ``recv`` (MSG_PEEK before TLS).
+        stopping server ends the wait, unless the client has sent something already.
+        ``flags`` go to ``recv`` (MSG_PEEK before TLS).
         """
         if deadline is None:
-            if self._stopping.is_set():
+            # A next request already sent is arriving, not idle: it gets its answer.
+            if self._stopping.is_set() and not self._input_waiting():
                 return b""
             timeout = idle_timeout
         else:
@@ -432,6 +443,15 @@ class Connection:
             return self.sock.recv(size, flags)
         except TIMED_OUT:  # SO_RCVTIMEO, or a TLS socket's own time-out, ran out
             return None
+
+    def _input_waiting(self) -> bool:
+        """Whether the client has sent bytes not read yet, or closed its side, seen without
+        waiting."""
+        if self.encrypted and self.sock.pending():
+            return True  # decrypted already
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def _receive_body(self, deadline: float) -> bytes:
         """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).

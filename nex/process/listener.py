@@ -302,8 +302,11 @@ class Server:
     def cut_tunnels(self) -> None:
         """End the wait of a retired server's tunnels, and of its new connections for their
         first request: they are cut like any transfer left after the grace period (Nex is
-        stopping)."""
+        stopping), at once rather than at the stop's next wake-up."""
         self._making_way = False
+        self._wake_all()
+        with self._lock:
+            self._ended.notify_all()
 
     def stop(self) -> None:
         """Ask the accept loop to end (safe from any thread)."""
@@ -462,10 +465,14 @@ class Server:
         return connections
 
     def _cut(self, connections: List[Connection]) -> None:
-        """Abort ``connections``, still busy after the grace period, and let them log."""
-        if connections:
-            self._logger.warning(f"{len(connections)} connection(s) still busy after the "
+        """Abort ``connections``, left after the grace period, and let them log; those that
+        still wait for their client to begin (a retired server's silent new connection)
+        are closed without a warning, as a stop closes them."""
+        busy = [connection for connection in connections if not connection.waiting]
+        if busy:
+            self._logger.warning(f"{len(busy)} connection(s) still busy after the "
                                  "shutdown grace period; closing them")
+        if connections:
             for connection in connections:
                 connection.abort()
             self._wait_for_workers(time.monotonic() + _ABORT_WAIT_SECONDS)
