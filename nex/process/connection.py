@@ -32,7 +32,6 @@ directions, set before each receive and each response.
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -41,13 +40,14 @@ from nex.http.body import BodyReader
 from nex.site.routing import Dispatcher
 from nex.http.errors import HTTPError
 from nex.process.gone import ClientGone, client_gone
-from nex.process.log import Logger
+from nex.process.log import Logger, first_line
 from nex.http.framing import HeadLimits
 from nex.http.request import HeadScanner, Request, expects_continue, parse_head
 from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval, write_interim, \
     write_response
 from nex.process.metrics import Metrics
-from nex.process.newcomers import Newcomers, already_sent
+from nex.process.newcomers import Newcomers
+from nex.process.unread import already_sent, input_waiting
 from nex.process.proxy_intake import take_proxy_header
 from nex.process.states import TRANSITIONS, State, StopFlag, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
@@ -89,10 +89,10 @@ class Connection:
         self.encrypted = False
         self._tls = tls
         self._owes_close_notify = False
-        #: When the socket was accepted (``time.monotonic()``): the first head's deadline
-        #: counts from here.
+        #: When the socket was accepted (``time.monotonic()``), which the first head's
+        #: deadline counts from; ``_kept_alive``: whether a response went out and the
+        #: connection stayed open for another request.
         self._accepted = time.monotonic() if accepted is None else accepted
-        #: Whether a response went out and the connection stayed open for another request.
         self._kept_alive = False
         #: When the request being answered began to arrive (its duration is logged).
         self._request_started = self._accepted
@@ -108,8 +108,7 @@ class Connection:
         self._receive_timeout = -1.0
         #: The body reader of the request being answered, for the bytes it took in.
         self._body: Optional[BodyReader] = None
-        #: Counts the body bytes of the response being sent; one per connection, reset per
-        #: response.
+        #: Counts the body bytes of the response being sent (one, reset per response).
         self._progress = Progress()
         #: Strict-Transport-Security for Nex's own responses over TLS (RFC 6797 §7.2: never
         #: over plain HTTP); None when it is not sent.
@@ -134,8 +133,7 @@ class Connection:
 
     @property
     def waiting(self) -> bool:
-        """Whether the connection waits for the client to begin: a request, the TLS
-        handshake or the PROXY header (nothing of it is under way)."""
+        """Whether the client has yet to begin a request, the TLS handshake or PROXY header."""
         return self.state in (State.IDLE, State.HANDSHAKING, State.PROXY_HEADER)
 
     @property
@@ -172,11 +170,9 @@ class Connection:
         self._shut_down_transport(socket.SHUT_RDWR)
 
     def _shut_down_transport(self, how: int) -> None:
-        """Shut the TCP connection down from another thread.
-
-        ``SSLSocket.shutdown`` would also drop the TLS layer under the worker, which could
-        then read ciphertext as if it were a request: the plain socket's method leaves it.
-        """
+        """Shut the TCP connection down from another thread.  ``SSLSocket.shutdown`` would
+        also drop the TLS layer under the worker, which could then read ciphertext as if it
+        were a request: the plain socket's method leaves it."""
         try:
             socket.socket.shutdown(self.sock, how)
         except OSError:
@@ -343,11 +339,10 @@ class Connection:
             self._kept_alive = True
             self._enter(State.IDLE)
             return True
-        # Unread input (a body, pipelined requests) would turn the close into a reset, which
-        # destroys what the socket has not sent yet; a client that asked to keep the
-        # connection may have sent its next request already.
+        # Unread input (a body, pipelined requests, a next request of a client that asked for
+        # keep-alive) would turn the close into a reset, destroying what is not sent yet.
         if ((body is not None and not body.done) or response.status >= 400 or self._buffer
-                or (request.keep_alive and self._input_waiting())):
+                or (request.keep_alive and input_waiting(self.sock, self.encrypted))):
             self._linger()
         return False
 
@@ -417,8 +412,7 @@ class Connection:
 
     def _receive(self, deadline: Optional[float], idle_timeout: float,
                  size: int = _RECV_SIZE, flags: int = 0) -> Optional[bytes]:
-        """Up to ``size`` bytes from the client; b"" when it closed; None when the wait
-        timed out.
+        """Up to ``size`` bytes from the client; b"" when it closed; None when time ran out.
 
         Without a ``deadline`` the connection is idle: it waits ``idle_timeout`` and a
         stopping server ends the wait, unless the client has sent something already.
@@ -426,7 +420,7 @@ class Connection:
         """
         if deadline is None:
             # A next request already sent is arriving, not idle: it gets its answer.
-            if self._stopping.is_set() and not self._input_waiting():
+            if self._stopping.is_set() and not input_waiting(self.sock, self.encrypted):
                 return b""
             timeout = idle_timeout
         else:
@@ -443,15 +437,6 @@ class Connection:
             return self.sock.recv(size, flags)
         except TIMED_OUT:  # SO_RCVTIMEO, or a TLS socket's own time-out, ran out
             return None
-
-    def _input_waiting(self) -> bool:
-        """Whether the client has sent bytes not read yet, or closed its side, seen without
-        waiting."""
-        if self.encrypted and self.sock.pending():
-            return True  # decrypted already
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(0))
 
     def _receive_body(self, deadline: float) -> bytes:
         """Bytes of a request body, or 408 once ``deadline`` passed (for a body reader).
@@ -562,7 +547,7 @@ class Connection:
             self._metrics.request_done(request, response, sent, received, len(self._head_bytes))
         if request is None:
             client, referer, agent = self.client, None, None
-            request_line = _first_line(self._head_bytes) if self._head_bytes else "-"
+            request_line = first_line(self._head_bytes) if self._head_bytes else "-"
         else:
             client = client or self._client_of(request)
             request_line = request.request_line
@@ -613,8 +598,3 @@ class Connection:
             self._receive_timeout = -1.0
             send_close_notify(self.sock)
 
-
-def _first_line(data: Union[bytes, bytearray]) -> str:
-    """The start of ``data``'s first line, for logging a request that could not be parsed."""
-    end = data.find(b"\r\n", 0, 1024)
-    return data[:end if end >= 0 else 1024].lstrip(b"\r\n").decode("latin-1")

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from nex.http.dates import clf_time_now, format_clf_time
 from nex.process.config import Config
@@ -61,6 +61,12 @@ def escape_log_text(text: str) -> str:
     if _UNSAFE_LOG_TEXT.search(text) is None:
         return text
     return _UNSAFE_LOG_TEXT.sub(_escape_char, text)
+
+
+def first_line(data: Union[bytes, bytearray]) -> str:
+    """The start of ``data``'s first line, for logging a request that could not be parsed."""
+    end = data.find(b"\r\n", 0, 1024)
+    return data[:end if end >= 0 else 1024].lstrip(b"\r\n").decode("latin-1")
 
 
 def _escape_char(match: "re.Match[str]") -> str:

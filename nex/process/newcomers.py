@@ -23,9 +23,7 @@ for a byte, and no keep-alive request waits more than :data:`YIELD_SECONDS` in a
 
 from __future__ import annotations
 
-import socket
 import threading
-from typing import Optional
 
 #: The longest a keep-alive connection's next request waits for newcomers.
 YIELD_SECONDS = 0.25
@@ -64,15 +62,3 @@ class Newcomers:
         """Wait until no newcomer is left, at most :attr:`yield_seconds`."""
         self._none_waiting.wait(self.yield_seconds)
 
-
-def already_sent(sock: socket.socket, size: int, flags: int = 0) -> Optional[bytes]:
-    """What ``sock.recv(size, flags)`` gives when it need not wait for the client, else None
-    (and nothing is taken).  A ``MSG_WAITALL`` read (the PROXY header's) needs all ``size``
-    bytes there, so they are peeked at first: a read without waiting would return fewer."""
-    try:
-        if flags & socket.MSG_WAITALL and len(
-                sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)) < size:
-            return None
-        return sock.recv(size, flags | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return None

@@ -11,8 +11,9 @@ TLS pair takes over the listener, and the old one is retired as a replaced worke
 finishes its responses in flight within ``shutdown_grace``, answers the first request of
 each connection it accepted, closes idle keep-alive connections, then closes its logs.
 Settings that fail their checks, or that change ``bind``, ``port`` or ``workers``, leave the
-running server alone, with one line in the error log.  A TLS pair that does not load leaves the previous pair serving (one line), and
-the other settings apply.  Workers get no ``load``: their supervisor replaces them instead.
+running server alone, with one line in the error log.  A TLS pair that does not load leaves
+the previous pair serving (one line), and the other settings apply.  Workers get no
+``load``: their supervisor replaces them instead.
 
 **systemd and logs.**  A lone Nex serves on the socket systemd passed, if any, and tells
 systemd when it is ready, reloading (and ready again) and stopping (:mod:`nex.process.systemd`;

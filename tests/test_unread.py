@@ -1,0 +1,45 @@
+"""What a client has sent, looked at without waiting (nex.process.unread)."""
+
+import socket
+import unittest
+
+from nex.process.unread import already_sent, input_waiting
+
+
+class UnreadTest(unittest.TestCase):
+    def pair(self):
+        server, client = socket.socketpair()
+        self.addCleanup(server.close)
+        self.addCleanup(client.close)
+        return server, client
+
+    def test_nothing_sent_is_nothing_waiting(self) -> None:
+        server, _ = self.pair()
+        self.assertFalse(input_waiting(server, False))
+        self.assertIsNone(already_sent(server, 100))
+
+    def test_sent_bytes_wait_until_read(self) -> None:
+        server, client = self.pair()
+        client.sendall(b"GET / HTTP/1.1\r\n")
+        self.assertTrue(input_waiting(server, False))
+        self.assertTrue(input_waiting(server, False))  # looking takes nothing
+        self.assertEqual(already_sent(server, 100), b"GET / HTTP/1.1\r\n")
+        self.assertFalse(input_waiting(server, False))
+
+    def test_a_closed_side_counts_as_input(self) -> None:
+        # A close is news too: the reader must see it rather than wait.
+        server, client = self.pair()
+        client.shutdown(socket.SHUT_WR)
+        self.assertTrue(input_waiting(server, False))
+        self.assertEqual(already_sent(server, 100), b"")
+
+    def test_a_waitall_read_takes_nothing_until_all_has_come(self) -> None:
+        server, client = self.pair()
+        client.sendall(b"abc")
+        self.assertIsNone(already_sent(server, 5, socket.MSG_WAITALL))
+        client.sendall(b"de")
+        self.assertEqual(already_sent(server, 5, socket.MSG_WAITALL), b"abcde")
+
+
+if __name__ == "__main__":
+    unittest.main()
