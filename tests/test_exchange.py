@@ -10,7 +10,7 @@ import socket
 import unittest
 
 from nex.http.body import BodyReader
-from nex.process.states import TRANSITIONS, State, stays_open
+from nex.process.states import TRANSITIONS, State, refuse_new_tunnel, stays_open
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
 from nex.http.request import parse_head
@@ -87,6 +87,21 @@ class StaysOpenTest(unittest.TestCase):
         body = BodyReader(req, bytearray(b"abc"), Script(), 10, 100, HeadLimits())
         body.discard()
         self.assertTrue(stays_open(req, Response(200), body, False))
+
+
+class NewTunnelTest(unittest.TestCase):
+    """A stopping server opens no new tunnel: CONNECT and Upgrade are 503, to ask again."""
+
+    def test_connect_and_upgrades_are_refused_and_others_pass(self) -> None:
+        for refused in (request("Host: a:443", line="CONNECT a:443 HTTP/1.1"),
+                        request("Host: a", "Connection: Upgrade", "Upgrade: websocket"),
+                        request("Host: a", "Upgrade: h2c")):
+            with self.subTest(refused.request_line):
+                with self.assertRaises(HTTPError) as caught:
+                    refuse_new_tunnel(refused)
+                self.assertEqual((caught.exception.status, caught.exception.headers,
+                                  caught.exception.close), (503, (("Retry-After", "0"),), True))
+        self.assertIsNone(refuse_new_tunnel(request("Host: a")))
 
 
 class TransitionTableTest(unittest.TestCase):

@@ -21,8 +21,8 @@ from nex.process.assembly import assemble
 from nex.process.listener import ForceStop, Server
 from nex.process.signals import FORCE_SIGNAL
 from nex.process.log import Logger
-from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, NexServer, ResponseReader,
-                           in_process_server, quiet_config, read_all)
+from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, EchoOrigin, NexServer, ResponseReader,
+                           in_process_server, proxy_settings, quiet_config, read_all)
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
                            open_descriptors, reload_under_traffic, run_server, running,
                            stalled_download, wait_until)
@@ -140,6 +140,39 @@ class SilentConnectionReloadTest(unittest.TestCase):
         server.signal(signal.SIGTERM)
         self.assertEqual(server.wait(), 0)
         self.assertEqual(server.error_log(), "")
+
+
+class TunnelAfterReloadTest(unittest.TestCase):
+    """A server making way for a reload opens no new tunnel on the settings it replaced."""
+
+    def test_connect_on_a_connection_from_before_the_reload_is_503(self) -> None:
+        # A client that connected just before a reload could open a CONNECT tunnel on the
+        # old server, under the old settings (the proxy on, a port since refused), and keep
+        # it for as long as it carried traffic.
+        echo = EchoOrigin()
+        self.addCleanup(echo.close)
+        server = NexServer(alpha_root(self), settings={
+            **proxy_settings(connect_ports=str(echo.port)),
+            "timeouts": {"request_head": 60, "shutdown_grace": 60}})
+        self.addCleanup(server.stop)
+        server.start()
+        before = open_descriptors(server.pid)
+        with server.connect() as early:
+            wait_until(lambda: open_descriptors(server.pid) > before,
+                       what="the connection to be accepted")
+            server.replace_in_settings(f"connect_ports = {echo.port}", "connect_ports = 443")
+            server.signal(signal.SIGHUP)
+            server.wait_for_access_log(lambda text: "settings reloaded" in text)
+            early.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n"
+                          f"Host: 127.0.0.1:{echo.port}\r\n\r\n".encode())
+            reply = read_all(early)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 503 "), reply[:200])
+        self.assertIn(b"\r\nRetry-After: 0\r\n", reply)
+        with server.connect() as late:  # the new server judges by the new settings
+            late.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{echo.port}\r\n\r\n".encode())
+            with late.makefile("rb") as replies:
+                self.assertTrue(replies.readline().startswith(b"HTTP/1.1 403 "))
 
 
 class _FifoReader:

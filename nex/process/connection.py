@@ -49,7 +49,7 @@ from nex.process.metrics import Metrics
 from nex.process.newcomers import Newcomers
 from nex.process.unread import already_sent, input_waiting
 from nex.process.proxy_intake import take_proxy_header
-from nex.process.states import TRANSITIONS, State, StopFlag, stays_open
+from nex.process.states import TRANSITIONS, State, StopFlag, refuse_new_tunnel, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
 
 _RECV_SIZE = 64 * 1024
@@ -304,6 +304,8 @@ class Connection:
                 min_rate=self._config.body_min_rate, grace=self._config.body_grace)
         client = self._client_of(request)
         try:
+            if self._stopping.is_set():
+                refuse_new_tunnel(request)
             response = None if self._metrics is None else self._metrics.answer(request, client)
             if response is None:
                 response = self._dispatcher.respond(request, body, client, peer=self.client,
@@ -488,8 +490,7 @@ class Connection:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
 
     def _set_send_timeout(self) -> None:
-        """On a TLS connection, turn the socket's one time-out to the send time-out (a plain
-        socket keeps SO_SNDTIMEO from the start)."""
+        """On TLS, set the socket's one time-out to send's (plain ones keep SO_SNDTIMEO)."""
         if self.encrypted:
             self.sock.settimeout(self._config.send_timeout)
             self._receive_timeout = -1.0
@@ -560,8 +561,7 @@ class Connection:
                             refusal=response.refusal)
 
     def _log_gone(self, request: Request, body: BodyReader, gone: ClientGone) -> None:
-        """Log a request whose client reset the connection inside its body: nothing can be
-        sent, so the line says ``400`` with no bytes sent, and the body bytes received."""
+        """Log a request whose client reset inside its body: 400, no bytes, those received."""
         self._log(request, Response(gone.status, user=gone.user), 0, f" received={body.received}")
 
     def _linger(self) -> None:

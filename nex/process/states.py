@@ -3,7 +3,8 @@ flag that says its server is stopping.
 
 :class:`nex.process.connection.Connection` goes from state to state only along
 :data:`TRANSITIONS`; :func:`stays_open` is the one decision whether it goes back to IDLE
-after a response, and a stopping server's (:class:`StopFlag`) keep none open.
+after a response, and a stopping server's (:class:`StopFlag`) keep none open nor open a
+new tunnel (:func:`refuse_new_tunnel`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Optional
 
+from nex.http.errors import HTTPError
 from nex.http.framing import UNTIL_CLOSE, outgoing_framing
 
 if TYPE_CHECKING:
@@ -74,6 +76,20 @@ def stays_open(request: Optional[Request], response: Response, body: Optional[Bo
             and (request.version == "HTTP/1.1" or request.method == "HEAD"
                  or outgoing_framing(response.content_length, response.status,
                                      False) != UNTIL_CLOSE))
+
+
+def refuse_new_tunnel(request: Request) -> None:
+    """On a stopping server, refuse (``503``, ``Retry-After: 0``) a request that could open a
+    tunnel: CONNECT, or any with ``Upgrade``.
+
+    A tunnel outlives the stop's grace period: a reload leaves it to drain on the settings
+    it replaced for as long as it carries traffic.  A client that connected just before a
+    reload would reach, on the old settings, what the new ones may refuse; asked again, the
+    server that took over answers.
+    """
+    if request.method == "CONNECT" or "Upgrade" in request.headers:
+        raise HTTPError(503, "Nex is restarting: ask again.", headers=[("Retry-After", "0")],
+                        close=True)
 
 
 class StopFlag:
