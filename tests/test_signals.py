@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import unittest
 from typing import Callable, List, Optional, Tuple
 from unittest import mock
@@ -173,6 +174,34 @@ class TunnelAfterReloadTest(unittest.TestCase):
                          f"Host: 127.0.0.1:{echo.port}\r\n\r\n".encode())
             with late.makefile("rb") as replies:
                 self.assertTrue(replies.readline().startswith(b"HTTP/1.1 403 "))
+
+
+class ReloadDuringBurstTest(unittest.TestCase):
+    """A reload ends the taking of queued clients: the next server takes the queue over."""
+
+    def test_a_reload_leaves_the_queue_to_the_next_server(self) -> None:
+        # The accept loop took queued clients off the listen queue until none was left,
+        # whether or not a reload was asked for: under a sustained burst a SIGHUP waited,
+        # and the old settings went on serving new clients.
+        server = in_process_server(self, quiet_config(self))
+        self.addCleanup(server.listener.close)
+        clients = [socket.create_connection(("127.0.0.1", server.port), SOCKET_TIMEOUT)
+                   for _ in range(5)]
+        for client in clients:
+            self.addCleanup(client.close)
+        first, address = server.listener.accept()
+        server.reload_requested = True
+        server._hand_out(first, address, time.monotonic())
+        server.listener.setblocking(False)
+        left = []
+        while True:
+            try:
+                left.append(server.listener.accept()[0])
+            except BlockingIOError:
+                break
+        for sock in left:
+            sock.close()
+        self.assertEqual(len(left), 4)
 
 
 class _FifoReader:

@@ -225,8 +225,9 @@ class Server:
         burst = [(sock, address, accepted)]
         while burst:
             # Another process accepting on the same listener would take its share of the
-            # queue, and a blocking accept could wait: only a listener of its own is drained.
-            while not self.shared and not self.stopping.is_set():
+            # queue, and a blocking accept could wait: only a listener of its own is drained,
+            # and not once a reload is asked for (the next server takes the queue over).
+            while not (self.shared or self.stopping.is_set() or self.reload_requested):
                 try:
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:  # none left, a reset before accept, or out of descriptors
@@ -241,7 +242,7 @@ class Server:
                     self._release(connection)
                     self._turn_away(connection, 503)
             burst = []
-            if not self.shared and not self.stopping.is_set():
+            if not (self.shared or self.stopping.is_set() or self.reload_requested):
                 try:  # clients that came while a thread started
                     burst.append((*self.listener.accept(), time.monotonic()))
                 except OSError:
