@@ -120,6 +120,16 @@ class SingleProcessReloadTest(unittest.TestCase):
         self.assertEqual(children(server.pid), set())
 
 
+def accepted_connection(test: unittest.TestCase, server: NexServer) -> socket.socket:
+    """A connection to ``server`` once its process has accepted it (holds one descriptor
+    more), so that a signal sent next finds it accepted; closed when ``test`` ends."""
+    before = open_descriptors(server.pid)
+    sock = server.connect()
+    test.addCleanup(sock.close)
+    wait_until(lambda: open_descriptors(server.pid) > before, what="the connection to be accepted")
+    return sock
+
+
 class SilentConnectionReloadTest(unittest.TestCase):
     """A connection the replaced server accepted and waited for in vain is closed at the end
     of ``shutdown_grace`` as it was sent: silently."""
@@ -132,12 +142,9 @@ class SilentConnectionReloadTest(unittest.TestCase):
             "timeouts": {"request_head": 60, "shutdown_grace": 1}})
         self.addCleanup(server.stop)
         server.start()
-        before = open_descriptors(server.pid)
-        with server.connect() as silent:
-            wait_until(lambda: open_descriptors(server.pid) > before,
-                       what="the connection to be accepted")
-            server.signal(signal.SIGHUP)
-            self.assertEqual(read_all(silent), b"")  # at the end of shutdown_grace
+        silent = accepted_connection(self, server)
+        server.signal(signal.SIGHUP)
+        self.assertEqual(read_all(silent), b"")  # at the end of shutdown_grace
         server.signal(signal.SIGTERM)
         self.assertEqual(server.wait(), 0)
         self.assertEqual(server.error_log(), "")
@@ -157,16 +164,13 @@ class TunnelAfterReloadTest(unittest.TestCase):
             "timeouts": {"request_head": 60, "shutdown_grace": 60}})
         self.addCleanup(server.stop)
         server.start()
-        before = open_descriptors(server.pid)
-        with server.connect() as early:
-            wait_until(lambda: open_descriptors(server.pid) > before,
-                       what="the connection to be accepted")
-            server.replace_in_settings(f"connect_ports = {echo.port}", "connect_ports = 443")
-            server.signal(signal.SIGHUP)
-            server.wait_for_access_log(lambda text: "settings reloaded" in text)
-            early.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n"
-                          f"Host: 127.0.0.1:{echo.port}\r\n\r\n".encode())
-            reply = read_all(early)
+        early = accepted_connection(self, server)
+        server.replace_in_settings(f"connect_ports = {echo.port}", "connect_ports = 443")
+        server.signal(signal.SIGHUP)
+        server.wait_for_access_log(lambda text: "settings reloaded" in text)
+        early.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1:{echo.port}\r\n\r\n".encode())
+        reply = read_all(early)
         self.assertTrue(reply.startswith(b"HTTP/1.1 503 "), reply[:200])
         self.assertIn(b"\r\nRetry-After: 0\r\n", reply)
         with server.connect() as late:  # the new server judges by the new settings
