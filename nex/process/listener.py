@@ -16,8 +16,9 @@ worker that gets :data:`RETIRE_SIGNAL`, SIGUSR2, which the supervisor sends a wo
 replaces on reload) stops the same way, except that a connection it accepted still gets
 the answer to its first request, and CONNECT tunnels and WebSockets are left to drain on
 the old settings until they end or reach ``tunnel_idle``, as squid's reconfigure leaves
-them; a SIGINT or SIGTERM then cuts them.  With a trusted proxy's PROXY
-protocol header, the client it carries is the one counted against the per-client cap.
+them, though no new one opens (:func:`~nex.process.states.refuse_new_tunnel`); a SIGINT or
+SIGTERM then cuts them.  With a trusted proxy's PROXY protocol header, the client it
+carries is the one counted against the per-client cap.
 """
 
 from __future__ import annotations
