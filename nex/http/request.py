@@ -73,23 +73,14 @@ class Headers:
         """Every value sent for ``name``, in order; empty when absent."""
         return [value for _, value in self._index.get(name.lower(), ())]
 
-    def without(self, lowercase_names: AbstractSet[str]) -> List[Tuple[str, str]]:
-        """The field lines as sent, less those whose names are in ``lowercase_names``.
+    def lines_without(self, lowercase_names: AbstractSet[str]) -> List[str]:
+        """The field lines, without their CRLF, less those whose names are in
+        ``lowercase_names``: as they were received when they were parsed (so nothing is
+        formatted again), else ``name: value``.
 
         Only the fields named are looked at, never each line: the proxy drops two or three
         of a message's fields, and passes the rest on.
         """
-        kept = list(self._items)
-        for key in self._index.keys() & lowercase_names:
-            for field in self._index[key]:
-                kept.remove(field)  # equal pairs have the same name, and all go
-        return kept
-
-    def lines_without(self, lowercase_names: AbstractSet[str]) -> List[str]:
-        """The field lines, without their CRLF, less those whose names are in
-        ``lowercase_names``: as they were received when they were parsed (so nothing is
-        formatted again), else ``name: value``.  As :meth:`without`, only the fields named
-        are looked at."""
         lines = self._lines
         lines = ([f"{name}: {value}" for name, value in self._items] if lines is None
                  else list(lines))

@@ -160,8 +160,8 @@ class Connection:
 
     def wake(self, new_too: bool) -> None:
         """Wake the loop if it waits for a next request, so that a stopping server need not
-        wait for it; a new connection's (first request, handshake) only ``new_too``: a
-        server making way for a reload's answers each client that connected to it."""
+        wait for it; with ``new_too`` also if it waits for a first request or handshake (a
+        server making way for a reload answers those instead)."""
         if self.waiting and (new_too or self._kept_alive):
             self._shut_down_transport(socket.SHUT_RD)
 

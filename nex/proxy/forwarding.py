@@ -4,7 +4,7 @@ RFC 9110 §7.6.1 splits fields into end-to-end ones, passed on, and hop-by-hop o
 describe one connection and must not be: ``Connection`` and every field it names, plus the
 fixed list in :data:`HOP_BY_HOP`.  This is where proxies break (tinyproxy freed memory twice
 on ``Connection: Connection``, CVE-2023-49606, and forwarded both ``Content-Length`` and
-``Transfer-Encoding``), so the removal is written once, in :func:`end_to_end_fields`.
+``Transfer-Encoding``), so the removal is written once, in :func:`end_to_end_lines`.
 
 Framing is never copied from received fields.  The builders here drop ``Content-Length``
 (and ``Transfer-Encoding``, which is hop-by-hop anyway) and the request's ``Host``; the
@@ -42,6 +42,8 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-a
 BodyFraming = Union[None, int, str]
 
 _PORT = re.compile(r"[0-9]{1,5}")
+#: The field line ``Expect: 100-continue``, in any case and spacing the grammar allows.
+_EXPECT_CONTINUE = re.compile(r"expect:[ \t]*100-continue[ \t]*", re.IGNORECASE)
 # RFC 9110 §7.6.2: Max-Forwards = 1*DIGIT; 18 digits is more hops than any chain has.
 _MAX_FORWARDS = re.compile(r"[0-9]{1,18}")
 _MAX_FORWARDS_METHODS = frozenset({"OPTIONS", "TRACE"})
@@ -65,22 +67,17 @@ def connection_options(fields: Fields) -> FrozenSet[str]:
     return parse_connection(_as_headers(fields).get("Connection"))[0]
 
 
-def end_to_end_fields(fields: Fields, also: FrozenSet[str] = frozenset()
-                      ) -> List[Tuple[str, str]]:
-    """``fields`` without the hop-by-hop ones, in their order and spelling (RFC 9110 §7.6.1),
-    nor those named in ``also`` (lower case: fields the caller writes itself).
+def end_to_end_lines(fields: Fields, also: FrozenSet[str] = frozenset()) -> List[str]:
+    """The field lines of ``fields`` without the hop-by-hop ones (RFC 9110 §7.6.1), nor those
+    named in ``also`` (lower case: fields the caller writes itself), in their order, each
+    without its CRLF: as received when ``fields`` is a parsed head, else ``name: value``.
 
     Removed: every name in :data:`HOP_BY_HOP` and every field a ``Connection`` field names.
     The names are gathered before anything is removed, so a ``Connection`` that names
     ``Connection`` (or itself twice) is just one more name in a set.
     """
     headers = _as_headers(fields)
-    return headers.without(_not_forwarded(headers, also))
-
-
-def _not_forwarded(headers: Headers, also: FrozenSet[str]) -> FrozenSet[str]:
-    """The lower-case names of :func:`end_to_end_fields`' removals from ``headers``."""
-    return HOP_BY_HOP.union(also, connection_options(headers))
+    return headers.lines_without(HOP_BY_HOP.union(also, connection_options(headers)))
 
 
 #: What no response passes on as the origin sent it, beyond the hop-by-hop fields: the
@@ -287,12 +284,11 @@ def origin_request_head(method: str, path_and_query: str, host_header: str, fiel
     lines = [f"{method} {path_and_query} HTTP/1.1", f"Host: {_field_value(host_header)}"]
     if parent_authorization is not None:
         lines.append(f"Proxy-Authorization: {_field_value(parent_authorization)}")
-    replaced = _REPLACED_IN_REQUEST if forwards is None else _REPLACED_WITH_MAX_FORWARDS
+    kept = end_to_end_lines(headers, _REPLACED_IN_REQUEST if forwards is None
+                            else _REPLACED_WITH_MAX_FORWARDS)
     if "Expect" in headers:
-        lines += [f"{name}: {value}" for name, value in end_to_end_fields(headers, replaced)
-                  if name.lower() != "expect" or value.lower() != "100-continue"]
-    else:
-        lines += headers.lines_without(_not_forwarded(headers, replaced))
+        kept = [line for line in kept if not _EXPECT_CONTINUE.fullmatch(line)]
+    lines += kept
     if forwards is not None:
         lines.append(f"Max-Forwards: {forwards - 1}")
     if via:
@@ -400,7 +396,7 @@ def relayed_fields(origin_fields: Fields) -> Relayed:
     (The parser refuses an origin's head with any of them already.)
     """
     headers = _as_headers(origin_fields)
-    lines = headers.lines_without(_not_forwarded(headers, _NOT_RELAYED))
+    lines = end_to_end_lines(headers, _NOT_RELAYED)
     text = "\r\n".join(lines) + "\r\n" if lines else ""
     if text.count("\n") != len(lines) or text.count("\r") != len(lines) or "\0" in text:
         raise ValueError(f"unsafe characters in relayed fields {lines!r}")
