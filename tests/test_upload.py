@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import threading
 import unittest
-from typing import Callable, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 from unittest import mock
 
 from nex.site.routing import Dispatcher
@@ -14,7 +16,8 @@ from nex.files.filecache import SmallFileCache
 from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.paths import split_path
-from nex.files.upload import FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, allowed_methods
+from nex.files.upload import (FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, PendingFile,
+                              UploadFolder, allowed_methods)
 from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body,
                            part)
 from tests.support.upload import UploadTestCase
@@ -346,6 +349,104 @@ class RaceTest(UploadTestCase):
                      pieces=[body[:cut], body[cut:]], before_piece=self.take("dir/second.txt"))
         self.assertEqual(self.names("dir"), ["second.txt"])
         self.assertEqual(self.read("dir/second.txt"), b"someone else's")
+
+
+class ConditionRaceTest(UploadTestCase):
+    """Two writers to one name are ordered: what one judged its conditions on is not
+    replaced by the other between its judgement and its rename."""
+
+    def test_two_puts_with_the_same_if_match_do_not_both_replace_the_file(self) -> None:
+        self.write("dir/r.txt", b"known")
+        response = self.request("HEAD", "/dir/r.txt", length=0)
+        response.release()
+        known = [("If-Match", dict(response.headers)["ETag"])]
+        first_judged, let_first_go = threading.Event(), threading.Event()
+        commit = PendingFile.commit
+
+        def slow_first_commit(pending: PendingFile, replace: bool) -> None:
+            if pending.name == "r.txt" and not first_judged.is_set():
+                first_judged.set()  # its condition held; its rename waits
+                let_first_go.wait(30)
+            commit(pending, replace)
+
+        outcomes: Dict[str, object] = {}
+
+        def put(who: str, data: bytes) -> None:
+            try:
+                outcomes[who] = self.request("PUT", "/dir/r.txt", data, headers=known,
+                                             upload_overwrite=True).status
+            except HTTPError as error:
+                outcomes[who] = error.status
+
+        with mock.patch.object(PendingFile, "commit", slow_first_commit):
+            # Sizes differ: an ETag is size and mtime, and file times move in ticks.
+            first = threading.Thread(target=put, args=("first", b"first!"))
+            first.start()
+            self.assertTrue(first_judged.wait(30))
+            second = threading.Thread(target=put, args=("second", b"second!!"))
+            second.start()
+            # Unordered, the second PUT finds the known file still there and replaces it
+            # now, and the first then replaces the second's file unseen.
+            second.join(0.5)
+            let_first_go.set()
+            first.join(30)
+            second.join(30)
+        self.assertEqual(outcomes, {"first": 204, "second": 412})
+        self.assertEqual(self.read("dir/r.txt"), b"first!")
+        self.assertNoTemporaryFiles()
+
+    def test_the_hold_keeps_out_every_other_descriptor_of_the_folder(self) -> None:
+        # A lock of the open file description, not of a thread: it binds other processes
+        # (workers) too, each of which opens the folder anew.
+        folder = UploadFolder(["dir"], self.config, "/dir/")
+        self.addCleanup(folder.close)
+        other = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, other)
+        with folder.held():
+            with self.assertRaises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_UN)
+
+    def test_a_form_waits_for_a_put_that_judged_the_name(self) -> None:
+        self.write("dir/r.txt", b"known")
+        response = self.request("HEAD", "/dir/r.txt", length=0)
+        response.release()
+        known = [("If-Match", dict(response.headers)["ETag"])]
+        put_judged, let_put_go = threading.Event(), threading.Event()
+        commit = PendingFile.commit
+
+        def slow_put_commit(pending: PendingFile, replace: bool) -> None:
+            if not put_judged.is_set():
+                put_judged.set()
+                let_put_go.wait(30)
+            commit(pending, replace)
+
+        outcomes: Dict[str, object] = {}
+
+        def put() -> None:
+            outcomes["put"] = self.request("PUT", "/dir/r.txt", b"put", headers=known,
+                                           upload_overwrite=True).status
+
+        def post() -> None:
+            outcomes["form"] = self.request(
+                "POST", "/dir/", form_body(file_part("r.txt", b"form")),
+                headers=[FORM_TYPE], upload_overwrite=True).status
+
+        with mock.patch.object(PendingFile, "commit", slow_put_commit):
+            putting = threading.Thread(target=put)
+            putting.start()
+            self.assertTrue(put_judged.wait(30))
+            posting = threading.Thread(target=post)
+            posting.start()
+            posting.join(0.5)
+            let_put_go.set()
+            putting.join(30)
+            posting.join(30)
+        # The form came second: its file is the one left, and the PUT's condition was
+        # judged on the file it replaced.
+        self.assertEqual(outcomes, {"put": 204, "form": 200})
+        self.assertEqual(self.read("dir/r.txt"), b"form")
 
 
 class FileCacheTest(UploadTestCase):

@@ -25,8 +25,10 @@ that folder, named by the last component of its file name.  Every file takes the
    before it is read when its Content-Length is larger, as soon as a chunked body passes it.
 4. Once the whole body is in, the file is synced to disk and takes its name: ``os.replace``
    where overwriting is allowed; else ``os.link``, which fails when the name was taken in
-   the meantime (``409``), so a file someone else created is never overwritten.  The folder
-   is synced after.
+   the meantime (``409``), so a file someone else created is never overwritten.  The
+   preconditions are judged again first, and that judgement and the naming hold the folder
+   (:meth:`UploadFolder.held`) against every other upload's naming.  The folder is synced
+   after.
 5. Whatever ends an upload early — the client leaving, a time-out, broken framing, a body
    over the limit, a malformed form, a full disk — removes its temporary files.
 
@@ -43,14 +45,16 @@ Nex's own pages is checked before, by routing (:mod:`nex.site.sameorigin`).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import secrets
 import stat
 import time
 import unicodedata
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Callable, ContextManager, List, Optional, Sequence, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import (TYPE_CHECKING, Callable, ContextManager, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, make_etag, not_modified, parse_etag_list
@@ -81,6 +85,8 @@ UPLOAD_FORM = ('\n<form class="upload" method="post" enctype="multipart/form-dat
 TEXT_PLAIN = ("Content-Type", "text/plain; charset=utf-8")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: flock(2) fails this way where a file system cannot lock a folder (some network ones).
+_NO_FOLDER_LOCKS = frozenset({errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL})
 #: What separates the components of a path a client gives as a file's name.
 NAME_SEPARATORS = re.compile(r"[/\\]")
 #: link(2) fails this way on file systems without hard links.
@@ -164,7 +170,7 @@ def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = 
     shown = folder.shown(pending.name)
     pending.finish()
     try:
-        with holding(hold, [pending.name]):
+        with holding(hold, [pending.name]), folder.held():
             if unchanged is not None:
                 current = folder.check(pending.name)
                 if current is None or (unchanged != ANY_FILE and make_etag(
@@ -339,6 +345,27 @@ class UploadFolder:
             except OSError as error:
                 raise storage_error(error) from None
             return PendingFile(self, name, temp_name, descriptor)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep every other upload from naming a file in this folder meanwhile, in this
+        process and every other (an exclusive ``flock`` of the folder's own descriptor,
+        which each upload opens anew): what is judged of a name inside still holds for the
+        rename made inside, so two PUTs sent with the same ``If-Match`` do not both pass.
+
+        A file system that cannot lock a folder leaves the uploads unordered, as without.
+        """
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_FOLDER_LOCKS:
+                raise
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def sync(self) -> None:
         """Make the names given here durable (fsync of the folder)."""
