@@ -23,13 +23,6 @@ from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_p
 from tests.support.upload import UploadTestCase
 
 
-
-
-
-
-
-
-
 class PutTest(UploadTestCase):
     """PUT /folder/name: a new file, a refused or allowed replacement, and its headers."""
 

@@ -33,11 +33,12 @@ def post_form(request: Request, body: Optional[BodyReader], config: Config,
     """Answer ``POST``: store the files of a ``multipart/form-data`` form in the folder.
 
     ``may``, ``path`` and ``hold`` are as for :func:`put_file`; ``guard`` (WebDAV's locks)
-    may refuse each file by its name as its part begins.  A file's address gets 405, a folder's without its slash 308 (which keeps
-    the method).  Besides :func:`put_file`'s refusals it raises 415 for another content type,
-    400 for a malformed form, one without files, or a file name that is not a plain name, 409
-    for a form naming one file twice, and 413 for more files than ``max_upload_files`` or more
-    or larger plain fields than the request-head limits allow.
+    may refuse each file by its name as its part begins.  A file's address gets 405, a
+    folder's without its slash 308 (which keeps the method).  Besides :func:`put_file`'s
+    refusals it raises 415 for another content type, 400 for a malformed form, one without
+    files, or a file name that is not a plain name, 409 for a form naming one file twice,
+    and 413 for more files than ``max_upload_files`` or more or larger plain fields than the
+    request-head limits allow.
     """
     segments, is_folder = split_path(request.path) if path is None else path
     if not is_folder:
