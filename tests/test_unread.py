@@ -3,7 +3,7 @@
 import socket
 import unittest
 
-from nex.process.unread import already_sent, input_waiting
+from nex.process.unread import already_sent, drain, input_waiting
 
 
 class UnreadTest(unittest.TestCase):
@@ -39,6 +39,38 @@ class UnreadTest(unittest.TestCase):
         self.assertIsNone(already_sent(server, 5, socket.MSG_WAITALL))
         client.sendall(b"de")
         self.assertEqual(already_sent(server, 5, socket.MSG_WAITALL), b"abcde")
+
+
+class DrainTest(unittest.TestCase):
+    def pair(self):
+        server, client = socket.socketpair()
+        self.addCleanup(server.close)
+        self.addCleanup(client.close)
+        return server, client
+
+    def test_what_comes_is_read_until_the_client_closes(self) -> None:
+        server, client = self.pair()
+        client.sendall(b"x" * 100_000)
+        client.shutdown(socket.SHUT_WR)
+        drain(server, 30, 1 << 20)
+        self.assertEqual(server.recv(10), b"")  # all of it was taken, and the end
+
+    def test_it_stops_after_the_most_bytes(self) -> None:
+        # A client that never stops sending holds the thread no longer than ``most`` bytes.
+        server, client = self.pair()
+        client.sendall(b"x" * 100_000)
+        drain(server, 30, 10)
+        self.assertTrue(input_waiting(server, False))
+
+    def test_it_stops_when_the_time_is_up(self) -> None:
+        server, _ = self.pair()
+        drain(server, 0.05, 1 << 20)  # a silent client: returns, raises nothing
+
+    def test_a_reset_ends_it_quietly(self) -> None:
+        server, client = socket.socketpair()
+        self.addCleanup(server.close)
+        client.close()
+        drain(server, 30, 1 << 20)
 
 
 if __name__ == "__main__":

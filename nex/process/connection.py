@@ -47,7 +47,7 @@ from nex.http.response import TIMED_OUT, BodyFault, Progress, Response, timeval,
     write_response
 from nex.process.metrics import Metrics
 from nex.process.newcomers import Newcomers
-from nex.process.unread import already_sent, input_waiting
+from nex.process.unread import already_sent, drain, input_waiting
 from nex.process.proxy_intake import take_proxy_header
 from nex.process.states import TRANSITIONS, State, StopFlag, refuse_new_tunnel, stays_open
 from nex.process.tls import ServerTLS, is_plain_http, send_close_notify
@@ -576,19 +576,9 @@ class Connection:
         try:
             self._close_notify()
             self.sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + _LINGER_SECONDS
-            drained = 0
-            while drained < _LINGER_BYTES:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    return
-                self._set_receive_timeout(timeout)
-                chunk = self.sock.recv(_RECV_SIZE)
-                if not chunk:
-                    return
-                drained += len(chunk)
         except OSError:
-            pass
+            return
+        drain(self.sock, _LINGER_SECONDS, _LINGER_BYTES)
 
     def _close_notify(self) -> None:
         """Send TLS's closure alert once the handshake is done, at most once (RFC 9112
