@@ -345,8 +345,9 @@ class RaceTest(UploadTestCase):
 
 
 class ConditionRaceTest(UploadTestCase):
-    """Two writers to one name are ordered: what one judged its conditions on is not
-    replaced by the other between its judgement and its rename."""
+    """Conditions judged on a name stay sound: two writers to it are ordered, so what one
+    judged is not replaced by the other between its judgement and its rename, and no
+    replacement shares the ETag of the file it replaced."""
 
     def test_two_puts_with_the_same_if_match_do_not_both_replace_the_file(self) -> None:
         self.write("dir/r.txt", b"known")
@@ -387,6 +388,32 @@ class ConditionRaceTest(UploadTestCase):
         self.assertEqual(outcomes, {"first": 204, "second": 412})
         self.assertEqual(self.read("dir/r.txt"), b"first!")
         self.assertNoTemporaryFiles()
+
+    def test_a_replacement_within_one_clock_tick_gets_an_etag_of_its_own(self) -> None:
+        # File times move in ticks: a file of the same size written within the same tick
+        # as the one it replaces would otherwise share its ETag (size and time).
+        site = self.site(upload_overwrite=True)
+        old_etag = fields(self.request("PUT", "/dir/t.txt", b"one", site=site))["etag"]
+        there = os.stat(os.path.join(self.root, "dir", "t.txt"))
+        finish = PendingFile.finish
+
+        def in_the_same_tick(pending: PendingFile) -> None:
+            finish(pending)
+            os.utime(pending.temp_name, ns=(there.st_mtime_ns, there.st_mtime_ns),
+                     dir_fd=pending.folder.fd)
+            pending.mtime_ns = there.st_mtime_ns
+
+        with mock.patch.object(PendingFile, "finish", in_the_same_tick):
+            response = self.request("PUT", "/dir/t.txt", b"two", site=site)
+        new_etag = fields(response)["etag"]
+        self.assertNotEqual(new_etag, old_etag)
+        served = self.request("HEAD", "/dir/t.txt", length=0, site=site)
+        served.release()
+        self.assertEqual(dict(served.headers)["ETag"], new_etag)
+        self.assertEqual(self.read("dir/t.txt"), b"two")
+        # The client that still holds the old ETag is told the file changed.
+        self.refusal(412, "PUT", "/dir/t.txt", b"six", headers=[("If-Match", old_etag)],
+                     site=site)
 
     def test_the_hold_keeps_out_every_other_descriptor_of_the_folder(self) -> None:
         # A lock of the open file description, not of a thread: it binds other processes

@@ -85,6 +85,9 @@ UPLOAD_FORM = ('\n<form class="upload" method="post" enctype="multipart/form-dat
 TEXT_PLAIN = ("Content-Type", "text/plain; charset=utf-8")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: How far a replacement's modification time is moved to differ from the file it replaces:
+#: one nanosecond, else the whole second, else two (FAT keeps times in steps of two).
+_TIME_STEPS_NS = (1, 1_000_000_000, 2_000_000_000)
 #: flock(2) fails this way where a file system cannot lock a folder (some network ones).
 _NO_FOLDER_LOCKS = frozenset({errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL})
 #: What separates the components of a path a client gives as a file's name.
@@ -425,6 +428,7 @@ class PendingFile:
         """
         folder = self.folder.fd
         if replace:
+            self._stand_apart()
             os.replace(self.temp_name, self.name, src_dir_fd=folder, dst_dir_fd=folder)
         else:
             try:
@@ -443,6 +447,30 @@ class PendingFile:
             else:
                 os.unlink(self.temp_name, dir_fd=folder)
         self._temp_exists = False
+
+    def _stand_apart(self) -> None:
+        """Move the finished file's modification time past that of the file it is to
+        replace when the two have one size and one time, as two writes within a tick of the
+        file system's clock do (a few milliseconds; a second or two on some file systems).
+
+        An ETag is the size and the time: the same ETag would let a client holding the old
+        one pass ``If-Match`` and replace the new file unseen, and keep a cache's old copy
+        fresh.  The first step the file system keeps is taken.
+        """
+        folder = self.folder.fd
+        try:
+            there = os.stat(self.name, dir_fd=folder, follow_symlinks=False)
+        except OSError:
+            return
+        if (there.st_size, there.st_mtime_ns) != (self.size, self.mtime_ns):
+            return
+        for step in _TIME_STEPS_NS:
+            wanted = there.st_mtime_ns + step
+            os.utime(self.temp_name, ns=(wanted, wanted), dir_fd=folder, follow_symlinks=False)
+            self.mtime_ns = os.stat(self.temp_name, dir_fd=folder,
+                                    follow_symlinks=False).st_mtime_ns
+            if self.mtime_ns != there.st_mtime_ns:
+                return
 
     def withdraw(self) -> None:
         """Remove the committed file again, if its name still holds it."""
