@@ -112,8 +112,9 @@ class ClientNetworkTest(AdmissionTestCase):
                     self.admit(admission, "example.com", client=client)
                 else:
                     error = self.assert_refused(403, admission, "example.com", client=client)
-                    self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
-                         " [proxy] allowed_clients does not list it."))
+                    self.assertEqual(error.detail, ("This proxy does not serve your address: the"
+                                                    " setting [proxy] allowed_clients does not list"
+                                                    " it."))
 
     def test_remembered_answers_stay_with_their_client(self) -> None:
         admission = self.make()
@@ -135,8 +136,9 @@ class ClientNetworkTest(AdmissionTestCase):
             with self.subTest(host=host):
                 error = self.assert_refused(403, admission, host, client="192.0.2.1",
                                             via=f"1.1 {PSEUDONYM}")
-                self.assertEqual(error.detail, ("This proxy does not serve your address: the setting"
-                         " [proxy] allowed_clients does not list it."))
+                self.assertEqual(error.detail, ("This proxy does not serve your address: the"
+                                                " setting [proxy] allowed_clients does not list"
+                                                " it."))
         self.assertEqual(self.resolver.calls, [])
 
 

@@ -12,8 +12,10 @@ import unittest
 from typing import List
 from unittest import mock
 
-from nex.site.login import FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, cleartext_warning, parse_path_prefix
-from nex.site.passwords import DEFAULT_N, DEFAULT_P, DEFAULT_R, basic_credentials, challenge, check_user_name, hash_password, parse_hash, parse_users
+from nex.site.login import (FailureLimiter, ProtectedPaths, SiteAuth, UsersFile, cleartext_warning,
+                            parse_path_prefix)
+from nex.site.passwords import (DEFAULT_N, DEFAULT_P, DEFAULT_R, basic_credentials, challenge,
+                                check_user_name, hash_password, parse_hash, parse_users)
 from nex.process.config import Config
 from nex.http.errors import HTTPError
 from nex.files.paths import split_path

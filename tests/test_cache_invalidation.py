@@ -1,12 +1,13 @@
 """What Nex remembers between requests never hides a change, against the real server.
 
 Nex keeps small files' contents, the absence of precompressed sidecars, paths found missing
-(index files among them) and rendered listings in memory.  Each folder here has settled (its last change is older than
-:data:`nex.files.filecache.SETTLED_NS`) before the first request, so the server does remember;
-then a test changes the folder or a file in it and asks again on the same connection.  An
-entry added, removed or renamed, a sidecar made or deleted and a file rewritten show at once;
-a file changed in place shows in its folder's listing once the listing has expired (within
-:data:`nex.files.listing.LISTING_MAX_AGE`, polled for here with a generous deadline).
+(index files among them) and rendered listings in memory.  Each folder here has settled (its
+last change is older than :data:`nex.files.filecache.SETTLED_NS`) before the first request, so
+the server does remember; then a test changes the folder or a file in it and asks again on the
+same connection.  An entry added, removed or renamed, a sidecar made or deleted and a file
+rewritten show at once; a file changed in place shows in its folder's listing once the listing
+has expired (within :data:`nex.files.listing.LISTING_MAX_AGE`, polled for here with a generous
+deadline).
 """
 
 from __future__ import annotations

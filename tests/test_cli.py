@@ -1,4 +1,5 @@
-"""Tests for nex.process.cli: flags, the default settings file, and exit status 2 on a bad setting."""
+"""Tests for nex.process.cli: flags, the default settings file, and exit status 2 on a bad
+setting."""
 
 from __future__ import annotations
 
@@ -352,7 +353,8 @@ class WorkersTests(unittest.TestCase):
 
     def test_auto_is_one_per_cpu(self) -> None:
         path = write_settings(make_site(self))
-        with fake_supervisor() as supervise, mock.patch("nex.process.values.cpu_count", return_value=6):
+        with fake_supervisor() as supervise, mock.patch("nex.process.values.cpu_count",
+                                                        return_value=6):
             run(["--config", str(path), "--workers", "auto"])
         self.assertEqual(supervise.call_args[0][0].workers, 6)
 

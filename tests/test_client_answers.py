@@ -100,8 +100,8 @@ class HTTPErrorTest(unittest.TestCase):
 
 class SizeLimitTest(unittest.TestCase):
     def test_spelt_as_settings_conf_spells_it(self) -> None:
-        for size, text in ((100 * 1024 ** 2, "100M"), (1024 ** 3, "1G"), (1536, "1536"), (3072, "3K"),
-                           (1000, "1000"), (0, "0"), (64 * 1024, "64K")):
+        for size, text in ((100 * 1024 ** 2, "100M"), (1024 ** 3, "1G"), (1536, "1536"),
+                           (3072, "3K"), (1000, "1000"), (0, "0"), (64 * 1024, "64K")):
             with self.subTest(size=size):
                 self.assertEqual(size_limit("max_upload_size", size),
                                  f"max_upload_size = {text}")

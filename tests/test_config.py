@@ -1,4 +1,5 @@
-"""Tests for nex.process.config: the settings.conf grammar, overrides, paths and built-in defaults."""
+"""Tests for nex.process.config: the settings.conf grammar, overrides, paths and built-in
+defaults."""
 
 from __future__ import annotations
 

@@ -129,7 +129,8 @@ class ConnectionTest(unittest.TestCase):
 
     def test_options(self):
         for target in (b"*", b"/hello.txt", b"/docs/"):
-            status, headers, _ = self.request(b"OPTIONS " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, _ = self.request(b"OPTIONS " + target
+                                              + b" HTTP/1.1\r\nHost: a\r\n\r\n")
             self.assertEqual(status, 204)
             self.assertEqual(headers["allow"], "GET, HEAD, OPTIONS")
 

@@ -267,8 +267,8 @@ class AuthTest(DispatchTestCase):
         self.write("privateer/open.txt", b"open\n")
         folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, folder)
-        self.auth = SiteAuth(UsersFile.load(make_users(folder)), ProtectedPaths(["/private/"]), "Nex",
-                             FailureLimiter(3))
+        self.auth = SiteAuth(UsersFile.load(make_users(folder)), ProtectedPaths(["/private/"]),
+                             "Nex", FailureLimiter(3))
 
     def auth_site(self, **settings: object) -> Dispatcher:
         config = dataclasses.replace(self.config, **settings)

@@ -132,7 +132,8 @@ def flag_values(arguments: List[str]) -> Dict[str, str]:
     return values
 
 
-#: The sandbox's ``python3``: runs server.py (or nex-cli.py, the installed ``nex``) with the port made 0 and the address 127.0.0.1, else Python as asked.
+#: The sandbox's ``python3``: runs server.py (or nex-cli.py, the installed ``nex``) with the port
+#: made 0 and the address 127.0.0.1, else Python as asked.
 _PYTHON3 = f"""#!{sys.executable}
 import os, sys
 arguments = sys.argv[1:]

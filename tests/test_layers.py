@@ -52,7 +52,8 @@ def runtime_imports(path: Path) -> Set[str]:
                     found.add(child.module)
                     for alias in child.names:
                         candidate = f"{child.module}.{alias.name}"
-                        if (PACKAGE.parent / candidate.replace(".", "/")).with_suffix(".py").exists():
+                        if (PACKAGE.parent
+                                / candidate.replace(".", "/")).with_suffix(".py").exists():
                             found.add(candidate)
             visit(child)
 

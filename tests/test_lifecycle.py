@@ -144,7 +144,8 @@ class ManyClientsTest(unittest.TestCase):
                 f.write(data)
 
     def test_200_concurrent_clients_are_all_served_byte_exact(self):
-        server = NexServer(self.root, settings={"server": {"backlog": "512", "max_connections_per_client": "512"}}).start()
+        server = NexServer(self.root, settings={
+            "server": {"backlog": "512", "max_connections_per_client": "512"}}).start()
         self.addCleanup(server.stop)
         fetch_all_at_once(self, server, self.files, self.CLIENTS)
 

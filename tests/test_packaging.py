@@ -83,7 +83,8 @@ class WheelTest(unittest.TestCase):
         env = {**os.environ, "PYTHONPATH": site}
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from nex.process.cli import main; sys.exit(main())",
+                [sys.executable, "-c",
+                 "import sys; from nex.process.cli import main; sys.exit(main())",
                  "--root", served, "--port", "0"],
                 cwd=self.work, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)

@@ -220,7 +220,8 @@ class ClientResetInsideBodyTest(unittest.TestCase):
         baseline = self.descriptors()
         for _ in range(5):
             sock = self.server.connect()
-            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n"
+                         b"Content-Length: 100000\r\n\r\n"
                          + b"x" * 10)
             # The connection's socket, and the file its response will send.
             wait_until(lambda: self.descriptors() >= baseline + 2, what="the response's file")

@@ -270,7 +270,8 @@ class CheckStartupTest(StartupFolder):
         before, threads = open_descriptors(os.getpid()), threading.active_count()
         check_startup(self.config(access_log=self.path("access.log"), upload=True,
                                   webdav="write", proxy_enabled=True))
-        self.assertEqual((open_descriptors(os.getpid()), threading.active_count()), (before, threads))
+        self.assertEqual((open_descriptors(os.getpid()), threading.active_count()),
+                         (before, threads))
         self.assertTrue(os.path.exists(self.path("access.log")))
 
     def test_without_create_logs_a_missing_log_is_left_missing(self) -> None:

@@ -34,7 +34,8 @@ from tests.support import (EchoOrigin, alpha_root, check_reloaded, children, get
 ON_LINUX = sys.platform.startswith("linux")
 _TCP_LISTEN, _TCP_ESTABLISHED = "0A", "01"
 #: Starts Nex with every worker accepting on the supervisor's one listener (no SO_REUSEPORT).
-_SHARED_LISTENER = ("import sys, nex.process.supervisor; nex.process.supervisor.REUSE_PORT = False; "
+_SHARED_LISTENER = ("import sys, nex.process.supervisor; "
+                    "nex.process.supervisor.REUSE_PORT = False; "
                     "from nex.process.cli import main; sys.exit(main(sys.argv[1:]))")
 
 

@@ -213,7 +213,8 @@ class SelfSignedTest(unittest.TestCase):
     def test_with_the_cryptography_package(self) -> None:
         if importlib.util.find_spec("cryptography") is None:
             self.skipTest("the cryptography package is not installed")
-        with mock.patch("nex.process.tls.subprocess.run", side_effect=AssertionError("openssl ran")):
+        with mock.patch("nex.process.tls.subprocess.run",
+                        side_effect=AssertionError("openssl ran")):
             certificate, key = make_self_signed(self.folder)
         self.assert_usable(certificate, key)
 

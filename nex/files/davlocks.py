@@ -2,12 +2,13 @@
 
 A lock covers its root and, with ``Depth: infinity``, everything below it, by URL path and
 by place on disk (:class:`Where`), so that a link to one of its folders reaches no locked
-entry unlocked.  Locks are kept in one table per served site, shared by its threads under a mutex; each has a time-out
-(``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it is gone.  The table holds
-at most :data:`MAX_LOCKS` live ones taking :data:`MAX_SHARED_BYTES` (``503`` beyond), and the
-locks of one client address at most a :data:`CLIENT_SHARE` th of either (``429`` beyond), so
-that no one client can fill the table and deny locks to everyone for an hour.  Locks do not
-survive a restart: clients take them again, as they do after their time-out.
+entry unlocked.  Locks are kept in one table per served site, shared by its threads under a
+mutex; each has a time-out (``Timeout``, at most :data:`MAX_TIMEOUT` seconds) after which it
+is gone.  The table holds at most :data:`MAX_LOCKS` live ones taking :data:`MAX_SHARED_BYTES`
+(``503`` beyond), and the locks of one client address at most a :data:`CLIENT_SHARE` th of
+either (``429`` beyond), so that no one client can fill the table and deny locks to everyone
+for an hour.  Locks do not survive a restart: clients take them again, as they do after their
+time-out.
 
 **Several processes.**  A lone Nex keeps its table in memory, and a reload of its settings
 starts a new one.  With ``workers`` above 1 the supervisor makes one :meth:`LockTable.shared`

@@ -93,8 +93,8 @@ class UploadTestCase(unittest.TestCase):
     def protect(self, *prefixes: str) -> None:
         """From now on, the sites made ask for a login under ``prefixes``; the one user is
         alice, password wonderland (:data:`ALICE`)."""
-        self.auth = SiteAuth(UsersFile.load(make_users(self.base)), ProtectedPaths(list(prefixes)), "Nex",
-                             FailureLimiter(100))
+        self.auth = SiteAuth(UsersFile.load(make_users(self.base)), ProtectedPaths(list(prefixes)),
+                             "Nex", FailureLimiter(100))
 
     def write(self, name: str, data: bytes) -> str:
         path = os.path.join(self.root, name)
