@@ -646,7 +646,8 @@ class HeadersTest(unittest.TestCase):
 
 
 class RememberedHeadsTest(unittest.TestCase):
-    """The last heads parsed are remembered: never across limits, never a refusal."""
+    """The last heads parsed are remembered, and their field sections apart from the
+    request line: never across limits or versions, never a refusal."""
 
     HEAD = b"GET /same HTTP/1.1\r\nHost: a\r\nX-Filler: " + b"x" * 40 + b"\r\n\r\n"
 
@@ -666,6 +667,27 @@ class RememberedHeadsTest(unittest.TestCase):
             with self.assertRaises(HTTPError) as caught:
                 parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n", HeadLimits())
             self.assertEqual(caught.exception.status, 400)
+
+    def test_the_same_fields_under_another_request_line_are_parsed_once(self) -> None:
+        fields = b"Host: a\r\nConnection: close\r\nContent-Length: 3\r\nX-Same: 1\r\n\r\n"
+        first = parse_head(b"POST /one?1 HTTP/1.1\r\n" + fields, HeadLimits())
+        second = parse_head(b"PUT /two?2 HTTP/1.1\r\n" + fields, HeadLimits())
+        self.assertIs(second.headers, first.headers)
+        self.assertEqual((second.method, second.path, second.query), ("PUT", "/two", "2"))
+        self.assertEqual((second.host, second.keep_alive, second.body_length), ("a", False, 3))
+
+    def test_what_the_fields_mean_depends_on_the_version(self) -> None:
+        # Without Host an HTTP/1.0 request is fine and an HTTP/1.1 one is not; HTTP/1.0
+        # persists only when asked to.
+        fields = b"X-Only: 1\r\n\r\n"
+        old = parse_head(b"GET /a HTTP/1.0\r\n" + fields, HeadLimits())
+        self.assertEqual((old.host, old.keep_alive), ("", False))
+        for _ in range(2):
+            with self.assertRaises(HTTPError) as caught:
+                parse_head(b"GET /b HTTP/1.1\r\n" + fields, HeadLimits())
+            self.assertEqual(caught.exception.status, 400)
+        self.assertTrue(parse_head(b"GET /c HTTP/1.1\r\nHost: a\r\n" + fields,
+                                   HeadLimits()).keep_alive)
 
     def test_a_long_head_is_parsed_each_time(self) -> None:
         head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"y" * 3000 + b"\r\n\r\n"

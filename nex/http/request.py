@@ -410,6 +410,34 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
     except HTTPError:
         refuse_bare_cr_lf(head)
         raise
+    headers, host, keep_alive, body_length, chunked = (
+        _remembered_fields(section, version) if len(section) <= _CACHED_HEAD_LENGTH
+        else _request_fields(section, version))
+    return Request(method, target, path, query, version, headers,
+                   authority if authority is not None else host, keep_alive, body_length,
+                   chunked)
+
+
+#: What a request's field section says: its :class:`Headers`, its Host, whether the
+#: connection persists, the body's length and whether the body is chunked.
+_RequestFields = Tuple[Headers, str, bool, int, bool]
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_fields(section: str, version: str) -> _RequestFields:
+    """:func:`_request_fields`, remembered.
+
+    A client sends the same fields with many request lines (a browser with a page's images,
+    a crawler, a proxy's client), so a head seen before with another target costs its
+    request line alone.  Refusals are raised each time, never remembered; at most 256
+    sections of at most 2 KiB are kept.
+    """
+    return _request_fields(section, version)
+
+
+def _request_fields(section: str, version: str) -> _RequestFields:
+    """The field section of a request of ``version`` parsed and checked (see
+    :data:`_RequestFields`)."""
     headers = parse_fields(section)
     index = headers._index
     host = _host(index.get("host"), version)
@@ -421,9 +449,7 @@ def _parse_head(head: Union[bytes, bytearray], limits: HeadLimits) -> Request:
         headers.get("Connection") if "connection" in index else None)
     if not well_formed:
         raise protocol_error("malformed Connection field")
-    return Request(method, target, path, query, version, headers,
-                   authority if authority is not None else host, persists(version, options),
-                   body_length, chunked)
+    return headers, host, persists(version, options), body_length, chunked
 
 
 def framing_fields(headers: Headers) -> Tuple[List[str], List[str]]:
