@@ -5,6 +5,7 @@ uploads alike."""
 
 from __future__ import annotations
 
+import fcntl
 import filecmp
 import os
 import shutil
@@ -16,7 +17,7 @@ from typing import Dict, List, Tuple
 
 from nex.files.davwrite import MAX_FOLDER_DEPTH
 from tests.support.access import ANONYMOUS, RIGHT, ServerTestCase, make_chain, remove_chain
-from tests.support import read_all
+from tests.support import read_all, wait_until
 from tests.support.upload import LiveUploadCase, reply
 
 RCLONE = shutil.which("rclone")
@@ -81,6 +82,42 @@ class LockThroughLinkLiveTest(DavServerCase):
                     f"{request}Host: localhost\r\nConnection: close\r\n\r\nnew".encode())
                 self.assertEqual(status, 423, body)
         self.assertEqual(self.read("pub/page.html"), b"old")
+
+
+class FolderHoldLiveTest(DavServerCase):
+    """An upload waiting for its folder's hold (:meth:`UploadFolder.held`, a ``flock`` that
+    another program may keep too) keeps no request about another folder waiting."""
+
+    def test_uploads_elsewhere_and_webdav_go_on(self) -> None:
+        held = os.path.join(self.folder, "held")
+        os.mkdir(held)
+        descriptor = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, descriptor)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # as a script run by flock(1) on the folder
+        with self.server.connect() as waiting:
+            waiting.sendall(f"PUT {self.path('held/a.txt')} HTTP/1.1\r\nHost: localhost\r\n"
+                            "Content-Length: 3\r\nConnection: close\r\n\r\nnew".encode())
+            wait_until(lambda: _flock_awaited(os.fstat(descriptor).st_ino),
+                       what="the PUT to wait for its folder")
+            for request, body, expected in (
+                    (f"PUT {self.path('free.txt')} HTTP/1.1\r\nContent-Length: 3", "new", 201),
+                    (f"PROPFIND {self.path()} HTTP/1.1\r\nDepth: 1", "", 207)):
+                with self.subTest(request=request.split(" ")[0]):
+                    with self.server.connect(timeout=10) as other:
+                        other.sendall(f"{request}\r\nHost: localhost\r\nConnection: close\r\n"
+                                      f"\r\n{body}".encode())
+                        self.assertEqual(reply(read_all(other))[0], expected)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            self.assertEqual(reply(read_all(waiting))[0], 201)
+        self.assertEqual(self.read("held/a.txt"), b"new")
+
+
+def _flock_awaited(inode: int) -> bool:
+    """Whether /proc/locks shows a process waiting for a ``flock`` of the file ``inode``
+    (``1: -> FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF``)."""
+    with open("/proc/locks") as locks:
+        return any(fields[1:3] == ["->", "FLOCK"] and fields[6].endswith(f":{inode}")
+                   for fields in (line.split() for line in locks))
 
 
 class TreeCopyLiveTest(LiveUploadCase):

@@ -173,7 +173,7 @@ def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = 
     shown = folder.shown(pending.name)
     pending.finish()
     try:
-        with holding(hold, [pending.name]), folder.held():
+        with folder.held(), holding(hold, [pending.name]):
             if unchanged is not None:
                 current = folder.check(pending.name)
                 if current is None or (unchanged != ANY_FILE and make_etag(
@@ -356,7 +356,10 @@ class UploadFolder:
         which each upload opens anew): what is judged of a name inside still holds for the
         rename made inside, so two PUTs sent with the same ``If-Match`` do not both pass.
 
-        A file system that cannot lock a folder leaves the uploads unordered, as without.
+        Taken before WebDAV's locks are held still (:data:`Hold`): a wait for it, which
+        lasts as long as another program keeps the folder locked, then holds up no request
+        about another folder.  A file system that cannot lock a folder leaves the uploads
+        unordered, as without.
         """
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)

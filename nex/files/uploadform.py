@@ -146,7 +146,7 @@ class _FormFiles:
         one name is taken meanwhile, remove the new files named before it and refuse with
         409."""
         replace = self.folder.config.upload_overwrite
-        with holding(self.hold, [pending.name for pending in self.files]), self.folder.held():
+        with self.folder.held(), holding(self.hold, [pending.name for pending in self.files]):
             for index, pending in enumerate(self.files):
                 try:
                     pending.commit(replace)
