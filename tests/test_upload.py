@@ -415,6 +415,31 @@ class ConditionRaceTest(UploadTestCase):
         self.refusal(412, "PUT", "/dir/t.txt", b"six", headers=[("If-Match", old_etag)],
                      site=site)
 
+    def test_a_file_system_that_will_not_set_times_still_takes_the_replacement(self) -> None:
+        # Setting a time needs the file's owner where merely writing does not (a share
+        # mounted for another user): the replacement is stored, its time as it was.
+        site = self.site(upload_overwrite=True)
+        self.request("PUT", "/dir/t.txt", b"one", site=site)
+        there = os.stat(os.path.join(self.root, "dir", "t.txt"))
+        finish, utime = PendingFile.finish, os.utime
+
+        def in_the_same_tick(pending: PendingFile) -> None:
+            finish(pending)
+            utime(pending.temp_name, ns=(there.st_mtime_ns, there.st_mtime_ns),
+                  dir_fd=pending.folder.fd)
+            pending.mtime_ns = there.st_mtime_ns
+
+        refused = OSError(errno.EPERM, os.strerror(errno.EPERM))
+        with mock.patch.object(PendingFile, "finish", in_the_same_tick), \
+                mock.patch("os.utime", side_effect=refused):
+            response = self.request("PUT", "/dir/t.txt", b"two", site=site)
+        self.assertEqual(response.status, 204)
+        self.assertEqual(self.read("dir/t.txt"), b"two")
+        served = self.request("HEAD", "/dir/t.txt", length=0, site=site)
+        served.release()
+        self.assertEqual(dict(served.headers)["ETag"], fields(response)["etag"])
+        self.assertNoTemporaryFiles()
+
     def test_the_hold_keeps_out_every_other_descriptor_of_the_folder(self) -> None:
         # A lock of the open file description, not of a thread: it binds other processes
         # (workers) too, each of which opens the folder anew.

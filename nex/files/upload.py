@@ -458,7 +458,8 @@ class PendingFile:
 
         An ETag is the size and the time: the same ETag would let a client holding the old
         one pass ``If-Match`` and replace the new file unseen, and keep a cache's old copy
-        fresh.  The first step the file system keeps is taken.
+        fresh.  The first step the file system keeps is taken; one that will not set a
+        file's times (a share mounted for another user: that needs the owner) leaves it.
         """
         folder = self.folder.fd
         try:
@@ -469,7 +470,11 @@ class PendingFile:
             return
         for step in _TIME_STEPS_NS:
             wanted = there.st_mtime_ns + step
-            os.utime(self.temp_name, ns=(wanted, wanted), dir_fd=folder, follow_symlinks=False)
+            try:
+                os.utime(self.temp_name, ns=(wanted, wanted), dir_fd=folder,
+                         follow_symlinks=False)
+            except OSError:
+                return
             self.mtime_ns = os.stat(self.temp_name, dir_fd=folder,
                                     follow_symlinks=False).st_mtime_ns
             if self.mtime_ns != there.st_mtime_ns:
