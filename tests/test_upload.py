@@ -7,7 +7,7 @@ import fcntl
 import os
 import threading
 import unittest
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, ContextManager, Dict, Iterable, List, Tuple
 from unittest import mock
 
 from nex.site.routing import Dispatcher
@@ -415,23 +415,34 @@ class ConditionRaceTest(UploadTestCase):
         self.refusal(412, "PUT", "/dir/t.txt", b"six", headers=[("If-Match", old_etag)],
                      site=site)
 
+    def test_no_replacement_within_one_tick_gets_the_etag_of_an_earlier_one(self) -> None:
+        # Three versions within one tick, the second of any size: the third, written at
+        # the first one's time, must not get the first one's ETag back.
+        site = self.site(upload_overwrite=True)
+        for between in (b"two", b"four"):
+            with self.subTest(between=between):
+                target = f"/dir/{len(between)}.txt"
+                first = fields(self.request("PUT", target, b"one", site=site))["etag"]
+                tick = os.stat(os.path.join(self.root, target[1:])).st_mtime_ns
+                with written_at(tick):
+                    self.request("PUT", target, between, site=site)
+                    third = fields(self.request("PUT", target, b"six", site=site))["etag"]
+                self.assertNotEqual(third, first)
+                served = self.request("HEAD", target, length=0, site=site)
+                served.release()
+                self.assertEqual(dict(served.headers)["ETag"], third)
+                self.refusal(412, "PUT", target, b"ten", headers=[("If-Match", first)],
+                             site=site)
+                self.assertEqual(self.read(target[1:]), b"six")
+
     def test_a_file_system_that_will_not_set_times_still_takes_the_replacement(self) -> None:
         # Setting a time needs the file's owner where merely writing does not (a share
         # mounted for another user): the replacement is stored, its time as it was.
         site = self.site(upload_overwrite=True)
         self.request("PUT", "/dir/t.txt", b"one", site=site)
         there = os.stat(os.path.join(self.root, "dir", "t.txt"))
-        finish, utime = PendingFile.finish, os.utime
-
-        def in_the_same_tick(pending: PendingFile) -> None:
-            finish(pending)
-            utime(pending.temp_name, ns=(there.st_mtime_ns, there.st_mtime_ns),
-                  dir_fd=pending.folder.fd)
-            pending.mtime_ns = there.st_mtime_ns
-
         refused = OSError(errno.EPERM, os.strerror(errno.EPERM))
-        with mock.patch.object(PendingFile, "finish", in_the_same_tick), \
-                mock.patch("os.utime", side_effect=refused):
+        with written_at(there.st_mtime_ns), mock.patch("os.utime", side_effect=refused):
             response = self.request("PUT", "/dir/t.txt", b"two", site=site)
         self.assertEqual(response.status, 204)
         self.assertEqual(self.read("dir/t.txt"), b"two")
@@ -492,6 +503,19 @@ class ConditionRaceTest(UploadTestCase):
         # judged on the file it replaced.
         self.assertEqual(outcomes, {"put": 204, "form": 200})
         self.assertEqual(self.read("dir/r.txt"), b"form")
+
+
+def written_at(mtime_ns: int) -> ContextManager[object]:
+    """Every upload meanwhile finished at the modification time ``mtime_ns``, as files
+    written within one tick of the file system's clock are."""
+    finish, utime = PendingFile.finish, os.utime
+
+    def finish_at(pending: PendingFile) -> None:
+        finish(pending)
+        utime(pending.temp_name, ns=(mtime_ns, mtime_ns), dir_fd=pending.folder.fd)
+        pending.mtime_ns = mtime_ns
+
+    return mock.patch.object(PendingFile, "finish", finish_at)
 
 
 class FileCacheTest(UploadTestCase):

@@ -453,20 +453,23 @@ class PendingFile:
 
     def _stand_apart(self) -> None:
         """Move the finished file's modification time past that of the file it is to
-        replace when the two have one size and one time, as two writes within a tick of the
-        file system's clock do (a few milliseconds; a second or two on some file systems).
+        replace when it is not later already, as after two writes within a tick of the file
+        system's clock (a few milliseconds; a second or two on some file systems).
 
         An ETag is the size and the time: the same ETag would let a client holding the old
         one pass ``If-Match`` and replace the new file unseen, and keep a cache's old copy
-        fresh.  The first step the file system keeps is taken; one that will not set a
-        file's times (a share mounted for another user: that needs the owner) leaves it.
+        fresh.  Whatever the sizes, each version is later than the one it replaced, so none
+        gets the ETag of any earlier one: three versions in one tick would otherwise give
+        the third the first one's when the second's size differed.  The first step the file
+        system keeps is taken; one that will not set a file's times (a share mounted for
+        another user: that needs the owner) leaves it.
         """
         folder = self.folder.fd
         try:
             there = os.stat(self.name, dir_fd=folder, follow_symlinks=False)
         except OSError:
             return
-        if (there.st_size, there.st_mtime_ns) != (self.size, self.mtime_ns):
+        if self.mtime_ns > there.st_mtime_ns:
             return
         for step in _TIME_STEPS_NS:
             wanted = there.st_mtime_ns + step
@@ -477,7 +480,7 @@ class PendingFile:
                 return
             self.mtime_ns = os.stat(self.temp_name, dir_fd=folder,
                                     follow_symlinks=False).st_mtime_ns
-            if self.mtime_ns != there.st_mtime_ns:
+            if self.mtime_ns > there.st_mtime_ns:
                 return
 
     def withdraw(self) -> None:
