@@ -320,6 +320,25 @@ class AppendTest(ResumableCase):
                                              upload_overwrite=True).status, 204)
                 self.assertEqual(self.read("dir/big.bin"), b"abc")
 
+    def test_a_completion_after_the_file_was_replaced_is_newer_than_it(self) -> None:
+        # The data came in before someone else replaced the file, and the completion after
+        # that: a client holding their file's Last-Modified must not be told Not Modified.
+        _, resource = self.create(b"mine", upload_overwrite=True)
+        now = time.time_ns()
+        arrived = now - 200 * 10**9
+        os.utime(os.path.join(self.root, "dir", self.partials()[0]), ns=(arrived, arrived))
+        replaced = now - 100 * 10**9
+        os.utime(self.write("dir/big.bin", b"theirs"), ns=(replaced, replaced))
+        theirs = self.request("HEAD", "/dir/big.bin", length=0)
+        theirs.release()
+        self.assertEqual(self.append(resource, 4, b"", complete=True,
+                                     upload_overwrite=True).status, 204)
+        self.assertEqual(self.read("dir/big.bin"), b"mine")
+        mine = self.request("HEAD", "/dir/big.bin", length=0, headers=[
+            ("If-Modified-Since", fields_of(theirs)["last-modified"])])
+        mine.release()
+        self.assertEqual(mine.status, 200)
+
     def test_if_match_star_needs_a_file_there_at_completion(self) -> None:
         self.write("dir/big.bin", b"known")
         _, resource = self.create(b"ab", headers=[("If-Match", "*")], upload_overwrite=True)

@@ -453,12 +453,15 @@ class PendingFile:
 
     def _stand_apart(self) -> None:
         """Move the finished file's modification time past that of the file it is to
-        replace when it is not later already, as after two writes within a tick of the file
-        system's clock (a few milliseconds; a second or two on some file systems).
+        replace, and to the present at least, when it is not later already: as after two
+        writes within a tick of the file system's clock (a few milliseconds; a second or two
+        on some file systems), or for a resumable upload whose data came in before the file
+        was replaced.
 
         An ETag is the size and the time: the same ETag would let a client holding the old
         one pass ``If-Match`` and replace the new file unseen, and keep a cache's old copy
-        fresh.  Whatever the sizes, each version is later than the one it replaced, so none
+        fresh, as an earlier ``Last-Modified`` would answer its ``If-Modified-Since`` with
+        ``304``.  Whatever the sizes, each version is later than the one it replaced, so none
         gets the ETag of any earlier one: three versions in one tick would otherwise give
         the third the first one's when the second's size differed.  The first step the file
         system keeps is taken; one that will not set a file's times (a share mounted for
@@ -472,7 +475,7 @@ class PendingFile:
         if self.mtime_ns > there.st_mtime_ns:
             return
         for step in _TIME_STEPS_NS:
-            wanted = there.st_mtime_ns + step
+            wanted = max(there.st_mtime_ns + step, time.time_ns())
             try:
                 os.utime(self.temp_name, ns=(wanted, wanted), dir_fd=folder,
                          follow_symlinks=False)
