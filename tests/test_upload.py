@@ -435,6 +435,25 @@ class ConditionRaceTest(UploadTestCase):
                              site=site)
                 self.assertEqual(self.read(target[1:]), b"six")
 
+    def test_a_link_replaced_within_one_tick_of_its_file_gives_no_etag_back(self) -> None:
+        # GET follows the link: the ETag a client holds is that of the file it leads to,
+        # written in the tick of the replacement, not that of the older link itself.
+        os.makedirs(os.path.join(self.root, "other"))
+        link = os.path.join(self.root, "dir", "r.txt")
+        os.symlink("../other/r.txt", link)
+        os.utime(link, ns=(0, 0), follow_symlinks=False)
+        site = self.site(upload_overwrite=True)
+        self.request("PUT", "/other/r.txt", b"one", site=site)
+        served = self.request("HEAD", "/dir/r.txt", length=0, site=site)
+        served.release()
+        old_etag = dict(served.headers)["ETag"]
+        with written_at(os.stat(link).st_mtime_ns):
+            new_etag = fields(self.request("PUT", "/dir/r.txt", b"two", site=site))["etag"]
+        self.assertNotEqual(new_etag, old_etag)
+        self.refusal(412, "PUT", "/dir/r.txt", b"six", headers=[("If-Match", old_etag)],
+                     site=site)
+        self.assertEqual(self.read("dir/r.txt"), b"two")
+
     def test_a_file_system_that_will_not_set_times_still_takes_the_replacement(self) -> None:
         # Setting a time needs the file's owner where merely writing does not (a share
         # mounted for another user): the replacement is stored, its time as it was.

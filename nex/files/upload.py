@@ -463,13 +463,14 @@ class PendingFile:
         fresh, as an earlier ``Last-Modified`` would answer its ``If-Modified-Since`` with
         ``304``.  Whatever the sizes, each version is later than the one it replaced, so none
         gets the ETag of any earlier one: three versions in one tick would otherwise give
-        the third the first one's when the second's size differed.  The first step the file
-        system keeps is taken; one that will not set a file's times (a share mounted for
-        another user: that needs the owner) leaves it.
+        the third the first one's when the second's size differed.  A link to be replaced
+        counts as the file it leads to, whose ETag GET gave.  The first step the file system
+        keeps is taken; one that will not set a file's times (a share mounted for another
+        user: that needs the owner) leaves it.
         """
         folder = self.folder.fd
         try:
-            there = os.stat(self.name, dir_fd=folder, follow_symlinks=False)
+            there = os.stat(self.name, dir_fd=folder)
         except OSError:
             return
         if self.mtime_ns > there.st_mtime_ns:
