@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
 import re
 import time
-from typing import Dict, Tuple
+from typing import Dict, Iterator, List, Tuple
+from unittest import mock
 
+from nex.files import resumable
 from nex.files.leftovers import remove_stale_uploads, stale_after
+from nex.files.upload import PendingFile, UploadFolder
 from nex.http.errors import HTTPError
 from nex.http.response import Response
 from tests.support.upload import ALICE, UploadTestCase
@@ -264,6 +268,49 @@ class AppendTest(ResumableCase):
         self.request("PUT", "/dir/big.bin", b"", length=4, pieces=[b"ab", b"cd"],
                      headers=[("Upload-Complete", "?1")], before_piece=append_meanwhile)
         self.assertEqual(refusals, [409])
+        self.assertEqual(self.read("dir/big.bin"), b"abcd")
+
+    def test_an_append_while_the_completion_waits_for_its_folder_is_409(self) -> None:
+        # The completion waits while another upload names a file in the folder: no append
+        # may slip in meanwhile and change the file after it is named.
+        _, resource = self.create(b"abcd")
+        refusals = []
+        held = UploadFolder.held
+
+        @contextlib.contextmanager
+        def append_meanwhile(folder: UploadFolder) -> Iterator[None]:
+            try:
+                self.append(resource, 4, b"EXTRA")
+            except HTTPError as error:
+                refusals.append(error.status)
+            with held(folder):
+                yield
+
+        with mock.patch.object(UploadFolder, "held", append_meanwhile):
+            response = self.append(resource, 4, b"", complete=True)
+        self.assertEqual(refusals, [409])
+        self.assertEqual(self.read("dir/big.bin"), b"abcd")
+        self.assertEqual(fields_of(response)["etag"], self.etag("/dir/big.bin"))
+
+    def test_an_append_that_locks_the_upload_once_it_is_named_is_404(self) -> None:
+        # It opened the partial data before the completion named it, and got its lock
+        # after: it must not write to the named file, which overwriting lets it find.
+        _, resource = self.create(b"abcd", upload_overwrite=True)
+        lock = resumable._lock
+        completions: List[int] = []
+
+        def complete_first(pending: PendingFile) -> None:
+            if not completions:
+                completions.append(0)  # the completion's own lock is taken as it was
+                completions[0] = self.append(resource, 4, b"", complete=True,
+                                             upload_overwrite=True).status
+            lock(pending)
+
+        with mock.patch.object(resumable, "_lock", complete_first):
+            self.refusal(404, "PATCH", resource, b"EXTRA", headers=[
+                PARTIAL, ("Upload-Offset", "4"), ("Upload-Complete", "?0")],
+                upload_overwrite=True)
+        self.assertEqual(completions, [201])
         self.assertEqual(self.read("dir/big.bin"), b"abcd")
 
     def test_a_name_taken_meanwhile_is_409_at_completion(self) -> None:

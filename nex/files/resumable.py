@@ -207,6 +207,8 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
     pending = PendingFile(folder, name, temp_name, descriptor)
     try:
         _lock(pending)
+        if not _still_partial(folder, temp_name, descriptor):
+            raise _no_upload()  # named or cancelled between its opening and its lock
         offset = os.fstat(descriptor).st_size
         if claimed != offset:
             raise HTTPError(409, f"The upload's offset is {offset}, not {claimed}.",
@@ -259,7 +261,13 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
         if length is not None and offset != length:
             raise HTTPError(400, f"The upload ended at {offset} bytes; it is {length} long.")
         replaced = replaced or pending.folder.check(pending.name) is not None
-        store(pending, exclusive, hold, unchanged)
+        # Finishing closes the descriptor, and with it would go the upload's lock while the
+        # naming waits for the folder: a copy of it keeps the lock until the file is named.
+        lock = os.dup(pending.fileno())
+        try:
+            store(pending, exclusive, hold, unchanged)
+        finally:
+            os.close(lock)
     except ChangedMeanwhile:
         pending.discard()  # the file to replace is gone for good, and so is this upload
         raise
@@ -290,6 +298,17 @@ def _lock(pending: PendingFile) -> None:
     except BlockingIOError:
         raise HTTPError(409, "Another request is appending to this upload.",
                         headers=[("Retry-After", "1")]) from None
+
+
+def _still_partial(folder: UploadFolder, temp_name: str, descriptor: int) -> bool:
+    """Whether the upload's partial data ``temp_name`` in ``folder`` is still the file open
+    as ``descriptor``, neither named nor cancelled since."""
+    try:
+        named = os.stat(temp_name, dir_fd=folder.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _target(path: Tuple[List[str], bool], config: Config,
