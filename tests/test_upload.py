@@ -470,6 +470,20 @@ class ConditionRaceTest(UploadTestCase):
         self.assertEqual(dict(served.headers)["ETag"], fields(response)["etag"])
         self.assertNoTemporaryFiles()
 
+    def test_a_folder_another_program_keeps_locked_is_503_after_a_while(self) -> None:
+        # flock(1) around a backup script: the upload waits a bounded time, then is
+        # refused with a retry, leaving nothing; once the folder is free it goes through.
+        other = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, other)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with mock.patch("nex.files.upload.FOLDER_WAIT_SECONDS", 0.05):
+            error = self.refusal(503, "PUT", "/dir/w.txt", b"new")
+        self.assertEqual(dict(error.headers)["Retry-After"], "5")
+        self.assertNoTemporaryFiles()
+        self.assertEqual(self.names("dir"), [])
+        fcntl.flock(other, fcntl.LOCK_UN)
+        self.assertEqual(self.request("PUT", "/dir/w.txt", b"new").status, 201)
+
     def test_the_hold_keeps_out_every_other_descriptor_of_the_folder(self) -> None:
         # A lock of the open file description, not of a thread: it binds other processes
         # (workers) too, each of which opens the folder anew.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import filecmp
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -97,7 +98,8 @@ class FolderHoldLiveTest(DavServerCase):
         with self.server.connect() as waiting:
             waiting.sendall(f"PUT {self.path('held/a.txt')} HTTP/1.1\r\nHost: localhost\r\n"
                             "Content-Length: 3\r\nConnection: close\r\n\r\nnew".encode())
-            wait_until(lambda: _flock_awaited(os.fstat(descriptor).st_ino),
+            # Its body in (the temporary file whole and closed), it waits for the folder.
+            wait_until(lambda: _upload_waiting(self.server.pid, held, 3),
                        what="the PUT to wait for its folder")
             for request, body, expected in (
                     (f"PUT {self.path('free.txt')} HTTP/1.1\r\nContent-Length: 3", "new", 201),
@@ -107,17 +109,23 @@ class FolderHoldLiveTest(DavServerCase):
                         other.sendall(f"{request}\r\nHost: localhost\r\nConnection: close\r\n"
                                       f"\r\n{body}".encode())
                         self.assertEqual(reply(read_all(other))[0], expected)
+            # The others were answered while it waited (it gives up only after 10 s).
+            self.assertFalse(select.select([waiting], [], [], 0)[0])
             fcntl.flock(descriptor, fcntl.LOCK_UN)
             self.assertEqual(reply(read_all(waiting))[0], 201)
         self.assertEqual(self.read("held/a.txt"), b"new")
 
 
-def _flock_awaited(inode: int) -> bool:
-    """Whether /proc/locks shows a process waiting for a ``flock`` of the file ``inode``
-    (``1: -> FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF``)."""
-    with open("/proc/locks") as locks:
-        return any(fields[1:3] == ["->", "FLOCK"] and fields[6].endswith(f":{inode}")
-                   for fields in (line.split() for line in locks))
+def _upload_waiting(pid: int, folder: str, size: int) -> bool:
+    """Whether ``folder`` holds an upload's temporary file of ``size`` bytes that process
+    ``pid`` no longer has open: its body is in, and its naming comes next."""
+    names = [name for name in os.listdir(folder) if name.startswith(".nex-upload-")]
+    try:
+        files = [os.stat(os.path.join(folder, name)) for name in names]
+        opened = {os.stat(f"/proc/{pid}/fd/{fd}").st_ino for fd in os.listdir(f"/proc/{pid}/fd")}
+    except FileNotFoundError:  # an upload or a descriptor went meanwhile: look again
+        return False
+    return any(file.st_size == size and file.st_ino not in opened for file in files)
 
 
 class TreeCopyLiveTest(LiveUploadCase):

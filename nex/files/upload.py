@@ -88,6 +88,9 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 #: How far a replacement's modification time is moved to differ from the file it replaces:
 #: one nanosecond, else the whole second, else two (FAT keeps times in steps of two).
 _TIME_STEPS_NS = (1, 1_000_000_000, 2_000_000_000)
+#: How long an upload waits for its folder's hold (:meth:`UploadFolder.held`) before it is
+#: refused with 503: another upload holds it for microseconds, another program may not let go.
+FOLDER_WAIT_SECONDS = 10.0
 #: flock(2) fails this way where a file system cannot lock a folder (some network ones).
 _NO_FOLDER_LOCKS = frozenset({errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL})
 #: What separates the components of a path a client gives as a file's name.
@@ -356,13 +359,17 @@ class UploadFolder:
         which each upload opens anew): what is judged of a name inside still holds for the
         rename made inside, so two PUTs sent with the same ``If-Match`` do not both pass.
 
-        Taken before WebDAV's locks are held still (:data:`Hold`): a wait for it, which
-        lasts as long as another program keeps the folder locked, then holds up no request
-        about another folder.  A file system that cannot lock a folder leaves the uploads
-        unordered, as without.
+        Another upload holds it for a rename's microseconds; another program (``flock(1)``)
+        may hold it for as long as it likes, so the wait is bounded: after
+        :data:`FOLDER_WAIT_SECONDS`, ``503`` with ``Retry-After`` (a resumable upload keeps
+        its data for the retry).  Taken before WebDAV's locks are held still (:data:`Hold`),
+        so that the wait holds up no request about another folder.  A file system that
+        cannot lock a folder leaves the uploads unordered, as without.
         """
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if not self._lock_folder():
+                raise HTTPError(503, "Another program keeps the folder locked.",
+                                headers=[("Retry-After", "5")])
         except OSError as error:
             if error.errno not in _NO_FOLDER_LOCKS:
                 raise
@@ -372,6 +379,25 @@ class UploadFolder:
             yield
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _lock_folder(self) -> bool:
+        """Take the folder's ``flock``, waiting at most :data:`FOLDER_WAIT_SECONDS`; whether
+        it was taken.  A lock cannot be waited for with a time limit, so it is tried again
+        after waits that grow from a millisecond (another upload lets go within one)."""
+        deadline = None
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + FOLDER_WAIT_SECONDS
+                elif now >= deadline:
+                    return False
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, 0.1)
 
     def sync(self) -> None:
         """Make the names given here durable (fsync of the folder)."""
