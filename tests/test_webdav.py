@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Callable, Dict, List, Optional, Tuple
@@ -21,6 +22,7 @@ from nex.files.filecache import SmallFileCache
 from nex.files.paths import split_path
 from nex.files.upload import PendingFile
 from nex.files.webdav import WebDav
+from nex.http.dates import parse_http_date
 from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
@@ -114,6 +116,16 @@ class PropfindTest(DavCase):
         body = b"".join(self.dav("PROPFIND", "/hello.txt", b"", ("Depth", "0")).body)
         self.assertIn(dict(get.headers)["ETag"].encode(), body)
         get.release()
+
+    def test_a_time_in_the_future_is_the_present_as_for_get(self) -> None:
+        ahead = time.time() + 86_400
+        os.utime(os.path.join(self.root, "hello.txt"), (ahead, ahead))
+        get = self.request("HEAD", "/hello.txt", length=0)
+        get.release()
+        body = b"".join(self.dav("PROPFIND", "/hello.txt", b"", ("Depth", "0")).body)
+        found = ElementTree.fromstring(body).find(".//{DAV:}getlastmodified").text
+        self.assertEqual(found, dict(get.headers)["Last-Modified"])
+        self.assertLessEqual(parse_http_date(found), time.time())
 
     def test_propname_and_unknown_properties(self) -> None:
         [(_, props)] = self.propfind("/hello.txt", "0", PROPNAME)

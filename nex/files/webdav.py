@@ -187,11 +187,14 @@ class WebDav:
         """The live properties of ``resource``, their values as markup; ``held`` are the
         live locks, those covering it its ``lockdiscovery``."""
         found = resource.stat
+        # As GET's Last-Modified: a modification time in the future is the present
+        # (RFC 9110 §8.8.2.1).
+        modified = min(int(found.st_mtime), int(time.time()))
         properties = {
             f"{{{DAV}}}resourcetype": "<D:collection/>" if resource.collection else "",
-            f"{{{DAV}}}getlastmodified": format_http_date(int(found.st_mtime)),
+            f"{{{DAV}}}getlastmodified": format_http_date(modified),
             f"{{{DAV}}}creationdate": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                   time.gmtime(found.st_mtime)),
+                                                   time.gmtime(modified)),
         }
         if not resource.collection:
             media_type = content_type(file_extension(resource.segments[-1]),
