@@ -297,6 +297,22 @@ class RaceTest(UploadTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.root, "dir", "r.txt")))
         self.assertNoTemporaryFiles()
 
+    def test_the_answer_tells_what_the_naming_found(self) -> None:
+        # 201 or 204 says whether a file was replaced when the upload took the name, not
+        # when its body began.
+        response = self.request("PUT", "/dir/r.txt", b"mine", pieces=[b"mi", b"ne"],
+                                before_piece=self.take("dir/r.txt"), upload_overwrite=True)
+        self.assertEqual(response.status, 204)
+        self.assertEqual(self.read("dir/r.txt"), b"mine")
+
+        def delete(index: int) -> None:
+            if index == 1:
+                os.unlink(os.path.join(self.root, "dir", "r.txt"))
+        response = self.request("PUT", "/dir/r.txt", b"again", pieces=[b"aga", b"in"],
+                                before_piece=delete, upload_overwrite=True)
+        self.assertEqual(response.status, 201)
+        self.assertEqual(fields(response)["location"], "/dir/r.txt")
+
     def test_without_hard_links_a_claim_is_made_first(self) -> None:
         with mock.patch("os.link", side_effect=OSError(errno.EPERM, "no links")):
             self.assertEqual(self.request("PUT", "/dir/a.txt", b"via rename").status, 201)

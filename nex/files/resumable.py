@@ -176,8 +176,8 @@ def _create(request: Request, body: Optional[BodyReader], config: Config,
             except HTTPError:
                 pending.discard()  # the client never learnt where to resume
                 raise
-        return _receive(pending, body, 0, length, complete, exclusive, unchanged,
-                        existing is not None, resource, hold)
+        return _receive(pending, body, 0, length, complete, exclusive, unchanged, resource,
+                        hold)
     finally:
         folder.close()
 
@@ -225,14 +225,12 @@ def _append(request: Request, body: Optional[BodyReader], folder: UploadFolder, 
     except BaseException:
         pending.keep()
         raise
-    return _receive(pending, body, offset, length, complete, exclusive, unchanged, False, [],
-                    hold)
+    return _receive(pending, body, offset, length, complete, exclusive, unchanged, [], hold)
 
 
 def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
              length: Optional[int], complete: bool, exclusive: bool, unchanged: Optional[str],
-             replaced: bool, resource: List[Tuple[str, str]], hold: Optional[Hold]
-             ) -> Response:
+             resource: List[Tuple[str, str]], hold: Optional[Hold]) -> Response:
     """Write ``body`` after ``offset`` bytes of ``pending``; name the file if ``complete``
     (as :func:`~nex.files.upload.store` names it, with ``exclusive`` and ``unchanged``).
 
@@ -260,7 +258,7 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
                             [_NO_STORE, *resource[:1], *_progress(offset, length)])
         if length is not None and offset != length:
             raise HTTPError(400, f"The upload ended at {offset} bytes; it is {length} long.")
-        replaced = replaced or pending.folder.check(pending.name) is not None
+        pending.folder.check(pending.name)  # the name may still take it: rules, policy
         # Finishing closes the descriptor, and with it would go the upload's lock while the
         # naming waits for the folder: a copy of it keeps the lock until the file is named.
         lock = os.dup(pending.fileno())
@@ -274,7 +272,7 @@ def _receive(pending: PendingFile, body: Optional[BodyReader], offset: int,
     except BaseException:
         pending.keep()
         raise
-    return stored(pending, replaced)
+    return stored(pending)
 
 
 def _unchanged(match: "re.Match[str]") -> Optional[str]:

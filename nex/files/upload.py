@@ -147,7 +147,7 @@ def put_file(request: Request, body: Optional[BodyReader], config: Config,
             pending.discard()
     finally:
         folder.close()
-    return stored(pending, existing is not None)
+    return stored(pending)
 
 
 def file_folder(path: Tuple[List[str], bool], config: Config,
@@ -199,10 +199,11 @@ def holding(hold: Optional[Hold], names: Sequence[str]) -> ContextManager[None]:
     return nullcontext() if hold is None else hold(names)
 
 
-def stored(pending: PendingFile, replaced: bool) -> Response:
-    """PUT's answer for the stored ``pending``: 204 with its ETag if it ``replaced`` one."""
+def stored(pending: PendingFile) -> Response:
+    """PUT's answer for the stored ``pending``: 204 with its ETag if it replaced a file,
+    else 201."""
     etag = make_etag(pending.size, pending.mtime_ns)
-    if replaced:
+    if pending.replaced:
         return Response(204, [("ETag", etag)])
     location = encode_path(pending.folder.segments + [pending.name])
     return Response(201, [("Location", location), ("ETag", etag), TEXT_PLAIN],
@@ -415,7 +416,7 @@ class PendingFile:
         self.folder = folder
         self.name = name
         self.temp_name = temp_name
-        #: Whether a file of this name existed when it was checked.
+        #: Whether the commit replaced what had the name (its answer: 204, not 201).
         self.replaced = False
         self.size = 0
         self.mtime_ns = 0
@@ -457,9 +458,16 @@ class PendingFile:
         """
         folder = self.folder.fd
         if replace:
-            self._stand_apart()
+            try:
+                os.stat(self.name, dir_fd=folder, follow_symlinks=False)
+                self.replaced = True
+            except FileNotFoundError:
+                self.replaced = False
+            if self.replaced:
+                self._stand_apart()
             os.replace(self.temp_name, self.name, src_dir_fd=folder, dst_dir_fd=folder)
         else:
+            self.replaced = False
             try:
                 os.link(self.temp_name, self.name, src_dir_fd=folder, dst_dir_fd=folder)
             except OSError as error:

@@ -117,11 +117,10 @@ class _FormFiles:
         if len(self.files) >= self.max_files:
             raise HTTPError(413, f"A form may upload at most {self.max_files} files"
                                  f" (max_upload_files = {self.max_files}).")
-        existing = self.folder.check(name)
+        self.folder.check(name)
         if self.guard is not None:
             self.guard(name)
         pending = self.folder.create(name)
-        pending.replaced = existing is not None
         self.files.append(pending)
         self._names.add(name)
         self._current = pending
