@@ -14,7 +14,8 @@ from unittest import mock
 
 from nex.files import resumable
 from nex.files.leftovers import remove_stale_uploads, stale_after
-from nex.files.upload import PendingFile, UploadFolder
+from nex.files.pending import PendingFile
+from nex.files.upload import UploadFolder
 from nex.http.errors import HTTPError
 from nex.http.response import Response
 from tests.support.upload import ALICE, UploadTestCase

@@ -16,8 +16,9 @@ from nex.files.filecache import SmallFileCache
 from nex.http.request import Headers, Request
 from nex.http.response import Response
 from nex.files.paths import split_path
-from nex.files.upload import (FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, PendingFile,
-                              UploadFolder, allowed_methods)
+from nex.files.pending import PendingFile
+from nex.files.upload import (FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, UploadFolder,
+                              allowed_methods)
 from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body,
                            part)
 from tests.support.upload import UploadTestCase

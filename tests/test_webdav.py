@@ -20,7 +20,7 @@ from nex.files.davlocks import LockConflict, LockTable, Where, parse_if, parse_t
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
 from nex.files.paths import split_path
-from nex.files.upload import PendingFile
+from nex.files.pending import PendingFile
 from nex.files.webdav import WebDav
 from nex.http.dates import parse_http_date
 from nex.http.errors import HTTPError

@@ -37,7 +37,8 @@ from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path,
                              refuse_along, servable_entry, split_path)
-from nex.files.upload import Hold, UploadFolder, store, storage_error
+from nex.files.oserrors import storage_error
+from nex.files.upload import Hold, UploadFolder, store
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, reason_phrase, size_limit
 from nex.http.request import Request

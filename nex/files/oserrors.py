@@ -47,3 +47,9 @@ def reply_for(error: OSError, *, writing: bool = False) -> Optional[HTTPError]:
     if writing and code == errno.EFBIG:
         return HTTPError(413, "The file is larger than this folder's file system allows.")
     return None
+
+
+def storage_error(error: OSError) -> Exception:
+    """The reply for a folder that cannot take a file (:func:`reply_for` when writing);
+    unexpected faults go up unchanged."""
+    return reply_for(error, writing=True) or error

@@ -59,8 +59,9 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from nex.files.listing import query_values
 from nex.files.paths import UPLOAD_TEMP_PREFIX, Checker, encode_path
-from nex.files.upload import (ANY_FILE, ChangedMeanwhile, Hold, PendingFile, UploadFolder,
-                              file_folder, judged_etag, put_preconditions, store, stored)
+from nex.files.pending import PendingFile
+from nex.files.upload import (ANY_FILE, ChangedMeanwhile, Hold, UploadFolder, file_folder,
+                              judged_etag, put_preconditions, store, stored)
 from nex.http.body import BodyReader
 from nex.http.conditional import ANY, parse_etag_list
 from nex.http.errors import HTTPError, size_limit

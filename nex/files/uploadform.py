@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Set, Tuple
 
 from nex.files.paths import (Checker, encode_path, hidden, not_found, redirect_location,
                              resolve_segments, split_path)
-from nex.files.upload import (FILE_METHODS, NAME_SEPARATORS, TEXT_PLAIN, Hold, PendingFile,
-                              UploadFolder, exists_error, folder_error, holding, take_body)
+from nex.files.pending import PendingFile
+from nex.files.upload import (FILE_METHODS, NAME_SEPARATORS, TEXT_PLAIN, Hold, UploadFolder,
+                              exists_error, folder_error, holding, take_body)
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError, size_limit
 from nex.http.framing import HeadLimits
