@@ -6,13 +6,18 @@ import unittest
 from nex.process.unread import already_sent, drain, input_waiting
 
 
-class UnreadTest(unittest.TestCase):
+class PairTestCase(unittest.TestCase):
+    """Tests on a connected pair of sockets: :meth:`pair` gives the server's end and the
+    client's, closed when the test ends."""
+
     def pair(self):
         server, client = socket.socketpair()
         self.addCleanup(server.close)
         self.addCleanup(client.close)
         return server, client
 
+
+class UnreadTest(PairTestCase):
     def test_nothing_sent_is_nothing_waiting(self) -> None:
         server, _ = self.pair()
         self.assertFalse(input_waiting(server, False))
@@ -41,13 +46,7 @@ class UnreadTest(unittest.TestCase):
         self.assertEqual(already_sent(server, 5, socket.MSG_WAITALL), b"abcde")
 
 
-class DrainTest(unittest.TestCase):
-    def pair(self):
-        server, client = socket.socketpair()
-        self.addCleanup(server.close)
-        self.addCleanup(client.close)
-        return server, client
-
+class DrainTest(PairTestCase):
     def test_what_comes_is_read_until_the_client_closes(self) -> None:
         server, client = self.pair()
         client.sendall(b"x" * 100_000)

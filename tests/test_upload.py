@@ -366,20 +366,39 @@ class ConditionRaceTest(UploadTestCase):
     judged is not replaced by the other between its judgement and its rename, and no
     replacement shares the ETag of the file it replaced."""
 
-    def test_two_puts_with_the_same_if_match_do_not_both_replace_the_file(self) -> None:
-        self.write("dir/r.txt", b"known")
-        response = self.request("HEAD", "/dir/r.txt", length=0)
+    def if_match_known(self, name: str) -> List[Tuple[str, str]]:
+        """An ``If-Match`` naming the ETag of the file ``name``, written now."""
+        self.write(name, b"known")
+        response = self.request("HEAD", "/" + name, length=0)
         response.release()
-        known = [("If-Match", dict(response.headers)["ETag"])]
-        first_judged, let_first_go = threading.Event(), threading.Event()
+        return [("If-Match", dict(response.headers)["ETag"])]
+
+    def race(self, first: Callable[[], None], second: Callable[[], None]) -> None:
+        """Run ``first`` until it is about to take its name (its conditions judged), then
+        ``second`` beside it, which unhindered is done within half a second; then let
+        ``first`` go on, and wait for both."""
+        waiting, let_go = threading.Event(), threading.Event()
         commit = PendingFile.commit
 
-        def slow_first_commit(pending: PendingFile, replace: bool) -> None:
-            if pending.name == "r.txt" and not first_judged.is_set():
-                first_judged.set()  # its condition held; its rename waits
-                let_first_go.wait(30)
+        def held_commit(pending: PendingFile, replace: bool) -> None:
+            if not waiting.is_set():
+                waiting.set()
+                let_go.wait(30)
             commit(pending, replace)
 
+        with mock.patch.object(PendingFile, "commit", held_commit):
+            one = threading.Thread(target=first)
+            one.start()
+            self.assertTrue(waiting.wait(30))
+            two = threading.Thread(target=second)
+            two.start()
+            two.join(0.5)
+            let_go.set()
+            one.join(30)
+            two.join(30)
+
+    def test_two_puts_with_the_same_if_match_do_not_both_replace_the_file(self) -> None:
+        known = self.if_match_known("dir/r.txt")
         outcomes: Dict[str, object] = {}
 
         def put(who: str, data: bytes) -> None:
@@ -389,19 +408,10 @@ class ConditionRaceTest(UploadTestCase):
             except HTTPError as error:
                 outcomes[who] = error.status
 
-        with mock.patch.object(PendingFile, "commit", slow_first_commit):
-            # Sizes differ: an ETag is size and mtime, and file times move in ticks.
-            first = threading.Thread(target=put, args=("first", b"first!"))
-            first.start()
-            self.assertTrue(first_judged.wait(30))
-            second = threading.Thread(target=put, args=("second", b"second!!"))
-            second.start()
-            # Unordered, the second PUT finds the known file still there and replaces it
-            # now, and the first then replaces the second's file unseen.
-            second.join(0.5)
-            let_first_go.set()
-            first.join(30)
-            second.join(30)
+        # Unordered, the second PUT finds the known file still there and replaces it, and
+        # the first then replaces the second's file unseen.  (Sizes differ: an ETag is
+        # size and time, and file times move in ticks.)
+        self.race(lambda: put("first", b"first!"), lambda: put("second", b"second!!"))
         self.assertEqual(outcomes, {"first": 204, "second": 412})
         self.assertEqual(self.read("dir/r.txt"), b"first!")
         self.assertNoTemporaryFiles()
@@ -515,19 +525,7 @@ class ConditionRaceTest(UploadTestCase):
         fcntl.flock(other, fcntl.LOCK_UN)
 
     def test_a_form_waits_for_a_put_that_judged_the_name(self) -> None:
-        self.write("dir/r.txt", b"known")
-        response = self.request("HEAD", "/dir/r.txt", length=0)
-        response.release()
-        known = [("If-Match", dict(response.headers)["ETag"])]
-        put_judged, let_put_go = threading.Event(), threading.Event()
-        commit = PendingFile.commit
-
-        def slow_put_commit(pending: PendingFile, replace: bool) -> None:
-            if not put_judged.is_set():
-                put_judged.set()
-                let_put_go.wait(30)
-            commit(pending, replace)
-
+        known = self.if_match_known("dir/r.txt")
         outcomes: Dict[str, object] = {}
 
         def put() -> None:
@@ -539,16 +537,7 @@ class ConditionRaceTest(UploadTestCase):
                 "POST", "/dir/", form_body(file_part("r.txt", b"form")),
                 headers=[FORM_TYPE], upload_overwrite=True).status
 
-        with mock.patch.object(PendingFile, "commit", slow_put_commit):
-            putting = threading.Thread(target=put)
-            putting.start()
-            self.assertTrue(put_judged.wait(30))
-            posting = threading.Thread(target=post)
-            posting.start()
-            posting.join(0.5)
-            let_put_go.set()
-            putting.join(30)
-            posting.join(30)
+        self.race(put, post)
         # The form came second: its file is the one left, and the PUT's condition was
         # judged on the file it replaced.
         self.assertEqual(outcomes, {"put": 204, "form": 200})
