@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
 import unittest
 from typing import Callable, ContextManager, Dict, Iterable, List, Tuple
 from unittest import mock
@@ -21,7 +20,7 @@ from nex.files.upload import (FILE_METHODS, FOLDER_METHODS, UPLOAD_METHODS, Uplo
                               allowed_methods)
 from tests.support import (BOUNDARY, FORM_TYPE, HTML, body_bytes, fields, file_part, form_body,
                            part)
-from tests.support.upload import UploadTestCase
+from tests.support.upload import UploadTestCase, race
 
 
 class PutTest(UploadTestCase):
@@ -373,30 +372,6 @@ class ConditionRaceTest(UploadTestCase):
         response.release()
         return [("If-Match", dict(response.headers)["ETag"])]
 
-    def race(self, first: Callable[[], None], second: Callable[[], None]) -> None:
-        """Run ``first`` until it is about to take its name (its conditions judged), then
-        ``second`` beside it, which unhindered is done within half a second; then let
-        ``first`` go on, and wait for both."""
-        waiting, let_go = threading.Event(), threading.Event()
-        commit = PendingFile.commit
-
-        def held_commit(pending: PendingFile, replace: bool) -> None:
-            if not waiting.is_set():
-                waiting.set()
-                let_go.wait(30)
-            commit(pending, replace)
-
-        with mock.patch.object(PendingFile, "commit", held_commit):
-            one = threading.Thread(target=first)
-            one.start()
-            self.assertTrue(waiting.wait(30))
-            two = threading.Thread(target=second)
-            two.start()
-            two.join(0.5)
-            let_go.set()
-            one.join(30)
-            two.join(30)
-
     def test_two_puts_with_the_same_if_match_do_not_both_replace_the_file(self) -> None:
         known = self.if_match_known("dir/r.txt")
         outcomes: Dict[str, object] = {}
@@ -411,7 +386,7 @@ class ConditionRaceTest(UploadTestCase):
         # Unordered, the second PUT finds the known file still there and replaces it, and
         # the first then replaces the second's file unseen.  (Sizes differ: an ETag is
         # size and time, and file times move in ticks.)
-        self.race(lambda: put("first", b"first!"), lambda: put("second", b"second!!"))
+        race(lambda: put("first", b"first!"), lambda: put("second", b"second!!"))
         self.assertEqual(outcomes, {"first": 204, "second": 412})
         self.assertEqual(self.read("dir/r.txt"), b"first!")
         self.assertNoTemporaryFiles()
@@ -537,7 +512,7 @@ class ConditionRaceTest(UploadTestCase):
                 "POST", "/dir/", form_body(file_part("r.txt", b"form")),
                 headers=[FORM_TYPE], upload_overwrite=True).status
 
-        self.race(put, post)
+        race(put, post)
         # The form came second: its file is the one left, and the PUT's condition was
         # judged on the file it replaced.
         self.assertEqual(outcomes, {"put": 204, "form": 200})

@@ -8,10 +8,13 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 import unittest
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from unittest import mock
 
 from nex.files.filecache import SmallFileCache
+from nex.files.pending import PendingFile
 from nex.files.templates import TemplateSet
 from nex.http.body import BodyReader
 from nex.http.errors import HTTPError
@@ -156,6 +159,32 @@ class UploadTestCase(unittest.TestCase):
         for folder, _, files in os.walk(self.base):
             self.assertEqual([name for name in files if name.startswith(".nex-upload-")], [],
                              folder)
+
+
+def race(first: Callable[[], None], second: Callable[[], None]) -> None:
+    """Run ``first`` until its upload is about to take its name (its conditions judged, its
+    folder held), then ``second`` beside it, which unhindered is done within half a second;
+    then let ``first`` go on, and wait for both."""
+    waiting, let_go = threading.Event(), threading.Event()
+    commit = PendingFile.commit
+
+    def held_commit(pending: PendingFile, replace: bool) -> None:
+        if not waiting.is_set():
+            waiting.set()
+            let_go.wait(30)
+        commit(pending, replace)
+
+    with mock.patch.object(PendingFile, "commit", held_commit):
+        one = threading.Thread(target=first)
+        one.start()
+        if not waiting.wait(30):
+            raise AssertionError("the first upload never came to its naming")
+        two = threading.Thread(target=second)
+        two.start()
+        two.join(0.5)
+        let_go.set()
+        one.join(30)
+        two.join(30)
 
 
 def reply(data: bytes) -> Tuple[int, Dict[str, str], bytes]:
