@@ -59,7 +59,10 @@ class PendingFile:
             raise storage_error(error) from None
 
     def finish(self) -> None:
-        """The content is complete: sync it to disk and close it."""
+        """The content is complete: sync it to disk and close it (once; again does
+        nothing)."""
+        if self._descriptor is None:
+            return
         descriptor, self._descriptor = self._descriptor, None
         try:
             os.fsync(descriptor)

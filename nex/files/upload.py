@@ -235,6 +235,10 @@ class UploadFolder:
         if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
             os.close(self.fd)  # replaced between the check and the opening
             raise not_found(shown)
+        #: The folder's device and inode: the same for every path and descriptor that
+        #: reaches it.
+        self.identity = (opened.st_dev, opened.st_ino)
+        self._held = False
         self.name_max = os.fpathconf(self.fd, "PC_NAME_MAX")
         self.real_path = real_path(fs_path, config).rstrip("/")
 
@@ -360,40 +364,18 @@ class UploadFolder:
         :data:`FOLDER_WAIT_SECONDS`, ``503`` with ``Retry-After`` (a resumable upload keeps
         its data for the retry).  Taken before WebDAV's locks are held still (:data:`Hold`),
         so that the wait holds up no request about another folder.  A file system that
-        cannot lock a folder leaves the uploads unordered, as without.
+        cannot lock a folder leaves the uploads unordered, as without.  Held already through
+        this object, it is held on: the inner block lets nothing go.
         """
-        try:
-            if not self._lock_folder():
-                raise HTTPError(503, "Another program keeps the folder locked.",
-                                headers=[("Retry-After", "5")])
-        except OSError as error:
-            if error.errno not in _NO_FOLDER_LOCKS:
-                raise
+        if self._held:
             yield
             return
-        try:
-            yield
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-    def _lock_folder(self) -> bool:
-        """Take the folder's ``flock``, waiting at most :data:`FOLDER_WAIT_SECONDS`; whether
-        it was taken.  A lock cannot be waited for with a time limit, so it is tried again
-        after waits that grow from a millisecond (another upload lets go within one)."""
-        deadline = None
-        pause = 0.001
-        while True:
+        with folder_held(self.fd):
+            self._held = True
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + FOLDER_WAIT_SECONDS
-                elif now >= deadline:
-                    return False
-                time.sleep(min(pause, deadline - now))
-                pause = min(pause * 2, 0.1)
+                yield
+            finally:
+                self._held = False
 
     def sync(self) -> None:
         """Make the names given here durable (fsync of the folder)."""
@@ -402,6 +384,46 @@ class UploadFolder:
         except OSError as error:
             if error.errno != errno.EINVAL:  # a file system that cannot sync a folder
                 raise
+
+
+@contextmanager
+def folder_held(fd: int) -> Iterator[None]:
+    """The hold of the folder open as ``fd`` (:meth:`UploadFolder.held`), for a folder no
+    URL path names any more, which a removal empties."""
+    try:
+        if not _lock_folder(fd):
+            raise HTTPError(503, "Another program keeps the folder locked.",
+                            headers=[("Retry-After", "5")])
+    except OSError as error:
+        if error.errno not in _NO_FOLDER_LOCKS:
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lock_folder(fd: int) -> bool:
+    """Take the ``flock`` of the folder open as ``fd``, waiting at most
+    :data:`FOLDER_WAIT_SECONDS`; whether it was taken.  A lock cannot be waited for with a
+    time limit, so it is tried again after waits that grow from a millisecond (another
+    upload lets go within one)."""
+    deadline = None
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + FOLDER_WAIT_SECONDS
+            elif now >= deadline:
+                return False
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, 0.1)
 
 
 def put_preconditions(headers: Headers, existing: Optional[os.stat_result]) -> None:
