@@ -306,6 +306,17 @@ class LeftoversTest(unittest.TestCase):
         self.assertTrue(os.path.exists(target))
         self.assertTrue(os.path.islink(os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}link")))
 
+    def test_a_folder_webdav_was_removing_is_removed_whole(self) -> None:
+        # A DELETE takes a folder from its name first and removes it after: a crash between
+        # leaves it hidden, and no one else would ever remove it.
+        config = Config(document_root=self.root, upload=True)
+        gone = os.path.join(self.root, "a", f"{UPLOAD_TEMP_PREFIX}{'0' * 32}.gone")
+        write(gone, "sub/file.txt", b"half removed")
+        other = write(self.root, f"a/{UPLOAD_TEMP_PREFIX}folder/file.txt", b"not ours")
+        self.assertEqual(remove_stale_uploads(config), 1)
+        self.assertFalse(os.path.lexists(gone))
+        self.assertTrue(os.path.exists(other))
+
 
 
 

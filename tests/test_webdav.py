@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import xml.etree.ElementTree as ElementTree
 from typing import Callable, Dict, List, Optional, Tuple
 from unittest import mock
 
-from nex.files import davwrite
+from nex.files import davnames, davwrite, upload
 from nex.files.davlocks import LockConflict, LockTable, Where, parse_if, parse_timeout
 from nex.files.davxml import MAX_DEPTH, parse_xml
 from nex.files.filecache import SmallFileCache
@@ -30,7 +32,7 @@ from nex.site.routing import Dispatcher
 from tests.support import FORM_TYPE, file_part, form_body
 from tests.support.access import make_chain, remove_chain
 from tests.support.threads import run_in_threads
-from tests.support.upload import ALICE, UploadTestCase
+from tests.support.upload import ALICE, UploadTestCase, race
 
 XML = ("Content-Type", "application/xml")
 PROPNAME = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>'
@@ -564,7 +566,7 @@ class WriteMethodsTest(DavCase):
         os.symlink(self.outside, os.path.join(self.root, "dir", "t", "u", "out"))
         folder = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
         self.addCleanup(os.close, folder)
-        davwrite._remove_tree("t", folder)
+        davnames.remove_entry(folder, "t")
         self.assertFalse(os.path.lexists(os.path.join(self.root, "dir", "t")))
         self.assertEqual(os.listdir(self.outside), ["secret.txt"])
 
@@ -1013,6 +1015,251 @@ class LockThroughLinkTest(DavCase):
         self.assertEqual(self.dav("DELETE", "/alias/dst.txt", b"", ("If", f"({token})")).status,
                          204)
         self.assertEqual(self.dav("PUT", "/pub/dst.txt", b"new").status, 201)
+
+
+class OrderedNamesTest(DavCase):
+    """MKCOL, DELETE, COPY and MOVE change names in the folder's hold, as uploads name their
+    files: one that comes while a conditional PUT holds the folder for its naming waits,
+    then acts on what the PUT stored, so neither undoes the other unseen.
+
+    The PUT and the request beside it go through two workers: two lock tables over one
+    shared file, as two worker processes have them.  (Within one table, its mutex, which the
+    PUT holds around its naming, would keep a request of the same worker waiting anyway.)"""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.locks = LockTable.shared()
+        self.addCleanup(os.close, self.locks._file)
+        self.other_locks = LockTable(file=self.locks._file)  # the other worker's copy
+        self.outcomes: Dict[str, int] = {}
+
+    def other_worker(self, **settings) -> Dispatcher:
+        site = self.site(**settings)
+        site.dav.locks = self.other_locks
+        return site
+
+    def known(self, name: str) -> List[Tuple[str, str]]:
+        """An ``If-Match`` naming the ETag of the file ``name``, written now."""
+        self.write(name, b"known")
+        response = self.request("HEAD", "/" + name, length=0)
+        response.release()
+        return [("If-Match", dict(response.headers)["ETag"])]
+
+    def answer(self, who: str, method: str, target: str, body: bytes = b"",
+               *headers: Tuple[str, str], site: Optional[Dispatcher] = None) -> Callable[[], None]:
+        """What sends the request and keeps its status in :attr:`outcomes` under ``who``."""
+        def send() -> None:
+            try:
+                self.outcomes[who] = self.request(method, target, body, headers=headers,
+                                                  site=site or self.site()).status
+            except HTTPError as error:
+                self.outcomes[who] = error.status
+        return send
+
+    def put_beside(self, second: Callable[[], None], target: str = "/dir/r.txt") -> None:
+        """Race a PUT of ``put!`` to ``target``, with an If-Match on its file, held just
+        before its naming, and ``second`` through the other worker."""
+        known = self.known(target[1:])
+        race(self.answer("put", "PUT", target, b"put!", *known), second)
+
+    def setting(self, **settings: object) -> None:
+        self.config = dataclasses.replace(self.config, **settings)
+
+    def test_a_move_onto_the_name_comes_after_the_put(self) -> None:
+        self.setting(upload_overwrite=True)
+        self.write("dir/moved.txt", b"moved along")
+        self.put_beside(self.answer("move", "MOVE", "/dir/moved.txt", b"",
+                                    ("Destination", "/dir/r.txt"), site=self.other_worker()))
+        # Unordered, the MOVE lands between the PUT's second look and its rename, and the
+        # PUT then replaces the moved file unseen.
+        self.assertEqual(self.outcomes, {"put": 204, "move": 204})
+        self.assertEqual(self.read("dir/r.txt"), b"moved along")
+        self.assertEqual(self.names("dir"), ["r.txt"])
+
+    def test_a_move_of_the_file_away_takes_what_the_put_stored(self) -> None:
+        self.setting(upload_overwrite=True)
+        os.mkdir(os.path.join(self.root, "away"))
+        self.put_beside(self.answer("move", "MOVE", "/dir/r.txt", b"",
+                                    ("Destination", "/away/r.txt"), site=self.other_worker()))
+        # Unordered, the known file moves away and the PUT makes a new one in its place.
+        self.assertEqual(self.outcomes, {"put": 204, "move": 201})
+        self.assertEqual(self.read("away/r.txt"), b"put!")
+        self.assertEqual(self.names("dir"), [])
+
+    def test_a_delete_of_the_name_comes_after_the_put(self) -> None:
+        self.setting(upload_overwrite=True)
+        self.put_beside(self.answer("delete", "DELETE", "/dir/r.txt",
+                                    site=self.other_worker()))
+        # Unordered, the PUT gives the deleted name a file again, judged on the one gone.
+        self.assertEqual(self.outcomes, {"put": 204, "delete": 204})
+        self.assertEqual(self.names("dir"), [])
+
+    def test_the_removal_of_a_folder_waits_for_a_hold_inside_it(self) -> None:
+        # The folder leaves its name at once; each folder in it is then emptied in its own
+        # hold, so a naming that holds one (here a flock standing in for an upload that
+        # opened the folder before the DELETE) is waited for, and what it named goes too.
+        os.makedirs(os.path.join(self.root, "dir", "t", "u"))
+        self.write("dir/t/u/f.txt", b"f")
+        inside = os.open(os.path.join(self.root, "dir", "t", "u"), os.O_RDONLY)
+        self.addCleanup(os.close, inside)
+        fcntl.flock(inside, fcntl.LOCK_EX)
+        delete = threading.Thread(target=self.answer("delete", "DELETE", "/dir/t/"))
+        delete.start()
+        delete.join(0.5)
+        self.assertTrue(delete.is_alive())
+        self.assertEqual(self.names("dir")[0][:len(".nex-upload-")], ".nex-upload-")
+        os.close(os.open("late.txt", os.O_CREAT | os.O_WRONLY, dir_fd=inside))
+        fcntl.flock(inside, fcntl.LOCK_UN)
+        delete.join(30)
+        self.assertEqual(self.outcomes, {"delete": 204})
+        self.assertEqual(self.names("dir"), [])
+
+    def test_a_copy_onto_the_name_comes_after_the_put(self) -> None:
+        self.setting(upload_overwrite=True)
+        self.write("copied.txt", b"copied over")
+        self.put_beside(self.answer("copy", "COPY", "/copied.txt", b"",
+                                    ("Destination", "/dir/r.txt"), site=self.other_worker()))
+        self.assertEqual(self.outcomes, {"put": 204, "copy": 204})
+        self.assertEqual(self.read("dir/r.txt"), b"copied over")
+
+    def test_two_opposite_moves_between_two_folders_both_go_through(self) -> None:
+        # Each MOVE holds both folders.  Each lingers after its first hold so that the
+        # other may take one: taken in one order, the second MOVE waits for the first
+        # folder rather than taking the other one and waiting for it in turn.
+        for folder, name in (("a", "x.txt"), ("b", "y.txt")):
+            os.mkdir(os.path.join(self.root, folder))
+            self.write(f"{folder}/{name}", name.encode())
+        first_holds: List[threading.Thread] = []
+        both_hold = threading.Event()
+        lock_folder = upload._lock_folder
+
+        def lingering(fd: int) -> bool:
+            taken = lock_folder(fd)
+            if taken and threading.current_thread() not in first_holds:
+                first_holds.append(threading.current_thread())
+                if len(first_holds) == 2:
+                    both_hold.set()
+                both_hold.wait(0.5)
+            return taken
+
+        moves = [threading.Thread(target=self.answer(
+                     source, "MOVE", source, b"", ("Destination", destination),
+                     site=site))
+                 for source, destination, site in (
+                     ("/a/x.txt", "/b/x.txt", self.site()),
+                     ("/b/y.txt", "/a/y.txt", self.other_worker()))]
+        with mock.patch.object(upload, "_lock_folder", lingering), \
+                mock.patch.object(upload, "FOLDER_WAIT_SECONDS", 5.0):
+            for move in moves:
+                move.start()
+            for move in moves:
+                move.join(30)
+        self.assertEqual(self.outcomes, {"/a/x.txt": 201, "/b/y.txt": 201})
+        self.assertEqual((self.names("a"), self.names("b")), (["y.txt"], ["x.txt"]))
+
+    def test_a_move_within_a_folder_reached_by_two_paths_holds_it_once(self) -> None:
+        # /alias leads to /pub: one folder, opened twice.  A second hold of it would wait
+        # for the first, held by the same request, until the 503.
+        os.makedirs(os.path.join(self.root, "pub"))
+        self.write("pub/a.txt", b"a")
+        os.symlink("pub", os.path.join(self.root, "alias"))
+        with mock.patch.object(upload, "FOLDER_WAIT_SECONDS", 0.2):
+            self.assertEqual(self.dav("MOVE", "/alias/a.txt", b"",
+                                      ("Destination", "/pub/b.txt")).status, 201)
+        self.assertEqual(self.names("pub"), ["b.txt"])
+
+    def test_every_change_in_a_folder_another_program_keeps_locked_is_503(self) -> None:
+        # flock(1) around a backup of /dir: each request waits a bounded time, then is
+        # refused with a retry, changing nothing.
+        os.makedirs(os.path.join(self.root, "dir", "t"))
+        self.write("dir/f.txt", b"f")
+        self.write("free.txt", b"free")
+        other = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, other)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        before = self.names("dir")
+        with mock.patch.object(upload, "FOLDER_WAIT_SECONDS", 0.05):
+            for method, target, headers in (
+                    ("MKCOL", "/dir/new", []), ("DELETE", "/dir/f.txt", []),
+                    ("DELETE", "/dir/t/", []),
+                    ("MOVE", "/dir/f.txt", [("Destination", "/g.txt")]),
+                    ("MOVE", "/free.txt", [("Destination", "/dir/free.txt")]),
+                    ("COPY", "/free.txt", [("Destination", "/dir/free.txt")]),
+                    ("COPY", "/dir/t/", [("Destination", "/dir/u/")])):
+                with self.subTest(method=method, target=target):
+                    error = self.refusal(503, method, target, headers=headers)
+                    self.assertEqual(dict(error.headers)["Retry-After"], "5")
+        self.assertEqual(self.names("dir"), before)
+        self.assertEqual(self.read("free.txt"), b"free")
+        self.assertNoTemporaryFiles()
+
+    def test_a_folder_leaves_its_name_before_it_is_removed(self) -> None:
+        # The hold lasts the rename that takes the folder from its name, not the walk that
+        # removes it: the name may be taken again while that walk runs.
+        os.makedirs(os.path.join(self.root, "dir", "t", "u"))
+        self.write("dir/t/u/f.txt", b"f")
+        remove = davnames.remove_entry
+        made: List[int] = []
+
+        def make_the_name_first(dir_fd: int, name: str) -> None:
+            made.append(self.dav("MKCOL", "/dir/t").status)
+            remove(dir_fd, name)
+
+        with mock.patch.object(davnames, "remove_entry", make_the_name_first), \
+                mock.patch.object(upload, "FOLDER_WAIT_SECONDS", 0.2):
+            self.assertEqual(self.dav("DELETE", "/dir/t/").status, 204)
+        self.assertEqual(made, [201])
+        self.assertEqual(self.names("dir"), ["t"])
+        self.assertEqual(self.names("dir/t"), [])
+
+    def test_a_delete_whose_removal_fails_gives_what_is_left_its_name_back(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "t", "u"))
+        self.write("dir/t/u/kept.txt", b"k")
+        self.write("dir/t/gone.txt", b"g")
+        unlink = os.unlink
+
+        def refusing(name: str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            if name == "kept.txt":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            unlink(name, *args, **kwargs)
+
+        with mock.patch("os.unlink", refusing):
+            self.refusal(403, "DELETE", "/dir/t/")
+        # As a removal in place would leave it: partly deleted, under its own name.
+        self.assertEqual(self.names("dir"), ["t"])
+        self.assertEqual(self.read("dir/t/u/kept.txt"), b"k")
+
+    def test_a_folder_a_copy_would_replace_stays_when_a_lock_stops_the_copy(self) -> None:
+        # The folder leaves its name in the hold the copy takes its name in; the lock
+        # taken while the data was copied stops the naming, and the folder is put back.
+        os.makedirs(os.path.join(self.root, "dir", "full"))
+        self.write("dir/full/f.txt", b"f")
+        write = PendingFile.write
+        locked: List[str] = []
+
+        def write_after_a_lock(pending: PendingFile, data: bytes) -> None:
+            if not locked:
+                locked.append(self.lock("/dir/full"))
+            write(pending, data)
+
+        with mock.patch.object(PendingFile, "write", write_after_a_lock):
+            self.refusal(423, "COPY", "/hello.txt", headers=[("Destination", "/dir/full")],
+                         upload_overwrite=True)
+        self.assertEqual(self.names("dir"), ["full"])
+        self.assertEqual(self.read("dir/full/f.txt"), b"f")
+        self.assertNoTemporaryFiles()
+
+    def test_a_copy_with_overwrite_f_replaces_no_file_made_while_it_ran(self) -> None:
+        write = PendingFile.write
+
+        def made_meanwhile(pending: PendingFile, data: bytes) -> None:
+            self.write("dir/c.txt", b"theirs")
+            write(pending, data)
+
+        with mock.patch.object(PendingFile, "write", made_meanwhile):
+            self.refusal(412, "COPY", "/hello.txt", headers=[
+                ("Destination", "/dir/c.txt"), ("Overwrite", "F")], upload_overwrite=True)
+        self.assertEqual(self.read("dir/c.txt"), b"theirs")
 
 
 class LockTableThreadsTest(unittest.TestCase):

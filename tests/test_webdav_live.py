@@ -116,6 +116,50 @@ class FolderHoldLiveTest(DavServerCase):
         self.assertEqual(self.read("held/a.txt"), b"new")
 
 
+    def test_a_delete_and_a_move_wait_for_the_folder_as_uploads_do(self) -> None:
+        # WebDAV's changes of names take the same hold: they wait for the folder while
+        # requests about other folders are answered, and go through once it is free.
+        held = os.path.join(self.folder, "held")
+        os.mkdir(held)
+        for name in ("held/gone.txt", "moved.txt"):
+            with open(os.path.join(self.folder, name), "wb") as out:
+                out.write(name.encode())
+        descriptor = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, descriptor)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with self.server.connect() as deleting, self.server.connect() as moving:
+            deleting.sendall(f"DELETE {self.path('held/gone.txt')} HTTP/1.1\r\nHost: "
+                             "localhost\r\nConnection: close\r\n\r\n".encode())
+            moving.sendall(f"MOVE {self.path('moved.txt')} HTTP/1.1\r\nHost: localhost\r\n"
+                           f"Destination: {self.path('held/moved.txt')}\r\n"
+                           "Connection: close\r\n\r\n".encode())
+            # Each has opened the folder it changes, and waits for its hold.
+            wait_until(lambda: _opened(self.server.pid, held) >= 2,
+                       what="the DELETE and the MOVE to open the folder")
+            status, _, body = self.send(f"PROPFIND {self.path()} HTTP/1.1\r\nHost: localhost"
+                                        "\r\nDepth: 1\r\nConnection: close\r\n\r\n".encode())
+            self.assertEqual(status, 207, body)
+            self.assertFalse(select.select([deleting, moving], [], [], 0)[0])
+            self.assertEqual(sorted(os.listdir(held)), ["gone.txt"])
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            self.assertEqual(reply(read_all(deleting))[0], 204)
+            self.assertEqual(reply(read_all(moving))[0], 201)
+        self.assertEqual(os.listdir(held), ["moved.txt"])
+
+
+def _opened(pid: int, folder: str) -> int:
+    """How many descriptors process ``pid`` holds on ``folder``."""
+    wanted = os.stat(folder)
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found = os.stat(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        count += (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino)
+    return count
+
+
 def _upload_waiting(pid: int, folder: str, size: int) -> bool:
     """Whether ``folder`` holds an upload's temporary file of ``size`` bytes that process
     ``pid`` no longer has open: its body is in, and its naming comes next."""

@@ -18,6 +18,9 @@ A COPY of a folder in which a member fails is answered ``207`` naming the failur
 copy would have been (RFC 4918 §9.8.3).  What lies below a folder that failed is skipped,
 and the copy goes on with the other members, unless every later one would fail alike: the
 size bound used up, a lock taken on the destination meanwhile, a full disk.
+Every name is made, removed or renamed in the hold of its folder, with the ``If`` header,
+the locks and what has the name looked at again there (:mod:`nex.files.davnames`), so that
+it is ordered with every upload's naming in that folder.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Where
+from nex.files.davnames import (clear, cleared, entry_at, entry_in, held_in_order, remove_cleared,
+                                still_judged)
 from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
                                    locate_members, members, must_exist, parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
-from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path,
+from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path, not_found,
                              refuse_along, servable_entry, split_path)
 from nex.files.oserrors import storage_error
 from nex.files.upload import Hold, UploadFolder, store
@@ -76,16 +81,17 @@ def mkcol(request: Request, body: Optional[BodyReader], target: Resource, config
     folder = parent_folder(target, config, may)
     try:
         may_write(target, may, folder)
-        check(request, locks, config, target, changes(target.segments, config, False))
         name = target.segments[-1]
-        folder.check(name)
-        _check_depth(target.segments)
-        try:
-            os.mkdir(name, dir_fd=folder.fd)
-        except FileExistsError:
-            raise HTTPError(405, f"{target.url_path} exists already.") from None
-        except OSError as error:
-            raise storage_error(error) from None
+        with folder.held(), _checked_again(request, locks, config, target,
+                                           changes(target.segments, config, False)):
+            folder.check(name)
+            _check_depth(target.segments)
+            try:
+                os.mkdir(name, dir_fd=folder.fd)
+            except FileExistsError:
+                raise HTTPError(405, f"{target.url_path} exists already.") from None
+            except OSError as error:
+                raise storage_error(error) from None
         folder.sync()
     finally:
         folder.close()
@@ -99,9 +105,11 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     if not config.allow_delete:
         raise HTTPError(403, "Deleting is turned off here.")
     may_write(must_exist(target, config, may, "write"), may)
-    check(request, locks, config, target, changes(target.segments, config, True))
+    changed = changes(target.segments, config, True)
+    check(request, locks, config, target, changed)
+    judged = entry_at(entry_path(target.segments, config))
     # A link goes alone, whatever it leads to; a folder with everything in it.
-    walked = target.collection and not os.path.islink(entry_path(target.segments, config))
+    walked = judged is not None and stat.S_ISDIR(judged.st_mode)
     refused = list(_refused_below(target, config, may)) if walked else []
     if refused:
         return Response(207, [XML_TYPE], body=multistatus(
@@ -109,8 +117,23 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     folder = parent_folder(target, config)
     try:
         may_write(target, may, folder)
-        _remove(folder, target.segments[-1])
+        name = target.segments[-1]
+        with folder.held(), _checked_again(request, locks, config, target, changed):
+            there = still_judged(folder, name, judged)
+            if there is None:
+                raise not_found(target.url_path)
+            hidden = None
+            if stat.S_ISDIR(there.st_mode):
+                hidden = clear(folder, name)  # what it holds goes after the hold
+            else:
+                try:
+                    os.unlink(name, dir_fd=folder.fd)  # a link itself, never where it leads
+                except OSError as error:
+                    raise storage_error(error) from None
         folder.sync()
+        if hidden is not None:
+            remove_cleared(folder, hidden, name)
+            folder.sync()
     finally:
         folder.close()
     locks.forget(locate_entry(target.segments, config))
@@ -136,6 +159,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise _holds_the_source()
     # The entry itself, a link as a link: what a MOVE renames, where it lies.
     entry = entry_path(source.segments, config)
+    moved = entry_at(entry) if move else None
     if not may("write" if move else "read", source.url_path, source.real_path()) or (
             move and not may("write", source.url_path, entry)):
         raise Refused()
@@ -152,6 +176,7 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
         raise _too_large(config)  # before anything at the Destination is replaced
     folder = parent_folder(destination, config, may)
     failed: List[str] = []  # a 207's responses, one per member that could not be copied
+    replaced = False  # whether something had the Destination's name as it was taken
     try:
         may_write(destination, may, folder)
         name = destination.segments[-1]
@@ -166,6 +191,9 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
             raise HTTPError(403, f"{source.url_path} holds entries that may not be moved "
                                  f"there, or would nest deeper than {MAX_FOLDER_DEPTH} "
                                  "levels.")
+        # What may be replaced at the Destination, as judged here; looked at again as the
+        # name is taken.
+        judged = entry_in(folder, name) if destination.exists else None
         if destination.exists and (destination.collection or source.collection):
             if not config.upload_overwrite:
                 folder.check(name)  # the overwrite rule's own 409
@@ -173,33 +201,34 @@ def copy_or_move(request: Request, source: Resource, config: Config, locks: Lock
                 raise HTTPError(403, f"Replacing the folder {destination.url_path} would "
                                      "delete it, and deleting is turned off here.")
             # Only a folder itself goes with what it holds; a file or a link goes alone.
-            if (destination.collection
-                    and not os.path.islink(entry_path(destination.segments, config))
+            if (judged is not None and stat.S_ISDIR(judged.st_mode)
                     and list(_refused_below(destination, config, may))):
                 raise HTTPError(403, f"{destination.url_path} holds entries that may not "
                                      "be replaced.")
-            _remove(folder, name)
         else:
             folder.check(name)  # name rules; a file there is replaced only as PUT would
+
+        # Every name is taken with the locks checked again and held still (423 for a lock
+        # taken meanwhile), in the hold of the folder it is taken in.
+        def hold(names: Sequence[str]) -> ContextManager[None]:
+            return _checked_again(request, locks, config, source, changed)
         if move:
-            _move(source, folder, name, replace=destination.exists, config=config)
+            replaced = _move(source, moved, folder, name, judged, config, hold)
             locks.forget(locate_entry(source.segments, config))
+        elif source.collection:
+            with contextlib.suppress(_CopyEnded):
+                replaced = _copy_tree(source, folder, name, infinite, config, may,
+                                      [config.max_upload_size], set(), hold, failed, listed,
+                                      judged)
         else:
-            # A lock taken on the destination while the copy runs stops it (423).
-            def hold(names: Sequence[str]) -> ContextManager[None]:
-                return _checked_again(request, locks, config, source, changed)
-            if source.collection:
-                with contextlib.suppress(_CopyEnded):
-                    _copy_tree(source, folder, name, infinite, config, may,
-                               [config.max_upload_size], set(), hold, failed, listed)
-            else:
-                _copy_file(source, folder, name, config, [config.max_upload_size], hold)
+            replaced = _copy_file(source, folder, name, config, [config.max_upload_size],
+                                  hold, judged, exclusive=not overwrite)
         folder.sync()
     finally:
         folder.close()
     if failed:
         return Response(207, [XML_TYPE], body=multistatus(failed))
-    if destination.exists:
+    if replaced:
         return Response(204)
     return Response(201, [("Location", destination.href)])
 
@@ -294,55 +323,73 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
                 yield from _refused_below(member, config, may, landing)
 
 
-def _remove(folder: UploadFolder, name: str) -> None:
-    """Remove the entry ``name`` of ``folder``: a link itself (never what it leads to), a
-    file, or a folder with everything in it."""
+def _move(source: Resource, moved: Optional[os.stat_result], folder: UploadFolder, name: str,
+          judged: Optional[os.stat_result], config: Config, hold: Hold) -> bool:
+    """Rename ``source`` (the entry itself, a link as a link, judged to be ``moved``) to
+    ``name`` in ``folder``, replacing what was judged there (``judged``; a name taken
+    meanwhile is not replaced: 412); whether something was replaced.  Both folders are held
+    around the rename, and ``hold`` checks the locks again."""
+    origin = parent_folder(source, config)
+    old = source.segments[-1]
+    hidden = None
     try:
-        if stat.S_ISDIR(os.stat(name, dir_fd=folder.fd, follow_symlinks=False).st_mode):
-            _remove_tree(name, folder.fd)
+        with held_in_order(origin, folder), hold([name]):
+            if still_judged(origin, old, moved) is None:
+                raise not_found(source.url_path)
+            there = still_judged(folder, name, judged)
+            if there is None and entry_in(folder, name) is not None:
+                raise _made_meanwhile(folder, name)
+            # rename(2) puts a folder in the place of an empty folder alone, and lets
+            # nothing but a folder replace a folder.
+            folder_moved = moved is not None and stat.S_ISDIR(moved.st_mode)
+            with cleared(folder, name, there if there is not None and (
+                    folder_moved or stat.S_ISDIR(there.st_mode)) else None) as hidden:
+                _rename(origin, old, folder, name, there is not None or folder_moved)
+        origin.sync()
+    finally:
+        origin.close()
+    if hidden is not None:
+        remove_cleared(folder, hidden)
+    return there is not None
+
+
+def _rename(origin: UploadFolder, old: str, folder: UploadFolder, name: str,
+            replace: bool) -> None:
+    """Rename ``old`` in ``origin`` to ``name`` in ``folder``: without ``replace`` by a
+    link, which no name taken meanwhile, by another program, lets through (412)."""
+    try:
+        if replace:
+            os.rename(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd)
         else:
-            os.unlink(name, dir_fd=folder.fd)
-    except FileNotFoundError:
-        pass
+            os.link(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd,
+                    follow_symlinks=False)
+            os.unlink(old, dir_fd=origin.fd)
+    except FileExistsError:
+        raise _made_meanwhile(folder, name) from None
     except OSError as error:
         raise storage_error(error) from None
 
 
-def _move(source: Resource, folder: UploadFolder, name: str, replace: bool,
-          config: Config) -> None:
-    """Rename ``source`` (the entry itself, a link as a link) to ``name`` in ``folder``;
-    a name taken meanwhile is not replaced unless ``replace``."""
-    origin = parent_folder(source, config)
-    try:
-        old = source.segments[-1]
-        try:
-            if replace or source.collection:
-                # A folder never replaces a file or a non-empty folder: rename(2) refuses.
-                os.rename(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd)
-            else:
-                os.link(old, name, src_dir_fd=origin.fd, dst_dir_fd=folder.fd,
-                        follow_symlinks=False)
-                os.unlink(old, dir_fd=origin.fd)
-        except FileExistsError:
-            raise HTTPError(412, f"/{'/'.join(folder.segments + [name])} was made "
-                                 "meanwhile.") from None
-        except OSError as error:
-            raise storage_error(error) from None
-        origin.sync()
-    finally:
-        origin.close()
+def _made_meanwhile(folder: UploadFolder, name: str) -> HTTPError:
+    """412 for a Destination ``name`` in ``folder`` that was free when judged, and is not
+    as the request takes it."""
+    return HTTPError(412, f"{folder.shown(name)} was made meanwhile.")
 
 
 def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config,
-               budget: List[int], hold: Hold) -> None:
+               budget: List[int], hold: Hold, judged: Optional[os.stat_result] = None,
+               exclusive: bool = False) -> bool:
     """Copy the file ``source`` to ``name`` in ``folder`` as a PUT of its content would
-    store it, its name taken in ``hold``; ``budget`` (bytes left of ``max_upload_size``)
-    bounds what a COPY writes.  The policy is asked whether ``name`` may be written."""
+    store it, its name taken in ``hold``, replacing what was judged there (``judged``; a
+    folder too), and with ``exclusive`` (``Overwrite: F``) no file made meanwhile; whether
+    something was replaced.  ``budget`` (bytes left of ``max_upload_size``) bounds what a
+    COPY writes.  The policy is asked whether ``name`` may be written."""
     folder.check_access(name)
     budget[0] -= source.stat.st_size
     if budget[0] < 0:
         raise _too_large(config)
     pending = folder.create(name)
+    hidden = None
     try:
         try:
             with open(source.fs_path, "rb", buffering=0) as original:
@@ -353,19 +400,31 @@ def _copy_file(source: Resource, folder: UploadFolder, name: str, config: Config
                     pending.write(piece)
         except OSError as error:
             raise storage_error(error) from None
-        store(pending, hold=hold)
+        pending.finish()  # synced before any hold
+        # A folder there leaves its name in the hold the file takes it in (store() holds
+        # the folder again); a file is replaced by the rename itself.
+        replacing = judged is not None and stat.S_ISDIR(judged.st_mode)
+        with folder.held() if replacing else contextlib.nullcontext():
+            there = still_judged(folder, name, judged) if replacing else None
+            with cleared(folder, name, there) as hidden:
+                store(pending, exclusive, hold)
     finally:
         pending.discard()
+    if hidden is not None:
+        remove_cleared(folder, hidden)
+    return pending.replaced or hidden is not None
 
 
 def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool,
                config: Config, may: Checker, budget: List[int],
                seen: Set[Tuple[int, int]], hold: Hold, failed: List[str],
-               listed: Optional[Iterator[Resource]] = None) -> None:
+               listed: Optional[Iterator[Resource]] = None,
+               judged: Optional[os.stat_result] = None) -> bool:
     """Copy the folder ``source`` to ``name`` in ``folder``: the folder, and with
     ``infinite`` every member GET would serve and the checker lets be read, once each
-    (a link back up the tree, or into the copy, is not followed round); each file takes
-    its name in ``hold``; ``listed`` are its members when the caller read them already.
+    (a link back up the tree, or into the copy, is not followed round); each name is taken
+    in ``hold``; ``listed`` are its members when the caller read them already.  What was
+    judged to have the name (``judged``) is replaced; whether something was.
 
     A member that cannot be copied is added to ``failed`` (a 207's response naming where
     its copy would be, with the refusal's status) and nothing below it is copied, as RFC
@@ -382,14 +441,9 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         # Read before the copy is made, so that a folder which cannot be read leaves no
         # empty copy behind when it is named as failed.
         listed = members(source, config, may)
-    try:
-        os.mkdir(name, dir_fd=folder.fd)
-    except FileExistsError:  # made meanwhile, by another request
-        raise HTTPError(409, f"{folder.shown(name)} was made meanwhile.") from None
-    except OSError as error:
-        raise storage_error(error) from None
+    replaced = _make_folder(folder, name, hold, judged)
     if listed is None:
-        return
+        return replaced
     seen.add(identity)
     copy = UploadFolder(folder.segments + [name], config, "/".join(folder.segments + [name]),
                         folder.may)
@@ -419,6 +473,25 @@ def _copy_tree(source: Resource, folder: UploadFolder, name: str, infinite: bool
         copy.sync()
     finally:
         copy.close()
+    return replaced
+
+
+def _make_folder(folder: UploadFolder, name: str, hold: Hold,
+                 judged: Optional[os.stat_result]) -> bool:
+    """Make the folder ``name`` in ``folder``, in its hold and in ``hold``, replacing
+    what was judged to have the name (``judged``); whether something was replaced."""
+    with folder.held(), hold([name]):
+        there = still_judged(folder, name, judged)
+        with cleared(folder, name, there) as hidden:
+            try:
+                os.mkdir(name, dir_fd=folder.fd)
+            except FileExistsError:  # made meanwhile, by another request
+                raise HTTPError(409, f"{folder.shown(name)} was made meanwhile.") from None
+            except OSError as error:
+                raise storage_error(error) from None
+    if hidden is not None:
+        remove_cleared(folder, hidden)
+    return there is not None
 
 
 def _check_landing(source: Resource, entry: str, folder: UploadFolder, name: str,
@@ -505,21 +578,3 @@ def _copy_depth(value: Optional[str], infinity_only: bool) -> bool:
     if value == "0" and not infinity_only:
         return False
     raise HTTPError(400, "Depth is 0 or infinity for COPY, infinity for MOVE.")
-
-
-def _remove_tree(name: str, dir_fd: int) -> None:
-    """Remove the folder ``name`` of the folder open as ``dir_fd`` with all it holds, each
-    entry through the descriptor of its own folder and no link ever followed (what
-    ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too)."""
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 dir_fd=dir_fd)
-    try:
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    _remove_tree(entry.name, fd)
-                else:
-                    os.unlink(entry.name, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)

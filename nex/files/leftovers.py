@@ -12,6 +12,10 @@ one, not even to another Nex sharing the folder.  The partial data of a resumabl
 (:mod:`nex.files.resumable`, ``.nex-upload-<token>``) is its client's until
 ``[files] upload_expiry`` has passed since its last byte, so it is spared until then and an
 upload resumes after a restart.
+
+A folder WebDAV took from its name to remove it (:func:`nex.files.davnames.cleared`,
+``.nex-upload-<random>.gone``) and a crash left part way is removed whole: no URL reaches
+it, and nothing is to be kept of it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
+from nex.files.davnames import CLEARED_NAME, remove_entry
 from nex.files.paths import UPLOAD_TEMP_PREFIX
+from nex.http.errors import HTTPError
 from nex.files.resumable import TOKEN
 
 if TYPE_CHECKING:
@@ -38,7 +44,8 @@ def stale_after(config: Config) -> float:
 
 def remove_stale_uploads(config: Config) -> int:
     """Delete the stale temporary files of uploads under the document root, the partial data
-    of resumable uploads among them only once it expired; their number.
+    of resumable uploads among them only once it expired, and the folders WebDAV was
+    removing; their number.
 
     The walk follows no symlink, so it stays inside the root; a folder that cannot be read,
     or a file that goes away meanwhile, is passed over.  It keeps a list of the folders
@@ -56,7 +63,11 @@ def remove_stale_uploads(config: Config) -> int:
                 for entry in entries:
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            folders.append(entry.path)
+                            if CLEARED_NAME.fullmatch(entry.name):
+                                _remove_folder(entry)
+                                removed += 1
+                            else:
+                                folders.append(entry.path)
                         elif entry.name.startswith(UPLOAD_TEMP_PREFIX) and _stale(
                                 entry, resumable_cutoff if TOKEN.fullmatch(
                                     entry.name, len(UPLOAD_TEMP_PREFIX)) else cutoff):
@@ -67,6 +78,18 @@ def remove_stale_uploads(config: Config) -> int:
         except OSError:
             continue
     return removed
+
+
+def _remove_folder(entry: "os.DirEntry[str]") -> None:
+    """Remove the folder ``entry`` with all it holds, following no link; OSError when
+    something stays."""
+    parent = os.open(os.path.dirname(entry.path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        remove_entry(parent, entry.name)
+    except HTTPError as error:
+        raise OSError(f"{entry.path}: {error}") from None
+    finally:
+        os.close(parent)
 
 
 def _stale(entry: "os.DirEntry[str]", cutoff: float) -> bool:
