@@ -29,7 +29,7 @@ from nex.http.errors import HTTPError
 from nex.http.response import Response
 from nex.site.hosts import HostValidator
 from nex.site.routing import Dispatcher
-from tests.support import FORM_TYPE, file_part, form_body
+from tests.support import FORM_TYPE, file_part, form_body, wait_until
 from tests.support.access import make_chain, remove_chain
 from tests.support.threads import run_in_threads
 from tests.support.upload import ALICE, UploadTestCase, race
@@ -1105,9 +1105,9 @@ class OrderedNamesTest(DavCase):
         fcntl.flock(inside, fcntl.LOCK_EX)
         delete = threading.Thread(target=self.answer("delete", "DELETE", "/dir/t/"))
         delete.start()
-        delete.join(0.5)
-        self.assertTrue(delete.is_alive())
-        self.assertEqual(self.names("dir")[0][:len(".nex-upload-")], ".nex-upload-")
+        wait_until(lambda: self.names("dir")[0].startswith(".nex-upload-"),
+                   what="the folder to leave its name")
+        self.assertTrue(delete.is_alive())  # its removal waits for the hold inside
         os.close(os.open("late.txt", os.O_CREAT | os.O_WRONLY, dir_fd=inside))
         fcntl.flock(inside, fcntl.LOCK_UN)
         delete.join(30)
