@@ -317,6 +317,30 @@ class LeftoversTest(unittest.TestCase):
         self.assertFalse(os.path.lexists(gone))
         self.assertTrue(os.path.exists(other))
 
+    def test_a_removed_folder_deeper_than_the_recursion_limit_does_not_stop_the_start(self
+                                                                                      ) -> None:
+        # Made deeper by another program while WebDAV removed it: passed over, not walked
+        # down to a RecursionError.
+        config = Config(document_root=self.root, upload=True)
+        gone = os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}{'0' * 32}.gone")
+        os.mkdir(gone)
+        level = os.open(gone, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(sys.getrecursionlimit() + 10):
+                os.mkdir("d", dir_fd=level)
+                below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=level)
+                os.close(level)
+                level = below
+        finally:
+            os.close(level)
+        self.assertEqual(remove_stale_uploads(config), 0)
+        self.assertTrue(os.path.isdir(gone))
+        top, second = os.path.join(gone, "d"), os.path.join(gone, "d", "d")
+        while os.path.isdir(second):  # one level at a time: rmtree would recurse as deep
+            os.rename(second, os.path.join(gone, "next"))
+            os.rmdir(top)
+            os.rename(os.path.join(gone, "next"), top)
+
 
 
 

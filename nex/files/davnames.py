@@ -42,6 +42,11 @@ CLEARED_NAME = re.compile(re.escape(UPLOAD_TEMP_PREFIX) + r"[0-9a-f]{32}\.gone")
 #: How often the removal of a folder empties it again when something was made in it meanwhile
 #: (by a request that opened it before it left its name).
 _EMPTYING_TRIES = 3
+#: How many levels below the folder removed a removal goes, twice what WebDAV makes
+#: (``MAX_FOLDER_DEPTH``) and refuses to walk past: the removal recurses and holds a folder
+#: open per level, and a tree made deeper meanwhile, or left so by a crash, must neither
+#: exhaust the recursion limit nor keep Nex from starting.
+_REMOVAL_DEPTH = 128
 
 
 @contextlib.contextmanager
@@ -164,22 +169,26 @@ def remove_entry(dir_fd: int, name: str) -> None:
         raise storage_error(error) from None
 
 
-def _remove_tree(name: str, dir_fd: int) -> None:
+def _remove_tree(name: str, dir_fd: int, depth: int = 0) -> None:
     """Remove the folder ``name`` of the folder open as ``dir_fd`` with all it holds, each
     entry through the descriptor of its own folder and no link ever followed (what
-    ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too).
+    ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too).  ``depth`` levels
+    lie above it; what lies more than :data:`_REMOVAL_DEPTH` levels below the top stays,
+    and the removal fails as for files written meanwhile (``ENOTEMPTY``).
 
     Each folder is emptied and removed in its own hold, after the folders it holds and
     never while holding another: an upload that opened it before it left its name, and
     holds it for its naming, is waited for, and its file goes too; one that comes after
     finds the folder gone.
     """
+    if depth > _REMOVAL_DEPTH:
+        raise OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY))
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                  dir_fd=dir_fd)
     try:
         for tries_left in reversed(range(_EMPTYING_TRIES)):
             for folder in _entries(fd, folders=True):
-                _remove_tree(folder, fd)
+                _remove_tree(folder, fd, depth + 1)
             with folder_held(fd):
                 for file in _entries(fd, folders=False):
                     with contextlib.suppress(FileNotFoundError):
