@@ -577,6 +577,26 @@ class WriteMethodsTest(DavCase):
         self.assertEqual((href, props), ("/dir/t/", {"status": "403"}))
         self.assertEqual(self.read("dir/t/.hidden"), b"h")
 
+    def test_what_nex_left_in_a_folder_goes_with_it(self) -> None:
+        # An upload left unfinished there by any client (its data kept for upload_expiry),
+        # or a folder whose removal another program held up: counted as a client's hidden
+        # files, either would keep the folder, and every one above it, from going.
+        for method, headers in (("DELETE", ()), ("MOVE", (("Destination", "/moved/"),))):
+            with self.subTest(method=method):
+                os.makedirs(os.path.join(self.root, "dir", "t", "u", ".nex-upload-" + "0" * 32
+                                         + ".gone", "v"))
+                self.write("dir/t/u/.nex-upload-" + "1" * 32, b"half")
+                self.write("dir/t/u/f.txt", b"f")
+                self.assertIn(self.dav(method, "/dir/t/", b"", *headers).status, (201, 204))
+                self.assertFalse(os.path.lexists(os.path.join(self.root, "dir", "t")))
+                shutil.rmtree(os.path.join(self.root, "moved"), ignore_errors=True)
+
+    def test_a_link_with_the_name_of_an_upload_is_not_nex_own(self) -> None:
+        os.makedirs(os.path.join(self.root, "dir", "t"))
+        os.symlink(self.outside, os.path.join(self.root, "dir", "t", ".nex-upload-" + "1" * 32))
+        [(href, props)] = multistatus(self.dav("DELETE", "/dir/t/"))
+        self.assertEqual((href, props), ("/dir/t/", {"status": "403"}))
+
     def test_delete_checks_every_entry_with_the_policy(self) -> None:
         os.makedirs(os.path.join(self.root, "dir", "t", "keep"))
         self.write("dir/t/keep/f.txt", b"f")

@@ -100,6 +100,19 @@ def still_judged(folder: UploadFolder, name: str, judged: Optional[os.stat_resul
     return now
 
 
+def left_by_nex(folder: str, name: str) -> bool:
+    """Whether the entry ``name`` of the folder at ``folder`` is Nex's own, to go with the
+    folder: an upload's temporary file or a resumable upload's data (a file, never a link),
+    or a folder taken from its name to be removed (:data:`CLEARED_NAME`).  Hidden as they
+    are, they are no client's files, and any client can leave one for as long as
+    ``upload_expiry``; counted as hidden files, they would keep the folder from going."""
+    if not name.startswith(UPLOAD_TEMP_PREFIX):
+        return False
+    found = entry_at(os.path.join(folder, name))
+    return found is not None and (stat.S_ISREG(found.st_mode) or (
+        stat.S_ISDIR(found.st_mode) and CLEARED_NAME.fullmatch(name) is not None))
+
+
 def clear(folder: UploadFolder, name: str) -> str:
     """In ``folder``'s hold: take the entry ``name`` from its name, renaming it to a hidden
     one, which is returned, to be removed after the hold (:func:`remove_cleared`)."""

@@ -34,8 +34,8 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Where
-from nex.files.davnames import (clear, cleared, entry_at, entry_in, held_in_order, remove_cleared,
-                                still_judged)
+from nex.files.davnames import (clear, cleared, entry_at, entry_in, held_in_order, left_by_nex,
+                                remove_cleared, still_judged)
 from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
                                    locate_members, members, must_exist, parent_folder)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
@@ -295,7 +295,8 @@ class _Landing(NamedTuple):
 def _refused_below(folder: Resource, config: Config, may: Checker,
                    landing: Optional[_Landing] = None) -> Iterator[str]:
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
-    written, folders (the first one named) holding entries a client cannot see, and folders
+    written, folders (the first one named) holding entries a client cannot see (but Nex's own,
+    :func:`~nex.files.davnames.left_by_nex`, which go with them), and folders
     deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked.  With ``landing`` (a MOVE),
     also members that may not be written where they would land, or would lie too deep
     there."""
@@ -305,7 +306,8 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
     except OSError:
         yield folder.href
         return
-    found = [(name, servable_entry(target, name, config)) for name in names]
+    found = [(name, servable_entry(target, name, config)) for name in names
+             if not left_by_nex(folder.fs_path, name)]
     if any(entry is None for _, entry in found):
         yield folder.href
         return
