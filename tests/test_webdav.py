@@ -618,6 +618,14 @@ class WriteMethodsTest(DavCase):
         self.refusal(403, "DELETE", "/")
         self.refusal(403, "MOVE", "/", headers=[("Destination", "/x/")])
 
+    def test_a_delete_of_the_root_walks_nothing(self) -> None:
+        # Its answer is 403 whatever the root holds: walking it first would cost a request
+        # of a few bytes a look at every entry, and answer 207 for a hidden one.
+        self.write("dir/.hidden", b"x")
+        with mock.patch.object(davwrite, "_refused_below",
+                               side_effect=AssertionError("walked")):
+            self.refusal(403, "DELETE", "/")
+
     def test_writes_from_another_site_are_403(self) -> None:
         for refused in (("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site"),
                         ("Referer", "http://evil.example/page.html")):

@@ -134,8 +134,7 @@ def parent_folder(resource: Resource, config: Config,
     """The open folder that holds ``resource``; 409 when it is missing (RFC 4918 §9.3.1,
     §9.7.1: intermediate collections are never made) and ``may`` lets it be written there
     (else :class:`Refused`, as for an upload), 403 for the root itself."""
-    if not resource.segments:
-        raise HTTPError(403, "The root folder cannot be replaced, moved or removed.")
+    refuse_root(resource)
     shown = "/" + "/".join(resource.segments[:-1])
     try:
         return UploadFolder(resource.segments[:-1], config, shown, may)
@@ -143,6 +142,12 @@ def parent_folder(resource: Resource, config: Config,
         if error.status != 404:
             raise
         raise HTTPError(409, f"The folder {shown} does not exist.") from None
+
+
+def refuse_root(resource: Resource) -> None:
+    """403 when ``resource`` is the root folder, which is never replaced, moved or removed."""
+    if not resource.segments:
+        raise HTTPError(403, "The root folder cannot be replaced, moved or removed.")
 
 
 def must_exist(resource: Resource, config: Config, may: Checker, action: str) -> Resource:

@@ -37,7 +37,8 @@ from nex.files.davlocks import HeldLocks, LockTable, Where
 from nex.files.davnames import (clear, cleared, entry_at, entry_in, held_in_order, left_by_nex,
                                 remove_cleared, still_judged)
 from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
-                                   locate_members, members, must_exist, parent_folder)
+                                   locate_members, members, must_exist, parent_folder,
+                                   refuse_root)
 from nex.files.davxml import XML_TYPE, multistatus, status_response
 from nex.files.listing import entry_order
 from nex.files.paths import (Checker, Refused, Target, encode_path, entry_path, not_found,
@@ -105,6 +106,7 @@ def delete(request: Request, target: Resource, config: Config, locks: LockTable,
     if not config.allow_delete:
         raise HTTPError(403, "Deleting is turned off here.")
     may_write(must_exist(target, config, may, "write"), may)
+    refuse_root(target)  # before a walk of everything, whose answer could only be this
     changed = changes(target.segments, config, True)
     check(request, locks, config, target, changed)
     judged = entry_at(entry_path(target.segments, config))
