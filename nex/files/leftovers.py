@@ -14,8 +14,9 @@ one, not even to another Nex sharing the folder.  The partial data of a resumabl
 upload resumes after a restart.
 
 A folder WebDAV took from its name to remove it (:func:`nex.files.davnames.cleared`,
-``.nex-upload-<random>.gone``) and a crash left part way is removed whole: no URL reaches
-it, and nothing is to be kept of it.
+``.nex-upload-<random>.gone``) and a crash left part way is removed whole, once nothing has
+renamed or changed it for as long as a temporary file's grace: no URL reaches it, and
+nothing is to be kept of it.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def remove_stale_uploads(config: Config) -> int:
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             if CLEARED_NAME.fullmatch(entry.name):
-                                _remove_folder(entry)
-                                removed += 1
+                                if _left_alone(entry, cutoff):
+                                    _remove_folder(entry)
+                                    removed += 1
                             else:
                                 folders.append(entry.path)
                         elif entry.name.startswith(UPLOAD_TEMP_PREFIX) and _stale(
@@ -90,6 +92,15 @@ def _remove_folder(entry: "os.DirEntry[str]") -> None:
         raise OSError(f"{entry.path}: {error}") from None
     finally:
         os.close(parent)
+
+
+def _left_alone(entry: "os.DirEntry[str]", cutoff: float) -> bool:
+    """Whether the folder ``entry`` was last renamed or changed before ``cutoff``: one that
+    another Nex on the same root took from its name or empties just now is its to remove
+    (or, should that fail, to give its name back).  A rename changes the folder's own ctime,
+    not its mtime."""
+    found = entry.stat(follow_symlinks=False)
+    return max(found.st_mtime, found.st_ctime) < cutoff
 
 
 def _stale(entry: "os.DirEntry[str]", cutoff: float) -> bool:
