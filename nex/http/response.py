@@ -452,7 +452,12 @@ def _send_stream(sock: socket.socket, head: bytes, stream: Iterable[bytes],
 def _has_large_slice(body: Sequence[BodyPiece]) -> bool:
     """Whether ``body`` holds a file slice worth sending with ``os.sendfile`` even though
     the whole body is small enough to go out with the head in one write."""
-    return any(isinstance(piece, FileSlice) and piece.count > _COPY_LIMIT for piece in body)
+    # A loop, not any() over a generator: leaving a generator early raises GeneratorExit
+    # inside it, and a raised exception is dear on some interpreters (CPython gh-109181).
+    for piece in body:
+        if isinstance(piece, FileSlice) and piece.count > _COPY_LIMIT:
+            return True
+    return False
 
 
 def _read_pieces(response: Response) -> Iterator[bytes]:
