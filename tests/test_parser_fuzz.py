@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from nex.http.body import ChunkedBody
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
-from nex.http.request import HeadScanner, Request, parse_head
+from nex.http.request import HeadScanner, Request, _parse_head, parse_head
 
 SMALL = HeadLimits(request_line=200, header_block=1000, header_count=20)
 LARGE = HeadLimits(request_line=200_000, header_block=400_000, header_count=100_000)
@@ -191,6 +191,32 @@ class HeadFuzzTest(unittest.TestCase):
             return
         start, end = found
         self.assertLessEqual(end, len(data) + 4)
+
+    @HYPOTHESIS
+    @given(st.lists(st.sampled_from([b"1", b"-", b"9" * 18, b"0", b",", b" ", b"\t", b"\r",
+                                     b"\n", b"\x00", b"\xff", b"a", b"\r\nRange: bytes="]),
+                    max_size=12).map(b"".join),
+           st.lists(st.sampled_from(SPECIAL + [b"Range: bytes=3-\r\n"]), max_size=6).map(
+               b"".join))
+    def test_a_head_with_a_range_parses_as_it_would_with_nothing_remembered(
+            self, value: bytes, after: bytes) -> None:
+        # A Range value set apart from the rest of the head must never change the outcome,
+        # whatever the value, what follows it, and the limits.
+        head = b"GET / HTTP/1.1\r\nHost: h\r\nRange: bytes=" + value + b"\r\n" + after + b"\r\n"
+        for limits in (SMALL, HeadLimits(header_block=len(head) - 3, header_count=3)):
+            self.assertEqual(outcome(lambda: parse_head(head, limits)),
+                             outcome(lambda: _parse_head(head, limits)))
+
+
+def outcome(parse: Callable[[], Request]) -> object:
+    """A request's parts, its field pairs, its field lines and its Range values, or the
+    refusal's status."""
+    try:
+        request = parse()
+    except HTTPError as error:
+        return error.status
+    return (request._replace(headers=None), request.headers.items(),
+            request.headers.lines_without(frozenset()), request.headers.get_all("range"))
 
 
 def pathological_heads(unit: bytes, count: int, tail: bytes = b"") -> Iterator[bytes]:

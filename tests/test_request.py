@@ -7,7 +7,7 @@ import unittest
 from nex.process.config import Config
 from nex.http.errors import HTTPError
 from nex.http.framing import HeadLimits
-from nex.http.request import HeadScanner, Headers, parse_head
+from nex.http.request import HeadScanner, Headers, _parse_head, parse_head
 
 LIMITS = HeadLimits(request_line=64, header_block=256, header_count=4)
 HOST = b"Host: example.com\r\n"
@@ -695,3 +695,106 @@ class RememberedHeadsTest(unittest.TestCase):
         self.assertIsNot(first, second)
         self.assertEqual(first._replace(headers=None), second._replace(headers=None))
         self.assertEqual(first.headers.items(), second.headers.items())
+
+
+def parsed_afresh(head: bytes, limits: HeadLimits) -> object:
+    """What a head parses to with nothing remembered: its request's parts and field lines,
+    or the refusal's status."""
+    try:
+        request = _parse_head(head, limits)
+    except HTTPError as error:
+        return error.status
+    return outcome(request)
+
+
+def outcome(request: object) -> object:
+    """A request's parts, its field pairs, its field lines as received and its Range values."""
+    return (request._replace(headers=None), request.headers.items(),
+            request.headers.lines_without(frozenset()), request.headers.get_all("range"))
+
+
+def parsed(head: bytes, limits: HeadLimits) -> object:
+    """What :func:`parse_head` gives for ``head``: as :func:`outcome`, or the status."""
+    try:
+        return outcome(parse_head(head, limits))
+    except HTTPError as error:
+        return error.status
+
+
+class RangedHeadsTest(unittest.TestCase):
+    """Heads that differ in their Range value alone are parsed once, and each request
+    still carries its own value, line and place among the fields."""
+
+    def head(self, value: bytes, before: bytes = b"Host: a\r\n",
+             after: bytes = b"User-Agent: t\r\n") -> bytes:
+        return b"GET /big HTTP/1.1\r\n" + before + b"Range: " + value + b"\r\n" + after + b"\r\n"
+
+    def test_each_request_has_its_own_range(self) -> None:
+        first = parse_head(self.head(b"bytes=0-99"), HeadLimits())
+        second = parse_head(self.head(b"bytes=100-"), HeadLimits())
+        self.assertEqual(first.headers.get("range"), "bytes=0-99")
+        self.assertEqual(second.headers.get("Range"), "bytes=100-")
+        self.assertEqual(second.headers.items(),
+                         [("Host", "a"), ("Range", "bytes=100-"), ("User-Agent", "t")])
+        self.assertEqual(second.headers.lines_without(frozenset({"host"})),
+                         ["Range: bytes=100-", "User-Agent: t"])
+        self.assertEqual(second.headers.get_all("RANGE"), ["bytes=100-"])
+        self.assertEqual(first.headers.get("Range"), "bytes=0-99")  # not changed by the second
+
+    def test_the_rest_of_the_head_is_parsed_once(self) -> None:
+        after = b"X-Once: parsed once\r\n"
+        first = parse_head(self.head(b"bytes=5-6", after=after), HeadLimits())
+        second = parse_head(self.head(b"bytes=8-9", after=after), HeadLimits())
+        self.assertIs(second.headers.get_all("x-once")[0], first.headers.get_all("x-once")[0])
+
+    def test_every_head_parses_as_it_would_with_nothing_remembered(self) -> None:
+        limits = HeadLimits(header_count=4)
+        heads = [
+            self.head(b"bytes=1-2"),
+            self.head(b"bytes=-"),  # not a valid range set, but a valid field value
+            self.head(b"bytes=-500", before=b""),  # no Host: refused
+            self.head(b"bytes=0-1,5-6"),  # not set apart: parsed as it is
+            self.head(b"bytes=7-8", after=b"Range: bytes=9-\r\n"),  # twice
+            self.head(b"bytes=7-8", after=b"range: bytes=9-\r\n"),
+            self.head(b"bytes=7-8 "),  # whitespace after the value
+            self.head(b"bytes=1-2", after=b"Bad Name: 1\r\n"),
+            self.head(b"bytes=1-2", after=b"X: 1\r\nY: 2\r\nZ: 3\r\n"),  # one field too many
+            self.head(b"bytes=1-2", after=b"X-Obs: 1\r\n fold\r\n"),
+            self.head(b"bytes=1" + b"0" * 18 + b"-"),  # 19 digits: parsed as it is
+            b"GET /a HTTP/1.1\r\nHost: a\r\nRange: bytes=3-4\r\nContent-Length: 2\r\n\r\n",
+            b"GET /a HTTP/1.0\r\nRange: bytes=3-4\r\nConnection: keep-alive\r\n\r\n",
+        ]
+        for head in heads:
+            with self.subTest(head):
+                self.assertEqual(parsed(head, limits), parsed_afresh(head, limits))
+                self.assertEqual(parsed(head, limits), parsed_afresh(head, limits))
+
+    def test_the_size_limit_counts_the_range_value(self) -> None:
+        # The head without its value fits the limit and is remembered; with the value it
+        # does not fit, and is refused.
+        head = self.head(b"bytes=123456789-987654321")
+        parse_head(self.head(b"bytes=1-2"), HeadLimits(header_block=len(head) - 1))
+        with self.assertRaises(HTTPError) as caught:
+            parse_head(head, HeadLimits(header_block=len(head) - 1))
+        self.assertEqual(caught.exception.status, 431)
+        self.assertEqual(parse_head(head, HeadLimits(header_block=len(head))).headers.get(
+            "Range"), "bytes=123456789-987654321")
+
+
+class HeadersWithValueTest(unittest.TestCase):
+    """``Headers.with_value``: one field's value replaced in a copy."""
+
+    def test_a_field_sent_once_is_replaced_in_place(self) -> None:
+        for how, lines in (("parsed", ["A: 1", "B:2", "C: 3"]), ("built", None)):
+            with self.subTest(how):
+                headers = Headers([("A", "1"), ("B", "2"), ("C", "3")], lines=lines)
+                changed = headers.with_value("b", "9")
+                self.assertEqual(changed.items(), [("A", "1"), ("B", "9"), ("C", "3")])
+                self.assertEqual(changed.lines_without(frozenset({"a"})), ["B: 9", "C: 3"])
+                self.assertEqual(headers.get("B"), "2")
+                self.assertEqual(headers.items(), [("A", "1"), ("B", "2"), ("C", "3")])
+
+    def test_a_field_absent_or_repeated_is_not_replaced(self) -> None:
+        headers = Headers([("A", "1"), ("a", "2")])
+        self.assertIsNone(headers.with_value("a", "3"))
+        self.assertIsNone(headers.with_value("b", "3"))

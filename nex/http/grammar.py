@@ -276,6 +276,10 @@ RANGE_SPEC = re.compile(r"(?P<first>[0-9]+)-(?P<last>[0-9]*)|-(?P<suffix>[0-9]+)
 #: and last-pos in that order (the range unit is case-insensitive), each of at most 18
 #: digits, so it converts exactly.
 SINGLE_BYTE_RANGE = re.compile(r"[Bb][Yy][Tt][Ee][Ss]=([0-9]{1,18})-([0-9]{1,18})")
+#: The bytes after ``bytes=`` of a Range field that a request parse may set apart from the
+#: rest of its head: digits and one hyphen, nothing a field value may not hold (so the rest of
+#: the head alone decides whether the head is well formed), at most 37 bytes.
+RANGE_SET_BYTES = re.compile(rb"[0-9]{0,18}-[0-9]{0,18}")
 
 # --- RFC 9110 §5.6.7: HTTP-date ---------------------------------------------------------------
 
