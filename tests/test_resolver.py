@@ -16,8 +16,9 @@ from hypothesis import given, settings, strategies as st
 from nex.process.config import Config
 from nex.http.errors import HTTPError
 from nex.files import paths as resolver_module
-from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, hidden, redirect_location, resolve,
-                          servable_entry, split_path)
+from nex.files.misses import MissCache
+from nex.files.paths import (UPLOAD_TEMP_PREFIX, encode_path, find_target, hidden,
+                             redirect_location, resolve, servable_entry, split_path)
 from tests.support.threads import run_in_threads
 
 
@@ -617,3 +618,35 @@ class ResolverPropertyTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReturnedNotFoundTest(ResolverTestCase):
+    """``find_target`` gives its 404 as a value, the same one ``resolve_segments`` raises;
+    other answers are raised by both."""
+
+    def find(self, path, misses=None):
+        segments, trailing_slash = split_path(path)
+        return find_target(segments, trailing_slash, "", self.config, None, misses)
+
+    def test_every_404_is_returned_as_resolve_raises_it(self):
+        misses = MissCache()
+        with mock.patch("nex.files.filecache.SETTLED_NS", -(1 << 62)):  # folders settled
+            for path in ("/missing.txt", "/docs/missing/", "/.secret", "/docs/.hidden/x.txt",
+                         "/file.txt/", "/missing.txt", "/docs/gone.txt", "/docs/gone.txt"):
+                with self.subTest(path):
+                    found = self.find(path, misses)
+                    self.assertIsInstance(found, HTTPError)
+                    raised = self.assertStatus(404, path)
+                    self.assertEqual((found.status, found.detail, found.headers),
+                                     (raised.status, raised.detail, raised.headers))
+                    self.assertIsNone(found.__traceback__)  # never raised on its way
+        self.assertGreater(len(misses), 0)
+
+    def test_other_answers_are_raised(self):
+        self.assertEqual(self.find("/file.txt").fs_path, os.path.join(self.root, "file.txt"))
+        with self.assertRaises(HTTPError) as caught:
+            self.find("/docs")
+        self.assertEqual(caught.exception.status, 301)
+        with self.assertRaises(HTTPError) as caught:
+            find_target(["empty"], True, "", replace(self.config, listing=False))
+        self.assertEqual(caught.exception.status, 403)

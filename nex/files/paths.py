@@ -26,7 +26,7 @@ import functools
 import os
 import re
 import stat
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, unquote_to_bytes
 
 from nex.files.misses import MissCache
@@ -92,10 +92,26 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
                      may: Optional[Checker] = None,
                      misses: Optional[MissCache] = None) -> Target:
     """The file or directory that the decoded path ``segments`` (from :func:`split_path`,
-    with ``trailing_slash``) names under the root.
+    with ``trailing_slash``) names under the root: :func:`find_target`, its 404 raised."""
+    found = find_target(segments, trailing_slash, query, config, may, misses)
+    if isinstance(found, HTTPError):
+        raise found
+    return found
 
-    ``query`` (as sent, without ``?``) is only carried into a redirect.  Raises
-    ``HTTPError`` 404 for anything missing or hidden (dotfiles, symlinks the policy refuses),
+
+def find_target(segments: List[str], trailing_slash: bool, query: str, config,
+                may: Optional[Checker] = None,
+                misses: Optional[MissCache] = None) -> Union[Target, HTTPError]:
+    """The file or directory that the decoded path ``segments`` (from :func:`split_path`,
+    with ``trailing_slash``) names under the root, or the 404 when nothing may be served
+    there.
+
+    The 404 is returned, not raised: the commonest answer after a file, and on some
+    interpreters (CPython before 3.11.7, gh-109181) an exception raised through a few calls
+    costs more than all the rest of a remembered miss's answer.
+
+    ``query`` (as sent, without ``?``) is only carried into a redirect.  The 404 is for
+    anything missing or hidden (dotfiles, symlinks the policy refuses).  Raises ``HTTPError``
     403 when listings are off or the file system denies access, and 301 with a path-only
     ``Location`` for a directory asked for without its trailing slash.  With ``may`` (the
     access checker), a file or the index file a folder is served by that may not be read,
@@ -110,13 +126,13 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
     dotfiles = config.dotfiles
     for segment in segments:
         if segment[0] == "." and hidden(segment, dotfiles):
-            raise not_found(asked_for)
+            return not_found(asked_for)
     if misses is not None:
         missing = misses.missing(asked_for)
         if missing is not None:
             # The policy is asked as on the walk: a miss never answers for a refusal.
             refuse_along(segments, url_path, config, may, "read")
-            raise not_found(missing)
+            return not_found(missing)
     try:
         fs_path, st, folder = _walk(config.document_root, segments, config.symlinks, dotfiles)
     except OSError as error:
@@ -125,11 +141,11 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
             if misses is not None and error.errno == errno.ENOENT:
                 misses.record(asked_for, config.document_root.rstrip("/") + url_path,
                               config.document_root, asked_for)
-            raise not_found(asked_for) from None
+            return not_found(asked_for)
         raise _os_error(error) from None
     except HTTPError:  # a link the symlinks policy refuses: as if missing
         refuse_along(segments, url_path, config, may, "read")
-        raise not_found(asked_for) from None
+        return not_found(asked_for)
     regular = stat.S_ISREG(st.st_mode)
     # Asked before any answer that tells what is there (a 404 for a file's address with a
     # slash, a redirect, an index file, a listing).
@@ -138,10 +154,10 @@ def resolve_segments(segments: List[str], trailing_slash: bool, query: str, conf
         raise Refused()
     if regular:
         if trailing_slash:
-            raise not_found(asked_for)
+            return not_found(asked_for)
         return Target("file", fs_path, url_path, st, folder)
     if not stat.S_ISDIR(st.st_mode):
-        raise not_found(asked_for)
+        return not_found(asked_for)
     if segments and not trailing_slash:
         raise HTTPError(301, "The folder's address ends with a slash.",
                         headers=[("Location", redirect_location(segments, query))])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
 from nex.site.login import SiteAuth
 from nex.files.archive import ZipSlots, folder_archive, wants_archive
@@ -41,7 +41,8 @@ from nex.files.listing import render_listing
 from nex.http.negotiation import error_form
 from nex.http.request import Request
 from nex.files.misses import MissCache
-from nex.files.paths import Refused, real_path, refuse_along, resolve_segments, split_path
+from nex.files.paths import (Refused, find_target, real_path, refuse_along, resolve_segments,
+                             split_path)
 from nex.site.access import AccessPolicy, Checker
 from nex.site.sameorigin import WriteGuard
 from nex.http.response import Response
@@ -240,10 +241,11 @@ class Dispatcher:
                         raise auth.refusal(authorization, client) from None
                     raise
         except HTTPError as error:
-            error.user = user
-            if cors is not None:
-                error.headers = tuple(cors.add_headers(request, error.headers))
+            self._mark_error(error, request, user)
             raise
+        if isinstance(response, HTTPError):  # the resolver's 404, returned rather than raised
+            self._mark_error(response, request, user)
+            return self.error_response(response, request)
         if user is not None:
             response.user = user
             response.headers = _private(response.headers)
@@ -251,12 +253,19 @@ class Dispatcher:
             response.headers = cors.add_headers(request, response.headers)
         return response
 
+    def _mark_error(self, error: HTTPError, request: Request, user: Optional[str]) -> None:
+        """Give ``error`` the user who logged in and, with a CORS policy, its fields."""
+        error.user = user
+        if self.cors is not None:
+            error.headers = tuple(self.cors.add_headers(request, error.headers))
+
     def _serve(self, request: Request, body: Optional[BodyReader],
                path: Optional[Tuple[List[str], bool]], protected: bool,
-               user: Optional[str], client: str) -> Response:
+               user: Optional[str], client: str) -> Union[Response, HTTPError]:
         """The answer of the method's handler once the request may be served; ``path`` is
         the request path decoded (None for ``*``), ``user`` who logged in (None: nobody),
-        ``client`` the address it comes from."""
+        ``client`` the address it comes from.  The resolver's 404 for a GET or HEAD is
+        returned as it is, not raised (:func:`~nex.files.paths.find_target`)."""
         method = request.method
         config = self.config
         # The resolver asks only to read and list: with nothing refused, it skips looking
@@ -305,13 +314,11 @@ class Dispatcher:
         page = self.upload_page
         if page is not None and page.claims(request):
             return page.serve(request)
-        try:
-            target = resolve_segments(path[0], path[1], request.query, config, resolving,
-                                      self.misses)
-        except HTTPError as error:
-            if request.path == "/robots.txt" and error.status == 404:
+        target = find_target(path[0], path[1], request.query, config, resolving, self.misses)
+        if isinstance(target, HTTPError):  # 404
+            if request.path == "/robots.txt":
                 return Response(200, [_ROBOTS_TYPE], (ROBOTS_TXT,))
-            raise
+            return target
         if target.kind == "directory":
             # The resolver asked whether the folder may be listed.
             if wants_archive(request.query):
