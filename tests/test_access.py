@@ -22,7 +22,7 @@ from unittest import mock
 
 from nex.files import static as static_module
 from nex.files.filecache import folder_identity
-from nex.files.leftovers import remove_stale_uploads, stale_after
+from nex.files.leftovers import Removed, remove_stale_uploads, stale_after
 from nex.files.listing import ListingCache
 from nex.files.paths import UPLOAD_TEMP_PREFIX, disguised, shown_name, split_path
 from nex.files.templates import TemplateSet
@@ -276,7 +276,7 @@ class LeftoversTest(unittest.TestCase):
         past = time.time() - stale_after(config) - 10
         os.utime(old, (past, past))
         os.utime(kept, (past, past))
-        self.assertEqual(remove_stale_uploads(config), 1)
+        self.assertEqual(remove_stale_uploads(config), (1, 0))
         self.assertFalse(os.path.exists(old))
         self.assertTrue(os.path.exists(live))
         self.assertTrue(os.path.exists(kept))
@@ -290,7 +290,7 @@ class LeftoversTest(unittest.TestCase):
         old = write(deep, f"{UPLOAD_TEMP_PREFIX}0123", b"half")
         past = time.time() - stale_after(config) - 10
         os.utime(old, (past, past))
-        self.assertEqual(remove_stale_uploads(config), 1)
+        self.assertEqual(remove_stale_uploads(config), (1, 0))
         self.assertFalse(os.path.exists(old))
 
     def test_links_are_not_followed_nor_removed(self) -> None:
@@ -302,7 +302,7 @@ class LeftoversTest(unittest.TestCase):
         os.utime(target, (past, past))
         os.symlink(outside, os.path.join(self.root, "out"))
         os.symlink(target, os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}link"))
-        self.assertEqual(remove_stale_uploads(config), 0)
+        self.assertEqual(remove_stale_uploads(config), (0, 0))
         self.assertTrue(os.path.exists(target))
         self.assertTrue(os.path.islink(os.path.join(self.root, f"{UPLOAD_TEMP_PREFIX}link")))
 
@@ -314,11 +314,11 @@ class LeftoversTest(unittest.TestCase):
         write(gone, "sub/file.txt", b"half removed")
         other = write(self.root, f"a/{UPLOAD_TEMP_PREFIX}folder/file.txt", b"not ours")
         # Just taken from its name, it may be another Nex's, removing it now: spared.
-        self.assertEqual(remove_stale_uploads(config), 0)
+        self.assertEqual(remove_stale_uploads(config), (0, 0))
         self.assertTrue(os.path.isdir(gone))
         later = time.time() + stale_after(config) + 10
         with mock.patch("time.time", return_value=later):
-            self.assertEqual(remove_stale_uploads(config), 1)
+            self.assertEqual(remove_stale_uploads(config), (0, 1))
         self.assertFalse(os.path.lexists(gone))
         self.assertTrue(os.path.exists(other))
 
@@ -340,7 +340,7 @@ class LeftoversTest(unittest.TestCase):
             os.close(level)
         later = time.time() + stale_after(config) + 10
         with mock.patch("time.time", return_value=later):
-            self.assertEqual(remove_stale_uploads(config), 0)
+            self.assertEqual(remove_stale_uploads(config), (0, 0))
         self.assertTrue(os.path.isdir(gone))
         top, second = os.path.join(gone, "d"), os.path.join(gone, "d", "d")
         while os.path.isdir(second):  # one level at a time: rmtree would recurse as deep
@@ -563,6 +563,28 @@ class CrossSiteWriteTest(ServerTestCase):
 
 
 class CrashLeftoverTest(unittest.TestCase):
+    def test_the_start_up_line_tells_files_from_folders(self) -> None:
+        self.assertEqual(Removed(0, 0).message(), "")
+        self.assertEqual(Removed(1, 0).message(),
+                         "removed 1 unfinished upload left by an earlier run")
+        self.assertEqual(Removed(0, 1).message(),
+                         "removed 1 folder being deleted left by an earlier run")
+        self.assertEqual(Removed(2, 3).message(), "removed 2 unfinished uploads and 3 folders"
+                         " being deleted left by an earlier run")
+
+    def test_webdav_writes_without_uploads_have_their_leftovers_removed(self) -> None:
+        # A WebDAV PUT streams into a temporary file as an upload does: a crash leaves it
+        # whether or not the upload form is on.
+        root = tempfile.mkdtemp(prefix="nex-access-leftover-")
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        stale = write(root, f"docs/{UPLOAD_TEMP_PREFIX}00112233", b"half a PUT")
+        past = time.time() - 3600
+        os.utime(stale, (past, past))
+        with NexServer(root, {"files": {"upload": "no", "webdav": "write"}}) as server:
+            self.assertFalse(os.path.exists(stale))
+            self.assertIn("removed 1 unfinished upload left by an earlier run",
+                          server.stdout())
+
     def test_crash_leftovers_are_removed_at_start_and_never_served(self) -> None:
         root = tempfile.mkdtemp(prefix="nex-access-leftover-")
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)

@@ -493,7 +493,7 @@ class LeftoversTest(ResumableCase):
         self.backdate(partial, 2 * 3600)
         self.backdate(crash, 2 * 3600)
         self.assertGreater(2 * 3600, stale_after(self.config))
-        self.assertEqual(remove_stale_uploads(self.config), 1)
+        self.assertEqual(remove_stale_uploads(self.config), (1, 0))
         self.assertEqual(self.partials(), [partial])
         self.assertEqual(self.offset(resource)["upload-offset"], "5")
         self.assertEqual(self.append(resource, 5, b" and last", complete=True).status, 201)
@@ -503,7 +503,7 @@ class LeftoversTest(ResumableCase):
         self.create(b"first")
         [partial] = self.partials()
         self.backdate(partial, self.config.upload_expiry + 60)
-        self.assertEqual(remove_stale_uploads(self.config), 1)
+        self.assertEqual(remove_stale_uploads(self.config), (1, 0))
         self.assertEqual(self.partials(), [])
 
     def test_a_short_upload_expiry_still_spares_uploads_in_progress(self) -> None:
@@ -512,5 +512,5 @@ class LeftoversTest(ResumableCase):
         self.create(b"first")
         [partial] = self.partials()
         self.backdate(partial, 120)  # past upload_expiry, not stale for a body in progress
-        self.assertEqual(remove_stale_uploads(config), 0)
+        self.assertEqual(remove_stale_uploads(config), (0, 0))
         self.assertEqual(self.partials(), [partial])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nex.files.davnames import CLEARED_NAME, remove_entry
 from nex.files.paths import UPLOAD_TEMP_PREFIX
@@ -43,10 +43,25 @@ def stale_after(config: Config) -> float:
     return max(MIN_STALE_AFTER, 2 * config.request_head_timeout)
 
 
-def remove_stale_uploads(config: Config) -> int:
+class Removed(NamedTuple):
+    """What :func:`remove_stale_uploads` removed: temporary files of uploads, and folders
+    WebDAV was removing."""
+
+    uploads: int
+    folders: int
+
+    def message(self) -> str:
+        """The start-up line that tells what was removed ("" for nothing)."""
+        parts = [f"{count} {one if count == 1 else many}" for count, one, many in
+                 ((self.uploads, "unfinished upload", "unfinished uploads"),
+                  (self.folders, "folder being deleted", "folders being deleted")) if count]
+        return f"removed {' and '.join(parts)} left by an earlier run" if parts else ""
+
+
+def remove_stale_uploads(config: Config) -> Removed:
     """Delete the stale temporary files of uploads under the document root, the partial data
     of resumable uploads among them only once it expired, and the folders WebDAV was
-    removing; their number.
+    removing; how many of each.
 
     The walk follows no symlink, so it stays inside the root; a folder that cannot be read,
     or a file that goes away meanwhile, is passed over.  It keeps a list of the folders
@@ -56,7 +71,7 @@ def remove_stale_uploads(config: Config) -> int:
     now = time.time()
     cutoff = now - stale_after(config)
     resumable_cutoff = min(cutoff, now - config.upload_expiry)
-    removed = 0
+    uploads = removed_folders = 0
     folders = [config.document_root]
     while folders:
         try:
@@ -67,19 +82,19 @@ def remove_stale_uploads(config: Config) -> int:
                             if CLEARED_NAME.fullmatch(entry.name):
                                 if _left_alone(entry, cutoff):
                                     _remove_folder(entry)
-                                    removed += 1
+                                    removed_folders += 1
                             else:
                                 folders.append(entry.path)
                         elif entry.name.startswith(UPLOAD_TEMP_PREFIX) and _stale(
                                 entry, resumable_cutoff if TOKEN.fullmatch(
                                     entry.name, len(UPLOAD_TEMP_PREFIX)) else cutoff):
                             os.unlink(entry.path)
-                            removed += 1
+                            uploads += 1
                     except OSError:
                         continue
         except OSError:
             continue
-    return removed
+    return Removed(uploads, removed_folders)
 
 
 def _remove_folder(entry: "os.DirEntry[str]") -> None:

@@ -261,11 +261,10 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         return 2
     if notice:
         print(notice, flush=True)
-    if config.upload:
-        removed = remove_stale_uploads(config)
+    if config.upload or config.webdav == "write":  # the settings under which Nex writes
+        removed = remove_stale_uploads(config).message()
         if removed:
-            print(f"removed {removed} unfinished upload{'s' if removed > 1 else ''} left by"
-                  " an earlier run", flush=True)
+            print(removed, flush=True)
     if pid_file is None:
         return _serve(config, load)
     # Imported only now: checking settings needs no server.
