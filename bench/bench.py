@@ -46,8 +46,13 @@ Printed: each figure with the server's CPU time per request (user and system tim
 server's processes during the run, divided by the requests served: steadier than the rate
 on a machine others share), its ratio to Nex's (Nex / peer: 2.00x means Nex served twice as
 much) and the goals per scenario, met or missed.  ``--rounds N`` measures every server N
-times in turn and keeps each figure's best round (other work on the machine only ever slows
-a run), with the errors, time-outs and drops of all rounds.  ``--markdown`` prints the table
+times; in each round every server is started (all pinned to CPU 0, idle but the one under
+load), and each scenario is run against the servers back to back, in the opposite order
+every other round.  Each figure is the server's best round (other work on the machine only
+ever slows a run), with the errors, time-outs and drops of all rounds; each ratio, and so
+each goal, is the median over the rounds of the ratio within one round, whose two figures
+were measured a few seconds apart (on a shared VM the machine's speed drifts by a third
+over minutes).  ``--markdown`` prints the table
 for README.md as well.  ``--workers`` adds the old comparison of Nex with ``--workers 1``
 and ``--workers 2`` (not pinned, since two workers need two cores).
 
@@ -85,11 +90,12 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_CPU = "0"
@@ -538,27 +544,58 @@ def wrk(url: str, scenario: Scenario, duration: int, work: str, cpu: Optional[st
                   figures.timeouts, figures.non_success)
 
 
-def measure(name: str, start, scenarios: List[Scenario], duration: int, work: str,
-            pin: bool) -> Dict[str, Optional[Result]]:
-    """Start server ``name`` once and run every scenario against it."""
-    results: Dict[str, Optional[Result]] = {}
-    running = start(SERVER_CPU if pin else None)
+def measure(name: str, running: Running, scenario: Scenario, duration: int, work: str,
+            pin: bool) -> Optional[Result]:
+    """Run ``scenario`` against server ``name``; None when it sits the scenario out."""
+    if (scenario.key == "ranges" and not answers_ranges(running.url)) or (
+            name == "floor" and scenario.key in FLOOR_SKIPS):
+        return None
+    drops, cpu = listen_drops(), cpu_seconds(running.process.pid)
+    result = wrk(running.url, scenario, duration, work, CLIENT_CPU if pin else None)
+    result = result._replace(
+        listen_drops=listen_drops() - drops,
+        peak_rss_mib=peak_rss_mib(running.process.pid),
+        cpu_us=(cpu_seconds(running.process.pid) - cpu) / max(result.requests, 1) * 1e6)
+    print(f"  {name:12} {scenario.key:8} {describe(scenario, result)}", flush=True)
+    return result
+
+
+#: What one round measured: each server's result of each scenario (None: sat it out).
+RoundResults = Dict[str, Dict[str, Optional[Result]]]
+
+
+def measure_round(starts: Dict[str, Callable[[Optional[str]], Running]], order: List[str],
+                  scenarios: List[Scenario], duration: int, work: str, pin: bool
+                  ) -> RoundResults:
+    """One round: every server started, then each scenario run against them one after the
+    other in ``order``, and every server stopped.
+
+    The servers of one scenario are measured back to back (the others wait idle), so that
+    the machine's speed, which drifts on a shared VM, moves little between the figures a
+    ratio is made of.
+    """
+    running: Dict[str, Running] = {}
     try:
+        for name in order:
+            running[name] = starts[name](SERVER_CPU if pin else None)
+        results: RoundResults = {name: {} for name in order}
         for scenario in scenarios:
-            if (scenario.key == "ranges" and not answers_ranges(running.url)) or (
-                    name == "floor" and scenario.key in FLOOR_SKIPS):
-                results[scenario.key] = None
-                continue
-            drops, cpu = listen_drops(), cpu_seconds(running.process.pid)
-            result = wrk(running.url, scenario, duration, work, CLIENT_CPU if pin else None)
-            result = results[scenario.key] = result._replace(
-                listen_drops=listen_drops() - drops,
-                peak_rss_mib=peak_rss_mib(running.process.pid),
-                cpu_us=(cpu_seconds(running.process.pid) - cpu) / max(result.requests, 1) * 1e6)
-            print(f"  {name:12} {scenario.key:8} {describe(scenario, result)}", flush=True)
+            for name in order:
+                results[name][scenario.key] = measure(name, running[name], scenario, duration,
+                                                      work, pin)
+        return results
     finally:
-        stop(running.process)
-    return results
+        for each in running.values():
+            stop(each.process)
+
+
+def ratio(rounds: List[RoundResults], key: str, name: str, peer: str) -> Optional[float]:
+    """The median over the rounds of ``name``'s rate over ``peer``'s in scenario ``key``,
+    each taken within one round; None when no round measured both."""
+    ratios = [measured[name][key].rate / measured[peer][key].rate for measured in rounds
+              if measured.get(name, {}).get(key) is not None
+              and measured.get(peer, {}).get(key) is not None and measured[peer][key].rate]
+    return statistics.median(ratios) if ratios else None
 
 
 def merge(earlier: Optional[Result], later: Optional[Result]) -> Optional[Result]:
@@ -594,32 +631,32 @@ def describe(scenario: Scenario, result: Result, cpu: bool = True) -> str:
     return text + (f" ({', '.join(problems)})" if problems else "")
 
 
-def cell(scenario: Scenario, results: Dict[str, Dict[str, Optional[Result]]], name: str,
+def cell(scenario: Scenario, results: RoundResults, rounds: List[RoundResults], name: str,
          cpu: bool = True) -> str:
-    """The table cell of server ``name``: its figure and Nex's ratio to it."""
+    """The table cell of server ``name``: its best round's figure and Nex's ratio to it
+    (:func:`ratio`)."""
     result = results[name].get(scenario.key)
     if result is None:
         return "no ranges" if scenario.key == "ranges" else "–"
     text = describe(scenario, result, cpu)
-    nex = results["nex"].get(scenario.key)
-    if name != "nex" and nex is not None and result.rate:
-        text += f" ({nex.rate / result.rate:.2f}×)"
+    nex_ratio = None if name == "nex" else ratio(rounds, scenario.key, "nex", name)
+    if nex_ratio is not None:
+        text += f" ({nex_ratio:.2f}×)"
     return text
 
 
-def goals(results: Dict[str, Dict[str, Optional[Result]]]) -> List[str]:
+def goals(results: RoundResults, rounds: List[RoundResults]) -> List[str]:
     """Each goal as one line: what was asked, what was measured, met or missed."""
     lines = []
     nex = results["nex"]
     for key, peer, least in GOALS:
-        if key not in nex or peer not in results or results[peer].get(key) is None:
+        nex_ratio = ratio(rounds, key, "nex", peer)
+        if nex_ratio is None:
             continue
-        ratio = nex[key].rate / results[peer][key].rate
-        floor = results.get("floor", {}).get(key)
-        beside = (f"; the floor reaches {floor.rate / results[peer][key].rate:.2f}×"
-                  if floor is not None else "")
-        lines.append(f"{key}: Nex / {peer} = {ratio:.2f}× (goal ≥ {least:g}×{beside}) "
-                     f"{'met' if ratio >= least else 'MISSED'}")
+        floor = ratio(rounds, key, "floor", peer)
+        beside = f"; the floor reaches {floor:.2f}×" if floor is not None else ""
+        lines.append(f"{key}: Nex / {peer} = {nex_ratio:.2f}× (goal ≥ {least:g}×{beside}) "
+                     f"{'met' if nex_ratio >= least else 'MISSED'}")
     if "html" in nex and "1k" in nex:
         share = nex["html"].rate / nex["1k"].rate
         lines.append(f"html: {share:.2f} of Nex's 1 KiB rate (goal ≥ {1 - HTML_WITHIN:.2f}) "
@@ -635,7 +672,7 @@ def goals(results: Dict[str, Dict[str, Optional[Result]]]) -> List[str]:
     return lines
 
 
-def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Result]]],
+def report(scenarios: List[Scenario], results: RoundResults, rounds: List[RoundResults],
            markdown: bool) -> None:
     """Print the table (plain, and as Markdown when asked) and the goals."""
     names = [name for name in SERVERS if name in results]
@@ -643,9 +680,9 @@ def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Resu
     for scenario in scenarios:
         print(scenario.label)
         for name in names:
-            print(f"    {name:12} {cell(scenario, results, name)}")
+            print(f"    {name:12} {cell(scenario, results, rounds, name)}")
     print()
-    for line in goals(results):
+    for line in goals(results, rounds):
         print(line)
     if markdown:
         print()
@@ -653,7 +690,8 @@ def report(scenarios: List[Scenario], results: Dict[str, Dict[str, Optional[Resu
         print("| --- |" + " --- |" * len(names))
         for scenario in scenarios:
             print(f"| {scenario.label} ({scenario.unit}) | "
-                  + " | ".join(cell(scenario, results, name, cpu=False) for name in names)
+                  + " | ".join(cell(scenario, results, rounds, name, cpu=False)
+                               for name in names)
                   + " |")
         many = results["nex"].get("many")
         if many is not None:
@@ -830,16 +868,22 @@ def main() -> int:
                 print(f"  {name}: not installed, skipped", flush=True)
             else:
                 starts[name] = start
+        rounds: List[RoundResults] = []
+        names = list(starts)
         for round_number in range(1, options.rounds + 1):
             if options.rounds > 1:
                 print(f"round {round_number} of {options.rounds}", flush=True)
-            for name, start in starts.items():
-                measured = measure(name, start, scenarios, options.duration, work,
-                                   not options.no_pin)
+            # Every other round the other way round, so a drift of the machine's speed
+            # favours no server.
+            order = names if round_number % 2 else names[::-1]
+            measured = measure_round(starts, order, scenarios, options.duration, work,
+                                     not options.no_pin)
+            rounds.append(measured)
+            for name, by_scenario in measured.items():
                 earlier = results.setdefault(name, {})
-                for key, result in measured.items():
+                for key, result in by_scenario.items():
                     earlier[key] = merge(earlier.get(key), result)
-        report(scenarios, results, options.markdown)
+        report(scenarios, results, rounds, options.markdown)
         if options.workers:
             compare_workers(root, work, options.duration, options.python)
     finally:
