@@ -8,6 +8,7 @@ import errno
 import fcntl
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -701,6 +702,68 @@ class WriteMethodsTest(DavCase):
                          [("/hello.txt", {"colour": "403", "size": "403"})])
         self.refusal(400, "PROPPATCH", "/hello.txt", b"<a/>")
         self.refusal(404, "PROPPATCH", "/none.txt", body)
+
+
+class MountedInsideTest(DavCase):
+    """A file system mounted inside the tree is never emptied by a DELETE or a replacing
+    COPY of a folder above it, as ``rm --one-file-system`` would not; a MOVE, a rename,
+    carries it along."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.mount_point = os.path.join(self.root, "dir", "t", "usb")
+        os.makedirs(self.mount_point)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nex-test",
+                                  self.mount_point], capture_output=True, text=True)
+        if mounted.returncode:
+            self.skipTest(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        self.addCleanup(self.unmount)
+        self.write("dir/t/usb/photo.jpg", b"the only copy")
+        self.write("dir/t/note.txt", b"n")
+
+    def unmount(self) -> None:
+        """Unmount what this test mounted, wherever a failing removal left it."""
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts if line.split()[0] == "nex-test"]
+        for point in points:
+            if point.startswith(self.root + "/"):
+                subprocess.run(["umount", "-l", point])
+
+    def assert_untouched(self) -> None:
+        self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
+        self.assertEqual(self.read("dir/t/note.txt"), b"n")
+
+    def test_delete_names_the_mount_point_and_removes_nothing(self) -> None:
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [("/dir/t/usb/", {"status": "403"})])
+        self.assert_untouched()
+
+    def test_a_replacing_copy_is_refused_and_a_move_carries_the_mount(self) -> None:
+        os.makedirs(os.path.join(self.root, "source"))
+        self.write("source/a.txt", b"a")
+        self.refusal(403, "COPY", "/source/", headers=[("Destination", "/dir/t/")],
+                     upload_overwrite=True)
+        self.assert_untouched()
+        self.assertEqual(self.dav("MOVE", "/dir/t/", b"", ("Destination", "/moved/")).status,
+                         201)
+        self.assertEqual(self.read("moved/usb/photo.jpg"), b"the only copy")
+
+    def test_the_mount_point_itself_and_a_move_into_it_get_clear_answers(self) -> None:
+        self.refusal(409, "DELETE", "/dir/t/usb/")
+        self.refusal(409, "MOVE", "/dir/t/usb/", headers=[("Destination", "/elsewhere/")])
+        self.refusal(403, "MOVE", "/dir/t/note.txt",
+                     headers=[("Destination", "/dir/t/usb/note.txt")])
+        self.assert_untouched()
+
+    def test_the_removal_itself_stops_at_the_mount(self) -> None:
+        # Whatever judged the tree before, the removal never goes into another file system:
+        # it fails, and the mounted files stay.
+        folder = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, folder)
+        with self.assertRaises(HTTPError) as caught:
+            davnames.remove_entry(folder, "t")
+        self.assertEqual(caught.exception.status, 409)
+        self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
 
 
 class FolderDepthTest(DavCase):

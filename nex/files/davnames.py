@@ -169,8 +169,9 @@ def remove_entry(dir_fd: int, name: str) -> None:
     what it leads to), a file, or a folder with everything in it; one gone already is
     passed over."""
     try:
-        if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            _remove_tree(name, dir_fd)
+        found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(found.st_mode):
+            _remove_tree(name, dir_fd, found.st_dev)
         else:
             os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -179,15 +180,19 @@ def remove_entry(dir_fd: int, name: str) -> None:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise HTTPError(409, "Files were written into the folder while it was being "
                                  "removed.") from None
+        if error.errno == errno.EXDEV:
+            raise HTTPError(409, "Another file system is mounted inside the folder.") from None
         raise storage_error(error) from None
 
 
-def _remove_tree(name: str, dir_fd: int, depth: int = 0) -> None:
+def _remove_tree(name: str, dir_fd: int, device: int, depth: int = 0) -> None:
     """Remove the folder ``name`` of the folder open as ``dir_fd`` with all it holds, each
     entry through the descriptor of its own folder and no link ever followed (what
     ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too).  ``depth`` levels
     lie above it; what lies more than :data:`_REMOVAL_DEPTH` levels below the top stays,
-    and the removal fails as for files written meanwhile (``ENOTEMPTY``).
+    and the removal fails as for files written meanwhile (``ENOTEMPTY``).  Nor does it go
+    into another file system than ``device``, the top's (``EXDEV``): what is mounted inside
+    the folder stays, as with ``rm --one-file-system``.
 
     Each folder is emptied and removed in its own hold, after the folders it holds and
     never while holding another: an upload that opened it before it left its name, and
@@ -199,9 +204,11 @@ def _remove_tree(name: str, dir_fd: int, depth: int = 0) -> None:
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                  dir_fd=dir_fd)
     try:
+        if os.fstat(fd).st_dev != device:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
         for tries_left in reversed(range(_EMPTYING_TRIES)):
             for folder in _entries(fd, folders=True):
-                _remove_tree(folder, fd, depth + 1)
+                _remove_tree(folder, fd, device, depth + 1)
             with folder_held(fd):
                 for file in _entries(fd, folders=False):
                     with contextlib.suppress(FileNotFoundError):

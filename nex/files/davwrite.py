@@ -299,7 +299,9 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
     written, folders (the first one named) holding entries a client cannot see (but Nex's own,
     :func:`~nex.files.davnames.left_by_nex`, which go with them), and folders
-    deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked.  With ``landing`` (a MOVE),
+    deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked, and, but for a MOVE (a rename
+    carries a mount point along), folders on another file system: a removal never goes into
+    what is mounted there (:func:`~nex.files.davnames.remove_entry`).  With ``landing`` (a MOVE),
     also members that may not be written where they would land, or would lie too deep
     there."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
@@ -321,7 +323,8 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
                 landing is not None and not landing.may_hold(member, may)):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
-            if len(member.segments) > MAX_FOLDER_DEPTH:
+            if len(member.segments) > MAX_FOLDER_DEPTH or (
+                    landing is None and entry.st_dev != folder.stat.st_dev):
                 yield member.href
             else:
                 yield from _refused_below(member, config, may, landing)
