@@ -16,7 +16,7 @@ class ReplyForTest(unittest.TestCase):
         (errno.EMFILE, False, 503), (errno.ENFILE, True, 503), (errno.ENOMEM, False, 503),
         (errno.EAGAIN, False, 503),
         (errno.ENOSPC, True, 507), (errno.EDQUOT, True, 507), (errno.EFBIG, True, 413),
-        (errno.EBUSY, True, 409), (errno.EXDEV, True, 403),
+        (errno.EBUSY, True, 409),
     ]
 
     def test_table(self) -> None:
@@ -31,7 +31,7 @@ class ReplyForTest(unittest.TestCase):
 
     def test_unknown_faults_go_up(self) -> None:
         for code, writing in ((errno.EIO, False), (errno.EIO, True), (errno.EROFS, False),
-                              (errno.ENOSPC, False), (errno.EBUSY, False), (errno.EXDEV, False)):
+                              (errno.ENOSPC, False), (errno.EBUSY, False)):
             with self.subTest(code=errno.errorcode[code], writing=writing):
                 self.assertIsNone(reply_for(OSError(code, "x"), writing=writing))
 

@@ -30,8 +30,8 @@ def reply_for(error: OSError, *, writing: bool = False) -> Optional[HTTPError]:
 
     Missing is 404; refused access (and, when ``writing``, a read-only file system) 403;
     out of resources (or ``EAGAIN``) 503 with ``Retry-After``, since the client may simply
-    try again; when ``writing``, a full disk 507, a file too large for the file system 413,
-    a mount point renamed 409 and a rename to another file system 403.
+    try again; when ``writing``, a full disk 507, a file too large for the file system 413
+    and a mount point renamed or removed 409.
     """
     code = error.errno
     if code in NOT_FOUND:
@@ -48,8 +48,6 @@ def reply_for(error: OSError, *, writing: bool = False) -> Optional[HTTPError]:
         return HTTPError(413, "The file is larger than this folder's file system allows.")
     if writing and code == errno.EBUSY:
         return HTTPError(409, "The folder is in use by the system (a mount point).")
-    if writing and code == errno.EXDEV:
-        return HTTPError(403, "Nothing is moved from one file system to another here.")
     return None
 
 
