@@ -190,7 +190,8 @@ class Dispatcher:
 
     def respond(self, request: Request, body: Optional[BodyReader], client: str, *,
                 peer: Optional[str] = None, local_address: Optional[str] = None) -> Response:
-        """The response to ``request``, or an ``HTTPError`` describing the refusal.
+        """The response to ``request``, or an ``HTTPError`` describing the refusal (but a
+        GET's or HEAD's 404, which comes as its :meth:`error_response`, nothing raised).
 
         ``body`` reads the request's body, None when it has none; a handler that does not
         read it leaves the connection to discard it.  ``client`` is the address the request
