@@ -572,18 +572,23 @@ class CrashLeftoverTest(unittest.TestCase):
         self.assertEqual(Removed(2, 3).message(), "removed 2 unfinished uploads and 3 folders"
                          " being deleted left by an earlier run")
 
-    def test_webdav_writes_without_uploads_have_their_leftovers_removed(self) -> None:
-        # A WebDAV PUT streams into a temporary file as an upload does: a crash leaves it
-        # whether or not the upload form is on.
+    def test_a_site_that_cannot_write_leaves_the_disk_alone_at_start_up(self) -> None:
+        # With uploads off, WebDAV "write" writes nothing (PUT is no WebDAV method; the
+        # others need the "write" action, granted only with upload = yes), so no leftover
+        # can be its own: start-up removes none.
         root = tempfile.mkdtemp(prefix="nex-access-leftover-")
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)
-        stale = write(root, f"docs/{UPLOAD_TEMP_PREFIX}00112233", b"half a PUT")
+        stale = write(root, f"docs/{UPLOAD_TEMP_PREFIX}00112233", b"not this server's")
         past = time.time() - 3600
         os.utime(stale, (past, past))
         with NexServer(root, {"files": {"upload": "no", "webdav": "write"}}) as server:
-            self.assertFalse(os.path.exists(stale))
-            self.assertIn("removed 1 unfinished upload left by an earlier run",
-                          server.stdout())
+            host = {"Host": f"127.0.0.1:{server.port}"}
+            self.assertEqual(http_request(server, "PUT", "/docs/new.txt", b"x", host)[0], 405)
+            self.assertEqual(http_request(server, "MKCOL", "/made/", None, host)[0], 403)
+            self.assertFalse(os.path.exists(os.path.join(root, "docs", "new.txt")))
+            self.assertFalse(os.path.exists(os.path.join(root, "made")))
+            self.assertTrue(os.path.exists(stale))
+            self.assertNotIn("removed", server.stdout())
 
     def test_crash_leftovers_are_removed_at_start_and_never_served(self) -> None:
         root = tempfile.mkdtemp(prefix="nex-access-leftover-")

@@ -261,7 +261,7 @@ def _load_and_serve(config_path: Optional[str], overrides: Dict[str, Any],
         return 2
     if notice:
         print(notice, flush=True)
-    if config.upload or config.webdav == "write":  # the settings under which Nex writes
+    if config.upload:  # only then does Nex write (WebDAV's writes need it too)
         removed = remove_stale_uploads(config).message()
         if removed:
             print(removed, flush=True)
