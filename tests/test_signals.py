@@ -4,6 +4,7 @@ and no traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -25,8 +26,8 @@ from nex.process.log import Logger
 from tests.support import (LARGE, REPO, SOCKET_TIMEOUT, EchoOrigin, NexServer, ResponseReader,
                            in_process_server, proxy_settings, quiet_config, read_all)
 from tests.support import (alpha_root, check_reloaded, children, get, hold_a_request, large_root,
-                           open_descriptors, reload_under_traffic, run_server, running,
-                           stalled_download, wait_until)
+                           reload_under_traffic, run_server, running, stalled_download,
+                           wait_until)
 from tests.support.access import write_users
 
 
@@ -121,13 +122,34 @@ class SingleProcessReloadTest(unittest.TestCase):
 
 
 def accepted_connection(test: unittest.TestCase, server: NexServer) -> socket.socket:
-    """A connection to ``server`` once its process has accepted it (holds one descriptor
-    more), so that a signal sent next finds it accepted; closed when ``test`` ends."""
-    before = open_descriptors(server.pid)
+    """A connection to ``server`` once its process has accepted it (holds the descriptor of
+    the connection's server end), so that a signal sent next finds it accepted, not waiting
+    in the listen queue for the next server; closed when ``test`` ends."""
     sock = server.connect()
     test.addCleanup(sock.close)
-    wait_until(lambda: open_descriptors(server.pid) > before, what="the connection to be accepted")
+    wait_until(lambda: accepted_by(server.pid, sock), what="the connection to be accepted")
     return sock
+
+
+def accepted_by(pid: int, sock: socket.socket) -> bool:
+    """Whether process ``pid`` holds the server end of the loopback connection ``sock``.
+
+    The kernel's table of TCP sockets gives that end's inode, 0 while it waits to be
+    accepted; a count of the process's descriptors would also count any other it opened.
+    """
+    local = "0100007F:%04X" % sock.getpeername()[1]
+    remote = "0100007F:%04X" % sock.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        inodes = [fields[9] for fields in map(str.split, table)
+                  if fields[1] == local and fields[2] == remote]
+    if not inodes or inodes[0] == "0":
+        return False
+    folder = f"/proc/{pid}/fd"
+    held = set()
+    for name in os.listdir(folder):
+        with contextlib.suppress(OSError):
+            held.add(os.readlink(os.path.join(folder, name)))
+    return f"socket:[{inodes[0]}]" in held
 
 
 class SilentConnectionReloadTest(unittest.TestCase):
