@@ -713,19 +713,23 @@ class MountedInsideTest(DavCase):
         super().setUp()
         self.mount_point = os.path.join(self.root, "dir", "t", "usb")
         os.makedirs(self.mount_point)
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nex-test",
-                                  self.mount_point], capture_output=True, text=True)
+        mounted = subprocess.run(["mount", *self.mount_arguments(), self.mount_point],
+                                 capture_output=True, text=True)
         if mounted.returncode:
-            self.skipTest(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+            self.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
         self.addCleanup(self.unmount)
         self.write("dir/t/usb/photo.jpg", b"the only copy")
         self.write("dir/t/note.txt", b"n")
 
+    def mount_arguments(self) -> List[str]:
+        """What ``mount`` is given before the mount point: a small tmpfs."""
+        return ["-t", "tmpfs", "-o", "size=1m", "nex-test"]
+
     def unmount(self) -> None:
-        """Unmount what this test mounted, wherever a failing removal left it."""
+        """Unmount everything mounted below the root, wherever a failing removal left it."""
         with open("/proc/self/mounts") as mounts:
-            points = [line.split()[1] for line in mounts if line.split()[0] == "nex-test"]
-        for point in points:
+            points = [line.split()[1] for line in mounts]
+        for point in sorted(points, key=len, reverse=True):
             if point.startswith(self.root + "/"):
                 subprocess.run(["umount", "-l", point])
 
@@ -763,6 +767,48 @@ class MountedInsideTest(DavCase):
         with self.assertRaises(HTTPError) as caught:
             davnames.remove_entry(folder, "t")
         self.assertEqual(caught.exception.status, 409)
+        self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
+
+
+class MountOfTest(unittest.TestCase):
+    """Where a folder lies, by descriptor and by path, without mounting anything."""
+
+    def test_folders_of_one_mount_lie_on_it_and_a_link_is_not_followed(self) -> None:
+        with tempfile.TemporaryDirectory() as root:
+            os.mkdir(os.path.join(root, "inner"))
+            os.symlink("inner", os.path.join(root, "link"))
+            here = davnames.mount_at(root)
+            self.assertEqual(davnames.mount_at(os.path.join(root, "inner")), here)
+            self.assertEqual(here[0], os.stat(root).st_dev)
+            if os.path.exists("/proc/self/fdinfo"):
+                self.assertIsInstance(here[1], int)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            self.addCleanup(os.close, fd)
+            self.assertEqual(davnames.mount_of(fd), here)
+            self.assertTrue(davnames.on_mount(os.path.join(root, "inner"), here))
+            self.assertFalse(davnames.on_mount(os.path.join(root, "link"), here))
+            self.assertFalse(davnames.on_mount(os.path.join(root, "missing"), here))
+
+
+class BindMountedInsideTest(MountedInsideTest):
+    """The same for a folder of the same file system bind-mounted inside the tree (a way to
+    share a folder from elsewhere, and what a container's volume is): its device is the
+    tree's, its mount is not."""
+
+    def mount_arguments(self) -> List[str]:
+        shared = tempfile.mkdtemp(prefix="nex-shared-")
+        self.addCleanup(shutil.rmtree, shared, ignore_errors=True)
+        return ["--bind", shared]
+
+    def test_the_mount_has_the_trees_device(self) -> None:
+        # What makes this case its own: a device check alone lets the removal in.
+        self.assertEqual(os.stat(self.mount_point).st_dev, os.stat(self.root).st_dev)
+        self.assertNotEqual(davnames.mount_at(self.mount_point), davnames.mount_at(self.root))
+
+    def test_a_move_out_of_the_mount_is_refused_not_a_fault(self) -> None:
+        # rename(2) never crosses mounts, even of one file system (EXDEV).
+        self.refusal(403, "MOVE", "/dir/t/usb/photo.jpg",
+                     headers=[("Destination", "/photo.jpg")])
         self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
 
 

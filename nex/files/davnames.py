@@ -29,7 +29,7 @@ import os
 import re
 import secrets
 import stat
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from nex.files.oserrors import storage_error
 from nex.files.paths import UPLOAD_TEMP_PREFIX
@@ -47,6 +47,10 @@ _EMPTYING_TRIES = 3
 #: open per level, and a tree made deeper meanwhile, or left so by a crash, must neither
 #: exhaust the recursion limit nor keep Nex from starting.
 _REMOVAL_DEPTH = 128
+#: Where a folder lies: its device and the id of its mount, which alone tells a bind mount of
+#: the same file system apart (None where ``/proc/self/fdinfo`` cannot say).
+Mount = Tuple[int, Optional[int]]
+_MOUNT_ID = re.compile(rb"^mnt_id:\s*([0-9]+)$", re.MULTILINE)
 
 
 @contextlib.contextmanager
@@ -164,6 +168,38 @@ def _put_back(folder: UploadFolder, hidden: str, name: str) -> None:
             os.rename(hidden, name, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
 
 
+def mount_of(fd: int) -> Mount:
+    """The :data:`Mount` of the folder open as ``fd``."""
+    device = os.fstat(fd).st_dev
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return device, None
+    try:
+        found = _MOUNT_ID.search(os.read(info, 4096))
+    finally:
+        os.close(info)
+    return device, int(found.group(1)) if found else None
+
+
+def mount_at(path: str) -> Mount:
+    """The :data:`Mount` of the folder at ``path``, a link not followed; ``OSError`` when it
+    cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return mount_of(fd)
+    finally:
+        os.close(fd)
+
+
+def on_mount(path: str, mount: Optional[Mount]) -> bool:
+    """Whether the folder at ``path`` lies on ``mount`` (False when it cannot be opened)."""
+    try:
+        return mount_at(path) == mount
+    except OSError:
+        return False
+
+
 def remove_entry(dir_fd: int, name: str) -> None:
     """Remove the entry ``name`` of the folder open as ``dir_fd``: a link itself (never
     what it leads to), a file, or a folder with everything in it; one gone already is
@@ -171,7 +207,7 @@ def remove_entry(dir_fd: int, name: str) -> None:
     try:
         found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(found.st_mode):
-            _remove_tree(name, dir_fd, found.st_dev)
+            _remove_tree(name, dir_fd)
         else:
             os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -181,18 +217,19 @@ def remove_entry(dir_fd: int, name: str) -> None:
             raise HTTPError(409, "Files were written into the folder while it was being "
                                  "removed.") from None
         if error.errno == errno.EXDEV:
-            raise HTTPError(409, "Another file system is mounted inside the folder.") from None
+            raise HTTPError(409, "Something is mounted inside the folder.") from None
         raise storage_error(error) from None
 
 
-def _remove_tree(name: str, dir_fd: int, device: int, depth: int = 0) -> None:
+def _remove_tree(name: str, dir_fd: int, top: Optional[Mount] = None, depth: int = 0) -> None:
     """Remove the folder ``name`` of the folder open as ``dir_fd`` with all it holds, each
     entry through the descriptor of its own folder and no link ever followed (what
     ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too).  ``depth`` levels
     lie above it; what lies more than :data:`_REMOVAL_DEPTH` levels below the top stays,
     and the removal fails as for files written meanwhile (``ENOTEMPTY``).  Nor does it go
-    into another file system than ``device``, the top's (``EXDEV``): what is mounted inside
-    the folder stays, as with ``rm --one-file-system``.
+    into another mount than ``top``, the top folder's (``EXDEV``): what is mounted inside the
+    folder stays, another file system or a bind mount of the same one, as with
+    ``rm --one-file-system`` and more.
 
     Each folder is emptied and removed in its own hold, after the folders it holds and
     never while holding another: an upload that opened it before it left its name, and
@@ -204,11 +241,14 @@ def _remove_tree(name: str, dir_fd: int, device: int, depth: int = 0) -> None:
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                  dir_fd=dir_fd)
     try:
-        if os.fstat(fd).st_dev != device:
+        here = mount_of(fd)
+        if top is None:
+            top = here
+        elif here != top:
             raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
         for tries_left in reversed(range(_EMPTYING_TRIES)):
             for folder in _entries(fd, folders=True):
-                _remove_tree(folder, fd, device, depth + 1)
+                _remove_tree(folder, fd, top, depth + 1)
             with folder_held(fd):
                 for file in _entries(fd, folders=False):
                     with contextlib.suppress(FileNotFoundError):

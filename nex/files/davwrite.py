@@ -34,8 +34,9 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Where
-from nex.files.davnames import (clear, cleared, entry_at, entry_in, held_in_order, left_by_nex,
-                                remove_cleared, still_judged)
+from nex.files.davnames import (Mount, clear, cleared, entry_at, entry_in, held_in_order,
+                                left_by_nex, mount_at, mount_of, on_mount, remove_cleared,
+                                still_judged)
 from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
                                    locate_members, members, must_exist, parent_folder,
                                    refuse_root)
@@ -295,18 +296,21 @@ class _Landing(NamedTuple):
 
 
 def _refused_below(folder: Resource, config: Config, may: Checker,
-                   landing: Optional[_Landing] = None) -> Iterator[str]:
+                   landing: Optional[_Landing] = None, top: Optional[Mount] = None
+                   ) -> Iterator[str]:
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
     written, folders (the first one named) holding entries a client cannot see (but Nex's own,
     :func:`~nex.files.davnames.left_by_nex`, which go with them), and folders
     deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked, and, but for a MOVE (a rename
-    carries a mount point along), folders on another file system: a removal never goes into
-    what is mounted there (:func:`~nex.files.davnames.remove_entry`).  With ``landing`` (a MOVE),
-    also members that may not be written where they would land, or would lie too deep
-    there."""
+    carries a mount point along), folders on another mount than ``top`` (the folder's own): a
+    removal never goes into what is mounted there (:func:`~nex.files.davnames.remove_entry`).
+    With ``landing`` (a MOVE), also members that may not be written where they would land, or
+    would lie too deep there."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
     try:
         names = os.listdir(folder.fs_path)
+        if landing is None and top is None:
+            top = mount_at(folder.fs_path)
     except OSError:
         yield folder.href
         return
@@ -324,10 +328,10 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
             if len(member.segments) > MAX_FOLDER_DEPTH or (
-                    landing is None and entry.st_dev != folder.stat.st_dev):
+                    landing is None and not on_mount(member.fs_path, top)):
                 yield member.href
             else:
-                yield from _refused_below(member, config, may, landing)
+                yield from _refused_below(member, config, may, landing, top)
 
 
 def _move(source: Resource, moved: Optional[os.stat_result], folder: UploadFolder, name: str,
@@ -507,7 +511,7 @@ def _check_landing(source: Resource, entry: str, folder: UploadFolder, name: str
     open ``folder``, judged where both really are (the folder's links resolved, the
     entry's own not): never into what is copied or moved, nor onto a folder that holds the
     source's entry or (a COPY) what it leads to, which replacing would delete; and a MOVE
-    never to another file system, which ``rename`` cannot reach."""
+    never to another mount, which ``rename`` cannot reach."""
     landing = os.path.join(folder.real_path, name)
     # A MOVE renames the entry itself, a link as a link; a COPY copies what it leads to.
     carried = entry if move else source.real_path()
@@ -515,8 +519,9 @@ def _check_landing(source: Resource, entry: str, folder: UploadFolder, name: str
         raise HTTPError(403, "A resource cannot be copied or moved onto or into itself.")
     if _within(entry, landing) or _within(carried, landing):
         raise _holds_the_source()
-    if move and os.stat(os.path.dirname(entry)).st_dev != os.fstat(folder.fd).st_dev:
-        raise HTTPError(403, "Nex moves only within one file system; copy, then delete.")
+    if move and mount_at(os.path.dirname(entry)) != mount_of(folder.fd):
+        raise HTTPError(403, "Nex moves only within one file system, and one mount of it; "
+                             "copy, then delete.")
 
 
 def _holds_the_source() -> HTTPError:
