@@ -704,6 +704,15 @@ class WriteMethodsTest(DavCase):
         self.refusal(404, "PROPPATCH", "/none.txt", body)
 
 
+def unmount_below(root: str) -> None:
+    """Unmount everything mounted below ``root``, wherever a failing removal left it."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted(points, key=len, reverse=True):
+        if point.startswith(root + "/"):
+            subprocess.run(["umount", "-l", point])
+
+
 class MountedInsideTest(DavCase):
     """A file system mounted inside the tree is never emptied by a DELETE or a replacing
     COPY of a folder above it, as ``rm --one-file-system`` would not; a MOVE, a rename,
@@ -717,21 +726,13 @@ class MountedInsideTest(DavCase):
                                  capture_output=True, text=True)
         if mounted.returncode:
             self.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
-        self.addCleanup(self.unmount)
+        self.addCleanup(unmount_below, self.root)
         self.write("dir/t/usb/photo.jpg", b"the only copy")
         self.write("dir/t/note.txt", b"n")
 
     def mount_arguments(self) -> List[str]:
         """What ``mount`` is given before the mount point: a small tmpfs."""
         return ["-t", "tmpfs", "-o", "size=1m", "nex-test"]
-
-    def unmount(self) -> None:
-        """Unmount everything mounted below the root, wherever a failing removal left it."""
-        with open("/proc/self/mounts") as mounts:
-            points = [line.split()[1] for line in mounts]
-        for point in sorted(points, key=len, reverse=True):
-            if point.startswith(self.root + "/"):
-                subprocess.run(["umount", "-l", point])
 
     def assert_untouched(self) -> None:
         self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
@@ -785,9 +786,20 @@ class MountOfTest(unittest.TestCase):
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
             self.addCleanup(os.close, fd)
             self.assertEqual(davnames.mount_of(fd), here)
-            self.assertTrue(davnames.on_mount(os.path.join(root, "inner"), here))
-            self.assertFalse(davnames.on_mount(os.path.join(root, "link"), here))
-            self.assertFalse(davnames.on_mount(os.path.join(root, "missing"), here))
+            with self.assertRaises(OSError):
+                davnames.mount_at(os.path.join(root, "link"))
+            self.assertEqual(davnames.mounts_below(["a"], root), frozenset())
+
+    def test_mount_points_are_read_with_their_escapes_and_named_by_segments(self) -> None:
+        table = (b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                 b"40 22 8:1 /x /srv/site/a\\040b/usb rw - ext4 /dev/sda1 rw\n"
+                 b"41 22 0:5 / /srv/site/f.txt rw - tmpfs t rw\n"
+                 b"42 22 0:6 / /srv/sitemap rw - tmpfs t rw\n")
+        with mock.patch("builtins.open", mock.mock_open(read_data=table)):
+            self.assertEqual(davnames.mounts_below(["dir"], "/srv/site"),
+                             {("dir", "a b", "usb"), ("dir", "f.txt")})
+        with mock.patch("builtins.open", side_effect=FileNotFoundError()):
+            self.assertEqual(davnames.mounts_below(["dir"], "/srv/site"), frozenset())
 
 
 class BindMountedInsideTest(MountedInsideTest):
@@ -796,9 +808,9 @@ class BindMountedInsideTest(MountedInsideTest):
     tree's, its mount is not."""
 
     def mount_arguments(self) -> List[str]:
-        shared = tempfile.mkdtemp(prefix="nex-shared-")
-        self.addCleanup(shutil.rmtree, shared, ignore_errors=True)
-        return ["--bind", shared]
+        self.shared = tempfile.mkdtemp(prefix="nex-shared-")
+        self.addCleanup(shutil.rmtree, self.shared, ignore_errors=True)
+        return ["--bind", self.shared]
 
     def test_the_mount_has_the_trees_device(self) -> None:
         # What makes this case its own: a device check alone lets the removal in.
@@ -810,6 +822,79 @@ class BindMountedInsideTest(MountedInsideTest):
         self.refusal(403, "MOVE", "/dir/t/usb/photo.jpg",
                      headers=[("Destination", "/photo.jpg")])
         self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
+
+    def test_a_mount_in_a_folder_left_to_remove_keeps_its_folder(self) -> None:
+        # A folder taken from its name to be removed is Nex's own and goes unnamed with the
+        # folder holding it, but not with a mount inside.
+        hidden = os.path.join(self.root, "dir", "t", "sub", ".nex-upload-" + "ab" * 16 + ".gone")
+        os.makedirs(os.path.join(hidden, "m"))
+        self.bind(os.path.join(hidden, "m"))
+        subprocess.run(["umount", self.mount_point], check=True)
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [("/dir/t/sub/", {"status": "403"})])
+        self.assertEqual(self.read("dir/t/note.txt"), b"n")
+        self.assertEqual(os.listdir(self.shared), ["photo.jpg"])
+
+    def test_a_folder_left_to_remove_that_is_a_mount_point_is_not_emptied(self) -> None:
+        hidden = ".nex-upload-" + "cd" * 16 + ".gone"
+        os.makedirs(os.path.join(self.root, "dir", hidden))
+        self.bind(os.path.join(self.root, "dir", hidden))
+        folder = os.open(os.path.join(self.root, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, folder)
+        with self.assertRaises(HTTPError) as caught:
+            davnames.remove_entry(folder, hidden)
+        self.assertEqual(caught.exception.status, 409)
+        self.assertEqual(os.listdir(self.shared), ["photo.jpg"])
+
+    def bind(self, point: str) -> None:
+        """Mount the shared folder a second time, at ``point``."""
+        subprocess.run(["mount", "--bind", self.shared, point], check=True)
+
+
+class FileMountedInsideTest(DavCase):
+    """A file bind-mounted inside the tree stays, with what lies beside it: a folder holding
+    it is neither deleted nor replaced, and the file itself can be neither replaced nor
+    moved."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        shared = tempfile.mkdtemp(prefix="nex-shared-")
+        self.addCleanup(shutil.rmtree, shared, ignore_errors=True)
+        self.precious = os.path.join(shared, "precious.txt")
+        with open(self.precious, "wb") as file:
+            file.write(b"the only copy")
+        os.makedirs(os.path.join(self.root, "dir", "t", "sub"))
+        self.write("dir/t/sub/keep.txt", b"k")
+        self.write("dir/t/m.txt", b"")
+        mounted = subprocess.run(["mount", "--bind", self.precious,
+                                  os.path.join(self.root, "dir", "t", "m.txt")],
+                                 capture_output=True, text=True)
+        if mounted.returncode:
+            self.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
+        self.addCleanup(unmount_below, self.root)
+
+    def assert_untouched(self) -> None:
+        self.assertEqual(self.read("dir/t/sub/keep.txt"), b"k")
+        self.assertEqual(self.read("dir/t/m.txt"), b"the only copy")
+
+    def test_delete_names_the_file_and_removes_nothing(self) -> None:
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [("/dir/t/m.txt", {"status": "403"})])
+        self.assert_untouched()
+
+    def test_a_replacing_copy_is_refused(self) -> None:
+        os.makedirs(os.path.join(self.root, "source"))
+        self.write("source/x.txt", b"x")
+        self.refusal(403, "COPY", "/source/", headers=[("Destination", "/dir/t/")],
+                     upload_overwrite=True)
+        self.assert_untouched()
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "dir"))), ["t"])
+
+    def test_the_file_itself_is_neither_replaced_nor_moved(self) -> None:
+        self.refusal(409, "PUT", "/dir/t/m.txt", b"new", upload_overwrite=True)
+        self.refusal(409, "MOVE", "/dir/t/m.txt", headers=[("Destination", "/dir/t/n.txt")])
+        self.refusal(409, "DELETE", "/dir/t/m.txt")
+        self.assert_untouched()
 
 
 class FolderDepthTest(DavCase):

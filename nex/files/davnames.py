@@ -29,7 +29,7 @@ import os
 import re
 import secrets
 import stat
-from typing import Iterator, List, Optional, Tuple
+from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from nex.files.oserrors import storage_error
 from nex.files.paths import UPLOAD_TEMP_PREFIX
@@ -51,6 +51,10 @@ _REMOVAL_DEPTH = 128
 #: the same file system apart (None where ``/proc/self/fdinfo`` cannot say).
 Mount = Tuple[int, Optional[int]]
 _MOUNT_ID = re.compile(rb"^mnt_id:\s*([0-9]+)$", re.MULTILINE)
+#: Mount points by the URL path segments that reach them.
+MountPoints = FrozenSet[Tuple[str, ...]]
+#: The octal escapes of blanks and backslashes in ``/proc/self/mountinfo``'s paths.
+_MOUNTINFO_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 @contextlib.contextmanager
@@ -192,12 +196,26 @@ def mount_at(path: str) -> Mount:
         os.close(fd)
 
 
-def on_mount(path: str, mount: Optional[Mount]) -> bool:
-    """Whether the folder at ``path`` lies on ``mount`` (False when it cannot be opened)."""
+def mounts_below(segments: Sequence[str], real_path: str) -> MountPoints:
+    """The URL path segments of what is mounted below the folder whose segments and real path
+    these are, a file or a folder, another file system or a bind mount of the same one (from
+    Linux's ``/proc/self/mountinfo``; none where it cannot be read).  The folder's entries
+    lie below it as their segments say until a link, which a walk does not follow."""
     try:
-        return mount_at(path) == mount
+        with open("/proc/self/mountinfo", "rb") as table:
+            lines = table.read().splitlines()
     except OSError:
-        return False
+        return frozenset()
+    prefix = real_path.rstrip("/") + "/"
+    found = set()
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) > 4:
+            point = os.fsdecode(_MOUNTINFO_ESCAPE.sub(
+                lambda escape: bytes([int(escape.group(1), 8)]), fields[4]))
+            if point.startswith(prefix):
+                found.add((*segments, *point[len(prefix):].split("/")))
+    return frozenset(found)
 
 
 def remove_entry(dir_fd: int, name: str) -> None:
@@ -207,7 +225,7 @@ def remove_entry(dir_fd: int, name: str) -> None:
     try:
         found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISDIR(found.st_mode):
-            _remove_tree(name, dir_fd)
+            _remove_tree(name, dir_fd, mount_of(dir_fd))
         else:
             os.unlink(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -221,15 +239,15 @@ def remove_entry(dir_fd: int, name: str) -> None:
         raise storage_error(error) from None
 
 
-def _remove_tree(name: str, dir_fd: int, top: Optional[Mount] = None, depth: int = 0) -> None:
+def _remove_tree(name: str, dir_fd: int, mount: Mount, depth: int = 0) -> None:
     """Remove the folder ``name`` of the folder open as ``dir_fd`` with all it holds, each
     entry through the descriptor of its own folder and no link ever followed (what
     ``shutil.rmtree(dir_fd=)`` does from Python 3.11 on, here on 3.9 too).  ``depth`` levels
     lie above it; what lies more than :data:`_REMOVAL_DEPTH` levels below the top stays,
     and the removal fails as for files written meanwhile (``ENOTEMPTY``).  Nor does it go
-    into another mount than ``top``, the top folder's (``EXDEV``): what is mounted inside the
-    folder stays, another file system or a bind mount of the same one, as with
-    ``rm --one-file-system`` and more.
+    into another mount than ``mount``, that of the folder above the top (``EXDEV``): what is
+    mounted at the folder or inside it stays, another file system or a bind mount of the
+    same one, as with ``rm --one-file-system`` and more.
 
     Each folder is emptied and removed in its own hold, after the folders it holds and
     never while holding another: an upload that opened it before it left its name, and
@@ -241,14 +259,11 @@ def _remove_tree(name: str, dir_fd: int, top: Optional[Mount] = None, depth: int
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                  dir_fd=dir_fd)
     try:
-        here = mount_of(fd)
-        if top is None:
-            top = here
-        elif here != top:
+        if mount_of(fd) != mount:
             raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
         for tries_left in reversed(range(_EMPTYING_TRIES)):
             for folder in _entries(fd, folders=True):
-                _remove_tree(folder, fd, top, depth + 1)
+                _remove_tree(folder, fd, mount, depth + 1)
             with folder_held(fd):
                 for file in _entries(fd, folders=False):
                     with contextlib.suppress(FileNotFoundError):

@@ -34,8 +34,8 @@ from typing import (TYPE_CHECKING, ContextManager, Iterator, List, NamedTuple, O
 from urllib.parse import urlsplit
 
 from nex.files.davlocks import HeldLocks, LockTable, Where
-from nex.files.davnames import (Mount, clear, cleared, entry_at, entry_in, held_in_order,
-                                left_by_nex, mount_at, mount_of, on_mount, remove_cleared,
+from nex.files.davnames import (MountPoints, clear, cleared, entry_at, entry_in, held_in_order,
+                                left_by_nex, mount_at, mount_of, mounts_below, remove_cleared,
                                 still_judged)
 from nex.files.davresource import (Resource, find_segments, locate, locate_entry,
                                    locate_members, members, must_exist, parent_folder,
@@ -296,26 +296,31 @@ class _Landing(NamedTuple):
 
 
 def _refused_below(folder: Resource, config: Config, may: Checker,
-                   landing: Optional[_Landing] = None, top: Optional[Mount] = None
+                   landing: Optional[_Landing] = None, mounts: Optional[MountPoints] = None
                    ) -> Iterator[str]:
     """The hrefs of what keeps ``folder`` from going: members the checker will not let be
     written, folders (the first one named) holding entries a client cannot see (but Nex's own,
-    :func:`~nex.files.davnames.left_by_nex`, which go with them), and folders
-    deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked, and, but for a MOVE (a rename
-    carries a mount point along), folders on another mount than ``top`` (the folder's own): a
-    removal never goes into what is mounted there (:func:`~nex.files.davnames.remove_entry`).
-    With ``landing`` (a MOVE), also members that may not be written where they would land, or
-    would lie too deep there."""
+    :func:`~nex.files.davnames.left_by_nex`, which go with them, unless something is mounted
+    there), and folders deeper than :data:`MAX_FOLDER_DEPTH`, which are not walked; and, but
+    for a MOVE (a rename carries a mount along), mount points, ``mounts`` (those below the
+    folder the walk began at) or folders on another device: a removal never goes into what
+    is mounted (:func:`~nex.files.davnames.remove_entry`).  With ``landing`` (a MOVE), also
+    members that may not be written where they would land, or would lie too deep there."""
     target = Target("directory", folder.fs_path, folder.url_path, folder.stat)
     try:
         names = os.listdir(folder.fs_path)
-        if landing is None and top is None:
-            top = mount_at(folder.fs_path)
     except OSError:
         yield folder.href
         return
-    found = [(name, servable_entry(target, name, config)) for name in names
-             if not left_by_nex(folder.fs_path, name)]
+    if landing is None and mounts is None:
+        mounts = mounts_below(folder.segments, folder.real_path())
+    found = []
+    for name in names:
+        if not left_by_nex(folder.fs_path, name):
+            found.append((name, servable_entry(target, name, config)))
+        elif mounts and any(point[:len(folder.segments) + 1] == (*folder.segments, name)
+                            for point in mounts):
+            found.append((name, None))  # a mount in Nex's own entry stays: so does the folder
     if any(entry is None for _, entry in found):
         yield folder.href
         return
@@ -324,14 +329,15 @@ def _refused_below(folder: Resource, config: Config, may: Checker,
     for name, entry in found:
         member = Resource(folder.segments + [name], os.path.join(folder.fs_path, name), entry)
         if not may("write", member.url_path, member.real_path()) or (
-                landing is not None and not landing.may_hold(member, may)):
+                landing is not None and not landing.may_hold(member, may)) or (
+                mounts and tuple(member.segments) in mounts):
             yield member.href
         elif member.collection and not os.path.islink(member.fs_path):
             if len(member.segments) > MAX_FOLDER_DEPTH or (
-                    landing is None and not on_mount(member.fs_path, top)):
+                    landing is None and entry.st_dev != folder.stat.st_dev):
                 yield member.href
             else:
-                yield from _refused_below(member, config, may, landing, top)
+                yield from _refused_below(member, config, may, landing, mounts)
 
 
 def _move(source: Resource, moved: Optional[os.stat_result], folder: UploadFolder, name: str,

@@ -31,7 +31,7 @@ def reply_for(error: OSError, *, writing: bool = False) -> Optional[HTTPError]:
     Missing is 404; refused access (and, when ``writing``, a read-only file system) 403;
     out of resources (or ``EAGAIN``) 503 with ``Retry-After``, since the client may simply
     try again; when ``writing``, a full disk 507, a file too large for the file system 413
-    and a mount point renamed or removed 409.
+    and a mount point renamed, replaced or removed, or a rename across mounts, 409.
     """
     code = error.errno
     if code in NOT_FOUND:
@@ -48,6 +48,9 @@ def reply_for(error: OSError, *, writing: bool = False) -> Optional[HTTPError]:
         return HTTPError(413, "The file is larger than this folder's file system allows.")
     if writing and code == errno.EBUSY:
         return HTTPError(409, "The folder is in use by the system (a mount point).")
+    if writing and code == errno.EXDEV:
+        return HTTPError(409, "A rename cannot cross mounts (a mount point); copy, then "
+                              "delete.")
     return None
 
 

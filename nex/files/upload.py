@@ -186,6 +186,8 @@ def store(pending: PendingFile, exclusive: bool = False, hold: Optional[Hold] = 
         raise folder_error(shown) from None
     except FileNotFoundError:
         raise HTTPError(404, "The upload was cancelled.") from None
+    except OSError as error:  # a file mounted at the name (EBUSY), a full disk (ENOSPC)
+        raise storage_error(error) from None
     folder.sync()
 
 
