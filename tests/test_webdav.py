@@ -704,6 +704,15 @@ class WriteMethodsTest(DavCase):
         self.refusal(404, "PROPPATCH", "/none.txt", body)
 
 
+def mount_or_skip(test: unittest.TestCase, arguments: List[str], point: str, root: str) -> None:
+    """``mount`` with ``arguments`` at ``point``, unmounted with all else below ``root`` when
+    ``test`` ends; the test is skipped where mounting is not allowed."""
+    mounted = subprocess.run(["mount", *arguments, point], capture_output=True, text=True)
+    if mounted.returncode:
+        test.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
+    test.addCleanup(unmount_below, root)
+
+
 def unmount_below(root: str) -> None:
     """Unmount everything mounted below ``root``, wherever a failing removal left it."""
     with open("/proc/self/mounts") as mounts:
@@ -722,11 +731,7 @@ class MountedInsideTest(DavCase):
         super().setUp()
         self.mount_point = os.path.join(self.root, "dir", "t", "usb")
         os.makedirs(self.mount_point)
-        mounted = subprocess.run(["mount", *self.mount_arguments(), self.mount_point],
-                                 capture_output=True, text=True)
-        if mounted.returncode:
-            self.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
-        self.addCleanup(unmount_below, self.root)
+        mount_or_skip(self, self.mount_arguments(), self.mount_point, self.root)
         self.write("dir/t/usb/photo.jpg", b"the only copy")
         self.write("dir/t/note.txt", b"n")
 
@@ -866,12 +871,8 @@ class FileMountedInsideTest(DavCase):
         os.makedirs(os.path.join(self.root, "dir", "t", "sub"))
         self.write("dir/t/sub/keep.txt", b"k")
         self.write("dir/t/m.txt", b"")
-        mounted = subprocess.run(["mount", "--bind", self.precious,
-                                  os.path.join(self.root, "dir", "t", "m.txt")],
-                                 capture_output=True, text=True)
-        if mounted.returncode:
-            self.skipTest(f"cannot mount here: {mounted.stderr.strip()}")
-        self.addCleanup(unmount_below, self.root)
+        mount_or_skip(self, ["--bind", self.precious],
+                      os.path.join(self.root, "dir", "t", "m.txt"), self.root)
 
     def assert_untouched(self) -> None:
         self.assertEqual(self.read("dir/t/sub/keep.txt"), b"k")
