@@ -715,8 +715,9 @@ def mount_or_skip(test: unittest.TestCase, arguments: List[str], point: str, roo
 
 def unmount_below(root: str) -> None:
     """Unmount everything mounted below ``root``, wherever a failing removal left it."""
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1] for line in mounts]
+    with open("/proc/self/mountinfo", "rb") as table:
+        points = [os.fsdecode(line.split(b" ")[4]) for line in table.read().split(b"\n")
+                  if line]
     for point in sorted(points, key=len, reverse=True):
         if point.startswith(root + "/"):
             subprocess.run(["umount", "-l", point])
@@ -799,10 +800,11 @@ class MountOfTest(unittest.TestCase):
         table = (b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
                  b"40 22 8:1 /x /srv/site/a\\040b/usb rw - ext4 /dev/sda1 rw\n"
                  b"41 22 0:5 / /srv/site/f.txt rw - tmpfs t rw\n"
-                 b"42 22 0:6 / /srv/sitemap rw - tmpfs t rw\n")
+                 b"42 22 0:6 / /srv/sitemap rw - tmpfs t rw\n"
+                 b"43 22 8:1 /x\ry /srv/site/c\rr.txt rw - ext4 /dev/sda1 rw\n")
         with mock.patch("builtins.open", mock.mock_open(read_data=table)):
             self.assertEqual(davnames.mounts_below(["dir"], "/srv/site"),
-                             {("dir", "a b", "usb"), ("dir", "f.txt")})
+                             {("dir", "a b", "usb"), ("dir", "f.txt"), ("dir", "c\rr.txt")})
         with mock.patch("builtins.open", side_effect=FileNotFoundError()):
             self.assertEqual(davnames.mounts_below(["dir"], "/srv/site"), frozenset())
 
@@ -881,6 +883,16 @@ class FileMountedInsideTest(DavCase):
     def test_delete_names_the_file_and_removes_nothing(self) -> None:
         self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
                          [("/dir/t/m.txt", {"status": "403"})])
+        self.assert_untouched()
+
+    def test_a_carriage_return_in_a_mounts_path_hides_nothing(self) -> None:
+        # The kernel's table leaves a CR in a path as it is: it must not end the line.
+        self.write("dir/t/c\rr.txt", b"")
+        mount_or_skip(self, ["--bind", self.precious],
+                      os.path.join(self.root, "dir", "t", "c\rr.txt"), self.root)
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [("/dir/t/c%0Dr.txt", {"status": "403"}),
+                          ("/dir/t/m.txt", {"status": "403"})])
         self.assert_untouched()
 
     def test_a_replacing_copy_is_refused(self) -> None:

@@ -203,7 +203,8 @@ def mounts_below(segments: Sequence[str], real_path: str) -> MountPoints:
     lie below it as their segments say until a link, which a walk does not follow."""
     try:
         with open("/proc/self/mountinfo", "rb") as table:
-            lines = table.read().splitlines()
+            # Lines end in LF alone: a CR is a path's own, which the kernel leaves unescaped.
+            lines = table.read().split(b"\n")
     except OSError:
         return frozenset()
     prefix = real_path.rstrip("/") + "/"
