@@ -723,10 +723,33 @@ def unmount_below(root: str) -> None:
             subprocess.run(["umount", "-l", point])
 
 
-class MountedInsideTest(DavCase):
+class RemovalsStopAtMounts:
+    """What every kind of mount inside the tree gets: a DELETE or a replacing COPY of the
+    folder ``/dir/t/`` above it, at ``mount_href``, is refused whole.  Mixed into a
+    :class:`DavCase` whose ``assert_untouched`` checks the mount and what lies beside it."""
+
+    mount_href = ""
+
+    def test_delete_names_the_mount_point_and_removes_nothing(self) -> None:
+        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
+                         [(self.mount_href, {"status": "403"})])
+        self.assert_untouched()
+
+    def test_a_replacing_copy_is_refused(self) -> None:
+        os.makedirs(os.path.join(self.root, "source"))
+        self.write("source/a.txt", b"a")
+        self.refusal(403, "COPY", "/source/", headers=[("Destination", "/dir/t/")],
+                     upload_overwrite=True)
+        self.assert_untouched()
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "dir"))), ["t"])
+
+
+class MountedInsideTest(RemovalsStopAtMounts, DavCase):
     """A file system mounted inside the tree is never emptied by a DELETE or a replacing
     COPY of a folder above it, as ``rm --one-file-system`` would not; a MOVE, a rename,
     carries it along."""
+
+    mount_href = "/dir/t/usb/"
 
     def setUp(self) -> None:
         super().setUp()
@@ -744,17 +767,7 @@ class MountedInsideTest(DavCase):
         self.assertEqual(self.read("dir/t/usb/photo.jpg"), b"the only copy")
         self.assertEqual(self.read("dir/t/note.txt"), b"n")
 
-    def test_delete_names_the_mount_point_and_removes_nothing(self) -> None:
-        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
-                         [("/dir/t/usb/", {"status": "403"})])
-        self.assert_untouched()
-
-    def test_a_replacing_copy_is_refused_and_a_move_carries_the_mount(self) -> None:
-        os.makedirs(os.path.join(self.root, "source"))
-        self.write("source/a.txt", b"a")
-        self.refusal(403, "COPY", "/source/", headers=[("Destination", "/dir/t/")],
-                     upload_overwrite=True)
-        self.assert_untouched()
+    def test_a_move_carries_the_mount(self) -> None:
         self.assertEqual(self.dav("MOVE", "/dir/t/", b"", ("Destination", "/moved/")).status,
                          201)
         self.assertEqual(self.read("moved/usb/photo.jpg"), b"the only copy")
@@ -858,10 +871,12 @@ class BindMountedInsideTest(MountedInsideTest):
         subprocess.run(["mount", "--bind", self.shared, point], check=True)
 
 
-class FileMountedInsideTest(DavCase):
+class FileMountedInsideTest(RemovalsStopAtMounts, DavCase):
     """A file bind-mounted inside the tree stays, with what lies beside it: a folder holding
     it is neither deleted nor replaced, and the file itself can be neither replaced nor
     moved."""
+
+    mount_href = "/dir/t/m.txt"
 
     def setUp(self) -> None:
         super().setUp()
@@ -880,11 +895,6 @@ class FileMountedInsideTest(DavCase):
         self.assertEqual(self.read("dir/t/sub/keep.txt"), b"k")
         self.assertEqual(self.read("dir/t/m.txt"), b"the only copy")
 
-    def test_delete_names_the_file_and_removes_nothing(self) -> None:
-        self.assertEqual(multistatus(self.dav("DELETE", "/dir/t/")),
-                         [("/dir/t/m.txt", {"status": "403"})])
-        self.assert_untouched()
-
     def test_a_carriage_return_in_a_mounts_path_hides_nothing(self) -> None:
         # The kernel's table leaves a CR in a path as it is: it must not end the line.
         self.write("dir/t/c\rr.txt", b"")
@@ -894,14 +904,6 @@ class FileMountedInsideTest(DavCase):
                          [("/dir/t/c%0Dr.txt", {"status": "403"}),
                           ("/dir/t/m.txt", {"status": "403"})])
         self.assert_untouched()
-
-    def test_a_replacing_copy_is_refused(self) -> None:
-        os.makedirs(os.path.join(self.root, "source"))
-        self.write("source/x.txt", b"x")
-        self.refusal(403, "COPY", "/source/", headers=[("Destination", "/dir/t/")],
-                     upload_overwrite=True)
-        self.assert_untouched()
-        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "dir"))), ["t"])
 
     def test_the_file_itself_is_neither_replaced_nor_moved(self) -> None:
         self.refusal(409, "PUT", "/dir/t/m.txt", b"new", upload_overwrite=True)
